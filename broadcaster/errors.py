@@ -1,0 +1,87 @@
+"""The one exception tree of the core, split by whether a retry makes sense.
+
+::
+
+    BroadcasterError
+    ├── ConfigError (ValueError)          bad configuration; names the key and the problem
+    ├── CapError (ValueError)             CAP input rejected; carries every Problem found
+    ├── StoreError                        the alert store cannot do what was asked
+    ├── PluginError                       a channel plugin failed to load or is misconfigured
+    └── ChannelError                      raised by channels from ``send``/``cancel``/``start``
+        ├── RetryableError                the same delivery may succeed later
+        │   ├── DeviceUnavailableError (ConnectionError)
+        │   └── DeviceTimeoutError (TimeoutError)
+        └── PermanentError                retrying the same delivery will not help
+            ├── TargetRejectedError       the target refused or no longer exists
+            └── UnsupportedError          the channel cannot carry this message
+
+Channels map foreign errors (driver, HTTP, OS) onto this tree with ``raise ... from``; the
+dispatcher decides retry, failure and expiry from the class alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from broadcaster.cap.problems import Problem
+
+
+class BroadcasterError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class ConfigError(BroadcasterError, ValueError):
+    """The configuration is invalid; the message names the key and the problem."""
+
+
+class CapError(BroadcasterError, ValueError):
+    """A CAP document was rejected; ``problems`` lists every error and warning found."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+class StoreError(BroadcasterError):
+    """The alert store refused or failed an operation."""
+
+
+class PluginError(BroadcasterError):
+    """A channel plugin could not be loaded or configured."""
+
+
+class ChannelError(BroadcasterError):
+    """Raised by a channel for a delivery it could not complete."""
+
+
+class RetryableError(ChannelError):
+    """The delivery may succeed later; the dispatcher retries it until the alert expires.
+
+    ``retry_after`` (seconds), when set, is the earliest sensible retry (HTTP Retry-After).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeviceUnavailableError(RetryableError, ConnectionError):
+    """The device or service could not be reached."""
+
+
+class DeviceTimeoutError(RetryableError, TimeoutError):
+    """The device or service did not answer in time."""
+
+
+class PermanentError(ChannelError):
+    """Retrying the same delivery will not help; it is marked failed."""
+
+
+class TargetRejectedError(PermanentError):
+    """The target refused the message or no longer exists."""
+
+
+class UnsupportedError(PermanentError):
+    """The channel cannot carry this message."""
