@@ -1,0 +1,49 @@
+"""CAP 1.2 (OASIS Common Alerting Protocol): model, parsing, validation, output and signatures.
+
+``parse_cap`` reads CAP 1.2 and 1.1 documents safely and tolerantly into an :class:`Alert`;
+``validate_alert`` checks an alert against the standard; ``to_xml``/``to_json``/``from_json``
+write and read it; ``verify_signature``/``AlertSigner`` handle enveloped XML signatures.
+"""
+
+from broadcaster.cap.model import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Circle,
+    Info,
+    MsgType,
+    NamedValue,
+    Polygon,
+    Reference,
+    Resource,
+    ResponseType,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+)
+from broadcaster.cap.problems import Problem
+from broadcaster.cap.times import format_cap_time, parse_cap_time
+
+__all__ = [
+    "Alert",
+    "Area",
+    "Category",
+    "Certainty",
+    "Circle",
+    "Info",
+    "MsgType",
+    "NamedValue",
+    "Polygon",
+    "Problem",
+    "Reference",
+    "Resource",
+    "ResponseType",
+    "Scope",
+    "Severity",
+    "Status",
+    "Urgency",
+    "format_cap_time",
+    "parse_cap_time",
+]
