@@ -23,11 +23,16 @@ from broadcaster.cap.model import (
     Status,
     Urgency,
 )
+from broadcaster.cap.parse import ParsedCap, parse_cap
 from broadcaster.cap.problems import Problem
+from broadcaster.cap.serialize import from_json, to_json, to_xml
+from broadcaster.cap.signature import AlertSigner, SignatureReport, verify_signature
 from broadcaster.cap.times import format_cap_time, parse_cap_time
+from broadcaster.cap.validate import validate_alert
 
 __all__ = [
     "Alert",
+    "AlertSigner",
     "Area",
     "Category",
     "Certainty",
@@ -35,6 +40,7 @@ __all__ = [
     "Info",
     "MsgType",
     "NamedValue",
+    "ParsedCap",
     "Polygon",
     "Problem",
     "Reference",
@@ -42,8 +48,15 @@ __all__ = [
     "ResponseType",
     "Scope",
     "Severity",
+    "SignatureReport",
     "Status",
     "Urgency",
     "format_cap_time",
+    "from_json",
+    "parse_cap",
     "parse_cap_time",
+    "to_json",
+    "to_xml",
+    "validate_alert",
+    "verify_signature",
 ]
