@@ -1,0 +1,64 @@
+"""GSM modem driver: an asyncio pool of AT modems in PDU mode, and an AT-modem simulator.
+
+Layers: ``codec`` and ``pdu`` (pure functions, TS 23.038 / 23.040) → ``session`` (pyserial,
+one command in flight, unsolicited lines routed out) → ``modem`` (one modem, blocking) →
+``pool`` (asyncio, routing, failover, reports). ``simulator`` serves the same protocol on a pty.
+Errors: see ``drivers.gsm.errors``.
+"""
+
+from drivers.gsm.codec import SmsEncoding, segment_count, split_text
+from drivers.gsm.config import GsmModemConfig, GsmPoolConfig, ReportMode
+from drivers.gsm.errors import (
+    GsmCommandError,
+    GsmConfigError,
+    GsmError,
+    GsmInvalidNumberError,
+    GsmMessageTooLongError,
+    GsmNetworkError,
+    GsmNoModemError,
+    GsmPermanentError,
+    GsmPortError,
+    GsmProtocolError,
+    GsmRejectedError,
+    GsmRetryableError,
+    GsmTimeoutError,
+)
+from drivers.gsm.pdu import DeliveryState, normalize_number
+from drivers.gsm.pool import GsmModemPool
+from drivers.gsm.results import (
+    DeliveryReport,
+    ModemHealth,
+    ModemState,
+    SegmentSubmission,
+    SmsSubmission,
+)
+
+__all__ = [
+    "DeliveryReport",
+    "DeliveryState",
+    "GsmCommandError",
+    "GsmConfigError",
+    "GsmError",
+    "GsmInvalidNumberError",
+    "GsmMessageTooLongError",
+    "GsmModemConfig",
+    "GsmModemPool",
+    "GsmNetworkError",
+    "GsmNoModemError",
+    "GsmPermanentError",
+    "GsmPoolConfig",
+    "GsmPortError",
+    "GsmProtocolError",
+    "GsmRejectedError",
+    "GsmRetryableError",
+    "GsmTimeoutError",
+    "ModemHealth",
+    "ModemState",
+    "ReportMode",
+    "SegmentSubmission",
+    "SmsEncoding",
+    "SmsSubmission",
+    "normalize_number",
+    "segment_count",
+    "split_text",
+]

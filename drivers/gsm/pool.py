@@ -1,0 +1,424 @@
+"""An asyncio pool of GSM modems: least-loaded routing, failover, rate limits, status reports.
+
+The async face of the driver. Each modem has one worker thread for its blocking AT traffic
+(nothing blocking runs on the event loop) and one supervisor task that connects, sends the
+modem's queue one segment at a time (TS 27.005 §3.5.1, one ``AT+CMGS`` per segment), polls
+health (``AT+CSQ``, ``AT+CREG?``) and reconnects after the port vanished.
+
+Routing: a new message goes to the healthy modem with the fewest queued messages. When a modem
+fails (port gone, stall, garbage), its queue moves to the other modems and the message in
+flight is retried elsewhere, keeping the segments already accepted, so delivery is at least
+once per segment. Retryable errors (``GsmRetryableError``) are retried up to
+``GsmPoolConfig.max_attempts`` times; permanent ones fail the message at once.
+
+Status reports (only when configured) are matched to segments by (modem, TP-MR, recipient);
+a report that overtakes its ``+CMGS`` answer is held until the segment is registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+from drivers.gsm.config import GsmModemConfig, GsmPoolConfig
+from drivers.gsm.errors import (
+    GsmError,
+    GsmNoModemError,
+    GsmPermanentError,
+    GsmPortError,
+    GsmProtocolError,
+    GsmRetryableError,
+    GsmTimeoutError,
+)
+from drivers.gsm.modem import GsmModemClient, ModemSignal
+from drivers.gsm.pdu import (
+    DeliveryState,
+    StatusReportPdu,
+    SubmitPdu,
+    encode_submit,
+    normalize_number,
+)
+from drivers.gsm.results import (
+    DeliveryReport,
+    ModemHealth,
+    ModemState,
+    SegmentSubmission,
+    SmsSubmission,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError)
+_MAX_EARLY_REPORTS = 1024
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    reference: str
+    number: str
+    pdus: list[SubmitPdu]
+    future: asyncio.Future[SmsSubmission]
+    accepted: dict[int, SegmentSubmission] = field(default_factory=dict)
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Tracked:
+    reference: str
+    number: str
+    sequence: int
+    total: int
+
+
+class _ModemSlot:
+    """One modem of the pool with its thread, queue and counters."""
+
+    def __init__(self, config: GsmModemConfig, client: GsmModemClient) -> None:
+        self.config = config
+        self.client = client
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"gsm-{config.name}")
+        self.state = ModemState.CONNECTING
+        self.jobs: deque[_Job] = deque()
+        self.busy: _Job | None = None
+        self.wakeup = asyncio.Event()
+        self.attempted = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.signal: ModemSignal | None = None
+        self.next_send = 0.0
+        self.checked_at = 0.0
+        self.sent_segments = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def set_state(self, state: ModemState) -> None:
+        self.state = state
+        if state is ModemState.READY:
+            self.ready.set()
+        else:
+            self.ready.clear()
+
+    @property
+    def load(self) -> int:
+        return len(self.jobs) + (self.busy is not None)
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+
+class GsmModemPool:
+    """Send SMS through a pool of modems; see the module docstring for routing and retries.
+
+    ``send`` raises GsmPermanentError subclasses (bad number, text too long, rejected PDU) or
+    GsmRetryableError subclasses (no healthy modem, retries exhausted). Reports arrive through
+    ``reports()`` (one consumer) and through listeners added with ``add_report_listener``.
+    """
+
+    def __init__(self, config: GsmPoolConfig) -> None:
+        self.config = config
+        self._slots: dict[str, _ModemSlot] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._concat = itertools.count()
+        self._tracking: dict[tuple[str, int], _Tracked] = {}
+        self._early: OrderedDict[tuple[str, int], list[StatusReportPdu]] = OrderedDict()
+        self._listeners: list[Callable[[DeliveryReport], None]] = []
+        self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
+        self._running = False
+
+    @property
+    def status_reports(self) -> bool:
+        """Whether segments get delivery reports; without them acceptance is final."""
+        return self.config.status_reports
+
+    async def start(self) -> None:
+        """Connect every modem (in parallel) and return once each has tried once."""
+        self._loop = asyncio.get_running_loop()
+        self._running = True
+        for modem in self.config.modems:
+            client = GsmModemClient(modem, self._report_from_thread, self._lost_from_thread)
+            slot = _ModemSlot(modem, client)
+            self._slots[modem.name] = slot
+            self._spawn(self._supervise(slot))
+        await asyncio.gather(*(slot.attempted.wait() for slot in self._slots.values()))
+
+    async def stop(self) -> None:
+        """Stop sending, close every port and fail queued messages with GsmNoModemError."""
+        self._running = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for slot in self._slots.values():
+            slot.set_state(ModemState.STOPPED)
+            for job in (*slot.jobs, *([slot.busy] if slot.busy else [])):
+                self._fail(job, GsmNoModemError("the modem pool stopped"))
+            slot.jobs.clear()
+            await asyncio.to_thread(slot.client.close)
+            await asyncio.to_thread(slot.executor.shutdown)
+
+    async def __aenter__(self) -> GsmModemPool:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def health(self) -> list[ModemHealth]:
+        """The state of every modem, in configuration order."""
+        return [
+            ModemHealth(
+                name=name,
+                state=slot.state,
+                rssi=slot.signal.rssi if slot.signal else None,
+                registered=bool(slot.signal and slot.signal.registered),
+                queued_messages=slot.load,
+                sent_segments=slot.sent_segments,
+                failures=slot.failures,
+                last_error=slot.last_error,
+            )
+            for name, slot in self._slots.items()
+        ]
+
+    async def wait_until_ready(self, name: str) -> None:
+        """Wait until modem ``name`` is ready (bound it with ``asyncio.timeout``)."""
+        slot = self._slots.get(name)
+        if slot is None:
+            raise GsmNoModemError(f"no modem named {name!r} in the pool")
+        await slot.ready.wait()
+
+    def add_report_listener(self, listener: Callable[[DeliveryReport], None]) -> None:
+        """Call ``listener`` on the event loop for every matched status report."""
+        self._listeners.append(listener)
+
+    async def reports(self) -> AsyncIterator[DeliveryReport]:
+        """Matched status reports, per segment, as they arrive."""
+        while True:
+            yield await self._reports.get()
+
+    async def send(self, number: str, text: str, *, reference: str) -> SmsSubmission:
+        """Send ``text`` to ``number``; return once every segment was accepted by the network.
+
+        ``reference`` is the caller's id for this message; reports carry it back.
+        """
+        if not reference:
+            raise GsmPermanentError("send: reference must not be empty")
+        pdus = encode_submit(
+            number,
+            text,
+            concat_reference=next(self._concat) & 0xFF,
+            request_status_report=self.config.status_reports,
+            validity=self.config.validity,
+            max_segments=self.config.max_segments,
+        )
+        future: asyncio.Future[SmsSubmission] = asyncio.get_running_loop().create_future()
+        job = _Job(reference, normalize_number(number), pdus, future)
+        self._dispatch(job, raise_if_none=True)
+        return await future
+
+    def _ready_slots(self) -> list[_ModemSlot]:
+        return [slot for slot in self._slots.values() if slot.state is ModemState.READY]
+
+    def _dispatch(self, job: _Job, raise_if_none: bool = False) -> None:
+        ready = self._ready_slots()
+        if not ready or not self._running:
+            error = GsmNoModemError(
+                "no modem is ready: "
+                + ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
+            )
+            if raise_if_none:
+                raise error
+            self._fail(job, error)
+            return
+        slot = min(ready, key=lambda candidate: (candidate.load, candidate.sent_segments))
+        slot.jobs.append(job)
+        slot.wakeup.set()
+
+    def _fail(self, job: _Job, error: GsmError) -> None:
+        if not job.future.done():
+            job.future.set_exception(error)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _supervise(self, slot: _ModemSlot) -> None:
+        interval = slot.config.health_interval
+        while True:
+            if slot.state is not ModemState.READY:
+                await self._connect(slot)
+                continue
+            if time.monotonic() - slot.checked_at >= interval:
+                await self._check_health(slot)
+                continue
+            if not slot.jobs:
+                slot.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(slot.wakeup.wait(), interval)
+                continue
+            job = slot.jobs.popleft()
+            slot.busy = job
+            try:
+                await self._send_job(slot, job)
+            finally:
+                slot.busy = None
+
+    async def _connect(self, slot: _ModemSlot) -> None:
+        slot.set_state(ModemState.CONNECTING)
+        try:
+            slot.signal = await slot.call(slot.client.connect)
+        except GsmError as exc:
+            slot.set_state(ModemState.FAILED)
+            slot.last_error = str(exc)
+            log.warning("modem %s: connect failed: %s", slot.config.name, exc)
+        else:
+            slot.checked_at = time.monotonic()
+            registered = slot.signal.registered
+            slot.set_state(ModemState.READY if registered else ModemState.NO_SERVICE)
+        slot.attempted.set()
+        if slot.state is not ModemState.READY:
+            await asyncio.sleep(slot.config.reconnect_interval)
+
+    async def _check_health(self, slot: _ModemSlot) -> None:
+        try:
+            slot.signal = await slot.call(slot.client.signal)
+        except GsmError as exc:
+            self._modem_failed(slot, exc)
+            return
+        slot.checked_at = time.monotonic()
+        if not slot.signal.registered:
+            self._modem_failed(slot, None, ModemState.NO_SERVICE)
+
+    def _modem_failed(
+        self, slot: _ModemSlot, error: GsmError | None, state: ModemState = ModemState.FAILED
+    ) -> None:
+        if slot.state is not ModemState.READY:
+            return
+        slot.set_state(state)
+        slot.failures += 1
+        if error is not None:
+            slot.last_error = str(error)
+        log.warning("modem %s: %s (%s); moving its queue", slot.config.name, state.value, error)
+        moved = list(slot.jobs)
+        slot.jobs.clear()
+        for job in moved:
+            self._dispatch(job)
+
+    async def _pace(self, slot: _ModemSlot) -> None:
+        now = time.monotonic()
+        if slot.next_send > now:
+            await asyncio.sleep(slot.next_send - now)
+        slot.next_send = max(now, slot.next_send) + slot.config.min_send_interval
+
+    async def _send_job(self, slot: _ModemSlot, job: _Job) -> None:
+        try:
+            for pdu in job.pdus:
+                segment = pdu.segment
+                if job.future.done():
+                    return
+                if segment.sequence in job.accepted:
+                    continue
+                await self._pace(slot)
+                reference = await slot.call(slot.client.send_pdu, pdu)
+                submitted = SegmentSubmission(
+                    segment.sequence, segment.total, slot.config.name, reference
+                )
+                job.accepted[segment.sequence] = submitted
+                slot.sent_segments += 1
+                if self.config.status_reports:
+                    self._track(submitted, _Tracked(job.reference, job.number, *_seq(pdu)))
+        except GsmPermanentError as exc:
+            self._fail(job, exc)
+            return
+        except GsmRetryableError as exc:
+            self._retry(slot, job, exc)
+            return
+        if not job.future.done():
+            job.future.set_result(
+                SmsSubmission(
+                    reference=job.reference,
+                    number=job.number,
+                    encoding=job.pdus[0].segment.encoding,
+                    segments=tuple(job.accepted[s] for s in sorted(job.accepted)),
+                    status_reports=self.config.status_reports,
+                )
+            )
+
+    def _retry(self, slot: _ModemSlot, job: _Job, error: GsmRetryableError) -> None:
+        job.attempts += 1
+        slot.last_error = str(error)
+        if isinstance(error, _MODEM_FAULTS):
+            self._modem_failed(slot, error)
+        if job.attempts >= self.config.max_attempts:
+            log.warning("message %s: giving up after %d attempts", job.reference, job.attempts)
+            self._fail(job, error)
+            return
+        self._spawn(self._redispatch(job))
+
+    async def _redispatch(self, job: _Job) -> None:
+        await asyncio.sleep(self.config.retry_delay)
+        if not job.future.done():
+            self._dispatch(job)
+
+    def _track(self, submitted: SegmentSubmission, tracked: _Tracked) -> None:
+        key = (submitted.modem, submitted.message_reference)
+        self._tracking[key] = tracked
+        for report in self._early.pop(key, []):
+            self._match(key, report)
+
+    def _report_from_thread(self, modem: str, report: StatusReportPdu) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._match, (modem, report.message_reference), report)
+
+    def _lost_from_thread(self, modem: str, error: GsmPortError) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._modem_failed, self._slots[modem], error)
+
+    def _match(self, key: tuple[str, int], report: StatusReportPdu) -> None:
+        tracked = self._tracking.get(key)
+        if tracked is None or not _same_number(tracked.number, report.recipient):
+            self._early.setdefault(key, []).append(report)
+            while len(self._early) > _MAX_EARLY_REPORTS:
+                self._early.popitem(last=False)
+            return
+        delivery = DeliveryReport(
+            reference=tracked.reference,
+            number=tracked.number,
+            sequence=tracked.sequence,
+            total=tracked.total,
+            modem=key[0],
+            message_reference=key[1],
+            state=report.state,
+            status=report.status,
+            discharge_time=report.discharge_time,
+        )
+        if report.state is not DeliveryState.PENDING:
+            del self._tracking[key]
+        for listener in self._listeners:
+            listener(delivery)
+        self._reports.put_nowait(delivery)
+
+
+def _seq(pdu: SubmitPdu) -> tuple[int, int]:
+    return pdu.segment.sequence, pdu.segment.total
+
+
+def _same_number(sent: str, reported: str) -> bool:
+    """Networks may report the number in another format: compare the last nine digits."""
+    return sent.lstrip("+")[-9:] == reported.lstrip("+")[-9:]

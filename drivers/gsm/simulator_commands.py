@@ -1,0 +1,195 @@
+"""The AT command set of the simulated modem: one handler per command, answers per the specs.
+
+Answers follow 3GPP TS 27.007 (``ATZ``, ``ATE``, ``+CMEE``, ``+CFUN``, ``+CPIN``, ``+CGMI``,
+``+CGMM``, ``+CGMR``, ``+CGSN``, ``+CLAC``, ``+CSCS``, ``+CSQ`` §8.5, ``+CREG`` §7.2, ``+COPS``,
+``+CLIP``, ``+CRC``, ``+CVHU``) and TS 27.005 (``+CMGF`` §3.2.3, ``+CSCA`` §3.3.1, ``+CSMP``
+§3.3.2, ``+CPMS`` §3.2.2, ``+CNMI`` §3.4.1, ``+CMGR`` §3.4.3 PDU mode, ``+CMGD`` §3.5.4,
+``+CMGS`` §3.5.1 PDU mode). Unknown commands answer ``ERROR``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drivers.gsm.simulator import ModemSimulatorConfig
+
+_SUPPORTED = [
+    "+CGMI",
+    "+CGMM",
+    "+CGMR",
+    "+CGSN",
+    "+CIMI",
+    "+CLAC",
+    "+CMEE",
+    "+CFUN",
+    "+CPIN",
+    "+CSQ",
+    "+CREG",
+    "+COPS",
+    "+CSCS",
+    "+CMGF",
+    "+CSCA",
+    "+CSMP",
+    "+CPMS",
+    "+CNMI",
+    "+CMGS",
+    "+CMGR",
+    "+CMGD",
+    "+CMGL",
+    "+CLIP",
+    "+CRC",
+    "+CVHU",
+]
+_CNMI = re.compile(r"^(\d)(?:,(\d))?(?:,(\d))?(?:,(\d))?(?:,(\d))?$")
+_NAME = re.compile(r"^[+^][A-Z0-9]+")
+_INDEX = re.compile(r"^(\d+)(?:,\d)?$")
+
+
+class SimulatorCommandsMixin:
+    """Command handlers of ``AtModemSimulator``; the device state lives in the simulator."""
+
+    config: ModemSimulatorConfig
+    echo: bool
+    cnmi_ds: int
+    pin_unlocked: bool
+    stored_reports: dict[int, tuple[str, int]]
+
+    def reply(self, lines: list[str], final: str) -> None:
+        raise NotImplementedError
+
+    def begin_submit(self, length: int) -> None:
+        raise NotImplementedError
+
+    def run_command(self, line: str) -> None:
+        """Answer one command line (without its terminating CR)."""
+        upper = line.upper()
+        if not upper.startswith("AT"):
+            self.reply([], "ERROR")
+            return
+        body = upper[2:]
+        if body in ("", "Z", "&F", "E0", "E1"):
+            if body in ("Z", "&F"):
+                self.cnmi_ds = 0
+            if body != "":
+                self.echo = body != "E0"
+            self.reply([], "OK")
+            return
+        named = _NAME.match(body)
+        name = named.group(0) if named else body
+        argument = body[len(name) :]
+        handler = self._handlers().get(name)
+        if handler is None:
+            self.reply([], "ERROR")
+            return
+        handler(argument, line[2 + len(name) :])
+
+    def _handlers(self) -> dict[str, Callable[[str, str], None]]:
+        return {
+            "+CGMI": lambda a, r: self._info(a, [self.config.manufacturer]),
+            "+CGMM": lambda a, r: self._info(a, [self.config.model]),
+            "+CGMR": lambda a, r: self._info(a, ["Revision 1.0"]),
+            "+CGSN": lambda a, r: self._info(a, [self.config.imei]),
+            "+CIMI": lambda a, r: self._info(a, ["460001234567890"]),
+            "+CLAC": lambda a, r: self._info(a, _SUPPORTED),
+            "+CMEE": self._ok,
+            "+CFUN": lambda a, r: self._query(a, "+CFUN: 1"),
+            "+CPIN": self._cpin,
+            "+CSQ": lambda a, r: self._info(a, [f"+CSQ: {self.config.rssi},99"]),
+            "+CREG": lambda a, r: self._query(a, f"+CREG: 0,{self.config.registration}"),
+            "+COPS": lambda a, r: self._query(a, '+COPS: 0,0,"CHINA MOBILE"'),
+            "+CSCS": lambda a, r: self._query(a, '+CSCS: "GSM"', '+CSCS: ("GSM","UCS2")'),
+            "+CMGF": self._cmgf,
+            "+CSCA": lambda a, r: self._query(a, f'+CSCA: "{self.config.smsc}",145'),
+            "+CSMP": self._ok,
+            "+CPMS": self._cpms,
+            "+CNMI": self._cnmi,
+            "+CMGS": self._cmgs,
+            "+CMGR": self._cmgr,
+            "+CMGD": self._cmgd,
+            "+CMGL": lambda a, r: self.reply([], "OK"),
+            "+CLIP": self._ok,
+            "+CRC": self._ok,
+            "+CVHU": self._ok,
+        }
+
+    def _ok(self, argument: str, raw: str) -> None:
+        self.reply([], "OK")
+
+    def _info(self, argument: str, lines: list[str]) -> None:
+        self.reply(lines if argument == "" else [], "OK" if argument in ("", "=?") else "ERROR")
+
+    def _query(self, argument: str, answer: str, test: str | None = None) -> None:
+        if argument == "?":
+            self.reply([answer], "OK")
+        elif argument == "=?":
+            self.reply([test] if test else [], "OK")
+        else:
+            self.reply([], "OK")
+
+    def _cpin(self, argument: str, raw: str) -> None:
+        if argument == "?":
+            self.reply([f"+CPIN: {'READY' if self.pin_unlocked else 'SIM PIN'}"], "OK")
+        elif argument.startswith("=") and raw[1:].strip('"') == self.config.pin:
+            self.pin_unlocked = True
+            self.reply([], "OK")
+        else:
+            self.reply([], "+CME ERROR: 16")
+
+    def _cmgf(self, argument: str, raw: str) -> None:
+        if argument == "?":
+            self.reply(["+CMGF: 0"], "OK")
+        elif argument == "=?":
+            self.reply(["+CMGF: (0)"], "OK")
+        else:
+            self.reply([], "OK" if argument == "=0" else "ERROR")
+
+    def _cpms(self, argument: str, raw: str) -> None:
+        used = len(self.stored_reports)
+        if argument == "=?":
+            self.reply(['+CPMS: ("SM","SR"),("SM"),("SM")'], "OK")
+        elif argument == "?":
+            self.reply([f'+CPMS: "SR",{used},50,"SM",0,50,"SM",0,50'], "OK")
+        else:
+            self.reply([f"+CPMS: {used},50,0,50,0,50"], "OK")
+
+    def _cnmi(self, argument: str, raw: str) -> None:
+        if argument == "?":
+            self.reply([f"+CNMI: 2,1,0,{self.cnmi_ds},0"], "OK")
+            return
+        match = _CNMI.match(argument[1:])
+        if not argument.startswith("=") or not match:
+            self.reply([], "+CMS ERROR: 303" if argument.startswith("=") else "OK")
+            return
+        ds = int(match.group(4) or 0)
+        if ds > 2:
+            self.reply([], "+CMS ERROR: 303")
+            return
+        self.cnmi_ds = ds
+        self.reply([], "OK")
+
+    def _cmgs(self, argument: str, raw: str) -> None:
+        length = argument[1:]
+        if not argument.startswith("=") or not length.isdigit() or not 7 <= int(length) <= 164:
+            self.reply([], "+CMS ERROR: 304")
+            return
+        self.begin_submit(int(length))
+
+    def _cmgr(self, argument: str, raw: str) -> None:
+        match = _INDEX.match(argument[1:])
+        stored = self.stored_reports.get(int(match.group(1))) if match else None
+        if stored is None:
+            self.reply([], "+CMS ERROR: 321")
+            return
+        pdu_hex, length = stored
+        self.reply([f"+CMGR: 0,,{length}", pdu_hex], "OK")
+
+    def _cmgd(self, argument: str, raw: str) -> None:
+        match = _INDEX.match(argument[1:])
+        if not match:
+            self.reply([], "+CMS ERROR: 321")
+            return
+        self.stored_reports.pop(int(match.group(1)), None)
+        self.reply([], "OK")
