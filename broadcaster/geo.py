@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,12 @@ BOUNDARY_TOLERANCE_DEG = 1e-9
 """Points this close (in degrees) to an edge count as on the boundary, hence inside."""
 
 KM_PER_DEGREE_LAT = EARTH_RADIUS_KM * math.pi / 180.0
+
+_WIDE_BAND = 256
+"""Edges with at least this many points in their latitude band are tested one by one."""
+
+_PAIR_CHUNK_EDGES = 1024
+"""Narrow-band edges pooled per vectorised step: at most this many times ``_WIDE_BAND`` pairs."""
 
 LatLon = tuple[float, float]
 Ring = Sequence[LatLon]
@@ -202,6 +209,30 @@ def _check_radius(radius_km: float) -> None:
         raise GeometryError(f"circle radius must be a finite number of km >= 0, got {radius_km}")
 
 
+class _Edges:
+    """The edges of a ring as arrays, tested against points with ``point_in_polygon``'s rules."""
+
+    __slots__ = ("ax", "ay", "bx", "by", "tolerance")
+
+    def __init__(self, ay: FloatArray, ax: FloatArray, by: FloatArray, bx: FloatArray) -> None:
+        self.ay, self.ax, self.by, self.bx = ay, ax, by, bx
+        self.tolerance = BOUNDARY_TOLERANCE_DEG * np.hypot(bx - ax, by - ay)
+
+    def test(
+        self, edge: int | npt.NDArray[np.intp], lat: FloatArray, lon: FloatArray
+    ) -> tuple[BoolArray, BoolArray]:
+        """For each point (paired with ``edge``): does a ray east cross it, is it on it?"""
+        ay, ax, by, bx = self.ay[edge], self.ax[edge], self.by[edge], self.bx[edge]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crosses = (ay > lat) != (by > lat)
+            crosses &= lon < ax + (lat - ay) * (bx - ax) / (by - ay)
+        eps = BOUNDARY_TOLERANCE_DEG
+        near = (lon >= np.minimum(ax, bx) - eps) & (lon <= np.maximum(ax, bx) + eps)
+        cross = (bx - ax) * (lat - ay) - (by - ay) * (lon - ax)
+        near &= np.abs(cross) <= self.tolerance[edge]
+        return crosses, near
+
+
 class PointIndex:
     """Many ``(id, lat, lon)`` points, indexed for fast polygon and circle selection.
 
@@ -213,21 +244,28 @@ class PointIndex:
 
     def __init__(self, points: Iterable[IdPoint]) -> None:
         ids: list[str] = []
-        lats: list[float] = []
-        lons: list[float] = []
-        seen: set[str] = set()
+        lats: list[object] = []
+        lons: list[object] = []
         for point_id, lat, lon in points:
-            if point_id in seen:
-                raise GeometryError(f"point id {point_id!r} appears twice")
-            seen.add(point_id)
-            lat, lon = _as_coordinate(lat, lon, f"point {point_id!r}")
             ids.append(point_id)
             lats.append(lat)
             lons.append(lon)
+        if len(set(ids)) != len(ids):
+            duplicate = next(i for i, n in Counter(ids).items() if n > 1)
+            raise GeometryError(f"point id {duplicate!r} appears twice")
+        if not {type(value) for value in (*lats, *lons)} <= {float, int}:
+            # Only then look point by point, to name the offender (numpy numbers are fine).
+            for point_id, raw_lat, raw_lon in zip(ids, lats, lons, strict=True):
+                _as_coordinate(raw_lat, raw_lon, f"point {point_id!r}")
         lat_array = np.asarray(lats, dtype=np.float64)
+        lon_array = np.asarray(lons, dtype=np.float64)
+        valid = (np.abs(lat_array) <= 90.0) & (np.abs(lon_array) <= 180.0)
+        if not valid.all():
+            bad = int(np.flatnonzero(~valid)[0])
+            _check_coordinate(lat_array[bad], lon_array[bad], f"point {ids[bad]!r}")
         self._order = np.argsort(lat_array, kind="stable")
         self._lat: FloatArray = lat_array[self._order]
-        self._lon: FloatArray = np.asarray(lons, dtype=np.float64)[self._order]
+        self._lon: FloatArray = lon_array[self._order]
         self._ids = ids
 
     def __len__(self) -> int:
@@ -253,37 +291,46 @@ class PointIndex:
         start, mask = self._mask_in_bbox(box)
         return self._ids_at(np.flatnonzero(mask) + start)
 
-    def _mask_in_polygon(self, polygon: Ring) -> tuple[int, BoolArray]:
-        vertices = ring_vertices(polygon)
-        box = BoundingBox.from_points(vertices)
+    def _mask_in_polygon(self, polygon: Ring) -> BoolArray:
+        """Sorted-order mask of the points inside ``polygon`` or on its boundary.
+
+        Each edge is tested against the points in its latitude band only. An edge with a wide
+        band works on a contiguous slice; edges with narrow bands are pooled and tested as
+        (edge, point) pairs in one vectorised step, so a ring of thousands of short edges
+        costs little more than a square. Edges run from the previous vertex to the current
+        one with the arithmetic of ``point_in_polygon``, so both give the same answers.
+        """
+        ring = np.asarray(ring_vertices(polygon), dtype=np.float64)
+        by, bx = ring[:, 0], ring[:, 1]
+        ay, ax = np.roll(by, 1), np.roll(bx, 1)
+        edges = _Edges(ay, ax, by, bx)
         eps = BOUNDARY_TOLERANCE_DEG
-        base, end = self._band(box.min_lat - eps, box.max_lat + eps)
-        inside = np.zeros(end - base, dtype=np.bool_)
-        on_edge = np.zeros(end - base, dtype=np.bool_)
-        previous = vertices[-1]
-        for current in vertices:
-            (ay, ax), (by, bx) = previous, current
-            previous = current
-            start, stop = self._band(min(ay, by) - eps, max(ay, by) + eps)
-            if start == stop:
-                continue
-            lat = self._lat[start:stop]
-            lon = self._lon[start:stop]
-            window = slice(start - base, stop - base)
-            if ay != by:
-                crosses = (ay > lat) != (by > lat)
-                crosses &= lon < ax + (lat - ay) * (bx - ax) / (by - ay)
-                inside[window] ^= crosses
-            near = (lon >= min(ax, bx) - eps) & (lon <= max(ax, bx) + eps)
-            cross = (bx - ax) * (lat - ay) - (by - ay) * (lon - ax)
-            near &= np.abs(cross) <= eps * math.hypot(bx - ax, by - ay)
-            on_edge[window] |= near
-        return base, inside | on_edge
+        starts = np.searchsorted(self._lat, np.minimum(ay, by) - eps, side="left")
+        counts = np.searchsorted(self._lat, np.maximum(ay, by) + eps, side="right") - starts
+        inside = np.zeros(len(self._ids), dtype=np.bool_)
+        on_edge = np.zeros(len(self._ids), dtype=np.bool_)
+        wide = counts >= _WIDE_BAND
+        for e in np.flatnonzero(wide):
+            band = slice(int(starts[e]), int(starts[e] + counts[e]))
+            crosses, near = edges.test(int(e), self._lat[band], self._lon[band])
+            inside[band] ^= crosses
+            on_edge[band] |= near
+        narrow = np.flatnonzero(~wide & (counts > 0))
+        for first in range(0, narrow.size, _PAIR_CHUNK_EDGES):
+            chosen = narrow[first : first + _PAIR_CHUNK_EDGES]
+            chunk = counts[chosen]
+            edge = np.repeat(chosen, chunk)
+            point = np.repeat(starts[chosen] - (np.cumsum(chunk) - chunk), chunk)
+            point += np.arange(edge.size)
+            crosses, near = edges.test(edge, self._lat[point], self._lon[point])
+            inside ^= np.bincount(point[crosses], minlength=len(self._ids)) % 2 == 1
+            on_edge[point[near]] = True
+        result: BoolArray = inside | on_edge
+        return result
 
     def in_polygon(self, polygon: Ring) -> list[str]:
         """Ids of the points inside ``polygon`` or on its boundary."""
-        base, mask = self._mask_in_polygon(polygon)
-        return self._ids_at(np.flatnonzero(mask) + base)
+        return self._ids_at(np.flatnonzero(self._mask_in_polygon(polygon)))
 
     def _mask_in_circle(self, lat: float, lon: float, radius_km: float) -> tuple[int, BoolArray]:
         box = BoundingBox.around_circle(lat, lon, radius_km)
@@ -312,8 +359,7 @@ class PointIndex:
         as CAP defines an ``<area>`` with several shapes."""
         selected = np.zeros(len(self._ids), dtype=np.bool_)
         for polygon in polygons:
-            start, mask = self._mask_in_polygon(polygon)
-            selected[start : start + mask.size] |= mask
+            selected |= self._mask_in_polygon(polygon)
         for lat, lon, radius_km in circles:
             start, mask = self._mask_in_circle(lat, lon, radius_km)
             selected[start : start + mask.size] |= mask

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from broadcaster import geo
 from broadcaster.errors import BroadcasterError
 from broadcaster.geo import (
     BOUNDARY_TOLERANCE_DEG,
@@ -180,6 +181,22 @@ def test_index_agrees_with_the_scalar_test(seed: int) -> None:
         assert index.in_polygon(polygon) == expected
         assert points_in_polygon(points, polygon) == expected
     assert all(f"v{i}" in index.in_polygon(star) for i in range(len(star) - 1))
+
+
+@pytest.mark.parametrize(("wide_band", "chunk_edges"), [(1, 1024), (10**9, 3), (40, 5)])
+def test_both_edge_strategies_agree(
+    monkeypatch: pytest.MonkeyPatch, wide_band: int, chunk_edges: int
+) -> None:
+    # Force every edge through the per-edge slices, or through small pooled chunks, or a mix.
+    monkeypatch.setattr(geo, "_WIDE_BAND", wide_band)
+    monkeypatch.setattr(geo, "_PAIR_CHUNK_EDGES", chunk_edges)
+    points = _random_points(21, 1500)
+    star = _star(40, 41.0, 112.5, 1.2, 0.4)
+    points += [(f"v{i}", lat, lon) for i, (lat, lon) in enumerate(star[:-1])]
+    index = PointIndex(points)
+    for polygon in (star, U_SHAPE):
+        expected = [pid for pid, lat, lon in points if point_in_polygon(lat, lon, polygon)]
+        assert index.in_polygon(polygon) == expected
 
 
 def test_circle_selection_matches_haversine() -> None:
