@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 from broadcaster.cap.model import Circle, Polygon, Reference
 
@@ -30,10 +31,9 @@ def write_decimal(number: float) -> str:
     if not math.isfinite(number):
         raise ValueError(f"{number!r} is not a finite number")
     text = repr(float(number))
-    if "e" in text or "E" in text:
-        text = f"{number:.15f}".rstrip("0")
-        if text.endswith("."):
-            text += "0"
+    if "e" in text:
+        # Expand the exponent digit for digit: the shortest repr round-trips, so this does too.
+        text = format(Decimal(text), "f")
     return text
 
 

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster.cap.times import format_cap_time, is_strict_cap_time, parse_cap_time
@@ -78,6 +78,7 @@ def test_malformed_times_rejected(text: str) -> None:
         parse_cap_time(text)
 
 
+@settings(database=None)
 @given(aware_datetimes)
 def test_format_is_always_cap_form_and_round_trips(dt: datetime) -> None:
     text = format_cap_time(dt)
