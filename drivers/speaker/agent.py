@@ -1,0 +1,410 @@
+"""The box agent: verifies commands, plays audio by priority and reports every stage.
+
+Follows docs/protocols/speaker.md sections 3 (command handling) and 5 (box behaviour). The agent
+is transport-free: an uplink (TCP, MQTT or a serial line, see ``uplinks``) feeds it command
+bytes through ``handle_command`` and sends what ``next_outgoing`` yields. The same class runs in
+``broadcaster-box`` on a real box and thousands of times in the fleet simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from drivers.speaker.codec import (
+    area_target,
+    box_target,
+    decode_command,
+    encode_box_message,
+    parse_object,
+)
+from drivers.speaker.errors import (
+    MediaDownloadError,
+    MediaIntegrityError,
+    SignatureError,
+    SpeakerError,
+    SpeakerProtocolError,
+)
+from drivers.speaker.messages import (
+    ALL_ALERTS,
+    AckStage,
+    BoxAck,
+    BoxHello,
+    BoxMessage,
+    BoxState,
+    BoxStatus,
+    Command,
+    PlayClip,
+    PlayCommand,
+    PlayUrl,
+    SetVolume,
+    Stop,
+)
+from drivers.speaker.player import PlaybackRequest, Player
+from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher, PlayJournal
+
+log = logging.getLogger(__name__)
+
+OUTBOX_LIMIT = 1000
+FIRMWARE = "broadcaster-box/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class BoxIdentity:
+    """Who the box is and the keys it verifies commands with; keys never appear in repr."""
+
+    box_id: str
+    key: bytes = field(repr=False)
+    area_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    firmware: str = FIRMWARE
+
+
+@dataclass(frozen=True, slots=True)
+class BoxBehaviourConfig:
+    """How the agent behaves: default volume, fallback clip, heartbeat and clock tolerance."""
+
+    default_volume: int = 80
+    fallback_clip: str | None = None
+    heartbeat_s: float = 30.0
+    max_clock_skew_s: float = 300.0
+
+
+@dataclass(slots=True)
+class _PlayJob:
+    command: PlayCommand
+    entry: JournalEntry
+    order: int
+    stop_reason: str | None = None
+
+
+class BoxAgent:
+    """One loudspeaker box: command verification, the play queue, acks and heartbeats."""
+
+    def __init__(
+        self,
+        identity: BoxIdentity,
+        player: Player,
+        clips: ClipStore,
+        fetcher: MediaFetcher,
+        journal: PlayJournal,
+        behaviour: BoxBehaviourConfig | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.identity = identity
+        self._behaviour = behaviour or BoxBehaviourConfig()
+        self._player = player
+        self._clips = clips
+        self._fetcher = fetcher
+        self._journal = journal
+        self._clock = clock
+        self._volume = self._behaviour.default_volume
+        self._queue: list[_PlayJob] = []
+        self._order = itertools.count()
+        self._current: _PlayJob | None = None
+        self._current_task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._outbox: deque[bytes] = deque(maxlen=OUTBOX_LIMIT)
+        self._outbox_ready = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = time.monotonic()
+
+    @property
+    def box_id(self) -> str:
+        """The box's id."""
+        return self.identity.box_id
+
+    async def run(self) -> None:
+        """Load the journal, resume interrupted playbacks, then play and send heartbeats
+        until cancelled."""
+        await self._journal.load()
+        if self._journal.volume is not None:
+            self._volume = self._journal.volume
+        self._resume_unfinished()
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._playback_loop())
+                group.create_task(self._heartbeat_loop())
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+
+    # -- outgoing messages, pulled by the uplink
+
+    async def next_outgoing(self) -> bytes:
+        """Wait for the next signed message to send to the server."""
+        while not self._outbox:
+            self._outbox_ready.clear()
+            await self._outbox_ready.wait()
+        return self._outbox.popleft()
+
+    def take_outgoing(self) -> bytes | None:
+        """The next signed message to send, or None when there is nothing."""
+        return self._outbox.popleft() if self._outbox else None
+
+    @property
+    def outgoing_count(self) -> int:
+        """Messages waiting to be sent."""
+        return len(self._outbox)
+
+    def hello(self) -> bytes:
+        """A signed greeting proving this box holds its key (first line on TCP)."""
+        message = BoxHello(
+            box_id=self.box_id,
+            at=self._clock(),
+            nonce=os.urandom(8).hex(),
+            firmware=self.identity.firmware,
+        )
+        return encode_box_message(message, self.identity.key)
+
+    def link_up(self) -> None:
+        """Called by an uplink after (re)connecting: repeat the latest ack of every live
+        command, and a heartbeat, in case messages were lost with the old connection."""
+        now = self._clock()
+        for entry in self._journal.entries():
+            if entry.expires_at > now:
+                self._emit_ack(entry)
+        self._emit(self.status())
+
+    def status(self) -> BoxStatus:
+        """The heartbeat the box would send now."""
+        current = self._current
+        return BoxStatus(
+            box_id=self.box_id,
+            at=self._clock(),
+            state=BoxState.PLAYING if current else BoxState.IDLE,
+            volume=self._volume,
+            uptime_s=int(time.monotonic() - self._started),
+            firmware=self.identity.firmware,
+            playing_alert_id=current.command.alert_id if current else None,
+            playing_cmd_id=current.command.cmd_id if current else None,
+        )
+
+    def _emit(self, message: BoxMessage) -> None:
+        self._outbox.append(encode_box_message(message, self.identity.key))
+        self._outbox_ready.set()
+
+    def _emit_ack(self, entry: JournalEntry) -> None:
+        self._emit(
+            BoxAck(
+                box_id=self.box_id,
+                cmd_id=entry.cmd_id,
+                alert_id=entry.alert_id,
+                stage=entry.stage,
+                at=self._clock(),
+                reason=entry.reason,
+                source=entry.source,
+            )
+        )
+
+    # -- incoming commands
+
+    def submit_command(self, data: bytes) -> None:
+        """Handle command bytes in the background (for links that must reply at once)."""
+        self._spawn(self.handle_command(data))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _key_for_target(self, target: str) -> bytes | None:
+        if target == box_target(self.box_id):
+            return self.identity.key
+        for code, key in self.identity.area_keys.items():
+            if target == area_target(code):
+                return key
+        return None
+
+    async def handle_command(self, data: bytes) -> None:
+        """Verify one command and act on it. Bad input is logged and refused, never raised."""
+        try:
+            _, command = decode_command(data, self._key_for_target)
+        except SpeakerProtocolError as exc:
+            self._refuse_unverified(data, exc)
+            return
+        prior = self._journal.get(command.cmd_id)
+        if prior is not None:
+            log.info("box %s: duplicate command %s ignored", self.box_id, command.cmd_id)
+            self._emit_ack(prior)
+            return
+        now = self._clock()
+        entry = JournalEntry(
+            cmd_id=command.cmd_id,
+            alert_id=command.alert_id,
+            kind=command.kind,
+            stage=AckStage.ACCEPTED,
+            expires_at=command.expires_at,
+            wire=data.decode(),
+        )
+        skew = timedelta(seconds=self._behaviour.max_clock_skew_s)
+        if command.expires_at <= now:
+            await self._finish(entry, AckStage.FAILED, reason="expired")
+            return
+        if command.issued_at > now + skew:
+            await self._finish(entry, AckStage.FAILED, reason="not_yet_valid")
+            return
+        await self._finish(entry, AckStage.ACCEPTED)
+        await self._execute(command, entry)
+
+    def _refuse_unverified(self, data: bytes, exc: SpeakerProtocolError) -> None:
+        reason = "bad_signature" if isinstance(exc, SignatureError) else "malformed"
+        log.warning("box %s: command refused (%s): %s", self.box_id, reason, exc)
+        with contextlib.suppress(SpeakerProtocolError):
+            obj = parse_object(data)
+            cmd_id, alert_id = obj.get("cmd_id"), obj.get("alert_id")
+            if isinstance(cmd_id, str) and isinstance(alert_id, str) and len(cmd_id) <= 128:
+                refusal = BoxAck(
+                    box_id=self.box_id,
+                    cmd_id=cmd_id,
+                    alert_id=alert_id[:256],
+                    stage=AckStage.FAILED,
+                    at=self._clock(),
+                    reason=reason,
+                )
+                self._emit(refusal)
+
+    async def _finish(
+        self,
+        entry: JournalEntry,
+        stage: AckStage,
+        reason: str | None = None,
+        source: str | None = None,
+    ) -> JournalEntry:
+        updated = entry.advanced(stage, reason, source)
+        await self._journal.record(updated, self._clock())
+        self._emit_ack(updated)
+        return updated
+
+    async def _execute(self, command: Command, entry: JournalEntry) -> None:
+        if isinstance(command, Stop):
+            self._stop_alert(command.alert_id, "stopped")
+            await self._finish(entry, AckStage.FINISHED)
+        elif isinstance(command, SetVolume):
+            self._volume = command.volume
+            self._journal.volume = command.volume
+            await self._finish(entry, AckStage.FINISHED)
+        else:
+            self._schedule(_PlayJob(command, entry, next(self._order)))
+
+    # -- the play queue
+
+    def _resume_unfinished(self) -> None:
+        for entry in self._journal.entries():
+            if entry.stage not in (AckStage.ACCEPTED, AckStage.STARTED):
+                continue
+            try:
+                _, command = decode_command(entry.wire.encode(), self._key_for_target)
+            except SpeakerProtocolError as exc:
+                log.warning("box %s: journal entry %s dropped: %s", self.box_id, entry.cmd_id, exc)
+                continue
+            if isinstance(command, PlayUrl | PlayClip):
+                log.info("box %s: resuming %s after restart", self.box_id, entry.cmd_id)
+                self._schedule(_PlayJob(command, entry, next(self._order)))
+
+    def _schedule(self, job: _PlayJob) -> None:
+        current = self._current
+        if current is not None and job.command.priority > current.command.priority:
+            self._cancel_current("preempted")
+        self._queue.append(job)
+        self._wakeup.set()
+
+    def _cancel_current(self, reason: str) -> None:
+        if self._current is not None and self._current_task is not None:
+            self._current.stop_reason = reason
+            self._current_task.cancel()
+
+    def _stop_alert(self, alert_id: str, reason: str) -> None:
+        def matches(job: _PlayJob) -> bool:
+            return alert_id == ALL_ALERTS or job.command.alert_id == alert_id
+
+        for job in [j for j in self._queue if matches(j)]:
+            self._queue.remove(job)
+            self._spawn(self._drop(job, reason))
+        if self._current is not None and matches(self._current):
+            self._cancel_current(reason)
+
+    async def _drop(self, job: _PlayJob, reason: str) -> None:
+        await self._finish(job.entry, AckStage.FAILED, reason=reason)
+
+    async def _playback_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                job = max(self._queue, key=lambda j: (j.command.priority, -j.order))
+                self._queue.remove(job)
+                if job.command.expires_at <= self._clock():
+                    await self._finish(job.entry, AckStage.FAILED, reason="expired")
+                    continue
+                self._current = job
+                task = asyncio.get_running_loop().create_task(self._play(job))
+                self._current_task = task
+                try:
+                    await asyncio.wait([task])
+                finally:
+                    if not task.done():
+                        task.cancel()
+                        await asyncio.wait([task])
+                    self._current = None
+                    self._current_task = None
+
+    async def _play(self, job: _PlayJob) -> None:
+        command = job.command
+        try:
+            path, source, note = await self._resolve(command)
+            job.entry = await self._finish(job.entry, AckStage.STARTED, reason=note, source=source)
+            volume = self._volume if command.volume is None else command.volume
+            request = PlaybackRequest(
+                box_id=self.box_id,
+                cmd_id=command.cmd_id,
+                alert_id=command.alert_id,
+                path=path,
+                volume=volume,
+                priority=command.priority,
+                source=source,
+            )
+            for _ in range(command.repeat):
+                await self._player.play(request)
+        except asyncio.CancelledError:
+            if job.stop_reason is not None:
+                await self._finish(job.entry, AckStage.FAILED, reason=job.stop_reason)
+            raise
+        except (MediaDownloadError, MediaIntegrityError) as exc:
+            log.warning("box %s: %s cannot play: %s", self.box_id, command.cmd_id, exc)
+            await self._finish(job.entry, AckStage.FAILED, reason="media_unavailable")
+        except SpeakerError as exc:
+            log.error("box %s: player failed for %s: %s", self.box_id, command.cmd_id, exc)
+            await self._finish(job.entry, AckStage.FAILED, reason="player_error")
+        else:
+            await self._finish(job.entry, AckStage.FINISHED)
+
+    async def _resolve(self, command: PlayCommand) -> tuple[Path, str, str | None]:
+        """The file to play, where it came from, and a note when a fallback was used."""
+        if isinstance(command, PlayClip):
+            return await self._clips.verified_clip(command.clip_id, command.sha256), "clip", None
+        try:
+            return await self._fetcher.fetch(command.url, command.sha256), "url", None
+        except (MediaDownloadError, MediaIntegrityError) as exc:
+            fallback = command.fallback_clip or self._behaviour.fallback_clip
+            if fallback is None:
+                raise
+            log.warning("box %s: download failed (%s), playing clip %s", self.box_id, exc, fallback)
+            note = "download_failed" if isinstance(exc, MediaDownloadError) else "hash_mismatch"
+            return await self._clips.verified_clip(fallback, None), f"fallback:{fallback}", note
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            self._emit(self.status())
+            await asyncio.sleep(self._behaviour.heartbeat_s)

@@ -1,0 +1,319 @@
+"""Signed JSON encoding of every box protocol message (docs/protocols/speaker.md, section 2).
+
+Pure functions shared by the hub, the box agent and the fleet simulator. A message is one JSON
+object with ``"v": 1``, a ``"type"`` and a ``"sig"``: the lower-case hex HMAC-SHA256 over the
+canonical form of the object without ``"sig"`` (keys sorted, no whitespace, UTF-8, RFC 8785 for
+the subset used here: no floats, no duplicate keys). Commands are signed with the key of their
+target (``"to": "box:<id>"`` or ``"area:<code>"``), box messages with the box's own key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from drivers.speaker.errors import SignatureError, SpeakerProtocolError
+from drivers.speaker.messages import (
+    AckStage,
+    BoxAck,
+    BoxHello,
+    BoxMessage,
+    BoxState,
+    BoxStatus,
+    BroadcastClass,
+    Command,
+    PlayClip,
+    PlayUrl,
+    SetVolume,
+    Stop,
+)
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 16 * 1024
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+CLIP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+
+KeyLookup = Callable[[str], bytes | None]
+"""Maps a box id (or, for commands, a target such as ``area:150902``) to its key, or None."""
+
+
+def box_target(box_id: str) -> str:
+    """The ``to`` value of a command for one box."""
+    return f"box:{box_id}"
+
+
+def area_target(area_code: str) -> str:
+    """The ``to`` value of a command for every box in an area."""
+    return f"area:{area_code}"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds and ``Z``, the only time form on the wire."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str, field: str = "time") -> datetime:
+    """Parse a wire time; raises SpeakerProtocolError naming ``field`` when malformed."""
+    if not TIME_PATTERN.fullmatch(text):
+        raise SpeakerProtocolError(f"{field}: {text!r} is not an RFC 3339 UTC time ending in Z")
+    try:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise SpeakerProtocolError(f"{field}: {text!r} is not a valid time") from exc
+
+
+def canonical_bytes(obj: dict[str, Any]) -> bytes:
+    """The bytes that are signed: the object without ``sig``, keys sorted, no whitespace."""
+    unsigned = {k: v for k, v in obj.items() if k != "sig"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(obj: dict[str, Any], key: bytes) -> str:
+    """The hex HMAC-SHA256 of ``obj``'s canonical form under ``key``."""
+    return hmac.new(key, canonical_bytes(obj), hashlib.sha256).hexdigest()
+
+
+def _reject_float(text: str) -> float:
+    raise SpeakerProtocolError(f"floating-point numbers are not allowed on the wire: {text}")
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise SpeakerProtocolError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def parse_object(data: bytes) -> dict[str, Any]:
+    """Parse one wire message into a dict, refusing oversized, non-JSON or float-bearing input."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SpeakerProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        obj = json.loads(
+            data.decode("utf-8"), parse_float=_reject_float, object_pairs_hook=_unique_pairs
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SpeakerProtocolError(f"not a JSON message: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SpeakerProtocolError("a message must be a JSON object")
+    if obj.get("v") != PROTOCOL_VERSION:
+        raise SpeakerProtocolError(f"unsupported protocol version {obj.get('v')!r}")
+    if not isinstance(obj.get("type"), str):
+        raise SpeakerProtocolError("field 'type' is missing")
+    return obj
+
+
+def _verify(obj: dict[str, Any], key: bytes | None, signer: str) -> None:
+    sig = obj.get("sig")
+    if not isinstance(sig, str):
+        raise SignatureError(f"message from/for {signer} carries no signature")
+    if key is None:
+        raise SignatureError(f"no key is known for {signer}")
+    if not hmac.compare_digest(sig, sign(obj, key)):
+        raise SignatureError(f"signature does not match the key of {signer}")
+
+
+def _dump(obj: dict[str, Any], key: bytes) -> bytes:
+    wire = {k: v for k, v in obj.items() if v is not None}
+    wire["sig"] = sign(wire, key)
+    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _str(obj: dict[str, Any], field: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = obj.get(field)
+    if not isinstance(value, str) or not value or len(value) > 2048:
+        raise SpeakerProtocolError(f"field {field!r} must be a non-empty string")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise SpeakerProtocolError(f"field {field!r} has an invalid value {value!r}")
+    if any(ord(ch) < 0x20 for ch in value):
+        raise SpeakerProtocolError(f"field {field!r} contains control characters")
+    return value
+
+
+def _opt_str(obj: dict[str, Any], field: str, pattern: re.Pattern[str] | None = None) -> str | None:
+    return None if obj.get(field) is None else _str(obj, field, pattern)
+
+
+def _int(obj: dict[str, Any], field: str, low: int, high: int) -> int:
+    value = obj.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SpeakerProtocolError(f"field {field!r} must be an integer in {low}..{high}")
+    return value
+
+
+def _opt_int(obj: dict[str, Any], field: str, low: int, high: int) -> int | None:
+    return None if obj.get(field) is None else _int(obj, field, low, high)
+
+
+_EnumT = TypeVar("_EnumT", AckStage, BoxState, BroadcastClass)
+
+
+def _enum(obj: dict[str, Any], field: str, enum: type[_EnumT]) -> _EnumT:
+    value = obj.get(field)
+    try:
+        return enum(str(value))
+    except ValueError as exc:
+        raise SpeakerProtocolError(f"field {field!r} has an unknown value {value!r}") from exc
+
+
+def _time(obj: dict[str, Any], field: str) -> datetime:
+    return parse_time(_str(obj, field), field)
+
+
+def encode_command(command: Command, target: str, key: bytes) -> bytes:
+    """Sign ``command`` for ``target`` (see box_target/area_target) with ``key``."""
+    obj: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "type": command.kind,
+        "to": target,
+        "cmd_id": command.cmd_id,
+        "alert_id": command.alert_id,
+        "issued_at": format_time(command.issued_at),
+        "expires_at": format_time(command.expires_at),
+    }
+    if isinstance(command, PlayUrl | PlayClip):
+        obj |= {
+            "sha256": command.sha256,
+            "priority": command.priority,
+            "volume": command.volume,
+            "repeat": command.repeat,
+            "class": command.broadcast_class.value,
+        }
+    if isinstance(command, PlayUrl):
+        obj |= {"url": command.url, "fallback_clip": command.fallback_clip}
+    elif isinstance(command, PlayClip):
+        obj["clip_id"] = command.clip_id
+    elif isinstance(command, SetVolume):
+        obj["volume"] = command.volume
+    return _dump(obj, key)
+
+
+def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command]:
+    """Verify and decode a command; returns ``(target, command)``.
+
+    Raises SignatureError when the HMAC does not match the target's key and
+    SpeakerProtocolError for anything malformed.
+    """
+    obj = parse_object(data)
+    target = _str(obj, "to")
+    _verify(obj, key_for_target(target), target)
+    header: dict[str, Any] = {
+        "cmd_id": _str(obj, "cmd_id", ID_PATTERN),
+        "alert_id": _str(obj, "alert_id"),
+        "issued_at": _time(obj, "issued_at"),
+        "expires_at": _time(obj, "expires_at"),
+    }
+    kind = obj["type"]
+    if kind in ("play_url", "play_clip"):
+        header |= {
+            "sha256": _str(obj, "sha256", SHA256_PATTERN),
+            "priority": _int(obj, "priority", 0, 255),
+            "volume": _opt_int(obj, "volume", 0, 100),
+            "repeat": _int(obj, "repeat", 1, 20),
+            "broadcast_class": _enum(obj, "class", BroadcastClass),
+        }
+    command: Command
+    if kind == "play_url":
+        url = _str(obj, "url")
+        if not url.startswith(("http://", "https://")):
+            raise SpeakerProtocolError(f"field 'url' must be http or https: {url!r}")
+        clip = _opt_str(obj, "fallback_clip", CLIP_PATTERN)
+        command = PlayUrl(url=url, fallback_clip=clip, **header)
+    elif kind == "play_clip":
+        command = PlayClip(clip_id=_str(obj, "clip_id", CLIP_PATTERN), **header)
+    elif kind == "stop":
+        command = Stop(**header)
+    elif kind == "set_volume":
+        command = SetVolume(volume=_int(obj, "volume", 0, 100), **header)
+    else:
+        raise SpeakerProtocolError(f"unknown command type {kind!r}")
+    return target, command
+
+
+def encode_box_message(message: BoxMessage, key: bytes) -> bytes:
+    """Sign a message from a box with the box's own key."""
+    obj: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "type": message.kind,
+        "box": message.box_id,
+        "at": format_time(message.at),
+    }
+    if isinstance(message, BoxAck):
+        obj |= {
+            "cmd_id": message.cmd_id,
+            "alert_id": message.alert_id,
+            "stage": message.stage.value,
+            "reason": message.reason,
+            "source": message.source,
+        }
+    elif isinstance(message, BoxStatus):
+        obj |= {
+            "state": message.state.value,
+            "volume": message.volume,
+            "uptime_s": message.uptime_s,
+            "firmware": message.firmware,
+            "playing_alert_id": message.playing_alert_id,
+            "playing_cmd_id": message.playing_cmd_id,
+            "amplifier": message.amplifier,
+            "power": message.power,
+            "signal_dbm": message.signal_dbm,
+        }
+    else:
+        obj |= {"nonce": message.nonce, "firmware": message.firmware}
+    return _dump(obj, key)
+
+
+def decode_box_message(data: bytes, key_for_box: KeyLookup) -> BoxMessage:
+    """Verify and decode a message from a box, looking its key up by the ``box`` field."""
+    obj = parse_object(data)
+    box_id = _str(obj, "box", ID_PATTERN)
+    _verify(obj, key_for_box(box_id), f"box {box_id}")
+    at = _time(obj, "at")
+    kind = obj["type"]
+    if kind == "ack":
+        return BoxAck(
+            box_id=box_id,
+            at=at,
+            cmd_id=_str(obj, "cmd_id", ID_PATTERN),
+            alert_id=_str(obj, "alert_id"),
+            stage=_enum(obj, "stage", AckStage),
+            reason=_opt_str(obj, "reason"),
+            source=_opt_str(obj, "source"),
+        )
+    if kind == "status":
+        return BoxStatus(
+            box_id=box_id,
+            at=at,
+            state=_enum(obj, "state", BoxState),
+            volume=_int(obj, "volume", 0, 100),
+            uptime_s=_int(obj, "uptime_s", 0, 2**40),
+            firmware=_str(obj, "firmware"),
+            playing_alert_id=_opt_str(obj, "playing_alert_id"),
+            playing_cmd_id=_opt_str(obj, "playing_cmd_id"),
+            amplifier=_str(obj, "amplifier"),
+            power=_str(obj, "power"),
+            signal_dbm=_opt_int(obj, "signal_dbm", -200, 0),
+        )
+    if kind == "hello":
+        return BoxHello(
+            box_id=box_id, at=at, nonce=_str(obj, "nonce"), firmware=_str(obj, "firmware")
+        )
+    raise SpeakerProtocolError(f"unknown box message type {kind!r}")
+
+
+def derive_key(secret: bytes, label: str) -> bytes:
+    """A per-box or per-area key derived from one provisioning secret: HMAC-SHA256(secret,
+    label). A convenience for simulators and bulk provisioning; the protocol does not require it.
+    """
+    return hmac.new(secret, label.encode(), hashlib.sha256).digest()

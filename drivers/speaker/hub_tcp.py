@@ -1,0 +1,158 @@
+"""Server side of the TCP transport (docs/protocols/speaker.md, section 4.1).
+
+Boxes connect out to this listener (optionally TLS) and keep the connection. The first line must
+be a signed ``hello`` within ``hello_timeout_s``; afterwards each line is one signed JSON
+message. A newer connection from the same box replaces the older one. Built on
+``asyncio.Protocol`` so ten thousand idle boxes cost one small object each, not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+
+from drivers.speaker.errors import BoxOfflineError, SpeakerConnectionError, SpeakerProtocolError
+from drivers.speaker.hub_link import HubLink, LinkSink
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 64 * 1024
+TRANSPORT = "tcp"
+
+
+class _BoxConnection(asyncio.Protocol):
+    def __init__(self, link: TcpHubLink) -> None:
+        self._link = link
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+        self.box_id: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        loop = asyncio.get_running_loop()
+        self._hello_timer = loop.call_later(self._link.hello_timeout_s, self._hello_timeout)
+        self._link.connections.add(self)
+
+    def _hello_timeout(self) -> None:
+        if self.box_id is None:
+            self.close("no hello in time")
+
+    def close(self, why: str) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            log.info("closing box connection %s: %s", self.box_id or "(unauthenticated)", why)
+            self._transport.close()
+
+    def write(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise BoxOfflineError(f"box {self.box_id} connection is closing")
+        self._transport.write(data + b"\n")
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            self._line(line)
+            if self._transport is None or self._transport.is_closing():
+                return
+        if len(self._buffer) > MAX_LINE:
+            self.close("line too long")
+
+    def _line(self, line: bytes) -> None:
+        if self.box_id is not None:
+            self._link.sink.receive(self.box_id, line, TRANSPORT)
+            return
+        try:
+            box_id = self._link.sink.authenticate(line)
+        except SpeakerProtocolError as exc:
+            log.warning("refused box connection: %s", exc)
+            self.close("bad hello")
+            return
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self.box_id = box_id
+        self._link.attach(box_id, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self._link.connections.discard(self)
+        if self.box_id is not None:
+            self._link.detach(self.box_id, self)
+
+
+class TcpHubLink(HubLink):
+    """The TCP listener boxes connect to."""
+
+    name = TRANSPORT
+
+    def __init__(
+        self,
+        sink: LinkSink,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        hello_timeout_s: float = 10.0,
+    ) -> None:
+        self.sink = sink
+        self.hello_timeout_s = hello_timeout_s
+        self.connections: set[_BoxConnection] = set()
+        self._host, self._port = host, port
+        self._ssl = ssl_context
+        self._boxes: dict[str, _BoxConnection] = {}
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        if self._server is None:
+            raise SpeakerConnectionError("TCP listener is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: _BoxConnection(self), self._host, self._port, ssl=self._ssl, backlog=4096
+            )
+        except OSError as exc:
+            raise SpeakerConnectionError(
+                f"cannot listen on {self._host}:{self._port}: {exc}"
+            ) from exc
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self.connections):
+            connection.close("hub stopping")
+        await self._server.wait_closed()
+        self._server = None
+
+    def attach(self, box_id: str, connection: _BoxConnection) -> None:
+        old = self._boxes.get(box_id)
+        self._boxes[box_id] = connection
+        if old is not None and old is not connection:
+            old.close("replaced by a newer connection")
+        else:
+            self.sink.presence(box_id, True, TRANSPORT)
+
+    def detach(self, box_id: str, connection: _BoxConnection) -> None:
+        if self._boxes.get(box_id) is connection:
+            del self._boxes[box_id]
+            self.sink.presence(box_id, False, TRANSPORT)
+
+    async def send(self, box_id: str, data: bytes) -> None:
+        connection = self._boxes.get(box_id)
+        if connection is None:
+            raise BoxOfflineError(f"box {box_id} is not connected over TCP")
+        connection.write(data)
+
+    def drop(self, box_id: str) -> None:
+        connection = self._boxes.get(box_id)
+        if connection is not None:
+            connection.close("dropped by the hub")

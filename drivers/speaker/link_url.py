@@ -1,0 +1,89 @@
+"""Box link addresses written as URLs, and the uplink each one opens
+(docs/protocols/speaker.md, section 4).
+
+``tcp://host:port``, ``tls://host:port``, ``mqtt://host:port[/prefix]``,
+``mqtts://host:port[/prefix]``, and ``serial:///dev/ttyUSB0?baudrate=19200`` (any pyserial
+URL or device path after ``serial://``). TLS links verify the server against the system CAs or
+``ca_file``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from drivers.speaker.agent import BoxAgent
+from drivers.speaker.errors import SpeakerConfigError
+from drivers.speaker.topics import DEFAULT_PREFIX, SpeakerTopics
+from drivers.speaker.uplinks import MqttUplink, TcpUplink
+
+DEFAULT_PORTS = {"tcp": 7700, "tls": 7701, "mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAddress:
+    """A parsed link URL."""
+
+    scheme: str
+    host: str = ""
+    port: int = 0
+    prefix: str = DEFAULT_PREFIX
+    serial_url: str = ""
+    baudrate: int = 115200
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.scheme in ("tls", "mqtts")
+
+
+def parse_link_url(url: str) -> LinkAddress:
+    """Parse a link URL; raises SpeakerConfigError naming what is wrong."""
+    if url.startswith("serial://"):
+        rest = url[len("serial://") :]
+        path, _, query = rest.partition("?")
+        if not path:
+            raise SpeakerConfigError(f"link {url!r}: no serial device")
+        params = parse_qs(query)
+        try:
+            baudrate = int(params.get("baudrate", ["115200"])[0])
+        except ValueError as exc:
+            raise SpeakerConfigError(f"link {url!r}: baudrate must be a number") from exc
+        return LinkAddress(scheme="serial", serial_url=path, baudrate=baudrate)
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise SpeakerConfigError(f"link {url!r}: scheme must be tcp, tls, mqtt, mqtts or serial")
+    try:
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise SpeakerConfigError(f"link {url!r}: invalid port") from exc
+    if not parts.hostname:
+        raise SpeakerConfigError(f"link {url!r}: no host")
+    prefix = parts.path.strip("/") or DEFAULT_PREFIX
+    SpeakerTopics(prefix)
+    return LinkAddress(scheme=parts.scheme, host=parts.hostname, port=port, prefix=prefix)
+
+
+def client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A verifying client TLS context; raises SpeakerConfigError if ``ca_file`` is unusable."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SpeakerConfigError(f"cannot load CA file {ca_file}: {exc}") from exc
+
+
+def open_uplink(
+    agent: BoxAgent, address: LinkAddress, tls: ssl.SSLContext | None = None
+) -> TcpUplink | MqttUplink:
+    """The uplink for one agent over TCP/TLS or MQTT (serial lines are built per line)."""
+    if address.uses_tls and tls is None:
+        tls = client_tls_context(None)
+    if address.scheme in ("tcp", "tls"):
+        return TcpUplink(agent, address.host, address.port, tls if address.uses_tls else None)
+    if address.scheme in ("mqtt", "mqtts"):
+        topics = SpeakerTopics(address.prefix)
+        return MqttUplink(
+            agent, address.host, address.port, topics, tls if address.uses_tls else None
+        )
+    raise SpeakerConfigError(f"{address.scheme} links are opened per line, not per box")

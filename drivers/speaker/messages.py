@@ -1,0 +1,173 @@
+"""The message model of the loudspeaker box protocol (docs/protocols/speaker.md, sections 2 and 3).
+
+Commands travel from the server to a box (``play_url``, ``play_clip``, ``stop``, ``set_volume``);
+acknowledgements, heartbeats and the connection greeting travel from a box to the server. These
+are plain frozen dataclasses; ``drivers.speaker.codec`` turns them into signed JSON and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import ClassVar
+
+
+class Priority(IntEnum):
+    """Suggested priorities per broadcast class (GY/T 1-5); any integer 0-255 is allowed.
+
+    A play command with a strictly higher priority than the one playing preempts it.
+    """
+
+    ROUTINE = 10
+    SYSTEM_DRILL = 20
+    SIMULATED_DRILL = 30
+    LIVE_DRILL = 40
+    EMERGENCY = 100
+
+
+class BroadcastClass(StrEnum):
+    """The broadcast class of GY/T: drills and routine broadcasts must never pass for real ones."""
+
+    SYSTEM_DRILL = "system_drill"
+    SIMULATED_DRILL = "simulated_drill"
+    LIVE_DRILL = "live_drill"
+    EMERGENCY = "emergency"
+    ROUTINE = "routine"
+
+
+class AckStage(StrEnum):
+    """The stages a box reports for one command (section 3.1)."""
+
+    ACCEPTED = "accepted"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class BoxState(StrEnum):
+    """What a box is doing, as reported in its heartbeat."""
+
+    IDLE = "idle"
+    PLAYING = "playing"
+    ERROR = "error"
+
+
+ALL_ALERTS = "*"
+"""The ``alert_id`` of a ``stop`` that stops whatever is playing or queued."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoxCommand:
+    """Fields every command carries; ``cmd_id`` is the idempotency key on the box."""
+
+    kind: ClassVar[str] = ""
+    cmd_id: str
+    alert_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlayUrl(BoxCommand):
+    """Download audio from ``url``, check its SHA-256 and play it ``repeat`` times."""
+
+    kind: ClassVar[str] = "play_url"
+    url: str
+    sha256: str
+    priority: int
+    volume: int | None = None
+    repeat: int = 1
+    broadcast_class: BroadcastClass = BroadcastClass.EMERGENCY
+    fallback_clip: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlayClip(BoxCommand):
+    """Play a clip already stored on the box, identified by id and SHA-256."""
+
+    kind: ClassVar[str] = "play_clip"
+    clip_id: str
+    sha256: str
+    priority: int
+    volume: int | None = None
+    repeat: int = 1
+    broadcast_class: BroadcastClass = BroadcastClass.EMERGENCY
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stop(BoxCommand):
+    """Stop ``alert_id`` (everything when it is ``"*"``): playing now or waiting in the queue."""
+
+    kind: ClassVar[str] = "stop"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetVolume(BoxCommand):
+    """Set the box's default volume (0-100) for commands that do not carry their own."""
+
+    kind: ClassVar[str] = "set_volume"
+    volume: int
+
+
+PlayCommand = PlayUrl | PlayClip
+Command = PlayUrl | PlayClip | Stop | SetVolume
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoxAck:
+    """A box's acknowledgement of one command: accepted, started, finished, or failed + reason."""
+
+    kind: ClassVar[str] = "ack"
+    box_id: str
+    cmd_id: str
+    alert_id: str
+    stage: AckStage
+    at: datetime
+    reason: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoxStatus:
+    """A heartbeat: what the box is doing and the state of its hardware."""
+
+    kind: ClassVar[str] = "status"
+    box_id: str
+    at: datetime
+    state: BoxState
+    volume: int
+    uptime_s: int
+    firmware: str
+    playing_alert_id: str | None = None
+    playing_cmd_id: str | None = None
+    amplifier: str = "ok"
+    power: str = "mains"
+    signal_dbm: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoxHello:
+    """The first message on a connection-oriented link: proves the box holds its key."""
+
+    kind: ClassVar[str] = "hello"
+    box_id: str
+    at: datetime
+    nonce: str
+    firmware: str
+
+
+BoxMessage = BoxAck | BoxStatus | BoxHello
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BoxPresence:
+    """Emitted by the hub when a box comes online or goes offline on a link."""
+
+    box_id: str
+    online: bool
+    transport: str
+    at: datetime
+
+
+HubEvent = BoxAck | BoxStatus | BoxPresence

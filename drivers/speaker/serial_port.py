@@ -1,0 +1,95 @@
+"""An asyncio face for a pyserial port: a reader thread delivers bytes to the event loop.
+
+Used by both ends of a serial line (docs/protocols/speaker.md, section 4.2). The port is opened
+from a pyserial URL or device path (``/dev/ttyUSB0``, a pty path, ``rfc2217://host:port``).
+Reads and writes never block the event loop: the reader runs in its own thread and writes go
+through the default executor. A read timeout with bytes of a half frame pending is the
+line's silent gap, reported through ``on_gap``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+import serial
+
+from drivers.speaker.errors import SpeakerConnectionError
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.02
+
+
+class SerialPortStream:
+    """An open serial port with a background reader thread."""
+
+    def __init__(
+        self,
+        url: str,
+        baudrate: int,
+        on_bytes: Callable[[bytes], None],
+        on_gap: Callable[[], None],
+    ) -> None:
+        self._url = url
+        self._baudrate = baudrate
+        self._on_bytes = on_bytes
+        self._on_gap = on_gap
+        self._port: serial.SerialBase | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open the port and start reading; raises SpeakerConnectionError on failure."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._port = await asyncio.to_thread(
+                serial.serial_for_url, self._url, baudrate=self._baudrate, timeout=READ_TIMEOUT_S
+            )
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise SpeakerConnectionError(f"cannot open serial port {self._url}: {exc}") from exc
+        self._thread = threading.Thread(
+            target=self._read_forever, name=f"serial-reader {self._url}", daemon=True
+        )
+        self._thread.start()
+
+    def _read_forever(self) -> None:
+        port, loop = self._port, self._loop
+        assert port is not None and loop is not None
+        while not self._stopping.is_set():
+            try:
+                data = port.read(max(1, port.in_waiting))
+            except (serial.SerialException, OSError, TypeError) as exc:
+                if not self._stopping.is_set():
+                    log.error("serial port %s failed: %s", self._url, exc)
+                return
+            callback: Callable[..., None] = self._on_bytes if data else self._on_gap
+            try:
+                loop.call_soon_threadsafe(callback, *((data,) if data else ()))
+            except RuntimeError:
+                return
+
+    async def write(self, data: bytes) -> None:
+        """Write ``data``; raises SpeakerConnectionError when the port is gone."""
+        port = self._port
+        if port is None:
+            raise SpeakerConnectionError(f"serial port {self._url} is not open")
+        try:
+            async with self._write_lock:
+                await asyncio.to_thread(port.write, data)
+        except (serial.SerialException, OSError) as exc:
+            raise SpeakerConnectionError(f"write to {self._url} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        """Stop the reader thread and close the port."""
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._port is not None:
+            await asyncio.to_thread(self._port.close)
+            self._port = None

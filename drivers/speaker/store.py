@@ -1,0 +1,232 @@
+"""What a box keeps on disk: stored clips, downloaded audio and the journal of commands.
+
+The clip store holds pre-provisioned clips (``<clips_dir>/<clip_id>``) used by ``play_clip`` and
+as the fallback when a download fails. Downloads land in a content-addressed cache named by
+their SHA-256 and are only kept when the hash matches (docs/protocols/speaker.md, section 5).
+The journal remembers every command until it expires, so a duplicate or a restart never plays
+an alert twice; it is rewritten atomically (temp file, fsync, rename) off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+from drivers.speaker.codec import CLIP_PATTERN, format_time, parse_time
+from drivers.speaker.errors import (
+    MediaDownloadError,
+    MediaIntegrityError,
+    SpeakerConfigError,
+    SpeakerProtocolError,
+)
+from drivers.speaker.messages import AckStage
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ClipStore:
+    """Pre-provisioned clips, each a file named by its clip id."""
+
+    def __init__(self, clips_dir: Path) -> None:
+        self._dir = clips_dir
+        self._hashes: dict[str, tuple[float, int, str]] = {}
+
+    async def verified_clip(self, clip_id: str, sha256: str | None) -> Path:
+        """The path of ``clip_id``; raises MediaIntegrityError if missing or hash differs."""
+        if not CLIP_PATTERN.fullmatch(clip_id):
+            raise MediaIntegrityError(f"invalid clip id {clip_id!r}")
+        path = self._dir / clip_id
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except OSError as exc:
+            raise MediaIntegrityError(f"clip {clip_id!r} is not stored on this box") from exc
+        if sha256 is None:
+            return path
+        cached = self._hashes.get(clip_id)
+        if cached is None or cached[:2] != (stat.st_mtime, stat.st_size):
+            actual = await asyncio.to_thread(_sha256_file, path)
+            cached = (stat.st_mtime, stat.st_size, actual)
+            self._hashes[clip_id] = cached
+        if cached[2] != sha256:
+            raise MediaIntegrityError(f"clip {clip_id!r} does not match SHA-256 {sha256}")
+        return path
+
+
+class MediaFetcher:
+    """Downloads audio over HTTP(S) into a content-addressed cache, checking its SHA-256.
+
+    Concurrent fetches of the same hash share one download, so one fetcher can serve many
+    simulated boxes.
+    """
+
+    def __init__(
+        self, cache_dir: Path, timeout_s: float = 30.0, max_bytes: int = 50 * 1024 * 1024
+    ) -> None:
+        self._dir = cache_dir
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_bytes = max_bytes
+        self._session: aiohttp.ClientSession | None = None
+        self._inflight: dict[str, asyncio.Future[Path]] = {}
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, url: str, sha256: str) -> Path:
+        """The cached file for ``sha256``, downloading ``url`` when it is not cached yet.
+
+        Raises MediaDownloadError on network or HTTP errors and MediaIntegrityError when the
+        content does not match ``sha256``.
+        """
+        path = self._dir / sha256
+        if await asyncio.to_thread(path.is_file):
+            return path
+        pending = self._inflight.get(sha256)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._inflight[sha256] = future
+        try:
+            result = await self._download(url, sha256, path)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[sha256]
+
+    async def _download(self, url: str, sha256: str, path: Path) -> Path:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        digest = hashlib.sha256()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with self._session.get(url) as response:
+                if response.status != 200:
+                    raise MediaDownloadError(f"GET {url} answered HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise MediaDownloadError(f"{url} is larger than {self._max_bytes} bytes")
+                    digest.update(chunk)
+                    chunks.append(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise MediaDownloadError(f"GET {url} failed: {exc!r}") from exc
+        if digest.hexdigest() != sha256:
+            raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
+        await asyncio.to_thread(_write_atomic, path, b"".join(chunks))
+        return path
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """The last known state of one command on this box."""
+
+    cmd_id: str
+    alert_id: str
+    kind: str
+    stage: AckStage
+    expires_at: datetime
+    wire: str
+    reason: str | None = None
+    source: str | None = None
+
+    def advanced(
+        self, stage: AckStage, reason: str | None = None, source: str | None = None
+    ) -> JournalEntry:
+        """A copy at a later stage."""
+        return replace(self, stage=stage, reason=reason, source=source or self.source)
+
+
+class PlayJournal:
+    """Commands seen by the box, kept until they expire; in memory, or persisted to ``path``."""
+
+    def __init__(self, path: Path | None = None, retention: timedelta = timedelta(hours=1)) -> None:
+        self._path = path
+        self._retention = retention
+        self._entries: dict[str, JournalEntry] = {}
+        self._lock = asyncio.Lock()
+        self.volume: int | None = None
+
+    async def load(self) -> None:
+        """Read the journal file if there is one; raises SpeakerConfigError if it is corrupt."""
+        if self._path is None or not await asyncio.to_thread(self._path.exists):
+            return
+        try:
+            raw = json.loads(await asyncio.to_thread(self._path.read_text, "utf-8"))
+            self.volume = raw.get("volume")
+            for item in raw["entries"]:
+                item["stage"] = AckStage(item["stage"])
+                item["expires_at"] = parse_time(item["expires_at"])
+                entry = JournalEntry(**item)
+                self._entries[entry.cmd_id] = entry
+        except (OSError, ValueError, KeyError, TypeError, SpeakerProtocolError) as exc:
+            raise SpeakerConfigError(f"journal {self._path} is unreadable: {exc}") from exc
+
+    def get(self, cmd_id: str) -> JournalEntry | None:
+        """The entry of ``cmd_id``, if the command was seen."""
+        return self._entries.get(cmd_id)
+
+    def entries(self) -> list[JournalEntry]:
+        """Every remembered command, oldest first."""
+        return list(self._entries.values())
+
+    async def record(self, entry: JournalEntry, now: datetime) -> None:
+        """Store ``entry``, drop long-expired ones and persist."""
+        self._entries[entry.cmd_id] = entry
+        horizon = now - self._retention
+        for stale in [e.cmd_id for e in self._entries.values() if e.expires_at < horizon]:
+            del self._entries[stale]
+        await self.save()
+
+    async def save(self) -> None:
+        """Persist the journal (no-op in memory)."""
+        if self._path is None:
+            return
+        snapshot = {
+            "volume": self.volume,
+            "entries": [
+                asdict(e) | {"stage": e.stage.value, "expires_at": format_time(e.expires_at)}
+                for e in self._entries.values()
+            ],
+        }
+        data = json.dumps(snapshot, ensure_ascii=False).encode()
+        async with self._lock:
+            await asyncio.to_thread(_write_atomic, self._path, data)

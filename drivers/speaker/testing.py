@@ -1,0 +1,259 @@
+"""Test and bench equipment for the loudspeaker driver, shipped so integrators can use it too.
+
+- ``MosquittoBroker``: a real Mosquitto (Debian package) on a free port, with the queue limits
+  a hub serving thousands of boxes needs.
+- ``NullModem``: two ptys joined like a serial cable, with a hook to inject line noise.
+- ``MediaServer``: audio over real HTTP from memory; unknown names answer 404.
+- ``HubEventRecorder``: drains ``SpeakerHub.events()`` and lets a test await a condition.
+- ``play_url_command``: a PlayUrl valid from now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import select
+import socket
+import subprocess
+import threading
+import tty
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+from drivers.speaker.errors import SpeakerConnectionError
+from drivers.speaker.hub import SpeakerHub
+from drivers.speaker.messages import (
+    AckStage,
+    BoxAck,
+    BoxPresence,
+    BroadcastClass,
+    HubEvent,
+    PlayUrl,
+    Priority,
+)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MosquittoBroker:
+    """Runs ``mosquitto`` on 127.0.0.1 with a generated config until the context exits."""
+
+    def __init__(self, work_dir: Path, start_timeout_s: float = 5.0) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self._conf = work_dir / f"mosquitto-{self.port}.conf"
+        self._timeout = start_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Self:
+        self._conf.write_text(
+            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+            "max_inflight_messages 0\nmax_queued_messages 0\nlog_dest stderr\n"
+        )
+        try:
+            self._process = subprocess.Popen(
+                ["mosquitto", "-c", str(self._conf)],
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                bufsize=0,
+            )
+        except OSError as exc:
+            raise SpeakerConnectionError(f"cannot start mosquitto: {exc}") from exc
+        stderr = self._process.stderr
+        assert stderr is not None
+        while True:
+            ready, _, _ = select.select([stderr], [], [], self._timeout)
+            line = stderr.readline() if ready else b""
+            if not line:
+                self.__exit__(None, None, None)
+                raise SpeakerConnectionError("mosquitto did not start")
+            if b" running" in line:
+                return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+            if self._process.stderr is not None:
+                self._process.stderr.close()
+            self._process = None
+
+
+class NullModem:
+    """Two ptys joined by a forwarding thread, like a cable between two serial ports."""
+
+    def __init__(self) -> None:
+        self._ma, self._sa = os.openpty()
+        self._mb, self._sb = os.openpty()
+        for fd in (self._sa, self._sb):
+            tty.setraw(fd)
+        self.path_a, self.path_b = os.ttyname(self._sa), os.ttyname(self._sb)
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._forward, name="null-modem", daemon=True)
+        self._thread.start()
+
+    def _forward(self) -> None:
+        peer = {self._ma: self._mb, self._mb: self._ma}
+        while True:
+            ready, _, _ = select.select([self._ma, self._mb, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            for fd in ready:
+                try:
+                    os.write(peer[fd], os.read(fd, 4096))
+                except OSError:
+                    continue
+
+    def inject_towards_b(self, data: bytes) -> None:
+        """Put bytes on the line towards side B, as line noise would."""
+        os.write(self._mb, data)
+
+    def close(self) -> None:
+        """Stop forwarding and close both ptys."""
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        for fd in (self._ma, self._sa, self._mb, self._sb, self._stop_r, self._stop_w):
+            os.close(fd)
+
+
+class MediaServer:
+    """Serves ``files`` over HTTP on 127.0.0.1; counts requests."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests = 0
+        self.base = ""
+        self._runner: web.AppRunner | None = None
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/media/{name}"
+
+    @property
+    def missing_url(self) -> str:
+        return f"{self.base}/media/missing-{len(self.files)}.wav"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        body = self.files.get(request.match_info["name"])
+        if body is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=body, content_type="audio/wav")
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        app.router.add_get("/media/{name}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.base = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def play_url_command(
+    cmd_id: str,
+    alert_id: str,
+    url: str,
+    data: bytes,
+    priority: int = Priority.EMERGENCY,
+    expires_in_s: float = 60.0,
+    fallback_clip: str | None = None,
+    broadcast_class: BroadcastClass = BroadcastClass.EMERGENCY,
+) -> PlayUrl:
+    """A PlayUrl for ``data`` served at ``url``, issued now."""
+    now = datetime.now(UTC)
+    return PlayUrl(
+        cmd_id=cmd_id,
+        alert_id=alert_id,
+        issued_at=now,
+        expires_at=now + timedelta(seconds=expires_in_s),
+        url=url,
+        sha256=hashlib.sha256(data).hexdigest(),
+        priority=priority,
+        volume=70,
+        fallback_clip=fallback_clip,
+        broadcast_class=broadcast_class,
+    )
+
+
+class HubEventRecorder:
+    """Consumes a hub's events into ``events``; ``wait_for`` awaits a condition on them."""
+
+    def __init__(self, hub: SpeakerHub) -> None:
+        self.events: list[HubEvent] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task = asyncio.get_running_loop().create_task(self._pump(hub))
+
+    async def _pump(self, hub: SpeakerHub) -> None:
+        async for event in hub.events():
+            self.events.append(event)
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters.clear()
+
+    async def wait_for(self, predicate: Callable[[], bool], within_s: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds; raises TimeoutError after ``within_s``."""
+        async with asyncio.timeout(within_s):
+            while not predicate():
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                await waiter
+
+    def acks(
+        self, cmd_id: str | None = None, stage: AckStage | None = None, box_id: str | None = None
+    ) -> list[BoxAck]:
+        """Acks received so far, filtered."""
+        return [
+            e
+            for e in self.events
+            if isinstance(e, BoxAck)
+            and cmd_id in (None, e.cmd_id)
+            and stage in (None, e.stage)
+            and box_id in (None, e.box_id)
+        ]
+
+    def acked_boxes(self, cmd_id: str, stage: AckStage) -> set[str]:
+        """Boxes that reported ``stage`` for ``cmd_id``."""
+        return {a.box_id for a in self.acks(cmd_id, stage)}
+
+    async def wait_acks(
+        self, cmd_id: str, stage: AckStage, boxes: set[str], within_s: float = 5.0
+    ) -> None:
+        """Wait until every box in ``boxes`` reported ``stage`` for ``cmd_id``."""
+        await self.wait_for(lambda: boxes <= self.acked_boxes(cmd_id, stage), within_s)
+
+    def presence(self, box_id: str) -> list[bool]:
+        """The online/offline changes reported for ``box_id``, in order."""
+        return [e.online for e in self.events if isinstance(e, BoxPresence) and e.box_id == box_id]
+
+    async def close(self) -> None:
+        """Stop consuming events."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,254 @@
+"""Box-side transports: how a box agent reaches the server (docs/protocols/speaker.md, section 4).
+
+- ``TcpUplink``: the box connects out (through NAT and 4G routers), optionally over TLS, sends a
+  signed hello, then exchanges newline-delimited JSON; it reconnects with jittered backoff.
+- ``MqttUplink``: one MQTT session per box (QoS 1, persistent session) subscribed to its own
+  command topic and its areas' topics; the broker's last will marks the box offline.
+- ``SerialBoxLine``: the box end of an RS-485 style line; answers the bus master's frames for
+  one or more addresses on the same port.
+
+Each uplink's ``run`` keeps the link up until it is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import aiomqtt
+
+from drivers.speaker.agent import BoxAgent
+from drivers.speaker.serial_frames import FrameKind, SerialFrame, SerialFrameDecoder, encode_frame
+from drivers.speaker.serial_port import SerialPortStream
+from drivers.speaker.topics import SpeakerTopics
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 64 * 1024
+OFFLINE = b"offline"
+ONLINE = b"online"
+
+
+class _Backoff:
+    """Exponential reconnect delay with full jitter."""
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self._first, self._max, self._next = first_s, max_s, first_s
+
+    def reset(self) -> None:
+        self._next = self._first
+
+    async def wait(self) -> None:
+        await asyncio.sleep(random.uniform(self._next / 2, self._next))
+        self._next = min(self._next * 2, self._max)
+
+
+class TcpUplink:
+    """Keeps one TCP (or TLS) connection from the box to the hub."""
+
+    def __init__(
+        self,
+        agent: BoxAgent,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        reconnect_s: tuple[float, float] = (0.2, 30.0),
+    ) -> None:
+        self._agent = agent
+        self._host, self._port = host, port
+        self._ssl = ssl_context
+        self._backoff = _Backoff(*reconnect_s)
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Connect, exchange messages, and reconnect whenever the link drops."""
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=self._ssl, limit=MAX_LINE
+                )
+            except OSError as exc:
+                log.info(
+                    "box %s: cannot reach %s:%s: %s",
+                    self._agent.box_id,
+                    self._host,
+                    self._port,
+                    exc,
+                )
+                await self._backoff.wait()
+                continue
+            self._backoff.reset()
+            try:
+                await self._session(reader, writer)
+            except (OSError, ValueError, EOFError) as exc:
+                log.info("box %s: link to %s lost: %s", self._agent.box_id, self._host, exc)
+            finally:
+                self.connected.clear()
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            await self._backoff.wait()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self._agent.hello() + b"\n")
+        self._agent.link_up()
+        self.connected.set()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._send_forever(writer))
+            await self._receive_forever(reader)
+            raise EOFError("server closed the connection")
+
+    async def _receive_forever(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            if line.endswith(b"\n"):
+                await self._agent.handle_command(line[:-1])
+
+    async def _send_forever(self, writer: asyncio.StreamWriter) -> None:
+        while True:
+            writer.write(await self._agent.next_outgoing() + b"\n")
+            await writer.drain()
+
+
+class MqttUplink:
+    """Keeps one MQTT session for the box: commands in, acks and heartbeats out."""
+
+    def __init__(
+        self,
+        agent: BoxAgent,
+        host: str,
+        port: int,
+        topics: SpeakerTopics,
+        tls_context: ssl.SSLContext | None = None,
+        keepalive_s: int = 30,
+        reconnect_s: tuple[float, float] = (0.2, 30.0),
+    ) -> None:
+        self._agent = agent
+        self._host, self._port = host, port
+        self._topics = topics
+        self._tls = tls_context
+        self._keepalive = keepalive_s
+        self._backoff = _Backoff(*reconnect_s)
+        self.connected = asyncio.Event()
+
+    def _client(self) -> aiomqtt.Client:
+        box = self._agent.box_id
+        return aiomqtt.Client(
+            self._host,
+            self._port,
+            identifier=f"box-{box}",
+            clean_session=False,
+            keepalive=self._keepalive,
+            tls_context=self._tls,
+            will=aiomqtt.Will(self._topics.presence(box), OFFLINE, qos=1, retain=True),
+        )
+
+    async def run(self) -> None:
+        """Connect, exchange messages, and reconnect whenever the broker is lost."""
+        box = self._agent.box_id
+        while True:
+            try:
+                async with self._client() as client:
+                    self._backoff.reset()
+                    try:
+                        await self._session(client)
+                    finally:
+                        self.connected.clear()
+                        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                            async with asyncio.timeout(1.0):
+                                await client.publish(
+                                    self._topics.presence(box), OFFLINE, qos=1, retain=True
+                                )
+            except aiomqtt.MqttError as exc:
+                log.info("box %s: MQTT link lost: %s", box, exc)
+            await self._backoff.wait()
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        box = self._agent.box_id
+        subscriptions = [(self._topics.box_commands(box), 1)] + [
+            (self._topics.area_commands(code), 1) for code in self._agent.identity.area_keys
+        ]
+        await client.subscribe(subscriptions)
+        await client.publish(self._topics.presence(box), ONLINE, qos=1, retain=True)
+        self._agent.link_up()
+        self.connected.set()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._send_forever(client))
+            async for message in client.messages:
+                if isinstance(message.payload, bytes):
+                    await self._agent.handle_command(message.payload)
+
+    async def _send_forever(self, client: aiomqtt.Client) -> None:
+        up = self._topics.box_messages(self._agent.box_id)
+        while True:
+            await client.publish(up, await self._agent.next_outgoing(), qos=1)
+
+
+class SerialBoxLine:
+    """The box end of a serial line: answers the master for every address in ``agents``.
+
+    Each master frame gets exactly one reply echoing its sequence number: the oldest waiting
+    message (``MESSAGE``, or ``MESSAGE_MORE`` when more wait) or ``IDLE``. A repeated sequence
+    number is a retransmission: the previous reply is sent again and nothing is executed twice.
+    """
+
+    def __init__(self, url: str, agents: Mapping[int, BoxAgent], baudrate: int = 115200) -> None:
+        self._agents = dict(agents)
+        self._decoder = SerialFrameDecoder()
+        self._stream = SerialPortStream(url, baudrate, self._on_bytes, self._on_gap)
+        self._last_reply: dict[int, tuple[int, bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def replace_agent(self, address: int, agent: BoxAgent) -> None:
+        """Put a new agent at ``address`` (after a simulated restart)."""
+        self._agents[address] = agent
+        self._last_reply.pop(address, None)
+
+    async def run(self) -> None:
+        """Open the port and answer frames until cancelled."""
+        await self._stream.open()
+        try:
+            await asyncio.Future()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+            await self._stream.close()
+
+    def _on_gap(self) -> None:
+        if self._decoder.pending:
+            self._decoder.discard_partial()
+
+    def _on_bytes(self, data: bytes) -> None:
+        for frame in self._decoder.feed(data):
+            self._on_frame(frame)
+
+    def _on_frame(self, frame: SerialFrame) -> None:
+        agent = self._agents.get(frame.address)
+        if agent is None or frame.kind not in (FrameKind.COMMAND, FrameKind.POLL):
+            return
+        last = self._last_reply.get(frame.address)
+        if last is not None and last[0] == frame.sequence:
+            self._spawn(self._stream.write(last[1]))
+            return
+        if frame.kind is FrameKind.COMMAND:
+            agent.submit_command(frame.payload)
+        message = agent.take_outgoing()
+        if message is None:
+            reply = SerialFrame(frame.address, frame.sequence, FrameKind.IDLE)
+        else:
+            kind = FrameKind.MESSAGE_MORE if agent.outgoing_count else FrameKind.MESSAGE
+            reply = SerialFrame(frame.address, frame.sequence, kind, message)
+        data = encode_frame(reply)
+        self._last_reply[frame.address] = (frame.sequence, data)
+        self._spawn(self._stream.write(data))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
