@@ -1,0 +1,147 @@
+"""RDS encoder client over UECP (EBU SPB 490), for serial, pty or TCP links.
+
+Each command is one frame (SPB 490 section 2.2) addressed to ``site``/``encoder`` from the
+config, carrying one or more message elements (section 3) with the configured data set and
+programme service numbers. The sequence counter runs 1..255 cyclically (0 is reserved for
+"not used"); a retransmission repeats the frame with the same counter, so an encoder that
+did apply it but lost its answer just applies the same values again.
+
+The encoder answers with a frame holding a message acknowledgement element (0x18,
+section 3.3.1) whose frame sequence counter echoes the command's. Code 0 is success; code 1
+(CRC error), 2 (not received completely), 10 (end missing), 12 (bad stuffing) and 13
+(unexpected end) mean the bytes were damaged on the line and are retransmitted; every
+other code is a refusal (:class:`~drivers.rds.errors.RdsRejectedError` with the code).
+
+Several fields set together go in one frame, so one acknowledgement covers them: when TA is
+dropped its element comes first, when it is raised it comes last (after PTY, PS and RT), so
+receivers switching on TA already see the alarm programme type.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from drivers.rds.client import RdsEncoderClient
+from drivers.rds.config import RdsEncoderConfig
+from drivers.rds.errors import RdsFrameError, RdsRejectedError
+from drivers.rds.state import EncoderState
+from drivers.rds.uecp_elements import (
+    AckElement,
+    EwsElement,
+    EwsPayload,
+    PiElement,
+    PsElement,
+    PtyElement,
+    RtElement,
+    TaTpElement,
+    UecpElement,
+    decode_message,
+    encode_message,
+)
+from drivers.rds.uecp_frame import AckCode, UecpFrame, UecpFrameReader, encode_frame
+
+_log = logging.getLogger(__name__)
+
+_LINE_DAMAGE = frozenset(
+    {
+        AckCode.CRC_ERROR,
+        AckCode.MESSAGE_NOT_RECEIVED_COMPLETELY,
+        AckCode.END_MESSAGE_MISSING,
+        AckCode.BAD_STUFFING,
+        AckCode.UNEXPECTED_END_OF_MESSAGE,
+    }
+)
+
+
+def update_elements(update: EncoderState, dsn: int = 0, psn: int = 0) -> list[UecpElement]:
+    """The UECP elements for ``update``, TA/TP first when TA drops and last otherwise."""
+    body: list[UecpElement] = []
+    if update.pi is not None:
+        body.append(PiElement(update.pi, dsn, psn))
+    if update.pty is not None:
+        body.append(PtyElement(update.pty, dsn, psn))
+    if update.ps is not None:
+        body.append(PsElement(update.ps, dsn, psn))
+    if update.rt is not None:
+        body.append(RtElement(update.rt, dsn=dsn, psn=psn))
+    if update.ta is None and update.tp is None:
+        return body
+    # The element carries both flags; an unset one keeps its last known value.
+    flags = TaTpElement(bool(update.ta), bool(update.tp), dsn, psn)
+    return [flags, *body] if not update.ta else [*body, flags]
+
+
+class UecpEncoderClient(RdsEncoderClient):
+    """An RDS encoder speaking UECP; see the module docstring for the exchange."""
+
+    supports_ews: ClassVar[bool] = True
+
+    def __init__(self, config: RdsEncoderConfig) -> None:
+        super().__init__(config)
+        self._sequence = 0
+        self._frames = UecpFrameReader()
+
+    def _next_frame(self, elements: list[UecpElement]) -> bytes:
+        self._sequence = self._sequence % 255 + 1
+        frame = UecpFrame(
+            self.config.site_address,
+            self.config.encoder_address,
+            self._sequence,
+            encode_message(elements),
+        )
+        return encode_frame(frame)
+
+    def _encode_update(self, update: EncoderState) -> bytes:
+        known = self.snapshot()
+        if (update.ta is None) != (update.tp is None):
+            update = EncoderState(
+                pi=update.pi,
+                ps=update.ps,
+                rt=update.rt,
+                pty=update.pty,
+                ta=update.ta if update.ta is not None else bool(known.ta),
+                tp=update.tp if update.tp is not None else bool(known.tp),
+            )
+        return self._next_frame(
+            update_elements(update, self.config.data_set, self.config.programme_service)
+        )
+
+    def _encode_ews(self, payload: EwsPayload) -> bytes:
+        return self._next_frame([EwsElement(payload)])
+
+    def _on_connected(self) -> None:
+        self._frames = UecpFrameReader()
+
+    def _feed(self, data: bytes) -> None:
+        for item in self._frames.feed(data):
+            if isinstance(item, RdsFrameError):
+                _log.warning("garbled frame from encoder %s: %s", self.config.url, item)
+                continue
+            try:
+                elements = decode_message(item.message)
+            except RdsFrameError as error:
+                _log.warning("unreadable answer from encoder %s: %s", self.config.url, error)
+                continue
+            for element in elements:
+                if isinstance(element, AckElement) and self._answers_current(item, element):
+                    self._resolve(element)
+
+    def _answers_current(self, frame: UecpFrame, ack: AckElement) -> bool:
+        if ack.code is AckCode.OK:
+            return frame.sequence in (self._sequence, 0)
+        return self._sequence in (frame.sequence, ack.sequence)
+
+    def _judge_reply(self, reply: object, what: str) -> bool:
+        if not isinstance(reply, AckElement):
+            return False
+        if reply.code is AckCode.OK:
+            return True
+        if reply.code in _LINE_DAMAGE:
+            _log.info("%s: encoder reports %s", what, reply.code.name)
+            return False
+        raise RdsRejectedError(
+            f"{what}: encoder at {self.config.url} refused it: {reply.code.name} "
+            f"(code {int(reply.code)})",
+            int(reply.code),
+        )
