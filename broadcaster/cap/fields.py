@@ -15,7 +15,11 @@ from decimal import Decimal
 from broadcaster.cap.model import Circle, Polygon, Reference
 
 FORBIDDEN_ID_CHARS = re.compile(r"[\s,<&]")
-_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_DECIMAL_FORM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_DECIMAL = re.compile(_DECIMAL_FORM)
+_PAIR_LIST = re.compile(
+    rf"\s*{_DECIMAL_FORM},{_DECIMAL_FORM}(?:\s+{_DECIMAL_FORM},{_DECIMAL_FORM})*\s*"
+)
 
 
 def read_decimal(text: str) -> float:
@@ -46,6 +50,13 @@ def _read_pair(token: str) -> tuple[float, float]:
 
 def read_polygon(text: str) -> Polygon:
     """Read whitespace-separated ``lat,lon`` pairs; shape rules are left to the validator."""
+    if _PAIR_LIST.fullmatch(text):
+        # Checked as a whole by one regular expression: float() alone would accept
+        # "inf", "1e5" or "1_0", which are not xs:decimal.
+        numbers = text.replace(",", " ").split()
+        return Polygon(
+            points=tuple(zip(map(float, numbers[::2]), map(float, numbers[1::2]), strict=True))
+        )
     tokens = text.split()
     if not tokens:
         raise ValueError("the polygon is empty")

@@ -28,11 +28,6 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.severity} {self.path} [{self.rule}]: {self.message}"
 
-    @property
-    def is_error(self) -> bool:
-        """True when this finding rejects the document."""
-        return self.severity == "error"
-
 
 def errors_of(problems: Iterable[Problem]) -> list[Problem]:
     """The findings among ``problems`` that reject a document."""

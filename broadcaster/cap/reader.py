@@ -56,6 +56,7 @@ class CapTreeReader:
         self.namespace = namespace
         self.cap11 = cap11
         self.problems: list[Problem] = []
+        self._children: dict[int, tuple[etree._Element, dict[str, list[etree._Element]]]] = {}
 
     def read_alert(self, root: etree._Element) -> Alert:
         """The alert in ``root``, with placeholders where values were unusable."""
@@ -169,10 +170,26 @@ class CapTreeReader:
     def _all(
         self, parent: etree._Element, path: str, name: str, repeatable: bool
     ) -> list[tuple[str, etree._Element]]:
-        found = parent.findall(f"{{{self.namespace}}}{name}")
+        found = self._grouped(parent).get(name, [])
         if not repeatable:
             return [(f"{path}/{name}", element) for element in found[:1]]
         return [(f"{path}/{name}[{n}]", element) for n, element in enumerate(found, start=1)]
+
+    def _grouped(self, parent: etree._Element) -> dict[str, list[etree._Element]]:
+        # One pass over the children instead of a search per field; the cache also keeps
+        # each element proxy alive so that the identity key stays valid.
+        key = id(parent)
+        cached = self._children.get(key)
+        if cached is None or cached[0] is not parent:
+            groups: dict[str, list[etree._Element]] = {}
+            prefix = f"{{{self.namespace}}}"
+            for child in parent.iterchildren(tag=etree.Element):
+                tag = child.tag
+                if isinstance(tag, str) and tag.startswith(prefix):
+                    groups.setdefault(tag[len(prefix) :], []).append(child)
+            cached = (parent, groups)
+            self._children[key] = cached
+        return cached[1]
 
     def _token(self, parent: etree._Element, path: str, name: str) -> str | None:
         for _, element in self._all(parent, path, name, repeatable=False):

@@ -113,6 +113,12 @@ _CAP11_OVERRIDES = {
 }
 
 
+_INDEXES = {
+    name: {slot.name: position for position, slot in enumerate(sequence)}
+    for name, sequence in SEQUENCES.items()
+}
+
+
 def local_name(element: etree._Element) -> str:
     """The element name without its namespace."""
     return etree.QName(element).localname
@@ -140,20 +146,22 @@ def _check_children(
     problems: list[Problem],
 ) -> None:
     sequence = _sequence(name, cap11)
-    index_of = {slot.name: position for position, slot in enumerate(sequence)}
+    index_of = _INDEXES[name]
     counts = [0] * len(sequence)
     position = 0
     signature_seen = False
+    prefix = f"{{{namespace}}}"
     for child in parent.iterchildren(tag=etree.Element):
-        qname = etree.QName(child)
-        if name == "alert" and qname.namespace in (DSIG_NS, XENC_NS):
-            signature_seen = True
+        tag = str(child.tag)
+        child_name = tag[len(prefix) :] if tag.startswith(prefix) else ""
+        if child_name not in index_of:
+            qname = etree.QName(child)
+            if name == "alert" and qname.namespace in (DSIG_NS, XENC_NS):
+                signature_seen = True
+            else:
+                problems.append(_unexpected(f"{path}/{qname.localname}", child, name, namespace))
             continue
-        child_name = qname.localname
         where = f"{path}/{child_name}"
-        if qname.namespace != namespace or child_name not in index_of:
-            problems.append(_unexpected(where, child, name, namespace))
-            continue
         slot_index = index_of[child_name]
         slot = sequence[slot_index]
         counts[slot_index] += 1

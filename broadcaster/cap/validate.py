@@ -276,9 +276,9 @@ def _check_area(checker: _Checker, area: Area, path: str) -> None:
     for number, polygon in enumerate(area.polygons, start=1):
         where = f"{path}/polygon[{number}]"
         points = list(polygon.points)
-        for lat, lon in points:
-            if not _coordinate_ok(checker, where, lat, lon):
-                break
+        outside = _first_outside(points)
+        if outside is not None:
+            _coordinate_ok(checker, where, *outside)
         if len(points) < 4:
             checker.tolerated(
                 where, "polygon-min-points", f"polygon has {len(points)} pairs; at least 4 needed"
@@ -298,6 +298,21 @@ def _check_area(checker: _Checker, area: Area, path: str) -> None:
             checker.tolerated(f"{path}/ceiling", "ceiling-altitude", "ceiling needs an altitude")
         elif area.ceiling < area.altitude:  # type: ignore[operator]
             checker.tolerated(f"{path}/ceiling", "ceiling-altitude", "ceiling is below altitude")
+
+
+def _first_outside(points: list[tuple[float, float]]) -> tuple[object, object] | None:
+    """The first pair not in WGS 84 range (NaN and non-numbers included), or None."""
+    try:
+        return next(
+            (
+                (lat, lon)
+                for lat, lon in points
+                if not (-90 <= lat <= 90 and -180 <= lon <= 180) or type(lat) is bool
+            ),
+            None,
+        )
+    except TypeError:
+        return next((lat, lon) for lat, lon in points if not (_finite(lat) and _finite(lon)))
 
 
 def _finite(value: object) -> bool:

@@ -211,3 +211,10 @@ def test_missing_category_and_event_reported_in_second_info() -> None:
     found = pairs(rejected(data))
     assert ("/alert/info[2]/category[1]", "required", "error") in found
     assert ("/alert/info[2]/event", "required", "error") in found
+
+
+def test_signature_must_be_last_child_of_alert() -> None:
+    signature = '<Signature xmlns="http://www.w3.org/2000/09/xmldsig#"/>'
+    parse_cap(doc().replace(b"</alert>", signature.encode() + b"</alert>"))
+    found = pairs(rejected(doc(after_head=signature)))
+    assert ("/alert/info[1]", "element-order", "error") in found

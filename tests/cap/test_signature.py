@@ -153,6 +153,7 @@ def _alert() -> Alert:
 def test_signed_output_verifies_trusted_and_detects_edits(kind: str) -> None:
     key_pem, cert_pem, cert_der = _key_and_cert(kind)
     signer = AlertSigner.from_pem(key_pem, cert_pem)
+    assert signer.certificate.public_bytes(serialization.Encoding.DER) == cert_der
     xml = to_xml(_alert(), signer=signer)
     root = etree.fromstring(xml)
     assert etree.QName(root[-1]).text == f"{{{DSIG}}}Signature"
