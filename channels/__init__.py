@@ -1,1 +1,3 @@
-"""Channel plugins: one module per channel, registered in the entry-point group ``broadcaster.channels``."""
+"""Channel plugins: one module per channel, each registered in the entry-point group
+``broadcaster.channels``.
+"""

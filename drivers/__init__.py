@@ -1,1 +1,4 @@
-"""Device drivers: stand-alone wire protocols and a simulator for each device. Imports nothing of the project."""
+"""Device drivers: stand-alone wire protocols and a simulator for each device.
+
+Imports nothing of the project.
+"""

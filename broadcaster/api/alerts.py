@@ -1,0 +1,179 @@
+"""API routes for alerts: submit, read, cancel, and per-target delivery state.
+
+- ``POST /api/v1/alerts``: CAP XML (``application/cap+xml``, ``application/xml``, ``text/xml``)
+  or the CAP JSON form (``application/json``); ``?channels=a,b`` limits the channels.
+  201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
+  every problem (path, rule, message) for an invalid one, which is not stored.
+- ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
+- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
+- ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
+  bool, "deliveries": [...]}``, filterable by ``state``, paged by ``limit``/``offset``.
+- ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from broadcaster.api.keys import SERVICE
+from broadcaster.cap import Problem
+from broadcaster.errors import CapError, StoreError
+from broadcaster.intake import IntakeResult
+
+routes = web.RouteTableDef()
+
+_XML_TYPES = {"application/cap+xml", "application/xml", "text/xml"}
+_PENDING = ("queued", "sending")
+
+
+def problem_json(problem: Problem) -> dict[str, str]:
+    return {
+        "severity": problem.severity,
+        "path": problem.path,
+        "rule": problem.rule,
+        "message": problem.message,
+    }
+
+
+def _result_json(result: IntakeResult) -> dict[str, Any]:
+    return {
+        "id": result.alert_id,
+        "created": result.created,
+        "state": result.state,
+        "planned": result.planned,
+        "warnings": [problem_json(p) for p in result.warnings],
+    }
+
+
+def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Response:
+    body = {"error": message, "problems": [problem_json(p) for p in problems or []]}
+    return web.json_response(body, status=400)
+
+
+@routes.post("/api/v1/alerts")
+async def submit_alert(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    content_type = request.content_type
+    body = await request.read()
+    data: bytes | dict[str, Any]
+    if content_type in _XML_TYPES:
+        data = body
+    elif content_type == "application/json":
+        try:
+            parsed = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _bad_request(f"body is not valid JSON: {exc}")
+        if not isinstance(parsed, dict):
+            return _bad_request("the JSON form of an alert is an object")
+        data = parsed
+    else:
+        return web.json_response(
+            {
+                "error": f"unsupported content type {content_type!r}; use application/cap+xml"
+                " or application/json"
+            },
+            status=415,
+        )
+    channels_param = request.query.get("channels")
+    channels = [c for c in channels_param.split(",") if c] if channels_param else None
+    try:
+        result = await service.submit(data, origin=f"api:{request['client']}", channels=channels)
+    except CapError as exc:
+        return _bad_request(str(exc), exc.problems)
+    return web.json_response(_result_json(result), status=201 if result.created else 200)
+
+
+async def _alert_or_404(request: web.Request) -> dict[str, Any]:
+    service = request.app[SERVICE]
+    record = await service.database.run(service.alerts.get, request.match_info["alert_id"])
+    if record is None:
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "no such alert"}), content_type="application/json"
+        )
+    return record
+
+
+@routes.get("/api/v1/alerts/{alert_id}")
+async def get_alert(request: web.Request) -> web.Response:
+    return web.json_response(await _alert_or_404(request))
+
+
+@routes.get("/api/v1/alerts/{alert_id}/cap")
+async def get_alert_cap(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    await _alert_or_404(request)
+    raw = await service.database.run(service.alerts.raw_xml, request.match_info["alert_id"])
+    return web.Response(body=raw, content_type="application/cap+xml")
+
+
+@routes.post("/api/v1/alerts/{alert_id}/cancel")
+async def cancel_alert(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    record = await _alert_or_404(request)
+    reason = "cancelled"
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _bad_request("body is not valid JSON")
+        if isinstance(body, dict) and isinstance(body.get("reason"), str):
+            reason = body["reason"].strip() or reason
+    if record["state"] not in ("active", "held"):
+        return web.json_response(
+            {"error": f"alert is {record['state']}; only active alerts can be cancelled"},
+            status=409,
+        )
+    try:
+        result = await service.cancel(
+            record["id"], reason=reason, origin=f"api:{request['client']}"
+        )
+    except (CapError, StoreError) as exc:
+        return _bad_request(str(exc), getattr(exc, "problems", None))
+    return web.json_response(_result_json(result), status=201)
+
+
+@routes.get("/api/v1/alerts/{alert_id}/deliveries")
+async def get_deliveries(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    record = await _alert_or_404(request)
+    try:
+        limit = min(10_000, max(1, int(request.query.get("limit", "1000"))))
+        offset = max(0, int(request.query.get("offset", "0")))
+    except ValueError:
+        return _bad_request("limit and offset are integers")
+    state = request.query.get("state") or None
+    summary = await service.database.run(service.outbox.summary, record["id"])
+    rows = await service.database.run(
+        service.outbox.deliveries, record["id"], state=state, limit=limit, offset=offset
+    )
+    pending = sum(n for states in summary.values() for s, n in states.items() if s in _PENDING)
+    unconfirmed = sum(
+        states.get("accepted", 0)
+        for channel, states in summary.items()
+        if channel in service.channels and service.channels[channel].capabilities.confirms
+    )
+    return web.json_response(
+        {
+            "alert_id": record["id"],
+            "alert_state": record["state"],
+            "complete": pending == 0 and unconfirmed == 0,
+            "summary": summary,
+            "deliveries": rows,
+        }
+    )
+
+
+@routes.get("/api/v1/deliveries/{delivery_id}/events")
+async def get_delivery_events(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        delivery_id = int(request.match_info["delivery_id"])
+    except ValueError:
+        return _bad_request("delivery ids are integers")
+    events = await service.database.run(service.outbox.events, delivery_id)
+    if not events:
+        return web.json_response({"error": "no such delivery"}, status=404)
+    return web.json_response({"delivery_id": delivery_id, "events": events})

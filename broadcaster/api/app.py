@@ -1,0 +1,62 @@
+"""The aiohttp application: routes, authentication, body limits and the service's lifetime.
+
+The service is started and stopped in ``cleanup_ctx``, so the server accepts requests only
+while every part is running. ``GET /healthz`` reports each channel and every plugin that
+failed to load.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from broadcaster.api import alerts, feed, metrics
+from broadcaster.api.auth import api_tokens, bearer_middleware
+from broadcaster.api.keys import SERVICE
+from broadcaster.service import BroadcasterService
+
+log = logging.getLogger(__name__)
+
+health_routes = web.RouteTableDef()
+
+
+@health_routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    health = await service.health()
+    ok = all(h.ok for h in health.values()) and not service.failures
+    body = {
+        "status": "ok" if ok else "degraded",
+        "channels": {
+            name: {"ok": h.ok, "detail": h.detail, "devices": h.devices}
+            for name, h in health.items()
+        },
+        "failed_channels": [
+            {"channel": f.channel, "type": f.type, "error": f.error} for f in service.failures
+        ],
+    }
+    return web.json_response(body, status=200)
+
+
+def make_app(service: BroadcasterService) -> web.Application:
+    """The web application for ``service``; the service starts and stops with it."""
+    tokens = api_tokens(service.config, service.data_dir)
+    app = web.Application(
+        middlewares=[bearer_middleware(tokens)],
+        client_max_size=service.config.server.max_body_bytes,
+    )
+    app[SERVICE] = service
+
+    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        yield
+        await service.stop()
+
+    app.cleanup_ctx.append(lifetime)
+    app.add_routes(alerts.routes)
+    app.add_routes(feed.routes)
+    app.add_routes(metrics.routes)
+    app.add_routes(health_routes)
+    return app

@@ -1,0 +1,76 @@
+"""API client authentication: ``Authorization: Bearer <token>``, compared in constant time.
+
+Tokens come from ``[[api.tokens]]`` in the configuration and from the environment variable
+``BROADCASTER_API_TOKEN``. When neither gives one, a random token is generated on first start
+and written to ``<data dir>/api-token`` (mode 0600); only its path is logged, never the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from broadcaster.config import Config, Secret
+
+log = logging.getLogger(__name__)
+
+ENV_TOKEN = "BROADCASTER_API_TOKEN"  # noqa: S105 - a variable name, not a secret
+TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def api_tokens(config: Config, data_dir: Path) -> dict[str, Secret]:
+    """Client name → token for every accepted API token."""
+    tokens = {t.name: t.token for t in config.api.tokens}
+    from_env = os.environ.get(ENV_TOKEN)
+    if from_env:
+        tokens["env"] = Secret(from_env)
+    if not tokens:
+        path = data_dir / TOKEN_FILE
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")
+            log.warning("no API token configured; generated one in %s", path)
+        tokens["generated"] = Secret(path.read_text(encoding="utf-8").strip())
+    return tokens
+
+
+def client_for(header: str | None, tokens: dict[str, Secret]) -> str | None:
+    """The client name a bearer header authenticates, or None."""
+    if not header or not header.startswith("Bearer "):
+        return None
+    offered = header[len("Bearer ") :].strip().encode()
+    found = None
+    for name, token in tokens.items():
+        if hmac.compare_digest(offered, token.reveal().encode()):
+            found = name
+    return found
+
+
+def bearer_middleware(tokens: dict[str, Secret], prefix: str = "/api/") -> Middleware:
+    """Require a valid bearer token on every path under ``prefix``."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(prefix):
+            client = client_for(request.headers.get("Authorization"), tokens)
+            if client is None:
+                return web.json_response(
+                    {"error": "missing or invalid bearer token"},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'},
+                )
+            request["client"] = client
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,72 @@
+"""The public CAP Atom feed of active alerts, for neighbouring cities and county nodes.
+
+``GET /feed.atom`` lists active alerts of scope Public (RFC 4287 Atom, one entry per alert,
+each linking to its CAP document at ``GET /feed/alerts/{id}.xml``, served verbatim as
+received). Restricted and Private alerts never appear here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from aiohttp import web
+from lxml import etree
+
+from broadcaster.api.keys import SERVICE
+
+routes = web.RouteTableDef()
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
+    element = etree.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+@routes.get("/feed.atom")
+async def atom_feed(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    base = service.public_url.rstrip("/")
+    alerts = await service.database.run(service.alerts.active, service.clock())
+    public = [a for a in alerts if a.get("scope", "Public") == "Public"]
+    feed = etree.fromstring(f'<feed xmlns="{ATOM}"/>'.encode())
+    _sub(feed, "id", f"{base}/feed.atom")
+    _sub(feed, "title", f"{service.config.server.sender_name}: active alerts")
+    updated = max((a["received_at"] for a in public), default=service.clock())
+    _sub(feed, "updated", _rfc3339(updated))
+    _sub(feed, "link", rel="self", href=f"{base}/feed.atom")
+    author = _sub(feed, "author")
+    _sub(author, "name", service.config.server.sender_name)
+    for alert in public:
+        entry = _sub(feed, "entry")
+        _sub(entry, "id", f"{base}/feed/alerts/{alert['id']}.xml")
+        _sub(entry, "title", alert["headline"] or alert["event"] or alert["identifier"])
+        _sub(entry, "updated", _rfc3339(alert["received_at"]))
+        _sub(entry, "summary", f"{alert['status']} {alert['msg_type']}: {alert['event'] or ''}")
+        _sub(
+            entry,
+            "link",
+            rel="alternate",
+            type="application/cap+xml",
+            href=f"{base}/feed/alerts/{alert['id']}.xml",
+        )
+    body = etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return web.Response(body=body, content_type="application/atom+xml")
+
+
+@routes.get("/feed/alerts/{alert_id}.xml")
+async def feed_alert(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    alert_id = request.match_info["alert_id"]
+    record = await service.database.run(service.alerts.get, alert_id)
+    if record is None or record["scope"] != "Public":
+        raise web.HTTPNotFound()
+    raw = await service.database.run(service.alerts.raw_xml, alert_id)
+    return web.Response(body=raw, content_type="application/cap+xml")

@@ -1,0 +1,53 @@
+"""``GET /metrics`` in the Prometheus text exposition format (version 0.0.4).
+
+Deliveries by channel and state, send attempts handed to each channel since start, channels
+loaded and failed, and targets in the registry. No secret or personal data is exported.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broadcaster.api.keys import SERVICE
+
+routes = web.RouteTableDef()
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    counts = await service.database.run(service.outbox.state_counts)
+    targets = await service.database.run(service.targets.counts)
+    lines = [
+        "# HELP broadcaster_deliveries Deliveries in the store by channel and state.",
+        "# TYPE broadcaster_deliveries gauge",
+    ]
+    for (channel, state), n in sorted(counts.items()):
+        lines.append(
+            f'broadcaster_deliveries{{channel="{_label(channel)}",state="{_label(state)}"}} {n}'
+        )
+    lines += [
+        "# HELP broadcaster_sends_total Deliveries handed to each channel since start.",
+        "# TYPE broadcaster_sends_total counter",
+    ]
+    for channel, n in sorted(service.dispatcher.sent_total.items()):
+        lines.append(f'broadcaster_sends_total{{channel="{_label(channel)}"}} {n}')
+    lines += [
+        "# HELP broadcaster_channel_up 1 for each channel running, 0 for each that failed.",
+        "# TYPE broadcaster_channel_up gauge",
+    ]
+    for channel in sorted(service.channels):
+        lines.append(f'broadcaster_channel_up{{channel="{_label(channel)}"}} 1')
+    for failure in service.failures:
+        lines.append(f'broadcaster_channel_up{{channel="{_label(failure.channel)}"}} 0')
+    lines += [
+        "# HELP broadcaster_targets Targets in the registry by channel.",
+        "# TYPE broadcaster_targets gauge",
+    ]
+    for channel, n in sorted(targets.items()):
+        lines.append(f'broadcaster_targets{{channel="{_label(channel)}"}} {n}')
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

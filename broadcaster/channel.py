@@ -1,0 +1,171 @@
+"""The channel contract: what every channel plugin implements and what it is given.
+
+A channel is a class registered in the entry-point group ``broadcaster.channels``. The core makes
+one instance per ``[channels.<name>]`` table of the configuration and calls a few coroutines:
+
+- ``start()`` / ``stop()``: open and close devices and connections;
+- ``plan(message, candidates)``: from the registry targets inside the alert's area, choose the
+  deliveries (a channel may drop targets it cannot serve or split one into parts);
+- ``send(delivery)``: hand one delivery to the device or service. Return a :class:`SendResult`
+  (``accepted``: the device took it, a confirmation will follow; ``confirmed``: done). On failure
+  raise :class:`~broadcaster.errors.RetryableError` or :class:`~broadcaster.errors.PermanentError`
+  (or a subclass); any other exception is treated as retryable and logged as a channel bug;
+- ``cancel(delivery)``: best effort to stop what was already sent (stop playback, drop TA);
+- ``confirmations()``: an async iterator of :class:`Confirmation` for accepted deliveries;
+  channels feed it with :meth:`Channel.confirm`;
+- ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks.
+
+Retry, expiry and state live in the core, never in a channel. Class metadata
+(:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
+later get defaults here, so existing third-party channels keep working.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from broadcaster.cap import Alert
+from broadcaster.config import ChannelConfig
+from broadcaster.delivery import Target
+from broadcaster.rendition import Rendition
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMessage:
+    """An alert as channels see it: the CAP model, its rendered texts and its deadline."""
+
+    id: str
+    alert: Alert
+    rendition: Rendition
+    expires_at: float
+
+    @property
+    def is_test(self) -> bool:
+        return self.rendition.is_test
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    """One delivery a channel wants for a target (``part`` > 0 when a target takes several)."""
+
+    target: Target
+    part: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingDelivery:
+    """One delivery being handed to a channel."""
+
+    id: int
+    message: AlertMessage
+    target: Target
+    part: int
+    attempt: int
+    idempotency_key: str
+    expires_at: float
+
+
+class SendOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    CONFIRMED = "confirmed"
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What ``send`` achieved; failures are exceptions, never a result."""
+
+    outcome: SendOutcome
+    provider_ref: str | None = None
+    detail: str = ""
+
+
+class ConfirmationOutcome(StrEnum):
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    PROGRESS = "progress"
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A device's word on an accepted delivery: done, failed for good, or a step on the way."""
+
+    delivery_id: int
+    outcome: ConfirmationOutcome
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCapabilities:
+    """What a channel can carry and report."""
+
+    confirms: bool = False
+    can_stop: bool = False
+    max_text_chars: int | None = None
+    audio_formats: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHealth:
+    ok: bool
+    detail: str = ""
+    devices: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelContext:
+    """What the core gives every channel instance."""
+
+    data_dir: Path
+    sender_name: str
+    public_url: str
+
+
+class Channel(abc.ABC):
+    """Base class of every channel plugin."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities()
+    config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+
+    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+        self._confirmations: asyncio.Queue[Confirmation] = asyncio.Queue()
+
+    async def start(self) -> None:
+        """Open devices and connections. Raise ChannelError if the channel cannot work."""
+
+    async def stop(self) -> None:
+        """Close everything ``start`` opened."""
+
+    async def plan(
+        self, message: AlertMessage, candidates: Sequence[Target]
+    ) -> Sequence[PlannedDelivery]:
+        """Choose deliveries among the targets in the alert's area: by default one each."""
+        return [PlannedDelivery(target=t) for t in candidates]
+
+    @abc.abstractmethod
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        """Hand one delivery to the device or service; raise RetryableError/PermanentError."""
+
+    async def cancel(self, delivery: OutgoingDelivery) -> None:
+        """Stop what was sent for ``delivery`` if the channel can (see ``can_stop``)."""
+
+    def confirm(self, confirmation: Confirmation) -> None:
+        """Report a confirmation; the core records it."""
+        self._confirmations.put_nowait(confirmation)
+
+    async def confirmations(self) -> AsyncIterator[Confirmation]:
+        """Confirmations for accepted deliveries, as they arrive."""
+        while True:
+            yield await self._confirmations.get()
+
+    async def health(self) -> ChannelHealth:
+        return ChannelHealth(ok=True)

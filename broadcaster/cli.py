@@ -1,0 +1,286 @@
+"""The ``broadcaster`` command line.
+
+::
+
+    broadcaster serve [--config FILE] [--data-dir DIR] [--host H] [--port P] [--dump-config]
+    broadcaster cap validate FILE... [--json]
+    broadcaster cap convert FILE [--to xml|json] [-o OUT]
+    broadcaster send FILE [--url URL] [--token T] [--channels a,b]
+    broadcaster status ID [--url URL] [--token T]
+    broadcaster check-config [--config FILE]
+    broadcaster channels
+    broadcaster sim NAME [simulator options]
+
+Errors are one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from broadcaster.cap import Problem
+from broadcaster.config import Config, demo_config_path, load_config
+from broadcaster.errors import BroadcasterError, CapError, ConfigError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _config(path: str | None) -> Config:
+    return load_config(Path(path) if path else demo_config_path())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from broadcaster.api.app import make_app
+    from broadcaster.service import BroadcasterService
+
+    config = _config(args.config)
+    if args.dump_config:
+        print(json.dumps(config.masked(), indent=2, ensure_ascii=False, default=str))
+        return 0
+    server = config.server.model_copy(
+        update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    )
+    config = config.model_copy(update={"server": server})
+    data_dir = Path(args.data_dir) if args.data_dir else config.server.data_dir
+    service = BroadcasterService(config, data_dir=data_dir)
+    app = make_app(service)
+    print(
+        f"broadcaster: serving on http://{server.host}:{server.port} (data in {service.data_dir})",
+        flush=True,
+    )
+    web.run_app(app, host=server.host, port=server.port, print=None, access_log=None)
+    return 0
+
+
+def cmd_cap_validate(args: argparse.Namespace) -> int:
+    from broadcaster.cap.parse import parse_cap
+
+    failed = False
+    report = []
+    for name in args.files:
+        path = Path(name)
+        try:
+            parsed = parse_cap(path.read_bytes())
+            problems, ok = parsed.problems, True
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed = True
+            continue
+        except CapError as exc:
+            problems, ok = exc.problems, False
+        failed |= not ok
+        report.append({"file": name, "valid": ok, "problems": [_problem(p) for p in problems]})
+        if not args.json:
+            for p in problems:
+                print(f"{name}: {p}")
+            print(f"{name}: {'valid' if ok else 'INVALID'}")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 1 if failed else 0
+
+
+def _problem(p: Problem) -> dict[str, str]:
+    return {"severity": p.severity, "path": p.path, "rule": p.rule, "message": p.message}
+
+
+def cmd_cap_convert(args: argparse.Namespace) -> int:
+    from broadcaster.cap.parse import parse_cap
+    from broadcaster.cap.serialize import from_json, to_json, to_xml
+
+    data = Path(args.file).read_bytes()
+    if data.lstrip().startswith(b"{"):
+        try:
+            alert = from_json(json.loads(data))
+        except json.JSONDecodeError as exc:
+            raise CapError(f"{args.file}: not valid JSON: {exc}") from None
+    else:
+        alert = parse_cap(data).alert
+    out = (
+        to_xml(alert)
+        if args.to == "xml"
+        else (json.dumps(to_json(alert), indent=2, ensure_ascii=False) + "\n").encode()
+    )
+    if args.output:
+        Path(args.output).write_bytes(out)
+    else:
+        sys.stdout.buffer.write(out)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> str:
+    token = args.token or os.environ.get("BROADCASTER_API_TOKEN")
+    if not token:
+        path = Path(args.data_dir or "data") / "api-token"
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+    if not token:
+        raise ConfigError("no API token: use --token, BROADCASTER_API_TOKEN or --data-dir")
+    return token
+
+
+def _request(
+    args: argparse.Namespace, method: str, path: str, body: bytes | None, ctype: str
+) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own server
+        args.url.rstrip("/") + path,
+        data=body,
+        method=method,
+        headers={"Authorization": f"Bearer {_token(args)}", "Content-Type": ctype},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise BroadcasterError(f"cannot reach {args.url}: {exc.reason}") from None
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    data = Path(args.file).read_bytes()
+    ctype = "application/json" if data.lstrip().startswith(b"{") else "application/cap+xml"
+    query = f"?channels={args.channels}" if args.channels else ""
+    status, body = _request(args, "POST", f"/api/v1/alerts{query}", data, ctype)
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+    return 0 if status in (200, 201) else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status, body = _request(
+        args, "GET", f"/api/v1/alerts/{args.id}/deliveries?limit=50", None, "application/json"
+    )
+    if status != 200:
+        print(json.dumps(body, ensure_ascii=False), file=sys.stderr)
+        return 1
+    print(f"alert {args.id}: {body['alert_state']}, complete: {body['complete']}")
+    for channel, states in body["summary"].items():
+        counts = ", ".join(f"{s} {n}" for s, n in sorted(states.items()))
+        print(f"  {channel}: {counts}")
+    for d in body["deliveries"]:
+        if d["state"] in ("failed", "queued", "expired") and d["last_error"]:
+            print(f"  {d['channel']} {d['target_id']}: {d['state']}: {d['last_error']}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from broadcaster.plugins import check_channel_configs
+    from broadcaster.store.targets import load_targets_file
+
+    config = _config(args.config)
+    problems = check_channel_configs(config)
+    if config.registry.targets is not None:
+        try:
+            load_targets_file(config.registry.targets)
+        except ConfigError as exc:
+            problems.append(f"registry.targets: {exc}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 1
+    print(f"{config.source}: configuration is valid ({len(config.channels)} channels)")
+    return 0
+
+
+def cmd_channels(_args: argparse.Namespace) -> int:
+    from broadcaster.plugins import available_plugins, load_plugin
+
+    status = 0
+    for name in sorted(available_plugins()):
+        try:
+            cls = load_plugin(name)
+            print(f"{name}: {cls.capabilities.description or cls.__name__}")
+        except BroadcasterError as exc:
+            print(f"{name}: BROKEN: {exc}")
+            status = 1
+    return status
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    sims = {ep.name: ep for ep in entry_points(group="broadcaster.simulators")}
+    if args.name not in sims:
+        raise BroadcasterError(f"no simulator {args.name!r} (have: {', '.join(sorted(sims))})")
+    try:
+        main = sims[args.name].load()
+    except Exception as exc:
+        raise BroadcasterError(f"simulator {args.name!r} failed to load: {exc}") from exc
+    return int(main(list(args.rest)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="broadcaster", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML configuration (default: the demo)")
+    serve.add_argument("--data-dir", help="data directory (default: from the configuration)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--dump-config", action="store_true", help="print it, secrets masked")
+    serve.set_defaults(func=cmd_serve)
+
+    cap = sub.add_parser("cap", help="CAP documents").add_subparsers(dest="cap_cmd", required=True)
+    validate = cap.add_parser("validate", help="validate CAP files")
+    validate.add_argument("files", nargs="+")
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(func=cmd_cap_validate)
+    convert = cap.add_parser("convert", help="CAP 1.1 → 1.2, XML ↔ JSON")
+    convert.add_argument("file")
+    convert.add_argument("--to", choices=("xml", "json"), default="xml")
+    convert.add_argument("-o", "--output")
+    convert.set_defaults(func=cmd_cap_convert)
+
+    for name, func, helptext in (
+        ("send", cmd_send, "send a CAP file to a running server"),
+        ("status", cmd_status, "delivery state of an alert"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("file" if name == "send" else "id")
+        p.add_argument("--url", default=DEFAULT_URL)
+        p.add_argument("--token")
+        p.add_argument("--data-dir", help="where serve keeps its generated api-token")
+        if name == "send":
+            p.add_argument("--channels", help="comma-separated channel names")
+        p.set_defaults(func=func)
+
+    check = sub.add_parser("check-config", help="validate a configuration")
+    check.add_argument("--config")
+    check.set_defaults(func=cmd_check_config)
+    sub.add_parser("channels", help="list channel plugins").set_defaults(func=cmd_channels)
+    sim = sub.add_parser("sim", help="run a device simulator (modem, rds, speaker)")
+    sim.add_argument("name")
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sim.set_defaults(func=cmd_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except CapError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    except (BroadcasterError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,221 @@
+"""Configuration: one TOML file, validated once at load into typed models.
+
+Every problem is reported at once, each naming its dotted key (``channels.sms.concurrency``).
+Secrets are :class:`Secret` values: given inline, from an environment variable
+(``{ env = "NAME" }``) or from a file (``{ file = "/etc/broadcaster/key" }``); their ``repr``,
+``str`` and JSON dump are masked, so logs, pages and ``check-config`` never show them.
+Relative paths are resolved against the directory of the configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from broadcaster.errors import ConfigError
+
+MASK = "**********"
+
+
+class Secret:
+    """A secret string that never shows itself in ``str``, ``repr`` or a config dump."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: call only where it is used (an HMAC, a header)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _load_secret(value: object) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        if not value:
+            raise ValueError("a secret must not be empty")
+        return Secret(value)
+    if isinstance(value, Mapping):
+        if set(value) == {"env"}:
+            name = str(value["env"])
+            found = os.environ.get(name)
+            if not found:
+                raise ValueError(f"environment variable {name} is not set or empty")
+            return Secret(found)
+        if set(value) == {"file"}:
+            path = Path(str(value["file"]))
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+            if not text:
+                raise ValueError(f"secret file {path} is empty")
+            return Secret(text)
+    raise ValueError('a secret is a string, { env = "NAME" } or { file = "PATH" }')
+
+
+SecretValue = Annotated[
+    Secret,
+    BeforeValidator(_load_secret),
+    PlainSerializer(lambda _s: MASK, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+
+
+class StrictModel(BaseModel):
+    """Base for configuration models: unknown keys are errors, values are checked on load."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+
+class ServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    public_url: str | None = None
+    sender: str = Field("broadcaster@localhost", pattern=r"^[^\s,<&]+$")
+    sender_name: str = "broadcaster"
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+
+class ApiTokenConfig(StrictModel):
+    name: str = Field(min_length=1)
+    token: SecretValue
+
+
+class ApiConfig(StrictModel):
+    tokens: list[ApiTokenConfig] = Field(default_factory=list)
+
+
+class DispatcherConfig(StrictModel):
+    default_expiry_minutes: float = Field(360, gt=0)
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_max_seconds: float = Field(300.0, gt=0)
+    confirm_timeout_seconds: float = Field(600.0, gt=0)
+    send_timeout_seconds: float = Field(60.0, gt=0)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    idle_poll_seconds: float = Field(1.0, gt=0)
+
+
+class RegistryConfig(StrictModel):
+    divisions: Path | None = None
+    targets: Path | None = None
+
+
+class ChannelConfig(BaseModel):
+    """Settings every channel instance has; a channel's own model extends this one."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    type: str = Field(min_length=1)
+    enabled: bool = True
+    concurrency: int = Field(16, ge=1, le=10_000)
+    rate_per_second: float = Field(0.0, ge=0, description="0 means no limit")
+    confirm_timeout_seconds: float | None = Field(None, gt=0)
+
+
+class Config(StrictModel):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    dispatcher: DispatcherConfig = Field(default_factory=DispatcherConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    source: Path | None = None
+
+    def channel_base(self, name: str) -> ChannelConfig:
+        """The common settings of channel instance ``name`` (already validated at load)."""
+        return ChannelConfig.model_validate(_common_channel_keys(self.channels[name]))
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret masked (for ``--dump-config``)."""
+        return self.model_dump(mode="json")
+
+
+def _common_channel_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k in ChannelConfig.model_fields}
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem: ``key.path: message``."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        key = f"{prefix}.{key}" if prefix and key else (prefix or key)
+        lines.append(f"{key or '(top level)'}: {err['msg']}")
+    return lines
+
+
+def _resolve(base: Path, path: Path | None) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    return (base / path).resolve()
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None) -> Config:
+    """Validate configuration data; raises ConfigError listing every problem with its key."""
+    problems: list[str] = []
+    try:
+        config = Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems.extend(format_validation_error(exc))
+        config = None
+    channels = data.get("channels", {})
+    if isinstance(channels, Mapping):
+        for name, raw in channels.items():
+            if not isinstance(raw, Mapping):
+                problems.append(f"channels.{name}: must be a table")
+                continue
+            try:
+                ChannelConfig.model_validate(_common_channel_keys(raw) | {"type": raw.get("type")})
+            except ValidationError as exc:
+                problems.extend(format_validation_error(exc, f"channels.{name}"))
+    if problems or config is None:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    registry = RegistryConfig(
+        divisions=_resolve(base_dir, config.registry.divisions),
+        targets=_resolve(base_dir, config.registry.targets),
+    )
+    return config.model_copy(update={"registry": registry})
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, base_dir=path.resolve().parent, source=path)
+
+
+def demo_config_path() -> Path:
+    """The demo configuration shipped in the repository's ``config/`` folder."""
+    return Path(__file__).resolve().parent.parent / "config" / "demo.toml"

@@ -1,0 +1,313 @@
+"""The dispatcher: per-channel workers that send due deliveries, retry, and record the outcome.
+
+For each channel instance one worker claims due deliveries (most urgent first) as long as the
+channel has free slots (its ``concurrency``), waits for the channel's rate limit, and calls
+``send``. Outcomes become :class:`~broadcaster.delivery.Transition` s, written by one recorder
+task in batches (one transaction per batch), together with the channel's confirmations.
+
+Retry: a :class:`~broadcaster.errors.RetryableError` (or a timeout, or an unexpected exception,
+which is logged as a channel bug) queues the delivery again after an exponential backoff with
+jitter, ``retry_base * 2^(attempt-1)`` capped at ``retry_max`` and drawn uniformly from its upper
+half, or after the error's ``retry_after``. A retry that would fall after the alert's expiry
+marks the delivery ``expired`` instead. A :class:`~broadcaster.errors.PermanentError` fails it.
+
+A sweeper expires what is past its deadline, requeues accepted deliveries that were never
+confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
+deliveries a crash left in ``sending`` are queued again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from broadcaster.cap.serialize import from_json
+from broadcaster.channel import (
+    AlertMessage,
+    Channel,
+    Confirmation,
+    ConfirmationOutcome,
+    OutgoingDelivery,
+    SendOutcome,
+)
+from broadcaster.config import DispatcherConfig
+from broadcaster.delivery import DeliveryState, Transition
+from broadcaster.errors import PermanentError, RetryableError
+from broadcaster.ratelimit import TokenBucket
+from broadcaster.rendition import render
+from broadcaster.store.alerts import AlertTable, InFlight
+from broadcaster.store.db import Database
+from broadcaster.store.outbox import ClaimedDelivery, Outbox
+from broadcaster.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSlot:
+    """A running channel instance with its dispatch settings."""
+
+    name: str
+    channel: Channel
+    concurrency: int
+    rate_per_second: float
+    confirm_timeout: float | None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        database: Database,
+        channels: Sequence[ChannelSlot],
+        config: DispatcherConfig,
+        *,
+        sender_name: str = "",
+        clock: Clock = time.time,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.database = database
+        self.outbox = Outbox(database)
+        self.alerts = AlertTable(database)
+        self.channels = {slot.name: slot for slot in channels}
+        self.config = config
+        self.sender_name = sender_name
+        self.clock = clock
+        self.on_change = on_change
+        self._tasks = TaskSet("dispatcher")
+        self._wake = {name: asyncio.Event() for name in self.channels}
+        self._slot_free = {name: asyncio.Event() for name in self.channels}
+        self._in_flight = dict.fromkeys(self.channels, 0)
+        self._limits = {n: TokenBucket(s.rate_per_second) for n, s in self.channels.items()}
+        self._transitions: asyncio.Queue[Transition] = asyncio.Queue()
+        self._messages: OrderedDict[str, AlertMessage] = OrderedDict()
+        self._stopped_alerts: set[str] = set()
+        self.sent_total = dict.fromkeys(self.channels, 0)
+
+    async def start(self) -> None:
+        recovered = await self.database.run(self.outbox.recover_in_flight, self.clock())
+        if recovered:
+            log.info("resumed %d deliveries that were in flight at the last stop", recovered)
+        self._tasks.spawn(self._recorder(), name="recorder")
+        self._tasks.spawn(self._sweeper(), name="sweeper")
+        for name, slot in self.channels.items():
+            self._tasks.spawn(self._worker(slot), name=f"worker:{name}")
+            self._tasks.spawn(self._confirmation_reader(slot), name=f"confirmations:{name}")
+
+    async def stop(self) -> None:
+        await self._tasks.close()
+        await self._flush()
+
+    def wake(self, channels: Sequence[str] | None = None) -> None:
+        """Tell workers that new deliveries may be due."""
+        for name in channels if channels is not None else list(self._wake):
+            if name in self._wake:
+                self._wake[name].set()
+
+    async def stop_alerts(self, in_flight: Sequence[InFlight], alert_ids: Sequence[str]) -> None:
+        """A Cancel or Update arrived: send nothing more for ``alert_ids``; stop what runs."""
+        self._stopped_alerts.update(alert_ids)
+        for item in in_flight:
+            slot = self.channels.get(item.channel)
+            if slot is None or not slot.channel.capabilities.can_stop:
+                continue
+            row = await self.database.run(self.outbox.get, item.delivery_id)
+            if row is None:
+                continue
+            try:
+                await slot.channel.cancel(await self._outgoing(row))
+            except Exception:
+                log.exception("channel %s failed to stop delivery %d", slot.name, row.id)
+
+    async def _outgoing(self, row: ClaimedDelivery) -> OutgoingDelivery:
+        return OutgoingDelivery(
+            id=row.id,
+            message=await self.message(row.alert_id),
+            target=row.target,
+            part=row.part,
+            attempt=row.attempts,
+            idempotency_key=row.idempotency_key,
+            expires_at=row.expires_at,
+        )
+
+    async def message(self, alert_id: str) -> AlertMessage:
+        """The alert as channels see it, rendered once and cached."""
+        cached = self._messages.get(alert_id)
+        if cached is not None:
+            self._messages.move_to_end(alert_id)
+            return cached
+        document = await self.database.run(self.alerts.document, alert_id)
+        record = await self.database.run(self.alerts.get, alert_id)
+        if document is None or record is None:
+            raise LookupError(f"alert {alert_id} is not in the store")
+        alert = from_json(document)
+        message = AlertMessage(
+            id=alert_id,
+            alert=alert,
+            rendition=render(alert, sender_name=self.sender_name),
+            expires_at=float(record["expires_at"]),
+        )
+        self._messages[alert_id] = message
+        while len(self._messages) > 256:
+            self._messages.popitem(last=False)
+        return message
+
+    async def _worker(self, slot: ChannelSlot) -> None:
+        name = slot.name
+        while True:
+            free = slot.concurrency - self._in_flight[name]
+            if free <= 0:
+                self._slot_free[name].clear()
+                await self._slot_free[name].wait()
+                continue
+            now = self.clock()
+            claimed = await self.database.run(
+                self.outbox.claim_due, name, now, min(free, self.config.batch_size)
+            )
+            if not claimed:
+                await self._idle(name)
+                continue
+            self._changed()
+            for row in claimed:
+                self._in_flight[name] += 1
+                self._tasks.spawn(self._send(slot, row), name=f"send:{name}:{row.id}")
+
+    async def _idle(self, name: str) -> None:
+        next_due = await self.database.run(self.outbox.next_due_at, name)
+        wait = self.config.idle_poll_seconds
+        if next_due is not None:
+            wait = min(wait, max(0.005, next_due - self.clock()))
+        self._wake[name].clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._wake[name].wait()
+
+    async def _send(self, slot: ChannelSlot, row: ClaimedDelivery) -> None:
+        try:
+            transition = await self._attempt(slot, row)
+            self._transitions.put_nowait(transition)
+        finally:
+            self._in_flight[slot.name] -= 1
+            self._slot_free[slot.name].set()
+
+    async def _attempt(self, slot: ChannelSlot, row: ClaimedDelivery) -> Transition:
+        if row.alert_id in self._stopped_alerts:
+            return Transition(row.id, DeliveryState.CANCELLED, detail="alert cancelled")
+        try:
+            delivery = await self._outgoing(row)
+            await self._limits[slot.name].acquire()
+            async with asyncio.timeout(self.config.send_timeout_seconds):
+                result = await slot.channel.send(delivery)
+        except RetryableError as exc:
+            return self._retry(row, str(exc), exc.retry_after)
+        except PermanentError as exc:
+            return Transition(row.id, DeliveryState.FAILED, last_error=str(exc) or "failed")
+        except TimeoutError:
+            return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
+        except Exception as exc:
+            log.exception("channel %s raised an unexpected error", slot.name)
+            return self._retry(row, f"channel error: {type(exc).__name__}: {exc}")
+        self.sent_total[slot.name] += 1
+        if result.outcome is SendOutcome.CONFIRMED:
+            return Transition(
+                row.id,
+                DeliveryState.CONFIRMED,
+                detail=result.detail or "confirmed",
+                provider_ref=result.provider_ref,
+            )
+        return Transition(
+            row.id,
+            DeliveryState.ACCEPTED,
+            detail=result.detail or "accepted",
+            provider_ref=result.provider_ref,
+        )
+
+    def _retry(
+        self, row: ClaimedDelivery, error: str, retry_after: float | None = None
+    ) -> Transition:
+        now = self.clock()
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            ceiling = min(
+                self.config.retry_max_seconds,
+                self.config.retry_base_seconds * 2 ** max(0, row.attempts - 1),
+            )
+            delay = random.uniform(ceiling / 2, ceiling)
+        if now + delay >= row.expires_at:
+            return Transition(
+                row.id,
+                DeliveryState.EXPIRED,
+                last_error=error,
+                detail=f"{error}; no retry before the alert expires",
+            )
+        return Transition(
+            row.id,
+            DeliveryState.QUEUED,
+            last_error=error,
+            next_attempt_at=now + delay,
+            detail=f"{error}; retry in {delay:.1f} s",
+        )
+
+    async def _confirmation_reader(self, slot: ChannelSlot) -> None:
+        async for confirmation in slot.channel.confirmations():
+            self._transitions.put_nowait(_confirmation_transition(confirmation))
+
+    async def _recorder(self) -> None:
+        while True:
+            first = await self._transitions.get()
+            await self._flush([first])
+
+    async def _flush(self, batch: list[Transition] | None = None) -> None:
+        batch = batch or []
+        while not self._transitions.empty() and len(batch) < 5000:
+            batch.append(self._transitions.get_nowait())
+        if not batch:
+            return
+        await self.database.run(self.outbox.apply, batch, self.clock())
+        self._changed()
+        if any(t.to_state is DeliveryState.QUEUED for t in batch):
+            self.wake()
+
+    async def _sweeper(self) -> None:
+        timeouts = {
+            name: slot.confirm_timeout or self.config.confirm_timeout_seconds
+            for name, slot in self.channels.items()
+            if slot.channel.capabilities.confirms
+        }
+        while True:
+            now = self.clock()
+            await self.database.run(self.alerts.expire_due, now)
+            for transition in await self.database.run(self.outbox.overdue, now, timeouts):
+                self._transitions.put_nowait(transition)
+            await asyncio.sleep(self.config.idle_poll_seconds)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+
+def _confirmation_transition(confirmation: Confirmation) -> Transition:
+    if confirmation.outcome is ConfirmationOutcome.CONFIRMED:
+        return Transition(
+            confirmation.delivery_id,
+            DeliveryState.CONFIRMED,
+            detail=confirmation.detail or "confirmed",
+        )
+    if confirmation.outcome is ConfirmationOutcome.FAILED:
+        return Transition(
+            confirmation.delivery_id,
+            DeliveryState.FAILED,
+            last_error=confirmation.detail or "failed",
+            detail=confirmation.detail,
+        )
+    return Transition(
+        confirmation.delivery_id, DeliveryState.ACCEPTED, detail=confirmation.detail, progress=True
+    )

@@ -1,0 +1,265 @@
+"""Intake: a CAP document in, an alert and all its planned deliveries on disk, or a clear no.
+
+1. Parse and validate (tolerantly: warnings are kept, errors reject; nothing is stored).
+2. Idempotency: the same (sender, identifier, sent) returns the alert stored before.
+3. Decide what the alert is for: Actual, Exercise and Test alerts are broadcast (the latter two
+   marked on every channel); System, Draft, Ack and Error messages are stored but held.
+4. Plan: targets inside the alert's area per channel (a Cancel goes to the targets the
+   referenced alerts reached), then each channel's ``plan``.
+5. Store alert, references and deliveries in one transaction; an Update supersedes and a Cancel
+   cancels what is still queued for the alerts it references.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcaster.cap import (
+    Alert,
+    MsgType,
+    Problem,
+    Severity,
+    Status,
+    Urgency,
+    format_cap_time,
+    parse_cap_time,
+)
+from broadcaster.cap.parse import ParsedCap, parse_cap
+from broadcaster.cap.serialize import from_json, to_json, to_xml
+from broadcaster.channel import AlertMessage, Channel
+from broadcaster.config import DispatcherConfig
+from broadcaster.delivery import Target
+from broadcaster.errors import CapError
+from broadcaster.planner import alert_areas, select_targets
+from broadcaster.rendition import render
+from broadcaster.store.alerts import AlertRecord, AlertTable, InFlight, NewDelivery, ReferenceLink
+from broadcaster.store.db import Database
+from broadcaster.store.targets import TargetTable
+
+_SEVERITY_RANK = {
+    Severity.EXTREME: 0,
+    Severity.SEVERE: 1,
+    Severity.MODERATE: 2,
+    Severity.MINOR: 3,
+    Severity.UNKNOWN: 4,
+}
+_URGENCY_RANK = {
+    Urgency.IMMEDIATE: 0,
+    Urgency.EXPECTED: 1,
+    Urgency.FUTURE: 2,
+    Urgency.PAST: 3,
+    Urgency.UNKNOWN: 4,
+}
+_BROADCAST_STATUSES = {Status.ACTUAL, Status.EXERCISE, Status.TEST}
+_BROADCAST_TYPES = {MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL}
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    alert_id: str
+    created: bool
+    state: str
+    warnings: list[Problem] = field(default_factory=list)
+    planned: dict[str, int] = field(default_factory=dict)
+    stopped_alerts: list[str] = field(default_factory=list)
+    in_flight: list[InFlight] = field(default_factory=list)
+
+
+def alert_id_for(sender: str, identifier: str, sent: str) -> str:
+    """The stable store id of an alert: the same triple always gives the same id."""
+    digest = hashlib.sha256(f"{sender}\n{identifier}\n{sent}".encode()).hexdigest()
+    return f"a{digest[:19]}"
+
+
+def priority_of(alert: Alert) -> int:
+    """Lower is more urgent: severity first, then urgency; tests and exercises after real ones."""
+    severity = min((_SEVERITY_RANK[i.severity] for i in alert.infos), default=4)
+    urgency = min((_URGENCY_RANK[i.urgency] for i in alert.infos), default=4)
+    base = severity * 10 + urgency
+    return base if alert.status is Status.ACTUAL else 100 + base
+
+
+class Intake:
+    """Accepts CAP documents into the store (used by the API, the console and the scheduler)."""
+
+    def __init__(
+        self,
+        database: Database,
+        channels: Mapping[str, Channel],
+        config: DispatcherConfig,
+        *,
+        sender_name: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self.alerts = AlertTable(database)
+        self.targets = TargetTable(database)
+        self.channels = dict(channels)
+        self.config = config
+        self.sender_name = sender_name
+        self.clock = clock
+
+    async def submit(
+        self,
+        data: bytes | Mapping[str, Any] | Alert,
+        *,
+        origin: str,
+        channels: Sequence[str] | None = None,
+    ) -> IntakeResult:
+        """Validate, plan and store one alert; raises CapError (nothing stored) if invalid."""
+        parsed = await asyncio.to_thread(_parse_any, data)
+        alert = parsed.alert
+        wanted = list(channels) if channels is not None else list(self.channels)
+        unknown = [c for c in wanted if c not in self.channels]
+        if unknown:
+            raise CapError(f"unknown or unavailable channel(s): {', '.join(unknown)}")
+        sent = format_cap_time(alert.sent)
+        alert_id = alert_id_for(alert.sender, alert.identifier, sent)
+        existing = await self.database.run(
+            self.alerts.find_id, alert.sender, alert.identifier, sent
+        )
+        if existing is not None:
+            return await self._existing(existing, parsed.problems)
+
+        now = self.clock()
+        references = await self.database.run(self._resolve_references, alert)
+        record = self._record(alert_id, parsed, now, wanted, origin)
+        message = AlertMessage(
+            id=alert_id,
+            alert=alert,
+            rendition=render(alert, sender_name=self.sender_name),
+            expires_at=record.expires_at,
+        )
+        deliveries: list[NewDelivery] = []
+        if record.state == "active":
+            deliveries = await self._plan(message, wanted, references)
+        supersede = {MsgType.CANCEL: "cancelled", MsgType.UPDATE: "superseded"}.get(alert.msg_type)
+        created, in_flight = await self.database.run(
+            self.alerts.insert, record, references, deliveries, supersede=supersede, now=now
+        )
+        if not created:
+            return await self._existing(alert_id, parsed.problems)
+        planned: dict[str, int] = {}
+        for d in deliveries:
+            planned[d.channel] = planned.get(d.channel, 0) + 1
+        stopped = [r.alert_id for r in references if r.alert_id] if supersede else []
+        return IntakeResult(
+            alert_id=alert_id,
+            created=True,
+            state=record.state,
+            warnings=parsed.problems,
+            planned=planned,
+            stopped_alerts=stopped,
+            in_flight=in_flight,
+        )
+
+    async def _existing(self, alert_id: str, warnings: list[Problem]) -> IntakeResult:
+        row = await self.database.run(self.alerts.get, alert_id)
+        state = str(row["state"]) if row else "unknown"
+        return IntakeResult(alert_id=alert_id, created=False, state=state, warnings=warnings)
+
+    def _resolve_references(self, alert: Alert) -> list[ReferenceLink]:
+        links = []
+        for ref in alert.references:
+            try:
+                found = self.alerts.find_id(
+                    ref.sender, ref.identifier, format_cap_time(parse_cap_time(ref.sent))
+                )
+            except ValueError:
+                found = None
+            links.append(ReferenceLink(ref.sender, ref.identifier, ref.sent, found))
+        return links
+
+    def _record(
+        self, alert_id: str, parsed: ParsedCap, now: float, channels: list[str], origin: str
+    ) -> AlertRecord:
+        alert = parsed.alert
+        effective = min(
+            (i.effective.timestamp() for i in alert.infos if i.effective is not None),
+            default=now,
+        )
+        expires_dt = alert.expires_at()
+        expires = (
+            expires_dt.timestamp()
+            if expires_dt is not None
+            else max(now, alert.sent.timestamp()) + self.config.default_expiry_minutes * 60
+        )
+        if expires <= now:
+            state = "expired"
+        elif alert.status in _BROADCAST_STATUSES and alert.msg_type in _BROADCAST_TYPES:
+            state = "active"
+        else:
+            state = "held"
+        first = alert.infos[0] if alert.infos else None
+        return AlertRecord(
+            id=alert_id,
+            sender=alert.sender,
+            identifier=alert.identifier,
+            sent=format_cap_time(alert.sent),
+            status=str(alert.status),
+            msg_type=str(alert.msg_type),
+            scope=str(alert.scope),
+            event=first.event if first else None,
+            headline=first.headline if first else alert.note,
+            severity=str(first.severity) if first else None,
+            urgency=str(first.urgency) if first else None,
+            effective_at=max(effective, now) if state == "active" else effective,
+            expires_at=expires,
+            state=state,
+            priority=priority_of(alert),
+            channels=tuple(channels),
+            origin=origin,
+            cap_version=parsed.version,
+            raw_xml=parsed.raw,
+            document=to_json(alert),
+            received_at=now,
+        )
+
+    async def _plan(
+        self, message: AlertMessage, channels: list[str], references: list[ReferenceLink]
+    ) -> list[NewDelivery]:
+        if message.alert.msg_type is MsgType.CANCEL:
+            ref_ids = [r.alert_id for r in references if r.alert_id]
+            reached = await self.database.run(self.alerts.reached_targets, ref_ids)
+            candidates = {name: reached.get(name, []) for name in channels}
+        else:
+            areas = alert_areas(message.alert)
+            candidates = {}
+            for name in channels:
+                registry = await self.database.run(self.targets.for_channel, name)
+                candidates[name] = select_targets(areas, registry)
+        deliveries: list[NewDelivery] = []
+        for name in channels:
+            if not candidates[name]:
+                continue
+            for planned in await self.channels[name].plan(message, candidates[name]):
+                deliveries.append(
+                    NewDelivery(
+                        channel=name,
+                        target=planned.target,
+                        part=planned.part,
+                        idempotency_key=_idempotency_key(
+                            message.id, name, planned.target, planned.part
+                        ),
+                    )
+                )
+        return deliveries
+
+
+def _idempotency_key(alert_id: str, channel: str, target: Target, part: int) -> str:
+    suffix = f"/{part}" if part else ""
+    return f"{alert_id}:{channel}:{target.id}{suffix}"
+
+
+def _parse_any(data: bytes | Mapping[str, Any] | Alert) -> ParsedCap:
+    """Parse XML bytes, the JSON form or a model built in code, into a validated ParsedCap."""
+    if isinstance(data, bytes | str):
+        return parse_cap(data)
+    alert = from_json(data) if isinstance(data, Mapping) else data
+    raw = to_xml(alert)
+    return parse_cap(raw)

@@ -1,0 +1,75 @@
+"""Area targeting: which registry targets lie inside a CAP alert's areas.
+
+An ``<area>`` selects targets by any of its forms, and the alert's selection is the union over
+all its ``<info>`` and ``<area>`` blocks (CAP 1.2 §3.2.4):
+
+- ``<geocode>`` whose valueName names China's administrative division codes (12 digits, GB/T 2260
+  plus township and village parts; 6- and 9-digit forms are accepted): a code covers every
+  target whose division lies under it (a county covers its townships and villages);
+- ``<polygon>``: targets whose coordinates lie inside (WGS 84 ``lat,lon``);
+- ``<circle>``: targets within the radius.
+
+Geocodes of other systems (SAME, UGC, WARNCELLID, ...) select nothing here; they are kept in the
+alert for feeds and neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from broadcaster.cap import Alert, Area
+from broadcaster.delivery import Target
+from broadcaster.divisions import code_prefix, normalize_code
+from broadcaster.geo import points_in_circle, points_in_polygon
+
+DIVISION_VALUE_NAMES = frozenset(
+    {
+        "cpeas geographic code",
+        "adcode",
+        "gb/t 2260",
+        "gb2260",
+        "division",
+        "行政区划代码",
+    }
+)
+"""``<geocode><valueName>`` values (case-insensitive) that carry a Chinese division code."""
+
+
+def division_codes(area: Area) -> list[str]:
+    """The 12-digit division codes an area names (other geocode systems are ignored)."""
+    codes = []
+    for geocode in area.geocodes:
+        if geocode.value_name.strip().lower() not in DIVISION_VALUE_NAMES:
+            continue
+        try:
+            codes.append(normalize_code(geocode.value.strip()))
+        except ValueError:
+            continue
+    return codes
+
+
+def alert_areas(alert: Alert) -> list[Area]:
+    return [area for info in alert.infos for area in info.areas]
+
+
+def _located(target: Target) -> tuple[str, float, float]:
+    return (target.id, float(target.lat or 0.0), float(target.lon or 0.0))
+
+
+def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Target]:
+    """The targets inside any of ``areas``, in registry order, each once."""
+    chosen: set[str] = set()
+    points = [_located(t) for t in targets if t.lat is not None and t.lon is not None]
+    for area in areas:
+        prefixes = [code_prefix(code) for code in division_codes(area)]
+        if prefixes:
+            chosen.update(
+                t.id
+                for t in targets
+                if t.division and any(t.division.startswith(p) for p in prefixes)
+            )
+        for polygon in area.polygons:
+            chosen.update(points_in_polygon(points, polygon.points))
+        for circle in area.circles:
+            chosen.update(points_in_circle(points, circle.lat, circle.lon, circle.radius_km))
+    return [t for t in targets if t.id in chosen]

@@ -1,0 +1,181 @@
+"""The running system: store, registry, channels, intake and dispatcher, started and stopped as one.
+
+The web API, the CLI and the tests all drive a :class:`BroadcasterService`; nothing else wires
+the parts together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from broadcaster.cap import Alert, MsgType
+from broadcaster.cap.serialize import from_json
+from broadcaster.channel import Channel, ChannelContext, ChannelHealth
+from broadcaster.config import Config
+from broadcaster.dispatcher import ChannelSlot, Dispatcher
+from broadcaster.errors import ChannelError, StoreError
+from broadcaster.intake import Intake, IntakeResult
+from broadcaster.plugins import PluginFailure, build_channels
+from broadcaster.store.alerts import AlertTable
+from broadcaster.store.db import Database
+from broadcaster.store.outbox import Outbox
+from broadcaster.store.targets import TargetTable, load_targets_file
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "broadcaster.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    channels: list[str]
+    failures: list[PluginFailure]
+    targets: dict[str, int]
+
+
+class BroadcasterService:
+    """Owns every long-lived part of the system for one data directory."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        data_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.data_dir = (data_dir or config.server.data_dir).resolve()
+        self.clock = clock
+        self.failures: list[PluginFailure] = []
+        self.channels: dict[str, Channel] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database = Database(self.data_dir / DATABASE_NAME)
+        self.alerts = AlertTable(self.database)
+        self.outbox = Outbox(self.database)
+        self.targets = TargetTable(self.database)
+        if self.config.registry.targets is not None:
+            registry = load_targets_file(self.config.registry.targets)
+            count = await self.database.run(self.targets.replace_all, registry)
+            log.info("target registry: %d targets from %s", count, self.config.registry.targets)
+        context = ChannelContext(
+            data_dir=self.data_dir,
+            sender_name=self.config.server.sender_name,
+            public_url=self.public_url,
+        )
+        built, self.failures = build_channels(self.config, context)
+        for name, channel in built.items():
+            try:
+                await channel.start()
+            except (ChannelError, OSError) as exc:
+                log.error("channel %s failed to start: %s", name, exc)
+                self.failures.append(PluginFailure(name, channel.__class__.__name__, str(exc)))
+                continue
+            self.channels[name] = channel
+        slots = []
+        for name, channel in self.channels.items():
+            base = self.config.channel_base(name)
+            slots.append(
+                ChannelSlot(
+                    name=name,
+                    channel=channel,
+                    concurrency=base.concurrency,
+                    rate_per_second=base.rate_per_second,
+                    confirm_timeout=base.confirm_timeout_seconds,
+                )
+            )
+        self.intake = Intake(
+            self.database,
+            self.channels,
+            self.config.dispatcher,
+            sender_name=self.config.server.sender_name,
+            clock=self.clock,
+        )
+        self.dispatcher = Dispatcher(
+            self.database,
+            slots,
+            self.config.dispatcher,
+            sender_name=self.config.server.sender_name,
+            clock=self.clock,
+            on_change=self._notify,
+        )
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop()
+        for name, channel in self.channels.items():
+            try:
+                await channel.stop()
+            except Exception:
+                log.exception("channel %s failed to stop cleanly", name)
+        self.database.close()
+
+    @property
+    def public_url(self) -> str:
+        server = self.config.server
+        return server.public_url or f"http://{server.host}:{server.port}"
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` whenever delivery state may have changed; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    async def submit(
+        self,
+        data: bytes | Mapping[str, Any] | Alert,
+        *,
+        origin: str,
+        channels: Sequence[str] | None = None,
+    ) -> IntakeResult:
+        """Accept an alert (raises CapError if invalid) and start dispatching it."""
+        result = await self.intake.submit(data, origin=origin, channels=channels)
+        if result.created:
+            if result.stopped_alerts:
+                await self.dispatcher.stop_alerts(result.in_flight, result.stopped_alerts)
+            self.dispatcher.wake()
+            self._notify()
+        return result
+
+    async def cancel(self, alert_id: str, *, reason: str, origin: str) -> IntakeResult:
+        """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert)."""
+        document = await self.database.run(self.alerts.document, alert_id)
+        record = await self.database.run(self.alerts.get, alert_id)
+        if document is None or record is None:
+            raise StoreError(f"no alert {alert_id}")
+        original = from_json(document)
+        now = datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0)
+        cancel = Alert(
+            identifier=f"{original.identifier}.cancel.{int(now.timestamp())}",
+            sender=self.config.server.sender,
+            sent=now,
+            status=original.status,
+            msg_type=MsgType.CANCEL,
+            scope=original.scope,
+            restriction=original.restriction,
+            addresses=original.addresses,
+            note=reason,
+            references=[original.reference],
+            incidents=original.incidents,
+        )
+        return await self.submit(cancel, origin=origin, channels=list(record["channels"]))
+
+    async def health(self) -> dict[str, ChannelHealth]:
+        result = {}
+        for name, channel in self.channels.items():
+            try:
+                result[name] = await channel.health()
+            except Exception as exc:
+                result[name] = ChannelHealth(ok=False, detail=f"health check failed: {exc}")
+        return result

@@ -1,0 +1,301 @@
+"""Alerts in the store: the accepted documents, their references and their event log.
+
+Everything here is synchronous and runs on the database thread. Writing an alert and every
+delivery planned for it happens in one transaction (:meth:`AlertTable.insert`), so once intake
+answers "accepted" all of it is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster.delivery import DeliveryState, Target
+from broadcaster.store.db import Database
+
+ALERT_STATES = ("active", "held", "cancelled", "superseded", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """The columns of one ``alerts`` row, as intake computes them."""
+
+    id: str
+    sender: str
+    identifier: str
+    sent: str
+    status: str
+    msg_type: str
+    scope: str
+    event: str | None
+    headline: str | None
+    severity: str | None
+    urgency: str | None
+    effective_at: float
+    expires_at: float
+    state: str
+    priority: int
+    channels: tuple[str, ...]
+    origin: str
+    cap_version: str
+    raw_xml: bytes
+    document: dict[str, Any]
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    channel: str
+    target: Target
+    part: int
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceLink:
+    sender: str
+    identifier: str
+    sent: str
+    alert_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A delivery that was already handed to a channel when its alert was cancelled."""
+
+    delivery_id: int
+    alert_id: str
+    channel: str
+
+
+class AlertTable:
+    """Reads and writes of alerts (call on the database thread)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def find_id(self, sender: str, identifier: str, sent: str) -> str | None:
+        row = self.database.conn.execute(
+            "SELECT id FROM alerts WHERE sender = ? AND identifier = ? AND sent = ?",
+            (sender, identifier, sent),
+        ).fetchone()
+        return None if row is None else str(row["id"])
+
+    def exists(self, alert_id: str) -> bool:
+        row = self.database.conn.execute("SELECT 1 FROM alerts WHERE id = ?", (alert_id,))
+        return row.fetchone() is not None
+
+    def insert(
+        self,
+        record: AlertRecord,
+        references: Sequence[ReferenceLink],
+        deliveries: Sequence[NewDelivery],
+        *,
+        supersede: str | None,
+        now: float,
+    ) -> tuple[bool, list[InFlight]]:
+        """Store an alert, its references and deliveries in one transaction.
+
+        ``supersede`` is ``"cancelled"`` (a Cancel) or ``"superseded"`` (an Update): the
+        referenced alerts enter that state and their queued deliveries are cancelled. Returns
+        whether the alert is new (False if the same alert was stored before) and the referenced
+        deliveries already handed to channels, which a Cancel asks the channels to stop.
+        """
+        try:
+            with self.database.transaction() as conn:
+                self._insert_alert(conn, record)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO alert_references (alert_id, ref_sender,"
+                    " ref_identifier, ref_sent, ref_alert_id) VALUES (?, ?, ?, ?, ?)",
+                    [(record.id, r.sender, r.identifier, r.sent, r.alert_id) for r in references],
+                )
+                self._event(conn, record.id, now, "accepted", f"{record.origin}; {record.state}")
+                self._insert_deliveries(conn, record, deliveries, now)
+                in_flight: list[InFlight] = []
+                if supersede:
+                    for ref in references:
+                        if ref.alert_id:
+                            in_flight += self._stop_alert(
+                                conn, ref.alert_id, supersede, record, now
+                            )
+        except sqlite3.IntegrityError:
+            if self.find_id(record.sender, record.identifier, record.sent) == record.id:
+                return False, []
+            raise
+        return True, in_flight
+
+    @staticmethod
+    def _insert_alert(conn: sqlite3.Connection, r: AlertRecord) -> None:
+        conn.execute(
+            "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope, event,"
+            " headline, severity, urgency, effective_at, expires_at, state, priority, channels,"
+            " origin, cap_version, raw_xml, document, received_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.id,
+                r.sender,
+                r.identifier,
+                r.sent,
+                r.status,
+                r.msg_type,
+                r.scope,
+                r.event,
+                r.headline,
+                r.severity,
+                r.urgency,
+                r.effective_at,
+                r.expires_at,
+                r.state,
+                r.priority,
+                json.dumps(list(r.channels)),
+                r.origin,
+                r.cap_version,
+                r.raw_xml,
+                json.dumps(r.document, ensure_ascii=False),
+                r.received_at,
+            ),
+        )
+
+    @staticmethod
+    def _insert_deliveries(
+        conn: sqlite3.Connection, r: AlertRecord, deliveries: Sequence[NewDelivery], now: float
+    ) -> None:
+        if not deliveries:
+            return
+        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()[0]
+        conn.executemany(
+            "INSERT INTO deliveries (id, alert_id, channel, target_id, part, target, state,"
+            " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+            [
+                (
+                    first + n,
+                    r.id,
+                    d.channel,
+                    d.target.id,
+                    d.part,
+                    json.dumps(d.target.to_json(), ensure_ascii=False),
+                    r.priority,
+                    r.effective_at,
+                    r.expires_at,
+                    d.idempotency_key,
+                    now,
+                )
+                for n, d in enumerate(deliveries)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+            " VALUES (?, ?, NULL, 'queued', 'planned')",
+            [(first + n, now) for n in range(len(deliveries))],
+        )
+
+    def _stop_alert(
+        self, conn: sqlite3.Connection, alert_id: str, state: str, by: AlertRecord, now: float
+    ) -> list[InFlight]:
+        updated = conn.execute(
+            "UPDATE alerts SET state = ? WHERE id = ? AND state IN ('active', 'held')",
+            (state, alert_id),
+        ).rowcount
+        if updated:
+            self._event(conn, alert_id, now, state, f"by {by.msg_type} {by.id}")
+        detail = f"{state} by {by.msg_type} {by.id}"
+        conn.execute(
+            "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+            " SELECT id, ?, state, 'cancelled', ? FROM deliveries"
+            " WHERE alert_id = ? AND state = 'queued'",
+            (now, detail, alert_id),
+        )
+        conn.execute(
+            "UPDATE deliveries SET state = 'cancelled', updated_at = ?, last_error = ?"
+            " WHERE alert_id = ? AND state = 'queued'",
+            (now, detail, alert_id),
+        )
+        rows = conn.execute(
+            "SELECT id, channel FROM deliveries WHERE alert_id = ? AND state IN (?, ?)",
+            (alert_id, DeliveryState.SENDING, DeliveryState.ACCEPTED),
+        ).fetchall()
+        return [InFlight(r["id"], alert_id, r["channel"]) for r in rows]
+
+    @staticmethod
+    def _event(
+        conn: sqlite3.Connection, alert_id: str, now: float, event: str, detail: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO alert_events (alert_id, at, event, detail) VALUES (?, ?, ?, ?)",
+            (alert_id, now, event, detail),
+        )
+
+    def reached_targets(self, alert_ids: Sequence[str]) -> dict[str, list[Target]]:
+        """Per channel, the targets an alert's deliveries already reached or tried to reach."""
+        found: dict[str, dict[str, Target]] = {}
+        for alert_id in alert_ids:
+            rows = self.database.query(
+                "SELECT channel, target FROM deliveries WHERE alert_id = ?"
+                " AND (attempts > 0 OR state IN ('sending', 'accepted', 'confirmed'))",
+                (alert_id,),
+            )
+            for row in rows:
+                target = Target.from_json(json.loads(row["target"]))
+                found.setdefault(row["channel"], {})[target.id] = target
+        return {channel: list(targets.values()) for channel, targets in found.items()}
+
+    def get(self, alert_id: str) -> dict[str, Any] | None:
+        rows = self.database.query(
+            "SELECT id, sender, identifier, sent, status, msg_type, scope, event, headline,"
+            " severity, urgency, effective_at, expires_at, state, priority, channels, origin,"
+            " cap_version, received_at FROM alerts WHERE id = ?",
+            (alert_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        row["channels"] = json.loads(row["channels"])
+        row["references"] = self.database.query(
+            "SELECT ref_sender AS sender, ref_identifier AS identifier, ref_sent AS sent,"
+            " ref_alert_id AS alert_id FROM alert_references WHERE alert_id = ?",
+            (alert_id,),
+        )
+        row["events"] = self.database.query(
+            "SELECT at, event, detail FROM alert_events WHERE alert_id = ? ORDER BY id",
+            (alert_id,),
+        )
+        return row
+
+    def document(self, alert_id: str) -> dict[str, Any] | None:
+        row = self.database.conn.execute(
+            "SELECT document FROM alerts WHERE id = ?", (alert_id,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row["document"]))
+
+    def raw_xml(self, alert_id: str) -> bytes | None:
+        row = self.database.conn.execute(
+            "SELECT raw_xml FROM alerts WHERE id = ?", (alert_id,)
+        ).fetchone()
+        return None if row is None else bytes(row["raw_xml"])
+
+    def active(self, now: float, limit: int = 200) -> list[dict[str, Any]]:
+        return self.database.query(
+            "SELECT id, sender, identifier, sent, status, msg_type, scope, event, headline,"
+            " severity, expires_at, received_at FROM alerts"
+            " WHERE state = 'active' AND expires_at > ? ORDER BY received_at DESC LIMIT ?",
+            (now, limit),
+        )
+
+    def expire_due(self, now: float) -> int:
+        """Mark active alerts past their expiry as expired."""
+        with self.database.transaction() as conn:
+            ids = [
+                r["id"]
+                for r in conn.execute(
+                    "SELECT id FROM alerts WHERE state IN ('active', 'held') AND expires_at <= ?",
+                    (now,),
+                ).fetchall()
+            ]
+            for alert_id in ids:
+                conn.execute("UPDATE alerts SET state = 'expired' WHERE id = ?", (alert_id,))
+                self._event(conn, alert_id, now, "expired", "")
+        return len(ids)

@@ -1,0 +1,141 @@
+"""The SQLite database: connection settings, versioned migrations and the single writer thread.
+
+Schema files are ``schema/schema_vN.sql``; ``PRAGMA user_version`` records the version reached,
+and every pending migration runs inside one transaction, so a database is either wholly at the
+old version or wholly at the new one. The connection is opened in WAL mode with foreign keys on.
+
+Every database call runs on one dedicated thread (:class:`Database.run`): SQLite then has one
+writer, and the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import sqlite_utils
+
+from broadcaster.errors import StoreError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SCHEMA_NAME = re.compile(r"^schema_v(\d+)\.sql$")
+
+
+def schema_files() -> list[tuple[int, str]]:
+    """The shipped schema migrations as (version, SQL), in version order."""
+    found = []
+    for entry in resources.files("broadcaster.store").joinpath("schema").iterdir():
+        match = _SCHEMA_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise StoreError(f"schema files are not numbered 1..N: {versions}")
+    return found
+
+
+class Database:
+    """One SQLite database file, used from a single worker thread."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._thread_id: int | None = None
+        self._closed = False
+        self._executor.submit(self._mark_thread).result()
+        self.conn = self._executor.submit(self._open).result()
+        self.db = sqlite_utils.Database(self.conn)
+
+    def _mark_thread(self) -> None:
+        self._thread_id = threading.get_ident()
+
+    def _open(self) -> sqlite3.Connection:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        self._migrate(conn)
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        pending = [(v, sql) for v, sql in schema_files() if v > current]
+        if current > len(schema_files()):
+            raise StoreError(f"database schema version {current} is newer than this software knows")
+        if not pending:
+            return
+        script = "BEGIN IMMEDIATE;\n"
+        for version, sql in pending:
+            script += f"{sql}\nPRAGMA user_version = {version};\n"
+        script += "COMMIT;"
+        try:
+            conn.executescript(script)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"database migration failed: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.call(lambda: self.conn.execute("PRAGMA user_version").fetchone()[0]))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An immediate (write-locking) transaction; rolled back if the block raises."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Rows as dicts (call on the database thread)."""
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the database thread and wait for it (from synchronous code)."""
+        if threading.get_ident() == self._thread_id:
+            return fn(*args, **kwargs)
+        return self._executor.submit(fn, *args, **kwargs).result()
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on the database thread without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.submit(self.conn.close).result()
+        self._executor.shutdown(wait=True)
+
+    def backup_to(self, dest: Path) -> None:
+        """Copy the database to ``dest`` with SQLite's online backup (safe while writing)."""
+
+        def _backup() -> None:
+            target = sqlite3.connect(dest)
+            try:
+                self.conn.backup(target)
+            finally:
+                target.close()
+
+        self.call(_backup)

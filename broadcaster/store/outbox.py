@@ -1,0 +1,228 @@
+"""The delivery outbox: claiming due deliveries, recording transitions, sweeping and reporting.
+
+Synchronous; runs on the database thread. Every state change goes through
+:meth:`Outbox.apply`, which checks it against :data:`~broadcaster.delivery.ALLOWED_FROM` and
+appends it to ``delivery_events``; a change that is no longer allowed (a late result for a
+delivery already cancelled or expired) is dropped, so the log never contradicts the state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
+from broadcaster.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    alert_id: str
+    channel: str
+    target: Target
+    part: int
+    attempts: int
+    idempotency_key: str
+    expires_at: float
+
+
+def _claimed(row: Mapping[str, Any], attempts: int) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        id=row["id"],
+        alert_id=row["alert_id"],
+        channel=row["channel"],
+        target=Target.from_json(json.loads(row["target"])),
+        part=row["part"],
+        attempts=attempts,
+        idempotency_key=row["idempotency_key"],
+        expires_at=row["expires_at"],
+    )
+
+
+class Outbox:
+    """Deliveries in the store (call on the database thread)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def claim_due(self, channel: str, now: float, limit: int) -> list[ClaimedDelivery]:
+        """Move up to ``limit`` due deliveries of ``channel`` to ``sending`` and return them.
+
+        Due: queued, next attempt reached, alert active and not expired. Most urgent first.
+        """
+        with self.database.transaction() as conn:
+            rows = conn.execute(
+                "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"
+                " d.idempotency_key, d.expires_at FROM deliveries d"
+                " JOIN alerts a ON a.id = d.alert_id"
+                " WHERE d.channel = ? AND d.state = 'queued' AND d.next_attempt_at <= ?"
+                " AND d.expires_at > ? AND a.state = 'active'"
+                " ORDER BY d.priority, d.next_attempt_at, d.id LIMIT ?",
+                (channel, now, now, limit),
+            ).fetchall()
+            ids = [(now, r["id"]) for r in rows]
+            conn.executemany(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ?",
+                ids,
+            )
+            conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+                " VALUES (?, ?, 'queued', 'sending', 'attempt ' || ?)",
+                [(r["id"], now, r["attempts"] + 1) for r in rows],
+            )
+        return [_claimed(r, r["attempts"] + 1) for r in rows]
+
+    def get(self, delivery_id: int) -> ClaimedDelivery | None:
+        row = self.database.conn.execute(
+            "SELECT id, alert_id, channel, target, part, attempts, idempotency_key, expires_at"
+            " FROM deliveries WHERE id = ?",
+            (delivery_id,),
+        ).fetchone()
+        return None if row is None else _claimed(row, row["attempts"])
+
+    def next_due_at(self, channel: str) -> float | None:
+        row = self.database.conn.execute(
+            "SELECT min(d.next_attempt_at) FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.channel = ? AND d.state = 'queued' AND a.state = 'active'",
+            (channel,),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def apply(self, transitions: Sequence[Transition], now: float) -> int:
+        """Apply the allowed transitions in one transaction; returns how many took effect."""
+        applied = 0
+        with self.database.transaction() as conn:
+            for t in transitions:
+                allowed = sorted({t.to_state} if t.progress else ALLOWED_FROM[t.to_state])
+                marks = ", ".join("?" for _ in allowed)
+                row = conn.execute(
+                    f"SELECT state FROM deliveries WHERE id = ? AND state IN ({marks})",  # noqa: S608
+                    (t.delivery_id, *allowed),
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute(
+                    "UPDATE deliveries SET state = ?, updated_at = ?,"
+                    " last_error = coalesce(?, last_error),"
+                    " provider_ref = coalesce(?, provider_ref),"
+                    " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
+                    (
+                        t.to_state,
+                        now,
+                        t.last_error,
+                        t.provider_ref,
+                        t.next_attempt_at,
+                        t.delivery_id,
+                    ),
+                )
+                conn.execute(
+                    "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (t.delivery_id, now, row["state"], t.to_state, t.detail or t.last_error),
+                )
+                applied += 1
+        return applied
+
+    def recover_in_flight(self, now: float) -> int:
+        """After a restart: deliveries left ``sending`` go back to ``queued`` (same key)."""
+        rows = self.database.query("SELECT id FROM deliveries WHERE state = 'sending'")
+        return self.apply(
+            [
+                Transition(
+                    r["id"],
+                    DeliveryState.QUEUED,
+                    detail="resumed after restart",
+                    next_attempt_at=now,
+                )
+                for r in rows
+            ],
+            now,
+        )
+
+    def overdue(self, now: float, confirm_timeouts: Mapping[str, float]) -> list[Transition]:
+        """Transitions for deliveries whose time is up.
+
+        Queued or accepted past their expiry → expired; accepted without a confirmation for
+        longer than the channel's confirmation timeout → queued again for another attempt.
+        """
+        found: list[Transition] = []
+        for row in self.database.query(
+            "SELECT id FROM deliveries WHERE state IN ('queued', 'accepted') AND expires_at <= ?",
+            (now,),
+        ):
+            found.append(Transition(row["id"], DeliveryState.EXPIRED, detail="alert expired"))
+        for row in self.database.query(
+            "SELECT d.id, a.state FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.state = 'queued' AND a.state IN ('cancelled', 'superseded')"
+        ):
+            found.append(Transition(row["id"], DeliveryState.CANCELLED, detail=row["state"]))
+        for channel, timeout in confirm_timeouts.items():
+            for row in self.database.query(
+                "SELECT id FROM deliveries WHERE channel = ? AND state = 'accepted'"
+                " AND updated_at <= ? AND expires_at > ?",
+                (channel, now - timeout, now),
+            ):
+                found.append(
+                    Transition(
+                        row["id"],
+                        DeliveryState.QUEUED,
+                        last_error=f"no confirmation within {timeout:g} s",
+                        next_attempt_at=now,
+                    )
+                )
+        return found
+
+    def summary(self, alert_id: str) -> dict[str, dict[str, int]]:
+        rows = self.database.query(
+            "SELECT channel, state, count(*) AS n FROM deliveries WHERE alert_id = ?"
+            " GROUP BY channel, state ORDER BY channel, state",
+            (alert_id,),
+        )
+        result: dict[str, dict[str, int]] = {}
+        for r in rows:
+            result.setdefault(r["channel"], {})[r["state"]] = r["n"]
+        return result
+
+    def deliveries(
+        self, alert_id: str, *, state: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, channel, target_id, part, target, state, attempts, next_attempt_at,"
+            " last_error, provider_ref, idempotency_key, updated_at FROM deliveries"
+            " WHERE alert_id = ?"
+        )
+        params: list[Any] = [alert_id]
+        if state:
+            sql += " AND state = ?"
+            params.append(state)
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        params += [limit, offset]
+        rows = self.database.query(sql, params)
+        for r in rows:
+            target = json.loads(r.pop("target"))
+            r["target_name"] = target.get("name")
+            r["division"] = target.get("division")
+        return rows
+
+    def events(self, delivery_id: int) -> list[dict[str, Any]]:
+        return self.database.query(
+            "SELECT at, from_state, to_state, detail FROM delivery_events"
+            " WHERE delivery_id = ? ORDER BY id",
+            (delivery_id,),
+        )
+
+    def state_counts(self) -> dict[tuple[str, str], int]:
+        rows = self.database.query(
+            "SELECT channel, state, count(*) AS n FROM deliveries GROUP BY channel, state"
+        )
+        return {(r["channel"], r["state"]): r["n"] for r in rows}
+
+    def channel_of(self, delivery_id: int) -> str | None:
+        row = self.database.conn.execute(
+            "SELECT channel FROM deliveries WHERE id = ?", (delivery_id,)
+        ).fetchone()
+        return None if row is None else str(row["channel"])

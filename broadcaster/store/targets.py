@@ -1,0 +1,117 @@
+"""The target registry in the store: devices and subscriber groups with place and division code.
+
+The registry file (``config/demo/targets.json`` for the demo) is the source of truth; at start
+the table is brought in line with it. Deliveries keep a snapshot of their target, so editing the
+registry never changes what an alert already planned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from broadcaster.delivery import Target
+from broadcaster.errors import ConfigError
+from broadcaster.store.db import Database
+
+_REQUIRED = ("id", "channel")
+
+
+def load_targets_file(path: Path) -> list[Target]:
+    """Read a JSON list of targets; raises ConfigError naming the entry that is wrong."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read target registry {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    entries = doc.get("targets") if isinstance(doc, Mapping) else doc
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a list of targets")
+    return parse_targets(entries, source=str(path))
+
+
+def parse_targets(entries: Sequence[Any], *, source: str = "registry") -> list[Target]:
+    targets: list[Target] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        where = f"{source}[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{where}: a target must be an object")
+        for key in _REQUIRED:
+            if not entry.get(key):
+                raise ConfigError(f"{where}: '{key}' is required")
+        if entry["id"] in seen:
+            raise ConfigError(f"{where}: duplicate target id {entry['id']!r}")
+        seen.add(str(entry["id"]))
+        for key in ("lat", "lon"):
+            value = entry.get(key)
+            if value is not None and not isinstance(value, int | float):
+                raise ConfigError(f"{where}.{key}: must be a number")
+        lat, lon = entry.get("lat"), entry.get("lon")
+        if lat is not None and not -90 <= lat <= 90:
+            raise ConfigError(f"{where}.lat: {lat} is outside -90..90")
+        if lon is not None and not -180 <= lon <= 180:
+            raise ConfigError(f"{where}.lon: {lon} is outside -180..180")
+        targets.append(Target.from_json(entry))
+    return targets
+
+
+class TargetTable:
+    """Synchronous access to the ``targets`` table (call on the database thread)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def replace_all(self, targets: Iterable[Target]) -> int:
+        """Make the table hold exactly ``targets``; returns how many there are."""
+        rows = [
+            (
+                t.id,
+                t.channel,
+                t.name,
+                t.division,
+                t.lat,
+                t.lon,
+                t.address,
+                json.dumps(list(t.languages)),
+                json.dumps(dict(t.params), ensure_ascii=False),
+            )
+            for t in targets
+        ]
+        with self.database.transaction() as conn:
+            conn.execute("DELETE FROM targets")
+            conn.executemany(
+                "INSERT INTO targets (id, channel, name, division, lat, lon, address, languages,"
+                " params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def for_channel(self, channel: str) -> list[Target]:
+        rows = self.database.query(
+            "SELECT * FROM targets WHERE channel = ? AND enabled = 1 ORDER BY id", (channel,)
+        )
+        return [_row_to_target(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.database.query(
+            "SELECT channel, count(*) AS n FROM targets WHERE enabled = 1 GROUP BY channel"
+        )
+        return {r["channel"]: r["n"] for r in rows}
+
+
+def _row_to_target(row: Mapping[str, Any]) -> Target:
+    return Target(
+        id=row["id"],
+        channel=row["channel"],
+        name=row["name"],
+        address=row["address"],
+        division=row["division"],
+        lat=row["lat"],
+        lon=row["lon"],
+        languages=tuple(json.loads(row["languages"])),
+        params=json.loads(row["params"]),
+    )

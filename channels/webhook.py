@@ -1,0 +1,117 @@
+"""The ``webhook`` channel: POSTs each delivery as JSON, signed with HMAC-SHA256.
+
+For county nodes, neighbouring cities' systems and integrators. The request carries
+``Idempotency-Key`` (alert + target: the receiver deduplicates retries with it) and
+``X-Broadcaster-Signature: sha256=<hex HMAC of the body with the shared secret>``.
+
+A 2xx answer confirms the delivery. 408, 425 and 429 (honouring ``Retry-After``), 5xx,
+connection errors and timeouts are retried; any other 4xx fails for good. A target whose
+``address`` is an http(s) URL is posted there, otherwise to the channel's ``url``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import ClassVar
+
+import aiohttp
+from pydantic import Field
+
+from broadcaster.channel import (
+    Channel,
+    ChannelCapabilities,
+    ChannelHealth,
+    OutgoingDelivery,
+    SendOutcome,
+    SendResult,
+)
+from broadcaster.config import ChannelConfig, SecretValue
+from broadcaster.errors import (
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    RetryableError,
+    TargetRejectedError,
+)
+from channels.log import delivery_record
+
+_RETRY_STATUSES = {408, 425, 429}
+
+
+class WebhookChannelConfig(ChannelConfig):
+    url: str | None = Field(None, pattern=r"^https?://")
+    secret: SecretValue
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The value of ``X-Broadcaster-Signature`` for ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class WebhookChannel(Channel):
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+        confirms=True, description="HTTP POST of signed JSON"
+    )
+    config_model: ClassVar[type[ChannelConfig]] = WebhookChannelConfig
+    _last_error = ""
+
+    @property
+    def settings(self) -> WebhookChannelConfig:
+        assert isinstance(self.config, WebhookChannelConfig)
+        return self.config
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+
+    async def stop(self) -> None:
+        await self._session.close()
+
+    def _url_for(self, delivery: OutgoingDelivery) -> str:
+        address = delivery.target.address
+        if address.startswith(("http://", "https://")):
+            return address
+        if self.settings.url is None:
+            raise TargetRejectedError(f"target {delivery.target.id} has no URL and no default")
+        return self.settings.url
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        url = self._url_for(delivery)
+        body = json.dumps(delivery_record(delivery, self.name), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": delivery.idempotency_key,
+            "X-Broadcaster-Signature": sign(self.settings.secret.reveal().encode(), body),
+        }
+        try:
+            async with self._session.post(url, data=body, headers=headers) as response:
+                status = response.status
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                await response.read()
+        except TimeoutError as exc:
+            self._last_error = f"{url}: timeout"
+            raise DeviceTimeoutError(f"{url}: no answer in time") from exc
+        except aiohttp.ClientError as exc:
+            self._last_error = f"{url}: {exc}"
+            raise DeviceUnavailableError(f"{url}: {exc}") from exc
+        if 200 <= status < 300:
+            self._last_error = ""
+            return SendResult(SendOutcome.CONFIRMED, provider_ref=f"HTTP {status}")
+        if status in _RETRY_STATUSES or status >= 500:
+            self._last_error = f"{url}: HTTP {status}"
+            raise RetryableError(f"{url} answered HTTP {status}", retry_after=retry_after)
+        raise TargetRejectedError(f"{url} refused the message: HTTP {status}")
+
+    async def health(self) -> ChannelHealth:
+        return ChannelHealth(ok=not self._last_error, detail=self._last_error or "ok")

@@ -1,0 +1,38 @@
+"""Shared test infrastructure: paths to the shared CAP corpus and a thread-leak check.
+
+Async leaks (tasks) are checked where services are stopped: see ``tests/core/support.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CAP_SAMPLES = SHARED / "cap" / "samples"
+CAP_XSD = SHARED / "cap" / "CAP-v1.2.xsd"
+
+_ALLOWED_THREAD_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "Dummy")
+
+
+def _threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves threads of its own running (sqlite workers, readers, servers)."""
+    before = _threads()
+    yield
+    leaked = set()
+    for thread in _threads() - before:
+        if thread.name.startswith(_ALLOWED_THREAD_PREFIXES):
+            continue
+        thread.join(timeout=2)
+        if thread.is_alive():
+            leaked.add(thread.name)
+    assert not leaked, f"test leaked threads: {sorted(leaked)}"

@@ -1,0 +1,241 @@
+"""Builders for core tests: alerts, registries, configurations, a running service, test channels.
+
+The test channels are real channel plugins loaded by import path (``tests.core.support:...``),
+exactly as an integrator's unpackaged channel would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from broadcaster.cap import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Circle,
+    Info,
+    MsgType,
+    NamedValue,
+    Polygon,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+)
+from broadcaster.channel import (
+    Channel,
+    ChannelCapabilities,
+    Confirmation,
+    ConfirmationOutcome,
+    OutgoingDelivery,
+    SendOutcome,
+    SendResult,
+)
+from broadcaster.config import Config, parse_config
+from broadcaster.errors import PermanentError, RetryableError
+from broadcaster.service import BroadcasterService
+
+COUNTY = "150921000000"  # 卓资县
+OTHER_COUNTY = "150922000000"  # 化德县
+COUNTY_SEAT = (40.894, 112.577)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def make_alert(
+    identifier: str = "test-1",
+    *,
+    status: Status = Status.ACTUAL,
+    msg_type: MsgType = MsgType.ALERT,
+    geocodes: Sequence[str] = (COUNTY,),
+    polygon: Sequence[tuple[float, float]] | None = None,
+    circle: Circle | None = None,
+    expires_in: float | None = 3600,
+    effective_in: float | None = None,
+    headline: str = "卓资县暴雪橙色预警",
+    severity: Severity = Severity.SEVERE,
+    references: Sequence[Alert] = (),
+    sender: str = "test@example.cn",
+    sent: datetime | None = None,
+) -> Alert:
+    sent = sent or now_utc()
+    area = Area(
+        area_desc="卓资县",
+        geocodes=[NamedValue("CPEAS Geographic Code", code) for code in geocodes],
+        polygons=[Polygon(tuple(polygon))] if polygon else [],
+        circles=[circle] if circle else [],
+    )
+    info = Info(
+        language="zh-CN",
+        categories=[Category.MET],
+        event="暴雪",
+        urgency=Urgency.IMMEDIATE,
+        severity=severity,
+        certainty=Certainty.LIKELY,
+        effective=sent + timedelta(seconds=effective_in) if effective_in is not None else None,
+        expires=sent + timedelta(seconds=expires_in) if expires_in is not None else None,
+        sender_name="乌兰察布市气象台",
+        headline=headline,
+        description="预计未来12小时内降雪量将达10毫米以上。",
+        instruction="请减少外出，注意防寒保暖。",
+        areas=[area],
+    )
+    return Alert(
+        identifier=identifier,
+        sender=sender,
+        sent=sent,
+        status=status,
+        msg_type=msg_type,
+        scope=Scope.PUBLIC,
+        references=[r.reference for r in references],
+        infos=[info],
+    )
+
+
+def village_targets(channel: str, count: int, county: str = COUNTY) -> list[dict[str, Any]]:
+    """``count`` targets in villages of ``county``, spread on a small grid near its seat."""
+    lat0, lon0 = COUNTY_SEAT
+    targets = []
+    for n in range(count):
+        township, village = divmod(n, 100)
+        targets.append(
+            {
+                "id": f"{channel}-{county[:6]}-{n:05d}",
+                "channel": channel,
+                "name": f"村{n}",
+                "division": f"{county[:6]}{township + 1:03d}{village + 1:03d}",
+                "lat": lat0 + (n % 100) * 0.001 + (0 if county == COUNTY else 0.5),
+                "lon": lon0 + (n // 100) * 0.001,
+                "address": f"box-{n}",
+            }
+        )
+    return targets
+
+
+def make_config(
+    tmp_path: Path,
+    channels: dict[str, dict[str, Any]],
+    targets: Sequence[dict[str, Any]],
+    **dispatcher: Any,
+) -> Config:
+    registry = tmp_path / "targets.json"
+    registry.write_text(json.dumps(list(targets), ensure_ascii=False), encoding="utf-8")
+    data = {
+        "server": {"data_dir": str(tmp_path / "data"), "sender": "city@example.cn"},
+        "registry": {"targets": str(registry)},
+        "dispatcher": {
+            "idle_poll_seconds": 0.05,
+            "retry_base_seconds": 0.05,
+            "retry_max_seconds": 0.2,
+        }
+        | dispatcher,
+        "channels": channels,
+    }
+    return parse_config(data, base_dir=tmp_path, source=None)
+
+
+@asynccontextmanager
+async def running(
+    config: Config, data_dir: Path | None = None
+) -> AsyncIterator[BroadcasterService]:
+    """A started service; on exit it is stopped and no task of it may be left running."""
+    service = BroadcasterService(config, data_dir=data_dir)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+        current = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        assert not pending, f"service left tasks running: {[t.get_name() for t in pending]}"
+
+
+async def wait_until_complete(
+    service: BroadcasterService, alert_id: str, timeout: float = 10.0
+) -> dict[str, dict[str, int]]:
+    """Wait until no delivery of the alert is queued, sending or awaiting confirmation."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    changed = asyncio.Event()
+    unsubscribe = service.subscribe(changed.set)
+    try:
+        while True:
+            summary = await service.database.run(service.outbox.summary, alert_id)
+            open_states = {"queued", "sending", "accepted"}
+            if not any(s in open_states for states in summary.values() for s in states):
+                return summary
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"alert {alert_id} not complete: {summary}")
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, 0.2)):
+                    await changed.wait()
+    finally:
+        unsubscribe()
+
+
+class RecordingChannel(Channel):
+    """Confirms every delivery at once and records what it was given, in order."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    sent: ClassVar[list[OutgoingDelivery]] = []
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        type(self).sent.append(delivery)
+        return SendResult(SendOutcome.CONFIRMED, provider_ref=f"rec-{delivery.id}")
+
+
+class FlakyChannel(Channel):
+    """Fails each target's first ``params.fail`` attempts (retryable), or for good if permanent."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    attempts: ClassVar[dict[str, int]] = {}
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        key = delivery.idempotency_key
+        type(self).attempts[key] = type(self).attempts.get(key, 0) + 1
+        if delivery.target.params.get("permanent"):
+            raise PermanentError("number does not exist")
+        if type(self).attempts[key] <= int(delivery.target.params.get("fail", 0)):
+            raise RetryableError("network busy")
+        return SendResult(SendOutcome.CONFIRMED)
+
+
+class SlowChannel(Channel):
+    """Takes ``SlowChannel.delay`` seconds per send; records the start of each send."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    delay: ClassVar[float] = 0.2
+    started: ClassVar[list[str]] = []
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        type(self).started.append(delivery.target.id)
+        await asyncio.sleep(type(self).delay)
+        return SendResult(SendOutcome.CONFIRMED)
+
+
+class AcceptingChannel(Channel):
+    """Accepts and confirms later through the confirmation stream, like a device with acks."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    silent: ClassVar[set[str]] = set()
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        if delivery.target.id not in type(self).silent:
+            asyncio.get_running_loop().call_later(
+                0.01,
+                self.confirm,
+                Confirmation(delivery.id, ConfirmationOutcome.CONFIRMED, "device ack"),
+            )
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=f"acc-{delivery.id}")

@@ -1,0 +1,136 @@
+"""Intake: validation, idempotency, area targeting and what is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broadcaster.cap import Circle, MsgType, Status
+from broadcaster.cap.serialize import to_xml
+from broadcaster.errors import CapError
+from tests.core.support import (
+    COUNTY_SEAT,
+    OTHER_COUNTY,
+    make_alert,
+    make_config,
+    running,
+    village_targets,
+)
+
+RECORDING = {"rec": {"type": "tests.core.support:RecordingChannel", "concurrency": 4}}
+
+
+def _registry() -> list[dict[str, object]]:
+    return village_targets("rec", 30) + village_targets("rec", 10, county=OTHER_COUNTY)
+
+
+async def _counts(service) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    def count() -> tuple[int, int]:
+        conn = service.database.conn
+        return (
+            conn.execute("SELECT count(*) FROM alerts").fetchone()[0],
+            conn.execute("SELECT count(*) FROM deliveries").fetchone()[0],
+        )
+
+    return await service.database.run(count)
+
+
+async def test_geocode_selects_every_village_of_the_county_and_no_other(tmp_path: Path) -> None:
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        result = await service.submit(to_xml(make_alert()), origin="test")
+        assert result.created and result.state == "active"
+        assert result.planned == {"rec": 30}
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+        assert all(r["division"].startswith("150921") for r in rows)
+
+
+async def test_polygon_and_circle_select_by_coordinates(tmp_path: Path) -> None:
+    lat, lon = COUNTY_SEAT
+    # a box around the first 10 targets of the first column of the grid
+    square = [
+        (lat - 0.0005, lon - 0.0005),
+        (lat - 0.0005, lon + 0.0005),
+        (lat + 0.0095, lon + 0.0005),
+        (lat + 0.0095, lon - 0.0005),
+        (lat - 0.0005, lon - 0.0005),
+    ]
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        by_polygon = await service.submit(
+            make_alert("poly", geocodes=(), polygon=square), origin="test"
+        )
+        assert by_polygon.planned == {"rec": 10}
+        by_circle = await service.submit(
+            make_alert("circle", geocodes=(), circle=Circle(lat, lon, 0.12)), origin="test"
+        )
+        # grid step 0.001 deg latitude ≈ 0.111 km: the seat and one neighbour north
+        assert by_circle.planned == {"rec": 2}
+
+
+async def test_same_alert_twice_is_stored_once(tmp_path: Path) -> None:
+    alert = make_alert()
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        first = await service.submit(to_xml(alert), origin="test")
+        second = await service.submit(to_xml(alert), origin="test")
+        assert first.created and not second.created
+        assert first.alert_id == second.alert_id
+        assert await _counts(service) == (1, 30)
+
+
+async def test_invalid_alert_is_rejected_and_nothing_is_stored(tmp_path: Path) -> None:
+    bad = to_xml(make_alert()).replace(b"<scope>Public</scope>", b"")
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        with pytest.raises(CapError) as err:
+            await service.submit(bad, origin="test")
+        assert any("scope" in p.path for p in err.value.problems)
+        assert await _counts(service) == (0, 0)
+
+
+async def test_unknown_channel_is_rejected(tmp_path: Path) -> None:
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        with pytest.raises(CapError, match="nosuch"):
+            await service.submit(make_alert(), origin="test", channels=["nosuch"])
+        assert await _counts(service) == (0, 0)
+
+
+@pytest.mark.parametrize("status", [Status.SYSTEM, Status.DRAFT])
+async def test_system_and_draft_messages_are_held_not_broadcast(
+    tmp_path: Path, status: Status
+) -> None:
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        result = await service.submit(make_alert(status=status), origin="test")
+        assert result.state == "held" and result.planned == {}
+
+
+async def test_expired_alert_is_stored_as_expired_and_plans_nothing(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from tests.core.support import now_utc
+
+    old = make_alert(sent=now_utc() - timedelta(hours=2), expires_in=600)
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        result = await service.submit(old, origin="test")
+        assert result.state == "expired" and result.planned == {}
+
+
+async def test_raw_xml_is_kept_verbatim(tmp_path: Path) -> None:
+    raw = to_xml(make_alert()).replace(b"<status>", b"\n  <status>")
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        result = await service.submit(raw, origin="test")
+        stored = await service.database.run(service.alerts.raw_xml, result.alert_id)
+        assert stored == raw
+
+
+async def test_update_supersedes_queued_deliveries_of_the_original(tmp_path: Path) -> None:
+    original = make_alert("orig", effective_in=3000)  # deferred: everything stays queued
+    update = make_alert("upd", msg_type=MsgType.UPDATE, references=[original])
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        first = await service.submit(original, origin="test")
+        second = await service.submit(update, origin="test")
+        assert second.stopped_alerts == [first.alert_id]
+        record = await service.database.run(service.alerts.get, first.alert_id)
+        assert record["state"] == "superseded"
+        summary = await service.database.run(service.outbox.summary, first.alert_id)
+        assert summary == {"rec": {"cancelled": 30}}
+        refs = (await service.database.run(service.alerts.get, second.alert_id))["references"]
+        assert refs[0]["alert_id"] == first.alert_id
