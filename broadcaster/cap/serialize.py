@@ -1,7 +1,8 @@
 """Writing alerts: CAP 1.2 XML (OASIS CAP 1.2 §3.4 schema, element order of ``CAP-v1.2.xsd``)
 and a JSON form that uses the CAP element names as keys.
 
-Output is strict: :func:`to_xml` validates the alert with ``strict=True`` first and raises
+Output is strict: :func:`to_xml` validates the alert with ``strict=True`` first, checks the
+built tree against the OASIS schema shipped in ``schema/CAP-v1.2.xsd``, and raises
 :class:`broadcaster.errors.CapError` instead of writing anything non-conformant. Times are
 written as CAP times (``-00:00`` for UTC, whole seconds); geometry as ``lat,lon`` pairs. With an
 :class:`~broadcaster.cap.signature.AlertSigner` the document gets an enveloped XML signature as
@@ -12,7 +13,10 @@ elements are lists, ``polygon``/``circle``/``references`` keep their CAP text fo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from lxml import etree
 
@@ -20,7 +24,8 @@ from broadcaster.cap import fields
 from broadcaster.cap.jsonform import from_json
 from broadcaster.cap.model import Alert, Area, Info, NamedValue, Resource
 from broadcaster.cap.parse import CAP12_NS
-from broadcaster.cap.problems import errors_of, summarize
+from broadcaster.cap.problems import Problem, errors_of, summarize
+from broadcaster.cap.structure import element_path
 from broadcaster.cap.times import format_cap_time
 from broadcaster.cap.validate import validate_alert
 from broadcaster.errors import CapError
@@ -32,6 +37,8 @@ __all__ = ["from_json", "to_json", "to_xml"]
 
 _Entries = list[tuple[str, Any]]
 _EMPTY_ALERT = f'<alert xmlns="{CAP12_NS}"/>'.encode()
+_SCHEMA_FILE = Path(__file__).with_name("schema") / "CAP-v1.2.xsd"
+_schemas = threading.local()
 
 
 def to_xml(alert: Alert, *, signer: AlertSigner | None = None) -> bytes:
@@ -41,9 +48,34 @@ def to_xml(alert: Alert, *, signer: AlertSigner | None = None) -> bytes:
         raise CapError(f"alert cannot be written as CAP 1.2: {summarize(problems)}", problems)
     root = etree.fromstring(_EMPTY_ALERT)
     _append(root, _alert_entries(alert))
+    _check_against_schema(root)
     if signer is not None:
         root = signer.sign(root)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _oasis_schema() -> etree.XMLSchema:
+    # lxml validators are not shared between threads: one per thread, loaded on first use.
+    schema: etree.XMLSchema | None = getattr(_schemas, "oasis", None)
+    if schema is None:
+        schema = etree.XMLSchema(etree.parse(str(_SCHEMA_FILE)))
+        _schemas.oasis = schema
+    return schema
+
+
+def _check_against_schema(root: etree._Element) -> None:
+    """Second line of defence: what passed the strict rules must also pass the OASIS schema."""
+    schema = _oasis_schema()
+    if schema.validate(root):
+        return
+    tree = root.getroottree()
+    problems = []
+    for entry in cast(Iterable[Any], schema.error_log):
+        found = tree.xpath(entry.path) if entry.path else []
+        first = found[0] if isinstance(found, list) and found else None
+        where = element_path(first) if isinstance(first, etree._Element) else "/alert"
+        problems.append(Problem(where, "schema", f"OASIS CAP 1.2 schema: {entry.message}"))
+    raise CapError(f"alert cannot be written as CAP 1.2: {summarize(problems)}", problems)
 
 
 def to_json(alert: Alert) -> dict[str, Any]:

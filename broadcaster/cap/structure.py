@@ -119,6 +119,25 @@ _INDEXES = {
 }
 
 
+_REPEATABLE = {slot.name for sequence in SEQUENCES.values() for slot in sequence if slot.repeatable}
+
+
+def element_path(element: etree._Element) -> str:
+    """The path of ``element`` in the form Problems use: ``/alert/info[1]/urgency``."""
+    steps = []
+    node: etree._Element | None = element
+    while node is not None:
+        name = local_name(node)
+        if name in _REPEATABLE:
+            same = [
+                sibling for sibling in node.itersiblings(preceding=True) if sibling.tag == node.tag
+            ]
+            name = f"{name}[{len(same) + 1}]"
+        steps.append(name)
+        node = node.getparent()
+    return "/" + "/".join(reversed(steps))
+
+
 def local_name(element: etree._Element) -> str:
     """The element name without its namespace."""
     return etree.QName(element).localname

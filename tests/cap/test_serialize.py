@@ -230,3 +230,15 @@ def test_from_json_rejects_wrong_shapes(document: object) -> None:
     with pytest.raises(CapError) as caught:
         from_json(document)  # type: ignore[arg-type]
     assert caught.value.problems
+
+
+def test_schema_check_catches_what_rules_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Were a model rule ever missing, the OASIS schema check must still refuse the output.
+    monkeypatch.setattr("broadcaster.cap.serialize.validate_alert", lambda alert, strict: [])
+    alert = sample_alert()
+    alert.infos[0].urgency = "Soon"  # type: ignore[assignment]
+    with pytest.raises(CapError) as caught:
+        to_xml(alert)
+    (problem,) = caught.value.problems
+    assert (problem.rule, problem.path) == ("schema", "/alert/info[1]/urgency")
+    assert "Soon" in problem.message
