@@ -75,12 +75,13 @@ class RdsEncoderClient(abc.ABC):
         self._reader_task = asyncio.create_task(
             self._read_loop(self._transport), name=f"rds-reader {self.config.url}"
         )
-        if self._pending_restore is not None:
-            try:
+        try:
+            await self._handshake()
+            if self._pending_restore is not None:
                 await self.restore(self._pending_restore)
-            except BaseException:
-                await self.close()
-                raise
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         """Close the link; a waiting command fails with RdsLinkError."""
@@ -187,6 +188,10 @@ class RdsEncoderClient(abc.ABC):
     @abc.abstractmethod
     def _on_connected(self) -> None:
         """Reset per-link decoder state after a (re)connection."""
+
+    async def _handshake(self) -> None:
+        """Set the link up after each connection, before anything else is sent."""
+        return None
 
     # -- session ---------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ _QUERY_KEYS = {
     "connect_timeout": "connect_timeout",
     "ack_timeout": "ack_timeout",
     "attempts": "max_attempts",
+    "bidirectional": "bidirectional",
 }
 
 
@@ -40,6 +41,8 @@ class RdsEncoderConfig:
 
     ``normal_state`` is the station's everyday PS/RT/PTY/TP: the state a client reports
     from :meth:`~drivers.rds.client.RdsEncoderClient.snapshot` before it has set anything.
+    ``bidirectional`` (UECP only) asks the encoder on every connection to answer every
+    message (communication mode 2); turn it off for encoders set up that way by hand.
     """
 
     url: str
@@ -52,6 +55,7 @@ class RdsEncoderConfig:
     connect_timeout: float = 5.0
     ack_timeout: float = 1.0
     max_attempts: int = 3
+    bidirectional: bool = True
     normal_state: EncoderState = field(default_factory=EncoderState)
 
     def __post_init__(self) -> None:
@@ -92,6 +96,10 @@ class RdsEncoderConfig:
 
 
 def _convert(key: str, raw: str, annotation: object) -> object:
+    if annotation == "bool":
+        if raw.lower() not in ("0", "1", "true", "false", "yes", "no"):
+            raise RdsConfigError(f"{key}: {raw!r} is not a yes/no value")
+        return raw.lower() in ("1", "true", "yes")
     try:
         if annotation == "int":
             return int(raw)

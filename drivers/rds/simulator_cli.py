@@ -3,7 +3,7 @@
 Listens on TCP (``--tcp HOST:PORT``, port 0 picks a free one) and/or a pty (``--pty``),
 prints one ``listening <url>`` line per transport, then one ``state ...`` line per change
 of what listeners would see. Fault hooks: ``--lose-answers N``, ``--damage-frames N``,
-``--reject N [--reject-code C]``, ``--silent``, ``--answer-delay S``.
+``--reject N [--reject-code C]``, ``--silent``, ``--answer-delay S``, ``--unidirectional``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from drivers.rds.errors import RdsConfigError, RdsError
 from drivers.rds.simulator import RdsEncoderSimulator
 from drivers.rds.simulator_device import DEFAULT_STATION
 from drivers.rds.state import EncoderState
+from drivers.rds.uecp_elements import CommunicationMode
 from drivers.rds.uecp_frame import MAX_ENCODER_ADDRESS, MAX_SITE_ADDRESS, AckCode
 
 
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reject", type=int, default=0, metavar="N")
     parser.add_argument("--reject-code", type=int, default=int(AckCode.MESSAGE_NOT_ACCEPTABLE))
     parser.add_argument("--silent", action="store_true", help="never answer")
+    parser.add_argument(
+        "--unidirectional",
+        action="store_true",
+        help="start in UECP communication mode 0 (no answers until a client asks for them)",
+    )
     parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS")
     return parser
 
@@ -64,6 +70,8 @@ def _build(args: argparse.Namespace) -> RdsEncoderSimulator:
     faults.reject_code = reject_code
     faults.silent = args.silent
     faults.answer_delay = args.answer_delay
+    if args.unidirectional:
+        simulator.encoder.communication_mode = CommunicationMode.UNIDIRECTIONAL
     return simulator
 
 

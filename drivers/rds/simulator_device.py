@@ -3,7 +3,8 @@
 :class:`SimulatedEncoder` holds what listeners would see (PI, PS, RT, TA, TP, PTY), the EWS
 payloads received and a history of every change, and lets tests await a condition on it.
 :class:`UecpDeviceProtocol` and :class:`AsciiDeviceProtocol` turn received bytes into state
-changes and answers, using the production codecs (``uecp_frame``, ``uecp_elements``,
+changes and answers (none in unidirectional communication mode, SPB 490 section 3.5),
+using the production codecs (``uecp_frame``, ``uecp_elements``,
 ``charset``) on the device side: a frame with a bad CRC is answered with ACK code 1 exactly
 as SPB 490 section 3.3.1 asks, a frame for another address is ignored.
 
@@ -22,6 +23,8 @@ from drivers.rds.errors import RdsFrameError, RdsValueError
 from drivers.rds.state import EncoderState
 from drivers.rds.uecp_elements import (
     AckElement,
+    CommunicationMode,
+    CommunicationModeElement,
     EwsElement,
     EwsPayload,
     PiElement,
@@ -64,6 +67,7 @@ class SimulatedEncoder:
     state: EncoderState = DEFAULT_STATION
     site_address: int = 0
     encoder_address: int = 0
+    communication_mode: CommunicationMode = CommunicationMode.SPONTANEOUS_RESPONSE
     faults: RdsSimulatorFaults = field(default_factory=RdsSimulatorFaults)
     history: list[EncoderState] = field(default_factory=list)
     ews_received: list[EwsPayload] = field(default_factory=list)
@@ -155,7 +159,9 @@ class UecpDeviceProtocol:
                 answers.append(answer)
         return answers
 
-    def _answer(self, sequence: int, code: AckCode) -> bytes:
+    def _answer(self, sequence: int, code: AckCode) -> bytes | None:
+        if self._encoder.communication_mode is CommunicationMode.UNIDIRECTIONAL:
+            return None
         if code is not AckCode.OK:
             self._encoder.negative_answers.append(int(code))
         message = encode_message([AckElement(code, sequence)])
@@ -181,6 +187,8 @@ class UecpDeviceProtocol:
         for element in elements:
             if isinstance(element, EwsElement):
                 self._encoder.ews_received.append(element.payload)
+            if isinstance(element, CommunicationModeElement):
+                self._encoder.communication_mode = element.mode
             update = element_update(element)
             if update is not None:
                 self._encoder.apply(update)

@@ -12,6 +12,9 @@ section 3.3.1) whose frame sequence counter echoes the command's. Code 0 is succ
 (unexpected end) mean the bytes were damaged on the line and are retransmitted; every
 other code is a refusal (:class:`~drivers.rds.errors.RdsRejectedError` with the code).
 
+On every connection the client first asks for communication mode 2 (section 3.5:
+bidirectional, an answer to every message) unless the config turns that off.
+
 Several fields set together go in one frame, so one acknowledgement covers them: when TA is
 dropped its element comes first, when it is raised it comes last (after PTY, PS and RT), so
 receivers switching on TA already see the alarm programme type.
@@ -19,15 +22,18 @@ receivers switching on TA already see the alarm programme type.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import ClassVar
 
 from drivers.rds.client import RdsEncoderClient
 from drivers.rds.config import RdsEncoderConfig
-from drivers.rds.errors import RdsFrameError, RdsRejectedError
+from drivers.rds.errors import RdsFrameError, RdsRejectedError, RdsTimeoutError
 from drivers.rds.state import EncoderState
 from drivers.rds.uecp_elements import (
     AckElement,
+    CommunicationMode,
+    CommunicationModeElement,
     EwsElement,
     EwsPayload,
     PiElement,
@@ -106,6 +112,17 @@ class UecpEncoderClient(RdsEncoderClient):
         return self._next_frame(
             update_elements(update, self.config.data_set, self.config.programme_service)
         )
+
+    async def _handshake(self) -> None:
+        if not self.config.bidirectional:
+            return
+        mode = CommunicationModeElement(CommunicationMode.SPONTANEOUS_RESPONSE)
+        try:
+            await self._transact(functools.partial(self._next_frame, [mode]), "communication mode")
+        except RdsTimeoutError:
+            # Some encoders switch modes without answering the switch itself; the next
+            # command shows whether answers come.
+            _log.warning("encoder %s did not acknowledge the communication mode", self.config.url)
 
     def _encode_ews(self, payload: EwsPayload) -> bytes:
         return self._next_frame([EwsElement(payload)])

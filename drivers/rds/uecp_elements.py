@@ -17,6 +17,9 @@ MEC    name    layout after the MEC (section)
 0x2B   EWS     5 bytes: the 37 bits of group 9A (5 of block 2, blocks 3 and 4),
                no DSN/PSN; the meaning of the bits is nationally defined  (3.3.21)
 0x18   ACK     code [SQC]; the sequence counter follows a negative code   (3.3.1)
+0x2C   MODE    communication mode: 0 unidirectional, 1 bidirectional with
+               requested response, 2 bidirectional with spontaneous
+               response (an answer to every message)                      (3.5)
 =====  ======  =====================================================================
 
 Layouts were cross-checked against the public ``python-uecp`` implementation (facts only).
@@ -44,6 +47,15 @@ class ElementCode(IntEnum):
     RT = 0x0A
     ACK = 0x18
     EWS = 0x2B
+    COMMUNICATION_MODE = 0x2C
+
+
+class CommunicationMode(IntEnum):
+    """Whether and when the encoder answers (SPB 490 section 3.5, MEC 0x2C)."""
+
+    UNIDIRECTIONAL = 0
+    REQUESTED_RESPONSE = 1
+    SPONTANEOUS_RESPONSE = 2
 
 
 class RtBuffer(IntEnum):
@@ -136,7 +148,21 @@ class AckElement:
     sequence: int = 0
 
 
-UecpElement = PiElement | PsElement | TaTpElement | PtyElement | RtElement | EwsElement | AckElement
+@dataclass(frozen=True, slots=True)
+class CommunicationModeElement:
+    mode: CommunicationMode
+
+
+UecpElement = (
+    PiElement
+    | PsElement
+    | TaTpElement
+    | PtyElement
+    | RtElement
+    | EwsElement
+    | AckElement
+    | CommunicationModeElement
+)
 
 
 def _check_range(name: str, value: int, high: int) -> None:
@@ -167,6 +193,8 @@ def encode_element(element: UecpElement) -> bytes:
             return head + bytes((len(encoded) + 1, flags)) + encoded
         case EwsElement(payload):
             return bytes((ElementCode.EWS,)) + payload.to_bytes()
+        case CommunicationModeElement(mode):
+            return bytes((ElementCode.COMMUNICATION_MODE, mode))
         case AckElement(code, sequence):
             if code is AckCode.OK:
                 return bytes((ElementCode.ACK, code))
@@ -210,6 +238,13 @@ def _decode_one(data: bytes, offset: int) -> tuple[UecpElement, int]:
             return AckElement(code), pos + 1
         (sequence,) = _need(data, pos + 1, 1, mec)
         return AckElement(code, sequence), pos + 2
+    if mec == ElementCode.COMMUNICATION_MODE:
+        (raw_mode,) = _need(data, pos, 1, mec)
+        if raw_mode > CommunicationMode.SPONTANEOUS_RESPONSE:
+            raise RdsFrameError(
+                f"communication mode {raw_mode} outside 0..2", AckCode.PARAMETER_OUT_OF_RANGE
+            )
+        return CommunicationModeElement(CommunicationMode(raw_mode)), pos + 1
     if mec == ElementCode.EWS:
         return EwsElement(EwsPayload.from_bytes(_need(data, pos, 5, mec))), pos + 5
     if mec not in (

@@ -89,7 +89,7 @@ async def test_retransmission_and_crc_recovery_inside_an_alert(
     url = await simulator.start_tcp()
     simulator.faults.lose_answers = 1
     simulator.faults.damage_frames = 1
-    await run_checked(simulator, client_for(url), test=False)
+    await run_checked(simulator, client_for(url, bidirectional=False), test=False)
     assert simulator.encoder.negative_answers == [1]
     # Step 1 took three sends of frame 1: damaged (refused), answer lost, acknowledged.
     assert simulator.encoder.sequences_received == [1, 1, 2, 3]

@@ -21,7 +21,7 @@ from drivers.rds import (
     UecpEncoderClient,
     make_encoder_client,
 )
-from drivers.rds.uecp_elements import PsElement, encode_message
+from drivers.rds.uecp_elements import CommunicationMode, PsElement, encode_message
 from drivers.rds.uecp_frame import AckCode, UecpFrame, encode_frame
 
 from .conftest import fast_config
@@ -69,8 +69,8 @@ async def test_lost_ack_is_retransmitted_with_the_same_sequence(
     async with UecpEncoderClient(fast_config(url)) as client:
         simulator.faults.lose_answers = 1
         await client.set_ps("ALERT")
-    sequences = simulator.encoder.sequences_received
-    assert len(sequences) == 2 and sequences[0] == sequences[1] != 0
+    handshake, *sequences = simulator.encoder.sequences_received
+    assert handshake == 1 and sequences == [2, 2]
     assert simulator.state.ps == "ALERT   "
 
 
@@ -134,7 +134,8 @@ async def test_bad_values_are_refused_before_sending(simulator: RdsEncoderSimula
         with pytest.raises(RdsValueError):
             await client.set_pty(32)
         await client.set_ps("STILL OK")
-    assert simulator.encoder.sequences_received == [1]
+    assert simulator.encoder.sequences_received == [1, 2]  # handshake, PS
+    assert [s.ps for s in simulator.history] == ["STILL OK"]
 
 
 async def test_unreachable_encoder_is_a_clear_link_error() -> None:
@@ -178,7 +179,8 @@ async def test_garbage_from_the_encoder_is_ignored(simulator: RdsEncoderSimulato
     server = await asyncio.start_server(fake_encoder, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        async with UecpEncoderClient(fast_config(f"socket://127.0.0.1:{port}")) as client:
+        config = fast_config(f"socket://127.0.0.1:{port}", bidirectional=False)
+        async with UecpEncoderClient(config) as client:
             await client.set_pty(31)
             assert client.snapshot().pty == 31
     finally:
@@ -214,7 +216,21 @@ async def test_over_a_pty_with_pyserial(simulator: RdsEncoderSimulator) -> None:
         await client.set_ps("PTY OK")
         await client.set_ta_tp(True, True)
     assert simulator.state.ps == "PTY OK  " and simulator.state.ta is True
-    assert len(simulator.encoder.sequences_received) == 3
+    assert simulator.encoder.sequences_received == [1, 2, 2, 3]
+
+
+async def test_communication_mode_is_requested_on_connect() -> None:
+    async with RdsEncoderSimulator() as sim:
+        sim.encoder.communication_mode = CommunicationMode.UNIDIRECTIONAL
+        url = await sim.start_tcp()
+        quiet = fast_config(url, bidirectional=False, ack_timeout=0.05, max_attempts=1)
+        async with UecpEncoderClient(quiet) as client:
+            with pytest.raises(RdsTimeoutError):
+                await client.set_pty(1)
+        assert sim.state.pty == 1  # applied, but a unidirectional encoder never answers
+        async with UecpEncoderClient(fast_config(url)) as client:
+            await client.set_pty(2)
+        assert sim.encoder.communication_mode is CommunicationMode.SPONTANEOUS_RESPONSE
 
 
 def test_config_from_url_and_bad_config() -> None:
@@ -233,6 +249,7 @@ def test_config_from_url_and_bad_config() -> None:
         ("socket://h:1?colour=red", "colour: unknown setting"),
         ("socket://h:1?dialect=morse", "dialect"),
         ("socket://h:1?attempts=0", "max_attempts"),
+        ("socket://h:1?bidirectional=maybe", "bidirectional: 'maybe' is not a yes/no value"),
     ]:
         with pytest.raises(RdsConfigError, match=message):
             RdsEncoderConfig.from_url(bad)

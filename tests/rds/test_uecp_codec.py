@@ -15,6 +15,8 @@ from drivers.rds import EwsPayload, RdsFrameError, RdsValueError
 from drivers.rds.charset import DECODE_TABLE, decode_rds_text, encode_ps, encode_rds_text
 from drivers.rds.uecp_elements import (
     AckElement,
+    CommunicationMode,
+    CommunicationModeElement,
     EwsElement,
     PiElement,
     PsElement,
@@ -118,6 +120,9 @@ def test_ews_and_ack_elements() -> None:
     assert encode_element(EwsElement(payload)) == bytes.fromhex("2B 15 AB CD 12 34")
     assert encode_element(AckElement(AckCode.OK)) == bytes.fromhex("18 00")
     assert encode_element(AckElement(AckCode.CRC_ERROR, 9)) == bytes.fromhex("18 01 09")
+    mode = CommunicationModeElement(CommunicationMode.SPONTANEOUS_RESPONSE)
+    assert encode_element(mode) == bytes.fromhex("2C 02")
+    assert decode_message(bytes.fromhex("2C 02")) == [mode]
     message = bytes.fromhex("2B 15 AB CD 12 34 18 00 18 06 02")
     assert decode_message(message) == [
         EwsElement(payload),
@@ -137,6 +142,7 @@ def test_multi_element_message_decodes_in_order() -> None:
         (b"\x99\x00", AckCode.MESSAGE_UNKNOWN),
         (b"\x02\x00\x00ABC", AckCode.ELEMENT_LENGTH_ERROR),
         (b"\x07\x00\x00\x20", AckCode.PARAMETER_OUT_OF_RANGE),
+        (b"\x2c\x03", AckCode.PARAMETER_OUT_OF_RANGE),
         (b"\x02\x00\x00ABCDEFG\x7f", AckCode.PARAMETER_OUT_OF_RANGE),
     ],
 )
