@@ -1,1 +1,4 @@
-"""Audio rendering for warnings: speech engines, attention signals, SAME headers, assembly. Imports nothing of the project."""
+"""Audio rendering for warnings: speech engines, attention signals, SAME headers, assembly.
+
+Imports nothing of the project.
+"""

@@ -1,0 +1,82 @@
+"""The render cache: finished renders and synthesised speech on disk, keyed by content hash.
+
+Layout under the cache directory::
+
+    speech/<key>/speech.npz + meta.json     phrases of one script, shared by every channel
+    renders/<key>/audio.* + meta.json       one channel profile's files and their metadata
+
+Keys are SHA-256 over canonical JSON of everything that changes the audio (text, language,
+voices and engine settings, assembly and export settings). An entry is built in a temporary
+directory and renamed into place, so a reader sees a whole entry or none; ``meta.json`` is
+written last inside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from audio.errors import RenderCacheError
+
+META_NAME = "meta.json"
+
+
+def cache_key(material: Mapping[str, object]) -> str:
+    """SHA-256 of ``material`` as canonical JSON."""
+    text = json.dumps(material, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class RenderCache:
+    """Content-addressed entries under ``directory``; safe for concurrent writers."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        try:
+            for kind in ("speech", "renders"):
+                (directory / kind).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RenderCacheError(f"cache directory {directory} is not usable: {exc}") from exc
+
+    def entry_dir(self, kind: str, key: str) -> Path:
+        """Directory of one entry (it may not exist)."""
+        return self.directory / kind / key
+
+    def read_meta(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The entry's metadata, or None when the entry is absent or unreadable."""
+        try:
+            text = (self.entry_dir(kind, key) / META_NAME).read_text(encoding="utf-8")
+            meta = json.loads(text)
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def store(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """Run ``build`` in a fresh directory, write its metadata, move it into place."""
+        final = self.entry_dir(kind, key)
+        try:
+            work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.directory / kind))
+        except OSError as exc:
+            raise RenderCacheError(f"cannot write to cache {self.directory}: {exc}") from exc
+        try:
+            meta = build(work)
+            (work / META_NAME).write_text(
+                json.dumps(meta, ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+            )
+            try:
+                os.rename(work, final)
+            except OSError:
+                # Another writer finished the same entry first; theirs is equivalent.
+                if not (final / META_NAME).is_file():
+                    raise
+        except OSError as exc:
+            raise RenderCacheError(f"cannot write cache entry {final}: {exc}") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return meta

@@ -1,0 +1,133 @@
+"""Command line: ``render`` a warning to a file, write a ``same`` header, rebuild the clips.
+
+``add_commands(subparsers)`` adds the commands to any argparse parser (the project CLI mounts
+them as ``broadcaster audio …``); ``main(argv)`` runs them stand-alone (``python -m audio``).
+Bad input prints one ``error:`` line and exits 2; other audio failures exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+
+from audio.assembly import PROFILES
+from audio.clipbuild import build_library, default_phrases
+from audio.engines import EdgeTtsConfig, EspeakEngine
+from audio.errors import AudioConfigError, AudioError, SameHeaderError, SpeechTextError
+from audio.export import ExportFormat
+from audio.pcm import MASTER_RATE, to_pcm16
+from audio.render import ENGINE_NAMES, Render, Renderer, RendererConfig, RenderRequest
+from audio.same import same_message
+from audio.speechtext import SpeechText, Status
+
+_PROFILE_FOR_FORMAT = {
+    ExportFormat.MP3: "loudspeaker",
+    ExportFormat.OPUS: "loudspeaker",
+    ExportFormat.WAV: "fm",
+    ExportFormat.ULAW: "telephone",
+}
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``render``, ``same`` and ``clips-build`` to ``subparsers``."""
+    render = subparsers.add_parser("render", help="render a spoken warning to an audio file")
+    render.add_argument("--lang", required=True, help="BCP 47 language tag, e.g. zh-CN or en")
+    render.add_argument("--text", required=True, help="the warning text to speak")
+    render.add_argument("--status", default="Actual", choices=[s.value for s in Status])
+    render.add_argument("--format", default="wav", choices=[f.value for f in ExportFormat])
+    render.add_argument("--profile", choices=sorted(PROFILES), help="default: from --format")
+    render.add_argument("--hazard", default="generic", help="hazard code for stored clips")
+    render.add_argument("--level", default="none", help="red, orange, yellow, blue or none")
+    render.add_argument("--engines", default=",".join(ENGINE_NAMES), help="engine order")
+    render.add_argument("--edge-proxy", help="HTTP proxy URL for edge-tts")
+    render.add_argument("--same-header", help="wrap an FM render in this SAME header")
+    render.add_argument("--cache-dir", type=Path, help="render cache (default: a temporary one)")
+    render.add_argument("--out", required=True, type=Path)
+    render.set_defaults(run=_render)
+
+    same = subparsers.add_parser("same", help="write a SAME header, attention signal and EOM")
+    same.add_argument("--header", required=True, help="ZCZC-ORG-EEE-PSSCCC+TTTT-JJJHHMM-LLLLLLLL-")
+    same.add_argument("--attention", type=float, default=8.0, help="attention seconds, 8-25")
+    same.add_argument("--rate", type=int, default=MASTER_RATE, help="sample rate of the output")
+    same.add_argument("--out", required=True, type=Path, help=".wav, or .raw for s16le")
+    same.set_defaults(run=_same)
+
+    build = subparsers.add_parser("clips-build", help="speak the default clip library")
+    build.add_argument("--out", required=True, type=Path, help="library directory")
+    build.set_defaults(run=_clips_build)
+
+
+def _render(args: argparse.Namespace) -> int:
+    fmt = ExportFormat(args.format)
+    profile = PROFILES[args.profile or _PROFILE_FOR_FORMAT[fmt]].with_formats(fmt)
+    speech = SpeechText(
+        language=args.lang, status=args.status, event="", headline=args.text, level=args.level
+    )
+    request = RenderRequest(speech, hazard=args.hazard, same_header=args.same_header)
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    with tempfile.TemporaryDirectory(prefix="audio-render-") as scratch:
+        config = RendererConfig(
+            cache_dir=args.cache_dir or Path(scratch),
+            engine_order=engines,
+            edge_tts=EdgeTtsConfig(proxy=args.edge_proxy),
+        )
+        render = asyncio.run(Renderer(config).render(request, profile))
+        shutil.copyfile(render.files[fmt], args.out)
+    print(_describe(render, args.out))
+    return 0
+
+
+def _describe(render: Render, out: Path) -> str:
+    lines = [f"engine: {render.engine}" + (" (fallback)" if render.fallback else "")]
+    lines += [f"  tried {a.engine}: {a.outcome} {a.detail}".rstrip() for a in render.attempts]
+    lines.append(f"duration: {render.duration_s:.2f} s")
+    lines.append(
+        f"loudness: {render.loudness_lufs:.1f} LUFS, true peak {render.true_peak_dbtp:.1f} dBTP"
+    )
+    lines.append(f"marker: {render.marker or 'none'}")
+    lines.append(f"wrote: {out}")
+    return "\n".join(lines)
+
+
+def _same(args: argparse.Namespace) -> int:
+    if not 8000 <= args.rate <= 192000:
+        raise AudioConfigError(f"--rate {args.rate} is outside 8000-192000 Hz")
+    samples = same_message(args.header, attention_s=args.attention, rate=args.rate)
+    pcm = to_pcm16(samples)
+    if args.out.suffix.lower() == ".raw":
+        args.out.write_bytes(pcm)
+    else:
+        with wave.open(str(args.out), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(args.rate)
+            handle.writeframes(pcm)
+    print(f"wrote {args.out}: {len(samples) / args.rate:.2f} s at {args.rate} Hz")
+    return 0
+
+
+def _clips_build(args: argparse.Namespace) -> int:
+    manifest = asyncio.run(build_library(EspeakEngine(), args.out, default_phrases()))
+    print(f"wrote {manifest}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one audio command; return the process exit status."""
+    parser = argparse.ArgumentParser(prog="audio", description=__doc__.splitlines()[0])
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (AudioConfigError, SpeechTextError, SameHeaderError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,78 @@
+"""piper, an optional local neural engine: used only when a voice model file is configured.
+
+Runs the ``piper`` program as a subprocess with ``--model`` and ``--output_file -`` (WAV on
+stdout), text on stdin. Without a model, or without the program, it reports itself unavailable
+and the chain moves on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from audio.engines.base import SpeechEngine, run_engine_process
+from audio.errors import AudioToolError, EngineFailedError, EngineUnavailableError
+from audio.pcm import Samples, decode_async
+
+
+@dataclass(frozen=True)
+class PiperConfig:
+    """piper settings: one ``.onnx`` voice model per language, program name, timeout."""
+
+    models: dict[str, Path] = field(default_factory=dict)
+    binary: str = "piper"
+    timeout_s: float = 20.0
+
+
+class PiperEngine(SpeechEngine):
+    """Speak through a local piper voice model."""
+
+    name: ClassVar[str] = "piper"
+
+    def __init__(self, config: PiperConfig | None = None) -> None:
+        self._config = config or PiperConfig()
+
+    @property
+    def timeout_s(self) -> float:
+        return self._config.timeout_s
+
+    def identity(self) -> dict[str, object]:
+        models = {lang: _file_digest(path) for lang, path in sorted(self._config.models.items())}
+        return {"engine": self.name, "models": models}
+
+    def _model(self, language: str) -> Path:
+        lang = language.lower()
+        models = {k.lower(): v for k, v in self._config.models.items()}
+        model = models.get(lang) or models.get(lang.split("-")[0])
+        if model is None:
+            raise EngineUnavailableError(f"{self.name}: no voice model configured for {language!r}")
+        if not model.is_file():
+            raise EngineUnavailableError(f"{self.name}: voice model {model} does not exist")
+        return model
+
+    async def synthesize(self, text: str, language: str) -> Samples:
+        model = self._model(language)
+        binary = shutil.which(self._config.binary)
+        if binary is None:
+            raise EngineUnavailableError(f"{self.name}: program {self._config.binary!r} not found")
+        argv = [binary, "--model", str(model), "--output_file", "-"]
+        wav = await run_engine_process(self.name, argv, text.encode())
+        try:
+            samples = await decode_async(wav)
+        except AudioToolError as exc:
+            raise EngineFailedError(f"{self.name} output could not be decoded") from exc
+        if not np.any(samples):
+            raise EngineFailedError(f"{self.name} produced only silence")
+        return samples
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return f"missing:{path}"

@@ -1,0 +1,105 @@
+"""Mono float PCM at the master rate, and decoding any audio file or byte string into it.
+
+All assembly happens on ``numpy.float32`` arrays in [-1, 1] at ``MASTER_RATE`` (48 kHz mono).
+Decoding runs ffmpeg as a subprocess: ``decode_async`` for coroutines (the event loop only waits
+on pipes), ``decode`` for worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from audio.errors import AudioToolError
+
+MASTER_RATE = 48_000
+
+Samples = npt.NDArray[np.float32]
+
+
+def ffmpeg_binary() -> str:
+    """Path of the ffmpeg executable, or ``AudioToolError`` when it is not installed."""
+    found = shutil.which("ffmpeg")
+    if found is None:
+        raise AudioToolError("ffmpeg is not installed (Debian package 'ffmpeg')")
+    return found
+
+
+def _decode_command(source: str, rate: int) -> list[str]:
+    return [
+        ffmpeg_binary(),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        source,
+        "-f",
+        "f32le",
+        "-ac",
+        "1",
+        "-ar",
+        str(rate),
+        "pipe:1",
+    ]
+
+
+def _to_samples(raw: bytes) -> Samples:
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+
+
+def decode(source: Path | bytes, rate: int = MASTER_RATE) -> Samples:
+    """Decode a file path or an encoded byte string into mono float samples (blocking)."""
+    if isinstance(source, Path):
+        cmd, stdin = _decode_command(str(source), rate), None
+    else:
+        cmd, stdin = _decode_command("pipe:0", rate), source
+    done = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise AudioToolError(
+            f"ffmpeg could not decode audio: {done.stderr.decode(errors='replace')}"
+        )
+    return _to_samples(done.stdout)
+
+
+async def decode_async(source: Path | bytes, rate: int = MASTER_RATE) -> Samples:
+    """Decode like ``decode`` without blocking the event loop; the subprocess dies if cancelled."""
+    if isinstance(source, Path):
+        cmd, stdin = _decode_command(str(source), rate), None
+    else:
+        cmd, stdin = _decode_command("pipe:0", rate), source
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await proc.communicate(stdin)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        raise AudioToolError(f"ffmpeg could not decode audio: {err.decode(errors='replace')}")
+    return _to_samples(out)
+
+
+def silence(seconds: float, rate: int = MASTER_RATE) -> Samples:
+    """``seconds`` of digital silence."""
+    return np.zeros(round(seconds * rate), dtype=np.float32)
+
+
+def duration_s(samples: Samples, rate: int = MASTER_RATE) -> float:
+    """Length of ``samples`` in seconds."""
+    return len(samples) / rate
+
+
+def to_pcm16(samples: Samples) -> bytes:
+    """Little-endian signed 16-bit PCM, clipped to full scale."""
+    clipped = np.clip(samples, -1.0, 32767 / 32768)
+    return (clipped * 32768.0).round().astype("<i2").tobytes()

@@ -1,0 +1,91 @@
+"""The audio command line, run as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ebur128, probe
+
+HEADER = "ZCZC-WXR-BZW-150900+0200-3321329-ULANQAB -"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "audio", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_render_prints_engine_duration_and_loudness(tmp_path: Path, refused_proxy: str) -> None:
+    out = tmp_path / "warning.mp3"
+    done = run(
+        "render",
+        "--lang",
+        "zh-CN",
+        "--text",
+        "暴雪红色预警：预计21:29起降雪量10mm",
+        "--status",
+        "Exercise",
+        "--format",
+        "mp3",
+        "--edge-proxy",
+        refused_proxy,
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "engine: espeak-ng (fallback)" in done.stdout
+    assert "tried edge-tts: failed" in done.stdout
+    assert "marker: 这是一次演练" in done.stdout
+    duration = float(done.stdout.split("duration: ")[1].split(" s")[0])
+    loudness = float(done.stdout.split("loudness: ")[1].split(" LUFS")[0])
+    assert probe(out).duration_s == pytest.approx(duration, abs=0.1)
+    assert ebur128(out).integrated_lufs == pytest.approx(loudness, abs=1.0)
+
+
+def test_same_writes_audio_multimon_decodes(tmp_path: Path) -> None:
+    raw = tmp_path / "same.raw"
+    done = run("same", "--header", HEADER, "--rate", "22050", "--out", str(raw))
+    assert done.returncode == 0, done.stderr
+    decoded = subprocess.run(
+        ["multimon-ng", "-q", "-t", "raw", "-a", "EAS", str(raw)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert decoded.splitlines()[0] == f"EAS: {HEADER}"
+    wav = tmp_path / "same.wav"
+    assert run("same", "--header", HEADER, "--out", str(wav)).returncode == 0
+    facts = probe(wav)
+    assert (facts.codec, facts.sample_rate, facts.channels) == ("pcm_s16le", 48_000, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("same", "--header", "ZCZC-BAD", "--out", "x.wav"), "not a SAME header"),
+        (("same", "--header", HEADER, "--attention", "3", "--out", "x.wav"), "8-25 s"),
+        (("render", "--lang", "fr", "--text", "x", "--out", "x.wav"), "no speech template"),
+        (
+            ("render", "--lang", "en", "--text", "x", "--engines", "magic", "--out", "x.wav"),
+            "unknown speech engines",
+        ),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "audio", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.wav").exists()
