@@ -98,23 +98,29 @@ class _RefuseExternalResolver(etree.Resolver):
         raise CapError(f"CAP document rejected: {problem}", [problem])
 
 
-def safe_parser() -> etree.XMLParser:
-    """An lxml parser that expands no entity and loads no DTD, file or URL."""
+def safe_parser(*, keep_layout: bool = False, remove_blank_text: bool = False) -> etree.XMLParser:
+    """An lxml parser that expands no entity and loads no DTD, file or URL.
+
+    Comments and processing instructions are dropped unless ``keep_layout`` is set (signature
+    checks need them: they are part of the signed canonical form).
+    """
     parser = etree.XMLParser(
         resolve_entities=False,
         load_dtd=False,
         no_network=True,
         dtd_validation=False,
         huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
+        remove_comments=not keep_layout,
+        remove_pis=not keep_layout,
+        remove_blank_text=remove_blank_text,
         collect_ids=False,
     )
     parser.resolvers.add(_RefuseExternalResolver())
     return parser
 
 
-def _declares_dtd(raw: bytes) -> bool:
+def declares_dtd(raw: bytes) -> bool:
+    """True when ``raw`` holds a DOCTYPE or entity declaration (UTF-8/16/32 alike)."""
     if _DTD_MARK.search(raw):
         return True
     head = raw[:4]
@@ -125,7 +131,7 @@ def _declares_dtd(raw: bytes) -> bool:
 
 
 def _load(raw: bytes) -> etree._Element:
-    if _declares_dtd(raw):
+    if declares_dtd(raw):
         _reject(_dtd_problem())
     try:
         root = etree.fromstring(raw, safe_parser())

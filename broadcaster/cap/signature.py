@@ -41,6 +41,7 @@ from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from broadcaster.cap.parse import declares_dtd, safe_parser
 from broadcaster.errors import CapError
 
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
@@ -67,10 +68,10 @@ def verify_signature(
     raw: bytes, *, trusted_certs: Sequence[bytes] = (), at: datetime | None = None
 ) -> SignatureReport:
     """Check the enveloped signature of ``raw`` and judge its certificate at ``at``."""
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+    if declares_dtd(raw):
         return SignatureReport("malformed", "none", detail="document declares a DOCTYPE")
     try:
-        root = etree.fromstring(raw, _parser(remove_blank_text=False))
+        root = etree.fromstring(raw, safe_parser(keep_layout=True))
     except (etree.XMLSyntaxError, ValueError) as exc:
         return SignatureReport("malformed", "none", detail=f"not well-formed XML: {exc}")
     signatures = root.findall(f"{{{DSIG_NS}}}Signature")
@@ -97,15 +98,6 @@ def verify_signature(
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         detail=f"{detail}; {cert_detail}",
-    )
-
-
-def _parser(*, remove_blank_text: bool) -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        load_dtd=False,
-        no_network=True,
-        remove_blank_text=remove_blank_text,
     )
 
 
@@ -153,7 +145,9 @@ def _check(raw: bytes, certificate: x509.Certificate) -> tuple[SignatureStatus, 
     )
     outcome: tuple[SignatureStatus, str] = ("tampered", "")
     for remove_blank_text in (False, True):
-        root = etree.fromstring(raw, _parser(remove_blank_text=remove_blank_text))
+        root = etree.fromstring(
+            raw, safe_parser(keep_layout=True, remove_blank_text=remove_blank_text)
+        )
         try:
             result = XMLVerifier().verify(root, x509_cert=certificate, expect_config=config)
         except (InvalidDigest, XmlInvalidSignature) as exc:

@@ -100,6 +100,13 @@ def test_garbage_reported_malformed(garbage: bytes) -> None:
     assert verify_signature(garbage).status == "malformed"
 
 
+def test_hostile_document_reported_malformed_unread() -> None:
+    hostile = (SHARED / "samples" / "hostile" / "google_xee.xml").read_bytes()
+    for data in (hostile, hostile.decode().replace('"utf-8"', '"utf-16"').encode("utf-16")):
+        report = verify_signature(data)
+        assert (report.status, report.certificate) == ("malformed", "none")
+
+
 def _key_and_cert(kind: str) -> tuple[bytes, bytes, bytes]:
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if kind == "rsa":
