@@ -117,6 +117,7 @@ class BoxAgent:
         self._outbox_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = time.monotonic()
+        self._ready = asyncio.Event()
 
     @property
     def box_id(self) -> str:
@@ -130,6 +131,7 @@ class BoxAgent:
         if self._journal.volume is not None:
             self._volume = self._journal.volume
         self._resume_unfinished()
+        self._ready.set()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._playback_loop())
@@ -228,7 +230,11 @@ class BoxAgent:
         return None
 
     async def handle_command(self, data: bytes) -> None:
-        """Verify one command and act on it. Bad input is logged and refused, never raised."""
+        """Verify one command and act on it. Bad input is logged and refused, never raised.
+
+        Waits until ``run`` has loaded the journal, so nothing is judged without its history.
+        """
+        await self._ready.wait()
         try:
             _, command = decode_command(data, self._key_for_target)
         except SpeakerProtocolError as exc:

@@ -2,13 +2,15 @@
 and a recording player used by the fleet simulator and tests.
 
 A player plays one file once; repeats, priorities and preemption belong to the agent, which
-cancels ``play`` to stop it. Cancelling a CommandPlayer kills its subprocess.
+cancels ``play`` to stop it. Cancelling a CommandPlayer kills its process group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,15 +69,17 @@ class CommandPlayer(Player):
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
             )
         except OSError as exc:
             raise PlayerError(f"cannot start player {argv[0]!r}: {exc}") from exc
         try:
             _, stderr = await process.communicate()
         except asyncio.CancelledError:
+            # The player may be a wrapper script: stop its whole process group.
             with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.communicate()
             raise
         if process.returncode != 0:
             tail = stderr.decode(errors="replace").strip()[-200:]

@@ -44,6 +44,7 @@ class FleetSimulatorConfig:
     url: str
     fleet_secret: bytes
     boxes: int = 10
+    first_index: int = 0
     id_prefix: str = "sim-"
     areas: tuple[str, ...] = ("150902",)
     work_dir: Path = Path("speaker-sim")
@@ -127,7 +128,8 @@ class SpeakerFleetSimulator:
         self.play_seconds = config.play_seconds
         self.clips = ClipStore(config.work_dir / "clips")
         self.fetcher = MediaFetcher(config.work_dir / "cache")
-        self.boxes = [SimulatedBox(self, i) for i in range(config.boxes)]
+        first = config.first_index
+        self.boxes = [SimulatedBox(self, i) for i in range(first, first + config.boxes)]
         self._line: SerialBoxLine | None = None
         self._line_task: asyncio.Task[None] | None = None
 
@@ -148,7 +150,7 @@ class SpeakerFleetSimulator:
         ]
 
     def serial_address(self, box: SimulatedBox) -> int:
-        return self.config.first_serial_address + box.index
+        return self.config.first_serial_address + box.index - self.config.first_index
 
     def set_play_seconds(self, seconds: float) -> None:
         """How long each playback lasts from now on, for every box."""
@@ -180,7 +182,7 @@ class SpeakerFleetSimulator:
         old = self.box(box_id)
         await old.stop()
         new = SimulatedBox(self, old.index)
-        self.boxes[old.index] = new
+        self.boxes[self.boxes.index(old)] = new
         if self._line is not None:
             self._line.replace_agent(self.serial_address(new), new.agent)
         new.start()

@@ -1,0 +1,280 @@
+"""The box agent on its own: verification, media, priorities, the journal and the player."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from drivers.speaker.agent import BoxAgent, BoxBehaviourConfig, BoxIdentity
+from drivers.speaker.codec import area_target, decode_box_message, encode_command
+from drivers.speaker.errors import SpeakerConfigError
+from drivers.speaker.messages import (
+    ALL_ALERTS,
+    AckStage,
+    BoxAck,
+    BoxStatus,
+    Command,
+    PlayClip,
+    Priority,
+    SetVolume,
+    Stop,
+)
+from drivers.speaker.player import (
+    CommandPlayer,
+    PlaybackLog,
+    PlaybackRequest,
+    PlayerError,
+    RecordingPlayer,
+)
+from drivers.speaker.store import ClipStore, MediaFetcher, PlayJournal
+from drivers.speaker.testing import MediaServer, play_url_command
+
+KEY = b"box-key-0123456789abcdef"
+AREA_KEY = b"area-key-0123456789abcdef"
+AUDIO = b"audio bytes" * 50
+CLIP = b"stored clip"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Box:
+    """An agent running in the test's loop; ``acks`` holds what it sent, decoded."""
+
+    def __init__(self, tmp_path: Path, media: MediaServer, play_seconds: float = 0.0) -> None:
+        (tmp_path / "clips").mkdir(exist_ok=True)
+        (tmp_path / "clips" / "generic").write_bytes(CLIP)
+        self.log = PlaybackLog()
+        self.player = RecordingPlayer(self.log, play_seconds)
+        self.media = media
+        self.fetcher = MediaFetcher(tmp_path / "cache")
+        self.tmp_path = tmp_path
+        self.messages: list[BoxAck | BoxStatus] = []
+        self._changed = asyncio.Event()
+
+    def start(self) -> None:
+        identity = BoxIdentity(box_id="b1", key=KEY, area_keys={"150902": AREA_KEY})
+        self.agent = BoxAgent(
+            identity,
+            self.player,
+            ClipStore(self.tmp_path / "clips"),
+            self.fetcher,
+            PlayJournal(self.tmp_path / "journal.json"),
+            BoxBehaviourConfig(fallback_clip="generic", heartbeat_s=3600),
+        )
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.agent.run()), loop.create_task(self._drain())]
+
+    async def _drain(self) -> None:
+        while True:
+            data = await self.agent.next_outgoing()
+            message = decode_box_message(data, lambda b: KEY if b == "b1" else None)
+            assert isinstance(message, BoxAck | BoxStatus)
+            self.messages.append(message)
+            self._changed.set()
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def acks(self, cmd_id: str) -> list[tuple[AckStage, str | None]]:
+        return [
+            (m.stage, m.reason)
+            for m in self.messages
+            if isinstance(m, BoxAck) and m.cmd_id == cmd_id
+        ]
+
+    async def wait_ack(self, cmd_id: str, stage: AckStage, within_s: float = 5.0) -> None:
+        async with asyncio.timeout(within_s):
+            while stage not in [s for s, _ in self.acks(cmd_id)]:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def send(self, command: Command, key: bytes = KEY, target: str = "box:b1") -> None:
+        await self.agent.handle_command(encode_command(command, target, key))
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[MediaServer]:
+    async with MediaServer({"a.wav": AUDIO, "wrong.wav": b"not what the hash says"}) as server:
+        yield server
+
+
+@pytest.fixture
+async def box(tmp_path: Path, media: MediaServer) -> AsyncIterator[Box]:
+    box = Box(tmp_path, media)
+    box.start()
+    yield box
+    await box.stop()
+    await box.fetcher.aclose()
+
+
+def header(cmd_id: str, alert_id: str = "alert", expires_in_s: float = 60) -> dict:
+    now = datetime.now(UTC)
+    return {
+        "cmd_id": cmd_id,
+        "alert_id": alert_id,
+        "issued_at": now,
+        "expires_at": now + timedelta(seconds=expires_in_s),
+    }
+
+
+async def test_downloads_once_and_checks_the_hash(box: Box, media: MediaServer) -> None:
+    for n in (1, 2):
+        await box.send(play_url_command(f"c{n}", f"a{n}", media.url("a.wav"), AUDIO))
+        await box.wait_ack(f"c{n}", AckStage.FINISHED)
+    assert media.requests == 1
+    assert [r.request.source for r in box.log.completed()] == ["url", "url"]
+    assert box.log.completed()[0].request.path.read_bytes() == AUDIO
+
+
+async def test_hash_mismatch_falls_back_and_is_not_cached(box: Box, media: MediaServer) -> None:
+    command = play_url_command("c", "a", media.url("wrong.wav"), AUDIO)
+    await box.send(command)
+    await box.wait_ack("c", AckStage.FINISHED)
+    assert box.acks("c")[1] == (AckStage.STARTED, "hash_mismatch")
+    assert not (box.tmp_path / "cache" / sha(AUDIO)).exists()
+
+
+async def test_no_fallback_and_missing_clip_fail_with_a_reason(
+    box: Box, media: MediaServer
+) -> None:
+    await box.send(PlayClip(clip_id="absent", sha256=sha(CLIP), priority=1, **header("c1")))
+    await box.send(PlayClip(clip_id="generic", sha256=sha(b"other"), priority=1, **header("c2")))
+    await box.send(PlayClip(clip_id="generic", sha256=sha(CLIP), priority=1, **header("c3")))
+    for cmd in ("c1", "c2"):
+        await box.wait_ack(cmd, AckStage.FAILED)
+        assert box.acks(cmd)[-1] == (AckStage.FAILED, "media_unavailable")
+    await box.wait_ack("c3", AckStage.FINISHED)
+    assert [r.request.cmd_id for r in box.log.completed()] == ["c3"]
+
+
+async def test_area_commands_need_the_area_key(box: Box, media: MediaServer) -> None:
+    url = media.url("a.wav")
+    await box.send(play_url_command("c1", "a", url, AUDIO), AREA_KEY, area_target("150902"))
+    await box.send(play_url_command("c2", "a2", url, AUDIO), KEY, area_target("150902"))
+    await box.send(play_url_command("c3", "a3", url, AUDIO), AREA_KEY, area_target("150921"))
+    await box.wait_ack("c1", AckStage.FINISHED)
+    await box.wait_ack("c3", AckStage.FAILED)
+    assert box.acks("c2") == [(AckStage.FAILED, "bad_signature")]
+    assert box.acks("c3") == [(AckStage.FAILED, "bad_signature")]
+
+
+async def test_commands_from_the_future_and_garbage_are_refused(box: Box) -> None:
+    future = header("c1")
+    future["issued_at"] += timedelta(hours=1)
+    future["expires_at"] += timedelta(hours=1)
+    await box.send(Stop(**future))
+    await box.agent.handle_command(b"\x00garbage")
+    await box.agent.handle_command(b'{"v":1,"type":"stop","cmd_id":"c2","alert_id":"x"}')
+    await box.wait_ack("c1", AckStage.FAILED)
+    assert box.acks("c1") == [(AckStage.FAILED, "not_yet_valid")]
+    assert box.acks("c2") == [(AckStage.FAILED, "malformed")]
+
+
+async def test_lower_priority_waits_and_equal_priority_queues(box: Box, media: MediaServer) -> None:
+    box.player.duration_s = 0.2
+    url = media.url("a.wav")
+    await box.send(play_url_command("c1", "a1", url, AUDIO, priority=Priority.EMERGENCY))
+    await box.wait_ack("c1", AckStage.STARTED)
+    await box.send(play_url_command("c2", "a2", url, AUDIO, priority=Priority.ROUTINE))
+    await box.send(play_url_command("c3", "a3", url, AUDIO, priority=Priority.EMERGENCY))
+    await box.wait_ack("c2", AckStage.FINISHED)
+    assert [r.request.cmd_id for r in box.log.completed()] == ["c1", "c3", "c2"]
+
+
+async def test_stop_all_clears_the_queue(box: Box, media: MediaServer) -> None:
+    box.player.duration_s = 30
+    url = media.url("a.wav")
+    await box.send(play_url_command("c1", "a1", url, AUDIO))
+    await box.send(play_url_command("c2", "a2", url, AUDIO))
+    await box.wait_ack("c1", AckStage.STARTED)
+    await box.send(Stop(**header("s", ALL_ALERTS)))
+    await box.wait_ack("c2", AckStage.FAILED)
+    await box.wait_ack("c1", AckStage.FAILED)
+    assert box.acks("c2")[-1] == (AckStage.FAILED, "stopped")
+    assert [(r.request.cmd_id, r.interrupted) for r in box.log.records] == [("c1", True)]
+
+
+async def test_set_volume_applies_to_plays_without_their_own_and_survives_restart(
+    tmp_path: Path, media: MediaServer
+) -> None:
+    box = Box(tmp_path, media)
+    box.start()
+    await box.send(SetVolume(volume=33, **header("v")))
+    await box.wait_ack("v", AckStage.FINISHED)
+    await box.stop()
+    box.start()
+    clip = PlayClip(clip_id="generic", sha256=sha(CLIP), priority=1, **header("p"))
+    await box.send(clip)
+    await box.wait_ack("p", AckStage.FINISHED)
+    await box.stop()
+    await box.fetcher.aclose()
+    assert box.log.completed()[0].request.volume == 33
+    assert box.agent.status().volume == 33
+
+
+async def test_expired_while_waiting_in_the_queue(box: Box, media: MediaServer) -> None:
+    box.player.duration_s = 0.5
+    url = media.url("a.wav")
+    await box.send(play_url_command("c1", "a1", url, AUDIO))
+    await box.send(play_url_command("c2", "a2", url, AUDIO, expires_in_s=0.2))
+    await box.wait_ack("c2", AckStage.FAILED)
+    assert box.acks("c2") == [(AckStage.ACCEPTED, None), (AckStage.FAILED, "expired")]
+
+
+async def test_a_corrupt_journal_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.json"
+    path.write_text('{"entries": [{"cmd_id": 1}]}')
+    with pytest.raises(SpeakerConfigError, match="journal"):
+        await PlayJournal(path).load()
+
+
+async def test_journal_survives_reload(tmp_path: Path, box: Box, media: MediaServer) -> None:
+    await box.send(play_url_command("c1", "a1", media.url("a.wav"), AUDIO))
+    await box.wait_ack("c1", AckStage.FINISHED)
+    journal = PlayJournal(tmp_path / "journal.json")
+    await journal.load()
+    entry = journal.get("c1")
+    assert entry is not None and entry.stage is AckStage.FINISHED and entry.source == "url"
+    assert json.loads(entry.wire)["cmd_id"] == "c1"
+
+
+def request(path: Path) -> PlaybackRequest:
+    return PlaybackRequest("b1", "c", "a", path, 50, 1, "clip")
+
+
+async def test_command_player_runs_the_command_with_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    player = CommandPlayer(
+        ["sh", "-c", 'echo "$1 $2 $3" > "$4"', "sh", "{path}", "{volume}", "{gain}", str(out)]
+    )
+    await player.play(request(tmp_path / "clip.wav"))
+    assert out.read_text().split() == [str(tmp_path / "clip.wav"), "50", "0.50"]
+
+
+async def test_command_player_failure_and_cancellation(tmp_path: Path) -> None:
+    with pytest.raises(PlayerError, match="status 3"):
+        await CommandPlayer(["sh", "-c", "exit 3", "sh", "{path}"]).play(request(tmp_path))
+    with pytest.raises(PlayerError, match="cannot start"):
+        await CommandPlayer(["/nonexistent/player", "{path}"]).play(request(tmp_path))
+    with pytest.raises(SpeakerConfigError):
+        CommandPlayer(["aplay"])
+    task = asyncio.get_running_loop().create_task(
+        CommandPlayer(["sh", "-c", "sleep 30", "sh", "{path}"]).play(request(tmp_path))
+    )
+    await asyncio.sleep(0.1)
+    began = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - began < 1.0

@@ -1,0 +1,246 @@
+"""The hub's own duties: authenticating boxes, refusing spoofed or unknown input, presence,
+TLS, and serial lines with noise or silent boxes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from drivers.speaker.codec import encode_box_message
+from drivers.speaker.errors import (
+    BoxOfflineError,
+    SpeakerConfigError,
+    SpeakerConnectionError,
+    SpeakerTimeoutError,
+    UnknownBoxError,
+)
+from drivers.speaker.hub import (
+    BoxRegistration,
+    MqttBrokerConfig,
+    SpeakerHub,
+    SpeakerHubConfig,
+    TcpListenConfig,
+)
+from drivers.speaker.hub_serial import SerialLineConfig
+from drivers.speaker.messages import AckStage, BoxAck, BoxHello, BoxStatus, Stop
+from drivers.speaker.simulator import FleetSimulatorConfig, SpeakerFleetSimulator
+from drivers.speaker.testing import HubEventRecorder, NullModem, free_port
+
+SECRET = b"hub-test-fleet-secret-0123456789"
+KEY = b"k" * 32
+
+
+@pytest.fixture
+async def tcp_hub() -> AsyncIterator[SpeakerHub]:
+    hub = SpeakerHub(
+        SpeakerHubConfig(tcp=TcpListenConfig(host="127.0.0.1", port=0, hello_timeout_s=0.3)),
+        [BoxRegistration(box_id="b1", key=KEY, transport="tcp")],
+    )
+    async with hub:
+        yield hub
+
+
+async def _exchange(port: int, lines: list[bytes]) -> bytes:
+    """Connect, send lines, and read until the hub closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for line in lines:
+        writer.write(line + b"\n")
+    try:
+        async with asyncio.timeout(3):
+            return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def hello(box_id: str = "b1", key: bytes = KEY, at: dt.datetime | None = None) -> bytes:
+    at = at or dt.datetime.now(dt.UTC)
+    return encode_box_message(BoxHello(box_id=box_id, at=at, nonce="01", firmware="f"), key)
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        hello(key=b"x" * 32),
+        hello(box_id="stranger"),
+        hello(at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)),
+        b"GET / HTTP/1.1",
+        b"x" * 70_000,
+    ],
+    ids=["wrong-key", "unknown-box", "stale", "not-json", "too-long"],
+)
+async def test_bad_hellos_are_refused(tcp_hub: SpeakerHub, first_line: bytes) -> None:
+    assert await _exchange(tcp_hub.tcp_port, [first_line]) == b""
+    assert tcp_hub.online_boxes() == frozenset()
+
+
+async def test_silent_connection_is_closed_after_the_hello_timeout(tcp_hub: SpeakerHub) -> None:
+    assert await _exchange(tcp_hub.tcp_port, []) == b""
+
+
+async def test_messages_are_verified_and_spoofing_is_counted(tcp_hub: SpeakerHub) -> None:
+    recorder = HubEventRecorder(tcp_hub)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    good = BoxAck(box_id="b1", cmd_id="c", alert_id="a", stage=AckStage.STARTED, at=now)
+    spoof = BoxAck(box_id="b2", cmd_id="c", alert_id="a", stage=AckStage.FINISHED, at=now)
+    _, writer = await asyncio.open_connection("127.0.0.1", tcp_hub.tcp_port)
+    writer.write(hello() + b"\n")
+    writer.write(encode_box_message(spoof, KEY) + b"\n")
+    writer.write(encode_box_message(good, b"y" * 32) + b"\n")
+    writer.write(b"{garbage\n")
+    writer.write(encode_box_message(good, KEY) + b"\n")
+    try:
+        await recorder.wait_for(lambda: bool(recorder.acks()))
+        assert recorder.acks() == [good]
+        assert recorder.presence("b1") == [True]
+        assert tcp_hub.stats.messages_rejected == 3
+        writer.close()
+        await writer.wait_closed()
+        await recorder.wait_for(lambda: recorder.presence("b1") == [True, False])
+    finally:
+        await recorder.close()
+
+
+async def test_unknown_and_offline_boxes_raise(tcp_hub: SpeakerHub) -> None:
+    now = dt.datetime.now(dt.UTC)
+    stop = Stop(cmd_id="c", alert_id="a", issued_at=now, expires_at=now)
+    with pytest.raises(UnknownBoxError):
+        await tcp_hub.send_command("nobody", stop)
+    with pytest.raises(BoxOfflineError):
+        await tcp_hub.send_command("b1", stop)
+    with pytest.raises(SpeakerConfigError):
+        await tcp_hub.send_area_command("150902", stop)
+
+
+def test_registration_errors() -> None:
+    hub = SpeakerHub(SpeakerHubConfig())
+    with pytest.raises(SpeakerConfigError, match="TCP"):
+        hub.register(BoxRegistration(box_id="b", key=KEY, transport="tcp"))
+    with pytest.raises(SpeakerConfigError, match="line"):
+        hub.register(BoxRegistration(box_id="b", key=KEY, transport="serial"))
+    with pytest.raises(SpeakerConfigError, match="16 bytes"):
+        BoxRegistration(box_id="b", key=b"short", transport="tcp")
+    with pytest.raises(SpeakerConfigError, match="box id"):
+        BoxRegistration(box_id="a/b", key=KEY, transport="mqtt")
+
+
+async def test_unreachable_broker_and_busy_port_are_connection_errors() -> None:
+    config = SpeakerHubConfig(mqtt=MqttBrokerConfig(port=free_port(), connect_timeout_s=0.5))
+    with pytest.raises(SpeakerConnectionError, match="unreachable"):
+        await SpeakerHub(config).start()
+    async with SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0))) as first:
+        taken = TcpListenConfig("127.0.0.1", first.tcp_port)
+        with pytest.raises(SpeakerConnectionError, match="listen"):
+            await SpeakerHub(SpeakerHubConfig(tcp=taken)).start()
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_boxes_connect_over_tls(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    hub = SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0, ssl_context=context)))
+    async with hub:
+        fleet = SpeakerFleetSimulator(
+            FleetSimulatorConfig(
+                url=f"tls://127.0.0.1:{hub.tcp_port}",
+                fleet_secret=SECRET,
+                boxes=2,
+                work_dir=tmp_path / "fleet",
+                ca_file=cert,
+            )
+        )
+        for registration in fleet.registrations("tcp"):
+            hub.register(registration)
+        recorder = HubEventRecorder(hub)
+        await fleet.start()
+        try:
+            await fleet.wait_connected(5)
+            await recorder.wait_for(lambda: len(hub.online_boxes()) == 2)
+            await recorder.wait_for(
+                lambda: (
+                    {e.box_id for e in recorder.events if isinstance(e, BoxStatus)}
+                    == {b.box_id for b in fleet.boxes}
+                )
+            )
+        finally:
+            await fleet.stop()
+            await recorder.close()
+
+
+async def test_serial_line_survives_noise_and_reports_silent_boxes(
+    tmp_path: Path, null_modem: NullModem
+) -> None:
+    line = SerialLineConfig(
+        name="l", url=null_modem.path_a, reply_timeout_s=0.05, poll_interval_s=0.02, retries=1
+    )
+    hub = SpeakerHub(SpeakerHubConfig(serial_lines=(line,)))
+    fleet = SpeakerFleetSimulator(
+        FleetSimulatorConfig(
+            url=f"serial://{null_modem.path_b}", fleet_secret=SECRET, boxes=2, work_dir=tmp_path
+        )
+    )
+    registrations = fleet.registrations("serial", serial_line="l")
+    silent = BoxRegistration(
+        box_id="silent", key=KEY, transport="serial", serial_line="l", serial_address=99
+    )
+    for registration in [*registrations, silent]:
+        hub.register(registration)
+    async with hub:
+        recorder = HubEventRecorder(hub)
+        await fleet.start()
+        try:
+            null_modem.inject_towards_b(b"\x7e\x01\x05\x01\xff\xff" + bytes(range(256)))
+            await recorder.wait_for(lambda: len(hub.online_boxes()) == 2)
+            assert "silent" not in hub.online_boxes()
+            now = dt.datetime.now(dt.UTC)
+            stop = Stop(cmd_id="s", alert_id="*", issued_at=now, expires_at=now + dt.timedelta(60))
+            with pytest.raises(BoxOfflineError):
+                await hub.send_command("silent", stop)
+            box = registrations[0].box_id
+            await hub.send_command(box, stop)
+            await recorder.wait_acks("s", AckStage.FINISHED, {box})
+        finally:
+            await fleet.stop()
+            await recorder.close()
+    assert isinstance(SpeakerTimeoutError("x"), TimeoutError)
