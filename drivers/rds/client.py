@@ -45,6 +45,9 @@ class RdsEncoderClient(abc.ABC):
     """One link to one RDS encoder; see the module docstring for the error contract."""
 
     supports_ews: ClassVar[bool] = False
+    #: Enhanced RadioText (UCS-2/UTF-8 text, e.g. Chinese) is not produced by any family
+    #: here yet; a channel falls back to a Latin RT in the RDS character set.
+    supports_enhanced_rt: ClassVar[bool] = False
 
     def __init__(self, config: RdsEncoderConfig) -> None:
         self.config = config
@@ -54,6 +57,7 @@ class RdsEncoderClient(abc.ABC):
         self._reader_task: asyncio.Task[None] | None = None
         self._reply: asyncio.Future[object] | None = None
         self._command_lock = asyncio.Lock()
+        self._connect_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -64,24 +68,25 @@ class RdsEncoderClient(abc.ABC):
 
     async def connect(self) -> None:
         """Open the link; apply ``pending_restore`` first if one is waiting."""
-        if self._transport is not None:
-            return
-        self._transport = await open_transport(
-            self.config.url,
-            baudrate=self.config.baudrate,
-            connect_timeout=self.config.connect_timeout,
-        )
-        self._on_connected()
-        self._reader_task = asyncio.create_task(
-            self._read_loop(self._transport), name=f"rds-reader {self.config.url}"
-        )
-        try:
-            await self._handshake()
-            if self._pending_restore is not None:
-                await self.restore(self._pending_restore)
-        except BaseException:
-            await self.close()
-            raise
+        async with self._connect_lock:
+            if self._transport is not None:
+                return
+            self._transport = await open_transport(
+                self.config.url,
+                baudrate=self.config.baudrate,
+                connect_timeout=self.config.connect_timeout,
+            )
+            self._on_connected()
+            self._reader_task = asyncio.create_task(
+                self._read_loop(self._transport), name=f"rds-reader {self.config.url}"
+            )
+            try:
+                await self._handshake()
+                if self._pending_restore is not None:
+                    await self.restore(self._pending_restore)
+            except BaseException:
+                await self.close()
+                raise
 
     async def close(self) -> None:
         """Close the link; a waiting command fails with RdsLinkError."""

@@ -126,12 +126,12 @@ class RdsEncoderSimulator:
 
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0 picks a free port); return the ``socket://`` URL."""
-        if self._server is None:
+        if self._server is None or self.tcp_address is None:
             self._server = await asyncio.start_server(self._serve_tcp, host, port)
             bound = self._server.sockets[0].getsockname()
             self.tcp_address = (str(bound[0]), int(bound[1]))
-        assert self.tcp_address is not None
-        return f"socket://{self.tcp_address[0]}:{self.tcp_address[1]}"
+        bound_host, bound_port = self.tcp_address
+        return f"socket://{bound_host}:{bound_port}"
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -15,7 +15,7 @@ from drivers.rds import RdsEncoderConfig, RdsEncoderSimulator
 
 def fast_config(url: str, **settings: object) -> RdsEncoderConfig:
     """A config with short timeouts so failure paths stay quick."""
-    values: dict[str, object] = {"ack_timeout": 0.2, "max_attempts": 3, "connect_timeout": 1.0}
+    values: dict[str, object] = {"ack_timeout": 0.5, "max_attempts": 3, "connect_timeout": 2.0}
     values.update(settings)
     return RdsEncoderConfig(url, **values)  # type: ignore[arg-type]
 

@@ -12,7 +12,13 @@ import binascii
 import pytest
 
 from drivers.rds import EwsPayload, RdsFrameError, RdsValueError
-from drivers.rds.charset import DECODE_TABLE, decode_rds_text, encode_ps, encode_rds_text
+from drivers.rds.charset import (
+    DECODE_TABLE,
+    decode_rds_text,
+    encode_ps,
+    encode_rds_text,
+    is_rds_text,
+)
 from drivers.rds.uecp_elements import (
     AckElement,
     CommunicationMode,
@@ -209,6 +215,7 @@ def test_character_set_differs_from_ascii_where_the_standard_says() -> None:
         with pytest.raises(RdsValueError):
             encode_rds_text(char)
     assert encode_ps("SOS") == b"SOS     "
+    assert is_rds_text("Überschwemmung! 50 mm/h") and not is_rds_text("暴雨 warning")
 
 
 def test_character_table_round_trips_every_code() -> None:
