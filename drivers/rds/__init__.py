@@ -3,8 +3,8 @@
 Layers, each usable on its own::
 
     charset        RDS basic character set (EN 50067 Annex E)        pure functions
-    uecp_frame     framing, stuffing, CRC-16/GENIBUS (SPB 490 2.2)    pure functions
-    uecp_elements  PI, PS, TA/TP, PTY, RT, EWS, ACK (SPB 490 3)       pure functions
+    uecp_frame     framing, stuffing, CRC-16/GENIBUS (SPB 490)        pure functions
+    uecp_elements  PI, PS, TA/TP, PTY, RT, EWS, ACK (SPB 490)         pure functions
     transport      socket://host:port or a serial/pty path           asyncio + pyserial
     client         RdsEncoderClient: session, ACK wait, retransmit   abstract base
     uecp_client    UecpEncoderClient

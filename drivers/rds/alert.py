@@ -121,12 +121,10 @@ class AlertSequence:
             if attempt:
                 await asyncio.sleep(self._reconnect_delay)
             try:
-                if self._client.connected:
+                if not self._client.connected:
+                    await self._client.connect()  # applies the pending restore first
+                if self._client.pending_restore is not None:
                     await self._client.restore(normal)
-                else:
-                    await self._client.connect()
-                    if self._client.pending_restore is not None:
-                        await self._client.restore(normal)
                 return
             except RdsLinkError as error:
                 last = error

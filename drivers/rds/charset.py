@@ -1,6 +1,8 @@
 """The RDS basic character set: Unicode text to and from the bytes PS and RT carry.
 
-Follows the code table of EN 50067:1998 Annex E (carried over into IEC 62106), figure E.1.
+Follows the basic code table of EN 50067:1998 Annex E (carried over into IEC 62106),
+cross-checked against two public implementations of it (the redsea decoder and python-uecp;
+facts only, no code taken).
 It is ASCII-like but not ASCII: position 0x24 is the currency sign ``¤`` (the dollar sign
 sits at 0xAB), 0x5E is a horizontal bar, 0x60 a double vertical line and 0x7E an overline;
 ``^``, ``` ` ``` and ``~`` have no code at all. Positions 0x80..0xFE hold accented Latin

@@ -3,10 +3,10 @@
 :class:`SimulatedEncoder` holds what listeners would see (PI, PS, RT, TA, TP, PTY), the EWS
 payloads received and a history of every change, and lets tests await a condition on it.
 :class:`UecpDeviceProtocol` and :class:`AsciiDeviceProtocol` turn received bytes into state
-changes and answers (none in unidirectional communication mode, SPB 490 section 3.5),
+changes and answers (none in unidirectional communication mode, SPB 490 MEC 0x2C),
 using the production codecs (``uecp_frame``, ``uecp_elements``,
 ``charset``) on the device side: a frame with a bad CRC is answered with ACK code 1 exactly
-as SPB 490 section 3.3.1 asks, a frame for another address is ignored.
+as SPB 490 asks (message acknowledgement, MEC 0x18), a frame for another address is ignored.
 
 :class:`RdsSimulatorFaults` are the fault hooks: lost answers, bytes damaged on the line
 (a real bit flip, so the real CRC check fails), negative answers, silence and a delay.

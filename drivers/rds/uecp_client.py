@@ -1,18 +1,18 @@
 """RDS encoder client over UECP (EBU SPB 490), for serial, pty or TCP links.
 
-Each command is one frame (SPB 490 section 2.2) addressed to ``site``/``encoder`` from the
-config, carrying one or more message elements (section 3) with the configured data set and
+Each command is one UECP frame (EBU SPB 490 frame format) addressed to ``site``/``encoder`` from the
+config, carrying one or more message elements with the configured data set and
 programme service numbers. The sequence counter runs 1..255 cyclically (0 is reserved for
 "not used"); a retransmission repeats the frame with the same counter, so an encoder that
 did apply it but lost its answer just applies the same values again.
 
-The encoder answers with a frame holding a message acknowledgement element (0x18,
-section 3.3.1) whose frame sequence counter echoes the command's. Code 0 is success; code 1
+The encoder answers with a frame holding a message acknowledgement element (MEC
+0x18) whose frame sequence counter echoes the command's. Code 0 is success; code 1
 (CRC error), 2 (not received completely), 10 (end missing), 12 (bad stuffing) and 13
 (unexpected end) mean the bytes were damaged on the line and are retransmitted; every
 other code is a refusal (:class:`~drivers.rds.errors.RdsRejectedError` with the code).
 
-On every connection the client first asks for communication mode 2 (section 3.5:
+On every connection the client first asks for communication mode 2 (MEC 0x2C:
 bidirectional, an answer to every message) unless the config turns that off.
 
 Several fields set together go in one frame, so one acknowledgement covers them: when TA is

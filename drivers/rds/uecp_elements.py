@@ -1,28 +1,31 @@
 """UECP message elements: the RDS settings a controller sends and the encoder's answer.
 
-Follows EBU SPB 490 (UECP 7.x) section 3; every element starts with its message element
-code (MEC). Elements addressed to a programme carry a data set number (DSN) and a programme
-service number (PSN) after the MEC.
+Follows the message element definitions of EBU SPB 490 (UECP, version 7); every element
+starts with its message element code (MEC). Elements addressed to a programme carry a data
+set number (DSN) and a programme service number (PSN) after the MEC.
 
 =====  ======  =====================================================================
-MEC    name    layout after the MEC (section)
+MEC    name    layout after the MEC
 =====  ======  =====================================================================
-0x01   PI      DSN PSN PI(2, big-endian)                                  (3.3.2)
-0x02   PS      DSN PSN PS(8, RDS character set)                           (3.3.3)
-0x03   TA/TP   DSN PSN flags: bit 0 TA, bit 1 TP                          (3.3.5)
-0x07   PTY     DSN PSN PTY(0..31; 30 alarm test, 31 alarm)                (3.3.8)
-0x0A   RT      DSN PSN MEL [flags text(MEL-1)]; MEL 0 clears the buffer   (3.3.10)
+0x01   PI      DSN PSN PI(2, big-endian)               (Programme Identification)
+0x02   PS      DSN PSN PS(8, RDS character set)        (Programme Service name)
+0x03   TA/TP   DSN PSN flags: bit 0 TA, bit 1 TP       (Traffic Announcement/Programme)
+0x07   PTY     DSN PSN PTY(0..31; 30 alarm test, 31 alarm)          (Programme TYpe)
+0x0A   RT      DSN PSN MEL [flags text(MEL-1)]; MEL 0 clears the buffer  (RadioText)
                flags: bits 6-5 buffer configuration (00 replace, 10 append),
                bits 4-1 number of transmissions (0 = without end), bit 0 toggle A/B
 0x2B   EWS     5 bytes: the 37 bits of group 9A (5 of block 2, blocks 3 and 4),
-               no DSN/PSN; the meaning of the bits is nationally defined  (3.3.21)
-0x18   ACK     code [SQC]; the sequence counter follows a negative code   (3.3.1)
+               no DSN/PSN; the meaning of the bits is nationally defined
+               (Emergency Warning System)
+0x18   ACK     code [SQC]; the sequence counter follows a negative code
+               (Message acknowledgement, encoder to controller)
 0x2C   MODE    communication mode: 0 unidirectional, 1 bidirectional with
                requested response, 2 bidirectional with spontaneous
-               response (an answer to every message)                      (3.5)
+               response (an answer to every message)    (Communication mode)
 =====  ======  =====================================================================
 
-Layouts were cross-checked against the public ``python-uecp`` implementation (facts only).
+Layouts were cross-checked against the public ``python-uecp`` implementation and the
+examples in the project's protocol notes (facts only, no code taken).
 Pure functions shared by the drivers and the simulator. Bad element data raises
 :class:`~drivers.rds.errors.RdsFrameError` with the acknowledgement code an encoder answers.
 """
@@ -38,7 +41,7 @@ from drivers.rds.uecp_frame import AckCode
 
 
 class ElementCode(IntEnum):
-    """Message element codes used here (SPB 490 section 3.2)."""
+    """Message element codes used here (SPB 490 MEC values)."""
 
     PI = 0x01
     PS = 0x02
@@ -51,7 +54,7 @@ class ElementCode(IntEnum):
 
 
 class CommunicationMode(IntEnum):
-    """Whether and when the encoder answers (SPB 490 section 3.5, MEC 0x2C)."""
+    """Whether and when the encoder answers (SPB 490, MEC 0x2C)."""
 
     UNIDIRECTIONAL = 0
     REQUESTED_RESPONSE = 1

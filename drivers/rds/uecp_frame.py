@@ -1,6 +1,6 @@
 """UECP frame layer: CRC, byte stuffing, framing and a streaming frame reader.
 
-Follows EBU SPB 490 (UECP 7.x) section 2.2, "Frame format"::
+Follows the frame format of EBU SPB 490 (UECP, version 7)::
 
     STA  ADD(2)  SQC  MFL  MSG(MFL bytes)  CRC(2)  STP
     FE   site:10 bits + encoder:6 bits, big-endian   FF
@@ -15,7 +15,7 @@ Follows EBU SPB 490 (UECP 7.x) section 2.2, "Frame format"::
 
 Pure functions shared by the drivers (controller side) and the simulator (encoder side).
 Malformed input raises :class:`~drivers.rds.errors.RdsFrameError` carrying the UECP
-acknowledgement code an encoder answers with (SPB 490 section 3.3.1, element 0x18).
+acknowledgement code an encoder answers with (SPB 490 message acknowledgement, MEC 0x18).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _MAX_STUFFED_BODY = 2 * (2 + 1 + 1 + MAX_MESSAGE_LENGTH + 2)
 
 
 class AckCode(IntEnum):
-    """Answer codes of the message acknowledgement element (SPB 490 section 3.3.1)."""
+    """Answer codes of the message acknowledgement element (SPB 490, MEC 0x18)."""
 
     OK = 0
     CRC_ERROR = 1
