@@ -169,6 +169,13 @@ def _check_references(checker: _Checker, alert: Alert) -> None:
             checker.tolerated(
                 path, "references-form", f"{reference}: sent {reference.sent!r} is not a CAP time"
             )
+        elif (reference.sender, reference.identifier) == (alert.sender, alert.identifier):
+            checker.tolerated(
+                path,
+                "references-self",
+                f"{reference} refers to this message's own identifier; "
+                f"an {alert.msg_type} needs a new identifier",
+            )
 
 
 def _check_info(checker: _Checker, info: Info, path: str, sent: datetime) -> None:

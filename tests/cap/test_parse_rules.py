@@ -181,6 +181,13 @@ def test_update_needs_references_and_malformed_triplet_rejected() -> None:
     assert ("/alert/references", "references-form", "error") in pairs(rejected(doc(bad)))
     good = head + "<references>warn@x,id-1,2024-07-01T07:00:00+08:00</references>"
     assert parse_cap(doc(good)).alert.references[0].identifier == "id-1"
+    same = head + (
+        "<references>warn@ulanqab.example.cn,ulanqab-2024-0001,2024-07-01T07:00:00+08:00"
+        "</references>"
+    )
+    assert ("/alert/references", "references-self", "warning") in pairs(
+        parse_cap(doc(same)).problems
+    )
 
 
 def test_restricted_scope_without_restriction_is_warning() -> None:

@@ -34,9 +34,10 @@ from broadcaster.cap import (
     to_xml,
 )
 
-SCHEMA = xmlschema.XMLSchema(
-    str(Path(__file__).resolve().parents[2].parent / "shared" / "cap" / "CAP-v1.2.xsd")
-)
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "cap"
+SCHEMAS = [
+    xmlschema.XMLSchema(str(SHARED / name)) for name in ("CAP-v1.2.xsd", "CAP-v1.2-extended.xsd")
+]
 
 token = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Z")).filter(
@@ -124,6 +125,7 @@ def alerts(draw: st.DrawFn) -> Alert:
 @given(alerts())
 def test_generated_alerts_are_schema_valid_and_round_trip(alert: Alert) -> None:
     xml = to_xml(alert)
-    SCHEMA.validate(xml.decode())
+    for schema in SCHEMAS:
+        schema.validate(xml.decode())
     assert parse_cap(xml).alert == alert
     assert from_json(to_json(alert)) == alert

@@ -113,13 +113,20 @@ def sample_alert() -> Alert:
     )
 
 
+@pytest.fixture(scope="module")
+def extended_schema() -> xmlschema.XMLSchema:
+    """The stricter variant: what we write must meet it too."""
+    return xmlschema.XMLSchema(str(SHARED / "CAP-v1.2-extended.xsd"))
+
+
 @pytest.mark.parametrize("relative", ROUND_TRIP)
 def test_sample_round_trip_is_lossless_and_schema_valid(
-    relative: str, oasis_schema: xmlschema.XMLSchema
+    relative: str, oasis_schema: xmlschema.XMLSchema, extended_schema: xmlschema.XMLSchema
 ) -> None:
     parsed = parse_cap((SHARED / "samples" / relative).read_bytes())
     xml = to_xml(parsed.alert)
     oasis_schema.validate(xml.decode())
+    extended_schema.validate(xml.decode())
     again = parse_cap(xml)
     assert again.version == "1.2"
     assert again.alert == parsed.alert
@@ -127,10 +134,13 @@ def test_sample_round_trip_is_lossless_and_schema_valid(
     assert from_json(json.loads(json.dumps(to_json(parsed.alert)))) == parsed.alert
 
 
-def test_full_alert_round_trips_and_validates(oasis_schema: xmlschema.XMLSchema) -> None:
+def test_full_alert_round_trips_and_validates(
+    oasis_schema: xmlschema.XMLSchema, extended_schema: xmlschema.XMLSchema
+) -> None:
     alert = sample_alert()
     xml = to_xml(alert)
     oasis_schema.validate(xml.decode())
+    extended_schema.validate(xml.decode())
     assert parse_cap(xml).alert == alert
     assert from_json(to_json(alert)) == alert
 
