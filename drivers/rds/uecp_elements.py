@@ -13,7 +13,9 @@ MEC    name    layout after the MEC
 0x07   PTY     DSN PSN PTY(0..31; 30 alarm test, 31 alarm)          (Programme TYpe)
 0x0A   RT      DSN PSN MEL [flags text(MEL-1)]; MEL 0 clears the buffer  (RadioText)
                flags: bits 6-5 buffer configuration (00 replace, 10 append),
-               bits 4-1 number of transmissions (0 = without end), bit 0 toggle A/B
+               bits 4-1 number of transmissions (0 = without end), bit 0 toggle A/B;
+               a text shorter than 64 characters ends with 0x0D (EN 50067 3.1.5.3:
+               the end-of-text marker for displays longer than the message)
 0x2B   EWS     5 bytes: the 37 bits of group 9A (5 of block 2, blocks 3 and 4),
                no DSN/PSN; the meaning of the bits is nationally defined
                (Emergency Warning System)
@@ -38,6 +40,8 @@ from enum import IntEnum
 from drivers.rds.charset import PS_LENGTH, RT_MAX_LENGTH, decode_rds_text, encode_ps, encode_rt
 from drivers.rds.errors import RdsFrameError, RdsValueError
 from drivers.rds.uecp_frame import AckCode
+
+RT_END = b"\x0d"
 
 
 class ElementCode(IntEnum):
@@ -192,6 +196,8 @@ def encode_element(element: UecpElement) -> bytes:
             if not text and buffer is RtBuffer.REPLACE:
                 return head + b"\x00"
             encoded = encode_rt(text)
+            if len(encoded) < RT_MAX_LENGTH:
+                encoded += RT_END
             flags = buffer << 5 | transmissions << 1 | int(toggle_ab)
             return head + bytes((len(encoded) + 1, flags)) + encoded
         case EwsElement(payload):
@@ -280,8 +286,9 @@ def _decode_one(data: bytes, offset: int) -> tuple[UecpElement, int]:
         raise RdsFrameError(f"RT element length {mel} exceeds 65", AckCode.ELEMENT_LENGTH_ERROR)
     body = _need(data, pos, mel, mec)
     flags = body[0]
+    text, _, _ = body[1:].partition(RT_END)
     element = RtElement(
-        _text(body[1:], "RT"),
+        _text(text, "RT"),
         transmissions=(flags >> 1) & 0x0F,
         toggle_ab=bool(flags & 1),
         buffer=RtBuffer.APPEND if flags & 0x40 else RtBuffer.REPLACE,

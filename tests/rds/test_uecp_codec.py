@@ -84,18 +84,27 @@ def test_bad_stuffing_is_refused_with_code_12(bad: bytes) -> None:
 
 
 def test_rt_frame_by_hand() -> None:
-    # SPB 490 3.3.10: MEC 0A, DSN, PSN, MEL = 1 + text length, flags, text.
+    # SPB 490 RT element: MEC 0A, DSN, PSN, MEL = 1 + text bytes, flags, text.
     # Flags 0x01: buffer "replace" (bits 6-5 = 00), transmissions 0 (bits 4-1), toggle A/B.
-    body = bytes.fromhex("00 00 00 0A 0A 00 00 06 01") + b"FLOOD"
-    assert oracle_crc(body) == 0xFD81  # so the CRC's high byte must be stuffed: FD 00
-    expected = bytes.fromhex("FE 00 00 00 0A 0A 00 00 06 01 46 4C 4F 4F 44 FD 00 81 FF")
+    # Shorter than 64 characters, the text ends with the end-of-text marker 0D.
+    body = bytes.fromhex("00 00 00 0B 0A 00 00 07 01 46 4C 4F 4F 44 0D")
+    assert oracle_crc(body) == 0x34B6
+    expected = bytes.fromhex("FE 00 00 00 0B 0A 00 00 07 01 46 4C 4F 4F 44 0D 34 B6 FF")
     assert frame(0, 0, 0, encode_element(RtElement("FLOOD"))) == expected
+
+
+def test_crc_bytes_are_stuffed_too() -> None:
+    # PI 0x3C93 gives the CRC 0xFDFF: both CRC bytes must be stuffed (FD 00, FD 02).
+    body = bytes.fromhex("00 00 00 05 01 00 00 3C 93")
+    assert oracle_crc(body) == 0xFDFF
+    expected = bytes.fromhex("FE 00 00 00 05 01 00 00 3C 93 FD 00 FD 02 FF")
+    assert frame(0, 0, 0, encode_element(PiElement(0x3C93))) == expected
 
 
 def test_rt_flags_transmissions_and_append() -> None:
     element = RtElement("AB", transmissions=3, toggle_ab=False, buffer=RtBuffer.APPEND)
     # flags = 10 << 5 | 3 << 1 | 0 = 0x46
-    assert encode_element(element) == bytes.fromhex("0A 00 00 03 46 41 42")
+    assert encode_element(element) == bytes.fromhex("0A 00 00 04 46 41 42 0D")
     assert decode_message(encode_element(element)) == [element]
 
 
