@@ -1,4 +1,4 @@
-"""Fixtures for the RDS driver tests: a simulator per test that fails on leaked tasks.
+"""Fixtures for the RDS driver tests: simulators and a check that fails on leaked tasks.
 
 Threads (the serial reader) are checked by the suite-wide ``no_leaked_threads`` fixture.
 """
@@ -20,7 +20,10 @@ def fast_config(url: str, **settings: object) -> RdsEncoderConfig:
     return RdsEncoderConfig(url, **values)  # type: ignore[arg-type]
 
 
-def assert_no_leaked_tasks() -> None:
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running (readers, servers, restores)."""
+    yield
     current = asyncio.current_task()
     leaked = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert not leaked, f"tasks left running: {leaked}"
@@ -30,11 +33,9 @@ def assert_no_leaked_tasks() -> None:
 async def simulator() -> AsyncIterator[RdsEncoderSimulator]:
     async with RdsEncoderSimulator() as sim:
         yield sim
-    assert_no_leaked_tasks()
 
 
 @pytest.fixture
 async def ascii_simulator() -> AsyncIterator[RdsEncoderSimulator]:
     async with RdsEncoderSimulator(dialect="ascii") as sim:
         yield sim
-    assert_no_leaked_tasks()
