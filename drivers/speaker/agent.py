@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import time
@@ -18,7 +17,6 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from drivers.speaker.codec import (
@@ -29,14 +27,10 @@ from drivers.speaker.codec import (
     parse_object,
 )
 from drivers.speaker.errors import (
-    MediaDownloadError,
-    MediaIntegrityError,
     SignatureError,
-    SpeakerError,
     SpeakerProtocolError,
 )
 from drivers.speaker.messages import (
-    ALL_ALERTS,
     AckStage,
     BoxAck,
     BoxHello,
@@ -45,12 +39,12 @@ from drivers.speaker.messages import (
     BoxStatus,
     Command,
     PlayClip,
-    PlayCommand,
     PlayUrl,
     SetVolume,
     Stop,
 )
-from drivers.speaker.player import PlaybackRequest, Player
+from drivers.speaker.playback import PlaybackScheduler
+from drivers.speaker.player import Player
 from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher, PlayJournal
 
 log = logging.getLogger(__name__)
@@ -79,14 +73,6 @@ class BoxBehaviourConfig:
     max_clock_skew_s: float = 300.0
 
 
-@dataclass(slots=True)
-class _PlayJob:
-    command: PlayCommand
-    entry: JournalEntry
-    order: int
-    stop_reason: str | None = None
-
-
 class BoxAgent:
     """One loudspeaker box: command verification, the play queue, acks and heartbeats."""
 
@@ -102,17 +88,19 @@ class BoxAgent:
     ) -> None:
         self.identity = identity
         self._behaviour = behaviour or BoxBehaviourConfig()
-        self._player = player
-        self._clips = clips
-        self._fetcher = fetcher
         self._journal = journal
         self._clock = clock
         self._volume = self._behaviour.default_volume
-        self._queue: list[_PlayJob] = []
-        self._order = itertools.count()
-        self._current: _PlayJob | None = None
-        self._current_task: asyncio.Task[None] | None = None
-        self._wakeup = asyncio.Event()
+        self._playback = PlaybackScheduler(
+            identity.box_id,
+            player,
+            clips,
+            fetcher,
+            self._finish,
+            clock,
+            lambda: self._volume,
+            self._behaviour.fallback_clip,
+        )
         self._outbox: deque[bytes] = deque(maxlen=OUTBOX_LIMIT)
         self._outbox_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,7 +122,7 @@ class BoxAgent:
         self._ready.set()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._playback_loop())
+                group.create_task(self._playback.run())
                 group.create_task(self._heartbeat_loop())
         finally:
             for task in list(self._tasks):
@@ -181,7 +169,7 @@ class BoxAgent:
 
     def status(self) -> BoxStatus:
         """The heartbeat the box would send now."""
-        current = self._current
+        current = self._playback.current
         return BoxStatus(
             box_id=self.box_id,
             at=self._clock(),
@@ -189,8 +177,8 @@ class BoxAgent:
             volume=self._volume,
             uptime_s=int(time.monotonic() - self._started),
             firmware=self.identity.firmware,
-            playing_alert_id=current.command.alert_id if current else None,
-            playing_cmd_id=current.command.cmd_id if current else None,
+            playing_alert_id=current.alert_id if current else None,
+            playing_cmd_id=current.cmd_id if current else None,
         )
 
     def _emit(self, message: BoxMessage) -> None:
@@ -295,16 +283,14 @@ class BoxAgent:
 
     async def _execute(self, command: Command, entry: JournalEntry) -> None:
         if isinstance(command, Stop):
-            self._stop_alert(command.alert_id, "stopped")
+            self._playback.stop_alert(command.alert_id, "stopped")
             await self._finish(entry, AckStage.FINISHED)
         elif isinstance(command, SetVolume):
             self._volume = command.volume
             self._journal.volume = command.volume
             await self._finish(entry, AckStage.FINISHED)
         else:
-            self._schedule(_PlayJob(command, entry, next(self._order)))
-
-    # -- the play queue
+            self._playback.schedule(command, entry)
 
     def _resume_unfinished(self) -> None:
         for entry in self._journal.entries():
@@ -317,98 +303,7 @@ class BoxAgent:
                 continue
             if isinstance(command, PlayUrl | PlayClip):
                 log.info("box %s: resuming %s after restart", self.box_id, entry.cmd_id)
-                self._schedule(_PlayJob(command, entry, next(self._order)))
-
-    def _schedule(self, job: _PlayJob) -> None:
-        current = self._current
-        if current is not None and job.command.priority > current.command.priority:
-            self._cancel_current("preempted")
-        self._queue.append(job)
-        self._wakeup.set()
-
-    def _cancel_current(self, reason: str) -> None:
-        if self._current is not None and self._current_task is not None:
-            self._current.stop_reason = reason
-            self._current_task.cancel()
-
-    def _stop_alert(self, alert_id: str, reason: str) -> None:
-        def matches(job: _PlayJob) -> bool:
-            return alert_id == ALL_ALERTS or job.command.alert_id == alert_id
-
-        for job in [j for j in self._queue if matches(j)]:
-            self._queue.remove(job)
-            self._spawn(self._drop(job, reason))
-        if self._current is not None and matches(self._current):
-            self._cancel_current(reason)
-
-    async def _drop(self, job: _PlayJob, reason: str) -> None:
-        await self._finish(job.entry, AckStage.FAILED, reason=reason)
-
-    async def _playback_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                job = max(self._queue, key=lambda j: (j.command.priority, -j.order))
-                self._queue.remove(job)
-                if job.command.expires_at <= self._clock():
-                    await self._finish(job.entry, AckStage.FAILED, reason="expired")
-                    continue
-                self._current = job
-                task = asyncio.get_running_loop().create_task(self._play(job))
-                self._current_task = task
-                try:
-                    await asyncio.wait([task])
-                finally:
-                    if not task.done():
-                        task.cancel()
-                        await asyncio.wait([task])
-                    self._current = None
-                    self._current_task = None
-
-    async def _play(self, job: _PlayJob) -> None:
-        command = job.command
-        try:
-            path, source, note = await self._resolve(command)
-            job.entry = await self._finish(job.entry, AckStage.STARTED, reason=note, source=source)
-            volume = self._volume if command.volume is None else command.volume
-            request = PlaybackRequest(
-                box_id=self.box_id,
-                cmd_id=command.cmd_id,
-                alert_id=command.alert_id,
-                path=path,
-                volume=volume,
-                priority=command.priority,
-                source=source,
-            )
-            for _ in range(command.repeat):
-                await self._player.play(request)
-        except asyncio.CancelledError:
-            if job.stop_reason is not None:
-                await self._finish(job.entry, AckStage.FAILED, reason=job.stop_reason)
-            raise
-        except (MediaDownloadError, MediaIntegrityError) as exc:
-            log.warning("box %s: %s cannot play: %s", self.box_id, command.cmd_id, exc)
-            await self._finish(job.entry, AckStage.FAILED, reason="media_unavailable")
-        except SpeakerError as exc:
-            log.error("box %s: player failed for %s: %s", self.box_id, command.cmd_id, exc)
-            await self._finish(job.entry, AckStage.FAILED, reason="player_error")
-        else:
-            await self._finish(job.entry, AckStage.FINISHED)
-
-    async def _resolve(self, command: PlayCommand) -> tuple[Path, str, str | None]:
-        """The file to play, where it came from, and a note when a fallback was used."""
-        if isinstance(command, PlayClip):
-            return await self._clips.verified_clip(command.clip_id, command.sha256), "clip", None
-        try:
-            return await self._fetcher.fetch(command.url, command.sha256), "url", None
-        except (MediaDownloadError, MediaIntegrityError) as exc:
-            fallback = command.fallback_clip or self._behaviour.fallback_clip
-            if fallback is None:
-                raise
-            log.warning("box %s: download failed (%s), playing clip %s", self.box_id, exc, fallback)
-            note = "download_failed" if isinstance(exc, MediaDownloadError) else "hash_mismatch"
-            return await self._clips.verified_clip(fallback, None), f"fallback:{fallback}", note
+                self._playback.schedule(command, entry)
 
     async def _heartbeat_loop(self) -> None:
         while True:

@@ -1,0 +1,182 @@
+"""The play queue of a box: priorities, preemption, stops, media resolution and playback
+(docs/protocols/speaker.md, section 5.2).
+
+One command plays at a time. A new command with a strictly higher priority preempts the one
+playing (which fails with ``preempted``); otherwise it waits, highest priority first, then in
+arrival order. Expiry is checked when a command leaves the queue. Every stage is reported
+through the ``report`` callback, which journals it and sends the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from drivers.speaker.errors import MediaDownloadError, MediaIntegrityError, SpeakerError
+from drivers.speaker.messages import ALL_ALERTS, AckStage, PlayClip, PlayCommand
+from drivers.speaker.player import PlaybackRequest, Player
+from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher
+
+log = logging.getLogger(__name__)
+
+Report = Callable[
+    [JournalEntry, AckStage, str | None, str | None], Coroutine[Any, Any, JournalEntry]
+]
+"""``report(entry, stage, reason, source)`` journals a stage and acknowledges it."""
+
+
+@dataclass(slots=True)
+class PlayJob:
+    """A play command on its way through the queue."""
+
+    command: PlayCommand
+    entry: JournalEntry
+    order: int
+    stop_reason: str | None = None
+
+
+class PlaybackScheduler:
+    """Runs the play queue of one box."""
+
+    def __init__(
+        self,
+        box_id: str,
+        player: Player,
+        clips: ClipStore,
+        fetcher: MediaFetcher,
+        report: Report,
+        clock: Callable[[], datetime],
+        default_volume: Callable[[], int],
+        fallback_clip: str | None = None,
+    ) -> None:
+        self._box_id = box_id
+        self._player = player
+        self._clips = clips
+        self._fetcher = fetcher
+        self._report = report
+        self._clock = clock
+        self._default_volume = default_volume
+        self._fallback_clip = fallback_clip
+        self._queue: list[PlayJob] = []
+        self._order = itertools.count()
+        self._current: PlayJob | None = None
+        self._current_task: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def current(self) -> PlayCommand | None:
+        """The command playing now."""
+        return self._current.command if self._current else None
+
+    def schedule(self, command: PlayCommand, entry: JournalEntry) -> None:
+        """Queue a play command, preempting a lower-priority one that is playing."""
+        current = self._current
+        if current is not None and command.priority > current.command.priority:
+            self._cancel_current("preempted")
+        self._queue.append(PlayJob(command, entry, next(self._order)))
+        self._wakeup.set()
+
+    def stop_alert(self, alert_id: str, reason: str) -> None:
+        """Stop ``alert_id`` (everything for ``"*"``) whether playing or waiting."""
+
+        def matches(job: PlayJob) -> bool:
+            return alert_id == ALL_ALERTS or job.command.alert_id == alert_id
+
+        for job in [j for j in self._queue if matches(j)]:
+            self._queue.remove(job)
+            self._spawn(self._report(job.entry, AckStage.FAILED, reason, None))
+        if self._current is not None and matches(self._current):
+            self._cancel_current(reason)
+
+    def _cancel_current(self, reason: str) -> None:
+        if self._current is not None and self._current_task is not None:
+            self._current.stop_reason = reason
+            self._current_task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def run(self) -> None:
+        """Play queued commands one at a time until cancelled."""
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    job = max(self._queue, key=lambda j: (j.command.priority, -j.order))
+                    self._queue.remove(job)
+                    if job.command.expires_at <= self._clock():
+                        await self._report(job.entry, AckStage.FAILED, "expired", None)
+                        continue
+                    await self._run_job(job)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+
+    async def _run_job(self, job: PlayJob) -> None:
+        self._current = job
+        task = asyncio.get_running_loop().create_task(self._play(job))
+        self._current_task = task
+        try:
+            await asyncio.wait([task])
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+            self._current = None
+            self._current_task = None
+
+    async def _play(self, job: PlayJob) -> None:
+        command = job.command
+        try:
+            path, source, note = await self._resolve(command)
+            job.entry = await self._report(job.entry, AckStage.STARTED, note, source)
+            volume = self._default_volume() if command.volume is None else command.volume
+            request = PlaybackRequest(
+                box_id=self._box_id,
+                cmd_id=command.cmd_id,
+                alert_id=command.alert_id,
+                path=path,
+                volume=volume,
+                priority=command.priority,
+                source=source,
+            )
+            for _ in range(command.repeat):
+                await self._player.play(request)
+        except asyncio.CancelledError:
+            if job.stop_reason is not None:
+                await self._report(job.entry, AckStage.FAILED, job.stop_reason, None)
+            raise
+        except (MediaDownloadError, MediaIntegrityError) as exc:
+            log.warning("box %s: %s cannot play: %s", self._box_id, command.cmd_id, exc)
+            await self._report(job.entry, AckStage.FAILED, "media_unavailable", None)
+        except SpeakerError as exc:
+            log.error("box %s: player failed for %s: %s", self._box_id, command.cmd_id, exc)
+            await self._report(job.entry, AckStage.FAILED, "player_error", None)
+        else:
+            await self._report(job.entry, AckStage.FINISHED, None, None)
+
+    async def _resolve(self, command: PlayCommand) -> tuple[Path, str, str | None]:
+        """The file to play, where it came from, and a note when a fallback was used."""
+        if isinstance(command, PlayClip):
+            return await self._clips.verified_clip(command.clip_id, command.sha256), "clip", None
+        try:
+            return await self._fetcher.fetch(command.url, command.sha256), "url", None
+        except (MediaDownloadError, MediaIntegrityError) as exc:
+            fallback = command.fallback_clip or self._fallback_clip
+            if fallback is None:
+                raise
+            log.warning("box %s: download failed (%s), playing %s", self._box_id, exc, fallback)
+            note = "download_failed" if isinstance(exc, MediaDownloadError) else "hash_mismatch"
+            return await self._clips.verified_clip(fallback, None), f"fallback:{fallback}", note
