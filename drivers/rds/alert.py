@@ -9,7 +9,9 @@
 4. ``RESTORED`` - TA down first, then the station's normal PS, RT and PTY.
 
 Every step is acknowledged by the encoder before the next starts; an optional ``on_step``
-hook is awaited after each one (tests use it to check the encoder after every step).
+hook is awaited after each one (tests use it to check the encoder after every step), and
+``steps_done`` lists the steps completed, so a caller can tell "aired but not restored"
+from "never aired" when ``run`` raises.
 
 Whatever happens after TA went up (the play hook fails, the task is cancelled, the link
 drops) the restore still runs, shielded from further cancellation. If the link is down it
@@ -77,8 +79,10 @@ class AlertSequence:
         self._reconnect_delay = reconnect_delay
         self._on_step = on_step
         self._restore_task: asyncio.Task[None] | None = None
+        self.steps_done: list[AlertStep] = []
 
     async def _step(self, step: AlertStep) -> None:
+        self.steps_done.append(step)
         _log.info("RDS alert on %s: %s", self._client.config.url, step)
         if self._on_step is not None:
             await self._on_step(step)
@@ -106,6 +110,7 @@ class AlertSequence:
     async def _restore_after(self, normal: EncoderState, failure: BaseException) -> None:
         try:
             await self._shielded_restore(normal)
+            self.steps_done.append(AlertStep.RESTORED)
         except RdsError as error:
             failure.add_note(f"restoring the encoder failed too: {error}")
             _log.error("RDS alert on %s: restore failed: %s", self._client.config.url, error)

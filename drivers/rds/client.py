@@ -140,6 +140,10 @@ class RdsEncoderClient(abc.ABC):
             raise RdsUnsupportedError(f"{type(self).__name__} cannot send EWS (group 9A)")
         await self._transact(functools.partial(self._encode_ews, payload), "EWS")
 
+    async def ping(self) -> None:
+        """Check that the encoder answers, changing nothing on air."""
+        await self._transact(self._encode_ping, "ping")
+
     async def apply(self, update: EncoderState) -> None:
         """Set every field ``update`` sets, dropping TA before or raising it after the rest."""
         update = update.validate()
@@ -177,6 +181,10 @@ class RdsEncoderClient(abc.ABC):
         """The bytes that apply ``update`` (validated, not empty) with one acknowledgement.
 
         Called once per command, under the command lock, before the first transmission."""
+
+    def _encode_ping(self) -> bytes:
+        """The bytes of a command that changes nothing but is answered."""
+        raise RdsUnsupportedError(f"{type(self).__name__} has no command to check the link with")
 
     def _encode_ews(self, payload: EwsPayload) -> bytes:
         """The bytes of an EWS command; only families with ``supports_ews`` override it."""

@@ -22,7 +22,6 @@ receivers switching on TA already see the alarm programme type.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import ClassVar
 
@@ -113,12 +112,15 @@ class UecpEncoderClient(RdsEncoderClient):
             update_elements(update, self.config.data_set, self.config.programme_service)
         )
 
+    def _encode_ping(self) -> bytes:
+        # Asking for the mode the encoder must already be in to answer changes nothing.
+        return self._next_frame([CommunicationModeElement(CommunicationMode.SPONTANEOUS_RESPONSE)])
+
     async def _handshake(self) -> None:
         if not self.config.bidirectional:
             return
-        mode = CommunicationModeElement(CommunicationMode.SPONTANEOUS_RESPONSE)
         try:
-            await self._transact(functools.partial(self._next_frame, [mode]), "communication mode")
+            await self._transact(self._encode_ping, "communication mode")
         except RdsTimeoutError:
             # Some encoders switch modes without answering the switch itself; the next
             # command shows whether answers come.

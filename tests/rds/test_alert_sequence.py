@@ -127,8 +127,10 @@ async def test_failing_play_hook_still_restores(simulator: RdsEncoderSimulator) 
         raise OSError("audio device vanished")
 
     async with client_for(url) as client:
+        sequence = AlertSequence(client, CONTENT)
         with pytest.raises(OSError, match="audio device vanished"):
-            await AlertSequence(client, CONTENT).run(play)
+            await sequence.run(play)
+        assert sequence.steps_done == [AlertStep.RAISED, AlertStep.TEXT, AlertStep.RESTORED]
     assert simulator.state == NORMAL
 
 
@@ -159,16 +161,31 @@ async def test_encoder_down_mid_alert_restores_when_it_comes_back(
     client = client_for(url)
     async with client:
         sequence = AlertSequence(client, CONTENT, reconnect_attempts=1, reconnect_delay=0.01)
-        with pytest.raises(RdsLinkError) as caught:
+        with pytest.raises(RdsLinkError):
             await sequence.run(play)
-        assert "restoring the encoder failed too" not in "".join(
-            getattr(caught.value, "__notes__", [])
-        )
+        assert sequence.steps_done == [AlertStep.RAISED, AlertStep.TEXT, AlertStep.PLAYED]
         assert simulator.state.ta is True  # nothing could reach the encoder
         assert client.pending_restore is not None
         await simulator.start_tcp(port=port)
         await client.connect()  # the next connection restores before anything else
         assert simulator.state == NORMAL and client.pending_restore is None
+
+
+async def test_play_failure_and_unreachable_encoder_report_both(
+    simulator: RdsEncoderSimulator,
+) -> None:
+    url = await simulator.start_tcp()
+
+    async def play() -> None:
+        await simulator.stop_tcp()
+        raise OSError("player crashed")
+
+    async with client_for(url) as client:
+        sequence = AlertSequence(client, CONTENT, reconnect_attempts=0)
+        with pytest.raises(OSError, match="player crashed") as caught:
+            await sequence.run(play)
+    assert any("restoring the encoder failed too" in note for note in caught.value.__notes__)
+    assert AlertStep.RESTORED not in sequence.steps_done
 
 
 async def test_bad_alert_text_changes_nothing(simulator: RdsEncoderSimulator) -> None:

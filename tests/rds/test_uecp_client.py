@@ -219,6 +219,16 @@ async def test_over_a_pty_with_pyserial(simulator: RdsEncoderSimulator) -> None:
     assert simulator.encoder.sequences_received == [1, 2, 2, 3]
 
 
+async def test_ping_changes_nothing_and_detects_silence(simulator: RdsEncoderSimulator) -> None:
+    url = await simulator.start_tcp()
+    async with UecpEncoderClient(fast_config(url, ack_timeout=0.1)) as client:
+        await client.ping()
+        assert simulator.history == [] and len(simulator.encoder.sequences_received) == 2
+        simulator.faults.silent = True
+        with pytest.raises(RdsTimeoutError):
+            await client.ping()
+
+
 async def test_communication_mode_is_requested_on_connect() -> None:
     async with RdsEncoderSimulator() as sim:
         sim.encoder.communication_mode = CommunicationMode.UNIDIRECTIONAL
