@@ -5,11 +5,13 @@ The async face of the driver. Each modem has one worker thread for its blocking 
 modem's queue one segment at a time (TS 27.005 §3.5.1, one ``AT+CMGS`` per segment), polls
 health (``AT+CSQ``, ``AT+CREG?``) and reconnects after the port vanished.
 
-Routing: a new message goes to the healthy modem with the fewest queued messages. When a modem
-fails (port gone, stall, garbage), its queue moves to the other modems and the message in
-flight is retried elsewhere, keeping the segments already accepted, so delivery is at least
-once per segment. Retryable errors (``GsmRetryableError``) are retried up to
-``GsmPoolConfig.max_attempts`` times; permanent ones fail the message at once.
+Routing: messages wait in one pool queue, in order; a modem holds at most one message at a time
+and takes the next one as soon as it is idle, healthy and within its rate limit, so the least
+loaded healthy modem always takes the next message. When a modem fails (port gone, stall,
+garbage), its message in flight goes back to the front of the queue for the other modems,
+keeping the segments already accepted, so delivery is at least once per segment. If no modem
+is ready, queued messages fail with GsmNoModemError. Retryable errors (``GsmRetryableError``)
+are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones fail the message at once.
 
 Status reports (only when configured) are matched to segments by (modem, TP-MR, recipient);
 a report that overtakes its ``+CMGS`` answer is held until the segment is registered.
@@ -87,11 +89,10 @@ class _ModemSlot:
         self.client = client
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"gsm-{config.name}")
         self.state = ModemState.CONNECTING
-        self.jobs: deque[_Job] = deque()
         self.busy: _Job | None = None
-        self.wakeup = asyncio.Event()
         self.attempted = asyncio.Event()
-        self.ready = asyncio.Event()
+        self.entered = {state: asyncio.Event() for state in ModemState}
+        self.entered[self.state].set()
         self.signal: ModemSignal | None = None
         self.next_send = 0.0
         self.checked_at = 0.0
@@ -100,15 +101,9 @@ class _ModemSlot:
         self.last_error: str | None = None
 
     def set_state(self, state: ModemState) -> None:
+        self.entered[self.state].clear()
         self.state = state
-        if state is ModemState.READY:
-            self.ready.set()
-        else:
-            self.ready.clear()
-
-    @property
-    def load(self) -> int:
-        return len(self.jobs) + (self.busy is not None)
+        self.entered[state].set()
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -133,6 +128,8 @@ class GsmModemPool:
         self._listeners: list[Callable[[DeliveryReport], None]] = []
         self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
         self._running = False
+        self._queue: deque[_Job] = deque()
+        self._work = asyncio.Event()
 
     @property
     def status_reports(self) -> bool:
@@ -159,9 +156,8 @@ class GsmModemPool:
         await asyncio.gather(*tasks, return_exceptions=True)
         for slot in self._slots.values():
             slot.set_state(ModemState.STOPPED)
-            for job in (*slot.jobs, *([slot.busy] if slot.busy else [])):
-                self._fail(job, GsmNoModemError("the modem pool stopped"))
-            slot.jobs.clear()
+            if slot.busy is not None:
+                self._fail(slot.busy, GsmNoModemError("the modem pool stopped"))
             await asyncio.to_thread(slot.client.close)
             await asyncio.to_thread(slot.executor.shutdown)
 
@@ -185,7 +181,7 @@ class GsmModemPool:
                 state=slot.state,
                 rssi=slot.signal.rssi if slot.signal else None,
                 registered=bool(slot.signal and slot.signal.registered),
-                queued_messages=slot.load,
+                busy=slot.busy is not None,
                 sent_segments=slot.sent_segments,
                 failures=slot.failures,
                 last_error=slot.last_error,
@@ -193,12 +189,12 @@ class GsmModemPool:
             for name, slot in self._slots.items()
         ]
 
-    async def wait_until_ready(self, name: str) -> None:
-        """Wait until modem ``name`` is ready (bound it with ``asyncio.timeout``)."""
+    async def wait_for_state(self, name: str, state: ModemState) -> None:
+        """Wait until modem ``name`` is in ``state`` (bound it with ``asyncio.timeout``)."""
         slot = self._slots.get(name)
         if slot is None:
             raise GsmNoModemError(f"no modem named {name!r} in the pool")
-        await slot.ready.wait()
+        await slot.entered[state].wait()
 
     def add_report_listener(self, listener: Callable[[DeliveryReport], None]) -> None:
         """Call ``listener`` on the event loop for every matched status report."""
@@ -232,20 +228,42 @@ class GsmModemPool:
     def _ready_slots(self) -> list[_ModemSlot]:
         return [slot for slot in self._slots.values() if slot.state is ModemState.READY]
 
-    def _dispatch(self, job: _Job, raise_if_none: bool = False) -> None:
-        ready = self._ready_slots()
-        if not ready or not self._running:
-            error = GsmNoModemError(
-                "no modem is ready: "
-                + ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
-            )
+    @property
+    def queued_messages(self) -> int:
+        """Messages waiting for a modem (not counting those being sent)."""
+        return sum(not job.future.done() for job in self._queue)
+
+    def _no_modem(self) -> GsmNoModemError:
+        states = ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
+        return GsmNoModemError(f"no modem is ready: {states}")
+
+    def _dispatch(self, job: _Job, raise_if_none: bool = False, front: bool = False) -> None:
+        if not self._ready_slots() or not self._running:
             if raise_if_none:
-                raise error
-            self._fail(job, error)
+                raise self._no_modem()
+            self._fail(job, self._no_modem())
             return
-        slot = min(ready, key=lambda candidate: (candidate.load, candidate.sent_segments))
-        slot.jobs.append(job)
-        slot.wakeup.set()
+        if front:
+            self._queue.appendleft(job)
+        else:
+            self._queue.append(job)
+        self._work.set()
+
+    async def _take(self, slot: _ModemSlot, wait: float) -> _Job | None:
+        """The next live job for an idle modem, or None after ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while slot.state is ModemState.READY:
+            while self._queue:
+                job = self._queue.popleft()
+                if not job.future.done():
+                    return job
+            self._work.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), remaining)
+        return None
 
     def _fail(self, job: _Job, error: GsmError) -> None:
         if not job.future.done():
@@ -265,12 +283,10 @@ class GsmModemPool:
             if time.monotonic() - slot.checked_at >= interval:
                 await self._check_health(slot)
                 continue
-            if not slot.jobs:
-                slot.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(slot.wakeup.wait(), interval)
+            await self._pace(slot)
+            job = await self._take(slot, slot.checked_at + interval - time.monotonic())
+            if job is None:
                 continue
-            job = slot.jobs.popleft()
             slot.busy = job
             try:
                 await self._send_job(slot, job)
@@ -282,9 +298,10 @@ class GsmModemPool:
         try:
             slot.signal = await slot.call(slot.client.connect)
         except GsmError as exc:
+            if slot.last_error != str(exc):
+                log.warning("modem %s: connect failed: %s", slot.config.name, exc)
             slot.set_state(ModemState.FAILED)
             slot.last_error = str(exc)
-            log.warning("modem %s: connect failed: %s", slot.config.name, exc)
         else:
             slot.checked_at = time.monotonic()
             registered = slot.signal.registered
@@ -312,17 +329,21 @@ class GsmModemPool:
         slot.failures += 1
         if error is not None:
             slot.last_error = str(error)
-        log.warning("modem %s: %s (%s); moving its queue", slot.config.name, state.value, error)
-        moved = list(slot.jobs)
-        slot.jobs.clear()
-        for job in moved:
-            self._dispatch(job)
+        log.warning("modem %s: %s (%s)", slot.config.name, state.value, error)
+        self._work.set()  # wake the modem's supervisor out of _take so it reconnects
+        if not self._ready_slots():
+            while self._queue:
+                self._fail(self._queue.popleft(), self._no_modem())
 
     async def _pace(self, slot: _ModemSlot) -> None:
-        now = time.monotonic()
-        if slot.next_send > now:
-            await asyncio.sleep(slot.next_send - now)
-        slot.next_send = max(now, slot.next_send) + slot.config.min_send_interval
+        """Wait until the modem's rate limit allows its next ``AT+CMGS``."""
+        delay = slot.next_send - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _sent(self, slot: _ModemSlot) -> None:
+        slot.sent_segments += 1
+        slot.next_send = time.monotonic() + slot.config.min_send_interval
 
     async def _send_job(self, slot: _ModemSlot, job: _Job) -> None:
         try:
@@ -334,11 +355,11 @@ class GsmModemPool:
                     continue
                 await self._pace(slot)
                 reference = await slot.call(slot.client.send_pdu, pdu)
+                self._sent(slot)
                 submitted = SegmentSubmission(
                     segment.sequence, segment.total, slot.config.name, reference
                 )
                 job.accepted[segment.sequence] = submitted
-                slot.sent_segments += 1
                 if self.config.status_reports:
                     self._track(submitted, _Tracked(job.reference, job.number, *_seq(pdu)))
         except GsmPermanentError as exc:
@@ -372,7 +393,7 @@ class GsmModemPool:
     async def _redispatch(self, job: _Job) -> None:
         await asyncio.sleep(self.config.retry_delay)
         if not job.future.done():
-            self._dispatch(job)
+            self._dispatch(job, front=True)
 
     def _track(self, submitted: SegmentSubmission, tracked: _Tracked) -> None:
         key = (submitted.modem, submitted.message_reference)

@@ -73,13 +73,13 @@ class DeliveryReport:
 
 @dataclass(frozen=True, slots=True)
 class ModemHealth:
-    """A modem's state as last seen: radio signal, queue depth and counters."""
+    """A modem's state as last seen: radio signal, whether it is sending, and counters."""
 
     name: str
     state: ModemState
     rssi: int | None
     registered: bool
-    queued_messages: int
+    busy: bool
     sent_segments: int
     failures: int
     last_error: str | None

@@ -116,6 +116,8 @@ class AtSession:
                 dsrdtr=self._config.dsrdtr,
                 timeout=_READ_POLL,
                 write_timeout=self._config.command_timeout,
+                # A second process on the same modem would steal its replies: lock the device.
+                exclusive=True if "://" not in self._config.port else None,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise GsmPortError(f"cannot open {self._config.port}: {exc}") from exc

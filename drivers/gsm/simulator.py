@@ -139,7 +139,7 @@ class AtModemSimulator(SimulatorCommandsMixin):
         self.network.stop()
 
     def kill(self) -> None:
-        """The port vanishes now, as when a USB modem is unplugged."""
+        """The port vanishes now, as when a USB modem is unplugged (its link goes too)."""
         self._close_pty()
         if self._wake_write >= 0:
             with contextlib.suppress(OSError):
@@ -161,6 +161,10 @@ class AtModemSimulator(SimulatorCommandsMixin):
         with self._write_lock:
             master, slave = self._master, self._slave
             self._master = self._slave = -1
+        link = self.config.link_path
+        # The pty number is reused by the next pty opened: a dangling link must not lead there.
+        if master >= 0 and link and os.path.islink(link) and os.readlink(link) == self._pts_path:
+            os.unlink(link)
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
@@ -277,10 +281,14 @@ class AtModemSimulator(SimulatorCommandsMixin):
             self._schedule_reports(record)
 
     def _schedule_reports(self, record: NetworkRecord) -> None:
+        """Reports due without delay go out right after ``OK``, before the next command."""
         network = self.network
         for position, status in enumerate(network.rule_for(record.number).statuses()):
             delay = network.report_delay + position * network.report_gap
-            network.schedule(delay, functools.partial(self.emit_report, record, status))
+            if delay:
+                network.schedule(delay, functools.partial(self.emit_report, record, status))
+            else:
+                self.emit_report(record, status)
 
     def emit_report(self, record: NetworkRecord, status: int) -> None:
         """Send one status report for ``record`` the way ``AT+CNMI`` asked for."""

@@ -50,11 +50,11 @@ def make_simulator(network: SimulatedNetwork, tmp_path: Path) -> Iterator[Simula
 
 
 def fast_config(port: str, name: str = "m1", **settings: object) -> GsmModemConfig:
-    """A modem config with short timeouts so failure paths stay quick."""
+    """A modem config that reconnects quickly; tests of failure paths shorten the timeouts."""
     values: dict[str, object] = {
-        "command_timeout": 0.5,
-        "prompt_timeout": 0.5,
-        "send_timeout": 2.0,
+        "command_timeout": 3.0,
+        "prompt_timeout": 3.0,
+        "send_timeout": 5.0,
         "reconnect_interval": 0.05,
     }
     values.update(settings)
