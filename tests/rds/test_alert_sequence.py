@@ -218,6 +218,27 @@ async def test_unreachable_encoder_gives_a_clear_error() -> None:
     assert not client.connected and client.pending_restore is None
 
 
+async def test_one_unreachable_encoder_does_not_stop_another(
+    simulator: RdsEncoderSimulator,
+) -> None:
+    url = await simulator.start_tcp()
+    async with RdsEncoderSimulator() as gone:
+        dead_url = await gone.start_tcp()
+        await gone.stop_tcp()
+    alive, dead = client_for(url), client_for(dead_url)
+    try:
+        results = await asyncio.gather(
+            AlertSequence(alive, CONTENT).run(no_audio),
+            AlertSequence(dead, CONTENT).run(no_audio),
+            return_exceptions=True,
+        )
+    finally:
+        await alive.close()
+    assert results[0] is None
+    assert isinstance(results[1], RdsLinkError) and "cannot connect" in str(results[1])
+    assert simulator.state == NORMAL and True in [s.ta for s in simulator.history]
+
+
 def test_snapshot_starts_from_the_configured_normal_state() -> None:
     client = client_for("socket://127.0.0.1:9")
     assert client.snapshot() == EncoderState(
