@@ -47,7 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config(args.config)
     if args.dump_config:
-        print(json.dumps(config.masked(), indent=2, ensure_ascii=False, default=str))
+        from broadcaster.plugins import masked_config
+
+        print(json.dumps(masked_config(config), indent=2, ensure_ascii=False, default=str))
         return 0
     server = config.server.model_copy(
         update={k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}

@@ -146,16 +146,13 @@ class Config(StrictModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     dispatcher: DispatcherConfig = Field(default_factory=DispatcherConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
-    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
+    """Raw channel tables: validated by each channel's own model; may hold secrets."""
     source: Path | None = None
 
     def channel_base(self, name: str) -> ChannelConfig:
         """The common settings of channel instance ``name`` (already validated at load)."""
         return ChannelConfig.model_validate(_common_channel_keys(self.channels[name]))
-
-    def masked(self) -> dict[str, Any]:
-        """The configuration as plain data with every secret masked (for ``--dump-config``)."""
-        return self.model_dump(mode="json")
 
 
 def _common_channel_keys(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from broadcaster.channel import Channel, ChannelContext
-from broadcaster.config import Config, format_validation_error
+from broadcaster.config import MASK, Config, format_validation_error
 from broadcaster.errors import PluginError
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,28 @@ def build_channels(
             log.error("channel %s disabled: %s", name, exc)
             failures.append(PluginFailure(name, str(raw.get("type", "")), str(exc)))
     return channels, failures
+
+
+_SECRET_WORDS = ("secret", "token", "password", "passwd", "key", "credential")
+
+
+def masked_config(config: Config) -> dict[str, Any]:
+    """The configuration as plain data with every secret masked (for ``--dump-config``).
+
+    Channel tables are dumped through their plugin's model, which masks its secret fields; a
+    table whose plugin cannot be loaded has every secret-looking key masked instead.
+    """
+    data = config.model_dump(mode="json")
+    data["channels"] = {}
+    for name, raw in config.channels.items():
+        try:
+            model = load_plugin(str(raw.get("type", ""))).config_model.model_validate(dict(raw))
+            data["channels"][name] = model.model_dump(mode="json")
+        except (PluginError, ValidationError):
+            data["channels"][name] = {
+                k: MASK if any(w in k.lower() for w in _SECRET_WORDS) else v for k, v in raw.items()
+            }
+    return data
 
 
 def check_channel_configs(config: Config) -> list[str]:

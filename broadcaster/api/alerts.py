@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api.keys import SERVICE
+from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.cap import Problem
 from broadcaster.errors import CapError, StoreError
 from broadcaster.intake import IntakeResult
@@ -80,7 +80,7 @@ async def submit_alert(request: web.Request) -> web.Response:
     channels_param = request.query.get("channels")
     channels = [c for c in channels_param.split(",") if c] if channels_param else None
     try:
-        result = await service.submit(data, origin=f"api:{request['client']}", channels=channels)
+        result = await service.submit(data, origin=f"api:{request[CLIENT]}", channels=channels)
     except CapError as exc:
         return _bad_request(str(exc), exc.problems)
     return web.json_response(_result_json(result), status=201 if result.created else 200)
@@ -127,9 +127,7 @@ async def cancel_alert(request: web.Request) -> web.Response:
             status=409,
         )
     try:
-        result = await service.cancel(
-            record["id"], reason=reason, origin=f"api:{request['client']}"
-        )
+        result = await service.cancel(record["id"], reason=reason, origin=f"api:{request[CLIENT]}")
     except (CapError, StoreError) as exc:
         return _bad_request(str(exc), getattr(exc, "problems", None))
     return web.json_response(_result_json(result), status=201)

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from broadcaster.api.keys import CLIENT
 from broadcaster.config import Config, Secret
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def bearer_middleware(tokens: dict[str, Secret], prefix: str = "/api/") -> Middl
                     status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'},
                 )
-            request["client"] = client
+            request[CLIENT] = client
         return await handler(request)
 
     return middleware

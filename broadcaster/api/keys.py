@@ -7,3 +7,5 @@ from aiohttp import web
 from broadcaster.service import BroadcasterService
 
 SERVICE = web.AppKey("service", BroadcasterService)
+CLIENT = web.RequestKey("client", str)
+"""The name of the API client a request authenticated as."""

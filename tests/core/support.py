@@ -155,9 +155,15 @@ async def running(
         yield service
     finally:
         await service.stop()
-        current = asyncio.current_task()
-        pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        pending = [t for t in asyncio.all_tasks() if not t.done() and _is_project_task(t)]
         assert not pending, f"service left tasks running: {[t.get_name() for t in pending]}"
+
+
+def _is_project_task(task: asyncio.Task[Any]) -> bool:
+    """A task running code of the project's packages (not of the test or of aiohttp)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    filename = code.co_filename if code is not None else ""
+    return any(f"/{pkg}/" in filename for pkg in ("broadcaster", "channels", "drivers", "audio"))
 
 
 async def wait_until_complete(
@@ -220,7 +226,7 @@ class SlowChannel(Channel):
     started: ClassVar[list[str]] = []
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        type(self).started.append(delivery.target.id)
+        type(self).started.append(f"{delivery.message.alert.identifier}/{delivery.target.id}")
         await asyncio.sleep(type(self).delay)
         return SendResult(SendOutcome.CONFIRMED)
 

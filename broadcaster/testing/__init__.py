@@ -1,0 +1,1 @@
+"""Test support shipped with the package, for the project and for integrators' channels."""

@@ -1,0 +1,113 @@
+"""The command line: CAP validation and conversion, config checks, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lxml import etree
+
+from tests.conftest import CAP_SAMPLES, CAP_XSD, REPO
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broadcaster", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cap_validate_exit_codes_and_problem_lines() -> None:
+    valid = sorted(str(p) for p in (CAP_SAMPLES / "valid").glob("*.xml"))
+    ok = run("cap", "validate", *valid)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    invalid = str(CAP_SAMPLES / "invalid" / "google_invalid.xml")
+    bad = run("cap", "validate", valid[0], invalid)
+    assert bad.returncode == 1
+    assert f"{invalid}: INVALID" in bad.stdout
+    assert any(line.startswith(f"{invalid}: error /alert") for line in bad.stdout.splitlines())
+    as_json = run("cap", "validate", "--json", invalid)
+    report = json.loads(as_json.stdout)
+    assert report[0]["valid"] is False and report[0]["problems"][0]["rule"]
+
+
+def test_cap_convert_cap11_to_valid_cap12(tmp_path: Path) -> None:
+    out = tmp_path / "out.xml"
+    sample = CAP_SAMPLES / "cap11" / "google_weather.xml"
+    result = run("cap", "convert", str(sample), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    schema = etree.XMLSchema(etree.parse(str(CAP_XSD)))
+    assert schema.validate(etree.parse(str(out))), schema.error_log
+    as_json = tmp_path / "out.json"
+    assert run("cap", "convert", str(out), "--to", "json", "-o", str(as_json)).returncode == 0
+    back = run("cap", "convert", str(as_json), "--to", "xml")
+    assert back.returncode == 0 and back.stdout.encode() == out.read_bytes()
+
+
+def test_check_config_reports_every_problem_with_its_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        """
+[server]
+port = 99999
+[dispatcher]
+retry_base_seconds = -1
+[channels.a]
+type = "log"
+concurrency = 0
+[channels.b]
+type = "webhook"
+url = "ftp://x"
+""",
+        encoding="utf-8",
+    )
+    result = run("check-config", "--config", str(config))
+    assert result.returncode == 1
+    for key in ("server.port", "dispatcher.retry_base_seconds", "channels.a.concurrency"):
+        assert key in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_the_demo_and_masks_secrets_in_dumps(tmp_path: Path) -> None:
+    assert run("check-config").returncode == 0
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[[api.tokens]]\nname = "x"\ntoken = "very-secret-token"\n'
+        '[channels.h]\ntype = "webhook"\nurl = "http://127.0.0.1:1/"\nsecret = "hmac-key-123"\n',
+        encoding="utf-8",
+    )
+    dumped = run("serve", "--config", str(config), "--dump-config")
+    assert dumped.returncode == 0, dumped.stderr
+    assert "very-secret-token" not in dumped.stdout and "**********" in dumped.stdout
+    assert "hmac-key-123" in config.read_text()  # channel tables are dumped as written...
+    assert "hmac-key-123" not in dumped.stdout  # ...but never their secrets
+
+
+def test_unknown_file_and_simulator_errors_are_one_line(tmp_path: Path) -> None:
+    missing = run("cap", "validate", str(tmp_path / "none.xml"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    sim = run("sim", "nosuch")
+    assert sim.returncode == 1 and "no simulator" in sim.stderr
+    assert "Traceback" not in missing.stderr + sim.stderr
+
+
+def test_secrets_never_show_in_repr_or_str(tmp_path: Path) -> None:
+    from broadcaster.config import parse_config
+
+    config = parse_config(
+        {
+            "api": {"tokens": [{"name": "x", "token": "tok-123456"}]},
+            "channels": {"h": {"type": "webhook", "secret": "hmac-xyz"}},
+        },
+        base_dir=tmp_path,
+        source=None,
+    )
+    shown = repr(config) + str(config) + str(config.api.tokens[0].token)
+    assert "tok-123456" not in shown and "hmac-xyz" not in shown
+    assert config.api.tokens[0].token.reveal() == "tok-123456"

@@ -1,0 +1,143 @@
+"""SIGKILL the server while deliveries are in flight to a slow webhook receiver, restart it:
+every target ends confirmed, none is missing, and duplicates carry the same idempotency key."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broadcaster.cap.serialize import to_xml
+from tests.conftest import REPO
+from tests.core.receiver import SECRET
+from tests.core.support import make_alert, village_targets
+
+TOKEN = "crash-test-token-42"
+TARGETS = 40
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+def _api(base: str, path: str, data: bytes | None = None) -> dict:  # type: ignore[type-arg]
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cap+xml"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.slow
+def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
+    hook_port, api_port = _free_port(), _free_port()
+    received = tmp_path / "received.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    processes.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.core.receiver", str(hook_port), str(received), "0.3"],
+            cwd=REPO,
+            env=env,
+        )
+    )
+    targets = village_targets("hook", TARGETS)
+    (tmp_path / "targets.json").write_text(json.dumps(targets), encoding="utf-8")
+    (tmp_path / "config.toml").write_text(
+        f"""
+[server]
+port = {api_port}
+data_dir = "{tmp_path / "data"}"
+[registry]
+targets = "targets.json"
+[dispatcher]
+retry_base_seconds = 0.2
+retry_max_seconds = 1
+idle_poll_seconds = 0.1
+[[api.tokens]]
+name = "ci"
+token = "{TOKEN}"
+[channels.hook]
+type = "webhook"
+url = "http://127.0.0.1:{hook_port}/hook"
+secret = "{SECRET.decode()}"
+concurrency = 4
+""",
+        encoding="utf-8",
+    )
+    serve = [
+        sys.executable,
+        "-m",
+        "broadcaster",
+        "serve",
+        "--config",
+        str(tmp_path / "config.toml"),
+    ]
+    base = f"http://127.0.0.1:{api_port}"
+    server = subprocess.Popen(serve, cwd=REPO, env=env)
+    processes.append(server)
+    _wait_http(base + "/healthz")
+    alert_id = _api(base, "/api/v1/alerts", to_xml(make_alert()))["id"]
+
+    deadline = time.monotonic() + 20
+    while len(_lines(received)) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=10)
+    delivered_before = len(set(_lines(received)))
+    assert 8 <= delivered_before < TARGETS, "the kill must land mid-delivery"
+
+    restarted = subprocess.Popen(serve, cwd=REPO, env=env)
+    processes.append(restarted)
+    _wait_http(base + "/healthz")
+    body: dict = {}  # type: ignore[type-arg]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = _api(base, f"/api/v1/alerts/{alert_id}/deliveries")
+        if body["complete"]:
+            break
+        time.sleep(0.2)
+    assert body["summary"] == {"hook": {"confirmed": TARGETS}}, body["summary"]
+    keys = _lines(received)
+    expected = {d["idempotency_key"] for d in body["deliveries"]}
+    assert set(keys) == expected  # none missing, nothing foreign
+    assert len(keys) >= TARGETS  # duplicates are possible, and dedupable by key
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(timeout=20) == 0

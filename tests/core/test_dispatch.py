@@ -1,0 +1,201 @@
+"""Dispatching: confirmation, retries with backoff, permanent failure, expiry, cancel, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from broadcaster.cap import MsgType
+from broadcaster.delivery import DeliveryState, Transition
+from broadcaster.service import BroadcasterService
+from tests.core.support import (
+    AcceptingChannel,
+    FlakyChannel,
+    RecordingChannel,
+    SlowChannel,
+    make_alert,
+    make_config,
+    now_utc,
+    running,
+    village_targets,
+    wait_until_complete,
+)
+
+
+async def test_log_channel_writes_and_confirms_every_target(tmp_path: Path) -> None:
+    channels = {"log": {"type": "log", "path": "out.jsonl"}}
+    config = make_config(tmp_path, channels, village_targets("log", 50))
+    async with running(config) as service:
+        result = await service.submit(make_alert(), origin="test")
+        summary = await wait_until_complete(service, result.alert_id)
+        assert summary == {"log": {"confirmed": 50}}
+    lines = (tmp_path / "data" / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sorted(r["target"]["id"] for r in records) == sorted(
+        t["id"] for t in village_targets("log", 50)
+    )
+    assert all(r["texts"][0]["headline"] == "卓资县暴雪橙色预警" for r in records)
+
+
+async def test_retryable_failures_are_retried_until_confirmed(tmp_path: Path) -> None:
+    targets = village_targets("flaky", 3)
+    targets[0]["params"] = {"fail": 2}
+    channels = {"flaky": {"type": "tests.core.support:FlakyChannel"}}
+    FlakyChannel.attempts.clear()
+    async with running(make_config(tmp_path, channels, targets)) as service:
+        result = await service.submit(make_alert(), origin="test")
+        assert await wait_until_complete(service, result.alert_id) == {"flaky": {"confirmed": 3}}
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+        by_target = {r["target_id"]: r for r in rows}
+        assert by_target[targets[0]["id"]]["attempts"] == 3
+        assert by_target[targets[1]["id"]]["attempts"] == 1
+        events = await service.database.run(
+            service.outbox.events, by_target[targets[0]["id"]]["id"]
+        )
+        states = [e["to_state"] for e in events]
+        assert states == [
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "queued",
+            "sending",
+            "confirmed",
+        ]
+        assert "network busy" in events[2]["detail"]
+
+
+async def test_permanent_failure_fails_without_retry(tmp_path: Path) -> None:
+    targets = village_targets("flaky", 2)
+    targets[1]["params"] = {"permanent": True}
+    channels = {"flaky": {"type": "tests.core.support:FlakyChannel"}}
+    FlakyChannel.attempts.clear()
+    async with running(make_config(tmp_path, channels, targets)) as service:
+        result = await service.submit(make_alert(), origin="test")
+        summary = await wait_until_complete(service, result.alert_id)
+        assert summary == {"flaky": {"confirmed": 1, "failed": 1}}
+        failed = await service.database.run(
+            service.outbox.deliveries, result.alert_id, state="failed"
+        )
+        assert failed[0]["attempts"] == 1 and "does not exist" in failed[0]["last_error"]
+
+
+async def test_retries_stop_at_expiry_with_state_expired(tmp_path: Path) -> None:
+    targets = village_targets("flaky", 1)
+    targets[0]["params"] = {"fail": 10_000}
+    channels = {"flaky": {"type": "tests.core.support:FlakyChannel"}}
+    FlakyChannel.attempts.clear()
+    config = make_config(tmp_path, channels, targets)
+    async with running(config) as service:
+        result = await service.submit(make_alert(expires_in=2), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=10)
+        assert summary == {"flaky": {"expired": 1}}
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+        assert rows[0]["attempts"] >= 3
+        assert "network busy" in rows[0]["last_error"]
+        attempts_at_expiry = sum(FlakyChannel.attempts.values())
+        await asyncio.sleep(0.3)
+        assert sum(FlakyChannel.attempts.values()) == attempts_at_expiry
+
+
+async def test_cancel_while_queued_sends_nothing_more(tmp_path: Path) -> None:
+    channels = {"slow": {"type": "tests.core.support:SlowChannel", "concurrency": 1}}
+    SlowChannel.started.clear()
+    SlowChannel.delay = 0.2
+    async with running(make_config(tmp_path, channels, village_targets("slow", 20))) as service:
+        original = make_alert("orig")
+        result = await service.submit(original, origin="test")
+        while not SlowChannel.started:
+            await asyncio.sleep(0.01)
+        cancel = make_alert("cancel", msg_type=MsgType.CANCEL, references=[original])
+        cancelled = await service.submit(cancel, origin="test")
+        started_at_cancel = len(SlowChannel.started)
+        await asyncio.sleep(0.6)
+        originals = [s for s in SlowChannel.started if s.startswith("orig/")]
+        assert len(originals) == started_at_cancel
+        summary = await service.database.run(service.outbox.summary, result.alert_id)
+        assert summary["slow"].get("queued", 0) == 0
+        assert summary["slow"]["cancelled"] >= 20 - started_at_cancel
+        record = await service.database.run(service.alerts.get, result.alert_id)
+        assert record["state"] == "cancelled"
+        # the Cancel itself goes to the targets the original reached, and only those
+        assert cancelled.planned == {"slow": started_at_cancel}
+        reached = {s.split("/")[1] for s in originals}
+        told = {s.split("/")[1] for s in SlowChannel.started if s.startswith("cancel/")}
+        assert told == reached
+
+
+async def test_expired_alert_is_never_dispatched(tmp_path: Path) -> None:
+    channels = {"rec": {"type": "tests.core.support:RecordingChannel"}}
+    RecordingChannel.sent.clear()
+    async with running(make_config(tmp_path, channels, village_targets("rec", 5))) as service:
+        old = make_alert(sent=now_utc() - timedelta(hours=1), expires_in=60)
+        result = await service.submit(old, origin="test")
+        assert result.state == "expired" and result.planned == {}
+        await asyncio.sleep(0.2)
+    assert RecordingChannel.sent == []
+
+
+async def test_deferred_alert_waits_for_its_effective_time(tmp_path: Path) -> None:
+    channels = {"rec": {"type": "tests.core.support:RecordingChannel"}}
+    RecordingChannel.sent.clear()
+    async with running(make_config(tmp_path, channels, village_targets("rec", 2))) as service:
+        result = await service.submit(make_alert(effective_in=1.5), origin="test")
+        await asyncio.sleep(0.5)
+        assert RecordingChannel.sent == []
+        assert await wait_until_complete(service, result.alert_id, timeout=5) == {
+            "rec": {"confirmed": 2}
+        }
+
+
+async def test_accepted_deliveries_confirm_through_the_confirmation_stream(
+    tmp_path: Path,
+) -> None:
+    channels = {
+        "acc": {"type": "tests.core.support:AcceptingChannel", "confirm_timeout_seconds": 0.3}
+    }
+    targets = village_targets("acc", 3)
+    AcceptingChannel.silent = {targets[2]["id"]}
+    async with running(make_config(tmp_path, channels, targets)) as service:
+        result = await service.submit(make_alert(), origin="test")
+        await asyncio.sleep(1.2)
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+        by_target = {r["target_id"]: r for r in rows}
+        assert by_target[targets[0]["id"]]["state"] == "confirmed"
+        silent = by_target[targets[2]["id"]]
+        # never confirmed: sent again after each confirmation timeout, never shown as done
+        assert silent["state"] in ("accepted", "queued", "sending")
+        assert silent["attempts"] >= 2
+        AcceptingChannel.silent = set()
+        assert (await wait_until_complete(service, result.alert_id))["acc"] == {"confirmed": 3}
+
+
+async def test_restart_resumes_in_flight_deliveries_with_the_same_key(tmp_path: Path) -> None:
+    channels = {"rec": {"type": "tests.core.support:RecordingChannel"}}
+    config = make_config(tmp_path, channels, village_targets("rec", 4))
+    RecordingChannel.sent.clear()
+    service = BroadcasterService(config)
+    await service.start()
+    await service.dispatcher.stop()  # no dispatching: leave the deliveries to us
+    result = await service.intake.submit(make_alert(), origin="test")
+    claimed = await service.database.run(service.outbox.claim_due, "rec", service.clock(), 2)
+    assert len(claimed) == 2
+    await service.database.run(
+        service.outbox.apply,
+        [Transition(claimed[0].id, DeliveryState.CONFIRMED, detail="done before crash")],
+        service.clock(),
+    )
+    for channel in service.channels.values():
+        await channel.stop()
+    service.database.close()  # as if the process died with claimed[1] in flight
+
+    async with running(config) as restarted:
+        summary = await wait_until_complete(restarted, result.alert_id)
+        assert summary == {"rec": {"confirmed": 4}}
+        events = await restarted.database.run(restarted.outbox.events, claimed[1].id)
+        assert "resumed after restart" in [e["detail"] for e in events]
+    resent = {d.idempotency_key for d in RecordingChannel.sent}
+    assert claimed[1].idempotency_key in resent
+    assert claimed[0].idempotency_key not in resent

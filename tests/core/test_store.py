@@ -1,0 +1,89 @@
+"""The SQLite store: settings, versioned migrations, transitions that respect the state machine."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Transition
+from broadcaster.errors import StoreError
+from broadcaster.store.db import Database, schema_files
+
+
+def test_new_database_is_at_the_latest_version_in_wal_with_foreign_keys(tmp_path: Path) -> None:
+    db = Database(tmp_path / "s.db")
+    try:
+        assert db.schema_version == len(schema_files())
+        assert db.call(lambda: db.conn.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+        assert db.call(lambda: db.conn.execute("PRAGMA foreign_keys").fetchone()[0]) == 1
+        with pytest.raises(sqlite3.IntegrityError):
+            db.call(
+                db.conn.execute,
+                "INSERT INTO alert_events (alert_id, at, event) VALUES ('nope', 0, 'x')",
+            )
+    finally:
+        db.close()
+
+
+def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> None:
+    db = Database(tmp_path / "s.db")
+    db.call(db.conn.execute, "INSERT INTO targets (id, channel, name) VALUES ('t', 'log', 'T')")
+    db.close()
+    again = Database(tmp_path / "s.db")
+    try:
+        rows = again.call(again.query, "SELECT id FROM targets")
+        assert rows == [{"id": "t"}]
+    finally:
+        again.close()
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "s.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Database(tmp_path / "s.db")
+
+
+def test_final_states_are_never_left() -> None:
+    finals = {
+        DeliveryState.CONFIRMED,
+        DeliveryState.FAILED,
+        DeliveryState.EXPIRED,
+        DeliveryState.CANCELLED,
+    }
+    for target, sources in ALLOWED_FROM.items():
+        assert not (sources & finals), f"{target} may be entered from a final state"
+
+
+def test_disallowed_transition_is_dropped_and_not_logged(tmp_path: Path) -> None:
+    db = Database(tmp_path / "s.db")
+    try:
+
+        def setup() -> None:
+            with db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
+                    " effective_at, expires_at, state, priority, channels, origin, cap_version,"
+                    " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
+                    " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', x'', '{}', 0)"
+                )
+                conn.execute(
+                    "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
+                    " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
+                    " VALUES (1, 'a', 'log', 't', '{}', 'cancelled', 0, 0, 9e9, 'k', 0)"
+                )
+
+        db.call(setup)
+        from broadcaster.store.outbox import Outbox
+
+        outbox = Outbox(db)
+        applied = db.call(
+            outbox.apply, [Transition(1, DeliveryState.CONFIRMED, detail="late")], 1.0
+        )
+        assert applied == 0
+        assert db.call(outbox.events, 1) == []
+    finally:
+        db.close()
