@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from drivers.rds.client import RdsEncoderClient
-from drivers.rds.errors import RdsError, RdsLinkError
+from drivers.rds.errors import RdsConfigError, RdsError, RdsLinkError
 from drivers.rds.state import EncoderState, Pty
 
 _log = logging.getLogger(__name__)
@@ -72,6 +72,11 @@ class AlertSequence:
         reconnect_delay: float = 0.5,
         on_step: Callable[[AlertStep], Awaitable[None]] | None = None,
     ) -> None:
+        if reconnect_attempts < 0 or reconnect_delay < 0:
+            raise RdsConfigError(
+                f"reconnect_attempts {reconnect_attempts} and reconnect_delay "
+                f"{reconnect_delay} must not be negative"
+            )
         self._client = client
         self._content = content
         self._normal = normal
@@ -135,5 +140,4 @@ class AlertSequence:
                 last = error
                 _log.warning("RDS restore on %s failed: %s", self._client.config.url, error)
                 await self._client.close()
-        assert last is not None
-        raise last
+        raise last or RdsLinkError(f"restore on {self._client.config.url}: no attempt allowed")

@@ -136,8 +136,6 @@ class RdsEncoderClient(abc.ABC):
 
     async def send_ews(self, payload: EwsPayload) -> None:
         """Send one emergency warning (group 9A) payload; its meaning is nationally defined."""
-        if not self.supports_ews:
-            raise RdsUnsupportedError(f"{type(self).__name__} cannot send EWS (group 9A)")
         await self._transact(functools.partial(self._encode_ews, payload), "EWS")
 
     async def ping(self) -> None:
@@ -222,11 +220,11 @@ class RdsEncoderClient(abc.ABC):
                 self._feed(await transport.read())
         except RdsLinkError as error:
             _log.warning("RDS encoder link %s lost: %s", self.config.url, error)
+            self._fail_waiting(error)
             if self._transport is transport:
                 self._transport = None
                 self._reader_task = None
                 await transport.close()
-            self._fail_waiting(error)
 
     async def _transact(self, build: Callable[[], bytes], what: str) -> None:
         """Send the bytes ``build`` makes (under the command lock) until acknowledged."""
