@@ -13,7 +13,11 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``cancel(delivery)``: best effort to stop what was already sent (stop playback, drop TA);
 - ``confirmations()``: an async iterator of :class:`Confirmation` for accepted deliveries;
   channels feed it with :meth:`Channel.confirm`;
-- ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks.
+- ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks;
+- ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``.
+
+The :class:`ChannelContext` gives a channel its data directory, the server's public URL and a
+:class:`TargetDirectory` for receivers that enrol themselves.
 
 Retry, expiry and state live in the core, never in a channel. Class metadata
 (:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
@@ -28,7 +32,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+from aiohttp import web
 
 from broadcaster.cap import Alert
 from broadcaster.config import ChannelConfig
@@ -118,6 +124,17 @@ class ChannelHealth:
     devices: dict[str, Any] = field(default_factory=dict)
 
 
+class TargetDirectory(Protocol):
+    """The part of the target registry a channel may change: receivers it enrols itself
+    (web push subscriptions, boxes that register). Registry-file targets are not touched."""
+
+    async def register(self, target: Target) -> None: ...
+
+    async def unregister(self, target_id: str) -> bool: ...
+
+    async def get(self, target_id: str) -> Target | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core gives every channel instance."""
@@ -125,6 +142,7 @@ class ChannelContext:
     data_dir: Path
     sender_name: str
     public_url: str
+    targets: TargetDirectory | None = None
 
 
 class Channel(abc.ABC):
@@ -169,3 +187,12 @@ class Channel(abc.ABC):
 
     async def health(self) -> ChannelHealth:
         return ChannelHealth(ok=True)
+
+    def web_app(self) -> web.Application | None:
+        """HTTP endpoints of the channel (device acks, audio files, subscription pages).
+
+        Called once, before ``start()``. The endpoints stay mounted if ``start()`` fails, so
+        handlers should answer 503 while the channel is not running. Mounted by the core at ``/channels/<name>/`` without the API's bearer check: the
+        channel authenticates its own callers (HMAC, subscription secrets). None: no endpoints.
+        """
+        return None

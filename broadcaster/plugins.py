@@ -11,7 +11,7 @@ channels keep working and the core never crashes for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -77,7 +77,7 @@ def build_channel(name: str, raw: Mapping[str, Any], context: ChannelContext) ->
 
 
 def build_channels(
-    config: Config, context: ChannelContext
+    config: Config, context_for: Callable[[str], ChannelContext]
 ) -> tuple[dict[str, Channel], list[PluginFailure]]:
     """Every enabled channel of the configuration that could be created, and the failures."""
     channels: dict[str, Channel] = {}
@@ -86,7 +86,7 @@ def build_channels(
         if not raw.get("enabled", True):
             continue
         try:
-            channels[name] = build_channel(name, raw, context)
+            channels[name] = build_channel(name, raw, context_for(name))
         except PluginError as exc:
             log.error("channel %s disabled: %s", name, exc)
             failures.append(PluginFailure(name, str(raw.get("type", "")), str(exc)))

@@ -18,6 +18,7 @@ from broadcaster.cap import Alert, MsgType
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth
 from broadcaster.config import Config
+from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.errors import ChannelError, StoreError
 from broadcaster.intake import Intake, IntakeResult
@@ -39,6 +40,27 @@ class ServiceInfo:
     targets: dict[str, int]
 
 
+class ChannelTargets:
+    """The :class:`~broadcaster.channel.TargetDirectory` of one channel: its own rows only."""
+
+    def __init__(self, service: BroadcasterService, channel: str) -> None:
+        self.service = service
+        self.channel = channel
+        self.source = f"channel:{channel}"
+
+    async def register(self, target: Target) -> None:
+        if target.channel != self.channel:
+            raise StoreError(f"channel {self.channel} cannot register a {target.channel} target")
+        await self.service.database.run(self.service.targets.upsert, target, self.source)
+
+    async def unregister(self, target_id: str) -> bool:
+        return await self.service.database.run(self.service.targets.remove, target_id, self.source)
+
+    async def get(self, target_id: str) -> Target | None:
+        target = await self.service.database.run(self.service.targets.get, target_id)
+        return target if target is not None and target.channel == self.channel else None
+
+
 class BroadcasterService:
     """Owns every long-lived part of the system for one data directory."""
 
@@ -52,9 +74,11 @@ class BroadcasterService:
         self.config = config
         self.data_dir = (data_dir or config.server.data_dir).resolve()
         self.clock = clock
-        self.failures: list[PluginFailure] = []
-        self.channels: dict[str, Channel] = {}
         self._listeners: list[Callable[[], None]] = []
+        # Channels are built (not started) here, so their web endpoints can be mounted
+        # before the server starts; failures to load are kept and shown, never raised.
+        self.built, self.failures = build_channels(config, self._context_for)
+        self.channels: dict[str, Channel] = {}
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -66,13 +90,7 @@ class BroadcasterService:
             registry = load_targets_file(self.config.registry.targets)
             count = await self.database.run(self.targets.replace_all, registry)
             log.info("target registry: %d targets from %s", count, self.config.registry.targets)
-        context = ChannelContext(
-            data_dir=self.data_dir,
-            sender_name=self.config.server.sender_name,
-            public_url=self.public_url,
-        )
-        built, self.failures = build_channels(self.config, context)
-        for name, channel in built.items():
+        for name, channel in self.built.items():
             try:
                 await channel.start()
             except (ChannelError, OSError) as exc:
@@ -117,6 +135,15 @@ class BroadcasterService:
             except Exception:
                 log.exception("channel %s failed to stop cleanly", name)
         self.database.close()
+
+    def _context_for(self, name: str) -> ChannelContext:
+        """The context of channel ``name``; its directory is usable once the service runs."""
+        return ChannelContext(
+            data_dir=self.data_dir,
+            sender_name=self.config.server.sender_name,
+            public_url=self.public_url,
+            targets=ChannelTargets(self, name),
+        )
 
     @property
     def public_url(self) -> str:

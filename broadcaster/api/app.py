@@ -59,4 +59,8 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(feed.routes)
     app.add_routes(metrics.routes)
     app.add_routes(health_routes)
+    for name, channel in service.built.items():
+        sub_app = channel.web_app()
+        if sub_app is not None:
+            app.add_subapp(f"/channels/{name}/", sub_app)
     return app

@@ -65,30 +65,31 @@ class TargetTable:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def replace_all(self, targets: Iterable[Target]) -> int:
-        """Make the table hold exactly ``targets``; returns how many there are."""
-        rows = [
-            (
-                t.id,
-                t.channel,
-                t.name,
-                t.division,
-                t.lat,
-                t.lon,
-                t.address,
-                json.dumps(list(t.languages)),
-                json.dumps(dict(t.params), ensure_ascii=False),
-            )
-            for t in targets
-        ]
+    def replace_all(self, targets: Iterable[Target], source: str = "registry") -> int:
+        """Make the rows of ``source`` exactly ``targets``; returns how many there are."""
+        rows = [_row(t, source) for t in targets]
         with self.database.transaction() as conn:
-            conn.execute("DELETE FROM targets")
-            conn.executemany(
-                "INSERT INTO targets (id, channel, name, division, lat, lon, address, languages,"
-                " params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            conn.execute("DELETE FROM targets WHERE source = ?", (source,))
+            conn.executemany(_INSERT, rows)
         return len(rows)
+
+    def upsert(self, target: Target, source: str) -> None:
+        """Add or replace one target owned by ``source`` (a channel registering a receiver)."""
+        with self.database.transaction() as conn:
+            conn.execute("DELETE FROM targets WHERE id = ? AND source = ?", (target.id, source))
+            conn.execute(_INSERT, _row(target, source))
+
+    def remove(self, target_id: str, source: str) -> bool:
+        """Remove one target owned by ``source``; True if it was there."""
+        with self.database.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM targets WHERE id = ? AND source = ?", (target_id, source)
+            )
+        return cursor.rowcount > 0
+
+    def get(self, target_id: str) -> Target | None:
+        rows = self.database.query("SELECT * FROM targets WHERE id = ?", (target_id,))
+        return _row_to_target(rows[0]) if rows else None
 
     def for_channel(self, channel: str) -> list[Target]:
         rows = self.database.query(
@@ -101,6 +102,27 @@ class TargetTable:
             "SELECT channel, count(*) AS n FROM targets WHERE enabled = 1 GROUP BY channel"
         )
         return {r["channel"]: r["n"] for r in rows}
+
+
+_INSERT = (
+    "INSERT INTO targets (id, channel, name, division, lat, lon, address, languages, params,"
+    " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row(t: Target, source: str) -> tuple[Any, ...]:
+    return (
+        t.id,
+        t.channel,
+        t.name,
+        t.division,
+        t.lat,
+        t.lon,
+        t.address,
+        json.dumps(list(t.languages)),
+        json.dumps(dict(t.params), ensure_ascii=False),
+        source,
+    )
 
 
 def _row_to_target(row: Mapping[str, Any]) -> Target:

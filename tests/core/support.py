@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from aiohttp import web
+
 from broadcaster.cap import (
     Alert,
     Area,
@@ -40,6 +42,7 @@ from broadcaster.channel import (
     SendResult,
 )
 from broadcaster.config import Config, parse_config
+from broadcaster.delivery import Target
 from broadcaster.errors import PermanentError, RetryableError
 from broadcaster.service import BroadcasterService
 
@@ -229,6 +232,22 @@ class SlowChannel(Channel):
         type(self).started.append(f"{delivery.message.alert.identifier}/{delivery.target.id}")
         await asyncio.sleep(type(self).delay)
         return SendResult(SendOutcome.CONFIRMED)
+
+
+class EnrollingChannel(RecordingChannel):
+    """Receivers enrol themselves over HTTP (``POST enrol`` with a JSON target)."""
+
+    def web_app(self) -> web.Application:
+        app = web.Application()
+
+        async def enrol(request: web.Request) -> web.Response:
+            assert self.context.targets is not None
+            body = await request.json()
+            await self.context.targets.register(Target.from_json(body | {"channel": self.name}))
+            return web.json_response({"ok": True}, status=201)
+
+        app.router.add_post("/enrol", enrol)
+        return app
 
 
 class AcceptingChannel(Channel):
