@@ -191,8 +191,9 @@ class Channel(abc.ABC):
     def web_app(self) -> web.Application | None:
         """HTTP endpoints of the channel (device acks, audio files, subscription pages).
 
-        Called once, before ``start()``. The endpoints stay mounted if ``start()`` fails, so
-        handlers should answer 503 while the channel is not running. Mounted by the core at ``/channels/<name>/`` without the API's bearer check: the
-        channel authenticates its own callers (HMAC, subscription secrets). None: no endpoints.
+        Called once, before ``start()``. Mounted by the core at ``/channels/<name>/`` without
+        the API's bearer check: the channel authenticates its own callers (HMAC, subscription
+        secrets). The endpoints stay mounted if ``start()`` fails, so handlers should answer
+        503 while the channel is not running. None: no endpoints.
         """
         return None
