@@ -16,8 +16,9 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks;
 - ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``.
 
-The :class:`ChannelContext` gives a channel its data directory, the server's public URL and a
-:class:`TargetDirectory` for receivers that enrol themselves.
+The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
+administrative division tree of the deployment and a :class:`TargetDirectory` for receivers
+that enrol themselves.
 
 Retry, expiry and state live in the core, never in a channel. Class metadata
 (:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
@@ -39,6 +40,7 @@ from aiohttp import web
 from broadcaster.cap import Alert
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
+from broadcaster.divisions import DivisionTree
 from broadcaster.rendition import Rendition
 
 
@@ -143,6 +145,7 @@ class ChannelContext:
     sender_name: str
     public_url: str
     targets: TargetDirectory | None = None
+    divisions: DivisionTree | None = None
 
 
 class Channel(abc.ABC):

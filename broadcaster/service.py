@@ -19,6 +19,7 @@ from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth
 from broadcaster.config import Config
 from broadcaster.delivery import Target
+from broadcaster.divisions import DivisionTree
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.errors import ChannelError, StoreError
 from broadcaster.intake import Intake, IntakeResult
@@ -75,6 +76,9 @@ class BroadcasterService:
         self.data_dir = (data_dir or config.server.data_dir).resolve()
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
+        self.divisions = (
+            DivisionTree.load(config.registry.divisions) if config.registry.divisions else None
+        )
         # Channels are built (not started) here, so their web endpoints can be mounted
         # before the server starts; failures to load are kept and shown, never raised.
         self.built, self.failures = build_channels(config, self._context_for)
@@ -143,6 +147,7 @@ class BroadcasterService:
             sender_name=self.config.server.sender_name,
             public_url=self.public_url,
             targets=ChannelTargets(self, name),
+            divisions=self.divisions,
         )
 
     @property
