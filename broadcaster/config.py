@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -108,6 +108,17 @@ class ServerConfig(StrictModel):
 class ApiTokenConfig(StrictModel):
     name: str = Field(min_length=1)
     token: SecretValue
+    requires_approval: bool = Field(
+        False, description="alerts from this client wait for an officer's approval"
+    )
+
+
+class ApprovalConfig(StrictModel):
+    """The two-person rule: who may send without a second officer."""
+
+    single_officer_severities: list[
+        Literal["Extreme", "Severe", "Moderate", "Minor", "Unknown"]
+    ] = Field(default_factory=list, description="severities one officer may send, with a reason")
 
 
 class ApiConfig(StrictModel):
@@ -145,6 +156,7 @@ class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     dispatcher: DispatcherConfig = Field(default_factory=DispatcherConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     """Raw channel tables: validated by each channel's own model; may hold secrets."""

@@ -6,6 +6,7 @@
     ├── ConfigError (ValueError)          bad configuration; names the key and the problem
     ├── CapError (ValueError)             CAP input rejected; carries every Problem found
     ├── StoreError                        the alert store cannot do what was asked
+    ├── ApprovalError (PermissionError)   an approval or rejection is not allowed
     ├── PluginError                       a channel plugin failed to load or is misconfigured
     └── ChannelError                      raised by channels from ``send``/``cancel``/``start``
         ├── RetryableError                the same delivery may succeed later
@@ -46,6 +47,10 @@ class CapError(BroadcasterError, ValueError):
 
 class StoreError(BroadcasterError):
     """The alert store refused or failed an operation."""
+
+
+class ApprovalError(BroadcasterError, PermissionError):
+    """An approval or rejection is not allowed (self-approval, not pending, expired)."""
 
 
 class PluginError(BroadcasterError):

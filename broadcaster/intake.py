@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from broadcaster.cap import (
@@ -34,7 +34,7 @@ from broadcaster.cap.serialize import from_json, to_json, to_xml
 from broadcaster.channel import AlertMessage, Channel
 from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import Target
-from broadcaster.errors import CapError
+from broadcaster.errors import ApprovalError, CapError
 from broadcaster.planner import alert_areas, select_targets
 from broadcaster.rendition import render
 from broadcaster.store.alerts import AlertRecord, AlertTable, InFlight, NewDelivery, ReferenceLink
@@ -57,6 +57,7 @@ _URGENCY_RANK = {
 }
 _BROADCAST_STATUSES = {Status.ACTUAL, Status.EXERCISE, Status.TEST}
 _BROADCAST_TYPES = {MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL}
+_SUPERSEDES = {MsgType.CANCEL: "cancelled", MsgType.UPDATE: "superseded"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +111,13 @@ class Intake:
         *,
         origin: str,
         channels: Sequence[str] | None = None,
+        requested_by: str | None = None,
     ) -> IntakeResult:
-        """Validate, plan and store one alert; raises CapError (nothing stored) if invalid."""
+        """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
+
+        With ``requested_by``, an alert that would be broadcast is stored held, awaiting a
+        second officer's approval (:meth:`approve`); nothing is planned until then.
+        """
         parsed = await asyncio.to_thread(_parse_any, data)
         alert = parsed.alert
         wanted = list(channels) if channels is not None else list(self.channels)
@@ -129,34 +135,109 @@ class Intake:
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
         record = self._record(alert_id, parsed, now, wanted, origin)
-        message = AlertMessage(
-            id=alert_id,
-            alert=alert,
-            rendition=render(alert, sender_name=self.sender_name),
-            expires_at=record.expires_at,
-        )
+        pending = requested_by is not None and record.state == "active"
+        if pending:
+            record = replace(record, state="held")
         deliveries: list[NewDelivery] = []
         if record.state == "active":
-            deliveries = await self._plan(message, wanted, references)
-        supersede = {MsgType.CANCEL: "cancelled", MsgType.UPDATE: "superseded"}.get(alert.msg_type)
+            deliveries = await self._plan(self._message(record, alert), wanted, references)
+        supersede = _SUPERSEDES.get(alert.msg_type)
         created, in_flight = await self.database.run(
-            self.alerts.insert, record, references, deliveries, supersede=supersede, now=now
+            self.alerts.insert,
+            record,
+            references,
+            deliveries,
+            supersede=supersede,
+            now=now,
+            requested_by=requested_by if pending else None,
         )
         if not created:
             return await self._existing(alert_id, parsed.problems)
         planned: dict[str, int] = {}
         for d in deliveries:
             planned[d.channel] = planned.get(d.channel, 0) + 1
-        stopped = [r.alert_id for r in references if r.alert_id] if supersede else []
+        stopped = (
+            [r.alert_id for r in references if r.alert_id] if supersede and not pending else []
+        )
         return IntakeResult(
             alert_id=alert_id,
             created=True,
-            state=record.state,
+            state="pending" if pending else record.state,
             warnings=parsed.problems,
             planned=planned,
             stopped_alerts=stopped,
             in_flight=in_flight,
         )
+
+    def _message(self, record: AlertRecord, alert: Alert) -> AlertMessage:
+        return AlertMessage(
+            id=record.id,
+            alert=alert,
+            rendition=render(alert, sender_name=self.sender_name),
+            expires_at=record.expires_at,
+        )
+
+    async def approve(
+        self, alert_id: str, *, by: str, reason: str = "", allow_self: bool = False
+    ) -> IntakeResult:
+        """Approve a pending alert: plan its deliveries and make it active.
+
+        Raises ApprovalError if it is not pending, has expired, or ``by`` is the officer who
+        asked for it (unless ``allow_self``, which needs a reason).
+        """
+        approval = await self.database.run(self.alerts.approval, alert_id)
+        if approval is None or approval["state"] != "pending":
+            raise ApprovalError(f"alert {alert_id} is not awaiting approval")
+        if approval["requested_by"] == by:
+            if not allow_self:
+                raise ApprovalError("a second officer must approve this alert")
+            if not reason.strip():
+                raise ApprovalError("approving one's own alert needs a recorded reason")
+        record = await self.database.run(self.alerts.record, alert_id)
+        now = self.clock()
+        if record is None:
+            raise ApprovalError(f"no alert {alert_id}")
+        if record.expires_at <= now:
+            raise ApprovalError(f"alert {alert_id} has expired; it can no longer be sent")
+        record = replace(record, effective_at=max(record.effective_at, now), state="active")
+        alert = from_json(record.document)
+        references = await self.database.run(self.alerts.references_of, alert_id)
+        deliveries = await self._plan(
+            self._message(record, alert), list(record.channels), references
+        )
+        supersede = _SUPERSEDES.get(alert.msg_type)
+        in_flight = await self.database.run(
+            self.alerts.approve,
+            record,
+            references,
+            deliveries,
+            supersede=supersede,
+            by=by,
+            reason=reason,
+            now=now,
+        )
+        if in_flight is None:
+            raise ApprovalError(f"alert {alert_id} was decided meanwhile")
+        planned: dict[str, int] = {}
+        for d in deliveries:
+            planned[d.channel] = planned.get(d.channel, 0) + 1
+        return IntakeResult(
+            alert_id=alert_id,
+            created=False,
+            state="active",
+            planned=planned,
+            stopped_alerts=[r.alert_id for r in references if r.alert_id] if supersede else [],
+            in_flight=in_flight,
+        )
+
+    async def reject(self, alert_id: str, *, by: str, reason: str) -> None:
+        """Reject a pending alert; it is never sent. Raises ApprovalError if not pending."""
+        if not reason.strip():
+            raise ApprovalError("a rejection needs a reason")
+        if not await self.database.run(
+            self.alerts.reject, alert_id, by=by, reason=reason, now=self.clock()
+        ):
+            raise ApprovalError(f"alert {alert_id} is not awaiting approval")
 
     async def _existing(self, alert_id: str, warnings: list[Problem]) -> IntakeResult:
         row = await self.database.run(self.alerts.get, alert_id)

@@ -170,15 +170,42 @@ class BroadcasterService:
         *,
         origin: str,
         channels: Sequence[str] | None = None,
+        requested_by: str | None = None,
     ) -> IntakeResult:
-        """Accept an alert (raises CapError if invalid) and start dispatching it."""
-        result = await self.intake.submit(data, origin=origin, channels=channels)
+        """Accept an alert (raises CapError if invalid) and start dispatching it.
+
+        With ``requested_by`` it waits for a second officer's approval instead.
+        """
+        result = await self.intake.submit(
+            data, origin=origin, channels=channels, requested_by=requested_by
+        )
         if result.created:
-            if result.stopped_alerts:
-                await self.dispatcher.stop_alerts(result.in_flight, result.stopped_alerts)
-            self.dispatcher.wake()
-            self._notify()
+            await self._started(result)
         return result
+
+    async def _started(self, result: IntakeResult) -> None:
+        if result.stopped_alerts:
+            await self.dispatcher.stop_alerts(result.in_flight, result.stopped_alerts)
+        self.dispatcher.wake()
+        self._notify()
+
+    async def approve(self, alert_id: str, *, by: str, reason: str = "") -> IntakeResult:
+        """Approve a pending alert (raises ApprovalError if not allowed) and dispatch it.
+
+        The officer who asked for it may approve it only for the severities configured in
+        ``[approval] single_officer_severities``, and only with a reason.
+        """
+        record = await self.database.run(self.alerts.get, alert_id)
+        severity = record["severity"] if record else None
+        allow_self = severity in self.config.approval.single_officer_severities
+        result = await self.intake.approve(alert_id, by=by, reason=reason, allow_self=allow_self)
+        await self._started(result)
+        return result
+
+    async def reject(self, alert_id: str, *, by: str, reason: str) -> None:
+        """Reject a pending alert; it is never sent."""
+        await self.intake.reject(alert_id, by=by, reason=reason)
+        self._notify()
 
     async def cancel(self, alert_id: str, *, reason: str, origin: str) -> IntakeResult:
         """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert)."""

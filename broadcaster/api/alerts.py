@@ -6,6 +6,8 @@
   every problem (path, rule, message) for an invalid one, which is not stored.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
 - ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
+- ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
+  /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``.
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
   bool, "deliveries": [...]}``, filterable by ``state``, paged by ``limit``/``offset``.
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
@@ -18,9 +20,9 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api.keys import CLIENT, SERVICE
+from broadcaster.api.keys import APPROVAL_CLIENTS, CLIENT, SERVICE
 from broadcaster.cap import Problem
-from broadcaster.errors import CapError, StoreError
+from broadcaster.errors import ApprovalError, CapError, StoreError
 from broadcaster.intake import IntakeResult
 
 routes = web.RouteTableDef()
@@ -79,8 +81,12 @@ async def submit_alert(request: web.Request) -> web.Response:
         )
     channels_param = request.query.get("channels")
     channels = [c for c in channels_param.split(",") if c] if channels_param else None
+    client = request[CLIENT]
+    requested_by = f"api:{client}" if client in request.app[APPROVAL_CLIENTS] else None
     try:
-        result = await service.submit(data, origin=f"api:{request[CLIENT]}", channels=channels)
+        result = await service.submit(
+            data, origin=f"api:{client}", channels=channels, requested_by=requested_by
+        )
     except CapError as exc:
         return _bad_request(str(exc), exc.problems)
     return web.json_response(_result_json(result), status=201 if result.created else 200)
@@ -131,6 +137,49 @@ async def cancel_alert(request: web.Request) -> web.Response:
     except (CapError, StoreError) as exc:
         return _bad_request(str(exc), getattr(exc, "problems", None))
     return web.json_response(_result_json(result), status=201)
+
+
+async def _reason(request: web.Request) -> str:
+    if not request.can_read_body:
+        return ""
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "body is not valid JSON"}), content_type="application/json"
+        ) from None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return reason.strip() if isinstance(reason, str) else ""
+
+
+@routes.post("/api/v1/alerts/{alert_id}/approve")
+async def approve_alert(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    record = await _alert_or_404(request)
+    reason = await _reason(request)
+    try:
+        result = await service.approve(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
+    except ApprovalError as exc:
+        return web.json_response({"error": str(exc)}, status=403)
+    return web.json_response(_result_json(result))
+
+
+@routes.post("/api/v1/alerts/{alert_id}/reject")
+async def reject_alert(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    record = await _alert_or_404(request)
+    reason = await _reason(request)
+    try:
+        await service.reject(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
+    except ApprovalError as exc:
+        return web.json_response({"error": str(exc)}, status=403)
+    return web.json_response({"id": record["id"], "state": "rejected"})
+
+
+@routes.get("/api/v1/approvals")
+async def pending_approvals(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return web.json_response(await service.database.run(service.alerts.pending_approvals))
 
 
 @routes.get("/api/v1/alerts/{alert_id}/deliveries")

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
-from broadcaster.api.keys import SERVICE
+from broadcaster.api.keys import APPROVAL_CLIENTS, SERVICE
 from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ def make_app(service: BroadcasterService) -> web.Application:
         client_max_size=service.config.server.max_body_bytes,
     )
     app[SERVICE] = service
+    app[APPROVAL_CLIENTS] = frozenset(
+        t.name for t in service.config.api.tokens if t.requires_approval
+    )
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await service.start()

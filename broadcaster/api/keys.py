@@ -8,4 +8,6 @@ from broadcaster.service import BroadcasterService
 
 SERVICE = web.AppKey("service", BroadcasterService)
 CLIENT = web.RequestKey("client", str)
+APPROVAL_CLIENTS = web.AppKey("approval_clients", frozenset)
+"""API clients whose alerts wait for approval."""
 """The name of the API client a request authenticated as."""

@@ -96,6 +96,7 @@ class AlertTable:
         *,
         supersede: str | None,
         now: float,
+        requested_by: str | None = None,
     ) -> tuple[bool, list[InFlight]]:
         """Store an alert, its references and deliveries in one transaction.
 
@@ -103,6 +104,7 @@ class AlertTable:
         referenced alerts enter that state and their queued deliveries are cancelled. Returns
         whether the alert is new (False if the same alert was stored before) and the referenced
         deliveries already handed to channels, which a Cancel asks the channels to stop.
+        ``requested_by`` stores the alert held with a pending approval instead.
         """
         try:
             with self.database.transaction() as conn:
@@ -113,19 +115,121 @@ class AlertTable:
                     [(record.id, r.sender, r.identifier, r.sent, r.alert_id) for r in references],
                 )
                 self._event(conn, record.id, now, "accepted", f"{record.origin}; {record.state}")
-                self._insert_deliveries(conn, record, deliveries, now)
-                in_flight: list[InFlight] = []
-                if supersede:
-                    for ref in references:
-                        if ref.alert_id:
-                            in_flight += self._stop_alert(
-                                conn, ref.alert_id, supersede, record, now
-                            )
+                if requested_by is not None:
+                    conn.execute(
+                        "INSERT INTO approvals (alert_id, state, requested_by, requested_at)"
+                        " VALUES (?, 'pending', ?, ?)",
+                        (record.id, requested_by, now),
+                    )
+                    return True, []
+                in_flight = self._activate(conn, record, references, deliveries, supersede, now)
         except sqlite3.IntegrityError:
             if self.find_id(record.sender, record.identifier, record.sent) == record.id:
                 return False, []
             raise
         return True, in_flight
+
+    def _activate(
+        self,
+        conn: sqlite3.Connection,
+        record: AlertRecord,
+        references: Sequence[ReferenceLink],
+        deliveries: Sequence[NewDelivery],
+        supersede: str | None,
+        now: float,
+    ) -> list[InFlight]:
+        self._insert_deliveries(conn, record, deliveries, now)
+        in_flight: list[InFlight] = []
+        if supersede:
+            for ref in references:
+                if ref.alert_id:
+                    in_flight += self._stop_alert(conn, ref.alert_id, supersede, record, now)
+        return in_flight
+
+    def record(self, alert_id: str) -> AlertRecord | None:
+        """The full stored record of an alert."""
+        rows = self.database.query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return AlertRecord(
+            **{
+                k: row[k]
+                for k in AlertRecord.__dataclass_fields__
+                if k not in ("channels", "document", "raw_xml")
+            },
+            channels=tuple(json.loads(row["channels"])),
+            document=json.loads(row["document"]),
+            raw_xml=bytes(row["raw_xml"]),
+        )
+
+    def approval(self, alert_id: str) -> dict[str, Any] | None:
+        rows = self.database.query(
+            "SELECT alert_id, state, requested_by, requested_at, decided_by, decided_at, reason"
+            " FROM approvals WHERE alert_id = ?",
+            (alert_id,),
+        )
+        return rows[0] if rows else None
+
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        return self.database.query(
+            "SELECT p.alert_id, p.requested_by, p.requested_at, a.event, a.headline,"
+            " a.severity, a.status FROM approvals p JOIN alerts a ON a.id = p.alert_id"
+            " WHERE p.state = 'pending' ORDER BY p.requested_at"
+        )
+
+    def approve(
+        self,
+        record: AlertRecord,
+        references: Sequence[ReferenceLink],
+        deliveries: Sequence[NewDelivery],
+        *,
+        supersede: str | None,
+        by: str,
+        reason: str,
+        now: float,
+    ) -> list[InFlight] | None:
+        """Approve a pending alert: make it active and plan its deliveries, in one transaction.
+
+        Returns None if the alert was no longer pending (decided meanwhile).
+        """
+        with self.database.transaction() as conn:
+            decided = conn.execute(
+                "UPDATE approvals SET state = 'approved', decided_by = ?, decided_at = ?,"
+                " reason = ? WHERE alert_id = ? AND state = 'pending'",
+                (by, now, reason, record.id),
+            ).rowcount
+            if not decided:
+                return None
+            conn.execute(
+                "UPDATE alerts SET state = 'active', effective_at = ? WHERE id = ?",
+                (record.effective_at, record.id),
+            )
+            self._event(conn, record.id, now, "approved", f"by {by}: {reason}")
+            return self._activate(conn, record, references, deliveries, supersede, now)
+
+    def reject(self, alert_id: str, *, by: str, reason: str, now: float) -> bool:
+        """Reject a pending alert; False if it was no longer pending."""
+        with self.database.transaction() as conn:
+            decided = conn.execute(
+                "UPDATE approvals SET state = 'rejected', decided_by = ?, decided_at = ?,"
+                " reason = ? WHERE alert_id = ? AND state = 'pending'",
+                (by, now, reason, alert_id),
+            ).rowcount
+            if decided:
+                self._event(conn, alert_id, now, "rejected", f"by {by}: {reason}")
+        return bool(decided)
+
+    def references_of(self, alert_id: str) -> list[ReferenceLink]:
+        rows = self.database.query(
+            "SELECT ref_sender, ref_identifier, ref_sent, ref_alert_id FROM alert_references"
+            " WHERE alert_id = ?",
+            (alert_id,),
+        )
+        return [
+            ReferenceLink(r["ref_sender"], r["ref_identifier"], r["ref_sent"], r["ref_alert_id"])
+            for r in rows
+        ]
 
     @staticmethod
     def _insert_alert(conn: sqlite3.Connection, r: AlertRecord) -> None:
@@ -263,6 +367,7 @@ class AlertTable:
             "SELECT at, event, detail FROM alert_events WHERE alert_id = ? ORDER BY id",
             (alert_id,),
         )
+        row["approval"] = self.approval(alert_id)
         return row
 
     def document(self, alert_id: str) -> dict[str, Any] | None:
