@@ -19,8 +19,8 @@ from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth
 from broadcaster.config import Config
 from broadcaster.delivery import Target
-from broadcaster.divisions import DivisionTree
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
+from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError, StoreError
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
