@@ -17,6 +17,7 @@ Errors are one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -33,6 +34,10 @@ from broadcaster.config import Config, demo_config_path, load_config
 from broadcaster.errors import BroadcasterError, CapError, ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+COMMAND_MODULES: list[str] = []
+"""Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
+and sets ``func`` (taking the parsed arguments, returning the exit status) on each."""
 
 
 def _config(path: str | None) -> Config:
@@ -265,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("name")
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=cmd_sim)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
