@@ -142,6 +142,13 @@ class RdsEncoderClient(abc.ABC):
         """Check that the encoder answers, changing nothing on air."""
         await self._transact(self._encode_ping, "ping")
 
+    async def read_state(self) -> EncoderState:
+        """Read the on-air fields back from the encoder and refresh :meth:`snapshot` with
+        them. Families without a read-back command raise RdsUnsupportedError; encoders
+        that ignore the request time out like any command, so call it at start-up or in a
+        health check rather than in front of an alert."""
+        raise RdsUnsupportedError(f"{type(self).__name__} cannot read the encoder state back")
+
     async def apply(self, update: EncoderState) -> None:
         """Set every field ``update`` sets, dropping TA before or raising it after the rest."""
         update = update.validate()
@@ -226,8 +233,9 @@ class RdsEncoderClient(abc.ABC):
                 self._reader_task = None
                 await transport.close()
 
-    async def _transact(self, build: Callable[[], bytes], what: str) -> None:
-        """Send the bytes ``build`` makes (under the command lock) until acknowledged."""
+    async def _transact(self, build: Callable[[], bytes], what: str) -> object:
+        """Send the bytes ``build`` makes (under the command lock) until acknowledged;
+        return the accepted answer."""
         async with self._command_lock:
             wire = build()
             attempts = self.config.max_attempts
@@ -245,7 +253,7 @@ class RdsEncoderClient(abc.ABC):
                 finally:
                     self._reply = None
                 if self._judge_reply(reply, what):
-                    return
+                    return reply
                 _log.info("%s: encoder asks for retransmission (%d/%d)", what, attempt, attempts)
             raise RdsTimeoutError(
                 f"{what}: no acknowledgement from encoder at {self.config.url} "

@@ -3,7 +3,8 @@
 :class:`SimulatedEncoder` holds what listeners would see (PI, PS, RT, TA, TP, PTY), the EWS
 payloads received and a history of every change, and lets tests await a condition on it.
 :class:`UecpDeviceProtocol` and :class:`AsciiDeviceProtocol` turn received bytes into state
-changes and answers (none in unidirectional communication mode, SPB 490 MEC 0x2C),
+changes and answers (message requests, MEC 0x17, are answered with the current data;
+none in unidirectional communication mode, SPB 490 MEC 0x2C),
 using the production codecs (``uecp_frame``, ``uecp_elements``,
 ``charset``) on the device side: a frame with a bad CRC is answered with ACK code 1 exactly
 as SPB 490 asks (message acknowledgement, MEC 0x18), a frame for another address is ignored.
@@ -22,19 +23,19 @@ from drivers.rds.charset import PS_LENGTH, RT_MAX_LENGTH, decode_rds_text
 from drivers.rds.errors import RdsFrameError, RdsValueError
 from drivers.rds.state import EncoderState
 from drivers.rds.uecp_elements import (
+    READABLE_CODES,
     AckElement,
     CommunicationMode,
     CommunicationModeElement,
+    ElementCode,
     EwsElement,
     EwsPayload,
-    PiElement,
-    PsElement,
-    PtyElement,
-    RtElement,
-    TaTpElement,
+    RequestElement,
     UecpElement,
     decode_message,
+    element_state,
     encode_message,
+    state_elements,
 )
 from drivers.rds.uecp_frame import START, AckCode, UecpFrame, UecpFrameReader, encode_frame
 
@@ -114,22 +115,6 @@ class SimulatedEncoder:
         )
 
 
-def element_update(element: UecpElement) -> EncoderState | None:
-    """The state change a received element asks for, or None for non-state elements."""
-    match element:
-        case PiElement(pi):
-            return EncoderState(pi=pi)
-        case PsElement(ps):
-            return EncoderState(ps=ps)
-        case TaTpElement(ta, tp):
-            return EncoderState(ta=ta, tp=tp)
-        case PtyElement(pty):
-            return EncoderState(pty=pty)
-        case RtElement(text):
-            return EncoderState(rt=text)
-    return None
-
-
 class UecpDeviceProtocol:
     """One UECP connection on the encoder side: bytes in, answers out."""
 
@@ -159,12 +144,14 @@ class UecpDeviceProtocol:
                 answers.append(answer)
         return answers
 
-    def _answer(self, sequence: int, code: AckCode) -> bytes | None:
+    def _answer(
+        self, sequence: int, code: AckCode, data: list[UecpElement] | None = None
+    ) -> bytes | None:
         if self._encoder.communication_mode is CommunicationMode.UNIDIRECTIONAL:
             return None
         if code is not AckCode.OK:
             self._encoder.negative_answers.append(int(code))
-        message = encode_message([AckElement(code, sequence)])
+        message = encode_message(data or [AckElement(code, sequence)])
         frame = UecpFrame(
             self._encoder.site_address, self._encoder.encoder_address, sequence, message
         )
@@ -184,18 +171,34 @@ class UecpDeviceProtocol:
             elements = decode_message(item.message)
         except RdsFrameError as error:
             return self._answer(item.sequence, AckCode(error.ack_code))
+        requested = [e.element_code for e in elements if isinstance(e, RequestElement)]
+        if any(code not in READABLE_CODES for code in requested):
+            return self._answer(item.sequence, AckCode.MESSAGE_UNKNOWN)
         for element in elements:
             if isinstance(element, EwsElement):
                 self._encoder.ews_received.append(element.payload)
             if isinstance(element, CommunicationModeElement):
                 self._encoder.communication_mode = element.mode
-            update = element_update(element)
+            update = element_state(element)
             if update is not None:
                 self._encoder.apply(update)
         if faults.lose_answers > 0:
             faults.lose_answers -= 1
             return None
-        return self._answer(item.sequence, AckCode.OK)
+        report = [element for code in requested for element in self._report(code)]
+        return self._answer(item.sequence, AckCode.OK, report)
+
+    def _report(self, code: int) -> list[UecpElement]:
+        """The elements answering a request for ``code``, with the current state."""
+        on_air = self._encoder.state
+        fields = {
+            ElementCode.PI: EncoderState(pi=on_air.pi),
+            ElementCode.PS: EncoderState(ps=on_air.ps),
+            ElementCode.TA_TP: EncoderState(ta=on_air.ta, tp=on_air.tp),
+            ElementCode.PTY: EncoderState(pty=on_air.pty),
+            ElementCode.RT: EncoderState(rt=on_air.rt),
+        }
+        return state_elements(fields[ElementCode(code)])
 
 
 class AsciiDeviceProtocol:

@@ -15,6 +15,9 @@ other code is a refusal (:class:`~drivers.rds.errors.RdsRejectedError` with the 
 On every connection the client first asks for communication mode 2 (MEC 0x2C:
 bidirectional, an answer to every message) unless the config turns that off.
 
+``read_state`` sends a message request (MEC 0x17) for PI, PS, TA/TP, PTY and RT; the
+encoder answers with a frame (same sequence counter) carrying those elements.
+
 Several fields set together go in one frame, so one acknowledgement covers them: when TA is
 dropped its element comes first, when it is raised it comes last (after PTY, PS and RT), so
 receivers switching on TA already see the alarm programme type.
@@ -22,6 +25,7 @@ receivers switching on TA already see the alarm programme type.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import ClassVar
 
@@ -30,19 +34,18 @@ from drivers.rds.config import RdsEncoderConfig
 from drivers.rds.errors import RdsFrameError, RdsRejectedError, RdsTimeoutError
 from drivers.rds.state import EncoderState
 from drivers.rds.uecp_elements import (
+    READABLE_CODES,
     AckElement,
     CommunicationMode,
     CommunicationModeElement,
     EwsElement,
     EwsPayload,
-    PiElement,
-    PsElement,
-    PtyElement,
-    RtElement,
-    TaTpElement,
+    RequestElement,
     UecpElement,
     decode_message,
+    element_state,
     encode_message,
+    state_elements,
 )
 from drivers.rds.uecp_frame import AckCode, UecpFrame, UecpFrameReader, encode_frame
 
@@ -61,20 +64,10 @@ _LINE_DAMAGE = frozenset(
 
 def update_elements(update: EncoderState, dsn: int = 0, psn: int = 0) -> list[UecpElement]:
     """The UECP elements for ``update``, TA/TP first when TA drops and last otherwise."""
-    body: list[UecpElement] = []
-    if update.pi is not None:
-        body.append(PiElement(update.pi, dsn, psn))
-    if update.pty is not None:
-        body.append(PtyElement(update.pty, dsn, psn))
-    if update.ps is not None:
-        body.append(PsElement(update.ps, dsn, psn))
-    if update.rt is not None:
-        body.append(RtElement(update.rt, dsn=dsn, psn=psn))
-    if update.ta is None and update.tp is None:
-        return body
-    # The element carries both flags; an unset one keeps its last known value.
-    flags = TaTpElement(bool(update.ta), bool(update.tp), dsn, psn)
-    return [flags, *body] if not update.ta else [*body, flags]
+    elements = state_elements(update, dsn, psn)
+    if update.ta is False:
+        elements.insert(0, elements.pop())  # state_elements puts TA/TP last
+    return elements
 
 
 class UecpEncoderClient(RdsEncoderClient):
@@ -132,6 +125,24 @@ class UecpEncoderClient(RdsEncoderClient):
     def _on_connected(self) -> None:
         self._frames = UecpFrameReader()
 
+    async def read_state(self) -> EncoderState:
+        requests: list[UecpElement] = [
+            RequestElement(code, self.config.data_set, self.config.programme_service)
+            for code in READABLE_CODES
+        ]
+        reply = await self._transact(functools.partial(self._next_frame, requests), "read state")
+        if not isinstance(reply, tuple):
+            raise RdsRejectedError(
+                f"read state: encoder at {self.config.url} acknowledged without sending data"
+            )
+        state = EncoderState()
+        for element in reply:
+            part = element_state(element)
+            if part is not None:
+                state = state.merged(part)
+        self._known = self._known.merged(state)
+        return state
+
     def _feed(self, data: bytes) -> None:
         for item in self._frames.feed(data):
             if isinstance(item, RdsFrameError):
@@ -145,6 +156,9 @@ class UecpEncoderClient(RdsEncoderClient):
             for element in elements:
                 if isinstance(element, AckElement) and self._answers_current(item, element):
                     self._resolve(element)
+            data_elements = tuple(e for e in elements if element_state(e) is not None)
+            if data_elements and item.sequence in (self._sequence, 0):
+                self._resolve(data_elements)
 
     def _answers_current(self, frame: UecpFrame, ack: AckElement) -> bool:
         if ack.code is AckCode.OK:
@@ -152,6 +166,8 @@ class UecpEncoderClient(RdsEncoderClient):
         return self._sequence in (frame.sequence, ack.sequence)
 
     def _judge_reply(self, reply: object, what: str) -> bool:
+        if isinstance(reply, tuple):
+            return True  # the data answering a message request
         if not isinstance(reply, AckElement):
             return False
         if reply.code is AckCode.OK:

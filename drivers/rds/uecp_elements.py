@@ -21,6 +21,8 @@ MEC    name    layout after the MEC
                (Emergency Warning System)
 0x18   ACK     code [SQC]; the sequence counter follows a negative code
                (Message acknowledgement, encoder to controller)
+0x17   REQ     MEL MEC [DSN PSN]: ask for the current data of an element; the
+               encoder answers with that element          (Message request)
 0x2C   MODE    communication mode: 0 unidirectional, 1 bidirectional with
                requested response, 2 bidirectional with spontaneous
                response (an answer to every message)    (Communication mode)
@@ -39,6 +41,7 @@ from enum import IntEnum
 
 from drivers.rds.charset import PS_LENGTH, RT_MAX_LENGTH, decode_rds_text, encode_ps, encode_rt
 from drivers.rds.errors import RdsFrameError, RdsValueError
+from drivers.rds.state import EncoderState
 from drivers.rds.uecp_frame import AckCode
 
 RT_END = b"\x0d"
@@ -52,6 +55,7 @@ class ElementCode(IntEnum):
     TA_TP = 0x03
     PTY = 0x07
     RT = 0x0A
+    REQUEST = 0x17
     ACK = 0x18
     EWS = 0x2B
     COMMUNICATION_MODE = 0x2C
@@ -160,6 +164,23 @@ class CommunicationModeElement:
     mode: CommunicationMode
 
 
+@dataclass(frozen=True, slots=True)
+class RequestElement:
+    element_code: int
+    dsn: int = 0
+    psn: int = 0
+
+
+#: The elements whose current data a controller can read back with a request.
+READABLE_CODES = (
+    ElementCode.PI,
+    ElementCode.PS,
+    ElementCode.TA_TP,
+    ElementCode.PTY,
+    ElementCode.RT,
+)
+
+
 UecpElement = (
     PiElement
     | PsElement
@@ -169,6 +190,7 @@ UecpElement = (
     | EwsElement
     | AckElement
     | CommunicationModeElement
+    | RequestElement
 )
 
 
@@ -204,11 +226,46 @@ def encode_element(element: UecpElement) -> bytes:
             return bytes((ElementCode.EWS,)) + payload.to_bytes()
         case CommunicationModeElement(mode):
             return bytes((ElementCode.COMMUNICATION_MODE, mode))
+        case RequestElement(element_code, dsn, psn):
+            _check_range("requested element code", element_code, 0xFF)
+            return bytes((ElementCode.REQUEST, 3, element_code, dsn, psn))
         case AckElement(code, sequence):
             if code is AckCode.OK:
                 return bytes((ElementCode.ACK, code))
             return bytes((ElementCode.ACK, code, sequence))
     raise RdsValueError(f"not a UECP element: {element!r}")
+
+
+def element_state(element: UecpElement) -> EncoderState | None:
+    """The on-air state an element sets or reports, or None for other elements."""
+    match element:
+        case PiElement(pi):
+            return EncoderState(pi=pi)
+        case PsElement(ps):
+            return EncoderState(ps=ps)
+        case TaTpElement(ta, tp):
+            return EncoderState(ta=ta, tp=tp)
+        case PtyElement(pty):
+            return EncoderState(pty=pty)
+        case RtElement(text):
+            return EncoderState(rt=text)
+    return None
+
+
+def state_elements(state: EncoderState, dsn: int = 0, psn: int = 0) -> list[UecpElement]:
+    """The elements reporting every field of ``state`` that is set (TA and TP together)."""
+    elements: list[UecpElement] = []
+    if state.pi is not None:
+        elements.append(PiElement(state.pi, dsn, psn))
+    if state.pty is not None:
+        elements.append(PtyElement(state.pty, dsn, psn))
+    if state.ps is not None:
+        elements.append(PsElement(state.ps, dsn, psn))
+    if state.rt is not None:
+        elements.append(RtElement(state.rt, dsn=dsn, psn=psn))
+    if state.ta is not None or state.tp is not None:
+        elements.append(TaTpElement(bool(state.ta), bool(state.tp), dsn, psn))
+    return elements
 
 
 def encode_message(elements: list[UecpElement]) -> bytes:
@@ -247,6 +304,12 @@ def _decode_one(data: bytes, offset: int) -> tuple[UecpElement, int]:
             return AckElement(code), pos + 1
         (sequence,) = _need(data, pos + 1, 1, mec)
         return AckElement(code, sequence), pos + 2
+    if mec == ElementCode.REQUEST:
+        (mel,) = _need(data, pos, 1, mec)
+        if mel == 0:
+            raise RdsFrameError("empty message request", AckCode.ELEMENT_LENGTH_ERROR)
+        body = _need(data, pos + 1, mel, mec).ljust(3, b"\x00")
+        return RequestElement(body[0], body[1], body[2]), pos + 1 + mel
     if mec == ElementCode.COMMUNICATION_MODE:
         (raw_mode,) = _need(data, pos, 1, mec)
         if raw_mode > CommunicationMode.SPONTANEOUS_RESPONSE:

@@ -76,6 +76,16 @@ async def test_whole_sequence_and_restore(dialect: str) -> None:
         assert sim.history[first_down].ps == "ALERT   "
 
 
+async def test_restores_the_live_state_read_back_from_the_encoder() -> None:
+    live = NORMAL.merged(EncoderState(rt="Now playing: Khorchin folk songs", tp=False))
+    async with RdsEncoderSimulator(initial=live) as sim:
+        url = await sim.start_tcp()
+        async with client_for(url) as client:
+            await client.read_state()
+            await AlertSequence(client, CONTENT).run(no_audio)
+        assert sim.state == live and True in [s.ta for s in sim.history]
+
+
 async def test_test_alert_uses_pty_30(simulator: RdsEncoderSimulator) -> None:
     url = await simulator.start_tcp()
     await run_checked(simulator, client_for(url), test=True)

@@ -46,6 +46,8 @@ async def test_setters_over_tcp(ascii_simulator: RdsEncoderSimulator) -> None:
             await client.send_ews(EwsPayload(0, 0, 0))
         with pytest.raises(RdsUnsupportedError):
             await client.ping()
+        with pytest.raises(RdsUnsupportedError):
+            await client.read_state()
     state = ascii_simulator.state
     assert state == EncoderState(
         pi=0xC0DE,

@@ -229,6 +229,23 @@ async def test_ping_changes_nothing_and_detects_silence(simulator: RdsEncoderSim
             await client.ping()
 
 
+async def test_read_state_reports_what_is_on_air() -> None:
+    on_air = EncoderState(
+        pi=0xC3A1, ps="JINING", rt="Now playing: Morin khuur", ta=False, tp=False, pty=26
+    )
+    async with RdsEncoderSimulator(initial=on_air.validate()) as sim:
+        url = await sim.start_tcp()
+        async with UecpEncoderClient(fast_config(url)) as client:
+            assert client.snapshot() == EncoderState()
+            assert await client.read_state() == on_air.validate()
+            assert client.snapshot() == on_air.validate()
+            sim.faults.reject = 1
+            sim.faults.reject_code = AckCode.MESSAGE_UNKNOWN
+            with pytest.raises(RdsRejectedError, match="MESSAGE_UNKNOWN"):
+                await client.read_state()
+        assert sim.history == []
+
+
 async def test_communication_mode_is_requested_on_connect() -> None:
     async with RdsEncoderSimulator() as sim:
         sim.encoder.communication_mode = CommunicationMode.UNIDIRECTIONAL

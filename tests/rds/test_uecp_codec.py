@@ -27,6 +27,7 @@ from drivers.rds.uecp_elements import (
     PiElement,
     PsElement,
     PtyElement,
+    RequestElement,
     RtBuffer,
     RtElement,
     TaTpElement,
@@ -135,6 +136,8 @@ def test_ews_and_ack_elements() -> None:
     assert encode_element(EwsElement(payload)) == bytes.fromhex("2B 15 AB CD 12 34")
     assert encode_element(AckElement(AckCode.OK)) == bytes.fromhex("18 00")
     assert encode_element(AckElement(AckCode.CRC_ERROR, 9)) == bytes.fromhex("18 01 09")
+    assert encode_element(RequestElement(0x0A, 1, 2)) == bytes.fromhex("17 03 0A 01 02")
+    assert decode_message(bytes.fromhex("17 01 07")) == [RequestElement(0x07)]
     mode = CommunicationModeElement(CommunicationMode.SPONTANEOUS_RESPONSE)
     assert encode_element(mode) == bytes.fromhex("2C 02")
     assert decode_message(bytes.fromhex("2C 02")) == [mode]
@@ -158,6 +161,7 @@ def test_multi_element_message_decodes_in_order() -> None:
         (b"\x02\x00\x00ABC", AckCode.ELEMENT_LENGTH_ERROR),
         (b"\x07\x00\x00\x20", AckCode.PARAMETER_OUT_OF_RANGE),
         (b"\x2c\x03", AckCode.PARAMETER_OUT_OF_RANGE),
+        (b"\x17\x00", AckCode.ELEMENT_LENGTH_ERROR),
         (b"\x02\x00\x00ABCDEFG\x7f", AckCode.PARAMETER_OUT_OF_RANGE),
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from uecp.commands.bidirectional import RequestCommand
 from uecp.commands.control_n_setup import CommunicationModeSetCommand
 from uecp.commands.rds_message import (
     ProgrammeIdentificationSetCommand,
@@ -25,10 +26,12 @@ from drivers.rds.uecp_elements import (
     PiElement,
     PsElement,
     PtyElement,
+    RequestElement,
     RtElement,
     TaTpElement,
     UecpElement,
     decode_message,
+    encode_element,
     encode_message,
 )
 from drivers.rds.uecp_frame import UecpFrame, UecpFrameReader, encode_frame
@@ -92,6 +95,13 @@ def test_their_decoder_reads_our_frames(element: UecpElement) -> None:
         0xFE,
     )
     assert [describe_theirs(c) for c in decoded.commands] == [describe_ours(element)]
+
+
+def test_message_request_matches_theirs() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = RequestCommand(element_code=0x0A, data_set_number=1, programme_service_number=2)
+        assert encode_element(RequestElement(0x0A, 1, 2)) == bytes(theirs.encode())
 
 
 def test_our_decoder_reads_their_frames() -> None:
