@@ -1,9 +1,11 @@
 """Assembly of a spoken warning for one channel, and the channel profiles that drive it.
 
 Layout: [SAME header ×3] → attention signal → pause → [marker] → body, repeated N times with
-pauses → closing phrase → [marker] → [SAME end-of-message ×3]. The message between the SAME
-bursts is normalised to the profile's integrated-loudness target under its true-peak ceiling;
-SAME bursts, when present, are scaled to the same loudness so they neither blast nor vanish.
+pauses → closing phrase → [marker] → [SAME end-of-message ×3]. The spoken phrases are normalised
+together, once, to the profile's integrated-loudness target under its true-peak ceiling; the
+attention signal and SAME bursts are scaled to the same loudness (never past the ceiling), so the
+laid-out message meets the target without normalising the repeats again. The loudness reported
+is measured on the finished message.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ import numpy as np
 from audio.chain import SpeechResult
 from audio.errors import AudioConfigError
 from audio.export import ExportFormat
-from audio.loudness import LoudnessReport, LoudnessTarget, integrated_loudness, normalize
+from audio.loudness import (
+    SILENT,
+    LoudnessReport,
+    LoudnessTarget,
+    integrated_loudness,
+    normalize,
+)
 from audio.loudness import true_peak_dbtp as measure_true_peak
 from audio.pcm import MASTER_RATE, Samples, silence
 from audio.same import eom_bursts, header_bursts
@@ -103,32 +111,63 @@ class _Timeline:
         return np.concatenate(self.parts) if self.parts else silence(0)
 
 
-def _message(
+@dataclass(frozen=True)
+class _Parts:
+    attention: Samples
+    marker: Samples | None
+    body: Samples
+    closing: Samples | None
+    true_peak_dbtp: float
+    speech_gain_db: float
+
+
+def _at_loudness(samples: Samples, target: LoudnessTarget) -> tuple[Samples, float]:
+    """A steady signal (tones, AFSK) scaled to the target loudness, or lower if its peak
+    would pass the ceiling; returns the scaled signal and its true peak."""
+    if not len(samples):
+        return samples, SILENT
+    gain_db = target.lufs - integrated_loudness(samples)
+    peak = measure_true_peak(samples)
+    gain_db = min(gain_db, target.true_peak_dbtp - peak)
+    return (samples * 10 ** (gain_db / 20)).astype(np.float32), peak + gain_db
+
+
+def _normalised_parts(
     speech: SpeechResult, profile: ChannelProfile, attention: AttentionConfig
-) -> _Timeline:
-    line = _Timeline()
-    signal = attention_signal(attention)
-    if len(signal):
-        line.add("attention", signal)
+) -> _Parts:
+    # Each distinct phrase is normalised once, as one unit, before the layout repeats it:
+    # the repeated message has the same loudness at a fraction of the work.
+    closing = speech.closing if profile.closing else None
+    phrases = [p for p in (speech.marker, speech.body, closing) if p is not None]
+    unit, report = normalize(np.concatenate(phrases), profile.loudness)
+    cuts = np.cumsum([len(p) for p in phrases])[:-1]
+    pieces = iter(np.split(unit, cuts))
+    marker = next(pieces) if speech.marker is not None else None
+    body = next(pieces)
+    closing = next(pieces) if closing is not None else None
+    tone, tone_peak = _at_loudness(attention_signal(attention), profile.loudness)
+    return _Parts(
+        tone, marker, body, closing, max(report.true_peak_dbtp, tone_peak), report.gain_db
+    )
+
+
+def _lay_out(line: _Timeline, parts: _Parts, profile: ChannelProfile) -> None:
+    if len(parts.attention):
+        line.add("attention", parts.attention)
         line.add(None, silence(profile.pause_s))
-    if speech.marker is not None:
-        line.add("marker", speech.marker)
+    if parts.marker is not None:
+        line.add("marker", parts.marker)
         line.add(None, silence(SHORT_PAUSE_S))
     for repeat in range(profile.repeats):
         if repeat:
             line.add(None, silence(profile.pause_s))
-        line.add("body", speech.body)
-    if profile.closing and speech.closing is not None:
+        line.add("body", parts.body)
+    if parts.closing is not None:
         line.add(None, silence(SHORT_PAUSE_S))
-        line.add("closing", speech.closing)
-    if speech.marker is not None:
+        line.add("closing", parts.closing)
+    if parts.marker is not None:
         line.add(None, silence(SHORT_PAUSE_S))
-        line.add("marker", speech.marker)
-    return line
-
-
-def _at_loudness(samples: Samples, lufs: float) -> Samples:
-    return (samples * 10 ** ((lufs - integrated_loudness(samples)) / 20)).astype(np.float32)
+        line.add("marker", parts.marker)
 
 
 def assemble(
@@ -141,22 +180,18 @@ def assemble(
         if with_same
         else profile.attention
     )
-    message = _message(speech, profile, attention)
-    normalised, report = normalize(message.samples(), profile.loudness)
-    if not with_same or same_header is None:
-        return AssembledAudio(normalised, tuple(message.spans), report)
-    target = profile.loudness.lufs
-    header = _at_loudness(header_bursts(same_header), target)
-    eom = _at_loudness(eom_bursts(), target)
-    offset = len(header) / MASTER_RATE
-    spans = [SegmentSpan("same-header", 0.0, offset)]
-    spans += [SegmentSpan(s.kind, s.start_s + offset, s.end_s + offset) for s in message.spans]
-    end = offset + len(normalised) / MASTER_RATE
-    spans.append(SegmentSpan("same-eom", end, end + len(eom) / MASTER_RATE))
-    full = np.concatenate([header, normalised, eom]).astype(np.float32)
-    measured = LoudnessReport(
-        integrated_loudness(full),
-        max(measure_true_peak(full), report.true_peak_dbtp),
-        report.gain_db,
-    )
-    return AssembledAudio(full, tuple(spans), measured)
+    parts = _normalised_parts(speech, profile, attention)
+    peaks = [parts.true_peak_dbtp]
+    line = _Timeline()
+    if with_same and same_header is not None:
+        header, header_peak = _at_loudness(header_bursts(same_header), profile.loudness)
+        line.add("same-header", header)
+        peaks.append(header_peak)
+    _lay_out(line, parts, profile)
+    if with_same:
+        eom, eom_peak = _at_loudness(eom_bursts(), profile.loudness)
+        line.add("same-eom", eom)
+        peaks.append(eom_peak)
+    full = line.samples()
+    report = LoudnessReport(integrated_loudness(full), max(peaks), parts.speech_gain_db)
+    return AssembledAudio(full, tuple(line.spans), report)

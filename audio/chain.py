@@ -124,15 +124,27 @@ class SpeechChain:
 async def _speak_all(
     engine: SpeechEngine, script: SpeechScript
 ) -> tuple[Samples | None, Samples, Samples | None]:
-    async def optional(text: str | None) -> Samples | None:
-        return await engine.synthesize(text, script.language) if text else None
-
-    marker, body, closing = await asyncio.gather(
-        optional(script.marker),
-        engine.synthesize(script.body, script.language),
-        optional(script.closing),
-    )
-    return marker, body, closing
+    texts = (script.marker, script.body, script.closing)
+    tasks = {
+        index: asyncio.ensure_future(engine.synthesize(text, script.language))
+        for index, text in enumerate(texts)
+        if text
+    }
+    try:
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        # One failed phrase fails the engine: stop its siblings (and their subprocesses) now,
+        # also when the chain's timeout cancels this coroutine.
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+    for task in tasks.values():
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+    marker = tasks[0].result() if 0 in tasks else None
+    closing = tasks[2].result() if 2 in tasks else None
+    return marker, tasks[1].result(), closing
 
 
 def _load_clips(

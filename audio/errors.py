@@ -13,6 +13,7 @@
     │   ├── EngineFailedError              it ran and failed (network refused, bad output)
     │   └── EngineTimeoutError (TimeoutError)  it did not finish within its timeout
     ├── NoSpeechError                      every engine and the clip library failed
+    ├── AudioFormatError (ValueError)      bytes that are not the audio format expected
     ├── AudioToolError                     ffmpeg (or another subprocess) failed or is missing
     └── RenderCacheError                   the render cache directory is unusable
 
@@ -65,6 +66,10 @@ class EngineTimeoutError(EngineError, TimeoutError):
 
 class NoSpeechError(AudioError):
     """No engine and no stored clip could speak the warning."""
+
+
+class AudioFormatError(AudioError, ValueError):
+    """Bytes are not the audio format expected (for example not 16-bit PCM WAV)."""
 
 
 class AudioToolError(AudioError):

@@ -50,7 +50,7 @@ ENCODERS: dict[ExportFormat, EncoderSettings] = {
         "opus",
         "libopus",
         "32k",
-        ("-compression_level", "0", "-application", "voip"),
+        ("-compression_level", "0"),
         MASTER_RATE,
     ),
     ExportFormat.WAV: EncoderSettings("audio-48k.wav", "wav", None, None, (), MASTER_RATE),
@@ -60,13 +60,16 @@ ENCODERS: dict[ExportFormat, EncoderSettings] = {
 }
 
 
-def export_one(samples: Samples, fmt: ExportFormat, directory: Path) -> Path:
-    """Write ``samples`` (master rate) in ``fmt`` into ``directory``; return the file path."""
-    settings = ENCODERS[fmt]
+def to_segment(samples: Samples) -> AudioSegment:
+    """Master-rate samples as a 16-bit pydub segment."""
     AudioSegment.converter = ffmpeg_binary()
-    segment = AudioSegment(
-        data=to_pcm16(samples), sample_width=2, frame_rate=MASTER_RATE, channels=1
-    )
+    return AudioSegment(data=to_pcm16(samples), sample_width=2, frame_rate=MASTER_RATE, channels=1)
+
+
+def export_one(samples: Samples | AudioSegment, fmt: ExportFormat, directory: Path) -> Path:
+    """Write master-rate audio in ``fmt`` into ``directory``; return the file path."""
+    settings = ENCODERS[fmt]
+    segment = samples if isinstance(samples, AudioSegment) else to_segment(samples)
     target = directory / settings.filename
     try:
         handle = segment.export(
@@ -89,6 +92,7 @@ def export_all(
 ) -> dict[ExportFormat, Path]:
     """Write every format in parallel threads (each encoder is its own ffmpeg process)."""
     wanted = list(dict.fromkeys(formats))
+    segment = to_segment(samples)
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
-        futures = {fmt: pool.submit(export_one, samples, fmt, directory) for fmt in wanted}
+        futures = {fmt: pool.submit(export_one, segment, fmt, directory) for fmt in wanted}
         return {fmt: future.result() for fmt, future in futures.items()}

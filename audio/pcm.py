@@ -2,20 +2,25 @@
 
 All assembly happens on ``numpy.float32`` arrays in [-1, 1] at ``MASTER_RATE`` (48 kHz mono).
 Decoding runs ffmpeg as a subprocess: ``decode_async`` for coroutines (the event loop only waits
-on pipes), ``decode`` for worker threads.
+on pipes), ``decode`` for worker threads. ``wav_to_samples`` reads the 16-bit PCM WAV that local
+engines write (RIFF chunks, sizes of a streamed header ignored) and resamples in-process, which
+is faster than a decoder process for long speech.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import struct
 import subprocess
+from math import gcd
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from scipy import signal  # type: ignore[import-untyped]
 
-from audio.errors import AudioToolError
+from audio.errors import AudioFormatError, AudioToolError
 
 MASTER_RATE = 48_000
 
@@ -103,3 +108,40 @@ def to_pcm16(samples: Samples) -> bytes:
     """Little-endian signed 16-bit PCM, clipped to full scale."""
     clipped = np.clip(samples, -1.0, 32767 / 32768)
     return (clipped * 32768.0).round().astype("<i2").tobytes()
+
+
+def wav_to_samples(data: bytes) -> Samples:
+    """Mono master-rate samples from a 16-bit PCM WAV byte string (blocking: CPU work)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise AudioFormatError("not a RIFF/WAVE stream")
+    position, rate, channels, bits = 12, 0, 0, 0
+    while position + 8 <= len(data):
+        chunk, size = data[position : position + 4], struct.unpack_from("<I", data, position + 4)[0]
+        body = position + 8
+        if chunk == b"fmt ":
+            codec, channels, rate = struct.unpack_from("<HHI", data, body)
+            bits = struct.unpack_from("<H", data, body + 14)[0]
+            if codec != 1 or bits != 16 or channels not in (1, 2):
+                raise AudioFormatError(f"unsupported WAV: codec {codec}, {bits} bit, {channels} ch")
+        elif chunk == b"data":
+            if not rate:
+                raise AudioFormatError("WAV data before its fmt chunk")
+            # Streamed headers carry a placeholder size: the data runs to the end.
+            end = len(data) if size in (0, 0xFFFFFFFF) or body + size > len(data) else body + size
+            usable = (end - body) // (2 * channels) * 2 * channels
+            pcm = np.frombuffer(data, dtype="<i2", count=usable // 2, offset=body)
+            mono = pcm.reshape(-1, channels).mean(axis=1) / 32768.0
+            return resample(mono.astype(np.float32), rate)
+        position = body + size + (size & 1)
+    raise AudioFormatError("WAV stream has no data chunk")
+
+
+def resample(samples: Samples, rate: int, target: int = MASTER_RATE) -> Samples:
+    """Polyphase resampling from ``rate`` to ``target``."""
+    if rate == target:
+        return samples
+    common = gcd(rate, target)
+    out: Samples = np.asarray(
+        signal.resample_poly(samples, target // common, rate // common), dtype=np.float32
+    )
+    return out

@@ -7,6 +7,7 @@ as English letters.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -14,8 +15,8 @@ from typing import ClassVar
 import numpy as np
 
 from audio.engines.base import SpeechEngine, run_engine_process, voice_for
-from audio.errors import AudioToolError, EngineFailedError, EngineUnavailableError
-from audio.pcm import Samples, decode_async
+from audio.errors import AudioFormatError, EngineFailedError, EngineUnavailableError
+from audio.pcm import Samples, wav_to_samples
 
 
 def _default_voices() -> dict[str, str]:
@@ -58,8 +59,8 @@ class EspeakEngine(SpeechEngine):
         argv = [binary, "-v", voice, "-s", str(self._config.words_per_minute), "--stdin"]
         wav = await run_engine_process(self.name, [*argv, "--stdout"], text.encode())
         try:
-            samples = await decode_async(wav)
-        except AudioToolError as exc:
+            samples = await asyncio.to_thread(wav_to_samples, wav)
+        except AudioFormatError as exc:
             raise EngineFailedError(f"{self.name} output could not be decoded") from exc
         if not np.any(samples):
             raise EngineFailedError(f"{self.name} produced only silence")

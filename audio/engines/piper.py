@@ -7,6 +7,7 @@ and the chain moves on.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from typing import ClassVar
 import numpy as np
 
 from audio.engines.base import SpeechEngine, run_engine_process
-from audio.errors import AudioToolError, EngineFailedError, EngineUnavailableError
-from audio.pcm import Samples, decode_async
+from audio.errors import AudioFormatError, EngineFailedError, EngineUnavailableError
+from audio.pcm import Samples, wav_to_samples
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class PiperEngine(SpeechEngine):
         argv = [binary, "--model", str(model), "--output_file", "-"]
         wav = await run_engine_process(self.name, argv, text.encode())
         try:
-            samples = await decode_async(wav)
-        except AudioToolError as exc:
+            samples = await asyncio.to_thread(wav_to_samples, wav)
+        except AudioFormatError as exc:
             raise EngineFailedError(f"{self.name} output could not be decoded") from exc
         if not np.any(samples):
             raise EngineFailedError(f"{self.name} produced only silence")

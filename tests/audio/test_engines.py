@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -20,6 +21,7 @@ from audio.engines import (
     PiperConfig,
     PiperEngine,
 )
+from audio.engines.base import SpeechEngine
 from audio.errors import EngineFailedError, EngineUnavailableError, NoSpeechError
 from audio.speechtext import SpeechText, build_script
 
@@ -128,3 +130,38 @@ async def test_no_clip_library_and_no_engine_is_a_clear_error(refused_proxy: str
     chain = SpeechChain([EdgeTtsEngine(EdgeTtsConfig(proxy=refused_proxy))], None)
     with pytest.raises(NoSpeechError, match="no clip library"):
         await chain.speak(_script(), "blizzard", "red")
+
+
+class HalfBrokenEngine(SpeechEngine):
+    """Speaks short phrases through a slow real subprocess and fails on long ones."""
+
+    name = "half-broken"
+
+    @property
+    def timeout_s(self) -> float:
+        return 30.0
+
+    def identity(self) -> dict[str, object]:
+        return {"engine": self.name}
+
+    async def synthesize(self, text: str, language: str) -> np.ndarray:
+        if len(text) > 10:
+            await asyncio.sleep(0.05)
+            raise EngineFailedError("long phrases are refused")
+        proc = await asyncio.create_subprocess_exec("sleep", "30")
+        try:
+            await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        raise EngineFailedError("unreachable")
+
+
+async def test_one_failed_phrase_stops_the_engines_other_phrases_at_once() -> None:
+    chain = SpeechChain([HalfBrokenEngine(), EspeakEngine()], None)
+    started = time.monotonic()
+    result = await chain.speak(_script("Exercise"), "blizzard", "red")
+    assert time.monotonic() - started < 5.0
+    assert result.engine == "espeak-ng"
+    assert result.attempts[0].detail == "long phrases are refused"

@@ -1,0 +1,113 @@
+"""Audio rendering benchmark: a fresh offline render of a 200-character Chinese warning
+(espeak-ng, assembly, loudness normalisation, export) and a render-cache hit.
+
+Goals: fresh render under 1.5 s, cache hit under 20 ms. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from audio.assembly import FM_PROFILE, LOUDSPEAKER_PROFILE, ChannelProfile, assemble
+from audio.chain import SpeechChain
+from audio.engines import EspeakEngine
+from audio.export import export_all
+from audio.render import Renderer, RendererConfig, RenderRequest
+from audio.speechtext import SpeechText, build_script
+
+DESCRIPTION = (
+    "预计未来12小时内，集宁区、卓资县、兴和县、察哈尔右翼前旗将出现暴雪天气，降雪量10mm以上，"
+    "并伴有6-8级偏北风，最低气温将降至-25℃。请有关单位和人员做好防御准备，减少不必要的户外活动，"
+    "注意防寒保暖；车辆驾驶人员注意交通安全，农牧区做好牲畜转移和防寒工作。学校和幼儿园可根据情况"
+    "停课，请广大市民关注最新预警信息，服从当地政府的统一安排和指挥。"
+)
+REQUEST = RenderRequest(
+    SpeechText(
+        language="zh-CN",
+        status="Actual",
+        event="暴雪",
+        headline="乌兰察布市气象台2026年11月28日21:29发布暴雪红色预警信号",
+        description=DESCRIPTION,
+        level="red",
+    ),
+    hazard="blizzard",
+)
+FRESH_RUNS = 5
+HIT_RUNS = 200
+
+
+def _config(directory: Path) -> RendererConfig:
+    return RendererConfig(cache_dir=directory, engine_order=("espeak-ng",))
+
+
+async def fresh(profile: ChannelProfile) -> list[float]:
+    times = []
+    for _ in range(FRESH_RUNS):
+        with tempfile.TemporaryDirectory() as directory:
+            renderer = Renderer(_config(Path(directory)))
+            started = time.perf_counter()
+            render = await renderer.render(REQUEST, profile)
+            times.append(time.perf_counter() - started)
+    print(
+        f"  {profile.name}: audio {render.duration_s:.1f} s, {render.loudness_lufs:.1f} LUFS, "
+        f"formats {', '.join(f.value for f in render.files)}"
+    )
+    return times
+
+
+async def stages() -> None:
+    script = build_script(REQUEST.speech)
+    chain = SpeechChain([EspeakEngine()], None)
+    started = time.perf_counter()
+    speech = await chain.speak(script, "blizzard", "red")
+    synth = time.perf_counter() - started
+    started = time.perf_counter()
+    assembled = assemble(speech, LOUDSPEAKER_PROFILE)
+    mix = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as directory:
+        started = time.perf_counter()
+        export_all(assembled.samples, LOUDSPEAKER_PROFILE.formats, Path(directory))
+        encode = time.perf_counter() - started
+    print(
+        f"  stages (loudspeaker): synthesis {synth * 1000:.0f} ms, assembly + normalisation "
+        f"{mix * 1000:.0f} ms, MP3 + Opus export {encode * 1000:.0f} ms"
+    )
+
+
+async def hits() -> list[float]:
+    with tempfile.TemporaryDirectory() as directory:
+        await Renderer(_config(Path(directory))).render(REQUEST, LOUDSPEAKER_PROFILE)
+        renderer = Renderer(_config(Path(directory)))
+        times = []
+        for _ in range(HIT_RUNS):
+            started = time.perf_counter()
+            render = await renderer.render(REQUEST, LOUDSPEAKER_PROFILE)
+            times.append(time.perf_counter() - started)
+        assert render.cached
+    return times
+
+
+async def main() -> None:
+    chars = len(build_script(REQUEST.speech).body)
+    print(f"audio render benchmark: {chars}-character Chinese warning, espeak-ng, 2 cores")
+    for profile in (LOUDSPEAKER_PROFILE, FM_PROFILE):
+        times = await fresh(profile)
+        print(
+            f"  fresh render {profile.name}: median {statistics.median(times) * 1000:.0f} ms, "
+            f"min {min(times) * 1000:.0f} ms over {FRESH_RUNS} runs (goal < 1500 ms)"
+        )
+    await stages()
+    times = await hits()
+    print(
+        f"  cache hit: median {statistics.median(times) * 1000:.2f} ms, "
+        f"p95 {sorted(times)[int(0.95 * len(times))] * 1000:.2f} ms over {HIT_RUNS} runs "
+        "(goal < 20 ms)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
