@@ -135,6 +135,22 @@ class DispatcherConfig(StrictModel):
     idle_poll_seconds: float = Field(1.0, gt=0)
 
 
+class CapConfig(StrictModel):
+    """Signature policy for CAP input and signing of the alerts this server writes."""
+
+    trusted_certificates: list[Path] = Field(
+        default_factory=list, description="PEM certificates whose signatures are trusted"
+    )
+    reject_bad_signatures: bool = Field(
+        True, description="refuse alerts whose signature is tampered or malformed"
+    )
+    require_trusted_signature: bool = Field(
+        False, description="refuse alerts that are unsigned or signed by an untrusted key"
+    )
+    signing_key: Path | None = Field(None, description="PEM private key for alerts we write")
+    signing_certificate: Path | None = None
+
+
 class RegistryConfig(StrictModel):
     divisions: Path | None = None
     targets: Path | None = None
@@ -157,6 +173,7 @@ class Config(StrictModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     dispatcher: DispatcherConfig = Field(default_factory=DispatcherConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    cap: CapConfig = Field(default_factory=CapConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     """Raw channel tables: validated by each channel's own model; may hold secrets."""
@@ -211,7 +228,20 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         divisions=_resolve(base_dir, config.registry.divisions),
         targets=_resolve(base_dir, config.registry.targets),
     )
-    return config.model_copy(update={"registry": registry})
+    cap = config.cap.model_copy(
+        update={
+            "trusted_certificates": [
+                p for p in (_resolve(base_dir, c) for c in config.cap.trusted_certificates) if p
+            ],
+            "signing_key": _resolve(base_dir, config.cap.signing_key),
+            "signing_certificate": _resolve(base_dir, config.cap.signing_certificate),
+        }
+    )
+    if (cap.signing_key is None) != (cap.signing_certificate is None):
+        raise ConfigError(
+            "invalid configuration:\n  cap: signing_key and signing_certificate go together"
+        )
+    return config.model_copy(update={"registry": registry, "cap": cap})
 
 
 def load_config(path: Path) -> Config:

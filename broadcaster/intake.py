@@ -31,12 +31,14 @@ from broadcaster.cap import (
 )
 from broadcaster.cap.parse import ParsedCap, parse_cap
 from broadcaster.cap.serialize import from_json, to_json, to_xml
+from broadcaster.cap.signature import AlertSigner
 from broadcaster.channel import AlertMessage, Channel
-from broadcaster.config import DispatcherConfig
+from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import ApprovalError, CapError
 from broadcaster.planner import alert_areas, select_targets
 from broadcaster.rendition import render
+from broadcaster.signatures import SignaturePolicy, SignatureVerdict
 from broadcaster.store.alerts import AlertRecord, AlertTable, InFlight, NewDelivery, ReferenceLink
 from broadcaster.store.db import Database
 from broadcaster.store.targets import TargetTable
@@ -96,6 +98,7 @@ class Intake:
         *,
         sender_name: str = "",
         clock: Callable[[], float] = time.time,
+        signatures: SignaturePolicy | None = None,
     ) -> None:
         self.database = database
         self.alerts = AlertTable(database)
@@ -104,6 +107,7 @@ class Intake:
         self.config = config
         self.sender_name = sender_name
         self.clock = clock
+        self.signatures = signatures or SignaturePolicy(CapConfig())
 
     async def submit(
         self,
@@ -118,7 +122,7 @@ class Intake:
         With ``requested_by``, an alert that would be broadcast is stored held, awaiting a
         second officer's approval (:meth:`approve`); nothing is planned until then.
         """
-        parsed = await asyncio.to_thread(_parse_any, data)
+        parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data)
         alert = parsed.alert
         wanted = list(channels) if channels is not None else list(self.channels)
         unknown = [c for c in wanted if c not in self.channels]
@@ -150,6 +154,7 @@ class Intake:
             supersede=supersede,
             now=now,
             requested_by=requested_by if pending else None,
+            notes=[("signature", verdict.summary)] if verdict.report.status != "unsigned" else [],
         )
         if not created:
             return await self._existing(alert_id, parsed.problems)
@@ -163,11 +168,17 @@ class Intake:
             alert_id=alert_id,
             created=True,
             state="pending" if pending else record.state,
-            warnings=parsed.problems,
+            warnings=parsed.problems + verdict.problems,
             planned=planned,
             stopped_alerts=stopped,
             in_flight=in_flight,
         )
+
+    def _parse_and_verify(
+        self, data: bytes | Mapping[str, Any] | Alert
+    ) -> tuple[ParsedCap, SignatureVerdict]:
+        parsed = _parse_any(data, self.signatures.signer)
+        return parsed, self.signatures.check(parsed.raw, self.clock())
 
     def _message(self, record: AlertRecord, alert: Alert) -> AlertMessage:
         return AlertMessage(
@@ -337,10 +348,13 @@ def _idempotency_key(alert_id: str, channel: str, target: Target, part: int) -> 
     return f"{alert_id}:{channel}:{target.id}{suffix}"
 
 
-def _parse_any(data: bytes | Mapping[str, Any] | Alert) -> ParsedCap:
-    """Parse XML bytes, the JSON form or a model built in code, into a validated ParsedCap."""
+def _parse_any(data: bytes | Mapping[str, Any] | Alert, signer: AlertSigner | None) -> ParsedCap:
+    """Parse XML bytes, the JSON form or a model built in code, into a validated ParsedCap.
+
+    Alerts built in code are this server's own and are signed when a signer is configured.
+    """
     if isinstance(data, bytes | str):
         return parse_cap(data)
-    alert = from_json(data) if isinstance(data, Mapping) else data
-    raw = to_xml(alert)
-    return parse_cap(raw)
+    if isinstance(data, Mapping):
+        return parse_cap(to_xml(from_json(data)))
+    return parse_cap(to_xml(data, signer=signer))

@@ -24,6 +24,7 @@ from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError, StoreError
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
+from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
@@ -76,6 +77,7 @@ class BroadcasterService:
         self.data_dir = (data_dir or config.server.data_dir).resolve()
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
+        self.signatures = SignaturePolicy(config.cap)
         self.divisions = (
             DivisionTree.load(config.registry.divisions) if config.registry.divisions else None
         )
@@ -120,6 +122,7 @@ class BroadcasterService:
             self.config.dispatcher,
             sender_name=self.config.server.sender_name,
             clock=self.clock,
+            signatures=self.signatures,
         )
         self.dispatcher = Dispatcher(
             self.database,

@@ -97,6 +97,7 @@ class AlertTable:
         supersede: str | None,
         now: float,
         requested_by: str | None = None,
+        notes: Sequence[tuple[str, str]] = (),
     ) -> tuple[bool, list[InFlight]]:
         """Store an alert, its references and deliveries in one transaction.
 
@@ -104,7 +105,8 @@ class AlertTable:
         referenced alerts enter that state and their queued deliveries are cancelled. Returns
         whether the alert is new (False if the same alert was stored before) and the referenced
         deliveries already handed to channels, which a Cancel asks the channels to stop.
-        ``requested_by`` stores the alert held with a pending approval instead.
+        ``requested_by`` stores the alert held with a pending approval instead. ``notes`` are
+        (event, detail) pairs added to the alert's event log (e.g. the signature verdict).
         """
         try:
             with self.database.transaction() as conn:
@@ -115,6 +117,8 @@ class AlertTable:
                     [(record.id, r.sender, r.identifier, r.sent, r.alert_id) for r in references],
                 )
                 self._event(conn, record.id, now, "accepted", f"{record.origin}; {record.state}")
+                for event, detail in notes:
+                    self._event(conn, record.id, now, event, detail)
                 if requested_by is not None:
                     conn.execute(
                         "INSERT INTO approvals (alert_id, state, requested_by, requested_at)"

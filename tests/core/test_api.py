@@ -9,13 +9,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import xmlschema
 from aiohttp.test_utils import TestServer
 from lxml import etree
 
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_json, to_xml
 from broadcaster.service import BroadcasterService
-from tests.conftest import CAP_SAMPLES
+from tests.conftest import CAP_SAMPLES, CAP_XSD
 from tests.core.support import make_alert, make_config, village_targets
 
 TOKEN = "test-token-0123456789"
@@ -144,6 +145,10 @@ async def test_cancel_endpoint_issues_a_cap_cancel(api) -> None:  # type: ignore
     assert cancel["references"][0]["alert_id"] == alert_id
     async with session.post(f"/api/v1/alerts/{alert_id}/cancel", json={}) as r:
         assert r.status == 409
+    async with session.get(f"/api/v1/alerts/{cancel_id}/cap") as r:
+        written = await r.read()
+    # what the server writes validates against the official schema (independent validator)
+    xmlschema.XMLSchema(str(CAP_XSD)).validate(written.decode())
 
 
 async def test_feed_health_and_metrics(api) -> None:  # type: ignore[no-untyped-def]

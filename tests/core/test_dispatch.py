@@ -199,3 +199,37 @@ async def test_restart_resumes_in_flight_deliveries_with_the_same_key(tmp_path: 
     resent = {d.idempotency_key for d in RecordingChannel.sent}
     assert claimed[1].idempotency_key in resent
     assert claimed[0].idempotency_key not in resent
+
+
+async def test_more_severe_alerts_are_sent_first(tmp_path: Path) -> None:
+    from broadcaster.cap import Severity
+
+    channels = {"slow": {"type": "tests.core.support:SlowChannel", "concurrency": 1}}
+    SlowChannel.started.clear()
+    SlowChannel.delay = 0.05
+    async with running(make_config(tmp_path, channels, village_targets("slow", 5))) as service:
+        minor = await service.submit(make_alert("minor", severity=Severity.MINOR), origin="t")
+        while not SlowChannel.started:
+            await asyncio.sleep(0.005)
+        extreme = await service.submit(make_alert("extreme", severity=Severity.EXTREME), origin="t")
+        await wait_until_complete(service, extreme.alert_id)
+        await wait_until_complete(service, minor.alert_id)
+    order = [s.split("/")[0] for s in SlowChannel.started]
+    # after the minor sends already claimed, every extreme send comes before the rest
+    first_extreme = order.index("extreme")
+    assert order[first_extreme : first_extreme + 5] == ["extreme"] * 5
+    assert order.count("minor") == 5
+
+
+async def test_rate_limit_spaces_sends(tmp_path: Path) -> None:
+    import time
+
+    channels = {"rec": {"type": "tests.core.support:RecordingChannel", "rate_per_second": 20}}
+    RecordingChannel.sent.clear()
+    async with running(make_config(tmp_path, channels, village_targets("rec", 30))) as service:
+        started = time.monotonic()
+        result = await service.submit(make_alert(), origin="t")
+        await wait_until_complete(service, result.alert_id)
+        elapsed = time.monotonic() - started
+    # a burst of 20, then 10 more at 20/s: at least 0.5 s
+    assert elapsed >= 0.45, elapsed
