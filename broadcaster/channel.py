@@ -17,8 +17,9 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``.
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
-administrative division tree of the deployment and a :class:`TargetDirectory` for receivers
-that enrol themselves.
+administrative division tree of the deployment, a :class:`TargetDirectory` for receivers that
+enrol themselves, and the :class:`~broadcaster.publisher.AudioPublisher` that renders an
+alert's audio once per language and channel profile.
 
 Retry, expiry and state live in the core, never in a channel. Class metadata
 (:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
@@ -33,7 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from aiohttp import web
 
@@ -42,6 +43,9 @@ from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
 from broadcaster.rendition import Rendition
+
+if TYPE_CHECKING:
+    from broadcaster.publisher import AudioPublisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,7 @@ class ChannelContext:
     public_url: str
     targets: TargetDirectory | None = None
     divisions: DivisionTree | None = None
+    audio: AudioPublisher | None = None
 
 
 class Channel(abc.ABC):

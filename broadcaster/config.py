@@ -151,6 +151,32 @@ class CapConfig(StrictModel):
     signing_certificate: Path | None = None
 
 
+class AudioConfig(StrictModel):
+    """``[audio]``: speech engines in fallback order and their settings."""
+
+    engine_order: tuple[Literal["edge-tts", "espeak-ng", "piper"], ...] = ("edge-tts", "espeak-ng")
+    edge_tts_timeout_seconds: float = Field(10.0, gt=0)
+    edge_tts_proxy: str | None = None
+
+
+class ConsoleConfig(StrictModel):
+    """The officers' web console: sessions, login lockout, hazard templates, audio preview."""
+
+    enabled: bool = True
+    session_hours: float = Field(12, gt=0, description="a session ends this long after login")
+    idle_minutes: float = Field(30, gt=0, description="a session ends after this long unused")
+    cookie_secure: bool | None = Field(
+        None, description="Secure cookies; default: when server.public_url is https"
+    )
+    lockout_after: int = Field(5, ge=1, description="wrong passwords in a row that lock")
+    lockout_minutes: float = Field(15, gt=0)
+    login_attempts_per_minute: int = Field(20, ge=1, description="per client address")
+    min_password_length: int = Field(10, ge=8)
+    templates: Path | None = Field(None, description="hazard templates folder")
+    audio_preview: bool = True
+    speech_engines: list[str] = Field(default_factory=lambda: ["espeak-ng"])
+
+
 class RegistryConfig(StrictModel):
     divisions: Path | None = None
     targets: Path | None = None
@@ -174,7 +200,9 @@ class Config(StrictModel):
     dispatcher: DispatcherConfig = Field(default_factory=DispatcherConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     cap: CapConfig = Field(default_factory=CapConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     """Raw channel tables: validated by each channel's own model; may hold secrets."""
     source: Path | None = None

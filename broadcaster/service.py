@@ -24,6 +24,7 @@ from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError, StoreError
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
+from broadcaster.publisher import AudioPublisher
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
@@ -78,6 +79,7 @@ class BroadcasterService:
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
         self.signatures = SignaturePolicy(config.cap)
+        self.audio = AudioPublisher(self.data_dir / "audio", config.audio)
         self.divisions = (
             DivisionTree.load(config.registry.divisions) if config.registry.divisions else None
         )
@@ -151,6 +153,7 @@ class BroadcasterService:
             public_url=self.public_url,
             targets=ChannelTargets(self, name),
             divisions=self.divisions,
+            audio=self.audio,
         )
 
     @property

@@ -1,0 +1,118 @@
+"""The audio side of the publisher: an alert's texts into channel-ready audio, once per alert,
+language and channel profile.
+
+Channels that speak (loudspeakers, FM, telephone paging) ask :class:`AudioPublisher` for a
+render; the first request renders through :mod:`audio` (speech fallback chain, attention
+signal, loudness normalisation, export) and later ones come from its cache. The warning colour
+comes from the alert's ``<parameter>`` (the national system's 预警级别/colour, or Ⅰ–Ⅳ) or
+else from its severity (Extreme→red, Severe→orange, Moderate→yellow, Minor→blue); the hazard,
+used to pick stored clips when every synthesiser is down, from the event's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from audio.assembly import PROFILES, ChannelProfile
+from audio.engines import EdgeTtsConfig, EspeakConfig
+from audio.render import Render, Renderer, RendererConfig, RenderRequest
+from audio.speechtext import Level, SpeechText
+from broadcaster.cap import Info, Severity
+from broadcaster.channel import AlertMessage
+from broadcaster.config import AudioConfig
+from broadcaster.rendition import MessageText
+
+_LEVEL_BY_SEVERITY = {
+    Severity.EXTREME: Level.RED,
+    Severity.SEVERE: Level.ORANGE,
+    Severity.MODERATE: Level.YELLOW,
+    Severity.MINOR: Level.BLUE,
+}
+_LEVEL_WORDS = {
+    Level.RED: ("红", "red", "Ⅰ", "I级", "1"),
+    Level.ORANGE: ("橙", "orange", "Ⅱ", "II级", "2"),
+    Level.YELLOW: ("黄", "yellow", "Ⅲ", "III级", "3"),
+    Level.BLUE: ("蓝", "blue", "Ⅳ", "IV级", "4"),
+}
+_HAZARDS = (
+    ("rainstorm", ("暴雨", "rain")),
+    ("blizzard", ("暴雪", "雪", "snow", "blizzard")),
+    ("cold-wave", ("寒潮", "低温", "冰冻", "道路结冰", "cold", "freez")),
+    ("gale", ("大风", "冰雹", "wind", "hail", "gale")),
+    ("sandstorm", ("沙尘", "dust", "sand")),
+    ("wildfire", ("火", "fire")),
+    ("earthquake", ("地震", "earthquake")),
+    ("flood", ("洪", "山洪", "地质", "滑坡", "泥石流", "flood", "landslide")),
+    ("hazmat", ("危化", "泄漏", "化学", "chemical", "hazmat")),
+)
+
+
+def warning_level(info: Info | None) -> Level:
+    """The warning colour of an ``<info>``: from its parameters, else from its severity."""
+    if info is None:
+        return Level.NONE
+    for parameter in info.parameters:
+        name = parameter.value_name.lower()
+        if any(w in name for w in ("level", "colour", "color", "级别", "颜色")):
+            value = parameter.value.strip().lower()
+            for level, words in _LEVEL_WORDS.items():
+                if any(value.startswith(w.lower()) for w in words):
+                    return level
+    return _LEVEL_BY_SEVERITY.get(info.severity, Level.NONE)
+
+
+def hazard_of(event: str) -> str:
+    """The clip-library hazard for an event name ("generic" when none fits)."""
+    lowered = event.lower()
+    for hazard, words in _HAZARDS:
+        if any(word in lowered for word in words):
+            return hazard
+    return "generic"
+
+
+def speech_text(message: AlertMessage, text: MessageText) -> SpeechText:
+    """The plain fields :mod:`audio` needs for one language of an alert."""
+    info = next((i for i in message.alert.infos if i.language == text.language), None)
+    return SpeechText(
+        language=text.language,
+        status=str(message.alert.status),
+        event=text.event,
+        headline=text.headline,
+        description=text.description,
+        instruction=text.instruction,
+        sender_name=text.sender_name,
+        level=warning_level(info),
+    )
+
+
+class AudioPublisher:
+    """Renders alerts for channel profiles (``loudspeaker``, ``fm``, ``telephone``)."""
+
+    def __init__(self, cache_dir: Path, config: AudioConfig | None = None) -> None:
+        config = config or AudioConfig()
+        self.renderer = Renderer(
+            RendererConfig(
+                cache_dir=cache_dir,
+                engine_order=tuple(config.engine_order),
+                edge_tts=EdgeTtsConfig(
+                    proxy=config.edge_tts_proxy, timeout_s=config.edge_tts_timeout_seconds
+                ),
+                espeak=EspeakConfig(),
+            )
+        )
+
+    async def render(
+        self,
+        message: AlertMessage,
+        profile: str | ChannelProfile,
+        languages: Sequence[str] = ("zh-CN",),
+    ) -> list[Render]:
+        """One render per language of the target that the alert has (at least one)."""
+        chosen = profile if isinstance(profile, ChannelProfile) else PROFILES[profile]
+        texts = message.rendition.for_languages(tuple(languages))
+        requests = [
+            RenderRequest(speech=speech_text(message, t), hazard=hazard_of(t.event)) for t in texts
+        ]
+        return list(await asyncio.gather(*(self.renderer.render(r, chosen) for r in requests)))
