@@ -114,7 +114,28 @@ concurrency = 4
     server = subprocess.Popen(serve, cwd=REPO, env=env)
     processes.append(server)
     _wait_http(base + "/healthz")
-    alert_id = _api(base, "/api/v1/alerts", to_xml(make_alert()))["id"]
+    alert_file = tmp_path / "alert.xml"
+    alert_file.write_bytes(to_xml(make_alert()))
+    sent = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "broadcaster",
+            "send",
+            str(alert_file),
+            "--url",
+            base,
+            "--token",
+            TOKEN,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    alert_id = json.loads(sent.stdout)["id"]
 
     deadline = time.monotonic() + 20
     while len(_lines(received)) < 8 and time.monotonic() < deadline:
@@ -139,5 +160,16 @@ concurrency = 4
     expected = {d["idempotency_key"] for d in body["deliveries"]}
     assert set(keys) == expected  # none missing, nothing foreign
     assert len(keys) >= TARGETS  # duplicates are possible, and dedupable by key
+    status = subprocess.run(
+        [sys.executable, "-m", "broadcaster", "status", alert_id, "--url", base, "--token", TOKEN],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert f"alert {alert_id}: active, complete: True" in status.stdout
+    assert f"hook: confirmed {TARGETS}" in status.stdout
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(timeout=20) == 0
