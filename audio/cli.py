@@ -1,7 +1,8 @@
 """Command line: ``render`` a warning to a file, write a ``same`` header, rebuild the clips.
 
-``add_commands(subparsers)`` adds the commands to any argparse parser (the project CLI mounts
-them as ``broadcaster audio …``); ``main(argv)`` runs them stand-alone (``python -m audio``).
+``add_commands(subparsers)`` adds the commands to any argparse parser and ``run(args)`` runs the
+parsed command (the project CLI mounts them as ``broadcaster audio …``); ``main(argv)`` does
+both stand-alone (``python -m audio``).
 Bad input prints one ``error:`` line and exits 2; other audio failures exit 1.
 """
 
@@ -118,11 +119,8 @@ def _clips_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one audio command; return the process exit status."""
-    parser = argparse.ArgumentParser(prog="audio", description=__doc__.splitlines()[0])
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the command ``add_commands`` parsed; bad input is one ``error:`` line, exit 2."""
     try:
         return int(args.run(args))
     except (AudioConfigError, SpeechTextError, SameHeaderError) as exc:
@@ -131,3 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one audio command stand-alone; return the process exit status."""
+    parser = argparse.ArgumentParser(prog="audio", description=__doc__.splitlines()[0])
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))

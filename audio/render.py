@@ -37,7 +37,7 @@ from audio.engines import (
 from audio.errors import AudioConfigError, RenderCacheError
 from audio.export import ExportFormat, export_all
 from audio.pcm import MASTER_RATE
-from audio.speechtext import SpeechScript, SpeechText, build_script
+from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
 
 RENDER_LAYOUT_VERSION = 1
 ENGINE_NAMES = ("edge-tts", "espeak-ng", "piper")
@@ -157,7 +157,7 @@ class Renderer:
             stored = await asyncio.to_thread(_load_speech, self.cache, key)
             if stored is not None:
                 return stored
-            level = str(request.speech.level).lower() or "none"
+            level = parse_level(request.speech.level).value
             speech = await self.chain.speak(script, request.hazard, level)
             if speech.engine == CLIP_RUNG:
                 self._clip_speech[key] = speech

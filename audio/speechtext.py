@@ -149,13 +149,33 @@ def marker_kind(status: Status | str) -> MarkerKind | None:
     return MarkerKind.TEST
 
 
+_LEVEL_ALIASES = {
+    "红色": Level.RED,
+    "橙色": Level.ORANGE,
+    "黄色": Level.YELLOW,
+    "蓝色": Level.BLUE,
+    "extreme": Level.RED,
+    "severe": Level.ORANGE,
+    "moderate": Level.YELLOW,
+    "minor": Level.BLUE,
+    "unknown": Level.NONE,
+    "": Level.NONE,
+}
+
+
+def parse_level(value: Level | str) -> Level:
+    """A warning level from its colour (``red``, ``红色``) or CAP severity (``Extreme``)."""
+    key = str(value).strip().lower()
+    try:
+        return _LEVEL_ALIASES.get(key) or Level(key)
+    except ValueError:
+        raise SpeechTextError(f"unknown warning level {value!r}") from None
+
+
 def build_script(text: SpeechText) -> SpeechScript:
     """Fill the language template from ``text`` and normalise it for speech."""
     template = template_for(text.language)
-    try:
-        level = Level(str(text.level).lower() or Level.NONE)
-    except ValueError:
-        raise SpeechTextError(f"unknown warning level {text.level!r}") from None
+    level = parse_level(text.level)
     sender, event = _clean(text.sender_name), _clean(text.event)
     pattern = template.intro if sender else template.intro_anonymous
     generated = pattern.format(sender=sender, event=event, level=template.level_words[level])

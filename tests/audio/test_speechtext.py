@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from audio.errors import SpeechTextError
-from audio.speechtext import MarkerKind, SpeechText, Status, build_script
+from audio.speechtext import Level, MarkerKind, SpeechText, Status, build_script, parse_level
 
 
 def _text(**fields: object) -> SpeechText:
@@ -99,3 +99,19 @@ def test_unknown_language_and_level_are_rejected() -> None:
         build_script(_text(language="fr"))
     with pytest.raises(SpeechTextError, match="unknown warning level"):
         build_script(_text(level="purple"))
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [
+        ("red", Level.RED),
+        ("红色", Level.RED),
+        ("Severe", Level.ORANGE),
+        ("Minor", Level.BLUE),
+        ("", Level.NONE),
+        ("Unknown", Level.NONE),
+        (Level.YELLOW, Level.YELLOW),
+    ],
+)
+def test_levels_are_read_from_colours_and_cap_severities(given: str, level: Level) -> None:
+    assert parse_level(given) is level
