@@ -14,6 +14,9 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``confirmations()``: an async iterator of :class:`Confirmation` for accepted deliveries;
   channels feed it with :meth:`Channel.confirm`;
 - ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks;
+- ``probe(target)``: a silent check of one target (modem answers and has signal, encoder
+  acknowledges, box heartbeat is recent, push service reachable) that plays, shows or sends
+  nothing a resident would notice; a :class:`ProbeResult`. By default ``health()`` answers;
 - ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``.
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
@@ -130,6 +133,14 @@ class ChannelHealth:
     devices: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of a silent check of one target: reached or not, and why."""
+
+    ok: bool
+    detail: str = ""
+
+
 class TargetDirectory(Protocol):
     """The part of the target registry a channel may change: receivers it enrols itself
     (web push subscriptions, boxes that register). Registry-file targets are not touched."""
@@ -195,6 +206,17 @@ class Channel(abc.ABC):
 
     async def health(self) -> ChannelHealth:
         return ChannelHealth(ok=True)
+
+    async def probe(self, target: Target) -> ProbeResult:
+        """Check ``target`` silently: nothing played, shown or sent to residents.
+
+        Raise nothing: a failure is ``ProbeResult(ok=False, detail=why)``. The default reports
+        the channel's ``health()`` for every target; channels that can reach a target on its
+        own (a box's heartbeat, an encoder's ping) override it.
+        """
+        health = await self.health()
+        detail = health.detail or ("channel healthy" if health.ok else "channel unhealthy")
+        return ProbeResult(ok=health.ok, detail=detail)
 
     def web_app(self) -> web.Application | None:
         """HTTP endpoints of the channel (device acks, audio files, subscription pages).
