@@ -8,7 +8,8 @@ Layout under the cache directory::
 Keys are SHA-256 over canonical JSON of everything that changes the audio (text, language,
 voices and engine settings, assembly and export settings). An entry is built in a temporary
 directory and renamed into place, so a reader sees a whole entry or none; ``meta.json`` is
-written last inside it.
+written last inside it. ``discard`` removes a damaged entry before it is rebuilt; ``prune``
+removes entries older than a given age.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,35 @@ class RenderCache:
         except (OSError, ValueError):
             return None
         return meta if isinstance(meta, dict) else None
+
+    def discard(self, kind: str, key: str) -> None:
+        """Remove a damaged or incomplete entry so that it can be built again."""
+        entry = self.entry_dir(kind, key)
+        if not entry.exists():
+            return
+        doomed = entry.with_name(f".discard-{key[:12]}-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            os.rename(entry, doomed)
+        except OSError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def prune(self, older_than_s: float) -> int:
+        """Remove entries not written for ``older_than_s`` seconds; return how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for kind in ("speech", "renders"):
+            for entry in (self.directory / kind).iterdir():
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    stale = entry.stat().st_mtime < cutoff
+                except OSError:
+                    continue
+                if stale:
+                    self.discard(kind, entry.name)
+                    removed += 1
+        return removed
 
     def store(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``build`` in a fresh directory, write its metadata, move it into place."""

@@ -132,6 +132,7 @@ class Renderer:
             meta = await asyncio.to_thread(self.cache.read_meta, "renders", key)
             if meta is not None and _files_present(self.cache.entry_dir("renders", key), meta):
                 return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
+            await asyncio.to_thread(self.cache.discard, "renders", key)
             speech = await self._speech(script, speech_key, request)
             if speech.engine == CLIP_RUNG:
                 render = await asyncio.to_thread(
@@ -157,6 +158,7 @@ class Renderer:
             stored = await asyncio.to_thread(_load_speech, self.cache, key)
             if stored is not None:
                 return stored
+            await asyncio.to_thread(self.cache.discard, "speech", key)
             level = parse_level(request.speech.level).value
             speech = await self.chain.speak(script, request.hazard, level)
             if speech.engine == CLIP_RUNG:

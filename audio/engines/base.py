@@ -46,7 +46,9 @@ def voice_for(voices: Mapping[str, str], language: str, engine: str) -> str:
     raise EngineUnavailableError(f"{engine} has no voice configured for {language!r}")
 
 
-async def run_engine_process(engine: str, argv: list[str], stdin: bytes | None) -> bytes:
+async def run_engine_process(
+    engine: str, argv: list[str], stdin: bytes | None, *, expect_output: bool = True
+) -> bytes:
     """Run an engine subprocess, return its stdout; kill it if the caller is cancelled."""
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -66,6 +68,6 @@ async def run_engine_process(engine: str, argv: list[str], stdin: bytes | None) 
     if proc.returncode != 0:
         detail = err.decode(errors="replace").strip()
         raise EngineFailedError(f"{engine} exited with {proc.returncode}: {detail}")
-    if not out:
+    if expect_output and not out:
         raise EngineFailedError(f"{engine} produced no audio")
     return out

@@ -1,8 +1,8 @@
 """piper, an optional local neural engine: used only when a voice model file is configured.
 
-Runs the ``piper`` program as a subprocess with ``--model`` and ``--output_file -`` (WAV on
-stdout), text on stdin. Without a model, or without the program, it reports itself unavailable
-and the chain moves on.
+Runs the ``piper`` program (its command line: ``--model``, ``--output_file``) as a subprocess,
+text on stdin, WAV into a temporary file. Without a model, or without the program, it reports
+itself unavailable and the chain moves on.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -61,12 +62,14 @@ class PiperEngine(SpeechEngine):
         binary = shutil.which(self._config.binary)
         if binary is None:
             raise EngineUnavailableError(f"{self.name}: program {self._config.binary!r} not found")
-        argv = [binary, "--model", str(model), "--output_file", "-"]
-        wav = await run_engine_process(self.name, argv, text.encode())
-        try:
-            samples = await asyncio.to_thread(wav_to_samples, wav)
-        except AudioFormatError as exc:
-            raise EngineFailedError(f"{self.name} output could not be decoded") from exc
+        with tempfile.TemporaryDirectory(prefix="piper-") as scratch:
+            output = Path(scratch) / "speech.wav"
+            argv = [binary, "--model", str(model), "--output_file", str(output)]
+            await run_engine_process(self.name, argv, text.encode(), expect_output=False)
+            try:
+                samples = await asyncio.to_thread(_read_wav, output)
+            except (OSError, AudioFormatError) as exc:
+                raise EngineFailedError(f"{self.name} wrote no usable WAV file") from exc
         if not np.any(samples):
             raise EngineFailedError(f"{self.name} produced only silence")
         return samples
@@ -77,3 +80,7 @@ def _file_digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return f"missing:{path}"
+
+
+def _read_wav(path: Path) -> Samples:
+    return wav_to_samples(path.read_bytes())

@@ -211,3 +211,22 @@ async def test_offline_fallback_time_is_bounded_by_the_edge_timeout(
         ("espeak-ng", "ok"),
     ]
     assert with_fallback < config.edge_tts.timeout_s + offline + 0.5
+
+
+async def test_a_damaged_cache_entry_is_rebuilt(renderer: Renderer) -> None:
+    first = await renderer.render(_request(), LOUDSPEAKER_PROFILE)
+    first.files[ExportFormat.OPUS].unlink()
+    rebuilt = await renderer.render(_request(), LOUDSPEAKER_PROFILE)
+    assert not rebuilt.cached and rebuilt.files[ExportFormat.OPUS].is_file()
+    (renderer.cache.entry_dir("renders", first.key) / "meta.json").write_text("{broken")
+    again = await renderer.render(_request(), LOUDSPEAKER_PROFILE)
+    assert not again.cached
+    assert (await renderer.render(_request(), LOUDSPEAKER_PROFILE)).cached
+
+
+async def test_prune_removes_old_entries(renderer: Renderer) -> None:
+    await renderer.render(_request(), FM_PROFILE)
+    assert renderer.cache.prune(older_than_s=3600) == 0
+    assert renderer.cache.prune(older_than_s=-1) == 2
+    assert not any((renderer.cache.directory / "renders").iterdir())
+    assert not (await renderer.render(_request(), FM_PROFILE)).cached
