@@ -17,7 +17,9 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``probe(target)``: a silent check of one target (modem answers and has signal, encoder
   acknowledges, box heartbeat is recent, push service reachable) that plays, shows or sends
   nothing a resident would notice; a :class:`ProbeResult`. By default ``health()`` answers;
-- ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``.
+- ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``;
+- ``preview(message)``: what the channel would send, for the console before an alert goes out
+  (a :class:`ChannelPreview`; by default the rendered title and body).
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
 administrative division tree of the deployment, a :class:`TargetDirectory` for receivers that
@@ -141,6 +143,20 @@ class ProbeResult:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelPreview:
+    """What a channel would send for an alert, shown to the officer before it goes out.
+
+    ``lines`` are the texts as the receiver gets them; ``counts`` are figures such as SMS
+    segments or characters; ``notes`` are warnings (text cut, language missing).
+    """
+
+    title: str
+    lines: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
 class TargetDirectory(Protocol):
     """The part of the target registry a channel may change: receivers it enrols itself
     (web push subscriptions, boxes that register). Registry-file targets are not touched."""
@@ -206,6 +222,24 @@ class Channel(abc.ABC):
 
     async def health(self) -> ChannelHealth:
         return ChannelHealth(ok=True)
+
+    async def preview(self, message: AlertMessage) -> ChannelPreview:
+        """What this channel would send for ``message``: by default each language's title and
+        body. Channels override it to show their own form (SMS segments, RDS PS/RT, push)."""
+        texts = message.rendition.texts
+        limit = self.capabilities.max_text_chars
+        lines = tuple(f"[{t.language}] {t.body}" for t in texts)
+        notes = tuple(
+            f"{t.language}: {len(t.body)} characters, over this channel's limit of {limit}"
+            for t in texts
+            if limit is not None and len(t.body) > limit
+        )
+        return ChannelPreview(
+            title=texts[0].title if texts else "",
+            lines=lines,
+            counts={"characters": max((len(t.body) for t in texts), default=0)},
+            notes=notes,
+        )
 
     async def probe(self, target: Target) -> ProbeResult:
         """Check ``target`` silently: nothing played, shown or sent to residents.
