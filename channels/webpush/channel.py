@@ -1,0 +1,223 @@
+"""The ``webpush`` channel: warnings pushed to residents' browsers and phones.
+
+Residents subscribe on the channel's page (``/channels/<name>/``, see
+:mod:`channels.webpush.webapp`); each subscription is a target of the registry with the
+division the resident chose, so the planner selects it by the alert's area like any device.
+``send`` encrypts one message per subscription (RFC 8291) and posts it to the subscription's
+push service with VAPID (RFC 8292), ``TTL``, ``Urgency`` and ``Topic`` (RFC 8030); a 2xx
+answer makes the delivery *accepted*. The service worker shows the notification and posts an
+acknowledgement back; a valid one confirms the delivery.
+
+A push service that answers 404 or 410 has dropped the subscription: the delivery fails with
+:class:`~broadcaster.errors.TargetRejectedError` and the subscription is removed from the
+registry. Retries, expiry and state stay in the core.
+
+Configuration (``[channels.<name>]``, ``type = "webpush"``)::
+
+    vapid_subject = "mailto:duty@example.cn"   # required; mailto: or https: (RFC 8292 §2.1)
+    vapid_private_key = { file = "/etc/broadcaster/vapid.pem" }   # optional; PEM or base64url
+    vapid_key_file = "webpush/vapid.pem"       # where a generated key is kept (data dir)
+    timeout_seconds = 10
+    languages = ["zh-CN", "mn", "en"]          # what residents may choose
+    allow_http_endpoints = false               # true only for local push-service stand-ins
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aiohttp import web
+from pydantic import Field
+
+from broadcaster.channel import (
+    Channel,
+    ChannelCapabilities,
+    ChannelHealth,
+    Confirmation,
+    ConfirmationOutcome,
+    OutgoingDelivery,
+    SendOutcome,
+    SendResult,
+)
+from broadcaster.config import ChannelConfig, SecretValue
+from broadcaster.delivery import Target
+from broadcaster.errors import ChannelError, DeviceUnavailableError, TargetRejectedError
+from channels.webpush.client import SubscriptionGoneError, WebPushClient
+from channels.webpush.enrolment import (
+    TARGET_PREFIX,
+    SubscriptionError,
+    build_target,
+    parse_endpoint,
+    subscription_of,
+    target_id,
+)
+from channels.webpush.payload import ack_token, build_message
+from channels.webpush.vapid import VapidKeyError, VapidSigner, load_or_create_key, parse_private_key
+from channels.webpush.webapp import subscription_app
+
+
+class WebPushChannelConfig(ChannelConfig):
+    vapid_subject: str = Field(pattern=r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$")
+    vapid_private_key: SecretValue | None = None
+    vapid_key_file: Path | None = Field(
+        None, description="relative to the data directory; default webpush-<name>/vapid.pem"
+    )
+    timeout_seconds: float = Field(10.0, gt=0)
+    languages: tuple[str, ...] = Field(("zh-CN", "mn", "en"), min_length=1)
+    allow_http_endpoints: bool = False
+    concurrency: int = Field(64, ge=1, le=10_000)
+
+
+class ChannelNotReadyError(DeviceUnavailableError):
+    """The channel is not running (not started, or its start failed)."""
+
+
+class WebPushChannel(Channel):
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+        confirms=True,
+        max_text_chars=1000,
+        description="Web push (RFC 8030/8291/8292) to subscribed browsers, acked on display",
+    )
+    config_model: ClassVar[type[ChannelConfig]] = WebPushChannelConfig
+
+    _client: WebPushClient | None = None
+    _last_error = ""
+
+    @property
+    def settings(self) -> WebPushChannelConfig:
+        assert isinstance(self.config, WebPushChannelConfig)
+        return self.config
+
+    @property
+    def key_file(self) -> Path:
+        configured = self.settings.vapid_key_file
+        path = configured or Path(f"webpush-{self.name}") / "vapid.pem"
+        return path if path.is_absolute() else self.context.data_dir / path
+
+    @property
+    def running(self) -> bool:
+        return self._client is not None
+
+    @property
+    def public_key(self) -> str:
+        """The VAPID public key browsers subscribe with (base64url)."""
+        if self._client is None:
+            raise ChannelNotReadyError(f"channel {self.name} is not running")
+        return self._client.signer.public_key
+
+    async def start(self) -> None:
+        secret = self.settings.vapid_private_key
+        try:
+            if secret is not None:
+                key = parse_private_key(secret.reveal())
+            else:
+                key = await asyncio.to_thread(load_or_create_key, self.key_file)
+        except (VapidKeyError, OSError) as exc:
+            raise ChannelError(f"channel {self.name}: {exc}") from exc
+        signer = VapidSigner(key, self.settings.vapid_subject)
+        client = WebPushClient(
+            signer,
+            timeout_seconds=self.settings.timeout_seconds,
+            connections=self.settings.concurrency,
+        )
+        await client.open()
+        self._client = client
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        client = self._client
+        if client is None:
+            raise ChannelNotReadyError(f"channel {self.name} is not running")
+        target = delivery.target
+        try:
+            subscription = subscription_of(target)
+            secret = str(target.params["secret"])
+        except KeyError as exc:
+            raise TargetRejectedError(f"{target.id} is not a push subscription: no {exc}") from exc
+        message = build_message(
+            delivery,
+            public_url=self.context.public_url,
+            subscription_id=target.id.removeprefix(TARGET_PREFIX),
+            secret=secret,
+            now=time.time(),
+        )
+        try:
+            reference = await client.push(subscription, message)
+        except SubscriptionGoneError:
+            if self.context.targets is not None:
+                await self.context.targets.unregister(target.id)
+            raise
+        except ChannelError as exc:
+            self._last_error = str(exc)
+            raise
+        self._last_error = ""
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=reference)
+
+    async def health(self) -> ChannelHealth:
+        if self._client is None:
+            return ChannelHealth(ok=False, detail="not running")
+        detail = self._last_error or "ok"
+        return ChannelHealth(ok=not self._last_error, detail=detail)
+
+    async def enrol(self, body: Any) -> Target:
+        """Register (or update) the subscription in a subscribe request; returns its target."""
+        directory, tree = self.context.targets, self.context.divisions
+        if directory is None or tree is None:
+            raise ChannelNotReadyError("subscriptions need a target registry and division tree")
+        allow_http = self.settings.allow_http_endpoints
+        endpoint = parse_endpoint(_mapping(body).get("subscription"), allow_http=allow_http)
+        previous = await directory.get(target_id(endpoint))
+        target = build_target(
+            body,
+            channel=self.name,
+            tree=tree,
+            languages=self.settings.languages,
+            allow_http=allow_http,
+            previous=previous,
+        )
+        await directory.register(target)
+        return target
+
+    async def withdraw(self, body: Any) -> bool:
+        """Remove the subscription whose endpoint the body names; True if it was there."""
+        if self.context.targets is None:
+            raise ChannelNotReadyError("subscriptions need a target registry")
+        endpoint = parse_endpoint(body, allow_http=True, where="the request body")
+        return await self.context.targets.unregister(target_id(endpoint))
+
+    async def acknowledge(self, body: Any) -> bool:
+        """Confirm the delivery a service worker acknowledges; False if the ack is not valid."""
+        doc = _mapping(body)
+        alert, delivery, sub, token = (doc.get(k) for k in ("alert", "delivery", "sub", "ack"))
+        if not (isinstance(alert, str) and isinstance(sub, str) and isinstance(token, str)):
+            raise SubscriptionError("an ack needs alert, delivery, sub and ack")
+        if not isinstance(delivery, int) or isinstance(delivery, bool) or delivery < 1:
+            raise SubscriptionError("delivery: a positive integer is required")
+        if self.context.targets is None:
+            raise ChannelNotReadyError("acks need a target registry")
+        target = await self.context.targets.get(TARGET_PREFIX + sub)
+        if target is None or "secret" not in target.params:
+            return False
+        expected = ack_token(str(target.params["secret"]), delivery, alert, sub)
+        if not hmac.compare_digest(expected, token):
+            return False
+        shown = "shown on the subscriber's device"
+        self.confirm(Confirmation(delivery, ConfirmationOutcome.CONFIRMED, shown))
+        return True
+
+    def web_app(self) -> web.Application:
+        return subscription_app(self)
+
+
+def _mapping(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SubscriptionError("the request body must be a JSON object")
+    return body

@@ -1,0 +1,136 @@
+"""Sends encrypted messages to push services (RFC 8030 §5) and maps their answers.
+
+One :class:`WebPushClient` holds one aiohttp session (connections to each push service are
+reused) and the VAPID signer. A push is ``POST <endpoint>`` with the ``aes128gcm`` body and the
+headers ``TTL``, ``Urgency``, ``Topic``, ``Content-Encoding`` and ``Authorization``.
+Encryption (two P-256 operations) runs in a worker thread, never on the event loop.
+
+Answers (RFC 8030 §5, §7; RFC 8292 §4)::
+
+    2xx                     accepted by the push service (201 Created; ``Location`` names it)
+    404, 410                SubscriptionGoneError     the subscription no longer exists
+    429                     RetryableError            with ``Retry-After`` when given
+    408, 5xx, timeouts,     RetryableError, DeviceTimeoutError, DeviceUnavailableError
+    connection errors
+    413                     UnsupportedError          the message is too large
+    other 4xx (400, 401,    TargetRejectedError       the service refuses the request (a 403
+    403, …)                                           is usually a VAPID key mismatch)
+    bad subscriber keys     TargetRejectedError
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+
+from broadcaster.errors import (
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    RetryableError,
+    TargetRejectedError,
+    UnsupportedError,
+)
+from channels.webpush.ece import CONTENT_ENCODING, PayloadTooLargeError, PushKeyError, encrypt
+from channels.webpush.payload import PushMessage
+from channels.webpush.vapid import VapidSigner
+
+
+class SubscriptionGoneError(TargetRejectedError):
+    """The push service says the subscription is gone (404/410): delete it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """Where and for whom a message is encrypted: the browser's ``PushSubscription``."""
+
+    endpoint: str
+    p256dh: str
+    auth: str
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds: a delay in seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class WebPushClient:
+    """Posts push messages; raises the channel error tree for every failure."""
+
+    def __init__(self, signer: VapidSigner, *, timeout_seconds: float, connections: int) -> None:
+        self.signer = signer
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def push(self, subscription: PushSubscription, message: PushMessage) -> str:
+        """Send one message; returns the push service's message URI (or status line)."""
+        if self._session is None:
+            raise DeviceUnavailableError("the web push client is not open")
+        try:
+            body = await asyncio.to_thread(
+                encrypt, message.payload, subscription.p256dh, subscription.auth
+            )
+        except PushKeyError as exc:
+            raise TargetRejectedError(f"subscription keys are unusable: {exc}") from exc
+        except PayloadTooLargeError as exc:
+            raise UnsupportedError(str(exc)) from exc
+        headers = {
+            "TTL": str(message.ttl),
+            "Urgency": message.urgency,
+            "Topic": message.topic,
+            "Content-Encoding": CONTENT_ENCODING,
+            "Content-Type": "application/octet-stream",
+            "Authorization": self.signer.authorization(subscription.endpoint),
+        }
+        endpoint = subscription.endpoint
+        try:
+            async with self._session.post(endpoint, data=body, headers=headers) as response:
+                status = response.status
+                location = response.headers.get("Location", "")
+                retry_after = response.headers.get("Retry-After")
+                text = (await response.text(errors="replace"))[:200]
+        except TimeoutError as exc:
+            raise DeviceTimeoutError(f"push service {_origin(endpoint)}: no answer") from exc
+        except aiohttp.ClientError as exc:
+            raise DeviceUnavailableError(f"push service {_origin(endpoint)}: {exc}") from exc
+        return _outcome(status, location, retry_after, text, endpoint)
+
+
+def _origin(endpoint: str) -> str:
+    return endpoint.split("/", 3)[2] if endpoint.count("/") >= 2 else endpoint
+
+
+def _outcome(status: int, location: str, retry_after: str | None, text: str, endpoint: str) -> str:
+    where = f"push service {_origin(endpoint)}"
+    if 200 <= status < 300:
+        return location or f"HTTP {status}"
+    if status in (404, 410):
+        raise SubscriptionGoneError(f"{where}: subscription gone (HTTP {status})")
+    if status == 429 or status == 408 or status >= 500:
+        delay = retry_after_seconds(retry_after, time.time())
+        raise RetryableError(f"{where}: HTTP {status} {text}".rstrip(), retry_after=delay)
+    if status == 413:
+        raise UnsupportedError(f"{where}: message too large (HTTP 413)")
+    raise TargetRejectedError(f"{where} refused the message: HTTP {status} {text}".rstrip())

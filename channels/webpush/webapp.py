@@ -1,0 +1,132 @@
+"""The channel's public endpoints, mounted by the core at ``/channels/<name>/`` (no login).
+
+::
+
+    GET  /                 the subscription page (county, township, languages; Chinese and
+                           English), from the Jinja2 template ``templates/subscribe.html``
+    GET  /sw.js            the service worker: shows each push, posts its ack, opens the
+                           alert page on a click (scope: ``/channels/<name>/``)
+    GET  /static/…         the page's script and style sheet (nothing from a CDN)
+    GET  /key              ``{"publicKey": …}``: the VAPID key to subscribe with
+    POST /subscribe        ``{"subscription": PushSubscription.toJSON(), "division": code,
+                           "languages": [...]}`` → 201 ``{"id", "division", "area"}``
+    POST /unsubscribe      ``{"endpoint": …}`` → 200 ``{"removed": bool}``
+    POST /ack              ``{"alert", "delivery", "sub", "ack"}`` → 204, or 403 if the token
+                           does not match the subscription
+
+Requests with a bad body get 400 with ``{"error": …}`` naming the field; while the channel is
+not running every endpoint answers 503. Bodies are limited to 16 KiB.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from broadcaster.errors import DeviceUnavailableError
+from channels.webpush.enrolment import SubscriptionError, area_choices
+
+if TYPE_CHECKING:
+    from channels.webpush.channel import WebPushChannel
+
+MAX_BODY = 16 * 1024
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+LANGUAGE_LABELS = {"zh-CN": "中文", "mn": "ᠮᠣᠩᠭᠣᠯ Монгол", "en": "English"}
+
+_templates = Environment(
+    loader=PackageLoader("channels.webpush", "templates"),
+    autoescape=select_autoescape(default=True),
+)
+
+CHANNEL: web.AppKey[WebPushChannel] = web.AppKey("webpush_channel")
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SubscriptionError(f"the request body is not JSON: {exc}") from None
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Map the channel's errors to answers: 400 for bad input, 503 while not running."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except SubscriptionError as exc:
+        return _json_error(400, str(exc))
+    except DeviceUnavailableError as exc:
+        return _json_error(503, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return _json_error(413, f"the request body is larger than {MAX_BODY} bytes")
+    return response
+
+
+async def page(request: web.Request) -> web.Response:
+    channel = request.app[CHANNEL]
+    tree = channel.context.divisions
+    config = {
+        "publicKey": channel.public_key,
+        "areas": [a.to_json() for a in area_choices(tree)] if tree is not None else [],
+        "languages": [
+            {"code": code, "label": LANGUAGE_LABELS.get(code, code)}
+            for code in channel.settings.languages
+        ],
+    }
+    html = _templates.get_template("subscribe.html").render(
+        config=config, sender_name=channel.context.sender_name
+    )
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+
+async def service_worker(request: web.Request) -> web.FileResponse:
+    headers = {"Cache-Control": "no-cache", "Content-Type": "text/javascript; charset=utf-8"}
+    return web.FileResponse(STATIC_DIR / "sw.js", headers=headers)
+
+
+async def key(request: web.Request) -> web.Response:
+    return web.json_response({"publicKey": request.app[CHANNEL].public_key})
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    channel = request.app[CHANNEL]
+    if not channel.running:
+        return _json_error(503, "the push channel is not running")
+    target = await channel.enrol(await _body(request))
+    area = target.name.split(" · ", 1)[-1]
+    return web.json_response(
+        {"id": target.id, "division": target.division, "area": area}, status=201
+    )
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    removed = await request.app[CHANNEL].withdraw(await _body(request))
+    return web.json_response({"removed": removed})
+
+
+async def ack(request: web.Request) -> web.Response:
+    if not await request.app[CHANNEL].acknowledge(await _body(request)):
+        return _json_error(403, "the ack does not match a current subscription")
+    return web.Response(status=204)
+
+
+def subscription_app(channel: WebPushChannel) -> web.Application:
+    """The aiohttp application the core mounts for ``channel``."""
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+    app[CHANNEL] = channel
+    app.router.add_get("/", page)
+    app.router.add_get("/sw.js", service_worker)
+    app.router.add_get("/key", key)
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_post("/unsubscribe", unsubscribe)
+    app.router.add_post("/ack", ack)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app

@@ -1,0 +1,279 @@
+"""The web push channel against the local push-service stand-in: the contract suite, what a
+push carries (decrypted with the subscriber's keys), and each answer a push service gives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broadcaster.cap import MsgType, Severity, Status, Urgency
+from broadcaster.channel import Channel, ConfirmationOutcome, SendOutcome
+from broadcaster.delivery import Target
+from broadcaster.divisions import DivisionTree
+from broadcaster.errors import (
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    RetryableError,
+    TargetRejectedError,
+)
+from broadcaster.rendition import render
+from broadcaster.testing.contract import ChannelContract, contract_delivery
+from channels.webpush import WebPushChannel
+from channels.webpush.channel import ChannelNotReadyError
+from channels.webpush.enrolment import build_target
+from channels.webpush.payload import ack_token, topic_for
+from tests.webpush.conftest import ZHUOZI_TOWNSHIP, ChannelFactory, MemoryTargets
+from tests.webpush.pushservice import PushServiceStandIn, ReceivedPush
+
+
+def subscribe(
+    targets: MemoryTargets, divisions: DivisionTree, service: PushServiceStandIn, name: str
+) -> Target:
+    body = {"subscription": service.subscriber(name), "division": ZHUOZI_TOWNSHIP}
+    target = build_target(
+        body,
+        channel="push",
+        tree=divisions,
+        languages=("zh-CN", "mn", "en"),
+        allow_http=True,
+        previous=None,
+    )
+    targets.targets[target.id] = target
+    return target
+
+
+@pytest.fixture
+async def phone_acks(push_service: PushServiceStandIn) -> AsyncIterator[list[str]]:
+    """Make the stand-in play the phone: every decrypted push is acked to ``ack_url[0]``."""
+    ack_url: list[str] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def post_ack(push: ReceivedPush) -> None:
+            fields = {k: push.payload[k] for k in ("alert", "delivery", "sub", "ack")}
+            async with session.post(ack_url[0], json=fields) as response:
+                assert response.status == 204
+
+        push_service.on_push = post_ack
+        yield ack_url
+
+
+class TestWebPushChannelContract(ChannelContract):
+    @pytest.fixture
+    def targets(self) -> MemoryTargets:
+        return MemoryTargets()
+
+    @pytest.fixture
+    async def channel(
+        self, make_channel: ChannelFactory, targets: MemoryTargets, phone_acks: list[str]
+    ) -> AsyncIterator[Channel]:
+        channel = make_channel(targets)
+        server = TestServer(channel.web_app())
+        await server.start_server()
+        phone_acks.append(str(server.make_url("/ack")))
+        yield channel
+        await server.close()
+
+    @pytest.fixture
+    def reachable_target(
+        self, targets: MemoryTargets, divisions: DivisionTree, push_service: PushServiceStandIn
+    ) -> Target:
+        return subscribe(targets, divisions, push_service, "phone-1")
+
+    @pytest.fixture
+    async def failing(
+        self,
+        channel: Channel,
+        targets: MemoryTargets,
+        divisions: DivisionTree,
+        push_service: PushServiceStandIn,
+    ) -> AsyncIterator[tuple[Channel, Target]]:
+        target = subscribe(targets, divisions, push_service, "gone")
+        push_service.script["gone"] = [410]
+        await channel.start()
+        yield channel, target
+        await channel.stop()
+
+
+@pytest.fixture
+async def started(make_channel: ChannelFactory) -> AsyncIterator[tuple[WebPushChannel, Any]]:
+    targets = MemoryTargets()
+    channel = make_channel(targets)
+    await channel.start()
+    yield channel, targets
+    await channel.stop()
+
+
+async def test_push_is_encrypted_signed_and_carries_the_alert(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+) -> None:
+    channel, targets = started
+    target = subscribe(targets, divisions, push_service, "p1")
+    delivery = contract_delivery(target, delivery_id=9)
+    result = await channel.send(delivery)
+    assert result.outcome is SendOutcome.ACCEPTED
+    assert result.provider_ref == "/msg/p1/1"
+    [push] = push_service.received
+    payload, headers = push.payload, push.headers
+    assert payload["alert"] == delivery.message.id
+    assert payload["delivery"] == 9
+    assert payload["url"] == f"https://alerts.example.cn/alerts/{delivery.message.id}"
+    assert payload["test"] is True
+    assert payload["level"] == "yellow"
+    [text] = payload["texts"]
+    assert text["title"] == "【测试】大风黄色预警"
+    assert text["body"].startswith("请注意防范。")
+    assert text["area"] == "测试区"
+    sub = target.id.removeprefix("push-")
+    assert payload["ack"] == ack_token(target.params["secret"], 9, delivery.message.id, sub)
+    assert 3500 <= int(headers["TTL"]) <= 3600
+    assert headers["Urgency"] == "high"
+    assert headers["Topic"] == topic_for(delivery.message.alert)
+    assert push_service.rejected == []
+
+
+@pytest.mark.parametrize("status", [404, 410])
+async def test_gone_subscription_fails_and_is_removed(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+    status: int,
+) -> None:
+    channel, targets = started
+    target = subscribe(targets, divisions, push_service, "old")
+    push_service.script["old"] = [status]
+    with pytest.raises(TargetRejectedError, match=f"HTTP {status}"):
+        await channel.send(contract_delivery(target))
+    assert target.id not in targets.targets
+
+
+async def test_429_is_retried_after_the_given_delay(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+) -> None:
+    channel, targets = started
+    target = subscribe(targets, divisions, push_service, "busy")
+    push_service.script["busy"] = [429]
+    with pytest.raises(RetryableError) as error:
+        await channel.send(contract_delivery(target))
+    assert error.value.retry_after == 7.0
+    assert target.id in targets.targets
+    assert (await channel.send(contract_delivery(target))).outcome is SendOutcome.ACCEPTED
+
+
+async def test_server_errors_and_timeouts_are_retryable(
+    make_channel: ChannelFactory, divisions: DivisionTree, push_service: PushServiceStandIn
+) -> None:
+    targets = MemoryTargets()
+    channel = make_channel(targets, timeout_seconds=0.2)
+    await channel.start()
+    try:
+        target = subscribe(targets, divisions, push_service, "flaky")
+        push_service.script["flaky"] = [500, 503, 1.0]
+        for _ in range(2):
+            with pytest.raises(RetryableError, match="HTTP 50"):
+                await channel.send(contract_delivery(target))
+        with pytest.raises(DeviceTimeoutError):
+            await channel.send(contract_delivery(target))
+        health = await channel.health()
+        assert not health.ok and "no answer" in health.detail
+        assert (await channel.send(contract_delivery(target))).outcome is SendOutcome.ACCEPTED
+        assert (await channel.health()).ok
+    finally:
+        await channel.stop()
+
+
+async def test_unreachable_push_service_is_retryable(
+    started: tuple[WebPushChannel, MemoryTargets], divisions: DivisionTree
+) -> None:
+    channel, targets = started
+    nowhere = PushServiceStandIn()
+    nowhere.base_url = "http://127.0.0.1:9"
+    target = subscribe(targets, divisions, nowhere, "x")
+    with pytest.raises(DeviceUnavailableError):
+        await channel.send(contract_delivery(target))
+
+
+async def test_a_target_without_keys_is_rejected(
+    started: tuple[WebPushChannel, MemoryTargets],
+) -> None:
+    channel, _ = started
+    target = Target(id="push-x", channel="push", name="x", address="https://push.example/x")
+    with pytest.raises(TargetRejectedError, match="not a push subscription"):
+        await channel.send(contract_delivery(target))
+
+
+async def test_send_before_start_is_retryable(make_channel: ChannelFactory) -> None:
+    channel = make_channel()
+    target = Target(id="push-x", channel="push", name="x")
+    with pytest.raises(ChannelNotReadyError):
+        await channel.send(contract_delivery(target))
+    assert not (await channel.health()).ok
+
+
+async def test_update_replaces_by_topic_and_extreme_is_urgent(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+) -> None:
+    channel, targets = started
+    target = subscribe(targets, divisions, push_service, "p1")
+    first = contract_delivery(target, delivery_id=1)
+    original = first.message.alert
+    info = replace(original.infos[0], urgency=Urgency.EXPECTED, severity=Severity.EXTREME)
+    update = replace(
+        original,
+        identifier=original.identifier + ".u",
+        status=Status.ACTUAL,
+        msg_type=MsgType.UPDATE,
+        references=[original.reference],
+        infos=[info],
+    )
+    message = replace(first.message, id="a-update", alert=update, rendition=render(update))
+    second = replace(first, id=2, message=message)
+    await channel.send(first)
+    await channel.send(second)
+    one, two = push_service.received
+    assert one.headers["Topic"] == two.headers["Topic"]
+    assert two.headers["Urgency"] == "high"
+    assert two.payload["level"] == "red"
+    assert two.payload["type"] == "Update"
+    assert two.payload["texts"][0]["title"].startswith("【更新】")
+
+
+async def test_ack_confirms_only_with_the_right_token(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+) -> None:
+    channel, targets = started
+    target = subscribe(targets, divisions, push_service, "p1")
+    sub = target.id.removeprefix("push-")
+    token = ack_token(target.params["secret"], 5, "a1", sub)
+    assert not await channel.acknowledge({"alert": "a1", "delivery": 6, "sub": sub, "ack": token})
+    assert not await channel.acknowledge({"alert": "a1", "delivery": 5, "sub": "zz", "ack": token})
+    assert await channel.acknowledge({"alert": "a1", "delivery": 5, "sub": sub, "ack": token})
+    confirmation = await asyncio.wait_for(anext(aiter(channel.confirmations())), 1)
+    assert confirmation.delivery_id == 5
+    assert confirmation.outcome is ConfirmationOutcome.CONFIRMED
+
+
+async def test_ttl_follows_the_expiry(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+) -> None:
+    channel, targets = started
+    target = subscribe(targets, divisions, push_service, "p1")
+    delivery = replace(contract_delivery(target), expires_at=time.time() + 600)
+    await channel.send(delivery)
+    assert 590 <= int(push_service.received[0].headers["TTL"]) <= 600

@@ -1,0 +1,158 @@
+"""The channel's public endpoints over a real socket: the page, the service worker, subscribe,
+change of area, unsubscribe, acks, and clear 400s for bad requests that store nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from channels.webpush import WebPushChannel
+from tests.webpush.conftest import HUADE, ZHUOZI, ZHUOZI_TOWNSHIP, ChannelFactory, MemoryTargets
+from tests.webpush.pushservice import SubscriberKeys
+
+ENDPOINT = "https://push.example.com/wp/abc123"
+
+
+@pytest.fixture
+async def site(
+    make_channel: ChannelFactory,
+) -> AsyncIterator[tuple[aiohttp.ClientSession, WebPushChannel, MemoryTargets]]:
+    targets = MemoryTargets()
+    channel = make_channel(targets, allow_http_endpoints=False)
+    server = TestServer(channel.web_app())
+    await server.start_server()
+    await channel.start()
+    async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+        yield session, channel, targets
+    await channel.stop()
+    await server.close()
+
+
+def request(division: str, endpoint: str = ENDPOINT, **extra: Any) -> dict[str, Any]:
+    return {"subscription": SubscriberKeys().subscription(endpoint), "division": division} | extra
+
+
+async def test_page_offers_counties_townships_and_languages(
+    site: tuple[aiohttp.ClientSession, WebPushChannel, MemoryTargets],
+) -> None:
+    session, channel, _ = site
+    async with session.get("/") as response:
+        assert response.status == 200
+        html = await response.text()
+    match = re.search(r'<script id="config" type="application/json">(.*?)</script>', html, re.S)
+    assert match is not None
+    config = json.loads(match.group(1))
+    assert config["publicKey"] == channel.public_key
+    counties = {a["code"]: a for a in config["areas"]}
+    assert len(counties) == 11
+    assert counties[ZHUOZI]["name"] == "卓资县"
+    assert {"code": ZHUOZI_TOWNSHIP, "name": "黄沟镇"} in counties[ZHUOZI]["townships"]
+    assert [lang["code"] for lang in config["languages"]] == ["zh-CN", "mn", "en"]
+    assert "乌兰察布市应急管理局" in html and "Warning notifications" in html
+    assert "http" not in html.replace(channel.context.public_url, "").split("<script")[0]
+    for path, kind in [("/sw.js", "javascript"), ("/static/subscribe.js", "javascript")]:
+        async with session.get(path) as response:
+            assert response.status == 200 and kind in response.content_type
+            assert "showNotification" in await response.text() or path != "/sw.js"
+    async with session.get("/key") as response:
+        assert (await response.json())["publicKey"] == channel.public_key
+
+
+async def test_subscribe_change_area_and_unsubscribe(
+    site: tuple[aiohttp.ClientSession, WebPushChannel, MemoryTargets],
+) -> None:
+    session, _, targets = site
+    body = request(ZHUOZI_TOWNSHIP, languages=["zh-CN", "en"])
+    async with session.post("/subscribe", json=body) as response:
+        assert response.status == 201
+        answer = await response.json()
+    assert answer["area"] == "乌兰察布市 / 卓资县 / 黄沟镇"
+    target = targets.targets[answer["id"]]
+    assert target.division == ZHUOZI_TOWNSHIP and target.address == ENDPOINT
+    assert (target.lat, target.lon) == (40.893, 112.571)
+    assert target.languages == ("zh-CN", "en")
+    assert target.params["p256dh"] == body["subscription"]["keys"]["p256dh"]
+    secret = target.params["secret"]
+    assert len(secret) >= 24
+
+    async with session.post("/subscribe", json=request(HUADE)) as response:
+        assert response.status == 201
+        moved = await response.json()
+    assert moved["id"] == answer["id"] and list(targets.targets) == [answer["id"]]
+    assert targets.targets[answer["id"]].division == HUADE
+    assert targets.targets[answer["id"]].params["secret"] == secret
+
+    async with session.post("/unsubscribe", json={"endpoint": ENDPOINT}) as response:
+        assert (await response.json()) == {"removed": True}
+    assert targets.targets == {}
+    async with session.post("/unsubscribe", json={"endpoint": ENDPOINT}) as response:
+        assert (await response.json()) == {"removed": False}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("not json", "not JSON"),
+        ([1, 2], "JSON object"),
+        ({"division": ZHUOZI}, "subscription"),
+        (request(ZHUOZI, endpoint="http://push.example.com/x"), "https URL"),
+        (request(ZHUOZI, endpoint="ftp://push.example.com/x"), "https URL"),
+        ({"subscription": {"endpoint": ENDPOINT}, "division": ZHUOZI}, "keys"),
+        (
+            {"subscription": {"endpoint": ENDPOINT, "keys": {"p256dh": "AAAA", "auth": "x"}}},
+            "65-byte",
+        ),
+        (request("150921001001"), "no county or township"),
+        (request("159999000000"), "no county or township"),
+        (request("12345"), "division"),
+        ({**request(ZHUOZI), "division": 150921}, "12-digit"),
+        (request(ZHUOZI, languages=["fr"]), "languages"),
+    ],
+)
+async def test_bad_requests_are_refused_and_store_nothing(
+    site: tuple[aiohttp.ClientSession, WebPushChannel, MemoryTargets], body: Any, message: str
+) -> None:
+    session, _, targets = site
+    data = body if isinstance(body, str) else json.dumps(body)
+    async with session.post("/subscribe", data=data) as response:
+        assert response.status == 400
+        assert message in (await response.json())["error"]
+    assert targets.targets == {}
+
+
+async def test_oversized_body_and_bad_acks(
+    site: tuple[aiohttp.ClientSession, WebPushChannel, MemoryTargets],
+) -> None:
+    session, channel, targets = site
+    async with session.post("/subscribe", data=b"{" + b" " * 20000 + b"}") as response:
+        assert response.status == 413
+    zero = {"alert": "a", "delivery": 0, "sub": "s", "ack": "t"}
+    async with session.post("/ack", json=zero) as response:
+        assert response.status == 400
+        assert "positive integer" in (await response.json())["error"]
+    async with session.post("/ack", json={"alert": "a", "delivery": 1}) as response:
+        assert response.status == 400
+    forged = {"alert": "a", "delivery": 1, "sub": "abc", "ack": "t"}
+    async with session.post("/ack", json=forged) as response:
+        assert response.status == 403
+    assert channel._confirmations.empty()
+    assert targets.targets == {}
+
+
+async def test_endpoints_answer_503_until_started(make_channel: ChannelFactory) -> None:
+    channel = make_channel()
+    server = TestServer(channel.web_app())
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+            for method, path in [("GET", "/"), ("GET", "/key"), ("POST", "/subscribe")]:
+                async with session.request(method, path, json=request(ZHUOZI)) as response:
+                    assert response.status == 503, path
+    finally:
+        await server.close()
