@@ -16,6 +16,7 @@ from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.keys import APPROVAL_CLIENTS, SERVICE
 from broadcaster.service import BroadcasterService
+from broadcaster.web import public
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(feed.routes)
     app.add_routes(metrics.routes)
     app.add_routes(health_routes)
+    app.add_routes(public.routes)
     for name, channel in service.built.items():
         sub_app = channel.web_app()
         if sub_app is not None:
