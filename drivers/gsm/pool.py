@@ -13,8 +13,7 @@ keeping the segments already accepted, so delivery is at least once per segment.
 is ready, queued messages fail with GsmNoModemError. Retryable errors (``GsmRetryableError``)
 are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones fail the message at once.
 
-Status reports (only when configured) are matched to segments by (modem, TP-MR, recipient);
-a report that overtakes its ``+CMGS`` answer is held until the segment is registered.
+Status reports (only when configured) are matched to segments by ``results.ReportTracker``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,17 +41,12 @@ from drivers.gsm.errors import (
     GsmTimeoutError,
 )
 from drivers.gsm.modem import GsmModemClient, ModemSignal
-from drivers.gsm.pdu import (
-    DeliveryState,
-    StatusReportPdu,
-    SubmitPdu,
-    encode_submit,
-    normalize_number,
-)
+from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_submit, normalize_number
 from drivers.gsm.results import (
     DeliveryReport,
     ModemHealth,
     ModemState,
+    ReportTracker,
     SegmentSubmission,
     SmsSubmission,
 )
@@ -60,7 +54,6 @@ from drivers.gsm.results import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError)
-_MAX_EARLY_REPORTS = 1024
 
 
 @dataclass(eq=False, slots=True)
@@ -71,14 +64,6 @@ class _Job:
     future: asyncio.Future[SmsSubmission]
     accepted: dict[int, SegmentSubmission] = field(default_factory=dict)
     attempts: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Tracked:
-    reference: str
-    number: str
-    sequence: int
-    total: int
 
 
 class _ModemSlot:
@@ -123,13 +108,13 @@ class GsmModemPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._concat = itertools.count()
-        self._tracking: dict[tuple[str, int], _Tracked] = {}
-        self._early: OrderedDict[tuple[str, int], list[StatusReportPdu]] = OrderedDict()
+        self._tracker = ReportTracker()
         self._listeners: list[Callable[[DeliveryReport], None]] = []
         self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
         self._running = False
         self._queue: deque[_Job] = deque()
         self._work = asyncio.Event()
+        self._unfinished: set[_Job] = set()
 
     @property
     def status_reports(self) -> bool:
@@ -154,10 +139,11 @@ class GsmModemPool:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for job in list(self._unfinished):
+            self._fail(job, GsmNoModemError("the modem pool stopped"))
+        self._queue.clear()
         for slot in self._slots.values():
             slot.set_state(ModemState.STOPPED)
-            if slot.busy is not None:
-                self._fail(slot.busy, GsmNoModemError("the modem pool stopped"))
             await asyncio.to_thread(slot.client.close)
             await asyncio.to_thread(slot.executor.shutdown)
 
@@ -223,6 +209,8 @@ class GsmModemPool:
         future: asyncio.Future[SmsSubmission] = asyncio.get_running_loop().create_future()
         job = _Job(reference, normalize_number(number), pdus, future)
         self._dispatch(job, raise_if_none=True)
+        self._unfinished.add(job)
+        future.add_done_callback(lambda _: self._unfinished.discard(job))
         return await future
 
     def _ready_slots(self) -> list[_ModemSlot]:
@@ -261,8 +249,10 @@ class GsmModemPool:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel racing a wake-up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._work.wait()
         return None
 
     def _fail(self, job: _Job, error: GsmError) -> None:
@@ -272,11 +262,16 @@ class GsmModemPool:
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("modem pool task failed", exc_info=task.exception())
 
     async def _supervise(self, slot: _ModemSlot) -> None:
         interval = slot.config.health_interval
-        while True:
+        while self._running:
             if slot.state is not ModemState.READY:
                 await self._connect(slot)
                 continue
@@ -361,7 +356,8 @@ class GsmModemPool:
                 )
                 job.accepted[segment.sequence] = submitted
                 if self.config.status_reports:
-                    self._track(submitted, _Tracked(job.reference, job.number, *_seq(pdu)))
+                    for early in self._tracker.expect(submitted, job.reference, job.number):
+                        self._publish(early)
         except GsmPermanentError as exc:
             self._fail(job, exc)
             return
@@ -395,51 +391,25 @@ class GsmModemPool:
         if not job.future.done():
             self._dispatch(job, front=True)
 
-    def _track(self, submitted: SegmentSubmission, tracked: _Tracked) -> None:
-        key = (submitted.modem, submitted.message_reference)
-        self._tracking[key] = tracked
-        for report in self._early.pop(key, []):
-            self._match(key, report)
+    def _publish(self, delivery: DeliveryReport) -> None:
+        for listener in self._listeners:
+            try:
+                listener(delivery)
+            except Exception:
+                log.exception("report listener %r failed", listener)
+        self._reports.put_nowait(delivery)
+
+    def _on_report(self, modem: str, report: StatusReportPdu) -> None:
+        delivery = self._tracker.match(modem, report)
+        if delivery is not None:
+            self._publish(delivery)
 
     def _report_from_thread(self, modem: str, report: StatusReportPdu) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._match, (modem, report.message_reference), report)
+            loop.call_soon_threadsafe(self._on_report, modem, report)
 
     def _lost_from_thread(self, modem: str, error: GsmPortError) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._modem_failed, self._slots[modem], error)
-
-    def _match(self, key: tuple[str, int], report: StatusReportPdu) -> None:
-        tracked = self._tracking.get(key)
-        if tracked is None or not _same_number(tracked.number, report.recipient):
-            self._early.setdefault(key, []).append(report)
-            while len(self._early) > _MAX_EARLY_REPORTS:
-                self._early.popitem(last=False)
-            return
-        delivery = DeliveryReport(
-            reference=tracked.reference,
-            number=tracked.number,
-            sequence=tracked.sequence,
-            total=tracked.total,
-            modem=key[0],
-            message_reference=key[1],
-            state=report.state,
-            status=report.status,
-            discharge_time=report.discharge_time,
-        )
-        if report.state is not DeliveryState.PENDING:
-            del self._tracking[key]
-        for listener in self._listeners:
-            listener(delivery)
-        self._reports.put_nowait(delivery)
-
-
-def _seq(pdu: SubmitPdu) -> tuple[int, int]:
-    return pdu.segment.sequence, pdu.segment.total
-
-
-def _same_number(sent: str, reported: str) -> bool:
-    """Networks may report the number in another format: compare the last nine digits."""
-    return sent.lstrip("+")[-9:] == reported.lstrip("+")[-9:]

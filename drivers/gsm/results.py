@@ -4,16 +4,21 @@ A message is "accepted" once every segment got a TP-MR from ``+CMGS`` (TS 27.005
 status reports configured, each segment is then followed by ``DeliveryReport``s carrying the
 TP-ST of TS 23.040 §9.2.3.15: ``pending`` reports may repeat, ``delivered`` and ``failed`` are
 final. Without status reports, acceptance is the final state.
+
+Reports are matched to segments by (modem, TP-MR, recipient): TP-MR is 8 bits per modem and
+wraps, so the recipient guards against a stale reference; a report that overtakes its
+``+CMGS`` answer is held until the segment is registered.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.gsm.codec import SmsEncoding
-from drivers.gsm.pdu import DeliveryState
+from drivers.gsm.pdu import DeliveryState, StatusReportPdu
 
 
 class ModemState(enum.Enum):
@@ -83,3 +88,57 @@ class ModemHealth:
     sent_segments: int
     failures: int
     last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    reference: str
+    number: str
+    sequence: int
+    total: int
+
+
+class ReportTracker:
+    """Match status reports to the segments they are about; not thread-safe (event loop)."""
+
+    def __init__(self, max_early: int = 1024) -> None:
+        self._expected: dict[tuple[str, int], _Expected] = {}
+        self._early: OrderedDict[tuple[str, int], list[StatusReportPdu]] = OrderedDict()
+        self._max_early = max_early
+
+    def expect(
+        self, segment: SegmentSubmission, reference: str, number: str
+    ) -> list[DeliveryReport]:
+        """Register an accepted segment; return reports that arrived before it, now matched."""
+        key = (segment.modem, segment.message_reference)
+        self._expected[key] = _Expected(reference, number, segment.sequence, segment.total)
+        held = self._early.pop(key, [])
+        return [delivery for report in held if (delivery := self.match(key[0], report))]
+
+    def match(self, modem: str, report: StatusReportPdu) -> DeliveryReport | None:
+        """The report as a DeliveryReport, or None if no segment expects it (yet)."""
+        key = (modem, report.message_reference)
+        expected = self._expected.get(key)
+        if expected is None or not same_number(expected.number, report.recipient):
+            self._early.setdefault(key, []).append(report)
+            while len(self._early) > self._max_early:
+                self._early.popitem(last=False)
+            return None
+        if report.state is not DeliveryState.PENDING:
+            del self._expected[key]
+        return DeliveryReport(
+            reference=expected.reference,
+            number=expected.number,
+            sequence=expected.sequence,
+            total=expected.total,
+            modem=modem,
+            message_reference=report.message_reference,
+            state=report.state,
+            status=report.status,
+            discharge_time=report.discharge_time,
+        )
+
+
+def same_number(sent: str, reported: str) -> bool:
+    """Networks may report the number in another format: compare the last nine digits."""
+    return sent.lstrip("+")[-9:] == reported.lstrip("+")[-9:]

@@ -4,6 +4,7 @@ library itself, then the same situation through our driver, handled."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -108,7 +109,7 @@ async def test_fault_status_reports_always_requested_in_pdu_mode(
 async def test_fault_one_shared_report_event_races_between_senders(
     make_simulator: SimulatorFactory, network: SimulatedNetwork, raw_modem: RawModemFactory
 ) -> None:
-    network.report_delay = 0.4
+    network.report_delay = 60  # reports are released by hand below
     simulator = make_simulator()
     library = raw_modem(simulator, smsStatusReportCallback=ReportSink())
     outcome: dict[str, object] = {}
@@ -121,11 +122,14 @@ async def test_fault_one_shared_report_event_races_between_senders(
         except TimeoutException as exc:
             outcome[name] = exc
 
-    first = threading.Thread(target=send, args=("first", NUMBER, 1.2))
+    first = threading.Thread(target=send, args=("first", NUMBER, 2.0))
     first.start()
     await asyncio.to_thread(network.wait_for_records, 1, 5)
-    second = threading.Thread(target=send, args=("second", OTHER, 5))
+    second = threading.Thread(target=send, args=("second", OTHER, 10))
     second.start()
+    records = await asyncio.to_thread(network.wait_for_records, 2, 5)
+    # the first message's report, once the second sender waits for its own
+    network.schedule(0.5, functools.partial(simulator.emit_report, records[0], 0x00))
     await asyncio.to_thread(first.join)
     await asyncio.to_thread(second.join)
     # the fault: the first report woke the second sender; the first sender timed out
@@ -134,6 +138,7 @@ async def test_fault_one_shared_report_event_races_between_senders(
     assert [r.message_reference for r in simulator.reports_sent][:1] == [0]
     await asyncio.to_thread(close_library, library)
 
+    network.report_delay = 0
     async with pool_for(simulator, status_reports=True) as pool:
         sent = await asyncio.gather(
             pool.send(NUMBER, "first", reference="a"), pool.send(OTHER, "second", reference="b")

@@ -335,3 +335,18 @@ def test_bad_pool_config_is_rejected(make: Callable[..., GsmPoolConfig], message
 def test_mixed_status_report_settings_are_rejected() -> None:
     with pytest.raises(GsmConfigError, match="status_reports"):
         GsmPoolConfig((fast_config("/dev/x", "a", status_reports=True), fast_config("/dev/y", "b")))
+
+
+async def test_stopping_fails_every_unfinished_message(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(faults=ModemSimulatorFaults(cmgs_delay=0.3))
+    pool = GsmModemPool(GsmPoolConfig((fast_config(simulator.device_path),)))
+    await pool.start()
+    sends = [asyncio.create_task(pool.send(NUMBER, f"m{i}", reference=f"r{i}")) for i in range(3)]
+    await asyncio.sleep(0)
+    assert pool.queued_messages >= 2
+    await pool.stop()
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    assert all(isinstance(r, GsmNoModemError) for r in results), results
+    assert {h.state for h in pool.health()} == {ModemState.STOPPED}
