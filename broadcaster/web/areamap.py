@@ -8,7 +8,8 @@ No map tiles and no external service: the picture is drawn from what the server 
   knows under it (the division's seat, its townships and villages), or as a marker when it
   has only one place;
 - for orientation, the deployment's outline (the hull of every known place) and its county
-  seats with their names are drawn underneath.
+  seats with their names are drawn underneath; the picture always shows the whole deployment
+  and the whole alert area.
 
 Coordinates go through an equirectangular projection scaled by the cosine of the middle
 latitude, which is faithful enough for an area the size of a prefecture.
@@ -161,11 +162,11 @@ def build_map(alert: Alert, tree: DivisionTree | None) -> AreaMap | None:
     if not extent:
         return None
     context = [d for d in tree if d.level == "county"] if tree is not None else []
-    projection = _Projection(extent + [(d.lat, d.lon) for d in context])
+    region = convex_hull((d.lat, d.lon) for d in tree) if tree is not None else []
+    projection = _Projection(extent + region)
     outline = None
-    if tree is not None and len(tree) >= 3:
-        hull = convex_hull((d.lat, d.lon) for d in tree)
-        outline = Shape("polygon", "region", points=projection.points(hull))
+    if len(region) >= 3:
+        outline = Shape("polygon", "region", points=projection.points(region))
     shapes: list[Shape] = []
     for name, places in divisions:
         hull = convex_hull(places)
