@@ -66,10 +66,9 @@ def to_segment(samples: Samples) -> AudioSegment:
     return AudioSegment(data=to_pcm16(samples), sample_width=2, frame_rate=MASTER_RATE, channels=1)
 
 
-def export_one(samples: Samples | AudioSegment, fmt: ExportFormat, directory: Path) -> Path:
-    """Write master-rate audio in ``fmt`` into ``directory``; return the file path."""
+def export_one(segment: AudioSegment, fmt: ExportFormat, directory: Path) -> Path:
+    """Write a master-rate segment in ``fmt`` into ``directory``; return the file path."""
     settings = ENCODERS[fmt]
-    segment = samples if isinstance(samples, AudioSegment) else to_segment(samples)
     target = directory / settings.filename
     try:
         handle = segment.export(

@@ -99,11 +99,6 @@ def silence(seconds: float, rate: int = MASTER_RATE) -> Samples:
     return np.zeros(round(seconds * rate), dtype=np.float32)
 
 
-def duration_s(samples: Samples, rate: int = MASTER_RATE) -> float:
-    """Length of ``samples`` in seconds."""
-    return len(samples) / rate
-
-
 def to_pcm16(samples: Samples) -> bytes:
     """Little-endian signed 16-bit PCM, clipped to full scale."""
     clipped = np.clip(samples, -1.0, 32767 / 32768)

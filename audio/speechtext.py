@@ -118,11 +118,6 @@ class SpeechScript:
     marker: str | None
     marker_kind: MarkerKind | None
 
-    def segments(self) -> tuple[str, ...]:
-        """Every distinct phrase to synthesise: marker (if any), body, closing."""
-        phrases = (self.marker, self.body, self.closing)
-        return tuple(p for p in phrases if p)
-
 
 def template_for(language: str) -> LanguageTemplate:
     """The template for a BCP 47 tag (``zh-CN`` → ``zh``); unknown languages are an error."""

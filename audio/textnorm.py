@@ -4,7 +4,8 @@ Chinese (``zh*``): ``21:29`` → ``21时29分``, ``2026-11-28`` → ``二零二�
 ``10mm`` → ``10毫米``, ``30%`` → ``百分之30``, ``-25℃`` → ``零下25摄氏度``, ``6-8级`` → ``6到8级``,
 ``10.5`` → ``10点5``, hotline numbers read digit by digit. English (``en*``): units and
 percentages spelled out, ``6-8`` → ``6 to 8``. Every language: URLs, e-mail addresses and
-bracketed codes such as ``[W-2026-0042]`` or ``（ABC123）`` are dropped, whitespace collapsed.
+bracketed codes such as ``[W-2026-0042]`` or ``（ABC123）`` are dropped, thousands separators
+removed (``1,200`` → ``1200``), whitespace collapsed.
 Pure functions, no I/O.
 """
 
@@ -21,6 +22,7 @@ _BRACKETED_CODE = re.compile(
     r"(?=[^\]】)）〕>》]*[A-Za-z0-9])[A-Za-z0-9_\-./:#+\s]*[\]】)）〕>》]"
 )
 _SPACES = re.compile(r"\s+")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _NUM = r"\d+(?:\.\d+)?"
 _RANGE_SEP = r"\s*[-~～—–至]\s*"
 
@@ -80,7 +82,8 @@ def zh_digits(number: str) -> str:
 def _drop_unspoken(text: str) -> str:
     text = _URL.sub("", text)
     text = _EMAIL.sub("", text)
-    return _BRACKETED_CODE.sub("", text)
+    text = _BRACKETED_CODE.sub("", text)
+    return _THOUSANDS.sub("", text)
 
 
 def _unit_pattern(units: tuple[tuple[str, str], ...]) -> str:

@@ -27,6 +27,8 @@ from audio.textnorm import normalize_for_speech, zh_digits
         ("2026-11-28T21:29:00+08:00发布", "二零二六年11月28日21时29分发布"),
         ("咨询电话12379", "咨询电话一二三七九"),
         ("气压1005hPa", "气压1005百帕"),
+        ("转移群众1,200人", "转移群众1200人"),
+        ("坐标1,2", "坐标1,2"),
     ],
 )
 def test_chinese_readings(raw: str, spoken: str) -> None:
@@ -54,6 +56,7 @@ def test_mail_addresses_are_dropped() -> None:
         ("6-8 cm of snow", "6 to 8 centimetres of snow"),
         ("chance 30-40%", "chance 30 to 40 percent"),
         ("see www.example.org now [W-1]", "see now"),
+        ("12,500 people", "12500 people"),
     ],
 )
 def test_english_readings(raw: str, spoken: str) -> None:
