@@ -138,11 +138,35 @@ async def test_fm_render_with_same_header_decodes_in_multimon(
     assert kinds[0] == "same-header" and kinds[-1] == "same-eom"
 
 
-async def test_telephone_render_is_8_khz_mulaw(renderer: Renderer) -> None:
+async def test_telephone_render_is_8_khz_mulaw_with_a_chime(renderer: Renderer) -> None:
     render = await renderer.render(_request(), TELEPHONE_PROFILE)
     facts = probe(render.files[ExportFormat.ULAW])
     assert (facts.codec, facts.sample_rate, facts.channels) == ("pcm_mulaw", 8_000, 1)
     assert ebur128(render.files[ExportFormat.ULAW]).integrated_lufs == pytest.approx(-18, abs=1.0)
+    audio = read_pcm(render.files[ExportFormat.ULAW], 8_000)
+    assert render.segments[0].kind == "attention"
+    first_note = spectrum_peaks(audio[400:2400], 8_000, 1)[0]
+    assert first_note == pytest.approx(659.3, abs=8)
+
+
+async def test_rendering_does_not_stall_the_event_loop(renderer: Renderer) -> None:
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    await renderer.render(_request(), LOUDSPEAKER_PROFILE.with_formats(*ExportFormat))
+    done.set()
+    await ticking
+    assert len(gaps) > 10
+    assert max(gaps) < 0.25
 
 
 async def test_second_render_is_a_cache_hit_and_speech_is_shared(
