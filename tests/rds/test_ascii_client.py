@@ -89,6 +89,26 @@ async def test_unknown_and_partial_replies(ascii_simulator: RdsEncoderSimulator)
     assert ascii_simulator.encoder.negative_answers == ["!", "-"]
 
 
+async def test_echo_and_noise_from_the_encoder_are_ignored() -> None:
+    async def noisy_encoder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        command = await reader.readuntil(b"\r")
+        writer.write(command + b"\n\xff\x00garbage\r\n\r\n+\r\n")  # echo, noise, then "+"
+        await writer.drain()
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(noisy_encoder, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = fast_config(f"socket://127.0.0.1:{port}", dialect="ascii")
+        async with AsciiEncoderClient(config) as client:
+            await client.set_pty(31)
+            assert client.snapshot().pty == 31
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_over_a_pty(ascii_simulator: RdsEncoderSimulator) -> None:
     path = ascii_simulator.start_pty()
     async with AsciiEncoderClient(fast_config(path, dialect="ascii")) as client:

@@ -152,6 +152,13 @@ async def test_unreachable_encoder_is_a_clear_link_error() -> None:
     assert not client.connected
 
 
+async def test_missing_serial_device_is_a_clear_link_error() -> None:
+    client = UecpEncoderClient(fast_config("/dev/rds-encoder-that-is-not-plugged-in"))
+    with pytest.raises(RdsLinkError, match="cannot open encoder port /dev/rds-encoder"):
+        await client.connect()
+    assert not client.connected
+
+
 async def test_link_lost_mid_command_fails_fast(simulator: RdsEncoderSimulator) -> None:
     url = await simulator.start_tcp()
     async with UecpEncoderClient(fast_config(url, ack_timeout=5.0)) as client:
