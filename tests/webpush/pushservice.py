@@ -88,6 +88,7 @@ class PushServiceStandIn:
         self.on_push = on_push
         self.decrypt = decrypt
         self.count = 0
+        self._verified: set[str] = set()
         self.base_url = ""
 
     def subscriber(self, name: str) -> dict[str, Any]:
@@ -101,7 +102,16 @@ class PushServiceStandIn:
         return app
 
     def _check_vapid(self, request: web.Request) -> str | None:
-        match = re.fullmatch(r"vapid t=([^,]+), k=(\S+)", request.headers.get("Authorization", ""))
+        header = request.headers.get("Authorization", "")
+        if header in self._verified:
+            return None
+        problem = self._verify_vapid(header)
+        if problem is None:
+            self._verified.add(header)
+        return problem
+
+    def _verify_vapid(self, header: str) -> str | None:
+        match = re.fullmatch(r"vapid t=([^,]+), k=(\S+)", header)
         if match is None:
             return "no VAPID Authorization"
         token, key = match.groups()
