@@ -1,4 +1,7 @@
-"""The speech fallback chain: engines in a configured order, then the clip library.
+"""The speech fallback chain: supplied audio, engines in a configured order, the clip library.
+
+Audio that came with the warning (CAP ``<resource>``) is the first rung: when it decodes, it is
+the body and the engines speak only the marker and the closing phrase.
 
 Each engine gets the whole script (marker, body, closing) within its own timeout; the first
 engine that speaks every phrase wins. Every attempt is recorded (engine, outcome, elapsed time,
@@ -15,18 +18,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from audio.clips import ClipLibrary
 from audio.engines.base import SpeechEngine
 from audio.errors import (
+    AudioToolError,
     ClipLibraryError,
     EngineError,
     EngineUnavailableError,
     NoSpeechError,
 )
-from audio.pcm import Samples
+from audio.pcm import Samples, decode_async
 from audio.speechtext import SpeechScript
 
 CLIP_RUNG = "clip"
+SUPPLIED_RUNG = "supplied"
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,21 @@ class SpeechChain:
             "clips": self.clips.identity() if self.clips else None,
         }
 
-    async def speak(self, script: SpeechScript, hazard: str, level: str) -> SpeechResult:
-        """Speak ``script``; fall back to stored clips for ``hazard`` and ``level``."""
+    async def speak(
+        self, script: SpeechScript, hazard: str, level: str, supplied: bytes | None = None
+    ) -> SpeechResult:
+        """Speak ``script``; fall back to stored clips for ``hazard`` and ``level``.
+
+        ``supplied`` is audio that came with the warning (CAP ``<resource>``): when it decodes
+        to sound it is the body, and the engines only speak the marker and closing phrase.
+        """
         attempts: list[EngineAttempt] = []
+        body = await _decode_supplied(supplied, attempts) if supplied is not None else None
         for engine in self.engines:
             started = time.monotonic()
             try:
                 phrases = await asyncio.wait_for(
-                    _speak_all(engine, script), timeout=engine.timeout_s
+                    _speak_all(engine, script, with_body=body is None), timeout=engine.timeout_s
                 )
             except TimeoutError:
                 detail = f"no audio within {engine.timeout_s:g} s"
@@ -85,53 +99,80 @@ class SpeechChain:
                 attempts.append(_attempt(engine.name, "failed", started, str(exc)))
                 continue
             attempts.append(_attempt(engine.name, "ok", started))
-            marker, body, closing = phrases
-            return SpeechResult(
-                engine=engine.name,
-                fallback=len(attempts) > 1,
-                attempts=tuple(attempts),
-                body=body,
-                marker=marker,
-                closing=closing,
-            )
-        return await self._speak_from_clips(script, hazard, level, attempts)
+            marker, spoken, closing = phrases
+            return _result(engine.name, attempts, body, spoken, marker, closing)
+        return await self._speak_from_clips(script, hazard, level, attempts, body)
 
     async def _speak_from_clips(
-        self, script: SpeechScript, hazard: str, level: str, attempts: list[EngineAttempt]
+        self,
+        script: SpeechScript,
+        hazard: str,
+        level: str,
+        attempts: list[EngineAttempt],
+        body: Samples | None,
     ) -> SpeechResult:
         started = time.monotonic()
         if self.clips is None:
             attempts.append(_attempt(CLIP_RUNG, "unavailable", started, "no clip library"))
             raise NoSpeechError(_summary(attempts))
         try:
-            marker, body, closing = await asyncio.to_thread(
-                _load_clips, self.clips, script, hazard, level
+            marker, stored, closing = await asyncio.to_thread(
+                _load_clips, self.clips, script, hazard, level, body is None
             )
         except ClipLibraryError as exc:
             attempts.append(_attempt(CLIP_RUNG, "failed", started, str(exc)))
             raise NoSpeechError(_summary(attempts)) from exc
         attempts.append(_attempt(CLIP_RUNG, "ok", started))
-        return SpeechResult(
-            engine=CLIP_RUNG,
-            fallback=True,
-            attempts=tuple(attempts),
-            body=body,
-            marker=marker,
-            closing=closing,
-        )
+        return _result(CLIP_RUNG, attempts, body, stored, marker, closing)
+
+
+def _result(
+    rung: str,
+    attempts: list[EngineAttempt],
+    supplied: Samples | None,
+    spoken: Samples | None,
+    marker: Samples | None,
+    closing: Samples | None,
+) -> SpeechResult:
+    body = supplied if supplied is not None else spoken
+    if body is None:
+        raise NoSpeechError(_summary(attempts))
+    return SpeechResult(
+        engine=SUPPLIED_RUNG if supplied is not None else rung,
+        fallback=any(a.outcome != "ok" for a in attempts) or rung == CLIP_RUNG,
+        attempts=tuple(attempts),
+        body=body,
+        marker=marker,
+        closing=closing,
+    )
+
+
+async def _decode_supplied(supplied: bytes, attempts: list[EngineAttempt]) -> Samples | None:
+    started = time.monotonic()
+    try:
+        body = await decode_async(supplied)
+    except AudioToolError as exc:
+        attempts.append(_attempt(SUPPLIED_RUNG, "failed", started, str(exc).strip()))
+        return None
+    if not np.any(body):
+        attempts.append(_attempt(SUPPLIED_RUNG, "failed", started, "supplied audio is silent"))
+        return None
+    attempts.append(_attempt(SUPPLIED_RUNG, "ok", started))
+    return body
 
 
 async def _speak_all(
-    engine: SpeechEngine, script: SpeechScript
-) -> tuple[Samples | None, Samples, Samples | None]:
-    texts = (script.marker, script.body, script.closing)
+    engine: SpeechEngine, script: SpeechScript, with_body: bool
+) -> tuple[Samples | None, Samples | None, Samples | None]:
+    texts = (script.marker, script.body if with_body else None, script.closing)
     tasks = {
         index: asyncio.ensure_future(engine.synthesize(text, script.language))
         for index, text in enumerate(texts)
         if text
     }
     try:
-        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
+        if tasks:
+            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_EXCEPTION)
     finally:
         # One failed phrase fails the engine: stop its siblings (and their subprocesses) now,
         # also when the chain's timeout cancels this coroutine.
@@ -142,15 +183,14 @@ async def _speak_all(
         error = None if task.cancelled() else task.exception()
         if error is not None:
             raise error
-    marker = tasks[0].result() if 0 in tasks else None
-    closing = tasks[2].result() if 2 in tasks else None
-    return marker, tasks[1].result(), closing
+    marker, body, closing = (tasks[i].result() if i in tasks else None for i in range(3))
+    return marker, body, closing
 
 
 def _load_clips(
-    clips: ClipLibrary, script: SpeechScript, hazard: str, level: str
-) -> tuple[Samples | None, Samples, Samples | None]:
-    body = clips.load(clips.find_warning(hazard, level, script.language))
+    clips: ClipLibrary, script: SpeechScript, hazard: str, level: str, with_body: bool
+) -> tuple[Samples | None, Samples | None, Samples | None]:
+    body = clips.load(clips.find_warning(hazard, level, script.language)) if with_body else None
     marker = None
     if script.marker_kind is not None:
         marker = clips.load(clips.find_phrase(f"marker-{script.marker_kind}", script.language))

@@ -1,12 +1,13 @@
 """The renderer: one call from plain warning fields to channel-ready audio files.
 
-``Renderer.render(request, profile)`` builds the speech script, gets the spoken phrases from the
-speech cache or the fallback chain, assembles and normalises them for the channel profile,
-exports every format the profile wants, and returns a ``Render``: file per format, duration,
-measured loudness and true peak, the rung that spoke, the attempts before it, and whether the
-test/exercise marker is present. Speech is made once per text and language and shared by every
-profile; a finished render is cached per profile. Renders spoken from stored clips are kept in
-memory only, so the next render after the synthesisers recover uses them again.
+``Renderer.render(request, profile)`` builds the speech script, gets the spoken phrases from
+the speech cache or the fallback chain (supplied audio, engines, stored clips), assembles and
+normalises them for the channel profile, exports every format the profile wants, and returns a
+``Render``: file per format, duration, measured loudness and true peak, the rung that spoke, the
+attempts before it, and whether the test/exercise marker is present. Speech is made once per
+text and language and shared by every profile; a finished render is cached per profile. Renders
+spoken from stored clips are kept in memory only, so the next render after the synthesisers
+recover uses them again.
 
 Blocking work runs in subprocesses (engines, encoders) and worker threads (assembly, files);
 the coroutine never blocks the event loop.
@@ -15,6 +16,7 @@ the coroutine never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +74,13 @@ class RendererConfig:
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """What to render: the warning text, its hazard code (for stored clips), a SAME header."""
+    """What to render: the warning text, its hazard code (for stored clips), a SAME header,
+    and audio that came with the warning (any format ffmpeg reads), spoken instead of the body."""
 
     speech: SpeechText
     hazard: str = "generic"
     same_header: str | None = None
+    supplied_audio: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class Renderer:
     async def render(self, request: RenderRequest, profile: ChannelProfile) -> Render:
         """Render ``request`` for ``profile``, from the cache when possible."""
         script = build_script(request.speech)
-        speech_key = self._speech_key(script)
+        speech_key = self._speech_key(script, request.supplied_audio)
         key = cache_key(
             {
                 "speech": speech_key,
@@ -148,8 +152,11 @@ class Renderer:
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    def _speech_key(self, script: SpeechScript) -> str:
-        return cache_key({"script": asdict(script), "chain": self._chain_identity})
+    def _speech_key(self, script: SpeechScript, supplied: bytes | None) -> str:
+        supplied_digest = hashlib.sha256(supplied).hexdigest() if supplied is not None else None
+        return cache_key(
+            {"script": asdict(script), "chain": self._chain_identity, "supplied": supplied_digest}
+        )
 
     async def _speech(self, script: SpeechScript, key: str, request: RenderRequest) -> SpeechResult:
         async with self._lock("speech:" + key):
@@ -160,7 +167,7 @@ class Renderer:
                 return stored
             await asyncio.to_thread(self.cache.discard, "speech", key)
             level = parse_level(request.speech.level).value
-            speech = await self.chain.speak(script, request.hazard, level)
+            speech = await self.chain.speak(script, request.hazard, level, request.supplied_audio)
             if speech.engine == CLIP_RUNG:
                 self._clip_speech[key] = speech
             else:

@@ -176,6 +176,30 @@ def espeak_reference(text: str, voice: str, rate: int = 48_000) -> np.ndarray:
     return np.frombuffer(done.stdout, dtype="<f4").astype(np.float64)
 
 
+def decode_reference(encoded: bytes, rate: int = 48_000) -> np.ndarray:
+    """Encoded audio decoded with the ffmpeg command line."""
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            "pipe:0",
+            "-f",
+            "f32le",
+            "-ac",
+            "1",
+            "-ar",
+            str(rate),
+            "pipe:1",
+        ],
+        input=encoded,
+        capture_output=True,
+        check=True,
+    )
+    return np.frombuffer(done.stdout, dtype="<f4").astype(np.float64)
+
+
 def best_match(haystack: np.ndarray, needle: np.ndarray) -> tuple[float, float]:
     """Highest normalised cross-correlation of ``needle`` in ``haystack``, and its offset."""
     from scipy.signal import fftconvolve

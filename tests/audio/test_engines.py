@@ -165,3 +165,22 @@ async def test_one_failed_phrase_stops_the_engines_other_phrases_at_once() -> No
     assert time.monotonic() - started < 5.0
     assert result.engine == "espeak-ng"
     assert result.attempts[0].detail == "long phrases are refused"
+
+
+async def test_supplied_audio_with_every_engine_down_takes_the_marker_from_clips(
+    refused_proxy: str,
+) -> None:
+    library = ClipLibrary()
+    supplied = (library.directory / library.find_warning("flood", "red", "en").file).read_bytes()
+    chain = SpeechChain(
+        [
+            EdgeTtsEngine(EdgeTtsConfig(proxy=refused_proxy)),
+            EspeakEngine(EspeakConfig(binary="espeak-ng-not-installed")),
+        ],
+        library,
+    )
+    result = await chain.speak(_script("Test"), "flood", "red", supplied)
+    assert result.engine == "supplied" and result.fallback
+    assert [a.outcome for a in result.attempts] == ["ok", "failed", "unavailable", "ok"]
+    assert result.marker is not None and np.sqrt(np.mean(result.marker**2)) > 0.01
+    assert len(result.body) / 48_000 > 3.0

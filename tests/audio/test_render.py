@@ -21,6 +21,7 @@ from audio.speechtext import SpeechText
 
 from .conftest import (
     best_match,
+    decode_reference,
     ebur128,
     espeak_reference,
     offline_config,
@@ -254,3 +255,35 @@ async def test_prune_removes_old_entries(renderer: Renderer) -> None:
     assert renderer.cache.prune(older_than_s=-1) == 2
     assert not any((renderer.cache.directory / "renders").iterdir())
     assert not (await renderer.render(_request(), FM_PROFILE)).cached
+
+
+async def test_supplied_audio_is_the_body_and_the_marker_is_still_spoken(
+    renderer: Renderer,
+) -> None:
+    supplied = (Path(__file__).parents[2] / "audio/clips/en/gale-red.opus").read_bytes()
+    request = replace(_request("Exercise"), supplied_audio=supplied)
+    render = await renderer.render(request, FM_PROFILE)
+    assert render.engine == "supplied" and render.has_marker
+    assert [(a.engine, a.outcome) for a in render.attempts] == [
+        ("supplied", "ok"),
+        ("edge-tts", "failed"),
+        ("espeak-ng", "ok"),
+    ]
+    audio = read_pcm(render.files[ExportFormat.WAV], 48_000)
+    body = next(s for s in render.segments if s.kind == "body")
+    reference = decode_reference(supplied)
+    score, at = best_match(audio, reference)
+    assert score > 0.9 and at / 48_000 == pytest.approx(body.start_s, abs=0.05)
+    marker_score, _ = best_match(audio, espeak_reference("这是一次演练", "cmn-latn-pinyin"))
+    assert marker_score > 0.9
+
+
+async def test_undecodable_supplied_audio_falls_back_to_synthesis(renderer: Renderer) -> None:
+    request = replace(_request(), supplied_audio=b"\x00garbage" * 100)
+    render = await renderer.render(request, FM_PROFILE)
+    assert render.engine == "espeak-ng"
+    assert [(a.engine, a.outcome) for a in render.attempts] == [
+        ("supplied", "failed"),
+        ("edge-tts", "failed"),
+        ("espeak-ng", "ok"),
+    ]
