@@ -39,6 +39,7 @@ from audio.engines import (
 from audio.errors import AudioConfigError, RenderCacheError
 from audio.export import ExportFormat, export_all
 from audio.pcm import MASTER_RATE
+from audio.same import parse_header
 from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
 
 RENDER_LAYOUT_VERSION = 1
@@ -121,6 +122,8 @@ class Renderer:
     async def render(self, request: RenderRequest, profile: ChannelProfile) -> Render:
         """Render ``request`` for ``profile``, from the cache when possible."""
         script = build_script(request.speech)
+        if profile.same and request.same_header is not None:
+            parse_header(request.same_header)
         speech_key = self._speech_key(script, request.supplied_audio)
         key = cache_key(
             {

@@ -15,6 +15,7 @@ import pytest
 
 from audio.assembly import FM_PROFILE, LOUDSPEAKER_PROFILE, TELEPHONE_PROFILE
 from audio.engines import EspeakConfig
+from audio.errors import SameHeaderError, SpeechTextError
 from audio.export import ExportFormat
 from audio.render import Renderer, RenderRequest
 from audio.speechtext import SpeechText
@@ -287,3 +288,14 @@ async def test_undecodable_supplied_audio_falls_back_to_synthesis(renderer: Rend
         ("edge-tts", "failed"),
         ("espeak-ng", "ok"),
     ]
+
+
+async def test_bad_input_is_refused_before_anything_is_rendered(renderer: Renderer) -> None:
+    with pytest.raises(SameHeaderError, match="originator"):
+        await renderer.render(
+            _request(same_header="ZCZC-XXX-EVI-150900+0100-3321329-ULANQAB -"), FM_PROFILE
+        )
+    with pytest.raises(SpeechTextError, match="no speech template"):
+        await renderer.render(_request(language="fr"), FM_PROFILE)
+    assert not any((renderer.cache.directory / "speech").iterdir())
+    assert not any((renderer.cache.directory / "renders").iterdir())
