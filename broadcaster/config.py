@@ -173,8 +173,7 @@ class ConsoleConfig(StrictModel):
     login_attempts_per_minute: int = Field(20, ge=1, description="per client address")
     min_password_length: int = Field(10, ge=8)
     templates: Path | None = Field(None, description="hazard templates folder")
-    audio_preview: bool = True
-    speech_engines: list[str] = Field(default_factory=lambda: ["espeak-ng"])
+    audio_preview: bool = Field(True, description="render the audio in the preview")
 
 
 class RegistryConfig(StrictModel):

@@ -15,6 +15,7 @@ from aiohttp import web
 from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.keys import APPROVAL_CLIENTS, SERVICE
+from broadcaster.console import make_console_app
 from broadcaster.service import BroadcasterService
 from broadcaster.web import public
 
@@ -68,4 +69,6 @@ def make_app(service: BroadcasterService) -> web.Application:
         sub_app = channel.web_app()
         if sub_app is not None:
             app.add_subapp(f"/channels/{name}/", sub_app)
+    if service.config.console.enabled:
+        app.add_subapp("/console/", make_console_app(service))
     return app

@@ -1,0 +1,97 @@
+"""Device health: every channel's health with its devices, targets and enrolled receivers.
+
+Each channel reports :class:`~broadcaster.channel.ChannelHealth` with a ``devices`` mapping
+(device id → fields); the page shows the fields channels commonly report first (online, last
+heartbeat, signal, queue, link) and any others after them, so a new channel's devices appear
+without a change here. Receivers that enrolled themselves (web-push subscriptions, boxes that
+registered) are counted per channel beside the registry's targets. Channels that failed to
+load are listed with their error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from broadcaster.auth import Permission
+from broadcaster.console.web import page, require, state_of
+
+routes = web.RouteTableDef()
+
+KNOWN_FIELDS = (
+    ("online", "在线 Online"),
+    ("state", "状态 State"),
+    ("last_heartbeat", "最后心跳 Last heartbeat"),
+    ("signal", "信号 Signal"),
+    ("queue", "队列 Queue"),
+    ("link", "链路 Link"),
+    ("subscriptions", "订阅 Subscriptions"),
+)
+_KNOWN = {name for name, _label in KNOWN_FIELDS}
+_TIME_FIELDS = ("last_heartbeat", "last_seen", "since", "updated_at")
+
+
+def _shown(name: str, value: Any, now: float) -> str:
+    if name in _TIME_FIELDS and isinstance(value, int | float) and value > 1e9:
+        seconds = max(0, int(now - value))
+        return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+    if isinstance(value, bool):
+        return "✔" if value else "✘"
+    return str(value)
+
+
+def device_rows(devices: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
+    """One row per device: its known fields in a fixed order, then the rest."""
+    rows = []
+    for device_id, info in sorted(devices.items()):
+        fields = info if isinstance(info, Mapping) else {"state": info}
+        known = {name: _shown(name, fields[name], now) for name in _KNOWN if name in fields}
+        extra = {k: _shown(k, v, now) for k, v in fields.items() if k not in _KNOWN}
+        online = fields.get("online")
+        rows.append(
+            {
+                "id": device_id,
+                "known": known,
+                "extra": extra,
+                "ok": online if isinstance(online, bool) else None,
+            }
+        )
+    return rows
+
+
+@routes.get("/devices")
+async def devices(request: web.Request) -> web.Response:
+    require(request, Permission.VIEW)
+    service = state_of(request).service
+    health = await service.health()
+    counts = await service.database.run(
+        service.database.query,
+        "SELECT channel, source, count(*) AS n FROM targets WHERE enabled = 1"
+        " GROUP BY channel, source",
+    )
+    registry: dict[str, int] = {}
+    enrolled: dict[str, int] = {}
+    for row in counts:
+        bucket = enrolled if str(row["source"]).startswith("channel:") else registry
+        bucket[row["channel"]] = bucket.get(row["channel"], 0) + row["n"]
+    now = time.time()
+    channels = [
+        {
+            "name": name,
+            "type": service.config.channel_base(name).type,
+            "ok": h.ok,
+            "detail": h.detail,
+            "devices": device_rows(h.devices, now),
+            "registry": registry.get(name, 0),
+            "enrolled": enrolled.get(name, 0),
+        }
+        for name, h in sorted(health.items())
+    ]
+    return page(
+        request,
+        "devices.html",
+        {"channels": channels, "failures": service.failures, "known_fields": KNOWN_FIELDS},
+    )

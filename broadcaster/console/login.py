@@ -1,0 +1,126 @@
+"""Login and logout: the login form, its double-submit CSRF token, rate limit and lockout.
+
+``GET /console/login`` sets a short-lived random cookie and puts the same value in the form;
+``POST /console/login`` accepts only a form whose token equals the cookie, counts the attempt
+against the client address (:class:`~broadcaster.auth.LoginRateLimiter`, 429 past the limit),
+then checks the password (wrong passwords lock the account after ``lockout_after``). Every
+attempt, good or bad, goes to the audit log; the password never does.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from broadcaster.auth import (
+    AccountLockedError,
+    CsrfError,
+    LoginError,
+    LoginRateLimitedError,
+)
+from broadcaster.auth.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, new_token, require_csrf
+from broadcaster.console.web import PREFIX, SESSION, actor_of, client_address, page, state_of
+
+routes = web.RouteTableDef()
+
+
+def _secure(request: web.Request) -> bool:
+    configured = state_of(request).service.config.console.cookie_secure
+    if configured is not None:
+        return configured
+    public_url = state_of(request).service.config.server.public_url or ""
+    return public_url.startswith("https://") or request.secure
+
+
+def _next_path(value: object) -> str:
+    """Only a path inside the console: never an open redirect elsewhere."""
+    if isinstance(value, str) and value.startswith(PREFIX + "/") and "//" not in value:
+        return value
+    return PREFIX + "/"
+
+
+def _login_page(request: web.Request, message: str = "", status: int = 200) -> web.Response:
+    token = new_token()
+    response = page(
+        request,
+        "login.html",
+        {"login_csrf": token, "message": message, "next": _next_path(request.query.get("next"))},
+        status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=1800,
+        path=PREFIX + "/login",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+    return response
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page(request)
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    state = state_of(request)
+    form = await request.post()
+    address = client_address(request)
+    username = str(form.get("username", "")).strip().lower()
+    password = str(form.get("password", ""))
+    try:
+        require_csrf(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE))
+    except CsrfError as exc:
+        await state.audit("anonymous", "login.csrf_refused", username, {"address": address})
+        return _login_page(request, str(exc), 403)
+    try:
+        state.limiter.check(address)
+    except LoginRateLimitedError as exc:
+        await state.audit("anonymous", "login.rate_limited", username, {"address": address})
+        response = _login_page(request, "尝试次数过多，请一分钟后再试 · Too many attempts", 429)
+        response.headers["Retry-After"] = str(int(exc.retry_after))
+        return response
+    try:
+        officer = await state.officers.authenticate(username, password)
+    except AccountLockedError as exc:
+        await state.audit(
+            "anonymous", "login.locked", username, {"address": address, "until": exc.until}
+        )
+        minutes = max(1, round((exc.until - time.time()) / 60))
+        return _login_page(
+            request,
+            f"账户已锁定，请 {minutes} 分钟后再试 · Account locked for {minutes} min",
+            403,
+        )
+    except LoginError:
+        await state.audit("anonymous", "login.failed", username, {"address": address})
+        return _login_page(request, "用户名或密码错误 · Wrong username or password", 401)
+    cookie, _session = await state.sessions.create(officer.username, address)
+    await state.audit(
+        f"console:{officer.username}", "login", officer.username, {"address": address}
+    )
+    response = web.HTTPSeeOther(_next_path(form.get("next")))
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        path=PREFIX + "/",
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+    )
+    response.del_cookie(LOGIN_CSRF_COOKIE, path=PREFIX + "/login")
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    state = state_of(request)
+    await state.sessions.end(request[SESSION])
+    await state.audit(actor_of(request), "logout", request[SESSION].username)
+    response = web.HTTPSeeOther(PREFIX + "/login")
+    response.del_cookie(SESSION_COOKIE, path=PREFIX + "/")
+    raise response

@@ -1,0 +1,100 @@
+// The delivery board: live counts and map colours from server-sent events, the filtered
+// target list, and each target's history.
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("board-data").textContent);
+  const base = `${data.prefix}/alerts/${data.alert_id}`;
+  const states = ["queued", "sending", "accepted", "confirmed", "failed", "expired", "cancelled"];
+  const $ = (id) => document.getElementById(id);
+  let filter = "all";
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function render(snapshot) {
+    const body = $("counts").querySelector("tbody");
+    body.innerHTML = "";
+    for (const [channel, counts] of Object.entries(snapshot.summary)) {
+      const row = document.createElement("tr");
+      row.dataset.channel = channel;
+      cell(row, channel);
+      for (const s of states) cell(row, String(counts[s] || 0), "n state-" + s).dataset.state = s;
+      body.appendChild(row);
+    }
+    $("complete").hidden = !snapshot.complete;
+    document.body.dataset.complete = snapshot.complete ? "1" : "0";
+    const badge = $("alert-state").querySelector(".badge");
+    badge.textContent = snapshot.alert_state;
+    badge.className = "badge state-" + snapshot.alert_state;
+    document.body.dataset.alertState = snapshot.alert_state;
+    for (const [id, state] of Object.entries(snapshot.states)) {
+      const dot = document.getElementById("d-" + id);
+      if (dot) dot.setAttribute("class", "st-" + state);
+    }
+    const followers = $("followers");
+    followers.innerHTML = "";
+    for (const f of snapshot.followers) {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = `${data.prefix}/alerts/${f.id}`;
+      a.textContent = f.msg_type;
+      li.append(a, ` ${f.headline || ""} (${f.state})`);
+      followers.appendChild(li);
+    }
+  }
+
+  async function loadTargets() {
+    const response = await fetch(`${base}/deliveries?filter=${filter}`, { headers: { Accept: "application/json" } });
+    const body = await response.json();
+    const tbody = $("targets").querySelector("tbody");
+    tbody.innerHTML = "";
+    for (const d of body.deliveries.slice(0, 500)) {
+      const row = document.createElement("tr");
+      row.dataset.delivery = d.id;
+      cell(row, d.name);
+      cell(row, d.channel);
+      cell(row, d.state, "state-" + d.state);
+      cell(row, String(d.attempts));
+      cell(row, d.last_error || "");
+      row.addEventListener("click", () => loadEvents(d));
+      tbody.appendChild(row);
+    }
+  }
+
+  async function loadEvents(d) {
+    const response = await fetch(`${data.prefix}/deliveries/${d.id}/events`, { headers: { Accept: "application/json" } });
+    const body = await response.json();
+    $("events").hidden = false;
+    $("events-title").textContent = `${d.name} (${d.channel})`;
+    const list = $("events").querySelector("ol");
+    list.innerHTML = "";
+    for (const e of body.events) {
+      const li = document.createElement("li");
+      li.textContent = `${new Date(e.at * 1000).toLocaleTimeString("zh-CN", { hour12: false })} ${e.from_state || "—"} → ${e.to_state} ${e.detail || ""}`;
+      list.appendChild(li);
+    }
+  }
+
+  for (const button of document.querySelectorAll(".filters button")) {
+    button.addEventListener("click", () => {
+      filter = button.dataset.filter;
+      for (const b of document.querySelectorAll(".filters button")) b.classList.toggle("on", b === button);
+      loadTargets();
+    });
+  }
+
+  render(data.snapshot);
+  loadTargets();
+  let pending = null;
+  const source = new EventSource(`${base}/stream`);
+  source.addEventListener("state", (event) => {
+    render(JSON.parse(event.data));
+    if (!pending) pending = setTimeout(() => { pending = null; loadTargets(); }, 1000);
+  });
+  window.addEventListener("beforeunload", () => source.close());
+})();

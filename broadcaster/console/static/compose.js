@@ -1,0 +1,258 @@
+// The compose page: template prefill, area tree and map polygon, preview and audio, inline
+// problems. Data comes from the JSON block #compose-data; requests carry the CSRF token.
+"use strict";
+(function () {
+  const data = JSON.parse(document.getElementById("compose-data").textContent);
+  const form = document.getElementById("compose");
+  const csrf = form.querySelector("input[name=csrf_token]").value;
+  const hazards = Object.fromEntries(data.hazards.map((h) => [h.code, h]));
+  const frame = data.map;
+  const $ = (id) => document.getElementById(id);
+  let drawing = false;
+  let corners = [];
+
+  function pad(n) { return String(n).padStart(2, "0"); }
+  function localInput(date) {
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
+  function setField(name, value) {
+    const el = form.elements.namedItem(name);
+    if (el && value !== undefined && value !== null) el.value = value;
+  }
+
+  function showLanguage(lang, on) {
+    const box = $("lang-" + lang);
+    if (box) box.checked = on;
+    const set = form.querySelector(`fieldset[data-lang="${lang}"]`);
+    if (set) set.hidden = !on;
+  }
+
+  function areaName() {
+    const names = [];
+    for (const box of form.querySelectorAll("input[name=division]:checked")) {
+      names.push(box.parentElement.textContent.trim());
+    }
+    if (corners.length) names.push("地图划定区域");
+    return names.join("、") || "{area}";
+  }
+
+  function applyTemplate() {
+    const hazard = hazards[$("hazard").value];
+    const level = $("level_value").value;
+    $("hazard_value").value = $("hazard").value;
+    for (const b of document.querySelectorAll(".levels button")) {
+      b.classList.toggle("on", b.dataset.level === level);
+    }
+    if (!hazard || !level) return;
+    const prefill = hazard.levels[level];
+    for (const name of ["category", "response", "severity", "urgency", "certainty"]) {
+      setField(name, prefill[name]);
+    }
+    const area = areaName();
+    for (const [lang, text] of Object.entries(prefill.texts)) {
+      for (const [name, value] of Object.entries(text)) {
+        setField(`${lang}.${name}`, value.replaceAll("{area}", area));
+      }
+    }
+  }
+
+  function prefix(code) {
+    if (code.endsWith("00000000")) return code.slice(0, 4);
+    if (code.endsWith("000000")) return code.slice(0, 6);
+    if (code.endsWith("000")) return code.slice(0, 9);
+    return code;
+  }
+
+  function highlight() {
+    const chosen = [...form.querySelectorAll("input[name=division]:checked")].map((b) => prefix(b.value));
+    for (const dot of document.querySelectorAll("#map .dots circle")) {
+      dot.classList.toggle("sel", chosen.some((p) => dot.dataset.code.startsWith(p)));
+    }
+  }
+
+  function toLatLon(event) {
+    const svg = $("map");
+    const point = svg.createSVGPoint();
+    point.x = event.clientX;
+    point.y = event.clientY;
+    const local = point.matrixTransform(svg.getScreenCTM().inverse());
+    const lon = frame.minLon + (local.x / frame.width) * (frame.maxLon - frame.minLon);
+    const lat = frame.maxLat - (local.y / frame.height) * (frame.maxLat - frame.minLat);
+    return [lat.toFixed(4), lon.toFixed(4), local.x, local.y];
+  }
+
+  function drawPolygon() {
+    $("drawn").setAttribute("points", corners.map((c) => `${c[2]},${c[3]}`).join(" "));
+    $("polygon").value = corners.map((c) => `${c[0]},${c[1]}`).join(" ");
+  }
+
+  function setPolygonFromText(text) {
+    corners = [];
+    for (const pair of (text || "").split(/\s+/).filter(Boolean)) {
+      const [lat, lon] = pair.split(",").map(parseFloat);
+      const x = ((lon - frame.minLon) / (frame.maxLon - frame.minLon)) * frame.width;
+      const y = ((frame.maxLat - lat) / (frame.maxLat - frame.minLat)) * frame.height;
+      corners.push([lat, lon, x, y]);
+    }
+    drawPolygon();
+  }
+
+  function showProblems(problems) {
+    const list = $("problem-list");
+    list.innerHTML = "";
+    for (const el of form.querySelectorAll(".field-problem")) el.textContent = "";
+    for (const el of form.querySelectorAll(".invalid")) el.classList.remove("invalid");
+    for (const p of problems) {
+      const li = document.createElement("li");
+      li.className = p.severity;
+      li.textContent = (p.path ? p.path + ": " : "") + p.message;
+      list.appendChild(li);
+      const holder = form.querySelector(`[data-field="${CSS.escape(p.path)}"]`);
+      if (holder) {
+        holder.classList.add("invalid");
+        const slot = holder.querySelector(".field-problem");
+        if (slot) slot.textContent = p.message;
+      }
+    }
+    list.hidden = problems.length === 0;
+  }
+
+  async function post(path) {
+    const response = await fetch(data.prefix + path, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { "X-CSRF-Token": csrf, Accept: "application/json" },
+      credentials: "same-origin",
+    });
+    return [response.status, await response.json()];
+  }
+
+  function cell(row, text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+  }
+
+  function renderPreview(p) {
+    $("preview-body").hidden = false;
+    $("preview-marker").textContent = p.marker ? "标记 Marker: " + p.marker : "";
+    const sms = $("preview-sms");
+    sms.innerHTML = "";
+    for (const s of p.sms) {
+      const box = document.createElement("div");
+      box.className = "sms";
+      const meta = document.createElement("p");
+      meta.className = "sms-meta";
+      meta.innerHTML = `<b class="segments"></b>`;
+      meta.querySelector(".segments").textContent =
+        `${s.language}: ${s.segments} 条 segments · ${s.units} ${s.encoding}`;
+      const text = document.createElement("pre");
+      text.textContent = s.text;
+      box.append(meta, text);
+      sms.appendChild(box);
+    }
+    $("preview-ps").textContent = p.rds.ps;
+    $("preview-rt").textContent = p.rds.rt + (p.rds.notes.length ? "  (" + p.rds.notes.join("; ") + ")" : "");
+    $("preview-push-title").textContent = p.push.title || "";
+    $("preview-push-body").textContent = p.push.body || "";
+    const targets = $("preview-targets");
+    targets.innerHTML = "";
+    for (const [channel, count] of Object.entries(p.targets)) {
+      const row = document.createElement("tr");
+      row.dataset.channel = channel;
+      cell(row, channel);
+      cell(row, String(count));
+      const extra = p.channels[channel] || { notes: [], counts: {} };
+      cell(row, [...Object.entries(extra.counts).map(([k, v]) => `${k} ${v}`), ...extra.notes].join(" · "));
+      targets.appendChild(row);
+    }
+  }
+
+  async function preview() {
+    $("preview-button").disabled = true;
+    try {
+      const [, body] = await post("/compose/preview");
+      showProblems(body.problems);
+      renderPreview(body);
+      audio();
+    } finally {
+      $("preview-button").disabled = false;
+    }
+  }
+
+  async function audio() {
+    const status = $("audio-status");
+    const player = $("preview-audio");
+    status.textContent = "正在合成语音… rendering audio…";
+    const [code, body] = await post("/compose/audio");
+    if (code !== 200) {
+      status.textContent = body.error || "no audio";
+      return;
+    }
+    player.innerHTML = "";
+    for (const source of body.sources) {
+      const el = document.createElement("source");
+      el.src = source.url;
+      el.type = source.type;
+      player.appendChild(el);
+    }
+    player.load();
+    status.textContent = `${body.duration_s} s · ${body.engine}${body.fallback ? " (fallback)" : ""}${body.marker ? " · 含测试/演练提示 marker spoken" : ""}`;
+    status.dataset.ready = "1";
+  }
+
+  function restore(initial) {
+    if (initial.update_of) {
+      $("update_of").value = initial.update_of;
+      $("update-note").hidden = false;
+    }
+    if (initial.hazard) $("hazard").value = initial.hazard;
+    if (initial.level) $("level_value").value = initial.level;
+    if (!initial.texts) { applyTemplate(); return; }
+    $("hazard_value").value = initial.hazard || "";
+    for (const name of ["category", "response", "severity", "urgency", "certainty", "effective", "expires"]) {
+      setField(name, initial[name]);
+    }
+    for (const radio of form.querySelectorAll("input[name=status]")) radio.checked = radio.value === initial.status;
+    for (const [lang, text] of Object.entries(initial.texts)) {
+      if (lang !== "zh-CN") showLanguage(lang, true);
+      for (const [name, value] of Object.entries(text)) setField(`${lang}.${name}`, value);
+    }
+    const wanted = new Set(initial.divisions || []);
+    for (const box of form.querySelectorAll("input[name=division]")) box.checked = wanted.has(box.value);
+    if (initial.channels) {
+      const channels = new Set(initial.channels);
+      for (const box of form.querySelectorAll("input[name=channel]")) box.checked = channels.has(box.value);
+    }
+    setPolygonFromText(initial.polygon);
+    for (const b of document.querySelectorAll(".levels button")) b.classList.toggle("on", b.dataset.level === initial.level);
+    highlight();
+  }
+
+  $("tz_offset").value = String(-new Date().getTimezoneOffset());
+  const now = new Date();
+  $("effective").value = localInput(now);
+  $("expires").value = localInput(new Date(now.getTime() + 6 * 3600 * 1000));
+  $("hazard").addEventListener("change", applyTemplate);
+  for (const b of document.querySelectorAll(".levels button")) {
+    b.addEventListener("click", () => { $("level_value").value = b.dataset.level; applyTemplate(); });
+  }
+  for (const lang of ["en", "mn"]) {
+    $("lang-" + lang).addEventListener("change", (e) => showLanguage(lang, e.target.checked));
+  }
+  $("tree").addEventListener("change", () => { highlight(); applyTemplate(); });
+  $("draw").addEventListener("click", () => {
+    drawing = !drawing;
+    $("draw").classList.toggle("on", drawing);
+  });
+  $("clear-polygon").addEventListener("click", () => { corners = []; drawPolygon(); });
+  $("map").addEventListener("click", (event) => {
+    if (!drawing) return;
+    corners.push(toLatLon(event));
+    drawPolygon();
+  });
+  $("preview-button").addEventListener("click", preview);
+  restore(data.initial);
+  if (data.problems.length) showProblems(data.problems);
+})();

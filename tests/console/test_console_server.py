@@ -1,0 +1,353 @@
+"""The console over a real socket: login, CSRF, lockout, rate limit, roles, the two-person rule,
+preview, board, Cancel and Update, and the audit trail of all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from broadcaster.audit import AuditLog
+from tests.console.support import (
+    PASSWORDS,
+    ConsoleClient,
+    ConsoleServer,
+    compose_form,
+    console_config,
+    console_server,
+    demo_targets,
+)
+
+CHANNELS = {"speaker": {"type": "tests.console.support:BoxChannel"}}
+_ALERT_URL = re.compile(r"/console/alerts/(a[0-9a-f]+)")
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ConsoleServer]:
+    config = console_config(
+        tmp_path,
+        CHANNELS,
+        demo_targets("speaker"),
+        lockout_after=3,
+        login_attempts_per_minute=50,
+        audio_preview=False,
+    )
+    async with console_server(config) as running:
+        yield running
+
+
+@pytest.fixture
+async def officer(server: ConsoleServer) -> AsyncIterator[ConsoleClient]:
+    client = ConsoleClient(server)
+    yield client
+    await client.close()
+
+
+async def _audit(server: ConsoleServer, **filters: str) -> list[tuple[str, str, str]]:
+    log = AuditLog(server.service.database)
+    entries = await server.service.database.run(log.entries, limit=1000, **filters)
+    return [(e.actor, e.action, e.subject) for e in reversed(entries)]
+
+
+async def _submit(client: ConsoleClient, **form: str) -> str:
+    status, page = await client.post("/console/compose", compose_form(**form))  # type: ignore[arg-type]
+    assert status == 200, page
+    found = _ALERT_URL.fullmatch(client.last_path)
+    assert found, page
+    return found.group(1)
+
+
+async def _alert(server: ConsoleServer, alert_id: str) -> dict:  # type: ignore[type-arg]
+    record = await server.service.database.run(server.service.alerts.get, alert_id)
+    assert record is not None
+    return record
+
+
+async def test_pages_need_a_login_and_logins_are_audited(officer: ConsoleClient) -> None:
+    status, page = await officer.get("/console/devices")
+    assert status == 200 and 'id="login-form"' in page  # redirected to the login page
+    status, page = await officer.login("drafter")
+    assert status == 200 and 'id="officer-name"' in page
+    status, page = await officer.get("/console/devices")
+    assert status == 200 and "speaker" in page
+    assert ("console:drafter", "login", "drafter") in await _audit(officer.server)
+
+
+async def test_forms_without_a_valid_csrf_token_are_refused(officer: ConsoleClient) -> None:
+    await officer.login("drafter")
+    for token in (None, "forged-token"):
+        form = compose_form()
+        if token:
+            form.append(("csrf_token", token))
+        status, page = await officer.post("/console/compose", form, csrf=False)
+        assert status == 403
+        assert "form has expired" in page
+    assert (
+        await officer.server.service.database.run(
+            officer.server.service.database.query, "SELECT id FROM alerts"
+        )
+        == []
+    )
+    assert [a for _, a, _ in await _audit(officer.server)].count("csrf.refused") == 2
+    # The login form needs its own token too.
+    other = ConsoleClient(officer.server)
+    try:
+        status, page = await other.post(
+            "/console/login",
+            {"username": "drafter", "password": PASSWORDS["drafter"], "csrf_token": "x"},
+            csrf=False,
+        )
+        assert status == 403 and 'id="officer-name"' not in page
+    finally:
+        await other.close()
+
+
+async def test_wrong_passwords_lock_the_account(officer: ConsoleClient) -> None:
+    for _ in range(2):
+        status, page = await officer.login("drafter", "not the password")
+        assert status == 401 and "Wrong username or password" in page
+    status, page = await officer.login("drafter", "not the password")
+    assert status == 403 and "Account locked" in page
+    status, page = await officer.login("drafter")  # the right one, too late
+    assert status == 403 and "Account locked" in page
+    actions = [a for _, a, s in await _audit(officer.server, action="login") if s == "drafter"]
+    assert actions == ["login.failed", "login.failed", "login.locked", "login.locked"]
+    # An admin unlocks the account.
+    admin = ConsoleClient(officer.server)
+    try:
+        await admin.login("admin")
+        status, _ = await admin.post("/console/users/drafter", {"action": "unlock"})
+        assert status == 200
+    finally:
+        await admin.close()
+    status, page = await officer.login("drafter")
+    assert status == 200 and 'id="officer-name"' in page
+
+
+async def test_login_attempts_are_rate_limited_per_address(tmp_path: Path) -> None:
+    config = console_config(tmp_path, CHANNELS, [], login_attempts_per_minute=3)
+    async with console_server(config) as running:
+        client = ConsoleClient(running)
+        try:
+            for _ in range(3):
+                status, _ = await client.login("viewer", "wrong password here")
+                assert status == 401
+            status, page = await client.login("viewer")
+            assert status == 429 and "Too many attempts" in page
+        finally:
+            await client.close()
+
+
+async def test_a_viewer_cannot_send_approve_or_cancel(server: ConsoleServer) -> None:
+    drafter, approver, viewer = (ConsoleClient(server) for _ in range(3))
+    try:
+        await drafter.login("drafter")
+        await approver.login("approver")
+        await viewer.login("viewer")
+        alert_id = await _submit(drafter)
+        status, _ = await viewer.get("/console/compose")
+        assert status == 403
+        status, _ = await viewer.post("/console/compose", compose_form(headline="viewer"))
+        assert status == 403
+        status, _ = await viewer.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        assert status == 403
+        assert (await _alert(server, alert_id))["state"] == "held"
+        await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "checked"})
+        status, _ = await viewer.post(f"/console/alerts/{alert_id}/cancel", {"reason": "no"})
+        assert status == 403
+        assert (await _alert(server, alert_id))["state"] == "active"
+        alerts = await server.service.database.run(
+            server.service.database.query, "SELECT headline FROM alerts"
+        )
+        assert [a["headline"] for a in alerts] == ["卓资县暴雪橙色预警"]
+    finally:
+        for client in (drafter, approver, viewer):
+            await client.close()
+
+
+async def test_two_person_rule_then_delivery_completes(server: ConsoleServer) -> None:
+    author, other = ConsoleClient(server), ConsoleClient(server)
+    try:
+        await author.login("approver")  # an approver who wrote the alert
+        await other.login("drafter")
+        alert_id = await _submit(author)
+        record = await _alert(server, alert_id)
+        assert record["state"] == "held" and record["origin"] == "console:approver"
+        assert record["approval"]["requested_by"] == "console:approver"
+        # The author cannot approve their own alert, even as an approver.
+        status, page = await author.post(f"/console/alerts/{alert_id}/approve", {"reason": "x"})
+        assert status == 403 and "second officer" in page
+        # A drafter cannot approve at all.
+        status, _ = await other.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        assert status == 403
+        assert (await _alert(server, alert_id))["state"] == "held"
+        await other.close()
+        other = ConsoleClient(server)
+        await other.login("admin")
+        status, page = await other.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        assert status == 200 and 'id="counts"' in page
+        snapshot = await _wait_complete(server, alert_id)
+        assert snapshot["summary"] == {"speaker": {"confirmed": len(demo_targets("speaker"))}}
+        actions = await _audit(server, subject=alert_id)
+        assert ("console:approver", "alert.draft", alert_id) in actions
+        assert ("console:approver", "alert.approve.refused", alert_id) in actions
+        assert ("console:admin", "alert.approve", alert_id) in actions
+        assert ("console:admin", "alert.send", alert_id) in actions
+    finally:
+        await author.close()
+        await other.close()
+
+
+async def _wait_complete(server: ConsoleServer, alert_id: str) -> dict:  # type: ignore[type-arg]
+    from broadcaster.console.board import _snapshot
+
+    changed = asyncio.Event()
+    unsubscribe = server.service.subscribe(changed.set)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                changed.clear()
+                snapshot = await server.service.database.run(_snapshot, server.service, alert_id)
+                if snapshot["complete"]:
+                    return snapshot
+                await changed.wait()
+    finally:
+        unsubscribe()
+
+
+async def test_single_officer_severity_needs_a_reason(tmp_path: Path) -> None:
+    config = console_config(tmp_path, CHANNELS, demo_targets("speaker"), audio_preview=False)
+    approval = config.approval.model_validate({"single_officer_severities": ["Extreme"]})
+    config = config.model_copy(update={"approval": approval})
+    async with console_server(config) as running:
+        client = ConsoleClient(running)
+        try:
+            await client.login("approver")
+            alert_id = await _submit(client, severity="Extreme", headline="卓资县暴雪红色预警")
+            status, page = await client.post(f"/console/alerts/{alert_id}/approve", {"reason": ""})
+            assert status == 403 and "reason" in page
+            status, _ = await client.post(
+                f"/console/alerts/{alert_id}/approve", {"reason": "通信中断，值班员单人发布"}
+            )
+            assert status == 200
+            assert (await _alert(running, alert_id))["state"] == "active"
+            severe = await _submit(client, headline="卓资县暴雪橙色预警")
+            status, _ = await client.post(f"/console/alerts/{severe}/approve", {"reason": "x"})
+            assert status == 403
+        finally:
+            await client.close()
+
+
+async def test_preview_shows_segments_targets_and_field_problems(officer: ConsoleClient) -> None:
+    await officer.login("drafter")
+    form = compose_form(headline="卓资县暴雪橙色预警" * 8)
+    headers = {"Accept": "application/json", "X-CSRF-Token": officer.csrf}
+    status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
+    assert status == 200
+    body = json.loads(text)
+    assert body["ok"] is True and body["problems"] == []
+    sms = body["sms"][0]
+    assert sms["encoding"] == "UCS-2" and sms["units"] == len(sms["text"]) > 70
+    assert sms["segments"] == -(-sms["units"] // 67) >= 2
+    assert body["targets"] == {"speaker": len(demo_targets("speaker"))}
+    assert body["rds"]["ps"] == "ALERT   "
+    assert body["channels"]["speaker"]["title"] == "卓资县暴雪橙色预警" * 8
+    form = compose_form(headline="", divisions=(), status="Exercise")
+    status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
+    body = json.loads(text)
+    assert body["ok"] is False
+    paths = {p["path"] for p in body["problems"]}
+    assert {"zh-CN.headline", "division"} <= paths
+    assert body["marker"] == "【演练】" and body["rds"]["ps"] == "EXERCISE"
+    # A post with problems re-shows the form with them, and stores nothing.
+    status, page = await officer.post("/console/compose", form)
+    assert status == 400 and "the headline is required" in page
+    assert await _audit(officer.server, action="alert") == []
+
+
+async def test_cancel_and_update_from_the_board(server: ConsoleServer) -> None:
+    drafter, approver = ConsoleClient(server), ConsoleClient(server)
+    try:
+        await drafter.login("drafter")
+        await approver.login("approver")
+        alert_id = await _submit(drafter)
+        await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        await _wait_complete(server, alert_id)
+        status, page = await drafter.get(f"/console/alerts/{alert_id}/update")
+        assert status == 200 and alert_id in page
+        update_id = await _submit(
+            drafter, headline="卓资县暴雪橙色预警（更新）", update_of=alert_id
+        )
+        update = await _alert(server, update_id)
+        assert update["msg_type"] == "Update" and update["state"] == "held"
+        assert [r["alert_id"] for r in update["references"]] == [alert_id]
+        await approver.post(f"/console/alerts/{update_id}/approve", {"reason": "ok"})
+        assert (await _alert(server, alert_id))["state"] == "superseded"
+        status, _ = await drafter.post(f"/console/alerts/{update_id}/cancel", {"reason": ""})
+        assert status == 400
+        status, page = await drafter.post(
+            f"/console/alerts/{update_id}/cancel", {"reason": "降雪已停止"}
+        )
+        assert status == 200
+        assert (await _alert(server, update_id))["state"] == "cancelled"
+        followers = await server.service.database.run(
+            server.service.database.query,
+            "SELECT a.msg_type, a.state FROM alert_references r JOIN alerts a"
+            " ON a.id = r.alert_id WHERE r.ref_alert_id = ?",
+            (update_id,),
+        )
+        assert followers == [{"msg_type": "Cancel", "state": "active"}]
+        actions = [a for _, a, _ in await _audit(server, action="alert")]
+        assert actions.count("alert.update") == 1 and actions.count("alert.cancel") == 1
+    finally:
+        await drafter.close()
+        await approver.close()
+
+
+async def test_board_stream_and_target_lists(server: ConsoleServer) -> None:
+    drafter, approver = ConsoleClient(server), ConsoleClient(server)
+    try:
+        await drafter.login("drafter")
+        await approver.login("approver")
+        alert_id = await _submit(drafter)
+        await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        headers = {"Accept": "text/event-stream"}
+        async with drafter.session.get(
+            f"/console/alerts/{alert_id}/stream", headers=headers
+        ) as response:
+            assert response.headers["Content-Type"] == "text/event-stream"
+            async with asyncio.timeout(10):
+                while True:
+                    line = (await response.content.readline()).decode()
+                    if line.startswith("data: "):
+                        snapshot = json.loads(line[6:])
+                        if snapshot["complete"]:
+                            break
+        assert snapshot["alert_state"] == "active"
+        assert set(snapshot["states"].values()) == {"confirmed"}
+        status, text = await drafter.get(
+            f"/console/alerts/{alert_id}/deliveries?filter=confirmed",
+            headers={"Accept": "application/json"},
+        )
+        rows = json.loads(text)["deliveries"]
+        assert status == 200 and len(rows) == len(demo_targets("speaker"))
+        status, text = await drafter.get(
+            f"/console/deliveries/{rows[0]['id']}/events", headers={"Accept": "application/json"}
+        )
+        assert [e["to_state"] for e in json.loads(text)["events"]] == [
+            "queued",
+            "sending",
+            "accepted",
+            "confirmed",
+        ]
+        status, _ = await drafter.get(f"/console/alerts/{alert_id}/deliveries?filter=bogus")
+        assert status == 400
+        status, page = await drafter.get("/console/?q=暴雪")
+        assert alert_id in page
+    finally:
+        await drafter.close()
+        await approver.close()
