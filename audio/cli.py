@@ -3,7 +3,7 @@
 ``add_commands(subparsers)`` adds the commands to any argparse parser and ``run(args)`` runs the
 parsed command (the project CLI mounts them as ``broadcaster audio …``); ``main(argv)`` does
 both stand-alone (``python -m audio``).
-Bad input prints one ``error:`` line and exits 2; other audio failures exit 1.
+Bad input prints one ``error:`` line and exits 2; other audio and file failures exit 1.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _same(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() == ".raw":
         args.out.write_bytes(pcm)
     else:
-        with wave.open(str(args.out), "wb") as handle:
+        with args.out.open("wb") as raw, wave.open(raw, "wb") as handle:
             handle.setnchannels(1)
             handle.setsampwidth(2)
             handle.setframerate(args.rate)
@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except AudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
 
 

@@ -89,3 +89,9 @@ def test_bad_input_is_one_error_line_and_exit_2(
     assert done.stderr.startswith("error: ") and message in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_an_unwritable_output_is_one_error_line(tmp_path: Path) -> None:
+    done = run("same", "--header", HEADER, "--out", str(tmp_path / "missing" / "same.wav"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
