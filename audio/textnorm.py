@@ -2,10 +2,10 @@
 
 Chinese (``zh*``): ``21:29`` → ``21时29分``, ``2026-11-28`` → ``二零二六年11月28日``,
 ``10mm`` → ``10毫米``, ``30%`` → ``百分之30``, ``-25℃`` → ``零下25摄氏度``, ``6-8级`` → ``6到8级``,
-``10.5`` → ``10点5``, hotline numbers read digit by digit. English (``en*``): units and
-percentages spelled out, ``6-8`` → ``6 to 8``. Every language: URLs, e-mail addresses and
-bracketed codes such as ``[W-2026-0042]`` or ``（ABC123）`` are dropped, thousands separators
-removed (``1,200`` → ``1200``), whitespace collapsed.
+``10.5`` → ``10点5``, ``21:00-23:00`` → ``21时到23时``, hotline numbers digit by digit.
+English (``en*``): units and percentages spelled out, ``6-8`` → ``6 to 8``. Every language:
+URLs, e-mail addresses and bracketed codes such as ``[W-2026-0042]`` or ``（ABC123）`` are
+dropped, thousands separators removed (``1,200`` → ``1200``), whitespace collapsed.
 Pure functions, no I/O.
 """
 
@@ -135,7 +135,8 @@ def _normalize_zh(text: str) -> str:
 
     text = _sub(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:T|\s*)?", date, text)
     text = _sub(r"(\d{4})年", lambda m: f"{zh_digits(m[1])}年", text)
-    text = _sub(r"(?<![\d:])(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[+-]\d{2}:\d{2})?", clock, text)
+    # A zone offset is read only after seconds (CAP times): "21:00-23:00" is a range.
+    text = _sub(r"(?<![\d:])(\d{1,2}):(\d{2})(?::(\d{2})(?:[+-]\d{2}:\d{2})?)?", clock, text)
     text = _sub(rf"(-?{_NUM}){_RANGE_SEP}(-?{_NUM})\s*(?:°C|℃)", temp_range, text)
     text = _sub(rf"(-?{_NUM})\s*(?:°C|℃)", temp, text)
     text = _sub(rf"({_NUM})%?{_RANGE_SEP}({_NUM})\s*[%％]", percent_range, text)
@@ -143,8 +144,13 @@ def _normalize_zh(text: str) -> str:
     text = _sub(rf"({_NUM}){_RANGE_SEP}({_NUM})\s*{unit_re}", unit_range, text)
     text = _sub(rf"(-?{_NUM})\s*{unit_re}", unit, text)
     text = _sub(rf"({_NUM}){_RANGE_SEP}({_NUM})(?=\s*[\u4e00-\u9fff])", _zh_range, text)
+    text = _sub(r"([年月日时分秒])\s*[-~～—–]\s*(?=[\d零一二三四五六七八九])", _zh_to, text)
     text = _sub(r"(电话|热线|拨打|号码)[：:\s]*(\d{3,})", lambda m: m[1] + zh_digits(m[2]), text)
     return _sub(r"(\d+)\.(\d+)", lambda m: f"{m[1]}点{m[2]}", text)
+
+
+def _zh_to(m: re.Match[str]) -> str:
+    return f"{m[1]}到"
 
 
 def _zh_range(m: re.Match[str]) -> str:
