@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers.gsm.config import GsmModemConfig
+from drivers.gsm.config import GsmModemConfig, ReportMode
 from drivers.gsm.errors import (
     GsmCommandError,
     GsmConfigError,
@@ -48,9 +48,13 @@ log = logging.getLogger(__name__)
 _CSQ = re.compile(r"^\+CSQ:\s*(\d+)\s*,\s*(\d+)")
 _CREG = re.compile(r"^\+CREG:\s*(?:\d+\s*,\s*)?(\d+)")
 _CDSI = re.compile(r'^\+CDSI:\s*"([A-Z]{2})"\s*,\s*(\d+)$')
+_CMGL = re.compile(r"^\+CMGL:\s*(\d+)\s*,")
 _CMGR = re.compile(r"^\+CMGR:\s*\d*\s*,[^,]*,\s*(\d+)$")
 _REGISTERED = frozenset({1, 5})  # home network, roaming
 _SYNC_ATTEMPTS = 3
+# Queued after connect: read the reports the modem kept while nobody listened. The session
+# never produces an empty line, so this marker cannot collide with one from the modem.
+_DRAIN_STORED = UnsolicitedResult("")
 
 ReportCallback = Callable[[str, StatusReportPdu], None]
 LostCallback = Callable[[str, GsmPortError], None]
@@ -127,6 +131,8 @@ class GsmModemClient:
         session.command("AT+CMGF=0")
         ds = self.config.report_mode.cnmi_ds if self.config.status_reports else 0
         session.command(f"AT+CNMI=2,1,0,{ds},0")
+        if self.config.status_reports and self.config.report_mode is ReportMode.STORED:
+            self._unsolicited.put(_DRAIN_STORED)
 
     def _sync(self, session: AtSession) -> None:
         """Send ``AT`` until the modem answers ``OK``: it may still be booting or mid-PDU."""
@@ -203,11 +209,23 @@ class GsmModemClient:
         if result.pdu is not None:
             self._on_report(self.config.name, decode_status_report(result.pdu))
             return
+        if result is _DRAIN_STORED:
+            self._read_all_stored_reports()
+            return
         stored = _CDSI.match(result.line)
         if stored:
             self._read_stored_report(stored.group(1), int(stored.group(2)))
             return
         log.debug("%s: unsolicited %r ignored", self.config.name, result.line)
+
+    def _read_all_stored_reports(self) -> None:
+        session = self._require()
+        session.command('AT+CPMS="SR"')
+        self._memory = "SR"
+        for index, pdu_hex in _stored_pdus(session.command("AT+CMGL=4")):
+            report = decode_status_report(pdu_hex)
+            session.command(f"AT+CMGD={index}")
+            self._on_report(self.config.name, report)
 
     def _read_stored_report(self, memory: str, index: int) -> None:
         session = self._require()
@@ -225,6 +243,16 @@ class GsmModemClient:
         report = decode_status_report(lines[header + 1])
         session.command(f"AT+CMGD={index}")
         self._on_report(self.config.name, report)
+
+
+def _stored_pdus(lines: list[str]) -> list[tuple[int, str]]:
+    """(index, PDU) pairs of an ``AT+CMGL`` reply in PDU mode (27.005 §3.4.2)."""
+    found: list[tuple[int, str]] = []
+    for position, line in enumerate(lines[:-1]):
+        match = _CMGL.match(line)
+        if match:
+            found.append((int(match.group(1)), lines[position + 1]))
+    return found
 
 
 def _first_match(pattern: re.Pattern[str], lines: list[str], command: str) -> re.Match[str]:

@@ -144,8 +144,11 @@ class GsmModemPool:
         self._queue.clear()
         for slot in self._slots.values():
             slot.set_state(ModemState.STOPPED)
+            # close unblocks a command in flight; once the thread is idle, close again in case
+            # a connect that was under way opened the port anew
             await asyncio.to_thread(slot.client.close)
             await asyncio.to_thread(slot.executor.shutdown)
+            await asyncio.to_thread(slot.client.close)
 
     async def __aenter__(self) -> GsmModemPool:
         await self.start()

@@ -48,7 +48,8 @@ class ModemSimulatorFaults:
 
 @dataclass(frozen=True, slots=True)
 class ModemSimulatorConfig:
-    """Identity and radio state of a simulated modem.
+    """Identity and initial radio state of a simulated modem (``rssi`` and ``registration``
+    are attributes of the simulator too, changeable while it runs).
 
     ``link_path``, if set, is a symlink pointed at the pty: a stable device path that survives
     a restart of the simulator, as a udev name survives replugging a USB modem.
@@ -81,6 +82,8 @@ class AtModemSimulator(SimulatorCommandsMixin):
         self.echo = True
         self.cnmi_ds = 0
         self.pin_unlocked = self.config.pin is None
+        self.rssi = self.config.rssi
+        self.registration = self.config.registration
         self.next_reference = self.config.first_reference & 0xFF
         self.stored_reports: dict[int, tuple[str, int]] = {}
         self.reports_sent: list[StatusReportPdu] = []

@@ -54,6 +54,8 @@ class SimulatorCommandsMixin:
     config: ModemSimulatorConfig
     echo: bool
     cnmi_ds: int
+    rssi: int
+    registration: int
     pin_unlocked: bool
     stored_reports: dict[int, tuple[str, int]]
 
@@ -97,8 +99,8 @@ class SimulatorCommandsMixin:
             "+CMEE": self._ok,
             "+CFUN": lambda a, r: self._query(a, "+CFUN: 1"),
             "+CPIN": self._cpin,
-            "+CSQ": lambda a, r: self._info(a, [f"+CSQ: {self.config.rssi},99"]),
-            "+CREG": lambda a, r: self._query(a, f"+CREG: 0,{self.config.registration}"),
+            "+CSQ": lambda a, r: self._info(a, [f"+CSQ: {self.rssi},99"]),
+            "+CREG": lambda a, r: self._query(a, f"+CREG: 0,{self.registration}"),
             "+COPS": lambda a, r: self._query(a, '+COPS: 0,0,"CHINA MOBILE"'),
             "+CSCS": lambda a, r: self._query(a, '+CSCS: "GSM"', '+CSCS: ("GSM","UCS2")'),
             "+CMGF": self._cmgf,
@@ -109,7 +111,7 @@ class SimulatorCommandsMixin:
             "+CMGS": self._cmgs,
             "+CMGR": self._cmgr,
             "+CMGD": self._cmgd,
-            "+CMGL": lambda a, r: self.reply([], "OK"),
+            "+CMGL": self._cmgl,
             "+CLIP": self._ok,
             "+CRC": self._ok,
             "+CVHU": self._ok,
@@ -185,6 +187,12 @@ class SimulatorCommandsMixin:
             return
         pdu_hex, length = stored
         self.reply([f"+CMGR: 0,,{length}", pdu_hex], "OK")
+
+    def _cmgl(self, argument: str, raw: str) -> None:
+        lines: list[str] = []
+        for index, (pdu_hex, length) in sorted(self.stored_reports.items()):
+            lines += [f"+CMGL: {index},0,,{length}", pdu_hex]
+        self.reply(lines, "OK")
 
     def _cmgd(self, argument: str, raw: str) -> None:
         match = _INDEX.match(argument[1:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +18,7 @@ from drivers.gsm.errors import (
     GsmTimeoutError,
 )
 from drivers.gsm.modem import GsmModemClient
-from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_submit
+from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_status_report, encode_submit
 from drivers.gsm.simulator import ModemSimulatorFaults
 from drivers.gsm.simulator_network import (
     STATUS_DELIVERED,
@@ -230,3 +231,36 @@ def test_bad_modem_config_is_rejected(settings: dict[str, object], message: str)
     name = str(settings.pop("name", "m1"))
     with pytest.raises(GsmConfigError, match=message):
         fast_config("/dev/null", name, **settings)
+
+
+def test_reports_kept_while_disconnected_are_read_at_connect(
+    make_simulator: SimulatorFactory, recorder: Recorder, clients: list[GsmModemClient]
+) -> None:
+    simulator = make_simulator()
+    moment = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
+    kept = StatusReportPdu(42, NUMBER, moment, moment, STATUS_DELIVERED)
+    simulator.store_report(*encode_status_report(kept))
+    client = client_for(simulator.device_path, recorder, clients, status_reports=True)
+    client.connect()
+    assert recorder.reports.get(timeout=5) == kept
+    client.signal()
+    assert simulator.stored_reports == {}
+
+
+def test_a_garbage_status_report_is_counted_and_the_next_one_still_arrives(
+    make_simulator: SimulatorFactory, recorder: Recorder, clients: list[GsmModemClient]
+) -> None:
+    simulator = make_simulator()
+    client = client_for(
+        simulator.device_path,
+        recorder,
+        clients,
+        status_reports=True,
+        report_mode=ReportMode.DIRECT,
+    )
+    client.connect()
+    simulator.send_line("+CDS: 25")
+    simulator.send_line("0006ZZ-not-a-pdu")
+    reference = client.send_pdu(pdu(request_status_report=True))
+    assert recorder.reports.get(timeout=5).message_reference == reference
+    assert client.garbage_lines == 1

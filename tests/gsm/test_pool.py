@@ -350,3 +350,22 @@ async def test_stopping_fails_every_unfinished_message(
     results = await asyncio.gather(*sends, return_exceptions=True)
     assert all(isinstance(r, GsmNoModemError) for r in results), results
     assert {h.state for h in pool.health()} == {ModemState.STOPPED}
+
+
+async def test_health_polls_follow_registration(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(rssi=17)
+    settings: dict[str, dict[str, object]] = {"m0": {"health_interval": 0.05}}
+    async with running_pool([simulator], modem_settings=settings) as pool:
+        assert pool.health()[0].rssi == 17 and pool.health()[0].registered
+        simulator.registration = 0
+        async with asyncio.timeout(5):
+            await pool.wait_for_state("m0", ModemState.NO_SERVICE)
+        with pytest.raises(GsmNoModemError, match="no modem is ready"):
+            await pool.send(NUMBER, "nobody home", reference="r1")
+        simulator.registration = 5
+        async with asyncio.timeout(5):
+            await pool.wait_for_state("m0", ModemState.READY)
+        await pool.send(NUMBER, "roaming", reference="r2")
+    assert [r.text for r in network.records] == ["roaming"]
