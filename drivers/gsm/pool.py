@@ -173,6 +173,7 @@ class GsmModemPool:
                 busy=slot.busy is not None,
                 sent_segments=slot.sent_segments,
                 failures=slot.failures,
+                unreadable_lines=slot.client.garbage_lines,
                 last_error=slot.last_error,
             )
             for name, slot in self._slots.items()

@@ -87,6 +87,7 @@ class ModemHealth:
     busy: bool
     sent_segments: int
     failures: int
+    unreadable_lines: int  # unsolicited lines (reports) the modem sent that could not be read
     last_error: str | None
 
 

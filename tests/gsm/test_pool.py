@@ -369,3 +369,20 @@ async def test_health_polls_follow_registration(
             await pool.wait_for_state("m0", ModemState.READY)
         await pool.send(NUMBER, "roaming", reference="r2")
     assert [r.text for r in network.records] == ["roaming"]
+
+
+async def test_a_modem_turning_to_garbage_mid_run_fails_over(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    turning = make_simulator("turning")
+    steady = make_simulator("steady")
+    settings: dict[str, dict[str, object]] = {"m0": {"prompt_timeout": 0.2}}
+    async with running_pool([turning, steady], modem_settings=settings) as pool:
+        turning.faults.garbage = True
+        results = await asyncio.gather(
+            *(pool.send(NUMBER, f"g{i}", reference=f"r{i}") for i in range(4))
+        )
+        assert {s.segments[0].modem for s in results} == {"m1"}
+        assert pool.health()[0].state is not ModemState.READY
+        assert "garbage" in (pool.health()[0].last_error or "")
+    assert sorted(r.text for r in network.records) == [f"g{i}" for i in range(4)]
