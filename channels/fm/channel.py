@@ -1,0 +1,235 @@
+"""The ``fm`` channel: raise an alarm on FM transmitters through their RDS encoders and play
+the spoken warning into them.
+
+One registry target per transmitter; its ``address`` names the encoder (a key of
+``channels.fm.encoders`` or an encoder URL) and its division and languages come from the
+registry. For each delivery the channel
+
+1. works out PS and RT (:mod:`channels.fm.onair`) and renders the FM audio (−23 LUFS, 48 kHz
+   WAV, optionally framed by an EAS SAME header) in the target's languages;
+2. raises TP+TA with PTY 31 (30 for Test and Exercise) and shows PS and RT, each step
+   acknowledged by the encoder (EBU SPB 490 over :mod:`drivers.rds`);
+3. returns ``accepted`` as soon as the alert is on air. Playback takes as long as the audio
+   (about 40 s per language), longer than the core's ``send_timeout_seconds`` allows for
+   several languages, so it goes on in the background;
+4. plays the audio with the player command, drops TA and restores the station's normal
+   state, then confirms the delivery (``progress`` confirmations mark the steps on the way).
+
+Errors before the alert is on air are raised from ``send``: an unreachable or silent encoder
+is retryable (the core retries until the alert expires), an unknown transmitter, a refused
+command or a text RDS cannot carry is permanent. After it is on air, a failed playback or
+restore is a ``failed`` confirmation naming the step.
+
+A Cancel (``cancel``) kills the player and drops TA at once; the delivery is then
+``confirmed`` with the detail "stopped (Cancel ...)", since the transmitter did what was
+asked. A Cancel that arrives before the alert is on air keeps it off the air, and the core
+records the delivery ``cancelled``. Alerts are serialised per encoder and a higher-priority
+alert preempts a lower one (:mod:`channels.fm.transmitter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import ValidationError
+
+from audio import FM_PROFILE, AudioError, ExportFormat, Render, RenderRequest
+from broadcaster.channel import (
+    AlertMessage,
+    Channel,
+    ChannelCapabilities,
+    ChannelContext,
+    ChannelHealth,
+    ChannelPreview,
+    OutgoingDelivery,
+    ProbeResult,
+    SendOutcome,
+    SendResult,
+)
+from broadcaster.config import ChannelConfig
+from broadcaster.delivery import Target
+from broadcaster.errors import (
+    ChannelError,
+    RetryableError,
+    TargetRejectedError,
+    UnsupportedError,
+)
+from broadcaster.publisher import hazard_of, speech_text
+from channels.fm.config import FmChannelConfig
+from channels.fm.onair import on_air_text, priority, same_header
+from channels.fm.player import AudioPlayer
+from channels.fm.transmitter import LinkSettings, TransmitterLink
+from drivers.rds import RdsEncoderConfig, RdsError, make_encoder_client
+from drivers.rds.charset import RT_MAX_LENGTH
+
+#: Time allowed beyond the audio for raising, showing and restoring, in the "busy" estimate.
+_SEQUENCE_OVERHEAD_S = 5.0
+
+
+class FmChannel(Channel):
+    """FM transmitters with RDS encoders; see the module docstring."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+        confirms=True,
+        can_stop=True,
+        max_text_chars=RT_MAX_LENGTH,
+        audio_formats=("wav",),
+        description="FM transmitters: RDS alarm (TA/TP, PTY 31/30, PS, RT) and spoken warning",
+    )
+    config_model: ClassVar[type[ChannelConfig]] = FmChannelConfig
+
+    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+        super().__init__(name, config, context)
+        self._links: dict[str, TransmitterLink] = {}
+        self._cancelled: set[int] = set()
+        self._player = AudioPlayer(
+            self.settings.player, timeout_extra_s=self.settings.player_timeout_seconds
+        )
+
+    @property
+    def settings(self) -> FmChannelConfig:
+        assert isinstance(self.config, FmChannelConfig)
+        return self.config
+
+    async def start(self) -> None:
+        if self.context.audio is None:
+            raise ChannelError("the FM channel needs the audio publisher to render warnings")
+        self._player.check()
+
+    async def stop(self) -> None:
+        links = list(self._links.values())
+        await asyncio.gather(*(link.close() for link in links))
+
+    # -- transmitters ------------------------------------------------------------------
+
+    def _link(self, target: Target) -> TransmitterLink:
+        key = target.address or target.id
+        try:
+            transmitter = self.settings.transmitter(key)
+        except ValidationError as error:
+            problem = error.errors()[0]["msg"]
+            raise TargetRejectedError(f"target {target.id}: {problem}") from None
+        if transmitter is None:
+            raise TargetRejectedError(
+                f"target {target.id}: transmitter {key!r} has no encoder; add it to"
+                f" channels.{self.name}.encoders or give an encoder URL as its address"
+            )
+        link = self._links.get(transmitter.url)
+        if link is None:
+            try:
+                config = RdsEncoderConfig.from_url(
+                    transmitter.url, normal_state=transmitter.state()
+                )
+            except RdsError as error:
+                raise TargetRejectedError(f"target {target.id}: {error}") from error
+            settings = LinkSettings(
+                reconnect_attempts=self.settings.reconnect_attempts,
+                reconnect_delay=self.settings.reconnect_delay_seconds,
+                restore_retry=self.settings.restore_retry_seconds,
+                preempt=self.settings.preempt,
+            )
+            link = TransmitterLink(key, make_encoder_client(config), settings, self.confirm)
+            self._links[transmitter.url] = link
+        return link
+
+    def links(self) -> dict[str, TransmitterLink]:
+        """The transmitters used so far, by encoder URL."""
+        return dict(self._links)
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        link = self._link(delivery.target)
+        text = on_air_text(delivery.message, delivery.target, self.settings)
+        renders = await self._render(delivery)
+        if delivery.id in self._cancelled:
+            raise RetryableError(f"delivery {delivery.id} was stopped by a Cancel before airing")
+        expected = sum(r.duration_s for r in renders) + _SEQUENCE_OVERHEAD_S
+
+        async def play() -> None:
+            for render in renders:
+                await self._player.play(
+                    render.files[ExportFormat.WAV],
+                    render.duration_s,
+                    transmitter=delivery.target.id,
+                    delivery=delivery.id,
+                )
+
+        started = await link.air(
+            delivery,
+            text.content,
+            play,
+            priority=priority(delivery.message),
+            expected_s=expected,
+        )
+        content = text.content
+        detail = (
+            f"on air on {link.name}: PTY {content.pty}, PS {content.ps!r}, RT {content.rt!r}"
+            f" from the {text.source}; {expected - _SEQUENCE_OVERHEAD_S:.0f} s of audio"
+        )
+        if not started:
+            detail = f"already on air on {link.name}"
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=link.client.config.url, detail=detail)
+
+    async def _render(self, delivery: OutgoingDelivery) -> list[Render]:
+        audio = self.context.audio
+        if audio is None:
+            raise UnsupportedError("the FM channel has no audio publisher")
+        message, target = delivery.message, delivery.target
+        header = same_header(message, target, self.settings)
+        try:
+            if header is None:
+                renders = await audio.render(message, FM_PROFILE, target.languages)
+            else:
+                requests = [
+                    RenderRequest(speech_text(message, t), hazard_of(t.event), same_header=header)
+                    for t in message.rendition.for_languages(target.languages)
+                ]
+                renders = list(
+                    await asyncio.gather(*(audio.renderer.render(r, FM_PROFILE) for r in requests))
+                )
+        except AudioError as error:
+            if isinstance(error, ValueError):
+                raise UnsupportedError(f"FM audio for {target.id}: {error}") from error
+            message_text = f"FM audio for {target.id} could not be rendered: {error}"
+            raise RetryableError(message_text) from error
+        if not renders or any(ExportFormat.WAV not in r.files for r in renders):
+            raise UnsupportedError(f"FM audio for {target.id}: no WAV file was rendered")
+        return renders
+
+    async def cancel(self, delivery: OutgoingDelivery) -> None:
+        """Stop the alert of ``delivery``: player killed, TA dropped, normal state back."""
+        self._cancelled.add(delivery.id)
+        reason = f"Cancel of alert {delivery.message.alert.identifier}"
+        for link in list(self._links.values()):
+            if await link.stop(delivery.id, reason, as_asked=True):
+                return
+
+    # -- checks and preview ------------------------------------------------------------
+
+    async def health(self) -> ChannelHealth:
+        devices = {link.name: link.status() for link in self._links.values()}
+        failing = [name for name, status in devices.items() if status["last_error"]]
+        detail = f"{len(failing)} transmitter(s) failing: {', '.join(failing)}" if failing else "ok"
+        return ChannelHealth(ok=not failing, detail=detail, devices=devices)
+
+    async def probe(self, target: Target) -> ProbeResult:
+        try:
+            detail = await self._link(target).probe()
+        except ChannelError as error:
+            return ProbeResult(ok=False, detail=str(error))
+        return ProbeResult(ok=True, detail=detail)
+
+    async def preview(self, message: AlertMessage) -> ChannelPreview:
+        languages: Sequence[str] = tuple(t.language for t in message.rendition.texts[:1])
+        target = Target(id="preview", channel=self.name, name="preview", languages=tuple(languages))
+        text = on_air_text(message, target, self.settings)
+        content = text.content
+        return ChannelPreview(
+            title=f"PS {content.ps!r} PTY {content.pty}",
+            lines=(f"PS: {content.ps}", f"RT: {content.rt}"),
+            counts={"rt_characters": len(content.rt)},
+            notes=text.notes,
+        )

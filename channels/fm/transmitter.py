@@ -1,0 +1,363 @@
+"""One transmitter's RDS encoder: one alert on air at a time, and never TA left up.
+
+A :class:`TransmitterLink` owns one :class:`~drivers.rds.RdsEncoderClient` for the life of
+the channel (the same object across reconnections, so a pending restore survives) and runs
+alerts on it with :class:`~drivers.rds.AlertSequence` (EBU SPB 490 elements TA/TP, PTY, PS,
+RT, each acknowledged): raise TA+TP and PTY 31/30, show PS and RT, play, drop TA and put the
+station's normal state back.
+
+Serialisation: one sequence per encoder. While one runs, another alert of the same or lower
+:func:`~channels.fm.onair.priority` is refused with a retryable "busy" error whose
+``retry_after`` is the time left of the one on air, so the core queues it again; a strictly
+higher one (a real warning over a test, a more severe over a less severe) stops the running
+sequence first (it is restored, then its delivery is reported failed as "preempted") unless
+``preempt`` is off.
+
+If a sequence ends without the encoder restored (the link stayed down through every
+reconnection attempt), a background task retries every ``restore_retry_seconds`` until the
+encoder takes the normal state back; the next alert's connection applies it first too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from broadcaster.channel import Confirmation, ConfirmationOutcome, OutgoingDelivery
+from broadcaster.errors import (
+    ChannelError,
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    PermanentError,
+    RetryableError,
+    TargetRejectedError,
+    UnsupportedError,
+)
+from drivers.rds import (
+    AlertContent,
+    AlertSequence,
+    AlertStep,
+    EncoderState,
+    Pty,
+    RdsEncoderClient,
+    RdsError,
+    RdsRejectedError,
+    RdsTimeoutError,
+    RdsUnsupportedError,
+    RdsValueError,
+)
+
+_log = logging.getLogger(__name__)
+
+Report = Callable[[Confirmation], None]
+Play = Callable[[], Awaitable[None]]
+
+
+def channel_error(error: RdsError, where: str) -> ChannelError:
+    """The core's error for a driver error, retryable exactly when the driver says so."""
+    message = f"{where}: {error}"
+    if isinstance(error, RdsTimeoutError):
+        return DeviceTimeoutError(message)
+    if error.retryable:
+        return DeviceUnavailableError(message)
+    if isinstance(error, RdsUnsupportedError | RdsValueError):
+        return UnsupportedError(message)
+    if isinstance(error, RdsRejectedError):
+        return TargetRejectedError(message)
+    return PermanentError(message)
+
+
+@dataclass(slots=True)
+class LinkSettings:
+    """How a link reconnects and retries its restore."""
+
+    reconnect_attempts: int = 3
+    reconnect_delay: float = 0.5
+    restore_retry: float = 5.0
+    preempt: bool = True
+
+
+@dataclass(slots=True)
+class Airing:
+    """One alert on one transmitter."""
+
+    delivery: OutgoingDelivery
+    priority: tuple[int, int, int]
+    expected_s: float
+    started_at: float = field(default_factory=time.monotonic)
+    on_air: asyncio.Future[None] | None = None
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None
+    stopped_as_asked: bool = False
+    steps: list[str] = field(default_factory=list)
+
+
+class TransmitterLink:
+    """One encoder and the alert on it; see the module docstring."""
+
+    def __init__(
+        self, name: str, client: RdsEncoderClient, settings: LinkSettings, report: Report
+    ) -> None:
+        self.name = name
+        self.client = client
+        self.settings = settings
+        self._report = report
+        self._airing: Airing | None = None
+        self._begin_lock = asyncio.Lock()
+        self._restorer: asyncio.Task[None] | None = None
+        self._normal: EncoderState | None = None
+        self.last_error = ""
+
+    @property
+    def airing(self) -> Airing | None:
+        """The alert on air now, if any."""
+        return self._airing
+
+    async def air(
+        self,
+        delivery: OutgoingDelivery,
+        content: AlertContent,
+        play: Play,
+        *,
+        priority: tuple[int, int, int],
+        expected_s: float,
+    ) -> bool:
+        """Start the alert and return once it is on air (TA up, PS and RT shown, each
+        acknowledged); playback and restore go on in the background and end in a
+        confirmation. False if this delivery is already on air. Raises ChannelError."""
+        async with self._begin_lock:
+            current = self._airing
+            if current is not None:
+                if current.delivery.idempotency_key == delivery.idempotency_key:
+                    return False
+                await self._make_room(current, delivery, priority)
+            await self._stop_restorer()
+            await self.connect()
+            normal = await self._normal_state()
+            loop = asyncio.get_running_loop()
+            airing = Airing(delivery, priority, expected_s, on_air=loop.create_future())
+            sequence = AlertSequence(
+                self.client,
+                content,
+                normal=normal,
+                reconnect_attempts=self.settings.reconnect_attempts,
+                reconnect_delay=self.settings.reconnect_delay,
+                on_step=lambda step: self._on_step(airing, step),
+            )
+            airing.task = asyncio.create_task(
+                self._run(airing, sequence, play), name=f"fm-alert {self.name} {delivery.id}"
+            )
+            self._airing = airing
+        assert airing.on_air is not None
+        try:
+            await asyncio.shield(airing.on_air)
+        except asyncio.CancelledError:
+            airing.task.cancel()
+            raise
+        return True
+
+    async def _make_room(
+        self, current: Airing, delivery: OutgoingDelivery, priority: tuple[int, int, int]
+    ) -> None:
+        if self.settings.preempt and priority > current.priority:
+            reason = f"preempted by alert {delivery.message.alert.identifier}"
+            await self.stop(current.delivery.id, reason)
+            return
+        left = max(1.0, current.expected_s - (time.monotonic() - current.started_at))
+        raise RetryableError(
+            f"transmitter {self.name} is airing alert {current.delivery.message.alert.identifier}"
+            f" (about {left:.0f} s left)",
+            retry_after=left,
+        )
+
+    async def stop(self, delivery_id: int, reason: str, *, as_asked: bool = False) -> bool:
+        """Stop the alert of ``delivery_id`` if it is on air: audio killed, TA dropped and
+        the normal state restored before this returns. False if it was not on air.
+        ``as_asked`` (a Cancel) confirms the delivery as stopped; otherwise it fails."""
+        airing = self._airing
+        if airing is None or airing.delivery.id != delivery_id or airing.task is None:
+            return False
+        airing.stop_reason = reason
+        airing.stopped_as_asked = as_asked
+        airing.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(airing.task)
+        return True
+
+    async def _on_step(self, airing: Airing, step: AlertStep) -> None:
+        airing.steps.append(step.value)
+        if step is AlertStep.TEXT and airing.on_air is not None and not airing.on_air.done():
+            airing.on_air.set_result(None)
+        if step is AlertStep.PLAYED:  # raised and shown are in the "accepted" detail
+            detail = f"{self.name}: {step.value}"
+            self._report(Confirmation(airing.delivery.id, ConfirmationOutcome.PROGRESS, detail))
+
+    async def _run(self, airing: Airing, sequence: AlertSequence, play: Play) -> None:
+        delivery_id = airing.delivery.id
+        try:
+            await sequence.run(play)
+        except asyncio.CancelledError:
+            restored = "restored" if AlertStep.RESTORED in sequence.steps_done else "NOT restored"
+            reason = airing.stop_reason or "channel stopped"
+            self._finish(
+                airing,
+                RetryableError(f"{self.name}: stopped ({reason}) before going on air"),
+                Confirmation(
+                    delivery_id,
+                    ConfirmationOutcome.CONFIRMED
+                    if airing.stopped_as_asked
+                    else ConfirmationOutcome.FAILED,
+                    f"{self.name}: stopped ({reason}) after {self._elapsed(airing)};"
+                    f" TA dropped, station {restored}",
+                ),
+            )
+        except RdsError as error:
+            self.last_error = str(error)
+            self._finish(
+                airing,
+                channel_error(error, f"transmitter {self.name}"),
+                Confirmation(
+                    delivery_id,
+                    ConfirmationOutcome.FAILED,
+                    f"{self.name}: {error} (steps done: {', '.join(airing.steps) or 'none'})",
+                ),
+            )
+        except ChannelError as error:
+            self._finish(
+                airing,
+                error,
+                Confirmation(delivery_id, ConfirmationOutcome.FAILED, f"{self.name}: {error}"),
+            )
+        else:
+            self.last_error = ""
+            self._finish(
+                airing,
+                None,
+                Confirmation(
+                    delivery_id,
+                    ConfirmationOutcome.CONFIRMED,
+                    f"{self.name}: TA raised, PS/RT shown, audio played"
+                    f" ({self._elapsed(airing)}), normal state restored",
+                ),
+            )
+        finally:
+            if self._airing is airing:
+                self._airing = None
+            if self.client.pending_restore is not None:
+                self._start_restorer()
+
+    def _finish(
+        self, airing: Airing, before_air: ChannelError | None, after_air: Confirmation
+    ) -> None:
+        """Tell ``send`` (still waiting) or the core (through a confirmation) how it ended."""
+        on_air = airing.on_air
+        if on_air is not None and not on_air.done():
+            if before_air is None:
+                on_air.set_result(None)
+            else:
+                on_air.set_exception(before_air)
+                on_air.exception()  # retrieved here too: ``send`` may be gone
+            return
+        self._report(after_air)
+
+    @staticmethod
+    def _elapsed(airing: Airing) -> str:
+        return f"{time.monotonic() - airing.started_at:.1f} s"
+
+    async def _normal_state(self) -> EncoderState:
+        """The station's normal state: configured, completed by reading the encoder back
+        (UECP) when the configuration leaves PS, RT or PTY out; learnt once per link."""
+        if self._normal is not None:
+            return self._normal
+        state = self.client.config.normal_state
+        if state.ps is None or state.rt is None or state.pty is None:
+            try:
+                read = await self.client.read_state()
+            except RdsUnsupportedError:
+                read = EncoderState()
+            except RdsError as error:
+                raise channel_error(error, f"transmitter {self.name}: reading PS/RT") from error
+            if not read.ta and (read.pty or 0) < int(Pty.ALARM_TEST):
+                state = read.merged(state)
+        if state.ps is None:
+            raise UnsupportedError(
+                f"transmitter {self.name}: the station's normal PS is unknown; set"
+                " channels.fm.station.ps or the encoder's own ps"
+            )
+        rt = "" if state.rt is None else state.rt
+        self._normal = replace(state, ta=False, rt=rt, pty=state.pty or 0)
+        return self._normal
+
+    # -- restore in the background -------------------------------------------------------
+
+    def _start_restorer(self) -> None:
+        if self._restorer is None or self._restorer.done():
+            self._restorer = asyncio.create_task(
+                self._restore_loop(), name=f"fm-restore {self.name}"
+            )
+
+    async def _stop_restorer(self) -> None:
+        task, self._restorer = self._restorer, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _restore_loop(self) -> None:
+        while (state := self.client.pending_restore) is not None:
+            await asyncio.sleep(self.settings.restore_retry)
+            try:
+                if not self.client.connected:
+                    await self.client.connect()  # applies the pending restore first
+                if self.client.pending_restore is not None:
+                    await self.client.restore(state)
+                _log.warning("transmitter %s: normal state restored after reconnecting", self.name)
+            except RdsError as error:
+                self.last_error = f"restore pending: {error}"
+                _log.warning("transmitter %s: restore still pending: %s", self.name, error)
+                await self.client.close()
+
+    # -- lifecycle and checks ----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the link (applying a pending restore first); raise ChannelError."""
+        try:
+            await self.client.connect()
+        except RdsError as error:
+            self.last_error = str(error)
+            raise channel_error(error, f"transmitter {self.name}") from error
+
+    async def probe(self) -> str:
+        """Check the encoder answers without changing anything on air; raise ChannelError."""
+        await self.connect()
+        try:
+            await self.client.ping()
+        except RdsUnsupportedError:
+            return "connected (this dialect has no silent check command)"
+        except RdsError as error:
+            self.last_error = str(error)
+            raise channel_error(error, f"transmitter {self.name}") from error
+        return "encoder acknowledged"
+
+    def status(self) -> dict[str, object]:
+        """What the console shows of this transmitter."""
+        airing = self._airing
+        return {
+            "url": self.client.config.url,
+            "connected": self.client.connected,
+            "on_air": airing.delivery.message.alert.identifier if airing else None,
+            "restore_pending": self.client.pending_restore is not None,
+            "last_error": self.last_error,
+        }
+
+    async def close(self) -> None:
+        """Stop the alert on air (restoring the encoder), then close the link."""
+        airing = self._airing
+        if airing is not None:
+            await self.stop(airing.delivery.id, "channel stopped")
+        await self._stop_restorer()
+        await self.client.close()
