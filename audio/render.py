@@ -3,11 +3,11 @@
 ``Renderer.render(request, profile)`` builds the speech script, gets the spoken phrases from
 the speech cache or the fallback chain (supplied audio, engines, stored clips), assembles and
 normalises them for the channel profile, exports every format the profile wants, and returns a
-``Render``: file per format, duration, measured loudness and true peak, the rung that spoke, the
-attempts before it, and whether the test/exercise marker is present. Speech is made once per
-text and language and shared by every profile; a finished render is cached per profile. Renders
-spoken from stored clips are kept in memory only, so the next render after the synthesisers
-recover uses them again.
+``Render``: file and SHA-256 per format, duration, measured loudness and true peak, the rung
+that spoke, the attempts before it, and whether the test/exercise marker is present. Speech is
+made once per text and language and shared by every profile; a finished render is cached per
+profile. Renders spoken from stored clips are kept in memory only, so the next render after the
+synthesisers recover uses them again.
 
 Blocking work runs in subprocesses (engines, encoders) and worker threads (assembly, files);
 the coroutine never blocks the event loop.
@@ -42,7 +42,7 @@ from audio.pcm import MASTER_RATE
 from audio.same import parse_header
 from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
 
-RENDER_LAYOUT_VERSION = 1
+RENDER_LAYOUT_VERSION = 2
 ENGINE_NAMES = ("edge-tts", "espeak-ng", "piper")
 
 
@@ -99,6 +99,7 @@ class Render:
     attempts: tuple[EngineAttempt, ...]
     marker: str | None
     segments: tuple[SegmentSpan, ...]
+    sha256: dict[ExportFormat, str]
     cached: bool = False
 
     @property
@@ -204,7 +205,12 @@ def _build(
         "attempts": [asdict(a) for a in speech.attempts],
         "marker": _marker_text(request),
         "segments": [asdict(s) for s in assembled.segments],
+        "sha256": {fmt.value: _digest(path) for fmt, path in files.items()},
     }
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _marker_text(request: RenderRequest) -> str | None:
@@ -230,6 +236,7 @@ def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: b
             attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
             marker=meta["marker"],
             segments=tuple(SegmentSpan(**s) for s in meta["segments"]),
+            sha256={ExportFormat(f): str(d) for f, d in meta["sha256"].items()},
             cached=cached,
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -5,6 +5,7 @@ SAME by multimon-ng, and the cache."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 import time
 from dataclasses import replace
@@ -179,6 +180,8 @@ async def test_second_render_is_a_cache_hit_and_speech_is_shared(
     again = await renderer.render(_request(), LOUDSPEAKER_PROFILE)
     assert time.perf_counter() - started < 0.2
     assert again.cached and not first.cached and again.files == first.files
+    for fmt, path in first.files.items():
+        assert again.sha256[fmt] == hashlib.sha256(path.read_bytes()).hexdigest()
     await renderer.render(_request(), FM_PROFILE)
     assert len(list((renderer.cache.directory / "speech").iterdir())) == 1
     assert len(list((renderer.cache.directory / "renders").iterdir())) == 2
