@@ -39,6 +39,7 @@ MAX_MESSAGE_BYTES = 16 * 1024
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+CONTROL_PATTERN = re.compile(r"[\x00-\x1f\x7f]")
 TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
 KeyLookup = Callable[[str], bytes | None]
@@ -74,7 +75,7 @@ def parse_time(text: str, field: str = "time") -> datetime:
 def canonical_bytes(obj: dict[str, Any]) -> bytes:
     """The bytes that are signed: the object without ``sig``, keys sorted, no whitespace."""
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
-    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(unsigned).encode()
 
 
 def sign(obj: dict[str, Any], key: bytes) -> str:
@@ -95,14 +96,17 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+_DECODER = json.JSONDecoder(parse_float=_reject_float, object_pairs_hook=_unique_pairs)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def parse_object(data: bytes) -> dict[str, Any]:
     """Parse one wire message into a dict, refusing oversized, non-JSON or float-bearing input."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise SpeakerProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        obj = json.loads(
-            data.decode("utf-8"), parse_float=_reject_float, object_pairs_hook=_unique_pairs
-        )
+        obj = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SpeakerProtocolError(f"not a JSON message: {exc}") from exc
     if not isinstance(obj, dict):
@@ -127,16 +131,17 @@ def _verify(obj: dict[str, Any], key: bytes | None, signer: str) -> None:
 def _dump(obj: dict[str, Any], key: bytes) -> bytes:
     wire = {k: v for k, v in obj.items() if v is not None}
     wire["sig"] = sign(wire, key)
-    return json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode()
+    return _COMPACT.encode(wire).encode()
 
 
 def _str(obj: dict[str, Any], field: str, pattern: re.Pattern[str] | None = None) -> str:
     value = obj.get(field)
-    if not isinstance(value, str) or not value or len(value) > 2048:
+    if type(value) is not str or not value or len(value) > 2048:
         raise SpeakerProtocolError(f"field {field!r} must be a non-empty string")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise SpeakerProtocolError(f"field {field!r} has an invalid value {value!r}")
-    if any(ord(ch) < 0x20 for ch in value):
+    if pattern is not None:
+        if not pattern.fullmatch(value):
+            raise SpeakerProtocolError(f"field {field!r} has an invalid value {value!r}")
+    elif CONTROL_PATTERN.search(value):
         raise SpeakerProtocolError(f"field {field!r} contains control characters")
     return value
 

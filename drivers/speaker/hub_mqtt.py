@@ -4,6 +4,7 @@ One session to the broker publishes commands (QoS 1) to box and area topics and 
 every box's ``up`` and ``presence`` topics. The broker holds QoS 1 commands for boxes whose
 persistent session is offline and publishes a box's last will (``offline``) when it vanishes.
 The session reconnects on its own; ``send`` fails fast with SpeakerConnectionError meanwhile.
+``max_inflight`` 0 lets a fan-out to thousands of boxes have every publish in flight at once.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class MqttHubLink(HubLink):
         topics: SpeakerTopics,
         tls_context: ssl.SSLContext | None = None,
         connect_timeout_s: float = 10.0,
-        max_inflight: int = 1000,
+        publish_timeout_s: float = 60.0,
+        max_inflight: int = 0,
     ) -> None:
         self._sink = sink
         self._host, self._port = host, port
@@ -46,6 +48,7 @@ class MqttHubLink(HubLink):
         self._tls = tls_context
         self._connect_timeout_s = connect_timeout_s
         self._max_inflight = max_inflight
+        self._publish_timeout_s = publish_timeout_s
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -79,7 +82,10 @@ class MqttHubLink(HubLink):
                 identifier=f"broadcaster-hub-{uuid.uuid4().hex[:12]}",
                 tls_context=self._tls,
                 max_inflight_messages=self._max_inflight,
+                timeout=self._publish_timeout_s,
             )
+            # A fan-out to thousands of boxes has thousands of publishes in flight by design.
+            client.pending_calls_threshold = 1_000_000
             try:
                 async with client:
                     await client.subscribe(

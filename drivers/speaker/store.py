@@ -85,6 +85,7 @@ class MediaFetcher:
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[Path]] = {}
+        self._stored: set[str] = set()
 
     async def aclose(self) -> None:
         """Close the HTTP session."""
@@ -99,7 +100,8 @@ class MediaFetcher:
         content does not match ``sha256``.
         """
         path = self._dir / sha256
-        if await asyncio.to_thread(path.is_file):
+        if sha256 in self._stored or await asyncio.to_thread(path.is_file):
+            self._stored.add(sha256)
             return path
         pending = self._inflight.get(sha256)
         if pending is not None:
@@ -142,6 +144,7 @@ class MediaFetcher:
         if digest.hexdigest() != sha256:
             raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
         await asyncio.to_thread(_write_atomic, path, b"".join(chunks))
+        self._stored.add(sha256)
         return path
 
 

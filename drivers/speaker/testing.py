@@ -18,11 +18,12 @@ import socket
 import subprocess
 import threading
 import tty
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import IO, Self
 
 from aiohttp import web
 
@@ -56,11 +57,14 @@ class MosquittoBroker:
         self._conf = work_dir / f"mosquitto-{self.port}.conf"
         self._timeout = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
+        self._drain: threading.Thread | None = None
+        self.log_tail: deque[str] = deque(maxlen=50)
 
     def __enter__(self) -> Self:
         self._conf.write_text(
             f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "max_inflight_messages 0\nmax_queued_messages 0\nlog_dest stderr\n"
+            "max_inflight_messages 0\nmax_queued_messages 0\nconnection_messages false\n"
+            "log_dest stderr\n"
         )
         try:
             self._process = subprocess.Popen(
@@ -80,7 +84,16 @@ class MosquittoBroker:
                 self.__exit__(None, None, None)
                 raise SpeakerConnectionError("mosquitto did not start")
             if b" running" in line:
+                # Keep draining the log so a full pipe never stalls the broker.
+                self._drain = threading.Thread(
+                    target=self._drain_log, args=(stderr,), name="mosquitto-log", daemon=True
+                )
+                self._drain.start()
                 return self
+
+    def _drain_log(self, stderr: IO[bytes]) -> None:
+        for line in stderr:
+            self.log_tail.append(line.decode(errors="replace").rstrip())
 
     def __exit__(
         self,
@@ -91,6 +104,9 @@ class MosquittoBroker:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(10)
+            if self._drain is not None:
+                self._drain.join()
+                self._drain = None
             if self._process.stderr is not None:
                 self._process.stderr.close()
             self._process = None

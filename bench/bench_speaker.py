@@ -1,0 +1,235 @@
+"""Loudspeaker fan-out: 10,000 simulated boxes on loopback, over direct TCP and over MQTT
+through Mosquitto, in one run.
+
+For each transport the bench starts a SpeakerHub in this process and the fleet simulator
+(``drivers.speaker.simulator_cli``, real agent code, playback time zero) in separate processes,
+waits until every box is online, then sends one ``play_url`` per box and measures the time
+from the first send to every box acknowledging ``started`` and ``finished``. On MQTT it also
+measures one command per area topic. The hub process's peak RSS is the server memory figure.
+
+Goals: all boxes started within 5 s; server memory under 300 MB.
+Run: ``.venv/bin/python bench/bench_speaker.py [--boxes 10000] [--processes 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import resource
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from drivers.speaker.hub import (
+    BoxRegistration,
+    MqttBrokerConfig,
+    SpeakerHub,
+    SpeakerHubConfig,
+    TcpListenConfig,
+)
+from drivers.speaker.messages import AckStage, BoxAck, PlayUrl, Priority
+from drivers.speaker.simulator import area_key, box_key
+from drivers.speaker.testing import MediaServer, MosquittoBroker
+
+SECRET = b"bench-fleet-secret-0123456789abcdef"
+AREAS = tuple(f"1509{n:02d}" for n in range(1, 11))
+AUDIO = b"RIFF" + bytes(32_000)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def raise_file_limit() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass
+class AckCounter:
+    """Counts boxes per (cmd_id, stage) from the hub's event stream."""
+
+    expected: int
+    seen: dict[tuple[str, AckStage], set[str]] = field(default_factory=dict)
+    reached: dict[tuple[str, AckStage], float] = field(default_factory=dict)
+    arrivals: dict[tuple[str, AckStage], list[float]] = field(default_factory=dict)
+    failed: int = 0
+    done: dict[tuple[str, AckStage], asyncio.Event] = field(default_factory=dict)
+    all_online: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def event(self, cmd_id: str, stage: AckStage) -> asyncio.Event:
+        return self.done.setdefault((cmd_id, stage), asyncio.Event())
+
+    async def consume(self, hub: SpeakerHub) -> None:
+        async for event in hub.events():
+            if len(hub.online_boxes()) == self.expected:
+                self.all_online.set()
+            if not isinstance(event, BoxAck):
+                continue
+            if event.stage is AckStage.FAILED:
+                self.failed += 1
+            key = (event.cmd_id, event.stage)
+            boxes = self.seen.setdefault(key, set())
+            if event.box_id not in boxes:
+                self.arrivals.setdefault(key, []).append(time.perf_counter())
+            boxes.add(event.box_id)
+            if len(boxes) == self.expected and key not in self.reached:
+                self.reached[key] = time.perf_counter()
+                self.event(*key).set()
+
+
+def play(cmd_id: str, url: str) -> PlayUrl:
+    now = datetime.now(UTC)
+    return PlayUrl(
+        cmd_id=cmd_id,
+        alert_id=f"bench-{cmd_id}",
+        issued_at=now,
+        expires_at=now + timedelta(minutes=10),
+        url=url,
+        sha256=hashlib.sha256(AUDIO).hexdigest(),
+        priority=Priority.EMERGENCY,
+    )
+
+
+async def start_fleet(
+    link: str, boxes: int, processes: int, work: Path
+) -> list[asyncio.subprocess.Process]:
+    per = -(-boxes // processes)
+    fleet = []
+    for n in range(processes):
+        count = min(per, boxes - n * per)
+        fleet.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "drivers.speaker.simulator_cli",
+                "--link", link,
+                "--fleet-secret", SECRET.hex(),
+                "--boxes", str(count),
+                "--first-index", str(n * per),
+                "--areas", ",".join(AREAS),
+                "--heartbeat-s", "600",
+                "--work-dir", str(work / f"sim-{n}"),
+                "--connect-timeout-s", "300",
+                stdout=asyncio.subprocess.PIPE,
+            )
+        )  # fmt: skip
+    return fleet
+
+
+async def stop_fleet(fleet: list[asyncio.subprocess.Process]) -> None:
+    for process in fleet:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+    for process in fleet:
+        try:
+            async with asyncio.timeout(60):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def measure(
+    name: str, hub: SpeakerHub, ids: list[str], link: str, args: argparse.Namespace, url: str
+) -> None:
+    counter = AckCounter(len(ids))
+    consumer = asyncio.get_running_loop().create_task(counter.consume(hub))
+    began = time.perf_counter()
+    fleet = await start_fleet(link, len(ids), args.processes, args.work)
+    try:
+        online = asyncio.ensure_future(counter.all_online.wait())
+        exits = [asyncio.ensure_future(p.wait()) for p in fleet]
+        await asyncio.wait([online, *exits], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in [online, *exits]:
+            waiter.cancel()
+        if not counter.all_online.is_set():
+            raise SystemExit(f"{name}: a simulator process exited before all boxes were online")
+        print(f"{name}: {len(ids)} boxes online after {time.perf_counter() - began:.1f} s")
+        for label, sender in senders(name, hub, ids):
+            cmd_id = f"{name}-{label}"
+            command = play(cmd_id, url)
+            start = time.perf_counter()
+            await sender(command)
+            sent = time.perf_counter()
+            async with asyncio.timeout(120):
+                await counter.event(cmd_id, AckStage.STARTED).wait()
+                await counter.event(cmd_id, AckStage.FINISHED).wait()
+            started = counter.arrivals[(cmd_id, AckStage.STARTED)]
+            finished = counter.reached[(cmd_id, AckStage.FINISHED)] - start
+            p50, p99 = (started[int(len(started) * q) - 1] - start for q in (0.5, 0.99))
+            print(
+                f"{name} {label:>11}: sent in {sent - start:5.2f} s; started: half {p50:5.2f} s, "
+                f"99 % {p99:5.2f} s, all {started[-1] - start:5.2f} s; all finished "
+                f"{finished:5.2f} s; failed acks {counter.failed}; "
+                f"hub peak RSS {peak_rss_mb():.0f} MB"
+            )
+    finally:
+        await stop_fleet(fleet)
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+
+def senders(name: str, hub: SpeakerHub, ids: list[str]):  # type: ignore[no-untyped-def]
+    async def per_box(command: PlayUrl) -> None:
+        await asyncio.gather(*(hub.send_command(box, command) for box in ids))
+
+    async def per_area(command: PlayUrl) -> None:
+        await asyncio.gather(*(hub.send_area_command(area, command) for area in AREAS))
+
+    yield "per-box", per_box
+    if name == "mqtt":
+        yield "area-topics", per_area
+
+
+def registrations(ids: list[str], transport: str) -> list[BoxRegistration]:
+    return [
+        BoxRegistration(
+            box_id=box,
+            key=box_key(SECRET, box),
+            transport=transport,  # type: ignore[arg-type]
+            areas=frozenset({AREAS[i % len(AREAS)]}),
+        )
+        for i, box in enumerate(ids)
+    ]
+
+
+async def run(args: argparse.Namespace) -> None:
+    ids = [f"sim-{i:05d}" for i in range(args.boxes)]
+    print(f"speaker fan-out: {args.boxes} boxes, {args.processes} simulator processes")
+    async with MediaServer({"alert.wav": AUDIO}) as media:
+        url = media.url("alert.wav")
+        tcp = SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0), heartbeat_timeout_s=3600)
+        async with SpeakerHub(tcp, registrations(ids, "tcp")) as hub:
+            await measure("tcp", hub, ids, f"tcp://127.0.0.1:{hub.tcp_port}", args, url)
+        with MosquittoBroker(args.work) as broker:
+            keys = {area: area_key(SECRET, area) for area in AREAS}
+            mqtt = MqttBrokerConfig(host=broker.host, port=broker.port, area_keys=keys)
+            config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
+            async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
+                link = f"mqtt://{broker.host}:{broker.port}"
+                await measure("mqtt", hub, ids, link, args, url)
+    print(f"server (hub process) peak RSS: {peak_rss_mb():.0f} MB (goal < 300 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boxes", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args()
+    limit = raise_file_limit()
+    if limit < args.boxes + 1000:
+        sys.exit(f"open-file limit {limit} is too low for {args.boxes} boxes")
+    with tempfile.TemporaryDirectory(prefix="bench-speaker-") as work:
+        args.work = Path(work)
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
