@@ -35,7 +35,7 @@ from broadcaster.errors import BroadcasterError, CapError, ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["broadcaster.console.cli"]
 """Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 and sets ``func`` (taking the parsed arguments, returning the exit status) on each."""
 

@@ -18,6 +18,7 @@ the same hashing time as a known one and gets the same answer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -60,7 +61,12 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
 }
 
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check unknown usernames against, so they cost the same time as known ones."""
+    return _HASHER.hash("not a password of anyone")
 
 
 def hash_password(password: str) -> str:
@@ -248,7 +254,7 @@ class OfficerStore:
         now = self.clock()
         if row is not None and row["locked_until"] > now:
             raise AccountLockedError("this account is locked", until=row["locked_until"])
-        stored = row["password_hash"] if row is not None and row["enabled"] else _DUMMY_HASH
+        stored = row["password_hash"] if row is not None and row["enabled"] else _dummy_hash()
         matches = await asyncio.to_thread(password_matches, stored, password)
         if row is None or not row["enabled"]:
             raise LoginError("wrong username or password")

@@ -12,6 +12,21 @@ elsewhere.
 ``user`` and ``audit`` commands.
 """
 
-from broadcaster.console.web import make_console_app
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from broadcaster.service import BroadcasterService
+
+
+def make_console_app(service: BroadcasterService) -> web.Application:
+    """The console sub-application (imported on use: the CLI commands do not need it)."""
+    from broadcaster.console.web import make_console_app as build
+
+    return build(service)
+
 
 __all__ = ["make_console_app"]

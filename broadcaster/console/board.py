@@ -28,7 +28,7 @@ from broadcaster.auth import Permission
 from broadcaster.cap import from_json
 from broadcaster.console import compose
 from broadcaster.console.alerts import compose_context
-from broadcaster.console.mapping import target_dots
+from broadcaster.console.mapping import frame_around, target_dots
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.errors import CapError, StoreError
 from broadcaster.service import BroadcasterService
@@ -120,6 +120,8 @@ async def board_page(request: web.Request) -> web.Response:
     snapshot = await service.database.run(_snapshot, service, alert_id)
     deliveries = await service.database.run(deliveries_of, service.database, alert_id)
     document = await service.database.run(service.alerts.document, alert_id)
+    located = [(d["lat"], d["lon"]) for d in deliveries if d["lat"] is not None]
+    frame = frame_around(located) if located else state.frame
     return page(
         request,
         "board.html",
@@ -127,8 +129,8 @@ async def board_page(request: web.Request) -> web.Response:
             "alert": record,
             "document": document or {},
             "snapshot": snapshot,
-            "frame": state.frame.to_json(),
-            "dots": target_dots(state.frame, deliveries),
+            "frame": frame.to_json(),
+            "dots": target_dots(frame, deliveries),
             "single_officer": service.config.approval.single_officer_severities,
         },
     )

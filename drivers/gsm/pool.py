@@ -277,7 +277,8 @@ class GsmModemPool:
         interval = slot.config.health_interval
         while self._running:
             if slot.state is not ModemState.READY:
-                await self._connect(slot)
+                if not await self._connect(slot):
+                    return
                 continue
             if time.monotonic() - slot.checked_at >= interval:
                 await self._check_health(slot)
@@ -292,10 +293,18 @@ class GsmModemPool:
             finally:
                 slot.busy = None
 
-    async def _connect(self, slot: _ModemSlot) -> None:
+    async def _connect(self, slot: _ModemSlot) -> bool:
+        """Try to connect once; False if retrying cannot help (a wrong PIN must not be
+        retried: the SIM would lock)."""
         slot.set_state(ModemState.CONNECTING)
         try:
             slot.signal = await slot.call(slot.client.connect)
+        except GsmPermanentError as exc:
+            log.error("modem %s: not usable until reconfigured: %s", slot.config.name, exc)
+            slot.set_state(ModemState.FAILED)
+            slot.last_error = str(exc)
+            slot.attempted.set()
+            return False
         except GsmError as exc:
             if slot.last_error != str(exc):
                 log.warning("modem %s: connect failed: %s", slot.config.name, exc)
@@ -308,6 +317,7 @@ class GsmModemPool:
         slot.attempted.set()
         if slot.state is not ModemState.READY:
             await asyncio.sleep(slot.config.reconnect_interval)
+        return True
 
     async def _check_health(self, slot: _ModemSlot) -> None:
         try:

@@ -46,7 +46,7 @@ _FINAL = re.compile(r"^(OK|ERROR|NO CARRIER|COMMAND NOT SUPPORT|\+CM[ES] ERROR:.
 _CMS = re.compile(r"^\+CMS ERROR:\s*(\d+)$")
 _PREFIX = re.compile(r"^([+^][A-Z0-9]+):")
 _COMMAND_NAME = re.compile(r"^AT([+^][A-Z0-9]+)", re.IGNORECASE)
-_BARE_UNSOLICITED = frozenset({"RING", "NO CARRIER", "BUSY", "NO ANSWER", "RDY"})
+_BARE_UNSOLICITED = frozenset({"RING", "BUSY", "NO ANSWER", "RDY"})
 _READ_POLL = 0.05
 
 
@@ -284,13 +284,12 @@ class AtSession:
                 self._deliver(UnsolicitedResult(line))
             return
         prefix = _PREFIX.match(line)
-        unsolicited = line in _BARE_UNSOLICITED and not _FINAL.match(line)
-        if (prefix and prefix.group(1) != pending.name) or unsolicited:
-            self._deliver(UnsolicitedResult(line))
-        elif _FINAL.match(line):
+        if _FINAL.match(line):
             pending.final = line
             pending.done.set()
             pending.prompt.set()
+        elif (prefix and prefix.group(1) != pending.name) or line in _BARE_UNSOLICITED:
+            self._deliver(UnsolicitedResult(line))
         else:
             pending.lines.append(line)
 

@@ -264,3 +264,15 @@ def test_a_garbage_status_report_is_counted_and_the_next_one_still_arrives(
     reference = client.send_pdu(pdu(request_status_report=True))
     assert recorder.reports.get(timeout=5).message_reference == reference
     assert client.garbage_lines == 1
+
+
+@pytest.mark.parametrize("line", ["RING", '+CMTI: "SM",3', "+CREG: 1", "^BOOT:1,0,0,0,0"])
+def test_unsolicited_lines_mid_send_do_not_disturb_the_reply(
+    line: str, make_simulator: SimulatorFactory, recorder: Recorder, clients: list[GsmModemClient]
+) -> None:
+    simulator = make_simulator(first_reference=9)
+    client = client_for(simulator.device_path, recorder, clients)
+    client.connect()
+    simulator.faults.unsolicited_after_prompt = line
+    assert client.send_pdu(pdu()) == 9
+    assert client.signal().registered

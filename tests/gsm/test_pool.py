@@ -386,3 +386,18 @@ async def test_a_modem_turning_to_garbage_mid_run_fails_over(
         assert pool.health()[0].state is not ModemState.READY
         assert "garbage" in (pool.health()[0].last_error or "")
     assert sorted(r.text for r in network.records) == [f"g{i}" for i in range(4)]
+
+
+async def test_a_wrong_sim_pin_is_tried_once_and_never_again(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    locked = make_simulator("locked", pin="1234")
+    good = make_simulator("good")
+    settings: dict[str, dict[str, object]] = {"m0": {"pin": "9999"}}
+    async with running_pool([locked, good], modem_settings=settings) as pool:
+        await pool.send(NUMBER, "via the good one", reference="r1")
+        await pool.send(NUMBER, "again", reference="r2")
+        health = pool.health()[0]
+    assert health.state is ModemState.FAILED and "refused the PIN" in (health.last_error or "")
+    assert locked.commands_seen.count('AT+CPIN="9999"') == 1
+    assert [r.modem for r in network.records] == ["good", "good"]

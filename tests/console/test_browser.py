@@ -1,0 +1,187 @@
+"""The officer's whole path in headless Chromium (Debian's, driven by Playwright): log in as a
+drafter, compose from a template, preview (SMS segments, audio that plays), submit; log in as an
+approver and approve; watch the board reach all-confirmed; then cancel an alert mid-delivery
+and see the Cancel on the board. Screenshots of each step go to ``test-artifacts/console/``.
+
+Devices are channels that accept each command and acknowledge it later, as loudspeaker boxes
+do; the second one is rate-limited so that a Cancel lands while deliveries are still queued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from tests.conftest import REPO
+from tests.console.support import (
+    COUNTY,
+    PASSWORDS,
+    BoxChannel,
+    ConsoleServer,
+    console_config,
+    console_server,
+    demo_targets,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts" / "console"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ConsoleServer]:
+    channels = {
+        "speaker": {"type": "tests.console.support:BoxChannel"},
+        "village-sms": {
+            "type": "tests.console.support:BoxChannel",
+            "concurrency": 1,
+            "rate_per_second": 4,
+        },
+    }
+    targets = demo_targets("speaker") + demo_targets("village-sms")
+    BoxChannel.ack_delay = 0.05
+    async with console_server(console_config(tmp_path, channels, targets)) as running:
+        yield running
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    assert CHROMIUM.exists(), "Debian's chromium is required (scripts/apt-packages.txt)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1366, "height": 900},
+            locale="zh-CN",
+        )
+        try:
+            yield context.pages[0] if context.pages else await context.new_page()
+        finally:
+            await context.close()
+
+
+async def _shot(page: Page, name: str) -> None:
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def _login(page: Page, base: str, username: str) -> None:
+    await page.goto(base)
+    await expect(page.locator("#login-form")).to_be_visible()
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", PASSWORDS[username])
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#officer-name")).to_contain_text(username.title())
+
+
+async def _logout(page: Page) -> None:
+    await page.click("form[action$='/logout'] button")
+    await expect(page.locator("#login-form")).to_be_visible()
+
+
+async def _compose(page: Page, base: str, channel: str, area: str) -> None:
+    await page.goto(base + "compose")
+    await page.select_option("#hazard", "blizzard")
+    await page.click("button[data-level=orange]")
+    await page.check(f"input[name=division][value='{area}']")
+    for box in await page.locator("input[name=channel]").all():
+        if await box.get_attribute("value") != channel:
+            await box.uncheck()
+    await expect(page.locator("#severity")).to_have_value("Severe")
+    await expect(page.locator("[name='zh-CN.headline']")).to_have_value("卓资县暴雪橙色预警")
+
+
+async def _approve_first_pending(page: Page, base: str) -> None:
+    await page.goto(base + "approvals")
+    await page.click("#approvals a.button")
+    await page.fill("#reason", "已核实 checked")
+    await page.click("#approve")
+    await expect(page.locator("#approval-state")).to_have_text("approved")
+
+
+async def test_officer_path_compose_preview_approve_confirm_cancel(
+    server: ConsoleServer, page: Page
+) -> None:
+    base = server.url
+    await _login(page, base, "drafter")
+    await _shot(page, "01-logged-in")
+
+    await _compose(page, base, "speaker", COUNTY)
+    await _shot(page, "02-compose")
+    await page.click("#preview-button")
+    segments = page.locator("#preview-sms .segments").first
+    await expect(segments).to_contain_text("segments")
+    assert "UCS-2" in await segments.inner_text()
+    speaker_targets = len(demo_targets("speaker"))
+    await expect(page.locator("#preview-targets tr[data-channel=speaker] td").nth(1)).to_have_text(
+        str(speaker_targets)
+    )
+    await expect(page.locator("#audio-status")).to_have_attribute("data-ready", "1", timeout=60_000)
+    audio = await page.evaluate(
+        """async () => {
+            const a = document.getElementById('preview-audio');
+            if (a.readyState < 1) {
+                await new Promise(r => a.addEventListener('loadedmetadata', r, {once: true}));
+            }
+            await a.play();
+            await new Promise(r => setTimeout(r, 300));
+            const state = {duration: a.duration, time: a.currentTime, error: a.error};
+            a.pause();
+            return state;
+        }"""
+    )
+    assert audio["error"] is None and audio["duration"] > 2 and audio["time"] > 0
+    await _shot(page, "03-preview")
+    await page.click("#submit")
+    await expect(page.locator("#approval-state")).to_have_text("pending")
+    await expect(page.locator("#approve")).to_have_count(0)  # a drafter cannot approve
+    await _shot(page, "04-submitted")
+    await _logout(page)
+
+    await _login(page, base, "approver")
+    await _approve_first_pending(page, base)
+    await expect(page.locator("body[data-complete='1']")).to_have_count(1, timeout=20_000)
+    row = page.locator("#counts tr[data-channel=speaker]")
+    await expect(row.locator("td[data-state=confirmed]")).to_have_text(str(speaker_targets))
+    await expect(row.locator("td[data-state=failed]")).to_have_text("0")
+    await page.click("#targets tbody tr >> nth=0")
+    await expect(page.locator("#events li")).to_have_count(4)
+    await _shot(page, "05-all-confirmed")
+    await _logout(page)
+
+    # A second alert on the rate-limited channel, cancelled while deliveries are under way.
+    await _login(page, base, "drafter")
+    await _compose(page, base, "village-sms", COUNTY)
+    await page.click("#submit")
+    await expect(page.locator("#approval-state")).to_have_text("pending")
+    await _logout(page)
+    await _login(page, base, "approver")
+    await _approve_first_pending(page, base)
+    row = page.locator("#counts tr[data-channel=village-sms]")
+    await expect(row.locator("td[data-state=confirmed]")).not_to_have_text("0", timeout=10_000)
+    await _shot(page, "06-mid-delivery")
+    await page.fill("#cancel-reason", "降雪减弱，解除预警")
+    await page.click("#cancel")
+    await expect(page.locator("#alert-state .badge")).to_have_text("cancelled")
+    await expect(page.locator("#followers")).to_contain_text("Cancel")
+    await expect(row.locator("td[data-state=cancelled]")).not_to_have_text("0")
+    await expect(page.locator("#cancel")).to_have_count(0)
+    await page.click(".filters button[data-filter=cancelled]")
+    await expect(page.locator("#targets tbody tr").first).to_contain_text("cancelled")
+    await _shot(page, "07-cancelled")
+    await page.set_viewport_size({"width": 820, "height": 1180})
+    await _shot(page, "08-tablet-board")
