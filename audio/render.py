@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ class Renderer:
         self.chain = chain or config.build_chain()
         self.cache = RenderCache(config.cache_dir)
         self._chain_identity = self.chain.identity()
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Held only while a render of that key is in progress or awaited.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._clip_speech: dict[str, SpeechResult] = {}
         self._clip_renders: dict[str, Render] = {}
 
@@ -154,7 +156,11 @@ class Renderer:
             return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
 
     def _lock(self, key: str) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
 
     def _speech_key(self, script: SpeechScript, supplied: bytes | None) -> str:
         supplied_digest = hashlib.sha256(supplied).hexdigest() if supplied is not None else None
