@@ -3,7 +3,8 @@
 One :class:`WebPushClient` holds one aiohttp session (connections to each push service are
 reused) and the VAPID signer. A push is ``POST <endpoint>`` with the ``aes128gcm`` body and the
 headers ``TTL``, ``Urgency``, ``Topic``, ``Content-Encoding`` and ``Authorization``.
-Encryption (two P-256 operations) runs in a worker thread, never on the event loop.
+Encryption (two P-256 operations) runs in a worker thread, never on the event loop; the
+requests of one loop iteration go to the thread together (:class:`EncryptionBatcher`).
 
 Answers (RFC 8030 §5, §7; RFC 8292 §4)::
 
@@ -66,6 +67,56 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+_EncryptJob = tuple[bytes, str, str]
+
+
+def _encrypt_all(jobs: list[_EncryptJob]) -> list[bytes | ValueError]:
+    """Encrypt each job; a job's key or size error is returned in its place, not raised."""
+    results: list[bytes | ValueError] = []
+    for payload, p256dh, auth in jobs:
+        try:
+            results.append(encrypt(payload, p256dh, auth))
+        except ValueError as exc:
+            results.append(exc)
+    return results
+
+
+class EncryptionBatcher:
+    """Encrypts in a worker thread, one thread hop for all requests of one loop iteration.
+
+    The dispatcher hands a channel many deliveries at once; handing each encryption to a
+    thread on its own costs more than the encryption (a future, a lock and a wake-up each).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[_EncryptJob, asyncio.Future[bytes]]] = []
+
+    async def encrypt(self, payload: bytes, p256dh: str, auth: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._waiting.append(((payload, p256dh, auth), future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush, loop)
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._waiting = self._waiting, []
+        done = loop.run_in_executor(None, _encrypt_all, [job for job, _ in batch])
+
+        def hand_out(finished: asyncio.Future[list[bytes | ValueError]]) -> None:
+            failure = finished.exception()
+            results = finished.result() if failure is None else [failure] * len(batch)
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+        done.add_done_callback(hand_out)
+
+
 class WebPushClient:
     """Posts push messages; raises the channel error tree for every failure."""
 
@@ -74,6 +125,7 @@ class WebPushClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+        self._encryption = EncryptionBatcher()
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0)
@@ -89,8 +141,8 @@ class WebPushClient:
         if self._session is None:
             raise DeviceUnavailableError("the web push client is not open")
         try:
-            body = await asyncio.to_thread(
-                encrypt, message.payload, subscription.p256dh, subscription.auth
+            body = await self._encryption.encrypt(
+                message.payload, subscription.p256dh, subscription.auth
             )
         except PushKeyError as exc:
             raise TargetRejectedError(f"subscription keys are unusable: {exc}") from exc

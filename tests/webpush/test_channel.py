@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.cap import MsgType, Severity, Status, Urgency
-from broadcaster.channel import Channel, ConfirmationOutcome, SendOutcome
+from broadcaster.channel import Channel, ConfirmationOutcome, SendOutcome, SendResult
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import (
@@ -210,6 +210,23 @@ async def test_a_target_without_keys_is_rejected(
     target = Target(id="push-x", channel="push", name="x", address="https://push.example/x")
     with pytest.raises(TargetRejectedError, match="not a push subscription"):
         await channel.send(contract_delivery(target))
+
+
+async def test_concurrent_sends_share_encryption_and_bad_keys_fail_alone(
+    started: tuple[WebPushChannel, MemoryTargets],
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+) -> None:
+    channel, targets = started
+    good = [subscribe(targets, divisions, push_service, f"p{n}") for n in range(20)]
+    broken = replace(good[0], id="push-broken", params={**good[0].params, "auth": "AAAA"})
+    deliveries = [contract_delivery(t, delivery_id=n + 1) for n, t in enumerate([*good, broken])]
+    outcomes = await asyncio.gather(*(channel.send(d) for d in deliveries), return_exceptions=True)
+    for outcome in outcomes[:-1]:
+        assert isinstance(outcome, SendResult) and outcome.outcome is SendOutcome.ACCEPTED
+    assert isinstance(outcomes[-1], TargetRejectedError)
+    assert "16 bytes" in str(outcomes[-1])
+    assert sorted(p.payload["delivery"] for p in push_service.received) == list(range(1, 21))
 
 
 async def test_send_before_start_is_retryable(make_channel: ChannelFactory) -> None:
