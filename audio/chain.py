@@ -18,8 +18,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from audio.clips import ClipLibrary
 from audio.engines.base import SpeechEngine
 from audio.errors import (
@@ -29,11 +27,14 @@ from audio.errors import (
     EngineUnavailableError,
     NoSpeechError,
 )
+from audio.loudness import integrated_loudness
 from audio.pcm import Samples, decode_async
 from audio.speechtext import SpeechScript
 
 CLIP_RUNG = "clip"
 SUPPLIED_RUNG = "supplied"
+# Quieter than this, supplied audio is taken for silence rather than amplified into noise.
+SUPPLIED_MIN_LUFS = -50.0
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,9 @@ async def _decode_supplied(supplied: bytes, attempts: list[EngineAttempt]) -> Sa
     except AudioToolError as exc:
         attempts.append(_attempt(SUPPLIED_RUNG, "failed", started, str(exc).strip()))
         return None
-    if not np.any(body):
-        attempts.append(_attempt(SUPPLIED_RUNG, "failed", started, "supplied audio is silent"))
+    if integrated_loudness(body) < SUPPLIED_MIN_LUFS:
+        detail = f"supplied audio is quieter than {SUPPLIED_MIN_LUFS:g} LUFS"
+        attempts.append(_attempt(SUPPLIED_RUNG, "failed", started, detail))
         return None
     attempts.append(_attempt(SUPPLIED_RUNG, "ok", started))
     return body

@@ -302,3 +302,29 @@ async def test_bad_input_is_refused_before_anything_is_rendered(renderer: Render
         await renderer.render(_request(language="fr"), FM_PROFILE)
     assert not any((renderer.cache.directory / "speech").iterdir())
     assert not any((renderer.cache.directory / "renders").iterdir())
+
+
+async def test_silent_supplied_audio_is_not_amplified_into_noise(
+    renderer: Renderer, tmp_path: Path
+) -> None:
+    hiss = tmp_path / "hiss.wav"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "anoisesrc=a=0.0001:d=3",
+            "-ar",
+            "48000",
+            str(hiss),
+        ],
+        check=True,
+    )
+    request = replace(_request(), supplied_audio=hiss.read_bytes())
+    render = await renderer.render(request, FM_PROFILE)
+    assert render.attempts[0].engine == "supplied" and render.attempts[0].outcome == "failed"
+    assert "LUFS" in render.attempts[0].detail
+    assert render.engine == "espeak-ng"
