@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -52,6 +53,7 @@ from channels.webpush.enrolment import (
     SubscriptionError,
     build_target,
     parse_endpoint,
+    parse_subscription,
     subscription_of,
     target_id,
 )
@@ -192,6 +194,39 @@ class WebPushChannel(Channel):
             raise ChannelNotReadyError("subscriptions need a target registry")
         endpoint = parse_endpoint(body, allow_http=True, where="the request body")
         return await self.context.targets.unregister(target_id(endpoint))
+
+    async def renew(self, body: Any) -> Target | None:
+        """Move a subscription the browser replaced (``pushsubscriptionchange``) to its new
+        endpoint and keys, keeping its area, languages and ack secret.
+
+        ``body`` is ``{"old_endpoint": …, "subscription": PushSubscription.toJSON()}``; the old
+        endpoint entitles the caller. None when no subscription has that endpoint.
+        """
+        directory = self.context.targets
+        if directory is None:
+            raise ChannelNotReadyError("subscriptions need a target registry")
+        doc = _mapping(body)
+        old_endpoint = doc.get("old_endpoint")
+        if not isinstance(old_endpoint, str) or not old_endpoint:
+            raise SubscriptionError(
+                "old_endpoint: the replaced subscription's endpoint is required"
+            )
+        previous = await directory.get(target_id(old_endpoint))
+        if previous is None:
+            return None
+        allow_http = self.settings.allow_http_endpoints
+        subscription = parse_subscription(doc.get("subscription"), allow_http=allow_http)
+        keys = {"p256dh": subscription.p256dh, "auth": subscription.auth}
+        target = replace(
+            previous,
+            id=target_id(subscription.endpoint),
+            address=subscription.endpoint,
+            params={**previous.params, **keys},
+        )
+        await directory.register(target)
+        if target.id != previous.id:
+            await directory.unregister(previous.id)
+        return target
 
     async def acknowledge(self, body: Any) -> bool:
         """Confirm the delivery a service worker acknowledges; False if the ack is not valid."""

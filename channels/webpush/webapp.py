@@ -11,6 +11,8 @@
     POST /subscribe        ``{"subscription": PushSubscription.toJSON(), "division": code,
                            "languages": [...]}`` → 201 ``{"id", "division", "area"}``
     POST /unsubscribe      ``{"endpoint": …}`` → 200 ``{"removed": bool}``
+    POST /renew            ``{"old_endpoint": …, "subscription": …}`` (the service worker's
+                           ``pushsubscriptionchange``) → 200 ``{"id", "division"}``, or 404
     POST /ack              ``{"alert", "delivery", "sub", "ack"}`` → 204, or 403 if the token
                            does not match the subscription
 
@@ -112,6 +114,13 @@ async def unsubscribe(request: web.Request) -> web.Response:
     return web.json_response({"removed": removed})
 
 
+async def renew(request: web.Request) -> web.Response:
+    target = await request.app[CHANNEL].renew(await _body(request))
+    if target is None:
+        return _json_error(404, "no subscription has that old endpoint")
+    return web.json_response({"id": target.id, "division": target.division})
+
+
 async def ack(request: web.Request) -> web.Response:
     if not await request.app[CHANNEL].acknowledge(await _body(request)):
         return _json_error(403, "the ack does not match a current subscription")
@@ -127,6 +136,7 @@ def subscription_app(channel: WebPushChannel) -> web.Application:
     app.router.add_get("/key", key)
     app.router.add_post("/subscribe", subscribe)
     app.router.add_post("/unsubscribe", unsubscribe)
+    app.router.add_post("/renew", renew)
     app.router.add_post("/ack", ack)
     app.router.add_static("/static/", STATIC_DIR)
     return app

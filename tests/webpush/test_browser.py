@@ -27,7 +27,7 @@ from broadcaster.service import BroadcasterService
 from tests.conftest import REPO
 from tests.core.support import make_alert, wait_until_complete
 from tests.webpush.cdp import HeadlessChromium, Page
-from tests.webpush.conftest import DEMO_DIVISIONS, ZHUOZI, ZHUOZI_TOWNSHIP
+from tests.webpush.conftest import DEMO_DIVISIONS, HUADE, ZHUOZI, ZHUOZI_TOWNSHIP
 from tests.webpush.pushservice import PushServiceStandIn, ReceivedPush
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -193,6 +193,21 @@ async def test_subscribe_receive_ack_and_open_the_alert_page(
 
     await page.navigate(f"{base}/channels/webpush/")
     assert (await wait_for_state(page, "subscribed", "ready", "error")).startswith("subscribed")
+    assert await page.evaluate("document.getElementById('township').value") == ZHUOZI_TOWNSHIP
+    await page.evaluate(
+        f"""(() => {{
+        const county = document.getElementById("county");
+        county.value = "{HUADE}";
+        county.dispatchEvent(new Event("change"));
+        document.body.dataset.state = "changing";
+        document.getElementById("subscribe").click();
+        }})()"""
+    )
+    state = await wait_for_state(page, "subscribed", "error")
+    assert "化德县" in state, state
+    [moved] = await service.database.run(service.targets.for_channel, "webpush")
+    assert moved.id == target.id and moved.division == HUADE
+
     await page.evaluate("document.getElementById('unsubscribe').click()")
     assert (await wait_for_state(page, "unsubscribed", "error")).startswith("unsubscribed")
     assert await service.database.run(service.targets.for_channel, "webpush") == []

@@ -95,6 +95,31 @@ async def test_subscribe_change_area_and_unsubscribe(
         assert (await response.json()) == {"removed": False}
 
 
+async def test_a_renewed_subscription_keeps_its_area_and_secret(
+    site: tuple[aiohttp.ClientSession, WebPushChannel, MemoryTargets],
+) -> None:
+    session, _, targets = site
+    async with session.post("/subscribe", json=request(ZHUOZI_TOWNSHIP)) as response:
+        old_id = (await response.json())["id"]
+    secret = targets.targets[old_id].params["secret"]
+    new_endpoint = "https://push.example.com/wp/renewed"
+    renewed = SubscriberKeys().subscription(new_endpoint)
+    body = {"old_endpoint": ENDPOINT, "subscription": renewed}
+    async with session.post("/renew", json=body) as response:
+        assert response.status == 200
+        answer = await response.json()
+    [target] = targets.targets.values()
+    assert target.id == answer["id"] != old_id
+    assert target.address == new_endpoint and target.division == ZHUOZI_TOWNSHIP
+    assert target.params["secret"] == secret
+    assert target.params["p256dh"] == renewed["keys"]["p256dh"]
+    async with session.post("/renew", json=body) as response:
+        assert response.status == 404
+    async with session.post("/renew", json={"subscription": renewed}) as response:
+        assert response.status == 400
+        assert "old_endpoint" in (await response.json())["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -49,6 +49,21 @@ self.addEventListener("push", (event) => {
   })());
 });
 
+// The browser replaced the subscription: move it on the server, keeping its area.
+self.addEventListener("pushsubscriptionchange", (event) => {
+  const old = event.oldSubscription;
+  if (!old) return;
+  event.waitUntil((async () => {
+    const renewed = event.newSubscription
+      || await self.registration.pushManager.subscribe(old.options);
+    await fetch(new URL("renew", self.registration.scope).href, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ old_endpoint: old.endpoint, subscription: renewed.toJSON() }),
+    });
+  })());
+});
+
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const url = event.notification.data && event.notification.data.url;
