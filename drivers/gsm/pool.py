@@ -5,13 +5,14 @@ The async face of the driver. Each modem has one worker thread for its blocking 
 modem's queue one segment at a time (TS 27.005 §3.5.1, one ``AT+CMGS`` per segment), polls
 health (``AT+CSQ``, ``AT+CREG?``) and reconnects after the port vanished.
 
-Routing: messages wait in one pool queue, in order; a modem holds at most one message at a time
-and takes the next one as soon as it is idle, healthy and within its rate limit, so the least
-loaded healthy modem always takes the next message. When a modem fails (port gone, stall,
-garbage), its message in flight goes back to the front of the queue for the other modems,
-keeping the segments already accepted, so delivery is at least once per segment. If no modem
-is ready, queued messages fail with GsmNoModemError. Retryable errors (``GsmRetryableError``)
-are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones fail the message at once.
+Routing: messages wait in one pool queue, by priority then arrival; a modem holds at most one
+message at a time and takes the next one as soon as it is idle, healthy and within its rate
+limit, so the least loaded healthy modem always takes the next message. When a modem fails
+(port gone, stall, garbage), its message in flight goes back into the queue at its old place for
+the other modems, keeping the segments already accepted, so delivery is at least once per
+segment. If no modem is ready, queued messages fail with GsmNoModemError. Retryable errors
+(``GsmRetryableError``) are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones
+fail the message at once.
 
 Status reports (only when configured) are matched to segments by ``results.ReportTracker``.
 """
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -62,6 +64,8 @@ class _Job:
     number: str
     pdus: list[SubmitPdu]
     future: asyncio.Future[SmsSubmission]
+    rank: int  # -priority: heapq pops the smallest
+    order: int
     accepted: dict[int, SegmentSubmission] = field(default_factory=dict)
     attempts: int = 0
 
@@ -112,7 +116,8 @@ class GsmModemPool:
         self._listeners: list[Callable[[DeliveryReport], None]] = []
         self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
         self._running = False
-        self._queue: deque[_Job] = deque()
+        self._queue: list[tuple[int, int, _Job]] = []  # heap of (-priority, order, job)
+        self._order = itertools.count()
         self._work = asyncio.Event()
         self._unfinished: set[_Job] = set()
 
@@ -195,11 +200,23 @@ class GsmModemPool:
         while True:
             yield await self._reports.get()
 
-    async def send(self, number: str, text: str, *, reference: str) -> SmsSubmission:
+    async def send(
+        self,
+        number: str,
+        text: str,
+        *,
+        reference: str,
+        priority: int = 0,
+        validity: timedelta | None = None,
+    ) -> SmsSubmission:
         """Send ``text`` to ``number``; return once every segment was accepted by the network.
 
-        ``reference`` is the caller's id for this message; reports carry it back.
+        ``reference`` is the caller's id for this message; reports carry it back. Higher
+        ``priority`` messages leave the queue first. ``validity`` (TP-VP, at least 5 minutes)
+        overrides the pool's, e.g. to end when the alert expires.
         """
+        if validity is not None and validity < timedelta(minutes=5):
+            raise GsmPermanentError("send: validity must be at least 5 minutes")
         if not reference:
             raise GsmPermanentError("send: reference must not be empty")
         pdus = encode_submit(
@@ -207,11 +224,11 @@ class GsmModemPool:
             text,
             concat_reference=next(self._concat) & 0xFF,
             request_status_report=self.config.status_reports,
-            validity=self.config.validity,
+            validity=validity or self.config.validity,
             max_segments=self.config.max_segments,
         )
         future: asyncio.Future[SmsSubmission] = asyncio.get_running_loop().create_future()
-        job = _Job(reference, normalize_number(number), pdus, future)
+        job = _Job(reference, normalize_number(number), pdus, future, -priority, next(self._order))
         self._dispatch(job, raise_if_none=True)
         self._unfinished.add(job)
         future.add_done_callback(lambda _: self._unfinished.discard(job))
@@ -223,22 +240,20 @@ class GsmModemPool:
     @property
     def queued_messages(self) -> int:
         """Messages waiting for a modem (not counting those being sent)."""
-        return sum(not job.future.done() for job in self._queue)
+        return sum(not job.future.done() for _, _, job in self._queue)
 
     def _no_modem(self) -> GsmNoModemError:
         states = ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
         return GsmNoModemError(f"no modem is ready: {states}")
 
-    def _dispatch(self, job: _Job, raise_if_none: bool = False, front: bool = False) -> None:
+    def _dispatch(self, job: _Job, raise_if_none: bool = False) -> None:
+        """Queue ``job`` by priority, then order of arrival (a retried job keeps its place)."""
         if not self._ready_slots() or not self._running:
             if raise_if_none:
                 raise self._no_modem()
             self._fail(job, self._no_modem())
             return
-        if front:
-            self._queue.appendleft(job)
-        else:
-            self._queue.append(job)
+        heapq.heappush(self._queue, (job.rank, job.order, job))
         self._work.set()
 
     async def _take(self, slot: _ModemSlot, wait: float) -> _Job | None:
@@ -246,7 +261,7 @@ class GsmModemPool:
         deadline = time.monotonic() + wait
         while slot.state is ModemState.READY:
             while self._queue:
-                job = self._queue.popleft()
+                _, _, job = heapq.heappop(self._queue)
                 if not job.future.done():
                     return job
             self._work.clear()
@@ -342,7 +357,7 @@ class GsmModemPool:
         self._work.set()  # wake the modem's supervisor out of _take so it reconnects
         if not self._ready_slots():
             while self._queue:
-                self._fail(self._queue.popleft(), self._no_modem())
+                self._fail(heapq.heappop(self._queue)[2], self._no_modem())
 
     async def _pace(self, slot: _ModemSlot) -> None:
         """Wait until the modem's rate limit allows its next ``AT+CMGS``."""
@@ -403,7 +418,7 @@ class GsmModemPool:
     async def _redispatch(self, job: _Job) -> None:
         await asyncio.sleep(self.config.retry_delay)
         if not job.future.done():
-            self._dispatch(job, front=True)
+            self._dispatch(job)
 
     def _publish(self, delivery: DeliveryReport) -> None:
         for listener in self._listeners:

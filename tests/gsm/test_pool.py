@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 
@@ -19,6 +20,7 @@ from drivers.gsm import (
     GsmModemPool,
     GsmNetworkError,
     GsmNoModemError,
+    GsmPermanentError,
     GsmPoolConfig,
     ModemState,
     ReportMode,
@@ -36,7 +38,7 @@ from drivers.gsm.simulator_network import (
 )
 
 from .conftest import SimulatorFactory, fast_config
-from .oracle import independent_text
+from .oracle import independent, independent_text
 
 NUMBER = "+8613800000001"
 TEXTS = [
@@ -401,3 +403,28 @@ async def test_a_wrong_sim_pin_is_tried_once_and_never_again(
     assert health.state is ModemState.FAILED and "refused the PIN" in (health.last_error or "")
     assert locked.commands_seen.count('AT+CPIN="9999"') == 1
     assert [r.modem for r in network.records] == ["good", "good"]
+
+
+async def test_higher_priority_leaves_the_queue_first(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    async with running_pool([make_simulator()]) as pool:
+        await asyncio.gather(
+            pool.send(NUMBER, "routine 1", reference="r1"),
+            pool.send(NUMBER, "routine 2", reference="r2"),
+            pool.send(NUMBER, "EMERGENCY", reference="r3", priority=10),
+            pool.send(NUMBER, "routine 3", reference="r4"),
+        )
+    assert [r.text for r in network.records] == ["EMERGENCY", "routine 1", "routine 2", "routine 3"]
+
+
+async def test_validity_can_be_set_per_message(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    async with running_pool([make_simulator()], validity=timedelta(days=1)) as pool:
+        await pool.send(NUMBER, "pool default", reference="r1")
+        await pool.send(NUMBER, "until expiry", reference="r2", validity=timedelta(hours=2))
+        with pytest.raises(GsmPermanentError, match="at least 5 minutes"):
+            await pool.send(NUMBER, "too short", reference="r3", validity=timedelta(minutes=1))
+    # TP-VP relative (23.040 §9.2.3.12.1): 167 = 1 day, 23 = (23 + 1) x 5 minutes
+    assert [independent(r.pdu_hex)["vp"] for r in network.records] == [167, 23]
