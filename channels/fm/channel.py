@@ -128,6 +128,7 @@ class FmChannel(Channel):
                 reconnect_attempts=self.settings.reconnect_attempts,
                 reconnect_delay=self.settings.reconnect_delay_seconds,
                 restore_retry=self.settings.restore_retry_seconds,
+                busy_retry=self.settings.busy_retry_seconds,
                 preempt=self.settings.preempt,
             )
             link = TransmitterLink(key, make_encoder_client(config), settings, self.confirm)

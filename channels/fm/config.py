@@ -128,6 +128,9 @@ class FmChannelConfig(ChannelConfig):
     restore_retry_seconds: float = Field(
         5.0, gt=0, description="how often to retry restoring an encoder left in alert state"
     )
+    busy_retry_seconds: float = Field(
+        5.0, gt=0, description="longest wait before retrying an alert for a busy transmitter"
+    )
     preempt: bool = Field(
         True, description="a higher-priority alert stops a lower one on the same transmitter"
     )

@@ -8,10 +8,10 @@ station's normal state back.
 
 Serialisation: one sequence per encoder. While one runs, another alert of the same or lower
 :func:`~channels.fm.onair.priority` is refused with a retryable "busy" error whose
-``retry_after`` is the time left of the one on air, so the core queues it again; a strictly
-higher one (a real warning over a test, a more severe over a less severe) stops the running
-sequence first (it is restored, then its delivery is reported failed as "preempted") unless
-``preempt`` is off.
+``retry_after`` is the time left of the one on air (at most ``busy_retry_seconds``), so the
+core queues it again; a strictly higher one (a real warning over a test, a more severe over
+a less severe) stops the running sequence first (it is restored, then its delivery is
+reported failed as "preempted") unless ``preempt`` is off.
 
 If a sequence ends without the encoder restored (the link stayed down through every
 reconnection attempt), a background task retries every ``restore_retry_seconds`` until the
@@ -78,6 +78,7 @@ class LinkSettings:
     reconnect_attempts: int = 3
     reconnect_delay: float = 0.5
     restore_retry: float = 5.0
+    busy_retry: float = 5.0
     preempt: bool = True
 
 
@@ -171,7 +172,7 @@ class TransmitterLink:
         raise RetryableError(
             f"transmitter {self.name} is airing alert {current.delivery.message.alert.identifier}"
             f" (about {left:.0f} s left)",
-            retry_after=left,
+            retry_after=min(left, self.settings.busy_retry),
         )
 
     async def stop(self, delivery_id: int, reason: str, *, as_asked: bool = False) -> bool:

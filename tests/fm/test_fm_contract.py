@@ -1,0 +1,120 @@
+"""The FM channel passes the channel contract suite against a simulated encoder, and checks
+its configuration once, at load."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from broadcaster.channel import Channel, ChannelContext
+from broadcaster.config import AudioConfig
+from broadcaster.delivery import Target
+from broadcaster.errors import ChannelError, DeviceUnavailableError
+from broadcaster.publisher import AudioPublisher
+from broadcaster.testing.contract import ChannelContract, contract_delivery
+from channels.fm import FmChannel, FmChannelConfig
+from drivers.rds import RdsEncoderSimulator
+from tests.fm.conftest import NORMAL, TRANSMITTER, fm_table
+
+
+def _context(tmp_path: Path) -> ChannelContext:
+    audio = AudioPublisher(tmp_path / "audio", AudioConfig(engine_order=("espeak-ng",)))
+    return ChannelContext(
+        data_dir=tmp_path, sender_name="测试", public_url="http://127.0.0.1:1", audio=audio
+    )
+
+
+def _channel(tmp_path: Path, table: dict[str, Any]) -> FmChannel:
+    return FmChannel("fm", FmChannelConfig.model_validate(table), _context(tmp_path))
+
+
+class TestFmChannelContract(ChannelContract):
+    @pytest.fixture
+    async def encoder_url(self) -> AsyncIterator[str]:
+        async with RdsEncoderSimulator(initial=NORMAL) as sim:
+            yield await sim.start_tcp()
+            assert sim.state == NORMAL, "the channel left the encoder in alert state"
+
+    @pytest.fixture
+    def channel(self, tmp_path: Path, sink: Path, encoder_url: str) -> Channel:
+        return _channel(tmp_path, fm_table(sink, {TRANSMITTER: encoder_url}))
+
+    @pytest.fixture
+    def reachable_target(self) -> Target:
+        return Target(id="fm-150921", channel="fm", name="卓资县调频台", address=TRANSMITTER)
+
+    @pytest.fixture
+    async def failing(self, tmp_path: Path, sink: Path) -> AsyncIterator[tuple[Channel, Target]]:
+        async with RdsEncoderSimulator() as sim:
+            url = await sim.start_tcp()
+            await sim.stop_tcp()  # nothing listens there any more
+        channel = _channel(tmp_path, fm_table(sink, {"tx-gone": url}))
+        await channel.start()
+        yield channel, Target(id="fm-gone", channel="fm", name="gone", address="tx-gone")
+        await channel.stop()
+
+
+async def test_unreachable_encoder_is_retryable(tmp_path: Path, sink: Path) -> None:
+    async with RdsEncoderSimulator() as sim:
+        url = await sim.start_tcp()
+        await sim.stop_tcp()
+    channel = _channel(tmp_path, fm_table(sink, {TRANSMITTER: url}))
+    await channel.start()
+    target = Target(id="fm-150921", channel="fm", name="tx", address=TRANSMITTER)
+    try:
+        with pytest.raises(DeviceUnavailableError, match="transmitter tx-150921: cannot connect"):
+            await channel.send(contract_delivery(target))
+        probe = await channel.probe(target)
+    finally:
+        await channel.stop()
+    assert not probe.ok and "cannot connect" in probe.detail
+
+
+async def test_missing_player_program_stops_the_channel_starting(
+    tmp_path: Path, sink: Path
+) -> None:
+    table = fm_table(sink, {}) | {"player": ["no-such-player-program", "{file}"]}
+    with pytest.raises(ChannelError, match="'no-such-player-program' is not installed"):
+        await _channel(tmp_path, table).start()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"station": {"ps": "乌兰察布"}}, "outside the RDS character set"),
+        ({"station": {"ps": "TOO LONG NAME"}}, "at most 8 fit"),
+        ({"ps": {"actual": "ALARM^"}}, "outside the RDS character set"),
+        ({"rt_fallback": {"default": "X" * 50}}, "at most 44 fit"),
+        ({"encoders": {TRANSMITTER: "socket://nowhere"}}, "bad encoder URL"),
+        ({"encoders": {TRANSMITTER: "socket://h:1?volume=3"}}, "unknown setting"),
+        ({"player": ["aplay", "-D", "hw:1"]}, "must contain {file}"),
+        ({"station": {"pty": 31}}, "less than or equal to 29"),
+        ({"same": {"originator": "XYZ"}}, "originator"),
+    ],
+)
+def test_bad_configuration_is_refused_with_its_key(
+    sink: Path, change: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem.replace("{", r"\{")):
+        FmChannelConfig.model_validate(fm_table(sink, {}) | change)
+
+
+def test_transmitters_take_station_defaults_and_their_own_settings(sink: Path) -> None:
+    config = FmChannelConfig.model_validate(
+        fm_table(
+            sink,
+            {
+                "tx-a": "socket://127.0.0.1:4001?site=3",
+                "tx-b": {"url": "/dev/ttyUSB0?dialect=ascii", "ps": "HUADE FM"},
+            },
+        )
+    )
+    a, b = config.transmitter("tx-a"), config.transmitter("tx-b")
+    assert a is not None and a.ps == "BROADCST" and a.pty == 3
+    assert b is not None and b.ps == "HUADE FM" and b.pty == 3 and b.url.startswith("/dev/")
+    assert config.transmitter("socket://10.0.0.9:4001") is not None
+    assert config.transmitter("tx-unknown") is None

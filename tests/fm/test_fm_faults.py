@@ -1,0 +1,179 @@
+"""FM alerts under faults, through the real core service: a Cancel mid-playback, links
+dropped mid-alert, one alert per transmitter with preemption, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+from broadcaster.cap import MsgType, Status
+from broadcaster.service import BroadcasterService
+from drivers.rds import RdsEncoderSimulator
+from tests.core.support import COUNTY, OTHER_COUNTY, make_alert, running, wait_until_complete
+from tests.fm.conftest import (
+    NORMAL,
+    TRANSMITTER,
+    StateLog,
+    fm_config,
+    fm_table,
+    fm_target,
+    players_running,
+    wait_for_deliveries,
+)
+
+
+async def _deliveries(service: BroadcasterService, alert_id: str) -> list[dict[str, Any]]:
+    return await service.database.run(service.outbox.deliveries, alert_id)
+
+
+async def _last_detail(service: BroadcasterService, delivery_id: int) -> str:
+    events = await service.database.run(service.outbox.events, delivery_id)
+    return str(events[-1]["detail"])
+
+
+def _on_air(state: Any) -> bool:
+    return state.ta is True and bool(state.rt)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_cancel_mid_playback_drops_ta_within_a_second(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=1.0)
+    async with running(fm_config(tmp_path, table)) as service:
+        original = make_alert("fm-long")
+        submitted = await service.submit(original, origin="test")
+        await simulator.wait_for(_on_air, within=10)
+        await asyncio.sleep(0.5)  # half a second of audio on air
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        cancel = make_alert("fm-cancel", msg_type=MsgType.CANCEL, references=[original])
+        await service.submit(cancel, origin="test")
+        await simulator.wait_for(lambda s: s.ta is False, within=1.0)
+        assert loop.time() - started < 1.0
+        summary = await wait_until_complete(service, submitted.alert_id, timeout=5)
+        (delivery,) = await _deliveries(service, submitted.alert_id)
+        detail = await _last_detail(service, delivery["id"])
+        killed = [p for p in players_running(sink) if f"{delivery['id']}.wav" in p]
+        # the all-clear goes on air next, marked as such
+        cancelled = await simulator.wait_for(
+            lambda s: _on_air(s) and (s.rt or "").startswith("CANCELLED: "), within=10
+        )
+    assert summary == {"fm": {"confirmed": 1}}
+    assert killed == [], "the player of the cancelled alert is still running"
+    assert "stopped (Cancel of alert fm-long)" in detail and "station restored" in detail
+    assert cancelled.pty == 31
+    assert simulator.state == NORMAL, "stopping the service takes the all-clear off air"
+
+
+async def test_link_dropped_mid_alert_reconnects_and_restores(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=20.0)
+    async with running(fm_config(tmp_path, table)) as service:
+        submitted = await service.submit(make_alert("fm-drop"), origin="test")
+        await simulator.wait_for(_on_air, within=10)
+        await simulator.drop_connections()
+        summary = await wait_until_complete(service, submitted.alert_id, timeout=15)
+    assert summary == {"fm": {"confirmed": 1}}
+    assert simulator.state == NORMAL
+
+
+async def test_encoder_down_past_the_alert_is_restored_when_it_returns(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    assert simulator.tcp_address is not None
+    port = simulator.tcp_address[1]
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=20.0, reconnect_attempts=1)
+    async with running(fm_config(tmp_path, table)) as service:
+        submitted = await service.submit(make_alert("fm-down"), origin="test")
+        await simulator.wait_for(_on_air, within=10)
+        await simulator.stop_tcp()
+        summary = await wait_until_complete(service, submitted.alert_id, timeout=15)
+        (delivery,) = await _deliveries(service, submitted.alert_id)
+        assert simulator.state.ta is True, "the encoder kept TA up while unreachable"
+        health = await service.channels["fm"].health()
+        await simulator.start_tcp(port=port)
+        await simulator.wait_for(lambda s: s == NORMAL, within=3)
+    assert summary == {"fm": {"failed": 1}}
+    assert "played" in delivery["last_error"]
+    assert not health.ok and health.devices[TRANSMITTER]["restore_pending"]
+
+
+async def test_one_alert_per_transmitter_and_a_real_alert_preempts_a_test(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=1.0, busy_retry_seconds=0.1)
+    async with running(fm_config(tmp_path, table)) as service:
+        test = await service.submit(make_alert("fm-t1", status=Status.TEST), origin="test")
+        await simulator.wait_for(_on_air, within=10)
+        second = await service.submit(make_alert("fm-t2", status=Status.TEST), origin="test")
+        await service.submit(make_alert("fm-real"), origin="test")
+        on_air = await simulator.wait_for(lambda s: _on_air(s) and s.pty == 31, within=10)
+        test_summary = await wait_until_complete(service, test.alert_id, timeout=5)
+        (preempted,) = await _deliveries(service, test.alert_id)
+        (queued,) = await wait_for_deliveries(
+            service,
+            second.alert_id,
+            lambda rows: (
+                rows[0]["attempts"] >= 2
+                and "is airing alert fm-real" in (rows[0]["last_error"] or "")
+            ),
+        )
+    assert on_air.ps == "ALERT   "
+    assert test_summary == {"fm": {"failed": 1}}
+    assert "preempted by alert fm-real" in preempted["last_error"]
+    assert queued["state"] in ("queued", "sending"), "an equal alert waits its turn"
+    assert simulator.state == NORMAL
+
+
+async def test_bad_input_gives_clear_results_and_the_rest_is_delivered(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator, state_log: StateLog
+) -> None:
+    url = await simulator.start_tcp()
+    dead = f"socket://127.0.0.1:{_closed_port()}"
+    encoders = {TRANSMITTER: url, "tx-150922": dead}
+    targets = [
+        fm_target(),
+        fm_target("fm-150922", "tx-150922", OTHER_COUNTY),
+        fm_target("fm-unknown", "tx-999999"),
+    ]
+    headline = (
+        "Blizzard warning for Zhuozi: “heavy snow” ~ 30 cm tonight — roads closed, "
+        "stay at home and keep warm"
+    )
+    config = fm_config(tmp_path, fm_table(sink, encoders), targets)
+    async with running(config) as service:
+        alert = make_alert("fm-bad", geocodes=(COUNTY, OTHER_COUNTY), headline=headline)
+        submitted = await service.submit(alert, origin="test")
+
+        def settled(rows: list[dict[str, Any]]) -> bool:
+            by_target = {d["target_id"]: d for d in rows}
+            return (
+                by_target["fm-150921"]["state"] == "confirmed"
+                and by_target["fm-unknown"]["state"] == "failed"
+                and by_target["fm-150922"]["attempts"] >= 2
+            )
+
+        rows = await wait_for_deliveries(service, submitted.alert_id, settled)
+        deliveries = {d["target_id"]: d for d in rows}
+    _, text, _ = state_log.first(lambda s: s.ta is True and bool(s.rt))
+    assert text.rt is not None and len(text.rt) <= 64
+    assert text.rt == 'Blizzard warning for Zhuozi: "heavy snow" - 30 cm tonight'
+    assert deliveries["fm-150921"]["state"] == "confirmed"
+    assert deliveries["fm-unknown"]["state"] == "failed"
+    assert "'tx-999999' has no encoder" in deliveries["fm-unknown"]["last_error"]
+    unreachable = deliveries["fm-150922"]
+    assert unreachable["state"] in ("queued", "sending"), "an unreachable encoder is retried"
+    assert "tx-150922" in unreachable["last_error"] and dead in unreachable["last_error"]
