@@ -131,6 +131,7 @@ async def alert_page(request: web.Request) -> web.Response:
         time=_time,
         sender_name=sender_name,
         lang=views[0].text.language if views else "zh-CN",
+        references=[r["alert_id"] for r in record["references"] if r["alert_id"]],
     )
 
 

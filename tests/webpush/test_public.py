@@ -109,9 +109,13 @@ async def test_cancelled_alert_says_so_and_unknown_or_restricted_are_404(
 ) -> None:
     session, service = site
     result = await service.submit(make_alert("c-1"), origin="test")
-    await service.cancel(result.alert_id, reason="风险解除", origin="test")
+    cancel = await service.cancel(result.alert_id, reason="风险解除", origin="test")
     _, html = await page(session, result.alert_id)
     assert "本预警已解除" in html and "cancelled" in html
+    code, html = await page(session, cancel.alert_id)
+    assert code == 200 and "Cancellation notice" in html and "风险解除" in html
+    assert "area-map" not in html
+    assert f'href="/alerts/{result.alert_id}"' in html
     restricted = replace(make_alert("r-1"), scope=Scope.RESTRICTED, restriction="officials")
     hidden = await service.submit(restricted, origin="test")
     for alert_id in (hidden.alert_id, "a-nope", "%3Cscript%3E"):
