@@ -84,7 +84,9 @@ async def page(request: web.Request) -> web.Response:
         ],
     }
     html = _templates.get_template("subscribe.html").render(
-        config=config, sender_name=channel.context.sender_name
+        config=config,
+        sender_name=channel.context.sender_name,
+        alerts_url=channel.context.public_url.rstrip("/") + "/alerts",
     )
     return web.Response(text=html, content_type="text/html", charset="utf-8")
 
