@@ -118,10 +118,27 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
 ) -> None:
     base = server.url
     await _login(page, base, "drafter")
-    await _shot(page, "01-logged-in")
+    nav = page.locator("header nav a").first
+    await expect(nav.locator(".zh")).to_be_visible()
+    await expect(nav.locator(".en")).to_be_hidden()
+    await page.click("#lang-toggle")
+    await expect(nav.locator(".en")).to_have_text("Alerts")
+    await expect(nav.locator(".zh")).to_be_hidden()
+    await _shot(page, "01-logged-in-english")
+    await page.click("#lang-toggle")
+    await expect(nav.locator(".zh")).to_be_visible()
 
     await _compose(page, base, "speaker", COUNTY)
+    await page.click("#draw")
+    box = await page.locator("#map").bounding_box()
+    assert box is not None
+    for fx, fy in ((0.3, 0.3), (0.6, 0.3), (0.45, 0.6)):
+        await page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    corners = (await page.input_value("#polygon")).split()
+    assert len(corners) == 3 and all(41 < float(c.split(",")[0]) < 43 for c in corners)
     await _shot(page, "02-compose")
+    await page.click("#clear-polygon")
+    await expect(page.locator("#polygon")).to_have_value("")
     await page.click("#preview-button")
     segments = page.locator("#preview-sms .segments").first
     await expect(segments).to_contain_text("segments")
