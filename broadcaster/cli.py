@@ -35,7 +35,7 @@ from broadcaster.errors import BroadcasterError, CapError, ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-COMMAND_MODULES: list[str] = ["broadcaster.console.cli"]
+COMMAND_MODULES: list[str] = ["broadcaster.deploy.cli", "broadcaster.console.cli"]
 """Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 and sets ``func`` (taking the parsed arguments, returning the exit status) on each."""
 
@@ -45,9 +45,8 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from broadcaster.api.app import make_app
+    from broadcaster.deploy.server import run_server
     from broadcaster.service import BroadcasterService
 
     config = _config(args.config)
@@ -67,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"broadcaster: serving on http://{server.host}:{server.port} (data in {service.data_dir})",
         flush=True,
     )
-    web.run_app(app, host=server.host, port=server.port, print=None, access_log=None)
+    run_server(app, host=server.host, port=server.port)
     return 0
 
 

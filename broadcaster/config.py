@@ -204,6 +204,8 @@ class Config(StrictModel):
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     """Raw channel tables: validated by each channel's own model; may hold secrets."""
+    scheduler: dict[str, Any] = Field(default_factory=dict)
+    """Raw ``[scheduler]`` table: validated by :mod:`broadcaster.scheduler.config`."""
     source: Path | None = None
 
     def channel_base(self, name: str) -> ChannelConfig:
@@ -249,6 +251,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
                 ChannelConfig.model_validate(_common_channel_keys(raw) | {"type": raw.get("type")})
             except ValidationError as exc:
                 problems.extend(format_validation_error(exc, f"channels.{name}"))
+    # Imported here: the scheduler's models are built on this module's.
+    from broadcaster.scheduler.config import check_scheduler_table
+
+    problems.extend(check_scheduler_table(data))
     if problems or config is None:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
     registry = RegistryConfig(

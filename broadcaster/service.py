@@ -25,6 +25,7 @@ from broadcaster.errors import ChannelError, StoreError
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
 from broadcaster.publisher import AudioPublisher
+from broadcaster.scheduler.scheduler import ScheduledOperations
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
@@ -135,8 +136,11 @@ class BroadcasterService:
             on_change=self._notify,
         )
         await self.dispatcher.start()
+        self.operations = ScheduledOperations(self)
+        await self.operations.start()
 
     async def stop(self) -> None:
+        await self.operations.stop()
         await self.dispatcher.stop()
         for name, channel in self.channels.items():
             try:

@@ -16,6 +16,7 @@ from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.keys import APPROVAL_CLIENTS, SERVICE
 from broadcaster.console import make_console_app
+from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
 from broadcaster.web import public
 
@@ -63,6 +64,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(alerts.routes)
     app.add_routes(feed.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(scheduler_api.routes)
     app.add_routes(health_routes)
     app.add_routes(public.routes)
     for name, channel in service.built.items():

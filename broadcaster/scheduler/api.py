@@ -1,0 +1,203 @@
+"""HTTP API of scheduled tests, their reports, link checks and notices (for admins and the console).
+
+All under the API's bearer authentication; the acting client's name is recorded as the author
+of each change.
+
+====================================  =======================================================
+``GET /api/v1/schedules``             every schedule: definition, source, next run, running run
+``POST /api/v1/schedules``            create (JSON schedule); 400 lists every problem with its key
+``GET /api/v1/schedules/{name}``      one schedule
+``PATCH /api/v1/schedules/{name}``    change some fields (``enabled``, ``cron``, ...)
+``DELETE /api/v1/schedules/{name}``   remove one made here (those of the configuration: 409)
+``POST /api/v1/schedules/{name}/run`` run it now: 202 ``{"run_id"}``; 409 while a run is going
+``GET /api/v1/schedule-runs``         latest runs (``?schedule=``, ``?limit=``)
+``GET /api/v1/schedule-runs/{id}``    a run with its report per target
+``GET /api/v1/notices``               notices, newest first (``?open=1`` for unresolved only)
+``POST /api/v1/notices/{id}/ack``     acknowledge a notice
+``GET /api/v1/links``                 latest link check per channel and target (``?failing=1``)
+====================================  =======================================================
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from broadcaster.api.keys import CLIENT, SERVICE
+from broadcaster.errors import StoreError
+from broadcaster.scheduler.config import (
+    ScheduleConflictError,
+    ScheduleError,
+    ScheduleNotFoundError,
+)
+from broadcaster.scheduler.scheduler import ScheduledOperations
+
+routes = web.RouteTableDef()
+
+
+def _operations(request: web.Request) -> ScheduledOperations:
+    service = request.app[SERVICE]
+    operations: ScheduledOperations = service.operations
+    return operations
+
+
+def _error(status: int, message: str, problems: list[str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if problems is not None:
+        body["problems"] = problems
+    return web.json_response(body, status=status)
+
+
+def _schedule_error(exc: ScheduleError) -> web.Response:
+    if isinstance(exc, ScheduleNotFoundError):
+        return _error(404, str(exc))
+    if isinstance(exc, ScheduleConflictError):
+        return _error(409, str(exc))
+    return _error(400, str(exc), exc.problems)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body is not JSON"}), content_type="application/json"
+        ) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body must be a JSON object"}),
+            content_type="application/json",
+        )
+    return body
+
+
+def _int_query(request: web.Request, name: str, default: int, upper: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= upper:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name} must be a whole number from 1 to {upper}"}),
+            content_type="application/json",
+        )
+    return value
+
+
+@routes.get("/api/v1/schedules")
+async def list_schedules(request: web.Request) -> web.Response:
+    schedules = await _operations(request).scheduler.schedules()
+    return web.json_response({"schedules": schedules})
+
+
+@routes.post("/api/v1/schedules")
+async def create_schedule(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    scheduler = _operations(request).scheduler
+    try:
+        schedule = await scheduler.create(body, by=request[CLIENT])
+    except ScheduleError as exc:
+        return _schedule_error(exc)
+    except StoreError as exc:
+        return _error(409, str(exc))
+    return web.json_response(await scheduler.schedule(schedule.name), status=201)
+
+
+@routes.get("/api/v1/schedules/{name}")
+async def get_schedule(request: web.Request) -> web.Response:
+    try:
+        row = await _operations(request).scheduler.schedule(request.match_info["name"])
+    except ScheduleError as exc:
+        return _schedule_error(exc)
+    return web.json_response(row)
+
+
+@routes.patch("/api/v1/schedules/{name}")
+async def update_schedule(request: web.Request) -> web.Response:
+    body = await _json_object(request)
+    scheduler = _operations(request).scheduler
+    name = request.match_info["name"]
+    try:
+        await scheduler.update(name, body, by=request[CLIENT])
+    except ScheduleError as exc:
+        return _schedule_error(exc)
+    return web.json_response(await scheduler.schedule(name))
+
+
+@routes.delete("/api/v1/schedules/{name}")
+async def delete_schedule(request: web.Request) -> web.Response:
+    try:
+        await _operations(request).scheduler.delete(request.match_info["name"])
+    except ScheduleError as exc:
+        return _schedule_error(exc)
+    return web.json_response({"deleted": request.match_info["name"]})
+
+
+@routes.post("/api/v1/schedules/{name}/run")
+async def run_schedule(request: web.Request) -> web.Response:
+    try:
+        run_id = await _operations(request).scheduler.run_now(request.match_info["name"])
+    except ScheduleError as exc:
+        return _schedule_error(exc)
+    return web.json_response({"run_id": run_id}, status=202)
+
+
+@routes.get("/api/v1/schedule-runs")
+async def list_runs(request: web.Request) -> web.Response:
+    operations = _operations(request)
+    limit = _int_query(request, "limit", 50, 1000)
+    runs = await request.app[SERVICE].database.run(
+        operations.store.runs, request.query.get("schedule"), limit
+    )
+    return web.json_response({"runs": runs})
+
+
+@routes.get("/api/v1/schedule-runs/{id}")
+async def get_run(request: web.Request) -> web.Response:
+    try:
+        run_id = int(request.match_info["id"])
+    except ValueError:
+        return _error(404, "no such run")
+    run = await request.app[SERVICE].database.run(_operations(request).store.run, run_id)
+    if run is None:
+        return _error(404, f"no run {run_id}")
+    return web.json_response(run)
+
+
+@routes.get("/api/v1/notices")
+async def list_notices(request: web.Request) -> web.Response:
+    open_only = request.query.get("open") in ("1", "true", "yes")
+    limit = _int_query(request, "limit", 100, 1000)
+    notices = await request.app[SERVICE].database.run(
+        _operations(request).store.notices, open_only=open_only, limit=limit
+    )
+    return web.json_response({"notices": notices})
+
+
+@routes.post("/api/v1/notices/{id}/ack")
+async def acknowledge_notice(request: web.Request) -> web.Response:
+    try:
+        notice_id = int(request.match_info["id"])
+    except ValueError:
+        return _error(404, "no such notice")
+    service = request.app[SERVICE]
+    done = await service.database.run(
+        _operations(request).store.acknowledge, notice_id, by=request[CLIENT], now=service.clock()
+    )
+    if not done:
+        return _error(404, f"no unacknowledged notice {notice_id}")
+    return web.json_response({"acknowledged": notice_id})
+
+
+@routes.get("/api/v1/links")
+async def list_links(request: web.Request) -> web.Response:
+    failing = request.query.get("failing") in ("1", "true", "yes")
+    links = await request.app[SERVICE].database.run(
+        _operations(request).store.links, request.query.get("channel"), failing=failing
+    )
+    return web.json_response({"links": links})

@@ -1,0 +1,301 @@
+"""One run of a scheduled test, from start to its stored per-target report.
+
+- ``silent``: every target of the schedule's channels (inside its geocodes, if any) is probed
+  with :meth:`~broadcaster.channel.Channel.probe`; nothing goes through the outbox, so nothing
+  is played, shown or sent to residents.
+- ``audible-test`` / ``exercise``: a CAP alert with status ``Test`` / ``Exercise`` is submitted
+  like any other (the core marks it as such on every channel); the report is read from its
+  deliveries once each is confirmed, failed or expired, or when the alert expires.
+
+A run that fails (any target not reached, or nothing to test) opens a ``test-run`` notice and
+notifies the officers; a later run of the same schedule that passes resolves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from broadcaster.cap import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Info,
+    MsgType,
+    NamedValue,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+)
+from broadcaster.delivery import DeliveryState, Target
+from broadcaster.divisions import code_prefix
+from broadcaster.errors import BroadcasterError
+from broadcaster.scheduler.config import ScheduleConfig, ScheduleKind, SchedulerConfig
+from broadcaster.scheduler.linkcheck import probe_targets
+from broadcaster.scheduler.notify import OfficerNotifier
+from broadcaster.scheduler.store import SchedulerStore, TargetOutcome
+
+if TYPE_CHECKING:
+    from broadcaster.service import BroadcasterService
+
+log = logging.getLogger(__name__)
+
+VOLUME_PARAMETER = "broadcaster:volume"
+"""``<parameter>`` name carrying a schedule's loudspeaker volume (percent)."""
+
+_DEFAULT_TEXTS = {
+    ScheduleKind.AUDIBLE_TEST: {
+        "zh": (
+            "测试",
+            "应急广播系统例行测试",
+            "这是应急广播系统的例行测试，不是真实预警，无需采取行动。",
+        ),
+        "en": (
+            "Test",
+            "Routine test of the warning system",
+            "This is a routine test of the warning system. It is not a real warning.",
+        ),
+    },
+    ScheduleKind.EXERCISE: {
+        "zh": ("演练", "应急演练", "这是一次应急演练，不是真实预警。请按演练方案行动。"),
+        "en": (
+            "Exercise",
+            "Emergency exercise",
+            "This is an exercise, not a real warning. Follow the exercise plan.",
+        ),
+    },
+}
+_STATUS = {ScheduleKind.AUDIBLE_TEST: Status.TEST, ScheduleKind.EXERCISE: Status.EXERCISE}
+_OPEN_STATES = {DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.ACCEPTED}
+
+
+def build_test_alert(
+    schedule: ScheduleConfig,
+    *,
+    run_id: int,
+    sender: str,
+    sender_name: str,
+    geocodes: Sequence[str],
+    now: float,
+) -> Alert:
+    """The CAP alert an audible test or an exercise sends (status Test or Exercise)."""
+    sent = datetime.fromtimestamp(now, UTC).replace(microsecond=0)
+    texts = _DEFAULT_TEXTS[schedule.kind]
+    event, headline, description = texts.get(schedule.language.split("-")[0], texts["en"])
+    parameters = []
+    if schedule.volume is not None:
+        parameters.append(NamedValue(VOLUME_PARAMETER, str(schedule.volume)))
+    area = Area(
+        area_desc=schedule.name,
+        geocodes=[NamedValue("CPEAS Geographic Code", code) for code in geocodes],
+    )
+    return Alert(
+        identifier=f"{schedule.name}.run{run_id}.{int(sent.timestamp())}",
+        sender=sender,
+        sent=sent,
+        status=_STATUS[schedule.kind],
+        msg_type=MsgType.ALERT,
+        scope=Scope.PUBLIC,
+        infos=[
+            Info(
+                language=schedule.language,
+                categories=[Category.OTHER],
+                event=event,
+                urgency=Urgency.FUTURE,
+                severity=Severity.MINOR,
+                certainty=Certainty.UNLIKELY,
+                expires=sent + timedelta(minutes=schedule.expires_minutes),
+                sender_name=sender_name or None,
+                headline=schedule.headline or headline,
+                description=schedule.description or description,
+                parameters=parameters,
+                areas=[area],
+            )
+        ],
+    )
+
+
+def in_area(target: Target, geocodes: Sequence[str]) -> bool:
+    if not geocodes:
+        return True
+    return bool(target.division) and any(
+        str(target.division).startswith(code_prefix(code)) for code in geocodes
+    )
+
+
+class RunExecutor:
+    """Carries out runs for the scheduler and stores their reports."""
+
+    def __init__(
+        self,
+        service: BroadcasterService,
+        store: SchedulerStore,
+        config: SchedulerConfig,
+        notifier: OfficerNotifier,
+        clock: Callable[[], float],
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.config = config
+        self.notifier = notifier
+        self.clock = clock
+
+    async def execute(self, schedule: ScheduleConfig, run_id: int) -> str:
+        """Carry out run ``run_id`` of ``schedule``; returns the final state."""
+        if schedule.kind is ScheduleKind.SILENT:
+            outcomes = await self._silent(schedule)
+            return await self._finish(schedule, run_id, outcomes, "")
+        outcomes, detail = await self._broadcast(schedule, run_id)
+        return await self._finish(schedule, run_id, outcomes, detail)
+
+    async def resume(self, schedule: ScheduleConfig, run: dict[str, Any]) -> str:
+        """Finish a run the last stop interrupted: collect its alert's report, if it had one."""
+        if not run["alert_id"]:
+            await self.service.database.run(
+                self.store.finish_run,
+                run["id"],
+                [],
+                state="interrupted",
+                detail="the server stopped during the run",
+                now=self.clock(),
+            )
+            return "interrupted"
+        outcomes = await self._collect(str(run["alert_id"]))
+        return await self._finish(schedule, int(run["id"]), outcomes, "")
+
+    def _channels(self, schedule: ScheduleConfig) -> list[str]:
+        return list(schedule.channels) or list(self.service.channels)
+
+    async def _silent(self, schedule: ScheduleConfig) -> list[TargetOutcome]:
+        outcomes: list[TargetOutcome] = []
+        service = self.service
+        for name in self._channels(schedule):
+            targets = await service.database.run(service.targets.for_channel, name)
+            targets = [t for t in targets if in_area(t, schedule.geocodes)]
+            channel = service.channels.get(name)
+            if channel is None:
+                outcomes += [
+                    TargetOutcome(name, t.id, t.name, False, "channel is not running")
+                    for t in targets
+                ]
+                continue
+            probed = await probe_targets(
+                channel,
+                targets,
+                concurrency=self.config.probe_concurrency,
+                time_limit=schedule.probe_timeout_seconds,
+            )
+            outcomes += [
+                TargetOutcome(name, t.id, t.name, result.ok, result.detail) for t, result in probed
+            ]
+        return outcomes
+
+    async def _broadcast(
+        self, schedule: ScheduleConfig, run_id: int
+    ) -> tuple[list[TargetOutcome], str]:
+        service = self.service
+        wanted = self._channels(schedule)
+        running = [name for name in wanted if name in service.channels]
+        outcomes: list[TargetOutcome] = []
+        for name in wanted:
+            if name not in running:
+                outcomes.append(TargetOutcome(name, "*", name, False, "channel is not running"))
+        geocodes = list(schedule.geocodes)
+        if not geocodes and service.divisions is not None:
+            geocodes = [division.code for division in service.divisions.roots()]
+        alert = build_test_alert(
+            schedule,
+            run_id=run_id,
+            sender=service.config.server.sender,
+            sender_name=service.config.server.sender_name,
+            geocodes=geocodes,
+            now=self.clock(),
+        )
+        try:
+            result = await service.submit(alert, origin="scheduler", channels=running)
+        except BroadcasterError as exc:
+            return outcomes, f"the test alert was refused: {exc}"
+        await service.database.run(self.store.set_run_alert, run_id, result.alert_id)
+        return outcomes + await self._collect(result.alert_id), ""
+
+    async def _collect(self, alert_id: str) -> list[TargetOutcome]:
+        """Wait until every delivery of the alert is final (or the alert expired), then report."""
+        service = self.service
+        record = await service.database.run(service.alerts.get, alert_id)
+        expires_at = float(record["expires_at"]) if record else self.clock()
+        loop = asyncio.get_running_loop()
+        # The sweeper marks deliveries expired within a poll interval of the alert's expiry.
+        margin = 2 * service.config.dispatcher.idle_poll_seconds + 1.0
+        deadline = loop.time() + max(0.0, expires_at - self.clock()) + margin
+        changed = asyncio.Event()
+        unsubscribe = service.subscribe(changed.set)
+        try:
+            while True:
+                changed.clear()
+                rows = await service.database.run(
+                    service.outbox.deliveries, alert_id, limit=1_000_000
+                )
+                if not any(r["state"] in _OPEN_STATES for r in rows) or loop.time() >= deadline:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(5.0, max(0.01, deadline - loop.time()))):
+                        await changed.wait()
+        finally:
+            unsubscribe()
+        return self._outcomes(rows)
+
+    def _outcomes(self, rows: list[dict[str, Any]]) -> list[TargetOutcome]:
+        by_target: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_target.setdefault((row["channel"], row["target_id"]), []).append(row)
+        outcomes = []
+        for (channel_name, target_id), parts in by_target.items():
+            channel = self.service.channels.get(channel_name)
+            confirms = channel is not None and channel.capabilities.confirms
+            failures = [p for p in parts if not _reached(p, confirms)]
+            if failures:
+                first = failures[0]
+                detail = f"{first['state']}: {first['last_error'] or 'not confirmed'}"
+            else:
+                detail = "confirmed" if confirms else "accepted (the channel cannot confirm)"
+            name = str(parts[0]["target_name"] or target_id)
+            outcomes.append(TargetOutcome(channel_name, target_id, name, not failures, detail))
+        return outcomes
+
+    async def _finish(
+        self, schedule: ScheduleConfig, run_id: int, outcomes: list[TargetOutcome], detail: str
+    ) -> str:
+        failed = [o for o in outcomes if not o.reached]
+        if not outcomes and not detail:
+            detail = "no targets to test"
+        passed = bool(outcomes) and not failed and not detail
+        state = "passed" if passed else "failed"
+        if not detail:
+            detail = f"{len(outcomes) - len(failed)} of {len(outcomes)} targets reached"
+        database = self.service.database
+        now = self.clock()
+        await database.run(
+            self.store.finish_run, run_id, outcomes, state=state, detail=detail, now=now
+        )
+        await database.run(self.store.resolve_notice, "test-run", schedule.name, now)
+        log.info("scheduled %s %s (run %d): %s", schedule.kind, schedule.name, run_id, detail)
+        if not passed:
+            text = self.notifier.texts.run_failed(schedule.name, schedule.kind, outcomes, detail)
+            notice = await database.run(
+                self.store.open_notice, "test-run", schedule.name, text, now
+            )
+            notified = await self.notifier.notify(text)
+            if notice is not None:
+                await database.run(self.store.set_notified, notice, notified)
+        return state
+
+
+def _reached(row: dict[str, Any], confirms: bool) -> bool:
+    state = row["state"]
+    return state == DeliveryState.CONFIRMED or (state == DeliveryState.ACCEPTED and not confirms)

@@ -1,0 +1,367 @@
+"""Scheduled test broadcasts on APScheduler's ``AsyncIOScheduler``, kept across restarts.
+
+Schedules live in the ``schedules`` table: those of ``[scheduler]`` in the configuration are
+brought in at start (:meth:`SchedulerStore.seed`), admins add and edit others through the API.
+Each enabled schedule is one APScheduler job on a :class:`ClockTrigger` (cron in the schedule's
+zone, read on the service's clock); a firing starts a run in the background and returns.
+
+Restarts: the table keeps, per schedule, the latest cron time handled. On start, if cron times
+passed while the server was down, the latest one runs once now when it is within the grace time
+(``grace_minutes``); otherwise a ``missed`` report is stored and the officers are told. A run
+the stop interrupted is finished from its alert's deliveries, or marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import ValidationError
+
+from broadcaster.config import format_validation_error
+from broadcaster.scheduler.config import (
+    ScheduleConfig,
+    ScheduleConflictError,
+    ScheduleError,
+    ScheduleNotFoundError,
+    SchedulerConfig,
+    schedule_problems,
+    scheduler_config,
+)
+from broadcaster.scheduler.linkcheck import LinkChecker
+from broadcaster.scheduler.notify import OfficerNotifier
+from broadcaster.scheduler.runs import RunExecutor
+from broadcaster.scheduler.store import SchedulerStore, SeedEntry
+from broadcaster.scheduler.triggers import (
+    ClockTrigger,
+    cron_trigger,
+    latest_fire_time,
+    next_fire_time,
+)
+from broadcaster.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from broadcaster.service import BroadcasterService
+
+log = logging.getLogger(__name__)
+
+RunListener = Callable[[int, str, str], None]
+"""Called with (run id, schedule name, final state) when a run ends."""
+
+
+def _config_hash(definition: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class TestBroadcastScheduler:
+    """Fires scheduled runs, catches up missed ones, and edits schedules at run time."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(
+        self,
+        service: BroadcasterService,
+        store: SchedulerStore,
+        config: SchedulerConfig,
+        executor: RunExecutor,
+        clock: Callable[[], float],
+        jobs: AsyncIOScheduler,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.config = config
+        self.executor = executor
+        self.clock = clock
+        self._jobs = jobs
+        self._tasks = TaskSet("scheduler")
+        self._schedules: dict[str, ScheduleConfig] = {}
+        self._running: dict[str, int] = {}
+        self._listeners: list[RunListener] = []
+
+    async def start(self) -> None:
+        database = self.service.database
+        entries = []
+        for schedule in self.config.schedules:
+            definition = schedule.model_dump(mode="json")
+            entries.append(SeedEntry(schedule.name, definition, _config_hash(definition)))
+        for change in await database.run(self.store.seed, entries, self.clock()):
+            log.info("%s", change)
+        rows = await database.run(self.store.schedules)
+        for row in rows:
+            try:
+                schedule = ScheduleConfig.model_validate(row["definition"])
+            except ValidationError as exc:
+                log.error("schedule %s is not valid any more: %s", row["name"], exc)
+                continue
+            self._install(schedule)
+        for run in await database.run(self.store.unfinished_runs):
+            self._resume(run)
+        for row in rows:
+            known = self._schedules.get(row["name"])
+            if known is not None and known.enabled and row["name"] not in self._running:
+                await self._catch_up(known, row["last_fire_at"])
+
+    async def stop(self) -> None:
+        """Stop the runs in progress (call after the jobs' scheduler is shut down)."""
+        await self._tasks.close()
+
+    def subscribe(self, listener: RunListener) -> Callable[[], None]:
+        """Call ``listener`` when a run ends; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # -- firing ----------------------------------------------------------------------------
+
+    def _install(self, schedule: ScheduleConfig) -> None:
+        self._schedules[schedule.name] = schedule
+        if self._jobs.get_job(schedule.name) is not None:
+            self._jobs.remove_job(schedule.name)
+        if not schedule.enabled:
+            return
+        trigger = cron_trigger(schedule.cron, self.config.zone_of(schedule))
+        self._jobs.add_job(
+            self._spawn_fire,
+            ClockTrigger(trigger, self.clock),
+            args=[schedule.name],
+            id=schedule.name,
+            name=schedule.name,
+            misfire_grace_time=max(1, int(self.config.grace_of(schedule))),
+            coalesce=True,
+            max_instances=1,
+        )
+
+    async def _spawn_fire(self, name: str) -> None:
+        # The job only starts the work in the scheduler's own task set, so a stop never
+        # cancels APScheduler's task halfway through a database call.
+        self._tasks.spawn(self._fire(name), name=f"fire:{name}")
+
+    async def _fire(self, name: str) -> None:
+        schedule = self._schedules.get(name)
+        if schedule is None or not schedule.enabled:
+            return
+        trigger = cron_trigger(schedule.cron, self.config.zone_of(schedule))
+        now = self.clock()
+        window = self.config.grace_of(schedule) + 60
+        due, _ = await asyncio.to_thread(latest_fire_time, trigger, now - window, now + 0.5)
+        try:
+            await self._launch(schedule, "cron", due if due is not None else now)
+        except ScheduleConflictError as exc:
+            log.warning("schedule %s: not started: %s", name, exc)
+
+    async def _catch_up(self, schedule: ScheduleConfig, last_fire_at: float | None) -> None:
+        now = self.clock()
+        if last_fire_at is None:
+            await self.service.database.run(self.store.set_last_fire, schedule.name, now)
+            return
+        trigger = cron_trigger(schedule.cron, self.config.zone_of(schedule))
+        grace = self.config.grace_of(schedule)
+        since = max(last_fire_at, now - grace)
+        due, count = await asyncio.to_thread(latest_fire_time, trigger, since, now)
+        if due is not None:
+            log.info("schedule %s: running the run due at %s now", schedule.name, _iso(due))
+            await self._launch(schedule, "catch-up", due)
+            return
+        missed, count = await asyncio.to_thread(latest_fire_time, trigger, last_fire_at, now)
+        if missed is None:
+            return
+        detail = (
+            f"{count} run(s) missed while the server was down, the last due at {_iso(missed)};"
+            f" past the grace time of {grace / 60:g} min"
+        )
+        log.warning("schedule %s: %s", schedule.name, detail)
+        database = self.service.database
+        await database.run(
+            self.store.record_missed, schedule.name, schedule.kind, missed, now, detail
+        )
+        text = self.executor.notifier.texts.run_failed(schedule.name, schedule.kind, [], detail)
+        notice = await database.run(self.store.open_notice, "test-run", schedule.name, text, now)
+        notified = await self.executor.notifier.notify(text)
+        if notice is not None:
+            await database.run(self.store.set_notified, notice, notified)
+
+    async def _launch(
+        self, schedule: ScheduleConfig, trigger: str, scheduled_for: float | None
+    ) -> int:
+        if schedule.name in self._running:
+            raise ScheduleConflictError(
+                f"schedule {schedule.name} is running (run {self._running[schedule.name]})"
+            )
+        run_id = await self.service.database.run(
+            self.store.start_run, schedule.name, schedule.kind, trigger, scheduled_for, self.clock()
+        )
+        self._running[schedule.name] = run_id
+        self._tasks.spawn(self._execute(schedule, run_id, None), name=f"run:{run_id}")
+        return run_id
+
+    def _resume(self, run: dict[str, Any]) -> None:
+        known = self._schedules.get(run["schedule"])
+        schedule = known or ScheduleConfig(name=run["schedule"], kind=run["kind"], cron="0 0 1 1 *")
+        self._running[schedule.name] = int(run["id"])
+        self._tasks.spawn(self._execute(schedule, int(run["id"]), run), name=f"run:{run['id']}")
+
+    async def _execute(
+        self, schedule: ScheduleConfig, run_id: int, unfinished: dict[str, Any] | None
+    ) -> None:
+        state = "failed"
+        try:
+            if unfinished is None:
+                state = await self.executor.execute(schedule, run_id)
+            else:
+                state = await self.executor.resume(schedule, unfinished)
+        except Exception as exc:
+            log.exception("scheduled run %d of %s failed", run_id, schedule.name)
+            await self.service.database.run(
+                self.store.finish_run,
+                run_id,
+                [],
+                state="failed",
+                detail=f"internal error: {type(exc).__name__}: {exc}",
+                now=self.clock(),
+            )
+        finally:
+            self._running.pop(schedule.name, None)
+        for listener in list(self._listeners):
+            listener(run_id, schedule.name, state)
+
+    # -- editing ---------------------------------------------------------------------------
+
+    def _validated(self, definition: Mapping[str, Any]) -> ScheduleConfig:
+        try:
+            schedule = ScheduleConfig.model_validate(dict(definition))
+        except ValidationError as exc:
+            problems = format_validation_error(exc)
+            raise ScheduleError("invalid schedule", problems) from None
+        config = self.service.config
+        problems = [
+            f"{key}: {message}"
+            for key, message in schedule_problems(
+                schedule,
+                config.channels,
+                config.registry.divisions is not None,
+                self.config.timezone,
+            )
+        ]
+        if problems:
+            raise ScheduleError("invalid schedule", problems)
+        return schedule
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule with its source, next run time and whether it is running."""
+        rows = await self.service.database.run(self.store.schedules)
+        now = self.clock()
+        for row in rows:
+            schedule = self._schedules.get(row["name"])
+            row["running_run"] = self._running.get(row["name"])
+            row["next_run_at"] = None
+            if schedule is not None and schedule.enabled:
+                trigger = cron_trigger(schedule.cron, self.config.zone_of(schedule))
+                row["next_run_at"] = next_fire_time(trigger, now)
+        return rows
+
+    async def schedule(self, name: str) -> dict[str, Any]:
+        for row in await self.schedules():
+            if row["name"] == name:
+                return row
+        raise ScheduleNotFoundError(f"no schedule {name!r}")
+
+    async def create(self, definition: Mapping[str, Any], *, by: str) -> ScheduleConfig:
+        """Add a schedule; raises ScheduleError naming every problem, nothing stored."""
+        schedule = self._validated(definition)
+        await self.service.database.run(
+            self.store.create,
+            schedule.name,
+            schedule.model_dump(mode="json"),
+            by=by,
+            now=self.clock(),
+        )
+        self._install(schedule)
+        return schedule
+
+    async def update(self, name: str, changes: Mapping[str, Any], *, by: str) -> ScheduleConfig:
+        """Change some fields of a schedule (not its name); raises ScheduleError."""
+        row = await self.service.database.run(self.store.schedule, name)
+        if row is None:
+            raise ScheduleNotFoundError(f"no schedule {name!r}")
+        if changes.get("name", name) != name:
+            raise ScheduleError("invalid schedule", ["name: a schedule cannot be renamed"])
+        schedule = self._validated({**row["definition"], **changes})
+        definition = schedule.model_dump(mode="json")
+        await self.service.database.run(
+            self.store.update, name, definition, by=by, now=self.clock()
+        )
+        await self.service.database.run(self.store.set_last_fire, name, self.clock())
+        self._install(schedule)
+        return schedule
+
+    async def delete(self, name: str) -> None:
+        row = await self.service.database.run(self.store.schedule, name)
+        if row is None:
+            raise ScheduleNotFoundError(f"no schedule {name!r}")
+        if row["source"] == "config":
+            raise ScheduleConflictError(
+                f"schedule {name} is defined in the configuration; disable it instead"
+            )
+        await self.service.database.run(self.store.delete, name)
+        if self._jobs.get_job(name) is not None:
+            self._jobs.remove_job(name)
+        self._schedules.pop(name, None)
+
+    async def run_now(self, name: str) -> int:
+        """Start a run of ``name`` at once (also when disabled); returns the run id."""
+        schedule = self._schedules.get(name)
+        if schedule is None:
+            raise ScheduleNotFoundError(f"no schedule {name!r}")
+        return await self._launch(schedule, "manual", None)
+
+
+class ScheduledOperations:
+    """The scheduler, the link checks and the officers' notifier of one running service."""
+
+    def __init__(self, service: BroadcasterService) -> None:
+        self.config = scheduler_config(service.config)
+        self.store = SchedulerStore(service.database)
+        self.notifier = OfficerNotifier(
+            self.config.notify,
+            service.channels,
+            sender=service.config.server.sender,
+            sender_name=service.config.server.sender_name,
+            clock=service.clock,
+            send_timeout=service.config.dispatcher.send_timeout_seconds,
+        )
+        executor = RunExecutor(service, self.store, self.config, self.notifier, service.clock)
+        self.jobs = AsyncIOScheduler(timezone=UTC)
+        self.scheduler = TestBroadcastScheduler(
+            service, self.store, self.config, executor, service.clock, self.jobs
+        )
+        self.linkcheck = LinkChecker(
+            service,
+            self.store,
+            self.config.linkcheck,
+            self.notifier,
+            service.clock,
+            concurrency=self.config.probe_concurrency,
+        )
+
+    async def start(self) -> None:
+        if not self.config.enabled:
+            return
+        self.jobs.start()
+        await self.scheduler.start()
+        self.linkcheck.start(self.jobs)
+
+    async def stop(self) -> None:
+        if self.jobs.running:
+            self.jobs.shutdown(wait=False)
+            await asyncio.sleep(0)  # APScheduler shuts down on the next turn of the loop
+        await self.linkcheck.stop()
+        await self.scheduler.stop()
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
