@@ -1,9 +1,9 @@
 """An asyncio pool of GSM modems: least-loaded routing, failover, rate limits, status reports.
 
-The async face of the driver. Each modem has one worker thread for its blocking AT traffic
-(nothing blocking runs on the event loop) and one supervisor task that connects, sends the
-modem's queue one segment at a time (TS 27.005 §3.5.1, one ``AT+CMGS`` per segment), polls
-health (``AT+CSQ``, ``AT+CREG?``) and reconnects after the port vanished.
+The async face of the driver. Each modem (``pool_modem.PoolModem``) has one worker thread for
+its blocking AT traffic (nothing blocking runs on the event loop) and one supervisor task here
+that connects, sends its message one segment at a time (TS 27.005 §3.5.1, one ``AT+CMGS``
+per segment), polls health (``AT+CSQ``, ``AT+CREG?``) and reconnects after the port vanished.
 
 Routing: messages wait in one pool queue, by priority then arrival; a modem holds at most one
 message at a time and takes the next one as soon as it is idle, healthy and within its rate
@@ -26,13 +26,12 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-from drivers.gsm.config import GsmModemConfig, GsmPoolConfig
+from drivers.gsm.config import GsmPoolConfig
 from drivers.gsm.errors import (
     GsmError,
     GsmNoModemError,
@@ -42,8 +41,9 @@ from drivers.gsm.errors import (
     GsmRetryableError,
     GsmTimeoutError,
 )
-from drivers.gsm.modem import GsmModemClient, ModemSignal
+from drivers.gsm.modem import GsmModemClient
 from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_submit, normalize_number
+from drivers.gsm.pool_modem import PoolModem
 from drivers.gsm.results import (
     DeliveryReport,
     ModemHealth,
@@ -54,7 +54,6 @@ from drivers.gsm.results import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 _MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError)
 
 
@@ -70,34 +69,6 @@ class _Job:
     attempts: int = 0
 
 
-class _ModemSlot:
-    """One modem of the pool with its thread, queue and counters."""
-
-    def __init__(self, config: GsmModemConfig, client: GsmModemClient) -> None:
-        self.config = config
-        self.client = client
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"gsm-{config.name}")
-        self.state = ModemState.CONNECTING
-        self.busy: _Job | None = None
-        self.attempted = asyncio.Event()
-        self.entered = {state: asyncio.Event() for state in ModemState}
-        self.entered[self.state].set()
-        self.signal: ModemSignal | None = None
-        self.next_send = 0.0
-        self.checked_at = 0.0
-        self.sent_segments = 0
-        self.failures = 0
-        self.last_error: str | None = None
-
-    def set_state(self, state: ModemState) -> None:
-        self.entered[self.state].clear()
-        self.state = state
-        self.entered[state].set()
-
-    async def call(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-
-
 class GsmModemPool:
     """Send SMS through a pool of modems; see the module docstring for routing and retries.
 
@@ -108,7 +79,7 @@ class GsmModemPool:
 
     def __init__(self, config: GsmPoolConfig) -> None:
         self.config = config
-        self._slots: dict[str, _ModemSlot] = {}
+        self._slots: dict[str, PoolModem] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._concat = itertools.count()
@@ -132,7 +103,7 @@ class GsmModemPool:
         self._running = True
         for modem in self.config.modems:
             client = GsmModemClient(modem, self._report_from_thread, self._lost_from_thread)
-            slot = _ModemSlot(modem, client)
+            slot = PoolModem(modem, client)
             self._slots[modem.name] = slot
             self._spawn(self._supervise(slot))
         await asyncio.gather(*(slot.attempted.wait() for slot in self._slots.values()))
@@ -148,12 +119,7 @@ class GsmModemPool:
             self._fail(job, GsmNoModemError("the modem pool stopped"))
         self._queue.clear()
         for slot in self._slots.values():
-            slot.set_state(ModemState.STOPPED)
-            # close unblocks a command in flight; once the thread is idle, close again in case
-            # a connect that was under way opened the port anew
-            await asyncio.to_thread(slot.client.close)
-            await asyncio.to_thread(slot.executor.shutdown)
-            await asyncio.to_thread(slot.client.close)
+            await slot.close()
 
     async def __aenter__(self) -> GsmModemPool:
         await self.start()
@@ -169,20 +135,7 @@ class GsmModemPool:
 
     def health(self) -> list[ModemHealth]:
         """The state of every modem, in configuration order."""
-        return [
-            ModemHealth(
-                name=name,
-                state=slot.state,
-                rssi=slot.signal.rssi if slot.signal else None,
-                registered=bool(slot.signal and slot.signal.registered),
-                busy=slot.busy is not None,
-                sent_segments=slot.sent_segments,
-                failures=slot.failures,
-                unreadable_lines=slot.client.garbage_lines,
-                last_error=slot.last_error,
-            )
-            for name, slot in self._slots.items()
-        ]
+        return [slot.health() for slot in self._slots.values()]
 
     async def wait_for_state(self, name: str, state: ModemState) -> None:
         """Wait until modem ``name`` is in ``state`` (bound it with ``asyncio.timeout``)."""
@@ -234,7 +187,7 @@ class GsmModemPool:
         future.add_done_callback(lambda _: self._unfinished.discard(job))
         return await future
 
-    def _ready_slots(self) -> list[_ModemSlot]:
+    def _ready_slots(self) -> list[PoolModem]:
         return [slot for slot in self._slots.values() if slot.state is ModemState.READY]
 
     @property
@@ -256,7 +209,7 @@ class GsmModemPool:
         heapq.heappush(self._queue, (job.rank, job.order, job))
         self._work.set()
 
-    async def _take(self, slot: _ModemSlot, wait: float) -> _Job | None:
+    async def _take(self, slot: PoolModem, wait: float) -> _Job | None:
         """The next live job for an idle modem, or None after ``wait`` seconds."""
         deadline = time.monotonic() + wait
         while slot.state is ModemState.READY:
@@ -288,88 +241,43 @@ class GsmModemPool:
         if not task.cancelled() and task.exception() is not None:
             log.error("modem pool task failed", exc_info=task.exception())
 
-    async def _supervise(self, slot: _ModemSlot) -> None:
-        interval = slot.config.health_interval
+    async def _supervise(self, slot: PoolModem) -> None:
         while self._running:
             if slot.state is not ModemState.READY:
-                if not await self._connect(slot):
+                if not await slot.connect():
                     return
                 continue
-            if time.monotonic() - slot.checked_at >= interval:
+            if slot.health_due() <= 0:
                 await self._check_health(slot)
                 continue
-            await self._pace(slot)
-            job = await self._take(slot, slot.checked_at + interval - time.monotonic())
+            await slot.pace()
+            job = await self._take(slot, slot.health_due())
             if job is None:
                 continue
-            slot.busy = job
+            slot.busy = True
             try:
                 await self._send_job(slot, job)
             finally:
-                slot.busy = None
+                slot.busy = False
 
-    async def _connect(self, slot: _ModemSlot) -> bool:
-        """Try to connect once; False if retrying cannot help (a wrong PIN must not be
-        retried: the SIM would lock)."""
-        slot.set_state(ModemState.CONNECTING)
-        try:
-            slot.signal = await slot.call(slot.client.connect)
-        except GsmPermanentError as exc:
-            log.error("modem %s: not usable until reconfigured: %s", slot.config.name, exc)
-            slot.set_state(ModemState.FAILED)
-            slot.last_error = str(exc)
-            slot.attempted.set()
-            return False
-        except GsmError as exc:
-            if slot.last_error != str(exc):
-                log.warning("modem %s: connect failed: %s", slot.config.name, exc)
-            slot.set_state(ModemState.FAILED)
-            slot.last_error = str(exc)
-        else:
-            slot.checked_at = time.monotonic()
-            registered = slot.signal.registered
-            slot.set_state(ModemState.READY if registered else ModemState.NO_SERVICE)
-        slot.attempted.set()
-        if slot.state is not ModemState.READY:
-            await asyncio.sleep(slot.config.reconnect_interval)
-        return True
-
-    async def _check_health(self, slot: _ModemSlot) -> None:
-        try:
-            slot.signal = await slot.call(slot.client.signal)
-        except GsmError as exc:
-            self._modem_failed(slot, exc)
-            return
-        slot.checked_at = time.monotonic()
-        if not slot.signal.registered:
+    async def _check_health(self, slot: PoolModem) -> None:
+        error = await slot.check_health()
+        if error is not None:
+            self._modem_failed(slot, error)
+        elif slot.signal is not None and not slot.signal.registered:
             self._modem_failed(slot, None, ModemState.NO_SERVICE)
 
     def _modem_failed(
-        self, slot: _ModemSlot, error: GsmError | None, state: ModemState = ModemState.FAILED
+        self, slot: PoolModem, error: GsmError | None, state: ModemState = ModemState.FAILED
     ) -> None:
-        if slot.state is not ModemState.READY:
+        if not slot.fail(error, state):
             return
-        slot.set_state(state)
-        slot.failures += 1
-        if error is not None:
-            slot.last_error = str(error)
-        log.warning("modem %s: %s (%s)", slot.config.name, state.value, error)
         self._work.set()  # wake the modem's supervisor out of _take so it reconnects
         if not self._ready_slots():
             while self._queue:
                 self._fail(heapq.heappop(self._queue)[2], self._no_modem())
 
-    async def _pace(self, slot: _ModemSlot) -> None:
-        """Wait until the modem's rate limit allows its next ``AT+CMGS``."""
-        delay = slot.next_send - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _sent(self, slot: _ModemSlot) -> None:
-        slot.sent_segments += 1
-        slot.next_send = time.monotonic() + slot.config.min_send_interval
-
-    async def _send_job(self, slot: _ModemSlot, job: _Job) -> None:
+    async def _send_job(self, slot: PoolModem, job: _Job) -> None:
         try:
             for pdu in job.pdus:
                 segment = pdu.segment
@@ -377,9 +285,9 @@ class GsmModemPool:
                     return
                 if segment.sequence in job.accepted:
                     continue
-                await self._pace(slot)
+                await slot.pace()
                 reference = await slot.call(slot.client.send_pdu, pdu)
-                self._sent(slot)
+                slot.sent()
                 submitted = SegmentSubmission(
                     segment.sequence, segment.total, slot.config.name, reference
                 )
@@ -404,7 +312,7 @@ class GsmModemPool:
                 )
             )
 
-    def _retry(self, slot: _ModemSlot, job: _Job, error: GsmRetryableError) -> None:
+    def _retry(self, slot: PoolModem, job: _Job, error: GsmRetryableError) -> None:
         job.attempts += 1
         slot.last_error = str(error)
         if isinstance(error, _MODEM_FAULTS):
