@@ -64,7 +64,11 @@ class ChannelProfile:
 
 
 LOUDSPEAKER_PROFILE = ChannelProfile(
-    "loudspeaker", LoudnessTarget(-16.0, -1.0), (ExportFormat.MP3, ExportFormat.OPUS)
+    # Lossy encoders overshoot the master's peak by up to about a decibel, so the master is
+    # held at -2 dBTP for the decoded MP3/Opus to stay under -1 dBTP.
+    "loudspeaker",
+    LoudnessTarget(-16.0, -2.0),
+    (ExportFormat.MP3, ExportFormat.OPUS),
 )
 FM_PROFILE = ChannelProfile("fm", LoudnessTarget(-23.0, -1.0), (ExportFormat.WAV,), same=True)
 TELEPHONE_PROFILE = ChannelProfile(
