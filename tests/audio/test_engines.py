@@ -64,7 +64,7 @@ async def test_edge_tts_fails_fast_when_its_proxy_refuses(refused_proxy: str) ->
     started = time.monotonic()
     with pytest.raises(EngineFailedError, match="edge-tts"):
         await engine.synthesize("测试", "zh-CN")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
 
 async def test_piper_without_a_model_is_unavailable(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ async def test_stalled_edge_tts_times_out_and_espeak_takes_over(stalling_proxy: 
         ("edge-tts", "timeout"),
         ("espeak-ng", "ok"),
     ]
-    assert elapsed < 1.0 + offline_s + 0.5
+    assert elapsed < 1.0 + offline_s + 1.0
 
 
 async def test_every_engine_down_speaks_from_stored_clips(refused_proxy: str) -> None:

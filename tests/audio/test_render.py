@@ -175,7 +175,7 @@ async def test_rendering_does_not_stall_the_event_loop(renderer: Renderer) -> No
     done.set()
     await ticking
     assert len(gaps) > 10
-    assert max(gaps) < 0.25
+    assert max(gaps) < 0.5
 
 
 async def test_second_render_is_a_cache_hit_and_speech_is_shared(
@@ -184,7 +184,7 @@ async def test_second_render_is_a_cache_hit_and_speech_is_shared(
     first = await renderer.render(_request(), LOUDSPEAKER_PROFILE)
     started = time.perf_counter()
     again = await renderer.render(_request(), LOUDSPEAKER_PROFILE)
-    assert time.perf_counter() - started < 0.2
+    assert time.perf_counter() - started < 0.5
     assert again.cached and not first.cached and again.files == first.files
     for fmt, path in first.files.items():
         assert again.sha256[fmt] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -245,7 +245,7 @@ async def test_offline_fallback_time_is_bounded_by_the_edge_timeout(
         ("edge-tts", "timeout"),
         ("espeak-ng", "ok"),
     ]
-    assert with_fallback < config.edge_tts.timeout_s + offline + 0.5
+    assert with_fallback < config.edge_tts.timeout_s + offline + 1.0
 
 
 async def test_a_damaged_cache_entry_is_rebuilt(renderer: Renderer) -> None:
