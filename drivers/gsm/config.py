@@ -8,6 +8,7 @@ unless ``status_reports`` is set.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -32,7 +33,8 @@ class GsmModemConfig:
 
     ``port`` is anything pyserial's ``serial_for_url`` opens: ``/dev/ttyUSB0``, a pty path, a
     stable symlink, ``socket://host:port``. Hardware flow control is off by default: many
-    USB modems and UARTs do not wire RTS/CTS or DSR/DTR.
+    USB modems and UARTs do not wire RTS/CTS or DSR/DTR. ``smsc`` sets the service centre
+    (``AT+CSCA``) for SIMs that lack one; ``pin`` is never shown in a repr.
     """
 
     name: str
@@ -41,6 +43,7 @@ class GsmModemConfig:
     rtscts: bool = False
     dsrdtr: bool = False
     pin: str | None = field(default=None, repr=False)
+    smsc: str | None = None
     command_timeout: float = 5.0
     prompt_timeout: float = 5.0
     send_timeout: float = 60.0
@@ -59,6 +62,8 @@ class GsmModemConfig:
             raise GsmConfigError(f"modem {self.name}: baudrate must be positive")
         if self.pin is not None and not (self.pin.isdigit() and 4 <= len(self.pin) <= 8):
             raise GsmConfigError(f"modem {self.name}: pin must be 4-8 digits")
+        if self.smsc is not None and not re.fullmatch(r"\+[0-9]{3,20}", self.smsc):
+            raise GsmConfigError(f"modem {self.name}: smsc must be an international number")
         for key in ("command_timeout", "prompt_timeout", "send_timeout", "health_interval"):
             if getattr(self, key) <= 0:
                 raise GsmConfigError(f"modem {self.name}: {key} must be positive")

@@ -129,6 +129,8 @@ class GsmModemClient:
         session.command("AT+CMEE=1")
         self._unlock(session)
         session.command("AT+CMGF=0")
+        if self.config.smsc is not None:
+            session.command(f'AT+CSCA="{self.config.smsc}",145')
         ds = self.config.report_mode.cnmi_ds if self.config.status_reports else 0
         session.command(f"AT+CNMI=2,1,0,{ds},0")
         if self.config.status_reports and self.config.report_mode is ReportMode.STORED:

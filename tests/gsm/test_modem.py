@@ -276,3 +276,26 @@ def test_unsolicited_lines_mid_send_do_not_disturb_the_reply(
     simulator.faults.unsolicited_after_prompt = line
     assert client.send_pdu(pdu()) == 9
     assert client.signal().registered
+
+
+def test_the_service_centre_is_set_when_configured(
+    make_simulator: SimulatorFactory, recorder: Recorder, clients: list[GsmModemClient]
+) -> None:
+    simulator = make_simulator()
+    client_for(simulator.device_path, recorder, clients, smsc="+8613800471500").connect()
+    assert 'AT+CSCA="+8613800471500",145' in simulator.commands_seen
+    with pytest.raises(GsmConfigError, match="smsc"):
+        fast_config(simulator.device_path, smsc="13800471500")
+
+
+def test_a_second_driver_cannot_share_the_port(
+    make_simulator: SimulatorFactory, recorder: Recorder, clients: list[GsmModemClient]
+) -> None:
+    simulator = make_simulator()
+    client_for(simulator.device_path, recorder, clients).connect()
+    with pytest.raises(GsmPortError, match="lock"):
+        client_for(simulator.device_path, recorder, clients, name="m2").connect()
+
+
+def test_the_pin_is_not_shown_in_the_config_repr() -> None:
+    assert "1234" not in repr(fast_config("/dev/ttyUSB0", pin="1234"))
