@@ -23,8 +23,8 @@ from audio.loudness import (
     LoudnessTarget,
     integrated_loudness,
     normalize,
+    true_peak_dbtp,
 )
-from audio.loudness import true_peak_dbtp as measure_true_peak
 from audio.pcm import MASTER_RATE, Samples, silence
 from audio.same import eom_bursts, header_bursts
 from audio.signals import AttentionConfig, AttentionKind, attention_signal
@@ -131,7 +131,7 @@ def _at_loudness(samples: Samples, target: LoudnessTarget) -> tuple[Samples, flo
     if not len(samples):
         return samples, SILENT
     gain_db = target.lufs - integrated_loudness(samples)
-    peak = measure_true_peak(samples)
+    peak = true_peak_dbtp(samples)
     gain_db = min(gain_db, target.true_peak_dbtp - peak)
     return (samples * 10 ** (gain_db / 20)).astype(np.float32), peak + gain_db
 

@@ -16,7 +16,7 @@ import pytest
 
 from audio.assembly import FM_PROFILE, LOUDSPEAKER_PROFILE, TELEPHONE_PROFILE
 from audio.engines import EspeakConfig
-from audio.errors import SameHeaderError, SpeechTextError
+from audio.errors import AudioConfigError, SameHeaderError, SpeechTextError
 from audio.export import ExportFormat
 from audio.render import Renderer, RenderRequest
 from audio.speechtext import SpeechText
@@ -334,3 +334,12 @@ async def test_silent_supplied_audio_is_not_amplified_into_noise(
     assert render.attempts[0].engine == "supplied" and render.attempts[0].outcome == "failed"
     assert "LUFS" in render.attempts[0].detail
     assert render.engine == "espeak-ng"
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [({"repeats": 0}, "repeats"), ({"pause_s": 60.0}, "pause_s"), ({"formats": ()}, "format")],
+)
+def test_bad_profiles_are_refused(changes: dict[str, object], problem: str) -> None:
+    with pytest.raises(AudioConfigError, match=problem):
+        replace(FM_PROFILE, **changes)
