@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from audio.clipbuild import build_library, default_phrases
 from audio.clips import ClipEntry, ClipLibrary, write_manifest
+from audio.engines import EspeakEngine
 from audio.errors import ClipIntegrityError, ClipLibraryError
 from audio.speechtext import Level
 
@@ -102,3 +104,20 @@ def test_write_manifest_records_each_files_digest(tmp_path: Path) -> None:
     assert len(library.load(library.entries[0])) > 0
     with pytest.raises(ClipLibraryError, match="does not exist"):
         write_manifest(tmp_path, [ClipEntry("closing", "en", "absent.opus", "")])
+
+
+async def test_build_library_speaks_encodes_and_writes_a_manifest(tmp_path: Path) -> None:
+    phrases = [e for e in default_phrases() if e.kind != "warning"][:3]
+    phrases.append(next(e for e in default_phrases() if e.file == "en/gale-red.opus"))
+    await build_library(EspeakEngine(), tmp_path, phrases)
+    library = ClipLibrary(tmp_path)
+    assert library.verify() == []
+    assert library.find_warning("gale", "red", "en").text.startswith("Red gale warning.")
+    clip = library.load(library.find_phrase("marker-exercise", "zh-CN"))
+    assert 0.8 < len(clip) / 48_000 < 4.0
+
+
+def test_shipped_manifest_matches_the_phrase_table() -> None:
+    shipped = {(e.kind, e.language, e.file, e.text) for e in ClipLibrary().entries}
+    table = {(e.kind, e.language, e.file, e.text) for e in default_phrases()}
+    assert shipped == table
