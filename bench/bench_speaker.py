@@ -32,13 +32,14 @@ from drivers.speaker.hub import (
     SpeakerHubConfig,
     TcpListenConfig,
 )
-from drivers.speaker.messages import AckStage, BoxAck, PlayUrl, Priority
+from drivers.speaker.messages import AckStage, BoxAck, BoxPresence, PlayUrl, Priority
 from drivers.speaker.simulator import area_key, box_key
 from drivers.speaker.testing import MediaServer, MosquittoBroker
 
 SECRET = b"bench-fleet-secret-0123456789abcdef"
 AREAS = tuple(f"1509{n:02d}" for n in range(1, 11))
 AUDIO = b"RIFF" + bytes(32_000)
+SLICE = 200
 
 
 def peak_rss_mb() -> float:
@@ -68,7 +69,7 @@ class AckCounter:
 
     async def consume(self, hub: SpeakerHub) -> None:
         async for event in hub.events():
-            if len(hub.online_boxes()) == self.expected:
+            if isinstance(event, BoxPresence) and hub.online_count == self.expected:
                 self.all_online.set()
             if not isinstance(event, BoxAck):
                 continue
@@ -178,7 +179,16 @@ async def measure(
 
 def senders(name: str, hub: SpeakerHub, ids: list[str]):  # type: ignore[no-untyped-def]
     async def per_box(command: PlayUrl) -> None:
-        await asyncio.gather(*(hub.send_command(box, command) for box in ids))
+        # Start the sends in slices so the hub's loop keeps serving the audio download and
+        # the first acknowledgements while the fan-out is still going out.
+        loop = asyncio.get_running_loop()
+        sends = []
+        for first in range(0, len(ids), SLICE):
+            sends += [
+                loop.create_task(hub.send_command(b, command)) for b in ids[first : first + SLICE]
+            ]
+            await asyncio.sleep(0)
+        await asyncio.gather(*sends)
 
     async def per_area(command: PlayUrl) -> None:
         await asyncio.gather(*(hub.send_area_command(area, command) for area in AREAS))

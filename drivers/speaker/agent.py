@@ -306,6 +306,7 @@ class BoxAgent:
                 self._playback.schedule(command, entry)
 
     async def _heartbeat_loop(self) -> None:
+        # The first heartbeat goes out from link_up, when there is a link to carry it.
         while True:
-            self._emit(self.status())
             await asyncio.sleep(self._behaviour.heartbeat_s)
+            self._emit(self.status())

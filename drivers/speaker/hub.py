@@ -223,6 +223,11 @@ class SpeakerHub:
         """Ids of boxes connected right now."""
         return frozenset(self._online)
 
+    @property
+    def online_count(self) -> int:
+        """How many boxes are connected right now (cheap, unlike ``online_boxes``)."""
+        return len(self._online)
+
     # -- commands
 
     def _link_of(self, box: BoxRegistration) -> HubLink:

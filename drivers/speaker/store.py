@@ -100,8 +100,7 @@ class MediaFetcher:
         content does not match ``sha256``.
         """
         path = self._dir / sha256
-        if sha256 in self._stored or await asyncio.to_thread(path.is_file):
-            self._stored.add(sha256)
+        if sha256 in self._stored:
             return path
         pending = self._inflight.get(sha256)
         if pending is not None:
@@ -109,7 +108,8 @@ class MediaFetcher:
         future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._inflight[sha256] = future
         try:
-            result = await self._download(url, sha256, path)
+            if not await asyncio.to_thread(path.is_file):
+                await self._download(url, sha256, path)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -118,12 +118,13 @@ class MediaFetcher:
             future.exception()
             raise
         else:
-            future.set_result(result)
-            return result
+            self._stored.add(sha256)
+            future.set_result(path)
+            return path
         finally:
             del self._inflight[sha256]
 
-    async def _download(self, url: str, sha256: str, path: Path) -> Path:
+    async def _download(self, url: str, sha256: str, path: Path) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         digest = hashlib.sha256()
@@ -144,8 +145,6 @@ class MediaFetcher:
         if digest.hexdigest() != sha256:
             raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
         await asyncio.to_thread(_write_atomic, path, b"".join(chunks))
-        self._stored.add(sha256)
-        return path
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -110,7 +110,10 @@ class TcpUplink:
 
     async def _send_forever(self, writer: asyncio.StreamWriter) -> None:
         while True:
-            writer.write(await self._agent.next_outgoing() + b"\n")
+            lines = [await self._agent.next_outgoing()]
+            while (more := self._agent.take_outgoing()) is not None:
+                lines.append(more)
+            writer.write(b"\n".join(lines) + b"\n")
             await writer.drain()
 
 
@@ -185,7 +188,12 @@ class MqttUplink:
     async def _send_forever(self, client: aiomqtt.Client) -> None:
         up = self._topics.box_messages(self._agent.box_id)
         while True:
-            await client.publish(up, await self._agent.next_outgoing(), qos=1)
+            # Publish everything waiting at once: QoS 1 keeps their order, and an ack does not
+            # wait for the previous one's PUBACK.
+            batch = [await self._agent.next_outgoing()]
+            while (more := self._agent.take_outgoing()) is not None:
+                batch.append(more)
+            await asyncio.gather(*(client.publish(up, message, qos=1) for message in batch))
 
 
 class SerialBoxLine:
@@ -207,10 +215,13 @@ class SerialBoxLine:
         """Put a new agent at ``address`` (after a simulated restart)."""
         self._agents[address] = agent
         self._last_reply.pop(address, None)
+        agent.link_up()
 
     async def run(self) -> None:
         """Open the port and answer frames until cancelled."""
         await self._stream.open()
+        for agent in self._agents.values():
+            agent.link_up()
         try:
             await asyncio.Future()
         finally:

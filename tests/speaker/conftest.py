@@ -100,6 +100,7 @@ class Rig:
     async def wait_online(self, within_s: float = 10.0) -> None:
         everyone = set(self.box_ids)
         await self.events.wait_for(lambda: self.hub.online_boxes() >= everyone, within_s)
+        assert self.hub.online_count == len(everyone)
 
 
 @pytest.fixture(params=["tcp", "serial", "mqtt"])
