@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from broadcaster.auth import OfficerStore, Role
 from broadcaster.channel import (
     Channel,
     ChannelCapabilities,
+    ChannelHealth,
     Confirmation,
     ConfirmationOutcome,
     OutgoingDelivery,
@@ -61,6 +63,21 @@ class BoxChannel(Channel):
             Confirmation(delivery.id, ConfirmationOutcome.CONFIRMED, "box finished playing"),
         )
         return SendResult(SendOutcome.ACCEPTED, provider_ref=f"box-{delivery.target.id}")
+
+
+class DeviceReportingChannel(BoxChannel):
+    """A channel whose health lists devices as loudspeaker hubs and modem pools report them."""
+
+    async def health(self) -> ChannelHealth:
+        return ChannelHealth(
+            ok=False,
+            detail="1 of 2 boxes offline",
+            devices={
+                "box-150921001001": {"online": True, "last_heartbeat": time.time() - 5},
+                "box-150921001002": {"online": False, "last_heartbeat": time.time() - 900},
+                "modem-1": {"online": True, "signal": 21, "queue": 3, "imei": "8600000001"},
+            },
+        )
 
 
 def demo_targets(channel: str, county: str = COUNTY) -> list[dict[str, Any]]:

@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from broadcaster.audit import AuditLog
-from broadcaster.channel import ChannelHealth
 from tests.console.support import (
     PASSWORDS,
-    BoxChannel,
     ConsoleClient,
     ConsoleServer,
     compose_form,
@@ -399,58 +396,3 @@ async def test_a_polygon_drawn_on_the_map_selects_the_targets_inside(
     form = [*compose_form(divisions=()), ("polygon", "41.0,112.0 41.1,112.1")]
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     assert "three corners" in text
-
-
-async def test_admin_pages_and_the_audit_chain(server: ConsoleServer) -> None:
-    admin, drafter = ConsoleClient(server), ConsoleClient(server)
-    try:
-        await admin.login("admin")
-        await drafter.login("drafter")
-        status, _ = await drafter.get("/console/users")
-        assert status == 403
-        status, page = await admin.post(
-            "/console/users/drafter", {"action": "role", "role": "viewer"}
-        )
-        assert status == 200
-        status, _ = await drafter.get("/console/compose")  # the new role applies at once
-        assert status == 403
-        status, page = await admin.post("/console/users/admin", {"action": "disable"})
-        assert status == 400 and "last enabled admin" in page
-        status, page = await admin.get("/console/audit")
-        assert status == 200 and "Hash chain intact" in page
-        assert "user.role" in page
-    finally:
-        await admin.close()
-        await drafter.close()
-
-
-class DeviceReportingChannel(BoxChannel):
-    """A channel whose health lists devices as loudspeaker hubs and modem pools report them."""
-
-    async def health(self) -> ChannelHealth:
-        return ChannelHealth(
-            ok=False,
-            detail="1 of 2 boxes offline",
-            devices={
-                "box-150921001001": {"online": True, "last_heartbeat": time.time() - 5},
-                "box-150921001002": {"online": False, "last_heartbeat": time.time() - 900},
-                "modem-1": {"online": True, "signal": 21, "queue": 3, "imei": "8600000001"},
-            },
-        )
-
-
-async def test_device_health_page(tmp_path: Path) -> None:
-    channels = {"boxes": {"type": "tests.console.test_console_server:DeviceReportingChannel"}}
-    config = console_config(tmp_path, channels, demo_targets("boxes"), audio_preview=False)
-    async with console_server(config) as running:
-        client = ConsoleClient(running)
-        try:
-            await client.login("viewer")
-            status, page = await client.get("/console/devices")
-        finally:
-            await client.close()
-    assert status == 200
-    assert "1 of 2 boxes offline" in page and "FAULT" in page
-    assert '<tr class="offline">' in page and "15 min ago" in page
-    assert "imei: 8600000001" in page and ">21<" in page
-    assert f"<b>{len(demo_targets('boxes'))}</b>" in page

@@ -1,0 +1,135 @@
+"""Hazard templates and the compose form: every template level becomes a CAP alert that the
+official OASIS schema accepts; form problems are named by field; faulty templates are refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import xmlschema
+from multidict import MultiDict
+
+from broadcaster.cap import MsgType, Severity, Status, to_xml
+from broadcaster.config import ConfigError
+from broadcaster.console.compose import build_alert, field_problems, parse_form
+from broadcaster.console.hazards import (
+    LEVELS,
+    default_templates_dir,
+    load_templates,
+    parse_template,
+)
+from broadcaster.divisions import DivisionTree
+from tests.conftest import CAP_XSD
+from tests.console.support import COUNTY, DEMO_DIVISIONS
+
+NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
+HAZARDS = ("暴雨", "暴雪", "寒潮", "大风", "沙尘暴", "冰雹", "道路结冰", "森林草原火险", "地震")
+
+
+@pytest.fixture(scope="module")
+def tree() -> DivisionTree:
+    return DivisionTree.load(DEMO_DIVISIONS)
+
+
+@pytest.fixture(scope="module")
+def schema() -> xmlschema.XMLSchema:
+    return xmlschema.XMLSchema(str(CAP_XSD))
+
+
+def _form(prefill: dict, **extra: str) -> MultiDict[str]:  # type: ignore[type-arg]
+    form = [
+        (name, prefill[name])
+        for name in ("level", "category", "response", "severity", "urgency", "certainty")
+    ]
+    for language, text in prefill["texts"].items():
+        form += [(f"{language}.{k}", v) for k, v in text.items()]
+    form += [("lang", "en"), ("division", COUNTY), ("channel", "log"), ("tz_offset", "480")]
+    form += [("expires", "2026-11-29T22:00"), ("status", "Actual")]
+    return MultiDict([*((k, v) for k, v in form if k not in extra), *extra.items()])
+
+
+def test_shipped_templates_cover_the_hazards_and_levels() -> None:
+    templates = load_templates(default_templates_dir())
+    events = {t.event["zh-CN"] for t in templates.values()}
+    assert set(HAZARDS) | {"地质灾害", "危化品泄漏"} <= events
+    for template in templates.values():
+        assert list(template.levels) == list(LEVELS)
+        red = template.prefill("red", "卓资县")
+        assert red["severity"] == "Extreme"
+        assert red["texts"]["zh-CN"]["headline"] == f"卓资县{template.event['zh-CN']}红色预警"
+        assert template.prefill("blue", "x")["severity"] == "Minor"
+
+
+def test_every_template_level_makes_a_schema_valid_alert(
+    tree: DivisionTree, schema: xmlschema.XMLSchema
+) -> None:
+    for template in load_templates(default_templates_dir()).values():
+        for level in LEVELS:
+            draft = parse_form(_form(template.prefill(level, "卓资县")), now=NOW, divisions=tree)
+            assert draft.problems == [], (template.code, level, draft.problems)
+            alert = build_alert(
+                draft,
+                sender="ulanqab.emergency@example.cn",
+                sender_name="乌兰察布市应急管理局",
+                divisions=tree,
+                now=NOW,
+                identifier=f"t-{template.code}-{level}",
+            )
+            assert field_problems(alert, draft) == []
+            schema.validate(to_xml(alert).decode())
+            assert [i.language for i in alert.infos] == ["zh-CN", "en"]
+            assert alert.infos[0].areas[0].area_desc == "卓资县"
+            assert alert.infos[0].expires == datetime(2026, 11, 29, 14, 0, tzinfo=UTC)
+            colour = {p.value_name: p.value for p in alert.infos[0].parameters}["预警颜色"]
+            assert colour.endswith("色")
+
+
+def test_form_problems_are_named_by_field(tree: DivisionTree) -> None:
+    template = load_templates(default_templates_dir())["gale"]
+    given = _form(template.prefill("yellow", "x"), certainty="Sure", polygon="41,112 x")
+    form = MultiDict((k, v) for k, v in given.items() if k not in ("zh-CN.headline", "channel"))
+    form["division"] = "999"
+    draft = parse_form(form, now=NOW, divisions=tree)
+    problems = {p.path: p.message for p in draft.problems}
+    assert "zh-CN.headline" in problems and "certainty" in problems
+    assert "polygon" in problems and "channel" in problems
+    assert "division" in problems
+
+
+def test_update_references_the_original_and_polygons_close(tree: DivisionTree) -> None:
+    template = load_templates(default_templates_dir())["hail"]
+    form = _form(template.prefill("orange", "x"), polygon="41.0,112.0 41.0,112.5 41.4,112.2")
+    draft = parse_form(form, now=NOW, divisions=tree)
+    original = build_alert(
+        draft, sender="a@b.cn", sender_name="", divisions=tree, now=NOW, identifier="one"
+    )
+    points = original.infos[0].areas[0].polygons[0].points
+    assert len(points) == 4 and points[0] == points[-1]
+    update = build_alert(
+        draft,
+        sender="a@b.cn",
+        sender_name="",
+        divisions=tree,
+        now=NOW,
+        identifier="two",
+        updates=original,
+    )
+    assert update.msg_type is MsgType.UPDATE and update.references == [original.reference]
+    assert update.status is Status.ACTUAL and update.infos[0].severity is Severity.SEVERE
+
+
+def test_a_faulty_template_is_refused_naming_the_key(tmp_path: Path) -> None:
+    good = (default_templates_dir() / "01-rainstorm.toml").read_text(encoding="utf-8")
+    (tmp_path / "bad.toml").write_text(
+        good.replace('urgency = "Immediate"', 'urgency = "Soon"'), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"levels\.red\.urgency"):
+        load_templates(tmp_path)
+    with pytest.raises(ConfigError, match="levels"):
+        parse_template({"code": "x", "event": {"zh-CN": "x"}, "levels": {}}, "inline")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_templates(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no hazard templates"):
+        load_templates(tmp_path / "empty")
