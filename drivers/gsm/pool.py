@@ -8,8 +8,10 @@ per segment), polls health (``AT+CSQ``, ``AT+CREG?``) and reconnects after the p
 Routing: messages wait in one pool queue, by priority then arrival; a modem holds at most one
 message at a time and takes the next one as soon as it is idle, healthy and within its rate
 limit, so the least loaded healthy modem always takes the next message. When a modem fails
-(port gone, stall, garbage), its message in flight goes back into the queue at its old place for
-the other modems, keeping the segments already accepted, so delivery is at least once per
+(port gone, stall, garbage), its message in flight goes back into the queue at its old place.
+A retry on the same modem keeps the segments already accepted; on another modem (another SIM,
+so another sender address: phones join parts by sender and reference) every segment is sent
+again, and reports of the abandoned copy are no longer matched. Delivery is at least once per
 segment. If no modem is ready, queued messages fail with GsmNoModemError. Retryable errors
 (``GsmRetryableError``) are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones
 fail the message at once.
@@ -278,6 +280,10 @@ class GsmModemPool:
                 self._fail(heapq.heappop(self._queue)[2], self._no_modem())
 
     async def _send_job(self, slot: PoolModem, job: _Job) -> None:
+        if any(earlier.modem != slot.name for earlier in job.accepted.values()):
+            for abandoned in job.accepted.values():
+                self._tracker.forget(abandoned)
+            job.accepted.clear()
         try:
             for pdu in job.pdus:
                 segment = pdu.segment

@@ -13,6 +13,7 @@ wraps, so the recipient guards against a stale reference; a report that overtake
 from __future__ import annotations
 
 import enum
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,12 +101,18 @@ class _Expected:
 
 
 class ReportTracker:
-    """Match status reports to the segments they are about; not thread-safe (event loop)."""
+    """Match status reports to the segments they are about; not thread-safe (event loop).
 
-    def __init__(self, max_early: int = 1024) -> None:
+    A report nobody expects yet is held for ``early_window`` seconds: long enough for the
+    ``+CMGS`` answer it overtook, too short to meet a reused TP-MR.
+    """
+
+    def __init__(self, max_early: int = 1024, early_window: float = 30.0) -> None:
         self._expected: dict[tuple[str, int], _Expected] = {}
-        self._early: OrderedDict[tuple[str, int], list[StatusReportPdu]] = OrderedDict()
+        self._early: OrderedDict[tuple[str, int], list[tuple[float, StatusReportPdu]]]
+        self._early = OrderedDict()
         self._max_early = max_early
+        self._early_window = early_window
 
     def expect(
         self, segment: SegmentSubmission, reference: str, number: str
@@ -113,15 +120,20 @@ class ReportTracker:
         """Register an accepted segment; return reports that arrived before it, now matched."""
         key = (segment.modem, segment.message_reference)
         self._expected[key] = _Expected(reference, number, segment.sequence, segment.total)
-        held = self._early.pop(key, [])
+        recent = time.monotonic() - self._early_window
+        held = [report for at, report in self._early.pop(key, []) if at >= recent]
         return [delivery for report in held if (delivery := self.match(key[0], report))]
+
+    def forget(self, segment: SegmentSubmission) -> None:
+        """Stop matching reports for a segment whose message is being sent again elsewhere."""
+        self._expected.pop((segment.modem, segment.message_reference), None)
 
     def match(self, modem: str, report: StatusReportPdu) -> DeliveryReport | None:
         """The report as a DeliveryReport, or None if no segment expects it (yet)."""
         key = (modem, report.message_reference)
         expected = self._expected.get(key)
         if expected is None or not same_number(expected.number, report.recipient):
-            self._early.setdefault(key, []).append(report)
+            self._early.setdefault(key, []).append((time.monotonic(), report))
             while len(self._early) > self._max_early:
                 self._early.popitem(last=False)
             return None

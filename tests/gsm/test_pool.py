@@ -428,3 +428,29 @@ async def test_validity_can_be_set_per_message(
             await pool.send(NUMBER, "too short", reference="r3", validity=timedelta(minutes=1))
     # TP-VP relative (23.040 §9.2.3.12.1): 167 = 1 day, 23 = (23 + 1) x 5 minutes
     assert [independent(r.pdu_hex)["vp"] for r in network.records] == [167, 23]
+
+
+async def test_a_multipart_message_moves_whole_to_another_modem(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulators = {name: make_simulator(name) for name in ("sim0", "sim1")}
+
+    def first_taker_dies_after_part_one(record: NetworkRecord) -> None:
+        if len(network.records) == 1:
+            simulators[record.modem].faults.close_on_send = True
+
+    network.listeners.append(first_taker_dies_after_part_one)
+    settings = {name: {"status_reports": True} for name in ("m0", "m1")}
+    async with running_pool(list(simulators.values()), modem_settings=settings) as pool:
+        submission = await pool.send(NUMBER, TEXTS[1] + TEXTS[1], reference="long")
+        expected = {("long", s.sequence) for s in submission.segments}
+        reports = await collect_final_reports(pool, expected)
+    dead, *rest = network.records
+    survivor = "sim1" if dead.modem == "sim0" else "sim0"
+    assert dead.sequence == 1
+    assert [(r.modem, r.sequence) for r in rest] == [(survivor, 1), (survivor, 2), (survivor, 3)]
+    assert joined_texts(rest) == {(NUMBER, rest[0].concat_reference): TEXTS[1] * 2}
+    assert {s.modem for s in submission.segments} == {"m" + survivor[-1]}
+    for segment in submission.segments:
+        final = reports[("long", segment.sequence)][-1]
+        assert (final.modem, final.message_reference) == (segment.modem, segment.message_reference)
