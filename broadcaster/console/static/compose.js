@@ -37,7 +37,20 @@
     return names.join("、") || "{area}";
   }
 
-  function applyTemplate() {
+  // Values the template last wrote: a change of area rewrites only fields still holding them,
+  // never what the officer typed.
+  const filled = {};
+
+  function fill(name, value, force) {
+    const el = form.elements.namedItem(name);
+    if (!el) return;
+    if (force || el.value === "" || el.value === filled[name]) {
+      el.value = value;
+      filled[name] = value;
+    }
+  }
+
+  function applyTemplate(force) {
     const hazard = hazards[$("hazard").value];
     const level = $("level_value").value;
     $("hazard_value").value = $("hazard").value;
@@ -47,12 +60,12 @@
     if (!hazard || !level) return;
     const prefill = hazard.levels[level];
     for (const name of ["category", "response", "severity", "urgency", "certainty"]) {
-      setField(name, prefill[name]);
+      fill(name, prefill[name], force);
     }
     const area = areaName();
     for (const [lang, text] of Object.entries(prefill.texts)) {
       for (const [name, value] of Object.entries(text)) {
-        setField(`${lang}.${name}`, value.replaceAll("{area}", area));
+        fill(`${lang}.${name}`, value.replaceAll("{area}", area), force);
       }
     }
   }
@@ -209,7 +222,7 @@
     }
     if (initial.hazard) $("hazard").value = initial.hazard;
     if (initial.level) $("level_value").value = initial.level;
-    if (!initial.texts) { applyTemplate(); return; }
+    if (!initial.texts) { applyTemplate(true); return; }
     $("hazard_value").value = initial.hazard || "";
     for (const name of ["category", "response", "severity", "urgency", "certainty", "effective", "expires"]) {
       setField(name, initial[name]);
@@ -234,23 +247,28 @@
   const now = new Date();
   $("effective").value = localInput(now);
   $("expires").value = localInput(new Date(now.getTime() + 6 * 3600 * 1000));
-  $("hazard").addEventListener("change", applyTemplate);
+  $("hazard").addEventListener("change", () => applyTemplate(true));
   for (const b of document.querySelectorAll(".levels button")) {
-    b.addEventListener("click", () => { $("level_value").value = b.dataset.level; applyTemplate(); });
+    b.addEventListener("click", () => { $("level_value").value = b.dataset.level; applyTemplate(true); });
   }
   for (const lang of ["en", "mn"]) {
     $("lang-" + lang).addEventListener("change", (e) => showLanguage(lang, e.target.checked));
   }
-  $("tree").addEventListener("change", () => { highlight(); applyTemplate(); });
+  $("tree").addEventListener("change", () => { highlight(); applyTemplate(false); });
   $("draw").addEventListener("click", () => {
     drawing = !drawing;
     $("draw").classList.toggle("on", drawing);
   });
-  $("clear-polygon").addEventListener("click", () => { corners = []; drawPolygon(); });
+  $("clear-polygon").addEventListener("click", () => {
+    corners = [];
+    drawPolygon();
+    applyTemplate(false);
+  });
   $("map").addEventListener("click", (event) => {
     if (!drawing) return;
     corners.push(toLatLon(event));
     drawPolygon();
+    applyTemplate(false);
   });
   $("preview-button").addEventListener("click", preview);
   restore(data.initial);
