@@ -17,7 +17,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.gsm.errors import GsmMessageTooLongError, GsmProtocolError
+from drivers.gsm.errors import GsmInvalidTextError, GsmMessageTooLongError, GsmProtocolError
 
 GSM7_BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -175,6 +175,12 @@ def _split_ucs2(text: str) -> list[str]:
     return parts
 
 
+def _check_encodable(text: str) -> None:
+    lone = next((c for c in text if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if lone is not None:
+        raise GsmInvalidTextError(f"text holds an unpaired surrogate U+{ord(lone):04X}")
+
+
 def split_text(text: str, max_segments: int = MAX_SEGMENTS) -> list[SegmentText]:
     """Split ``text`` into the segments a phone will join back, in order.
 
@@ -182,6 +188,7 @@ def split_text(text: str, max_segments: int = MAX_SEGMENTS) -> list[SegmentText]
     """
     if not text:
         raise GsmMessageTooLongError("an SMS needs at least one character of text")
+    _check_encodable(text)
     encoding = choose_encoding(text)
     parts = _split_gsm7(text) if encoding is SmsEncoding.GSM7 else _split_ucs2(text)
     limit = min(max_segments, MAX_SEGMENTS)
@@ -197,9 +204,13 @@ def split_text(text: str, max_segments: int = MAX_SEGMENTS) -> list[SegmentText]
 
 
 def segment_count(text: str) -> int:
-    """How many segments ``text`` takes (for segment budgets); 0 for empty text."""
+    """How many segments ``text`` takes (for segment budgets); 0 for empty text.
+
+    Raises GsmInvalidTextError for text no SMS can carry.
+    """
     if not text:
         return 0
+    _check_encodable(text)
     encoding = choose_encoding(text)
     return len(_split_gsm7(text) if encoding is SmsEncoding.GSM7 else _split_ucs2(text))
 

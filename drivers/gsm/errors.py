@@ -12,7 +12,8 @@
     │   └── GsmNoModemError                       no healthy modem is available in the pool
     └── GsmPermanentError                 retrying the same message will not help
         ├── GsmInvalidNumberError (ValueError)    the destination is not a dialable number
-        ├── GsmMessageTooLongError (ValueError)   the text needs more segments than allowed
+        ├── GsmMessageTooLongError (ValueError)   the text is empty or needs too many segments
+        ├── GsmInvalidTextError (ValueError)      the text holds what no SMS can carry
         ├── GsmRejectedError                      +CMS ERROR 304 and other permanent codes
         └── GsmConfigError (ValueError)           a modem or pool configuration is invalid
 
@@ -83,6 +84,10 @@ class GsmInvalidNumberError(GsmPermanentError, ValueError):
 
 class GsmMessageTooLongError(GsmPermanentError, ValueError):
     """The text does not fit in the allowed number of segments."""
+
+
+class GsmInvalidTextError(GsmPermanentError, ValueError):
+    """The text cannot be encoded at all (an unpaired UTF-16 surrogate)."""
 
 
 class GsmConfigError(GsmPermanentError, ValueError):

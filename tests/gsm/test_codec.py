@@ -18,7 +18,12 @@ from drivers.gsm.codec import (
     split_text,
     unpack_septets,
 )
-from drivers.gsm.errors import GsmInvalidNumberError, GsmMessageTooLongError, GsmProtocolError
+from drivers.gsm.errors import (
+    GsmInvalidNumberError,
+    GsmInvalidTextError,
+    GsmMessageTooLongError,
+    GsmProtocolError,
+)
 from drivers.gsm.pdu import (
     DeliveryState,
     StatusReportPdu,
@@ -130,6 +135,14 @@ def test_too_long_and_empty_texts_are_rejected() -> None:
         encode_submit(NUMBER, "暴" * 67 * 3 + "雨", max_segments=3)
     with pytest.raises(GsmMessageTooLongError, match="at least one character"):
         encode_submit(NUMBER, "")
+
+
+def test_unpaired_surrogates_are_rejected() -> None:
+    with pytest.raises(GsmInvalidTextError, match=r"U\+D83D"):
+        encode_submit(NUMBER, "warning \ud83d")
+    with pytest.raises(GsmInvalidTextError):
+        segment_count("\udc00")
+    assert segment_count("ok 😀") == 1
 
 
 def test_septet_packing_round_trips_with_fill_bits() -> None:
