@@ -22,19 +22,24 @@ from broadcaster.console.web import page, require, state_of
 routes = web.RouteTableDef()
 
 KNOWN_FIELDS = (
-    ("online", "在线 Online"),
-    ("state", "状态 State"),
-    ("last_heartbeat", "最后心跳 Last heartbeat"),
-    ("signal", "信号 Signal"),
-    ("queue", "队列 Queue"),
-    ("link", "链路 Link"),
-    ("subscriptions", "订阅 Subscriptions"),
+    ("online", "在线 Online", ("online",)),
+    ("link", "链路 Link", ("link", "connected")),
+    ("state", "状态 State", ("state", "status")),
+    ("last_heartbeat", "最后心跳 Last heartbeat", ("last_heartbeat", "last_seen")),
+    ("signal", "信号 Signal", ("signal", "rssi")),
+    ("queue", "队列 Queue", ("queue", "queued")),
+    ("on_air", "正在播发 On air", ("on_air", "playing")),
+    ("subscriptions", "订阅 Subscriptions", ("subscriptions",)),
+    ("last_error", "最近错误 Last error", ("last_error",)),
 )
-_KNOWN = {name for name, _label in KNOWN_FIELDS}
+"""Columns shown first: (column, label, the field names channels use for it)."""
+_KNOWN = {name for _column, _label, names in KNOWN_FIELDS for name in names}
 _TIME_FIELDS = ("last_heartbeat", "last_seen", "since", "updated_at")
 
 
 def _shown(name: str, value: Any, now: float) -> str:
+    if value is None:
+        return ""
     if name in _TIME_FIELDS and isinstance(value, int | float) and value > 1e9:
         seconds = max(0, int(now - value))
         return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
@@ -44,19 +49,25 @@ def _shown(name: str, value: Any, now: float) -> str:
 
 
 def device_rows(devices: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
-    """One row per device: its known fields in a fixed order, then the rest."""
+    """One row per device: the known columns in a fixed order, then the other fields."""
     rows = []
     for device_id, info in sorted(devices.items()):
         fields = info if isinstance(info, Mapping) else {"state": info}
-        known = {name: _shown(name, fields[name], now) for name in _KNOWN if name in fields}
+        known = {}
+        for column, _label, names in KNOWN_FIELDS:
+            found = next((n for n in names if n in fields), None)
+            if found is not None:
+                known[column] = _shown(found, fields[found], now)
         extra = {k: _shown(k, v, now) for k, v in fields.items() if k not in _KNOWN}
-        online = fields.get("online")
+        up = next(
+            (fields[n] for n in ("online", "connected") if isinstance(fields.get(n), bool)), None
+        )
         rows.append(
             {
                 "id": device_id,
                 "known": known,
                 "extra": extra,
-                "ok": online if isinstance(online, bool) else None,
+                "ok": up if up is not None else not fields.get("last_error"),
             }
         )
     return rows

@@ -75,7 +75,8 @@ class DeviceReportingChannel(BoxChannel):
             devices={
                 "box-150921001001": {"online": True, "last_heartbeat": time.time() - 5},
                 "box-150921001002": {"online": False, "last_heartbeat": time.time() - 900},
-                "modem-1": {"online": True, "signal": 21, "queue": 3, "imei": "8600000001"},
+                "modem-1": {"state": "ready", "rssi": 21, "queue": 3, "imei": "8600000001"},
+                "tx-150921": {"connected": False, "last_error": "encoder did not answer"},
             },
         )
 
