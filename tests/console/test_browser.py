@@ -147,6 +147,9 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await expect(page.locator("#preview-targets tr[data-channel=speaker] td").nth(1)).to_have_text(
         str(speaker_targets)
     )
+    await expect(
+        page.locator("#preview-channels article[data-channel=speaker] pre")
+    ).to_contain_text("卓资县暴雪橙色预警")
     await expect(page.locator("#audio-status")).to_have_attribute("data-ready", "1", timeout=60_000)
     audio = await page.evaluate(
         """async () => {

@@ -177,8 +177,30 @@
       cell(row, channel);
       cell(row, String(count));
       const extra = p.channels[channel] || { notes: [], counts: {} };
-      cell(row, [...Object.entries(extra.counts).map(([k, v]) => `${k} ${v}`), ...extra.notes].join(" · "));
+      cell(row, Object.entries(extra.counts).map(([k, v]) => `${k} ${v}`).join(" · "));
       targets.appendChild(row);
+    }
+    const channels = $("preview-channels");
+    channels.innerHTML = "";
+    for (const [channel, preview] of Object.entries(p.channels)) {
+      const box = document.createElement("article");
+      box.className = "channel-preview";
+      box.dataset.channel = channel;
+      const title = document.createElement("h4");
+      title.textContent = `${channel}: ${preview.title}`;
+      box.appendChild(title);
+      for (const line of preview.lines) {
+        const text = document.createElement("pre");
+        text.textContent = line;
+        box.appendChild(text);
+      }
+      for (const note of preview.notes) {
+        const item = document.createElement("p");
+        item.className = "hint";
+        item.textContent = note;
+        box.appendChild(item);
+      }
+      channels.appendChild(box);
     }
   }
 
