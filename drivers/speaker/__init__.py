@@ -14,6 +14,7 @@ Errors form one tree rooted at ``SpeakerError`` (see ``errors``).
 from drivers.speaker.agent import BoxAgent, BoxBehaviourConfig, BoxIdentity
 from drivers.speaker.errors import (
     BoxOfflineError,
+    BoxStorageError,
     FrameError,
     MediaDownloadError,
     MediaIntegrityError,
@@ -65,6 +66,7 @@ __all__ = [
     "BoxRegistration",
     "BoxState",
     "BoxStatus",
+    "BoxStorageError",
     "BroadcastClass",
     "Command",
     "FleetSimulatorConfig",

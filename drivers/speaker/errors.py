@@ -7,7 +7,8 @@
     │   ├── SpeakerConnectionError        (also ConnectionError) link down, broker unreachable
     │   ├── SpeakerTimeoutError           (also TimeoutError) no reply from a box in time
     │   ├── BoxOfflineError               the box is not connected on any link right now
-    │   └── MediaDownloadError            box side: audio could not be fetched
+    │   ├── MediaDownloadError            box side: audio could not be fetched or stored
+    │   └── BoxStorageError               box side: the journal cannot be written
     └── SpeakerPermanentError             retrying the same thing gives the same answer
         ├── SpeakerConfigError            (also ValueError) bad configuration, refused at load
         ├── SpeakerProtocolError          (also ValueError) malformed message from the wire
@@ -49,6 +50,10 @@ class BoxOfflineError(SpeakerRetryableError):
 
 class MediaDownloadError(SpeakerRetryableError):
     """Audio could not be downloaded (network error, HTTP error status, size limit)."""
+
+
+class BoxStorageError(SpeakerRetryableError):
+    """The box's state directory cannot be written (disk full, read-only)."""
 
 
 class SpeakerConfigError(SpeakerPermanentError, ValueError):

@@ -16,7 +16,12 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from drivers.speaker.errors import BoxOfflineError, SpeakerConfigError, SpeakerTimeoutError
+from drivers.speaker.errors import (
+    BoxOfflineError,
+    SpeakerConfigError,
+    SpeakerConnectionError,
+    SpeakerTimeoutError,
+)
 from drivers.speaker.hub_link import HubLink, LinkSink
 from drivers.speaker.serial_frames import (
     MAX_ADDRESS,
@@ -31,6 +36,7 @@ from drivers.speaker.serial_port import SerialPortStream
 log = logging.getLogger(__name__)
 
 TRANSPORT = "serial"
+REOPEN_DELAY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,32 @@ class SerialBusMaster(HubLink):
 
     async def start(self) -> None:
         await self._stream.open()
-        self._task = asyncio.get_running_loop().create_task(self._master_loop())
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        """Run the master loop; when the port fails, report its boxes offline and reopen it."""
+        while True:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._master_loop())
+                    await self._stream.failed.wait()
+                    raise SpeakerConnectionError(f"serial line {self._config.name} failed")
+            except* SpeakerConnectionError as group:
+                log.error("%s; reopening in %.0f s", group.exceptions[0], REOPEN_DELAY_S)
+            self._fail_pending(SpeakerConnectionError(f"line {self._config.name} is down"))
+            for address in list(self._online):
+                self._online.discard(address)
+                self._sink.presence(self._boxes[address], False, TRANSPORT)
+            await self._stream.close()
+            await asyncio.sleep(REOPEN_DELAY_S)
+            with contextlib.suppress(SpeakerConnectionError):
+                await self._stream.open()
+
+    def _fail_pending(self, error: Exception) -> None:
+        for _, _, future in self._pending:
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -100,9 +131,7 @@ class SerialBusMaster(HubLink):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for _, _, future in self._pending:
-            future.cancel()
-        self._pending.clear()
+        self._fail_pending(SpeakerConnectionError(f"line {self._config.name} stopped"))
         await self._stream.close()
 
     async def send(self, box_id: str, data: bytes) -> None:

@@ -42,10 +42,14 @@ class SerialPortStream:
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_lock = asyncio.Lock()
+        self.failed = asyncio.Event()
+        """Set when the port fails under the reader (unplugged adapter, I/O error)."""
 
     async def open(self) -> None:
         """Open the port and start reading; raises SpeakerConnectionError on failure."""
         self._loop = asyncio.get_running_loop()
+        self._stopping.clear()
+        self.failed.clear()
         try:
             self._port = await asyncio.to_thread(
                 serial.serial_for_url, self._url, baudrate=self._baudrate, timeout=READ_TIMEOUT_S
@@ -66,6 +70,7 @@ class SerialPortStream:
             except (serial.SerialException, OSError, TypeError) as exc:
                 if not self._stopping.is_set():
                     log.error("serial port %s failed: %s", self._url, exc)
+                    loop.call_soon_threadsafe(self.failed.set)
                 return
             callback: Callable[..., None] = self._on_bytes if data else self._on_gap
             try:

@@ -22,6 +22,7 @@ import aiohttp
 
 from drivers.speaker.codec import CLIP_PATTERN, format_time, parse_time
 from drivers.speaker.errors import (
+    BoxStorageError,
     MediaDownloadError,
     MediaIntegrityError,
     SpeakerConfigError,
@@ -144,7 +145,10 @@ class MediaFetcher:
             raise MediaDownloadError(f"GET {url} failed: {exc!r}") from exc
         if digest.hexdigest() != sha256:
             raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
-        await asyncio.to_thread(_write_atomic, path, b"".join(chunks))
+        try:
+            await asyncio.to_thread(_write_atomic, path, b"".join(chunks))
+        except OSError as exc:
+            raise MediaDownloadError(f"cannot store {url} in {self._dir}: {exc}") from exc
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -231,4 +235,7 @@ class PlayJournal:
         }
         data = json.dumps(snapshot, ensure_ascii=False).encode()
         async with self._lock:
-            await asyncio.to_thread(_write_atomic, self._path, data)
+            try:
+                await asyncio.to_thread(_write_atomic, self._path, data)
+            except OSError as exc:
+                raise BoxStorageError(f"cannot write journal {self._path}: {exc}") from exc

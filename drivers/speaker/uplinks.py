@@ -23,6 +23,7 @@ from typing import Any
 import aiomqtt
 
 from drivers.speaker.agent import BoxAgent
+from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, SerialFrameDecoder, encode_frame
 from drivers.speaker.serial_port import SerialPortStream
 from drivers.speaker.topics import SpeakerTopics
@@ -206,6 +207,7 @@ class SerialBoxLine:
 
     def __init__(self, url: str, agents: Mapping[int, BoxAgent], baudrate: int = 115200) -> None:
         self._agents = dict(agents)
+        self._url = url
         self._decoder = SerialFrameDecoder()
         self._stream = SerialPortStream(url, baudrate, self._on_bytes, self._on_gap)
         self._last_reply: dict[int, tuple[int, bytes]] = {}
@@ -218,12 +220,16 @@ class SerialBoxLine:
         agent.link_up()
 
     async def run(self) -> None:
-        """Open the port and answer frames until cancelled."""
+        """Open the port and answer frames until cancelled.
+
+        Raises SpeakerConnectionError when the port fails, so a supervisor can restart the box.
+        """
         await self._stream.open()
         for agent in self._agents.values():
             agent.link_up()
         try:
-            await asyncio.Future()
+            await self._stream.failed.wait()
+            raise SpeakerConnectionError(f"serial line {self._url} failed")
         finally:
             for task in list(self._tasks):
                 task.cancel()

@@ -14,7 +14,7 @@ import pytest
 
 from drivers.speaker.agent import BoxAgent, BoxBehaviourConfig, BoxIdentity
 from drivers.speaker.codec import area_target, decode_box_message, encode_command
-from drivers.speaker.errors import SpeakerConfigError
+from drivers.speaker.errors import BoxStorageError, SpeakerConfigError
 from drivers.speaker.messages import (
     ALL_ALERTS,
     AckStage,
@@ -278,3 +278,10 @@ async def test_command_player_failure_and_cancellation(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - began < 1.0
+
+
+async def test_an_unwritable_journal_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    journal = PlayJournal(tmp_path / "not-a-dir" / "journal.json")
+    with pytest.raises(BoxStorageError, match="cannot write journal"):
+        await journal.save()

@@ -35,6 +35,7 @@ from drivers.speaker.hub_serial import SerialLineConfig
 from drivers.speaker.messages import AckStage, BoxAck, BoxHello, BoxStatus, Stop
 from drivers.speaker.simulator import FleetSimulatorConfig, SpeakerFleetSimulator
 from drivers.speaker.testing import HubEventRecorder, NullModem, free_port
+from drivers.speaker.uplinks import SerialBoxLine
 
 SECRET = b"hub-test-fleet-secret-0123456789"
 KEY = b"k" * 32
@@ -244,3 +245,32 @@ async def test_serial_line_survives_noise_and_reports_silent_boxes(
             await fleet.stop()
             await recorder.close()
     assert isinstance(SpeakerTimeoutError("x"), TimeoutError)
+
+
+async def test_a_failing_serial_port_takes_its_boxes_offline(tmp_path: Path) -> None:
+    modem = NullModem()
+    line = SerialLineConfig(name="l", url=modem.path_a, reply_timeout_s=0.05, poll_interval_s=0.02)
+    fleet = SpeakerFleetSimulator(
+        FleetSimulatorConfig(
+            url=f"serial://{modem.path_b}", fleet_secret=SECRET, boxes=1, work_dir=tmp_path
+        )
+    )
+    box = fleet.boxes[0]
+    hub = SpeakerHub(SpeakerHubConfig(serial_lines=(line,)), fleet.registrations("serial", "l"))
+    box_line = SerialBoxLine(modem.path_b, {1: box.agent})
+    loop = asyncio.get_running_loop()
+    async with hub:
+        recorder = HubEventRecorder(hub)
+        tasks = [loop.create_task(box.agent.run()), loop.create_task(box_line.run())]
+        try:
+            await recorder.wait_for(lambda: hub.online_count == 1)
+            modem.close()
+            with pytest.raises(SpeakerConnectionError, match="failed"):
+                async with asyncio.timeout(5):
+                    await tasks[1]
+            await recorder.wait_for(lambda: recorder.presence(box.box_id) == [True, False])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await recorder.close()
