@@ -55,6 +55,7 @@ async def send_batch(modems: int, messages: int, cmgs_delay: float, text: str) -
         finally:
             for simulator in simulators:
                 simulator.stop()
+            network.stop()
 
 
 def codec_cost(rounds: int) -> float:

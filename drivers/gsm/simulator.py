@@ -77,6 +77,7 @@ class AtModemSimulator(SimulatorCommandsMixin):
         faults: ModemSimulatorFaults | None = None,
     ) -> None:
         self.config = config or ModemSimulatorConfig()
+        self._owns_network = network is None
         self.network = network or SimulatedNetwork()
         self.faults = faults or ModemSimulatorFaults()
         self.echo = True
@@ -127,7 +128,7 @@ class AtModemSimulator(SimulatorCommandsMixin):
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the pty; the network's clock stops too. Safe to call twice."""
+        """Stop serving and close the pty, and the network if this simulator made it."""
         self._stopping.set()
         if self._wake_write >= 0:
             os.write(self._wake_write, b"x")
@@ -139,7 +140,8 @@ class AtModemSimulator(SimulatorCommandsMixin):
             if fd >= 0:
                 os.close(fd)
         self._wake_read = self._wake_write = -1
-        self.network.stop()
+        if self._owns_network:
+            self.network.stop()
 
     def kill(self) -> None:
         """The port vanishes now, as when a USB modem is unplugged (its link goes too)."""

@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finished.wait()
     finally:
         simulator.stop()
+        network.stop()
         for number, handler in previous.items():
             signal.signal(number, handler)
     print(f"stopped: {len(network.records)} segments received", flush=True)
