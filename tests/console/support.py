@@ -81,14 +81,16 @@ class DeviceReportingChannel(BoxChannel):
         )
 
 
-def demo_targets(channel: str, county: str = COUNTY) -> list[dict[str, Any]]:
+def demo_targets(
+    channel: str, county: str = COUNTY, suffix: str = "大喇叭"
+) -> list[dict[str, Any]]:
     """One target per demo village of ``county``, at the village's place."""
     doc = json.loads(DEMO_DIVISIONS.read_text(encoding="utf-8"))
     return [
         {
             "id": f"{channel}-{d['code']}",
             "channel": channel,
-            "name": f"{d['name']}大喇叭",
+            "name": f"{d['name']}{suffix}",
             "division": d["code"],
             "lat": d["lat"],
             "lon": d["lon"],

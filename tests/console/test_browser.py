@@ -3,18 +3,21 @@ drafter, compose from a template, preview (SMS segments, audio that plays), subm
 approver and approve; watch the board reach all-confirmed; then cancel an alert mid-delivery
 and see the Cancel on the board. Screenshots of each step go to ``test-artifacts/console/``.
 
-Devices are channels that accept each command and acknowledge it later, as loudspeaker boxes
-do; the second one is rate-limited so that a Cancel lands while deliveries are still queued.
+The first alert goes to loudspeaker-like devices that accept each command and acknowledge it
+later; the second goes through the real SMS channel to an AT-modem simulator on a pty (status
+reports confirm each message), rate-limited so that the Cancel lands mid-delivery.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
+from drivers.gsm.simulator import AtModemSimulator, ModemSimulatorConfig
+from drivers.gsm.simulator_network import SimulatedNetwork
 from tests.conftest import REPO
 from tests.console.support import (
     COUNTY,
@@ -41,18 +44,34 @@ FLAGS = [
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ConsoleServer]:
-    channels = {
-        "speaker": {"type": "tests.console.support:BoxChannel"},
-        "village-sms": {
-            "type": "tests.console.support:BoxChannel",
-            "concurrency": 1,
-            "rate_per_second": 4,
-        },
+def modem(tmp_path: Path) -> Iterator[AtModemSimulator]:
+    network = SimulatedNetwork()
+    simulator = AtModemSimulator(
+        ModemSimulatorConfig(name="sim0", link_path=str(tmp_path / "ttysim0")), network
+    )
+    simulator.start()
+    yield simulator
+    simulator.stop()
+    network.stop()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, modem: AtModemSimulator) -> AsyncIterator[ConsoleServer]:
+    sms = {
+        "type": "channels.sms:SmsChannel",
+        "modems": [{"name": "sim0", "port": str(tmp_path / "ttysim0"), "segments_per_minute": 240}],
+        "signature": "【乌兰察布市应急管理局】",
+        "confirm_timeout_seconds": 10,
     }
-    targets = demo_targets("speaker") + demo_targets("village-sms")
+    channels = {"speaker": {"type": "tests.console.support:BoxChannel"}, "village-sms": sms}
+    phones = [
+        t | {"address": f"+86100{n:08d}"}
+        for n, t in enumerate(demo_targets("village-sms", suffix="信息员"))
+    ]
     BoxChannel.ack_delay = 0.05
-    async with console_server(console_config(tmp_path, channels, targets)) as running:
+    async with console_server(
+        console_config(tmp_path, channels, demo_targets("speaker") + phones)
+    ) as running:
         yield running
 
 
