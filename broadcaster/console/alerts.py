@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from audio.errors import AudioError
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
 from broadcaster.console import compose, preview
@@ -135,7 +136,10 @@ async def compose_audio(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "write a headline first", "problems": problems}, status=400
         )
-    rendered = await preview.audio_preview(state.service, alert)
+    try:
+        rendered = await preview.audio_preview(state.service, alert)
+    except AudioError as exc:
+        return web.json_response({"error": f"the audio could not be rendered: {exc}"}, status=503)
     key = secrets.token_urlsafe(12)
     state.audio[key] = rendered
     while len(state.audio) > _AUDIO_KEEP:

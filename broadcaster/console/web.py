@@ -40,6 +40,7 @@ from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_cs
 from broadcaster.console.hazards import HazardTemplate, default_templates_dir, load_templates
 from broadcaster.console.mapping import MapFrame, registry_frame
 from broadcaster.console.preview import AudioPreview
+from broadcaster.errors import BroadcasterError
 from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,10 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     """Security headers on every answer; errors as a page (or JSON for scripts)."""
     try:
         response = await handler(request)
+    except BroadcasterError as exc:
+        # Refused input or a store fault the handler did not expect: a clear page, no traceback.
+        log.warning("console %s %s: %s", request.method, request.path, exc)
+        raise web.HTTPBadRequest(text=str(exc)) from None
     except web.HTTPException as exc:
         if exc.status < 400:
             _add_headers(request, exc.headers)
