@@ -3,18 +3,22 @@
 Every simulated box is the real ``BoxAgent`` with the real uplink for its transport (TCP, TLS,
 MQTT or a shared serial line); only the player differs: a RecordingPlayer notes what would have
 played and when. Keys are derived from one fleet secret (``codec.derive_key``) so a hub can
-register the same fleet without a key file. Fault hooks: playback time, a fallback clip,
-and boxes that can be stopped and restarted one by one.
+register the same fleet without a key file. Fault hooks: playback time, a share of commands
+lost on arrival, a delay before each command is handled, boxes that never connect, and boxes
+that can be stopped and restarted one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import random
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from drivers.speaker.agent import BoxAgent, BoxBehaviourConfig, BoxIdentity
 from drivers.speaker.codec import derive_key
@@ -25,6 +29,8 @@ from drivers.speaker.player import PlaybackLog, RecordingPlayer
 from drivers.speaker.serial_frames import MAX_ADDRESS
 from drivers.speaker.store import ClipStore, MediaFetcher, PlayJournal
 from drivers.speaker.uplinks import MqttUplink, SerialBoxLine, TcpUplink
+
+log = logging.getLogger(__name__)
 
 
 def box_key(fleet_secret: bytes, box_id: str) -> bytes:
@@ -39,7 +45,8 @@ def area_key(fleet_secret: bytes, area_code: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class FleetSimulatorConfig:
-    """What to simulate. ``state_dir`` set: journals persist per box (restarts keep them)."""
+    """What to simulate. ``persist_journals``: journals live in ``work_dir/state`` and survive
+    restarts."""
 
     url: str
     fleet_secret: bytes
@@ -54,10 +61,18 @@ class FleetSimulatorConfig:
     heartbeat_s: float = 30.0
     first_serial_address: int = 1
     ca_file: Path | None = None
+    drop_rate: float = 0.0
+    command_delay_s: float = 0.0
+    offline_boxes: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.boxes < 1 or not self.areas:
             raise SpeakerConfigError("a fleet needs at least one box and one area")
+        if not 0.0 <= self.drop_rate <= 1.0 or self.command_delay_s < 0:
+            raise SpeakerConfigError("drop_rate must be 0..1 and command_delay_s positive")
+        if not 0 <= self.offline_boxes <= self.boxes:
+            raise SpeakerConfigError("offline_boxes must be 0..boxes")
         address = parse_link_url(self.url)
         last = self.first_serial_address + self.boxes - 1
         if address.scheme == "serial" and not 1 <= self.first_serial_address <= last <= MAX_ADDRESS:
@@ -68,6 +83,26 @@ class FleetSimulatorConfig:
 
     def area_of(self, index: int) -> str:
         return self.areas[index % len(self.areas)]
+
+
+class FaultyBoxAgent(BoxAgent):
+    """A BoxAgent that loses a share of incoming commands and handles the rest late."""
+
+    def __init__(
+        self, *args: Any, drop_rate: float, delay_s: float, rng: random.Random, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._drop_rate = drop_rate
+        self._delay_s = delay_s
+        self._rng = rng
+
+    async def handle_command(self, data: bytes) -> None:
+        if self._rng.random() < self._drop_rate:
+            log.info("box %s: simulated loss of a command", self.box_id)
+            return
+        if self._delay_s:
+            await asyncio.sleep(self._delay_s)
+        await super().handle_command(data)
 
 
 class SimulatedBox:
@@ -85,16 +120,20 @@ class SimulatedBox:
         )
         journal_path = config.work_dir / "state" / f"{self.box_id}.json"
         self.player = RecordingPlayer(fleet.log, fleet.play_seconds)
-        self.agent = BoxAgent(
+        self.agent = FaultyBoxAgent(
             identity,
             self.player,
             fleet.clips,
             fleet.fetcher,
             PlayJournal(journal_path if config.persist_journals else None),
             BoxBehaviourConfig(fallback_clip=config.fallback_clip, heartbeat_s=config.heartbeat_s),
+            drop_rate=config.drop_rate,
+            delay_s=config.command_delay_s,
+            rng=fleet.rng,
         )
+        self.offline = index >= config.first_index + config.boxes - config.offline_boxes
         self.uplink: TcpUplink | MqttUplink | None = None
-        if fleet.address.scheme != "serial":
+        if fleet.address.scheme != "serial" and not self.offline:
             self.uplink = open_uplink(self.agent, fleet.address, fleet.tls)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -125,6 +164,7 @@ class SpeakerFleetSimulator:
                 cafile=str(config.ca_file) if config.ca_file else None
             )
         self.log = PlaybackLog()
+        self.rng = random.Random(config.seed)
         self.play_seconds = config.play_seconds
         self.clips = ClipStore(config.work_dir / "clips")
         self.fetcher = MediaFetcher(config.work_dir / "cache")
@@ -166,7 +206,7 @@ class SpeakerFleetSimulator:
         for box in self.boxes:
             box.start()
         if self.address.scheme == "serial":
-            agents = {self.serial_address(b): b.agent for b in self.boxes}
+            agents = {self.serial_address(b): b.agent for b in self.boxes if not b.offline}
             self._line = SerialBoxLine(self.address.serial_url, agents, self.address.baudrate)
             self._line_task = asyncio.get_running_loop().create_task(self._line.run())
 

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fallback-clip")
     parser.add_argument("--heartbeat-s", type=float, default=30.0)
     parser.add_argument("--ca-file", type=Path)
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of commands lost")
+    parser.add_argument("--command-delay-s", type=float, default=0.0)
+    parser.add_argument("--offline-boxes", type=int, default=0, help="boxes that never connect")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--connect-timeout-s", type=float, default=120.0)
     parser.add_argument("--summary-s", type=float, default=0.0, help="0: no summaries")
     parser.add_argument("--duration-s", type=float, default=0.0, help="0: run until signalled")
@@ -64,6 +68,10 @@ def _config(args: argparse.Namespace) -> FleetSimulatorConfig:
         fallback_clip=args.fallback_clip,
         heartbeat_s=args.heartbeat_s,
         ca_file=args.ca_file,
+        drop_rate=args.drop_rate,
+        command_delay_s=args.command_delay_s,
+        offline_boxes=args.offline_boxes,
+        seed=args.seed,
     )
 
 
@@ -95,7 +103,7 @@ async def _run(args: argparse.Namespace, config: FleetSimulatorConfig) -> None:
     await fleet.start()
     try:
         await fleet.wait_connected(args.connect_timeout_s)
-        print(f"ready {len(fleet.boxes)}", flush=True)
+        print(f"ready {sum(not b.offline for b in fleet.boxes)}", flush=True)
         deadline = loop.time() + args.duration_s if args.duration_s else None
         while not stop.is_set():
             period: float | None = args.summary_s or None
