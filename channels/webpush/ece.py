@@ -59,8 +59,8 @@ def b64url_decode(text: str) -> bytes:
     """Decode base64url with or without padding (browsers send it unpadded)."""
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (ValueError, TypeError) as exc:
-        raise PushKeyError(f"not base64url: {text[:20]!r}") from exc
+    except (ValueError, TypeError):
+        raise PushKeyError(f"a value of {len(text)} characters is not base64url") from None
 
 
 def b64url_encode(data: bytes) -> str:

@@ -162,6 +162,10 @@ async def test_configured_key_is_used_and_masked(make_channel: ChannelFactory) -
     await channel.start()
     assert channel.public_key == VapidSigner(key, "mailto:x@example.cn").public_key
     await channel.stop()
-    broken = make_channel(vapid_private_key="not-a-key")
-    with pytest.raises(ChannelError, match="VAPID key"):
+    broken = make_channel(vapid_private_key="secret*key*material")
+    with pytest.raises(ChannelError, match="VAPID key") as error:
         await broken.start()
+    chain: BaseException | None = error.value
+    while chain is not None:
+        assert "secret" not in str(chain) and "material" not in str(chain)
+        chain = chain.__cause__
