@@ -5,7 +5,9 @@ Each channel reports :class:`~broadcaster.channel.ChannelHealth` with a ``device
 heartbeat, signal, queue, link) and any others after them, so a new channel's devices appear
 without a change here. Receivers that enrolled themselves (web-push subscriptions, boxes that
 registered) are counted per channel beside the registry's targets. Channels that failed to
-load are listed with their error.
+load are listed with their error. Open notices of the scheduler (failing link checks, failed
+test runs) head the page, and an officer acknowledges them there (audited); failing link
+checks are listed per target.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.auth import Permission
-from broadcaster.console.web import page, require, state_of
+from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
+from broadcaster.scheduler.store import SchedulerStore
 
 routes = web.RouteTableDef()
 
@@ -101,8 +104,33 @@ async def devices(request: web.Request) -> web.Response:
         }
         for name, h in sorted(health.items())
     ]
+    store = SchedulerStore(service.database)
+    notices = await service.database.run(store.notices, open_only=True, limit=50)
+    links = await service.database.run(store.links, failing=True)
     return page(
         request,
         "devices.html",
-        {"channels": channels, "failures": service.failures, "known_fields": KNOWN_FIELDS},
+        {
+            "channels": channels,
+            "failures": service.failures,
+            "known_fields": KNOWN_FIELDS,
+            "notices": notices,
+            "links": links,
+        },
     )
+
+
+@routes.post("/notices/{notice_id:\\d+}/ack")
+async def acknowledge_notice(request: web.Request) -> web.Response:
+    require(request, Permission.DRAFT)
+    state = state_of(request)
+    service = state.service
+    notice_id = int(request.match_info["notice_id"])
+    store = SchedulerStore(service.database)
+    done = await service.database.run(
+        store.acknowledge, notice_id, by=actor_of(request), now=service.clock()
+    )
+    if not done:
+        raise web.HTTPNotFound(text=f"no unacknowledged notice {notice_id}")
+    await state.audit(actor_of(request), "notice.ack", str(notice_id))
+    raise web.HTTPSeeOther(f"{PREFIX}/devices")

@@ -3,11 +3,14 @@ the devices channels report."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from broadcaster.audit import AuditLog
+from broadcaster.scheduler.store import SchedulerStore
 from tests.console.support import (
     ConsoleClient,
     ConsoleServer,
@@ -64,3 +67,42 @@ async def test_device_health_page(tmp_path: Path) -> None:
     assert "encoder did not answer" in page
     assert "imei: 8600000001" in page and ">21<" in page
     assert f"<b>{len(demo_targets('boxes'))}</b>" in page
+
+
+async def test_notices_and_failing_links_are_shown_and_acknowledged(
+    server: ConsoleServer,
+) -> None:
+    database = server.service.database
+    store = SchedulerStore(database)
+
+    def raise_problems() -> int | None:
+        with database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO link_status (channel, target_id, ok, detail, failures, checked_at)"
+                " VALUES ('speaker', 'speaker-150921001001', 0, 'box did not answer', 3, ?)",
+                (time.time(),),
+            )
+            return store.open_notice(
+                "link", "speaker/speaker-150921001001", "box offline for 3 checks", time.time()
+            )
+
+    notice_id = await database.run(raise_problems)
+    viewer, drafter = ConsoleClient(server), ConsoleClient(server)
+    try:
+        await viewer.login("viewer")
+        await drafter.login("drafter")
+        status, page = await viewer.get("/console/devices")
+        assert "box offline for 3 checks" in page and "box did not answer" in page
+        assert f"/console/notices/{notice_id}/ack" not in page  # viewers only read
+        status, _ = await viewer.post(f"/console/notices/{notice_id}/ack", {})
+        assert status == 403
+        status, page = await drafter.post(f"/console/notices/{notice_id}/ack", {})
+        assert status == 200 and "console:drafter" in page
+        status, _ = await drafter.post(f"/console/notices/{notice_id}/ack", {})
+        assert status == 404
+    finally:
+        await viewer.close()
+        await drafter.close()
+    log = AuditLog(database)
+    entries = await database.run(log.entries, action="notice")
+    assert [(e.actor, e.subject) for e in entries] == [("console:drafter", str(notice_id))]
