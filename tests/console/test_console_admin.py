@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broadcaster.audit import AuditLog
-from broadcaster.scheduler.store import SchedulerStore
+from broadcaster.scheduler.store import SchedulerStore, TargetOutcome
 from tests.console.support import (
     ConsoleClient,
     ConsoleServer,
@@ -106,3 +106,34 @@ async def test_notices_and_failing_links_are_shown_and_acknowledged(
     log = AuditLog(database)
     entries = await database.run(log.entries, action="notice")
     assert [(e.actor, e.subject) for e in entries] == [("console:drafter", str(notice_id))]
+
+
+async def test_scheduled_test_reports(server: ConsoleServer) -> None:
+    database = server.service.database
+    store = SchedulerStore(database)
+
+    def record_run() -> int:
+        run_id = store.start_run("monthly-audible-test", "audible-test", "cron", None, time.time())
+        outcomes = [
+            TargetOutcome("speaker", "speaker-150921001001", "南村大喇叭", True),
+            TargetOutcome("speaker", "speaker-150921001002", "北村大喇叭", False, "no answer"),
+        ]
+        store.finish_run(
+            run_id, outcomes, state="failed", detail="1 target failed", now=time.time()
+        )
+        return run_id
+
+    run_id = await database.run(record_run)
+    client = ConsoleClient(server)
+    try:
+        await client.login("viewer")
+        status, page = await client.get("/console/tests")
+        assert status == 200 and "monthly-audible-test" in page and "1 target failed" in page
+        status, page = await client.get(f"/console/tests/{run_id}")
+        assert status == 200
+        assert page.index("北村大喇叭") < page.index("南村大喇叭")  # failures first
+        assert "no answer" in page
+        status, _ = await client.get("/console/tests/999")
+        assert status == 404
+    finally:
+        await client.close()

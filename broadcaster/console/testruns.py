@@ -1,0 +1,42 @@
+"""Scheduled test broadcasts in the console: the schedules, their latest runs, and each run's
+report target by target, failures first.
+
+- ``GET /console/tests``: schedules (cron, kind, channels) and the latest runs with what was
+  reached and what failed;
+- ``GET /console/tests/{run_id}``: one run's report per target, with a link to the delivery
+  board of the alert it sent.
+
+Runs are made by :mod:`broadcaster.scheduler`; this page only reads its store.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broadcaster.auth import Permission
+from broadcaster.console.web import page, require, state_of
+from broadcaster.scheduler.store import SchedulerStore
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/tests")
+async def test_runs(request: web.Request) -> web.Response:
+    require(request, Permission.VIEW)
+    service = state_of(request).service
+    store = SchedulerStore(service.database)
+    schedules = await service.database.run(store.schedules)
+    runs = await service.database.run(store.runs, None, 100)
+    return page(request, "testruns.html", {"schedules": schedules, "runs": runs})
+
+
+@routes.get("/tests/{run_id:\\d+}")
+async def test_run(request: web.Request) -> web.Response:
+    require(request, Permission.VIEW)
+    service = state_of(request).service
+    store = SchedulerStore(service.database)
+    run = await service.database.run(store.run, int(request.match_info["run_id"]))
+    if run is None:
+        raise web.HTTPNotFound(text="no such test run")
+    run["targets"].sort(key=lambda target: target["outcome"] != "failed")
+    return page(request, "testrun.html", {"run": run})
