@@ -98,7 +98,6 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 _DECODER = json.JSONDecoder(parse_float=_reject_float, object_pairs_hook=_unique_pairs)
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_object(data: bytes) -> dict[str, Any]:
@@ -118,20 +117,31 @@ def parse_object(data: bytes) -> dict[str, Any]:
     return obj
 
 
-def _verify(obj: dict[str, Any], key: bytes | None, signer: str) -> None:
+def _verify(obj: dict[str, Any], data: bytes, key: bytes | None, signer: str) -> None:
+    """Check ``obj``'s signature. Messages sent in canonical form with ``sig`` last (as this
+    codec sends them) are checked on their bytes; any other layout is re-encoded first."""
     sig = obj.get("sig")
     if not isinstance(sig, str):
         raise SignatureError(f"message from/for {signer} carries no signature")
     if key is None:
         raise SignatureError(f"no key is known for {signer}")
+    tail = data[-SIG_SUFFIX_LEN:]
+    if tail[:8] == b',"sig":"' and tail[-2:] == b'"}' and tail[8:-2] == sig.encode():
+        signed = data[:-SIG_SUFFIX_LEN] + b"}"
+        if hmac.compare_digest(sig, hmac.new(key, signed, hashlib.sha256).hexdigest()):
+            return
     if not hmac.compare_digest(sig, sign(obj, key)):
         raise SignatureError(f"signature does not match the key of {signer}")
 
 
 def _dump(obj: dict[str, Any], key: bytes) -> bytes:
-    wire = {k: v for k, v in obj.items() if v is not None}
-    wire["sig"] = sign(wire, key)
-    return _COMPACT.encode(wire).encode()
+    """The canonical form with ``sig`` appended as the last member."""
+    signed = canonical_bytes({k: v for k, v in obj.items() if v is not None})
+    sig = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    return signed[:-1] + b',"sig":"' + sig.encode() + b'"}'
+
+
+SIG_SUFFIX_LEN = len(',"sig":"') + 64 + len('"}')
 
 
 def _str(obj: dict[str, Any], field: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -166,6 +176,9 @@ _EnumT = TypeVar("_EnumT", AckStage, BoxState, BroadcastClass)
 
 def _enum(obj: dict[str, Any], field: str, enum: type[_EnumT]) -> _EnumT:
     value = obj.get(field)
+    member = enum._value2member_map_.get(value) if isinstance(value, str) else None
+    if member is not None:
+        return member  # type: ignore[return-value]
     try:
         return enum(str(value))
     except ValueError as exc:
@@ -212,7 +225,7 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
     """
     obj = parse_object(data)
     target = _str(obj, "to")
-    _verify(obj, key_for_target(target), target)
+    _verify(obj, data, key_for_target(target), target)
     header: dict[str, Any] = {
         "cmd_id": _str(obj, "cmd_id", ID_PATTERN),
         "alert_id": _str(obj, "alert_id"),
@@ -283,7 +296,7 @@ def decode_box_message(data: bytes, key_for_box: KeyLookup) -> BoxMessage:
     """Verify and decode a message from a box, looking its key up by the ``box`` field."""
     obj = parse_object(data)
     box_id = _str(obj, "box", ID_PATTERN)
-    _verify(obj, key_for_box(box_id), f"box {box_id}")
+    _verify(obj, data, key_for_box(box_id), f"box {box_id}")
     at = _time(obj, "at")
     kind = obj["type"]
     if kind == "ack":

@@ -133,6 +133,17 @@ def test_tampering_with_any_field_breaks_the_signature(field: str, value: object
         decode_command(json.dumps(obj).encode(), lambda _: KEY)
 
 
+def test_wire_bytes_are_the_canonical_form_and_any_flipped_byte_is_refused() -> None:
+    data = encode_command(COMMANDS[0], box_target("b"), KEY)
+    obj = json.loads(data)
+    assert data == canonical_bytes(obj)[:-1] + f',"sig":"{obj["sig"]}"}}'.encode()
+    for index in range(1, len(data) - 2, 7):
+        tampered = bytearray(data)
+        tampered[index] ^= 0x01
+        with pytest.raises(SpeakerProtocolError):
+            decode_command(bytes(tampered), lambda _: KEY)
+
+
 def test_wrong_key_unknown_target_and_missing_signature_are_signature_errors() -> None:
     data = encode_command(COMMANDS[3], box_target("b"), KEY)
     with pytest.raises(SignatureError):

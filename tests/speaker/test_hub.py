@@ -274,3 +274,23 @@ async def test_a_failing_serial_port_takes_its_boxes_offline(tmp_path: Path) -> 
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await recorder.close()
+
+
+async def test_a_box_that_misses_its_heartbeats_is_dropped() -> None:
+    hub = SpeakerHub(
+        SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0), heartbeat_timeout_s=0.4),
+        [BoxRegistration(box_id="b1", key=KEY, transport="tcp")],
+    )
+    async with hub:
+        recorder = HubEventRecorder(hub)
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.tcp_port)
+        try:
+            writer.write(hello() + b"\n")
+            await recorder.wait_for(lambda: recorder.presence("b1") == [True])
+            async with asyncio.timeout(3):
+                assert await reader.read() == b""
+            assert recorder.presence("b1") == [True, False]
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            await recorder.close()

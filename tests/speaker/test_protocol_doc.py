@@ -6,8 +6,14 @@ import json
 import re
 from pathlib import Path
 
-from drivers.speaker.codec import canonical_bytes, decode_box_message, decode_command
-from drivers.speaker.messages import AckStage, PlayUrl
+from drivers.speaker.codec import (
+    canonical_bytes,
+    decode_box_message,
+    decode_command,
+    encode_box_message,
+    encode_command,
+)
+from drivers.speaker.messages import AckStage, BoxAck, PlayUrl
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, encode_frame
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocols" / "speaker.md"
@@ -26,8 +32,10 @@ def test_signed_command_and_ack_examples() -> None:
     assert target == "box:box-0001" and isinstance(command, PlayUrl)
     assert (command.priority, command.repeat, command.fallback_clip) == (100, 2, "generic-warning")
     assert canonical_bytes(json.loads(command_text)).decode() == canonical
+    assert encode_command(command, target, KEY).decode() == command_text
     ack = decode_box_message(ack_text.encode(), lambda b: KEY)
-    assert ack.kind == "ack" and ack.stage is AckStage.STARTED  # type: ignore[union-attr]
+    assert isinstance(ack, BoxAck) and ack.stage is AckStage.STARTED
+    assert encode_box_message(ack, KEY).decode() == ack_text
 
 
 def test_serial_frame_examples() -> None:
