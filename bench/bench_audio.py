@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import socket
 import statistics
 import tempfile
@@ -46,17 +47,26 @@ def _config(directory: Path) -> RendererConfig:
     return RendererConfig(cache_dir=directory, engine_order=("espeak-ng",))
 
 
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 async def fresh(profile: ChannelProfile) -> list[float]:
     times = []
+    cpu_started = _cpu_seconds()
     for _ in range(FRESH_RUNS):
         with tempfile.TemporaryDirectory() as directory:
             renderer = Renderer(_config(Path(directory)))
             started = time.perf_counter()
             render = await renderer.render(REQUEST, profile)
             times.append(time.perf_counter() - started)
+    cpu = (_cpu_seconds() - cpu_started) / FRESH_RUNS
     print(
         f"  {profile.name}: audio {render.duration_s:.1f} s, {render.loudness_lufs:.1f} LUFS, "
-        f"formats {', '.join(f.value for f in render.files)}"
+        f"formats {', '.join(f.value for f in render.files)}, "
+        f"CPU {cpu * 1000:.0f} ms per render (process + encoders)"
     )
     return times
 
