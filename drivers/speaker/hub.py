@@ -194,7 +194,13 @@ class SpeakerHub:
     # -- the registry
 
     def register(self, box: BoxRegistration) -> None:
-        """Add or replace a box; raises SpeakerConfigError if its serial line is unknown."""
+        """Add or replace a box; raises SpeakerConfigError if its serial line is unknown.
+
+        Replacing a registration (new key, transport or address) drops the old connection.
+        """
+        old = self._boxes.get(box.box_id)
+        if old is not None and old != box:
+            self.unregister(box.box_id)
         if box.transport == "serial":
             line = self._serial.get(box.serial_line or "")
             if line is None:
@@ -211,9 +217,13 @@ class SpeakerHub:
 
     def unregister(self, box_id: str) -> None:
         """Forget a box and close its connection."""
-        box = self._boxes.pop(box_id, None)
-        if box is not None:
-            self._link_of(box).drop(box_id)
+        box = self._boxes.get(box_id)
+        if box is None:
+            return
+        self.presence(box_id, False, box.transport)
+        self._link_of(box).drop(box_id)
+        del self._boxes[box_id]
+        self._last_seen.pop(box_id, None)
 
     def boxes_in_area(self, area_code: str) -> list[str]:
         """Ids of registered boxes in ``area_code``."""

@@ -294,3 +294,27 @@ async def test_a_box_that_misses_its_heartbeats_is_dropped() -> None:
             writer.close()
             await writer.wait_closed()
             await recorder.close()
+
+
+async def test_unregistering_or_rekeying_a_box_closes_its_connection(tcp_hub: SpeakerHub) -> None:
+    recorder = HubEventRecorder(tcp_hub)
+    reader, writer = await asyncio.open_connection("127.0.0.1", tcp_hub.tcp_port)
+    try:
+        writer.write(hello() + b"\n")
+        await recorder.wait_for(lambda: tcp_hub.online_count == 1)
+        tcp_hub.register(BoxRegistration(box_id="b1", key=b"n" * 32, transport="tcp"))
+        async with asyncio.timeout(3):
+            assert await reader.read() == b""
+        assert tcp_hub.online_count == 0 and recorder.presence("b1") == [True, False]
+        tcp_hub.unregister("b1")
+        with pytest.raises(UnknownBoxError):
+            await tcp_hub.send_command("b1", Stop(cmd_id="c", alert_id="a", **_times()))
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await recorder.close()
+
+
+def _times() -> dict[str, dt.datetime]:
+    now = dt.datetime.now(dt.UTC)
+    return {"issued_at": now, "expires_at": now + dt.timedelta(minutes=1)}
