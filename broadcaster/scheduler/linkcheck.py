@@ -105,8 +105,10 @@ class LinkChecker:
             return own.interval_seconds
         return self.config.interval_seconds
 
-    def start(self, jobs: AsyncIOScheduler) -> None:
-        """Add one interval job per checked channel to ``jobs``."""
+    async def start(self, jobs: AsyncIOScheduler) -> None:
+        """Raise notices for channels that failed to load or start, and add one interval job
+        per checked channel to ``jobs``."""
+        await self._failed_channels()
         for name in self.service.channels:
             interval = self.interval_of(name)
             if interval is not None:
@@ -122,6 +124,29 @@ class LinkChecker:
     async def stop(self) -> None:
         """Stop the checks in progress (call after the jobs' scheduler is shut down)."""
         await self._tasks.close()
+
+    async def _failed_channels(self) -> None:
+        database = self.service.database
+        now = self.clock()
+        running = [f"{name}/{CHANNEL_SUBJECT}" for name in self.service.channels]
+        await database.run(self.store.resolve_notices, "link", running, now)
+        opened = []
+        for failure in self.service.failures:
+            subject = f"{failure.channel}/{CHANNEL_SUBJECT}"
+            text = self.notifier.texts.channel_down(failure.channel, failure.error)
+            notice = await database.run(self.store.open_notice, "link", subject, text, now)
+            if notice is not None:
+                log.warning("channel %s is down: %s", failure.channel, failure.error)
+                opened.append((notice, text))
+        if opened:
+            self._tasks.spawn(self._tell(opened), name="linkcheck:notify")
+
+    async def _tell(self, opened: list[tuple[int, str]]) -> None:
+        """Notify the officers of newly opened notices, in one message."""
+        sep = self.notifier.texts.words["sep"]
+        notified = await self.notifier.notify(sep.join(text for _, text in opened[:5]))
+        for notice, _ in opened:
+            await self.service.database.run(self.store.set_notified, notice, notified)
 
     async def _spawn_check(self, name: str) -> None:
         if name not in self._checking:
@@ -184,9 +209,6 @@ class LinkChecker:
                 log.warning("link %s unhealthy: %s", subject, result.detail)
                 down.append((notice, text))
         if down:
-            sep = texts.words["sep"]
-            notified = await self.notifier.notify(sep.join(text for _, text in down[:5]))
-            for notice, _ in down:
-                await database.run(self.store.set_notified, notice, notified)
+            await self._tell(down)
         if up and self.notifier.config.on_recovery:
             await self.notifier.notify(texts.words["sep"].join(up[:5]))

@@ -38,6 +38,7 @@ _TEXTS = {
         "run_empty": "定时{kind}“{schedule}”失败：{detail}",
         "link_down": "链路故障：{channel} {target} 连续{count}次检查失败：{detail}",
         "link_up": "链路恢复：{channel} {target}",
+        "channel_down": "通道故障：{channel} 无法启动：{detail}",
         "silent": "静默检测",
         "audible-test": "测试广播",
         "exercise": "演练广播",
@@ -49,6 +50,7 @@ _TEXTS = {
         "run_empty": "Scheduled {kind} '{schedule}' failed: {detail}",
         "link_down": "Link down: {channel} {target} failed {count} checks in a row: {detail}",
         "link_up": "Link restored: {channel} {target}",
+        "channel_down": "Channel down: {channel} could not start: {detail}",
         "silent": "silent check",
         "audible-test": "test broadcast",
         "exercise": "exercise",
@@ -85,6 +87,9 @@ class NoticeTexts:
 
     def link_up(self, channel: str, target: str) -> str:
         return self.words["link_up"].format(channel=channel, target=target)
+
+    def channel_down(self, channel: str, detail: str) -> str:
+        return self.words["channel_down"].format(channel=channel, detail=detail)
 
 
 class OfficerNotifier:

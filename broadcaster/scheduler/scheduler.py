@@ -149,10 +149,20 @@ class TestBroadcastScheduler:
         now = self.clock()
         window = self.config.grace_of(schedule) + 60
         due, _ = await asyncio.to_thread(latest_fire_time, trigger, now - window, now + 0.5)
+        scheduled_for = due if due is not None else now
         try:
-            await self._launch(schedule, "cron", due if due is not None else now)
+            await self._launch(schedule, "cron", scheduled_for)
         except ScheduleConflictError as exc:
             log.warning("schedule %s: not started: %s", name, exc)
+            await self.service.database.run(
+                self.store.record_missed,
+                name,
+                schedule.kind,
+                scheduled_for,
+                now,
+                f"not run: {exc}",
+                "cron",
+            )
 
     async def _catch_up(self, schedule: ScheduleConfig, last_fire_at: float | None) -> None:
         now = self.clock()
@@ -353,7 +363,7 @@ class ScheduledOperations:
             return
         self.jobs.start()
         await self.scheduler.start()
-        self.linkcheck.start(self.jobs)
+        await self.linkcheck.start(self.jobs)
 
     async def stop(self) -> None:
         if self.jobs.running:

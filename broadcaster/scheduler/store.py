@@ -132,14 +132,21 @@ class SchedulerStore:
         return int(cursor.lastrowid or 0)
 
     def record_missed(
-        self, schedule: str, kind: str, scheduled_for: float, now: float, detail: str
+        self,
+        schedule: str,
+        kind: str,
+        scheduled_for: float,
+        now: float,
+        detail: str,
+        trigger: str = "catch-up",
     ) -> int:
-        """A run that was due while the server was down and is past its grace time."""
+        """A run that was not done: due while the server was down and past its grace time
+        (``catch-up``), or due while the previous run was still going (``cron``)."""
         with self.database.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO schedule_runs (schedule, kind, trigger, scheduled_for, started_at,"
-                " finished_at, state, detail) VALUES (?, ?, 'catch-up', ?, ?, ?, 'missed', ?)",
-                (schedule, kind, scheduled_for, now, now, detail),
+                " finished_at, state, detail) VALUES (?, ?, ?, ?, ?, ?, 'missed', ?)",
+                (schedule, kind, trigger, scheduled_for, now, now, detail),
             )
             self.set_last_fire(schedule, scheduled_for)
         return int(cursor.lastrowid or 0)

@@ -99,9 +99,12 @@ class OfficerChannel(Channel):
     """Where notices go: records each one (an SMS group or a duty-system webhook in real life)."""
 
     notices: ClassVar[list[OutgoingDelivery]] = []
+    arrived: ClassVar[asyncio.Event | None] = None
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         type(self).notices.append(delivery)
+        if type(self).arrived is not None:
+            type(self).arrived.set()
         return SendResult(SendOutcome.ACCEPTED)
 
     @classmethod

@@ -92,3 +92,22 @@ async def test_a_probe_that_hangs_or_raises_is_a_failed_check(tmp_path: Path) ->
     assert results[targets[1]["id"]].detail == "probe failed: RuntimeError: driver bug"
     assert results[targets[2]["id"]].ok
     assert sorted(n["subject"] for n in notices) == sorted(f"boxes/{t['id']}" for t in targets[:2])
+
+
+async def test_a_channel_that_cannot_start_raises_a_notice_at_start(tmp_path: Path) -> None:
+    OfficerChannel.notices.clear()
+    arrived = asyncio.Event()
+    OfficerChannel.arrived = arrived
+    config = scheduler_config(tmp_path)
+    broken = {**config.channels, "sirens": {"type": "no-such-plugin"}}
+    config = config.model_copy(update={"channels": broken})
+    try:
+        async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
+            async with asyncio.timeout(5):
+                await arrived.wait()
+            notices = await service.database.run(service.operations.store.notices)
+    finally:
+        OfficerChannel.arrived = None
+    assert [n["subject"] for n in notices] == ["sirens/*"]
+    assert "no channel plugin named 'no-such-plugin'" in notices[0]["message"]
+    assert OfficerChannel.texts()[0].startswith("通道故障：sirens")

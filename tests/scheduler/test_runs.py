@@ -142,3 +142,22 @@ async def test_exercise_that_reaches_everyone_passes_and_resolves_the_last_failu
     assert record is not None and record["status"] == "Exercise"
     assert BoxChannel.sent[0].message.rendition.texts[0].title.startswith("【演练】")
     assert len(OfficerChannel.notices) == 2  # only the failed silent run was notified
+
+
+async def test_a_firing_while_the_last_run_is_still_going_is_recorded_as_missed(
+    tmp_path: Path,
+) -> None:
+    BoxChannel.reset()
+    targets = box_targets(2)
+    BoxChannel.hanging.add(targets[0]["id"])
+    schedule = {"name": "slow", "kind": "silent", "cron": "0 10 * * *", "probe_timeout_seconds": 2}
+    config = scheduler_config(tmp_path, [schedule], targets)
+    clock = OffsetClock(at("2026-06-01 09:59:59.200"))
+    async with serving(config, clock) as service:
+        manual = await service.operations.scheduler.run_now("slow")
+        runs = await finished_runs(service, 2, timeout=10)
+    by_trigger = {run["trigger"]: run for run in runs}
+    assert by_trigger["manual"]["id"] == manual and by_trigger["manual"]["state"] == "failed"
+    skipped = by_trigger["cron"]
+    assert skipped["state"] == "missed" and f"run {manual}" in skipped["detail"]
+    assert skipped["scheduled_for"] == at("2026-06-01 10:00:00").timestamp()
