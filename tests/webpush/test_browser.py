@@ -21,7 +21,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.api.app import make_app
-from broadcaster.cap import Status
+from broadcaster.cap import MsgType, Status
 from broadcaster.config import parse_config
 from broadcaster.service import BroadcasterService
 from tests.conftest import REPO
@@ -172,7 +172,8 @@ async def test_subscribe_receive_ack_and_open_the_alert_page(
         )
 
     push_service.on_push = deliver_to_browser
-    result = await service.submit(make_alert("browser-1"), origin="test")
+    original = make_alert("browser-1")
+    result = await service.submit(original, origin="test")
     summary = await wait_until_complete(service, result.alert_id, timeout=20)
     assert summary == {"webpush": {"confirmed": 1}}
     notifications = await page.evaluate(
@@ -184,6 +185,19 @@ async def test_subscribe_receive_ack_and_open_the_alert_page(
     assert shown["title"] == "卓资县暴雪橙色预警"
     assert shown["data"]["url"] == f"{base}/alerts/{result.alert_id}"
     assert "请减少外出" in shown["body"]
+
+    update = make_alert("browser-2", msg_type=MsgType.UPDATE, references=[original])
+    updated = await service.submit(update, origin="test")
+    assert await wait_until_complete(service, updated.alert_id, timeout=20) == {
+        "webpush": {"confirmed": 1}
+    }
+    [replaced] = await page.evaluate(
+        """navigator.serviceWorker.ready
+          .then((r) => r.getNotifications())
+          .then((all) => all.map((n) => ({title: n.title, data: n.data})))"""
+    )
+    assert replaced["title"] == "【更新】卓资县暴雪橙色预警"
+    assert replaced["data"]["alert"] == updated.alert_id
 
     await page.navigate(shown["data"]["url"])
     drawn = await page.evaluate("document.querySelectorAll('#area-map .area').length")
