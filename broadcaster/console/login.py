@@ -5,6 +5,9 @@
 against the client address (:class:`~broadcaster.auth.LoginRateLimiter`, 429 past the limit),
 then checks the password (wrong passwords lock the account after ``lockout_after``). Every
 attempt, good or bad, goes to the audit log; the password never does.
+
+``GET/POST /console/password``: an officer changes their own password, giving the current one
+(a wrong one counts towards the lockout); every session of theirs ends, this one included.
 """
 
 from __future__ import annotations
@@ -14,13 +17,22 @@ import time
 from aiohttp import web
 
 from broadcaster.auth import (
+    AccountError,
     AccountLockedError,
     CsrfError,
     LoginError,
     LoginRateLimitedError,
 )
 from broadcaster.auth.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, new_token, require_csrf
-from broadcaster.console.web import PREFIX, SESSION, actor_of, client_address, page, state_of
+from broadcaster.console.web import (
+    OFFICER,
+    PREFIX,
+    SESSION,
+    actor_of,
+    client_address,
+    page,
+    state_of,
+)
 
 routes = web.RouteTableDef()
 
@@ -121,6 +133,34 @@ async def logout(request: web.Request) -> web.Response:
     state = state_of(request)
     await state.sessions.end(request[SESSION])
     await state.audit(actor_of(request), "logout", request[SESSION].username)
+    response = web.HTTPSeeOther(PREFIX + "/login")
+    response.del_cookie(SESSION_COOKIE, path=PREFIX + "/")
+    raise response
+
+
+@routes.get("/password")
+async def password_form(request: web.Request) -> web.Response:
+    return page(request, "password.html", {"error": ""})
+
+
+@routes.post("/password")
+async def change_password(request: web.Request) -> web.Response:
+    state = state_of(request)
+    officer = request[OFFICER]
+    form = await request.post()
+    new = str(form.get("new_password", ""))
+    if new != str(form.get("new_password_again", "")):
+        return page(request, "password.html", {"error": "两次输入不一致 · The two differ"}, 400)
+    try:
+        await state.officers.authenticate(officer.username, str(form.get("password", "")))
+        await state.officers.set_password(officer.username, new)
+    except LoginError:
+        await state.audit(actor_of(request), "user.password.refused", officer.username)
+        error = "当前密码错误 · The current password is wrong"
+        return page(request, "password.html", {"error": error}, 403)
+    except AccountError as exc:
+        return page(request, "password.html", {"error": str(exc)}, 400)
+    await state.audit(actor_of(request), "user.password", officer.username, {"by": "self"})
     response = web.HTTPSeeOther(PREFIX + "/login")
     response.del_cookie(SESSION_COOKIE, path=PREFIX + "/")
     raise response

@@ -106,42 +106,6 @@ async def test_forms_without_a_valid_csrf_token_are_refused(officer: ConsoleClie
         await other.close()
 
 
-async def test_wrong_passwords_lock_the_account(officer: ConsoleClient) -> None:
-    for _ in range(2):
-        status, page = await officer.login("drafter", "not the password")
-        assert status == 401 and "Wrong username or password" in page
-    status, page = await officer.login("drafter", "not the password")
-    assert status == 403 and "Account locked" in page
-    status, page = await officer.login("drafter")  # the right one, too late
-    assert status == 403 and "Account locked" in page
-    actions = [a for _, a, s in await _audit(officer.server, action="login") if s == "drafter"]
-    assert actions == ["login.failed", "login.failed", "login.locked", "login.locked"]
-    # An admin unlocks the account.
-    admin = ConsoleClient(officer.server)
-    try:
-        await admin.login("admin")
-        status, _ = await admin.post("/console/users/drafter", {"action": "unlock"})
-        assert status == 200
-    finally:
-        await admin.close()
-    status, page = await officer.login("drafter")
-    assert status == 200 and 'id="officer-name"' in page
-
-
-async def test_login_attempts_are_rate_limited_per_address(tmp_path: Path) -> None:
-    config = console_config(tmp_path, CHANNELS, [], login_attempts_per_minute=3)
-    async with console_server(config) as running:
-        client = ConsoleClient(running)
-        try:
-            for _ in range(3):
-                status, _ = await client.login("viewer", "wrong password here")
-                assert status == 401
-            status, page = await client.login("viewer")
-            assert status == 429 and "Too many attempts" in page
-        finally:
-            await client.close()
-
-
 async def test_a_viewer_cannot_send_approve_or_cancel(server: ConsoleServer) -> None:
     drafter, approver, viewer = (ConsoleClient(server) for _ in range(3))
     try:
