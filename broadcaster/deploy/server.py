@@ -72,4 +72,6 @@ async def _serve_locked(
 def run_server(app: web.Application, *, host: str, port: int) -> None:
     """Blocking entry point for ``broadcaster serve``."""
     use_journal_if_attached(logging.getLogger().level or logging.INFO)
+    # APScheduler logs every job it adds and runs at INFO; runs are logged by the scheduler.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     asyncio.run(serve(app, host=host, port=port))

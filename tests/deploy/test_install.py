@@ -107,6 +107,26 @@ def test_install_creates_user_directories_config_and_a_unit_that_verifies(root: 
     assert (root / "etc/broadcaster/secrets.env").read_text().splitlines() == secrets
 
 
+def test_every_unit_in_the_repository_verifies(root: Path) -> None:
+    assert broadcaster("install", "--root", str(root)).returncode == 0
+    # The box agent's program comes with the package as a console script.
+    agent = Path(sys.executable).parent / "broadcaster-box"
+    shutil.copy2(agent, root / "usr/local/bin/broadcaster-box")
+    units = sorted((REPO / "systemd").glob("*.service"))
+    assert {u.name for u in units} >= {"broadcaster.service", "broadcaster-box.service"}
+    for unit in units:
+        shutil.copyfile(unit, root / "etc/systemd/system" / unit.name)
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={root}"]
+        + [f"/etc/systemd/system/{u.name}" for u in units],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_verify_fails_when_the_unit_cannot_start(root: Path) -> None:
     assert broadcaster("install", "--root", str(root)).returncode == 0
     (root / "usr/local/bin/broadcaster").unlink()
