@@ -88,6 +88,8 @@ async def page(tmp_path: Path) -> AsyncIterator[Page]:
             viewport={"width": 1366, "height": 900},
             locale="zh-CN",
         )
+        context.set_default_timeout(30_000)
+        expect.set_options(timeout=15_000)  # the machine may be busy with other suites
         try:
             yield context.pages[0] if context.pages else await context.new_page()
         finally:
@@ -132,6 +134,7 @@ async def _approve_first_pending(page: Page, base: str) -> None:
     await expect(page.locator("#approval-state")).to_have_text("approved")
 
 
+@pytest.mark.timeout(300)  # a real browser, speech synthesis and a modem on a loaded machine
 async def test_officer_path_compose_preview_approve_confirm_cancel(
     server: ConsoleServer, page: Page
 ) -> None:
@@ -169,7 +172,8 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await expect(
         page.locator("#preview-channels article[data-channel=speaker] pre")
     ).to_contain_text("卓资县暴雪橙色预警")
-    await expect(page.locator("#audio-status")).to_have_attribute("data-ready", "1", timeout=60_000)
+    status = page.locator("#audio-status")
+    await expect(status).to_have_attribute("data-ready", "1", timeout=120_000)
     audio = await page.evaluate(
         """async () => {
             const a = document.getElementById('preview-audio');
@@ -193,7 +197,7 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
 
     await _login(page, base, "approver")
     await _approve_first_pending(page, base)
-    await expect(page.locator("body[data-complete='1']")).to_have_count(1, timeout=20_000)
+    await expect(page.locator("body[data-complete='1']")).to_have_count(1, timeout=60_000)
     row = page.locator("#counts tr[data-channel=speaker]")
     await expect(row.locator("td[data-state=confirmed]")).to_have_text(str(speaker_targets))
     await expect(row.locator("td[data-state=failed]")).to_have_text("0")
@@ -211,7 +215,7 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await _login(page, base, "approver")
     await _approve_first_pending(page, base)
     row = page.locator("#counts tr[data-channel=village-sms]")
-    await expect(row.locator("td[data-state=confirmed]")).not_to_have_text("0", timeout=10_000)
+    await expect(row.locator("td[data-state=confirmed]")).not_to_have_text("0", timeout=30_000)
     await _shot(page, "06-mid-delivery")
     await page.fill("#cancel-reason", "降雪减弱，解除预警")
     await page.click("#cancel")
