@@ -7,7 +7,8 @@ Registered as ``fm = "channels.fm:FmChannel"`` in the entry-point group
     config       FmChannelConfig: encoders, normal station state, PS/RT texts, player, SAME
     onair        PS and RT in the RDS character set, Latin fallback, priority, SAME header
     player       AudioPlayer: the player command as a subprocess, killed on Cancel
-    transmitter  TransmitterLink: one alert per encoder, preemption, restore on reconnect
+    transmitter  TransmitterLink: one alert per encoder, preemption
+    restore      EncoderRestorer and OnAirJournal: TA taken down after link loss and restarts
     channel      FmChannel: plan, send, cancel, confirm, health, probe, preview
 """
 

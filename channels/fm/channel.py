@@ -24,12 +24,15 @@ A Cancel (``cancel``) kills the player and drops TA at once; the delivery is the
 ``confirmed`` with the detail "stopped (Cancel ...)", since the transmitter did what was
 asked. A Cancel that arrives before the alert is on air keeps it off the air, and the core
 records the delivery ``cancelled``. Alerts are serialised per encoder and a higher-priority
-alert preempts a lower one (:mod:`channels.fm.transmitter`).
+alert preempts a lower one (:mod:`channels.fm.transmitter`). Encoders that a crash or a
+shutdown left with an alert possibly up are restored when the channel starts again
+(:mod:`channels.fm.restore`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -60,9 +63,12 @@ from broadcaster.publisher import hazard_of, speech_text
 from channels.fm.config import FmChannelConfig
 from channels.fm.onair import on_air_text, priority, same_header
 from channels.fm.player import AudioPlayer
+from channels.fm.restore import OnAirJournal
 from channels.fm.transmitter import LinkSettings, TransmitterLink
-from drivers.rds import RdsEncoderConfig, RdsError, make_encoder_client
+from drivers.rds import EncoderState, RdsEncoderConfig, RdsError, make_encoder_client
 from drivers.rds.charset import RT_MAX_LENGTH
+
+log = logging.getLogger(__name__)
 
 #: Time allowed beyond the audio for raising, showing and restoring, in the "busy" estimate.
 _SEQUENCE_OVERHEAD_S = 5.0
@@ -83,6 +89,7 @@ class FmChannel(Channel):
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         self._links: dict[str, TransmitterLink] = {}
+        self._journal = OnAirJournal(context.data_dir / f"fm-{name}" / "on-air")
         self._cancelled: set[int] = set()
         self._player = AudioPlayer(
             self.settings.player, timeout_extra_s=self.settings.player_timeout_seconds
@@ -97,6 +104,7 @@ class FmChannel(Channel):
         if self.context.audio is None:
             raise ChannelError("the FM channel needs the audio publisher to render warnings")
         self._player.check()
+        await self._recover()
 
     async def stop(self) -> None:
         links = list(self._links.values())
@@ -116,14 +124,15 @@ class FmChannel(Channel):
                 f"target {target.id}: transmitter {key!r} has no encoder; add it to"
                 f" channels.{self.name}.encoders or give an encoder URL as its address"
             )
-        link = self._links.get(transmitter.url)
+        try:
+            return self._link_for(key, transmitter.url, transmitter.state())
+        except RdsError as error:
+            raise TargetRejectedError(f"target {target.id}: {error}") from error
+
+    def _link_for(self, key: str, url: str, normal: EncoderState) -> TransmitterLink:
+        link = self._links.get(url)
         if link is None:
-            try:
-                config = RdsEncoderConfig.from_url(
-                    transmitter.url, normal_state=transmitter.state()
-                )
-            except RdsError as error:
-                raise TargetRejectedError(f"target {target.id}: {error}") from error
+            config = RdsEncoderConfig.from_url(url, normal_state=normal)
             settings = LinkSettings(
                 reconnect_attempts=self.settings.reconnect_attempts,
                 reconnect_delay=self.settings.reconnect_delay_seconds,
@@ -131,9 +140,25 @@ class FmChannel(Channel):
                 busy_retry=self.settings.busy_retry_seconds,
                 preempt=self.settings.preempt,
             )
-            link = TransmitterLink(key, make_encoder_client(config), settings, self.confirm)
-            self._links[transmitter.url] = link
+            client = make_encoder_client(config)
+            link = TransmitterLink(key, client, settings, self.confirm, self._journal)
+            self._links[url] = link
         return link
+
+    async def _recover(self) -> None:
+        """Restore encoders an earlier run left with an alert possibly up."""
+        for entry in await self._journal.entries():
+            try:
+                link = self._link_for(entry.transmitter, entry.url, entry.normal)
+            except RdsError as error:
+                log.error("FM on-air entry for %s unusable: %s", entry.url, error)
+                continue
+            log.warning(
+                "transmitter %s may still carry alert %s from an earlier run: restoring",
+                entry.transmitter,
+                entry.alert,
+            )
+            link.recover(entry.normal)
 
     def links(self) -> dict[str, TransmitterLink]:
         """The transmitters used so far, by encoder URL."""

@@ -15,7 +15,8 @@ reported failed as "preempted") unless ``preempt`` is off.
 
 If a sequence ends without the encoder restored (the link stayed down through every
 reconnection attempt), a background task retries every ``restore_retry_seconds`` until the
-encoder takes the normal state back; the next alert's connection applies it first too.
+encoder takes the normal state back; the next alert's connection applies it first too. The
+:class:`~channels.fm.restore.OnAirJournal` keeps the same promise across a restart.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from broadcaster.errors import (
     TargetRejectedError,
     UnsupportedError,
 )
+from channels.fm.restore import EncoderRestorer, OnAirJournal
 from drivers.rds import (
     AlertContent,
     AlertSequence,
@@ -101,7 +103,12 @@ class TransmitterLink:
     """One encoder and the alert on it; see the module docstring."""
 
     def __init__(
-        self, name: str, client: RdsEncoderClient, settings: LinkSettings, report: Report
+        self,
+        name: str,
+        client: RdsEncoderClient,
+        settings: LinkSettings,
+        report: Report,
+        journal: OnAirJournal | None = None,
     ) -> None:
         self.name = name
         self.client = client
@@ -109,7 +116,8 @@ class TransmitterLink:
         self._report = report
         self._airing: Airing | None = None
         self._begin_lock = asyncio.Lock()
-        self._restorer: asyncio.Task[None] | None = None
+        self._restorer = EncoderRestorer(name, client, settings.restore_retry, journal)
+        self._last_task: asyncio.Task[None] | None = None
         self._normal: EncoderState | None = None
         self.last_error = ""
 
@@ -136,9 +144,10 @@ class TransmitterLink:
                 if current.delivery.idempotency_key == delivery.idempotency_key:
                     return False
                 await self._make_room(current, delivery, priority)
-            await self._stop_restorer()
+            await self._restorer.stop()
             await self.connect()
             normal = await self._normal_state()
+            await self._restorer.remember(normal, delivery.message.alert.identifier)
             loop = asyncio.get_running_loop()
             airing = Airing(delivery, priority, expected_s, on_air=loop.create_future())
             sequence = AlertSequence(
@@ -153,6 +162,7 @@ class TransmitterLink:
                 self._run(airing, sequence, play), name=f"fm-alert {self.name} {delivery.id}"
             )
             self._airing = airing
+            self._last_task = airing.task
         assert airing.on_air is not None
         try:
             await asyncio.shield(airing.on_air)
@@ -249,7 +259,9 @@ class TransmitterLink:
             if self._airing is airing:
                 self._airing = None
             if self.client.pending_restore is not None:
-                self._start_restorer()
+                self._restorer.start()
+            else:
+                await self._restorer.forget()
 
     def _finish(
         self, airing: Airing, before_air: ChannelError | None, after_air: Confirmation
@@ -293,34 +305,9 @@ class TransmitterLink:
         self._normal = replace(state, ta=False, rt=rt, pty=state.pty or 0)
         return self._normal
 
-    # -- restore in the background -------------------------------------------------------
-
-    def _start_restorer(self) -> None:
-        if self._restorer is None or self._restorer.done():
-            self._restorer = asyncio.create_task(
-                self._restore_loop(), name=f"fm-restore {self.name}"
-            )
-
-    async def _stop_restorer(self) -> None:
-        task, self._restorer = self._restorer, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _restore_loop(self) -> None:
-        while (state := self.client.pending_restore) is not None:
-            await asyncio.sleep(self.settings.restore_retry)
-            try:
-                if not self.client.connected:
-                    await self.client.connect()  # applies the pending restore first
-                if self.client.pending_restore is not None:
-                    await self.client.restore(state)
-                _log.warning("transmitter %s: normal state restored after reconnecting", self.name)
-            except RdsError as error:
-                self.last_error = f"restore pending: {error}"
-                _log.warning("transmitter %s: restore still pending: %s", self.name, error)
-                await self.client.close()
+    def recover(self, normal: EncoderState) -> None:
+        """Restore ``normal`` in the background: an earlier run left an alert possibly up."""
+        self._restorer.recover(normal)
 
     # -- lifecycle and checks ----------------------------------------------------------
 
@@ -352,7 +339,7 @@ class TransmitterLink:
             "connected": self.client.connected,
             "on_air": airing.delivery.message.alert.identifier if airing else None,
             "restore_pending": self.client.pending_restore is not None,
-            "last_error": self.last_error,
+            "last_error": self._restorer.last_error or self.last_error,
         }
 
     async def close(self) -> None:
@@ -360,5 +347,7 @@ class TransmitterLink:
         airing = self._airing
         if airing is not None:
             await self.stop(airing.delivery.id, "channel stopped")
-        await self._stop_restorer()
+        if self._last_task is not None:  # it may still be clearing its journal entry
+            await asyncio.gather(self._last_task, return_exceptions=True)
+        await self._restorer.stop()
         await self.client.close()

@@ -177,3 +177,24 @@ async def test_bad_input_gives_clear_results_and_the_rest_is_delivered(
     unreachable = deliveries["fm-150922"]
     assert unreachable["state"] in ("queued", "sending"), "an unreachable encoder is retried"
     assert "tx-150922" in unreachable["last_error"] and dead in unreachable["last_error"]
+
+
+async def test_restart_restores_an_encoder_an_earlier_run_left_in_alert_state(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    assert simulator.tcp_address is not None
+    port = simulator.tcp_address[1]
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=1.0, reconnect_attempts=1)
+    config = fm_config(tmp_path, table)
+    async with running(config) as service:
+        await service.submit(make_alert("fm-crash"), origin="test")
+        await simulator.wait_for(_on_air, within=10)
+        await simulator.stop_tcp()  # the encoder is unreachable while the server stops
+    assert simulator.state.ta is True and simulator.state.pty == 31
+    journal = config.server.data_dir / "fm-fm" / "on-air"
+    (journal / "garbage.json").write_text("{not json", encoding="utf-8")
+    await simulator.start_tcp(port=port)
+    async with running(config):
+        await simulator.wait_for(lambda s: s == NORMAL, within=5)
+    assert (journal / "garbage.bad").exists(), "an unreadable journal file is set aside"
