@@ -26,6 +26,7 @@ per problem, each naming its dotted key, including references to channels that d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -88,6 +89,15 @@ class ScheduleConfig(StrictModel):
             zone(value)
         return value
 
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        try:
+            cron_trigger(value, UTC)
+        except ValueError as exc:
+            raise ValueError(f"not a valid cron expression: {exc}") from None
+        return value
+
     @field_validator("geocodes")
     @classmethod
     def _division_codes(cls, value: list[str]) -> list[str]:
@@ -148,26 +158,46 @@ class SchedulerConfig(StrictModel):
 
 
 def schedule_problems(
-    schedule: ScheduleConfig, channels: Mapping[str, Any], has_divisions: bool, zone_name: str
+    entry: Any, channels: Mapping[str, Any], has_divisions: bool
 ) -> list[tuple[str, str]]:
-    """(key, message) for what the schedule model alone cannot check."""
+    """Every problem of one schedule given as data, the model's and those of its references to
+    channels and areas, as ``(key, message)`` with keys relative to the schedule ("" for the
+    schedule itself)."""
+    if not isinstance(entry, Mapping):
+        return [("", "a schedule must be a table")]
     problems = []
     try:
-        cron_trigger(schedule.cron, zone(schedule.timezone or zone_name))
-    except ValueError as exc:
-        problems.append(("cron", f"not a valid cron expression: {exc}"))
-    for n, name in enumerate(schedule.channels):
-        if name not in channels:
+        ScheduleConfig.model_validate(entry)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append((".".join(str(part) for part in err["loc"]), err["msg"]))
+    named = entry.get("channels", [])
+    for n, name in enumerate(named if isinstance(named, list) else []):
+        if isinstance(name, str) and name not in channels:
             problems.append((f"channels.{n}", f"no channel {name!r} in [channels]"))
-    if schedule.kind is not ScheduleKind.SILENT and not schedule.geocodes and not has_divisions:
-        problems.append(
-            ("geocodes", f"a {schedule.kind} needs geocodes or a [registry] divisions file")
-        )
+    kind = entry.get("kind")
+    broadcast = kind in (ScheduleKind.AUDIBLE_TEST, ScheduleKind.EXERCISE)
+    if broadcast and not entry.get("geocodes") and not has_divisions:
+        message = f"kind {kind} needs geocodes or a [registry] divisions file"
+        problems.append(("geocodes", message))
     return problems
 
 
+def problem_lines(problems: Sequence[tuple[str, str]], prefix: str = "") -> list[str]:
+    """``key: message`` lines, keys under ``prefix``."""
+    lines = []
+    for key, message in problems:
+        full = ".".join(part for part in (prefix, key) if part) or "(top level)"
+        lines.append(f"{full}: {message}")
+    return lines
+
+
 def check_scheduler_table(data: Mapping[str, Any]) -> list[str]:
-    """Every problem of the ``[scheduler]`` table of configuration ``data``, with its key."""
+    """Every problem of the ``[scheduler]`` table of configuration ``data``, with its key.
+
+    The table's own settings and each schedule are checked apart, so a mistake in one does
+    not hide those of the others, nor the references to channels that do not exist.
+    """
     raw = data.get("scheduler", {})
     if not isinstance(raw, Mapping):
         return ["scheduler: must be a table"]
@@ -175,19 +205,25 @@ def check_scheduler_table(data: Mapping[str, Any]) -> list[str]:
     channels = channels if isinstance(channels, Mapping) else {}
     registry = data.get("registry", {})
     has_divisions = isinstance(registry, Mapping) and bool(registry.get("divisions"))
+    problems: list[str] = []
+    config = None
     try:
-        config = SchedulerConfig.model_validate(raw)
+        config = SchedulerConfig.model_validate({**raw, "schedules": []})
     except ValidationError as exc:
-        return format_validation_error(exc, "scheduler")
-    problems = []
+        problems += format_validation_error(exc, "scheduler")
+    entries = raw.get("schedules", [])
+    if not isinstance(entries, list):
+        return [*problems, "scheduler.schedules: must be a list of tables"]
     seen: set[str] = set()
-    for n, schedule in enumerate(config.schedules):
+    for n, entry in enumerate(entries):
         key = f"scheduler.schedules.{n}"
-        if schedule.name in seen:
-            problems.append(f"{key}.name: schedule {schedule.name!r} is defined twice")
-        seen.add(schedule.name)
-        for sub, message in schedule_problems(schedule, channels, has_divisions, config.timezone):
-            problems.append(f"{key}.{sub}: {message}")
+        problems += problem_lines(schedule_problems(entry, channels, has_divisions), key)
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if isinstance(name, str) and name in seen:
+            problems.append(f"{key}.name: schedule {name!r} is defined twice")
+        seen.add(str(name))
+    if config is None:
+        return problems
     notify = config.notify
     if notify.channel is not None and notify.channel not in channels:
         problems.append(f"scheduler.notify.channel: no channel {notify.channel!r} in [channels]")

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 
-from broadcaster.config import format_validation_error
 from broadcaster.scheduler.config import (
     ScheduleConfig,
     ScheduleConflictError,
     ScheduleError,
     ScheduleNotFoundError,
     SchedulerConfig,
+    problem_lines,
     schedule_problems,
     scheduler_config,
 )
@@ -242,24 +242,13 @@ class TestBroadcastScheduler:
     # -- editing ---------------------------------------------------------------------------
 
     def _validated(self, definition: Mapping[str, Any]) -> ScheduleConfig:
-        try:
-            schedule = ScheduleConfig.model_validate(dict(definition))
-        except ValidationError as exc:
-            problems = format_validation_error(exc)
-            raise ScheduleError("invalid schedule", problems) from None
         config = self.service.config
-        problems = [
-            f"{key}: {message}"
-            for key, message in schedule_problems(
-                schedule,
-                config.channels,
-                config.registry.divisions is not None,
-                self.config.timezone,
-            )
-        ]
+        problems = schedule_problems(
+            dict(definition), config.channels, config.registry.divisions is not None
+        )
         if problems:
-            raise ScheduleError("invalid schedule", problems)
-        return schedule
+            raise ScheduleError("invalid schedule", problem_lines(problems))
+        return ScheduleConfig.model_validate(dict(definition))
 
     async def schedules(self) -> list[dict[str, Any]]:
         """Every schedule with its source, next run time and whether it is running."""

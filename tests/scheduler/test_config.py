@@ -99,6 +99,9 @@ def test_check_config_names_every_scheduler_problem_at_once(tmp_path: Path) -> N
         "scheduler.timezone",
         "scheduler.grace_minutes",
         "scheduler.linkcheck.unhealthy_after",
+        "scheduler.schedules.0.cron",
+        "scheduler.schedules.0.channels.1",
+        "scheduler.schedules.1.name",
     ):
         assert key in result.stderr, result.stderr
 
@@ -113,7 +116,7 @@ def test_references_to_missing_channels_and_bad_cron_are_named(tmp_path: Path) -
         "scheduler.schedules.0.cron": "not a valid cron expression",
         "scheduler.schedules.0.channels.1": "no channel 'sirens'",
         "scheduler.schedules.1.name": "defined twice",
-        "scheduler.schedules.1.geocodes": "needs geocodes or a [registry] divisions file",
+        "scheduler.schedules.1.geocodes": "kind audible-test needs geocodes or a [registry]",
         "scheduler.notify.channel": "no channel 'pagers'",
         "scheduler.linkcheck.channels.modems": "no such channel",
     }
@@ -128,7 +131,9 @@ def test_the_service_refuses_to_start_on_the_same_problems(tmp_path: Path) -> No
             base_dir=tmp_path,
             source=None,
         )
-    assert "scheduler.schedules.0.cron: not a valid cron expression" in str(caught.value)
+    assert "scheduler.schedules.0.cron: Value error, not a valid cron expression" in str(
+        caught.value
+    )
 
 
 @pytest.mark.parametrize("name", ["demo.toml", "county.toml"])
