@@ -139,6 +139,8 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     server: ConsoleServer, page: Page
 ) -> None:
     base = server.url
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     await _login(page, base, "drafter")
     nav = page.locator("header nav a").first
     await expect(nav.locator(".zh")).to_be_visible()
@@ -228,3 +230,8 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await _shot(page, "07-cancelled")
     await page.set_viewport_size({"width": 820, "height": 1180})
     await _shot(page, "08-tablet-board")
+    # Everything the pages loaded came from this server: no CDN, no web fonts.
+    origin = base.split("/console/")[0]
+    assert requested and all(url.startswith(origin) for url in requested), [
+        url for url in requested if not url.startswith(origin)
+    ]
