@@ -3,6 +3,7 @@ missed outside it, and schedules edited at run time stay as edited."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.scheduler.support import (
@@ -52,9 +53,16 @@ async def test_missed_run_outside_grace_is_reported_and_not_run(tmp_path: Path) 
     async with serving(config, clock):
         pass
     clock.set(at("2026-06-01 10:30:00"))
-    async with serving(config, clock) as service:
-        runs = await service.database.run(service.operations.store.runs, None, 10)
-        notices = await service.database.run(service.operations.store.notices)
+    arrived = asyncio.Event()
+    OfficerChannel.arrived = arrived
+    try:
+        async with serving(config, clock) as service:
+            async with asyncio.timeout(5):
+                await arrived.wait()
+            runs = await service.database.run(service.operations.store.runs, None, 10)
+            notices = await service.database.run(service.operations.store.notices)
+    finally:
+        OfficerChannel.arrived = None
     assert BoxChannel.probes == []  # nothing was checked: the run is not done late
     (run,) = runs
     assert (run["trigger"], run["state"]) == ("catch-up", "missed")
