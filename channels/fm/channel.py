@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -72,6 +73,8 @@ log = logging.getLogger(__name__)
 
 #: Time allowed beyond the audio for raising, showing and restoring, in the "busy" estimate.
 _SEQUENCE_OVERHEAD_S = 5.0
+#: Deliveries remembered as cancelled, so one still rendering is never put on air.
+_CANCELLED_KEPT = 4096
 
 
 class FmChannel(Channel):
@@ -90,7 +93,7 @@ class FmChannel(Channel):
         super().__init__(name, config, context)
         self._links: dict[str, TransmitterLink] = {}
         self._journal = OnAirJournal(context.data_dir / f"fm-{name}" / "on-air")
-        self._cancelled: set[int] = set()
+        self._cancelled: deque[int] = deque(maxlen=_CANCELLED_KEPT)
         self._player = AudioPlayer(
             self.settings.player, timeout_extra_s=self.settings.player_timeout_seconds
         )
@@ -227,7 +230,7 @@ class FmChannel(Channel):
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the alert of ``delivery``: player killed, TA dropped, normal state back."""
-        self._cancelled.add(delivery.id)
+        self._cancelled.append(delivery.id)
         reason = f"Cancel of alert {delivery.message.alert.identifier}"
         for link in list(self._links.values()):
             if await link.stop(delivery.id, reason, as_asked=True):

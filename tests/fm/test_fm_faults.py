@@ -198,3 +198,22 @@ async def test_restart_restores_an_encoder_an_earlier_run_left_in_alert_state(
     async with running(config):
         await simulator.wait_for(lambda s: s == NORMAL, within=5)
     assert (journal / "garbage.bad").exists(), "an unreadable journal file is set aside"
+
+
+async def test_cancel_before_the_alert_is_on_air_keeps_it_off_the_air(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    simulator.faults.answer_delay = 0.4  # a slow encoder: the alert is still being raised
+    table = fm_table(sink, {TRANSMITTER: f"{url}?ack_timeout=1.0"})
+    async with running(fm_config(tmp_path, table)) as service:
+        original = make_alert("fm-early")
+        submitted = await service.submit(original, origin="test")
+        await simulator.wait_for(lambda s: s.ta is True, within=10)
+        cancel = make_alert("fm-early-cancel", msg_type=MsgType.CANCEL, references=[original])
+        await service.submit(cancel, origin="test")
+        summary = await wait_until_complete(service, submitted.alert_id, timeout=10)
+        (delivery,) = await _deliveries(service, submitted.alert_id)
+    assert summary == {"fm": {"cancelled": 1}}
+    assert not (sink / f"{delivery['id']}.wav").exists(), "nothing of it was played"
+    assert simulator.state == NORMAL

@@ -4,6 +4,8 @@ restored; test alerts use PTY 30; a lost ACK and a damaged frame are recovered."
 
 from __future__ import annotations
 
+import subprocess
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,29 @@ async def test_crc_error_recovers(
     assert simulator.encoder.negative_answers.count(int(AckCode.CRC_ERROR)) == 2
     check_sequence(state_log, sink, delivery["id"], pty=31, ps="ALERT")
     assert simulator.state == NORMAL
+
+
+async def test_same_header_is_played_before_the_warning(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    table = fm_table(sink, {TRANSMITTER: url}, same={"enabled": True, "station": "ULCB FM"})
+    alert = make_alert("fm-same", expires_in=7200)
+    async with running(fm_config(tmp_path, table)) as service:
+        result = await service.submit(alert, origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
+        (delivery,) = await _deliveries(service, result.alert_id)
+    assert summary == {"fm": {"confirmed": 1}}
+    raw = tmp_path / "played-22k.raw"
+    played = sink / f"{delivery['id']}.wav"
+    to_22k = ["-f", "s16le", "-ar", "22050", "-ac", "1", str(raw)]
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(played), *to_22k], check=True)
+    decoded = subprocess.run(
+        ["multimon-ng", "-q", "-t", "raw", "-a", "EAS", str(raw)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    issued = alert.sent.astimezone(UTC).strftime("%j%H%M")
+    header = f"ZCZC-CIV-BZW-150921+0200-{issued}-ULCB FM -"
+    assert decoded == [f"EAS: {header}", "EAS: NNNN", "EAS: NNNN", "EAS: NNNN"]
