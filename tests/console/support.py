@@ -48,17 +48,16 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class BoxChannel(Channel):
-    """Loudspeaker-like: accepts each command, then the box acknowledges it ``ack_delay`` later
-    (a device's confirmation arriving on the channel's confirmation stream)."""
+    """Loudspeaker-like: accepts each command, then the box acknowledges it 50 ms later (a
+    device's confirmation arriving on the channel's confirmation stream)."""
 
     capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
         confirms=True, can_stop=True, description="simulated loudspeaker boxes"
     )
-    ack_delay: ClassVar[float] = 0.05
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         asyncio.get_running_loop().call_later(
-            type(self).ack_delay,
+            0.05,
             self.confirm,
             Confirmation(delivery.id, ConfirmationOutcome.CONFIRMED, "box finished playing"),
         )

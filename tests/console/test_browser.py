@@ -22,7 +22,6 @@ from tests.conftest import REPO
 from tests.console.support import (
     COUNTY,
     PASSWORDS,
-    BoxChannel,
     ConsoleServer,
     console_config,
     console_server,
@@ -68,7 +67,6 @@ async def server(tmp_path: Path, modem: AtModemSimulator) -> AsyncIterator[Conso
         t | {"address": f"+86100{n:08d}"}
         for n, t in enumerate(demo_targets("village-sms", suffix="信息员"))
     ]
-    BoxChannel.ack_delay = 0.05
     async with console_server(
         console_config(tmp_path, channels, demo_targets("speaker") + phones)
     ) as running:
