@@ -1,0 +1,25 @@
+"""The ``sms`` channel: CAP warnings as SMS to subscriber groups through a GSM modem pool.
+
+Entry point ``sms = "channels.sms:SmsChannel"`` in the group ``broadcaster.channels``. See
+``channels/sms/README.md`` for the configuration and ``channels.sms.channel`` for behaviour.
+"""
+
+from channels.sms.channel import SmsChannel, channel_error
+from channels.sms.config import SmsChannelConfig, SmsModemSettings
+from channels.sms.groups import GroupImport, SmsImportError, group_entries, import_groups
+from channels.sms.message import SmsText, render_sms
+from channels.sms.tracking import SegmentTracker
+
+__all__ = [
+    "GroupImport",
+    "SegmentTracker",
+    "SmsChannel",
+    "SmsChannelConfig",
+    "SmsImportError",
+    "SmsModemSettings",
+    "SmsText",
+    "channel_error",
+    "group_entries",
+    "import_groups",
+    "render_sms",
+]

@@ -1,0 +1,370 @@
+"""The ``sms`` channel: warnings as SMS to subscriber groups through a pool of GSM modems.
+
+- ``plan``: one delivery per (group, number); ``part`` is the number's place in the group's
+  ``address`` (``channels.sms.groups``). A number already planned in an earlier group of the
+  same alert is not planned twice. An empty group still gets one delivery, which fails with a
+  clear error, so it shows on the delivery board instead of vanishing.
+- ``send``: renders the SMS in the group's language (``channels.sms.message``) and hands it to
+  ``drivers.gsm.GsmModemPool``: the least-loaded ready modem takes it, a dead modem's message
+  moves to the others, transient errors are retried there. Driver errors are mapped onto the
+  core's tree: invalid number → TargetRejectedError, too long → UnsupportedError, other
+  permanent → PermanentError, timeout → DeviceTimeoutError, no modem or port gone →
+  DeviceUnavailableError, other transient → RetryableError (the core retries with backoff).
+- With ``status_reports`` on, each segment's report is tracked (``channels.sms.tracking``) and
+  the delivery is confirmed when every segment is delivered. Off, acceptance by the network is
+  the final state and this instance's ``capabilities.confirms`` is False.
+- ``simulate = true`` starts in-process AT-modem simulators on ptys (demo and bench only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+
+from broadcaster.channel import (
+    AlertMessage,
+    Channel,
+    ChannelCapabilities,
+    ChannelContext,
+    ChannelHealth,
+    ChannelPreview,
+    OutgoingDelivery,
+    PlannedDelivery,
+    ProbeResult,
+    SendOutcome,
+    SendResult,
+)
+from broadcaster.config import ChannelConfig
+from broadcaster.delivery import Target
+from broadcaster.errors import (
+    ChannelError,
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    PermanentError,
+    RetryableError,
+    TargetRejectedError,
+    UnsupportedError,
+)
+from broadcaster.intake import priority_of
+from channels.sms.config import SmsChannelConfig
+from channels.sms.groups import GroupEntry, SmsImportError, group_entries, import_groups
+from channels.sms.message import SmsText, render_sms
+from channels.sms.tracking import SegmentTracker, pool_reference
+from drivers.gsm import (
+    GsmError,
+    GsmInvalidNumberError,
+    GsmMessageTooLongError,
+    GsmModemPool,
+    GsmNoModemError,
+    GsmPermanentError,
+    GsmPortError,
+    GsmTimeoutError,
+    ModemState,
+)
+from drivers.gsm.simulator import AtModemSimulator, ModemSimulatorConfig
+from drivers.gsm.simulator_network import SimulatedNetwork
+
+log = logging.getLogger(__name__)
+
+MIN_VALIDITY = timedelta(minutes=5)
+NO_REPORTS_NOTE = "no status reports configured: acceptance by the network is the final state"
+
+
+def channel_error(exc: GsmError, number: str) -> ChannelError:
+    """The core's error for a driver error (see the module docstring)."""
+    message = f"SMS to {number}: {exc}"
+    if isinstance(exc, GsmInvalidNumberError):
+        return TargetRejectedError(message)
+    if isinstance(exc, GsmMessageTooLongError):
+        return UnsupportedError(message)
+    if isinstance(exc, GsmPermanentError):
+        return PermanentError(message)
+    if isinstance(exc, GsmTimeoutError):
+        return DeviceTimeoutError(message)
+    if isinstance(exc, GsmNoModemError | GsmPortError):
+        return DeviceUnavailableError(message)
+    return RetryableError(message)
+
+
+class SmsChannel(Channel):
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+        confirms=True,
+        description="SMS through a pool of GSM modems, confirmed per segment by status reports",
+    )
+    config_model: ClassVar[type[ChannelConfig]] = SmsChannelConfig
+
+    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+        super().__init__(name, config, context)
+        if not self.settings.status_reports:
+            # The contract declares capabilities on the class; this instance cannot confirm,
+            # and the core reads ``channel.capabilities`` on the instance.
+            self.__dict__["capabilities"] = ChannelCapabilities(
+                confirms=False, description=f"SMS through GSM modems; {NO_REPORTS_NOTE}"
+            )
+        self._pool: GsmModemPool | None = None
+        self._simulators: list[AtModemSimulator] = []
+        self._network: SimulatedNetwork | None = None
+        self._tracker = SegmentTracker(self.confirm)
+        self._import_notes: tuple[str, ...] = ()
+
+    @property
+    def settings(self) -> SmsChannelConfig:
+        assert isinstance(self.config, SmsChannelConfig)
+        return self.config
+
+    @property
+    def pool(self) -> GsmModemPool | None:
+        """The running modem pool (None before ``start``)."""
+        return self._pool
+
+    @property
+    def simulators(self) -> Sequence[AtModemSimulator]:
+        """The in-process simulated modems of a ``simulate = true`` instance."""
+        return tuple(self._simulators)
+
+    def signature(self, language: str) -> str:
+        """The sender signature for ``language``: configured, else 【server name】."""
+        configured = self.settings.signature_for(language)
+        if configured is not None:
+            return configured
+        return f"【{self.context.sender_name}】" if self.context.sender_name else ""
+
+    async def start(self) -> None:
+        if self.settings.groups_csv is not None:
+            await self._register_groups(self.settings.groups_csv)
+        ports: dict[str, str] = {}
+        if self.settings.simulate and not self.settings.modems:
+            ports = await asyncio.to_thread(self._start_simulators)
+        pool = GsmModemPool(self.settings.pool_config(ports))
+        if self.settings.status_reports:
+            pool.add_report_listener(self._tracker.on_report)
+        try:
+            await pool.start()
+        except BaseException:
+            await pool.stop()
+            await asyncio.to_thread(self._stop_simulators)
+            raise
+        self._pool = pool
+
+    async def stop(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.stop()
+        await asyncio.to_thread(self._stop_simulators)
+
+    def _start_simulators(self) -> dict[str, str]:
+        self._network = SimulatedNetwork(report_delay=self.settings.simulated_report_delay_seconds)
+        for number in range(self.settings.simulated_modems):
+            simulator = AtModemSimulator(ModemSimulatorConfig(name=f"sim{number}"), self._network)
+            simulator.start()
+            self._simulators.append(simulator)
+        return {sim.config.name: sim.device_path for sim in self._simulators}
+
+    def _stop_simulators(self) -> None:
+        simulators, self._simulators = self._simulators, []
+        for simulator in simulators:
+            simulator.stop()
+        if self._network is not None:
+            self._network.stop()
+
+    async def _register_groups(self, path: Path) -> None:
+        """Register the CSV's groups as targets; drop groups this CSV registered before."""
+        directory = self.context.targets
+        if directory is None:
+            raise ChannelError("groups_csv: this server gives channels no target directory")
+        path = path if path.is_absolute() else self.context.data_dir / path
+        try:
+            imported = await asyncio.to_thread(import_groups, path, self.name)
+        except SmsImportError as exc:
+            raise ChannelError(f"groups_csv: {exc}") from exc
+        for problem in imported.problems:
+            log.warning("channel %s: %s: %s", self.name, path.name, problem)
+        ledger = self.context.data_dir / f"sms-{self.name}-groups.json"
+        previous = await asyncio.to_thread(_read_ledger, ledger)
+        current = [target.id for target in imported.targets]
+        for stale in sorted(set(previous) - set(current)):
+            await directory.unregister(stale)
+        for target in imported.targets:
+            await directory.register(target)
+        await asyncio.to_thread(_write_ledger, ledger, current)
+        self._import_notes = tuple(f"{path.name}: {p}" for p in imported.problems)
+        log.info(
+            "channel %s: %d groups, %d numbers from %s",
+            self.name,
+            len(imported.targets),
+            imported.members,
+            path,
+        )
+
+    async def plan(
+        self, message: AlertMessage, candidates: Sequence[Target]
+    ) -> Sequence[PlannedDelivery]:
+        planned: list[PlannedDelivery] = []
+        seen: set[str] = set()
+        for group in candidates:
+            entries = group_entries(group)
+            if not entries:
+                planned.append(PlannedDelivery(target=group))
+                continue
+            for entry in entries:
+                if entry.number is not None:
+                    if entry.number in seen:
+                        continue
+                    seen.add(entry.number)
+                planned.append(PlannedDelivery(target=group, part=entry.part))
+        return planned
+
+    def recipient(self, target: Target, part: int) -> GroupEntry:
+        """The group entry a delivery is for; TargetRejectedError if there is none."""
+        entries = group_entries(target)
+        label = f"group {target.id} ({target.name})"
+        if not entries:
+            raise TargetRejectedError(f"{label} has no numbers; nothing sent")
+        if part == 0:
+            if len(entries) > 1:
+                raise TargetRejectedError(
+                    f"{label} has {len(entries)} numbers: deliveries must be planned per number"
+                )
+            entry = entries[0]
+        else:
+            found = [e for e in entries if e.part == part]
+            if not found:
+                raise TargetRejectedError(f"{label} has no entry {part}")
+            entry = found[0]
+        if entry.number is None:
+            raise TargetRejectedError(f"{label}, entry {entry.part}: {entry.error}; nothing sent")
+        return entry
+
+    def render(self, message: AlertMessage, languages: Sequence[str]) -> SmsText:
+        """The SMS for ``message`` in the first of ``languages`` the alert has."""
+        texts = message.rendition.for_languages(tuple(languages))
+        text = texts[0]
+        return render_sms(
+            text,
+            template=self.settings.template_for(text.language),
+            signature=self.signature(text.language),
+            max_segments=self.settings.max_segments,
+        )
+
+    def _validity(self, delivery: OutgoingDelivery) -> timedelta:
+        if self.settings.validity_minutes is not None:
+            return timedelta(minutes=self.settings.validity_minutes)
+        return max(MIN_VALIDITY, timedelta(seconds=delivery.expires_at - time.time()))
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        pool = self._pool
+        if pool is None:
+            raise DeviceUnavailableError(f"channel {self.name} is not running")
+        entry = self.recipient(delivery.target, delivery.part)
+        number = entry.number or ""
+        sms = self.render(delivery.message, delivery.target.languages)
+        if sms.segments > self.settings.segment_limit:
+            raise UnsupportedError(
+                f"the SMS takes {sms.segments} segments, over segment_limit"
+                f" {self.settings.segment_limit}, although only the headline is left"
+            )
+        reporting = self.settings.status_reports
+        if reporting:
+            reference = self._tracker.expect(delivery.id, delivery.attempt)
+        else:
+            reference = pool_reference(delivery.id, delivery.attempt)
+        try:
+            submission = await pool.send(
+                number,
+                sms.text,
+                reference=reference,
+                priority=-priority_of(delivery.message.alert),
+                validity=self._validity(delivery),
+            )
+        except GsmError as exc:
+            self._tracker.forget(delivery.id, delivery.attempt)
+            raise channel_error(exc, number) from exc
+        except asyncio.CancelledError:
+            self._tracker.forget(delivery.id, delivery.attempt)
+            raise
+        segments = submission.segments
+        detail = (
+            f"{len(segments)} {submission.encoding.name} segment(s) accepted by the network"
+            + ("; awaiting status reports" if reporting else f"; {NO_REPORTS_NOTE}")
+        )
+        provider_ref = ",".join(f"{s.modem}:{s.message_reference}" for s in segments)
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=provider_ref, detail=detail)
+
+    async def health(self) -> ChannelHealth:
+        pool = self._pool
+        if pool is None:
+            return ChannelHealth(ok=False, detail="not running")
+        modems = pool.health()
+        ready = sum(m.state is ModemState.READY for m in modems)
+        parts = [f"{ready} of {len(modems)} modems ready"]
+        parts.append(
+            "confirmed per segment by status reports"
+            if self.settings.status_reports
+            else NO_REPORTS_NOTE
+        )
+        if pool.queued_messages:
+            parts.append(f"{pool.queued_messages} messages queued")
+        parts.extend(self._import_notes)
+        devices = {
+            m.name: {
+                "state": m.state.value,
+                "rssi": m.rssi,
+                "registered": m.registered,
+                "busy": m.busy,
+                "sent_segments": m.sent_segments,
+                "failures": m.failures,
+                "unreadable_lines": m.unreadable_lines,
+                "last_error": m.last_error,
+            }
+            for m in modems
+        }
+        return ChannelHealth(ok=ready > 0, detail="; ".join(parts), devices=devices)
+
+    async def probe(self, target: Target) -> ProbeResult:
+        """Checks the group's numbers and that a modem is ready; sends nothing."""
+        entries = group_entries(target)
+        bad = [e for e in entries if e.number is None]
+        health = await self.health()
+        if not entries:
+            return ProbeResult(ok=False, detail=f"group {target.id} has no numbers")
+        if bad:
+            return ProbeResult(ok=False, detail=f"entry {bad[0].part}: {bad[0].error}")
+        return ProbeResult(ok=health.ok, detail=f"{len(entries)} numbers; {health.detail}")
+
+    async def preview(self, message: AlertMessage) -> ChannelPreview:
+        forms = [self.render(message, (text.language,)) for text in message.rendition.texts]
+        notes = [f"{sms.language}: {note}" for sms in forms for note in sms.notes]
+        notes.extend(
+            f"{sms.language}: {sms.encoding.name}, {sms.segments} segment(s)" for sms in forms
+        )
+        if not self.settings.status_reports:
+            notes.append(NO_REPORTS_NOTE)
+        return ChannelPreview(
+            title=message.rendition.texts[0].title if message.rendition.texts else "",
+            lines=tuple(f"[{sms.language}] {sms.text}" for sms in forms),
+            counts={
+                "segments": max((sms.segments for sms in forms), default=0),
+                "characters": max((len(sms.text) for sms in forms), default=0),
+                "segment_budget": self.settings.max_segments,
+            },
+            notes=tuple(notes),
+        )
+
+
+def _read_ledger(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(item) for item in data] if isinstance(data, list) else []
+
+
+def _write_ledger(path: Path, ids: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")

@@ -1,0 +1,147 @@
+"""Status reports to confirmations: a delivery is confirmed when every segment is delivered.
+
+Follows TS 23.040 §9.2.3.15 (TP-Status) as the driver classifies it: ``00``-``1F`` delivered,
+``20``-``3F`` temporary (the network keeps trying: the delivery stays accepted and a
+``PROGRESS`` confirmation restarts the core's confirmation timer), ``40``-``6F`` and reserved
+values failed for good (``FAILED``).
+
+Each send of a delivery is an attempt with its own pool reference ``<delivery id>/<attempt>``:
+the segments of one attempt share a concatenation reference, so a phone joins only those.
+Whichever attempt has every segment delivered first confirms the delivery; a failure of an older
+attempt is dropped once a newer one is under way. Reports for deliveries already settled are
+ignored. The table of open attempts is bounded; the core re-sends what is never confirmed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from broadcaster.channel import Confirmation, ConfirmationOutcome
+from drivers.gsm import DeliveryReport, DeliveryState
+
+log = logging.getLogger(__name__)
+
+TP_STATUS_NAMES = {
+    0x20: "congestion",
+    0x21: "recipient busy",
+    0x22: "no response from recipient",
+    0x23: "service rejected",
+    0x24: "quality of service not available",
+    0x25: "error in recipient",
+    0x40: "remote procedure error",
+    0x41: "incompatible destination",
+    0x42: "connection rejected by recipient",
+    0x43: "not obtainable",
+    0x44: "quality of service not available",
+    0x45: "no interworking available",
+    0x46: "validity period expired",
+    0x47: "deleted by the sender",
+    0x48: "deleted by the service centre",
+    0x49: "message does not exist",
+}
+"""TS 23.040 §9.2.3.15 names of the TP-ST values seen in practice."""
+
+
+def status_text(status: int) -> str:
+    """``TP-ST 0x46 (validity period expired)``."""
+    name = TP_STATUS_NAMES.get(status)
+    if name is None:
+        name = "temporary, no more attempts" if 0x60 <= status <= 0x6F else "unnamed"
+    return f"TP-ST 0x{status:02X} ({name})"
+
+
+def pool_reference(delivery_id: int, attempt: int) -> str:
+    """The pool reference of one attempt of a delivery."""
+    return f"{delivery_id}/{attempt}"
+
+
+def parse_reference(reference: str) -> tuple[int, int] | None:
+    delivery, _, attempt = reference.partition("/")
+    if not (delivery.isdigit() and attempt.isdigit()):
+        return None
+    return int(delivery), int(attempt)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    total: int | None = None
+    states: dict[int, DeliveryState] = field(default_factory=dict)
+
+
+class SegmentTracker:
+    """Open attempts and their segments; ``emit`` receives the confirmations (event loop)."""
+
+    def __init__(self, emit: Callable[[Confirmation], None], max_open: int = 100_000) -> None:
+        self._emit = emit
+        self._max_open = max_open
+        self._open: OrderedDict[tuple[int, int], _Attempt] = OrderedDict()
+        self._attempts: dict[int, set[int]] = {}
+
+    @property
+    def open_attempts(self) -> int:
+        return len(self._open)
+
+    def expect(self, delivery_id: int, attempt: int) -> str:
+        """Open an attempt before it is sent (reports may overtake ``+CMGS``); its reference."""
+        self._open[(delivery_id, attempt)] = _Attempt()
+        self._attempts.setdefault(delivery_id, set()).add(attempt)
+        while len(self._open) > self._max_open:
+            self.forget(*next(iter(self._open)))
+        return pool_reference(delivery_id, attempt)
+
+    def forget(self, delivery_id: int, attempt: int) -> None:
+        """Drop one attempt (not sent, superseded, or the oldest when the table is full)."""
+        self._open.pop((delivery_id, attempt), None)
+        attempts = self._attempts.get(delivery_id)
+        if attempts is not None:
+            attempts.discard(attempt)
+            if not attempts:
+                del self._attempts[delivery_id]
+
+    def on_report(self, report: DeliveryReport) -> None:
+        """Record one segment's report; confirm, fail or mark progress of its delivery."""
+        key = parse_reference(report.reference)
+        entry = self._open.get(key) if key is not None else None
+        if key is None or entry is None:
+            log.debug("status report for %s: no open attempt, ignored", report.reference)
+            return
+        delivery_id, attempt = key
+        entry.total = report.total
+        entry.states[report.sequence] = report.state
+        where = f"segment {report.sequence}/{report.total} via {report.modem}"
+        if report.state is DeliveryState.FAILED:
+            if attempt < max(self._attempts[delivery_id]):
+                self.forget(delivery_id, attempt)  # a newer attempt is under way; it decides
+                return
+            self._settle(delivery_id)
+            self._emit(
+                Confirmation(
+                    delivery_id,
+                    ConfirmationOutcome.FAILED,
+                    f"{where} failed: {status_text(report.status)}",
+                )
+            )
+            return
+        delivered = sum(state is DeliveryState.DELIVERED for state in entry.states.values())
+        if delivered == report.total:
+            self._settle(delivery_id)
+            self._emit(
+                Confirmation(
+                    delivery_id,
+                    ConfirmationOutcome.CONFIRMED,
+                    f"all {report.total} segment(s) delivered (status reports)",
+                )
+            )
+            return
+        if report.state is DeliveryState.PENDING:
+            detail = f"{where}: {status_text(report.status)}, the network keeps trying"
+        else:
+            detail = f"{where} delivered ({delivered} of {report.total})"
+        self._emit(Confirmation(delivery_id, ConfirmationOutcome.PROGRESS, detail))
+
+    def _settle(self, delivery_id: int) -> None:
+        for attempt in self._attempts.pop(delivery_id, set()):
+            self._open.pop((delivery_id, attempt), None)
