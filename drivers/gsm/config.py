@@ -77,13 +77,16 @@ class GsmPoolConfig:
     """A pool of modems sharing one queue of messages.
 
     ``max_attempts`` bounds how often one message is tried (on any modem) after retryable
-    errors; ``retry_delay`` is the pause before a retry. ``max_segments`` caps the segments one
-    message may take; ``validity`` (TP-VP) tells the network how long to keep trying.
+    errors; ``retry_delay`` is the pause before a retry; a message waiting for a modem (after
+    its modem failed) fails with GsmNoModemError after ``queue_timeout``. ``max_segments``
+    caps the segments one message may take; ``validity`` (TP-VP) tells the network how long to
+    keep trying.
     """
 
     modems: tuple[GsmModemConfig, ...]
     max_attempts: int = 3
     retry_delay: float = 0.5
+    queue_timeout: float = 30.0
     max_segments: int = MAX_SEGMENTS
     validity: timedelta | None = None
 
@@ -103,6 +106,8 @@ class GsmPoolConfig:
             raise GsmConfigError("pool: max_attempts must be at least 1")
         if self.retry_delay < 0:
             raise GsmConfigError("pool: retry_delay must not be negative")
+        if self.queue_timeout <= 0:
+            raise GsmConfigError("pool: queue_timeout must be positive")
         if self.validity is not None and self.validity < timedelta(minutes=5):
             raise GsmConfigError("pool: validity must be at least 5 minutes")
         if not 1 <= self.max_segments <= MAX_SEGMENTS:

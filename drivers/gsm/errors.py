@@ -9,6 +9,8 @@
     │   ├── GsmProtocolError                      the modem answered something unparseable
     │   ├── GsmCommandError                       ERROR or +CME ERROR to a command
     │   ├── GsmNetworkError                       +CMS ERROR 331/332/500 and other transient codes
+    │   ├── GsmModemFaultError                    +CMS ERROR 310-318/330: this modem or SIM cannot
+    │   │                                         send (no SIM, SMSC unknown); another modem may
     │   └── GsmNoModemError                       no healthy modem is available in the pool
     └── GsmPermanentError                 retrying the same message will not help
         ├── GsmInvalidNumberError (ValueError)    the destination is not a dialable number
@@ -74,6 +76,10 @@ class GsmNetworkError(GsmCmsError, GsmRetryableError):
     """A transient network-side failure (no network, network timeout, unknown error)."""
 
 
+class GsmModemFaultError(GsmCmsError, GsmRetryableError):
+    """The modem or its SIM cannot send at all; the message may go through another modem."""
+
+
 class GsmRejectedError(GsmCmsError, GsmPermanentError):
     """The modem or network refused the message for good (for example an invalid PDU)."""
 
@@ -125,8 +131,14 @@ def cms_error_name(code: int) -> str:
     return _CMS_NAMES.get(code, "manufacturer specific")
 
 
+# 27.005 §3.2.5: SIM missing, locked, failed, busy or wrong (310-318); SMSC address unknown (330).
+MODEM_FAULT_CMS_CODES = frozenset({310, 311, 312, 313, 314, 315, 316, 317, 318, 330})
+
+
 def cms_error(code: int, command: str) -> GsmCmsError:
     """Map a ``+CMS ERROR`` code onto the retryable or the permanent branch of the tree."""
+    if code in MODEM_FAULT_CMS_CODES:
+        return GsmModemFaultError(code, command)
     if code in TRANSIENT_CMS_CODES:
         return GsmNetworkError(code, command)
     return GsmRejectedError(code, command)

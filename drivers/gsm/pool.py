@@ -12,7 +12,8 @@ limit, so the least loaded healthy modem always takes the next message. When a m
 A retry on the same modem keeps the segments already accepted; on another modem (another SIM,
 so another sender address: phones join parts by sender and reference) every segment is sent
 again, and reports of the abandoned copy are no longer matched. Delivery is at least once per
-segment. If no modem is ready, queued messages fail with GsmNoModemError. Retryable errors
+segment. A new message is refused with GsmNoModemError when no modem is ready; a queued one
+fails so after ``queue_timeout``. A modem that fails again and again backs off. Retryable errors
 (``GsmRetryableError``) are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones
 fail the message at once.
 
@@ -36,6 +37,7 @@ from typing import Any
 from drivers.gsm.config import GsmPoolConfig
 from drivers.gsm.errors import (
     GsmError,
+    GsmModemFaultError,
     GsmNoModemError,
     GsmPermanentError,
     GsmPortError,
@@ -56,7 +58,7 @@ from drivers.gsm.results import (
 )
 
 log = logging.getLogger(__name__)
-_MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError)
+_MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError, GsmModemFaultError)
 
 
 @dataclass(eq=False, slots=True)
@@ -69,6 +71,7 @@ class _Job:
     order: int
     accepted: dict[int, SegmentSubmission] = field(default_factory=dict)
     attempts: int = 0
+    expiry: asyncio.TimerHandle | None = None
 
 
 class GsmModemPool:
@@ -202,14 +205,27 @@ class GsmModemPool:
         return GsmNoModemError(f"no modem is ready: {states}")
 
     def _dispatch(self, job: _Job, raise_if_none: bool = False) -> None:
-        """Queue ``job`` by priority, then order of arrival (a retried job keeps its place)."""
-        if not self._ready_slots() or not self._running:
+        """Queue ``job`` by priority, then order of arrival (a retried job keeps its place).
+
+        A new message needs a ready modem now; a retried one waits up to ``queue_timeout``
+        for a modem to come back.
+        """
+        if not self._running or (raise_if_none and not self._ready_slots()):
+            error = self._no_modem()
             if raise_if_none:
-                raise self._no_modem()
-            self._fail(job, self._no_modem())
+                raise error
+            self._fail(job, error)
             return
         heapq.heappush(self._queue, (job.rank, job.order, job))
+        timeout = self.config.queue_timeout
+        job.expiry = asyncio.get_running_loop().call_later(timeout, self._expire, job)
         self._work.set()
+
+    def _expire(self, job: _Job) -> None:
+        """Fail a message that no modem took within ``queue_timeout``."""
+        job.expiry = None
+        waited = f"no modem took the message within {self.config.queue_timeout:g} s"
+        self._fail(job, GsmNoModemError(f"{waited}; {self._no_modem()}"))
 
     async def _take(self, slot: PoolModem, wait: float) -> _Job | None:
         """The next live job for an idle modem, or None after ``wait`` seconds."""
@@ -217,6 +233,9 @@ class GsmModemPool:
         while slot.state is ModemState.READY:
             while self._queue:
                 _, _, job = heapq.heappop(self._queue)
+                if job.expiry is not None:
+                    job.expiry.cancel()
+                    job.expiry = None
                 if not job.future.done():
                     return job
             self._work.clear()
@@ -230,6 +249,9 @@ class GsmModemPool:
         return None
 
     def _fail(self, job: _Job, error: GsmError) -> None:
+        if job.expiry is not None:
+            job.expiry.cancel()
+            job.expiry = None
         if not job.future.done():
             job.future.set_exception(error)
 
@@ -275,9 +297,6 @@ class GsmModemPool:
         if not slot.fail(error, state):
             return
         self._work.set()  # wake the modem's supervisor out of _take so it reconnects
-        if not self._ready_slots():
-            while self._queue:
-                self._fail(heapq.heappop(self._queue)[2], self._no_modem())
 
     async def _send_job(self, slot: PoolModem, job: _Job) -> None:
         if any(earlier.modem != slot.name for earlier in job.accepted.values()):

@@ -21,6 +21,7 @@ from drivers.gsm.results import ModemHealth, ModemState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_MAX_BACKOFF = 60.0
 
 
 class PoolModem:
@@ -40,6 +41,8 @@ class PoolModem:
         self.checked_at = 0.0
         self.sent_segments = 0
         self.failures = 0
+        self.failures_in_a_row = 0
+        self.retry_at = 0.0
         self.last_error: str | None = None
 
     @property
@@ -75,6 +78,9 @@ class PoolModem:
     async def connect(self) -> bool:
         """Try to connect once; False if retrying cannot help (a wrong PIN must not be
         retried: the SIM would lock)."""
+        delay = self.retry_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
         self.set_state(ModemState.CONNECTING)
         try:
             self.signal = await self.call(self.client.connect)
@@ -113,6 +119,10 @@ class PoolModem:
             return False
         self.set_state(state)
         self.failures += 1
+        self.failures_in_a_row += 1
+        # a modem that fails again right after reconnecting (a SIM without SMSC) backs off
+        backoff = self.config.reconnect_interval * 2 ** (self.failures_in_a_row - 1)
+        self.retry_at = time.monotonic() + min(backoff, _MAX_BACKOFF)
         if error is not None:
             self.last_error = str(error)
         log.warning("modem %s: %s (%s)", self.name, state.value, error)
@@ -126,6 +136,7 @@ class PoolModem:
 
     def sent(self) -> None:
         self.sent_segments += 1
+        self.failures_in_a_row = 0
         self.next_send = time.monotonic() + self.config.min_send_interval
 
     async def close(self) -> None:

@@ -11,11 +11,15 @@ import pytest
 from drivers.gsm.config import ReportMode
 from drivers.gsm.errors import (
     GsmConfigError,
+    GsmModemFaultError,
     GsmNetworkError,
+    GsmPermanentError,
     GsmPortError,
     GsmProtocolError,
     GsmRejectedError,
+    GsmRetryableError,
     GsmTimeoutError,
+    cms_error,
 )
 from drivers.gsm.modem import GsmModemClient
 from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_status_report, encode_submit
@@ -299,3 +303,23 @@ def test_a_second_driver_cannot_share_the_port(
 
 def test_the_pin_is_not_shown_in_the_config_repr() -> None:
     assert "1234" not in repr(fast_config("/dev/ttyUSB0", pin="1234"))
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "retryable"),
+    [
+        (331, GsmNetworkError, True),
+        (332, GsmNetworkError, True),
+        (500, GsmNetworkError, True),
+        (330, GsmModemFaultError, True),
+        (310, GsmModemFaultError, True),
+        (304, GsmRejectedError, False),
+        (321, GsmRejectedError, False),
+    ],
+)
+def test_cms_codes_map_onto_the_tree(code: int, kind: type, retryable: bool) -> None:
+    error = cms_error(code, "AT+CMGS=20")
+    assert type(error) is kind and error.code == code
+    assert isinstance(error, GsmRetryableError) is retryable
+    assert isinstance(error, GsmPermanentError) is not retryable
+    assert str(code) in str(error)

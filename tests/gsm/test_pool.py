@@ -454,3 +454,27 @@ async def test_a_multipart_message_moves_whole_to_another_modem(
     for segment in submission.segments:
         final = reports[("long", segment.sequence)][-1]
         assert (final.modem, final.message_reference) == (segment.modem, segment.message_reference)
+
+
+async def test_a_sim_without_service_centre_backs_off_and_the_message_waits(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(faults=ModemSimulatorFaults(cms_errors=[330]))
+    async with running_pool([simulator]) as pool:
+        submission = await pool.send(NUMBER, "after a reconnect", reference="r1")
+        health = pool.health()[0]
+    assert submission.segments[0].modem == "m0"
+    assert health.failures == 1 and "330" in (health.last_error or "")
+    assert [r.text for r in network.records] == ["after a reconnect"]
+
+
+async def test_a_message_waits_for_a_modem_only_up_to_the_queue_timeout(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(faults=ModemSimulatorFaults(close_on_send=True))
+    async with running_pool([simulator], queue_timeout=0.3) as pool:
+        started = time.monotonic()
+        with pytest.raises(GsmNoModemError, match=r"within 0\.3 s"):
+            await pool.send(NUMBER, "nowhere to go", reference="r1")
+        assert time.monotonic() - started >= 0.3
+    assert network.records == []
