@@ -86,8 +86,9 @@ class TcpUplink:
             self._backoff.reset()
             try:
                 await self._session(reader, writer)
-            except (OSError, ValueError, EOFError) as exc:
-                log.info("box %s: link to %s lost: %s", self._agent.box_id, self._host, exc)
+            except* (OSError, ValueError, EOFError) as group:
+                why = group.exceptions[0]
+                log.info("box %s: link to %s lost: %s", self._agent.box_id, self._host, why)
             finally:
                 self.connected.clear()
                 writer.close()
@@ -130,8 +131,10 @@ class MqttUplink:
         tls_context: ssl.SSLContext | None = None,
         keepalive_s: int = 30,
         reconnect_s: tuple[float, float] = (0.2, 30.0),
+        timeout_s: float = 30.0,
     ) -> None:
         self._agent = agent
+        self._timeout_s = timeout_s
         self._host, self._port = host, port
         self._topics = topics
         self._tls = tls_context
@@ -147,6 +150,7 @@ class MqttUplink:
             identifier=f"box-{box}",
             clean_session=False,
             keepalive=self._keepalive,
+            timeout=self._timeout_s,
             tls_context=self._tls,
             will=aiomqtt.Will(self._topics.presence(box), OFFLINE, qos=1, retain=True),
         )
@@ -167,8 +171,8 @@ class MqttUplink:
                                 await client.publish(
                                     self._topics.presence(box), OFFLINE, qos=1, retain=True
                                 )
-            except aiomqtt.MqttError as exc:
-                log.info("box %s: MQTT link lost: %s", box, exc)
+            except* aiomqtt.MqttError as group:
+                log.info("box %s: MQTT link lost: %s", box, group.exceptions[0])
             await self._backoff.wait()
 
     async def _session(self, client: aiomqtt.Client) -> None:

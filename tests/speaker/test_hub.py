@@ -318,3 +318,30 @@ async def test_unregistering_or_rekeying_a_box_closes_its_connection(tcp_hub: Sp
 def _times() -> dict[str, dt.datetime]:
     now = dt.datetime.now(dt.UTC)
     return {"issued_at": now, "expires_at": now + dt.timedelta(minutes=1)}
+
+
+async def test_boxes_reconnect_when_the_hub_comes_back(tmp_path: Path) -> None:
+    first = SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0)))
+    await first.start()
+    port = first.tcp_port
+    fleet = SpeakerFleetSimulator(
+        FleetSimulatorConfig(
+            url=f"tcp://127.0.0.1:{port}", fleet_secret=SECRET, boxes=2, work_dir=tmp_path
+        )
+    )
+    registrations = fleet.registrations("tcp")
+    for registration in registrations:
+        first.register(registration)
+    await fleet.start()
+    try:
+        await fleet.wait_connected(5)
+        await first.stop()
+        second = SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", port)), registrations)
+        async with second:
+            recorder = HubEventRecorder(second)
+            try:
+                await recorder.wait_for(lambda: second.online_count == 2, 10)
+            finally:
+                await recorder.close()
+    finally:
+        await fleet.stop()
