@@ -8,15 +8,9 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from drivers.gsm import (
-    DeliveryReport,
-    GsmModemPool,
-    GsmPoolConfig,
-)
+from drivers.gsm import DeliveryReport, GsmModemPool, GsmPoolConfig
 from drivers.gsm.simulator import AtModemSimulator
-from drivers.gsm.simulator_network import (
-    NetworkRecord,
-)
+from drivers.gsm.simulator_network import NetworkRecord
 
 from .conftest import fast_config
 from .oracle import independent_text

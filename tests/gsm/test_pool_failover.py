@@ -16,10 +16,7 @@ from drivers.gsm import (
     segment_count,
 )
 from drivers.gsm.simulator import ModemSimulatorFaults
-from drivers.gsm.simulator_network import (
-    NetworkRecord,
-    SimulatedNetwork,
-)
+from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
 
 from .conftest import SimulatorFactory
 from .pool_support import NUMBER, TEXTS, collect_final_reports, joined_texts, running_pool
