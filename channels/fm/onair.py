@@ -2,13 +2,13 @@
 priority on a transmitter, and its EAS SAME header.
 
 RT (EN 50067 §3.1.5.3, at most 64 characters of the basic character set, Annex E) comes from
-the headline (the rendition's ``title``, marker included) of the first of the target's
-languages that the set can carry once typographic characters are folded (full-width forms,
-curly quotes, dashes, accents). Chinese and Mongolian cannot be carried: enhanced RadioText
-is not produced by the driver, so the RT is then a configured Latin text per hazard and
-warning level (``rt_fallback``), or a built-in one, prefixed with a Latin marker for tests,
-exercises, updates and cancellations. Text over 64 characters is cut at a word boundary.
-Nothing here raises for odd text: every alert gets a valid RT.
+the headline (the rendition's ``title``, marker included) of the first text, in the target's
+languages first, then the alert's others, that the set can carry once typographic characters
+are folded (full-width forms, curly quotes, dashes, accents). Chinese and Mongolian cannot
+be carried: enhanced RadioText is not produced by the driver, so the RT is then a configured
+Latin text per hazard and warning level (``rt_fallback``), or a built-in one, prefixed with
+a Latin marker for tests, exercises, updates and cancellations. Text over 64 characters is
+cut at a word boundary. Nothing here raises for odd text: every alert gets a valid RT.
 
 The SAME header (47 CFR §11.31) uses the target's 6-digit county code as its location, an
 event code per hazard (RWT for tests, DMO for exercises), the purge time from the alert's
@@ -167,7 +167,9 @@ def on_air_text(message: AlertMessage, target: Target, settings: FmChannelConfig
     """PS and RT for ``message`` on ``target``'s transmitter."""
     ps = alert_ps(message, settings)
     notes: list[str] = []
-    for text in message.rendition.for_languages(target.languages):
+    preferred = message.rendition.for_languages(target.languages)
+    others = [t for t in message.rendition.texts if t not in preferred]
+    for text in preferred + others:
         folded = fold_to_rds(text.title)
         if folded:
             rt = cut_to(folded, RT_MAX_LENGTH)

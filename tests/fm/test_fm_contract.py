@@ -118,3 +118,25 @@ def test_transmitters_take_station_defaults_and_their_own_settings(sink: Path) -
     assert b is not None and b.ps == "HUADE FM" and b.pty == 3 and b.url.startswith("/dev/")
     assert config.transmitter("socket://10.0.0.9:4001") is not None
     assert config.transmitter("tx-unknown") is None
+
+
+async def test_probe_checks_the_encoder_without_touching_the_air(
+    tmp_path: Path, sink: Path
+) -> None:
+    async with RdsEncoderSimulator(initial=NORMAL) as sim:
+        url = await sim.start_tcp() + "?ack_timeout=0.2"
+        channel = _channel(tmp_path, fm_table(sink, {TRANSMITTER: url}))
+        await channel.start()
+        target = Target(id="fm-150921", channel="fm", name="tx", address=TRANSMITTER)
+        try:
+            probe = await channel.probe(target)
+            sim.faults.silent = True
+            silent = await channel.probe(target)
+            health = await channel.health()
+        finally:
+            await channel.stop()
+        history = list(sim.history)
+    assert probe.ok and probe.detail == "encoder acknowledged"
+    assert not silent.ok and "no acknowledgement" in silent.detail
+    assert not health.ok and health.devices[TRANSMITTER]["connected"] is True
+    assert history == [], "a probe changed what is on air"

@@ -4,6 +4,7 @@ package's own §11.31 parser accepts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,13 @@ async def test_preview_shows_ps_and_rt(tmp_path: Path, sink: Path) -> None:
     assert preview.lines == ("PS: TEST", "RT: TEST: SNOWSTORM WARNING RED - LISTEN NOW")
     assert preview.title == "PS 'TEST' PTY 30"
     assert preview.notes and "Latin RT" in preview.notes[0]
+
+
+def test_an_english_text_of_the_alert_is_used_before_the_fallback(sink: Path) -> None:
+    cap = make_alert()
+    english = replace(cap.infos[0], language="en-US", headline="Blizzard warning, orange")
+    cap.infos.append(english)
+    message = AlertMessage(id="a3", alert=cap, rendition=render(cap), expires_at=9e9)
+    text = on_air_text(message, TARGET, _config(sink))
+    assert text.source == "headline (en-US)"
+    assert text.content.rt == "Blizzard warning, orange"
