@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import resource
 import signal
 import sys
@@ -159,9 +160,16 @@ async def measure(
             start = time.perf_counter()
             await sender(command)
             sent = time.perf_counter()
-            async with asyncio.timeout(120):
-                await counter.event(cmd_id, AckStage.STARTED).wait()
-                await counter.event(cmd_id, AckStage.FINISHED).wait()
+            try:
+                async with asyncio.timeout(args.timeout_s):
+                    await counter.event(cmd_id, AckStage.FINISHED).wait()
+            except TimeoutError:
+                counts = [len(counter.seen.get((cmd_id, st), ())) for st in AckStage]
+                print(
+                    f"{name} {label:>11}: NOT COMPLETE after {args.timeout_s:.0f} s: "
+                    + ", ".join(f"{st.value} {n}" for st, n in zip(AckStage, counts, strict=True))
+                )
+                continue
             started = counter.arrivals[(cmd_id, AckStage.STARTED)]
             finished = counter.reached[(cmd_id, AckStage.FINISHED)] - start
             p50, p99 = (started[int(len(started) * q) - 1] - start for q in (0.5, 0.99))
@@ -212,7 +220,10 @@ def registrations(ids: list[str], transport: str) -> list[BoxRegistration]:
 
 async def run(args: argparse.Namespace) -> None:
     ids = [f"sim-{i:05d}" for i in range(args.boxes)]
-    print(f"speaker fan-out: {args.boxes} boxes, {args.processes} simulator processes")
+    print(
+        f"speaker fan-out: {args.boxes} boxes, {args.processes} simulator processes, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     async with MediaServer({"alert.wav": AUDIO}) as media:
         url = media.url("alert.wav")
         tcp = SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0), heartbeat_timeout_s=3600)
@@ -232,6 +243,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
     args = parser.parse_args()
     limit = raise_file_limit()
     if limit < args.boxes + 1000:
