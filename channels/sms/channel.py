@@ -141,7 +141,16 @@ class SmsChannel(Channel):
         ports: dict[str, str] = {}
         if self.settings.simulate and not self.settings.modems:
             ports = await asyncio.to_thread(self._start_simulators)
-        pool = GsmModemPool(self.settings.pool_config(ports))
+        pool_config = self.settings.pool_config(ports)
+        if self.settings.concurrency > 4 * len(pool_config.modems):
+            log.warning(
+                "channel %s: concurrency %d for %d modems: sends wait in the pool's queue and"
+                " may reach the dispatcher's send timeout; 2-3 per modem is enough",
+                self.name,
+                self.settings.concurrency,
+                len(pool_config.modems),
+            )
+        pool = GsmModemPool(pool_config)
         if self.settings.status_reports:
             pool.add_report_listener(self._tracker.on_report)
         try:
@@ -288,6 +297,8 @@ class SmsChannel(Channel):
         except asyncio.CancelledError:
             self._tracker.forget(delivery.id, delivery.attempt)
             raise
+        if reporting:
+            self._tracker.accepted(delivery.id, delivery.attempt)
         segments = submission.segments
         detail = (
             f"{len(segments)} {submission.encoding.name} segment(s) accepted by the network"

@@ -67,8 +67,9 @@ def parse_reference(reference: str) -> tuple[int, int] | None:
 
 @dataclass(slots=True)
 class _Attempt:
-    total: int | None = None
     states: dict[int, DeliveryState] = field(default_factory=dict)
+    sent: bool = False  # the pool returned the submission
+    held: Confirmation | None = None  # a final outcome that arrived before that
 
 
 class SegmentTracker:
@@ -92,6 +93,19 @@ class SegmentTracker:
             self.forget(*next(iter(self._open)))
         return pool_reference(delivery_id, attempt)
 
+    def accepted(self, delivery_id: int, attempt: int) -> None:
+        """The attempt's send returned: release an outcome its reports already decided.
+
+        Holding it until now keeps the core's order: accepted first, then confirmed.
+        """
+        entry = self._open.get((delivery_id, attempt))
+        if entry is None:
+            return
+        entry.sent = True
+        if entry.held is not None:
+            self._settle(delivery_id)
+            self._emit(entry.held)
+
     def forget(self, delivery_id: int, attempt: int) -> None:
         """Drop one attempt (not sent, superseded, or the oldest when the table is full)."""
         self._open.pop((delivery_id, attempt), None)
@@ -109,38 +123,36 @@ class SegmentTracker:
             log.debug("status report for %s: no open attempt, ignored", report.reference)
             return
         delivery_id, attempt = key
-        entry.total = report.total
         entry.states[report.sequence] = report.state
         where = f"segment {report.sequence}/{report.total} via {report.modem}"
         if report.state is DeliveryState.FAILED:
             if attempt < max(self._attempts[delivery_id]):
                 self.forget(delivery_id, attempt)  # a newer attempt is under way; it decides
                 return
-            self._settle(delivery_id)
-            self._emit(
-                Confirmation(
-                    delivery_id,
-                    ConfirmationOutcome.FAILED,
-                    f"{where} failed: {status_text(report.status)}",
-                )
-            )
+            detail = f"{where} failed: {status_text(report.status)}"
+            self._final(entry, Confirmation(delivery_id, ConfirmationOutcome.FAILED, detail))
             return
         delivered = sum(state is DeliveryState.DELIVERED for state in entry.states.values())
         if delivered == report.total:
-            self._settle(delivery_id)
-            self._emit(
-                Confirmation(
-                    delivery_id,
-                    ConfirmationOutcome.CONFIRMED,
-                    f"all {report.total} segment(s) delivered (status reports)",
-                )
-            )
+            detail = f"all {report.total} segment(s) delivered (status reports)"
+            self._final(entry, Confirmation(delivery_id, ConfirmationOutcome.CONFIRMED, detail))
             return
+        if not entry.sent:
+            return  # a step before the core even recorded the send: nothing to show yet
         if report.state is DeliveryState.PENDING:
             detail = f"{where}: {status_text(report.status)}, the network keeps trying"
         else:
             detail = f"{where} delivered ({delivered} of {report.total})"
         self._emit(Confirmation(delivery_id, ConfirmationOutcome.PROGRESS, detail))
+
+    def _final(self, entry: _Attempt, confirmation: Confirmation) -> None:
+        if entry.held is not None:
+            return
+        if not entry.sent:
+            entry.held = confirmation
+            return
+        self._settle(confirmation.delivery_id)
+        self._emit(confirmation)
 
     def _settle(self, delivery_id: int) -> None:
         for attempt in self._attempts.pop(delivery_id, set()):

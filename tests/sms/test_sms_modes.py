@@ -40,7 +40,7 @@ async def register_and_send(
     service: BroadcasterService, identifier: str
 ) -> dict[str, dict[str, int]]:
     result = await service.submit(make_alert(identifier), origin="test")
-    return await wait_until_complete(service, result.alert_id)
+    return await wait_until_complete(service, result.alert_id, timeout=30)
 
 
 async def test_groups_from_csv_are_registered_and_reached_by_area(

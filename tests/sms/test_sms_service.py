@@ -136,6 +136,7 @@ async def test_fifty_recipients_three_modems_one_dies_all_confirmed_per_segment(
         )
 
     assert summary == {"sms": {"confirmed": 50}}
+    assert all(len(row["provider_ref"].split(",")) == 3 for row in rows)  # modem:TP-MR each
     assert sorted(row["part"] for row in rows if row["target_id"] == "town0") == list(range(1, 11))
     assert expected.segments == 3 and expected.text.startswith(f"{SIGNATURE}【演练】")
     assert expected.notes and expected.notes[0].startswith("description shortened")
@@ -175,7 +176,7 @@ async def test_gsm7_ucs2_and_surrogate_pairs_arrive_exactly_as_rendered(
     async with running(config) as service:
         alert = bilingual_alert("sms-codings", description=description)
         result = await service.submit(alert, origin="test")
-        summary = await wait_until_complete(service, result.alert_id)
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
         message = await service.dispatcher.message(result.alert_id)
         chinese = sms_channel(service).render(message, ("zh-CN",))
         english = sms_channel(service).render(message, ("en",))
@@ -208,7 +209,7 @@ async def test_temporary_reports_stay_pending_and_permanent_ones_fail(
     )
     async with running(config) as service:
         result = await service.submit(bilingual_alert("sms-reports"), origin="test")
-        summary = await wait_until_complete(service, result.alert_id)
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
         rows = {row["part"]: row for row in await deliveries(service, result.alert_id)}
         busy_events = await service.database.run(service.outbox.events, rows[1]["id"])
 
@@ -232,7 +233,7 @@ async def test_invalid_number_and_empty_group_fail_clearly_and_the_rest_is_sent(
     config = make_config(tmp_path, {"sms": sms_channel_table(modems)}, groups)
     async with running(config) as service:
         result = await service.submit(bilingual_alert("sms-bad"), origin="test")
-        summary = await wait_until_complete(service, result.alert_id)
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
         rows = {(r["target_id"], r["part"]): r for r in await deliveries(service, result.alert_id)}
 
     assert summary == {"sms": {"confirmed": 2, "failed": 2}}
@@ -259,7 +260,7 @@ async def test_garbage_and_silent_modems_leave_the_healthy_one_to_carry_on(
     config = make_config(tmp_path, {"sms": sms_channel_table(modems)}, [group("t", numbers(0, 6))])
     async with running(config) as service:
         result = await service.submit(bilingual_alert("sms-faulty"), origin="test")
-        summary = await wait_until_complete(service, result.alert_id)
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
         health = await sms_channel(service).health()
 
     assert summary == {"sms": {"confirmed": 6}}

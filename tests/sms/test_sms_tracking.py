@@ -34,6 +34,7 @@ def tracker() -> tuple[SegmentTracker, list[Confirmation]]:
 def test_multipart_reports_are_matched_per_part() -> None:
     segments, emitted = tracker()
     reference = segments.expect(7, 1)
+    segments.accepted(7, 1)
     segments.on_report(report(reference, 3, 3, 0x00))
     segments.on_report(report(reference, 1, 3, 0x00))
     segments.on_report(report(reference, 1, 3, 0x00))  # a duplicate does not count twice
@@ -53,6 +54,7 @@ def test_multipart_reports_are_matched_per_part() -> None:
 def test_a_permanent_status_fails_the_delivery() -> None:
     segments, emitted = tracker()
     reference = segments.expect(8, 1)
+    segments.accepted(8, 1)
     segments.on_report(report(reference, 1, 2, 0x00))
     segments.on_report(report(reference, 2, 2, 0x46))
     assert emitted[-1].outcome is ConfirmationOutcome.FAILED
@@ -63,7 +65,9 @@ def test_a_permanent_status_fails_the_delivery() -> None:
 def test_an_older_attempt_failing_does_not_fail_a_newer_one() -> None:
     segments, emitted = tracker()
     old = segments.expect(9, 1)
+    segments.accepted(9, 1)
     new = segments.expect(9, 2)
+    segments.accepted(9, 2)
     segments.on_report(report(old, 1, 1, 0x41))
     assert emitted == []
     segments.on_report(report(new, 1, 1, 0x00))
@@ -73,7 +77,9 @@ def test_an_older_attempt_failing_does_not_fail_a_newer_one() -> None:
 def test_an_older_attempt_delivered_in_full_confirms() -> None:
     segments, emitted = tracker()
     old = segments.expect(10, 1)
+    segments.accepted(10, 1)
     segments.expect(10, 2)
+    segments.accepted(10, 2)
     segments.on_report(report(old, 1, 1, 0x00))
     assert [c.outcome for c in emitted] == [ConfirmationOutcome.CONFIRMED]
     assert segments.open_attempts == 0
@@ -82,6 +88,7 @@ def test_an_older_attempt_delivered_in_full_confirms() -> None:
 def test_unknown_references_and_forgotten_attempts_are_ignored() -> None:
     segments, emitted = tracker()
     reference = segments.expect(11, 1)
+    segments.accepted(11, 1)
     segments.forget(11, 1)
     segments.on_report(report(reference, 1, 1, 0x00))
     segments.on_report(report("alert-1/x", 1, 1, 0x00))
@@ -92,7 +99,23 @@ def test_the_table_of_open_attempts_is_bounded() -> None:
     emitted: list[Confirmation] = []
     segments = SegmentTracker(emitted.append, max_open=3)
     references = [segments.expect(n, 1) for n in range(5)]
+    for n in range(5):
+        segments.accepted(n, 1)
     assert segments.open_attempts == 3
     segments.on_report(report(references[0], 1, 1, 0x00))
     segments.on_report(report(references[4], 1, 1, 0x00))
     assert [c.delivery_id for c in emitted] == [4]
+
+
+def test_an_outcome_reported_before_the_send_returned_waits_for_it() -> None:
+    segments, emitted = tracker()
+    reference = segments.expect(12, 1)
+    segments.on_report(report(reference, 1, 2, 0x21))
+    segments.on_report(report(reference, 1, 2, 0x00))
+    segments.on_report(report(reference, 2, 2, 0x00))
+    assert emitted == []
+    segments.accepted(12, 1)
+    assert [c.outcome for c in emitted] == [ConfirmationOutcome.CONFIRMED]
+    assert segments.open_attempts == 0
+    segments.accepted(12, 1)
+    assert len(emitted) == 1
