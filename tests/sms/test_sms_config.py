@@ -10,10 +10,29 @@ import pytest
 
 from broadcaster.config import MASK
 from broadcaster.delivery import Target
-from broadcaster.errors import PluginError
+from broadcaster.errors import (
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    PermanentError,
+    PluginError,
+    RetryableError,
+    TargetRejectedError,
+    UnsupportedError,
+)
 from broadcaster.plugins import build_channel, load_plugin, masked_config
 from broadcaster.testing.contract import channel_context, contract_message
-from channels.sms import SmsChannel, SmsChannelConfig
+from channels.sms import SmsChannel, SmsChannelConfig, channel_error
+from drivers.gsm import (
+    GsmError,
+    GsmInvalidNumberError,
+    GsmMessageTooLongError,
+    GsmNoModemError,
+    GsmPortError,
+    GsmProtocolError,
+    GsmRejectedError,
+    GsmTimeoutError,
+)
+from drivers.gsm.errors import cms_error
 from tests.core.support import make_config
 
 from .conftest import SimulatorFactory, modem_table, sms_channel_table
@@ -114,3 +133,22 @@ async def test_health_and_probe_report_modems_and_send_nothing(
     assert not bad.ok and "entry 2: 'x' is not a phone number" in bad.detail and not empty.ok
     assert simulator.network.records == []
     assert not any(c.startswith("AT+CMGS") for c in simulator.commands_seen)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (GsmInvalidNumberError("'x' is not a phone number"), TargetRejectedError),
+        (GsmMessageTooLongError("too long"), UnsupportedError),
+        (GsmRejectedError(304, "AT+CMGS=20"), PermanentError),
+        (cms_error(331, "AT+CMGS=20"), RetryableError),
+        (GsmTimeoutError("no answer"), DeviceTimeoutError),
+        (GsmNoModemError("no modem is ready"), DeviceUnavailableError),
+        (GsmPortError("gone"), DeviceUnavailableError),
+        (GsmProtocolError("garbage"), RetryableError),
+    ],
+)
+def test_driver_errors_map_onto_the_core_tree(error: GsmError, expected: type[Exception]) -> None:
+    mapped = channel_error(error, "+8613800471001")
+    assert type(mapped) is expected
+    assert str(mapped).startswith("SMS to +8613800471001: ") and str(error) in str(mapped)

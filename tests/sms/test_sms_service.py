@@ -298,3 +298,25 @@ async def test_without_working_modems_deliveries_are_retried_and_other_channels_
     assert states == {("sms", "queued"), ("log", "confirmed")}
     assert all("no modem is ready" in r["last_error"] for r in rows if r["channel"] == "sms")
     assert not health.ok and "0 of 1 modems ready" in health.detail
+
+
+async def test_transient_network_errors_are_retried_until_delivered(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0", ModemSimulatorFaults(cms_errors=[331, 332, 331, 500]))
+    table = sms_channel_table([modem_table("m0", simulator.device_path)], max_attempts=2)
+    config = make_config(tmp_path, {"sms": table}, [group("t", numbers(0, 1))])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-transient"), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
+        [row] = await deliveries(service, result.alert_id)
+        events = await service.database.run(service.outbox.events, row["id"])
+
+    assert summary == {"sms": {"confirmed": 1}} and row["attempts"] == 3
+    retried = [
+        e["detail"] for e in events if (e["from_state"], e["to_state"]) == ("sending", "queued")
+    ]
+    assert "+CMS ERROR: 332 (network timeout)" in retried[0]
+    assert "+CMS ERROR: 500 (unknown error)" in retried[1]
+    assert simulator.faults.cms_errors == []
+    assert list(received_messages(network.records)) == numbers(0, 1)
