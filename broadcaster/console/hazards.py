@@ -5,7 +5,8 @@ for each colour level (``blue``, ``yellow``, ``orange``, ``red``) the urgency, c
 description and instruction per language; ``zh-CN`` is required, ``en`` and ``mn`` optional.
 Severity follows the colour as in China's national warning system (PROTOCOLS.md): red →
 Extreme, orange → Severe, yellow → Moderate, blue → Minor. The headline is built from the
-area, the event and the colour unless a level gives its own (``{area}`` is replaced).
+area, the event and the colour unless a level gives its own (``{area}`` is replaced); in
+English and Mongolian it names the colour and the event only.
 
 The shipped templates are in ``config/templates/``; ``[console] templates`` points elsewhere.
 A faulty file is refused with a ConfigError naming the file and the key.
@@ -103,7 +104,9 @@ def _default_headline(language: str, event: str, level: str) -> str:
     colour = LEVEL_NAMES.get(language, LEVEL_NAMES["en"])[level]
     if language == "zh-CN":
         return f"{{area}}{event}{colour}预警"
-    return f"{{area}}: {event} warning, {colour}"
+    # Other languages name no place: division names are Chinese, and RDS and many phones
+    # show only Latin text.
+    return f"{colour} {event[:1].lower()}{event[1:]} warning"
 
 
 class _Reader:

@@ -59,6 +59,8 @@ def test_shipped_templates_cover_the_hazards_and_levels() -> None:
         assert red["severity"] == "Extreme"
         assert red["texts"]["zh-CN"]["headline"] == f"卓资县{template.event['zh-CN']}红色预警"
         assert template.prefill("blue", "x")["severity"] == "Minor"
+        english = red["texts"]["en"]["headline"]
+        assert english.startswith("Red ") and english.endswith(" warning") and english.isascii()
 
 
 def test_every_template_level_makes_a_schema_valid_alert(

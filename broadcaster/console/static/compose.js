@@ -56,6 +56,7 @@
     $("hazard_value").value = $("hazard").value;
     for (const b of document.querySelectorAll(".levels button")) {
       b.classList.toggle("on", b.dataset.level === level);
+      b.setAttribute("aria-pressed", String(b.dataset.level === level));
     }
     if (!hazard || !level) return;
     const prefill = hazard.levels[level];
@@ -293,6 +294,12 @@
     applyTemplate(false);
   });
   $("preview-button").addEventListener("click", preview);
+  // One click, one alert: a second submit while the first is on its way is ignored.
+  form.addEventListener("submit", (event) => {
+    if (form.dataset.sent) event.preventDefault();
+    form.dataset.sent = "1";
+    $("submit").disabled = true;
+  });
   restore(data.initial);
   if (data.problems.length) showProblems(data.problems);
 })();
