@@ -108,3 +108,23 @@ async def test_simulated_modems_deliver_and_confirm(tmp_path: Path) -> None:
     assert {r.number for r in records} == set(numbers(0, 4))
     assert len({r.modem for r in records}) == 2
     assert "2 of 2 modems ready" in health.detail and channel.simulators == ()
+
+
+async def test_a_cancel_reaches_every_number_the_warning_reached(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    table = sms_channel_table([modem_table("m0", simulator.device_path)])
+    config = make_config(tmp_path, {"sms": table}, [group("t", numbers(0, 3))])
+    async with running(config) as service:
+        first = await service.submit(make_alert("sms-to-cancel"), origin="test")
+        await wait_until_complete(service, first.alert_id, timeout=30)
+        cancel = await service.cancel(first.alert_id, reason="预警解除，恢复正常。", origin="test")
+        summary = await wait_until_complete(service, cancel.alert_id, timeout=30)
+
+    assert summary == {"sms": {"confirmed": 3}}
+    received = received_messages(network.records)
+    for number in numbers(0, 3):
+        warning, cancelled = received[number]
+        assert warning.startswith("【乌兰察布市应急管理局】卓资县暴雪橙色预警")
+        assert cancelled == "【乌兰察布市应急管理局】【解除】预警解除，恢复正常。"
