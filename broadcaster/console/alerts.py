@@ -28,6 +28,7 @@ from broadcaster.errors import ApprovalError, CapError
 
 routes = web.RouteTableDef()
 _AUDIO_KEEP = 50
+_PAGE = 100
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
 
 
@@ -41,6 +42,10 @@ async def history(request: web.Request) -> web.Response:
     service = state_of(request).service
     q = request.query.get("q", "").strip()
     wanted_state = request.query.get("state", "")
+    try:
+        offset = max(0, int(request.query.get("offset", "0")))
+    except ValueError:
+        offset = 0
     like = f"%{q}%"
     rows = await service.database.run(
         service.database.query,
@@ -49,10 +54,11 @@ async def history(request: web.Request) -> web.Response:
         " FROM alerts a LEFT JOIN approvals p ON p.alert_id = a.id"
         " WHERE (? = '' OR a.headline LIKE ? OR a.event LIKE ? OR a.identifier LIKE ?"
         " OR a.id = ?) AND (? = '' OR a.state = ? OR p.state = ?)"
-        " ORDER BY a.received_at DESC LIMIT 100",
-        (q, like, like, like, q, wanted_state, wanted_state, wanted_state),
+        " ORDER BY a.received_at DESC LIMIT ? OFFSET ?",
+        (q, like, like, like, q, wanted_state, wanted_state, wanted_state, _PAGE, offset),
     )
-    return page(request, "history.html", {"alerts": rows, "q": q, "state": wanted_state})
+    context = {"alerts": rows, "q": q, "state": wanted_state, "offset": offset, "page": _PAGE}
+    return page(request, "history.html", context)
 
 
 def compose_context(request: web.Request, initial: dict[str, Any]) -> dict[str, Any]:
