@@ -26,7 +26,9 @@ asked. A Cancel that arrives before the alert is on air keeps it off the air, an
 records the delivery ``cancelled``. Alerts are serialised per encoder and a higher-priority
 alert preempts a lower one (:mod:`channels.fm.transmitter`). Encoders that a crash or a
 shutdown left with an alert possibly up are restored when the channel starts again
-(:mod:`channels.fm.restore`).
+(:mod:`channels.fm.restore`). ``simulate = true`` (demos) serves transmitters without an
+encoder by in-process simulators and writes the audio in real time to
+``<data dir>/fm-<channel>/played/``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import ValidationError
@@ -61,18 +64,26 @@ from broadcaster.errors import (
     UnsupportedError,
 )
 from broadcaster.publisher import hazard_of, speech_text
-from channels.fm.config import FmChannelConfig
+from channels.fm.config import FmChannelConfig, TransmitterConfig
 from channels.fm.onair import on_air_text, priority, same_header
 from channels.fm.player import AudioPlayer
 from channels.fm.restore import OnAirJournal
 from channels.fm.transmitter import LinkSettings, TransmitterLink
-from drivers.rds import EncoderState, RdsEncoderConfig, RdsError, make_encoder_client
+from drivers.rds import (
+    EncoderState,
+    RdsEncoderConfig,
+    RdsEncoderSimulator,
+    RdsError,
+    make_encoder_client,
+)
 from drivers.rds.charset import RT_MAX_LENGTH
 
 log = logging.getLogger(__name__)
 
 #: Time allowed beyond the audio for raising, showing and restoring, in the "busy" estimate.
 _SEQUENCE_OVERHEAD_S = 5.0
+#: The player of ``simulate = true`` without a player: a real-time copy into a file.
+_FILE_PLAYER = ("ffmpeg", "-nostdin", "-v", "error", "-re", "-i", "{file}", "-c", "copy", "-y")
 #: Deliveries remembered as cancelled, so one still rendering is never put on air.
 _CANCELLED_KEPT = 4096
 
@@ -92,11 +103,17 @@ class FmChannel(Channel):
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         self._links: dict[str, TransmitterLink] = {}
-        self._journal = OnAirJournal(context.data_dir / f"fm-{name}" / "on-air")
+        self._simulators: dict[str, RdsEncoderSimulator] = {}
+        directory = context.data_dir / f"fm-{name}"
+        # Simulated encoders live only as long as the process: nothing to restore later.
+        self._journal = None if self.settings.simulate else OnAirJournal(directory / "on-air")
         self._cancelled: deque[int] = deque(maxlen=_CANCELLED_KEPT)
-        self._player = AudioPlayer(
-            self.settings.player, timeout_extra_s=self.settings.player_timeout_seconds
-        )
+        player = self.settings.player
+        self._played_dir: Path | None = None
+        if self.settings.simulate and "player" not in self.settings.model_fields_set:
+            self._played_dir = directory / "played"
+            player = [*_FILE_PLAYER, str(self._played_dir / "{delivery}-{transmitter}.wav")]
+        self.player = AudioPlayer(player, timeout_extra_s=self.settings.player_timeout_seconds)
 
     @property
     def settings(self) -> FmChannelConfig:
@@ -106,22 +123,29 @@ class FmChannel(Channel):
     async def start(self) -> None:
         if self.context.audio is None:
             raise ChannelError("the FM channel needs the audio publisher to render warnings")
-        self._player.check()
+        self.player.check()
+        if self._played_dir is not None:
+            await asyncio.to_thread(self._played_dir.mkdir, parents=True, exist_ok=True)
         await self._recover()
 
     async def stop(self) -> None:
         links = list(self._links.values())
         await asyncio.gather(*(link.close() for link in links))
+        simulators, self._simulators = list(self._simulators.values()), {}
+        for simulator in simulators:
+            await simulator.stop()
 
     # -- transmitters ------------------------------------------------------------------
 
-    def _link(self, target: Target) -> TransmitterLink:
+    async def _link(self, target: Target) -> TransmitterLink:
         key = target.address or target.id
         try:
             transmitter = self.settings.transmitter(key)
         except ValidationError as error:
             problem = error.errors()[0]["msg"]
             raise TargetRejectedError(f"target {target.id}: {problem}") from None
+        if transmitter is None and self.settings.simulate:
+            transmitter = await self._simulated(key)
         if transmitter is None:
             raise TargetRejectedError(
                 f"target {target.id}: transmitter {key!r} has no encoder; add it to"
@@ -148,8 +172,22 @@ class FmChannel(Channel):
             self._links[url] = link
         return link
 
+    async def _simulated(self, key: str) -> TransmitterConfig:
+        """An in-process encoder simulator for transmitter ``key`` (``simulate = true``)."""
+        simulator = self._simulators.get(key)
+        if simulator is None:
+            simulator = self._simulators[key] = RdsEncoderSimulator()
+        url = await simulator.start_tcp()
+        return TransmitterConfig.model_validate(self.settings.station.model_dump() | {"url": url})
+
+    def simulators(self) -> dict[str, RdsEncoderSimulator]:
+        """The in-process encoders of a ``simulate = true`` instance, by transmitter."""
+        return dict(self._simulators)
+
     async def _recover(self) -> None:
         """Restore encoders an earlier run left with an alert possibly up."""
+        if self._journal is None:
+            return
         for entry in await self._journal.entries():
             try:
                 link = self._link_for(entry.transmitter, entry.url, entry.normal)
@@ -170,7 +208,7 @@ class FmChannel(Channel):
     # -- sending -----------------------------------------------------------------------
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        link = self._link(delivery.target)
+        link = await self._link(delivery.target)
         text = on_air_text(delivery.message, delivery.target, self.settings)
         renders = await self._render(delivery)
         if delivery.id in self._cancelled:
@@ -179,7 +217,7 @@ class FmChannel(Channel):
 
         async def play() -> None:
             for render in renders:
-                await self._player.play(
+                await self.player.play(
                     render.files[ExportFormat.WAV],
                     render.duration_s,
                     transmitter=delivery.target.id,
@@ -246,7 +284,7 @@ class FmChannel(Channel):
 
     async def probe(self, target: Target) -> ProbeResult:
         try:
-            detail = await self._link(target).probe()
+            detail = await (await self._link(target)).probe()
         except ChannelError as error:
             return ProbeResult(ok=False, detail=str(error))
         return ProbeResult(ok=True, detail=detail)

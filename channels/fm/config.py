@@ -13,9 +13,10 @@ Example (``[channels.fm]`` in the TOML configuration)::
     tx-150922 = { url = "/dev/ttyUSB0?dialect=ascii", ps = "HUADE FM" }
 
 A registry target of the channel names its transmitter in ``address``: either a key of
-``encoders`` or an encoder URL itself (``socket://...`` or a device path). Every value is
-checked once, at load: PS and RT texts must fit the RDS character set, encoder URLs must
-parse, the player command must contain ``{file}``.
+``encoders`` or an encoder URL itself (``socket://...`` or a device path). With
+``simulate = true`` (demos) any other transmitter gets an in-process encoder simulator.
+Every value is checked once, at load: PS and RT texts must fit the RDS character set,
+encoder URLs must parse, the player command must contain ``{file}``.
 """
 
 from __future__ import annotations
@@ -133,6 +134,12 @@ class FmChannelConfig(ChannelConfig):
     )
     preempt: bool = Field(
         True, description="a higher-priority alert stops a lower one on the same transmitter"
+    )
+
+    simulate: bool = Field(
+        False,
+        description="serve transmitters missing from encoders with in-process RDS encoder"
+        " simulators and, unless a player is set, write the audio to files (demo only)",
     )
 
     @model_validator(mode="after")
