@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 from dataclasses import dataclass
 
@@ -75,7 +76,7 @@ class SerialBusMaster(HubLink):
         self._decoder = SerialFrameDecoder()
         self._stream = SerialPortStream(config.url, config.baudrate, self._on_bytes, self._on_gap)
         self._expect: tuple[int, int, asyncio.Future[SerialFrame]] | None = None
-        self._sequence = 0
+        self._sequences: dict[int, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     def add_box(self, box_id: str, address: int) -> None:
@@ -189,12 +190,16 @@ class SerialBusMaster(HubLink):
 
         Returns True when the box says more messages are waiting.
         """
-        self._sequence = (self._sequence + 1) & 0xFF
-        data = encode_frame(SerialFrame(address, self._sequence, kind, payload))
+        # Per address, so consecutive frames to one box always differ: an equal number means
+        # a retransmission to the box, never a new frame. A random start keeps a restarted
+        # master from repeating the number a box answered last.
+        sequence = (self._sequences.get(address, random.randrange(256)) + 1) & 0xFF
+        self._sequences[address] = sequence
+        data = encode_frame(SerialFrame(address, sequence, kind, payload))
         loop = asyncio.get_running_loop()
         for _ in range(1 + self._config.retries):
             reply_future: asyncio.Future[SerialFrame] = loop.create_future()
-            self._expect = (address, self._sequence, reply_future)
+            self._expect = (address, sequence, reply_future)
             await self._stream.write(data)
             try:
                 async with asyncio.timeout(self._config.reply_timeout_s):
