@@ -315,6 +315,8 @@ async def test_board_stream_and_target_lists(server: ConsoleServer) -> None:
         assert status == 400
         status, page = await drafter.get("/console/?q=暴雪")
         assert alert_id in page
+        status, page = await drafter.get("/console/?q=暴雪&offset=100")
+        assert status == 200 and alert_id not in page and "Newer" in page
     finally:
         await drafter.close()
         await approver.close()
