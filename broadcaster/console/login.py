@@ -82,7 +82,7 @@ async def login(request: web.Request) -> web.Response:
     state = state_of(request)
     form = await request.post()
     address = client_address(request)
-    username = str(form.get("username", "")).strip().lower()
+    username = str(form.get("username", "")).strip().lower()[:64]  # as much goes to the audit
     password = str(form.get("password", ""))
     try:
         require_csrf(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE))
