@@ -4,7 +4,7 @@
 ``tcp://host:port``, ``tls://host:port``, ``mqtt://host:port[/prefix]``,
 ``mqtts://host:port[/prefix]``, and ``serial:///dev/ttyUSB0?baudrate=19200`` (any pyserial
 URL or device path after ``serial://``). TLS links verify the server against the system CAs or
-``ca_file``.
+``ca_file``; ``server_tls_context`` builds the hub's side.
 """
 
 from __future__ import annotations
@@ -71,6 +71,17 @@ def client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as exc:
         raise SpeakerConfigError(f"cannot load CA file {ca_file}: {exc}") from exc
+
+
+def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """A TLS server context for the hub's TCP listener; raises SpeakerConfigError."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise SpeakerConfigError(f"cannot load TLS certificate {cert_file}: {exc}") from exc
+    return context
 
 
 def open_uplink(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from drivers.speaker.hub import (
     TcpListenConfig,
 )
 from drivers.speaker.hub_serial import SerialLineConfig
+from drivers.speaker.link_url import server_tls_context
 from drivers.speaker.messages import AckStage, BoxAck, BoxHello, BoxStatus, Stop
 from drivers.speaker.simulator import FleetSimulatorConfig, SpeakerFleetSimulator
 from drivers.speaker.testing import HubEventRecorder, NullModem, free_port
@@ -178,8 +178,9 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 async def test_boxes_connect_over_tls(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    with pytest.raises(SpeakerConfigError, match="certificate"):
+        server_tls_context(key, key)
+    context = server_tls_context(cert, key)
     hub = SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0, ssl_context=context)))
     async with hub:
         fleet = SpeakerFleetSimulator(
