@@ -122,6 +122,11 @@ class NotifyConfig(StrictModel):
 class LinkCheckChannelConfig(StrictModel):
     enabled: bool = True
     interval_seconds: float | None = Field(None, ge=1)
+    probe_targets: bool = Field(
+        True,
+        description="probe each registry target; false: the channel's health only (for"
+        " channels whose targets share one link, like phone numbers behind a modem pool)",
+    )
 
 
 class LinkCheckConfig(StrictModel):

@@ -2,8 +2,9 @@
 
 Every ``interval_seconds`` (per channel, ``[scheduler.linkcheck.channels.<name>]``), the checker
 asks the channel's ``health()`` (stored as target ``*``) and, for channels that implement
-``probe``, probes each of its registry targets (modem answers and has signal, encoder
-acknowledges, box heartbeat age, push service reachable). The results go to ``link_status``.
+``probe`` (unless ``probe_targets = false``), probes each of its registry targets (modem
+answers and has signal, encoder acknowledges, box heartbeat age, push service reachable). The
+results go to ``link_status``.
 
 A target that fails ``unhealthy_after`` checks in a row opens a ``link`` notice, shown by the
 API and console, and the officers are told through the notify channel (one message per channel
@@ -171,7 +172,8 @@ class LinkChecker:
         except Exception as exc:
             results = {CHANNEL_SUBJECT: ProbeResult(ok=False, detail=f"health check: {exc}")}
         names = {CHANNEL_SUBJECT: f"{name} (channel)"}
-        if probes_each_target(channel):
+        own = self.config.channels.get(name)
+        if probes_each_target(channel) and (own is None or own.probe_targets):
             targets = await self.service.database.run(self.service.targets.for_channel, name)
             probed = await probe_targets(
                 channel,

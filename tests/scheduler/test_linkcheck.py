@@ -111,3 +111,14 @@ async def test_a_channel_that_cannot_start_raises_a_notice_at_start(tmp_path: Pa
     assert [n["subject"] for n in notices] == ["sirens/*"]
     assert "no channel plugin named 'no-such-plugin'" in notices[0]["message"]
     assert OfficerChannel.texts()[0].startswith("通道故障：sirens")
+
+
+async def test_a_channel_can_be_checked_by_its_health_alone(tmp_path: Path) -> None:
+    BoxChannel.reset()
+    linkcheck = {"channels": {"boxes": {"probe_targets": False}}}
+    config = scheduler_config(tmp_path, linkcheck=linkcheck)
+    async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
+        results = await service.operations.linkcheck.check_channel("boxes")
+        links = await service.database.run(service.operations.store.links, "boxes")
+    assert list(results) == ["*"] and BoxChannel.probes == []
+    assert [(link["target_id"], link["ok"]) for link in links] == [("*", True)]
