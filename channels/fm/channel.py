@@ -20,14 +20,14 @@ is retryable (the core retries until the alert expires), an unknown transmitter,
 command or a text RDS cannot carry is permanent. After it is on air, a failed playback or
 restore is a ``failed`` confirmation naming the step.
 
-A Cancel (``cancel``) kills the player and drops TA at once; the delivery is then
-``confirmed`` with the detail "stopped (Cancel ...)", since the transmitter did what was
-asked. A Cancel that arrives before the alert is on air keeps it off the air, and the core
-records the delivery ``cancelled``. Alerts are serialised per encoder and a higher-priority
-alert preempts a lower one (:mod:`channels.fm.transmitter`). Encoders that a crash or a
-shutdown left with an alert possibly up are restored when the channel starts again
-(:mod:`channels.fm.restore`). ``simulate = true`` (demos) serves transmitters without an
-encoder by in-process simulators and writes the audio in real time to
+A Cancel or an Update (``cancel``) kills the player and drops TA at once; the delivery is
+then ``confirmed`` with the detail "stopped (Cancel or Update of alert ...)", since the
+transmitter did what was asked. One that arrives before the alert is on air keeps it off
+the air, and the core records the delivery ``cancelled``. Alerts are serialised per encoder
+and a higher-priority alert preempts a lower one (:mod:`channels.fm.transmitter`). Encoders
+that a crash or a shutdown left with an alert possibly up are restored when the channel
+starts again (:mod:`channels.fm.restore`). ``simulate = true`` (demos) serves transmitters
+without an encoder by in-process simulators and writes the audio in real time to
 ``<data dir>/fm-<channel>/played/``.
 """
 
@@ -269,7 +269,7 @@ class FmChannel(Channel):
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the alert of ``delivery``: player killed, TA dropped, normal state back."""
         self._cancelled.append(delivery.id)
-        reason = f"Cancel of alert {delivery.message.alert.identifier}"
+        reason = f"Cancel or Update of alert {delivery.message.alert.identifier}"
         for link in list(self._links.values()):
             if await link.stop(delivery.id, reason, as_asked=True):
                 return

@@ -325,10 +325,12 @@ class TransmitterLink:
         try:
             await self.client.ping()
         except RdsUnsupportedError:
+            self.last_error = ""
             return "connected (this dialect has no silent check command)"
         except RdsError as error:
             self.last_error = str(error)
             raise channel_error(error, f"transmitter {self.name}") from error
+        self.last_error = ""
         return "encoder acknowledged"
 
     def status(self) -> dict[str, object]:

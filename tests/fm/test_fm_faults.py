@@ -69,7 +69,7 @@ async def test_cancel_mid_playback_drops_ta_within_a_second(
         )
     assert summary == {"fm": {"confirmed": 1}}
     assert killed == [], "the player of the cancelled alert is still running"
-    assert "stopped (Cancel of alert fm-long)" in detail and "station restored" in detail
+    assert "stopped (Cancel or Update of alert fm-long)" in detail and "station restored" in detail
     assert cancelled.pty == 31
     assert simulator.state == NORMAL, "stopping the service takes the all-clear off air"
 
