@@ -25,12 +25,13 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.auth import Permission
-from broadcaster.cap import from_json
+from broadcaster.cap import Alert, from_json
 from broadcaster.console import compose
 from broadcaster.console.alerts import compose_context
 from broadcaster.console.mapping import frame_around, target_dots
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.errors import CapError, StoreError
+from broadcaster.planner import alert_areas, select_targets
 from broadcaster.service import BroadcasterService
 from broadcaster.store.db import Database
 
@@ -120,6 +121,10 @@ async def board_page(request: web.Request) -> web.Response:
     snapshot = await service.database.run(_snapshot, service, alert_id)
     deliveries = await service.database.run(deliveries_of, service.database, alert_id)
     document = await service.database.run(service.alerts.document, alert_id)
+    planned: dict[str, int] = {}
+    if not deliveries and document is not None and record["state"] == "held":
+        # Awaiting approval: show the approver where it would go.
+        deliveries, planned = await _planned(service, from_json(document), record["channels"])
     located = [(d["lat"], d["lon"]) for d in deliveries if d["lat"] is not None]
     frame = frame_around(located) if located else state.frame
     return page(
@@ -131,9 +136,28 @@ async def board_page(request: web.Request) -> web.Response:
             "snapshot": snapshot,
             "frame": frame.to_json(),
             "dots": target_dots(frame, deliveries),
+            "planned": planned,
             "single_officer": service.config.approval.single_officer_severities,
         },
     )
+
+
+async def _planned(
+    service: BroadcasterService, alert: Alert, channels: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The targets a held alert's area selects per channel, as board rows in state "planned"."""
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    areas = alert_areas(alert)
+    for name in channels:
+        registry = await service.database.run(service.targets.for_channel, name)
+        chosen = await asyncio.to_thread(select_targets, areas, registry)
+        counts[name] = len(chosen)
+        rows += [
+            {"id": f"{name}-{t.id}", "lat": t.lat, "lon": t.lon, "state": "planned", "name": t.name}
+            for t in chosen
+        ]
+    return rows, counts
 
 
 @routes.get("/alerts/{alert_id}/stream")

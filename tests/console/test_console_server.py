@@ -144,6 +144,8 @@ async def test_two_person_rule_then_delivery_completes(server: ConsoleServer) ->
         assert record["approval"]["requested_by"] == "console:approver"
         status, page = await other.get(f"/console/alerts/{alert_id}")
         assert 'id="content" open' in page  # the approver reads what will be sent
+        assert f"speaker {len(demo_targets('speaker'))}</b>" in page  # and sees where
+        assert page.count('<circle id="d-speaker-') == len(demo_targets("speaker"))
         assert "减少不必要的户外活动" in page and "卓资县" in page
         # The author cannot approve their own alert, even as an approver.
         status, page = await author.post(f"/console/alerts/{alert_id}/approve", {"reason": "x"})
