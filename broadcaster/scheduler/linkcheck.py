@@ -144,8 +144,7 @@ class LinkChecker:
 
     async def _tell(self, opened: list[tuple[int, str]]) -> None:
         """Notify the officers of newly opened notices, in one message."""
-        sep = self.notifier.texts.words["sep"]
-        notified = await self.notifier.notify(sep.join(text for _, text in opened[:5]))
+        notified = await self.notifier.notify(self.notifier.texts.joined([t for _, t in opened]))
         for notice, _ in opened:
             await self.service.database.run(self.store.set_notified, notice, notified)
 
@@ -213,4 +212,4 @@ class LinkChecker:
         if down:
             await self._tell(down)
         if up and self.notifier.config.on_recovery:
-            await self.notifier.notify(texts.words["sep"].join(up[:5]))
+            await self.notifier.notify(texts.joined(up))

@@ -43,6 +43,7 @@ _TEXTS = {
         "audible-test": "测试广播",
         "exercise": "演练广播",
         "sep": "；",
+        "more": "……另有{count}处",
     },
     "en": {
         "event": "system notice",
@@ -55,6 +56,7 @@ _TEXTS = {
         "audible-test": "test broadcast",
         "exercise": "exercise",
         "sep": "; ",
+        "more": "… and {count} more",
     },
 }
 _EXAMPLES = 5
@@ -84,6 +86,12 @@ class NoticeTexts:
         return self.words["link_down"].format(
             channel=channel, target=target, count=count, detail=detail
         )
+
+    def joined(self, texts: Sequence[str]) -> str:
+        """Several notices in one message: the first few, and how many more."""
+        head = self.words["sep"].join(texts[:_EXAMPLES])
+        rest = len(texts) - _EXAMPLES
+        return head + (self.words["more"].format(count=rest) if rest > 0 else "")
 
     def link_up(self, channel: str, target: str) -> str:
         return self.words["link_up"].format(channel=channel, target=target)

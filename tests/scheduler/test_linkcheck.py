@@ -122,3 +122,18 @@ async def test_a_channel_can_be_checked_by_its_health_alone(tmp_path: Path) -> N
         links = await service.database.run(service.operations.store.links, "boxes")
     assert list(results) == ["*"] and BoxChannel.probes == []
     assert [(link["target_id"], link["ok"]) for link in links] == [("*", True)]
+
+
+async def test_many_links_down_at_once_make_one_short_message(tmp_path: Path) -> None:
+    BoxChannel.reset()
+    OfficerChannel.notices.clear()
+    targets = box_targets(8)
+    BoxChannel.dead.update(t["id"] for t in targets)
+    config = scheduler_config(tmp_path, targets=targets, linkcheck={"unhealthy_after": 1})
+    async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
+        await service.operations.linkcheck.check_channel("boxes")
+        notices = await service.database.run(service.operations.store.notices, open_only=True)
+    assert len(notices) == 8  # one per target, for the console
+    texts = OfficerChannel.texts()
+    assert len(texts) == 2  # one message to each of the two officers
+    assert texts[0].count("链路故障") == 5 and texts[0].endswith("……另有3处")
