@@ -4,7 +4,7 @@ One session to the broker publishes commands (QoS 1) to box and area topics and 
 every box's ``up`` and ``presence`` topics. The broker holds QoS 1 commands for boxes whose
 persistent session is offline and publishes a box's last will (``offline``) when it vanishes.
 The session reconnects on its own; ``send`` fails fast with SpeakerConnectionError meanwhile.
-``max_inflight`` 0 lets a fan-out to thousands of boxes have every publish in flight at once.
+``max_inflight`` 0 leaves paho's in-flight window to the broker's limits.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from drivers.speaker.topics import SpeakerTopics
 log = logging.getLogger(__name__)
 
 TRANSPORT = "mqtt"
+MAX_CONCURRENT_PUBLISHES = 64
 
 
 class MqttHubLink(HubLink):
@@ -83,9 +84,11 @@ class MqttHubLink(HubLink):
                 tls_context=self._tls,
                 max_inflight_messages=self._max_inflight,
                 timeout=self._publish_timeout_s,
+                # aiomqtt scans every pending call on each new one: bounding them keeps a
+                # fan-out to thousands of boxes linear instead of quadratic.
+                max_concurrent_outgoing_calls=MAX_CONCURRENT_PUBLISHES,
             )
-            # A fan-out to thousands of boxes has thousands of publishes in flight by design.
-            client.pending_calls_threshold = 1_000_000
+            client.pending_calls_threshold = MAX_CONCURRENT_PUBLISHES
             try:
                 async with client:
                     await client.subscribe(
