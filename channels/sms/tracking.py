@@ -70,6 +70,7 @@ class _Attempt:
     states: dict[int, DeliveryState] = field(default_factory=dict)
     sent: bool = False  # the pool returned the submission
     held: Confirmation | None = None  # a final outcome that arrived before that
+    step: Confirmation | None = None  # the last progress that arrived before that
 
 
 class SegmentTracker:
@@ -105,6 +106,8 @@ class SegmentTracker:
         if entry.held is not None:
             self._settle(delivery_id)
             self._emit(entry.held)
+        elif entry.step is not None:
+            self._emit(entry.step)
 
     def forget(self, delivery_id: int, attempt: int) -> None:
         """Drop one attempt (not sent, superseded, or the oldest when the table is full)."""
@@ -137,13 +140,15 @@ class SegmentTracker:
             detail = f"all {report.total} segment(s) delivered (status reports)"
             self._final(entry, Confirmation(delivery_id, ConfirmationOutcome.CONFIRMED, detail))
             return
-        if not entry.sent:
-            return  # a step before the core even recorded the send: nothing to show yet
         if report.state is DeliveryState.PENDING:
             detail = f"{where}: {status_text(report.status)}, the network keeps trying"
         else:
             detail = f"{where} delivered ({delivered} of {report.total})"
-        self._emit(Confirmation(delivery_id, ConfirmationOutcome.PROGRESS, detail))
+        step = Confirmation(delivery_id, ConfirmationOutcome.PROGRESS, detail)
+        if entry.sent:
+            self._emit(step)
+        else:
+            entry.step = step  # shown once the core has recorded the send
 
     def _final(self, entry: _Attempt, confirmation: Confirmation) -> None:
         if entry.held is not None:

@@ -201,6 +201,7 @@ async def test_temporary_reports_stay_pending_and_permanent_ones_fail(
 ) -> None:
     simulator = make_simulator("sim0")
     busy, gone, fine = numbers(0, 3)
+    network.report_delay = network.report_gap = 0.1  # reports follow the accepted send
     network.rules[busy] = RecipientRule(RecipientBehaviour.TEMPORARY_THEN_DELIVER, 2)
     network.rules[gone] = RecipientRule(RecipientBehaviour.FAIL, failure_status=STATUS_EXPIRED)
     modems = [modem_table("m0", simulator.device_path)]

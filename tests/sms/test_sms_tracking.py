@@ -119,3 +119,16 @@ def test_an_outcome_reported_before_the_send_returned_waits_for_it() -> None:
     assert segments.open_attempts == 0
     segments.accepted(12, 1)
     assert len(emitted) == 1
+
+
+def test_progress_before_the_send_returned_is_shown_after_it() -> None:
+    segments, emitted = tracker()
+    reference = segments.expect(13, 1)
+    segments.on_report(report(reference, 1, 1, 0x20))
+    segments.on_report(report(reference, 1, 1, 0x21))
+    assert emitted == []
+    segments.accepted(13, 1)
+    assert [c.outcome for c in emitted] == [ConfirmationOutcome.PROGRESS]
+    assert "TP-ST 0x21 (recipient busy)" in emitted[0].detail
+    segments.on_report(report(reference, 1, 1, 0x00))
+    assert emitted[-1].outcome is ConfirmationOutcome.CONFIRMED
