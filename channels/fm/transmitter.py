@@ -212,7 +212,11 @@ class TransmitterLink:
         try:
             await sequence.run(play)
         except asyncio.CancelledError:
-            restored = "restored" if AlertStep.RESTORED in sequence.steps_done else "NOT restored"
+            restored = (
+                "TA dropped, station restored"
+                if AlertStep.RESTORED in sequence.steps_done
+                else "restore pending: TA may still be up"
+            )
             reason = airing.stop_reason or "channel stopped"
             self._finish(
                 airing,
@@ -222,8 +226,7 @@ class TransmitterLink:
                     ConfirmationOutcome.CONFIRMED
                     if airing.stopped_as_asked
                     else ConfirmationOutcome.FAILED,
-                    f"{self.name}: stopped ({reason}) after {self._elapsed(airing)};"
-                    f" TA dropped, station {restored}",
+                    f"{self.name}: stopped ({reason}) after {self._elapsed(airing)}; {restored}",
                 ),
             )
         except RdsError as error:
