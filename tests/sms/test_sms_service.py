@@ -321,3 +321,32 @@ async def test_transient_network_errors_are_retried_until_delivered(
     assert "+CMS ERROR: 500 (unknown error)" in retried[1]
     assert simulator.faults.cms_errors == []
     assert list(received_messages(network.records)) == numbers(0, 1)
+
+
+async def test_a_modem_that_stops_answering_mid_run_hands_its_message_over(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    stalling, healthy = make_simulator("stalling"), make_simulator("healthy")
+
+    def stall_after_two(record: NetworkRecord) -> None:
+        if record.modem == "stalling" and sum(r.modem == "stalling" for r in network.records) == 2:
+            stalling.faults.stall = True
+
+    network.listeners.append(stall_after_two)
+    modems = [
+        modem_table("a", stalling.device_path, send_timeout_seconds=1.0),
+        modem_table("b", healthy.device_path),
+    ]
+    config = make_config(
+        tmp_path, {"sms": sms_channel_table(modems, concurrency=4)}, [group("t", numbers(0, 8))]
+    )
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-stall"), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
+        health = await sms_channel(service).health()
+
+    assert summary == {"sms": {"confirmed": 8}}
+    assert stalling.faults.stall and health.devices["a"]["state"] != "ready"
+    assert health.devices["a"]["failures"] >= 1 and health.devices["a"]["last_error"]
+    received = received_messages(network.records)
+    assert set(received) == set(numbers(0, 8))
