@@ -119,11 +119,6 @@ class SmsChannel(Channel):
         return self.config
 
     @property
-    def pool(self) -> GsmModemPool | None:
-        """The running modem pool (None before ``start``)."""
-        return self._pool
-
-    @property
     def simulators(self) -> Sequence[AtModemSimulator]:
         """The in-process simulated modems of a ``simulate = true`` instance."""
         return tuple(self._simulators)
@@ -139,7 +134,7 @@ class SmsChannel(Channel):
         if self.settings.groups_csv is not None:
             await self._register_groups(self.settings.groups_csv)
         ports: dict[str, str] = {}
-        if self.settings.simulate and not self.settings.modems:
+        if self.settings.simulate:
             ports = await asyncio.to_thread(self._start_simulators)
         pool_config = self.settings.pool_config(ports)
         if self.settings.concurrency > 4 * len(pool_config.modems):
@@ -169,10 +164,16 @@ class SmsChannel(Channel):
 
     def _start_simulators(self) -> dict[str, str]:
         self._network = SimulatedNetwork(report_delay=self.settings.simulated_report_delay_seconds)
-        for number in range(self.settings.simulated_modems):
-            simulator = AtModemSimulator(ModemSimulatorConfig(name=f"sim{number}"), self._network)
-            simulator.start()
-            self._simulators.append(simulator)
+        try:
+            for number in range(self.settings.simulated_modems):
+                simulator = AtModemSimulator(
+                    ModemSimulatorConfig(name=f"sim{number}"), self._network
+                )
+                simulator.start()
+                self._simulators.append(simulator)
+        except OSError as exc:
+            self._stop_simulators()
+            raise ChannelError(f"cannot start a simulated modem: {exc}") from exc
         return {sim.config.name: sim.device_path for sim in self._simulators}
 
     def _stop_simulators(self) -> None:

@@ -108,6 +108,8 @@ class SmsChannelConfig(ChannelConfig):
     def _check_modems(self) -> SmsChannelConfig:
         if not self.modems and not self.simulate:
             raise ValueError("modems: at least one modem is needed (or simulate = true)")
+        if self.modems and self.simulate:
+            raise ValueError("simulate = true starts its own modems: remove modems or simulate")
         names = [m.name for m in self.modems]
         if len(set(names)) != len(names):
             raise ValueError(f"modems: duplicate names in {names}")

@@ -44,10 +44,9 @@ class SmsImportError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class GroupEntry:
-    """One entry of a group's ``address``: its 1-based part, the text and the valid number."""
+    """One entry of a group's ``address``: its 1-based part and its number, or why not."""
 
     part: int
-    raw: str
     number: str | None
     error: str | None
 
@@ -60,9 +59,9 @@ def group_entries(target: Target) -> list[GroupEntry]:
         if not cleaned:
             continue
         try:
-            entries.append(GroupEntry(index, cleaned, normalize_number(cleaned), None))
+            entries.append(GroupEntry(index, normalize_number(cleaned), None))
         except GsmInvalidNumberError as exc:
-            entries.append(GroupEntry(index, cleaned, None, str(exc)))
+            entries.append(GroupEntry(index, None, str(exc)))
     return entries
 
 

@@ -72,6 +72,10 @@ def test_the_entry_point_loads_the_channel() -> None:
         ),
         ({"type": "sms", "simulate": True, "max_segments": 8}, "segment_limit"),
         ({"type": "sms", "simulate": True, "colour": "red"}, "channels.sms.colour"),
+        (
+            {"type": "sms", "simulate": True, "modems": [{"name": "a", "port": "/dev/x"}]},
+            "remove modems or simulate",
+        ),
     ],
 )
 def test_bad_configuration_is_one_clear_error(
