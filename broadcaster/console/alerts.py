@@ -6,7 +6,8 @@
 - ``POST /console/compose/preview`` and ``/compose/audio``: JSON for the preview panel;
 - ``POST /console/compose``: submit; the alert waits for a second officer (two-person rule);
 - ``GET /console/approvals``; ``POST /console/alerts/{id}/approve`` and ``/reject`` with a
-  reason. The service enforces who may approve; the console adds the role check.
+  reason. The service enforces who may approve; the console adds the role check;
+- ``POST /console/alerts/{id}/withdraw``: the author takes back their own pending alert.
 """
 
 from __future__ import annotations
@@ -279,3 +280,23 @@ async def approve(request: web.Request) -> web.Response:
 @routes.post("/alerts/{alert_id}/reject")
 async def reject(request: web.Request) -> web.Response:
     return await _decide(request, "reject")
+
+
+@routes.post("/alerts/{alert_id}/withdraw")
+async def withdraw(request: web.Request) -> web.Response:
+    require(request, Permission.DRAFT)
+    state = state_of(request)
+    service = state.service
+    alert_id = request.match_info["alert_id"]
+    actor = actor_of(request)
+    approval = await service.database.run(service.alerts.approval, alert_id)
+    if approval is None or approval["requested_by"] != actor:
+        raise web.HTTPForbidden(text="only the officer who wrote an alert can withdraw it")
+    form = await request.post()
+    reason = str(form.get("reason", "")).strip() or "withdrawn by its author"
+    try:
+        await service.reject(alert_id, by=actor, reason=reason)
+    except ApprovalError as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    await state.audit(actor, "alert.withdraw", alert_id, {"reason": reason})
+    raise web.HTTPSeeOther(f"{PREFIX}/alerts/{alert_id}")

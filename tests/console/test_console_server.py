@@ -367,3 +367,27 @@ async def test_a_polygon_drawn_on_the_map_selects_the_targets_inside(
     form = [*compose_form(divisions=()), ("polygon", "41.0,112.0 41.1,112.1")]
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     assert "three corners" in text
+
+
+async def test_the_author_withdraws_a_pending_alert(server: ConsoleServer) -> None:
+    author, other = ConsoleClient(server), ConsoleClient(server)
+    try:
+        await author.login("drafter")
+        await other.login("approver")
+        alert_id = await _submit(author)
+        status, page = await author.get(f"/console/alerts/{alert_id}")
+        assert 'id="withdraw"' in page
+        status, _ = await other.post(f"/console/alerts/{alert_id}/withdraw", {"reason": "x"})
+        assert status == 403
+        status, page = await author.post(
+            f"/console/alerts/{alert_id}/withdraw", {"reason": "写错了"}
+        )
+        assert status == 200 and 'id="approval-state">rejected' in page
+        status, _ = await author.post(f"/console/alerts/{alert_id}/withdraw", {})
+        assert status == 409
+        status, _ = await other.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        assert status == 403
+    finally:
+        await author.close()
+        await other.close()
+    assert ("console:drafter", "alert.withdraw", alert_id) in await _audit(server)
