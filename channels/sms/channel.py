@@ -203,7 +203,10 @@ class SmsChannel(Channel):
         for target in imported.targets:
             await directory.register(target)
         await asyncio.to_thread(_write_ledger, ledger, current)
-        self._import_notes = tuple(f"{path.name}: {p}" for p in imported.problems)
+        shown = [f"{path.name}: {problem}" for problem in imported.problems[:3]]
+        if len(imported.problems) > 3:
+            shown.append(f"{path.name}: {len(imported.problems) - 3} more problems (see the log)")
+        self._import_notes = tuple(shown)
         log.info(
             "channel %s: %d groups, %d numbers from %s",
             self.name,

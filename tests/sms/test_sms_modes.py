@@ -54,7 +54,8 @@ async def test_groups_from_csv_are_registered_and_reached_by_area(
         f"officials,县级干部,{COUNTY},+8613800471001\n"
         f"officials,县级干部,{COUNTY},+8613800471002\n"
         f"officials,县级干部,{COUNTY},bad-number\n"
-        "elsewhere,外县干部,150922000000,+8613800471003\n",
+        "elsewhere,外县干部,150922000000,+8613800471003\n"
+        + "".join(f"officials,县级干部,{COUNTY},x{n}\n" for n in range(4)),
         encoding="utf-8",
     )
     table = sms_channel_table([modem_table("m0", simulator.device_path)], groups_csv="groups.csv")
@@ -66,6 +67,7 @@ async def test_groups_from_csv_are_registered_and_reached_by_area(
     assert summary == {"sms": {"confirmed": 2}}
     assert set(received_messages(network.records)) == {"+8613800471001", "+8613800471002"}
     assert "groups.csv: line 4: 'bad-number' is not a phone number" in health.detail
+    assert health.detail.endswith("groups.csv: 2 more problems (see the log)")
     assert "sms-sms-groups.json" in {p.name for p in data_dir.iterdir()}
 
     # the next start drops a group the CSV no longer has
