@@ -7,20 +7,18 @@ docs/protocols/speaker.md, section 6 for an annotated example.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from drivers.speaker.agent import BoxBehaviourConfig, BoxIdentity
-from drivers.speaker.codec import CLIP_PATTERN, ID_PATTERN
+from drivers.speaker.codec import AREA_PATTERN, CLIP_PATTERN, ID_PATTERN
 from drivers.speaker.errors import SpeakerConfigError
 from drivers.speaker.link_url import LinkAddress, parse_link_url
 from drivers.speaker.player import DEFAULT_PLAYER_COMMAND
 from drivers.speaker.serial_frames import MAX_ADDRESS, MIN_ADDRESS
 
-AREA_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}")
 MIN_KEY_BYTES = 16
 
 

@@ -38,6 +38,7 @@ MAX_MESSAGE_BYTES = 16 * 1024
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+AREA_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 CONTROL_PATTERN = re.compile(r"[\x00-\x1f\x7f]")
 TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")

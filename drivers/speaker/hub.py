@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from drivers.speaker.codec import (
+    AREA_PATTERN,
     ID_PATTERN,
     area_target,
     box_target,
@@ -58,6 +59,9 @@ class BoxRegistration:
     def __post_init__(self) -> None:
         if not ID_PATTERN.fullmatch(self.box_id):
             raise SpeakerConfigError(f"invalid box id {self.box_id!r}")
+        bad_areas = sorted(a for a in self.areas if not AREA_PATTERN.fullmatch(a))
+        if bad_areas:
+            raise SpeakerConfigError(f"box {self.box_id}: invalid area codes {bad_areas}")
         if len(self.key) < 16:
             raise SpeakerConfigError(f"box {self.box_id}: key must be at least 16 bytes")
         if self.transport == "serial" and (self.serial_line is None or self.serial_address is None):
@@ -84,6 +88,12 @@ class MqttBrokerConfig:
     tls_context: ssl.SSLContext | None = None
     area_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
     connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        SpeakerTopics(self.prefix)
+        bad_areas = sorted(a for a in self.area_keys if not AREA_PATTERN.fullmatch(a))
+        if bad_areas:
+            raise SpeakerConfigError(f"MQTT area keys: invalid area codes {bad_areas}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,12 @@ def test_registration_errors() -> None:
         BoxRegistration(box_id="b", key=b"short", transport="tcp")
     with pytest.raises(SpeakerConfigError, match="box id"):
         BoxRegistration(box_id="a/b", key=KEY, transport="mqtt")
+    with pytest.raises(SpeakerConfigError, match="area codes"):
+        BoxRegistration(box_id="b", key=KEY, transport="mqtt", areas=frozenset({"15+"}))
+    with pytest.raises(SpeakerConfigError, match="area codes"):
+        MqttBrokerConfig(area_keys={"a/#": KEY})
+    with pytest.raises(SpeakerConfigError, match="prefix"):
+        MqttBrokerConfig(prefix="warn/#")
 
 
 async def test_unreachable_broker_and_busy_port_are_connection_errors() -> None:
