@@ -1,0 +1,122 @@
+"""The box registry of the ``loudspeaker`` channel: registry targets and keys into hub
+registrations.
+
+A box is a registry target of the channel. Its ``address`` is the box id (the target id when
+empty); its ``division`` is its area; ``params`` may set ``transport`` (``tcp``, ``serial``,
+``mqtt``; default from the configuration), ``serial_line`` and ``serial_address``. Its key is
+the hex entry for the box id in ``key_file`` or, failing that, HMAC-SHA256 of the UTF-8
+``master_secret`` over ``box:<box id>`` (docs/protocols/speaker.md section 2.2). Problems are
+``BoxRegistryError`` naming the box and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from broadcaster.delivery import Target
+from broadcaster.errors import ConfigError
+from broadcaster.store.targets import load_targets_file
+from channels.loudspeaker.config import LoudspeakerChannelConfig
+from drivers.speaker import BoxRegistration, SpeakerConfigError
+from drivers.speaker.codec import derive_key
+
+_MIN_KEY_BYTES = 16
+
+
+class BoxRegistryError(ConfigError):
+    """A box cannot be registered: bad key file, missing key, bad transport settings."""
+
+
+def read_key_file(path: Path) -> dict[str, bytes]:
+    """``{"<box id>": "<hex key>"}`` from a JSON file; raises BoxRegistryError."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BoxRegistryError(f"key_file: cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise BoxRegistryError(f"key_file: {path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, Mapping):
+        raise BoxRegistryError(f"key_file: {path} must hold an object of box id to hex key")
+    keys: dict[str, bytes] = {}
+    for box_id, text in doc.items():
+        try:
+            key = bytes.fromhex(str(text))
+        except ValueError:
+            raise BoxRegistryError(f"key_file: key of box {box_id!r} is not hex") from None
+        if len(key) < _MIN_KEY_BYTES:
+            raise BoxRegistryError(f"key_file: key of box {box_id!r} is under 16 bytes")
+        keys[str(box_id)] = key
+    return keys
+
+
+def read_registry(path: Path, channel: str) -> list[Target]:
+    """The targets of ``channel`` in a registry file; raises BoxRegistryError."""
+    try:
+        targets = load_targets_file(path)
+    except ConfigError as exc:
+        raise BoxRegistryError(f"registry: {exc}") from None
+    return [t for t in targets if t.channel == channel]
+
+
+def box_id_of(target: Target) -> str:
+    """The box id of a target: its address, else its id."""
+    return target.address or target.id
+
+
+class BoxKeyring:
+    """Keys of boxes: explicit ones first, then derived from the master secret."""
+
+    def __init__(self, keys: Mapping[str, bytes], master_secret: bytes | None) -> None:
+        self._keys = dict(keys)
+        self._secret = master_secret
+
+    def key(self, box_id: str) -> bytes:
+        key = self._keys.get(box_id)
+        if key is not None:
+            return key
+        if self._secret is None:
+            raise BoxRegistryError(f"box {box_id}: no key in key_file and no master_secret")
+        return derive_key(self._secret, f"box:{box_id}")
+
+
+def load_keyring(settings: LoudspeakerChannelConfig, data_dir: Path) -> BoxKeyring:
+    """The keyring of a channel's settings (reads ``key_file``; blocking)."""
+    keys: dict[str, bytes] = {}
+    if settings.key_file is not None:
+        keys = read_key_file(resolve(settings.key_file, data_dir))
+    secret = settings.master_secret
+    return BoxKeyring(keys, secret.reveal().encode() if secret is not None else None)
+
+
+def resolve(path: Path, data_dir: Path) -> Path:
+    return path if path.is_absolute() else data_dir / path
+
+
+def registration(
+    target: Target, settings: LoudspeakerChannelConfig, keyring: BoxKeyring
+) -> BoxRegistration:
+    """The hub registration of a target; raises BoxRegistryError naming the problem."""
+    box_id = box_id_of(target)
+    params = target.params
+    transport = str(params.get("transport", settings.default_transport))
+    if transport not in ("tcp", "serial", "mqtt"):
+        raise BoxRegistryError(f"box {box_id}: unknown transport {transport!r}")
+    address = params.get("serial_address")
+    if address is not None and not isinstance(address, int):
+        raise BoxRegistryError(f"box {box_id}: serial_address must be an integer")
+    line = params.get("serial_line")
+    if transport == "serial" and line is None and len(settings.serial_lines) == 1:
+        line = settings.serial_lines[0].name
+    try:
+        return BoxRegistration(
+            box_id=box_id,
+            key=keyring.key(box_id),
+            transport=transport,  # type: ignore[arg-type]
+            areas=frozenset({target.division}) if target.division else frozenset(),
+            serial_line=str(line) if line is not None else None,
+            serial_address=address,
+        )
+    except SpeakerConfigError as exc:
+        raise BoxRegistryError(str(exc)) from exc

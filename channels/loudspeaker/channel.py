@@ -1,0 +1,427 @@
+"""The ``loudspeaker`` channel: village loudspeaker boxes commanded over the box protocol
+(docs/protocols/speaker.md) through a ``SpeakerHub`` the channel owns.
+
+- ``start`` registers the boxes (registry targets of the channel, keys from ``key_file`` or
+  ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's TCP listener,
+  serial lines and MQTT session; targets met later are registered when first used.
+- ``plan`` makes one delivery per language of the alert the box speaks.
+- ``send`` renders the alert's audio once per language (:mod:`channels.loudspeaker.media`),
+  and sends the box a signed ``play_url`` with the URL under ``/channels/<name>/audio/``, its
+  SHA-256, the priority of the alert's broadcast class, volume, repeats, expiry and the stored
+  fallback clip for the hazard (:mod:`channels.loudspeaker.commands`). When no audio can be
+  rendered and a clip is configured, it sends ``play_clip``. The command id derives from the
+  delivery's idempotency key, so a retry never plays twice. ``accepted`` when the box's
+  transport took it; an offline box or a link failure is retryable (the core retries until
+  the alert expires), an unknown or misconfigured box is rejected for good.
+- Box acknowledgements become confirmations: ``accepted``/``started`` are progress,
+  ``finished`` confirms, ``failed`` fails with the box's reason (``preempted`` when a
+  higher-priority alert cut it off). Those that overtake ``send`` wait for it to return.
+- ``cancel`` sends ``stop`` for the alert; the box's ``failed``/``stopped`` then confirms the
+  delivery as stopped on request.
+- ``health`` lists every box: online, transport, last heartbeat, state; ``probe`` checks one
+  box's link and heartbeat without a sound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from aiohttp import web
+
+from audio import AudioError
+from broadcaster.channel import (
+    AlertMessage,
+    Channel,
+    ChannelCapabilities,
+    ChannelContext,
+    ChannelHealth,
+    ChannelPreview,
+    Confirmation,
+    ConfirmationOutcome,
+    OutgoingDelivery,
+    PlannedDelivery,
+    ProbeResult,
+    SendOutcome,
+    SendResult,
+)
+from broadcaster.config import ChannelConfig
+from broadcaster.delivery import Target
+from broadcaster.errors import (
+    ChannelError,
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    RetryableError,
+    TargetRejectedError,
+    UnsupportedError,
+)
+from broadcaster.publisher import hazard_of
+from channels.loudspeaker import boxes, commands
+from channels.loudspeaker.config import LoudspeakerChannelConfig
+from channels.loudspeaker.media import AudioLibrary
+from channels.loudspeaker.simulate import start_fleet
+from drivers.speaker import (
+    AckStage,
+    BoxAck,
+    BoxOfflineError,
+    BoxPresence,
+    BoxRegistration,
+    BoxStatus,
+    Command,
+    HubEvent,
+    SpeakerError,
+    SpeakerFleetSimulator,
+    SpeakerHub,
+    SpeakerTimeoutError,
+    UnknownBoxError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A command sent for a delivery; confirmations wait in ``held`` until ``send`` returns."""
+
+    delivery_id: int
+    box_id: str
+    sent: bool = False
+    stopping: bool = False
+    held: list[Confirmation] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _BoxView:
+    """What the channel knows of a box from the hub's events."""
+
+    online: bool = False
+    transport: str = ""
+    last_heard: datetime | None = None
+    status: BoxStatus | None = None
+
+
+class LoudspeakerChannel(Channel):
+    """Village loudspeaker boxes; see the module docstring."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+        confirms=True,
+        can_stop=True,
+        audio_formats=("mp3", "opus"),
+        description="village loudspeaker boxes: signed play/stop commands over TCP, serial"
+        " lines or MQTT; played, preempted and stopped as the boxes report",
+    )
+    config_model: ClassVar[type[ChannelConfig]] = LoudspeakerChannelConfig
+
+    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+        super().__init__(name, config, context)
+        self.directory = context.data_dir / f"loudspeaker-{name}"
+        base_url = f"{context.public_url.rstrip('/')}/channels/{name}"
+        self.library = AudioLibrary(self.directory / "audio", base_url, self.settings.audio_format)
+        self.hub: SpeakerHub | None = None
+        self.fleet: SpeakerFleetSimulator | None = None
+        self._keyring = boxes.BoxKeyring({}, None)
+        self._registered: dict[str, BoxRegistration] = {}
+        self._views: dict[str, _BoxView] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._pump: asyncio.Task[None] | None = None
+        self._presence_changed = asyncio.Condition()
+
+    @property
+    def settings(self) -> LoudspeakerChannelConfig:
+        assert isinstance(self.config, LoudspeakerChannelConfig)
+        return self.config
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        settings = self.settings
+        try:
+            self._keyring = await asyncio.to_thread(
+                boxes.load_keyring, settings, self.context.data_dir
+            )
+            registry: list[Target] = []
+            if settings.registry is not None:
+                path = boxes.resolve(settings.registry, self.context.data_dir)
+                registry = await asyncio.to_thread(boxes.read_registry, path, self.name)
+            hub = SpeakerHub(settings.hub_config())
+        except (boxes.BoxRegistryError, SpeakerError) as exc:
+            raise ChannelError(f"channel {self.name}: {exc}") from exc
+        for target in registry:
+            try:
+                self._register(hub, target)
+            except boxes.BoxRegistryError as exc:
+                log.warning("channel %s: box of target %s skipped: %s", self.name, target.id, exc)
+        try:
+            await hub.start()
+        except (SpeakerError, OSError) as exc:
+            raise ChannelError(f"channel {self.name}: the box hub cannot start: {exc}") from exc
+        self.hub = hub
+        self._pump = asyncio.get_running_loop().create_task(self._consume(hub))
+        if settings.simulate:
+            await self._simulate(hub)
+
+    async def _simulate(self, hub: SpeakerHub) -> None:
+        settings = self.settings
+        assert settings.master_secret is not None
+        simulated = [b for b in self._registered.values() if b.transport == "tcp"]
+        simulated = simulated[: settings.simulated_boxes_max]
+        if simulated:
+            self.fleet = await start_fleet(
+                simulated,
+                hub.tcp_port,
+                settings.master_secret.reveal().encode(),
+                self.directory / "simulated",
+                settings.simulated_play_seconds,
+            )
+
+    async def stop(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.stop()
+            self.fleet = None
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
+        if self.hub is not None:
+            await self.hub.stop()
+            self.hub = None
+
+    def web_app(self) -> web.Application:
+        return self.library.web_app()
+
+    # -- boxes -------------------------------------------------------------------------
+
+    def _register(self, hub: SpeakerHub, target: Target) -> BoxRegistration:
+        box = boxes.registration(target, self.settings, self._keyring)
+        if self._registered.get(box.box_id) != box:
+            try:
+                hub.register(box)
+            except SpeakerError as exc:
+                raise boxes.BoxRegistryError(str(exc)) from exc
+            self._registered[box.box_id] = box
+            self._views.setdefault(box.box_id, _BoxView(transport=box.transport))
+        return box
+
+    async def wait_online(
+        self, box_ids: Sequence[str], within_s: float, *, online: bool = True
+    ) -> None:
+        """Wait until every box of ``box_ids`` is online (or, ``online=False``, offline);
+        raises TimeoutError."""
+
+        def reached() -> bool:
+            views = [self._views.get(b) for b in box_ids]
+            return all(v is not None and v.online == online for v in views)
+
+        async with asyncio.timeout(within_s), self._presence_changed:
+            await self._presence_changed.wait_for(reached)
+
+    def online_count(self) -> int:
+        """How many of the channel's boxes are online now."""
+        return sum(1 for view in self._views.values() if view.online)
+
+    def _running(self) -> SpeakerHub:
+        if self.hub is None:
+            raise DeviceUnavailableError(f"channel {self.name} is not running")
+        return self.hub
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def plan(
+        self, message: AlertMessage, candidates: Sequence[Target]
+    ) -> Sequence[PlannedDelivery]:
+        """One delivery per language of the alert the box speaks (one when it has none)."""
+        planned: list[PlannedDelivery] = []
+        for target in candidates:
+            count = max(1, len(message.rendition.for_languages(target.languages)))
+            planned.extend(PlannedDelivery(target=target, part=n) for n in range(count))
+        return planned
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        hub = self._running()
+        try:
+            box = self._register(hub, delivery.target)
+        except boxes.BoxRegistryError as exc:
+            raise TargetRejectedError(f"target {delivery.target.id}: {exc}") from exc
+        command, what = await self._command(delivery)
+        entry = _Pending(delivery.id, box.box_id)
+        self._pending[command.cmd_id] = entry
+        try:
+            await hub.send_command(box.box_id, command)
+        except BaseException as exc:
+            self._pending.pop(command.cmd_id, None)
+            if isinstance(exc, SpeakerError):
+                raise _channel_error(box.box_id, exc) from exc
+            raise
+        entry.sent = True
+        for confirmation in entry.held:
+            self.confirm(confirmation)
+        entry.held.clear()
+        return SendResult(
+            SendOutcome.ACCEPTED,
+            provider_ref=command.cmd_id,
+            detail=f"sent to box {box.box_id} over {box.transport}: {what}",
+        )
+
+    async def _command(self, delivery: OutgoingDelivery) -> tuple[Command, str]:
+        message, target = delivery.message, delivery.target
+        texts = message.rendition.for_languages(target.languages)
+        if delivery.part >= max(1, len(texts)) or not texts:
+            raise UnsupportedError(f"alert has no text for part {delivery.part} of {target.id}")
+        text = texts[delivery.part]
+        clip = self.settings.clip_for(hazard_of(text.event))
+        audio = self.context.audio
+        chosen = commands.broadcast_class(message.alert)
+        try:
+            if audio is None:
+                raise UnsupportedError("this server renders no audio")
+            published = await self.library.publish(audio, message, text.language)
+        except (AudioError, UnsupportedError) as error:
+            if clip is not None:
+                log.warning("channel %s: %s; playing stored clip %s", self.name, error, clip.id)
+                command = commands.play_clip(delivery, self.settings, clip)
+                return command, f"stored clip {clip.id} ({chosen}, priority {command.priority})"
+            if isinstance(error, UnsupportedError | ValueError):
+                raise UnsupportedError(f"no audio for {target.id}: {error}") from error
+            raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
+        play = commands.play_url(delivery, self.settings, published.url, published.sha256, clip)
+        return play, (
+            f"{text.language} audio, {published.duration_s:.0f} s × {play.repeat}"
+            f" ({chosen}, priority {play.priority})"
+        )
+
+    async def cancel(self, delivery: OutgoingDelivery) -> None:
+        """Stop the delivery's alert on its box (playing or queued)."""
+        hub = self.hub
+        if hub is None:
+            return
+        box_id = boxes.box_id_of(delivery.target)
+        entry = self._pending.get(commands.command_id("play", delivery))
+        if entry is not None:
+            entry.stopping = True
+        try:
+            await hub.send_command(box_id, commands.stop(delivery))
+        except SpeakerError as exc:
+            log.warning("channel %s: cannot stop box %s: %s", self.name, box_id, exc)
+
+    # -- box events --------------------------------------------------------------------
+
+    async def _consume(self, hub: SpeakerHub) -> None:
+        async for event in hub.events():
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("channel %s: box event %r not handled", self.name, event)
+            if isinstance(event, BoxPresence):
+                async with self._presence_changed:
+                    self._presence_changed.notify_all()
+
+    def _on_event(self, event: HubEvent) -> None:
+        view = self._views.setdefault(event.box_id, _BoxView())
+        if isinstance(event, BoxPresence):
+            view.online = event.online
+            view.transport = event.transport
+            return
+        view.last_heard = datetime.now(UTC)
+        if isinstance(event, BoxStatus):
+            view.status = event
+            return
+        self._on_ack(event)
+
+    def _on_ack(self, ack: BoxAck) -> None:
+        entry = self._pending.get(ack.cmd_id)
+        if entry is None or entry.box_id != ack.box_id:
+            return
+        confirmation, final = _confirmation(entry, ack)
+        if final:
+            del self._pending[ack.cmd_id]
+        if entry.sent:
+            self.confirm(confirmation)
+        else:
+            entry.held.append(confirmation)
+
+    # -- checks and preview ------------------------------------------------------------
+
+    async def health(self) -> ChannelHealth:
+        if self.hub is None:
+            return ChannelHealth(ok=False, detail="not running")
+        devices = {box_id: _describe(view) for box_id, view in sorted(self._views.items())}
+        offline = [box_id for box_id, view in devices.items() if not view["online"]]
+        online = len(devices) - len(offline)
+        detail = f"{online} of {len(devices)} boxes online"
+        if offline:
+            detail += f"; offline: {', '.join(offline[:10])}{' …' if len(offline) > 10 else ''}"
+        return ChannelHealth(ok=online > 0 or not devices, detail=detail, devices=devices)
+
+    async def probe(self, target: Target) -> ProbeResult:
+        box_id = boxes.box_id_of(target)
+        view = self._views.get(box_id)
+        if self.hub is None:
+            return ProbeResult(ok=False, detail="channel not running")
+        if view is None or not view.online:
+            heard = view.last_heard.isoformat() if view and view.last_heard else "never"
+            return ProbeResult(ok=False, detail=f"box {box_id} offline (last heard {heard})")
+        state = view.status.state if view.status else "unknown"
+        return ProbeResult(ok=True, detail=f"box {box_id} online over {view.transport}, {state}")
+
+    async def preview(self, message: AlertMessage) -> ChannelPreview:
+        base = await super().preview(message)
+        chosen = commands.broadcast_class(message.alert)
+        priority = self.settings.priorities[chosen]
+        volume = commands.volume_for(message.alert, self.settings)
+        return ChannelPreview(
+            title=base.title,
+            lines=base.lines,
+            counts={"priority": priority, "repeat": self.settings.repeat},
+            notes=(
+                f"plays as {chosen} at priority {priority},"
+                f" volume {'of the box' if volume is None else volume}",
+            ),
+        )
+
+
+def _confirmation(entry: _Pending, ack: BoxAck) -> tuple[Confirmation, bool]:
+    """The confirmation for a box's ack, and whether it settles the delivery."""
+    box, source = ack.box_id, ack.source or "url"
+    note = f", {ack.reason}" if ack.reason else ""
+    if ack.stage is AckStage.ACCEPTED:
+        return Confirmation(
+            entry.delivery_id, ConfirmationOutcome.PROGRESS, f"box {box} accepted"
+        ), False
+    if ack.stage is AckStage.STARTED:
+        detail = f"playing on box {box} ({source}{note})"
+        return Confirmation(entry.delivery_id, ConfirmationOutcome.PROGRESS, detail), False
+    if ack.stage is AckStage.FINISHED:
+        detail = f"played on box {box} ({source})"
+        return Confirmation(entry.delivery_id, ConfirmationOutcome.CONFIRMED, detail), True
+    if ack.reason == "stopped" and entry.stopping:
+        detail = f"stopped on box {box} (Cancel or Update of the alert)"
+        return Confirmation(entry.delivery_id, ConfirmationOutcome.CONFIRMED, detail), True
+    detail = f"box {box} failed: {ack.reason or 'no reason given'}"
+    return Confirmation(entry.delivery_id, ConfirmationOutcome.FAILED, detail), True
+
+
+def _describe(view: _BoxView) -> dict[str, object]:
+    status = view.status
+    return {
+        "online": view.online,
+        "transport": view.transport,
+        "last_heartbeat": status.at.isoformat() if status else None,
+        "state": str(status.state) if status else None,
+        "volume": status.volume if status else None,
+        "playing": status.playing_alert_id if status else None,
+    }
+
+
+def _channel_error(box_id: str, error: SpeakerError) -> ChannelError:
+    """The core's error for a driver error."""
+    if isinstance(error, BoxOfflineError):
+        return DeviceUnavailableError(f"box {box_id} is offline")
+    if isinstance(error, SpeakerTimeoutError):
+        return DeviceTimeoutError(f"box {box_id} did not answer: {error}")
+    if isinstance(error, UnknownBoxError):
+        return TargetRejectedError(f"box {box_id} is not registered: {error}")
+    return DeviceUnavailableError(f"box {box_id}: {error}")

@@ -1,0 +1,120 @@
+"""The audio the boxes download: each alert rendered once per language, published under its
+SHA-256 and served over HTTP (docs/protocols/speaker.md section 5.1).
+
+``AudioLibrary.publish`` renders through the core's ``AudioPublisher`` (its cache makes a
+second render free) and copies the file into ``<data dir>/loudspeaker-<channel>/audio/`` as
+``<sha256>.<ext>``, so the URL a box received stays valid across server restarts. Concurrent
+sends of one alert share one render. ``web_app`` serves the files at ``audio/<name>`` with
+Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and ``Cache-Control:
+immutable``: the name is the content's hash, so a file never changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from audio import LOUDSPEAKER_PROFILE, ExportFormat
+from broadcaster.channel import AlertMessage
+from broadcaster.publisher import AudioPublisher
+
+_NAME = re.compile(r"^[0-9a-f]{64}\.(mp3|opus)$")
+_CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
+#: How many alert/language renders are remembered in memory (files stay on disk).
+_REMEMBERED = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedAudio:
+    """One alert's audio in one language, ready for ``play_url``."""
+
+    url: str
+    sha256: str
+    duration_s: float
+    has_marker: bool
+    engine: str
+
+
+class AudioLibrary:
+    """Renders, publishes and serves the channel's audio."""
+
+    def __init__(self, directory: Path, base_url: str, audio_format: str) -> None:
+        self.directory = directory
+        self._base_url = base_url.rstrip("/")
+        self._format = ExportFormat(audio_format)
+        self._renders: OrderedDict[tuple[str, str], asyncio.Future[PublishedAudio]] = OrderedDict()
+
+    async def publish(
+        self, publisher: AudioPublisher, message: AlertMessage, language: str
+    ) -> PublishedAudio:
+        """The alert's audio in ``language``, rendered and published once; raises AudioError."""
+        key = (message.id, language)
+        pending = self._renders.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[PublishedAudio] = asyncio.get_running_loop().create_future()
+        self._renders[key] = future
+        while len(self._renders) > _REMEMBERED:
+            self._renders.popitem(last=False)
+        try:
+            published = await self._render(publisher, message, language)
+        except BaseException as error:
+            del self._renders[key]
+            future.set_exception(error)
+            # Mark the exception retrieved: other waiters get it, none may exist.
+            future.exception()
+            raise
+        future.set_result(published)
+        return published
+
+    async def _render(
+        self, publisher: AudioPublisher, message: AlertMessage, language: str
+    ) -> PublishedAudio:
+        renders = await publisher.render(message, LOUDSPEAKER_PROFILE, (language,))
+        render = renders[0]
+        source = render.files[self._format]
+        sha256 = render.sha256[self._format]
+        name = f"{sha256}.{self._format.value}"
+        await asyncio.to_thread(self._store, source, self.directory / name)
+        return PublishedAudio(
+            url=f"{self._base_url}/audio/{name}",
+            sha256=sha256,
+            duration_s=render.duration_s,
+            has_marker=render.has_marker,
+            engine=render.engine,
+        )
+
+    @staticmethod
+    def _store(source: Path, destination: Path) -> None:
+        if destination.is_file():
+            return
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_suffix(".part")
+        shutil.copyfile(source, partial)
+        partial.replace(destination)
+
+    def web_app(self) -> web.Application:
+        """``GET audio/<sha256>.<ext>``: the published files, with Range and caching headers."""
+        app = web.Application()
+        app.router.add_get("/audio/{name}", self._serve)
+        return app
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        match = _NAME.fullmatch(name)
+        path = self.directory / name
+        if match is None or not await asyncio.to_thread(path.is_file):
+            raise web.HTTPNotFound(text="no such audio")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": _CONTENT_TYPES[match.group(1)],
+                "Cache-Control": "public, max-age=31536000, immutable",
+            },
+        )

@@ -1,0 +1,213 @@
+"""Fixtures for the loudspeaker channel tests: the real core service and its HTTP server with
+the channel's hub on one transport (TCP, a serial line over a pty pair, or MQTT through a
+Mosquitto started here), and real box agents (the fleet simulator) in villages of two
+counties that download the audio from the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broadcaster.api.app import make_app
+from broadcaster.config import AudioConfig, Config
+from broadcaster.service import BroadcasterService
+from channels.loudspeaker import LoudspeakerChannel
+from channels.loudspeaker.simulate import RegistryFleetConfig
+from drivers.speaker import SpeakerFleetSimulator
+from drivers.speaker.testing import MosquittoBroker, NullModem, free_port
+from tests.core.support import COUNTY, OTHER_COUNTY, make_config
+
+SECRET = "box-provisioning-secret-for-tests"
+FALLBACK = b"stored generic warning clip"
+FALLBACK_CLIP = {"id": "generic", "sha256": hashlib.sha256(FALLBACK).hexdigest()}
+IN_COUNTY = [f"{COUNTY[:6]}001{n:03d}" for n in (1, 2, 3)]
+ELSEWHERE = [f"{OTHER_COUNTY[:6]}001{n:03d}" for n in (1, 2)]
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running or serial threads alive."""
+    yield
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not leftover, f"leaked tasks: {leftover}"
+    threads = [t.name for t in threading.enumerate() if t.name.startswith(("serial", "null-"))]
+    assert not threads, f"leaked threads: {threads}"
+
+
+def box_targets(transport: str) -> list[dict[str, Any]]:
+    """Three boxes in villages of the alert's county, two in another county."""
+    targets = []
+    for index, division in enumerate(IN_COUNTY + ELSEWHERE):
+        params: dict[str, Any] = {"serial_address": index + 1} if transport == "serial" else {}
+        targets.append(
+            {
+                "id": f"spk-{division}",
+                "channel": "loudspeaker",
+                "name": f"村{index}大喇叭",
+                "division": division,
+                "address": f"box-{division}",
+                "params": params,
+            }
+        )
+    return targets
+
+
+@dataclass
+class SpeakerSystem:
+    """The service, its loudspeaker channel and the simulated boxes."""
+
+    service: BroadcasterService
+    channel: LoudspeakerChannel
+    fleet: SpeakerFleetSimulator
+    box_ids: list[str]
+
+    @property
+    def county_boxes(self) -> set[str]:
+        return {f"box-{d}" for d in IN_COUNTY}
+
+    def played(self, alert_key: str) -> dict[str, int]:
+        """Completed playbacks of an alert per box."""
+        counts: dict[str, int] = {}
+        for record in self.fleet.log.completed(alert_id=alert_key):
+            counts[record.request.box_id] = counts.get(record.request.box_id, 0) + 1
+        return counts
+
+    async def wait_playing(self, alert_key: str, boxes: set[str], within_s: float = 20.0) -> None:
+        """Wait until every box of ``boxes`` is playing ``alert_key`` now."""
+
+        def playing(records: list[Any]) -> bool:
+            now = {
+                r.request.box_id
+                for r in records
+                if r.request.alert_id == alert_key and r.ended_at is None
+            }
+            return boxes <= now
+
+        await self.fleet.log.wait_for(playing, within_s)
+
+
+def hub_table(transport: str, stack: AsyncExitStack, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """The channel's transport settings and the URL the boxes use (``{port}``: the hub's)."""
+    if transport == "tcp":
+        return {"tcp": {"host": "127.0.0.1", "port": 0}}, "tcp://127.0.0.1:{port}"
+    if transport == "serial":
+        modem = NullModem()
+        stack.callback(modem.close)
+        line = {
+            "name": "line",
+            "url": modem.path_a,
+            "reply_timeout_seconds": 0.1,
+            "poll_interval_seconds": 0.05,
+        }
+        return {"serial_lines": [line], "default_transport": "serial"}, f"serial://{modem.path_b}"
+    broker = stack.enter_context(MosquittoBroker(tmp_path))
+    table = {"mqtt": {"host": broker.host, "port": broker.port}, "default_transport": "mqtt"}
+    return table, f"mqtt://{broker.host}:{broker.port}"
+
+
+def system_config(
+    tmp_path: Path, channel: dict[str, Any], targets: list[dict[str, Any]], public_url: str
+) -> Config:
+    config = make_config(tmp_path, {"loudspeaker": channel}, targets, confirm_timeout_seconds=30)
+    server = config.server.model_copy(update={"public_url": public_url})
+    audio = AudioConfig(engine_order=("espeak-ng",))
+    return config.model_copy(update={"server": server, "audio": audio})
+
+
+@asynccontextmanager
+async def speaker_system(
+    tmp_path: Path,
+    transport: str = "tcp",
+    *,
+    play_seconds: float = 0.05,
+    public_url: str | None = None,
+    **settings: Any,
+) -> AsyncIterator[SpeakerSystem]:
+    """A running server with the channel on ``transport`` and five connected boxes.
+
+    ``public_url`` overrides the URL the boxes download from (to make downloads fail).
+    """
+    async with AsyncExitStack() as stack:
+        table, box_url = hub_table(transport, stack, tmp_path)
+        targets = box_targets(transport)
+        channel_table = {
+            "type": "loudspeaker",
+            "concurrency": 64,
+            "registry": str(tmp_path / "targets.json"),
+            "master_secret": SECRET,
+            "repeat": 1,
+            "clips": {"default": FALLBACK_CLIP},
+        }
+        port = free_port()
+        url = public_url or f"http://127.0.0.1:{port}"
+        config = system_config(tmp_path, channel_table | table | settings, targets, url)
+        service = BroadcasterService(config)
+        server = TestServer(make_app(service), host="127.0.0.1", port=port)
+        await server.start_server()
+        stack.push_async_callback(server.close)
+        channel = service.channels["loudspeaker"]
+        assert isinstance(channel, LoudspeakerChannel)
+        assert channel.hub is not None
+        if transport == "tcp":
+            box_url = box_url.format(port=channel.hub.tcp_port)
+        box_ids = [str(t["address"]) for t in targets]
+        work = tmp_path / "boxes"
+        (work / "clips").mkdir(parents=True)
+        (work / "clips" / "generic").write_bytes(FALLBACK)
+        fleet = SpeakerFleetSimulator(
+            RegistryFleetConfig(
+                url=box_url,
+                fleet_secret=SECRET.encode(),
+                boxes=len(box_ids),
+                areas=tuple(sorted({str(t["division"]) for t in targets})),
+                work_dir=work,
+                persist_journals=True,
+                play_seconds=play_seconds,
+                box_ids=tuple(box_ids),
+                box_areas=tuple(str(t["division"]) for t in targets),
+            )
+        )
+        await fleet.start()
+        stack.push_async_callback(fleet.stop)
+        await channel.wait_online(box_ids, within_s=15)
+        yield SpeakerSystem(service, channel, fleet, box_ids)
+
+
+async def wait_for_deliveries(
+    service: BroadcasterService,
+    alert_id: str,
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 20.0,
+) -> list[dict[str, Any]]:
+    """The alert's deliveries once ``predicate`` holds on them (checked on every change)."""
+    changed = asyncio.Event()
+    unsubscribe = service.subscribe(changed.set)
+    rows: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                rows = await service.database.run(service.outbox.deliveries, alert_id)
+                if predicate(rows):
+                    return rows
+                await changed.wait()
+    except TimeoutError:
+        raise AssertionError(f"deliveries of {alert_id} never matched: {rows}") from None
+    finally:
+        unsubscribe()
+
+
+@pytest.fixture(params=["tcp", "serial", "mqtt"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
