@@ -145,8 +145,13 @@ class TransmitterLink:
                     return False
                 await self._make_room(current, delivery, priority)
             await self._restorer.stop()
-            await self.connect()
-            normal = await self._normal_state()
+            try:
+                await self.connect()
+                normal = await self._normal_state()
+            except ChannelError:
+                if self.client.pending_restore is not None:
+                    self._restorer.start()  # keep restoring once this alert gives up
+                raise
             await self._restorer.remember(normal, delivery.message.alert.identifier)
             loop = asyncio.get_running_loop()
             airing = Airing(delivery, priority, expected_s, on_air=loop.create_future())

@@ -103,6 +103,11 @@ async def test_encoder_down_past_the_alert_is_restored_when_it_returns(
         (delivery,) = await _deliveries(service, submitted.alert_id)
         assert simulator.state.ta is True, "the encoder kept TA up while unreachable"
         health = await service.channels["fm"].health()
+        # another alert tries the dead encoder until it expires; the restore must go on
+        short = await service.submit(make_alert("fm-down-2", expires_in=1), origin="test")
+        assert await wait_until_complete(service, short.alert_id, timeout=10) == {
+            "fm": {"expired": 1}
+        }
         await simulator.start_tcp(port=port)
         await simulator.wait_for(lambda s: s == NORMAL, within=3)
     assert summary == {"fm": {"failed": 1}}
