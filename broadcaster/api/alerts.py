@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api.keys import APPROVAL_CLIENTS, CLIENT, SERVICE
+from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
+from broadcaster.audit import AuditLog
 from broadcaster.cap import Problem
 from broadcaster.errors import ApprovalError, CapError, StoreError
 from broadcaster.intake import IntakeResult
@@ -48,6 +49,13 @@ def _result_json(result: IntakeResult) -> dict[str, Any]:
         "planned": result.planned,
         "warnings": [problem_json(p) for p in result.warnings],
     }
+
+
+async def _audit(request: web.Request, action: str, subject: str, detail: dict[str, Any]) -> None:
+    """Record an API client's action in the hash-chained audit log."""
+    service = request.app[SERVICE]
+    audit = AuditLog(service.database, service.clock)
+    await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
 
 
 def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Response:
@@ -82,13 +90,17 @@ async def submit_alert(request: web.Request) -> web.Response:
     channels_param = request.query.get("channels")
     channels = [c for c in channels_param.split(",") if c] if channels_param else None
     client = request[CLIENT]
-    requested_by = f"api:{client}" if client in request.app[APPROVAL_CLIENTS] else None
+    requested_by = f"api:{client}" if request[NEEDS_APPROVAL] else None
     try:
         result = await service.submit(
             data, origin=f"api:{client}", channels=channels, requested_by=requested_by
         )
     except CapError as exc:
+        await _audit(request, "alert.submit.refused", "", {"error": str(exc)})
         return _bad_request(str(exc), exc.problems)
+    if result.created:
+        action = "alert.draft" if result.state == "pending" else "alert.send"
+        await _audit(request, action, result.alert_id, {"planned": result.planned})
     return web.json_response(_result_json(result), status=201 if result.created else 200)
 
 
@@ -136,6 +148,9 @@ async def cancel_alert(request: web.Request) -> web.Response:
         result = await service.cancel(record["id"], reason=reason, origin=f"api:{request[CLIENT]}")
     except (CapError, StoreError) as exc:
         return _bad_request(str(exc), getattr(exc, "problems", None))
+    await _audit(
+        request, "alert.cancel", record["id"], {"cancel": result.alert_id, "reason": reason}
+    )
     return web.json_response(_result_json(result), status=201)
 
 
@@ -160,7 +175,9 @@ async def approve_alert(request: web.Request) -> web.Response:
     try:
         result = await service.approve(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
     except ApprovalError as exc:
+        await _audit(request, "alert.approve.refused", record["id"], {"error": str(exc)})
         return web.json_response({"error": str(exc)}, status=403)
+    await _audit(request, "alert.approve", record["id"], {"reason": reason})
     return web.json_response(_result_json(result))
 
 
@@ -172,7 +189,9 @@ async def reject_alert(request: web.Request) -> web.Response:
     try:
         await service.reject(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
     except ApprovalError as exc:
+        await _audit(request, "alert.reject.refused", record["id"], {"error": str(exc)})
         return web.json_response({"error": str(exc)}, status=403)
+    await _audit(request, "alert.reject", record["id"], {"reason": reason})
     return web.json_response({"id": record["id"], "state": "rejected"})
 
 

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
-from broadcaster.api.keys import APPROVAL_CLIENTS, SERVICE
+from broadcaster.api.keys import SERVICE
+from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.console import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
@@ -43,17 +44,24 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200)
 
 
+async def _to_console(_request: web.Request) -> web.Response:
+    raise web.HTTPFound("/console/")
+
+
 def make_app(service: BroadcasterService) -> web.Application:
     """The web application for ``service``; the service starts and stops with it."""
     tokens = api_tokens(service.config, service.data_dir)
     app = web.Application(
-        middlewares=[bearer_middleware(tokens)],
+        middlewares=[
+            bearer_middleware(
+                tokens,
+                frozenset(t.name for t in service.config.api.tokens if t.requires_approval),
+                lambda: ApiTokenStore(service.database, service.clock),
+            )
+        ],
         client_max_size=service.config.server.max_body_bytes,
     )
     app[SERVICE] = service
-    app[APPROVAL_CLIENTS] = frozenset(
-        t.name for t in service.config.api.tokens if t.requires_approval
-    )
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await service.start()
@@ -73,4 +81,5 @@ def make_app(service: BroadcasterService) -> web.Application:
             app.add_subapp(f"/channels/{name}/", sub_app)
     if service.config.console.enabled:
         app.add_subapp("/console/", make_console_app(service))
+        app.router.add_get("/", _to_console)
     return app

@@ -1,8 +1,9 @@
 """API client authentication: ``Authorization: Bearer <token>``, compared in constant time.
 
-Tokens come from ``[[api.tokens]]`` in the configuration and from the environment variable
-``BROADCASTER_API_TOKEN``. When neither gives one, a random token is generated on first start
-and written to ``<data dir>/api-token`` (mode 0600); only its path is logged, never the token.
+Tokens come from ``[[api.tokens]]`` in the configuration, from the environment variable
+``BROADCASTER_API_TOKEN``, and from the tokens admins issue (and revoke) in the console. When
+none is configured, a random token is generated on first start and written to
+``<data dir>/api-token`` (mode 0600); only its path is logged, never the token.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from broadcaster.api.keys import CLIENT
+from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL
+from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.config import Config, Secret
 
 log = logging.getLogger(__name__)
@@ -58,13 +60,29 @@ def client_for(header: str | None, tokens: dict[str, Secret]) -> str | None:
     return found
 
 
-def bearer_middleware(tokens: dict[str, Secret], prefix: str = "/api/") -> Middleware:
-    """Require a valid bearer token on every path under ``prefix``."""
+def bearer_middleware(
+    tokens: dict[str, Secret],
+    approval_clients: frozenset[str],
+    issued: Callable[[], ApiTokenStore],
+    prefix: str = "/api/",
+) -> Middleware:
+    """Require a valid bearer token on every path under ``prefix``.
+
+    A token is one from the configuration (client name = its ``name``) or one an admin issued
+    in the console (client name ``token:<name>``, revocable there). The request learns the
+    client's name and whether its alerts wait for approval.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(prefix):
-            client = client_for(request.headers.get("Authorization"), tokens)
+            header = request.headers.get("Authorization")
+            client = client_for(header, tokens)
+            needs_approval = client in approval_clients
+            if client is None and header and header.startswith("Bearer "):
+                grant = await issued().client_for(header[len("Bearer ") :].strip())
+                if grant is not None:
+                    client, needs_approval = f"token:{grant.name}", grant.requires_approval
             if client is None:
                 return web.json_response(
                     {"error": "missing or invalid bearer token"},
@@ -72,6 +90,7 @@ def bearer_middleware(tokens: dict[str, Secret], prefix: str = "/api/") -> Middl
                     headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'},
                 )
             request[CLIENT] = client
+            request[NEEDS_APPROVAL] = needs_approval
         return await handler(request)
 
     return middleware

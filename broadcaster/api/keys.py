@@ -8,6 +8,6 @@ from broadcaster.service import BroadcasterService
 
 SERVICE = web.AppKey("service", BroadcasterService)
 CLIENT = web.RequestKey("client", str)
-APPROVAL_CLIENTS = web.AppKey("approval_clients", frozenset)
-"""API clients whose alerts wait for approval."""
+NEEDS_APPROVAL = web.RequestKey("needs_approval", bool)
+"""Whether the authenticated client's alerts wait for an officer's approval."""
 """The name of the API client a request authenticated as."""

@@ -122,3 +122,47 @@ async def test_api_clients_that_require_approval(tmp_path: Path) -> None:
                 assert r.status == 200 and (await r.json())["planned"] == {"rec": 2}
     finally:
         await server.close()
+
+
+async def test_console_issued_tokens_authenticate_and_api_actions_are_audited(
+    tmp_path: Path,
+) -> None:
+    from broadcaster.audit import AuditLog
+    from broadcaster.auth.tokens import ApiTokenStore
+
+    config = make_config(tmp_path, CHANNELS, village_targets("rec", 2))
+    config = config.model_copy(
+        update={"api": config.api.model_validate({"tokens": [{"name": "duty", "token": "d-1"}]})}
+    )
+    service = BroadcasterService(config)
+    server = TestServer(make_app(service))
+    await server.start_server()
+    try:
+        store = ApiTokenStore(service.database)
+        token, _grant = await store.create("county", created_by="admin", requires_approval=True)
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+            county = {"Authorization": f"Bearer {token}"}
+            async with session.post(
+                "/api/v1/alerts",
+                data=to_xml(make_alert()),
+                headers=county | {"Content-Type": "application/cap+xml"},
+            ) as r:
+                body = await r.json()
+                assert r.status == 201 and body["state"] == "pending"
+            async with session.post(
+                f"/api/v1/alerts/{body['id']}/approve",
+                json={"reason": "checked"},
+                headers={"Authorization": "Bearer d-1"},
+            ) as r:
+                assert r.status == 200
+            grants = await store.all()
+            await store.revoke(grants[0].id, by="admin")
+            async with session.get("/api/v1/approvals", headers=county) as r:
+                assert r.status == 401
+        entries = await service.database.run(AuditLog(service.database).entries, limit=50)
+        actions = {(e.actor, e.action) for e in entries}
+        assert ("api:token:county", "alert.draft") in actions
+        assert ("api:duty", "alert.approve") in actions
+        assert token not in str(entries)
+    finally:
+        await server.close()
