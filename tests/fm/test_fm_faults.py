@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from broadcaster.cap import MsgType, Status
 from broadcaster.service import BroadcasterService
 from drivers.rds import RdsEncoderSimulator
@@ -43,8 +45,11 @@ def _closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_cancel_mid_playback_drops_ta_within_a_second(
-    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+@pytest.mark.parametrize(
+    ("msg_type", "marker"), [(MsgType.CANCEL, "CANCELLED: "), (MsgType.UPDATE, "UPDATE: ")]
+)
+async def test_cancel_or_update_mid_playback_drops_ta_within_a_second(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator, msg_type: MsgType, marker: str
 ) -> None:
     url = await simulator.start_tcp()
     table = fm_table(sink, {TRANSMITTER: url}, readrate=1.0)
@@ -55,7 +60,7 @@ async def test_cancel_mid_playback_drops_ta_within_a_second(
         await asyncio.sleep(0.5)  # half a second of audio on air
         loop = asyncio.get_running_loop()
         started = loop.time()
-        cancel = make_alert("fm-cancel", msg_type=MsgType.CANCEL, references=[original])
+        cancel = make_alert("fm-cancel", msg_type=msg_type, references=[original])
         await service.submit(cancel, origin="test")
         await simulator.wait_for(lambda s: s.ta is False, within=1.0)
         assert loop.time() - started < 1.0
@@ -63,15 +68,15 @@ async def test_cancel_mid_playback_drops_ta_within_a_second(
         (delivery,) = await _deliveries(service, submitted.alert_id)
         detail = await _last_detail(service, delivery["id"])
         killed = [p for p in players_running(sink) if f"{delivery['id']}.wav" in p]
-        # the all-clear goes on air next, marked as such
+        # the all-clear or the update goes on air next, marked as such
         cancelled = await simulator.wait_for(
-            lambda s: _on_air(s) and (s.rt or "").startswith("CANCELLED: "), within=10
+            lambda s: _on_air(s) and (s.rt or "").startswith(marker), within=10
         )
     assert summary == {"fm": {"confirmed": 1}}
     assert killed == [], "the player of the cancelled alert is still running"
     assert "stopped (Cancel or Update of alert fm-long)" in detail and "station restored" in detail
     assert cancelled.pty == 31
-    assert simulator.state == NORMAL, "stopping the service takes the all-clear off air"
+    assert simulator.state == NORMAL, "stopping the service takes the new message off air"
 
 
 async def test_link_dropped_mid_alert_reconnects_and_restores(
@@ -221,4 +226,22 @@ async def test_cancel_before_the_alert_is_on_air_keeps_it_off_the_air(
         (delivery,) = await _deliveries(service, submitted.alert_id)
     assert summary == {"fm": {"cancelled": 1}}
     assert not (sink / f"{delivery['id']}.wav").exists(), "nothing of it was played"
+    assert simulator.state == NORMAL
+
+
+async def test_without_preemption_a_real_alert_waits_for_the_test_on_air(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=1.0, busy_retry_seconds=0.1, preempt=False)
+    async with running(fm_config(tmp_path, table)) as service:
+        await service.submit(make_alert("fm-p1", status=Status.TEST), origin="test")
+        await simulator.wait_for(_on_air, within=10)
+        real = await service.submit(make_alert("fm-p2"), origin="test")
+        (waiting,) = await wait_for_deliveries(
+            service, real.alert_id, lambda rows: rows[0]["attempts"] >= 2
+        )
+        still = simulator.state
+    assert "is airing alert fm-p1" in waiting["last_error"]
+    assert still.ta is True and still.pty == 30, "the test stayed on air"
     assert simulator.state == NORMAL
