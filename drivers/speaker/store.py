@@ -85,11 +85,15 @@ class MediaFetcher:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
-        self._inflight: dict[str, asyncio.Future[Path]] = {}
+        self._inflight: dict[str, asyncio.Task[Path]] = {}
         self._stored: set[str] = set()
 
     async def aclose(self) -> None:
-        """Close the HTTP session."""
+        """Stop downloads in progress and close the HTTP session."""
+        for task in list(self._inflight.values()):
+            task.cancel()
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()))
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -98,32 +102,33 @@ class MediaFetcher:
         """The cached file for ``sha256``, downloading ``url`` when it is not cached yet.
 
         Raises MediaDownloadError on network or HTTP errors and MediaIntegrityError when the
-        content does not match ``sha256``.
+        content does not match ``sha256``. The download runs in its own task, so a caller that
+        is cancelled (a preempted playback) does not cancel it for the others waiting on it.
         """
         path = self._dir / sha256
         if sha256 in self._stored:
             return path
-        pending = self._inflight.get(sha256)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._inflight[sha256] = future
-        try:
-            if not await asyncio.to_thread(path.is_file):
-                await self._download(url, sha256, path)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        else:
-            self._stored.add(sha256)
-            future.set_result(path)
-            return path
-        finally:
-            del self._inflight[sha256]
+        task = self._inflight.get(sha256)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch_into_cache(url, sha256))
+            self._inflight[sha256] = task
+            task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[Path]) -> None:
+        """Drop a finished download; its error has been (or will never be) seen by a waiter."""
+        for sha256, pending in list(self._inflight.items()):
+            if pending is task:
+                del self._inflight[sha256]
+        if not task.cancelled():
+            task.exception()
+
+    async def _fetch_into_cache(self, url: str, sha256: str) -> Path:
+        path = self._dir / sha256
+        if not await asyncio.to_thread(path.is_file):
+            await self._download(url, sha256, path)
+        self._stored.add(sha256)
+        return path
 
     async def _download(self, url: str, sha256: str, path: Path) -> None:
         if self._session is None:

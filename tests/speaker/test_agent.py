@@ -285,3 +285,20 @@ async def test_an_unwritable_journal_is_a_storage_error(tmp_path: Path) -> None:
     journal = PlayJournal(tmp_path / "not-a-dir" / "journal.json")
     with pytest.raises(BoxStorageError, match="cannot write journal"):
         await journal.save()
+
+
+async def test_a_cancelled_caller_does_not_cancel_a_shared_download(
+    tmp_path: Path, media: MediaServer
+) -> None:
+    fetcher = MediaFetcher(tmp_path / "shared")
+    loop = asyncio.get_running_loop()
+    first = loop.create_task(fetcher.fetch(media.url("a.wav"), sha(AUDIO)))
+    second = loop.create_task(fetcher.fetch(media.url("a.wav"), sha(AUDIO)))
+    await asyncio.sleep(0)
+    first.cancel()
+    try:
+        path = await second
+        assert path.read_bytes() == AUDIO
+        assert first.cancelled() and media.requests == 1
+    finally:
+        await fetcher.aclose()
