@@ -1,5 +1,6 @@
-"""FM alerts under faults, through the real core service: a Cancel mid-playback, links
-dropped mid-alert, one alert per transmitter with preemption, and bad input."""
+"""FM alerts under faults, through the real core service: a Cancel or Update mid-playback
+and before airing, links dropped mid-alert, an encoder down past the alert and across a
+restart, one alert per transmitter with and without preemption, and bad input."""
 
 from __future__ import annotations
 
