@@ -1,6 +1,6 @@
 """Device errors through the real core service: a refused command fails for good, an encoder
 that never acknowledges is retried by the core, a failing player fails the delivery after the
-encoder is restored."""
+encoder is restored, an encoder whose normal state is unknown is never touched."""
 
 from __future__ import annotations
 
@@ -64,3 +64,20 @@ async def test_a_failing_player_fails_the_delivery_after_restoring(
     assert "FM player 'ffmpeg' exited with" in delivery["last_error"]
     assert any(s.ta for s in simulator.history), "the alert was raised before playing"
     assert simulator.state == NORMAL
+
+
+async def test_an_ascii_encoder_without_a_configured_station_fails_clearly(
+    tmp_path: Path, sink: Path
+) -> None:
+    async with RdsEncoderSimulator(dialect="ascii", initial=NORMAL) as simulator:
+        url = simulator.start_pty() + "?dialect=ascii"
+        table = fm_table(sink, {TRANSMITTER: url})
+        del table["station"]  # the ASCII dialect cannot read PS back
+        async with running(fm_config(tmp_path, table)) as service:
+            result = await service.submit(make_alert("fm-ascii"), origin="test")
+            summary = await wait_until_complete(service, result.alert_id, timeout=20)
+            (delivery,) = await service.database.run(service.outbox.deliveries, result.alert_id)
+        history = list(simulator.history)
+    assert summary == {"fm": {"failed": 1}}
+    assert "normal PS is unknown; set channels.fm.station.ps" in delivery["last_error"]
+    assert history == [], "nothing was put on air"
