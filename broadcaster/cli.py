@@ -35,6 +35,10 @@ from broadcaster.errors import BroadcasterError, CapError, ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
+COMMAND_GROUP = "broadcaster.commands"
+"""Entry-point group through which plugins (channels) add subcommands without the core
+importing them; each entry is a ``register(subparsers)`` function."""
+
 COMMAND_MODULES: list[str] = ["broadcaster.deploy.cli", "broadcaster.console.cli"]
 """Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 and sets ``func`` (taking the parsed arguments, returning the exit status) on each."""
@@ -271,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_sim)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    for entry in entry_points(group=COMMAND_GROUP):
+        try:
+            entry.load()(sub)
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            print(f"warning: commands of plugin {entry.name!r} unavailable: {exc}", file=sys.stderr)
     return parser
 
 

@@ -111,3 +111,14 @@ def test_secrets_never_show_in_repr_or_str(tmp_path: Path) -> None:
     shown = repr(config) + str(config) + str(config.api.tokens[0].token)
     assert "tok-123456" not in shown and "hmac-xyz" not in shown
     assert config.api.tokens[0].token.reveal() == "tok-123456"
+
+
+def test_plugins_add_subcommands_through_entry_points(tmp_path: Path) -> None:
+    csv = tmp_path / "groups.csv"
+    csv.write_text(
+        "group,name,division,number\ng1,officer,150921001001,+8613800000001\n", encoding="utf-8"
+    )
+    out = tmp_path / "targets.json"
+    result = run("sms", "import", str(csv), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())[0]["address"] == "+8613800000001"
