@@ -10,6 +10,7 @@
     broadcaster check-config [--config FILE]
     broadcaster channels
     broadcaster sim NAME [simulator options]
+    broadcaster audio render|same|clips-build [options]
 
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -228,6 +229,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return int(main(list(args.rest)))
 
 
+def cmd_audio(args: argparse.Namespace) -> int:
+    # imported here: the audio stack (scipy) takes seconds to load, other commands skip it
+    from audio.cli import main as audio_main
+
+    return audio_main(list(args.rest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="broadcaster", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -273,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("name")
     sim.add_argument("rest", nargs=argparse.REMAINDER)
     sim.set_defaults(func=cmd_sim)
+    audio = sub.add_parser(
+        "audio",
+        help="render warnings and SAME headers to audio files (audio render|same|clips-build)",
+    )
+    audio.add_argument("rest", nargs=argparse.REMAINDER)
+    audio.set_defaults(func=cmd_audio)
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     for entry in entry_points(group=COMMAND_GROUP):

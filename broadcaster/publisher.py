@@ -12,6 +12,9 @@ used to pick stored clips when every synthesiser is down, from the event's name.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +52,10 @@ _HAZARDS = (
 )
 
 
+def _info_for(message: AlertMessage, text: MessageText) -> Info | None:
+    return next((i for i in message.alert.infos if i.language == text.language), None)
+
+
 def warning_level(info: Info | None) -> Level:
     """The warning colour of an ``<info>``: from its parameters, else from its severity."""
     if info is None:
@@ -72,9 +79,31 @@ def hazard_of(event: str) -> str:
     return "generic"
 
 
+def supplied_audio(info: Info | None) -> bytes | None:
+    """Audio the alert carries itself (a ``<resource>`` of an audio type with ``derefUri``).
+
+    It is the first rung of the speech chain: a recorded announcement beats any synthesiser.
+    A resource whose content does not decode, or whose SHA-1 ``digest`` does not match, is
+    ignored (the chain falls through to synthesis).
+    """
+    if info is None:
+        return None
+    for resource in info.resources:
+        if not resource.mime_type.lower().startswith("audio/") or not resource.deref_uri:
+            continue
+        try:
+            data = base64.b64decode(resource.deref_uri, validate=False)
+        except (binascii.Error, ValueError):
+            continue
+        if resource.digest and hashlib.sha1(data).hexdigest() != resource.digest.lower():  # noqa: S324 - CAP 1.2 names SHA-1
+            continue
+        return data
+    return None
+
+
 def speech_text(message: AlertMessage, text: MessageText) -> SpeechText:
     """The plain fields :mod:`audio` needs for one language of an alert."""
-    info = next((i for i in message.alert.infos if i.language == text.language), None)
+    info = _info_for(message, text)
     return SpeechText(
         language=text.language,
         status=str(message.alert.status),
@@ -113,6 +142,11 @@ class AudioPublisher:
         chosen = profile if isinstance(profile, ChannelProfile) else PROFILES[profile]
         texts = message.rendition.for_languages(tuple(languages))
         requests = [
-            RenderRequest(speech=speech_text(message, t), hazard=hazard_of(t.event)) for t in texts
+            RenderRequest(
+                speech=speech_text(message, t),
+                hazard=hazard_of(t.event),
+                supplied_audio=supplied_audio(_info_for(message, t)),
+            )
+            for t in texts
         ]
         return list(await asyncio.gather(*(self.renderer.render(r, chosen) for r in requests)))

@@ -39,3 +39,32 @@ async def test_exercise_alert_renders_offline_with_marker(tmp_path: Path) -> Non
     assert result.files[ExportFormat.MP3].stat().st_size > 1000
     again = await publisher.render(_message(Status.EXERCISE), "loudspeaker", ("zh-CN",))
     assert again[0].key == result.key
+
+
+async def test_audio_carried_by_the_alert_is_played_first(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import subprocess
+
+    from broadcaster.cap import Resource
+
+    wav = tmp_path / "announcement.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", "cmn", "-w", str(wav), "请注意，这是预先录制的预警广播。"], check=True
+    )
+    data = wav.read_bytes()
+    alert = make_alert()
+    resource = Resource(
+        resource_desc="recorded announcement",
+        mime_type="audio/wav",
+        deref_uri=base64.b64encode(data).decode(),
+        digest=hashlib.sha1(data).hexdigest(),  # noqa: S324 - CAP 1.2 names SHA-1
+    )
+    alert.infos[0].resources.append(resource)
+    message = AlertMessage(id="a2", alert=alert, rendition=render(alert), expires_at=9e9)
+    publisher = AudioPublisher(tmp_path / "cache", AudioConfig(engine_order=("espeak-ng",)))
+    renders = await publisher.render(message, "loudspeaker")
+    assert renders[0].engine == "supplied"
+    resource.digest = "0" * 40  # a digest that does not match: the recording is not trusted
+    renders = await publisher.render(message, "loudspeaker")
+    assert renders[0].engine == "espeak-ng"
