@@ -58,7 +58,7 @@ async def test_audio_carried_by_the_alert_is_played_first(tmp_path: Path) -> Non
         resource_desc="recorded announcement",
         mime_type="audio/wav",
         deref_uri=base64.b64encode(data).decode(),
-        digest=hashlib.sha1(data).hexdigest(),  # noqa: S324 - CAP 1.2 names SHA-1
+        digest=hashlib.sha1(data).hexdigest(),
     )
     alert.infos[0].resources.append(resource)
     message = AlertMessage(id="a2", alert=alert, rendition=render(alert), expires_at=9e9)
