@@ -5,10 +5,9 @@ Registered as ``loudspeaker = "channels.loudspeaker:LoudspeakerChannel"`` in the
 group ``broadcaster.channels``. Modules::
 
     config    LoudspeakerChannelConfig: hub transports, keys, priorities, volume, clips, simulate
-    boxes     registry targets and keys into hub registrations (key file or master secret)
+    boxes     registry targets and keys into hub registrations; simulated boxes (demo)
     commands  play_url / play_clip / stop for a delivery; GY/T class, priority and volume
     media     AudioLibrary: one render per alert and language, served over HTTP
-    simulate  simulate = true: the registry's boxes as in-process simulated boxes
     channel   LoudspeakerChannel: plan, send, cancel, confirmations, health, probe, preview
 """
 

@@ -7,22 +7,41 @@ empty); its ``division`` is its area; ``params`` may set ``transport`` (``tcp``,
 the hex entry for the box id in ``key_file`` or, failing that, HMAC-SHA256 of the UTF-8
 ``master_secret`` over ``box:<box id>`` (docs/protocols/speaker.md section 2.2). Problems are
 ``BoxRegistryError`` naming the box and what is wrong.
+
+``simulate = true`` (demos) runs the registry's boxes as in-process simulated boxes
+(``start_fleet``): each is the real box agent (``drivers.speaker.SpeakerFleetSimulator``) with a
+recording player, connected over TCP on loopback to the channel's own hub, with the box id and
+area of its registry target and the key derived from ``master_secret``. Boxes download audio
+from the server like real ones; playback is simulated (``simulated_play_seconds``). At most
+``simulated_boxes_max`` boxes are simulated (the first of the registry); the rest stay offline.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from broadcaster.delivery import Target
 from broadcaster.errors import ConfigError
 from broadcaster.store.targets import load_targets_file
 from channels.loudspeaker.config import LoudspeakerChannelConfig
-from drivers.speaker import BoxRegistration, SpeakerConfigError
+from drivers.speaker import (
+    BoxRegistration,
+    FleetSimulatorConfig,
+    SpeakerConfigError,
+    SpeakerFleetSimulator,
+)
 from drivers.speaker.codec import derive_key
 
 _MIN_KEY_BYTES = 16
+#: How long the demo waits for its simulated boxes to connect before serving anyway.
+_CONNECT_WITHIN_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class BoxRegistryError(ConfigError):
@@ -120,3 +139,55 @@ def registration(
         )
     except SpeakerConfigError as exc:
         raise BoxRegistryError(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryFleetConfig(FleetSimulatorConfig):
+    """A fleet whose boxes carry the ids and areas of registry targets."""
+
+    box_ids: tuple[str, ...] = ()
+    box_areas: tuple[str, ...] = ()
+
+    def box_id(self, index: int) -> str:
+        return self.box_ids[index]
+
+    def area_of(self, index: int) -> str:
+        return self.box_areas[index]
+
+
+async def start_fleet(
+    boxes: list[BoxRegistration],
+    port: int,
+    secret: bytes,
+    work_dir: Path,
+    play_seconds: float,
+) -> SpeakerFleetSimulator:
+    """Start simulated boxes for ``boxes`` (TCP ones) against a hub on 127.0.0.1:``port``."""
+    areas = tuple(min(b.areas) if b.areas else "demo" for b in boxes)
+    config = RegistryFleetConfig(
+        url=f"tcp://127.0.0.1:{port}",
+        fleet_secret=secret,
+        boxes=len(boxes),
+        areas=tuple(sorted(set(areas))),
+        work_dir=work_dir,
+        persist_journals=True,
+        play_seconds=play_seconds,
+        heartbeat_s=30.0,
+        box_ids=tuple(b.box_id for b in boxes),
+        box_areas=areas,
+    )
+    began = time.monotonic()
+    fleet = SpeakerFleetSimulator(config)
+    await fleet.start()
+    try:
+        await fleet.wait_connected(_CONNECT_WITHIN_S)
+    except TimeoutError:
+        log.warning(
+            "simulated loudspeaker boxes: not all connected within %.0f s", _CONNECT_WITHIN_S
+        )
+    log.info(
+        "simulated loudspeaker boxes: %d connected in %.2f s",
+        len(boxes),
+        time.monotonic() - began,
+    )
+    return fleet

@@ -63,7 +63,6 @@ from broadcaster.publisher import hazard_of
 from channels.loudspeaker import boxes, commands
 from channels.loudspeaker.config import LoudspeakerChannelConfig
 from channels.loudspeaker.media import AudioLibrary
-from channels.loudspeaker.simulate import start_fleet
 from drivers.speaker import (
     AckStage,
     BoxAck,
@@ -125,6 +124,7 @@ class LoudspeakerChannel(Channel):
         self.fleet: SpeakerFleetSimulator | None = None
         self._keyring = boxes.BoxKeyring({}, None)
         self._registered: dict[str, BoxRegistration] = {}
+        self._targets: dict[str, tuple[Target, BoxRegistration]] = {}
         self._views: dict[str, _BoxView] = {}
         self._pending: dict[str, _Pending] = {}
         self._pump: asyncio.Task[None] | None = None
@@ -170,7 +170,7 @@ class LoudspeakerChannel(Channel):
         simulated = [b for b in self._registered.values() if b.transport == "tcp"]
         simulated = simulated[: settings.simulated_boxes_max]
         if simulated:
-            self.fleet = await start_fleet(
+            self.fleet = await boxes.start_fleet(
                 simulated,
                 hub.tcp_port,
                 settings.master_secret.reveal().encode(),
@@ -196,7 +196,11 @@ class LoudspeakerChannel(Channel):
     # -- boxes -------------------------------------------------------------------------
 
     def _register(self, hub: SpeakerHub, target: Target) -> BoxRegistration:
+        known = self._targets.get(target.id)
+        if known is not None and known[0] == target:
+            return known[1]
         box = boxes.registration(target, self.settings, self._keyring)
+        self._targets[target.id] = (target, box)
         if self._registered.get(box.box_id) != box:
             try:
                 hub.register(box)

@@ -22,7 +22,7 @@ from broadcaster.api.app import make_app
 from broadcaster.config import AudioConfig, Config
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
-from channels.loudspeaker.simulate import RegistryFleetConfig
+from channels.loudspeaker.boxes import RegistryFleetConfig
 from drivers.speaker import SpeakerFleetSimulator
 from drivers.speaker.testing import MosquittoBroker, NullModem, free_port
 from tests.core.support import COUNTY, OTHER_COUNTY, make_config

@@ -1,0 +1,210 @@
+"""Loudspeaker alert through the whole server: 10,000 simulated boxes on loopback, over direct
+TCP and over MQTT through Mosquitto, in one run.
+
+For each transport the bench runs the real service with its HTTP server and the
+``loudspeaker`` channel in this process (registry of 10,000 boxes in one county, keys from the
+channel's master secret), and the fleet simulator (``drivers.speaker.simulator_cli``: real
+agent code, playback time zero) in separate processes. Once every box is online it POSTs one
+CAP alert to ``/api/v1/alerts`` and measures, from the API's answer: the time until every box
+acknowledged ``started`` and ``finished`` (as the channel receives the acks), and until the core
+has recorded every delivery as confirmed. The audio is rendered (espeak-ng) inside that time
+and downloaded by the boxes from the server. The server process's peak RSS is the memory
+figure (the simulators and the broker run in other processes).
+
+Goals: all boxes started within 5 s; server memory under 300 MB.
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_loudspeaker.py [--boxes 10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench.bench_speaker import SECRET, raise_file_limit, start_fleet, stop_fleet
+from broadcaster.api.app import make_app
+from broadcaster.cap.serialize import to_xml
+from broadcaster.config import parse_config
+from broadcaster.service import BroadcasterService
+from channels.loudspeaker import LoudspeakerChannel
+from drivers.speaker import AckStage, BoxAck, HubEvent
+from drivers.speaker.testing import MosquittoBroker, free_port
+from tests.core.support import COUNTY, make_alert
+
+TOKEN = "bench-api-token"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def registry(boxes: int) -> list[dict[str, Any]]:
+    """Boxes ``sim-00000``… (the simulator's ids) in villages of one county."""
+    return [
+        {
+            "id": f"spk-{n:05d}",
+            "channel": "loudspeaker",
+            "name": f"村{n}",
+            "division": f"{COUNTY[:6]}{n // 500 + 1:03d}{n % 500 + 1:03d}",
+            "address": f"sim-{n:05d}",
+        }
+        for n in range(boxes)
+    ]
+
+
+class AckClock:
+    """Wraps the channel's event handler: when each stage reached every box."""
+
+    def __init__(self, channel: LoudspeakerChannel, expected: int) -> None:
+        self.expected = expected
+        self.boxes: dict[AckStage, set[str]] = {stage: set() for stage in AckStage}
+        self.reached: dict[AckStage, float] = {}
+        self.first: dict[AckStage, float] = {}
+        self.done = asyncio.Event()
+        handler: Callable[[HubEvent], None] = channel._on_event
+
+        def recording(event: HubEvent) -> None:
+            handler(event)
+            if isinstance(event, BoxAck) and event.cmd_id.startswith("play-"):
+                seen = self.boxes[event.stage]
+                self.first.setdefault(event.stage, time.perf_counter())
+                seen.add(event.box_id)
+                if len(seen) == self.expected and event.stage not in self.reached:
+                    self.reached[event.stage] = time.perf_counter()
+                    if event.stage is AckStage.FINISHED:
+                        self.done.set()
+
+        channel._on_event = recording  # type: ignore[method-assign]
+
+
+async def measure(name: str, args: argparse.Namespace, hub: dict[str, Any], link: str) -> None:
+    work = args.work / name
+    targets = work / "targets.json"
+    work.mkdir()
+    targets.write_text(json.dumps(registry(args.boxes)))
+    port = free_port()
+    channel_table = {
+        "type": "loudspeaker",
+        "concurrency": args.concurrency,
+        "registry": str(targets),
+        "master_secret": SECRET.decode(),  # the simulators' --fleet-secret
+        "repeat": 1,
+        "heartbeat_timeout_seconds": 3600,
+    } | hub
+    data = {
+        "server": {
+            "data_dir": str(work / "data"),
+            "public_url": f"http://127.0.0.1:{port}",
+            "max_body_bytes": 1_000_000,
+        },
+        "api": {"tokens": [{"name": "bench", "token": TOKEN}]},
+        "audio": {"engine_order": ["espeak-ng"]},
+        "registry": {"targets": str(targets)},
+        "dispatcher": {"idle_poll_seconds": 0.2, "batch_size": args.concurrency},
+        "channels": {"loudspeaker": channel_table},
+    }
+    config = parse_config(data, base_dir=work, source=None)
+    service = BroadcasterService(config)
+    runner = web.AppRunner(make_app(service), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fleet: list[asyncio.subprocess.Process] = []
+    try:
+        channel = service.channels["loudspeaker"]
+        assert isinstance(channel, LoudspeakerChannel) and channel.hub is not None
+        if name == "tcp":
+            link = link.format(port=channel.hub.tcp_port)
+        began = time.perf_counter()
+        fleet = await start_fleet(link, args.boxes, args.processes, work)
+        ids = [f"sim-{n:05d}" for n in range(args.boxes)]
+        await channel.wait_online(ids, within_s=args.timeout_s)
+        print(f"{name}: {args.boxes} boxes online after {time.perf_counter() - began:.1f} s")
+        clock = AckClock(channel, args.boxes)
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cap+xml"}
+        alert = to_xml(make_alert(f"bench-{name}", geocodes=(COUNTY,)))
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/api/v1/alerts"
+            async with session.post(url, data=alert, headers=headers) as response:
+                answer = await response.json()
+                accepted = time.perf_counter()
+        if response.status != 201:
+            raise SystemExit(f"{name}: the API refused the alert: {answer}")
+        print(f"{name}: planned {answer['planned']}")
+        try:
+            async with asyncio.timeout(args.timeout_s):
+                await clock.done.wait()
+                await confirmed(service, answer["id"], args.boxes)
+        except TimeoutError:
+            counts = ", ".join(f"{s.value} {len(b)}" for s, b in clock.boxes.items())
+            print(f"{name}: NOT COMPLETE after {args.timeout_s:.0f} s: {counts}")
+            return
+        recorded = time.perf_counter()
+        started = clock.reached[AckStage.STARTED] - accepted
+        print(
+            f"{name}: first accepted {clock.first[AckStage.ACCEPTED] - accepted:5.2f} s, all"
+            f" accepted {clock.reached[AckStage.ACCEPTED] - accepted:5.2f} s, first started"
+            f" {clock.first[AckStage.STARTED] - accepted:5.2f} s"
+        )
+        finished = clock.reached[AckStage.FINISHED] - accepted
+        print(
+            f"{name}: from the API's answer: all started {started:5.2f} s, all finished"
+            f" {finished:5.2f} s, all confirmed in the store {recorded - accepted:5.2f} s;"
+            f" failed acks {len(clock.boxes[AckStage.FAILED])}; server peak RSS"
+            f" {peak_rss_mb():.0f} MB"
+        )
+    finally:
+        await stop_fleet(fleet)
+        await runner.cleanup()
+
+
+async def confirmed(service: BroadcasterService, alert_id: str, expected: int) -> None:
+    """Wait until the store has every delivery of the alert confirmed."""
+    changed = asyncio.Event()
+    unsubscribe = service.subscribe(changed.set)
+    try:
+        while True:
+            changed.clear()
+            summary = await service.database.run(service.outbox.summary, alert_id)
+            if summary.get("loudspeaker", {}).get("confirmed", 0) == expected:
+                return
+            await changed.wait()
+    finally:
+        unsubscribe()
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"loudspeaker alert through the server: {args.boxes} boxes, {args.processes} processes")
+    await measure("tcp", args, {"tcp": {"host": "127.0.0.1", "port": 0}}, "tcp://127.0.0.1:{port}")
+    with MosquittoBroker(args.work) as broker:
+        hub = {"mqtt": {"host": broker.host, "port": broker.port}, "default_transport": "mqtt"}
+        await measure("mqtt", args, hub, f"mqtt://{broker.host}:{broker.port}")
+    print(f"server peak RSS: {peak_rss_mb():.0f} MB (goal < 300 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boxes", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--timeout-s", type=float, default=120.0)
+    parser.add_argument("--concurrency", type=int, default=1000, help="the channel's sends")
+    args = parser.parse_args()
+    limit = raise_file_limit()
+    if limit < args.boxes + 1000:
+        sys.exit(f"open-file limit {limit} is too low for {args.boxes} boxes")
+    with tempfile.TemporaryDirectory(prefix="bench-loudspeaker-") as work:
+        args.work = Path(work)
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Parts of the loudspeaker channel: broadcast class and volume of an alert, command ids, the
+registry and keys, and the audio files served over HTTP (Range, caching, unknown names)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from broadcaster.cap import NamedValue, Status
+from broadcaster.delivery import Target
+from broadcaster.scheduler.runs import VOLUME_PARAMETER
+from broadcaster.testing.contract import contract_delivery
+from channels.loudspeaker import LoudspeakerChannelConfig
+from channels.loudspeaker.boxes import (
+    BoxKeyring,
+    BoxRegistryError,
+    read_key_file,
+    read_registry,
+    registration,
+)
+from channels.loudspeaker.commands import (
+    CLASS_PARAMETER,
+    broadcast_class,
+    command_id,
+    play_url,
+    volume_for,
+)
+from channels.loudspeaker.media import AudioLibrary
+from drivers.speaker import BroadcastClass
+from drivers.speaker.codec import derive_key
+from tests.core.support import make_alert
+
+SETTINGS = LoudspeakerChannelConfig.model_validate(
+    {"type": "loudspeaker", "volume": 80, "test_volume": 30}
+)
+TARGET = Target(id="spk-1", channel="loudspeaker", name="村", division="150921001001")
+
+
+def test_classes_follow_the_status_and_a_test_never_plays_as_an_emergency() -> None:
+    assert broadcast_class(make_alert(status=Status.ACTUAL)) is BroadcastClass.EMERGENCY
+    assert broadcast_class(make_alert(status=Status.TEST)) is BroadcastClass.SYSTEM_DRILL
+    exercise = make_alert(status=Status.EXERCISE)
+    assert broadcast_class(exercise) is BroadcastClass.SIMULATED_DRILL
+    exercise.infos[0].parameters.append(NamedValue(CLASS_PARAMETER, "live_drill"))
+    assert broadcast_class(exercise) is BroadcastClass.LIVE_DRILL
+    test = make_alert(status=Status.TEST)
+    test.infos[0].parameters.append(NamedValue(CLASS_PARAMETER, "emergency"))
+    assert broadcast_class(test) is BroadcastClass.SYSTEM_DRILL
+    actual = make_alert(status=Status.ACTUAL)
+    actual.infos[0].parameters.append(NamedValue(CLASS_PARAMETER, "system_drill"))
+    assert broadcast_class(actual) is BroadcastClass.EMERGENCY
+
+
+def test_volume_from_the_alert_then_the_settings() -> None:
+    assert volume_for(make_alert(), SETTINGS) == 80
+    assert volume_for(make_alert(status=Status.TEST), SETTINGS) == 30
+    scheduled = make_alert(status=Status.TEST)
+    scheduled.infos[0].parameters.append(NamedValue(VOLUME_PARAMETER, "45"))
+    assert volume_for(scheduled, SETTINGS) == 45
+
+
+def test_a_retry_reuses_the_command_id_and_carries_the_alert_deadline() -> None:
+    delivery = contract_delivery(TARGET)
+    assert command_id("play", delivery) == command_id("play", replace(delivery, attempt=5))
+    other = replace(delivery, idempotency_key=delivery.idempotency_key + ":1")
+    assert command_id("play", other) != command_id("play", delivery)
+    command = play_url(delivery, SETTINGS, "http://x/a.mp3", "0" * 64, None)
+    assert command.expires_at.timestamp() == pytest.approx(delivery.expires_at)
+    assert command.priority == 20 and command.broadcast_class is BroadcastClass.SYSTEM_DRILL
+
+
+def test_registrations_from_targets_and_keys(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"box-a": "11" * 32}))
+    keyring = BoxKeyring(read_key_file(keys), b"master")
+    explicit = registration(replace(TARGET, address="box-a"), SETTINGS, keyring)
+    assert explicit.key == bytes.fromhex("11" * 32)
+    assert explicit.areas == frozenset({"150921001001"})
+    derived = registration(replace(TARGET, address="box-b"), SETTINGS, keyring)
+    assert derived.key == derive_key(b"master", "box:box-b")
+    with pytest.raises(BoxRegistryError, match="no key"):
+        registration(TARGET, SETTINGS, BoxKeyring({}, None))
+    serial = replace(TARGET, params={"transport": "serial", "serial_address": "3"})
+    with pytest.raises(BoxRegistryError, match="serial_address must be an integer"):
+        registration(serial, SETTINGS, keyring)
+    for text, problem in (("[]", "must hold an object"), ("{", "not valid JSON")):
+        keys.write_text(text)
+        with pytest.raises(BoxRegistryError, match=problem):
+            read_key_file(keys)
+    with pytest.raises(BoxRegistryError, match="cannot read"):
+        read_registry(tmp_path / "missing.json", "loudspeaker")
+
+
+async def test_audio_is_served_with_ranges_and_immutable_caching(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 40
+    digest = hashlib.sha256(body).hexdigest()
+    library = AudioLibrary(tmp_path / "audio", "http://unused", "mp3")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / f"{digest}.mp3").write_bytes(body)
+    server = TestServer(library.web_app())
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+            async with session.get(f"/audio/{digest}.mp3") as response:
+                assert response.status == 200
+                assert await response.read() == body
+                assert response.headers["Content-Type"] == "audio/mpeg"
+                assert "immutable" in response.headers["Cache-Control"]
+                etag = response.headers["ETag"]
+            ranged = {"Range": "bytes=100-199"}
+            async with session.get(f"/audio/{digest}.mp3", headers=ranged) as response:
+                assert response.status == 206
+                assert await response.read() == body[100:200]
+            cached = {"If-None-Match": etag}
+            async with session.get(f"/audio/{digest}.mp3", headers=cached) as response:
+                assert response.status == 304
+            for name in ("0" * 64 + ".mp3", "..%2Fetc%2Fpasswd", f"{digest}.wav"):
+                async with session.get(f"/audio/{name}") as response:
+                    assert response.status == 404
+    finally:
+        await server.close()
