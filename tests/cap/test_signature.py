@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 import xmlschema
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from lxml import etree
 
 from broadcaster.cap import (
@@ -30,6 +27,7 @@ from broadcaster.cap import (
     verify_signature,
 )
 from broadcaster.errors import CapError
+from tests.signing import key_and_cert
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "cap"
 SIGNED = SHARED / "samples" / "signed"
@@ -107,33 +105,6 @@ def test_hostile_document_reported_malformed_unread() -> None:
         assert (report.status, report.certificate) == ("malformed", "none")
 
 
-def _key_and_cert(kind: str) -> tuple[bytes, bytes, bytes]:
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    if kind == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    else:
-        key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warn.ulanqab.example.cn")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    return key_pem, cert_pem, cert.public_bytes(serialization.Encoding.DER)
-
-
 def _alert() -> Alert:
     return Alert(
         identifier="CN-150900-sig-1",
@@ -158,7 +129,7 @@ def _alert() -> Alert:
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 def test_signed_output_verifies_trusted_and_detects_edits(kind: str) -> None:
-    key_pem, cert_pem, cert_der = _key_and_cert(kind)
+    key_pem, cert_pem, cert_der = key_and_cert(kind)
     signer = AlertSigner.from_pem(key_pem, cert_pem)
     assert signer.certificate.public_bytes(serialization.Encoding.DER) == cert_der
     xml = to_xml(_alert(), signer=signer)
@@ -179,8 +150,8 @@ def test_signed_output_verifies_trusted_and_detects_edits(kind: str) -> None:
 
 
 def test_signer_refuses_mismatched_or_bad_keys() -> None:
-    key_pem, _, _ = _key_and_cert("ec")
-    _, other_cert_pem, _ = _key_and_cert("ec")
+    key_pem, _, _ = key_and_cert("ec")
+    _, other_cert_pem, _ = key_and_cert("ec")
     with pytest.raises(CapError, match="does not belong"):
         AlertSigner.from_pem(key_pem, other_cert_pem)
     with pytest.raises(CapError, match="cannot be read"):
