@@ -14,6 +14,7 @@ import ssl
 
 from drivers.speaker.errors import BoxOfflineError, SpeakerConnectionError, SpeakerProtocolError
 from drivers.speaker.hub_link import HubLink, LinkSink
+from drivers.speaker.tcp_options import enable_keepalive
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class _BoxConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        enable_keepalive(transport.get_extra_info("socket"))
         loop = asyncio.get_running_loop()
         self._hello_timer = loop.call_later(self._link.hello_timeout_s, self._hello_timeout)
         self._link.connections.add(self)

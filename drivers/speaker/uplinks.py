@@ -26,6 +26,7 @@ from drivers.speaker.agent import BoxAgent
 from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, SerialFrameDecoder, encode_frame
 from drivers.speaker.serial_port import SerialPortStream
+from drivers.speaker.tcp_options import enable_keepalive
 from drivers.speaker.topics import SpeakerTopics
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class TcpUplink:
             await self._backoff.wait()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        enable_keepalive(writer.get_extra_info("socket"))
         writer.write(self._agent.hello() + b"\n")
         self._agent.link_up()
         self.connected.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from drivers.speaker.hub_serial import SerialLineConfig
 from drivers.speaker.link_url import server_tls_context
 from drivers.speaker.messages import AckStage, BoxAck, BoxHello, BoxStatus, Stop
 from drivers.speaker.simulator import FleetSimulatorConfig, SpeakerFleetSimulator
+from drivers.speaker.tcp_options import enable_keepalive
 from drivers.speaker.testing import HubEventRecorder, NullModem, free_port
 from drivers.speaker.uplinks import SerialBoxLine
 
@@ -352,3 +354,16 @@ async def test_boxes_reconnect_when_the_hub_comes_back(tmp_path: Path) -> None:
                 await recorder.close()
     finally:
         await fleet.stop()
+
+
+async def test_tcp_links_probe_dead_paths_within_a_minute(tcp_hub: SpeakerHub) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", tcp_hub.tcp_port)
+    try:
+        sock = writer.get_extra_info("socket")
+        enable_keepalive(sock)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 60_000
+    finally:
+        writer.close()
+        await writer.wait_closed()
