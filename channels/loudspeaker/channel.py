@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,9 @@ from drivers.speaker import (
 
 log = logging.getLogger(__name__)
 
+#: Commands awaiting their box's final ack that are remembered (the oldest are forgotten).
+_PENDING_KEPT = 200_000
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -126,7 +130,7 @@ class LoudspeakerChannel(Channel):
         self._registered: dict[str, BoxRegistration] = {}
         self._targets: dict[str, tuple[Target, BoxRegistration]] = {}
         self._views: dict[str, _BoxView] = {}
-        self._pending: dict[str, _Pending] = {}
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._pump: asyncio.Task[None] | None = None
         self._presence_changed = asyncio.Condition()
 
@@ -253,6 +257,10 @@ class LoudspeakerChannel(Channel):
         command, what = await self._command(delivery)
         entry = _Pending(delivery.id, box.box_id)
         self._pending[command.cmd_id] = entry
+        self._pending.move_to_end(command.cmd_id)
+        while len(self._pending) > _PENDING_KEPT:
+            # A box that never answers: the core re-sends after its confirmation timeout.
+            self._pending.popitem(last=False)
         try:
             await hub.send_command(box.box_id, command)
         except BaseException as exc:
