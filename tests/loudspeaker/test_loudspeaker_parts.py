@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,10 +14,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.cap import NamedValue, Status
+from broadcaster.channel import AlertMessage, ChannelContext
+from broadcaster.config import MASK
 from broadcaster.delivery import Target
+from broadcaster.plugins import masked_config
+from broadcaster.rendition import render
 from broadcaster.scheduler.runs import VOLUME_PARAMETER
 from broadcaster.testing.contract import contract_delivery
-from channels.loudspeaker import LoudspeakerChannelConfig
+from channels.loudspeaker import LoudspeakerChannel, LoudspeakerChannelConfig
 from channels.loudspeaker.boxes import (
     BoxKeyring,
     BoxRegistryError,
@@ -34,7 +39,7 @@ from channels.loudspeaker.commands import (
 from channels.loudspeaker.media import AudioLibrary
 from drivers.speaker import BroadcastClass
 from drivers.speaker.codec import derive_key
-from tests.core.support import make_alert
+from tests.core.support import make_alert, make_config
 
 SETTINGS = LoudspeakerChannelConfig.model_validate(
     {"type": "loudspeaker", "volume": 80, "test_volume": 30}
@@ -125,3 +130,27 @@ async def test_audio_is_served_with_ranges_and_immutable_caching(tmp_path: Path)
                     assert response.status == 404
     finally:
         await server.close()
+
+
+async def test_one_delivery_per_language_and_a_preview_naming_the_class(tmp_path: Path) -> None:
+    alert = make_alert(status=Status.EXERCISE)
+    alert.infos.append(replace(alert.infos[0], language="mn", headline="Mongolian headline"))
+    message = AlertMessage(
+        id="a-1", alert=alert, rendition=render(alert), expires_at=time.time() + 600
+    )
+    context = ChannelContext(data_dir=tmp_path, sender_name="测试", public_url="http://x")
+    channel = LoudspeakerChannel("loudspeaker", SETTINGS, context)
+    both = replace(TARGET, languages=("zh-CN", "mn"))
+    planned = await channel.plan(message, [both, TARGET])
+    assert [(p.target.id, p.part) for p in planned] == [("spk-1", 0), ("spk-1", 1), ("spk-1", 0)]
+    preview = await channel.preview(message)
+    assert preview.notes == ("plays as simulated_drill at priority 30, volume 30",)
+    assert preview.counts == {"priority": 30, "repeat": 2}
+
+
+def test_the_master_secret_is_masked_in_a_config_dump(tmp_path: Path) -> None:
+    table = {"type": "loudspeaker", "master_secret": "very-secret-box-provisioning"}
+    config = make_config(tmp_path, {"loudspeaker": table}, [])
+    dumped = masked_config(config)
+    assert dumped["channels"]["loudspeaker"]["master_secret"] == MASK
+    assert "very-secret" not in json.dumps(dumped) + repr(config)
