@@ -12,7 +12,8 @@
   rendered and a clip is configured, it sends ``play_clip``. The command id derives from the
   delivery's idempotency key, so a retry never plays twice. ``accepted`` when the box's
   transport took it; an offline box or a link failure is retryable (the core retries until
-  the alert expires), an unknown or misconfigured box is rejected for good.
+  the alert expires; for an offline box after about ``offline_retry_seconds``, so a box that
+  reconnects gets a running alert soon), an unknown or misconfigured box is rejected for good.
 - Box acknowledgements become confirmations: ``accepted``/``started`` are progress,
   ``finished`` confirms, ``failed`` fails with the box's reason (``preempted`` when a
   higher-priority alert cut it off). Those that overtake ``send`` wait for it to return.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -265,6 +267,10 @@ class LoudspeakerChannel(Channel):
             await hub.send_command(box.box_id, command)
         except BaseException as exc:
             self._pending.pop(command.cmd_id, None)
+            if isinstance(exc, BoxOfflineError):
+                raise DeviceUnavailableError(
+                    f"box {box.box_id} is offline", retry_after=self._offline_retry()
+                ) from exc
             if isinstance(exc, SpeakerError):
                 raise _channel_error(box.box_id, exc) from exc
             raise
@@ -277,6 +283,11 @@ class LoudspeakerChannel(Channel):
             provider_ref=command.cmd_id,
             detail=f"sent to box {box.box_id} over {box.transport}: {what}",
         )
+
+    def _offline_retry(self) -> float | None:
+        """When to retry for an offline box: soon, with jitter so reconnects do not stampede."""
+        seconds = self.settings.offline_retry_seconds
+        return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
     async def _command(self, delivery: OutgoingDelivery) -> tuple[Command, str]:
         message, target = delivery.message, delivery.target
@@ -430,8 +441,6 @@ def _describe(view: _BoxView) -> dict[str, object]:
 
 def _channel_error(box_id: str, error: SpeakerError) -> ChannelError:
     """The core's error for a driver error."""
-    if isinstance(error, BoxOfflineError):
-        return DeviceUnavailableError(f"box {box_id} is offline")
     if isinstance(error, SpeakerTimeoutError):
         return DeviceTimeoutError(f"box {box_id} did not answer: {error}")
     if isinstance(error, UnknownBoxError):

@@ -100,6 +100,12 @@ class LoudspeakerChannelConfig(ChannelConfig):
     serial_lines: list[SerialLineSettings] = Field(default_factory=list)
     mqtt: MqttSettings | None = None
     heartbeat_timeout_seconds: float = Field(90.0, gt=0)
+    offline_retry_seconds: float | None = Field(
+        15.0,
+        gt=0,
+        description="retry a delivery to an offline box after about this long (with jitter),"
+        " so a box that reconnects gets a running alert quickly; None: the core's backoff",
+    )
     priorities: dict[BroadcastClass, int] = Field(default_factory=lambda: dict(_DEFAULT_PRIORITIES))
     volume: int | None = Field(None, ge=0, le=100, description="None: the box's own volume")
     test_volume: int | None = Field(

@@ -129,7 +129,7 @@ async def test_an_emergency_preempts_a_running_test(tmp_path: Path) -> None:
 
 
 async def test_an_offline_box_is_retried_until_it_comes_back(tmp_path: Path) -> None:
-    async with speaker_system(tmp_path) as system:
+    async with speaker_system(tmp_path, offline_retry_seconds=0.3) as system:
         absent = sorted(system.county_boxes)[0]
         await system.fleet.box(absent).stop()
         await system.channel.wait_online([absent], within_s=10, online=False)
