@@ -57,6 +57,8 @@ class AudioLibrary:
         key = (message.id, language)
         pending = self._renders.get(key)
         if pending is not None:
+            if pending.done():
+                return pending.result()
             return await asyncio.shield(pending)
         future: asyncio.Future[PublishedAudio] = asyncio.get_running_loop().create_future()
         self._renders[key] = future
