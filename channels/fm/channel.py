@@ -230,6 +230,7 @@ class FmChannel(Channel):
             play,
             priority=priority(delivery.message),
             expected_s=expected,
+            wanted=lambda: delivery.id not in self._cancelled,
         )
         content = text.content
         detail = (

@@ -134,10 +134,12 @@ class TransmitterLink:
         *,
         priority: tuple[int, int, int],
         expected_s: float,
+        wanted: Callable[[], bool] = lambda: True,
     ) -> bool:
         """Start the alert and return once it is on air (TA up, PS and RT shown, each
         acknowledged); playback and restore go on in the background and end in a
-        confirmation. False if this delivery is already on air. Raises ChannelError."""
+        confirmation. False if this delivery is already on air. ``wanted`` is asked last
+        before anything is sent (a Cancel may have come meanwhile). Raises ChannelError."""
         async with self._begin_lock:
             current = self._airing
             if current is not None:
@@ -152,6 +154,8 @@ class TransmitterLink:
                 if self.client.pending_restore is not None:
                     self._restorer.start()  # keep restoring once this alert gives up
                 raise
+            if not wanted():
+                raise RetryableError(f"delivery {delivery.id} was stopped before airing")
             await self._restorer.remember(normal, delivery.message.alert.identifier)
             loop = asyncio.get_running_loop()
             airing = Airing(delivery, priority, expected_s, on_air=loop.create_future())
