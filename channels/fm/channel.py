@@ -201,10 +201,6 @@ class FmChannel(Channel):
             )
             link.recover(entry.normal)
 
-    def links(self) -> dict[str, TransmitterLink]:
-        """The transmitters used so far, by encoder URL."""
-        return dict(self._links)
-
     # -- sending -----------------------------------------------------------------------
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:

@@ -16,25 +16,13 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from broadcaster.errors import ChannelError, DeviceTimeoutError, DeviceUnavailableError
 
 _log = logging.getLogger(__name__)
 _STDERR_TAIL = 300
-
-
-@dataclass(frozen=True, slots=True)
-class PlayedFile:
-    """One file played: which, how long the audio is, and when playback started and ended."""
-
-    path: Path
-    duration_s: float
-    started_at: float
-    ended_at: float
 
 
 class AudioPlayer:
@@ -62,10 +50,9 @@ class AudioPlayer:
 
     async def play(
         self, path: Path, duration_s: float, *, transmitter: str = "", delivery: int = 0
-    ) -> PlayedFile:
+    ) -> None:
         """Play ``path`` to the end; kill the command if the caller is cancelled."""
         argv = self.arguments(path, transmitter=transmitter, delivery=delivery)
-        started = time.time()
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
@@ -92,7 +79,6 @@ class AudioPlayer:
             raise DeviceUnavailableError(
                 f"FM player {argv[0]!r} exited with {process.returncode}: {tail or 'no message'}"
             )
-        return PlayedFile(path, duration_s, started, time.time())
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

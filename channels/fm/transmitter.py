@@ -121,11 +121,6 @@ class TransmitterLink:
         self._normal: EncoderState | None = None
         self.last_error = ""
 
-    @property
-    def airing(self) -> Airing | None:
-        """The alert on air now, if any."""
-        return self._airing
-
     async def air(
         self,
         delivery: OutgoingDelivery,
