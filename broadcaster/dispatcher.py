@@ -88,6 +88,7 @@ class Dispatcher:
         self._limits = {n: TokenBucket(s.rate_per_second) for n, s in self.channels.items()}
         self._transitions: asyncio.Queue[Transition] = asyncio.Queue()
         self._messages: OrderedDict[str, AlertMessage] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[AlertMessage]] = {}
         self._stopped_alerts: set[str] = set()
         self.sent_total = dict.fromkeys(self.channels, 0)
 
@@ -138,11 +139,23 @@ class Dispatcher:
         )
 
     async def message(self, alert_id: str) -> AlertMessage:
-        """The alert as channels see it, rendered once and cached."""
+        """The alert as channels see it, rendered once and cached.
+
+        Concurrent first requests for one alert (thousands of sends starting together) share a
+        single load instead of each reading and rendering the alert.
+        """
         cached = self._messages.get(alert_id)
         if cached is not None:
             self._messages.move_to_end(alert_id)
             return cached
+        loading = self._loading.get(alert_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_message(alert_id))
+            self._loading[alert_id] = loading
+            loading.add_done_callback(lambda _f: self._loading.pop(alert_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load_message(self, alert_id: str) -> AlertMessage:
         document = await self.database.run(self.alerts.document, alert_id)
         record = await self.database.run(self.alerts.get, alert_id)
         if document is None or record is None:
