@@ -5,8 +5,8 @@ administrative tree or draw it on the map, preview what every channel will send 
 RDS PS/RT, push notification, the spoken audio) and how many targets it reaches; a second
 officer approves or rejects; the delivery board then follows every target live, and Update and
 Cancel start from it. Device health (with the scheduler's notices), scheduled test reports,
-alert history, officers, API tokens and the audit log have their own pages. The interface is Chinese with an English toggle and loads nothing from
-elsewhere.
+alert history, officers, API tokens and the audit log have their own pages. The interface is
+Chinese with an English toggle and loads nothing from elsewhere.
 
 :func:`make_console_app` builds the sub-application; :mod:`broadcaster.console.cli` adds the
 ``user`` and ``audit`` commands.
