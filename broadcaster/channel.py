@@ -23,8 +23,8 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
 administrative division tree of the deployment, a :class:`TargetDirectory` for receivers that
-enrol themselves, and the :class:`~broadcaster.publisher.AudioPublisher` that renders an
-alert's audio once per language and channel profile.
+enrol themselves, the :class:`~broadcaster.publisher.AudioPublisher` that renders an alert's
+audio once per language and channel profile, and :class:`DispatchHooks` to say a device is back.
 
 Retry, expiry and state live in the core, never in a channel. Class metadata
 (:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
@@ -168,6 +168,14 @@ class TargetDirectory(Protocol):
     async def get(self, target_id: str) -> Target | None: ...
 
 
+class DispatchHooks(Protocol):
+    """What a channel may tell the dispatcher."""
+
+    async def target_available(self, target_id: str) -> int:
+        """The target's device is reachable again: retry its queued deliveries now."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core gives every channel instance."""
@@ -178,6 +186,7 @@ class ChannelContext:
     targets: TargetDirectory | None = None
     divisions: DivisionTree | None = None
     audio: AudioPublisher | None = None
+    dispatch: DispatchHooks | None = None
 
 
 class Channel(abc.ABC):

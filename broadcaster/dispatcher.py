@@ -112,6 +112,13 @@ class Dispatcher:
             if name in self._wake:
                 self._wake[name].set()
 
+    async def target_available(self, channel: str, target_id: str) -> int:
+        """A channel's device came back: retry what waits for it now; returns how many."""
+        count = await self.database.run(self.outbox.retry_now, channel, target_id, self.clock())
+        if count:
+            self.wake([channel])
+        return count
+
     async def stop_alerts(self, in_flight: Sequence[InFlight], alert_ids: Sequence[str]) -> None:
         """A Cancel or Update arrived: send nothing more for ``alert_ids``; stop what runs."""
         self._stopped_alerts.update(alert_ids)

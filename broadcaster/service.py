@@ -65,6 +65,17 @@ class ChannelTargets:
         return target if target is not None and target.channel == self.channel else None
 
 
+class ChannelDispatch:
+    """The :class:`~broadcaster.channel.DispatchHooks` of one channel."""
+
+    def __init__(self, service: BroadcasterService, channel: str) -> None:
+        self.service = service
+        self.channel = channel
+
+    async def target_available(self, target_id: str) -> int:
+        return await self.service.dispatcher.target_available(self.channel, target_id)
+
+
 class BroadcasterService:
     """Owns every long-lived part of the system for one data directory."""
 
@@ -158,6 +169,7 @@ class BroadcasterService:
             targets=ChannelTargets(self, name),
             divisions=self.divisions,
             audio=self.audio,
+            dispatch=ChannelDispatch(self, name),
         )
 
     @property

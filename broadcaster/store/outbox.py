@@ -84,6 +84,18 @@ class Outbox:
         ).fetchone()
         return None if row is None else _claimed(row, row["attempts"])
 
+    def retry_now(self, channel: str, target_id: str, now: float) -> int:
+        """Bring forward the next attempt of the target's queued deliveries to ``now``.
+
+        For a device that just came back: its retries need not wait out their backoff.
+        """
+        with self.database.transaction() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET next_attempt_at = ? WHERE channel = ? AND target_id = ?"
+                " AND state = 'queued' AND next_attempt_at > ?",
+                (now, channel, target_id, now),
+            ).rowcount
+
     def next_due_at(self, channel: str) -> float | None:
         row = self.database.conn.execute(
             "SELECT min(d.next_attempt_at) FROM deliveries d JOIN alerts a ON a.id = d.alert_id"

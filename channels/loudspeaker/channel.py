@@ -12,8 +12,9 @@
   rendered and a clip is configured, it sends ``play_clip``. The command id derives from the
   delivery's idempotency key, so a retry never plays twice. ``accepted`` when the box's
   transport took it; an offline box or a link failure is retryable (the core retries until
-  the alert expires; for an offline box after about ``offline_retry_seconds``, so a box that
-  reconnects gets a running alert soon), an unknown or misconfigured box is rejected for good.
+  the alert expires; for an offline box after about ``offline_retry_seconds``, and at once
+  when the box reconnects, through the context's dispatch hooks), an unknown or misconfigured
+  box is rejected for good.
 - Box acknowledgements become confirmations: ``accepted``/``started`` are progress,
   ``finished`` confirms, ``failed`` fails with the box's reason (``preempted`` when a
   higher-priority alert cut it off). Those that overtake ``send`` wait for it to return.
@@ -341,6 +342,17 @@ class LoudspeakerChannel(Channel):
             if isinstance(event, BoxPresence):
                 async with self._presence_changed:
                     self._presence_changed.notify_all()
+                if event.online:
+                    await self._box_back(event.box_id)
+
+    async def _box_back(self, box_id: str) -> None:
+        """A box came (back) online: what waits for it is retried now, not after its backoff."""
+        dispatch = self.context.dispatch
+        if dispatch is None:
+            return
+        for target_id, (_target, box) in list(self._targets.items()):
+            if box.box_id == box_id:
+                await dispatch.target_available(target_id)
 
     def _on_event(self, event: HubEvent) -> None:
         view = self._views.setdefault(event.box_id, _BoxView())

@@ -148,6 +148,22 @@ async def test_an_offline_box_is_retried_until_it_comes_back(tmp_path: Path) -> 
         assert system.played(alert_key(alert)) == dict.fromkeys(system.county_boxes, 1)
 
 
+async def test_a_box_coming_back_is_retried_at_once_not_after_its_backoff(
+    tmp_path: Path,
+) -> None:
+    async with speaker_system(tmp_path, offline_retry_seconds=120) as system:
+        absent = sorted(system.county_boxes)[0]
+        await system.fleet.box(absent).stop()
+        await system.channel.wait_online([absent], within_s=10, online=False)
+        alert = make_alert("back")
+        result = await system.service.submit(alert, origin="test")
+        await _until_attempted(system.service, result.alert_id, absent)
+        await system.fleet.restart(absent)
+        # the retry waits 120 s by backoff; the box's return brings it forward
+        summary = await wait_until_complete(system.service, result.alert_id, timeout=15)
+        assert summary == {"loudspeaker": {"confirmed": 3}}
+
+
 def _target_of(box_id: str) -> Target:
     return Target(id=f"spk-{box_id[4:]}", channel="loudspeaker", name=box_id, address=box_id)
 
