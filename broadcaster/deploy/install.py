@@ -5,7 +5,8 @@ and tests) and nothing that exists is overwritten, except the unit file, which b
 package:
 
 - the system user and group ``broadcaster`` (``useradd --system``; also in ``dialout`` for the
-  serial devices of GSM modems, RDS encoders and wired loudspeaker controllers);
+  serial devices of GSM modems, RDS encoders and wired loudspeaker controllers, and in
+  ``audio`` for the sound card that feeds FM transmitters);
 - ``/etc/broadcaster`` (root, group-readable) with ``broadcaster.toml`` copied from an example
   and the registry files it names by relative path, and ``secrets.env`` with a random value
   for every ``{ env = "NAME" }`` secret the configuration uses (mode 0640, never printed);
@@ -75,8 +76,9 @@ def _create_user(options: InstallOptions) -> str:
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     command = [useradd, "--system", "--user-group", "--no-create-home"]
     command += ["--home-dir", "/" + str(DATA_DIR), "--shell", "/usr/sbin/nologin"]
-    if _has_group(options.root, "dialout"):
-        command += ["--groups", "dialout"]
+    groups = [g for g in ("dialout", "audio") if _has_group(options.root, g)]
+    if groups:
+        command += ["--groups", ",".join(groups)]
     if options.root != Path("/"):
         command += ["--root", str(options.root)]
     try:

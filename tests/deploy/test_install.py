@@ -36,9 +36,9 @@ def root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc/group").write_text("root:x:0:\ndialout:x:20:\n")
+    (root / "etc/group").write_text("root:x:0:\ndialout:x:20:\naudio:x:29:\n")
     (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
-    (root / "etc/gshadow").write_text("root:*::\ndialout:*::\n")
+    (root / "etc/gshadow").write_text("root:*::\ndialout:*::\naudio:*::\n")
     units = Path("/usr/lib/systemd/system")
     shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
     (root / "lib").symlink_to("usr/lib")
@@ -63,10 +63,10 @@ def test_install_creates_user_directories_config_and_a_unit_that_verifies(root: 
     user = next(line for line in passwd.splitlines() if line.startswith("broadcaster:"))
     uid, gid, home, shell = (user.split(":")[i] for i in (2, 3, 5, 6))
     assert (home, shell) == ("/var/lib/broadcaster", "/usr/sbin/nologin")
-    dialout = next(
-        line for line in (root / "etc/group").read_text().splitlines() if "dialout" in line
-    )
-    assert dialout.endswith(":broadcaster")
+    groups = (root / "etc/group").read_text().splitlines()
+    for group in ("dialout", "audio"):
+        line = next(g for g in groups if g.startswith(f"{group}:"))
+        assert line.endswith(":broadcaster"), line
 
     data = (root / "var/lib/broadcaster").stat()
     assert stat.S_IMODE(data.st_mode) == 0o750 and (data.st_uid, data.st_gid) == (
@@ -152,7 +152,7 @@ def test_the_unit_is_hardened_as_documented() -> None:
     expected = {
         "Type": ["notify"],
         "User": ["broadcaster"],
-        "SupplementaryGroups": ["dialout"],
+        "SupplementaryGroups": ["dialout audio"],
         "NoNewPrivileges": ["yes"],
         "ProtectSystem": ["strict"],
         "ReadWritePaths": ["/var/lib/broadcaster"],
