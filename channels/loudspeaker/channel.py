@@ -132,6 +132,7 @@ class LoudspeakerChannel(Channel):
         self._keyring = boxes.BoxKeyring({}, None)
         self._registered: dict[str, BoxRegistration] = {}
         self._targets: dict[str, tuple[Target, BoxRegistration]] = {}
+        self._targets_of_box: dict[str, set[str]] = {}
         self._views: dict[str, _BoxView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._pump: asyncio.Task[None] | None = None
@@ -208,6 +209,7 @@ class LoudspeakerChannel(Channel):
             return known[1]
         box = boxes.registration(target, self.settings, self._keyring)
         self._targets[target.id] = (target, box)
+        self._targets_of_box.setdefault(box.box_id, set()).add(target.id)
         if self._registered.get(box.box_id) != box:
             try:
                 hub.register(box)
@@ -350,9 +352,8 @@ class LoudspeakerChannel(Channel):
         dispatch = self.context.dispatch
         if dispatch is None:
             return
-        for target_id, (_target, box) in list(self._targets.items()):
-            if box.box_id == box_id:
-                await dispatch.target_available(target_id)
+        for target_id in sorted(self._targets_of_box.get(box_id, ())):
+            await dispatch.target_available(target_id)
 
     def _on_event(self, event: HubEvent) -> None:
         view = self._views.setdefault(event.box_id, _BoxView())
