@@ -157,7 +157,7 @@ class Dispatcher:
             return cached
         loading = self._loading.get(alert_id)
         if loading is None:
-            loading = asyncio.ensure_future(self._load_message(alert_id))
+            loading = self._tasks.spawn(self._load_message(alert_id), name=f"load:{alert_id}")
             self._loading[alert_id] = loading
             loading.add_done_callback(lambda _f: self._loading.pop(alert_id, None))
         return await asyncio.shield(loading)
