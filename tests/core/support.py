@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,6 +190,30 @@ async def wait_until_complete(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(remaining, 0.2)):
                     await changed.wait()
+    finally:
+        unsubscribe()
+
+
+async def wait_for_deliveries(
+    service: BroadcasterService,
+    alert_id: str,
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 20.0,
+) -> list[dict[str, Any]]:
+    """The alert's deliveries once ``predicate`` holds on them (checked on every change)."""
+    changed = asyncio.Event()
+    unsubscribe = service.subscribe(changed.set)
+    rows: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                rows = await service.database.run(service.outbox.deliveries, alert_id)
+                if predicate(rows):
+                    return rows
+                await changed.wait()
+    except TimeoutError:
+        raise AssertionError(f"deliveries of {alert_id} never matched: {rows}") from None
     finally:
         unsubscribe()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from broadcaster.config import AudioConfig, Config
-from broadcaster.service import BroadcasterService
 from drivers.rds import EncoderState, RdsEncoderSimulator
 from tests.core.support import COUNTY, make_config
 
@@ -129,29 +128,6 @@ def fm_config(
     """A service configuration with the FM channel and offline speech only."""
     config = make_config(tmp_path, {"fm": table}, targets or [fm_target()], **dispatcher)
     return config.model_copy(update={"audio": AudioConfig(engine_order=("espeak-ng",))})
-
-
-async def wait_for_deliveries(
-    service: BroadcasterService,
-    alert_id: str,
-    predicate: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 20.0,
-) -> list[dict[str, Any]]:
-    """The alert's deliveries once ``predicate`` holds on them (checked on every change)."""
-    changed = asyncio.Event()
-    unsubscribe = service.subscribe(changed.set)
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                changed.clear()
-                rows = await service.database.run(service.outbox.deliveries, alert_id)
-                if predicate(rows):
-                    return rows
-                await changed.wait()
-    except TimeoutError:
-        raise AssertionError(f"deliveries of {alert_id} never matched: {rows}") from None
-    finally:
-        unsubscribe()
 
 
 def players_running(sink: Path) -> list[str]:

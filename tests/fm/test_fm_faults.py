@@ -14,7 +14,14 @@ import pytest
 from broadcaster.cap import MsgType, Status
 from broadcaster.service import BroadcasterService
 from drivers.rds import RdsEncoderSimulator
-from tests.core.support import COUNTY, OTHER_COUNTY, make_alert, running, wait_until_complete
+from tests.core.support import (
+    COUNTY,
+    OTHER_COUNTY,
+    make_alert,
+    running,
+    wait_for_deliveries,
+    wait_until_complete,
+)
 from tests.fm.conftest import (
     NORMAL,
     TRANSMITTER,
@@ -23,7 +30,6 @@ from tests.fm.conftest import (
     fm_table,
     fm_target,
     players_running,
-    wait_for_deliveries,
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,30 +182,6 @@ async def speaker_system(
         stack.push_async_callback(fleet.stop)
         await channel.wait_online(box_ids, within_s=15)
         yield SpeakerSystem(service, channel, fleet, box_ids)
-
-
-async def wait_for_deliveries(
-    service: BroadcasterService,
-    alert_id: str,
-    predicate: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 20.0,
-) -> list[dict[str, Any]]:
-    """The alert's deliveries once ``predicate`` holds on them (checked on every change)."""
-    changed = asyncio.Event()
-    unsubscribe = service.subscribe(changed.set)
-    rows: list[dict[str, Any]] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                changed.clear()
-                rows = await service.database.run(service.outbox.deliveries, alert_id)
-                if predicate(rows):
-                    return rows
-                await changed.wait()
-    except TimeoutError:
-        raise AssertionError(f"deliveries of {alert_id} never matched: {rows}") from None
-    finally:
-        unsubscribe()
 
 
 @pytest.fixture(params=["tcp", "serial", "mqtt"])

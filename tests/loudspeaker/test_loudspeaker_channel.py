@@ -29,13 +29,12 @@ from broadcaster.delivery import Target
 from broadcaster.errors import ChannelError, DeviceUnavailableError, TargetRejectedError
 from broadcaster.testing.contract import ChannelContract, contract_delivery
 from channels.loudspeaker import LoudspeakerChannel, LoudspeakerChannelConfig
-from tests.core.support import make_alert
+from tests.core.support import make_alert, wait_for_deliveries
 from tests.loudspeaker.conftest import (
     FALLBACK,
     FALLBACK_CLIP,
     SECRET,
     speaker_system,
-    wait_for_deliveries,
 )
 
 BOX = "box-150921001001"
