@@ -142,7 +142,7 @@ class CapConfig(StrictModel):
         default_factory=list, description="PEM certificates whose signatures are trusted"
     )
     reject_bad_signatures: bool = Field(
-        True, description="refuse alerts whose signature is tampered or malformed"
+        True, description="refuse alerts whose signature does not match their content"
     )
     require_trusted_signature: bool = Field(
         False, description="refuse alerts that are unsigned or signed by an untrusted key"

@@ -2,9 +2,11 @@
 
 Every incoming document that carries an enveloped XML signature is verified
 (:func:`broadcaster.cap.signature.verify_signature`); the result is kept in the alert's event
-log and reported to the submitter. A tampered or malformed signature rejects the alert unless
-``[cap] reject_bad_signatures = false``; with ``require_trusted_signature`` an unsigned alert
-or one signed by a key outside ``trusted_certificates`` is rejected too. Alerts the server
+log and reported to the submitter. A tampered signature (content or signature altered)
+rejects the alert unless ``[cap] reject_bad_signatures = false``; a malformed one, which
+cannot be checked at all, is reported and the alert treated as unsigned. With
+``require_trusted_signature`` an unsigned alert, a malformed signature or one by a key
+outside ``trusted_certificates`` is rejected too. Alerts the server
 itself writes (Cancels from the API, the console's drafts, scheduled tests) are signed when
 ``signing_key`` and ``signing_certificate`` are configured.
 """
@@ -63,10 +65,18 @@ class SignaturePolicy:
         """Verify ``raw``'s signature; raises CapError if the policy refuses the alert."""
         at = datetime.fromtimestamp(now, UTC)
         report = verify_signature(raw, trusted_certs=self.trusted, at=at)
-        if report.status in ("tampered", "malformed"):
-            problem = Problem(_PATH, f"signature-{report.status}", report.detail)
+        if report.status == "tampered":
+            problem = Problem(_PATH, "signature-tampered", report.detail)
             if self.config.reject_bad_signatures:
-                raise CapError(f"the alert's signature is {report.status}", [problem])
+                raise CapError("the alert's signature does not match its content", [problem])
+            return SignatureVerdict(report, [_warning(problem)])
+        if report.status == "malformed":
+            # A signature that cannot be checked at all (real feeds send such ones, e.g. an Id
+            # that is not an XML name, or no certificate) says nothing either way: the alert
+            # is taken as unsigned, with the reason kept, unless trust is required.
+            problem = Problem(_PATH, "signature-malformed", f"cannot verify: {report.detail}")
+            if self.config.require_trusted_signature:
+                raise CapError("the alert's signature cannot be verified", [problem])
             return SignatureVerdict(report, [_warning(problem)])
         if report.status == "unsigned":
             if self.config.require_trusted_signature:

@@ -134,3 +134,25 @@ async def test_update_supersedes_queued_deliveries_of_the_original(tmp_path: Pat
         assert summary == {"rec": {"cancelled": 30}}
         refs = (await service.database.run(service.alerts.get, second.alert_id))["references"]
         assert refs[0]["alert_id"] == first.alert_id
+
+
+async def test_every_real_sample_goes_through_intake(tmp_path: Path) -> None:
+    from tests.conftest import CAP_SAMPLES
+
+    accepted = sorted((CAP_SAMPLES / "valid").glob("*.xml")) + sorted(
+        (CAP_SAMPLES / "cap11").glob("*.xml")
+    )
+    refused = sorted((CAP_SAMPLES / "invalid").glob("*.xml")) + sorted(
+        (CAP_SAMPLES / "hostile").glob("*.xml")
+    )
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        ids = set()
+        for sample in accepted:
+            result = await service.submit(sample.read_bytes(), origin="test")
+            ids.add(result.alert_id)  # two CAP 1.1 samples are the same alert: stored once
+        for sample in refused:
+            with pytest.raises(CapError) as err:
+                await service.submit(sample.read_bytes(), origin="test")
+            assert err.value.problems and err.value.problems[0].path.startswith("/"), sample.name
+        stored, _ = await _counts(service)
+        assert stored == len(ids) >= len(accepted) - 1

@@ -37,17 +37,32 @@ async def test_valid_signature_with_expired_certificate_is_accepted_and_recorded
         assert notes and notes[0].startswith("signature valid; certificate expired")
 
 
-@pytest.mark.parametrize("name", ["wmo_sc_invalid_digest.xml", "google_canada_signed.xml"])
-async def test_tampered_or_malformed_signature_is_rejected(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name", ["wmo_sc_invalid_digest.xml", "wmo_tg_invalid_signature.xml"])
+async def test_tampered_signature_is_rejected(tmp_path: Path, name: str) -> None:
     async with running(make_config(tmp_path, CHANNELS, [])) as service:
         with pytest.raises(CapError) as err:
             await service.submit((CAP_SAMPLES / "signed" / name).read_bytes(), origin="test")
         assert err.value.problems[0].path == "/alert/Signature"
-        assert err.value.problems[0].rule in ("signature-tampered", "signature-malformed")
+        assert err.value.problems[0].rule == "signature-tampered"
         count = await service.database.run(
             lambda: service.database.conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
         )
         assert count == 0
+
+
+async def test_malformed_signature_is_reported_and_the_alert_taken_as_unsigned(
+    tmp_path: Path,
+) -> None:
+    async with running(make_config(tmp_path, CHANNELS, [])) as service:
+        raw = (CAP_SAMPLES / "signed" / "google_canada_signed.xml").read_bytes()
+        result = await service.submit(raw, origin="test")
+        assert result.created
+        assert [p.rule for p in result.warnings if p.path == "/alert/Signature"] == [
+            "signature-malformed"
+        ]
+        record = await service.database.run(service.alerts.get, result.alert_id)
+        notes = [e["detail"] for e in record["events"] if e["event"] == "signature"]
+        assert notes and notes[0].startswith("signature malformed")
 
 
 async def test_alerts_the_server_writes_are_signed_and_verify(tmp_path: Path) -> None:
