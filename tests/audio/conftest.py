@@ -154,26 +154,7 @@ def espeak_reference(text: str, voice: str, rate: int = 48_000) -> np.ndarray:
     wav = subprocess.run(
         ["espeak-ng", "-v", voice, "-s", "165", "--stdout", text], capture_output=True, check=True
     ).stdout
-    done = subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-i",
-            "pipe:0",
-            "-f",
-            "f32le",
-            "-ac",
-            "1",
-            "-ar",
-            str(rate),
-            "pipe:1",
-        ],
-        input=wav,
-        capture_output=True,
-        check=True,
-    )
-    return np.frombuffer(done.stdout, dtype="<f4").astype(np.float64)
+    return decode_reference(wav, rate)
 
 
 def decode_reference(encoded: bytes, rate: int = 48_000) -> np.ndarray:

@@ -53,6 +53,19 @@ async def _audit(server: ConsoleServer, **filters: str) -> list[tuple[str, str, 
     return [(e.actor, e.action, e.subject) for e in reversed(entries)]
 
 
+@pytest.fixture
+async def officers(server: ConsoleServer) -> AsyncIterator[tuple[ConsoleClient, ConsoleClient]]:
+    """A drafter and an approver, each logged in from a session of their own."""
+    drafter, approver = ConsoleClient(server), ConsoleClient(server)
+    try:
+        await drafter.login("drafter")
+        await approver.login("approver")
+        yield drafter, approver
+    finally:
+        await drafter.close()
+        await approver.close()
+
+
 async def _submit(client: ConsoleClient, **form: str) -> str:
     status, page = await client.post("/console/compose", compose_form(**form))  # type: ignore[arg-type]
     assert status == 200, page
@@ -238,114 +251,98 @@ async def test_preview_shows_segments_targets_and_field_problems(officer: Consol
     assert await _audit(officer.server, action="alert") == []
 
 
-async def test_cancel_and_update_from_the_board(server: ConsoleServer) -> None:
-    drafter, approver = ConsoleClient(server), ConsoleClient(server)
-    try:
-        await drafter.login("drafter")
-        await approver.login("approver")
-        alert_id = await _submit(drafter)
-        await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
-        await _wait_complete(server, alert_id)
-        status, page = await drafter.get(f"/console/alerts/{alert_id}/update")
-        assert status == 200 and alert_id in page
-        update_id = await _submit(
-            drafter, headline="卓资县暴雪橙色预警（更新）", update_of=alert_id
-        )
-        update = await _alert(server, update_id)
-        assert update["msg_type"] == "Update" and update["state"] == "held"
-        assert [r["alert_id"] for r in update["references"]] == [alert_id]
-        await approver.post(f"/console/alerts/{update_id}/approve", {"reason": "ok"})
-        assert (await _alert(server, alert_id))["state"] == "superseded"
-        status, _ = await drafter.post(f"/console/alerts/{update_id}/cancel", {"reason": ""})
-        assert status == 400
-        status, page = await drafter.post(
-            f"/console/alerts/{update_id}/cancel", {"reason": "降雪已停止"}
-        )
-        assert status == 200
-        assert (await _alert(server, update_id))["state"] == "cancelled"
-        followers = await server.service.database.run(
-            server.service.database.query,
-            "SELECT a.msg_type, a.state FROM alert_references r JOIN alerts a"
-            " ON a.id = r.alert_id WHERE r.ref_alert_id = ?",
-            (update_id,),
-        )
-        assert followers == [{"msg_type": "Cancel", "state": "active"}]
-        actions = [a for _, a, _ in await _audit(server, action="alert")]
-        assert actions.count("alert.update") == 1 and actions.count("alert.cancel") == 1
-    finally:
-        await drafter.close()
-        await approver.close()
+async def test_cancel_and_update_from_the_board(
+    server: ConsoleServer,
+    officers: tuple[ConsoleClient, ConsoleClient],
+) -> None:
+    drafter, approver = officers
+    alert_id = await _submit(drafter)
+    await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+    await _wait_complete(server, alert_id)
+    status, page = await drafter.get(f"/console/alerts/{alert_id}/update")
+    assert status == 200 and alert_id in page
+    update_id = await _submit(drafter, headline="卓资县暴雪橙色预警（更新）", update_of=alert_id)
+    update = await _alert(server, update_id)
+    assert update["msg_type"] == "Update" and update["state"] == "held"
+    assert [r["alert_id"] for r in update["references"]] == [alert_id]
+    await approver.post(f"/console/alerts/{update_id}/approve", {"reason": "ok"})
+    assert (await _alert(server, alert_id))["state"] == "superseded"
+    status, _ = await drafter.post(f"/console/alerts/{update_id}/cancel", {"reason": ""})
+    assert status == 400
+    status, page = await drafter.post(
+        f"/console/alerts/{update_id}/cancel", {"reason": "降雪已停止"}
+    )
+    assert status == 200
+    assert (await _alert(server, update_id))["state"] == "cancelled"
+    followers = await server.service.database.run(
+        server.service.database.query,
+        "SELECT a.msg_type, a.state FROM alert_references r JOIN alerts a"
+        " ON a.id = r.alert_id WHERE r.ref_alert_id = ?",
+        (update_id,),
+    )
+    assert followers == [{"msg_type": "Cancel", "state": "active"}]
+    actions = [a for _, a, _ in await _audit(server, action="alert")]
+    assert actions.count("alert.update") == 1 and actions.count("alert.cancel") == 1
 
 
-async def test_board_stream_and_target_lists(server: ConsoleServer) -> None:
-    drafter, approver = ConsoleClient(server), ConsoleClient(server)
-    try:
-        await drafter.login("drafter")
-        await approver.login("approver")
-        alert_id = await _submit(drafter)
-        await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
-        headers = {"Accept": "text/event-stream"}
-        async with drafter.session.get(
-            f"/console/alerts/{alert_id}/stream", headers=headers
-        ) as response:
-            assert response.headers["Content-Type"] == "text/event-stream"
-            async with asyncio.timeout(10):
-                while True:
-                    line = (await response.content.readline()).decode()
-                    if line.startswith("data: "):
-                        snapshot = json.loads(line[6:])
-                        if snapshot["complete"]:
-                            break
-        assert snapshot["alert_state"] == "active"
-        assert set(snapshot["states"].values()) == {"confirmed"}
-        status, text = await drafter.get(
-            f"/console/alerts/{alert_id}/deliveries?filter=confirmed",
-            headers={"Accept": "application/json"},
-        )
-        rows = json.loads(text)["deliveries"]
-        assert status == 200 and len(rows) == len(demo_targets("speaker"))
-        status, text = await drafter.get(
-            f"/console/deliveries/{rows[0]['id']}/events", headers={"Accept": "application/json"}
-        )
-        assert [e["to_state"] for e in json.loads(text)["events"]] == [
-            "queued",
-            "sending",
-            "accepted",
-            "confirmed",
-        ]
-        status, _ = await drafter.get(f"/console/alerts/{alert_id}/deliveries?filter=bogus")
-        assert status == 400
-        status, page = await drafter.get("/console/?q=暴雪")
-        assert alert_id in page
-        status, page = await drafter.get("/console/?q=暴雪&offset=100")
-        assert status == 200 and alert_id not in page and "Newer" in page
-    finally:
-        await drafter.close()
-        await approver.close()
+async def test_board_stream_and_target_lists(officers: tuple[ConsoleClient, ConsoleClient]) -> None:
+    drafter, approver = officers
+    alert_id = await _submit(drafter)
+    await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+    headers = {"Accept": "text/event-stream"}
+    async with drafter.session.get(
+        f"/console/alerts/{alert_id}/stream", headers=headers
+    ) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        async with asyncio.timeout(10):
+            while True:
+                line = (await response.content.readline()).decode()
+                if line.startswith("data: "):
+                    snapshot = json.loads(line[6:])
+                    if snapshot["complete"]:
+                        break
+    assert snapshot["alert_state"] == "active"
+    assert set(snapshot["states"].values()) == {"confirmed"}
+    status, text = await drafter.get(
+        f"/console/alerts/{alert_id}/deliveries?filter=confirmed",
+        headers={"Accept": "application/json"},
+    )
+    rows = json.loads(text)["deliveries"]
+    assert status == 200 and len(rows) == len(demo_targets("speaker"))
+    status, text = await drafter.get(
+        f"/console/deliveries/{rows[0]['id']}/events", headers={"Accept": "application/json"}
+    )
+    assert [e["to_state"] for e in json.loads(text)["events"]] == [
+        "queued",
+        "sending",
+        "accepted",
+        "confirmed",
+    ]
+    status, _ = await drafter.get(f"/console/alerts/{alert_id}/deliveries?filter=bogus")
+    assert status == 400
+    status, page = await drafter.get("/console/?q=暴雪")
+    assert alert_id in page
+    status, page = await drafter.get("/console/?q=暴雪&offset=100")
+    assert status == 200 and alert_id not in page and "Newer" in page
 
 
-async def test_reject_needs_a_reason_and_is_never_sent(server: ConsoleServer) -> None:
-    drafter, approver = ConsoleClient(server), ConsoleClient(server)
-    try:
-        await drafter.login("drafter")
-        await approver.login("approver")
-        alert_id = await _submit(drafter)
-        status, _ = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": ""})
-        assert status == 403
-        status, page = await approver.post(
-            f"/console/alerts/{alert_id}/reject", {"reason": "区域选错"}
-        )
-        assert status == 200 and 'id="approval-state">rejected' in page
-        deliveries = await server.service.database.run(
-            server.service.database.query, "SELECT id FROM deliveries"
-        )
-        assert deliveries == []
-        status, page = await drafter.get("/console/?state=rejected")
-        assert alert_id in page
-        assert ("console:approver", "alert.reject", alert_id) in await _audit(server)
-    finally:
-        await drafter.close()
-        await approver.close()
+async def test_reject_needs_a_reason_and_is_never_sent(
+    server: ConsoleServer,
+    officers: tuple[ConsoleClient, ConsoleClient],
+) -> None:
+    drafter, approver = officers
+    alert_id = await _submit(drafter)
+    status, _ = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": ""})
+    assert status == 403
+    status, page = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": "区域选错"})
+    assert status == 200 and 'id="approval-state">rejected' in page
+    deliveries = await server.service.database.run(
+        server.service.database.query, "SELECT id FROM deliveries"
+    )
+    assert deliveries == []
+    status, page = await drafter.get("/console/?state=rejected")
+    assert alert_id in page
+    assert ("console:approver", "alert.reject", alert_id) in await _audit(server)
 
 
 async def test_a_polygon_drawn_on_the_map_selects_the_targets_inside(
