@@ -96,7 +96,6 @@ async def measure(name: str, args: argparse.Namespace, hub: dict[str, Any], link
     channel_table = {
         "type": "loudspeaker",
         "concurrency": args.concurrency,
-        "registry": str(targets),
         "master_secret": SECRET.decode(),  # the simulators' --fleet-secret
         "repeat": 1,
         "heartbeat_timeout_seconds": 3600,

@@ -22,9 +22,10 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
   (a :class:`ChannelPreview`; by default the rendered title and body).
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
-administrative division tree of the deployment, a :class:`TargetDirectory` for receivers that
-enrol themselves, the :class:`~broadcaster.publisher.AudioPublisher` that renders an alert's
-audio once per language and channel profile, and :class:`DispatchHooks` to say a device is back.
+administrative division tree of the deployment, a :class:`TargetDirectory` to list the
+channel's targets and enrol receivers that enrol themselves, the
+:class:`~broadcaster.publisher.AudioPublisher` that renders an alert's audio once per language
+and channel profile, and :class:`DispatchHooks` to say a device is back.
 
 Retry, expiry and state live in the core, never in a channel. Class metadata
 (:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
@@ -158,14 +159,19 @@ class ChannelPreview:
 
 
 class TargetDirectory(Protocol):
-    """The part of the target registry a channel may change: receivers it enrols itself
-    (web push subscriptions, boxes that register). Registry-file targets are not touched."""
+    """The channel's view of the target registry. It may list every target of the channel
+    and change the receivers it enrols itself (web push subscriptions, boxes that register);
+    registry-file targets are not touched."""
 
     async def register(self, target: Target) -> None: ...
 
     async def unregister(self, target_id: str) -> bool: ...
 
     async def get(self, target_id: str) -> Target | None: ...
+
+    async def all(self) -> list[Target]:
+        """Every enabled target of the channel, from the registry file and enrolled, by id."""
+        ...
 
 
 class DispatchHooks(Protocol):

@@ -64,6 +64,9 @@ class ChannelTargets:
         target = await self.service.database.run(self.service.targets.get, target_id)
         return target if target is not None and target.channel == self.channel else None
 
+    async def all(self) -> list[Target]:
+        return await self.service.database.run(self.service.targets.for_channel, self.channel)
+
 
 class ChannelDispatch:
     """The :class:`~broadcaster.channel.DispatchHooks` of one channel."""

@@ -1,12 +1,13 @@
-"""The box registry of the ``loudspeaker`` channel: registry targets and keys into hub
+"""The box registry of the ``loudspeaker`` channel: the channel's targets and keys into hub
 registrations.
 
-A box is a registry target of the channel. Its ``address`` is the box id (the target id when
-empty); its ``division`` is its area; ``params`` may set ``transport`` (``tcp``, ``serial``,
-``mqtt``; default from the configuration), ``serial_line`` and ``serial_address``. Its key is
-the hex entry for the box id in ``key_file`` or, failing that, HMAC-SHA256 of the UTF-8
-``master_secret`` over ``box:<box id>`` (docs/protocols/speaker.md section 2.2). Problems are
-``BoxRegistryError`` naming the box and what is wrong.
+A box is a target of the channel in the server's target registry (``[registry] targets``). Its
+``address`` is the box id (the target id when empty); its ``division`` is its area; ``params``
+may set ``transport`` (``tcp``, ``serial``, ``mqtt``; default from the configuration),
+``serial_line`` and ``serial_address``. Its key is the hex entry for the box id in ``key_file``
+or, failing that, HMAC-SHA256 of the UTF-8 ``master_secret`` over ``box:<box id>``
+(docs/protocols/speaker.md section 2.2). Problems are ``BoxRegistryError`` naming the box and
+what is wrong.
 
 ``simulate = true`` (demos) runs the registry's boxes as in-process simulated boxes
 (``start_fleet``): each is the real box agent (``drivers.speaker.SpeakerFleetSimulator``) with a
@@ -27,7 +28,6 @@ from pathlib import Path
 
 from broadcaster.delivery import Target
 from broadcaster.errors import ConfigError
-from broadcaster.store.targets import load_targets_file
 from channels.loudspeaker.config import LoudspeakerChannelConfig
 from drivers.speaker import (
     BoxRegistration,
@@ -68,15 +68,6 @@ def read_key_file(path: Path) -> dict[str, bytes]:
             raise BoxRegistryError(f"key_file: key of box {box_id!r} is under 16 bytes")
         keys[str(box_id)] = key
     return keys
-
-
-def read_registry(path: Path, channel: str) -> list[Target]:
-    """The targets of ``channel`` in a registry file; raises BoxRegistryError."""
-    try:
-        targets = load_targets_file(path)
-    except ConfigError as exc:
-        raise BoxRegistryError(f"registry: {exc}") from None
-    return [t for t in targets if t.channel == channel]
 
 
 def box_id_of(target: Target) -> str:

@@ -1,9 +1,10 @@
 """The ``loudspeaker`` channel: village loudspeaker boxes commanded over the box protocol
 (docs/protocols/speaker.md) through a ``SpeakerHub`` the channel owns.
 
-- ``start`` registers the boxes (registry targets of the channel, keys from ``key_file`` or
-  ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's TCP listener,
-  serial lines and MQTT session; targets met later are registered when first used.
+- ``start`` registers the boxes (the channel's targets in the server's registry, keys from
+  ``key_file`` or ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's
+  TCP listener, serial lines and MQTT session; targets met later are registered when first
+  used.
 - ``plan`` makes one delivery per language of the alert the box speaks.
 - ``send`` renders the alert's audio once per language (:mod:`channels.loudspeaker.media`),
   and sends the box a signed ``play_url`` with the URL under ``/channels/<name>/audio/``, its
@@ -151,13 +152,11 @@ class LoudspeakerChannel(Channel):
             self._keyring = await asyncio.to_thread(
                 boxes.load_keyring, settings, self.context.data_dir
             )
-            registry: list[Target] = []
-            if settings.registry is not None:
-                path = boxes.resolve(settings.registry, self.context.data_dir)
-                registry = await asyncio.to_thread(boxes.read_registry, path, self.name)
             hub = SpeakerHub(settings.hub_config())
         except (boxes.BoxRegistryError, SpeakerError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
+        directory = self.context.targets
+        registry = await directory.all() if directory is not None else []
         for target in registry:
             try:
                 self._register(hub, target)

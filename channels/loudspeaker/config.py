@@ -6,7 +6,6 @@ Example (``[channels.loudspeaker]`` in the TOML configuration)::
     [channels.loudspeaker]
     type = "loudspeaker"
     concurrency = 512
-    registry = "/etc/broadcaster/targets.json"   # the boxes: registry targets of this channel
     master_secret = "env:BROADCASTER_BOX_SECRET" # per-box keys: HMAC-SHA256(secret, "box:<id>")
     key_file = "box-keys.json"                   # or explicit keys, {"<box id>": "<hex>"}
     tcp = { host = "0.0.0.0", port = 7700 }
@@ -90,9 +89,6 @@ class ClipSettings(_Settings):
 class LoudspeakerChannelConfig(ChannelConfig):
     """``[channels.loudspeaker]``; see the module docstring."""
 
-    registry: Path | None = Field(
-        None, description="JSON targets file whose targets of this channel are the boxes"
-    )
     key_file: Path | None = Field(None, description='JSON object {"<box id>": "<hex key>"}')
     master_secret: SecretValue | None = None
     default_transport: BoxTransport = "tcp"

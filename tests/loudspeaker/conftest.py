@@ -144,7 +144,6 @@ async def speaker_system(
         channel_table = {
             "type": "loudspeaker",
             "concurrency": 64,
-            "registry": str(tmp_path / "targets.json"),
             "master_secret": SECRET,
             "repeat": 1,
             "clips": {"default": FALLBACK_CLIP},

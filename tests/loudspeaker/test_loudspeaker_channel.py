@@ -28,6 +28,7 @@ from broadcaster.channel import (
 from broadcaster.delivery import Target
 from broadcaster.errors import ChannelError, DeviceUnavailableError, TargetRejectedError
 from broadcaster.testing.contract import ChannelContract, contract_delivery
+from broadcaster.testing.targets import MemoryTargets
 from channels.loudspeaker import LoudspeakerChannel, LoudspeakerChannelConfig
 from tests.core.support import make_alert, wait_for_deliveries
 from tests.loudspeaker.conftest import (
@@ -45,15 +46,12 @@ TARGET = Target(
 
 def lone_channel(tmp_path: Path, **settings: Any) -> LoudspeakerChannel:
     """A channel simulating the one box of its registry, with the stored clip on the box."""
-    registry = tmp_path / "boxes.json"
-    registry.write_text(json.dumps([TARGET.to_json()]))
     clips = tmp_path / "loudspeaker-loudspeaker" / "simulated" / "clips"
     clips.mkdir(parents=True)
     (clips / "generic").write_bytes(FALLBACK)
     config = LoudspeakerChannelConfig.model_validate(
         {
             "type": "loudspeaker",
-            "registry": str(registry),
             "master_secret": SECRET,
             "simulate": True,
             "simulated_play_seconds": 0.05,
@@ -62,7 +60,12 @@ def lone_channel(tmp_path: Path, **settings: Any) -> LoudspeakerChannel:
         }
         | settings
     )
-    context = ChannelContext(data_dir=tmp_path, sender_name="测试", public_url="http://127.0.0.1:1")
+    context = ChannelContext(
+        data_dir=tmp_path,
+        sender_name="测试",
+        public_url="http://127.0.0.1:1",
+        targets=MemoryTargets([TARGET]),
+    )
     return LoudspeakerChannel("loudspeaker", config, context)
 
 

@@ -26,7 +26,6 @@ from channels.loudspeaker.boxes import (
     BoxKeyring,
     BoxRegistryError,
     read_key_file,
-    read_registry,
     registration,
 )
 from channels.loudspeaker.commands import (
@@ -98,8 +97,6 @@ def test_registrations_from_targets_and_keys(tmp_path: Path) -> None:
         keys.write_text(text)
         with pytest.raises(BoxRegistryError, match=problem):
             read_key_file(keys)
-    with pytest.raises(BoxRegistryError, match="cannot read"):
-        read_registry(tmp_path / "missing.json", "loudspeaker")
 
 
 async def test_audio_is_served_with_ranges_and_immutable_caching(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.channel import ChannelContext
-from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
+from broadcaster.testing.targets import MemoryTargets
 from channels.webpush import WebPushChannel, WebPushChannelConfig
 from tests.conftest import REPO
 from tests.webpush.pushservice import PushServiceStandIn
@@ -21,22 +21,6 @@ DEMO_DIVISIONS = REPO / "config" / "demo" / "divisions.json"
 ZHUOZI = "150921000000"
 ZHUOZI_TOWNSHIP = "150921001000"
 HUADE = "150922000000"
-
-
-class MemoryTargets:
-    """A TargetDirectory kept in a dict, for channel tests without a store."""
-
-    def __init__(self) -> None:
-        self.targets: dict[str, Target] = {}
-
-    async def register(self, target: Target) -> None:
-        self.targets[target.id] = target
-
-    async def unregister(self, target_id: str) -> bool:
-        return self.targets.pop(target_id, None) is not None
-
-    async def get(self, target_id: str) -> Target | None:
-        return self.targets.get(target_id)
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,12 @@ from broadcaster.errors import (
 )
 from broadcaster.rendition import render
 from broadcaster.testing.contract import ChannelContract, contract_delivery
+from broadcaster.testing.targets import MemoryTargets
 from channels.webpush import WebPushChannel
 from channels.webpush.channel import ChannelNotReadyError
 from channels.webpush.enrolment import build_target
 from channels.webpush.payload import ack_token, topic_for
-from tests.webpush.conftest import ZHUOZI_TOWNSHIP, ChannelFactory, MemoryTargets
+from tests.webpush.conftest import ZHUOZI_TOWNSHIP, ChannelFactory
 from tests.webpush.pushservice import PushServiceStandIn, ReceivedPush
 
 

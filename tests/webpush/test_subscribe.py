@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from broadcaster.testing.targets import MemoryTargets
 from channels.webpush import WebPushChannel
-from tests.webpush.conftest import HUADE, ZHUOZI, ZHUOZI_TOWNSHIP, ChannelFactory, MemoryTargets
+from tests.webpush.conftest import HUADE, ZHUOZI, ZHUOZI_TOWNSHIP, ChannelFactory
 from tests.webpush.pushservice import SubscriberKeys
 
 ENDPOINT = "https://push.example.com/wp/abc123"
