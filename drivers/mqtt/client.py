@@ -1,0 +1,420 @@
+"""``MqttClient``: one MQTT 3.1.1 session over one network connection, on ``asyncio.Protocol``.
+
+Follows OASIS MQTT Version 3.1.1: 3.1 CONNECT and 3.2 CONNACK (session present, return codes),
+3.3/3.4 PUBLISH and PUBACK at QoS 0 and 1 (4.3.1, 4.3.2), 3.8/3.9 SUBSCRIBE and SUBACK,
+3.10/3.11 UNSUBSCRIBE and UNSUBACK, 3.12/3.13 PINGREQ and PINGRESP under the keep alive of
+3.1.2.10, 3.14 DISCONNECT, 2.3.1 packet identifiers (1..65535, free again once acknowledged).
+
+No threads, no executor, no task per message: bytes are decoded in ``data_received``, incoming
+messages go to a synchronous ``on_message`` callback, and everything written in one turn of the
+event loop leaves in one ``write``. Reconnecting is the caller's loop: one client, one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from drivers.mqtt.decoder import DEFAULT_MAX_PACKET_BYTES, MqttDecoder
+from drivers.mqtt.errors import (
+    MqttConnectionError,
+    MqttError,
+    MqttProtocolError,
+    MqttRefusedError,
+)
+from drivers.mqtt.packets import (
+    DISCONNECT_BYTES,
+    PINGREQ_BYTES,
+    SUBACK_FAILURE,
+    Connack,
+    Connect,
+    MqttWill,
+    Packet,
+    Pingresp,
+    Puback,
+    Publish,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+    encode_puback,
+    encode_publish,
+)
+from drivers.mqtt.topics import encode_topic_filter, encode_topic_name
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes, bool], None]
+MAX_IN_FLIGHT = 65535
+
+
+def _ignore_message(topic: str, payload: bytes, retain: bool) -> None:
+    """The default ``on_message``: incoming messages are dropped."""
+
+
+class MqttClient(asyncio.Protocol):
+    """An MQTT 3.1.1 client for one connection to a broker (QoS 0 and 1).
+
+    ``on_message(topic, payload, retain)`` runs on the event loop for every incoming PUBLISH,
+    redeliveries (DUP) included; it must be quick. A QoS 1 message is acknowledged after it
+    returns. The ``asyncio.Protocol`` methods are the transport's interface, not the caller's.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        *,
+        on_message: MessageHandler = _ignore_message,
+        clean_session: bool = True,
+        keepalive_s: int = 30,
+        will: MqttWill | None = None,
+        username: str | None = None,
+        password: str | bytes | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        connect_timeout_s: float = 10.0,
+        max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
+    ) -> None:
+        if isinstance(password, str):
+            password = password.encode("utf-8")
+        self._connect_packet = Connect(
+            client_id, clean_session, keepalive_s, will, username, password
+        ).encode()
+        self.host, self.port, self.client_id = host, port, client_id
+        self._on_message = on_message
+        self._keepalive = float(keepalive_s)
+        self._tls = tls_context
+        self._connect_timeout = connect_timeout_s
+        self._decoder = MqttDecoder(max_packet_bytes)
+        self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._connected = False
+        self._connack_seen = False
+        self._closed = asyncio.Event()
+        self._close_error: MqttError | None = None
+        self._connack: asyncio.Future[Connack] | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._id_waiters: deque[asyncio.Future[None]] = deque()
+        self._last_id = 0
+        self._out: list[bytes] = []
+        self._last_sent = self._last_received = 0.0
+        self._ping_outstanding = False
+        self._keepalive_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether CONNACK accepted the session and the connection is still up."""
+        return self._connected
+
+    async def connect(self) -> bool:
+        """Open the connection and send CONNECT; returns CONNACK's session-present flag.
+
+        Raises MqttConnectionError (unreachable, TLS failure, no CONNACK within
+        ``connect_timeout_s``, connection lost), MqttRefusedError (CONNACK return code) or
+        MqttProtocolError (the peer answered something that is not a CONNACK).
+        """
+        if self._started:
+            raise MqttConnectionError("this client was already connected once; make a new one")
+        self._started = True
+        loop = self._loop = asyncio.get_running_loop()
+        self._connack = loop.create_future()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await loop.create_connection(
+                    lambda: self,
+                    self.host,
+                    self.port,
+                    ssl=self._tls,
+                    server_hostname=self.host if self._tls is not None else None,
+                )
+                connack = await self._connack
+        except TimeoutError as exc:
+            self._drop(MqttConnectionError("connect timed out"))
+            raise MqttConnectionError(
+                f"no CONNACK from {self.host}:{self.port} within {self._connect_timeout} s"
+            ) from exc
+        except OSError as exc:
+            self._drop(MqttConnectionError(str(exc)))
+            raise MqttConnectionError(f"cannot reach {self.host}:{self.port}: {exc}") from exc
+        except MqttError:
+            self._drop(None)
+            raise
+        if connack.return_code:
+            error = MqttRefusedError.from_connack(connack.return_code)
+            self._drop(error)
+            raise error
+        if not self._connected:
+            raise self._not_connected()
+        if self._keepalive:
+            self._keepalive_timer = loop.call_at(
+                self._last_sent + self._keepalive, self._keepalive_tick
+            )
+        return connack.session_present
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Send a message; at QoS 1, returns once the broker's PUBACK arrives.
+
+        Raises MqttTopicError (bad topic, nothing sent), ValueError (QoS not 0 or 1) or
+        MqttConnectionError (not connected, or the connection ends before the PUBACK).
+        """
+        raw_topic = encode_topic_name(topic)
+        if not self._connected:
+            raise self._not_connected()
+        if qos == 0:
+            self._send(encode_publish(raw_topic, payload, 0, retain, 0, False))
+            return
+        if qos != 1:
+            raise ValueError(f"QoS {qos} is not supported; use 0 or 1")
+        packet_id, future = await self._reserve_id()
+        self._send(encode_publish(raw_topic, payload, 1, retain, packet_id, False))
+        await future
+
+    async def subscribe(self, filters: Sequence[tuple[str, int]]) -> list[int]:
+        """Subscribe to ``(topic filter, max QoS)`` pairs; returns the granted QoS of each.
+
+        Raises MqttTopicError (bad filter), ValueError (QoS not 0 or 1), MqttRefusedError (the
+        broker answered 0x80 for a filter) or MqttConnectionError.
+        """
+        for topic_filter, qos in filters:
+            encode_topic_filter(topic_filter)
+            if qos not in (0, 1):
+                raise ValueError(f"QoS {qos} for {topic_filter!r} is not supported; use 0 or 1")
+        if not self._connected:
+            raise self._not_connected()
+        packet_id, future = await self._reserve_id()
+        self._send(Subscribe(packet_id, tuple(filters)).encode())
+        codes: tuple[int, ...] = await future
+        if len(codes) != len(filters):
+            raise MqttProtocolError(
+                f"SUBACK has {len(codes)} return codes for {len(filters)} topic filters"
+            )
+        refused = [f for (f, _), code in zip(filters, codes, strict=True) if code == SUBACK_FAILURE]
+        if refused:
+            raise MqttRefusedError(
+                f"broker refused the subscription to {', '.join(refused)} (SUBACK 0x80)",
+                SUBACK_FAILURE,
+            )
+        return list(codes)
+
+    async def unsubscribe(self, filters: Sequence[str]) -> None:
+        """Unsubscribe from topic filters; returns once UNSUBACK arrives."""
+        for topic_filter in filters:
+            encode_topic_filter(topic_filter)
+        if not self._connected:
+            raise self._not_connected()
+        packet_id, future = await self._reserve_id()
+        self._send(Unsubscribe(packet_id, tuple(filters)).encode())
+        await future
+
+    async def disconnect(self) -> None:
+        """Send DISCONNECT (the broker discards the will) and close; a no-op once closed."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            await self._closed.wait()
+            return
+        self._connected = False
+        self._out.append(DISCONNECT_BYTES)
+        self._flush()
+        transport.close()
+        await self._closed.wait()
+
+    def abort(self) -> None:
+        """Drop the connection at once, without DISCONNECT: the broker publishes the will."""
+        self._drop(MqttConnectionError("connection aborted by this client"), clean=True)
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection ends; raises why if it was lost rather than closed.
+
+        Returns after ``disconnect()`` or ``abort()``; raises MqttConnectionError when the
+        connection was lost or timed out, MqttProtocolError when the peer sent garbage.
+        """
+        await self._closed.wait()
+        if self._close_error is not None:
+            raise self._close_error
+
+    def _not_connected(self) -> MqttConnectionError:
+        reason = f": {self._close_error}" if self._close_error is not None else ""
+        return MqttConnectionError(f"not connected to {self.host}:{self.port}{reason}")
+
+    async def _reserve_id(self) -> tuple[int, asyncio.Future[Any]]:
+        pending = self._pending
+        while len(pending) >= MAX_IN_FLIGHT:
+            assert self._loop is not None
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._id_waiters.append(waiter)
+            await waiter
+        packet_id = self._last_id
+        while True:
+            packet_id = packet_id % MAX_IN_FLIGHT + 1
+            if packet_id not in pending:
+                break
+        self._last_id = packet_id
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        pending[packet_id] = future
+        return packet_id, future
+
+    def _acknowledged(self, packet_id: int, result: object) -> None:
+        # A cancelled caller leaves its id reserved until here, so a late ack never
+        # completes a newer request that reused the id.
+        future = self._pending.pop(packet_id, None)
+        if future is None:
+            logger.debug("%s: acknowledgement for unknown packet id %d", self.client_id, packet_id)
+            return
+        if not future.done():
+            future.set_result(result)
+        waiters = self._id_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def _send(self, data: bytes) -> None:
+        out = self._out
+        out.append(data)
+        if len(out) == 1:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out or self._transport is None or self._transport.is_closing():
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        assert self._loop is not None
+        self._last_sent = self._loop.time()
+        self._transport.write(data)
+
+    def _keepalive_tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        keepalive = self._keepalive
+        silent_for = now - self._last_received
+        if silent_for >= keepalive * 1.5:
+            self._drop(
+                MqttConnectionError(
+                    f"no packet from the broker for {silent_for:.1f} s (keep alive {keepalive:g} s)"
+                )
+            )
+            return
+        if not self._ping_outstanding and (
+            now - self._last_sent >= keepalive or silent_for >= keepalive
+        ):
+            self._ping_outstanding = True
+            self._send(PINGREQ_BYTES)
+            self._last_sent = now
+        deadline = self._last_received + keepalive * 1.5
+        if not self._ping_outstanding:
+            deadline = min(deadline, self._last_received + keepalive)
+        deadline = max(min(deadline, self._last_sent + keepalive), now + 0.01)
+        self._keepalive_timer = self._loop.call_at(deadline, self._keepalive_tick)
+
+    def _drop(self, error: MqttError | None, *, clean: bool = False) -> None:
+        """Close the transport at once; ``error`` is what pending requests and wait_closed get."""
+        if self._close_error is None and not clean:
+            self._close_error = error
+        self._connected = False
+        if self._transport is not None:
+            self._transport.abort()
+        elif not self._closed.is_set():
+            self._finish(error)
+
+    def _finish(self, error: MqttError | None) -> None:
+        self._connected = False
+        self._transport = None
+        self._out.clear()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+            self._keepalive_timer = None
+        lost = MqttConnectionError(
+            f"connection to {self.host}:{self.port} closed"
+            + (f": {error}" if error is not None else "")
+        )
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_exception(error if error is not None else lost)
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(lost)
+        while self._id_waiters:
+            waiter = self._id_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(lost)
+        self._closed.set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        assert self._loop is not None
+        self._transport = transport
+        self._last_sent = self._last_received = self._loop.time()
+        transport.write(self._connect_packet)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_error is None and self._connected:
+            reason = str(exc) if exc is not None else "closed by the broker"
+            self._close_error = MqttConnectionError(
+                f"connection to {self.host}:{self.port} lost: {reason}"
+            )
+        elif self._close_error is None and self._connack is not None and not self._connack.done():
+            self._close_error = MqttConnectionError(
+                f"{self.host}:{self.port} closed the connection before CONNACK"
+            )
+        self._finish(self._close_error)
+
+    def data_received(self, data: bytes) -> None:
+        assert self._loop is not None
+        self._last_received = self._loop.time()
+        try:
+            packets = self._decoder.feed(data)
+            for packet in packets:
+                self._dispatch(packet)
+        except MqttProtocolError as exc:
+            logger.warning("%s: closing the connection: %s", self.client_id, exc)
+            self._drop(exc)
+
+    def _dispatch(self, packet: Packet) -> None:
+        kind = type(packet)
+        if not self._connack_seen and kind is not Connack:
+            raise MqttProtocolError(f"the broker sent {kind.__name__.upper()} before CONNACK")
+        if kind is Publish:
+            assert isinstance(packet, Publish)
+            self._deliver(packet)
+        elif kind is Puback:
+            assert isinstance(packet, Puback)
+            self._acknowledged(packet.packet_id, None)
+        elif kind is Pingresp:
+            self._ping_outstanding = False
+        elif kind is Suback:
+            assert isinstance(packet, Suback)
+            self._acknowledged(packet.packet_id, packet.return_codes)
+        elif kind is Unsuback:
+            assert isinstance(packet, Unsuback)
+            self._acknowledged(packet.packet_id, None)
+        elif kind is Connack and not self._connack_seen and self._connack is not None:
+            assert isinstance(packet, Connack)
+            self._connack_seen = True
+            # Queued messages may follow CONNACK in the same read; their callbacks may publish.
+            self._connected = packet.return_code == 0
+            if not self._connack.done():
+                self._connack.set_result(packet)
+        else:
+            raise MqttProtocolError(f"the broker sent an unexpected {kind.__name__.upper()}")
+
+    def _deliver(self, packet: Publish) -> None:
+        if packet.qos == 2:
+            raise MqttProtocolError("the broker sent a QoS 2 PUBLISH; this client asks for ≤ 1")
+        try:
+            self._on_message(packet.topic, packet.payload, packet.retain)
+        except Exception:
+            logger.exception("%s: on_message failed for %r", self.client_id, packet.topic)
+        if packet.qos:
+            self._send(encode_puback(packet.packet_id))

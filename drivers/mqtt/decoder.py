@@ -1,0 +1,311 @@
+"""Incremental MQTT 3.1.1 decoder: bytes as they arrive in, whole packets out.
+
+Follows OASIS MQTT Version 3.1.1: 2.2 fixed header and the reserved flags of table 2.2
+(SUBSCRIBE and UNSUBSCRIBE carry 0010, PUBLISH carries DUP/QoS/RETAIN, all others 0000),
+2.2.3 remaining length (at most 4 bytes), 1.5.3 UTF-8 strings (well-formed, no NUL),
+3.1 to 3.14 for each packet's variable header and payload. Packet types 0 and 15 are reserved;
+the QoS 2 flow (PUBREC, PUBREL, PUBCOMP) is not supported and is refused like them.
+
+A packet split across reads is kept until it is whole, without re-joining the pieces on every
+read; many packets in one read come out together. Anything malformed raises
+``MqttProtocolError`` with what was wrong; the connection must then be closed.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from drivers.mqtt.errors import MqttProtocolError
+from drivers.mqtt.packets import (
+    PROTOCOL_NAME,
+    SUBACK_FAILURE,
+    Connack,
+    Connect,
+    Disconnect,
+    MqttWill,
+    Packet,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Publish,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+)
+
+DEFAULT_MAX_PACKET_BYTES = 16 * 1024 * 1024
+_unpack_u16 = struct.Struct(">H").unpack_from
+_PINGREQ, _PINGRESP, _DISCONNECT = Pingreq(), Pingresp(), Disconnect()
+_NAMES = {
+    1: "CONNECT",
+    2: "CONNACK",
+    3: "PUBLISH",
+    4: "PUBACK",
+    5: "PUBREC",
+    6: "PUBREL",
+    7: "PUBCOMP",
+    8: "SUBSCRIBE",
+    9: "SUBACK",
+    10: "UNSUBSCRIBE",
+    11: "UNSUBACK",
+    12: "PINGREQ",
+    13: "PINGRESP",
+    14: "DISCONNECT",
+}
+
+
+def _u16(data: bytes, pos: int, end: int, what: str) -> int:
+    if pos + 2 > end:
+        raise MqttProtocolError(f"packet ends inside its {what}")
+    value: int = _unpack_u16(data, pos)[0]
+    return value
+
+
+def _packet_id(data: bytes, pos: int, end: int, name: str) -> int:
+    packet_id = _u16(data, pos, end, "packet identifier")
+    if packet_id == 0:
+        raise MqttProtocolError(f"{name} with packet identifier 0 (MQTT 3.1.1 section 2.3.1)")
+    return packet_id
+
+
+def _binary(data: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
+    length = _u16(data, pos, end, what)
+    start = pos + 2
+    stop = start + length
+    if stop > end:
+        raise MqttProtocolError(f"{what} of {length} bytes runs past the end of the packet")
+    return data[start:stop], stop
+
+
+def _text(data: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
+    raw, stop = _binary(data, pos, end, what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MqttProtocolError(
+            f"{what} is not well-formed UTF-8 at byte {exc.start} (MQTT 3.1.1 section 1.5.3)"
+        ) from exc
+    if "\x00" in text:
+        raise MqttProtocolError(f"{what} contains NUL (MQTT 3.1.1 section 1.5.3)")
+    return text, stop
+
+
+def _expect_length(name: str, length: int, wanted: int) -> None:
+    if length != wanted:
+        raise MqttProtocolError(
+            f"{name} with remaining length {length}, must be {wanted} (MQTT 3.1.1)"
+        )
+
+
+def _publish(flags: int, data: bytes, pos: int, end: int) -> Publish:
+    qos = (flags >> 1) & 3
+    if qos == 3:
+        raise MqttProtocolError("PUBLISH with QoS 3 (MQTT 3.1.1 section 3.3.1.2)")
+    dup = bool(flags & 8)
+    if dup and not qos:
+        raise MqttProtocolError("PUBLISH QoS 0 with DUP set (MQTT 3.1.1 section 3.3.1.1)")
+    topic, pos = _text(data, pos, end, "PUBLISH topic name")
+    if not topic or "+" in topic or "#" in topic:
+        raise MqttProtocolError(
+            f"PUBLISH topic name {topic!r} is empty or has a wildcard (MQTT 3.1.1 section 3.3.2.1)"
+        )
+    packet_id = 0
+    if qos:
+        packet_id = _packet_id(data, pos, end, "PUBLISH")
+        pos += 2
+    return Publish(topic, data[pos:end], qos, bool(flags & 1), packet_id, dup)
+
+
+def _connect(data: bytes, pos: int, end: int) -> Connect:
+    name, pos = _binary(data, pos, end, "CONNECT protocol name")
+    if name != PROTOCOL_NAME:
+        raise MqttProtocolError(f"CONNECT protocol name {name!r}, not b'MQTT' (3.1.2.1)")
+    if pos + 4 > end:
+        raise MqttProtocolError("CONNECT ends inside its variable header")
+    level, flags = data[pos], data[pos + 1]
+    keepalive = _unpack_u16(data, pos + 2)[0]
+    pos += 4
+    if level != 4:
+        raise MqttProtocolError(f"CONNECT protocol level {level}, only 4 is 3.1.1 (3.1.2.2)")
+    if flags & 0x01:
+        raise MqttProtocolError("CONNECT reserved flag set (MQTT 3.1.1 section 3.1.2.3)")
+    will_flag, will_qos = flags & 0x04, (flags >> 3) & 3
+    if will_qos == 3 or (not will_flag and flags & 0x38):
+        raise MqttProtocolError("CONNECT will QoS/retain flags invalid (3.1.2.6, 3.1.2.7)")
+    if flags & 0x40 and not flags & 0x80:
+        raise MqttProtocolError("CONNECT password flag without user name flag (3.1.2.9)")
+    client_id, pos = _text(data, pos, end, "CONNECT client identifier")
+    will = None
+    if will_flag:
+        will_topic, pos = _text(data, pos, end, "CONNECT will topic")
+        will_payload, pos = _binary(data, pos, end, "CONNECT will message")
+        will = MqttWill(will_topic, will_payload, will_qos, bool(flags & 0x20))
+    username = password = None
+    if flags & 0x80:
+        username, pos = _text(data, pos, end, "CONNECT user name")
+    if flags & 0x40:
+        password, pos = _binary(data, pos, end, "CONNECT password")
+    if pos != end:
+        raise MqttProtocolError(f"CONNECT has {end - pos} bytes after its payload")
+    return Connect(client_id, bool(flags & 0x02), keepalive, will, username, password)
+
+
+def _connack(data: bytes, pos: int, end: int) -> Connack:
+    _expect_length("CONNACK", end - pos, 2)
+    ack_flags, code = data[pos], data[pos + 1]
+    if ack_flags & 0xFE:
+        raise MqttProtocolError("CONNACK reserved flags set (MQTT 3.1.1 section 3.2.2.1)")
+    return Connack(bool(ack_flags), code)
+
+
+def _puback(data: bytes, pos: int, end: int) -> Puback:
+    _expect_length("PUBACK", end - pos, 2)
+    return Puback(_packet_id(data, pos, end, "PUBACK"))
+
+
+def _unsuback(data: bytes, pos: int, end: int) -> Unsuback:
+    _expect_length("UNSUBACK", end - pos, 2)
+    return Unsuback(_packet_id(data, pos, end, "UNSUBACK"))
+
+
+def _subscribe(data: bytes, pos: int, end: int) -> Subscribe:
+    packet_id = _packet_id(data, pos, end, "SUBSCRIBE")
+    pos += 2
+    filters: list[tuple[str, int]] = []
+    while pos < end:
+        topic_filter, pos = _text(data, pos, end, "SUBSCRIBE topic filter")
+        if pos >= end:
+            raise MqttProtocolError("SUBSCRIBE ends before the requested QoS")
+        options = data[pos]
+        pos += 1
+        if options > 2:
+            raise MqttProtocolError(f"SUBSCRIBE requested QoS byte {options:#04x} (3.8.3.1)")
+        filters.append((topic_filter, options))
+    if not filters:
+        raise MqttProtocolError("SUBSCRIBE without a topic filter (MQTT 3.1.1 section 3.8.3)")
+    return Subscribe(packet_id, tuple(filters))
+
+
+def _suback(data: bytes, pos: int, end: int) -> Suback:
+    packet_id = _packet_id(data, pos, end, "SUBACK")
+    codes = tuple(data[pos + 2 : end])
+    if not codes:
+        raise MqttProtocolError("SUBACK without return codes (MQTT 3.1.1 section 3.9.3)")
+    for code in codes:
+        if code > 2 and code != SUBACK_FAILURE:
+            raise MqttProtocolError(f"SUBACK return code {code:#04x} (MQTT 3.1.1 section 3.9.3)")
+    return Suback(packet_id, codes)
+
+
+def _unsubscribe(data: bytes, pos: int, end: int) -> Unsubscribe:
+    packet_id = _packet_id(data, pos, end, "UNSUBSCRIBE")
+    pos += 2
+    filters: list[str] = []
+    while pos < end:
+        topic_filter, pos = _text(data, pos, end, "UNSUBSCRIBE topic filter")
+        filters.append(topic_filter)
+    if not filters:
+        raise MqttProtocolError("UNSUBSCRIBE without a topic filter (3.10.3)")
+    return Unsubscribe(packet_id, tuple(filters))
+
+
+def _empty(packet: Packet, name: str) -> Callable[[bytes, int, int], Packet]:
+    def decode(data: bytes, pos: int, end: int) -> Packet:
+        _expect_length(name, end - pos, 0)
+        return packet
+
+    return decode
+
+
+# Packet type -> (required low-nibble flags, body decoder); PUBLISH is handled on its own.
+_BODIES: dict[int, tuple[int, Callable[[bytes, int, int], Packet]]] = {
+    1: (0, _connect),
+    2: (0, _connack),
+    4: (0, _puback),
+    8: (2, _subscribe),
+    9: (0, _suback),
+    10: (2, _unsubscribe),
+    11: (0, _unsuback),
+    12: (0, _empty(_PINGREQ, "PINGREQ")),
+    13: (0, _empty(_PINGRESP, "PINGRESP")),
+    14: (0, _empty(_DISCONNECT, "DISCONNECT")),
+}
+
+
+class MqttDecoder:
+    """Turns a byte stream into packets; ``feed`` returns every packet completed so far."""
+
+    __slots__ = ("_have", "_max", "_need", "_parts")
+
+    def __init__(self, max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES) -> None:
+        self._max = max_packet_bytes
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._need = 0
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add bytes read from the peer; MqttProtocolError if they are not valid MQTT."""
+        if self._parts:
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            data = b"".join(self._parts)
+            self._parts.clear()
+        packets: list[Packet] = []
+        pos, size, need = 0, len(data), 0
+        while pos < size:
+            first = data[pos]
+            length, shift, index = 0, 0, pos + 1
+            while True:
+                if index >= size:
+                    need = size - pos + 1
+                    break
+                byte = data[index]
+                index += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+                if shift == 28:
+                    raise MqttProtocolError(
+                        "remaining length longer than 4 bytes (MQTT 3.1.1 section 2.2.3)"
+                    )
+            if need:
+                break
+            total = index - pos + length
+            if total > self._max:
+                raise MqttProtocolError(
+                    f"{_NAMES.get(first >> 4, 'packet')} of {total} bytes is over the maximum "
+                    f"packet size of {self._max} bytes"
+                )
+            end = index + length
+            if end > size:
+                need = total
+                break
+            kind = first >> 4
+            if kind == 3:
+                packets.append(_publish(first & 0x0F, data, index, end))
+            else:
+                entry = _BODIES.get(kind)
+                if entry is None:
+                    raise MqttProtocolError(
+                        f"packet type {kind} ({_NAMES.get(kind, 'reserved')}) is not supported"
+                    )
+                if first & 0x0F != entry[0]:
+                    raise MqttProtocolError(
+                        f"{_NAMES[kind]} with fixed header flags {first & 0x0F:#03x}, must be "
+                        f"{entry[0]:#03x} (MQTT 3.1.1 section 2.2.2)"
+                    )
+                packets.append(entry[1](data, index, end))
+            pos = end
+        if pos < size:
+            rest = data[pos:] if pos else data
+            self._parts.append(rest)
+            self._have = len(rest)
+            self._need = need
+        else:
+            self._have = self._need = 0
+        return packets

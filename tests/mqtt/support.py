@@ -1,0 +1,220 @@
+"""Test equipment for the MQTT client: a paho-mqtt peer bridged to asyncio, a Mosquitto with a
+config of the test's choosing (TLS, passwords) that can be frozen and killed, a TLS certificate
+for 127.0.0.1, and a hostile TCP peer that answers CONNECT with whatever a test scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import signal
+import subprocess
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import paho.mqtt.client as paho
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from drivers.speaker.testing import free_port
+
+
+class PahoPeer:
+    """A paho-mqtt 3.1.1 client on its own network thread; its callbacks land on the loop."""
+
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self.host, self.port = host, port
+        self._loop = asyncio.get_running_loop()
+        self.messages: asyncio.Queue[tuple[str, bytes, bool, int]] = asyncio.Queue()
+        self._connected: asyncio.Future[int] = self._loop.create_future()
+        self._subacks: dict[int, asyncio.Future[list[int]]] = {}
+        self._client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311,
+            reconnect_on_failure=False,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, code: Any, props: Any) -> None:
+        self._loop.call_soon_threadsafe(self._connected.set_result, int(code.value))
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        item = (message.topic, bytes(message.payload), bool(message.retain), message.qos)
+        self._loop.call_soon_threadsafe(self.messages.put_nowait, item)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        granted = [int(code.value) for code in codes]
+        self._loop.call_soon_threadsafe(self._subacks[mid].set_result, granted)
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self._client.connect, self.host, self.port, 30)
+        self._client.loop_start()
+        assert await asyncio.wait_for(self._connected, 5) == 0
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    async def subscribe(self, topic_filter: str, qos: int = 1) -> list[int]:
+        code, mid = self._client.subscribe(topic_filter, qos)
+        assert code == paho.MQTT_ERR_SUCCESS
+        future = self._subacks[mid] = self._loop.create_future()
+        return await asyncio.wait_for(future, 5)
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos, retain)
+        await asyncio.to_thread(info.wait_for_publish, 5)
+        assert info.is_published()
+
+    async def next_message(self, timeout_s: float = 5.0) -> tuple[str, bytes, bool, int]:
+        return await asyncio.wait_for(self.messages.get(), timeout_s)
+
+
+class MosquittoProcess:
+    """``mosquitto`` on a free port of 127.0.0.1 with extra config lines for its listener."""
+
+    def __init__(self, work_dir: Path, listener_config: str = "allow_anonymous true\n") -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self._conf = work_dir / f"mosquitto-{self.port}.conf"
+        self._listener_config = listener_config
+        self._process: subprocess.Popen[bytes] | None = None
+        self._drain: threading.Thread | None = None
+        self.log: list[str] = []
+
+    def __enter__(self) -> Self:
+        self._conf.write_text(
+            f"per_listener_settings true\nuser root\npersistence false\nlog_dest stderr\n"
+            f"listener {self.port} {self.host}\n{self._listener_config}"
+        )
+        self._process = subprocess.Popen(
+            ["mosquitto", "-c", str(self._conf)], stderr=subprocess.PIPE, bufsize=0
+        )
+        stderr = self._process.stderr
+        assert stderr is not None
+        while True:
+            ready, _, _ = select.select([stderr], [], [], 5.0)
+            line = stderr.readline() if ready else b""
+            if not line:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"mosquitto did not start: {self.log}")
+            self.log.append(line.decode(errors="replace"))
+            if b" running" in line:
+                self._drain = threading.Thread(
+                    target=self._drain_log, args=(stderr,), name="mosquitto-mqtt-log"
+                )
+                self._drain.start()
+                return self
+
+    def _drain_log(self, stderr: IO[bytes]) -> None:
+        for line in stderr:
+            self.log.append(line.decode(errors="replace"))
+
+    def freeze(self) -> None:
+        """Stop the broker process (SIGSTOP): it keeps its sockets but answers nothing."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """Kill the broker at once (SIGKILL): the kernel resets its connections."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(5)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait(5)
+        if self._drain is not None:
+            self._drain.join()
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
+
+
+def loopback_certificate(work_dir: Path) -> tuple[Path, Path, bytes]:
+    """A self-signed certificate for 127.0.0.1: (cert file, key file, cert PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker.test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file = work_dir / "broker.crt", work_dir / "broker.key"
+    cert_file.write_bytes(cert_pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file, cert_pem
+
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class HostilePeer:
+    """A plain TCP server on 127.0.0.1 that runs ``script`` for each connection it accepts."""
+
+    def __init__(self, script: Script) -> None:
+        self._script = script
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            self._handlers.discard(task)
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
