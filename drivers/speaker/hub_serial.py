@@ -5,7 +5,10 @@ The line is half duplex, so only the master speaks unprompted. It sends each que
 its box as a COMMAND frame and otherwise polls every address in turn; each frame is answered by
 one reply echoing its sequence number. A reply not seen within ``reply_timeout_s`` makes the
 master send the same frame again (same sequence number) up to ``retries`` times; after
-``offline_after`` failed exchanges in a row the box is reported offline.
+``offline_after`` failed exchanges in a row the box is reported offline. Whenever a box comes
+online (after the master starts, the line reopens or the box was offline) its first exchange
+after that is a SYNC, which makes the box repeat the latest acknowledgement of each live
+command: replies lost with a dead line or a restarted master are sent again.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class SerialBusMaster(HubLink):
         self._stream = SerialPortStream(config.url, config.baudrate, self._on_bytes, self._on_gap)
         self._expect: tuple[int, int, asyncio.Future[SerialFrame]] | None = None
         self._sequences: dict[int, int] = {}
+        self._needs_sync: set[int] = set()
         self._task: asyncio.Task[None] | None = None
 
     def add_box(self, box_id: str, address: int) -> None:
@@ -175,10 +179,12 @@ class SerialBusMaster(HubLink):
             for address in list(self._boxes):
                 if self._pending:
                     break
+                kind = FrameKind.SYNC if address in self._needs_sync else FrameKind.POLL
+                self._needs_sync.discard(address)
                 with contextlib.suppress(SpeakerTimeoutError):
-                    while await self._exchange(address, FrameKind.POLL, b""):
-                        if self._pending:
-                            break
+                    more = await self._exchange(address, kind, b"")
+                    while more and not self._pending:
+                        more = await self._exchange(address, FrameKind.POLL, b"")
             self._wake.clear()
             if not self._pending:
                 with contextlib.suppress(TimeoutError):
@@ -220,6 +226,7 @@ class SerialBusMaster(HubLink):
         self._failures[address] = 0
         if address not in self._online and address in self._boxes:
             self._online.add(address)
+            self._needs_sync.add(address)
             self._sink.presence(self._boxes[address], True, TRANSPORT)
 
     def _missed(self, address: int) -> None:

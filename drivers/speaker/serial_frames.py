@@ -29,9 +29,15 @@ class FrameKind(IntEnum):
 
     COMMAND = 0x01
     POLL = 0x02
+    SYNC = 0x03
+    """A poll that also asks the box to repeat its latest acknowledgements (section 4.2)."""
     MESSAGE = 0x81
     MESSAGE_MORE = 0x83
     IDLE = 0x82
+
+
+_EMPTY_KINDS = frozenset({FrameKind.POLL, FrameKind.SYNC, FrameKind.IDLE})
+"""Kinds that carry no payload: any other length makes their header impossible."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,8 @@ def encode_frame(frame: SerialFrame) -> bytes:
         raise FrameError(f"sequence {frame.sequence} outside 0..255")
     if len(frame.payload) > MAX_PAYLOAD:
         raise FrameError(f"payload of {len(frame.payload)} bytes exceeds {MAX_PAYLOAD}")
+    if frame.payload and frame.kind in _EMPTY_KINDS:
+        raise FrameError(f"a {frame.kind.name} frame carries no payload")
     body = (
         bytes([frame.address, frame.sequence, frame.kind])
         + len(frame.payload).to_bytes(2, "big")
@@ -132,7 +140,7 @@ class SerialFrameDecoder:
         valid_head = (
             MIN_ADDRESS <= address <= MAX_ADDRESS
             and kind in FrameKind._value2member_map_
-            and length <= MAX_PAYLOAD
+            and length <= (0 if kind in _EMPTY_KINDS else MAX_PAYLOAD)
         )
         if not valid_head:
             return None, 1

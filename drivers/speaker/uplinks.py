@@ -5,7 +5,8 @@
 - ``MqttUplink``: one MQTT session per box (QoS 1, persistent session) subscribed to its own
   command topic and its areas' topics; the broker's last will marks the box offline.
 - ``SerialBoxLine``: the box end of an RS-485 style line; answers the bus master's frames for
-  one or more addresses on the same port.
+  one or more addresses on the same port, and repeats its latest acks when the master asks
+  (SYNC).
 
 Each uplink's ``run`` keeps the link up until it is cancelled.
 """
@@ -207,7 +208,8 @@ class SerialBoxLine:
     """The box end of a serial line: answers the master for every address in ``agents``.
 
     Each master frame gets exactly one reply echoing its sequence number: the oldest waiting
-    message (``MESSAGE``, or ``MESSAGE_MORE`` when more wait) or ``IDLE``. A repeated sequence
+    message (``MESSAGE``, or ``MESSAGE_MORE`` when more wait) or ``IDLE``. A SYNC first queues
+    the latest ack of every live command and a heartbeat (``BoxAgent.link_up``). A repeated sequence
     number is a retransmission: the previous reply is sent again and nothing is executed twice.
     """
 
@@ -253,7 +255,7 @@ class SerialBoxLine:
 
     def _on_frame(self, frame: SerialFrame) -> None:
         agent = self._agents.get(frame.address)
-        if agent is None or frame.kind not in (FrameKind.COMMAND, FrameKind.POLL):
+        if agent is None or frame.kind not in (FrameKind.COMMAND, FrameKind.POLL, FrameKind.SYNC):
             return
         last = self._last_reply.get(frame.address)
         if last is not None and last[0] == frame.sequence:
@@ -261,6 +263,8 @@ class SerialBoxLine:
             return
         if frame.kind is FrameKind.COMMAND:
             agent.submit_command(frame.payload)
+        elif frame.kind is FrameKind.SYNC:
+            agent.link_up()
         message = agent.take_outgoing()
         if message is None:
             reply = SerialFrame(frame.address, frame.sequence, FrameKind.IDLE)

@@ -367,3 +367,36 @@ async def test_tcp_links_probe_dead_paths_within_a_minute(tcp_hub: SpeakerHub) -
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_serial_boxes_repeat_their_latest_acks_to_a_restarted_master(
+    tmp_path: Path, null_modem: NullModem
+) -> None:
+    line = SerialLineConfig(name="l", url=null_modem.path_a, reply_timeout_s=0.1)
+    fleet = SpeakerFleetSimulator(
+        FleetSimulatorConfig(
+            url=f"serial://{null_modem.path_b}", fleet_secret=SECRET, boxes=1, work_dir=tmp_path
+        )
+    )
+    registrations = fleet.registrations("serial", serial_line="l")
+    box = registrations[0].box_id
+    await fleet.start()
+    try:
+        async with SpeakerHub(SpeakerHubConfig(serial_lines=(line,)), registrations) as first:
+            recorder = HubEventRecorder(first)
+            try:
+                await recorder.wait_for(lambda: first.online_count == 1)
+                await first.send_command(box, Stop(cmd_id="s1", alert_id="a", **_times()))
+                await recorder.wait_acks("s1", AckStage.FINISHED, {box})
+            finally:
+                await recorder.close()
+        # The acks the first master took died with it; the new one asks for them again.
+        async with SpeakerHub(SpeakerHubConfig(serial_lines=(line,)), registrations) as second:
+            recorder = HubEventRecorder(second)
+            try:
+                await recorder.wait_acks("s1", AckStage.FINISHED, {box})
+                assert any(isinstance(e, BoxStatus) for e in recorder.events)
+            finally:
+                await recorder.close()
+    finally:
+        await fleet.stop()

@@ -36,6 +36,8 @@ def test_frame_layout() -> None:
         SerialFrame(248, 0, FrameKind.POLL),
         SerialFrame(1, 256, FrameKind.POLL),
         SerialFrame(1, 0, FrameKind.MESSAGE, b"x" * 20000),
+        SerialFrame(1, 0, FrameKind.SYNC, b"x"),
+        SerialFrame(1, 0, FrameKind.IDLE, b"x"),
     ],
 )
 def test_out_of_range_frames_are_refused(frame: SerialFrame) -> None:
@@ -70,3 +72,11 @@ def test_decode_frame_refuses_trailing_garbage() -> None:
         decode_frame(data + b"\x00")
     with pytest.raises(FrameError):
         decode_frame(data[:-1])
+
+
+def test_a_header_with_a_payload_its_kind_cannot_carry_is_noise() -> None:
+    sync = encode_frame(SerialFrame(5, 9, FrameKind.SYNC))
+    # "7e 05 7e 03 01 00 ..." would be a SYNC with 256 bytes of payload: skipped at once, not
+    # awaited (which would swallow the real frame behind it).
+    stream = b"\x7e\x05\x7e\x03\x01\x00" + sync
+    assert SerialFrameDecoder().feed(stream) == [SerialFrame(5, 9, FrameKind.SYNC)]

@@ -28,8 +28,9 @@ async def test_alert_plays_on_every_box_of_its_area_and_no_other(
     assert set(played_boxes(rig.fleet.log, "alert-1")) == inside
     assert rig.events.acked_boxes("c-area", AckStage.ACCEPTED) == inside
     for box in inside:
-        stages = [a.stage for a in rig.events.acks("c-area", box_id=box)]
-        assert stages[:3] == [AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED]
+        # A box may repeat an ack (after a reconnect or a serial SYNC); the stages keep order.
+        stages = list(dict.fromkeys(a.stage for a in rig.events.acks("c-area", box_id=box)))
+        assert stages == [AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED]
 
 
 async def test_box_restarted_mid_alert_finishes_without_double_playback(
