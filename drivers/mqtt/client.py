@@ -232,7 +232,8 @@ class MqttClient(asyncio.Protocol):
         """Wait until the connection ends; raises why if it was lost rather than closed.
 
         Returns after ``disconnect()`` or ``abort()``; raises MqttConnectionError when the
-        connection was lost or timed out, MqttProtocolError when the peer sent garbage.
+        connection was lost or timed out, MqttProtocolError when the peer sent garbage, and
+        the MqttRefusedError of a refused ``connect()``.
         """
         await self._closed.wait()
         if self._close_error is not None:

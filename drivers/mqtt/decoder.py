@@ -258,6 +258,20 @@ class MqttDecoder:
         pos, size, need = 0, len(data), 0
         while pos < size:
             first = data[pos]
+            kind = first >> 4
+            # Checked before the length, so garbage fails at once instead of waiting for a body.
+            if kind != 3:
+                entry = _BODIES.get(kind)
+                if entry is None:
+                    raise MqttProtocolError(
+                        f"packet type {kind} ({_NAMES.get(kind, 'reserved')}) is not supported"
+                    )
+                if first & 0x0F != entry[0]:
+                    raise MqttProtocolError(
+                        f"{_NAMES[kind]} with fixed header flags {first & 0x0F:#03x}, must be "
+                        f"{entry[0]:#03x} (MQTT 3.1.1 section 2.2.2)"
+                    )
+                decode_body = entry[1]
             length, shift, index = 0, 0, pos + 1
             while True:
                 if index >= size:
@@ -285,21 +299,10 @@ class MqttDecoder:
             if end > size:
                 need = total
                 break
-            kind = first >> 4
             if kind == 3:
                 packets.append(_publish(first & 0x0F, data, index, end))
             else:
-                entry = _BODIES.get(kind)
-                if entry is None:
-                    raise MqttProtocolError(
-                        f"packet type {kind} ({_NAMES.get(kind, 'reserved')}) is not supported"
-                    )
-                if first & 0x0F != entry[0]:
-                    raise MqttProtocolError(
-                        f"{_NAMES[kind]} with fixed header flags {first & 0x0F:#03x}, must be "
-                        f"{entry[0]:#03x} (MQTT 3.1.1 section 2.2.2)"
-                    )
-                packets.append(entry[1](data, index, end))
+                packets.append(decode_body(data, index, end))
             pos = end
         if pos < size:
             rest = data[pos:] if pos else data

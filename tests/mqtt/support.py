@@ -192,18 +192,21 @@ class HostilePeer:
         self._script = script
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._writers.add(writer)
         try:
             await self._script(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+            self._writers.discard(writer)
             self._handlers.discard(task)
 
     async def __aenter__(self) -> Self:
@@ -214,7 +217,9 @@ class HostilePeer:
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
+        # Dropping the connections ends every script's reads; cancelling would make asyncio's
+        # stream callback log the CancelledError.
+        for writer in list(self._writers):
+            writer.transport.abort()
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
