@@ -9,10 +9,11 @@ CAP alert to ``/api/v1/alerts`` and measures, from the API's answer: the time un
 acknowledged ``started`` and ``finished`` (as the channel receives the acks), and until the core
 has recorded every delivery as confirmed. The audio is rendered (espeak-ng) inside that time
 and downloaded by the boxes from the server. The server process's peak RSS is the memory
-figure (the simulators and the broker run in other processes).
+figure (the simulators and the broker run in other processes); the CPU seconds each process
+spent from the API's answer to the last confirmation show where the time goes.
 
 Goals: all boxes started within 5 s; server memory under 300 MB.
-Run: ``PYTHONPATH=. .venv/bin/python bench/bench_loudspeaker.py [--boxes 10000]``.
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_loudspeaker.py [--boxes N] [--transports mqtt]``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.bench_speaker import SECRET, raise_file_limit, start_fleet, stop_fleet
+from bench.bench_speaker import (
+    SECRET,
+    CpuMeter,
+    raise_file_limit,
+    start_fleet,
+    stop_fleet,
+)
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import parse_config
@@ -87,7 +94,13 @@ class AckClock:
         channel._on_event = recording  # type: ignore[method-assign]
 
 
-async def measure(name: str, args: argparse.Namespace, hub: dict[str, Any], link: str) -> None:
+async def measure(
+    name: str,
+    args: argparse.Namespace,
+    hub: dict[str, Any],
+    link: str,
+    broker_pid: int | None = None,
+) -> None:
     work = args.work / name
     targets = work / "targets.json"
     work.mkdir()
@@ -129,6 +142,8 @@ async def measure(name: str, args: argparse.Namespace, hub: dict[str, Any], link
         await channel.wait_online(ids, within_s=args.timeout_s)
         print(f"{name}: {args.boxes} boxes online after {time.perf_counter() - began:.1f} s")
         clock = AckClock(channel, args.boxes)
+        processes = {"server": None} | {f"fleet{n}": p.pid for n, p in enumerate(fleet)}
+        cpu = CpuMeter(processes | ({"broker": broker_pid} if broker_pid else {}))
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cap+xml"}
         alert = to_xml(make_alert(f"bench-{name}", geocodes=(COUNTY,)))
         async with aiohttp.ClientSession() as session:
@@ -161,6 +176,7 @@ async def measure(name: str, args: argparse.Namespace, hub: dict[str, Any], link
             f" failed acks {len(clock.boxes[AckStage.FAILED])}; server peak RSS"
             f" {peak_rss_mb():.0f} MB"
         )
+        print(f"{name}: {cpu.report(recorded - accepted)}")
     finally:
         await stop_fleet(fleet)
         await runner.cleanup()
@@ -183,10 +199,14 @@ async def confirmed(service: BroadcasterService, alert_id: str, expected: int) -
 
 async def run(args: argparse.Namespace) -> None:
     print(f"loudspeaker alert through the server: {args.boxes} boxes, {args.processes} processes")
-    await measure("tcp", args, {"tcp": {"host": "127.0.0.1", "port": 0}}, "tcp://127.0.0.1:{port}")
-    with MosquittoBroker(args.work) as broker:
-        hub = {"mqtt": {"host": broker.host, "port": broker.port}, "default_transport": "mqtt"}
-        await measure("mqtt", args, hub, f"mqtt://{broker.host}:{broker.port}")
+    if "tcp" in args.transports:
+        tcp = {"tcp": {"host": "127.0.0.1", "port": 0}}
+        await measure("tcp", args, tcp, "tcp://127.0.0.1:{port}")
+    if "mqtt" in args.transports:
+        with MosquittoBroker(args.work) as broker:
+            hub = {"mqtt": {"host": broker.host, "port": broker.port}, "default_transport": "mqtt"}
+            link = f"mqtt://{broker.host}:{broker.port}"
+            await measure("mqtt", args, hub, link, broker.pid)
     print(f"server peak RSS: {peak_rss_mb():.0f} MB (goal < 300 MB)")
 
 
@@ -194,6 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--transports", default="tcp,mqtt", help="comma-separated: tcp, mqtt")
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--concurrency", type=int, default=1000, help="the channel's sends")
     args = parser.parse_args()

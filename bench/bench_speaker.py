@@ -47,6 +47,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process so far (this one when ``pid`` is None)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes between ``start`` and ``report``."""
+
+    def __init__(self, processes: dict[str, int | None]) -> None:
+        self._processes = processes
+        self._before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+
+    def report(self, elapsed_s: float) -> str:
+        spent = {
+            name: cpu_seconds(pid) - self._before[name] for name, pid in self._processes.items()
+        }
+        parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in spent.items())
+        total = sum(spent.values())
+        cpus = os.cpu_count()
+        return f"CPU seconds: {parts}; total {total:.2f} in {elapsed_s:.2f} s on {cpus} CPUs"
+
+
 def raise_file_limit() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -139,7 +165,13 @@ async def stop_fleet(fleet: list[asyncio.subprocess.Process]) -> None:
 
 
 async def measure(
-    name: str, hub: SpeakerHub, ids: list[str], link: str, args: argparse.Namespace, url: str
+    name: str,
+    hub: SpeakerHub,
+    ids: list[str],
+    link: str,
+    args: argparse.Namespace,
+    url: str,
+    broker_pid: int | None = None,
 ) -> None:
     counter = AckCounter(len(ids))
     consumer = asyncio.get_running_loop().create_task(counter.consume(hub))
@@ -157,6 +189,8 @@ async def measure(
         for label, sender in senders(name, hub, ids):
             cmd_id = f"{name}-{label}"
             command = play(cmd_id, url)
+            processes = {"hub": None} | {f"fleet{n}": p.pid for n, p in enumerate(fleet)}
+            cpu = CpuMeter(processes | ({"broker": broker_pid} if broker_pid else {}))
             start = time.perf_counter()
             await sender(command)
             sent = time.perf_counter()
@@ -179,6 +213,7 @@ async def measure(
                 f"{finished:5.2f} s; failed acks {counter.failed}; "
                 f"hub peak RSS {peak_rss_mb():.0f} MB"
             )
+            print(f"{name} {label:>11}: {cpu.report(finished)}")
     finally:
         await stop_fleet(fleet)
         consumer.cancel()
@@ -235,7 +270,7 @@ async def run(args: argparse.Namespace) -> None:
             config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
             async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
                 link = f"mqtt://{broker.host}:{broker.port}"
-                await measure("mqtt", hub, ids, link, args, url)
+                await measure("mqtt", hub, ids, link, args, url, broker.pid)
     print(f"server (hub process) peak RSS: {peak_rss_mb():.0f} MB (goal < 300 MB)")
 
 

@@ -91,6 +91,11 @@ class MosquittoBroker:
                 self._drain.start()
                 return self
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def _drain_log(self, stderr: IO[bytes]) -> None:
         for line in stderr:
             self.log_tail.append(line.decode(errors="replace").rstrip())
