@@ -18,6 +18,7 @@ from drivers.mqtt.errors import (
     MqttProtocolError,
     MqttRefusedError,
     MqttTopicError,
+    MqttUsageError,
 )
 from drivers.mqtt.packets import (
     Connack,
@@ -48,6 +49,7 @@ __all__ = [
     "MqttProtocolError",
     "MqttRefusedError",
     "MqttTopicError",
+    "MqttUsageError",
     "MqttWill",
     "Packet",
     "Pingreq",

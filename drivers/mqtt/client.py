@@ -25,6 +25,7 @@ from drivers.mqtt.errors import (
     MqttError,
     MqttProtocolError,
     MqttRefusedError,
+    MqttUsageError,
 )
 from drivers.mqtt.packets import (
     DISCONNECT_BYTES,
@@ -59,6 +60,9 @@ def _ignore_message(topic: str, payload: bytes, retain: bool) -> None:
 class MqttClient(asyncio.Protocol):
     """An MQTT 3.1.1 client for one connection to a broker (QoS 0 and 1).
 
+    Bad settings (keep alive over 65535 s, a password without a user name, a bad will topic)
+    raise MqttUsageError here, before anything touches the network.
+
     ``on_message(topic, payload, retain)`` runs on the event loop for every incoming PUBLISH,
     redeliveries (DUP) included; it must be quick. A QoS 1 message is acknowledged after it
     returns. The ``asyncio.Protocol`` methods are the transport's interface, not the caller's.
@@ -82,9 +86,14 @@ class MqttClient(asyncio.Protocol):
     ) -> None:
         if isinstance(password, str):
             password = password.encode("utf-8")
-        self._connect_packet = Connect(
-            client_id, clean_session, keepalive_s, will, username, password
-        ).encode()
+        try:
+            self._connect_packet = Connect(
+                client_id, clean_session, keepalive_s, will, username, password
+            ).encode()
+        except MqttUsageError:
+            raise
+        except ValueError as exc:
+            raise MqttUsageError(f"bad MQTT client setting: {exc}") from exc
         self.host, self.port, self.client_id = host, port, client_id
         self._on_message = on_message
         self._keepalive = float(keepalive_s)
@@ -145,6 +154,9 @@ class MqttClient(asyncio.Protocol):
         except MqttError:
             self._drop(None)
             raise
+        except asyncio.CancelledError:
+            self._drop(MqttConnectionError("connect cancelled"))
+            raise
         if connack.return_code:
             error = MqttRefusedError.from_connack(connack.return_code)
             self._drop(error)
@@ -160,7 +172,7 @@ class MqttClient(asyncio.Protocol):
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Send a message; at QoS 1, returns once the broker's PUBACK arrives.
 
-        Raises MqttTopicError (bad topic, nothing sent), ValueError (QoS not 0 or 1) or
+        Raises MqttTopicError (bad topic, nothing sent), MqttUsageError (QoS not 0 or 1) or
         MqttConnectionError (not connected, or the connection ends before the PUBACK).
         """
         raw_topic = encode_topic_name(topic)
@@ -170,7 +182,7 @@ class MqttClient(asyncio.Protocol):
             self._send(encode_publish(raw_topic, payload, 0, retain, 0, False))
             return
         if qos != 1:
-            raise ValueError(f"QoS {qos} is not supported; use 0 or 1")
+            raise MqttUsageError(f"QoS {qos} is not supported; use 0 or 1")
         packet_id, future = await self._reserve_id()
         self._send(encode_publish(raw_topic, payload, 1, retain, packet_id, False))
         await future
@@ -178,22 +190,26 @@ class MqttClient(asyncio.Protocol):
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> list[int]:
         """Subscribe to ``(topic filter, max QoS)`` pairs; returns the granted QoS of each.
 
-        Raises MqttTopicError (bad filter), ValueError (QoS not 0 or 1), MqttRefusedError (the
-        broker answered 0x80 for a filter) or MqttConnectionError.
+        Raises MqttTopicError (bad filter), MqttUsageError (no filter, QoS not 0 or 1),
+        MqttRefusedError (the broker answered 0x80 for a filter) or MqttConnectionError.
         """
+        if not filters:
+            raise MqttUsageError("subscribe needs at least one topic filter")
         for topic_filter, qos in filters:
             encode_topic_filter(topic_filter)
             if qos not in (0, 1):
-                raise ValueError(f"QoS {qos} for {topic_filter!r} is not supported; use 0 or 1")
+                raise MqttUsageError(f"QoS {qos} for {topic_filter!r} is not supported; use 0 or 1")
         if not self._connected:
             raise self._not_connected()
         packet_id, future = await self._reserve_id()
         self._send(Subscribe(packet_id, tuple(filters)).encode())
         codes: tuple[int, ...] = await future
         if len(codes) != len(filters):
-            raise MqttProtocolError(
+            error = MqttProtocolError(
                 f"SUBACK has {len(codes)} return codes for {len(filters)} topic filters"
             )
+            self._drop(error)
+            raise error
         refused = [f for (f, _), code in zip(filters, codes, strict=True) if code == SUBACK_FAILURE]
         if refused:
             raise MqttRefusedError(
@@ -204,6 +220,8 @@ class MqttClient(asyncio.Protocol):
 
     async def unsubscribe(self, filters: Sequence[str]) -> None:
         """Unsubscribe from topic filters; returns once UNSUBACK arrives."""
+        if not filters:
+            raise MqttUsageError("unsubscribe needs at least one topic filter")
         for topic_filter in filters:
             encode_topic_filter(topic_filter)
         if not self._connected:
@@ -215,6 +233,8 @@ class MqttClient(asyncio.Protocol):
     async def disconnect(self) -> None:
         """Send DISCONNECT (the broker discards the will) and close; a no-op once closed."""
         transport = self._transport
+        if transport is None and not self._closed.is_set():
+            self._finish(None)
         if transport is None or transport.is_closing():
             await self._closed.wait()
             return

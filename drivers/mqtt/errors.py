@@ -9,8 +9,10 @@
     │                          SUBACK failure 0x80 (3.9.3); the same request gets the same answer
     ├── MqttProtocolError      (also ValueError) malformed bytes from the peer or a packet the
     │                          peer must not send; the connection is closed
-    └── MqttTopicError         (also ValueError) a topic name or filter the caller gave breaks
-                               OASIS MQTT 3.1.1 section 4.7; nothing was sent
+    └── MqttUsageError         (also ValueError) a bad setting or argument from the caller
+        │                      (keep alive out of range, QoS 2, password without user name);
+        │                      nothing was sent
+        └── MqttTopicError     a topic name or filter that breaks OASIS MQTT 3.1.1 section 4.7
 
 Foreign errors (OSError, ssl.SSLError, TimeoutError) are mapped to ``MqttConnectionError`` at
 the transport boundary with ``raise ... from``; nothing else escapes the package.
@@ -57,5 +59,9 @@ class MqttProtocolError(MqttError, ValueError):
     """The peer sent bytes that are not valid MQTT 3.1.1, or a packet it must not send."""
 
 
-class MqttTopicError(MqttError, ValueError):
+class MqttUsageError(MqttError, ValueError):
+    """A setting or argument given by the caller is not valid; nothing was sent."""
+
+
+class MqttTopicError(MqttUsageError):
     """A topic name or topic filter given by the caller is not valid (section 4.7)."""

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from drivers.mqtt import MqttClient, MqttConnectionError, MqttTopicError, MqttWill
+from drivers.mqtt import (
+    MqttClient,
+    MqttConnectionError,
+    MqttTopicError,
+    MqttUsageError,
+    MqttWill,
+)
 from drivers.speaker.testing import MosquittoBroker, free_port
 from tests.mqtt.support import PahoPeer
 
@@ -159,3 +165,25 @@ async def test_an_unreachable_broker_is_a_connection_error() -> None:
         await client.connect()
     with pytest.raises(MqttConnectionError, match="not connected"):
         await client.publish("a", b"x")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"keepalive_s": 70000}, "keep alive"),
+        ({"password": "secret"}, "user name"),
+        ({"will": MqttWill("presence/#", b"x")}, "wildcard"),
+        ({"will": MqttWill("presence/a", b"x", qos=3)}, "will QoS"),
+    ],
+)
+def test_bad_settings_are_refused_at_construction(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(MqttUsageError, match=message):
+        MqttClient("127.0.0.1", 1883, "box-bad", **options)
+
+
+async def test_disconnect_before_connect_returns_at_once() -> None:
+    client = MqttClient("127.0.0.1", free_port(), "box-idle")
+    await asyncio.wait_for(client.disconnect(), 1)
+    await client.wait_closed()
+    with pytest.raises(MqttUsageError, match="at least one"):
+        await client.subscribe([])

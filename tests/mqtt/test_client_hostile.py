@@ -98,16 +98,69 @@ async def test_a_silent_peer_times_out_the_connect() -> None:
             await asyncio.wait_for(connect_to(peer, connect_timeout_s=0.3), 5)
 
 
-async def test_garbage_mid_session_fails_pending_requests_and_closes() -> None:
-    async def garbage_on_subscribe(reader: Reader, writer: Writer) -> None:
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"\x00\x00", "packet type 0"),
+        (b"\x30\xff\xff\x7f", "PUBLISH of 2097155 bytes is over the maximum packet size"),
+        (ACCEPT, "unexpected CONNACK"),
+        (Publish("a/b", b"x", 2, packet_id=1).encode(), "QoS 2"),
+        (b"\x90\x04\x00\x01\x01\x01", "2 return codes for 1 topic filters"),
+    ],
+)
+async def test_a_bad_packet_mid_session_fails_pending_requests_and_closes(
+    reply: bytes, message: str
+) -> None:
+    async def bad_reply_to_subscribe(reader: Reader, writer: Writer) -> None:
         await reader.read(1024)
-        writer.write(b"\x00\x00")
+        writer.write(reply)
+        while await reader.read(1024):
+            pass
 
-    async with HostilePeer(answer(ACCEPT, garbage_on_subscribe)) as peer:
-        client = await connect_to(peer)
-        with pytest.raises(MqttConnectionError, match="packet type 0"):
+    async with HostilePeer(answer(ACCEPT, bad_reply_to_subscribe)) as peer:
+        client = await connect_to(peer, max_packet_bytes=1 << 20)
+        with pytest.raises((MqttConnectionError, MqttProtocolError), match=message):
             await asyncio.wait_for(client.subscribe([("a/#", 1)]), 5)
-        with pytest.raises(MqttProtocolError, match="packet type 0"):
+        with pytest.raises(MqttProtocolError, match=message):
+            await asyncio.wait_for(client.wait_closed(), 5)
+        assert not client.is_connected
+
+
+async def test_a_duplicate_redelivery_is_delivered_again_and_acknowledged() -> None:
+    acks: list[Puback] = []
+    both_acked = asyncio.Event()
+
+    async def redeliver(reader: Reader, writer: Writer) -> None:
+        first = Publish("boxes/1/cmd", b"play", 1, packet_id=5)
+        again = Publish("boxes/1/cmd", b"play", 1, packet_id=5, dup=True)
+        writer.write(first.encode() + again.encode())
+        decoder = MqttDecoder()
+        while data := await reader.read(1024):
+            acks.extend(p for p in decoder.feed(data) if isinstance(p, Puback))
+            if len(acks) == 2:
+                both_acked.set()
+
+    seen: list[tuple[str, bytes, bool]] = []
+    async with HostilePeer(answer(ACCEPT, redeliver)) as peer:
+        client = await connect_to(
+            peer, on_message=lambda topic, payload, retain: seen.append((topic, payload, retain))
+        )
+        await asyncio.wait_for(both_acked.wait(), 5)
+        await client.disconnect()
+    assert seen == [("boxes/1/cmd", b"play", False)] * 2
+    assert acks == [Puback(5), Puback(5)]
+
+
+async def test_a_cancelled_connect_leaves_nothing_open() -> None:
+    async with HostilePeer(answer(b"")) as peer:
+        client = MqttClient("127.0.0.1", peer.port, "box-c")
+        attempt = asyncio.ensure_future(client.connect())
+        done, _ = await asyncio.wait([attempt], timeout=0.2)
+        assert not done
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        with pytest.raises(MqttConnectionError, match="connect cancelled"):
             await asyncio.wait_for(client.wait_closed(), 5)
 
 
