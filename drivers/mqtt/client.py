@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from drivers.mqtt.decoder import DEFAULT_MAX_PACKET_BYTES, MqttDecoder
 from drivers.mqtt.errors import (
@@ -27,6 +25,7 @@ from drivers.mqtt.errors import (
     MqttRefusedError,
     MqttUsageError,
 )
+from drivers.mqtt.inflight import PacketIdPool
 from drivers.mqtt.packets import (
     DISCONNECT_BYTES,
     PINGREQ_BYTES,
@@ -50,7 +49,6 @@ from drivers.mqtt.topics import encode_topic_filter, encode_topic_name
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes, bool], None]
-MAX_IN_FLIGHT = 65535
 
 
 def _ignore_message(topic: str, payload: bytes, retain: bool) -> None:
@@ -108,9 +106,7 @@ class MqttClient(asyncio.Protocol):
         self._closed = asyncio.Event()
         self._close_error: MqttError | None = None
         self._connack: asyncio.Future[Connack] | None = None
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._id_waiters: deque[asyncio.Future[None]] = deque()
-        self._last_id = 0
+        self._in_flight = PacketIdPool()
         self._out: list[bytes] = []
         self._last_sent = self._last_received = 0.0
         self._ping_outstanding = False
@@ -183,7 +179,7 @@ class MqttClient(asyncio.Protocol):
             return
         if qos != 1:
             raise MqttUsageError(f"QoS {qos} is not supported; use 0 or 1")
-        packet_id, future = await self._reserve_id()
+        packet_id, future = await self._in_flight.reserve()
         self._send(encode_publish(raw_topic, payload, 1, retain, packet_id, False))
         await future
 
@@ -201,7 +197,7 @@ class MqttClient(asyncio.Protocol):
                 raise MqttUsageError(f"QoS {qos} for {topic_filter!r} is not supported; use 0 or 1")
         if not self._connected:
             raise self._not_connected()
-        packet_id, future = await self._reserve_id()
+        packet_id, future = await self._in_flight.reserve()
         self._send(Subscribe(packet_id, tuple(filters)).encode())
         codes: tuple[int, ...] = await future
         if len(codes) != len(filters):
@@ -226,7 +222,7 @@ class MqttClient(asyncio.Protocol):
             encode_topic_filter(topic_filter)
         if not self._connected:
             raise self._not_connected()
-        packet_id, future = await self._reserve_id()
+        packet_id, future = await self._in_flight.reserve()
         self._send(Unsubscribe(packet_id, tuple(filters)).encode())
         await future
 
@@ -262,40 +258,6 @@ class MqttClient(asyncio.Protocol):
     def _not_connected(self) -> MqttConnectionError:
         reason = f": {self._close_error}" if self._close_error is not None else ""
         return MqttConnectionError(f"not connected to {self.host}:{self.port}{reason}")
-
-    async def _reserve_id(self) -> tuple[int, asyncio.Future[Any]]:
-        pending = self._pending
-        while len(pending) >= MAX_IN_FLIGHT:
-            assert self._loop is not None
-            waiter: asyncio.Future[None] = self._loop.create_future()
-            self._id_waiters.append(waiter)
-            await waiter
-        packet_id = self._last_id
-        while True:
-            packet_id = packet_id % MAX_IN_FLIGHT + 1
-            if packet_id not in pending:
-                break
-        self._last_id = packet_id
-        assert self._loop is not None
-        future: asyncio.Future[Any] = self._loop.create_future()
-        pending[packet_id] = future
-        return packet_id, future
-
-    def _acknowledged(self, packet_id: int, result: object) -> None:
-        # A cancelled caller leaves its id reserved until here, so a late ack never
-        # completes a newer request that reused the id.
-        future = self._pending.pop(packet_id, None)
-        if future is None:
-            logger.debug("%s: acknowledgement for unknown packet id %d", self.client_id, packet_id)
-            return
-        if not future.done():
-            future.set_result(result)
-        waiters = self._id_waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                break
 
     def _send(self, data: bytes) -> None:
         out = self._out
@@ -362,14 +324,7 @@ class MqttClient(asyncio.Protocol):
         )
         if self._connack is not None and not self._connack.done():
             self._connack.set_exception(error if error is not None else lost)
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(lost)
-        while self._id_waiters:
-            waiter = self._id_waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(lost)
+        self._in_flight.fail_all(lost)
         self._closed.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -411,15 +366,15 @@ class MqttClient(asyncio.Protocol):
             self._deliver(packet)
         elif kind is Puback:
             assert isinstance(packet, Puback)
-            self._acknowledged(packet.packet_id, None)
+            self._acknowledge(packet.packet_id, None)
         elif kind is Pingresp:
             self._ping_outstanding = False
         elif kind is Suback:
             assert isinstance(packet, Suback)
-            self._acknowledged(packet.packet_id, packet.return_codes)
+            self._acknowledge(packet.packet_id, packet.return_codes)
         elif kind is Unsuback:
             assert isinstance(packet, Unsuback)
-            self._acknowledged(packet.packet_id, None)
+            self._acknowledge(packet.packet_id, None)
         elif kind is Connack and not self._connack_seen and self._connack is not None:
             assert isinstance(packet, Connack)
             self._connack_seen = True
@@ -429,6 +384,10 @@ class MqttClient(asyncio.Protocol):
                 self._connack.set_result(packet)
         else:
             raise MqttProtocolError(f"the broker sent an unexpected {kind.__name__.upper()}")
+
+    def _acknowledge(self, packet_id: int, result: object) -> None:
+        if not self._in_flight.complete(packet_id, result):
+            logger.debug("%s: acknowledgement for unknown packet id %d", self.client_id, packet_id)
 
     def _deliver(self, packet: Publish) -> None:
         if packet.qos == 2:
