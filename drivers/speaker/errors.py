@@ -17,7 +17,7 @@
         ├── MediaIntegrityError           box side: SHA-256 mismatch or clip not stored
         └── UnknownBoxError               (also LookupError) no such box is registered
 
-Foreign errors (OSError, serial.SerialException, aiomqtt.MqttError, aiohttp.ClientError) are
+Foreign errors (OSError, serial.SerialException, drivers.mqtt.MqttError, aiohttp.ClientError) are
 mapped at the transport boundary with ``raise ... from``; nothing else escapes the driver.
 """
 

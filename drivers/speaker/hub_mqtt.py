@@ -1,10 +1,11 @@
 """Server side of the MQTT transport (docs/protocols/speaker.md, section 4.3).
 
-One session to the broker publishes commands (QoS 1) to box and area topics and subscribes to
-every box's ``up`` and ``presence`` topics. The broker holds QoS 1 commands for boxes whose
-persistent session is offline and publishes a box's last will (``offline``) when it vanishes.
-The session reconnects on its own; ``send`` fails fast with SpeakerConnectionError meanwhile.
-``max_inflight`` 0 leaves paho's in-flight window to the broker's limits.
+One session to the broker (``drivers.mqtt.MqttClient``) publishes commands (QoS 1) to box and
+area topics and subscribes to every box's ``up`` and ``presence`` topics. The broker holds QoS 1
+commands for boxes whose persistent session is offline and publishes a box's last will
+(``offline``) when it vanishes. A box's ``online`` presence is its signed hello, verified like
+any box message; anything else on a presence topic is refused. The session reconnects on its
+own; ``send`` fails fast with SpeakerConnectionError meanwhile.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ import logging
 import ssl
 import uuid
 
-import aiomqtt
-
+from drivers.mqtt import MqttClient, MqttError
 from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.hub_link import HubLink, LinkSink
-from drivers.speaker.topics import SpeakerTopics
+from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
 log = logging.getLogger(__name__)
 
 TRANSPORT = "mqtt"
-MAX_CONCURRENT_PUBLISHES = 64
+KEEPALIVE_S = 30
+DISCONNECT_WITHIN_S = 1.0
 
 
 class MqttHubLink(HubLink):
@@ -41,16 +42,17 @@ class MqttHubLink(HubLink):
         tls_context: ssl.SSLContext | None = None,
         connect_timeout_s: float = 10.0,
         publish_timeout_s: float = 60.0,
-        max_inflight: int = 0,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self._sink = sink
         self._host, self._port = host, port
         self._topics = topics
         self._tls = tls_context
         self._connect_timeout_s = connect_timeout_s
-        self._max_inflight = max_inflight
         self._publish_timeout_s = publish_timeout_s
-        self._client: aiomqtt.Client | None = None
+        self._username, self._password = username, password
+        self._client: MqttClient | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failure: Exception | None = None
@@ -74,58 +76,71 @@ class MqttHubLink(HubLink):
                 await self._task
             self._task = None
 
+    def _new_client(self) -> MqttClient:
+        return MqttClient(
+            self._host,
+            self._port,
+            f"broadcaster-hub-{uuid.uuid4().hex[:12]}",
+            on_message=self._dispatch,
+            keepalive_s=KEEPALIVE_S,
+            username=self._username,
+            password=self._password,
+            tls_context=self._tls,
+            connect_timeout_s=self._connect_timeout_s,
+        )
+
     async def _session_loop(self) -> None:
         delay = 0.2
         while True:
-            client = aiomqtt.Client(
-                self._host,
-                self._port,
-                identifier=f"broadcaster-hub-{uuid.uuid4().hex[:12]}",
-                tls_context=self._tls,
-                max_inflight_messages=self._max_inflight,
-                timeout=self._publish_timeout_s,
-                # aiomqtt scans every pending call on each new one: bounding them keeps a
-                # fan-out to thousands of boxes linear instead of quadratic.
-                max_concurrent_outgoing_calls=MAX_CONCURRENT_PUBLISHES,
-            )
-            client.pending_calls_threshold = MAX_CONCURRENT_PUBLISHES
+            client = self._new_client()
             try:
-                async with client:
-                    await client.subscribe(
-                        [(self._topics.all_box_messages, 1), (self._topics.all_presence, 1)]
-                    )
-                    self._client = client
-                    self._connected.set()
-                    delay = 0.2
-                    async for message in client.messages:
-                        self._dispatch(message.topic.value, message.payload)
-            except aiomqtt.MqttError as exc:
+                await client.connect()
+                await client.subscribe(
+                    [(self._topics.all_box_messages, 1), (self._topics.all_presence, 1)]
+                )
+                self._client = client
+                self._connected.set()
+                delay = 0.2
+                await client.wait_closed()
+            except MqttError as exc:
                 self._failure = exc
                 log.warning("MQTT session to %s:%s lost: %s", self._host, self._port, exc)
             finally:
                 self._client = None
                 self._connected.clear()
+                if client.is_connected:
+                    with contextlib.suppress(MqttError, TimeoutError):
+                        async with asyncio.timeout(DISCONNECT_WITHIN_S):
+                            await client.disconnect()
+                client.abort()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    def _dispatch(self, topic: str, payload: object) -> None:
+    def _dispatch(self, topic: str, payload: bytes, retain: bool) -> None:
         parsed = self._topics.box_of(topic)
-        if parsed is None or not isinstance(payload, bytes):
+        if parsed is None:
             return
         box_id, leaf = parsed
-        if leaf == "up":
-            self._sink.receive(box_id, payload, TRANSPORT)
+        if leaf == "presence" and payload == OFFLINE:
+            self._sink.presence(box_id, False, TRANSPORT)
         else:
-            self._sink.presence(box_id, payload == b"online", TRANSPORT)
+            # Acks, heartbeats and the signed hello a box leaves as its presence: the hub
+            # verifies them, and a verified message is what puts a box online.
+            self._sink.receive(box_id, payload, TRANSPORT)
 
     async def _publish(self, topic: str, data: bytes) -> None:
         client = self._client
         if client is None:
             raise SpeakerConnectionError(f"not connected to MQTT broker {self._host}:{self._port}")
         try:
-            await client.publish(topic, data, qos=1)
-        except aiomqtt.MqttError as exc:
+            async with asyncio.timeout(self._publish_timeout_s):
+                await client.publish(topic, data, qos=1)
+        except MqttError as exc:
             raise SpeakerConnectionError(f"MQTT publish to {topic} failed: {exc}") from exc
+        except TimeoutError as exc:
+            raise SpeakerConnectionError(
+                f"MQTT publish to {topic}: no PUBACK within {self._publish_timeout_s:.0f} s"
+            ) from exc
 
     async def send(self, box_id: str, data: bytes) -> None:
         """Publish to the box's command topic; returns once the broker has it (PUBACK)."""

@@ -3,8 +3,8 @@
 ``<prefix>/box/<box_id>/cmd``      server → one box, QoS 1
 ``<prefix>/area/<code>/cmd``       server → every box of an area, QoS 1 (signed with the area key)
 ``<prefix>/box/<box_id>/up``       box → server: acks and heartbeats, QoS 1
-``<prefix>/box/<box_id>/presence`` retained ``online``/``offline``; the box's last will is
-                                   ``offline``
+``<prefix>/box/<box_id>/presence`` retained: the box's signed hello while it is connected,
+                                   ``offline`` (its last will) when it is not
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from drivers.speaker.codec import ID_PATTERN
 from drivers.speaker.errors import SpeakerConfigError
 
 DEFAULT_PREFIX = "broadcaster/speaker"
+OFFLINE = b"offline"
+"""The presence of a box that is not connected (its last will)."""
 
 
 @dataclass(frozen=True, slots=True)

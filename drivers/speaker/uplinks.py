@@ -2,8 +2,9 @@
 
 - ``TcpUplink``: the box connects out (through NAT and 4G routers), optionally over TLS, sends a
   signed hello, then exchanges newline-delimited JSON; it reconnects with jittered backoff.
-- ``MqttUplink``: one MQTT session per box (QoS 1, persistent session) subscribed to its own
-  command topic and its areas' topics; the broker's last will marks the box offline.
+- ``MqttUplink``: one MQTT session per box (``drivers.mqtt``; QoS 1, persistent session)
+  subscribed to its own command topic and its areas' topics; its signed hello is its retained
+  presence and the broker's last will marks it offline.
 - ``SerialBoxLine``: the box end of an RS-485 style line; answers the bus master's frames for
   one or more addresses on the same port, and repeats its latest acks when the master asks
   (SYNC).
@@ -21,20 +22,17 @@ import ssl
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
-import aiomqtt
-
+from drivers.mqtt import MqttClient, MqttConnectionError, MqttError, MqttWill
 from drivers.speaker.agent import BoxAgent
 from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, SerialFrameDecoder, encode_frame
 from drivers.speaker.serial_port import SerialPortStream
 from drivers.speaker.tcp_options import enable_keepalive
-from drivers.speaker.topics import SpeakerTopics
+from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
-OFFLINE = b"offline"
-ONLINE = b"online"
 
 
 class _Backoff:
@@ -123,7 +121,11 @@ class TcpUplink:
 
 
 class MqttUplink:
-    """Keeps one MQTT session for the box: commands in, acks and heartbeats out."""
+    """Keeps one MQTT session for the box: commands in, acks and heartbeats out.
+
+    The retained presence is the box's signed hello while connected and ``offline`` (the last
+    will, or published before a deliberate disconnect) otherwise.
+    """
 
     def __init__(
         self,
@@ -145,63 +147,85 @@ class MqttUplink:
         self._backoff = _Backoff(*reconnect_s)
         self.connected = asyncio.Event()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, commands: asyncio.Queue[bytes]) -> MqttClient:
         box = self._agent.box_id
-        return aiomqtt.Client(
+
+        def on_message(topic: str, payload: bytes, retain: bool) -> None:
+            commands.put_nowait(payload)
+
+        return MqttClient(
             self._host,
             self._port,
-            identifier=f"box-{box}",
+            f"box-{box}",
+            on_message=on_message,
             clean_session=False,
-            keepalive=self._keepalive,
-            timeout=self._timeout_s,
+            keepalive_s=self._keepalive,
+            will=MqttWill(self._topics.presence(box), OFFLINE, qos=1, retain=True),
             tls_context=self._tls,
-            will=aiomqtt.Will(self._topics.presence(box), OFFLINE, qos=1, retain=True),
+            connect_timeout_s=self._timeout_s,
         )
 
     async def run(self) -> None:
         """Connect, exchange messages, and reconnect whenever the broker is lost."""
         box = self._agent.box_id
         while True:
+            commands: asyncio.Queue[bytes] = asyncio.Queue()
+            client = self._client(commands)
             try:
-                async with self._client() as client:
-                    self._backoff.reset()
-                    try:
-                        await self._session(client)
-                    finally:
-                        self.connected.clear()
-                        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                            async with asyncio.timeout(1.0):
-                                await client.publish(
-                                    self._topics.presence(box), OFFLINE, qos=1, retain=True
-                                )
-            except* aiomqtt.MqttError as group:
+                await client.connect()
+                self._backoff.reset()
+                await self._session(client, commands)
+            except* MqttError as group:
                 log.info("box %s: MQTT link lost: %s", box, group.exceptions[0])
+            finally:
+                self.connected.clear()
+                await self._leave(client)
             await self._backoff.wait()
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _leave(self, client: MqttClient) -> None:
+        """Say ``offline`` and disconnect, when the session is still up (a deliberate stop)."""
+        if client.is_connected:
+            with contextlib.suppress(MqttError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    presence = self._topics.presence(self._agent.box_id)
+                    await client.publish(presence, OFFLINE, qos=1, retain=True)
+                    await client.disconnect()
+        client.abort()
+
+    async def _session(self, client: MqttClient, commands: asyncio.Queue[bytes]) -> None:
         box = self._agent.box_id
         subscriptions = [(self._topics.box_commands(box), 1)] + [
             (self._topics.area_commands(code), 1) for code in self._agent.identity.area_keys
         ]
         await client.subscribe(subscriptions)
-        await client.publish(self._topics.presence(box), ONLINE, qos=1, retain=True)
+        await client.publish(self._topics.presence(box), self._agent.hello(), qos=1, retain=True)
         self._agent.link_up()
         self.connected.set()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._send_forever(client))
-            async for message in client.messages:
-                if isinstance(message.payload, bytes):
-                    await self._agent.handle_command(message.payload)
+            group.create_task(self._handle_forever(commands))
+            await client.wait_closed()
+            raise MqttConnectionError("the broker closed the session")
 
-    async def _send_forever(self, client: aiomqtt.Client) -> None:
+    async def _handle_forever(self, commands: asyncio.Queue[bytes]) -> None:
+        """Commands in arrival order (the broker acknowledged each on receipt)."""
+        while True:
+            await self._agent.handle_command(await commands.get())
+
+    async def _send_forever(self, client: MqttClient) -> None:
         up = self._topics.box_messages(self._agent.box_id)
         while True:
+            message = await self._agent.next_outgoing()
+            more = self._agent.take_outgoing()
+            if more is None:
+                await client.publish(up, message, qos=1)
+                continue
             # Publish everything waiting at once: QoS 1 keeps their order, and an ack does not
             # wait for the previous one's PUBACK.
-            batch = [await self._agent.next_outgoing()]
+            batch = [message, more]
             while (more := self._agent.take_outgoing()) is not None:
                 batch.append(more)
-            await asyncio.gather(*(client.publish(up, message, qos=1) for message in batch))
+            await asyncio.gather(*(client.publish(up, m, qos=1) for m in batch))
 
 
 class SerialBoxLine:

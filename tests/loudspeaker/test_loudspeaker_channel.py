@@ -160,7 +160,11 @@ async def test_a_box_holding_another_key_is_never_played_to(tmp_path: Path) -> N
     wrong = {"box-150921001001": "00" * 32}
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keys.json").write_text(json.dumps(wrong))
-    async with speaker_system(tmp_path, "mqtt", key_file="keys.json") as system:
+    impostor = frozenset({"box-150921001001"})
+    async with speaker_system(tmp_path, "mqtt", key_file="keys.json", impostors=impostor) as system:
+        # Its signed hello does not verify, so the box is never shown online.
+        assert system.channel.hub is not None
+        assert "box-150921001001" not in system.channel.hub.online_boxes()
         alert = make_alert("wrong-key")
         result = await system.service.submit(alert, origin="test")
         others = system.county_boxes - {"box-150921001001"}

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from drivers.mqtt import MqttClient
 from drivers.speaker.codec import encode_box_message
 from drivers.speaker.errors import (
     BoxOfflineError,
@@ -36,7 +37,8 @@ from drivers.speaker.link_url import server_tls_context
 from drivers.speaker.messages import AckStage, BoxAck, BoxHello, BoxStatus, Stop
 from drivers.speaker.simulator import FleetSimulatorConfig, SpeakerFleetSimulator
 from drivers.speaker.tcp_options import enable_keepalive
-from drivers.speaker.testing import HubEventRecorder, NullModem, free_port
+from drivers.speaker.testing import HubEventRecorder, MosquittoBroker, NullModem, free_port
+from drivers.speaker.topics import SpeakerTopics
 from drivers.speaker.uplinks import SerialBoxLine
 
 SECRET = b"hub-test-fleet-secret-0123456789"
@@ -395,8 +397,35 @@ async def test_serial_boxes_repeat_their_latest_acks_to_a_restarted_master(
             recorder = HubEventRecorder(second)
             try:
                 await recorder.wait_acks("s1", AckStage.FINISHED, {box})
-                assert any(isinstance(e, BoxStatus) for e in recorder.events)
+                await recorder.wait_for(
+                    lambda: any(isinstance(e, BoxStatus) for e in recorder.events)
+                )
             finally:
                 await recorder.close()
     finally:
         await fleet.stop()
+
+
+async def test_mqtt_presence_counts_only_when_signed(mosquitto: MosquittoBroker) -> None:
+    hub = SpeakerHub(
+        SpeakerHubConfig(mqtt=MqttBrokerConfig(host=mosquitto.host, port=mosquitto.port)),
+        [BoxRegistration(box_id="b1", key=KEY, transport="mqtt")],
+    )
+    topics = SpeakerTopics()
+    async with hub:
+        recorder = HubEventRecorder(hub)
+        other = MqttClient(mosquitto.host, mosquitto.port, "not-the-box")
+        await other.connect()
+        try:
+            # Anyone may publish to the topic: a plain "online" or a forged hello is refused;
+            # the box's signed hello, which the broker delivers after them, is taken.
+            for forged in (b"online", hello(key=b"x" * 32)):
+                await other.publish(topics.presence("b1"), forged, qos=1, retain=True)
+            await other.publish(topics.presence("b1"), hello(), qos=1, retain=True)
+            await recorder.wait_for(lambda: recorder.presence("b1") == [True])
+            assert hub.stats.messages_rejected == 2
+            await other.publish(topics.presence("b1"), b"offline", qos=1, retain=True)
+            await recorder.wait_for(lambda: recorder.presence("b1") == [True, False])
+        finally:
+            await other.disconnect()
+            await recorder.close()
