@@ -42,6 +42,7 @@ from bench.bench_speaker import (
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import parse_config
+from broadcaster.deploy.server import freeze_startup_objects
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
 from drivers.speaker import AckStage, BoxAck, HubEvent
@@ -130,6 +131,7 @@ async def measure(
     runner = web.AppRunner(make_app(service), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    freeze_startup_objects()  # as broadcaster serve does
     fleet: list[asyncio.subprocess.Process] = []
     try:
         channel = service.channels["loudspeaker"]
