@@ -1,16 +1,16 @@
 """Loudspeaker alert through the whole server: 10,000 simulated boxes on loopback, over direct
 TCP and over MQTT through Mosquitto, in one run.
 
-For each transport the bench runs the real service with its HTTP server and the
-``loudspeaker`` channel in this process (registry of 10,000 boxes in one county, keys from the
-channel's master secret), and the fleet simulator (``drivers.speaker.simulator_cli``: real
-agent code, playback time zero) in separate processes. Once every box is online it POSTs one
-CAP alert to ``/api/v1/alerts`` and measures, from the API's answer: the time until every box
-acknowledged ``started`` and ``finished`` (as the channel receives the acks), and until the core
-has recorded every delivery as confirmed. The audio is rendered (espeak-ng) inside that time
-and downloaded by the boxes from the server. The server process's peak RSS is the memory
-figure (the simulators and the broker run in other processes); the CPU seconds each process
-spent from the API's answer to the last confirmation show where the time goes.
+For each transport the bench runs the real service with its HTTP server and the ``loudspeaker``
+channel in this process (registry of 10,000 boxes in one county, keys from the channel's master
+secret), and the fleet simulator (``drivers.speaker.simulator_cli``: real agent code, playback
+time zero) in separate processes. Once every box is online it POSTs one CAP alert to
+``/api/v1/alerts`` and measures, from the API's answer: the time until every box acknowledged
+``started`` and ``finished`` (as the channel receives the acks), and until the core has recorded
+every delivery as confirmed. The audio is rendered (espeak-ng) inside that time and downloaded
+by the boxes from the server. The server process's peak RSS is the memory figure (each transport
+runs in a fresh process; the simulators and the broker run in other processes); the CPU seconds
+each process spent from the API's answer to the last confirmation show where the time goes.
 
 Goals: all boxes started within 5 s; server memory under 300 MB.
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_loudspeaker.py [--boxes N] [--transports mqtt]``.
@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,7 +143,9 @@ async def measure(
         fleet = await start_fleet(link, args.boxes, args.processes, work)
         ids = [f"sim-{n:05d}" for n in range(args.boxes)]
         await channel.wait_online(ids, within_s=args.timeout_s)
-        print(f"{name}: {args.boxes} boxes online after {time.perf_counter() - began:.1f} s")
+        online = time.perf_counter() - began
+        rss = peak_rss_mb()
+        print(f"{name}: {args.boxes} boxes online after {online:.1f} s (RSS {rss:.0f} MB)")
         clock = AckClock(channel, args.boxes)
         processes = {"server": None} | {f"fleet{n}": p.pid for n, p in enumerate(fleet)}
         cpu = CpuMeter(processes | ({"broker": broker_pid} if broker_pid else {}))
@@ -200,26 +203,39 @@ async def confirmed(service: BroadcasterService, alert_id: str, expected: int) -
 
 
 async def run(args: argparse.Namespace) -> None:
-    print(f"loudspeaker alert through the server: {args.boxes} boxes, {args.processes} processes")
-    if "tcp" in args.transports:
+    print(f"{args.transports}: {args.boxes} boxes, {args.processes} simulator processes")
+    if args.transports == "tcp":
         tcp = {"tcp": {"host": "127.0.0.1", "port": 0}}
         await measure("tcp", args, tcp, "tcp://127.0.0.1:{port}")
-    if "mqtt" in args.transports:
+    else:
         with MosquittoBroker(args.work) as broker:
             hub = {"mqtt": {"host": broker.host, "port": broker.port}, "default_transport": "mqtt"}
             link = f"mqtt://{broker.host}:{broker.port}"
             await measure("mqtt", args, hub, link, broker.pid)
-    print(f"server peak RSS: {peak_rss_mb():.0f} MB (goal < 300 MB)")
+    print(f"{args.transports}: server peak RSS {peak_rss_mb():.0f} MB (goal < 300 MB)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=10_000)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--transports", default="tcp,mqtt", help="comma-separated: tcp, mqtt")
+    parser.add_argument(
+        "--transports", default="tcp,mqtt", help="comma-separated: tcp, mqtt; each runs alone"
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--concurrency", type=int, default=1000, help="the channel's sends")
     args = parser.parse_args()
+    transports = args.transports.split(",")
+    if not set(transports) <= {"tcp", "mqtt"}:
+        sys.exit(f"unknown transports in {args.transports!r}")
+    if len(transports) > 1:
+        # Each server in a fresh process, so its peak memory is its own.
+        options = [a for a in sys.argv[1:] if not a.startswith("--transports")]
+        failed = 0
+        for transport in transports:
+            command = [sys.executable, __file__, *options, f"--transports={transport}"]
+            failed |= subprocess.run(command, check=False).returncode
+        sys.exit(failed)
     limit = raise_file_limit()
     if limit < args.boxes + 1000:
         sys.exit(f"open-file limit {limit} is too low for {args.boxes} boxes")

@@ -177,8 +177,10 @@ class TargetDirectory(Protocol):
 class DispatchHooks(Protocol):
     """What a channel may tell the dispatcher."""
 
-    async def target_available(self, target_id: str) -> int:
-        """The target's device is reachable again: retry its queued deliveries now."""
+    async def targets_available(self, target_ids: Sequence[str]) -> int:
+        """The targets' devices are reachable again: retry their queued deliveries now
+        (however long their backoff had left); returns how many deliveries that was.
+        Report many at once where possible (a hub whose devices all reconnect)."""
         ...
 
 

@@ -13,7 +13,9 @@ marks the delivery ``expired`` instead. A :class:`~broadcaster.errors.PermanentE
 
 A sweeper expires what is past its deadline, requeues accepted deliveries that were never
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
-deliveries a crash left in ``sending`` are queued again with the same idempotency key.
+deliveries a crash left in ``sending`` are queued again with the same idempotency key. When a
+channel reports a device back, its queued retries are brought forward to now, in batches
+(:mod:`broadcaster.availability`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from broadcaster.availability import RetryForwarder
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import (
     AlertMessage,
@@ -82,6 +85,9 @@ class Dispatcher:
         self.clock = clock
         self.on_change = on_change
         self._tasks = TaskSet("dispatcher")
+        self._forwarder = RetryForwarder(
+            database, self.outbox, clock, lambda name: self.wake([name]), self._tasks
+        )
         self._wake = {name: asyncio.Event() for name in self.channels}
         self._slot_free = {name: asyncio.Event() for name in self.channels}
         self._in_flight = dict.fromkeys(self.channels, 0)
@@ -112,12 +118,9 @@ class Dispatcher:
             if name in self._wake:
                 self._wake[name].set()
 
-    async def target_available(self, channel: str, target_id: str) -> int:
-        """A channel's device came back: retry what waits for it now; returns how many."""
-        count = await self.database.run(self.outbox.retry_now, channel, target_id, self.clock())
-        if count:
-            self.wake([channel])
-        return count
+    async def targets_available(self, channel: str, target_ids: Sequence[str]) -> int:
+        """A channel's devices came back: retry what waits for them now; returns how many."""
+        return await self._forwarder.targets_available(channel, target_ids)
 
     async def stop_alerts(self, in_flight: Sequence[InFlight], alert_ids: Sequence[str]) -> None:
         """A Cancel or Update arrived: send nothing more for ``alert_ids``; stop what runs."""

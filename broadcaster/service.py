@@ -75,8 +75,8 @@ class ChannelDispatch:
         self.service = service
         self.channel = channel
 
-    async def target_available(self, target_id: str) -> int:
-        return await self.service.dispatcher.target_available(self.channel, target_id)
+    async def targets_available(self, target_ids: Sequence[str]) -> int:
+        return await self.service.dispatcher.targets_available(self.channel, target_ids)
 
 
 class BroadcasterService:

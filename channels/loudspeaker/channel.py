@@ -48,6 +48,7 @@ from broadcaster.channel import (
     ChannelPreview,
     Confirmation,
     ConfirmationOutcome,
+    DispatchHooks,
     OutgoingDelivery,
     PlannedDelivery,
     ProbeResult,
@@ -137,6 +138,9 @@ class LoudspeakerChannel(Channel):
         self._views: dict[str, _BoxView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._pump: asyncio.Task[None] | None = None
+        self._returning: set[str] = set()
+        self._box_came_back = asyncio.Event()
+        self._retrier: asyncio.Task[None] | None = None
         self._presence_changed = asyncio.Condition()
 
     @property
@@ -167,7 +171,10 @@ class LoudspeakerChannel(Channel):
         except (SpeakerError, OSError) as exc:
             raise ChannelError(f"channel {self.name}: the box hub cannot start: {exc}") from exc
         self.hub = hub
-        self._pump = asyncio.get_running_loop().create_task(self._consume(hub))
+        loop = asyncio.get_running_loop()
+        self._pump = loop.create_task(self._consume(hub))
+        if self.context.dispatch is not None:
+            self._retrier = loop.create_task(self._retry_returning(self.context.dispatch))
         if settings.simulate:
             await self._simulate(hub)
 
@@ -193,6 +200,10 @@ class LoudspeakerChannel(Channel):
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
+        if self._retrier is not None:
+            self._retrier.cancel()
+            await asyncio.gather(self._retrier, return_exceptions=True)
+            self._retrier = None
         if self.hub is not None:
             await self.hub.stop()
             self.hub = None
@@ -344,15 +355,22 @@ class LoudspeakerChannel(Channel):
                 async with self._presence_changed:
                     self._presence_changed.notify_all()
                 if event.online:
-                    await self._box_back(event.box_id)
+                    # Handled by _retry_returning: acks must not wait behind reconnects.
+                    self._returning.add(event.box_id)
+                    self._box_came_back.set()
 
-    async def _box_back(self, box_id: str) -> None:
-        """A box came (back) online: what waits for it is retried now, not after its backoff."""
-        dispatch = self.context.dispatch
-        if dispatch is None:
-            return
-        for target_id in sorted(self._targets_of_box.get(box_id, ())):
-            await dispatch.target_available(target_id)
+    async def _retry_returning(self, dispatch: DispatchHooks) -> None:
+        """Boxes that came (back) online: what waits for them is retried now, not after its
+        backoff; the boxes of a burst of reconnects are reported together."""
+        while True:
+            await self._box_came_back.wait()
+            self._box_came_back.clear()
+            returning, self._returning = self._returning, set()
+            targets = sorted(t for box in returning for t in self._targets_of_box.get(box, ()))
+            try:
+                await dispatch.targets_available(targets)
+            except Exception as exc:
+                log.error("channel %s: retries of returned boxes not forwarded: %s", self.name, exc)
 
     def _on_event(self, event: HubEvent) -> None:
         view = self._views.setdefault(event.box_id, _BoxView())

@@ -20,6 +20,7 @@ from tests.core.support import (
     now_utc,
     running,
     village_targets,
+    wait_for_deliveries,
     wait_until_complete,
 )
 
@@ -65,6 +66,38 @@ async def test_retryable_failures_are_retried_until_confirmed(tmp_path: Path) ->
             "confirmed",
         ]
         assert "network busy" in events[2]["detail"]
+
+
+async def test_targets_reported_back_are_retried_at_once_together(tmp_path: Path) -> None:
+    targets = village_targets("flaky", 4)
+    for target in targets:
+        target["params"] = {"fail": 1}
+    channels = {"flaky": {"type": "tests.core.support:FlakyChannel"}}
+    FlakyChannel.attempts.clear()
+    config = make_config(tmp_path, channels, targets, retry_base_seconds=600, retry_max_seconds=600)
+    async with running(config) as service:
+        result = await service.submit(make_alert(), origin="test")
+        await wait_for_deliveries(
+            service,
+            result.alert_id,
+            lambda rows: all(r["state"] == "queued" and r["attempts"] == 1 for r in rows),
+        )
+        back = [t["id"] for t in targets[:3]]
+        # Reports arriving together are written as one batch; each learns its own count.
+        counts = await asyncio.gather(
+            service.dispatcher.targets_available("flaky", back[:2]),
+            service.dispatcher.targets_available("flaky", [back[2], "unknown"]),
+            service.dispatcher.targets_available("flaky", ["unknown"]),
+        )
+        assert counts == [2, 1, 0]
+        rows = await wait_for_deliveries(
+            service,
+            result.alert_id,
+            lambda rows: sum(r["state"] == "confirmed" for r in rows) == 3,
+        )
+        states = {r["target_id"]: r["state"] for r in rows}
+        # The one not reported back still waits out its ten-minute backoff.
+        assert states == dict.fromkeys(back, "confirmed") | {targets[3]["id"]: "queued"}
 
 
 async def test_permanent_failure_fails_without_retry(tmp_path: Path) -> None:
