@@ -28,7 +28,7 @@ import aiomqtt
 
 from drivers.mqtt import MqttClient
 from drivers.mqtt.client import MessageHandler
-from drivers.speaker.testing import MosquittoBroker
+from drivers.mqtt.testing import MosquittoBroker
 
 CONNECT_CONCURRENCY = 100
 STAGES = (b"accepted", b"started", b"finished")

@@ -1,7 +1,7 @@
 """Test and bench equipment for the loudspeaker driver, shipped so integrators can use it too.
 
-- ``MosquittoBroker``: a real Mosquitto (Debian package) on a free port, with the queue limits
-  a hub serving thousands of boxes needs.
+- ``MosquittoBroker`` and ``free_port``, from :mod:`drivers.mqtt.testing`: a real Mosquitto
+  on a free port, with the queue limits a hub serving thousands of boxes needs.
 - ``NullModem``: two ptys joined like a serial cable, with a hook to inject line noise.
 - ``MediaServer``: audio over real HTTP from memory; unknown names answer 404.
 - ``HubEventRecorder``: drains ``SpeakerHub.events()`` and lets a test await a condition.
@@ -14,20 +14,16 @@ import asyncio
 import hashlib
 import os
 import select
-import socket
-import subprocess
 import threading
 import tty
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
 from aiohttp import web
 
-from drivers.speaker.errors import SpeakerConnectionError
+from drivers.mqtt.testing import MosquittoBroker, free_port
 from drivers.speaker.hub import SpeakerHub
 from drivers.speaker.messages import (
     AckStage,
@@ -39,82 +35,14 @@ from drivers.speaker.messages import (
     Priority,
 )
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class MosquittoBroker:
-    """Runs ``mosquitto`` on 127.0.0.1 with a generated config until the context exits."""
-
-    def __init__(self, work_dir: Path, start_timeout_s: float = 5.0) -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self._conf = work_dir / f"mosquitto-{self.port}.conf"
-        self._timeout = start_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
-        self._drain: threading.Thread | None = None
-        self.log_tail: deque[str] = deque(maxlen=50)
-
-    def __enter__(self) -> Self:
-        self._conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "max_inflight_messages 0\nmax_queued_messages 0\nconnection_messages false\n"
-            "log_dest stderr\n"
-        )
-        try:
-            self._process = subprocess.Popen(
-                ["mosquitto", "-c", str(self._conf)],
-                stderr=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                bufsize=0,
-            )
-        except OSError as exc:
-            raise SpeakerConnectionError(f"cannot start mosquitto: {exc}") from exc
-        stderr = self._process.stderr
-        assert stderr is not None
-        while True:
-            ready, _, _ = select.select([stderr], [], [], self._timeout)
-            line = stderr.readline() if ready else b""
-            if not line:
-                self.__exit__(None, None, None)
-                raise SpeakerConnectionError("mosquitto did not start")
-            if b" running" in line:
-                # Keep draining the log so a full pipe never stalls the broker.
-                self._drain = threading.Thread(
-                    target=self._drain_log, args=(stderr,), name="mosquitto-log", daemon=True
-                )
-                self._drain.start()
-                return self
-
-    @property
-    def pid(self) -> int | None:
-        """The broker's process id while it runs."""
-        return self._process.pid if self._process is not None else None
-
-    def _drain_log(self, stderr: IO[bytes]) -> None:
-        for line in stderr:
-            self.log_tail.append(line.decode(errors="replace").rstrip())
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
-            if self._drain is not None:
-                self._drain.join()
-                self._drain = None
-            if self._process.stderr is not None:
-                self._process.stderr.close()
-            self._process = None
+__all__ = [
+    "HubEventRecorder",
+    "MediaServer",
+    "MosquittoBroker",
+    "NullModem",
+    "free_port",
+    "play_url_command",
+]
 
 
 class NullModem:

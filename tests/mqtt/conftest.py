@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.speaker.testing import MosquittoBroker
+from drivers.mqtt.testing import MosquittoBroker
 
 
 @pytest.fixture

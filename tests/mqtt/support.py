@@ -1,28 +1,21 @@
-"""Test equipment for the MQTT client: a paho-mqtt peer bridged to asyncio, a Mosquitto with a
-config of the test's choosing (TLS, passwords) that can be frozen and killed, a TLS certificate
-for 127.0.0.1, and a hostile TCP peer that answers CONNECT with whatever a test scripts."""
+"""Test equipment for the MQTT client: a paho-mqtt peer bridged to asyncio, a TLS certificate
+for 127.0.0.1, and a hostile TCP peer that answers CONNECT with whatever a test scripts (the
+broker is :class:`drivers.mqtt.testing.MosquittoBroker`)."""
 
 from __future__ import annotations
 
 import asyncio
-import select
-import signal
-import subprocess
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any, Self
 
 import paho.mqtt.client as paho
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from drivers.speaker.testing import free_port
 
 
 class PahoPeer:
@@ -78,75 +71,6 @@ class PahoPeer:
 
     async def next_message(self, timeout_s: float = 5.0) -> tuple[str, bytes, bool, int]:
         return await asyncio.wait_for(self.messages.get(), timeout_s)
-
-
-class MosquittoProcess:
-    """``mosquitto`` on a free port of 127.0.0.1 with extra config lines for its listener."""
-
-    def __init__(self, work_dir: Path, listener_config: str = "allow_anonymous true\n") -> None:
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self._conf = work_dir / f"mosquitto-{self.port}.conf"
-        self._listener_config = listener_config
-        self._process: subprocess.Popen[bytes] | None = None
-        self._drain: threading.Thread | None = None
-        self.log: list[str] = []
-
-    def __enter__(self) -> Self:
-        self._conf.write_text(
-            f"per_listener_settings true\nuser root\npersistence false\nlog_dest stderr\n"
-            f"listener {self.port} {self.host}\n{self._listener_config}"
-        )
-        self._process = subprocess.Popen(
-            ["mosquitto", "-c", str(self._conf)], stderr=subprocess.PIPE, bufsize=0
-        )
-        stderr = self._process.stderr
-        assert stderr is not None
-        while True:
-            ready, _, _ = select.select([stderr], [], [], 5.0)
-            line = stderr.readline() if ready else b""
-            if not line:
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"mosquitto did not start: {self.log}")
-            self.log.append(line.decode(errors="replace"))
-            if b" running" in line:
-                self._drain = threading.Thread(
-                    target=self._drain_log, args=(stderr,), name="mosquitto-mqtt-log"
-                )
-                self._drain.start()
-                return self
-
-    def _drain_log(self, stderr: IO[bytes]) -> None:
-        for line in stderr:
-            self.log.append(line.decode(errors="replace"))
-
-    def freeze(self) -> None:
-        """Stop the broker process (SIGSTOP): it keeps its sockets but answers nothing."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def kill(self) -> None:
-        """Kill the broker at once (SIGKILL): the kernel resets its connections."""
-        assert self._process is not None
-        self._process.kill()
-        self._process.wait(5)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait(5)
-        if self._drain is not None:
-            self._drain.join()
-        if self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
 
 
 def loopback_certificate(work_dir: Path) -> tuple[Path, Path, bytes]:

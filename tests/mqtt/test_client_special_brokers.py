@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from drivers.mqtt import MqttClient, MqttConnectionError, MqttRefusedError
-from tests.mqtt.support import MosquittoProcess, loopback_certificate
+from drivers.mqtt.testing import MosquittoBroker
+from tests.mqtt.support import loopback_certificate
 
 
 async def test_a_killed_broker_fails_the_pending_publish_and_wait_closed(tmp_path: Path) -> None:
-    with MosquittoProcess(tmp_path) as broker:
+    with MosquittoBroker(tmp_path) as broker:
         client = MqttClient(broker.host, broker.port, "box-k", keepalive_s=30)
         await client.connect()
         await client.publish("before", b"acked", qos=1)
@@ -35,7 +36,7 @@ async def test_a_killed_broker_fails_the_pending_publish_and_wait_closed(tmp_pat
 
 
 @pytest.fixture
-def secured_broker(tmp_path: Path) -> MosquittoProcess:
+def secured_broker(tmp_path: Path) -> MosquittoBroker:
     passwords = tmp_path / "passwd"
     passwords.touch()
     subprocess.run(
@@ -43,14 +44,14 @@ def secured_broker(tmp_path: Path) -> MosquittoProcess:
         check=True,
         capture_output=True,
     )
-    return MosquittoProcess(tmp_path, f"allow_anonymous false\npassword_file {passwords}\n")
+    return MosquittoBroker(tmp_path, f"allow_anonymous false\npassword_file {passwords}\n")
 
 
 @pytest.mark.parametrize(
     ("username", "password"), [(None, None), ("box-user", "wrong"), ("nobody", "box-pass")]
 )
 async def test_missing_or_wrong_credentials_are_refused(
-    secured_broker: MosquittoProcess, username: str | None, password: str | None
+    secured_broker: MosquittoBroker, username: str | None, password: str | None
 ) -> None:
     with secured_broker as broker:
         client = MqttClient(broker.host, broker.port, "box-x", username=username, password=password)
@@ -62,7 +63,7 @@ async def test_missing_or_wrong_credentials_are_refused(
 
 
 async def test_right_credentials_connect(
-    secured_broker: MosquittoProcess,
+    secured_broker: MosquittoBroker,
 ) -> None:
     with secured_broker as broker:
         client = MqttClient(
@@ -79,7 +80,7 @@ async def test_right_credentials_connect(
 async def test_tls_with_a_trusted_self_signed_certificate(tmp_path: Path) -> None:
     cert_file, key_file, cert_pem = loopback_certificate(tmp_path)
     trusting = ssl.create_default_context(cadata=cert_pem.decode())
-    with MosquittoProcess(
+    with MosquittoBroker(
         tmp_path, f"allow_anonymous true\ncertfile {cert_file}\nkeyfile {key_file}\n"
     ) as broker:
         inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
