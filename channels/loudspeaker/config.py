@@ -10,7 +10,7 @@ Example (``[channels.loudspeaker]`` in the TOML configuration)::
     key_file = "box-keys.json"                   # or explicit keys, {"<box id>": "<hex>"}
     tcp = { host = "0.0.0.0", port = 7700 }
     serial_lines = [{ name = "line1", url = "/dev/ttyUSB0" }]
-    mqtt = { host = "broker.example.cn", port = 1883 }
+    mqtt = { host = "broker.example.cn", username = "bc", password = "env:MQTT_PASSWORD" }
     repeat = 2
     clips = { default = { id = "generic-warning", sha256 = "9f86…" } }
 
@@ -49,7 +49,7 @@ _DEFAULT_PRIORITIES = {
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class TcpSettings(_Settings):
@@ -77,6 +77,14 @@ class MqttSettings(_Settings):
     port: int = Field(1883, ge=1, le=65535)
     prefix: str = "broadcaster/speaker"
     connect_timeout_seconds: float = Field(10.0, gt=0)
+    client_id: str = Field(
+        "broadcaster-hub",
+        min_length=1,
+        max_length=64,
+        description="the server's persistent session: unique per server on the broker",
+    )
+    username: str | None = None
+    password: SecretValue | None = None
 
 
 class ClipSettings(_Settings):
@@ -163,6 +171,9 @@ class LoudspeakerChannelConfig(ChannelConfig):
                 port=mqtt.port,
                 prefix=mqtt.prefix,
                 connect_timeout_s=mqtt.connect_timeout_seconds,
+                client_id=mqtt.client_id,
+                username=mqtt.username,
+                password=mqtt.password.reveal() if mqtt.password else None,
             )
             if mqtt
             else None,

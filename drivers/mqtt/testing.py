@@ -4,6 +4,7 @@
   127.0.0.1, with unlimited queues (a server session may receive a whole fleet's messages at
   once) and listener settings of the caller's choosing (passwords, TLS); it can be frozen
   (SIGSTOP) and killed to test a broker that stops answering or dies.
+- ``password_listener``: listener settings that admit only given users and passwords.
 - ``free_port``: a TCP port free on 127.0.0.1.
 """
 
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -22,6 +24,22 @@ from typing import IO, Self
 from drivers.mqtt.errors import MqttConnectionError
 
 ANONYMOUS = "allow_anonymous true\n"
+
+
+def password_listener(work_dir: Path, users: Mapping[str, str]) -> str:
+    """Listener settings that admit only ``users`` (name: password), for ``MosquittoBroker``.
+
+    The password file is written with ``mosquitto_passwd`` (Debian package ``mosquitto``).
+    """
+    passwords = work_dir / "mosquitto-passwd"
+    passwords.touch()
+    for name, password in users.items():
+        subprocess.run(
+            ["mosquitto_passwd", "-b", str(passwords), name, password],
+            check=True,
+            capture_output=True,
+        )
+    return f"allow_anonymous false\npassword_file {passwords}\n"
 
 
 def free_port() -> int:

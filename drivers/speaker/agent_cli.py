@@ -62,7 +62,7 @@ async def run_agent(
         )
     else:
         tls = client_tls_context(config.ca_file) if config.link.uses_tls else None
-        uplink = open_uplink(agent, config.link, tls)
+        uplink = open_uplink(agent, config.link, tls, config.mqtt_credentials)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

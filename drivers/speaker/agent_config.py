@@ -18,6 +18,7 @@ from drivers.speaker.errors import SpeakerConfigError
 from drivers.speaker.link_url import LinkAddress, parse_link_url
 from drivers.speaker.player import DEFAULT_PLAYER_COMMAND
 from drivers.speaker.serial_frames import MAX_ADDRESS, MIN_ADDRESS
+from drivers.speaker.uplinks import MqttCredentials
 
 MIN_KEY_BYTES = 16
 
@@ -58,6 +59,7 @@ class BoxAgentConfig:
     player: tuple[str, ...] = DEFAULT_PLAYER_COMMAND
     serial_address: int | None = None
     behaviour: BoxBehaviourConfig = field(default_factory=BoxBehaviourConfig)
+    mqtt_credentials: MqttCredentials | None = None
 
     @property
     def clips_dir(self) -> Path:
@@ -90,6 +92,8 @@ class BoxAgentConfig:
             "player": list(self.player),
             "serial_address": self.serial_address,
             "behaviour": self.behaviour,
+            "mqtt_username": self.mqtt_credentials.username if self.mqtt_credentials else None,
+            "mqtt_password": "********" if self.mqtt_credentials else None,
         }
 
 
@@ -117,11 +121,36 @@ def _key(raw: dict[str, Any], base: Path) -> SecretKey:
     return SecretKey.from_hex(text, "key")
 
 
+def _mqtt_credentials(
+    raw: dict[str, Any], base: Path, box_id: str, link: LinkAddress
+) -> MqttCredentials | None:
+    """The broker login: ``mqtt_password`` or ``mqtt_password_file``, and ``mqtt_username``
+    (default ``box-<box_id>``, the box's client id)."""
+    username = _get(raw, "mqtt_username", str)
+    password, password_file = _get(raw, "mqtt_password", str), _get(raw, "mqtt_password_file", str)
+    if password is not None and password_file is not None:
+        raise SpeakerConfigError("mqtt_password: give 'mqtt_password' or 'mqtt_password_file'")
+    if password_file is not None:
+        path = base / password_file
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SpeakerConfigError(f"mqtt_password_file: cannot read {path}: {exc}") from exc
+    if password is None:
+        if username is not None:
+            raise SpeakerConfigError("mqtt_username: needs mqtt_password or mqtt_password_file")
+        return None
+    if link.scheme not in ("mqtt", "mqtts"):
+        raise SpeakerConfigError(f"mqtt_password: the link is {link.scheme}, not MQTT")
+    return MqttCredentials(username or f"box-{box_id}", password)
+
+
 def parse_agent_config(raw: dict[str, Any], base: Path = Path()) -> BoxAgentConfig:
     """Validate a parsed TOML document; relative paths are taken from ``base``."""
     known = {
         "box_id", "key", "key_file", "link", "state_dir", "areas", "ca_file", "player",
         "serial_address", "default_volume", "fallback_clip", "heartbeat_s", "max_clock_skew_s",
+        "mqtt_username", "mqtt_password", "mqtt_password_file",
     }  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -168,6 +197,7 @@ def parse_agent_config(raw: dict[str, Any], base: Path = Path()) -> BoxAgentConf
         ca_file=base / ca_file if ca_file else None,
         player=tuple(player),
         serial_address=address,
+        mqtt_credentials=_mqtt_credentials(raw, base, box_id, link),
         behaviour=BoxBehaviourConfig(
             default_volume=volume,
             fallback_clip=fallback,

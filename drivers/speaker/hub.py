@@ -80,7 +80,12 @@ class TcpListenConfig:
 
 @dataclass(frozen=True, slots=True)
 class MqttBrokerConfig:
-    """The broker and topic prefix; ``area_keys`` sign area-topic commands."""
+    """The broker and topic prefix; ``area_keys`` sign area-topic commands.
+
+    The hub's session is persistent under ``client_id`` (unique per server on a broker): what
+    boxes report while the server is away waits at the broker. ``username``/``password`` log
+    in to brokers that require it.
+    """
 
     host: str = "localhost"
     port: int = 1883
@@ -88,6 +93,9 @@ class MqttBrokerConfig:
     tls_context: ssl.SSLContext | None = None
     area_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
     connect_timeout_s: float = 10.0
+    client_id: str = "broadcaster-hub"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         SpeakerTopics(self.prefix)
@@ -147,8 +155,11 @@ class SpeakerHub:
                 mqtt.host,
                 mqtt.port,
                 SpeakerTopics(mqtt.prefix),
-                mqtt.tls_context,
-                mqtt.connect_timeout_s,
+                mqtt.client_id,
+                tls_context=mqtt.tls_context,
+                connect_timeout_s=mqtt.connect_timeout_s,
+                username=mqtt.username,
+                password=mqtt.password,
             )
             if mqtt
             else None

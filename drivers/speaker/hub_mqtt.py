@@ -1,11 +1,12 @@
 """Server side of the MQTT transport (docs/protocols/speaker.md, section 4.3).
 
-One session to the broker (``drivers.mqtt.MqttClient``) publishes commands (QoS 1) to box and
-area topics and subscribes to every box's ``up`` and ``presence`` topics. The broker holds QoS 1
-commands for boxes whose persistent session is offline and publishes a box's last will
-(``offline``) when it vanishes. A box's ``online`` presence is its signed hello, verified like
-any box message; anything else on a presence topic is refused. The session reconnects on its
-own; ``send`` fails fast with SpeakerConnectionError meanwhile.
+One persistent session to the broker (``drivers.mqtt.MqttClient``, clean session off, so acks
+and heartbeats sent while the server is away wait at the broker) publishes commands (QoS 1) to
+box and area topics and subscribes to every box's ``up`` and ``presence`` topics. The broker
+holds QoS 1 commands for boxes whose persistent session is offline and publishes a box's last
+will (``offline``) when it vanishes. A box's ``online`` presence is its signed hello, verified
+like any box message; anything else on a presence topic is refused. The session reconnects on
+its own; ``send`` fails fast with SpeakerConnectionError meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import uuid
 
 from drivers.mqtt import MqttClient, MqttError
 from drivers.speaker.errors import SpeakerConnectionError
@@ -39,6 +39,8 @@ class MqttHubLink(HubLink):
         host: str,
         port: int,
         topics: SpeakerTopics,
+        client_id: str,
+        *,
         tls_context: ssl.SSLContext | None = None,
         connect_timeout_s: float = 10.0,
         publish_timeout_s: float = 60.0,
@@ -48,26 +50,24 @@ class MqttHubLink(HubLink):
         self._sink = sink
         self._host, self._port = host, port
         self._topics = topics
+        self._client_id = client_id
         self._tls = tls_context
         self._connect_timeout_s = connect_timeout_s
         self._publish_timeout_s = publish_timeout_s
         self._username, self._password = username, password
         self._client: MqttClient | None = None
-        self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._failure: Exception | None = None
 
     async def start(self) -> None:
-        """Connect; raises SpeakerConnectionError when the broker is not reachable in time."""
-        self._task = asyncio.get_running_loop().create_task(self._session_loop())
+        """Connect; raises SpeakerConnectionError when the broker cannot be reached or refuses
+        the login. Later losses are reconnected in the background."""
+        client = self._new_client()
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                await self._connected.wait()
-        except TimeoutError as exc:
-            await self.stop()
-            raise SpeakerConnectionError(
-                f"MQTT broker {self._host}:{self._port} unreachable: {self._failure}"
-            ) from exc
+            await self._open(client)
+        except MqttError as exc:
+            client.abort()
+            raise SpeakerConnectionError(f"MQTT session cannot start: {exc}") from exc
+        self._task = asyncio.get_running_loop().create_task(self._session_loop(client))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -80,8 +80,9 @@ class MqttHubLink(HubLink):
         return MqttClient(
             self._host,
             self._port,
-            f"broadcaster-hub-{uuid.uuid4().hex[:12]}",
+            self._client_id,
             on_message=self._dispatch,
+            clean_session=False,
             keepalive_s=KEEPALIVE_S,
             username=self._username,
             password=self._password,
@@ -89,25 +90,23 @@ class MqttHubLink(HubLink):
             connect_timeout_s=self._connect_timeout_s,
         )
 
-    async def _session_loop(self) -> None:
+    async def _open(self, client: MqttClient) -> None:
+        await client.connect()
+        await client.subscribe([(self._topics.all_box_messages, 1), (self._topics.all_presence, 1)])
+        self._client = client
+
+    async def _session_loop(self, client: MqttClient) -> None:
         delay = 0.2
         while True:
-            client = self._new_client()
             try:
-                await client.connect()
-                await client.subscribe(
-                    [(self._topics.all_box_messages, 1), (self._topics.all_presence, 1)]
-                )
-                self._client = client
-                self._connected.set()
+                if self._client is not client:
+                    await self._open(client)
                 delay = 0.2
                 await client.wait_closed()
             except MqttError as exc:
-                self._failure = exc
                 log.warning("MQTT session to %s:%s lost: %s", self._host, self._port, exc)
             finally:
                 self._client = None
-                self._connected.clear()
                 if client.is_connected:
                     with contextlib.suppress(MqttError, TimeoutError):
                         async with asyncio.timeout(DISCONNECT_WITHIN_S):
@@ -115,6 +114,7 @@ class MqttHubLink(HubLink):
                 client.abort()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+            client = self._new_client()
 
     def _dispatch(self, topic: str, payload: bytes, retain: bool) -> None:
         parsed = self._topics.box_of(topic)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 from drivers.speaker.agent import BoxAgent
 from drivers.speaker.errors import SpeakerConfigError
 from drivers.speaker.topics import DEFAULT_PREFIX, SpeakerTopics
-from drivers.speaker.uplinks import MqttUplink, TcpUplink
+from drivers.speaker.uplinks import MqttCredentials, MqttUplink, TcpUplink
 
 DEFAULT_PORTS = {"tcp": 7700, "tls": 7701, "mqtt": 1883, "mqtts": 8883}
 
@@ -85,7 +85,10 @@ def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
 
 
 def open_uplink(
-    agent: BoxAgent, address: LinkAddress, tls: ssl.SSLContext | None = None
+    agent: BoxAgent,
+    address: LinkAddress,
+    tls: ssl.SSLContext | None = None,
+    mqtt_credentials: MqttCredentials | None = None,
 ) -> TcpUplink | MqttUplink:
     """The uplink for one agent over TCP/TLS or MQTT (serial lines are built per line)."""
     if address.uses_tls and tls is None:
@@ -95,6 +98,11 @@ def open_uplink(
     if address.scheme in ("mqtt", "mqtts"):
         topics = SpeakerTopics(address.prefix)
         return MqttUplink(
-            agent, address.host, address.port, topics, tls if address.uses_tls else None
+            agent,
+            address.host,
+            address.port,
+            topics,
+            tls if address.uses_tls else None,
+            credentials=mqtt_credentials,
         )
     raise SpeakerConfigError(f"{address.scheme} links are opened per line, not per box")

@@ -20,6 +20,7 @@ import logging
 import random
 import ssl
 from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.mqtt import MqttClient, MqttConnectionError, MqttError, MqttWill
@@ -120,6 +121,14 @@ class TcpUplink:
             await writer.drain()
 
 
+@dataclass(frozen=True, slots=True)
+class MqttCredentials:
+    """A box's login at the broker."""
+
+    username: str
+    password: str = field(repr=False)
+
+
 class MqttUplink:
     """Keeps one MQTT session for the box: commands in, acks and heartbeats out.
 
@@ -137,8 +146,10 @@ class MqttUplink:
         keepalive_s: int = 30,
         reconnect_s: tuple[float, float] = (0.2, 30.0),
         timeout_s: float = 30.0,
+        credentials: MqttCredentials | None = None,
     ) -> None:
         self._agent = agent
+        self._credentials = credentials
         self._timeout_s = timeout_s
         self._host, self._port = host, port
         self._topics = topics
@@ -149,6 +160,7 @@ class MqttUplink:
 
     def _client(self, commands: asyncio.Queue[bytes]) -> MqttClient:
         box = self._agent.box_id
+        credentials = self._credentials
 
         def on_message(topic: str, payload: bytes, retain: bool) -> None:
             commands.put_nowait(payload)
@@ -163,6 +175,8 @@ class MqttUplink:
             will=MqttWill(self._topics.presence(box), OFFLINE, qos=1, retain=True),
             tls_context=self._tls,
             connect_timeout_s=self._timeout_s,
+            username=credentials.username if credentials else None,
+            password=credentials.password if credentials else None,
         )
 
     async def run(self) -> None:

@@ -145,9 +145,17 @@ async def test_one_delivery_per_language_and_a_preview_naming_the_class(tmp_path
     assert preview.counts == {"priority": 30, "repeat": 2}
 
 
-def test_the_master_secret_is_masked_in_a_config_dump(tmp_path: Path) -> None:
-    table = {"type": "loudspeaker", "master_secret": "very-secret-box-provisioning"}
+def test_secrets_are_masked_in_a_config_dump_and_reach_the_hub(tmp_path: Path) -> None:
+    table = {
+        "type": "loudspeaker",
+        "master_secret": "very-secret-box-provisioning",
+        "mqtt": {"host": "broker", "username": "bc", "password": "very-secret-login"},
+    }
     config = make_config(tmp_path, {"loudspeaker": table}, [])
     dumped = masked_config(config)
     assert dumped["channels"]["loudspeaker"]["master_secret"] == MASK
+    assert dumped["channels"]["loudspeaker"]["mqtt"]["password"] == MASK
     assert "very-secret" not in json.dumps(dumped) + repr(config)
+    mqtt = LoudspeakerChannelConfig.model_validate(table).hub_config().mqtt
+    assert mqtt is not None and (mqtt.username, mqtt.password) == ("bc", "very-secret-login")
+    assert mqtt.client_id == "broadcaster-hub" and "very-secret" not in repr(mqtt)

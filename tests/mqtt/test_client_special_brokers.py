@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from drivers.mqtt import MqttClient, MqttConnectionError, MqttRefusedError
-from drivers.mqtt.testing import MosquittoBroker
+from drivers.mqtt.testing import MosquittoBroker, password_listener
 from tests.mqtt.support import loopback_certificate
 
 
@@ -37,14 +36,7 @@ async def test_a_killed_broker_fails_the_pending_publish_and_wait_closed(tmp_pat
 
 @pytest.fixture
 def secured_broker(tmp_path: Path) -> MosquittoBroker:
-    passwords = tmp_path / "passwd"
-    passwords.touch()
-    subprocess.run(
-        ["mosquitto_passwd", "-b", str(passwords), "box-user", "box-pass"],
-        check=True,
-        capture_output=True,
-    )
-    return MosquittoBroker(tmp_path, f"allow_anonymous false\npassword_file {passwords}\n")
+    return MosquittoBroker(tmp_path, password_listener(tmp_path, {"box-user": "box-pass"}))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from drivers.mqtt.testing import password_listener
 from drivers.speaker.agent_cli import main as agent_main
+from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.hub import (
     BoxRegistration,
     MqttBrokerConfig,
@@ -213,3 +215,37 @@ async def test_simulator_command_runs_a_fleet_and_reports_playbacks(
         ("a1", "url", False)
     }
     assert server.requests == 1
+
+
+async def test_box_and_server_log_in_to_a_broker_that_requires_it(
+    tmp_path: Path, wav_server: tuple[MediaServer, bytes], capsys
+) -> None:
+    server, audio = wav_server
+    users = {"box-box-7": "box-secret", "broadcaster": "hub-secret"}
+    with MosquittoBroker(tmp_path, password_listener(tmp_path, users)) as broker:
+        box = BoxRegistration(box_id="box-7", key=KEY, transport="mqtt")
+        login = {"host": broker.host, "port": broker.port, "username": "broadcaster"}
+        with pytest.raises(SpeakerConnectionError, match=r"not authori[sz]ed"):
+            await SpeakerHub(
+                SpeakerHubConfig(mqtt=MqttBrokerConfig(**login, password="wrong")), [box]
+            ).start()
+        mqtt = MqttBrokerConfig(**login, password="hub-secret")
+        async with SpeakerHub(SpeakerHubConfig(mqtt=mqtt), [box]) as hub:
+            recorder = HubEventRecorder(hub)
+            config = write_config(tmp_path, f"mqtt://{broker.host}:{broker.port}", tmp_path / "p")
+            (tmp_path / "mqtt-password").write_text("box-secret\n")
+            config.write_text(config.read_text() + 'mqtt_password_file = "mqtt-password"\n')
+            assert agent_main(["--config", str(config), "--dump-config"]) == 0
+            dumped = capsys.readouterr().out
+            assert "box-secret" not in dumped
+            assert json.loads(dumped)["mqtt_username"] == "box-box-7"
+            process = await start_agent(config)
+            try:
+                await recorder.wait_for(lambda: "box-7" in hub.online_boxes(), 10)
+                command = play_url_command("c1", "a1", server.url("tone.wav"), audio)
+                await hub.send_command("box-7", command)
+                await recorder.wait_acks("c1", AckStage.FINISHED, {"box-7"}, within_s=10)
+            finally:
+                process.kill()
+                await process.wait()
+                await recorder.close()

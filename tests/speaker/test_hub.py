@@ -147,7 +147,7 @@ def test_registration_errors() -> None:
 
 async def test_unreachable_broker_and_busy_port_are_connection_errors() -> None:
     config = SpeakerHubConfig(mqtt=MqttBrokerConfig(port=free_port(), connect_timeout_s=0.5))
-    with pytest.raises(SpeakerConnectionError, match="unreachable"):
+    with pytest.raises(SpeakerConnectionError, match="cannot reach localhost"):
         await SpeakerHub(config).start()
     async with SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0))) as first:
         taken = TcpListenConfig("127.0.0.1", first.tcp_port)
@@ -428,4 +428,30 @@ async def test_mqtt_presence_counts_only_when_signed(mosquitto: MosquittoBroker)
             await recorder.wait_for(lambda: recorder.presence("b1") == [True, False])
         finally:
             await other.disconnect()
+            await recorder.close()
+
+
+async def test_acks_sent_while_the_server_is_away_reach_it_when_it_returns(
+    mosquitto: MosquittoBroker,
+) -> None:
+    config = SpeakerHubConfig(mqtt=MqttBrokerConfig(host=mosquitto.host, port=mosquitto.port))
+    boxes = [BoxRegistration(box_id="b1", key=KEY, transport="mqtt")]
+    async with SpeakerHub(config, boxes):
+        pass
+    ack = BoxAck(
+        box_id="b1",
+        cmd_id="c9",
+        alert_id="a9",
+        stage=AckStage.FINISHED,
+        at=dt.datetime.now(dt.UTC),
+    )
+    box = MqttClient(mosquitto.host, mosquitto.port, "box-b1")
+    await box.connect()
+    await box.publish(SpeakerTopics().box_messages("b1"), encode_box_message(ack, KEY), qos=1)
+    await box.disconnect()
+    async with SpeakerHub(config, boxes) as hub:
+        recorder = HubEventRecorder(hub)
+        try:
+            await recorder.wait_acks("c9", AckStage.FINISHED, {"b1"})
+        finally:
             await recorder.close()
