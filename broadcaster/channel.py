@@ -107,15 +107,21 @@ class ConfirmationOutcome(StrEnum):
     CONFIRMED = "confirmed"
     FAILED = "failed"
     PROGRESS = "progress"
+    RETRY = "retry"
+    """The device could not finish for a passing reason (a higher-priority alert took it
+    over): the core sends the delivery again after ``retry_after``, until the alert expires."""
 
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
-    """A device's word on an accepted delivery: done, failed for good, or a step on the way."""
+    """A device's word on an accepted delivery: done, failed for good, to be sent again, or a
+    step on the way. ``retry_after`` (seconds) only for RETRY; None means the core's first
+    backoff."""
 
     delivery_id: int
     outcome: ConfirmationOutcome
     detail: str = ""
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

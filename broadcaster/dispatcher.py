@@ -10,6 +10,8 @@ which is logged as a channel bug) queues the delivery again after an exponential
 jitter, ``retry_base * 2^(attempt-1)`` capped at ``retry_max`` and drawn uniformly from its upper
 half, or after the error's ``retry_after``. A retry that would fall after the alert's expiry
 marks the delivery ``expired`` instead. A :class:`~broadcaster.errors.PermanentError` fails it.
+A device that took a delivery but could not finish it for a passing reason confirms it with
+``RETRY``: it is queued again after the confirmation's ``retry_after``.
 
 A sweeper expires what is past its deadline, requeues accepted deliveries that were never
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
@@ -281,7 +283,10 @@ class Dispatcher:
 
     async def _confirmation_reader(self, slot: ChannelSlot) -> None:
         async for confirmation in slot.channel.confirmations():
-            self._transitions.put_nowait(_confirmation_transition(confirmation))
+            transition = _confirmation_transition(
+                confirmation, self.clock(), self.config.retry_base_seconds
+            )
+            self._transitions.put_nowait(transition)
 
     async def _recorder(self) -> None:
         while True:
@@ -317,7 +322,20 @@ class Dispatcher:
             self.on_change()
 
 
-def _confirmation_transition(confirmation: Confirmation) -> Transition:
+def _confirmation_transition(
+    confirmation: Confirmation, now: float, first_backoff: float
+) -> Transition:
+    if confirmation.outcome is ConfirmationOutcome.RETRY:
+        # Past the alert's expiry the sweeper expires it; a Cancel cancels it while queued.
+        delay = confirmation.retry_after if confirmation.retry_after is not None else first_backoff
+        error = confirmation.detail or "the device asked to send again"
+        return Transition(
+            confirmation.delivery_id,
+            DeliveryState.QUEUED,
+            last_error=error,
+            next_attempt_at=now + delay,
+            detail=f"{error}; sent again in {delay:.1f} s",
+        )
     if confirmation.outcome is ConfirmationOutcome.CONFIRMED:
         return Transition(
             confirmation.delivery_id,

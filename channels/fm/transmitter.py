@@ -11,7 +11,8 @@ Serialisation: one sequence per encoder. While one runs, another alert of the sa
 ``retry_after`` is the time left of the one on air (at most ``busy_retry_seconds``), so the
 core queues it again; a strictly higher one (a real warning over a test, a more severe over
 a less severe) stops the running sequence first (it is restored, then its delivery is
-reported failed as "preempted") unless ``preempt`` is off.
+reported "preempted": a real alert is sent again once the transmitter is free, until it
+expires; a test or exercise fails) unless ``preempt`` is off.
 
 If a sequence ends without the encoder restored (the link stayed down through every
 reconnection attempt), a background task retries every ``restore_retry_seconds`` until the
@@ -96,6 +97,7 @@ class Airing:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
     stopped_as_asked: bool = False
+    preempted: bool = False
     steps: list[str] = field(default_factory=list)
 
 
@@ -179,6 +181,7 @@ class TransmitterLink:
         self, current: Airing, delivery: OutgoingDelivery, priority: tuple[int, int, int]
     ) -> None:
         if self.settings.preempt and priority > current.priority:
+            current.preempted = True
             reason = f"preempted by alert {delivery.message.alert.identifier}"
             await self.stop(current.delivery.id, reason)
             return
@@ -227,10 +230,9 @@ class TransmitterLink:
                 RetryableError(f"{self.name}: stopped ({reason}) before going on air"),
                 Confirmation(
                     delivery_id,
-                    ConfirmationOutcome.CONFIRMED
-                    if airing.stopped_as_asked
-                    else ConfirmationOutcome.FAILED,
+                    self._stopped_outcome(airing),
                     f"{self.name}: stopped ({reason}) after {self._elapsed(airing)}; {restored}",
+                    retry_after=self.settings.busy_retry,
                 ),
             )
         except RdsError as error:
@@ -269,6 +271,16 @@ class TransmitterLink:
                 self._restorer.start()
             else:
                 await self._restorer.forget()
+
+    @staticmethod
+    def _stopped_outcome(airing: Airing) -> ConfirmationOutcome:
+        """A Cancel confirms the stop; a real alert cut off by a higher one is aired again
+        after it (retried until it expires); anything else stopped fails."""
+        if airing.stopped_as_asked:
+            return ConfirmationOutcome.CONFIRMED
+        if airing.preempted and not airing.delivery.message.is_test:
+            return ConfirmationOutcome.RETRY
+        return ConfirmationOutcome.FAILED
 
     def _finish(
         self, airing: Airing, before_air: ChannelError | None, after_air: Confirmation

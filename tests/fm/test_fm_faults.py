@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster.cap import MsgType, Status
+from broadcaster.cap import MsgType, Severity, Status
 from broadcaster.service import BroadcasterService
 from drivers.rds import RdsEncoderSimulator
 from tests.core.support import (
@@ -152,6 +152,34 @@ async def test_one_alert_per_transmitter_and_a_real_alert_preempts_a_test(
     assert test_summary == {"fm": {"failed": 1}}
     assert "preempted by alert fm-real" in preempted["last_error"]
     assert queued["state"] in ("queued", "sending"), "an equal alert waits its turn"
+    assert simulator.state == NORMAL
+
+
+async def test_a_real_alert_cut_off_by_a_more_severe_one_airs_again_after_it(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    table = fm_table(sink, {TRANSMITTER: url}, readrate=8.0, busy_retry_seconds=0.1)
+    async with running(fm_config(tmp_path, table)) as service:
+        moderate = await service.submit(
+            make_alert("fm-moderate", severity=Severity.MODERATE), origin="test"
+        )
+        await simulator.wait_for(_on_air, within=10)
+        extreme = await service.submit(
+            make_alert("fm-extreme", severity=Severity.EXTREME), origin="test"
+        )
+        assert await wait_until_complete(service, extreme.alert_id, timeout=30) == {
+            "fm": {"confirmed": 1}
+        }
+        assert await wait_until_complete(service, moderate.alert_id, timeout=30) == {
+            "fm": {"confirmed": 1}
+        }
+        (delivery,) = await _deliveries(service, moderate.alert_id)
+        events = await service.database.run(service.outbox.events, delivery["id"])
+    cut = next(e for e in events if "preempted by alert fm-extreme" in (e["detail"] or ""))
+    assert (cut["from_state"], cut["to_state"]) == ("accepted", "queued")
+    assert [e["to_state"] for e in events][-1] == "confirmed"
+    assert delivery["attempts"] >= 2
     assert simulator.state == NORMAL
 
 
