@@ -441,9 +441,10 @@ def _confirmation(entry: _Pending, ack: BoxAck) -> tuple[Confirmation, bool]:
     box, source = ack.box_id, ack.source or "url"
     note = f", {ack.reason}" if ack.reason else ""
     if ack.stage is AckStage.ACCEPTED:
-        return Confirmation(
-            entry.delivery_id, ConfirmationOutcome.PROGRESS, f"box {box} accepted"
-        ), False
+        detail = f"box {box} accepted"
+        if ack.reason == "preempted":
+            detail = f"box {box}: cut off by a more urgent alert, plays again after it"
+        return Confirmation(entry.delivery_id, ConfirmationOutcome.PROGRESS, detail), False
     if ack.stage is AckStage.STARTED:
         detail = f"playing on box {box} ({source}{note})"
         return Confirmation(entry.delivery_id, ConfirmationOutcome.PROGRESS, detail), False

@@ -1,10 +1,12 @@
 """The play queue of a box: priorities, preemption, stops, media resolution and playback
-(docs/protocols/speaker.md, section 5.2).
+(docs/protocols/speaker.md, sections 3.3 and 5.1).
 
 One command plays at a time. A new command with a strictly higher priority preempts the one
-playing (which fails with ``preempted``); otherwise it waits, highest priority first, then in
-arrival order. Expiry is checked when a command leaves the queue. Every stage is reported
-through the ``report`` callback, which journals it and sends the ack.
+playing: an ``emergency``-class command goes back to the queue (acknowledged ``accepted`` with
+``preempted``) and plays again after it, any other class fails with ``preempted``. Otherwise a
+new command waits, highest priority first, then in arrival order. Expiry is checked when a
+command leaves the queue. Every stage is reported through the ``report`` callback, which
+journals it and sends the ack.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from drivers.speaker.errors import MediaDownloadError, MediaIntegrityError, SpeakerError
-from drivers.speaker.messages import ALL_ALERTS, AckStage, PlayClip, PlayCommand
+from drivers.speaker.messages import ALL_ALERTS, AckStage, BroadcastClass, PlayClip, PlayCommand
 from drivers.speaker.player import PlaybackRequest, Player
 from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher
 
 log = logging.getLogger(__name__)
+
+PREEMPTED = "preempted"
 
 Report = Callable[
     [JournalEntry, AckStage, str | None, str | None], Coroutine[Any, Any, JournalEntry]
@@ -79,7 +83,7 @@ class PlaybackScheduler:
         """Queue a play command, preempting a lower-priority one that is playing."""
         current = self._current
         if current is not None and command.priority > current.command.priority:
-            self._cancel_current("preempted")
+            self._cancel_current(PREEMPTED)
         self._queue.append(PlayJob(command, entry, next(self._order)))
         self._wakeup.set()
 
@@ -155,7 +159,13 @@ class PlaybackScheduler:
             for _ in range(command.repeat):
                 await self._player.play(request)
         except asyncio.CancelledError:
-            if job.stop_reason is not None:
+            if job.stop_reason == PREEMPTED and command.broadcast_class is BroadcastClass.EMERGENCY:
+                # A warning cut off by a more urgent one plays again after it.
+                job.stop_reason = None
+                job.entry = await self._report(job.entry, AckStage.ACCEPTED, PREEMPTED, None)
+                self._queue.append(job)
+                self._wakeup.set()
+            elif job.stop_reason is not None:
                 await self._report(job.entry, AckStage.FAILED, job.stop_reason, None)
             raise
         except (MediaDownloadError, MediaIntegrityError) as exc:

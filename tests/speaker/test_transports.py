@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -131,3 +132,32 @@ async def test_emergency_preempts_a_running_test(rig, make_play, media_server) -
     drill_record, emergency_record = rig.fleet.log.records[-2:]
     assert drill_record.request.alert_id == "drill-1" and drill_record.interrupted
     assert emergency_record.request.alert_id == "alert-5" and not emergency_record.interrupted
+
+
+async def test_a_warning_cut_off_by_a_more_urgent_one_plays_again_after_it(
+    rig, make_play, media_server
+) -> None:
+    box = rig.box_ids[0]
+    url = media_server.url("alert.wav")
+    rig.fleet.set_play_seconds(30)
+    await rig.hub.send_command(box, make_play("c-county", "county-1", url))
+    await rig.events.wait_acks("c-county", AckStage.STARTED, {box})
+    rig.fleet.set_play_seconds(0.05)
+    urgent = make_play("c-national", "national-1", url, priority=Priority.EMERGENCY + 10)
+    await rig.hub.send_command(box, urgent)
+    await rig.events.wait_acks("c-county", AckStage.FINISHED, {box})
+    # Repeats of one ack (a serial SYNC, a reconnect) are dropped; the order is what counts.
+    acks = [
+        k
+        for k, _ in itertools.groupby(
+            (a.stage, a.reason) for a in rig.events.acks("c-county", box_id=box)
+        )
+    ]
+    assert acks[:3] == [
+        (AckStage.ACCEPTED, None),
+        (AckStage.STARTED, None),
+        (AckStage.ACCEPTED, "preempted"),
+    ]
+    assert acks[-1] == (AckStage.FINISHED, None) and AckStage.FAILED not in dict(acks)
+    played = [(r.request.alert_id, r.interrupted) for r in rig.fleet.log.records[-3:]]
+    assert played == [("county-1", True), ("national-1", False), ("county-1", False)]
