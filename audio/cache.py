@@ -14,6 +14,7 @@ removes entries older than a given age.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -51,13 +52,21 @@ class RenderCache:
         return self.directory / kind / key
 
     def read_meta(self, kind: str, key: str) -> dict[str, Any] | None:
-        """The entry's metadata, or None when the entry is absent or unreadable."""
+        """The entry's metadata, or None when the entry is absent or unreadable.
+
+        A successful read marks the entry used now, so ``prune`` keeps what is still in use.
+        """
+        entry = self.entry_dir(kind, key)
         try:
-            text = (self.entry_dir(kind, key) / META_NAME).read_text(encoding="utf-8")
+            text = (entry / META_NAME).read_text(encoding="utf-8")
             meta = json.loads(text)
         except (OSError, ValueError):
             return None
-        return meta if isinstance(meta, dict) else None
+        if not isinstance(meta, dict):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(entry)
+        return meta
 
     def discard(self, kind: str, key: str) -> None:
         """Remove a damaged or incomplete entry so that it can be built again."""
@@ -72,7 +81,8 @@ class RenderCache:
         shutil.rmtree(doomed, ignore_errors=True)
 
     def prune(self, older_than_s: float) -> int:
-        """Remove entries not written for ``older_than_s`` seconds; return how many."""
+        """Remove entries neither written nor read for ``older_than_s`` seconds; return how
+        many."""
         cutoff = time.time() - older_than_s
         removed = 0
         for kind in ("speech", "renders"):

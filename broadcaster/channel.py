@@ -19,7 +19,8 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
   nothing a resident would notice; a :class:`ProbeResult`. By default ``health()`` answers;
 - ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``;
 - ``preview(message)``: what the channel would send, for the console before an alert goes out
-  (a :class:`ChannelPreview`; by default the rendered title and body).
+  (a :class:`ChannelPreview`; by default the rendered title and body);
+- ``housekeeping()``: daily upkeep of the channel's files (by default nothing).
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
 administrative division tree of the deployment, a :class:`TargetDirectory` to list the
@@ -274,6 +275,11 @@ class Channel(abc.ABC):
         health = await self.health()
         detail = health.detail or ("channel healthy" if health.ok else "channel unhealthy")
         return ProbeResult(ok=health.ok, detail=detail)
+
+    async def housekeeping(self) -> None:
+        """Daily upkeep of what the channel keeps on disk (old published files and the like);
+        the core calls it once a day while the server runs. Errors are logged, not raised
+        further. The default does nothing."""
 
     def web_app(self) -> web.Application | None:
         """HTTP endpoints of the channel (device acks, audio files, subscription pages).

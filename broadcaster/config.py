@@ -157,6 +157,11 @@ class AudioConfig(StrictModel):
     engine_order: tuple[Literal["edge-tts", "espeak-ng", "piper"], ...] = ("edge-tts", "espeak-ng")
     edge_tts_timeout_seconds: float = Field(10.0, gt=0)
     edge_tts_proxy: str | None = None
+    keep_days: float = Field(
+        30,
+        gt=0,
+        description="renders and published audio files unused this long are deleted (daily)",
+    )
 
 
 class ConsoleConfig(StrictModel):

@@ -121,6 +121,8 @@ class AudioPublisher:
 
     def __init__(self, cache_dir: Path, config: AudioConfig | None = None) -> None:
         config = config or AudioConfig()
+        self.keep_s = config.keep_days * 86400
+        """How long renders, and the audio files channels publish from them, are kept unused."""
         self.renderer = Renderer(
             RendererConfig(
                 cache_dir=cache_dir,
@@ -131,6 +133,10 @@ class AudioPublisher:
                 espeak=EspeakConfig(),
             )
         )
+
+    async def prune(self) -> int:
+        """Delete renders unused for ``keep_s``; returns how many."""
+        return await asyncio.to_thread(self.renderer.cache.prune, self.keep_s)
 
     async def render(
         self,

@@ -22,6 +22,7 @@ from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError, StoreError
+from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
 from broadcaster.publisher import AudioPublisher
@@ -152,8 +153,11 @@ class BroadcasterService:
         await self.dispatcher.start()
         self.operations = ScheduledOperations(self)
         await self.operations.start()
+        self.housekeeping = Housekeeping(self.audio, self.channels)
+        await self.housekeeping.start()
 
     async def stop(self) -> None:
+        await self.housekeeping.stop()
         await self.operations.stop()
         await self.dispatcher.stop()
         for name, channel in self.channels.items():

@@ -87,6 +87,9 @@ from drivers.speaker import (
 
 log = logging.getLogger(__name__)
 
+_AUDIO_KEEP_S = 30 * 86400.0
+"""How long published audio is kept when the server renders none itself."""
+
 #: Commands awaiting their box's final ack that are remembered (the oldest are forgotten).
 _PENDING_KEPT = 200_000
 
@@ -395,6 +398,13 @@ class LoudspeakerChannel(Channel):
             self.confirm(confirmation)
         else:
             entry.held.append(confirmation)
+
+    async def housekeeping(self) -> None:
+        """Delete published audio not used for the core's audio keep time."""
+        audio = self.context.audio
+        removed = await self.library.prune(audio.keep_s if audio else _AUDIO_KEEP_S)
+        if removed:
+            log.info("channel %s: %d old audio files deleted", self.name, removed)
 
     # -- checks and preview ------------------------------------------------------------
 

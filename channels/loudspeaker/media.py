@@ -6,14 +6,18 @@ second render free) and copies the file into ``<data dir>/loudspeaker-<channel>/
 ``<sha256>.<ext>``, so the URL a box received stays valid across server restarts. Concurrent
 sends of one alert share one render. ``web_app`` serves the files at ``audio/<name>`` with
 Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and ``Cache-Control:
-immutable``: the name is the content's hash, so a file never changes.
+immutable``: the name is the content's hash, so a file never changes. ``prune`` deletes files
+not published again for the core's ``[audio] keep_days`` (run by the channel's housekeeping).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import shutil
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,11 +99,28 @@ class AudioLibrary:
     @staticmethod
     def _store(source: Path, destination: Path) -> None:
         if destination.is_file():
+            os.utime(destination)  # published again: kept as long as a fresh one
             return
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_suffix(".part")
         shutil.copyfile(source, partial)
         partial.replace(destination)
+
+    async def prune(self, older_than_s: float) -> int:
+        """Delete published files (and leftover partial copies) last published more than
+        ``older_than_s`` ago; returns how many. A box still holding such a URL falls back to
+        its stored clip, but alerts do not live that long."""
+        return await asyncio.to_thread(self._prune, older_than_s)
+
+    def _prune(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.directory.glob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def web_app(self) -> web.Application:
         """``GET audio/<sha256>.<ext>``: the published files, with Range and caching headers."""

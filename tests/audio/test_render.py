@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import subprocess
 import time
 from dataclasses import replace
@@ -265,6 +266,21 @@ async def test_prune_removes_old_entries(renderer: Renderer) -> None:
     assert renderer.cache.prune(older_than_s=-1) == 2
     assert not any((renderer.cache.directory / "renders").iterdir())
     assert not (await renderer.render(_request(), FM_PROFILE)).cached
+
+
+async def test_prune_keeps_what_was_used_lately_however_old(renderer: Renderer) -> None:
+    render = await renderer.render(_request(), FM_PROFILE)
+    entries = [
+        p for kind in ("speech", "renders") for p in (renderer.cache.directory / kind).iterdir()
+    ]
+    month_ago = time.time() - 30 * 86400
+    for entry in entries:
+        os.utime(entry, (month_ago, month_ago))
+    assert (await renderer.render(_request(), FM_PROFILE)).cached  # used today
+    # The finished render stays; only its intermediate speech, unused for a month, goes.
+    assert renderer.cache.prune(older_than_s=7 * 86400) == 1
+    assert render.files[ExportFormat.WAV].is_file()
+    assert (await renderer.render(_request(), FM_PROFILE)).cached
 
 
 async def test_supplied_audio_is_the_body_and_the_marker_is_still_spoken(

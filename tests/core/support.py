@@ -229,6 +229,18 @@ class RecordingChannel(Channel):
         return SendResult(SendOutcome.CONFIRMED, provider_ref=f"rec-{delivery.id}")
 
 
+class TidyChannel(RecordingChannel):
+    """Counts the daily housekeeping calls it gets; ``tidied`` is set at each."""
+
+    housekeeping_calls: ClassVar[int] = 0
+    tidied: ClassVar[asyncio.Event | None] = None
+
+    async def housekeeping(self) -> None:
+        type(self).housekeeping_calls += 1
+        if type(self).tidied is not None:
+            type(self).tidied.set()
+
+
 class FlakyChannel(Channel):
     """Fails each target's first ``params.fail`` attempts (retryable), or for good if permanent."""
 

@@ -3,8 +3,10 @@ registry and keys, and the audio files served over HTTP (Range, caching, unknown
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -127,6 +129,24 @@ async def test_audio_is_served_with_ranges_and_immutable_caching(tmp_path: Path)
                     assert response.status == 404
     finally:
         await server.close()
+
+
+async def test_published_audio_not_used_for_the_keep_time_is_deleted(tmp_path: Path) -> None:
+    library = AudioLibrary(tmp_path / "audio", "http://unused", "mp3")
+    (tmp_path / "audio").mkdir()
+    month_ago = time.time() - 31 * 86400
+    for name in ("old.mp3", "old.part", "fresh.mp3", "republished.mp3"):
+        (tmp_path / "audio" / name).write_bytes(b"x")
+        if name != "fresh.mp3":
+            os.utime(tmp_path / "audio" / name, (month_ago, month_ago))
+    render = tmp_path / "render.mp3"
+    render.write_bytes(b"x")
+    await asyncio.to_thread(library._store, render, tmp_path / "audio" / "republished.mp3")
+    assert await library.prune(30 * 86400) == 2
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == [
+        "fresh.mp3",
+        "republished.mp3",
+    ]
 
 
 async def test_one_delivery_per_language_and_a_preview_naming_the_class(tmp_path: Path) -> None:
