@@ -9,6 +9,7 @@ Relative paths are resolved against the directory of the configuration file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
+    field_validator,
 )
 
 from broadcaster.errors import ConfigError
@@ -103,6 +105,21 @@ class ServerConfig(StrictModel):
     sender: str = Field("broadcaster@localhost", pattern=r"^[^\s,<&]+$")
     sender_name: str = "broadcaster"
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or networks) whose X-Forwarded-For names the"
+        " client, for per-client limits and logs",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
 
 class ApiTokenConfig(StrictModel):

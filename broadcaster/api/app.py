@@ -16,6 +16,7 @@ from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.keys import SERVICE
 from broadcaster.auth.tokens import ApiTokenStore
+from broadcaster.client_limits import forwarded_client
 from broadcaster.console import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
@@ -53,11 +54,12 @@ def make_app(service: BroadcasterService) -> web.Application:
     tokens = api_tokens(service.config, service.data_dir)
     app = web.Application(
         middlewares=[
+            forwarded_client(service.config.server.trusted_proxies),
             bearer_middleware(
                 tokens,
                 frozenset(t.name for t in service.config.api.tokens if t.requires_approval),
                 lambda: ApiTokenStore(service.database, service.clock),
-            )
+            ),
         ],
         client_max_size=service.config.server.max_body_bytes,
     )

@@ -18,11 +18,11 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from broadcaster.auth.errors import CsrfError, LoginRateLimitedError
+from broadcaster.client_limits import RateLimiter
 from broadcaster.config import ConsoleConfig
 from broadcaster.store.db import Database
 
@@ -150,23 +150,12 @@ class LoginRateLimiter:
     """At most ``per_minute`` login attempts per client address in any 60 s window."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self._attempts: dict[str, deque[float]] = {}
+        self._limiter = RateLimiter(per_minute, clock)
 
     def check(self, address: str) -> None:
         """Count one attempt; raises LoginRateLimitedError past the limit."""
-        now = self.clock()
-        window = self._attempts.setdefault(address, deque())
-        while window and window[0] <= now - 60:
-            window.popleft()
-        if len(window) >= self.per_minute:
+        wait = self._limiter.wait_needed(address)
+        if wait:
             raise LoginRateLimitedError(
-                "too many login attempts from this address; wait a minute",
-                retry_after=max(1.0, 60 - (now - window[0])),
+                "too many login attempts from this address; wait a minute", retry_after=wait
             )
-        window.append(now)
-        if len(self._attempts) > 10_000:
-            stale = [a for a, w in self._attempts.items() if not w or w[-1] <= now - 60]
-            for key in stale:
-                del self._attempts[key]

@@ -72,6 +72,9 @@ class WebPushChannelConfig(ChannelConfig):
     languages: tuple[str, ...] = Field(("zh-CN", "mn", "en"), min_length=1)
     allow_http_endpoints: bool = False
     concurrency: int = Field(64, ge=1, le=10_000)
+    changes_per_minute: int = Field(
+        30, ge=1, description="subscribe, unsubscribe and renew requests per client address"
+    )
 
 
 class ChannelNotReadyError(DeviceUnavailableError):

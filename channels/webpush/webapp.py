@@ -17,7 +17,9 @@
                            does not match the subscription
 
 Requests with a bad body get 400 with ``{"error": …}`` naming the field; while the channel is
-not running every endpoint answers 503. Bodies are limited to 16 KiB.
+not running every endpoint answers 503. Bodies are limited to 16 KiB. Subscribe, unsubscribe
+and renew are limited to ``changes_per_minute`` per client address (behind the server's
+trusted proxies, the resident's address): past it, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from broadcaster.client_limits import RateLimiter
 from broadcaster.errors import DeviceUnavailableError
 from channels.webpush.enrolment import SubscriptionError, area_choices
 
@@ -45,6 +48,20 @@ _templates = Environment(
 )
 
 CHANNEL: web.AppKey[WebPushChannel] = web.AppKey("webpush_channel")
+LIMITER: web.AppKey[RateLimiter] = web.AppKey("webpush_changes")
+
+
+class _TooManyChangesError(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+def _count_change(request: web.Request) -> None:
+    """Count a subscription change of the client; raises _TooManyChangesError past the limit."""
+    wait = request.app[LIMITER].wait_needed(request.remote or "")
+    if wait:
+        raise _TooManyChangesError(wait)
 
 
 def _json_error(status: int, message: str) -> web.Response:
@@ -60,9 +77,14 @@ async def _body(request: web.Request) -> Any:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Map the channel's errors to answers: 400 for bad input, 503 while not running."""
+    """Map the channel's errors to answers: 400 for bad input, 503 while not running, 429 for
+    a client that changes subscriptions too often."""
     try:
         response: web.StreamResponse = await handler(request)
+    except _TooManyChangesError as exc:
+        answer = _json_error(429, f"too many requests; try again in {exc.retry_after:.0f} s")
+        answer.headers["Retry-After"] = str(round(exc.retry_after))
+        return answer
     except SubscriptionError as exc:
         return _json_error(400, str(exc))
     except DeviceUnavailableError as exc:
@@ -101,6 +123,7 @@ async def key(request: web.Request) -> web.Response:
 
 
 async def subscribe(request: web.Request) -> web.Response:
+    _count_change(request)
     channel = request.app[CHANNEL]
     if not channel.running:
         return _json_error(503, "the push channel is not running")
@@ -112,11 +135,13 @@ async def subscribe(request: web.Request) -> web.Response:
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
+    _count_change(request)
     removed = await request.app[CHANNEL].withdraw(await _body(request))
     return web.json_response({"removed": removed})
 
 
 async def renew(request: web.Request) -> web.Response:
+    _count_change(request)
     target = await request.app[CHANNEL].renew(await _body(request))
     if target is None:
         return _json_error(404, "no subscription has that old endpoint")
@@ -133,6 +158,7 @@ def subscription_app(channel: WebPushChannel) -> web.Application:
     """The aiohttp application the core mounts for ``channel``."""
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[CHANNEL] = channel
+    app[LIMITER] = RateLimiter(channel.settings.changes_per_minute)
     app.router.add_get("/", page)
     app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/key", key)

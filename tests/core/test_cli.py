@@ -56,6 +56,7 @@ def test_check_config_reports_every_problem_with_its_key(tmp_path: Path) -> None
         """
 [server]
 port = 99999
+trusted_proxies = ["10.0.0.0/8", "proxy.example.cn"]
 [dispatcher]
 retry_base_seconds = -1
 [channels.a]
@@ -71,6 +72,7 @@ url = "ftp://x"
     assert result.returncode == 1
     for key in ("server.port", "dispatcher.retry_base_seconds", "channels.a.concurrency"):
         assert key in result.stderr, result.stderr
+    assert "'proxy.example.cn' is not an IP address or network" in result.stderr
     assert "Traceback" not in result.stderr
 
 

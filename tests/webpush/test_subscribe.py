@@ -1,5 +1,6 @@
 """The channel's public endpoints over a real socket: the page, the service worker, subscribe,
-change of area, unsubscribe, acks, and clear 400s for bad requests that store nothing."""
+change of area, unsubscribe, acks, clear 400s for bad requests that store nothing, and a limit
+on subscription changes per client (behind a trusted proxy, per resident)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from broadcaster.client_limits import forwarded_client
 from broadcaster.testing.targets import MemoryTargets
 from channels.webpush import WebPushChannel
 from tests.webpush.conftest import HUADE, ZHUOZI, ZHUOZI_TOWNSHIP, ChannelFactory
@@ -183,3 +186,44 @@ async def test_endpoints_answer_503_until_started(make_channel: ChannelFactory) 
                     assert response.status == 503, path
     finally:
         await server.close()
+
+
+async def _changes(
+    session: aiohttp.ClientSession, prefix: str, count: int, forwarded_for: str | None = None
+) -> list[int]:
+    statuses = []
+    for n in range(count):
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+        body = request(ZHUOZI_TOWNSHIP, endpoint=f"{ENDPOINT}-{forwarded_for}-{n}")
+        async with session.post(f"{prefix}subscribe", json=body, headers=headers) as response:
+            statuses.append(response.status)
+            if response.status == 429:
+                assert 1 <= int(response.headers["Retry-After"]) <= 60
+                assert "too many requests" in (await response.json())["error"]
+    return statuses
+
+
+@pytest.mark.parametrize("trusted", [[], ["127.0.0.0/8"]])
+async def test_subscription_changes_are_limited_per_client(
+    make_channel: ChannelFactory, trusted: list[str]
+) -> None:
+    targets = MemoryTargets()
+    channel = make_channel(targets, changes_per_minute=3)
+    # Mounted as the server mounts it, behind the server's client-address middleware.
+    root = web.Application(middlewares=[forwarded_client(trusted)])
+    root.add_subapp("/channels/push/", channel.web_app())
+    server = TestServer(root)
+    await server.start_server()
+    await channel.start()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+            prefix = "/channels/push/"
+            assert await _changes(session, prefix, 4, "203.0.113.5") == [201, 201, 201, 429]
+            # Another resident behind the proxy; without a trusted proxy the header is the
+            # client's own claim, so it is ignored and the same address is still limited.
+            others = await _changes(session, prefix, 1, "198.51.100.7, 203.0.113.9")
+            assert others == ([201] if trusted else [429])
+    finally:
+        await channel.stop()
+        await server.close()
+    assert len(targets.targets) == (4 if trusted else 3)
