@@ -8,6 +8,7 @@
     ├── StoreError                        the alert store cannot do what was asked
     ├── ApprovalError (PermissionError)   an approval or rejection is not allowed
     ├── PluginError                       a channel plugin failed to load or is misconfigured
+    ├── DeployError                       an install, backup or restore step cannot be done
     └── ChannelError                      raised by channels from ``send``/``cancel``/``start``
         ├── RetryableError                the same delivery may succeed later
         │   ├── DeviceUnavailableError (ConnectionError)
@@ -35,6 +36,10 @@ class BroadcasterError(Exception):
 
 class ConfigError(BroadcasterError, ValueError):
     """The configuration is invalid; the message names the key and the problem."""
+
+
+class DeployError(BroadcasterError):
+    """An install, backup or restore step cannot be done; the message says why and what to do."""
 
 
 class CapError(BroadcasterError, ValueError):

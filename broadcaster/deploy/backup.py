@@ -22,17 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from broadcaster.errors import BroadcasterError
+from broadcaster.errors import DeployError
 from broadcaster.store.db import Database, schema_files
 
 LOCK_NAME = "broadcaster.lock"
 STORE_FILE = "broadcaster.db"
 """The store's file name in the data directory (the service's ``DATABASE_NAME``; kept here so
 the command line does not load the whole service to find it)."""
-
-
-class DeployError(BroadcasterError):
-    """An install, backup or restore step cannot be done; the message says why and what to do."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from broadcaster.deploy.backup import DeployError
+from broadcaster.errors import DeployError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 UNIT_SOURCE = PACKAGE_ROOT / "systemd" / "broadcaster.service"
