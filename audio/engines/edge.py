@@ -4,6 +4,12 @@ The service is unofficial and breaks several times a year, so this engine is nev
 rung. Its settings include an HTTP proxy and a connect timeout so that, when the service or the
 proxy is unreachable, it fails within a second or two and the chain moves on. The MP3 stream it
 returns is decoded with ffmpeg to master-rate samples.
+
+Two replies that edge_tts does not report as errors fail the engine here: a malformed service
+message (the library's parser raises ``ValueError``/``KeyError`` on it), and a connection that
+closes before the service's ``turn.end``, which edge_tts ends like a finished turn, with the
+speech cut short. edge_tts (7.x) counts a turn's audio bytes as complete only when its
+``turn.end`` arrives, so every byte received must be counted there.
 """
 
 from __future__ import annotations
@@ -69,6 +75,16 @@ class EdgeTtsEngine(SpeechEngine):
             raise EngineFailedError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         except TimeoutError as exc:
             raise EngineFailedError(f"{self.name}: the service did not answer in time") from exc
+        except (ValueError, KeyError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            raise EngineFailedError(f"{self.name}: malformed service message ({detail})") from exc
+        # Absent in edge_tts releases before 7.x, which cannot tell a cut turn from a whole one.
+        completed = communicate.state.get("cumulative_audio_bytes")
+        if completed is not None and completed != len(mp3):
+            raise EngineFailedError(
+                f"{self.name}: the connection closed before the end of the speech"
+                f" ({completed} of {len(mp3)} audio bytes were in finished turns)"
+            )
         try:
             samples = await decode_async(bytes(mp3))
         except AudioToolError as exc:
