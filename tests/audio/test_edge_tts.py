@@ -193,3 +193,32 @@ async def test_each_service_fault_falls_back_to_espeak(
     assert service.requests or fault is ReadAloudFault.REFUSE_HANDSHAKE
     assert not service.protocol_errors
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_render_while_the_service_refuses_records_the_fallback_and_keeps_it(
+    service: ReadAloudSimulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    service.fault = ReadAloudFault.REFUSE_HANDSHAKE
+    caplog.set_level(logging.DEBUG)
+    config = RendererConfig(
+        cache_dir=tmp_path / "cache",
+        engine_order=("edge-tts", "espeak-ng"),
+        edge_tts=EdgeTtsConfig(connect_timeout_s=1, timeout_s=FAULT_TIMEOUT_S),
+    )
+    request = RenderRequest(_speech("zh-CN"), hazard="blizzard")
+    profile = FM_PROFILE.with_formats(ExportFormat.WAV)
+    render = await Renderer(config).render(request, profile)
+
+    assert render.engine == "espeak-ng" and render.fallback
+    assert [(a.engine, a.outcome) for a in render.attempts] == [
+        ("edge-tts", "failed"),
+        ("espeak-ng", "ok"),
+    ]
+    assert "403" in render.attempts[0].detail
+    assert _rms(read_pcm(render.files[ExportFormat.WAV], 48_000)) > 0.01
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+    # Once spoken, an alert keeps its voice on every channel even after the service is back.
+    service.fault = ReadAloudFault.NONE
+    again = await Renderer(config).render(request, profile.with_formats(ExportFormat.MP3))
+    assert again.engine == "espeak-ng" and not service.requests
