@@ -78,7 +78,7 @@ class EdgeTtsEngine(SpeechEngine):
         except (ValueError, KeyError) as exc:
             detail = f"{type(exc).__name__}: {exc}"
             raise EngineFailedError(f"{self.name}: malformed service message ({detail})") from exc
-        # Absent in edge_tts releases before 7.x, which cannot tell a cut turn from a whole one.
+        # Absent in edge_tts releases before 7.x (pyproject asks for 7 or later).
         completed = communicate.state.get("cumulative_audio_bytes")
         if completed is not None and completed != len(mp3):
             raise EngineFailedError(
