@@ -32,6 +32,7 @@ from drivers.gsm.results import (
     ModemHealth,
     ModemState,
     SegmentSubmission,
+    SmsResume,
     SmsSubmission,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "ReportMode",
     "SegmentSubmission",
     "SmsEncoding",
+    "SmsResume",
     "SmsSubmission",
     "normalize_number",
     "segment_count",

@@ -17,19 +17,21 @@ fails so after ``queue_timeout``. A modem that fails again and again backs off. 
 (``GsmRetryableError``) are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones
 fail the message at once.
 
+Restarts: each accepted segment is handed to the sender's ``on_segment`` before the next one
+goes out, so the sender can record it. After a restart, ``watch`` matches reports for recorded
+segments again, and a message resumed with ``SmsResume`` sends only its missing segments, with
+the earlier concatenation reference, through the earlier modem (``pool_queue``).
+
 Status reports (only when configured) are matched to segments by ``results.ReportTracker``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import itertools
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+import random
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -46,32 +48,21 @@ from drivers.gsm.errors import (
     GsmTimeoutError,
 )
 from drivers.gsm.modem import GsmModemClient
-from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_submit, normalize_number
+from drivers.gsm.pdu import StatusReportPdu, encode_submit, normalize_number
 from drivers.gsm.pool_modem import PoolModem
+from drivers.gsm.pool_queue import MessageQueue, PoolJob, SegmentCallback
 from drivers.gsm.results import (
     DeliveryReport,
     ModemHealth,
     ModemState,
     ReportTracker,
     SegmentSubmission,
+    SmsResume,
     SmsSubmission,
 )
 
 log = logging.getLogger(__name__)
 _MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError, GsmModemFaultError)
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    reference: str
-    number: str
-    pdus: list[SubmitPdu]
-    future: asyncio.Future[SmsSubmission]
-    rank: int  # -priority: heapq pops the smallest
-    order: int
-    accepted: dict[int, SegmentSubmission] = field(default_factory=dict)
-    attempts: int = 0
-    expiry: asyncio.TimerHandle | None = None
 
 
 class GsmModemPool:
@@ -87,15 +78,14 @@ class GsmModemPool:
         self._slots: dict[str, PoolModem] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._concat = itertools.count()
+        # a random start: after a restart, new messages do not reuse the last run's references
+        self._concat = itertools.count(random.randrange(256))
         self._tracker = ReportTracker()
         self._listeners: list[Callable[[DeliveryReport], None]] = []
         self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
         self._running = False
-        self._queue: list[tuple[int, int, _Job]] = []  # heap of (-priority, order, job)
-        self._order = itertools.count()
-        self._work = asyncio.Event()
-        self._unfinished: set[_Job] = set()
+        self._queue = MessageQueue(config.queue_timeout, self._is_ready, self._expire)
+        self._unfinished: set[PoolJob] = set()
 
     @property
     def status_reports(self) -> bool:
@@ -158,6 +148,22 @@ class GsmModemPool:
         while True:
             yield await self._reports.get()
 
+    def watch(self, reference: str, number: str, segments: Sequence[SegmentSubmission]) -> None:
+        """Match reports for segments accepted before this pool existed (kept by the caller
+        across a restart). Call it before ``start``: reports the modems stored meanwhile are
+        read at connect. A TP-MR the modem hands out again replaces the older segment."""
+        if not self.config.status_reports:
+            return
+        recipient = normalize_number(number)
+        for segment in segments:
+            for early in self._tracker.expect(segment, reference, recipient):
+                self._publish(early)
+
+    def unwatch(self, segments: Sequence[SegmentSubmission]) -> None:
+        """Stop matching reports for ``segments`` (their message is settled or abandoned)."""
+        for segment in segments:
+            self._tracker.forget(segment)
+
     async def send(
         self,
         number: str,
@@ -166,27 +172,40 @@ class GsmModemPool:
         reference: str,
         priority: int = 0,
         validity: timedelta | None = None,
+        resume: SmsResume | None = None,
+        on_segment: SegmentCallback | None = None,
     ) -> SmsSubmission:
         """Send ``text`` to ``number``; return once every segment was accepted by the network.
 
         ``reference`` is the caller's id for this message; reports carry it back. Higher
         ``priority`` messages leave the queue first. ``validity`` (TP-VP, at least 5 minutes)
-        overrides the pool's, e.g. to end when the alert expires.
+        overrides the pool's, e.g. to end when the alert expires. ``resume`` names segments
+        accepted before a restart: only the others are sent (GsmPermanentError if they do not
+        fit this text). ``on_segment`` is awaited after each segment the network accepts and
+        before the next is sent, e.g. to record it durably; its errors are logged, not raised.
         """
         if validity is not None and validity < timedelta(minutes=5):
             raise GsmPermanentError("send: validity must be at least 5 minutes")
         if not reference:
             raise GsmPermanentError("send: reference must not be empty")
+        concat = next(self._concat) & 0xFF
+        if resume is not None and resume.concat_reference is not None:
+            concat = resume.concat_reference
         pdus = encode_submit(
             number,
             text,
-            concat_reference=next(self._concat) & 0xFF,
+            concat_reference=concat,
             request_status_report=self.config.status_reports,
             validity=validity or self.config.validity,
             max_segments=self.config.max_segments,
         )
         future: asyncio.Future[SmsSubmission] = asyncio.get_running_loop().create_future()
-        job = _Job(reference, normalize_number(number), pdus, future, -priority, next(self._order))
+        order = self._queue.next_order()
+        job = PoolJob(reference, normalize_number(number), pdus, future, -priority, order, concat)
+        job.on_segment = on_segment
+        if resume is not None:
+            job.resume(resume)
+            self.watch(reference, job.number, resume.segments)
         self._dispatch(job, raise_if_none=True)
         self._unfinished.add(job)
         future.add_done_callback(lambda _: self._unfinished.discard(job))
@@ -195,16 +214,20 @@ class GsmModemPool:
     def _ready_slots(self) -> list[PoolModem]:
         return [slot for slot in self._slots.values() if slot.state is ModemState.READY]
 
+    def _is_ready(self, name: str) -> bool:
+        slot = self._slots.get(name)
+        return slot is not None and slot.state is ModemState.READY
+
     @property
     def queued_messages(self) -> int:
         """Messages waiting for a modem (not counting those being sent)."""
-        return sum(not job.future.done() for _, _, job in self._queue)
+        return self._queue.waiting
 
     def _no_modem(self) -> GsmNoModemError:
         states = ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
         return GsmNoModemError(f"no modem is ready: {states}")
 
-    def _dispatch(self, job: _Job, raise_if_none: bool = False) -> None:
+    def _dispatch(self, job: PoolJob, raise_if_none: bool = False) -> None:
         """Queue ``job`` by priority, then order of arrival (a retried job keeps its place).
 
         A new message needs a ready modem now; a retried one waits up to ``queue_timeout``
@@ -216,39 +239,14 @@ class GsmModemPool:
                 raise error
             self._fail(job, error)
             return
-        heapq.heappush(self._queue, (job.rank, job.order, job))
-        timeout = self.config.queue_timeout
-        job.expiry = asyncio.get_running_loop().call_later(timeout, self._expire, job)
-        self._work.set()
+        self._queue.push(job)
 
-    def _expire(self, job: _Job) -> None:
+    def _expire(self, job: PoolJob) -> None:
         """Fail a message that no modem took within ``queue_timeout``."""
-        job.expiry = None
         waited = f"no modem took the message within {self.config.queue_timeout:g} s"
         self._fail(job, GsmNoModemError(f"{waited}; {self._no_modem()}"))
 
-    async def _take(self, slot: PoolModem, wait: float) -> _Job | None:
-        """The next live job for an idle modem, or None after ``wait`` seconds."""
-        deadline = time.monotonic() + wait
-        while slot.state is ModemState.READY:
-            while self._queue:
-                _, _, job = heapq.heappop(self._queue)
-                if job.expiry is not None:
-                    job.expiry.cancel()
-                    job.expiry = None
-                if not job.future.done():
-                    return job
-            self._work.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel racing a wake-up
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._work.wait()
-        return None
-
-    def _fail(self, job: _Job, error: GsmError) -> None:
+    def _fail(self, job: PoolJob, error: GsmError) -> None:
         if job.expiry is not None:
             job.expiry.cancel()
             job.expiry = None
@@ -275,7 +273,7 @@ class GsmModemPool:
                 await self._check_health(slot)
                 continue
             await slot.pace()
-            job = await self._take(slot, slot.health_due())
+            job = await self._queue.take(slot.name, slot.health_due())
             if job is None:
                 continue
             slot.busy = True
@@ -296,9 +294,10 @@ class GsmModemPool:
     ) -> None:
         if not slot.fail(error, state):
             return
-        self._work.set()  # wake the modem's supervisor out of _take so it reconnects
+        self._queue.wake()  # wake the modem's supervisor out of take() so it reconnects
 
-    async def _send_job(self, slot: PoolModem, job: _Job) -> None:
+    async def _send_job(self, slot: PoolModem, job: PoolJob) -> None:
+        job.affinity = None  # taken: a retry goes to whichever modem is free
         if any(earlier.modem != slot.name for earlier in job.accepted.values()):
             for abandoned in job.accepted.values():
                 self._tracker.forget(abandoned)
@@ -314,12 +313,18 @@ class GsmModemPool:
                 reference = await slot.call(slot.client.send_pdu, pdu)
                 slot.sent()
                 submitted = SegmentSubmission(
-                    segment.sequence, segment.total, slot.config.name, reference
+                    segment.sequence,
+                    segment.total,
+                    slot.config.name,
+                    reference,
+                    job.concat_reference if segment.total > 1 else None,
                 )
                 job.accepted[segment.sequence] = submitted
                 if self.config.status_reports:
                     for early in self._tracker.expect(submitted, job.reference, job.number):
                         self._publish(early)
+                if job.on_segment is not None:
+                    await self._segment_accepted(job, submitted)
         except GsmPermanentError as exc:
             self._fail(job, exc)
             return
@@ -337,7 +342,14 @@ class GsmModemPool:
                 )
             )
 
-    def _retry(self, slot: PoolModem, job: _Job, error: GsmRetryableError) -> None:
+    async def _segment_accepted(self, job: PoolJob, submitted: SegmentSubmission) -> None:
+        assert job.on_segment is not None
+        try:
+            await job.on_segment(submitted)
+        except Exception:
+            log.exception("message %s: the segment callback failed", job.reference)
+
+    def _retry(self, slot: PoolModem, job: PoolJob, error: GsmRetryableError) -> None:
         job.attempts += 1
         slot.last_error = str(error)
         if isinstance(error, _MODEM_FAULTS):
@@ -348,7 +360,7 @@ class GsmModemPool:
             return
         self._spawn(self._redispatch(job))
 
-    async def _redispatch(self, job: _Job) -> None:
+    async def _redispatch(self, job: PoolJob) -> None:
         await asyncio.sleep(self.config.retry_delay)
         if not job.future.done():
             self._dispatch(job)

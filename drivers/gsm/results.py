@@ -34,12 +34,35 @@ class ModemState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SegmentSubmission:
-    """One segment accepted by the network: which modem sent it and the TP-MR it got."""
+    """One segment accepted by the network: which modem sent it and the TP-MR it got.
+
+    ``concat_reference`` is the reference of the concatenation header (TS 23.040 §9.2.3.24.1)
+    the segment carried; None for a message of one segment.
+    """
 
     sequence: int
     total: int
     modem: str
     message_reference: int
+    concat_reference: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SmsResume:
+    """Segments of a message accepted earlier (before a restart): send only the others.
+
+    The missing segments get the same concatenation reference, so a phone joins them with the
+    earlier ones; they go out through the earlier segments' modem (same sender address) when it
+    is ready, else the whole message is sent again through another modem.
+    """
+
+    concat_reference: int | None
+    segments: tuple[SegmentSubmission, ...]
+
+    @property
+    def modem(self) -> str | None:
+        """The modem the earlier segments went through (None if there are none)."""
+        return self.segments[0].modem if self.segments else None
 
 
 @dataclass(frozen=True, slots=True)
