@@ -8,6 +8,8 @@ from channels.sms.channel import SmsChannel, channel_error
 from channels.sms.config import SmsChannelConfig, SmsModemSettings
 from channels.sms.groups import GroupImport, SmsImportError, group_entries, import_groups
 from channels.sms.message import SmsText, render_sms
+from channels.sms.sending import SmsSender
+from channels.sms.submissions import SubmissionRecord, SubmissionStore, SubmissionStoreError
 from channels.sms.tracking import SegmentTracker
 
 __all__ = [
@@ -17,7 +19,11 @@ __all__ = [
     "SmsChannelConfig",
     "SmsImportError",
     "SmsModemSettings",
+    "SmsSender",
     "SmsText",
+    "SubmissionRecord",
+    "SubmissionStore",
+    "SubmissionStoreError",
     "channel_error",
     "group_entries",
     "import_groups",

@@ -13,13 +13,17 @@
 - With ``status_reports`` on, each segment's report is tracked (``channels.sms.tracking``) and
   the delivery is confirmed when every segment is delivered. Off, acceptance by the network is
   the final state and this instance's ``capabilities.confirms`` is False.
+- Each segment the network accepts is recorded in ``<data dir>/sms-<name>/submissions.sqlite3``
+  (``channels.sms.submissions``) before the next is sent. A delivery sent again (after a restart,
+  or after the core's confirmation timeout) is answered from that record and not transmitted
+  twice; a message cut between two segments is completed; reports arriving after a restart
+  still confirm (``channels.sms.sending``). A record that cannot be opened fails ``start``.
 - ``simulate = true`` starts in-process AT-modem simulators on ptys (demo and bench only).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -37,7 +41,6 @@ from broadcaster.channel import (
     OutgoingDelivery,
     PlannedDelivery,
     ProbeResult,
-    SendOutcome,
     SendResult,
 )
 from broadcaster.config import ChannelConfig
@@ -53,9 +56,17 @@ from broadcaster.errors import (
 )
 from broadcaster.intake import priority_of
 from channels.sms.config import SmsChannelConfig
-from channels.sms.groups import GroupEntry, SmsImportError, group_entries, import_groups
+from channels.sms.groups import (
+    GroupEntry,
+    SmsImportError,
+    group_entries,
+    import_groups,
+    read_ledger,
+    write_ledger,
+)
 from channels.sms.message import SmsText, render_sms
-from channels.sms.tracking import SegmentTracker, pool_reference
+from channels.sms.sending import NO_REPORTS_NOTE, SmsSender
+from channels.sms.submissions import SubmissionStore
 from drivers.gsm import (
     GsmError,
     GsmInvalidNumberError,
@@ -73,7 +84,7 @@ from drivers.gsm.simulator_network import SimulatedNetwork
 log = logging.getLogger(__name__)
 
 MIN_VALIDITY = timedelta(minutes=5)
-NO_REPORTS_NOTE = "no status reports configured: acceptance by the network is the final state"
+RECORD_NAME = "submissions.sqlite3"
 
 
 def channel_error(exc: GsmError, number: str) -> ChannelError:
@@ -110,7 +121,8 @@ class SmsChannel(Channel):
         self._pool: GsmModemPool | None = None
         self._simulators: list[AtModemSimulator] = []
         self._network: SimulatedNetwork | None = None
-        self._tracker = SegmentTracker(self.confirm)
+        store = SubmissionStore(context.data_dir / f"sms-{name}" / RECORD_NAME, name)
+        self.sender = SmsSender(store, self.confirm, reporting=self.settings.status_reports)
         self._import_notes: tuple[str, ...] = ()
 
     @property
@@ -133,6 +145,16 @@ class SmsChannel(Channel):
     async def start(self) -> None:
         if self.settings.groups_csv is not None:
             await self._register_groups(self.settings.groups_csv)
+        store = self.sender.store
+        await store.open()
+        try:
+            await self._start_pool()
+        except BaseException:
+            await store.close()
+            raise
+
+    async def _start_pool(self) -> None:
+        pruned = await self.sender.store.prune(time.time())
         ports: dict[str, str] = {}
         if self.settings.simulate:
             ports = await asyncio.to_thread(self._start_simulators)
@@ -146,21 +168,35 @@ class SmsChannel(Channel):
                 len(pool_config.modems),
             )
         pool = GsmModemPool(pool_config)
-        if self.settings.status_reports:
-            pool.add_report_listener(self._tracker.on_report)
         try:
+            if self.settings.status_reports:
+                pool.add_report_listener(self.sender.on_report)
+            restored = await self.sender.restore(pool)
             await pool.start()
         except BaseException:
             await pool.stop()
             await asyncio.to_thread(self._stop_simulators)
             raise
         self._pool = pool
+        if restored or pruned:
+            log.info(
+                "channel %s: %d SMS of an earlier run await status reports; %d old records pruned",
+                self.name,
+                restored,
+                pruned,
+            )
 
     async def stop(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.stop()
         await asyncio.to_thread(self._stop_simulators)
+        await self.sender.store.close()
+
+    async def housekeeping(self) -> None:
+        """Prune the submission records of alerts that expired a day ago."""
+        if self._pool is not None:
+            await self.sender.store.prune(time.time())
 
     def _start_simulators(self) -> dict[str, str]:
         self._network = SimulatedNetwork(report_delay=self.settings.simulated_report_delay_seconds)
@@ -196,13 +232,13 @@ class SmsChannel(Channel):
         for problem in imported.problems:
             log.warning("channel %s: %s: %s", self.name, path.name, problem)
         ledger = self.context.data_dir / f"sms-{self.name}-groups.json"
-        previous = await asyncio.to_thread(_read_ledger, ledger)
+        previous = await asyncio.to_thread(read_ledger, ledger)
         current = [target.id for target in imported.targets]
         for stale in sorted(set(previous) - set(current)):
             await directory.unregister(stale)
         for target in imported.targets:
             await directory.register(target)
-        await asyncio.to_thread(_write_ledger, ledger, current)
+        await asyncio.to_thread(write_ledger, ledger, current)
         shown = [f"{path.name}: {problem}" for problem in imported.problems[:3]]
         if len(imported.problems) > 3:
             shown.append(f"{path.name}: {len(imported.problems) - 3} more problems (see the log)")
@@ -282,34 +318,18 @@ class SmsChannel(Channel):
                 f"the SMS takes {sms.segments} segments, over segment_limit"
                 f" {self.settings.segment_limit}, although only the headline is left"
             )
-        reporting = self.settings.status_reports
-        if reporting:
-            reference = self._tracker.expect(delivery.id, delivery.attempt)
-        else:
-            reference = pool_reference(delivery.id, delivery.attempt)
         try:
-            submission = await pool.send(
+            return await self.sender.send(
+                pool,
+                delivery,
                 number,
                 sms.text,
-                reference=reference,
+                segments=sms.segments,
                 priority=-priority_of(delivery.message.alert),
                 validity=self._validity(delivery),
             )
         except GsmError as exc:
-            self._tracker.forget(delivery.id, delivery.attempt)
             raise channel_error(exc, number) from exc
-        except asyncio.CancelledError:
-            self._tracker.forget(delivery.id, delivery.attempt)
-            raise
-        if reporting:
-            self._tracker.accepted(delivery.id, delivery.attempt)
-        segments = submission.segments
-        detail = (
-            f"{len(segments)} {submission.encoding.name} segment(s) accepted by the network"
-            + ("; awaiting status reports" if reporting else f"; {NO_REPORTS_NOTE}")
-        )
-        provider_ref = ",".join(f"{s.modem}:{s.message_reference}" for s in segments)
-        return SendResult(SendOutcome.ACCEPTED, provider_ref=provider_ref, detail=detail)
 
     async def health(self) -> ChannelHealth:
         pool = self._pool
@@ -325,6 +345,10 @@ class SmsChannel(Channel):
         )
         if pool.queued_messages:
             parts.append(f"{pool.queued_messages} messages queued")
+        if self.sender.tracker.open_attempts:
+            parts.append(f"{self.sender.tracker.open_attempts} SMS await status reports")
+        if self.sender.problem is not None:
+            parts.append(self.sender.problem)
         parts.extend(self._import_notes)
         devices = {
             m.name: {
@@ -370,16 +394,3 @@ class SmsChannel(Channel):
             },
             notes=tuple(notes),
         )
-
-
-def _read_ledger(path: Path) -> list[str]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [str(item) for item in data] if isinstance(data, list) else []
-
-
-def _write_ledger(path: Path, ids: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")

@@ -20,6 +20,7 @@ not imported, and a group left without any number is an error of its own.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,3 +187,18 @@ def registry_entries(targets: Iterable[Target]) -> list[dict[str, Any]]:
         {key: value for key, value in target.to_json().items() if value not in (None, {})}
         for target in targets
     ]
+
+
+def read_ledger(path: Path) -> list[str]:
+    """The group ids a CSV registered at the last start (empty if unknown)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(item) for item in data] if isinstance(data, list) else []
+
+
+def write_ledger(path: Path, ids: list[str]) -> None:
+    """Remember the group ids the CSV registered, to drop those it no longer has."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")

@@ -10,13 +10,17 @@ the segments of one attempt share a concatenation reference, so a phone joins on
 Whichever attempt has every segment delivered first confirms the delivery; a failure of an older
 attempt is dropped once a newer one is under way. Reports for deliveries already settled are
 ignored. The table of open attempts is bounded; the core re-sends what is never confirmed.
+
+After a restart the channel re-opens the attempts its record (``channels.sms.submissions``)
+still waits on, with the segment states reports gave before (``restore``): late reports then
+confirm the delivery as if nothing had happened.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from broadcaster.channel import Confirmation, ConfirmationOutcome
@@ -86,13 +90,26 @@ class SegmentTracker:
     def open_attempts(self) -> int:
         return len(self._open)
 
-    def expect(self, delivery_id: int, attempt: int) -> str:
-        """Open an attempt before it is sent (reports may overtake ``+CMGS``); its reference."""
-        self._open[(delivery_id, attempt)] = _Attempt()
+    def expect(
+        self, delivery_id: int, attempt: int, states: Mapping[int, DeliveryState] | None = None
+    ) -> str:
+        """Open an attempt before it is sent (reports may overtake ``+CMGS``); its reference.
+
+        ``states``: what reports said of segments sent before a restart (a resumed message).
+        """
+        self._open[(delivery_id, attempt)] = _Attempt(states=dict(states or {}))
         self._attempts.setdefault(delivery_id, set()).add(attempt)
         while len(self._open) > self._max_open:
             self.forget(*next(iter(self._open)))
         return pool_reference(delivery_id, attempt)
+
+    def restore(self, delivery_id: int, attempt: int, states: Mapping[int, DeliveryState]) -> None:
+        """Re-open an attempt sent before a restart; its next reports settle it as usual."""
+        self.expect(delivery_id, attempt, states)
+        self._open[(delivery_id, attempt)].sent = True
+
+    def is_open(self, delivery_id: int, attempt: int) -> bool:
+        return (delivery_id, attempt) in self._open
 
     def accepted(self, delivery_id: int, attempt: int) -> None:
         """The attempt's send returned: release an outcome its reports already decided.

@@ -1,0 +1,196 @@
+"""The SMS channel across a restart of the service, against an AT-modem simulator on a real pty
+that keeps running (and keeps status reports in its SR memory) while the service is down.
+
+The simulated network's log is the witness: each segment of each message reaches it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broadcaster.config import Config
+from channels.sms import SubmissionStoreError
+from drivers.gsm import SegmentSubmission
+from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
+from tests.core.support import make_config, running, wait_for_deliveries, wait_until_complete
+
+from .conftest import SimulatorFactory, modem_table, sms_channel_table
+from .oracle import received_messages
+from .test_sms_service import bilingual_alert, deliveries, group, numbers, sms_channel
+
+SILENT_NETWORK = 3600.0  # no report comes on its own: the test says when the network answers
+
+
+def each_segment(records: list[NetworkRecord]) -> Counter[tuple[str, int]]:
+    return Counter((record.number, record.sequence) for record in records)
+
+
+def once_each(recipients: list[str], segments: int = 3) -> Counter[tuple[str, int]]:
+    return Counter({(n, s): 1 for n in recipients for s in range(1, segments + 1)})
+
+
+def report_delivered(simulator: Any, records: list[NetworkRecord], recipients: list[str]) -> None:
+    for record in records:
+        if record.number in recipients:
+            simulator.emit_report(record, 0x00)
+
+
+def by_number(rows: list[dict[str, Any]], recipients: list[str]) -> dict[str, dict[str, Any]]:
+    return {recipients[row["part"] - 1]: row for row in rows}
+
+
+async def test_reports_after_a_restart_confirm_and_the_core_resend_transmits_nothing(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    network.report_delay = SILENT_NETWORK
+    recipients = numbers(0, 4)
+    early, late = recipients[:2], recipients[2:]
+    table = sms_channel_table(
+        [modem_table("m0", simulator.device_path)], confirm_timeout_seconds=0.5
+    )
+    config = make_config(tmp_path, {"sms": table}, [group("t", recipients)])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-restart"), origin="test")
+        before = await wait_for_deliveries(
+            service, result.alert_id, lambda rows: {r["state"] for r in rows} == {"accepted"}
+        )
+    assert each_segment(network.records) == once_each(recipients)
+    # while the service is down the network reports on the first two; the modem keeps them
+    report_delivered(simulator, network.records, early)
+    assert len(simulator.stored_reports) == 6
+
+    async with running(config) as service:
+        # the core re-sends the other two after its confirmation timeout: nothing goes out
+        resent = await wait_for_deliveries(
+            service,
+            result.alert_id,
+            lambda rows: all(r["attempts"] == 2 and r["state"] == "accepted" for r in rows[2:]),
+        )
+        report_delivered(simulator, network.records, late)  # late reports, after the restart
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        rows = by_number(await deliveries(service, result.alert_id), recipients)
+        events = {
+            n: await service.database.run(service.outbox.events, r["id"]) for n, r in rows.items()
+        }
+
+    assert summary == {"sms": {"confirmed": 4}}
+    assert each_segment(network.records) == once_each(recipients)  # nothing sent twice
+    assert simulator.stored_reports == {}  # read back (and deleted) at connect
+    first = by_number(before, recipients)
+    assert all(rows[n]["provider_ref"] == first[n]["provider_ref"] for n in recipients)
+    for number in late:
+        details = [e["detail"] for e in events[number]]
+        assert any("nothing sent again; awaiting status reports" in d for d in details), details
+        assert (
+            by_number(resent, recipients)[number]["provider_ref"] == first[number]["provider_ref"]
+        )
+    for number in recipients:
+        assert events[number][-1]["detail"] == "all 3 segment(s) delivered (status reports)"
+    assert all(r["attempts"] == 1 for r in (rows[n] for n in early))
+
+
+async def test_a_message_cut_between_two_segments_is_completed_after_the_restart(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    network.report_delay = 0.05
+    [number] = numbers(0, 1)
+
+    def stall_after_the_first_segment(record: NetworkRecord) -> None:
+        simulator.faults.stall = True  # the modem answers this +CMGS, then nothing more
+
+    network.listeners.append(stall_after_the_first_segment)
+    modem = modem_table("m0", simulator.device_path, command_timeout_seconds=10)
+    config = make_config(tmp_path, {"sms": sms_channel_table([modem])}, [group("t", [number])])
+    async with running(config) as service:
+        recorded = asyncio.Event()
+        store = sms_channel(service).sender.store
+        write_segment = store.segment
+
+        async def observed(key: str, segment: SegmentSubmission, now: float) -> None:
+            await write_segment(key, segment, now)
+            recorded.set()
+
+        store.segment = observed  # type: ignore[method-assign]
+        result = await service.submit(bilingual_alert("sms-cut"), origin="test")
+        async with asyncio.timeout(10):
+            await recorded.wait()
+        [row] = await deliveries(service, result.alert_id)
+    assert row["state"] == "sending" and len(network.records) == 1
+
+    network.listeners.clear()
+    simulator.faults.stall = False
+    async with running(config) as service:
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        [row] = await deliveries(service, result.alert_id)
+        events = await service.database.run(service.outbox.events, row["id"])
+        expected = sms_channel(service).render(
+            await service.dispatcher.message(result.alert_id), ("zh-CN",)
+        )
+
+    assert summary == {"sms": {"confirmed": 1}}
+    assert each_segment(network.records) == once_each([number])
+    assert len({record.concat_reference for record in network.records}) == 1
+    assert received_messages(network.records) == {number: [expected.text]}
+    assert any("(1 of them before a restart)" in (e["detail"] or "") for e in events)
+
+
+def store_path(config: Config) -> Path:
+    return config.server.data_dir / "sms-sms" / "submissions.sqlite3"
+
+
+def damage_by_garbage(path: Path) -> str:
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00garbage, not a database\xff" * 200)
+    return "is not usable: file is not a database; move it away to start with an empty record"
+
+
+def damage_by_a_file_for_its_directory(path: Path) -> str:
+    path.parent.parent.mkdir(parents=True)
+    path.parent.write_text("in the way", encoding="utf-8")
+    return "cannot be created: "
+
+
+def damage_by_a_newer_schema(path: Path) -> str:
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    return "has schema version 9; this software knows up to 1"
+
+
+@pytest.mark.parametrize(
+    "damage", [damage_by_garbage, damage_by_a_file_for_its_directory, damage_by_a_newer_schema]
+)
+async def test_an_unusable_record_fails_the_start_with_a_clear_error(
+    make_simulator: SimulatorFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: Any,
+) -> None:
+    simulator = make_simulator("sim0")
+    table = sms_channel_table([modem_table("m0", simulator.device_path)])
+    config = make_config(tmp_path, {"sms": table, "log": {"type": "log"}}, [])
+    expected = damage(store_path(config))
+    caplog.set_level(logging.ERROR)
+    async with running(config) as service:
+        failures = {f.channel: f.error for f in service.failures}
+        started = sorted(service.channels)
+    assert started == ["log"]
+    assert expected in failures["sms"] and str(store_path(config)) in failures["sms"]
+    assert not [r for r in caplog.records if r.exc_info]  # a message, no traceback
+    assert simulator.commands_seen == []  # no modem opened
+
+
+def test_the_store_error_is_a_channel_error() -> None:
+    from broadcaster.errors import ChannelError
+
+    assert issubclass(SubmissionStoreError, ChannelError)
