@@ -1,0 +1,175 @@
+"""SIGKILL the server between two segments of an SMS, with an earlier SMS still waiting for its
+status reports; the network answers while the server is down; restart it. Every recipient gets
+each segment once, the cut message is completed so the phone joins it, and every delivery ends
+confirmed by reports, early, stored or late.
+
+The AT-modem simulator runs in this process on a real pty; the server is a real
+``broadcaster serve`` process that opens it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from broadcaster.cap.serialize import to_xml
+from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
+from tests.conftest import REPO
+
+from .conftest import SimulatorFactory
+from .oracle import received_messages
+from .test_sms_service import bilingual_alert, group, numbers
+
+TOKEN = "sms-crash-token-7"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def api(base: str, path: str, data: bytes | None = None) -> Any:
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cap+xml"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_until(check: Any, what: str, timeout: float = 20) -> Any:
+    """Poll another process's state (an HTTP answer, its database file) until ``check`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except (OSError, sqlite3.Error):
+            found = None
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never happened")
+
+
+def recorded_segments(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        count = int(conn.execute("SELECT count(*) FROM segments").fetchone()[0])
+    conn.close()
+    return count
+
+
+@pytest.fixture
+def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_sigkill_between_segments_sends_nothing_twice_and_late_reports_confirm(
+    make_simulator: SimulatorFactory,
+    network: SimulatedNetwork,
+    tmp_path: Path,
+    servers: list[subprocess.Popen[bytes]],
+) -> None:
+    simulator = make_simulator("sim0")
+    network.report_delay = 3600  # reports only when the test says so
+    recipients = numbers(0, 3)
+
+    def stall_at_the_fourth_segment(record: NetworkRecord) -> None:
+        if len(network.records) == 4:
+            simulator.faults.stall = True  # answers this +CMGS, ignores the next segment
+
+    network.listeners.append(stall_at_the_fourth_segment)
+    port = free_port()
+    data_dir = tmp_path / "data"
+    (tmp_path / "targets.json").write_text(
+        json.dumps([group("t", recipients)], ensure_ascii=False), encoding="utf-8"
+    )
+    (tmp_path / "config.toml").write_text(
+        f"""
+[server]
+port = {port}
+data_dir = "{data_dir}"
+sender = "city@example.cn"
+[registry]
+targets = "targets.json"
+[dispatcher]
+idle_poll_seconds = 0.05
+[[api.tokens]]
+name = "ci"
+token = "{TOKEN}"
+[channels.sms]
+type = "sms"
+concurrency = 1
+confirm_timeout_seconds = 120
+[[channels.sms.modems]]
+name = "m0"
+port = "{simulator.device_path}"
+command_timeout_seconds = 10
+reconnect_interval_seconds = 0.05
+""",
+        encoding="utf-8",
+    )
+    config = tmp_path / "config.toml"
+    serve = [sys.executable, "-m", "broadcaster", "serve", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    base = f"http://127.0.0.1:{port}"
+    health = base + "/healthz"
+    servers.append(subprocess.Popen(serve, cwd=REPO, env=env))
+    wait_until(lambda: urllib.request.urlopen(health, timeout=1), "the first start")
+    alert_id = api(base, "/api/v1/alerts", to_xml(bilingual_alert("sms-sigkill")))["id"]
+    record = data_dir / "sms-sms" / "submissions.sqlite3"
+    wait_until(lambda: recorded_segments(record) == 4, "the fourth segment's record")
+    servers[0].send_signal(signal.SIGKILL)
+    servers[0].wait(timeout=10)
+
+    before = network.records
+    assert len(before) == 4 and before[0].number == before[2].number != before[3].number
+    whole, cut = before[0].number, before[3].number
+    for earlier in before[:3]:  # the network reports while the server is down: the modem keeps them
+        simulator.emit_report(earlier, 0x00)
+    network.listeners.clear()
+    network.report_delay = 0.1  # what is sent from now on is reported at once
+    simulator.faults.stall = False
+    servers.append(subprocess.Popen(serve, cwd=REPO, env=env))
+    wait_until(lambda: urllib.request.urlopen(health, timeout=1), "the restart")
+    simulator.emit_report(before[3], 0x00)  # a late report for a segment of the killed run
+
+    body = wait_until(
+        lambda: (b := api(base, f"/api/v1/alerts/{alert_id}/deliveries"))["complete"] and b,
+        "completion",
+        timeout=30,
+    )
+    servers[1].send_signal(signal.SIGTERM)
+    assert servers[1].wait(timeout=20) == 0
+
+    assert body["summary"] == {"sms": {"confirmed": 3}}, body["summary"]
+    records = network.records
+    assert Counter((r.number, r.sequence) for r in records) == Counter(
+        {(n, s): 1 for n in recipients for s in (1, 2, 3)}
+    )
+    for number in recipients:
+        assert len({r.concat_reference for r in records if r.number == number}) == 1
+    received = received_messages(records)
+    assert all(len(received[n]) == 1 for n in recipients)
+    assert received[cut] == received[whole]
+    assert simulator.stored_reports == {}
