@@ -85,7 +85,8 @@ class SmsSender:
             return 0
         records = await self.store.open_records(self.clock() - REPORT_GRACE)
         for record in records:
-            self._reopen(pool, record)
+            if record.segments:  # none: stopped before the first +CMGS answer
+                self._reopen(pool, record)
         return len(records)
 
     def _reopen(self, pool: GsmModemPool, record: SubmissionRecord) -> None:

@@ -1,9 +1,10 @@
 """The record of what an SMS channel submitted, on disk, so a restart sends nothing twice.
 
-One SQLite database per channel instance, ``<data dir>/sms-<name>/submissions.sqlite3``: WAL,
-foreign keys on, the schema in ``schema/schema_vN.sql`` with the version in ``PRAGMA
-user_version`` (pending migrations run in one transaction). Every call runs on the store's own
-thread, so there is one writer and the event loop never waits on the disk.
+One SQLite database per channel instance, ``<data dir>/sms-<name>/submissions.sqlite3``: WAL
+with synchronous FULL (a write is on disk when it returns), foreign keys on, the schema in
+``schema/schema_vN.sql`` with its version in ``PRAGMA user_version`` (pending migrations run in
+one transaction). Every call runs on the store's own thread: one writer, and the event loop
+never waits on the disk.
 
 Per delivery, under its idempotency key: the delivery id and the attempt whose pool reference
 (``<delivery id>/<attempt>``) the segments carry, the number, a digest of the text, the segment
@@ -143,7 +144,8 @@ class SubmissionStore:
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: a segment's record must outlive a power cut, not only a crash of the process
+            conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             check = conn.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
