@@ -114,7 +114,8 @@ class SmsSender:
     def _emit(self, confirmation: Confirmation) -> None:
         if confirmation.outcome in (ConfirmationOutcome.CONFIRMED, ConfirmationOutcome.FAILED):
             outcome = confirmation.outcome.value
-            self.store.settle(confirmation.delivery_id, outcome, confirmation.detail)
+            detail = confirmation.detail
+            self.store.settle(confirmation.delivery_id, outcome, detail, self.clock())
         self._confirm(confirmation)
 
     async def send(

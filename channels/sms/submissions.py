@@ -12,7 +12,8 @@ count, the concatenation reference (TS 23.040 §9.2.3.24.1), when the validity p
 (TP-VP, §9.2.3.12: the network gives up then) and when the alert expires, and the outcome once
 settled. Per segment: the modem, its TP-MR, its state from the status reports and the last
 TP-ST. A segment is written as soon as the network accepted it, before the next one is sent.
-Records of alerts that expired more than ``KEEP_AFTER_EXPIRY`` ago are pruned.
+Records are pruned ``KEEP_AFTER_EXPIRY`` after their alert expired, or ``KEEP_SETTLED`` after
+their outcome was written, whichever comes first.
 
 Errors: SubmissionStoreError (a ChannelError) names the file and what is wrong with it.
 """
@@ -40,6 +41,9 @@ T = TypeVar("T")
 
 KEEP_AFTER_EXPIRY = 86_400.0
 """Seconds a record is kept after its alert expired (the core sends nothing after expiry)."""
+
+KEEP_SETTLED = 2 * 86_400.0
+"""Seconds a settled record is kept: long enough for the core to have recorded its outcome."""
 
 SCHEMA_VERSION = 1
 
@@ -301,13 +305,14 @@ class SubmissionStore:
 
         self._later(f"a report of delivery {delivery_id}", lambda: self._write(write))
 
-    def settle(self, delivery_id: int, outcome: str, detail: str) -> None:
+    def settle(self, delivery_id: int, outcome: str, detail: str, now: float) -> None:
         """Record the delivery's final outcome (queued: nothing waits for it)."""
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE submissions SET outcome = ?, detail = ? WHERE delivery_id = ?",
-                (outcome, detail, delivery_id),
+                "UPDATE submissions SET outcome = ?, detail = ?, settled_at = ?"
+                " WHERE delivery_id = ?",
+                (outcome, detail, now, delivery_id),
             )
 
         self._later(f"the outcome of delivery {delivery_id}", lambda: self._write(write))
@@ -326,11 +331,12 @@ class SubmissionStore:
         return await self._run(lambda: self._read(read))
 
     async def prune(self, now: float) -> int:
-        """Delete the records of alerts that expired ``KEEP_AFTER_EXPIRY`` ago; how many."""
+        """Delete the records of long expired alerts and long settled deliveries; how many."""
 
         def write(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "DELETE FROM submissions WHERE expires_at < ?", (now - KEEP_AFTER_EXPIRY,)
+                "DELETE FROM submissions WHERE expires_at < ? OR settled_at < ?",
+                (now - KEEP_AFTER_EXPIRY, now - KEEP_SETTLED),
             )
             return cursor.rowcount
 

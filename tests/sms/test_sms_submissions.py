@@ -64,7 +64,7 @@ async def test_a_record_outlives_its_store_with_segments_reports_and_outcome(
     assert record.provider_ref == "m0:41,m0:42" and record.concat_reference == 200
     assert [(s.state, s.status) for s in record.segments] == [("delivered", 0), ("pending", 0x21)]
     assert [r.key for r in await store.open_records(NOW)] == ["a:sms:t/1"]
-    store.settle(7, "confirmed", "all 2 segment(s) delivered (status reports)")
+    store.settle(7, "confirmed", "all 2 segment(s) delivered (status reports)", NOW)
     assert await store.open_records(NOW) == []
     settled = await store.load("a:sms:t/1")
     assert settled is not None and settled.outcome == "confirmed"
@@ -89,8 +89,13 @@ async def test_old_and_expired_records_are_pruned_or_no_longer_watched(
     await begin(store, "old", 1, expires_at=NOW - 90_000)
     await begin(store, "lapsed", 2, valid_until=NOW - 10)
     await begin(store, "live", 3)
-    assert await store.prune(NOW) == 1
-    assert await store.load("old") is None
+    await begin(store, "settled", 4, expires_at=NOW + 30 * 86_400)
+    store.settle(4, "confirmed", "all 2 segment(s) delivered (status reports)", NOW - 3 * 86_400)
+    await begin(store, "settled-today", 5, expires_at=NOW + 30 * 86_400)
+    store.settle(5, "failed", "segment 1/2 via m0 failed", NOW - 3600)
+    assert await store.prune(NOW) == 2
+    assert await store.load("old") is None and await store.load("settled") is None
+    assert await store.load("settled-today") is not None
     assert [r.key for r in await store.open_records(NOW)] == ["live"]
     await begin(store, "live", 3)  # a fresh transmission replaces the record
     record = await store.load("live")

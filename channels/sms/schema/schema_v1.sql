@@ -13,10 +13,12 @@ CREATE TABLE submissions (
     valid_until       REAL NOT NULL,          -- end of TP-VP: the network gives up after it
     expires_at        REAL NOT NULL,          -- the alert's expiry: no send after it, pruned later
     outcome           TEXT CHECK (outcome IN ('confirmed', 'failed')),
-    detail            TEXT
+    detail            TEXT,
+    settled_at        REAL                    -- when the outcome was written
 );
 CREATE INDEX submissions_open ON submissions (outcome, valid_until);
 CREATE INDEX submissions_expiry ON submissions (expires_at);
+CREATE INDEX submissions_settled ON submissions (settled_at);
 
 CREATE TABLE segments (
     key                TEXT NOT NULL REFERENCES submissions (key) ON DELETE CASCADE,
