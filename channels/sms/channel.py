@@ -194,7 +194,7 @@ class SmsChannel(Channel):
         await self.sender.store.close()
 
     async def housekeeping(self) -> None:
-        """Prune the submission records of alerts that expired a day ago."""
+        """Prune old submission records (``channels.sms.submissions.SubmissionStore.prune``)."""
         if self._pool is not None:
             await self.sender.store.prune(time.time())
 
