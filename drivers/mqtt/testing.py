@@ -54,15 +54,19 @@ class MosquittoBroker:
     """Runs ``mosquitto`` on 127.0.0.1 with a generated config until the context exits.
 
     ``listener_config`` holds the listener's own settings, e.g. ``allow_anonymous false`` and
-    a ``password_file``, or ``certfile``/``keyfile`` for TLS. Raises MqttConnectionError when
-    the broker does not start.
+    a ``password_file``, or ``certfile``/``keyfile`` for TLS; ``port`` restarts a broker where
+    an earlier one listened. Raises MqttConnectionError when the broker does not start.
     """
 
     def __init__(
-        self, work_dir: Path, listener_config: str = ANONYMOUS, start_timeout_s: float = 5.0
+        self,
+        work_dir: Path,
+        listener_config: str = ANONYMOUS,
+        start_timeout_s: float = 5.0,
+        port: int | None = None,
     ) -> None:
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self._conf = work_dir / f"mosquitto-{self.port}.conf"
         self._listener_config = listener_config
         self._timeout = start_timeout_s

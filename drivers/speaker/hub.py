@@ -355,6 +355,12 @@ class SpeakerHub:
         if isinstance(message, BoxAck | BoxStatus):
             self._put(message)
 
+    def link_lost(self, transport: str) -> None:
+        """Every box online over ``transport`` goes offline (the broker session was lost)."""
+        for box_id, over in list(self._online.items()):
+            if over == transport:
+                self.presence(box_id, False, transport)
+
     def presence(self, box_id: str, online: bool, transport: str) -> None:
         """Record a box coming or going and queue a BoxPresence event on change."""
         if box_id not in self._boxes or (box_id in self._online) == online:

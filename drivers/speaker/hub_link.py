@@ -22,6 +22,9 @@ class LinkSink(Protocol):
     def presence(self, box_id: str, online: bool, transport: str) -> None:
         """``box_id`` came online or went offline on this link."""
 
+    def link_lost(self, transport: str) -> None:
+        """The link itself is down (the broker session): none of its boxes is reachable."""
+
 
 class HubLink(ABC):
     """A server-side transport. Methods raise only SpeakerError subclasses."""

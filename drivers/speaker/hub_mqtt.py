@@ -6,7 +6,8 @@ box and area topics and subscribes to every box's ``up`` and ``presence`` topics
 holds QoS 1 commands for boxes whose persistent session is offline and publishes a box's last
 will (``offline``) when it vanishes. A box's ``online`` presence is its signed hello, verified
 like any box message; anything else on a presence topic is refused. The session reconnects on
-its own; ``send`` fails fast with SpeakerConnectionError meanwhile.
+its own; meanwhile its boxes count as offline (the retained hellos bring them back after the
+resubscription) and ``send`` fails fast with SpeakerConnectionError.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class MqttHubLink(HubLink):
             except MqttError as exc:
                 log.warning("MQTT session to %s:%s lost: %s", self._host, self._port, exc)
             finally:
+                if self._client is client:
+                    # Boxes come back online as their retained hellos arrive on resubscribing.
+                    self._sink.link_lost(TRANSPORT)
                 self._client = None
                 if client.is_connected:
                     with contextlib.suppress(MqttError, TimeoutError):

@@ -455,3 +455,37 @@ async def test_acks_sent_while_the_server_is_away_reach_it_when_it_returns(
             await recorder.wait_acks("c9", AckStage.FINISHED, {"b1"})
         finally:
             await recorder.close()
+
+
+async def test_mqtt_boxes_go_offline_with_the_broker_and_return_with_it(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path).__enter__()
+    port = broker.port
+    config = SpeakerHubConfig(mqtt=MqttBrokerConfig(host=broker.host, port=port))
+    fleet = SpeakerFleetSimulator(
+        FleetSimulatorConfig(
+            url=f"mqtt://{broker.host}:{port}", fleet_secret=SECRET, boxes=2, work_dir=tmp_path
+        )
+    )
+    ids = {b.box_id for b in fleet.boxes}
+    try:
+        async with SpeakerHub(config, fleet.registrations("mqtt")) as hub:
+            recorder = HubEventRecorder(hub)
+            await fleet.start()
+            try:
+                await recorder.wait_for(lambda: hub.online_boxes() == ids)
+                broker.kill()
+                # The server cannot reach them any more: the screen must not say online.
+                await recorder.wait_for(lambda: hub.online_count == 0)
+                with pytest.raises(SpeakerConnectionError):
+                    await hub.send_command(min(ids), Stop(cmd_id="s", alert_id="a", **_times()))
+                broker.__exit__(None, None, None)
+                broker = MosquittoBroker(tmp_path, port=port).__enter__()
+                await recorder.wait_for(lambda: hub.online_boxes() == ids, 40)
+                box = min(ids)
+                await hub.send_command(box, Stop(cmd_id="s2", alert_id="a", **_times()))
+                await recorder.wait_acks("s2", AckStage.FINISHED, {box})
+            finally:
+                await fleet.stop()
+                await recorder.close()
+    finally:
+        broker.__exit__(None, None, None)
