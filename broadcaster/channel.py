@@ -20,6 +20,8 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``;
 - ``preview(message)``: what the channel would send, for the console before an alert goes out
   (a :class:`ChannelPreview`; by default the rendered title and body);
+- ``resume(deliveries)``: after a restart, the accepted deliveries still awaiting their
+  confirmation, to track again (by default nothing);
 - ``housekeeping()``: daily upkeep of the channel's files (by default nothing).
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
@@ -275,6 +277,13 @@ class Channel(abc.ABC):
         health = await self.health()
         detail = health.detail or ("channel healthy" if health.ok else "channel unhealthy")
         return ProbeResult(ok=health.ok, detail=detail)
+
+    async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
+        """After a restart: ``deliveries`` were accepted by this channel's devices before the
+        server stopped and are not confirmed yet. A channel that matches confirmations in
+        memory tracks them again here (the device may have finished meanwhile). Called once
+        after ``start``, with an empty list when there are none; the default does nothing,
+        and the core re-sends them after the confirmation timeout."""
 
     async def housekeeping(self) -> None:
         """Daily upkeep of what the channel keeps on disk (old published files and the like);

@@ -104,11 +104,24 @@ class Dispatcher:
         recovered = await self.database.run(self.outbox.recover_in_flight, self.clock())
         if recovered:
             log.info("resumed %d deliveries that were in flight at the last stop", recovered)
+        for name, slot in self.channels.items():
+            await self._resume_awaiting(name, slot)
         self._tasks.spawn(self._recorder(), name="recorder")
         self._tasks.spawn(self._sweeper(), name="sweeper")
         for name, slot in self.channels.items():
             self._tasks.spawn(self._worker(slot), name=f"worker:{name}")
             self._tasks.spawn(self._confirmation_reader(slot), name=f"confirmations:{name}")
+
+    async def _resume_awaiting(self, name: str, slot: ChannelSlot) -> None:
+        """Hand the channel the deliveries it accepted before the restart and not confirmed."""
+        rows = await self.database.run(self.outbox.awaiting_confirmation, name)
+        try:
+            await slot.channel.resume([await self._outgoing(row) for row in rows])
+        except Exception:
+            log.exception("channel %s could not resume %d accepted deliveries", name, len(rows))
+        else:
+            if rows:
+                log.info("channel %s: %d accepted deliveries tracked again", name, len(rows))
 
     async def stop(self) -> None:
         await self._tasks.close()

@@ -144,6 +144,18 @@ class Outbox:
                 applied += 1
         return applied
 
+    def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
+        """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
+        still active (after a restart, the channel tracks them again)."""
+        rows = self.database.query(
+            "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"
+            " d.idempotency_key, d.expires_at FROM deliveries d"
+            " JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.channel = ? AND d.state = 'accepted' AND a.state = 'active' ORDER BY d.id",
+            (channel,),
+        )
+        return [_claimed(r, r["attempts"]) for r in rows]
+
     def recover_in_flight(self, now: float) -> int:
         """After a restart: deliveries left ``sending`` go back to ``queued`` (same key)."""
         rows = self.database.query("SELECT id FROM deliveries WHERE state = 'sending'")

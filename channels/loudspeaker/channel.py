@@ -19,6 +19,8 @@
 - Box acknowledgements become confirmations: ``accepted``/``started`` are progress,
   ``finished`` confirms, ``failed`` fails with the box's reason (``preempted`` when a
   higher-priority alert cut it off). Those that overtake ``send`` wait for it to return.
+  After a restart, ``resume`` tracks the deliveries still awaiting their box, and the acks
+  boxes repeat on reconnecting confirm them.
 - ``cancel`` sends ``stop`` for the alert; the box's ``failed``/``stopped`` then confirms the
   delivery as stopped on request.
 - ``health`` lists every box: online, transport, last heartbeat, state; ``probe`` checks one
@@ -140,6 +142,8 @@ class LoudspeakerChannel(Channel):
         self._targets_of_box: dict[str, set[str]] = {}
         self._views: dict[str, _BoxView] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        # Acks for commands this run did not send, between ``start`` and ``resume`` (a restart).
+        self._unclaimed: OrderedDict[str, BoxAck] | None = OrderedDict()
         self._pump: asyncio.Task[None] | None = None
         self._returning: set[str] = set()
         self._box_came_back = asyncio.Event()
@@ -389,7 +393,15 @@ class LoudspeakerChannel(Channel):
 
     def _on_ack(self, ack: BoxAck) -> None:
         entry = self._pending.get(ack.cmd_id)
-        if entry is None or entry.box_id != ack.box_id:
+        if entry is None:
+            unclaimed = self._unclaimed
+            if unclaimed is not None:
+                unclaimed[ack.cmd_id] = ack
+                unclaimed.move_to_end(ack.cmd_id)
+                while len(unclaimed) > _PENDING_KEPT:
+                    unclaimed.popitem(last=False)
+            return
+        if entry.box_id != ack.box_id:
             return
         confirmation, final = _confirmation(entry, ack)
         if final:
@@ -398,6 +410,20 @@ class LoudspeakerChannel(Channel):
             self.confirm(confirmation)
         else:
             entry.held.append(confirmation)
+
+    async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
+        """Track the play commands sent before a restart again. The boxes repeat their latest
+        ack when they reconnect (often before this runs): such acks confirm at once."""
+        unclaimed: dict[str, BoxAck] = dict(self._unclaimed or {})
+        self._unclaimed = None
+        for delivery in deliveries:
+            cmd_id = commands.command_id("play", delivery)
+            self._pending[cmd_id] = _Pending(
+                delivery.id, boxes.box_id_of(delivery.target), sent=True
+            )
+            ack = unclaimed.pop(cmd_id, None)
+            if ack is not None:
+                self._on_ack(ack)
 
     async def housekeeping(self) -> None:
         """Delete published audio not used for the core's audio keep time."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +65,14 @@ def box_targets(transport: str) -> list[dict[str, Any]]:
 
 @dataclass
 class SpeakerSystem:
-    """The service, its loudspeaker channel and the simulated boxes."""
+    """The service, its loudspeaker channel and the simulated boxes; ``restart`` stops the
+    server and starts a new one on the same data directory and ports."""
 
     service: BroadcasterService
     channel: LoudspeakerChannel
     fleet: SpeakerFleetSimulator
     box_ids: list[str]
+    restart: Callable[[], Awaitable[None]]
 
     @property
     def county_boxes(self) -> set[str]:
@@ -98,9 +100,10 @@ class SpeakerSystem:
 
 
 def hub_table(transport: str, stack: AsyncExitStack, tmp_path: Path) -> tuple[dict[str, Any], str]:
-    """The channel's transport settings and the URL the boxes use (``{port}``: the hub's)."""
+    """The channel's transport settings and the URL the boxes use."""
     if transport == "tcp":
-        return {"tcp": {"host": "127.0.0.1", "port": 0}}, "tcp://127.0.0.1:{port}"
+        port = free_port()  # fixed, so the boxes find a restarted server
+        return {"tcp": {"host": "127.0.0.1", "port": port}}, f"tcp://127.0.0.1:{port}"
     if transport == "serial":
         modem = NullModem()
         stack.callback(modem.close)
@@ -153,15 +156,23 @@ async def speaker_system(
         port = free_port()
         url = public_url or f"http://127.0.0.1:{port}"
         config = system_config(tmp_path, channel_table | table | settings, targets, url)
-        service = BroadcasterService(config)
-        server = TestServer(make_app(service), host="127.0.0.1", port=port)
-        await server.start_server()
-        stack.push_async_callback(server.close)
-        channel = service.channels["loudspeaker"]
-        assert isinstance(channel, LoudspeakerChannel)
-        assert channel.hub is not None
-        if transport == "tcp":
-            box_url = box_url.format(port=channel.hub.tcp_port)
+        servers: list[TestServer] = []
+
+        async def serve() -> tuple[BroadcasterService, LoudspeakerChannel]:
+            service = BroadcasterService(config)
+            server = TestServer(make_app(service), host="127.0.0.1", port=port)
+            await server.start_server()
+            servers.append(server)
+            channel = service.channels["loudspeaker"]
+            assert isinstance(channel, LoudspeakerChannel) and channel.hub is not None
+            return service, channel
+
+        async def restart() -> None:
+            await servers.pop().close()
+            system.service, system.channel = await serve()
+
+        service, channel = await serve()
+        stack.push_async_callback(lambda: servers.pop().close())
         box_ids = [str(t["address"]) for t in targets]
         work = tmp_path / "boxes"
         (work / "clips").mkdir(parents=True)
@@ -182,7 +193,8 @@ async def speaker_system(
         await fleet.start()
         stack.push_async_callback(fleet.stop)
         await channel.wait_online([b for b in box_ids if b not in impostors], within_s=15)
-        yield SpeakerSystem(service, channel, fleet, box_ids)
+        system = SpeakerSystem(service, channel, fleet, box_ids, restart)
+        yield system
 
 
 @pytest.fixture(params=["tcp", "serial", "mqtt"])

@@ -15,7 +15,7 @@ from broadcaster.cap import MsgType, Status
 from broadcaster.delivery import Target
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker.commands import alert_key
-from tests.core.support import make_alert, wait_until_complete
+from tests.core.support import make_alert, wait_for_deliveries, wait_until_complete
 from tests.loudspeaker.conftest import speaker_system
 
 
@@ -184,3 +184,24 @@ async def _until_attempted(service: BroadcasterService, alert_id: str, box_id: s
                 await changed.wait()
     finally:
         unsubscribe()
+
+
+async def test_what_boxes_finish_while_the_server_restarts_is_confirmed_after_it(
+    tmp_path: Path, transport: str
+) -> None:
+    # A long confirmation timeout: the confirmations must come from the boxes' acks.
+    settings: dict[str, Any] = {"play_seconds": 1.5, "confirm_timeout_seconds": 600}
+    async with speaker_system(tmp_path, transport, **settings) as system:
+        alert = make_alert("across-restart")
+        key = alert_key(alert)
+        result = await system.service.submit(alert, origin="test")
+        await system.wait_playing(key, system.county_boxes)
+        await system.restart()  # the boxes finish while the server is away
+        rows = await wait_for_deliveries(
+            system.service,
+            result.alert_id,
+            lambda rows: all(r["state"] == "confirmed" for r in rows),
+            timeout=20,
+        )
+        assert len(rows) == 3
+        assert system.played(key) == dict.fromkeys(system.county_boxes, 1)
