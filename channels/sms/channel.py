@@ -1,10 +1,13 @@
 """The ``sms`` channel: warnings as SMS to subscriber groups through a pool of GSM modems.
 
-- ``plan``: one delivery per (group, number); ``part`` is the number's place in the group's
-  ``address`` (``channels.sms.groups``). A number already planned in an earlier group of the
-  same alert is not planned twice. An empty group still gets one delivery, which fails with a
-  clear error, so it shows on the delivery board instead of vanishing.
-- ``send``: renders the SMS in the group's language (``channels.sms.message``) and hands it to
+- ``plan``: one delivery per (group, number, language): each of the group's languages the
+  alert has gets its own SMS (a group of Chinese and Mongolian speakers gets both; an alert in
+  none of them, its first language). ``part`` is the number's place in the group's ``address``
+  (``channels.sms.groups``) plus ``LANGUAGE_STRIDE`` times the language's place in the group's
+  languages the alert has. A number already planned in an earlier group of the same alert, in
+  the same language, is not planned twice. An empty group still gets one delivery, which fails
+  with a clear error, so it shows on the delivery board instead of vanishing.
+- ``send``: renders the SMS in the delivery's language (``channels.sms.message``) and hands it to
   ``drivers.gsm.GsmModemPool``: the least-loaded ready modem takes it, a dead modem's message
   moves to the others, transient errors are retried there. Driver errors are mapped onto the
   core's tree: invalid number → TargetRejectedError, too long → UnsupportedError, other
@@ -82,6 +85,10 @@ from drivers.gsm.simulator import AtModemSimulator, ModemSimulatorConfig
 from drivers.gsm.simulator_network import SimulatedNetwork
 
 log = logging.getLogger(__name__)
+
+LANGUAGE_STRIDE = 10_000
+"""``part`` = the number's place in its group + this × the language's place: a group holds
+fewer numbers, and the first language keeps the plain place."""
 
 MIN_VALIDITY = timedelta(minutes=5)
 RECORD_NAME = "submissions.sqlite3"
@@ -255,26 +262,38 @@ class SmsChannel(Channel):
         self, message: AlertMessage, candidates: Sequence[Target]
     ) -> Sequence[PlannedDelivery]:
         planned: list[PlannedDelivery] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for group in candidates:
             entries = group_entries(group)
             if not entries:
                 planned.append(PlannedDelivery(target=group))
                 continue
+            if len(entries) >= LANGUAGE_STRIDE:
+                planned.append(PlannedDelivery(target=group))  # fails, naming the limit
+                continue
+            texts = message.rendition.for_languages(group.languages)
             for entry in entries:
-                if entry.number is not None:
-                    if entry.number in seen:
-                        continue
-                    seen.add(entry.number)
-                planned.append(PlannedDelivery(target=group, part=entry.part))
+                for index, text in enumerate(texts):
+                    if entry.number is not None:
+                        if (entry.number, text.language) in seen:
+                            continue
+                        seen.add((entry.number, text.language))
+                    part = entry.part + LANGUAGE_STRIDE * index
+                    planned.append(PlannedDelivery(target=group, part=part))
         return planned
 
     def recipient(self, target: Target, part: int) -> GroupEntry:
         """The group entry a delivery is for; TargetRejectedError if there is none."""
+        part %= LANGUAGE_STRIDE
         entries = group_entries(target)
         label = f"group {target.id} ({target.name})"
         if not entries:
             raise TargetRejectedError(f"{label} has no numbers; nothing sent")
+        if len(entries) >= LANGUAGE_STRIDE:
+            raise TargetRejectedError(
+                f"{label} has {len(entries)} numbers, over {LANGUAGE_STRIDE - 1} in one group:"
+                " split it; nothing sent"
+            )
         if part == 0:
             if len(entries) > 1:
                 raise TargetRejectedError(
@@ -290,10 +309,16 @@ class SmsChannel(Channel):
             raise TargetRejectedError(f"{label}, entry {entry.part}: {entry.error}; nothing sent")
         return entry
 
-    def render(self, message: AlertMessage, languages: Sequence[str]) -> SmsText:
-        """The SMS for ``message`` in the first of ``languages`` the alert has."""
+    def render(self, message: AlertMessage, languages: Sequence[str], index: int = 0) -> SmsText:
+        """The SMS for ``message`` in the ``index``-th of ``languages`` the alert has (the
+        first text of the alert when it has none of them); UnsupportedError past the last."""
         texts = message.rendition.for_languages(tuple(languages))
-        text = texts[0]
+        if index >= len(texts):
+            raise UnsupportedError(
+                f"the alert has {len(texts)} of the languages {', '.join(languages)}, not a"
+                f" language #{index + 1}"
+            )
+        text = texts[index]
         return render_sms(
             text,
             template=self.settings.template_for(text.language),
@@ -312,7 +337,9 @@ class SmsChannel(Channel):
             raise DeviceUnavailableError(f"channel {self.name} is not running")
         entry = self.recipient(delivery.target, delivery.part)
         number = entry.number or ""
-        sms = self.render(delivery.message, delivery.target.languages)
+        sms = self.render(
+            delivery.message, delivery.target.languages, delivery.part // LANGUAGE_STRIDE
+        )
         if sms.segments > self.settings.segment_limit:
             raise UnsupportedError(
                 f"the SMS takes {sms.segments} segments, over segment_limit"

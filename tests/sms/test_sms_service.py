@@ -196,6 +196,39 @@ async def test_gsm7_ucs2_and_surrogate_pairs_arrive_exactly_as_rendered(
         assert received[number] == [english.text] and codings[number] == {"gsm"}
 
 
+async def test_a_bilingual_group_gets_each_language_the_alert_has_once_per_number(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0", ModemSimulatorFaults(cmgs_delay=0.005))
+    both, chinese_only = numbers(0, 2), numbers(0, 1) + numbers(200, 1)
+    groups = [
+        group("herders", both, languages=["zh-CN", "en"]),
+        # The first number is in both groups: its Chinese SMS is not sent twice.
+        group("officials", chinese_only),
+    ]
+    modems = [modem_table("m0", simulator.device_path)]
+    config = make_config(tmp_path, {"sms": sms_channel_table(modems)}, groups)
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-bilingual"), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
+        rows = await deliveries(service, result.alert_id)
+        message = await service.dispatcher.message(result.alert_id)
+        chinese = sms_channel(service).render(message, ("zh-CN",))
+        english = sms_channel(service).render(message, ("en",))
+        chinese_only_alert = await service.submit(make_alert("sms-zh-only"), origin="test")
+        only = await wait_until_complete(service, chinese_only_alert.alert_id, timeout=30)
+
+    assert summary == {"sms": {"confirmed": 5}}
+    assert sorted(r["part"] for r in rows if r["target_id"] == "herders") == [1, 2, 10001, 10002]
+    received = received_messages(network.records)
+    for number in both:
+        texts = [t for t in received[number] if t in (chinese.text, english.text)]
+        assert sorted(texts) == sorted([chinese.text, english.text])
+    assert [t for t in received[numbers(200, 1)[0]] if t == chinese.text] == [chinese.text]
+    # An alert in Chinese alone: one SMS per number, in Chinese.
+    assert only == {"sms": {"confirmed": 3}}
+
+
 async def test_temporary_reports_stay_pending_and_permanent_ones_fail(
     make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
 ) -> None:
