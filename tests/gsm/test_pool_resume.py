@@ -112,8 +112,10 @@ async def test_reports_stored_by_the_modem_while_no_pool_ran_reach_a_watching_po
     simulator = make_simulator("sim0")
     network.report_delay = 3600  # no report while the first pool runs
     async with running_pool([simulator], modem_settings=REPORTING) as pool:
-        submission = await pool.send(NUMBER, CHINESE, reference="d/1")
+        # The unwatched one first: stored reports are deleted in order, each before it is
+        # handed on, so once the last watched report is seen, none is left on the modem.
         other = await pool.send("+8613800000099", "unwatched", reference="x/1")
+        submission = await pool.send(NUMBER, CHINESE, reference="d/1")
     for record in network.records:  # the network answers while nobody listens: the modem keeps them
         simulator.emit_report(record, 0x00)
     assert len(simulator.stored_reports) == 4
