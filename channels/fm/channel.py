@@ -26,7 +26,8 @@ transmitter did what was asked. One that arrives before the alert is on air keep
 the air, and the core records the delivery ``cancelled``. Alerts are serialised per encoder
 and a higher-priority alert preempts a lower one (:mod:`channels.fm.transmitter`). Encoders
 that a crash or a shutdown left with an alert possibly up are restored when the channel
-starts again (:mod:`channels.fm.restore`). ``simulate = true`` (demos) serves transmitters
+starts again (:mod:`channels.fm.restore`), and the alerts cut off that way air again
+(``resume``). ``simulate = true`` (demos) serves transmitters
 without an encoder by in-process simulators and writes the audio in real time to
 ``<data dir>/fm-<channel>/played/``.
 """
@@ -50,6 +51,8 @@ from broadcaster.channel import (
     ChannelContext,
     ChannelHealth,
     ChannelPreview,
+    Confirmation,
+    ConfirmationOutcome,
     OutgoingDelivery,
     ProbeResult,
     SendOutcome,
@@ -270,6 +273,19 @@ class FmChannel(Channel):
         for link in list(self._links.values()):
             if await link.stop(delivery.id, reason, as_asked=True):
                 return
+
+    async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
+        """Alerts that were on air when the server stopped were cut off (the encoders are put
+        back to normal at start): each is queued to air again, until it expires."""
+        for delivery in deliveries:
+            self.confirm(
+                Confirmation(
+                    delivery.id,
+                    ConfirmationOutcome.RETRY,
+                    "cut off on air by a server restart; it airs again",
+                    retry_after=0.0,
+                )
+            )
 
     # -- checks and preview ------------------------------------------------------------
 

@@ -245,6 +245,27 @@ async def test_restart_restores_an_encoder_an_earlier_run_left_in_alert_state(
     assert (journal / "garbage.bad").exists(), "an unreadable journal file is set aside"
 
 
+async def test_an_alert_cut_off_by_a_server_restart_airs_again_after_it(
+    tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    config = fm_config(tmp_path, fm_table(sink, {TRANSMITTER: url}, readrate=8.0))
+    async with running(config) as service:
+        submitted = await service.submit(make_alert("fm-cut"), origin="test")
+        await wait_for_deliveries(
+            service, submitted.alert_id, lambda rows: rows[0]["state"] == "accepted"
+        )
+        assert _on_air(simulator.state)
+    # The server stopped mid-air; the delivery is still "accepted" in the store.
+    async with running(config) as service:
+        summary = await wait_until_complete(service, submitted.alert_id, timeout=30)
+        (delivery,) = await _deliveries(service, submitted.alert_id)
+        events = await service.database.run(service.outbox.events, delivery["id"])
+    assert summary == {"fm": {"confirmed": 1}}
+    assert any("cut off on air by a server restart" in (e["detail"] or "") for e in events)
+    assert simulator.state == NORMAL
+
+
 async def test_cancel_before_the_alert_is_on_air_keeps_it_off_the_air(
     tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
 ) -> None:
