@@ -1,21 +1,14 @@
-"""Test equipment for the MQTT client: a paho-mqtt peer bridged to asyncio, a TLS certificate
-for 127.0.0.1, and a hostile TCP peer that answers CONNECT with whatever a test scripts (the
-broker is :class:`drivers.mqtt.testing.MosquittoBroker`)."""
+"""Test equipment for the MQTT client: a paho-mqtt peer bridged to asyncio, and a hostile TCP
+peer that answers CONNECT with whatever a test scripts (the broker is
+:class:`drivers.mqtt.testing.MosquittoBroker`)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any, Self
 
 import paho.mqtt.client as paho
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 
 class PahoPeer:
@@ -71,39 +64,6 @@ class PahoPeer:
 
     async def next_message(self, timeout_s: float = 5.0) -> tuple[str, bytes, bool, int]:
         return await asyncio.wait_for(self.messages.get(), timeout_s)
-
-
-def loopback_certificate(work_dir: Path) -> tuple[Path, Path, bytes]:
-    """A self-signed certificate for 127.0.0.1: (cert file, key file, cert PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "broker.test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_file, key_file = work_dir / "broker.crt", work_dir / "broker.key"
-    cert_file.write_bytes(cert_pem)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file, cert_pem
 
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

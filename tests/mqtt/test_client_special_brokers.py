@@ -11,7 +11,7 @@ import pytest
 
 from drivers.mqtt import MqttClient, MqttConnectionError, MqttRefusedError
 from drivers.mqtt.testing import MosquittoBroker, password_listener
-from tests.mqtt.support import loopback_certificate
+from tests.signing import loopback_tls_files
 
 
 async def test_a_killed_broker_fails_the_pending_publish_and_wait_closed(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ async def test_right_credentials_connect(
 
 
 async def test_tls_with_a_trusted_self_signed_certificate(tmp_path: Path) -> None:
-    cert_file, key_file, cert_pem = loopback_certificate(tmp_path)
+    cert_file, key_file, cert_pem = loopback_tls_files(tmp_path)
     trusting = ssl.create_default_context(cadata=cert_pem.decode())
     with MosquittoBroker(
         tmp_path, f"allow_anonymous true\ncertfile {cert_file}\nkeyfile {key_file}\n"

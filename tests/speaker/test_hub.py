@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from drivers.mqtt import MqttClient
 from drivers.speaker.codec import encode_box_message
@@ -40,6 +35,7 @@ from drivers.speaker.tcp_options import enable_keepalive
 from drivers.speaker.testing import HubEventRecorder, MosquittoBroker, NullModem, free_port
 from drivers.speaker.topics import SpeakerTopics
 from drivers.speaker.uplinks import SerialBoxLine
+from tests.signing import loopback_tls_files
 
 SECRET = b"hub-test-fleet-secret-0123456789"
 KEY = b"k" * 32
@@ -155,39 +151,8 @@ async def test_unreachable_broker_and_busy_port_are_connection_errors() -> None:
             await SpeakerHub(SpeakerHubConfig(tcp=taken)).start()
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_boxes_connect_over_tls(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key, _ = loopback_tls_files(tmp_path)
     with pytest.raises(SpeakerConfigError, match="certificate"):
         server_tls_context(key, key)
     context = server_tls_context(cert, key)
