@@ -1,10 +1,12 @@
-"""Shared test infrastructure: paths to the shared CAP corpus and a thread-leak check.
+"""Shared test infrastructure: paths to the shared CAP corpus, a thread-leak check, and the
+``processes`` fixture for tests that start real server processes.
 
 Async leaks (tasks) are checked where services are stopped: see ``tests/core/support.py``.
 """
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,3 +38,14 @@ def no_leaked_threads() -> Iterator[None]:
         if thread.is_alive():
             leaked.add(thread.name)
     assert not leaked, f"test leaked threads: {sorted(leaked)}"
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts (crash tests); any still running at its end is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)

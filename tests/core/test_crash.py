@@ -6,60 +6,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from broadcaster.cap.serialize import to_xml
+from drivers.mqtt.testing import free_port
 from tests.conftest import REPO
 from tests.core.receiver import SECRET
 from tests.core.support import make_alert, village_targets
+from tests.processes import api, wait_http, wait_until
 
 TOKEN = "crash-test-token-42"
 TARGETS = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
-
-
-def _api(base: str, path: str, data: bytes | None = None) -> dict:  # type: ignore[type-arg]
-    request = urllib.request.Request(
-        base + path,
-        data=data,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cap+xml"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 def _lines(path: Path) -> list[str]:
@@ -68,7 +29,7 @@ def _lines(path: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
-    hook_port, api_port = _free_port(), _free_port()
+    hook_port, api_port = free_port(), free_port()
     received = tmp_path / "received.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     processes.append(
@@ -113,7 +74,7 @@ concurrency = 4
     base = f"http://127.0.0.1:{api_port}"
     server = subprocess.Popen(serve, cwd=REPO, env=env)
     processes.append(server)
-    _wait_http(base + "/healthz")
+    wait_http(base + "/healthz")
     alert_file = tmp_path / "alert.xml"
     alert_file.write_bytes(to_xml(make_alert()))
     sent = subprocess.run(
@@ -137,9 +98,7 @@ concurrency = 4
     )
     alert_id = json.loads(sent.stdout)["id"]
 
-    deadline = time.monotonic() + 20
-    while len(_lines(received)) < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(_lines(received)) >= 8, "eight deliveries before the kill")
     server.send_signal(signal.SIGKILL)
     server.wait(timeout=10)
     delivered_before = len(set(_lines(received)))
@@ -147,14 +106,13 @@ concurrency = 4
 
     restarted = subprocess.Popen(serve, cwd=REPO, env=env)
     processes.append(restarted)
-    _wait_http(base + "/healthz")
-    body: dict = {}  # type: ignore[type-arg]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body = _api(base, f"/api/v1/alerts/{alert_id}/deliveries")
-        if body["complete"]:
-            break
-        time.sleep(0.2)
+    wait_http(base + "/healthz")
+    deliveries = f"/api/v1/alerts/{alert_id}/deliveries"
+    body = wait_until(
+        lambda: (b := api(base, deliveries, TOKEN))["complete"] and b,
+        "every delivery settled",
+        timeout=60,
+    )
     assert body["summary"] == {"hook": {"confirmed": TARGETS}}, body["summary"]
     keys = _lines(received)
     expected = {d["idempotency_key"] for d in body["deliveries"]}

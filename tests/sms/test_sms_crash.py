@@ -12,58 +12,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broadcaster.cap.serialize import to_xml
 from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
+from drivers.mqtt.testing import free_port
 from tests.conftest import REPO
+from tests.processes import api, wait_until
 
 from .conftest import SimulatorFactory
 from .oracle import received_messages
 from .test_sms_service import bilingual_alert, group, numbers
 
 TOKEN = "sms-crash-token-7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def api(base: str, path: str, data: bytes | None = None) -> Any:
-    request = urllib.request.Request(
-        base + path,
-        data=data,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/cap+xml"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait_until(check: Any, what: str, timeout: float = 20) -> Any:
-    """Poll another process's state (an HTTP answer, its database file) until ``check`` holds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except (OSError, sqlite3.Error):
-            found = None
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{what} never happened")
 
 
 def recorded_segments(path: Path) -> int:
@@ -73,22 +41,12 @@ def recorded_segments(path: Path) -> int:
     return count
 
 
-@pytest.fixture
-def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
 @pytest.mark.slow
 def test_sigkill_between_segments_sends_nothing_twice_and_late_reports_confirm(
     make_simulator: SimulatorFactory,
     network: SimulatedNetwork,
     tmp_path: Path,
-    servers: list[subprocess.Popen[bytes]],
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     simulator = make_simulator("sim0")
     network.report_delay = 3600  # reports only when the test says so
@@ -134,13 +92,13 @@ reconnect_interval_seconds = 0.05
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     base = f"http://127.0.0.1:{port}"
     health = base + "/healthz"
-    servers.append(subprocess.Popen(serve, cwd=REPO, env=env))
+    processes.append(subprocess.Popen(serve, cwd=REPO, env=env))
     wait_until(lambda: urllib.request.urlopen(health, timeout=1), "the first start")
-    alert_id = api(base, "/api/v1/alerts", to_xml(bilingual_alert("sms-sigkill")))["id"]
+    alert_id = api(base, "/api/v1/alerts", TOKEN, to_xml(bilingual_alert("sms-sigkill")))["id"]
     record = data_dir / "sms-sms" / "submissions.sqlite3"
     wait_until(lambda: recorded_segments(record) == 4, "the fourth segment's record")
-    servers[0].send_signal(signal.SIGKILL)
-    servers[0].wait(timeout=10)
+    processes[0].send_signal(signal.SIGKILL)
+    processes[0].wait(timeout=10)
 
     before = network.records
     assert len(before) == 4 and before[0].number == before[2].number != before[3].number
@@ -150,17 +108,17 @@ reconnect_interval_seconds = 0.05
     network.listeners.clear()
     network.report_delay = 0.1  # what is sent from now on is reported at once
     simulator.faults.stall = False
-    servers.append(subprocess.Popen(serve, cwd=REPO, env=env))
+    processes.append(subprocess.Popen(serve, cwd=REPO, env=env))
     wait_until(lambda: urllib.request.urlopen(health, timeout=1), "the restart")
     simulator.emit_report(before[3], 0x00)  # a late report for a segment of the killed run
 
     body = wait_until(
-        lambda: (b := api(base, f"/api/v1/alerts/{alert_id}/deliveries"))["complete"] and b,
+        lambda: (b := api(base, f"/api/v1/alerts/{alert_id}/deliveries", TOKEN))["complete"] and b,
         "completion",
         timeout=30,
     )
-    servers[1].send_signal(signal.SIGTERM)
-    assert servers[1].wait(timeout=20) == 0
+    processes[1].send_signal(signal.SIGTERM)
+    assert processes[1].wait(timeout=20) == 0
 
     assert body["summary"] == {"sms": {"confirmed": 3}}, body["summary"]
     records = network.records

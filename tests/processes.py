@@ -1,0 +1,45 @@
+"""Real server processes for crash tests: wait for another process's state and call a running
+server's API with a token (the ``processes`` fixture in ``tests/conftest.py`` kills what a test
+started)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 20) -> T:
+    """Poll another process's state (an HTTP answer, its database file) until ``check`` gives
+    something true; connection and database errors count as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except (OSError, sqlite3.Error):  # the other process is not there yet
+            found = None
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{what} never happened")
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    """Wait until ``url`` answers."""
+    wait_until(lambda: urllib.request.urlopen(url, timeout=1), f"{url} answering", timeout)
+
+
+def api(base: str, path: str, token: str, data: bytes | None = None) -> Any:
+    """GET (or, with ``data``, POST a CAP document to) a server's API; the parsed answer."""
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/cap+xml"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
