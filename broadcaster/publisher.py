@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,8 +71,10 @@ def warning_level(info: Info | None) -> Level:
     return _LEVEL_BY_SEVERITY.get(info.severity, Level.NONE)
 
 
+@functools.lru_cache(maxsize=256)
 def hazard_of(event: str) -> str:
-    """The clip-library hazard for an event name ("generic" when none fits)."""
+    """The clip-library hazard for an event name ("generic" when none fits); cached, since
+    channels ask it once per delivery."""
     lowered = event.lower()
     for hazard, words in _HAZARDS:
         if any(word in lowered for word in words):
