@@ -73,6 +73,11 @@ class IntakeResult:
     in_flight: list[InFlight] = field(default_factory=list)
 
 
+def _broadcasts(alert: Alert) -> bool:
+    """Whether the alert goes out on the channels (the others are stored but held)."""
+    return alert.status in _BROADCAST_STATUSES and alert.msg_type in _BROADCAST_TYPES
+
+
 def alert_id_for(sender: str, identifier: str, sent: str) -> str:
     """The stable store id of an alert: the same triple always gives the same id."""
     digest = hashlib.sha256(f"{sender}\n{identifier}\n{sent}".encode()).hexdigest()
@@ -119,8 +124,9 @@ class Intake:
     ) -> IntakeResult:
         """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
 
-        With ``requested_by``, an alert that would be broadcast is stored held, awaiting a
-        second officer's approval (:meth:`approve`); nothing is planned until then.
+        With ``requested_by``, an alert that would be broadcast, or that cancels or updates
+        another, is stored awaiting a second officer's approval (:meth:`approve`); nothing is
+        planned, cancelled or superseded until then.
         """
         parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data)
         alert = parsed.alert
@@ -139,13 +145,14 @@ class Intake:
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
         record = self._record(alert_id, parsed, now, wanted, origin)
-        pending = requested_by is not None and record.state == "active"
-        if pending:
+        supersede = _SUPERSEDES.get(alert.msg_type)
+        # Whatever would broadcast, or cancel or supersede another alert, waits for approval.
+        pending = requested_by is not None and (record.state == "active" or supersede is not None)
+        if pending and record.state == "active":
             record = replace(record, state="held")
         deliveries: list[NewDelivery] = []
         if record.state == "active":
             deliveries = await self._plan(self._message(record, alert), wanted, references)
-        supersede = _SUPERSEDES.get(alert.msg_type)
         created, in_flight = await self.database.run(
             self.alerts.insert,
             record,
@@ -210,11 +217,18 @@ class Intake:
             raise ApprovalError(f"no alert {alert_id}")
         if record.expires_at <= now:
             raise ApprovalError(f"alert {alert_id} has expired; it can no longer be sent")
-        record = replace(record, effective_at=max(record.effective_at, now), state="active")
         alert = from_json(record.document)
+        broadcast = _broadcasts(alert)
+        record = replace(
+            record,
+            effective_at=max(record.effective_at, now),
+            state="active" if broadcast else "held",
+        )
         references = await self.database.run(self.alerts.references_of, alert_id)
-        deliveries = await self._plan(
-            self._message(record, alert), list(record.channels), references
+        deliveries = (
+            await self._plan(self._message(record, alert), list(record.channels), references)
+            if broadcast
+            else []
         )
         supersede = _SUPERSEDES.get(alert.msg_type)
         in_flight = await self.database.run(
@@ -235,7 +249,7 @@ class Intake:
         return IntakeResult(
             alert_id=alert_id,
             created=False,
-            state="active",
+            state=record.state,
             planned=planned,
             stopped_alerts=[r.alert_id for r in references if r.alert_id] if supersede else [],
             in_flight=in_flight,
@@ -283,7 +297,7 @@ class Intake:
         )
         if expires <= now:
             state = "expired"
-        elif alert.status in _BROADCAST_STATUSES and alert.msg_type in _BROADCAST_TYPES:
+        elif _broadcasts(alert):
             state = "active"
         else:
             state = "held"

@@ -236,8 +236,13 @@ class BroadcasterService:
         await self.intake.reject(alert_id, by=by, reason=reason)
         self._notify()
 
-    async def cancel(self, alert_id: str, *, reason: str, origin: str) -> IntakeResult:
-        """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert)."""
+    async def cancel(
+        self, alert_id: str, *, reason: str, origin: str, requested_by: str | None = None
+    ) -> IntakeResult:
+        """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert).
+
+        With ``requested_by`` the Cancel waits for a second party's approval, like an alert.
+        """
         document = await self.database.run(self.alerts.document, alert_id)
         record = await self.database.run(self.alerts.get, alert_id)
         if document is None or record is None:
@@ -257,7 +262,9 @@ class BroadcasterService:
             references=[original.reference],
             incidents=original.incidents,
         )
-        return await self.submit(cancel, origin=origin, channels=list(record["channels"]))
+        return await self.submit(
+            cancel, origin=origin, channels=list(record["channels"]), requested_by=requested_by
+        )
 
     async def health(self) -> dict[str, ChannelHealth]:
         result = {}

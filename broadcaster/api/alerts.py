@@ -5,9 +5,11 @@
   201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
   every problem (path, rule, message) for an invalid one, which is not stored.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
-- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
+- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel; from a
+  client whose token ``requires_approval`` the Cancel waits for approval like its alerts.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
-  /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``.
+  /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``;
+  such a client may not approve or reject (403), its own alerts or anyone else's.
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
   bool, "deliveries": [...]}``, filterable by ``state``, paged by ``limit``/``offset``.
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
@@ -20,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcaster.api.auth import audit_client, refuse_first_party
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
-from broadcaster.audit import AuditLog
 from broadcaster.cap import Problem
 from broadcaster.errors import ApprovalError, CapError, StoreError
 from broadcaster.intake import IntakeResult
@@ -49,13 +51,6 @@ def _result_json(result: IntakeResult) -> dict[str, Any]:
         "planned": result.planned,
         "warnings": [problem_json(p) for p in result.warnings],
     }
-
-
-async def _audit(request: web.Request, action: str, subject: str, detail: dict[str, Any]) -> None:
-    """Record an API client's action in the hash-chained audit log."""
-    service = request.app[SERVICE]
-    audit = AuditLog(service.database, service.clock)
-    await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
 
 
 def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Response:
@@ -96,11 +91,11 @@ async def submit_alert(request: web.Request) -> web.Response:
             data, origin=f"api:{client}", channels=channels, requested_by=requested_by
         )
     except CapError as exc:
-        await _audit(request, "alert.submit.refused", "", {"error": str(exc)})
+        await audit_client(request, "alert.submit.refused", "", {"error": str(exc)})
         return _bad_request(str(exc), exc.problems)
     if result.created:
         action = "alert.draft" if result.state == "pending" else "alert.send"
-        await _audit(request, action, result.alert_id, {"planned": result.planned})
+        await audit_client(request, action, result.alert_id, {"planned": result.planned})
     return web.json_response(_result_json(result), status=201 if result.created else 200)
 
 
@@ -140,17 +135,20 @@ async def cancel_alert(request: web.Request) -> web.Response:
         if isinstance(body, dict) and isinstance(body.get("reason"), str):
             reason = body["reason"].strip() or reason
     if record["state"] not in ("active", "held"):
-        return web.json_response(
-            {"error": f"alert is {record['state']}; only active alerts can be cancelled"},
-            status=409,
-        )
+        error = f"alert is {record['state']}; only active alerts can be cancelled"
+        await audit_client(request, "alert.cancel.refused", record["id"], {"error": error})
+        return web.json_response({"error": error}, status=409)
+    client = f"api:{request[CLIENT]}"
+    requested_by = client if request[NEEDS_APPROVAL] else None
     try:
-        result = await service.cancel(record["id"], reason=reason, origin=f"api:{request[CLIENT]}")
+        result = await service.cancel(
+            record["id"], reason=reason, origin=client, requested_by=requested_by
+        )
     except (CapError, StoreError) as exc:
+        await audit_client(request, "alert.cancel.refused", record["id"], {"error": str(exc)})
         return _bad_request(str(exc), getattr(exc, "problems", None))
-    await _audit(
-        request, "alert.cancel", record["id"], {"cancel": result.alert_id, "reason": reason}
-    )
+    action = "alert.cancel.draft" if result.state == "pending" else "alert.cancel"
+    await audit_client(request, action, record["id"], {"cancel": result.alert_id, "reason": reason})
     return web.json_response(_result_json(result), status=201)
 
 
@@ -171,13 +169,14 @@ async def _reason(request: web.Request) -> str:
 async def approve_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
+    await refuse_first_party(request, "alert.approve", record["id"])
     reason = await _reason(request)
     try:
         result = await service.approve(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
     except ApprovalError as exc:
-        await _audit(request, "alert.approve.refused", record["id"], {"error": str(exc)})
+        await audit_client(request, "alert.approve.refused", record["id"], {"error": str(exc)})
         return web.json_response({"error": str(exc)}, status=403)
-    await _audit(request, "alert.approve", record["id"], {"reason": reason})
+    await audit_client(request, "alert.approve", record["id"], {"reason": reason})
     return web.json_response(_result_json(result))
 
 
@@ -185,13 +184,14 @@ async def approve_alert(request: web.Request) -> web.Response:
 async def reject_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
+    await refuse_first_party(request, "alert.reject", record["id"])
     reason = await _reason(request)
     try:
         await service.reject(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
     except ApprovalError as exc:
-        await _audit(request, "alert.reject.refused", record["id"], {"error": str(exc)})
+        await audit_client(request, "alert.reject.refused", record["id"], {"error": str(exc)})
         return web.json_response({"error": str(exc)}, status=403)
-    await _audit(request, "alert.reject", record["id"], {"reason": reason})
+    await audit_client(request, "alert.reject", record["id"], {"reason": reason})
     return web.json_response({"id": record["id"], "state": "rejected"})
 
 

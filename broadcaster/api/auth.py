@@ -4,21 +4,29 @@ Tokens come from ``[[api.tokens]]`` in the configuration, from the environment v
 ``BROADCASTER_API_TOKEN``, and from the tokens admins issue (and revoke) in the console. When
 none is configured, a random token is generated on first start and written to
 ``<data dir>/api-token`` (mode 0600); only its path is logged, never the token.
+
+A client whose token ``requires_approval`` is one party of the two-person rule: its alerts and
+cancels wait for a second party, and :func:`refuse_first_party` turns away what would let it
+act alone (deciding approvals, changing or running scheduled broadcasts). Every such action,
+allowed or refused, goes to the audit log (:func:`audit_client`).
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL
+from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
+from broadcaster.audit import AuditLog
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.config import Config, Secret
 
@@ -94,3 +102,25 @@ def bearer_middleware(
         return await handler(request)
 
     return middleware
+
+
+async def audit_client(
+    request: web.Request, action: str, subject: str, detail: dict[str, Any] | None = None
+) -> None:
+    """Record an API client's action in the hash-chained audit log (actor ``api:<client>``)."""
+    service = request.app[SERVICE]
+    audit = AuditLog(service.database, service.clock)
+    await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
+
+
+async def refuse_first_party(request: web.Request, action: str, subject: str) -> None:
+    """Raise 403 (audited as ``<action>.refused``) if the client's alerts wait for approval.
+
+    Such a client is the first party of the two-person rule: it may not be the second one
+    (approve or reject), nor change or run what broadcasts without a second one (schedules).
+    """
+    if not request[NEEDS_APPROVAL]:
+        return
+    error = "this API token's alerts need approval; it cannot do this alone"
+    await audit_client(request, f"{action}.refused", subject, {"error": error})
+    raise web.HTTPForbidden(text=json.dumps({"error": error}), content_type="application/json")

@@ -1,7 +1,9 @@
 """HTTP API of scheduled tests, their reports, link checks and notices (for admins and the console).
 
 All under the API's bearer authentication; the acting client's name is recorded as the author
-of each change.
+of each change, and every change and run, done or refused, goes to the audit log. A scheduled
+run broadcasts without a second party, so a client whose token ``requires_approval`` may read
+schedules but not create, change, delete or run them (403).
 
 ====================================  =======================================================
 ``GET /api/v1/schedules``             every schedule: definition, source, next run, running run
@@ -25,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcaster.api.auth import audit_client, refuse_first_party
 from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.errors import StoreError
 from broadcaster.scheduler.config import (
@@ -48,6 +51,10 @@ def _error(status: int, message: str, problems: list[str] | None = None) -> web.
     if problems is not None:
         body["problems"] = problems
     return web.json_response(body, status=status)
+
+
+async def _refused(request: web.Request, action: str, subject: str, exc: Exception) -> None:
+    await audit_client(request, f"{action}.refused", subject, {"error": str(exc)})
 
 
 def _schedule_error(exc: ScheduleError) -> web.Response:
@@ -97,14 +104,20 @@ async def list_schedules(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/schedules")
 async def create_schedule(request: web.Request) -> web.Response:
+    await refuse_first_party(request, "schedule.create", "")
     body = await _json_object(request)
     scheduler = _operations(request).scheduler
+    name = str(body.get("name", ""))
     try:
         schedule = await scheduler.create(body, by=request[CLIENT])
     except ScheduleError as exc:
+        await _refused(request, "schedule.create", name, exc)
         return _schedule_error(exc)
     except StoreError as exc:
+        await _refused(request, "schedule.create", name, exc)
         return _error(409, str(exc))
+    definition = schedule.model_dump(mode="json")
+    await audit_client(request, "schedule.create", schedule.name, {"schedule": definition})
     return web.json_response(await scheduler.schedule(schedule.name), status=201)
 
 
@@ -119,31 +132,45 @@ async def get_schedule(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/schedules/{name}")
 async def update_schedule(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await refuse_first_party(request, "schedule.update", name)
     body = await _json_object(request)
     scheduler = _operations(request).scheduler
-    name = request.match_info["name"]
     try:
-        await scheduler.update(name, body, by=request[CLIENT])
+        schedule = await scheduler.update(name, body, by=request[CLIENT])
     except ScheduleError as exc:
+        await _refused(request, "schedule.update", name, exc)
         return _schedule_error(exc)
+    definition = schedule.model_dump(mode="json")
+    await audit_client(
+        request, "schedule.update", name, {"changed": sorted(body), "schedule": definition}
+    )
     return web.json_response(await scheduler.schedule(name))
 
 
 @routes.delete("/api/v1/schedules/{name}")
 async def delete_schedule(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await refuse_first_party(request, "schedule.delete", name)
     try:
-        await _operations(request).scheduler.delete(request.match_info["name"])
+        await _operations(request).scheduler.delete(name)
     except ScheduleError as exc:
+        await _refused(request, "schedule.delete", name, exc)
         return _schedule_error(exc)
-    return web.json_response({"deleted": request.match_info["name"]})
+    await audit_client(request, "schedule.delete", name)
+    return web.json_response({"deleted": name})
 
 
 @routes.post("/api/v1/schedules/{name}/run")
 async def run_schedule(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await refuse_first_party(request, "schedule.run", name)
     try:
-        run_id = await _operations(request).scheduler.run_now(request.match_info["name"])
+        run_id = await _operations(request).scheduler.run_now(name)
     except ScheduleError as exc:
+        await _refused(request, "schedule.run", name, exc)
         return _schedule_error(exc)
+    await audit_client(request, "schedule.run", name, {"run_id": run_id})
     return web.json_response({"run_id": run_id}, status=202)
 
 

@@ -193,7 +193,8 @@ class AlertTable:
         reason: str,
         now: float,
     ) -> list[InFlight] | None:
-        """Approve a pending alert: make it active and plan its deliveries, in one transaction.
+        """Approve a pending alert: give it ``record.state`` (active, or held for one that is
+        not broadcast) and plan its deliveries, in one transaction.
 
         Returns None if the alert was no longer pending (decided meanwhile).
         """
@@ -206,8 +207,8 @@ class AlertTable:
             if not decided:
                 return None
             conn.execute(
-                "UPDATE alerts SET state = 'active', effective_at = ? WHERE id = ?",
-                (record.effective_at, record.id),
+                "UPDATE alerts SET state = ?, effective_at = ? WHERE id = ?",
+                (record.state, record.effective_at, record.id),
             )
             self._event(conn, record.id, now, "approved", f"by {by}: {reason}")
             return self._activate(conn, record, references, deliveries, supersede, now)

@@ -147,6 +147,17 @@ def make_config(
     return parse_config(data, base_dir=tmp_path, source=None)
 
 
+FEED_TOKEN = {"name": "feed", "token": "feed-token-123", "requires_approval": True}
+"""An API client whose alerts wait for an officer's approval."""
+DUTY_TOKEN = {"name": "duty", "token": "duty-token-456"}
+"""A trusted API client."""
+
+
+def with_api_tokens(config: Config, *tokens: dict[str, Any]) -> Config:
+    """``config`` with these ``[[api.tokens]]``."""
+    return config.model_copy(update={"api": config.api.model_validate({"tokens": list(tokens)})})
+
+
 @asynccontextmanager
 async def running(
     config: Config, data_dir: Path | None = None

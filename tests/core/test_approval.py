@@ -16,12 +16,15 @@ from broadcaster.config import ApprovalConfig
 from broadcaster.errors import ApprovalError
 from broadcaster.service import BroadcasterService
 from tests.core.support import (
+    DUTY_TOKEN,
+    FEED_TOKEN,
     RecordingChannel,
     make_alert,
     make_config,
     running,
     village_targets,
     wait_until_complete,
+    with_api_tokens,
 )
 
 CHANNELS = {"rec": {"type": "tests.core.support:RecordingChannel"}}
@@ -93,12 +96,7 @@ async def test_a_pending_cancel_does_not_cancel_until_approved(tmp_path: Path) -
 
 async def test_api_clients_that_require_approval(tmp_path: Path) -> None:
     config = make_config(tmp_path, CHANNELS, village_targets("rec", 2))
-    tokens = [
-        {"name": "feed", "token": "feed-token-123", "requires_approval": True},
-        {"name": "duty", "token": "duty-token-456"},
-    ]
-    config = config.model_copy(update={"api": config.api.model_validate({"tokens": tokens})})
-    service = BroadcasterService(config)
+    service = BroadcasterService(with_api_tokens(config, FEED_TOKEN, DUTY_TOKEN))
     server = TestServer(make_app(service))
     await server.start_server()
     try:
