@@ -5,6 +5,7 @@
     AuthError (BroadcasterError)
     ├── LoginError                    wrong username or password (never says which)
     │   └── AccountLockedError        too many wrong passwords; ``until`` says when it opens
+    │                                 (for the audit log: its message is LoginError's)
     ├── LoginRateLimitedError         too many attempts from one address; ``retry_after`` (s)
     ├── PermissionDeniedError (PermissionError)   the officer's role does not allow the action
     ├── CsrfError (PermissionError)   a form came without the token of its session
@@ -26,7 +27,11 @@ class LoginError(AuthError):
 
 
 class AccountLockedError(LoginError):
-    """The account is locked after too many wrong passwords."""
+    """The account is locked after too many wrong passwords.
+
+    Its message is that of any refused login, so the answer tells no one whether the
+    account exists; only the audit log records the lock.
+    """
 
     def __init__(self, message: str, *, until: float) -> None:
         super().__init__(message)

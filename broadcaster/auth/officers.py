@@ -11,18 +11,24 @@ admin     approver + manage officers and API tokens, read the audit log
 
 Passwords are hashed with argon2id (argon2-cffi); only the hash is stored. Hashing and checking
 run in a worker thread, never on the event loop or the database thread. ``lockout_after``
-wrong passwords in a row lock the account for ``lockout_minutes``; an unknown username costs
-the same hashing time as a known one and gets the same answer.
+wrong passwords in a row lock the account for ``lockout_minutes``.
+
+Login attempts for one username run one at a time (per :class:`OfficerStore`, i.e. per
+server process), and the transaction that records an attempt's outcome checks the lock again,
+so parallel attempts check no more passwords than a sequence of them would, and a right
+password never lifts a lock. An unknown, disabled or locked account costs the same hashing
+time as a wrong password, and its error carries the same message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -61,6 +67,8 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
 }
 
 _HASHER = PasswordHasher()
+WRONG_LOGIN = "wrong username or password"
+"""The message of every refused login: wrong password, unknown, disabled or locked account."""
 
 
 @functools.cache
@@ -113,6 +121,31 @@ def _officer(row: Mapping[str, Any]) -> Officer:
     )
 
 
+@dataclass
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0
+
+
+class _OneAtATime:
+    """One holder per key at a time; a key is forgotten once no one holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, _Turn] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        turn = self._turns.setdefault(key, _Turn())
+        turn.holders += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.holders -= 1
+            if not turn.holders:
+                del self._turns[key]
+
+
 class OfficerStore:
     """Officer accounts in the store; every method is async and safe to call from handlers."""
 
@@ -122,6 +155,7 @@ class OfficerStore:
         self.database = database
         self.config = config
         self.clock = clock
+        self._attempts = _OneAtATime()
 
     def check_password(self, password: str) -> None:
         if len(password) < self.config.min_password_length:
@@ -244,54 +278,64 @@ class OfficerStore:
         return officer
 
     async def authenticate(self, username: str, password: str) -> Officer:
-        """The officer if the password is right; raises LoginError or AccountLockedError."""
-        rows = await self.database.run(
-            self.database.query,
-            "SELECT * FROM officers WHERE username = ?",
-            (username,),
-        )
-        row = rows[0] if rows else None
-        now = self.clock()
-        if row is not None and row["locked_until"] > now:
-            raise AccountLockedError("this account is locked", until=row["locked_until"])
-        stored = row["password_hash"] if row is not None and row["enabled"] else _dummy_hash()
-        matches = await asyncio.to_thread(password_matches, stored, password)
-        if row is None or not row["enabled"]:
-            raise LoginError("wrong username or password")
-        if not matches:
-            locked_until = await self.database.run(self._record_failure, username, now)
-            if locked_until:
-                raise AccountLockedError("this account is locked", until=locked_until)
-            raise LoginError("wrong username or password")
-        await self.database.run(self._record_success, username, now)
+        """The officer if the password is right; raises LoginError or AccountLockedError.
+
+        Both carry the same message (:data:`WRONG_LOGIN`) whatever the reason.
+        """
+        async with self._attempts.hold(username):
+            rows = await self.database.run(
+                self.database.query, "SELECT * FROM officers WHERE username = ?", (username,)
+            )
+            row = rows[0] if rows else None
+            if row is None or not row["enabled"]:
+                await asyncio.to_thread(password_matches, _dummy_hash(), password)
+                raise LoginError(WRONG_LOGIN)
+            open_now = row["locked_until"] <= self.clock()
+            stored = row["password_hash"] if open_now else _dummy_hash()
+            matches = await asyncio.to_thread(password_matches, stored, password)
+            success, locked_until = await self.database.run(
+                self._record_attempt, username, matches and open_now, self.clock()
+            )
+        if locked_until:
+            raise AccountLockedError(WRONG_LOGIN, until=locked_until)
+        if not success:
+            raise LoginError(WRONG_LOGIN)
         officer = await self.get(username)
         assert officer is not None
         return officer
 
-    def _record_failure(self, username: str, now: float) -> float:
-        """Count a wrong password; returns the lock's end if this one locks the account."""
+    def _record_attempt(self, username: str, matches: bool, now: float) -> tuple[bool, float]:
+        """Record one attempt's outcome; returns (logged in, end of the lock or 0).
+
+        The lock is read in the same transaction, so an attempt that began before another
+        one locked the account neither logs in nor lifts the lock.
+        """
         with self.database.transaction() as conn:
             row = conn.execute(
-                "UPDATE officers SET failed_logins = failed_logins + 1 WHERE username = ?"
-                " RETURNING failed_logins",
-                (username,),
+                "SELECT failed_logins, locked_until FROM officers WHERE username = ?", (username,)
             ).fetchone()
-            if row is None or row[0] < self.config.lockout_after:
-                return 0.0
-            until = now + self.config.lockout_minutes * 60
-            conn.execute(
-                "UPDATE officers SET failed_logins = 0, locked_until = ? WHERE username = ?",
-                (until, username),
+            if row is None:
+                return False, 0.0
+            if row["locked_until"] > now:
+                return False, float(row["locked_until"])
+            if matches:
+                conn.execute(
+                    "UPDATE officers SET failed_logins = 0, locked_until = 0, last_login_at = ?"
+                    " WHERE username = ?",
+                    (now, username),
+                )
+                return True, 0.0
+            failed = int(row["failed_logins"]) + 1
+            until = (
+                now + self.config.lockout_minutes * 60
+                if failed >= self.config.lockout_after
+                else 0.0
             )
-        return until
-
-    def _record_success(self, username: str, now: float) -> None:
-        with self.database.transaction() as conn:
             conn.execute(
-                "UPDATE officers SET failed_logins = 0, locked_until = 0, last_login_at = ?"
-                " WHERE username = ?",
-                (now, username),
+                "UPDATE officers SET failed_logins = ?, locked_until = ? WHERE username = ?",
+                (0 if until else failed, until, username),
             )
+        return False, until
 
 
 def _role(value: Role | str) -> Role:

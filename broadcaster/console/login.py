@@ -3,16 +3,16 @@
 ``GET /console/login`` sets a short-lived random cookie and puts the same value in the form;
 ``POST /console/login`` accepts only a form whose token equals the cookie, counts the attempt
 against the client address (:class:`~broadcaster.auth.LoginRateLimiter`, 429 past the limit),
-then checks the password (wrong passwords lock the account after ``lockout_after``). Every
-attempt, good or bad, goes to the audit log; the password never does.
+then checks the password (wrong passwords lock the account after ``lockout_after``). A wrong
+password, an unknown, disabled or locked account all get the same page, status and (about)
+the same time, so the answer does not tell which names exist. Every attempt, good or bad,
+goes to the audit log, which does record which it was; the password never does.
 
 ``GET/POST /console/password``: an officer changes their own password, giving the current one
 (a wrong one counts towards the lockout); every session of theirs ends, this one included.
 """
 
 from __future__ import annotations
-
-import time
 
 from aiohttp import web
 
@@ -72,6 +72,16 @@ def _login_page(request: web.Request, message: str = "", status: int = 200) -> w
     return response
 
 
+def _wrong_login(request: web.Request) -> str:
+    """The answer to every refused login; it says how the lockout works, never who is locked."""
+    config = state_of(request).service.config.console
+    n, minutes = config.lockout_after, config.lockout_minutes
+    return (
+        f"用户名或密码错误；连续 {n} 次错误后账户锁定 {minutes:g} 分钟"
+        f" · Wrong username or password; {n} wrong in a row lock an account for {minutes:g} min"
+    )
+
+
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
     return _login_page(request)
@@ -98,19 +108,13 @@ async def login(request: web.Request) -> web.Response:
         return response
     try:
         officer = await state.officers.authenticate(username, password)
-    except AccountLockedError as exc:
-        await state.audit(
-            "anonymous", "login.locked", username, {"address": address, "until": exc.until}
-        )
-        minutes = max(1, round((exc.until - time.time()) / 60))
-        return _login_page(
-            request,
-            f"账户已锁定，请 {minutes} 分钟后再试 · Account locked for {minutes} min",
-            403,
-        )
-    except LoginError:
-        await state.audit("anonymous", "login.failed", username, {"address": address})
-        return _login_page(request, "用户名或密码错误 · Wrong username or password", 401)
+    except LoginError as exc:
+        if isinstance(exc, AccountLockedError):
+            detail = {"address": address, "until": exc.until}
+            await state.audit("anonymous", "login.locked", username, detail)
+        else:
+            await state.audit("anonymous", "login.failed", username, {"address": address})
+        return _login_page(request, _wrong_login(request), 401)
     cookie, _session = await state.sessions.create(officer.username, address)
     await state.audit(
         f"console:{officer.username}", "login", officer.username, {"address": address}
