@@ -73,9 +73,9 @@ class IntakeResult:
     in_flight: list[InFlight] = field(default_factory=list)
 
 
-def _broadcasts(alert: Alert) -> bool:
-    """Whether the alert goes out on the channels (the others are stored but held)."""
-    return alert.status in _BROADCAST_STATUSES and alert.msg_type in _BROADCAST_TYPES
+def broadcasts(status: Status, msg_type: MsgType) -> bool:
+    """Whether alerts of this status and type go out on the channels (others are held)."""
+    return status in _BROADCAST_STATUSES and msg_type in _BROADCAST_TYPES
 
 
 def alert_id_for(sender: str, identifier: str, sent: str) -> str:
@@ -215,10 +215,12 @@ class Intake:
         now = self.clock()
         if record is None:
             raise ApprovalError(f"no alert {alert_id}")
+        if record.state in ("cancelled", "superseded"):
+            raise ApprovalError(f"alert {alert_id} was {record.state}; it can no longer be sent")
         if record.expires_at <= now:
             raise ApprovalError(f"alert {alert_id} has expired; it can no longer be sent")
         alert = from_json(record.document)
-        broadcast = _broadcasts(alert)
+        broadcast = broadcasts(alert.status, alert.msg_type)
         record = replace(
             record,
             effective_at=max(record.effective_at, now),
@@ -297,7 +299,7 @@ class Intake:
         )
         if expires <= now:
             state = "expired"
-        elif _broadcasts(alert):
+        elif broadcasts(alert.status, alert.msg_type):
             state = "active"
         else:
             state = "held"

@@ -2,7 +2,9 @@
 
 ``GET /feed.atom`` lists active alerts of scope Public (RFC 4287 Atom, one entry per alert,
 each linking to its CAP document at ``GET /feed/alerts/{id}.xml``, served verbatim as
-received). Restricted and Private alerts never appear here.
+received). Only alerts released to the public are served (the rule of the public pages,
+:func:`broadcaster.web.public.released`): Restricted and Private alerts, alerts awaiting
+approval, rejected or withdrawn ones answer 404 like an unknown id.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from aiohttp import web
 from lxml import etree
 
 from broadcaster.api.keys import SERVICE
+from broadcaster.web.public import released
 
 routes = web.RouteTableDef()
 
@@ -66,7 +69,7 @@ async def feed_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
     record = await service.database.run(service.alerts.get, alert_id)
-    if record is None or record["scope"] != "Public":
+    if not released(record):
         raise web.HTTPNotFound()
     raw = await service.database.run(service.alerts.raw_xml, alert_id)
     return web.Response(body=raw, content_type="application/cap+xml")

@@ -9,13 +9,16 @@
                           ones
     GET /public/…         the pages' style sheet
 
-Only alerts of scope Public are shown; any other id gives the same 404 page as an unknown
-one. Web push notifications link to ``/alerts/{id}``. HTML comes from the Jinja2 templates
-in ``templates/`` (autoescaped).
+Only alerts released to the public are shown (:func:`released`): of scope Public, broadcast,
+and approved if they waited for approval. Any other id (an alert awaiting approval, a rejected
+or withdrawn one, a held System or Draft message, a Restricted one) gives the same 404 page as
+an unknown one, here and in the CAP feed. Web push notifications link to ``/alerts/{id}``.
+HTML comes from the Jinja2 templates in ``templates/`` (autoescaped).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +28,8 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broadcaster.api.keys import SERVICE
-from broadcaster.cap import Alert, Info, Scope, Severity, Status, from_json
+from broadcaster.cap import Alert, Info, MsgType, Scope, Severity, Status, from_json
+from broadcaster.intake import broadcasts
 from broadcaster.rendition import MessageText, render
 from broadcaster.web.areamap import build_map
 
@@ -49,15 +53,12 @@ LEVELS = {
 NOT_REAL = {
     Status.TEST: ("测试信息", "TEST MESSAGE"),
     Status.EXERCISE: ("演练信息", "EXERCISE"),
-    Status.SYSTEM: ("系统信息", "SYSTEM MESSAGE"),
-    Status.DRAFT: ("草稿", "DRAFT"),
 }
 
 STATE_NOTES = {
     "cancelled": ("本预警已解除。", "This warning has been cancelled."),
     "superseded": ("本预警已被更新，请查看最新信息。", "This warning has been updated."),
     "expired": ("本预警已过期。", "This warning has expired."),
-    "held": ("本预警尚未发布。", "This warning has not been released yet."),
 }
 
 
@@ -70,6 +71,21 @@ class InfoView:
     colour: str
     level_zh: str
     level_en: str
+
+
+def released(record: Mapping[str, Any] | None) -> bool:
+    """Whether the public may see a stored alert (a record of ``AlertTable.get``).
+
+    It must be of scope Public, of a status and type that is broadcast, not held, and approved
+    if it waited for approval: one awaiting approval, rejected or withdrawn stays unseen
+    whatever its state becomes (a pending alert can still expire or be cancelled).
+    """
+    if record is None or record["scope"] != "Public" or record["state"] == "held":
+        return False
+    approval = record["approval"]
+    if approval is not None and approval["state"] != "approved":
+        return False
+    return broadcasts(Status(record["status"]), MsgType(record["msg_type"]))
 
 
 def _time(value: datetime | None) -> str:
@@ -111,7 +127,7 @@ async def alert_page(request: web.Request) -> web.Response:
     alert_id = request.match_info["alert_id"]
     record = await service.database.run(service.alerts.get, alert_id)
     document = await service.database.run(service.alerts.document, alert_id)
-    if record is None or document is None or record["scope"] != "Public":
+    if record is None or document is None or not released(record):
         return _not_found()
     alert = from_json(document)
     if alert.scope is not Scope.PUBLIC:
