@@ -388,3 +388,32 @@ async def test_the_author_withdraws_a_pending_alert(server: ConsoleServer) -> No
         await author.close()
         await other.close()
     assert ("console:drafter", "alert.withdraw", alert_id) in await _audit(server)
+
+
+async def test_a_console_session_does_not_reach_the_api(
+    server: ConsoleServer, officers: tuple[ConsoleClient, ConsoleClient]
+) -> None:
+    """Scheduled broadcasts and API approvals need an API token: a drafter (or an approver)
+    presenting their console session there, cookie and CSRF token included, gets 401, and
+    the console's own test pages only read."""
+    drafter, approver = officers
+    alert_id = await _submit(approver)
+    attempts = [
+        ("POST", "/api/v1/schedules", {"name": "drill", "kind": "exercise", "cron": "* * * * *"}),
+        ("PATCH", "/api/v1/schedules/drill", {"enabled": True}),
+        ("DELETE", "/api/v1/schedules/drill", None),
+        ("POST", "/api/v1/schedules/drill/run", None),
+        ("POST", f"/api/v1/alerts/{alert_id}/approve", {"reason": "mine"}),
+        ("POST", f"/api/v1/alerts/{alert_id}/cancel", {"reason": "mine"}),
+    ]
+    for client in (drafter, approver):
+        cookie = next(c.value for c in client.session.cookie_jar if c.key == "bc_session")
+        headers = {"Cookie": f"bc_session={cookie}", "X-CSRF-Token": client.csrf}
+        for method, path, body in attempts:
+            async with client.session.request(method, path, json=body, headers=headers) as r:
+                assert r.status == 401, (method, path)
+    status, _ = await drafter.post("/console/tests", {})
+    assert status == 405
+    schedules = await server.service.database.run(server.service.operations.store.schedules)
+    assert schedules == []
+    assert (await _alert(server, alert_id))["state"] == "held"
