@@ -126,7 +126,9 @@ class ApiTokenConfig(StrictModel):
     name: str = Field(min_length=1)
     token: SecretValue
     requires_approval: bool = Field(
-        False, description="alerts from this client wait for an officer's approval"
+        False,
+        description="alerts and cancels from this client wait for an officer's approval; it"
+        " cannot approve or reject, nor create, change or run schedules",
     )
 
 
