@@ -50,9 +50,7 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from broadcaster.api.app import make_app
     from broadcaster.deploy.server import run_server
-    from broadcaster.service import BroadcasterService
 
     config = _config(args.config)
     if args.dump_config:
@@ -65,13 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     config = config.model_copy(update={"server": server})
     data_dir = Path(args.data_dir) if args.data_dir else config.server.data_dir
-    service = BroadcasterService(config, data_dir=data_dir)
-    app = make_app(service)
-    print(
-        f"broadcaster: serving on http://{server.host}:{server.port} (data in {service.data_dir})",
-        flush=True,
-    )
-    run_server(app, host=server.host, port=server.port)
+    run_server(config, data_dir=data_dir.resolve())
     return 0
 
 
