@@ -3,7 +3,8 @@
 - ``POST /api/v1/alerts``: CAP XML (``application/cap+xml``, ``application/xml``, ``text/xml``)
   or the CAP JSON form (``application/json``); ``?channels=a,b`` limits the channels.
   201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
-  every problem (path, rule, message) for an invalid one, which is not stored.
+  every problem (path, rule, message) for an invalid one, which is not stored; 503 ``{"error":
+  "disk full: the alert was not stored"}`` when the data directory's disk is full.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
 - ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
@@ -16,15 +17,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
 
+from broadcaster.api.diskfull import disk_full_response
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.audit import AuditLog
 from broadcaster.cap import Problem
-from broadcaster.errors import ApprovalError, CapError, StoreError
+from broadcaster.errors import ApprovalError, CapError, DiskFullError, StoreError
 from broadcaster.intake import IntakeResult
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
@@ -52,10 +57,17 @@ def _result_json(result: IntakeResult) -> dict[str, Any]:
 
 
 async def _audit(request: web.Request, action: str, subject: str, detail: dict[str, Any]) -> None:
-    """Record an API client's action in the hash-chained audit log."""
+    """Record an API client's action in the hash-chained audit log.
+
+    The action is done (or refused) already: a full disk loses the entry, logged here, but
+    does not turn the answer into a failure.
+    """
     service = request.app[SERVICE]
     audit = AuditLog(service.database, service.clock)
-    await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
+    try:
+        await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
+    except DiskFullError:
+        log.error("audit entry %s %s by api:%s lost: disk full", action, subject, request[CLIENT])
 
 
 def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Response:
@@ -98,6 +110,8 @@ async def submit_alert(request: web.Request) -> web.Response:
     except CapError as exc:
         await _audit(request, "alert.submit.refused", "", {"error": str(exc)})
         return _bad_request(str(exc), exc.problems)
+    except DiskFullError:
+        return disk_full_response("disk full: the alert was not stored")
     if result.created:
         action = "alert.draft" if result.state == "pending" else "alert.send"
         await _audit(request, action, result.alert_id, {"planned": result.planned})
