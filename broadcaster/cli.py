@@ -5,12 +5,17 @@
     broadcaster serve [--config FILE] [--data-dir DIR] [--host H] [--port P] [--dump-config]
     broadcaster cap validate FILE... [--json]
     broadcaster cap convert FILE [--to xml|json] [-o OUT]
-    broadcaster send FILE [--url URL] [--token T] [--channels a,b]
-    broadcaster status ID [--url URL] [--token T]
+    broadcaster send FILE [--url URL | --config FILE] [--token T] [--channels a,b]
+    broadcaster status ID [--url URL | --config FILE] [--token T]
     broadcaster check-config [--config FILE]
     broadcaster channels
     broadcaster sim NAME [simulator options]
     broadcaster audio render|same|clips-build [options]
+
+``send`` and ``status`` talk to the server at ``--url``, else ``$BROADCASTER_URL``, else the
+``[server]`` host and port of ``--config``, else http://127.0.0.1:8080; their token is
+``--token``, else ``$BROADCASTER_API_TOKEN``, else the ``api-token`` the server generated in its
+data directory (``--data-dir``, else that of ``--config``, else ``data``).
 
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -35,6 +40,7 @@ from broadcaster.config import Config, demo_config_path, load_config
 from broadcaster.errors import BroadcasterError, CapError, ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+URL_ENV = "BROADCASTER_URL"
 
 COMMAND_GROUP = "broadcaster.commands"
 """Entry-point group through which plugins (channels) add subcommands without the core
@@ -122,22 +128,48 @@ def cmd_cap_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server listening on ``host``:``port`` at."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _server_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    if args.config:
+        server = load_config(Path(args.config)).server
+        return _local_url(server.host, server.port)
+    return DEFAULT_URL
+
+
 def _token(args: argparse.Namespace) -> str:
     token = args.token or os.environ.get("BROADCASTER_API_TOKEN")
     if not token:
-        path = Path(args.data_dir or "data") / "api-token"
+        if args.data_dir:
+            data_dir = Path(args.data_dir)
+        else:
+            data_dir = (
+                load_config(Path(args.config)).server.data_dir if args.config else Path("data")
+            )
+        path = data_dir / "api-token"
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
     if not token:
-        raise ConfigError("no API token: use --token, BROADCASTER_API_TOKEN or --data-dir")
+        raise ConfigError(
+            "no API token: use --token, BROADCASTER_API_TOKEN, --data-dir or --config"
+        )
     return token
 
 
 def _request(
     args: argparse.Namespace, method: str, path: str, body: bytes | None, ctype: str
 ) -> tuple[int, Any]:
+    url = _server_url(args)
     request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own server
-        args.url.rstrip("/") + path,
+        url.rstrip("/") + path,
         data=body,
         method=method,
         headers={"Authorization": f"Bearer {_token(args)}", "Content-Type": ctype},
@@ -148,7 +180,7 @@ def _request(
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
     except urllib.error.URLError as exc:
-        raise BroadcasterError(f"cannot reach {args.url}: {exc.reason}") from None
+        raise BroadcasterError(f"cannot reach {url}: {exc.reason}") from None
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -228,6 +260,13 @@ def cmd_audio(args: argparse.Namespace) -> int:
     return audio_main(list(args.rest))
 
 
+SERVER_CHOICE = (
+    f"The server is --url, else ${URL_ENV}, else the [server] host and port of --config, else"
+    f" {DEFAULT_URL}. The token is --token, else $BROADCASTER_API_TOKEN, else the api-token"
+    " file in --data-dir (else the data directory of --config, else ./data)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="broadcaster", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -256,10 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("send", cmd_send, "send a CAP file to a running server"),
         ("status", cmd_status, "delivery state of an alert"),
     ):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, description=SERVER_CHOICE)
         p.add_argument("file" if name == "send" else "id")
-        p.add_argument("--url", default=DEFAULT_URL)
-        p.add_argument("--token")
+        p.add_argument("--url", help=f"the server (default: ${URL_ENV}, else from --config)")
+        p.add_argument("--config", help="the server's TOML configuration: its [server] address")
+        p.add_argument("--token", help="API token (default: $BROADCASTER_API_TOKEN, api-token)")
         p.add_argument("--data-dir", help="where serve keeps its generated api-token")
         if name == "send":
             p.add_argument("--channels", help="comma-separated channel names")
