@@ -94,6 +94,8 @@ def test_full_disk_refuses_alerts_clearly_and_recovers_by_itself(tmp_path: Path,
     health = _call(base + "/healthz", token)[1]
     assert health["status"] == "degraded: disk full"
     assert health["disk"]["ok"] is False
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        assert "\nbroadcaster_disk_full 1\n" in response.read().decode()
 
     # the stored alert falls due while the disk is full: its deliveries cannot be claimed
     time.sleep(max(0.0, due_later.infos[0].effective.timestamp() + 2 - time.time()))  # type: ignore[union-attr]

@@ -47,7 +47,7 @@ def _start(
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=lambda: os.umask(0o022),
+        umask=0o022,
     )
     processes.append(server)
     return server
