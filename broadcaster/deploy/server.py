@@ -6,11 +6,10 @@ writes or prints anything; it makes what earlier runs left there private
 (:mod:`broadcaster.deploy.datadir`), builds the application, starts it (and with it the
 :class:`~broadcaster.service.BroadcasterService`), opens the listening socket, freezes what
 start-up built out of the garbage collector's rounds, and only then says "serving on" and sends
-``READY=1``; while
-serving it sends ``WATCHDOG=1`` as long as the event loop turns and the database thread answers;
-on SIGTERM or SIGINT it sends ``STOPPING=1`` and stops the service cleanly (deliveries in flight
-are resumed at the next start). Under systemd, logs go to the journal with their fields
-(:mod:`broadcaster.deploy.journal`).
+``READY=1``; while serving it sends ``WATCHDOG=1`` as long as the event loop turns and the
+database thread answers; on SIGTERM or SIGINT it sends ``STOPPING=1`` and stops the service
+cleanly (deliveries in flight are resumed at the next start). Under systemd, logs go to the
+journal with their fields (:mod:`broadcaster.deploy.journal`).
 """
 
 from __future__ import annotations
