@@ -176,11 +176,21 @@ def _request(
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, _answer(url, response.status, response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, _answer(url, exc.code, exc.read())
     except urllib.error.URLError as exc:
         raise BroadcasterError(f"cannot reach {url}: {exc.reason}") from None
+
+
+def _answer(url: str, status: int, raw: bytes) -> Any:
+    """The JSON a broadcaster server answers; anything else (a proxy's page) is an error."""
+    try:
+        return json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BroadcasterError(
+            f"{url} answered {status} with something other than JSON: is it a broadcaster server?"
+        ) from None
 
 
 def cmd_send(args: argparse.Namespace) -> int:

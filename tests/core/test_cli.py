@@ -166,3 +166,22 @@ def test_send_and_status_find_the_server_url_env_then_config(tmp_path: Path, pro
     )  # fmt: skip
     assert status.returncode == 0, status.stderr  # --url comes first
     assert status.stdout.startswith(f"alert {alert_id}: active")
+
+
+def test_status_from_something_that_is_not_a_broadcaster_server(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    processes.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/")
+    done = run("status", "some-alert", "--url", url, "--token", "t")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: {url} answered 404 with something other than JSON: is it a broadcaster server?\n"
+    )
