@@ -1,5 +1,9 @@
 """Command line: ``render`` a warning to a file, write a ``same`` header, rebuild the clips.
 
+``render`` writes the format its ``--out`` name says (``.wav``, ``.mp3``, ``.opus`` or
+``.ogg``); ``--format`` is needed only for another name or for ``ulaw`` in a ``.wav``, and one
+that contradicts the name is refused.
+
 ``add_commands(subparsers)`` adds the commands to any argparse parser and ``run(args)`` runs the
 parsed command (the project CLI mounts them as ``broadcaster audio …``); ``main(argv)`` does
 both stand-alone (``python -m audio``).
@@ -33,6 +37,13 @@ _PROFILE_FOR_FORMAT = {
     ExportFormat.WAV: "fm",
     ExportFormat.ULAW: "telephone",
 }
+_FORMATS_OF_SUFFIX = {
+    ".wav": (ExportFormat.WAV, ExportFormat.ULAW),
+    ".mp3": (ExportFormat.MP3,),
+    ".opus": (ExportFormat.OPUS,),
+    ".ogg": (ExportFormat.OPUS,),
+}
+"""What each output file name may hold; the first is what the name alone means."""
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +52,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     render.add_argument("--lang", required=True, help="BCP 47 language tag, e.g. zh-CN or en")
     render.add_argument("--text", required=True, help="the warning text to speak")
     render.add_argument("--status", default="Actual", choices=[s.value for s in Status])
-    render.add_argument("--format", default="wav", choices=[f.value for f in ExportFormat])
+    render.add_argument(
+        "--format",
+        choices=[f.value for f in ExportFormat],
+        help="default: from the --out extension (.wav, .mp3, .opus, .ogg)",
+    )
     render.add_argument("--profile", choices=sorted(PROFILES), help="default: from --format")
     render.add_argument("--hazard", default="generic", help="hazard code for stored clips")
     render.add_argument("--level", default="none", help="red, orange, yellow, blue or none")
@@ -49,7 +64,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     render.add_argument("--edge-proxy", help="HTTP proxy URL for edge-tts")
     render.add_argument("--same-header", help="wrap an FM render in this SAME header")
     render.add_argument("--cache-dir", type=Path, help="render cache (default: a temporary one)")
-    render.add_argument("--out", required=True, type=Path)
+    render.add_argument("--out", required=True, type=Path, help=".wav, .mp3, .opus or .ogg")
     render.set_defaults(run=_render)
 
     same = subparsers.add_parser("same", help="write a SAME header, attention signal and EOM")
@@ -64,8 +79,32 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     build.set_defaults(run=_clips_build)
 
 
+def output_format(out: Path, asked: str | None) -> ExportFormat:
+    """The format to write to ``out``: its extension's, or ``asked`` where they agree.
+
+    Raises AudioConfigError when they disagree or neither says.
+    """
+    suffix = out.suffix.lower()
+    fits = _FORMATS_OF_SUFFIX.get(suffix)
+    known = ", ".join(_FORMATS_OF_SUFFIX)
+    if asked is None:
+        if fits is None:
+            raise AudioConfigError(
+                f"cannot tell the format from the name {out.name!r}: end it in {known}"
+                " or give --format"
+            )
+        return fits[0]
+    fmt = ExportFormat(asked)
+    if fits is not None and fmt not in fits:
+        raise AudioConfigError(
+            f"--format {fmt} does not fit the name {out.name!r}: a {suffix} file holds"
+            f" {' or '.join(f.value for f in fits)}"
+        )
+    return fmt
+
+
 def _render(args: argparse.Namespace) -> int:
-    fmt = ExportFormat(args.format)
+    fmt = output_format(args.out, args.format)
     profile = PROFILES[args.profile or _PROFILE_FOR_FORMAT[fmt]].with_formats(fmt)
     speech = SpeechText(
         language=args.lang, status=args.status, event="", headline=args.text, level=args.level

@@ -5,12 +5,17 @@
     broadcaster serve [--config FILE] [--data-dir DIR] [--host H] [--port P] [--dump-config]
     broadcaster cap validate FILE... [--json]
     broadcaster cap convert FILE [--to xml|json] [-o OUT]
-    broadcaster send FILE [--url URL] [--token T] [--channels a,b]
-    broadcaster status ID [--url URL] [--token T]
+    broadcaster send FILE [--url URL | --config FILE] [--token T] [--channels a,b]
+    broadcaster status ID [--url URL | --config FILE] [--token T]
     broadcaster check-config [--config FILE]
     broadcaster channels
     broadcaster sim NAME [simulator options]
     broadcaster audio render|same|clips-build [options]
+
+``send`` and ``status`` talk to the server at ``--url``, else ``$BROADCASTER_URL``, else the
+``[server]`` host and port of ``--config``, else http://127.0.0.1:8080; their token is
+``--token``, else ``$BROADCASTER_API_TOKEN``, else the ``api-token`` the server generated in its
+data directory (``--data-dir``, else that of ``--config``, else ``data``).
 
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -35,6 +40,7 @@ from broadcaster.config import Config, demo_config_path, load_config
 from broadcaster.errors import BroadcasterError, CapError, ConfigError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+URL_ENV = "BROADCASTER_URL"
 
 COMMAND_GROUP = "broadcaster.commands"
 """Entry-point group through which plugins (channels) add subcommands without the core
@@ -50,9 +56,7 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from broadcaster.api.app import make_app
     from broadcaster.deploy.server import run_server
-    from broadcaster.service import BroadcasterService
 
     config = _config(args.config)
     if args.dump_config:
@@ -65,13 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     config = config.model_copy(update={"server": server})
     data_dir = Path(args.data_dir) if args.data_dir else config.server.data_dir
-    service = BroadcasterService(config, data_dir=data_dir)
-    app = make_app(service)
-    print(
-        f"broadcaster: serving on http://{server.host}:{server.port} (data in {service.data_dir})",
-        flush=True,
-    )
-    run_server(app, host=server.host, port=server.port)
+    run_server(config, data_dir=data_dir.resolve())
     return 0
 
 
@@ -130,33 +128,69 @@ def cmd_cap_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches a server listening on ``host``:``port`` at."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _server_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url)
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    if args.config:
+        server = load_config(Path(args.config)).server
+        return _local_url(server.host, server.port)
+    return DEFAULT_URL
+
+
 def _token(args: argparse.Namespace) -> str:
     token = args.token or os.environ.get("BROADCASTER_API_TOKEN")
     if not token:
-        path = Path(args.data_dir or "data") / "api-token"
+        if args.data_dir:
+            data_dir = Path(args.data_dir)
+        else:
+            data_dir = (
+                load_config(Path(args.config)).server.data_dir if args.config else Path("data")
+            )
+        path = data_dir / "api-token"
         if path.exists():
             token = path.read_text(encoding="utf-8").strip()
     if not token:
-        raise ConfigError("no API token: use --token, BROADCASTER_API_TOKEN or --data-dir")
+        raise ConfigError(
+            "no API token: use --token, BROADCASTER_API_TOKEN, --data-dir or --config"
+        )
     return token
 
 
 def _request(
     args: argparse.Namespace, method: str, path: str, body: bytes | None, ctype: str
 ) -> tuple[int, Any]:
+    url = _server_url(args)
     request = urllib.request.Request(  # noqa: S310 - the URL is the operator's own server
-        args.url.rstrip("/") + path,
+        url.rstrip("/") + path,
         data=body,
         method=method,
         headers={"Authorization": f"Bearer {_token(args)}", "Content-Type": ctype},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, _answer(url, response.status, response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, _answer(url, exc.code, exc.read())
     except urllib.error.URLError as exc:
-        raise BroadcasterError(f"cannot reach {args.url}: {exc.reason}") from None
+        raise BroadcasterError(f"cannot reach {url}: {exc.reason}") from None
+
+
+def _answer(url: str, status: int, raw: bytes) -> Any:
+    """The JSON a broadcaster server answers; anything else (a proxy's page) is an error."""
+    try:
+        return json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BroadcasterError(
+            f"{url} answered {status} with something other than JSON: is it a broadcaster server?"
+        ) from None
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -236,6 +270,13 @@ def cmd_audio(args: argparse.Namespace) -> int:
     return audio_main(list(args.rest))
 
 
+SERVER_CHOICE = (
+    f"The server is --url, else ${URL_ENV}, else the [server] host and port of --config, else"
+    f" {DEFAULT_URL}. The token is --token, else $BROADCASTER_API_TOKEN, else the api-token"
+    " file in --data-dir (else the data directory of --config, else ./data)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="broadcaster", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -264,10 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("send", cmd_send, "send a CAP file to a running server"),
         ("status", cmd_status, "delivery state of an alert"),
     ):
-        p = sub.add_parser(name, help=helptext)
+        p = sub.add_parser(name, help=helptext, description=SERVER_CHOICE)
         p.add_argument("file" if name == "send" else "id")
-        p.add_argument("--url", default=DEFAULT_URL)
-        p.add_argument("--token")
+        p.add_argument("--url", help=f"the server (default: ${URL_ENV}, else from --config)")
+        p.add_argument("--config", help="the server's TOML configuration: its [server] address")
+        p.add_argument("--token", help="API token (default: $BROADCASTER_API_TOKEN, api-token)")
         p.add_argument("--data-dir", help="where serve keeps its generated api-token")
         if name == "send":
             p.add_argument("--channels", help="comma-separated channel names")

@@ -3,7 +3,10 @@
 Every problem is reported at once, each naming its dotted key (``channels.sms.concurrency``).
 Secrets are :class:`Secret` values: given inline, from an environment variable
 (``{ env = "NAME" }``) or from a file (``{ file = "/etc/broadcaster/key" }``); their ``repr``,
-``str`` and JSON dump are masked, so logs, pages and ``check-config`` never show them.
+``str`` and JSON dump are masked, so logs, pages and ``check-config`` never show them. An inline
+string is the secret itself, so one that reads like a reference (``"env:NAME"``,
+``"file:/path"``, ``"${NAME}"``, ``"$NAME"``) is refused with the form to write instead, rather
+than used as a key anyone can read in the documentation.
 Relative paths are resolved against the directory of the configuration file.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,12 +61,31 @@ class Secret:
         return hash(self._value)
 
 
+_ENV_REFERENCE = re.compile(r"^\s*(?:env:|\$\{.*\}\s*$|\$[A-Za-z_][A-Za-z0-9_]*\s*$)", re.I)
+_FILE_REFERENCE = re.compile(r"^\s*file:", re.I)
+
+
+def _refuse_reference(value: str) -> None:
+    """Refuse an inline secret that reads like a reference (the value is never shown)."""
+    if _FILE_REFERENCE.match(value):
+        form, kind = '{ file = "/path" }', "a file"
+    elif _ENV_REFERENCE.match(value):
+        form, kind = '{ env = "NAME" }', "an environment variable"
+    else:
+        return
+    raise ValueError(
+        f"this string reads like a reference to {kind}, but a string is taken as the secret"
+        f" itself; write {form} to read the secret from {kind}"
+    )
+
+
 def _load_secret(value: object) -> Secret:
     if isinstance(value, Secret):
         return value
     if isinstance(value, str):
         if not value:
             raise ValueError("a secret must not be empty")
+        _refuse_reference(value)
         return Secret(value)
     if isinstance(value, Mapping):
         if set(value) == {"env"}:

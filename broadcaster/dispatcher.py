@@ -17,7 +17,8 @@ A sweeper expires what is past its deadline, requeues accepted deliveries that w
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
 deliveries a crash left in ``sending`` are queued again with the same idempotency key. When a
 channel reports a device back, its queued retries are brought forward to now, in batches
-(:mod:`broadcaster.availability`).
+(:mod:`broadcaster.availability`). While the disk is full, claims, records and sweeps pause and
+try again (outcomes wait in memory), so dispatching goes on by itself once space returns.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from broadcaster.channel import (
 )
 from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import DeliveryState, Transition
-from broadcaster.errors import PermanentError, RetryableError
+from broadcaster.errors import DiskFullError, PermanentError, RetryableError
 from broadcaster.ratelimit import TokenBucket
 from broadcaster.rendition import render
 from broadcaster.store.alerts import AlertTable, InFlight
@@ -52,6 +53,9 @@ from broadcaster.store.outbox import ClaimedDelivery, Outbox
 from broadcaster.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+
+DISK_FULL_PAUSE_SECONDS = 1.0
+"""How long claims, records and sweeps wait before trying again when the disk is full."""
 
 Clock = Callable[[], float]
 
@@ -125,7 +129,10 @@ class Dispatcher:
 
     async def stop(self) -> None:
         await self._tasks.close()
-        await self._flush()
+        try:
+            await self._flush()
+        except DiskFullError:  # deliveries left "sending" are resumed at the next start
+            log.error("disk full: the last delivery states were not recorded")
 
     def wake(self, channels: Sequence[str] | None = None) -> None:
         """Tell workers that new deliveries may be due."""
@@ -206,9 +213,13 @@ class Dispatcher:
                 await self._slot_free[name].wait()
                 continue
             now = self.clock()
-            claimed = await self.database.run(
-                self.outbox.claim_due, name, now, min(free, self.config.batch_size)
-            )
+            try:
+                claimed = await self.database.run(
+                    self.outbox.claim_due, name, now, min(free, self.config.batch_size)
+                )
+            except DiskFullError:
+                await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
+                continue
             if not claimed:
                 await self._idle(name)
                 continue
@@ -303,8 +314,13 @@ class Dispatcher:
 
     async def _recorder(self) -> None:
         while True:
-            first = await self._transitions.get()
-            await self._flush([first])
+            batch = [await self._transitions.get()]
+            while True:
+                try:
+                    await self._flush(batch)
+                    break
+                except DiskFullError:  # keep the batch (and what joins it) until it fits
+                    await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
 
     async def _flush(self, batch: list[Transition] | None = None) -> None:
         batch = batch or []
@@ -325,7 +341,11 @@ class Dispatcher:
         }
         while True:
             now = self.clock()
-            await self.database.run(self.alerts.expire_due, now)
+            try:
+                await self.database.run(self.alerts.expire_due, now)
+            except DiskFullError:
+                await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
+                continue
             for transition in await self.database.run(self.outbox.overdue, now, timeouts):
                 self._transitions.put_nowait(transition)
             await asyncio.sleep(self.config.idle_poll_seconds)

@@ -6,6 +6,7 @@
     ├── ConfigError (ValueError)          bad configuration; names the key and the problem
     ├── CapError (ValueError)             CAP input rejected; carries every Problem found
     ├── StoreError                        the alert store cannot do what was asked
+    │   └── DiskFullError                 the data directory's filesystem is full; nothing stored
     ├── ApprovalError (PermissionError)   an approval or rejection is not allowed
     ├── PluginError                       a channel plugin failed to load or is misconfigured
     ├── DeployError                       an install, backup or restore step cannot be done
@@ -52,6 +53,10 @@ class CapError(BroadcasterError, ValueError):
 
 class StoreError(BroadcasterError):
     """The alert store refused or failed an operation."""
+
+
+class DiskFullError(StoreError):
+    """A write found the data directory's filesystem full; it was rolled back, nothing stored."""
 
 
 class ApprovalError(BroadcasterError, PermissionError):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -43,3 +45,35 @@ def api(base: str, path: str, token: str, data: bytes | None = None) -> Any:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def serve_argv(config: Path) -> list[str]:
+    """The command line of ``broadcaster serve`` on ``config``, run from this interpreter."""
+    return [sys.executable, "-m", "broadcaster", "serve", "--config", str(config)]
+
+
+def write_log_server_config(
+    directory: Path, *, port: int, data_dir: Path, targets: int = 3
+) -> Path:
+    """A server configuration with one ``log`` channel reaching ``targets`` villages, no API
+    token (the server generates ``api-token``) and fast dispatching; returns its path."""
+    from tests.core.support import village_targets
+
+    (directory / "targets.json").write_text(json.dumps(village_targets("log", targets)))
+    config = directory / "server.toml"
+    config.write_text(
+        f"""
+[server]
+port = {port}
+data_dir = "{data_dir}"
+sender = "city@example.cn"
+[registry]
+targets = "targets.json"
+[dispatcher]
+idle_poll_seconds = 0.1
+[channels.log]
+type = "log"
+""",
+        encoding="utf-8",
+    )
+    return config

@@ -3,7 +3,8 @@
 - ``POST /api/v1/alerts``: CAP XML (``application/cap+xml``, ``application/xml``, ``text/xml``)
   or the CAP JSON form (``application/json``); ``?channels=a,b`` limits the channels.
   201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
-  every problem (path, rule, message) for an invalid one, which is not stored.
+  every problem (path, rule, message) for an invalid one, which is not stored; 503 ``{"error":
+  "disk full: the alert was not stored"}`` when the data directory's disk is full.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
 - ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel; from a
   client whose token ``requires_approval`` the Cancel waits for approval like its alerts.
@@ -23,9 +24,10 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.api.auth import audit_client, refuse_first_party
+from broadcaster.api.diskfull import disk_full_response
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
-from broadcaster.errors import ApprovalError, CapError, StoreError
+from broadcaster.errors import ApprovalError, CapError, DiskFullError, StoreError
 from broadcaster.intake import IntakeResult
 
 routes = web.RouteTableDef()
@@ -93,6 +95,8 @@ async def submit_alert(request: web.Request) -> web.Response:
     except CapError as exc:
         await audit_client(request, "alert.submit.refused", "", {"error": str(exc)})
         return _bad_request(str(exc), exc.problems)
+    except DiskFullError:
+        return disk_full_response("disk full: the alert was not stored")
     if result.created:
         action = "alert.draft" if result.state == "pending" else "alert.send"
         await audit_client(request, action, result.alert_id, {"planned": result.planned})

@@ -1,8 +1,9 @@
 """The aiohttp application: routes, authentication, body limits and the service's lifetime.
 
 The service is started and stopped in ``cleanup_ctx``, so the server accepts requests only
-while every part is running. ``GET /healthz`` reports each channel and every plugin that
-failed to load.
+while every part is running. ``GET /healthz`` reports each channel, every plugin that failed to
+load and whether the data directory's disk has room; a request whose write finds the disk full
+is answered 503 with the reason, never a bare server error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
+from broadcaster.api.diskfull import disk_full_answer
 from broadcaster.api.keys import SERVICE
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.client_limits import forwarded_client
@@ -31,9 +33,11 @@ health_routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     health = await service.health()
-    ok = all(h.ok for h in health.values()) and not service.failures
+    disk = service.database.space.check()
+    ok = all(h.ok for h in health.values()) and not service.failures and not disk.full
     body = {
-        "status": "ok" if ok else "degraded",
+        "status": "degraded: disk full" if disk.full else "ok" if ok else "degraded",
+        "disk": {"ok": not disk.full, "free_bytes": disk.free_bytes, "detail": disk.detail},
         "channels": {
             name: {"ok": h.ok, "detail": h.detail, "devices": h.devices}
             for name, h in health.items()
@@ -54,6 +58,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     tokens = api_tokens(service.config, service.data_dir)
     app = web.Application(
         middlewares=[
+            disk_full_answer,
             forwarded_client(service.config.server.trusted_proxies),
             bearer_middleware(
                 tokens,

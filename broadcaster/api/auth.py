@@ -29,6 +29,7 @@ from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.audit import AuditLog
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.config import Config, Secret
+from broadcaster.errors import DiskFullError
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,17 @@ def bearer_middleware(
 async def audit_client(
     request: web.Request, action: str, subject: str, detail: dict[str, Any] | None = None
 ) -> None:
-    """Record an API client's action in the hash-chained audit log (actor ``api:<client>``)."""
+    """Record an API client's action in the hash-chained audit log (actor ``api:<client>``).
+
+    The action is done (or refused) already: a full disk loses the entry, logged here, but
+    does not turn the answer into a failure.
+    """
     service = request.app[SERVICE]
     audit = AuditLog(service.database, service.clock)
-    await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
+    try:
+        await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
+    except DiskFullError:
+        log.error("audit entry %s %s by api:%s lost: disk full", action, subject, request[CLIENT])
 
 
 async def refuse_first_party(request: web.Request, action: str, subject: str) -> None:

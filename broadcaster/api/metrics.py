@@ -1,7 +1,8 @@
 """``GET /metrics`` in the Prometheus text exposition format (version 0.0.4).
 
 Deliveries by channel and state, send attempts handed to each channel since start, channels
-loaded and failed, and targets in the registry. No secret or personal data is exported.
+loaded and failed, targets in the registry, and whether the data directory's disk is full. No
+secret or personal data is exported.
 """
 
 from __future__ import annotations
@@ -50,4 +51,16 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for channel, n in sorted(targets.items()):
         lines.append(f'broadcaster_targets{{channel="{_label(channel)}"}} {n}')
+    disk = service.database.space.check()
+    lines += [
+        "# HELP broadcaster_disk_full 1 while writes fail (or would) for lack of disk space.",
+        "# TYPE broadcaster_disk_full gauge",
+        f"broadcaster_disk_full {int(disk.full)}",
+    ]
+    if disk.free_bytes is not None:
+        lines += [
+            "# HELP broadcaster_disk_free_bytes Free bytes on the data directory's filesystem.",
+            "# TYPE broadcaster_disk_free_bytes gauge",
+            f"broadcaster_disk_free_bytes {disk.free_bytes}",
+        ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from typing import Any, TypeVar
 from broadcaster.audit import AuditLog
 from broadcaster.auth import AccountError, OfficerStore, Role
 from broadcaster.config import Config, demo_config_path, load_config
+from broadcaster.deploy.datadir import PRIVATE_UMASK
 from broadcaster.store.db import Database
 
 T = TypeVar("T")
@@ -49,6 +51,7 @@ def _with_database(
 ) -> T:
     config = _config(args)
     data_dir = Path(args.data_dir) if args.data_dir else config.server.data_dir
+    os.umask(PRIVATE_UMASK)  # the store holds password hashes: as private as serve keeps it
     data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(data_dir / DATABASE_NAME)
     try:

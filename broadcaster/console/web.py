@@ -7,7 +7,9 @@ scripts are served from the package (no external CDN or fonts) under a Content-S
 that allows nothing from elsewhere and no inline script.
 
 On first start with no officers, ``BROADCASTER_ADMIN_PASSWORD`` (if set) creates the officer
-``admin``; otherwise ``broadcaster user add NAME --role admin`` does.
+``admin``; otherwise ``broadcaster user add NAME --role admin`` does. A password the account
+rules refuse (too short) stops the start with a ConfigError, rather than leave a server nobody
+can log into.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_cs
 from broadcaster.console.hazards import HazardTemplate, default_templates_dir, load_templates
 from broadcaster.console.mapping import MapFrame, registry_frame
 from broadcaster.console.preview import AudioPreview
-from broadcaster.errors import BroadcasterError
+from broadcaster.errors import BroadcasterError, ConfigError
 from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
@@ -216,8 +218,10 @@ async def _first_admin(state: ConsoleState) -> None:
     try:
         await state.officers.create("admin", password, Role.ADMIN, "Administrator")
     except AccountError as exc:
-        log.error("cannot create the first admin from %s: %s", ADMIN_PASSWORD_ENV, exc)
-        return
+        raise ConfigError(
+            f"{ADMIN_PASSWORD_ENV}: {exc}; no officer exists yet, so nobody could log in"
+            " (set a longer one, or add an admin with: broadcaster user add NAME --role admin)"
+        ) from None
     await state.audit("system", "user.add", "admin", {"role": "admin", "from": "environment"})
     log.warning("created the console officer 'admin' from %s", ADMIN_PASSWORD_ENV)
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from broadcaster.deploy.backup import (
     default_backup_path,
     restore_database,
 )
+from broadcaster.deploy.datadir import PRIVATE_UMASK
 from broadcaster.deploy.install import DEFAULT_CONFIG_SOURCE, InstallOptions, install
 
 
@@ -61,6 +63,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)  # a backup holds what the store does: readable by its owner only
     database = _database(args)
     dest = Path(args.output) if args.output else default_backup_path(database.parent)
     summary = backup_database(database, dest)
@@ -69,6 +72,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    os.umask(PRIVATE_UMASK)
     summary = restore_database(Path(args.file), _database(args), force=args.force)
     print(f"restored: {_describe(summary)}")
     return 0

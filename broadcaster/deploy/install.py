@@ -10,7 +10,7 @@ package:
 - ``/etc/broadcaster`` (root, group-readable) with ``broadcaster.toml`` copied from an example
   and the registry files it names by relative path, and ``secrets.env`` with a random value
   for every ``{ env = "NAME" }`` secret the configuration uses (mode 0640, never printed);
-- ``/var/lib/broadcaster`` and ``/var/lib/broadcaster/backups`` (the service user's, 0750);
+- ``/var/lib/broadcaster`` and ``/var/lib/broadcaster/backups`` (the service user's, 0700);
 - ``/usr/local/bin/broadcaster``, a launcher for this installation's Python;
 - ``/etc/systemd/system/broadcaster.service`` from ``systemd/``.
 """
@@ -152,8 +152,8 @@ def install(options: InstallOptions) -> list[str]:
     config_owner = (0, ids[1]) if ids else None
 
     _make_dir(root / CONFIG_DIR, 0o750, config_owner)
-    _make_dir(root / DATA_DIR, 0o750, ids)
-    _make_dir(root / DATA_DIR / "backups", 0o750, ids)
+    _make_dir(root / DATA_DIR, 0o700, ids)
+    _make_dir(root / DATA_DIR / "backups", 0o700, ids)
     done.append(f"directories /{CONFIG_DIR}, /{DATA_DIR} and /{DATA_DIR}/backups")
 
     config_path = root / CONFIG_DIR / "broadcaster.toml"

@@ -1,12 +1,15 @@
 """Running the web application as a service: listen, tell systemd, keep its watchdog fed, stop.
 
-``broadcaster serve`` calls :func:`run_server`: it starts the application (and with it the
+``broadcaster serve`` calls :func:`run_server`. Before anything else it sets a private umask
+and takes the data directory's lock, so a second server on the same directory stops before it
+writes or prints anything; it makes what earlier runs left there private
+(:mod:`broadcaster.deploy.datadir`), builds the application, starts it (and with it the
 :class:`~broadcaster.service.BroadcasterService`), opens the listening socket, freezes what
-start-up built out of the garbage collector's rounds, and only then sends ``READY=1``; while
-serving it sends ``WATCHDOG=1`` as long as the event loop turns and the database thread answers;
-on SIGTERM or SIGINT it sends ``STOPPING=1`` and stops the service cleanly (deliveries in flight
-are resumed at the next start). Under systemd, logs go to the journal with their fields
-(:mod:`broadcaster.deploy.journal`).
+start-up built out of the garbage collector's rounds, and only then says "serving on" and sends
+``READY=1``; while serving it sends ``WATCHDOG=1`` as long as the event loop turns and the
+database thread answers; on SIGTERM or SIGINT it sends ``STOPPING=1`` and stops the service
+cleanly (deliveries in flight are resumed at the next start). Under systemd, logs go to the
+journal with their fields (:mod:`broadcaster.deploy.journal`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+from pathlib import Path
 
 from aiohttp import web
 
 from broadcaster.api.keys import SERVICE
+from broadcaster.config import Config
 from broadcaster.deploy.backup import data_dir_lock
+from broadcaster.deploy.datadir import PRIVATE_UMASK, make_private
 from broadcaster.deploy.journal import use_journal_if_attached
 from broadcaster.deploy.sdnotify import SystemdNotifier
 from broadcaster.service import BroadcasterService
@@ -45,15 +52,11 @@ def freeze_startup_objects() -> None:
 
 
 async def serve(app: web.Application, *, host: str, port: int) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, with systemd notifications when under systemd."""
-    service = app[SERVICE]
-    with data_dir_lock(service.data_dir, purpose="serve"):
-        await _serve_locked(app, service, host, port)
+    """Serve ``app`` until SIGTERM or SIGINT, with systemd notifications when under systemd.
 
-
-async def _serve_locked(
-    app: web.Application, service: BroadcasterService, host: str, port: int
-) -> None:
+    The caller holds the data directory's lock (:func:`run_server` does).
+    """
+    service: BroadcasterService = app[SERVICE]
     notifier = SystemdNotifier()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     stop = asyncio.Event()
@@ -65,7 +68,9 @@ async def _serve_locked(
         site = web.TCPSite(runner, host, port)
         await site.start()
         freeze_startup_objects()
-        notifier.ready(f"serving on http://{host}:{port} (data in {service.data_dir})")
+        serving = f"serving on http://{host}:{port} (data in {service.data_dir})"
+        print(f"broadcaster: {serving}", flush=True)
+        notifier.ready(serving)
         watchdog = asyncio.create_task(
             notifier.keep_alive(lambda: database_answers(service)), name="watchdog"
         )
@@ -82,9 +87,20 @@ async def _serve_locked(
         notifier.close()
 
 
-def run_server(app: web.Application, *, host: str, port: int) -> None:
-    """Blocking entry point for ``broadcaster serve``."""
-    use_journal_if_attached(logging.getLogger().level or logging.INFO)
-    # APScheduler logs every job it adds and runs at INFO; runs are logged by the scheduler.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    asyncio.run(serve(app, host=host, port=port))
+def run_server(config: Config, *, data_dir: Path) -> None:
+    """Blocking entry point for ``broadcaster serve``: ``config`` on ``data_dir``.
+
+    Raises DeployError, before writing or printing anything, when another server holds the
+    data directory.
+    """
+    # Imported here: the application pulls in the console and every channel plugin.
+    from broadcaster.api.app import make_app
+
+    os.umask(PRIVATE_UMASK)
+    with data_dir_lock(data_dir, purpose="serve"):
+        use_journal_if_attached(logging.getLogger().level or logging.INFO)
+        # APScheduler logs every job it adds and runs at INFO; runs are logged by the scheduler.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        make_private(data_dir)
+        app = make_app(BroadcasterService(config, data_dir=data_dir))
+        asyncio.run(serve(app, host=config.server.host, port=config.server.port))

@@ -5,7 +5,9 @@ and every pending migration runs inside one transaction, so a database is either
 old version or wholly at the new one. The connection is opened in WAL mode with foreign keys on.
 
 Every database call runs on one dedicated thread (:class:`Database.run`): SQLite then has one
-writer, and the event loop never blocks on disk.
+writer, and the event loop never blocks on disk. A call that finds the disk full is rolled back
+and raises :class:`~broadcaster.errors.DiskFullError`; :attr:`Database.space` remembers it for
+``/healthz`` until space returns (:mod:`broadcaster.store.space`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from broadcaster.errors import StoreError
+from broadcaster.errors import DiskFullError, StoreError
+from broadcaster.store.space import DiskSpace, is_disk_full
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,6 +56,7 @@ class Database:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._thread_id: int | None = None
         self._closed = False
+        self.space = DiskSpace(self.path.parent)
         self._executor.submit(self._mark_thread).result()
         self.conn = self._executor.submit(self._open).result()
         self.db = sqlite_utils.Database(self.conn)
@@ -97,14 +101,16 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """An immediate (write-locking) transaction; rolled back if the block raises."""
+        """An immediate (write-locking) transaction; rolled back if the block or the commit
+        raises (unless SQLite already rolled it back, as it does when the disk is full)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """Rows as dicts (call on the database thread)."""
@@ -113,13 +119,31 @@ class Database:
     def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the database thread and wait for it (from synchronous code)."""
         if threading.get_ident() == self._thread_id:
-            return fn(*args, **kwargs)
-        return self._executor.submit(fn, *args, **kwargs).result()
+            return self._watched(fn, *args, **kwargs)
+        return self._executor.submit(lambda: self._watched(fn, *args, **kwargs)).result()
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the database thread without blocking the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(
+            self._executor, lambda: self._watched(fn, *args, **kwargs)
+        )
+
+    def _watched(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` on this thread; a full disk becomes DiskFullError, a write clears it."""
+        changes = self.conn.total_changes
+        try:
+            result = fn(*args, **kwargs)
+        except (sqlite3.Error, OSError, StoreError) as exc:
+            if isinstance(exc, DiskFullError) or not is_disk_full(exc):
+                raise
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.space.note_full()
+            raise DiskFullError(f"disk full in {self.path.parent}: {exc}") from exc
+        if self.space.full and self.conn.total_changes != changes and not self.conn.in_transaction:
+            self.space.note_written()
+        return result
 
     def close(self) -> None:
         if self._closed:

@@ -6,11 +6,11 @@ Example (``[channels.loudspeaker]`` in the TOML configuration)::
     [channels.loudspeaker]
     type = "loudspeaker"
     concurrency = 512
-    master_secret = "env:BROADCASTER_BOX_SECRET" # per-box keys: HMAC-SHA256(secret, "box:<id>")
-    key_file = "box-keys.json"                   # or explicit keys, {"<box id>": "<hex>"}
+    master_secret = { env = "BROADCASTER_BOX_SECRET" } # box keys: HMAC-SHA256(secret, "box:<id>")
+    key_file = "box-keys.json"                         # or explicit keys, {"<box id>": "<hex>"}
     tcp = { host = "0.0.0.0", port = 7700 }
     serial_lines = [{ name = "line1", url = "/dev/ttyUSB0" }]
-    mqtt = { host = "broker.example.cn", username = "bc", password = "env:MQTT_PASSWORD" }
+    mqtt = { host = "broker.example.cn", username = "bc", password = { env = "MQTT_PASSWORD" } }
     repeat = 2
     clips = { default = { id = "generic-warning", sha256 = "9f86…" } }
 

@@ -88,6 +88,7 @@ def ebur128(path: Path) -> Loudness:
 
 @dataclass(frozen=True)
 class Probe:
+    container: str
     codec: str
     sample_rate: int
     channels: int
@@ -105,6 +106,7 @@ def probe(path: Path) -> Probe:
     info = json.loads(done.stdout)
     stream = info["streams"][0]
     return Probe(
+        info["format"]["format_name"],
         stream["codec_name"],
         int(stream["sample_rate"]),
         int(stream["channels"]),

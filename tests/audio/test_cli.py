@@ -66,6 +66,39 @@ def test_same_writes_audio_multimon_decodes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "container", "codec"),
+    [
+        ("a.mp3", "mp3", "mp3"),
+        ("a.ogg", "ogg", "opus"),
+        ("a.opus", "ogg", "opus"),
+        ("a.wav", "wav", "pcm_s16le"),
+    ],
+)
+def test_render_writes_the_format_its_file_name_says(
+    tmp_path: Path, name: str, container: str, codec: str
+) -> None:
+    out = tmp_path / name
+    done = run(
+        "render", "--lang", "en", "--text", "Flood warning", "--engines", "espeak-ng",
+        "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = probe(out)
+    assert (found.container, found.codec) == (container, codec)
+
+
+def test_render_ulaw_goes_in_a_wav_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "page.wav"
+    done = run(
+        "render", "--lang", "en", "--text", "Flood warning", "--engines", "espeak-ng",
+        "--format", "ulaw", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = probe(out)
+    assert (found.container, found.codec, found.sample_rate) == ("wav", "pcm_mulaw", 8000)
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (("same", "--header", "ZCZC-BAD", "--out", "x.wav"), "not a SAME header"),
@@ -74,6 +107,18 @@ def test_same_writes_audio_multimon_decodes(tmp_path: Path) -> None:
         (
             ("render", "--lang", "en", "--text", "x", "--engines", "magic", "--out", "x.wav"),
             "unknown speech engines",
+        ),
+        (
+            ("render", "--lang", "en", "--text", "x", "--format", "wav", "--out", "x.mp3"),
+            "--format wav does not fit the name 'x.mp3': a .mp3 file holds mp3",
+        ),
+        (
+            ("render", "--lang", "en", "--text", "x", "--format", "mp3", "--out", "x.ogg"),
+            "a .ogg file holds opus",
+        ),
+        (
+            ("render", "--lang", "en", "--text", "x", "--out", "x.flac"),
+            "cannot tell the format from the name 'x.flac'",
         ),
     ],
 )
@@ -88,7 +133,7 @@ def test_bad_input_is_one_error_line_and_exit_2(
     assert main(list(args)) == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: ") and message in stderr
-    assert not (tmp_path / "x.wav").exists()
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:

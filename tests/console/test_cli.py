@@ -5,6 +5,7 @@ entry edited in the database file."""
 from __future__ import annotations
 
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ def _run(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedPro
         text=True,
         timeout=60,
         cwd=data_dir.parent,
+        umask=0o022,
     )
 
 
@@ -34,6 +36,9 @@ def test_user_commands_and_audit_verify(tmp_path: Path) -> None:
     done = _run(data, "user", "add", "chief", "--role", "admin", "--password-stdin", stdin=password)
     assert done.returncode == 0, done.stderr
     assert password not in done.stdout + done.stderr
+    # the password hash is readable by its owner only, whatever the caller's umask
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()} == {0o600}
     done = _run(data, "user", "add", "ann", "--role", "drafter", "--password-stdin", stdin="short")
     assert done.returncode == 1
     assert done.stderr.strip() == "error: a password needs at least 10 characters"

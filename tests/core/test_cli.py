@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
+from broadcaster.cap.serialize import to_xml
+from drivers.mqtt.testing import free_port
 from tests.conftest import CAP_SAMPLES, CAP_XSD, REPO
+from tests.core.support import make_alert
+from tests.processes import serve_argv, wait_http, write_log_server_config
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -124,3 +130,58 @@ def test_plugins_add_subcommands_through_entry_points(tmp_path: Path) -> None:
     result = run("sms", "import", str(csv), "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())[0]["address"] == "+8613800000001"
+
+
+@pytest.mark.slow
+def test_send_and_status_find_the_server_url_env_then_config(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
+    port, closed = free_port(), free_port()
+    config = write_log_server_config(tmp_path, port=port, data_dir=tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
+    env["PYTHONPATH"] = str(REPO)
+    processes.append(subprocess.Popen(serve_argv(config), cwd=REPO, env=env))
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    alert = tmp_path / "alert.xml"
+    alert.write_bytes(to_xml(make_alert("cli-url-1")))
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "broadcaster", *args],
+            cwd=tmp_path,  # no ./data here: the token comes from the configuration's
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    sent = cli("send", str(alert), "--config", str(config))  # [server] of the configuration
+    assert sent.returncode == 0, sent.stderr
+    alert_id = json.loads(sent.stdout)["id"]
+    elsewhere = f"http://127.0.0.1:{closed}"
+    refused = cli("status", alert_id, "--config", str(config), BROADCASTER_URL=elsewhere)
+    assert refused.returncode == 1  # the environment comes before the configuration
+    assert refused.stderr.startswith(f"error: cannot reach {elsewhere}: ")
+    status = cli(
+        "status", alert_id, "--config", str(config), "--url", f"http://127.0.0.1:{port}",
+        BROADCASTER_URL=elsewhere,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr  # --url comes first
+    assert status.stdout.startswith(f"alert {alert_id}: active")
+
+
+def test_status_from_something_that_is_not_a_broadcaster_server(tmp_path: Path, processes) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    processes.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/")
+    done = run("status", "some-alert", "--url", url, "--token", "t")
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"error: {url} answered 404 with something other than JSON: is it a broadcaster server?\n"
+    )

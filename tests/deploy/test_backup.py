@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import stat
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ async def broadcaster(*args: str) -> tuple[int, str, str]:
         cwd=REPO,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        umask=0o022,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
@@ -88,6 +90,7 @@ async def test_backup_while_writing_restores_to_a_consistent_store(tmp_path: Pat
     assert code == 0, err
     assert during > 0  # alerts were being written while the backup ran
     assert "backup written" in out and not backup.with_name("backup.db.partial").exists()
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600  # as private as the store
 
     restored_dir = tmp_path / "restored"
     code, out, err = await broadcaster("restore", str(backup), "--data-dir", str(restored_dir))

@@ -69,7 +69,7 @@ def test_install_creates_user_directories_config_and_a_unit_that_verifies(root: 
         assert line.endswith(":broadcaster"), line
 
     data = (root / "var/lib/broadcaster").stat()
-    assert stat.S_IMODE(data.st_mode) == 0o750 and (data.st_uid, data.st_gid) == (
+    assert stat.S_IMODE(data.st_mode) == 0o700 and (data.st_uid, data.st_gid) == (
         int(uid),
         int(gid),
     )
