@@ -22,7 +22,9 @@ goes out, so the sender can record it. After a restart, ``watch`` matches report
 segments again, and a message resumed with ``SmsResume`` sends only its missing segments, with
 the earlier concatenation reference, through the earlier modem (``pool_queue``).
 
-Status reports (only when configured) are matched to segments by ``results.ReportTracker``.
+Status reports (only when configured) are matched to segments by ``results.ReportTracker``
+and handed to every listener; ``reports()`` keeps at most ``REPORT_BACKLOG`` of them for its
+reader (the oldest go first), so a server whose reports nobody iterates does not grow.
 """
 
 from __future__ import annotations
@@ -64,13 +66,17 @@ from drivers.gsm.results import (
 log = logging.getLogger(__name__)
 _MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError, GsmModemFaultError)
 
+REPORT_BACKLOG = 1024
+"""Matched reports ``reports()`` holds for a slow or absent reader; beyond it the oldest go."""
+
 
 class GsmModemPool:
     """Send SMS through a pool of modems; see the module docstring for routing and retries.
 
     ``send`` raises GsmPermanentError subclasses (bad number, text too long, rejected PDU) or
     GsmRetryableError subclasses (no healthy modem, retries exhausted). Reports arrive through
-    ``reports()`` (one consumer) and through listeners added with ``add_report_listener``.
+    listeners added with ``add_report_listener`` and through ``reports()`` (one consumer, the
+    last ``REPORT_BACKLOG`` reports).
     """
 
     def __init__(self, config: GsmPoolConfig) -> None:
@@ -82,7 +88,7 @@ class GsmModemPool:
         self._concat = itertools.count(random.randrange(256))
         self._tracker = ReportTracker()
         self._listeners: list[Callable[[DeliveryReport], None]] = []
-        self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
+        self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue(REPORT_BACKLOG)
         self._running = False
         self._queue = MessageQueue(config.queue_timeout, self._is_ready, self._expire)
         self._unfinished: set[PoolJob] = set()
@@ -144,7 +150,8 @@ class GsmModemPool:
         self._listeners.append(listener)
 
     async def reports(self) -> AsyncIterator[DeliveryReport]:
-        """Matched status reports, per segment, as they arrive."""
+        """Matched status reports, per segment, as they arrive (those that came before the
+        first read are kept, up to ``REPORT_BACKLOG``; listeners see every one)."""
         while True:
             yield await self._reports.get()
 
@@ -222,6 +229,11 @@ class GsmModemPool:
     def queued_messages(self) -> int:
         """Messages waiting for a modem (not counting those being sent)."""
         return self._queue.waiting
+
+    @property
+    def queued_reports(self) -> int:
+        """Matched reports waiting for a ``reports()`` reader (at most ``REPORT_BACKLOG``)."""
+        return self._reports.qsize()
 
     def _no_modem(self) -> GsmNoModemError:
         states = ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
@@ -371,6 +383,8 @@ class GsmModemPool:
                 listener(delivery)
             except Exception:
                 log.exception("report listener %r failed", listener)
+        if self._reports.full():
+            self._reports.get_nowait()  # nobody reads them: the oldest goes
         self._reports.put_nowait(delivery)
 
     def _on_report(self, modem: str, report: StatusReportPdu) -> None:
