@@ -173,6 +173,7 @@ class SmsSender:
                 reference=reference,
                 priority=priority,
                 validity=validity,
+                deadline=delivery.expires_at,
                 resume=resume,
                 on_segment=record_segment,
             )

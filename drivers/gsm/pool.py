@@ -12,8 +12,10 @@ limit, so the least loaded healthy modem always takes the next message. When a m
 A retry on the same modem keeps the segments already accepted; on another modem (another SIM,
 so another sender address: phones join parts by sender and reference) every segment is sent
 again, and reports of the abandoned copy are no longer matched. Delivery is at least once per
-segment. A new message is refused with GsmNoModemError when no modem is ready; a queued one
-fails so after ``queue_timeout``. A modem that fails again and again backs off. Retryable errors
+segment. A new message is refused with GsmNoModemError when no modem is ready. A queued message
+waits for a busy healthy modem as long as it takes, up to its own ``deadline`` (the alert's
+expiry); once no modem has been ready for ``queue_timeout`` every queued message fails with
+GsmNoModemError. A modem that fails again and again backs off. Retryable errors
 (``GsmRetryableError``) are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones
 fail the message at once.
 
@@ -90,8 +92,9 @@ class GsmModemPool:
         self._listeners: list[Callable[[DeliveryReport], None]] = []
         self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue(REPORT_BACKLOG)
         self._running = False
-        self._queue = MessageQueue(config.queue_timeout, self._is_ready, self._expire)
+        self._queue = MessageQueue(self._is_ready, self._expire)
         self._unfinished: set[PoolJob] = set()
+        self._none_ready: asyncio.TimerHandle | None = None
 
     @property
     def status_reports(self) -> bool:
@@ -104,7 +107,7 @@ class GsmModemPool:
         self._running = True
         for modem in self.config.modems:
             client = GsmModemClient(modem, self._report_from_thread, self._lost_from_thread)
-            slot = PoolModem(modem, client)
+            slot = PoolModem(modem, client, self._watch_readiness)
             self._slots[modem.name] = slot
             self._spawn(self._supervise(slot))
         await asyncio.gather(*(slot.attempted.wait() for slot in self._slots.values()))
@@ -112,13 +115,14 @@ class GsmModemPool:
     async def stop(self) -> None:
         """Stop sending, close every port and fail queued messages with GsmNoModemError."""
         self._running = False
+        self._watch_readiness()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._queue.drain()
         for job in list(self._unfinished):
             self._fail(job, GsmNoModemError("the modem pool stopped"))
-        self._queue.clear()
         for slot in self._slots.values():
             await slot.close()
 
@@ -179,6 +183,7 @@ class GsmModemPool:
         reference: str,
         priority: int = 0,
         validity: timedelta | None = None,
+        deadline: float | None = None,
         resume: SmsResume | None = None,
         on_segment: SegmentCallback | None = None,
     ) -> SmsSubmission:
@@ -186,10 +191,13 @@ class GsmModemPool:
 
         ``reference`` is the caller's id for this message; reports carry it back. Higher
         ``priority`` messages leave the queue first. ``validity`` (TP-VP, at least 5 minutes)
-        overrides the pool's, e.g. to end when the alert expires. ``resume`` names segments
-        accepted before a restart: only the others are sent (GsmPermanentError if they do not
-        fit this text). ``on_segment`` is awaited after each segment the network accepts and
-        before the next is sent, e.g. to record it durably; its errors are logged, not raised.
+        overrides the pool's, e.g. to end when the alert expires. ``deadline`` (a
+        ``time.time()`` value, e.g. the alert's expiry) is how long the message may wait for a
+        busy modem: GsmNoModemError if no modem took it by then (None: no limit). ``resume``
+        names segments accepted before a restart: only the others are sent (GsmPermanentError
+        if they do not fit this text). ``on_segment`` is awaited after each segment the network
+        accepts and before the next is sent, e.g. to record it durably; its errors are logged,
+        not raised.
         """
         if validity is not None and validity < timedelta(minutes=5):
             raise GsmPermanentError("send: validity must be at least 5 minutes")
@@ -210,6 +218,7 @@ class GsmModemPool:
         order = self._queue.next_order()
         job = PoolJob(reference, normalize_number(number), pdus, future, -priority, order, concat)
         job.on_segment = on_segment
+        job.deadline = deadline
         if resume is not None:
             job.resume(resume)
             self.watch(reference, job.number, resume.segments)
@@ -235,28 +244,56 @@ class GsmModemPool:
         """Matched reports waiting for a ``reports()`` reader (at most ``REPORT_BACKLOG``)."""
         return self._reports.qsize()
 
-    def _no_modem(self) -> GsmNoModemError:
-        states = ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
-        return GsmNoModemError(f"no modem is ready: {states}")
+    def _modem_states(self) -> str:
+        """``m0 ready (busy), m1 failed (+CMS ERROR: 330)``: what each modem is doing."""
+        states = []
+        for slot in self._slots.values():
+            state = f"{slot.name} {slot.state.value}"
+            if slot.state is ModemState.READY and slot.busy:
+                state += " (busy)"
+            elif slot.state is not ModemState.READY and slot.last_error:
+                state += f" ({slot.last_error})"
+            states.append(state)
+        return ", ".join(states)
 
     def _dispatch(self, job: PoolJob, raise_if_none: bool = False) -> None:
         """Queue ``job`` by priority, then order of arrival (a retried job keeps its place).
 
-        A new message needs a ready modem now; a retried one waits up to ``queue_timeout``
-        for a modem to come back.
+        A new message needs a ready modem now; a retried one waits until no modem has been
+        ready for ``queue_timeout``.
         """
         if not self._running or (raise_if_none and not self._ready_slots()):
-            error = self._no_modem()
+            error = GsmNoModemError(f"no modem is ready: {self._modem_states()}")
             if raise_if_none:
                 raise error
             self._fail(job, error)
             return
         self._queue.push(job)
+        self._watch_readiness()
 
     def _expire(self, job: PoolJob) -> None:
-        """Fail a message that no modem took within ``queue_timeout``."""
-        waited = f"no modem took the message within {self.config.queue_timeout:g} s"
-        self._fail(job, GsmNoModemError(f"{waited}; {self._no_modem()}"))
+        """Fail a message still waiting at its deadline (every ready modem was busy)."""
+        waiting = self._queue.waiting
+        error = f"its deadline passed with {waiting} message(s) waiting; {self._modem_states()}"
+        self._fail(job, GsmNoModemError(f"no modem took the message: {error}"))
+
+    def _watch_readiness(self) -> None:
+        """Called on every modem state change: once no modem is ready, fail what waits if
+        none is ready again within ``queue_timeout``."""
+        if self._ready_slots() or not self._running:
+            if self._none_ready is not None:
+                self._none_ready.cancel()
+                self._none_ready = None
+        elif self._none_ready is None and self._loop is not None:
+            timeout = self.config.queue_timeout
+            self._none_ready = self._loop.call_later(timeout, self._no_modem_came_back)
+
+    def _no_modem_came_back(self) -> None:
+        self._none_ready = None
+        timeout = self.config.queue_timeout
+        error = f"no modem has been ready for {timeout:g} s: {self._modem_states()}"
+        for job in self._queue.drain():
+            self._fail(job, GsmNoModemError(error))
 
     def _fail(self, job: PoolJob, error: GsmError) -> None:
         if job.expiry is not None:

@@ -25,11 +25,18 @@ _MAX_BACKOFF = 60.0
 
 
 class PoolModem:
-    """One modem of the pool; ``busy`` is true while it sends a message."""
+    """One modem of the pool; ``busy`` is true while it sends a message; ``on_state`` is
+    called (on the event loop) after every change of ``state``."""
 
-    def __init__(self, config: GsmModemConfig, client: GsmModemClient) -> None:
+    def __init__(
+        self,
+        config: GsmModemConfig,
+        client: GsmModemClient,
+        on_state: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.client = client
+        self._on_state = on_state
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"gsm-{config.name}")
         self.state = ModemState.CONNECTING
         self.busy = False
@@ -53,6 +60,8 @@ class PoolModem:
         self.entered[self.state].clear()
         self.state = state
         self.entered[state].set()
+        if self._on_state is not None:
+            self._on_state()
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking client call on this modem's worker thread."""
