@@ -25,8 +25,11 @@ segments again, and a message resumed with ``SmsResume`` sends only its missing 
 the earlier concatenation reference, through the earlier modem (``pool_queue``).
 
 Status reports (only when configured) are matched to segments by ``results.ReportTracker``
-and handed to every listener; ``reports()`` keeps at most ``REPORT_BACKLOG`` of them for its
-reader (the oldest go first), so a server whose reports nobody iterates does not grow.
+and handed to every listener; a listener may return an awaitable (e.g. recording the report on
+disk), and a report the modem stored is deleted from it only once those finished, so a crash
+in between leaves it stored for the next connect. ``reports()`` keeps at most
+``REPORT_BACKLOG`` of them for its reader (the oldest go first), so a server whose reports
+nobody iterates does not grow.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -71,6 +74,11 @@ _MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError, GsmModemFaultE
 REPORT_BACKLOG = 1024
 """Matched reports ``reports()`` holds for a slow or absent reader; beyond it the oldest go."""
 
+REPORT_HANDOFF_TIMEOUT = 30.0
+"""Seconds a modem waits for the listeners of one report before keeping it stored."""
+
+ReportListener = Callable[[DeliveryReport], Awaitable[None] | None]
+
 
 class GsmModemPool:
     """Send SMS through a pool of modems; see the module docstring for routing and retries.
@@ -89,7 +97,7 @@ class GsmModemPool:
         # a random start: after a restart, new messages do not reuse the last run's references
         self._concat = itertools.count(random.randrange(256))
         self._tracker = ReportTracker()
-        self._listeners: list[Callable[[DeliveryReport], None]] = []
+        self._listeners: list[ReportListener] = []
         self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue(REPORT_BACKLOG)
         self._running = False
         self._queue = MessageQueue(self._is_ready, self._expire)
@@ -149,8 +157,9 @@ class GsmModemPool:
             raise GsmNoModemError(f"no modem named {name!r} in the pool")
         await slot.entered[state].wait()
 
-    def add_report_listener(self, listener: Callable[[DeliveryReport], None]) -> None:
-        """Call ``listener`` on the event loop for every matched status report."""
+    def add_report_listener(self, listener: ReportListener) -> None:
+        """Call ``listener`` on the event loop for every matched status report; an awaitable
+        it returns is awaited before the modem deletes a stored report."""
         self._listeners.append(listener)
 
     async def reports(self) -> AsyncIterator[DeliveryReport]:
@@ -168,7 +177,7 @@ class GsmModemPool:
         recipient = normalize_number(number)
         for segment in segments:
             for early in self._tracker.expect(segment, reference, recipient):
-                self._publish(early)
+                self._publish_later(early)
 
     def unwatch(self, segments: Sequence[SegmentSubmission]) -> None:
         """Stop matching reports for ``segments`` (their message is settled or abandoned)."""
@@ -371,7 +380,7 @@ class GsmModemPool:
                 job.accepted[segment.sequence] = submitted
                 if self.config.status_reports:
                     for early in self._tracker.expect(submitted, job.reference, job.number):
-                        self._publish(early)
+                        self._publish_later(early)
                 if job.on_segment is not None:
                     await self._segment_accepted(job, submitted)
         except GsmPermanentError as exc:
@@ -414,27 +423,49 @@ class GsmModemPool:
         if not job.future.done():
             self._dispatch(job)
 
-    def _publish(self, delivery: DeliveryReport) -> None:
+    def _publish(self, delivery: DeliveryReport) -> list[Awaitable[None]]:
+        """Hand ``delivery`` to every listener; the awaitables they returned."""
+        pending: list[Awaitable[None]] = []
         for listener in self._listeners:
             try:
-                listener(delivery)
+                result = listener(delivery)
             except Exception:
                 log.exception("report listener %r failed", listener)
+                continue
+            if result is not None:
+                pending.append(result)
         if self._reports.full():
             self._reports.get_nowait()  # nobody reads them: the oldest goes
         self._reports.put_nowait(delivery)
+        return pending
 
-    def _on_report(self, modem: str, report: StatusReportPdu) -> None:
+    def _publish_later(self, delivery: DeliveryReport) -> None:
+        for awaitable in self._publish(delivery):
+            self._spawn(_logged(awaitable))
+
+    async def _on_report(self, modem: str, report: StatusReportPdu) -> None:
         delivery = self._tracker.match(modem, report)
         if delivery is not None:
-            self._publish(delivery)
+            for awaitable in self._publish(delivery):
+                await _logged(awaitable)
 
     def _report_from_thread(self, modem: str, report: StatusReportPdu) -> None:
+        """Handle a report on the event loop and wait for it: only then may the modem delete
+        it from its memory. Raises GsmPortError when the pool is not running."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._on_report, modem, report)
+        if loop is None or loop.is_closed() or not self._running:
+            raise GsmPortError("the modem pool is not running")
+        handled = asyncio.run_coroutine_threadsafe(self._on_report(modem, report), loop)
+        handled.result(REPORT_HANDOFF_TIMEOUT)
 
     def _lost_from_thread(self, modem: str, error: GsmPortError) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._modem_failed, self._slots[modem], error)
+
+
+async def _logged(awaitable: Awaitable[None]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("a report listener failed")
