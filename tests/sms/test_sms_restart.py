@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from broadcaster.config import Config
+from broadcaster.service import DATABASE_NAME
 from channels.sms import SubmissionStoreError
 from drivers.gsm import SegmentSubmission
 from drivers.gsm.simulator_network import (
@@ -116,6 +117,31 @@ async def test_an_sms_without_reports_after_a_restart_is_sent_again_at_the_timeo
     assert each_segment(network.records) == Counter({(number, s): 2 for s in (1, 2, 3)})
     assert len({r.concat_reference for r in network.records}) == 2  # two whole copies
     assert row["attempts"] == 2
+
+
+async def test_an_outcome_the_core_missed_before_a_stop_is_settled_at_the_start(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    network.report_delay = 0.05
+    [number] = numbers(0, 1)
+    table = sms_channel_table([modem_table("m0", simulator.device_path)])
+    config = make_config(tmp_path, {"sms": table}, [group("t", [number])])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-missed"), origin="test")
+        await wait_until_complete(service, result.alert_id, timeout=20)
+    # as if the server stopped after the SMS record settled and before the core wrote it
+    with sqlite3.connect(config.server.data_dir / DATABASE_NAME) as conn:
+        conn.execute("UPDATE deliveries SET state = 'accepted', updated_at = ?", (time.time(),))
+    conn.close()
+
+    async with running(config) as service:
+        started = time.monotonic()
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        took = time.monotonic() - started
+    assert summary == {"sms": {"confirmed": 1}}
+    assert took < 5 - 1  # settled at the start, not at the confirmation timeout of 5 s
+    assert each_segment(network.records) == once_each([number])
 
 
 async def test_a_message_cut_between_two_segments_is_completed_after_the_restart(
