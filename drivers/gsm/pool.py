@@ -24,12 +24,9 @@ goes out, so the sender can record it. After a restart, ``watch`` matches report
 segments again, and a message resumed with ``SmsResume`` sends only its missing segments, with
 the earlier concatenation reference, through the earlier modem (``pool_queue``).
 
-Status reports (only when configured) are matched to segments by ``results.ReportTracker``
-and handed to every listener; a listener may return an awaitable (e.g. recording the report on
-disk), and a report the modem stored is deleted from it only once those finished, so a crash
-in between leaves it stored for the next connect. ``reports()`` keeps at most
-``REPORT_BACKLOG`` of them for its reader (the oldest go first), so a server whose reports
-nobody iterates does not grow.
+Status reports (only when configured) are matched and handed to listeners by
+``pool_reports.PoolReports``; a report the modem stored is deleted from it only once the
+listeners finished with it, so a crash in between leaves it stored for the next connect.
 """
 
 from __future__ import annotations
@@ -38,7 +35,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -58,11 +55,11 @@ from drivers.gsm.modem import GsmModemClient
 from drivers.gsm.pdu import StatusReportPdu, encode_submit, normalize_number
 from drivers.gsm.pool_modem import PoolModem
 from drivers.gsm.pool_queue import MessageQueue, PoolJob, SegmentCallback
+from drivers.gsm.pool_reports import PoolReports, ReportListener
 from drivers.gsm.results import (
     DeliveryReport,
     ModemHealth,
     ModemState,
-    ReportTracker,
     SegmentSubmission,
     SmsResume,
     SmsSubmission,
@@ -70,14 +67,6 @@ from drivers.gsm.results import (
 
 log = logging.getLogger(__name__)
 _MODEM_FAULTS = (GsmPortError, GsmTimeoutError, GsmProtocolError, GsmModemFaultError)
-
-REPORT_BACKLOG = 1024
-"""Matched reports ``reports()`` holds for a slow or absent reader; beyond it the oldest go."""
-
-REPORT_HANDOFF_TIMEOUT = 30.0
-"""Seconds a modem waits for the listeners of one report before keeping it stored."""
-
-ReportListener = Callable[[DeliveryReport], Awaitable[None] | None]
 
 
 class GsmModemPool:
@@ -96,9 +85,7 @@ class GsmModemPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         # a random start: after a restart, new messages do not reuse the last run's references
         self._concat = itertools.count(random.randrange(256))
-        self._tracker = ReportTracker()
-        self._listeners: list[ReportListener] = []
-        self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue(REPORT_BACKLOG)
+        self._reports = PoolReports(self._spawn)
         self._running = False
         self._queue = MessageQueue(self._is_ready, self._expire)
         self._unfinished: set[PoolJob] = set()
@@ -160,13 +147,13 @@ class GsmModemPool:
     def add_report_listener(self, listener: ReportListener) -> None:
         """Call ``listener`` on the event loop for every matched status report; an awaitable
         it returns is awaited before the modem deletes a stored report."""
-        self._listeners.append(listener)
+        self._reports.add_listener(listener)
 
     async def reports(self) -> AsyncIterator[DeliveryReport]:
         """Matched status reports, per segment, as they arrive (those that came before the
         first read are kept, up to ``REPORT_BACKLOG``; listeners see every one)."""
-        while True:
-            yield await self._reports.get()
+        async for report in self._reports.reports():
+            yield report
 
     def watch(self, reference: str, number: str, segments: Sequence[SegmentSubmission]) -> None:
         """Match reports for segments accepted before this pool existed (kept by the caller
@@ -176,13 +163,12 @@ class GsmModemPool:
             return
         recipient = normalize_number(number)
         for segment in segments:
-            for early in self._tracker.expect(segment, reference, recipient):
-                self._publish_later(early)
+            self._reports.expect(segment, reference, recipient)
 
     def unwatch(self, segments: Sequence[SegmentSubmission]) -> None:
         """Stop matching reports for ``segments`` (their message is settled or abandoned)."""
         for segment in segments:
-            self._tracker.forget(segment)
+            self._reports.forget(segment)
 
     async def send(
         self,
@@ -251,19 +237,11 @@ class GsmModemPool:
     @property
     def queued_reports(self) -> int:
         """Matched reports waiting for a ``reports()`` reader (at most ``REPORT_BACKLOG``)."""
-        return self._reports.qsize()
+        return self._reports.queued
 
     def _modem_states(self) -> str:
         """``m0 ready (busy), m1 failed (+CMS ERROR: 330)``: what each modem is doing."""
-        states = []
-        for slot in self._slots.values():
-            state = f"{slot.name} {slot.state.value}"
-            if slot.state is ModemState.READY and slot.busy:
-                state += " (busy)"
-            elif slot.state is not ModemState.READY and slot.last_error:
-                state += f" ({slot.last_error})"
-            states.append(state)
-        return ", ".join(states)
+        return ", ".join(slot.describe() for slot in self._slots.values())
 
     def _dispatch(self, job: PoolJob, raise_if_none: bool = False) -> None:
         """Queue ``job`` by priority, then order of arrival (a retried job keeps its place).
@@ -358,7 +336,7 @@ class GsmModemPool:
         job.affinity = None  # taken: a retry goes to whichever modem is free
         if any(earlier.modem != slot.name for earlier in job.accepted.values()):
             for abandoned in job.accepted.values():
-                self._tracker.forget(abandoned)
+                self._reports.forget(abandoned)
             job.accepted.clear()
         try:
             for pdu in job.pdus:
@@ -379,8 +357,7 @@ class GsmModemPool:
                 )
                 job.accepted[segment.sequence] = submitted
                 if self.config.status_reports:
-                    for early in self._tracker.expect(submitted, job.reference, job.number):
-                        self._publish_later(early)
+                    self._reports.expect(submitted, job.reference, job.number)
                 if job.on_segment is not None:
                     await self._segment_accepted(job, submitted)
         except GsmPermanentError as exc:
@@ -423,49 +400,14 @@ class GsmModemPool:
         if not job.future.done():
             self._dispatch(job)
 
-    def _publish(self, delivery: DeliveryReport) -> list[Awaitable[None]]:
-        """Hand ``delivery`` to every listener; the awaitables they returned."""
-        pending: list[Awaitable[None]] = []
-        for listener in self._listeners:
-            try:
-                result = listener(delivery)
-            except Exception:
-                log.exception("report listener %r failed", listener)
-                continue
-            if result is not None:
-                pending.append(result)
-        if self._reports.full():
-            self._reports.get_nowait()  # nobody reads them: the oldest goes
-        self._reports.put_nowait(delivery)
-        return pending
-
-    def _publish_later(self, delivery: DeliveryReport) -> None:
-        for awaitable in self._publish(delivery):
-            self._spawn(_logged(awaitable))
-
-    async def _on_report(self, modem: str, report: StatusReportPdu) -> None:
-        delivery = self._tracker.match(modem, report)
-        if delivery is not None:
-            for awaitable in self._publish(delivery):
-                await _logged(awaitable)
-
     def _report_from_thread(self, modem: str, report: StatusReportPdu) -> None:
-        """Handle a report on the event loop and wait for it: only then may the modem delete
-        it from its memory. Raises GsmPortError when the pool is not running."""
+        """Handle a report on the event loop; GsmPortError when the pool is not running."""
         loop = self._loop
         if loop is None or loop.is_closed() or not self._running:
             raise GsmPortError("the modem pool is not running")
-        handled = asyncio.run_coroutine_threadsafe(self._on_report(modem, report), loop)
-        handled.result(REPORT_HANDOFF_TIMEOUT)
+        self._reports.from_thread(loop, modem, report)
 
     def _lost_from_thread(self, modem: str, error: GsmPortError) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._modem_failed, self._slots[modem], error)
-
-
-async def _logged(awaitable: Awaitable[None]) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.exception("a report listener failed")

@@ -80,6 +80,15 @@ class PoolModem:
             last_error=self.last_error,
         )
 
+    def describe(self) -> str:
+        """``m0 ready (busy)`` or ``m1 failed (+CMS ERROR: 330)``, for error messages."""
+        described = f"{self.name} {self.state.value}"
+        if self.state is ModemState.READY and self.busy:
+            return f"{described} (busy)"
+        if self.state is not ModemState.READY and self.last_error:
+            return f"{described} ({self.last_error})"
+        return described
+
     def health_due(self) -> float:
         """Seconds until the next health poll (0 or less: now)."""
         return self.checked_at + self.config.health_interval - time.monotonic()

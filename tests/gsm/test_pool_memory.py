@@ -10,7 +10,7 @@ import gc
 
 from drivers.gsm import DeliveryReport, ReportMode
 from drivers.gsm.pdu import StatusReportPdu
-from drivers.gsm.pool import REPORT_BACKLOG
+from drivers.gsm.pool_reports import REPORT_BACKLOG
 from drivers.gsm.simulator_network import STATUS_REMOTE_BUSY, SimulatedNetwork
 
 from .conftest import SimulatorFactory
