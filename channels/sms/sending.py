@@ -14,7 +14,8 @@ record of the delivery's idempotency key (``channels.sms.submissions``):
 - every segment was submitted, the core held the delivery as accepted (``send`` answered it, or
   ``resume`` handed it over after a restart) and re-sends it: its confirmation timeout passed
   without a final report (lost by the network, or reported in ``+CDS`` while the server was
-  down): a fresh transmission, so no delivery waits for reports until its alert expires;
+  down): a fresh transmission, once; when that copy's reports also stay away, PermanentError
+  (the delivery fails, saying so). No delivery waits for reports until its alert expires;
 - some segments were submitted (the server stopped between two): only the missing ones are
   sent, with the same concatenation reference, through the same modem (``SmsResume``), so the
   phone joins them; if that modem is not ready the pool sends the whole message through
@@ -85,7 +86,8 @@ class SmsSender:
         self.tracker = SegmentTracker(self._emit)
         self.problem: str | None = None
         self._confirm = confirm
-        self._awaiting: OrderedDict[str, None] = OrderedDict()  # accepted by the core, this run
+        # keys the core holds as accepted (this run) → copies sent again for lack of reports
+        self._awaiting: OrderedDict[str, int] = OrderedDict()
 
     async def restore(self, pool: GsmModemPool) -> int:
         """Watch the records still waiting for reports; call before the pool starts.
@@ -116,8 +118,8 @@ class SmsSender:
                 settled += 1
         return settled
 
-    def _accepted_by_core(self, key: str) -> None:
-        self._awaiting[key] = None
+    def _accepted_by_core(self, key: str, copies: int | None = None) -> None:
+        self._awaiting[key] = self._awaiting.get(key, 0) if copies is None else copies
         self._awaiting.move_to_end(key)
         while len(self._awaiting) > MAX_AWAITING:
             self._awaiting.popitem(last=False)
@@ -247,12 +249,16 @@ class SmsSender:
             return SendResult(SendOutcome.ACCEPTED, provider_ref=reference, detail=detail)
         if now >= record.valid_until:
             return None  # the network gave up on it without a report reaching us
-        if record.key in self._awaiting:
-            log.info(
-                "delivery %d: no final status report within the confirmation timeout;"
-                " sending it again",
-                record.delivery_id,
-            )
+        copies = self._awaiting.get(record.key)
+        if copies is not None:  # the core's confirmation timeout passed without a final report
+            if copies:
+                raise PermanentError(
+                    f"no final status report within the confirmation timeout for the"
+                    f" {record.total} segment(s) the network accepted, nor for the copy sent"
+                    " again; not sent a third time"
+                )
+            log.info("delivery %d: no final status report; sent again", record.delivery_id)
+            self._accepted_by_core(record.key, copies + 1)
             return None
         self._accepted_by_core(record.key)
         if not self.tracker.is_open(record.delivery_id, record.attempt):

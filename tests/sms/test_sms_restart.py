@@ -119,6 +119,23 @@ async def test_an_sms_without_reports_after_a_restart_is_sent_again_at_the_timeo
     assert row["attempts"] == 2
 
 
+async def test_an_sms_whose_reports_never_come_is_sent_once_more_then_fails_saying_so(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    [number] = numbers(0, 1)
+    network.rules[number] = RecipientRule(RecipientBehaviour.SILENT)
+    table = sms_channel_table([modem_table("m0", simulator.device_path)], confirm_timeout_seconds=1)
+    config = make_config(tmp_path, {"sms": table}, [group("t", [number])])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-never"), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        [row] = await deliveries(service, result.alert_id)
+    assert summary == {"sms": {"failed": 1}}
+    assert "nor for the copy sent again" in row["last_error"]
+    assert each_segment(network.records) == Counter({(number, s): 2 for s in (1, 2, 3)})
+
+
 async def test_an_outcome_the_core_missed_before_a_stop_is_settled_at_the_start(
     make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
 ) -> None:
