@@ -17,10 +17,12 @@
   the delivery is confirmed when every segment is delivered. Off, acceptance by the network is
   the final state and this instance's ``capabilities.confirms`` is False.
 - Each segment the network accepts is recorded in ``<data dir>/sms-<name>/submissions.sqlite3``
-  (``channels.sms.submissions``) before the next is sent. A delivery sent again (after a restart,
-  or after the core's confirmation timeout) is answered from that record and not transmitted
-  twice; a message cut between two segments is completed; reports arriving after a restart
-  still confirm (``channels.sms.sending``). A record that cannot be opened fails ``start``.
+  (``channels.sms.submissions``) before the next is sent, and each report before the modem
+  deletes it. A delivery sent again after a restart is answered from that record and not
+  transmitted twice; a message cut between two segments is completed; reports arriving after a
+  restart still confirm, and outcomes the core missed are settled at start (``resume``); one
+  without a final report when the core's confirmation timeout passes is sent afresh
+  (``channels.sms.sending``). A record that cannot be opened fails ``start``.
 - ``simulate = true`` starts in-process AT-modem simulators on ptys (demo and bench only).
 """
 
@@ -357,6 +359,14 @@ class SmsChannel(Channel):
             )
         except GsmError as exc:
             raise channel_error(exc, number) from exc
+
+    async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
+        """After a restart: settle at once the accepted deliveries whose outcome the record
+        already has; the others are confirmed by their reports (``restore``) or sent again
+        after the confirmation timeout."""
+        settled = await self.sender.resume(deliveries)
+        if settled:
+            log.info("channel %s: %d SMS settled from the record at start", self.name, settled)
 
     async def health(self) -> ChannelHealth:
         pool = self._pool

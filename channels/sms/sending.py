@@ -6,11 +6,16 @@ record of the delivery's idempotency key (``channels.sms.submissions``):
 
 - every segment was submitted and the delivery is settled: the recorded outcome is the answer
   (confirmed, or PermanentError with the recorded TP-ST); nothing is sent;
-- every segment was submitted and reports may still come (within TP-VP): ``accepted`` with the
-  same provider reference and nothing is sent, also when the core re-sends after its
-  confirmation timeout: the network has the message, a second copy would reach the resident
-  twice; the reports still confirm the delivery. Without status reports acceptance is final:
-  the recorded acceptance is the answer;
+- every segment was submitted and reports may still come (within TP-VP), and the core does not
+  yet hold the delivery as accepted in this run (it re-sends what a crash left in ``sending``):
+  ``accepted`` with the same provider reference and nothing is sent; the reports still confirm
+  the delivery. Without status reports acceptance is final: the recorded acceptance is the
+  answer;
+- every segment was submitted, the core held the delivery as accepted (``send`` answered it, or
+  ``resume`` handed it over after a restart) and re-sends it: its confirmation timeout passed
+  without a final report (lost by the network, or reported in ``+CDS`` while the server was
+  down): a fresh transmission, once; when that copy's reports also stay away, PermanentError
+  (the delivery fails, saying so). No delivery waits for reports until its alert expires;
 - some segments were submitted (the server stopped between two): only the missing ones are
   sent, with the same concatenation reference, through the same modem (``SmsResume``), so the
   phone joins them; if that modem is not ready the pool sends the whole message through
@@ -19,17 +24,21 @@ record of the delivery's idempotency key (``channels.sms.submissions``):
   without a final report: a fresh transmission, recorded anew.
 
 A segment is recorded as soon as the network accepted it, before the next one is sent; only a
-stop between ``+CMGS`` and that write can repeat one segment. ``restore`` hands the open records
-to the pool and the tracker before the modems connect, so reports the modems stored while the
-server was down, and later ones, confirm as before. If the record cannot be written (disk full)
-SMS still go out: a warning matters more than a duplicate; health shows the fault.
+stop between ``+CMGS`` and that write can repeat one segment. A report is recorded before the
+modem deletes its stored copy (``on_report``). ``restore`` hands the open records to the pool
+and the tracker before the modems connect, so reports the modems stored while the server was
+down, and later ones, confirm as before; ``resume`` answers the deliveries the core still holds
+as accepted whose outcome the record has (the core had not written it when the server
+stopped). If the record cannot be written (disk full) SMS still go out: a warning matters more
+than a duplicate; health shows the fault.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from broadcaster.channel import (
@@ -56,6 +65,8 @@ REPORT_GRACE = 3600.0
 """Seconds after the validity period in which reports of a record are still matched."""
 
 _STATES = {state.value: state for state in DeliveryState}
+MAX_AWAITING = 100_000
+"""Idempotency keys remembered as accepted by the core; the oldest are forgotten beyond it."""
 
 
 class SmsSender:
@@ -75,6 +86,8 @@ class SmsSender:
         self.tracker = SegmentTracker(self._emit)
         self.problem: str | None = None
         self._confirm = confirm
+        # keys the core holds as accepted (this run) → copies sent again for lack of reports
+        self._awaiting: OrderedDict[str, int] = OrderedDict()
 
     async def restore(self, pool: GsmModemPool) -> int:
         """Watch the records still waiting for reports; call before the pool starts.
@@ -89,6 +102,28 @@ class SmsSender:
                 self._reopen(pool, record)
         return len(records)
 
+    async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> int:
+        """The deliveries the core holds as accepted after a restart: those whose outcome the
+        record has are confirmed or failed now; a later re-send of the others comes after the
+        core's confirmation timeout (see ``send``). Returns how many were settled."""
+        settled = 0
+        for delivery in deliveries:
+            record = await self._load(delivery.idempotency_key)
+            if record is None:
+                continue
+            self._accepted_by_core(record.key)
+            outcome = _settled(record) if record.outcome is not None else None
+            if outcome is not None:
+                self._confirm(outcome)
+                settled += 1
+        return settled
+
+    def _accepted_by_core(self, key: str, copies: int | None = None) -> None:
+        self._awaiting[key] = self._awaiting.get(key, 0) if copies is None else copies
+        self._awaiting.move_to_end(key)
+        while len(self._awaiting) > MAX_AWAITING:
+            self._awaiting.popitem(last=False)
+
     def _reopen(self, pool: GsmModemPool, record: SubmissionRecord) -> None:
         pool.watch(record.reference, record.number, record.submissions())
         self.tracker.restore(record.delivery_id, record.attempt, _states(record))
@@ -97,17 +132,20 @@ class SmsSender:
             self.tracker.forget(record.delivery_id, record.attempt)
             self._emit(settled)
 
-    def on_report(self, report: DeliveryReport) -> None:
-        """A segment's report from the pool: recorded, then tracked."""
+    async def on_report(self, report: DeliveryReport) -> None:
+        """A segment's report from the pool: recorded on disk, then tracked. The pool awaits
+        this before the modem deletes its stored copy, so a crash loses no report."""
         key = parse_reference(report.reference)
         if key is not None:
-            self.store.report(
-                key[0],
-                report.sequence,
-                report.modem,
-                report.message_reference,
-                report.state.value,
-                report.status,
+            await self._guard(
+                self.store.report(
+                    key[0],
+                    report.sequence,
+                    report.modem,
+                    report.message_reference,
+                    report.state.value,
+                    report.status,
+                )
             )
         self.tracker.on_report(report)
 
@@ -141,7 +179,8 @@ class SmsSender:
             answer = self._answer(pool, record, now)
             if answer is not None:
                 return answer
-            if record.segments and record.digest == digest and now < record.valid_until:
+            partial = record.segments and not record.complete
+            if partial and record.digest == digest and now < record.valid_until:
                 resume, attempt = record.resume(), record.attempt
         if resume is None:
             await self._guard(
@@ -173,6 +212,7 @@ class SmsSender:
                 reference=reference,
                 priority=priority,
                 validity=validity,
+                deadline=delivery.expires_at,
                 resume=resume,
                 on_segment=record_segment,
             )
@@ -187,6 +227,7 @@ class SmsSender:
             detail += f" ({len(resume.segments)} of them before a restart)"
         detail += "; awaiting status reports" if self.reporting else f"; {NO_REPORTS_NOTE}"
         provider_ref = ",".join(f"{s.modem}:{s.message_reference}" for s in sent)
+        self._accepted_by_core(key)
         return SendResult(SendOutcome.ACCEPTED, provider_ref=provider_ref, detail=detail)
 
     def _answer(
@@ -208,6 +249,18 @@ class SmsSender:
             return SendResult(SendOutcome.ACCEPTED, provider_ref=reference, detail=detail)
         if now >= record.valid_until:
             return None  # the network gave up on it without a report reaching us
+        copies = self._awaiting.get(record.key)
+        if copies is not None:  # the core's confirmation timeout passed without a final report
+            if copies:
+                raise PermanentError(
+                    f"no final status report within the confirmation timeout for the"
+                    f" {record.total} segment(s) the network accepted, nor for the copy sent"
+                    " again; not sent a third time"
+                )
+            log.info("delivery %d: no final status report; sent again", record.delivery_id)
+            self._accepted_by_core(record.key, copies + 1)
+            return None
+        self._accepted_by_core(record.key)
         if not self.tracker.is_open(record.delivery_id, record.attempt):
             self._reopen(pool, record)
         detail = f"{before}; nothing sent again; awaiting status reports"

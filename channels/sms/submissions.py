@@ -290,10 +290,11 @@ class SubmissionStore:
 
         await self._run(lambda: self._write(write))
 
-    def report(
+    async def report(
         self, delivery_id: int, sequence: int, modem: str, reference: int, state: str, status: int
     ) -> None:
-        """Record a segment's report (queued: nothing waits for it)."""
+        """Record a segment's report; on disk when this returns (the modem deletes its copy
+        only then)."""
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -303,7 +304,7 @@ class SubmissionStore:
                 (state, status, sequence, modem, reference, delivery_id),
             )
 
-        self._later(f"a report of delivery {delivery_id}", lambda: self._write(write))
+        await self._run(lambda: self._write(write))
 
     def settle(self, delivery_id: int, outcome: str, detail: str, now: float) -> None:
         """Record the delivery's final outcome (queued: nothing waits for it)."""

@@ -77,8 +77,11 @@ class GsmPoolConfig:
     """A pool of modems sharing one queue of messages.
 
     ``max_attempts`` bounds how often one message is tried (on any modem) after retryable
-    errors; ``retry_delay`` is the pause before a retry; a message waiting for a modem (after
-    its modem failed) fails with GsmNoModemError after ``queue_timeout``. ``max_segments``
+    errors; ``retry_delay`` is the pause before a retry. ``queue_timeout`` is how long queued
+    messages wait for a modem to come back once no modem is ready (all failed, without service
+    or reconnecting): then every one of them fails with GsmNoModemError. It never applies while
+    a modem is ready: a message waits for a busy healthy modem until its own deadline (the
+    ``deadline`` of ``GsmModemPool.send``, e.g. its alert's expiry). ``max_segments``
     caps the segments one message may take; ``validity`` (TP-VP) tells the network how long to
     keep trying.
     """

@@ -52,9 +52,6 @@ _CMGL = re.compile(r"^\+CMGL:\s*(\d+)\s*,")
 _CMGR = re.compile(r"^\+CMGR:\s*\d*\s*,[^,]*,\s*(\d+)$")
 _REGISTERED = frozenset({1, 5})  # home network, roaming
 _SYNC_ATTEMPTS = 3
-# Queued after connect: read the reports the modem kept while nobody listened. The session
-# never produces an empty line, so this marker cannot collide with one from the modem.
-_DRAIN_STORED = UnsolicitedResult("")
 
 ReportCallback = Callable[[str, StatusReportPdu], None]
 LostCallback = Callable[[str, GsmPortError], None]
@@ -77,6 +74,8 @@ class GsmModemClient:
     """Connect to one modem, send PDUs, and pass its status reports to ``on_report``.
 
     ``on_report(name, report)`` and ``on_lost(name, error)`` are called from driver threads.
+    A report the modem stored is deleted from its memory only after ``on_report`` returned:
+    one it raised for stays stored and is read again at the next connect.
     """
 
     def __init__(
@@ -102,6 +101,9 @@ class GsmModemClient:
 
     def connect(self) -> ModemSignal:
         """Open the port and set the modem up for PDU-mode sending; return its signal.
+
+        Status reports the modem stored while nobody listened are handed to ``on_report``
+        before this returns, so a caller knows them before it decides anything else.
 
         Raises GsmPortError, GsmTimeoutError, GsmProtocolError (garbage answers) or
         GsmConfigError (SIM PIN needed but missing or wrong). Leaves nothing open on error.
@@ -134,7 +136,7 @@ class GsmModemClient:
         ds = self.config.report_mode.cnmi_ds if self.config.status_reports else 0
         session.command(f"AT+CNMI=2,1,0,{ds},0")
         if self.config.status_reports and self.config.report_mode is ReportMode.STORED:
-            self._unsolicited.put(_DRAIN_STORED)
+            self._read_all_stored_reports()  # kept while nobody listened, handed over first
 
     def _sync(self, session: AtSession) -> None:
         """Send ``AT`` until the modem answers ``OK``: it may still be booting or mid-PDU."""
@@ -209,10 +211,11 @@ class GsmModemClient:
 
     def _handle_unsolicited(self, result: UnsolicitedResult) -> None:
         if result.pdu is not None:
-            self._on_report(self.config.name, decode_status_report(result.pdu))
-            return
-        if result is _DRAIN_STORED:
-            self._read_all_stored_reports()
+            report = decode_status_report(result.pdu)
+            try:
+                self._on_report(self.config.name, report)
+            except Exception as exc:
+                log.warning("%s: a status report was not taken: %s", self.config.name, exc)
             return
         stored = _CDSI.match(result.line)
         if stored:
@@ -225,9 +228,7 @@ class GsmModemClient:
         session.command('AT+CPMS="SR"')
         self._memory = "SR"
         for index, pdu_hex in _stored_pdus(session.command("AT+CMGL=4")):
-            report = decode_status_report(pdu_hex)
-            session.command(f"AT+CMGD={index}")
-            self._on_report(self.config.name, report)
+            self._hand_over(session, index, decode_status_report(pdu_hex))
 
     def _read_stored_report(self, memory: str, index: int) -> None:
         session = self._require()
@@ -242,9 +243,18 @@ class GsmModemClient:
         header = next((i for i, line in enumerate(lines) if _CMGR.match(line)), None)
         if header is None or header + 1 >= len(lines):
             raise GsmProtocolError(f"AT+CMGR={index}: unexpected reply {lines!r}")
-        report = decode_status_report(lines[header + 1])
+        self._hand_over(session, index, decode_status_report(lines[header + 1]))
+
+    def _hand_over(self, session: AtSession, index: int, report: StatusReportPdu) -> None:
+        """Pass a stored report on, then delete it (a crash in between leaves it stored)."""
+        try:
+            self._on_report(self.config.name, report)
+        except Exception as exc:
+            log.warning(
+                "%s: stored report %d kept for the next connect: %s", self.config.name, index, exc
+            )
+            return
         session.command(f"AT+CMGD={index}")
-        self._on_report(self.config.name, report)
 
 
 def _stored_pdus(lines: list[str]) -> list[tuple[int, str]]:

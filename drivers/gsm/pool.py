@@ -12,8 +12,10 @@ limit, so the least loaded healthy modem always takes the next message. When a m
 A retry on the same modem keeps the segments already accepted; on another modem (another SIM,
 so another sender address: phones join parts by sender and reference) every segment is sent
 again, and reports of the abandoned copy are no longer matched. Delivery is at least once per
-segment. A new message is refused with GsmNoModemError when no modem is ready; a queued one
-fails so after ``queue_timeout``. A modem that fails again and again backs off. Retryable errors
+segment. A new message is refused with GsmNoModemError when no modem is ready. A queued message
+waits for a busy healthy modem as long as it takes, up to its own ``deadline`` (the alert's
+expiry); once no modem has been ready for ``queue_timeout`` every queued message fails with
+GsmNoModemError. A modem that fails again and again backs off. Retryable errors
 (``GsmRetryableError``) are retried up to ``GsmPoolConfig.max_attempts`` times; permanent ones
 fail the message at once.
 
@@ -22,7 +24,9 @@ goes out, so the sender can record it. After a restart, ``watch`` matches report
 segments again, and a message resumed with ``SmsResume`` sends only its missing segments, with
 the earlier concatenation reference, through the earlier modem (``pool_queue``).
 
-Status reports (only when configured) are matched to segments by ``results.ReportTracker``.
+Status reports (only when configured) are matched and handed to listeners by
+``pool_reports.PoolReports``; a report the modem stored is deleted from it only once the
+listeners finished with it, so a crash in between leaves it stored for the next connect.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import asyncio
 import itertools
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -51,11 +55,11 @@ from drivers.gsm.modem import GsmModemClient
 from drivers.gsm.pdu import StatusReportPdu, encode_submit, normalize_number
 from drivers.gsm.pool_modem import PoolModem
 from drivers.gsm.pool_queue import MessageQueue, PoolJob, SegmentCallback
+from drivers.gsm.pool_reports import PoolReports, ReportListener
 from drivers.gsm.results import (
     DeliveryReport,
     ModemHealth,
     ModemState,
-    ReportTracker,
     SegmentSubmission,
     SmsResume,
     SmsSubmission,
@@ -70,7 +74,8 @@ class GsmModemPool:
 
     ``send`` raises GsmPermanentError subclasses (bad number, text too long, rejected PDU) or
     GsmRetryableError subclasses (no healthy modem, retries exhausted). Reports arrive through
-    ``reports()`` (one consumer) and through listeners added with ``add_report_listener``.
+    listeners added with ``add_report_listener`` and through ``reports()`` (one consumer, the
+    last ``REPORT_BACKLOG`` reports).
     """
 
     def __init__(self, config: GsmPoolConfig) -> None:
@@ -80,12 +85,11 @@ class GsmModemPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         # a random start: after a restart, new messages do not reuse the last run's references
         self._concat = itertools.count(random.randrange(256))
-        self._tracker = ReportTracker()
-        self._listeners: list[Callable[[DeliveryReport], None]] = []
-        self._reports: asyncio.Queue[DeliveryReport] = asyncio.Queue()
+        self._reports = PoolReports(self._spawn)
         self._running = False
-        self._queue = MessageQueue(config.queue_timeout, self._is_ready, self._expire)
+        self._queue = MessageQueue(self._is_ready, self._expire)
         self._unfinished: set[PoolJob] = set()
+        self._none_ready: asyncio.TimerHandle | None = None
 
     @property
     def status_reports(self) -> bool:
@@ -98,7 +102,7 @@ class GsmModemPool:
         self._running = True
         for modem in self.config.modems:
             client = GsmModemClient(modem, self._report_from_thread, self._lost_from_thread)
-            slot = PoolModem(modem, client)
+            slot = PoolModem(modem, client, self._watch_readiness)
             self._slots[modem.name] = slot
             self._spawn(self._supervise(slot))
         await asyncio.gather(*(slot.attempted.wait() for slot in self._slots.values()))
@@ -106,13 +110,14 @@ class GsmModemPool:
     async def stop(self) -> None:
         """Stop sending, close every port and fail queued messages with GsmNoModemError."""
         self._running = False
+        self._watch_readiness()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._queue.drain()
         for job in list(self._unfinished):
             self._fail(job, GsmNoModemError("the modem pool stopped"))
-        self._queue.clear()
         for slot in self._slots.values():
             await slot.close()
 
@@ -139,14 +144,16 @@ class GsmModemPool:
             raise GsmNoModemError(f"no modem named {name!r} in the pool")
         await slot.entered[state].wait()
 
-    def add_report_listener(self, listener: Callable[[DeliveryReport], None]) -> None:
-        """Call ``listener`` on the event loop for every matched status report."""
-        self._listeners.append(listener)
+    def add_report_listener(self, listener: ReportListener) -> None:
+        """Call ``listener`` on the event loop for every matched status report; an awaitable
+        it returns is awaited before the modem deletes a stored report."""
+        self._reports.add_listener(listener)
 
     async def reports(self) -> AsyncIterator[DeliveryReport]:
-        """Matched status reports, per segment, as they arrive."""
-        while True:
-            yield await self._reports.get()
+        """Matched status reports, per segment, as they arrive (those that came before the
+        first read are kept, up to ``REPORT_BACKLOG``; listeners see every one)."""
+        async for report in self._reports.reports():
+            yield report
 
     def watch(self, reference: str, number: str, segments: Sequence[SegmentSubmission]) -> None:
         """Match reports for segments accepted before this pool existed (kept by the caller
@@ -156,13 +163,12 @@ class GsmModemPool:
             return
         recipient = normalize_number(number)
         for segment in segments:
-            for early in self._tracker.expect(segment, reference, recipient):
-                self._publish(early)
+            self._reports.expect(segment, reference, recipient)
 
     def unwatch(self, segments: Sequence[SegmentSubmission]) -> None:
         """Stop matching reports for ``segments`` (their message is settled or abandoned)."""
         for segment in segments:
-            self._tracker.forget(segment)
+            self._reports.forget(segment)
 
     async def send(
         self,
@@ -172,6 +178,7 @@ class GsmModemPool:
         reference: str,
         priority: int = 0,
         validity: timedelta | None = None,
+        deadline: float | None = None,
         resume: SmsResume | None = None,
         on_segment: SegmentCallback | None = None,
     ) -> SmsSubmission:
@@ -179,10 +186,13 @@ class GsmModemPool:
 
         ``reference`` is the caller's id for this message; reports carry it back. Higher
         ``priority`` messages leave the queue first. ``validity`` (TP-VP, at least 5 minutes)
-        overrides the pool's, e.g. to end when the alert expires. ``resume`` names segments
-        accepted before a restart: only the others are sent (GsmPermanentError if they do not
-        fit this text). ``on_segment`` is awaited after each segment the network accepts and
-        before the next is sent, e.g. to record it durably; its errors are logged, not raised.
+        overrides the pool's, e.g. to end when the alert expires. ``deadline`` (a
+        ``time.time()`` value, e.g. the alert's expiry) is how long the message may wait for a
+        busy modem: GsmNoModemError if no modem took it by then (None: no limit). ``resume``
+        names segments accepted before a restart: only the others are sent (GsmPermanentError
+        if they do not fit this text). ``on_segment`` is awaited after each segment the network
+        accepts and before the next is sent, e.g. to record it durably; its errors are logged,
+        not raised.
         """
         if validity is not None and validity < timedelta(minutes=5):
             raise GsmPermanentError("send: validity must be at least 5 minutes")
@@ -203,6 +213,7 @@ class GsmModemPool:
         order = self._queue.next_order()
         job = PoolJob(reference, normalize_number(number), pdus, future, -priority, order, concat)
         job.on_segment = on_segment
+        job.deadline = deadline
         if resume is not None:
             job.resume(resume)
             self.watch(reference, job.number, resume.segments)
@@ -223,28 +234,53 @@ class GsmModemPool:
         """Messages waiting for a modem (not counting those being sent)."""
         return self._queue.waiting
 
-    def _no_modem(self) -> GsmNoModemError:
-        states = ", ".join(f"{s.config.name} {s.state.value}" for s in self._slots.values())
-        return GsmNoModemError(f"no modem is ready: {states}")
+    @property
+    def queued_reports(self) -> int:
+        """Matched reports waiting for a ``reports()`` reader (at most ``REPORT_BACKLOG``)."""
+        return self._reports.queued
+
+    def _modem_states(self) -> str:
+        """``m0 ready (busy), m1 failed (+CMS ERROR: 330)``: what each modem is doing."""
+        return ", ".join(slot.describe() for slot in self._slots.values())
 
     def _dispatch(self, job: PoolJob, raise_if_none: bool = False) -> None:
         """Queue ``job`` by priority, then order of arrival (a retried job keeps its place).
 
-        A new message needs a ready modem now; a retried one waits up to ``queue_timeout``
-        for a modem to come back.
+        A new message needs a ready modem now; a retried one waits until no modem has been
+        ready for ``queue_timeout``.
         """
         if not self._running or (raise_if_none and not self._ready_slots()):
-            error = self._no_modem()
+            error = GsmNoModemError(f"no modem is ready: {self._modem_states()}")
             if raise_if_none:
                 raise error
             self._fail(job, error)
             return
         self._queue.push(job)
+        self._watch_readiness()
 
     def _expire(self, job: PoolJob) -> None:
-        """Fail a message that no modem took within ``queue_timeout``."""
-        waited = f"no modem took the message within {self.config.queue_timeout:g} s"
-        self._fail(job, GsmNoModemError(f"{waited}; {self._no_modem()}"))
+        """Fail a message still waiting at its deadline (every ready modem was busy)."""
+        waiting = self._queue.waiting
+        error = f"its deadline passed with {waiting} message(s) waiting; {self._modem_states()}"
+        self._fail(job, GsmNoModemError(f"no modem took the message: {error}"))
+
+    def _watch_readiness(self) -> None:
+        """Called on every modem state change: once no modem is ready, fail what waits if
+        none is ready again within ``queue_timeout``."""
+        if self._ready_slots() or not self._running:
+            if self._none_ready is not None:
+                self._none_ready.cancel()
+                self._none_ready = None
+        elif self._none_ready is None and self._loop is not None:
+            timeout = self.config.queue_timeout
+            self._none_ready = self._loop.call_later(timeout, self._no_modem_came_back)
+
+    def _no_modem_came_back(self) -> None:
+        self._none_ready = None
+        timeout = self.config.queue_timeout
+        error = f"no modem has been ready for {timeout:g} s: {self._modem_states()}"
+        for job in self._queue.drain():
+            self._fail(job, GsmNoModemError(error))
 
     def _fail(self, job: PoolJob, error: GsmError) -> None:
         if job.expiry is not None:
@@ -300,7 +336,7 @@ class GsmModemPool:
         job.affinity = None  # taken: a retry goes to whichever modem is free
         if any(earlier.modem != slot.name for earlier in job.accepted.values()):
             for abandoned in job.accepted.values():
-                self._tracker.forget(abandoned)
+                self._reports.forget(abandoned)
             job.accepted.clear()
         try:
             for pdu in job.pdus:
@@ -321,8 +357,7 @@ class GsmModemPool:
                 )
                 job.accepted[segment.sequence] = submitted
                 if self.config.status_reports:
-                    for early in self._tracker.expect(submitted, job.reference, job.number):
-                        self._publish(early)
+                    self._reports.expect(submitted, job.reference, job.number)
                 if job.on_segment is not None:
                     await self._segment_accepted(job, submitted)
         except GsmPermanentError as exc:
@@ -365,23 +400,12 @@ class GsmModemPool:
         if not job.future.done():
             self._dispatch(job)
 
-    def _publish(self, delivery: DeliveryReport) -> None:
-        for listener in self._listeners:
-            try:
-                listener(delivery)
-            except Exception:
-                log.exception("report listener %r failed", listener)
-        self._reports.put_nowait(delivery)
-
-    def _on_report(self, modem: str, report: StatusReportPdu) -> None:
-        delivery = self._tracker.match(modem, report)
-        if delivery is not None:
-            self._publish(delivery)
-
     def _report_from_thread(self, modem: str, report: StatusReportPdu) -> None:
+        """Handle a report on the event loop; GsmPortError when the pool is not running."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._on_report, modem, report)
+        if loop is None or loop.is_closed() or not self._running:
+            raise GsmPortError("the modem pool is not running")
+        self._reports.from_thread(loop, modem, report)
 
     def _lost_from_thread(self, modem: str, error: GsmPortError) -> None:
         loop = self._loop

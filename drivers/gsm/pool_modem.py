@@ -25,11 +25,18 @@ _MAX_BACKOFF = 60.0
 
 
 class PoolModem:
-    """One modem of the pool; ``busy`` is true while it sends a message."""
+    """One modem of the pool; ``busy`` is true while it sends a message; ``on_state`` is
+    called (on the event loop) after every change of ``state``."""
 
-    def __init__(self, config: GsmModemConfig, client: GsmModemClient) -> None:
+    def __init__(
+        self,
+        config: GsmModemConfig,
+        client: GsmModemClient,
+        on_state: Callable[[], None] | None = None,
+    ) -> None:
         self.config = config
         self.client = client
+        self._on_state = on_state
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"gsm-{config.name}")
         self.state = ModemState.CONNECTING
         self.busy = False
@@ -53,6 +60,8 @@ class PoolModem:
         self.entered[self.state].clear()
         self.state = state
         self.entered[state].set()
+        if self._on_state is not None:
+            self._on_state()
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking client call on this modem's worker thread."""
@@ -70,6 +79,15 @@ class PoolModem:
             unreadable_lines=self.client.garbage_lines,
             last_error=self.last_error,
         )
+
+    def describe(self) -> str:
+        """``m0 ready (busy)`` or ``m1 failed (+CMS ERROR: 330)``, for error messages."""
+        described = f"{self.name} {self.state.value}"
+        if self.state is ModemState.READY and self.busy:
+            return f"{described} (busy)"
+        if self.state is not ModemState.READY and self.last_error:
+            return f"{described} ({self.last_error})"
+        return described
 
     def health_due(self) -> float:
         """Seconds until the next health poll (0 or less: now)."""

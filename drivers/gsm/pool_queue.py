@@ -4,8 +4,9 @@ A modem that is idle, healthy and within its rate limit takes the next message i
 (``MessageQueue.take``). A message resumed after a restart (``SmsResume``) is bound to the modem
 its earlier segments went through, so the missing ones carry the same sender address and the
 phone joins them (TS 23.040 §9.2.3.24.1): other modems pass it over while that modem is ready,
-and take it (sending the whole message again) once it is not. A message no modem takes within
-``queue_timeout`` is handed to ``on_expired``.
+and take it (sending the whole message again) once it is not. A message waits as long as it
+takes a busy modem to get to it; one still waiting at its own deadline (``PoolJob.deadline``)
+is handed to ``on_expired``. The pool fails what waits when no modem is healthy (``drain``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class PoolJob:
     expiry: asyncio.TimerHandle | None = None
     affinity: str | None = None  # the modem of segments accepted before a restart
     on_segment: SegmentCallback | None = None
+    deadline: float | None = None  # time.time() after which the message is not worth sending
 
     def resume(self, resume: SmsResume) -> None:
         """Take the earlier segments as accepted; GsmPermanentError if they do not fit."""
@@ -59,11 +61,9 @@ class MessageQueue:
 
     def __init__(
         self,
-        queue_timeout: float,
         ready: Callable[[str], bool],
         on_expired: Callable[[PoolJob], None],
     ) -> None:
-        self._timeout = queue_timeout
         self._ready = ready
         self._on_expired = on_expired
         self._heap: list[tuple[int, int, PoolJob]] = []
@@ -80,19 +80,25 @@ class MessageQueue:
         return sum(not job.future.done() for _, _, job in self._heap)
 
     def push(self, job: PoolJob) -> None:
-        """Queue ``job`` (a retried job keeps its place) and start its ``queue_timeout``."""
+        """Queue ``job`` (a retried job keeps its place) until a modem takes it or its
+        deadline passes."""
         heapq.heappush(self._heap, (job.rank, job.order, job))
-        job.expiry = asyncio.get_running_loop().call_later(self._timeout, self._expire, job)
+        if job.deadline is not None:
+            delay = max(0.0, job.deadline - time.time())
+            job.expiry = asyncio.get_running_loop().call_later(delay, self._expire, job)
         self._work.set()
 
     def wake(self) -> None:
         """Wake modems waiting in ``take`` (a modem changed state)."""
         self._work.set()
 
-    def clear(self) -> None:
+    def drain(self) -> list[PoolJob]:
+        """Empty the queue; the jobs that were waiting, oldest first."""
         for _, _, job in self._heap:
             self._stop_timer(job)
+        jobs = [job for _, _, job in sorted(self._heap) if not job.future.done()]
         self._heap.clear()
+        return jobs
 
     async def take(self, modem: str, wait: float) -> PoolJob | None:
         """The next job ``modem`` may send, or None after ``wait`` s or once it is not ready."""

@@ -127,8 +127,12 @@ class ReportTracker:
     """Match status reports to the segments they are about; not thread-safe (event loop).
 
     A report nobody expects yet is held for ``early_window`` seconds: long enough for the
-    ``+CMGS`` answer it overtook, too short to meet a reused TP-MR.
+    ``+CMGS`` answer it overtook, too short to meet a reused TP-MR. At most ``max_early`` TP-MRs
+    are held, ``EARLY_PER_SEGMENT`` reports each; expected segments are keyed by modem and TP-MR
+    (8 bits), so neither table grows with the number of reports.
     """
+
+    EARLY_PER_SEGMENT = 4
 
     def __init__(self, max_early: int = 1024, early_window: float = 30.0) -> None:
         self._expected: dict[tuple[str, int], _Expected] = {}
@@ -156,7 +160,9 @@ class ReportTracker:
         key = (modem, report.message_reference)
         expected = self._expected.get(key)
         if expected is None or not same_number(expected.number, report.recipient):
-            self._early.setdefault(key, []).append((time.monotonic(), report))
+            held = self._early.setdefault(key, [])
+            held.append((time.monotonic(), report))
+            del held[: -self.EARLY_PER_SEGMENT]
             while len(self._early) > self._max_early:
                 self._early.popitem(last=False)
             return None

@@ -2,9 +2,10 @@
 
 Speaks the PDU-mode subset of 3GPP TS 27.007 and TS 27.005 that SMS senders use (``ATZ``,
 ``ATE``, ``+CMEE``, ``+CPIN``, ``+CMGF``, ``+CNMI``, ``+CPMS``, ``+CMGS``, ``+CMGR``, ``+CMGD``,
-``+CSQ``, ``+CREG``, identification and the set-up commands python-gsmmodem-new sends), decodes
-each submitted PDU with the production codec, records it in a ``SimulatedNetwork`` and answers
-with status reports as ``+CDSI`` (stored, ``<ds>=2``) or ``+CDS`` (direct, ``<ds>=1``).
+``+CSQ``, ``+CREG``, ``+CGREG``, identification and the set-up commands python-gsmmodem-new and
+gammu send), decodes each submitted PDU with the production codec, records it in a
+``SimulatedNetwork`` and answers with status reports as ``+CDSI`` (stored, ``<ds>=2``), ``+CDS``
+(direct, ``<ds>=1``) or kept in SR memory without an indication (``<ds>=0``).
 
 Fault hooks (``ModemSimulatorFaults``, changeable while running): a delay per ``AT+CMGS``, an
 unsolicited line between ``> `` and ``+CMGS``, queued ``+CMS ERROR`` codes, a stall, the port
@@ -81,7 +82,10 @@ class AtModemSimulator(SimulatorCommandsMixin):
         self.network = network or SimulatedNetwork()
         self.faults = faults or ModemSimulatorFaults()
         self.echo = True
-        self.cnmi_ds = 0
+        self.cnmi = [0, 0, 0, 0, 0]  # AT+CNMI <mode>,<mt>,<bm>,<ds>,<bfr>
+        self.creg_mode = 0
+        self.cgreg_mode = 0
+        self.cops_format = 0
         self.pin_unlocked = self.config.pin is None
         self.rssi = self.config.rssi
         self.registration = self.config.registration
@@ -104,6 +108,11 @@ class AtModemSimulator(SimulatorCommandsMixin):
     @property
     def device_path(self) -> str:
         return self.config.link_path or self._pts_path
+
+    @property
+    def cnmi_ds(self) -> int:
+        """How status reports reach the driver: 0 not at all, 1 ``+CDS``, 2 ``+CDSI``."""
+        return self.cnmi[3]
 
     @property
     def alive(self) -> bool:
@@ -282,7 +291,7 @@ class AtModemSimulator(SimulatorCommandsMixin):
         )
         self.network.record(record)
         self.reply([f"+CMGS: {reference}"], "OK")
-        if decoded.status_report_requested and self.cnmi_ds:
+        if decoded.status_report_requested:
             self._schedule_reports(record)
 
     def _schedule_reports(self, record: NetworkRecord) -> None:
@@ -296,7 +305,8 @@ class AtModemSimulator(SimulatorCommandsMixin):
                 self.emit_report(record, status)
 
     def emit_report(self, record: NetworkRecord, status: int) -> None:
-        """Send one status report for ``record`` the way ``AT+CNMI`` asked for."""
+        """Send one status report for ``record`` the way ``AT+CNMI`` asked for; with
+        ``<ds>=0`` it is kept in SR memory without an indication, as modems do."""
         now = datetime.now(UTC).astimezone()
         report = StatusReportPdu(record.message_reference, record.number, now, now, status)
         self.reports_sent.append(report)
@@ -312,6 +322,8 @@ class AtModemSimulator(SimulatorCommandsMixin):
         elif self.cnmi_ds == 2:
             index = self.store_report(pdu_hex, length)
             self.send_line(f'+CDSI: "SR",{index}')
+        else:
+            self.store_report(pdu_hex, length)
 
     def store_report(self, pdu_hex: str, length: int) -> int:
         """Keep a status report in "SR" memory; return its index (for ``AT+CMGR``)."""

@@ -2,7 +2,8 @@
 
 Prints the device path to open (``device: /dev/pts/N``), then one line per segment the
 simulated network receives, and a summary on exit. Options set per-number behaviour (deliver,
-deliver after temporary failures, fail for good) and the fault hooks of the simulator.
+deliver after temporary failures, fail for good, never report) and the fault hooks of the
+simulator.
 """
 
 from __future__ import annotations

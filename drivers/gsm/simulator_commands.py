@@ -1,10 +1,16 @@
 """The AT command set of the simulated modem: one handler per command, answers per the specs.
 
 Answers follow 3GPP TS 27.007 (``ATZ``, ``ATE``, ``+CMEE``, ``+CFUN``, ``+CPIN``, ``+CGMI``,
-``+CGMM``, ``+CGMR``, ``+CGSN``, ``+CLAC``, ``+CSCS``, ``+CSQ`` §8.5, ``+CREG`` §7.2, ``+COPS``,
-``+CLIP``, ``+CRC``, ``+CVHU``) and TS 27.005 (``+CMGF`` §3.2.3, ``+CSCA`` §3.3.1, ``+CSMP``
-§3.3.2, ``+CPMS`` §3.2.2, ``+CNMI`` §3.4.1, ``+CMGR`` §3.4.3 PDU mode, ``+CMGD`` §3.5.4,
-``+CMGS`` §3.5.1 PDU mode). Unknown commands answer ``ERROR``.
+``+CGMM``, ``+CGMR``, ``+CGSN``, ``+CLAC``, ``+CSCS``, ``+CSQ`` §8.5, ``+CREG`` §7.2, ``+COPS``
+§7.3, ``+CLIP``, ``+CRC``, ``+CVHU``, ``+CGATT`` §10.1.9, ``+CGREG`` §10.1.20) and TS 27.005
+(``+CMGF`` §3.2.3, ``+CSCA`` §3.3.1, ``+CSMP`` §3.3.2, ``+CPMS`` §3.2.2, ``+CNMI`` §3.4.1,
+``+CNMA`` §3.4.4, ``+CMGR`` §3.4.3 PDU mode, ``+CMGD`` §3.5.4, ``+CMGS`` §3.5.1 PDU mode).
+Unknown commands answer ``ERROR``.
+
+Set commands with several values keep the current value of each one left out (V.250 §5.3.1:
+``AT+CNMI=2,,,1`` changes only ``<mode>`` and ``<ds>``; a later ``AT+CNMI=2,1`` keeps that
+``<ds>``); test commands (``=?``) list the supported ranges; ``+CREG``/``+CGREG`` ``<n>=2``
+adds the location to the read answer.
 """
 
 from __future__ import annotations
@@ -42,8 +48,14 @@ _SUPPORTED = [
     "+CLIP",
     "+CRC",
     "+CVHU",
+    "+CGREG",
+    "+CNMA",
+    "+CGATT",
 ]
-_CNMI = re.compile(r"^(\d)(?:,(\d))?(?:,(\d))?(?:,(\d))?(?:,(\d))?$")
+CNMI_RANGES = ((0, 1, 2), (0, 1, 2, 3), (0, 2), (0, 1, 2), (0, 1))
+"""The ``<mode>,<mt>,<bm>,<ds>,<bfr>`` values the simulator accepts (27.005 §3.4.1)."""
+_OPERATOR = ("CHINA MOBILE", "CMCC", "46000")  # long, short and numeric names (27.007 §7.3)
+_LOCATION = '"00A1","0000B2C3"'  # <lac>,<ci> shown with <n>=2 (27.007 §7.2)
 _NAME = re.compile(r"^[+^][A-Z0-9]+")
 _INDEX = re.compile(r"^(\d+)(?:,\d)?$")
 
@@ -53,7 +65,10 @@ class SimulatorCommandsMixin:
 
     config: ModemSimulatorConfig
     echo: bool
-    cnmi_ds: int
+    cnmi: list[int]
+    creg_mode: int
+    cgreg_mode: int
+    cops_format: int
     rssi: int
     registration: int
     pin_unlocked: bool
@@ -74,7 +89,8 @@ class SimulatorCommandsMixin:
         body = upper[2:]
         if body in ("", "Z", "&F", "E0", "E1"):
             if body in ("Z", "&F"):
-                self.cnmi_ds = 0
+                self.cnmi = [0] * len(CNMI_RANGES)
+                self.creg_mode = self.cgreg_mode = self.cops_format = 0
             if body != "":
                 self.echo = body != "E0"
             self.reply([], "OK")
@@ -100,8 +116,11 @@ class SimulatorCommandsMixin:
             "+CFUN": lambda a, r: self._query(a, "+CFUN: 1"),
             "+CPIN": self._cpin,
             "+CSQ": lambda a, r: self._info(a, [f"+CSQ: {self.rssi},99"]),
-            "+CREG": lambda a, r: self._query(a, f"+CREG: 0,{self.registration}"),
-            "+COPS": lambda a, r: self._query(a, '+COPS: 0,0,"CHINA MOBILE"'),
+            "+CREG": self._creg,
+            "+CGREG": self._cgreg,
+            "+CNMA": self._ok,
+            "+CGATT": lambda a, r: self._query(a, "+CGATT: 1", "+CGATT: (0,1)"),
+            "+COPS": self._cops,
             "+CSCS": lambda a, r: self._query(a, '+CSCS: "GSM"', '+CSCS: ("GSM","UCS2")'),
             "+CMGF": self._cmgf,
             "+CSCA": lambda a, r: self._query(a, f'+CSCA: "{self.config.smsc}",145'),
@@ -159,18 +178,60 @@ class SimulatorCommandsMixin:
 
     def _cnmi(self, argument: str, raw: str) -> None:
         if argument == "?":
-            self.reply([f"+CNMI: 2,1,0,{self.cnmi_ds},0"], "OK")
-            return
-        match = _CNMI.match(argument[1:])
-        if not argument.startswith("=") or not match:
-            self.reply([], "+CMS ERROR: 303" if argument.startswith("=") else "OK")
-            return
-        ds = int(match.group(4) or 0)
-        if ds > 2:
-            self.reply([], "+CMS ERROR: 303")
-            return
-        self.cnmi_ds = ds
-        self.reply([], "OK")
+            self.reply([f"+CNMI: {','.join(map(str, self.cnmi))}"], "OK")
+        elif argument == "=?":
+            self.reply([f"+CNMI: {','.join(map(_range, CNMI_RANGES))}"], "OK")
+        elif argument == "":
+            self.reply([], "OK")
+        else:
+            values = _set_values(argument, self.cnmi, CNMI_RANGES)
+            if values is None:
+                self.reply([], "+CMS ERROR: 303")
+                return
+            self.cnmi = values
+            self.reply([], "OK")
+
+    def _cops(self, argument: str, raw: str) -> None:
+        """Automatic selection only; ``AT+COPS=3,<format>`` picks the name format (§7.3)."""
+        if argument == "?":
+            name = _OPERATOR[self.cops_format]
+            self.reply([f'+COPS: 0,{self.cops_format},"{name}"'], "OK")
+        elif argument == "=?":
+            self.reply(
+                [f'+COPS: (2,"{_OPERATOR[0]}","{_OPERATOR[1]}","{_OPERATOR[2]}"),,(0-4),(0-2)'],
+                "OK",
+            )
+        else:
+            values = _set_values(argument, [0, self.cops_format], ((0, 3), (0, 1, 2)))
+            if values is None:
+                self.reply([], "+CME ERROR: 50")
+                return
+            self.cops_format = values[1]
+            self.reply([], "OK")
+
+    def _creg(self, argument: str, raw: str) -> None:
+        self.creg_mode = self._registration("+CREG", argument, self.creg_mode)
+
+    def _cgreg(self, argument: str, raw: str) -> None:
+        self.cgreg_mode = self._registration("+CGREG", argument, self.cgreg_mode)
+
+    def _registration(self, name: str, argument: str, mode: int) -> int:
+        """``<n>`` of +CREG or +CGREG (0-2) and the answers of both (27.007 §7.2, §10.1.20)."""
+        if argument == "?":
+            location = f",{_LOCATION}" if mode == 2 else ""
+            self.reply([f"{name}: {mode},{self.registration}{location}"], "OK")
+        elif argument == "=?":
+            self.reply([f"{name}: (0-2)"], "OK")
+        elif argument == "":
+            self.reply([], "OK")
+        else:
+            values = _set_values(argument, [mode], ((0, 1, 2),))
+            if values is None:
+                self.reply([], "+CME ERROR: 50")
+                return mode
+            self.reply([], "OK")
+            return values[0]
+        return mode
 
     def _cmgs(self, argument: str, raw: str) -> None:
         length = argument[1:]
@@ -201,3 +262,32 @@ class SimulatorCommandsMixin:
             return
         self.stored_reports.pop(int(match.group(1)), None)
         self.reply([], "OK")
+
+
+def _range(values: tuple[int, ...]) -> str:
+    """``(0-2)`` for consecutive values, ``(0,2)`` otherwise (27.007 §4.1 test answers)."""
+    consecutive = list(values) == list(range(values[0], values[-1] + 1))
+    if consecutive and len(values) > 2:
+        return f"({values[0]}-{values[-1]})"
+    return f"({','.join(map(str, values))})"
+
+
+def _set_values(
+    argument: str, current: list[int], ranges: tuple[tuple[int, ...], ...]
+) -> list[int] | None:
+    """The values of ``=a,,b``: each one left out keeps its current value; None if a value is
+    not a number, out of its range, or there are too many."""
+    if not argument.startswith("="):
+        return None
+    given = argument[1:].split(",")
+    if len(given) > len(ranges):
+        return None
+    values = list(current)
+    for position, text in enumerate(given):
+        text = text.strip()
+        if text == "":
+            continue
+        if not text.isdigit() or int(text) not in ranges[position]:
+            return None
+        values[position] = int(text)
+    return values

@@ -1,9 +1,10 @@
 """The simulated network behind an AT-modem simulator: recipient rules, records, status reports.
 
 Decides, per recipient number, what the network does with a submitted segment (deliver, deliver
-after temporary failures, fail for good) and schedules the matching SMS-STATUS-REPORTs with
-TP-ST values from 3GPP TS 23.040 §9.2.3.15. Records every segment "the network" received,
-decoded with the production codec, so tests can compare it with an independent decoder.
+after temporary failures, fail for good, or never report) and schedules the matching
+SMS-STATUS-REPORTs with TP-ST values from 3GPP TS 23.040 §9.2.3.15. Records every segment "the
+network" received, decoded with the production codec, so tests can compare it with an
+independent decoder.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RecipientBehaviour(enum.Enum):
     DELIVER = "deliver"
     TEMPORARY_THEN_DELIVER = "temporary"
     FAIL = "fail"
+    SILENT = "silent"  # delivered or not, no report ever reaches the modem
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class RecipientRule:
 
     def statuses(self) -> list[int]:
         """The TP-ST values of the reports this rule produces, in order."""
+        if self.behaviour is RecipientBehaviour.SILENT:
+            return []
         if self.behaviour is RecipientBehaviour.FAIL:
             return [self.failure_status]
         if self.behaviour is RecipientBehaviour.TEMPORARY_THEN_DELIVER:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -221,7 +222,61 @@ async def test_a_message_waits_for_a_modem_only_up_to_the_queue_timeout(
     simulator = make_simulator(faults=ModemSimulatorFaults(close_on_send=True))
     async with running_pool([simulator], queue_timeout=0.3) as pool:
         started = time.monotonic()
-        with pytest.raises(GsmNoModemError, match=r"within 0\.3 s"):
+        with pytest.raises(GsmNoModemError, match=r"no modem has been ready for 0\.3 s"):
             await pool.send(NUMBER, "nowhere to go", reference="r1")
         assert time.monotonic() - started >= 0.3
     assert network.records == []
+
+
+async def test_a_burst_waits_for_one_busy_modem_longer_than_the_queue_timeout(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(faults=ModemSimulatorFaults(cmgs_delay=0.25))
+    async with running_pool([simulator], queue_timeout=1.0) as pool:
+        started = time.monotonic()
+        sends = [
+            pool.send(f"+86138000001{i:02d}", f"burst {i}", reference=f"b{i}") for i in range(20)
+        ]
+        submissions = await asyncio.gather(*sends)
+        took = time.monotonic() - started
+    assert took > 4 * 1.0  # the last ones waited four queue timeouts for the busy modem
+    assert [s.reference for s in submissions] == [f"b{i}" for i in range(20)]
+    assert sorted(r.text for r in network.records) == sorted(f"burst {i}" for i in range(20))
+
+
+async def test_a_message_behind_a_busy_modem_fails_at_its_deadline_saying_so(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(faults=ModemSimulatorFaults(cmgs_delay=1.5))
+    async with running_pool([simulator]) as pool:
+        first = asyncio.ensure_future(pool.send(NUMBER, "first", reference="r1"))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        with pytest.raises(GsmNoModemError, match=r"deadline passed.*m0 ready \(busy\)"):
+            await pool.send(NUMBER, "late", reference="r2", deadline=time.time() + 0.5)
+        assert 0.4 < time.monotonic() - started < 1.2
+        await first
+    assert [r.text for r in network.records] == ["first"]
+
+
+async def test_with_no_healthy_modem_queued_messages_fail_fast_and_truly(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator(faults=ModemSimulatorFaults(cmgs_delay=0.5))
+    async with running_pool([simulator], queue_timeout=0.5) as pool:
+        sends = [
+            asyncio.ensure_future(pool.send(NUMBER, f"m{i}", reference=f"r{i}")) for i in range(5)
+        ]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        simulator.kill()  # the modem is unplugged with four messages waiting behind it
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        waited = time.monotonic() - started
+        with pytest.raises(GsmNoModemError, match=r"^no modem is ready: m0 (failed|connecting) \("):
+            await pool.send(NUMBER, "new", reference="new")
+    errors = [str(r) for r in results if isinstance(r, GsmNoModemError)]
+    assert len(errors) >= 4, results
+    waited_for = r"^no modem has been ready for 0\.5 s: m0 (failed|connecting) \("
+    assert all(re.match(waited_for, e) for e in errors), errors
+    assert not any("m0 ready" in e for e in errors)
+    assert waited < 3

@@ -9,7 +9,13 @@ from collections import Counter
 
 import pytest
 
-from drivers.gsm import DeliveryState, GsmPermanentError, SegmentSubmission, SmsResume
+from drivers.gsm import (
+    DeliveryReport,
+    DeliveryState,
+    GsmPermanentError,
+    SegmentSubmission,
+    SmsResume,
+)
 from drivers.gsm.simulator import ModemSimulatorFaults
 from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
 
@@ -112,8 +118,8 @@ async def test_reports_stored_by_the_modem_while_no_pool_ran_reach_a_watching_po
     simulator = make_simulator("sim0")
     network.report_delay = 3600  # no report while the first pool runs
     async with running_pool([simulator], modem_settings=REPORTING) as pool:
-        # The unwatched one first: stored reports are deleted in order, each before it is
-        # handed on, so once the last watched report is seen, none is left on the modem.
+        # stored reports are read during the next connect: start() returns once each was
+        # handed on and deleted, the unwatched one too
         other = await pool.send("+8613800000099", "unwatched", reference="x/1")
         submission = await pool.send(NUMBER, CHINESE, reference="d/1")
     for record in network.records:  # the network answers while nobody listens: the modem keeps them
@@ -130,6 +136,33 @@ async def test_reports_stored_by_the_modem_while_no_pool_ran_reach_a_watching_po
     }
     assert ("x/1", 1) not in seen and other.segments[0].modem == "m0"
     assert simulator.stored_reports == {}  # read and deleted at connect
+
+
+async def test_a_stored_report_leaves_the_modem_only_after_its_listener_finished(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork
+) -> None:
+    simulator = make_simulator("sim0")
+    network.report_delay = 0.05
+    recorded = asyncio.Event()
+    release = asyncio.Event()
+    held: list[DeliveryReport] = []
+
+    async def record_slowly(report: DeliveryReport) -> None:
+        held.append(report)
+        recorded.set()
+        await release.wait()  # a slow disk: the report is not on it yet
+
+    async with running_pool([simulator], modem_settings=REPORTING) as pool:
+        pool.add_report_listener(record_slowly)
+        submission = await pool.send(NUMBER, "one", reference="d/1")
+        async with asyncio.timeout(5):
+            await recorded.wait()
+        assert len(simulator.stored_reports) == 1  # a crash now would leave it on the modem
+        release.set()
+        async with asyncio.timeout(5):
+            while simulator.stored_reports:
+                await asyncio.sleep(0.01)
+    assert [r.message_reference for r in held] == [submission.segments[0].message_reference]
 
 
 async def test_a_failing_segment_callback_does_not_stop_the_message(

@@ -1,7 +1,9 @@
 """SIGKILL the server between two segments of an SMS, with an earlier SMS still waiting for its
 status reports; the network answers while the server is down; restart it. Every recipient gets
 each segment once, the cut message is completed so the phone joins it, and every delivery ends
-confirmed by reports, early, stored or late.
+confirmed by reports, early, stored or late. And SIGKILL it right after the last segment, while
+reports stream in, with one recipient's reports lost by the network: every delivery settles
+within the confirmation timeout of the restart, never waiting for its alert to expire.
 
 The AT-modem simulator runs in this process on a real pty; the server is a real
 ``broadcaster serve`` process that opens it.
@@ -15,14 +17,21 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from broadcaster.cap.serialize import to_xml
-from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
+from drivers.gsm.simulator_network import (
+    NetworkRecord,
+    RecipientBehaviour,
+    RecipientRule,
+    SimulatedNetwork,
+)
 from drivers.mqtt.testing import free_port
 from tests.conftest import REPO
 from tests.processes import api, wait_until
@@ -57,46 +66,12 @@ def test_sigkill_between_segments_sends_nothing_twice_and_late_reports_confirm(
             simulator.faults.stall = True  # answers this +CMGS, ignores the next segment
 
     network.listeners.append(stall_at_the_fourth_segment)
-    port = free_port()
-    data_dir = tmp_path / "data"
-    (tmp_path / "targets.json").write_text(
-        json.dumps([group("t", recipients)], ensure_ascii=False), encoding="utf-8"
-    )
-    (tmp_path / "config.toml").write_text(
-        f"""
-[server]
-port = {port}
-data_dir = "{data_dir}"
-sender = "city@example.cn"
-[registry]
-targets = "targets.json"
-[dispatcher]
-idle_poll_seconds = 0.05
-[[api.tokens]]
-name = "ci"
-token = "{TOKEN}"
-[channels.sms]
-type = "sms"
-concurrency = 1
-confirm_timeout_seconds = 120
-[[channels.sms.modems]]
-name = "m0"
-port = "{simulator.device_path}"
-command_timeout_seconds = 10
-reconnect_interval_seconds = 0.05
-""",
-        encoding="utf-8",
-    )
-    config = tmp_path / "config.toml"
-    serve = [sys.executable, "-m", "broadcaster", "serve", "--config", str(config)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    base = f"http://127.0.0.1:{port}"
-    health = base + "/healthz"
-    processes.append(subprocess.Popen(serve, cwd=REPO, env=env))
-    wait_until(lambda: urllib.request.urlopen(health, timeout=1), "the first start")
-    alert_id = api(base, "/api/v1/alerts", TOKEN, to_xml(bilingual_alert("sms-sigkill")))["id"]
-    record = data_dir / "sms-sms" / "submissions.sqlite3"
-    wait_until(lambda: recorded_segments(record) == 4, "the fourth segment's record")
+    server = Server(tmp_path, simulator.device_path, recipients, confirm_timeout=120)
+    processes.append(server.start())
+    alert_id = api(server.base, "/api/v1/alerts", TOKEN, to_xml(bilingual_alert("sms-sigkill")))[
+        "id"
+    ]
+    wait_until(lambda: recorded_segments(server.record) == 4, "the fourth segment's record")
     processes[0].send_signal(signal.SIGKILL)
     processes[0].wait(timeout=10)
 
@@ -108,15 +83,10 @@ reconnect_interval_seconds = 0.05
     network.listeners.clear()
     network.report_delay = 0.1  # what is sent from now on is reported at once
     simulator.faults.stall = False
-    processes.append(subprocess.Popen(serve, cwd=REPO, env=env))
-    wait_until(lambda: urllib.request.urlopen(health, timeout=1), "the restart")
+    processes.append(server.start())
     simulator.emit_report(before[3], 0x00)  # a late report for a segment of the killed run
 
-    body = wait_until(
-        lambda: (b := api(base, f"/api/v1/alerts/{alert_id}/deliveries", TOKEN))["complete"] and b,
-        "completion",
-        timeout=30,
-    )
+    body = server.completed(alert_id, timeout=30)
     processes[1].send_signal(signal.SIGTERM)
     assert processes[1].wait(timeout=20) == 0
 
@@ -131,3 +101,100 @@ reconnect_interval_seconds = 0.05
     assert all(len(received[n]) == 1 for n in recipients)
     assert received[cut] == received[whole]
     assert simulator.stored_reports == {}
+
+
+@pytest.mark.slow
+def test_sigkill_while_reports_stream_in_settles_every_sms_within_the_confirmation_timeout(
+    make_simulator: SimulatorFactory,
+    network: SimulatedNetwork,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    simulator = make_simulator("sim0")
+    recipients = numbers(0, 4)
+    *reported, lost = recipients
+    network.report_delay = 0.05  # the kill comes while the modem takes in the reports
+    network.rules[lost] = RecipientRule(RecipientBehaviour.SILENT)
+    timeout = 6
+    server = Server(tmp_path, simulator.device_path, recipients, confirm_timeout=timeout)
+    processes.append(server.start())
+    alert_id = api(server.base, "/api/v1/alerts", TOKEN, to_xml(bilingual_alert("sms-reports")))[
+        "id"
+    ]
+    wait_until(lambda: recorded_segments(server.record) == 12, "every segment's record")
+    processes[0].send_signal(signal.SIGKILL)  # reports of the last messages are still coming
+    processes[0].wait(timeout=10)
+    network.rules.clear()  # from now on the network reports every message
+
+    restarted = time.monotonic()
+    processes.append(server.start())
+    body = server.completed(alert_id, timeout=timeout + 20)
+    took = time.monotonic() - restarted
+    processes[1].send_signal(signal.SIGTERM)
+    assert processes[1].wait(timeout=20) == 0
+
+    assert body["summary"] == {"sms": {"confirmed": 4}}, body["summary"]
+    assert took < timeout + 8, f"settled {took:.1f} s after the restart"
+    sent = Counter((r.number, r.sequence) for r in network.records)
+    # reports of the killed run (handled, kept by the modem or late) confirm without a copy;
+    # the message whose reports the network lost is sent again after the timeout
+    assert sent == Counter(
+        {(n, s): 1 if n in reported else 2 for n in recipients for s in (1, 2, 3)}
+    )
+    assert simulator.stored_reports == {}
+
+
+class Server:
+    """A ``broadcaster serve`` configuration with one SMS channel on one simulated modem."""
+
+    def __init__(
+        self, tmp_path: Path, device: str, recipients: list[str], *, confirm_timeout: float
+    ) -> None:
+        port = free_port()
+        data_dir = tmp_path / "data"
+        self.base = f"http://127.0.0.1:{port}"
+        self.record = data_dir / "sms-sms" / "submissions.sqlite3"
+        (tmp_path / "targets.json").write_text(
+            json.dumps([group("t", recipients)], ensure_ascii=False), encoding="utf-8"
+        )
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f"""
+[server]
+port = {port}
+data_dir = "{data_dir}"
+sender = "city@example.cn"
+[registry]
+targets = "targets.json"
+[dispatcher]
+idle_poll_seconds = 0.05
+[[api.tokens]]
+name = "ci"
+token = "{TOKEN}"
+[channels.sms]
+type = "sms"
+concurrency = 1
+confirm_timeout_seconds = {confirm_timeout}
+[[channels.sms.modems]]
+name = "m0"
+port = "{device}"
+command_timeout_seconds = 10
+reconnect_interval_seconds = 0.05
+""",
+            encoding="utf-8",
+        )
+        self._serve = [sys.executable, "-m", "broadcaster", "serve", "--config", str(config)]
+
+    def start(self) -> subprocess.Popen[bytes]:
+        """Start the server and wait until it answers."""
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        process = subprocess.Popen(self._serve, cwd=REPO, env=env)
+        wait_until(lambda: urllib.request.urlopen(self.base + "/healthz", timeout=1), "a start")
+        return process
+
+    def completed(self, alert_id: str, timeout: float) -> Any:
+        """The deliveries of ``alert_id`` once every one is settled."""
+        path = f"/api/v1/alerts/{alert_id}/deliveries"
+        return wait_until(
+            lambda: (b := api(self.base, path, TOKEN))["complete"] and b, "completion", timeout
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,15 @@ from typing import Any
 import pytest
 
 from broadcaster.config import Config
+from broadcaster.service import DATABASE_NAME
 from channels.sms import SubmissionStoreError
 from drivers.gsm import SegmentSubmission
-from drivers.gsm.simulator_network import NetworkRecord, SimulatedNetwork
+from drivers.gsm.simulator_network import (
+    NetworkRecord,
+    RecipientBehaviour,
+    RecipientRule,
+    SimulatedNetwork,
+)
 from tests.core.support import make_config, running, wait_for_deliveries, wait_until_complete
 
 from .conftest import SimulatorFactory, modem_table, sms_channel_table
@@ -46,16 +53,14 @@ def by_number(rows: list[dict[str, Any]], recipients: list[str]) -> dict[str, di
     return {recipients[row["part"] - 1]: row for row in rows}
 
 
-async def test_reports_after_a_restart_confirm_and_the_core_resend_transmits_nothing(
+async def test_reports_after_a_restart_confirm_and_nothing_is_sent_again(
     make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
 ) -> None:
     simulator = make_simulator("sim0")
     network.report_delay = SILENT_NETWORK
     recipients = numbers(0, 4)
     early, late = recipients[:2], recipients[2:]
-    table = sms_channel_table(
-        [modem_table("m0", simulator.device_path)], confirm_timeout_seconds=0.5
-    )
+    table = sms_channel_table([modem_table("m0", simulator.device_path)])
     config = make_config(tmp_path, {"sms": table}, [group("t", recipients)])
     async with running(config) as service:
         result = await service.submit(bilingual_alert("sms-restart"), origin="test")
@@ -68,12 +73,6 @@ async def test_reports_after_a_restart_confirm_and_the_core_resend_transmits_not
     assert len(simulator.stored_reports) == 6
 
     async with running(config) as service:
-        # the core re-sends the other two after its confirmation timeout: nothing goes out
-        resent = await wait_for_deliveries(
-            service,
-            result.alert_id,
-            lambda rows: all(r["attempts"] == 2 and r["state"] == "accepted" for r in rows[2:]),
-        )
         report_delivered(simulator, network.records, late)  # late reports, after the restart
         summary = await wait_until_complete(service, result.alert_id, timeout=20)
         rows = by_number(await deliveries(service, result.alert_id), recipients)
@@ -86,15 +85,80 @@ async def test_reports_after_a_restart_confirm_and_the_core_resend_transmits_not
     assert simulator.stored_reports == {}  # read back (and deleted) at connect
     first = by_number(before, recipients)
     assert all(rows[n]["provider_ref"] == first[n]["provider_ref"] for n in recipients)
-    for number in late:
-        details = [e["detail"] for e in events[number]]
-        assert any("nothing sent again; awaiting status reports" in d for d in details), details
-        assert (
-            by_number(resent, recipients)[number]["provider_ref"] == first[number]["provider_ref"]
-        )
     for number in recipients:
         assert events[number][-1]["detail"] == "all 3 segment(s) delivered (status reports)"
-    assert all(r["attempts"] == 1 for r in (rows[n] for n in early))
+    assert all(rows[n]["attempts"] == 1 for n in recipients)
+
+
+async def test_an_sms_without_reports_after_a_restart_is_sent_again_at_the_timeout(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    [number] = numbers(0, 1)
+    network.rules[number] = RecipientRule(RecipientBehaviour.SILENT)  # reports get lost
+    table = sms_channel_table([modem_table("m0", simulator.device_path)], confirm_timeout_seconds=1)
+    config = make_config(tmp_path, {"sms": table}, [group("t", [number])])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-silent"), origin="test")
+        await wait_for_deliveries(
+            service, result.alert_id, lambda rows: rows[0]["state"] == "accepted"
+        )
+    network.rules.clear()  # the network reports again
+
+    async with running(config) as service:
+        started = time.monotonic()
+        # answered from the record at once ("awaiting status reports"), then the
+        # confirmation timeout passes without a report: sent afresh, and that copy is reported
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        took = time.monotonic() - started
+        [row] = await deliveries(service, result.alert_id)
+    assert summary == {"sms": {"confirmed": 1}}
+    assert took < 1 + 5
+    assert each_segment(network.records) == Counter({(number, s): 2 for s in (1, 2, 3)})
+    assert len({r.concat_reference for r in network.records}) == 2  # two whole copies
+    assert row["attempts"] == 2
+
+
+async def test_an_sms_whose_reports_never_come_is_sent_once_more_then_fails_saying_so(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    [number] = numbers(0, 1)
+    network.rules[number] = RecipientRule(RecipientBehaviour.SILENT)
+    table = sms_channel_table([modem_table("m0", simulator.device_path)], confirm_timeout_seconds=1)
+    config = make_config(tmp_path, {"sms": table}, [group("t", [number])])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-never"), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        [row] = await deliveries(service, result.alert_id)
+    assert summary == {"sms": {"failed": 1}}
+    assert "nor for the copy sent again" in row["last_error"]
+    assert each_segment(network.records) == Counter({(number, s): 2 for s in (1, 2, 3)})
+
+
+async def test_an_outcome_the_core_missed_before_a_stop_is_settled_at_the_start(
+    make_simulator: SimulatorFactory, network: SimulatedNetwork, tmp_path: Path
+) -> None:
+    simulator = make_simulator("sim0")
+    network.report_delay = 0.05
+    [number] = numbers(0, 1)
+    table = sms_channel_table([modem_table("m0", simulator.device_path)])
+    config = make_config(tmp_path, {"sms": table}, [group("t", [number])])
+    async with running(config) as service:
+        result = await service.submit(bilingual_alert("sms-missed"), origin="test")
+        await wait_until_complete(service, result.alert_id, timeout=20)
+    # as if the server stopped after the SMS record settled and before the core wrote it
+    with sqlite3.connect(config.server.data_dir / DATABASE_NAME) as conn:
+        conn.execute("UPDATE deliveries SET state = 'accepted', updated_at = ?", (time.time(),))
+    conn.close()
+
+    async with running(config) as service:
+        started = time.monotonic()
+        summary = await wait_until_complete(service, result.alert_id, timeout=20)
+        took = time.monotonic() - started
+    assert summary == {"sms": {"confirmed": 1}}
+    assert took < 5 - 1  # settled at the start, not at the confirmation timeout of 5 s
+    assert each_segment(network.records) == once_each([number])
 
 
 async def test_a_message_cut_between_two_segments_is_completed_after_the_restart(

@@ -54,8 +54,8 @@ async def test_a_record_outlives_its_store_with_segments_reports_and_outcome(
     await begin(store, "a:sms:t/1", 7)
     await store.segment("a:sms:t/1", SegmentSubmission(1, 2, "m0", 41, 200), NOW)
     await store.segment("a:sms:t/1", SegmentSubmission(2, 2, "m0", 42, 200), NOW)
-    store.report(7, 1, "m0", 41, "delivered", 0)
-    store.report(7, 2, "m0", 42, "pending", 0x21)
+    await store.report(7, 1, "m0", 41, "delivered", 0)
+    await store.report(7, 2, "m0", 42, "pending", 0x21)
     await store.close()
     await store.open()
 
