@@ -27,6 +27,7 @@ from aiohttp import web
 
 from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.errors import StoreError
+from broadcaster.jsonbody import read_json_object
 from broadcaster.scheduler.config import (
     ScheduleConflictError,
     ScheduleError,
@@ -58,21 +59,6 @@ def _schedule_error(exc: ScheduleError) -> web.Response:
     return _error(400, str(exc), exc.problems)
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body is not JSON"}), content_type="application/json"
-        ) from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return body
-
-
 def _int_query(request: web.Request, name: str, default: int, upper: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -97,7 +83,7 @@ async def list_schedules(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/schedules")
 async def create_schedule(request: web.Request) -> web.Response:
-    body = await _json_object(request)
+    body = await read_json_object(request)
     scheduler = _operations(request).scheduler
     try:
         schedule = await scheduler.create(body, by=request[CLIENT])
@@ -119,7 +105,7 @@ async def get_schedule(request: web.Request) -> web.Response:
 
 @routes.patch("/api/v1/schedules/{name}")
 async def update_schedule(request: web.Request) -> web.Response:
-    body = await _json_object(request)
+    body = await read_json_object(request)
     scheduler = _operations(request).scheduler
     name = request.match_info["name"]
     try:
