@@ -26,6 +26,7 @@ from broadcaster.cap import Problem
 from broadcaster.errors import ApprovalError, CapError, StoreError
 from broadcaster.intake import IntakeResult
 from broadcaster.jsonbody import JsonBodyError, bad_request, parse_json_object, read_json_object
+from broadcaster.web.headers import document_download
 
 routes = web.RouteTableDef()
 
@@ -121,8 +122,11 @@ async def get_alert(request: web.Request) -> web.Response:
 async def get_alert_cap(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     await _alert_or_404(request)
-    raw = await service.database.run(service.alerts.raw_xml, request.match_info["alert_id"])
-    return web.Response(body=raw, content_type="application/cap+xml")
+    alert_id = request.match_info["alert_id"]
+    raw = await service.database.run(service.alerts.raw_xml, alert_id)
+    return document_download(
+        raw or b"", content_type="application/cap+xml", filename=f"{alert_id}.xml"
+    )
 
 
 @routes.post("/api/v1/alerts/{alert_id}/cancel")

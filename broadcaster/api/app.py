@@ -2,7 +2,7 @@
 
 The service is started and stopped in ``cleanup_ctx``, so the server accepts requests only
 while every part is running. ``GET /healthz`` reports each channel and every plugin that
-failed to load.
+failed to load. Every answer carries the security headers of :mod:`broadcaster.web.headers`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from broadcaster.console import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
 from broadcaster.web import public
+from broadcaster.web.headers import add_security_headers, no_tracebacks
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     tokens = api_tokens(service.config, service.data_dir)
     app = web.Application(
         middlewares=[
+            no_tracebacks,
             forwarded_client(service.config.server.trusted_proxies),
             bearer_middleware(
                 tokens,
@@ -64,6 +66,7 @@ def make_app(service: BroadcasterService) -> web.Application:
         client_max_size=service.config.server.max_body_bytes,
     )
     app[SERVICE] = service
+    app.on_response_prepare.append(add_security_headers)
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await service.start()

@@ -2,7 +2,8 @@
 
 ``GET /feed.atom`` lists active alerts of scope Public (RFC 4287 Atom, one entry per alert,
 each linking to its CAP document at ``GET /feed/alerts/{id}.xml``, served verbatim as
-received). Restricted and Private alerts never appear here.
+received, as an attachment so that a browser saves it instead of rendering what it carries).
+Restricted and Private alerts never appear here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aiohttp import web
 from lxml import etree
 
 from broadcaster.api.keys import SERVICE
+from broadcaster.web.headers import document_download
 
 routes = web.RouteTableDef()
 
@@ -69,4 +71,6 @@ async def feed_alert(request: web.Request) -> web.Response:
     if record is None or record["scope"] != "Public":
         raise web.HTTPNotFound()
     raw = await service.database.run(service.alerts.raw_xml, alert_id)
-    return web.Response(body=raw, content_type="application/cap+xml")
+    return document_download(
+        raw or b"", content_type="application/cap+xml", filename=f"{alert_id}.xml"
+    )
