@@ -2,19 +2,22 @@
 
 The service is started and stopped in ``cleanup_ctx``, so the server accepts requests only
 while every part is running. ``GET /healthz`` reports each channel and every plugin that
-failed to load. Every answer carries the security headers of :mod:`broadcaster.web.headers`.
+failed to load: whether each is up for anyone, and the details (which may name devices, hosts
+and errors) only for a request with a valid API token. Every answer carries the security
+headers of :mod:`broadcaster.web.headers`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
-from broadcaster.api.keys import SERVICE
+from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.client_limits import forwarded_client
 from broadcaster.console import make_console_app
@@ -30,19 +33,24 @@ health_routes = web.RouteTableDef()
 
 @health_routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """Overall and per-channel state for anyone; details (device states, errors, which
+    plugins failed and why) only for an authenticated API client."""
     service = request.app[SERVICE]
     health = await service.health()
     ok = all(h.ok for h in health.values()) and not service.failures
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if ok else "degraded",
-        "channels": {
+        "channels": {name: {"ok": h.ok} for name, h in health.items()},
+        "failed_channels": [{"channel": f.channel} for f in service.failures],
+    }
+    if request.get(CLIENT) is not None:
+        body["channels"] = {
             name: {"ok": h.ok, "detail": h.detail, "devices": h.devices}
             for name, h in health.items()
-        },
-        "failed_channels": [
+        }
+        body["failed_channels"] = [
             {"channel": f.channel, "type": f.type, "error": f.error} for f in service.failures
-        ],
-    }
+        ]
     return web.json_response(body, status=200)
 
 
