@@ -8,6 +8,9 @@
    referenced alerts reached), then each channel's ``plan``.
 5. Store alert, references and deliveries in one transaction; an Update supersedes and a Cancel
    cancels what is still queued for the alerts it references.
+
+Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
+areas must not hold up the event loop, which answers other requests and drives every channel.
 """
 
 from __future__ import annotations
@@ -138,13 +141,14 @@ class Intake:
 
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
-        record = self._record(alert_id, parsed, now, wanted, origin)
+        record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
         pending = requested_by is not None and record.state == "active"
         if pending:
             record = replace(record, state="held")
         deliveries: list[NewDelivery] = []
         if record.state == "active":
-            deliveries = await self._plan(self._message(record, alert), wanted, references)
+            message = await asyncio.to_thread(self._message, record, alert)
+            deliveries = await self._plan(message, wanted, references)
         supersede = _SUPERSEDES.get(alert.msg_type)
         created, in_flight = await self.database.run(
             self.alerts.insert,
@@ -211,11 +215,10 @@ class Intake:
         if record.expires_at <= now:
             raise ApprovalError(f"alert {alert_id} has expired; it can no longer be sent")
         record = replace(record, effective_at=max(record.effective_at, now), state="active")
-        alert = from_json(record.document)
+        alert = await asyncio.to_thread(from_json, record.document)
         references = await self.database.run(self.alerts.references_of, alert_id)
-        deliveries = await self._plan(
-            self._message(record, alert), list(record.channels), references
-        )
+        message = await asyncio.to_thread(self._message, record, alert)
+        deliveries = await self._plan(message, list(record.channels), references)
         supersede = _SUPERSEDES.get(alert.msg_type)
         in_flight = await self.database.run(
             self.alerts.approve,
@@ -324,7 +327,7 @@ class Intake:
             candidates = {}
             for name in channels:
                 registry = await self.database.run(self.targets.for_channel, name)
-                candidates[name] = select_targets(areas, registry)
+                candidates[name] = await asyncio.to_thread(select_targets, areas, registry)
         deliveries: list[NewDelivery] = []
         for name in channels:
             if not candidates[name]:

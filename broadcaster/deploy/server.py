@@ -1,11 +1,12 @@
 """Running the web application as a service: listen, tell systemd, keep its watchdog fed, stop.
 
 ``broadcaster serve`` calls :func:`run_server`: it starts the application (and with it the
-:class:`~broadcaster.service.BroadcasterService`), opens the listening socket, freezes what
-start-up built out of the garbage collector's rounds, and only then sends ``READY=1``; while
-serving it sends ``WATCHDOG=1`` as long as the event loop turns and the database thread answers;
-on SIGTERM or SIGINT it sends ``STOPPING=1`` and stops the service cleanly (deliveries in flight
-are resumed at the next start). Under systemd, logs go to the journal with their fields
+:class:`~broadcaster.service.BroadcasterService`), opens the listening socket (with the limits
+on slow and greedy clients of :mod:`broadcaster.deploy.listen`), freezes what start-up built
+out of the garbage collector's rounds, and only then sends ``READY=1``; while serving it sends
+``WATCHDOG=1`` as long as the event loop turns and the database thread answers; on SIGTERM or
+SIGINT it sends ``STOPPING=1`` and stops the service cleanly (deliveries in flight are resumed
+at the next start). Under systemd, logs go to the journal with their fields
 (:mod:`broadcaster.deploy.journal`).
 """
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from broadcaster.api.keys import SERVICE
 from broadcaster.deploy.backup import data_dir_lock
 from broadcaster.deploy.journal import use_journal_if_attached
+from broadcaster.deploy.listen import make_runner, open_listener
 from broadcaster.deploy.sdnotify import SystemdNotifier
 from broadcaster.service import BroadcasterService
 
@@ -55,15 +57,15 @@ async def _serve_locked(
     app: web.Application, service: BroadcasterService, host: str, port: int
 ) -> None:
     notifier = SystemdNotifier()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = make_runner(app, service.config.server)
+    listener: asyncio.Server | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        listener = await open_listener(runner, host, port, service.config.server)
         freeze_startup_objects()
         notifier.ready(f"serving on http://{host}:{port} (data in {service.data_dir})")
         watchdog = asyncio.create_task(
@@ -78,6 +80,8 @@ async def _serve_locked(
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
         notifier.close()
 
