@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,17 +52,25 @@ def site_config(tmp_path: Path, **webpush: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    config = parse_config(site_config(tmp_path), base_dir=tmp_path, source=None)
-    service = BroadcasterService(config)
+@asynccontextmanager
+async def serving(data: dict[str, Any], base_dir: Path) -> AsyncIterator[Site]:
+    """The server for configuration ``data`` on a loopback port, with its two sessions."""
+    service = BroadcasterService(parse_config(data, base_dir=base_dir, source=None))
     server = TestServer(make_app(service), host="127.0.0.1")
     await server.start_server()
     base = str(server.make_url("/"))
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with (
-        aiohttp.ClientSession(base_url=base) as public,
-        aiohttp.ClientSession(base_url=base, headers=headers) as api,
-    ):
-        yield Site(service, server, public, api)
-    await server.close()
+    try:
+        async with (
+            aiohttp.ClientSession(base_url=base) as public,
+            aiohttp.ClientSession(base_url=base, headers=headers) as api,
+        ):
+            yield Site(service, server, public, api)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with serving(site_config(tmp_path), tmp_path) as running:
+        yield running

@@ -3,13 +3,16 @@ with a message naming the problem, never 500, never a traceback, and nothing is 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import aiohttp
 import pytest
 
 from broadcaster.cap.serialize import to_xml
 from broadcaster.jsonbody import JsonBodyError, parse_json
 from tests.core.support import make_alert
-from tests.web.conftest import Site
+from tests.web.conftest import Site, serving, site_config
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DEEP_BUT_PARSEABLE = b'{"a":' * 200 + b"1" + b"}" * 200
@@ -99,3 +102,18 @@ def test_limits_are_exact() -> None:
         parse_json(b"1e999")
     with pytest.raises(JsonBodyError, match="not JSON"):
         parse_json(b'{"a": 1,}')
+
+
+async def test_an_unexpected_error_in_a_channel_page_shows_no_details(tmp_path: Path) -> None:
+    """A third-party channel's endpoint that fails on bad input: a plain 500, no traceback."""
+    data = site_config(tmp_path)
+    data["channels"]["enrol"] = {"type": "tests.core.support:EnrollingChannel"}
+    async with (
+        serving(data, tmp_path) as running,
+        running.public.post("/channels/enrol/enrol", json={"bogus": 1}) as response,
+    ):
+        text = await response.text()
+        assert response.status == 500
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert json.loads(text) == {"error": "internal error; the details are in the server log"}
+    assert "Traceback" not in text and "KeyError" not in text

@@ -168,6 +168,14 @@ async def test_subscriptions_to_non_public_endpoints_are_refused(
     async with session.post("/subscribe", json=_request(f"https://{PUBLIC_IP}/wp/y")) as r:
         assert r.status == 201, await r.json()
     assert len(targets.targets) == 2
+    for endpoint in ("https://trap.evil.test/wp/z", "https://[::1]/wp/z"):
+        moved = {"old_endpoint": "https://fcm.push.test/wp/x"} | _request(endpoint)
+        async with session.post("/renew", json=moved) as r:
+            assert r.status == 400 and "endpoint" in (await r.json())["error"]
+    assert {t.address for t in targets.targets.values()} == {
+        "https://fcm.push.test/wp/x",
+        f"https://{PUBLIC_IP}/wp/y",
+    }
 
 
 async def test_refusals_name_the_reason(
