@@ -58,6 +58,8 @@ def _located(target: Target) -> tuple[str, float, float]:
 
 def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Target]:
     """The targets inside any of ``areas``, in registry order, each once."""
+    if not targets:
+        return []
     chosen: set[str] = set()
     points = [_located(t) for t in targets if t.lat is not None and t.lon is not None]
     for area in areas:
@@ -68,6 +70,8 @@ def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Tar
                 for t in targets
                 if t.division and any(t.division.startswith(p) for p in prefixes)
             )
+        if not points:
+            continue
         for polygon in area.polygons:
             chosen.update(points_in_polygon(points, polygon.points))
         for circle in area.circles:
