@@ -24,8 +24,9 @@ Configuration (``[channels.<name>]``, ``type = "webpush"``)::
                                                # loopback: lifts the public-address and port
                                                # rules of channels.webpush.endpoints
 
-The resolver host names are looked up with is :attr:`WebPushChannel.resolver` (the system's
-when None); every address a name resolves to must be public, unless private ones are allowed.
+Host names of endpoints are looked up with :attr:`WebPushChannel.resolver` (the system's
+resolver when None); every address a name resolves to must be public, unless private ones are
+allowed (:mod:`channels.webpush.endpoints`).
 """
 
 from __future__ import annotations
