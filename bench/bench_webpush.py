@@ -39,6 +39,7 @@ from broadcaster.service import BroadcasterService
 from broadcaster.testing.contract import contract_delivery
 from channels.webpush import WebPushChannel, WebPushChannelConfig
 from channels.webpush.ece import b64url_encode, encrypt
+from channels.webpush.endpoints import EndpointPolicy
 from channels.webpush.enrolment import build_target
 from tests.core.support import make_alert
 from tests.webpush.pushservice import PushServiceStandIn, SubscriberKeys
@@ -46,6 +47,7 @@ from tests.webpush.pushservice import PushServiceStandIn, SubscriberKeys
 REPO = Path(__file__).resolve().parents[1]
 DIVISIONS = REPO / "config" / "demo" / "divisions.json"
 TOWNSHIP = "150921001000"
+LAB = EndpointPolicy(allow_http=True, allow_private=True)
 
 
 def serve_stand_in(port: int, ready: EventType) -> None:
@@ -81,7 +83,7 @@ def subscriptions(base: str, count: int, tree: DivisionTree) -> list[Target]:
                 channel="webpush",
                 tree=tree,
                 languages=("zh-CN",),
-                allow_http=True,
+                policy=LAB,
                 previous=None,
             )
         )
@@ -112,6 +114,7 @@ async def bench_channel(workdir: Path, targets: list[Target], concurrency: int) 
             "type": "webpush",
             "vapid_subject": "mailto:bench@example.cn",
             "allow_http_endpoints": True,
+            "allow_private_endpoints": True,
             "concurrency": concurrency,
         }
     )
@@ -147,6 +150,7 @@ async def bench_service(workdir: Path, targets: list[Target], concurrency: int) 
                 "type": "webpush",
                 "vapid_subject": "mailto:bench@example.cn",
                 "allow_http_endpoints": True,
+                "allow_private_endpoints": True,
                 "concurrency": concurrency,
             }
         },

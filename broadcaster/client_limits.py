@@ -47,10 +47,8 @@ class RateLimiter:
         return 0.0
 
 
-def forwarded_client(
-    trusted_proxies: Iterable[str],
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """The middleware that makes ``request.remote`` the client behind trusted proxies."""
+def proxy_matcher(trusted_proxies: Iterable[str]) -> Callable[[str | None], bool]:
+    """Whether an address is one of the trusted proxies (addresses or networks)."""
     trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
 
     def is_trusted(address: str | None) -> bool:
@@ -59,6 +57,16 @@ def forwarded_client(
         except ValueError:
             return False
         return any(ip in network for network in trusted)
+
+    return is_trusted
+
+
+def forwarded_client(
+    trusted_proxies: Iterable[str],
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The middleware that makes ``request.remote`` the client behind trusted proxies."""
+    trusted = list(trusted_proxies)
+    is_trusted = proxy_matcher(trusted)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

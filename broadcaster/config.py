@@ -128,6 +128,15 @@ class ServerConfig(StrictModel):
     sender: str = Field("broadcaster@localhost", pattern=r"^[^\s,<&]+$")
     sender_name: str = "broadcaster"
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    header_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="a connection that has not sent a complete request header this long after"
+        " opening or after its last answer is closed (slow or silent clients)",
+    )
+    connections_per_client: int = Field(
+        32, ge=1, description="open connections allowed from one address (trusted proxies: any)"
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="reverse proxies (addresses or networks) whose X-Forwarded-For names the"

@@ -31,8 +31,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from broadcaster.availability import RetryForwarder
+from broadcaster.cap import Alert
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import (
     AlertMessage,
@@ -46,7 +48,7 @@ from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.errors import DiskFullError, PermanentError, RetryableError
 from broadcaster.ratelimit import TokenBucket
-from broadcaster.rendition import render
+from broadcaster.rendition import Rendition, render
 from broadcaster.store.alerts import AlertTable, InFlight
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import ClaimedDelivery, Outbox
@@ -187,16 +189,21 @@ class Dispatcher:
             loading.add_done_callback(lambda _f: self._loading.pop(alert_id, None))
         return await asyncio.shield(loading)
 
+    def _read_and_render(self, document: dict[str, Any]) -> tuple[Alert, Rendition]:
+        """The stored alert and its texts: in a worker thread, as a big alert takes a while."""
+        alert = from_json(document)
+        return alert, render(alert, sender_name=self.sender_name)
+
     async def _load_message(self, alert_id: str) -> AlertMessage:
         document = await self.database.run(self.alerts.document, alert_id)
         record = await self.database.run(self.alerts.get, alert_id)
         if document is None or record is None:
             raise LookupError(f"alert {alert_id} is not in the store")
-        alert = from_json(document)
+        alert, rendition = await asyncio.to_thread(self._read_and_render, document)
         message = AlertMessage(
             id=alert_id,
             alert=alert,
-            rendition=render(alert, sender_name=self.sender_name),
+            rendition=rendition,
             expires_at=float(record["expires_at"]),
         )
         self._messages[alert_id] = message

@@ -8,6 +8,9 @@
    referenced alerts reached), then each channel's ``plan``.
 5. Store alert, references and deliveries in one transaction; an Update supersedes and a Cancel
    cancels what is still queued for the alerts it references.
+
+Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
+areas must not hold up the event loop, which answers other requests and drives every channel.
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ class Intake:
 
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
-        record = self._record(alert_id, parsed, now, wanted, origin)
+        record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
         supersede = _SUPERSEDES.get(alert.msg_type)
         # Whatever would broadcast, or cancel or supersede another alert, waits for approval.
         pending = requested_by is not None and (record.state == "active" or supersede is not None)
@@ -152,7 +155,8 @@ class Intake:
             record = replace(record, state="held")
         deliveries: list[NewDelivery] = []
         if record.state == "active":
-            deliveries = await self._plan(self._message(record, alert), wanted, references)
+            message = await asyncio.to_thread(self._message, record, alert)
+            deliveries = await self._plan(message, wanted, references)
         created, in_flight = await self.database.run(
             self.alerts.insert,
             record,
@@ -219,7 +223,7 @@ class Intake:
             raise ApprovalError(f"alert {alert_id} was {record.state}; it can no longer be sent")
         if record.expires_at <= now:
             raise ApprovalError(f"alert {alert_id} has expired; it can no longer be sent")
-        alert = from_json(record.document)
+        alert = await asyncio.to_thread(from_json, record.document)
         broadcast = broadcasts(alert.status, alert.msg_type)
         record = replace(
             record,
@@ -227,11 +231,10 @@ class Intake:
             state="active" if broadcast else "held",
         )
         references = await self.database.run(self.alerts.references_of, alert_id)
-        deliveries = (
-            await self._plan(self._message(record, alert), list(record.channels), references)
-            if broadcast
-            else []
-        )
+        deliveries: list[NewDelivery] = []
+        if broadcast:
+            message = await asyncio.to_thread(self._message, record, alert)
+            deliveries = await self._plan(message, list(record.channels), references)
         supersede = _SUPERSEDES.get(alert.msg_type)
         in_flight = await self.database.run(
             self.alerts.approve,
@@ -340,7 +343,7 @@ class Intake:
             candidates = {}
             for name in channels:
                 registry = await self.database.run(self.targets.for_channel, name)
-                candidates[name] = select_targets(areas, registry)
+                candidates[name] = await asyncio.to_thread(select_targets, areas, registry)
         deliveries: list[NewDelivery] = []
         for name in channels:
             if not candidates[name]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from broadcaster.cap import Alert, Area
 from broadcaster.delivery import Target
 from broadcaster.divisions import code_prefix, normalize_code
-from broadcaster.geo import points_in_circle, points_in_polygon
+from broadcaster.geo import PointIndex, points_in_circle, points_in_polygon
 
 DIVISION_VALUE_NAMES = frozenset(
     {
@@ -58,8 +58,11 @@ def _located(target: Target) -> tuple[str, float, float]:
 
 def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Target]:
     """The targets inside any of ``areas``, in registry order, each once."""
+    if not targets:
+        return []
     chosen: set[str] = set()
-    points = [_located(t) for t in targets if t.lat is not None and t.lon is not None]
+    located = [_located(t) for t in targets if t.lat is not None and t.lon is not None]
+    points = PointIndex(located) if located else None
     for area in areas:
         prefixes = [code_prefix(code) for code in division_codes(area)]
         if prefixes:
@@ -68,6 +71,8 @@ def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Tar
                 for t in targets
                 if t.division and any(t.division.startswith(p) for p in prefixes)
             )
+        if points is None:
+            continue
         for polygon in area.polygons:
             chosen.update(points_in_polygon(points, polygon.points))
         for circle in area.circles:

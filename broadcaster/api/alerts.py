@@ -29,6 +29,8 @@ from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
 from broadcaster.errors import ApprovalError, CapError, DiskFullError, StoreError
 from broadcaster.intake import IntakeResult
+from broadcaster.jsonbody import JsonBodyError, bad_request, parse_json_object, read_json_object
+from broadcaster.web.headers import document_download
 
 routes = web.RouteTableDef()
 
@@ -70,12 +72,9 @@ async def submit_alert(request: web.Request) -> web.Response:
         data = body
     elif content_type == "application/json":
         try:
-            parsed = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _bad_request(f"body is not valid JSON: {exc}")
-        if not isinstance(parsed, dict):
-            return _bad_request("the JSON form of an alert is an object")
-        data = parsed
+            data = parse_json_object(body)
+        except JsonBodyError as exc:
+            return _bad_request(f"the JSON form of an alert: {exc}")
     else:
         return web.json_response(
             {
@@ -122,22 +121,18 @@ async def get_alert(request: web.Request) -> web.Response:
 async def get_alert_cap(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     await _alert_or_404(request)
-    raw = await service.database.run(service.alerts.raw_xml, request.match_info["alert_id"])
-    return web.Response(body=raw, content_type="application/cap+xml")
+    alert_id = request.match_info["alert_id"]
+    raw = await service.database.run(service.alerts.raw_xml, alert_id)
+    return document_download(
+        raw or b"", content_type="application/cap+xml", filename=f"{alert_id}.xml"
+    )
 
 
 @routes.post("/api/v1/alerts/{alert_id}/cancel")
 async def cancel_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
-    reason = "cancelled"
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return _bad_request("body is not valid JSON")
-        if isinstance(body, dict) and isinstance(body.get("reason"), str):
-            reason = body["reason"].strip() or reason
+    reason = (await _reason(request)) or "cancelled"
     if record["state"] not in ("active", "held"):
         error = f"alert is {record['state']}; only active alerts can be cancelled"
         await audit_client(request, "alert.cancel.refused", record["id"], {"error": error})
@@ -157,16 +152,11 @@ async def cancel_alert(request: web.Request) -> web.Response:
 
 
 async def _reason(request: web.Request) -> str:
-    if not request.can_read_body:
-        return ""
-    try:
-        body = await request.json()
-    except json.JSONDecodeError:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "body is not valid JSON"}), content_type="application/json"
-        ) from None
-    reason = body.get("reason") if isinstance(body, dict) else None
-    return reason.strip() if isinstance(reason, str) else ""
+    """The optional ``{"reason": …}`` of a cancel, approve or reject request."""
+    reason = (await read_json_object(request, optional=True)).get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise bad_request("reason: a string is required")
+    return reason.strip() if reason else ""
 
 
 @routes.post("/api/v1/alerts/{alert_id}/approve")

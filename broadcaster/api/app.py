@@ -2,27 +2,31 @@
 
 The service is started and stopped in ``cleanup_ctx``, so the server accepts requests only
 while every part is running. ``GET /healthz`` reports each channel, every plugin that failed to
-load and whether the data directory's disk has room; a request whose write finds the disk full
-is answered 503 with the reason, never a bare server error.
+load and whether the data directory's disk has room: whether each is up for anyone, and the
+details (which may name devices, hosts and errors) only for a request with a valid API token.
+A request whose write finds the disk full is answered 503 with the reason, never a bare server
+error. Every answer carries the security headers of :mod:`broadcaster.web.headers`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from broadcaster.api import alerts, feed, metrics
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.diskfull import disk_full_answer
-from broadcaster.api.keys import SERVICE
+from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.client_limits import forwarded_client
 from broadcaster.console import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
 from broadcaster.web import public
+from broadcaster.web.headers import add_security_headers, no_tracebacks
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +35,27 @@ health_routes = web.RouteTableDef()
 
 @health_routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """Overall and per-channel state for anyone; details (device states, errors, which
+    plugins failed and why) only for an authenticated API client."""
     service = request.app[SERVICE]
     health = await service.health()
     disk = service.database.space.check()
     ok = all(h.ok for h in health.values()) and not service.failures and not disk.full
-    body = {
+    body: dict[str, Any] = {
         "status": "degraded: disk full" if disk.full else "ok" if ok else "degraded",
-        "disk": {"ok": not disk.full, "free_bytes": disk.free_bytes, "detail": disk.detail},
-        "channels": {
+        "disk": {"ok": not disk.full},
+        "channels": {name: {"ok": h.ok} for name, h in health.items()},
+        "failed_channels": [{"channel": f.channel} for f in service.failures],
+    }
+    if request.get(CLIENT) is not None:
+        body["disk"] = {"ok": not disk.full, "free_bytes": disk.free_bytes, "detail": disk.detail}
+        body["channels"] = {
             name: {"ok": h.ok, "detail": h.detail, "devices": h.devices}
             for name, h in health.items()
-        },
-        "failed_channels": [
+        }
+        body["failed_channels"] = [
             {"channel": f.channel, "type": f.type, "error": f.error} for f in service.failures
-        ],
-    }
+        ]
     return web.json_response(body, status=200)
 
 
@@ -58,6 +68,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     tokens = api_tokens(service.config, service.data_dir)
     app = web.Application(
         middlewares=[
+            no_tracebacks,
             disk_full_answer,
             forwarded_client(service.config.server.trusted_proxies),
             bearer_middleware(
@@ -69,6 +80,7 @@ def make_app(service: BroadcasterService) -> web.Application:
         client_max_size=service.config.server.max_body_bytes,
     )
     app[SERVICE] = service
+    app.on_response_prepare.append(add_security_headers)
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         await service.start()

@@ -79,27 +79,34 @@ def bearer_middleware(
 
     A token is one from the configuration (client name = its ``name``) or one an admin issued
     in the console (client name ``token:<name>``, revocable there). The request learns the
-    client's name and whether its alerts wait for approval.
+    client's name and whether its alerts wait for approval; elsewhere a valid token is learnt
+    the same way but not required (``/healthz`` shows details only to a client).
     """
+
+    async def identify(header: str | None) -> tuple[str | None, bool]:
+        client = client_for(header, tokens)
+        needs_approval = client in approval_clients
+        if client is None and header and header.startswith("Bearer "):
+            grant = await issued().client_for(header[len("Bearer ") :].strip())
+            if grant is not None:
+                client, needs_approval = f"token:{grant.name}", grant.requires_approval
+        return client, needs_approval
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(prefix):
-            header = request.headers.get("Authorization")
-            client = client_for(header, tokens)
-            needs_approval = client in approval_clients
-            if client is None and header and header.startswith("Bearer "):
-                grant = await issued().client_for(header[len("Bearer ") :].strip())
-                if grant is not None:
-                    client, needs_approval = f"token:{grant.name}", grant.requires_approval
-            if client is None:
+        header = request.headers.get("Authorization")
+        protected = request.path.startswith(prefix)
+        if protected or header:
+            client, needs_approval = await identify(header)
+            if client is None and protected:
                 return web.json_response(
                     {"error": "missing or invalid bearer token"},
                     status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'},
                 )
-            request[CLIENT] = client
-            request[NEEDS_APPROVAL] = needs_approval
+            if client is not None:
+                request[CLIENT] = client
+                request[NEEDS_APPROVAL] = needs_approval
         return await handler(request)
 
     return middleware

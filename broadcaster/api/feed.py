@@ -2,7 +2,8 @@
 
 ``GET /feed.atom`` lists active alerts of scope Public (RFC 4287 Atom, one entry per alert,
 each linking to its CAP document at ``GET /feed/alerts/{id}.xml``, served verbatim as
-received). Only alerts released to the public are served (the rule of the public pages,
+received, as an attachment so that a browser saves it instead of rendering what it carries).
+Only alerts released to the public are served (the rule of the public pages,
 :func:`broadcaster.web.public.released`): Restricted and Private alerts, alerts awaiting
 approval, rejected or withdrawn ones answer 404 like an unknown id.
 """
@@ -15,6 +16,7 @@ from aiohttp import web
 from lxml import etree
 
 from broadcaster.api.keys import SERVICE
+from broadcaster.web.headers import document_download
 from broadcaster.web.public import released
 
 routes = web.RouteTableDef()
@@ -72,4 +74,6 @@ async def feed_alert(request: web.Request) -> web.Response:
     if not released(record):
         raise web.HTTPNotFound()
     raw = await service.database.run(service.alerts.raw_xml, alert_id)
-    return web.Response(body=raw, content_type="application/cap+xml")
+    return document_download(
+        raw or b"", content_type="application/cap+xml", filename=f"{alert_id}.xml"
+    )

@@ -4,7 +4,8 @@
 and takes the data directory's lock, so a second server on the same directory stops before it
 writes or prints anything; it makes what earlier runs left there private
 (:mod:`broadcaster.deploy.datadir`), builds the application, starts it (and with it the
-:class:`~broadcaster.service.BroadcasterService`), opens the listening socket, freezes what
+:class:`~broadcaster.service.BroadcasterService`), opens the listening socket (with the limits
+on slow and greedy clients of :mod:`broadcaster.deploy.listen`), freezes what
 start-up built out of the garbage collector's rounds, and only then says "serving on" and sends
 ``READY=1``; while serving it sends ``WATCHDOG=1`` as long as the event loop turns and the
 database thread answers; on SIGTERM or SIGINT it sends ``STOPPING=1`` and stops the service
@@ -29,6 +30,7 @@ from broadcaster.config import Config
 from broadcaster.deploy.backup import data_dir_lock
 from broadcaster.deploy.datadir import PRIVATE_UMASK, make_private
 from broadcaster.deploy.journal import use_journal_if_attached
+from broadcaster.deploy.listen import make_runner, open_listener
 from broadcaster.deploy.sdnotify import SystemdNotifier
 from broadcaster.service import BroadcasterService
 
@@ -58,15 +60,15 @@ async def serve(app: web.Application, *, host: str, port: int) -> None:
     """
     service: BroadcasterService = app[SERVICE]
     notifier = SystemdNotifier()
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = make_runner(app, service.config.server)
+    listener: asyncio.Server | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        listener = await open_listener(runner, host, port, service.config.server)
         freeze_startup_objects()
         serving = f"serving on http://{host}:{port} (data in {service.data_dir})"
         print(f"broadcaster: {serving}", flush=True)
@@ -83,6 +85,8 @@ async def serve(app: web.Application, *, host: str, port: int) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        if listener is not None:
+            listener.close()
         await runner.cleanup()
         notifier.close()
 

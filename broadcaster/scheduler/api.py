@@ -30,6 +30,7 @@ from aiohttp import web
 from broadcaster.api.auth import audit_client, refuse_first_party
 from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.errors import StoreError
+from broadcaster.jsonbody import read_json_object
 from broadcaster.scheduler.config import (
     ScheduleConflictError,
     ScheduleError,
@@ -65,21 +66,6 @@ def _schedule_error(exc: ScheduleError) -> web.Response:
     return _error(400, str(exc), exc.problems)
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body is not JSON"}), content_type="application/json"
-        ) from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "the body must be a JSON object"}),
-            content_type="application/json",
-        )
-    return body
-
-
 def _int_query(request: web.Request, name: str, default: int, upper: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -105,7 +91,7 @@ async def list_schedules(request: web.Request) -> web.Response:
 @routes.post("/api/v1/schedules")
 async def create_schedule(request: web.Request) -> web.Response:
     await refuse_first_party(request, "schedule.create", "")
-    body = await _json_object(request)
+    body = await read_json_object(request)
     scheduler = _operations(request).scheduler
     name = str(body.get("name", ""))
     try:
@@ -134,7 +120,7 @@ async def get_schedule(request: web.Request) -> web.Response:
 async def update_schedule(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await refuse_first_party(request, "schedule.update", name)
-    body = await _json_object(request)
+    body = await read_json_object(request)
     scheduler = _operations(request).scheduler
     try:
         schedule = await scheduler.update(name, body, by=request[CLIENT])

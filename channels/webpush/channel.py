@@ -20,6 +20,13 @@ Configuration (``[channels.<name>]``, ``type = "webpush"``)::
     timeout_seconds = 10
     languages = ["zh-CN", "mn", "en"]          # what residents may choose
     allow_http_endpoints = false               # true only for local push-service stand-ins
+    allow_private_endpoints = false            # true only for a stand-in on a lab network or
+                                               # loopback: lifts the public-address and port
+                                               # rules of channels.webpush.endpoints
+
+Host names of endpoints are looked up with :attr:`WebPushChannel.resolver` (the system's
+resolver when None); every address a name resolves to must be public, unless private ones are
+allowed (:mod:`channels.webpush.endpoints`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import ThreadedResolver
 from pydantic import Field
 
 from broadcaster.channel import (
@@ -48,10 +57,12 @@ from broadcaster.config import ChannelConfig, SecretValue
 from broadcaster.delivery import Target
 from broadcaster.errors import ChannelError, DeviceUnavailableError, TargetRejectedError
 from channels.webpush.client import SubscriptionGoneError, WebPushClient
+from channels.webpush.endpoints import EndpointPolicy
 from channels.webpush.enrolment import (
     TARGET_PREFIX,
     SubscriptionError,
     build_target,
+    check_endpoint_host,
     parse_endpoint,
     parse_subscription,
     subscription_of,
@@ -71,6 +82,11 @@ class WebPushChannelConfig(ChannelConfig):
     timeout_seconds: float = Field(10.0, gt=0)
     languages: tuple[str, ...] = Field(("zh-CN", "mn", "en"), min_length=1)
     allow_http_endpoints: bool = False
+    allow_private_endpoints: bool = Field(
+        False,
+        description="connect to loopback, private and other non-public addresses and to any"
+        " port: only for a push-service stand-in in a lab or in tests",
+    )
     concurrency: int = Field(64, ge=1, le=10_000)
     changes_per_minute: int = Field(
         30, ge=1, description="subscribe, unsubscribe and renew requests per client address"
@@ -89,7 +105,9 @@ class WebPushChannel(Channel):
     )
     config_model: ClassVar[type[ChannelConfig]] = WebPushChannelConfig
 
+    resolver: AbstractResolver | None = None
     _client: WebPushClient | None = None
+    _names: AbstractResolver | None = None
     _last_error = ""
 
     @property
@@ -102,6 +120,13 @@ class WebPushChannel(Channel):
         configured = self.settings.vapid_key_file
         path = configured or Path(f"webpush-{self.name}") / "vapid.pem"
         return path if path.is_absolute() else self.context.data_dir / path
+
+    @property
+    def policy(self) -> EndpointPolicy:
+        return EndpointPolicy(
+            allow_http=self.settings.allow_http_endpoints,
+            allow_private=self.settings.allow_private_endpoints,
+        )
 
     @property
     def running(self) -> bool:
@@ -124,10 +149,13 @@ class WebPushChannel(Channel):
         except (VapidKeyError, OSError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
         signer = VapidSigner(key, self.settings.vapid_subject)
+        self._names = self.resolver or ThreadedResolver()
         client = WebPushClient(
             signer,
             timeout_seconds=self.settings.timeout_seconds,
             connections=self.settings.concurrency,
+            policy=self.policy,
+            resolver=self._names,
         )
         await client.open()
         self._client = client
@@ -136,6 +164,9 @@ class WebPushChannel(Channel):
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+        names, self._names = self._names, None
+        if names is not None and names is not self.resolver:
+            await names.close()
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         client = self._client
@@ -177,17 +208,17 @@ class WebPushChannel(Channel):
         directory, tree = self.context.targets, self.context.divisions
         if directory is None or tree is None:
             raise ChannelNotReadyError("subscriptions need a target registry and division tree")
-        allow_http = self.settings.allow_http_endpoints
-        endpoint = parse_endpoint(_mapping(body).get("subscription"), allow_http=allow_http)
+        endpoint = parse_endpoint(_mapping(body).get("subscription"), self.policy)
         previous = await directory.get(target_id(endpoint))
         target = build_target(
             body,
             channel=self.name,
             tree=tree,
             languages=self.settings.languages,
-            allow_http=allow_http,
+            policy=self.policy,
             previous=previous,
         )
+        await check_endpoint_host(endpoint, self.policy, self._lookup())
         await directory.register(target)
         return target
 
@@ -195,7 +226,8 @@ class WebPushChannel(Channel):
         """Remove the subscription whose endpoint the body names; True if it was there."""
         if self.context.targets is None:
             raise ChannelNotReadyError("subscriptions need a target registry")
-        endpoint = parse_endpoint(body, allow_http=True, where="the request body")
+        anywhere = EndpointPolicy(allow_http=True, allow_private=True)
+        endpoint = parse_endpoint(body, anywhere, where="the request body")
         return await self.context.targets.unregister(target_id(endpoint))
 
     async def renew(self, body: Any) -> Target | None:
@@ -217,8 +249,8 @@ class WebPushChannel(Channel):
         previous = await directory.get(target_id(old_endpoint))
         if previous is None:
             return None
-        allow_http = self.settings.allow_http_endpoints
-        subscription = parse_subscription(doc.get("subscription"), allow_http=allow_http)
+        subscription = parse_subscription(doc.get("subscription"), self.policy)
+        await check_endpoint_host(subscription.endpoint, self.policy, self._lookup())
         keys = {"p256dh": subscription.p256dh, "auth": subscription.auth}
         target = replace(
             previous,
@@ -250,6 +282,11 @@ class WebPushChannel(Channel):
         shown = "shown on the subscriber's device"
         self.confirm(Confirmation(delivery, ConfirmationOutcome.CONFIRMED, shown))
         return True
+
+    def _lookup(self) -> AbstractResolver:
+        if self._names is None:
+            raise ChannelNotReadyError(f"channel {self.name} is not running")
+        return self._names
 
     def web_app(self) -> web.Application:
         return subscription_app(self)

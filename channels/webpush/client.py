@@ -17,6 +17,12 @@ Answers (RFC 8030 §5, §7; RFC 8292 §4)::
     other 4xx (400, 401,    TargetRejectedError       the service refuses the request (a 403
     403, …)                                           is usually a VAPID key mismatch)
     bad subscriber keys     TargetRejectedError
+    3xx                     TargetRejectedError       redirects are not followed
+    endpoint not public     EndpointRefusedError      (:mod:`channels.webpush.endpoints`)
+
+Connections go through :class:`~channels.webpush.endpoints.PublicAddressResolver`, and each
+endpoint is checked again before it is posted to, so only public addresses are reached (unless
+the channel allows private endpoints for a lab stand-in).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from broadcaster.errors import (
     DeviceTimeoutError,
@@ -36,12 +44,23 @@ from broadcaster.errors import (
     UnsupportedError,
 )
 from channels.webpush.ece import CONTENT_ENCODING, PayloadTooLargeError, PushKeyError, encrypt
+from channels.webpush.endpoints import (
+    BlockedAddressError,
+    EndpointError,
+    EndpointPolicy,
+    PublicAddressResolver,
+    check_endpoint,
+)
 from channels.webpush.payload import PushMessage
 from channels.webpush.vapid import VapidSigner
 
 
 class SubscriptionGoneError(TargetRejectedError):
     """The push service says the subscription is gone (404/410): delete it."""
+
+
+class EndpointRefusedError(TargetRejectedError):
+    """The endpoint is not one the server connects to (not public, or malformed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,15 +139,30 @@ class EncryptionBatcher:
 class WebPushClient:
     """Posts push messages; raises the channel error tree for every failure."""
 
-    def __init__(self, signer: VapidSigner, *, timeout_seconds: float, connections: int) -> None:
+    def __init__(
+        self,
+        signer: VapidSigner,
+        *,
+        timeout_seconds: float,
+        connections: int,
+        policy: EndpointPolicy,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.signer = signer
+        self.policy = policy
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._connections = connections
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._encryption = EncryptionBatcher()
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=0)
+        resolver = self._resolver
+        if not self.policy.allow_private:
+            resolver = PublicAddressResolver(resolver)
+        connector = aiohttp.TCPConnector(
+            limit=self._connections, limit_per_host=0, resolver=resolver
+        )
         self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
 
     async def close(self) -> None:
@@ -140,6 +174,11 @@ class WebPushClient:
         """Send one message; returns the push service's message URI (or status line)."""
         if self._session is None:
             raise DeviceUnavailableError("the web push client is not open")
+        endpoint = subscription.endpoint
+        try:
+            check_endpoint(endpoint, self.policy)
+        except EndpointError as exc:
+            raise EndpointRefusedError(f"push endpoint {_origin(endpoint)} refused: {exc}") from exc
         try:
             body = await self._encryption.encrypt(
                 message.payload, subscription.p256dh, subscription.auth
@@ -156,28 +195,38 @@ class WebPushClient:
             "Content-Type": "application/octet-stream",
             "Authorization": self.signer.authorization(subscription.endpoint),
         }
-        endpoint = subscription.endpoint
         try:
-            async with self._session.post(endpoint, data=body, headers=headers) as response:
+            async with self._session.post(
+                endpoint, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 status = response.status
                 location = response.headers.get("Location", "")
                 retry_after = response.headers.get("Retry-After")
                 text = (await response.text(errors="replace"))[:200]
         except TimeoutError as exc:
             raise DeviceTimeoutError(f"push service {_origin(endpoint)}: no answer") from exc
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, BlockedAddressError):
+                raise EndpointRefusedError(
+                    f"push endpoint {_origin(endpoint)} refused: {exc.os_error}"
+                ) from exc
+            raise DeviceUnavailableError(f"push service {_origin(endpoint)}: {exc}") from exc
         except aiohttp.ClientError as exc:
             raise DeviceUnavailableError(f"push service {_origin(endpoint)}: {exc}") from exc
         return _outcome(status, location, retry_after, text, endpoint)
 
 
 def _origin(endpoint: str) -> str:
-    return endpoint.split("/", 3)[2] if endpoint.count("/") >= 2 else endpoint
+    """The endpoint's host and port, without any user name or password it carries."""
+    return urlsplit(endpoint).netloc.rpartition("@")[2] or endpoint[:80]
 
 
 def _outcome(status: int, location: str, retry_after: str | None, text: str, endpoint: str) -> str:
     where = f"push service {_origin(endpoint)}"
     if 200 <= status < 300:
         return location or f"HTTP {status}"
+    if 300 <= status < 400:
+        raise TargetRejectedError(f"{where} answered HTTP {status}; redirects are not followed")
     if status in (404, 410):
         raise SubscriptionGoneError(f"{where}: subscription gone (HTTP {status})")
     if status == 429 or status == 408 or status >= 500:

@@ -11,7 +11,9 @@ deployment's division tree) and their languages. The subscription becomes one ta
 The subscription id is derived from the endpoint, so subscribing again with the same browser
 (to change the area or the languages) replaces the target instead of adding one, and keeps its
 ack secret. Knowing the endpoint (a capability URL only the browser and the push service hold)
-is what entitles a caller to change or remove a subscription.
+is what entitles a caller to change or remove a subscription. Endpoints must point at public
+addresses of push services (:mod:`channels.webpush.endpoints`); the host name is resolved and
+checked when the browser subscribes, and again on every send.
 
 :class:`SubscriptionError` (``ValueError``) names what is wrong with a request; nothing is
 stored then.
@@ -27,10 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from aiohttp.abc import AbstractResolver
+
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionCodeError, DivisionTree
 from channels.webpush.client import PushSubscription
 from channels.webpush.ece import PushKeyError, auth_secret, subscriber_key
+from channels.webpush.endpoints import (
+    EndpointError,
+    EndpointPolicy,
+    check_endpoint,
+    check_resolved,
+    literal_address,
+)
 
 TARGET_PREFIX = "push-"
 MAX_ENDPOINT_LENGTH = 2048
@@ -91,26 +102,38 @@ def _field(doc: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def parse_endpoint(doc: Any, *, allow_http: bool, where: str = "subscription") -> str:
-    """The push endpoint in ``doc`` (the part of the request named ``where``); checks it is
-    an https (or allowed http) URL."""
+def parse_endpoint(doc: Any, policy: EndpointPolicy, *, where: str = "subscription") -> str:
+    """The push endpoint in ``doc`` (the part of the request named ``where``); checks it by
+    the rules that need no lookup (:func:`~channels.webpush.endpoints.check_endpoint`)."""
     if not isinstance(doc, Mapping):
         raise SubscriptionError(f"{where}: a JSON object with an endpoint is required")
     endpoint = _field(doc, "endpoint", "subscription.")
     if len(endpoint) > MAX_ENDPOINT_LENGTH:
         raise SubscriptionError(f"subscription.endpoint: longer than {MAX_ENDPOINT_LENGTH}")
-    parts = urlsplit(endpoint)
-    schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise SubscriptionError(
-            f"subscription.endpoint: must be an {' or '.join(schemes)} URL of a push service"
-        )
+    try:
+        check_endpoint(endpoint, policy)
+    except EndpointError as exc:
+        raise SubscriptionError(f"subscription.endpoint: {exc}") from None
     return endpoint
 
 
-def parse_subscription(doc: Any, *, allow_http: bool) -> PushSubscription:
+async def check_endpoint_host(
+    endpoint: str, policy: EndpointPolicy, names: AbstractResolver
+) -> None:
+    """Refuse an endpoint whose host name resolves to an address that is not public."""
+    if policy.allow_private:
+        return
+    host = urlsplit(endpoint).hostname or ""
+    if literal_address(host) is None:
+        try:
+            await check_resolved(host, names)
+        except EndpointError as exc:
+            raise SubscriptionError(f"subscription.endpoint: {exc}") from None
+
+
+def parse_subscription(doc: Any, policy: EndpointPolicy) -> PushSubscription:
     """The browser's ``PushSubscription.toJSON()``, checked key by key."""
-    endpoint = parse_endpoint(doc, allow_http=allow_http)
+    endpoint = parse_endpoint(doc, policy)
     keys = doc.get("keys")
     if not isinstance(keys, Mapping):
         raise SubscriptionError("subscription.keys: an object with p256dh and auth is required")
@@ -138,13 +161,13 @@ def build_target(
     channel: str,
     tree: DivisionTree,
     languages: Sequence[str],
-    allow_http: bool,
+    policy: EndpointPolicy,
     previous: Target | None,
 ) -> Target:
     """The target for a subscribe request (``previous``: the same browser's current one)."""
     if not isinstance(body, Mapping):
         raise SubscriptionError("the request body must be a JSON object")
-    subscription = parse_subscription(body.get("subscription"), allow_http=allow_http)
+    subscription = parse_subscription(body.get("subscription"), policy)
     code = body.get("division")
     if not isinstance(code, str):
         raise SubscriptionError("division: a 12-digit division code is required")

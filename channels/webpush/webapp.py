@@ -24,7 +24,6 @@ trusted proxies, the resident's address): past it, 429 with ``Retry-After``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broadcaster.client_limits import RateLimiter
 from broadcaster.errors import DeviceUnavailableError
+from broadcaster.jsonbody import read_json_object
 from channels.webpush.enrolment import SubscriptionError, area_choices
 
 if TYPE_CHECKING:
@@ -66,13 +66,6 @@ def _count_change(request: web.Request) -> None:
 
 def _json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
-
-
-async def _body(request: web.Request) -> Any:
-    try:
-        return json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SubscriptionError(f"the request body is not JSON: {exc}") from None
 
 
 @web.middleware
@@ -127,7 +120,7 @@ async def subscribe(request: web.Request) -> web.Response:
     channel = request.app[CHANNEL]
     if not channel.running:
         return _json_error(503, "the push channel is not running")
-    target = await channel.enrol(await _body(request))
+    target = await channel.enrol(await read_json_object(request))
     area = target.name.split(" · ", 1)[-1]
     return web.json_response(
         {"id": target.id, "division": target.division, "area": area}, status=201
@@ -136,20 +129,20 @@ async def subscribe(request: web.Request) -> web.Response:
 
 async def unsubscribe(request: web.Request) -> web.Response:
     _count_change(request)
-    removed = await request.app[CHANNEL].withdraw(await _body(request))
+    removed = await request.app[CHANNEL].withdraw(await read_json_object(request))
     return web.json_response({"removed": removed})
 
 
 async def renew(request: web.Request) -> web.Response:
     _count_change(request)
-    target = await request.app[CHANNEL].renew(await _body(request))
+    target = await request.app[CHANNEL].renew(await read_json_object(request))
     if target is None:
         return _json_error(404, "no subscription has that old endpoint")
     return web.json_response({"id": target.id, "division": target.division})
 
 
 async def ack(request: web.Request) -> web.Response:
-    if not await request.app[CHANNEL].acknowledge(await _body(request)):
+    if not await request.app[CHANNEL].acknowledge(await read_json_object(request)):
         return _json_error(403, "the ack does not match a current subscription")
     return web.Response(status=204)
 

@@ -51,6 +51,7 @@ def make_channel(tmp_path: Path, divisions: DivisionTree) -> ChannelFactory:
                 "type": "webpush",
                 "vapid_subject": "mailto:duty@example.cn",
                 "allow_http_endpoints": True,
+                "allow_private_endpoints": True,
                 **settings,
             }
         )

@@ -85,6 +85,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[str, BroadcasterService]
                 "type": "webpush",
                 "vapid_subject": "mailto:duty@example.cn",
                 "allow_http_endpoints": True,
+                "allow_private_endpoints": True,
             }
         },
     }

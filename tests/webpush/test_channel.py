@@ -28,10 +28,13 @@ from broadcaster.testing.contract import ChannelContract, contract_delivery
 from broadcaster.testing.targets import MemoryTargets
 from channels.webpush import WebPushChannel
 from channels.webpush.channel import ChannelNotReadyError
+from channels.webpush.endpoints import EndpointPolicy
 from channels.webpush.enrolment import build_target
 from channels.webpush.payload import ack_token, topic_for
 from tests.webpush.conftest import ZHUOZI_TOWNSHIP, ChannelFactory
 from tests.webpush.pushservice import PushServiceStandIn, ReceivedPush
+
+LAB = EndpointPolicy(allow_http=True, allow_private=True)
 
 
 def subscribe(
@@ -43,7 +46,7 @@ def subscribe(
         channel="push",
         tree=divisions,
         languages=("zh-CN", "mn", "en"),
-        allow_http=True,
+        policy=LAB,
         previous=None,
     )
     targets.targets[target.id] = target

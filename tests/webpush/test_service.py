@@ -53,6 +53,7 @@ def service_config(tmp_path: Path) -> Config:
                 "type": "webpush",
                 "vapid_subject": "mailto:duty@example.cn",
                 "allow_http_endpoints": True,
+                "allow_private_endpoints": True,
             }
         },
     }

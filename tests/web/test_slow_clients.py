@@ -1,0 +1,101 @@
+"""Slow and greedy clients against the real listener (raw sockets on loopback): connections that
+trickle a header line now and then, or send nothing, are cut after ``header_timeout_seconds``
+while other clients are answered; one address gets at most ``connections_per_client``
+connections, the next is turned away with 503, and trusted proxies are not limited."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broadcaster.api.app import make_app
+from broadcaster.config import parse_config
+from broadcaster.deploy.listen import make_runner, open_listener
+from broadcaster.service import BroadcasterService
+from tests.web.conftest import site_config
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@asynccontextmanager
+async def listening(tmp_path: Path, **server: Any) -> AsyncIterator[int]:
+    """The server on a loopback port with ``server`` settings; yields the port."""
+    data = site_config(tmp_path)
+    data["server"] |= server
+    config = parse_config(data, base_dir=tmp_path, source=None)
+    runner = make_runner(make_app(BroadcasterService(config)), config.server)
+    await runner.setup()
+    listener = await open_listener(runner, "127.0.0.1", 0, config.server)
+    try:
+        yield listener.sockets[0].getsockname()[1]
+    finally:
+        listener.close()
+        await runner.cleanup()
+
+
+async def _closed_after(reader: asyncio.StreamReader, limit: float) -> float:
+    started = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), limit)
+    assert data == b"", data
+    return time.monotonic() - started
+
+
+async def _trickle(writer: asyncio.StreamWriter, closed: Callable[[], bool]) -> None:
+    """One header line every 0.2 s, as a slowloris client does (every 10 s in the wild)."""
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    for n in range(100):
+        await asyncio.sleep(0.2)
+        if closed():
+            return
+        writer.write(f"X-Slow-{n}: y\r\n".encode())
+
+
+async def test_slow_and_silent_clients_are_cut_off(tmp_path: Path) -> None:
+    async with listening(tmp_path, header_timeout_seconds=1.0) as port:
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        tricklers = [asyncio.create_task(_trickle(w, r.at_eof)) for r, w in slow]
+        url = f"http://127.0.0.1:{port}/healthz"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+        waited = await asyncio.gather(*(_closed_after(r, 5) for r, _ in slow + silent))
+        assert all(0.5 < w < 2.5 for w in waited), waited
+        await asyncio.gather(*tricklers)
+        for _, writer in slow + silent:
+            writer.close()
+
+
+async def test_connections_per_client_are_bounded(tmp_path: Path) -> None:
+    async with listening(tmp_path, connections_per_client=4, header_timeout_seconds=30) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 5" in answer
+        writer.close()
+        held_reader, held_writer = held.pop()
+        held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(held_reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+        held_writer.close()
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+
+
+async def test_trusted_proxies_are_not_limited(tmp_path: Path) -> None:
+    settings = {"connections_per_client": 2, "trusted_proxies": ["127.0.0.0/8"]}
+    async with listening(tmp_path, **settings) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(6)]
+        reader, writer = held[-1]
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+        for _, w in held:
+            w.close()
