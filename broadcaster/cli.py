@@ -92,18 +92,21 @@ def cmd_cap_validate(args: argparse.Namespace) -> int:
         except CapError as exc:
             problems, ok = exc.problems, False
         failed |= not ok
-        report.append({"file": name, "valid": ok, "problems": [_problem(p) for p in problems]})
+        report.append({"file": name, "valid": ok, "problems": [p.as_json() for p in problems]})
         if not args.json:
             for p in problems:
                 print(f"{name}: {p}")
-            print(f"{name}: {'valid' if ok else 'INVALID'}")
+            print(f"{name}: {_verdict(problems) if not ok else 'valid'}")
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     return 1 if failed else 0
 
 
-def _problem(p: Problem) -> dict[str, str]:
-    return {"severity": p.severity, "path": p.path, "rule": p.rule, "message": p.message}
+def _verdict(problems: list[Problem]) -> str:
+    errors = [p for p in problems if p.severity == "error"]
+    if errors and all(p.repairable for p in errors):
+        return 'INVALID (every error is repairable: [cap] intake = "repair" accepts it repaired)'
+    return "INVALID"
 
 
 def cmd_cap_convert(args: argparse.Namespace) -> int:

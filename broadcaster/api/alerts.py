@@ -32,22 +32,13 @@ _XML_TYPES = {"application/cap+xml", "application/xml", "text/xml"}
 _PENDING = ("queued", "sending")
 
 
-def problem_json(problem: Problem) -> dict[str, str]:
-    return {
-        "severity": problem.severity,
-        "path": problem.path,
-        "rule": problem.rule,
-        "message": problem.message,
-    }
-
-
 def _result_json(result: IntakeResult) -> dict[str, Any]:
     return {
         "id": result.alert_id,
         "created": result.created,
         "state": result.state,
         "planned": result.planned,
-        "warnings": [problem_json(p) for p in result.warnings],
+        "warnings": [p.as_json() for p in result.warnings],
     }
 
 
@@ -59,7 +50,7 @@ async def _audit(request: web.Request, action: str, subject: str, detail: dict[s
 
 
 def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Response:
-    body = {"error": message, "problems": [problem_json(p) for p in problems or []]}
+    body = {"error": message, "problems": [p.as_json() for p in problems or []]}
     return web.json_response(body, status=400)
 
 

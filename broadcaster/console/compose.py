@@ -276,7 +276,7 @@ def build_alert(
 def field_problems(alert: Alert, draft: Draft) -> list[Problem]:
     """The core's strict CAP problems of ``alert``, with paths mapped to form fields."""
     mapped = []
-    for problem in validate_alert(alert, strict=True):
+    for problem in validate_alert(alert):
         path = problem.path
         match = _INFO_PATH.match(path)
         if match:

@@ -3,6 +3,7 @@ reads back identical, through XML and through JSON."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -62,8 +63,15 @@ pairs = st.builds(NamedValue, token, st.text(printable, max_size=8))
 
 @st.composite
 def polygons(draw: st.DrawFn) -> Polygon:
-    points = draw(st.lists(st.tuples(lats, lons), min_size=3, max_size=6))
+    points = draw(
+        st.lists(st.tuples(lats, lons), min_size=3, max_size=6).filter(_encloses_an_area)
+    )
     return Polygon(tuple([*points, points[0]]))
+
+
+def _encloses_an_area(points: list[tuple[float, float]]) -> bool:
+    ring = [*points, points[0]]
+    return abs(sum(a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(ring))) > 1e-6
 
 
 areas = st.builds(
