@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from broadcaster.cap.problems import IntakePolicy
 from broadcaster.errors import ConfigError
 
 MASK = "**********"
@@ -128,6 +129,9 @@ class ApiTokenConfig(StrictModel):
     requires_approval: bool = Field(
         False, description="alerts from this client wait for an officer's approval"
     )
+    intake: IntakePolicy | None = Field(
+        None, description="overrides [cap] intake for the alerts of this client"
+    )
 
 
 class ApprovalConfig(StrictModel):
@@ -153,7 +157,13 @@ class DispatcherConfig(StrictModel):
 
 
 class CapConfig(StrictModel):
-    """Signature policy for CAP input and signing of the alerts this server writes."""
+    """CAP input policy (repairs, signatures) and signing of the alerts this server writes."""
+
+    intake: IntakePolicy = Field(
+        "repair",
+        description="repair: accept documents whose only CAP errors are repairable, repaired; "
+        "strict: refuse every CAP error",
+    )
 
     trusted_certificates: list[Path] = Field(
         default_factory=list, description="PEM certificates whose signatures are trusted"

@@ -2,8 +2,11 @@
 
 - ``POST /api/v1/alerts``: CAP XML (``application/cap+xml``, ``application/xml``, ``text/xml``)
   or the CAP JSON form (``application/json``); ``?channels=a,b`` limits the channels.
-  201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
-  every problem (path, rule, message) for an invalid one, which is not stored.
+  201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, both with
+  the ``repairs`` made under the ``repair`` intake policy (``[cap] intake``, or the client's
+  token's ``intake``); 400 with every problem (path, rule, message, whether repairable) for an
+  invalid one, 422 naming the areas for one whose areas select no target on any channel
+  (``?allow_empty=1`` accepts it, shown as reaching no one); neither is stored.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
 - ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
@@ -23,8 +26,9 @@ from aiohttp import web
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.audit import AuditLog
 from broadcaster.cap import Problem
-from broadcaster.errors import ApprovalError, CapError, StoreError
+from broadcaster.errors import ApprovalError, CapError, StoreError, UnreachableAreaError
 from broadcaster.intake import IntakeResult
+from broadcaster.store.alerts import REACHES_NO_ONE
 
 routes = web.RouteTableDef()
 
@@ -39,6 +43,7 @@ def _result_json(result: IntakeResult) -> dict[str, Any]:
         "state": result.state,
         "planned": result.planned,
         "warnings": [p.as_json() for p in result.warnings],
+        "repairs": [p.as_json() for p in result.repairs],
     }
 
 
@@ -82,16 +87,31 @@ async def submit_alert(request: web.Request) -> web.Response:
     channels = [c for c in channels_param.split(",") if c] if channels_param else None
     client = request[CLIENT]
     requested_by = f"api:{client}" if request[NEEDS_APPROVAL] else None
+    policy = next((t.intake for t in service.config.api.tokens if t.name == client), None)
     try:
         result = await service.submit(
-            data, origin=f"api:{client}", channels=channels, requested_by=requested_by
+            data,
+            origin=f"api:{client}",
+            channels=channels,
+            requested_by=requested_by,
+            policy=policy,
+            allow_empty=request.query.get("allow_empty") in ("1", "true"),
         )
+    except UnreachableAreaError as exc:
+        await _audit(request, "alert.submit.refused", "", {"error": str(exc)})
+        problems = [p.as_json() for p in exc.problems]
+        return web.json_response({"error": str(exc), "problems": problems}, status=422)
     except CapError as exc:
         await _audit(request, "alert.submit.refused", "", {"error": str(exc)})
         return _bad_request(str(exc), exc.problems)
     if result.created:
         action = "alert.draft" if result.state == "pending" else "alert.send"
-        await _audit(request, action, result.alert_id, {"planned": result.planned})
+        detail: dict[str, Any] = {"planned": result.planned}
+        if result.repairs:
+            detail["repairs"] = [str(p) for p in result.repairs]
+        if result.state == REACHES_NO_ONE:
+            detail["state"] = result.state
+        await _audit(request, action, result.alert_id, detail)
     return web.json_response(_result_json(result), status=201 if result.created else 200)
 
 

@@ -63,9 +63,7 @@ pairs = st.builds(NamedValue, token, st.text(printable, max_size=8))
 
 @st.composite
 def polygons(draw: st.DrawFn) -> Polygon:
-    points = draw(
-        st.lists(st.tuples(lats, lons), min_size=3, max_size=6).filter(_encloses_an_area)
-    )
+    points = draw(st.lists(st.tuples(lats, lons), min_size=3, max_size=6).filter(_encloses_an_area))
     return Polygon(tuple([*points, points[0]]))
 
 
