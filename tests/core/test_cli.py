@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from lxml import etree
 
-from tests.conftest import CAP_SAMPLES, CAP_XSD, REPO
-
-
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broadcaster", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.conftest import CAP_SAMPLES, CAP_XSD
+from tests.processes import broadcaster as run
 
 
 def test_cap_validate_exit_codes_and_problem_lines() -> None:
