@@ -14,7 +14,8 @@ same list: both call :func:`preflight`. The checks, each problem named by its ke
   bound (``server.port``).
 
 Warnings do not stop a start: a target whose ``channel`` names no configured channel, and a
-configured channel that no target of the registry uses.
+configured channel that no target of the registry uses (unless its targets enrol themselves, as
+web-push subscribers do).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from broadcaster.console.hazards import default_templates_dir, load_templates
 from broadcaster.delivery import Target
 from broadcaster.deploy.backup import data_dir_in_use
 from broadcaster.divisions import DivisionTree
-from broadcaster.errors import ConfigError
-from broadcaster.plugins import check_channel_configs
+from broadcaster.errors import ConfigError, PluginError
+from broadcaster.plugins import check_channel_configs, load_plugin
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.targets import load_targets_file
 
@@ -135,10 +136,18 @@ def _unused(config: Config, targets: list[Target]) -> list[str]:
     ]
     warnings += [
         f"channels.{name}: no target of the registry uses this channel"
-        for name in config.channels
-        if name not in used
+        for name, raw in config.channels.items()
+        if name not in used and not _enrols_targets(str(raw.get("type", "")))
     ]
     return warnings
+
+
+def _enrols_targets(plugin: str) -> bool:
+    """Whether channels of ``plugin`` find their own targets (a broken plugin: no)."""
+    try:
+        return load_plugin(plugin).capabilities.enrols_targets
+    except PluginError:
+        return False
 
 
 def _counts(targets: list[Target]) -> dict[str, int]:

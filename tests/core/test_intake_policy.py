@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from broadcaster.api.app import make_app
 from broadcaster.audit import AuditLog
-from broadcaster.cap.serialize import to_xml
+from broadcaster.cap.serialize import to_json, to_xml
 from broadcaster.cap.times import format_cap_time
 from broadcaster.errors import CapError
 from broadcaster.service import BroadcasterService
@@ -206,3 +206,18 @@ async def test_allow_empty_accepts_an_alert_that_reaches_no_one_and_says_so(api:
     assert (status, again["state"]) == (200, "reaches no one")
     reached = await service.database.run(service.alerts.get, body["id"])
     assert reached is not None and reached["state"] == "active"
+
+
+async def test_json_form_gets_the_same_verdicts(api: Api) -> None:
+    session, service = api
+    document = to_json(make_alert("json-z"))
+    document["sent"] = document["sent"].replace("-00:00", "Z")
+    for client, status in (("strict", 400), ("lenient", 201)):
+        headers = {"Authorization": _auth(client)["Authorization"]}
+        async with session.post("/api/v1/alerts", json=document, headers=headers) as r:
+            body = await r.json()
+            assert r.status == status, body
+    assert [(p["path"], p["repair"]) for p in body["repairs"]] == [
+        ("/alert/sent", f"'Z' read as -00:00: {document['sent'].replace('Z', '-00:00')}")
+    ]
+    assert await _stored(service) == 1
