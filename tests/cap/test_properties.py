@@ -107,12 +107,14 @@ def infos(draw: st.DrawFn, sent: datetime) -> Info:
 def alerts(draw: st.DrawFn) -> Alert:
     sent = draw(moments)
     msg_type = draw(st.sampled_from([MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL]))
+    identifier = draw(token)
     references = []
     if msg_type is not MsgType.ALERT:
         earlier = format_cap_time(sent - timedelta(hours=1))
-        references = [Reference(draw(token), draw(token), earlier)]
+        # An Update or Cancel never reuses its own identifier (CAP 1.2 §3.2.1, identifier).
+        references = [Reference(draw(token), f"{identifier}.earlier", earlier)]
     return Alert(
-        identifier=draw(token),
+        identifier=identifier,
         sender=draw(token),
         sent=sent,
         status=draw(st.sampled_from(Status)),
