@@ -8,6 +8,7 @@ submission (also for alerts that wait for approval) unless ``?allow_empty=1``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,9 +23,10 @@ from broadcaster.api.app import make_app
 from broadcaster.audit import AuditLog
 from broadcaster.cap.serialize import to_json, to_xml
 from broadcaster.cap.times import format_cap_time
-from broadcaster.errors import CapError
+from broadcaster.errors import CapError, UnreachableAreaError
 from broadcaster.service import BroadcasterService
-from tests.core.support import COUNTY_SEAT, make_alert, make_config, village_targets
+from tests.conftest import REPO
+from tests.core.support import COUNTY_SEAT, make_alert, make_config, running, village_targets
 
 TOKENS = {"lenient": "lenient-token-0123456789", "strict": "strict-token-0123456789"}
 APPROVAL_TOKEN = "approval-token-0123456789"
@@ -221,3 +223,18 @@ async def test_json_form_gets_the_same_verdicts(api: Api) -> None:
         ("/alert/sent", f"'Z' read as -00:00: {document['sent'].replace('Z', '-00:00')}")
     ]
     assert await _stored(service) == 1
+
+
+async def test_on_the_ulanqab_demo_registry_beijing_and_999_reach_no_one(tmp_path: Path) -> None:
+    demo = json.loads((REPO / "config" / "demo" / "targets.json").read_text(encoding="utf-8"))
+    channels = {name: {"type": "log"} for name in ("log", "sms", "fm", "loudspeaker")}
+    async with running(make_config(tmp_path, channels, demo)) as service:
+        for code in ("110101000000", "999"):  # 北京市东城区; no division at all
+            with pytest.raises(UnreachableAreaError) as caught:
+                await service.submit(make_alert(f"nowhere-{code}", geocodes=(code,)), origin="t")
+            (problem,) = caught.value.problems
+            assert f"CPEAS Geographic Code={code}" in problem.message
+            assert problem.message.endswith("selects no target on log, sms, fm, loudspeaker")
+        reached = await service.submit(make_alert("zhuozi"), origin="t")
+        assert reached.state == "active" and set(reached.planned) == set(channels)
+        assert await _stored(service) == 1
