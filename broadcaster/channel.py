@@ -136,6 +136,8 @@ class ChannelCapabilities:
     max_text_chars: int | None = None
     audio_formats: tuple[str, ...] = ()
     description: str = ""
+    enrols_targets: bool = False
+    """Targets come from the channel itself (subscribers), not from the target registry."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@
     broadcaster cap convert FILE [--to xml|json] [-o OUT]
     broadcaster send FILE [--url URL | --config FILE] [--token T] [--channels a,b]
     broadcaster status ID [--url URL | --config FILE] [--token T]
-    broadcaster check-config [--config FILE]
+    broadcaster check-config [--config FILE] [--data-dir DIR] [--host H] [--port P]
     broadcaster channels
     broadcaster sim NAME [simulator options]
     broadcaster audio render|same|clips-build [options]
@@ -33,11 +33,14 @@ import urllib.request
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.cap import Problem
 from broadcaster.config import Config, demo_config_path, load_config
 from broadcaster.errors import BroadcasterError, CapError, ConfigError
+
+if TYPE_CHECKING:
+    from broadcaster.preflight import PreflightReport
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 URL_ENV = "BROADCASTER_URL"
@@ -58,6 +61,11 @@ def _config(path: str | None) -> Config:
 def cmd_serve(args: argparse.Namespace) -> int:
     from broadcaster.deploy.server import run_server
 
+    if not args.dump_config:
+        report = _preflight(args)
+        if report.errors or report.config is None:
+            print("broadcaster: not starting until these problems are fixed", file=sys.stderr)
+            return 1
     config = _config(args.config)
     if args.dump_config:
         from broadcaster.plugins import masked_config
@@ -90,18 +98,21 @@ def cmd_cap_validate(args: argparse.Namespace) -> int:
         except CapError as exc:
             problems, ok = exc.problems, False
         failed |= not ok
-        report.append({"file": name, "valid": ok, "problems": [_problem(p) for p in problems]})
+        report.append({"file": name, "valid": ok, "problems": [p.as_json() for p in problems]})
         if not args.json:
             for p in problems:
                 print(f"{name}: {p}")
-            print(f"{name}: {'valid' if ok else 'INVALID'}")
+            print(f"{name}: {_verdict(problems) if not ok else 'valid'}")
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     return 1 if failed else 0
 
 
-def _problem(p: Problem) -> dict[str, str]:
-    return {"severity": p.severity, "path": p.path, "rule": p.rule, "message": p.message}
+def _verdict(problems: list[Problem]) -> str:
+    errors = [p for p in problems if p.severity == "error"]
+    if errors and all(p.repairable for p in errors):
+        return 'INVALID (every error is repairable: [cap] intake = "repair" accepts it repaired)'
+    return "INVALID"
 
 
 def cmd_cap_convert(args: argparse.Namespace) -> int:
@@ -219,21 +230,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
-    from broadcaster.plugins import check_channel_configs
-    from broadcaster.store.targets import load_targets_file
+def _preflight(args: argparse.Namespace) -> PreflightReport:
+    """Every check ``serve`` makes before binding, printed: errors, then warnings, on stderr."""
+    from broadcaster.preflight import preflight
 
-    config = _config(args.config)
-    problems = check_channel_configs(config)
-    if config.registry.targets is not None:
-        try:
-            load_targets_file(config.registry.targets)
-        except ConfigError as exc:
-            problems.append(f"registry.targets: {exc}")
-    for p in problems:
-        print(p, file=sys.stderr)
-    if problems:
+    path = Path(args.config) if args.config else demo_config_path()
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    report = preflight(path, host=args.host, port=args.port, data_dir=data_dir)
+    if report.errors:
+        print(f"{path}: {len(report.errors)} problem(s):", file=sys.stderr)
+    for line in report.errors:
+        print(f"  {line}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    return report
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    report = _preflight(args)
+    if report.errors or report.config is None:
         return 1
+    config = report.config
     print(f"{config.source}: configuration is valid ({len(config.channels)} channels)")
     return 0
 
@@ -315,8 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--channels", help="comma-separated channel names")
         p.set_defaults(func=func)
 
-    check = sub.add_parser("check-config", help="validate a configuration")
+    check = sub.add_parser("check-config", help="run every check serve runs before starting")
     check.add_argument("--config")
+    check.add_argument("--host", help="as serve --host")
+    check.add_argument("--port", type=int, help="as serve --port")
+    check.add_argument("--data-dir", help="as serve --data-dir")
     check.set_defaults(func=cmd_check_config)
     sub.add_parser("channels", help="list channel plugins").set_defaults(func=cmd_channels)
     sim = sub.add_parser("sim", help="run a device simulator (modem, rds, speaker)")

@@ -2,12 +2,14 @@
 
 Every problem is reported at once, each naming its dotted key (``channels.sms.concurrency``).
 Secrets are :class:`Secret` values: given inline, from an environment variable
-(``{ env = "NAME" }``) or from a file (``{ file = "/etc/broadcaster/key" }``); their ``repr``,
-``str`` and JSON dump are masked, so logs, pages and ``check-config`` never show them. An inline
-string is the secret itself, so one that reads like a reference (``"env:NAME"``,
-``"file:/path"``, ``"${NAME}"``, ``"$NAME"``) is refused with the form to write instead, rather
-than used as a key anyone can read in the documentation.
-Relative paths are resolved against the directory of the configuration file.
+(``{ env = "NAME" }``) or from a file (``{ file = "/etc/broadcaster/key" }``, which others may
+not read and only its owner may write); their ``repr``, ``str`` and JSON dump are masked, so
+logs, pages and ``check-config`` never show them. An inline string is the secret itself, so one
+that reads like a reference (``"env:NAME"``, ``"file:/path"``, ``"${NAME}"``, ``"$NAME"``) is
+refused with the form to write instead, rather than used as a key anyone can read in the
+documentation. Relative paths are resolved against the directory of the configuration file.
+:func:`config_problems` validates as far as it can and returns every problem;
+:mod:`broadcaster.preflight` adds the checks of the files it names.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from pydantic import (
     field_validator,
 )
 
+from broadcaster.cap.problems import IntakePolicy
 from broadcaster.errors import ConfigError
 
 MASK = "**********"
+_UNSAFE_SECRET_MODE = 0o027  # group write, or any access by others
 
 
 class Secret:
@@ -97,9 +101,15 @@ def _load_secret(value: object) -> Secret:
         if set(value) == {"file"}:
             path = Path(str(value["file"]))
             try:
+                mode = path.stat().st_mode & 0o777
                 text = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+            if mode & _UNSAFE_SECRET_MODE:
+                raise ValueError(
+                    f"secret file {path} has mode {mode:04o}: others may read it or its group "
+                    "may change it; chmod 600 (or 640 for a trusted group)"
+                )
             if not text:
                 raise ValueError(f"secret file {path} is empty")
             return Secret(text)
@@ -162,6 +172,9 @@ class ApiTokenConfig(StrictModel):
         description="alerts and cancels from this client wait for an officer's approval; it"
         " cannot approve or reject, nor create, change or run schedules",
     )
+    intake: IntakePolicy | None = Field(
+        None, description="overrides [cap] intake for the alerts of this client"
+    )
 
 
 class ApprovalConfig(StrictModel):
@@ -187,7 +200,13 @@ class DispatcherConfig(StrictModel):
 
 
 class CapConfig(StrictModel):
-    """Signature policy for CAP input and signing of the alerts this server writes."""
+    """CAP input policy (repairs, signatures) and signing of the alerts this server writes."""
+
+    intake: IntakePolicy = Field(
+        "repair",
+        description="repair: accept documents whose only CAP errors are repairable, repaired; "
+        "strict: refuse every CAP error",
+    )
 
     trusted_certificates: list[Path] = Field(
         default_factory=list, description="PEM certificates whose signatures are trusted"
@@ -291,12 +310,26 @@ def _resolve(base: Path, path: Path | None) -> Path | None:
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None) -> Config:
     """Validate configuration data; raises ConfigError listing every problem with its key."""
+    config, problems = config_problems(data, base_dir=base_dir, source=source)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def config_problems(
+    data: Mapping[str, Any], *, base_dir: Path, source: Path | None
+) -> tuple[Config, list[str]]:
+    """The configuration as far as it is valid, and every problem found (``key: message``).
+
+    A section with problems is replaced by its defaults, so that the checks that follow (the
+    files the other sections name) still run and all problems are reported in one go.
+    """
     problems: list[str] = []
     try:
         config = Config.model_validate({**data, "source": source})
     except ValidationError as exc:
         problems.extend(format_validation_error(exc))
-        config = None
+        config = _valid_sections(data, source)
     channels = data.get("channels", {})
     if isinstance(channels, Mapping):
         for name, raw in channels.items():
@@ -311,8 +344,6 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
     from broadcaster.scheduler.config import check_scheduler_table
 
     problems.extend(check_scheduler_table(data))
-    if problems or config is None:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(dict.fromkeys(problems)))
     registry = RegistryConfig(
         divisions=_resolve(base_dir, config.registry.divisions),
         targets=_resolve(base_dir, config.registry.targets),
@@ -327,10 +358,24 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path, source: Path | None
         }
     )
     if (cap.signing_key is None) != (cap.signing_certificate is None):
-        raise ConfigError(
-            "invalid configuration:\n  cap: signing_key and signing_certificate go together"
-        )
-    return config.model_copy(update={"registry": registry, "cap": cap})
+        problems.append("cap: signing_key and signing_certificate go together")
+    console = config.console.model_copy(
+        update={"templates": _resolve(base_dir, config.console.templates)}
+    )
+    resolved = config.model_copy(update={"registry": registry, "cap": cap, "console": console})
+    return resolved, list(dict.fromkeys(problems))
+
+
+def _valid_sections(data: Mapping[str, Any], source: Path | None) -> Config:
+    """A configuration of the sections of ``data`` that validate alone; defaults elsewhere."""
+    valid: dict[str, Any] = {}
+    for name, value in data.items():
+        try:
+            Config.model_validate({name: value})
+        except ValidationError:
+            continue
+        valid[name] = value
+    return Config.model_validate({**valid, "source": source})
 
 
 def load_config(path: Path) -> Config:

@@ -5,6 +5,7 @@
     BroadcasterError
     ├── ConfigError (ValueError)          bad configuration; names the key and the problem
     ├── CapError (ValueError)             CAP input rejected; carries every Problem found
+    │   └── UnreachableAreaError          valid, but its areas select no target at all
     ├── StoreError                        the alert store cannot do what was asked
     │   └── DiskFullError                 the data directory's filesystem is full; nothing stored
     ├── ApprovalError (PermissionError)   an approval or rejection is not allowed
@@ -49,6 +50,13 @@ class CapError(BroadcasterError, ValueError):
     def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
         super().__init__(message)
         self.problems = list(problems)
+
+
+class UnreachableAreaError(CapError):
+    """A valid alert whose areas select no target on any of its channels: it would reach no one.
+
+    ``problems`` names each area (``areaDesc``, geocodes, polygon bounds); nothing was stored.
+    """
 
 
 class StoreError(BroadcasterError):

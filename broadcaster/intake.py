@@ -1,13 +1,18 @@
 """Intake: a CAP document in, an alert and all its planned deliveries on disk, or a clear no.
 
-1. Parse and validate (tolerantly: warnings are kept, errors reject; nothing is stored).
+1. Parse and validate under the intake policy (``[cap] intake``, per API token too): ``strict``
+   refuses every CAP 1.2 error, ``repair`` accepts a document whose only errors are repairable
+   and stores the repaired model (the raw XML stays verbatim), listing each repair in the answer
+   and the alert's event log. Warnings are kept; a refused document stores nothing.
 2. Idempotency: the same (sender, identifier, sent) returns the alert stored before.
 3. Decide what the alert is for: Actual, Exercise and Test alerts are broadcast (the latter two
    marked on every channel); System, Draft, Ack and Error messages are stored but held.
-4. Plan: targets inside the alert's area per channel (a Cancel goes to the targets the
-   referenced alerts reached), then each channel's ``plan``.
-5. Store alert, references and deliveries in one transaction; an Update supersedes and a Cancel
-   cancels what is still queued for the alerts it references.
+4. Select: targets inside the alert's area per channel (a Cancel goes to the targets the
+   referenced alerts reached). An Alert or Update whose areas select no target on any channel
+   reaches no one and is refused (:class:`UnreachableAreaError`, nothing stored) unless the
+   sender allows it; this dry run happens at submission, also for alerts that wait for approval.
+5. Plan each channel's deliveries and store alert, references and deliveries in one transaction;
+   an Update supersedes and a Cancel cancels what is still queued for the alerts it references.
 
 Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
 areas must not hold up the event loop, which answers other requests and drives every channel.
@@ -32,17 +37,26 @@ from broadcaster.cap import (
     format_cap_time,
     parse_cap_time,
 )
+from broadcaster.cap.jsonform import read_json
 from broadcaster.cap.parse import ParsedCap, parse_cap
+from broadcaster.cap.problems import IntakePolicy
 from broadcaster.cap.serialize import from_json, to_json, to_xml
 from broadcaster.cap.signature import AlertSigner
 from broadcaster.channel import AlertMessage, Channel
 from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
-from broadcaster.errors import ApprovalError, CapError
-from broadcaster.planner import alert_areas, select_targets
+from broadcaster.errors import ApprovalError, CapError, UnreachableAreaError
+from broadcaster.planner import alert_areas, select_targets, unreached_problems
 from broadcaster.rendition import render
 from broadcaster.signatures import SignaturePolicy, SignatureVerdict
-from broadcaster.store.alerts import AlertRecord, AlertTable, InFlight, NewDelivery, ReferenceLink
+from broadcaster.store.alerts import (
+    REACHES_NO_ONE,
+    AlertRecord,
+    AlertTable,
+    InFlight,
+    NewDelivery,
+    ReferenceLink,
+)
 from broadcaster.store.db import Database
 from broadcaster.store.targets import TargetTable
 
@@ -71,6 +85,7 @@ class IntakeResult:
     created: bool
     state: str
     warnings: list[Problem] = field(default_factory=list)
+    repairs: list[Problem] = field(default_factory=list)
     planned: dict[str, int] = field(default_factory=dict)
     stopped_alerts: list[str] = field(default_factory=list)
     in_flight: list[InFlight] = field(default_factory=list)
@@ -124,14 +139,19 @@ class Intake:
         origin: str,
         channels: Sequence[str] | None = None,
         requested_by: str | None = None,
+        policy: IntakePolicy | None = None,
+        allow_empty: bool = False,
     ) -> IntakeResult:
         """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
 
-        With ``requested_by``, an alert that would be broadcast, or that cancels or updates
-        another, is stored awaiting a second officer's approval (:meth:`approve`); nothing is
-        planned, cancelled or superseded until then.
+        ``policy`` overrides ``[cap] intake``. With ``requested_by``, an alert that would be
+        broadcast, or that cancels or updates another, is stored awaiting a second officer's
+        approval (:meth:`approve`); nothing is planned, cancelled or superseded until then, but
+        its targets are selected now. An alert that would reach no one raises
+        :class:`UnreachableAreaError` unless ``allow_empty``.
         """
-        parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data)
+        chosen = policy or self.signatures.config.intake
+        parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data, chosen)
         alert = parsed.alert
         wanted = list(channels) if channels is not None else list(self.channels)
         unknown = [c for c in wanted if c not in self.channels]
@@ -143,11 +163,28 @@ class Intake:
             self.alerts.find_id, alert.sender, alert.identifier, sent
         )
         if existing is not None:
-            return await self._existing(existing, parsed.problems)
+            return await self._existing(existing, parsed)
 
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
         record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
+        warnings = parsed.problems + verdict.problems
+        notes = [("repair", str(problem)) for problem in parsed.repairs]
+        if verdict.report.status != "unsigned":
+            notes.append(("signature", verdict.summary))
+        candidates: dict[str, list[Target]] = {}
+        unreached = False
+        if record.state == "active":
+            candidates = await self._candidates(alert, wanted, references)
+            unreached = alert.msg_type is not MsgType.CANCEL and not any(candidates.values())
+        if unreached:
+            problems = unreached_problems(alert, wanted)
+            if not allow_empty:
+                raise UnreachableAreaError(
+                    f"the alert would reach no one: {problems[0].message}", problems
+                )
+            warnings += [replace(p, severity="warning") for p in problems]
+            notes.append(("reaches-no-one", "; ".join(p.message for p in problems)))
         supersede = _SUPERSEDES.get(alert.msg_type)
         # Whatever would broadcast, or cancel or supersede another alert, waits for approval.
         pending = requested_by is not None and (record.state == "active" or supersede is not None)
@@ -156,7 +193,7 @@ class Intake:
         deliveries: list[NewDelivery] = []
         if record.state == "active":
             message = await asyncio.to_thread(self._message, record, alert)
-            deliveries = await self._plan(message, wanted, references)
+            deliveries = await self._plan(message, candidates)
         created, in_flight = await self.database.run(
             self.alerts.insert,
             record,
@@ -165,30 +202,32 @@ class Intake:
             supersede=supersede,
             now=now,
             requested_by=requested_by if pending else None,
-            notes=[("signature", verdict.summary)] if verdict.report.status != "unsigned" else [],
+            notes=notes,
         )
         if not created:
-            return await self._existing(alert_id, parsed.problems)
+            return await self._existing(alert_id, parsed)
         planned: dict[str, int] = {}
         for d in deliveries:
             planned[d.channel] = planned.get(d.channel, 0) + 1
         stopped = (
             [r.alert_id for r in references if r.alert_id] if supersede and not pending else []
         )
+        state = "pending" if pending else record.state
         return IntakeResult(
             alert_id=alert_id,
             created=True,
-            state="pending" if pending else record.state,
-            warnings=parsed.problems + verdict.problems,
+            state=REACHES_NO_ONE if unreached and state == "active" else state,
+            warnings=warnings,
+            repairs=parsed.repairs,
             planned=planned,
             stopped_alerts=stopped,
             in_flight=in_flight,
         )
 
     def _parse_and_verify(
-        self, data: bytes | Mapping[str, Any] | Alert
+        self, data: bytes | Mapping[str, Any] | Alert, policy: IntakePolicy
     ) -> tuple[ParsedCap, SignatureVerdict]:
-        parsed = _parse_any(data, self.signatures.signer)
+        parsed = _parse_any(data, self.signatures.signer, policy)
         return parsed, self.signatures.check(parsed.raw, self.clock())
 
     def _message(self, record: AlertRecord, alert: Alert) -> AlertMessage:
@@ -233,8 +272,9 @@ class Intake:
         references = await self.database.run(self.alerts.references_of, alert_id)
         deliveries: list[NewDelivery] = []
         if broadcast:
+            candidates = await self._candidates(alert, list(record.channels), references)
             message = await asyncio.to_thread(self._message, record, alert)
-            deliveries = await self._plan(message, list(record.channels), references)
+            deliveries = await self._plan(message, candidates)
         supersede = _SUPERSEDES.get(alert.msg_type)
         in_flight = await self.database.run(
             self.alerts.approve,
@@ -269,10 +309,16 @@ class Intake:
         ):
             raise ApprovalError(f"alert {alert_id} is not awaiting approval")
 
-    async def _existing(self, alert_id: str, warnings: list[Problem]) -> IntakeResult:
+    async def _existing(self, alert_id: str, parsed: ParsedCap) -> IntakeResult:
         row = await self.database.run(self.alerts.get, alert_id)
-        state = str(row["state"]) if row else "unknown"
-        return IntakeResult(alert_id=alert_id, created=False, state=state, warnings=warnings)
+        state = str(row["shown_state"]) if row else "unknown"
+        return IntakeResult(
+            alert_id=alert_id,
+            created=False,
+            state=state,
+            warnings=parsed.problems,
+            repairs=parsed.repairs,
+        )
 
     def _resolve_references(self, alert: Alert) -> list[ReferenceLink]:
         links = []
@@ -331,21 +377,26 @@ class Intake:
             received_at=now,
         )
 
-    async def _plan(
-        self, message: AlertMessage, channels: list[str], references: list[ReferenceLink]
-    ) -> list[NewDelivery]:
-        if message.alert.msg_type is MsgType.CANCEL:
+    async def _candidates(
+        self, alert: Alert, channels: list[str], references: list[ReferenceLink]
+    ) -> dict[str, list[Target]]:
+        """The targets each channel would reach: the area's, or those a Cancel's alerts reached."""
+        if alert.msg_type is MsgType.CANCEL:
             ref_ids = [r.alert_id for r in references if r.alert_id]
             reached = await self.database.run(self.alerts.reached_targets, ref_ids)
-            candidates = {name: reached.get(name, []) for name in channels}
-        else:
-            areas = alert_areas(message.alert)
-            candidates = {}
-            for name in channels:
-                registry = await self.database.run(self.targets.for_channel, name)
-                candidates[name] = await asyncio.to_thread(select_targets, areas, registry)
-        deliveries: list[NewDelivery] = []
+            return {name: reached.get(name, []) for name in channels}
+        areas = alert_areas(alert)
+        candidates = {}
         for name in channels:
+            registry = await self.database.run(self.targets.for_channel, name)
+            candidates[name] = await asyncio.to_thread(select_targets, areas, registry)
+        return candidates
+
+    async def _plan(
+        self, message: AlertMessage, candidates: Mapping[str, list[Target]]
+    ) -> list[NewDelivery]:
+        deliveries: list[NewDelivery] = []
+        for name in candidates:
             if not candidates[name]:
                 continue
             for planned in await self.channels[name].plan(message, candidates[name]):
@@ -367,13 +418,17 @@ def _idempotency_key(alert_id: str, channel: str, target: Target, part: int) -> 
     return f"{alert_id}:{channel}:{target.id}{suffix}"
 
 
-def _parse_any(data: bytes | Mapping[str, Any] | Alert, signer: AlertSigner | None) -> ParsedCap:
+def _parse_any(
+    data: bytes | Mapping[str, Any] | Alert, signer: AlertSigner | None, policy: IntakePolicy
+) -> ParsedCap:
     """Parse XML bytes, the JSON form or a model built in code, into a validated ParsedCap.
 
     Alerts built in code are this server's own and are signed when a signer is configured.
     """
     if isinstance(data, bytes | str):
-        return parse_cap(data)
+        return parse_cap(data, policy=policy)
     if isinstance(data, Mapping):
-        return parse_cap(to_xml(from_json(data)))
+        alert, warnings, repairs = read_json(data, policy=policy)
+        parsed = parse_cap(to_xml(alert))
+        return replace(parsed, problems=warnings, repairs=repairs)
     return parse_cap(to_xml(data, signer=signer))

@@ -10,14 +10,16 @@ all its ``<info>`` and ``<area>`` blocks (CAP 1.2 §3.2.4):
 - ``<circle>``: targets within the radius.
 
 Geocodes of other systems (SAME, UGC, WARNCELLID, ...) select nothing here; they are kept in the
-alert for feeds and neighbours.
+alert for feeds and neighbours. An alert whose areas select no target on any of its channels
+reaches no one: :func:`unreached_problems` names each area (description, geocodes, polygon bounds,
+circles) so the sender can see what was asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from broadcaster.cap import Alert, Area
+from broadcaster.cap import Alert, Area, Problem
 from broadcaster.delivery import Target
 from broadcaster.divisions import code_prefix, normalize_code
 from broadcaster.geo import PointIndex, points_in_circle, points_in_polygon
@@ -78,3 +80,36 @@ def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Tar
         for circle in area.circles:
             chosen.update(points_in_circle(points, circle.lat, circle.lon, circle.radius_km))
     return [t for t in targets if t.id in chosen]
+
+
+def describe_area(area: Area) -> str:
+    """``areaDesc`` with the geocodes, each polygon's bounds and each circle, for a person."""
+    details = []
+    if area.geocodes:
+        details.append("geocodes " + ", ".join(f"{g.value_name}={g.value}" for g in area.geocodes))
+    for polygon in area.polygons:
+        lats = [lat for lat, _ in polygon.points]
+        lons = [lon for _, lon in polygon.points]
+        details.append(
+            f"polygon within lat {min(lats):g}..{max(lats):g}, lon {min(lons):g}..{max(lons):g}"
+        )
+    for circle in area.circles:
+        details.append(f"circle {circle.radius_km:g} km around {circle.lat:g},{circle.lon:g}")
+    return f"{area.area_desc!r} ({'; '.join(details) or 'no geocode, polygon or circle'})"
+
+
+def unreached_problems(alert: Alert, channels: Sequence[str]) -> list[Problem]:
+    """One problem per area of an alert that selects no target on any of ``channels``."""
+    on = ", ".join(channels) or "no channel"
+    problems = [
+        Problem(
+            f"/alert/info[{i}]/area[{j}]",
+            "area-reaches-no-one",
+            f"area {describe_area(area)} selects no target on {on}",
+        )
+        for i, info in enumerate(alert.infos, start=1)
+        for j, area in enumerate(info.areas, start=1)
+    ]
+    return problems or [
+        Problem("/alert/info[1]/area[1]", "area-reaches-no-one", "the alert names no area")
+    ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.cap import Alert, MsgType
+from broadcaster.cap.problems import IntakePolicy
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth
 from broadcaster.config import Config
@@ -200,13 +201,21 @@ class BroadcasterService:
         origin: str,
         channels: Sequence[str] | None = None,
         requested_by: str | None = None,
+        policy: IntakePolicy | None = None,
+        allow_empty: bool = False,
     ) -> IntakeResult:
         """Accept an alert (raises CapError if invalid) and start dispatching it.
 
-        With ``requested_by`` it waits for a second officer's approval instead.
+        With ``requested_by`` it waits for a second officer's approval instead. ``policy``
+        overrides ``[cap] intake``; ``allow_empty`` accepts an alert that reaches no one.
         """
         result = await self.intake.submit(
-            data, origin=origin, channels=channels, requested_by=requested_by
+            data,
+            origin=origin,
+            channels=channels,
+            requested_by=requested_by,
+            policy=policy,
+            allow_empty=allow_empty,
         )
         if result.created:
             await self._started(result)

@@ -1,11 +1,12 @@
-"""Real server processes for crash tests: wait for another process's state and call a running
-server's API with a token (the ``processes`` fixture in ``tests/conftest.py`` kills what a test
-started)."""
+"""Real processes: run the ``broadcaster`` command line to its end, wait for another process's
+state and call a running server's API with a token (the ``processes`` fixture in
+``tests/conftest.py`` kills what a test started)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.request
@@ -14,6 +15,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def broadcaster(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m broadcaster ARGS`` in the repository; its output is captured as text."""
+    from tests.conftest import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "broadcaster", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
 
 
 def wait_until(check: Callable[[], T], what: str, timeout: float = 20) -> T:

@@ -2,9 +2,12 @@
 
 - ``POST /api/v1/alerts``: CAP XML (``application/cap+xml``, ``application/xml``, ``text/xml``)
   or the CAP JSON form (``application/json``); ``?channels=a,b`` limits the channels.
-  201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
-  every problem (path, rule, message) for an invalid one, which is not stored; 503 ``{"error":
-  "disk full: the alert was not stored"}`` when the data directory's disk is full.
+  201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, both with
+  the ``repairs`` made under the ``repair`` intake policy (``[cap] intake``, or the client's
+  token's ``intake``); 400 with every problem (path, rule, message, whether repairable) for an
+  invalid one, 422 naming the areas for one whose areas select no target on any channel
+  (``?allow_empty=1`` accepts it, shown as reaching no one); neither is stored; 503
+  ``{"error": "disk full: the alert was not stored"}`` when the data directory's disk is full.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
 - ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel; from a
   client whose token ``requires_approval`` the Cancel waits for approval like its alerts.
@@ -27,9 +30,16 @@ from broadcaster.api.auth import audit_client, refuse_first_party
 from broadcaster.api.diskfull import disk_full_response
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
-from broadcaster.errors import ApprovalError, CapError, DiskFullError, StoreError
+from broadcaster.errors import (
+    ApprovalError,
+    CapError,
+    DiskFullError,
+    StoreError,
+    UnreachableAreaError,
+)
 from broadcaster.intake import IntakeResult
 from broadcaster.jsonbody import JsonBodyError, bad_request, parse_json_object, read_json_object
+from broadcaster.store.alerts import REACHES_NO_ONE
 from broadcaster.web.headers import document_download
 
 routes = web.RouteTableDef()
@@ -38,27 +48,19 @@ _XML_TYPES = {"application/cap+xml", "application/xml", "text/xml"}
 _PENDING = ("queued", "sending")
 
 
-def problem_json(problem: Problem) -> dict[str, str]:
-    return {
-        "severity": problem.severity,
-        "path": problem.path,
-        "rule": problem.rule,
-        "message": problem.message,
-    }
-
-
 def _result_json(result: IntakeResult) -> dict[str, Any]:
     return {
         "id": result.alert_id,
         "created": result.created,
         "state": result.state,
         "planned": result.planned,
-        "warnings": [problem_json(p) for p in result.warnings],
+        "warnings": [p.as_json() for p in result.warnings],
+        "repairs": [p.as_json() for p in result.repairs],
     }
 
 
 def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Response:
-    body = {"error": message, "problems": [problem_json(p) for p in problems or []]}
+    body = {"error": message, "problems": [p.as_json() for p in problems or []]}
     return web.json_response(body, status=400)
 
 
@@ -87,10 +89,20 @@ async def submit_alert(request: web.Request) -> web.Response:
     channels = [c for c in channels_param.split(",") if c] if channels_param else None
     client = request[CLIENT]
     requested_by = f"api:{client}" if request[NEEDS_APPROVAL] else None
+    policy = next((t.intake for t in service.config.api.tokens if t.name == client), None)
     try:
         result = await service.submit(
-            data, origin=f"api:{client}", channels=channels, requested_by=requested_by
+            data,
+            origin=f"api:{client}",
+            channels=channels,
+            requested_by=requested_by,
+            policy=policy,
+            allow_empty=request.query.get("allow_empty") in ("1", "true"),
         )
+    except UnreachableAreaError as exc:
+        await audit_client(request, "alert.submit.refused", "", {"error": str(exc)})
+        problems = [p.as_json() for p in exc.problems]
+        return web.json_response({"error": str(exc), "problems": problems}, status=422)
     except CapError as exc:
         await audit_client(request, "alert.submit.refused", "", {"error": str(exc)})
         return _bad_request(str(exc), exc.problems)
@@ -98,7 +110,12 @@ async def submit_alert(request: web.Request) -> web.Response:
         return disk_full_response("disk full: the alert was not stored")
     if result.created:
         action = "alert.draft" if result.state == "pending" else "alert.send"
-        await audit_client(request, action, result.alert_id, {"planned": result.planned})
+        detail: dict[str, Any] = {"planned": result.planned}
+        if result.repairs:
+            detail["repairs"] = [str(p) for p in result.repairs]
+        if result.state == REACHES_NO_ONE:
+            detail["state"] = result.state
+        await audit_client(request, action, result.alert_id, detail)
     return web.json_response(_result_json(result), status=201 if result.created else 200)
 
 

@@ -1,7 +1,8 @@
 """CAP 1.2 (OASIS Common Alerting Protocol): model, parsing, validation, output and signatures.
 
-``parse_cap`` reads CAP 1.2 and 1.1 documents safely and tolerantly into an :class:`Alert`;
-``validate_alert`` checks an alert against the standard; ``to_xml``/``to_json``/``from_json``
+``parse_cap`` reads CAP 1.2 and 1.1 documents safely into an :class:`Alert`, refusing every
+CAP error (``strict``) or accepting repairable ones repaired (``repair``); ``validate_alert``
+checks an alert against the standard; ``to_xml``/``to_json``/``from_json``
 write and read it; ``verify_signature``/``AlertSigner`` handle enveloped XML signatures.
 """
 

@@ -5,8 +5,8 @@ list), ``area``, ``polygon`` (list of ``"lat,lon lat,lon ..."`` strings), ``circ
 (list of ``{"valueName", "value"}``), ``eventCode``, ``parameter``, ``resource``; times are CAP
 time strings and ``references`` is the CAP triplet string. Every shape or value error becomes a
 Problem whose path uses the same element names as the XML (``/alert/info[1]/urgency``), and the
-alert is then checked with the tolerant model rules; any error raises
-:class:`broadcaster.errors.CapError`.
+alert is then checked with the model rules; an error raises :class:`broadcaster.errors.CapError`
+unless the ``repair`` policy is asked for and every error is repairable (as for XML).
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ from broadcaster.cap.model import (
     Status,
     Urgency,
 )
-from broadcaster.cap.problems import Problem, errors_of, summarize
-from broadcaster.cap.times import parse_cap_time
-from broadcaster.cap.validate import validate_alert
-from broadcaster.errors import CapError
+from broadcaster.cap.problems import IntakePolicy, Problem, settle
+from broadcaster.cap.times import read_cap_time
+from broadcaster.cap.validate import close_polygons, validate_alert
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
@@ -59,12 +58,21 @@ _PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 def from_json(doc: Mapping[str, Any]) -> Alert:
     """The alert described by ``doc``; raises :class:`CapError` naming every bad element."""
+    return read_json(doc, policy="strict")[0]
+
+
+def read_json(
+    doc: Mapping[str, Any], *, policy: IntakePolicy
+) -> tuple[Alert, list[Problem], list[Problem]]:
+    """The alert described by ``doc`` with its warnings and repairs, as :func:`parse_cap` does.
+
+    Raises :class:`CapError` naming every problem when an error refuses it under ``policy``.
+    """
     reader = _JsonReader()
     alert = reader.alert(doc)
-    problems = reader.problems + validate_alert(alert, strict=False)
-    if errors_of(problems):
-        raise CapError(f"JSON alert rejected: {summarize(problems)}", problems)
-    return alert
+    problems = reader.problems + validate_alert(alert)
+    warnings, repairs = settle(problems, policy=policy, what="JSON alert")
+    return (close_polygons(alert) if repairs else alert), warnings, repairs
 
 
 class _JsonReader:
@@ -203,10 +211,16 @@ class _JsonReader:
         if text is None:
             return None
         try:
-            return parse_cap_time(text)
+            value, fault = read_cap_time(text)
         except ValueError as exc:
             self.error(f"{path}/{name}", "cap-time", f"{name}: {exc}")
             return None
+        if fault is not None:
+            where = f"{path}/{name}"
+            self.problems.append(
+                Problem(where, "cap-time", f"{name}: {fault.message}", repair=fault.repair)
+            )
+        return value
 
     def decimal(self, obj: Mapping[str, Any], path: str, name: str) -> float | None:
         value = obj.get(name)

@@ -7,9 +7,10 @@ opened; the lxml parser is also configured with entity resolution, DTD loading a
 access off, as a second wall. Then the document is checked in three passes, each reporting
 Problems with element paths: structure (:mod:`broadcaster.cap.structure`, the schema content
 model), values (:mod:`broadcaster.cap.reader`) and model rules
-(:func:`broadcaster.cap.validate.validate_alert`, tolerant). Any error rejects the document
-with :class:`broadcaster.errors.CapError` carrying every Problem; warnings travel with the
-accepted alert.
+(:func:`broadcaster.cap.validate.validate_alert`). Under the ``strict`` policy any error rejects
+the document with :class:`broadcaster.errors.CapError` carrying every Problem; under ``repair``
+only an error that cannot be repaired does, and the alert comes back repaired with the list of
+repairs. Warnings travel with the accepted alert.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Literal, NoReturn
 from lxml import etree
 
 from broadcaster.cap.model import Alert
-from broadcaster.cap.problems import Problem, errors_of, summarize, warnings_of
+from broadcaster.cap.problems import IntakePolicy, Problem, settle
 from broadcaster.cap.reader import CapTreeReader
 from broadcaster.cap.structure import check_structure
-from broadcaster.cap.validate import validate_alert
+from broadcaster.cap.validate import close_polygons, validate_alert
 from broadcaster.errors import CapError
 
 CAP12_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -47,19 +48,27 @@ _DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 @dataclass
 class ParsedCap:
-    """An accepted CAP document: the alert, its CAP version, warnings and the bytes read."""
+    """An accepted CAP document: the alert, its CAP version, warnings, repairs and the bytes read.
+
+    ``repairs`` are the errors the alert was repaired of (empty under the ``strict`` policy);
+    ``raw`` is the document verbatim, unrepaired.
+    """
 
     alert: Alert
     version: CapVersion
     problems: list[Problem] = field(default_factory=list)
     raw: bytes = b""
+    repairs: list[Problem] = field(default_factory=list)
 
 
-def parse_cap(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedCap:
-    """Read one CAP 1.2 or 1.1 document; raise :class:`CapError` listing every error found.
+def parse_cap(
+    data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES, policy: IntakePolicy = "strict"
+) -> ParsedCap:
+    """Read one CAP 1.2 or 1.1 document; raise :class:`CapError` listing every problem found.
 
     ``bytes`` are decoded as their XML declaration says (UTF-8 by default); a ``str`` is taken
-    as already decoded, whatever its declaration claims.
+    as already decoded, whatever its declaration claims. ``policy`` says whether a document
+    whose only errors are repairable is accepted, repaired (``repair``), or refused.
     """
     raw = _as_bytes(data)
     if len(raw) > max_bytes:
@@ -75,11 +84,15 @@ def parse_cap(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Parse
     reader = CapTreeReader(namespace, cap11=version == "1.1")
     alert = reader.read_alert(root)
     problems += reader.problems
-    problems += validate_alert(alert, strict=False)
-    problems = _unique(problems)
-    if errors_of(problems):
-        raise CapError(f"CAP document rejected: {summarize(problems)}", problems)
-    return ParsedCap(alert=alert, version=version, problems=warnings_of(problems), raw=raw)
+    problems += validate_alert(alert)
+    warnings, repairs = settle(_unique(problems), policy=policy, what="CAP document")
+    return ParsedCap(
+        alert=close_polygons(alert) if repairs else alert,
+        version=version,
+        problems=warnings,
+        raw=raw,
+        repairs=repairs,
+    )
 
 
 def _as_bytes(data: bytes | str) -> bytes:

@@ -5,7 +5,9 @@ finding a Problem with the element path: ``enumeration`` (not a CAP word), ``req
 enumerated or time value left empty), ``cap-time`` (§3.3.2), ``number``, ``language``
 (``xs:language``), ``references-form``, ``polygon-form`` and ``circle-form``. CAP 1.1 input
 (§ "Changes from 1.1" of CAP 1.2) is mapped onto 1.2: ``VeryLikely`` certainty becomes Likely and
-a resource without ``mimeType`` gets ``application/octet-stream``, each with a warning.
+a resource without ``mimeType`` gets ``application/octet-stream``, each with a warning. A ``Z`` or
+a fraction of a second in a time, and ``VeryLikely`` in a CAP 1.2 document, are errors that are
+read repaired (:mod:`broadcaster.cap.times`).
 Where a value is unusable a placeholder keeps the model buildable so later checks still run;
 the caller rejects the document because an error was recorded.
 """
@@ -37,7 +39,7 @@ from broadcaster.cap.model import (
     Urgency,
 )
 from broadcaster.cap.problems import Problem
-from broadcaster.cap.times import parse_cap_time
+from broadcaster.cap.times import read_cap_time
 
 E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
@@ -156,14 +158,7 @@ class CapTreeReader:
     def _certainty(self, element: etree._Element, path: str) -> Certainty:
         for where, child in self._all(element, path, "certainty", repeatable=False):
             if _text(child).strip() in _DEPRECATED_CERTAINTY:
-                self.problems.append(
-                    Problem(
-                        where,
-                        "deprecated-value",
-                        "certainty VeryLikely is deprecated since CAP 1.1; read as Likely",
-                        "warning",
-                    )
-                )
+                self.problems.append(_very_likely(where, cap11=self.cap11))
                 return Certainty.LIKELY
         return self._enum(element, path, "certainty", Certainty, Certainty.UNKNOWN)
 
@@ -218,19 +213,16 @@ class CapTreeReader:
 
     def _time(self, parent: etree._Element, path: str, name: str) -> datetime | None:
         for where, element in self._all(parent, path, name, repeatable=False):
-            text = _text(element).strip()
             try:
-                return parse_cap_time(text, strict=True)
-            except ValueError as strict_error:
-                try:
-                    value = parse_cap_time(text)
-                except ValueError:
-                    self._error(where, "cap-time", f"{name}: {strict_error}")
-                    return None
+                value, fault = read_cap_time(_text(element))
+            except ValueError as exc:
+                self._error(where, "cap-time", f"{name}: {exc}")
+                return None
+            if fault is not None:
                 self.problems.append(
-                    Problem(where, "cap-time", f"{name}: {strict_error}", "warning")
+                    Problem(where, "cap-time", f"{name}: {fault.message}", repair=fault.repair)
                 )
-                return value
+            return value
         return None
 
     def _number(
@@ -270,6 +262,15 @@ class CapTreeReader:
 
     def _error(self, path: str, rule: str, message: str) -> None:
         self.problems.append(Problem(path, rule, message))
+
+
+def _very_likely(where: str, *, cap11: bool) -> Problem:
+    """CAP 1.1 deprecated "Very Likely" and said to read it as Likely; CAP 1.2 dropped the word."""
+    if cap11:
+        message = "certainty VeryLikely is deprecated since CAP 1.1; read as Likely"
+        return Problem(where, "deprecated-value", message, "warning")
+    message = "certainty VeryLikely is not a CAP 1.2 value"
+    return Problem(where, "enumeration", message, repair="read as Likely, as CAP 1.1 defined it")
 
 
 def _text(element: etree._Element) -> str:

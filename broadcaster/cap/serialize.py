@@ -1,8 +1,8 @@
 """Writing alerts: CAP 1.2 XML (OASIS CAP 1.2 §3.4 schema, element order of ``CAP-v1.2.xsd``)
 and a JSON form that uses the CAP element names as keys.
 
-Output is strict: :func:`to_xml` validates the alert with ``strict=True`` first, checks the
-built tree against the OASIS schema shipped in ``schema/CAP-v1.2.xsd``, and raises
+Output is strict: :func:`to_xml` refuses an alert with any CAP 1.2 error (repairable ones
+too), checks the built tree against the OASIS schema shipped in ``schema/CAP-v1.2.xsd``, and raises
 :class:`broadcaster.errors.CapError` instead of writing anything non-conformant. Times are
 written as CAP times (``-00:00`` for UTC, whole seconds); geometry as ``lat,lon`` pairs. With an
 :class:`~broadcaster.cap.signature.AlertSigner` the document gets an enveloped XML signature as
@@ -43,7 +43,7 @@ _schemas = threading.local()
 
 def to_xml(alert: Alert, *, signer: AlertSigner | None = None) -> bytes:
     """The alert as a CAP 1.2 document in UTF-8; raises :class:`CapError` if it is invalid."""
-    problems = validate_alert(alert, strict=True)
+    problems = validate_alert(alert)
     if errors_of(problems):
         raise CapError(f"alert cannot be written as CAP 1.2: {summarize(problems)}", problems)
     root = etree.fromstring(_EMPTY_ALERT)

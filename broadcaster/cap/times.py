@@ -2,15 +2,17 @@
 
 CAP times are ``YYYY-MM-DDThh:mm:ss±hh:mm``: always with an offset, never ``Z``, never fractions
 of a second, and UTC written ``-00:00``. Python's :meth:`datetime.isoformat` writes ``+00:00`` and
-microseconds, so it is never used for output. Input is read tolerantly unless ``strict`` is set:
-``Z`` and fractions are found in real feeds and are accepted (fractions dropped) so the validator
-can report them as warnings.
+microseconds, so it is never used for output. ``Z`` and fractions of a second break the rule
+but are found in real feeds; both have one meaning only (UTC; the same whole second), so
+:func:`read_cap_time` reads them and says how the value was repaired, for the validator to report
+as a repairable error.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from typing import NamedTuple
 
 _CAP_TIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})T(?P<clock>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?"
@@ -41,6 +43,32 @@ def parse_cap_time(text: str, *, strict: bool = False) -> datetime:
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a real date and time: {exc}") from None
     return naive.replace(tzinfo=_zone_of(zone, value))
+
+
+class TimeFault(NamedTuple):
+    """How a CAP time breaks §3.3.2 and how it was repaired on reading."""
+
+    message: str
+    repair: str
+
+
+def read_cap_time(text: str) -> tuple[datetime, TimeFault | None]:
+    """Read a CAP time; a ``Z`` or a fraction of a second comes back repaired with its fault.
+
+    Raises :class:`ValueError` for a value that cannot be repaired (no offset, not a date).
+    """
+    try:
+        return parse_cap_time(text, strict=True), None
+    except ValueError as strict_error:
+        value = parse_cap_time(text)
+        fixes = []
+        match = _CAP_TIME.fullmatch(text.strip())
+        if match is not None and match["zone"] == "Z":
+            fixes.append("'Z' read as -00:00")
+        if match is not None and match["fraction"]:
+            fixes.append("the fraction of a second dropped")
+        repair = f"{' and '.join(fixes)}: {format_cap_time(value)}"
+        return value, TimeFault(str(strict_error), repair)
 
 
 def _zone_of(zone: str, value: str) -> timezone:

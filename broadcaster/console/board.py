@@ -93,7 +93,7 @@ def _snapshot(service: BroadcasterService, alert_id: str) -> dict[str, Any]:
         for state, n in channel_states.items():
             totals[state] = totals.get(state, 0) + n
     return {
-        "alert_state": record.get("state"),
+        "alert_state": record.get("shown_state"),
         "approval": (record.get("approval") or {}).get("state"),
         "summary": summary,
         "totals": totals,

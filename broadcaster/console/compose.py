@@ -191,10 +191,10 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft.expires = _local_time(draft, form.get("expires"), "expires", offset)
     if draft.expires is None and not any(p.path == "expires" for p in draft.problems):
         draft.problem("expires", "required", "the expiry time is required")
-    elif draft.expires is not None and draft.expires <= max(draft.effective or now, now):
-        draft.problem(
-            "expires", "expires", "the expiry must be later than now and the effective time"
-        )
+    elif draft.effective is not None and draft.effective < (draft.expires or now) <= now:
+        # Expiry before the effective time (or before now when none is set) is the core's
+        # rule, reported with the same message the API gives (see field_problems).
+        draft.problem("expires", "expires", "the expiry must be later than now")
     draft.update_of = form.get("update_of")
     return draft
 
@@ -276,7 +276,7 @@ def build_alert(
 def field_problems(alert: Alert, draft: Draft) -> list[Problem]:
     """The core's strict CAP problems of ``alert``, with paths mapped to form fields."""
     mapped = []
-    for problem in validate_alert(alert, strict=True):
+    for problem in validate_alert(alert):
         path = problem.path
         match = _INFO_PATH.match(path)
         if match:

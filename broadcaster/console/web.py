@@ -227,12 +227,7 @@ async def _first_admin(state: ConsoleState) -> None:
 
 
 def templates_dir(service: BroadcasterService) -> Path:
-    configured = service.config.console.templates
-    if configured is None:
-        return default_templates_dir()
-    if not configured.is_absolute() and service.config.source is not None:
-        return service.config.source.parent / configured
-    return configured
+    return service.config.console.templates or default_templates_dir()
 
 
 def make_console_app(service: BroadcasterService) -> web.Application:

@@ -48,6 +48,21 @@ def default_backup_path(data_dir: Path) -> Path:
     return data_dir / "backups" / f"broadcaster-{_stamp()}.db"
 
 
+def data_dir_in_use(data_dir: Path) -> bool:
+    """True when a server holds the lock of ``data_dir``; creates nothing."""
+    try:
+        fd = os.open(data_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path, *, purpose: str) -> Iterator[None]:
     """Hold the data directory's lock: one server, and no restore under a running server.

@@ -18,6 +18,9 @@ from broadcaster.store.db import Database
 
 ALERT_STATES = ("active", "held", "cancelled", "superseded", "expired")
 
+REACHES_NO_ONE = "reaches no one"
+"""How an active alert whose areas select no target is shown (event ``reaches-no-one``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
@@ -373,6 +376,9 @@ class AlertTable:
             (alert_id,),
         )
         row["approval"] = self.approval(alert_id)
+        row["reaches_no_one"] = any(e["event"] == "reaches-no-one" for e in row["events"])
+        unreached = row["reaches_no_one"] and row["state"] == "active"
+        row["shown_state"] = REACHES_NO_ONE if unreached else row["state"]
         return row
 
     def document(self, alert_id: str) -> dict[str, Any] | None:

@@ -102,6 +102,7 @@ class WebPushChannel(Channel):
         confirms=True,
         max_text_chars=1000,
         description="Web push (RFC 8030/8291/8292) to subscribed browsers, acked on display",
+        enrols_targets=True,
     )
     config_model: ClassVar[type[ChannelConfig]] = WebPushChannelConfig
 

@@ -6,6 +6,7 @@ import pytest
 
 from broadcaster.cap import Certainty, parse_cap
 from broadcaster.cap.problems import Problem
+from broadcaster.cap.times import format_cap_time
 from broadcaster.errors import CapError
 
 NS12 = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -35,7 +36,8 @@ def doc(
     body = info or (
         f"<info><language>zh-CN</language><category>Met</category><event>暴雨</event>"
         f"<urgency>Immediate</urgency><severity>Severe</severity>"
-        f"<certainty>{certainty}</certainty>{area}</info>"
+        f"<certainty>{certainty}</certainty><expires>2024-07-01T20:00:00+08:00</expires>"
+        f"<instruction>远离河道。</instruction>{area}</info>"
     )
     declaration = '<?xml version="1.0" encoding="UTF-8"?>\n'
     return f'{declaration}<alert xmlns="{ns}">{head}{after_head}{body}</alert>'.encode()
@@ -110,11 +112,19 @@ def test_bad_enumeration_named_with_path() -> None:
     assert ("/alert/info[1]/certainty", "enumeration", "error") in found
 
 
-def test_very_likely_read_as_likely_with_warning() -> None:
-    for ns in (NS11, NS12):
-        parsed = parse_cap(doc(certainty="VeryLikely", ns=ns))
-        assert parsed.alert.infos[0].certainty is Certainty.LIKELY
-        assert ("/alert/info[1]/certainty", "deprecated-value", "warning") in pairs(parsed.problems)
+def test_very_likely_is_a_cap11_warning_and_a_repairable_cap12_error() -> None:
+    parsed = parse_cap(doc(certainty="VeryLikely", ns=NS11))
+    assert parsed.alert.infos[0].certainty is Certainty.LIKELY
+    assert ("/alert/info[1]/certainty", "deprecated-value", "warning") in pairs(parsed.problems)
+    (error,) = rejected(doc(certainty="VeryLikely"))
+    assert (error.path, error.rule, error.repairable) == (
+        "/alert/info[1]/certainty",
+        "enumeration",
+        True,
+    )
+    repaired = parse_cap(doc(certainty="VeryLikely"), policy="repair")
+    assert repaired.alert.infos[0].certainty is Certainty.LIKELY
+    assert repaired.repairs == [error]
 
 
 def test_cap11_resource_without_mime_type_converted_with_warning() -> None:
@@ -128,34 +138,99 @@ def test_cap11_resource_without_mime_type_converted_with_warning() -> None:
     assert ("/alert/info[1]/resource[1]/mimeType", "required", "error") in found
 
 
-def test_z_and_fraction_times_are_warnings_missing_offset_is_error() -> None:
-    head = HEAD.replace("2024-07-01T08:00:00+08:00", "2024-07-01T00:00:00Z")
-    parsed = parse_cap(doc(head))
-    assert pairs(parsed.problems) == {("/alert/sent", "cap-time", "warning")}
-    head = HEAD.replace("2024-07-01T08:00:00+08:00", "2024-07-01T00:00:00.5-00:00")
-    assert pairs(parse_cap(doc(head)).problems) == {("/alert/sent", "cap-time", "warning")}
-    head = HEAD.replace("2024-07-01T08:00:00+08:00", "2024-07-01T00:00:00")
-    assert ("/alert/sent", "cap-time", "error") in pairs(rejected(doc(head)))
-
-
-def test_identifier_with_space_tolerated_as_warning() -> None:
-    head = HEAD.replace("ulanqab-2024-0001", "ulanqab 2024")
-    parsed = parse_cap(doc(head))
-    assert ("/alert/identifier", "identifier-chars", "warning") in pairs(parsed.problems)
-
-
-def test_polygon_shape_rules() -> None:
-    open_ring = AREA.replace(
-        "41.0,113.0 41.1,113.0 41.1,113.2 41.0,113.0", "41.0,113.0 41.1,113.0 41.1,113.2 41.2,113.0"
+@pytest.mark.parametrize(
+    ("written", "repair"),
+    [
+        ("2024-07-01T00:00:00Z", "'Z' read as -00:00: 2024-07-01T00:00:00-00:00"),
+        (
+            "2024-07-01T00:00:00.5-00:00",
+            "the fraction of a second dropped: 2024-07-01T00:00:00-00:00",
+        ),
+        (
+            "2024-07-01T00:00:00.25Z",
+            "'Z' read as -00:00 and the fraction of a second dropped: 2024-07-01T00:00:00-00:00",
+        ),
+    ],
+)
+def test_z_and_fraction_times_are_repairable_errors(written: str, repair: str) -> None:
+    data = doc(HEAD.replace("2024-07-01T08:00:00+08:00", written))
+    (error,) = rejected(data)
+    assert (error.path, error.rule, error.severity, error.repair) == (
+        "/alert/sent",
+        "cap-time",
+        "error",
+        repair,
     )
-    parsed = parse_cap(doc(area=open_ring))
-    assert ("/alert/info[1]/area[1]/polygon[1]", "polygon-closed", "warning") in pairs(
-        parsed.problems
+    assert str(error).endswith(f"(repairable: {repair})")
+    repaired = parse_cap(data, policy="repair")
+    assert repaired.repairs == [error] and repaired.problems == []
+    assert format_cap_time(repaired.alert.sent) == "2024-07-01T00:00:00-00:00"
+    assert repaired.raw == data
+
+
+def test_time_without_offset_is_an_unrepairable_error() -> None:
+    data = doc(HEAD.replace("2024-07-01T08:00:00+08:00", "2024-07-01T00:00:00"))
+    (error,) = rejected(data)
+    assert (error.path, error.rule, error.repairable) == ("/alert/sent", "cap-time", False)
+    assert str(error).endswith("(not repairable)")
+    with pytest.raises(CapError):
+        parse_cap(data, policy="repair")
+
+
+def test_identifier_with_space_is_an_unrepairable_error() -> None:
+    data = doc(HEAD.replace("ulanqab-2024-0001", "ulanqab 2024"))
+    (error,) = rejected(data)
+    assert (error.path, error.rule, error.repairable) == (
+        "/alert/identifier",
+        "identifier-chars",
+        False,
     )
-    short = AREA.replace("41.0,113.0 41.1,113.0 41.1,113.2 41.0,113.0", "41.0,113.0 41.0,113.0")
-    assert ("/alert/info[1]/area[1]/polygon[1]", "polygon-min-points", "warning") in pairs(
-        parse_cap(doc(area=short)).problems
+    with pytest.raises(CapError):
+        parse_cap(data, policy="repair")
+
+
+RING = "41.0,113.0 41.1,113.0 41.1,113.2 41.0,113.0"
+
+
+def test_open_polygon_is_a_repairable_error_closed_on_repair() -> None:
+    for ring in ("41.0,113.0 41.1,113.0 41.1,113.2 41.2,113.0", "41.0,113.0 41.1,113.0 41.1,113.2"):
+        data = doc(area=AREA.replace(RING, ring))
+        (error,) = rejected(data)
+        assert (error.path, error.rule, error.repair) == (
+            "/alert/info[1]/area[1]/polygon[1]",
+            "polygon-closed",
+            "closed by repeating the first pair 41.0,113.0",
+        )
+        repaired = parse_cap(data, policy="repair")
+        points = repaired.alert.infos[0].areas[0].polygons[0].points
+        assert points[0] == points[-1] == (41.0, 113.0)
+        assert len(points) == len(ring.split()) + 1
+        assert repaired.repairs == [error]
+
+
+@pytest.mark.parametrize(
+    ("ring", "rule"),
+    [
+        ("41.0,113.0 41.1,113.0 41.0,113.0", "polygon-min-points"),  # two distinct points
+        ("41.0,113.0 41.0,113.0", "polygon-min-points"),
+        ("41.0,113.0 41.1,113.1", "polygon-closed"),  # open, two points: closing gives no area
+        ("41.0,113.0 41.1,113.1 41.2,113.2", "polygon-closed"),  # open, on one line
+        ("41.0,113.0 41.1,113.1 41.2,113.2 41.0,113.0", "polygon-area"),  # closed, on one line
+    ],
+)
+def test_polygon_without_area_is_an_unrepairable_error(ring: str, rule: str) -> None:
+    data = doc(area=AREA.replace(RING, ring))
+    (error,) = rejected(data)
+    assert (error.path, error.rule, error.repairable) == (
+        "/alert/info[1]/area[1]/polygon[1]",
+        rule,
+        False,
     )
+    with pytest.raises(CapError):
+        parse_cap(data, policy="repair")
+
+
+def test_polygon_coordinates_in_wgs84_order() -> None:
     # GeoJSON order (lon,lat) puts "latitude" 113 out of range: an error, not a guess.
     swapped = AREA.replace(
         "41.0,113.0 41.1,113.0 41.1,113.2 41.0,113.0", "113.0,41.0 113.0,41.1 113.2,41.1 113.0,41.0"
@@ -185,28 +260,47 @@ def test_update_needs_references_and_malformed_triplet_rejected() -> None:
         "<references>warn@ulanqab.example.cn,ulanqab-2024-0001,2024-07-01T07:00:00+08:00"
         "</references>"
     )
-    assert ("/alert/references", "references-self", "warning") in pairs(
-        parse_cap(doc(same)).problems
-    )
+    assert ("/alert/references", "references-self", "error") in pairs(rejected(doc(same)))
 
 
-def test_restricted_scope_without_restriction_is_warning() -> None:
+def test_restricted_scope_without_restriction_is_an_error() -> None:
     head = HEAD.replace("<scope>Public</scope>", "<scope>Restricted</scope>")
-    assert ("/alert/restriction", "restriction-required", "warning") in pairs(
-        parse_cap(doc(head)).problems
-    )
+    assert ("/alert/restriction", "restriction-required", "error") in pairs(rejected(doc(head)))
 
 
-def test_expires_before_effective_is_warning() -> None:
+@pytest.mark.parametrize(
+    ("effective", "expires"),
+    [
+        ("<effective>2024-07-01T10:00:00+08:00</effective>", "2024-07-01T09:00:00+08:00"),
+        ("<effective>2024-07-01T10:00:00+08:00</effective>", "2024-07-01T10:00:00+08:00"),
+        ("", "2024-07-01T07:00:00+08:00"),  # no effective: it takes effect when sent
+    ],
+)
+def test_expires_not_after_effective_is_an_unrepairable_error(effective: str, expires: str) -> None:
     info = (
         "<info><category>Met</category><event>x</event><urgency>Expected</urgency>"
-        "<severity>Minor</severity><certainty>Possible</certainty>"
-        "<effective>2024-07-01T10:00:00+08:00</effective>"
-        "<expires>2024-07-01T09:00:00+08:00</expires></info>"
+        f"<severity>Minor</severity><certainty>Possible</certainty>{effective}"
+        f"<expires>{expires}</expires><instruction>x</instruction></info>"
     )
-    assert ("/alert/info[1]/expires", "expires-after-effective", "warning") in pairs(
-        parse_cap(doc(info=info)).problems
+    (error,) = rejected(doc(info=info))
+    assert (error.path, error.rule, error.repairable) == (
+        "/alert/info[1]/expires",
+        "expires-after-effective",
+        False,
     )
+    with pytest.raises(CapError):
+        parse_cap(doc(info=info), policy="repair")
+
+
+def test_missing_expires_and_instruction_are_only_warnings() -> None:
+    info = (
+        "<info><category>Met</category><event>x</event><urgency>Expected</urgency>"
+        "<severity>Minor</severity><certainty>Possible</certainty></info>"
+    )
+    assert pairs(parse_cap(doc(info=info)).problems) == {
+        ("/alert/info[1]/expires", "expires-recommended", "warning"),
+        ("/alert/info[1]/instruction", "instruction-recommended", "warning"),
+    }
 
 
 def test_missing_category_and_event_reported_in_second_info() -> None:

@@ -3,6 +3,7 @@ reads back identical, through XML and through JSON."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -62,8 +63,13 @@ pairs = st.builds(NamedValue, token, st.text(printable, max_size=8))
 
 @st.composite
 def polygons(draw: st.DrawFn) -> Polygon:
-    points = draw(st.lists(st.tuples(lats, lons), min_size=3, max_size=6))
+    points = draw(st.lists(st.tuples(lats, lons), min_size=3, max_size=6).filter(_encloses_an_area))
     return Polygon(tuple([*points, points[0]]))
+
+
+def _encloses_an_area(points: list[tuple[float, float]]) -> bool:
+    ring = [*points, points[0]]
+    return abs(sum(a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(ring))) > 1e-6
 
 
 areas = st.builds(
@@ -101,12 +107,14 @@ def infos(draw: st.DrawFn, sent: datetime) -> Info:
 def alerts(draw: st.DrawFn) -> Alert:
     sent = draw(moments)
     msg_type = draw(st.sampled_from([MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL]))
+    identifier = draw(token)
     references = []
     if msg_type is not MsgType.ALERT:
         earlier = format_cap_time(sent - timedelta(hours=1))
-        references = [Reference(draw(token), draw(token), earlier)]
+        # An Update or Cancel never reuses its own identifier (CAP 1.2 §3.2.1, identifier).
+        references = [Reference(draw(token), f"{identifier}.earlier", earlier)]
     return Alert(
-        identifier=draw(token),
+        identifier=identifier,
         sender=draw(token),
         sent=sent,
         status=draw(st.sampled_from(Status)),

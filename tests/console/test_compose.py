@@ -20,6 +20,7 @@ from broadcaster.console.hazards import (
     parse_template,
 )
 from broadcaster.divisions import DivisionTree
+from broadcaster.errors import CapError
 from tests.conftest import CAP_XSD
 from tests.console.support import COUNTY, DEMO_DIVISIONS
 
@@ -97,6 +98,29 @@ def test_form_problems_are_named_by_field(tree: DivisionTree) -> None:
     assert "zh-CN.headline" in problems and "certainty" in problems
     assert "polygon" in problems and "channel" in problems
     assert "division" in problems
+
+
+@pytest.mark.parametrize("effective", ["2026-11-29T22:00", "2026-11-29T23:00"])
+def test_expiry_not_after_effective_is_refused_with_the_core_message(
+    tree: DivisionTree, effective: str
+) -> None:
+    template = load_templates(default_templates_dir())["gale"]
+    form = _form(template.prefill("yellow", "x"), effective=effective)
+    draft = parse_form(form, now=NOW, divisions=tree)
+    assert draft.problems == []
+    alert = build_alert(
+        draft, sender="a@b.cn", sender_name="", divisions=tree, now=NOW, identifier="late"
+    )
+    shown = [p for p in field_problems(alert, draft) if p.severity == "error"]
+    assert len(shown) == len(alert.infos) == 2  # one per language, both on the expiry field
+    assert {(p.path, p.rule) for p in shown} == {("expires", "expires-after-effective")}
+    assert shown[0].message.startswith(
+        "expires 2026-11-29T22:00:00+08:00 is not later than effective"
+    )
+    # The API refuses the same alert with the very same sentences.
+    with pytest.raises(CapError) as caught:
+        to_xml(alert)
+    assert [p.message for p in caught.value.problems] == [p.message for p in shown]
 
 
 def test_update_references_the_original_and_polygons_close(tree: DivisionTree) -> None:

@@ -21,6 +21,7 @@ from tests.console.support import (
     console_server,
     demo_targets,
 )
+from tests.core.support import make_alert
 
 CHANNELS = {"speaker": {"type": "tests.console.support:BoxChannel"}}
 _ALERT_URL = re.compile(r"/console/alerts/(a[0-9a-f]+)")
@@ -417,3 +418,22 @@ async def test_a_console_session_does_not_reach_the_api(
     schedules = await server.service.database.run(server.service.operations.store.schedules)
     assert schedules == []
     assert (await _alert(server, alert_id))["state"] == "held"
+
+
+async def test_an_area_without_targets_is_refused_or_shown_as_reaching_no_one(
+    officers: tuple[ConsoleClient, ConsoleClient],
+) -> None:
+    drafter, _ = officers
+    service = drafter.server.service
+    other_county = "150922000000"  # 化德县: a real division, but no target of this registry
+    form = compose_form(divisions=(other_county,))
+    status, page = await drafter.post("/console/compose", form)  # type: ignore[arg-type]
+    assert status == 400 and "selects no target on speaker" in page
+    assert _ALERT_URL.fullmatch(drafter.last_path) is None
+    assert await service.database.run(service.alerts.pending_approvals) == []
+    alert = make_alert("elsewhere", geocodes=(other_county,))
+    result = await service.submit(alert, origin="test", channels=["speaker"], allow_empty=True)
+    assert result.state == "reaches no one"
+    status, page = await drafter.get(f"/console/alerts/{result.alert_id}")
+    assert status == 200
+    assert '<span class="badge state-reaches-no-one">reaches no one</span>' in page

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,18 +16,8 @@ from broadcaster.cap.serialize import to_xml
 from drivers.mqtt.testing import free_port
 from tests.conftest import CAP_SAMPLES, CAP_XSD, REPO
 from tests.core.support import make_alert
+from tests.processes import broadcaster as run
 from tests.processes import serve_argv, wait_http, write_log_server_config
-
-
-def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broadcaster", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_cap_validate_exit_codes_and_problem_lines() -> None:
@@ -41,6 +32,39 @@ def test_cap_validate_exit_codes_and_problem_lines() -> None:
     as_json = run("cap", "validate", "--json", invalid)
     report = json.loads(as_json.stdout)
     assert report[0]["valid"] is False and report[0]["problems"][0]["rule"]
+
+
+def test_cap_validate_verdicts_on_every_sample() -> None:
+    accepted = sorted(str(p) for d in ("valid", "cap11") for p in (CAP_SAMPLES / d).glob("*.xml"))
+    ok = run("cap", "validate", *accepted)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.count(": valid\n") == len(accepted)
+    assert " error " not in ok.stdout
+    refused = sorted(p for d in ("invalid", "hostile") for p in (CAP_SAMPLES / d).glob("*.xml"))
+    assert len(refused) == 6
+    for path in refused:
+        bad = run("cap", "validate", str(path))
+        assert bad.returncode == 1, bad.stdout
+        assert f"{path}: INVALID" in bad.stdout
+        assert "(not repairable)" in bad.stdout
+
+
+def test_cap_validate_names_repairable_errors(tmp_path: Path) -> None:
+    source = (CAP_SAMPLES / "valid" / "wmo_cn.xml").read_text(encoding="utf-8")
+    sent = source.split("<sent>")[1].split("</sent>")[0]
+    utc = datetime.fromisoformat(sent).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    path = tmp_path / "zulu.xml"
+    path.write_text(source.replace(f"<sent>{sent}</sent>", f"<sent>{utc}.5Z</sent>"), "utf-8")
+    result = run("cap", "validate", str(path))
+    assert result.returncode == 1
+    assert (
+        f"{path}: error /alert/sent [cap-time]: sent: '{utc}.5Z' uses 'Z'; CAP writes UTC as "
+        f"-00:00 (repairable: 'Z' read as -00:00 and the fraction of a second dropped: "
+        f"{utc}-00:00)"
+    ) in result.stdout
+    assert f'{path}: INVALID (every error is repairable: [cap] intake = "repair"' in result.stdout
+    (problem,) = json.loads(run("cap", "validate", "--json", str(path)).stdout)[0]["problems"]
+    assert problem["repairable"] is True and problem["repair"].endswith(f"{utc}-00:00")
 
 
 def test_cap_convert_cap11_to_valid_cap12(tmp_path: Path) -> None:

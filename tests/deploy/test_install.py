@@ -16,19 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.processes import broadcaster
 
 UNIT = "/etc/systemd/system/broadcaster.service"
-
-
-def broadcaster(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broadcaster", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@
     document.body.dataset.complete = snapshot.complete ? "1" : "0";
     const badge = $("alert-state").querySelector(".badge");
     badge.textContent = snapshot.alert_state;
-    badge.className = "badge state-" + snapshot.alert_state;
+    badge.className = "badge state-" + snapshot.alert_state.replaceAll(" ", "-");
     document.body.dataset.alertState = snapshot.alert_state;
     for (const [id, state] of Object.entries(snapshot.states)) {
       const dot = document.getElementById("d-" + id);

@@ -1,0 +1,157 @@
+"""Preflight: every check ``serve`` makes before it binds its port, with every problem at once.
+
+``broadcaster check-config`` prints the list and ``broadcaster serve`` refuses to start with the
+same list: both call :func:`preflight`. The checks, each problem named by its key:
+
+- the TOML file is readable and well formed; every section validates (secrets included: an
+  ``{ env = ... }`` variable is set, a ``{ file = ... }`` is readable and others may not read
+  it), as far as the other sections allow (:func:`broadcaster.config.config_problems`);
+- every channel table names a channel plugin that loads and validates against its model;
+- the files the configuration names are readable and well formed: the division list and the
+  target registry (``registry.*``), the hazard templates (``console.templates``), the trusted
+  certificates and the signing key and certificate (``cap.*``);
+- no server runs on the data directory (``server.data_dir``) and the server's address can be
+  bound (``server.port``).
+
+Warnings do not stop a start: a target whose ``channel`` names no configured channel, and a
+configured channel that no target of the registry uses (unless its targets enrol themselves, as
+web-push subscribers do).
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from broadcaster.config import Config, config_problems
+from broadcaster.console.hazards import default_templates_dir, load_templates
+from broadcaster.delivery import Target
+from broadcaster.deploy.backup import data_dir_in_use
+from broadcaster.divisions import DivisionTree
+from broadcaster.errors import ConfigError, PluginError
+from broadcaster.plugins import check_channel_configs, load_plugin
+from broadcaster.signatures import SignaturePolicy
+from broadcaster.store.targets import load_targets_file
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class PreflightReport:
+    """What :func:`preflight` found: the configuration (as far as valid), errors and warnings."""
+
+    config: Config | None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def preflight(
+    path: Path,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: Path | None = None,
+) -> PreflightReport:
+    """Run every start-up check on the configuration at ``path``; raise nothing.
+
+    ``host``, ``port`` and ``data_dir`` override ``[server]`` as ``serve`` options do.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return PreflightReport(None, [f"{path}: cannot read the configuration: {exc.strerror}"])
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return PreflightReport(None, [f"{path}: not valid TOML: {exc}"])
+    config, errors = config_problems(data, base_dir=path.resolve().parent, source=path)
+    server = config.server.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    )
+    config = config.model_copy(update={"server": server})
+    errors += check_channel_configs(config)
+    targets = _checked(errors, "registry.targets", config.registry.targets, load_targets_file)
+    _checked(errors, "registry.divisions", config.registry.divisions, DivisionTree.load)
+    templates = config.console.templates or default_templates_dir()
+    _checked(errors, "console.templates", templates, load_templates)
+    _checked(errors, "cap", config.cap, SignaturePolicy)
+    running_on = data_dir or server.data_dir
+    if data_dir_in_use(running_on):
+        errors.append(
+            f"server.data_dir: a server is running on {running_on}"
+            " (stop it first: systemctl stop broadcaster)"
+        )
+    bind_problem = _bind_problem(server.host, server.port)
+    if bind_problem:
+        errors.append(f"server.port: {bind_problem}")
+    warnings = _unused(config, targets) if targets is not None else []
+    return PreflightReport(config, list(dict.fromkeys(errors)), warnings)
+
+
+def _checked(errors: list[str], key: str, value: T | None, load: Callable[[T], R]) -> R | None:
+    """``load(value)``, or None with its problem added to ``errors`` under ``key``."""
+    if value is None:
+        return None
+    try:
+        return load(value)
+    except ConfigError as exc:
+        # One line per problem: a listing under a heading is folded into its line.
+        first, *listed = str(exc).splitlines()
+        message = " ".join([first, "; ".join(line.strip().lstrip("- ") for line in listed)])
+        message = message.strip()
+        errors.append(message if message.startswith(key) else f"{key}: {message}")
+    except OSError as exc:
+        errors.append(f"{key}: cannot read {value}: {exc.strerror}")
+    return None
+
+
+def _bind_problem(host: str, port: int) -> str | None:
+    """Why ``serve`` could not listen on ``host:port``, or None (port 0 is always free)."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve server.host {host!r}: {exc.strerror}"
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def _unused(config: Config, targets: list[Target]) -> list[str]:
+    """Targets of no configured channel, and configured channels without a target."""
+    used = {target.channel for target in targets}
+    warnings = [
+        f"registry.targets: {count} target(s) name channel {name!r}, which is not configured"
+        for name, count in _counts(targets).items()
+        if name not in config.channels
+    ]
+    warnings += [
+        f"channels.{name}: no target of the registry uses this channel"
+        for name, raw in config.channels.items()
+        if name not in used and not _enrols_targets(str(raw.get("type", "")))
+    ]
+    return warnings
+
+
+def _enrols_targets(plugin: str) -> bool:
+    """Whether channels of ``plugin`` find their own targets (a broken plugin: no)."""
+    try:
+        return load_plugin(plugin).capabilities.enrols_targets
+    except PluginError:
+        return False
+
+
+def _counts(targets: list[Target]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for target in targets:
+        counts[target.channel] = counts.get(target.channel, 0) + 1
+    return counts
