@@ -8,12 +8,15 @@
    referenced alerts reached), then each channel's ``plan``.
 5. Store alert, references and deliveries in one transaction; an Update supersedes and a Cancel
    cancels what is still queued for the alerts it references.
+
+``preview`` runs steps 1 and 4 and asks each channel what it would send; nothing is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,7 +35,7 @@ from broadcaster.cap import (
 from broadcaster.cap.parse import ParsedCap, parse_cap
 from broadcaster.cap.serialize import from_json, to_json, to_xml
 from broadcaster.cap.signature import AlertSigner
-from broadcaster.channel import AlertMessage, Channel
+from broadcaster.channel import AlertMessage, Channel, ChannelPreview
 from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import ApprovalError, CapError
@@ -42,6 +45,8 @@ from broadcaster.signatures import SignaturePolicy, SignatureVerdict
 from broadcaster.store.alerts import AlertRecord, AlertTable, InFlight, NewDelivery, ReferenceLink
 from broadcaster.store.db import Database
 from broadcaster.store.targets import TargetTable
+
+log = logging.getLogger(__name__)
 
 _SEVERITY_RANK = {
     Severity.EXTREME: 0,
@@ -124,10 +129,7 @@ class Intake:
         """
         parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data)
         alert = parsed.alert
-        wanted = list(channels) if channels is not None else list(self.channels)
-        unknown = [c for c in wanted if c not in self.channels]
-        if unknown:
-            raise CapError(f"unknown or unavailable channel(s): {', '.join(unknown)}")
+        wanted = self._wanted(channels)
         sent = format_cap_time(alert.sent)
         alert_id = alert_id_for(alert.sender, alert.identifier, sent)
         existing = await self.database.run(
@@ -173,6 +175,14 @@ class Intake:
             stopped_alerts=stopped,
             in_flight=in_flight,
         )
+
+    def _wanted(self, channels: Sequence[str] | None) -> list[str]:
+        """The channels asked for (all by default); CapError naming any unknown one."""
+        wanted = list(channels) if channels is not None else list(self.channels)
+        unknown = [c for c in wanted if c not in self.channels]
+        if unknown:
+            raise CapError(f"unknown or unavailable channel(s): {', '.join(unknown)}")
+        return wanted
 
     def _parse_and_verify(
         self, data: bytes | Mapping[str, Any] | Alert
@@ -312,19 +322,56 @@ class Intake:
             received_at=now,
         )
 
-    async def _plan(
+    async def _candidates(
         self, message: AlertMessage, channels: list[str], references: list[ReferenceLink]
-    ) -> list[NewDelivery]:
+    ) -> dict[str, list[Target]]:
+        """Each channel's targets for the alert: those its area selects, or for a Cancel
+        those the alerts it lifts reached."""
         if message.alert.msg_type is MsgType.CANCEL:
             ref_ids = [r.alert_id for r in references if r.alert_id]
             reached = await self.database.run(self.alerts.reached_targets, ref_ids)
-            candidates = {name: reached.get(name, []) for name in channels}
-        else:
-            areas = alert_areas(message.alert)
-            candidates = {}
-            for name in channels:
-                registry = await self.database.run(self.targets.for_channel, name)
-                candidates[name] = select_targets(areas, registry)
+            return {name: list(reached.get(name, [])) for name in channels}
+        areas = alert_areas(message.alert)
+        candidates = {}
+        for name in channels:
+            registry = await self.database.run(self.targets.for_channel, name)
+            candidates[name] = list(await asyncio.to_thread(select_targets, areas, registry))
+        return candidates
+
+    async def preview(
+        self, data: bytes | Mapping[str, Any] | Alert, *, channels: Sequence[str] | None = None
+    ) -> dict[str, ChannelPreview]:
+        """What each channel would send for the alert, and to how many of its receivers,
+        from the same code as sending (:meth:`Channel.preview`); nothing is stored. Raises
+        CapError when the alert is invalid or a channel is unknown."""
+        parsed, _verdict = await asyncio.to_thread(self._parse_and_verify, data)
+        alert = parsed.alert
+        wanted = self._wanted(channels)
+        record = self._record(
+            alert_id_for(alert.sender, alert.identifier, format_cap_time(alert.sent)),
+            parsed,
+            self.clock(),
+            wanted,
+            "preview",
+        )
+        message = self._message(record, alert)
+        references = await self.database.run(self._resolve_references, alert)
+        candidates = await self._candidates(message, wanted, references)
+        previews = {}
+        for name in wanted:
+            try:
+                previews[name] = await self.channels[name].preview(message, candidates[name])
+            except Exception as error:
+                log.exception("channel %s could not make a preview", name)
+                previews[name] = ChannelPreview(
+                    title="", notes=(f"this channel could not make a preview: {error}",)
+                )
+        return previews
+
+    async def _plan(
+        self, message: AlertMessage, channels: list[str], references: list[ReferenceLink]
+    ) -> list[NewDelivery]:
+        candidates = await self._candidates(message, channels, references)
         deliveries: list[NewDelivery] = []
         for name in channels:
             if not candidates[name]:

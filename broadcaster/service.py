@@ -16,7 +16,7 @@ from typing import Any
 
 from broadcaster.cap import Alert, MsgType
 from broadcaster.cap.serialize import from_json
-from broadcaster.channel import Channel, ChannelContext, ChannelHealth
+from broadcaster.channel import Channel, ChannelContext, ChannelHealth, ChannelPreview
 from broadcaster.config import Config
 from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
@@ -211,6 +211,13 @@ class BroadcasterService:
         if result.created:
             await self._started(result)
         return result
+
+    async def preview(
+        self, data: bytes | Mapping[str, Any] | Alert, *, channels: Sequence[str] | None = None
+    ) -> dict[str, ChannelPreview]:
+        """What each channel would send for the alert (raises CapError if invalid); nothing
+        is stored."""
+        return await self.intake.preview(data, channels=channels)
 
     async def _started(self, result: IntakeResult) -> None:
         if result.stopped_alerts:

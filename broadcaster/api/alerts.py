@@ -4,12 +4,16 @@
   or the CAP JSON form (``application/json``); ``?channels=a,b`` limits the channels.
   201 ``{"id": ...}`` for a new alert, 200 with the same id for one already stored, 400 with
   every problem (path, rule, message) for an invalid one, which is not stored.
+- ``POST /api/v1/alerts/preview``: the same body and query; per channel what it would send
+  (``contents``, exactly as its deliveries will report them) and how many receivers, counted
+  in the channel's ``unit``; nothing is stored.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
 - ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
   /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``.
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
-  bool, "deliveries": [...]}``, filterable by ``state``, paged by ``limit``/``offset``.
+  bool, "deliveries": [...]}`` (each with the ``content`` its channel sent), filterable by
+  ``state``, paged by ``limit``/``offset``.
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
 """
 
@@ -63,32 +67,41 @@ def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Res
     return web.json_response(body, status=400)
 
 
-@routes.post("/api/v1/alerts")
-async def submit_alert(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+async def _alert_body(request: web.Request) -> bytes | dict[str, Any] | web.Response:
+    """The submitted alert (CAP XML bytes or the JSON form), or the error response."""
     content_type = request.content_type
     body = await request.read()
-    data: bytes | dict[str, Any]
     if content_type in _XML_TYPES:
-        data = body
-    elif content_type == "application/json":
+        return body
+    if content_type == "application/json":
         try:
             parsed = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return _bad_request(f"body is not valid JSON: {exc}")
         if not isinstance(parsed, dict):
             return _bad_request("the JSON form of an alert is an object")
-        data = parsed
-    else:
-        return web.json_response(
-            {
-                "error": f"unsupported content type {content_type!r}; use application/cap+xml"
-                " or application/json"
-            },
-            status=415,
-        )
+        return parsed
+    return web.json_response(
+        {
+            "error": f"unsupported content type {content_type!r}; use application/cap+xml"
+            " or application/json"
+        },
+        status=415,
+    )
+
+
+def _channels_of(request: web.Request) -> list[str] | None:
     channels_param = request.query.get("channels")
-    channels = [c for c in channels_param.split(",") if c] if channels_param else None
+    return [c for c in channels_param.split(",") if c] if channels_param else None
+
+
+@routes.post("/api/v1/alerts")
+async def submit_alert(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    data = await _alert_body(request)
+    if isinstance(data, web.Response):
+        return data
+    channels = _channels_of(request)
     client = request[CLIENT]
     requested_by = f"api:{client}" if request[NEEDS_APPROVAL] else None
     try:
@@ -102,6 +115,20 @@ async def submit_alert(request: web.Request) -> web.Response:
         action = "alert.draft" if result.state == "pending" else "alert.send"
         await _audit(request, action, result.alert_id, {"planned": result.planned})
     return web.json_response(_result_json(result), status=201 if result.created else 200)
+
+
+@routes.post("/api/v1/alerts/preview")
+async def preview_alert(request: web.Request) -> web.Response:
+    """What each channel would send, and to how many receivers in its own unit; stores
+    nothing."""
+    data = await _alert_body(request)
+    if isinstance(data, web.Response):
+        return data
+    try:
+        previews = await request.app[SERVICE].preview(data, channels=_channels_of(request))
+    except CapError as exc:
+        return _bad_request(str(exc), exc.problems)
+    return web.json_response({"channels": {n: p.to_json() for n, p in previews.items()}})
 
 
 async def _alert_or_404(request: web.Request) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from aiohttp import web
 from pydantic import Field
 
 from broadcaster.channel import (
+    AlertMessage,
     Channel,
     ChannelCapabilities,
     ChannelHealth,
@@ -57,7 +59,7 @@ from channels.webpush.enrolment import (
     subscription_of,
     target_id,
 )
-from channels.webpush.payload import ack_token, build_message
+from channels.webpush.payload import ack_token, build_message, push_texts
 from channels.webpush.vapid import VapidKeyError, VapidSigner, load_or_create_key, parse_private_key
 from channels.webpush.webapp import subscription_app
 
@@ -88,6 +90,7 @@ class WebPushChannel(Channel):
         description="Web push (RFC 8030/8291/8292) to subscribed browsers, acked on display",
     )
     config_model: ClassVar[type[ChannelConfig]] = WebPushChannelConfig
+    target_unit: ClassVar[str] = "subscriptions"
 
     _client: WebPushClient | None = None
     _last_error = ""
@@ -164,7 +167,14 @@ class WebPushChannel(Channel):
             self._last_error = str(exc)
             raise
         self._last_error = ""
-        return SendResult(SendOutcome.ACCEPTED, provider_ref=reference)
+        content = {"texts": json.loads(message.payload)["texts"]}
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=reference, content=content)
+
+    async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
+        """The notification texts (language, title, area, body) a subscriber of ``target``'s
+        languages is sent."""
+        texts = push_texts(message, target.languages, public_url=self.context.public_url)
+        return {"texts": texts}
 
     async def health(self) -> ChannelHealth:
         if self._client is None:

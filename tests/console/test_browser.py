@@ -162,16 +162,13 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await page.click("#clear-polygon")
     await expect(page.locator("#polygon")).to_have_value("")
     await page.click("#preview-button")
-    segments = page.locator("#preview-sms .segments").first
-    await expect(segments).to_contain_text("segments")
-    assert "UCS-2" in await segments.inner_text()
     speaker_targets = len(demo_targets("speaker"))
-    await expect(page.locator("#preview-targets tr[data-channel=speaker] td").nth(1)).to_have_text(
-        str(speaker_targets)
+    row = page.locator("#preview-targets tr[data-channel=speaker] td")
+    await expect(row.nth(1)).to_have_text(str(speaker_targets))
+    await expect(row.nth(2).locator(".zh")).to_have_text("个目标")
+    await expect(page.locator("#preview-channels article[data-channel=speaker]")).to_contain_text(
+        "卓资县暴雪橙色预警"
     )
-    await expect(
-        page.locator("#preview-channels article[data-channel=speaker] pre")
-    ).to_contain_text("卓资县暴雪橙色预警")
     status = page.locator("#audio-status")
     await expect(status).to_have_attribute("data-ready", "1", timeout=120_000)
     audio = await page.evaluate(
@@ -209,6 +206,12 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     # A second alert on the rate-limited channel, cancelled while deliveries are under way.
     await _login(page, base, "drafter")
     await _compose(page, base, "village-sms", COUNTY)
+    await page.click("#preview-button")
+    sms_row = page.locator("#preview-targets tr[data-channel=village-sms] td")
+    await expect(sms_row.nth(2).locator(".zh")).to_have_text("人")
+    sms_preview = page.locator("#preview-channels article[data-channel=village-sms]")
+    await expect(sms_preview.locator(".field-encoding").first).to_have_text("UCS-2")
+    await expect(sms_preview.locator(".field-text").first).to_contain_text("【")
     await page.click("#submit")
     await expect(page.locator("#approval-state")).to_have_text("pending")
     await _logout(page)

@@ -232,19 +232,19 @@ async def test_preview_shows_segments_targets_and_field_problems(officer: Consol
     assert status == 200
     body = json.loads(text)
     assert body["ok"] is True and body["problems"] == []
-    sms = body["sms"][0]
-    assert sms["encoding"] == "UCS-2" and sms["units"] == len(sms["text"]) > 70
-    assert sms["segments"] == -(-sms["units"] // 67) >= 2
-    assert body["targets"] == {"speaker": len(demo_targets("speaker"))}
-    assert body["rds"]["ps"] == "ALERT   "
-    assert body["channels"]["speaker"]["title"] == "卓资县暴雪橙色预警" * 8
+    speaker = body["channels"]["speaker"]
+    assert (speaker["targets"], speaker["unit"]) == (len(demo_targets("speaker")), "targets")
+    assert speaker["unit_name"] == {"zh": "个目标", "en": "targets"}
+    assert speaker["title"] == "卓资县暴雪橙色预警" * 8
+    (content,) = speaker["contents"]
+    assert [t["headline"] for t in content["texts"]] == ["卓资县暴雪橙色预警" * 8]
     form = compose_form(headline="", divisions=(), status="Exercise")
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     body = json.loads(text)
     assert body["ok"] is False
     paths = {p["path"] for p in body["problems"]}
     assert {"zh-CN.headline", "division"} <= paths
-    assert body["marker"] == "【演练】" and body["rds"]["ps"] == "EXERCISE"
+    assert body["marker"] == "【演练】"
     # A post with problems re-shows the form with them, and stores nothing.
     status, page = await officer.post("/console/compose", form)
     assert status == 400 and "the headline is required" in page
@@ -360,7 +360,7 @@ async def test_a_polygon_drawn_on_the_map_selects_the_targets_inside(
     body = json.loads(text)
     assert status == 200 and body["ok"], body["problems"]
     inside = sum(1 for t in targets if t["lat"] >= middle)  # the edge counts as inside
-    assert 0 < body["targets"]["speaker"] == inside < len(targets)
+    assert 0 < body["channels"]["speaker"]["targets"] == inside < len(targets)
     form = [*compose_form(divisions=()), ("polygon", "41.0,112.0 41.1,112.1")]
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     assert "three corners" in text

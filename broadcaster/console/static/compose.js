@@ -148,37 +148,61 @@
     row.appendChild(td);
   }
 
+  // Labels of the content fields the channels report (see each channel's content()).
+  const FIELDS = {
+    language: ["语言", "Language"], text: ["短信正文", "SMS text"], segments: ["条数", "Segments"],
+    encoding: ["编码", "Encoding"], ps: ["PS", "PS"], rt: ["RT", "RT"], pty: ["PTY", "PTY"],
+    audio: ["音频", "Audio"], duration_s: ["时长（秒）", "Duration (s)"], priority: ["优先级", "Priority"],
+    volume: ["音量", "Volume"], repeat: ["重复次数", "Repeats"], texts: ["文本", "Texts"],
+    lang: ["语言", "Language"], title: ["标题", "Title"], area: ["地区", "Area"], body: ["正文", "Body"],
+  };
+
+  function bilingual(el, zh, en) {
+    const a = document.createElement("span");
+    a.className = "zh";
+    a.lang = "zh-CN";
+    a.textContent = zh;
+    const b = document.createElement("span");
+    b.className = "en";
+    b.lang = "en";
+    b.textContent = en;
+    el.append(a, b);
+    return el;
+  }
+
+  function contentList(content) {
+    const list = document.createElement("dl");
+    list.className = "content";
+    for (const [key, value] of Object.entries(content)) {
+      const [zh, en] = FIELDS[key] || [key, key];
+      const term = bilingual(document.createElement("dt"), zh, en);
+      const detail = document.createElement("dd");
+      detail.className = "field-" + key;
+      if (Array.isArray(value)) {
+        for (const item of value) {
+          detail.appendChild(typeof item === "object" && item ? contentList(item) : document.createTextNode(String(item)));
+        }
+      } else {
+        const text = document.createElement(typeof value === "string" && value.length > 40 ? "pre" : "code");
+        text.textContent = value === null ? "—" : String(value);
+        detail.appendChild(text);
+      }
+      list.append(term, detail);
+    }
+    return list;
+  }
+
   function renderPreview(p) {
     $("preview-body").hidden = false;
-    $("preview-marker").textContent = p.marker ? "标记 Marker: " + p.marker : "";
-    const sms = $("preview-sms");
-    sms.innerHTML = "";
-    for (const s of p.sms) {
-      const box = document.createElement("div");
-      box.className = "sms";
-      const meta = document.createElement("p");
-      meta.className = "sms-meta";
-      meta.innerHTML = `<b class="segments"></b>`;
-      meta.querySelector(".segments").textContent =
-        `${s.language}: ${s.segments} 条 segments · ${s.units} ${s.encoding}`;
-      const text = document.createElement("pre");
-      text.textContent = s.text;
-      box.append(meta, text);
-      sms.appendChild(box);
-    }
-    $("preview-ps").textContent = p.rds.ps;
-    $("preview-rt").textContent = p.rds.rt + (p.rds.notes.length ? "  (" + p.rds.notes.join("; ") + ")" : "");
-    $("preview-push-title").textContent = p.push.title || "";
-    $("preview-push-body").textContent = p.push.body || "";
+    $("preview-marker").textContent = p.marker ? p.marker : "";
     const targets = $("preview-targets");
     targets.innerHTML = "";
-    for (const [channel, count] of Object.entries(p.targets)) {
+    for (const [channel, preview] of Object.entries(p.channels)) {
       const row = document.createElement("tr");
       row.dataset.channel = channel;
       cell(row, channel);
-      cell(row, String(count));
-      const extra = p.channels[channel] || { notes: [], counts: {} };
-      cell(row, Object.entries(extra.counts).map(([k, v]) => `${k} ${v}`).join(" · "));
+      cell(row, String(preview.targets));
+      row.appendChild(bilingual(document.createElement("td"), preview.unit_name.zh, preview.unit_name.en));
       targets.appendChild(row);
     }
     const channels = $("preview-channels");
@@ -188,13 +212,10 @@
       box.className = "channel-preview";
       box.dataset.channel = channel;
       const title = document.createElement("h4");
-      title.textContent = `${channel}: ${preview.title}`;
+      title.textContent = `${channel}: ${preview.targets} `;
+      bilingual(title, preview.unit_name.zh, preview.unit_name.en);
       box.appendChild(title);
-      for (const line of preview.lines) {
-        const text = document.createElement("pre");
-        text.textContent = line;
-        box.appendChild(text);
-      }
+      for (const content of preview.contents) box.appendChild(contentList(content));
       for (const note of preview.notes) {
         const item = document.createElement("p");
         item.className = "hint";
