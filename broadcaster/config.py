@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -104,12 +105,30 @@ class ServerConfig(StrictModel):
     public_url: str | None = None
     sender: str = Field("broadcaster@localhost", pattern=r"^[^\s,<&]+$")
     sender_name: str = "broadcaster"
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="IANA time zone in which the console, public pages and texts for residents"
+        " show times",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="reverse proxies (addresses or networks) whose X-Forwarded-For names the"
         " client, for per-client limits and logs",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("trusted_proxies")
     @classmethod

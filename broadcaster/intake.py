@@ -121,6 +121,7 @@ class Intake:
         origin: str,
         channels: Sequence[str] | None = None,
         requested_by: str | None = None,
+        notes: Sequence[tuple[str, str]] = (),
     ) -> IntakeResult:
         """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
 
@@ -156,7 +157,10 @@ class Intake:
             supersede=supersede,
             now=now,
             requested_by=requested_by if pending else None,
-            notes=[("signature", verdict.summary)] if verdict.report.status != "unsigned" else [],
+            notes=[
+                *notes,
+                *([("signature", verdict.summary)] if verdict.report.status != "unsigned" else []),
+            ],
         )
         if not created:
             return await self._existing(alert_id, parsed.problems)

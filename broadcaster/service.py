@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broadcaster.cap import Alert, MsgType
+from broadcaster.cancel import cancel_of
+from broadcaster.cap import Alert
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth, ChannelPreview
 from broadcaster.config import Config
@@ -200,13 +201,15 @@ class BroadcasterService:
         origin: str,
         channels: Sequence[str] | None = None,
         requested_by: str | None = None,
+        notes: Sequence[tuple[str, str]] = (),
     ) -> IntakeResult:
         """Accept an alert (raises CapError if invalid) and start dispatching it.
 
-        With ``requested_by`` it waits for a second officer's approval instead.
+        With ``requested_by`` it waits for a second officer's approval instead. ``notes``
+        (event, detail) go to the new alert's record, never into its document.
         """
         result = await self.intake.submit(
-            data, origin=origin, channels=channels, requested_by=requested_by
+            data, origin=origin, channels=channels, requested_by=requested_by, notes=notes
         )
         if result.created:
             await self._started(result)
@@ -243,28 +246,32 @@ class BroadcasterService:
         await self.intake.reject(alert_id, by=by, reason=reason)
         self._notify()
 
-    async def cancel(self, alert_id: str, *, reason: str, origin: str) -> IntakeResult:
-        """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert)."""
+    async def cancel(
+        self, alert_id: str, *, reason: str, origin: str, public_note: str = ""
+    ) -> IntakeResult:
+        """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert).
+
+        Its public text names the warning it lifts, with ``public_note`` for residents
+        (:mod:`broadcaster.cancel`); ``reason`` is internal, kept on the Cancel's record only.
+        """
         document = await self.database.run(self.alerts.document, alert_id)
         record = await self.database.run(self.alerts.get, alert_id)
         if document is None or record is None:
             raise StoreError(f"no alert {alert_id}")
-        original = from_json(document)
-        now = datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0)
-        cancel = Alert(
-            identifier=f"{original.identifier}.cancel.{int(now.timestamp())}",
-            sender=self.config.server.sender,
-            sent=now,
-            status=original.status,
-            msg_type=MsgType.CANCEL,
-            scope=original.scope,
-            restriction=original.restriction,
-            addresses=original.addresses,
-            note=reason,
-            references=[original.reference],
-            incidents=original.incidents,
+        server = self.config.server
+        cancel = cancel_of(
+            from_json(document),
+            sender=server.sender,
+            now=datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0),
+            zone=server.zone,
+            public_note=public_note,
         )
-        return await self.submit(cancel, origin=origin, channels=list(record["channels"]))
+        return await self.submit(
+            cancel,
+            origin=origin,
+            channels=list(record["channels"]),
+            notes=[("reason", reason)],
+        )
 
     async def health(self) -> dict[str, ChannelHealth]:
         result = {}

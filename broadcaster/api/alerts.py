@@ -8,7 +8,9 @@
   (``contents``, exactly as its deliveries will report them) and how many receivers, counted
   in the channel's ``unit``; nothing is stored.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
-- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel.
+- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "...", "public_note": "..."}``: issues a
+  CAP Cancel whose public text names the warning it lifts, with the optional public note; the
+  reason is internal (the record and the audit log).
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
   /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``.
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
@@ -158,7 +160,7 @@ async def get_alert_cap(request: web.Request) -> web.Response:
 async def cancel_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
-    reason = "cancelled"
+    reason, public_note = "cancelled", ""
     if request.can_read_body:
         try:
             body = await request.json()
@@ -166,13 +168,20 @@ async def cancel_alert(request: web.Request) -> web.Response:
             return _bad_request("body is not valid JSON")
         if isinstance(body, dict) and isinstance(body.get("reason"), str):
             reason = body["reason"].strip() or reason
+        if isinstance(body, dict) and isinstance(body.get("public_note"), str):
+            public_note = body["public_note"].strip()
     if record["state"] not in ("active", "held"):
         return web.json_response(
             {"error": f"alert is {record['state']}; only active alerts can be cancelled"},
             status=409,
         )
     try:
-        result = await service.cancel(record["id"], reason=reason, origin=f"api:{request[CLIENT]}")
+        result = await service.cancel(
+            record["id"],
+            reason=reason,
+            origin=f"api:{request[CLIENT]}",
+            public_note=public_note,
+        )
     except (CapError, StoreError) as exc:
         return _bad_request(str(exc), getattr(exc, "problems", None))
     await _audit(

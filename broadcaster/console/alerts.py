@@ -4,6 +4,7 @@
   and filterable by state;
 - ``GET /console/compose``: the form (templates, area tree, map, channels, times);
 - ``POST /console/compose/preview`` and ``/compose/audio``: JSON for the preview panel;
+  ``/compose/area``: the name of the drawn area (:mod:`broadcaster.areanames`);
 - ``POST /console/compose``: submit; the alert waits for a second officer (two-person rule);
 - ``GET /console/approvals``; ``POST /console/alerts/{id}/approve`` and ``/reject`` with a
   reason. The service enforces who may approve; the console adds the role check;
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from audio.errors import AudioError
+from broadcaster.areanames import drawn_area_name
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
 from broadcaster.console import compose, preview
@@ -130,6 +133,19 @@ async def compose_preview(request: web.Request) -> web.Response:
         service, alert, [c for c in draft.channels if c in service.channels]
     )
     return web.json_response(body | {"problems": problems, "ok": not _has_errors(problems)})
+
+
+@routes.post("/compose/area")
+async def compose_area(request: web.Request) -> web.Response:
+    """The name residents read for the drawn polygon ("" when it covers no county)."""
+    require(request, Permission.DRAFT)
+    draft = compose.Draft()
+    polygon = compose.polygon_of(draft, compose.FormValues(await request.post()).get("polygon"))
+    divisions = state_of(request).service.divisions
+    if draft.problems or divisions is None:
+        return web.json_response({"name": "", "problems": compose.sorted_problems(draft.problems)})
+    name = await asyncio.to_thread(drawn_area_name, divisions, polygon)
+    return web.json_response({"name": name, "problems": []})
 
 
 @routes.post("/compose/audio")

@@ -8,7 +8,8 @@ filters, each target's history, the map coloured by state, and Update and Cancel
 - ``GET /console/alerts/{id}/deliveries?filter=failed|retrying|offline|pending|confirmed|
   cancelled|expired``: the target list (JSON); ``GET /console/deliveries/{id}/events``: one
   target's history;
-- ``POST /console/alerts/{id}/cancel`` (reason required): a CAP Cancel referencing the alert;
+- ``POST /console/alerts/{id}/cancel`` (internal reason required, optional public note): a
+  CAP Cancel referencing the alert, its public text naming the warning it lifts;
   ``GET /console/alerts/{id}/update``: the compose form prefilled for a CAP Update.
 
 "Retrying" is a queued delivery that has been tried before; "offline" one whose last error says
@@ -234,6 +235,7 @@ async def cancel(request: web.Request) -> web.Response:
     record = await _record_or_404(request)
     form = await request.post()
     reason = str(form.get("reason", "")).strip()
+    public_note = str(form.get("public_note", "")).strip()
     if not reason:
         raise web.HTTPBadRequest(text="a Cancel needs a reason · 解除需要填写原因")
     if record["state"] != "active":
@@ -243,14 +245,21 @@ async def cancel(request: web.Request) -> web.Response:
         )
     actor = actor_of(request)
     try:
-        result = await state.service.cancel(record["id"], reason=reason, origin=actor)
+        result = await state.service.cancel(
+            record["id"], reason=reason, origin=actor, public_note=public_note
+        )
     except (CapError, StoreError) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     await state.audit(
         actor,
         "alert.cancel",
         record["id"],
-        {"reason": reason, "cancel_id": result.alert_id, "planned": result.planned},
+        {
+            "reason": reason,
+            "public_note": public_note,
+            "cancel_id": result.alert_id,
+            "planned": result.planned,
+        },
     )
     raise web.HTTPSeeOther(f"{PREFIX}/alerts/{record['id']}")
 

@@ -9,7 +9,10 @@ Form fields (the same for preview and submit):
 - ``lang`` (repeated: ``en``, ``mn``; ``zh-CN`` is always there) and per language
   ``<lang>.event``, ``<lang>.headline``, ``<lang>.description``, ``<lang>.instruction``;
 - ``division`` (repeated 12-digit codes from the administrative tree) and/or ``polygon``
-  (``lat,lon lat,lon …`` drawn on the map, closed here if the officer did not close it);
+  (``lat,lon lat,lon …`` drawn on the map, closed here if the officer did not close it),
+  named in ``<areaDesc>`` after the counties it covers (:mod:`broadcaster.areanames`); a
+  headline still holding the templates' ``{area}`` (a drawn area that covers no county) is a
+  problem: the officer types the area;
 - ``channel`` (repeated), ``effective`` and ``expires`` (``YYYY-MM-DDTHH:MM`` local time of
   the browser, whose UTC offset comes in ``tz_offset``, minutes east of UTC);
 - ``update_of``: the store id of the alert this one updates (an Update with references).
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from broadcaster.areanames import drawn_area_name
 from broadcaster.cap import (
     Alert,
     Area,
@@ -51,6 +55,8 @@ from broadcaster.console.hazards import LEVEL_NAMES, LEVELS, ROMAN_LEVEL
 from broadcaster.divisions import DivisionCodeError, DivisionTree, normalize_code
 
 OPTIONAL_LANGUAGES = ("en", "mn")
+AREA_PLACEHOLDER = "{area}"
+"""What the templates' headlines hold until the area has a name."""
 TEXT_FIELDS = ("event", "headline", "description", "instruction")
 STATUSES = (Status.ACTUAL, Status.EXERCISE, Status.TEST)
 DIVISION_GEOCODE = "CPEAS Geographic Code"
@@ -130,7 +136,7 @@ def _local_time(draft: Draft, text: str, name: str, offset: timezone) -> datetim
     return parsed.replace(microsecond=0)
 
 
-def _polygon(draft: Draft, text: str) -> list[tuple[float, float]]:
+def polygon_of(draft: Draft, text: str) -> list[tuple[float, float]]:
     points: list[tuple[float, float]] = []
     for pair in text.split():
         try:
@@ -167,6 +173,12 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
         for name in ("event", "headline"):
             if not draft.texts[language][name]:
                 draft.problem(f"{language}.{name}", "required", f"the {name} is required")
+        if AREA_PLACEHOLDER in draft.texts[language]["headline"]:
+            draft.problem(
+                f"{language}.headline",
+                "area",
+                "the drawn area covers no county of the registry: type where the warning is for",
+            )
     for code in form.all("division"):
         try:
             normal = normalize_code(code)
@@ -177,7 +189,7 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
             draft.problem("division", "division", f"division {normal} is not in the registry")
             continue
         draft.divisions.append(normal)
-    draft.polygon = _polygon(draft, form.get("polygon"))
+    draft.polygon = polygon_of(draft, form.get("polygon"))
     if not draft.divisions and not draft.polygon:
         draft.problem("division", "area", "choose an area: divisions from the tree or a polygon")
     draft.channels = form.all("channel")
@@ -204,8 +216,10 @@ def area_description(draft: Draft, divisions: DivisionTree | None) -> str:
     for code in draft.divisions:
         found = divisions.get(code) if divisions is not None else None
         names.append(found.name if found else code)
-    if draft.polygon:
-        names.append("地图划定区域")
+    if draft.polygon and divisions is not None:
+        drawn = drawn_area_name(divisions, draft.polygon)
+        if drawn:
+            names.append(drawn)
     return "、".join(names)
 
 

@@ -158,6 +158,10 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
         await page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
     corners = (await page.input_value("#polygon")).split()
     assert len(corners) == 3 and all(41 < float(c.split(",")[0]) < 43 for c in corners)
+    # The drawn area is named after the counties it covers, in the headline residents read.
+    await expect(page.locator("#polygon")).to_have_attribute("data-named", "1")
+    headline = await page.input_value("#zh-CN\\.headline")
+    assert headline.startswith("卓资县、") and "部分地区" in headline, headline
     await _shot(page, "02-compose")
     await page.click("#clear-polygon")
     await expect(page.locator("#polygon")).to_have_value("")

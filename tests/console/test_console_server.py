@@ -361,6 +361,10 @@ async def test_a_polygon_drawn_on_the_map_selects_the_targets_inside(
     assert status == 200 and body["ok"], body["problems"]
     inside = sum(1 for t in targets if t["lat"] >= middle)  # the edge counts as inside
     assert 0 < body["channels"]["speaker"]["targets"] == inside < len(targets)
+    status, text = await officer.post(
+        "/console/compose/area", [("polygon", polygon)], csrf=False, headers=headers
+    )
+    assert status == 200 and json.loads(text)["name"].endswith("部分地区")
     form = [*compose_form(divisions=()), ("polygon", "41.0,112.0 41.1,112.1")]
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     assert "three corners" in text

@@ -10,6 +10,8 @@
   const $ = (id) => document.getElementById(id);
   let drawing = false;
   let corners = [];
+  // The name of the drawn area, from the counties it covers (asked of the server).
+  let drawnName = "";
 
   function pad(n) { return String(n).padStart(2, "0"); }
   function localInput(date) {
@@ -33,7 +35,8 @@
     for (const box of form.querySelectorAll("input[name=division]:checked")) {
       names.push(box.parentElement.textContent.trim());
     }
-    if (corners.length) names.push("地图划定区域");
+    if (corners.length >= 3 && drawnName) names.push(drawnName);
+    // No name at all: the template keeps {area}, and the officer types where the warning is.
     return names.join("、") || "{area}";
   }
 
@@ -130,6 +133,16 @@
       }
     }
     list.hidden = problems.length === 0;
+  }
+
+  async function nameDrawnArea() {
+    if (corners.length < 3) { applyTemplate(false); return; }
+    const drawn = $("polygon").value;
+    const [code, body] = await post("/compose/area");
+    if (drawn !== $("polygon").value) return;  // a later corner asks again
+    drawnName = code === 200 ? body.name : "";
+    $("polygon").dataset.named = drawnName ? "1" : "0";
+    applyTemplate(false);
   }
 
   async function post(path) {
@@ -306,13 +319,14 @@
   $("clear-polygon").addEventListener("click", () => {
     corners = [];
     drawPolygon();
+    drawnName = "";
     applyTemplate(false);
   });
   $("map").addEventListener("click", (event) => {
     if (!drawing) return;
     corners.push(toLatLon(event));
     drawPolygon();
-    applyTemplate(false);
+    nameDrawnArea();
   });
   $("preview-button").addEventListener("click", preview);
   // One click, one alert: a second submit while the first is on its way is ignored.
