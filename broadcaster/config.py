@@ -228,6 +228,11 @@ class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
     type: str = Field(min_length=1)
+    display_name: str | None = Field(
+        None,
+        min_length=1,
+        description="the channel's name for officers; by default a Chinese name for its type",
+    )
     enabled: bool = True
     concurrency: int = Field(16, ge=1, le=10_000)
     rate_per_second: float = Field(0.0, ge=0, description="0 means no limit")

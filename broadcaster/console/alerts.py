@@ -24,7 +24,7 @@ from audio.errors import AudioError
 from broadcaster.areanames import drawn_area_name
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
-from broadcaster.console import compose, preview
+from broadcaster.console import catalogue, compose, preview
 from broadcaster.console.hazards import LEVEL_NAMES, LEVELS
 from broadcaster.console.mapping import division_map, division_tree
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
@@ -101,7 +101,7 @@ async def _draft_alert(
     if draft.update_of:
         document = await service.database.run(service.alerts.document, draft.update_of)
         if document is None:
-            draft.problem("update_of", "reference", "the alert to update does not exist")
+            draft.problem("update_of", "reference", "update.missing")
         else:
             updates = from_json(document)
     alert = compose.build_alert(
@@ -115,9 +115,9 @@ async def _draft_alert(
     )
     unknown = [c for c in draft.channels if c not in service.channels]
     if unknown:
-        draft.problem("channel", "channel", f"unknown or stopped channel(s): {', '.join(unknown)}")
+        draft.problem("channel", "channel", "channel.unknown", channels=", ".join(unknown))
     problems = [*draft.problems, *compose.field_problems(alert, draft)]
-    return draft, alert, compose.sorted_problems(problems)
+    return draft, alert, compose.sorted_problems(problems, draft)
 
 
 def _has_errors(problems: list[dict[str, str]]) -> bool:
@@ -143,7 +143,8 @@ async def compose_area(request: web.Request) -> web.Response:
     polygon = compose.polygon_of(draft, compose.FormValues(await request.post()).get("polygon"))
     divisions = state_of(request).service.divisions
     if draft.problems or divisions is None:
-        return web.json_response({"name": "", "problems": compose.sorted_problems(draft.problems)})
+        problems = compose.sorted_problems(draft.problems, draft)
+        return web.json_response({"name": "", "problems": problems})
     name = await asyncio.to_thread(drawn_area_name, divisions, polygon)
     return web.json_response({"name": name, "problems": []})
 
@@ -153,16 +154,22 @@ async def compose_audio(request: web.Request) -> web.Response:
     require(request, Permission.DRAFT)
     state = state_of(request)
     if not state.service.config.console.audio_preview:
-        return web.json_response({"error": "audio preview is off"}, status=404)
+        return web.json_response(
+            {"error": "audio preview is off", "error_zh": "语音预览未开启"}, status=404
+        )
     _draft, alert, problems = await _draft_alert(request, await request.post())
     if not alert.infos or not alert.infos[0].headline:
         return web.json_response(
-            {"error": "write a headline first", "problems": problems}, status=400
+            {"error": "write a headline first", "error_zh": "请先填写标题", "problems": problems},
+            status=400,
         )
     try:
         rendered = await preview.audio_preview(state.service, alert)
     except AudioError as exc:
-        return web.json_response({"error": f"the audio could not be rendered: {exc}"}, status=503)
+        return web.json_response(
+            {"error": f"the audio could not be rendered: {exc}", "error_zh": "语音合成失败"},
+            status=503,
+        )
     key = secrets.token_urlsafe(12)
     state.audio[key] = rendered
     while len(state.audio) > _AUDIO_KEEP:
@@ -227,7 +234,13 @@ async def submit(request: web.Request) -> web.Response:
             )
         except CapError as exc:
             problems = compose.sorted_problems(exc.problems) or [
-                {"path": "", "rule": "intake", "message": str(exc), "severity": "error"}
+                {
+                    "path": "",
+                    "rule": "intake",
+                    "message": str(exc),
+                    "message_zh": catalogue.message("cap.rule", message=str(exc))[0],
+                    "severity": "error",
+                }
             ]
         else:
             await state.audit(

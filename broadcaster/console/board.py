@@ -27,7 +27,7 @@ from aiohttp import web
 
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
-from broadcaster.console import compose
+from broadcaster.console import catalogue, compose
 from broadcaster.console.alerts import compose_context
 from broadcaster.console.mapping import frame_around, target_dots
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
@@ -67,6 +67,7 @@ def deliveries_of(database: Database, alert_id: str, where: str = "1 = 1") -> li
         row["lat"] = target.get("lat")
         row["lon"] = target.get("lon")
         row["division"] = target.get("division")
+        row["last_error_zh"] = catalogue.stopped_by(row["last_error"])
     return rows
 
 
@@ -225,6 +226,9 @@ async def delivery_events(request: web.Request) -> web.Response:
     )
     if not events:
         raise web.HTTPNotFound(text="no such delivery")
+    zone = service.config.server.zone
+    for event in events:
+        event["at_text"] = catalogue.local_time(event["at"], zone)
     return web.json_response({"events": events})
 
 

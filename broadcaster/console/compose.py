@@ -51,6 +51,7 @@ from broadcaster.cap import (
     Urgency,
     validate_alert,
 )
+from broadcaster.console import catalogue
 from broadcaster.console.hazards import LEVEL_NAMES, LEVELS, ROMAN_LEVEL
 from broadcaster.divisions import DivisionCodeError, DivisionTree, normalize_code
 
@@ -107,9 +108,14 @@ class Draft:
     expires: datetime | None = None
     update_of: str = ""
     problems: list[Problem] = field(default_factory=list)
+    chinese: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The Chinese wording of each problem, by (path, English message)."""
 
-    def problem(self, path: str, rule: str, message: str) -> None:
-        self.problems.append(Problem(path, rule, message))
+    def problem(self, path: str, rule: str, key: str, **values: Any) -> None:
+        """Record a problem worded by the catalogue's message ``key``."""
+        zh, en = catalogue.message(key, **values)
+        self.problems.append(Problem(path, rule, en))
+        self.chinese[(path, en)] = zh
 
 
 def _enum(draft: Draft, form: FormValues, name: str, enum: Any, default: Any) -> Any:
@@ -119,7 +125,7 @@ def _enum(draft: Draft, form: FormValues, name: str, enum: Any, default: Any) ->
     try:
         return enum(value)
     except ValueError:
-        draft.problem(name, "enumeration", f"{value!r} is not a valid {name}")
+        draft.problem(name, "enumeration", "enum.invalid", value=value, name=name)
         return default
 
 
@@ -129,7 +135,7 @@ def _local_time(draft: Draft, text: str, name: str, offset: timezone) -> datetim
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        draft.problem(name, "time", f"{text!r} is not a date and time")
+        draft.problem(name, "time", "time.invalid", text=text)
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=offset)
@@ -143,12 +149,12 @@ def polygon_of(draft: Draft, text: str) -> list[tuple[float, float]]:
             lat_text, lon_text = pair.split(",")
             points.append((round(float(lat_text), 5), round(float(lon_text), 5)))
         except ValueError:
-            draft.problem("polygon", "polygon", f"{pair!r} is not a lat,lon pair")
+            draft.problem("polygon", "polygon", "polygon.pair", pair=pair)
             return []
     if points and points[0] != points[-1]:
         points.append(points[0])
     if points and len(points) < 4:
-        draft.problem("polygon", "polygon", "a polygon needs at least three corners")
+        draft.problem("polygon", "polygon", "polygon.corners")
         return []
     return points
 
@@ -159,7 +165,7 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft = Draft()
     draft.status = _enum(draft, form, "status", Status, Status.ACTUAL)
     if draft.status not in STATUSES:
-        draft.problem("status", "enumeration", "the console sends Actual, Exercise or Test")
+        draft.problem("status", "enumeration", "status.console")
     draft.category = _enum(draft, form, "category", Category, Category.MET)
     draft.response = _enum(draft, form, "response", ResponseType, ResponseType.PREPARE)
     draft.severity = _enum(draft, form, "severity", Severity, Severity.UNKNOWN)
@@ -172,29 +178,25 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
         draft.texts[language] = {name: form.get(f"{language}.{name}") for name in TEXT_FIELDS}
         for name in ("event", "headline"):
             if not draft.texts[language][name]:
-                draft.problem(f"{language}.{name}", "required", f"the {name} is required")
+                draft.problem(f"{language}.{name}", "required", f"required.{name}")
         if AREA_PLACEHOLDER in draft.texts[language]["headline"]:
-            draft.problem(
-                f"{language}.headline",
-                "area",
-                "the drawn area covers no county of the registry: type where the warning is for",
-            )
+            draft.problem(f"{language}.headline", "area", "area.unnamed")
     for code in form.all("division"):
         try:
             normal = normalize_code(code)
         except DivisionCodeError as exc:
-            draft.problem("division", "division", str(exc))
+            draft.problem("division", "division", "division.invalid", detail=str(exc))
             continue
         if divisions is not None and normal not in divisions:
-            draft.problem("division", "division", f"division {normal} is not in the registry")
+            draft.problem("division", "division", "division.unknown", code=normal)
             continue
         draft.divisions.append(normal)
     draft.polygon = polygon_of(draft, form.get("polygon"))
     if not draft.divisions and not draft.polygon:
-        draft.problem("division", "area", "choose an area: divisions from the tree or a polygon")
+        draft.problem("division", "area", "area.none")
     draft.channels = form.all("channel")
     if not draft.channels:
-        draft.problem("channel", "required", "choose at least one channel")
+        draft.problem("channel", "required", "required.channel")
     try:
         offset = timezone(timedelta(minutes=int(form.get("tz_offset") or "480")))
     except ValueError:
@@ -202,11 +204,9 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft.effective = _local_time(draft, form.get("effective"), "effective", offset)
     draft.expires = _local_time(draft, form.get("expires"), "expires", offset)
     if draft.expires is None and not any(p.path == "expires" for p in draft.problems):
-        draft.problem("expires", "required", "the expiry time is required")
+        draft.problem("expires", "required", "required.expires")
     elif draft.expires is not None and draft.expires <= max(draft.effective or now, now):
-        draft.problem(
-            "expires", "expires", "the expiry must be later than now and the effective time"
-        )
+        draft.problem("expires", "expires", "expires.order")
     draft.update_of = form.get("update_of")
     return draft
 
@@ -342,10 +342,23 @@ def prefill_from_alert(alert: Alert, record: Mapping[str, Any]) -> dict[str, Any
     }
 
 
-def sorted_problems(problems: Sequence[Problem]) -> list[dict[str, str]]:
-    """Problems as JSON for the page, errors first."""
-    ordered = sorted(problems, key=lambda p: (p.severity != "error", p.path))
+def sorted_problems(
+    problems: Sequence[Problem], draft: Draft | None = None
+) -> list[dict[str, str]]:
+    """Problems as JSON for the page, errors first, each in Chinese and English. A field the
+    form already faults is not faulted again by the core's CAP rules in other words."""
+    chinese = draft.chinese if draft is not None else {}
+    faulted = {path for path, _ in chinese}
+    shown = [p for p in problems if (p.path, p.message) in chinese or p.path not in faulted]
+    ordered = sorted(shown, key=lambda p: (p.severity != "error", p.path))
     return [
-        {"path": p.path, "rule": p.rule, "message": p.message, "severity": p.severity}
+        {
+            "path": p.path,
+            "rule": p.rule,
+            "message": p.message,
+            "message_zh": chinese.get((p.path, p.message))
+            or catalogue.message("cap.rule", message=p.message)[0],
+            "severity": p.severity,
+        }
         for p in ordered
     ]

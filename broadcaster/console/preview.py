@@ -16,20 +16,10 @@ from typing import Any
 
 from broadcaster.cap import Alert
 from broadcaster.channel import AlertMessage
+from broadcaster.console import catalogue
 from broadcaster.errors import CapError
 from broadcaster.rendition import render
 from broadcaster.service import BroadcasterService
-
-UNIT_NAMES: dict[str, tuple[str, str]] = {
-    "recipients": ("人", "recipients"),
-    "groups": ("个群组", "groups"),
-    "boxes": ("台音箱", "boxes"),
-    "transmitters": ("部发射机", "transmitters"),
-    "subscriptions": ("个订阅", "subscriptions"),
-    "endpoints": ("个接收端", "endpoints"),
-    "targets": ("个目标", "targets"),
-}
-"""Each channel's unit of receivers, in Chinese and English."""
 
 
 def message_for(alert: Alert, service: BroadcasterService) -> AlertMessage:
@@ -43,7 +33,7 @@ def message_for(alert: Alert, service: BroadcasterService) -> AlertMessage:
 
 
 def unit_name(unit: str) -> dict[str, str]:
-    zh, en = UNIT_NAMES.get(unit, (unit, unit))
+    zh, en = catalogue.words(unit, catalogue.UNITS)
     return {"zh": zh, "en": en}
 
 

@@ -428,7 +428,6 @@ class SmsChannel(Channel):
         base = await super().preview(message, targets)
         forms = [self.render(message, (text.language,)) for text in message.rendition.texts]
         notes = [*base.notes, *(f"{sms.language}: {note}" for sms in forms for note in sms.notes)]
-        notes.append(f"{len(targets)} groups")
         if not self.settings.status_reports:
             notes.append(NO_REPORTS_NOTE)
         return replace(

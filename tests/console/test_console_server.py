@@ -157,7 +157,7 @@ async def test_two_person_rule_then_delivery_completes(server: ConsoleServer) ->
         assert record["approval"]["requested_by"] == "console:approver"
         status, page = await other.get(f"/console/alerts/{alert_id}")
         assert 'id="content" open' in page  # the approver reads what will be sent
-        assert f"speaker {len(demo_targets('speaker'))}</b>" in page  # and sees where
+        assert f"speaker</span> {len(demo_targets('speaker'))}</b>" in page  # and sees where
         assert page.count('<circle id="d-speaker-') == len(demo_targets("speaker"))
         assert "减少不必要的户外活动" in page and "卓资县" in page
         # The author cannot approve their own alert, even as an approver.
@@ -335,7 +335,7 @@ async def test_reject_needs_a_reason_and_is_never_sent(
     status, _ = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": ""})
     assert status == 403
     status, page = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": "区域选错"})
-    assert status == 200 and 'id="approval-state">rejected' in page
+    assert status == 200 and 'id="approval-state" data-state="rejected">' in page
     deliveries = await server.service.database.run(
         server.service.database.query, "SELECT id FROM deliveries"
     )
@@ -383,7 +383,7 @@ async def test_the_author_withdraws_a_pending_alert(server: ConsoleServer) -> No
         status, page = await author.post(
             f"/console/alerts/{alert_id}/withdraw", {"reason": "写错了"}
         )
-        assert status == 200 and 'id="approval-state">rejected' in page
+        assert status == 200 and 'id="approval-state" data-state="rejected">' in page
         status, _ = await author.post(f"/console/alerts/{alert_id}/withdraw", {})
         assert status == 409
         status, _ = await other.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})

@@ -8,6 +8,7 @@
   const hazards = Object.fromEntries(data.hazards.map((h) => [h.code, h]));
   const frame = data.map;
   const $ = (id) => document.getElementById(id);
+  const text = window.consoleText;
   let drawing = false;
   let corners = [];
   // The name of the drawn area, from the counties it covers (asked of the server).
@@ -123,13 +124,14 @@
     for (const p of problems) {
       const li = document.createElement("li");
       li.className = p.severity;
-      li.textContent = (p.path ? p.path + ": " : "") + p.message;
+      li.dataset.path = p.path;
+      li.appendChild(text.words(p.message_zh || p.message, p.message));
       list.appendChild(li);
       const holder = form.querySelector(`[data-field="${CSS.escape(p.path)}"]`);
       if (holder) {
         holder.classList.add("invalid");
         const slot = holder.querySelector(".field-problem");
-        if (slot) slot.textContent = p.message;
+        if (slot) slot.replaceChildren(text.words(p.message_zh || p.message, p.message));
       }
     }
     list.hidden = problems.length === 0;
@@ -168,18 +170,16 @@
     audio: ["音频", "Audio"], duration_s: ["时长（秒）", "Duration (s)"], priority: ["优先级", "Priority"],
     volume: ["音量", "Volume"], repeat: ["重复次数", "Repeats"], texts: ["文本", "Texts"],
     lang: ["语言", "Language"], title: ["标题", "Title"], area: ["地区", "Area"], body: ["正文", "Body"],
+    event: ["事件", "Event"], headline: ["标题", "Headline"], description: ["描述", "Description"],
+    instruction: ["防御指引", "Instruction"], sender_name: ["发布单位", "Issued by"],
+    area_desc: ["地区", "Area"], severity: ["严重程度", "Severity"], urgency: ["紧迫程度", "Urgency"],
+    marker: ["标记", "Marker"],
   };
+  // Fields whose values are CAP codes: shown in the officer's language.
+  const CODED = new Set(["severity", "urgency"]);
 
   function bilingual(el, zh, en) {
-    const a = document.createElement("span");
-    a.className = "zh";
-    a.lang = "zh-CN";
-    a.textContent = zh;
-    const b = document.createElement("span");
-    b.className = "en";
-    b.lang = "en";
-    b.textContent = en;
-    el.append(a, b);
+    el.appendChild(text.words(zh, en));
     return el;
   }
 
@@ -195,10 +195,12 @@
         for (const item of value) {
           detail.appendChild(typeof item === "object" && item ? contentList(item) : document.createTextNode(String(item)));
         }
+      } else if (CODED.has(key)) {
+        detail.appendChild(text.label(String(value)));
       } else {
-        const text = document.createElement(typeof value === "string" && value.length > 40 ? "pre" : "code");
-        text.textContent = value === null ? "—" : String(value);
-        detail.appendChild(text);
+        const shown = document.createElement(typeof value === "string" && value.length > 40 ? "pre" : "code");
+        shown.textContent = value === null ? "—" : String(value);
+        detail.appendChild(shown);
       }
       list.append(term, detail);
     }
@@ -207,13 +209,13 @@
 
   function renderPreview(p) {
     $("preview-body").hidden = false;
-    $("preview-marker").textContent = p.marker ? p.marker : "";
+    $("preview-marker").textContent = p.marker || "";
     const targets = $("preview-targets");
     targets.innerHTML = "";
     for (const [channel, preview] of Object.entries(p.channels)) {
       const row = document.createElement("tr");
       row.dataset.channel = channel;
-      cell(row, channel);
+      row.appendChild(document.createElement("td")).appendChild(text.channel(channel));
       cell(row, String(preview.targets));
       row.appendChild(bilingual(document.createElement("td"), preview.unit_name.zh, preview.unit_name.en));
       targets.appendChild(row);
@@ -225,7 +227,7 @@
       box.className = "channel-preview";
       box.dataset.channel = channel;
       const title = document.createElement("h4");
-      title.textContent = `${channel}: ${preview.targets} `;
+      title.append(text.channel(channel), `: ${preview.targets} `);
       bilingual(title, preview.unit_name.zh, preview.unit_name.en);
       box.appendChild(title);
       for (const content of preview.contents) box.appendChild(contentList(content));
@@ -254,10 +256,10 @@
   async function audio() {
     const status = $("audio-status");
     const player = $("preview-audio");
-    status.textContent = "正在合成语音… rendering audio…";
+    status.replaceChildren(text.words("正在合成语音…", "rendering audio…"));
     const [code, body] = await post("/compose/audio");
     if (code !== 200) {
-      status.textContent = body.error || "no audio";
+      status.replaceChildren(text.words(body.error_zh || "无法合成语音", body.error || "no audio"));
       return;
     }
     player.innerHTML = "";
@@ -268,7 +270,9 @@
       player.appendChild(el);
     }
     player.load();
-    status.textContent = `${body.duration_s} s · ${body.engine}${body.fallback ? " (fallback)" : ""}${body.marker ? " · 含测试/演练提示 marker spoken" : ""}`;
+    status.replaceChildren(text.words(`${body.duration_s} 秒`, `${body.duration_s} s`), ` · ${body.engine}`);
+    if (body.fallback) status.append(" (", text.words("备用引擎", "fallback"), ")");
+    if (body.marker) status.append(" · ", text.words("含测试/演练提示", "marker spoken"));
     status.dataset.ready = "1";
   }
 
