@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -65,6 +65,16 @@ async def history(request: web.Request) -> web.Response:
     return page(request, "history.html", context)
 
 
+def zone_fields(zone: tzinfo, now: float) -> dict[str, Any]:
+    """The deployment's offset now (minutes east of UTC), in which the form's times are
+    entered, and its name as shown ("UTC+08:00")."""
+    offset = datetime.fromtimestamp(now, zone).utcoffset() or timedelta()
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return {"tz_offset": minutes, "zone_name": f"UTC{sign}{hours:02d}:{rest:02d}"}
+
+
 def compose_context(request: web.Request, initial: dict[str, Any]) -> dict[str, Any]:
     state = state_of(request)
     service = state.service
@@ -79,6 +89,7 @@ def compose_context(request: web.Request, initial: dict[str, Any]) -> dict[str, 
         "map": division_map(service.divisions, state.frame),
         "initial": initial,
         "problems": [],
+        **zone_fields(service.config.server.zone, service.clock()),
     }
 
 

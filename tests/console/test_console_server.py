@@ -224,6 +224,14 @@ async def test_single_officer_severity_needs_a_reason(tmp_path: Path) -> None:
             await client.close()
 
 
+async def test_compose_times_are_entered_in_the_deployment_zone(officer: ConsoleClient) -> None:
+    await officer.login("drafter")
+    status, page = await officer.get("/console/compose")
+    assert status == 200
+    assert 'name="tz_offset" id="tz_offset" value="480"' in page  # Asia/Shanghai, by default
+    assert "<small>UTC+08:00</small>" in page
+
+
 async def test_preview_shows_segments_targets_and_field_problems(officer: ConsoleClient) -> None:
     await officer.login("drafter")
     form = compose_form(headline="卓资县暴雪橙色预警" * 8)

@@ -15,8 +15,10 @@
   let drawnName = "";
 
   function pad(n) { return String(n).padStart(2, "0"); }
+  // Times are entered in the deployment's zone, whose offset the server put in tz_offset.
   function localInput(date) {
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+    const shifted = new Date(date.getTime() + parseInt($("tz_offset").value, 10) * 60000);
+    return `${shifted.getUTCFullYear()}-${pad(shifted.getUTCMonth() + 1)}-${pad(shifted.getUTCDate())}T${pad(shifted.getUTCHours())}:${pad(shifted.getUTCMinutes())}`;
   }
 
   function setField(name, value) {
@@ -304,7 +306,6 @@
     highlight();
   }
 
-  $("tz_offset").value = String(-new Date().getTimezoneOffset());
   const now = new Date();
   $("effective").value = localInput(now);
   $("expires").value = localInput(new Date(now.getTime() + 6 * 3600 * 1000));
