@@ -116,3 +116,14 @@ async def test_every_page_an_officer_uses_is_chinese(
         await page.goto(base + path)
         await _check(page, name, problems)
     assert problems == {}, "\n".join(f"{page}: {' '.join(w)}" for page, w in problems.items())
+    # Toggled, the same catalogue speaks English, options and placeholders included.
+    await page.goto(base)
+    await page.click("#lang-toggle")
+    await expect(page.locator("select[name=state] option").nth(1)).to_have_text("active")
+    await expect(page.locator("input[name=q]")).to_have_attribute(
+        "placeholder", "headline, event or identifier"
+    )
+    await expect(page.locator("#history .badge .en").first).to_be_visible()
+    await expect(page.locator("#history .badge .zh").first).to_be_hidden()
+    await page.click("#lang-toggle")
+    await expect(page.locator("select[name=state] option").nth(1)).to_have_text("生效中")
