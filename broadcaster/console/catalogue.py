@@ -96,6 +96,12 @@ STATES: dict[str, Words] = {
     "failed": ("失败", "failed"),
     "expired": ("已过期", "expired"),
     "cancelled": ("已取消", "cancelled"),
+    # scheduled test runs
+    "running": ("运行中", "running"),
+    "passed": ("通过", "passed"),
+    "missed": ("错过", "missed"),
+    "interrupted": ("中断", "interrupted"),
+    "reached": ("已到达", "reached"),
     # board filters
     "all": ("全部", "all"),
     "retrying": ("重试中", "retrying"),
@@ -109,6 +115,18 @@ ROLES: dict[str, Words] = {
     "approver": ("审批员", "approver"),
     "admin": ("管理员", "admin"),
 }
+
+SCHEDULES: dict[str, Words] = {
+    "silent": ("静默测试", "silent test"),
+    "audible-test": ("鸣响测试", "audible test"),
+    "exercise": ("演练", "exercise"),
+    "cron": ("定时", "scheduled"),
+    "catch-up": ("补测", "catch-up"),
+    "manual": ("手动", "manual"),
+    "config": ("配置文件", "configuration"),
+    "api": ("接口", "API"),
+}
+"""Kinds, triggers and sources of scheduled tests."""
 
 ACTIONS: dict[str, Words] = {
     "login": ("登录", "login"),
@@ -226,7 +244,7 @@ ACTORS: dict[str, Words] = {
 }
 """Actors of the audit log that are no officer or API client."""
 
-_LABELS: dict[str, Words] = CAP_VALUES | STATES | ROLES | ACTIONS
+_LABELS: dict[str, Words] = CAP_VALUES | STATES | ROLES | ACTIONS | SCHEDULES
 
 
 def words(value: str, table: dict[str, Words] | None = None) -> Words:
@@ -310,6 +328,21 @@ def stopped_by(error: str | None) -> str | None:
         return None
     state, message_type, alert_id = match.groups()
     return f"{words(state)[0]}（{words(message_type)[0]} {alert_id}）"
+
+
+_REACHED = re.compile(r"^(\d+) of (\d+) targets reached$")
+
+
+def run_detail(detail: str | None) -> Markup | str:
+    """The ``run_detail`` filter: a scheduled test run's summary in both languages when it is
+    one the scheduler words itself; other details (a device's words) as they are."""
+    text = detail or ""
+    match = _REACHED.match(text)
+    if match is not None:
+        return bilingual(f"已到达 {match[1]}/{match[2]} 个目标", text)
+    if text == "no targets to test":
+        return bilingual("没有可测试的目标", text)
+    return text
 
 
 def catalogue_json() -> dict[str, dict[str, Words]]:

@@ -272,6 +272,7 @@ def make_console_app(service: BroadcasterService) -> web.Application:
     env.filters["localtime"] = lambda ts: catalogue.local_time(ts, zone)
     env.filters["detail"] = lambda detail: catalogue.detail_items(detail, channel_names(service))
     env.filters["words"] = catalogue.words
+    env.filters["run_detail"] = catalogue.run_detail
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         state.start()
