@@ -18,8 +18,13 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
   acknowledges, box heartbeat is recent, push service reachable) that plays, shows or sends
   nothing a resident would notice; a :class:`ProbeResult`. By default ``health()`` answers;
 - ``web_app()``: optional HTTP endpoints, mounted at ``/channels/<name>/``;
-- ``preview(message)``: what the channel would send, for the console before an alert goes out
-  (a :class:`ChannelPreview`; by default the rendered title and body);
+- ``content(message, target, part)``: what ``send`` transmits for one delivery, as JSON values
+  (SMS text, segments and encoding; PS, RT and PTY; audio id, duration and priority; push title
+  and body; by default the texts). ``send`` returns the same dict in
+  :attr:`SendResult.content`, and the core stores it with the delivery;
+- ``preview(message, targets)``: what the channel would send to ``targets``, before an alert
+  goes out (a :class:`ChannelPreview`): the distinct ``content`` of its planned deliveries and
+  the targets counted in the channel's own ``target_unit`` (recipients, boxes, transmitters…);
 - ``resume(deliveries)``: after a restart, the accepted deliveries still awaiting their
   confirmation, to track again (by default nothing);
 - ``housekeeping()``: daily upkeep of the channel's files (by default nothing).
@@ -39,7 +44,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +56,7 @@ from broadcaster.cap import Alert
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
+from broadcaster.errors import ChannelError
 from broadcaster.rendition import Rendition
 
 if TYPE_CHECKING:
@@ -104,6 +110,8 @@ class SendResult:
     outcome: SendOutcome
     provider_ref: str | None = None
     detail: str = ""
+    content: dict[str, Any] | None = None
+    """What was sent, as :meth:`Channel.content` gives it (None: not reported)."""
 
 
 class ConfirmationOutcome(StrEnum):
@@ -159,14 +167,34 @@ class ProbeResult:
 class ChannelPreview:
     """What a channel would send for an alert, shown to the officer before it goes out.
 
-    ``lines`` are the texts as the receiver gets them; ``counts`` are figures such as SMS
-    segments or characters; ``notes`` are warnings (text cut, language missing).
+    ``contents`` are the distinct :meth:`Channel.content` of the planned deliveries, exactly
+    as ``send`` reports them; ``targets`` counts the selected targets in ``unit`` (the
+    channel's ``target_unit``); ``counts`` are further figures (SMS segments, characters);
+    ``notes`` are warnings (text cut, language missing).
     """
 
     title: str
-    lines: tuple[str, ...] = ()
+    unit: str = "targets"
+    targets: int = 0
+    contents: tuple[dict[str, Any], ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "unit": self.unit,
+            "targets": self.targets,
+            "contents": list(self.contents),
+            "counts": dict(self.counts),
+            "notes": list(self.notes),
+        }
+
+
+def texts_content(message: AlertMessage, target: Target) -> dict[str, Any]:
+    """The alert's texts in ``target``'s languages, as the log and webhook channels send them."""
+    texts = message.rendition.for_languages(target.languages)
+    return {"texts": [t.to_json() for t in texts]}
 
 
 class TargetDirectory(Protocol):
@@ -213,6 +241,8 @@ class Channel(abc.ABC):
 
     capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities()
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
+    target_unit: ClassVar[str] = "targets"
+    """What :meth:`count_targets` counts, named for the officer."""
 
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         self.name = name
@@ -251,22 +281,55 @@ class Channel(abc.ABC):
     async def health(self) -> ChannelHealth:
         return ChannelHealth(ok=True)
 
-    async def preview(self, message: AlertMessage) -> ChannelPreview:
-        """What this channel would send for ``message``: by default each language's title and
-        body. Channels override it to show their own form (SMS segments, RDS PS/RT, push)."""
+    async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
+        """What ``send`` transmits for the delivery (``target``, ``part``) of ``message``, as
+        JSON values; raise ChannelError when it cannot be made. ``send`` should build what it
+        sends from the same code and return this dict in :attr:`SendResult.content`. By
+        default the texts in the target's languages."""
+        return texts_content(message, target)
+
+    def variant(self, target: Target, part: int) -> Hashable:
+        """Deliveries of one variant have the same :meth:`content` (the preview renders each
+        variant once): by default those for targets of the same languages and the same part."""
+        return (target.languages, part)
+
+    def count_targets(self, planned: Sequence[PlannedDelivery]) -> int:
+        """The planned deliveries' receivers in :attr:`target_unit`: by default the targets."""
+        return len({p.target.id for p in planned})
+
+    async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
+        """What this channel would send for ``message`` to ``targets`` (those the alert's area
+        selects): the distinct contents of the planned deliveries, made by :meth:`content`,
+        and the targets counted in :attr:`target_unit`. With no targets, the contents for a
+        target that reads every language of the alert."""
+        planned = list(await self.plan(message, targets)) if targets else []
+        samples = planned
+        if not samples:
+            languages = tuple(t.language for t in message.rendition.texts) or ("zh-CN",)
+            sample = Target(id="preview", channel=self.name, name="preview", languages=languages)
+            samples = list(await self.plan(message, [sample]))
+        seen: set[Hashable] = set()
+        contents: list[dict[str, Any]] = []
+        notes: list[str] = []
+        for delivery in samples:
+            key = self.variant(delivery.target, delivery.part)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                content = await self.content(message, delivery.target, delivery.part)
+            except ChannelError as error:
+                notes.append(str(error))
+                continue
+            if content not in contents:
+                contents.append(content)
         texts = message.rendition.texts
-        limit = self.capabilities.max_text_chars
-        lines = tuple(f"[{t.language}] {t.body}" for t in texts)
-        notes = tuple(
-            f"{t.language}: {len(t.body)} characters, over this channel's limit of {limit}"
-            for t in texts
-            if limit is not None and len(t.body) > limit
-        )
         return ChannelPreview(
             title=texts[0].title if texts else "",
-            lines=lines,
-            counts={"characters": max((len(t.body) for t in texts), default=0)},
-            notes=notes,
+            unit=self.target_unit,
+            targets=self.count_targets(planned),
+            contents=tuple(contents),
+            notes=tuple(notes),
         )
 
     async def probe(self, target: Target) -> ProbeResult:

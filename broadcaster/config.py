@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -137,6 +138,11 @@ class ServerConfig(StrictModel):
     public_url: str | None = None
     sender: str = Field("broadcaster@localhost", pattern=r"^[^\s,<&]+$")
     sender_name: str = "broadcaster"
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="IANA time zone in which the console, public pages and texts for residents"
+        " show times",
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024)
     header_timeout_seconds: float = Field(
         15.0,
@@ -152,6 +158,19 @@ class ServerConfig(StrictModel):
         description="reverse proxies (addresses or networks) whose X-Forwarded-For names the"
         " client, for per-client limits and logs",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known IANA time zone") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -262,6 +281,11 @@ class ChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
 
     type: str = Field(min_length=1)
+    display_name: str | None = Field(
+        None,
+        min_length=1,
+        description="the channel's name for officers; by default a Chinese name for its type",
+    )
     enabled: bool = True
     concurrency: int = Field(16, ge=1, le=10_000)
     rate_per_second: float = Field(0.0, ge=0, description="0 means no limit")

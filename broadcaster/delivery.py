@@ -114,3 +114,5 @@ class Transition:
     provider_ref: str | None = None
     next_attempt_at: float | None = None
     progress: bool = False
+    content: Mapping[str, Any] | None = None
+    """What the channel sent (``SendResult.content``), kept with the delivery."""

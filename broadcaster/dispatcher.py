@@ -277,12 +277,14 @@ class Dispatcher:
                 DeliveryState.CONFIRMED,
                 detail=result.detail or "confirmed",
                 provider_ref=result.provider_ref,
+                content=result.content,
             )
         return Transition(
             row.id,
             DeliveryState.ACCEPTED,
             detail=result.detail or "accepted",
             provider_ref=result.provider_ref,
+            content=result.content,
         )
 
     def _retry(

@@ -16,12 +16,16 @@
 
 Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
 areas must not hold up the event loop, which answers other requests and drives every channel.
+
+``preview`` runs the parse and the selection and asks each channel what it would send; nothing
+is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,7 +46,7 @@ from broadcaster.cap.parse import ParsedCap, parse_cap
 from broadcaster.cap.problems import IntakePolicy
 from broadcaster.cap.serialize import from_json, to_json, to_xml
 from broadcaster.cap.signature import AlertSigner
-from broadcaster.channel import AlertMessage, Channel
+from broadcaster.channel import AlertMessage, Channel, ChannelPreview
 from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import ApprovalError, CapError, UnreachableAreaError
@@ -59,6 +63,8 @@ from broadcaster.store.alerts import (
 )
 from broadcaster.store.db import Database
 from broadcaster.store.targets import TargetTable
+
+log = logging.getLogger(__name__)
 
 _SEVERITY_RANK = {
     Severity.EXTREME: 0,
@@ -141,6 +147,7 @@ class Intake:
         requested_by: str | None = None,
         policy: IntakePolicy | None = None,
         allow_empty: bool = False,
+        notes: Sequence[tuple[str, str]] = (),
     ) -> IntakeResult:
         """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
 
@@ -153,10 +160,7 @@ class Intake:
         chosen = policy or self.signatures.config.intake
         parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data, chosen)
         alert = parsed.alert
-        wanted = list(channels) if channels is not None else list(self.channels)
-        unknown = [c for c in wanted if c not in self.channels]
-        if unknown:
-            raise CapError(f"unknown or unavailable channel(s): {', '.join(unknown)}")
+        wanted = self._wanted(channels)
         sent = format_cap_time(alert.sent)
         alert_id = alert_id_for(alert.sender, alert.identifier, sent)
         existing = await self.database.run(
@@ -169,9 +173,9 @@ class Intake:
         references = await self.database.run(self._resolve_references, alert)
         record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
         warnings = parsed.problems + verdict.problems
-        notes = [("repair", str(problem)) for problem in parsed.repairs]
+        record_notes = [*notes, *(("repair", str(problem)) for problem in parsed.repairs)]
         if verdict.report.status != "unsigned":
-            notes.append(("signature", verdict.summary))
+            record_notes.append(("signature", verdict.summary))
         candidates: dict[str, list[Target]] = {}
         unreached = False
         if record.state == "active":
@@ -184,7 +188,7 @@ class Intake:
                     f"the alert would reach no one: {problems[0].message}", problems
                 )
             warnings += [replace(p, severity="warning") for p in problems]
-            notes.append(("reaches-no-one", "; ".join(p.message for p in problems)))
+            record_notes.append(("reaches-no-one", "; ".join(p.message for p in problems)))
         supersede = _SUPERSEDES.get(alert.msg_type)
         # Whatever would broadcast, or cancel or supersede another alert, waits for approval.
         pending = requested_by is not None and (record.state == "active" or supersede is not None)
@@ -202,7 +206,7 @@ class Intake:
             supersede=supersede,
             now=now,
             requested_by=requested_by if pending else None,
-            notes=notes,
+            notes=record_notes,
         )
         if not created:
             return await self._existing(alert_id, parsed)
@@ -223,6 +227,14 @@ class Intake:
             stopped_alerts=stopped,
             in_flight=in_flight,
         )
+
+    def _wanted(self, channels: Sequence[str] | None) -> list[str]:
+        """The channels asked for (all by default); CapError naming any unknown one."""
+        wanted = list(channels) if channels is not None else list(self.channels)
+        unknown = [c for c in wanted if c not in self.channels]
+        if unknown:
+            raise CapError(f"unknown or unavailable channel(s): {', '.join(unknown)}")
+        return wanted
 
     def _parse_and_verify(
         self, data: bytes | Mapping[str, Any] | Alert, policy: IntakePolicy
@@ -380,17 +392,53 @@ class Intake:
     async def _candidates(
         self, alert: Alert, channels: list[str], references: list[ReferenceLink]
     ) -> dict[str, list[Target]]:
-        """The targets each channel would reach: the area's, or those a Cancel's alerts reached."""
+        """Each channel's targets for the alert: those its area selects, or for a Cancel
+        those the alerts it lifts reached."""
         if alert.msg_type is MsgType.CANCEL:
             ref_ids = [r.alert_id for r in references if r.alert_id]
             reached = await self.database.run(self.alerts.reached_targets, ref_ids)
-            return {name: reached.get(name, []) for name in channels}
+            return {name: list(reached.get(name, [])) for name in channels}
         areas = alert_areas(alert)
         candidates = {}
         for name in channels:
             registry = await self.database.run(self.targets.for_channel, name)
-            candidates[name] = await asyncio.to_thread(select_targets, areas, registry)
+            candidates[name] = list(await asyncio.to_thread(select_targets, areas, registry))
         return candidates
+
+    async def preview(
+        self,
+        data: bytes | Mapping[str, Any] | Alert,
+        *,
+        channels: Sequence[str] | None = None,
+        policy: IntakePolicy | None = None,
+    ) -> dict[str, ChannelPreview]:
+        """What each channel would send for the alert, and to how many of its receivers,
+        from the same code as sending (:meth:`Channel.preview`); nothing is stored. Raises
+        CapError when the alert is invalid or a channel is unknown."""
+        chosen = policy or self.signatures.config.intake
+        parsed, _verdict = await asyncio.to_thread(self._parse_and_verify, data, chosen)
+        alert = parsed.alert
+        wanted = self._wanted(channels)
+        record = self._record(
+            alert_id_for(alert.sender, alert.identifier, format_cap_time(alert.sent)),
+            parsed,
+            self.clock(),
+            wanted,
+            "preview",
+        )
+        message = await asyncio.to_thread(self._message, record, alert)
+        references = await self.database.run(self._resolve_references, alert)
+        candidates = await self._candidates(alert, wanted, references)
+        previews = {}
+        for name in wanted:
+            try:
+                previews[name] = await self.channels[name].preview(message, candidates[name])
+            except Exception as error:
+                log.exception("channel %s could not make a preview", name)
+                previews[name] = ChannelPreview(
+                    title="", notes=(f"this channel could not make a preview: {error}",)
+                )
+        return previews
 
     async def _plan(
         self, message: AlertMessage, candidates: Mapping[str, list[Target]]

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from broadcaster.cap import Alert, MsgType
+from broadcaster.cancel import cancel_of
+from broadcaster.cap import Alert
 from broadcaster.cap.problems import IntakePolicy
 from broadcaster.cap.serialize import from_json
-from broadcaster.channel import Channel, ChannelContext, ChannelHealth
+from broadcaster.channel import Channel, ChannelContext, ChannelHealth, ChannelPreview
 from broadcaster.config import Config
 from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
@@ -203,11 +204,13 @@ class BroadcasterService:
         requested_by: str | None = None,
         policy: IntakePolicy | None = None,
         allow_empty: bool = False,
+        notes: Sequence[tuple[str, str]] = (),
     ) -> IntakeResult:
         """Accept an alert (raises CapError if invalid) and start dispatching it.
 
         With ``requested_by`` it waits for a second officer's approval instead. ``policy``
         overrides ``[cap] intake``; ``allow_empty`` accepts an alert that reaches no one.
+        ``notes`` (event, detail) go to the new alert's record, never into its document.
         """
         result = await self.intake.submit(
             data,
@@ -216,10 +219,22 @@ class BroadcasterService:
             requested_by=requested_by,
             policy=policy,
             allow_empty=allow_empty,
+            notes=notes,
         )
         if result.created:
             await self._started(result)
         return result
+
+    async def preview(
+        self,
+        data: bytes | Mapping[str, Any] | Alert,
+        *,
+        channels: Sequence[str] | None = None,
+        policy: IntakePolicy | None = None,
+    ) -> dict[str, ChannelPreview]:
+        """What each channel would send for the alert (raises CapError if invalid); nothing
+        is stored. ``policy`` overrides ``[cap] intake`` as for :meth:`submit`."""
+        return await self.intake.preview(data, channels=channels, policy=policy)
 
     async def _started(self, result: IntakeResult) -> None:
         if result.stopped_alerts:
@@ -246,33 +261,38 @@ class BroadcasterService:
         self._notify()
 
     async def cancel(
-        self, alert_id: str, *, reason: str, origin: str, requested_by: str | None = None
+        self,
+        alert_id: str,
+        *,
+        reason: str,
+        origin: str,
+        public_note: str = "",
+        requested_by: str | None = None,
     ) -> IntakeResult:
         """Issue a CAP Cancel for a stored alert (raises StoreError if there is no such alert).
 
+        Its public text names the warning it lifts, with ``public_note`` for residents
+        (:mod:`broadcaster.cancel`); ``reason`` is internal, kept on the Cancel's record only.
         With ``requested_by`` the Cancel waits for a second party's approval, like an alert.
         """
         document = await self.database.run(self.alerts.document, alert_id)
         record = await self.database.run(self.alerts.get, alert_id)
         if document is None or record is None:
             raise StoreError(f"no alert {alert_id}")
-        original = from_json(document)
-        now = datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0)
-        cancel = Alert(
-            identifier=f"{original.identifier}.cancel.{int(now.timestamp())}",
-            sender=self.config.server.sender,
-            sent=now,
-            status=original.status,
-            msg_type=MsgType.CANCEL,
-            scope=original.scope,
-            restriction=original.restriction,
-            addresses=original.addresses,
-            note=reason,
-            references=[original.reference],
-            incidents=original.incidents,
+        server = self.config.server
+        cancel = cancel_of(
+            from_json(document),
+            sender=server.sender,
+            now=datetime.fromtimestamp(self.clock(), UTC).replace(microsecond=0),
+            zone=server.zone,
+            public_note=public_note,
         )
         return await self.submit(
-            cancel, origin=origin, channels=list(record["channels"]), requested_by=requested_by
+            cancel,
+            origin=origin,
+            channels=list(record["channels"]),
+            requested_by=requested_by,
+            notes=[("reason", reason)],
         )
 
     async def health(self) -> dict[str, ChannelHealth]:

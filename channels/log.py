@@ -24,6 +24,7 @@ from broadcaster.channel import (
     OutgoingDelivery,
     SendOutcome,
     SendResult,
+    texts_content,
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.errors import DeviceUnavailableError
@@ -38,7 +39,6 @@ class LogChannelConfig(ChannelConfig):
 def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
     """The JSON form of one delivery, as the log and webhook channels write it."""
     message = delivery.message
-    texts = message.rendition.for_languages(delivery.target.languages)
     return {
         "idempotency_key": delivery.idempotency_key,
         "delivery_id": delivery.id,
@@ -54,8 +54,7 @@ def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
             "expires_at": message.expires_at,
         },
         "target": delivery.target.to_json(),
-        "texts": [t.to_json() for t in texts],
-    }
+    } | texts_content(message, delivery.target)
 
 
 class LogChannel(Channel):
@@ -83,7 +82,8 @@ class LogChannel(Channel):
         self._pending.append((json.dumps(record, ensure_ascii=False), done))
         self._ready.set()
         await done
-        return SendResult(SendOutcome.CONFIRMED, provider_ref=f"{self.path.name}")
+        content = {"texts": record["texts"]}
+        return SendResult(SendOutcome.CONFIRMED, provider_ref=self.path.name, content=content)
 
     async def _write_loop(self) -> None:
         while True:

@@ -63,6 +63,7 @@ class WebhookChannel(Channel):
     capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
         confirms=True, description="HTTP POST of signed JSON"
     )
+    target_unit: ClassVar[str] = "endpoints"
     config_model: ClassVar[type[ChannelConfig]] = WebhookChannelConfig
     _last_error = ""
 
@@ -88,7 +89,8 @@ class WebhookChannel(Channel):
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         url = self._url_for(delivery)
-        body = json.dumps(delivery_record(delivery, self.name), ensure_ascii=False).encode()
+        record = delivery_record(delivery, self.name)
+        body = json.dumps(record, ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": delivery.idempotency_key,
@@ -107,7 +109,8 @@ class WebhookChannel(Channel):
             raise DeviceUnavailableError(f"{url}: {exc}") from exc
         if 200 <= status < 300:
             self._last_error = ""
-            return SendResult(SendOutcome.CONFIRMED, provider_ref=f"HTTP {status}")
+            content = {"texts": record["texts"]}
+            return SendResult(SendOutcome.CONFIRMED, provider_ref=f"HTTP {status}", content=content)
         if status in _RETRY_STATUSES or status >= 500:
             self._last_error = f"{url}: HTTP {status}"
             raise RetryableError(f"{url} answered HTTP {status}", retry_after=retry_after)

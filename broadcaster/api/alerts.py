@@ -8,14 +8,20 @@
   invalid one, 422 naming the areas for one whose areas select no target on any channel
   (``?allow_empty=1`` accepts it, shown as reaching no one); neither is stored; 503
   ``{"error": "disk full: the alert was not stored"}`` when the data directory's disk is full.
+- ``POST /api/v1/alerts/preview``: the same body and query; per channel what it would send
+  (``contents``, exactly as its deliveries will report them) and how many receivers, counted
+  in the channel's ``unit``; nothing is stored.
 - ``GET /api/v1/alerts/{id}``, ``GET /api/v1/alerts/{id}/cap`` (the document as received).
-- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "..."}``: issues a CAP Cancel; from a
-  client whose token ``requires_approval`` the Cancel waits for approval like its alerts.
+- ``POST /api/v1/alerts/{id}/cancel`` ``{"reason": "...", "public_note": "..."}``: issues a
+  CAP Cancel whose public text names the warning it lifts, with the optional public note; the
+  reason is internal (the record and the audit log). From a client whose token
+  ``requires_approval`` the Cancel waits for approval like its alerts.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
   /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``;
   such a client may not approve or reject (403), its own alerts or anyone else's.
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
-  bool, "deliveries": [...]}``, filterable by ``state``, paged by ``limit``/``offset``.
+  bool, "deliveries": [...]}`` (each with the ``content`` its channel sent), filterable by
+  ``state``, paged by ``limit``/``offset``.
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
 """
 
@@ -30,6 +36,7 @@ from broadcaster.api.auth import audit_client, refuse_first_party
 from broadcaster.api.diskfull import disk_full_response
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
+from broadcaster.cap.problems import IntakePolicy
 from broadcaster.errors import (
     ApprovalError,
     CapError,
@@ -64,32 +71,48 @@ def _bad_request(message: str, problems: list[Problem] | None = None) -> web.Res
     return web.json_response(body, status=400)
 
 
+async def _alert_body(request: web.Request) -> bytes | dict[str, Any] | web.Response:
+    """The submitted alert (CAP XML bytes or the JSON form), or the error response."""
+    content_type = request.content_type
+    body = await request.read()
+    if content_type in _XML_TYPES:
+        return body
+    if content_type == "application/json":
+        try:
+            return parse_json_object(body)
+        except JsonBodyError as exc:
+            return _bad_request(f"the JSON form of an alert: {exc}")
+    return web.json_response(
+        {
+            "error": f"unsupported content type {content_type!r}; use application/cap+xml"
+            " or application/json"
+        },
+        status=415,
+    )
+
+
+def _policy_of(request: web.Request) -> IntakePolicy | None:
+    """The calling token's own ``intake`` policy, if it has one."""
+    client = request[CLIENT]
+    tokens = request.app[SERVICE].config.api.tokens
+    return next((t.intake for t in tokens if t.name == client), None)
+
+
+def _channels_of(request: web.Request) -> list[str] | None:
+    channels_param = request.query.get("channels")
+    return [c for c in channels_param.split(",") if c] if channels_param else None
+
+
 @routes.post("/api/v1/alerts")
 async def submit_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    content_type = request.content_type
-    body = await request.read()
-    data: bytes | dict[str, Any]
-    if content_type in _XML_TYPES:
-        data = body
-    elif content_type == "application/json":
-        try:
-            data = parse_json_object(body)
-        except JsonBodyError as exc:
-            return _bad_request(f"the JSON form of an alert: {exc}")
-    else:
-        return web.json_response(
-            {
-                "error": f"unsupported content type {content_type!r}; use application/cap+xml"
-                " or application/json"
-            },
-            status=415,
-        )
-    channels_param = request.query.get("channels")
-    channels = [c for c in channels_param.split(",") if c] if channels_param else None
+    data = await _alert_body(request)
+    if isinstance(data, web.Response):
+        return data
+    channels = _channels_of(request)
     client = request[CLIENT]
     requested_by = f"api:{client}" if request[NEEDS_APPROVAL] else None
-    policy = next((t.intake for t in service.config.api.tokens if t.name == client), None)
+    policy = _policy_of(request)
     try:
         result = await service.submit(
             data,
@@ -117,6 +140,22 @@ async def submit_alert(request: web.Request) -> web.Response:
             detail["state"] = result.state
         await audit_client(request, action, result.alert_id, detail)
     return web.json_response(_result_json(result), status=201 if result.created else 200)
+
+
+@routes.post("/api/v1/alerts/preview")
+async def preview_alert(request: web.Request) -> web.Response:
+    """What each channel would send, and to how many receivers in its own unit; stores
+    nothing."""
+    service = request.app[SERVICE]
+    data = await _alert_body(request)
+    if isinstance(data, web.Response):
+        return data
+    policy = _policy_of(request)
+    try:
+        previews = await service.preview(data, channels=_channels_of(request), policy=policy)
+    except CapError as exc:
+        return _bad_request(str(exc), exc.problems)
+    return web.json_response({"channels": {n: p.to_json() for n, p in previews.items()}})
 
 
 async def _alert_or_404(request: web.Request) -> dict[str, Any]:
@@ -149,7 +188,9 @@ async def get_alert_cap(request: web.Request) -> web.Response:
 async def cancel_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
-    reason = (await _reason(request)) or "cancelled"
+    body = await read_json_object(request, optional=True)
+    reason = _text(body, "reason") or "cancelled"
+    public_note = _text(body, "public_note")
     if record["state"] not in ("active", "held"):
         error = f"alert is {record['state']}; only active alerts can be cancelled"
         await audit_client(request, "alert.cancel.refused", record["id"], {"error": error})
@@ -158,7 +199,11 @@ async def cancel_alert(request: web.Request) -> web.Response:
     requested_by = client if request[NEEDS_APPROVAL] else None
     try:
         result = await service.cancel(
-            record["id"], reason=reason, origin=client, requested_by=requested_by
+            record["id"],
+            reason=reason,
+            origin=client,
+            public_note=public_note,
+            requested_by=requested_by,
         )
     except (CapError, StoreError) as exc:
         await audit_client(request, "alert.cancel.refused", record["id"], {"error": str(exc)})
@@ -168,12 +213,12 @@ async def cancel_alert(request: web.Request) -> web.Response:
     return web.json_response(_result_json(result), status=201)
 
 
-async def _reason(request: web.Request) -> str:
-    """The optional ``{"reason": …}`` of a cancel, approve or reject request."""
-    reason = (await read_json_object(request, optional=True)).get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise bad_request("reason: a string is required")
-    return reason.strip() if reason else ""
+def _text(body: dict[str, Any], key: str) -> str:
+    """An optional text field (``reason``, ``public_note``) of a cancel, approve or reject."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad_request(f"{key}: a string is required")
+    return value.strip() if value else ""
 
 
 @routes.post("/api/v1/alerts/{alert_id}/approve")
@@ -181,7 +226,7 @@ async def approve_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
     await refuse_first_party(request, "alert.approve", record["id"])
-    reason = await _reason(request)
+    reason = _text(await read_json_object(request, optional=True), "reason")
     try:
         result = await service.approve(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
     except ApprovalError as exc:
@@ -196,7 +241,7 @@ async def reject_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
     await refuse_first_party(request, "alert.reject", record["id"])
-    reason = await _reason(request)
+    reason = _text(await read_json_object(request, optional=True), "reason")
     try:
         await service.reject(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
     except ApprovalError as exc:

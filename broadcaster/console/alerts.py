@@ -4,6 +4,7 @@
   and filterable by state;
 - ``GET /console/compose``: the form (templates, area tree, map, channels, times);
 - ``POST /console/compose/preview`` and ``/compose/audio``: JSON for the preview panel;
+  ``/compose/area``: the name of the drawn area (:mod:`broadcaster.areanames`);
 - ``POST /console/compose``: submit; the alert waits for a second officer (two-person rule);
 - ``GET /console/approvals``; ``POST /console/alerts/{id}/approve`` and ``/reject`` with a
   reason. The service enforces who may approve; the console adds the role check;
@@ -12,16 +13,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from aiohttp import web
 
 from audio.errors import AudioError
+from broadcaster.areanames import drawn_area_name
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
-from broadcaster.console import compose, preview
+from broadcaster.console import catalogue, compose, preview
 from broadcaster.console.hazards import LEVEL_NAMES, LEVELS
 from broadcaster.console.mapping import division_map, division_tree
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
@@ -62,6 +65,16 @@ async def history(request: web.Request) -> web.Response:
     return page(request, "history.html", context)
 
 
+def zone_fields(zone: tzinfo, now: float) -> dict[str, Any]:
+    """The deployment's offset now (minutes east of UTC), in which the form's times are
+    entered, and its name as shown ("UTC+08:00")."""
+    offset = datetime.fromtimestamp(now, zone).utcoffset() or timedelta()
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return {"tz_offset": minutes, "zone_name": f"UTC{sign}{hours:02d}:{rest:02d}"}
+
+
 def compose_context(request: web.Request, initial: dict[str, Any]) -> dict[str, Any]:
     state = state_of(request)
     service = state.service
@@ -76,6 +89,7 @@ def compose_context(request: web.Request, initial: dict[str, Any]) -> dict[str, 
         "map": division_map(service.divisions, state.frame),
         "initial": initial,
         "problems": [],
+        **zone_fields(service.config.server.zone, service.clock()),
     }
 
 
@@ -98,7 +112,7 @@ async def _draft_alert(
     if draft.update_of:
         document = await service.database.run(service.alerts.document, draft.update_of)
         if document is None:
-            draft.problem("update_of", "reference", "the alert to update does not exist")
+            draft.problem("update_of", "reference", "update.missing")
         else:
             updates = from_json(document)
     alert = compose.build_alert(
@@ -112,9 +126,9 @@ async def _draft_alert(
     )
     unknown = [c for c in draft.channels if c not in service.channels]
     if unknown:
-        draft.problem("channel", "channel", f"unknown or stopped channel(s): {', '.join(unknown)}")
+        draft.problem("channel", "channel", "channel.unknown", channels=", ".join(unknown))
     problems = [*draft.problems, *compose.field_problems(alert, draft)]
-    return draft, alert, compose.sorted_problems(problems)
+    return draft, alert, compose.sorted_problems(problems, draft)
 
 
 def _has_errors(problems: list[dict[str, str]]) -> bool:
@@ -132,21 +146,41 @@ async def compose_preview(request: web.Request) -> web.Response:
     return web.json_response(body | {"problems": problems, "ok": not _has_errors(problems)})
 
 
+@routes.post("/compose/area")
+async def compose_area(request: web.Request) -> web.Response:
+    """The name residents read for the drawn polygon ("" when it covers no county)."""
+    require(request, Permission.DRAFT)
+    draft = compose.Draft()
+    polygon = compose.polygon_of(draft, compose.FormValues(await request.post()).get("polygon"))
+    divisions = state_of(request).service.divisions
+    if draft.problems or divisions is None:
+        problems = compose.sorted_problems(draft.problems, draft)
+        return web.json_response({"name": "", "problems": problems})
+    name = await asyncio.to_thread(drawn_area_name, divisions, polygon)
+    return web.json_response({"name": name, "problems": []})
+
+
 @routes.post("/compose/audio")
 async def compose_audio(request: web.Request) -> web.Response:
     require(request, Permission.DRAFT)
     state = state_of(request)
     if not state.service.config.console.audio_preview:
-        return web.json_response({"error": "audio preview is off"}, status=404)
+        return web.json_response(
+            {"error": "audio preview is off", "error_zh": "语音预览未开启"}, status=404
+        )
     _draft, alert, problems = await _draft_alert(request, await request.post())
     if not alert.infos or not alert.infos[0].headline:
         return web.json_response(
-            {"error": "write a headline first", "problems": problems}, status=400
+            {"error": "write a headline first", "error_zh": "请先填写标题", "problems": problems},
+            status=400,
         )
     try:
         rendered = await preview.audio_preview(state.service, alert)
     except AudioError as exc:
-        return web.json_response({"error": f"the audio could not be rendered: {exc}"}, status=503)
+        return web.json_response(
+            {"error": f"the audio could not be rendered: {exc}", "error_zh": "语音合成失败"},
+            status=503,
+        )
     key = secrets.token_urlsafe(12)
     state.audio[key] = rendered
     while len(state.audio) > _AUDIO_KEEP:
@@ -211,7 +245,13 @@ async def submit(request: web.Request) -> web.Response:
             )
         except CapError as exc:
             problems = compose.sorted_problems(exc.problems) or [
-                {"path": "", "rule": "intake", "message": str(exc), "severity": "error"}
+                {
+                    "path": "",
+                    "rule": "intake",
+                    "message": str(exc),
+                    "message_zh": catalogue.message("cap.rule", message=str(exc))[0],
+                    "severity": "error",
+                }
             ]
         else:
             await state.audit(

@@ -8,7 +8,8 @@ filters, each target's history, the map coloured by state, and Update and Cancel
 - ``GET /console/alerts/{id}/deliveries?filter=failed|retrying|offline|pending|confirmed|
   cancelled|expired``: the target list (JSON); ``GET /console/deliveries/{id}/events``: one
   target's history;
-- ``POST /console/alerts/{id}/cancel`` (reason required): a CAP Cancel referencing the alert;
+- ``POST /console/alerts/{id}/cancel`` (internal reason required, optional public note): a
+  CAP Cancel referencing the alert, its public text naming the warning it lifts;
   ``GET /console/alerts/{id}/update``: the compose form prefilled for a CAP Update.
 
 "Retrying" is a queued delivery that has been tried before; "offline" one whose last error says
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
-from broadcaster.console import compose
+from broadcaster.console import catalogue, compose
 from broadcaster.console.alerts import compose_context
 from broadcaster.console.mapping import frame_around, target_dots
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
@@ -66,6 +67,7 @@ def deliveries_of(database: Database, alert_id: str, where: str = "1 = 1") -> li
         row["lat"] = target.get("lat")
         row["lon"] = target.get("lon")
         row["division"] = target.get("division")
+        row["last_error_zh"] = catalogue.stopped_by(row["last_error"])
     return rows
 
 
@@ -224,6 +226,9 @@ async def delivery_events(request: web.Request) -> web.Response:
     )
     if not events:
         raise web.HTTPNotFound(text="no such delivery")
+    zone = service.config.server.zone
+    for event in events:
+        event["at_text"] = catalogue.local_time(event["at"], zone)
     return web.json_response({"events": events})
 
 
@@ -234,6 +239,7 @@ async def cancel(request: web.Request) -> web.Response:
     record = await _record_or_404(request)
     form = await request.post()
     reason = str(form.get("reason", "")).strip()
+    public_note = str(form.get("public_note", "")).strip()
     if not reason:
         raise web.HTTPBadRequest(text="a Cancel needs a reason · 解除需要填写原因")
     if record["state"] != "active":
@@ -243,14 +249,21 @@ async def cancel(request: web.Request) -> web.Response:
         )
     actor = actor_of(request)
     try:
-        result = await state.service.cancel(record["id"], reason=reason, origin=actor)
+        result = await state.service.cancel(
+            record["id"], reason=reason, origin=actor, public_note=public_note
+        )
     except (CapError, StoreError) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     await state.audit(
         actor,
         "alert.cancel",
         record["id"],
-        {"reason": reason, "cancel_id": result.alert_id, "planned": result.planned},
+        {
+            "reason": reason,
+            "public_note": public_note,
+            "cancel_id": result.alert_id,
+            "planned": result.planned,
+        },
     )
     raise web.HTTPSeeOther(f"{PREFIX}/alerts/{record['id']}")
 

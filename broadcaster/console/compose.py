@@ -9,7 +9,10 @@ Form fields (the same for preview and submit):
 - ``lang`` (repeated: ``en``, ``mn``; ``zh-CN`` is always there) and per language
   ``<lang>.event``, ``<lang>.headline``, ``<lang>.description``, ``<lang>.instruction``;
 - ``division`` (repeated 12-digit codes from the administrative tree) and/or ``polygon``
-  (``lat,lon lat,lon …`` drawn on the map, closed here if the officer did not close it);
+  (``lat,lon lat,lon …`` drawn on the map, closed here if the officer did not close it),
+  named in ``<areaDesc>`` after the counties it covers (:mod:`broadcaster.areanames`); a
+  headline still holding the templates' ``{area}`` (a drawn area that covers no county) is a
+  problem: the officer types the area;
 - ``channel`` (repeated), ``effective`` and ``expires`` (``YYYY-MM-DDTHH:MM`` local time of
   the browser, whose UTC offset comes in ``tz_offset``, minutes east of UTC);
 - ``update_of``: the store id of the alert this one updates (an Update with references).
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from broadcaster.areanames import drawn_area_name
 from broadcaster.cap import (
     Alert,
     Area,
@@ -47,10 +51,13 @@ from broadcaster.cap import (
     Urgency,
     validate_alert,
 )
+from broadcaster.console import catalogue
 from broadcaster.console.hazards import LEVEL_NAMES, LEVELS, ROMAN_LEVEL
 from broadcaster.divisions import DivisionCodeError, DivisionTree, normalize_code
 
 OPTIONAL_LANGUAGES = ("en", "mn")
+AREA_PLACEHOLDER = "{area}"
+"""What the templates' headlines hold until the area has a name."""
 TEXT_FIELDS = ("event", "headline", "description", "instruction")
 STATUSES = (Status.ACTUAL, Status.EXERCISE, Status.TEST)
 DIVISION_GEOCODE = "CPEAS Geographic Code"
@@ -101,9 +108,14 @@ class Draft:
     expires: datetime | None = None
     update_of: str = ""
     problems: list[Problem] = field(default_factory=list)
+    chinese: dict[tuple[str, str], str] = field(default_factory=dict)
+    """The Chinese wording of each problem, by (path, English message)."""
 
-    def problem(self, path: str, rule: str, message: str) -> None:
-        self.problems.append(Problem(path, rule, message))
+    def problem(self, path: str, rule: str, key: str, **values: Any) -> None:
+        """Record a problem worded by the catalogue's message ``key``."""
+        zh, en = catalogue.message(key, **values)
+        self.problems.append(Problem(path, rule, en))
+        self.chinese[(path, en)] = zh
 
 
 def _enum(draft: Draft, form: FormValues, name: str, enum: Any, default: Any) -> Any:
@@ -113,7 +125,7 @@ def _enum(draft: Draft, form: FormValues, name: str, enum: Any, default: Any) ->
     try:
         return enum(value)
     except ValueError:
-        draft.problem(name, "enumeration", f"{value!r} is not a valid {name}")
+        draft.problem(name, "enumeration", "enum.invalid", value=value, name=name)
         return default
 
 
@@ -123,26 +135,26 @@ def _local_time(draft: Draft, text: str, name: str, offset: timezone) -> datetim
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        draft.problem(name, "time", f"{text!r} is not a date and time")
+        draft.problem(name, "time", "time.invalid", text=text)
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=offset)
     return parsed.replace(microsecond=0)
 
 
-def _polygon(draft: Draft, text: str) -> list[tuple[float, float]]:
+def polygon_of(draft: Draft, text: str) -> list[tuple[float, float]]:
     points: list[tuple[float, float]] = []
     for pair in text.split():
         try:
             lat_text, lon_text = pair.split(",")
             points.append((round(float(lat_text), 5), round(float(lon_text), 5)))
         except ValueError:
-            draft.problem("polygon", "polygon", f"{pair!r} is not a lat,lon pair")
+            draft.problem("polygon", "polygon", "polygon.pair", pair=pair)
             return []
     if points and points[0] != points[-1]:
         points.append(points[0])
     if points and len(points) < 4:
-        draft.problem("polygon", "polygon", "a polygon needs at least three corners")
+        draft.problem("polygon", "polygon", "polygon.corners")
         return []
     return points
 
@@ -153,7 +165,7 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft = Draft()
     draft.status = _enum(draft, form, "status", Status, Status.ACTUAL)
     if draft.status not in STATUSES:
-        draft.problem("status", "enumeration", "the console sends Actual, Exercise or Test")
+        draft.problem("status", "enumeration", "status.console")
     draft.category = _enum(draft, form, "category", Category, Category.MET)
     draft.response = _enum(draft, form, "response", ResponseType, ResponseType.PREPARE)
     draft.severity = _enum(draft, form, "severity", Severity, Severity.UNKNOWN)
@@ -166,23 +178,25 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
         draft.texts[language] = {name: form.get(f"{language}.{name}") for name in TEXT_FIELDS}
         for name in ("event", "headline"):
             if not draft.texts[language][name]:
-                draft.problem(f"{language}.{name}", "required", f"the {name} is required")
+                draft.problem(f"{language}.{name}", "required", f"required.{name}")
+        if AREA_PLACEHOLDER in draft.texts[language]["headline"]:
+            draft.problem(f"{language}.headline", "area", "area.unnamed")
     for code in form.all("division"):
         try:
             normal = normalize_code(code)
         except DivisionCodeError as exc:
-            draft.problem("division", "division", str(exc))
+            draft.problem("division", "division", "division.invalid", detail=str(exc))
             continue
         if divisions is not None and normal not in divisions:
-            draft.problem("division", "division", f"division {normal} is not in the registry")
+            draft.problem("division", "division", "division.unknown", code=normal)
             continue
         draft.divisions.append(normal)
-    draft.polygon = _polygon(draft, form.get("polygon"))
+    draft.polygon = polygon_of(draft, form.get("polygon"))
     if not draft.divisions and not draft.polygon:
-        draft.problem("division", "area", "choose an area: divisions from the tree or a polygon")
+        draft.problem("division", "area", "area.none")
     draft.channels = form.all("channel")
     if not draft.channels:
-        draft.problem("channel", "required", "choose at least one channel")
+        draft.problem("channel", "required", "required.channel")
     try:
         offset = timezone(timedelta(minutes=int(form.get("tz_offset") or "480")))
     except ValueError:
@@ -190,11 +204,9 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft.effective = _local_time(draft, form.get("effective"), "effective", offset)
     draft.expires = _local_time(draft, form.get("expires"), "expires", offset)
     if draft.expires is None and not any(p.path == "expires" for p in draft.problems):
-        draft.problem("expires", "required", "the expiry time is required")
-    elif draft.effective is not None and draft.effective < (draft.expires or now) <= now:
-        # Expiry before the effective time (or before now when none is set) is the core's
-        # rule, reported with the same message the API gives (see field_problems).
-        draft.problem("expires", "expires", "the expiry must be later than now")
+        draft.problem("expires", "required", "required.expires")
+    elif draft.expires is not None and draft.expires <= max(draft.effective or now, now):
+        draft.problem("expires", "expires", "expires.order")
     draft.update_of = form.get("update_of")
     return draft
 
@@ -204,8 +216,10 @@ def area_description(draft: Draft, divisions: DivisionTree | None) -> str:
     for code in draft.divisions:
         found = divisions.get(code) if divisions is not None else None
         names.append(found.name if found else code)
-    if draft.polygon:
-        names.append("地图划定区域")
+    if draft.polygon and divisions is not None:
+        drawn = drawn_area_name(divisions, draft.polygon)
+        if drawn:
+            names.append(drawn)
     return "、".join(names)
 
 
@@ -328,10 +342,23 @@ def prefill_from_alert(alert: Alert, record: Mapping[str, Any]) -> dict[str, Any
     }
 
 
-def sorted_problems(problems: Sequence[Problem]) -> list[dict[str, str]]:
-    """Problems as JSON for the page, errors first."""
-    ordered = sorted(problems, key=lambda p: (p.severity != "error", p.path))
+def sorted_problems(
+    problems: Sequence[Problem], draft: Draft | None = None
+) -> list[dict[str, str]]:
+    """Problems as JSON for the page, errors first, each in Chinese and English. A field the
+    form already faults is not faulted again by the core's CAP rules in other words."""
+    chinese = draft.chinese if draft is not None else {}
+    faulted = {path for path, _ in chinese}
+    shown = [p for p in problems if (p.path, p.message) in chinese or p.path not in faulted]
+    ordered = sorted(shown, key=lambda p: (p.severity != "error", p.path))
     return [
-        {"path": p.path, "rule": p.rule, "message": p.message, "severity": p.severity}
+        {
+            "path": p.path,
+            "rule": p.rule,
+            "message": p.message,
+            "message_zh": chinese.get((p.path, p.message))
+            or catalogue.message("cap.rule", message=p.message)[0],
+            "severity": p.severity,
+        }
         for p in ordered
     ]

@@ -39,6 +39,7 @@ from broadcaster.auth import (
     SessionStore,
 )
 from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_csrf
+from broadcaster.console import catalogue
 from broadcaster.console.hazards import HazardTemplate, default_templates_dir, load_templates
 from broadcaster.console.mapping import MapFrame, registry_frame
 from broadcaster.console.preview import AudioPreview
@@ -129,11 +130,27 @@ def page(
         "Permission": Permission,
         "roles": [r.value for r in Role],
         "path": request.path,
+        "channel_names": channel_names(state_of(request).service),
+        "catalogue": catalogue.catalogue_json(),
     }
     response = aiohttp_jinja2.render_template(template, request, base | context)
     response.set_status(status)
     response.enable_compression()
     return response
+
+
+def channel_names(service: BroadcasterService) -> dict[str, catalogue.Words]:
+    """Each channel's name for officers: its ``display_name``, else the Chinese and English
+    names of its type, else the instance name."""
+    names = {}
+    for name, channel in service.channels.items():
+        configured = channel.config.display_name
+        if configured:
+            names[name] = (configured, configured)
+        else:
+            kind = channel.config.type.partition(":")[0].rpartition(".")[2]
+            names[name] = catalogue.CHANNEL_TYPES.get(kind, (name, name))
+    return names
 
 
 def _is_public(path: str) -> bool:
@@ -242,12 +259,19 @@ def make_console_app(service: BroadcasterService) -> web.Application:
         frame=registry_frame(service.divisions),
     )
     app[CONSOLE] = state
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("broadcaster.console", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         undefined=jinja2.StrictUndefined,
     )
+    zone = service.config.server.zone
+    env.filters["label"] = catalogue.label
+    env.filters["who"] = catalogue.who
+    env.filters["localtime"] = lambda ts: catalogue.local_time(ts, zone)
+    env.filters["detail"] = lambda detail: catalogue.detail_items(detail, channel_names(service))
+    env.filters["words"] = catalogue.words
+    env.filters["run_detail"] = catalogue.run_detail
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         state.start()

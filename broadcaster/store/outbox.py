@@ -121,17 +121,25 @@ class Outbox:
                     (t.delivery_id, *allowed),
                 ).fetchone()
                 if row is None:
+                    if t.content is not None:
+                        # The device confirmed before ``send`` returned: keep what was sent.
+                        conn.execute(
+                            "UPDATE deliveries SET content = coalesce(content, ?) WHERE id = ?",
+                            (json.dumps(t.content, ensure_ascii=False), t.delivery_id),
+                        )
                     continue
                 conn.execute(
                     "UPDATE deliveries SET state = ?, updated_at = ?,"
                     " last_error = coalesce(?, last_error),"
                     " provider_ref = coalesce(?, provider_ref),"
+                    " content = coalesce(?, content),"
                     " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
                     (
                         t.to_state,
                         now,
                         t.last_error,
                         t.provider_ref,
+                        None if t.content is None else json.dumps(t.content, ensure_ascii=False),
                         t.next_attempt_at,
                         t.delivery_id,
                     ),
@@ -221,7 +229,7 @@ class Outbox:
     ) -> list[dict[str, Any]]:
         sql = (
             "SELECT id, channel, target_id, part, target, state, attempts, next_attempt_at,"
-            " last_error, provider_ref, idempotency_key, updated_at FROM deliveries"
+            " last_error, provider_ref, idempotency_key, updated_at, content FROM deliveries"
             " WHERE alert_id = ?"
         )
         params: list[Any] = [alert_id]
@@ -235,6 +243,7 @@ class Outbox:
             target = json.loads(r.pop("target"))
             r["target_name"] = target.get("name")
             r["division"] = target.get("division")
+            r["content"] = None if r["content"] is None else json.loads(r["content"])
         return rows
 
     def events(self, delivery_id: int) -> list[dict[str, Any]]:

@@ -22,8 +22,8 @@ Usage, in the integrator's own tests::
 
 The suite checks what the core relies on: metadata types, start/stop, ``plan`` keeping to its
 candidates, ``send`` answering with a :class:`SendResult` or an exception of the documented tree
-(never a bool, never a foreign exception), confirmations for accepted deliveries, ``cancel``
-and ``health``.
+(never a bool, never a foreign exception), the content ``send`` reports being what ``content``
+and ``preview`` show, confirmations for accepted deliveries, ``cancel`` and ``health``.
 """
 
 from __future__ import annotations
@@ -150,6 +150,18 @@ class ChannelContract:
             )
             assert confirmation.delivery_id == 1
             assert confirmation.outcome in tuple(ConfirmationOutcome)
+
+    async def test_what_is_sent_is_what_the_preview_shows(
+        self, started: Channel, reachable_target: Target
+    ) -> None:
+        delivery = contract_delivery(reachable_target, delivery_id=4)
+        result = await started.send(delivery)
+        preview = await started.preview(delivery.message, [reachable_target])
+        assert preview.unit == started.target_unit and preview.targets >= 1
+        if result.content is not None:
+            content = await started.content(delivery.message, reachable_target, delivery.part)
+            assert result.content == content
+            assert result.content in preview.contents
 
     async def test_failure_is_an_exception_of_the_tree(
         self, failing: tuple[Channel, Target]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +88,14 @@ def released(record: Mapping[str, Any] | None) -> bool:
     return broadcasts(Status(record["status"]), MsgType(record["msg_type"]))
 
 
-def _time(value: datetime | None) -> str:
+def _time(value: datetime | None, zone: tzinfo) -> str:
+    """A time in the deployment's zone (``[server] timezone``), its offset shown."""
     if value is None:
         return ""
+    value = value.astimezone(zone)
     offset = value.strftime("%z")
-    zone = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
-    return f"{value:%Y-%m-%d %H:%M} ({zone})"
+    shown = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
+    return f"{value:%Y-%m-%d %H:%M} ({shown})"
 
 
 def _info_views(alert: Alert, sender_name: str) -> list[InfoView]:
@@ -134,6 +136,7 @@ async def alert_page(request: web.Request) -> web.Response:
         return _not_found()
     state = _state(record, service.clock())
     sender_name = service.config.server.sender_name
+    zone = service.config.server.zone
     views = _info_views(alert, sender_name)
     return _html(
         "alert.html",
@@ -143,8 +146,8 @@ async def alert_page(request: web.Request) -> web.Response:
         not_real=NOT_REAL.get(alert.status),
         state_note=STATE_NOTES.get(state),
         area_map=build_map(alert, service.divisions),
-        sent=_time(alert.sent),
-        time=_time,
+        sent=_time(alert.sent, zone),
+        time=lambda value: _time(value, zone),
         sender_name=sender_name,
         lang=views[0].text.language if views else "zh-CN",
         references=[r["alert_id"] for r in record["references"] if r["alert_id"]],
@@ -157,12 +160,15 @@ async def alert_list(request: web.Request) -> web.Response:
     active = await service.database.run(service.alerts.active, service.clock())
     public = [a for a in active if a.get("scope", "Public") == "Public"]
     for row in public:
-        row["received"] = datetime.fromtimestamp(row["received_at"], UTC).astimezone()
+        row["received"] = datetime.fromtimestamp(row["received_at"], UTC)
         row["not_real"] = NOT_REAL.get(Status(row["status"]))
         severity = Severity(row["severity"]) if row.get("severity") else Severity.UNKNOWN
         row["colour"] = LEVELS.get(severity, ("none", "", ""))[0]
     return _html(
-        "alerts.html", alerts=public, sender_name=service.config.server.sender_name, time=_time
+        "alerts.html",
+        alerts=public,
+        sender_name=service.config.server.sender_name,
+        time=lambda value: _time(value, service.config.server.zone),
     )
 
 

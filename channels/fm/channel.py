@@ -38,8 +38,9 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -102,6 +103,7 @@ class FmChannel(Channel):
         description="FM transmitters: RDS alarm (TA/TP, PTY 31/30, PS, RT) and spoken warning",
     )
     config_model: ClassVar[type[ChannelConfig]] = FmChannelConfig
+    target_unit: ClassVar[str] = "transmitters"
 
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
@@ -238,7 +240,12 @@ class FmChannel(Channel):
         )
         if not started:
             detail = f"already on air on {link.name}"
-        return SendResult(SendOutcome.ACCEPTED, provider_ref=link.client.config.url, detail=detail)
+        return SendResult(
+            SendOutcome.ACCEPTED,
+            provider_ref=link.client.config.url,
+            detail=detail,
+            content=text.to_json(),
+        )
 
     async def _render(self, delivery: OutgoingDelivery) -> list[Render]:
         audio = self.context.audio
@@ -302,14 +309,15 @@ class FmChannel(Channel):
             return ProbeResult(ok=False, detail=str(error))
         return ProbeResult(ok=True, detail=detail)
 
-    async def preview(self, message: AlertMessage) -> ChannelPreview:
-        languages: Sequence[str] = tuple(t.language for t in message.rendition.texts[:1])
-        target = Target(id="preview", channel=self.name, name="preview", languages=tuple(languages))
-        text = on_air_text(message, target, self.settings)
-        content = text.content
-        return ChannelPreview(
-            title=f"PS {content.ps!r} PTY {content.pty}",
-            lines=(f"PS: {content.ps}", f"RT: {content.rt}"),
-            counts={"rt_characters": len(content.rt)},
-            notes=text.notes,
-        )
+    async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
+        """PS, RT and PTY on ``target``'s transmitter (what ``send`` puts on air)."""
+        return on_air_text(message, target, self.settings).to_json()
+
+    async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
+        base = await super().preview(message, targets)
+        languages = tuple(t.language for t in message.rendition.texts)
+        samples = list(targets) or [
+            Target(id="preview", channel=self.name, name="preview", languages=languages)
+        ]
+        notes = {n for t in samples for n in on_air_text(message, t, self.settings).notes}
+        return replace(base, notes=(*base.notes, *sorted(notes)))

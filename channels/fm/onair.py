@@ -21,6 +21,7 @@ import math
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
 from broadcaster.cap import Info, MsgType, Severity, Status, Urgency
 from broadcaster.channel import AlertMessage
@@ -85,6 +86,10 @@ class OnAirText:
     content: AlertContent
     source: str
     notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """What the encoder is given, as the channel reports it: PS, RT and PTY."""
+        return {"ps": self.content.ps, "rt": self.content.rt, "pty": self.content.pty}
 
 
 def fold_to_rds(text: str) -> str | None:

@@ -34,9 +34,9 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -80,6 +80,8 @@ from drivers.speaker import (
     BoxStatus,
     Command,
     HubEvent,
+    PlayClip,
+    PlayUrl,
     SpeakerError,
     SpeakerFleetSimulator,
     SpeakerHub,
@@ -128,6 +130,7 @@ class LoudspeakerChannel(Channel):
         " lines or MQTT; played, preempted and stopped as the boxes report",
     )
     config_model: ClassVar[type[ChannelConfig]] = LoudspeakerChannelConfig
+    target_unit: ClassVar[str] = "boxes"
 
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
@@ -276,7 +279,7 @@ class LoudspeakerChannel(Channel):
             box = self._register(hub, delivery.target)
         except boxes.BoxRegistryError as exc:
             raise TargetRejectedError(f"target {delivery.target.id}: {exc}") from exc
-        command, what = await self._command(delivery)
+        command, what, content = await self._command(delivery)
         entry = _Pending(delivery.id, box.box_id)
         self._pending[command.cmd_id] = entry
         self._pending.move_to_end(command.cmd_id)
@@ -302,6 +305,7 @@ class LoudspeakerChannel(Channel):
             SendOutcome.ACCEPTED,
             provider_ref=command.cmd_id,
             detail=f"sent to box {box.box_id} over {box.transport}: {what}",
+            content=content,
         )
 
     def _offline_retry(self) -> float | None:
@@ -309,7 +313,9 @@ class LoudspeakerChannel(Channel):
         seconds = self.settings.offline_retry_seconds
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
-    async def _command(self, delivery: OutgoingDelivery) -> tuple[Command, str]:
+    async def _command(self, delivery: OutgoingDelivery) -> tuple[Command, str, dict[str, Any]]:
+        """The box's command for ``delivery``, a description for the log, and the content
+        the channel reports (:meth:`content`)."""
         message, target = delivery.message, delivery.target
         texts = message.rendition.for_languages(target.languages)
         if delivery.part >= max(1, len(texts)) or not texts:
@@ -326,15 +332,31 @@ class LoudspeakerChannel(Channel):
             if clip is not None:
                 log.warning("channel %s: %s; playing stored clip %s", self.name, error, clip.id)
                 command = commands.play_clip(delivery, self.settings, clip)
-                return command, f"stored clip {clip.id} ({chosen}, priority {command.priority})"
+                what = f"stored clip {clip.id} ({chosen}, priority {command.priority})"
+                return command, what, _content(text.language, command, None)
             if isinstance(error, UnsupportedError | ValueError):
                 raise UnsupportedError(f"no audio for {target.id}: {error}") from error
             raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
         play = commands.play_url(delivery, self.settings, published.url, published.sha256, clip)
-        return play, (
+        what = (
             f"{text.language} audio, {published.duration_s:.0f} s × {play.repeat}"
             f" ({chosen}, priority {play.priority})"
         )
+        return play, what, _content(text.language, play, published.duration_s)
+
+    async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
+        """The audio the box is told to play: language, audio id (its SHA-256), duration,
+        priority, volume and repeats, from the command ``send`` would make."""
+        stand_in = OutgoingDelivery(
+            id=0,
+            message=message,
+            target=target,
+            part=part,
+            attempt=0,
+            idempotency_key=f"preview:{target.id}:{part}",
+            expires_at=message.expires_at,
+        )
+        return (await self._command(stand_in))[2]
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the delivery's alert on its box (playing or queued)."""
@@ -456,20 +478,26 @@ class LoudspeakerChannel(Channel):
         state = view.status.state if view.status else "unknown"
         return ProbeResult(ok=True, detail=f"box {box_id} online over {view.transport}, {state}")
 
-    async def preview(self, message: AlertMessage) -> ChannelPreview:
-        base = await super().preview(message)
+    async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
+        base = await super().preview(message, targets)
         chosen = commands.broadcast_class(message.alert)
-        priority = self.settings.priorities[chosen]
-        volume = commands.volume_for(message.alert, self.settings)
-        return ChannelPreview(
-            title=base.title,
-            lines=base.lines,
-            counts={"priority": priority, "repeat": self.settings.repeat},
-            notes=(
-                f"plays as {chosen} at priority {priority},"
-                f" volume {'of the box' if volume is None else volume}",
-            ),
-        )
+        note = f"plays as {chosen} at priority {self.settings.priorities[chosen]}"
+        return replace(base, counts={"repeat": self.settings.repeat}, notes=(*base.notes, note))
+
+
+def _content(
+    language: str, command: PlayUrl | PlayClip, duration_s: float | None
+) -> dict[str, Any]:
+    """What a play command tells the box, as the channel reports it."""
+    audio = command.sha256 if isinstance(command, PlayUrl) else f"clip:{command.clip_id}"
+    return {
+        "language": language,
+        "audio": audio,
+        "duration_s": None if duration_s is None else round(duration_s, 1),
+        "priority": command.priority,
+        "volume": command.volume,
+        "repeat": command.repeat,
+    }
 
 
 def _confirmation(entry: _Pending, ack: BoxAck) -> tuple[Confirmation, bool]:

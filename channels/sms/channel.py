@@ -31,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from broadcaster.channel import (
     AlertMessage,
@@ -118,6 +119,7 @@ class SmsChannel(Channel):
         description="SMS through a pool of GSM modems, confirmed per segment by status reports",
     )
     config_model: ClassVar[type[ChannelConfig]] = SmsChannelConfig
+    target_unit: ClassVar[str] = "recipients"
 
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
@@ -342,13 +344,14 @@ class SmsChannel(Channel):
         sms = self.render(
             delivery.message, delivery.target.languages, delivery.part // LANGUAGE_STRIDE
         )
+        content = sms.to_json()
         if sms.segments > self.settings.segment_limit:
             raise UnsupportedError(
                 f"the SMS takes {sms.segments} segments, over segment_limit"
                 f" {self.settings.segment_limit}, although only the headline is left"
             )
         try:
-            return await self.sender.send(
+            result = await self.sender.send(
                 pool,
                 delivery,
                 number,
@@ -359,6 +362,7 @@ class SmsChannel(Channel):
             )
         except GsmError as exc:
             raise channel_error(exc, number) from exc
+        return replace(result, content=content)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
         """After a restart: settle at once the accepted deliveries whose outcome the record
@@ -413,20 +417,33 @@ class SmsChannel(Channel):
             return ProbeResult(ok=False, detail=f"entry {bad[0].part}: {bad[0].error}")
         return ProbeResult(ok=health.ok, detail=f"{len(entries)} numbers; {health.detail}")
 
-    async def preview(self, message: AlertMessage) -> ChannelPreview:
+    async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
+        """The SMS of the delivery: language, text, segments and encoding (what ``send``
+        hands to the modem pool)."""
+        return self.render(message, target.languages, part // LANGUAGE_STRIDE).to_json()
+
+    def variant(self, target: Target, part: int) -> Hashable:
+        return (target.languages, part // LANGUAGE_STRIDE)
+
+    def count_targets(self, planned: Sequence[PlannedDelivery]) -> int:
+        """Recipients: the distinct numbers the deliveries go to."""
+        numbers: set[str] = set()
+        for delivery in planned:
+            entries = group_entries(delivery.target)
+            place = delivery.part % LANGUAGE_STRIDE
+            numbers.update(e.number for e in entries if e.number and (e.part == place or not place))
+        return len(numbers)
+
+    async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
+        base = await super().preview(message, targets)
         forms = [self.render(message, (text.language,)) for text in message.rendition.texts]
-        notes = [f"{sms.language}: {note}" for sms in forms for note in sms.notes]
-        notes.extend(
-            f"{sms.language}: {sms.encoding.name}, {sms.segments} segment(s)" for sms in forms
-        )
+        notes = [*base.notes, *(f"{sms.language}: {note}" for sms in forms for note in sms.notes)]
         if not self.settings.status_reports:
             notes.append(NO_REPORTS_NOTE)
-        return ChannelPreview(
-            title=message.rendition.texts[0].title if message.rendition.texts else "",
-            lines=tuple(f"[{sms.language}] {sms.text}" for sms in forms),
+        return replace(
+            base,
             counts={
-                "segments": max((sms.segments for sms in forms), default=0),
-                "characters": max((len(sms.text) for sms in forms), default=0),
+                "segments": max((c["segments"] for c in base.contents), default=0),
                 "segment_budget": self.settings.max_segments,
             },
             notes=tuple(notes),

@@ -19,6 +19,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from broadcaster.rendition import MessageText
 from channels.sms.config import check_template
@@ -37,6 +38,15 @@ class SmsText:
     encoding: SmsEncoding
     segments: int
     notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """What is sent, as the channel reports it: language, text, segments and encoding."""
+        return {
+            "language": self.language,
+            "text": self.text,
+            "segments": self.segments,
+            "encoding": "UCS-2" if self.encoding is SmsEncoding.UCS2 else "GSM-7",
+        }
 
 
 def _fill(template: str, values: dict[str, str]) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +45,7 @@ from aiohttp.resolver import ThreadedResolver
 from pydantic import Field
 
 from broadcaster.channel import (
+    AlertMessage,
     Channel,
     ChannelCapabilities,
     ChannelHealth,
@@ -68,7 +70,7 @@ from channels.webpush.enrolment import (
     subscription_of,
     target_id,
 )
-from channels.webpush.payload import ack_token, build_message
+from channels.webpush.payload import ack_token, build_message, push_texts
 from channels.webpush.vapid import VapidKeyError, VapidSigner, load_or_create_key, parse_private_key
 from channels.webpush.webapp import subscription_app
 
@@ -105,6 +107,7 @@ class WebPushChannel(Channel):
         enrols_targets=True,
     )
     config_model: ClassVar[type[ChannelConfig]] = WebPushChannelConfig
+    target_unit: ClassVar[str] = "subscriptions"
 
     resolver: AbstractResolver | None = None
     _client: WebPushClient | None = None
@@ -196,7 +199,14 @@ class WebPushChannel(Channel):
             self._last_error = str(exc)
             raise
         self._last_error = ""
-        return SendResult(SendOutcome.ACCEPTED, provider_ref=reference)
+        content = {"texts": json.loads(message.payload)["texts"]}
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=reference, content=content)
+
+    async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
+        """The notification texts (language, title, area, body) a subscriber of ``target``'s
+        languages is sent."""
+        texts = push_texts(message, target.languages, public_url=self.context.public_url)
+        return {"texts": texts}
 
     async def health(self) -> ChannelHealth:
         if self._client is None:

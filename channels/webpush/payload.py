@@ -9,7 +9,9 @@ The payload is compact JSON (the service worker reads it; keys are short but rea
 
 ``texts`` holds the subscriber's languages (the marker of Test, Exercise, Update and Cancel is
 already in ``title``); ``body`` puts the instruction first. Bodies are shortened, longest
-first, until the JSON fits :data:`~channels.webpush.ece.MAX_PLAINTEXT` bytes.
+first, until the JSON fits :data:`~channels.webpush.ece.MAX_PLAINTEXT` bytes with the widest
+delivery id, subscription id and token, so every subscriber of the same languages gets the
+same texts and the preview shows them exactly (:func:`push_texts`).
 
 Headers (RFC 8030 §5.2–5.4): ``TTL`` from the alert's expiry, so an offline phone still gets
 a warning that is valid; ``Urgency: high`` for Immediate or Extreme alerts; ``Topic`` from the
@@ -25,11 +27,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.cap import Alert, Severity, Urgency
-from broadcaster.channel import OutgoingDelivery
+from broadcaster.channel import AlertMessage, OutgoingDelivery
 from broadcaster.rendition import MessageText
 from channels.webpush.ece import MAX_PLAINTEXT, b64url_encode
 
@@ -55,6 +58,10 @@ _COLOUR_WORDS = {
     "蓝色": "blue",
 }
 _MIN_BODY = 40
+_WIDEST_DELIVERY = 2**63 - 1
+_WIDEST_SUBSCRIPTION = 64
+_ACK_LENGTH = 24
+"""An ack token is 18 bytes in base64url."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,28 +134,41 @@ def _encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def build_message(
-    delivery: OutgoingDelivery, *, public_url: str, subscription_id: str, secret: str, now: float
-) -> PushMessage:
-    """The push message for one delivery to one subscription."""
-    message = delivery.message
+def _document(
+    message: AlertMessage, *, public_url: str, delivery_id: int, subscription_id: str, ack: str
+) -> dict[str, Any]:
     alert = message.alert
-    texts = message.rendition.for_languages(delivery.target.languages)
-    topic = topic_for(alert)
-    document: dict[str, Any] = {
+    return {
         "v": 1,
         "alert": message.id,
-        "delivery": delivery.id,
+        "delivery": delivery_id,
         "sub": subscription_id,
-        "ack": ack_token(secret, delivery.id, message.id, subscription_id),
-        "topic": topic,
+        "ack": ack,
+        "topic": topic_for(alert),
         "type": str(alert.msg_type),
         "test": message.is_test,
         "level": level_of(alert),
         "severity": str(alert.infos[0].severity) if alert.infos else "Unknown",
         "url": f"{public_url.rstrip('/')}/alerts/{message.id}",
-        "texts": [_text_entry(t, None) for t in texts],
+        "texts": [],
     }
+
+
+def push_texts(
+    message: AlertMessage, languages: Sequence[str], *, public_url: str
+) -> list[dict[str, str]]:
+    """The ``texts`` of every push message of ``message`` to a subscriber of ``languages``:
+    shortened until a message with the widest delivery id, subscription id and token fits,
+    so they do not depend on the delivery."""
+    texts = message.rendition.for_languages(tuple(languages))
+    document = _document(
+        message,
+        public_url=public_url,
+        delivery_id=_WIDEST_DELIVERY,
+        subscription_id="s" * _WIDEST_SUBSCRIPTION,
+        ack="a" * _ACK_LENGTH,
+    )
+    document["texts"] = [_text_entry(t, None) for t in texts]
     payload = _encode(document)
     limit = max((len(e["body"]) + len(e["area"]) for e in document["texts"]), default=0)
     while len(payload) > MAX_PLAINTEXT and limit > _MIN_BODY:
@@ -158,9 +178,26 @@ def build_message(
     while len(payload) > MAX_PLAINTEXT and len(document["texts"]) > 1:
         document["texts"] = document["texts"][:-1]
         payload = _encode(document)
+    entries: list[dict[str, str]] = document["texts"]
+    return entries
+
+
+def build_message(
+    delivery: OutgoingDelivery, *, public_url: str, subscription_id: str, secret: str, now: float
+) -> PushMessage:
+    """The push message for one delivery to one subscription."""
+    message = delivery.message
+    document = _document(
+        message,
+        public_url=public_url,
+        delivery_id=delivery.id,
+        subscription_id=subscription_id,
+        ack=ack_token(secret, delivery.id, message.id, subscription_id),
+    )
+    document["texts"] = push_texts(message, delivery.target.languages, public_url=public_url)
     return PushMessage(
-        payload=payload,
+        payload=_encode(document),
         ttl=ttl_for(delivery.expires_at, now),
-        urgency=urgency_of(alert),
-        topic=topic,
+        urgency=urgency_of(message.alert),
+        topic=document["topic"],
     )

@@ -62,7 +62,8 @@ async def server(tmp_path: Path, modem: AtModemSimulator) -> AsyncIterator[Conso
         "signature": "【乌兰察布市应急管理局】",
         "confirm_timeout_seconds": 10,
     }
-    channels = {"speaker": {"type": "tests.console.support:BoxChannel"}, "village-sms": sms}
+    speaker = {"type": "tests.console.support:BoxChannel", "display_name": "村村响音箱"}
+    channels = {"speaker": speaker, "village-sms": sms}
     phones = [
         t | {"address": f"+86100{n:08d}"}
         for n, t in enumerate(demo_targets("village-sms", suffix="信息员"))
@@ -127,9 +128,9 @@ async def _compose(page: Page, base: str, channel: str, area: str) -> None:
 async def _approve_first_pending(page: Page, base: str) -> None:
     await page.goto(base + "approvals")
     await page.click("#approvals a.button")
-    await page.fill("#reason", "已核实 checked")
+    await page.fill("#reason", "已核实")
     await page.click("#approve")
-    await expect(page.locator("#approval-state")).to_have_text("approved")
+    await expect(page.locator("#approval-state")).to_have_attribute("data-state", "approved")
 
 
 @pytest.mark.timeout(300)  # a real browser, speech synthesis and a modem on a loaded machine
@@ -158,20 +159,21 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
         await page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
     corners = (await page.input_value("#polygon")).split()
     assert len(corners) == 3 and all(41 < float(c.split(",")[0]) < 43 for c in corners)
+    # The drawn area is named after the counties it covers, in the headline residents read.
+    await expect(page.locator("#polygon")).to_have_attribute("data-named", "1")
+    headline = await page.input_value("#zh-CN\\.headline")
+    assert headline.startswith("卓资县、") and "部分地区" in headline, headline
     await _shot(page, "02-compose")
     await page.click("#clear-polygon")
     await expect(page.locator("#polygon")).to_have_value("")
     await page.click("#preview-button")
-    segments = page.locator("#preview-sms .segments").first
-    await expect(segments).to_contain_text("segments")
-    assert "UCS-2" in await segments.inner_text()
     speaker_targets = len(demo_targets("speaker"))
-    await expect(page.locator("#preview-targets tr[data-channel=speaker] td").nth(1)).to_have_text(
-        str(speaker_targets)
+    row = page.locator("#preview-targets tr[data-channel=speaker] td")
+    await expect(row.nth(1)).to_have_text(str(speaker_targets))
+    await expect(row.nth(2).locator(".zh")).to_have_text("个目标")
+    await expect(page.locator("#preview-channels article[data-channel=speaker]")).to_contain_text(
+        "卓资县暴雪橙色预警"
     )
-    await expect(
-        page.locator("#preview-channels article[data-channel=speaker] pre")
-    ).to_contain_text("卓资县暴雪橙色预警")
     status = page.locator("#audio-status")
     await expect(status).to_have_attribute("data-ready", "1", timeout=120_000)
     audio = await page.evaluate(
@@ -190,7 +192,7 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     assert audio["error"] is None and audio["duration"] > 2 and audio["time"] > 0
     await _shot(page, "03-preview")
     await page.click("#submit")
-    await expect(page.locator("#approval-state")).to_have_text("pending")
+    await expect(page.locator("#approval-state")).to_have_attribute("data-state", "pending")
     await expect(page.locator("#approve")).to_have_count(0)  # a drafter cannot approve
     await _shot(page, "04-submitted")
     await _logout(page)
@@ -209,8 +211,14 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     # A second alert on the rate-limited channel, cancelled while deliveries are under way.
     await _login(page, base, "drafter")
     await _compose(page, base, "village-sms", COUNTY)
+    await page.click("#preview-button")
+    sms_row = page.locator("#preview-targets tr[data-channel=village-sms] td")
+    await expect(sms_row.nth(2).locator(".zh")).to_have_text("人")
+    sms_preview = page.locator("#preview-channels article[data-channel=village-sms]")
+    await expect(sms_preview.locator(".field-encoding").first).to_have_text("UCS-2")
+    await expect(sms_preview.locator(".field-text").first).to_contain_text("【")
     await page.click("#submit")
-    await expect(page.locator("#approval-state")).to_have_text("pending")
+    await expect(page.locator("#approval-state")).to_have_attribute("data-state", "pending")
     await _logout(page)
     await _login(page, base, "approver")
     await _approve_first_pending(page, base)
@@ -219,12 +227,13 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await _shot(page, "06-mid-delivery")
     await page.fill("#cancel-reason", "降雪减弱，解除预警")
     await page.click("#cancel")
-    await expect(page.locator("#alert-state .badge")).to_have_text("cancelled")
-    await expect(page.locator("#followers")).to_contain_text("Cancel")
+    await expect(page.locator("#alert-state .badge")).to_have_attribute("data-state", "cancelled")
+    await expect(page.locator("#followers a[data-msg-type=Cancel]")).to_have_count(1)
     await expect(row.locator("td[data-state=cancelled]")).not_to_have_text("0")
     await expect(page.locator("#cancel")).to_have_count(0)
     await page.click(".filters button[data-filter=cancelled]")
-    await expect(page.locator("#targets tbody tr").first).to_contain_text("cancelled")
+    first = page.locator("#targets tbody tr").first
+    await expect(first.locator("td[data-state=cancelled]")).to_have_count(1)
     await _shot(page, "07-cancelled")
     await page.set_viewport_size({"width": 820, "height": 1180})
     await _shot(page, "08-tablet-board")

@@ -10,6 +10,7 @@ import pytest
 import xmlschema
 from multidict import MultiDict
 
+from broadcaster.areanames import drawn_area_name
 from broadcaster.cap import MsgType, Severity, Status, to_xml
 from broadcaster.config import ConfigError
 from broadcaster.console.compose import build_alert, field_problems, parse_form
@@ -159,3 +160,59 @@ def test_a_faulty_template_is_refused_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no hazard templates"):
         load_templates(tmp_path / "empty")
+
+
+ZHUOZI_SEAT = (40.893, 112.571)
+
+
+def _square(centre: tuple[float, float], half: float) -> str:
+    lat, lon = centre
+    corners = [(-half, -half), (-half, half), (half, half), (half, -half)]
+    return " ".join(f"{lat + a},{lon + b}" for a, b in corners)
+
+
+def test_a_drawn_area_is_named_after_the_counties_it_covers(tree: DivisionTree) -> None:
+    template = load_templates(default_templates_dir())["gale"]
+    prefill = template.prefill("blue", "卓资县、凉城县部分地区")
+    form = _form(prefill, polygon=_square(ZHUOZI_SEAT, 0.3))
+    del form["division"]
+    draft = parse_form(form, now=NOW, divisions=tree)
+    assert draft.problems == []
+    alert = build_alert(
+        draft, sender="a@b.cn", sender_name="", divisions=tree, now=NOW, identifier="drawn"
+    )
+    assert alert.infos[0].areas[0].area_desc == "卓资县、凉城县部分地区"
+    assert alert.infos[0].headline == "卓资县、凉城县部分地区大风蓝色预警"
+
+
+def test_a_drawn_area_without_a_county_needs_a_typed_headline(tree: DivisionTree) -> None:
+    template = load_templates(default_templates_dir())["gale"]
+    form = _form(template.prefill("blue", "{area}"), polygon=_square((30.0, 100.0), 0.1))
+    del form["division"]
+    draft = parse_form(form, now=NOW, divisions=tree)
+    problems = {p.path: p.message for p in draft.problems}
+    assert "type where the warning is for" in problems["zh-CN.headline"]
+
+
+def test_area_names_whole_partial_and_city(tree: DivisionTree) -> None:
+    assert drawn_area_name(tree, _polygon_points(_square(ZHUOZI_SEAT, 0.3))) == (
+        "卓资县、凉城县部分地区"
+    )
+    everything = _polygon_points(_square((41.5, 112.5), 4.0))
+    assert drawn_area_name(tree, everything) == "乌兰察布市"
+    zhuozi = [tree.require(COUNTY), *tree.descendants(COUNTY)]
+    lats, lons = [d.lat for d in zhuozi], [d.lon for d in zhuozi]
+    box = [
+        (min(lats) - 0.001, min(lons) - 0.001),
+        (min(lats) - 0.001, max(lons) + 0.001),
+        (max(lats) + 0.001, max(lons) + 0.001),
+        (max(lats) + 0.001, min(lons) - 0.001),
+    ]
+    name = drawn_area_name(tree, box)
+    assert name.startswith("卓资县及") and name.endswith("部分地区")
+    assert drawn_area_name(tree, [(30.0, 100.0), (30.0, 100.1), (30.1, 100.1)]) == ""
+    assert drawn_area_name(tree, [(41.0, 112.0), (41.0, 112.0), (41.0, 112.0)]) == ""
+
+
+def _polygon_points(text: str) -> list[tuple[float, float]]:
+    return [(float(p.split(",")[0]), float(p.split(",")[1])) for p in text.split()]

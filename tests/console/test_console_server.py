@@ -158,7 +158,7 @@ async def test_two_person_rule_then_delivery_completes(server: ConsoleServer) ->
         assert record["approval"]["requested_by"] == "console:approver"
         status, page = await other.get(f"/console/alerts/{alert_id}")
         assert 'id="content" open' in page  # the approver reads what will be sent
-        assert f"speaker {len(demo_targets('speaker'))}</b>" in page  # and sees where
+        assert f"speaker</span> {len(demo_targets('speaker'))}</b>" in page  # and sees where
         assert page.count('<circle id="d-speaker-') == len(demo_targets("speaker"))
         assert "减少不必要的户外活动" in page and "卓资县" in page
         # The author cannot approve their own alert, even as an approver.
@@ -225,6 +225,14 @@ async def test_single_officer_severity_needs_a_reason(tmp_path: Path) -> None:
             await client.close()
 
 
+async def test_compose_times_are_entered_in_the_deployment_zone(officer: ConsoleClient) -> None:
+    await officer.login("drafter")
+    status, page = await officer.get("/console/compose")
+    assert status == 200
+    assert 'name="tz_offset" id="tz_offset" value="480"' in page  # Asia/Shanghai, by default
+    assert "<small>UTC+08:00</small>" in page
+
+
 async def test_preview_shows_segments_targets_and_field_problems(officer: ConsoleClient) -> None:
     await officer.login("drafter")
     form = compose_form(headline="卓资县暴雪橙色预警" * 8)
@@ -233,19 +241,19 @@ async def test_preview_shows_segments_targets_and_field_problems(officer: Consol
     assert status == 200
     body = json.loads(text)
     assert body["ok"] is True and body["problems"] == []
-    sms = body["sms"][0]
-    assert sms["encoding"] == "UCS-2" and sms["units"] == len(sms["text"]) > 70
-    assert sms["segments"] == -(-sms["units"] // 67) >= 2
-    assert body["targets"] == {"speaker": len(demo_targets("speaker"))}
-    assert body["rds"]["ps"] == "ALERT   "
-    assert body["channels"]["speaker"]["title"] == "卓资县暴雪橙色预警" * 8
+    speaker = body["channels"]["speaker"]
+    assert (speaker["targets"], speaker["unit"]) == (len(demo_targets("speaker")), "targets")
+    assert speaker["unit_name"] == {"zh": "个目标", "en": "targets"}
+    assert speaker["title"] == "卓资县暴雪橙色预警" * 8
+    (content,) = speaker["contents"]
+    assert [t["headline"] for t in content["texts"]] == ["卓资县暴雪橙色预警" * 8]
     form = compose_form(headline="", divisions=(), status="Exercise")
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     body = json.loads(text)
     assert body["ok"] is False
     paths = {p["path"] for p in body["problems"]}
     assert {"zh-CN.headline", "division"} <= paths
-    assert body["marker"] == "【演练】" and body["rds"]["ps"] == "EXERCISE"
+    assert body["marker"] == "【演练】"
     # A post with problems re-shows the form with them, and stores nothing.
     status, page = await officer.post("/console/compose", form)
     assert status == 400 and "the headline is required" in page
@@ -336,7 +344,7 @@ async def test_reject_needs_a_reason_and_is_never_sent(
     status, _ = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": ""})
     assert status == 403
     status, page = await approver.post(f"/console/alerts/{alert_id}/reject", {"reason": "区域选错"})
-    assert status == 200 and 'id="approval-state">rejected' in page
+    assert status == 200 and 'id="approval-state" data-state="rejected">' in page
     deliveries = await server.service.database.run(
         server.service.database.query, "SELECT id FROM deliveries"
     )
@@ -361,7 +369,11 @@ async def test_a_polygon_drawn_on_the_map_selects_the_targets_inside(
     body = json.loads(text)
     assert status == 200 and body["ok"], body["problems"]
     inside = sum(1 for t in targets if t["lat"] >= middle)  # the edge counts as inside
-    assert 0 < body["targets"]["speaker"] == inside < len(targets)
+    assert 0 < body["channels"]["speaker"]["targets"] == inside < len(targets)
+    status, text = await officer.post(
+        "/console/compose/area", [("polygon", polygon)], csrf=False, headers=headers
+    )
+    assert status == 200 and json.loads(text)["name"].endswith("部分地区")
     form = [*compose_form(divisions=()), ("polygon", "41.0,112.0 41.1,112.1")]
     status, text = await officer.post("/console/compose/preview", form, csrf=False, headers=headers)
     assert "three corners" in text
@@ -380,7 +392,7 @@ async def test_the_author_withdraws_a_pending_alert(server: ConsoleServer) -> No
         status, page = await author.post(
             f"/console/alerts/{alert_id}/withdraw", {"reason": "写错了"}
         )
-        assert status == 200 and 'id="approval-state">rejected' in page
+        assert status == 200 and 'id="approval-state" data-state="rejected">' in page
         status, _ = await author.post(f"/console/alerts/{alert_id}/withdraw", {})
         assert status == 409
         status, _ = await other.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})

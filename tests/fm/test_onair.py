@@ -134,9 +134,10 @@ async def test_preview_shows_ps_and_rt(tmp_path: Path, sink: Path) -> None:
     message = _message(status=Status.TEST)
     message.alert.infos[0].parameters.append(NamedValue("预警级别", "红色"))
     channel = FmChannel("fm", _config(sink), channel_context(tmp_path))
-    preview = await channel.preview(message)
-    assert preview.lines == ("PS: TEST", "RT: TEST: SNOWSTORM WARNING RED - LISTEN NOW")
-    assert preview.title == "PS 'TEST' PTY 30"
+    preview = await channel.preview(message, [TARGET])
+    rt = "TEST: SNOWSTORM WARNING RED - LISTEN NOW"
+    assert preview.contents == ({"ps": "TEST", "rt": rt, "pty": 30},)
+    assert (preview.targets, preview.unit) == (1, "transmitters")
     assert preview.notes and "Latin RT" in preview.notes[0]
 
 

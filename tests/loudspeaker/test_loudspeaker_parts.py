@@ -160,9 +160,12 @@ async def test_one_delivery_per_language_and_a_preview_naming_the_class(tmp_path
     both = replace(TARGET, languages=("zh-CN", "mn"))
     planned = await channel.plan(message, [both, TARGET])
     assert [(p.target.id, p.part) for p in planned] == [("spk-1", 0), ("spk-1", 1), ("spk-1", 0)]
-    preview = await channel.preview(message)
-    assert preview.notes == ("plays as simulated_drill at priority 30, volume 30",)
-    assert preview.counts == {"priority": 30, "repeat": 2}
+    preview = await channel.preview(message, [both, TARGET])
+    assert (preview.targets, preview.unit) == (1, "boxes")
+    assert preview.contents == ()  # this server renders no audio: said in a note
+    assert "renders no audio" in preview.notes[0]
+    assert preview.notes[-1] == "plays as simulated_drill at priority 30"
+    assert preview.counts == {"repeat": 2}
 
 
 def test_secrets_are_masked_in_a_config_dump_and_reach_the_hub(tmp_path: Path) -> None:

@@ -105,10 +105,12 @@ async def test_preview_shows_text_segments_and_missing_reports(tmp_path: Path) -
     channel = build(
         tmp_path, {"type": "sms", "simulate": True, "status_reports": False, "max_segments": 2}
     )
-    preview = await channel.preview(contract_message())
-    assert preview.lines == ("[zh-CN] 【测试】【测试】大风黄色预警\n阵风8级。\n请注意防范。",)
-    assert preview.counts == {"segments": 1, "characters": 27, "segment_budget": 2}
-    assert "zh-CN: UCS2, 1 segment(s)" in preview.notes
+    preview = await channel.preview(contract_message(), [])
+    text = "【测试】【测试】大风黄色预警\n阵风8级。\n请注意防范。"
+    sms = {"language": "zh-CN", "text": text, "segments": 1, "encoding": "UCS-2"}
+    assert preview.contents == (sms,)
+    assert (preview.targets, preview.unit) == (0, "recipients")
+    assert preview.counts == {"segments": 1, "segment_budget": 2}
     assert any("acceptance by the network is the final state" in n for n in preview.notes)
 
 

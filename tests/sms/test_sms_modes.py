@@ -121,7 +121,9 @@ async def test_a_cancel_reaches_every_number_the_warning_reached(
     async with running(config) as service:
         first = await service.submit(make_alert("sms-to-cancel"), origin="test")
         await wait_until_complete(service, first.alert_id, timeout=30)
-        cancel = await service.cancel(first.alert_id, reason="预警解除，恢复正常。", origin="test")
+        cancel = await service.cancel(
+            first.alert_id, reason="内部：会商后解除", origin="test", public_note="恢复正常出行。"
+        )
         summary = await wait_until_complete(service, cancel.alert_id, timeout=30)
 
     assert summary == {"sms": {"confirmed": 3}}
@@ -129,4 +131,8 @@ async def test_a_cancel_reaches_every_number_the_warning_reached(
     for number in numbers(0, 3):
         warning, cancelled = received[number]
         assert warning.startswith("【乌兰察布市应急管理局】卓资县暴雪橙色预警")
-        assert cancelled == "【乌兰察布市应急管理局】【解除】预警解除，恢复正常。"
+        title, lifted, note = cancelled.split("\n")
+        assert title == "【乌兰察布市应急管理局】【解除】卓资县暴雪橙色预警"
+        assert lifted.startswith("乌兰察布市气象台") and "（UTC+08:00）发布的" in lifted
+        assert lifted.endswith("卓资县暴雪橙色预警现予解除。") and note == "恢复正常出行。"
+        assert "会商" not in cancelled  # the reason is internal

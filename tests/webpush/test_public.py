@@ -109,12 +109,17 @@ async def test_cancelled_alert_says_so_and_unknown_or_restricted_are_404(
 ) -> None:
     session, service = site
     result = await service.submit(make_alert("c-1"), origin="test")
-    cancel = await service.cancel(result.alert_id, reason="风险解除", origin="test")
+    cancel = await service.cancel(
+        result.alert_id, reason="内部会商记录", origin="test", public_note="风险解除，恢复正常。"
+    )
     _, html = await page(session, result.alert_id)
     assert "本预警已解除" in html and "cancelled" in html
     code, html = await page(session, cancel.alert_id)
-    assert code == 200 and "Cancellation notice" in html and "风险解除" in html
-    assert "area-map" not in html
+    assert code == 200 and "Cancellation notice" in html and "风险解除，恢复正常。" in html
+    assert "【解除】卓资县暴雪橙色预警" in html and "内部会商记录" not in html
+    assert "area-map" in html  # the area whose warning is lifted
+    # Times in the deployment's zone (Asia/Shanghai by default), not the alert's own UTC.
+    assert "(UTC+08:00)" in html and "(UTC+00:00)" not in html
     assert f'href="/alerts/{result.alert_id}"' in html
     restricted = replace(make_alert("r-1"), scope=Scope.RESTRICTED, restriction="officials")
     hidden = await service.submit(restricted, origin="test")

@@ -5,6 +5,7 @@ acks it and the deliveries become confirmed; a 410 fails the delivery and drops 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from broadcaster.cap import MsgType
 from broadcaster.config import Config, parse_config
 from broadcaster.service import BroadcasterService
 from channels.webpush import WebPushChannel
+from tests.core.previewing import assert_sent_as_previewed, preview_and_send
 from tests.core.support import make_alert, running, wait_until_complete
 from tests.webpush.conftest import DEMO_DIVISIONS, HUADE, ZHUOZI, ZHUOZI_TOWNSHIP
 from tests.webpush.pushservice import PushServiceStandIn, ReceivedPush
@@ -126,3 +128,23 @@ async def test_subscriptions_and_key_survive_a_restart(
         assert channel.public_key == public_key
         kept = await service.database.run(service.targets.for_channel, "webpush")
         assert kept == [target]
+
+
+async def test_preview_equals_what_each_phone_decrypts(
+    system: tuple[aiohttp.ClientSession, BroadcasterService], push_service: PushServiceStandIn
+) -> None:
+    session, service = system
+    for name in ("first", "second", "third"):
+        await subscribe(session, push_service, name, ZHUOZI)
+    await subscribe(session, push_service, "elsewhere", HUADE)
+    alert = make_alert("push-preview")
+    # Long enough to be shortened: the preview must show the body exactly as shortened.
+    alert.infos[0] = replace(alert.infos[0], description="暴雪" * 2000)
+    outcome = await preview_and_send(service, alert, "webpush")
+    assert outcome.summary == {"webpush": {"confirmed": 3}}
+    assert_sent_as_previewed(outcome)
+    assert (outcome.preview.unit, outcome.preview.targets) == ("subscriptions", 3)
+    (content,) = outcome.preview.contents
+    assert content["texts"][0]["body"].endswith("…")
+    decrypted = [p.payload["texts"] for p in push_service.received]
+    assert len(decrypted) == 3 and all(texts == content["texts"] for texts in decrypted)

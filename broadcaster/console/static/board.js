@@ -8,9 +8,12 @@
   const $ = (id) => document.getElementById(id);
   let filter = "all";
 
-  function cell(row, text, cls) {
+  const text = window.consoleText;
+
+  function cell(row, content, cls) {
     const td = document.createElement("td");
-    td.textContent = text;
+    if (typeof content === "string") td.textContent = content;
+    else td.appendChild(content);
     if (cls) td.className = cls;
     row.appendChild(td);
     return td;
@@ -27,15 +30,16 @@
     for (const [channel, counts] of Object.entries(snapshot.summary)) {
       const row = document.createElement("tr");
       row.dataset.channel = channel;
-      cell(row, channel);
+      cell(row, text.channel(channel));
       for (const s of states) cell(row, String(counts[s] || 0), "n state-" + s).dataset.state = s;
       body.appendChild(row);
     }
     $("complete").hidden = !snapshot.complete;
     document.body.dataset.complete = snapshot.complete ? "1" : "0";
     const badge = $("alert-state").querySelector(".badge");
-    badge.textContent = snapshot.alert_state;
+    badge.replaceChildren(text.label(snapshot.alert_state));
     badge.className = "badge state-" + snapshot.alert_state.replaceAll(" ", "-");
+    badge.dataset.state = snapshot.alert_state;
     document.body.dataset.alertState = snapshot.alert_state;
     for (const [id, state] of Object.entries(snapshot.states)) {
       const dot = document.getElementById("d-" + id);
@@ -47,8 +51,9 @@
       const li = document.createElement("li");
       const a = document.createElement("a");
       a.href = `${data.prefix}/alerts/${f.id}`;
-      a.textContent = f.msg_type;
-      li.append(a, ` ${f.headline || ""} (${f.state})`);
+      a.dataset.msgType = f.msg_type;
+      a.appendChild(text.label(f.msg_type));
+      li.append(a, ` ${f.headline || ""} (`, text.label(f.state), ")");
       followers.appendChild(li);
     }
   }
@@ -62,10 +67,10 @@
       const row = document.createElement("tr");
       row.dataset.delivery = d.id;
       cell(row, d.name);
-      cell(row, d.channel);
-      cell(row, d.state, "state-" + d.state);
+      cell(row, text.channel(d.channel));
+      cell(row, text.label(d.state), "state-" + d.state).dataset.state = d.state;
       cell(row, String(d.attempts));
-      cell(row, d.last_error || "");
+      cell(row, d.last_error_zh ? text.words(d.last_error_zh, d.last_error) : d.last_error || "");
       row.addEventListener("click", () => loadEvents(d));
       tbody.appendChild(row);
     }
@@ -75,12 +80,12 @@
     const response = await fetch(`${data.prefix}/deliveries/${d.id}/events`, { headers: { Accept: "application/json" } });
     const body = await response.json();
     $("events").hidden = false;
-    $("events-title").textContent = `${d.name} (${d.channel})`;
+    $("events-title").replaceChildren(`${d.name} (`, text.channel(d.channel), ")");
     const list = $("events").querySelector("ol");
     list.innerHTML = "";
     for (const e of body.events) {
       const li = document.createElement("li");
-      li.textContent = `${new Date(e.at * 1000).toLocaleTimeString("zh-CN", { hour12: false })} ${e.from_state || "—"} → ${e.to_state} ${e.detail || ""}`;
+      li.append(`${e.at_text} `, e.from_state ? text.label(e.from_state) : "—", " → ", text.label(e.to_state), ` ${e.detail || ""}`);
       list.appendChild(li);
     }
   }

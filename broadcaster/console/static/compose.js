@@ -8,12 +8,17 @@
   const hazards = Object.fromEntries(data.hazards.map((h) => [h.code, h]));
   const frame = data.map;
   const $ = (id) => document.getElementById(id);
+  const text = window.consoleText;
   let drawing = false;
   let corners = [];
+  // The name of the drawn area, from the counties it covers (asked of the server).
+  let drawnName = "";
 
   function pad(n) { return String(n).padStart(2, "0"); }
+  // Times are entered in the deployment's zone, whose offset the server put in tz_offset.
   function localInput(date) {
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+    const shifted = new Date(date.getTime() + parseInt($("tz_offset").value, 10) * 60000);
+    return `${shifted.getUTCFullYear()}-${pad(shifted.getUTCMonth() + 1)}-${pad(shifted.getUTCDate())}T${pad(shifted.getUTCHours())}:${pad(shifted.getUTCMinutes())}`;
   }
 
   function setField(name, value) {
@@ -33,7 +38,8 @@
     for (const box of form.querySelectorAll("input[name=division]:checked")) {
       names.push(box.parentElement.textContent.trim());
     }
-    if (corners.length) names.push("地图划定区域");
+    if (corners.length >= 3 && drawnName) names.push(drawnName);
+    // No name at all: the template keeps {area}, and the officer types where the warning is.
     return names.join("、") || "{area}";
   }
 
@@ -120,16 +126,27 @@
     for (const p of problems) {
       const li = document.createElement("li");
       li.className = p.severity;
-      li.textContent = (p.path ? p.path + ": " : "") + p.message;
+      li.dataset.path = p.path;
+      li.appendChild(text.words(p.message_zh || p.message, p.message));
       list.appendChild(li);
       const holder = form.querySelector(`[data-field="${CSS.escape(p.path)}"]`);
       if (holder) {
         holder.classList.add("invalid");
         const slot = holder.querySelector(".field-problem");
-        if (slot) slot.textContent = p.message;
+        if (slot) slot.replaceChildren(text.words(p.message_zh || p.message, p.message));
       }
     }
     list.hidden = problems.length === 0;
+  }
+
+  async function nameDrawnArea() {
+    if (corners.length < 3) { applyTemplate(false); return; }
+    const drawn = $("polygon").value;
+    const [code, body] = await post("/compose/area");
+    if (drawn !== $("polygon").value) return;  // a later corner asks again
+    drawnName = code === 200 ? body.name : "";
+    $("polygon").dataset.named = drawnName ? "1" : "0";
+    applyTemplate(false);
   }
 
   async function post(path) {
@@ -148,37 +165,61 @@
     row.appendChild(td);
   }
 
+  // Labels of the content fields the channels report (see each channel's content()).
+  const FIELDS = {
+    language: ["语言", "Language"], text: ["短信正文", "SMS text"], segments: ["条数", "Segments"],
+    encoding: ["编码", "Encoding"], ps: ["PS", "PS"], rt: ["RT", "RT"], pty: ["PTY", "PTY"],
+    audio: ["音频", "Audio"], duration_s: ["时长（秒）", "Duration (s)"], priority: ["优先级", "Priority"],
+    volume: ["音量", "Volume"], repeat: ["重复次数", "Repeats"], texts: ["文本", "Texts"],
+    lang: ["语言", "Language"], title: ["标题", "Title"], area: ["地区", "Area"], body: ["正文", "Body"],
+    event: ["事件", "Event"], headline: ["标题", "Headline"], description: ["描述", "Description"],
+    instruction: ["防御指引", "Instruction"], sender_name: ["发布单位", "Issued by"],
+    area_desc: ["地区", "Area"], severity: ["严重程度", "Severity"], urgency: ["紧迫程度", "Urgency"],
+    marker: ["标记", "Marker"],
+  };
+  // Fields whose values are CAP codes: shown in the officer's language.
+  const CODED = new Set(["severity", "urgency"]);
+
+  function bilingual(el, zh, en) {
+    el.appendChild(text.words(zh, en));
+    return el;
+  }
+
+  function contentList(content) {
+    const list = document.createElement("dl");
+    list.className = "content";
+    for (const [key, value] of Object.entries(content)) {
+      const [zh, en] = FIELDS[key] || [key, key];
+      const term = bilingual(document.createElement("dt"), zh, en);
+      const detail = document.createElement("dd");
+      detail.className = "field-" + key;
+      if (Array.isArray(value)) {
+        for (const item of value) {
+          detail.appendChild(typeof item === "object" && item ? contentList(item) : document.createTextNode(String(item)));
+        }
+      } else if (CODED.has(key)) {
+        detail.appendChild(text.label(String(value)));
+      } else {
+        const shown = document.createElement(typeof value === "string" && value.length > 40 ? "pre" : "code");
+        shown.textContent = value === null ? "—" : String(value);
+        detail.appendChild(shown);
+      }
+      list.append(term, detail);
+    }
+    return list;
+  }
+
   function renderPreview(p) {
     $("preview-body").hidden = false;
-    $("preview-marker").textContent = p.marker ? "标记 Marker: " + p.marker : "";
-    const sms = $("preview-sms");
-    sms.innerHTML = "";
-    for (const s of p.sms) {
-      const box = document.createElement("div");
-      box.className = "sms";
-      const meta = document.createElement("p");
-      meta.className = "sms-meta";
-      meta.innerHTML = `<b class="segments"></b>`;
-      meta.querySelector(".segments").textContent =
-        `${s.language}: ${s.segments} 条 segments · ${s.units} ${s.encoding}`;
-      const text = document.createElement("pre");
-      text.textContent = s.text;
-      box.append(meta, text);
-      sms.appendChild(box);
-    }
-    $("preview-ps").textContent = p.rds.ps;
-    $("preview-rt").textContent = p.rds.rt + (p.rds.notes.length ? "  (" + p.rds.notes.join("; ") + ")" : "");
-    $("preview-push-title").textContent = p.push.title || "";
-    $("preview-push-body").textContent = p.push.body || "";
+    $("preview-marker").textContent = p.marker || "";
     const targets = $("preview-targets");
     targets.innerHTML = "";
-    for (const [channel, count] of Object.entries(p.targets)) {
+    for (const [channel, preview] of Object.entries(p.channels)) {
       const row = document.createElement("tr");
       row.dataset.channel = channel;
-      cell(row, channel);
-      cell(row, String(count));
-      const extra = p.channels[channel] || { notes: [], counts: {} };
-      cell(row, Object.entries(extra.counts).map(([k, v]) => `${k} ${v}`).join(" · "));
+      row.appendChild(document.createElement("td")).appendChild(text.channel(channel));
+      cell(row, String(preview.targets));
+      row.appendChild(bilingual(document.createElement("td"), preview.unit_name.zh, preview.unit_name.en));
       targets.appendChild(row);
     }
     const channels = $("preview-channels");
@@ -188,13 +229,10 @@
       box.className = "channel-preview";
       box.dataset.channel = channel;
       const title = document.createElement("h4");
-      title.textContent = `${channel}: ${preview.title}`;
+      title.append(text.channel(channel), `: ${preview.targets} `);
+      bilingual(title, preview.unit_name.zh, preview.unit_name.en);
       box.appendChild(title);
-      for (const line of preview.lines) {
-        const text = document.createElement("pre");
-        text.textContent = line;
-        box.appendChild(text);
-      }
+      for (const content of preview.contents) box.appendChild(contentList(content));
       for (const note of preview.notes) {
         const item = document.createElement("p");
         item.className = "hint";
@@ -220,10 +258,10 @@
   async function audio() {
     const status = $("audio-status");
     const player = $("preview-audio");
-    status.textContent = "正在合成语音… rendering audio…";
+    status.replaceChildren(text.words("正在合成语音…", "rendering audio…"));
     const [code, body] = await post("/compose/audio");
     if (code !== 200) {
-      status.textContent = body.error || "no audio";
+      status.replaceChildren(text.words(body.error_zh || "无法合成语音", body.error || "no audio"));
       return;
     }
     player.innerHTML = "";
@@ -234,7 +272,9 @@
       player.appendChild(el);
     }
     player.load();
-    status.textContent = `${body.duration_s} s · ${body.engine}${body.fallback ? " (fallback)" : ""}${body.marker ? " · 含测试/演练提示 marker spoken" : ""}`;
+    status.replaceChildren(text.words(`${body.duration_s} 秒`, `${body.duration_s} s`), ` · ${body.engine}`);
+    if (body.fallback) status.append(" (", text.words("备用引擎", "fallback"), ")");
+    if (body.marker) status.append(" · ", text.words("含测试/演练提示", "marker spoken"));
     status.dataset.ready = "1";
   }
 
@@ -266,7 +306,6 @@
     highlight();
   }
 
-  $("tz_offset").value = String(-new Date().getTimezoneOffset());
   const now = new Date();
   $("effective").value = localInput(now);
   $("expires").value = localInput(new Date(now.getTime() + 6 * 3600 * 1000));
@@ -285,13 +324,14 @@
   $("clear-polygon").addEventListener("click", () => {
     corners = [];
     drawPolygon();
+    drawnName = "";
     applyTemplate(false);
   });
   $("map").addEventListener("click", (event) => {
     if (!drawing) return;
     corners.push(toLatLon(event));
     drawPolygon();
-    applyTemplate(false);
+    nameDrawnArea();
   });
   $("preview-button").addEventListener("click", preview);
   // One click, one alert: a second submit while the first is on its way is ignored.

@@ -1,0 +1,135 @@
+"""The console in Chinese: a warning officer's pages (login, alert list, compose, preview, alert
+board, approvals, schedules, audit, officers and tokens) show no Latin-script word outside an
+allow-list of proper names and codes, in headless Chromium (the fixtures of test_browser)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.console.support import ConsoleServer
+from tests.console.test_browser import (  # noqa: F401 (fixtures)
+    _approve_first_pending,
+    _compose,
+    _login,
+    _logout,
+    modem,
+    page,
+    server,
+)
+
+ALLOWED = {
+    # protocols, formats and codes officers know by these names
+    *("CAP", "SMS", "FM", "RDS", "PS", "RT", "PTY", "API", "URL", "XML", "JSON", "ID"),
+    *("UCS-2", "GSM-7", "SHA-256", "TTS", "UTC", "PDF", "CSV", "HTTP", "HTTPS"),
+    # languages named in their own script, and their codes
+    *("English", "zh-CN", "en", "mn"),
+    # the toggle, and the test's officers (usernames and display names are theirs to choose)
+    *("EN", "admin", "drafter", "approver", "viewer", "Admin", "Drafter", "Approver", "Viewer"),
+    # speech engines and an API client configured by those names
+    *("espeak-ng", "edge-tts", "county-feed"),
+    # a scheduled test's name, chosen by the operator
+    "weekly-silent",
+}
+_TOKEN = re.compile(r"[A-Za-z0-9_.:/@+\-]+")
+
+
+def latin_words(text: str) -> list[str]:
+    """Tokens with Latin letters that are neither allowed nor codes (digits, URLs, e-mail)."""
+    found = []
+    for token in _TOKEN.findall(text):
+        token = token.strip(".:-/+")
+        if not re.search("[A-Za-z]", token) or token in ALLOWED:
+            continue
+        if re.search("[0-9]", token) or "/" in token or "@" in token:
+            continue  # identifiers, codes, times, paths and addresses
+        found.append(token)
+    return found
+
+
+async def _check(shown: Page, name: str, problems: dict[str, list[str]]) -> None:
+    text = await shown.evaluate(
+        """() => [document.title, document.body.innerText,
+            ...[...document.querySelectorAll('[placeholder],[title],[aria-label]')]
+              .filter(e => e.checkVisibility())
+              .map(e => [e.placeholder, e.title, e.getAttribute('aria-label')].join(' '))
+           ].join('\\n')"""
+    )
+    words = latin_words(text)
+    if words:
+        problems[name] = sorted(set(words))
+
+
+def test_the_filter_lets_codes_through_and_catches_words() -> None:
+    text = (
+        "预警 CAP 1.2 · a4607dbeb2322e88d10b · 2026-12-06 09:30 UTC+08:00 · queued · https://x.cn/a"
+    )
+    assert latin_words(text) == ["queued"]
+
+
+@pytest.mark.timeout(300)
+async def test_every_page_an_officer_uses_is_chinese(
+    server: ConsoleServer,  # noqa: F811 (the fixture)
+    page: Page,  # noqa: F811 (the fixture)
+) -> None:
+    base = server.url
+    problems: dict[str, list[str]] = {}
+    await page.goto(base)
+    await _check(page, "login", problems)
+    await _login(page, base, "drafter")
+    await _check(page, "alert list (empty)", problems)
+    await _compose(page, base, "speaker", "150921000000")
+    await page.check("input[name=channel][value=village-sms]")
+    await page.fill("[name='zh-CN.headline']", "")
+    await page.click("#preview-button")
+    await expect(page.locator("#problem-list li").first).to_be_visible()
+    await _check(page, "compose with problems", problems)
+    await page.fill("[name='zh-CN.headline']", "卓资县暴雪橙色预警")
+    await page.click("#preview-button")
+    await expect(page.locator("#preview-channels article")).to_have_count(2)
+    await _check(page, "compose and preview", problems)
+    await page.click("#submit")
+    await expect(page.locator("#approval-state")).to_be_visible()
+    await _check(page, "alert board (pending)", problems)
+    await _logout(page)
+    await _login(page, base, "admin")
+    await page.goto(base + "approvals")
+    await _check(page, "approvals", problems)
+    await _approve_first_pending(page, base)
+    confirmed = page.locator("#counts tr[data-channel=speaker] td[data-state=confirmed]")
+    await expect(confirmed).not_to_have_text("0", timeout=30_000)
+    await _check(page, "alert board (delivered)", problems)
+    await page.fill("#cancel-reason", "降雪减弱，解除预警")
+    await page.click("#cancel")
+    await expect(page.locator("#alert-state .badge")).to_be_visible()
+    await _check(page, "alert board (cancelled)", problems)
+    await page.click("#followers a")
+    await _check(page, "alert board of the Cancel", problems)
+    await page.goto(base)
+    await _check(page, "alert list", problems)
+    weekly = {"name": "weekly-silent", "kind": "silent", "cron": "0 9 * * 1"}
+    scheduler = server.service.operations.scheduler
+    await scheduler.create(weekly | {"channels": ["speaker"]}, by="test")
+    await scheduler.run_now("weekly-silent")
+    for path, name in (
+        ("tests", "schedules"),
+        ("audit", "audit log"),
+        ("users", "officers"),
+        ("tokens", "API tokens"),
+    ):
+        await page.goto(base + path)
+        await _check(page, name, problems)
+    assert problems == {}, "\n".join(f"{page}: {' '.join(w)}" for page, w in problems.items())
+    # Toggled, the same catalogue speaks English, options and placeholders included.
+    await page.goto(base)
+    await page.click("#lang-toggle")
+    await expect(page.locator("select[name=state] option").nth(1)).to_have_text("active")
+    await expect(page.locator("input[name=q]")).to_have_attribute(
+        "placeholder", "headline, event or identifier"
+    )
+    await expect(page.locator("#history .badge .en").first).to_be_visible()
+    await expect(page.locator("#history .badge .zh").first).to_be_hidden()
+    await page.click("#lang-toggle")
+    await expect(page.locator("select[name=state] option").nth(1)).to_have_text("生效中")
