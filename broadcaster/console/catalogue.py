@@ -218,10 +218,7 @@ MESSAGES: dict[str, Words] = {
     "polygon.corners": ("多边形至少需要三个顶点", "a polygon needs at least three corners"),
     "polygon.pair": ("“{pair}”不是“纬度,经度”", "{pair!r} is not a lat,lon pair"),
     "time.invalid": ("“{text}”不是有效的日期时间", "{text!r} is not a date and time"),
-    "expires.order": (
-        "失效时间须晚于当前时间和生效时间",
-        "the expiry must be later than now and the effective time",
-    ),
+    "expires.past": ("失效时间须晚于当前时间", "the expiry must be later than now"),
     "status.console": (
         "控制台只发布正式、演练或测试预警",
         "the console sends Actual, Exercise or Test",

@@ -205,8 +205,10 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft.expires = _local_time(draft, form.get("expires"), "expires", offset)
     if draft.expires is None and not any(p.path == "expires" for p in draft.problems):
         draft.problem("expires", "required", "required.expires")
-    elif draft.expires is not None and draft.expires <= max(draft.effective or now, now):
-        draft.problem("expires", "expires", "expires.order")
+    elif draft.expires is not None and draft.expires <= now:
+        # An expiry before the effective time is the core's rule, reported with the very
+        # message the API gives (see field_problems).
+        draft.problem("expires", "expires", "expires.past")
     draft.update_of = form.get("update_of")
     return draft
 

@@ -448,4 +448,5 @@ async def test_an_area_without_targets_is_refused_or_shown_as_reaching_no_one(
     assert result.state == "reaches no one"
     status, page = await drafter.get(f"/console/alerts/{result.alert_id}")
     assert status == 200
-    assert '<span class="badge state-reaches-no-one">reaches no one</span>' in page
+    assert '<span class="badge state-reaches-no-one" data-state="reaches no one">' in page
+    assert "无接收对象" in page

@@ -234,7 +234,7 @@ async def test_exercise_alert_page_shows_its_banner(
     base, service = server
     polygon = [(40.95, 112.45), (40.95, 112.65), (40.80, 112.65), (40.80, 112.45), (40.95, 112.45)]
     alert = make_alert("browser-ex", status=Status.EXERCISE, polygon=polygon)
-    result = await service.submit(alert, origin="test")
+    result = await service.submit(alert, origin="test", allow_empty=True)
     page = await browser.new_page()
     await page.send("Page.enable")
     await phone_screen(page)
