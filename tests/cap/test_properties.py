@@ -4,7 +4,6 @@ reads back identical, through XML and through JSON."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import xmlschema
@@ -33,10 +32,10 @@ from broadcaster.cap import (
     to_json,
     to_xml,
 )
+from tests.conftest import CAP_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "cap"
 SCHEMAS = [
-    xmlschema.XMLSchema(str(SHARED / name)) for name in ("CAP-v1.2.xsd", "CAP-v1.2-extended.xsd")
+    xmlschema.XMLSchema(str(CAP_DATA / name)) for name in ("CAP-v1.2.xsd", "CAP-v1.2-extended.xsd")
 ]
 
 token = st.text(
