@@ -21,8 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import sqlite_utils
-
 from broadcaster.errors import StoreError
 
 P = ParamSpec("P")
@@ -55,7 +53,6 @@ class Database:
         self._closed = False
         self._executor.submit(self._mark_thread).result()
         self.conn = self._executor.submit(self._open).result()
-        self.db = sqlite_utils.Database(self.conn)
 
     def _mark_thread(self) -> None:
         self._thread_id = threading.get_ident()
