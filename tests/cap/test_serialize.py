@@ -32,7 +32,7 @@ from broadcaster.cap import (
     to_xml,
 )
 from broadcaster.errors import CapError
-from tests.conftest import CAP_DATA
+from tests.conftest import CAP_DATA, REPO
 
 CAP12 = "urn:oasis:names:tc:emergency:cap:1.2"
 ROUND_TRIP = sorted(
@@ -116,6 +116,12 @@ def sample_alert() -> Alert:
 def extended_schema() -> xmlschema.XMLSchema:
     """The stricter variant: what we write must meet it too."""
     return xmlschema.XMLSchema(str(CAP_DATA / "CAP-v1.2-extended.xsd"))
+
+
+def test_shipped_schema_is_the_oasis_file_the_tests_hold() -> None:
+    # serialize.py validates what it writes against its own copy; the tests' copy is the oracle.
+    shipped = REPO / "broadcaster" / "cap" / "schema"
+    assert (shipped / "CAP-v1.2.xsd").read_bytes() == (CAP_DATA / "CAP-v1.2.xsd").read_bytes()
 
 
 @pytest.mark.parametrize("relative", ROUND_TRIP)
