@@ -6,7 +6,9 @@ Each implementation runs in a child process of its own; printed: seconds from th
 to the last PUBACK, and the CPU seconds of that process. paho-mqtt is used directly (its network
 thread, ``on_publish`` counting PUBACKs), once with its default of 20 messages in flight and
 once unlimited like the others; gmqtt offers no per-message acknowledgement, so its run waits
-for its store of unacknowledged messages to drain.
+for its store of unacknowledged messages to drain. gmqtt ships a top-level ``tests`` package that
+would shadow this project's, so it is kept out of ``.venv``: the first run installs it with pip
+into ``.bench-gmqtt/`` (ignored by git) and only the gmqtt child process has it on its path.
 
 Then many sessions, for drivers.mqtt and aiomqtt: a child process opens N sessions (one MQTT
 connection each, like N loudspeaker boxes), each subscribed at QoS 1 to its own command topic.
@@ -28,7 +30,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +40,6 @@ import time
 from pathlib import Path
 
 import aiomqtt
-import gmqtt
 import paho.mqtt.client as paho
 
 from drivers.mqtt import MqttClient
@@ -45,6 +48,23 @@ from drivers.mqtt.testing import MosquittoBroker
 
 CONNECT_CONCURRENCY = 100
 ONE_SESSION = ("own", "paho", "paho-20", "gmqtt", "aiomqtt")
+GMQTT_DIR = Path(__file__).resolve().parents[1] / ".bench-gmqtt"
+GMQTT = "gmqtt>=0.6,<0.9"
+
+
+def gmqtt_path() -> str | None:
+    """A folder holding gmqtt (installed there on first use), or None if pip cannot get it."""
+    if not (GMQTT_DIR / "gmqtt").is_dir():
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", str(GMQTT_DIR), GMQTT],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return None
+    return str(GMQTT_DIR)
+
+
 STAGES = (b"accepted", b"started", b"finished")
 
 
@@ -150,6 +170,8 @@ async def publish_aiomqtt(port: int, count: int) -> None:
 
 
 async def publish_gmqtt(port: int, count: int) -> None:
+    import gmqtt  # only on the path of this child: see the module docstring
+
     client = gmqtt.Client("one-gmqtt")
     await client.connect("127.0.0.1", port, version=gmqtt.constants.MQTTv311)
     for n in range(count):
@@ -200,6 +222,13 @@ async def one_session(port: int, count: int) -> None:
     print(f"one session publishing {count} QoS 1 messages, one Mosquitto on loopback")
     print(f"{'':12}{'s to last PUBACK':>18}{'CPU s':>8}{'msg/s':>9}")
     for kind in ONE_SESSION:
+        env = dict(os.environ)
+        if kind == "gmqtt":
+            extra = gmqtt_path()
+            if extra is None:
+                print(f"{kind:12}  skipped: pip could not install {GMQTT}")
+                continue
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (env.get("PYTHONPATH"), extra)))
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
@@ -210,6 +239,7 @@ async def one_session(port: int, count: int) -> None:
             "--messages",
             str(count),
             stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
         out, _ = await child.communicate()
         figures = json.loads(out)
