@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from lxml import etree
 
 from broadcaster.cap import parse_cap, to_xml
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "cap"
+from tests.conftest import CAP_DATA, CAP_SAMPLES
 
 
 def _rate(work: Callable[[bytes], object], documents: list[bytes], seconds: float) -> float:
@@ -35,9 +33,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     args = parser.parse_args()
 
-    documents = [path.read_bytes() for path in sorted((SHARED / "samples" / "valid").glob("*.xml"))]
+    documents = [path.read_bytes() for path in sorted((CAP_SAMPLES / "valid").glob("*.xml"))]
     total_kib = sum(len(document) for document in documents) / 1024
-    schema = etree.XMLSchema(etree.parse(str(SHARED / "CAP-v1.2.xsd")))
+    schema = etree.XMLSchema(etree.parse(str(CAP_DATA / "CAP-v1.2.xsd")))
     plain_parser = etree.XMLParser(resolve_entities=False, no_network=True)
 
     def xsd_only(document: bytes) -> object:

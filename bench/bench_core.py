@@ -25,9 +25,8 @@ from lxml import etree
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import parse_config
 from broadcaster.service import BroadcasterService
+from tests.conftest import CAP_DATA
 from tests.core.support import make_alert, village_targets
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "cap"
 
 
 async def fan_out(workdir: Path, targets: int) -> tuple[float, float]:
@@ -78,7 +77,7 @@ async def intake_rate(workdir: Path, documents: list[bytes]) -> float:
 
 
 def xsd_rate(documents: list[bytes]) -> float:
-    schema = etree.XMLSchema(etree.parse(str(SHARED / "CAP-v1.2.xsd")))
+    schema = etree.XMLSchema(etree.parse(str(CAP_DATA / "CAP-v1.2.xsd")))
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     started = time.perf_counter()
     for document in documents:

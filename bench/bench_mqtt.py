@@ -1,16 +1,27 @@
-"""MQTT client cost: ``drivers.mqtt.MqttClient`` against aiomqtt (on paho-mqtt), one Mosquitto.
+"""MQTT client cost: ``drivers.mqtt.MqttClient`` against paho-mqtt, gmqtt and aiomqtt.
 
-For each implementation, a child process opens N sessions (one MQTT connection each, like N
-loudspeaker boxes), each subscribed at QoS 1 to its own command topic. This process then
-publishes one QoS 1 command per session and collects, on a wildcard subscription, the three
-QoS 1 answers (accepted, started, finished) each session publishes one after the other.
+The server's own case first: one session (the loudspeaker hub's) publishes M QoS 1 commands
+(default 10,000) to Mosquitto, all at once, and waits until every one is acknowledged (PUBACK).
+Each implementation runs in a child process of its own; printed: seconds from the first publish
+to the last PUBACK, and the CPU seconds of that process. paho-mqtt is used directly (its network
+thread, ``on_publish`` counting PUBACKs), once with its default of 20 messages in flight and
+once unlimited like the others; gmqtt offers no per-message acknowledgement, so its run waits
+for its store of unacknowledged messages to drain. gmqtt ships a top-level ``tests`` package that
+would shadow this project's, so it is kept out of ``.venv``: the first run installs it with pip
+into ``.bench-gmqtt/`` (ignored by git) and only the gmqtt child process has it on its path.
+
+Then many sessions, for drivers.mqtt and aiomqtt: a child process opens N sessions (one MQTT
+connection each, like N loudspeaker boxes), each subscribed at QoS 1 to its own command topic.
+This process then publishes one QoS 1 command per session and collects, on a wildcard
+subscription, the three QoS 1 answers (accepted, started, finished) each session publishes one
+after the other.
 
 Printed per implementation: sessions connected per second; time from the first command to the
 last of the 3*N answers; CPU seconds the sessions' process spent connecting and answering
 (``resource.getrusage`` in that process). Then the ratio own/aiomqtt for each figure.
 The publisher and the collector are ``MqttClient`` in both runs, so only the sessions differ.
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/bench_mqtt.py [--sessions 2000]``.
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_mqtt.py [--messages 10000] [--sessions 2000]``.
 """
 
 from __future__ import annotations
@@ -18,19 +29,42 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import resource
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from drivers.mqtt import MqttClient
 from drivers.mqtt.client import MessageHandler
 from drivers.mqtt.testing import MosquittoBroker
 
 CONNECT_CONCURRENCY = 100
+ONE_SESSION = ("own", "paho", "paho-20", "gmqtt", "aiomqtt")
+GMQTT_DIR = Path(__file__).resolve().parents[1] / ".bench-gmqtt"
+GMQTT = "gmqtt>=0.6,<0.9"
+
+
+def gmqtt_path() -> str | None:
+    """A folder holding gmqtt (installed there on first use), or None if pip cannot get it."""
+    if not (GMQTT_DIR / "gmqtt").is_dir():
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--target", str(GMQTT_DIR), GMQTT],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return None
+    return str(GMQTT_DIR)
+
+
 STAGES = (b"accepted", b"started", b"finished")
 
 
@@ -106,6 +140,113 @@ async def aiomqtt_sessions(
     return clients, tasks
 
 
+async def publish_own(port: int, count: int) -> None:
+    client = MqttClient("127.0.0.1", port, "one-own")
+    await client.connect()
+    await asyncio.gather(
+        *(client.publish(f"bench/box/{n}/cmd", b"play", qos=1) for n in range(count))
+    )
+    await client.disconnect()
+
+
+async def publish_aiomqtt(port: int, count: int) -> None:
+    # Past 10 pending calls aiomqtt logs a warning per call; silenced so as to time MQTT only.
+    quiet = logging.getLogger("bench.aiomqtt")
+    quiet.setLevel(logging.ERROR)
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        logger=quiet,
+        identifier="one-aiomqtt",
+        protocol=aiomqtt.ProtocolVersion.V311,
+        max_inflight_messages=0,
+    ) as client:
+        await asyncio.gather(
+            *(
+                client.publish(f"bench/box/{n}/cmd", b"play", qos=1, timeout=300)
+                for n in range(count)
+            )
+        )
+
+
+async def publish_gmqtt(port: int, count: int) -> None:
+    import gmqtt  # only on the path of this child: see the module docstring
+
+    client = gmqtt.Client("one-gmqtt")
+    await client.connect("127.0.0.1", port, version=gmqtt.constants.MQTTv311)
+    for n in range(count):
+        client.publish(f"bench/box/{n}/cmd", b"play", qos=1)
+    await client._persistent_storage.wait_empty()  # no public per-message acknowledgement
+    await client.disconnect()
+
+
+def publish_paho(port: int, count: int, in_flight: int) -> None:
+    acked = 0
+    all_acked = threading.Event()
+
+    def on_publish(*_args: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == count:
+            all_acked.set()
+
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id="one-paho", protocol=paho.MQTTv311
+    )
+    client.max_inflight_messages_set(in_flight)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for n in range(count):
+        client.publish(f"bench/box/{n}/cmd", b"play", qos=1)
+    all_acked.wait(300)
+    client.disconnect()
+    client.loop_stop()
+
+
+def run_one_session(kind: str, port: int, count: int) -> None:
+    """Child process: one session publishes ``count`` QoS 1 messages; prints time and CPU."""
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    if kind == "paho-20":
+        publish_paho(port, count, 20)
+    elif kind == "paho":
+        publish_paho(port, count, 0)
+    else:
+        publishers = {"own": publish_own, "aiomqtt": publish_aiomqtt, "gmqtt": publish_gmqtt}
+        asyncio.run(publishers[kind](port, count))
+    figures = {"seconds": time.perf_counter() - wall0, "cpu": cpu_seconds() - cpu0}
+    print(json.dumps(figures), flush=True)
+
+
+async def one_session(port: int, count: int) -> None:
+    print(f"one session publishing {count} QoS 1 messages, one Mosquitto on loopback")
+    print(f"{'':12}{'s to last PUBACK':>18}{'CPU s':>8}{'msg/s':>9}")
+    for kind in ONE_SESSION:
+        env = dict(os.environ)
+        if kind == "gmqtt":
+            extra = gmqtt_path()
+            if extra is None:
+                print(f"{kind:12}  skipped: pip could not install {GMQTT}")
+                continue
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, (env.get("PYTHONPATH"), extra)))
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--one-session",
+            kind,
+            "--port",
+            str(port),
+            "--messages",
+            str(count),
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, _ = await child.communicate()
+        figures = json.loads(out)
+        rate = count / figures["seconds"]
+        print(f"{kind:12}{figures['seconds']:18.2f}{figures['cpu']:8.2f}{rate:9.0f}")
+
+
 async def run_sessions(kind: str, port: int, count: int) -> None:
     """Child process: open the sessions, report, answer, report CPU, close."""
     done = asyncio.Event()
@@ -173,10 +314,13 @@ async def measure(kind: str, port: int, count: int) -> dict[str, float]:
     return figures
 
 
-async def main(count: int) -> None:
+async def main(count: int, messages: int) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory() as work, MosquittoBroker(Path(work)) as broker:
+        await one_session(broker.port, messages)
+        if count == 0:
+            return
         results = {kind: await measure(kind, broker.port, count) for kind in ("own", "aiomqtt")}
     print(f"{count} sessions, one Mosquitto on loopback")
     print(f"{'':34}{'own':>12}{'aiomqtt':>12}{'own/aiomqtt':>14}")
@@ -193,13 +337,17 @@ async def main(count: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=2000, help="0: the one-session case only")
+    parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--role", choices=("own", "aiomqtt"))
+    parser.add_argument("--one-session", choices=ONE_SESSION)
     parser.add_argument("--port", type=int)
     args = parser.parse_args()
-    if args.role:
+    if args.one_session:
+        run_one_session(args.one_session, args.port, args.messages)
+    elif args.role:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         asyncio.run(run_sessions(args.role, args.port, args.sessions))
     else:
-        asyncio.run(main(args.sessions))
+        asyncio.run(main(args.sessions, args.messages))

@@ -1,5 +1,5 @@
-"""Shared test infrastructure: paths to the shared CAP corpus, a thread-leak check, and the
-``processes`` fixture for tests that start real server processes.
+"""Shared test infrastructure: paths to the CAP corpus in ``tests/data/cap``, a thread-leak check,
+and the ``processes`` fixture for tests that start real server processes.
 
 Async leaks (tasks) are checked where services are stopped: see ``tests/core/support.py``.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-CAP_SAMPLES = SHARED / "cap" / "samples"
-CAP_XSD = SHARED / "cap" / "CAP-v1.2.xsd"
+CAP_DATA = REPO / "tests" / "data" / "cap"
+CAP_SAMPLES = CAP_DATA / "samples"
+CAP_XSD = CAP_DATA / "CAP-v1.2.xsd"
 
 _ALLOWED_THREAD_PREFIXES = ("asyncio_", "ThreadPoolExecutor", "pydevd", "Dummy")
 

@@ -23,8 +23,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import sqlite_utils
-
 from broadcaster.errors import DiskFullError, StoreError
 from broadcaster.store.space import DiskSpace, is_disk_full
 
@@ -59,7 +57,6 @@ class Database:
         self.space = DiskSpace(self.path.parent)
         self._executor.submit(self._mark_thread).result()
         self.conn = self._executor.submit(self._open).result()
-        self.db = sqlite_utils.Database(self.conn)
 
     def _mark_thread(self) -> None:
         self._thread_id = threading.get_ident()

@@ -15,6 +15,9 @@ Steps (RFC 8291 §3.3–3.4, RFC 8188 §2):
 - body = ``salt | rs (uint32) | idlen=65 | as_public`` then AES-128-GCM over
   ``plaintext | 0x02`` (0x02 marks the last record).
 
+HKDF is ``cryptography``'s (RFC 5869); ECDH and AES-GCM come from the same library, so only the
+RFC 8291 key schedule and the record layout are written here.
+
 Errors: :class:`PushKeyError` (``ValueError``) for a subscriber key that is not a valid P-256
 point or an auth secret that is not 16 bytes; :class:`PayloadTooLargeError` (``ValueError``)
 for a plaintext over the limit.
@@ -23,14 +26,14 @@ for a plaintext over the limit.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import struct
 from functools import lru_cache
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 RECORD_SIZE = 4096
@@ -92,9 +95,8 @@ def auth_secret(auth: str) -> bytes:
 
 
 def _hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
-    """HKDF-SHA-256 (RFC 5869) for outputs of at most one hash block."""
-    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()[:length]
+    """HKDF-SHA-256 (RFC 5869)."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
 
 
 def encrypt(

@@ -7,6 +7,7 @@ the ``applicationServerKey`` browsers subscribe with; every push request carries
 origin of the push endpoint), ``exp`` (at most 24 hours ahead, §2) and ``sub`` (a ``mailto:``
 or ``https:`` contact, §2.1).
 
+The JWT is made by PyJWT (``jwt.encode`` with ES256, which writes the raw ``r | s`` signature).
 A signed JWT is reused for the same audience until an hour before it expires, so signing costs
 nothing per message. The key comes from configuration or from a PEM file that
 :func:`load_or_create_key` writes (mode 0600) on first start; the private key is never logged.
@@ -14,7 +15,6 @@ nothing per message. The key comes from configuration or from a PEM file that
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import hashes, serialization
+import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from channels.webpush.ece import b64url_decode, b64url_encode
 
@@ -122,11 +122,5 @@ class VapidSigner:
         return header
 
     def _jwt(self, aud: str, expires: int) -> str:
-        head = b64url_encode(json.dumps({"typ": "JWT", "alg": "ES256"}).encode())
         claims = {"aud": aud, "exp": expires, "sub": self.subject}
-        body = b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
-        signing_input = f"{head}.{body}".encode("ascii")
-        der = self._key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        return f"{head}.{body}.{b64url_encode(signature)}"
+        return jwt.encode(claims, self._key, algorithm="ES256", headers={"typ": "JWT"})

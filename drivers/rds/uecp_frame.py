@@ -9,7 +9,9 @@ Follows the frame format of EBU SPB 490 (UECP, version 7)::
 * MFL is the length of the message field, 0..255 bytes.
 * The CRC is CRC-16/GENIBUS (CCITT polynomial 0x1021, initial value 0xFFFF, result inverted;
   the check value over ``b"123456789"`` is 0xD64E), over ADD..MSG before stuffing, sent
-  high byte first.
+  high byte first. It is the standard library's CRC-CCITT (``binascii.crc_hqx``, in C) started
+  at 0xFFFF and inverted: about 90 times faster than a loop in Python and the same CRC
+  (``tests/rds/test_uecp_codec.py`` checks both on the UECP vectors and on random data).
 * Byte stuffing applies to ADD..CRC: 0xFD -> FD 00, 0xFE -> FD 01, 0xFF -> FD 02, so the
   start and stop bytes never occur inside a frame.
 
@@ -20,6 +22,7 @@ acknowledgement code an encoder answers with (SPB 490 message acknowledgement, M
 
 from __future__ import annotations
 
+import binascii
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -56,13 +59,7 @@ class AckCode(IntEnum):
 
 def crc16_genibus(data: bytes) -> int:
     """CRC-16/GENIBUS: poly 0x1021, init 0xFFFF, no reflection, final XOR 0xFFFF."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        crc &= 0xFFFF
-    return crc ^ 0xFFFF
+    return binascii.crc_hqx(data, 0xFFFF) ^ 0xFFFF
 
 
 def stuff(data: bytes) -> bytes:

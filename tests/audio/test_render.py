@@ -298,8 +298,11 @@ async def test_supplied_audio_is_the_body_and_the_marker_is_still_spoken(
     audio = read_pcm(render.files[ExportFormat.WAV], 48_000)
     body = next(s for s in render.segments if s.kind == "body")
     reference = decode_reference(supplied)
-    score, at = best_match(audio, reference)
-    assert score > 0.9 and at / 48_000 == pytest.approx(body.start_s, abs=0.05)
+    # The layout repeats the body: its two copies match equally well, so the search is held to
+    # the first body's place (with a margin) rather than taking the best match in the whole file.
+    start = int((body.start_s - 0.5) * 48_000)
+    score, at = best_match(audio[start : start + len(reference) + 48_000], reference)
+    assert score > 0.9 and (start + at) / 48_000 == pytest.approx(body.start_s, abs=0.05)
     marker_score, _ = best_match(audio, espeak_reference("这是一次演练", "cmn-latn-pinyin"))
     assert marker_score > 0.9
 

@@ -14,8 +14,8 @@ from lxml import etree
 from broadcaster.cap import parse_cap
 from broadcaster.cap.parse import safe_parser
 from broadcaster.errors import CapError
+from tests.conftest import CAP_SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "cap" / "samples"
 SECRET = "s3cr3t-passwd-line"
 
 
@@ -122,7 +122,7 @@ def test_parser_settings_alone_load_nothing(
 
 
 def test_published_xee_sample_without_doctype_still_rejected() -> None:
-    text = (SAMPLES / "hostile" / "google_xee.xml").read_text()
+    text = (CAP_SAMPLES / "hostile" / "google_xee.xml").read_text()
     start, end = text.index("<!DOCTYPE"), text.index("]>") + 2
     stripped = (text[:start] + text[end:]).replace("&xxe;", "")
     with pytest.raises(CapError) as caught:

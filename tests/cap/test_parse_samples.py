@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from broadcaster.cap import Certainty, MsgType, parse_cap
 from broadcaster.errors import CapError
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "cap" / "samples"
+from tests.conftest import CAP_SAMPLES
 
 
 def _names(folder: str) -> list[str]:
-    return sorted(path.name for path in (SAMPLES / folder).glob("*.xml"))
+    return sorted(path.name for path in (CAP_SAMPLES / folder).glob("*.xml"))
 
 
 @pytest.mark.parametrize("name", _names("valid"))
 def test_valid_samples_accepted_as_cap12(name: str) -> None:
-    parsed = parse_cap((SAMPLES / "valid" / name).read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "valid" / name).read_bytes())
     assert parsed.version == "1.2"
     assert parsed.alert.identifier and parsed.alert.sender
     assert all(problem.severity == "warning" for problem in parsed.problems)
@@ -26,7 +23,7 @@ def test_valid_samples_accepted_as_cap12(name: str) -> None:
 
 @pytest.mark.parametrize("name", _names("cap11"))
 def test_cap11_samples_accepted_and_converted(name: str) -> None:
-    parsed = parse_cap((SAMPLES / "cap11" / name).read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "cap11" / name).read_bytes())
     assert parsed.version == "1.1"
     assert parsed.alert.sent.utcoffset() is not None
     assert all(problem.severity == "warning" for problem in parsed.problems)
@@ -34,7 +31,7 @@ def test_cap11_samples_accepted_and_converted(name: str) -> None:
 
 @pytest.mark.parametrize("name", _names("signed"))
 def test_signed_samples_parse_with_signature_ignored(name: str) -> None:
-    parsed = parse_cap((SAMPLES / "signed" / name).read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "signed" / name).read_bytes())
     assert parsed.alert.infos
 
 
@@ -68,7 +65,7 @@ def test_every_rejected_sample_has_an_expectation() -> None:
 @pytest.mark.parametrize("relative", sorted(REJECTIONS))
 def test_rejected_sample_names_path_and_rule(relative: str) -> None:
     with pytest.raises(CapError) as caught:
-        parse_cap((SAMPLES / relative).read_bytes())
+        parse_cap((CAP_SAMPLES / relative).read_bytes())
     found = {(problem.path, problem.rule) for problem in caught.value.problems}
     assert REJECTIONS[relative] <= found, found
     errors = [problem for problem in caught.value.problems if problem.severity == "error"]
@@ -80,14 +77,14 @@ def test_rejected_sample_names_path_and_rule(relative: str) -> None:
 
 
 def test_iso_8859_1_declaration_is_honoured() -> None:
-    parsed = parse_cap((SAMPLES / "valid" / "google_earthquake-iso8859-1.xml").read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "valid" / "google_earthquake-iso8859-1.xml").read_bytes())
     assert parsed.alert.infos[0].headline == (
         "EQ 4.6 Usulután, Usulután, El Salvador - PRELIMINARY REPORT"
     )
 
 
 def test_chinese_bilingual_alert_keeps_both_languages_and_admin_code() -> None:
-    parsed = parse_cap((SAMPLES / "valid" / "wmo_cn.xml").read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "valid" / "wmo_cn.xml").read_bytes())
     languages = [info.language for info in parsed.alert.infos]
     assert languages == ["en-US", "zh-CN"]
     geocode = parsed.alert.infos[1].areas[0].geocodes[0]
@@ -95,7 +92,7 @@ def test_chinese_bilingual_alert_keeps_both_languages_and_admin_code() -> None:
 
 
 def test_update_references_read_as_triplets_with_sent_verbatim() -> None:
-    parsed = parse_cap((SAMPLES / "signed" / "google_canada_signed.xml").read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "signed" / "google_canada_signed.xml").read_bytes())
     alert = parsed.alert
     assert alert.msg_type is MsgType.UPDATE
     assert len(alert.references) == 9
@@ -109,7 +106,7 @@ def test_update_references_read_as_triplets_with_sent_verbatim() -> None:
 
 
 def test_cap11_circle_and_parameters_converted() -> None:
-    parsed = parse_cap((SAMPLES / "cap11" / "google_earthquake.xml").read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "cap11" / "google_earthquake.xml").read_bytes())
     info = parsed.alert.infos[0]
     assert info.certainty is Certainty.LIKELY
     circle = info.areas[0].circles[0]
@@ -119,7 +116,7 @@ def test_cap11_circle_and_parameters_converted() -> None:
 
 
 def test_empty_parameter_values_are_kept() -> None:
-    parsed = parse_cap((SAMPLES / "cap11" / "google_weather.xml").read_bytes())
+    parsed = parse_cap((CAP_SAMPLES / "cap11" / "google_weather.xml").read_bytes())
     values = {p.value_name: p.value for p in parsed.alert.infos[0].parameters}
     assert values["WMOHEADER"] == ""
     assert values["UGC"] == "MTZ014"

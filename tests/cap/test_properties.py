@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import xmlschema
@@ -34,10 +33,10 @@ from broadcaster.cap import (
     to_json,
     to_xml,
 )
+from tests.conftest import CAP_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "cap"
 SCHEMAS = [
-    xmlschema.XMLSchema(str(SHARED / name)) for name in ("CAP-v1.2.xsd", "CAP-v1.2-extended.xsd")
+    xmlschema.XMLSchema(str(CAP_DATA / name)) for name in ("CAP-v1.2.xsd", "CAP-v1.2-extended.xsd")
 ]
 
 token = st.text(

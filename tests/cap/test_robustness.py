@@ -3,7 +3,6 @@ never with another exception."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -11,10 +10,10 @@ from hypothesis import strategies as st
 
 from broadcaster.cap import from_json, parse_cap, to_json, verify_signature
 from broadcaster.errors import CapError
+from tests.conftest import CAP_SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "cap" / "samples"
-SEED = (SAMPLES / "valid" / "google_thunderstorm.xml").read_bytes()
-SIGNED = (SAMPLES / "signed" / "wmo_tg_valid.xml").read_bytes()
+SEED = (CAP_SAMPLES / "valid" / "google_thunderstorm.xml").read_bytes()
+SIGNED = (CAP_SAMPLES / "signed" / "wmo_tg_valid.xml").read_bytes()
 FUZZ = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )

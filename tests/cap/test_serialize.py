@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import xmlschema
@@ -33,20 +32,20 @@ from broadcaster.cap import (
     to_xml,
 )
 from broadcaster.errors import CapError
+from tests.conftest import CAP_DATA, REPO
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "cap"
 CAP12 = "urn:oasis:names:tc:emergency:cap:1.2"
 ROUND_TRIP = sorted(
-    str(path.relative_to(SHARED / "samples"))
+    str(path.relative_to(CAP_DATA / "samples"))
     for folder in ("valid", "cap11", "signed")
-    for path in (SHARED / "samples" / folder).glob("*.xml")
+    for path in (CAP_DATA / "samples" / folder).glob("*.xml")
 )
 
 
 @pytest.fixture(scope="module")
 def oasis_schema() -> xmlschema.XMLSchema:
     """The official OASIS schema, read by an implementation independent of ours."""
-    return xmlschema.XMLSchema(str(SHARED / "CAP-v1.2.xsd"))
+    return xmlschema.XMLSchema(str(CAP_DATA / "CAP-v1.2.xsd"))
 
 
 def sample_alert() -> Alert:
@@ -116,14 +115,20 @@ def sample_alert() -> Alert:
 @pytest.fixture(scope="module")
 def extended_schema() -> xmlschema.XMLSchema:
     """The stricter variant: what we write must meet it too."""
-    return xmlschema.XMLSchema(str(SHARED / "CAP-v1.2-extended.xsd"))
+    return xmlschema.XMLSchema(str(CAP_DATA / "CAP-v1.2-extended.xsd"))
+
+
+def test_shipped_schema_is_the_oasis_file_the_tests_hold() -> None:
+    # serialize.py validates what it writes against its own copy; the tests' copy is the oracle.
+    shipped = REPO / "broadcaster" / "cap" / "schema"
+    assert (shipped / "CAP-v1.2.xsd").read_bytes() == (CAP_DATA / "CAP-v1.2.xsd").read_bytes()
 
 
 @pytest.mark.parametrize("relative", ROUND_TRIP)
 def test_sample_round_trip_is_lossless_and_schema_valid(
     relative: str, oasis_schema: xmlschema.XMLSchema, extended_schema: xmlschema.XMLSchema
 ) -> None:
-    parsed = parse_cap((SHARED / "samples" / relative).read_bytes())
+    parsed = parse_cap((CAP_DATA / "samples" / relative).read_bytes())
     xml = to_xml(parsed.alert)
     oasis_schema.validate(xml.decode())
     extended_schema.validate(xml.decode())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import xmlschema
@@ -27,10 +26,10 @@ from broadcaster.cap import (
     verify_signature,
 )
 from broadcaster.errors import CapError
+from tests.conftest import CAP_DATA
 from tests.signing import key_and_cert
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "cap"
-SIGNED = SHARED / "samples" / "signed"
+SIGNED = CAP_DATA / "samples" / "signed"
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 
 
@@ -89,7 +88,7 @@ def test_canada_signature_with_bad_id_is_malformed() -> None:
 
 
 def test_unsigned_alert_reported_unsigned() -> None:
-    report = verify_signature((SHARED / "samples" / "valid" / "wmo_cn.xml").read_bytes())
+    report = verify_signature((CAP_DATA / "samples" / "valid" / "wmo_cn.xml").read_bytes())
     assert (report.status, report.certificate) == ("unsigned", "none")
 
 
@@ -99,7 +98,7 @@ def test_garbage_reported_malformed(garbage: bytes) -> None:
 
 
 def test_hostile_document_reported_malformed_unread() -> None:
-    hostile = (SHARED / "samples" / "hostile" / "google_xee.xml").read_bytes()
+    hostile = (CAP_DATA / "samples" / "hostile" / "google_xee.xml").read_bytes()
     for data in (hostile, hostile.decode().replace('"utf-8"', '"utf-16"').encode("utf-16")):
         report = verify_signature(data)
         assert (report.status, report.certificate) == ("malformed", "none")
@@ -135,7 +134,7 @@ def test_signed_output_verifies_trusted_and_detects_edits(kind: str) -> None:
     xml = to_xml(_alert(), signer=signer)
     root = etree.fromstring(xml)
     assert etree.QName(root[-1]).text == f"{{{DSIG}}}Signature"
-    xmlschema.XMLSchema(str(SHARED / "CAP-v1.2.xsd")).validate(xml.decode())
+    xmlschema.XMLSchema(str(CAP_DATA / "CAP-v1.2.xsd")).validate(xml.decode())
     assert parse_cap(xml).alert == _alert()
 
     report = verify_signature(xml, trusted_certs=[cert_pem])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,7 @@ from broadcaster.config import Config, parse_config
 from broadcaster.delivery import Target
 from broadcaster.errors import PermanentError, RetryableError
 from broadcaster.service import BroadcasterService
+from tests.conftest import REPO
 
 COUNTY = "150921000000"  # 卓资县
 OTHER_COUNTY = "150922000000"  # 化德县
@@ -173,11 +175,20 @@ async def running(
         assert not pending, f"service left tasks running: {[t.get_name() for t in pending]}"
 
 
+_PROJECT_DIRS = tuple(
+    f"{REPO / package}{os.sep}" for package in ("broadcaster", "channels", "drivers", "audio")
+)
+
+
 def _is_project_task(task: asyncio.Task[Any]) -> bool:
-    """A task running code of the project's packages (not of the test or of aiohttp)."""
+    """A task running code of the project's packages (not of the test or of aiohttp).
+
+    Judged by the folder under the checkout, not by a folder name anywhere in the path: a
+    checkout cloned into ``broadcaster/`` has that name in every path, tests included.
+    """
     code = getattr(task.get_coro(), "cr_code", None)
     filename = code.co_filename if code is not None else ""
-    return any(f"/{pkg}/" in filename for pkg in ("broadcaster", "channels", "drivers", "audio"))
+    return filename.startswith(_PROJECT_DIRS)
 
 
 async def wait_until_complete(

@@ -1,15 +1,15 @@
 """Byte-exact tests of the UECP frame and element codecs and the RDS character set.
 
-Oracles: the vectors in PROTOCOLS.md, frames computed by hand from EBU SPB 490, and the
-standard library's ``binascii.crc_hqx`` (CRC-CCITT) for the CRC: CRC-16/GENIBUS is
-CRC-CCITT with initial value 0xFFFF and the result inverted.
+Oracles: the vectors in PROTOCOLS.md, frames computed by hand from EBU SPB 490, and for the CRC
+(which the codec takes from ``binascii.crc_hqx``) CRC-16/GENIBUS written out bit by bit from its
+definition, as the codec computed it before, and its catalogue check value.
 """
 
 from __future__ import annotations
 
-import binascii
-
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.rds import EwsPayload, RdsFrameError, RdsValueError
 from drivers.rds.charset import (
@@ -51,7 +51,14 @@ TA_TP_ON = bytes.fromhex("FE 00 00 00 04 03 00 00 03 EC 78 FF")
 
 
 def oracle_crc(data: bytes) -> int:
-    return binascii.crc_hqx(data, 0xFFFF) ^ 0xFFFF
+    """CRC-16/GENIBUS bit by bit: poly 0x1021, init 0xFFFF, no reflection, final XOR 0xFFFF."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        crc &= 0xFFFF
+    return crc ^ 0xFFFF
 
 
 def frame(site: int, encoder: int, sequence: int, message: bytes) -> bytes:
@@ -63,8 +70,19 @@ def test_crc_check_value() -> None:
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00", b"\xff" * 7, bytes(range(256))])
-def test_crc_matches_independent_ccitt(data: bytes) -> None:
+def test_crc_matches_the_bitwise_definition(data: bytes) -> None:
     assert crc16_genibus(data) == oracle_crc(data)
+
+
+@given(st.binary(max_size=300))
+def test_crc_matches_the_bitwise_definition_on_any_data(data: bytes) -> None:
+    assert crc16_genibus(data) == oracle_crc(data)
+
+
+@pytest.mark.parametrize("wire", [PS_ALERT, TA_TP_ON], ids=["ps-alert", "ta-tp-on"])
+def test_crc_of_the_protocol_vectors(wire: bytes) -> None:
+    body, sent = wire[1:-3], int.from_bytes(wire[-3:-1], "big")
+    assert crc16_genibus(body) == oracle_crc(body) == sent
 
 
 def test_protocols_md_vectors() -> None:

@@ -1,13 +1,22 @@
 """A local push-service stand-in (RFC 8030) and subscriber keys, for tests and benchmarks.
 
-:class:`PushServiceStandIn` is an aiohttp app: ``POST /push/<subscription>`` checks the
-request the way a push service does (VAPID ``Authorization`` with a valid ES256 JWT for its own
-origin, ``TTL``, ``Content-Encoding: aes128gcm``, ``Topic`` ≤ 32 base64url characters), then
-decrypts the body with the subscriber's private key using ``http_ece`` (an implementation
-independent of the channel's) and records the message. It answers 201 with ``Location``, or
-what the test scripted for that subscription (410, 429 with ``Retry-After``, 500, or a delay).
+:class:`PushServiceStandIn` is an aiohttp app: ``POST /push/<subscription>`` checks the request
+the way a push service does and accepts whatever RFC 8030, RFC 8291 and RFC 8292 allow a sender:
 
-``on_push`` is called with every decrypted message: tests use it to play the phone (post the
+* ``Authorization: vapid t=<JWT>, k=<key>`` (RFC 8292 §3): scheme and parameter names in any
+  case, parameters in any order, optional white space around ``,`` and ``=``, token or
+  quoted-string values (RFC 9110 §11.2); the JWT is ES256-signed by ``k`` (RFC 8292 §2) with
+  ``aud`` the origin of the push resource and ``exp`` no more than 24 hours ahead; ``sub`` is
+  optional (§2.1) and kept in :attr:`ReceivedPush.claims` for tests to judge;
+* header names compared without regard to case; ``TTL`` required (RFC 8030 §5.2); ``Topic``
+  (§5.4) and ``Urgency`` (§5.3) optional but checked when present;
+* a body needs ``Content-Encoding: aes128gcm`` (RFC 8291 §4); a push without a body is allowed.
+
+A body is decrypted with the subscriber's private key by ``http_ece`` (an implementation
+independent of the channel's) and the message recorded; it answers 201 with ``Location``, or what
+the test scripted for that subscription (410, 429 with ``Retry-After``, 500, or a delay).
+
+``on_push`` is called with every accepted message: tests use it to play the phone (post the
 service worker's ack) or to hand the message to a real browser.
 """
 
@@ -15,23 +24,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import http_ece
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from multidict import CIMultiDict
 
 _TOPIC = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_URGENCIES = {"very-low", "low", "normal", "high"}
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_AUTH_PARAM = re.compile(rf'({_TCHARS})[ \t]*=[ \t]*({_TCHARS}|"(?:[^"\\]|\\.)*")')
 
 
 def b64d(text: str) -> bytes:
@@ -40,6 +54,31 @@ def b64d(text: str) -> bytes:
 
 def b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def vapid_params(header: str) -> dict[str, str] | None:
+    """The auth-params of a ``vapid`` Authorization header (lower-cased names), or None."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "vapid":
+        return None
+    params: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        if rest[position] in " \t,":
+            position += 1
+            continue
+        match = _AUTH_PARAM.match(rest, position)
+        if match is None or match.group(1).lower() in params:
+            return None
+        name, value = match.groups()
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[name.lower()] = value
+        position = match.end()
+        following = rest[position:].lstrip(" \t")
+        if following and not following.startswith(","):
+            return None
+    return params
 
 
 @dataclass
@@ -65,10 +104,18 @@ class SubscriberKeys:
 
 @dataclass(frozen=True)
 class ReceivedPush:
+    """One accepted push: ``payload`` is the plaintext as a JSON object (None if it is none)."""
+
     subscription: str
-    payload: dict[str, Any]
-    headers: dict[str, str]
+    payload: dict[str, Any] | None
+    headers: Mapping[str, str]
     size: int
+    data: bytes = b""
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PushRefused(Exception):
+    """A request no conforming sender makes: answered 400 with this text."""
 
 
 class PushServiceStandIn:
@@ -88,7 +135,7 @@ class PushServiceStandIn:
         self.on_push = on_push
         self.decrypt = decrypt
         self.count = 0
-        self._verified: set[str] = set()
+        self._verified: dict[tuple[str, str], dict[str, Any]] = {}
         self.base_url = ""
 
     def subscriber(self, name: str) -> dict[str, Any]:
@@ -101,51 +148,23 @@ class PushServiceStandIn:
         app.router.add_post("/push/{name}", self._push)
         return app
 
-    def _check_vapid(self, request: web.Request) -> str | None:
-        header = request.headers.get("Authorization", "")
-        if header in self._verified:
-            return None
-        problem = self._verify_vapid(header)
-        if problem is None:
-            self._verified.add(header)
-        return problem
-
-    def _verify_vapid(self, header: str) -> str | None:
-        match = re.fullmatch(r"vapid t=([^,]+), k=(\S+)", header)
-        if match is None:
-            return "no VAPID Authorization"
-        token, key = match.groups()
-        head, body, signature = token.split(".")
-        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64d(key))
-        raw = b64d(signature)
-        der = encode_dss_signature(int.from_bytes(raw[:32]), int.from_bytes(raw[32:]))
-        try:
-            public.verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return "bad JWT signature"
-        claims = json.loads(b64d(body))
-        if claims["aud"] != self.base_url:
-            return f"aud {claims['aud']} is not {self.base_url}"
-        if not time.time() < claims["exp"] <= time.time() + 24 * 3600:
-            return "exp not within 24 h"
-        if not claims["sub"].startswith(("mailto:", "https:")):
-            return "sub is no contact"
-        return None
+    def check_vapid(self, header: str, origin: str) -> dict[str, Any]:
+        """The JWT claims of a valid VAPID ``Authorization`` for ``origin``; PushRefused if not."""
+        if (header, origin) not in self._verified:
+            self._verified[header, origin] = _verify_vapid(header, origin)
+        return self._verified[header, origin]
 
     async def _push(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        problem = self._check_vapid(request)
-        headers = dict(request.headers)
-        if problem is None and headers.get("Content-Encoding") != "aes128gcm":
-            problem = "Content-Encoding is not aes128gcm"
-        if problem is None and not headers.get("TTL", "").isdigit():
-            problem = "TTL missing"
-        if problem is None and not _TOPIC.match(headers.get("Topic", "")):
-            problem = "Topic is not 1-32 base64url characters"
-        if problem is not None:
-            self.rejected.append(problem)
-            return web.Response(status=400, text=problem)
         body = await request.read()
+        try:
+            claims = self.check_vapid(
+                request.headers.get("Authorization", ""), str(request.url.origin())
+            )
+            _check_headers(request.headers, body)
+        except PushRefused as refused:
+            self.rejected.append(str(refused))
+            return web.Response(status=400, text=str(refused))
         self.count += 1
         scripted = self.script.get(name)
         answer = scripted.pop(0) if scripted else 201
@@ -156,13 +175,80 @@ class PushServiceStandIn:
             extra = {"Retry-After": "7"} if answer == 429 else {}
             return web.Response(status=answer, headers=extra)
         if self.decrypt:
-            keys = self.keys[name]
-            plain = http_ece.decrypt(
-                body, private_key=keys.private_key, auth_secret=keys.auth, version="aes128gcm"
+            try:
+                plain = self._decrypt(name, body)
+            except PushRefused as refused:
+                self.rejected.append(str(refused))
+                return web.Response(status=400, text=str(refused))
+            push = ReceivedPush(
+                name, _json_object(plain), CIMultiDict(request.headers), len(body), plain, claims
             )
-            push = ReceivedPush(name, json.loads(plain), headers, len(body))
             self.received.append(push)
             self.arrived.set()
             if self.on_push is not None:
                 await self.on_push(push)
         return web.Response(status=201, headers={"Location": f"/msg/{name}/{self.count}"})
+
+    def _decrypt(self, name: str, body: bytes) -> bytes:
+        if not body:
+            return b""
+        keys = self.keys.get(name)
+        if keys is None:
+            raise PushRefused(f"no subscription {name}")
+        try:
+            plain: bytes = http_ece.decrypt(
+                body, private_key=keys.private_key, auth_secret=keys.auth, version="aes128gcm"
+            )
+        except (InvalidTag, ValueError, http_ece.ECEException) as exc:
+            raise PushRefused(f"body does not decrypt (RFC 8291): {exc}") from exc
+        return plain
+
+
+def _verify_vapid(header: str, origin: str) -> dict[str, Any]:
+    params = vapid_params(header)
+    if params is None or "t" not in params or "k" not in params:
+        raise PushRefused("no VAPID Authorization")
+    try:
+        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64d(params["k"]))
+        head, body, signature = params["t"].split(".")
+        jose = json.loads(b64d(head))
+        claims = json.loads(b64d(body))
+        raw = b64d(signature)
+    except (ValueError, binascii.Error) as exc:
+        raise PushRefused(f"malformed VAPID token or key: {exc}") from exc
+    if not isinstance(jose, dict) or jose.get("alg") != "ES256" or not isinstance(claims, dict):
+        raise PushRefused("VAPID token is not an ES256 JWT")
+    if len(raw) != 64:
+        raise PushRefused("ES256 signature is not 64 bytes")
+    der = encode_dss_signature(int.from_bytes(raw[:32]), int.from_bytes(raw[32:]))
+    try:
+        public.verify(der, f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise PushRefused("bad JWT signature") from exc
+    if claims.get("aud") != origin:
+        raise PushRefused(f"aud {claims.get('aud')} is not {origin}")
+    expires = claims.get("exp")
+    if not isinstance(expires, int | float) or not time.time() < expires <= time.time() + 86400:
+        raise PushRefused("exp not within 24 h")
+    if "sub" in claims and not isinstance(claims["sub"], str):
+        raise PushRefused("sub is not a string")
+    return claims
+
+
+def _check_headers(headers: Mapping[str, str], body: bytes) -> None:
+    if not re.fullmatch(r"[0-9]+", headers.get("TTL", "")):
+        raise PushRefused("TTL missing")
+    if body and headers.get("Content-Encoding", "").lower() != "aes128gcm":
+        raise PushRefused("Content-Encoding is not aes128gcm")
+    if "Topic" in headers and not _TOPIC.match(headers["Topic"]):
+        raise PushRefused("Topic is not 1-32 base64url characters")
+    if "Urgency" in headers and headers["Urgency"].lower() not in _URGENCIES:
+        raise PushRefused("Urgency is not very-low, low, normal or high")
+
+
+def _json_object(plain: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(plain)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
