@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from audio.errors import ClipIntegrityError, ClipLibraryError
+from audio.languages import lookup
 from audio.pcm import Samples, decode
 
 MANIFEST_NAME = "manifest.json"
@@ -102,17 +103,11 @@ class ClipLibrary:
     def _find(
         self, kind: str, language: str, hazard: str = "", level: str = ""
     ) -> ClipEntry | None:
-        lang = language.lower()
         candidates = [
             e for e in self.entries if e.kind == kind and e.hazard == hazard and e.level == level
         ]
-        for entry in candidates:
-            if entry.language.lower() == lang:
-                return entry
-        for entry in candidates:
-            if entry.language.lower().split("-")[0] == lang.split("-")[0]:
-                return entry
-        return None
+        chosen = lookup((language,), [e.language for e in candidates])
+        return next((e for e in candidates if e.language == chosen), None)
 
 
 def write_manifest(directory: Path, entries: list[ClipEntry]) -> Path:

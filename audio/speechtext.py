@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from audio.errors import SpeechTextError
+from audio.languages import lookup
 from audio.textnorm import normalize_for_speech
 
 
@@ -120,15 +121,13 @@ class SpeechScript:
 
 
 def template_for(language: str) -> LanguageTemplate:
-    """The template for a BCP 47 tag (``zh-CN`` → ``zh``); unknown languages are an error."""
-    base = language.split("-")[0].lower()
-    if base == "cmn":
-        base = "zh"
-    try:
-        return TEMPLATES[base]
-    except KeyError:
+    """The template for a BCP 47 tag (``zh-CN`` → ``zh``, :func:`audio.languages.lookup`);
+    unknown languages are an error."""
+    key = lookup((language,), TEMPLATES)
+    if key is None:
         known = ", ".join(sorted(TEMPLATES))
-        raise SpeechTextError(f"no speech template for language {language!r} ({known})") from None
+        raise SpeechTextError(f"no speech template for language {language!r} ({known})")
+    return TEMPLATES[key]
 
 
 def marker_kind(status: Status | str) -> MarkerKind | None:
