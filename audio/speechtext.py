@@ -75,6 +75,26 @@ TEMPLATES: dict[str, LanguageTemplate] = {
         markers={MarkerKind.EXERCISE: "这是一次演练", MarkerKind.TEST: "这是一次测试"},
         closing="播报完毕",
     ),
+    # Traditional Mongolian script, as written in Inner Mongolia. Not yet reviewed by a native
+    # speaker: the wording is a careful draft (see config/templates/README.md).
+    "mn-Mong": LanguageTemplate(
+        intro="{sender} {event} {level}ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ ᠨᠡᠢᠲᠡᠯᠡᠪᠡ",
+        intro_anonymous="{event} {level}ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ",
+        level_words={
+            Level.RED: "ᠤᠯᠠᠭᠠᠨ ",
+            Level.ORANGE: "ᠤᠯᠠᠪᠳᠤᠷ ",
+            Level.YELLOW: "ᠰᠢᠷ᠎ᠠ ",
+            Level.BLUE: "ᠬᠥᠬᠡ ",
+            Level.NONE: "",
+        },
+        instruction_prefix="ᠬᠠᠮᠠᠭᠠᠯᠠᠬᠤ ᠵᠢᠭᠠᠪᠤᠷᠢ᠄ ",
+        sentence_end="᠃ ",
+        markers={
+            MarkerKind.EXERCISE: "ᠡᠨᠡ ᠪᠣᠯ ᠳᠠᠳᠤᠯᠭ᠎ᠠ",
+            MarkerKind.TEST: "ᠡᠨᠡ ᠪᠣᠯ ᠲᠤᠷᠰᠢᠯᠲᠠ",
+        },
+        closing="ᠨᠡᠪᠲᠡᠷᠡᠭᠦᠯᠦᠯ ᠳᠠᠭᠤᠰᠪᠠ",
+    ),
     "en": LanguageTemplate(
         intro="{event} warning{level}, issued by {sender}",
         intro_anonymous="{event} warning{level}",
@@ -92,7 +112,7 @@ TEMPLATES: dict[str, LanguageTemplate] = {
     ),
 }
 
-_TRAILING_PUNCTUATION = " \t\n。.！!；;，,：:"
+_TRAILING_PUNCTUATION = " \t\n。.！!；;，,：:᠃᠂"
 
 
 @dataclass(frozen=True)

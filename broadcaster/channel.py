@@ -104,6 +104,9 @@ class SendResult:
     outcome: SendOutcome
     provider_ref: str | None = None
     detail: str = ""
+    warnings: tuple[str, ...] = ()
+    """What the delivery lacks though it went out (a language it could not speak): recorded
+    on the delivery, shown on the console board and counted in ``/metrics``."""
 
 
 class ConfirmationOutcome(StrEnum):

@@ -114,3 +114,4 @@ class Transition:
     provider_ref: str | None = None
     next_attempt_at: float | None = None
     progress: bool = False
+    warning: str | None = None

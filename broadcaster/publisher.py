@@ -2,8 +2,11 @@
 language and channel profile.
 
 Channels that speak (loudspeakers, FM, telephone paging) ask :class:`AudioPublisher` for a
-render; the first request renders through :mod:`audio` (speech fallback chain, attention
-signal, loudness normalisation, export) and later ones come from its cache. The warning colour
+render; ``render_programme`` makes one message of a target's languages in its order (the
+alert's recording in that language, else synthesis, else stored clips), leaving out a language
+nothing can voice and naming it (``unspoken_warnings``). The first request renders through
+:mod:`audio` (speech fallback chain, attention signal, loudness normalisation, export) and
+later ones come from its cache. The warning colour
 comes from the alert's ``<parameter>`` (the national system's 预警级别/colour, or Ⅰ–Ⅳ) or
 else from its severity (Extreme→red, Severe→orange, Moderate→yellow, Minor→blue); the hazard,
 used to pick stored clips when every synthesiser is down, from the event's name.
@@ -17,10 +20,13 @@ import binascii
 import functools
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from audio.assembly import PROFILES, ChannelProfile
 from audio.engines import EdgeTtsConfig, EspeakConfig
+from audio.errors import NoVoiceError
+from audio.languages import LanguageTagError, parse
 from audio.render import Render, Renderer, RendererConfig, RenderRequest
 from audio.speechtext import Level, SpeechText
 from broadcaster.cap import Info, Severity
@@ -51,6 +57,9 @@ _HAZARDS = (
     ("flood", ("洪", "山洪", "地质", "滑坡", "泥石流", "flood", "landslide")),
     ("hazmat", ("危化", "泄漏", "化学", "chemical", "hazmat")),
 )
+
+
+_LANGUAGE_NAMES = {"mn": "Mongolian", "zh": "Chinese", "en": "English"}
 
 
 def _info_for(message: AlertMessage, text: MessageText) -> Info | None:
@@ -119,6 +128,38 @@ def speech_text(message: AlertMessage, text: MessageText) -> SpeechText:
     )
 
 
+def language_name(tag: str) -> str:
+    """The English name of a tag's language (``mn-Mong`` → ``Mongolian``), else the tag."""
+    try:
+        return _LANGUAGE_NAMES.get(parse(tag).language, tag)
+    except LanguageTagError:
+        return tag
+
+
+def unspoken_warnings(render: Render) -> tuple[str, ...]:
+    """One warning per language a render had to leave out, for the delivery's record."""
+    return tuple(
+        f"{language_name(u.language)} speech not available ({u.language}): {u.reason}"
+        for u in render.unspoken
+    )
+
+
+def programme_requests(
+    message: AlertMessage, languages: Sequence[str], same_header: str | None = None
+) -> list[RenderRequest]:
+    """The render requests for a target's languages, in its order, each with the recording the
+    alert carries in that language."""
+    return [
+        RenderRequest(
+            speech=speech_text(message, t),
+            hazard=hazard_of(t.event),
+            same_header=same_header,
+            supplied_audio=supplied_audio(_info_for(message, t)),
+        )
+        for t in message.rendition.for_languages(tuple(languages))
+    ]
+
+
 class AudioPublisher:
     """Renders alerts for channel profiles (``loudspeaker``, ``fm``, ``telephone``)."""
 
@@ -149,13 +190,30 @@ class AudioPublisher:
     ) -> list[Render]:
         """One render per language of the target that the alert has (at least one)."""
         chosen = profile if isinstance(profile, ChannelProfile) else PROFILES[profile]
-        texts = message.rendition.for_languages(tuple(languages))
-        requests = [
-            RenderRequest(
-                speech=speech_text(message, t),
-                hazard=hazard_of(t.event),
-                supplied_audio=supplied_audio(_info_for(message, t)),
-            )
-            for t in texts
-        ]
+        requests = programme_requests(message, languages)
         return list(await asyncio.gather(*(self.renderer.render(r, chosen) for r in requests)))
+
+    async def render_programme(
+        self,
+        message: AlertMessage,
+        profile: str | ChannelProfile,
+        languages: Sequence[str] = ("zh-CN",),
+        same_header: str | None = None,
+    ) -> Render:
+        """One message in the target's languages that the alert has, in the target's order;
+        languages nothing can voice are left out (``unspoken_warnings``). When none of them
+        can be voiced the alert's other languages are spoken instead, so the target is not
+        silent; NoVoiceError only when no language of the alert can be voiced."""
+        chosen = profile if isinstance(profile, ChannelProfile) else PROFILES[profile]
+        requests = programme_requests(message, languages, same_header)
+        try:
+            return await self.renderer.render_programme(requests, chosen)
+        except NoVoiceError as error:
+            tried = {r.speech.language for r in requests}
+            others = [t.language for t in message.rendition.texts if t.language not in tried]
+            if not others:
+                raise
+            unspoken = error.unspoken
+        fallback = programme_requests(message, others, same_header)
+        render = await self.renderer.render_programme(fallback, chosen)
+        return replace(render, unspoken=(*unspoken, *render.unspoken))

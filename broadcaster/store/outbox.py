@@ -126,12 +126,14 @@ class Outbox:
                     "UPDATE deliveries SET state = ?, updated_at = ?,"
                     " last_error = coalesce(?, last_error),"
                     " provider_ref = coalesce(?, provider_ref),"
+                    " warning = coalesce(?, warning),"
                     " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
                     (
                         t.to_state,
                         now,
                         t.last_error,
                         t.provider_ref,
+                        t.warning,
                         t.next_attempt_at,
                         t.delivery_id,
                     ),
@@ -221,7 +223,7 @@ class Outbox:
     ) -> list[dict[str, Any]]:
         sql = (
             "SELECT id, channel, target_id, part, target, state, attempts, next_attempt_at,"
-            " last_error, provider_ref, idempotency_key, updated_at FROM deliveries"
+            " last_error, warning, provider_ref, idempotency_key, updated_at FROM deliveries"
             " WHERE alert_id = ?"
         )
         params: list[Any] = [alert_id]
@@ -249,6 +251,14 @@ class Outbox:
             "SELECT channel, state, count(*) AS n FROM deliveries GROUP BY channel, state"
         )
         return {(r["channel"], r["state"]): r["n"] for r in rows}
+
+    def warning_counts(self) -> dict[str, int]:
+        """Deliveries that carry a warning, by channel."""
+        rows = self.database.query(
+            "SELECT channel, count(*) AS n FROM deliveries WHERE warning IS NOT NULL"
+            " GROUP BY channel"
+        )
+        return {r["channel"]: r["n"] for r in rows}
 
     def channel_of(self, delivery_id: int) -> str | None:
         row = self.database.conn.execute(

@@ -66,6 +66,7 @@
       cell(row, d.state, "state-" + d.state);
       cell(row, String(d.attempts));
       cell(row, d.last_error || "");
+      cell(row, d.warning || "", d.warning ? "delivery-warning" : undefined);
       row.addEventListener("click", () => loadEvents(d));
       tbody.appendChild(row);
     }
