@@ -95,6 +95,9 @@ class RenderRequest:
     hazard: str = "generic"
     same_header: str | None = None
     supplied_audio: bytes | None = field(default=None, repr=False)
+    places: tuple[str, ...] = ()
+    """Codes of the places the warning is for (county or banner), named by a warning
+    assembled from phrase clips."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,7 @@ class Renderer:
                     raise
                 unspoken.append(UnspokenLanguage(request.speech.language, str(exc)))
                 continue
-            scripts.append((request, script, self._speech_key(script, request.supplied_audio)))
+            scripts.append((request, script, self._speech_key(script, request)))
         key = cache_key(
             {
                 "speech": [speech_key for _, _, speech_key in scripts],
@@ -237,10 +240,16 @@ class Renderer:
             self._locks[key] = lock
         return lock
 
-    def _speech_key(self, script: SpeechScript, supplied: bytes | None) -> str:
+    def _speech_key(self, script: SpeechScript, request: RenderRequest) -> str:
+        supplied = request.supplied_audio
         supplied_digest = hashlib.sha256(supplied).hexdigest() if supplied is not None else None
         return cache_key(
-            {"script": asdict(script), "chain": self._chain_identity, "supplied": supplied_digest}
+            {
+                "script": asdict(script),
+                "chain": self._chain_identity,
+                "supplied": supplied_digest,
+                "places": list(request.places),
+            }
         )
 
     async def _speech(self, script: SpeechScript, key: str, request: RenderRequest) -> SpeechResult:
@@ -252,7 +261,9 @@ class Renderer:
                 return stored
             await asyncio.to_thread(self.cache.discard, "speech", key)
             level = parse_level(request.speech.level).value
-            speech = await self.chain.speak(script, request.hazard, level, request.supplied_audio)
+            speech = await self.chain.speak(
+                script, request.hazard, level, request.supplied_audio, request.places
+            )
             if speech.engine == CLIP_RUNG:
                 self._clip_speech[key] = speech
             else:

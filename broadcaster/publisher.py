@@ -155,9 +155,19 @@ def programme_requests(
             hazard=hazard_of(t.event),
             same_header=same_header,
             supplied_audio=supplied_audio(_info_for(message, t)),
+            places=places_of(_info_for(message, t)),
         )
         for t in message.rendition.for_languages(tuple(languages))
     ]
+
+
+def places_of(info: Info | None) -> tuple[str, ...]:
+    """The county and banner codes (6 digits) an ``<info>``'s geocodes name, in order: a
+    warning assembled from phrase clips names these places."""
+    if info is None:
+        return ()
+    codes = [g.value.strip()[:6] for a in info.areas for g in a.geocodes]
+    return tuple(dict.fromkeys(c for c in codes if len(c) == 6 and c.isdigit()))
 
 
 class AudioPublisher:
