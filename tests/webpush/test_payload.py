@@ -74,3 +74,17 @@ def test_ttl_is_clamped() -> None:
     assert ttl_for(100.0, 200.0) == 0
     assert ttl_for(1000.5, 0.0) == 1000
     assert ttl_for(1e12, 0.0) == 28 * 24 * 3600
+
+
+def test_traditional_mongolian_is_carried_as_it_is_written() -> None:
+    base = contract_delivery(TARGET).message.alert.infos[0]
+    headline = "ᠴᠠᠰᠤᠨ ᠰᠢᠭᠤᠷᠭ᠎ᠠ ᠶᠢᠨ ᠤᠯᠠᠪᠳᠤᠷ ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ"
+    mn = replace(base, language="mn-Mong", headline=headline, description="ᠴ" * 3000)
+    delivery = _with_infos(base, mn)
+    delivery = replace(delivery, target=replace(TARGET, languages=("mn", "zh-CN")))
+    document = _build(delivery)
+    texts = document["texts"]
+    assert isinstance(texts, list)
+    assert [t["lang"] for t in texts] == ["mn-Mong", "zh-CN"]
+    assert texts[0]["title"] == "[ᠲᠤᠷᠰᠢᠯᠲᠠ]" + headline  # the contract alert is a Test
+    assert texts[0]["body"].endswith("…")
