@@ -59,22 +59,26 @@ class LanguageTemplate:
     closing: str
 
 
+_ZH = LanguageTemplate(
+    intro="{sender}发布{event}{level}预警",
+    intro_anonymous="{event}{level}预警",
+    level_words={
+        Level.RED: "红色",
+        Level.ORANGE: "橙色",
+        Level.YELLOW: "黄色",
+        Level.BLUE: "蓝色",
+        Level.NONE: "",
+    },
+    instruction_prefix="防御指引：",
+    sentence_end="。",
+    markers={MarkerKind.EXERCISE: "这是一次演练", MarkerKind.TEST: "这是一次测试"},
+    closing="播报完毕",
+)
+
 TEMPLATES: dict[str, LanguageTemplate] = {
-    "zh": LanguageTemplate(
-        intro="{sender}发布{event}{level}预警",
-        intro_anonymous="{event}{level}预警",
-        level_words={
-            Level.RED: "红色",
-            Level.ORANGE: "橙色",
-            Level.YELLOW: "黄色",
-            Level.BLUE: "蓝色",
-            Level.NONE: "",
-        },
-        instruction_prefix="防御指引：",
-        sentence_end="。",
-        markers={MarkerKind.EXERCISE: "这是一次演练", MarkerKind.TEST: "这是一次测试"},
-        closing="播报完毕",
-    ),
+    "zh": _ZH,
+    # Spoken alike: the words of the template are heard, not read.
+    "zh-Hant": _ZH,
     # Traditional Mongolian script, as written in Inner Mongolia. Not yet reviewed by a native
     # speaker: the wording is a careful draft (see config/templates/README.md).
     "mn-Mong": LanguageTemplate(

@@ -20,6 +20,12 @@ _MARKERS: dict[str, dict[str, str]] = {
         MsgType.UPDATE: "【更新】",
         MsgType.CANCEL: "【解除】",
     },
+    "zh-Hant": {
+        Status.TEST: "【測試】",
+        Status.EXERCISE: "【演練】",
+        MsgType.UPDATE: "【更新】",
+        MsgType.CANCEL: "【解除】",
+    },
     # Traditional script, as written in Inner Mongolia (``mn`` means this script here).
     "mn-Mong": {
         Status.TEST: "[ᠲᠤᠷᠰᠢᠯᠲᠠ]",

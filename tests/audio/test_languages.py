@@ -89,6 +89,10 @@ def test_speech_templates_follow_the_same_rules() -> None:
     assert template_for("zh-CN") is TEMPLATES["zh"]
     assert template_for("cmn-Hans") is TEMPLATES["zh"]
     assert template_for("en-AU") is TEMPLATES["en"]
+    assert template_for("zh-TW") is TEMPLATES["zh-Hant"]
+    assert template_for("mn") is template_for("mn-Mong-CN") is TEMPLATES["mn-Mong"]
+    with pytest.raises(SpeechTextError, match="mn-Cyrl"):
+        template_for("mn-Cyrl")
     with pytest.raises(SpeechTextError, match="fr-FR"):
         template_for("fr-FR")
 
@@ -107,3 +111,4 @@ def test_markers_are_in_the_script_of_the_text() -> None:
     assert marker_for("mn-Cyrl", Status.TEST, MsgType.ALERT) == "[ТУРШИЛТ]"
     assert marker_for("zh-Hans", Status.EXERCISE, MsgType.ALERT) == "【演练】"
     assert marker_for("fr", Status.TEST, MsgType.ALERT) == "[TEST]"
+    assert marker_for("zh-HK", Status.TEST, MsgType.CANCEL) == "【測試】【解除】"
