@@ -33,6 +33,7 @@ from broadcaster.cap import Info, Severity
 from broadcaster.channel import AlertMessage
 from broadcaster.config import AudioConfig
 from broadcaster.rendition import MessageText
+from broadcaster.uploads import UploadStore
 
 _LEVEL_BY_SEVERITY = {
     Severity.EXTREME: Level.RED,
@@ -91,8 +92,9 @@ def hazard_of(event: str) -> str:
     return "generic"
 
 
-def supplied_audio(info: Info | None) -> bytes | None:
-    """Audio the alert carries itself (a ``<resource>`` of an audio type with ``derefUri``).
+def supplied_audio(info: Info | None, uploads: UploadStore | None = None) -> bytes | None:
+    """Audio the alert carries itself: a ``<resource>`` of an audio type with ``derefUri``, or
+    with a ``uri`` naming the server's own upload store (never any other address; blocking).
 
     It is the first rung of the speech chain: a recorded announcement beats any synthesiser.
     A resource whose content does not decode, or whose SHA-1 ``digest`` does not match, is
@@ -101,11 +103,19 @@ def supplied_audio(info: Info | None) -> bytes | None:
     if info is None:
         return None
     for resource in info.resources:
-        if not resource.mime_type.lower().startswith("audio/") or not resource.deref_uri:
+        if not resource.mime_type.lower().startswith("audio/"):
             continue
-        try:
-            data = base64.b64decode(resource.deref_uri, validate=False)
-        except (binascii.Error, ValueError):
+        if resource.deref_uri:
+            try:
+                data = base64.b64decode(resource.deref_uri, validate=False)
+            except (binascii.Error, ValueError):
+                continue
+        elif resource.uri and uploads is not None:
+            stored = uploads.read(resource.uri)
+            if stored is None:
+                continue
+            data = stored
+        else:
             continue
         if resource.digest and hashlib.sha1(data).hexdigest() != resource.digest.lower():  # noqa: S324 - CAP 1.2 names SHA-1
             continue
@@ -145,16 +155,19 @@ def unspoken_warnings(render: Render) -> tuple[str, ...]:
 
 
 def programme_requests(
-    message: AlertMessage, languages: Sequence[str], same_header: str | None = None
+    message: AlertMessage,
+    languages: Sequence[str],
+    same_header: str | None = None,
+    uploads: UploadStore | None = None,
 ) -> list[RenderRequest]:
     """The render requests for a target's languages, in its order, each with the recording the
-    alert carries in that language."""
+    alert carries in that language (blocking: it may read the upload store)."""
     return [
         RenderRequest(
             speech=speech_text(message, t),
             hazard=hazard_of(t.event),
             same_header=same_header,
-            supplied_audio=supplied_audio(_info_for(message, t)),
+            supplied_audio=supplied_audio(_info_for(message, t), uploads),
             places=places_of(_info_for(message, t)),
         )
         for t in message.rendition.for_languages(tuple(languages))
@@ -173,8 +186,15 @@ def places_of(info: Info | None) -> tuple[str, ...]:
 class AudioPublisher:
     """Renders alerts for channel profiles (``loudspeaker``, ``fm``, ``telephone``)."""
 
-    def __init__(self, cache_dir: Path, config: AudioConfig | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        config: AudioConfig | None = None,
+        uploads: UploadStore | None = None,
+    ) -> None:
         config = config or AudioConfig()
+        self.uploads = uploads
+        """Where recordings an alert names by ``uri`` are read from (nothing else is fetched)."""
         self.keep_s = config.keep_days * 86400
         """How long renders, and the audio files channels publish from them, are kept unused."""
         self.renderer = Renderer(
@@ -200,7 +220,9 @@ class AudioPublisher:
     ) -> list[Render]:
         """One render per language of the target that the alert has (at least one)."""
         chosen = profile if isinstance(profile, ChannelProfile) else PROFILES[profile]
-        requests = programme_requests(message, languages)
+        requests = await asyncio.to_thread(
+            programme_requests, message, languages, None, self.uploads
+        )
         return list(await asyncio.gather(*(self.renderer.render(r, chosen) for r in requests)))
 
     async def render_programme(
@@ -215,7 +237,9 @@ class AudioPublisher:
         can be voiced the alert's other languages are spoken instead, so the target is not
         silent; NoVoiceError only when no language of the alert can be voiced."""
         chosen = profile if isinstance(profile, ChannelProfile) else PROFILES[profile]
-        requests = programme_requests(message, languages, same_header)
+        requests = await asyncio.to_thread(
+            programme_requests, message, languages, same_header, self.uploads
+        )
         try:
             return await self.renderer.render_programme(requests, chosen)
         except NoVoiceError as error:
@@ -224,6 +248,8 @@ class AudioPublisher:
             if not others:
                 raise
             unspoken = error.unspoken
-        fallback = programme_requests(message, others, same_header)
+        fallback = await asyncio.to_thread(
+            programme_requests, message, others, same_header, self.uploads
+        )
         render = await self.renderer.render_programme(fallback, chosen)
         return replace(render, unspoken=(*unspoken, *render.unspoken))

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from broadcaster.api import alerts, feed, metrics
+from broadcaster.api import alerts, feed, metrics, uploads
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.keys import SERVICE
 from broadcaster.auth.tokens import ApiTokenStore
@@ -74,6 +74,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(alerts.routes)
     app.add_routes(feed.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(uploads.routes)
     app.add_routes(scheduler_api.routes)
     app.add_routes(health_routes)
     app.add_routes(public.routes)

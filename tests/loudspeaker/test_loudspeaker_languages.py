@@ -6,15 +6,17 @@ file the box played (cross-correlation of decoded PCM)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from audio.pcm import decode
+from broadcaster.cap import Resource
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker.commands import alert_key
-from tests.bilingual import alert, recording_at
+from tests.bilingual import alert, recording, recording_at, wav_bytes
 from tests.core.support import wait_until_complete
 from tests.loudspeaker.conftest import IN_COUNTY, speaker_system
 
@@ -101,3 +103,52 @@ async def test_every_box_plays_what_can_be_voiced_and_names_what_cannot(tmp_path
         # Chinese only: Chinese everywhere, the Mongolian-only box too, and no warning.
         assert summaries["zh-only"] == {"loudspeaker": {"confirmed": 3}}
         assert all(row["warning"] is None for row in rows["zh-only"].values())
+
+
+async def test_a_recording_named_by_uri_plays_only_from_the_servers_upload_store(
+    tmp_path: Path,
+) -> None:
+    hits: list[bytes] = []
+
+    async def elsewhere(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits.append(await reader.read(1024))  # a fetch of a URI the server must not follow
+        writer.close()
+
+    bait = await asyncio.start_server(elsewhere, "127.0.0.1", 0)
+    bait_url = f"http://127.0.0.1:{bait.sockets[0].getsockname()[1]}/announcement.wav"
+    async with speaker_system(tmp_path, languages=LANGUAGES) as system:
+        service = system.service
+        token = (tmp_path / "data" / "api-token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "audio/wav"}
+        async with aiohttp.ClientSession() as http:
+            url = f"{service.public_url}/api/v1/uploads"
+            async with http.post(url, data=wav_bytes(recording()), headers=headers) as answer:
+                assert answer.status == 201
+                uploaded = await answer.json()
+            text = {**headers, "Content-Type": "text/plain"}
+            async with http.post(url, data=b"not audio", headers=text) as refused:
+                assert refused.status == 415
+            async with http.post(url, data=b"x", headers={"Content-Type": "audio/wav"}) as anon:
+                assert anon.status == 401
+        assert uploaded["uri"].startswith(service.public_url + "/api/v1/uploads/")
+        sent = {}
+        for name, uri in (("by-upload", uploaded["uri"]), ("by-url", bait_url)):
+            made = alert(name, "zh+mn")
+            resource = Resource(resource_desc="ᠳᠠᠭᠤ", mime_type="audio/wav", uri=uri)
+            made.infos[1].resources = [resource]
+            accepted = await service.submit(made, origin="test")
+            await wait_until_complete(service, accepted.alert_id, timeout=90)
+            sent[name] = accepted.alert_id, alert_key(made)
+        rows = {name: await deliveries(service, alert_id) for name, (alert_id, _) in sent.items()}
+    bait.close()
+    await bait.wait_closed()
+
+    assert all(
+        r["state"] == "confirmed" and r["warning"] is None for r in rows["by-upload"].values()
+    )
+    at, score = recording_at(played_file(system, sent["by-upload"][1], MN_FIRST))
+    assert score > 0.9 and at < 8.0
+    assert hits == [], "the server fetched an address outside its own upload store"
+    for row in rows["by-url"].values():
+        assert row["state"] == "confirmed"
+        assert row["warning"].startswith("Mongolian speech not available (mn-Mong)")
