@@ -15,7 +15,14 @@ from audio.chain import EngineAttempt
 from audio.errors import AudioError
 from audio.export import ExportFormat
 from audio.loudness import LoudnessTarget
-from audio.render import Render, Renderer, RendererConfig, RenderRequest, render_warning
+from audio.render import (
+    Render,
+    Renderer,
+    RendererConfig,
+    RenderRequest,
+    UnspokenLanguage,
+    render_warning,
+)
 from audio.signals import AttentionConfig, AttentionKind
 from audio.speechtext import Level, SpeechText, Status
 
@@ -39,5 +46,6 @@ __all__ = [
     "SegmentSpan",
     "SpeechText",
     "Status",
+    "UnspokenLanguage",
     "render_warning",
 ]

@@ -1,15 +1,19 @@
 """Assembly of a spoken warning for one channel, and the channel profiles that drive it.
 
 Layout: [SAME header ×3] → attention signal → pause → [marker] → body, repeated N times with
-pauses → closing phrase → [marker] → [SAME end-of-message ×3]. The spoken phrases are normalised
-together, once, to the profile's integrated-loudness target under its true-peak ceiling; the
-attention signal and SAME bursts are scaled to the same loudness (never past the ceiling), so the
-laid-out message meets the target without normalising the repeats again. The loudness reported
+pauses → closing phrase → [marker] → [SAME end-of-message ×3]. A programme in several
+languages has one attention signal (and one SAME frame); each language's part (marker, body
+repeats, closing, marker) follows the last after a pause, in the order given. The spoken
+phrases of each language are normalised together, once, to the profile's integrated-loudness
+target under its true-peak ceiling; the attention signal and SAME bursts are scaled to the same
+loudness (never past the ceiling), so the laid-out message meets the target without normalising
+the repeats again. The loudness reported
 is measured on the finished message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -87,6 +91,7 @@ class SegmentSpan:
     kind: str
     start_s: float
     end_s: float
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,10 +109,11 @@ class _Timeline:
         self.spans: list[SegmentSpan] = []
         self.length = 0
 
-    def add(self, kind: str | None, samples: Samples) -> None:
+    def add(self, kind: str | None, samples: Samples, language: str = "") -> None:
         if kind is not None:
             start = self.length / MASTER_RATE
-            self.spans.append(SegmentSpan(kind, start, start + len(samples) / MASTER_RATE))
+            end = start + len(samples) / MASTER_RATE
+            self.spans.append(SegmentSpan(kind, start, end, language))
         self.parts.append(samples.astype(np.float32))
         self.length += len(samples)
 
@@ -117,7 +123,7 @@ class _Timeline:
 
 @dataclass(frozen=True)
 class _Parts:
-    attention: Samples
+    language: str
     marker: Samples | None
     body: Samples
     closing: Samples | None
@@ -136,9 +142,7 @@ def _at_loudness(samples: Samples, target: LoudnessTarget) -> tuple[Samples, flo
     return (samples * 10 ** (gain_db / 20)).astype(np.float32), peak + gain_db
 
 
-def _normalised_parts(
-    speech: SpeechResult, profile: ChannelProfile, attention: AttentionConfig
-) -> _Parts:
+def _normalised_parts(speech: SpeechResult, language: str, profile: ChannelProfile) -> _Parts:
     # Each distinct phrase is normalised once, as one unit, before the layout repeats it:
     # the repeated message has the same loudness at a fraction of the work.
     closing = speech.closing if profile.closing else None
@@ -149,53 +153,67 @@ def _normalised_parts(
     marker = next(pieces) if speech.marker is not None else None
     body = next(pieces)
     closing = next(pieces) if closing is not None else None
-    tone, tone_peak = _at_loudness(attention_signal(attention), profile.loudness)
-    return _Parts(
-        tone, marker, body, closing, max(report.true_peak_dbtp, tone_peak), report.gain_db
-    )
+    return _Parts(language, marker, body, closing, report.true_peak_dbtp, report.gain_db)
 
 
 def _lay_out(line: _Timeline, parts: _Parts, profile: ChannelProfile) -> None:
-    if len(parts.attention):
-        line.add("attention", parts.attention)
-        line.add(None, silence(profile.pause_s))
+    language = parts.language
     if parts.marker is not None:
-        line.add("marker", parts.marker)
+        line.add("marker", parts.marker, language)
         line.add(None, silence(SHORT_PAUSE_S))
     for repeat in range(profile.repeats):
         if repeat:
             line.add(None, silence(profile.pause_s))
-        line.add("body", parts.body)
+        line.add("body", parts.body, language)
     if parts.closing is not None:
         line.add(None, silence(SHORT_PAUSE_S))
-        line.add("closing", parts.closing)
+        line.add("closing", parts.closing, language)
     if parts.marker is not None:
         line.add(None, silence(SHORT_PAUSE_S))
-        line.add("marker", parts.marker)
+        line.add("marker", parts.marker, language)
 
 
 def assemble(
     speech: SpeechResult, profile: ChannelProfile, same_header: str | None = None
 ) -> AssembledAudio:
     """Lay out, normalise and (for SAME profiles with a header) frame the message."""
+    return assemble_programme([("", speech)], profile, same_header)
+
+
+def assemble_programme(
+    speeches: Sequence[tuple[str, SpeechResult]],
+    profile: ChannelProfile,
+    same_header: str | None = None,
+) -> AssembledAudio:
+    """One message in several languages (``(language, speech)`` in the order to play): one
+    attention signal, then each language's part; normalised and framed as ``assemble``."""
+    if not speeches:
+        raise AudioConfigError("a programme needs at least one language")
     with_same = profile.same and same_header is not None
     attention = (
         AttentionConfig(AttentionKind.TWO_TONE, SAME_ATTENTION_S)
         if with_same
         else profile.attention
     )
-    parts = _normalised_parts(speech, profile, attention)
-    peaks = [parts.true_peak_dbtp]
+    parts = [_normalised_parts(speech, language, profile) for language, speech in speeches]
+    tone, tone_peak = _at_loudness(attention_signal(attention), profile.loudness)
+    peaks = [tone_peak, *(p.true_peak_dbtp for p in parts)]
     line = _Timeline()
     if with_same and same_header is not None:
         header, header_peak = _at_loudness(header_bursts(same_header), profile.loudness)
         line.add("same-header", header)
         peaks.append(header_peak)
-    _lay_out(line, parts, profile)
+    if len(tone):
+        line.add("attention", tone)
+        line.add(None, silence(profile.pause_s))
+    for index, part in enumerate(parts):
+        if index:
+            line.add(None, silence(profile.pause_s))
+        _lay_out(line, part, profile)
     if with_same:
         eom, eom_peak = _at_loudness(eom_bursts(), profile.loudness)
         line.add("same-eom", eom)
         peaks.append(eom_peak)
     full = line.samples()
-    report = LoudnessReport(integrated_loudness(full), max(peaks), parts.speech_gain_db)
+    report = LoudnessReport(integrated_loudness(full), max(peaks), parts[0].speech_gain_db)
     return AssembledAudio(full, tuple(line.spans), report)

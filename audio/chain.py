@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from audio.clips import ClipLibrary
 from audio.engines.base import SpeechEngine
 from audio.errors import (
@@ -28,13 +30,15 @@ from audio.errors import (
     NoSpeechError,
 )
 from audio.loudness import integrated_loudness
-from audio.pcm import Samples, decode_async
+from audio.pcm import Samples, decode_async, silence
 from audio.speechtext import SpeechScript
 
 CLIP_RUNG = "clip"
 SUPPLIED_RUNG = "supplied"
 # Quieter than this, supplied audio is taken for silence rather than amplified into noise.
 SUPPLIED_MIN_LUFS = -50.0
+#: Between the phrases of a warning assembled from clips.
+PHRASE_PAUSE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,15 @@ class SpeechChain:
         }
 
     async def speak(
-        self, script: SpeechScript, hazard: str, level: str, supplied: bytes | None = None
+        self,
+        script: SpeechScript,
+        hazard: str,
+        level: str,
+        supplied: bytes | None = None,
+        places: tuple[str, ...] = (),
     ) -> SpeechResult:
-        """Speak ``script``; fall back to stored clips for ``hazard`` and ``level``.
+        """Speak ``script``; fall back to stored clips for ``hazard`` and ``level`` (a warning
+        clip, else one assembled from phrase clips naming ``places``).
 
         ``supplied`` is audio that came with the warning (CAP ``<resource>``): when it decodes
         to sound it is the body, and the engines only speak the marker and closing phrase.
@@ -102,13 +112,12 @@ class SpeechChain:
             attempts.append(_attempt(engine.name, "ok", started))
             marker, spoken, closing = phrases
             return _result(engine.name, attempts, body, spoken, marker, closing)
-        return await self._speak_from_clips(script, hazard, level, attempts, body)
+        return await self._speak_from_clips(script, (hazard, level, places), attempts, body)
 
     async def _speak_from_clips(
         self,
         script: SpeechScript,
-        hazard: str,
-        level: str,
+        warning: tuple[str, str, tuple[str, ...]],
         attempts: list[EngineAttempt],
         body: Samples | None,
     ) -> SpeechResult:
@@ -118,7 +127,7 @@ class SpeechChain:
             raise NoSpeechError(_summary(attempts))
         try:
             marker, stored, closing = await asyncio.to_thread(
-                _load_clips, self.clips, script, hazard, level, body is None
+                _load_clips, self.clips, script, warning, body is None
             )
         except ClipLibraryError as exc:
             attempts.append(_attempt(CLIP_RUNG, "failed", started, str(exc)))
@@ -190,9 +199,12 @@ async def _speak_all(
 
 
 def _load_clips(
-    clips: ClipLibrary, script: SpeechScript, hazard: str, level: str, with_body: bool
+    clips: ClipLibrary,
+    script: SpeechScript,
+    warning: tuple[str, str, tuple[str, ...]],
+    with_body: bool,
 ) -> tuple[Samples | None, Samples | None, Samples | None]:
-    body = clips.load(clips.find_warning(hazard, level, script.language)) if with_body else None
+    body = _warning_from_clips(clips, script.language, *warning) if with_body else None
     marker = None
     if script.marker_kind is not None:
         marker = clips.load(clips.find_phrase(f"marker-{script.marker_kind}", script.language))
@@ -201,6 +213,24 @@ def _load_clips(
     except ClipLibraryError:
         closing = None
     return marker, body, closing
+
+
+def _warning_from_clips(
+    clips: ClipLibrary, language: str, hazard: str, level: str, places: tuple[str, ...]
+) -> Samples:
+    """The stored warning clip, else the warning assembled from phrase clips with short pauses;
+    raises ClipLibraryError naming what neither has."""
+    try:
+        return clips.load(clips.find_warning(hazard, level, language))
+    except ClipLibraryError as whole:
+        try:
+            phrases = [
+                clips.load(e) for e in clips.assembled_warning(hazard, level, language, places)
+            ]
+        except ClipLibraryError as parts:
+            raise ClipLibraryError(f"{whole}; {parts}") from parts
+    pause = silence(PHRASE_PAUSE_S)
+    return np.concatenate([p for phrase in phrases for p in (phrase, pause)][:-1])
 
 
 def _attempt(engine: str, outcome: str, started: float, detail: str = "") -> EngineAttempt:

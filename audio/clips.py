@@ -9,7 +9,13 @@ A library is a directory with ``manifest.json`` and the clip files it lists::
                {"kind": "marker-test", …}, {"kind": "closing", …}]}
 
 Warning clips are keyed by hazard, level and language; a hazard without its own clip falls back
-to ``generic`` at the same level, then to the generic clip without a level. Every clip is checked
+to ``generic`` at the same level, then to the generic clip without a level. For a language
+without whole warning clips (Mongolian, recorded phrase by phrase) a warning is assembled from
+phrases (``assembled_warning``): the names of the places (``place`` clips keyed by county or
+banner code), the hazard's name (``hazard``), its level (``level``) and the standard
+instruction (``instruction``, for the hazard and level, else the hazard). The manifest's
+``wanted`` list names phrases still to be recorded, with the text to read; it is kept when the
+manifest is written again. Every clip is checked
 against its SHA-256 before use, so a damaged file is reported instead of played.
 ``write_manifest`` builds a manifest for a directory of recorded clips.
 """
@@ -22,13 +28,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from audio.errors import ClipIntegrityError, ClipLibraryError
+from audio.languages import lookup
 from audio.pcm import Samples, decode
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 GENERIC_HAZARD = "generic"
 GENERIC_LEVEL = "none"
-CLIP_KINDS = frozenset({"warning", "marker-exercise", "marker-test", "closing"})
+CLIP_KINDS = frozenset(
+    {
+        "warning",
+        "marker-exercise",
+        "marker-test",
+        "closing",
+        "hazard",
+        "level",
+        "instruction",
+        "place",
+    }
+)
 
 DEFAULT_LIBRARY = Path(__file__).resolve().parent / "clips"
 
@@ -44,6 +62,7 @@ class ClipEntry:
     text: str = ""
     hazard: str = ""
     level: str = ""
+    place: str = ""
 
 
 class ClipLibrary:
@@ -66,6 +85,26 @@ class ClipLibrary:
             if entry is not None:
                 return entry
         raise ClipLibraryError(f"no warning clip for {hazard!r}/{level!r} in {language!r}")
+
+    def assembled_warning(
+        self, hazard: str, level: str, language: str, places: tuple[str, ...] = ()
+    ) -> list[ClipEntry]:
+        """The phrase clips that say the warning in ``language``: the places that have a clip,
+        the hazard, the level and the instruction (when recorded). The hazard and level clips
+        are required."""
+        hazard, level = hazard.lower(), level.lower()
+        spoken = [e for p in places if (e := self._find("place", language, place=p)) is not None]
+        named = self._find("hazard", language, hazard=hazard)
+        colour = self._find("level", language, level=level)
+        missing = [what for what, e in (("hazard", named), ("level", colour)) if e is None]
+        if named is None or colour is None:
+            raise ClipLibraryError(
+                f"no {' or '.join(missing)} clip for {hazard!r}/{level!r} in {language!r}"
+            )
+        instruction = self._find("instruction", language, hazard=hazard, level=level) or self._find(
+            "instruction", language, hazard=hazard
+        )
+        return [*spoken, named, colour, *([instruction] if instruction else [])]
 
     def find_phrase(self, kind: str, language: str) -> ClipEntry:
         """A marker or closing clip in ``language``."""
@@ -100,19 +139,15 @@ class ClipLibrary:
         return problems
 
     def _find(
-        self, kind: str, language: str, hazard: str = "", level: str = ""
+        self, kind: str, language: str, hazard: str = "", level: str = "", place: str = ""
     ) -> ClipEntry | None:
-        lang = language.lower()
         candidates = [
-            e for e in self.entries if e.kind == kind and e.hazard == hazard and e.level == level
+            e
+            for e in self.entries
+            if e.kind == kind and e.hazard == hazard and e.level == level and e.place == place
         ]
-        for entry in candidates:
-            if entry.language.lower() == lang:
-                return entry
-        for entry in candidates:
-            if entry.language.lower().split("-")[0] == lang.split("-")[0]:
-                return entry
-        return None
+        chosen = lookup((language,), [e.language for e in candidates])
+        return next((e for e in candidates if e.language == chosen), None)
 
 
 def write_manifest(directory: Path, entries: list[ClipEntry]) -> Path:
@@ -127,11 +162,31 @@ def write_manifest(directory: Path, entries: list[ClipEntry]) -> Path:
         row["sha256"] = digest
         rows.append(row)
     manifest = directory / MANIFEST_NAME
-    manifest.write_text(
-        json.dumps({"format": MANIFEST_FORMAT, "clips": rows}, ensure_ascii=False, indent=1) + "\n",
-        encoding="utf-8",
-    )
+    document: dict[str, object] = {"format": MANIFEST_FORMAT, "clips": rows}
+    wanted = _wanted(manifest)
+    if wanted:
+        recorded = {
+            (r["kind"], r["language"], r.get("hazard"), r.get("level"), r.get("place"))
+            for r in rows
+        }
+        document["wanted"] = [
+            w
+            for w in wanted
+            if (w.get("kind"), w.get("language"), w.get("hazard"), w.get("level"), w.get("place"))
+            not in recorded
+        ]
+    manifest.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+def _wanted(manifest: Path) -> list[dict[str, str]]:
+    """The ``wanted`` rows of an existing manifest (phrases still to record)."""
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    rows = document.get("wanted") if isinstance(document, dict) else None
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
 
 def _load_manifest(directory: Path) -> list[ClipEntry]:
@@ -161,8 +216,16 @@ def _parse_row(path: Path, number: int, row: object) -> ClipEntry:
         raise ClipLibraryError(f"{where}: {exc}") from exc
     if entry.kind not in CLIP_KINDS:
         raise ClipLibraryError(f"{where}: unknown kind {entry.kind!r}")
-    if entry.kind == "warning" and not (entry.hazard and entry.level):
-        raise ClipLibraryError(f"{where}: a warning clip needs hazard and level")
+    needs = {
+        "warning": ("hazard", "level"),
+        "hazard": ("hazard",),
+        "level": ("level",),
+        "instruction": ("hazard",),
+        "place": ("place",),
+    }
+    missing = [name for name in needs.get(entry.kind, ()) if not getattr(entry, name)]
+    if missing:
+        raise ClipLibraryError(f"{where}: a {entry.kind} clip needs {' and '.join(missing)}")
     if len(entry.sha256) != 64 or Path(entry.file).is_absolute() or ".." in Path(entry.file).parts:
         raise ClipLibraryError(f"{where}: bad sha256 or file path")
     return entry

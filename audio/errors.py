@@ -13,6 +13,7 @@
     │   ├── EngineFailedError              it ran and failed (network refused, bad output)
     │   └── EngineTimeoutError (TimeoutError)  it did not finish within its timeout
     ├── NoSpeechError                      every engine and the clip library failed
+    │   └── NoVoiceError (ValueError)      no language of a programme can be voiced at all
     ├── AudioFormatError (ValueError)      bytes that are not the audio format expected
     ├── AudioToolError                     ffmpeg (or another subprocess) failed or is missing
     └── RenderCacheError                   the render cache directory is unusable
@@ -22,6 +23,8 @@ the caller, with the foreign cause chained through ``raise ... from``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class AudioError(Exception):
@@ -66,6 +69,16 @@ class EngineTimeoutError(EngineError, TimeoutError):
 
 class NoSpeechError(AudioError):
     """No engine and no stored clip could speak the warning."""
+
+
+class NoVoiceError(NoSpeechError, ValueError):
+    """Not one language of a programme has a template, voice, clip or recording: supplying
+    one is the only remedy, so retrying does not help. ``unspoken`` names each language and
+    why (``audio.render.UnspokenLanguage``)."""
+
+    def __init__(self, message: str, unspoken: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.unspoken = unspoken
 
 
 class AudioFormatError(AudioError, ValueError):

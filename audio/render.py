@@ -4,7 +4,12 @@
 the speech cache or the fallback chain (supplied audio, engines, stored clips), assembles and
 normalises them for the channel profile, exports every format the profile wants, and returns a
 ``Render``: file and SHA-256 per format, duration, measured loudness and true peak, the rung
-that spoke, the attempts before it, and whether the test/exercise marker is present. Speech is
+that spoke, the attempts before it, and whether the test/exercise marker is present.
+``Renderer.render_programme(requests, profile)`` does the same for one message in several
+languages, in the order given, under one attention signal: a language nothing can voice is
+left out and named in ``Render.unspoken``; only when no language can be voiced does it raise
+(``NoVoiceError``, saying what to supply). Renders that leave a language out are, like renders
+spoken from clips, kept in memory only, so a voice or clip added later is used at once. Speech is
 made once per text and language and shared by every profile; a finished render is cached per
 profile. Renders spoken from stored clips are kept in memory only, so the next render after the
 synthesisers recover uses them again.
@@ -18,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audio.assembly import ChannelProfile, SegmentSpan, assemble
+from audio.assembly import ChannelProfile, SegmentSpan, assemble_programme
 from audio.cache import RenderCache, cache_key
 from audio.chain import CLIP_RUNG, EngineAttempt, SpeechChain, SpeechResult
 from audio.clips import DEFAULT_LIBRARY, ClipLibrary
@@ -37,13 +43,19 @@ from audio.engines import (
     PiperEngine,
     SpeechEngine,
 )
-from audio.errors import AudioConfigError, RenderCacheError
+from audio.errors import (
+    AudioConfigError,
+    NoSpeechError,
+    NoVoiceError,
+    RenderCacheError,
+    SpeechTextError,
+)
 from audio.export import ExportFormat, export_all
 from audio.pcm import MASTER_RATE
 from audio.same import parse_header
 from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
 
-RENDER_LAYOUT_VERSION = 2
+RENDER_LAYOUT_VERSION = 3
 ENGINE_NAMES = ("edge-tts", "espeak-ng", "piper")
 
 
@@ -83,11 +95,23 @@ class RenderRequest:
     hazard: str = "generic"
     same_header: str | None = None
     supplied_audio: bytes | None = field(default=None, repr=False)
+    places: tuple[str, ...] = ()
+    """Codes of the places the warning is for (county or banner), named by a warning
+    assembled from phrase clips."""
+
+
+@dataclass(frozen=True)
+class UnspokenLanguage:
+    """A language of a programme that nothing could voice, and why."""
+
+    language: str
+    reason: str
 
 
 @dataclass(frozen=True)
 class Render:
-    """A finished render for one channel profile."""
+    """A finished render for one channel profile: ``languages`` spoken in order, ``unspoken``
+    those left out."""
 
     key: str
     profile: str
@@ -102,6 +126,8 @@ class Render:
     segments: tuple[SegmentSpan, ...]
     sha256: dict[ExportFormat, str]
     cached: bool = False
+    languages: tuple[str, ...] = ()
+    unspoken: tuple[UnspokenLanguage, ...] = ()
 
     @property
     def has_marker(self) -> bool:
@@ -123,16 +149,43 @@ class Renderer:
         self._clip_renders: dict[str, Render] = {}
 
     async def render(self, request: RenderRequest, profile: ChannelProfile) -> Render:
-        """Render ``request`` for ``profile``, from the cache when possible."""
-        script = build_script(request.speech)
-        if profile.same and request.same_header is not None:
-            parse_header(request.same_header)
-        speech_key = self._speech_key(script, request.supplied_audio)
+        """Render ``request`` for ``profile``, from the cache when possible; raises what the
+        speech chain raised when it cannot be spoken."""
+        return await self._render((request,), profile, single=True)
+
+    async def render_programme(
+        self, requests: Sequence[RenderRequest], profile: ChannelProfile
+    ) -> Render:
+        """One message in the languages of ``requests``, in their order, under one attention
+        signal (and the SAME header of the first request); languages nothing can voice are left
+        out and listed in ``Render.unspoken``. Raises NoVoiceError when none can be voiced."""
+        return await self._render(requests, profile, single=False)
+
+    async def _render(
+        self, requests: Sequence[RenderRequest], profile: ChannelProfile, *, single: bool
+    ) -> Render:
+        if not requests:
+            raise AudioConfigError("a programme needs at least one language")
+        same_header = requests[0].same_header if profile.same else None
+        if same_header is not None:
+            parse_header(same_header)
+        scripts: list[tuple[RenderRequest, SpeechScript, str]] = []
+        unspoken: list[UnspokenLanguage] = []
+        for request in requests:
+            try:
+                script = build_script(request.speech)
+            except SpeechTextError as exc:
+                if single:
+                    raise
+                unspoken.append(UnspokenLanguage(request.speech.language, str(exc)))
+                continue
+            scripts.append((request, script, self._speech_key(script, request)))
         key = cache_key(
             {
-                "speech": speech_key,
+                "speech": [speech_key for _, _, speech_key in scripts],
+                "unspoken": [asdict(u) for u in unspoken],
                 "profile": profile.identity(),
-                "same": request.same_header if profile.same else None,
+                "same": same_header,
                 "layout": RENDER_LAYOUT_VERSION,
             }
         )
@@ -143,17 +196,42 @@ class Renderer:
             if meta is not None and _files_present(self.cache.entry_dir("renders", key), meta):
                 return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
             await asyncio.to_thread(self.cache.discard, "renders", key)
-            speech = await self._speech(script, speech_key, request)
-            if speech.engine == CLIP_RUNG:
-                render = await asyncio.to_thread(
-                    self._build_in_memory, key, speech, profile, request
-                )
+            order = [r.speech.language for r in requests]
+            spoken = await self._programme_speech(scripts, unspoken, order, single=single)
+            programme = _Programme(spoken, tuple(unspoken), same_header)
+            if unspoken or any(speech.engine == CLIP_RUNG for _, _, speech in spoken):
+                render = await asyncio.to_thread(self._build_in_memory, key, programme, profile)
                 self._clip_renders[key] = render
                 return render
             meta = await asyncio.to_thread(
-                self.cache.store, "renders", key, lambda d: _build(d, speech, profile, request)
+                self.cache.store, "renders", key, lambda d: _build(d, programme, profile)
             )
             return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
+
+    async def _programme_speech(
+        self,
+        scripts: list[tuple[RenderRequest, SpeechScript, str]],
+        unspoken: list[UnspokenLanguage],
+        order: list[str],
+        *,
+        single: bool,
+    ) -> list[tuple[RenderRequest, SpeechScript, SpeechResult]]:
+        results = await asyncio.gather(
+            *(self._speech(script, key, request) for request, script, key in scripts),
+            return_exceptions=True,
+        )
+        spoken = []
+        for (request, script, _), result in zip(scripts, results, strict=True):
+            if isinstance(result, NoSpeechError) and not single:
+                unspoken.append(UnspokenLanguage(request.speech.language, str(result)))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                spoken.append((request, script, result))
+        unspoken.sort(key=lambda u: order.index(u.language))
+        if not spoken:
+            raise NoVoiceError(_nothing_voiced(unspoken), tuple(unspoken))
+        return spoken
 
     def _lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -162,10 +240,16 @@ class Renderer:
             self._locks[key] = lock
         return lock
 
-    def _speech_key(self, script: SpeechScript, supplied: bytes | None) -> str:
+    def _speech_key(self, script: SpeechScript, request: RenderRequest) -> str:
+        supplied = request.supplied_audio
         supplied_digest = hashlib.sha256(supplied).hexdigest() if supplied is not None else None
         return cache_key(
-            {"script": asdict(script), "chain": self._chain_identity, "supplied": supplied_digest}
+            {
+                "script": asdict(script),
+                "chain": self._chain_identity,
+                "supplied": supplied_digest,
+                "places": list(request.places),
+            }
         )
 
     async def _speech(self, script: SpeechScript, key: str, request: RenderRequest) -> SpeechResult:
@@ -177,7 +261,9 @@ class Renderer:
                 return stored
             await asyncio.to_thread(self.cache.discard, "speech", key)
             level = parse_level(request.speech.level).value
-            speech = await self.chain.speak(script, request.hazard, level, request.supplied_audio)
+            speech = await self.chain.speak(
+                script, request.hazard, level, request.supplied_audio, request.places
+            )
             if speech.engine == CLIP_RUNG:
                 self._clip_speech[key] = speech
             else:
@@ -186,41 +272,54 @@ class Renderer:
                 )
             return speech
 
-    def _build_in_memory(
-        self, key: str, speech: SpeechResult, profile: ChannelProfile, request: RenderRequest
-    ) -> Render:
+    def _build_in_memory(self, key: str, programme: _Programme, profile: ChannelProfile) -> Render:
         directory = self.cache.directory / "renders" / f"clip-{key}"
         directory.mkdir(parents=True, exist_ok=True)
-        meta = _build(directory, speech, profile, request)
+        meta = _build(directory, programme, profile)
         return _render_from_meta(key, directory, meta, False)
 
 
-def _build(
-    directory: Path, speech: SpeechResult, profile: ChannelProfile, request: RenderRequest
-) -> dict[str, Any]:
-    assembled = assemble(speech, profile, request.same_header)
+@dataclass(frozen=True)
+class _Programme:
+    """What one render is made of: the spoken languages in order, those left out."""
+
+    spoken: list[tuple[RenderRequest, SpeechScript, SpeechResult]]
+    unspoken: tuple[UnspokenLanguage, ...]
+    same_header: str | None
+
+
+def _nothing_voiced(unspoken: Sequence[UnspokenLanguage]) -> str:
+    reasons = "; ".join(f"{u.language}: {u.reason}" for u in unspoken)
+    return (
+        f"no language of the message can be voiced ({reasons}); supply recorded audio in one"
+        " of them, a speech engine voice for it, or its phrases in the clip library"
+    )
+
+
+def _build(directory: Path, programme: _Programme, profile: ChannelProfile) -> dict[str, Any]:
+    speeches = [(script.language, speech) for _, script, speech in programme.spoken]
+    assembled = assemble_programme(speeches, profile, programme.same_header)
     files = export_all(assembled.samples, profile.formats, directory)
+    engines = list(dict.fromkeys(speech.engine for _, speech in speeches))
     return {
         "profile": profile.name,
         "files": {fmt.value: path.name for fmt, path in files.items()},
         "duration_s": len(assembled.samples) / MASTER_RATE,
         "loudness_lufs": assembled.loudness.integrated_lufs,
         "true_peak_dbtp": assembled.loudness.true_peak_dbtp,
-        "engine": speech.engine,
-        "fallback": speech.fallback,
-        "attempts": [asdict(a) for a in speech.attempts],
-        "marker": _marker_text(request),
+        "engine": "+".join(engines),
+        "fallback": any(speech.fallback for _, speech in speeches),
+        "attempts": [asdict(a) for _, speech in speeches for a in speech.attempts],
+        "marker": next((s.marker for _, s, _ in programme.spoken if s.marker), None),
         "segments": [asdict(s) for s in assembled.segments],
         "sha256": {fmt.value: _digest(path) for fmt, path in files.items()},
+        "languages": [language for language, _ in speeches],
+        "unspoken": [asdict(u) for u in programme.unspoken],
     }
 
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _marker_text(request: RenderRequest) -> str | None:
-    return build_script(request.speech).marker
 
 
 def _files_present(directory: Path, meta: dict[str, Any]) -> bool:
@@ -244,6 +343,8 @@ def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: b
             segments=tuple(SegmentSpan(**s) for s in meta["segments"]),
             sha256={ExportFormat(f): str(d) for f, d in meta["sha256"].items()},
             cached=cached,
+            languages=tuple(str(lang) for lang in meta.get("languages", ())),
+            unspoken=tuple(UnspokenLanguage(**u) for u in meta.get("unspoken", ())),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RenderCacheError(f"render metadata in {directory} is damaged: {exc}") from exc

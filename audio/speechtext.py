@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from audio.errors import SpeechTextError
+from audio.languages import lookup
 from audio.textnorm import normalize_for_speech
 
 
@@ -58,21 +59,45 @@ class LanguageTemplate:
     closing: str
 
 
+_ZH = LanguageTemplate(
+    intro="{sender}发布{event}{level}预警",
+    intro_anonymous="{event}{level}预警",
+    level_words={
+        Level.RED: "红色",
+        Level.ORANGE: "橙色",
+        Level.YELLOW: "黄色",
+        Level.BLUE: "蓝色",
+        Level.NONE: "",
+    },
+    instruction_prefix="防御指引：",
+    sentence_end="。",
+    markers={MarkerKind.EXERCISE: "这是一次演练", MarkerKind.TEST: "这是一次测试"},
+    closing="播报完毕",
+)
+
 TEMPLATES: dict[str, LanguageTemplate] = {
-    "zh": LanguageTemplate(
-        intro="{sender}发布{event}{level}预警",
-        intro_anonymous="{event}{level}预警",
+    "zh": _ZH,
+    # Spoken alike: the words of the template are heard, not read.
+    "zh-Hant": _ZH,
+    # Traditional Mongolian script, as written in Inner Mongolia. Not yet reviewed by a native
+    # speaker: the wording is a careful draft (see config/templates/README.md).
+    "mn-Mong": LanguageTemplate(
+        intro="{sender} {event} {level}ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ ᠨᠡᠢᠲᠡᠯᠡᠪᠡ",
+        intro_anonymous="{event} {level}ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ",
         level_words={
-            Level.RED: "红色",
-            Level.ORANGE: "橙色",
-            Level.YELLOW: "黄色",
-            Level.BLUE: "蓝色",
+            Level.RED: "ᠤᠯᠠᠭᠠᠨ ",
+            Level.ORANGE: "ᠤᠯᠠᠪᠳᠤᠷ ",
+            Level.YELLOW: "ᠰᠢᠷ᠎ᠠ ",
+            Level.BLUE: "ᠬᠥᠬᠡ ",
             Level.NONE: "",
         },
-        instruction_prefix="防御指引：",
-        sentence_end="。",
-        markers={MarkerKind.EXERCISE: "这是一次演练", MarkerKind.TEST: "这是一次测试"},
-        closing="播报完毕",
+        instruction_prefix="ᠬᠠᠮᠠᠭᠠᠯᠠᠬᠤ ᠵᠢᠭᠠᠪᠤᠷᠢ᠄ ",
+        sentence_end="᠃ ",
+        markers={
+            MarkerKind.EXERCISE: "ᠡᠨᠡ ᠪᠣᠯ ᠳᠠᠳᠤᠯᠭ᠎ᠠ",
+            MarkerKind.TEST: "ᠡᠨᠡ ᠪᠣᠯ ᠲᠤᠷᠰᠢᠯᠲᠠ",
+        },
+        closing="ᠨᠡᠪᠲᠡᠷᠡᠭᠦᠯᠦᠯ ᠳᠠᠭᠤᠰᠪᠠ",
     ),
     "en": LanguageTemplate(
         intro="{event} warning{level}, issued by {sender}",
@@ -91,7 +116,7 @@ TEMPLATES: dict[str, LanguageTemplate] = {
     ),
 }
 
-_TRAILING_PUNCTUATION = " \t\n。.！!；;，,：:"
+_TRAILING_PUNCTUATION = " \t\n。.！!；;，,：:᠃᠂"
 
 
 @dataclass(frozen=True)
@@ -120,15 +145,13 @@ class SpeechScript:
 
 
 def template_for(language: str) -> LanguageTemplate:
-    """The template for a BCP 47 tag (``zh-CN`` → ``zh``); unknown languages are an error."""
-    base = language.split("-")[0].lower()
-    if base == "cmn":
-        base = "zh"
-    try:
-        return TEMPLATES[base]
-    except KeyError:
+    """The template for a BCP 47 tag (``zh-CN`` → ``zh``, :func:`audio.languages.lookup`);
+    unknown languages are an error."""
+    key = lookup((language,), TEMPLATES)
+    if key is None:
         known = ", ".join(sorted(TEMPLATES))
-        raise SpeechTextError(f"no speech template for language {language!r} ({known})") from None
+        raise SpeechTextError(f"no speech template for language {language!r} ({known})")
+    return TEMPLATES[key]
 
 
 def marker_kind(status: Status | str) -> MarkerKind | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from audio.languages import matches
+
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s，。；、）)\]】]+", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # A bracket holding a code, optionally after a short label: [W-2026-0042], （编号：ABC123）.
@@ -66,10 +68,9 @@ _EN_UNITS: tuple[tuple[str, str], ...] = (
 def normalize_for_speech(text: str, language: str) -> str:
     """Return ``text`` rewritten for a speech engine in ``language`` (a BCP 47 tag)."""
     cleaned = _drop_unspoken(text)
-    lang = language.lower()
-    if lang.startswith("zh") or lang.startswith("cmn"):
+    if matches("zh", language) or matches("zh-Hant", language):
         cleaned = _normalize_zh(cleaned)
-    elif lang.startswith("en"):
+    elif matches("en", language):
         cleaned = _normalize_en(cleaned)
     return _SPACES.sub(" ", cleaned).strip()
 

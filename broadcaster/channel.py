@@ -112,6 +112,9 @@ class SendResult:
     detail: str = ""
     content: dict[str, Any] | None = None
     """What was sent, as :meth:`Channel.content` gives it (None: not reported)."""
+    warnings: tuple[str, ...] = ()
+    """What the delivery lacks though it went out (a language it could not speak): recorded
+    on the delivery, shown on the console board and counted in ``/metrics``."""
 
 
 class ConfirmationOutcome(StrEnum):

@@ -116,3 +116,4 @@ class Transition:
     progress: bool = False
     content: Mapping[str, Any] | None = None
     """What the channel sent (``SendResult.content``), kept with the delivery."""
+    warning: str | None = None

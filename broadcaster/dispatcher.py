@@ -271,20 +271,16 @@ class Dispatcher:
             log.exception("channel %s raised an unexpected error", slot.name)
             return self._retry(row, f"channel error: {type(exc).__name__}: {exc}")
         self.sent_total[slot.name] += 1
-        if result.outcome is SendOutcome.CONFIRMED:
-            return Transition(
-                row.id,
-                DeliveryState.CONFIRMED,
-                detail=result.detail or "confirmed",
-                provider_ref=result.provider_ref,
-                content=result.content,
-            )
+        confirmed = result.outcome is SendOutcome.CONFIRMED
+        detail = result.detail or ("confirmed" if confirmed else "accepted")
+        warning = "; ".join(result.warnings) or None
         return Transition(
             row.id,
-            DeliveryState.ACCEPTED,
-            detail=result.detail or "accepted",
+            DeliveryState.CONFIRMED if confirmed else DeliveryState.ACCEPTED,
+            detail=f"{detail}; warning: {warning}" if warning else detail,
             provider_ref=result.provider_ref,
             content=result.content,
+            warning=warning,
         )
 
     def _retry(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from audio.languages import filter_tags, lookup
 from broadcaster.cap import Alert, Info, MsgType, Status
 
 _MARKERS: dict[str, dict[str, str]] = {
@@ -19,7 +20,20 @@ _MARKERS: dict[str, dict[str, str]] = {
         MsgType.UPDATE: "【更新】",
         MsgType.CANCEL: "【解除】",
     },
-    "mn": {
+    "zh-Hant": {
+        Status.TEST: "【測試】",
+        Status.EXERCISE: "【演練】",
+        MsgType.UPDATE: "【更新】",
+        MsgType.CANCEL: "【解除】",
+    },
+    # Traditional script, as written in Inner Mongolia (``mn`` means this script here).
+    "mn-Mong": {
+        Status.TEST: "[ᠲᠤᠷᠰᠢᠯᠲᠠ]",
+        Status.EXERCISE: "[ᠳᠠᠳᠤᠯᠭ᠎ᠠ]",
+        MsgType.UPDATE: "[ᠰᠢᠨᠡᠴᠢᠯᠡᠯ]",
+        MsgType.CANCEL: "[ᠬᠦᠴᠦᠨ ᠦᠭᠡᠢ]",
+    },
+    "mn-Cyrl": {
         Status.TEST: "[ТУРШИЛТ]",
         Status.EXERCISE: "[ДАДЛАГА]",
         MsgType.UPDATE: "[ШИНЭЧЛЭЛ]",
@@ -41,7 +55,7 @@ def is_test_status(status: Status) -> bool:
 
 def marker_for(language: str, status: Status, msg_type: MsgType) -> str:
     """The prefix that marks a non-Actual alert, an Update or a Cancel; empty for neither."""
-    table = _MARKERS.get(language.split("-")[0].lower(), _MARKERS["en"])
+    table = _MARKERS[lookup((language,), _MARKERS) or "en"]
     parts = []
     if status in (Status.TEST, Status.EXERCISE):
         parts.append(table[status])
@@ -108,15 +122,12 @@ class Rendition:
         return is_test_status(self.status)
 
     def for_languages(self, preferred: tuple[str, ...]) -> list[MessageText]:
-        """The texts in the target's preferred languages, falling back to the first text."""
-        chosen = [t for lang in preferred for t in self.texts if _same_language(t.language, lang)]
+        """The texts in the target's preferred languages (:func:`audio.languages.filter_tags`),
+        in the target's order, falling back to the first text."""
+        chosen = filter_tags(preferred, self.texts, lambda t: t.language)
         if not chosen and self.texts:
             chosen = [self.texts[0]]
-        return list(dict.fromkeys(chosen))
-
-
-def _same_language(a: str, b: str) -> bool:
-    return a.lower() == b.lower() or a.split("-")[0].lower() == b.split("-")[0].lower()
+        return chosen
 
 
 def _render_info(alert: Alert, info: Info, sender_name: str) -> MessageText:

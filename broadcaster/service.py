@@ -34,6 +34,7 @@ from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.targets import TargetTable, load_targets_file
+from broadcaster.uploads import UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class BroadcasterService:
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
         self.signatures = SignaturePolicy(config.cap)
-        self.audio = AudioPublisher(self.data_dir / "audio", config.audio)
+        uploads = UploadStore(self.data_dir / "uploads", self.public_url)
+        self.audio = AudioPublisher(self.data_dir / "audio", config.audio, uploads)
         self.divisions = (
             DivisionTree.load(config.registry.divisions) if config.registry.divisions else None
         )

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from audio.errors import EngineFailedError, EngineUnavailableError
+from audio.languages import lookup
 from audio.pcm import Samples
 
 
@@ -37,12 +38,10 @@ class SpeechEngine(abc.ABC):
 
 
 def voice_for(voices: Mapping[str, str], language: str, engine: str) -> str:
-    """The configured voice for ``language``: exact tag first, then its primary subtag."""
-    lang = language.lower()
-    lowered = {k.lower(): v for k, v in voices.items()}
-    for key in (lang, lang.split("-")[0]):
-        if key in lowered:
-            return lowered[key]
+    """The configured voice for ``language`` (:func:`audio.languages.lookup`)."""
+    key = lookup((language,), voices)
+    if key is not None:
+        return voices[key]
     raise EngineUnavailableError(f"{engine} has no voice configured for {language!r}")
 
 

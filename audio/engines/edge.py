@@ -27,7 +27,11 @@ from audio.pcm import Samples, decode_async
 
 
 def _default_voices() -> dict[str, str]:
-    return {"zh": "zh-CN-XiaoxiaoNeural", "en": "en-GB-SoniaNeural"}
+    return {
+        "zh": "zh-CN-XiaoxiaoNeural",
+        "zh-Hant": "zh-TW-HsiaoChenNeural",
+        "en": "en-GB-SoniaNeural",
+    }
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from audio.pcm import Samples, wav_to_samples
 
 
 def _default_voices() -> dict[str, str]:
-    return {"zh": "cmn-latn-pinyin", "en": "en-gb"}
+    # Mandarin from Simplified or Traditional characters (zh-Hant: Taiwan, Hong Kong, Macao).
+    return {"zh": "cmn-latn-pinyin", "zh-Hant": "cmn-latn-pinyin", "en": "en-gb"}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 
 from audio.engines.base import SpeechEngine, run_engine_process
 from audio.errors import AudioFormatError, EngineFailedError, EngineUnavailableError
+from audio.languages import lookup
 from audio.pcm import Samples, wav_to_samples
 
 
@@ -48,11 +49,10 @@ class PiperEngine(SpeechEngine):
         return {"engine": self.name, "models": models}
 
     def _model(self, language: str) -> Path:
-        lang = language.lower()
-        models = {k.lower(): v for k, v in self._config.models.items()}
-        model = models.get(lang) or models.get(lang.split("-")[0])
-        if model is None:
+        key = lookup((language,), self._config.models)
+        if key is None:
             raise EngineUnavailableError(f"{self.name}: no voice model configured for {language!r}")
+        model = self._config.models[key]
         if not model.is_file():
             raise EngineUnavailableError(f"{self.name}: voice model {model} does not exist")
         return model

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api import alerts, feed, metrics
+from broadcaster.api import alerts, feed, metrics, uploads
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.diskfull import disk_full_answer
 from broadcaster.api.keys import CLIENT, SERVICE
@@ -91,6 +91,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(alerts.routes)
     app.add_routes(feed.routes)
     app.add_routes(metrics.routes)
+    app.add_routes(uploads.routes)
     app.add_routes(scheduler_api.routes)
     app.add_routes(health_routes)
     app.add_routes(public.routes)

@@ -23,6 +23,7 @@ async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     counts = await service.database.run(service.outbox.state_counts)
     targets = await service.database.run(service.targets.counts)
+    warnings = await service.database.run(service.outbox.warning_counts)
     lines = [
         "# HELP broadcaster_deliveries Deliveries in the store by channel and state.",
         "# TYPE broadcaster_deliveries gauge",
@@ -31,6 +32,14 @@ async def metrics(request: web.Request) -> web.Response:
         lines.append(
             f'broadcaster_deliveries{{channel="{_label(channel)}",state="{_label(state)}"}} {n}'
         )
+    lines += [
+        "# HELP broadcaster_delivery_warnings Deliveries that went out with a warning (a"
+        " language that could not be spoken), by channel.",
+        "# TYPE broadcaster_delivery_warnings gauge",
+    ]
+    for channel in sorted(set(warnings) | {c for c, _ in counts}):
+        n = warnings.get(channel, 0)
+        lines.append(f'broadcaster_delivery_warnings{{channel="{_label(channel)}"}} {n}')
     lines += [
         "# HELP broadcaster_sends_total Deliveries handed to each channel since start.",
         "# TYPE broadcaster_sends_total counter",

@@ -50,6 +50,7 @@ _FILTERS = {
     "confirmed": "state = 'confirmed'",
     "cancelled": "state = 'cancelled'",
     "expired": "state = 'expired'",
+    "warning": "warning IS NOT NULL",
 }
 _MIN_INTERVAL = 0.2
 _KEEPALIVE = 15.0
@@ -58,7 +59,9 @@ _KEEPALIVE = 15.0
 def deliveries_of(database: Database, alert_id: str, where: str = "1 = 1") -> list[dict[str, Any]]:
     """Deliveries of an alert with their target's name and place (database thread)."""
     # ``where`` is always one of the fixed _FILTERS clauses, never request text.
-    columns = "id, channel, target_id, part, target, state, attempts, last_error, updated_at"
+    columns = (
+        "id, channel, target_id, part, target, state, attempts, last_error, warning, updated_at"
+    )
     sql = f"SELECT {columns} FROM deliveries WHERE alert_id = ? AND {where} ORDER BY id"  # noqa: S608
     rows = database.query(sql, (alert_id,))
     for row in rows:

@@ -3,6 +3,9 @@
 A template names the hazard (``event`` per language), its CAP category and response type, and
 for each colour level (``blue``, ``yellow``, ``orange``, ``red``) the urgency, certainty,
 description and instruction per language; ``zh-CN`` is required, ``en`` and ``mn`` optional.
+Keys are language tags matched by :func:`audio.languages.lookup`, so the Mongolian texts may be
+written ``mn-Mong`` (traditional script, what ``mn`` means here); ``review`` notes per language
+which texts still need a native speaker's review.
 Severity follows the colour as in China's national warning system (PROTOCOLS.md): red →
 Extreme, orange → Severe, yellow → Moderate, blue → Minor. The headline is built from the
 area, the event and the colour unless a level gives its own (``{area}`` is replaced); in
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audio.languages import lookup
 from broadcaster.cap import Category, Certainty, ResponseType, Severity, Urgency
 from broadcaster.errors import ConfigError
 
@@ -33,7 +37,7 @@ SEVERITY_OF_LEVEL = {
 LEVEL_NAMES = {
     "zh-CN": {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"},
     "en": {"blue": "Blue", "yellow": "Yellow", "orange": "Orange", "red": "Red"},
-    "mn": {"blue": "Цэнхэр", "yellow": "Шар", "orange": "Улбар шар", "red": "Улаан"},
+    "mn": {"blue": "ᠬᠥᠬᠡ", "yellow": "ᠰᠢᠷ᠎ᠠ", "orange": "ᠤᠯᠠᠪᠳᠤᠷ", "red": "ᠤᠯᠠᠭᠠᠨ"},
 }
 ROMAN_LEVEL = {"blue": "Ⅳ", "yellow": "Ⅲ", "orange": "Ⅱ", "red": "Ⅰ"}
 LANGUAGES = ("zh-CN", "en", "mn")
@@ -66,6 +70,7 @@ class HazardTemplate:
     category: Category
     response: ResponseType
     levels: Mapping[str, HazardLevel]
+    review: Mapping[str, str] = field(default_factory=dict)
 
     def prefill(self, level: str, area: str) -> dict[str, Any]:
         """The form values for ``level`` and an area name: CAP fields and texts per language."""
@@ -104,6 +109,8 @@ def _default_headline(language: str, event: str, level: str) -> str:
     colour = LEVEL_NAMES.get(language, LEVEL_NAMES["en"])[level]
     if language == "zh-CN":
         return f"{{area}}{event}{colour}预警"
+    if language == "mn":
+        return f"{event} {colour} ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ"
     # Other languages name no place: division names are Chinese, and RDS and many phones
     # show only Latin text.
     return f"{colour} {event[:1].lower()}{event[1:]} warning"
@@ -147,7 +154,7 @@ def parse_template(data: Mapping[str, Any], source: str) -> HazardTemplate:
         where = f"levels.{name}"
         texts = {}
         for language in LANGUAGES:
-            given = table.get(language)
+            given = table.get(lookup((language,), table) or language)
             if given is None and language != "zh-CN":
                 continue
             if not isinstance(given, Mapping):
@@ -166,9 +173,17 @@ def parse_template(data: Mapping[str, Any], source: str) -> HazardTemplate:
             ),
             texts=texts,
         )
+    review = data.get("review", {})
+    if not isinstance(review, Mapping) or not all(isinstance(v, str) for v in review.values()):
+        raise reader.fail("review", 'must be a table of texts, e.g. review = { mn-Mong = "…" }')
     return HazardTemplate(
         code=code,
-        event={k: str(v) for k, v in event.items()},
+        event={
+            language: str(event[key])
+            for language in LANGUAGES
+            if (key := lookup((language,), event)) is not None
+        },
+        review={str(k): v for k, v in review.items()},
         category=reader.enum(Category, data.get("category", "Met"), "category"),
         response=reader.enum(ResponseType, data.get("response", "Prepare"), "response"),
         levels=levels,

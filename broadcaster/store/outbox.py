@@ -121,11 +121,12 @@ class Outbox:
                     (t.delivery_id, *allowed),
                 ).fetchone()
                 if row is None:
-                    if t.content is not None:
+                    if t.content is not None or t.warning is not None:
                         # The device confirmed before ``send`` returned: keep what was sent.
                         conn.execute(
-                            "UPDATE deliveries SET content = coalesce(content, ?) WHERE id = ?",
-                            (json.dumps(t.content, ensure_ascii=False), t.delivery_id),
+                            "UPDATE deliveries SET content = coalesce(content, ?),"
+                            " warning = coalesce(warning, ?) WHERE id = ?",
+                            (_content_json(t.content), t.warning, t.delivery_id),
                         )
                     continue
                 conn.execute(
@@ -133,13 +134,15 @@ class Outbox:
                     " last_error = coalesce(?, last_error),"
                     " provider_ref = coalesce(?, provider_ref),"
                     " content = coalesce(?, content),"
+                    " warning = coalesce(?, warning),"
                     " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
                     (
                         t.to_state,
                         now,
                         t.last_error,
                         t.provider_ref,
-                        None if t.content is None else json.dumps(t.content, ensure_ascii=False),
+                        _content_json(t.content),
+                        t.warning,
                         t.next_attempt_at,
                         t.delivery_id,
                     ),
@@ -229,8 +232,8 @@ class Outbox:
     ) -> list[dict[str, Any]]:
         sql = (
             "SELECT id, channel, target_id, part, target, state, attempts, next_attempt_at,"
-            " last_error, provider_ref, idempotency_key, updated_at, content FROM deliveries"
-            " WHERE alert_id = ?"
+            " last_error, warning, provider_ref, idempotency_key, updated_at, content"
+            " FROM deliveries WHERE alert_id = ?"
         )
         params: list[Any] = [alert_id]
         if state:
@@ -259,8 +262,21 @@ class Outbox:
         )
         return {(r["channel"], r["state"]): r["n"] for r in rows}
 
+    def warning_counts(self) -> dict[str, int]:
+        """Deliveries that carry a warning, by channel."""
+        rows = self.database.query(
+            "SELECT channel, count(*) AS n FROM deliveries WHERE warning IS NOT NULL"
+            " GROUP BY channel"
+        )
+        return {r["channel"]: r["n"] for r in rows}
+
     def channel_of(self, delivery_id: int) -> str | None:
         row = self.database.conn.execute(
             "SELECT channel FROM deliveries WHERE id = ?", (delivery_id,)
         ).fetchone()
         return None if row is None else str(row["channel"])
+
+
+def _content_json(content: Mapping[str, Any] | None) -> str | None:
+    """What a channel sent, as stored with its delivery."""
+    return None if content is None else json.dumps(content, ensure_ascii=False)

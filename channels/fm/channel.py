@@ -6,7 +6,9 @@ One registry target per transmitter; its ``address`` names the encoder (a key of
 registry. For each delivery the channel
 
 1. works out PS and RT (:mod:`channels.fm.onair`) and renders the FM audio (−23 LUFS, 48 kHz
-   WAV, optionally framed by an EAS SAME header) in the target's languages;
+   WAV, optionally framed by an EAS SAME header): one programme of the target's languages in
+   its order under one attention signal; a language nothing can voice is left out and the
+   delivery carries a warning naming it (only a transmitter with no language voiced fails);
 2. raises TP+TA with PTY 31 (30 for Test and Exercise) and shows PS and RT, each step
    acknowledged by the encoder (EBU SPB 490 over :mod:`drivers.rds`);
 3. returns ``accepted`` as soon as the alert is on air. Playback takes as long as the audio
@@ -44,7 +46,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from audio import FM_PROFILE, AudioError, ExportFormat, Render, RenderRequest
+from audio import FM_PROFILE, AudioError, ExportFormat, Render
 from broadcaster.channel import (
     AlertMessage,
     Channel,
@@ -67,7 +69,7 @@ from broadcaster.errors import (
     TargetRejectedError,
     UnsupportedError,
 )
-from broadcaster.publisher import hazard_of, speech_text
+from broadcaster.publisher import unspoken_warnings
 from channels.fm.config import FmChannelConfig, TransmitterConfig
 from channels.fm.onair import on_air_text, priority, same_header
 from channels.fm.player import AudioPlayer
@@ -211,19 +213,18 @@ class FmChannel(Channel):
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         link = await self._link(delivery.target)
         text = on_air_text(delivery.message, delivery.target, self.settings)
-        renders = await self._render(delivery)
+        render = await self._render(delivery)
         if delivery.id in self._cancelled:
             raise RetryableError(f"delivery {delivery.id} was stopped by a Cancel before airing")
-        expected = sum(r.duration_s for r in renders) + _SEQUENCE_OVERHEAD_S
+        expected = render.duration_s + _SEQUENCE_OVERHEAD_S
 
         async def play() -> None:
-            for render in renders:
-                await self.player.play(
-                    render.files[ExportFormat.WAV],
-                    render.duration_s,
-                    transmitter=delivery.target.id,
-                    delivery=delivery.id,
-                )
+            await self.player.play(
+                render.files[ExportFormat.WAV],
+                render.duration_s,
+                transmitter=delivery.target.id,
+                delivery=delivery.id,
+            )
 
         started = await link.air(
             delivery,
@@ -236,7 +237,8 @@ class FmChannel(Channel):
         content = text.content
         detail = (
             f"on air on {link.name}: PTY {content.pty}, PS {content.ps!r}, RT {content.rt!r}"
-            f" from the {text.source}; {expected - _SEQUENCE_OVERHEAD_S:.0f} s of audio"
+            f" from the {text.source}; {'+'.join(render.languages)} audio,"
+            f" {render.duration_s:.0f} s"
         )
         if not started:
             detail = f"already on air on {link.name}"
@@ -245,33 +247,27 @@ class FmChannel(Channel):
             provider_ref=link.client.config.url,
             detail=detail,
             content=text.to_json(),
+            warnings=unspoken_warnings(render),
         )
 
-    async def _render(self, delivery: OutgoingDelivery) -> list[Render]:
+    async def _render(self, delivery: OutgoingDelivery) -> Render:
+        """The target's programme: every language it serves under one attention signal (and
+        one SAME frame); a language nothing can voice is left out with a warning."""
         audio = self.context.audio
         if audio is None:
             raise UnsupportedError("the FM channel has no audio publisher")
         message, target = delivery.message, delivery.target
         header = same_header(message, target, self.settings)
         try:
-            if header is None:
-                renders = await audio.render(message, FM_PROFILE, target.languages)
-            else:
-                requests = [
-                    RenderRequest(speech_text(message, t), hazard_of(t.event), same_header=header)
-                    for t in message.rendition.for_languages(target.languages)
-                ]
-                renders = list(
-                    await asyncio.gather(*(audio.renderer.render(r, FM_PROFILE) for r in requests))
-                )
+            render = await audio.render_programme(message, FM_PROFILE, target.languages, header)
         except AudioError as error:
             if isinstance(error, ValueError):
                 raise UnsupportedError(f"FM audio for {target.id}: {error}") from error
             message_text = f"FM audio for {target.id} could not be rendered: {error}"
             raise RetryableError(message_text) from error
-        if not renders or any(ExportFormat.WAV not in r.files for r in renders):
+        if ExportFormat.WAV not in render.files:
             raise UnsupportedError(f"FM audio for {target.id}: no WAV file was rendered")
-        return renders
+        return render
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the alert of ``delivery``: player killed, TA dropped, normal state back."""

@@ -5,12 +5,16 @@
   ``key_file`` or ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's
   TCP listener, serial lines and MQTT session; targets met later are registered when first
   used.
-- ``plan`` makes one delivery per language of the alert the box speaks.
-- ``send`` renders the alert's audio once per language (:mod:`channels.loudspeaker.media`),
-  and sends the box a signed ``play_url`` with the URL under ``/channels/<name>/audio/``, its
-  SHA-256, the priority of the alert's broadcast class, volume, repeats, expiry and the stored
-  fallback clip for the hazard (:mod:`channels.loudspeaker.commands`). When no audio can be
-  rendered and a clip is configured, it sends ``play_clip``. The command id derives from the
+- ``plan`` makes one delivery per box.
+- ``send`` renders the alert's programme once per set of languages
+  (:mod:`channels.loudspeaker.media`): the attention signal, then each language the box serves
+  that the alert has, in the box's order. A language nothing can voice (no recording in the
+  alert, no voice, no clips) is left out and the delivery carries a warning naming it; only a
+  box for which no language can be voiced fails, saying what to supply. It sends the box a
+  signed ``play_url`` with the URL under ``/channels/<name>/audio/``, its SHA-256, the
+  priority of the alert's broadcast class, volume, repeats, expiry and the stored fallback
+  clip for the hazard (:mod:`channels.loudspeaker.commands`). When no audio can be rendered
+  and a clip is configured, it sends ``play_clip``. The command id derives from the
   delivery's idempotency key, so a retry never plays twice. ``accepted`` when the box's
   transport took it; an offline box or a link failure is retryable (the core retries until
   the alert expires; for an offline box after about ``offline_retry_seconds``, and at once
@@ -266,12 +270,8 @@ class LoudspeakerChannel(Channel):
     async def plan(
         self, message: AlertMessage, candidates: Sequence[Target]
     ) -> Sequence[PlannedDelivery]:
-        """One delivery per language of the alert the box speaks (one when it has none)."""
-        planned: list[PlannedDelivery] = []
-        for target in candidates:
-            count = max(1, len(message.rendition.for_languages(target.languages)))
-            planned.extend(PlannedDelivery(target=target, part=n) for n in range(count))
-        return planned
+        """One delivery per box: its programme holds every language it serves."""
+        return [PlannedDelivery(target=target) for target in candidates]
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         hub = self._running()
@@ -279,7 +279,7 @@ class LoudspeakerChannel(Channel):
             box = self._register(hub, delivery.target)
         except boxes.BoxRegistryError as exc:
             raise TargetRejectedError(f"target {delivery.target.id}: {exc}") from exc
-        command, what, content = await self._command(delivery)
+        command, what, content, warnings = await self._command(delivery)
         entry = _Pending(delivery.id, box.box_id)
         self._pending[command.cmd_id] = entry
         self._pending.move_to_end(command.cmd_id)
@@ -306,6 +306,7 @@ class LoudspeakerChannel(Channel):
             provider_ref=command.cmd_id,
             detail=f"sent to box {box.box_id} over {box.transport}: {what}",
             content=content,
+            warnings=warnings,
         )
 
     def _offline_retry(self) -> float | None:
@@ -313,36 +314,41 @@ class LoudspeakerChannel(Channel):
         seconds = self.settings.offline_retry_seconds
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
-    async def _command(self, delivery: OutgoingDelivery) -> tuple[Command, str, dict[str, Any]]:
-        """The box's command for ``delivery``, a description for the log, and the content
-        the channel reports (:meth:`content`)."""
+    async def _command(
+        self, delivery: OutgoingDelivery
+    ) -> tuple[Command, str, dict[str, Any], tuple[str, ...]]:
+        """The box's command for ``delivery``, a description for the log, the content the
+        channel reports (:meth:`content`) and what the programme lacks (languages no voice,
+        clip or recording could speak)."""
         message, target = delivery.message, delivery.target
         texts = message.rendition.for_languages(target.languages)
-        if delivery.part >= max(1, len(texts)) or not texts:
-            raise UnsupportedError(f"alert has no text for part {delivery.part} of {target.id}")
-        text = texts[delivery.part]
-        clip = self.settings.clip_for(hazard_of(text.event))
+        if not texts:
+            raise UnsupportedError(f"alert has no text for {target.id}")
+        clip = self.settings.clip_for(hazard_of(texts[0].event))
         audio = self.context.audio
         chosen = commands.broadcast_class(message.alert)
         try:
             if audio is None:
                 raise UnsupportedError("this server renders no audio")
-            published = await self.library.publish(audio, message, text.language)
+            published = await self.library.publish(audio, message, tuple(target.languages))
         except (AudioError, UnsupportedError) as error:
             if clip is not None:
                 log.warning("channel %s: %s; playing stored clip %s", self.name, error, clip.id)
                 command = commands.play_clip(delivery, self.settings, clip)
                 what = f"stored clip {clip.id} ({chosen}, priority {command.priority})"
-                return command, what, _content(text.language, command, None)
+                warnings = (f"the warning itself could not be played: {error}",)
+                return command, what, _content(texts[0].language, command, None), warnings
             if isinstance(error, UnsupportedError | ValueError):
                 raise UnsupportedError(f"no audio for {target.id}: {error}") from error
             raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
         play = commands.play_url(delivery, self.settings, published.url, published.sha256, clip)
+        spoken = "+".join(published.languages)
         what = (
-            f"{text.language} audio, {published.duration_s:.0f} s × {play.repeat}"
+            f"{spoken} audio, {published.duration_s:.0f} s × {play.repeat}"
             f" ({chosen}, priority {play.priority})"
         )
-        return play, what, _content(text.language, play, published.duration_s)
+        content = _content(spoken, play, published.duration_s)
+        return play, what, content, published.warnings
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The audio the box is told to play: language, audio id (its SHA-256), duration,

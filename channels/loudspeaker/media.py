@@ -1,4 +1,5 @@
-"""The audio the boxes download: each alert rendered once per language, published under its
+"""The audio the boxes download: each alert rendered once per set of languages (one programme:
+the attention signal, then each language the box serves in its order), published under its
 SHA-256 and served over HTTP (docs/protocols/speaker.md section 5.1).
 
 ``AudioLibrary.publish`` renders through the core's ``AudioPublisher`` (its cache makes a
@@ -26,23 +27,26 @@ from aiohttp import web
 
 from audio import LOUDSPEAKER_PROFILE, ExportFormat
 from broadcaster.channel import AlertMessage
-from broadcaster.publisher import AudioPublisher
+from broadcaster.publisher import AudioPublisher, unspoken_warnings
 
 _NAME = re.compile(r"^[0-9a-f]{64}\.(mp3|opus)$")
 _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
-#: How many alert/language renders are remembered in memory (files stay on disk).
+#: How many alert/languages renders are remembered in memory (files stay on disk).
 _REMEMBERED = 256
 
 
 @dataclass(frozen=True, slots=True)
 class PublishedAudio:
-    """One alert's audio in one language, ready for ``play_url``."""
+    """One alert's programme for a set of languages, ready for ``play_url``: the languages it
+    speaks and a warning for each it could not."""
 
     url: str
     sha256: str
     duration_s: float
     has_marker: bool
     engine: str
+    languages: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 class AudioLibrary:
@@ -52,13 +56,16 @@ class AudioLibrary:
         self.directory = directory
         self._base_url = base_url.rstrip("/")
         self._format = ExportFormat(audio_format)
-        self._renders: OrderedDict[tuple[str, str], asyncio.Future[PublishedAudio]] = OrderedDict()
+        self._renders: OrderedDict[tuple[str, tuple[str, ...]], asyncio.Future[PublishedAudio]] = (
+            OrderedDict()
+        )
 
     async def publish(
-        self, publisher: AudioPublisher, message: AlertMessage, language: str
+        self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
-        """The alert's audio in ``language``, rendered and published once; raises AudioError."""
-        key = (message.id, language)
+        """The alert's programme in ``languages``, rendered and published once; raises
+        AudioError (NoVoiceError when no language can be voiced)."""
+        key = (message.id, languages)
         pending = self._renders.get(key)
         if pending is not None:
             if pending.done():
@@ -69,7 +76,7 @@ class AudioLibrary:
         while len(self._renders) > _REMEMBERED:
             self._renders.popitem(last=False)
         try:
-            published = await self._render(publisher, message, language)
+            published = await self._render(publisher, message, languages)
         except BaseException as error:
             del self._renders[key]
             future.set_exception(error)
@@ -80,10 +87,9 @@ class AudioLibrary:
         return published
 
     async def _render(
-        self, publisher: AudioPublisher, message: AlertMessage, language: str
+        self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
-        renders = await publisher.render(message, LOUDSPEAKER_PROFILE, (language,))
-        render = renders[0]
+        render = await publisher.render_programme(message, LOUDSPEAKER_PROFILE, languages)
         source = render.files[self._format]
         sha256 = render.sha256[self._format]
         name = f"{sha256}.{self._format.value}"
@@ -94,6 +100,8 @@ class AudioLibrary:
             duration_s=render.duration_s,
             has_marker=render.has_marker,
             engine=render.engine,
+            languages=render.languages,
+            warnings=unspoken_warnings(render),
         )
 
     @staticmethod

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from audio.languages import lookup
 from broadcaster.config import ChannelConfig, SecretValue
 from drivers.gsm import GsmConfigError, GsmModemConfig, GsmPoolConfig, ReportMode
 
@@ -169,9 +170,8 @@ class SmsChannelConfig(ChannelConfig):
 
 
 def _for_language(table: dict[str, str], language: str) -> str | None:
-    lowered = {key.lower(): value for key, value in table.items()}
-    exact = lowered.get(language.lower())
-    return exact if exact is not None else lowered.get(language.split("-")[0].lower())
+    key = lookup((language,), table)
+    return None if key is None else table[key]
 
 
 def check_template(template: str, key: str = "template") -> None:

@@ -26,7 +26,8 @@ from channels.sms.config import check_template
 from drivers.gsm import SmsEncoding, segment_count
 from drivers.gsm.codec import choose_encoding
 
-_SENTENCE_END = re.compile(r"[。！？；.!?;](?=\s|$)|[。！？；]")
+# Chinese, Latin and Mongolian (᠃ full stop, ᠉ four dots) sentence ends.
+_SENTENCE_END = re.compile(r"[。！？；.!?;᠃᠉](?=\s|$)|[。！？；᠃᠉]")
 
 
 @dataclass(frozen=True, slots=True)

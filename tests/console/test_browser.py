@@ -237,7 +237,7 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     await _shot(page, "07-cancelled")
     await page.set_viewport_size({"width": 820, "height": 1180})
     await _shot(page, "08-tablet-board")
-    # Everything the pages loaded came from this server: no CDN, no web fonts.
+    # Everything the pages loaded came from this server: no CDN, no fonts from elsewhere.
     origin = base.split("/console/")[0]
     assert requested and all(url.startswith(origin) for url in requested), [
         url for url in requested if not url.startswith(origin)

@@ -19,6 +19,7 @@ from channels.fm import FmChannelConfig
 from channels.fm.channel import FmChannel
 from channels.fm.onair import cut_to, fold_to_rds, on_air_text, priority, same_header
 from drivers.rds.charset import is_rds_text
+from tests.bilingual import alert
 from tests.core.support import make_alert
 from tests.fm.conftest import fm_table
 
@@ -48,6 +49,7 @@ def _config(sink: Path, **settings: object) -> FmChannelConfig:
         ("暴雪橙色预警", None),
         ("Snow in 卓资", None),
         ("[ТУРШИЛТ] Цас", None),
+        ("[ᠲᠤᠷᠰᠢᠯᠲᠠ] ᠴᠠᠰᠤᠨ ᠰᠢᠭᠤᠷᠭ᠎ᠠ", None),
     ],
 )
 def test_text_is_folded_into_the_rds_set_or_refused(text: str, folded: str | None) -> None:
@@ -149,3 +151,13 @@ def test_an_english_text_of_the_alert_is_used_before_the_fallback(sink: Path) ->
     text = on_air_text(message, TARGET, _config(sink))
     assert text.source == "headline (en-US)"
     assert text.content.rt == "Blizzard warning, orange"
+
+
+def test_a_mongolian_transmitter_shows_the_latin_fallback(sink: Path) -> None:
+    cap = alert("fm-mn", "zh+mn")
+    message = AlertMessage(id="a4", alert=cap, rendition=render(cap), expires_at=9e9)
+    mongolian_first = replace(TARGET, languages=("mn", "zh-CN"))
+    text = on_air_text(message, mongolian_first, _config(sink))
+    assert fold_to_rds(cap.infos[1].headline or "") is None
+    assert text.source == "fallback"
+    assert text.content.rt == "SNOWSTORM WARNING ORANGE - LISTEN NOW"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,21 +45,23 @@ async def no_leaks() -> AsyncIterator[None]:
     assert not threads, f"leaked threads: {threads}"
 
 
-def box_targets(transport: str) -> list[dict[str, Any]]:
-    """Three boxes in villages of the alert's county, two in another county."""
+def box_targets(transport: str, languages: Sequence[Sequence[str]] = ()) -> list[dict[str, Any]]:
+    """Three boxes in villages of the alert's county, two in another county; ``languages``
+    are those of the first boxes, in order (the registry's default otherwise)."""
     targets = []
     for index, division in enumerate(IN_COUNTY + ELSEWHERE):
         params: dict[str, Any] = {"serial_address": index + 1} if transport == "serial" else {}
-        targets.append(
-            {
-                "id": f"spk-{division}",
-                "channel": "loudspeaker",
-                "name": f"村{index}大喇叭",
-                "division": division,
-                "address": f"box-{division}",
-                "params": params,
-            }
-        )
+        target = {
+            "id": f"spk-{division}",
+            "channel": "loudspeaker",
+            "name": f"村{index}大喇叭",
+            "division": division,
+            "address": f"box-{division}",
+            "params": params,
+        }
+        if index < len(languages):
+            target["languages"] = list(languages[index])
+        targets.append(target)
     return targets
 
 
@@ -136,16 +138,18 @@ async def speaker_system(
     play_seconds: float = 0.05,
     public_url: str | None = None,
     impostors: frozenset[str] = frozenset(),
+    languages: Sequence[Sequence[str]] = (),
     **settings: Any,
 ) -> AsyncIterator[SpeakerSystem]:
     """A running server with the channel on ``transport`` and five connected boxes.
 
     ``public_url`` overrides the URL the boxes download from (to make downloads fail);
-    ``impostors`` are boxes whose key the server does not know: they never count as online.
+    ``impostors`` are boxes whose key the server does not know: they never count as online;
+    ``languages`` are those of the first boxes (``box_targets``).
     """
     async with AsyncExitStack() as stack:
         table, box_url = hub_table(transport, stack, tmp_path)
-        targets = box_targets(transport)
+        targets = box_targets(transport, languages)
         channel_table = {
             "type": "loudspeaker",
             "concurrency": 64,

@@ -149,7 +149,7 @@ async def test_published_audio_not_used_for_the_keep_time_is_deleted(tmp_path: P
     ]
 
 
-async def test_one_delivery_per_language_and_a_preview_naming_the_class(tmp_path: Path) -> None:
+async def test_one_delivery_per_box_and_a_preview_naming_the_class(tmp_path: Path) -> None:
     alert = make_alert(status=Status.EXERCISE)
     alert.infos.append(replace(alert.infos[0], language="mn", headline="Mongolian headline"))
     message = AlertMessage(
@@ -159,7 +159,7 @@ async def test_one_delivery_per_language_and_a_preview_naming_the_class(tmp_path
     channel = LoudspeakerChannel("loudspeaker", SETTINGS, context)
     both = replace(TARGET, languages=("zh-CN", "mn"))
     planned = await channel.plan(message, [both, TARGET])
-    assert [(p.target.id, p.part) for p in planned] == [("spk-1", 0), ("spk-1", 1), ("spk-1", 0)]
+    assert [(p.target.id, p.part) for p in planned] == [("spk-1", 0), ("spk-1", 0)]
     preview = await channel.preview(message, [both, TARGET])
     assert (preview.targets, preview.unit) == (1, "boxes")
     assert preview.contents == ()  # this server renders no audio: said in a note

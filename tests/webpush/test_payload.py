@@ -13,7 +13,7 @@ from broadcaster.testing.contract import contract_delivery
 from channels.webpush.ece import MAX_PLAINTEXT
 from channels.webpush.payload import build_message, level_of, ttl_for
 
-TARGET = Target(id="push-s1", channel="push", name="s1", languages=("mn", "zh-CN"))
+TARGET = Target(id="push-s1", channel="push", name="s1", languages=("mn-Cyrl", "zh-CN"))
 
 
 def _with_infos(*infos: Info) -> OutgoingDelivery:
@@ -39,12 +39,12 @@ def _build(delivery: OutgoingDelivery) -> dict[str, object]:
 def test_languages_of_the_subscriber_and_huge_texts_fit() -> None:
     base = contract_delivery(TARGET).message.alert.infos[0]
     zh = replace(base, description="暴雪" * 3000, instruction="请留在室内。" * 200)
-    mn = replace(base, language="mn", headline="Цасан шуурга", description="Ц" * 5000)
+    mn = replace(base, language="mn-Cyrl", headline="Цасан шуурга", description="Ц" * 5000)
     en = replace(base, language="en-US", headline="Blizzard")
     document = _build(_with_infos(zh, mn, en))
     texts = document["texts"]
     assert isinstance(texts, list)
-    assert [t["lang"] for t in texts] == ["mn", "zh-CN"]
+    assert [t["lang"] for t in texts] == ["mn-Cyrl", "zh-CN"]
     assert texts[0]["title"] == "[ТУРШИЛТ]Цасан шуурга"
     assert texts[1]["body"].startswith("请留在室内。") and texts[1]["body"].endswith("…")
     assert document["url"] == "https://x.example/alerts/a-contract"
@@ -74,3 +74,17 @@ def test_ttl_is_clamped() -> None:
     assert ttl_for(100.0, 200.0) == 0
     assert ttl_for(1000.5, 0.0) == 1000
     assert ttl_for(1e12, 0.0) == 28 * 24 * 3600
+
+
+def test_traditional_mongolian_is_carried_as_it_is_written() -> None:
+    base = contract_delivery(TARGET).message.alert.infos[0]
+    headline = "ᠴᠠᠰᠤᠨ ᠰᠢᠭᠤᠷᠭ᠎ᠠ ᠶᠢᠨ ᠤᠯᠠᠪᠳᠤᠷ ᠤᠷᠢᠳᠴᠢᠯᠠᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠦᠯ"
+    mn = replace(base, language="mn-Mong", headline=headline, description="ᠴ" * 3000)
+    delivery = _with_infos(base, mn)
+    delivery = replace(delivery, target=replace(TARGET, languages=("mn", "zh-CN")))
+    document = _build(delivery)
+    texts = document["texts"]
+    assert isinstance(texts, list)
+    assert [t["lang"] for t in texts] == ["mn-Mong", "zh-CN"]
+    assert texts[0]["title"] == "[ᠲᠤᠷᠰᠢᠯᠲᠠ]" + headline  # the contract alert is a Test
+    assert texts[0]["body"].endswith("…")

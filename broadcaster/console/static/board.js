@@ -71,6 +71,7 @@
       cell(row, text.label(d.state), "state-" + d.state).dataset.state = d.state;
       cell(row, String(d.attempts));
       cell(row, d.last_error_zh ? text.words(d.last_error_zh, d.last_error) : d.last_error || "");
+      cell(row, d.warning || "", d.warning ? "delivery-warning" : undefined);
       row.addEventListener("click", () => loadEvents(d));
       tbody.appendChild(row);
     }
