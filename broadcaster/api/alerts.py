@@ -9,7 +9,8 @@
   client whose token ``requires_approval`` the Cancel waits for approval like its alerts.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
   /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``;
-  such a client may not approve or reject (403), its own alerts or anyone else's.
+  such a client may not approve or reject (403), its own alerts or anyone else's; nor may a
+  token whose issuing officer asked for the alert (403).
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
   bool, "deliveries": [...]}``, filterable by ``state``, paged by ``limit``/``offset``.
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api.auth import audit_client, refuse_first_party
+from broadcaster.api.auth import audit_client, refuse_first_party, refuse_own_request
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
 from broadcaster.errors import ApprovalError, CapError, StoreError
@@ -170,6 +171,7 @@ async def approve_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
     await refuse_first_party(request, "alert.approve", record["id"])
+    await refuse_own_request(request, "alert.approve", record["id"])
     reason = await _reason(request)
     try:
         result = await service.approve(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
@@ -185,6 +187,7 @@ async def reject_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
     await refuse_first_party(request, "alert.reject", record["id"])
+    await refuse_own_request(request, "alert.reject", record["id"])
     reason = await _reason(request)
     try:
         await service.reject(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
