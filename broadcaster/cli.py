@@ -8,7 +8,7 @@
     broadcaster send FILE [--url URL] [--token T] [--channels a,b]
     broadcaster status ID [--url URL] [--token T]
     broadcaster check-config [--config FILE]
-    broadcaster channels
+    broadcaster channels [--config FILE]
     broadcaster sim NAME [simulator options]
     broadcaster audio render|same|clips-build [options]
 
@@ -204,8 +204,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_channels(_args: argparse.Namespace) -> int:
-    from broadcaster.plugins import available_plugins, load_plugin
+def cmd_channels(args: argparse.Namespace) -> int:
+    from broadcaster.channel import ChannelContext
+    from broadcaster.plugins import available_plugins, build_channel, load_plugin
 
     status = 0
     for name in sorted(available_plugins()):
@@ -214,6 +215,27 @@ def cmd_channels(_args: argparse.Namespace) -> int:
             print(f"{name}: {cls.capabilities.description or cls.__name__}")
         except BroadcasterError as exc:
             print(f"{name}: BROKEN: {exc}")
+            status = 1
+    if args.config is None:
+        return status
+    config = _config(args.config)
+    server = config.server
+    context = ChannelContext(
+        data_dir=server.data_dir,
+        sender_name=server.sender_name,
+        public_url=server.public_url or f"http://{server.host}:{server.port}",
+    )
+    print(f"channels of {config.source}:")
+    for name, raw in config.channels.items():
+        kind = raw.get("type", "")
+        if not raw.get("enabled", True):
+            print(f"  {name} ({kind}): disabled")
+            continue
+        try:
+            build_channel(name, raw, context)
+            print(f"  {name} ({kind}): ok")
+        except BroadcasterError as exc:
+            print(f"  {name} ({kind}): BROKEN: {exc}")
             status = 1
     return status
 
@@ -276,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration")
     check.add_argument("--config")
     check.set_defaults(func=cmd_check_config)
-    sub.add_parser("channels", help="list channel plugins").set_defaults(func=cmd_channels)
+    channels = sub.add_parser("channels", help="list channel plugins (and a config's channels)")
+    channels.add_argument("--config", help="also build each channel of this configuration")
+    channels.set_defaults(func=cmd_channels)
     sim = sub.add_parser("sim", help="run a device simulator (modem, rds, speaker)")
     sim.add_argument("name")
     sim.add_argument("rest", nargs=argparse.REMAINDER)

@@ -36,6 +36,7 @@ from broadcaster.channel import AlertMessage, Channel
 from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import ApprovalError, CapError
+from broadcaster.faults import ChannelFaults, plan_deliveries
 from broadcaster.planner import alert_areas, select_targets
 from broadcaster.rendition import render
 from broadcaster.signatures import SignaturePolicy, SignatureVerdict
@@ -104,8 +105,10 @@ class Intake:
         sender_name: str = "",
         clock: Callable[[], float] = time.time,
         signatures: SignaturePolicy | None = None,
+        faults: ChannelFaults | None = None,
     ) -> None:
         self.database = database
+        self.faults = faults or ChannelFaults(clock)
         self.alerts = AlertTable(database)
         self.targets = TargetTable(database)
         self.channels = dict(channels)
@@ -345,7 +348,10 @@ class Intake:
         for name in channels:
             if not candidates[name]:
                 continue
-            for planned in await self.channels[name].plan(message, candidates[name]):
+            channel = self.channels[name]
+            for planned in await plan_deliveries(
+                name, channel, message, candidates[name], self.faults
+            ):
                 deliveries.append(
                     NewDelivery(
                         channel=name,

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from broadcaster.cap import Alert, MsgType
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth
@@ -22,6 +24,7 @@ from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError, StoreError
+from broadcaster.faults import ChannelFaults, describe
 from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
@@ -103,6 +106,37 @@ class BroadcasterService:
         # before the server starts; failures to load are kept and shown, never raised.
         self.built, self.failures = build_channels(config, self._context_for)
         self.channels: dict[str, Channel] = {}
+        self.faults = ChannelFaults(clock)
+
+    def web_apps(self) -> dict[str, web.Application]:
+        """The endpoints of every built channel that has some, by channel name.
+
+        A channel whose ``web_app()`` raises is not started: it becomes a plugin failure.
+        """
+        apps = {}
+        for name, channel in list(self.built.items()):
+            try:
+                sub_app = channel.web_app()
+            except Exception as exc:
+                log.error("channel %s: web_app() raised", name, exc_info=exc)
+                del self.built[name]
+                error = f"failed to make its web endpoints: {describe(exc)}"
+                self.failures.append(PluginFailure(name, self._type_of(name), error))
+                continue
+            if sub_app is not None:
+                apps[name] = sub_app
+        return apps
+
+    def _type_of(self, name: str) -> str:
+        return str(self.config.channels.get(name, {}).get("type", ""))
+
+    async def _failed(self, name: str, channel: Channel, error: str) -> None:
+        """Record that ``channel`` could not start, and close what it may have opened."""
+        self.failures.append(PluginFailure(name, self._type_of(name), error))
+        try:
+            await channel.stop()
+        except Exception:
+            log.exception("channel %s failed to stop after a failed start", name)
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,9 +151,13 @@ class BroadcasterService:
         for name, channel in self.built.items():
             try:
                 await channel.start()
-            except (ChannelError, OSError) as exc:
+            except ChannelError as exc:
                 log.error("channel %s failed to start: %s", name, exc)
-                self.failures.append(PluginFailure(name, channel.__class__.__name__, str(exc)))
+                await self._failed(name, channel, str(exc))
+                continue
+            except Exception as exc:
+                log.error("channel %s failed to start", name, exc_info=exc)
+                await self._failed(name, channel, f"failed to start: {describe(exc)}")
                 continue
             self.channels[name] = channel
         slots = []
@@ -141,6 +179,7 @@ class BroadcasterService:
             sender_name=self.config.server.sender_name,
             clock=self.clock,
             signatures=self.signatures,
+            faults=self.faults,
         )
         self.dispatcher = Dispatcher(
             self.database,
@@ -149,11 +188,12 @@ class BroadcasterService:
             sender_name=self.config.server.sender_name,
             clock=self.clock,
             on_change=self._notify,
+            faults=self.faults,
         )
         await self.dispatcher.start()
         self.operations = ScheduledOperations(self)
         await self.operations.start()
-        self.housekeeping = Housekeeping(self.audio, self.channels)
+        self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
 
     async def stop(self) -> None:
@@ -270,7 +310,13 @@ class BroadcasterService:
         result = {}
         for name, channel in self.channels.items():
             try:
-                result[name] = await channel.health()
-            except Exception as exc:
+                health = await channel.health()
+                if not isinstance(health, ChannelHealth):
+                    raise TypeError(f"health() returned {type(health).__name__}, not ChannelHealth")
+                result[name] = health
+            except ChannelError as exc:
                 result[name] = ChannelHealth(ok=False, detail=f"health check failed: {exc}")
+            except Exception as exc:
+                error = self.faults.record(name, "health", exc)
+                result[name] = ChannelHealth(ok=False, detail=f"health check failed: {error}")
         return result

@@ -32,6 +32,7 @@ async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     health = await service.health()
     ok = all(h.ok for h in health.values()) and not service.failures
+    ok = ok and not service.faults.recent()
     body = {
         "status": "ok" if ok else "degraded",
         "channels": {
@@ -40,6 +41,16 @@ async def healthz(request: web.Request) -> web.Response:
         },
         "failed_channels": [
             {"channel": f.channel, "type": f.type, "error": f.error} for f in service.failures
+        ],
+        "channel_faults": [
+            {
+                "channel": f.channel,
+                "point": f.point,
+                "count": f.count,
+                "error": f.error,
+                "last_at": f.last_at,
+            }
+            for f in service.faults.all()
         ],
     }
     return web.json_response(body, status=200)
@@ -77,10 +88,8 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(scheduler_api.routes)
     app.add_routes(health_routes)
     app.add_routes(public.routes)
-    for name, channel in service.built.items():
-        sub_app = channel.web_app()
-        if sub_app is not None:
-            app.add_subapp(f"/channels/{name}/", sub_app)
+    for name, sub_app in service.web_apps().items():
+        app.add_subapp(f"/channels/{name}/", sub_app)
     if service.config.console.enabled:
         app.add_subapp("/console/", make_console_app(service))
         app.router.add_get("/", _to_console)

@@ -21,6 +21,7 @@ from typing import Any
 
 from broadcaster.cap import Alert
 from broadcaster.channel import AlertMessage, ChannelPreview
+from broadcaster.errors import ChannelError
 from broadcaster.planner import alert_areas, select_targets
 from broadcaster.rendition import MessageText, Rendition, render
 from broadcaster.service import BroadcasterService
@@ -125,13 +126,21 @@ async def build_preview(
         if channel is None:
             continue
         try:
-            channel_previews[name] = _preview_json(await channel.preview(message))
+            shown = await channel.preview(message)
+            if not isinstance(shown, ChannelPreview):
+                raise TypeError(f"preview returned {type(shown).__name__}, not a ChannelPreview")
+            channel_previews[name] = _preview_json(shown)
         except Exception as exc:
+            error = (
+                str(exc)
+                if isinstance(exc, ChannelError)
+                else service.faults.record(name, "preview", exc)
+            )
             channel_previews[name] = {
                 "title": "",
                 "lines": [],
                 "counts": {},
-                "notes": [f"this channel could not make a preview: {exc}"],
+                "notes": [f"this channel could not make a preview: {error}"],
             }
     return {
         "marker": texts[0].marker if texts else "",
