@@ -9,6 +9,7 @@
     broadcaster status ID [--url URL] [--token T]
     broadcaster check-config [--config FILE]
     broadcaster channels [--config FILE]
+    broadcaster new-channel NAME [--dir DIR]
     broadcaster sim NAME [simulator options]
     broadcaster audio render|same|clips-build [options]
 
@@ -240,6 +241,14 @@ def cmd_channels(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_new_channel(args: argparse.Namespace) -> int:
+    from broadcaster.template import write_package
+
+    root = write_package(args.name, Path(args.dir))
+    print(f"{root}: channel package written; next: pip install -e {root} && pytest {root}")
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     sims = {ep.name: ep for ep in entry_points(group="broadcaster.simulators")}
     if args.name not in sims:
@@ -301,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     channels = sub.add_parser("channels", help="list channel plugins (and a config's channels)")
     channels.add_argument("--config", help="also build each channel of this configuration")
     channels.set_defaults(func=cmd_channels)
+    new = sub.add_parser("new-channel", help="write a channel package to start from")
+    new.add_argument("name", help="the channel type, e.g. mail")
+    new.add_argument("--dir", default=".", help="where to write NAME/ (default: here)")
+    new.set_defaults(func=cmd_new_channel)
     sim = sub.add_parser("sim", help="run a device simulator (modem, rds, speaker)")
     sim.add_argument("name")
     sim.add_argument("rest", nargs=argparse.REMAINDER)
