@@ -42,8 +42,8 @@ nothing about a target can make fail for good (a log file) declares it by return
 
 The rules, each named in the failure it causes: ``metadata``; ``plan-within-candidates``;
 ``plan-each-target-once``; ``send-answers``; ``effect-observed`` (a send that reports success
-left a trace in the sink); ``accepted-needs-confirms`` (ACCEPTED only from a channel that
-confirms, and then a confirmation follows); ``permanent-is-permanent``;
+left a trace in the sink); ``accepted-is-confirmed`` (a channel that confirms follows ACCEPTED
+with a confirmation); ``permanent-is-permanent``;
 ``transient-is-retryable``; ``never-raises`` (``probe``, ``preview``, ``health``) and
 ``cancel-raises-only-channel-errors``; ``cancel-safe`` (a send cancelled by the dispatcher's
 timeout lets the cancellation through and leaves the channel working); ``no-leaks`` (no task
@@ -112,12 +112,19 @@ CANCEL_POINTS = (0.0, 0.005, 0.05)
 async def _confirmation_of(
     channel: Channel, delivery_id: int, within: float
 ) -> ConfirmationOutcome:
-    async with asyncio.timeout(within):
-        async for confirmation in channel.confirmations():
-            final = confirmation.outcome is not ConfirmationOutcome.PROGRESS
-            if confirmation.delivery_id == delivery_id and final:
-                return confirmation.outcome
-    raise ContractViolation("accepted-needs-confirms", "the confirmation stream ended")
+    try:
+        async with asyncio.timeout(within):
+            async for confirmation in channel.confirmations():
+                final = confirmation.outcome is not ConfirmationOutcome.PROGRESS
+                if confirmation.delivery_id == delivery_id and final:
+                    return confirmation.outcome
+    except TimeoutError:
+        raise ContractViolation(
+            "accepted-is-confirmed",
+            f"send answered ACCEPTED and capabilities.confirms is True, but no confirmation of"
+            f" delivery {delivery_id} came within {within:g} s",
+        ) from None
+    raise ContractViolation("accepted-is-confirmed", "the confirmation stream ended")
 
 
 async def _send_checked(
@@ -140,17 +147,11 @@ async def _send_checked(
         "effect-observed",
         f"send answered {result.outcome.value} but the sink never saw delivery {delivery.id}",
     )
-    if result.outcome is SendOutcome.ACCEPTED:
-        check(
-            channel.capabilities.confirms,
-            "accepted-needs-confirms",
-            "send answered ACCEPTED but capabilities.confirms is False: nothing would ever"
-            " confirm it; answer CONFIRMED",
-        )
+    if result.outcome is SendOutcome.ACCEPTED and channel.capabilities.confirms:
         outcome = await _confirmation_of(channel, delivery.id, within)
         check(
             outcome is ConfirmationOutcome.CONFIRMED,
-            "accepted-needs-confirms",
+            "accepted-is-confirmed",
             f"a delivery to the reachable target was confirmed as {outcome.value}",
         )
 

@@ -141,7 +141,9 @@ class SwallowsCancellation(SinkChannel):
 
 
 class AcceptsWithoutConfirming(SinkChannel):
-    """Answers ACCEPTED though it never confirms anything."""
+    """Says it confirms deliveries and answers ACCEPTED, but no confirmation ever follows."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         await super().send(delivery)

@@ -33,7 +33,7 @@ BROKEN_RULES = {
     "TestPermanentAsRetryable": "permanent-is-permanent",
     "TestRetryableAsPermanent": "transient-is-retryable",
     "TestSwallowsCancellation": "cancel-safe",
-    "TestAcceptsWithoutConfirming": "accepted-needs-confirms",
+    "TestAcceptsWithoutConfirming": "accepted-is-confirmed",
     "TestLeaksTask": "no-leaks",
     "TestLeaksThread": "no-leaks",
     "TestShowsItsSecret": "secrets-masked",

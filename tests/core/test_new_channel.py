@@ -90,7 +90,7 @@ signing_key = "a-signing-key"
 
     deliveries = wait_until(settled, "the alert's deliveries settling")
     assert deliveries["summary"] == {"duty-mail": {"confirmed": 1, "failed": 1}}
-    [dropped] = (tmp_path / "data" / "mail-outbox" / "box-0").glob("*.json")
+    [dropped] = (tmp_path / "data" / "mail-duty-mail" / "outbox" / "box-0").glob("*.json")
     body = json.loads(json.loads(dropped.read_text(encoding="utf-8"))["body"])
     assert body["to"] == "box-0" and body["texts"][0]["title"]
     health = api(base, "/healthz", TOKEN)
