@@ -107,8 +107,9 @@ async def test_a_plugin_raising_anywhere_stops_no_other_channel(tmp_path: Path, 
         await asyncio.sleep(1.0)
         rows = await service.database.run(service.outbox.deliveries, result.alert_id)
         broken = [r for r in rows if r["channel"] == "bad-send"]
-        assert [r["state"] for r in broken] == ["queued", "queued"]
-        assert all(f"channel bug: {error}: " in r["last_error"] for r in broken)
+        # never final: queued for the next attempt (or being sent again right now)
+        assert {r["state"] for r in broken} <= {"queued", "sending"} and len(broken) == 2
+        assert all(f"channel bug: {error}: " in (r["last_error"] or "") for r in broken)
         elapsed = time.monotonic() - started
         # retry_base 0.05 s, retry_max 0.2 s: at most one attempt per 0.1 s per delivery
         assert 2 <= FaultyChannel.attempts["bad-send"] <= 2 * (elapsed + 0.5) / 0.1
