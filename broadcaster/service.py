@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.cap import Alert, MsgType
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth
@@ -23,7 +24,7 @@ from broadcaster.config import Config
 from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
-from broadcaster.errors import ChannelError, StoreError
+from broadcaster.errors import ApprovalError, ChannelError, StoreError
 from broadcaster.faults import ChannelFaults, describe
 from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
@@ -267,14 +268,29 @@ class BroadcasterService:
         record = await self.database.run(self.alerts.get, alert_id)
         severity = record["severity"] if record else None
         allow_self = severity in self.config.approval.single_officer_severities
+        await self._refuse_own_token_request(alert_id, by)
         result = await self.intake.approve(alert_id, by=by, reason=reason, allow_self=allow_self)
         await self._started(result)
         return result
 
     async def reject(self, alert_id: str, *, by: str, reason: str) -> None:
         """Reject a pending alert; it is never sent."""
+        await self._refuse_own_token_request(alert_id, by)
         await self.intake.reject(alert_id, by=by, reason=reason)
         self._notify()
+
+    async def _refuse_own_token_request(self, alert_id: str, by: str) -> None:
+        """ApprovalError if ``by`` is the officer who issued the API token that asked for the
+        alert: through the token, the officer would be their own second party."""
+        approval = await self.database.run(self.alerts.approval, alert_id)
+        requested_by = str(approval["requested_by"]) if approval else ""
+        if not requested_by.startswith("api:token:") or requested_by == by:
+            return
+        tokens = ApiTokenStore(self.database, self.clock)
+        if await tokens.officer_behind(requested_by) == by:
+            raise ApprovalError(
+                "this alert came through an API token you issued; a second officer must decide it"
+            )
 
     async def cancel(
         self, alert_id: str, *, reason: str, origin: str, requested_by: str | None = None

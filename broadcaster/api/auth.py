@@ -143,11 +143,8 @@ async def refuse_own_request(request: web.Request, action: str, alert_id: str) -
     service = request.app[SERVICE]
     approval = await service.database.run(service.alerts.approval, alert_id)
     requested_by = str(approval["requested_by"]) if approval else ""
-    if requested_by.startswith("api:token:"):
-        name = requested_by.removeprefix("api:token:")
-        grants = await ApiTokenStore(service.database, service.clock).all()
-        requested_by = next((g.created_by for g in grants if g.name == name), requested_by)
-    if issuer != requested_by:
+    tokens = ApiTokenStore(service.database, service.clock)
+    if issuer != await tokens.officer_behind(requested_by):
         return
     error = (
         "this API token was issued by the officer who asked for the alert;"

@@ -19,6 +19,7 @@ from broadcaster.audit import AuditLog
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.cap import MsgType, Status
 from broadcaster.cap.serialize import to_xml
+from broadcaster.errors import ApprovalError
 from broadcaster.service import BroadcasterService
 from tests.core.support import (
     DUTY_TOKEN,
@@ -308,3 +309,15 @@ async def test_acknowledging_a_notice_is_audited_and_refused_to_a_first_party(ap
     assert entries.count(("api:duty", "notice.ack", str(notice))) == 1
     assert ("api:duty", "notice.ack.refused", str(notice)) in entries
     assert ("api:duty", "notice.ack.refused", "x1") in entries
+
+
+async def test_an_officer_cannot_decide_what_their_own_token_asked_for(api: Api) -> None:
+    wangs_feed = await _issue(api, "wang-feed-2", "console:wang", requires_approval=True)
+    through_feed = await api.submit(wangs_feed, "wang-feed-2")
+    for decide in (api.service.approve, api.service.reject):
+        with pytest.raises(ApprovalError, match="API token you issued"):
+            await decide(through_feed["id"], by="console:wang", reason="mine")
+    record = await api.record(through_feed["id"])
+    assert record["state"] == "held" and record["approval"]["state"] == "pending"
+    result = await api.service.approve(through_feed["id"], by="console:li", reason="checked")
+    assert result.planned == {"rec": 4}
