@@ -48,9 +48,10 @@ from collections.abc import AsyncIterator, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol
 
 from aiohttp import web
+from typing_extensions import TypeVar
 
 from broadcaster.cap import Alert
 from broadcaster.config import ChannelConfig
@@ -239,15 +240,43 @@ class ChannelContext:
     dispatch: DispatchHooks | None = None
 
 
-class Channel(abc.ABC):
-    """Base class of every channel plugin."""
+PUBLIC_MODULES = (
+    "broadcaster.channel",
+    "broadcaster.errors",
+    "broadcaster.config",
+    "broadcaster.delivery",
+    "broadcaster.cap",
+    "broadcaster.rendition",
+    "broadcaster.divisions",
+    "broadcaster.publisher",
+    "broadcaster.testing",
+    "broadcaster.intake",
+    "broadcaster.client_limits",
+    "broadcaster.scheduler.runs",
+)
+"""The modules of the core a channel may import (``docs/writing-a-channel.md``): kept stable for
+third-party channels. The last three hold one name each that shipped channels use
+(``priority_of``, ``RateLimiter``, ``VOLUME_PARAMETER``)."""
 
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities()
+ConfigT = TypeVar("ConfigT", bound=ChannelConfig, default=ChannelConfig)
+"""The channel's configuration model: ``class MailChannel(Channel[MailChannelConfig])`` types
+``self.config`` as a ``MailChannelConfig``."""
+
+
+class Channel(abc.ABC, Generic[ConfigT]):
+    """Base class of every channel plugin, generic in its configuration model.
+
+    ``capabilities`` is a class attribute; an instance whose configuration changes what it can
+    do (status reports switched off, a transmitter without audio) assigns its own in
+    ``__init__``: the core reads ``channel.capabilities`` of each instance.
+    """
+
+    capabilities: ChannelCapabilities = ChannelCapabilities()
     config_model: ClassVar[type[ChannelConfig]] = ChannelConfig
     target_unit: ClassVar[str] = "targets"
     """What :meth:`count_targets` counts, named for the officer."""
 
-    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+    def __init__(self, name: str, config: ConfigT, context: ChannelContext) -> None:
         self.name = name
         self.config = config
         self.context = context

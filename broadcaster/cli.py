@@ -8,7 +8,8 @@
     broadcaster send FILE [--url URL | --config FILE] [--token T] [--channels a,b]
     broadcaster status ID [--url URL | --config FILE] [--token T]
     broadcaster check-config [--config FILE] [--data-dir DIR] [--host H] [--port P]
-    broadcaster channels
+    broadcaster channels [--config FILE]
+    broadcaster new-channel NAME [--dir DIR]
     broadcaster sim NAME [simulator options]
     broadcaster audio render|same|clips-build [options]
 
@@ -255,8 +256,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_channels(_args: argparse.Namespace) -> int:
-    from broadcaster.plugins import available_plugins, load_plugin
+def cmd_channels(args: argparse.Namespace) -> int:
+    from broadcaster.channel import ChannelContext
+    from broadcaster.plugins import available_plugins, build_channel, load_plugin
 
     status = 0
     for name in sorted(available_plugins()):
@@ -266,7 +268,36 @@ def cmd_channels(_args: argparse.Namespace) -> int:
         except BroadcasterError as exc:
             print(f"{name}: BROKEN: {exc}")
             status = 1
+    if args.config is None:
+        return status
+    config = _config(args.config)
+    server = config.server
+    context = ChannelContext(
+        data_dir=server.data_dir,
+        sender_name=server.sender_name,
+        public_url=server.public_url or f"http://{server.host}:{server.port}",
+    )
+    print(f"channels of {config.source}:")
+    for name, raw in config.channels.items():
+        kind = raw.get("type", "")
+        if not raw.get("enabled", True):
+            print(f"  {name} ({kind}): disabled")
+            continue
+        try:
+            build_channel(name, raw, context)
+            print(f"  {name} ({kind}): ok")
+        except BroadcasterError as exc:
+            print(f"  {name} ({kind}): BROKEN: {exc}")
+            status = 1
     return status
+
+
+def cmd_new_channel(args: argparse.Namespace) -> int:
+    from broadcaster.template import write_package
+
+    root = write_package(args.name, Path(args.dir))
+    print(f"{root}: channel package written; next: pip install -e {root} && pytest {root}")
+    return 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -338,7 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--port", type=int, help="as serve --port")
     check.add_argument("--data-dir", help="as serve --data-dir")
     check.set_defaults(func=cmd_check_config)
-    sub.add_parser("channels", help="list channel plugins").set_defaults(func=cmd_channels)
+    channels = sub.add_parser("channels", help="list channel plugins (and a config's channels)")
+    channels.add_argument("--config", help="also build each channel of this configuration")
+    channels.set_defaults(func=cmd_channels)
+    new = sub.add_parser("new-channel", help="write a channel package to start from")
+    new.add_argument("name", help="the channel type, e.g. mail")
+    new.add_argument("--dir", default=".", help="where to write NAME/ (default: here)")
+    new.set_defaults(func=cmd_new_channel)
     sim = sub.add_parser("sim", help="run a device simulator (modem, rds, speaker)")
     sim.add_argument("name")
     sim.add_argument("rest", nargs=argparse.REMAINDER)

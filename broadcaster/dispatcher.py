@@ -5,13 +5,14 @@ channel has free slots (its ``concurrency``), waits for the channel's rate limit
 ``send``. Outcomes become :class:`~broadcaster.delivery.Transition` s, written by one recorder
 task in batches (one transaction per batch), together with the channel's confirmations.
 
-Retry: a :class:`~broadcaster.errors.RetryableError` (or a timeout, or an unexpected exception,
-which is logged as a channel bug) queues the delivery again after an exponential backoff with
-jitter, ``retry_base * 2^(attempt-1)`` capped at ``retry_max`` and drawn uniformly from its upper
-half, or after the error's ``retry_after``. A retry that would fall after the alert's expiry
-marks the delivery ``expired`` instead. A :class:`~broadcaster.errors.PermanentError` fails it.
-A device that took a delivery but could not finish it for a passing reason confirms it with
-``RETRY``: it is queued again after the confirmation's ``retry_after``.
+Retry: a :class:`~broadcaster.errors.RetryableError` (or a timeout, or an unexpected exception
+or answer, recorded as a channel fault by :mod:`broadcaster.faults`) queues the delivery again
+after an exponential backoff with jitter, ``retry_base * 2^(attempt-1)`` capped at
+``retry_max`` and drawn uniformly from its upper half, or after the error's ``retry_after``. A
+retry that would fall after the alert's expiry marks the delivery ``expired`` instead. A
+:class:`~broadcaster.errors.PermanentError` fails it. A device that took a delivery but could
+not finish it for a passing reason confirms it with ``RETRY``: it is queued again after the
+confirmation's ``retry_after``.
 
 A sweeper expires what is past its deadline, requeues accepted deliveries that were never
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
@@ -43,10 +44,12 @@ from broadcaster.channel import (
     ConfirmationOutcome,
     OutgoingDelivery,
     SendOutcome,
+    SendResult,
 )
 from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import DeliveryState, Transition
-from broadcaster.errors import DiskFullError, PermanentError, RetryableError
+from broadcaster.errors import ChannelError, DiskFullError, PermanentError, RetryableError
+from broadcaster.faults import ChannelFaults
 from broadcaster.ratelimit import TokenBucket
 from broadcaster.rendition import Rendition, render
 from broadcaster.store.alerts import AlertTable, InFlight
@@ -83,8 +86,10 @@ class Dispatcher:
         sender_name: str = "",
         clock: Clock = time.time,
         on_change: Callable[[], None] | None = None,
+        faults: ChannelFaults | None = None,
     ) -> None:
         self.database = database
+        self.faults = faults or ChannelFaults(clock)
         self.outbox = Outbox(database)
         self.alerts = AlertTable(database)
         self.channels = {slot.name: slot for slot in channels}
@@ -123,8 +128,8 @@ class Dispatcher:
         rows = await self.database.run(self.outbox.awaiting_confirmation, name)
         try:
             await slot.channel.resume([await self._outgoing(row) for row in rows])
-        except Exception:
-            log.exception("channel %s could not resume %d accepted deliveries", name, len(rows))
+        except Exception as exc:
+            self.faults.record(name, "resume", exc)
         else:
             if rows:
                 log.info("channel %s: %d accepted deliveries tracked again", name, len(rows))
@@ -158,8 +163,10 @@ class Dispatcher:
                 continue
             try:
                 await slot.channel.cancel(await self._outgoing(row))
-            except Exception:
-                log.exception("channel %s failed to stop delivery %d", slot.name, row.id)
+            except ChannelError as exc:
+                log.warning("channel %s could not stop delivery %d: %s", slot.name, row.id, exc)
+            except Exception as exc:
+                self.faults.record(slot.name, "cancel", exc)
 
     async def _outgoing(self, row: ClaimedDelivery) -> OutgoingDelivery:
         return OutgoingDelivery(
@@ -268,8 +275,13 @@ class Dispatcher:
         except TimeoutError:
             return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
         except Exception as exc:
-            log.exception("channel %s raised an unexpected error", slot.name)
-            return self._retry(row, f"channel error: {type(exc).__name__}: {exc}")
+            # A bug in the channel, not a verdict on the target: retried with the same backoff
+            # as a retryable error until the alert expires (a fixed and restarted channel still
+            # delivers), never hot, and recorded as the channel's fault.
+            return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', exc)}")
+        if not isinstance(result, SendResult):
+            error = TypeError(f"send returned {type(result).__name__}, not a SendResult")
+            return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', error)}")
         self.sent_total[slot.name] += 1
         confirmed = result.outcome is SendOutcome.CONFIRMED
         detail = result.detail or ("confirmed" if confirmed else "accepted")
@@ -311,11 +323,21 @@ class Dispatcher:
         )
 
     async def _confirmation_reader(self, slot: ChannelSlot) -> None:
-        async for confirmation in slot.channel.confirmations():
-            transition = _confirmation_transition(
-                confirmation, self.clock(), self.config.retry_base_seconds
-            )
-            self._transitions.put_nowait(transition)
+        """Record the channel's confirmations; if its stream raises, read it again after a
+        pause (the default stream keeps what was confirmed meanwhile)."""
+        while True:
+            try:
+                async for confirmation in slot.channel.confirmations():
+                    if not isinstance(confirmation, Confirmation):
+                        raise TypeError(f"confirmations() gave {type(confirmation).__name__}")
+                    transition = _confirmation_transition(
+                        confirmation, self.clock(), self.config.retry_base_seconds
+                    )
+                    self._transitions.put_nowait(transition)
+                return
+            except Exception as exc:
+                self.faults.record(slot.name, "confirmations", exc)
+            await asyncio.sleep(self.config.retry_base_seconds)
 
     async def _recorder(self) -> None:
         while True:

@@ -3,8 +3,9 @@
 Once at start and then every day: renders unused for ``[audio] keep_days`` are deleted from the
 render cache (:meth:`~broadcaster.publisher.AudioPublisher.prune`), and every running channel's
 :meth:`~broadcaster.channel.Channel.housekeeping` runs (the loudspeaker channel deletes the audio
-files it published that long ago). A failure is logged and retried the next day; it never stops
-the server.
+files it published that long ago). A failure is logged and retried the next day (an exception
+outside :class:`~broadcaster.errors.ChannelError` and ``OSError`` is also recorded as the
+channel's fault); it never stops the server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 from collections.abc import Mapping
 
 from broadcaster.channel import Channel
+from broadcaster.errors import ChannelError
+from broadcaster.faults import ChannelFaults
 from broadcaster.publisher import AudioPublisher
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,14 @@ class Housekeeping:
     """Runs the daily upkeep in the background."""
 
     def __init__(
-        self, audio: AudioPublisher, channels: Mapping[str, Channel], period_s: float = DAY_S
+        self,
+        audio: AudioPublisher,
+        channels: Mapping[str, Channel],
+        period_s: float = DAY_S,
+        *,
+        faults: ChannelFaults | None = None,
     ) -> None:
+        self._faults = faults or ChannelFaults()
         self._audio = audio
         self._channels = channels
         self._period_s = period_s
@@ -60,6 +69,8 @@ class Housekeeping:
         for name, channel in self._channels.items():
             try:
                 await channel.housekeeping()
-            except Exception:
+            except (ChannelError, OSError):
                 log.exception("housekeeping of channel %s failed", name)
+            except Exception as exc:
+                self._faults.record(name, "housekeeping", exc)
         return removed

@@ -49,7 +49,8 @@ from broadcaster.cap.signature import AlertSigner
 from broadcaster.channel import AlertMessage, Channel, ChannelPreview
 from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
-from broadcaster.errors import ApprovalError, CapError, UnreachableAreaError
+from broadcaster.errors import ApprovalError, CapError, ChannelError, UnreachableAreaError
+from broadcaster.faults import ChannelFaults, plan_deliveries
 from broadcaster.planner import alert_areas, select_targets, unreached_problems
 from broadcaster.rendition import render
 from broadcaster.signatures import SignaturePolicy, SignatureVerdict
@@ -128,8 +129,10 @@ class Intake:
         sender_name: str = "",
         clock: Callable[[], float] = time.time,
         signatures: SignaturePolicy | None = None,
+        faults: ChannelFaults | None = None,
     ) -> None:
         self.database = database
+        self.faults = faults or ChannelFaults(clock)
         self.alerts = AlertTable(database)
         self.targets = TargetTable(database)
         self.channels = dict(channels)
@@ -432,9 +435,18 @@ class Intake:
         previews = {}
         for name in wanted:
             try:
-                previews[name] = await self.channels[name].preview(message, candidates[name])
-            except Exception as error:
-                log.exception("channel %s could not make a preview", name)
+                shown = await self.channels[name].preview(message, candidates[name])
+                if not isinstance(shown, ChannelPreview):
+                    raise TypeError(
+                        f"preview returned {type(shown).__name__}, not a ChannelPreview"
+                    )
+                previews[name] = shown
+            except Exception as exc:
+                error = (
+                    str(exc)
+                    if isinstance(exc, ChannelError)
+                    else self.faults.record(name, "preview", exc)
+                )
                 previews[name] = ChannelPreview(
                     title="", notes=(f"this channel could not make a preview: {error}",)
                 )
@@ -447,7 +459,10 @@ class Intake:
         for name in candidates:
             if not candidates[name]:
                 continue
-            for planned in await self.channels[name].plan(message, candidates[name]):
+            channel = self.channels[name]
+            for planned in await plan_deliveries(
+                name, channel, message, candidates[name], self.faults
+            ):
                 deliveries.append(
                     NewDelivery(
                         channel=name,

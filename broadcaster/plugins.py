@@ -3,9 +3,11 @@
 Each ``[channels.<name>]`` table of the configuration names a plugin by ``type``: an
 entry-point name, or ``package.module:ClassName`` for a channel an integrator has not packaged
 yet. A plugin that
-is missing, fails to import, has an invalid configuration or fails to start becomes one
-:class:`PluginFailure` (shown by the CLI, the health endpoint and the console); the other
-channels keep working and the core never crashes for it.
+is missing, fails to import, has an invalid configuration, or whose constructor, ``web_app()``
+or ``start()`` raises anything at all becomes one :class:`PluginFailure` (shown by the CLI, the
+health endpoint, the metrics and the console); the other channels keep working and the core
+never crashes for it. What a running channel raises later is a fault
+(:mod:`broadcaster.faults`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 from broadcaster.channel import Channel, ChannelContext
 from broadcaster.config import MASK, Config, format_validation_error
 from broadcaster.errors import PluginError
+from broadcaster.faults import describe
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +76,17 @@ def build_channel(name: str, raw: Mapping[str, Any], context: ChannelContext) ->
     except ValidationError as exc:
         lines = format_validation_error(exc, f"channels.{name}")
         raise PluginError("invalid channel configuration:\n  " + "\n  ".join(lines)) from None
-    return cls(name, config, context)
+    except Exception as exc:
+        raise PluginError(
+            f"channel plugin {type_name!r} failed to check its configuration: {describe(exc)}"
+        ) from exc
+    try:
+        return cls(name, config, context)
+    except Exception as exc:
+        log.error("channel %s: constructor of %s raised", name, type_name, exc_info=exc)
+        raise PluginError(
+            f"channel plugin {type_name!r} failed to initialise: {describe(exc)}"
+        ) from exc
 
 
 def build_channels(

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.cancel import cancel_of
 from broadcaster.cap import Alert
 from broadcaster.cap.problems import IntakePolicy
@@ -23,7 +26,8 @@ from broadcaster.config import Config
 from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
-from broadcaster.errors import ChannelError, StoreError
+from broadcaster.errors import ApprovalError, ChannelError, StoreError
+from broadcaster.faults import ChannelFaults, describe
 from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
@@ -107,6 +111,37 @@ class BroadcasterService:
         # before the server starts; failures to load are kept and shown, never raised.
         self.built, self.failures = build_channels(config, self._context_for)
         self.channels: dict[str, Channel] = {}
+        self.faults = ChannelFaults(clock)
+
+    def web_apps(self) -> dict[str, web.Application]:
+        """The endpoints of every built channel that has some, by channel name.
+
+        A channel whose ``web_app()`` raises is not started: it becomes a plugin failure.
+        """
+        apps = {}
+        for name, channel in list(self.built.items()):
+            try:
+                sub_app = channel.web_app()
+            except Exception as exc:
+                log.error("channel %s: web_app() raised", name, exc_info=exc)
+                del self.built[name]
+                error = f"failed to make its web endpoints: {describe(exc)}"
+                self.failures.append(PluginFailure(name, self._type_of(name), error))
+                continue
+            if sub_app is not None:
+                apps[name] = sub_app
+        return apps
+
+    def _type_of(self, name: str) -> str:
+        return str(self.config.channels.get(name, {}).get("type", ""))
+
+    async def _failed(self, name: str, channel: Channel, error: str) -> None:
+        """Record that ``channel`` could not start, and close what it may have opened."""
+        self.failures.append(PluginFailure(name, self._type_of(name), error))
+        try:
+            await channel.stop()
+        except Exception:
+            log.exception("channel %s failed to stop after a failed start", name)
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,9 +156,13 @@ class BroadcasterService:
         for name, channel in self.built.items():
             try:
                 await channel.start()
-            except (ChannelError, OSError) as exc:
+            except ChannelError as exc:
                 log.error("channel %s failed to start: %s", name, exc)
-                self.failures.append(PluginFailure(name, channel.__class__.__name__, str(exc)))
+                await self._failed(name, channel, str(exc))
+                continue
+            except Exception as exc:
+                log.error("channel %s failed to start", name, exc_info=exc)
+                await self._failed(name, channel, f"failed to start: {describe(exc)}")
                 continue
             self.channels[name] = channel
         slots = []
@@ -145,6 +184,7 @@ class BroadcasterService:
             sender_name=self.config.server.sender_name,
             clock=self.clock,
             signatures=self.signatures,
+            faults=self.faults,
         )
         self.dispatcher = Dispatcher(
             self.database,
@@ -153,11 +193,12 @@ class BroadcasterService:
             sender_name=self.config.server.sender_name,
             clock=self.clock,
             on_change=self._notify,
+            faults=self.faults,
         )
         await self.dispatcher.start()
         self.operations = ScheduledOperations(self)
         await self.operations.start()
-        self.housekeeping = Housekeeping(self.audio, self.channels)
+        self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
 
     async def stop(self) -> None:
@@ -253,14 +294,29 @@ class BroadcasterService:
         record = await self.database.run(self.alerts.get, alert_id)
         severity = record["severity"] if record else None
         allow_self = severity in self.config.approval.single_officer_severities
+        await self._refuse_own_token_request(alert_id, by)
         result = await self.intake.approve(alert_id, by=by, reason=reason, allow_self=allow_self)
         await self._started(result)
         return result
 
     async def reject(self, alert_id: str, *, by: str, reason: str) -> None:
         """Reject a pending alert; it is never sent."""
+        await self._refuse_own_token_request(alert_id, by)
         await self.intake.reject(alert_id, by=by, reason=reason)
         self._notify()
+
+    async def _refuse_own_token_request(self, alert_id: str, by: str) -> None:
+        """ApprovalError if ``by`` is the officer who issued the API token that asked for the
+        alert: through the token, the officer would be their own second party."""
+        approval = await self.database.run(self.alerts.approval, alert_id)
+        requested_by = str(approval["requested_by"]) if approval else ""
+        if not requested_by.startswith("api:token:") or requested_by == by:
+            return
+        tokens = ApiTokenStore(self.database, self.clock)
+        if await tokens.officer_behind(requested_by) == by:
+            raise ApprovalError(
+                "this alert came through an API token you issued; a second officer must decide it"
+            )
 
     async def cancel(
         self,
@@ -301,7 +357,13 @@ class BroadcasterService:
         result = {}
         for name, channel in self.channels.items():
             try:
-                result[name] = await channel.health()
-            except Exception as exc:
+                health = await channel.health()
+                if not isinstance(health, ChannelHealth):
+                    raise TypeError(f"health() returned {type(health).__name__}, not ChannelHealth")
+                result[name] = health
+            except ChannelError as exc:
                 result[name] = ChannelHealth(ok=False, detail=f"health check failed: {exc}")
+            except Exception as exc:
+                error = self.faults.record(name, "health", exc)
+                result[name] = ChannelHealth(ok=False, detail=f"health check failed: {error}")
         return result

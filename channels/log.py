@@ -57,14 +57,13 @@ def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
     } | texts_content(message, delivery.target)
 
 
-class LogChannel(Channel):
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+class LogChannel(Channel[LogChannelConfig]):
+    capabilities = ChannelCapabilities(
         confirms=True, description="appends each message to a JSONL file"
     )
     config_model: ClassVar[type[ChannelConfig]] = LogChannelConfig
 
     async def start(self) -> None:
-        assert isinstance(self.config, LogChannelConfig)
         path = self.config.path
         self.path = path if path.is_absolute() else self.context.data_dir / path
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +104,6 @@ class LogChannel(Channel):
                     future.set_result(None)
 
     def _append(self, lines: list[str]) -> None:
-        assert isinstance(self.config, LogChannelConfig)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write("".join(line + "\n" for line in lines))
             fh.flush()

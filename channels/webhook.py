@@ -59,17 +59,14 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-class WebhookChannel(Channel):
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
-        confirms=True, description="HTTP POST of signed JSON"
-    )
+class WebhookChannel(Channel[WebhookChannelConfig]):
+    capabilities = ChannelCapabilities(confirms=True, description="HTTP POST of signed JSON")
     target_unit: ClassVar[str] = "endpoints"
     config_model: ClassVar[type[ChannelConfig]] = WebhookChannelConfig
     _last_error = ""
 
     @property
     def settings(self) -> WebhookChannelConfig:
-        assert isinstance(self.config, WebhookChannelConfig)
         return self.config
 
     async def start(self) -> None:

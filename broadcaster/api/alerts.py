@@ -18,7 +18,8 @@
   ``requires_approval`` the Cancel waits for approval like its alerts.
 - ``POST /api/v1/alerts/{id}/approve`` / ``reject`` ``{"reason": "..."}``, ``GET
   /api/v1/approvals``: the two-person rule for clients whose token ``requires_approval``;
-  such a client may not approve or reject (403), its own alerts or anyone else's.
+  such a client may not approve or reject (403), its own alerts or anyone else's; nor may a
+  token whose issuing officer asked for the alert (403).
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
   bool, "deliveries": [...]}`` (each with the ``content`` its channel sent), filterable by
   ``state``, paged by ``limit``/``offset``.
@@ -32,7 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api.auth import audit_client, refuse_first_party
+from broadcaster.api.auth import audit_client, refuse_first_party, refuse_own_request
 from broadcaster.api.diskfull import disk_full_response
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
@@ -226,6 +227,7 @@ async def approve_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
     await refuse_first_party(request, "alert.approve", record["id"])
+    await refuse_own_request(request, "alert.approve", record["id"])
     reason = _text(await read_json_object(request, optional=True), "reason")
     try:
         result = await service.approve(record["id"], by=f"api:{request[CLIENT]}", reason=reason)
@@ -241,6 +243,7 @@ async def reject_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     record = await _alert_or_404(request)
     await refuse_first_party(request, "alert.reject", record["id"])
+    await refuse_own_request(request, "alert.reject", record["id"])
     reason = _text(await read_json_object(request, optional=True), "reason")
     try:
         await service.reject(record["id"], by=f"api:{request[CLIENT]}", reason=reason)

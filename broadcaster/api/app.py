@@ -41,6 +41,7 @@ async def healthz(request: web.Request) -> web.Response:
     health = await service.health()
     disk = service.database.space.check()
     ok = all(h.ok for h in health.values()) and not service.failures and not disk.full
+    ok = ok and not service.faults.recent()
     body: dict[str, Any] = {
         "status": "degraded: disk full" if disk.full else "ok" if ok else "degraded",
         "disk": {"ok": not disk.full},
@@ -55,6 +56,16 @@ async def healthz(request: web.Request) -> web.Response:
         }
         body["failed_channels"] = [
             {"channel": f.channel, "type": f.type, "error": f.error} for f in service.failures
+        ]
+        body["channel_faults"] = [
+            {
+                "channel": f.channel,
+                "point": f.point,
+                "count": f.count,
+                "error": f.error,
+                "last_at": f.last_at,
+            }
+            for f in service.faults.all()
         ]
     return web.json_response(body, status=200)
 
@@ -95,10 +106,8 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(scheduler_api.routes)
     app.add_routes(health_routes)
     app.add_routes(public.routes)
-    for name, channel in service.built.items():
-        sub_app = channel.web_app()
-        if sub_app is not None:
-            app.add_subapp(f"/channels/{name}/", sub_app)
+    for name, sub_app in service.web_apps().items():
+        app.add_subapp(f"/channels/{name}/", sub_app)
     if service.config.console.enabled:
         app.add_subapp("/console/", make_console_app(service))
         app.router.add_get("/", _to_console)

@@ -8,7 +8,9 @@ none is configured, a random token is generated on first start and written to
 A client whose token ``requires_approval`` is one party of the two-person rule: its alerts and
 cancels wait for a second party, and :func:`refuse_first_party` turns away what would let it
 act alone (deciding approvals, changing or running scheduled broadcasts). Every such action,
-allowed or refused, goes to the audit log (:func:`audit_client`).
+allowed or refused, goes to the audit log (:func:`audit_client`). A token an officer issued
+acts for that officer in the two-person rule: it cannot decide an alert that officer asked for
+(:func:`refuse_own_request`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
+from broadcaster.api.keys import CLIENT, ISSUED_BY, NEEDS_APPROVAL, SERVICE
 from broadcaster.audit import AuditLog
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.config import Config, Secret
@@ -79,25 +81,29 @@ def bearer_middleware(
 
     A token is one from the configuration (client name = its ``name``) or one an admin issued
     in the console (client name ``token:<name>``, revocable there). The request learns the
-    client's name and whether its alerts wait for approval; elsewhere a valid token is learnt
-    the same way but not required (``/healthz`` shows details only to a client).
+    client's name, whether its alerts wait for approval and, for an issued token, the officer
+    who issued it; elsewhere a valid token is learnt the same way but not required
+    (``/healthz`` shows details only to a client).
     """
 
-    async def identify(header: str | None) -> tuple[str | None, bool]:
+    async def identify(header: str | None) -> tuple[str | None, bool, str]:
+        """The client, whether it needs approval, and the officer who issued its token."""
         client = client_for(header, tokens)
         needs_approval = client in approval_clients
+        issued_by = ""
         if client is None and header and header.startswith("Bearer "):
             grant = await issued().client_for(header[len("Bearer ") :].strip())
             if grant is not None:
                 client, needs_approval = f"token:{grant.name}", grant.requires_approval
-        return client, needs_approval
+                issued_by = grant.created_by
+        return client, needs_approval, issued_by
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         header = request.headers.get("Authorization")
         protected = request.path.startswith(prefix)
         if protected or header:
-            client, needs_approval = await identify(header)
+            client, needs_approval, issued_by = await identify(header)
             if client is None and protected:
                 return web.json_response(
                     {"error": "missing or invalid bearer token"},
@@ -107,6 +113,7 @@ def bearer_middleware(
             if client is not None:
                 request[CLIENT] = client
                 request[NEEDS_APPROVAL] = needs_approval
+                request[ISSUED_BY] = issued_by
         return await handler(request)
 
     return middleware
@@ -138,4 +145,26 @@ async def refuse_first_party(request: web.Request, action: str, subject: str) ->
         return
     error = "this API token's alerts need approval; it cannot do this alone"
     await audit_client(request, f"{action}.refused", subject, {"error": error})
+    raise web.HTTPForbidden(text=json.dumps({"error": error}), content_type="application/json")
+
+
+async def refuse_own_request(request: web.Request, action: str, alert_id: str) -> None:
+    """Raise 403 (audited as ``<action>.refused``) if the client's token was issued by the
+    officer who asked for the pending alert, in the console or through another token that
+    officer issued: through the token, that officer would be their own second party. Tokens
+    from the configuration or the environment have no issuing officer."""
+    issuer = request[ISSUED_BY]
+    if not issuer:
+        return
+    service = request.app[SERVICE]
+    approval = await service.database.run(service.alerts.approval, alert_id)
+    requested_by = str(approval["requested_by"]) if approval else ""
+    tokens = ApiTokenStore(service.database, service.clock)
+    if issuer != await tokens.officer_behind(requested_by):
+        return
+    error = (
+        "this API token was issued by the officer who asked for the alert;"
+        " a second officer must decide it"
+    )
+    await audit_client(request, f"{action}.refused", alert_id, {"error": error})
     raise web.HTTPForbidden(text=json.dumps({"error": error}), content_type="application/json")

@@ -55,6 +55,13 @@ async def metrics(request: web.Request) -> web.Response:
     for failure in service.failures:
         lines.append(f'broadcaster_channel_up{{channel="{_label(failure.channel)}"}} 0')
     lines += [
+        "# HELP broadcaster_channel_faults_total Unexpected exceptions of running channels.",
+        "# TYPE broadcaster_channel_faults_total counter",
+    ]
+    for fault in service.faults.all():
+        labels = f'channel="{_label(fault.channel)}",point="{_label(fault.point)}"'
+        lines.append(f"broadcaster_channel_faults_total{{{labels}}} {fault.count}")
+    lines += [
         "# HELP broadcaster_targets Targets in the registry by channel.",
         "# TYPE broadcaster_targets gauge",
     ]

@@ -117,6 +117,15 @@ class ApiTokenStore:
             raise AccountError(f"no API token {grant_id}")
         return _grant(row)
 
+    async def officer_behind(self, actor: str) -> str:
+        """The officer an actor acts for: for ``api:token:<name>`` the officer who issued that
+        token (``console:<officer>``), else the actor itself."""
+        name = actor.removeprefix("api:token:")
+        if name == actor:
+            return actor
+        grants = [g for g in await self.all() if g.name == name]
+        return grants[0].created_by if grants else actor
+
     async def client_for(self, token: str) -> ApiTokenGrant | None:
         """The active grant a presented token belongs to, or None; records its use."""
         if not token.startswith(TOKEN_PREFIX):

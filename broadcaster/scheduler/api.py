@@ -3,7 +3,7 @@
 All under the API's bearer authentication; the acting client's name is recorded as the author
 of each change, and every change and run, done or refused, goes to the audit log. A scheduled
 run broadcasts without a second party, so a client whose token ``requires_approval`` may read
-schedules but not create, change, delete or run them (403).
+schedules but not create, change, delete or run them, nor acknowledge notices (403).
 
 ====================================  =======================================================
 ``GET /api/v1/schedules``             every schedule: definition, source, next run, running run
@@ -194,16 +194,25 @@ async def list_notices(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/notices/{id}/ack")
 async def acknowledge_notice(request: web.Request) -> web.Response:
+    subject = request.match_info["id"]
+    # A notice tells the officers that a device or a scheduled test failed; acknowledging it
+    # takes it off their open list. A token that needs approval is an outside party (an
+    # upstream feed) that must not be able to quieten those warnings alone, so it is refused.
+    await refuse_first_party(request, "notice.ack", subject)
     try:
-        notice_id = int(request.match_info["id"])
+        notice_id = int(subject)
     except ValueError:
+        await audit_client(request, "notice.ack.refused", subject, {"error": "no such notice"})
         return _error(404, "no such notice")
     service = request.app[SERVICE]
     done = await service.database.run(
         _operations(request).store.acknowledge, notice_id, by=request[CLIENT], now=service.clock()
     )
     if not done:
-        return _error(404, f"no unacknowledged notice {notice_id}")
+        error = f"no unacknowledged notice {notice_id}"
+        await audit_client(request, "notice.ack.refused", subject, {"error": error})
+        return _error(404, error)
+    await audit_client(request, "notice.ack", subject)
     return web.json_response({"acknowledged": notice_id})
 
 

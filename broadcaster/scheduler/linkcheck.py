@@ -24,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from broadcaster.channel import Channel, ProbeResult
 from broadcaster.delivery import Target
+from broadcaster.faults import ChannelFaults
 from broadcaster.scheduler.config import LinkCheckConfig
 from broadcaster.scheduler.notify import OfficerNotifier
 from broadcaster.scheduler.store import SchedulerStore
@@ -43,34 +44,47 @@ def probes_each_target(channel: Channel) -> bool:
     return type(channel).probe is not Channel.probe
 
 
-async def _probe(channel: Channel, target: Target, limit: float) -> ProbeResult:
+async def _probe(
+    channel: Channel, target: Target, limit: float, faults: ChannelFaults
+) -> ProbeResult:
     try:
         async with asyncio.timeout(limit):
-            return await channel.probe(target)
+            result = await channel.probe(target)
+        if not isinstance(result, ProbeResult):
+            raise TypeError(f"probe returned {type(result).__name__}, not a ProbeResult")
     except TimeoutError:
         return ProbeResult(ok=False, detail=f"no answer within {limit:g} s")
     except Exception as exc:
-        log.exception("channel %s: probe of %s raised", channel.name, target.id)
-        return ProbeResult(ok=False, detail=f"probe failed: {type(exc).__name__}: {exc}")
+        return ProbeResult(
+            ok=False, detail=f"probe failed: {faults.record(channel.name, 'probe', exc)}"
+        )
+    return result
 
 
 async def probe_targets(
-    channel: Channel, targets: Sequence[Target], *, concurrency: int, time_limit: float
+    channel: Channel,
+    targets: Sequence[Target],
+    *,
+    concurrency: int,
+    time_limit: float,
+    faults: ChannelFaults | None = None,
 ) -> list[tuple[Target, ProbeResult]]:
     """Probe every target silently, ``concurrency`` at a time, each within ``time_limit`` s.
 
     A channel with the default ``probe`` is asked once and its answer stands for every target.
+    A probe that raises is a failed probe and a fault of the channel (``faults``).
     """
+    faults = faults or ChannelFaults()
     if not targets:
         return []
     if not probes_each_target(channel):
-        shared = await _probe(channel, targets[0], time_limit)
+        shared = await _probe(channel, targets[0], time_limit, faults)
         return [(t, shared) for t in targets]
     limit = asyncio.Semaphore(concurrency)
 
     async def one(target: Target) -> tuple[Target, ProbeResult]:
         async with limit:
-            return target, await _probe(channel, target, time_limit)
+            return target, await _probe(channel, target, time_limit, faults)
 
     return list(await asyncio.gather(*(one(t) for t in targets)))
 
@@ -169,7 +183,8 @@ class LinkChecker:
         except TimeoutError:
             results = {CHANNEL_SUBJECT: ProbeResult(ok=False, detail="health check timed out")}
         except Exception as exc:
-            results = {CHANNEL_SUBJECT: ProbeResult(ok=False, detail=f"health check: {exc}")}
+            error = self.service.faults.record(name, "health", exc)
+            results = {CHANNEL_SUBJECT: ProbeResult(ok=False, detail=f"health check: {error}")}
         names = {CHANNEL_SUBJECT: f"{name} (channel)"}
         own = self.config.channels.get(name)
         if probes_each_target(channel) and (own is None or own.probe_targets):
@@ -179,6 +194,7 @@ class LinkChecker:
                 targets[: self.config.max_targets],
                 concurrency=self.concurrency,
                 time_limit=self.config.probe_timeout_seconds,
+                faults=self.service.faults,
             )
             for target, result in probed:
                 results[target.id] = result

@@ -190,6 +190,7 @@ class RunExecutor:
                 targets,
                 concurrency=self.config.probe_concurrency,
                 time_limit=schedule.probe_timeout_seconds,
+                faults=self.service.faults,
             )
             outcomes += [
                 TargetOutcome(name, t.id, t.name, result.ok, result.detail) for t, result in probed

@@ -94,10 +94,10 @@ _FILE_PLAYER = ("ffmpeg", "-nostdin", "-v", "error", "-re", "-i", "{file}", "-c"
 _CANCELLED_KEPT = 4096
 
 
-class FmChannel(Channel):
+class FmChannel(Channel[FmChannelConfig]):
     """FM transmitters with RDS encoders; see the module docstring."""
 
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+    capabilities = ChannelCapabilities(
         confirms=True,
         can_stop=True,
         max_text_chars=RT_MAX_LENGTH,
@@ -107,7 +107,7 @@ class FmChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = FmChannelConfig
     target_unit: ClassVar[str] = "transmitters"
 
-    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+    def __init__(self, name: str, config: FmChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         self._links: dict[str, TransmitterLink] = {}
         self._simulators: dict[str, RdsEncoderSimulator] = {}
@@ -124,7 +124,6 @@ class FmChannel(Channel):
 
     @property
     def settings(self) -> FmChannelConfig:
-        assert isinstance(self.config, FmChannelConfig)
         return self.config
 
     async def start(self) -> None:

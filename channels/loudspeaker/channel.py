@@ -123,10 +123,10 @@ class _BoxView:
     status: BoxStatus | None = None
 
 
-class LoudspeakerChannel(Channel):
+class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     """Village loudspeaker boxes; see the module docstring."""
 
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+    capabilities = ChannelCapabilities(
         confirms=True,
         can_stop=True,
         audio_formats=("mp3", "opus"),
@@ -136,7 +136,9 @@ class LoudspeakerChannel(Channel):
     config_model: ClassVar[type[ChannelConfig]] = LoudspeakerChannelConfig
     target_unit: ClassVar[str] = "boxes"
 
-    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+    def __init__(
+        self, name: str, config: LoudspeakerChannelConfig, context: ChannelContext
+    ) -> None:
         super().__init__(name, config, context)
         self.directory = context.data_dir / f"loudspeaker-{name}"
         base_url = f"{context.public_url.rstrip('/')}/channels/{name}"
@@ -159,7 +161,6 @@ class LoudspeakerChannel(Channel):
 
     @property
     def settings(self) -> LoudspeakerChannelConfig:
-        assert isinstance(self.config, LoudspeakerChannelConfig)
         return self.config
 
     # -- lifecycle ---------------------------------------------------------------------

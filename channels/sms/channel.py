@@ -113,20 +113,19 @@ def channel_error(exc: GsmError, number: str) -> ChannelError:
     return RetryableError(message)
 
 
-class SmsChannel(Channel):
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+class SmsChannel(Channel[SmsChannelConfig]):
+    capabilities = ChannelCapabilities(
         confirms=True,
         description="SMS through a pool of GSM modems, confirmed per segment by status reports",
     )
     config_model: ClassVar[type[ChannelConfig]] = SmsChannelConfig
     target_unit: ClassVar[str] = "recipients"
 
-    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
+    def __init__(self, name: str, config: SmsChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         if not self.settings.status_reports:
-            # The contract declares capabilities on the class; this instance cannot confirm,
-            # and the core reads ``channel.capabilities`` on the instance.
-            self.__dict__["capabilities"] = ChannelCapabilities(
+            # Without status reports this instance cannot confirm: its own capabilities.
+            self.capabilities = ChannelCapabilities(
                 confirms=False, description=f"SMS through GSM modems; {NO_REPORTS_NOTE}"
             )
         self._pool: GsmModemPool | None = None
@@ -138,7 +137,6 @@ class SmsChannel(Channel):
 
     @property
     def settings(self) -> SmsChannelConfig:
-        assert isinstance(self.config, SmsChannelConfig)
         return self.config
 
     @property

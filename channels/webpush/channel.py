@@ -99,8 +99,8 @@ class ChannelNotReadyError(DeviceUnavailableError):
     """The channel is not running (not started, or its start failed)."""
 
 
-class WebPushChannel(Channel):
-    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(
+class WebPushChannel(Channel[WebPushChannelConfig]):
+    capabilities = ChannelCapabilities(
         confirms=True,
         max_text_chars=1000,
         description="Web push (RFC 8030/8291/8292) to subscribed browsers, acked on display",
@@ -116,7 +116,6 @@ class WebPushChannel(Channel):
 
     @property
     def settings(self) -> WebPushChannelConfig:
-        assert isinstance(self.config, WebPushChannelConfig)
         return self.config
 
     @property

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from broadcaster.channel import Channel
+from broadcaster.channel import Channel, OutgoingDelivery
 from broadcaster.delivery import Target
-from broadcaster.testing.contract import ChannelContract, channel_context
+from broadcaster.testing.contract import ChannelContract, JsonLinesSink, channel_context
 from channels.log import LogChannel, LogChannelConfig
 from channels.webhook import WebhookChannel, WebhookChannelConfig
 from tests.core.receiver import SECRET, WebhookReceiver
@@ -26,7 +27,15 @@ class TestLogChannelContract(ChannelContract):
         return Target(id="v1", channel="log", name="村1")
 
     @pytest.fixture
-    async def failing(self, tmp_path: Path) -> AsyncIterator[tuple[Channel, Target]]:
+    def delivery_sink(self, tmp_path: Path) -> JsonLinesSink:
+        return JsonLinesSink(tmp_path / "deliveries.jsonl")
+
+    @pytest.fixture
+    def permanent_failure(self) -> None:
+        return None  # a log file takes every target
+
+    @pytest_asyncio.fixture
+    async def transient_failure(self, tmp_path: Path) -> AsyncIterator[tuple[Channel, Target]]:
         config = LogChannelConfig(type="log", path=Path("logs/out.jsonl"))
         channel = LogChannel("log", config, channel_context(tmp_path))
         await channel.start()
@@ -36,17 +45,37 @@ class TestLogChannelContract(ChannelContract):
         await channel.stop()
 
 
+class ReceiverSink:
+    """The county node stand-in: a delivery is seen once a request carried its key."""
+
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+
+    async def received(self, delivery: OutgoingDelivery) -> bool:
+        return any(
+            r["key"] == delivery.idempotency_key and r["status"] == 200
+            for r in self.receiver.received
+        )
+
+
 class TestWebhookChannelContract(ChannelContract):
     @pytest.fixture
-    async def base_url(self) -> AsyncIterator[str]:
-        receiver = WebhookReceiver(script={"gone": [404]})
+    def receiver(self) -> WebhookReceiver:
+        return WebhookReceiver(script={"gone": [404], "busy": [503]})
+
+    @pytest_asyncio.fixture
+    async def base_url(self, receiver: WebhookReceiver) -> AsyncIterator[str]:
         server = TestServer(receiver.app())
         await server.start_server()
         yield str(server.make_url("")).rstrip("/")
         await server.close()
 
-    @pytest.fixture
-    def channel(self, tmp_path: Path, base_url: str) -> Channel:
+    @pytest.fixture(name="channel")
+    def channel_fixture(self, tmp_path: Path, base_url: str) -> Channel:
+        return self.channel(tmp_path, base_url)
+
+    @staticmethod
+    def channel(tmp_path: Path, base_url: str) -> Channel:
         config = WebhookChannelConfig.model_validate(
             {"type": "webhook", "url": f"{base_url}/ok", "secret": SECRET.decode()}
         )
@@ -57,9 +86,23 @@ class TestWebhookChannelContract(ChannelContract):
         return Target(id="county", channel="hook", name="county node")
 
     @pytest.fixture
-    async def failing(
-        self, channel: Channel, base_url: str
+    def delivery_sink(self, receiver: WebhookReceiver) -> ReceiverSink:
+        return ReceiverSink(receiver)
+
+    @pytest_asyncio.fixture
+    async def permanent_failure(
+        self, tmp_path: Path, base_url: str
     ) -> AsyncIterator[tuple[Channel, Target]]:
+        channel = self.channel(tmp_path, base_url)
         await channel.start()
         yield channel, Target(id="gone", channel="hook", name="gone", address=f"{base_url}/gone")
+        await channel.stop()
+
+    @pytest_asyncio.fixture
+    async def transient_failure(
+        self, tmp_path: Path, base_url: str
+    ) -> AsyncIterator[tuple[Channel, Target]]:
+        channel = self.channel(tmp_path, base_url)
+        await channel.start()
+        yield channel, Target(id="busy", channel="hook", name="busy", address=f"{base_url}/busy")
         await channel.stop()

@@ -19,6 +19,7 @@ from broadcaster.audit import AuditLog
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.cap import MsgType, Status
 from broadcaster.cap.serialize import to_xml
+from broadcaster.errors import ApprovalError
 from broadcaster.service import BroadcasterService
 from tests.core.support import (
     DUTY_TOKEN,
@@ -227,3 +228,96 @@ async def test_such_a_token_cannot_create_change_delete_or_run_schedules(api: Ap
     for action in ("update", "run", "delete"):
         assert ("api:duty", f"schedule.{action}", "daily") in entries
     assert ("api:duty", "schedule.run.refused", "nope") in entries
+
+
+async def _issue(api: Api, name: str, by: str, *, requires_approval: bool) -> dict[str, str]:
+    token, _grant = await ApiTokenStore(api.service.database).create(
+        name, created_by=by, requires_approval=requires_approval
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_cannot_decide_an_alert_its_issuing_officer_asked_for(api: Api) -> None:
+    wangs_own = await _issue(api, "wang-own", "console:wang", requires_approval=False)
+    wangs_feed = await _issue(api, "wang-feed", "console:wang", requires_approval=True)
+    lis = await _issue(api, "li-duty", "console:li", requires_approval=False)
+    composed = await api.service.submit(
+        make_alert("console-2"), origin="console:wang", requested_by="console:wang"
+    )
+    through_feed = await api.submit(wangs_feed, "wang-feed-1")
+    for alert_id in (composed.alert_id, through_feed["id"]):
+        for decision in ("approve", "reject"):
+            status, body = await api.post(
+                f"/api/v1/alerts/{alert_id}/{decision}", wangs_own, json={"reason": "ok"}
+            )
+            assert status == 403, body
+            assert "issued by the officer who asked" in body["error"]
+        record = await api.record(alert_id)
+        assert record["state"] == "held" and record["approval"]["state"] == "pending"
+    await asyncio.sleep(0.2)
+    assert RecordingChannel.sent == []
+    entries = await api.audit()
+    for alert_id in (composed.alert_id, through_feed["id"]):
+        for decision in ("approve", "reject"):
+            assert ("api:token:wang-own", f"alert.{decision}.refused", alert_id) in entries
+    # A token another officer issued, and one from the configuration, are second parties.
+    status, body = await api.post(
+        f"/api/v1/alerts/{composed.alert_id}/approve", lis, json={"reason": "checked"}
+    )
+    assert status == 200 and body["planned"] == {"rec": 4}
+    status, body = await api.post(
+        f"/api/v1/alerts/{through_feed['id']}/reject", DUTY, json={"reason": "not ours"}
+    )
+    assert status == 200, body
+    entries = await api.audit()
+    assert ("api:token:li-duty", "alert.approve", composed.alert_id) in entries
+    assert ("api:duty", "alert.reject", through_feed["id"]) in entries
+    # Wang's own token decides what someone else asked for.
+    other = await api.service.submit(
+        make_alert("console-3"), origin="console:li", requested_by="console:li"
+    )
+    status, body = await api.post(
+        f"/api/v1/alerts/{other.alert_id}/reject", wangs_own, json={"reason": "duplicate"}
+    )
+    assert status == 200, body
+
+
+async def test_acknowledging_a_notice_is_audited_and_refused_to_a_first_party(api: Api) -> None:
+    store = api.service.operations.store
+
+    def open_notice(subject: str) -> int:
+        notice_id = store.open_notice("link", subject, "box silent", api.service.clock())
+        assert notice_id is not None
+        return notice_id
+
+    notice = await api.service.database.run(open_notice, "rec/v1")
+    for headers in (FEED, api.issued):
+        status, body = await api.post(f"/api/v1/notices/{notice}/ack", headers)
+        assert status == 403, body
+    async with api.session.get("/api/v1/notices?open=1", headers=DUTY) as r:
+        listed = (await r.json())["notices"]
+    assert [(n["id"], n["acknowledged_at"]) for n in listed] == [(notice, None)]
+    status, body = await api.post(f"/api/v1/notices/{notice}/ack", DUTY)
+    assert status == 200 and body == {"acknowledged": notice}
+    status, body = await api.post(f"/api/v1/notices/{notice}/ack", DUTY)
+    assert status == 404, body
+    status, body = await api.post("/api/v1/notices/x1/ack", DUTY)
+    assert status == 404, body
+    entries = await api.audit()
+    assert ("api:feed", "notice.ack.refused", str(notice)) in entries
+    assert ("api:token:county", "notice.ack.refused", str(notice)) in entries
+    assert entries.count(("api:duty", "notice.ack", str(notice))) == 1
+    assert ("api:duty", "notice.ack.refused", str(notice)) in entries
+    assert ("api:duty", "notice.ack.refused", "x1") in entries
+
+
+async def test_an_officer_cannot_decide_what_their_own_token_asked_for(api: Api) -> None:
+    wangs_feed = await _issue(api, "wang-feed-2", "console:wang", requires_approval=True)
+    through_feed = await api.submit(wangs_feed, "wang-feed-2")
+    for decide in (api.service.approve, api.service.reject):
+        with pytest.raises(ApprovalError, match="API token you issued"):
+            await decide(through_feed["id"], by="console:wang", reason="mine")
+    record = await api.record(through_feed["id"])
+    assert record["state"] == "held" and record["approval"]["state"] == "pending"
+    result = await api.service.approve(through_feed["id"], by="console:li", reason="checked")
+    assert result.planned == {"rec": 4}

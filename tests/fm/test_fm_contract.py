@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from pydantic import ValidationError
 
-from broadcaster.channel import Channel, ChannelContext
+from broadcaster.channel import Channel, ChannelContext, OutgoingDelivery
 from broadcaster.config import AudioConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import ChannelError, DeviceUnavailableError
@@ -32,8 +33,19 @@ def _channel(tmp_path: Path, table: dict[str, Any]) -> FmChannel:
     return FmChannel("fm", FmChannelConfig.model_validate(table), _context(tmp_path))
 
 
+class PlayedSink:
+    """The transmitter's audio input: a delivery is seen once its WAV file was played in."""
+
+    def __init__(self, sink: Path) -> None:
+        self.sink = sink
+
+    async def received(self, delivery: OutgoingDelivery) -> bool:
+        played = self.sink / f"{delivery.id}.wav"
+        return played.exists() and played.stat().st_size > 0
+
+
 class TestFmChannelContract(ChannelContract):
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def encoder_url(self) -> AsyncIterator[str]:
         async with RdsEncoderSimulator(initial=NORMAL) as sim:
             yield await sim.start_tcp()
@@ -48,11 +60,26 @@ class TestFmChannelContract(ChannelContract):
         return Target(id="fm-150921", channel="fm", name="卓资县调频台", address=TRANSMITTER)
 
     @pytest.fixture
-    async def failing(self, tmp_path: Path, sink: Path) -> AsyncIterator[tuple[Channel, Target]]:
+    def delivery_sink(self, sink: Path) -> PlayedSink:
+        return PlayedSink(sink)
+
+    @pytest_asyncio.fixture
+    async def permanent_failure(
+        self, tmp_path: Path, sink: Path, encoder_url: str
+    ) -> AsyncIterator[tuple[Channel, Target]]:
+        channel = _channel(tmp_path / "permanent", fm_table(sink, {TRANSMITTER: encoder_url}))
+        await channel.start()
+        yield channel, Target(id="fm-nowhere", channel="fm", name="no encoder", address="tx-x")
+        await channel.stop()
+
+    @pytest_asyncio.fixture
+    async def transient_failure(
+        self, tmp_path: Path, sink: Path
+    ) -> AsyncIterator[tuple[Channel, Target]]:
         async with RdsEncoderSimulator() as sim:
             url = await sim.start_tcp()
             await sim.stop_tcp()  # nothing listens there any more
-        channel = _channel(tmp_path, fm_table(sink, {"tx-gone": url}))
+        channel = _channel(tmp_path / "transient", fm_table(sink, {"tx-gone": url}))
         await channel.start()
         yield channel, Target(id="fm-gone", channel="fm", name="gone", address="tx-gone")
         await channel.stop()

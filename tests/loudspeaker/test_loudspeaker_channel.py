@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from broadcaster.channel import (
     Channel,
     ChannelContext,
     Confirmation,
     ConfirmationOutcome,
+    OutgoingDelivery,
     SendOutcome,
 )
 from broadcaster.delivery import Target
@@ -87,9 +89,22 @@ async def next_final(channel: Channel) -> Confirmation:
     raise AssertionError("confirmation stream ended")
 
 
+class PlayedSink:
+    """The simulated boxes' players: a delivery is seen once its box played a message."""
+
+    def __init__(self, channel: LoudspeakerChannel) -> None:
+        self.channel = channel
+
+    async def received(self, delivery: OutgoingDelivery) -> bool:
+        fleet = self.channel.fleet
+        return fleet is not None and any(
+            r.request.box_id == delivery.target.address for r in fleet.log.records
+        )
+
+
 class TestLoudspeakerChannelContract(ChannelContract):
     @pytest.fixture
-    def channel(self, tmp_path: Path) -> Channel:
+    def channel(self, tmp_path: Path) -> LoudspeakerChannel:
         return lone_channel(tmp_path)
 
     @pytest.fixture
@@ -97,8 +112,19 @@ class TestLoudspeakerChannelContract(ChannelContract):
         return TARGET
 
     @pytest.fixture
-    async def failing(self, tmp_path: Path) -> AsyncIterator[tuple[Channel, Target]]:
-        channel = lone_channel(tmp_path)
+    def delivery_sink(self, channel: LoudspeakerChannel) -> PlayedSink:
+        return PlayedSink(channel)
+
+    @pytest_asyncio.fixture
+    async def permanent_failure(self, tmp_path: Path) -> AsyncIterator[tuple[Channel, Target]]:
+        channel = lone_channel(tmp_path / "permanent")
+        await channel.start()
+        yield channel, replace(TARGET, id="spk-bad", address="not a box id!")
+        await channel.stop()
+
+    @pytest_asyncio.fixture
+    async def transient_failure(self, tmp_path: Path) -> AsyncIterator[tuple[Channel, Target]]:
+        channel = lone_channel(tmp_path / "transient")
         await channel.start()
         yield channel, replace(TARGET, id="spk-absent", address="box-absent")
         await channel.stop()

@@ -6,15 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
 from broadcaster.cap import MsgType, Severity, Status, Urgency
-from broadcaster.channel import Channel, ConfirmationOutcome, SendOutcome, SendResult
+from broadcaster.channel import (
+    Channel,
+    ConfirmationOutcome,
+    OutgoingDelivery,
+    SendOutcome,
+    SendResult,
+)
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import (
@@ -91,17 +99,57 @@ class TestWebPushChannelContract(ChannelContract):
         return subscribe(targets, divisions, push_service, "phone-1")
 
     @pytest.fixture
-    async def failing(
+    def delivery_sink(self, push_service: PushServiceStandIn) -> PushSink:
+        return PushSink(push_service)
+
+    @pytest_asyncio.fixture
+    async def permanent_failure(
         self,
-        channel: Channel,
-        targets: MemoryTargets,
+        make_channel: ChannelFactory,
         divisions: DivisionTree,
         push_service: PushServiceStandIn,
     ) -> AsyncIterator[tuple[Channel, Target]]:
-        target = subscribe(targets, divisions, push_service, "gone")
-        push_service.script["gone"] = [410]
-        await channel.start()
+        async with scripted(make_channel, divisions, push_service, "gone", 410) as failing:
+            yield failing
+
+    @pytest_asyncio.fixture
+    async def transient_failure(
+        self,
+        make_channel: ChannelFactory,
+        divisions: DivisionTree,
+        push_service: PushServiceStandIn,
+    ) -> AsyncIterator[tuple[Channel, Target]]:
+        async with scripted(make_channel, divisions, push_service, "busy", 503) as failing:
+            yield failing
+
+
+class PushSink:
+    """The push service stand-in: a delivery is seen once a push for it was decrypted."""
+
+    def __init__(self, push_service: PushServiceStandIn) -> None:
+        self.push_service = push_service
+
+    async def received(self, delivery: OutgoingDelivery) -> bool:
+        return any(p.payload.get("delivery") == delivery.id for p in self.push_service.received)
+
+
+@asynccontextmanager
+async def scripted(
+    make_channel: ChannelFactory,
+    divisions: DivisionTree,
+    push_service: PushServiceStandIn,
+    name: str,
+    status: int,
+) -> AsyncIterator[tuple[Channel, Target]]:
+    """A started channel and a subscriber whose push service always answers ``status``."""
+    targets = MemoryTargets()
+    target = subscribe(targets, divisions, push_service, name)
+    push_service.script[name] = [status]
+    channel = make_channel(targets)
+    await channel.start()
+    try:
         yield channel, target
+    finally:
         await channel.stop()
 
 
