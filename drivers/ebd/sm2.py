@@ -6,10 +6,15 @@ SM2 user id (``1234567812345678`` unless configured), whether the 4-byte counter
 the signed bytes (off unless configured; the standard text was not available), the counter
 (the Unix time, as in deployed samples), r and s range checks on both sides, and the lookup of
 the signer's public key in a trust list by the certificate id inside the value.
+
+A ``gmalg.SM2`` object reuses one SM3 state for every hash, so two threads signing with the
+same object corrupt each other's digests; each signer and verifier here holds a lock, as the
+driver signs and verifies in worker threads.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -58,11 +63,13 @@ class Sm2Signer:
         self._sm2 = gmalg.SM2(private_key.to_bytes(32, "big"), user_id, self.public_key)
         self._counter_signed = counter_signed
         self._counter = counter or (lambda: int(time.time()))
+        self._lock = threading.Lock()
 
     def sign(self, data: bytes) -> SignatureValue:
         """Sign ``data`` (the EBDB bytes) with a fresh nonce."""
         counter = self._counter() & 0xFFFFFFFF
-        r, s = self._sm2.sign(signed_bytes(data, counter, self._counter_signed))
+        with self._lock:
+            r, s = self._sm2.sign(signed_bytes(data, counter, self._counter_signed))
         r_int, s_int = int.from_bytes(r, "big"), int.from_bytes(s, "big")
         if not (_in_range(r_int) and _in_range(s_int)):
             raise EbdSignatureError("SM2 produced r or s out of range")
@@ -85,6 +92,7 @@ class Sm2Verifier:
         self._user_id = user_id
         self._counter_signed = counter_signed
         self._cache: dict[bytes, gmalg.SM2] = {}
+        self._lock = threading.Lock()
 
     def verify(self, data: bytes, value: SignatureValue) -> None:
         """Return when ``value`` is a good signature over ``data`` by a trusted certificate."""
@@ -95,9 +103,11 @@ class Sm2Verifier:
         r, s = value.signature[:half], value.signature[half:]
         if not (_in_range(int.from_bytes(r, "big")) and _in_range(int.from_bytes(s, "big"))):
             raise EbdSignatureError("signature r or s is out of range")
-        sm2 = self._cache.get(value.cert_id)
-        if sm2 is None:
-            sm2 = self._cache[value.cert_id] = gmalg.SM2(None, self._user_id, peer.public_key)
         message = signed_bytes(data, value.counter, self._counter_signed)
-        if not sm2.verify(message, r, s):
+        with self._lock:
+            sm2 = self._cache.get(value.cert_id)
+            if sm2 is None:
+                sm2 = self._cache[value.cert_id] = gmalg.SM2(None, self._user_id, peer.public_key)
+            good = sm2.verify(message, r, s)
+        if not good:
             raise EbdSignatureError(f"signature by certificate {value.cert_id.hex()} is wrong")

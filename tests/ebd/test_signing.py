@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -193,3 +194,11 @@ def test_private_keys_readable_by_others_are_refused(pki: Path, tmp_path: Path) 
     (tmp_path / "ec.pem").chmod(0o600)
     with pytest.raises(EbdConfigError, match="no SM2 private key"):
         load_private_key(tmp_path / "ec.pem")
+
+
+def test_signing_and_verifying_from_many_threads_stays_correct(city: PlatformIdentity) -> None:
+    signer, verifier = city.signer(), verifier_for(city)
+    messages = [b"package %d" % n for n in range(16)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        values = list(pool.map(signer.sign, messages))
+        list(pool.map(verifier.verify, messages, values))
