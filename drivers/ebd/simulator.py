@@ -10,6 +10,9 @@ is given. Everything received is kept in ``received`` and everything refused in 
 
 It can act as the upper platform too: ``send_ebm`` posts an EBM to a URL.
 
+An OMDRequest for EBRPSInfo or EBRPSState is acknowledged and answered by a pushed report of
+the simulator itself.
+
 Fault hooks (``faults``): refuse with a ResultCode, drop the connection, answer garbage, answer
 slowly, never send state.
 """
@@ -26,7 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from drivers.ebd.client import PostTimeouts, post_package
-from drivers.ebd.codes import BrdStateCode, EbdType, ResultCode
+from drivers.ebd.codes import BrdStateCode, EbdType, ResourceStateCode, ResultCode
 from drivers.ebd.errors import EbdError, EbdFormatError, EbdSignatureError
 from drivers.ebd.exchange import (
     EbdIdSequence,
@@ -36,7 +39,18 @@ from drivers.ebd.exchange import (
     make_state_response,
     read_incoming,
 )
-from drivers.ebd.model import Body, Ebd, Ebm, EbmStateRequest
+from drivers.ebd.model import (
+    Body,
+    Ebd,
+    Ebm,
+    EbmStateRequest,
+    OmdRequest,
+    PlatformEntry,
+    PlatformInfo,
+    ResourceState,
+    ResourceStateEntry,
+    body_type,
+)
 from drivers.ebd.package import MAX_PACKAGE_BYTES, Package, write_package
 from drivers.ebd.signature import Signer, Verifier
 from drivers.ebd.xmlsafe import beijing_now
@@ -54,12 +68,13 @@ class PlatformFaults:
 
 
 @dataclass
-class StatePush:
-    """One EBMStateResponse the simulator pushed, and what came of it."""
+class Push:
+    """One package the simulator pushed on its own (a state or a report), and what came of it."""
 
-    ebmid: str
-    state: BrdStateCode
+    kind: EbdType
     url: str
+    ebmid: str = ""
+    state: BrdStateCode | None = None
     result: ResultCode | None = None
     error: str = ""
 
@@ -95,7 +110,7 @@ class EbdPlatformSimulator:
         self.received: list[Incoming] = []
         self.refused: list[tuple[ResultCode, str]] = []
         self.states: dict[str, BrdStateCode] = {}
-        self.pushes: list[StatePush] = []
+        self.pushes: list[Push] = []
         self.url = ""
         self._ids = EbdIdSequence(ebrid)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -202,7 +217,35 @@ class EbdPlatformSimulator:
                     self._ids.next(), self.ebrid, body.ebmid, state, self.signer, request=ebd
                 )
             self._schedule_state(ebd, body.ebmid, ebd)
+        elif isinstance(body, OmdRequest) and ebd.src_url:
+            report = self._report(body.omd_type)
+            if report is not None:
+                package = self._package(report, ebd)
+                self._spawn(self._deliver(ebd.src_url, package, Push(body_type(report), "")))
         return self._respond(ebd, ResultCode.OK)
+
+    def _report(self, omd_type: str) -> Body | None:
+        """What this platform answers an OMDRequest with: its own info or state."""
+        now = beijing_now()
+        if omd_type == EbdType.EBRPS_INFO:
+            name = "模拟应急广播平台"
+            return PlatformInfo((PlatformEntry(now, self.ebrid, name, url=self.url),))
+        if omd_type == EbdType.EBRPS_STATE:
+            entry = ResourceStateEntry(now, self.ebrid, ResourceStateCode.RUNNING, "正常")
+            return ResourceState(EbdType.EBRPS_STATE, (entry,))
+        return None
+
+    def _package(self, body: Body, request: Ebd) -> Package:
+        ebd = Ebd(
+            ebdid=self._ids.next(),
+            src_ebrid=self.ebrid,
+            time=beijing_now(),
+            body=body,
+            dest_ebrid=request.src_ebrid,
+            src_url=self.url or None,
+            related_ebdid=request.ebdid,
+        )
+        return build_package(ebd, self.signer)
 
     def _schedule_state(self, ebd: Ebd, ebmid: str, request: Ebd | None) -> None:
         url = self.behaviour.state_url or ebd.src_url
@@ -217,11 +260,13 @@ class EbdPlatformSimulator:
         package = make_state_response(
             self._ids.next(), self.ebrid, ebmid, state, self.signer, request=request or ebd
         )
-        push = StatePush(ebmid, state, url)
+        await self._deliver(url, package, Push(EbdType.EBM_STATE_RESPONSE, url, ebmid, state))
+
+    async def _deliver(self, url: str, package: Package, push: Push) -> None:
+        push.url = url
         try:
             reply = await self.post(url, package)
-            body = reply.ebd.body
-            push.result = getattr(body, "result_code", None)
+            push.result = getattr(reply.ebd.body, "result_code", None)
         except EbdError as error:
             push.error = str(error)
         self.pushes.append(push)
@@ -246,14 +291,7 @@ class EbdPlatformSimulator:
 
     async def send(self, url: str, body: Body, dest_ebrid: str | None = None) -> Incoming:
         """Send one body in a new signed package to ``url``; return the reply."""
-        ebd = Ebd(
-            ebdid=self._ids.next(),
-            src_ebrid=self.ebrid,
-            time=beijing_now(),
-            body=body,
-            dest_ebrid=dest_ebrid,
-            src_url=self.url or None,
-        )
+        ebd = Ebd(self._ids.next(), self.ebrid, beijing_now(), body, dest_ebrid, self.url or None)
         return await self.post(url, build_package(ebd, self.signer))
 
     async def send_ebm(self, url: str, ebm: Ebm, dest_ebrid: str | None = None) -> Incoming:

@@ -97,7 +97,8 @@ async def _report(simulator: EbdPlatformSimulator) -> None:
             print(f"refused ResultCode {int(code)}: {reason}", flush=True)
         for push in simulator.pushes[seen[2] :]:
             outcome = push.error or f"ResultCode {push.result}"
-            print(f"state {push.ebmid} {int(push.state)} to {push.url}: {outcome}", flush=True)
+            what = f"{push.ebmid} {int(push.state)}" if push.state is not None else ""
+            print(f"pushed {push.kind.value} {what} to {push.url}: {outcome}", flush=True)
         seen = (len(simulator.received), len(simulator.refused), len(simulator.pushes))
 
 

@@ -23,7 +23,11 @@ from drivers.ebd import (
     EbdType,
     EbmStateRequest,
     EbmStateResponse,
+    OmdRequest,
+    PlatformInfo,
     PostTimeouts,
+    ResourceState,
+    ResourceStateCode,
     ResultCode,
     build_package,
     post_package,
@@ -188,3 +192,21 @@ async def test_malformed_posts_are_answered_with_a_signed_refusal(
             assert response.content_type == "application/x-tar"
     assert [code for code, _ in lower.refused] == [2, 3]
     assert "differs" in lower.refused[0][1] and "file" in lower.refused[1][1]
+
+
+async def test_omd_requests_are_answered_by_pushed_reports(pair: Pair) -> None:
+    upper, lower = pair
+    await upper.send(lower.url, OmdRequest("EBRPSInfo"))
+    await upper.send(lower.url, OmdRequest("EBRPSState"))
+    reply = await upper.send(lower.url, OmdRequest("EBRBSInfo"))
+    result_of(reply.ebd, lower.received[-1].ebd.ebdid)  # acknowledged, nothing pushed
+    async with asyncio.timeout(5):
+        await lower.wait_until(lambda: len(lower.pushes) == 2)
+    assert all(push.result is ResultCode.OK for push in lower.pushes)
+    info = upper.received_of(EbdType.EBRPS_INFO)[0]
+    assert isinstance(info.body, PlatformInfo)
+    assert info.body.entries[0].ebrid == lower.ebrid and info.body.entries[0].url == lower.url
+    assert info.related_ebdid == lower.received[0].ebd.ebdid
+    state = upper.received_of(EbdType.EBRPS_STATE)[0].body
+    assert isinstance(state, ResourceState)
+    assert state.entries[0].state is ResourceStateCode.RUNNING
