@@ -31,6 +31,7 @@ from drivers.ebd import (
     ResultCode,
     build_package,
     post_package,
+    read_incoming,
     result_of,
     write_package,
 )
@@ -210,3 +211,41 @@ async def test_omd_requests_are_answered_by_pushed_reports(pair: Pair) -> None:
     state = upper.received_of(EbdType.EBRPS_STATE)[0].body
     assert isinstance(state, ResourceState)
     assert state.entries[0].state is ResourceStateCode.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "reason"),
+    [
+        ({"Content-Type": "application/x-tar"}, b"abc", "not multipart"),
+        ({"Content-Type": "multipart/form-data"}, b"xx", "not multipart"),
+        (
+            {"Content-Type": "multipart/form-data; boundary=zz"},
+            b'--zz\r\nContent-Disposition: form-data; name="file"\r\n\r\nabc',
+            "not a tar",
+        ),
+        ({}, b"", "not multipart"),
+    ],
+)
+async def test_posts_that_are_not_packages_get_result_code_2(
+    pair: Pair, headers: dict[str, str], body: bytes, reason: str
+) -> None:
+    _, lower = pair
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(lower.url, data=body, headers=headers) as response,
+    ):
+        assert response.status == 200
+        reply = read_incoming(await response.read(), None)
+    assert isinstance(reply.ebd.body, EbdResponse)
+    assert reply.ebd.body.result_code is ResultCode.PARSE_FAILED
+    assert reply.ebd.related_ebdid is None
+    assert reason in lower.refused[0][1]
+
+
+async def test_a_reply_to_another_request_is_refused(pair: Pair) -> None:
+    upper, lower = pair
+    reply = await upper.send(lower.url, ConnectionCheck(beijing_now()))
+    with pytest.raises(EbdFormatError, match="RelatedEBD"):
+        result_of(reply.ebd, reply.ebd.related_ebdid[:-1] + "0")  # type: ignore[index]
+    with pytest.raises(EbdFormatError, match="not EBDResponse"):
+        result_of(lower.received[0].ebd, "x")
