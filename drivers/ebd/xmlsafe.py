@@ -126,7 +126,10 @@ def add(parent: etree._Element, name: str, value: str | None = None) -> etree._E
     """Append a child element with optional text and return it."""
     element = etree.SubElement(parent, name)
     if value is not None:
-        element.text = value
+        try:
+            element.text = value
+        except ValueError as error:  # control characters XML 1.0 cannot carry
+            raise EbdFormatError(f"{value!r} has characters XML cannot carry", name) from error
     return element
 
 

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.ebd import (
     Auxiliary,
@@ -368,3 +370,36 @@ def test_writer_refuses_values_the_format_cannot_carry() -> None:
         write_ebd(replace(ebd, body=replace(ebd.body, area_codes=("1509",))))  # type: ignore[type-var]
     with pytest.raises(EbdFormatError, match="DEST/EBRID"):
         write_ebd(replace(ebd, dest_ebrid="123"))
+
+
+xml_text = (
+    st.text(
+        st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+        min_size=1,
+        max_size=60,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(title=xml_text, description=xml_text, name=xml_text, sequence=st.integers(0, 9999))
+def test_any_ebm_text_survives_the_round_trip(
+    title: str, description: str, name: str, sequence: int
+) -> None:
+    ebd = vector_ebd()
+    ebm = replace(
+        ebd.body,  # type: ignore[type-var]
+        title=title,
+        description=description,
+        sender_name=name,
+        ebmid=make_ebmid(WARNING_SOURCE_EBRID, "20240601", sequence),
+    )
+    assert read_ebd(write_ebd(replace(ebd, body=ebm))) == replace(ebd, body=ebm)
+
+
+def test_text_xml_cannot_carry_is_a_clear_error() -> None:
+    ebd = vector_ebd()
+    with pytest.raises(EbdFormatError, match="MsgTitle"):
+        write_ebd(replace(ebd, body=replace(ebd.body, title="a\x01b")))  # type: ignore[type-var]

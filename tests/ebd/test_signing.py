@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from drivers.ebd import (
     EbdConfigError,
+    EbdFormatError,
     EbdSignatureError,
     SignatureForm,
     SignatureValue,
@@ -30,7 +31,12 @@ from drivers.ebd import (
 )
 from drivers.ebd.codec import write_ebd
 from drivers.ebd.model import ConnectionCheck, Ebd
-from drivers.ebd.signature import read_signature_file, verify_package
+from drivers.ebd.signature import (
+    SignatureFile,
+    read_signature_file,
+    verify_package,
+    write_signature_file,
+)
 from drivers.ebd.sm2 import CURVE_ORDER
 from drivers.ebd.testing import WARNING_SOURCE_EBRID, PlatformIdentity, fixed_time, verifier_for
 
@@ -202,3 +208,44 @@ def test_signing_and_verifying_from_many_threads_stays_correct(city: PlatformIde
     with ThreadPoolExecutor(max_workers=4) as pool:
         values = list(pool.map(signer.sign, messages))
         list(pool.map(verifier.verify, messages, values))
+
+
+SAMPLE_VALUE = SignatureValue(0x5B2891C5, bytes.fromhex("000000003363"), bytes(range(64)))
+SAMPLE_B64 = base64.b64encode(SAMPLE_VALUE.pack()).decode()
+
+
+def test_ebds_files_are_written_byte_exact_in_both_generations() -> None:
+    current = write_signature_file(EBDID, SAMPLE_VALUE)
+    assert (
+        current
+        == (
+            "<?xml version='1.0' encoding='UTF-8'?>\n<Signature>\n  <Version>1.0</Version>\n"
+            f"  <RelatedEBD>\n    <EBDID>{EBDID}</EBDID>\n  </RelatedEBD>\n"
+            "  <CertSN>000000003363</CertSN>\n  <SignatureAlgorithm>SM2-SM3</SignatureAlgorithm>\n"
+            f"  <SignatureValue>{SAMPLE_B64}</SignatureValue>\n</Signature>\n"
+        ).encode()
+    )
+    legacy = write_signature_file(EBDID, SAMPLE_VALUE, SignatureForm.LEGACY)
+    assert (
+        legacy
+        == (
+            "<?xml version='1.0' encoding='UTF-8'?>\n<Signature>\n  <Version>1.0</Version>\n"
+            f"  <RelatedEBD>\n    <EBDID>{EBDID}</EBDID>\n  </RelatedEBD>\n"
+            "  <SignatureCert>\n    <CertType>1</CertType>\n    <IssuerID></IssuerID>\n"
+            "    <CertSN>000000003363</CertSN>\n  </SignatureCert>\n"
+            "  <SignatureTime>5b2891c5</SignatureTime>\n  <DigestAlgorithm>SM3</DigestAlgorithm>\n"
+            "  <SignatureAlgorithm>SM2</SignatureAlgorithm>\n"
+            f"  <SignatureValue>{SAMPLE_B64}</SignatureValue>\n</Signature>\n"
+        ).encode()
+    )
+    for data in (current, legacy):
+        assert read_signature_file(data) == SignatureFile(EBDID, SAMPLE_VALUE, "000000003363")
+
+
+def test_signature_values_are_74_bytes_of_counter_cert_id_and_r_s() -> None:
+    raw = SAMPLE_VALUE.pack()
+    assert raw[:10] == bytes.fromhex("5b2891c5000000003363") and raw[10:] == bytes(range(64))
+    assert SignatureValue.from_text(" " + SAMPLE_B64[:20] + "\n" + SAMPLE_B64[20:]) == SAMPLE_VALUE
+    for bad in ("!!!", base64.b64encode(raw[:-1]).decode(), ""):
+        with pytest.raises(EbdFormatError, match="SignatureValue"):
+            SignatureValue.from_text(bad)
