@@ -4,8 +4,9 @@ The request is ``multipart/form-data`` with exactly one file part named ``file``
 ``EBDT_<EBDID>.tar`` (``application/octet-stream``). The synchronous answer is HTTP 200 whose
 body is the reply tar (its name in ``Content-Disposition`` is not needed: the tar is read
 from the body). Connection problems, timeouts and HTTP
-errors become ``EbdLinkError`` / ``EbdTimeoutError`` (retryable); a reply that is not a valid
-package becomes ``EbdFormatError``.
+errors (5xx, 408, 429) become ``EbdLinkError`` / ``EbdTimeoutError`` (retryable); any other
+4xx is ``EbdConfigError`` (the URL is wrong or the peer does not take packages there); a reply
+that is not a valid package becomes ``EbdFormatError``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from drivers.ebd.errors import EbdFormatError, EbdLinkError, EbdTimeoutError
+from drivers.ebd.errors import EbdConfigError, EbdFormatError, EbdLinkError, EbdTimeoutError
 from drivers.ebd.exchange import Incoming, read_incoming
 from drivers.ebd.package import MAX_PACKAGE_BYTES, Package, write_package
 from drivers.ebd.signature import Verifier
@@ -48,11 +49,16 @@ async def post_package(
     timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
     try:
         async with session.post(url, data=form, timeout=timeout) as response:
-            if response.status != 200:
-                raise EbdLinkError(f"{url}: HTTP {response.status} {response.reason}")
+            status = response.status
+            if 400 <= status < 500 and status not in (408, 429):
+                raise EbdConfigError(f"{url}: HTTP {status} {response.reason}; check the URL")
+            if status != 200:
+                raise EbdLinkError(f"{url}: HTTP {status} {response.reason}")
             body = await response.content.read(MAX_PACKAGE_BYTES + 1)
     except TimeoutError as error:
         raise EbdTimeoutError(f"{url}: no answer within {timeouts.total} s") from error
+    except aiohttp.InvalidURL as error:
+        raise EbdConfigError(f"{url!r} is not a usable URL") from error
     except aiohttp.ClientError as error:
         raise EbdLinkError(f"{url}: {error.__class__.__name__}: {error}") from error
     if not body:

@@ -10,11 +10,13 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from drivers.ebd import (
     BrdStateCode,
     ConnectionCheck,
     Ebd,
+    EbdConfigError,
     EbdFormatError,
     EbdLinkError,
     EbdRefusedError,
@@ -249,3 +251,32 @@ async def test_a_reply_to_another_request_is_refused(pair: Pair) -> None:
         result_of(reply.ebd, reply.ebd.related_ebdid[:-1] + "0")  # type: ignore[index]
     with pytest.raises(EbdFormatError, match="not EBDResponse"):
         result_of(lower.received[0].ebd, "x")
+
+
+async def test_http_errors_are_split_by_whether_a_retry_makes_sense(
+    pair: Pair, city: PlatformIdentity
+) -> None:
+    upper, lower = pair
+    ebd = Ebd(upper._ids.next(), city.ebrid, beijing_now(), ConnectionCheck(beijing_now()))
+    package = build_package(ebd, city.signer())
+    with pytest.raises(EbdConfigError, match="HTTP 404"):
+        await upper.post(lower.url + "-elsewhere", package)
+    with pytest.raises(EbdConfigError, match="not a usable URL"):
+        await upper.post("http://[::1", package)
+
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_post("/ebd", busy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        with pytest.raises(EbdLinkError, match="HTTP 503") as caught:
+            await upper.post(f"http://127.0.0.1:{port}/ebd", package)
+        assert caught.value.retryable
+    finally:
+        await runner.cleanup()
