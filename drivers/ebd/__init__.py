@@ -2,7 +2,8 @@
 
 Layers: ``codes`` (code tables, id rules) → ``model`` (plain values) → ``xmlsafe``/``codec``/
 ``codec_reports`` (XML files) → ``package`` (the tar) → ``signature``/``sm2``/``keys`` (EBDS
-signing) → ``exchange`` (whole packages, replies) → ``client`` (the HTTP POST).
+signing) → ``exchange`` (whole packages, replies) → ``client`` (the HTTP POST); ``config``
+holds the settings of one peer link and of signing.
 ``simulator`` is a platform peer over real HTTP. Errors: see ``drivers.ebd.errors``.
 """
 
@@ -20,6 +21,7 @@ from drivers.ebd.codes import (
     make_ebdid,
     make_ebmid,
 )
+from drivers.ebd.config import EbdPeerConfig, EbdSigningConfig
 from drivers.ebd.errors import (
     EbdConfigError,
     EbdError,
@@ -70,9 +72,11 @@ __all__ = [
     "EbdFormatError",
     "EbdIdSequence",
     "EbdLinkError",
+    "EbdPeerConfig",
     "EbdRefusedError",
     "EbdResponse",
     "EbdSignatureError",
+    "EbdSigningConfig",
     "EbdTimeoutError",
     "EbdType",
     "Ebm",
