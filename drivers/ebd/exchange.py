@@ -2,7 +2,8 @@
 
 - ``build_package``: an ``Ebd`` value (plus resource files) → a signed ``Package``.
 - ``read_incoming``: tar bytes → the checked package, its parsed ``Ebd`` and signature; the
-  EBDID inside the EBDB must be the one in its file name, and the signature must verify
+  EBDID inside the EBDB must be the one in its file name, every resource an EBM names must be
+  in the package with the stated size, and the signature must verify
   (except, if so configured, on a heartbeat, as two of the deployed platforms do).
 - ``make_response`` / ``make_state_response``: the signed EBDResponse or EBMStateResponse to
   answer a package with; ``result_of`` turns a received EBDResponse into a return or a raise.
@@ -25,7 +26,7 @@ from drivers.ebd.codes import (
     make_ebdid,
 )
 from drivers.ebd.errors import EbdFormatError, EbdRefusedError
-from drivers.ebd.model import Body, Coverage, Ebd, EbdResponse, EbmStateResponse
+from drivers.ebd.model import Body, Coverage, Ebd, EbdResponse, Ebm, EbmStateResponse
 from drivers.ebd.package import Package, read_package
 from drivers.ebd.signature import (
     SignatureFile,
@@ -76,7 +77,21 @@ def build_package(
 ) -> Package:
     """Write ``ebd`` once and sign those bytes; ``signer=None`` leaves the package unsigned."""
     package = Package(ebd.ebdid, write_ebd(ebd), None, dict(resources or {}))
+    check_resources(ebd, package)
     return sign_package(package, signer, form) if signer is not None else package
+
+
+def check_resources(ebd: Ebd, package: Package) -> None:
+    """Every ``Auxiliary`` of an EBM names a file in the package, of the stated size."""
+    if not isinstance(ebd.body, Ebm):
+        return
+    for auxiliary in ebd.body.auxiliaries:
+        where = f"EBD/EBM/MsgContent/Auxiliary[{auxiliary.desc}]"
+        data = package.resources.get(auxiliary.desc)
+        if data is None:
+            raise EbdFormatError("names no file in the package", where, result_code=3)
+        if auxiliary.size is not None and auxiliary.size != len(data):
+            raise EbdFormatError(f"Size {auxiliary.size} but the file has {len(data)}", where)
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ def read_incoming(
     heartbeat = ebd.ebd_type is EbdType.CONNECTION_CHECK
     if verifier is not None and (verify_heartbeat or not heartbeat):
         signature = verify_package(package, verifier)
+    check_resources(ebd, package)
     return Incoming(package, ebd, signature)
 
 

@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 
 from drivers.ebd import (
+    Auxiliary,
+    AuxiliaryType,
     BrdStateCode,
     ConnectionCheck,
     Ebd,
@@ -280,3 +282,24 @@ async def test_http_errors_are_split_by_whether_a_retry_makes_sense(
         assert caught.value.retryable
     finally:
         await runner.cleanup()
+
+
+async def test_resources_travel_with_the_ebm_and_must_match_it(
+    pair: Pair, city: PlatformIdentity
+) -> None:
+    upper, lower = pair
+    audio = b"ID3" + bytes(2000)
+    ebm = sample_ebm(
+        city.ebrid, auxiliaries=(Auxiliary(AuxiliaryType.MP3, "EBDR_warning.mp3", len(audio)),)
+    )
+    ebd = Ebd(upper._ids.next(), city.ebrid, beijing_now(), ebm)
+    package = build_package(ebd, city.signer(), {"EBDR_warning.mp3": audio})
+    result_of((await upper.post(lower.url, package)).ebd, ebd.ebdid)
+    assert lower.received[0].package.resources == {"EBDR_warning.mp3": audio}
+    with pytest.raises(EbdFormatError, match="names no file") as caught:
+        build_package(ebd, city.signer())
+    assert caught.value.result_code == 3
+    short = replace(package, resources={"EBDR_warning.mp3": audio[:-1]})
+    with pytest.raises(EbdRefusedError) as refused:
+        result_of((await upper.post(lower.url, short)).ebd, ebd.ebdid)
+    assert refused.value.result_code == 2 and "Size" in lower.refused[0][1]
