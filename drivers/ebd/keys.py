@@ -16,6 +16,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+import gmalg
+
 from drivers.ebd.errors import EbdConfigError
 
 SM2_CURVE_OID = bytes.fromhex("06082a811ccf5501822d")
@@ -116,6 +118,8 @@ def public_key_from_der(der: bytes, where: str) -> bytes:
     point = der[start + 1 : end]
     if tag != 0x03 or len(point) != 65 or point[0] != 0x04:
         raise EbdConfigError(f"{where}: the SM2 public key is not an uncompressed point")
+    if not gmalg.SM2().verify_pk(point):
+        raise EbdConfigError(f"{where}: the SM2 public key is not a point of the curve")
     return point
 
 

@@ -249,3 +249,17 @@ def test_signature_values_are_74_bytes_of_counter_cert_id_and_r_s() -> None:
     for bad in ("!!!", base64.b64encode(raw[:-1]).decode(), ""):
         with pytest.raises(EbdFormatError, match="SignatureValue"):
             SignatureValue.from_text(bad)
+
+
+def test_a_certificate_whose_key_is_off_the_curve_is_refused(pki: Path, tmp_path: Path) -> None:
+    pem = (pki / "trusted" / "peer.pem").read_bytes()
+    body = b"".join(pem.splitlines()[1:-1])
+    der = bytearray(base64.b64decode(body))
+    point_at = der.find(bytes.fromhex("06082a811ccf5501822d")) + 10 + 3
+    der[point_at + 64] ^= 0x01  # one bit of y
+    damaged = base64.encodebytes(bytes(der))
+    (tmp_path / "bad.pem").write_bytes(
+        b"-----BEGIN CERTIFICATE-----\n" + damaged + b"-----END CERTIFICATE-----\n"
+    )
+    with pytest.raises(EbdConfigError, match="not a point of the curve"):
+        load_certificate(tmp_path / "bad.pem")
