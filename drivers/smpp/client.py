@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from drivers.smpp import pdu
 from drivers.smpp.receipt import parse_receipt
 from drivers.smpp.status import ESME_RINVCMDID, ESME_ROK, status_error
-from drivers.smsgw.bind import BindSettings, GatewayBind
-from drivers.smsgw.client import ClientSettings, GatewayClient
+from drivers.smsgw.bind import GatewayBind
+from drivers.smsgw.client import ClientSettings, GatewayClient, GatewayTuning
 from drivers.smsgw.errors import GatewayConfigError, GatewayProtocolError
 from drivers.smsgw.results import EncodedSegment, Receipt
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class SmppClientConfig:
+class SmppClientConfig(GatewayTuning):
     """Operator settings for one SMSC (see ``drivers/README-sms-gateways.md``)."""
 
     host: str
@@ -40,15 +40,6 @@ class SmppClientConfig:
     dest_npi: int = 1
     service_type: str = ""
     validity_period: str = ""
-    binds: int = 1
-    window: int = 16
-    rate_per_second: float = 0.0
-    request_timeout: float = 10.0
-    keepalive_interval: float = 30.0
-    connect_timeout: float = 10.0
-    reconnect_min: float = 1.0
-    reconnect_max: float = 60.0
-    max_segments: int = 10
 
     def client_settings(self) -> ClientSettings:
         """The protocol-neutral part of these settings."""
@@ -56,21 +47,7 @@ class SmppClientConfig:
             raise GatewayConfigError("system_id: 1 to 15 characters")
         if len(self.password) > 8:
             raise GatewayConfigError("password: at most 8 characters")
-        return ClientSettings(
-            host=self.host,
-            port=self.port,
-            binds=self.binds,
-            bind=BindSettings(
-                window=self.window,
-                rate_per_second=self.rate_per_second,
-                request_timeout=self.request_timeout,
-                keepalive_interval=self.keepalive_interval,
-                connect_timeout=self.connect_timeout,
-            ),
-            reconnect_min=self.reconnect_min,
-            reconnect_max=self.reconnect_max,
-            max_segments=self.max_segments,
-        )
+        return self.tuned(self.host, self.port)
 
 
 def destination_number(destination: str) -> str:

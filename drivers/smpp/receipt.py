@@ -17,7 +17,7 @@ from drivers.smpp.pdu import (
     ShortMessage,
 )
 from drivers.smsgw.errors import GatewayProtocolError
-from drivers.smsgw.results import Receipt, ReceiptState
+from drivers.smsgw.results import STAT_WORDS, STATS, Receipt, ReceiptState
 
 # §5.3.2.35 message_state values
 MESSAGE_STATES = {
@@ -31,18 +31,6 @@ MESSAGE_STATES = {
     8: ReceiptState.REJECTED,
 }
 STATE_CODES = {state: code for code, state in MESSAGE_STATES.items()}
-# Appendix B stat: values
-STATS = {
-    "ENROUTE": ReceiptState.ENROUTE,
-    "DELIVRD": ReceiptState.DELIVERED,
-    "EXPIRED": ReceiptState.EXPIRED,
-    "DELETED": ReceiptState.DELETED,
-    "UNDELIV": ReceiptState.UNDELIVERABLE,
-    "ACCEPTD": ReceiptState.ACCEPTED,
-    "UNKNOWN": ReceiptState.UNKNOWN,
-    "REJECTD": ReceiptState.REJECTED,
-}
-STAT_WORDS = {state: word for word, state in STATS.items()}
 
 _FIELD = re.compile(
     r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)|text:(.*)", re.IGNORECASE | re.DOTALL

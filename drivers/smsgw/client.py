@@ -58,6 +58,39 @@ class ClientSettings:
             raise GatewayConfigError("reconnect_min/reconnect_max: need 0 < min <= max")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayTuning:
+    """Settings every gateway config has; the protocol configs add their own in front."""
+
+    binds: int = 1
+    window: int = 16
+    rate_per_second: float = 0.0
+    request_timeout: float = 10.0
+    keepalive_interval: float = 30.0
+    connect_timeout: float = 10.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    max_segments: int = 10
+
+    def tuned(self, host: str, port: int) -> ClientSettings:
+        """ClientSettings for ``host:port`` with these values."""
+        return ClientSettings(
+            host=host,
+            port=port,
+            binds=self.binds,
+            bind=BindSettings(
+                window=self.window,
+                rate_per_second=self.rate_per_second,
+                request_timeout=self.request_timeout,
+                keepalive_interval=self.keepalive_interval,
+                connect_timeout=self.connect_timeout,
+            ),
+            reconnect_min=self.reconnect_min,
+            reconnect_max=self.reconnect_max,
+            max_segments=self.max_segments,
+        )
+
+
 def receipt_key(message_id: str) -> str:
     """A message id as receipts are matched: case and leading zeros do not count."""
     return message_id.strip().lower().lstrip("0") or "0"

@@ -29,6 +29,21 @@ class ReceiptState(enum.Enum):
         return self not in (ReceiptState.ENROUTE, ReceiptState.ACCEPTED)
 
 
+# The seven-letter stat words of SMPP 3.4 Appendix B receipts, which CMPP status reports
+# (Stat) use too.
+STATS = {
+    "ENROUTE": ReceiptState.ENROUTE,
+    "DELIVRD": ReceiptState.DELIVERED,
+    "EXPIRED": ReceiptState.EXPIRED,
+    "DELETED": ReceiptState.DELETED,
+    "UNDELIV": ReceiptState.UNDELIVERABLE,
+    "ACCEPTD": ReceiptState.ACCEPTED,
+    "UNKNOWN": ReceiptState.UNKNOWN,
+    "REJECTD": ReceiptState.REJECTED,
+}
+STAT_WORDS = {state: word for word, state in STATS.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedSegment:
     """One segment ready for a submit: user data (UDH included) and how it is coded."""
