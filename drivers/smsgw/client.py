@@ -191,6 +191,16 @@ class GatewayClient:
         assert found is not None
         return found
 
+    async def wait_binds_up(self, count: int, within: float) -> None:
+        """Wait until ``count`` binds are open; GatewayConnectionError after ``within`` s."""
+        try:
+            async with asyncio.timeout(within), self._changed:
+                await self._changed.wait_for(lambda: self.binds_up >= count)
+        except TimeoutError:
+            raise GatewayConnectionError(
+                f"{self.binds_up} of {count} binds up after {within} s"
+            ) from None
+
     def split(self, text: str) -> list[EncodedSegment]:
         """The segments ``submit`` would send for ``text`` (GatewayMessageError if it can't)."""
         return split_message(text, self.coding, self.settings.max_segments)

@@ -174,9 +174,7 @@ async def test_several_binds_share_the_load(make_smsc: SimulatorFactory) -> None
     client = SmppClient(client_config(smsc.port, binds=3, window=4))
     await client.start()
     try:
-        async with asyncio.timeout(5):
-            while client.binds_up < 3:
-                await asyncio.sleep(0.01)
+        await client.wait_binds_up(3, 5)
         submissions = await asyncio.gather(
             *(client.submit(f"86135{n:08d}", "x") for n in range(24))
         )
