@@ -30,6 +30,7 @@ from drivers.smsgw.segments import TextCoding, split_message
 log = logging.getLogger(__name__)
 
 EARLY_RECEIPTS = 10_000
+TRACKED_SEGMENTS = 500_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,8 @@ class GatewayClient:
         self._binds: dict[str, GatewayBind[Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Condition()
-        self._sent: dict[str, tuple[SegmentResult, str]] = {}
+        self._sent: OrderedDict[str, tuple[SegmentResult, str]] = OrderedDict()
+        self.tracked_limit = TRACKED_SEGMENTS
         self._early: OrderedDict[str, Receipt] = OrderedDict()
         self.bind_count = 0
 
@@ -230,6 +232,9 @@ class GatewayClient:
     def _remember(self, result: SegmentResult, destination: str) -> None:
         key = receipt_key(result.message_id)
         self._sent[key] = (result, destination)
+        while len(self._sent) > self.tracked_limit:
+            # the oldest segment's receipt is long overdue (lost by the gateway); forget it
+            self._sent.popitem(last=False)
         early = self._early.pop(key, None)
         if early is not None:
             self._receipt_arrived(early)
@@ -257,6 +262,11 @@ class GatewayClient:
         """Receipts as they arrive (when no ``on_receipt`` callback was given)."""
         while True:
             yield await self._queue.get()
+
+    @property
+    def tracked_segments(self) -> int:
+        """Accepted segments still waiting for a final receipt (at most ``tracked_limit``)."""
+        return len(self._sent)
 
     @property
     def unmatched_receipts(self) -> int:

@@ -10,8 +10,6 @@ import random
 import time
 from collections.abc import Callable
 
-_MAX_WAITS = 1_000_000
-
 
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; ``rate <= 0`` means no limit."""
@@ -49,11 +47,10 @@ class TokenBucket:
 
     async def take(self) -> None:
         """Wait until a token is free and take it."""
-        for _ in range(_MAX_WAITS):
+        while True:
             if self.try_take():
                 return
             await asyncio.sleep(self.delay())
-        raise RuntimeError("token bucket: no token after repeated waits")
 
 
 class Backoff:

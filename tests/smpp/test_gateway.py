@@ -221,7 +221,30 @@ async def test_lost_receipts_leave_segments_unconfirmed(make_smsc: SimulatorFact
         await asyncio.sleep(0.3)
     finally:
         await client.close()
-    assert smsc.receipts_sent == [] and client._queue.empty()
+    assert smsc.receipts_sent == [] and client.tracked_segments == 1
+
+
+async def test_tracking_is_bounded_and_the_oldest_segment_is_forgotten(
+    make_smsc: SimulatorFactory,
+) -> None:
+    smsc = await make_smsc(receipt_delay=0.2)
+    client = SmppClient(client_config(smsc.port))
+    client.tracked_limit = 2
+    await client.start()
+    try:
+        first, second, third = [
+            (await client.submit(f"861360000001{n}", "x")).message_ids[0] for n in range(3)
+        ]
+        assert client.tracked_segments == 2
+        receipts = await _collect(client, 2)
+        async with asyncio.timeout(5):
+            while client.unmatched_receipts == 0:
+                await asyncio.sleep(0.01)
+    finally:
+        await client.close()
+    assert sorted(r.message_id for r in receipts) == sorted([second, third])
+    assert client.unmatched_receipts == 1 and client.tracked_segments == 0
+    assert first not in {r.message_id for r in receipts}
 
 
 async def test_slow_answers_time_out_as_retryable(make_smsc: SimulatorFactory) -> None:
