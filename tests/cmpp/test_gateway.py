@@ -17,6 +17,8 @@ from drivers.smsgw.results import Receipt, ReceiptState
 from drivers.smsgw.segments import join_payload
 from drivers.smsgw.simulator import SmscFaults, SmscSettings, SmscSimulator
 
+from ..smsgw.leaks import assert_no_driver_tasks
+
 TEXT = "乌兰察布市应急管理局提醒：" + "强降雨即将来临，请远离河道和低洼地带，注意防范山洪。" * 6
 Factory = Callable[..., Awaitable[SmscSimulator[Any]]]
 
@@ -36,6 +38,7 @@ async def make_ismg() -> AsyncIterator[Factory]:
     yield factory
     for simulator in started:
         await simulator.stop()
+    await assert_no_driver_tasks()
 
 
 def config(port: int, version: str, **settings: Any) -> CmppClientConfig:

@@ -1,5 +1,5 @@
-"""Fixtures for the SMPP tests: a simulated SMSC on a loopback port, and client settings that
-reconnect fast."""
+"""Fixtures for the SMPP tests: a simulated SMSC on a loopback port (stopped, and checked for
+left-over driver tasks, after each test), and client settings that reconnect fast."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 from drivers.smpp.client import SmppClientConfig
 from drivers.smpp.simulator import smpp_simulator
 from drivers.smsgw.simulator import SmscFaults, SmscSettings, SmscSimulator
+
+from ..smsgw.leaks import assert_no_driver_tasks
 
 ACCOUNTS = {"warn": "secret"}
 SimulatorFactory = Callable[..., Awaitable[SmscSimulator[Any]]]
@@ -31,6 +33,7 @@ async def make_smsc() -> AsyncIterator[SimulatorFactory]:
     yield factory
     for simulator in started:
         await simulator.stop()
+    await assert_no_driver_tasks()
 
 
 def client_config(port: int, **settings: Any) -> SmppClientConfig:
