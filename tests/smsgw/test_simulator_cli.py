@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 
 import pytest
@@ -13,7 +14,7 @@ from drivers.cmpp.client import CmppClient, CmppClientConfig
 from drivers.smpp.client import SmppClient, SmppClientConfig
 from drivers.smsgw.client import GatewayClient
 from drivers.smsgw.results import ReceiptState
-from drivers.smsgw.simulator_cli import build_parser
+from drivers.smsgw.simulator_cli import build_parser, main
 
 
 def _client(protocol: str, port: int) -> GatewayClient:
@@ -61,3 +62,13 @@ def test_bad_options_are_refused_with_usage(capsys: pytest.CaptureFixture[str]) 
             build_parser().parse_args(bad)
         assert caught.value.code == 2
     assert "is not NAME:SECRET" in capsys.readouterr().err
+
+
+def test_a_busy_port_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["--port", str(port)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"cannot listen on 127.0.0.1:{port}:") and "Traceback" not in error
