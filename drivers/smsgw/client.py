@@ -22,7 +22,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivers.smsgw.bind import BindSettings, GatewayBind, cancel_and_wait
-from drivers.smsgw.errors import GatewayConfigError, GatewayConnectionError, GatewayError
+from drivers.smsgw.errors import (
+    GatewayBindError,
+    GatewayConfigError,
+    GatewayConnectionError,
+    GatewayError,
+)
 from drivers.smsgw.flow import Backoff
 from drivers.smsgw.results import EncodedSegment, Receipt, SegmentResult, Submission
 from drivers.smsgw.segments import TextCoding, split_message
@@ -120,6 +125,7 @@ class GatewayClient:
         self.tracked_limit = TRACKED_SEGMENTS
         self._early: OrderedDict[str, Receipt] = OrderedDict()
         self.bind_count = 0
+        self.last_bind_error: GatewayError | None = None
 
     @property
     def binds_up(self) -> int:
@@ -127,7 +133,11 @@ class GatewayClient:
         return sum(1 for bind in self._binds.values() if bind.is_open)
 
     async def start(self, wait: float | None = None) -> None:
-        """Start the binds; wait (default: the connect timeout) until one is up or raise."""
+        """Start the binds; wait (default: the connect timeout) until one is up.
+
+        Raises the gateway's refusal (GatewayBindError: wrong account, password or version)
+        if that is why no bind came up, else GatewayConnectionError.
+        """
         for index in range(self.settings.binds):
             name = f"bind{index + 1}"
             self._tasks.append(asyncio.create_task(self._keep(name), name=f"gateway-{name}"))
@@ -135,8 +145,10 @@ class GatewayClient:
             await self._wait_for_bind(
                 wait if wait is not None else self.settings.bind.connect_timeout
             )
-        except GatewayError:
+        except GatewayError as exc:
             await self.close()
+            if isinstance(self.last_bind_error, GatewayBindError):
+                raise self.last_bind_error from exc
             raise
 
     async def close(self) -> None:
@@ -153,6 +165,7 @@ class GatewayClient:
             try:
                 await bind.open(self.settings.host, self.settings.port)
             except GatewayError as exc:
+                self.last_bind_error = exc
                 log.warning("%s: bind failed: %s", name, exc)
                 await asyncio.sleep(backoff.next_delay())
                 continue

@@ -4,6 +4,7 @@ messages, receipts, throttling, dropped connections, refused binds and garbage."
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -188,8 +189,9 @@ async def test_several_binds_share_the_load(make_smsc: SimulatorFactory) -> None
 async def test_wrong_password_is_a_permanent_bind_error(make_smsc: SimulatorFactory) -> None:
     smsc = await make_smsc()
     client = SmppClient(client_config(smsc.port, password="wrong"))
-    with pytest.raises(GatewayConnectionError):
+    with pytest.raises(GatewayBindError, match="ESME_RINVPASWD"):
         await client.start(wait=0.5)
+    assert client.binds_up == 0
     from drivers.smpp.client import SmppBind
 
     bind = SmppBind("b", client_config(smsc.port, password="wrong"), lambda _: None)
@@ -281,3 +283,14 @@ async def test_bad_text_is_refused_before_sending(make_smsc: SimulatorFactory) -
     finally:
         await client.close()
     assert smsc.records == []
+
+
+async def test_no_gateway_listening_is_a_retryable_connection_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = SmppClient(client_config(port))
+    with pytest.raises(GatewayConnectionError) as caught:
+        await client.start(wait=0.3)
+    assert not isinstance(caught.value, GatewayBindError)
+    assert client.bind_count == 0
