@@ -1,6 +1,8 @@
 """The console in Chinese: a warning officer's pages (login, alert list, compose, preview, alert
-board, approvals, schedules, audit, officers and tokens) show no Latin-script word outside an
-allow-list of proper names and codes, in headless Chromium (the fixtures of test_browser)."""
+board, approvals, schedules, a test report, devices, audit, officers and tokens) show no
+Latin-script word outside an allow-list of proper names and codes, in headless Chromium (the
+fixtures of test_browser); what a device reported itself (``data-raw``) is evidence, kept as
+received."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
+from broadcaster.console.catalogue import run_detail
+from broadcaster.console.devicewords import target_detail
 from tests.console.support import ConsoleServer
 from tests.console.test_browser import (  # noqa: F401 (fixtures)
     _approve_first_pending,
@@ -50,12 +54,19 @@ def latin_words(text: str) -> list[str]:
 
 
 async def _check(shown: Page, name: str, problems: dict[str, list[str]]) -> None:
+    # A device's own error text ([data-raw]) is evidence shown as received, beside its label.
     text = await shown.evaluate(
-        """() => [document.title, document.body.innerText,
-            ...[...document.querySelectorAll('[placeholder],[title],[aria-label]')]
-              .filter(e => e.checkVisibility())
-              .map(e => [e.placeholder, e.title, e.getAttribute('aria-label')].join(' '))
-           ].join('\\n')"""
+        """() => {
+            const raw = [...document.querySelectorAll('[data-raw]')];
+            raw.forEach(e => { e.style.display = 'none'; });
+            const text = [document.title, document.body.innerText,
+              ...[...document.querySelectorAll('[placeholder],[title],[aria-label]')]
+                .filter(e => e.checkVisibility())
+                .map(e => [e.placeholder, e.title, e.getAttribute('aria-label')].join(' '))
+            ].join('\\n');
+            raw.forEach(e => { e.style.display = ''; });
+            return text;
+        }"""
     )
     words = latin_words(text)
     if words:
@@ -67,6 +78,22 @@ def test_the_filter_lets_codes_through_and_catches_words() -> None:
         "预警 CAP 1.2 · a4607dbeb2322e88d10b · 2026-12-06 09:30 UTC+08:00 · queued · https://x.cn/a"
     )
     assert latin_words(text) == ["queued"]
+
+
+def test_reports_are_labelled_and_a_devices_own_words_kept() -> None:
+    assert target_detail("channel healthy") == (("渠道正常", "channel healthy"), "")
+    assert target_detail("failed: not confirmed") == (("失败：未确认", "failed: not confirmed"), "")
+    assert target_detail("failed: box 7 did not answer") == (
+        ("失败", "failed"),
+        "box 7 did not answer",
+    )
+    assert target_detail("box 7 online over tcp, idle") == (None, "box 7 online over tcp, idle")
+    missed = (
+        "2 run(s) missed while the server was down, the last due at 09:00;"
+        " past the grace time of 30 min"
+    )
+    assert "错过 2 次运行" in str(run_detail(missed))
+    assert run_detail("probe failed: OSError") is None
 
 
 @pytest.mark.timeout(300)
@@ -112,9 +139,17 @@ async def test_every_page_an_officer_uses_is_chinese(
     weekly = {"name": "weekly-silent", "kind": "silent", "cron": "0 9 * * 1"}
     scheduler = server.service.operations.scheduler
     await scheduler.create(weekly | {"channels": ["speaker"]}, by="test")
-    await scheduler.run_now("weekly-silent")
+    run_id = await scheduler.run_now("weekly-silent")
+    await page.goto(f"{base}tests/{run_id}")
+    await expect(page.locator("#run-targets tbody tr").first).to_be_visible()
+    await expect(page.locator(".meta .badge")).not_to_have_attribute(
+        "data-state", "running", timeout=30_000
+    )
+    await page.reload()
+    await _check(page, "test report", problems)
     for path, name in (
         ("tests", "schedules"),
+        ("devices", "devices"),
         ("audit", "audit log"),
         ("users", "officers"),
         ("tokens", "API tokens"),
