@@ -129,6 +129,16 @@ async def test_every_page_an_officer_uses_is_chinese(
     await page.click("#preview-button")
     await expect(page.locator("#preview-channels article")).to_have_count(2)
     await _check(page, "compose and preview", problems)
+    # A text too long for the SMS budget: the channel's note (its own words) under a label.
+    description = page.locator("[name='zh-CN.description']")
+    written = await description.input_value()
+    await description.fill("预计降雪量将达十毫米以上，" * 60)
+    await page.click("#preview-button")
+    note = page.locator("#preview-channels article[data-channel=village-sms] .hint").first
+    await expect(note.locator("[data-raw]")).to_contain_text("shortened")
+    await expect(note.locator(".zh")).to_have_text("渠道提示：")
+    await _check(page, "preview with a channel note", problems)
+    await description.fill(written)
     await page.click("#submit")
     await expect(page.locator("#approval-state")).to_be_visible()
     await _check(page, "alert board (pending)", problems)
