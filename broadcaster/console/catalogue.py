@@ -329,18 +329,35 @@ def stopped_by(error: str | None) -> str | None:
 
 
 _REACHED = re.compile(r"^(\d+) of (\d+) targets reached$")
+_MISSED = re.compile(
+    r"^(\d+) run\(s\) missed while the server was down, the last due at (\S+);"
+    r" past the grace time of (\S+) min$"
+)
+_RUN_WORDS: dict[str, Words] = {
+    "no targets to test": ("没有可测试的目标", "no targets to test"),
+    "the server stopped during the run": (
+        "运行期间服务器停止",
+        "the server stopped during the run",
+    ),
+}
 
 
-def run_detail(detail: str | None) -> Markup | str:
+def run_detail(detail: str | None) -> Markup | None:
     """The ``run_detail`` filter: a scheduled test run's summary in both languages when it is
-    one the scheduler words itself; other details (a device's words) as they are."""
+    one the scheduler words itself; None for other details (a device's words, shown as they
+    are)."""
     text = detail or ""
+    if text in _RUN_WORDS:
+        return bilingual(*_RUN_WORDS[text])
     match = _REACHED.match(text)
     if match is not None:
         return bilingual(f"已到达 {match[1]}/{match[2]} 个目标", text)
-    if text == "no targets to test":
-        return bilingual("没有可测试的目标", text)
-    return text
+    match = _MISSED.match(text)
+    if match is not None:
+        count, due, grace = match.groups()
+        zh = f"服务器停机期间错过 {count} 次运行，最近一次应于 {due}；已超过 {grace} 分钟的宽限时间"
+        return bilingual(zh, text)
+    return None
 
 
 def catalogue_json() -> dict[str, dict[str, Words]]:

@@ -19,33 +19,37 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.auth import Permission
+from broadcaster.console.catalogue import Words
+from broadcaster.console.devicewords import ago
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.scheduler.store import SchedulerStore
 
 routes = web.RouteTableDef()
 
 KNOWN_FIELDS = (
-    ("online", "在线 Online", ("online",)),
-    ("link", "链路 Link", ("link", "connected")),
-    ("state", "状态 State", ("state", "status")),
-    ("last_heartbeat", "最后心跳 Last heartbeat", ("last_heartbeat", "last_seen")),
-    ("signal", "信号 Signal", ("signal", "rssi")),
-    ("queue", "队列 Queue", ("queue", "queued")),
-    ("on_air", "正在播发 On air", ("on_air", "playing")),
-    ("subscriptions", "订阅 Subscriptions", ("subscriptions",)),
-    ("last_error", "最近错误 Last error", ("last_error",)),
+    ("online", ("online",)),
+    ("link", ("link", "connected")),
+    ("state", ("state", "status")),
+    ("last_heartbeat", ("last_heartbeat", "last_seen")),
+    ("signal", ("signal", "rssi")),
+    ("queue", ("queue", "queued")),
+    ("on_air", ("on_air", "playing")),
+    ("subscriptions", ("subscriptions",)),
+    ("last_error", ("last_error",)),
 )
-"""Columns shown first: (column, label, the field names channels use for it)."""
-_KNOWN = {name for _column, _label, names in KNOWN_FIELDS for name in names}
+"""Columns shown first: (column, the field names channels use for it); their labels are in
+:data:`~broadcaster.console.devicewords.DEVICE_FIELDS`."""
+_KNOWN = {name for _column, names in KNOWN_FIELDS for name in names}
 _TIME_FIELDS = ("last_heartbeat", "last_seen", "since", "updated_at")
 
 
-def _shown(name: str, value: Any, now: float) -> str:
+def _shown(name: str, value: Any, now: float) -> Words | str:
+    """A field's value: words for a time ago, a mark for a yes or no, else the value as the
+    device reported it (the template labels the states it knows)."""
     if value is None:
         return ""
     if name in _TIME_FIELDS and isinstance(value, int | float) and value > 1e9:
-        seconds = max(0, int(now - value))
-        return f"{seconds} s ago" if seconds < 120 else f"{seconds // 60} min ago"
+        return ago(max(0, int(now - value)))
     if isinstance(value, bool):
         return "✔" if value else "✘"
     return str(value)
@@ -57,7 +61,7 @@ def device_rows(devices: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
     for device_id, info in sorted(devices.items()):
         fields = info if isinstance(info, Mapping) else {"state": info}
         known = {}
-        for column, _label, names in KNOWN_FIELDS:
+        for column, names in KNOWN_FIELDS:
             found = next((n for n in names if n in fields), None)
             if found is not None:
                 known[column] = _shown(found, fields[found], now)

@@ -39,7 +39,7 @@ from broadcaster.auth import (
     SessionStore,
 )
 from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_csrf
-from broadcaster.console import catalogue
+from broadcaster.console import catalogue, devicewords
 from broadcaster.console.hazards import HazardTemplate, default_templates_dir, load_templates
 from broadcaster.console.mapping import MapFrame, registry_frame
 from broadcaster.console.preview import AudioPreview
@@ -272,6 +272,10 @@ def make_console_app(service: BroadcasterService) -> web.Application:
     env.filters["detail"] = lambda detail: catalogue.detail_items(detail, channel_names(service))
     env.filters["words"] = catalogue.words
     env.filters["run_detail"] = catalogue.run_detail
+    env.filters["device_words"] = devicewords.device_words
+    env.filters["field_words"] = devicewords.field_words
+    env.filters["notice_kind"] = devicewords.notice_kind
+    env.filters["target_detail"] = devicewords.target_detail
 
     async def lifetime(_app: web.Application) -> AsyncIterator[None]:
         state.start()

@@ -29,6 +29,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from broadcaster.api.keys import SERVICE
 from broadcaster.cap import Alert, Info, MsgType, Scope, Severity, Status, from_json
+from broadcaster.console import catalogue
 from broadcaster.intake import broadcasts
 from broadcaster.rendition import MessageText, render
 from broadcaster.web.areamap import build_map
@@ -41,6 +42,8 @@ _templates = Environment(
     loader=PackageLoader("broadcaster.web", "templates"),
     autoescape=select_autoescape(default=True),
 )
+_templates.filters["cap_words"] = catalogue.words
+"""CAP values (severity, urgency, certainty) in Chinese and English, as the console words them."""
 
 LEVELS = {
     Severity.EXTREME: ("red", "红色预警 Ⅰ级", "Red · Level Ⅰ"),

@@ -62,10 +62,16 @@ async def test_device_health_page(tmp_path: Path) -> None:
         finally:
             await client.close()
     assert status == 200
-    assert "1 of 2 boxes offline" in page and "FAULT" in page
-    assert page.count('<tr class="offline">') == 2 and "15 min ago" in page
-    assert "encoder did not answer" in page
-    assert "imei: 8600000001" in page and ">21<" in page
+    # The channel's and the devices' own words are shown as received, marked as such, beside
+    # the labels of their kinds of state.
+    raw = '<span class="raw" data-raw>{}</span>'.format
+    assert raw("1 of 2 boxes offline") in page and ">故障<" in page and ">FAULT<" in page
+    assert page.count('<tr class="offline">') == 2
+    assert ">15 分钟前<" in page and ">15 min ago<" in page
+    assert '<td data-field="last_error"><span class="zh" lang="zh-CN">故障</span>' in page
+    assert raw("encoder did not answer") in page
+    assert '<td data-field="state"><span class="zh" lang="zh-CN">就绪</span>' in page
+    assert f"{raw('imei')}：{raw('8600000001')}" in page and raw("21") in page
     assert f"<b>{len(demo_targets('boxes'))}</b>" in page
 
 
@@ -97,7 +103,7 @@ async def test_notices_and_failing_links_are_shown_and_acknowledged(
         status, _ = await viewer.post(f"/console/notices/{notice_id}/ack", {})
         assert status == 403
         status, page = await drafter.post(f"/console/notices/{notice_id}/ack", {})
-        assert status == 200 and "console:drafter" in page
+        assert status == 200 and "<td>drafter</td></tr>" in page
         status, _ = await drafter.post(f"/console/notices/{notice_id}/ack", {})
         assert status == 404
     finally:

@@ -234,9 +234,15 @@
       box.appendChild(title);
       for (const content of preview.contents) box.appendChild(contentList(content));
       for (const note of preview.notes) {
-        const item = document.createElement("p");
+        // A channel's note is its own words (text cut, content it could not make): evidence
+        // shown as received (data-raw), after the label of what it is.
+        const item = bilingual(document.createElement("p"), "渠道提示：", "channel note: ");
         item.className = "hint";
-        item.textContent = note;
+        const raw = document.createElement("span");
+        raw.className = "raw";
+        raw.dataset.raw = "";
+        raw.textContent = note;
+        item.appendChild(raw);
         box.appendChild(item);
       }
       channels.appendChild(box);

@@ -9,9 +9,25 @@ const unsubscribeButton = document.getElementById("unsubscribe");
 const statusLine = document.getElementById("status");
 const STORAGE_KEY = "broadcaster.webpush";
 
-function show(state, message) {
+// A status in Chinese with its English beside it (lang="en"), and what the browser or server
+// said, as it said it (data-raw: evidence of the failure, not translated).
+function show(state, zh = "", en = "", detail = "") {
   document.body.dataset.state = state;
-  statusLine.textContent = message;
+  const parts = [zh];
+  if (en) {
+    const english = document.createElement("span");
+    english.lang = "en";
+    english.textContent = en;
+    parts.push(" ", english);
+  }
+  if (detail) {
+    const raw = document.createElement("span");
+    raw.className = "raw";
+    raw.dataset.raw = "";
+    raw.textContent = detail;
+    parts.push(" ", raw);
+  }
+  statusLine.replaceChildren(...parts);
 }
 
 function option(value, label) {
@@ -22,7 +38,7 @@ function option(value, label) {
 }
 
 function fillTownships() {
-  townshipSelect.replaceChildren(option("", "全旗县 Whole county"));
+  townshipSelect.replaceChildren(option("", "全旗县"));
   const county = config.areas.find((area) => area.code === countySelect.value);
   for (const township of county ? county.townships : []) {
     townshipSelect.append(option(township.code, township.name));
@@ -70,15 +86,15 @@ async function subscribe(event) {
   event.preventDefault();
   const division = townshipSelect.value || countySelect.value;
   if (!division) {
-    show("error", "请选择旗县。Please choose a county.");
+    show("error", "请选择旗县。", "Please choose a county.");
     return;
   }
   const languages = [...document.querySelectorAll("input[name=language]:checked")]
     .map((input) => input.value);
   try {
-    show("working", "正在订阅… Subscribing…");
+    show("working", "正在订阅…", "Subscribing…");
     if (await Notification.requestPermission() !== "granted") {
-      show("error", "通知被禁止，请在浏览器设置中允许。Notifications are blocked for this site.");
+      show("error", "通知被禁止，请在浏览器设置中允许。", "Notifications are blocked for this site.");
       return;
     }
     const registration = await navigator.serviceWorker.ready;
@@ -86,9 +102,9 @@ async function subscribe(event) {
     const answer = await post("subscribe", { subscription: subscription.toJSON(), division, languages });
     localStorage.setItem(STORAGE_KEY, JSON.stringify({ county: countySelect.value, division, languages }));
     unsubscribeButton.hidden = false;
-    show("subscribed", `已订阅：${answer.area}。Subscribed: ${answer.area}.`);
+    show("subscribed", `已订阅：${answer.area}。`, `Subscribed: ${answer.area}.`);
   } catch (error) {
-    show("error", `订阅失败 Subscription failed: ${error.message}`);
+    show("error", "订阅失败：", "Subscription failed:", error.message);
   }
 }
 
@@ -102,9 +118,9 @@ async function unsubscribe() {
     }
     localStorage.removeItem(STORAGE_KEY);
     unsubscribeButton.hidden = true;
-    show("unsubscribed", "已取消订阅。Unsubscribed.");
+    show("unsubscribed", "已取消订阅。", "Unsubscribed.");
   } catch (error) {
-    show("error", `取消失败 Could not unsubscribe: ${error.message}`);
+    show("error", "取消失败：", "Could not unsubscribe:", error.message);
   }
 }
 
@@ -126,7 +142,7 @@ async function start() {
   document.getElementById("subscribe-form").addEventListener("submit", subscribe);
   unsubscribeButton.addEventListener("click", unsubscribe);
   if (!("serviceWorker" in navigator) || !("PushManager" in window)) {
-    show("error", "此浏览器不支持推送通知。This browser cannot receive push notifications.");
+    show("error", "此浏览器不支持推送通知。", "This browser cannot receive push notifications.");
     return;
   }
   try {
@@ -135,12 +151,16 @@ async function start() {
     const existing = await registration.pushManager.getSubscription();
     if (existing && restoreChoice()) {
       unsubscribeButton.hidden = false;
-      show("subscribed", "本设备已订阅，可更改地区后再次订阅。This device is subscribed; choose another area to change it.");
+      show(
+        "subscribed",
+        "本设备已订阅，可更改地区后再次订阅。",
+        "This device is subscribed; choose another area to change it.",
+      );
     } else {
-      show("ready", "");
+      show("ready");
     }
   } catch (error) {
-    show("error", `无法注册推送服务 Cannot register the service worker: ${error.message}`);
+    show("error", "无法注册推送服务：", "Cannot register the service worker:", error.message);
   }
 }
 
