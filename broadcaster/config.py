@@ -317,12 +317,14 @@ def _common_channel_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
-    """One line per problem: ``key.path: message``."""
+    """One line per problem: ``key.path: message``; a value where a table belongs is named
+    in TOML's words, as the configuration's own checks name it."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         key = f"{prefix}.{key}" if prefix and key else (prefix or key)
-        lines.append(f"{key or '(top level)'}: {err['msg']}")
+        message = "must be a table" if err["type"] == "dict_type" else err["msg"]
+        lines.append(f"{key or '(top level)'}: {message}")
     return lines
 
 

@@ -190,3 +190,9 @@ def test_a_running_server_on_the_data_directory_is_named(tmp_path: Path) -> None
         ]
         assert problems(run("serve", "--config", str(config)).stderr) == found
     assert run("check-config", "--config", str(config)).returncode == 0
+
+
+def test_a_channel_entry_that_is_not_a_table_is_reported_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, free_port(), channels='[channels]\nlog = "log"\n')
+    found = problems(run("check-config", "--config", str(config)).stderr)
+    assert found == ["channels.log: must be a table"]
