@@ -6,7 +6,9 @@ same list: both call :func:`preflight`. The checks, each problem named by its ke
 - the TOML file is readable and well formed; every section validates (secrets included: an
   ``{ env = ... }`` variable is set, a ``{ file = ... }`` is readable and others may not read
   it), as far as the other sections allow (:func:`broadcaster.config.config_problems`);
-- every channel table names a channel plugin that loads and validates against its model;
+- every channel table names a channel plugin that loads and validates against its model, and
+  the files it names pass the plugin's own check (:meth:`broadcaster.channel.Channel.preflight`:
+  box keys, subscriber groups, VAPID keys);
 - the files the configuration names are readable and well formed: the division list and the
   target registry (``registry.*``), the hazard templates (``console.templates``), the trusted
   certificates and the signing key and certificate (``cap.*``);
@@ -72,13 +74,13 @@ def preflight(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
     config = config.model_copy(update={"server": server})
-    errors += check_channel_configs(config)
+    running_on = data_dir or server.data_dir
+    errors += [_one_line(problem) for problem in check_channel_configs(config, running_on)]
     targets = _checked(errors, "registry.targets", config.registry.targets, load_targets_file)
     _checked(errors, "registry.divisions", config.registry.divisions, DivisionTree.load)
     templates = config.console.templates or default_templates_dir()
     _checked(errors, "console.templates", templates, load_templates)
     _checked(errors, "cap", config.cap, SignaturePolicy)
-    running_on = data_dir or server.data_dir
     if data_dir_in_use(running_on):
         errors.append(
             f"server.data_dir: a server is running on {running_on}"
@@ -98,14 +100,17 @@ def _checked(errors: list[str], key: str, value: T | None, load: Callable[[T], R
     try:
         return load(value)
     except ConfigError as exc:
-        # One line per problem: a listing under a heading is folded into its line.
-        first, *listed = str(exc).splitlines()
-        message = " ".join([first, "; ".join(line.strip().lstrip("- ") for line in listed)])
-        message = message.strip()
+        message = _one_line(str(exc))
         errors.append(message if message.startswith(key) else f"{key}: {message}")
     except OSError as exc:
         errors.append(f"{key}: cannot read {value}: {exc.strerror}")
     return None
+
+
+def _one_line(problem: str) -> str:
+    """One line per problem: a listing under a heading is folded into its line."""
+    first, *listed = problem.splitlines() or [""]
+    return " ".join([first, "; ".join(line.strip().lstrip("- ") for line in listed)]).strip()
 
 
 def _bind_problem(host: str, port: int) -> str | None:
