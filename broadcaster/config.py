@@ -393,9 +393,12 @@ def config_problems(
 
 
 def _valid_sections(data: Mapping[str, Any], source: Path | None) -> Config:
-    """A configuration of the sections of ``data`` that validate alone; defaults elsewhere."""
+    """A configuration of the sections of ``data`` that validate alone; defaults elsewhere.
+    Of the channels, the tables are kept (an entry that is no table is reported on its own)."""
     valid: dict[str, Any] = {}
     for name, value in data.items():
+        if name == "channels" and isinstance(value, Mapping):
+            value = {key: table for key, table in value.items() if isinstance(table, Mapping)}
         try:
             Config.model_validate({name: value})
         except ValidationError:
