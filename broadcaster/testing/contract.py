@@ -23,7 +23,8 @@ Usage, in the integrator's own tests::
 The suite checks what the core relies on: metadata types, start/stop, ``plan`` keeping to its
 candidates, ``send`` answering with a :class:`SendResult` or an exception of the documented tree
 (never a bool, never a foreign exception), the content ``send`` reports being what ``content``
-and ``preview`` show, confirmations for accepted deliveries, ``cancel`` and ``health``.
+and ``preview`` show, confirmations for accepted deliveries, ``cancel`` and ``health``, and
+that a configuration the channel starts with passes its ``preflight``, which writes nothing.
 """
 
 from __future__ import annotations
@@ -171,8 +172,26 @@ class ChannelContract:
             await channel.send(contract_delivery(target, delivery_id=2))
         assert isinstance(err.value, RetryableError | PermanentError)
 
+    async def test_a_working_configuration_passes_its_preflight(self, channel: Channel) -> None:
+        """Before ``start`` (the check writes nothing) and after it (what ``start`` wrote, such
+        as a generated key, reads back)."""
+        data_dir = channel.context.data_dir
+        before = _files(data_dir)
+        assert channel.preflight(channel.name, channel.config, data_dir) == []
+        assert _files(data_dir) == before
+        await channel.start()
+        try:
+            assert channel.preflight(channel.name, channel.config, data_dir) == []
+        finally:
+            await channel.stop()
+
     async def test_cancel_and_health(self, started: Channel, reachable_target: Target) -> None:
         delivery = contract_delivery(reachable_target, delivery_id=3)
         await started.send(delivery)
         await started.cancel(delivery)
         assert isinstance(await started.health(), ChannelHealth)
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Every entry under ``folder`` with its modification time (ns)."""
+    return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*")}
