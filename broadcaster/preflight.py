@@ -8,7 +8,7 @@ same list: both call :func:`preflight`. The checks, each problem named by its ke
   it), as far as the other sections allow (:func:`broadcaster.config.config_problems`);
 - every channel table names a channel plugin that loads and validates against its model, and
   the files it names pass the plugin's own check (:meth:`broadcaster.channel.Channel.preflight`:
-  box keys, subscriber groups, VAPID keys);
+  box keys, subscriber groups, VAPID keys, the FM player program);
 - the files the configuration names are readable and well formed: the division list and the
   target registry (``registry.*``), the hazard templates (``console.templates``), the trusted
   certificates and the signing key and certificate (``cap.*``);

@@ -45,6 +45,11 @@ BROKEN: dict[str, tuple[str, dict[str, str], str]] = {
         {"groups.csv": "group,name,division,number\ng1,村1,150921001001,12ab\n"},
         "channels.c.groups_csv: {dir}/groups.csv: no group with a valid number; line 2: ",
     ),
+    "fm-player-missing": (
+        'type = "fm"\nplayer = ["no-such-fm-player", "{{file}}"]\n',
+        {},
+        "channels.c.player: FM player command 'no-such-fm-player' is not installed or not on PATH",
+    ),
     "vapid-key-inline": (
         'type = "webpush"\n' + VAPID_SUBJECT + 'vapid_private_key = "-----BEGIN nothing"\n',
         {},
