@@ -27,7 +27,11 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
   the targets counted in the channel's own ``target_unit`` (recipients, boxes, transmitters…);
 - ``resume(deliveries)``: after a restart, the accepted deliveries still awaiting their
   confirmation, to track again (by default nothing);
-- ``housekeeping()``: daily upkeep of the channel's files (by default nothing).
+- ``housekeeping()``: daily upkeep of the channel's files (by default nothing);
+- ``preflight(name, config, data_dir)``: a class method, run by ``check-config`` and before
+  ``serve`` binds its port: the problems with the files the validated ``config`` of instance
+  ``name`` names (keys, subscriber lists), read but never created or changed, each as
+  ``key: message`` (by default none).
 
 The :class:`ChannelContext` gives a channel its data directory, the server's public URL, the
 administrative division tree of the deployment, a :class:`TargetDirectory` to list the
@@ -386,6 +390,14 @@ class Channel(abc.ABC, Generic[ConfigT]):
         """Daily upkeep of what the channel keeps on disk (old published files and the like);
         the core calls it once a day while the server runs. Errors are logged, not raised
         further. The default does nothing."""
+
+    @classmethod
+    def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
+        """The problems ``start`` would meet with the files ``config`` names, found before the
+        server starts: each ``key: message`` (the core adds ``channels.<name>.``). Relative
+        paths are relative to ``data_dir``, which may not exist yet. Read only, never create
+        or change a file; raise nothing. The default finds none."""
+        return []
 
     def web_app(self) -> web.Application | None:
         """HTTP endpoints of the channel (device acks, audio files, subscription pages).

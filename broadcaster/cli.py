@@ -60,8 +60,6 @@ def _config(path: str | None) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from broadcaster.deploy.server import run_server
-
     if not args.dump_config:
         report = _preflight(args)
         if report.errors or report.config is None:
@@ -78,6 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     config = config.model_copy(update={"server": server})
     data_dir = Path(args.data_dir) if args.data_dir else config.server.data_dir
+    # Imported after the checks: the server and its audio stack take a while to load.
+    from broadcaster.deploy.server import run_server
+
     run_server(config, data_dir=data_dir.resolve())
     return 0
 

@@ -317,12 +317,14 @@ def _common_channel_keys(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
-    """One line per problem: ``key.path: message``."""
+    """One line per problem: ``key.path: message``; a value where a table belongs is named
+    in TOML's words, as the configuration's own checks name it."""
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         key = f"{prefix}.{key}" if prefix and key else (prefix or key)
-        lines.append(f"{key or '(top level)'}: {err['msg']}")
+        message = "must be a table" if err["type"] == "dict_type" else err["msg"]
+        lines.append(f"{key or '(top level)'}: {message}")
     return lines
 
 
@@ -391,9 +393,12 @@ def config_problems(
 
 
 def _valid_sections(data: Mapping[str, Any], source: Path | None) -> Config:
-    """A configuration of the sections of ``data`` that validate alone; defaults elsewhere."""
+    """A configuration of the sections of ``data`` that validate alone; defaults elsewhere.
+    Of the channels, the tables are kept (an entry that is no table is reported on its own)."""
     valid: dict[str, Any] = {}
     for name, value in data.items():
+        if name == "channels" and isinstance(value, Mapping):
+            value = {key: table for key, table in value.items() if isinstance(table, Mapping)}
         try:
             Config.model_validate({name: value})
         except ValidationError:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -128,15 +129,24 @@ def masked_config(config: Config) -> dict[str, Any]:
     return data
 
 
-def check_channel_configs(config: Config) -> list[str]:
-    """Problems with the channel tables of a configuration, one line each (for check-config)."""
+def check_channel_configs(config: Config, data_dir: Path) -> list[str]:
+    """Problems with the channel tables of a configuration and the files they name (relative
+    to ``data_dir``), one line each (for check-config)."""
     problems = []
     for name, raw in config.channels.items():
         try:
             cls = load_plugin(str(raw.get("type", "")))
-            cls.config_model.model_validate(dict(raw))
+            settings = cls.config_model.model_validate(dict(raw))
         except PluginError as exc:
             problems.append(f"channels.{name}: {exc}")
+            continue
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, f"channels.{name}"))
+            continue
+        try:
+            found = cls.preflight(name, settings, data_dir)
+        except Exception as exc:  # a plugin's bug must not stop the other checks
+            problems.append(f"channels.{name}: the plugin's file check failed: {exc!r}")
+            continue
+        problems.extend(f"channels.{name}.{line}" for line in found)
     return problems

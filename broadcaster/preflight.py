@@ -6,10 +6,14 @@ same list: both call :func:`preflight`. The checks, each problem named by its ke
 - the TOML file is readable and well formed; every section validates (secrets included: an
   ``{ env = ... }`` variable is set, a ``{ file = ... }`` is readable and others may not read
   it), as far as the other sections allow (:func:`broadcaster.config.config_problems`);
-- every channel table names a channel plugin that loads and validates against its model;
+- every channel table names a channel plugin that loads and validates against its model, and
+  the files it names pass the plugin's own check (:meth:`broadcaster.channel.Channel.preflight`:
+  box keys, subscriber groups, VAPID keys, the FM player program);
 - the files the configuration names are readable and well formed: the division list and the
   target registry (``registry.*``), the hazard templates (``console.templates``), the trusted
   certificates and the signing key and certificate (``cap.*``);
+- ``BROADCASTER_ADMIN_PASSWORD``, while the store holds no officer yet, is a password the
+  account rules allow (the store is read, never created or changed);
 - no server runs on the data directory (``server.data_dir``) and the server's address can be
   bound (``server.port``).
 
@@ -20,17 +24,21 @@ web-push subscribers do).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import sqlite3
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from broadcaster.auth.officers import ADMIN_PASSWORD_ENV, first_admin_refusal, password_problem
 from broadcaster.config import Config, config_problems
 from broadcaster.console.hazards import default_templates_dir, load_templates
 from broadcaster.delivery import Target
-from broadcaster.deploy.backup import data_dir_in_use
+from broadcaster.deploy.backup import STORE_FILE, data_dir_in_use
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ConfigError, PluginError
 from broadcaster.plugins import check_channel_configs, load_plugin
@@ -72,13 +80,14 @@ def preflight(
         update={k: v for k, v in (("host", host), ("port", port)) if v is not None}
     )
     config = config.model_copy(update={"server": server})
-    errors += check_channel_configs(config)
+    running_on = data_dir or server.data_dir
+    errors += [_one_line(problem) for problem in check_channel_configs(config, running_on)]
     targets = _checked(errors, "registry.targets", config.registry.targets, load_targets_file)
     _checked(errors, "registry.divisions", config.registry.divisions, DivisionTree.load)
     templates = config.console.templates or default_templates_dir()
     _checked(errors, "console.templates", templates, load_templates)
     _checked(errors, "cap", config.cap, SignaturePolicy)
-    running_on = data_dir or server.data_dir
+    errors += _first_admin_problems(config, running_on)
     if data_dir_in_use(running_on):
         errors.append(
             f"server.data_dir: a server is running on {running_on}"
@@ -98,14 +107,49 @@ def _checked(errors: list[str], key: str, value: T | None, load: Callable[[T], R
     try:
         return load(value)
     except ConfigError as exc:
-        # One line per problem: a listing under a heading is folded into its line.
-        first, *listed = str(exc).splitlines()
-        message = " ".join([first, "; ".join(line.strip().lstrip("- ") for line in listed)])
-        message = message.strip()
+        message = _one_line(str(exc))
         errors.append(message if message.startswith(key) else f"{key}: {message}")
     except OSError as exc:
         errors.append(f"{key}: cannot read {value}: {exc.strerror}")
     return None
+
+
+def _one_line(problem: str) -> str:
+    """One line per problem: a listing under a heading is folded into its line."""
+    first, *listed = problem.splitlines() or [""]
+    return " ".join([first, "; ".join(line.strip().lstrip("- ") for line in listed)]).strip()
+
+
+def _first_admin_problems(config: Config, data_dir: Path) -> list[str]:
+    """``BROADCASTER_ADMIN_PASSWORD`` as the start would refuse it: set, not allowed by the
+    account rules, and no officer in the store yet."""
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    problem = password_problem(password, config.console) if password else None
+    if problem is None or _officer_exists(data_dir):
+        return []
+    return [first_admin_refusal(problem)]
+
+
+def _officer_exists(data_dir: Path) -> bool:
+    """Whether the store in ``data_dir`` holds an officer, read without changing anything: no
+    store yet (a first start) or one from before officers existed holds none. A store that
+    cannot be read counts as holding one: the start, not this check, will say what is wrong.
+
+    A store closed cleanly has no write-ahead log and is read as immutable (SQLite then makes
+    no ``-wal`` or ``-shm`` file); one with a log left by a crash is read through it."""
+    path = data_dir / STORE_FILE
+    if not path.is_file():
+        return False
+    logged = path.with_name(f"{STORE_FILE}-wal").exists()
+    uri = f"{path.resolve().as_uri()}?{'mode=ro' if logged else 'immutable=1'}"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'officers'")
+            if tables.fetchone() is None:
+                return False
+            return conn.execute("SELECT 1 FROM officers LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return True
 
 
 def _bind_problem(host: str, port: int) -> str | None:

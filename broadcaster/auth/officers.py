@@ -40,6 +40,8 @@ from broadcaster.config import ConsoleConfig
 from broadcaster.store.db import Database
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
+ADMIN_PASSWORD_ENV = "BROADCASTER_ADMIN_PASSWORD"  # noqa: S105 - a variable name
+"""Makes the officer ``admin`` on a start while no officer exists yet."""
 
 
 class Role(StrEnum):
@@ -146,6 +148,21 @@ class _OneAtATime:
                 del self._turns[key]
 
 
+def password_problem(password: str, config: ConsoleConfig) -> str | None:
+    """Why the account rules refuse ``password``, or None."""
+    if len(password) < config.min_password_length:
+        return f"a password needs at least {config.min_password_length} characters"
+    return None
+
+
+def first_admin_refusal(problem: str) -> str:
+    """Why a start refuses ``BROADCASTER_ADMIN_PASSWORD`` while no officer exists yet."""
+    return (
+        f"{ADMIN_PASSWORD_ENV}: {problem}; no officer exists yet, so nobody could log in"
+        " (set a longer one, or add an admin with: broadcaster user add NAME --role admin)"
+    )
+
+
 class OfficerStore:
     """Officer accounts in the store; every method is async and safe to call from handlers."""
 
@@ -158,10 +175,9 @@ class OfficerStore:
         self._attempts = _OneAtATime()
 
     def check_password(self, password: str) -> None:
-        if len(password) < self.config.min_password_length:
-            raise AccountError(
-                f"a password needs at least {self.config.min_password_length} characters"
-            )
+        problem = password_problem(password, self.config)
+        if problem:
+            raise AccountError(problem)
 
     async def count(self) -> int:
         rows = await self.database.run(self.database.query, "SELECT count(*) AS n FROM officers")

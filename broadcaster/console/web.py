@@ -38,6 +38,7 @@ from broadcaster.auth import (
     Role,
     SessionStore,
 )
+from broadcaster.auth.officers import ADMIN_PASSWORD_ENV, first_admin_refusal
 from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_csrf
 from broadcaster.console import catalogue, devicewords
 from broadcaster.console.hazards import HazardTemplate, default_templates_dir, load_templates
@@ -48,7 +49,6 @@ from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
 
-ADMIN_PASSWORD_ENV = "BROADCASTER_ADMIN_PASSWORD"  # noqa: S105 - a variable name
 PREFIX = "/console"
 STATIC_DIR = Path(__file__).parent / "static"
 _PUBLIC = ("/login", "/static/")
@@ -235,10 +235,7 @@ async def _first_admin(state: ConsoleState) -> None:
     try:
         await state.officers.create("admin", password, Role.ADMIN, "Administrator")
     except AccountError as exc:
-        raise ConfigError(
-            f"{ADMIN_PASSWORD_ENV}: {exc}; no officer exists yet, so nobody could log in"
-            " (set a longer one, or add an admin with: broadcaster user add NAME --role admin)"
-        ) from None
+        raise ConfigError(first_admin_refusal(str(exc))) from None
     await state.audit("system", "user.add", "admin", {"role": "admin", "from": "environment"})
     log.warning("created the console officer 'admin' from %s", ADMIN_PASSWORD_ENV)
 

@@ -49,7 +49,8 @@ with a confirmation); ``permanent-is-permanent``;
 timeout lets the cancellation through and leaves the channel working); ``no-leaks`` (no task
 or thread outlives ``stop``); ``secrets-masked``; ``entry-point``.
 ``content-is-previewed`` (the content ``send`` reports is what ``content`` gives and what
-``preview`` shows, counted in the channel's ``target_unit``).
+``preview`` shows, counted in the channel's ``target_unit``); ``preflight`` (a configuration
+the channel starts with passes its ``preflight``, which writes nothing).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 try:
     import pytest
@@ -420,3 +422,24 @@ class ChannelContract:
     def test_entry_point_resolves(self, channel: Channel, entry_point_name: str | None) -> None:
         problem = entry_point_problem(channel, entry_point_name)
         check(problem is None, "entry-point", problem or "")
+
+    @pytest.mark.asyncio
+    async def test_a_working_configuration_passes_its_preflight(self, channel: Channel) -> None:
+        """Before ``start`` (the check writes nothing) and after it (what ``start`` wrote, such
+        as a generated key, reads back)."""
+        data_dir = channel.context.data_dir
+        before = _files(data_dir)
+        found = channel.preflight(channel.name, channel.config, data_dir)
+        check(found == [], "preflight", f"a working configuration fails preflight: {found}")
+        check(_files(data_dir) == before, "preflight", "preflight changed the data directory")
+        await channel.start()
+        try:
+            found = channel.preflight(channel.name, channel.config, data_dir)
+            check(found == [], "preflight", f"after start, preflight finds: {found}")
+        finally:
+            await channel.stop()
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """Every entry under ``folder`` with its modification time (ns)."""
+    return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*")}

@@ -115,12 +115,22 @@ class FmChannel(Channel[FmChannelConfig]):
         # Simulated encoders live only as long as the process: nothing to restore later.
         self._journal = None if self.settings.simulate else OnAirJournal(directory / "on-air")
         self._cancelled: deque[int] = deque(maxlen=_CANCELLED_KEPT)
-        player = self.settings.player
-        self._played_dir: Path | None = None
-        if self.settings.simulate and "player" not in self.settings.model_fields_set:
-            self._played_dir = directory / "played"
-            player = [*_FILE_PLAYER, str(self._played_dir / "{delivery}-{transmitter}.wav")]
-        self.player = AudioPlayer(player, timeout_extra_s=self.settings.player_timeout_seconds)
+        self._played_dir = _played_dir(self.settings, directory)
+        self.player = AudioPlayer(
+            _player(self.settings, self._played_dir),
+            timeout_extra_s=self.settings.player_timeout_seconds,
+        )
+
+    @classmethod
+    def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
+        """The player program, looked up as ``start`` looks it up."""
+        assert isinstance(config, FmChannelConfig)
+        played = _played_dir(config, data_dir / f"fm-{name}")
+        try:
+            AudioPlayer(_player(config, played)).check()
+        except ChannelError as exc:
+            return [f"player: {exc}"]
+        return []
 
     @property
     def settings(self) -> FmChannelConfig:
@@ -316,3 +326,16 @@ class FmChannel(Channel[FmChannelConfig]):
         ]
         notes = {n for t in samples for n in on_air_text(message, t, self.settings).notes}
         return replace(base, notes=(*base.notes, *sorted(notes)))
+
+
+def _played_dir(settings: FmChannelConfig, directory: Path) -> Path | None:
+    """Where ``simulate = true`` without a player writes the audio; None: it is played."""
+    if settings.simulate and "player" not in settings.model_fields_set:
+        return directory / "played"
+    return None
+
+
+def _player(settings: FmChannelConfig, played_dir: Path | None) -> list[str]:
+    if played_dir is None:
+        return list(settings.player)
+    return [*_FILE_PLAYER, str(played_dir / "{delivery}-{transmitter}.wav")]

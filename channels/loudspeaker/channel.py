@@ -40,6 +40,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -164,6 +165,18 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         return self.config
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
+        """The box keys of ``key_file``, read as ``start`` reads them."""
+        assert isinstance(config, LoudspeakerChannelConfig)
+        if config.key_file is None:
+            return []
+        try:
+            boxes.read_key_file(boxes.resolve(config.key_file, data_dir))
+        except boxes.BoxRegistryError as exc:
+            return [str(exc)]
+        return []
 
     async def start(self) -> None:
         settings = self.settings

@@ -228,12 +228,27 @@ class SmsChannel(Channel[SmsChannelConfig]):
         if self._network is not None:
             self._network.stop()
 
+    @classmethod
+    def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
+        """The subscriber groups of ``groups_csv``, read as ``start`` reads them."""
+        assert isinstance(config, SmsChannelConfig)
+        if config.groups_csv is None:
+            return []
+        try:
+            import_groups(_in_data_dir(config.groups_csv, data_dir), name)
+        except SmsImportError as exc:
+            first = str(exc).splitlines()[0]
+            more = len(exc.problems) - 3
+            listed = exc.problems[:3] + ([f"{more} more problems"] if more > 0 else [])
+            return ["; ".join([f"groups_csv: {first}", *listed])]
+        return []
+
     async def _register_groups(self, path: Path) -> None:
         """Register the CSV's groups as targets; drop groups this CSV registered before."""
         directory = self.context.targets
         if directory is None:
             raise ChannelError("groups_csv: this server gives channels no target directory")
-        path = path if path.is_absolute() else self.context.data_dir / path
+        path = _in_data_dir(path, self.context.data_dir)
         try:
             imported = await asyncio.to_thread(import_groups, path, self.name)
         except SmsImportError as exc:
@@ -446,3 +461,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
             },
             notes=tuple(notes),
         )
+
+
+def _in_data_dir(path: Path, data_dir: Path) -> Path:
+    return path if path.is_absolute() else data_dir / path

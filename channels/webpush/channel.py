@@ -71,7 +71,13 @@ from channels.webpush.enrolment import (
     target_id,
 )
 from channels.webpush.payload import ack_token, build_message, push_texts
-from channels.webpush.vapid import VapidKeyError, VapidSigner, load_or_create_key, parse_private_key
+from channels.webpush.vapid import (
+    VapidKeyError,
+    VapidSigner,
+    load_or_create_key,
+    parse_private_key,
+    read_key_file,
+)
 from channels.webpush.webapp import subscription_app
 
 
@@ -120,9 +126,22 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
 
     @property
     def key_file(self) -> Path:
-        configured = self.settings.vapid_key_file
-        path = configured or Path(f"webpush-{self.name}") / "vapid.pem"
-        return path if path.is_absolute() else self.context.data_dir / path
+        return _key_file(self.settings, self.name, self.context.data_dir)
+
+    @classmethod
+    def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
+        """The configured VAPID key, else the stored one (none yet: ``start`` makes it)."""
+        assert isinstance(config, WebPushChannelConfig)
+        secret = config.vapid_private_key
+        try:
+            if secret is not None:
+                parse_private_key(secret.reveal())
+            else:
+                read_key_file(_key_file(config, name, data_dir))
+        except VapidKeyError as exc:
+            key = "vapid_private_key" if secret is not None else "vapid_key_file"
+            return [f"{key}: {exc}"]
+        return []
 
     @property
     def policy(self) -> EndpointPolicy:
@@ -306,3 +325,9 @@ def _mapping(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise SubscriptionError("the request body must be a JSON object")
     return body
+
+
+def _key_file(settings: WebPushChannelConfig, name: str, data_dir: Path) -> Path:
+    """Where the channel's VAPID key is kept: ``vapid_key_file``, else webpush-<name>/."""
+    path = settings.vapid_key_file or Path(f"webpush-{name}") / "vapid.pem"
+    return path if path.is_absolute() else data_dir / path

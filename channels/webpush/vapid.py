@@ -58,13 +58,23 @@ def parse_private_key(text: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def read_key_file(path: Path) -> ec.EllipticCurvePrivateKey | None:
+    """The key stored at ``path``, or None when there is no file yet."""
+    if not path.exists():
+        return None
+    try:
+        return parse_private_key(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VapidKeyError(f"cannot read the VAPID key file {path}: {exc}") from exc
+    except VapidKeyError as exc:
+        raise VapidKeyError(f"{path}: {exc}") from exc
+
+
 def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read the key stored at ``path``, or make one and store it there (mode 0600)."""
-    if path.exists():
-        try:
-            return parse_private_key(path.read_text(encoding="ascii"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise VapidKeyError(f"cannot read the VAPID key file {path}: {exc}") from exc
+    stored = read_key_file(path)
+    if stored is not None:
+        return stored
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM,

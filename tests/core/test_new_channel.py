@@ -50,7 +50,7 @@ def test_the_generated_channel_passes_its_contract_and_delivers(
         sys.executable, "-m", "pytest", "./mail", "-q", "-p", "no:cacheprovider", cwd=tmp_path
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "12 passed" in tested.stdout
+    assert "13 passed" in tested.stdout
     listed = run(str(BIN / "broadcaster"), "channels", cwd=tmp_path)
     assert "mail: mail: drops each delivery as a JSON file per target address" in listed.stdout
 

@@ -190,3 +190,13 @@ def test_a_running_server_on_the_data_directory_is_named(tmp_path: Path) -> None
         ]
         assert problems(run("serve", "--config", str(config)).stderr) == found
     assert run("check-config", "--config", str(config)).returncode == 0
+
+
+def test_a_channel_entry_that_is_not_a_table_is_reported_once(tmp_path: Path) -> None:
+    channels = '[channels]\nspare = "log"\n[channels.push]\ntype = "webpush"\n'
+    config = write_config(tmp_path, free_port(), channels=channels)
+    found = problems(run("check-config", "--config", str(config)).stderr)
+    assert found == [  # the tables are still checked against their plugins
+        "channels.spare: must be a table",
+        "channels.push.vapid_subject: Field required",
+    ]
