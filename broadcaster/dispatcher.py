@@ -28,7 +28,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +105,8 @@ class Dispatcher:
         self._loading: dict[str, asyncio.Future[AlertMessage]] = {}
         self._stopped_alerts: set[str] = set()
         self.sent_total = dict.fromkeys(self.channels, 0)
+        self.failed_total: Counter[tuple[str, str]] = Counter()
+        """Failed send attempts since start by (channel, ``retryable`` or ``permanent``)."""
 
     async def start(self) -> None:
         recovered = await self.database.run(self.outbox.recover_in_flight, self.clock())
@@ -262,13 +264,17 @@ class Dispatcher:
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 result = await slot.channel.send(delivery)
         except RetryableError as exc:
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, str(exc), exc.retry_after)
         except PermanentError as exc:
+            self.failed_total[slot.name, "permanent"] += 1
             return Transition(row.id, DeliveryState.FAILED, last_error=str(exc) or "failed")
         except TimeoutError:
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
         except Exception as exc:
             log.exception("channel %s raised an unexpected error", slot.name)
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"channel error: {type(exc).__name__}: {exc}")
         self.sent_total[slot.name] += 1
         if result.outcome is SendOutcome.CONFIRMED:
