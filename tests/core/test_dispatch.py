@@ -15,6 +15,7 @@ from tests.core.support import (
     FlakyChannel,
     RecordingChannel,
     SlowChannel,
+    SteppedClock,
     make_alert,
     make_config,
     now_utc,
@@ -172,12 +173,18 @@ async def test_expired_alert_is_never_dispatched(tmp_path: Path) -> None:
 
 
 async def test_deferred_alert_waits_for_its_effective_time(tmp_path: Path) -> None:
+    """The service's clock is moved past the effective time (a minute ahead, in whole CAP
+    seconds) instead of waiting for it: nothing goes out while the dispatcher polls many times
+    before it, everything once the clock has passed it."""
     channels = {"rec": {"type": "tests.core.support:RecordingChannel"}}
     RecordingChannel.sent.clear()
-    async with running(make_config(tmp_path, channels, village_targets("rec", 2))) as service:
-        result = await service.submit(make_alert(effective_in=1.5), origin="test")
-        await asyncio.sleep(0.5)
+    clock = SteppedClock()
+    config = make_config(tmp_path, channels, village_targets("rec", 2))
+    async with running(config, clock=clock) as service:
+        result = await service.submit(make_alert(effective_in=60), origin="test")
+        await asyncio.sleep(20 * config.dispatcher.idle_poll_seconds)
         assert RecordingChannel.sent == []
+        clock.offset = 61
         assert await wait_until_complete(service, result.alert_id, timeout=5) == {
             "rec": {"confirmed": 2}
         }
