@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from broadcaster.cap import MsgType
 from broadcaster.delivery import DeliveryState, Transition
@@ -200,11 +201,15 @@ async def test_accepted_deliveries_confirm_through_the_confirmation_stream(
     AcceptingChannel.silent = {targets[2]["id"]}
     async with running(make_config(tmp_path, channels, targets)) as service:
         result = await service.submit(make_alert(), origin="test")
-        await asyncio.sleep(1.2)
-        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
-        by_target = {r["target_id"]: r for r in rows}
-        assert by_target[targets[0]["id"]]["state"] == "confirmed"
-        silent = by_target[targets[2]["id"]]
+        first_id, silent_id = targets[0]["id"], targets[2]["id"]
+
+        def settled(rows: list[dict[str, Any]]) -> bool:
+            by_target = {r["target_id"]: r for r in rows}
+            confirmed = by_target[first_id]["state"] == "confirmed"
+            return confirmed and by_target[silent_id]["attempts"] >= 2
+
+        rows = await wait_for_deliveries(service, result.alert_id, settled)
+        silent = next(r for r in rows if r["target_id"] == silent_id)
         # never confirmed: sent again after each confirmation timeout, never shown as done
         assert silent["state"] in ("accepted", "queued", "sending")
         assert silent["attempts"] >= 2
