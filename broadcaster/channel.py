@@ -13,7 +13,10 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``cancel(delivery)``: best effort to stop what was already sent (stop playback, drop TA);
 - ``confirmations()``: an async iterator of :class:`Confirmation` for accepted deliveries;
   channels feed it with :meth:`Channel.confirm`;
-- ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks;
+- ``health()``: a :class:`ChannelHealth` for the console, the health endpoint and link checks.
+  ``ok`` is the channel's own state (its service, keys, devices), never one target's failures:
+  those show on the delivery, and per destination in ``devices``
+  (:class:`~broadcaster.destinations.DestinationStats`), since an outsider may control a target;
 - ``probe(target)``: a silent check of one target (modem answers and has signal, encoder
   acknowledges, box heartbeat is recent, push service reachable) that plays, shows or sends
   nothing a resident would notice; a :class:`ProbeResult`. By default ``health()`` answers;

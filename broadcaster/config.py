@@ -150,6 +150,12 @@ class ServerConfig(StrictModel):
         description="a connection that has not sent a complete request header this long after"
         " opening or after its last answer is closed (slow or silent clients)",
     )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a request body must arrive whole within this time of its header, or the"
+        " request is answered 408 and the connection closed (clients trickling a body)",
+    )
     connections_per_client: int = Field(
         32, ge=1, description="open connections allowed from one address (trusted proxies: any)"
     )

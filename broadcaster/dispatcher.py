@@ -29,7 +29,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +110,8 @@ class Dispatcher:
         self._loading: dict[str, asyncio.Future[AlertMessage]] = {}
         self._stopped_alerts: set[str] = set()
         self.sent_total = dict.fromkeys(self.channels, 0)
+        self.failed_total: Counter[tuple[str, str]] = Counter()
+        """Failed send attempts since start by (channel, ``retryable`` or ``permanent``)."""
 
     async def start(self) -> None:
         recovered = await self.database.run(self.outbox.recover_in_flight, self.clock())
@@ -269,18 +271,23 @@ class Dispatcher:
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 result = await slot.channel.send(delivery)
         except RetryableError as exc:
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, str(exc), exc.retry_after)
         except PermanentError as exc:
+            self.failed_total[slot.name, "permanent"] += 1
             return Transition(row.id, DeliveryState.FAILED, last_error=str(exc) or "failed")
         except TimeoutError:
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
         except Exception as exc:
             # A bug in the channel, not a verdict on the target: retried with the same backoff
             # as a retryable error until the alert expires (a fixed and restarted channel still
             # delivers), never hot, and recorded as the channel's fault.
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', exc)}")
         if not isinstance(result, SendResult):
             error = TypeError(f"send returned {type(result).__name__}, not a SendResult")
+            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', error)}")
         self.sent_total[slot.name] += 1
         confirmed = result.outcome is SendOutcome.CONFIRMED

@@ -7,6 +7,11 @@ For county nodes, neighbouring cities' systems and integrators. The request carr
 A 2xx answer confirms the delivery. 408, 425 and 429 (honouring ``Retry-After``), 5xx,
 connection errors and timeouts are retried; any other 4xx fails for good. A target whose
 ``address`` is an http(s) URL is posted there, otherwise to the channel's ``url``.
+
+``health`` follows the channel's ``url``: it fails while the latest message posted there
+failed. A receiver a target names itself is that target's: its failures show on the delivery
+and, per receiver (host and port, never the path or query, which may carry a key), in the
+health's ``devices``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+from dataclasses import replace
 from typing import ClassVar
 
 import aiohttp
@@ -22,13 +29,16 @@ from pydantic import Field
 from broadcaster.channel import (
     Channel,
     ChannelCapabilities,
+    ChannelContext,
     ChannelHealth,
     OutgoingDelivery,
     SendOutcome,
     SendResult,
 )
 from broadcaster.config import ChannelConfig, SecretValue
+from broadcaster.destinations import DestinationStats, origin
 from broadcaster.errors import (
+    ChannelError,
     DeviceTimeoutError,
     DeviceUnavailableError,
     RetryableError,
@@ -69,6 +79,10 @@ class WebhookChannel(Channel[WebhookChannelConfig]):
     def settings(self) -> WebhookChannelConfig:
         return self.config
 
+    def __init__(self, name: str, config: WebhookChannelConfig, context: ChannelContext) -> None:
+        super().__init__(name, config, context)
+        self._receivers = DestinationStats()
+
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
         self._session = aiohttp.ClientSession(timeout=timeout)
@@ -94,24 +108,39 @@ class WebhookChannel(Channel[WebhookChannelConfig]):
             "X-Broadcaster-Signature": sign(self.settings.secret.reveal().encode(), body),
         }
         try:
+            result = await self._post(url, body, headers)
+        except ChannelError as exc:
+            self._receivers.failed(origin(url), str(exc), time.time())
+            if url == self.settings.url:
+                self._last_error = str(exc)
+            raise
+        self._receivers.sent(origin(url), time.time())
+        if url == self.settings.url:
+            self._last_error = ""
+        return replace(result, content={"texts": record["texts"]})
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
+        where = origin(url)
+        try:
             async with self._session.post(url, data=body, headers=headers) as response:
                 status = response.status
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 await response.read()
         except TimeoutError as exc:
-            self._last_error = f"{url}: timeout"
-            raise DeviceTimeoutError(f"{url}: no answer in time") from exc
+            raise DeviceTimeoutError(f"{where}: no answer in time") from exc
         except aiohttp.ClientError as exc:
-            self._last_error = f"{url}: {exc}"
-            raise DeviceUnavailableError(f"{url}: {exc}") from exc
+            raise DeviceUnavailableError(f"{where}: {exc}") from exc
         if 200 <= status < 300:
-            self._last_error = ""
-            content = {"texts": record["texts"]}
-            return SendResult(SendOutcome.CONFIRMED, provider_ref=f"HTTP {status}", content=content)
+            return SendResult(SendOutcome.CONFIRMED, provider_ref=f"HTTP {status}")
         if status in _RETRY_STATUSES or status >= 500:
-            self._last_error = f"{url}: HTTP {status}"
-            raise RetryableError(f"{url} answered HTTP {status}", retry_after=retry_after)
-        raise TargetRejectedError(f"{url} refused the message: HTTP {status}")
+            raise RetryableError(f"{where} answered HTTP {status}", retry_after=retry_after)
+        raise TargetRejectedError(f"{where} refused the message: HTTP {status}")
 
     async def health(self) -> ChannelHealth:
-        return ChannelHealth(ok=not self._last_error, detail=self._last_error or "ok")
+        """Whether the channel's own ``url`` took the latest message sent to it; receivers a
+        target names itself are that target's and show in ``devices`` only."""
+        receivers = self._receivers.summary("receivers")
+        detail = f"{self._last_error}; {receivers}" if self._last_error else f"ok; {receivers}"
+        return ChannelHealth(
+            ok=not self._last_error, detail=detail, devices=self._receivers.devices()
+        )

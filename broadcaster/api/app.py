@@ -5,7 +5,9 @@ while every part is running. ``GET /healthz`` reports each channel, every plugin
 load and whether the data directory's disk has room: whether each is up for anyone, and the
 details (which may name devices, hosts and errors) only for a request with a valid API token.
 A request whose write finds the disk full is answered 503 with the reason, never a bare server
-error. Every answer carries the security headers of :mod:`broadcaster.web.headers`.
+error. Request bodies are held to a size and a time on every endpoint
+(:mod:`broadcaster.web.bodies`). Every answer carries the security headers of
+:mod:`broadcaster.web.headers`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from broadcaster.console import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
 from broadcaster.web import public
+from broadcaster.web.bodies import request_bodies
 from broadcaster.web.headers import add_security_headers, no_tracebacks
 
 log = logging.getLogger(__name__)
@@ -77,9 +80,11 @@ async def _to_console(_request: web.Request) -> web.Response:
 def make_app(service: BroadcasterService) -> web.Application:
     """The web application for ``service``; the service starts and stops with it."""
     tokens = api_tokens(service.config, service.data_dir)
+    server = service.config.server
     app = web.Application(
         middlewares=[
             no_tracebacks,
+            request_bodies(server.max_body_bytes, server.body_timeout_seconds),
             disk_full_answer,
             forwarded_client(service.config.server.trusted_proxies),
             bearer_middleware(
@@ -88,7 +93,7 @@ def make_app(service: BroadcasterService) -> web.Application:
                 lambda: ApiTokenStore(service.database, service.clock),
             ),
         ],
-        client_max_size=service.config.server.max_body_bytes,
+        client_max_size=server.max_body_bytes,
     )
     app[SERVICE] = service
     app.on_response_prepare.append(add_security_headers)

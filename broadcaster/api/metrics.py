@@ -1,8 +1,9 @@
 """``GET /metrics`` in the Prometheus text exposition format (version 0.0.4).
 
-Deliveries by channel and state, send attempts handed to each channel since start, channels
-loaded and failed, targets in the registry, and whether the data directory's disk is full. No
-secret or personal data is exported.
+Deliveries by channel and state, send attempts handed to each channel since start and those
+that failed (retryable or permanent: one target's failures show here and on the delivery, not
+as the channel's health), channels loaded and failed, targets in the registry, and whether the
+data directory's disk is full. No secret or personal data is exported.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for channel, n in sorted(service.dispatcher.sent_total.items()):
         lines.append(f'broadcaster_sends_total{{channel="{_label(channel)}"}} {n}')
+    lines += [
+        "# HELP broadcaster_send_failures_total Failed send attempts since start by channel and"
+        " kind (retryable: sent again later; permanent: the delivery failed).",
+        "# TYPE broadcaster_send_failures_total counter",
+    ]
+    for (channel, kind), n in sorted(service.dispatcher.failed_total.items()):
+        lines.append(
+            f'broadcaster_send_failures_total{{channel="{_label(channel)}",kind="{kind}"}} {n}'
+        )
     lines += [
         "# HELP broadcaster_channel_up 1 for each channel running, 0 for each that failed.",
         "# TYPE broadcaster_channel_up gauge",

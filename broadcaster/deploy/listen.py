@@ -10,6 +10,9 @@ Two limits from ``[server]``:
   is answered ``503`` with ``Retry-After`` and closed. Trusted reverse proxies
   (``trusted_proxies``) carry many residents and are not limited.
 
+Request bodies (their size, and ``body_timeout_seconds`` for their arrival) are held by the
+application itself (:mod:`broadcaster.web.bodies`), so they apply behind any listener.
+
 :func:`make_runner` builds the application runner with the first, :func:`open_listener` opens the
 listening socket with the second (:class:`ConnectionsPerClient` wraps aiohttp's protocol factory
 and counts connections per peer address).

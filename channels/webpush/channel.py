@@ -12,6 +12,12 @@ A push service that answers 404 or 410 has dropped the subscription: the deliver
 :class:`~broadcaster.errors.TargetRejectedError` and the subscription is removed from the
 registry. Retries, expiry and state stay in the core.
 
+``health`` is the channel's own: running, with its VAPID key, and no fault of its own in the
+latest send. A failing push service belongs to the subscribers who use it (and anyone may
+subscribe an endpoint they control), so it never marks the channel unhealthy; it shows on the
+delivery and, per push service, in the health's ``devices``
+(:class:`~broadcaster.destinations.DestinationStats`).
+
 Configuration (``[channels.<name>]``, ``type = "webpush"``)::
 
     vapid_subject = "mailto:duty@example.cn"   # required; mailto: or https: (RFC 8292 §2.1)
@@ -48,6 +54,7 @@ from broadcaster.channel import (
     AlertMessage,
     Channel,
     ChannelCapabilities,
+    ChannelContext,
     ChannelHealth,
     Confirmation,
     ConfirmationOutcome,
@@ -57,8 +64,9 @@ from broadcaster.channel import (
 )
 from broadcaster.config import ChannelConfig, SecretValue
 from broadcaster.delivery import Target
+from broadcaster.destinations import DestinationStats, origin
 from broadcaster.errors import ChannelError, DeviceUnavailableError, TargetRejectedError
-from channels.webpush.client import SubscriptionGoneError, WebPushClient
+from channels.webpush.client import ClientClosedError, SubscriptionGoneError, WebPushClient
 from channels.webpush.endpoints import EndpointPolicy
 from channels.webpush.enrolment import (
     TARGET_PREFIX,
@@ -118,7 +126,11 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
     resolver: AbstractResolver | None = None
     _client: WebPushClient | None = None
     _names: AbstractResolver | None = None
-    _last_error = ""
+    _fault = ""
+
+    def __init__(self, name: str, config: WebPushChannelConfig, context: ChannelContext) -> None:
+        super().__init__(name, config, context)
+        self._services = DestinationStats()
 
     @property
     def settings(self) -> WebPushChannelConfig:
@@ -180,6 +192,7 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
             resolver=self._names,
         )
         await client.open()
+        self._fault = ""
         self._client = client
 
     async def stop(self) -> None:
@@ -207,16 +220,22 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
             secret=secret,
             now=time.time(),
         )
+        service = origin(subscription.endpoint)
         try:
             reference = await client.push(subscription, message)
-        except SubscriptionGoneError:
-            if self.context.targets is not None:
-                await self.context.targets.unregister(target.id)
+        except ClientClosedError as exc:
+            self._fault = str(exc)
             raise
         except ChannelError as exc:
-            self._last_error = str(exc)
+            self._services.failed(service, str(exc), time.time())
+            if isinstance(exc, SubscriptionGoneError) and self.context.targets is not None:
+                await self.context.targets.unregister(target.id)
             raise
-        self._last_error = ""
+        except Exception as exc:
+            self._fault = f"{type(exc).__name__}: {exc}"
+            raise
+        self._services.sent(service, time.time())
+        self._fault = ""
         content = {"texts": json.loads(message.payload)["texts"]}
         return SendResult(SendOutcome.ACCEPTED, provider_ref=reference, content=content)
 
@@ -227,10 +246,17 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
         return {"texts": texts}
 
     async def health(self) -> ChannelHealth:
+        """Whether the channel can send: running, its VAPID key loaded, no fault of its own.
+
+        A push service that refuses, fails or is unreachable is one subscriber's (anyone may
+        subscribe an endpoint they control): it shows per push service in ``devices`` and on
+        the delivery, never as the channel's state.
+        """
         if self._client is None:
             return ChannelHealth(ok=False, detail="not running")
-        detail = self._last_error or "ok"
-        return ChannelHealth(ok=not self._last_error, detail=detail)
+        pushes = self._services.summary("push services")
+        detail = f"{self._fault}; {pushes}" if self._fault else f"ok; {pushes}"
+        return ChannelHealth(ok=not self._fault, detail=detail, devices=self._services.devices())
 
     async def enrol(self, body: Any) -> Target:
         """Register (or update) the subscription in a subscribe request; returns its target."""

@@ -19,6 +19,7 @@ Answers (RFC 8030 §5, §7; RFC 8292 §4)::
     bad subscriber keys     TargetRejectedError
     3xx                     TargetRejectedError       redirects are not followed
     endpoint not public     EndpointRefusedError      (:mod:`channels.webpush.endpoints`)
+    client closed           ClientClosedError         the channel's fault, not the endpoint's
 
 Connections go through :class:`~channels.webpush.endpoints.PublicAddressResolver`, and each
 endpoint is checked again before it is posted to, so only public addresses are reached (unless
@@ -31,11 +32,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from broadcaster.destinations import origin
 from broadcaster.errors import (
     DeviceTimeoutError,
     DeviceUnavailableError,
@@ -61,6 +62,10 @@ class SubscriptionGoneError(TargetRejectedError):
 
 class EndpointRefusedError(TargetRejectedError):
     """The endpoint is not one the server connects to (not public, or malformed)."""
+
+
+class ClientClosedError(DeviceUnavailableError):
+    """The client is not open: a fault of the channel, whatever the endpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +178,12 @@ class WebPushClient:
     async def push(self, subscription: PushSubscription, message: PushMessage) -> str:
         """Send one message; returns the push service's message URI (or status line)."""
         if self._session is None:
-            raise DeviceUnavailableError("the web push client is not open")
+            raise ClientClosedError("the web push client is not open")
         endpoint = subscription.endpoint
         try:
             check_endpoint(endpoint, self.policy)
         except EndpointError as exc:
-            raise EndpointRefusedError(f"push endpoint {_origin(endpoint)} refused: {exc}") from exc
+            raise EndpointRefusedError(f"push endpoint {origin(endpoint)} refused: {exc}") from exc
         try:
             body = await self._encryption.encrypt(
                 message.payload, subscription.p256dh, subscription.auth
@@ -204,25 +209,20 @@ class WebPushClient:
                 retry_after = response.headers.get("Retry-After")
                 text = (await response.text(errors="replace"))[:200]
         except TimeoutError as exc:
-            raise DeviceTimeoutError(f"push service {_origin(endpoint)}: no answer") from exc
+            raise DeviceTimeoutError(f"push service {origin(endpoint)}: no answer") from exc
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, BlockedAddressError):
                 raise EndpointRefusedError(
-                    f"push endpoint {_origin(endpoint)} refused: {exc.os_error}"
+                    f"push endpoint {origin(endpoint)} refused: {exc.os_error}"
                 ) from exc
-            raise DeviceUnavailableError(f"push service {_origin(endpoint)}: {exc}") from exc
+            raise DeviceUnavailableError(f"push service {origin(endpoint)}: {exc}") from exc
         except aiohttp.ClientError as exc:
-            raise DeviceUnavailableError(f"push service {_origin(endpoint)}: {exc}") from exc
+            raise DeviceUnavailableError(f"push service {origin(endpoint)}: {exc}") from exc
         return _outcome(status, location, retry_after, text, endpoint)
 
 
-def _origin(endpoint: str) -> str:
-    """The endpoint's host and port, without any user name or password it carries."""
-    return urlsplit(endpoint).netloc.rpartition("@")[2] or endpoint[:80]
-
-
 def _outcome(status: int, location: str, retry_after: str | None, text: str, endpoint: str) -> str:
-    where = f"push service {_origin(endpoint)}"
+    where = f"push service {origin(endpoint)}"
     if 200 <= status < 300:
         return location or f"HTTP {status}"
     if 300 <= status < 400:

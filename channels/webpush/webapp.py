@@ -33,6 +33,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from broadcaster.client_limits import RateLimiter
 from broadcaster.errors import DeviceUnavailableError
 from broadcaster.jsonbody import read_json_object
+from broadcaster.web.bodies import MAX_BODY_BYTES
 from channels.webpush.enrolment import SubscriptionError, area_choices
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ async def ack(request: web.Request) -> web.Response:
 def subscription_app(channel: WebPushChannel) -> web.Application:
     """The aiohttp application the core mounts for ``channel``."""
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+    app[MAX_BODY_BYTES] = MAX_BODY  # aiohttp heeds client_max_size only on the root app
     app[CHANNEL] = channel
     app[LIMITER] = RateLimiter(channel.settings.changes_per_minute)
     app.router.add_get("/", page)

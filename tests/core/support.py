@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -160,12 +161,22 @@ def with_api_tokens(config: Config, *tokens: dict[str, Any]) -> Config:
     return config.model_copy(update={"api": config.api.model_validate({"tokens": list(tokens)})})
 
 
+class SteppedClock:
+    """The wall clock plus an offset a test moves forward, to reach a time without waiting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 @asynccontextmanager
 async def running(
-    config: Config, data_dir: Path | None = None
+    config: Config, data_dir: Path | None = None, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[BroadcasterService]:
     """A started service; on exit it is stopped and no task of it may be left running."""
-    service = BroadcasterService(config, data_dir=data_dir)
+    service = BroadcasterService(config, data_dir=data_dir, clock=clock)
     await service.start()
     try:
         yield service

@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from broadcaster.cap import MsgType
 from broadcaster.delivery import DeliveryState, Transition
@@ -15,6 +16,7 @@ from tests.core.support import (
     FlakyChannel,
     RecordingChannel,
     SlowChannel,
+    SteppedClock,
     make_alert,
     make_config,
     now_utc,
@@ -172,12 +174,18 @@ async def test_expired_alert_is_never_dispatched(tmp_path: Path) -> None:
 
 
 async def test_deferred_alert_waits_for_its_effective_time(tmp_path: Path) -> None:
+    """The service's clock is moved past the effective time (a minute ahead, in whole CAP
+    seconds) instead of waiting for it: nothing goes out while the dispatcher polls many times
+    before it, everything once the clock has passed it."""
     channels = {"rec": {"type": "tests.core.support:RecordingChannel"}}
     RecordingChannel.sent.clear()
-    async with running(make_config(tmp_path, channels, village_targets("rec", 2))) as service:
-        result = await service.submit(make_alert(effective_in=1.5), origin="test")
-        await asyncio.sleep(0.5)
+    clock = SteppedClock()
+    config = make_config(tmp_path, channels, village_targets("rec", 2))
+    async with running(config, clock=clock) as service:
+        result = await service.submit(make_alert(effective_in=60), origin="test")
+        await asyncio.sleep(20 * config.dispatcher.idle_poll_seconds)
         assert RecordingChannel.sent == []
+        clock.offset = 61
         assert await wait_until_complete(service, result.alert_id, timeout=5) == {
             "rec": {"confirmed": 2}
         }
@@ -193,11 +201,15 @@ async def test_accepted_deliveries_confirm_through_the_confirmation_stream(
     AcceptingChannel.silent = {targets[2]["id"]}
     async with running(make_config(tmp_path, channels, targets)) as service:
         result = await service.submit(make_alert(), origin="test")
-        await asyncio.sleep(1.2)
-        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
-        by_target = {r["target_id"]: r for r in rows}
-        assert by_target[targets[0]["id"]]["state"] == "confirmed"
-        silent = by_target[targets[2]["id"]]
+        first_id, silent_id = targets[0]["id"], targets[2]["id"]
+
+        def settled(rows: list[dict[str, Any]]) -> bool:
+            by_target = {r["target_id"]: r for r in rows}
+            confirmed = by_target[first_id]["state"] == "confirmed"
+            return confirmed and by_target[silent_id]["attempts"] >= 2
+
+        rows = await wait_for_deliveries(service, result.alert_id, settled)
+        silent = next(r for r in rows if r["target_id"] == silent_id)
         # never confirmed: sent again after each confirmation timeout, never shown as done
         assert silent["state"] in ("accepted", "queued", "sending")
         assert silent["attempts"] >= 2

@@ -103,3 +103,43 @@ async def test_unreachable_receiver_is_retried_not_failed(tmp_path: Path) -> Non
         assert summary == {"hook": {"expired": 1}}
         rows = await service.database.run(service.outbox.deliveries, result.alert_id)
         assert rows[0]["attempts"] >= 2
+
+
+async def test_a_target_receiver_failing_does_not_fail_the_channel(tmp_path: Path) -> None:
+    """A target that names its own receiver owns that receiver's failures (on the delivery and
+    per receiver in the health's devices); the channel's health follows its own ``url``."""
+    main, own = WebhookReceiver(), WebhookReceiver()
+    servers = [TestServer(main.app()), TestServer(own.app())]
+    for server in servers:
+        await server.start_server()
+    main_url, own_url = (str(s.make_url("")).rstrip("/") for s in servers)
+    try:
+        plain = {"id": "plain", "channel": "hook", "name": "plain", "division": "150921001001"}
+        targets = [*_targets(own_url, ["refuses"]), plain]
+        own.script = {"refuses": [400]}
+        main.script = {"in": [200, 400]}
+        config = make_config(tmp_path, _channels(url=f"{main_url}/in?key=k3y"), targets)
+        async with running(config) as service:
+            channel = service.channels["hook"]
+            first = await service.submit(make_alert("hook-1"), origin="test")
+            summary = await wait_until_complete(service, first.alert_id)
+            assert summary == {"hook": {"confirmed": 1, "failed": 1}}
+            health = await channel.health()
+            own_host, main_host = own_url[7:], main_url[7:]
+            assert health.ok and "1 of 2 receivers failing" in health.detail
+            assert "HTTP 400" in health.devices[own_host]["last_error"]
+            assert health.devices[main_host] | {"updated_at": 0} == {
+                "sent": 1,
+                "failed": 0,
+                "last_error": "",
+                "updated_at": 0,
+            }
+            assert "k3y" not in str(health)
+
+            second = await service.submit(make_alert("hook-2"), origin="test")
+            await wait_until_complete(service, second.alert_id)
+            health = await channel.health()
+            assert not health.ok and "HTTP 400" in health.detail
+    finally:
+        for server in servers:
+            await server.close()

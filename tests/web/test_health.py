@@ -37,6 +37,7 @@ async def test_health_details_only_for_api_clients(tmp_path: Path) -> None:
             detailed = await response.json()
     assert "127.0.0.1" not in public and "8443" not in public and "no-such-plugin" not in public
     assert '"detail"' not in public
-    assert '"webpush": {"ok": false}' in public and '"channel": "broken"' in public
-    assert "127.0.0.1:8443" in detailed["channels"]["webpush"]["detail"]
+    assert '"webpush": {"ok": true}' in public and '"channel": "broken"' in public
+    refused = detailed["channels"]["webpush"]["devices"]["127.0.0.1:8443"]
+    assert refused["failed"] == 1 and "refused" in refused["last_error"]
     assert "no-such-plugin" in detailed["failed_channels"][0]["error"]

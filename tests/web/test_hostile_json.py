@@ -14,7 +14,7 @@ from broadcaster.jsonbody import JsonBodyError, parse_json
 from tests.core.support import make_alert
 from tests.web.conftest import Site, serving, site_config
 
-DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP = b"[" * 8_000 + b"]" * 8_000  # past the parser's recursion, within 16 KiB
 DEEP_BUT_PARSEABLE = b'{"a":' * 200 + b"1" + b"}" * 200
 HUGE_INTEGER = b'{"reason": ' + b"9" * 5000 + b"}"
 HUGE_FLOAT = b'{"reason": 1' + b"0" * 400 + b".5}"

@@ -236,10 +236,20 @@ async def test_server_errors_and_timeouts_are_retryable(
                 await channel.send(contract_delivery(target))
         with pytest.raises(DeviceTimeoutError):
             await channel.send(contract_delivery(target))
+        service = push_service.base_url.removeprefix("http://")
         health = await channel.health()
-        assert not health.ok and "no answer" in health.detail
+        assert health.ok, "one push service's failures are not the channel's"
+        assert health.devices[service]["failed"] == 3
+        assert "no answer" in health.devices[service]["last_error"]
         assert (await channel.send(contract_delivery(target))).outcome is SendOutcome.ACCEPTED
-        assert (await channel.health()).ok
+        health = await channel.health()
+        assert health.devices[service] | {"updated_at": 0} == {
+            "sent": 1,
+            "failed": 3,
+            "last_error": "",
+            "updated_at": 0,
+        }
+        assert "1 sent, 3 failed; 0 of 1 push services failing" in health.detail
     finally:
         await channel.stop()
 
