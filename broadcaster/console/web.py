@@ -54,7 +54,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 _PUBLIC = ("/login", "/static/")
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-    " media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none';"
+    " font-src 'self'; media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none';"
     " form-action 'self'; frame-ancestors 'none'"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

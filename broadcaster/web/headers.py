@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-    " media-src 'self'; connect-src 'self'; worker-src 'self'; manifest-src 'self';"
-    " form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    " font-src 'self'; media-src 'self'; connect-src 'self'; worker-src 'self';"
+    " manifest-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 DOCUMENT_POLICY = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'; sandbox"
 _PAGE_TYPES = ("text/html", "text/javascript", "application/javascript")
