@@ -32,11 +32,14 @@ from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
 from broadcaster.plugins import PluginFailure, build_channels
 from broadcaster.publisher import AudioPublisher
+from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.scheduler import ScheduledOperations
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
+from broadcaster.store.interface import Store
 from broadcaster.store.outbox import Outbox
+from broadcaster.store.sqlite import SQLiteStore
 from broadcaster.store.targets import TargetTable, load_targets_file
 from broadcaster.uploads import UploadStore
 
@@ -63,17 +66,17 @@ class ChannelTargets:
     async def register(self, target: Target) -> None:
         if target.channel != self.channel:
             raise StoreError(f"channel {self.channel} cannot register a {target.channel} target")
-        await self.service.database.run(self.service.targets.upsert, target, self.source)
+        await self.service.store.targets.upsert(target, self.source)
 
     async def unregister(self, target_id: str) -> bool:
-        return await self.service.database.run(self.service.targets.remove, target_id, self.source)
+        return await self.service.store.targets.remove(target_id, self.source)
 
     async def get(self, target_id: str) -> Target | None:
-        target = await self.service.database.run(self.service.targets.get, target_id)
+        target = await self.service.store.targets.get(target_id)
         return target if target is not None and target.channel == self.channel else None
 
     async def all(self) -> list[Target]:
-        return await self.service.database.run(self.service.targets.for_channel, self.channel)
+        return await self.service.store.targets.for_channel(self.channel)
 
 
 class ChannelDispatch:
@@ -149,9 +152,16 @@ class BroadcasterService:
         self.alerts = AlertTable(self.database)
         self.outbox = Outbox(self.database)
         self.targets = TargetTable(self.database)
+        self.store: Store = SQLiteStore(
+            self.database,
+            alerts=self.alerts,
+            outbox=self.outbox,
+            targets=self.targets,
+            clock=self.clock,
+        )
         if self.config.registry.targets is not None:
             registry = load_targets_file(self.config.registry.targets)
-            count = await self.database.run(self.targets.replace_all, registry)
+            count = await self.store.targets.replace_all(registry)
             log.info("target registry: %d targets from %s", count, self.config.registry.targets)
         for name, channel in self.built.items():
             try:
@@ -196,7 +206,19 @@ class BroadcasterService:
             faults=self.faults,
         )
         await self.dispatcher.start()
-        self.operations = ScheduledOperations(self)
+        self.operations = ScheduledOperations(
+            SchedulerContext(
+                config=self.config,
+                store=self.store,
+                channels=self.channels,
+                failures=self.failures,
+                faults=self.faults,
+                divisions=self.divisions,
+                submit=self.submit,
+                subscribe=self.subscribe,
+                clock=self.clock,
+            )
+        )
         await self.operations.start()
         self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
@@ -291,7 +313,7 @@ class BroadcasterService:
         The officer who asked for it may approve it only for the severities configured in
         ``[approval] single_officer_severities``, and only with a reason.
         """
-        record = await self.database.run(self.alerts.get, alert_id)
+        record = await self.store.alerts.get(alert_id)
         severity = record["severity"] if record else None
         allow_self = severity in self.config.approval.single_officer_severities
         await self._refuse_own_token_request(alert_id, by)
@@ -308,7 +330,7 @@ class BroadcasterService:
     async def _refuse_own_token_request(self, alert_id: str, by: str) -> None:
         """ApprovalError if ``by`` is the officer who issued the API token that asked for the
         alert: through the token, the officer would be their own second party."""
-        approval = await self.database.run(self.alerts.approval, alert_id)
+        approval = await self.store.alerts.approval(alert_id)
         requested_by = str(approval["requested_by"]) if approval else ""
         if not requested_by.startswith("api:token:") or requested_by == by:
             return
@@ -333,8 +355,8 @@ class BroadcasterService:
         (:mod:`broadcaster.cancel`); ``reason`` is internal, kept on the Cancel's record only.
         With ``requested_by`` the Cancel waits for a second party's approval, like an alert.
         """
-        document = await self.database.run(self.alerts.document, alert_id)
-        record = await self.database.run(self.alerts.get, alert_id)
+        document = await self.store.alerts.document(alert_id)
+        record = await self.store.alerts.get(alert_id)
         if document is None or record is None:
             raise StoreError(f"no alert {alert_id}")
         server = self.config.server

@@ -161,7 +161,7 @@ async def preview_alert(request: web.Request) -> web.Response:
 
 async def _alert_or_404(request: web.Request) -> dict[str, Any]:
     service = request.app[SERVICE]
-    record = await service.database.run(service.alerts.get, request.match_info["alert_id"])
+    record = await service.store.alerts.get(request.match_info["alert_id"])
     if record is None:
         raise web.HTTPNotFound(
             text=json.dumps({"error": "no such alert"}), content_type="application/json"
@@ -179,7 +179,7 @@ async def get_alert_cap(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     await _alert_or_404(request)
     alert_id = request.match_info["alert_id"]
-    raw = await service.database.run(service.alerts.raw_xml, alert_id)
+    raw = await service.store.alerts.raw_xml(alert_id)
     return document_download(
         raw or b"", content_type="application/cap+xml", filename=f"{alert_id}.xml"
     )
@@ -257,7 +257,7 @@ async def reject_alert(request: web.Request) -> web.Response:
 @routes.get("/api/v1/approvals")
 async def pending_approvals(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    return web.json_response(await service.database.run(service.alerts.pending_approvals))
+    return web.json_response(await service.store.alerts.pending_approvals())
 
 
 @routes.get("/api/v1/alerts/{alert_id}/deliveries")
@@ -270,9 +270,9 @@ async def get_deliveries(request: web.Request) -> web.Response:
     except ValueError:
         return _bad_request("limit and offset are integers")
     state = request.query.get("state") or None
-    summary = await service.database.run(service.outbox.summary, record["id"])
-    rows = await service.database.run(
-        service.outbox.deliveries, record["id"], state=state, limit=limit, offset=offset
+    summary = await service.store.deliveries.summary(record["id"])
+    rows = await service.store.deliveries.deliveries(
+        record["id"], state=state, limit=limit, offset=offset
     )
     pending = sum(n for states in summary.values() for s, n in states.items() if s in _PENDING)
     unconfirmed = sum(
@@ -298,7 +298,7 @@ async def get_delivery_events(request: web.Request) -> web.Response:
         delivery_id = int(request.match_info["delivery_id"])
     except ValueError:
         return _bad_request("delivery ids are integers")
-    events = await service.database.run(service.outbox.events, delivery_id)
+    events = await service.store.deliveries.events(delivery_id)
     if not events:
         return web.json_response({"error": "no such delivery"}, status=404)
     return web.json_response({"delivery_id": delivery_id, "events": events})

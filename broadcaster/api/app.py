@@ -24,7 +24,7 @@ from broadcaster.api.diskfull import disk_full_answer
 from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.client_limits import forwarded_client
-from broadcaster.console import make_console_app
+from broadcaster.console.app import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
 from broadcaster.web import public

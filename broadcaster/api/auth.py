@@ -28,7 +28,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from broadcaster.api.keys import CLIENT, ISSUED_BY, NEEDS_APPROVAL, SERVICE
-from broadcaster.audit import AuditLog
 from broadcaster.auth.tokens import ApiTokenStore
 from broadcaster.config import Config, Secret
 from broadcaster.errors import DiskFullError
@@ -128,9 +127,8 @@ async def audit_client(
     does not turn the answer into a failure.
     """
     service = request.app[SERVICE]
-    audit = AuditLog(service.database, service.clock)
     try:
-        await service.database.run(audit.append, f"api:{request[CLIENT]}", action, subject, detail)
+        await service.store.audit.append(f"api:{request[CLIENT]}", action, subject, detail)
     except DiskFullError:
         log.error("audit entry %s %s by api:%s lost: disk full", action, subject, request[CLIENT])
 
@@ -157,7 +155,7 @@ async def refuse_own_request(request: web.Request, action: str, alert_id: str) -
     if not issuer:
         return
     service = request.app[SERVICE]
-    approval = await service.database.run(service.alerts.approval, alert_id)
+    approval = await service.store.alerts.approval(alert_id)
     requested_by = str(approval["requested_by"]) if approval else ""
     tokens = ApiTokenStore(service.database, service.clock)
     if issuer != await tokens.officer_behind(requested_by):

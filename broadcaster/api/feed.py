@@ -39,7 +39,7 @@ def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str
 async def atom_feed(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     base = service.public_url.rstrip("/")
-    alerts = await service.database.run(service.alerts.active, service.clock())
+    alerts = await service.store.alerts.active(service.clock())
     public = [a for a in alerts if a.get("scope", "Public") == "Public"]
     feed = etree.fromstring(f'<feed xmlns="{ATOM}"/>'.encode())
     _sub(feed, "id", f"{base}/feed.atom")
@@ -70,10 +70,10 @@ async def atom_feed(request: web.Request) -> web.Response:
 async def feed_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
-    record = await service.database.run(service.alerts.get, alert_id)
+    record = await service.store.alerts.get(alert_id)
     if not released(record):
         raise web.HTTPNotFound()
-    raw = await service.database.run(service.alerts.raw_xml, alert_id)
+    raw = await service.store.alerts.raw_xml(alert_id)
     return document_download(
         raw or b"", content_type="application/cap+xml", filename=f"{alert_id}.xml"
     )

@@ -22,9 +22,9 @@ def _label(value: str) -> str:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    counts = await service.database.run(service.outbox.state_counts)
-    targets = await service.database.run(service.targets.counts)
-    warnings = await service.database.run(service.outbox.warning_counts)
+    counts = await service.store.deliveries.state_counts()
+    targets = await service.store.targets.counts()
+    warnings = await service.store.deliveries.warning_counts()
     lines = [
         "# HELP broadcaster_deliveries Deliveries in the store by channel and state.",
         "# TYPE broadcaster_deliveries gauge",

@@ -8,25 +8,6 @@ Cancel start from it. Device health (with the scheduler's notices), scheduled te
 alert history, officers, API tokens and the audit log have their own pages. The interface is
 Chinese with an English toggle and loads nothing from elsewhere.
 
-:func:`make_console_app` builds the sub-application; :mod:`broadcaster.console.cli` adds the
-``user`` and ``audit`` commands.
+:func:`broadcaster.console.app.make_console_app` builds the sub-application;
+:mod:`broadcaster.console.cli` adds the ``user`` and ``audit`` commands.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from broadcaster.service import BroadcasterService
-
-
-def make_console_app(service: BroadcasterService) -> web.Application:
-    """The console sub-application (imported on use: the CLI commands do not need it)."""
-    from broadcaster.console.web import make_console_app as build
-
-    return build(service)
-
-
-__all__ = ["make_console_app"]

@@ -126,17 +126,15 @@ async def revoke_token(request: web.Request) -> web.Response:
 async def audit_page(request: web.Request) -> web.Response:
     require(request, Permission.ADMIN)
     state = state_of(request)
-    database = state.service.database
+    audit = state.service.store.audit
     action = request.query.get("action") or None
     actor = request.query.get("actor") or None
     try:
         offset = max(0, int(request.query.get("offset", "0")))
     except ValueError:
         offset = 0
-    entries = await database.run(
-        state.audit_log.entries, limit=100, offset=offset, action=action, actor=actor
-    )
-    report = await database.run(state.audit_log.verify)
+    entries = await audit.entries(limit=100, offset=offset, action=action, actor=actor)
+    report = await audit.verify()
     return page(
         request,
         "audit.html",

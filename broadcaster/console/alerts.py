@@ -110,7 +110,7 @@ async def _draft_alert(
     draft = compose.parse_form(form, now=now, divisions=service.divisions)
     updates = None
     if draft.update_of:
-        document = await service.database.run(service.alerts.document, draft.update_of)
+        document = await service.store.alerts.document(draft.update_of)
         if document is None:
             draft.problem("update_of", "reference", "update.missing")
         else:
@@ -278,7 +278,7 @@ async def submit(request: web.Request) -> web.Response:
 async def approvals(request: web.Request) -> web.Response:
     require(request, Permission.VIEW)
     service = state_of(request).service
-    pending = await service.database.run(service.alerts.pending_approvals)
+    pending = await service.store.alerts.pending_approvals()
     return page(
         request,
         "approvals.html",
@@ -329,7 +329,7 @@ async def withdraw(request: web.Request) -> web.Response:
     service = state.service
     alert_id = request.match_info["alert_id"]
     actor = actor_of(request)
-    approval = await service.database.run(service.alerts.approval, alert_id)
+    approval = await service.store.alerts.approval(alert_id)
     if approval is None or approval["requested_by"] != actor:
         raise web.HTTPForbidden(text="only the officer who wrote an alert can withdraw it")
     form = await request.post()

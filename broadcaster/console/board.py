@@ -110,7 +110,7 @@ def _snapshot(service: BroadcasterService, alert_id: str) -> dict[str, Any]:
 
 async def _record_or_404(request: web.Request) -> dict[str, Any]:
     service = state_of(request).service
-    record = await service.database.run(service.alerts.get, request.match_info["alert_id"])
+    record = await service.store.alerts.get(request.match_info["alert_id"])
     if record is None:
         raise web.HTTPNotFound(text="no such alert")
     return record
@@ -125,7 +125,7 @@ async def board_page(request: web.Request) -> web.Response:
     alert_id = record["id"]
     snapshot = await service.database.run(_snapshot, service, alert_id)
     deliveries = await service.database.run(deliveries_of, service.database, alert_id)
-    document = await service.database.run(service.alerts.document, alert_id)
+    document = await service.store.alerts.document(alert_id)
     planned: dict[str, int] = {}
     if not deliveries and document is not None and record["state"] == "held":
         # Awaiting approval: show the approver where it would go.
@@ -155,7 +155,7 @@ async def _planned(
     counts: dict[str, int] = {}
     areas = alert_areas(alert)
     for name in channels:
-        registry = await service.database.run(service.targets.for_channel, name)
+        registry = await service.store.targets.for_channel(name)
         chosen = await asyncio.to_thread(select_targets, areas, registry)
         counts[name] = len(chosen)
         rows += [
@@ -224,9 +224,7 @@ async def deliveries(request: web.Request) -> web.Response:
 async def delivery_events(request: web.Request) -> web.Response:
     require(request, Permission.VIEW)
     service = state_of(request).service
-    events = await service.database.run(
-        service.outbox.events, int(request.match_info["delivery_id"])
-    )
+    events = await service.store.deliveries.events(int(request.match_info["delivery_id"]))
     if not events:
         raise web.HTTPNotFound(text="no such delivery")
     zone = service.config.server.zone
@@ -276,7 +274,7 @@ async def update_form(request: web.Request) -> web.Response:
     require(request, Permission.DRAFT)
     service = state_of(request).service
     record = await _record_or_404(request)
-    document = await service.database.run(service.alerts.document, record["id"])
+    document = await service.store.alerts.document(record["id"])
     if document is None or record["state"] != "active":
         raise web.HTTPConflict(text="only an active alert can be updated")
     initial = compose.prefill_from_alert(from_json(document), record)

@@ -22,7 +22,6 @@ from broadcaster.auth import Permission
 from broadcaster.console.catalogue import Words
 from broadcaster.console.devicewords import ago
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
-from broadcaster.scheduler.store import SchedulerStore
 
 routes = web.RouteTableDef()
 
@@ -108,9 +107,8 @@ async def devices(request: web.Request) -> web.Response:
         }
         for name, h in sorted(health.items())
     ]
-    store = SchedulerStore(service.database)
-    notices = await service.database.run(store.notices, open_only=True, limit=50)
-    links = await service.database.run(store.links, failing=True)
+    notices = await service.store.schedules.notices(open_only=True, limit=50)
+    links = await service.store.schedules.links(failing=True)
     return page(
         request,
         "devices.html",
@@ -130,9 +128,8 @@ async def acknowledge_notice(request: web.Request) -> web.Response:
     state = state_of(request)
     service = state.service
     notice_id = int(request.match_info["notice_id"])
-    store = SchedulerStore(service.database)
-    done = await service.database.run(
-        store.acknowledge, notice_id, by=actor_of(request), now=service.clock()
+    done = await service.store.schedules.acknowledge(
+        notice_id, by=actor_of(request), now=service.clock()
     )
     if not done:
         raise web.HTTPNotFound(text=f"no unacknowledged notice {notice_id}")

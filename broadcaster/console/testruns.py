@@ -15,7 +15,6 @@ from aiohttp import web
 
 from broadcaster.auth import Permission
 from broadcaster.console.web import page, require, state_of
-from broadcaster.scheduler.store import SchedulerStore
 
 routes = web.RouteTableDef()
 
@@ -24,9 +23,8 @@ routes = web.RouteTableDef()
 async def test_runs(request: web.Request) -> web.Response:
     require(request, Permission.VIEW)
     service = state_of(request).service
-    store = SchedulerStore(service.database)
-    schedules = await service.database.run(store.schedules)
-    runs = await service.database.run(store.runs, None, 100)
+    schedules = await service.store.schedules.schedules()
+    runs = await service.store.schedules.runs(None, 100)
     return page(request, "testruns.html", {"schedules": schedules, "runs": runs})
 
 
@@ -34,8 +32,7 @@ async def test_runs(request: web.Request) -> web.Response:
 async def test_run(request: web.Request) -> web.Response:
     require(request, Permission.VIEW)
     service = state_of(request).service
-    store = SchedulerStore(service.database)
-    run = await service.database.run(store.run, int(request.match_info["run_id"]))
+    run = await service.store.schedules.run(int(request.match_info["run_id"]))
     if run is None:
         raise web.HTTPNotFound(text="no such test run")
     run["targets"].sort(key=lambda target: target["outcome"] != "failed")

@@ -1,34 +1,25 @@
-"""The console's aiohttp sub-application: state, sessions, CSRF, security headers, pages.
+"""What every console page shares: state, sessions, CSRF, security headers, page rendering.
 
-Mounted by :func:`broadcaster.api.app.make_app` at ``/console/``. Every page needs a logged-in
+The sub-application is assembled in :mod:`broadcaster.console.app`. Every page needs a logged-in
 officer except the login page and static files; every POST needs the session's CSRF token
 (form field ``csrf_token`` or header ``X-CSRF-Token``). Pages are Jinja2 templates; CSS and
 scripts are served from the package (no external CDN or fonts) under a Content-Security-Policy
 that allows nothing from elsewhere and no inline script.
-
-On first start with no officers, ``BROADCASTER_ADMIN_PASSWORD`` (if set) creates the officer
-``admin``; otherwise ``broadcaster user add NAME --role admin`` does. A password the account
-rules refuse (too short) stops the start with a ConfigError, rather than leave a server nobody
-can log into.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
-from broadcaster.audit import AuditLog
 from broadcaster.auth import (
-    AccountError,
     ApiTokenStore,
     CsrfError,
     LoginRateLimiter,
@@ -38,13 +29,12 @@ from broadcaster.auth import (
     Role,
     SessionStore,
 )
-from broadcaster.auth.officers import ADMIN_PASSWORD_ENV, first_admin_refusal
 from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_csrf
-from broadcaster.console import catalogue, devicewords
-from broadcaster.console.hazards import HazardTemplate, default_templates_dir, load_templates
-from broadcaster.console.mapping import MapFrame, registry_frame
+from broadcaster.console import catalogue
+from broadcaster.console.hazards import HazardTemplate
+from broadcaster.console.mapping import MapFrame
 from broadcaster.console.preview import AudioPreview
-from broadcaster.errors import BroadcasterError, ConfigError
+from broadcaster.errors import BroadcasterError
 from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
@@ -71,7 +61,6 @@ class ConsoleState:
     officers: OfficerStore = field(init=False)
     sessions: SessionStore = field(init=False)
     tokens: ApiTokenStore = field(init=False)
-    audit_log: AuditLog = field(init=False)
     audio: dict[str, AudioPreview] = field(default_factory=dict)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     streams: set[asyncio.Event] = field(default_factory=set)
@@ -82,12 +71,11 @@ class ConsoleState:
         self.officers = OfficerStore(database, config, self.service.clock)
         self.sessions = SessionStore(database, config, self.service.clock)
         self.tokens = ApiTokenStore(database, self.service.clock)
-        self.audit_log = AuditLog(database, self.service.clock)
 
     async def audit(
         self, actor: str, action: str, subject: str = "", detail: dict[str, Any] | None = None
     ) -> None:
-        await self.service.database.run(self.audit_log.append, actor, action, subject, detail)
+        await self.service.store.audit.append(actor, action, subject, detail)
 
 
 CONSOLE = web.AppKey("console", ConsoleState)
@@ -226,67 +214,3 @@ async def session_required(request: web.Request, handler: Handler) -> web.Stream
             )
             raise web.HTTPForbidden(text=str(exc)) from None
     return await handler(request)
-
-
-async def _first_admin(state: ConsoleState) -> None:
-    password = os.environ.get(ADMIN_PASSWORD_ENV)
-    if not password or await state.officers.count():
-        return
-    try:
-        await state.officers.create("admin", password, Role.ADMIN, "Administrator")
-    except AccountError as exc:
-        raise ConfigError(first_admin_refusal(str(exc))) from None
-    await state.audit("system", "user.add", "admin", {"role": "admin", "from": "environment"})
-    log.warning("created the console officer 'admin' from %s", ADMIN_PASSWORD_ENV)
-
-
-def templates_dir(service: BroadcasterService) -> Path:
-    return service.config.console.templates or default_templates_dir()
-
-
-def make_console_app(service: BroadcasterService) -> web.Application:
-    """The console sub-application for ``service`` (mount it at ``/console/``)."""
-    from broadcaster.console import admin, alerts, board, devices, login, testruns
-
-    app = web.Application(middlewares=[security_headers, session_required])
-    state = ConsoleState(
-        service=service,
-        hazards=load_templates(templates_dir(service)),
-        limiter=LoginRateLimiter(service.config.console.login_attempts_per_minute),
-        frame=registry_frame(service.divisions),
-    )
-    app[CONSOLE] = state
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("broadcaster.console", "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-        undefined=jinja2.StrictUndefined,
-    )
-    zone = service.config.server.zone
-    env.filters["label"] = catalogue.label
-    env.filters["who"] = catalogue.who
-    env.filters["localtime"] = lambda ts: catalogue.local_time(ts, zone)
-    env.filters["detail"] = lambda detail: catalogue.detail_items(detail, channel_names(service))
-    env.filters["words"] = catalogue.words
-    env.filters["run_detail"] = catalogue.run_detail
-    env.filters["device_words"] = devicewords.device_words
-    env.filters["field_words"] = devicewords.field_words
-    env.filters["notice_kind"] = devicewords.notice_kind
-    env.filters["target_detail"] = devicewords.target_detail
-
-    async def lifetime(_app: web.Application) -> AsyncIterator[None]:
-        state.start()
-        await _first_admin(state)
-        yield
-
-    async def on_shutdown(_app: web.Application) -> None:
-        state.closing.set()
-        for stream in state.streams:
-            stream.set()
-
-    app.cleanup_ctx.append(lifetime)
-    app.on_shutdown.append(on_shutdown)
-    app.router.add_static("/static/", STATIC_DIR, name="static")
-    for module in (login, alerts, board, devices, testruns, admin):
-        app.add_routes(module.routes)
-    return app

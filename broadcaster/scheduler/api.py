@@ -162,11 +162,8 @@ async def run_schedule(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/schedule-runs")
 async def list_runs(request: web.Request) -> web.Response:
-    operations = _operations(request)
     limit = _int_query(request, "limit", 50, 1000)
-    runs = await request.app[SERVICE].database.run(
-        operations.store.runs, request.query.get("schedule"), limit
-    )
+    runs = await _operations(request).store.runs(request.query.get("schedule"), limit)
     return web.json_response({"runs": runs})
 
 
@@ -176,7 +173,7 @@ async def get_run(request: web.Request) -> web.Response:
         run_id = int(request.match_info["id"])
     except ValueError:
         return _error(404, "no such run")
-    run = await request.app[SERVICE].database.run(_operations(request).store.run, run_id)
+    run = await _operations(request).store.run(run_id)
     if run is None:
         return _error(404, f"no run {run_id}")
     return web.json_response(run)
@@ -186,9 +183,7 @@ async def get_run(request: web.Request) -> web.Response:
 async def list_notices(request: web.Request) -> web.Response:
     open_only = request.query.get("open") in ("1", "true", "yes")
     limit = _int_query(request, "limit", 100, 1000)
-    notices = await request.app[SERVICE].database.run(
-        _operations(request).store.notices, open_only=open_only, limit=limit
-    )
+    notices = await _operations(request).store.notices(open_only=open_only, limit=limit)
     return web.json_response({"notices": notices})
 
 
@@ -205,8 +200,8 @@ async def acknowledge_notice(request: web.Request) -> web.Response:
         await audit_client(request, "notice.ack.refused", subject, {"error": "no such notice"})
         return _error(404, "no such notice")
     service = request.app[SERVICE]
-    done = await service.database.run(
-        _operations(request).store.acknowledge, notice_id, by=request[CLIENT], now=service.clock()
+    done = await _operations(request).store.acknowledge(
+        notice_id, by=request[CLIENT], now=service.clock()
     )
     if not done:
         error = f"no unacknowledged notice {notice_id}"
@@ -219,7 +214,5 @@ async def acknowledge_notice(request: web.Request) -> web.Response:
 @routes.get("/api/v1/links")
 async def list_links(request: web.Request) -> web.Response:
     failing = request.query.get("failing") in ("1", "true", "yes")
-    links = await request.app[SERVICE].database.run(
-        _operations(request).store.links, request.query.get("channel"), failing=failing
-    )
+    links = await _operations(request).store.links(request.query.get("channel"), failing=failing)
     return web.json_response({"links": links})

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -25,13 +24,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from broadcaster.channel import Channel, ProbeResult
 from broadcaster.delivery import Target
 from broadcaster.faults import ChannelFaults
+from broadcaster.plugins import PluginFailure
 from broadcaster.scheduler.config import LinkCheckConfig
 from broadcaster.scheduler.notify import OfficerNotifier
-from broadcaster.scheduler.store import SchedulerStore
+from broadcaster.store.interface import Store
 from broadcaster.tasks import TaskSet
-
-if TYPE_CHECKING:
-    from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +91,21 @@ class LinkChecker:
 
     def __init__(
         self,
-        service: BroadcasterService,
-        store: SchedulerStore,
+        store: Store,
+        channels: Mapping[str, Channel],
+        failures: Sequence[PluginFailure],
+        faults: ChannelFaults,
         config: LinkCheckConfig,
         notifier: OfficerNotifier,
         clock: Callable[[], float],
         *,
         concurrency: int = 32,
     ) -> None:
-        self.service = service
-        self.store = store
+        self.store = store.schedules
+        self.targets = store.targets
+        self.channels = channels
+        self.failures = failures
+        self.faults = faults
         self.config = config
         self.notifier = notifier
         self.clock = clock
@@ -124,7 +126,7 @@ class LinkChecker:
         """Raise notices for channels that failed to load or start, and add one interval job
         per checked channel to ``jobs``."""
         await self._failed_channels()
-        for name in self.service.channels:
+        for name in self.channels:
             interval = self.interval_of(name)
             if interval is not None:
                 jobs.add_job(
@@ -141,15 +143,14 @@ class LinkChecker:
         await self._tasks.close()
 
     async def _failed_channels(self) -> None:
-        database = self.service.database
         now = self.clock()
-        running = [f"{name}/{CHANNEL_SUBJECT}" for name in self.service.channels]
-        await database.run(self.store.resolve_notices, "link", running, now)
+        running = [f"{name}/{CHANNEL_SUBJECT}" for name in self.channels]
+        await self.store.resolve_notices("link", running, now)
         opened = []
-        for failure in self.service.failures:
+        for failure in self.failures:
             subject = f"{failure.channel}/{CHANNEL_SUBJECT}"
             text = self.notifier.texts.channel_down(failure.channel, failure.error)
-            notice = await database.run(self.store.open_notice, "link", subject, text, now)
+            notice = await self.store.open_notice("link", subject, text, now)
             if notice is not None:
                 log.warning("channel %s is down: %s", failure.channel, failure.error)
                 opened.append((notice, text))
@@ -160,7 +161,7 @@ class LinkChecker:
         """Notify the officers of newly opened notices, in one message."""
         notified = await self.notifier.notify(self.notifier.texts.joined([t for _, t in opened]))
         for notice, _ in opened:
-            await self.service.database.run(self.store.set_notified, notice, notified)
+            await self.store.set_notified(notice, notified)
 
     async def _spawn_check(self, name: str) -> None:
         if name not in self._checking:
@@ -175,7 +176,7 @@ class LinkChecker:
 
     async def check_channel(self, name: str) -> dict[str, ProbeResult]:
         """Check channel ``name`` once: store each result, open and resolve notices."""
-        channel = self.service.channels[name]
+        channel = self.channels[name]
         try:
             async with asyncio.timeout(self.config.probe_timeout_seconds):
                 health = await channel.health()
@@ -183,18 +184,18 @@ class LinkChecker:
         except TimeoutError:
             results = {CHANNEL_SUBJECT: ProbeResult(ok=False, detail="health check timed out")}
         except Exception as exc:
-            error = self.service.faults.record(name, "health", exc)
+            error = self.faults.record(name, "health", exc)
             results = {CHANNEL_SUBJECT: ProbeResult(ok=False, detail=f"health check: {error}")}
         names = {CHANNEL_SUBJECT: f"{name} (channel)"}
         own = self.config.channels.get(name)
         if probes_each_target(channel) and (own is None or own.probe_targets):
-            targets = await self.service.database.run(self.service.targets.for_channel, name)
+            targets = await self.targets.for_channel(name)
             probed = await probe_targets(
                 channel,
                 targets[: self.config.max_targets],
                 concurrency=self.concurrency,
                 time_limit=self.config.probe_timeout_seconds,
-                faults=self.service.faults,
+                faults=self.faults,
             )
             for target, result in probed:
                 results[target.id] = result
@@ -205,13 +206,12 @@ class LinkChecker:
     async def _record(
         self, name: str, results: dict[str, ProbeResult], names: dict[str, str]
     ) -> None:
-        database = self.service.database
         now = self.clock()
         rows = [(tid, r.ok, r.detail) for tid, r in results.items()]
-        failures = await database.run(self.store.record_probes, name, rows, now)
+        failures = await self.store.record_probes(name, rows, now)
         texts = self.notifier.texts
         healthy = {f"{name}/{tid}": tid for tid, r in results.items() if r.ok}
-        resolved = await database.run(self.store.resolve_notices, "link", list(healthy), now)
+        resolved = await self.store.resolve_notices("link", list(healthy), now)
         up = [texts.link_up(name, names[healthy[subject]]) for subject in resolved]
         for subject in resolved:
             log.info("link %s is healthy again", subject)
@@ -221,7 +221,7 @@ class LinkChecker:
                 continue
             subject = f"{name}/{target_id}"
             text = texts.link_down(name, names[target_id], failures[target_id], result.detail)
-            notice = await database.run(self.store.open_notice, "link", subject, text, now)
+            notice = await self.store.open_notice("link", subject, text, now)
             if notice is not None:
                 log.warning("link %s unhealthy: %s", subject, result.detail)
                 down.append((notice, text))

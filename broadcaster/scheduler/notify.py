@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -106,7 +106,7 @@ class OfficerNotifier:
     def __init__(
         self,
         config: NotifyConfig,
-        channels: dict[str, Channel],
+        channels: Mapping[str, Channel],
         *,
         sender: str,
         sender_name: str,

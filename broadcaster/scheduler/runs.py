@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broadcaster.cap import (
     Alert,
@@ -37,12 +37,11 @@ from broadcaster.delivery import DeliveryState, Target
 from broadcaster.divisions import code_prefix
 from broadcaster.errors import BroadcasterError
 from broadcaster.scheduler.config import ScheduleConfig, ScheduleKind, SchedulerConfig
+from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.linkcheck import probe_targets
 from broadcaster.scheduler.notify import OfficerNotifier
-from broadcaster.scheduler.store import SchedulerStore, TargetOutcome
-
-if TYPE_CHECKING:
-    from broadcaster.service import BroadcasterService
+from broadcaster.scheduler.store import TargetOutcome
+from broadcaster.store.interface import ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +133,13 @@ class RunExecutor:
 
     def __init__(
         self,
-        service: BroadcasterService,
-        store: SchedulerStore,
+        context: SchedulerContext,
         config: SchedulerConfig,
         notifier: OfficerNotifier,
         clock: Callable[[], float],
     ) -> None:
-        self.service = service
-        self.store = store
+        self.context = context
+        self.store: ScheduleStore = context.store.schedules
         self.config = config
         self.notifier = notifier
         self.clock = clock
@@ -157,8 +155,7 @@ class RunExecutor:
     async def resume(self, schedule: ScheduleConfig, run: dict[str, Any]) -> str:
         """Finish a run the last stop interrupted: collect its alert's report, if it had one."""
         if not run["alert_id"]:
-            await self.service.database.run(
-                self.store.finish_run,
+            await self.store.finish_run(
                 run["id"],
                 [],
                 state="interrupted",
@@ -170,15 +167,15 @@ class RunExecutor:
         return await self._finish(schedule, int(run["id"]), outcomes, "")
 
     def _channels(self, schedule: ScheduleConfig) -> list[str]:
-        return list(schedule.channels) or list(self.service.channels)
+        return list(schedule.channels) or list(self.context.channels)
 
     async def _silent(self, schedule: ScheduleConfig) -> list[TargetOutcome]:
         outcomes: list[TargetOutcome] = []
-        service = self.service
+        context = self.context
         for name in self._channels(schedule):
-            targets = await service.database.run(service.targets.for_channel, name)
+            targets = await context.store.targets.for_channel(name)
             targets = [t for t in targets if in_area(t, schedule.geocodes)]
-            channel = service.channels.get(name)
+            channel = context.channels.get(name)
             if channel is None:
                 outcomes += [
                     TargetOutcome(name, t.id, t.name, False, "channel is not running")
@@ -190,7 +187,7 @@ class RunExecutor:
                 targets,
                 concurrency=self.config.probe_concurrency,
                 time_limit=schedule.probe_timeout_seconds,
-                faults=self.service.faults,
+                faults=self.context.faults,
             )
             outcomes += [
                 TargetOutcome(name, t.id, t.name, result.ok, result.detail) for t, result in probed
@@ -200,48 +197,46 @@ class RunExecutor:
     async def _broadcast(
         self, schedule: ScheduleConfig, run_id: int
     ) -> tuple[list[TargetOutcome], str]:
-        service = self.service
+        context = self.context
         wanted = self._channels(schedule)
-        running = [name for name in wanted if name in service.channels]
+        running = [name for name in wanted if name in context.channels]
         outcomes: list[TargetOutcome] = []
         for name in wanted:
             if name not in running:
                 outcomes.append(TargetOutcome(name, "*", name, False, "channel is not running"))
         geocodes = list(schedule.geocodes)
-        if not geocodes and service.divisions is not None:
-            geocodes = [division.code for division in service.divisions.roots()]
+        if not geocodes and context.divisions is not None:
+            geocodes = [division.code for division in context.divisions.roots()]
         alert = build_test_alert(
             schedule,
             run_id=run_id,
-            sender=service.config.server.sender,
-            sender_name=service.config.server.sender_name,
+            sender=context.config.server.sender,
+            sender_name=context.config.server.sender_name,
             geocodes=geocodes,
             now=self.clock(),
         )
         try:
-            result = await service.submit(alert, origin="scheduler", channels=running)
+            result = await context.submit(alert, origin="scheduler", channels=running)
         except BroadcasterError as exc:
             return outcomes, f"the test alert was refused: {exc}"
-        await service.database.run(self.store.set_run_alert, run_id, result.alert_id)
+        await self.store.set_run_alert(run_id, result.alert_id)
         return outcomes + await self._collect(result.alert_id), ""
 
     async def _collect(self, alert_id: str) -> list[TargetOutcome]:
         """Wait until every delivery of the alert is final (or the alert expired), then report."""
-        service = self.service
-        record = await service.database.run(service.alerts.get, alert_id)
+        context = self.context
+        record = await context.store.alerts.get(alert_id)
         expires_at = float(record["expires_at"]) if record else self.clock()
         loop = asyncio.get_running_loop()
         # The sweeper marks deliveries expired within a poll interval of the alert's expiry.
-        margin = 2 * service.config.dispatcher.idle_poll_seconds + 1.0
+        margin = 2 * context.config.dispatcher.idle_poll_seconds + 1.0
         deadline = loop.time() + max(0.0, expires_at - self.clock()) + margin
         changed = asyncio.Event()
-        unsubscribe = service.subscribe(changed.set)
+        unsubscribe = context.subscribe(changed.set)
         try:
             while True:
                 changed.clear()
-                rows = await service.database.run(
-                    service.outbox.deliveries, alert_id, limit=1_000_000
-                )
+                rows = await context.store.deliveries.deliveries(alert_id, limit=1_000_000)
                 if not any(r["state"] in _OPEN_STATES for r in rows) or loop.time() >= deadline:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -257,7 +252,7 @@ class RunExecutor:
             by_target.setdefault((row["channel"], row["target_id"]), []).append(row)
         outcomes = []
         for (channel_name, target_id), parts in by_target.items():
-            channel = self.service.channels.get(channel_name)
+            channel = self.context.channels.get(channel_name)
             confirms = channel is not None and channel.capabilities.confirms
             failures = [p for p in parts if not _reached(p, confirms)]
             if failures:
@@ -279,21 +274,16 @@ class RunExecutor:
         state = "passed" if passed else "failed"
         if not detail:
             detail = f"{len(outcomes) - len(failed)} of {len(outcomes)} targets reached"
-        database = self.service.database
         now = self.clock()
-        await database.run(
-            self.store.finish_run, run_id, outcomes, state=state, detail=detail, now=now
-        )
-        await database.run(self.store.resolve_notice, "test-run", schedule.name, now)
+        await self.store.finish_run(run_id, outcomes, state=state, detail=detail, now=now)
+        await self.store.resolve_notice("test-run", schedule.name, now)
         log.info("scheduled %s %s (run %d): %s", schedule.kind, schedule.name, run_id, detail)
         if not passed:
             text = self.notifier.texts.run_failed(schedule.name, schedule.kind, outcomes, detail)
-            notice = await database.run(
-                self.store.open_notice, "test-run", schedule.name, text, now
-            )
+            notice = await self.store.open_notice("test-run", schedule.name, text, now)
             notified = await self.notifier.notify(text)
             if notice is not None:
-                await database.run(self.store.set_notified, notice, notified)
+                await self.store.set_notified(notice, notified)
         return state
 
 

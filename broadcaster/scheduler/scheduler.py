@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
@@ -34,20 +34,19 @@ from broadcaster.scheduler.config import (
     schedule_problems,
     scheduler_config,
 )
+from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.linkcheck import LinkChecker
 from broadcaster.scheduler.notify import OfficerNotifier
 from broadcaster.scheduler.runs import RunExecutor
-from broadcaster.scheduler.store import SchedulerStore, SeedEntry
+from broadcaster.scheduler.store import SeedEntry
 from broadcaster.scheduler.triggers import (
     ClockTrigger,
     cron_trigger,
     latest_fire_time,
     next_fire_time,
 )
+from broadcaster.store.interface import ScheduleStore
 from broadcaster.tasks import TaskSet
-
-if TYPE_CHECKING:
-    from broadcaster.service import BroadcasterService
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +65,14 @@ class TestBroadcastScheduler:
 
     def __init__(
         self,
-        service: BroadcasterService,
-        store: SchedulerStore,
+        context: SchedulerContext,
         config: SchedulerConfig,
         executor: RunExecutor,
         clock: Callable[[], float],
         jobs: AsyncIOScheduler,
     ) -> None:
-        self.service = service
-        self.store = store
+        self.context = context
+        self.store: ScheduleStore = context.store.schedules
         self.config = config
         self.executor = executor
         self.clock = clock
@@ -86,14 +84,13 @@ class TestBroadcastScheduler:
         self._listeners: list[RunListener] = []
 
     async def start(self) -> None:
-        database = self.service.database
         entries = []
         for schedule in self.config.schedules:
             definition = schedule.model_dump(mode="json")
             entries.append(SeedEntry(schedule.name, definition, _config_hash(definition)))
-        for change in await database.run(self.store.seed, entries, self.clock()):
+        for change in await self.store.seed(entries, self.clock()):
             log.info("%s", change)
-        rows = await database.run(self.store.schedules)
+        rows = await self.store.schedules()
         for row in rows:
             try:
                 schedule = ScheduleConfig.model_validate(row["definition"])
@@ -101,7 +98,7 @@ class TestBroadcastScheduler:
                 log.error("schedule %s is not valid any more: %s", row["name"], exc)
                 continue
             self._install(schedule)
-        for run in await database.run(self.store.unfinished_runs):
+        for run in await self.store.unfinished_runs():
             self._resume(run)
         for row in rows:
             known = self._schedules.get(row["name"])
@@ -157,8 +154,7 @@ class TestBroadcastScheduler:
             await self._launch(schedule, "cron", scheduled_for)
         except ScheduleConflictError as exc:
             log.warning("schedule %s: not started: %s", name, exc)
-            await self.service.database.run(
-                self.store.record_missed,
+            await self.store.record_missed(
                 name,
                 schedule.kind,
                 scheduled_for,
@@ -170,7 +166,7 @@ class TestBroadcastScheduler:
     async def _catch_up(self, schedule: ScheduleConfig, last_fire_at: float | None) -> None:
         now = self.clock()
         if last_fire_at is None:
-            await self.service.database.run(self.store.set_last_fire, schedule.name, now)
+            await self.store.set_last_fire(schedule.name, now)
             return
         trigger = cron_trigger(schedule.cron, self.config.zone_of(schedule))
         grace = self.config.grace_of(schedule)
@@ -188,20 +184,17 @@ class TestBroadcastScheduler:
             f" past the grace time of {grace / 60:g} min"
         )
         log.warning("schedule %s: %s", schedule.name, detail)
-        database = self.service.database
-        await database.run(
-            self.store.record_missed, schedule.name, schedule.kind, missed, now, detail
-        )
+        await self.store.record_missed(schedule.name, schedule.kind, missed, now, detail)
         self._handled[schedule.name] = missed
         text = self.executor.notifier.texts.run_failed(schedule.name, schedule.kind, [], detail)
-        notice = await database.run(self.store.open_notice, "test-run", schedule.name, text, now)
+        notice = await self.store.open_notice("test-run", schedule.name, text, now)
         self._tasks.spawn(self._tell(notice, text), name=f"missed:{schedule.name}")
 
     async def _tell(self, notice: int | None, text: str) -> None:
         """Notify the officers (in the background: a slow channel must not hold up a start)."""
         notified = await self.executor.notifier.notify(text)
         if notice is not None:
-            await self.service.database.run(self.store.set_notified, notice, notified)
+            await self.store.set_notified(notice, notified)
 
     async def _launch(
         self, schedule: ScheduleConfig, trigger: str, scheduled_for: float | None
@@ -210,8 +203,8 @@ class TestBroadcastScheduler:
             raise ScheduleConflictError(
                 f"schedule {schedule.name} is running (run {self._running[schedule.name]})"
             )
-        run_id = await self.service.database.run(
-            self.store.start_run, schedule.name, schedule.kind, trigger, scheduled_for, self.clock()
+        run_id = await self.store.start_run(
+            schedule.name, schedule.kind, trigger, scheduled_for, self.clock()
         )
         self._running[schedule.name] = run_id
         if scheduled_for is not None:
@@ -236,8 +229,7 @@ class TestBroadcastScheduler:
                 state = await self.executor.resume(schedule, unfinished)
         except Exception as exc:
             log.exception("scheduled run %d of %s failed", run_id, schedule.name)
-            await self.service.database.run(
-                self.store.finish_run,
+            await self.store.finish_run(
                 run_id,
                 [],
                 state="failed",
@@ -252,7 +244,7 @@ class TestBroadcastScheduler:
     # -- editing ---------------------------------------------------------------------------
 
     def _validated(self, definition: Mapping[str, Any]) -> ScheduleConfig:
-        config = self.service.config
+        config = self.context.config
         problems = schedule_problems(
             dict(definition), config.channels, config.registry.divisions is not None
         )
@@ -262,7 +254,7 @@ class TestBroadcastScheduler:
 
     async def schedules(self) -> list[dict[str, Any]]:
         """Every schedule with its source, next run time and whether it is running."""
-        rows = await self.service.database.run(self.store.schedules)
+        rows = await self.store.schedules()
         now = self.clock()
         for row in rows:
             schedule = self._schedules.get(row["name"])
@@ -282,41 +274,35 @@ class TestBroadcastScheduler:
     async def create(self, definition: Mapping[str, Any], *, by: str) -> ScheduleConfig:
         """Add a schedule; raises ScheduleError naming every problem, nothing stored."""
         schedule = self._validated(definition)
-        await self.service.database.run(
-            self.store.create,
-            schedule.name,
-            schedule.model_dump(mode="json"),
-            by=by,
-            now=self.clock(),
+        await self.store.create(
+            schedule.name, schedule.model_dump(mode="json"), by=by, now=self.clock()
         )
         self._install(schedule)
         return schedule
 
     async def update(self, name: str, changes: Mapping[str, Any], *, by: str) -> ScheduleConfig:
         """Change some fields of a schedule (not its name); raises ScheduleError."""
-        row = await self.service.database.run(self.store.schedule, name)
+        row = await self.store.schedule(name)
         if row is None:
             raise ScheduleNotFoundError(f"no schedule {name!r}")
         if changes.get("name", name) != name:
             raise ScheduleError("invalid schedule", ["name: a schedule cannot be renamed"])
         schedule = self._validated({**row["definition"], **changes})
         definition = schedule.model_dump(mode="json")
-        await self.service.database.run(
-            self.store.update, name, definition, by=by, now=self.clock()
-        )
-        await self.service.database.run(self.store.set_last_fire, name, self.clock())
+        await self.store.update(name, definition, by=by, now=self.clock())
+        await self.store.set_last_fire(name, self.clock())
         self._install(schedule)
         return schedule
 
     async def delete(self, name: str) -> None:
-        row = await self.service.database.run(self.store.schedule, name)
+        row = await self.store.schedule(name)
         if row is None:
             raise ScheduleNotFoundError(f"no schedule {name!r}")
         if row["source"] == "config":
             raise ScheduleConflictError(
                 f"schedule {name} is defined in the configuration; disable it instead"
             )
-        await self.service.database.run(self.store.delete, name)
+        await self.store.delete(name)
         if self._jobs.get_job(name) is not None:
             self._jobs.remove_job(name)
         self._schedules.pop(name, None)
@@ -332,28 +318,30 @@ class TestBroadcastScheduler:
 class ScheduledOperations:
     """The scheduler, the link checks and the officers' notifier of one running service."""
 
-    def __init__(self, service: BroadcasterService) -> None:
-        self.config = scheduler_config(service.config)
-        self.store = SchedulerStore(service.database)
+    def __init__(self, context: SchedulerContext) -> None:
+        self.config = scheduler_config(context.config)
+        self.store = context.store.schedules
         self.notifier = OfficerNotifier(
             self.config.notify,
-            service.channels,
-            sender=service.config.server.sender,
-            sender_name=service.config.server.sender_name,
-            clock=service.clock,
-            send_timeout=service.config.dispatcher.send_timeout_seconds,
+            context.channels,
+            sender=context.config.server.sender,
+            sender_name=context.config.server.sender_name,
+            clock=context.clock,
+            send_timeout=context.config.dispatcher.send_timeout_seconds,
         )
-        executor = RunExecutor(service, self.store, self.config, self.notifier, service.clock)
+        executor = RunExecutor(context, self.config, self.notifier, context.clock)
         self.jobs = AsyncIOScheduler(timezone=UTC)
         self.scheduler = TestBroadcastScheduler(
-            service, self.store, self.config, executor, service.clock, self.jobs
+            context, self.config, executor, context.clock, self.jobs
         )
         self.linkcheck = LinkChecker(
-            service,
-            self.store,
+            context.store,
+            context.channels,
+            context.failures,
+            context.faults,
             self.config.linkcheck,
             self.notifier,
-            service.clock,
+            context.clock,
             concurrency=self.config.probe_concurrency,
         )
 

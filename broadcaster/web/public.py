@@ -130,8 +130,8 @@ def _state(record: dict[str, Any], now: float) -> str:
 async def alert_page(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
-    record = await service.database.run(service.alerts.get, alert_id)
-    document = await service.database.run(service.alerts.document, alert_id)
+    record = await service.store.alerts.get(alert_id)
+    document = await service.store.alerts.document(alert_id)
     if record is None or document is None or not released(record):
         return _not_found()
     alert = from_json(document)
@@ -160,7 +160,7 @@ async def alert_page(request: web.Request) -> web.Response:
 @routes.get("/alerts")
 async def alert_list(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    active = await service.database.run(service.alerts.active, service.clock())
+    active = await service.store.alerts.active(service.clock())
     public = [a for a in active if a.get("scope", "Public") == "Public"]
     for row in public:
         row["received"] = datetime.fromtimestamp(row["received_at"], UTC)

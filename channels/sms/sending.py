@@ -56,7 +56,7 @@ from channels.sms.submissions import (
     text_digest,
 )
 from channels.sms.tracking import SegmentTracker, parse_reference, pool_reference, status_text
-from drivers.gsm import DeliveryReport, DeliveryState, GsmModemPool, SegmentSubmission, SmsResume
+from drivers.gsm import DeliveryReport, GsmModemPool, ReportStatus, SegmentSubmission, SmsResume
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ NO_REPORTS_NOTE = "no status reports configured: acceptance by the network is th
 REPORT_GRACE = 3600.0
 """Seconds after the validity period in which reports of a record are still matched."""
 
-_STATES = {state.value: state for state in DeliveryState}
+_STATES = {state.value: state for state in ReportStatus}
 MAX_AWAITING = 100_000
 """Idempotency keys remembered as accepted by the core; the oldest are forgotten beyond it."""
 
@@ -286,7 +286,7 @@ class SmsSender:
         self.problem = str(exc)
 
 
-def _states(record: SubmissionRecord) -> dict[int, DeliveryState]:
+def _states(record: SubmissionRecord) -> dict[int, ReportStatus]:
     """What reports said of each segment (segments without a report are left out)."""
     return {s.sequence: _STATES[s.state] for s in record.segments if s.state in _STATES}
 
@@ -297,7 +297,7 @@ def _settled(record: SubmissionRecord) -> Confirmation | None:
         return Confirmation(record.delivery_id, ConfirmationOutcome.CONFIRMED, record.detail or "")
     if record.outcome == ConfirmationOutcome.FAILED:
         return Confirmation(record.delivery_id, ConfirmationOutcome.FAILED, record.detail or "")
-    failed = [s for s in record.segments if s.state == DeliveryState.FAILED.value]
+    failed = [s for s in record.segments if s.state == ReportStatus.FAILED.value]
     if failed:
         segment = failed[0]
         detail = (
@@ -305,7 +305,7 @@ def _settled(record: SubmissionRecord) -> Confirmation | None:
             f" {status_text(segment.status or 0)}"
         )
         return Confirmation(record.delivery_id, ConfirmationOutcome.FAILED, detail)
-    delivered = sum(s.state == DeliveryState.DELIVERED.value for s in record.segments)
+    delivered = sum(s.state == ReportStatus.DELIVERED.value for s in record.segments)
     if record.complete and delivered == record.total:
         detail = f"all {record.total} segment(s) delivered (status reports)"
         return Confirmation(record.delivery_id, ConfirmationOutcome.CONFIRMED, detail)

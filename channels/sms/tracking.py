@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from broadcaster.channel import Confirmation, ConfirmationOutcome
-from drivers.gsm import DeliveryReport, DeliveryState
+from drivers.gsm import DeliveryReport, ReportStatus
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def parse_reference(reference: str) -> tuple[int, int] | None:
 
 @dataclass(slots=True)
 class _Attempt:
-    states: dict[int, DeliveryState] = field(default_factory=dict)
+    states: dict[int, ReportStatus] = field(default_factory=dict)
     sent: bool = False  # the pool returned the submission
     held: Confirmation | None = None  # a final outcome that arrived before that
     step: Confirmation | None = None  # the last progress that arrived before that
@@ -91,7 +91,7 @@ class SegmentTracker:
         return len(self._open)
 
     def expect(
-        self, delivery_id: int, attempt: int, states: Mapping[int, DeliveryState] | None = None
+        self, delivery_id: int, attempt: int, states: Mapping[int, ReportStatus] | None = None
     ) -> str:
         """Open an attempt before it is sent (reports may overtake ``+CMGS``); its reference.
 
@@ -103,7 +103,7 @@ class SegmentTracker:
             self.forget(*next(iter(self._open)))
         return pool_reference(delivery_id, attempt)
 
-    def restore(self, delivery_id: int, attempt: int, states: Mapping[int, DeliveryState]) -> None:
+    def restore(self, delivery_id: int, attempt: int, states: Mapping[int, ReportStatus]) -> None:
         """Re-open an attempt sent before a restart; its next reports settle it as usual."""
         self.expect(delivery_id, attempt, states)
         self._open[(delivery_id, attempt)].sent = True
@@ -145,19 +145,19 @@ class SegmentTracker:
         delivery_id, attempt = key
         entry.states[report.sequence] = report.state
         where = f"segment {report.sequence}/{report.total} via {report.modem}"
-        if report.state is DeliveryState.FAILED:
+        if report.state is ReportStatus.FAILED:
             if attempt < max(self._attempts[delivery_id]):
                 self.forget(delivery_id, attempt)  # a newer attempt is under way; it decides
                 return
             detail = f"{where} failed: {status_text(report.status)}"
             self._final(entry, Confirmation(delivery_id, ConfirmationOutcome.FAILED, detail))
             return
-        delivered = sum(state is DeliveryState.DELIVERED for state in entry.states.values())
+        delivered = sum(state is ReportStatus.DELIVERED for state in entry.states.values())
         if delivered == report.total:
             detail = f"all {report.total} segment(s) delivered (status reports)"
             self._final(entry, Confirmation(delivery_id, ConfirmationOutcome.CONFIRMED, detail))
             return
-        if report.state is DeliveryState.PENDING:
+        if report.state is ReportStatus.PENDING:
             detail = f"{where}: {status_text(report.status)}, the network keeps trying"
         else:
             detail = f"{where} delivered ({delivered} of {report.total})"

@@ -25,7 +25,7 @@ from drivers.gsm.errors import (
     GsmRetryableError,
     GsmTimeoutError,
 )
-from drivers.gsm.pdu import DeliveryState, normalize_number
+from drivers.gsm.pdu import ReportStatus, normalize_number
 from drivers.gsm.pool import GsmModemPool
 from drivers.gsm.results import (
     DeliveryReport,
@@ -38,7 +38,6 @@ from drivers.gsm.results import (
 
 __all__ = [
     "DeliveryReport",
-    "DeliveryState",
     "GsmCommandError",
     "GsmConfigError",
     "GsmError",
@@ -60,6 +59,7 @@ __all__ = [
     "ModemHealth",
     "ModemState",
     "ReportMode",
+    "ReportStatus",
     "SegmentSubmission",
     "SmsEncoding",
     "SmsResume",

@@ -41,7 +41,7 @@ FLAG_UDHI = 0x40
 FLAG_MMS = 0x04
 
 
-class DeliveryState(enum.Enum):
+class ReportStatus(enum.Enum):
     """What a TP-Status value means for the sender (23.040 §9.2.3.15)."""
 
     DELIVERED = "delivered"  # 0x00-0x1F: transaction completed
@@ -49,13 +49,13 @@ class DeliveryState(enum.Enum):
     FAILED = "failed"  # 0x40-0x6F and reserved values: the SC stopped trying
 
 
-def classify_status(status: int) -> DeliveryState:
+def classify_status(status: int) -> ReportStatus:
     """Map a TP-ST octet onto delivered / still pending / failed for good."""
     if status < 0x20:
-        return DeliveryState.DELIVERED
+        return ReportStatus.DELIVERED
     if status < 0x40:
-        return DeliveryState.PENDING
-    return DeliveryState.FAILED
+        return ReportStatus.PENDING
+    return ReportStatus.FAILED
 
 
 def normalize_number(number: str) -> str:
@@ -279,7 +279,7 @@ class StatusReportPdu:
     status: int
 
     @property
-    def state(self) -> DeliveryState:
+    def state(self) -> ReportStatus:
         return classify_status(self.status)
 
 

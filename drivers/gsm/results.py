@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.gsm.codec import SmsEncoding
-from drivers.gsm.pdu import DeliveryState, StatusReportPdu
+from drivers.gsm.pdu import ReportStatus, StatusReportPdu
 
 
 class ModemState(enum.Enum):
@@ -91,13 +91,13 @@ class DeliveryReport:
     total: int
     modem: str
     message_reference: int
-    state: DeliveryState
+    state: ReportStatus
     status: int
     discharge_time: datetime
 
     @property
     def final(self) -> bool:
-        return self.state is not DeliveryState.PENDING
+        return self.state is not ReportStatus.PENDING
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,7 @@ class ReportTracker:
             while len(self._early) > self._max_early:
                 self._early.popitem(last=False)
             return None
-        if report.state is not DeliveryState.PENDING:
+        if report.state is not ReportStatus.PENDING:
             del self._expected[key]
         return DeliveryReport(
             reference=expected.reference,

@@ -427,7 +427,7 @@ async def test_a_console_session_does_not_reach_the_api(
                 assert r.status == 401, (method, path)
     status, _ = await drafter.post("/console/tests", {})
     assert status == 405
-    schedules = await server.service.database.run(server.service.operations.store.schedules)
+    schedules = await server.service.store.schedules.schedules()
     assert schedules == []
     assert (await _alert(server, alert_id))["state"] == "held"
 

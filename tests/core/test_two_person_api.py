@@ -283,14 +283,10 @@ async def test_a_token_cannot_decide_an_alert_its_issuing_officer_asked_for(api:
 
 
 async def test_acknowledging_a_notice_is_audited_and_refused_to_a_first_party(api: Api) -> None:
-    store = api.service.operations.store
-
-    def open_notice(subject: str) -> int:
-        notice_id = store.open_notice("link", subject, "box silent", api.service.clock())
-        assert notice_id is not None
-        return notice_id
-
-    notice = await api.service.database.run(open_notice, "rec/v1")
+    notice = await api.service.store.schedules.open_notice(
+        "link", "rec/v1", "box silent", api.service.clock()
+    )
+    assert notice is not None
     for headers in (FEED, api.issued):
         status, body = await api.post(f"/api/v1/notices/{notice}/ack", headers)
         assert status == 403, body

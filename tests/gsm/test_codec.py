@@ -25,7 +25,7 @@ from drivers.gsm.errors import (
     GsmProtocolError,
 )
 from drivers.gsm.pdu import (
-    DeliveryState,
+    ReportStatus,
     StatusReportPdu,
     classify_status,
     decode_status_report,
@@ -175,13 +175,13 @@ def test_status_reports_decode_independently(status: int) -> None:
 
 
 def test_tp_status_ranges() -> None:
-    assert classify_status(0x00) is DeliveryState.DELIVERED
-    assert classify_status(0x02) is DeliveryState.DELIVERED
-    assert classify_status(0x20) is DeliveryState.PENDING
-    assert classify_status(0x3F) is DeliveryState.PENDING
-    assert classify_status(0x40) is DeliveryState.FAILED
-    assert classify_status(0x46) is DeliveryState.FAILED
-    assert classify_status(0x6F) is DeliveryState.FAILED
+    assert classify_status(0x00) is ReportStatus.DELIVERED
+    assert classify_status(0x02) is ReportStatus.DELIVERED
+    assert classify_status(0x20) is ReportStatus.PENDING
+    assert classify_status(0x3F) is ReportStatus.PENDING
+    assert classify_status(0x40) is ReportStatus.FAILED
+    assert classify_status(0x46) is ReportStatus.FAILED
+    assert classify_status(0x6F) is ReportStatus.FAILED
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 from gsmmodem.exceptions import TimeoutException
 from gsmmodem.modem import GsmModem, SentSms, StatusReport
 
-from drivers.gsm import DeliveryReport, DeliveryState, GsmModemPool, GsmPoolConfig, ReportMode
+from drivers.gsm import DeliveryReport, GsmModemPool, GsmPoolConfig, ReportMode, ReportStatus
 from drivers.gsm.modem import GsmModemClient
 from drivers.gsm.pdu import StatusReportPdu, SubmitPdu, encode_status_report, encode_submit
 from drivers.gsm.simulator import AtModemSimulator, ModemSimulatorFaults
@@ -148,7 +148,7 @@ async def test_fault_one_shared_report_event_races_between_senders(
     for submission in sent:
         report = by_reference[submission.reference]
         assert report.message_reference == submission.segments[0].message_reference
-        assert report.number == submission.number and report.state is DeliveryState.DELIVERED
+        assert report.number == submission.number and report.state is ReportStatus.DELIVERED
 
 
 async def test_fault_only_the_last_part_is_tracked(
@@ -204,8 +204,8 @@ async def test_fault_temporary_status_counts_as_failure(
         await pool.send(NUMBER, "busy phone", reference="r1")
         reports = await pool_reports(pool, 2)
     assert [(r.state, r.final) for r in reports] == [
-        (DeliveryState.PENDING, False),
-        (DeliveryState.DELIVERED, True),
+        (ReportStatus.PENDING, False),
+        (ReportStatus.DELIVERED, True),
     ]
 
 

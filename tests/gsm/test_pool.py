@@ -11,7 +11,6 @@ import pytest
 
 from drivers.gsm import (
     DeliveryReport,
-    DeliveryState,
     GsmConfigError,
     GsmInvalidNumberError,
     GsmMessageTooLongError,
@@ -21,6 +20,7 @@ from drivers.gsm import (
     GsmPermanentError,
     GsmPoolConfig,
     ModemState,
+    ReportStatus,
     SmsEncoding,
     segment_count,
 )
@@ -105,12 +105,12 @@ async def test_temporary_statuses_stay_pending_and_permanent_ones_fail(
         await pool.send("+8613800000002", "never", reference="lost")
         reports = await collect_final_reports(pool, {("late", 1), ("lost", 1)})
     assert [r.state for r in reports[("late", 1)]] == [
-        DeliveryState.PENDING,
-        DeliveryState.PENDING,
-        DeliveryState.DELIVERED,
+        ReportStatus.PENDING,
+        ReportStatus.PENDING,
+        ReportStatus.DELIVERED,
     ]
     assert [(r.state, r.status) for r in reports[("lost", 1)]] == [
-        (DeliveryState.FAILED, STATUS_EXPIRED)
+        (ReportStatus.FAILED, STATUS_EXPIRED)
     ]
 
 

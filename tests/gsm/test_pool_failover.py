@@ -9,10 +9,10 @@ import time
 import pytest
 
 from drivers.gsm import (
-    DeliveryState,
     GsmNoModemError,
     ModemState,
     ReportMode,
+    ReportStatus,
     SmsSubmission,
     segment_count,
 )
@@ -63,7 +63,7 @@ async def test_fifty_recipients_three_modems_one_dies_all_delivered_per_segment(
         )
         for segment in submission.segments:
             final = reports[(submission.reference, segment.sequence)][-1]
-            assert final.state is DeliveryState.DELIVERED and final.status == 0
+            assert final.state is ReportStatus.DELIVERED and final.status == 0
             assert (final.modem, final.message_reference) == (
                 segment.modem,
                 segment.message_reference,

@@ -11,8 +11,8 @@ import pytest
 
 from drivers.gsm import (
     DeliveryReport,
-    DeliveryState,
     GsmPermanentError,
+    ReportStatus,
     SegmentSubmission,
     SmsResume,
 )
@@ -130,7 +130,7 @@ async def test_reports_stored_by_the_modem_while_no_pool_ran_reach_a_watching_po
         pool.watch("d/1", NUMBER, submission.segments)
         seen = await collect_final_reports(pool, {("d/1", n) for n in (1, 2, 3)})
 
-    assert all(reports[-1].state is DeliveryState.DELIVERED for reports in seen.values())
+    assert all(reports[-1].state is ReportStatus.DELIVERED for reports in seen.values())
     assert {(r.modem, r.message_reference) for reports in seen.values() for r in reports} == {
         (s.modem, s.message_reference) for s in submission.segments
     }

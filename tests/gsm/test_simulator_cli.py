@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from drivers.gsm import DeliveryState, GsmModemPool, GsmPoolConfig
+from drivers.gsm import GsmModemPool, GsmPoolConfig, ReportStatus
 from drivers.gsm.simulator_cli import build_parser
 
 from .conftest import fast_config
@@ -41,7 +41,7 @@ async def test_the_console_simulator_serves_a_driver_until_interrupted() -> None
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = await process.communicate()
-    assert report.state is DeliveryState.FAILED and report.status == 0x46
+    assert report.state is ReportStatus.FAILED and report.status == 0x46
     assert report.message_reference == submission.segments[0].message_reference
     assert f"to {NUMBER} part 1/1 GSM7: 'drill'" in received
     assert process.returncode == 0

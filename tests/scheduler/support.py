@@ -181,12 +181,12 @@ async def finished_runs(
     """Wait until ``count`` runs have ended (whenever they started); returns them, oldest first."""
     ended = asyncio.Event()
     unsubscribe = service.operations.scheduler.subscribe(lambda *_: ended.set())
-    store = service.operations.store
+    store = service.store.schedules
     try:
         async with asyncio.timeout(timeout):
             while True:
                 ended.clear()
-                runs = await service.database.run(store.runs, None, 1000)
+                runs = await store.runs(None, 1000)
                 done = [r for r in reversed(runs) if r["state"] != "running"]
                 if len(done) >= count:
                     return done

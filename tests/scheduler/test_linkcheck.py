@@ -29,24 +29,24 @@ async def test_target_that_stays_unhealthy_raises_one_notice_until_it_recovers(
     config = scheduler_config(tmp_path, targets=targets, linkcheck=LINKCHECK)
     async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
         linkcheck = service.operations.linkcheck
-        store = service.operations.store
+        store = service.store.schedules
         BoxChannel.dead.add(dead)
         for _ in range(2):
             results = await linkcheck.check_channel("boxes")
             assert not results[dead].ok and results["*"].ok
-        assert await service.database.run(store.notices) == []  # two failures are not enough
+        assert await store.notices() == []  # two failures are not enough
         assert OfficerChannel.notices == []
 
         await linkcheck.check_channel("boxes")
         await linkcheck.check_channel("boxes")  # still down: no second notice or message
-        notices = await service.database.run(store.notices, open_only=True)
-        links = await service.database.run(store.links, "boxes", failing=True)
+        notices = await store.notices(open_only=True)
+        links = await store.links("boxes", failing=True)
         told = OfficerChannel.texts()
 
         BoxChannel.dead.clear()
         await linkcheck.check_channel("boxes")
-        after = await service.database.run(store.notices, open_only=True)
-        everything = await service.database.run(store.notices)
+        after = await store.notices(open_only=True)
+        everything = await store.notices()
 
     assert len(notices) == 1 and notices[0]["subject"] == f"boxes/{dead}"
     assert "4" not in notices[0]["message"] and "3" in notices[0]["message"]
@@ -87,7 +87,7 @@ async def test_a_probe_that_hangs_or_raises_is_a_failed_check(tmp_path: Path) ->
     )
     async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
         results = await service.operations.linkcheck.check_channel("boxes")
-        notices = await service.database.run(service.operations.store.notices)
+        notices = await service.store.schedules.notices()
     assert results[targets[0]["id"]].detail == "no answer within 0.2 s"
     assert results[targets[1]["id"]].detail == "probe failed: RuntimeError: driver bug"
     assert results[targets[2]["id"]].ok
@@ -105,7 +105,7 @@ async def test_a_channel_that_cannot_start_raises_a_notice_at_start(tmp_path: Pa
         async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
             async with asyncio.timeout(5):
                 await arrived.wait()
-            notices = await service.database.run(service.operations.store.notices)
+            notices = await service.store.schedules.notices()
     finally:
         OfficerChannel.arrived = None
     assert [n["subject"] for n in notices] == ["sirens/*"]
@@ -119,7 +119,7 @@ async def test_a_channel_can_be_checked_by_its_health_alone(tmp_path: Path) -> N
     config = scheduler_config(tmp_path, linkcheck=linkcheck)
     async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
         results = await service.operations.linkcheck.check_channel("boxes")
-        links = await service.database.run(service.operations.store.links, "boxes")
+        links = await service.store.schedules.links("boxes")
     assert list(results) == ["*"] and BoxChannel.probes == []
     assert [(link["target_id"], link["ok"]) for link in links] == [("*", True)]
 
@@ -132,7 +132,7 @@ async def test_many_links_down_at_once_make_one_short_message(tmp_path: Path) ->
     config = scheduler_config(tmp_path, targets=targets, linkcheck={"unhealthy_after": 1})
     async with serving(config, OffsetClock(at("2026-06-01 12:00:00"))) as service:
         await service.operations.linkcheck.check_channel("boxes")
-        notices = await service.database.run(service.operations.store.notices, open_only=True)
+        notices = await service.store.schedules.notices(open_only=True)
     assert len(notices) == 8  # one per target, for the console
     texts = OfficerChannel.texts()
     assert len(texts) == 2  # one message to each of the two officers

@@ -24,7 +24,7 @@ async def test_missed_run_runs_once_after_restart_within_grace(tmp_path: Path) -
     config = scheduler_config(tmp_path, [HOURLY])
     clock = OffsetClock(at("2026-06-01 07:50:00"))
     async with serving(config, clock) as service:
-        assert await service.database.run(service.operations.store.runs, None, 10) == []
+        assert await service.store.schedules.runs(None, 10) == []
     # Down from 07:50 to 10:30: the 08:00, 09:00 and 10:00 runs were missed; 10:00 is within
     # the 45 minutes of grace, so it (and only it) runs at start.
     clock.set(at("2026-06-01 10:30:00"))
@@ -40,7 +40,7 @@ async def test_missed_run_runs_once_after_restart_within_grace(tmp_path: Path) -
     # Started again within the same hour: nothing is run twice.
     clock.set(at("2026-06-01 10:40:00"))
     async with serving(config, clock) as service:
-        runs = await service.database.run(service.operations.store.runs, None, 10)
+        runs = await service.store.schedules.runs(None, 10)
     assert len(runs) == 1
 
 
@@ -59,8 +59,8 @@ async def test_missed_run_outside_grace_is_reported_and_not_run(tmp_path: Path) 
         async with serving(config, clock) as service:
             async with asyncio.timeout(5):
                 await arrived.wait()
-            runs = await service.database.run(service.operations.store.runs, None, 10)
-            notices = await service.database.run(service.operations.store.notices)
+            runs = await service.store.schedules.runs(None, 10)
+            notices = await service.store.schedules.notices()
     finally:
         OfficerChannel.arrived = None
     assert BoxChannel.probes == []  # nothing was checked: the run is not done late
@@ -85,7 +85,7 @@ async def test_schedules_edited_at_run_time_survive_a_restart(tmp_path: Path) ->
     clock.set(at("2026-06-01 08:10:00"))  # the hourly run at 08:00 is disabled: not caught up
     async with serving(config, clock) as service:
         rows = {r["name"]: r for r in await service.operations.scheduler.schedules()}
-        runs = await service.database.run(service.operations.store.runs, None, 10)
+        runs = await service.store.schedules.runs(None, 10)
     assert runs == []
     assert rows["hourly-silent"]["definition"]["enabled"] is False
     assert rows["hourly-silent"]["updated_by"] == "admin"

@@ -37,7 +37,7 @@ async def test_schedule_fires_at_its_time_and_reports_each_target(tmp_path: Path
     clock = OffsetClock(at("2026-06-01 09:59:59.300"))
     async with serving(config, clock) as service:
         (run,) = await finished_runs(service, 1, timeout=5)
-        report = await service.database.run(service.operations.store.run, run["id"])
+        report = await service.store.schedules.run(run["id"])
         record = await service.database.run(service.alerts.get, run["alert_id"])
 
     assert report is not None and record is not None
@@ -72,7 +72,7 @@ async def test_schedule_does_not_fire_before_its_time(tmp_path: Path) -> None:
     clock = OffsetClock(at("2026-06-01 09:58:00"))
     async with serving(config, clock) as service:
         schedules = await service.operations.scheduler.schedules()
-        runs = await service.database.run(service.operations.store.runs, None, 10)
+        runs = await service.store.schedules.runs(None, 10)
     assert runs == [] and BoxChannel.sent == []
     assert schedules[0]["next_run_at"] == at("2026-06-01 10:00:00").timestamp()
 
@@ -96,7 +96,7 @@ async def test_silent_run_checks_every_target_and_sends_nothing(tmp_path: Path) 
     clock = OffsetClock(at("2026-06-02 08:59:59.500"))
     async with serving(config, clock) as service:
         (run,) = await finished_runs(service, 1, timeout=5)
-        report = await service.database.run(service.operations.store.run, run["id"])
+        report = await service.store.schedules.run(run["id"])
         alerts = await service.database.run(service.database.query, "SELECT id FROM alerts")
         deliveries = await service.database.run(service.database.query, "SELECT id FROM deliveries")
 
@@ -126,12 +126,12 @@ async def test_exercise_that_reaches_everyone_passes_and_resolves_the_last_failu
     clock = OffsetClock(at("2026-03-01 08:00:00"))
     async with serving(config, clock) as service:
         scheduler = service.operations.scheduler
-        store = service.operations.store
+        store = service.store.schedules
         silent = {"name": "probe", "kind": "silent", "cron": "0 0 1 1 *"}
         await scheduler.create(silent, by="admin")
         await scheduler.run_now("probe")
         first = (await finished_runs(service, 1))[-1]
-        failing_notices = await service.database.run(store.notices, open_only=True)
+        failing_notices = await store.notices(open_only=True)
         await scheduler.run_now("drill")
         second = (await finished_runs(service, 2))[-1]
         record = await service.database.run(service.alerts.get, second["alert_id"])

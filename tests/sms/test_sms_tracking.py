@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from broadcaster.channel import Confirmation, ConfirmationOutcome
 from channels.sms import SegmentTracker
-from drivers.gsm import DeliveryReport, DeliveryState
+from drivers.gsm import DeliveryReport, ReportStatus
 from drivers.gsm.pdu import classify_status
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -59,7 +59,7 @@ def test_a_permanent_status_fails_the_delivery() -> None:
     segments.on_report(report(reference, 2, 2, 0x46))
     assert emitted[-1].outcome is ConfirmationOutcome.FAILED
     assert emitted[-1].detail == "segment 2/2 via m0 failed: TP-ST 0x46 (validity period expired)"
-    assert report(reference, 2, 2, 0x46).state is DeliveryState.FAILED
+    assert report(reference, 2, 2, 0x46).state is ReportStatus.FAILED
 
 
 def test_an_older_attempt_failing_does_not_fail_a_newer_one() -> None:
