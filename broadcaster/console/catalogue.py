@@ -211,6 +211,10 @@ MESSAGES: dict[str, Words] = {
         "请选择区域：在行政区划中勾选，或在地图上划定",
         "choose an area: divisions from the tree or a polygon",
     ),
+    "recording.missing": (
+        "录音不在本服务器的录音库中，请重新录制或上传",
+        "the recording is not in this server's store: record or upload it again",
+    ),
     "area.unnamed": (
         "划定的区域不含任何旗县：请在标题中写明预警地区",
         "the drawn area covers no county of the registry: type where the warning is for",

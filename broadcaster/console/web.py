@@ -246,7 +246,7 @@ def templates_dir(service: BroadcasterService) -> Path:
 
 def make_console_app(service: BroadcasterService) -> web.Application:
     """The console sub-application for ``service`` (mount it at ``/console/``)."""
-    from broadcaster.console import admin, alerts, board, devices, login, testruns
+    from broadcaster.console import admin, alerts, board, devices, login, recordings, testruns
 
     app = web.Application(middlewares=[security_headers, session_required])
     state = ConsoleState(
@@ -287,6 +287,6 @@ def make_console_app(service: BroadcasterService) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(on_shutdown)
     app.router.add_static("/static/", STATIC_DIR, name="static")
-    for module in (login, alerts, board, devices, testruns, admin):
+    for module in (login, alerts, recordings, board, devices, testruns, admin):
         app.add_routes(module.routes)
     return app
