@@ -147,6 +147,7 @@ ACTIONS: dict[str, Words] = {
     "alert.withdraw": ("撤回", "withdrawn"),
     "alert.cancel": ("解除", "cancelled"),
     "alert.submit.refused": ("提交被拒", "submission refused"),
+    "recording.upload": ("上传录音", "recording uploaded"),
     "apitoken.create": ("签发接口令牌", "API token issued"),
     "apitoken.revoke": ("吊销接口令牌", "API token revoked"),
     "notice.ack": ("确认通知", "notice acknowledged"),
@@ -178,6 +179,9 @@ DETAIL_KEYS: dict[str, Words] = {
     "enabled": ("启用", "enabled"),
     "unlock": ("解锁", "unlock"),
     "by": ("操作人", "by"),
+    "language": ("语言", "language"),
+    "size": ("大小（字节）", "size (bytes)"),
+    "seconds": ("时长（秒）", "seconds"),
 }
 """Keys of audit-log details."""
 

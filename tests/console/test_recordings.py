@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -180,8 +181,15 @@ async def test_the_alert_carries_the_recording_and_the_review_plays_it(
         status, page = await approver.get(f"/console/alerts/{alert_id}")
         assert status == 200
         assert f'data-lang="mn" src="{body["url"]}"' in page
+        status, _ = await approver.post(f"/console/alerts/{alert_id}/approve", {"reason": "ok"})
+        assert status == 200
     finally:
         await approver.close()
+    # An Update starts from the alert with its recording, which the page puts back.
+    status, page = await drafter.get(f"/console/alerts/{alert_id}/update")
+    assert status == 200
+    data = json.loads(page.split('id="compose-data">', 1)[1].split("</script>", 1)[0])
+    assert data["initial"]["recordings"] == {"mn": body["uri"]}
 
 
 async def test_a_recording_not_in_the_store_is_a_field_problem(

@@ -39,7 +39,10 @@
       headers: { "X-CSRF-Token": csrf, "Content-Type": type.startsWith("audio/") ? type : "audio/webm", Accept: "application/json" },
       credentials: "same-origin",
     });
-    const body = await response.json();
+    // A refusal before the console answered (a body over the size limit) is not JSON.
+    const body = (response.headers.get("Content-Type") || "").startsWith("application/json")
+      ? await response.json()
+      : { error: `the server refused the recording (${response.status})` };
     if (response.status !== 201) {
       setStatus(box, body.error_zh || "录音未能保存", body.error || "the recording was not kept");
       return;
