@@ -27,6 +27,7 @@ from channels.loudspeaker.commands import alert_key
 from tests.bilingual import RECORDING_S, recording, recording_at, wav_bytes
 from tests.console.support import PASSWORDS
 from tests.console.test_browser import _login, _logout, _shot, chromium_page
+from tests.console.test_recordings import tone_wav
 from tests.core.support import wait_until_complete
 from tests.core.test_demo_bilingual import demo_config
 
@@ -103,13 +104,20 @@ async def _record_mongolian(page: Page, base: str) -> None:
     # Chinese and English have a voice, so only Mongolian offers a recorder.
     await expect(page.locator(".recorder")).to_have_count(1)
     recorder = page.locator(".recorder[data-lang=mn]")
+    # A file first (a plain tone), then the officer records over it with the microphone.
+    await recorder.locator(".record-file").set_input_files(
+        files=[{"name": "tone.wav", "mimeType": "audio/wav", "buffer": tone_wav()}]
+    )
+    await expect(recorder).to_have_attribute("data-ready", "1", timeout=60_000)
+    from_file = await page.input_value("[name='mn.recording']")
     await recorder.locator(".record-start").click()
     await expect(recorder).to_have_attribute("data-recording", "1")
+    await expect(recorder).to_have_attribute("data-ready", "")
     await page.wait_for_timeout(RECORD_S * 1000)
     await recorder.locator(".record-stop").click()
     await expect(recorder).to_have_attribute("data-ready", "1", timeout=60_000)
     uri = await page.input_value("[name='mn.recording']")
-    assert "/api/v1/uploads/" in uri
+    assert "/api/v1/uploads/" in uri and uri != from_file
     heard = await recorder.locator(".record-player").evaluate(_PLAY)
     assert heard["error"] is None and heard["duration"] > RECORD_S - 0.5
 

@@ -78,6 +78,7 @@
       start.disabled = true;
       stop.disabled = false;
       box.dataset.recording = "1";
+      box.dataset.ready = "";
       setStatus(box, "正在录音…", "recording…");
     });
     stop.addEventListener("click", () => {
