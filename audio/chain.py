@@ -77,6 +77,11 @@ class SpeechChain:
             "clips": self.clips.identity() if self.clips else None,
         }
 
+    def has_voice(self, language: str) -> bool:
+        """Whether an engine of the chain has a voice for ``language`` (the clips, which say
+        only fixed phrases, do not count: they cannot speak an officer's text)."""
+        return any(engine.speaks(language) for engine in self.engines)
+
     async def speak(
         self,
         script: SpeechScript,

@@ -208,6 +208,10 @@ class AudioPublisher:
             )
         )
 
+    def has_voice(self, language: str) -> bool:
+        """Whether a synthesiser can speak ``language`` (else only a recording voices it)."""
+        return self.renderer.chain.has_voice(language)
+
     async def prune(self) -> int:
         """Delete renders unused for ``keep_s``; returns how many."""
         return await asyncio.to_thread(self.renderer.cache.prune, self.keep_s)

@@ -36,6 +36,11 @@ class SpeechEngine(abc.ABC):
     def identity(self) -> dict[str, object]:
         """Every setting that changes the audio; part of the render cache key."""
 
+    def speaks(self, language: str) -> bool:
+        """Whether a voice is configured for ``language``; an engine that does not say
+        speaks none."""
+        return False
+
 
 def voice_for(voices: Mapping[str, str], language: str, engine: str) -> str:
     """The configured voice for ``language`` (:func:`audio.languages.lookup`)."""

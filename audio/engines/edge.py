@@ -23,6 +23,7 @@ import numpy as np
 
 from audio.engines.base import SpeechEngine, voice_for
 from audio.errors import AudioToolError, EngineFailedError
+from audio.languages import lookup
 from audio.pcm import Samples, decode_async
 
 
@@ -59,6 +60,9 @@ class EdgeTtsEngine(SpeechEngine):
 
     def identity(self) -> dict[str, object]:
         return {"engine": self.name, "voices": self._config.voices, "rate": self._config.rate}
+
+    def speaks(self, language: str) -> bool:
+        return lookup((language,), self._config.voices) is not None
 
     async def synthesize(self, text: str, language: str) -> Samples:
         voice = voice_for(self._config.voices, language, self.name)

@@ -16,6 +16,7 @@ import numpy as np
 
 from audio.engines.base import SpeechEngine, run_engine_process, voice_for
 from audio.errors import AudioFormatError, EngineFailedError, EngineUnavailableError
+from audio.languages import lookup
 from audio.pcm import Samples, wav_to_samples
 
 
@@ -50,6 +51,9 @@ class EspeakEngine(SpeechEngine):
     def identity(self) -> dict[str, object]:
         c = self._config
         return {"engine": self.name, "voices": c.voices, "wpm": c.words_per_minute}
+
+    def speaks(self, language: str) -> bool:
+        return lookup((language,), self._config.voices) is not None
 
     async def synthesize(self, text: str, language: str) -> Samples:
         voice = voice_for(self._config.voices, language, self.name)

@@ -48,6 +48,9 @@ class PiperEngine(SpeechEngine):
         models = {lang: _file_digest(path) for lang, path in sorted(self._config.models.items())}
         return {"engine": self.name, "models": models}
 
+    def speaks(self, language: str) -> bool:
+        return lookup((language,), self._config.models) is not None
+
     def _model(self, language: str) -> Path:
         key = lookup((language,), self._config.models)
         if key is None:

@@ -5,6 +5,7 @@
 - ``GET /console/compose``: the form (templates, area tree, map, channels, times);
 - ``POST /console/compose/preview`` and ``/compose/audio``: JSON for the preview panel;
   ``/compose/area``: the name of the drawn area (:mod:`broadcaster.areanames`);
+- recordings of the languages no synthesiser speaks: :mod:`broadcaster.console.recordings`;
 - ``POST /console/compose``: submit; the alert waits for a second officer (two-person rule);
 - ``GET /console/approvals``; ``POST /console/alerts/{id}/approve`` and ``/reject`` with a
   reason. The service enforces who may approve; the console adds the role check;
@@ -24,7 +25,7 @@ from audio.errors import AudioError
 from broadcaster.areanames import drawn_area_name
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
-from broadcaster.console import catalogue, compose, preview
+from broadcaster.console import catalogue, compose, preview, recordings
 from broadcaster.console.hazards import LEVEL_NAMES, LEVELS
 from broadcaster.console.mapping import division_map, division_tree
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
@@ -88,6 +89,11 @@ def compose_context(request: web.Request, initial: dict[str, Any]) -> dict[str, 
         "tree": division_tree(service.divisions),
         "map": division_map(service.divisions, state.frame),
         "initial": initial,
+        "voiceless": [
+            lang
+            for lang in ("zh-CN", *compose.OPTIONAL_LANGUAGES)
+            if not service.audio.has_voice(lang)
+        ],
         "problems": [],
         **zone_fields(service.config.server.zone, service.clock()),
     }
@@ -115,6 +121,13 @@ async def _draft_alert(
             draft.problem("update_of", "reference", "update.missing")
         else:
             updates = from_json(document)
+    store = service.audio.uploads
+    for language, uri in draft.recordings.items():
+        found = await asyncio.to_thread(recordings.resource_of, store, uri) if store else None
+        if found is None:
+            draft.problem(f"{language}.recording", "recording", "recording.missing")
+        else:
+            draft.resources[language] = found
     alert = compose.build_alert(
         draft,
         sender=service.config.server.sender,
@@ -222,6 +235,7 @@ def _draft_values(draft: compose.Draft, form: Any) -> dict[str, Any]:
         "urgency": str(draft.urgency),
         "certainty": str(draft.certainty),
         "texts": draft.texts,
+        "recordings": draft.recordings,
         "divisions": draft.divisions,
         "polygon": values.get("polygon"),
         "channels": draft.channels,

@@ -31,6 +31,7 @@ from broadcaster.console import (
     devices,
     devicewords,
     login,
+    recordings,
     testruns,
 )
 from broadcaster.console.hazards import default_templates_dir, load_templates
@@ -106,6 +107,6 @@ def make_console_app(service: BroadcasterService) -> web.Application:
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(on_shutdown)
     app.router.add_static("/static/", STATIC_DIR, name="static")
-    for module in (login, alerts, board, devices, testruns, admin):
+    for module in (login, alerts, recordings, board, devices, testruns, admin):
         app.add_routes(module.routes)
     return app

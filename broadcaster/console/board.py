@@ -30,6 +30,7 @@ from broadcaster.cap import Alert, from_json
 from broadcaster.console import catalogue, compose
 from broadcaster.console.alerts import compose_context
 from broadcaster.console.mapping import frame_around, target_dots
+from broadcaster.console.recordings import recordings_of
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.errors import CapError, StoreError
 from broadcaster.planner import alert_areas, select_targets
@@ -138,6 +139,7 @@ async def board_page(request: web.Request) -> web.Response:
         {
             "alert": record,
             "document": document or {},
+            "recordings": recordings_of(document or {}, service.audio.uploads),
             "snapshot": snapshot,
             "frame": frame.to_json(),
             "dots": target_dots(frame, deliveries),

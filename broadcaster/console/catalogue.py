@@ -147,6 +147,7 @@ ACTIONS: dict[str, Words] = {
     "alert.withdraw": ("撤回", "withdrawn"),
     "alert.cancel": ("解除", "cancelled"),
     "alert.submit.refused": ("提交被拒", "submission refused"),
+    "recording.upload": ("上传录音", "recording uploaded"),
     "apitoken.create": ("签发接口令牌", "API token issued"),
     "apitoken.revoke": ("吊销接口令牌", "API token revoked"),
     "notice.ack": ("确认通知", "notice acknowledged"),
@@ -178,6 +179,9 @@ DETAIL_KEYS: dict[str, Words] = {
     "enabled": ("启用", "enabled"),
     "unlock": ("解锁", "unlock"),
     "by": ("操作人", "by"),
+    "language": ("语言", "language"),
+    "size": ("大小（字节）", "size (bytes)"),
+    "seconds": ("时长（秒）", "seconds"),
 }
 """Keys of audit-log details."""
 
@@ -210,6 +214,10 @@ MESSAGES: dict[str, Words] = {
     "area.none": (
         "请选择区域：在行政区划中勾选，或在地图上划定",
         "choose an area: divisions from the tree or a polygon",
+    ),
+    "recording.missing": (
+        "录音不在本服务器的录音库中，请重新录制或上传",
+        "the recording is not in this server's store: record or upload it again",
     ),
     "area.unnamed": (
         "划定的区域不含任何旗县：请在标题中写明预警地区",

@@ -15,7 +15,9 @@ Form fields (the same for preview and submit):
   problem: the officer types the area;
 - ``channel`` (repeated), ``effective`` and ``expires`` (``YYYY-MM-DDTHH:MM`` local time of
   the browser, whose UTC offset comes in ``tz_offset``, minutes east of UTC);
-- ``update_of``: the store id of the alert this one updates (an Update with references).
+- ``update_of``: the store id of the alert this one updates (an Update with references);
+- ``<lang>.recording``: the store URI of the officer's recording of that language
+  (:mod:`broadcaster.console.recordings`), carried as the ``<info>``'s ``<resource>``.
 
 Problems come back as CAP :class:`~broadcaster.cap.Problem` values whose ``path`` is the form
 field (``zh-CN.headline``, ``division``, ``expires``) where one is known, so the page shows each
@@ -44,6 +46,7 @@ from broadcaster.cap import (
     Polygon,
     Problem,
     Reference,
+    Resource,
     ResponseType,
     Scope,
     Severity,
@@ -107,6 +110,10 @@ class Draft:
     effective: datetime | None = None
     expires: datetime | None = None
     update_of: str = ""
+    recordings: dict[str, str] = field(default_factory=dict)
+    """The store URI of each language's recording, as the form gave it."""
+    resources: dict[str, Resource] = field(default_factory=dict)
+    """The ``<resource>`` of each language's recording, once found in the store."""
     problems: list[Problem] = field(default_factory=list)
     chinese: dict[tuple[str, str], str] = field(default_factory=dict)
     """The Chinese wording of each problem, by (path, English message)."""
@@ -181,6 +188,9 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
                 draft.problem(f"{language}.{name}", "required", f"required.{name}")
         if AREA_PLACEHOLDER in draft.texts[language]["headline"]:
             draft.problem(f"{language}.headline", "area", "area.unnamed")
+        recording = form.get(f"{language}.recording")
+        if recording:
+            draft.recordings[language] = recording
     for code in form.all("division"):
         try:
             normal = normalize_code(code)
@@ -270,6 +280,7 @@ def build_alert(
                 description=text["description"] or None,
                 instruction=text["instruction"] or None,
                 parameters=list(parameters),
+                resources=[draft.resources[language]] if language in draft.resources else [],
                 areas=[area],
             )
         )
@@ -315,6 +326,12 @@ def prefill_from_alert(alert: Alert, record: Mapping[str, Any]) -> dict[str, Any
         info.language: {name: getattr(info, name) or "" for name in TEXT_FIELDS}
         for info in alert.infos
     }
+    recordings = {
+        info.language: resource.uri
+        for info in alert.infos
+        for resource in info.resources
+        if resource.uri and resource.mime_type.startswith("audio/")
+    }
     codes = [g.value for i in alert.infos[:1] for a in i.areas for g in a.geocodes]
     polygon = " ".join(
         f"{lat},{lon}"
@@ -337,6 +354,7 @@ def prefill_from_alert(alert: Alert, record: Mapping[str, Any]) -> dict[str, Any
         "urgency": str(first.urgency) if first else "",
         "certainty": str(first.certainty) if first else "",
         "texts": texts,
+        "recordings": recordings,
         "divisions": codes,
         "polygon": polygon,
         "channels": list(record.get("channels", [])),

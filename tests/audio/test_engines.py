@@ -195,3 +195,14 @@ async def test_an_engine_over_its_timeout_is_stopped_and_its_process_reaped() ->
         ("clip", "ok"),
     ]
     assert "0.005 s" in result.attempts[0].detail
+
+
+def test_the_chain_says_which_languages_a_synthesiser_speaks(tmp_path: Path) -> None:
+    model = tmp_path / "mn.onnx"
+    model.write_bytes(b"model")
+    espeak_only = SpeechChain([EspeakEngine()], None)
+    assert espeak_only.has_voice("zh-CN") and espeak_only.has_voice("en")
+    assert not espeak_only.has_voice("mn") and not espeak_only.has_voice("mn-Mong")
+    with_piper = SpeechChain([EspeakEngine(), PiperEngine(PiperConfig(models={"mn": model}))], None)
+    assert with_piper.has_voice("mn-Mong")
+    assert not SpeechChain([], None).has_voice("zh-CN")

@@ -10,7 +10,8 @@ reports confirm each message), rate-limited so that the Cancel lands mid-deliver
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -74,16 +75,17 @@ async def server(tmp_path: Path, modem: AtModemSimulator) -> AsyncIterator[Conso
         yield running
 
 
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Page]:
+@asynccontextmanager
+async def chromium_page(profile: Path, extra_flags: Sequence[str] = ()) -> AsyncIterator[Page]:
+    """A page of headless Chromium with a fresh profile in ``profile``."""
     assert CHROMIUM.exists(), "Debian's chromium is required (scripts/apt-packages.txt)"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
+            str(profile),
             executable_path=str(CHROMIUM),
             headless=True,
-            args=FLAGS,
+            args=[*FLAGS, *extra_flags],
             viewport={"width": 1366, "height": 900},
             locale="zh-CN",
         )
@@ -93,6 +95,12 @@ async def page(tmp_path: Path) -> AsyncIterator[Page]:
             yield context.pages[0] if context.pages else await context.new_page()
         finally:
             await context.close()
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    async with chromium_page(tmp_path / "profile") as opened:
+        yield opened
 
 
 async def _shot(page: Page, name: str) -> None:

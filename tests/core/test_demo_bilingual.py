@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,25 @@ AREAS = {
 BANNERS = ("150926", "150928")
 
 
-def demo_config(tmp_path: Path, sink: Path) -> tuple[Any, list[dict[str, Any]]]:
+def demo_config(
+    tmp_path: Path, sink: Path, areas: Iterable[str] = AREAS, boxes_per_area: int | None = None
+) -> tuple[Any, list[dict[str, Any]]]:
     """The demo configuration with its loudspeaker and FM channels, the demo registry's boxes
-    and transmitters of the four areas, data in ``tmp_path`` and FM audio copied to ``sink``."""
+    and transmitters of ``areas`` (the first ``boxes_per_area`` boxes of each, or all), data in
+    ``tmp_path`` and FM audio copied to ``sink``."""
     demo = demo_config_path()
     data = tomllib.loads(demo.read_text(encoding="utf-8"))
     registry = json.loads((demo.parent / data["registry"]["targets"]).read_text("utf-8"))
+    wanted = set(areas)
     targets = [
-        t for t in registry if t["channel"] in ("loudspeaker", "fm") and t["division"][:6] in AREAS
+        t for t in registry if t["channel"] in ("loudspeaker", "fm") and t["division"][:6] in wanted
     ]
+    if boxes_per_area is not None:
+        counted: dict[str, int] = {}
+        for t in [t for t in targets if t["channel"] == "loudspeaker"]:
+            counted[t["division"][:6]] = counted.get(t["division"][:6], 0) + 1
+            if counted[t["division"][:6]] > boxes_per_area:
+                targets.remove(t)
     (tmp_path / "targets.json").write_text(json.dumps(targets, ensure_ascii=False), "utf-8")
     port = free_port()
     data["server"] |= {
