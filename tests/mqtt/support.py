@@ -38,8 +38,13 @@ class PahoPeer:
         self._loop.call_soon_threadsafe(self.messages.put_nowait, item)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        # The SUBACK can arrive before ``subscribe`` has filed its future: look it up on the
+        # loop, which runs this only after ``subscribe`` (no await between send and filing).
         granted = [int(code.value) for code in codes]
-        self._loop.call_soon_threadsafe(self._subacks[mid].set_result, granted)
+        self._loop.call_soon_threadsafe(self._suback, mid, granted)
+
+    def _suback(self, mid: int, granted: list[int]) -> None:
+        self._subacks.pop(mid).set_result(granted)
 
     async def __aenter__(self) -> Self:
         await asyncio.to_thread(self._client.connect, self.host, self.port, 30)
