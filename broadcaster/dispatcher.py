@@ -257,6 +257,10 @@ class Dispatcher:
     async def _send(self, slot: ChannelSlot, row: ClaimedDelivery) -> None:
         try:
             transition = await self._attempt(slot, row)
+            if transition.to_state is DeliveryState.FAILED:
+                self.failed_total[slot.name, "permanent"] += 1
+            elif transition.last_error is not None:  # queued again, or expired waiting for it
+                self.failed_total[slot.name, "retryable"] += 1
             self._transitions.put_nowait(transition)
         finally:
             self._in_flight[slot.name] -= 1
@@ -270,25 +274,19 @@ class Dispatcher:
             await self._limits[slot.name].acquire()
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 result = await slot.channel.send(delivery)
+            if not isinstance(result, SendResult):
+                raise TypeError(f"send returned {type(result).__name__}, not a SendResult")
         except RetryableError as exc:
-            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, str(exc), exc.retry_after)
         except PermanentError as exc:
-            self.failed_total[slot.name, "permanent"] += 1
             return Transition(row.id, DeliveryState.FAILED, last_error=str(exc) or "failed")
         except TimeoutError:
-            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
         except Exception as exc:
             # A bug in the channel, not a verdict on the target: retried with the same backoff
             # as a retryable error until the alert expires (a fixed and restarted channel still
             # delivers), never hot, and recorded as the channel's fault.
-            self.failed_total[slot.name, "retryable"] += 1
             return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', exc)}")
-        if not isinstance(result, SendResult):
-            error = TypeError(f"send returned {type(result).__name__}, not a SendResult")
-            self.failed_total[slot.name, "retryable"] += 1
-            return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', error)}")
         self.sent_total[slot.name] += 1
         confirmed = result.outcome is SendOutcome.CONFIRMED
         detail = result.detail or ("confirmed" if confirmed else "accepted")

@@ -422,12 +422,9 @@ class Intake:
         parsed, _verdict = await asyncio.to_thread(self._parse_and_verify, data, chosen)
         alert = parsed.alert
         wanted = self._wanted(channels)
-        record = self._record(
-            alert_id_for(alert.sender, alert.identifier, format_cap_time(alert.sent)),
-            parsed,
-            self.clock(),
-            wanted,
-            "preview",
+        alert_id = alert_id_for(alert.sender, alert.identifier, format_cap_time(alert.sent))
+        record = await asyncio.to_thread(
+            self._record, alert_id, parsed, self.clock(), wanted, "preview"
         )
         message = await asyncio.to_thread(self._message, record, alert)
         references = await self.database.run(self._resolve_references, alert)

@@ -75,16 +75,12 @@ class WebhookChannel(Channel[WebhookChannelConfig]):
     config_model: ClassVar[type[ChannelConfig]] = WebhookChannelConfig
     _last_error = ""
 
-    @property
-    def settings(self) -> WebhookChannelConfig:
-        return self.config
-
     def __init__(self, name: str, config: WebhookChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         self._receivers = DestinationStats()
 
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_seconds)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
         self._session = aiohttp.ClientSession(timeout=timeout)
 
     async def stop(self) -> None:
@@ -94,9 +90,9 @@ class WebhookChannel(Channel[WebhookChannelConfig]):
         address = delivery.target.address
         if address.startswith(("http://", "https://")):
             return address
-        if self.settings.url is None:
+        if self.config.url is None:
             raise TargetRejectedError(f"target {delivery.target.id} has no URL and no default")
-        return self.settings.url
+        return self.config.url
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         url = self._url_for(delivery)
@@ -105,17 +101,17 @@ class WebhookChannel(Channel[WebhookChannelConfig]):
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": delivery.idempotency_key,
-            "X-Broadcaster-Signature": sign(self.settings.secret.reveal().encode(), body),
+            "X-Broadcaster-Signature": sign(self.config.secret.reveal().encode(), body),
         }
         try:
             result = await self._post(url, body, headers)
         except ChannelError as exc:
             self._receivers.failed(origin(url), str(exc), time.time())
-            if url == self.settings.url:
+            if url == self.config.url:
                 self._last_error = str(exc)
             raise
         self._receivers.sent(origin(url), time.time())
-        if url == self.settings.url:
+        if url == self.config.url:
             self._last_error = ""
         return replace(result, content={"texts": record["texts"]})
 

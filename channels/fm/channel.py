@@ -113,12 +113,12 @@ class FmChannel(Channel[FmChannelConfig]):
         self._simulators: dict[str, RdsEncoderSimulator] = {}
         directory = context.data_dir / f"fm-{name}"
         # Simulated encoders live only as long as the process: nothing to restore later.
-        self._journal = None if self.settings.simulate else OnAirJournal(directory / "on-air")
+        self._journal = None if self.config.simulate else OnAirJournal(directory / "on-air")
         self._cancelled: deque[int] = deque(maxlen=_CANCELLED_KEPT)
-        self._played_dir = _played_dir(self.settings, directory)
+        self._played_dir = _played_dir(self.config, directory)
         self.player = AudioPlayer(
-            _player(self.settings, self._played_dir),
-            timeout_extra_s=self.settings.player_timeout_seconds,
+            _player(self.config, self._played_dir),
+            timeout_extra_s=self.config.player_timeout_seconds,
         )
 
     @classmethod
@@ -131,10 +131,6 @@ class FmChannel(Channel[FmChannelConfig]):
         except ChannelError as exc:
             return [f"player: {exc}"]
         return []
-
-    @property
-    def settings(self) -> FmChannelConfig:
-        return self.config
 
     async def start(self) -> None:
         if self.context.audio is None:
@@ -156,11 +152,11 @@ class FmChannel(Channel[FmChannelConfig]):
     async def _link(self, target: Target) -> TransmitterLink:
         key = target.address or target.id
         try:
-            transmitter = self.settings.transmitter(key)
+            transmitter = self.config.transmitter(key)
         except ValidationError as error:
             problem = error.errors()[0]["msg"]
             raise TargetRejectedError(f"target {target.id}: {problem}") from None
-        if transmitter is None and self.settings.simulate:
+        if transmitter is None and self.config.simulate:
             transmitter = await self._simulated(key)
         if transmitter is None:
             raise TargetRejectedError(
@@ -177,11 +173,11 @@ class FmChannel(Channel[FmChannelConfig]):
         if link is None:
             config = RdsEncoderConfig.from_url(url, normal_state=normal)
             settings = LinkSettings(
-                reconnect_attempts=self.settings.reconnect_attempts,
-                reconnect_delay=self.settings.reconnect_delay_seconds,
-                restore_retry=self.settings.restore_retry_seconds,
-                busy_retry=self.settings.busy_retry_seconds,
-                preempt=self.settings.preempt,
+                reconnect_attempts=self.config.reconnect_attempts,
+                reconnect_delay=self.config.reconnect_delay_seconds,
+                restore_retry=self.config.restore_retry_seconds,
+                busy_retry=self.config.busy_retry_seconds,
+                preempt=self.config.preempt,
             )
             client = make_encoder_client(config)
             link = TransmitterLink(key, client, settings, self.confirm, self._journal)
@@ -194,7 +190,7 @@ class FmChannel(Channel[FmChannelConfig]):
         if simulator is None:
             simulator = self._simulators[key] = RdsEncoderSimulator()
         url = await simulator.start_tcp()
-        return TransmitterConfig.model_validate(self.settings.station.model_dump() | {"url": url})
+        return TransmitterConfig.model_validate(self.config.station.model_dump() | {"url": url})
 
     def simulators(self) -> dict[str, RdsEncoderSimulator]:
         """The in-process encoders of a ``simulate = true`` instance, by transmitter."""
@@ -221,7 +217,7 @@ class FmChannel(Channel[FmChannelConfig]):
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         link = await self._link(delivery.target)
-        text = on_air_text(delivery.message, delivery.target, self.settings)
+        text = on_air_text(delivery.message, delivery.target, self.config)
         render = await self._render(delivery)
         if delivery.id in self._cancelled:
             raise RetryableError(f"delivery {delivery.id} was stopped by a Cancel before airing")
@@ -266,7 +262,7 @@ class FmChannel(Channel[FmChannelConfig]):
         if audio is None:
             raise UnsupportedError("the FM channel has no audio publisher")
         message, target = delivery.message, delivery.target
-        header = same_header(message, target, self.settings)
+        header = same_header(message, target, self.config)
         try:
             render = await audio.render_programme(message, FM_PROFILE, target.languages, header)
         except AudioError as error:
@@ -316,7 +312,7 @@ class FmChannel(Channel[FmChannelConfig]):
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """PS, RT and PTY on ``target``'s transmitter (what ``send`` puts on air)."""
-        return on_air_text(message, target, self.settings).to_json()
+        return on_air_text(message, target, self.config).to_json()
 
     async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
         base = await super().preview(message, targets)
@@ -324,7 +320,7 @@ class FmChannel(Channel[FmChannelConfig]):
         samples = list(targets) or [
             Target(id="preview", channel=self.name, name="preview", languages=languages)
         ]
-        notes = {n for t in samples for n in on_air_text(message, t, self.settings).notes}
+        notes = {n for t in samples for n in on_air_text(message, t, self.config).notes}
         return replace(base, notes=(*base.notes, *sorted(notes)))
 
 

@@ -114,7 +114,7 @@ class TransmitterLink:
     ) -> None:
         self.name = name
         self.client = client
-        self.settings = settings
+        self.config = settings
         self._report = report
         self._airing: Airing | None = None
         self._begin_lock = asyncio.Lock()
@@ -160,8 +160,8 @@ class TransmitterLink:
                 self.client,
                 content,
                 normal=normal,
-                reconnect_attempts=self.settings.reconnect_attempts,
-                reconnect_delay=self.settings.reconnect_delay,
+                reconnect_attempts=self.config.reconnect_attempts,
+                reconnect_delay=self.config.reconnect_delay,
                 on_step=lambda step: self._on_step(airing, step),
             )
             airing.task = asyncio.create_task(
@@ -180,7 +180,7 @@ class TransmitterLink:
     async def _make_room(
         self, current: Airing, delivery: OutgoingDelivery, priority: tuple[int, int, int]
     ) -> None:
-        if self.settings.preempt and priority > current.priority:
+        if self.config.preempt and priority > current.priority:
             current.preempted = True
             reason = f"preempted by alert {delivery.message.alert.identifier}"
             await self.stop(current.delivery.id, reason)
@@ -189,7 +189,7 @@ class TransmitterLink:
         raise RetryableError(
             f"transmitter {self.name} is airing alert {current.delivery.message.alert.identifier}"
             f" (about {left:.0f} s left)",
-            retry_after=min(left, self.settings.busy_retry),
+            retry_after=min(left, self.config.busy_retry),
         )
 
     async def stop(self, delivery_id: int, reason: str, *, as_asked: bool = False) -> bool:
@@ -232,7 +232,7 @@ class TransmitterLink:
                     delivery_id,
                     self._stopped_outcome(airing),
                     f"{self.name}: stopped ({reason}) after {self._elapsed(airing)}; {restored}",
-                    retry_after=self.settings.busy_retry,
+                    retry_after=self.config.busy_retry,
                 ),
             )
         except RdsError as error:

@@ -143,7 +143,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         super().__init__(name, config, context)
         self.directory = context.data_dir / f"loudspeaker-{name}"
         base_url = f"{context.public_url.rstrip('/')}/channels/{name}"
-        self.library = AudioLibrary(self.directory / "audio", base_url, self.settings.audio_format)
+        self.library = AudioLibrary(self.directory / "audio", base_url, self.config.audio_format)
         self.hub: SpeakerHub | None = None
         self.fleet: SpeakerFleetSimulator | None = None
         self._keyring = boxes.BoxKeyring({}, None)
@@ -160,10 +160,6 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self._retrier: asyncio.Task[None] | None = None
         self._presence_changed = asyncio.Condition()
 
-    @property
-    def settings(self) -> LoudspeakerChannelConfig:
-        return self.config
-
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
@@ -179,7 +175,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         return []
 
     async def start(self) -> None:
-        settings = self.settings
+        settings = self.config
         try:
             self._keyring = await asyncio.to_thread(
                 boxes.load_keyring, settings, self.context.data_dir
@@ -207,7 +203,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             await self._simulate(hub)
 
     async def _simulate(self, hub: SpeakerHub) -> None:
-        settings = self.settings
+        settings = self.config
         assert settings.master_secret is not None
         simulated = [b for b in self._registered.values() if b.transport == "tcp"]
         simulated = simulated[: settings.simulated_boxes_max]
@@ -245,7 +241,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         known = self._targets.get(target.id)
         if known is not None and known[0] == target:
             return known[1]
-        box = boxes.registration(target, self.settings, self._keyring)
+        box = boxes.registration(target, self.config, self._keyring)
         self._targets[target.id] = (target, box)
         self._targets_of_box.setdefault(box.box_id, set()).add(target.id)
         if self._registered.get(box.box_id) != box:
@@ -325,7 +321,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
 
     def _offline_retry(self) -> float | None:
         """When to retry for an offline box: soon, with jitter so reconnects do not stampede."""
-        seconds = self.settings.offline_retry_seconds
+        seconds = self.config.offline_retry_seconds
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
     async def _command(
@@ -338,7 +334,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         texts = message.rendition.for_languages(target.languages)
         if not texts:
             raise UnsupportedError(f"alert has no text for {target.id}")
-        clip = self.settings.clip_for(hazard_of(texts[0].event))
+        clip = self.config.clip_for(hazard_of(texts[0].event))
         audio = self.context.audio
         chosen = commands.broadcast_class(message.alert)
         try:
@@ -348,14 +344,14 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         except (AudioError, UnsupportedError) as error:
             if clip is not None:
                 log.warning("channel %s: %s; playing stored clip %s", self.name, error, clip.id)
-                command = commands.play_clip(delivery, self.settings, clip)
+                command = commands.play_clip(delivery, self.config, clip)
                 what = f"stored clip {clip.id} ({chosen}, priority {command.priority})"
                 warnings = (f"the warning itself could not be played: {error}",)
                 return command, what, _content(texts[0].language, command, None), warnings
             if isinstance(error, UnsupportedError | ValueError):
                 raise UnsupportedError(f"no audio for {target.id}: {error}") from error
             raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
-        play = commands.play_url(delivery, self.settings, published.url, published.sha256, clip)
+        play = commands.play_url(delivery, self.config, published.url, published.sha256, clip)
         spoken = "+".join(published.languages)
         what = (
             f"{spoken} audio, {published.duration_s:.0f} s × {play.repeat}"
@@ -501,8 +497,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
         base = await super().preview(message, targets)
         chosen = commands.broadcast_class(message.alert)
-        note = f"plays as {chosen} at priority {self.settings.priorities[chosen]}"
-        return replace(base, counts={"repeat": self.settings.repeat}, notes=(*base.notes, note))
+        note = f"plays as {chosen} at priority {self.config.priorities[chosen]}"
+        return replace(base, counts={"repeat": self.config.repeat}, notes=(*base.notes, note))
 
 
 def _content(

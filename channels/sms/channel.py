@@ -123,7 +123,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     def __init__(self, name: str, config: SmsChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
-        if not self.settings.status_reports:
+        if not self.config.status_reports:
             # Without status reports this instance cannot confirm: its own capabilities.
             self.capabilities = ChannelCapabilities(
                 confirms=False, description=f"SMS through GSM modems; {NO_REPORTS_NOTE}"
@@ -132,12 +132,8 @@ class SmsChannel(Channel[SmsChannelConfig]):
         self._simulators: list[AtModemSimulator] = []
         self._network: SimulatedNetwork | None = None
         store = SubmissionStore(context.data_dir / f"sms-{name}" / RECORD_NAME, name)
-        self.sender = SmsSender(store, self.confirm, reporting=self.settings.status_reports)
+        self.sender = SmsSender(store, self.confirm, reporting=self.config.status_reports)
         self._import_notes: tuple[str, ...] = ()
-
-    @property
-    def settings(self) -> SmsChannelConfig:
-        return self.config
 
     @property
     def simulators(self) -> Sequence[AtModemSimulator]:
@@ -146,14 +142,14 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     def signature(self, language: str) -> str:
         """The sender signature for ``language``: configured, else 【server name】."""
-        configured = self.settings.signature_for(language)
+        configured = self.config.signature_for(language)
         if configured is not None:
             return configured
         return f"【{self.context.sender_name}】" if self.context.sender_name else ""
 
     async def start(self) -> None:
-        if self.settings.groups_csv is not None:
-            await self._register_groups(self.settings.groups_csv)
+        if self.config.groups_csv is not None:
+            await self._register_groups(self.config.groups_csv)
         store = self.sender.store
         await store.open()
         try:
@@ -165,20 +161,20 @@ class SmsChannel(Channel[SmsChannelConfig]):
     async def _start_pool(self) -> None:
         pruned = await self.sender.store.prune(time.time())
         ports: dict[str, str] = {}
-        if self.settings.simulate:
+        if self.config.simulate:
             ports = await asyncio.to_thread(self._start_simulators)
-        pool_config = self.settings.pool_config(ports)
-        if self.settings.concurrency > 4 * len(pool_config.modems):
+        pool_config = self.config.pool_config(ports)
+        if self.config.concurrency > 4 * len(pool_config.modems):
             log.warning(
                 "channel %s: concurrency %d for %d modems: sends wait in the pool's queue and"
                 " may reach the dispatcher's send timeout; 2-3 per modem is enough",
                 self.name,
-                self.settings.concurrency,
+                self.config.concurrency,
                 len(pool_config.modems),
             )
         pool = GsmModemPool(pool_config)
         try:
-            if self.settings.status_reports:
+            if self.config.status_reports:
                 pool.add_report_listener(self.sender.on_report)
             restored = await self.sender.restore(pool)
             await pool.start()
@@ -208,9 +204,9 @@ class SmsChannel(Channel[SmsChannelConfig]):
             await self.sender.store.prune(time.time())
 
     def _start_simulators(self) -> dict[str, str]:
-        self._network = SimulatedNetwork(report_delay=self.settings.simulated_report_delay_seconds)
+        self._network = SimulatedNetwork(report_delay=self.config.simulated_report_delay_seconds)
         try:
-            for number in range(self.settings.simulated_modems):
+            for number in range(self.config.simulated_modems):
                 simulator = AtModemSimulator(
                     ModemSimulatorConfig(name=f"sim{number}"), self._network
                 )
@@ -338,14 +334,14 @@ class SmsChannel(Channel[SmsChannelConfig]):
         text = texts[index]
         return render_sms(
             text,
-            template=self.settings.template_for(text.language),
+            template=self.config.template_for(text.language),
             signature=self.signature(text.language),
-            max_segments=self.settings.max_segments,
+            max_segments=self.config.max_segments,
         )
 
     def _validity(self, delivery: OutgoingDelivery) -> timedelta:
-        if self.settings.validity_minutes is not None:
-            return timedelta(minutes=self.settings.validity_minutes)
+        if self.config.validity_minutes is not None:
+            return timedelta(minutes=self.config.validity_minutes)
         return max(MIN_VALIDITY, timedelta(seconds=delivery.expires_at - time.time()))
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
@@ -358,10 +354,10 @@ class SmsChannel(Channel[SmsChannelConfig]):
             delivery.message, delivery.target.languages, delivery.part // LANGUAGE_STRIDE
         )
         content = sms.to_json()
-        if sms.segments > self.settings.segment_limit:
+        if sms.segments > self.config.segment_limit:
             raise UnsupportedError(
                 f"the SMS takes {sms.segments} segments, over segment_limit"
-                f" {self.settings.segment_limit}, although only the headline is left"
+                f" {self.config.segment_limit}, although only the headline is left"
             )
         try:
             result = await self.sender.send(
@@ -394,7 +390,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
         parts = [f"{ready} of {len(modems)} modems ready"]
         parts.append(
             "confirmed per segment by status reports"
-            if self.settings.status_reports
+            if self.config.status_reports
             else NO_REPORTS_NOTE
         )
         if pool.queued_messages:
@@ -451,13 +447,13 @@ class SmsChannel(Channel[SmsChannelConfig]):
         base = await super().preview(message, targets)
         forms = [self.render(message, (text.language,)) for text in message.rendition.texts]
         notes = [*base.notes, *(f"{sms.language}: {note}" for sms in forms for note in sms.notes)]
-        if not self.settings.status_reports:
+        if not self.config.status_reports:
             notes.append(NO_REPORTS_NOTE)
         return replace(
             base,
             counts={
                 "segments": max((c["segments"] for c in base.contents), default=0),
-                "segment_budget": self.settings.max_segments,
+                "segment_budget": self.config.max_segments,
             },
             notes=tuple(notes),
         )

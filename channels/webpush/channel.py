@@ -133,12 +133,8 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
         self._services = DestinationStats()
 
     @property
-    def settings(self) -> WebPushChannelConfig:
-        return self.config
-
-    @property
     def key_file(self) -> Path:
-        return _key_file(self.settings, self.name, self.context.data_dir)
+        return _key_file(self.config, self.name, self.context.data_dir)
 
     @classmethod
     def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
@@ -158,8 +154,8 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
     @property
     def policy(self) -> EndpointPolicy:
         return EndpointPolicy(
-            allow_http=self.settings.allow_http_endpoints,
-            allow_private=self.settings.allow_private_endpoints,
+            allow_http=self.config.allow_http_endpoints,
+            allow_private=self.config.allow_private_endpoints,
         )
 
     @property
@@ -174,7 +170,7 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
         return self._client.signer.public_key
 
     async def start(self) -> None:
-        secret = self.settings.vapid_private_key
+        secret = self.config.vapid_private_key
         try:
             if secret is not None:
                 key = parse_private_key(secret.reveal())
@@ -182,12 +178,12 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
                 key = await asyncio.to_thread(load_or_create_key, self.key_file)
         except (VapidKeyError, OSError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
-        signer = VapidSigner(key, self.settings.vapid_subject)
+        signer = VapidSigner(key, self.config.vapid_subject)
         self._names = self.resolver or ThreadedResolver()
         client = WebPushClient(
             signer,
-            timeout_seconds=self.settings.timeout_seconds,
-            connections=self.settings.concurrency,
+            timeout_seconds=self.config.timeout_seconds,
+            connections=self.config.concurrency,
             policy=self.policy,
             resolver=self._names,
         )
@@ -269,7 +265,7 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
             body,
             channel=self.name,
             tree=tree,
-            languages=self.settings.languages,
+            languages=self.config.languages,
             policy=self.policy,
             previous=previous,
         )

@@ -96,7 +96,7 @@ async def page(request: web.Request) -> web.Response:
         "areas": [a.to_json() for a in area_choices(tree)] if tree is not None else [],
         "languages": [
             {"code": code, "label": LANGUAGE_LABELS.get(code, code)}
-            for code in channel.settings.languages
+            for code in channel.config.languages
         ],
     }
     html = _templates.get_template("subscribe.html").render(
@@ -153,7 +153,7 @@ def subscription_app(channel: WebPushChannel) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[MAX_BODY_BYTES] = MAX_BODY  # aiohttp heeds client_max_size only on the root app
     app[CHANNEL] = channel
-    app[LIMITER] = RateLimiter(channel.settings.changes_per_minute)
+    app[LIMITER] = RateLimiter(channel.config.changes_per_minute)
     app.router.add_get("/", page)
     app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/key", key)

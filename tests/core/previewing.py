@@ -9,7 +9,9 @@ tests also check what the devices and simulators received against the preview th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +39,14 @@ async def preview_and_send(
     preview = (await service.preview(alert, channels=[channel]))[channel]
     result = await service.submit(alert, origin="test", channels=[channel])
     summary = await wait_until_complete(service, result.alert_id, timeout=timeout)
-    rows = await service.database.run(service.outbox.deliveries, result.alert_id)
-    return PreviewedAndSent(preview, summary, rows)
+    # A device may confirm before ``send`` has returned; its content is then written with the
+    # send's own transition, a moment after the delivery already shows confirmed.
+    deadline = time.monotonic() + 5
+    while True:
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+        if all(row["content"] is not None for row in rows) or time.monotonic() > deadline:
+            return PreviewedAndSent(preview, summary, rows)
+        await asyncio.sleep(0.05)
 
 
 def languages_of(content: dict[str, Any]) -> tuple[str, ...]:

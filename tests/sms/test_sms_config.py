@@ -98,7 +98,7 @@ def test_capabilities_follow_status_reports_per_instance(tmp_path: Path) -> None
     silent = build(tmp_path, {"type": "sms", "simulate": True, "status_reports": False})
     assert confirming.capabilities.confirms and not silent.capabilities.confirms
     assert SmsChannel.capabilities.confirms
-    assert silent.settings.pool_config().status_reports is False
+    assert silent.config.pool_config().status_reports is False
 
 
 async def test_preview_shows_text_segments_and_missing_reports(tmp_path: Path) -> None:
