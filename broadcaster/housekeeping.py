@@ -66,6 +66,15 @@ class Housekeeping:
             log.exception("housekeeping: the render cache could not be pruned")
         if removed:
             log.info("housekeeping: %d unused renders deleted", removed)
+        uploads = self._audio.uploads
+        if uploads is not None:
+            try:
+                dropped = await asyncio.to_thread(uploads.prune, self._audio.keep_s)
+            except OSError:
+                log.exception("housekeeping: the upload store could not be pruned")
+            else:
+                if dropped:
+                    log.info("housekeeping: %d unused uploaded recordings deleted", dropped)
         for name, channel in self._channels.items():
             try:
                 await channel.housekeeping()

@@ -6,6 +6,8 @@ it reach into other networks. It reads a ``uri`` only when it names this store,
 ``<public url>/api/v1/uploads/<sha256>`` (or that path alone), where an API client first
 uploaded the recording (``POST /api/v1/uploads``, :mod:`broadcaster.api.uploads`). Files are
 kept as ``<data dir>/uploads/<sha256>``, written once and checked against their name when read.
+Each store or read marks the file used (its modification time); the daily housekeeping deletes
+files unused for ``[audio] keep_days`` (:meth:`UploadStore.prune`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,6 +39,8 @@ class UploadStore:
             partial = path.with_suffix(".part")
             partial.write_bytes(data)
             os.replace(partial, path)
+        else:
+            _mark_used(path)
         return name
 
     def uri_of(self, name: str) -> str:
@@ -64,4 +69,34 @@ class UploadStore:
             data = (self.directory / name).read_bytes()
         except OSError:
             return None
-        return data if hashlib.sha256(data).hexdigest() == name else None
+        if hashlib.sha256(data).hexdigest() != name:
+            return None
+        _mark_used(self.directory / name)
+        return data
+
+    def prune(self, keep_s: float, now: float | None = None) -> int:
+        """Delete recordings (and interrupted writes) unused for ``keep_s``; returns how many."""
+        cutoff = (time.time() if now is None else now) - keep_s
+        removed = 0
+        try:
+            entries = list(self.directory.iterdir())
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not (_NAME.fullmatch(entry.stem) and entry.suffix in ("", ".part")):
+                continue
+            try:
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+
+def _mark_used(path: Path) -> None:
+    """Record that a stored recording was used now (a failure only shortens its keep)."""
+    try:
+        os.utime(path)
+    except OSError:
+        return

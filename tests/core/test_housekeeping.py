@@ -1,5 +1,5 @@
-"""Daily upkeep: renders unused for [audio] keep_days are deleted, and every channel gets its
-housekeeping call, at start and then once a day."""
+"""Daily upkeep: renders and uploaded recordings unused for [audio] keep_days are deleted,
+and every channel gets its housekeeping call, at start and then once a day."""
 
 from __future__ import annotations
 
@@ -30,12 +30,21 @@ async def test_stale_renders_go_and_channels_are_tidied_on_start(tmp_path: Path)
     audio = tmp_path / "data" / "audio"
     stale = _entry(audio, "renders", "a" * 64, age_days=40)
     recent = _entry(audio, "renders", "b" * 64, age_days=3)
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    old_upload = uploads / ("d" * 64)
+    old_upload.write_bytes(b"a recording nobody used for 40 days")
+    then = time.time() - 40 * 86400
+    os.utime(old_upload, (then, then))
+    new_upload = uploads / ("e" * 64)
+    new_upload.write_bytes(b"a recording of today")
     TidyChannel.housekeeping_calls = 0
     TidyChannel.tidied = asyncio.Event()
     async with running(config):
         async with asyncio.timeout(10):
             await TidyChannel.tidied.wait()
         assert not stale.exists() and recent.exists()
+        assert not old_upload.exists() and new_upload.exists()
     assert TidyChannel.housekeeping_calls == 1  # the next round is a day away
 
 
