@@ -296,6 +296,9 @@ class ChannelConfig(BaseModel):
     concurrency: int = Field(16, ge=1, le=10_000)
     rate_per_second: float = Field(0.0, ge=0, description="0 means no limit")
     confirm_timeout_seconds: float | None = Field(None, gt=0)
+    start_timeout_seconds: float = Field(
+        60.0, gt=0, description="a channel whose start takes longer is reported broken"
+    )
 
 
 class Config(StrictModel):

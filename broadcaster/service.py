@@ -6,6 +6,7 @@ the parts together.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,8 @@ from broadcaster.uploads import UploadStore
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "broadcaster.db"
+STOP_TIMEOUT_S = 10.0
+"""How long a channel's ``stop`` may take before the server goes on without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,8 @@ class BroadcasterService:
         """Record that ``channel`` could not start, and close what it may have opened."""
         self.failures.append(PluginFailure(name, self._type_of(name), error))
         try:
-            await channel.stop()
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await channel.stop()
         except Exception:
             log.exception("channel %s failed to stop after a failed start", name)
 
@@ -164,8 +168,14 @@ class BroadcasterService:
             count = await self.store.targets.replace_all(registry)
             log.info("target registry: %d targets from %s", count, self.config.registry.targets)
         for name, channel in self.built.items():
+            limit = self.config.channel_base(name).start_timeout_seconds
             try:
-                await channel.start()
+                async with asyncio.timeout(limit):
+                    await channel.start()
+            except TimeoutError:
+                log.error("channel %s did not start within %g s", name, limit)
+                await self._failed(name, channel, f"did not start within {limit:g} s")
+                continue
             except ChannelError as exc:
                 log.error("channel %s failed to start: %s", name, exc)
                 await self._failed(name, channel, str(exc))
@@ -229,7 +239,8 @@ class BroadcasterService:
         await self.dispatcher.stop()
         for name, channel in self.channels.items():
             try:
-                await channel.stop()
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await channel.stop()
             except Exception:
                 log.exception("channel %s failed to stop cleanly", name)
         self.database.close()

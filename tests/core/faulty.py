@@ -9,6 +9,7 @@ it accepts instead of confirming, so that a Cancel finds its deliveries still in
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
@@ -61,6 +62,9 @@ class FaultyChannel(Channel):
 
     async def start(self) -> None:
         self.fail("start")
+        assert isinstance(self.config, FaultyConfig)
+        if "hang-start" in self.config.fail_at:
+            await asyncio.Event().wait()
 
     async def plan(
         self, message: AlertMessage, candidates: Sequence[Target]

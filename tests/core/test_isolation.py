@@ -210,3 +210,30 @@ fail_at = ["start"]
         " KeyError: 'bad-init broke in init'",
         f"  bad-start ({FAULTY}): ok",  # start() runs only in the server
     ]
+
+
+async def test_a_channel_whose_start_hangs_is_reported_and_the_others_deliver(
+    tmp_path: Path,
+) -> None:
+    RecordingChannel.sent.clear()
+    channels = {
+        "good": {"type": "tests.core.support:RecordingChannel"},
+        "stuck": {"type": FAULTY, "fail_at": ["hang-start"], "start_timeout_seconds": 0.3},
+    }
+    targets = village_targets("good", 2) + village_targets("stuck", 2)
+    service = BroadcasterService(make_config(tmp_path, channels, targets))
+    server = TestServer(make_app(service))
+    started = time.monotonic()
+    await server.start_server()
+    try:
+        assert time.monotonic() - started < 10
+        failed = {f.channel: f.error for f in service.failures}
+        assert failed == {"stuck": "did not start within 0.3 s"}
+        assert set(service.channels) == {"good"}
+        result = await service.submit(make_alert("hang-1"), origin="test")
+        assert result.planned == {"good": 2}
+        await wait_for_deliveries(
+            service, result.alert_id, lambda rows: all(r["state"] == "confirmed" for r in rows)
+        )
+    finally:
+        await server.close()
