@@ -42,6 +42,7 @@ from broadcaster.store.outbox import Outbox
 from broadcaster.store.sqlite import SQLiteStore
 from broadcaster.store.targets import TargetTable, load_targets_file
 from broadcaster.uploads import UploadStore
+from broadcaster.upstream.sources import UpstreamSources
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,17 @@ class BroadcasterService:
         await self.operations.start()
         self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
+        self.upstream = UpstreamSources(
+            self.config,
+            database=self.database,
+            divisions=self.divisions,
+            submit=self.submit,
+            clock=self.clock,
+        )
+        await self.upstream.start()
 
     async def stop(self) -> None:
+        await self.upstream.stop()
         await self.housekeeping.stop()
         await self.operations.stop()
         await self.dispatcher.stop()
