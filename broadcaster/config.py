@@ -362,9 +362,7 @@ class NeighbourConfig(StrictModel):
         default_factory=list, description="division codes the neighbour wants (default: any)"
     )
     events: list[str] = Field(default_factory=list, description="CAP events (default: any)")
-    scopes: list[Literal["Public", "Restricted", "Private"]] = Field(
-        default_factory=_public_only
-    )
+    scopes: list[Literal["Public", "Restricted", "Private"]] = Field(default_factory=_public_only)
 
 
 class Config(StrictModel):

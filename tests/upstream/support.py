@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -211,11 +212,21 @@ class Node:
         )
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @asynccontextmanager
 async def node(config: Config) -> AsyncIterator[Node]:
-    """A broadcaster node serving on loopback, with a client session to it."""
-    service = BroadcasterService(config)
-    server = TestServer(make_app(service))
+    """A broadcaster node serving on loopback at its ``public_url``, with a client session."""
+    port = _free_port()
+    server_config = config.server.model_copy(
+        update={"port": port, "public_url": f"http://127.0.0.1:{port}"}
+    )
+    service = BroadcasterService(config.model_copy(update={"server": server_config}))
+    server = TestServer(make_app(service), port=port)
     await server.start_server()
     try:
         async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
