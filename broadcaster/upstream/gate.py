@@ -11,8 +11,11 @@ Every document a source brings, pushed or polled, passes the same gate:
    channels is not ours either. Neither is an error: the source is told ``outside-area``.
 3. Policy: ``auto`` delivers at once; ``review`` stores the alert awaiting an officer's
    approval (the two-person rule: the source is the first party, the approving officer the
-   second). A Cancel whose every reference is an alert stored here from the same sender is
-   applied at once under either policy: it only stops what that sender started.
+   second). A Cancel whose every reference is an alert this source brought, from the same
+   sender, is applied at once under either policy: it only stops what that sender started
+   (with ``require_signature``, any alert of that sender). An alert in this node's own name
+   (``[server] sender``) is never taken: ours coming back through a neighbour is a duplicate,
+   any other is refused.
 4. Deduplication and chains: intake keys alerts by (sender, identifier, sent), so the same alert
    from a second source, or again after a restart, is the one stored first; Updates and Cancels
    find what they reference whichever source brought it, and stop what is still queued.
@@ -125,9 +128,12 @@ class UpstreamGate:
         database: Database,
         submit: Submit,
         base_dir: Path | None,
+        own_sender: str,
     ) -> None:
         self.config = config
         self.name = config.name
+        self.origin = f"upstream:{config.name}"
+        self.own_sender = own_sender
         self.area = area
         self.database = database
         self.alerts = AlertTable(database)
@@ -166,19 +172,28 @@ class UpstreamGate:
                 raise CapError(f"upstream {self.name} must send signed CAP XML")
             await asyncio.to_thread(self.trust.check, data, now)
         alert = await asyncio.to_thread(self._parse, data)
-        referenced = await self.database.run(self._referenced_senders, alert)
+        if alert.sender == self.own_sender:
+            return await self._own(alert)
+        referenced = await self.database.run(self._referenced, alert)
         if not referenced and not self.area.touches(alert):
             return IngestOutcome("outside-area")
+        # A Cancel of what this source brought (or, from a source whose signatures are
+        # required, of what its signed sender issued) needs no review: it only stops what
+        # that sender started here. Anything else stays under the policy, so that a source
+        # cannot lift another sender's warning by writing its name.
         own_cancel = (
             alert.msg_type is MsgType.CANCEL
             and bool(alert.references)
             and len(referenced) == len(alert.references)
-            and all(sender == alert.sender for sender in referenced)
+            and all(
+                sender == alert.sender and (origin == self.origin or self.trust is not None)
+                for sender, origin in referenced
+            )
         )
         review = self.config.policy == "review" and not own_cancel
         result = await self.submit(
             data,
-            origin=f"upstream:{self.name}",
+            origin=self.origin,
             channels=self.config.channels,
             requested_by=f"upstream:{self.name}" if review else None,
             notes=[("upstream", self.name)],
@@ -193,14 +208,29 @@ class UpstreamGate:
             return parse_cap(data, policy=self.intake_policy).alert
         return read_json(data, policy=self.intake_policy)[0]
 
-    def _referenced_senders(self, alert: Alert) -> list[str]:
-        """The sender of each referenced alert that is stored here."""
-        senders = []
+    async def _own(self, alert: Alert) -> IngestOutcome:
+        """An alert in this node's own name: ours coming back through a neighbour (taken as
+        the duplicate it is), or a source speaking for this node (refused)."""
+        sent = format_cap_time(alert.sent)
+        found = await self.database.run(self.alerts.find_id, alert.sender, alert.identifier, sent)
+        if found is None:
+            raise CapError(f"upstream {self.name} sent an alert in this node's own name")
+        return IngestOutcome("duplicate", found)
+
+    def _referenced(self, alert: Alert) -> list[tuple[str, str]]:
+        """(sender, origin) of each referenced alert that is stored here."""
+        found = []
         for ref in alert.references:
             try:
                 sent = format_cap_time(parse_cap_time(ref.sent))
             except ValueError:
                 continue
-            if self.alerts.find_id(ref.sender, ref.identifier, sent) is not None:
-                senders.append(ref.sender)
-        return senders
+            found += [
+                (str(row["sender"]), str(row["origin"]))
+                for row in self.database.query(
+                    "SELECT sender, origin FROM alerts"
+                    " WHERE sender = ? AND identifier = ? AND sent = ?",
+                    (ref.sender, ref.identifier, sent),
+                )
+            ]
+        return found

@@ -62,6 +62,7 @@ class UpstreamSources:
                 database=database,
                 submit=submit,
                 base_dir=base_dir,
+                own_sender=config.server.sender,
             )
             for source in config.upstream
         }

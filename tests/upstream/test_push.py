@@ -130,8 +130,8 @@ async def test_alerts_outside_our_area_are_not_taken(tmp_path: Path) -> None:
 
 
 async def test_dedup_and_an_upstream_cancel_from_another_source(tmp_path: Path) -> None:
-    """The region sends an alert, a neighbour relays the same one, and the region's Cancel
-    arrives through the neighbour's review source: it stops what is still queued at once."""
+    """The region sends an alert, a neighbour relays the same one (a duplicate), and the
+    region's Cancel stops what is still queued here at once."""
     SlowChannel.started.clear()
     SlowChannel.delay = 0.1
     channels = {"rec": {"type": "tests.core.support:SlowChannel", "concurrency": 1}}
@@ -159,7 +159,7 @@ async def test_dedup_and_an_upstream_cancel_from_another_source(tmp_path: Path) 
         cancel = make_alert(
             "storm-cancel", msg_type=MsgType.CANCEL, references=[warning], sender=warning.sender
         )
-        status, body = await here.push(CITY, to_xml(cancel))
+        status, body = await here.push(REGION, to_xml(cancel))
         assert status == 201 and body["outcome"] == "created", body
         assert await here.state(first["id"]) == "cancelled"
         rows = await wait_for_deliveries(
@@ -172,9 +172,11 @@ async def test_dedup_and_an_upstream_cancel_from_another_source(tmp_path: Path) 
         assert len(SlowChannel.started) < 40
 
 
-async def test_a_cancel_of_another_senders_alert_follows_the_review_policy(
+async def test_a_cancel_through_another_source_follows_its_review_policy(
     tmp_path: Path,
 ) -> None:
+    """A source cannot lift a warning another source brought by writing its sender's name:
+    under review the Cancel waits for an officer, then stops the warning."""
     sources = [
         {"name": "region", "mode": "push", "token": REGION},
         {"name": "hohhot", "mode": "push", "token": CITY, "policy": "review"},
@@ -182,12 +184,27 @@ async def test_a_cancel_of_another_senders_alert_follows_the_review_policy(
     async with node(_config(tmp_path, *sources)) as here:
         warning = make_alert("storm", sender="region@example.cn")
         _, first = await here.push(REGION, to_xml(warning))
-        cancel = make_alert(
-            "spoof", msg_type=MsgType.CANCEL, references=[warning], sender="other@example.cn"
-        )
-        status, body = await here.push(CITY, to_xml(cancel))
-        assert status == 201 and body["outcome"] == "pending"
-        assert await here.state(first["id"]) == "active"
+        for name, sender in (("spoof", "other@example.cn"), ("relayed", warning.sender)):
+            cancel = make_alert(name, msg_type=MsgType.CANCEL, references=[warning], sender=sender)
+            status, body = await here.push(CITY, to_xml(cancel))
+            assert status == 201 and body["outcome"] == "pending"
+            assert await here.state(first["id"]) == "active"
+        await here.service.approve(body["id"], by="console:wang", reason="region confirmed")
+        assert await here.state(first["id"]) == "cancelled"
+
+
+async def test_an_alert_in_this_nodes_own_name_is_never_taken(tmp_path: Path) -> None:
+    source = {"name": "region", "mode": "push", "token": REGION}
+    async with node(_config(tmp_path, source)) as here:
+        ours = await here.service.submit(make_alert("ours", sender="city@example.cn"), origin="t")
+        status, body = await here.push(REGION, to_xml(make_alert("fake", sender="city@example.cn")))
+        assert status == 400 and "own name" in body["error"]
+        # Our own alert coming back through a neighbour is the duplicate it is.
+        raw = await here.service.store.alerts.raw_xml(ours.alert_id)
+        assert raw is not None
+        status, body = await here.push(REGION, raw)
+        assert status == 200 and body["outcome"] == "duplicate" and body["id"] == ours.alert_id
+        assert await here.alert_count() == 1
 
 
 def _targets(tmp_path: Path, targets: list[dict[str, Any]]) -> Path:
