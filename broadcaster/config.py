@@ -354,7 +354,8 @@ def _public_only() -> list[Literal["Public", "Restricted", "Private"]]:
 
 
 class NeighbourConfig(StrictModel):
-    """One ``[[neighbour]]``: served ``/feeds/<name>.atom`` with what its rules allow."""
+    """One ``[[neighbour]]``: served ``/feeds/<name>.atom`` with what its rules allow, and
+    optionally sent the same alerts at ``push_url`` (its ``POST /api/v1/alerts``)."""
 
     name: str = Field(pattern=_NAME_PATTERN)
     token: SecretValue
@@ -363,6 +364,18 @@ class NeighbourConfig(StrictModel):
     )
     events: list[str] = Field(default_factory=list, description="CAP events (default: any)")
     scopes: list[Literal["Public", "Restricted", "Private"]] = Field(default_factory=_public_only)
+    push_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+", description="the neighbour's POST /api/v1/alerts"
+    )
+    push_token: SecretValue | None = Field(None, description="our token at the neighbour's API")
+    push_interval_seconds: float = Field(30.0, gt=0, description="between rounds of pushes")
+    timeout_seconds: float = Field(10.0, gt=0, description="of one push")
+
+    @model_validator(mode="after")
+    def _push_needs_both(self) -> NeighbourConfig:
+        if (self.push_url is None) != (self.push_token is None):
+            raise ValueError("push_url and push_token go together")
+        return self
 
 
 class Config(StrictModel):

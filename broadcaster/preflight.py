@@ -12,7 +12,7 @@ same list: both call :func:`preflight`. The checks, each problem named by its ke
 - the files the configuration names are readable and well formed: the division list and the
   target registry (``registry.*``), the hazard templates (``console.templates``), the trusted
   certificates and the signing key and certificate (``cap.*``);
-- the upstream sources and neighbours (:mod:`broadcaster.upstream.checks`);
+- the upstream sources and neighbours (:func:`broadcaster.upstream.sources.upstream_problems`);
 - ``BROADCASTER_ADMIN_PASSWORD``, while the store holds no officer yet, is a password the
   account rules allow (the store is read, never created or changed);
 - no server runs on the data directory (``server.data_dir``) and the server's address can be
@@ -45,7 +45,7 @@ from broadcaster.errors import ConfigError, PluginError
 from broadcaster.plugins import check_channel_configs, load_plugin
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.targets import load_targets_file
-from broadcaster.upstream.checks import upstream_problems
+from broadcaster.upstream.sources import upstream_problems
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -48,7 +48,7 @@ from broadcaster.errors import (
 from broadcaster.intake import IntakeResult
 from broadcaster.jsonbody import JsonBodyError, bad_request, parse_json_object, read_json_object
 from broadcaster.store.alerts import REACHES_NO_ONE
-from broadcaster.upstream.push import pushed
+from broadcaster.upstream.web import pushed
 from broadcaster.web.headers import document_download
 
 routes = web.RouteTableDef()

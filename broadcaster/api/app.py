@@ -27,8 +27,7 @@ from broadcaster.client_limits import forwarded_client
 from broadcaster.console.app import make_console_app
 from broadcaster.scheduler import api as scheduler_api
 from broadcaster.service import BroadcasterService
-from broadcaster.upstream import neighbours
-from broadcaster.upstream.push import sources_only_submit
+from broadcaster.upstream import web as federation
 from broadcaster.upstream.sources import push_tokens
 from broadcaster.web import public
 from broadcaster.web.bodies import request_bodies
@@ -49,12 +48,14 @@ async def healthz(request: web.Request) -> web.Response:
     ok = all(h.ok for h in health.values()) and not service.failures and not disk.full
     ok = ok and not service.faults.recent()
     ok = ok and all(h.ok for h in service.upstream.health().values())
+    ok = ok and all(h.ok for h in service.neighbours.health.values())
     body: dict[str, Any] = {
         "status": "degraded: disk full" if disk.full else "ok" if ok else "degraded",
         "disk": {"ok": not disk.full},
         "channels": {name: {"ok": h.ok} for name, h in health.items()},
         "failed_channels": [{"channel": f.channel} for f in service.failures],
         "upstream": service.upstream.health_json(details=request.get(CLIENT) is not None),
+        "neighbours": {n: {"ok": h.ok} for n, h in service.neighbours.health.items()},
     }
     if request.get(CLIENT) is not None:
         body["disk"] = {"ok": not disk.full, "free_bytes": disk.free_bytes, "detail": disk.detail}
@@ -65,6 +66,8 @@ async def healthz(request: web.Request) -> web.Response:
         body["failed_channels"] = [
             {"channel": f.channel, "type": f.type, "error": f.error} for f in service.failures
         ]
+        now = service.clock()
+        body["neighbours"] = {n: h.to_json(now) for n, h in service.neighbours.health.items()}
         body["channel_faults"] = [
             {
                 "channel": f.channel,
@@ -97,7 +100,7 @@ def make_app(service: BroadcasterService) -> web.Application:
                 frozenset(t.name for t in service.config.api.tokens if t.requires_approval),
                 lambda: ApiTokenStore(service.database, service.clock),
             ),
-            sources_only_submit,
+            federation.sources_only_submit,
         ],
         client_max_size=server.max_body_bytes,
     )
@@ -117,7 +120,7 @@ def make_app(service: BroadcasterService) -> web.Application:
     app.add_routes(scheduler_api.routes)
     app.add_routes(health_routes)
     app.add_routes(public.routes)
-    app.add_routes(neighbours.routes)
+    app.add_routes(federation.routes)
     for name, sub_app in service.web_apps().items():
         app.add_subapp(f"/channels/{name}/", sub_app)
     if service.config.console.enabled:

@@ -6,7 +6,7 @@ Every document a source brings, pushed or polled, passes the same gate:
    ``trusted_certificates`` passes (unsigned, tampered, malformed or foreign signatures are
    refused); without it the source's token (push) or configured URL (poll) is the trust, and
    intake's own signature policy (``[cap]``) still refuses a tampered signature.
-2. Area: an alert is taken only if it touches our area (:mod:`broadcaster.upstream.area`), or
+2. Area: an alert is taken only if it touches our area (:mod:`broadcaster.upstream.rules`), or
    if it updates or cancels an alert stored here; one whose areas select no target on our
    channels is not ours either. Neither is an error: the source is told ``outside-area``.
 3. Policy: ``auto`` delivers at once; ``review`` stores the alert awaiting an officer's
@@ -39,7 +39,7 @@ from broadcaster.intake import IntakeResult
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
-from broadcaster.upstream.area import AreaFilter
+from broadcaster.upstream.rules import AreaFilter
 
 Outcome = Literal["created", "pending", "duplicate", "outside-area", "refused"]
 Submit = Callable[..., Awaitable[IntakeResult]]

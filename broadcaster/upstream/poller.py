@@ -2,13 +2,13 @@
 
 Each round fetches the feed conditionally (the validators of the last good round, kept in the
 store so a restart does not refetch what did not change), reads its entries
-(:mod:`broadcaster.upstream.entries`) and, for each entry not seen before, fetches the CAP
-document it links to and passes it through the source's gate. An entry whose link leaves the
-feed's host (and ``allowed_hosts``) is refused and recorded, never fetched. A round that fails
-(the feed unreachable, too big, too slow, garbage, or a document that could not be fetched) is
-a failure of the source: the next round waits ``interval_seconds × 2^failures``, at most
-``backoff_max_seconds``, and the validators are kept from the last good round so nothing is
-missed.
+(:func:`broadcaster.upstream.fetch.parse_entries`) and, for each entry not seen before,
+fetches the CAP document it links to and passes it through the source's gate. An entry whose
+link leaves the feed's host (and ``allowed_hosts``) is refused and recorded, never fetched. A
+round that fails (the feed unreachable, too big, too slow, garbage, or a document that could
+not be fetched) is a failure of the source: the next round waits ``interval_seconds ×
+2^failures``, at most ``backoff_max_seconds``, and the validators are kept from the last good
+round so nothing is missed.
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ import aiohttp
 
 from broadcaster.errors import DiskFullError
 from broadcaster.store.db import Database
-from broadcaster.upstream.entries import FeedEntry, parse_entries
-from broadcaster.upstream.fetch import Fetched, FetchError, RefusedUrlError, fetch, origin_of
+from broadcaster.upstream.fetch import (
+    FeedEntry,
+    Fetched,
+    FetchError,
+    RefusedUrlError,
+    fetch,
+    origin_of,
+    parse_entries,
+)
 from broadcaster.upstream.gate import UpstreamGate
 from broadcaster.upstream.state import UpstreamTable, Validators
 

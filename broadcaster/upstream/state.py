@@ -2,8 +2,8 @@
 
 A polled feed's ``ETag`` and ``Last-Modified`` are kept per source, so the first poll after a
 restart is conditional too; every feed entry (its id and ``updated``) is recorded once it is
-taken or refused for good, with the alert it became, so no entry is fetched twice. Plain,
-portable SQL (schema v9).
+taken or refused for good, with the alert it became, so no entry is fetched twice; and every
+alert pushed to a neighbour's API, so each goes once. Plain, portable SQL (schema v9).
 """
 
 from __future__ import annotations
@@ -69,6 +69,21 @@ class UpstreamTable:
                 " (source, entry, updated, url, outcome, alert_id, seen_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (source, entry, updated, url, outcome, alert_id, now),
+            )
+
+    def pushed(self, neighbour: str, alert_id: str) -> bool:
+        rows = self.database.query(
+            "SELECT 1 FROM neighbour_pushes WHERE neighbour = ? AND alert_id = ?",
+            (neighbour, alert_id),
+        )
+        return bool(rows)
+
+    def record_push(self, neighbour: str, alert_id: str, outcome: str, now: float) -> None:
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO neighbour_pushes (neighbour, alert_id, outcome, pushed_at)"
+                " VALUES (?, ?, ?, ?)",
+                (neighbour, alert_id, outcome, now),
             )
 
     def entries(self, source: str) -> list[dict[str, object]]:

@@ -3,13 +3,14 @@ token, signed; and a neighbouring node taking the feed as one of its upstream so
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from lxml import etree
 
 from broadcaster.cap import Scope
 from broadcaster.cap.signature import verify_signature
-from broadcaster.config import CapConfig, Config, NeighbourConfig
+from broadcaster.config import CapConfig, Config, NeighbourConfig, Secret
 from tests.core.support import (
     OTHER_COUNTY,
     RecordingChannel,
@@ -18,7 +19,7 @@ from tests.core.support import (
     village_targets,
 )
 from tests.signing import key_and_cert
-from tests.upstream.support import ATOM, node, with_sources
+from tests.upstream.support import ATOM, Node, node, with_sources
 
 CHANNELS = {"rec": {"type": "tests.core.support:RecordingChannel"}}
 HOHHOT, DATONG = "hohhot-feed-token-1", "datong-feed-token-2"
@@ -128,3 +129,54 @@ async def test_a_neighbouring_node_takes_the_feed_as_an_upstream_source(tmp_path
             assert await there.alert_count() == 1
             record = await there.service.store.alerts.get(shared.alert_id)
             assert record is not None and record["origin"] == "upstream:city"
+
+
+async def test_shared_alerts_are_pushed_once_to_a_neighbours_api(tmp_path: Path) -> None:
+    """Node A pushes what hohhot's rules allow to node B's API, where A is a push source;
+    each alert once; a neighbour that cannot be reached is shown in /healthz and retried."""
+    RecordingChannel.sent.clear()
+    (tmp_path / "b").mkdir()
+    source = {"name": "ulanqab", "mode": "push", "token": "ulanqab-pushes-here"}
+    receiver = with_sources(
+        make_config(tmp_path / "b", CHANNELS, village_targets("rec", 2)), source
+    )
+    async with node(receiver) as there:
+        config, _ = _signed_config(tmp_path)
+        hohhot = config.neighbour[0].model_copy(
+            update={
+                "push_url": f"{there.service.public_url}/api/v1/alerts",
+                "push_token": Secret("ulanqab-pushes-here"),
+                "push_interval_seconds": 0.05,
+            }
+        )
+        config = config.model_copy(update={"neighbour": [hohhot]})
+        async with node(config) as here:
+            shared = await here.service.submit(make_alert("snow-here"), origin="test")
+            await here.service.submit(
+                make_alert("snow-there", geocodes=[OTHER_COUNTY]), origin="test"
+            )
+            await _pushed(here, 2)
+            assert await there.alert_count() == 1
+            record = await there.service.store.alerts.get(shared.alert_id)
+            assert record is not None and record["origin"] == "upstream:ulanqab"
+            # Pushed once, however many rounds run.
+            await _pushed(here, here.service.neighbours.health["hohhot"].polls + 3)
+            audit = await there.service.store.audit.entries()
+            assert [e.action for e in audit if e.actor == "upstream:ulanqab"] == [
+                "upstream.created"
+            ]
+    # The neighbour is gone: the next alert fails, is shown and retried.
+    async with node(config) as here:
+        await here.service.submit(make_alert("snow-later"), origin="test")
+        await _pushed(here, here.service.neighbours.health["hohhot"].polls + 2)
+        health = here.service.neighbours.health["hohhot"]
+        assert health.failures >= 1 and "cannot push" in (health.last_error or "")
+        _, body = await here.get("/healthz")
+        assert body["neighbours"] == {"hohhot": {"ok": False}}
+
+
+async def _pushed(here: Node, rounds: int, timeout: float = 10.0) -> None:
+    health = here.service.neighbours.health["hohhot"]
+    async with asyncio.timeout(timeout):
+        while health.polls < rounds:
+            await asyncio.sleep(0.02)
