@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestServer
+
 from broadcaster.cap import MsgType
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import Config
+from tests.core.receiver import SECRET, WebhookReceiver
 from tests.core.support import (
     OTHER_COUNTY,
     RecordingChannel,
@@ -18,6 +21,7 @@ from tests.core.support import (
     make_config,
     village_targets,
     wait_for_deliveries,
+    wait_until_complete,
 )
 from tests.upstream.support import Signing, node, tampered, with_sources
 
@@ -211,3 +215,37 @@ def _targets(tmp_path: Path, targets: list[dict[str, Any]]) -> Path:
     path = tmp_path / "many-targets.json"
     path.write_text(json.dumps(targets, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+async def test_an_upstream_cancel_reaches_the_county_nodes_through_the_relay_path(
+    tmp_path: Path,
+) -> None:
+    """County nodes hang off a webhook channel: the region's warning reaches them, and so
+    does the region's Cancel, to the same county nodes."""
+    county = WebhookReceiver()
+    server = TestServer(county.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        base = str(server.make_url("")).rstrip("/")
+        counties = [
+            {"id": f"county-{n}", "channel": "relay", "name": n, "division": division}
+            | {"address": f"{base}/{n}"}
+            for n, division in (("zhuozi", "150921000000"), ("huade", "150922000000"))
+        ]
+        channels = {"relay": {"type": "webhook", "secret": SECRET.decode()}}
+        source = {"name": "region", "mode": "push", "token": REGION}
+        config = with_sources(make_config(tmp_path, channels, counties), source)
+        warning = make_alert("storm", sender="region@example.cn")
+        async with node(config) as here:
+            _, first = await here.push(REGION, to_xml(warning))
+            await wait_until_complete(here.service, first["id"])
+            cancel = make_alert(
+                "storm-lifted", msg_type=MsgType.CANCEL, references=[warning], sender=warning.sender
+            )
+            status, body = await here.push(REGION, to_xml(cancel))
+            assert status == 201 and body["outcome"] == "created"
+            await wait_until_complete(here.service, body["id"])
+    finally:
+        await server.close()
+    received = [(r["path"], r["body"]["alert"]["msgType"]) for r in county.received]
+    assert received == [("zhuozi", "Alert"), ("zhuozi", "Cancel")]
