@@ -4,9 +4,11 @@ devices page."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from broadcaster.cap.serialize import to_xml
+from broadcaster.config import NeighbourConfig
 from tests.console.support import ConsoleClient, console_config, console_server, demo_targets
 from tests.core.support import RecordingChannel, make_alert, wait_for_deliveries
 from tests.upstream.support import feed_server, with_sources
@@ -25,7 +27,11 @@ async def test_review_in_the_console_and_health_on_the_devices_page(tmp_path: Pa
             {"name": "datong", "mode": "poll", "url": f"{feed.base}/feed.atom"},
         ]
         base = console_config(tmp_path, CHANNELS, demo_targets("rec"), audio_preview=False)
-        config = with_sources(base, *sources)
+        datong = NeighbourConfig.model_validate(
+            {"name": "datong", "token": "datong-reads-here"}
+            | {"push_url": "http://127.0.0.1:9/api/v1/alerts", "push_token": "ours-there"}
+        )
+        config = with_sources(base, *sources, neighbour=[datong])
         async with console_server(config) as running:
             service = running.service
             gate = service.upstream.gates["region"]
@@ -54,6 +60,10 @@ async def test_review_in_the_console_and_health_on_the_devices_page(tmp_path: Pa
                     lambda rows: bool(rows) and all(r["state"] == "confirmed" for r in rows),
                 )
                 assert service.upstream.health()["datong"].failures >= 1
+                pushes = service.neighbours.health["datong"]
+                async with asyncio.timeout(10):
+                    while not pushes.failures:
+                        await asyncio.sleep(0.02)
                 status, page = await client.get("/console/devices")
             finally:
                 await client.close()
@@ -61,5 +71,7 @@ async def test_review_in_the_console_and_health_on_the_devices_page(tmp_path: Pa
     assert 'data-source="datong"' in page and 'data-source="region"' in page
     row = page.split('data-source="datong"')[1].split("</tr>")[0]
     assert "FAULT" in row and "HTTP 503" in row
+    row = page.split('data-source="datong"')[2].split("</tr>")[0]
+    assert "push to neighbour" in row and "FAULT" in row and "cannot push to 127.0.0.1:9" in row
     row = page.split('data-source="region"')[1].split("</tr>")[0]
     assert "OK" in row and "pending</span>: 2" in row and "outside-area</span>: 1" in row
