@@ -12,10 +12,11 @@ Every document a source brings, pushed or polled, passes the same gate:
 3. Policy: ``auto`` delivers at once; ``review`` stores the alert awaiting an officer's
    approval (the two-person rule: the source is the first party, the approving officer the
    second). A Cancel whose every reference is an alert this source brought, from the same
-   sender, is applied at once under either policy: it only stops what that sender started
-   (with ``require_signature``, any alert of that sender). An alert in this node's own name
-   (``[server] sender``) is never taken: ours coming back through a neighbour is a duplicate,
-   any other is refused.
+   sender, is applied at once under either policy: it only stops what that sender started.
+   An Update or Cancel of what another source or this node brought waits for an officer under
+   either policy, unless the source's signatures are required. An alert in this node's own
+   name (``[server] sender``) is never taken: ours coming back through a neighbour is a
+   duplicate, any other is refused.
 4. Deduplication and chains: intake keys alerts by (sender, identifier, sent), so the same alert
    from a second source, or again after a restart, is the one stored first; Updates and Cancels
    find what they reference whichever source brought it, and stop what is still queued.
@@ -177,20 +178,21 @@ class UpstreamGate:
         referenced = await self.database.run(self._referenced, alert)
         if not referenced and not self.area.touches(alert):
             return IngestOutcome("outside-area")
-        # A Cancel of what this source brought (or, from a source whose signatures are
-        # required, of what its signed sender issued) needs no review: it only stops what
-        # that sender started here. Anything else stays under the policy, so that a source
-        # cannot lift another sender's warning by writing its name.
+        # An Update or Cancel stops what it references. Unless the source's signatures are
+        # required, one that references what another source (or this node) brought waits for
+        # an officer whatever the policy, so that a source cannot stop another sender's
+        # warning by writing its name; one that only cancels what this source brought, in the
+        # same sender's name, is applied at once even under review.
+        proven = self.trust is not None
+        foreign = not proven and any(origin != self.origin for _, origin in referenced)
         own_cancel = (
             alert.msg_type is MsgType.CANCEL
             and bool(alert.references)
             and len(referenced) == len(alert.references)
-            and all(
-                sender == alert.sender and (origin == self.origin or self.trust is not None)
-                for sender, origin in referenced
-            )
+            and all(sender == alert.sender for sender, _ in referenced)
+            and not foreign
         )
-        review = self.config.policy == "review" and not own_cancel
+        review = foreign or (self.config.policy == "review" and not own_cancel)
         result = await self.submit(
             data,
             origin=self.origin,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.cap import MsgType
@@ -176,14 +177,15 @@ async def test_dedup_and_an_upstream_cancel_from_another_source(tmp_path: Path) 
         assert len(SlowChannel.started) < 40
 
 
-async def test_a_cancel_through_another_source_follows_its_review_policy(
-    tmp_path: Path,
+@pytest.mark.parametrize("policy", ["auto", "review"])
+async def test_a_cancel_through_another_source_waits_for_an_officer(
+    tmp_path: Path, policy: str
 ) -> None:
     """A source cannot lift a warning another source brought by writing its sender's name:
-    under review the Cancel waits for an officer, then stops the warning."""
+    unsigned, such a Cancel waits for an officer under either policy, then stops the warning."""
     sources = [
         {"name": "region", "mode": "push", "token": REGION},
-        {"name": "hohhot", "mode": "push", "token": CITY, "policy": "review"},
+        {"name": "hohhot", "mode": "push", "token": CITY, "policy": policy},
     ]
     async with node(_config(tmp_path, *sources)) as here:
         warning = make_alert("storm", sender="region@example.cn")
@@ -194,6 +196,24 @@ async def test_a_cancel_through_another_source_follows_its_review_policy(
             assert status == 201 and body["outcome"] == "pending"
             assert await here.state(first["id"]) == "active"
         await here.service.approve(body["id"], by="console:wang", reason="region confirmed")
+        assert await here.state(first["id"]) == "cancelled"
+
+
+async def test_a_signed_cancel_through_another_source_applies_at_once(tmp_path: Path) -> None:
+    region = Signing.make(tmp_path)
+    sources = [
+        {"name": "region", "mode": "push", "token": REGION},
+        {"name": "hohhot", "mode": "push", "token": CITY, "policy": "review"}
+        | {"require_signature": True, "trusted_certificates": [str(region.cert_file)]},
+    ]
+    async with node(_config(tmp_path, *sources)) as here:
+        warning = make_alert("storm", sender="region@example.cn")
+        _, first = await here.push(REGION, region.sign(warning))
+        cancel = make_alert(
+            "lifted", msg_type=MsgType.CANCEL, references=[warning], sender=warning.sender
+        )
+        status, body = await here.push(CITY, region.sign(cancel))
+        assert status == 201 and body["outcome"] == "created"
         assert await here.state(first["id"]) == "cancelled"
 
 
