@@ -157,6 +157,11 @@ async def test_errors_and_garbage_back_off_and_show_in_healthz_and_metrics(
                 body["upstream"]["region"]["ok"] and body["upstream"]["region"]["lag_seconds"] < 5
             )
             assert await here.alert_count() == 1
+            _, metrics = await here.get("/metrics")
+            assert b'broadcaster_upstream_up{source="region"} 1' in metrics
+            assert b'broadcaster_upstream_lag_seconds{source="region"} ' in metrics
+            created = b'broadcaster_upstream_documents_total{source="region",outcome="created"} 1'
+            assert created in metrics
 
 
 async def test_backoff_doubles_up_to_its_cap(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.cap import MsgType
-from broadcaster.cap.serialize import to_xml
+from broadcaster.cap.serialize import to_json, to_xml
 from broadcaster.config import Config
 from tests.core.receiver import SECRET, WebhookReceiver
 from tests.core.support import (
@@ -48,8 +48,15 @@ async def test_a_signed_push_source_refuses_unsigned_and_tampered_documents(
         assert body["problems"][0]["rule"] == "signature-required"
         status, body = await here.push(REGION, tampered(region.sign(make_alert("tampered"))))
         assert status == 400 and body["problems"][0]["rule"] == "signature-tampered"
+        async with here.session.post(
+            "/api/v1/alerts",
+            json=to_json(make_alert("json-form")),
+            headers={"Authorization": f"Bearer {REGION}"},
+        ) as response:
+            answer = await response.json()
+            assert response.status == 400 and "must send signed CAP XML" in answer["error"]
         health = here.service.upstream.health()["region"]
-        assert not health.ok and health.failures == 2
+        assert not health.ok and health.failures == 3
         assert await here.alert_count() == 0
         status, body = await here.push(REGION, region.sign(make_alert("signed")))
         assert status == 201 and body["outcome"] == "created" and body["state"] == "active"
@@ -58,6 +65,7 @@ async def test_a_signed_push_source_refuses_unsigned_and_tampered_documents(
         assert record is not None and record["origin"] == "upstream:region"
         audit = await here.service.store.audit.entries()
         assert [e.action for e in reversed(audit) if e.actor == "upstream:region"] == [
+            "upstream.refused",
             "upstream.refused",
             "upstream.refused",
             "upstream.created",
@@ -74,7 +82,13 @@ async def test_a_token_only_source_takes_unsigned_but_not_tampered(tmp_path: Pat
         assert status == 400 and body["problems"][0]["rule"] == "signature-tampered"
         status, _ = await here.push("wrong-token", to_xml(make_alert("other")))
         assert status == 401
-        assert await here.alert_count() == 1
+        async with here.session.post(
+            "/api/v1/alerts",
+            json=to_json(make_alert("json-form")),
+            headers={"Authorization": f"Bearer {REGION}"},
+        ) as response:
+            assert response.status == 201 and (await response.json())["outcome"] == "created"
+        assert await here.alert_count() == 2
 
 
 async def test_a_source_token_can_only_submit(tmp_path: Path) -> None:
