@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
+
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import Config
+from broadcaster.upstream.poller import SourcePoller
 from tests.core.support import RecordingChannel, make_alert, make_config, village_targets
 from tests.upstream.support import Signing, feed_server, node, tampered, with_sources
 
@@ -164,20 +167,19 @@ async def test_errors_and_garbage_back_off_and_show_in_healthz_and_metrics(
             assert created in metrics
 
 
-async def test_backoff_doubles_up_to_its_cap(tmp_path: Path) -> None:
+async def test_backoff_doubles_up_to_its_cap_and_resets_on_success(tmp_path: Path) -> None:
     async with feed_server(failure=500) as feed:
         source = {"name": "region", "mode": "poll", "url": f"{feed.base}/feed.atom"}
-        source |= {"interval_seconds": 0.02, "backoff_max_seconds": 0.16}
-        async with node(_config(tmp_path, source)) as here:
-            poller_gate = here.service.upstream.gates["region"]
-            waits = []
-            for n in range(1, 6):
-                await here.polled("region", n)
-                assert poller_gate.health.next_poll_at is not None
-                waits.append(round(poller_gate.health.next_poll_at - here.service.clock(), 2))
-            # 0.04, 0.08, 0.16, 0.16, 0.16 (less the little time since each was set)
-            assert waits[0] < waits[1] < waits[2]
-            assert max(waits) <= 0.16
+        source |= {"interval_seconds": 5, "backoff_max_seconds": 40}
+        async with node(_config(tmp_path, source)) as here, aiohttp.ClientSession() as session:
+            # A poller of its own, driven round by round (the service's waits 10 s by now).
+            await here.polled("region", 1)
+            gate = here.service.upstream.gates["region"]
+            poller = SourcePoller(gate, here.service.database, session, here.service.clock)
+            waits = [await poller.poll() for _ in range(5)]
+            assert waits == [20, 40, 40, 40, 40]  # the service's own round failed first
+            feed.failure = None
+            assert await poller.poll() == 5 and gate.health.ok
 
 
 async def test_entry_links_and_redirects_to_other_hosts_are_refused(tmp_path: Path) -> None:
