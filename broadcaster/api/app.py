@@ -2,8 +2,9 @@
 
 The service is started and stopped in ``cleanup_ctx``, so the server accepts requests only
 while every part is running. ``GET /healthz`` reports each channel, every plugin that failed to
-load and whether the data directory's disk has room: whether each is up for anyone, and the
-details (which may name devices, hosts and errors) only for a request with a valid API token.
+load, each upstream source and push to a neighbour, and whether the data directory's disk has
+room: whether each is up for anyone, and the details (which may name devices, hosts and
+errors) only for a request with a valid API token.
 A request whose write finds the disk full is answered 503 with the reason, never a bare server
 error. Request bodies are held to a size and a time on every endpoint
 (:mod:`broadcaster.web.bodies`). Every answer carries the security headers of

@@ -2,8 +2,9 @@
 
 Deliveries by channel and state, send attempts handed to each channel since start and those
 that failed (retryable or permanent: one target's failures show here and on the delivery, not
-as the channel's health), channels loaded and failed, targets in the registry, and whether the
-data directory's disk is full. No secret or personal data is exported.
+as the channel's health), channels loaded and failed, targets in the registry, whether the
+data directory's disk is full, and each upstream source's state, failures in a row, lag and
+documents by outcome. No secret or personal data is exported.
 """
 
 from __future__ import annotations
