@@ -283,3 +283,24 @@ async def test_an_upstream_cancel_reaches_the_county_nodes_through_the_relay_pat
         await server.close()
     received = [(r["path"], r["body"]["alert"]["msgType"]) for r in county.received]
     assert received == [("zhuozi", "Alert"), ("zhuozi", "Cancel")]
+
+
+async def test_an_update_from_the_source_supersedes_its_alert(tmp_path: Path) -> None:
+    sources = [
+        {"name": "region", "mode": "push", "token": REGION},
+        {"name": "hohhot", "mode": "push", "token": CITY},
+    ]
+    async with node(_config(tmp_path, *sources)) as here:
+        warning = make_alert("storm", sender="region@example.cn")
+        _, first = await here.push(REGION, to_xml(warning))
+        # Relayed by the neighbour first: the same alert, then the region's Update of it.
+        status, again = await here.push(CITY, to_xml(warning))
+        assert status == 200 and again["id"] == first["id"]
+        update = make_alert(
+            "storm-2", msg_type=MsgType.UPDATE, references=[warning], sender=warning.sender
+        )
+        status, body = await here.push(REGION, to_xml(update))
+        assert status == 201 and body["outcome"] == "created" and body["state"] == "active"
+        assert await here.state(first["id"]) == "superseded"
+        record = await here.service.store.alerts.get(body["id"])
+        assert record is not None and record["references"][0]["alert_id"] == first["id"]
