@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -32,10 +33,12 @@ from lxml import etree
 from broadcaster.api.feed import atom_document
 from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.config import NeighbourConfig
+from broadcaster.errors import DiskFullError
 from broadcaster.upstream.rules import shared_records
 from broadcaster.upstream.sources import CLIENT_PREFIX
 from broadcaster.web.headers import document_download
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 SUBMIT_PATH = "/api/v1/alerts"
 _STATUS = {"created": 201, "pending": 201, "duplicate": 200, "outside-area": 200, "refused": 400}
@@ -60,12 +63,16 @@ async def pushed(request: web.Request, data: bytes | dict[str, Any]) -> web.Resp
     if gate is None:
         return None
     outcome = await gate.ingest(data, service.clock())
-    await service.store.audit.append(
-        f"upstream:{gate.name}",
-        f"upstream.{outcome.outcome}",
-        outcome.alert_id or "",
-        {"error": outcome.error} if outcome.error else None,
-    )
+    try:
+        await service.store.audit.append(
+            gate.origin,
+            f"upstream.{outcome.outcome}",
+            outcome.alert_id or "",
+            {"error": outcome.error} if outcome.error else None,
+        )
+    except DiskFullError:
+        # The document was taken (or refused) already: the answer must say so.
+        log.error("audit entry upstream.%s by %s lost: disk full", outcome.outcome, gate.origin)
     return web.json_response(outcome.to_json(), status=_STATUS[outcome.outcome])
 
 
