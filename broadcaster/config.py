@@ -32,6 +32,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from broadcaster.cap.problems import IntakePolicy
@@ -301,6 +302,85 @@ class ChannelConfig(BaseModel):
     )
 
 
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class UpstreamConfig(StrictModel):
+    """One ``[[upstream]]`` source: the region's platform, a neighbour, another node.
+
+    ``push`` sources submit to ``POST /api/v1/alerts`` with their own ``token`` (which names
+    the source); ``poll`` sources are fetched from ``url``, a CAP Atom feed or a plain index
+    of CAP URLs, every ``interval_seconds``.
+    """
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    mode: Literal["push", "poll"]
+    token: SecretValue | None = Field(
+        None, description="push: the source's bearer token; poll: sent to the feed's host"
+    )
+    url: str | None = Field(None, pattern=r"^https?://[^\s/]+", description="poll: the feed")
+    format: Literal["atom", "index"] = "atom"
+    interval_seconds: float = Field(60.0, gt=0)
+    backoff_max_seconds: float = Field(900.0, gt=0, description="cap of the wait after errors")
+    timeout_seconds: float = Field(10.0, gt=0, description="a whole fetch, redirects included")
+    max_bytes: int = Field(1_048_576, ge=1024, description="largest feed or CAP document")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="hosts entry links may name besides the feed's own"
+    )
+    require_signature: bool = Field(False, description="only CAP signed by a trusted key")
+    trusted_certificates: list[Path] = Field(default_factory=list)
+    areas: list[str] = Field(
+        default_factory=list,
+        description="division codes of our area (default: every root of registry.divisions)",
+    )
+    policy: Literal["auto", "review"] = "auto"
+    channels: list[str] | None = Field(None, description="channels to use (default: all)")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> UpstreamConfig:
+        if self.mode == "push" and self.token is None:
+            raise ValueError("a push source needs a token")
+        if self.mode == "poll" and self.url is None:
+            raise ValueError("a polled source needs a url")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        if value is not None and "@" in value.split("/")[2]:
+            raise ValueError("a feed URL must not carry credentials")
+        return value
+
+
+def _public_only() -> list[Literal["Public", "Restricted", "Private"]]:
+    return ["Public"]
+
+
+class NeighbourConfig(StrictModel):
+    """One ``[[neighbour]]``: served ``/feeds/<name>.atom`` with what its rules allow, and
+    optionally sent the same alerts at ``push_url`` (its ``POST /api/v1/alerts``)."""
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    token: SecretValue
+    areas: list[str] = Field(
+        default_factory=list, description="division codes the neighbour wants (default: any)"
+    )
+    events: list[str] = Field(default_factory=list, description="CAP events (default: any)")
+    scopes: list[Literal["Public", "Restricted", "Private"]] = Field(default_factory=_public_only)
+    push_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+", description="the neighbour's POST /api/v1/alerts"
+    )
+    push_token: SecretValue | None = Field(None, description="our token at the neighbour's API")
+    push_interval_seconds: float = Field(30.0, gt=0, description="between rounds of pushes")
+    timeout_seconds: float = Field(10.0, gt=0, description="of one push")
+
+    @model_validator(mode="after")
+    def _push_needs_both(self) -> NeighbourConfig:
+        if (self.push_url is None) != (self.push_token is None):
+            raise ValueError("push_url and push_token go together")
+        return self
+
+
 class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -315,6 +395,10 @@ class Config(StrictModel):
     scheduler: dict[str, Any] = Field(default_factory=dict)
     """Raw ``[scheduler]`` table: validated by :mod:`broadcaster.scheduler.config`."""
     source: Path | None = None
+    upstream: list[UpstreamConfig] = Field(default_factory=list)
+    """``[[upstream]]``: sources this node takes alerts from (:mod:`broadcaster.upstream`)."""
+    neighbour: list[NeighbourConfig] = Field(default_factory=list)
+    """``[[neighbour]]``: nodes this one shares a filtered, signed feed with."""
 
     def channel_base(self, name: str) -> ChannelConfig:
         """The common settings of channel instance ``name`` (already validated at load)."""

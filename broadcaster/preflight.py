@@ -12,6 +12,7 @@ same list: both call :func:`preflight`. The checks, each problem named by its ke
 - the files the configuration names are readable and well formed: the division list and the
   target registry (``registry.*``), the hazard templates (``console.templates``), the trusted
   certificates and the signing key and certificate (``cap.*``);
+- the upstream sources and neighbours (:func:`broadcaster.upstream.sources.upstream_problems`);
 - ``BROADCASTER_ADMIN_PASSWORD``, while the store holds no officer yet, is a password the
   account rules allow (the store is read, never created or changed);
 - no server runs on the data directory (``server.data_dir``) and the server's address can be
@@ -44,6 +45,7 @@ from broadcaster.errors import ConfigError, PluginError
 from broadcaster.plugins import check_channel_configs, load_plugin
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.targets import load_targets_file
+from broadcaster.upstream.sources import upstream_problems
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,6 +89,7 @@ def preflight(
     templates = config.console.templates or default_templates_dir()
     _checked(errors, "console.templates", templates, load_templates)
     _checked(errors, "cap", config.cap, SignaturePolicy)
+    errors += upstream_problems(config)
     errors += _first_admin_problems(config, running_on)
     if data_dir_in_use(running_on):
         errors.append(

@@ -43,6 +43,8 @@ from broadcaster.store.outbox import Outbox
 from broadcaster.store.sqlite import SQLiteStore
 from broadcaster.store.targets import TargetTable, load_targets_file
 from broadcaster.uploads import UploadStore
+from broadcaster.upstream.pusher import NeighbourPushers
+from broadcaster.upstream.sources import UpstreamSources
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +234,27 @@ class BroadcasterService:
         await self.operations.start()
         self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
+        self.upstream = UpstreamSources(
+            self.config,
+            database=self.database,
+            divisions=self.divisions,
+            submit=self.submit,
+            clock=self.clock,
+        )
+        await self.upstream.start()
+        self.neighbours = NeighbourPushers(
+            self.config.neighbour,
+            store=self.store,
+            database=self.database,
+            divisions=self.divisions,
+            clock=self.clock,
+        )
+        await self.neighbours.start()
+        self.subscribe(self.neighbours.wake)
 
     async def stop(self) -> None:
+        await self.upstream.stop()
+        await self.neighbours.stop()
         await self.housekeeping.stop()
         await self.operations.stop()
         await self.dispatcher.stop()

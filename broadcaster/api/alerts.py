@@ -48,6 +48,7 @@ from broadcaster.errors import (
 from broadcaster.intake import IntakeResult
 from broadcaster.jsonbody import JsonBodyError, bad_request, parse_json_object, read_json_object
 from broadcaster.store.alerts import REACHES_NO_ONE
+from broadcaster.upstream.web import pushed
 from broadcaster.web.headers import document_download
 
 routes = web.RouteTableDef()
@@ -110,6 +111,9 @@ async def submit_alert(request: web.Request) -> web.Response:
     data = await _alert_body(request)
     if isinstance(data, web.Response):
         return data
+    from_upstream = await pushed(request, data)
+    if from_upstream is not None:
+        return from_upstream
     channels = _channels_of(request)
     client = request[CLIENT]
     requested_by = f"api:{client}" if request[NEEDS_APPROVAL] else None

@@ -10,12 +10,15 @@ approval, rejected or withdrawn ones answer 404 like an unknown id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from lxml import etree
 
 from broadcaster.api.keys import SERVICE
+from broadcaster.service import BroadcasterService
 from broadcaster.web.headers import document_download
 from broadcaster.web.public import released
 
@@ -35,33 +38,46 @@ def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str
     return element
 
 
+def atom_document(
+    service: BroadcasterService,
+    alerts: list[dict[str, Any]],
+    *,
+    feed_url: str,
+    title: str,
+    href: Callable[[str], str],
+) -> etree._Element:
+    """An Atom feed at ``feed_url`` with one entry per alert record, linking to ``href(id)``."""
+    feed = etree.fromstring(f'<feed xmlns="{ATOM}"/>'.encode())
+    _sub(feed, "id", feed_url)
+    _sub(feed, "title", title)
+    updated = max((a["received_at"] for a in alerts), default=service.clock())
+    _sub(feed, "updated", _rfc3339(updated))
+    _sub(feed, "link", rel="self", href=feed_url)
+    author = _sub(feed, "author")
+    _sub(author, "name", service.config.server.sender_name)
+    for alert in alerts:
+        entry = _sub(feed, "entry")
+        _sub(entry, "id", href(alert["id"]))
+        _sub(entry, "title", alert["headline"] or alert["event"] or alert["identifier"])
+        _sub(entry, "updated", _rfc3339(alert["received_at"]))
+        _sub(entry, "summary", f"{alert['status']} {alert['msg_type']}: {alert['event'] or ''}")
+        _sub(entry, "link", rel="alternate", type="application/cap+xml", href=href(alert["id"]))
+    return feed
+
+
 @routes.get("/feed.atom")
 async def atom_feed(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     base = service.public_url.rstrip("/")
     alerts = await service.store.alerts.active(service.clock())
     public = [a for a in alerts if a.get("scope", "Public") == "Public"]
-    feed = etree.fromstring(f'<feed xmlns="{ATOM}"/>'.encode())
-    _sub(feed, "id", f"{base}/feed.atom")
-    _sub(feed, "title", f"{service.config.server.sender_name}: active alerts")
-    updated = max((a["received_at"] for a in public), default=service.clock())
-    _sub(feed, "updated", _rfc3339(updated))
-    _sub(feed, "link", rel="self", href=f"{base}/feed.atom")
-    author = _sub(feed, "author")
-    _sub(author, "name", service.config.server.sender_name)
-    for alert in public:
-        entry = _sub(feed, "entry")
-        _sub(entry, "id", f"{base}/feed/alerts/{alert['id']}.xml")
-        _sub(entry, "title", alert["headline"] or alert["event"] or alert["identifier"])
-        _sub(entry, "updated", _rfc3339(alert["received_at"]))
-        _sub(entry, "summary", f"{alert['status']} {alert['msg_type']}: {alert['event'] or ''}")
-        _sub(
-            entry,
-            "link",
-            rel="alternate",
-            type="application/cap+xml",
-            href=f"{base}/feed/alerts/{alert['id']}.xml",
-        )
+    feed = atom_document(
+        service,
+        public,
+        feed_url=f"{base}/feed.atom",
+        title=f"{service.config.server.sender_name}: active alerts",
+        href=lambda alert_id: f"{base}/feed/alerts/{alert_id}.xml",
+    )
     body = etree.tostring(feed, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     return web.Response(body=body, content_type="application/atom+xml")
 

@@ -2,8 +2,9 @@
 
 Deliveries by channel and state, send attempts handed to each channel since start and those
 that failed (retryable or permanent: one target's failures show here and on the delivery, not
-as the channel's health), channels loaded and failed, targets in the registry, and whether the
-data directory's disk is full. No secret or personal data is exported.
+as the channel's health), channels loaded and failed, targets in the registry, whether the
+data directory's disk is full, and each upstream source's state, failures in a row, lag and
+documents by outcome. No secret or personal data is exported.
 """
 
 from __future__ import annotations
@@ -11,12 +12,50 @@ from __future__ import annotations
 from aiohttp import web
 
 from broadcaster.api.keys import SERVICE
+from broadcaster.upstream.gate import SourceHealth
 
 routes = web.RouteTableDef()
 
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def upstream_lines(sources: dict[str, SourceHealth], now: float) -> list[str]:
+    """Each upstream source: up, failures in a row, seconds since its last success."""
+    lines = [
+        "# HELP broadcaster_upstream_up 1 while an upstream source's last attempt succeeded.",
+        "# TYPE broadcaster_upstream_up gauge",
+    ]
+    lines += [
+        f'broadcaster_upstream_up{{source="{_label(n)}"}} {int(h.ok)}' for n, h in sources.items()
+    ]
+    lines += [
+        "# HELP broadcaster_upstream_failures Failed attempts in a row of an upstream source.",
+        "# TYPE broadcaster_upstream_failures gauge",
+    ]
+    lines += [
+        f'broadcaster_upstream_failures{{source="{_label(n)}"}} {h.failures}'
+        for n, h in sources.items()
+    ]
+    lines += [
+        "# HELP broadcaster_upstream_lag_seconds Seconds since an upstream source's last success.",
+        "# TYPE broadcaster_upstream_lag_seconds gauge",
+    ]
+    for name, health in sources.items():
+        lag = health.lag(now)
+        if lag is not None:
+            lines.append(f'broadcaster_upstream_lag_seconds{{source="{_label(name)}"}} {lag:.0f}')
+    lines += [
+        "# HELP broadcaster_upstream_documents_total Documents from each upstream source by"
+        " outcome since start.",
+        "# TYPE broadcaster_upstream_documents_total counter",
+    ]
+    for name, health in sources.items():
+        for outcome, n in sorted(health.counts.items()):
+            labels = f'source="{_label(name)}",outcome="{outcome}"'
+            lines.append(f"broadcaster_upstream_documents_total{{{labels}}} {n}")
+    return lines
 
 
 @routes.get("/metrics")
@@ -77,6 +116,7 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for channel, n in sorted(targets.items()):
         lines.append(f'broadcaster_targets{{channel="{_label(channel)}"}} {n}')
+    lines += upstream_lines(service.upstream.health(), service.clock())
     disk = service.database.space.check()
     lines += [
         "# HELP broadcaster_disk_full 1 while writes fail (or would) for lack of disk space.",

@@ -65,9 +65,17 @@ class SignatureReport:
 
 
 def verify_signature(
-    raw: bytes, *, trusted_certs: Sequence[bytes] = (), at: datetime | None = None
+    raw: bytes,
+    *,
+    trusted_certs: Sequence[bytes] = (),
+    at: datetime | None = None,
+    element: str = "alert",
 ) -> SignatureReport:
-    """Check the enveloped signature of ``raw`` and judge its certificate at ``at``."""
+    """Check the enveloped signature of ``raw`` and judge its certificate at ``at``.
+
+    The signature must cover the whole document, whose root is ``element`` (a CAP
+    ``alert``; ``feed`` for a signed Atom feed).
+    """
     if declares_dtd(raw):
         return SignatureReport("malformed", "none", detail="document declares a DOCTYPE")
     try:
@@ -89,7 +97,7 @@ def verify_signature(
     if certificate is None:
         status: SignatureStatus = "tampered" if altered else "malformed"
         return SignatureReport(status, "none", detail=altered or "no X509Certificate in KeyInfo")
-    status, detail = ("tampered", altered) if altered else _check(raw, certificate)
+    status, detail = ("tampered", altered) if altered else _check(raw, certificate, element)
     cert_status, cert_detail = _judge_certificate(certificate, trusted_certs, at)
     return SignatureReport(
         status=status,
@@ -135,7 +143,7 @@ def _embedded_certificate(signature: etree._Element) -> x509.Certificate | None:
         return None
 
 
-def _check(raw: bytes, certificate: x509.Certificate) -> tuple[SignatureStatus, str]:
+def _check(raw: bytes, certificate: x509.Certificate, element: str) -> tuple[SignatureStatus, str]:
     moment = certificate.not_valid_before_utc + timedelta(seconds=1)
     config = SignatureConfiguration(
         require_x509=True,
@@ -158,8 +166,8 @@ def _check(raw: bytes, certificate: x509.Certificate) -> tuple[SignatureStatus, 
         except (InvalidInput, etree.DocumentInvalid) as exc:
             return "malformed", f"the signature is malformed: {exc}"
         results = result if isinstance(result, list) else [result]
-        if len(results) != 1 or etree.QName(results[0].signed_xml).localname != "alert":
-            return "malformed", "the signature does not cover the whole alert"
+        if len(results) != 1 or etree.QName(results[0].signed_xml).localname != element:
+            return "malformed", f"the signature does not cover the whole {element}"
         how = " after removing blank text" if remove_blank_text else ""
         return "valid", f"signature matches the document{how}"
     return outcome

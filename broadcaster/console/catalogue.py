@@ -284,6 +284,8 @@ def who(actor: str) -> Markup:
         return escape(name)
     if kind == "api" and name:
         return bilingual(f"接口 {name}", f"API {name}")
+    if kind == "upstream" and name:
+        return bilingual(f"上游 {name}", f"upstream {name}")
     return bilingual(*words(actor, ACTORS))
 
 

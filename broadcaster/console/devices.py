@@ -7,7 +7,9 @@ without a change here. Receivers that enrolled themselves (web-push subscription
 registered) are counted per channel beside the registry's targets. Channels that failed to
 load are listed with their error. Open notices of the scheduler (failing link checks, failed
 test runs) head the page, and an officer acknowledges them there (audited); failing link
-checks are listed per target.
+checks are listed per target. Upstream sources (``[[upstream]]``) and pushes to neighbours
+(``[[neighbour]]`` with a ``push_url``) are listed with their last success, last error,
+failures in a row and lag.
 """
 
 from __future__ import annotations
@@ -109,6 +111,17 @@ async def devices(request: web.Request) -> web.Response:
     ]
     notices = await service.store.schedules.notices(open_only=True, limit=50)
     links = await service.store.schedules.links(failing=True)
+    upstream = [
+        {
+            "name": name,
+            "health": h,
+            "lag": ago(int(lag)) if (lag := h.lag(now)) is not None else None,
+        }
+        for name, h in [
+            *sorted(service.upstream.health().items()),
+            *sorted(service.neighbours.health.items()),
+        ]
+    ]
     return page(
         request,
         "devices.html",
@@ -118,6 +131,7 @@ async def devices(request: web.Request) -> web.Response:
             "known_fields": KNOWN_FIELDS,
             "notices": notices,
             "links": links,
+            "upstream": upstream,
         },
     )
 
