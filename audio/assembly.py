@@ -142,6 +142,12 @@ def _at_loudness(samples: Samples, target: LoudnessTarget) -> tuple[Samples, flo
     return (samples * 10 ** (gain_db / 20)).astype(np.float32), peak + gain_db
 
 
+def attention_clip(profile: ChannelProfile) -> Samples:
+    """The profile's attention signal as a message opens with it (at the message's loudness,
+    under its ceiling): the clip a box stores to play while the rest of a message downloads."""
+    return _at_loudness(attention_signal(profile.attention), profile.loudness)[0]
+
+
 def _normalised_parts(speech: SpeechResult, language: str, profile: ChannelProfile) -> _Parts:
     # Each distinct phrase is normalised once, as one unit, before the layout repeats it:
     # the repeated message has the same loudness at a fraction of the work.
