@@ -98,6 +98,15 @@ class RenderCache:
                     removed += 1
         return removed
 
+    def work_dir(self) -> Path:
+        """A fresh scratch directory inside the cache (on its file system), for the caller
+        to remove."""
+        try:
+            (self.directory / "work").mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(dir=self.directory / "work"))
+        except OSError as exc:
+            raise RenderCacheError(f"cannot write to cache {self.directory}: {exc}") from exc
+
     def store(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``build`` in a fresh directory, write its metadata, move it into place."""
         final = self.entry_dir(kind, key)

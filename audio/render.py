@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audio.assembly import ChannelProfile, SegmentSpan, assemble_programme
+from audio.assembly import AssembledAudio, ChannelProfile, SegmentSpan, assemble_programme
 from audio.cache import RenderCache, cache_key
 from audio.chain import CLIP_RUNG, EngineAttempt, SpeechChain, SpeechResult
 from audio.clips import DEFAULT_LIBRARY, ClipLibrary
@@ -54,6 +55,7 @@ from audio.export import ExportFormat, export_all
 from audio.pcm import MASTER_RATE
 from audio.same import parse_header
 from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
+from audio.stream import StreamedRender
 
 RENDER_LAYOUT_VERSION = 3
 ENGINE_NAMES = ("edge-tts", "espeak-ng", "piper")
@@ -128,6 +130,8 @@ class Render:
     cached: bool = False
     languages: tuple[str, ...] = ()
     unspoken: tuple[UnspokenLanguage, ...] = ()
+    first_audio_s: float | None = None
+    """For a streamed (one-format) render: when its first second was encoded, from the start."""
 
     @property
     def has_marker(self) -> bool:
@@ -197,16 +201,61 @@ class Renderer:
                 return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
             await asyncio.to_thread(self.cache.discard, "renders", key)
             order = [r.speech.language for r in requests]
+            if len(profile.formats) == 1:
+                return await self._render_streamed(
+                    key, scripts, unspoken, order, profile, same_header, single
+                )
             spoken = await self._programme_speech(scripts, unspoken, order, single=single)
             programme = _Programme(spoken, tuple(unspoken), same_header)
-            if unspoken or any(speech.engine == CLIP_RUNG for _, _, speech in spoken):
-                render = await asyncio.to_thread(self._build_in_memory, key, programme, profile)
-                self._clip_renders[key] = render
-                return render
-            meta = await asyncio.to_thread(
-                self.cache.store, "renders", key, lambda d: _build(d, programme, profile)
-            )
-            return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
+            return await self._store(key, programme, lambda d: _build(d, programme, profile))
+
+    async def _render_streamed(
+        self,
+        key: str,
+        scripts: list[tuple[RenderRequest, SpeechScript, str]],
+        unspoken: list[UnspokenLanguage],
+        order: list[str],
+        profile: ChannelProfile,
+        same_header: str | None,
+        single: bool,
+    ) -> Render:
+        """Encode the opening while the speech is synthesised, then the rest as it is laid
+        out (``audio.stream``)."""
+        work = await asyncio.to_thread(self.cache.work_dir)
+        try:
+            streamed = await asyncio.to_thread(StreamedRender, profile, same_header, work)
+            try:
+                spoken = await self._programme_speech(scripts, unspoken, order, single=single)
+            except BaseException:
+                await asyncio.to_thread(streamed.abort)
+                raise
+            programme = _Programme(spoken, tuple(unspoken), same_header)
+
+            def build(directory: Path) -> dict[str, Any]:
+                assembled, files = streamed.finish(_speeches(programme), directory)
+                first = streamed.encoder.first_audio_s
+                return _meta(programme, profile, assembled, files) | {"first_audio_s": first}
+
+            return await self._store(key, programme, build)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _store(
+        self, key: str, programme: _Programme, build: Callable[[Path], dict[str, Any]]
+    ) -> Render:
+        """Build the render into the cache, or in memory only when it leaves a language out or
+        speaks from clips (so a voice or clip added later is used at once)."""
+        if programme.unspoken or any(
+            speech.engine == CLIP_RUNG for _, _, speech in programme.spoken
+        ):
+            directory = self.cache.directory / "renders" / f"clip-{key}"
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+            meta = await asyncio.to_thread(build, directory)
+            render = _render_from_meta(key, directory, meta, False)
+            self._clip_renders[key] = render
+            return render
+        meta = await asyncio.to_thread(self.cache.store, "renders", key, build)
+        return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
 
     async def _programme_speech(
         self,
@@ -272,12 +321,6 @@ class Renderer:
                 )
             return speech
 
-    def _build_in_memory(self, key: str, programme: _Programme, profile: ChannelProfile) -> Render:
-        directory = self.cache.directory / "renders" / f"clip-{key}"
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = _build(directory, programme, profile)
-        return _render_from_meta(key, directory, meta, False)
-
 
 @dataclass(frozen=True)
 class _Programme:
@@ -296,10 +339,23 @@ def _nothing_voiced(unspoken: Sequence[UnspokenLanguage]) -> str:
     )
 
 
+def _speeches(programme: _Programme) -> list[tuple[str, SpeechResult]]:
+    return [(script.language, speech) for _, script, speech in programme.spoken]
+
+
 def _build(directory: Path, programme: _Programme, profile: ChannelProfile) -> dict[str, Any]:
-    speeches = [(script.language, speech) for _, script, speech in programme.spoken]
-    assembled = assemble_programme(speeches, profile, programme.same_header)
+    assembled = assemble_programme(_speeches(programme), profile, programme.same_header)
     files = export_all(assembled.samples, profile.formats, directory)
+    return _meta(programme, profile, assembled, files)
+
+
+def _meta(
+    programme: _Programme,
+    profile: ChannelProfile,
+    assembled: AssembledAudio,
+    files: dict[ExportFormat, Path],
+) -> dict[str, Any]:
+    speeches = _speeches(programme)
     engines = list(dict.fromkeys(speech.engine for _, speech in speeches))
     return {
         "profile": profile.name,
@@ -345,6 +401,7 @@ def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: b
             cached=cached,
             languages=tuple(str(lang) for lang in meta.get("languages", ())),
             unspoken=tuple(UnspokenLanguage(**u) for u in meta.get("unspoken", ())),
+            first_audio_s=meta.get("first_audio_s"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RenderCacheError(f"render metadata in {directory} is damaged: {exc}") from exc
