@@ -22,9 +22,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from audio.chain import EngineAttempt, SpeechResult
 from audio.errors import RenderCacheError
 
 META_NAME = "meta.json"
@@ -130,3 +134,38 @@ class RenderCache:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return meta
+
+
+def save_speech(directory: Path, speech: SpeechResult) -> dict[str, Any]:
+    """Write the spoken phrases of ``speech`` into a cache entry; returns its metadata."""
+    arrays: dict[str, Any] = {"body": speech.body}
+    if speech.marker is not None:
+        arrays["marker"] = speech.marker
+    if speech.closing is not None:
+        arrays["closing"] = speech.closing
+    np.savez(directory / "speech.npz", **arrays)
+    return {
+        "engine": speech.engine,
+        "fallback": speech.fallback,
+        "attempts": [asdict(a) for a in speech.attempts],
+    }
+
+
+def load_speech(cache: RenderCache, key: str) -> SpeechResult | None:
+    """The spoken phrases stored under ``key``, or None when absent or damaged."""
+    meta = cache.read_meta("speech", key)
+    if meta is None:
+        return None
+    try:
+        with np.load(cache.entry_dir("speech", key) / "speech.npz") as arrays:
+            phrases = {name: arrays[name].astype(np.float32) for name in arrays.files}
+        return SpeechResult(
+            engine=str(meta["engine"]),
+            fallback=bool(meta["fallback"]),
+            attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
+            body=phrases["body"],
+            marker=phrases.get("marker"),
+            closing=phrases.get("closing"),
+        )
+    except (OSError, KeyError, TypeError, ValueError):
+        return None

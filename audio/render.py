@@ -29,10 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from audio.assembly import AssembledAudio, ChannelProfile, SegmentSpan, assemble_programme
-from audio.cache import RenderCache, cache_key
+from audio.cache import RenderCache, cache_key, load_speech, save_speech
 from audio.chain import CLIP_RUNG, EngineAttempt, SpeechChain, SpeechResult
 from audio.clips import DEFAULT_LIBRARY, ClipLibrary
 from audio.engines import (
@@ -305,7 +303,7 @@ class Renderer:
         async with self._lock("speech:" + key):
             if key in self._clip_speech:
                 return self._clip_speech[key]
-            stored = await asyncio.to_thread(_load_speech, self.cache, key)
+            stored = await asyncio.to_thread(load_speech, self.cache, key)
             if stored is not None:
                 return stored
             await asyncio.to_thread(self.cache.discard, "speech", key)
@@ -317,7 +315,7 @@ class Renderer:
                 self._clip_speech[key] = speech
             else:
                 await asyncio.to_thread(
-                    self.cache.store, "speech", key, lambda d: _save_speech(d, speech)
+                    self.cache.store, "speech", key, lambda d: save_speech(d, speech)
                 )
             return speech
 
@@ -405,39 +403,6 @@ def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: b
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RenderCacheError(f"render metadata in {directory} is damaged: {exc}") from exc
-
-
-def _save_speech(directory: Path, speech: SpeechResult) -> dict[str, Any]:
-    arrays: dict[str, Any] = {"body": speech.body}
-    if speech.marker is not None:
-        arrays["marker"] = speech.marker
-    if speech.closing is not None:
-        arrays["closing"] = speech.closing
-    np.savez(directory / "speech.npz", **arrays)
-    return {
-        "engine": speech.engine,
-        "fallback": speech.fallback,
-        "attempts": [asdict(a) for a in speech.attempts],
-    }
-
-
-def _load_speech(cache: RenderCache, key: str) -> SpeechResult | None:
-    meta = cache.read_meta("speech", key)
-    if meta is None:
-        return None
-    try:
-        with np.load(cache.entry_dir("speech", key) / "speech.npz") as arrays:
-            phrases = {name: arrays[name].astype(np.float32) for name in arrays.files}
-        return SpeechResult(
-            engine=str(meta["engine"]),
-            fallback=bool(meta["fallback"]),
-            attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
-            body=phrases["body"],
-            marker=phrases.get("marker"),
-            closing=phrases.get("closing"),
-        )
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
 
 
 async def render_warning(
