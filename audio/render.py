@@ -129,7 +129,9 @@ class Render:
     languages: tuple[str, ...] = ()
     unspoken: tuple[UnspokenLanguage, ...] = ()
     first_audio_s: float | None = None
-    """For a streamed (one-format) render: when its first second was encoded, from the start."""
+    """For a streamed (one-format) render: when its first second went to the encoder, and
+    when its first speech did (synthesised and normalised), from the start."""
+    speech_audio_s: float | None = None
 
     @property
     def has_marker(self) -> bool:
@@ -221,18 +223,25 @@ class Renderer:
         out (``audio.stream``)."""
         work = await asyncio.to_thread(self.cache.work_dir)
         try:
-            streamed = await asyncio.to_thread(StreamedRender, profile, same_header, work)
+            opening = asyncio.ensure_future(
+                asyncio.to_thread(StreamedRender, profile, same_header, work)
+            )
             try:
                 spoken = await self._programme_speech(scripts, unspoken, order, single=single)
             except BaseException:
-                await asyncio.to_thread(streamed.abort)
+                await _abandon(opening)
                 raise
+            streamed = await opening
             programme = _Programme(spoken, tuple(unspoken), same_header)
 
             def build(directory: Path) -> dict[str, Any]:
                 assembled, files = streamed.finish(_speeches(programme), directory)
-                first = streamed.encoder.first_audio_s
-                return _meta(programme, profile, assembled, files) | {"first_audio_s": first}
+                encoder = streamed.encoder
+                timing = {
+                    "first_audio_s": encoder.first_audio_s,
+                    "speech_audio_s": encoder.speech_audio_s,
+                }
+                return _meta(programme, profile, assembled, files) | timing
 
             return await self._store(key, programme, build)
         finally:
@@ -320,6 +329,15 @@ class Renderer:
             return speech
 
 
+async def _abandon(opening: asyncio.Future[StreamedRender]) -> None:
+    """Stop a streamed render whose speech failed, once its encoder has started."""
+    try:
+        streamed = await asyncio.shield(opening)
+    except Exception:
+        return
+    await asyncio.to_thread(streamed.abort)
+
+
 @dataclass(frozen=True)
 class _Programme:
     """What one render is made of: the spoken languages in order, those left out."""
@@ -400,6 +418,7 @@ def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: b
             languages=tuple(str(lang) for lang in meta.get("languages", ())),
             unspoken=tuple(UnspokenLanguage(**u) for u in meta.get("unspoken", ())),
             first_audio_s=meta.get("first_audio_s"),
+            speech_audio_s=meta.get("speech_audio_s"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RenderCacheError(f"render metadata in {directory} is damaged: {exc}") from exc

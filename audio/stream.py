@@ -26,6 +26,9 @@ from audio.pcm import MASTER_RATE, Samples, ffmpeg_binary, to_pcm16
 
 FIRST_AUDIO_SAMPLES = MASTER_RATE
 """How much of the message counts as its first audio: one second."""
+CHUNK_SAMPLES = MASTER_RATE // 4
+"""PCM goes to the encoder in quarter seconds, so the first second is not held up behind a
+long part (the pipe blocks until the encoder has taken what it holds)."""
 
 
 def _encoder_command(fmt: ExportFormat, target: Path) -> list[str]:
@@ -49,6 +52,9 @@ class StreamingEncoder:
         self._started = time.perf_counter()
         self._written = 0
         self.first_audio_s: float | None = None
+        self.speech_from: int | None = None
+        """Where the speech starts in the input, in samples (set by the caller)."""
+        self.speech_audio_s: float | None = None
         try:
             self._process = subprocess.Popen(
                 _encoder_command(fmt, self.path),
@@ -63,14 +69,20 @@ class StreamingEncoder:
         """Encode ``samples`` next; raises AudioToolError when the encoder has failed."""
         stdin = self._process.stdin
         assert stdin is not None
-        try:
-            stdin.write(to_pcm16(samples))
-        except (BrokenPipeError, ValueError) as exc:
-            raise AudioToolError(f"the {self.format.value} encoder stopped: {exc}") from exc
-        self._written += len(samples)
-        if self.first_audio_s is None and self._written >= FIRST_AUDIO_SAMPLES:
-            stdin.flush()
-            self.first_audio_s = time.perf_counter() - self._started
+        for start in range(0, len(samples), CHUNK_SAMPLES):
+            chunk = samples[start : start + CHUNK_SAMPLES]
+            try:
+                stdin.write(to_pcm16(chunk))
+                if self.first_audio_s is None:
+                    stdin.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                raise AudioToolError(f"the {self.format.value} encoder stopped: {exc}") from exc
+            self._written += len(chunk)
+            if self.first_audio_s is None and self._written >= FIRST_AUDIO_SAMPLES:
+                self.first_audio_s = time.perf_counter() - self._started
+            after = self.speech_from
+            if self.speech_audio_s is None and after is not None and self._written > after:
+                self.speech_audio_s = time.perf_counter() - self._started
 
     def finish(self) -> Path:
         """End the input and wait for the file; raises AudioToolError when it is not written."""
@@ -114,6 +126,7 @@ class StreamedRender:
         except BaseException:
             self.encoder.abort()
             raise
+        self.encoder.speech_from = self._stream.length
 
     def finish(
         self, speeches: Sequence[tuple[str, SpeechResult]], directory: Path
