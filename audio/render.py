@@ -14,8 +14,9 @@ made once per text and language and shared by every profile; a finished render i
 profile. Renders spoken from stored clips are kept in memory only, so the next render after the
 synthesisers recover uses them again.
 
-Blocking work runs in subprocesses (engines, encoders) and worker threads (assembly, files);
-the coroutine never blocks the event loop.
+A profile with one format is rendered streamed (``audio.stream``): its encoder starts with the
+attention signal while the engines speak. Blocking work runs in subprocesses (engines,
+encoders) and worker threads (assembly, files); the coroutine never blocks the event loop.
 """
 
 from __future__ import annotations
