@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audio.assembly import AssembledAudio, ChannelProfile, SegmentSpan, assemble_programme
+from audio.assembly import AssembledAudio, ChannelProfile, assemble_programme
 from audio.cache import RenderCache, cache_key, load_speech, save_speech
-from audio.chain import CLIP_RUNG, EngineAttempt, SpeechChain, SpeechResult
+from audio.chain import CLIP_RUNG, SpeechChain, SpeechResult
 from audio.clips import DEFAULT_LIBRARY, ClipLibrary
 from audio.engines import (
     EdgeTtsConfig,
@@ -47,11 +47,21 @@ from audio.errors import (
     AudioConfigError,
     NoSpeechError,
     NoVoiceError,
-    RenderCacheError,
     SpeechTextError,
 )
 from audio.export import ExportFormat, export_all
 from audio.pcm import MASTER_RATE
+from audio.renders import (
+    Render as Render,
+)
+from audio.renders import (
+    UnspokenLanguage as UnspokenLanguage,
+)
+from audio.renders import (
+    digest,
+    files_present,
+    render_from_meta,
+)
 from audio.same import parse_header
 from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
 from audio.stream import StreamedRender
@@ -99,45 +109,6 @@ class RenderRequest:
     places: tuple[str, ...] = ()
     """Codes of the places the warning is for (county or banner), named by a warning
     assembled from phrase clips."""
-
-
-@dataclass(frozen=True)
-class UnspokenLanguage:
-    """A language of a programme that nothing could voice, and why."""
-
-    language: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Render:
-    """A finished render for one channel profile: ``languages`` spoken in order, ``unspoken``
-    those left out."""
-
-    key: str
-    profile: str
-    files: dict[ExportFormat, Path]
-    duration_s: float
-    loudness_lufs: float
-    true_peak_dbtp: float
-    engine: str
-    fallback: bool
-    attempts: tuple[EngineAttempt, ...]
-    marker: str | None
-    segments: tuple[SegmentSpan, ...]
-    sha256: dict[ExportFormat, str]
-    cached: bool = False
-    languages: tuple[str, ...] = ()
-    unspoken: tuple[UnspokenLanguage, ...] = ()
-    first_audio_s: float | None = None
-    """For a streamed (one-format) render: when its first second went to the encoder, and
-    when its first speech did (synthesised and normalised), from the start."""
-    speech_audio_s: float | None = None
-
-    @property
-    def has_marker(self) -> bool:
-        """Whether the spoken test/exercise marker is in the audio."""
-        return self.marker is not None
 
 
 class Renderer:
@@ -198,8 +169,8 @@ class Renderer:
             if key in self._clip_renders:
                 return self._clip_renders[key]
             meta = await asyncio.to_thread(self.cache.read_meta, "renders", key)
-            if meta is not None and _files_present(self.cache.entry_dir("renders", key), meta):
-                return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
+            if meta is not None and files_present(self.cache.entry_dir("renders", key), meta):
+                return render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
             await asyncio.to_thread(self.cache.discard, "renders", key)
             order = [r.speech.language for r in requests]
             if len(profile.formats) == 1:
@@ -259,11 +230,11 @@ class Renderer:
             directory = self.cache.directory / "renders" / f"clip-{key}"
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
             meta = await asyncio.to_thread(build, directory)
-            render = _render_from_meta(key, directory, meta, False)
+            render = render_from_meta(key, directory, meta, False)
             self._clip_renders[key] = render
             return render
         meta = await asyncio.to_thread(self.cache.store, "renders", key, build)
-        return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
+        return render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
 
     async def _programme_speech(
         self,
@@ -385,44 +356,10 @@ def _meta(
         "attempts": [asdict(a) for _, speech in speeches for a in speech.attempts],
         "marker": next((s.marker for _, s, _ in programme.spoken if s.marker), None),
         "segments": [asdict(s) for s in assembled.segments],
-        "sha256": {fmt.value: _digest(path) for fmt, path in files.items()},
+        "sha256": {fmt.value: digest(path) for fmt, path in files.items()},
         "languages": [language for language, _ in speeches],
         "unspoken": [asdict(u) for u in programme.unspoken],
     }
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _files_present(directory: Path, meta: dict[str, Any]) -> bool:
-    files = meta.get("files")
-    return isinstance(files, dict) and all((directory / str(n)).is_file() for n in files.values())
-
-
-def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: bool) -> Render:
-    try:
-        return Render(
-            key=key,
-            profile=str(meta["profile"]),
-            files={ExportFormat(f): directory / str(n) for f, n in meta["files"].items()},
-            duration_s=float(meta["duration_s"]),
-            loudness_lufs=float(meta["loudness_lufs"]),
-            true_peak_dbtp=float(meta["true_peak_dbtp"]),
-            engine=str(meta["engine"]),
-            fallback=bool(meta["fallback"]),
-            attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
-            marker=meta["marker"],
-            segments=tuple(SegmentSpan(**s) for s in meta["segments"]),
-            sha256={ExportFormat(f): str(d) for f, d in meta["sha256"].items()},
-            cached=cached,
-            languages=tuple(str(lang) for lang in meta.get("languages", ())),
-            unspoken=tuple(UnspokenLanguage(**u) for u in meta.get("unspoken", ())),
-            first_audio_s=meta.get("first_audio_s"),
-            speech_audio_s=meta.get("speech_audio_s"),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RenderCacheError(f"render metadata in {directory} is damaged: {exc}") from exc
 
 
 async def render_warning(
