@@ -22,9 +22,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from audio.chain import EngineAttempt, SpeechResult
 from audio.errors import RenderCacheError
 
 META_NAME = "meta.json"
@@ -98,6 +102,15 @@ class RenderCache:
                     removed += 1
         return removed
 
+    def work_dir(self) -> Path:
+        """A fresh scratch directory inside the cache (on its file system), for the caller
+        to remove."""
+        try:
+            (self.directory / "work").mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(dir=self.directory / "work"))
+        except OSError as exc:
+            raise RenderCacheError(f"cannot write to cache {self.directory}: {exc}") from exc
+
     def store(self, kind: str, key: str, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         """Run ``build`` in a fresh directory, write its metadata, move it into place."""
         final = self.entry_dir(kind, key)
@@ -121,3 +134,38 @@ class RenderCache:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return meta
+
+
+def save_speech(directory: Path, speech: SpeechResult) -> dict[str, Any]:
+    """Write the spoken phrases of ``speech`` into a cache entry; returns its metadata."""
+    arrays: dict[str, Any] = {"body": speech.body}
+    if speech.marker is not None:
+        arrays["marker"] = speech.marker
+    if speech.closing is not None:
+        arrays["closing"] = speech.closing
+    np.savez(directory / "speech.npz", **arrays)
+    return {
+        "engine": speech.engine,
+        "fallback": speech.fallback,
+        "attempts": [asdict(a) for a in speech.attempts],
+    }
+
+
+def load_speech(cache: RenderCache, key: str) -> SpeechResult | None:
+    """The spoken phrases stored under ``key``, or None when absent or damaged."""
+    meta = cache.read_meta("speech", key)
+    if meta is None:
+        return None
+    try:
+        with np.load(cache.entry_dir("speech", key) / "speech.npz") as arrays:
+            phrases = {name: arrays[name].astype(np.float32) for name in arrays.files}
+        return SpeechResult(
+            engine=str(meta["engine"]),
+            fallback=bool(meta["fallback"]),
+            attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
+            body=phrases["body"],
+            marker=phrases.get("marker"),
+            closing=phrases.get("closing"),
+        )
+    except (OSError, KeyError, TypeError, ValueError):
+        return None

@@ -1,4 +1,5 @@
-"""Command line: ``render`` a warning to a file, write a ``same`` header, rebuild the clips.
+"""Command line: ``render`` a warning to a file, write a ``same`` header, write a profile's
+``attention`` signal (the clip loudspeaker boxes store, with its SHA-256), rebuild the clips.
 
 ``render`` writes the format its ``--out`` name says (``.wav``, ``.mp3``, ``.opus`` or
 ``.ogg``); ``--format`` is needed only for another name or for ``ulaw`` in a ``.wav``, and one
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -21,11 +23,11 @@ import wave
 from collections.abc import Sequence
 from pathlib import Path
 
-from audio.assembly import PROFILES
+from audio.assembly import PROFILES, attention_clip
 from audio.clipbuild import build_library, default_phrases
 from audio.engines import EdgeTtsConfig, EspeakEngine
 from audio.errors import AudioConfigError, AudioError, SameHeaderError, SpeechTextError
-from audio.export import ExportFormat
+from audio.export import ExportFormat, export_one, to_segment
 from audio.pcm import MASTER_RATE, to_pcm16
 from audio.render import ENGINE_NAMES, Render, Renderer, RendererConfig, RenderRequest
 from audio.same import same_message
@@ -47,7 +49,7 @@ _FORMATS_OF_SUFFIX = {
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``render``, ``same`` and ``clips-build`` to ``subparsers``."""
+    """Add ``render``, ``same``, ``attention`` and ``clips-build`` to ``subparsers``."""
     render = subparsers.add_parser("render", help="render a spoken warning to an audio file")
     render.add_argument("--lang", required=True, help="BCP 47 language tag, e.g. zh-CN or en")
     render.add_argument("--text", required=True, help="the warning text to speak")
@@ -73,6 +75,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     same.add_argument("--rate", type=int, default=MASTER_RATE, help="sample rate of the output")
     same.add_argument("--out", required=True, type=Path, help=".wav, or .raw for s16le")
     same.set_defaults(run=_same)
+
+    attention = subparsers.add_parser(
+        "attention", help="write a profile's attention signal, the clip boxes store"
+    )
+    attention.add_argument("--profile", choices=sorted(PROFILES), default="loudspeaker")
+    attention.add_argument("--out", required=True, type=Path, help=".wav, .mp3, .opus or .ogg")
+    attention.set_defaults(run=_attention)
 
     build = subparsers.add_parser("clips-build", help="speak the default clip library")
     build.add_argument("--out", required=True, type=Path, help="library directory")
@@ -149,6 +158,19 @@ def _same(args: argparse.Namespace) -> int:
             handle.setframerate(args.rate)
             handle.writeframes(pcm)
     print(f"wrote {args.out}: {len(samples) / args.rate:.2f} s at {args.rate} Hz")
+    return 0
+
+
+def _attention(args: argparse.Namespace) -> int:
+    fmt = output_format(args.out, None)
+    samples = attention_clip(PROFILES[args.profile])
+    if not len(samples):
+        raise AudioConfigError(f"profile {args.profile!r} has no attention signal")
+    with tempfile.TemporaryDirectory(prefix="audio-attention-") as scratch:
+        written = export_one(to_segment(samples), fmt, Path(scratch))
+        shutil.copyfile(written, args.out)
+    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    print(f"wrote {args.out}: {len(samples) / MASTER_RATE:.2f} s, sha256 {digest}")
     return 0
 
 

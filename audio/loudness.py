@@ -118,7 +118,8 @@ def true_peak_dbtp(samples: Samples) -> float:
     return float(20 * np.log10(peak))
 
 
-def _limit(samples: Samples, threshold: float) -> Samples:
+def limit(samples: Samples, threshold: float) -> Samples:
+    """A look-ahead limiter (a few milliseconds) keeping the sample peak under ``threshold``."""
     size = 2 * round(LIMITER_WINDOW_S * MASTER_RATE) + 1
     windows, starts = _blocks_over(samples, threshold, size)
     if not len(starts):
@@ -140,7 +141,7 @@ def _gain_passes(
     previous: tuple[float, float] | None = None
     out, achieved = samples, SILENT
     for _ in range(NORMALIZE_MAX_PASSES):
-        out = _limit((samples * 10 ** (gain_db / 20)).astype(np.float32), threshold)
+        out = limit((samples * 10 ** (gain_db / 20)).astype(np.float32), threshold)
         achieved = integrated_loudness(out)
         if abs(target - achieved) < NORMALIZE_TOLERANCE_LU:
             break

@@ -14,25 +14,25 @@ made once per text and language and shared by every profile; a finished render i
 profile. Renders spoken from stored clips are kept in memory only, so the next render after the
 synthesisers recover uses them again.
 
-Blocking work runs in subprocesses (engines, encoders) and worker threads (assembly, files);
-the coroutine never blocks the event loop.
+A profile with one format is rendered streamed (``audio.stream``): its encoder starts with the
+attention signal while the engines speak. Blocking work runs in subprocesses (engines,
+encoders) and worker threads (assembly, files); the coroutine never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from audio.assembly import ChannelProfile, SegmentSpan, assemble_programme
-from audio.cache import RenderCache, cache_key
-from audio.chain import CLIP_RUNG, EngineAttempt, SpeechChain, SpeechResult
+from audio.assembly import AssembledAudio, ChannelProfile, assemble_programme
+from audio.cache import RenderCache, cache_key, load_speech, save_speech
+from audio.chain import CLIP_RUNG, SpeechChain, SpeechResult
 from audio.clips import DEFAULT_LIBRARY, ClipLibrary
 from audio.engines import (
     EdgeTtsConfig,
@@ -47,13 +47,24 @@ from audio.errors import (
     AudioConfigError,
     NoSpeechError,
     NoVoiceError,
-    RenderCacheError,
     SpeechTextError,
 )
 from audio.export import ExportFormat, export_all
 from audio.pcm import MASTER_RATE
+from audio.renders import (
+    Render as Render,
+)
+from audio.renders import (
+    UnspokenLanguage as UnspokenLanguage,
+)
+from audio.renders import (
+    digest,
+    files_present,
+    render_from_meta,
+)
 from audio.same import parse_header
 from audio.speechtext import SpeechScript, SpeechText, build_script, parse_level
+from audio.stream import StreamedRender
 
 RENDER_LAYOUT_VERSION = 3
 ENGINE_NAMES = ("edge-tts", "espeak-ng", "piper")
@@ -98,41 +109,6 @@ class RenderRequest:
     places: tuple[str, ...] = ()
     """Codes of the places the warning is for (county or banner), named by a warning
     assembled from phrase clips."""
-
-
-@dataclass(frozen=True)
-class UnspokenLanguage:
-    """A language of a programme that nothing could voice, and why."""
-
-    language: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Render:
-    """A finished render for one channel profile: ``languages`` spoken in order, ``unspoken``
-    those left out."""
-
-    key: str
-    profile: str
-    files: dict[ExportFormat, Path]
-    duration_s: float
-    loudness_lufs: float
-    true_peak_dbtp: float
-    engine: str
-    fallback: bool
-    attempts: tuple[EngineAttempt, ...]
-    marker: str | None
-    segments: tuple[SegmentSpan, ...]
-    sha256: dict[ExportFormat, str]
-    cached: bool = False
-    languages: tuple[str, ...] = ()
-    unspoken: tuple[UnspokenLanguage, ...] = ()
-
-    @property
-    def has_marker(self) -> bool:
-        """Whether the spoken test/exercise marker is in the audio."""
-        return self.marker is not None
 
 
 class Renderer:
@@ -193,20 +169,72 @@ class Renderer:
             if key in self._clip_renders:
                 return self._clip_renders[key]
             meta = await asyncio.to_thread(self.cache.read_meta, "renders", key)
-            if meta is not None and _files_present(self.cache.entry_dir("renders", key), meta):
-                return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
+            if meta is not None and files_present(self.cache.entry_dir("renders", key), meta):
+                return render_from_meta(key, self.cache.entry_dir("renders", key), meta, True)
             await asyncio.to_thread(self.cache.discard, "renders", key)
             order = [r.speech.language for r in requests]
+            if len(profile.formats) == 1:
+                return await self._render_streamed(
+                    key, scripts, unspoken, order, profile, same_header, single
+                )
             spoken = await self._programme_speech(scripts, unspoken, order, single=single)
             programme = _Programme(spoken, tuple(unspoken), same_header)
-            if unspoken or any(speech.engine == CLIP_RUNG for _, _, speech in spoken):
-                render = await asyncio.to_thread(self._build_in_memory, key, programme, profile)
-                self._clip_renders[key] = render
-                return render
-            meta = await asyncio.to_thread(
-                self.cache.store, "renders", key, lambda d: _build(d, programme, profile)
+            return await self._store(key, programme, lambda d: _build(d, programme, profile))
+
+    async def _render_streamed(
+        self,
+        key: str,
+        scripts: list[tuple[RenderRequest, SpeechScript, str]],
+        unspoken: list[UnspokenLanguage],
+        order: list[str],
+        profile: ChannelProfile,
+        same_header: str | None,
+        single: bool,
+    ) -> Render:
+        """Encode the opening while the speech is synthesised, then the rest as it is laid
+        out (``audio.stream``)."""
+        work = await asyncio.to_thread(self.cache.work_dir)
+        try:
+            opening = asyncio.ensure_future(
+                asyncio.to_thread(StreamedRender, profile, same_header, work)
             )
-            return _render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
+            try:
+                spoken = await self._programme_speech(scripts, unspoken, order, single=single)
+            except BaseException:
+                await _abandon(opening)
+                raise
+            streamed = await opening
+            programme = _Programme(spoken, tuple(unspoken), same_header)
+
+            def build(directory: Path) -> dict[str, Any]:
+                assembled, files = streamed.finish(_speeches(programme), directory)
+                encoder = streamed.encoder
+                timing = {
+                    "first_audio_s": encoder.first_audio_s,
+                    "speech_audio_s": encoder.speech_audio_s,
+                }
+                return _meta(programme, profile, assembled, files) | timing
+
+            return await self._store(key, programme, build)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _store(
+        self, key: str, programme: _Programme, build: Callable[[Path], dict[str, Any]]
+    ) -> Render:
+        """Build the render into the cache, or in memory only when it leaves a language out or
+        speaks from clips (so a voice or clip added later is used at once)."""
+        if programme.unspoken or any(
+            speech.engine == CLIP_RUNG for _, _, speech in programme.spoken
+        ):
+            directory = self.cache.directory / "renders" / f"clip-{key}"
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+            meta = await asyncio.to_thread(build, directory)
+            render = render_from_meta(key, directory, meta, False)
+            self._clip_renders[key] = render
+            return render
+        meta = await asyncio.to_thread(self.cache.store, "renders", key, build)
+        return render_from_meta(key, self.cache.entry_dir("renders", key), meta, False)
 
     async def _programme_speech(
         self,
@@ -256,7 +284,7 @@ class Renderer:
         async with self._lock("speech:" + key):
             if key in self._clip_speech:
                 return self._clip_speech[key]
-            stored = await asyncio.to_thread(_load_speech, self.cache, key)
+            stored = await asyncio.to_thread(load_speech, self.cache, key)
             if stored is not None:
                 return stored
             await asyncio.to_thread(self.cache.discard, "speech", key)
@@ -268,15 +296,18 @@ class Renderer:
                 self._clip_speech[key] = speech
             else:
                 await asyncio.to_thread(
-                    self.cache.store, "speech", key, lambda d: _save_speech(d, speech)
+                    self.cache.store, "speech", key, lambda d: save_speech(d, speech)
                 )
             return speech
 
-    def _build_in_memory(self, key: str, programme: _Programme, profile: ChannelProfile) -> Render:
-        directory = self.cache.directory / "renders" / f"clip-{key}"
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = _build(directory, programme, profile)
-        return _render_from_meta(key, directory, meta, False)
+
+async def _abandon(opening: asyncio.Future[StreamedRender]) -> None:
+    """Stop a streamed render whose speech failed, once its encoder has started."""
+    try:
+        streamed = await asyncio.shield(opening)
+    except Exception:
+        return
+    await asyncio.to_thread(streamed.abort)
 
 
 @dataclass(frozen=True)
@@ -296,10 +327,23 @@ def _nothing_voiced(unspoken: Sequence[UnspokenLanguage]) -> str:
     )
 
 
+def _speeches(programme: _Programme) -> list[tuple[str, SpeechResult]]:
+    return [(script.language, speech) for _, script, speech in programme.spoken]
+
+
 def _build(directory: Path, programme: _Programme, profile: ChannelProfile) -> dict[str, Any]:
-    speeches = [(script.language, speech) for _, script, speech in programme.spoken]
-    assembled = assemble_programme(speeches, profile, programme.same_header)
+    assembled = assemble_programme(_speeches(programme), profile, programme.same_header)
     files = export_all(assembled.samples, profile.formats, directory)
+    return _meta(programme, profile, assembled, files)
+
+
+def _meta(
+    programme: _Programme,
+    profile: ChannelProfile,
+    assembled: AssembledAudio,
+    files: dict[ExportFormat, Path],
+) -> dict[str, Any]:
+    speeches = _speeches(programme)
     engines = list(dict.fromkeys(speech.engine for _, speech in speeches))
     return {
         "profile": profile.name,
@@ -312,75 +356,10 @@ def _build(directory: Path, programme: _Programme, profile: ChannelProfile) -> d
         "attempts": [asdict(a) for _, speech in speeches for a in speech.attempts],
         "marker": next((s.marker for _, s, _ in programme.spoken if s.marker), None),
         "segments": [asdict(s) for s in assembled.segments],
-        "sha256": {fmt.value: _digest(path) for fmt, path in files.items()},
+        "sha256": {fmt.value: digest(path) for fmt, path in files.items()},
         "languages": [language for language, _ in speeches],
         "unspoken": [asdict(u) for u in programme.unspoken],
     }
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _files_present(directory: Path, meta: dict[str, Any]) -> bool:
-    files = meta.get("files")
-    return isinstance(files, dict) and all((directory / str(n)).is_file() for n in files.values())
-
-
-def _render_from_meta(key: str, directory: Path, meta: dict[str, Any], cached: bool) -> Render:
-    try:
-        return Render(
-            key=key,
-            profile=str(meta["profile"]),
-            files={ExportFormat(f): directory / str(n) for f, n in meta["files"].items()},
-            duration_s=float(meta["duration_s"]),
-            loudness_lufs=float(meta["loudness_lufs"]),
-            true_peak_dbtp=float(meta["true_peak_dbtp"]),
-            engine=str(meta["engine"]),
-            fallback=bool(meta["fallback"]),
-            attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
-            marker=meta["marker"],
-            segments=tuple(SegmentSpan(**s) for s in meta["segments"]),
-            sha256={ExportFormat(f): str(d) for f, d in meta["sha256"].items()},
-            cached=cached,
-            languages=tuple(str(lang) for lang in meta.get("languages", ())),
-            unspoken=tuple(UnspokenLanguage(**u) for u in meta.get("unspoken", ())),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RenderCacheError(f"render metadata in {directory} is damaged: {exc}") from exc
-
-
-def _save_speech(directory: Path, speech: SpeechResult) -> dict[str, Any]:
-    arrays: dict[str, Any] = {"body": speech.body}
-    if speech.marker is not None:
-        arrays["marker"] = speech.marker
-    if speech.closing is not None:
-        arrays["closing"] = speech.closing
-    np.savez(directory / "speech.npz", **arrays)
-    return {
-        "engine": speech.engine,
-        "fallback": speech.fallback,
-        "attempts": [asdict(a) for a in speech.attempts],
-    }
-
-
-def _load_speech(cache: RenderCache, key: str) -> SpeechResult | None:
-    meta = cache.read_meta("speech", key)
-    if meta is None:
-        return None
-    try:
-        with np.load(cache.entry_dir("speech", key) / "speech.npz") as arrays:
-            phrases = {name: arrays[name].astype(np.float32) for name in arrays.files}
-        return SpeechResult(
-            engine=str(meta["engine"]),
-            fallback=bool(meta["fallback"]),
-            attempts=tuple(EngineAttempt(**a) for a in meta["attempts"]),
-            body=phrases["body"],
-            marker=phrases.get("marker"),
-            closing=phrases.get("closing"),
-        )
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
 
 
 async def render_warning(

@@ -289,6 +289,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             box = self._register(hub, delivery.target)
         except boxes.BoxRegistryError as exc:
             raise TargetRejectedError(f"target {delivery.target.id}: {exc}") from exc
+        await self._announce(hub, box.box_id, delivery)
         command, what, content, warnings = await self._command(delivery)
         entry = _Pending(delivery.id, box.box_id)
         self._pending[command.cmd_id] = entry
@@ -318,6 +319,17 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             content=content,
             warnings=warnings,
         )
+
+    async def _announce(self, hub: SpeakerHub, box_id: str, delivery: OutgoingDelivery) -> None:
+        """Start the stored attention clip on the box now, while the warning renders; its acks
+        settle nothing (the ``play_url`` that follows carries the delivery)."""
+        early = commands.attention(delivery, self.config)
+        if early is None or self.context.audio is None:
+            return
+        try:
+            await hub.send_command(box_id, early)
+        except SpeakerError as exc:
+            log.info("channel %s: attention clip not sent to %s: %s", self.name, box_id, exc)
 
     def _offline_retry(self) -> float | None:
         """When to retry for an offline box: soon, with jitter so reconnects do not stampede."""
@@ -351,7 +363,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             if isinstance(error, UnsupportedError | ValueError):
                 raise UnsupportedError(f"no audio for {target.id}: {error}") from error
             raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
-        play = commands.play_url(delivery, self.config, published.url, published.sha256, clip)
+        play = commands.play_url(
+            delivery, self.config, published.url, published.sha256, clip, published.speech_start_ms
+        )
         spoken = "+".join(published.languages)
         what = (
             f"{spoken} audio, {published.duration_s:.0f} s × {play.repeat}"

@@ -13,6 +13,7 @@ volume is the configuration's (``test_volume`` for Test and Exercise) unless the
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from broadcaster.cap import Alert, Status
@@ -85,9 +86,13 @@ def play_url(
     url: str,
     sha256: str,
     fallback: ClipSettings | None,
+    speech_start_ms: int | None = None,
 ) -> PlayUrl:
-    """Download ``url`` (checked against ``sha256``) and play it; ``fallback`` if that fails."""
+    """Download ``url`` (checked against ``sha256``) and play it; ``fallback`` if that fails.
+    With the configured attention clip and the audio's ``speech_start_ms``, a box holding the
+    clip plays it first while it downloads."""
     alert = delivery.message.alert
+    attention = settings.attention_clip if speech_start_ms is not None else None
     chosen = broadcast_class(alert)
     issued, expires = _times(delivery)
     return PlayUrl(
@@ -102,6 +107,9 @@ def play_url(
         repeat=settings.repeat,
         broadcast_class=chosen,
         fallback_clip=fallback.id if fallback else None,
+        attention_clip=attention.id if attention else None,
+        attention_sha256=attention.sha256 if attention else None,
+        speech_start_ms=speech_start_ms if attention else None,
     )
 
 
@@ -124,6 +132,17 @@ def play_clip(
         repeat=settings.repeat,
         broadcast_class=chosen,
     )
+
+
+def attention(delivery: OutgoingDelivery, settings: LoudspeakerChannelConfig) -> PlayClip | None:
+    """The stored attention clip, played once at once while the warning's audio is rendered
+    (the ``play_url`` that follows names the same clip, so the box goes on with the speech);
+    None when no attention clip is configured."""
+    clip = settings.attention_clip
+    if clip is None:
+        return None
+    command = play_clip(delivery, settings, clip)
+    return replace(command, cmd_id=command_id("attention", delivery), repeat=1)
 
 
 def stop(delivery: OutgoingDelivery) -> Stop:

@@ -128,6 +128,11 @@ class LoudspeakerChannelConfig(ChannelConfig):
     )
     simulated_boxes_max: int = Field(5000, ge=1, description="simulate at most this many boxes")
     simulated_play_seconds: float = Field(5.0, ge=0, description="how long a simulated box plays")
+    attention_clip: ClipSettings | None = Field(
+        None,
+        description="the attention signal stored on the boxes (broadcaster audio attention):"
+        " a box holding it plays it at once while the warning downloads",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

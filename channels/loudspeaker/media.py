@@ -4,11 +4,14 @@ SHA-256 and served over HTTP (docs/protocols/speaker.md section 5.1).
 
 ``AudioLibrary.publish`` renders through the core's ``AudioPublisher`` (its cache makes a
 second render free) and copies the file into ``<data dir>/loudspeaker-<channel>/audio/`` as
-``<sha256>.<ext>``, so the URL a box received stays valid across server restarts. Concurrent
-sends of one alert share one render. ``web_app`` serves the files at ``audio/<name>`` with
-Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and ``Cache-Control:
-immutable``: the name is the content's hash, so a file never changes. ``prune`` deletes files
-not published again for the core's ``[audio] keep_days`` (run by the channel's housekeeping).
+``<sha256>.<ext>``, so the URL a box received stays valid across server restarts. Only the
+channel's format is rendered, and the published audio says where its speech starts after the
+attention signal (``speech_start_ms``, for boxes that play a stored attention clip first).
+Concurrent sends of one alert share one render. ``web_app`` serves the files at
+``audio/<name>`` with Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and
+``Cache-Control: immutable``: the name is the content's hash, so a file never changes.
+``prune`` deletes files not published again for the core's ``[audio] keep_days`` (run by the
+channel's housekeeping).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from aiohttp import web
 
 from audio import LOUDSPEAKER_PROFILE, ExportFormat
+from audio.render import Render
 from broadcaster.channel import AlertMessage
 from broadcaster.publisher import AudioPublisher, unspoken_warnings
 
@@ -47,6 +51,8 @@ class PublishedAudio:
     engine: str
     languages: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    speech_start_ms: int | None = None
+    """Where the audio after the opening attention signal begins (None: it has none)."""
 
 
 class AudioLibrary:
@@ -89,7 +95,9 @@ class AudioLibrary:
     async def _render(
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
-        render = await publisher.render_programme(message, LOUDSPEAKER_PROFILE, languages)
+        # Only the format the boxes download: the other encoder would only delay the send.
+        profile = LOUDSPEAKER_PROFILE.with_formats(self._format)
+        render = await publisher.render_programme(message, profile, languages)
         source = render.files[self._format]
         sha256 = render.sha256[self._format]
         name = f"{sha256}.{self._format.value}"
@@ -102,6 +110,7 @@ class AudioLibrary:
             engine=render.engine,
             languages=render.languages,
             warnings=unspoken_warnings(render),
+            speech_start_ms=_speech_start_ms(render),
         )
 
     @staticmethod
@@ -149,3 +158,9 @@ class AudioLibrary:
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
+
+
+def _speech_start_ms(render: Render) -> int | None:
+    """The end of the render's opening attention signal, in milliseconds."""
+    attention = next((s for s in render.segments if s.kind == "attention"), None)
+    return None if attention is None else round(attention.end_s * 1000)

@@ -35,6 +35,9 @@ from drivers.speaker.messages import (
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024
+#: The latest point of an audio file where its speech may start (an attention signal is 25 s
+#: at most, then its pause).
+MAX_SPEECH_START_MS = 60_000
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -210,7 +213,13 @@ def encode_command(command: Command, target: str, key: bytes) -> bytes:
             "class": command.broadcast_class.value,
         }
     if isinstance(command, PlayUrl):
-        obj |= {"url": command.url, "fallback_clip": command.fallback_clip}
+        obj |= {
+            "url": command.url,
+            "fallback_clip": command.fallback_clip,
+            "attention_clip": command.attention_clip,
+            "attention_sha256": command.attention_sha256,
+            "speech_start_ms": command.speech_start_ms,
+        }
     elif isinstance(command, PlayClip):
         obj["clip_id"] = command.clip_id
     elif isinstance(command, SetVolume):
@@ -248,7 +257,7 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
         if not url.startswith(("http://", "https://")):
             raise SpeakerProtocolError(f"field 'url' must be http or https: {url!r}")
         clip = _opt_str(obj, "fallback_clip", CLIP_PATTERN)
-        command = PlayUrl(url=url, fallback_clip=clip, **header)
+        command = PlayUrl(url=url, fallback_clip=clip, **_attention(obj), **header)
     elif kind == "play_clip":
         command = PlayClip(clip_id=_str(obj, "clip_id", CLIP_PATTERN), **header)
     elif kind == "stop":
@@ -258,6 +267,20 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
     else:
         raise SpeakerProtocolError(f"unknown command type {kind!r}")
     return target, command
+
+
+def _attention(obj: dict[str, Any]) -> dict[str, Any]:
+    """The optional attention-first fields of ``play_url``: a clip and where the speech
+    starts in the downloaded audio, both or neither."""
+    clip = _opt_str(obj, "attention_clip", CLIP_PATTERN)
+    start = _opt_int(obj, "speech_start_ms", 0, MAX_SPEECH_START_MS)
+    if (clip is None) != (start is None):
+        raise SpeakerProtocolError("'attention_clip' and 'speech_start_ms' go together")
+    return {
+        "attention_clip": clip,
+        "attention_sha256": _opt_str(obj, "attention_sha256", SHA256_PATTERN),
+        "speech_start_ms": start,
+    }
 
 
 def encode_box_message(message: BoxMessage, key: bytes) -> bytes:

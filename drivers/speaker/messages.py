@@ -70,7 +70,13 @@ class BoxCommand:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PlayUrl(BoxCommand):
-    """Download audio from ``url``, check its SHA-256 and play it ``repeat`` times."""
+    """Download audio from ``url``, check its SHA-256 and play it ``repeat`` times.
+
+    With ``attention_clip`` (a stored clip holding the attention signal that opens the audio)
+    and ``speech_start_ms`` (where the audio after that signal begins), a box that holds the
+    clip plays it the moment it accepts the command, downloads meanwhile, and then plays the
+    audio from ``speech_start_ms``; a box without the clip plays the whole audio as before.
+    """
 
     kind: ClassVar[str] = "play_url"
     url: str
@@ -80,6 +86,9 @@ class PlayUrl(BoxCommand):
     repeat: int = 1
     broadcast_class: BroadcastClass = BroadcastClass.EMERGENCY
     fallback_clip: str | None = None
+    attention_clip: str | None = None
+    attention_sha256: str | None = None
+    speech_start_ms: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

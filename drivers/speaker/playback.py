@@ -5,7 +5,9 @@ One command plays at a time. A new command with a strictly higher priority preem
 playing: an ``emergency``-class command goes back to the queue (acknowledged ``accepted`` with
 ``preempted``) and plays again after it, any other class fails with ``preempted``. Otherwise a
 new command waits, highest priority first, then in arrival order. Expiry is checked when a
-command leaves the queue. Every stage is reported through the ``report`` callback, which
+command leaves the queue. A ``play_url`` naming an attention clip the box holds starts that
+clip at once, downloads while it plays, and continues with the audio after its attention
+signal (section 5.1). Every stage is reported through the ``report`` callback, which
 journals it and sends the ack.
 """
 
@@ -15,19 +17,29 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from drivers.speaker.errors import MediaDownloadError, MediaIntegrityError, SpeakerError
-from drivers.speaker.messages import ALL_ALERTS, AckStage, BroadcastClass, PlayClip, PlayCommand
+from drivers.speaker.messages import (
+    ALL_ALERTS,
+    AckStage,
+    BroadcastClass,
+    PlayClip,
+    PlayCommand,
+    PlayUrl,
+)
 from drivers.speaker.player import PlaybackRequest, Player
 from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher
 
 log = logging.getLogger(__name__)
 
 PREEMPTED = "preempted"
+#: A ``play_url`` whose attention clip ended for the same alert at most this long ago goes
+#: straight to the speech: the listener has just heard the signal.
+ATTENTION_HEARD_S = 5.0
 
 Report = Callable[
     [JournalEntry, AckStage, str | None, str | None], Coroutine[Any, Any, JournalEntry]
@@ -43,6 +55,8 @@ class PlayJob:
     entry: JournalEntry
     order: int
     stop_reason: str | None = None
+    source: str = "url"
+    note: str | None = None
 
 
 class PlaybackScheduler:
@@ -73,6 +87,7 @@ class PlaybackScheduler:
         self._current_task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._clips_heard: dict[tuple[str, str], float] = {}
 
     @property
     def current(self) -> PlayCommand | None:
@@ -86,6 +101,15 @@ class PlaybackScheduler:
             self._cancel_current(PREEMPTED)
         self._queue.append(PlayJob(command, entry, next(self._order)))
         self._wakeup.set()
+        if isinstance(command, PlayUrl):
+            # Download now, so the audio is ready when its turn comes.
+            self._spawn(self._prefetch(command))
+
+    async def _prefetch(self, command: PlayUrl) -> None:
+        try:
+            await self._fetcher.fetch(command.url, command.sha256)
+        except (MediaDownloadError, MediaIntegrityError) as exc:
+            log.info("box %s: prefetch of %s failed: %s", self._box_id, command.cmd_id, exc)
 
     def stop_alert(self, alert_id: str, reason: str) -> None:
         """Stop ``alert_id`` (everything for ``"*"``) whether playing or waiting."""
@@ -144,20 +168,7 @@ class PlaybackScheduler:
     async def _play(self, job: PlayJob) -> None:
         command = job.command
         try:
-            path, source, note = await self._resolve(command)
-            job.entry = await self._report(job.entry, AckStage.STARTED, note, source)
-            volume = self._default_volume() if command.volume is None else command.volume
-            request = PlaybackRequest(
-                box_id=self._box_id,
-                cmd_id=command.cmd_id,
-                alert_id=command.alert_id,
-                path=path,
-                volume=volume,
-                priority=command.priority,
-                source=source,
-            )
-            for _ in range(command.repeat):
-                await self._player.play(request)
+            await self._play_media(job)
         except asyncio.CancelledError:
             if job.stop_reason == PREEMPTED and command.broadcast_class is BroadcastClass.EMERGENCY:
                 # A warning cut off by a more urgent one plays again after it.
@@ -175,7 +186,73 @@ class PlaybackScheduler:
             log.error("box %s: player failed for %s: %s", self._box_id, command.cmd_id, exc)
             await self._report(job.entry, AckStage.FAILED, "player_error", None)
         else:
-            await self._report(job.entry, AckStage.FINISHED, None, None)
+            await self._report(job.entry, AckStage.FINISHED, job.note, job.source)
+
+    async def _play_media(self, job: PlayJob) -> None:
+        """Play the command's audio ``repeat`` times; with an attention clip on the box, play
+        the clip first while the audio downloads, then the audio from where its speech starts."""
+        command = job.command
+        heard = isinstance(command, PlayUrl) and self._heard(command)
+        attention = None if heard else await self._attention(command)
+        if attention is None:
+            path, job.source, job.note = await self._resolve(command)
+            job.entry = await self._report(job.entry, AckStage.STARTED, job.note, job.source)
+        else:
+            media = asyncio.get_running_loop().create_task(self._resolve(command))
+            try:
+                source = f"attention:{attention.name}"
+                job.entry = await self._report(job.entry, AckStage.STARTED, None, source)
+                await self._player.play(self._request(command, attention, source))
+                path, job.source, job.note = await media
+            finally:
+                if not media.done():
+                    media.cancel()
+                    await asyncio.wait([media])
+        start_s = 0.0
+        if (heard or attention is not None) and job.source == "url":
+            # The attention signal has just played as a clip: go on where the speech starts.
+            assert isinstance(command, PlayUrl)
+            start_s = (command.speech_start_ms or 0) / 1000
+        request = self._request(command, path, job.source)
+        for repeat in range(command.repeat):
+            await self._player.play(replace(request, start_s=start_s if repeat == 0 else 0.0))
+        if isinstance(command, PlayClip):
+            clips = self._clips_heard
+            now = asyncio.get_running_loop().time()
+            for key in [k for k, ended in clips.items() if now - ended > ATTENTION_HEARD_S]:
+                del clips[key]
+            clips[command.alert_id, command.clip_id] = now
+
+    def _heard(self, command: PlayUrl) -> bool:
+        """Whether this box just played the command's attention clip for its alert."""
+        if command.attention_clip is None or not self._player.starts_mid_file:
+            return False
+        ended = self._clips_heard.get((command.alert_id, command.attention_clip))
+        return ended is not None and asyncio.get_running_loop().time() - ended <= ATTENTION_HEARD_S
+
+    def _request(self, command: PlayCommand, path: Path, source: str) -> PlaybackRequest:
+        return PlaybackRequest(
+            box_id=self._box_id,
+            cmd_id=command.cmd_id,
+            alert_id=command.alert_id,
+            path=path,
+            volume=self._default_volume() if command.volume is None else command.volume,
+            priority=command.priority,
+            source=source,
+        )
+
+    async def _attention(self, command: PlayCommand) -> Path | None:
+        """The stored attention clip a ``play_url`` names, when this box holds it (with the
+        right hash) and its player can then start the audio mid-file; else None."""
+        if not isinstance(command, PlayUrl) or command.attention_clip is None:
+            return None
+        if not self._player.starts_mid_file:
+            return None
+        try:
+            return await self._clips.verified_clip(command.attention_clip, command.attention_sha256)
+        except MediaIntegrityError as exc:
+            log.info("box %s: no attention clip, playing the audio whole: %s", self._box_id, exc)
+            return None
 
     async def _resolve(self, command: PlayCommand) -> tuple[Path, str, str | None]:
         """The file to play, where it came from, and a note when a fallback was used."""

@@ -1,8 +1,9 @@
 """Audio players for the box agent: a configurable external command (ALSA ``aplay`` by default)
 and a recording player used by the fleet simulator and tests.
 
-A player plays one file once; repeats, priorities and preemption belong to the agent, which
-cancels ``play`` to stop it. Cancelling a CommandPlayer kills its process group.
+A player plays one file once, from its start or (for a player that ``starts_mid_file``) from
+``start_s``; repeats, priorities and preemption belong to the agent, which cancels ``play`` to
+stop it. Cancelling a CommandPlayer kills its process group.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ class PlaybackRequest:
     volume: int
     priority: int
     source: str
+    start_s: float = 0.0
 
 
 class Player(ABC):
     """Plays one audio file to the end; raises SpeakerPermanentError when the player fails."""
+
+    starts_mid_file: bool = False
+    """Whether ``play`` honours ``PlaybackRequest.start_s`` (else the box never asks it to)."""
 
     @abstractmethod
     async def play(self, request: PlaybackRequest) -> None:
@@ -48,19 +53,22 @@ class PlayerError(SpeakerPermanentError):
 
 
 class CommandPlayer(Player):
-    """Runs an external command per playback; ``{path}``, ``{volume}`` (0-100) and
-    ``{gain}`` (0.00-1.00) in the arguments are filled in."""
+    """Runs an external command per playback; ``{path}``, ``{volume}`` (0-100), ``{gain}``
+    (0.00-1.00) and ``{start}`` (seconds into the file) in the arguments are filled in. A
+    command that names ``{start}`` can start mid-file."""
 
     def __init__(self, argv: Sequence[str] = DEFAULT_PLAYER_COMMAND) -> None:
         if not argv or not any("{path}" in arg for arg in argv):
             raise SpeakerConfigError("player command must name the file with {path}")
         self._argv = tuple(argv)
+        self.starts_mid_file = any("{start}" in arg for arg in argv)
 
     async def play(self, request: PlaybackRequest) -> None:
         values = {
             "path": str(request.path),
             "volume": str(request.volume),
             "gain": f"{request.volume / 100:.2f}",
+            "start": f"{request.start_s:.3f}",
         }
         argv = [arg.format(**values) for arg in self._argv]
         try:
@@ -136,6 +144,8 @@ class PlaybackLog:
 
 class RecordingPlayer(Player):
     """Records what would have played and when; each playback lasts ``duration_s``."""
+
+    starts_mid_file = True
 
     def __init__(self, log: PlaybackLog, duration_s: float = 0.0) -> None:
         self._log = log

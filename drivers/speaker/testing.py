@@ -89,6 +89,8 @@ class MediaServer:
         self.files = files
         self.requests = 0
         self.base = ""
+        self.gate: asyncio.Event | None = None
+        """While set to an unset event, requests wait for it (a download in progress)."""
         self._runner: web.AppRunner | None = None
 
     def url(self, name: str) -> str:
@@ -100,6 +102,8 @@ class MediaServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if self.gate is not None:
+            await self.gate.wait()
         body = self.files.get(request.match_info["name"])
         if body is None:
             raise web.HTTPNotFound()

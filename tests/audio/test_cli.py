@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,15 @@ def test_an_unwritable_output_is_one_error_line(tmp_path: Path) -> None:
     done = run("same", "--header", HEADER, "--out", str(tmp_path / "missing" / "same.wav"))
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_attention_writes_the_clip_boxes_store_with_its_hash(tmp_path: Path) -> None:
+    out = tmp_path / "attention.opus"
+    done = run("attention", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert done.stdout.strip() == f"wrote {out}: 3.00 s, sha256 {digest}"
+    assert probe(out).codec == "opus"
+    assert ebur128(out).integrated_lufs == pytest.approx(-16.0, abs=1.0)
+    refused = run("attention", "--out", str(tmp_path / "attention.txt"))
+    assert refused.returncode == 2 and refused.stderr.startswith("error: cannot tell the format")
