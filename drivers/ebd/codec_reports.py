@@ -3,7 +3,8 @@
 Element names and order follow the 2018 platforms (GD/J 083-2018): ``EBDResponse`` (ResultCode,
 ResultDesc), ``ConnectionCheck`` (RptTime), ``EBMStateRequest`` (EBM/EBMID),
 ``EBMStateResponse`` (RptTime, EBM/EBMID, BrdStateCode, BrdStateDesc, Coverage?),
-``OMDRequest`` (OMDType, Params?), ``EBRPSInfo`` (Params?, EBRPS*) and ``EBRxxState`` (EBRxx*).
+``OMDRequest`` (OMDType, Params?), ``EBRPSInfo`` (Params?, EBRPS*), ``EBRSTInfo`` (Params?,
+EBRST*: the EBRPS fields without URL) and ``EBRxxState`` (EBRxx*).
 Reading tolerates any order and ignores elements this system does not use (``ResBrdInfo``).
 """
 
@@ -49,6 +50,7 @@ from drivers.ebd.xmlsafe import (
     write_time,
 )
 
+_INFO_ITEMS = {EbdType.EBRPS_INFO: "EBRPS", EbdType.EBRST_INFO: "EBRST"}
 _STATE_ITEMS = {
     EbdType.EBRPS_STATE: "EBRPS",
     EbdType.EBRAS_STATE: "EBRAS",
@@ -75,8 +77,9 @@ def write_body(element: etree._Element, body: Body) -> None:
         _write_params(element, body.rpt_start_time, body.rpt_end_time, body.rpt_type)
     elif isinstance(body, PlatformInfo):
         _write_params(element, None, None, body.rpt_type)
+        info_item = _INFO_ITEMS[body.kind]
         for entry in body.entries:
-            _write_platform(add(element, "EBRPS"), entry)
+            _write_platform(add(element, info_item), entry, with_url=info_item == "EBRPS")
     elif isinstance(body, ResourceState):
         for item in body.entries:
             state = add(element, _STATE_ITEMS[body.kind])
@@ -109,7 +112,7 @@ def _write_state_response(element: etree._Element, body: EbmStateResponse) -> No
         add(coverage, "ResBrdStat", body.coverage.res_brd_stat)
 
 
-def _write_platform(element: etree._Element, entry: PlatformEntry) -> None:
+def _write_platform(element: etree._Element, entry: PlatformEntry, *, with_url: bool) -> None:
     add(element, "RptTime", write_time(entry.rpt_time))
     add(element, "RptType", entry.rpt_type)
     if entry.parent_ebrid:
@@ -121,7 +124,8 @@ def _write_platform(element: etree._Element, entry: PlatformEntry) -> None:
     add(element, "PhoneNumber", entry.phone)
     add(element, "Longitude", entry.longitude)
     add(element, "Latitude", entry.latitude)
-    add(element, "URL", entry.url)
+    if with_url:
+        add(element, "URL", entry.url)
 
 
 def read_body(kind: EbdType, element: etree._Element) -> Body:
@@ -148,9 +152,10 @@ def read_body(kind: EbdType, element: etree._Element) -> Body:
             rpt_end_time=read_time(end, f"{w}/Params/RptEndTime") if end else None,
             rpt_type=text(element, "Params/RptType", w) or "Full",
         )
-    if kind is EbdType.EBRPS_INFO:
-        entries = tuple(_read_platform(e, f"{w}/EBRPS") for e in children(element, "EBRPS"))
-        return PlatformInfo(entries, text(element, "Params/RptType", w) or "Full")
+    if kind in _INFO_ITEMS:
+        info_item = _INFO_ITEMS[kind]
+        entries = tuple(_read_platform(e, f"{w}/{info_item}") for e in children(element, info_item))
+        return PlatformInfo(entries, text(element, "Params/RptType", w) or "Full", kind)
     if kind in _STATE_ITEMS:
         name = _STATE_ITEMS[kind]
         items = []
