@@ -4,7 +4,6 @@ EBM becomes an alert delivered on our own channels, and its broadcast state goes
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import time
@@ -34,7 +33,7 @@ from drivers.ebd import (
 )
 from drivers.ebd.signature import sign_package
 from drivers.ebd.simulator import EbdPlatformSimulator
-from drivers.ebd.testing import make_identity, sample_ebm
+from drivers.ebd.testing import make_identity, raw_tar, sample_ebm, tar_claiming
 from drivers.ebd.xmlsafe import beijing_now
 from tests.ebplatform.conftest import (
     HUADE_EBRID,
@@ -103,19 +102,6 @@ def upper_ebm(**changes: Any) -> Any:
     return sample_ebm(UPPER_EBRID, area_codes=(ZHUOZI,), **changes)
 
 
-def _tar(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for member in members:
-            if isinstance(member, tarfile.TarInfo):
-                tar.addfile(member)
-            else:
-                info = tarfile.TarInfo(member[0])
-                info.size = len(member[1])
-                tar.addfile(info, io.BytesIO(member[1]))
-    return buffer.getvalue()
-
-
 def _signed(pki: Pki, ebd: Ebd, key: Any = None) -> bytes:
     return write_package(build_package(ebd, key or pki.upper.signer()))
 
@@ -124,15 +110,7 @@ def _symlink(pki: Pki) -> bytes:
     package = build_package(upper_ebd(upper_ebm()), pki.upper.signer())
     link = tarfile.TarInfo("EBDR_a.mp3")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    return _tar((f"EBDB_{package.ebdid}.xml", package.ebdb), link)
-
-
-def _claims_huge_member(pki: Pki) -> bytes:
-    data = bytearray(_tar(("EBDB_x.xml", b"x" * 512)))
-    data[124:136] = f"{5 * 1024 * 1024:011o}\0".encode()
-    data[148:156] = b"        "
-    data[148:155] = f"{sum(data[:512]):06o}\0".encode()
-    return bytes(data)
+    return raw_tar((f"EBDB_{package.ebdid}.xml", package.ebdb), link)
 
 
 def _entities(pki: Pki) -> bytes:
@@ -152,9 +130,12 @@ def _tampered(pki: Pki) -> bytes:
 
 
 HOSTILE = {
-    "path traversal": (lambda pki: _tar(("../EBDB_x.xml", b"<EBD/>")), ResultCode.PARSE_FAILED),
+    "path traversal": (lambda pki: raw_tar(("../EBDB_x.xml", b"<EBD/>")), ResultCode.PARSE_FAILED),
     "symlink": (_symlink, ResultCode.PARSE_FAILED),
-    "huge member": (_claims_huge_member, ResultCode.PARSE_FAILED),
+    "huge member": (
+        lambda pki: tar_claiming("EBDB_x.xml", 5 * 1024 * 1024),
+        ResultCode.PARSE_FAILED,
+    ),
     "entity expansion": (_entities, ResultCode.PARSE_FAILED),
     "tampered byte": (_tampered, ResultCode.SIGNATURE_FAILED),
     "untrusted key": (
