@@ -261,8 +261,8 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             result_of(reply.ebd, ebdid)
         except EbdRefusedError as error:
             self._last_error[peer.name] = str(error)
-            if error.result_code == ResultCode.RECEIVED:
-                raise RetryableError(f"{peer.name} took the EBM but did not process it") from error
+            if error.retryable:  # 0 "received, not processed", 5 "other error"
+                raise RetryableError(f"{peer.name} did not take EBM {ebmid}: {error}") from error
             raise TargetRejectedError(f"{peer.name} refused EBM {ebmid}: {error}") from error
         except EbdFormatError as error:
             raise RetryableError(f"{peer.name} answered with something else: {error}") from error

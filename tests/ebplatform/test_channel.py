@@ -117,6 +117,7 @@ async def _attempted(service: BroadcasterService, alert_id: str, times: int) -> 
         ("garbage", True),
         ("answer_delay", 1.0),
         ("refuse_with", ResultCode.RECEIVED),
+        ("refuse_with", ResultCode.OTHER_ERROR),
     ],
 )
 async def test_passing_faults_are_retried_until_the_platform_takes_it(
@@ -136,7 +137,7 @@ async def test_passing_faults_are_retried_until_the_platform_takes_it(
 
 
 @pytest.mark.parametrize(
-    "code", [ResultCode.PARSE_FAILED, ResultCode.SIGNATURE_FAILED, ResultCode.OTHER_ERROR]
+    "code", [ResultCode.PARSE_FAILED, ResultCode.CONTENT_MISSING, ResultCode.SIGNATURE_FAILED]
 )
 async def test_a_refusal_fails_the_delivery(tmp_path: Path, pki: Pki, code: ResultCode) -> None:
     async with county_platforms(pki) as sims:
