@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -21,6 +22,7 @@ from typing import Any, ClassVar
 import aiohttp
 from aiohttp import web
 
+from audio import LOUDSPEAKER_PROFILE, AudioError, ExportFormat
 from broadcaster.cap import MsgType
 from broadcaster.channel import (
     AlertMessage,
@@ -43,11 +45,14 @@ from broadcaster.errors import (
     DeviceUnavailableError,
     RetryableError,
     TargetRejectedError,
+    UnsupportedError,
 )
 from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig
 from channels.ebplatform.ledger import Ledger, SentEbm
 from channels.ebplatform.mapping import EbmChoices, build_ebm, ebm_fields
 from drivers.ebd import (
+    Auxiliary,
+    AuxiliaryType,
     BrdStateCode,
     Ebd,
     EbdConfigError,
@@ -76,6 +81,9 @@ from drivers.ebd import (
 from drivers.ebd.xmlsafe import beijing_now
 
 log = logging.getLogger(__name__)
+
+EBM_AUDIO = LOUDSPEAKER_PROFILE.with_formats(ExportFormat.MP3)
+"""Platforms play the attached MP3 on loudspeakers: the loudspeaker loudness, MP3 only."""
 
 STATE_OUTCOMES = {
     BrdStateCode.SUCCEEDED: ConfirmationOutcome.CONFIRMED,
@@ -208,7 +216,23 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         peer = self.peer_of(target)
         ebm = build_ebm(message, target, self.choices, ebmid="", send_time=beijing_now())
-        return {"peer": peer.name, "ebrid": peer.ebrid, "ebm": ebm_fields(ebm)}
+        audio = "mp3" if self.config.audio else None
+        return {"peer": peer.name, "ebrid": peer.ebrid, "ebm": ebm_fields(ebm), "audio": audio}
+
+    async def _audio(self, message: AlertMessage, target: Target) -> dict[str, bytes]:
+        """The spoken warning as one ``EBDR_<digest>.mp3`` resource (none unless ``audio``)."""
+        if not self.config.audio:
+            return {}
+        if self.context.audio is None:
+            raise UnsupportedError("audio is configured but there is no audio publisher")
+        try:
+            render = await self.context.audio.render_programme(message, EBM_AUDIO, target.languages)
+        except AudioError as error:
+            if isinstance(error, ValueError):
+                raise UnsupportedError(f"audio for {target.id}: {error}") from error
+            raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
+        data = await asyncio.to_thread(render.files[ExportFormat.MP3].read_bytes)
+        return {f"EBDR_{render.sha256[ExportFormat.MP3][:16]}.mp3": data}
 
     def variant(self, target: Target, part: int) -> Hashable:
         """Each platform and division gets its own EBM (peer, AreaCode)."""
@@ -245,17 +269,27 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         alert_key = str(message.alert.reference)
         state = existing.state if existing else None
         sent = SentEbm(
-            delivery.idempotency_key, ebmid, delivery.id, alert_key, target.id, peer.name, state
+            delivery.idempotency_key,
+            ebmid,
+            delivery.id,
+            alert_key,
+            target.id,
+            peer.name,
+            state,
+            delivery.expires_at,
         )
         self.ledger.record_sent(sent)
         now = beijing_now()
         ebm = build_ebm(
             message, target, self.choices, ebmid=ebmid, send_time=now, related_ebmid=related
         )
+        resources = await self._audio(message, target)
+        auxiliaries = [Auxiliary(AuxiliaryType.MP3, n, len(d)) for n, d in resources.items()]
+        ebm = replace(ebm, auxiliaries=tuple(auxiliaries))
         ebdid = self.next_ebdid()
         self.ledger.record_package(ebdid, ebmid)
         ebd = Ebd(ebdid, self.config.local_ebrid, now, ebm, peer.ebrid, self.local_url)
-        package = await asyncio.to_thread(build_package, ebd, self.signer, None, self.form)
+        package = await asyncio.to_thread(build_package, ebd, self.signer, resources, self.form)
         reply = await self.post(peer, package)
         try:
             result_of(reply.ebd, ebdid)
@@ -318,7 +352,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
     async def _poll_states(self) -> None:
         while True:
             await asyncio.sleep(self.config.state_poll_seconds)
-            for sent in await asyncio.to_thread(self.ledger.awaiting_state):
+            for sent in await asyncio.to_thread(self.ledger.awaiting_state, time.time()):
                 peer = self.peers.get(sent.peer)
                 if peer is not None:
                     await self._poll_one(peer, sent.ebmid)

@@ -73,6 +73,7 @@ class EbPlatformChannelConfig(ChannelConfig):
     default_event_type: str = Field("10000", pattern=r"^(1[1-4][A-Z]\d{2}|1\d000|20000|00000)$")
     exercise_msg_type: Literal[3, 4, 5] = 3
     test_msg_type: Literal[3, 4, 5] = 3
+    audio: bool = False
 
     @field_validator("allow_from")
     @classmethod

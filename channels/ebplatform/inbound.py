@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -175,9 +176,10 @@ async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[Res
         )
     except CapError as error:
         return ResultCode.OTHER_ERROR, f"the warning was not taken: {error}"[:200]
-    received = ReceivedEbm(
-        ebm.ebmid, ebd.src_ebrid, alert_id, str(alert.reference), ebd.src_url, None
-    )
+    ends = alert.expires_at()
+    until = ends.timestamp() if ends else time.time()
+    reference = str(alert.reference)
+    received = ReceivedEbm(ebm.ebmid, ebd.src_ebrid, alert_id, reference, ebd.src_url, None, until)
     channel.ledger.record_received(received)
     return ResultCode.OK, ""
 
@@ -227,5 +229,5 @@ async def report_states(channel: EbPlatformChannel) -> None:
     assert channel.config.upper is not None
     while True:
         await asyncio.sleep(channel.config.upper.report_seconds)
-        for received in channel.ledger.unreported():
+        for received in channel.ledger.unreported(time.time()):
             await _report(channel, received, request=None)

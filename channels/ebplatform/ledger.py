@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS sent (
     alert_key TEXT NOT NULL,
     target_id TEXT NOT NULL,
     peer TEXT NOT NULL,
-    state INTEGER
+    state INTEGER,
+    expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sent_by_alert ON sent (alert_key, target_id);
 CREATE TABLE IF NOT EXISTS packages (ebdid TEXT PRIMARY KEY, ebmid TEXT NOT NULL);
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS received (
     alert_id TEXT NOT NULL,
     cap_key TEXT NOT NULL,
     url TEXT,
-    reported INTEGER
+    reported INTEGER,
+    expires_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -53,6 +55,7 @@ class SentEbm:
     target_id: str
     peer: str
     state: int | None
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class ReceivedEbm:
     cap_key: str
     url: str | None
     reported: int | None
+    expires_at: float
 
 
 class Ledger:
@@ -114,7 +118,7 @@ class Ledger:
         """Keep (or refresh the delivery id of) the EBM of a delivery."""
         with self._lock, self._db:
             self._db.execute(
-                "INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key)"
+                "INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key)"
                 " DO UPDATE SET delivery_id = excluded.delivery_id",
                 (
                     ebm.idempotency_key,
@@ -124,6 +128,7 @@ class Ledger:
                     ebm.target_id,
                     ebm.peer,
                     ebm.state,
+                    ebm.expires_at,
                 ),
             )
 
@@ -131,10 +136,12 @@ class Ledger:
         with self._lock, self._db:
             self._db.execute("UPDATE sent SET state = ? WHERE ebmid = ?", (state, ebmid))
 
-    def awaiting_state(self) -> list[SentEbm]:
-        """EBMs whose broadcast the peer has not yet reported finished (state < 3)."""
+    def awaiting_state(self, now: float) -> list[SentEbm]:
+        """EBMs of unexpired alerts whose broadcast the peer has not reported finished (< 3)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM sent WHERE state IS NULL OR state < 3")
+            rows = self._db.execute(
+                "SELECT * FROM sent WHERE (state IS NULL OR state < 3) AND expires_at > ?", (now,)
+            )
             return [SentEbm(*row) for row in rows.fetchall()]
 
     def record_package(self, ebdid: str, ebmid: str) -> None:
@@ -150,7 +157,7 @@ class Ledger:
     def record_received(self, received: ReceivedEbm) -> None:
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO received VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO received VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     received.ebmid,
                     received.src_ebrid,
@@ -158,6 +165,7 @@ class Ledger:
                     received.cap_key,
                     received.url,
                     received.reported,
+                    received.expires_at,
                 ),
             )
 
@@ -166,10 +174,14 @@ class Ledger:
             row = self._db.execute("SELECT * FROM received WHERE ebmid = ?", (ebmid,)).fetchone()
         return ReceivedEbm(*row) if row else None
 
-    def unreported(self) -> list[ReceivedEbm]:
-        """Received EBMs whose final state (3 or more) has not been reported up yet."""
+    def unreported(self, now: float) -> list[ReceivedEbm]:
+        """Received EBMs, not yet ended, whose final state (3 or more) is not reported yet."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM received WHERE reported IS NULL OR reported < 3")
+            rows = self._db.execute(
+                "SELECT * FROM received WHERE (reported IS NULL OR reported < 3)"
+                " AND expires_at > ?",
+                (now,),
+            )
             return [ReceivedEbm(*row) for row in rows.fetchall()]
 
     def set_reported(self, ebmid: str, state: int) -> None:

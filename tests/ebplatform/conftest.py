@@ -147,6 +147,7 @@ async def server(
                 "public_url": base,
             },
             "registry": {"targets": str(registry)},
+            "audio": {"engine_order": ["espeak-ng"]},
             "dispatcher": {
                 "idle_poll_seconds": 0.05,
                 "retry_base_seconds": 0.05,

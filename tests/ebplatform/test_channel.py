@@ -205,3 +205,20 @@ async def test_preview_shows_the_fields_send_uses(tmp_path: Path, pki: Pki) -> N
             assert sorted(map(str, preview.contents)) == sorted(str(r["content"]) for r in rows)
             assert {c["ebm"]["area_codes"][0] for c in preview.contents} == {ZHUOZI, HUADE}
     await asyncio.sleep(0)
+
+
+async def test_the_spoken_warning_travels_as_an_mp3_resource(tmp_path: Path, pki: Pki) -> None:
+    async with county_platforms(pki, state_delay=0.05) as sims:
+        sim = sims["zhuozi"]
+        table = channel_table(pki, {"zhuozi": sim.url}, audio=True)
+        async with server(tmp_path, {"eb": table}) as (service, _):
+            result = await service.submit(make_alert("ebd-audio"), origin="test")
+            assert await wait_until_complete(service, result.alert_id) == {"eb": {"confirmed": 1}}
+            (row,) = await service.database.run(service.outbox.deliveries, result.alert_id)
+            assert row["content"]["audio"] == "mp3"
+    (incoming,) = sim.received
+    (auxiliary,) = incoming.ebd.body.auxiliaries  # type: ignore[union-attr]
+    data = incoming.package.resources[auxiliary.desc]
+    assert auxiliary.desc.startswith("EBDR_") and auxiliary.desc.endswith(".mp3")
+    assert auxiliary.size == len(data) > 1000
+    assert data[:3] == b"ID3" or data[0] == 0xFF  # an MPEG audio file
