@@ -35,6 +35,7 @@ from drivers.ebd.signature import sign_package
 from drivers.ebd.simulator import EbdPlatformSimulator
 from drivers.ebd.testing import make_identity, raw_tar, sample_ebm, tar_claiming
 from drivers.ebd.xmlsafe import beijing_now
+from drivers.rds import RdsEncoderSimulator
 from tests.ebplatform.conftest import (
     HUADE_EBRID,
     OURS,
@@ -45,14 +46,21 @@ from tests.ebplatform.conftest import (
     channel_table,
     server,
 )
+from tests.fm.conftest import NORMAL, TRANSMITTER, StateLog, fm_table, fm_target
 
 VILLAGE = {"id": "v1", "channel": "log", "name": "村1", "division": "150921001001"}
 
 
 @asynccontextmanager
 async def upper_and_us(
-    tmp_path: Path, pki: Pki, policy: str = "deliver", **extra: Any
+    tmp_path: Path,
+    pki: Pki,
+    policy: str = "deliver",
+    devices: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    **extra: Any,
 ) -> AsyncIterator[tuple[BroadcasterService, str, EbdPlatformSimulator]]:
+    """Us with the upper platform; our own devices are a log file unless ``devices`` gives
+    another channel table and its target."""
     upper = EbdPlatformSimulator(UPPER_EBRID, pki.upper.signer(), pki.verifier_of_ours())
     await upper.start()
     table = channel_table(pki, {"zhuozi": "http://127.0.0.1:9/ebd"}, **extra)
@@ -62,9 +70,10 @@ async def upper_and_us(
         "policy": policy,
         "report_seconds": 0.05,
     }
-    channels = {"eb": table, "log": {"type": "log"}}
+    device_table, device_target = devices or ({"type": "log"}, VILLAGE)
+    channels = {"eb": table, device_target["channel"]: device_table}
     try:
-        async with server(tmp_path, channels, [VILLAGE]) as (service, base):
+        async with server(tmp_path, channels, [device_target]) as (service, base):
             yield service, f"{base}/channels/eb/ebd", upper
     finally:
         await upper.stop()
@@ -193,51 +202,66 @@ async def _lines(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-async def test_an_upper_ebm_is_delivered_here_and_its_state_goes_back_up(
+def _reported(upper: EbdPlatformSimulator, ebmid: str, state: BrdStateCode) -> bool:
+    return any(
+        isinstance(e.body, EbmStateResponse) and e.body.ebmid == ebmid and e.body.state is state
+        for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
+    )
+
+
+async def test_an_upper_ebm_is_played_on_our_fm_transmitter_and_its_state_goes_back_up(
     tmp_path: Path, pki: Pki
 ) -> None:
+    sink = tmp_path / "sink"
+    sink.mkdir()
+    log = StateLog(sink)
+    async with RdsEncoderSimulator(initial=NORMAL, on_change=log.record) as encoder:
+        url = await encoder.start_tcp()
+        devices = (fm_table(sink, {TRANSMITTER: url}), fm_target())
+        async with upper_and_us(tmp_path, pki, devices=devices) as (service, url, upper):
+            ebm = upper_ebm()
+            reply = await upper.send(url, ebm, OURS)
+            assert reply.ebd.body == EbdResponse(ResultCode.OK, "接收解析及数据校验成功")
+            await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.SUCCEEDED))
+            (alert,) = await service.store.alerts.active(time.time())
+            deliveries = await service.store.deliveries.deliveries(alert["id"])
+            assert [(d["channel"], d["state"]) for d in deliveries] == [("fm", "confirmed")]
+            assert (sink / f"{deliveries[0]['id']}.wav").stat().st_size > 10_000  # played
+            raised = [state for _, state, _ in log.changes if state.ta]
+            assert raised and raised[-1].ps == "ALERT".ljust(8)
+            assert encoder.state == NORMAL  # restored after the warning
+
+            again = await upper.send(url, ebm, OURS)  # the same EBMID is not a new alert
+            assert again.ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+            assert len(await service.store.alerts.active(time.time())) == 1
+
+            request = await upper.send(url, EbmStateRequest(ebm.ebmid), OURS)
+            assert request.ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+            asked = request.ebd.related_ebdid
+            await upper.wait_until(
+                lambda: any(
+                    e.related_ebdid == asked for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
+                )
+            )
+
+
+async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(tmp_path: Path, pki: Pki) -> None:
     async with upper_and_us(tmp_path, pki) as (_service, url, upper):
         ebm = upper_ebm()
-        reply = await upper.send(url, ebm, OURS)
-        assert reply.ebd.body == EbdResponse(ResultCode.OK, "接收解析及数据校验成功")
-
-        def reported(state: BrdStateCode) -> bool:
-            return any(
-                isinstance(e.body, EbmStateResponse)
-                and e.body.state is state
-                and e.body.ebmid == ebm.ebmid
-                for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
-            )
-
-        await upper.wait_until(lambda: reported(BrdStateCode.SUCCEEDED))
-        (line,) = await _lines(tmp_path)
-        assert line["target"]["id"] == "v1" and line["texts"][0]["headline"] == ebm.title
         assert (await upper.send(url, ebm, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
-        assert len(await _lines(tmp_path)) == 1  # the same EBMID again is not a new alert
-
-        request = await upper.send(url, EbmStateRequest(ebm.ebmid), OURS)
-        assert request.ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
-        asked = request.ebd.related_ebdid
-        await upper.wait_until(
-            lambda: any(
-                e.related_ebdid == asked for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
-            )
-        )
-
+        await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.SUCCEEDED))
         cancel = upper_ebm(
             ebmid=ebm.ebmid[:-4] + "0099", msg_type=MsgType.CANCEL, related_ebmid=ebm.ebmid
         )
+        stray = upper_ebm(ebmid=ebm.ebmid[:-4] + "0098", msg_type=MsgType.CANCEL,
+                          related_ebmid=ebm.ebmid[:-4] + "0097")  # fmt: skip
+        refused = await upper.send(url, stray, OURS)
+        assert refused.ebd.body.result_code is ResultCode.OTHER_ERROR  # type: ignore[union-attr]
         assert (await upper.send(url, cancel, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
-        await upper.wait_until(
-            lambda: any(
-                isinstance(e.body, EbmStateResponse)
-                and e.body.ebmid == cancel.ebmid
-                and e.body.state is BrdStateCode.SUCCEEDED
-                for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
-            )
-        )
+        await upper.wait_until(lambda: _reported(upper, cancel.ebmid, BrdStateCode.SUCCEEDED))
         lines = await _lines(tmp_path)
-        assert len(lines) == 2 and lines[1]["texts"][0]["title"].startswith("【解除】")
+        assert len(lines) == 2 and lines[0]["texts"][0]["headline"] == ebm.title
+        assert lines[1]["texts"][0]["title"].startswith("【解除】")
 
 
 async def test_a_held_upper_ebm_waits_for_an_officer(tmp_path: Path, pki: Pki) -> None:
