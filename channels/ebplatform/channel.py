@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -133,7 +134,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         )
 
     @classmethod
-    def preflight(cls, name: str, config: ChannelConfig, data_dir: Any) -> list[str]:
+    def preflight(cls, name: str, config: ChannelConfig, data_dir: Path) -> list[str]:
         assert isinstance(config, EbPlatformChannelConfig)
         channel = cls(
             name, config, ChannelContext(data_dir=data_dir, sender_name="", public_url="")

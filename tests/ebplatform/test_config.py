@@ -1,0 +1,78 @@
+"""The ebplatform configuration is checked before the server starts: a key others can read or a
+missing trust list is a problem naming its key (``check-config`` and ``serve`` refuse it), a
+malformed value is refused when the table is validated."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from channels.ebplatform import EbPlatformChannel
+from channels.ebplatform.config import EbPlatformChannelConfig
+from tests.core.test_preflight import free_port, problems, run, write_config
+from tests.ebplatform.conftest import HUADE_EBRID, OURS, Pki
+
+
+def _table(folder: Path, pki: Pki) -> dict[str, Any]:
+    key = folder / "key.pem"
+    shutil.copy(pki.ours.key, key)
+    key.chmod(0o600)
+    peer = {"name": "huade", "ebrid": HUADE_EBRID, "url": "http://127.0.0.1:9/ebd"}
+    return {
+        "type": "ebplatform",
+        "local_ebrid": OURS,
+        "signing_key_file": str(key),
+        "cert_id": pki.ours.cert_id,
+        "trust": [str(pki.trust)],
+        "peers": [peer | {"areas": ["150922"]}],
+    }
+
+
+def _preflight(folder: Path, table: dict[str, Any]) -> list[str]:
+    config = EbPlatformChannelConfig.model_validate(table)
+    return EbPlatformChannel.preflight("eb", config, folder / "data")
+
+
+def test_key_and_trust_are_checked_before_start(tmp_path: Path, pki: Pki) -> None:
+    table = _table(tmp_path, pki)
+    assert _preflight(tmp_path, table) == []
+    (found,) = _preflight(tmp_path, table | {"trust": ["missing-folder/peer.pem"]})
+    assert found.startswith("signing_key_file/trust: ") and "missing-folder" in found
+    relative = table | {"signing_key_file": "key.pem"}  # relative to the data directory
+    (found,) = _preflight(tmp_path, relative)
+    assert str(tmp_path / "data" / "key.pem") in found
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"local_ebrid": "12345"}, "local_ebrid"),
+        ({"cert_id": "xyz"}, "cert_id"),
+        ({"allow_from": ["not-a-network"]}, "allow_from"),
+        ({"trust": []}, "trust"),
+        ({"peers": [{"name": "a", "ebrid": OURS, "url": "ftp://x", "areas": []}]}, "peers"),
+        ({"peers": [{"name": "a", "ebrid": OURS, "url": "http://x", "areas": ["1509"]}]}, "peers"),
+        ({"upper": {"ebrid": OURS, "policy": "maybe"}}, "upper"),
+    ],
+)
+def test_malformed_values_are_refused_naming_the_key(
+    tmp_path: Path, pki: Pki, change: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError) as caught:
+        EbPlatformChannelConfig.model_validate(_table(tmp_path, pki) | change)
+    assert caught.value.errors()[0]["loc"][0] == key
+
+
+def test_check_config_refuses_a_private_key_others_can_read(tmp_path: Path, pki: Pki) -> None:
+    table = _table(tmp_path, pki)
+    (tmp_path / "key.pem").chmod(0o644)
+    lines = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in table.items() if k != "peers")
+    config = write_config(tmp_path, free_port(), channels="[channels.eb]\n" + lines)
+    checked = run("check-config", "--config", str(config))
+    assert checked.returncode == 1, checked.stderr
+    (found,) = problems(checked.stderr)
+    assert found.startswith("channels.eb.") and "readable by group or others" in found
