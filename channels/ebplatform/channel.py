@@ -36,6 +36,7 @@ from broadcaster.channel import (
     OutgoingDelivery,
     SendOutcome,
     SendResult,
+    TargetDirectory,
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
@@ -49,6 +50,7 @@ from broadcaster.errors import (
     UnsupportedError,
 )
 from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig
+from channels.ebplatform.inbound import inbound_app, report_states
 from channels.ebplatform.ledger import Ledger, SentEbm
 from channels.ebplatform.mapping import EbmChoices, build_ebm, ebm_fields
 from drivers.ebd import (
@@ -158,13 +160,10 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         self.ledger = await asyncio.to_thread(Ledger, folder / "ledger.db")
         self.session = aiohttp.ClientSession()
         if self.context.targets is not None:
-            for target in self.enrolled_targets():
-                await self.context.targets.register(target)
+            await self._enrol(self.context.targets)
         if self.config.state_poll_seconds > 0:
             self.spawn(self._poll_states())
         if self.config.upper is not None and self.context.alerts is not None:
-            from channels.ebplatform.inbound import report_states
-
             self.spawn(report_states(self))
         self.ready = True
 
@@ -197,9 +196,17 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             for area in peer.areas
         ]
 
-    def web_app(self) -> web.Application:
-        from channels.ebplatform.inbound import inbound_app
+    async def _enrol(self, directory: TargetDirectory) -> None:
+        """Register the configured (peer, division) targets; drop those no longer configured."""
+        wanted = self.enrolled_targets()
+        for target in wanted:
+            await directory.register(target)
+        keep = {target.id for target in wanted}
+        for target in await directory.all():
+            if target.id.startswith(f"{self.name}:") and target.id not in keep:
+                await directory.unregister(target.id)
 
+    def web_app(self) -> web.Application:
         return inbound_app(self)
 
     # --- sending -------------------------------------------------------------------------

@@ -9,16 +9,15 @@ code when the CAP alert carries none, whether state is polled as well as pushed.
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from broadcaster.config import ChannelConfig
+from broadcaster.divisions import normalize_code
 
 EBRID_PATTERN = r"^\d{23}$"
-DIVISION_PATTERN = r"^(\d{6}|\d{9}|\d{12})$"
 
 
 class EbPeer(BaseModel):
@@ -35,8 +34,7 @@ class EbPeer(BaseModel):
     @classmethod
     def _areas(cls, value: list[str]) -> list[str]:
         for area in value:
-            if not re.fullmatch(DIVISION_PATTERN[1:-1], area):
-                raise ValueError(f"{area!r} is not a 6-, 9- or 12-digit division code")
+            normalize_code(area)  # a ValueError naming what is wrong with it
         return value
 
 

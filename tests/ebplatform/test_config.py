@@ -5,12 +5,15 @@ malformed value is refused when the table is validated."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
+from broadcaster.testing.contract import channel_context
+from broadcaster.testing.targets import MemoryTargets
 from channels.ebplatform import EbPlatformChannel
 from channels.ebplatform.config import EbPlatformChannelConfig
 from tests.core.test_preflight import free_port, problems, run, write_config
@@ -76,3 +79,21 @@ def test_check_config_refuses_a_private_key_others_can_read(tmp_path: Path, pki:
     assert checked.returncode == 1, checked.stderr
     (found,) = problems(checked.stderr)
     assert found.startswith("channels.eb.") and "readable by group or others" in found
+
+
+async def test_targets_follow_the_configured_peers(tmp_path: Path, pki: Pki) -> None:
+    directory = MemoryTargets()
+    context = replace(channel_context(tmp_path / "data"), targets=directory)
+    table = _table(tmp_path, pki)
+    two = table | {"peers": [table["peers"][0] | {"areas": ["150922", "150922001"]}]}
+    for peers, expected in (
+        (two["peers"], ["eb:huade:150922", "eb:huade:150922001"]),
+        (table["peers"], ["eb:huade:150922"]),
+    ):
+        config = EbPlatformChannelConfig.model_validate(table | {"peers": peers})
+        channel = EbPlatformChannel("eb", config, context)
+        await channel.start()
+        await channel.stop()
+        assert [t.id for t in await directory.all()] == expected
+    (target,) = await directory.all()
+    assert (target.address, target.division) == ("huade", "150922000000")
