@@ -187,7 +187,8 @@ def alert_of_ebm(ebm: Ebm, src_ebrid: str, cancelled: Reference | None) -> Alert
         area_desc=f"应急广播区域 {','.join(ebm.area_codes)}",
         geocodes=[NamedValue("GB/T 2260", code) for code in ebm.area_codes],
     )
-    end = max(_aware(ebm.end_time), sent + timedelta(minutes=1))
+    start = _aware(ebm.start_time)
+    end = max(_aware(ebm.end_time), max(sent, start) + timedelta(minutes=1))
     info = Info(
         language="zh-CN",
         categories=[Category.OTHER],
@@ -196,7 +197,7 @@ def alert_of_ebm(ebm: Ebm, src_ebrid: str, cancelled: Reference | None) -> Alert
         severity=_CAP_SEVERITY.get(ebm.severity, Severity.UNKNOWN),
         certainty=Certainty.OBSERVED,
         event_codes=[NamedValue("EventType", ebm.event_type)],
-        effective=_aware(ebm.start_time),
+        effective=start,
         expires=end,
         sender_name=ebm.sender_name,
         headline=ebm.title,

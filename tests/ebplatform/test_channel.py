@@ -13,9 +13,18 @@ import pytest
 
 from broadcaster.cap import Severity, Status
 from broadcaster.service import BroadcasterService
-from drivers.ebd import BrdStateCode, EbdType, Ebm, MsgType, ResultCode
+from drivers.ebd import (
+    BrdStateCode,
+    Ebd,
+    EbdType,
+    Ebm,
+    EbmStateResponse,
+    MsgType,
+    ResultCode,
+    build_package,
+)
 from drivers.ebd.simulator import EbdPlatformSimulator
-from drivers.ebd.xmlsafe import BEIJING
+from drivers.ebd.xmlsafe import BEIJING, beijing_now
 from tests.core.support import make_alert, wait_for_deliveries, wait_until_complete
 from tests.ebplatform.conftest import (
     HUADE,
@@ -91,6 +100,17 @@ async def test_two_counties_get_their_ebm_confirmed_by_pushed_state_then_the_can
                 assert second.msg_type is MsgType.CANCEL
                 assert second.related_ebmid == first.ebmid and second.ebmid != first.ebmid
                 assert second.area_codes == first.area_codes
+
+            # State packages must be about an EBM sent to their sender, in reply to our package.
+            zhuozi_ebmid = ebms(sims["zhuozi"])[0].ebmid
+            inbound = f"{base}/channels/eb/ebd"
+            for sim, related in ((sims["huade"], None), (sims["zhuozi"], "10" + OURS + "9" * 16)):
+                state = EbmStateResponse(beijing_now(), zhuozi_ebmid, BrdStateCode.FAILED)
+                ebd = Ebd(sim._ids.next(), sim.ebrid, beijing_now(), state, OURS, None, related)
+                reply = await sim.post(inbound, build_package(ebd, sim.signer))
+                assert reply.ebd.body.result_code is ResultCode.OTHER_ERROR  # type: ignore[union-attr]
+            ledger = service.channels["eb"].ledger  # type: ignore[attr-defined]
+            assert ledger.sent_for_ebmid(zhuozi_ebmid).state == BrdStateCode.SUCCEEDED  # unchanged
 
 
 async def test_state_polled_with_ebm_state_requests_confirms(tmp_path: Path, pki: Pki) -> None:
