@@ -34,6 +34,7 @@ from broadcaster.channel import (
     Confirmation,
     ConfirmationOutcome,
     OutgoingDelivery,
+    PlannedDelivery,
     SendOutcome,
     SendResult,
     TargetDirectory,
@@ -241,6 +242,10 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
         data = await asyncio.to_thread(render.files[ExportFormat.MP3].read_bytes)
         return {f"EBDR_{render.sha256[ExportFormat.MP3][:16]}.mp3": data}
+
+    def count_targets(self, planned: Sequence[PlannedDelivery]) -> int:
+        """Platforms reached: a peer with several divisions counts once."""
+        return len({p.target.address for p in planned})
 
     def variant(self, target: Target, part: int) -> Hashable:
         """Each platform and division gets its own EBM (peer, AreaCode)."""
