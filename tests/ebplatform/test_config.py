@@ -1,6 +1,6 @@
 """The ebplatform configuration is checked before the server starts: a key others can read or a
-missing trust list is a problem naming its key (``check-config`` and ``serve`` refuse it), a
-malformed value is refused when the table is validated."""
+missing trust list is a problem of the channel's ``preflight`` (which ``check-config`` and
+``serve`` report with the key), a malformed value is refused when the table is validated."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from broadcaster.testing.contract import channel_context
 from broadcaster.testing.targets import MemoryTargets
 from channels.ebplatform import EbPlatformChannel
 from channels.ebplatform.config import EbPlatformChannelConfig
-from tests.core.test_preflight import free_port, problems, run, write_config
 from tests.ebplatform.conftest import HUADE_EBRID, OURS, Pki
 
 
@@ -48,6 +47,9 @@ def test_key_and_trust_are_checked_before_start(tmp_path: Path, pki: Pki) -> Non
     relative = table | {"signing_key_file": "key.pem"}  # relative to the data directory
     (found,) = _preflight(tmp_path, relative)
     assert str(tmp_path / "data" / "key.pem") in found
+    (tmp_path / "key.pem").chmod(0o644)
+    (found,) = _preflight(tmp_path, table)
+    assert "readable by group or others" in found
 
 
 @pytest.mark.parametrize(
@@ -68,17 +70,6 @@ def test_malformed_values_are_refused_naming_the_key(
     with pytest.raises(pydantic.ValidationError) as caught:
         EbPlatformChannelConfig.model_validate(_table(tmp_path, pki) | change)
     assert caught.value.errors()[0]["loc"][0] == key
-
-
-def test_check_config_refuses_a_private_key_others_can_read(tmp_path: Path, pki: Pki) -> None:
-    table = _table(tmp_path, pki)
-    (tmp_path / "key.pem").chmod(0o644)
-    lines = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in table.items() if k != "peers")
-    config = write_config(tmp_path, free_port(), channels="[channels.eb]\n" + lines)
-    checked = run("check-config", "--config", str(config))
-    assert checked.returncode == 1, checked.stderr
-    (found,) = problems(checked.stderr)
-    assert found.startswith("channels.eb.") and "readable by group or others" in found
 
 
 async def test_targets_follow_the_configured_peers(tmp_path: Path, pki: Pki) -> None:
