@@ -51,7 +51,7 @@ from broadcaster.errors import (
     UnsupportedError,
 )
 from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig
-from channels.ebplatform.inbound import inbound_app, report_states
+from channels.ebplatform.inbound import heartbeats, inbound_app, report_states
 from channels.ebplatform.ledger import Ledger, SentEbm
 from channels.ebplatform.mapping import EbmChoices, build_ebm, ebm_fields
 from drivers.ebd import (
@@ -121,6 +121,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         self.form = SignatureForm(config.signature_form)
         self.ready = False
         self._last_error: dict[str, str] = {}
+        self.upper_error = ""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def signing(self) -> EbdSigningConfig:
@@ -164,8 +165,11 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             await self._enrol(self.context.targets)
         if self.config.state_poll_seconds > 0:
             self.spawn(self._poll_states())
-        if self.config.upper is not None and self.context.alerts is not None:
+        upper = self.config.upper
+        if upper is not None and self.context.alerts is not None:
             self.spawn(report_states(self))
+        if upper is not None and upper.url and upper.heartbeat_seconds > 0:
+            self.spawn(heartbeats(self, upper.url, upper.heartbeat_seconds))
         self.ready = True
 
     async def stop(self) -> None:
@@ -399,14 +403,20 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
                 self.ledger.record_sent(replace(sent, delivery_id=delivery.id))
 
     async def health(self) -> ChannelHealth:
+        """Started with its keys; each peer's and the upper platform's last exchange is shown
+        in ``devices`` (a peer's failures are also on its deliveries)."""
         if not self.ready:
             return ChannelHealth(ok=False, detail="not started")
-        devices = {
+        devices: dict[str, Any] = {
             name: {"ok": name not in self._last_error, "detail": self._last_error.get(name, "")}
             for name in self.peers
         }
-        failing = ", ".join(sorted(self._last_error))
-        detail = f"{len(self.peers)} peers" + (
-            f"; last exchange failed: {failing}" if failing else ""
-        )
+        failing = sorted(self._last_error)
+        if self.config.upper is not None:
+            devices["upper"] = {"ok": not self.upper_error, "detail": self.upper_error}
+            if self.upper_error:
+                failing.append("upper")
+        detail = f"{len(self.peers)} peers"
+        if failing:
+            detail += f"; last exchange failed: {', '.join(failing)}"
         return ChannelHealth(ok=True, detail=detail, devices=devices)

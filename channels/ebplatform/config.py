@@ -48,6 +48,7 @@ class EbUpper(BaseModel):
     policy: Literal["deliver", "hold"] = "hold"
     channels: list[str] = Field(default_factory=list)
     report_seconds: float = Field(5.0, gt=0)
+    heartbeat_seconds: float = Field(60.0, ge=0)
 
 
 class EbPlatformChannelConfig(ChannelConfig):

@@ -14,7 +14,7 @@ What is taken: an EBMStateResponse from a peer updates our delivery of that EBM;
 the upper platform becomes a CAP alert through the normal intake (delivered at once or held
 for an officer, ``upper.policy``); an EBMStateRequest from it is answered by a pushed
 EBMStateResponse; a ConnectionCheck is acknowledged. The state of each alert taken in is
-reported up whenever it changes, until it is final.
+reported up whenever it changes, until it is final, and we send the upper platform heartbeats.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from drivers.ebd import (
     MsgType,
     Package,
     ResultCode,
+    build_package,
+    make_ebdid,
     make_response,
     make_state_response,
     read_incoming,
@@ -51,6 +53,7 @@ from drivers.ebd import (
 )
 from drivers.ebd.client import read_posted_package
 from drivers.ebd.codes import ebdid_source
+from drivers.ebd.xmlsafe import beijing_now
 
 if TYPE_CHECKING:
     from channels.ebplatform.channel import EbPlatformChannel
@@ -231,3 +234,23 @@ async def report_states(channel: EbPlatformChannel) -> None:
         await asyncio.sleep(channel.config.upper.report_seconds)
         for received in channel.ledger.unreported(time.time()):
             await _report(channel, received, request=None)
+
+
+async def heartbeats(channel: EbPlatformChannel, url: str, period: float) -> None:
+    """Send the upper platform a signed ConnectionCheck every ``period`` seconds (its EBDID is
+    the heartbeat form: kind 01, our EBRID, sixteen zeros); the outcome shows in health."""
+    upper = channel.config.upper
+    assert upper is not None
+    local = channel.config.local_ebrid
+    while True:
+        ebdid = make_ebdid(local, 0, heartbeat=True)
+        ebd = Ebd(ebdid, local, beijing_now(), ConnectionCheck(beijing_now()), upper.ebrid)
+        try:
+            package = await asyncio.to_thread(
+                build_package, ebd, channel.signer, None, channel.form
+            )
+            await channel.post_url(url, package)
+            channel.upper_error = ""
+        except EbdError as error:
+            channel.upper_error = f"heartbeat: {error}"
+        await asyncio.sleep(period)

@@ -4,6 +4,7 @@ EBM becomes an alert delivered on our own channels, and its broadcast state goes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tarfile
 import time
@@ -57,6 +58,7 @@ async def upper_and_us(
     pki: Pki,
     policy: str = "deliver",
     devices: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    heartbeat_seconds: float = 0,
     **extra: Any,
 ) -> AsyncIterator[tuple[BroadcasterService, str, EbdPlatformSimulator]]:
     """Us with the upper platform; our own devices are a log file unless ``devices`` gives
@@ -69,6 +71,7 @@ async def upper_and_us(
         "url": upper.url,
         "policy": policy,
         "report_seconds": 0.05,
+        "heartbeat_seconds": heartbeat_seconds,
     }
     device_table, device_target = devices or ({"type": "log"}, VILLAGE)
     channels = {"eb": table, device_target["channel"]: device_table}
@@ -264,8 +267,11 @@ async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(tmp_path: Path, pk
         assert lines[1]["texts"][0]["title"].startswith("【解除】")
 
 
-async def test_a_held_upper_ebm_waits_for_an_officer(tmp_path: Path, pki: Pki) -> None:
-    async with upper_and_us(tmp_path, pki, policy="hold") as (service, url, upper):
+async def test_a_held_upper_ebm_waits_for_an_officer_and_we_keep_sending_heartbeats(
+    tmp_path: Path, pki: Pki
+) -> None:
+    held = upper_and_us(tmp_path, pki, policy="hold", heartbeat_seconds=0.2)
+    async with held as (service, url, upper):
         ebm = upper_ebm()
         assert (await upper.send(url, ebm, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
         await upper.wait_until(lambda: bool(upper.received_of(EbdType.EBM_STATE_RESPONSE)))
@@ -274,3 +280,17 @@ async def test_a_held_upper_ebm_waits_for_an_officer(tmp_path: Path, pki: Pki) -
         (pending,) = await service.store.alerts.pending_approvals()
         assert await _lines(tmp_path) == []
         assert pending["requested_by"] == "channel:eb"
+
+        await upper.wait_until(lambda: len(upper.received_of(EbdType.CONNECTION_CHECK)) >= 2)
+        heartbeat = upper.received_of(EbdType.CONNECTION_CHECK)[0]
+        assert (heartbeat.ebdid, heartbeat.dest_ebrid) == ("01" + OURS + "0" * 16, UPPER_EBRID)
+        health = await service.channels["eb"].health()
+        assert health.devices["upper"] == {"ok": True, "detail": ""}
+        upper.faults.refuse_with = ResultCode.OTHER_ERROR  # the upper platform stops taking them
+        for _ in range(200):
+            health = await service.channels["eb"].health()
+            if not health.devices["upper"]["ok"]:
+                break
+            await asyncio.sleep(0.05)
+        assert "ResultCode 5" in health.devices["upper"]["detail"]
+        assert "last exchange failed: upper" in health.detail
