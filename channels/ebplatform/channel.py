@@ -6,15 +6,14 @@ target per division (``NAME:peer:division``); registry targets whose ``address``
 work the same. One delivery is one EBM (``channels.ebplatform.mapping``), signed and POSTed
 (``drivers.ebd``); a positive EBDResponse makes it ``accepted``, and the platform's
 EBMStateResponse, pushed to our inbound endpoint (``channels.ebplatform.inbound``) or answered
-to our EBMStateRequest polls, confirms or fails it. A Cancel of the CAP alert goes out as an
-EBM of MsgType 2 naming the EBM it cancels. Result codes → delivery states: see the README.
+to our EBMStateRequest polls, confirms or fails it (``channels.ebplatform.states``). A Cancel
+of the CAP alert goes out as an EBM of MsgType 2 naming the EBM it cancels. Result codes →
+delivery states: see the README.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,8 +30,6 @@ from broadcaster.channel import (
     ChannelCapabilities,
     ChannelContext,
     ChannelHealth,
-    Confirmation,
-    ConfirmationOutcome,
     OutgoingDelivery,
     PlannedDelivery,
     SendOutcome,
@@ -54,25 +51,22 @@ from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig
 from channels.ebplatform.inbound import heartbeats, inbound_app, report_states
 from channels.ebplatform.ledger import Ledger, SentEbm
 from channels.ebplatform.mapping import EbmChoices, build_ebm, ebm_fields
+from channels.ebplatform.states import poll_states
 from drivers.ebd import (
     Auxiliary,
     AuxiliaryType,
     BrdStateCode,
     Ebd,
     EbdConfigError,
-    EbdError,
     EbdFormatError,
     EbdLinkError,
     EbdRefusedError,
     EbdSignatureError,
     EbdSigningConfig,
     EbdTimeoutError,
-    EbmStateRequest,
-    EbmStateResponse,
     Incoming,
     Package,
     PostTimeouts,
-    ResultCode,
     SignatureForm,
     Signer,
     Verifier,
@@ -84,17 +78,8 @@ from drivers.ebd import (
 )
 from drivers.ebd.xmlsafe import beijing_now
 
-log = logging.getLogger(__name__)
-
 EBM_AUDIO = LOUDSPEAKER_PROFILE.with_formats(ExportFormat.MP3)
 """Platforms play the attached MP3 on loudspeakers: the loudspeaker loudness, MP3 only."""
-
-STATE_OUTCOMES = {
-    BrdStateCode.SUCCEEDED: ConfirmationOutcome.CONFIRMED,
-    BrdStateCode.FAILED: ConfirmationOutcome.FAILED,
-    BrdStateCode.CANCELLED: ConfirmationOutcome.FAILED,
-}
-"""Final broadcast states; 0 (not processed), 1 (waiting) and 2 (broadcasting) are progress."""
 
 
 class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
@@ -164,7 +149,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         if self.context.targets is not None:
             await self._enrol(self.context.targets)
         if self.config.state_poll_seconds > 0:
-            self.spawn(self._poll_states())
+            self.spawn(poll_states(self))
         upper = self.config.upper
         if upper is not None and self.context.alerts is not None:
             self.spawn(report_states(self))
@@ -346,53 +331,6 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         except (EbdSignatureError, EbdFormatError) as error:
             self._last_error[peer.name] = f"unusable reply: {error}"
             raise RetryableError(f"{peer.name}: unusable reply: {error}") from error
-
-    # --- broadcast state ------------------------------------------------------------------
-
-    def take_state(self, ebd: Ebd, body: EbmStateResponse) -> tuple[ResultCode, str]:
-        """Apply a peer's EBMStateResponse to the delivery it is about; the answer to give."""
-        sent = self.ledger.sent_for_ebmid(body.ebmid)
-        peer = self.peers.get(sent.peer) if sent else None
-        if sent is None or peer is None or peer.ebrid != ebd.src_ebrid:
-            return ResultCode.OTHER_ERROR, f"EBMID {body.ebmid} was not sent to this platform"
-        if ebd.related_ebdid and self.ledger.package_ebmid(ebd.related_ebdid) != body.ebmid:
-            return (
-                ResultCode.OTHER_ERROR,
-                f"RelatedEBD {ebd.related_ebdid} is no package of ours about this EBM",
-            )
-        self.ledger.set_state(body.ebmid, int(body.state))
-        outcome = STATE_OUTCOMES.get(body.state, ConfirmationOutcome.PROGRESS)
-        detail = f"{peer.name}: BrdStateCode {int(body.state)} {body.state_desc}".strip()
-        self.confirm(Confirmation(sent.delivery_id, outcome, detail))
-        return ResultCode.OK, ""
-
-    async def _poll_states(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.state_poll_seconds)
-            for sent in await asyncio.to_thread(self.ledger.awaiting_state, time.time()):
-                peer = self.peers.get(sent.peer)
-                if peer is not None:
-                    await self._poll_one(peer, sent.ebmid)
-
-    async def _poll_one(self, peer: EbPeer, ebmid: str) -> None:
-        ebdid = self.next_ebdid()
-        self.ledger.record_package(ebdid, ebmid)
-        request = Ebd(
-            ebdid,
-            self.config.local_ebrid,
-            beijing_now(),
-            EbmStateRequest(ebmid),
-            peer.ebrid,
-            self.local_url,
-        )
-        try:
-            package = await asyncio.to_thread(build_package, request, self.signer, None, self.form)
-            reply = await self.post(peer, package)
-        except (ChannelError, EbdError) as error:
-            log.info("ebplatform %s: state poll of %s failed: %s", self.name, ebmid, error)
-            return
-        if isinstance(reply.ebd.body, EbmStateResponse):
-            self.take_state(reply.ebd, reply.ebd.body)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
         """Accepted deliveries from before a restart: their EBMs are in the ledger; only the

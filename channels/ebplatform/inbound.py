@@ -31,6 +31,7 @@ from broadcaster.cap import Reference
 from broadcaster.errors import CapError
 from channels.ebplatform.ledger import ReceivedEbm
 from channels.ebplatform.mapping import alert_of_ebm
+from channels.ebplatform.states import take_state
 from drivers.ebd import (
     BrdStateCode,
     ConnectionCheck,
@@ -142,7 +143,7 @@ async def _take(channel: EbPlatformChannel, ebd: Ebd) -> tuple[ResultCode, str]:
     upper = channel.config.upper
     from_upper = upper is not None and ebd.src_ebrid == upper.ebrid
     if isinstance(body, EbmStateResponse):
-        return channel.take_state(ebd, body)
+        return take_state(channel, ebd, body)
     if isinstance(body, ConnectionCheck):
         return ResultCode.OK, ""
     if isinstance(body, Ebm) and from_upper:
