@@ -149,6 +149,30 @@ class PlatformInfo:
 
 
 @dataclass(frozen=True)
+class DeviceEntry:
+    """One ``EBRAS`` (adapter) of an ``EBRASInfo``, or one ``EBRDT`` (platform device or
+    terminal) of an ``EBRDTInfo``; ``parent_ebrst`` and ``url`` belong to adapters only."""
+
+    rpt_time: datetime
+    ebrid: str
+    name: str
+    rpt_type: str = "Sync"
+    parent_ebrps: str | None = None
+    parent_ebrst: str | None = None
+    longitude: str = ""
+    latitude: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The ``EBRASInfo`` or ``EBRDTInfo`` body (``kind`` says which)."""
+
+    kind: EbdType
+    entries: tuple[DeviceEntry, ...]
+
+
+@dataclass(frozen=True)
 class ResourceStateEntry:
     """One item of an ``EBRxxState`` body."""
 
@@ -174,6 +198,7 @@ Body = (
     | EbmStateResponse
     | OmdRequest
     | PlatformInfo
+    | DeviceInfo
     | ResourceState
 )
 
@@ -199,7 +224,7 @@ class Ebd:
 
 def body_type(body: Body) -> EbdType:
     """The ``EBDType`` of a body value."""
-    if isinstance(body, ResourceState | PlatformInfo):
+    if isinstance(body, ResourceState | PlatformInfo | DeviceInfo):
         return body.kind
     return _BODY_TYPES[type(body)]
 

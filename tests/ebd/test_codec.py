@@ -16,6 +16,8 @@ from drivers.ebd import (
     BrdStateCode,
     ConnectionCheck,
     Coverage,
+    DeviceEntry,
+    DeviceInfo,
     Dispatch,
     Ebd,
     EbdFormatError,
@@ -277,6 +279,56 @@ VECTORS = [
       <Longitude></Longitude>
       <Latitude></Latitude>
     </EBRST>""",
+        "",
+    ),
+    (
+        DeviceInfo(
+            EbdType.EBRAS_INFO,
+            (
+                DeviceEntry(
+                    T,
+                    WARNING_SOURCE_EBRID,
+                    "调频适配器",
+                    parent_ebrps=COUNTY_PLATFORM_EBRID,
+                    parent_ebrst=COUNTY_PLATFORM_EBRID,
+                    longitude="113.1",
+                    url="http://127.0.0.1/as",
+                ),
+            ),
+        ),
+        f"""    <EBRAS>
+      <RptTime>2024-06-01 10:00:00</RptTime>
+      <RptType>Sync</RptType>
+      <RelatedEBRPS>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </RelatedEBRPS>
+      <RelatedEBRST>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </RelatedEBRST>
+      <EBRID>{WARNING_SOURCE_EBRID}</EBRID>
+      <EBRName>调频适配器</EBRName>
+      <Longitude>113.1</Longitude>
+      <Latitude></Latitude>
+      <URL>http://127.0.0.1/as</URL>
+    </EBRAS>""",
+        "",
+    ),
+    (
+        DeviceInfo(
+            EbdType.EBRDT_INFO,
+            (DeviceEntry(T, WARNING_SOURCE_EBRID, "村终端", "Delete", COUNTY_PLATFORM_EBRID),),
+        ),
+        f"""    <EBRDT>
+      <RptTime>2024-06-01 10:00:00</RptTime>
+      <RptType>Delete</RptType>
+      <RelatedEBRPS>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </RelatedEBRPS>
+      <EBRID>{WARNING_SOURCE_EBRID}</EBRID>
+      <EBRName>村终端</EBRName>
+      <Longitude></Longitude>
+      <Latitude></Latitude>
+    </EBRDT>""",
         "",
     ),
     (
