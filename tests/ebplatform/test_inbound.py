@@ -38,6 +38,7 @@ from drivers.ebd.testing import make_identity, raw_tar, sample_ebm, tar_claiming
 from drivers.ebd.xmlsafe import beijing_now
 from drivers.rds import RdsEncoderSimulator
 from tests.ebplatform.conftest import (
+    HUADE,
     HUADE_EBRID,
     OURS,
     UPPER_EBRID,
@@ -111,7 +112,7 @@ def upper_ebd(
 
 
 def upper_ebm(**changes: Any) -> Any:
-    return sample_ebm(UPPER_EBRID, area_codes=(ZHUOZI,), **changes)
+    return sample_ebm(UPPER_EBRID, **({"area_codes": (ZHUOZI,)} | changes))
 
 
 def _signed(pki: Pki, ebd: Ebd, key: Any = None) -> bytes:
@@ -164,6 +165,10 @@ HOSTILE = {
     ),
     "addressed to another platform": (
         lambda pki: _signed(pki, upper_ebd(upper_ebm(), dest_ebrid=ZHUOZI_EBRID)),
+        ResultCode.OTHER_ERROR,
+    ),
+    "a warning reaching none of our receivers": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm(area_codes=(HUADE,)))),
         ResultCode.OTHER_ERROR,
     ),
     "state of an EBM never sent": (
