@@ -132,10 +132,14 @@ def channel_table(pki: Pki, peers: dict[str, str], **extra: Any) -> dict[str, An
 
 @asynccontextmanager
 async def server(
-    tmp_path: Path, channels: dict[str, Any], targets: list[dict[str, Any]] | None = None
+    tmp_path: Path,
+    channels: dict[str, Any],
+    targets: list[dict[str, Any]] | None = None,
+    port: int | None = None,
 ) -> AsyncIterator[tuple[BroadcasterService, str]]:
-    """The service with its web app on a free loopback port; yields it and the base URL."""
-    port = free_port()
+    """The service with its web app on a loopback port (a free one unless given); yields it
+    and the base URL."""
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     registry = tmp_path / "targets.json"
     registry.write_text(json.dumps(targets or [], ensure_ascii=False), encoding="utf-8")

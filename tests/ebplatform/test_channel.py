@@ -242,3 +242,20 @@ async def test_the_spoken_warning_travels_as_an_mp3_resource(tmp_path: Path, pki
     assert auxiliary.desc.startswith("EBDR_") and auxiliary.desc.endswith(".mp3")
     assert auxiliary.size == len(data) > 1000
     assert data[:3] == b"ID3" or data[0] == 0xFF  # an MPEG audio file
+
+
+async def test_an_accepted_ebm_is_confirmed_after_a_restart_without_sending_it_again(
+    tmp_path: Path, pki: Pki
+) -> None:
+    port = free_port()
+    async with county_platforms(pki, state_delay=2.0) as sims:
+        sim = sims["zhuozi"]
+        table = channel_table(pki, {"zhuozi": sim.url}, state_poll_seconds=0.5)
+        async with server(tmp_path, {"eb": table}, port=port) as (service, _):
+            result = await service.submit(make_alert("ebd-restart"), origin="test")
+            await wait_for_deliveries(
+                service, result.alert_id, lambda rows: rows[0]["state"] == "accepted"
+            )
+        async with server(tmp_path, {"eb": table}, port=port) as (service, _):
+            assert await wait_until_complete(service, result.alert_id) == {"eb": {"confirmed": 1}}
+    assert len(ebms(sim)) == 1  # the EBM went out once; its state came after the restart
