@@ -1,7 +1,9 @@
 """EBD platform benchmark: EBM packages built, signed and accepted per second against the
 platform simulator over loopback HTTP (the simulator verifies each signature and signs its
-receipt, whose signature the sender verifies in turn), and the cost of SM2 signing and
-verification alone (software backend, gmalg).
+receipt, whose signature the sender verifies in turn), first with the driver alone, then through
+the ``ebplatform`` channel's ``send`` (CAP → EBM mapping, ids from its SQLite ledger, keys from
+files made by ``broadcaster ebd keygen``), and the cost of SM2 signing and verification alone
+(software backend, gmalg).
 
 Default run is well under a minute. Prints figures; asserts nothing.
 """
@@ -10,10 +12,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import statistics
+import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
-from drivers.ebd import Ebd, build_package, result_of
+from broadcaster.cli import main as broadcaster_main
+from broadcaster.delivery import Target
+from broadcaster.testing.contract import channel_context, contract_delivery
+from channels.ebplatform import EbPlatformChannel
+from channels.ebplatform.config import EbPlatformChannelConfig
+from drivers.ebd import (
+    Ebd,
+    Sm2Signer,
+    Sm2Verifier,
+    TrustList,
+    build_package,
+    load_certificate,
+    load_private_key,
+    result_of,
+)
 from drivers.ebd.exchange import EbdIdSequence
 from drivers.ebd.simulator import EbdPlatformSimulator, PlatformBehaviour
 from drivers.ebd.testing import (
@@ -87,6 +108,67 @@ async def bench_exchange(seconds: float, concurrency: int) -> None:
     )
 
 
+def _keygen(folder: Path, ebrid: str) -> tuple[Path, Path, bytes]:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert broadcaster_main(["ebd", "keygen", "--out", str(folder), "--ebrid", ebrid]) == 0
+    cert = folder / "cert.pem"
+    return folder / "key.pem", cert, load_certificate(cert).cert_id
+
+
+async def bench_channel(seconds: float, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        key, cert, cert_id = _keygen(root / "ours", WARNING_SOURCE_EBRID)
+        county_key, county_cert, county_id = _keygen(root / "county", COUNTY_PLATFORM_EBRID)
+        lower = EbdPlatformSimulator(
+            COUNTY_PLATFORM_EBRID,
+            Sm2Signer(load_private_key(county_key), county_id),
+            Sm2Verifier(TrustList([load_certificate(cert)])),
+            PlatformBehaviour(state_delay=3600),
+        )
+        lower.faults.never_send_state = True
+        async with lower:
+            table = {
+                "type": "ebplatform",
+                "local_ebrid": WARNING_SOURCE_EBRID,
+                "signing_key_file": str(key),
+                "cert_id": cert_id.hex(),
+                "trust": [str(county_cert)],
+                "peers": [{"name": "county", "ebrid": COUNTY_PLATFORM_EBRID, "url": lower.url}],
+                "concurrency": concurrency,
+            }
+            config = EbPlatformChannelConfig.model_validate(table)
+            channel = EbPlatformChannel("eb", config, channel_context(root / "data"))
+            await channel.start()
+            target = Target(id="county", channel="eb", name="县平台", address="county",
+                            division="150921000000")  # fmt: skip
+            template = contract_delivery(target)
+            accepted, latencies = 0, []
+            deadline = time.perf_counter() + seconds
+
+            async def worker(number: int) -> None:
+                nonlocal accepted
+                while time.perf_counter() < deadline:
+                    accepted += 1
+                    key = f"bench:{number}:{accepted}"
+                    delivery = replace(template, id=accepted, idempotency_key=key)
+                    start = time.perf_counter()
+                    await channel.send(delivery)
+                    latencies.append(time.perf_counter() - start)
+
+            started = time.perf_counter()
+            try:
+                await asyncio.gather(*(worker(n) for n in range(concurrency)))
+            finally:
+                await channel.stop()
+            elapsed = time.perf_counter() - started
+    print(
+        f"channel send ({concurrency} in flight, {elapsed:.1f} s): {accepted} accepted, "
+        f"{accepted / elapsed:.1f}/s; latency median {statistics.median(latencies) * 1000:.1f}"
+        f" ms, p95 {sorted(latencies)[int(len(latencies) * 0.95)] * 1000:.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--signatures", type=int, default=200)
@@ -95,6 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     bench_signing(args.signatures)
     asyncio.run(bench_exchange(args.seconds, args.concurrency))
+    asyncio.run(bench_channel(args.seconds, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ The :class:`ChannelContext` gives a channel its data directory, the server's pub
 administrative division tree of the deployment, a :class:`TargetDirectory` to list the
 channel's targets and enrol receivers that enrol themselves, the
 :class:`~broadcaster.publisher.AudioPublisher` that renders an alert's audio once per language
-and channel profile, and :class:`DispatchHooks` to say a device is back.
+and channel profile, :class:`DispatchHooks` to say a device is back, and :class:`AlertHooks`
+through which a channel that receives warnings from upstream submits them to the intake.
 
 Retry, expiry and state live in the core, never in a channel. Class metadata
 (:class:`ChannelCapabilities`) says what the channel can carry. Methods added to this contract
@@ -234,6 +235,22 @@ class DispatchHooks(Protocol):
         ...
 
 
+class AlertHooks(Protocol):
+    """What a channel that receives warnings from upstream (a platform link) may ask of the core."""
+
+    async def submit(
+        self, alert: Alert, *, origin: str, hold: bool, channels: Sequence[str]
+    ) -> str:
+        """Take ``alert`` through the normal intake, to be delivered on ``channels`` (all but
+        this one when empty) at once, or, with ``hold``, after an officer approves it; its id.
+        Raises :class:`~broadcaster.errors.CapError` when it is refused (nothing stored)."""
+        ...
+
+    async def summary(self, alert_id: str) -> dict[str, dict[str, int]]:
+        """The alert's deliveries counted by channel and state (empty while it is held)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core gives every channel instance."""
@@ -245,6 +262,7 @@ class ChannelContext:
     divisions: DivisionTree | None = None
     audio: AudioPublisher | None = None
     dispatch: DispatchHooks | None = None
+    alerts: AlertHooks | None = None
 
 
 PUBLIC_MODULES = (

@@ -95,6 +95,29 @@ class ChannelDispatch:
         return await self.service.dispatcher.targets_available(self.channel, target_ids)
 
 
+class ChannelAlerts:
+    """The :class:`~broadcaster.channel.AlertHooks` of one channel."""
+
+    def __init__(self, service: BroadcasterService, channel: str) -> None:
+        self.service = service
+        self.channel = channel
+
+    async def submit(
+        self, alert: Alert, *, origin: str, hold: bool, channels: Sequence[str]
+    ) -> str:
+        wanted = list(channels) or [c for c in self.service.channels if c != self.channel]
+        result = await self.service.submit(
+            alert,
+            origin=origin,
+            channels=wanted,
+            requested_by=f"channel:{self.channel}" if hold else None,
+        )
+        return result.alert_id
+
+    async def summary(self, alert_id: str) -> dict[str, dict[str, int]]:
+        return await self.service.store.deliveries.summary(alert_id)
+
+
 class BroadcasterService:
     """Owns every long-lived part of the system for one data directory."""
 
@@ -276,6 +299,7 @@ class BroadcasterService:
             divisions=self.divisions,
             audio=self.audio,
             dispatch=ChannelDispatch(self, name),
+            alerts=ChannelAlerts(self, name),
         )
 
     @property

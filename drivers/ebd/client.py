@@ -6,7 +6,8 @@ body is the reply tar (its name in ``Content-Disposition`` is not needed: the ta
 from the body). Connection problems, timeouts and HTTP
 errors (5xx, 408, 429) become ``EbdLinkError`` / ``EbdTimeoutError`` (retryable); any other
 4xx is ``EbdConfigError`` (the URL is wrong or the peer does not take packages there); a reply
-that is not a valid package becomes ``EbdFormatError``.
+that is not a valid package becomes ``EbdFormatError``. ``read_posted_package`` is the
+receiving side: the ``file`` part of a POST, within the size limit.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp import web
 
 from drivers.ebd.errors import EbdConfigError, EbdFormatError, EbdLinkError, EbdTimeoutError
 from drivers.ebd.exchange import Incoming, read_incoming
@@ -64,3 +66,23 @@ async def post_package(
     if not body:
         raise EbdFormatError("the peer answered with an empty body", "EBDT")
     return await asyncio.to_thread(read_incoming, body, verifier)
+
+
+async def read_posted_package(request: web.Request) -> bytes:
+    """The bytes of the multipart part named ``file`` of a received POST (the deployed form),
+    read up to the package size limit; ``EbdFormatError`` when there is no such part."""
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError) as error:
+        raise EbdFormatError("the request is not multipart/form-data", "EBDT") from error
+    while True:
+        part = await reader.next()
+        if part is None:
+            raise EbdFormatError("no file part named 'file'", "EBDT", result_code=3)
+        if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > MAX_PACKAGE_BYTES:
+                    raise EbdFormatError("package is over the size limit", "EBDT")
+            return bytes(data)

@@ -2,9 +2,10 @@
 
 The envelope is EBDVersion, EBDID, EBDType, SRC(EBRID, URL?), DEST(EBRID?), EBDTime,
 RelatedEBD(EBDID)? and one body element named like the EBDType. Writing emits that order and the
-2018 element order of each body; reading accepts any order, any namespace, and the 2016 forms
-seen in the field (``SRC/EBEID``, ``SentTime``, 36-digit heartbeat ids). Bodies other than the
-envelope and the EBM live in ``drivers.ebd.codec_reports``.
+2018 element order of each body (an EBM's repeated ``Dispatch`` after ``MsgContent``);
+reading accepts any order, any namespace, and the 2016 forms seen in the field
+(``SRC/EBEID``, ``SentTime``, 36-digit heartbeat ids). Bodies other than the envelope and the
+EBM live in ``drivers.ebd.codec_reports``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from drivers.ebd.codes import (
     check_event_type,
 )
 from drivers.ebd.errors import EbdFormatError
-from drivers.ebd.model import Auxiliary, Body, Ebd, Ebm
+from drivers.ebd.model import Auxiliary, Body, Dispatch, Ebd, Ebm
 from drivers.ebd.xmlsafe import (
     add,
     child,
@@ -135,6 +136,41 @@ def _write_ebm(body: etree._Element, ebm: Ebm) -> None:
             add(element, "Size", str(auxiliary.size))
         if auxiliary.digest:
             add(element, "Digest", auxiliary.digest)
+    for dispatch in ebm.dispatches:
+        _write_dispatch(add(body, "Dispatch"), dispatch)
+
+
+def _write_dispatch(element: etree._Element, dispatch: Dispatch) -> None:
+    if dispatch.language:
+        add(element, "LanguageCode", dispatch.language)
+    for name, ebrid in (
+        ("EBRPS", dispatch.ebrps),
+        ("EBRST", dispatch.ebrst),
+        ("EBRAS", dispatch.ebras),
+    ):
+        if ebrid:
+            add(add(element, name), "EBRID", check_ebrid(ebrid, f"Dispatch/{name}/EBRID"))
+    if dispatch.brd_sys_type or dispatch.brd_sys_info:
+        system = add(element, "EBRBS")
+        if dispatch.brd_sys_type:
+            add(system, "BrdSysType", dispatch.brd_sys_type)
+        if dispatch.brd_sys_info:
+            add(system, "BrdSysInfo", dispatch.brd_sys_info)
+
+
+def _read_dispatch(element: etree._Element, where: str) -> Dispatch:
+    ids = {}
+    for name in ("EBRPS", "EBRST", "EBRAS"):
+        value = text(element, f"{name}/EBRID", where)
+        ids[name] = check_ebrid(value, f"{where}/{name}/EBRID") if value else None
+    return Dispatch(
+        language=text(element, "LanguageCode", where),
+        ebrps=ids["EBRPS"],
+        ebrst=ids["EBRST"],
+        ebras=ids["EBRAS"],
+        brd_sys_type=text(element, "EBRBS/BrdSysType", where),
+        brd_sys_info=text(element, "EBRBS/BrdSysInfo", where),
+    )
 
 
 def _read_ebm(body: etree._Element) -> Ebm:
@@ -180,4 +216,7 @@ def _read_ebm(body: etree._Element) -> Ebm:
         related_ebiid=text(body, "RelatedInfo/EBIID", where),
         program_num=text(content, "ProgramNum", c),
         auxiliaries=tuple(auxiliaries),
+        dispatches=tuple(
+            _read_dispatch(e, f"{where}/Dispatch") for e in children(body, "Dispatch")
+        ),
     )

@@ -3,7 +3,10 @@
 Element names and order follow the 2018 platforms (GD/J 083-2018): ``EBDResponse`` (ResultCode,
 ResultDesc), ``ConnectionCheck`` (RptTime), ``EBMStateRequest`` (EBM/EBMID),
 ``EBMStateResponse`` (RptTime, EBM/EBMID, BrdStateCode, BrdStateDesc, Coverage?),
-``OMDRequest`` (OMDType, Params?), ``EBRPSInfo`` (Params?, EBRPS*) and ``EBRxxState`` (EBRxx*).
+``OMDRequest`` (OMDType, Params?), ``EBRPSInfo`` (Params?, EBRPS*), ``EBRSTInfo`` (Params?,
+EBRST*: the EBRPS fields without URL), ``EBRASInfo`` / ``EBRDTInfo`` (EBRAS* / EBRDT*: RptTime,
+RptType, RelatedEBRPS?, RelatedEBRST? (adapters), EBRID, EBRName, Longitude, Latitude, URL?
+(adapters)) and ``EBRxxState`` (EBRxx*).
 Reading tolerates any order and ignores elements this system does not use (``ResBrdInfo``).
 """
 
@@ -28,6 +31,8 @@ from drivers.ebd.model import (
     Body,
     ConnectionCheck,
     Coverage,
+    DeviceEntry,
+    DeviceInfo,
     EbdResponse,
     Ebm,
     EbmStateRequest,
@@ -49,6 +54,8 @@ from drivers.ebd.xmlsafe import (
     write_time,
 )
 
+_INFO_ITEMS = {EbdType.EBRPS_INFO: "EBRPS", EbdType.EBRST_INFO: "EBRST"}
+_DEVICE_ITEMS = {EbdType.EBRAS_INFO: "EBRAS", EbdType.EBRDT_INFO: "EBRDT"}
 _STATE_ITEMS = {
     EbdType.EBRPS_STATE: "EBRPS",
     EbdType.EBRAS_STATE: "EBRAS",
@@ -75,8 +82,13 @@ def write_body(element: etree._Element, body: Body) -> None:
         _write_params(element, body.rpt_start_time, body.rpt_end_time, body.rpt_type)
     elif isinstance(body, PlatformInfo):
         _write_params(element, None, None, body.rpt_type)
+        info_item = _INFO_ITEMS[body.kind]
         for entry in body.entries:
-            _write_platform(add(element, "EBRPS"), entry)
+            _write_platform(add(element, info_item), entry, with_url=info_item == "EBRPS")
+    elif isinstance(body, DeviceInfo):
+        device_item = _DEVICE_ITEMS[body.kind]
+        for device in body.entries:
+            _write_device(add(element, device_item), device, adapter=device_item == "EBRAS")
     elif isinstance(body, ResourceState):
         for item in body.entries:
             state = add(element, _STATE_ITEMS[body.kind])
@@ -109,7 +121,7 @@ def _write_state_response(element: etree._Element, body: EbmStateResponse) -> No
         add(coverage, "ResBrdStat", body.coverage.res_brd_stat)
 
 
-def _write_platform(element: etree._Element, entry: PlatformEntry) -> None:
+def _write_platform(element: etree._Element, entry: PlatformEntry, *, with_url: bool) -> None:
     add(element, "RptTime", write_time(entry.rpt_time))
     add(element, "RptType", entry.rpt_type)
     if entry.parent_ebrid:
@@ -121,7 +133,41 @@ def _write_platform(element: etree._Element, entry: PlatformEntry) -> None:
     add(element, "PhoneNumber", entry.phone)
     add(element, "Longitude", entry.longitude)
     add(element, "Latitude", entry.latitude)
-    add(element, "URL", entry.url)
+    if with_url:
+        add(element, "URL", entry.url)
+
+
+def _write_device(element: etree._Element, entry: DeviceEntry, *, adapter: bool) -> None:
+    add(element, "RptTime", write_time(entry.rpt_time))
+    add(element, "RptType", entry.rpt_type)
+    if entry.parent_ebrps:
+        add(add(element, "RelatedEBRPS"), "EBRID", check_ebrid(entry.parent_ebrps))
+    if adapter and entry.parent_ebrst:
+        add(add(element, "RelatedEBRST"), "EBRID", check_ebrid(entry.parent_ebrst))
+    add(element, "EBRID", check_ebrid(entry.ebrid))
+    add(element, "EBRName", entry.name)
+    add(element, "Longitude", entry.longitude)
+    add(element, "Latitude", entry.latitude)
+    if adapter and entry.url:
+        add(element, "URL", entry.url)
+
+
+def _read_device(element: etree._Element, w: str) -> DeviceEntry:
+    parents = {}
+    for name in ("RelatedEBRPS", "RelatedEBRST"):
+        value = text(element, f"{name}/EBRID", w)
+        parents[name] = check_ebrid(value, f"{w}/{name}/EBRID") if value else None
+    return DeviceEntry(
+        rpt_time=read_time(required(element, "RptTime", w), f"{w}/RptTime"),
+        ebrid=check_ebrid(required(element, "EBRID", w), f"{w}/EBRID"),
+        name=required(element, "EBRName", w),
+        rpt_type=text(element, "RptType", w) or "Sync",
+        parent_ebrps=parents["RelatedEBRPS"],
+        parent_ebrst=parents["RelatedEBRST"],
+        longitude=text(element, "Longitude", w) or "",
+        latitude=text(element, "Latitude", w) or "",
+        url=text(element, "URL", w) or "",
+    )
 
 
 def read_body(kind: EbdType, element: etree._Element) -> Body:
@@ -148,9 +194,14 @@ def read_body(kind: EbdType, element: etree._Element) -> Body:
             rpt_end_time=read_time(end, f"{w}/Params/RptEndTime") if end else None,
             rpt_type=text(element, "Params/RptType", w) or "Full",
         )
-    if kind is EbdType.EBRPS_INFO:
-        entries = tuple(_read_platform(e, f"{w}/EBRPS") for e in children(element, "EBRPS"))
-        return PlatformInfo(entries, text(element, "Params/RptType", w) or "Full")
+    if kind in _INFO_ITEMS:
+        info_item = _INFO_ITEMS[kind]
+        entries = tuple(_read_platform(e, f"{w}/{info_item}") for e in children(element, info_item))
+        return PlatformInfo(entries, text(element, "Params/RptType", w) or "Full", kind)
+    if kind in _DEVICE_ITEMS:
+        device_item = _DEVICE_ITEMS[kind]
+        devices = children(element, device_item)
+        return DeviceInfo(kind, tuple(_read_device(e, f"{w}/{device_item}") for e in devices))
     if kind in _STATE_ITEMS:
         name = _STATE_ITEMS[kind]
         items = []

@@ -32,6 +32,19 @@ class Auxiliary:
 
 
 @dataclass(frozen=True)
+class Dispatch:
+    """One ``EBM/Dispatch``: which platform, station, adapter or broadcast system is to carry
+    the message (all optional; repeated ``Dispatch`` elements sit directly under ``EBM``)."""
+
+    language: str | None = None
+    ebrps: str | None = None
+    ebrst: str | None = None
+    ebras: str | None = None
+    brd_sys_type: str | None = None
+    brd_sys_info: str | None = None
+
+
+@dataclass(frozen=True)
 class Ebm:
     """The ``EBM`` body: one broadcast instruction."""
 
@@ -53,6 +66,7 @@ class Ebm:
     related_ebiid: str | None = None
     program_num: str | None = None
     auxiliaries: tuple[Auxiliary, ...] = ()
+    dispatches: tuple[Dispatch, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,10 +140,36 @@ class PlatformEntry:
 
 @dataclass(frozen=True)
 class PlatformInfo:
-    """The ``EBRPSInfo`` body."""
+    """The ``EBRPSInfo`` body, or with ``kind`` EBRSTInfo the ``EBRSTInfo`` body (stations:
+    the same entries without ``URL``)."""
 
     entries: tuple[PlatformEntry, ...]
     rpt_type: str = "Full"
+    kind: EbdType = EbdType.EBRPS_INFO
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One ``EBRAS`` (adapter) of an ``EBRASInfo``, or one ``EBRDT`` (platform device or
+    terminal) of an ``EBRDTInfo``; ``parent_ebrst`` and ``url`` belong to adapters only."""
+
+    rpt_time: datetime
+    ebrid: str
+    name: str
+    rpt_type: str = "Sync"
+    parent_ebrps: str | None = None
+    parent_ebrst: str | None = None
+    longitude: str = ""
+    latitude: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The ``EBRASInfo`` or ``EBRDTInfo`` body (``kind`` says which)."""
+
+    kind: EbdType
+    entries: tuple[DeviceEntry, ...]
 
 
 @dataclass(frozen=True)
@@ -158,6 +198,7 @@ Body = (
     | EbmStateResponse
     | OmdRequest
     | PlatformInfo
+    | DeviceInfo
     | ResourceState
 )
 
@@ -183,7 +224,7 @@ class Ebd:
 
 def body_type(body: Body) -> EbdType:
     """The ``EBDType`` of a body value."""
-    if isinstance(body, ResourceState):
+    if isinstance(body, ResourceState | PlatformInfo | DeviceInfo):
         return body.kind
     return _BODY_TYPES[type(body)]
 
@@ -195,5 +236,4 @@ _BODY_TYPES: dict[type, EbdType] = {
     EbmStateRequest: EbdType.EBM_STATE_REQUEST,
     EbmStateResponse: EbdType.EBM_STATE_RESPONSE,
     OmdRequest: EbdType.OMD_REQUEST,
-    PlatformInfo: EbdType.EBRPS_INFO,
 }

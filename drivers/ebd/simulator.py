@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from drivers.ebd.client import PostTimeouts, post_package
+from drivers.ebd.client import PostTimeouts, post_package, read_posted_package
 from drivers.ebd.codes import BrdStateCode, EbdType, ResourceStateCode, ResultCode
 from drivers.ebd.errors import EbdError, EbdFormatError, EbdSignatureError
 from drivers.ebd.exchange import (
@@ -181,7 +181,7 @@ class EbdPlatformSimulator:
         if self.faults.garbage:
             return web.Response(body=b"\x00garbage, not a package\xff" * 20)
         try:
-            data = await _read_file_part(request)
+            data = await read_posted_package(request)
             incoming = await asyncio.to_thread(
                 read_incoming,
                 data,
@@ -301,22 +301,3 @@ class EbdPlatformSimulator:
     def received_of(self, kind: EbdType) -> list[Ebd]:
         """Every received package of one type, oldest first."""
         return [incoming.ebd for incoming in self.received if incoming.ebd.ebd_type is kind]
-
-
-async def _read_file_part(request: web.Request) -> bytes:
-    """The bytes of the multipart part named ``file`` (the deployed form; one part only)."""
-    try:
-        reader = await request.multipart()
-    except (AssertionError, ValueError, KeyError) as error:
-        raise EbdFormatError("the request is not multipart/form-data", "EBDT") from error
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise EbdFormatError("no file part named 'file'", "EBDT", result_code=3)
-        if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
-            data = bytearray()
-            while chunk := await part.read_chunk():
-                data += chunk
-                if len(data) > MAX_PACKAGE_BYTES:
-                    raise EbdFormatError("package is over the size limit", "EBDT")
-            return bytes(data)

@@ -1,9 +1,12 @@
 """Helpers for tests and benches of EBD peers: identities (keys, certificate ids, trust lists)
-made in memory, and sample EBM values with real-looking ids (Ulanqab's division codes)."""
+made in memory, sample EBM values with real-looking ids (Ulanqab's division codes), and raw
+(hostile) tars the package writer would never make."""
 
 from __future__ import annotations
 
+import io
 import secrets
+import tarfile
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -73,3 +76,26 @@ def sample_ebm(
 def fixed_time() -> datetime:
     """A fixed Beijing time for byte-exact vectors."""
     return datetime(2024, 6, 1, 10, 0, 0)
+
+
+def raw_tar(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
+    """A tar of exactly these members: (name, bytes) files, or headers as given (links...)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+            else:
+                info = tarfile.TarInfo(member[0])
+                info.size = len(member[1])
+                tar.addfile(info, io.BytesIO(member[1]))
+    return buffer.getvalue()
+
+
+def tar_claiming(name: str, size: int) -> bytes:
+    """A tar whose one header claims ``size`` bytes for ``name`` that the archive does not hold."""
+    data = bytearray(raw_tar((name, b"x" * 512)))
+    data[124:136] = f"{size:011o}\0".encode()
+    data[148:156] = b"        "
+    data[148:155] = f"{sum(data[:512]):06o}\0".encode()
+    return bytes(data)

@@ -16,6 +16,9 @@ from drivers.ebd import (
     BrdStateCode,
     ConnectionCheck,
     Coverage,
+    DeviceEntry,
+    DeviceInfo,
+    Dispatch,
     Ebd,
     EbdFormatError,
     EbdResponse,
@@ -127,6 +130,43 @@ def test_ebm_is_written_byte_exact_and_read_back() -> None:
     assert read_ebd(EBM_VECTOR) == ebd
 
 
+DISPATCH_VECTOR = f"""    </MsgContent>
+    <Dispatch>
+      <LanguageCode>zho</LanguageCode>
+      <EBRPS>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </EBRPS>
+      <EBRBS>
+        <BrdSysType>0301</BrdSysType>
+        <BrdSysInfo>(050232032200000001,3,80)</BrdSysInfo>
+      </EBRBS>
+    </Dispatch>
+    <Dispatch>
+      <EBRAS>
+        <EBRID>{WARNING_SOURCE_EBRID}</EBRID>
+      </EBRAS>
+    </Dispatch>
+  </EBM>""".encode()
+
+
+def test_dispatch_elements_follow_the_message_content() -> None:
+    dispatches = (
+        Dispatch(
+            "zho",
+            ebrps=COUNTY_PLATFORM_EBRID,
+            brd_sys_type="0301",
+            brd_sys_info="(050232032200000001,3,80)",
+        ),
+        Dispatch(ebras=WARNING_SOURCE_EBRID),
+    )
+    ebd = vector_ebd()
+    ebd = replace(ebd, body=replace(ebd.body, dispatches=dispatches))  # type: ignore[type-var]
+    expected = EBM_VECTOR.replace(b"    </MsgContent>\n  </EBM>", DISPATCH_VECTOR)
+    assert expected != EBM_VECTOR
+    assert write_ebd(ebd) == expected
+    assert read_ebd(expected) == ebd
+
+
 def _envelope(body_xml: str, kind: str, related: str = "") -> bytes:
     rel = f"\n  <RelatedEBD>\n    <EBDID>{related}</EBDID>\n  </RelatedEBD>" if related else ""
     return f"""<?xml version='1.0' encoding='UTF-8'?>
@@ -216,6 +256,79 @@ VECTORS = [
       <Latitude>41.0</Latitude>
       <URL>http://127.0.0.1/ebd</URL>
     </EBRPS>""",
+        "",
+    ),
+    (
+        PlatformInfo(
+            (PlatformEntry(T, COUNTY_PLATFORM_EBRID, "卓资县发射台", phone="0474-1"),),
+            kind=EbdType.EBRST_INFO,
+        ),
+        f"""    <Params>
+      <RptStartTime></RptStartTime>
+      <RptEndTime></RptEndTime>
+      <RptType>Full</RptType>
+    </Params>
+    <EBRST>
+      <RptTime>2024-06-01 10:00:00</RptTime>
+      <RptType>Sync</RptType>
+      <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      <EBRName>卓资县发射台</EBRName>
+      <Address></Address>
+      <Contact></Contact>
+      <PhoneNumber>0474-1</PhoneNumber>
+      <Longitude></Longitude>
+      <Latitude></Latitude>
+    </EBRST>""",
+        "",
+    ),
+    (
+        DeviceInfo(
+            EbdType.EBRAS_INFO,
+            (
+                DeviceEntry(
+                    T,
+                    WARNING_SOURCE_EBRID,
+                    "调频适配器",
+                    parent_ebrps=COUNTY_PLATFORM_EBRID,
+                    parent_ebrst=COUNTY_PLATFORM_EBRID,
+                    longitude="113.1",
+                    url="http://127.0.0.1/as",
+                ),
+            ),
+        ),
+        f"""    <EBRAS>
+      <RptTime>2024-06-01 10:00:00</RptTime>
+      <RptType>Sync</RptType>
+      <RelatedEBRPS>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </RelatedEBRPS>
+      <RelatedEBRST>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </RelatedEBRST>
+      <EBRID>{WARNING_SOURCE_EBRID}</EBRID>
+      <EBRName>调频适配器</EBRName>
+      <Longitude>113.1</Longitude>
+      <Latitude></Latitude>
+      <URL>http://127.0.0.1/as</URL>
+    </EBRAS>""",
+        "",
+    ),
+    (
+        DeviceInfo(
+            EbdType.EBRDT_INFO,
+            (DeviceEntry(T, WARNING_SOURCE_EBRID, "村终端", "Delete", COUNTY_PLATFORM_EBRID),),
+        ),
+        f"""    <EBRDT>
+      <RptTime>2024-06-01 10:00:00</RptTime>
+      <RptType>Delete</RptType>
+      <RelatedEBRPS>
+        <EBRID>{COUNTY_PLATFORM_EBRID}</EBRID>
+      </RelatedEBRPS>
+      <EBRID>{WARNING_SOURCE_EBRID}</EBRID>
+      <EBRName>村终端</EBRName>
+      <Longitude></Longitude>
+      <Latitude></Latitude>
+    </EBRDT>""",
         "",
     ),
     (

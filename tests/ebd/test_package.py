@@ -8,23 +8,10 @@ import tarfile
 import pytest
 
 from drivers.ebd import EbdFormatError, Package, read_package, write_package
-from drivers.ebd.testing import WARNING_SOURCE_EBRID
+from drivers.ebd.testing import WARNING_SOURCE_EBRID, raw_tar, tar_claiming
 
 EBDID = "10" + WARNING_SOURCE_EBRID + "2024060100000001"
 OTHER = "10" + WARNING_SOURCE_EBRID + "2024060100000002"
-
-
-def _tar(*members: tarfile.TarInfo | tuple[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for member in members:
-            if isinstance(member, tarfile.TarInfo):
-                tar.addfile(member)
-            else:
-                info = tarfile.TarInfo(member[0])
-                info.size = len(member[1])
-                tar.addfile(info, io.BytesIO(member[1]))
-    return buffer.getvalue()
 
 
 def test_layout_is_fixed_and_read_back() -> None:
@@ -66,20 +53,15 @@ def _link(name: str, kind: bytes, target: str = "/etc/passwd") -> tarfile.TarInf
 )
 def test_hostile_tars_are_refused(members: tuple[object, ...], element: str) -> None:
     with pytest.raises(EbdFormatError) as caught:
-        read_package(_tar(*members))  # type: ignore[arg-type]
+        read_package(raw_tar(*members))  # type: ignore[arg-type]
     assert element in str(caught.value)
 
 
 def test_huge_members_are_refused() -> None:
     with pytest.raises(EbdFormatError, match=f"EBDB_{EBDID}.xml: .* over the"):
-        read_package(_tar((f"EBDB_{EBDID}.xml", b"x" * (5 * 1024 * 1024))))
-    data = bytearray(_tar((f"EBDB_{EBDID}.xml", b"x" * 512)))
-    # The first header claims 5 MiB that the archive does not hold.
-    data[124:136] = f"{5 * 1024 * 1024:011o}\0".encode()
-    data[148:156] = b"        "
-    data[148:155] = f"{sum(data[:512]):06o}\0".encode()
+        read_package(raw_tar((f"EBDB_{EBDID}.xml", b"x" * (5 * 1024 * 1024))))
     with pytest.raises(EbdFormatError, match="EBDT"):
-        read_package(bytes(data))
+        read_package(tar_claiming(f"EBDB_{EBDID}.xml", 5 * 1024 * 1024))
 
 
 def test_not_a_tar_is_a_clear_error() -> None:

@@ -1,0 +1,257 @@
+"""The inbound endpoint of the ``ebplatform`` channel, ``POST /channels/<name>/ebd``, and the
+broadcast-state reports sent back to the upper platform.
+
+Who may call it: a caller whose address is in ``allow_from`` (when set; others get 403 and
+nothing is read), whose package is signed by a certificate of the trust list, whose
+``SRC/EBRID`` is a configured peer or the upper platform, whose EBDID was issued by that
+``SRC/EBRID`` and whose ``DEST/EBRID``, when present, is ours. Every package is answered with
+a signed EBDResponse tar (GD/J 083-2018 as deployed): ResultCode 2/3 for a malformed package
+(the driver's safe tar and XML readers: no links or paths in the tar, size limits, no DTD or
+entities), 4 for a bad signature, 5 for an unknown sender or a wrong EBDID relation, 1 when
+taken. Nothing is changed by a refused package.
+
+What is taken: an EBMStateResponse from a peer updates our delivery of that EBM; an EBM from
+the upper platform becomes a CAP alert through the normal intake (delivered at once or held
+for an officer, ``upper.policy``); an EBMStateRequest from it is answered by a pushed
+EBMStateResponse; a ConnectionCheck is acknowledged. The state of each alert taken in is
+reported up whenever it changes, until it is final, and we send the upper platform heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from broadcaster.cap import Reference
+from broadcaster.errors import CapError
+from channels.ebplatform.ledger import ReceivedEbm
+from channels.ebplatform.mapping import alert_of_ebm
+from channels.ebplatform.states import take_state
+from drivers.ebd import (
+    BrdStateCode,
+    ConnectionCheck,
+    Ebd,
+    EbdError,
+    EbdFormatError,
+    EbdSignatureError,
+    Ebm,
+    EbmStateRequest,
+    EbmStateResponse,
+    MsgType,
+    Package,
+    ResultCode,
+    build_package,
+    make_ebdid,
+    make_response,
+    make_state_response,
+    read_incoming,
+    write_package,
+)
+from drivers.ebd.client import read_posted_package
+from drivers.ebd.codes import ebdid_source
+from drivers.ebd.xmlsafe import beijing_now
+
+if TYPE_CHECKING:
+    from channels.ebplatform.channel import EbPlatformChannel
+
+log = logging.getLogger(__name__)
+
+_FINAL = {"confirmed", "failed", "expired", "cancelled", "superseded"}
+
+
+def inbound_app(channel: EbPlatformChannel) -> web.Application:
+    """The application mounted at ``/channels/<name>/``."""
+
+    async def receive(request: web.Request) -> web.StreamResponse:
+        return await _receive(channel, request)
+
+    app = web.Application()
+    app.router.add_post("/ebd", receive)
+    return app
+
+
+def _allowed(channel: EbPlatformChannel, address: str | None) -> bool:
+    networks = channel.config.allow_from
+    if not networks:
+        return True
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def _tar(package: Package) -> web.Response:
+    return web.Response(
+        body=write_package(package),
+        content_type="application/x-tar",
+        headers={"Content-Disposition": f"attachment; filename={package.tar_name}"},
+    )
+
+
+async def _receive(channel: EbPlatformChannel, request: web.Request) -> web.StreamResponse:
+    if not channel.ready:
+        return web.Response(status=503, text="the platform link is not running")
+    if not _allowed(channel, request.remote):
+        return web.Response(status=403, text="this address may not send packages here")
+    local = channel.config.local_ebrid
+    try:
+        data = await read_posted_package(request)
+        verify_heartbeat = channel.config.verify_heartbeat
+        incoming = await asyncio.to_thread(
+            read_incoming, data, channel.verifier, verify_heartbeat=verify_heartbeat
+        )
+    except (EbdFormatError, EbdSignatureError) as error:
+        log.info(
+            "ebplatform %s: refused a package from %s: %s", channel.name, request.remote, error
+        )
+        code = ResultCode(error.result_code)
+        reply = make_response(channel.next_ebdid(), local, None, code, channel.signer)
+        return _tar(reply)
+    ebd = incoming.ebd
+    code, desc = await _take(channel, ebd)
+    if code is not ResultCode.OK:
+        log.info(
+            "ebplatform %s: refused %s %s: %s", channel.name, ebd.ebd_type.value, ebd.ebdid, desc
+        )
+    reply = make_response(channel.next_ebdid(), local, ebd, code, channel.signer, desc or None)
+    return _tar(reply)
+
+
+def _relation_problem(channel: EbPlatformChannel, ebd: Ebd) -> str:
+    upper = channel.config.upper
+    known = {peer.ebrid for peer in channel.config.peers} | ({upper.ebrid} if upper else set())
+    if ebd.src_ebrid not in known:
+        return f"SRC/EBRID {ebd.src_ebrid} is no peer of this platform"
+    if ebdid_source(ebd.ebdid) != ebd.src_ebrid:
+        return f"EBDID {ebd.ebdid} was not issued by SRC/EBRID {ebd.src_ebrid}"
+    if ebd.dest_ebrid and ebd.dest_ebrid != channel.config.local_ebrid:
+        return f"DEST/EBRID {ebd.dest_ebrid} is not this platform"
+    return ""
+
+
+async def _take(channel: EbPlatformChannel, ebd: Ebd) -> tuple[ResultCode, str]:
+    problem = _relation_problem(channel, ebd)
+    if problem:
+        return ResultCode.OTHER_ERROR, problem
+    body = ebd.body
+    upper = channel.config.upper
+    from_upper = upper is not None and ebd.src_ebrid == upper.ebrid
+    if isinstance(body, EbmStateResponse):
+        return take_state(channel, ebd, body)
+    if isinstance(body, ConnectionCheck):
+        return ResultCode.OK, ""
+    if isinstance(body, Ebm) and from_upper:
+        return await _take_ebm(channel, ebd, body)
+    if isinstance(body, EbmStateRequest) and from_upper:
+        received = channel.ledger.received(body.ebmid)
+        if received is None:
+            return ResultCode.OTHER_ERROR, f"EBMID {body.ebmid} was never received here"
+        channel.spawn(_report(channel, received, request=ebd))
+        return ResultCode.OK, ""
+    return ResultCode.OTHER_ERROR, f"{ebd.ebd_type.value} from {ebd.src_ebrid} is not taken here"
+
+
+async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[ResultCode, str]:
+    upper = channel.config.upper
+    hooks = channel.context.alerts
+    if upper is None or hooks is None:
+        return ResultCode.OTHER_ERROR, "this platform takes no EBMs"
+    if channel.ledger.received(ebm.ebmid) is not None:
+        return ResultCode.OK, "已接收"
+    cancelled = None
+    if ebm.msg_type is MsgType.CANCEL:
+        earlier = channel.ledger.received(ebm.related_ebmid or "")
+        if earlier is None:
+            return ResultCode.OTHER_ERROR, "RelatedInfo/EBMID names no EBM received here"
+        cancelled = Reference(*earlier.cap_key.split(",", 2))
+    alert = alert_of_ebm(ebm, ebd.src_ebrid, cancelled)
+    try:
+        alert_id = await hooks.submit(
+            alert,
+            origin=f"ebd:{ebd.src_ebrid}",
+            hold=upper.policy == "hold",
+            channels=upper.channels,
+        )
+    except CapError as error:
+        return ResultCode.OTHER_ERROR, f"the warning was not taken: {error}"[:200]
+    ends = alert.expires_at()
+    until = ends.timestamp() if ends else time.time()
+    reference = str(alert.reference)
+    received = ReceivedEbm(ebm.ebmid, ebd.src_ebrid, alert_id, reference, ebd.src_url, None, until)
+    channel.ledger.record_received(received)
+    return ResultCode.OK, ""
+
+
+def broadcast_state(summary: dict[str, dict[str, int]]) -> BrdStateCode:
+    """Our deliveries of one alert, summed over channels, as a BrdStateCode."""
+    counts: dict[str, int] = {}
+    for states in summary.values():
+        for state, n in states.items():
+            counts[state] = counts.get(state, 0) + n
+    total = sum(counts.values())
+    if total == 0:
+        return BrdStateCode.WAITING
+    if all(state in _FINAL for state in counts):
+        if counts.get("confirmed", 0) == total:
+            return BrdStateCode.SUCCEEDED
+        if counts.get("cancelled", 0) + counts.get("superseded", 0) == total:
+            return BrdStateCode.CANCELLED
+        return BrdStateCode.FAILED
+    started = counts.get("confirmed", 0) + counts.get("accepted", 0) + counts.get("sending", 0)
+    return BrdStateCode.BROADCASTING if started else BrdStateCode.WAITING
+
+
+async def _report(channel: EbPlatformChannel, received: ReceivedEbm, request: Ebd | None) -> None:
+    """Push the current state of one received EBM up; remember it once the upper took it."""
+    upper = channel.config.upper
+    url = (upper.url if upper else None) or received.url
+    if channel.context.alerts is None or not url:
+        return
+    state = broadcast_state(await channel.context.alerts.summary(received.alert_id))
+    if request is None and received.reported == int(state):
+        return
+    package = make_state_response(
+        channel.next_ebdid(), channel.config.local_ebrid, received.ebmid, state, channel.signer,
+        request=request,
+    )  # fmt: skip
+    try:
+        await channel.post_url(url, package)
+    except EbdError as error:
+        log.info("ebplatform %s: state of %s not reported: %s", channel.name, received.ebmid, error)
+        return
+    channel.ledger.set_reported(received.ebmid, int(state))
+
+
+async def report_states(channel: EbPlatformChannel) -> None:
+    """Report the state of every EBM taken in whenever it changes, until it is final."""
+    assert channel.config.upper is not None
+    while True:
+        await asyncio.sleep(channel.config.upper.report_seconds)
+        for received in channel.ledger.unreported(time.time()):
+            await _report(channel, received, request=None)
+
+
+async def heartbeats(channel: EbPlatformChannel, url: str, period: float) -> None:
+    """Send the upper platform a signed ConnectionCheck every ``period`` seconds (its EBDID is
+    the heartbeat form: kind 01, our EBRID, sixteen zeros); the outcome shows in health."""
+    upper = channel.config.upper
+    assert upper is not None
+    local = channel.config.local_ebrid
+    while True:
+        ebdid = make_ebdid(local, 0, heartbeat=True)
+        ebd = Ebd(ebdid, local, beijing_now(), ConnectionCheck(beijing_now()), upper.ebrid)
+        try:
+            package = await asyncio.to_thread(
+                build_package, ebd, channel.signer, None, channel.form
+            )
+            await channel.post_url(url, package)
+            channel.upper_error = ""
+        except EbdError as error:
+            channel.upper_error = f"heartbeat: {error}"
+        await asyncio.sleep(period)

@@ -1,0 +1,301 @@
+"""The inbound endpoint ``POST /channels/eb/ebd``: hostile and unauthorised packages are answered
+with a signed EBDResponse of the documented ResultCode and change nothing; an upper platform's
+EBM becomes an alert delivered on our own channels, and its broadcast state goes back up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tarfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from broadcaster.service import BroadcasterService
+from drivers.ebd import (
+    BrdStateCode,
+    Ebd,
+    EbdResponse,
+    EbdType,
+    EbmStateRequest,
+    EbmStateResponse,
+    MsgType,
+    Package,
+    ResultCode,
+    SignatureForm,
+    build_package,
+    read_incoming,
+    write_package,
+)
+from drivers.ebd.signature import sign_package
+from drivers.ebd.simulator import EbdPlatformSimulator
+from drivers.ebd.testing import make_identity, raw_tar, sample_ebm, tar_claiming
+from drivers.ebd.xmlsafe import beijing_now
+from drivers.rds import RdsEncoderSimulator
+from tests.ebplatform.conftest import (
+    HUADE,
+    HUADE_EBRID,
+    OURS,
+    UPPER_EBRID,
+    ZHUOZI,
+    ZHUOZI_EBRID,
+    Pki,
+    channel_table,
+    server,
+)
+from tests.fm.conftest import NORMAL, TRANSMITTER, StateLog, fm_table, fm_target
+
+VILLAGE = {"id": "v1", "channel": "log", "name": "村1", "division": "150921001001"}
+
+
+@asynccontextmanager
+async def upper_and_us(
+    tmp_path: Path,
+    pki: Pki,
+    policy: str = "deliver",
+    devices: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    heartbeat_seconds: float = 0,
+    **extra: Any,
+) -> AsyncIterator[tuple[BroadcasterService, str, EbdPlatformSimulator]]:
+    """Us with the upper platform; our own devices are a log file unless ``devices`` gives
+    another channel table and its target."""
+    upper = EbdPlatformSimulator(UPPER_EBRID, pki.upper.signer(), pki.verifier_of_ours())
+    await upper.start()
+    table = channel_table(pki, {"zhuozi": "http://127.0.0.1:9/ebd"}, **extra)
+    table["upper"] = {
+        "ebrid": UPPER_EBRID,
+        "url": upper.url,
+        "policy": policy,
+        "report_seconds": 0.05,
+        "heartbeat_seconds": heartbeat_seconds,
+    }
+    device_table, device_target = devices or ({"type": "log"}, VILLAGE)
+    channels = {"eb": table, device_target["channel"]: device_table}
+    try:
+        async with server(tmp_path, channels, [device_target]) as (service, base):
+            yield service, f"{base}/channels/eb/ebd", upper
+    finally:
+        await upper.stop()
+
+
+async def post(
+    pki: Pki, url: str, data: bytes, *, multipart: bool = True
+) -> tuple[int, Ebd | None]:
+    """POST raw tar bytes; the reply checked against our certificate."""
+    async with aiohttp.ClientSession() as session:
+        if multipart:
+            form = aiohttp.FormData()
+            form.add_field(
+                "file", data, filename="EBDT_x.tar", content_type="application/octet-stream"
+            )
+            body: Any = form
+        else:
+            body = data
+        async with session.post(url, data=body) as response:
+            status, reply = response.status, await response.read()
+    if status != 200:
+        return status, None
+    return status, read_incoming(reply, pki.verifier_of_ours()).ebd
+
+
+def upper_ebd(
+    body: Any, *, ebdid_source: str = UPPER_EBRID, src: str = UPPER_EBRID, **changes: Any
+) -> Ebd:
+    now = beijing_now()
+    ebdid = f"10{ebdid_source}{now:%Y%m%d}{time.monotonic_ns() % 10**8:08d}"
+    return replace(Ebd(ebdid, src, now, body, OURS, None), **changes)
+
+
+def upper_ebm(**changes: Any) -> Any:
+    return sample_ebm(UPPER_EBRID, **({"area_codes": (ZHUOZI,)} | changes))
+
+
+def _signed(pki: Pki, ebd: Ebd, key: Any = None) -> bytes:
+    return write_package(build_package(ebd, key or pki.upper.signer()))
+
+
+def _symlink(pki: Pki) -> bytes:
+    package = build_package(upper_ebd(upper_ebm()), pki.upper.signer())
+    link = tarfile.TarInfo("EBDR_a.mp3")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    return raw_tar((f"EBDB_{package.ebdid}.xml", package.ebdb), link)
+
+
+def _entities(pki: Pki) -> bytes:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE EBD [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+        b"<EBD><EBDType>EBM</EBDType><EBDID>&c;</EBDID></EBD>"
+    )
+    package = Package(upper_ebd(upper_ebm()).ebdid, bomb)
+    return write_package(sign_package(package, pki.upper.signer(), SignatureForm.CURRENT))
+
+
+def _tampered(pki: Pki) -> bytes:
+    package = build_package(upper_ebd(upper_ebm()), pki.upper.signer())
+    ebdb = package.ebdb.replace("暴雨".encode(), "大雨".encode(), 1)
+    return write_package(replace(package, ebdb=ebdb))
+
+
+HOSTILE = {
+    "path traversal": (lambda pki: raw_tar(("../EBDB_x.xml", b"<EBD/>")), ResultCode.PARSE_FAILED),
+    "symlink": (_symlink, ResultCode.PARSE_FAILED),
+    "huge member": (
+        lambda pki: tar_claiming("EBDB_x.xml", 5 * 1024 * 1024),
+        ResultCode.PARSE_FAILED,
+    ),
+    "entity expansion": (_entities, ResultCode.PARSE_FAILED),
+    "tampered byte": (_tampered, ResultCode.SIGNATURE_FAILED),
+    "untrusted key": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm()), make_identity(UPPER_EBRID).signer()),
+        ResultCode.SIGNATURE_FAILED,
+    ),
+    "EBDID of another source": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm(), ebdid_source=HUADE_EBRID)),
+        ResultCode.OTHER_ERROR,
+    ),
+    "unknown sender": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm(), ebdid_source=HUADE_EBRID, src=HUADE_EBRID)),
+        ResultCode.OTHER_ERROR,
+    ),
+    "addressed to another platform": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm(), dest_ebrid=ZHUOZI_EBRID)),
+        ResultCode.OTHER_ERROR,
+    ),
+    "a warning reaching none of our receivers": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm(area_codes=(HUADE,)))),
+        ResultCode.OTHER_ERROR,
+    ),
+    "state of an EBM never sent": (
+        lambda pki: _signed(
+            pki,
+            upper_ebd(
+                EbmStateResponse(beijing_now(), OURS + "202406010001", BrdStateCode.SUCCEEDED)
+            ),
+        ),
+        ResultCode.OTHER_ERROR,
+    ),
+}
+
+
+async def test_hostile_packages_are_answered_harmlessly(tmp_path: Path, pki: Pki) -> None:
+    async with upper_and_us(tmp_path, pki) as (service, url, _):
+        for name, (make, code) in HOSTILE.items():
+            status, reply = await post(pki, url, make(pki))
+            assert status == 200, name
+            assert reply is not None and isinstance(reply.body, EbdResponse), name
+            assert (reply.src_ebrid, reply.body.result_code) == (OURS, code), name
+        status, reply = await post(pki, url, b"not multipart", multipart=False)
+        assert reply is not None and reply.body.result_code is ResultCode.PARSE_FAILED  # type: ignore[union-attr]
+        status, _ = await post(pki, url, b"x" * (2 * 1024 * 1024))
+        assert status == 413  # over [server] max_body_bytes: refused before it is read
+        assert await service.store.alerts.active(time.time()) == []
+        assert not (tmp_path / "data" / "deliveries.jsonl").exists()
+
+
+async def test_only_allowed_addresses_may_post(tmp_path: Path, pki: Pki) -> None:
+    async with upper_and_us(tmp_path, pki, allow_from=["127.0.0.2/32"]) as (service, url, _):
+        status, _reply = await post(pki, url, _signed(pki, upper_ebd(upper_ebm())))
+        assert status == 403
+        assert await service.store.alerts.active(time.time()) == []
+
+
+async def _lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "data" / "deliveries.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _reported(upper: EbdPlatformSimulator, ebmid: str, state: BrdStateCode) -> bool:
+    return any(
+        isinstance(e.body, EbmStateResponse) and e.body.ebmid == ebmid and e.body.state is state
+        for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
+    )
+
+
+async def test_an_upper_ebm_is_played_on_our_fm_transmitter_and_its_state_goes_back_up(
+    tmp_path: Path, pki: Pki
+) -> None:
+    sink = tmp_path / "sink"
+    sink.mkdir()
+    log = StateLog(sink)
+    async with RdsEncoderSimulator(initial=NORMAL, on_change=log.record) as encoder:
+        url = await encoder.start_tcp()
+        devices = (fm_table(sink, {TRANSMITTER: url}), fm_target())
+        async with upper_and_us(tmp_path, pki, devices=devices) as (service, url, upper):
+            ebm = upper_ebm()
+            reply = await upper.send(url, ebm, OURS)
+            assert reply.ebd.body == EbdResponse(ResultCode.OK, "接收解析及数据校验成功")
+            await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.SUCCEEDED))
+            (alert,) = await service.store.alerts.active(time.time())
+            deliveries = await service.store.deliveries.deliveries(alert["id"])
+            assert [(d["channel"], d["state"]) for d in deliveries] == [("fm", "confirmed")]
+            assert (sink / f"{deliveries[0]['id']}.wav").stat().st_size > 10_000  # played
+            raised = [state for _, state, _ in log.changes if state.ta]
+            assert raised and raised[-1].ps == "ALERT".ljust(8)
+            assert encoder.state == NORMAL  # restored after the warning
+
+            again = await upper.send(url, ebm, OURS)  # the same EBMID is not a new alert
+            assert again.ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+            assert len(await service.store.alerts.active(time.time())) == 1
+
+            request = await upper.send(url, EbmStateRequest(ebm.ebmid), OURS)
+            assert request.ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+            asked = request.ebd.related_ebdid
+            await upper.wait_until(
+                lambda: any(
+                    e.related_ebdid == asked for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
+                )
+            )
+
+
+async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(tmp_path: Path, pki: Pki) -> None:
+    async with upper_and_us(tmp_path, pki) as (_service, url, upper):
+        ebm = upper_ebm()
+        assert (await upper.send(url, ebm, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+        await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.SUCCEEDED))
+        cancel = upper_ebm(
+            ebmid=ebm.ebmid[:-4] + "0099", msg_type=MsgType.CANCEL, related_ebmid=ebm.ebmid
+        )
+        stray = upper_ebm(ebmid=ebm.ebmid[:-4] + "0098", msg_type=MsgType.CANCEL,
+                          related_ebmid=ebm.ebmid[:-4] + "0097")  # fmt: skip
+        refused = await upper.send(url, stray, OURS)
+        assert refused.ebd.body.result_code is ResultCode.OTHER_ERROR  # type: ignore[union-attr]
+        assert (await upper.send(url, cancel, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+        await upper.wait_until(lambda: _reported(upper, cancel.ebmid, BrdStateCode.SUCCEEDED))
+        lines = await _lines(tmp_path)
+        assert len(lines) == 2 and lines[0]["texts"][0]["headline"] == ebm.title
+        assert lines[1]["texts"][0]["title"].startswith("【解除】")
+
+
+async def test_a_held_upper_ebm_waits_for_an_officer_and_we_keep_sending_heartbeats(
+    tmp_path: Path, pki: Pki
+) -> None:
+    held = upper_and_us(tmp_path, pki, policy="hold", heartbeat_seconds=0.2)
+    async with held as (service, url, upper):
+        ebm = upper_ebm()
+        assert (await upper.send(url, ebm, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+        await upper.wait_until(lambda: bool(upper.received_of(EbdType.EBM_STATE_RESPONSE)))
+        (state,) = {e.body.state for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)}  # type: ignore[union-attr]
+        assert state is BrdStateCode.WAITING
+        (pending,) = await service.store.alerts.pending_approvals()
+        assert await _lines(tmp_path) == []
+        assert pending["requested_by"] == "channel:eb"
+
+        await upper.wait_until(lambda: len(upper.received_of(EbdType.CONNECTION_CHECK)) >= 2)
+        heartbeat = upper.received_of(EbdType.CONNECTION_CHECK)[0]
+        assert (heartbeat.ebdid, heartbeat.dest_ebrid) == ("01" + OURS + "0" * 16, UPPER_EBRID)
+        health = await service.channels["eb"].health()
+        assert health.devices["upper"] == {"ok": True, "detail": ""}
+        upper.faults.refuse_with = ResultCode.OTHER_ERROR  # the upper platform stops taking them
+        for _ in range(200):
+            health = await service.channels["eb"].health()
+            if not health.devices["upper"]["ok"]:
+                break
+            await asyncio.sleep(0.05)
+        assert "ResultCode 5" in health.devices["upper"]["detail"]
+        assert "last exchange failed: upper" in health.detail
