@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol
 from aiohttp import web
 from typing_extensions import TypeVar
 
-from broadcaster.cap import Alert
+from broadcaster.cap import Alert, AlertSigner
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
@@ -157,6 +157,9 @@ class ChannelCapabilities:
     description: str = ""
     enrols_targets: bool = False
     """Targets come from the channel itself (subscribers), not from the target registry."""
+    relays: bool = False
+    """Its targets are other nodes (county nodes): each reports the state of what it was sent
+    through ``POST /api/v1/alerts/{id}/reports``, which confirms the delivery."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +248,8 @@ class ChannelContext:
     divisions: DivisionTree | None = None
     audio: AudioPublisher | None = None
     dispatch: DispatchHooks | None = None
+    signer: AlertSigner | None = None
+    """Signs CAP documents with the server's key (``[cap] signing_key``), when configured."""
 
 
 PUBLIC_MODULES = (

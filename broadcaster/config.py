@@ -32,9 +32,11 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from broadcaster.cap.problems import IntakePolicy
+from broadcaster.divisions import code_level
 from broadcaster.errors import ConfigError
 
 MASK = "**********"
@@ -200,6 +202,12 @@ class ApiTokenConfig(StrictModel):
     intake: IntakePolicy | None = Field(
         None, description="overrides [cap] intake for the alerts of this client"
     )
+    node: str | None = Field(
+        None,
+        pattern=r"^[0-9]{6}([0-9]{6})?$",
+        description="the county node (its division code) this token belongs to: it may report"
+        " the delivery state of alerts relayed to that node",
+    )
 
 
 class ApprovalConfig(StrictModel):
@@ -298,6 +306,51 @@ class ChannelConfig(BaseModel):
     confirm_timeout_seconds: float | None = Field(None, gt=0)
 
 
+class NodeReportConfig(StrictModel):
+    """Where this node reports the delivery state of the alerts one API client sent it."""
+
+    client: str = Field(min_length=1, description="the [[api.tokens]] name of the sending node")
+    url: str = Field(pattern=r"^https?://", description="that node's base URL")
+    token: SecretValue = Field(description="this node's bearer token at that node")
+
+
+class NodeConfig(StrictModel):
+    """This server's place between the city and its counties (``docs/federation.md``)."""
+
+    role: Literal["city", "county", "both"] | None = Field(
+        None, description="none: a stand-alone server whose officers may target any area"
+    )
+    division: str | None = Field(None, pattern=r"^[0-9]{6}([0-9]{6})?$")
+    report_to: list[NodeReportConfig] = Field(default_factory=list)
+    report_interval_seconds: float = Field(2.0, gt=0)
+
+    @property
+    def parent_clients(self) -> frozenset[str]:
+        """The API clients that are nodes this one reports to."""
+        return frozenset(r.client for r in self.report_to)
+
+    @model_validator(mode="after")
+    def _division_fits_role(self) -> NodeConfig:
+        if self.role is None:
+            return self
+        if self.division is None:
+            raise ValueError(f"a {self.role} node needs its division code")
+        level = "county" if self.role == "county" else "city"
+        found = _division_level(self.division)
+        if found != level:
+            raise ValueError(
+                f"a {self.role} node's division must be a {level}, {self.division} is a {found}"
+            )
+        return self
+
+
+def _division_level(code: str) -> str:
+    try:
+        return code_level(code)
+    except ValueError as exc:
+        return str(exc)
+
+
 class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -312,6 +365,7 @@ class Config(StrictModel):
     scheduler: dict[str, Any] = Field(default_factory=dict)
     """Raw ``[scheduler]`` table: validated by :mod:`broadcaster.scheduler.config`."""
     source: Path | None = None
+    node: NodeConfig = Field(default_factory=NodeConfig)
 
     def channel_base(self, name: str) -> ChannelConfig:
         """The common settings of channel instance ``name`` (already validated at load)."""

@@ -151,6 +151,7 @@ class Intake:
         policy: IntakePolicy | None = None,
         allow_empty: bool = False,
         notes: Sequence[tuple[str, str]] = (),
+        area_check: Callable[[Alert], None] | None = None,
     ) -> IntakeResult:
         """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
 
@@ -158,11 +159,14 @@ class Intake:
         broadcast, or that cancels or updates another, is stored awaiting a second officer's
         approval (:meth:`approve`); nothing is planned, cancelled or superseded until then, but
         its targets are selected now. An alert that would reach no one raises
-        :class:`UnreachableAreaError` unless ``allow_empty``.
+        :class:`UnreachableAreaError` unless ``allow_empty``; ``area_check`` may refuse the
+        valid alert by raising CapError (an area outside the node's division).
         """
         chosen = policy or self.signatures.config.intake
         parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data, chosen)
         alert = parsed.alert
+        if area_check is not None:
+            await asyncio.to_thread(area_check, alert)
         wanted = self._wanted(channels)
         sent = format_cap_time(alert.sent)
         alert_id = alert_id_for(alert.sender, alert.identifier, sent)

@@ -28,8 +28,10 @@ from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ApprovalError, ChannelError, StoreError
 from broadcaster.faults import ChannelFaults, describe
+from broadcaster.federation.reporter import UpwardReporter
 from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
+from broadcaster.node import check_within
 from broadcaster.plugins import PluginFailure, build_channels
 from broadcaster.publisher import AudioPublisher
 from broadcaster.scheduler.context import SchedulerContext
@@ -222,8 +224,14 @@ class BroadcasterService:
         await self.operations.start()
         self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
+        self.reporter = UpwardReporter(
+            self.config.node, self.database, self._confirming, clock=self.clock
+        )
+        self.subscribe(self.reporter.changed)
+        await self.reporter.start()
 
     async def stop(self) -> None:
+        await self.reporter.stop()
         await self.housekeeping.stop()
         await self.operations.stop()
         await self.dispatcher.stop()
@@ -233,6 +241,10 @@ class BroadcasterService:
             except Exception:
                 log.exception("channel %s failed to stop cleanly", name)
         self.database.close()
+
+    def _confirming(self) -> list[str]:
+        """The running channels whose accepted deliveries wait for a confirmation."""
+        return [name for name, c in self.channels.items() if c.capabilities.confirms]
 
     def _context_for(self, name: str) -> ChannelContext:
         """The context of channel ``name``; its directory is usable once the service runs."""
@@ -244,6 +256,7 @@ class BroadcasterService:
             divisions=self.divisions,
             audio=self.audio,
             dispatch=ChannelDispatch(self, name),
+            signer=self.signatures.signer,
         )
 
     @property
@@ -270,12 +283,15 @@ class BroadcasterService:
         policy: IntakePolicy | None = None,
         allow_empty: bool = False,
         notes: Sequence[tuple[str, str]] = (),
+        within_division: bool = False,
     ) -> IntakeResult:
         """Accept an alert (raises CapError if invalid) and start dispatching it.
 
         With ``requested_by`` it waits for a second officer's approval instead. ``policy``
         overrides ``[cap] intake``; ``allow_empty`` accepts an alert that reaches no one.
         ``notes`` (event, detail) go to the new alert's record, never into its document.
+        ``within_division``: an alert reaching beyond ``[node] division`` raises
+        OutsideDivisionError (what this node's officers and API clients send).
         """
         result = await self.intake.submit(
             data,
@@ -285,10 +301,14 @@ class BroadcasterService:
             policy=policy,
             allow_empty=allow_empty,
             notes=notes,
+            area_check=self._check_area if within_division else None,
         )
         if result.created:
             await self._started(result)
         return result
+
+    def _check_area(self, alert: Alert) -> None:
+        check_within(alert, self.config.node, self.divisions)
 
     async def preview(
         self,
