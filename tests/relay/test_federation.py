@@ -199,7 +199,8 @@ def test_demo_federation_starts_answers_and_stops_on_ctrl_c(tmp_path: Path) -> N
         text = "\n".join(lines)
         tokens = [line.split(": ", 1)[1] for line in lines if "API token:" in line]
         assert len(tokens) == 3, text
-        for offset, token, label in zip(range(3), tokens, ("乌兰察布市", "卓资县", "凉城县")):
+        labels = ("乌兰察布市", "卓资县", "凉城县")
+        for offset, token, label in zip(range(3), tokens, labels, strict=True):
             url = f"http://127.0.0.1:{base + offset}"
             assert f"{label} (" in text and f"{url}/console/" in text
             health = api(url, "/healthz", token)
