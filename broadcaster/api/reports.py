@@ -65,7 +65,9 @@ async def node_report(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     if body.get("node", node) != node:
-        return _refuse(403, f"this token is county node {node}'s, not {body['node']!r}'s")
+        return _refuse(
+            403, f"this token belongs to county node {node}, not {str(body['node'])[:20]}"
+        )
     if await service.store.alerts.get(alert_id) is None:
         return _refuse(404, "no such alert")
     division = normalize_code(node)
