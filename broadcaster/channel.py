@@ -236,6 +236,13 @@ class DispatchHooks(Protocol):
         Report many at once where possible (a hub whose devices all reconnect)."""
         ...
 
+    async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
+        """The node that relay delivery ``delivery_id`` is for cannot be reached: deliver its
+        alert on this node's own channels to their targets in that node's division, recorded
+        with ``reason`` in the audit log. Returns how many deliveries that planned, by channel
+        (none where this node has no target there). For relaying channels."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelContext:

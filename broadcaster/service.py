@@ -28,6 +28,7 @@ from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ApprovalError, ChannelError, StoreError
 from broadcaster.faults import ChannelFaults, describe
+from broadcaster.federation.fallback import relay_target
 from broadcaster.federation.reporter import UpwardReporter
 from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
@@ -90,6 +91,9 @@ class ChannelDispatch:
 
     async def targets_available(self, target_ids: Sequence[str]) -> int:
         return await self.service.dispatcher.targets_available(self.channel, target_ids)
+
+    async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
+        return await self.service.deliver_directly(delivery_id, reason)
 
 
 class BroadcasterService:
@@ -306,6 +310,21 @@ class BroadcasterService:
         if result.created:
             await self._started(result)
         return result
+
+    async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
+        """Deliver a relay delivery's alert on this node's own devices in the county it was
+        for (:mod:`broadcaster.federation.fallback`), audited with ``reason``."""
+        found = await self.database.run(relay_target, self.database, delivery_id)
+        division = found[1].division if found is not None else None
+        if found is None or division is None:
+            return {}
+        alert_id, node = found
+        planned = await self.intake.plan_direct(alert_id, division)
+        detail = {"node": node.name, "reason": reason, "planned": planned}
+        await self.store.audit.append("system", "relay.fallback", alert_id, detail)
+        self.dispatcher.wake()
+        self._notify()
+        return planned
 
     def _check_area(self, alert: Alert) -> None:
         check_within(alert, self.config.node, self.divisions)

@@ -26,7 +26,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,12 +52,14 @@ from broadcaster.errors import (
     ChannelError,
     DeviceTimeoutError,
     DeviceUnavailableError,
+    PermanentError,
     RetryableError,
     TargetRejectedError,
 )
 from broadcaster.intake import alert_id_for
 
 _RETRY_STATUSES = frozenset({408, 425, 429})
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DIVISION = r"^[0-9]{6}([0-9]{6})?$"
 
 
@@ -82,6 +84,14 @@ class RelayChannelConfig(ChannelConfig):
     poll_seconds: float = Field(
         30.0, gt=0, description="how often to ask a node for the state it has not reported"
     )
+    fallback: Literal["none", "direct"] = Field(
+        "none", description="direct: deliver on this node's own devices in an unreachable county"
+    )
+    fallback_after: str = Field("10m", pattern=r"^[0-9]+(\.[0-9]+)?[smh]$")
+
+    @property
+    def fallback_seconds(self) -> float:
+        return float(self.fallback_after[:-1]) * _UNIT_SECONDS[self.fallback_after[-1]]
 
 
 def _target_id(division: str) -> str:
@@ -252,6 +262,8 @@ class RelayChannel(Channel[RelayChannelConfig]):
         except RetryableError as exc:
             since = self._unreachable.get(delivery.target.id, (time.time(), ""))[0]
             self._unreachable[delivery.target.id] = (since, str(exc))
+            if self._falls_back(since):
+                await self._deliver_directly(delivery, node, since, exc)
             raise
         self._unreachable.pop(delivery.target.id, None)
         self._await(delivery)
@@ -263,6 +275,28 @@ class RelayChannel(Channel[RelayChannelConfig]):
             detail=f"{self._name_of(node)} county node {again} it; waiting for its report",
             content=content,
         )
+
+    def _falls_back(self, since: float) -> bool:
+        return (
+            self.config.fallback == "direct"
+            and self.context.dispatch is not None
+            and time.time() - since >= self.config.fallback_seconds
+        )
+
+    async def _deliver_directly(
+        self, delivery: OutgoingDelivery, node: RelayNodeConfig, since: float, error: Exception
+    ) -> None:
+        """Hand the county's devices to this node's own channels and end the relay delivery,
+        saying so; raises the PermanentError that ends it."""
+        assert self.context.dispatch is not None
+        minutes = (time.time() - since) / 60
+        reason = f"{self._name_of(node)} county node unreachable for {minutes:.0f} min ({error})"
+        planned = await self.context.dispatch.deliver_directly(delivery.id, reason)
+        done = ", ".join(f"{channel} {n}" for channel, n in sorted(planned.items()))
+        raise PermanentError(
+            f"{reason}: this node delivers to the county's devices itself"
+            + (f" ({done})" if done else " (it has no channel or target there)")
+        ) from error
 
     async def _request(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str], key: str

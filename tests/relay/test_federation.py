@@ -1,7 +1,8 @@
 """A city node and two county nodes as real server processes (``broadcaster serve``, wired by
 the demo's writer, delivering on the ``log`` channel): the relay down, the state reported up,
-Update and Cancel, a county killed with SIGKILL mid-alert, a county down until expiry, and the
-``broadcaster demo federation`` command itself."""
+Update and Cancel, a county killed with SIGKILL mid-alert, a county down until expiry and then
+long enough for the city to deliver there itself, and the ``broadcaster demo federation``
+command itself."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from broadcaster.federation.demo import (
     write_federation,
 )
 from tests.conftest import REPO
-from tests.core.support import make_alert
+from tests.core.support import make_alert, village_targets
 from tests.processes import api, wait_until
 
 ZHUOZI, LIANGCHENG = "150921000000", "150925000000"
@@ -73,7 +74,7 @@ def _post_json(node: NodeLayout, path: str, body: dict[str, Any]) -> Any:
 
 def _relay_delivery(city: NodeLayout, alert_id: str, state: str) -> dict[str, Any] | None:
     rows = _get(city, f"/api/v1/alerts/{alert_id}/deliveries")["deliveries"]
-    assert len(rows) == 1 and rows[0]["channel"] == "relay", rows
+    assert len(rows) == 1 and rows[0]["channel"] == "relay", "the county's devices are its own"
     return rows[0] if rows[0]["state"] == state else None
 
 
@@ -100,8 +101,18 @@ def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
     # The county's log channel writes 40 a second: a kill lands while its villages are served.
     config = zhuozi.config.read_text(encoding="utf-8")
     zhuozi.config.write_text(config + "rate_per_second = 40\n", encoding="utf-8")
-    _started(layout, processes)
+    # The city keeps three devices of its own in 凉城县, for the fallback.
     city = layout.city
+    registry = city.directory / "targets.json"
+    registry.write_text(json.dumps(village_targets("log", 3, LIANGCHENG)), encoding="utf-8")
+    config = city.config.read_text(encoding="utf-8")
+    config = config.replace("[registry]\n", f"[registry]\ntargets = {json.dumps(str(registry))}\n")
+    config = config.replace(
+        '[channels.relay]\ntype = "relay"\n',
+        '[channels.relay]\ntype = "relay"\nfallback = "direct"\nfallback_after = "8s"\n',
+    )
+    city.config.write_text(config + '\n[channels.log]\ntype = "log"\n', encoding="utf-8")
+    _started(layout, processes)
     villages = len(json.loads((zhuozi.directory / "targets.json").read_text(encoding="utf-8")))
     assert villages > 80
 
@@ -167,6 +178,20 @@ def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
     assert health
     expired = wait_until(lambda: _relay_delivery(city, short_id, "expired"), "relay expired")
     assert "unreachable" in expired["last_error"]
+
+    # Still down after fallback_after: the city delivers to its own devices there itself.
+    late = make_alert("fed-4", sender="ulanqab.emergency@example.cn", geocodes=(LIANGCHENG,))
+    late_id = api(city.url, "/api/v1/alerts", city.officer_token, to_xml(late))["id"]
+
+    def fallen_back() -> list[dict[str, Any]] | None:
+        rows = _get(city, f"/api/v1/alerts/{late_id}/deliveries")["deliveries"]
+        logs = [r for r in rows if r["channel"] == "log" and r["state"] == "confirmed"]
+        return rows if len(logs) == 3 else None
+
+    rows = wait_until(fallen_back, "the city delivering itself", timeout=30)
+    relay = next(r for r in rows if r["channel"] == "relay")
+    assert relay["state"] == "failed"
+    assert "delivers to the county's devices itself (log 3)" in relay["last_error"]
 
 
 def test_demo_federation_starts_answers_and_stops_on_ctrl_c(tmp_path: Path) -> None:
