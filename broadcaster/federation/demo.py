@@ -112,7 +112,8 @@ def _county_channels(devices: Devices) -> str:
             'master_secret = "demo-loudspeaker-provisioning-secret"\nsimulate = true\n'
             "simulated_play_seconds = 2\n"
             '[channels.loudspeaker.tcp]\nhost = "127.0.0.1"\nport = 0\n'
-            '\n[channels.sms]\ntype = "sms"\nsimulate = true\nsimulated_modems = 2\n'
+            '\n[channels.sms]\ntype = "sms"\nconcurrency = 4\nsimulate = true\n'
+            "simulated_modems = 2\n"
         )
     return text
 
@@ -236,7 +237,9 @@ def cmd_demo_federation(args: argparse.Namespace) -> int:
     def interrupted(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell that starts the demo in the background has it ignored.
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         for node in layout.nodes:
             processes.append(start_node(node))

@@ -29,7 +29,7 @@ from broadcaster.federation.demo import (
 )
 from tests.conftest import REPO
 from tests.core.support import make_alert, village_targets
-from tests.processes import api, wait_until
+from tests.processes import api, broadcaster, wait_until
 
 ZHUOZI, LIANGCHENG = "150921000000", "150925000000"
 
@@ -230,8 +230,21 @@ def test_demo_federation_starts_answers_and_stops_on_ctrl_c(tmp_path: Path) -> N
             assert f"{label} (" in text and f"{url}/console/" in text
             health = api(url, "/healthz", token)
             assert health["status"] == "ok", health
-        city_health = api(f"http://127.0.0.1:{base}", "/healthz", tokens[0])
+        city = f"http://127.0.0.1:{base}"
+        city_health = api(city, "/healthz", tokens[0])
         assert set(city_health["channels"]["relay"]["devices"]) == {"卓资县", "凉城县"}
+        # The documented walk-through: the sample alert to the city, confirmed by 卓资县.
+        sample = str(REPO / "config" / "demo" / "federation-alert.xml")
+        sent = broadcaster("send", "--url", city, "--token", tokens[0], sample)
+        assert sent.returncode == 0, sent.stderr
+        alert_id = json.loads(sent.stdout)["id"]
+
+        def confirmed() -> dict[str, Any] | None:
+            body = api(city, f"/api/v1/alerts/{alert_id}/deliveries", tokens[0])
+            return body if body["summary"] == {"relay": {"confirmed": 1}} else None
+
+        report = wait_until(confirmed, "卓资县 confirming", timeout=60)["deliveries"][0]["report"]
+        assert set(report["summary"]) == {"log", "loudspeaker", "sms"}, report
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         for offset in range(3):
