@@ -430,6 +430,7 @@ def config_problems(
     from broadcaster.scheduler.config import check_scheduler_table
 
     problems.extend(check_scheduler_table(data))
+    problems.extend(_node_problems(config))
     registry = RegistryConfig(
         divisions=_resolve(base_dir, config.registry.divisions),
         targets=_resolve(base_dir, config.registry.targets),
@@ -450,6 +451,16 @@ def config_problems(
     )
     resolved = config.model_copy(update={"registry": registry, "cap": cap, "console": console})
     return resolved, list(dict.fromkeys(problems))
+
+
+def _node_problems(config: Config) -> list[str]:
+    """Each ``[[node.report_to]]`` entry names an API client that exists."""
+    clients = {t.name for t in config.api.tokens}
+    return [
+        f"node.report_to[{i}].client: no [[api.tokens]] entry is named {entry.client!r}"
+        for i, entry in enumerate(config.node.report_to)
+        if entry.client not in clients
+    ]
 
 
 def _valid_sections(data: Mapping[str, Any], source: Path | None) -> Config:

@@ -49,7 +49,6 @@ from broadcaster.errors import (
     StoreError,
     UnreachableAreaError,
 )
-from broadcaster.federation.reports import ReportTables
 from broadcaster.intake import IntakeResult
 from broadcaster.jsonbody import JsonBodyError, bad_request, parse_json_object, read_json_object
 from broadcaster.store.alerts import REACHES_NO_ONE
@@ -284,7 +283,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
     rows = await service.store.deliveries.deliveries(
         record["id"], state=state, limit=limit, offset=offset
     )
-    reports = await service.database.run(ReportTables(service.database).node_reports, record["id"])
+    reports = await service.store.reports.for_alert(record["id"])
     for row in rows:
         if row["id"] in reports:
             row["report"] = reports[row["id"]]

@@ -21,7 +21,7 @@ from broadcaster.api.auth import audit_client
 from broadcaster.api.keys import CLIENT, SERVICE
 from broadcaster.channel import Confirmation, ConfirmationOutcome
 from broadcaster.divisions import normalize_code
-from broadcaster.federation.reports import ReportTables, describe_summary, summary_problem
+from broadcaster.federation.reports import describe_summary, summary_problem
 from broadcaster.jsonbody import JsonBodyError, parse_json_object
 
 routes = web.RouteTableDef()
@@ -79,12 +79,9 @@ async def node_report(request: web.Request) -> web.Response:
         await audit_client(request, "node.report.refused", alert_id, {"error": error})
         return _refuse(403, error)
     summary, complete = body["summary"], body["complete"]
-    tables = ReportTables(service.database)
     detail = f"county node {node}: {describe_summary(summary)}"
     for row in mine:
-        await service.database.run(
-            tables.record_node_report, row["id"], node, summary, complete, service.clock()
-        )
+        await service.store.reports.record(row["id"], node, summary, complete, service.clock())
         outcome = ConfirmationOutcome.CONFIRMED if complete else ConfirmationOutcome.PROGRESS
         if row["state"] not in ("confirmed", "failed", "expired", "cancelled"):
             service.channels[row["channel"]].confirm(Confirmation(row["id"], outcome, detail))

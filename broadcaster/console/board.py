@@ -34,7 +34,7 @@ from broadcaster.console.mapping import frame_around, target_dots
 from broadcaster.console.recordings import recordings_of
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.errors import CapError, StoreError
-from broadcaster.federation.reports import ReportTables, describe_summary
+from broadcaster.federation.reports import describe_summary
 from broadcaster.planner import alert_areas, select_targets
 from broadcaster.service import BroadcasterService
 from broadcaster.store.db import Database
@@ -221,7 +221,7 @@ async def deliveries(request: web.Request) -> web.Response:
     if chosen not in _FILTERS:
         raise web.HTTPBadRequest(text=f"unknown filter {chosen!r}; use {', '.join(_FILTERS)}")
     rows = await service.database.run(deliveries_of, service.database, alert_id, _FILTERS[chosen])
-    reports = await service.database.run(ReportTables(service.database).node_reports, alert_id)
+    reports = await service.store.reports.for_alert(alert_id)
     for row in rows:
         report = reports.get(row["id"])
         if report is not None:

@@ -123,7 +123,12 @@ async def test_a_city_node_warns_any_county_of_its_city(tmp_path: Path) -> None:
 
 
 def test_a_role_needs_a_division_of_its_level() -> None:
+    report_to = [{"client": "city", "url": "http://127.0.0.1:9", "token": "t" * 20}]
     for node, message in (
+        (
+            {"role": "county", "division": "150921", "report_to": report_to},
+            r"node.report_to\[0\].client: no \[\[api.tokens\]\] entry is named 'city'",
+        ),
         ({"role": "county"}, "a county node needs its division code"),
         ({"role": "county", "division": "150900"}, "must be a county, 150900 is a city"),
         ({"role": "city", "division": "150921"}, "must be a city, 150921 is a county"),
