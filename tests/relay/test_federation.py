@@ -90,7 +90,7 @@ def _started(layout: FederationLayout, processes: list[subprocess.Popen[bytes]])
     for node in layout.nodes:
         processes.append(start_node(node))
     for node, process in zip(layout.nodes, processes, strict=True):
-        wait_answering(node, process, timeout=60)
+        wait_answering(node, process, timeout=120)
 
 
 def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
@@ -125,14 +125,16 @@ def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
         summary = _get(zhuozi, f"/api/v1/alerts/{alert_id}/deliveries?limit=1")["summary"]
         return 10 <= summary.get("log", {}).get("confirmed", 0) < villages
 
-    wait_until(serving, "the county serving its villages")
+    wait_until(serving, "the county serving its villages", timeout=60)
     processes[1].send_signal(signal.SIGKILL)
     processes[1].wait()
     processes[1] = start_node(zhuozi)
-    wait_answering(zhuozi, processes[1], timeout=60)
+    wait_answering(zhuozi, processes[1], timeout=120)
 
     # Up: the county reports; the city confirms the relay delivery with the county's summary.
-    relay = wait_until(lambda: _relay_delivery(city, alert_id, "confirmed"), "relay confirmed")
+    relay = wait_until(
+        lambda: _relay_delivery(city, alert_id, "confirmed"), "relay confirmed", timeout=60
+    )
     assert relay["report"]["complete"] is True
     assert relay["report"]["summary"] == {"log": {"confirmed": villages}}
     assert relay["report"]["node"] == "150921"
@@ -152,10 +154,10 @@ def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
         headline="卓资县暴雪红色预警",
     )
     update_id = api(city.url, "/api/v1/alerts", city.officer_token, to_xml(update))["id"]
-    wait_until(lambda: _relay_delivery(city, update_id, "confirmed"), "update relayed")
+    wait_until(lambda: _relay_delivery(city, update_id, "confirmed"), "update relayed", timeout=60)
     assert _get(zhuozi, f"/api/v1/alerts/{update_id}")["msg_type"] == "Update"
     cancel_id = _post_json(city, f"/api/v1/alerts/{update_id}/cancel", {"reason": "over"})["id"]
-    wait_until(lambda: _relay_delivery(city, cancel_id, "confirmed"), "cancel relayed")
+    wait_until(lambda: _relay_delivery(city, cancel_id, "confirmed"), "cancel relayed", timeout=60)
     county_cancel = _get(zhuozi, f"/api/v1/alerts/{cancel_id}")
     assert county_cancel["msg_type"] == "Cancel"
     assert _get(zhuozi, f"/api/v1/alerts/{update_id}")["state"] == "cancelled"
@@ -174,9 +176,12 @@ def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
             == "unreachable"
         ),
         "the county shown unreachable",
+        timeout=60,
     )
     assert health
-    expired = wait_until(lambda: _relay_delivery(city, short_id, "expired"), "relay expired")
+    expired = wait_until(
+        lambda: _relay_delivery(city, short_id, "expired"), "relay expired", timeout=60
+    )
     assert "unreachable" in expired["last_error"]
 
     # Still down after fallback_after: the city delivers to its own devices there itself.
@@ -188,7 +193,7 @@ def test_city_and_counties_relay_report_update_cancel_crash_and_expiry(
         logs = [r for r in rows if r["channel"] == "log" and r["state"] == "confirmed"]
         return rows if len(logs) == 3 else None
 
-    rows = wait_until(fallen_back, "the city delivering itself", timeout=30)
+    rows = wait_until(fallen_back, "the city delivering itself", timeout=60)
     relay = next(r for r in rows if r["channel"] == "relay")
     assert relay["state"] == "failed"
     assert "delivers to the county's devices itself (log 3)" in relay["last_error"]
