@@ -42,6 +42,8 @@ def _with(config: Config, tokens: list[dict[str, Any]], node: dict[str, Any]) ->
 class Pair:
     city: TestServer
     county: TestServer
+    city_config: Config
+    port: int
 
 
 def _service(server: TestServer) -> BroadcasterService:
@@ -53,7 +55,9 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     base = free_ports(2)
     city_url, county_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
     (tmp_path / "county").mkdir()
-    county = make_config(tmp_path / "county", {"log": {"type": "log"}}, village_targets("log", 5))
+    # Two villages a second: a county that is still delivering for a few seconds.
+    log = {"type": "log", "rate_per_second": 2}
+    county = make_config(tmp_path / "county", {"log": log}, village_targets("log", 5))
     county = _with(
         county,
         [{"name": "city", "token": RELAY}],
@@ -84,9 +88,10 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     await county_server.start_server()
     await city_server.start_server()
     try:
-        yield Pair(city_server, county_server)
+        pair = Pair(city_server, county_server, city, base)
+        yield pair
     finally:
-        await city_server.close()
+        await pair.city.close()
         await county_server.close()
 
 
@@ -164,6 +169,30 @@ async def test_the_county_reports_and_the_city_shows_and_confirms(pair: Pair) ->
         assert status == expected and words in answer["error"], (status, answer)
     status, _ = await _call(pair.city, "POST", path, REPORT, late.encode(), "application/json")
     assert status == 200
+    row = await _relay_row(pair, alert_id, "confirmed")
+    assert row["report"]["complete"] is True
+    assert row["report"]["summary"] == {"log": {"confirmed": 5}}
+
+
+async def test_reports_wait_for_a_city_that_is_down(pair: Pair) -> None:
+    status, body = await _call(
+        pair.city, "POST", "/api/v1/alerts", OFFICER, to_xml(make_alert()), "application/cap+xml"
+    )
+    assert status == 201, body
+    alert_id = body["id"]
+    await _relay_row(pair, alert_id, "accepted")
+    await pair.city.close()
+    county = _service(pair.county)
+    for _ in range(200):
+        counts = await county.store.deliveries.summary(alert_id)
+        if counts == {"log": {"confirmed": 5}}:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1)  # reports fail meanwhile and are kept for later
+    pair.city = TestServer(make_app(BroadcasterService(pair.city_config)), port=pair.port)
+    await pair.city.start_server()
+    # Confirmed by the county's report, sent again once the city answers (its own poll of the
+    # county comes only every 30 s and keeps no report).
     row = await _relay_row(pair, alert_id, "confirmed")
     assert row["report"]["complete"] is True
     assert row["report"]["summary"] == {"log": {"confirmed": 5}}
