@@ -329,9 +329,9 @@ class RelayChannel(Channel[RelayChannelConfig]):
         for key, node in self._nodes.items():
             down = self._unreachable.get(key)
             devices[self._name_of(node)] = (
-                {"state": "unreachable", "since": down[0], "error": down[1]}
+                {"online": False, "state": "unreachable", "since": down[0], "last_error": down[1]}
                 if down
-                else {"state": "reachable"}
+                else {"online": True, "state": "reachable"}
             )
         unreachable = sum(1 for d in devices.values() if d["state"] == "unreachable")
         detail = f"{len(devices)} county nodes, {unreachable} unreachable"

@@ -1,15 +1,18 @@
 """A city plans none of its own devices in a county it relays to; with ``fallback = "direct"``
 it delivers to them itself once that county node stays unreachable, and says so on the relay
-delivery, in the board's target list and in the audit log."""
+delivery, in the board's target list and in the audit log; meanwhile the node shows as an
+unreachable device."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from broadcaster.audit import AuditLog
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import Config
+from broadcaster.console.devices import device_rows
 from broadcaster.service import BroadcasterService
 from tests.core.support import make_alert, make_config, running, village_targets
 from tests.relay.test_relay_contract import closed_port
@@ -75,3 +78,7 @@ async def test_without_fallback_the_county_devices_stay_the_county_nodes(tmp_pat
         rows = await _deliveries(city, result.alert_id)
         assert [r["channel"] for r in rows] == ["relay"]
         assert rows[0]["state"] == "queued" and "unreachable" in str(rows[0]["last_error"])
+        devices = (await city.health())["relay"].devices
+        assert devices["150921"]["state"] == "unreachable"
+        (row,) = device_rows(devices, time.time())
+        assert row["ok"] is False and "unreachable" in str(row["known"]["last_error"])
