@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol
 from aiohttp import web
 from typing_extensions import TypeVar
 
-from broadcaster.cap import Alert
+from broadcaster.cap import Alert, AlertSigner
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
 from broadcaster.divisions import DivisionTree
@@ -158,6 +158,9 @@ class ChannelCapabilities:
     description: str = ""
     enrols_targets: bool = False
     """Targets come from the channel itself (subscribers), not from the target registry."""
+    relays: bool = False
+    """Its targets are other nodes (county nodes): each reports the state of what it was sent
+    through ``POST /api/v1/alerts/{id}/reports``, which confirms the delivery."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +237,13 @@ class DispatchHooks(Protocol):
         Report many at once where possible (a hub whose devices all reconnect)."""
         ...
 
+    async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
+        """The node that relay delivery ``delivery_id`` is for cannot be reached: deliver its
+        alert on this node's own channels to their targets in that node's division, recorded
+        with ``reason`` in the audit log. Returns how many deliveries that planned, by channel
+        (none where this node has no target there). For relaying channels."""
+        ...
+
 
 class AlertHooks(Protocol):
     """What a channel that receives warnings from upstream (a platform link) may ask of the core."""
@@ -263,6 +273,8 @@ class ChannelContext:
     audio: AudioPublisher | None = None
     dispatch: DispatchHooks | None = None
     alerts: AlertHooks | None = None
+    signer: AlertSigner | None = None
+    """Signs CAP documents with the server's key (``[cap] signing_key``), when configured."""
 
 
 PUBLIC_MODULES = (

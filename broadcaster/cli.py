@@ -50,7 +50,11 @@ COMMAND_GROUP = "broadcaster.commands"
 """Entry-point group through which plugins (channels) add subcommands without the core
 importing them; each entry is a ``register(subparsers)`` function."""
 
-COMMAND_MODULES: list[str] = ["broadcaster.deploy.cli", "broadcaster.console.cli"]
+COMMAND_MODULES: list[str] = [
+    "broadcaster.deploy.cli",
+    "broadcaster.console.cli",
+    "broadcaster.federation.demo",
+]
 """Modules that add subcommands: each has ``register(subparsers)``, which adds its parsers
 and sets ``func`` (taking the parsed arguments, returning the exit status) on each."""
 

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from broadcaster.cap.problems import IntakePolicy
+from broadcaster.divisions import code_level
 from broadcaster.errors import ConfigError
 
 MASK = "**********"
@@ -200,6 +201,12 @@ class ApiTokenConfig(StrictModel):
     )
     intake: IntakePolicy | None = Field(
         None, description="overrides [cap] intake for the alerts of this client"
+    )
+    node: str | None = Field(
+        None,
+        pattern=r"^[0-9]{6}([0-9]{6})?$",
+        description="the county node (its division code) this token belongs to: it may report"
+        " the delivery state of alerts relayed to that node",
     )
 
 
@@ -381,6 +388,51 @@ class NeighbourConfig(StrictModel):
         return self
 
 
+class NodeReportConfig(StrictModel):
+    """Where this node reports the delivery state of the alerts one API client sent it."""
+
+    client: str = Field(min_length=1, description="the [[api.tokens]] name of the sending node")
+    url: str = Field(pattern=r"^https?://", description="that node's base URL")
+    token: SecretValue = Field(description="this node's bearer token at that node")
+
+
+class NodeConfig(StrictModel):
+    """This server's place between the city and its counties (``docs/federation.md``)."""
+
+    role: Literal["city", "county", "both"] | None = Field(
+        None, description="none: a stand-alone server whose officers may target any area"
+    )
+    division: str | None = Field(None, pattern=r"^[0-9]{6}([0-9]{6})?$")
+    report_to: list[NodeReportConfig] = Field(default_factory=list)
+    report_interval_seconds: float = Field(2.0, gt=0)
+
+    @property
+    def parent_clients(self) -> frozenset[str]:
+        """The API clients that are nodes this one reports to."""
+        return frozenset(r.client for r in self.report_to)
+
+    @model_validator(mode="after")
+    def _division_fits_role(self) -> NodeConfig:
+        if self.role is None:
+            return self
+        if self.division is None:
+            raise ValueError(f"a {self.role} node needs its division code")
+        level = "county" if self.role == "county" else "city"
+        found = _division_level(self.division)
+        if found != level:
+            raise ValueError(
+                f"a {self.role} node's division must be a {level}, {self.division} is a {found}"
+            )
+        return self
+
+
+def _division_level(code: str) -> str:
+    try:
+        return code_level(code)
+    except ValueError as exc:
+        return str(exc)
+
+
 class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -399,6 +451,7 @@ class Config(StrictModel):
     """``[[upstream]]``: sources this node takes alerts from (:mod:`broadcaster.upstream`)."""
     neighbour: list[NeighbourConfig] = Field(default_factory=list)
     """``[[neighbour]]``: nodes this one shares a filtered, signed feed with."""
+    node: NodeConfig = Field(default_factory=NodeConfig)
 
     def channel_base(self, name: str) -> ChannelConfig:
         """The common settings of channel instance ``name`` (already validated at load)."""
@@ -463,6 +516,7 @@ def config_problems(
     from broadcaster.scheduler.config import check_scheduler_table
 
     problems.extend(check_scheduler_table(data))
+    problems.extend(_node_problems(config))
     registry = RegistryConfig(
         divisions=_resolve(base_dir, config.registry.divisions),
         targets=_resolve(base_dir, config.registry.targets),
@@ -483,6 +537,16 @@ def config_problems(
     )
     resolved = config.model_copy(update={"registry": registry, "cap": cap, "console": console})
     return resolved, list(dict.fromkeys(problems))
+
+
+def _node_problems(config: Config) -> list[str]:
+    """Each ``[[node.report_to]]`` entry names an API client that exists."""
+    clients = {t.name for t in config.api.tokens}
+    return [
+        f"node.report_to[{i}].client: no [[api.tokens]] entry is named {entry.client!r}"
+        for i, entry in enumerate(config.node.report_to)
+        if entry.client not in clients
+    ]
 
 
 def _valid_sections(data: Mapping[str, Any], source: Path | None) -> Config:

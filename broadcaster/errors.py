@@ -5,7 +5,8 @@
     BroadcasterError
     ├── ConfigError (ValueError)          bad configuration; names the key and the problem
     ├── CapError (ValueError)             CAP input rejected; carries every Problem found
-    │   └── UnreachableAreaError          valid, but its areas select no target at all
+    │   ├── UnreachableAreaError          valid, but its areas select no target at all
+    │   └── OutsideDivisionError          valid, but its areas reach beyond this node's division
     ├── StoreError                        the alert store cannot do what was asked
     │   └── DiskFullError                 the data directory's filesystem is full; nothing stored
     ├── ApprovalError (PermissionError)   an approval or rejection is not allowed
@@ -57,6 +58,11 @@ class UnreachableAreaError(CapError):
 
     ``problems`` names each area (``areaDesc``, geocodes, polygon bounds); nothing was stored.
     """
+
+
+class OutsideDivisionError(CapError):
+    """A valid alert whose areas reach beyond the division this node serves (``[node]``):
+    a county node's officers warn their own county, a city node's its counties."""
 
 
 class StoreError(BroadcasterError):

@@ -51,6 +51,7 @@ from broadcaster.config import CapConfig, DispatcherConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import ApprovalError, CapError, ChannelError, UnreachableAreaError
 from broadcaster.faults import ChannelFaults, plan_deliveries
+from broadcaster.federation.fallback import within, without_relayed
 from broadcaster.planner import alert_areas, select_targets, unreached_problems
 from broadcaster.rendition import render
 from broadcaster.signatures import SignaturePolicy, SignatureVerdict
@@ -151,6 +152,7 @@ class Intake:
         policy: IntakePolicy | None = None,
         allow_empty: bool = False,
         notes: Sequence[tuple[str, str]] = (),
+        area_check: Callable[[Alert], None] | None = None,
     ) -> IntakeResult:
         """Validate, plan and store one alert; raises CapError (nothing stored) if invalid.
 
@@ -158,11 +160,14 @@ class Intake:
         broadcast, or that cancels or updates another, is stored awaiting a second officer's
         approval (:meth:`approve`); nothing is planned, cancelled or superseded until then, but
         its targets are selected now. An alert that would reach no one raises
-        :class:`UnreachableAreaError` unless ``allow_empty``.
+        :class:`UnreachableAreaError` unless ``allow_empty``; ``area_check`` may refuse the
+        valid alert by raising CapError (an area outside the node's division).
         """
         chosen = policy or self.signatures.config.intake
         parsed, verdict = await asyncio.to_thread(self._parse_and_verify, data, chosen)
         alert = parsed.alert
+        if area_check is not None:
+            await asyncio.to_thread(area_check, alert)
         wanted = self._wanted(channels)
         sent = format_cap_time(alert.sent)
         alert_id = alert_id_for(alert.sender, alert.identifier, sent)
@@ -449,9 +454,42 @@ class Intake:
                 )
         return previews
 
+    async def plan_direct(self, alert_id: str, division: str) -> dict[str, int]:
+        """Plan a stored active alert on this node's own channels for their targets inside
+        ``division`` (a county node that cannot be reached) and add them to its outbox; how
+        many were added, by channel."""
+        record = await self.database.run(self.alerts.record, alert_id)
+        if record is None or record.state != "active":
+            return {}
+        alert = from_json(record.document)
+        own = [
+            name
+            for name in record.channels
+            if name in self.channels and not self.channels[name].capabilities.relays
+        ]
+        references = await self.database.run(self._resolve_references, alert)
+        candidates = within(await self._candidates(alert, own, references), division)
+        message = await asyncio.to_thread(self._message, record, alert)
+        deliveries = await self._plan(message, candidates, direct=True)
+        added = await self.database.run(
+            self.alerts.add_deliveries, record, deliveries, self.clock()
+        )
+        planned: dict[str, int] = {}
+        for d in added:
+            planned[d.channel] = planned.get(d.channel, 0) + 1
+        return planned
+
     async def _plan(
-        self, message: AlertMessage, candidates: Mapping[str, list[Target]]
+        self,
+        message: AlertMessage,
+        candidates: Mapping[str, list[Target]],
+        *,
+        direct: bool = False,
     ) -> list[NewDelivery]:
+        """The deliveries of ``message``; a county the alert is relayed to delivers on its own
+        devices, so this node's targets there are left out unless ``direct``."""
+        if not direct:
+            candidates = without_relayed(self.channels, candidates)
         deliveries: list[NewDelivery] = []
         for name in candidates:
             if not candidates[name]:

@@ -5,7 +5,9 @@ all its ``<info>`` and ``<area>`` blocks (CAP 1.2 §3.2.4):
 
 - ``<geocode>`` whose valueName names China's administrative division codes (12 digits, GB/T 2260
   plus township and village parts; 6- and 9-digit forms are accepted): a code covers every
-  target whose division lies under it (a county covers its townships and villages);
+  target whose division lies under it (a county covers its townships and villages), and a
+  target that serves its whole division (``params.whole_division``: a county node) is chosen
+  by any code inside that division as well;
 - ``<polygon>``: targets whose coordinates lie inside (WGS 84 ``lat,lon``);
 - ``<circle>``: targets within the radius.
 
@@ -72,6 +74,14 @@ def select_targets(areas: Sequence[Area], targets: Sequence[Target]) -> list[Tar
                 t.id
                 for t in targets
                 if t.division and any(t.division.startswith(p) for p in prefixes)
+            )
+            codes = division_codes(area)
+            chosen.update(
+                t.id
+                for t in targets
+                if t.division
+                and t.params.get("whole_division")
+                and any(code.startswith(code_prefix(t.division)) for code in codes)
             )
         if points is None:
             continue

@@ -29,8 +29,11 @@ from broadcaster.dispatcher import ChannelSlot, Dispatcher
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ApprovalError, ChannelError, StoreError
 from broadcaster.faults import ChannelFaults, describe
+from broadcaster.federation.fallback import relay_target
+from broadcaster.federation.reporter import UpwardReporter
 from broadcaster.housekeeping import Housekeeping
 from broadcaster.intake import Intake, IntakeResult
+from broadcaster.node import check_within
 from broadcaster.plugins import PluginFailure, build_channels
 from broadcaster.publisher import AudioPublisher
 from broadcaster.scheduler.context import SchedulerContext
@@ -93,6 +96,9 @@ class ChannelDispatch:
 
     async def targets_available(self, target_ids: Sequence[str]) -> int:
         return await self.service.dispatcher.targets_available(self.channel, target_ids)
+
+    async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
+        return await self.service.deliver_directly(delivery_id, reason)
 
 
 class ChannelAlerts:
@@ -274,8 +280,14 @@ class BroadcasterService:
         )
         await self.neighbours.start()
         self.subscribe(self.neighbours.wake)
+        self.reporter = UpwardReporter(
+            self.config.node, self.database, self._confirming, clock=self.clock
+        )
+        self.subscribe(self.reporter.changed)
+        await self.reporter.start()
 
     async def stop(self) -> None:
+        await self.reporter.stop()
         await self.upstream.stop()
         await self.neighbours.stop()
         await self.housekeeping.stop()
@@ -289,6 +301,10 @@ class BroadcasterService:
                 log.exception("channel %s failed to stop cleanly", name)
         self.database.close()
 
+    def _confirming(self) -> list[str]:
+        """The running channels whose accepted deliveries wait for a confirmation."""
+        return [name for name, c in self.channels.items() if c.capabilities.confirms]
+
     def _context_for(self, name: str) -> ChannelContext:
         """The context of channel ``name``; its directory is usable once the service runs."""
         return ChannelContext(
@@ -300,6 +316,7 @@ class BroadcasterService:
             audio=self.audio,
             dispatch=ChannelDispatch(self, name),
             alerts=ChannelAlerts(self, name),
+            signer=self.signatures.signer,
         )
 
     @property
@@ -326,12 +343,15 @@ class BroadcasterService:
         policy: IntakePolicy | None = None,
         allow_empty: bool = False,
         notes: Sequence[tuple[str, str]] = (),
+        within_division: bool = False,
     ) -> IntakeResult:
         """Accept an alert (raises CapError if invalid) and start dispatching it.
 
         With ``requested_by`` it waits for a second officer's approval instead. ``policy``
         overrides ``[cap] intake``; ``allow_empty`` accepts an alert that reaches no one.
         ``notes`` (event, detail) go to the new alert's record, never into its document.
+        ``within_division``: an alert reaching beyond ``[node] division`` raises
+        OutsideDivisionError (what this node's officers and API clients send).
         """
         result = await self.intake.submit(
             data,
@@ -341,10 +361,29 @@ class BroadcasterService:
             policy=policy,
             allow_empty=allow_empty,
             notes=notes,
+            area_check=self._check_area if within_division else None,
         )
         if result.created:
             await self._started(result)
         return result
+
+    async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
+        """Deliver a relay delivery's alert on this node's own devices in the county it was
+        for (:mod:`broadcaster.federation.fallback`), audited with ``reason``."""
+        found = await self.database.run(relay_target, self.database, delivery_id)
+        division = found[1].division if found is not None else None
+        if found is None or division is None:
+            return {}
+        alert_id, node = found
+        planned = await self.intake.plan_direct(alert_id, division)
+        detail = {"node": node.name, "reason": reason, "planned": planned}
+        await self.store.audit.append("system", "relay.fallback", alert_id, detail)
+        self.dispatcher.wake()
+        self._notify()
+        return planned
+
+    def _check_area(self, alert: Alert) -> None:
+        check_within(alert, self.config.node, self.divisions)
 
     async def preview(
         self,

@@ -7,7 +7,9 @@
   token's ``intake``); 400 with every problem (path, rule, message, whether repairable) for an
   invalid one, 422 naming the areas for one whose areas select no target on any channel
   (``?allow_empty=1`` accepts it, shown as reaching no one); neither is stored; 503
-  ``{"error": "disk full: the alert was not stored"}`` when the data directory's disk is full.
+  ``{"error": "disk full: the alert was not stored"}`` when the data directory's disk is full;
+  403 naming the areas for one that reaches beyond ``[node] division`` (except from the node
+  this one reports to: its alerts are its own to scope).
 - ``POST /api/v1/alerts/preview``: the same body and query; per channel what it would send
   (``contents``, exactly as its deliveries will report them) and how many receivers, counted
   in the channel's ``unit``; nothing is stored.
@@ -21,8 +23,9 @@
   such a client may not approve or reject (403), its own alerts or anyone else's; nor may a
   token whose issuing officer asked for the alert (403).
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
-  bool, "deliveries": [...]}`` (each with the ``content`` its channel sent), filterable by
-  ``state``, paged by ``limit``/``offset``.
+  bool, "deliveries": [...]}`` (each with the ``content`` its channel sent, and a relay
+  delivery with the ``report`` its county node sent: per-channel summary, ``complete``),
+  filterable by ``state``, paged by ``limit``/``offset``.
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
 """
 
@@ -42,6 +45,7 @@ from broadcaster.errors import (
     ApprovalError,
     CapError,
     DiskFullError,
+    OutsideDivisionError,
     StoreError,
     UnreachableAreaError,
 )
@@ -126,7 +130,12 @@ async def submit_alert(request: web.Request) -> web.Response:
             requested_by=requested_by,
             policy=policy,
             allow_empty=request.query.get("allow_empty") in ("1", "true"),
+            within_division=client not in service.config.node.parent_clients,
         )
+    except OutsideDivisionError as exc:
+        await audit_client(request, "alert.submit.refused", "", {"error": str(exc)})
+        problems = [p.as_json() for p in exc.problems]
+        return web.json_response({"error": str(exc), "problems": problems}, status=403)
     except UnreachableAreaError as exc:
         await audit_client(request, "alert.submit.refused", "", {"error": str(exc)})
         problems = [p.as_json() for p in exc.problems]
@@ -278,6 +287,10 @@ async def get_deliveries(request: web.Request) -> web.Response:
     rows = await service.store.deliveries.deliveries(
         record["id"], state=state, limit=limit, offset=offset
     )
+    reports = await service.store.reports.for_alert(record["id"])
+    for row in rows:
+        if row["id"] in reports:
+            row["report"] = reports[row["id"]]
     pending = sum(n for states in summary.values() for s, n in states.items() if s in _PENDING)
     unconfirmed = sum(
         states.get("accepted", 0)

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcaster.api import alerts, feed, metrics, uploads
+from broadcaster.api import alerts, feed, metrics, reports, uploads
 from broadcaster.api.auth import api_tokens, bearer_middleware
 from broadcaster.api.diskfull import disk_full_answer
 from broadcaster.api.keys import CLIENT, SERVICE
@@ -115,6 +115,7 @@ def make_app(service: BroadcasterService) -> web.Application:
 
     app.cleanup_ctx.append(lifetime)
     app.add_routes(alerts.routes)
+    app.add_routes(reports.routes)
     app.add_routes(feed.routes)
     app.add_routes(metrics.routes)
     app.add_routes(uploads.routes)

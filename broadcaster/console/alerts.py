@@ -255,7 +255,11 @@ async def submit(request: web.Request) -> web.Response:
         actor = actor_of(request)
         try:
             result = await state.service.submit(
-                alert, origin=actor, channels=draft.channels, requested_by=actor
+                alert,
+                origin=actor,
+                channels=draft.channels,
+                requested_by=actor,
+                within_division=True,
             )
         except CapError as exc:
             problems = compose.sorted_problems(exc.problems) or [

@@ -6,8 +6,9 @@ filters, each target's history, the map coloured by state, and Update and Cancel
   state, per-channel counts, completeness and every delivery's state, sent on each change the
   service reports (at most every 0.2 s) and a keep-alive comment every 15 s;
 - ``GET /console/alerts/{id}/deliveries?filter=failed|retrying|offline|pending|confirmed|
-  cancelled|expired``: the target list (JSON); ``GET /console/deliveries/{id}/events``: one
-  target's history;
+  cancelled|expired``: the target list (JSON), a relay delivery with its county node's latest
+  report (``report_text``: the county's deliveries per channel and state, shown under it);
+  ``GET /console/deliveries/{id}/events``: one target's history;
 - ``POST /console/alerts/{id}/cancel`` (internal reason required, optional public note): a
   CAP Cancel referencing the alert, its public text naming the warning it lifts;
   ``GET /console/alerts/{id}/update``: the compose form prefilled for a CAP Update.
@@ -33,6 +34,7 @@ from broadcaster.console.mapping import frame_around, target_dots
 from broadcaster.console.recordings import recordings_of
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.errors import CapError, StoreError
+from broadcaster.federation.reports import describe_summary
 from broadcaster.planner import alert_areas, select_targets
 from broadcaster.service import BroadcasterService
 from broadcaster.store.db import Database
@@ -219,6 +221,12 @@ async def deliveries(request: web.Request) -> web.Response:
     if chosen not in _FILTERS:
         raise web.HTTPBadRequest(text=f"unknown filter {chosen!r}; use {', '.join(_FILTERS)}")
     rows = await service.database.run(deliveries_of, service.database, alert_id, _FILTERS[chosen])
+    reports = await service.store.reports.for_alert(alert_id)
+    for row in rows:
+        report = reports.get(row["id"])
+        if report is not None:
+            row["report"] = report
+            row["report_text"] = describe_summary(report["summary"])
     return web.json_response({"filter": chosen, "deliveries": rows})
 
 

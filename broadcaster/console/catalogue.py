@@ -240,6 +240,7 @@ MESSAGES: dict[str, Words] = {
         "unknown or stopped channel(s): {channels}",
     ),
     "cap.rule": ("不符合 CAP 1.2 规范", "{message}"),
+    "outside-division": ("超出本中心的预警发布范围：{message}", "{message}"),
 }
 """Validation messages of the compose form, by key; ``{…}`` are filled from the problem."""
 

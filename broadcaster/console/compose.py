@@ -377,7 +377,9 @@ def sorted_problems(
             "rule": p.rule,
             "message": p.message,
             "message_zh": chinese.get((p.path, p.message))
-            or catalogue.message("cap.rule", message=p.message)[0],
+            or catalogue.message(
+                p.rule if p.rule in catalogue.MESSAGES else "cap.rule", message=p.message
+            )[0],
             "severity": p.severity,
         }
         for p in ordered

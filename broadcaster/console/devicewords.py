@@ -38,6 +38,8 @@ DEVICE_STATES: dict[str, Words] = {
     "idle": ("空闲", "idle"),
     "playing": ("播放中", "playing"),
     "error": ("故障", "error"),
+    "reachable": ("可连接", "reachable"),
+    "unreachable": ("无法连接", "unreachable"),
 }
 """States and whole phrases of health and probes that channels commonly report."""
 

@@ -305,6 +305,22 @@ class AlertTable:
             [(first + n, now) for n in range(len(deliveries))],
         )
 
+    def add_deliveries(
+        self, record: AlertRecord, deliveries: Sequence[NewDelivery], now: float
+    ) -> list[NewDelivery]:
+        """Add ``deliveries`` to a stored alert's outbox, leaving out those it holds already;
+        returns the ones added."""
+        with self.database.transaction() as conn:
+            held = set(
+                conn.execute(
+                    "SELECT channel, target_id, part FROM deliveries WHERE alert_id = ?",
+                    (record.id,),
+                ).fetchall()
+            )
+            fresh = [d for d in deliveries if (d.channel, d.target.id, d.part) not in held]
+            self._insert_deliveries(conn, record, fresh, now)
+        return fresh
+
     def _stop_alert(
         self, conn: sqlite3.Connection, alert_id: str, state: str, by: AlertRecord, now: float
     ) -> list[InFlight]:

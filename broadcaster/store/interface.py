@@ -2,10 +2,10 @@
 
 Handlers, the scheduler and the service reach stored state only through a :class:`Store`:
 its parts (:class:`AlertStore`, :class:`DeliveryStore`, :class:`TargetStore`,
-:class:`AuditStore`, :class:`ScheduleStore`) are coroutines returning records or plain rows,
-never connections or cursors, so another engine can implement them beside SQLite
-(:mod:`broadcaster.store.sqlite`). Rows are JSON-ready dicts whose keys are the column names
-the HTTP API and the console already show.
+:class:`AuditStore`, :class:`ScheduleStore`, :class:`NodeReportStore`) are coroutines
+returning records or plain rows, never connections or cursors, so another engine can implement
+them beside SQLite (:mod:`broadcaster.store.sqlite`). Rows are JSON-ready dicts whose keys are
+the column names the HTTP API and the console already show.
 """
 
 from __future__ import annotations
@@ -199,6 +199,22 @@ class ScheduleStore(Protocol):
         """Acknowledge a notice; False if there is none open."""
 
 
+class NodeReportStore(Protocol):
+    """What county nodes reported on the alerts relayed to them
+    (:mod:`broadcaster.federation.reports`)."""
+
+    async def record(
+        self, delivery_id: int, node: str, summary: Mapping[str, Any], complete: bool, now: float
+    ) -> None:
+        """Keep the node's latest report on a relay delivery; a final one is never replaced
+        by an unfinished one."""
+        ...
+
+    async def for_alert(self, alert_id: str) -> dict[int, Row]:
+        """The reports on an alert's relay deliveries, by delivery id."""
+        ...
+
+
 class Store(Protocol):
     """Every part of the store of one running system."""
 
@@ -216,3 +232,6 @@ class Store(Protocol):
 
     @property
     def schedules(self) -> ScheduleStore: ...
+
+    @property
+    def reports(self) -> NodeReportStore: ...

@@ -13,6 +13,7 @@ from typing import Any
 
 from broadcaster.audit import AuditEntry, AuditLog, AuditReport
 from broadcaster.delivery import Target
+from broadcaster.federation.reports import ReportTables
 from broadcaster.scheduler.store import SchedulerStore, SeedEntry, TargetOutcome
 from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
@@ -222,6 +223,20 @@ class SQLiteScheduleStore:
         return await self._run(self._tables.acknowledge, notice_id, by=by, now=now)
 
 
+class SQLiteNodeReportStore:
+    def __init__(self, database: Database, tables: ReportTables) -> None:
+        self._run = database.run
+        self._tables = tables
+
+    async def record(
+        self, delivery_id: int, node: str, summary: Mapping[str, Any], complete: bool, now: float
+    ) -> None:
+        await self._run(self._tables.record_node_report, delivery_id, node, summary, complete, now)
+
+    async def for_alert(self, alert_id: str) -> dict[int, Row]:
+        return await self._run(self._tables.node_reports, alert_id)
+
+
 class SQLiteStore:
     """Every part of the store over one SQLite :class:`~broadcaster.store.db.Database`."""
 
@@ -239,3 +254,4 @@ class SQLiteStore:
         self.targets = SQLiteTargetStore(database, targets)
         self.audit = SQLiteAuditStore(database, AuditLog(database, clock))
         self.schedules = SQLiteScheduleStore(database, SchedulerStore(database))
+        self.reports = SQLiteNodeReportStore(database, ReportTables(database))

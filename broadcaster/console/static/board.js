@@ -74,6 +74,16 @@
       cell(row, d.warning || "", d.warning ? "delivery-warning" : undefined);
       row.addEventListener("click", () => loadEvents(d));
       tbody.appendChild(row);
+      if (d.report_text) {
+        const report = document.createElement("tr");
+        report.className = "node-report";
+        report.dataset.report = d.id;
+        const done = d.report.complete ? text.words("已完成", "complete") : text.words("进行中", "in progress");
+        const td = cell(report, "");
+        td.colSpan = 6;
+        td.append(text.words("县级节点回报", "County node report"), " (", done, "): ", d.report_text);
+        tbody.appendChild(report);
+      }
     }
   }
 

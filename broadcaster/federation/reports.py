@@ -1,0 +1,156 @@
+"""Delivery summaries between nodes: what a county reports upward and what the city keeps.
+
+A summary is, per channel, how many of an alert's deliveries are ``confirmed``, ``failed``,
+``retrying`` (queued, being sent or waiting for the device's confirmation), ``expired`` and
+``cancelled`` (zero counts left out), with ``complete`` once every delivery is final. The city
+keeps the latest one a county node reported under the relay delivery it is about
+(``node_reports``); the county keeps the latest one the city acknowledged (``upward_reports``),
+so after a restart it reports only what changed and stops once a final summary was taken.
+Plain SQL on :class:`~broadcaster.store.db.Database`, run on its writer thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from broadcaster.store.db import Database
+
+REPORTED_STATES = ("confirmed", "failed", "retrying", "expired", "cancelled")
+_RETRYING = frozenset({"queued", "sending", "accepted"})
+MAX_CHANNELS = 64
+"""A report names at most this many channels (the route refuses more)."""
+
+
+def delivery_summary(
+    counts: Mapping[str, Mapping[str, int]], confirming: Collection[str]
+) -> tuple[dict[str, dict[str, int]], bool]:
+    """The reported form of an alert's state counts (``{channel: {state: n}}``) and whether
+    every delivery is final. ``accepted`` is final only on channels not in ``confirming``."""
+    summary: dict[str, dict[str, int]] = {}
+    complete = True
+    for channel, states in counts.items():
+        shown: dict[str, int] = {}
+        for state, n in states.items():
+            if state == "accepted" and channel not in confirming:
+                state = "confirmed"
+            elif state in _RETRYING:
+                state = "retrying"
+                complete = False
+            shown[state] = shown.get(state, 0) + n
+        summary[channel] = {s: shown[s] for s in REPORTED_STATES if shown.get(s)}
+    return summary, complete
+
+
+def summary_problem(summary: object) -> str | None:
+    """Why ``summary`` is not a valid reported summary, or None."""
+    if not isinstance(summary, dict):
+        return "summary must be an object of channels"
+    if len(summary) > MAX_CHANNELS:
+        return f"summary names more than {MAX_CHANNELS} channels"
+    for channel, states in summary.items():
+        if not isinstance(states, dict) or not channel or len(channel) > 100:
+            return f"summary.{channel[:100]}: must be an object of states"
+        for state, n in states.items():
+            if state not in REPORTED_STATES:
+                return f"summary.{channel}.{state[:40]}: unknown state"
+            if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < 10**9:
+                return f"summary.{channel}.{state}: must be a count"
+    return None
+
+
+def describe_summary(summary: Mapping[str, Mapping[str, int]]) -> str:
+    """One line for a person: ``sms: confirmed 3, retrying 1; fm: confirmed 1``."""
+    parts = []
+    for channel, states in sorted(summary.items()):
+        counts = ", ".join(f"{s} {n}" for s, n in states.items())
+        parts.append(f"{channel}: {counts or 'nothing'}")
+    return "; ".join(parts) or "no deliveries"
+
+
+class ReportTables:
+    """Both nodes' report tables (call on the database thread, through ``Database.run``)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def record_node_report(
+        self,
+        delivery_id: int,
+        node: str,
+        summary: Mapping[str, Any],
+        complete: bool,
+        now: float,
+    ) -> None:
+        """Keep ``node``'s latest report on the relay delivery ``delivery_id``; a final
+        report is never replaced by an earlier, unfinished one arriving late."""
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                "SELECT complete FROM node_reports WHERE delivery_id = ?", (delivery_id,)
+            ).fetchone()
+            if row is not None and row[0] and not complete:
+                return
+            conn.execute("DELETE FROM node_reports WHERE delivery_id = ?", (delivery_id,))
+            conn.execute(
+                "INSERT INTO node_reports (delivery_id, node, summary, complete, reported_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (delivery_id, node, json.dumps(summary, sort_keys=True), int(complete), now),
+            )
+
+    def node_reports(self, alert_id: str) -> dict[int, dict[str, Any]]:
+        """The reports on an alert's relay deliveries, by delivery id."""
+        rows = self.database.query(
+            "SELECT r.delivery_id, r.node, r.summary, r.complete, r.reported_at"
+            " FROM node_reports r JOIN deliveries d ON d.id = r.delivery_id"
+            " WHERE d.alert_id = ?",
+            (alert_id,),
+        )
+        return {
+            r["delivery_id"]: {
+                "node": r["node"],
+                "summary": json.loads(r["summary"]),
+                "complete": bool(r["complete"]),
+                "reported_at": r["reported_at"],
+            }
+            for r in rows
+        }
+
+    def unreported(self, origins: Sequence[str], since: float, limit: int) -> list[str]:
+        """Alerts that came from ``origins`` since ``since`` and whose final summary no
+        origin has taken yet, oldest first."""
+        rows = []
+        for origin in origins:
+            rows += self.database.query(
+                "SELECT a.id, a.received_at FROM alerts a WHERE a.origin = ?"
+                " AND a.received_at >= ? AND NOT EXISTS (SELECT 1 FROM upward_reports u"
+                " WHERE u.alert_id = a.id AND u.complete = 1)"
+                " ORDER BY a.received_at LIMIT ?",
+                (origin, since, limit),
+            )
+        rows.sort(key=lambda r: r["received_at"])
+        return [r["id"] for r in rows[:limit]]
+
+    def origin_of(self, alert_id: str) -> str | None:
+        rows = self.database.query("SELECT origin FROM alerts WHERE id = ?", (alert_id,))
+        return str(rows[0]["origin"]) if rows else None
+
+    def acknowledged(self, alert_id: str) -> dict[str, Any] | None:
+        """The summary the origin last took for ``alert_id``."""
+        rows = self.database.query(
+            "SELECT summary, complete FROM upward_reports WHERE alert_id = ?", (alert_id,)
+        )
+        if not rows:
+            return None
+        return {"summary": json.loads(rows[0]["summary"]), "complete": bool(rows[0]["complete"])}
+
+    def record_acknowledged(
+        self, alert_id: str, summary: Mapping[str, Any], complete: bool, now: float
+    ) -> None:
+        with self.database.transaction() as conn:
+            conn.execute("DELETE FROM upward_reports WHERE alert_id = ?", (alert_id,))
+            conn.execute(
+                "INSERT INTO upward_reports (alert_id, summary, complete, acked_at)"
+                " VALUES (?, ?, ?, ?)",
+                (alert_id, json.dumps(summary, sort_keys=True), int(complete), now),
+            )

@@ -1,0 +1,84 @@
+"""A city plans none of its own devices in a county it relays to; with ``fallback = "direct"``
+it delivers to them itself once that county node stays unreachable, and says so on the relay
+delivery, in the board's target list and in the audit log; meanwhile the node shows as an
+unreachable device."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from broadcaster.audit import AuditLog
+from broadcaster.cap.serialize import to_xml
+from broadcaster.config import Config
+from broadcaster.console.devices import device_rows
+from broadcaster.service import BroadcasterService
+from tests.core.support import make_alert, make_config, running, village_targets
+from tests.relay.test_relay_contract import closed_port
+
+ZHUOZI, LIANGCHENG = "150921000000", "150925000000"
+
+
+def _city(tmp_path: Path, fallback: str) -> Config:
+    relay = {
+        "type": "relay",
+        "fallback": fallback,
+        "fallback_after": "1s",
+        "nodes": [
+            {"division": "150921", "url": f"http://127.0.0.1:{closed_port()}", "token": "t" * 20}
+        ],
+    }
+    targets = village_targets("log", 5, ZHUOZI) + village_targets("log", 3, LIANGCHENG)
+    return make_config(tmp_path, {"relay": relay, "log": {"type": "log"}}, targets)
+
+
+async def _deliveries(service: BroadcasterService, alert_id: str) -> list[dict[str, object]]:
+    return await service.store.deliveries.deliveries(alert_id)
+
+
+async def _settled(service: BroadcasterService, alert_id: str, relay_state: str) -> list[dict]:  # type: ignore[type-arg]
+    for _ in range(300):
+        rows = await _deliveries(service, alert_id)
+        relay = [r for r in rows if r["channel"] == "relay"]
+        logs = [r for r in rows if r["channel"] == "log"]
+        if relay[0]["state"] == relay_state and all(r["state"] == "confirmed" for r in logs):
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(rows)
+
+
+async def test_the_city_delivers_itself_when_the_county_stays_unreachable(tmp_path: Path) -> None:
+    async with running(_city(tmp_path, "direct")) as city:
+        alert = make_alert("fallback-1", geocodes=(ZHUOZI, LIANGCHENG))
+        result = await city.submit(to_xml(alert), origin="test")
+        assert result.planned == {"relay": 1, "log": 3}, "卓资县's own devices are the county's"
+        rows = await _settled(city, result.alert_id, "failed")
+        relay = next(r for r in rows if r["channel"] == "relay")
+        error = str(relay["last_error"])
+        assert "county node unreachable for" in error
+        assert "delivers to the county's devices itself (log 5)" in error
+        direct = [
+            r for r in rows if r["channel"] == "log" and r["target_id"].startswith("log-150921")
+        ]
+        assert len(direct) == 5 and {r["state"] for r in direct} == {"confirmed"}
+        log = AuditLog(city.database)
+        entries = await city.database.run(log.entries, limit=100)
+        fallback = [e for e in entries if e.action == "relay.fallback"]
+        assert len(fallback) == 1 and fallback[0].subject == result.alert_id
+        assert fallback[0].detail["planned"] == {"log": 5}
+
+
+async def test_without_fallback_the_county_devices_stay_the_county_nodes(tmp_path: Path) -> None:
+    async with running(_city(tmp_path, "none")) as city:
+        alert = make_alert("fallback-2", geocodes=(ZHUOZI,), expires_in=3)
+        result = await city.submit(to_xml(alert), origin="test")
+        assert result.planned == {"relay": 1}
+        await asyncio.sleep(1.5)
+        rows = await _deliveries(city, result.alert_id)
+        assert [r["channel"] for r in rows] == ["relay"]
+        assert rows[0]["state"] == "queued" and "unreachable" in str(rows[0]["last_error"])
+        devices = (await city.health())["relay"].devices
+        assert devices["150921"]["state"] == "unreachable"
+        (row,) = device_rows(devices, time.time())
+        assert row["ok"] is False and "unreachable" in str(row["known"]["last_error"])
