@@ -36,7 +36,7 @@ from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.scheduler import ScheduledOperations
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
-from broadcaster.store.db import Database
+from broadcaster.store.db import open_database
 from broadcaster.store.interface import Store
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.sqlite import SQLiteStore
@@ -148,7 +148,13 @@ class BroadcasterService:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database = Database(self.data_dir / DATABASE_NAME)
+        store = self.config.store
+        self.database = open_database(
+            self.data_dir / DATABASE_NAME,
+            store.url.reveal() if store.url else None,
+            store.node,
+            store.lease_seconds,
+        )
         self.alerts = AlertTable(self.database)
         self.outbox = Outbox(self.database)
         self.targets = TargetTable(self.database)

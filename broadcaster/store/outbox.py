@@ -56,19 +56,20 @@ class Outbox:
         """
         with self.database.transaction() as conn:
             rows = conn.execute(
-                "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"
+                "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"  # noqa: S608
                 " d.idempotency_key, d.expires_at FROM deliveries d"
                 " JOIN alerts a ON a.id = d.alert_id"
                 " WHERE d.channel = ? AND d.state = 'queued' AND d.next_attempt_at <= ?"
                 " AND d.expires_at > ? AND a.state = 'active'"
-                " ORDER BY d.priority, d.next_attempt_at, d.id LIMIT ?",
+                " ORDER BY d.priority, d.next_attempt_at, d.id LIMIT ?"
+                + self.database.skip_locked("d"),
                 (channel, now, now, limit),
             ).fetchall()
-            ids = [(now, r["id"]) for r in rows]
+            lease = (self.database.node, now + self.database.lease_seconds)
             conn.executemany(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ?",
-                ids,
+                " updated_at = ?, claimed_by = ?, lease_until = ? WHERE id = ?",
+                [(now, *lease, r["id"]) for r in rows],
             )
             conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
@@ -94,8 +95,10 @@ class Outbox:
         """
         with self.database.transaction() as conn:
             rows = conn.execute(
-                "UPDATE deliveries SET next_attempt_at = ? WHERE channel = ? AND state = 'queued'"
-                " AND next_attempt_at > ? AND target_id IN (SELECT value FROM json_each(?))"
+                "UPDATE deliveries SET next_attempt_at = ? WHERE channel = ?"  # noqa: S608
+                " AND state = 'queued' AND next_attempt_at > ? AND target_id IN ("
+                + self.database.text_list()
+                + ")"
                 " RETURNING target_id",
                 (now, channel, now, json.dumps(list(target_ids))),
             ).fetchall()
@@ -167,9 +170,22 @@ class Outbox:
         )
         return [_claimed(r, r["attempts"]) for r in rows]
 
+    def renew_leases(self, now: float) -> int:
+        """Extend the leases of the deliveries this node is sending; returns how many."""
+        return self.database.conn.execute(
+            "UPDATE deliveries SET lease_until = ? WHERE state = 'sending' AND claimed_by = ?",
+            (now + self.database.lease_seconds, self.database.node),
+        ).rowcount
+
     def recover_in_flight(self, now: float) -> int:
-        """After a restart: deliveries left ``sending`` go back to ``queued`` (same key)."""
-        rows = self.database.query("SELECT id FROM deliveries WHERE state = 'sending'")
+        """At start: deliveries left ``sending`` go back to ``queued`` (same key). On a store
+        shared by several nodes, only those this node claimed or whose lease ran out."""
+        sql = "SELECT id FROM deliveries WHERE state = 'sending'"
+        params: tuple[Any, ...] = ()
+        if self.database.shared:
+            sql += " AND (claimed_by IS NULL OR claimed_by = ? OR lease_until <= ?)"
+            params = (self.database.node, now)
+        rows = self.database.query(sql, params)
         return self.apply(
             [
                 Transition(
@@ -186,10 +202,24 @@ class Outbox:
     def overdue(self, now: float, confirm_timeouts: Mapping[str, float]) -> list[Transition]:
         """Transitions for deliveries whose time is up.
 
-        Queued or accepted past their expiry → expired; accepted without a confirmation for
-        longer than the channel's confirmation timeout → queued again for another attempt.
+        Sending under a lease that ran out (its node stopped) → queued again, with the same
+        idempotency key; queued or accepted past their expiry → expired; accepted without
+        a confirmation for longer than the channel's confirmation timeout → queued again for
+        another attempt.
         """
-        found: list[Transition] = []
+        found: list[Transition] = [
+            Transition(
+                row["id"],
+                DeliveryState.QUEUED,
+                detail=f"lease of node {row['claimed_by']} ran out; resumed",
+                next_attempt_at=now,
+            )
+            for row in self.database.query(
+                "SELECT id, claimed_by FROM deliveries WHERE state = 'sending'"
+                " AND lease_until <= ?",
+                (now,),
+            )
+        ]
         for row in self.database.query(
             "SELECT id FROM deliveries WHERE state IN ('queued', 'accepted') AND expires_at <= ?",
             (now,),
