@@ -170,6 +170,11 @@ class Database:
         (nothing in SQLite, whose write transaction already excludes every other writer)."""
         return ""
 
+    def locked(self) -> str:
+        """The clause that locks the selected rows until the end of the transaction (nothing
+        in SQLite, whose write transaction already holds the whole database)."""
+        return ""
+
     def text_list(self) -> str:
         """A sub-select of the strings in a JSON array given as one parameter."""
         return "SELECT value FROM json_each(?)"

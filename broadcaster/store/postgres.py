@@ -142,7 +142,7 @@ class PgConnection:
         batch = [tuple(p) for p in parameters]
         if not batch:
             return PgCursor([], 0)
-        with self.raw.cursor() as cur:
+        with self.raw.cursor() as cur:  # psycopg sends the rows in one pipeline
             cur.executemany(translate(sql), batch)
             count = cur.rowcount
         self._changes += max(count, 0)
@@ -220,6 +220,9 @@ class PgDatabase(Database):
 
     def skip_locked(self, table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED"
+
+    def locked(self) -> str:
+        return " FOR UPDATE"
 
     def text_list(self) -> str:
         return "SELECT jsonb_array_elements_text(CAST(? AS jsonb))"

@@ -139,14 +139,15 @@ def test_claims_hold_a_lease_that_is_renewed_and_resumed_when_it_runs_out(
         database.query, "SELECT claimed_by, lease_until FROM deliveries WHERE state = 'sending'"
     )
     assert leases == [{"claimed_by": "node-a", "lease_until": NOW + 10}] * 3
-    assert database.call(outbox.renew_leases, NOW + 5) == 3
-    assert database.call(outbox.overdue, NOW + 14, {}) == []
-    found = database.call(outbox.overdue, NOW + 16, {})
+    assert database.call(outbox.renew_leases, NOW + 4) == 0  # more than half is left
+    assert database.call(outbox.renew_leases, NOW + 6) == 3
+    assert database.call(outbox.overdue, NOW + 15, {}) == []
+    found = database.call(outbox.overdue, NOW + 16.5, {})
     assert {t.delivery_id for t in found} == {c.id for c in claimed}
     assert all(t.to_state is DeliveryState.QUEUED for t in found)
-    assert database.call(outbox.apply, found, NOW + 16) == 3
+    assert database.call(outbox.apply, found, NOW + 16.5) == 3
     database.node = "node-b"
-    again = database.call(outbox.claim_due, "log", NOW + 16, 10)
+    again = database.call(outbox.claim_due, "log", NOW + 16.5, 10)
     assert sorted(c.idempotency_key for c in again) == ["k0", "k1", "k2", "k3"]
     assert {c.attempts for c in again if c.idempotency_key != "k3"} == {2}
 
