@@ -234,6 +234,40 @@ class DispatchHooks(Protocol):
         ...
 
 
+class RecordStore(Protocol):
+    """The channel's own key/value records (JSON values) in the store every node shares."""
+
+    async def get(self, key: str) -> Any | None: ...
+
+    async def put(self, key: str, value: Any) -> None: ...
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        """The records whose key starts with ``prefix``, by key."""
+        ...
+
+
+class DeviceLeaseHolder(Protocol):
+    """Leases on devices that one node at a time may use (an encoder link, a modem).
+
+    Acquire a device's lease before opening it and call ``acquire`` again well within
+    ``seconds`` to keep it; when it returns False another node holds the device: close it.
+    """
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+    async def acquire(self, resource: str) -> bool: ...
+
+    async def release(self, resource: str) -> None: ...
+
+    async def holder(self, resource: str) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core gives every channel instance."""
@@ -245,6 +279,8 @@ class ChannelContext:
     divisions: DivisionTree | None = None
     audio: AudioPublisher | None = None
     dispatch: DispatchHooks | None = None
+    records: RecordStore | None = None
+    leases: DeviceLeaseHolder | None = None
 
 
 PUBLIC_MODULES = (

@@ -39,6 +39,7 @@ from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import open_database
 from broadcaster.store.interface import Store
 from broadcaster.store.outbox import Outbox
+from broadcaster.store.records import ChannelRecords, DeviceLeases
 from broadcaster.store.sqlite import SQLiteStore
 from broadcaster.store.targets import TargetTable, load_targets_file
 from broadcaster.uploads import UploadStore
@@ -250,6 +251,8 @@ class BroadcasterService:
             divisions=self.divisions,
             audio=self.audio,
             dispatch=ChannelDispatch(self, name),
+            records=ChannelRecords(lambda: self.database, name, self.clock),
+            leases=DeviceLeases(lambda: self.database, name, self.clock),
         )
 
     @property

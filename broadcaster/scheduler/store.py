@@ -117,6 +117,18 @@ class SchedulerStore:
             (at, at, name),
         )
 
+    def claim_fire(self, name: str, scheduled_for: float) -> bool:
+        """Take the cron time ``scheduled_for`` of a schedule for this node; False if a node
+        (this one or another on the same store) took it already."""
+        return (
+            self.database.conn.execute(
+                "INSERT INTO schedule_fires (schedule, scheduled_for, node) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (name, scheduled_for, self.database.node),
+            ).rowcount
+            == 1
+        )
+
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(
