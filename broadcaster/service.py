@@ -36,6 +36,7 @@ from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.scheduler import ScheduledOperations
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
+from broadcaster.store.changes import ChangeWatcher
 from broadcaster.store.db import open_database
 from broadcaster.store.interface import Store
 from broadcaster.store.outbox import Outbox
@@ -229,8 +230,13 @@ class BroadcasterService:
         await self.operations.start()
         self.housekeeping = Housekeeping(self.audio, self.channels, faults=self.faults)
         await self.housekeeping.start()
+        self.changes = ChangeWatcher(self.database, self._notify) if self.database.shared else None
+        if self.changes is not None:
+            await self.changes.start()
 
     async def stop(self) -> None:
+        if self.changes is not None:
+            await self.changes.stop()
         await self.housekeeping.stop()
         await self.operations.stop()
         await self.dispatcher.stop()
