@@ -299,10 +299,11 @@ PUBLIC_MODULES = (
     "broadcaster.intake",
     "broadcaster.client_limits",
     "broadcaster.scheduler.runs",
+    "broadcaster.devicelease",
 )
 """The modules of the core a channel may import (``docs/writing-a-channel.md``): kept stable for
-third-party channels. The last three hold one name each that shipped channels use
-(``priority_of``, ``RateLimiter``, ``VOLUME_PARAMETER``)."""
+third-party channels. Three hold one name each that shipped channels use (``priority_of``,
+``RateLimiter``, ``VOLUME_PARAMETER``); the last wraps a device in its lease (``LeasedDevice``)."""
 
 ConfigT = TypeVar("ConfigT", bound=ChannelConfig, default=ChannelConfig)
 """The channel's configuration model: ``class MailChannel(Channel[MailChannelConfig])`` types
