@@ -76,8 +76,8 @@ class Outbox:
                 )
             conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-                " VALUES (?, ?, 'queued', 'sending', 'attempt ' || ?)",
-                [(r["id"], now, r["attempts"] + 1) for r in rows],
+                " VALUES (?, ?, 'queued', 'sending', ?)",
+                [(r["id"], now, f"attempt {r['attempts'] + 1}") for r in rows],
             )
         return [_claimed(r, r["attempts"] + 1) for r in rows]
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -67,6 +69,46 @@ def translate(sql: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Constant:
+    """A value written in the SQL text of an INSERT (``NULL``, ``'queued'``)."""
+
+    value: str | None
+
+
+_PLAIN_INSERT = re.compile(
+    r"^\s*INSERT INTO (\w+) \(([\w\s,]+)\)\s*VALUES\s*\(([^()]*)\)\s*$", re.I
+)
+_TEXT = re.compile(r"^'([^']*)'$")
+
+
+@functools.lru_cache(maxsize=256)
+def copy_plan(sql: str) -> tuple[str, tuple[int | Constant, ...]] | None:
+    """For ``INSERT INTO t (cols) VALUES (…)`` whose values are ``?``, ``NULL`` or quoted text:
+    the ``COPY`` statement and, per column, the parameter index or the constant. None for any
+    other statement (conflict clauses, expressions), which ``executemany`` sends as it is."""
+    match = _PLAIN_INSERT.match(sql)
+    if match is None:
+        return None
+    table, columns, values = match.groups()
+    fields: list[int | Constant] = []
+    marks = 0
+    for item in (v.strip() for v in values.split(",")):
+        text = _TEXT.match(item)
+        if item == "?":
+            fields.append(marks)
+            marks += 1
+        elif item.upper() == "NULL":
+            fields.append(Constant(None))
+        elif text is not None:
+            fields.append(Constant(text.group(1)))
+        else:
+            return None
+    if len(fields) != len(columns.split(",")):
+        return None
+    return f"COPY {table} ({columns.strip()}) FROM STDIN", tuple(fields)
 
 
 class PgRow:
@@ -142,9 +184,17 @@ class PgConnection:
         batch = [tuple(p) for p in parameters]
         if not batch:
             return PgCursor([], 0)
-        with self.raw.cursor() as cur:  # psycopg sends the rows in one pipeline
-            cur.executemany(translate(sql), batch)
-            count = cur.rowcount
+        plan = copy_plan(sql)
+        with self.raw.cursor() as cur:
+            if plan is None:  # psycopg sends the rows in one pipeline
+                cur.executemany(translate(sql), batch)
+                count = cur.rowcount
+            else:  # a plain INSERT of many rows: COPY, several times faster
+                statement, fields = plan
+                with cur.copy(statement) as copy:
+                    for row in batch:
+                        copy.write_row([row[f] if isinstance(f, int) else f.value for f in fields])
+                count = len(batch)
         self._changes += max(count, 0)
         return PgCursor([], count)
 

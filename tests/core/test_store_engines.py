@@ -13,7 +13,7 @@ from broadcaster.delivery import DeliveryState, Target, Transition
 from broadcaster.store.alerts import AlertRecord, AlertTable, NewDelivery
 from broadcaster.store.db import Database, open_database, schema_files
 from broadcaster.store.outbox import Outbox
-from broadcaster.store.postgres import PgDatabase, pg_schema_files, translate
+from broadcaster.store.postgres import Constant, PgDatabase, copy_plan, pg_schema_files, translate
 from broadcaster.testing.pgserver import PgServer
 
 NOW = 1_000.0
@@ -115,6 +115,19 @@ def test_placeholders_are_translated_outside_quotes_only() -> None:
         "SELECT '?', \"a?\" FROM t WHERE x = %s AND y LIKE '5%%'"
     )
     assert translate("a LIKE ? || '%'") == "a LIKE %s || '%%'"
+
+
+def test_plain_inserts_of_many_rows_become_copy_and_others_stay() -> None:
+    assert copy_plan(
+        "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+        " VALUES (?, ?, NULL, 'queued', 'planned')"
+    ) == (
+        "COPY delivery_events (delivery_id, at, from_state, to_state, detail) FROM STDIN",
+        (0, 1, Constant(None), Constant("queued"), Constant("planned")),
+    )
+    assert copy_plan("INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT DO NOTHING") is None
+    assert copy_plan("INSERT INTO t (a, b) VALUES (?, 'x' || ?)") is None
+    assert copy_plan("INSERT INTO t (a, b) VALUES (?)") is None
 
 
 def test_intake_stores_an_alert_once_and_keeps_bytes(database: Database) -> None:
