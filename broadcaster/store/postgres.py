@@ -220,6 +220,28 @@ def connect(url: str) -> PgConnection:
     return PgConnection(raw)
 
 
+def unreachable(url: str) -> str | None:
+    """Why the database at ``url`` cannot be used, or None (read only: nothing is created)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            return None
+    except psycopg.Error as exc:
+        return "cannot connect to PostgreSQL: " + " ".join(str(exc).split())
+
+
+def holds_officer(url: str) -> bool:
+    """Whether the database at ``url`` holds an officer, read without changing anything; one
+    that cannot be read counts as holding one (the start, not this check, says what is wrong)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            table = conn.execute("SELECT to_regclass('officers')").fetchone()
+            if table is None or table[0] is None:
+                return False
+            return conn.execute("SELECT 1 FROM officers LIMIT 1").fetchone() is not None
+    except psycopg.Error:
+        return True
+
+
 class PgDatabase(Database):
     """The store on PostgreSQL, used from a single worker thread like SQLite's."""
 
