@@ -8,6 +8,11 @@ Every database call runs on one dedicated thread (:class:`Database.run`): SQLite
 writer, and the event loop never blocks on disk. A call that finds the disk full is rolled back
 and raises :class:`~broadcaster.errors.DiskFullError`; :attr:`Database.space` remembers it for
 ``/healthz`` until space returns (:mod:`broadcaster.store.space`).
+
+The tables see a :class:`Connection` (the part of DB-API they use), so the PostgreSQL engine
+(:mod:`broadcaster.store.postgres`) can stand in for SQLite; :func:`open_database` picks the
+engine from ``[store]``. ``node`` and ``lease_seconds`` are the name and lease under which this
+process claims deliveries and devices when several nodes share a store.
 """
 
 from __future__ import annotations
