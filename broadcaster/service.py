@@ -36,11 +36,10 @@ from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.scheduler import ScheduledOperations
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
-from broadcaster.store.changes import ChangeWatcher
 from broadcaster.store.db import open_database
 from broadcaster.store.interface import Store
 from broadcaster.store.outbox import Outbox
-from broadcaster.store.records import ChannelRecords, DeviceLeases
+from broadcaster.store.records import ChangeWatcher, ChannelRecords, DeviceLeases
 from broadcaster.store.sqlite import SQLiteStore
 from broadcaster.store.targets import TargetTable, load_targets_file
 from broadcaster.uploads import UploadStore

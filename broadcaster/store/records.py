@@ -1,4 +1,5 @@
-"""Channel records and device leases (schema v9), on either store engine.
+"""What nodes sharing a store use beside the tables: channel records, device leases (schema
+v9) and the change watcher, on either store engine.
 
 - Channel records: each channel's own small key/value store of JSON values (an SMS
   submission's state, a device's last settings), in the shared store, so any node sees them.
@@ -7,6 +8,11 @@
   lease before it opens the device, renews it while it uses it and releases it when it stops;
   a lease that is not renewed (its node died) can be taken by another node once it runs out.
 
+- Changes: a node's own dispatcher tells its listeners (console streams, run reports) when
+  delivery state changes; :class:`ChangeWatcher` reads the newest delivery and alert event ids
+  once per period and tells them of changes other nodes made, so a console on node B follows
+  an alert that node A delivers. Only a shared store needs it.
+
 The tables are synchronous (database thread); :class:`ChannelRecords` and
 :class:`DeviceLeases` are what a channel gets through its
 :class:`~broadcaster.channel.ChannelContext`, scoped to the channel.
@@ -14,12 +20,18 @@ The tables are synchronous (database thread); :class:`ChannelRecords` and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from broadcaster.errors import StoreError
 from broadcaster.store.db import Database
+
+log = logging.getLogger(__name__)
 
 DatabaseOf = Callable[[], Database]
 """Gives the running store's database (channels are built before the store is opened)."""
@@ -160,3 +172,47 @@ class DeviceLeases:
         return await database.run(
             DeviceLeaseTable(database).holder, self._name(resource), self._clock()
         )
+
+
+def change_mark(database: Database) -> tuple[int, int]:
+    """The newest delivery event and alert event ids (call on the database thread)."""
+    row = database.conn.execute(
+        "SELECT (SELECT coalesce(max(id), 0) FROM delivery_events),"
+        " (SELECT coalesce(max(id), 0) FROM alert_events)"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+class ChangeWatcher:
+    """Calls ``on_change`` within about ``period`` seconds of any node's change."""
+
+    def __init__(
+        self, database: Database, on_change: Callable[[], None], period: float = 0.5
+    ) -> None:
+        self._database = database
+        self._on_change = on_change
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        mark = await self._database.run(change_mark, self._database)
+        self._task = asyncio.get_running_loop().create_task(self._loop(mark), name="changes")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self, mark: tuple[int, int]) -> None:
+        while True:
+            await asyncio.sleep(self._period)
+            try:
+                now = await self._database.run(change_mark, self._database)
+            except StoreError as exc:  # unreachable for a moment: look again next period
+                log.warning("cannot read the store's change mark: %s", exc)
+                continue
+            if now != mark:
+                mark = now
+                self._on_change()
