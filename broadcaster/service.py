@@ -257,7 +257,13 @@ class BroadcasterService:
             audio=self.audio,
             dispatch=ChannelDispatch(self, name),
             records=ChannelRecords(lambda: self.database, name, self.clock),
-            leases=DeviceLeases(lambda: self.database, name, self.clock),
+            # One process owns a SQLite store (the data directory is locked): no leases then,
+            # so a restart after a crash opens its devices at once.
+            leases=(
+                DeviceLeases(lambda: self.database, name, self.clock)
+                if self.config.store.url is not None
+                else None
+            ),
         )
 
     @property

@@ -16,7 +16,7 @@
 - With ``status_reports`` on, each segment's report is tracked (``channels.sms.tracking``) and
   the delivery is confirmed when every segment is delivered. Off, acceptance by the network is
   the final state and this instance's ``capabilities.confirms`` is False.
-- Each segment the network accepts is recorded in ``<data dir>/sms-<name>/submissions.sqlite3``
+- Each segment the network accepts is recorded in the channel's records in the store
   (``channels.sms.submissions``) before the next is sent, and each report before the modem
   deletes it. A delivery sent again after a restart is answered from that record and not
   transmitted twice; a message cut between two segments is completed; reports arriving after a
@@ -95,7 +95,6 @@ LANGUAGE_STRIDE = 10_000
 fewer numbers, and the first language keeps the plain place."""
 
 MIN_VALIDITY = timedelta(minutes=5)
-RECORD_NAME = "submissions.sqlite3"
 
 
 def channel_error(exc: GsmError, number: str) -> ChannelError:
@@ -140,7 +139,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
         )
         self._simulators: list[AtModemSimulator] = []
         self._network: SimulatedNetwork | None = None
-        store = SubmissionStore(context.data_dir / f"sms-{name}" / RECORD_NAME, name)
+        store = SubmissionStore(context.records, name)
         self.sender = SmsSender(store, self.confirm, reporting=self.config.status_reports)
         self._import_notes: tuple[str, ...] = ()
 

@@ -12,7 +12,7 @@ from broadcaster.channel import ChannelContext
 from broadcaster.delivery import Target
 from broadcaster.errors import DeviceUnavailableError
 from broadcaster.store.db import Database
-from broadcaster.store.records import DeviceLeases
+from broadcaster.store.records import ChannelRecords, DeviceLeases
 from broadcaster.testing.contract import contract_delivery
 from channels.sms import SmsChannel
 from channels.sms.config import SmsChannelConfig
@@ -26,6 +26,7 @@ def node(tmp_path: Path, database: Database, name: str) -> SmsChannel:
         sender_name="测试",
         public_url="http://127.0.0.1:1",
         leases=DeviceLeases(lambda: database, "sms"),
+        records=ChannelRecords(lambda: database, "sms"),
     )
     return SmsChannel("sms", SmsChannelConfig.model_validate(TABLE), context)
 
