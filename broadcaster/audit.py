@@ -110,6 +110,7 @@ class AuditLog:
         text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
         at = round(self.clock(), 6)
         with self.database.transaction() as conn:
+            self.database.serialize(conn, "audit_log.seq")
             row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             last = row.fetchone()
             seq = 1 if last is None else int(last["seq"]) + 1

@@ -261,6 +261,40 @@ class AlertHooks(Protocol):
         ...
 
 
+class RecordStore(Protocol):
+    """The channel's own key/value records (JSON values) in the store every node shares."""
+
+    async def get(self, key: str) -> Any | None: ...
+
+    async def put(self, key: str, value: Any) -> None: ...
+
+    async def delete(self, key: str) -> bool: ...
+
+    async def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        """The records whose key starts with ``prefix``, by key."""
+        ...
+
+
+class DeviceLeaseHolder(Protocol):
+    """Leases on devices that one node at a time may use (an encoder link, a modem).
+
+    Acquire a device's lease before opening it and call ``acquire`` again well within
+    ``seconds`` to keep it; when it returns False another node holds the device: close it.
+    """
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+    async def acquire(self, resource: str) -> bool: ...
+
+    async def release(self, resource: str) -> None: ...
+
+    async def holder(self, resource: str) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core gives every channel instance."""
@@ -275,6 +309,8 @@ class ChannelContext:
     alerts: AlertHooks | None = None
     signer: AlertSigner | None = None
     """Signs CAP documents with the server's key (``[cap] signing_key``), when configured."""
+    records: RecordStore | None = None
+    leases: DeviceLeaseHolder | None = None
 
 
 PUBLIC_MODULES = (
@@ -293,10 +329,11 @@ PUBLIC_MODULES = (
     "broadcaster.intake",
     "broadcaster.client_limits",
     "broadcaster.scheduler.runs",
+    "broadcaster.devicelease",
 )
 """The modules of the core a channel may import (``docs/writing-a-channel.md``): kept stable for
-third-party channels. The last three hold one name each that shipped channels use
-(``priority_of``, ``RateLimiter``, ``VOLUME_PARAMETER``)."""
+third-party channels. Three hold one name each that shipped channels use (``priority_of``,
+``RateLimiter``, ``VOLUME_PARAMETER``); the last wraps a device in its lease (``LeasedDevice``)."""
 
 ConfigT = TypeVar("ConfigT", bound=ChannelConfig, default=ChannelConfig)
 """The channel's configuration model: ``class MailChannel(Channel[MailChannelConfig])`` types

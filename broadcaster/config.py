@@ -433,6 +433,38 @@ def _division_level(code: str) -> str:
         return str(exc)
 
 
+class StoreConfig(StrictModel):
+    """Where the store lives: the SQLite file in the data directory unless ``url`` is set."""
+
+    url: SecretValue | None = Field(
+        None,
+        description="postgresql://user:password@host:port/dbname (libpq form; may hold a "
+        "password, so it may also be { env = NAME } or { file = PATH }); absent: SQLite",
+    )
+    node: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="this node's name in claims and leases (unique per running node); "
+        "default: host, process id and a random part",
+    )
+    lease_seconds: float = Field(
+        30.0,
+        ge=2,
+        le=3600,
+        description="how long a node's claim on a delivery or device lasts unless renewed; "
+        "another node resumes the work of a node silent this long",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_only(cls, value: Secret | None) -> Secret | None:
+        if value is not None and not value.reveal().startswith(("postgresql://", "postgres://")):
+            raise ValueError("only postgresql:// URLs are supported (absent: the SQLite file)")
+        return value
+
+
 class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
@@ -452,6 +484,7 @@ class Config(StrictModel):
     neighbour: list[NeighbourConfig] = Field(default_factory=list)
     """``[[neighbour]]``: nodes this one shares a filtered, signed feed with."""
     node: NodeConfig = Field(default_factory=NodeConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     def channel_base(self, name: str) -> ChannelConfig:
         """The common settings of channel instance ``name`` (already validated at load)."""

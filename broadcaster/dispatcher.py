@@ -48,7 +48,13 @@ from broadcaster.channel import (
 )
 from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import DeliveryState, Transition
-from broadcaster.errors import ChannelError, DiskFullError, PermanentError, RetryableError
+from broadcaster.errors import (
+    ChannelError,
+    DiskFullError,
+    PermanentError,
+    RetryableError,
+    StoreUnavailableError,
+)
 from broadcaster.faults import ChannelFaults
 from broadcaster.ratelimit import TokenBucket
 from broadcaster.rendition import Rendition, render
@@ -233,7 +239,7 @@ class Dispatcher:
                 claimed = await self.database.run(
                     self.outbox.claim_due, name, now, min(free, self.config.batch_size)
                 )
-            except DiskFullError:
+            except (DiskFullError, StoreUnavailableError):
                 await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
                 continue
             if not claimed:
@@ -351,7 +357,7 @@ class Dispatcher:
                 try:
                     await self._flush(batch)
                     break
-                except DiskFullError:  # keep the batch (and what joins it) until it fits
+                except (DiskFullError, StoreUnavailableError):  # keep the batch until it fits
                     await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
 
     async def _flush(self, batch: list[Transition] | None = None) -> None:
@@ -374,11 +380,13 @@ class Dispatcher:
         while True:
             now = self.clock()
             try:
+                await self.database.run(self.outbox.renew_leases, now)
                 await self.database.run(self.alerts.expire_due, now)
-            except DiskFullError:
+                overdue = await self.database.run(self.outbox.overdue, now, timeouts)
+            except (DiskFullError, StoreUnavailableError):
                 await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
                 continue
-            for transition in await self.database.run(self.outbox.overdue, now, timeouts):
+            for transition in overdue:
                 self._transitions.put_nowait(transition)
             await asyncio.sleep(self.config.idle_poll_seconds)
 

@@ -73,6 +73,10 @@ class DiskFullError(StoreError):
     """A write found the data directory's filesystem full; it was rolled back, nothing stored."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database server could not be reached; nothing was stored, try again shortly."""
+
+
 class ApprovalError(BroadcasterError, PermissionError):
     """An approval or rejection is not allowed (self-approval, not pending, expired)."""
 

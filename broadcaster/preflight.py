@@ -44,6 +44,7 @@ from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ConfigError, PluginError
 from broadcaster.plugins import check_channel_configs, load_plugin
 from broadcaster.signatures import SignaturePolicy
+from broadcaster.store.postgres import holds_officer, unreachable
 from broadcaster.store.targets import load_targets_file
 from broadcaster.upstream.sources import upstream_problems
 
@@ -91,6 +92,10 @@ def preflight(
     _checked(errors, "cap", config.cap, SignaturePolicy)
     errors += upstream_problems(config)
     errors += _first_admin_problems(config, running_on)
+    if config.store.url is not None:
+        store_problem = unreachable(config.store.url.reveal())
+        if store_problem:
+            errors.append(f"store.url: {store_problem}")
     if data_dir_in_use(running_on):
         errors.append(
             f"server.data_dir: a server is running on {running_on}"
@@ -128,7 +133,10 @@ def _first_admin_problems(config: Config, data_dir: Path) -> list[str]:
     account rules, and no officer in the store yet."""
     password = os.environ.get(ADMIN_PASSWORD_ENV)
     problem = password_problem(password, config.console) if password else None
-    if problem is None or _officer_exists(data_dir):
+    if problem is None:
+        return []
+    url = config.store.url
+    if holds_officer(url.reveal()) if url is not None else _officer_exists(data_dir):
         return []
     return [first_admin_refusal(problem)]
 

@@ -40,9 +40,10 @@ from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.scheduler import ScheduledOperations
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable
-from broadcaster.store.db import Database
+from broadcaster.store.db import open_database
 from broadcaster.store.interface import Store
 from broadcaster.store.outbox import Outbox
+from broadcaster.store.records import ChangeWatcher, ChannelRecords, DeviceLeases
 from broadcaster.store.sqlite import SQLiteStore
 from broadcaster.store.targets import TargetTable, load_targets_file
 from broadcaster.uploads import UploadStore
@@ -183,7 +184,13 @@ class BroadcasterService:
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database = Database(self.data_dir / DATABASE_NAME)
+        store = self.config.store
+        self.database = open_database(
+            self.data_dir / DATABASE_NAME,
+            store.url.reveal() if store.url else None,
+            store.node,
+            store.lease_seconds,
+        )
         self.alerts = AlertTable(self.database)
         self.outbox = Outbox(self.database)
         self.targets = TargetTable(self.database)
@@ -285,8 +292,13 @@ class BroadcasterService:
         )
         self.subscribe(self.reporter.changed)
         await self.reporter.start()
+        self.changes = ChangeWatcher(self.database, self._notify) if self.database.shared else None
+        if self.changes is not None:
+            await self.changes.start()
 
     async def stop(self) -> None:
+        if self.changes is not None:
+            await self.changes.stop()
         await self.reporter.stop()
         await self.upstream.stop()
         await self.neighbours.stop()
@@ -317,6 +329,14 @@ class BroadcasterService:
             dispatch=ChannelDispatch(self, name),
             alerts=ChannelAlerts(self, name),
             signer=self.signatures.signer,
+            records=ChannelRecords(lambda: self.database, name, self.clock),
+            # One process owns a SQLite store (the data directory is locked): no leases then,
+            # so a restart after a crash opens its devices at once.
+            leases=(
+                DeviceLeases(lambda: self.database, name, self.clock)
+                if self.config.store.url is not None
+                else None
+            ),
         )
 
     @property

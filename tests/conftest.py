@@ -1,5 +1,7 @@
 """Shared test infrastructure: paths to the CAP corpus in ``tests/data/cap``, a thread-leak check,
-and the ``processes`` fixture for tests that start real server processes.
+the ``processes`` fixture for tests that start real server processes, and the store engines:
+``database`` is a fresh store on SQLite and on PostgreSQL in turn (a real server, started once
+per session; skipped only where PostgreSQL is not installed, see README "Tests").
 
 Async leaks (tasks) are checked where services are stopped: see ``tests/core/support.py``.
 """
@@ -12,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from broadcaster.store.db import Database, open_database
+from broadcaster.testing.pgserver import PgServer, postgres_bin
 
 REPO = Path(__file__).resolve().parents[1]
 CAP_DATA = REPO / "tests" / "data" / "cap"
@@ -49,3 +54,41 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the whole session (fsync off, unix socket in its directory)."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; see README Tests)")
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store engine a test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(engine: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for SQLite; else the URL of a fresh PostgreSQL database at the current schema."""
+    if engine == "sqlite":
+        yield None
+        return
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = server.migrated()
+    yield url
+    server.drop(url)
+
+
+@pytest.fixture
+def database(database_url: str | None, tmp_path: Path) -> Iterator[Database]:
+    """A fresh store on the test's engine, closed at the end."""
+    db = open_database(tmp_path / "store.db", database_url, None, 30.0)
+    yield db
+    db.close()

@@ -211,8 +211,9 @@ class OfficerStore:
         def insert() -> bool:
             with self.database.transaction() as conn:
                 cursor = conn.execute(
-                    "INSERT OR IGNORE INTO officers (username, display_name, role, password_hash,"
-                    " created_at, password_changed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO officers (username, display_name, role, password_hash,"
+                    " created_at, password_changed_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
                     (username, display_name.strip(), role, password_hash, now, now),
                 )
             return cursor.rowcount == 1

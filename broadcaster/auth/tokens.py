@@ -80,12 +80,13 @@ class ApiTokenStore:
 
         def insert() -> int | None:
             with self.database.transaction() as conn:
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO api_token_grants (name, token_hash, hint,"
-                    " requires_approval, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                row = conn.execute(
+                    "INSERT INTO api_token_grants (name, token_hash, hint, requires_approval,"
+                    " created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING RETURNING id",
                     (name, _digest(token), token[:8], requires_approval, created_by, now),
-                )
-            return cursor.lastrowid if cursor.rowcount == 1 else None
+                ).fetchone()
+            return None if row is None else int(row["id"])
 
         grant_id = await self.database.run(insert)
         if grant_id is None:

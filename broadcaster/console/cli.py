@@ -33,7 +33,7 @@ from broadcaster.audit import AuditLog
 from broadcaster.auth import AccountError, OfficerStore, Role
 from broadcaster.config import Config, demo_config_path, load_config
 from broadcaster.deploy.datadir import PRIVATE_UMASK
-from broadcaster.store.db import Database
+from broadcaster.store.db import Database, open_database
 
 T = TypeVar("T")
 ACTOR = "cli"
@@ -53,7 +53,13 @@ def _with_database(
     data_dir = Path(args.data_dir) if args.data_dir else config.server.data_dir
     os.umask(PRIVATE_UMASK)  # the store holds password hashes: as private as serve keeps it
     data_dir.mkdir(parents=True, exist_ok=True)
-    database = Database(data_dir / DATABASE_NAME)
+    store = config.store
+    database = open_database(
+        data_dir / DATABASE_NAME,
+        store.url.reveal() if store.url else None,
+        store.node,
+        store.lease_seconds,
+    )
     try:
         return asyncio.run(work(database, config))
     finally:

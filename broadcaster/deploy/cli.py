@@ -26,6 +26,7 @@ from broadcaster.deploy.backup import (
 )
 from broadcaster.deploy.datadir import PRIVATE_UMASK
 from broadcaster.deploy.install import DEFAULT_CONFIG_SOURCE, InstallOptions, install
+from broadcaster.errors import DeployError
 
 
 def _database(args: argparse.Namespace) -> Path:
@@ -37,6 +38,11 @@ def _data_dir(args: argparse.Namespace) -> Path:
     if args.data_dir:
         return Path(args.data_dir).resolve()
     config = load_config(Path(args.config) if args.config else demo_config_path())
+    if config.store.url is not None:
+        raise DeployError(
+            "the store is on PostgreSQL ([store] url): back it up with PostgreSQL's own tools"
+            " (pg_basebackup, pgBackRest; see docs/deployment-postgresql.md)"
+        )
     return config.server.data_dir.resolve()
 
 

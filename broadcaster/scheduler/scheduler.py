@@ -150,6 +150,9 @@ class TestBroadcastScheduler:
         scheduled_for = due if due is not None else now
         if scheduled_for <= self._handled.get(name, float("-inf")):
             return  # caught up at start already
+        if not await self.store.claim_fire(name, scheduled_for):
+            self._handled[name] = scheduled_for
+            return  # another node sharing the store runs it
         try:
             await self._launch(schedule, "cron", scheduled_for)
         except ScheduleConflictError as exc:
@@ -172,12 +175,15 @@ class TestBroadcastScheduler:
         grace = self.config.grace_of(schedule)
         since = max(last_fire_at, now - grace)
         due, count = await asyncio.to_thread(latest_fire_time, trigger, since, now)
+        if due is not None and not await self.store.claim_fire(schedule.name, due):
+            self._handled[schedule.name] = due
+            return  # another node sharing the store ran it or runs it
         if due is not None:
             log.info("schedule %s: running the run due at %s now", schedule.name, _iso(due))
             await self._launch(schedule, "catch-up", due)
             return
         missed, count = await asyncio.to_thread(latest_fire_time, trigger, last_fire_at, now)
-        if missed is None:
+        if missed is None or not await self.store.claim_fire(schedule.name, missed):
             return
         detail = (
             f"{count} run(s) missed while the server was down, the last due at {_iso(missed)};"

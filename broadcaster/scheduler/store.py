@@ -112,8 +112,21 @@ class SchedulerStore:
 
     def set_last_fire(self, name: str, at: float) -> None:
         self.database.conn.execute(
-            "UPDATE schedules SET last_fire_at = max(coalesce(last_fire_at, 0), ?) WHERE name = ?",
-            (at, name),
+            "UPDATE schedules SET last_fire_at = CASE WHEN last_fire_at > ? THEN last_fire_at"
+            " ELSE ? END WHERE name = ?",
+            (at, at, name),
+        )
+
+    def claim_fire(self, name: str, scheduled_for: float) -> bool:
+        """Take the cron time ``scheduled_for`` of a schedule for this node; False if a node
+        (this one or another on the same store) took it already."""
+        return (
+            self.database.conn.execute(
+                "INSERT INTO schedule_fires (schedule, scheduled_for, node) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (name, scheduled_for, self.database.node),
+            ).rowcount
+            == 1
         )
 
     # -- runs ------------------------------------------------------------------------------
@@ -122,14 +135,14 @@ class SchedulerStore:
         self, schedule: str, kind: str, trigger: str, scheduled_for: float | None, now: float
     ) -> int:
         with self.database.transaction() as conn:
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO schedule_runs (schedule, kind, trigger, scheduled_for, started_at,"
-                " state) VALUES (?, ?, ?, ?, ?, 'running')",
+                " state) VALUES (?, ?, ?, ?, ?, 'running') RETURNING id",
                 (schedule, kind, trigger, scheduled_for, now),
-            )
+            ).fetchone()
             if scheduled_for is not None:
                 self.set_last_fire(schedule, scheduled_for)
-        return int(cursor.lastrowid or 0)
+        return int(row["id"])
 
     def record_missed(
         self,
@@ -143,13 +156,13 @@ class SchedulerStore:
         """A run that was not done: due while the server was down and past its grace time
         (``catch-up``), or due while the previous run was still going (``cron``)."""
         with self.database.transaction() as conn:
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO schedule_runs (schedule, kind, trigger, scheduled_for, started_at,"
-                " finished_at, state, detail) VALUES (?, ?, ?, ?, ?, ?, 'missed', ?)",
+                " finished_at, state, detail) VALUES (?, ?, ?, ?, ?, ?, 'missed', ?) RETURNING id",
                 (schedule, kind, trigger, scheduled_for, now, now, detail),
-            )
+            ).fetchone()
             self.set_last_fire(schedule, scheduled_for)
-        return int(cursor.lastrowid or 0)
+        return int(row["id"])
 
     def set_run_alert(self, run_id: int, alert_id: str) -> None:
         self.database.conn.execute(
@@ -169,8 +182,11 @@ class SchedulerStore:
         reached = sum(1 for o in outcomes if o.reached)
         with self.database.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO schedule_run_targets (run_id, channel, target_id,"
-                " target_name, outcome, detail, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO schedule_run_targets (run_id, channel, target_id, target_name,"
+                " outcome, detail, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, channel, target_id) DO UPDATE SET"
+                " target_name = excluded.target_name, outcome = excluded.outcome,"
+                " detail = excluded.detail, checked_at = excluded.checked_at",
                 [
                     (
                         run_id,
@@ -231,7 +247,8 @@ class SchedulerStore:
                     " checked_at, last_ok_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (channel, target_id) DO UPDATE SET ok = excluded.ok,"
                     " detail = excluded.detail, checked_at = excluded.checked_at,"
-                    " failures = CASE WHEN excluded.ok THEN 0 ELSE link_status.failures + 1 END,"
+                    " failures = CASE WHEN excluded.ok = 1 THEN 0"
+                    " ELSE link_status.failures + 1 END,"
                     " last_ok_at = coalesce(excluded.last_ok_at, link_status.last_ok_at)"
                     " RETURNING failures",
                     (channel, target_id, ok, detail, 0 if ok else 1, now, now if ok else None),
@@ -240,7 +257,7 @@ class SchedulerStore:
         return failures
 
     def links(self, channel: str | None = None, *, failing: bool = False) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM link_status WHERE (? IS NULL OR channel = ?)"
+        sql = "SELECT * FROM link_status WHERE (CAST(? AS TEXT) IS NULL OR channel = ?)"
         if failing:
             sql += " AND ok = 0"
         rows = self.database.query(sql + " ORDER BY channel, target_id", (channel, channel))
@@ -250,12 +267,12 @@ class SchedulerStore:
 
     def open_notice(self, kind: str, subject: str, message: str, now: float) -> int | None:
         """Open a notice; None if one for the same subject is open already."""
-        cursor = self.database.conn.execute(
+        row = self.database.conn.execute(
             "INSERT INTO notices (kind, subject, message, opened_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO NOTHING",
+            " ON CONFLICT (kind, subject) WHERE resolved_at IS NULL DO NOTHING RETURNING id",
             (kind, subject, message, now),
-        )
-        return int(cursor.lastrowid) if cursor.rowcount and cursor.lastrowid else None
+        ).fetchone()
+        return None if row is None else int(row["id"])
 
     def resolve_notice(self, kind: str, subject: str, now: float) -> int | None:
         """Close the open notice for a subject; returns its id, None if none was open."""

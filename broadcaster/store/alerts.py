@@ -8,13 +8,13 @@ answers "accepted" all of it is on disk.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.delivery import DeliveryState, Target
-from broadcaster.store.db import Database
+from broadcaster.errors import StoreError
+from broadcaster.store.db import Connection, Database
 
 ALERT_STATES = ("active", "held", "cancelled", "superseded", "expired")
 
@@ -111,34 +111,32 @@ class AlertTable:
         ``requested_by`` stores the alert held with a pending approval instead. ``notes`` are
         (event, detail) pairs added to the alert's event log (e.g. the signature verdict).
         """
-        try:
-            with self.database.transaction() as conn:
-                self._insert_alert(conn, record)
-                conn.executemany(
-                    "INSERT OR IGNORE INTO alert_references (alert_id, ref_sender,"
-                    " ref_identifier, ref_sent, ref_alert_id) VALUES (?, ?, ?, ?, ?)",
-                    [(record.id, r.sender, r.identifier, r.sent, r.alert_id) for r in references],
+        with self.database.transaction() as conn:
+            if not self._insert_alert(conn, record):
+                if self.find_id(record.sender, record.identifier, record.sent) == record.id:
+                    return False, []
+                raise StoreError(f"alert {record.id} conflicts with a stored alert")
+            conn.executemany(
+                "INSERT INTO alert_references (alert_id, ref_sender, ref_identifier, ref_sent,"
+                " ref_alert_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(record.id, r.sender, r.identifier, r.sent, r.alert_id) for r in references],
+            )
+            self._event(conn, record.id, now, "accepted", f"{record.origin}; {record.state}")
+            for event, detail in notes:
+                self._event(conn, record.id, now, event, detail)
+            if requested_by is not None:
+                conn.execute(
+                    "INSERT INTO approvals (alert_id, state, requested_by, requested_at)"
+                    " VALUES (?, 'pending', ?, ?)",
+                    (record.id, requested_by, now),
                 )
-                self._event(conn, record.id, now, "accepted", f"{record.origin}; {record.state}")
-                for event, detail in notes:
-                    self._event(conn, record.id, now, event, detail)
-                if requested_by is not None:
-                    conn.execute(
-                        "INSERT INTO approvals (alert_id, state, requested_by, requested_at)"
-                        " VALUES (?, 'pending', ?, ?)",
-                        (record.id, requested_by, now),
-                    )
-                    return True, []
-                in_flight = self._activate(conn, record, references, deliveries, supersede, now)
-        except sqlite3.IntegrityError:
-            if self.find_id(record.sender, record.identifier, record.sent) == record.id:
-                return False, []
-            raise
+                return True, []
+            in_flight = self._activate(conn, record, references, deliveries, supersede, now)
         return True, in_flight
 
     def _activate(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         record: AlertRecord,
         references: Sequence[ReferenceLink],
         deliveries: Sequence[NewDelivery],
@@ -240,12 +238,15 @@ class AlertTable:
         ]
 
     @staticmethod
-    def _insert_alert(conn: sqlite3.Connection, r: AlertRecord) -> None:
-        conn.execute(
+    def _insert_alert(conn: Connection, r: AlertRecord) -> bool:
+        """Insert the alert row; False if it (or its sender, identifier and sent) is stored
+        already: the unique constraints decide, so two nodes given one alert store it once."""
+        cursor = conn.execute(
             "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope, event,"
             " headline, severity, urgency, effective_at, expires_at, state, priority, channels,"
             " origin, cap_version, raw_xml, document, received_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 r.id,
                 r.sender,
@@ -270,13 +271,14 @@ class AlertTable:
                 r.received_at,
             ),
         )
+        return cursor.rowcount == 1
 
-    @staticmethod
     def _insert_deliveries(
-        conn: sqlite3.Connection, r: AlertRecord, deliveries: Sequence[NewDelivery], now: float
+        self, conn: Connection, r: AlertRecord, deliveries: Sequence[NewDelivery], now: float
     ) -> None:
         if not deliveries:
             return
+        self.database.serialize(conn, "deliveries.id")
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()[0]
         conn.executemany(
             "INSERT INTO deliveries (id, alert_id, channel, target_id, part, target, state,"
@@ -322,7 +324,7 @@ class AlertTable:
         return fresh
 
     def _stop_alert(
-        self, conn: sqlite3.Connection, alert_id: str, state: str, by: AlertRecord, now: float
+        self, conn: Connection, alert_id: str, state: str, by: AlertRecord, now: float
     ) -> list[InFlight]:
         updated = conn.execute(
             "UPDATE alerts SET state = ? WHERE id = ? AND state IN ('active', 'held')",
@@ -349,9 +351,7 @@ class AlertTable:
         return [InFlight(r["id"], alert_id, r["channel"]) for r in rows]
 
     @staticmethod
-    def _event(
-        conn: sqlite3.Connection, alert_id: str, now: float, event: str, detail: str
-    ) -> None:
+    def _event(conn: Connection, alert_id: str, now: float, event: str, detail: str) -> None:
         conn.execute(
             "INSERT INTO alert_events (alert_id, at, event, detail) VALUES (?, ?, ?, ?)",
             (alert_id, now, event, detail),

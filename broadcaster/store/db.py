@@ -8,12 +8,20 @@ Every database call runs on one dedicated thread (:class:`Database.run`): SQLite
 writer, and the event loop never blocks on disk. A call that finds the disk full is rolled back
 and raises :class:`~broadcaster.errors.DiskFullError`; :attr:`Database.space` remembers it for
 ``/healthz`` until space returns (:mod:`broadcaster.store.space`).
+
+The tables see a :class:`Connection` (the part of DB-API they use), so the PostgreSQL engine
+(:mod:`broadcaster.store.postgres`) can stand in for SQLite; :func:`open_database` picks the
+engine from ``[store]``. ``node`` and ``lease_seconds`` are the name and lease under which this
+process claims deliveries and devices when several nodes share a store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import secrets
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -21,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from broadcaster.errors import DiskFullError, StoreError
 from broadcaster.store.space import DiskSpace, is_disk_full
@@ -32,25 +40,91 @@ T = TypeVar("T")
 _SCHEMA_NAME = re.compile(r"^schema_v(\d+)\.sql$")
 
 
-def schema_files() -> list[tuple[int, str]]:
-    """The shipped schema migrations as (version, SQL), in version order."""
+def schema_files(engine: str = "") -> list[tuple[int, str]]:
+    """The shipped schema migrations as (version, SQL), in version order: SQLite's, or those
+    in the folder of ``engine`` (``"pg"``)."""
     found = []
-    for entry in resources.files("broadcaster.store").joinpath("schema").iterdir():
+    folder = resources.files("broadcaster.store").joinpath("schema")
+    for entry in (folder.joinpath(engine) if engine else folder).iterdir():
         match = _SCHEMA_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
     found.sort()
     versions = [v for v, _ in found]
     if versions != list(range(1, len(found) + 1)):
-        raise StoreError(f"schema files are not numbered 1..N: {versions}")
+        raise StoreError(f"{engine or 'SQLite'} schema files are not numbered 1..N: {versions}")
     return found
 
 
+DEFAULT_LEASE_SECONDS = 30.0
+"""How long a claim on a delivery or a device lasts unless its node renews it."""
+
+
+def default_node_name() -> str:
+    """A name no other running process has: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def open_database(path: Path, url: str | None, node: str | None, lease_seconds: float) -> Database:
+    """The SQLite file ``path``, or the PostgreSQL database at ``url`` when one is given."""
+    if url is None:
+        database = Database(path)
+    else:
+        from broadcaster.store.postgres import PgDatabase  # psycopg only when asked for
+
+        database = PgDatabase(url, path.parent)
+    database.node = node or database.node
+    database.lease_seconds = lease_seconds
+    return database
+
+
+class Cursor(Protocol):
+    """What the tables read from a statement: rows (by index or column name) and counts."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection the tables use; ``?`` marks a parameter."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    @property
+    def total_changes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class Database:
-    """One SQLite database file, used from a single worker thread."""
+    """One SQLite database file, used from a single worker thread.
+
+    The dialect helpers (:meth:`skip_locked`, :meth:`text_list`, :meth:`serialize`) name the
+    few places where SQL differs between engines; :class:`~broadcaster.store.postgres.PgDatabase`
+    overrides them, and every table keeps one body of SQL for both.
+    """
+
+    dialect = "sqlite"
+    shared = False
+    """Whether other nodes use this store too (SQLite: one process owns the file)."""
+    conn: Connection
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.node = default_node_name()
+        """The name under which this process claims deliveries and device leases."""
+        self.lease_seconds = DEFAULT_LEASE_SECONDS
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._thread_id: int | None = None
         self._closed = False
@@ -96,8 +170,26 @@ class Database:
     def schema_version(self) -> int:
         return int(self.call(lambda: self.conn.execute("PRAGMA user_version").fetchone()[0]))
 
+    def skip_locked(self, table: str) -> str:
+        """The clause that locks the selected rows of ``table`` and skips rows others hold
+        (nothing in SQLite, whose write transaction already excludes every other writer)."""
+        return ""
+
+    def locked(self) -> str:
+        """The clause that locks the selected rows until the end of the transaction (nothing
+        in SQLite, whose write transaction already holds the whole database)."""
+        return ""
+
+    def text_list(self) -> str:
+        """A sub-select of the strings in a JSON array given as one parameter."""
+        return "SELECT value FROM json_each(?)"
+
+    def serialize(self, conn: Connection, name: str) -> None:
+        """Hold the lock ``name`` until the end of the transaction of ``conn`` (nodes that
+        allocate ids or elect a leader take turns); SQLite's write transaction is such a lock."""
+
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """An immediate (write-locking) transaction; rolled back if the block or the commit
         raises (unless SQLite already rolled it back, as it does when the disk is full)."""
         self.conn.execute("BEGIN IMMEDIATE")
@@ -155,7 +247,9 @@ class Database:
         def _backup() -> None:
             target = sqlite3.connect(dest)
             try:
-                self.conn.backup(target)
+                source = self.conn
+                assert isinstance(source, sqlite3.Connection)
+                source.backup(target)
             finally:
                 target.close()
 

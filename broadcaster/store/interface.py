@@ -133,6 +133,9 @@ class ScheduleStore(Protocol):
     async def set_last_fire(self, name: str, at: float) -> None:
         """Record the latest cron time handled."""
 
+    async def claim_fire(self, name: str, scheduled_for: float) -> bool:
+        """Take a schedule's cron time for this node; False if a node took it already."""
+
     async def start_run(
         self, schedule: str, kind: str, trigger: str, scheduled_for: float | None, now: float
     ) -> int:

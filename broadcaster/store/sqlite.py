@@ -153,6 +153,9 @@ class SQLiteScheduleStore:
     async def set_last_fire(self, name: str, at: float) -> None:
         await self._run(self._tables.set_last_fire, name, at)
 
+    async def claim_fire(self, name: str, scheduled_for: float) -> bool:
+        return await self._run(self._tables.claim_fire, name, scheduled_for)
+
     async def start_run(
         self, schedule: str, kind: str, trigger: str, scheduled_for: float | None, now: float
     ) -> int:

@@ -69,6 +69,7 @@ class TargetTable:
         """Make the rows of ``source`` exactly ``targets``; returns how many there are."""
         rows = [_row(t, source) for t in targets]
         with self.database.transaction() as conn:
+            self.database.serialize(conn, "targets")  # nodes starting together take turns
             conn.execute("DELETE FROM targets WHERE source = ?", (source,))
             conn.executemany(_INSERT, rows)
         return len(rows)
@@ -76,6 +77,7 @@ class TargetTable:
     def upsert(self, target: Target, source: str) -> None:
         """Add or replace one target owned by ``source`` (a channel registering a receiver)."""
         with self.database.transaction() as conn:
+            self.database.serialize(conn, "targets")
             conn.execute("DELETE FROM targets WHERE id = ? AND source = ?", (target.id, source))
             conn.execute(_INSERT, _row(target, source))
 

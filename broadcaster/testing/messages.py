@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from broadcaster.cap import (
     Alert,
@@ -22,9 +24,47 @@ from broadcaster.delivery import Target
 from broadcaster.rendition import render
 
 
+class FileRecords:
+    """Channel records in one JSON file of the data directory: what the server keeps in its
+    store, for a channel exercised without one (each call reads and writes the whole file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _all(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        return dict(json.loads(self.path.read_text(encoding="utf-8")))
+
+    def _save(self, records: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+
+    async def get(self, key: str) -> Any | None:
+        return self._all().get(key)
+
+    async def put(self, key: str, value: Any) -> None:
+        self._save(self._all() | {key: value})
+
+    async def delete(self, key: str) -> bool:
+        records = self._all()
+        found = records.pop(key, None) is not None
+        self._save(records)
+        return found
+
+    async def items(self, prefix: str = "") -> list[tuple[str, Any]]:
+        return sorted((k, v) for k, v in self._all().items() if k.startswith(prefix))
+
+
 def channel_context(data_dir: Path) -> ChannelContext:
-    """A context with a data directory and nothing else (no registry, divisions or audio)."""
-    return ChannelContext(data_dir=data_dir, sender_name="测试", public_url="http://127.0.0.1:1")
+    """A context with a data directory and records kept in it (``channel-records.json``), and
+    nothing else (no registry, divisions, audio or device leases)."""
+    return ChannelContext(
+        data_dir=data_dir,
+        sender_name="测试",
+        public_url="http://127.0.0.1:1",
+        records=FileRecords(data_dir / "channel-records.json"),
+    )
 
 
 def contract_message(status: Status = Status.TEST) -> AlertMessage:

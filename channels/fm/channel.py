@@ -63,6 +63,7 @@ from broadcaster.channel import (
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
+from broadcaster.devicelease import LeasedDevice
 from broadcaster.errors import (
     ChannelError,
     RetryableError,
@@ -94,6 +95,10 @@ _FILE_PLAYER = ("ffmpeg", "-nostdin", "-v", "error", "-re", "-i", "{file}", "-c"
 _CANCELLED_KEPT = 4096
 
 
+async def _nothing() -> None:
+    """An encoder's link opens when an alert first needs it."""
+
+
 class FmChannel(Channel[FmChannelConfig]):
     """FM transmitters with RDS encoders; see the module docstring."""
 
@@ -110,6 +115,7 @@ class FmChannel(Channel[FmChannelConfig]):
     def __init__(self, name: str, config: FmChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         self._links: dict[str, TransmitterLink] = {}
+        self._leased: dict[str, LeasedDevice] = {}
         self._simulators: dict[str, RdsEncoderSimulator] = {}
         directory = context.data_dir / f"fm-{name}"
         # Simulated encoders live only as long as the process: nothing to restore later.
@@ -141,6 +147,8 @@ class FmChannel(Channel[FmChannelConfig]):
         await self._recover()
 
     async def stop(self) -> None:
+        leased, self._leased = list(self._leased.values()), {}
+        await asyncio.gather(*(device.stop() for device in leased))
         links = list(self._links.values())
         await asyncio.gather(*(link.close() for link in links))
         simulators, self._simulators = list(self._simulators.values()), {}
@@ -215,8 +223,24 @@ class FmChannel(Channel[FmChannelConfig]):
 
     # -- sending -----------------------------------------------------------------------
 
+    async def _hold(self, link: TransmitterLink) -> None:
+        """Use the encoder only under its lease: one node at a time keeps a link to it."""
+        url = link.client.config.url
+        device = self._leased.get(url)
+        if device is None:
+            device = self._leased[url] = LeasedDevice(
+                self.context.leases,
+                f"encoder:{url}",
+                open_device=_nothing,
+                close_device=link.close,
+                what=f"transmitter {link.name}'s encoder",
+            )
+            await device.start()
+        await device.check()
+
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         link = await self._link(delivery.target)
+        await self._hold(link)
         text = on_air_text(delivery.message, delivery.target, self.config)
         render = await self._render(delivery)
         if delivery.id in self._cancelled:

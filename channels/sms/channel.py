@@ -16,7 +16,7 @@
 - With ``status_reports`` on, each segment's report is tracked (``channels.sms.tracking``) and
   the delivery is confirmed when every segment is delivered. Off, acceptance by the network is
   the final state and this instance's ``capabilities.confirms`` is False.
-- Each segment the network accepts is recorded in ``<data dir>/sms-<name>/submissions.sqlite3``
+- Each segment the network accepts is recorded in the channel's records in the store
   (``channels.sms.submissions``) before the next is sent, and each report before the modem
   deletes it. A delivery sent again after a restart is answered from that record and not
   transmitted twice; a message cut between two segments is completed; reports arriving after a
@@ -51,6 +51,7 @@ from broadcaster.channel import (
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
+from broadcaster.devicelease import LeasedDevice
 from broadcaster.errors import (
     ChannelError,
     DeviceTimeoutError,
@@ -94,7 +95,6 @@ LANGUAGE_STRIDE = 10_000
 fewer numbers, and the first language keeps the plain place."""
 
 MIN_VALIDITY = timedelta(minutes=5)
-RECORD_NAME = "submissions.sqlite3"
 
 
 def channel_error(exc: GsmError, number: str) -> ChannelError:
@@ -129,9 +129,17 @@ class SmsChannel(Channel[SmsChannelConfig]):
                 confirms=False, description=f"SMS through GSM modems; {NO_REPORTS_NOTE}"
             )
         self._pool: GsmModemPool | None = None
+        self._started = False
+        self._device = LeasedDevice(
+            context.leases,
+            "modem-pool",
+            open_device=self._start_pool,
+            close_device=self._stop_pool,
+            what=f"the modem pool of channel {name}",
+        )
         self._simulators: list[AtModemSimulator] = []
         self._network: SimulatedNetwork | None = None
-        store = SubmissionStore(context.data_dir / f"sms-{name}" / RECORD_NAME, name)
+        store = SubmissionStore(context.records, name)
         self.sender = SmsSender(store, self.confirm, reporting=self.config.status_reports)
         self._import_notes: tuple[str, ...] = ()
 
@@ -153,10 +161,11 @@ class SmsChannel(Channel[SmsChannelConfig]):
         store = self.sender.store
         await store.open()
         try:
-            await self._start_pool()
+            await self._device.start()
         except BaseException:
             await store.close()
             raise
+        self._started = True
 
     async def _start_pool(self) -> None:
         pruned = await self.sender.store.prune(time.time())
@@ -191,11 +200,14 @@ class SmsChannel(Channel[SmsChannelConfig]):
                 pruned,
             )
 
-    async def stop(self) -> None:
+    async def _stop_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.stop()
         await asyncio.to_thread(self._stop_simulators)
+
+    async def stop(self) -> None:
+        await self._device.stop()
         await self.sender.store.close()
 
     async def housekeeping(self) -> None:
@@ -345,6 +357,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
         return max(MIN_VALIDITY, timedelta(seconds=delivery.expires_at - time.time()))
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        await self._device.check()
         pool = self._pool
         if pool is None:
             raise DeviceUnavailableError(f"channel {self.name} is not running")
@@ -383,6 +396,8 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     async def health(self) -> ChannelHealth:
         pool = self._pool
+        if pool is None and not self._device.held and self._started:
+            return ChannelHealth(ok=True, detail=f"{self._device.what} is used by another node")
         if pool is None:
             return ChannelHealth(ok=False, detail="not running")
         modems = pool.health()

@@ -1,10 +1,9 @@
-"""The record of what an SMS channel submitted, on disk, so a restart sends nothing twice.
+"""The record of what an SMS channel submitted, in the store, so a restart sends nothing twice.
 
-One SQLite database per channel instance, ``<data dir>/sms-<name>/submissions.sqlite3``: WAL
-with synchronous FULL (a write is on disk when it returns), foreign keys on, the schema in
-``schema/schema_vN.sql`` with its version in ``PRAGMA user_version`` (pending migrations run in
-one transaction). Every call runs on the store's own thread: one writer, and the event loop
-never waits on the disk.
+The record lives in the channel's records (:class:`~broadcaster.channel.RecordStore`, the
+``channel_records`` table of the store every node shares): one JSON record per delivery under
+``submission:<idempotency key>``, and ``delivery:<id>`` naming the key of a delivery, which
+status reports carry. A write is committed when it returns.
 
 Per delivery, under its idempotency key: the delivery id and the attempt whose pool reference
 (``<delivery id>/<attempt>``) the segments carry, the number, a digest of the text, the segment
@@ -15,7 +14,7 @@ TP-ST. A segment is written as soon as the network accepted it, before the next 
 Records are pruned ``KEEP_AFTER_EXPIRY`` after their alert expired, or ``KEEP_SETTLED`` after
 their outcome was written, whichever comes first.
 
-Errors: SubmissionStoreError (a ChannelError) names the file and what is wrong with it.
+Errors: SubmissionStoreError (a ChannelError) says what could not be read or written.
 """
 
 from __future__ import annotations
@@ -23,14 +22,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from broadcaster.channel import RecordStore
 from broadcaster.errors import ChannelError
 from channels.sms.tracking import pool_reference
 from drivers.gsm import SegmentSubmission, SmsResume
@@ -45,7 +41,8 @@ KEEP_AFTER_EXPIRY = 86_400.0
 KEEP_SETTLED = 2 * 86_400.0
 """Seconds a settled record is kept: long enough for the core to have recorded its outcome."""
 
-SCHEMA_VERSION = 1
+_SUBMISSION = "submission:"
+_DELIVERY = "delivery:"
 
 
 class SubmissionStoreError(ChannelError):
@@ -113,137 +110,71 @@ class SubmissionRecord:
 
 
 class SubmissionStore:
-    """The SQLite record of one channel instance; ``open`` before use, ``close`` after."""
+    """The record of one channel instance in its records; ``open`` before use, ``close`` after.
 
-    def __init__(self, path: Path, name: str = "sms") -> None:
-        self.path = path
+    Changes of one record are read, changed and written under one lock, so a report and a
+    segment of one delivery never overwrite each other.
+    """
+
+    def __init__(self, records: RecordStore | None, name: str = "sms") -> None:
+        self._records = records
         self._name = name
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._open = False
+        self._lock = asyncio.Lock()
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def _label(self) -> str:
+        return f"the SMS record of channel {self._name}"
 
     async def open(self) -> None:
-        """Open (or create) the database and check it; SubmissionStoreError if it is unusable."""
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"sms-store-{self._name}")
+        """Check the record can be read; SubmissionStoreError if it cannot."""
+        if self._records is None:
+            raise SubmissionStoreError(f"{self._label()} needs the store's channel records")
+        self._open = True
         try:
-            await self._run(self._open)
-        except BaseException:
-            await self.close()
+            await self._read(lambda records: records.items(_SUBMISSION))
+        except SubmissionStoreError:
+            self._open = False
             raise
 
     async def close(self) -> None:
-        """Finish the writes already queued, close the database and stop the thread."""
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        executor.submit(self._close)
-        await asyncio.to_thread(executor.shutdown, wait=True)
+        """Finish the writes already started; later calls say the record is not open."""
+        await self._settled()
+        self._open = False
 
-    def _open(self) -> None:
+    def _store(self) -> RecordStore:
+        if not self._open or self._records is None:
+            raise SubmissionStoreError(f"{self._label()} is not open")
+        return self._records
+
+    async def _settled(self) -> None:
+        """Let the outcomes already being written land first, as they were asked first."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
+
+    async def _read(self, read: Callable[[RecordStore], Awaitable[T]]) -> T:
+        await self._settled()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise self._error("cannot be created", exc) from exc
-        self._conn = conn
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a segment's record must outlive a power cut, not only a crash of the process
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise SubmissionStoreError(f"SMS record {self.path} is damaged: {check}")
-            self._migrate(conn)
-            conn.execute("BEGIN IMMEDIATE")  # a read-only file or directory fails here
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error("is not usable", exc) from exc
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def _error(self, what: str, exc: BaseException) -> SubmissionStoreError:
-        return SubmissionStoreError(
-            f"SMS record {self.path} {what}: {exc}; move it away to start with an empty record"
-        )
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise SubmissionStoreError(
-                f"SMS record {self.path} has schema version {version};"
-                f" this software knows up to {SCHEMA_VERSION}"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        schema = resources.files("channels.sms").joinpath("schema")
-        script = "BEGIN IMMEDIATE;\n"
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            sql = schema.joinpath(f"schema_v{step}.sql").read_text(encoding="utf-8")
-            script += f"{sql}\nPRAGMA user_version = {step};\n"
-        try:
-            conn.executescript(script + "COMMIT;")
-        except sqlite3.Error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            return await read(self._store())
+        except SubmissionStoreError:
             raise
+        except Exception as exc:
+            raise SubmissionStoreError(f"{self._label()} cannot be read: {exc}") from exc
 
-    async def _run(self, function: Callable[[], T]) -> T:
-        executor = self._executor
-        if executor is None:
-            raise SubmissionStoreError(f"SMS record {self.path} is not open")
-        return await asyncio.wrap_future(executor.submit(function))
-
-    def _later(self, what: str, function: Callable[[], object]) -> None:
-        """Queue a write whose result nobody waits for; a failure is logged."""
-        executor = self._executor
-        if executor is None:
-            return
-        executor.submit(function).add_done_callback(lambda done: self._logged(what, done))
-
-    def _logged(self, what: str, done: Future[object]) -> None:
-        error = done.exception()
-        if error is not None:
-            log.error("SMS record %s: cannot record %s: %s", self.path, what, error)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise SubmissionStoreError(f"SMS record {self.path} is not open")
-        return self._conn
-
-    def _write(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._db()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+    async def _write(self, write: Callable[[RecordStore], Awaitable[T]]) -> T:
+        await self._settled()
+        async with self._lock:
             try:
-                result = function(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
+                return await write(self._store())
+            except SubmissionStoreError:
                 raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error("cannot be written", exc) from exc
-        return result
+            except Exception as exc:
+                raise SubmissionStoreError(f"{self._label()} cannot be written: {exc}") from exc
 
     async def load(self, key: str) -> SubmissionRecord | None:
         """The record of the delivery with idempotency key ``key``, if there is one."""
-        return await self._run(lambda: self._load(key))
-
-    def _load(self, key: str) -> SubmissionRecord | None:
-        def read(conn: sqlite3.Connection) -> SubmissionRecord | None:
-            row = conn.execute("SELECT * FROM submissions WHERE key = ?", (key,)).fetchone()
-            return _record(conn, row) if row is not None else None
-
-        return self._read(read)
-
-    def _read(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return function(self._db())
-        except sqlite3.Error as exc:
-            raise self._error("cannot be read", exc) from exc
+        found = await self._read(lambda records: records.get(_SUBMISSION + key))
+        return None if found is None else _record(found)
 
     async def begin(
         self,
@@ -260,108 +191,147 @@ class SubmissionStore:
     ) -> None:
         """Start the record of a new transmission of ``key``, replacing an older one."""
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "DELETE FROM submissions WHERE key = ? OR delivery_id = ?", (key, delivery_id)
+        async def write(records: RecordStore) -> None:
+            earlier = await records.get(_DELIVERY + str(delivery_id))
+            if earlier is not None and earlier != key:
+                await records.delete(_SUBMISSION + str(earlier))
+            await records.put(
+                _SUBMISSION + key,
+                {
+                    "key": key,
+                    "delivery_id": delivery_id,
+                    "attempt": attempt,
+                    "number": number,
+                    "text_digest": digest,
+                    "total": total,
+                    "concat_reference": None,
+                    "created_at": now,
+                    "valid_until": valid_until,
+                    "expires_at": expires_at,
+                    "outcome": None,
+                    "detail": None,
+                    "settled_at": None,
+                    "segments": [],
+                },
             )
-            conn.execute(
-                "INSERT INTO submissions (key, delivery_id, attempt, number, text_digest, total,"
-                " created_at, valid_until, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, delivery_id, attempt, number, digest, total, now, valid_until, expires_at),
-            )
+            await records.put(_DELIVERY + str(delivery_id), key)
 
-        await self._run(lambda: self._write(write))
+        await self._write(write)
 
     async def segment(self, key: str, segment: SegmentSubmission, now: float) -> None:
         """Record one accepted segment. Segments of another modem go: the pool sends the whole
         message again when it moves to another modem."""
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM segments WHERE key = ? AND modem != ?", (key, segment.modem))
-            conn.execute(
-                "INSERT OR REPLACE INTO segments (key, sequence, modem, message_reference, state,"
-                " submitted_at) VALUES (?, ?, ?, ?, 'submitted', ?)",
-                (key, segment.sequence, segment.modem, segment.message_reference, now),
+        async def write(records: RecordStore) -> None:
+            found = await records.get(_SUBMISSION + key)
+            if found is None:
+                return
+            kept = [
+                s
+                for s in found["segments"]
+                if s["modem"] == segment.modem and s["sequence"] != segment.sequence
+            ]
+            kept.append(
+                {
+                    "sequence": segment.sequence,
+                    "modem": segment.modem,
+                    "message_reference": segment.message_reference,
+                    "state": "submitted",
+                    "status": None,
+                    "submitted_at": now,
+                }
             )
-            conn.execute(
-                "UPDATE submissions SET total = ?, concat_reference = ? WHERE key = ?",
-                (segment.total, segment.concat_reference, key),
-            )
+            found["segments"] = sorted(kept, key=lambda s: int(s["sequence"]))
+            found["total"] = segment.total
+            found["concat_reference"] = segment.concat_reference
+            await records.put(_SUBMISSION + key, found)
 
-        await self._run(lambda: self._write(write))
+        await self._write(write)
 
     async def report(
         self, delivery_id: int, sequence: int, modem: str, reference: int, state: str, status: int
     ) -> None:
-        """Record a segment's report; on disk when this returns (the modem deletes its copy
+        """Record a segment's report; stored when this returns (the modem deletes its copy
         only then)."""
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE segments SET state = ?, status = ? WHERE sequence = ? AND modem = ?"
-                " AND message_reference = ?"
-                " AND key = (SELECT key FROM submissions WHERE delivery_id = ?)",
-                (state, status, sequence, modem, reference, delivery_id),
-            )
+        async def write(records: RecordStore) -> None:
+            key = await records.get(_DELIVERY + str(delivery_id))
+            found = None if key is None else await records.get(_SUBMISSION + str(key))
+            if found is None:
+                return
+            for s in found["segments"]:
+                if (s["sequence"], s["modem"], s["message_reference"]) == (
+                    sequence,
+                    modem,
+                    reference,
+                ):
+                    s["state"], s["status"] = state, status
+            await records.put(_SUBMISSION + str(key), found)
 
-        await self._run(lambda: self._write(write))
+        await self._write(write)
 
     def settle(self, delivery_id: int, outcome: str, detail: str, now: float) -> None:
-        """Record the delivery's final outcome (queued: nothing waits for it)."""
+        """Record the delivery's final outcome (in the background: nothing waits for it)."""
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE submissions SET outcome = ?, detail = ?, settled_at = ?"
-                " WHERE delivery_id = ?",
-                (outcome, detail, now, delivery_id),
-            )
+        async def write(records: RecordStore) -> None:
+            key = await records.get(_DELIVERY + str(delivery_id))
+            found = None if key is None else await records.get(_SUBMISSION + str(key))
+            if found is None:
+                return
+            found.update(outcome=outcome, detail=detail, settled_at=now)
+            await records.put(_SUBMISSION + str(key), found)
 
-        self._later(f"the outcome of delivery {delivery_id}", lambda: self._write(write))
+        async def settling() -> None:
+            try:
+                async with self._lock:
+                    await write(self._store())
+            except Exception as exc:
+                log.error("cannot record the outcome of delivery %d: %s", delivery_id, exc)
+
+        if self._open:
+            task = asyncio.get_running_loop().create_task(settling())
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
 
     async def open_records(self, since: float) -> list[SubmissionRecord]:
         """Unsettled records whose validity ended after ``since``: reports may still come."""
-
-        def read(conn: sqlite3.Connection) -> list[SubmissionRecord]:
-            rows = conn.execute(
-                "SELECT * FROM submissions WHERE outcome IS NULL AND valid_until > ?"
-                " ORDER BY delivery_id",
-                (since,),
-            ).fetchall()
-            return [_record(conn, row) for row in rows]
-
-        return await self._run(lambda: self._read(read))
+        found = await self._read(lambda records: records.items(_SUBMISSION))
+        records = [_record(v) for _, v in found if v["outcome"] is None]
+        return sorted((r for r in records if r.valid_until > since), key=lambda r: r.delivery_id)
 
     async def prune(self, now: float) -> int:
         """Delete the records of long expired alerts and long settled deliveries; how many."""
 
-        def write(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "DELETE FROM submissions WHERE expires_at < ? OR settled_at < ?",
-                (now - KEEP_AFTER_EXPIRY, now - KEEP_SETTLED),
-            )
-            return cursor.rowcount
+        async def write(records: RecordStore) -> int:
+            pruned = 0
+            for key, value in await records.items(_SUBMISSION):
+                settled_at = value["settled_at"]
+                if value["expires_at"] < now - KEEP_AFTER_EXPIRY or (
+                    settled_at is not None and settled_at < now - KEEP_SETTLED
+                ):
+                    await records.delete(key)
+                    await records.delete(_DELIVERY + str(value["delivery_id"]))
+                    pruned += 1
+            return pruned
 
-        return await self._run(lambda: self._write(write))
+        return await self._write(write)
 
 
-def _record(conn: sqlite3.Connection, row: sqlite3.Row) -> SubmissionRecord:
-    segments: Sequence[sqlite3.Row] = conn.execute(
-        "SELECT * FROM segments WHERE key = ? ORDER BY sequence", (row["key"],)
-    ).fetchall()
-    total = int(row["total"])
-    concat = row["concat_reference"]
+def _record(found: dict[str, Any]) -> SubmissionRecord:
+    total = int(found["total"])
+    concat = found["concat_reference"]
     return SubmissionRecord(
-        key=row["key"],
-        delivery_id=int(row["delivery_id"]),
-        attempt=int(row["attempt"]),
-        number=row["number"],
-        digest=row["text_digest"],
+        key=found["key"],
+        delivery_id=int(found["delivery_id"]),
+        attempt=int(found["attempt"]),
+        number=found["number"],
+        digest=found["text_digest"],
         total=total,
         concat_reference=None if concat is None else int(concat),
-        valid_until=float(row["valid_until"]),
-        expires_at=float(row["expires_at"]),
-        outcome=row["outcome"],
-        detail=row["detail"],
+        valid_until=float(found["valid_until"]),
+        expires_at=float(found["expires_at"]),
+        outcome=found["outcome"],
+        detail=found["detail"],
         segments=tuple(
             SegmentRecord(
                 sequence=int(s["sequence"]),
@@ -372,6 +342,6 @@ def _record(conn: sqlite3.Connection, row: sqlite3.Row) -> SubmissionRecord:
                 state=s["state"],
                 status=s["status"],
             )
-            for s in segments
+            for s in found["segments"]
         ),
     )

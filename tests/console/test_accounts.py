@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -34,13 +33,11 @@ class Clock:
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[OfficerStore, SessionStore, Clock]]:
-    database = Database(tmp_path / "b.db")
+async def stores(database: Database) -> AsyncIterator[tuple[OfficerStore, SessionStore, Clock]]:
     clock = Clock()
     config = ConsoleConfig(lockout_after=3, lockout_minutes=10, idle_minutes=30)
     officers = OfficerStore(database, config, clock)
     yield officers, SessionStore(database, config, clock), clock
-    database.close()
 
 
 async def test_password_is_stored_as_argon2_hash_only(stores) -> None:  # type: ignore[no-untyped-def]
@@ -108,23 +105,19 @@ async def test_sessions_end_when_idle_and_on_password_change(stores) -> None:  #
     assert await sessions.lookup("made-up") is None
 
 
-async def test_api_tokens_are_shown_once_and_revocable(tmp_path: Path) -> None:
-    database = Database(tmp_path / "b.db")
-    try:
-        tokens = ApiTokenStore(database)
-        token, grant = await tokens.create("county-feed", created_by="console:root")
-        assert token.startswith("bct_") and grant.hint == token[:8]
-        stored = await database.run(database.query, "SELECT * FROM api_token_grants")
-        assert token not in repr(stored)
-        found = await tokens.client_for(token)
-        assert found is not None and found.name == "county-feed"
-        assert await tokens.client_for(token[:-1] + "x") is None
-        with pytest.raises(AccountError):
-            await tokens.create("county-feed", created_by="console:root")
-        await tokens.revoke(grant.id, by="console:root")
-        assert await tokens.client_for(token) is None
-    finally:
-        database.close()
+async def test_api_tokens_are_shown_once_and_revocable(database: Database) -> None:
+    tokens = ApiTokenStore(database)
+    token, grant = await tokens.create("county-feed", created_by="console:root")
+    assert token.startswith("bct_") and grant.hint == token[:8]
+    stored = await database.run(database.query, "SELECT * FROM api_token_grants")
+    assert token not in repr(stored)
+    found = await tokens.client_for(token)
+    assert found is not None and found.name == "county-feed"
+    assert await tokens.client_for(token[:-1] + "x") is None
+    with pytest.raises(AccountError):
+        await tokens.create("county-feed", created_by="console:root")
+    await tokens.revoke(grant.id, by="console:root")
+    assert await tokens.client_for(token) is None
 
 
 def test_login_rate_limit_per_address() -> None:

@@ -10,8 +10,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from broadcaster.testing.pgserver import PgServer
 from tests.processes import broadcaster
 
 UNSET = "BROADCASTER_PREFLIGHT_TEST_UNSET"
@@ -200,3 +202,26 @@ def test_a_channel_entry_that_is_not_a_table_is_reported_once(tmp_path: Path) ->
         "channels.spare: must be a table",
         "channels.push.vapid_subject: Field required",
     ]
+
+
+def test_a_postgresql_store_must_answer_and_its_officers_count(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    url = pg_server.migrated()
+    unreachable = f'[store]\nurl = "postgresql://broadcaster@127.0.0.1:{free_port()}/none"\n'
+    config = write_config(tmp_path, free_port(), store=unreachable)
+    down = run("check-config", "--config", str(config))
+    assert down.returncode == 1
+    (problem,) = problems(down.stderr)
+    assert problem.startswith("store.url: cannot connect to PostgreSQL")
+    # Reachable, and holding an officer: a short first-admin password is then no problem (with
+    # no officer there, or the store read from the data directory, it would be one).
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO officers (username, role, password_hash, created_at,"
+            " password_changed_at) VALUES ('chief', 'admin', 'x', 0, 0)"
+        )
+    config = write_config(tmp_path, free_port(), store=f'[store]\nurl = "{url}"\n')
+    env = {**os.environ, "BROADCASTER_ADMIN_PASSWORD": "short"}
+    assert broadcaster("check-config", "--config", str(config), env=env).returncode == 0
+    pg_server.drop(url)

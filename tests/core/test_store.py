@@ -1,4 +1,5 @@
-"""The SQLite store: settings, versioned migrations, transitions that respect the state machine."""
+"""The SQLite store's settings and versioned migrations; transitions that respect the state
+machine on both engines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Transition
 from broadcaster.errors import StoreError
 from broadcaster.store.db import Database, schema_files
+from broadcaster.store.outbox import Outbox
 
 
 def test_new_database_is_at_the_latest_version_in_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -58,32 +60,24 @@ def test_final_states_are_never_left() -> None:
         assert not (sources & finals), f"{target} may be entered from a final state"
 
 
-def test_disallowed_transition_is_dropped_and_not_logged(tmp_path: Path) -> None:
-    db = Database(tmp_path / "s.db")
-    try:
+def test_disallowed_transition_is_dropped_and_not_logged(database: Database) -> None:
+    def setup() -> None:
+        with database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
+                " effective_at, expires_at, state, priority, channels, origin, cap_version,"
+                " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
+                " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', ?, '{}', 0)",
+                (b"",),
+            )
+            conn.execute(
+                "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
+                " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
+                " VALUES (1, 'a', 'log', 't', '{}', 'cancelled', 0, 0, 9e9, 'k', 0)"
+            )
 
-        def setup() -> None:
-            with db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
-                    " effective_at, expires_at, state, priority, channels, origin, cap_version,"
-                    " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
-                    " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', x'', '{}', 0)"
-                )
-                conn.execute(
-                    "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
-                    " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
-                    " VALUES (1, 'a', 'log', 't', '{}', 'cancelled', 0, 0, 9e9, 'k', 0)"
-                )
-
-        db.call(setup)
-        from broadcaster.store.outbox import Outbox
-
-        outbox = Outbox(db)
-        applied = db.call(
-            outbox.apply, [Transition(1, DeliveryState.CONFIRMED, detail="late")], 1.0
-        )
-        assert applied == 0
-        assert db.call(outbox.events, 1) == []
-    finally:
-        db.close()
+    database.call(setup)
+    outbox = Outbox(database)
+    late = [Transition(1, DeliveryState.CONFIRMED, detail="late")]
+    assert database.call(outbox.apply, late, 1.0) == 0
+    assert database.call(outbox.events, 1) == []

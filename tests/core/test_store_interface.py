@@ -26,18 +26,15 @@ _REACHING_THROUGH = re.compile(r"\bdatabase\.run\(|\bservice\.(alerts|outbox|tar
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    database = Database(tmp_path / "store.db")
-    try:
-        yield SQLiteStore(
-            database,
-            alerts=AlertTable(database),
-            outbox=Outbox(database),
-            targets=TargetTable(database),
-            clock=lambda: 1_000.0,
-        )
-    finally:
-        database.close()
+async def store(database: Database) -> AsyncIterator[Store]:
+    """The store's interface over a fresh database of each engine."""
+    yield SQLiteStore(
+        database,
+        alerts=AlertTable(database),
+        outbox=Outbox(database),
+        targets=TargetTable(database),
+        clock=lambda: 1_000.0,
+    )
 
 
 async def test_targets_round_trip_through_the_interface(store: Store) -> None:

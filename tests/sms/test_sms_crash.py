@@ -44,10 +44,13 @@ TOKEN = "sms-crash-token-7"
 
 
 def recorded_segments(path: Path) -> int:
+    """Segments in the SMS channel's submission records, read from the server's store file."""
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        count = int(conn.execute("SELECT count(*) FROM segments").fetchone()[0])
+        rows = conn.execute(
+            "SELECT value FROM channel_records WHERE channel = 'sms' AND key LIKE 'submission:%'"
+        ).fetchall()
     conn.close()
-    return count
+    return sum(len(json.loads(value)["segments"]) for (value,) in rows)
 
 
 @pytest.mark.slow
@@ -153,7 +156,7 @@ class Server:
         port = free_port()
         data_dir = tmp_path / "data"
         self.base = f"http://127.0.0.1:{port}"
-        self.record = data_dir / "sms-sms" / "submissions.sqlite3"
+        self.record = data_dir / "broadcaster.db"
         (tmp_path / "targets.json").write_text(
             json.dumps([group("t", recipients)], ensure_ascii=False), encoding="utf-8"
         )

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from broadcaster.config import Config
 from broadcaster.service import DATABASE_NAME
+from broadcaster.store.db import Database
 from channels.sms import SubmissionStoreError
 from drivers.gsm import SegmentSubmission
 from drivers.gsm.simulator_network import (
@@ -207,49 +207,25 @@ async def test_a_message_cut_between_two_segments_is_completed_after_the_restart
     assert any("(1 of them before a restart)" in (e["detail"] or "") for e in events)
 
 
-def store_path(config: Config) -> Path:
-    return config.server.data_dir / "sms-sms" / "submissions.sqlite3"
-
-
-def damage_by_garbage(path: Path) -> str:
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"\x00garbage, not a database\xff" * 200)
-    return "is not usable: file is not a database; move it away to start with an empty record"
-
-
-def damage_by_a_file_for_its_directory(path: Path) -> str:
-    path.parent.parent.mkdir(parents=True)
-    path.parent.write_text("in the way", encoding="utf-8")
-    return "cannot be created: "
-
-
-def damage_by_a_newer_schema(path: Path) -> str:
-    path.parent.mkdir(parents=True)
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA user_version = 9")
-    conn.close()
-    return "has schema version 9; this software knows up to 1"
-
-
-@pytest.mark.parametrize(
-    "damage", [damage_by_garbage, damage_by_a_file_for_its_directory, damage_by_a_newer_schema]
-)
-async def test_an_unusable_record_fails_the_start_with_a_clear_error(
-    make_simulator: SimulatorFactory,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
-    damage: Any,
+async def test_an_unreadable_record_fails_the_start_with_a_clear_error(
+    make_simulator: SimulatorFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     simulator = make_simulator("sim0")
     table = sms_channel_table([modem_table("m0", simulator.device_path)])
     config = make_config(tmp_path, {"sms": table, "log": {"type": "log"}}, [])
-    expected = damage(store_path(config))
+    database = Database(config.server.data_dir / DATABASE_NAME)
+    database.call(
+        database.conn.execute,
+        "INSERT INTO channel_records (channel, key, value, updated_at)"
+        " VALUES ('sms', 'submission:k', '{not json', 0)",
+    )
+    database.close()
     caplog.set_level(logging.ERROR)
     async with running(config) as service:
         failures = {f.channel: f.error for f in service.failures}
         started = sorted(service.channels)
     assert started == ["log"]
-    assert expected in failures["sms"] and str(store_path(config)) in failures["sms"]
+    assert "the SMS record of channel sms cannot be read" in failures["sms"]
     assert not [r for r in caplog.records if r.exc_info]  # a message, no traceback
     assert simulator.commands_seen == []  # no modem opened
 

@@ -1,5 +1,5 @@
-"""The record of submissions on real SQLite files, and the answers the channel gives from it
-when a delivery comes again, against a simulated modem on a pty."""
+"""The record of submissions in the store's channel records (on both engines), and the answers
+the channel gives from it when a delivery comes again, against a simulated modem on a pty."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ import pytest
 from broadcaster.channel import Confirmation, ConfirmationOutcome, OutgoingDelivery, SendOutcome
 from broadcaster.delivery import Target
 from broadcaster.errors import PermanentError
+from broadcaster.store.db import Database
+from broadcaster.store.records import ChannelRecords
 from broadcaster.testing.contract import channel_context, contract_delivery
+from broadcaster.testing.messages import FileRecords
 from channels.sms import SmsChannel, SmsChannelConfig, SubmissionStore, SubmissionStoreError
 from drivers.gsm import SegmentSubmission
 from drivers.gsm.simulator_network import RecipientBehaviour, RecipientRule, SimulatedNetwork
@@ -26,8 +29,8 @@ NUMBER = "+8613800471001"
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SubmissionStore]:
-    opened = SubmissionStore(tmp_path / "sms-sms" / "submissions.sqlite3")
+async def store(database: Database) -> AsyncIterator[SubmissionStore]:
+    opened = SubmissionStore(ChannelRecords(lambda: database, "sms"))
     await opened.open()
     yield opened
     await opened.close()
@@ -103,7 +106,7 @@ async def test_old_and_expired_records_are_pruned_or_no_longer_watched(
 
 
 async def test_a_closed_store_says_so() -> None:
-    closed = SubmissionStore(Path("/nonexistent/sms/submissions.sqlite3"))
+    closed = SubmissionStore(FileRecords(Path("/nonexistent/sms/records.json")))
     with pytest.raises(SubmissionStoreError, match="is not open"):
         await closed.load("k")
 
@@ -199,4 +202,4 @@ async def test_sms_still_go_out_when_the_record_fails_and_health_says_so(
     result = await sms.send(delivery())
     health = await sms.health()
     assert result.outcome is SendOutcome.ACCEPTED and len(network.records) == 1
-    assert health.ok and "submissions.sqlite3 is not open" in health.detail
+    assert health.ok and "SMS record of channel sms is not open" in health.detail

@@ -1,0 +1,48 @@
+"""Channel records and device leases on both store engines."""
+
+from __future__ import annotations
+
+from broadcaster.store.db import Database
+from broadcaster.store.records import ChannelRecords, DeviceLeases, DeviceLeaseTable
+
+
+async def test_records_are_kept_per_channel_as_json(database: Database) -> None:
+    sms = ChannelRecords(lambda: database, "sms", clock=lambda: 5.0)
+    fm = ChannelRecords(lambda: database, "fm", clock=lambda: 5.0)
+    await sms.put("submission:1", {"state": "sent", "parts": [1, 2], "text": "暴雪"})
+    await sms.put("submission:2", {"state": "queued"})
+    await sms.put("other", 3)
+    await fm.put("submission:1", "not sms")
+    assert await sms.get("submission:1") == {"state": "sent", "parts": [1, 2], "text": "暴雪"}
+    await sms.put("submission:2", {"state": "delivered"})
+    assert await sms.items("submission:") == [
+        ("submission:1", {"state": "sent", "parts": [1, 2], "text": "暴雪"}),
+        ("submission:2", {"state": "delivered"}),
+    ]
+    assert await sms.delete("other") is True and await sms.delete("other") is False
+    assert await sms.get("other") is None
+    assert await fm.items() == [("submission:1", "not sms")]
+
+
+def test_a_device_lease_has_one_holder_until_it_runs_out(database: Database) -> None:
+    leases = DeviceLeaseTable(database)
+    assert database.call(leases.acquire, "fm:encoder:1", "a", 100.0, 10.0)
+    assert not database.call(leases.acquire, "fm:encoder:1", "b", 105.0, 10.0)
+    assert database.call(leases.acquire, "fm:encoder:1", "a", 105.0, 10.0)  # renewed to 115
+    assert not database.call(leases.acquire, "fm:encoder:1", "b", 114.0, 10.0)
+    assert database.call(leases.holder, "fm:encoder:1", 114.0) == "a"
+    assert database.call(leases.acquire, "fm:encoder:1", "b", 115.0, 10.0)  # a went silent
+    assert not database.call(leases.acquire, "fm:encoder:1", "a", 116.0, 10.0)
+    assert not database.call(leases.release, "fm:encoder:1", "a")  # not a's any more
+    assert database.call(leases.release, "fm:encoder:1", "b")
+    assert database.call(leases.holder, "fm:encoder:1", 116.0) is None
+
+
+async def test_channel_leases_are_named_within_the_channel(database: Database) -> None:
+    database.node = "node-1"
+    fm = DeviceLeases(lambda: database, "fm", clock=lambda: 50.0)
+    sms = DeviceLeases(lambda: database, "sms", clock=lambda: 50.0)
+    assert await fm.acquire("link") and await sms.acquire("link")
+    assert await fm.holder("link") == "node-1"
+    await fm.release("link")
+    assert await fm.holder("link") is None and await sms.holder("link") == "node-1"
