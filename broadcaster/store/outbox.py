@@ -9,6 +9,7 @@ delivery already cancelled or expired) is dropped, so the log never contradicts 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from typing import Any
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
 from broadcaster.store.db import Database
+
+_STATE_CHUNK = 500
+"""Deliveries whose states one query reads (under every engine's parameter limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,32 +114,27 @@ class Outbox:
         return None if row[0] is None else float(row[0])
 
     def apply(self, transitions: Sequence[Transition], now: float) -> int:
-        """Apply the allowed transitions in one transaction; returns how many took effect."""
-        applied = 0
+        """Apply the allowed transitions in one transaction; returns how many took effect.
+
+        The current states are read once per chunk of deliveries and each transition is
+        checked, in order, against the state the ones before it left; the changes and their
+        ``delivery_events`` rows are then written with one statement each, in that order.
+        """
+        updates: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        late_content: list[tuple[Any, ...]] = []
         with self.database.transaction() as conn:
+            states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
-                allowed = sorted({t.to_state} if t.progress else ALLOWED_FROM[t.to_state])
-                marks = ", ".join("?" for _ in allowed)
-                row = conn.execute(
-                    f"SELECT state FROM deliveries WHERE id = ? AND state IN ({marks})",  # noqa: S608
-                    (t.delivery_id, *allowed),
-                ).fetchone()
-                if row is None:
-                    if t.content is not None or t.warning is not None:
+                current = states.get(t.delivery_id)
+                allowed = {t.to_state} if t.progress else ALLOWED_FROM[t.to_state]
+                if current is None or current not in allowed:
+                    if current is not None and (t.content is not None or t.warning is not None):
                         # The device confirmed before ``send`` returned: keep what was sent.
-                        conn.execute(
-                            "UPDATE deliveries SET content = coalesce(content, ?),"
-                            " warning = coalesce(warning, ?) WHERE id = ?",
-                            (_content_json(t.content), t.warning, t.delivery_id),
-                        )
+                        late_content.append((_content_json(t.content), t.warning, t.delivery_id))
                     continue
-                conn.execute(
-                    "UPDATE deliveries SET state = ?, updated_at = ?,"
-                    " last_error = coalesce(?, last_error),"
-                    " provider_ref = coalesce(?, provider_ref),"
-                    " content = coalesce(?, content),"
-                    " warning = coalesce(?, warning),"
-                    " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
+                states[t.delivery_id] = t.to_state
+                updates.append(
                     (
                         t.to_state,
                         now,
@@ -145,15 +144,44 @@ class Outbox:
                         t.warning,
                         t.next_attempt_at,
                         t.delivery_id,
-                    ),
+                    )
                 )
-                conn.execute(
-                    "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (t.delivery_id, now, row["state"], t.to_state, t.detail or t.last_error),
-                )
-                applied += 1
-        return applied
+                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
+            conn.executemany(
+                "UPDATE deliveries SET state = ?, updated_at = ?,"
+                " last_error = coalesce(?, last_error),"
+                " provider_ref = coalesce(?, provider_ref),"
+                " content = coalesce(?, content),"
+                " warning = coalesce(?, warning),"
+                " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
+                updates,
+            )
+            conn.executemany(
+                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                events,
+            )
+            conn.executemany(
+                "UPDATE deliveries SET content = coalesce(content, ?),"
+                " warning = coalesce(warning, ?) WHERE id = ?",
+                late_content,
+            )
+        return len(updates)
+
+    @staticmethod
+    def _states(conn: sqlite3.Connection, ids: set[int]) -> dict[int, str]:
+        """The current state of each of ``ids`` that exists, read in chunks."""
+        ordered = sorted(ids)
+        states: dict[int, str] = {}
+        for first in range(0, len(ordered), _STATE_CHUNK):
+            chunk = ordered[first : first + _STATE_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows = conn.execute(
+                f"SELECT id, state FROM deliveries WHERE id IN ({marks})",  # noqa: S608
+                chunk,
+            ).fetchall()
+            states.update((row["id"], row["state"]) for row in rows)
+        return states
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
