@@ -34,6 +34,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,6 +58,33 @@ STAGES = (AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED)
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds of this process's threads so far, summed by name (``sqlite``, ``asyncio``,
+    the event loop as ``main``...)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    by_name: dict[str, float] = {}
+    main_id = os.getpid()
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for task in Path(f"/proc/{main_id}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        name = "main" if int(task.name) == main_id else name.rstrip("0123456789_-")
+        by_name[name] = by_name.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return by_name
+
+
+def threads_spent(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each thread group spent since ``before`` (0.01 s resolution)."""
+    return {
+        name: round(spent - before.get(name, 0.0), 2)
+        for name, spent in thread_cpu_s().items()
+        if spent - before.get(name, 0.0) >= 0.01
+    }
 
 
 def peak_rss_mb() -> float:
@@ -301,6 +329,8 @@ def format_row(result: dict[str, Any] | str) -> str:
         parts.append(f"peak RSS {result['rss_mb']:.0f} MB")
     if "confirmed" in result:
         parts.append(f"confirmed {_s(result['confirmed'])}")
+    if "threads" in result:
+        parts.append(f"CPU by thread {result['threads']}")
     return "; ".join(parts)
 
 

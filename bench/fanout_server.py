@@ -13,7 +13,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bench.bench_fanout import AckTimes, broker_for, cpu_s, lean_fleet, peak_rss_mb, spread
+from bench.bench_fanout import (
+    AckTimes,
+    broker_for,
+    cpu_s,
+    lean_fleet,
+    peak_rss_mb,
+    spread,
+    thread_cpu_s,
+    threads_spent,
+)
 from bench.bench_loudspeaker import TOKEN, confirmed, server_config
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
@@ -58,7 +67,7 @@ async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float)
                     "Authorization": f"Bearer {TOKEN}",
                     "Content-Type": "application/cap+xml",
                 }
-                cpu_before = cpu_s()
+                cpu_before, threads_before = cpu_s(), thread_cpu_s()
                 async with aiohttp.ClientSession() as session:
                     url = f"http://127.0.0.1:{port}/api/v1/alerts"
                     async with session.post(url, data=alert, headers=headers) as response:
@@ -71,6 +80,7 @@ async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float)
                     await confirmed(service, answer["id"], boxes)
                 done = time.time()
                 cpu = cpu_s() - cpu_before
+                threads = threads_spent(threads_before)
                 arrivals, sim_after = await fleet.ask()
         finally:
             await runner.cleanup()
@@ -78,6 +88,7 @@ async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float)
         "wire": spread(arrivals, start, boxes),
         "confirmed": done - start,
         "cpu_s": cpu,
+        "threads": threads,
         "sim_cpu": sim_after - sim_before,
         "rss_mb": peak_rss_mb(),
     }

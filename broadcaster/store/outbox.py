@@ -118,11 +118,13 @@ class Outbox:
 
         The current states are read once per chunk of deliveries and each transition is
         checked, in order, against the state the ones before it left; the changes and their
-        ``delivery_events`` rows are then written with one statement each, in that order.
+        ``delivery_events`` rows are then written with one statement each, in that order. News
+        that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
         updates: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         late_content: list[tuple[Any, ...]] = []
+        touched: set[int] = set()
         with self.database.transaction() as conn:
             states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
@@ -134,6 +136,10 @@ class Outbox:
                         late_content.append((_content_json(t.content), t.warning, t.delivery_id))
                     continue
                 states[t.delivery_id] = t.to_state
+                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
+                if current == t.to_state and _only_progress(t):
+                    touched.add(t.delivery_id)  # keeps the confirmation timeout at bay
+                    continue
                 updates.append(
                     (
                         t.to_state,
@@ -146,7 +152,6 @@ class Outbox:
                         t.delivery_id,
                     )
                 )
-                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
             conn.executemany(
                 "UPDATE deliveries SET state = ?, updated_at = ?,"
                 " last_error = coalesce(?, last_error),"
@@ -162,11 +167,15 @@ class Outbox:
                 events,
             )
             conn.executemany(
+                "UPDATE deliveries SET updated_at = ? WHERE id = ?",
+                [(now, delivery_id) for delivery_id in sorted(touched)],
+            )
+            conn.executemany(
                 "UPDATE deliveries SET content = coalesce(content, ?),"
                 " warning = coalesce(warning, ?) WHERE id = ?",
                 late_content,
             )
-        return len(updates)
+        return len(events)
 
     @staticmethod
     def _states(conn: sqlite3.Connection, ids: set[int]) -> dict[int, str]:
@@ -303,6 +312,17 @@ class Outbox:
             "SELECT channel FROM deliveries WHERE id = ?", (delivery_id,)
         ).fetchone()
         return None if row is None else str(row["channel"])
+
+
+def _only_progress(t: Transition) -> bool:
+    """Whether ``t`` changes nothing but the time of the delivery's last news."""
+    return (
+        t.last_error is None
+        and t.provider_ref is None
+        and t.content is None
+        and t.warning is None
+        and t.next_attempt_at is None
+    )
 
 
 def _content_json(content: Mapping[str, Any] | None) -> str | None:

@@ -93,3 +93,18 @@ def test_a_batch_larger_than_one_state_read_judges_every_delivery(
     assert db.call(outbox.summary, "a") == {"loudspeaker": {"accepted": 600, "confirmed": 600}}
     assert _history(db, outbox, 1199) == [("sending", "accepted"), ("accepted", "confirmed")]
     assert _history(db, outbox, 1200) == [("sending", "accepted")]
+
+
+def test_progress_moves_only_the_time_of_the_last_news_and_is_logged(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    db.call(outbox.apply, [Transition(3, S.ACCEPTED, detail="sent", provider_ref="p")], 5.0)
+    progress = [Transition(3, S.ACCEPTED, detail=d, progress=True) for d in ("accepted", "playing")]
+    assert db.call(outbox.apply, progress, 7.0) == 2
+    (row,) = [r for r in db.call(outbox.deliveries, "a") if r["id"] == 3]
+    assert (row["state"], row["updated_at"], row["provider_ref"]) == ("accepted", 7.0, "p")
+    assert [e["detail"] for e in db.call(outbox.events, 3)] == ["sent", "accepted", "playing"]
+    # An accepted delivery with recent news is not taken for one whose box went silent.
+    assert db.call(outbox.overdue, 9.0, {"loudspeaker": 3.0}) == []
+    assert [t.delivery_id for t in db.call(outbox.overdue, 11.0, {"loudspeaker": 3.0})] == [3]
