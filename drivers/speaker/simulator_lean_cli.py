@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--id-prefix", default="sim-")
     parser.add_argument("--areas", default="", help="comma-separated area codes")
     parser.add_argument("--bare-topic", help="bare MQTT subscribers of this topic instead")
+    parser.add_argument("--connect-timeout-s", type=float, default=120.0)
     parser.add_argument("--source-host", help="local address to connect from (127.0.0.2, …)")
     return parser
 
@@ -37,8 +38,14 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _serve(fleet: LeanFleet) -> None:
-    await fleet.start()
+async def _serve(fleet: LeanFleet, connect_timeout_s: float) -> int:
+    try:
+        async with asyncio.timeout(connect_timeout_s):
+            await fleet.start()
+    except (TimeoutError, OSError) as exc:
+        print(f"simulator: not every box could connect: {exc!r}", file=sys.stderr)
+        fleet.close()
+        return 1
     print(f"ready {len(fleet.boxes)}", flush=True)
     while line := await asyncio.to_thread(sys.stdin.readline):
         if line.strip() == "arrivals":
@@ -46,6 +53,7 @@ async def _serve(fleet: LeanFleet) -> None:
         elif line.strip() == "reset":
             fleet.reset()
     fleet.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, SpeakerError) as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(fleet))
-    return 0
+    return asyncio.run(_serve(fleet, args.connect_timeout_s))
 
 
 if __name__ == "__main__":
