@@ -231,7 +231,8 @@ async def hub_alone(transport: str, boxes: int, work: Path, timeout_s: float) ->
             online = asyncio.Event()
             link = f"mqtt://{mqtt.host}:{mqtt.port}" if mqtt else f"tcp://127.0.0.1:{hub.tcp_port}"
             async with lean_fleet(link, boxes) as fleet:
-                await online.wait()
+                async with asyncio.timeout(timeout_s):
+                    await online.wait()
                 _, sim_before = await fleet.ask()
                 template = CommandTemplate(play("play-bench", "http://127.0.0.1:9/a.wav"))
                 cpu_before, start = cpu_s(), time.time()

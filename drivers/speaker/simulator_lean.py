@@ -126,10 +126,16 @@ class LeanBox:
 class _TcpBox(asyncio.Protocol):
     """A box on a direct TCP link: a hello line, then one signed message per line."""
 
-    def __init__(self, box: LeanBox, connected: asyncio.Future[None]) -> None:
+    def __init__(
+        self, box: LeanBox, connected: asyncio.Future[None], lost: Callable[[LeanBox], None]
+    ) -> None:
         self._box = box
         self._buffer = b""
         self._connected = connected
+        self._lost = lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(self._box)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -148,15 +154,23 @@ class _MqttBox(asyncio.Protocol):
     """A box (or a bare subscriber) with its own MQTT 3.1.1 session to the broker."""
 
     def __init__(
-        self, box: LeanBox, config: LeanFleetConfig, connected: asyncio.Future[None]
+        self,
+        box: LeanBox,
+        config: LeanFleetConfig,
+        connected: asyncio.Future[None],
+        lost: Callable[[LeanBox], None],
     ) -> None:
         self._box = box
+        self._lost = lost
         self._config = config
         self._topics = SpeakerTopics(config.prefix)
         self._decoder = MqttDecoder()
         self._connected = connected
         self._transport: asyncio.Transport | None = None
         self._next_id = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(self._box)
 
     def _packet_id(self) -> int:
         self._next_id = self._next_id % 0xFFFF + 1
@@ -229,29 +243,52 @@ class LeanFleet:
                 config.box_id, range(config.first_index, config.first_index + config.boxes)
             )
         ]
-        self._transports: list[asyncio.BaseTransport] = []
+        self._transports: dict[str, asyncio.BaseTransport] = {}
+        self._limit = asyncio.Semaphore(200)
+        self._closing = False
+        self._reconnecting: set[asyncio.Task[None]] = set()
 
     async def start(self, parallel: int = 200) -> None:
-        """Connect every box, ``parallel`` at a time; returns when all are connected."""
+        """Connect every box, ``parallel`` at a time; returns when all are connected. A box
+        whose connection is lost later connects again after a second, as a real box does."""
+        self._limit = asyncio.Semaphore(parallel)
+        await asyncio.gather(*(self._connect(box) for box in self.boxes))
+
+    async def _connect(self, box: LeanBox) -> None:
         address = parse_link_url(self.config.url)
         loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(parallel)
-        mqtt = address.scheme == "mqtt"
+        async with self._limit:
+            connected: asyncio.Future[None] = loop.create_future()
+            protocol: asyncio.Protocol = (
+                _MqttBox(box, self.config, connected, self._lost)
+                if address.scheme == "mqtt"
+                else _TcpBox(box, connected, self._lost)
+            )
+            source = (self.config.source_host, 0) if self.config.source_host else None
+            transport, _ = await loop.create_connection(
+                lambda: protocol, address.host, address.port, local_addr=source
+            )
+            self._transports[box.box_id] = transport
+            await connected
 
-        async def connect(box: LeanBox) -> None:
-            async with limit:
-                connected: asyncio.Future[None] = loop.create_future()
-                protocol: asyncio.Protocol = (
-                    _MqttBox(box, self.config, connected) if mqtt else _TcpBox(box, connected)
-                )
-                source = (self.config.source_host, 0) if self.config.source_host else None
-                transport, _ = await loop.create_connection(
-                    lambda: protocol, address.host, address.port, local_addr=source
-                )
-                self._transports.append(transport)
-                await connected
+    def _lost(self, box: LeanBox) -> None:
+        if self._closing:
+            return
+        self._transports.pop(box.box_id, None)
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, self._reconnect, box)
 
-        await asyncio.gather(*(connect(box) for box in self.boxes))
+    def _reconnect(self, box: LeanBox) -> None:
+        if self._closing:
+            return
+        task = asyncio.get_running_loop().create_task(self._connect(box))
+        self._reconnecting.add(task)
+        task.add_done_callback(lambda done: self._reconnected(done, box))
+
+    def _reconnected(self, task: asyncio.Task[None], box: LeanBox) -> None:
+        self._reconnecting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._lost(box)  # refused or unreachable: try again
 
     def arrivals(self) -> list[float]:
         """Wall-clock times the first command reached each box that got one, sorted."""
@@ -263,7 +300,10 @@ class LeanFleet:
             box.first_at = None
 
     def close(self) -> None:
-        for transport in self._transports:
+        self._closing = True
+        for task in self._reconnecting:
+            task.cancel()
+        for transport in self._transports.values():
             with contextlib.suppress(Exception):
                 transport.close()
         self._transports.clear()
