@@ -52,7 +52,7 @@ from bench.bench_speaker import (
 )
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import parse_config
+from broadcaster.config import Config, parse_config
 from broadcaster.deploy.server import freeze_startup_objects
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
@@ -91,6 +91,44 @@ def registry(boxes: int) -> list[dict[str, Any]]:
         }
         for n in range(boxes)
     ]
+
+
+def server_config(
+    work: Path,
+    boxes: int,
+    hub: dict[str, Any],
+    concurrency: int = 1000,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Config, int]:
+    """The server's configuration for ``boxes`` boxes of the registry in ``work`` and the
+    port it listens on; ``hub`` is the channel's transport table, ``extra`` more of its keys."""
+    targets = work / "targets.json"
+    targets.write_text(json.dumps(registry(boxes)))
+    port = free_port()
+    channel_table = (
+        {
+            "type": "loudspeaker",
+            "concurrency": concurrency,
+            "master_secret": SECRET.decode(),  # the simulators' --fleet-secret
+            "repeat": 1,
+            "heartbeat_timeout_seconds": 3600,
+        }
+        | hub
+        | (extra or {})
+    )
+    data = {
+        "server": {
+            "data_dir": str(work / "data"),
+            "public_url": f"http://127.0.0.1:{port}",
+            "max_body_bytes": 1_000_000,
+        },
+        "api": {"tokens": [{"name": "bench", "token": TOKEN}]},
+        "audio": {"engine_order": ["espeak-ng"]},
+        "registry": {"targets": str(targets)},
+        "dispatcher": {"idle_poll_seconds": 0.2, "batch_size": concurrency},
+        "channels": {"loudspeaker": channel_table},
+    }
+    return parse_config(data, base_dir=work, source=None), port
 
 
 class AckClock:
@@ -136,32 +174,11 @@ async def measure(
     broker_pid: int | None = None,
 ) -> None:
     work = args.work / name
-    targets = work / "targets.json"
     work.mkdir()
-    targets.write_text(json.dumps(registry(args.boxes)))
-    port = free_port()
-    channel_table = {
-        "type": "loudspeaker",
-        "concurrency": args.concurrency,
-        "master_secret": SECRET.decode(),  # the simulators' --fleet-secret
-        "repeat": 1,
-        "heartbeat_timeout_seconds": 3600,
-    } | hub
+    extra: dict[str, Any] = {}
     if args.attention == "on":
-        channel_table["attention_clip"] = {"id": ATTENTION_CLIP, "sha256": attention_file(work)}
-    data = {
-        "server": {
-            "data_dir": str(work / "data"),
-            "public_url": f"http://127.0.0.1:{port}",
-            "max_body_bytes": 1_000_000,
-        },
-        "api": {"tokens": [{"name": "bench", "token": TOKEN}]},
-        "audio": {"engine_order": ["espeak-ng"]},
-        "registry": {"targets": str(targets)},
-        "dispatcher": {"idle_poll_seconds": 0.2, "batch_size": args.concurrency},
-        "channels": {"loudspeaker": channel_table},
-    }
-    config = parse_config(data, base_dir=work, source=None)
+        extra["attention_clip"] = {"id": ATTENTION_CLIP, "sha256": attention_file(work)}
+    config, port = server_config(work, args.boxes, hub, args.concurrency, extra)
     service = BroadcasterService(config)
     runner = web.AppRunner(make_app(service), access_log=None)
     await runner.setup()

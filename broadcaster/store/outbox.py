@@ -17,6 +17,9 @@ from typing import Any
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
 from broadcaster.store.db import Connection, Database
 
+_STATE_CHUNK = 500
+"""Deliveries whose states one query reads (under every engine's parameter limit)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
@@ -118,22 +121,30 @@ class Outbox:
     def apply(self, transitions: Sequence[Transition], now: float) -> int:
         """Apply the allowed transitions in one transaction; returns how many took effect.
 
-        The current states are read (and, on a shared store, locked) in a few statements, the
-        transitions checked in order against them, and the changes written in batches: a few
-        round trips per batch, not three per transition.
+        The current states are read (and, on a shared store, locked) once per chunk of
+        deliveries and each transition is
+        checked, in order, against the state the ones before it left; the changes and their
+        ``delivery_events`` rows are then written with one statement each, in that order. News
+        that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
         updates: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
-        kept: list[tuple[Any, ...]] = []
+        late_content: list[tuple[Any, ...]] = []
+        touched: set[int] = set()
         with self.database.transaction() as conn:
             states = self._states(conn, sorted({t.delivery_id for t in transitions}))
             for t in transitions:
                 current = states.get(t.delivery_id)
                 allowed = {t.to_state} if t.progress else ALLOWED_FROM[t.to_state]
                 if current is None or current not in allowed:
-                    if t.content is not None or t.warning is not None:
+                    if current is not None and (t.content is not None or t.warning is not None):
                         # The device confirmed before ``send`` returned: keep what was sent.
-                        kept.append((_content_json(t.content), t.warning, t.delivery_id))
+                        late_content.append((_content_json(t.content), t.warning, t.delivery_id))
+                    continue
+                states[t.delivery_id] = t.to_state
+                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
+                if current == t.to_state and _only_progress(t):
+                    touched.add(t.delivery_id)  # keeps the confirmation timeout at bay
                     continue
                 updates.append(
                     (
@@ -147,8 +158,6 @@ class Outbox:
                         t.delivery_id,
                     )
                 )
-                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
-                states[t.delivery_id] = t.to_state
             conn.executemany(
                 "UPDATE deliveries SET state = ?, updated_at = ?,"
                 " last_error = coalesce(?, last_error),"
@@ -159,22 +168,26 @@ class Outbox:
                 updates,
             )
             conn.executemany(
-                "UPDATE deliveries SET content = coalesce(content, ?),"
-                " warning = coalesce(warning, ?) WHERE id = ?",
-                kept,
-            )
-            conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
                 " VALUES (?, ?, ?, ?, ?)",
                 events,
+            )
+            conn.executemany(
+                "UPDATE deliveries SET updated_at = ? WHERE id = ?",
+                [(now, delivery_id) for delivery_id in sorted(touched)],
+            )
+            conn.executemany(
+                "UPDATE deliveries SET content = coalesce(content, ?),"
+                " warning = coalesce(warning, ?) WHERE id = ?",
+                late_content,
             )
         return len(events)
 
     def _states(self, conn: Connection, ids: Sequence[int]) -> dict[int, str]:
         """The states of deliveries ``ids``, locked for this transaction on a shared store."""
         states: dict[int, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        for start in range(0, len(ids), _STATE_CHUNK):
+            chunk = ids[start : start + _STATE_CHUNK]
             marks = ", ".join("?" for _ in chunk)
             rows = conn.execute(
                 f"SELECT id, state FROM deliveries WHERE id IN ({marks})"  # noqa: S608
@@ -334,6 +347,17 @@ class Outbox:
             "SELECT channel FROM deliveries WHERE id = ?", (delivery_id,)
         ).fetchone()
         return None if row is None else str(row["channel"])
+
+
+def _only_progress(t: Transition) -> bool:
+    """Whether ``t`` changes nothing but the time of the delivery's last news."""
+    return (
+        t.last_error is None
+        and t.provider_ref is None
+        and t.content is None
+        and t.warning is None
+        and t.next_attempt_at is None
+    )
 
 
 def _content_json(content: Mapping[str, Any] | None) -> str | None:

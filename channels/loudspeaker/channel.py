@@ -76,6 +76,7 @@ from broadcaster.publisher import hazard_of
 from channels.loudspeaker import boxes, commands
 from channels.loudspeaker.config import LoudspeakerChannelConfig
 from channels.loudspeaker.media import AudioLibrary
+from channels.loudspeaker.programmes import ProgrammeCache
 from drivers.speaker import (
     AckStage,
     BoxAck,
@@ -93,6 +94,7 @@ from drivers.speaker import (
     SpeakerTimeoutError,
     UnknownBoxError,
 )
+from drivers.speaker.codec import box_target
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +161,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self._box_came_back = asyncio.Event()
         self._retrier: asyncio.Task[None] | None = None
         self._presence_changed = asyncio.Condition()
+        self._programmes = ProgrammeCache(self._command)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -290,17 +293,19 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         except boxes.BoxRegistryError as exc:
             raise TargetRejectedError(f"target {delivery.target.id}: {exc}") from exc
         await self._announce(hub, box.box_id, delivery)
-        command, what, content, warnings = await self._command(delivery)
+        programme = await self._programmes.get(delivery)
+        cmd_id = commands.command_id("play", delivery)
         entry = _Pending(delivery.id, box.box_id)
-        self._pending[command.cmd_id] = entry
-        self._pending.move_to_end(command.cmd_id)
+        self._pending[cmd_id] = entry
+        self._pending.move_to_end(cmd_id)
         while len(self._pending) > _PENDING_KEPT:
             # A box that never answers: the core re-sends after its confirmation timeout.
             self._pending.popitem(last=False)
         try:
-            await hub.send_command(box.box_id, command)
+            signed = programme.template.sign(cmd_id, box_target(box.box_id), box.key)
+            await hub.send_signed(box.box_id, signed)
         except BaseException as exc:
-            self._pending.pop(command.cmd_id, None)
+            self._pending.pop(cmd_id, None)
             if isinstance(exc, BoxOfflineError):
                 raise DeviceUnavailableError(
                     f"box {box.box_id} is offline", retry_after=self._offline_retry()
@@ -314,10 +319,10 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         entry.held.clear()
         return SendResult(
             SendOutcome.ACCEPTED,
-            provider_ref=command.cmd_id,
-            detail=f"sent to box {box.box_id} over {box.transport}: {what}",
-            content=content,
-            warnings=warnings,
+            provider_ref=cmd_id,
+            detail=f"sent to box {box.box_id} over {box.transport}: {programme.what}",
+            content=dict(programme.content),
+            warnings=programme.warnings,
         )
 
     async def _announce(self, hub: SpeakerHub, box_id: str, delivery: OutgoingDelivery) -> None:

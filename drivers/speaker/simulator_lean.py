@@ -1,0 +1,309 @@
+"""A lean fleet of simulated boxes for measuring fan-out (docs/protocols/speaker.md 2-4).
+
+Each box does the least a real box must do and nothing more: on TCP it sends its signed
+hello line (4.1); on MQTT it connects with its ``offline`` will, subscribes to its command
+topic and its areas' topics, and leaves its signed hello as its retained presence (4.3). It
+verifies every command with its own or its area's key (2.3) and answers a play command with
+``accepted``, ``started`` and ``finished`` at once (playback time zero, nothing downloaded), a
+stop with ``finished``; a command it has seen gets its ``finished`` again, as a real box
+repeats its latest ack. One process holds many boxes: one ``asyncio.Protocol`` per
+connection, no task per box, the MQTT packets of :mod:`drivers.mqtt`.
+
+``bare_topic`` turns the boxes into bare MQTT subscribers of one plain topic that only
+acknowledge (PUBACK) what arrives: the broker's own fan-out, with no box protocol.
+
+Every box notes the wall-clock time its first command (or bare message) arrived, so a bench
+can tell the wire's share of a fan-out from the server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from time import time
+
+from drivers.mqtt.decoder import MqttDecoder
+from drivers.mqtt.errors import MqttError
+from drivers.mqtt.packets import (
+    Connack,
+    Connect,
+    MqttWill,
+    Publish,
+    Subscribe,
+    encode_puback,
+)
+from drivers.speaker.codec import area_target, box_target, decode_command, encode_box_message
+from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
+from drivers.speaker.link_url import parse_link_url
+from drivers.speaker.messages import AckStage, BoxAck, BoxHello, PlayClip, PlayUrl
+from drivers.speaker.simulator import area_key, box_key
+from drivers.speaker.topics import OFFLINE, SpeakerTopics
+
+FIRMWARE = "lean-sim"
+
+
+@dataclass(frozen=True, slots=True)
+class LeanFleetConfig:
+    """Which boxes to simulate and where they connect (``tcp://`` or ``mqtt://``)."""
+
+    url: str
+    fleet_secret: bytes
+    boxes: int
+    first_index: int = 0
+    id_prefix: str = "sim-"
+    areas: tuple[str, ...] = ()
+    bare_topic: str | None = None
+    prefix: str = SpeakerTopics().prefix
+    source_host: str | None = None
+    """The local address the boxes connect from (a loopback address of their own lets one
+    machine open more connections to one port than a single address has ports)."""
+
+    def box_id(self, index: int) -> str:
+        return f"{self.id_prefix}{index:05d}"
+
+
+class LeanBox:
+    """One box's keys, commands seen and first arrival; speaks through ``send``."""
+
+    __slots__ = ("area_keys", "box_id", "first_at", "key", "seen", "send")
+
+    def __init__(self, box_id: str, key: bytes, area_keys: dict[str, bytes]) -> None:
+        self.box_id = box_id
+        self.key = key
+        self.area_keys = area_keys
+        self.seen: set[str] = set()
+        self.first_at: float | None = None
+        self.send: Callable[[bytes], None] = lambda _data: None
+
+    def _key_for(self, target: str) -> bytes | None:
+        if target == box_target(self.box_id):
+            return self.key
+        return self.area_keys.get(target)
+
+    def hello(self) -> bytes:
+        message = BoxHello(
+            box_id=self.box_id, at=datetime.now(UTC), nonce=os.urandom(8).hex(), firmware=FIRMWARE
+        )
+        return encode_box_message(message, self.key)
+
+    def _ack(self, cmd_id: str, alert_id: str, stage: AckStage, source: str | None) -> None:
+        ack = BoxAck(
+            box_id=self.box_id,
+            at=datetime.now(UTC),
+            cmd_id=cmd_id,
+            alert_id=alert_id,
+            stage=stage,
+            source=source,
+        )
+        self.send(encode_box_message(ack, self.key))
+
+    def command(self, data: bytes) -> None:
+        """Verify a command and acknowledge it; anything unverifiable is ignored."""
+        if self.first_at is None:
+            self.first_at = time()
+        try:
+            _, command = decode_command(data, self._key_for)
+        except SpeakerProtocolError:
+            return
+        cmd_id, alert_id = command.cmd_id, command.alert_id
+        if cmd_id in self.seen:
+            self._ack(cmd_id, alert_id, AckStage.FINISHED, None)
+            return
+        self.seen.add(cmd_id)
+        if isinstance(command, PlayUrl | PlayClip):
+            source = "url" if isinstance(command, PlayUrl) else "clip"
+            for stage in (AckStage.ACCEPTED, AckStage.STARTED):
+                self._ack(cmd_id, alert_id, stage, source)
+            self._ack(cmd_id, alert_id, AckStage.FINISHED, source)
+        else:
+            self._ack(cmd_id, alert_id, AckStage.FINISHED, None)
+
+
+class _TcpBox(asyncio.Protocol):
+    """A box on a direct TCP link: a hello line, then one signed message per line."""
+
+    def __init__(
+        self, box: LeanBox, connected: asyncio.Future[None], lost: Callable[[LeanBox], None]
+    ) -> None:
+        self._box = box
+        self._buffer = b""
+        self._connected = connected
+        self._lost = lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(self._box)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._box.send = lambda data: transport.write(data + b"\n")
+        transport.write(self._box.hello() + b"\n")
+        self._connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self._box.command(line)
+
+
+class _MqttBox(asyncio.Protocol):
+    """A box (or a bare subscriber) with its own MQTT 3.1.1 session to the broker."""
+
+    def __init__(
+        self,
+        box: LeanBox,
+        config: LeanFleetConfig,
+        connected: asyncio.Future[None],
+        lost: Callable[[LeanBox], None],
+    ) -> None:
+        self._box = box
+        self._lost = lost
+        self._config = config
+        self._topics = SpeakerTopics(config.prefix)
+        self._decoder = MqttDecoder()
+        self._connected = connected
+        self._transport: asyncio.Transport | None = None
+        self._next_id = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(self._box)
+
+    def _packet_id(self) -> int:
+        self._next_id = self._next_id % 0xFFFF + 1
+        return self._next_id
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        box_id = self._box.box_id
+        will = None
+        if self._config.bare_topic is None:
+            will = MqttWill(self._topics.presence(box_id), OFFLINE, qos=1, retain=True)
+        transport.write(Connect(box_id, clean_session=True, keepalive_s=0, will=will).encode())
+        up = self._topics.box_messages(box_id)
+        self._box.send = lambda data: transport.write(
+            Publish(up, data, qos=1, packet_id=self._packet_id()).encode()
+        )
+
+    def _subscribe(self) -> None:
+        assert self._transport is not None
+        box_id = self._box.box_id
+        if self._config.bare_topic is not None:
+            filters = [(self._config.bare_topic, 1)]
+        else:
+            filters = [(self._topics.box_commands(box_id), 1)]
+            filters += [(self._topics.area_commands(code), 1) for code in self._config.areas]
+        self._transport.write(Subscribe(self._packet_id(), tuple(filters)).encode())
+        if self._config.bare_topic is None:
+            presence = self._topics.presence(box_id)
+            hello = Publish(
+                presence, self._box.hello(), qos=1, retain=True, packet_id=self._packet_id()
+            )
+            self._transport.write(hello.encode())
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        try:
+            packets = self._decoder.feed(data)
+        except MqttError:
+            self._transport.close()
+            return
+        for packet in packets:
+            if isinstance(packet, Connack):
+                if packet.return_code != 0:
+                    self._connected.set_exception(ConnectionRefusedError(packet.return_code))
+                    return
+                self._subscribe()
+                self._connected.set_result(None)
+            elif isinstance(packet, Publish):
+                if packet.qos:
+                    self._transport.write(encode_puback(packet.packet_id))
+                if self._config.bare_topic is None:
+                    self._box.command(packet.payload)
+                elif self._box.first_at is None:
+                    self._box.first_at = time()
+
+
+class LeanFleet:
+    """Connects every box of ``config``; ``arrivals`` reports when commands reached them."""
+
+    def __init__(self, config: LeanFleetConfig) -> None:
+        scheme = parse_link_url(config.url).scheme
+        if scheme not in ("tcp", "mqtt"):
+            raise SpeakerConfigError(f"the lean fleet speaks tcp:// and mqtt://, not {scheme}")
+        self.config = config
+        areas = {area_target(code): area_key(config.fleet_secret, code) for code in config.areas}
+        self.boxes = [
+            LeanBox(box_id, box_key(config.fleet_secret, box_id), areas)
+            for box_id in map(
+                config.box_id, range(config.first_index, config.first_index + config.boxes)
+            )
+        ]
+        self._transports: dict[str, asyncio.BaseTransport] = {}
+        self._limit = asyncio.Semaphore(200)
+        self._closing = False
+        self._reconnecting: set[asyncio.Task[None]] = set()
+
+    async def start(self, parallel: int = 200) -> None:
+        """Connect every box, ``parallel`` at a time; returns when all are connected. A box
+        whose connection is lost later connects again after a second, as a real box does."""
+        self._limit = asyncio.Semaphore(parallel)
+        await asyncio.gather(*(self._connect(box) for box in self.boxes))
+
+    async def _connect(self, box: LeanBox) -> None:
+        address = parse_link_url(self.config.url)
+        loop = asyncio.get_running_loop()
+        async with self._limit:
+            connected: asyncio.Future[None] = loop.create_future()
+            protocol: asyncio.Protocol = (
+                _MqttBox(box, self.config, connected, self._lost)
+                if address.scheme == "mqtt"
+                else _TcpBox(box, connected, self._lost)
+            )
+            source = (self.config.source_host, 0) if self.config.source_host else None
+            transport, _ = await loop.create_connection(
+                lambda: protocol, address.host, address.port, local_addr=source
+            )
+            self._transports[box.box_id] = transport
+            await connected
+
+    def _lost(self, box: LeanBox) -> None:
+        if self._closing:
+            return
+        self._transports.pop(box.box_id, None)
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, self._reconnect, box)
+
+    def _reconnect(self, box: LeanBox) -> None:
+        if self._closing:
+            return
+        task = asyncio.get_running_loop().create_task(self._connect(box))
+        self._reconnecting.add(task)
+        task.add_done_callback(lambda done: self._reconnected(done, box))
+
+    def _reconnected(self, task: asyncio.Task[None], box: LeanBox) -> None:
+        self._reconnecting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._lost(box)  # refused or unreachable: try again
+
+    def arrivals(self) -> list[float]:
+        """Wall-clock times the first command reached each box that got one, sorted."""
+        return sorted(box.first_at for box in self.boxes if box.first_at is not None)
+
+    def reset(self) -> None:
+        """Forget the arrivals (before the next measurement)."""
+        for box in self.boxes:
+            box.first_at = None
+
+    def close(self) -> None:
+        self._closing = True
+        for task in self._reconnecting:
+            task.cancel()
+        for transport in self._transports.values():
+            with contextlib.suppress(Exception):
+                transport.close()
+        self._transports.clear()

@@ -1,0 +1,110 @@
+"""Outbox.apply on a batch: each transition is judged against the state the earlier ones in
+the same batch left, every change is logged in order, and a batch spans many deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broadcaster.delivery import DeliveryState, Transition
+from broadcaster.store.db import Database
+from broadcaster.store.outbox import Outbox
+
+S = DeliveryState
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Database, Outbox]]:
+    db = Database(tmp_path / "s.db")
+
+    def setup() -> None:
+        with db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
+                " effective_at, expires_at, state, priority, channels, origin, cap_version,"
+                " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
+                " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', x'', '{}', 0)"
+            )
+            conn.executemany(
+                "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
+                " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
+                " VALUES (?, 'a', 'loudspeaker', ?, '{}', 'sending', 0, 0, 9e9, ?, 0)",
+                [(n, f"t{n}", f"k{n}") for n in range(1, 1201)],
+            )
+
+    db.call(setup)
+    try:
+        yield db, Outbox(db)
+    finally:
+        db.close()
+
+
+def _history(db: Database, outbox: Outbox, delivery: int) -> list[tuple[str, str]]:
+    return [(e["from_state"], e["to_state"]) for e in db.call(outbox.events, delivery)]
+
+
+def test_a_delivery_goes_through_several_states_in_one_batch(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    batch = [
+        Transition(1, S.ACCEPTED, detail="sent", provider_ref="play-1", content={"a": 1}),
+        Transition(1, S.ACCEPTED, detail="box accepted", progress=True),
+        Transition(1, S.ACCEPTED, detail="playing", progress=True),
+        Transition(1, S.CONFIRMED, detail="played"),
+        Transition(1, S.QUEUED, detail="too late: already confirmed"),
+    ]
+    assert db.call(outbox.apply, batch, 5.0) == 4
+    assert _history(db, outbox, 1) == [
+        ("sending", "accepted"),
+        ("accepted", "accepted"),
+        ("accepted", "accepted"),
+        ("accepted", "confirmed"),
+    ]
+    (row,) = db.call(outbox.deliveries, "a", state="confirmed")
+    assert row["provider_ref"] == "play-1" and row["content"] == {"a": 1}
+
+
+def test_a_confirmation_overtaking_the_send_keeps_what_was_sent(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    batch = [
+        Transition(2, S.CONFIRMED, detail="played before send returned"),
+        Transition(2, S.ACCEPTED, detail="sent", content={"audio": "x"}, warning="no mn"),
+    ]
+    assert db.call(outbox.apply, batch, 5.0) == 1
+    (row,) = [r for r in db.call(outbox.deliveries, "a") if r["id"] == 2]
+    assert row["state"] == "confirmed"
+    assert row["content"] == {"audio": "x"} and row["warning"] == "no mn"
+    assert _history(db, outbox, 2) == [("sending", "confirmed")]
+
+
+def test_a_batch_larger_than_one_state_read_judges_every_delivery(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    batch = [Transition(n, S.ACCEPTED, detail="sent") for n in range(1, 1201)]
+    batch += [Transition(n, S.CONFIRMED, detail="played") for n in range(1, 1201, 2)]
+    batch.append(Transition(9999, S.CONFIRMED, detail="no such delivery"))
+    assert db.call(outbox.apply, batch, 5.0) == 1200 + 600
+    assert db.call(outbox.summary, "a") == {"loudspeaker": {"accepted": 600, "confirmed": 600}}
+    assert _history(db, outbox, 1199) == [("sending", "accepted"), ("accepted", "confirmed")]
+    assert _history(db, outbox, 1200) == [("sending", "accepted")]
+
+
+def test_progress_moves_only_the_time_of_the_last_news_and_is_logged(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    db.call(outbox.apply, [Transition(3, S.ACCEPTED, detail="sent", provider_ref="p")], 5.0)
+    progress = [Transition(3, S.ACCEPTED, detail=d, progress=True) for d in ("accepted", "playing")]
+    assert db.call(outbox.apply, progress, 7.0) == 2
+    (row,) = [r for r in db.call(outbox.deliveries, "a") if r["id"] == 3]
+    assert (row["state"], row["updated_at"], row["provider_ref"]) == ("accepted", 7.0, "p")
+    assert [e["detail"] for e in db.call(outbox.events, 3)] == ["sent", "accepted", "playing"]
+    # An accepted delivery with recent news is not taken for one whose box went silent.
+    assert db.call(outbox.overdue, 9.0, {"loudspeaker": 3.0}) == []
+    assert [t.delivery_id for t in db.call(outbox.overdue, 11.0, {"loudspeaker": 3.0})] == [3]
