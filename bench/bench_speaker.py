@@ -126,8 +126,10 @@ def play(cmd_id: str, url: str) -> PlayUrl:
 
 
 async def start_fleet(
-    link: str, boxes: int, processes: int, work: Path
+    link: str | list[str], boxes: int, processes: int, work: Path
 ) -> list[asyncio.subprocess.Process]:
+    """Simulator processes; with a list of links, process ``n`` uses link ``n`` (cycling)."""
+    links = [link] if isinstance(link, str) else link
     per = -(-boxes // processes)
     fleet = []
     for n in range(processes):
@@ -137,7 +139,7 @@ async def start_fleet(
                 sys.executable,
                 "-m",
                 "drivers.speaker.simulator_cli",
-                "--link", link,
+                "--link", links[n % len(links)],
                 "--fleet-secret", SECRET.hex(),
                 "--boxes", str(count),
                 "--first-index", str(n * per),
@@ -168,7 +170,7 @@ async def measure(
     name: str,
     hub: SpeakerHub,
     ids: list[str],
-    link: str,
+    link: str | list[str],
     args: argparse.Namespace,
     url: str,
     broker_pid: int | None = None,
