@@ -19,19 +19,20 @@ from types import TracebackType
 from typing import IO, Self
 
 from drivers.mqtt.errors import MqttConnectionError
-from drivers.mqtt.testing import free_port
+from drivers.mqtt.packets import DISCONNECT_BYTES, Connect
 
 HOST = "127.0.0.1"
+BIND_ATTEMPTS = 3
 LEADER_MARKS = ("new metadata leader", "Self is new JetStream cluster metadata leader")
 
 
 class NatsNode:
     """One server of the cluster: its ports, directory and process."""
 
-    def __init__(self, index: int, work_dir: Path) -> None:
+    def __init__(self, index: int, work_dir: Path, ports: tuple[int, int, int]) -> None:
         self.index = index
         self.name = f"node{index}"
-        self.client_port, self.cluster_port, self.mqtt_port = free_port(), free_port(), free_port()
+        self.client_port, self.cluster_port, self.mqtt_port = ports
         self.store_dir = work_dir / self.name
         self.conf = work_dir / f"{self.name}.conf"
         self.log = work_dir / f"{self.name}.log"
@@ -104,7 +105,15 @@ class NatsMqttCluster:
         self.host = HOST
         self._work_dir = work_dir
         self._timeout = start_timeout_s
-        self.nodes = [NatsNode(i + 1, work_dir) for i in range(nodes)]
+        self._count = nodes
+        self.nodes = self._new_nodes()
+
+    def _new_nodes(self) -> list[NatsNode]:
+        ports = distinct_free_ports(3 * self._count)
+        return [
+            NatsNode(i + 1, self._work_dir, (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]))
+            for i in range(self._count)
+        ]
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -130,16 +139,24 @@ class NatsMqttCluster:
 
     def __enter__(self) -> Self:
         self._work_dir.mkdir(parents=True, exist_ok=True)
-        for node in self.nodes:
-            self._write_config(node)
-        try:
+        for attempt in range(BIND_ATTEMPTS):
             for node in self.nodes:
-                node.start()
-            self._wait_ready(self.nodes)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+                self._write_config(node)
+            try:
+                for node in self.nodes:
+                    node.start()
+                self._wait_ready(self.nodes)
+                return self
+            except MqttConnectionError as exc:
+                self.__exit__(None, None, None)
+                # Another process took a port between choosing it and binding it: choose again.
+                if "address already in use" not in str(exc) or attempt == BIND_ATTEMPTS - 1:
+                    raise
+                self.nodes = self._new_nodes()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+        raise AssertionError("unreachable")
 
     def _wait_ready(self, nodes: list[NatsNode]) -> None:
         deadline = time.monotonic() + self._timeout
@@ -147,8 +164,12 @@ class NatsMqttCluster:
             dead = [n.name for n in nodes if not n.running]
             if dead:
                 raise MqttConnectionError(f"nats-server {dead} exited: {self._logs()}")
-            if all(_accepts(self.host, n.mqtt_port) for n in nodes) and any(
-                mark in n.log_text() for n in self.nodes if n.running for mark in LEADER_MARKS
+            if (
+                all(_accepts(self.host, n.mqtt_port) for n in nodes)
+                and any(
+                    mark in n.log_text() for n in self.nodes if n.running for mark in LEADER_MARKS
+                )
+                and all(_mqtt_answers(self.host, n.mqtt_port) for n in nodes)
             ):
                 return
             time.sleep(0.05)
@@ -183,6 +204,28 @@ class NatsMqttCluster:
                 node.process.terminate()
         for node in self.nodes:
             node.stop(grace_s=5.0)
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different TCP ports free on 127.0.0.1, all held open until chosen."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind((HOST, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def _mqtt_answers(host: str, port: int) -> bool:
+    """Whether the node accepts an MQTT CONNECT: its JetStream streams for MQTT are ready."""
+    connect = Connect("readiness-probe", True, 0, None, None, None).encode()
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(connect)
+        connack = sock.recv(4)
+        sock.sendall(DISCONNECT_BYTES)
+        return connack == b"\x20\x02\x00\x00"
+    return False
 
 
 def _accepts(host: str, port: int) -> bool:
