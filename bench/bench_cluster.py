@@ -99,6 +99,12 @@ def main() -> None:
     parser.add_argument("--publish-sessions", type=int, default=16)
     parser.add_argument("--brokers", default="mosquitto,nats", help="mosquitto, nats")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
+    parser.add_argument(
+        "--stagger-s",
+        type=float,
+        default=0.0,
+        help="between simulator processes: NATS sets up a few hundred new sessions at a time",
+    )
     args = parser.parse_args()
     limit = raise_file_limit()
     if limit < 2 * args.boxes + 1000:
