@@ -3,6 +3,8 @@
 A node is killed (SIGKILL) in the middle of a fan-out: the boxes on it reconnect to the next
 node, find their persistent session there, and every box plays the warning exactly once
 (its play journal holds one completed playback); the hub's publishing sessions fail over too.
+A command the broker delivered is carried out even when the box's connection drops while it is
+being handled.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from tests.speaker.conftest import AREAS, FLEET_SECRET
 BOXES = 40
 
 
-def fleet_config(tmp_path: Path, url: str, boxes: int) -> FleetSimulatorConfig:
+def fleet_config(
+    tmp_path: Path, url: str, boxes: int, command_delay_s: float = 0.0
+) -> FleetSimulatorConfig:
     return FleetSimulatorConfig(
+        command_delay_s=command_delay_s,
         url=url,
         fleet_secret=FLEET_SECRET,
         boxes=boxes,
@@ -38,12 +43,12 @@ def fleet_config(tmp_path: Path, url: str, boxes: int) -> FleetSimulatorConfig:
 
 @asynccontextmanager
 async def hub_and_fleet(
-    mqtt: MqttBrokerConfig, tmp_path: Path, url: str, boxes: int
+    mqtt: MqttBrokerConfig, tmp_path: Path, url: str, boxes: int, command_delay_s: float = 0.0
 ) -> AsyncIterator[tuple[SpeakerHub, SpeakerFleetSimulator, HubEventRecorder, set[str]]]:
     """A started hub and fleet, every box online; stopped on leaving."""
     hub = SpeakerHub(SpeakerHubConfig(mqtt=mqtt))
     await hub.start()
-    fleet = SpeakerFleetSimulator(fleet_config(tmp_path, url, boxes))
+    fleet = SpeakerFleetSimulator(fleet_config(tmp_path, url, boxes, command_delay_s))
     for registration in fleet.registrations("mqtt"):
         hub.register(registration)
     events = HubEventRecorder(hub)
@@ -130,3 +135,26 @@ async def test_box_and_hub_skip_a_dead_broker_and_work_with_one_mosquitto(
             await asyncio.gather(*(hub.send_command(b, command) for b in everyone))
             await events.wait_acks("c-mosquitto", AckStage.FINISHED, everyone, within_s=15)
             assert all(len(fleet.log.completed(b, "alert-mosquitto")) == 1 for b in everyone)
+
+
+async def test_a_delivered_command_is_carried_out_when_the_connection_drops_meanwhile(
+    tmp_path: Path, make_play: Callable[..., PlayUrl], media_server: object
+) -> None:
+    with MosquittoBroker(tmp_path) as broker:
+        mqtt = MqttBrokerConfig(host=broker.host, port=broker.port)
+        url = f"mqtt://{broker.host}:{broker.port}"
+        # Each box takes 1.5 s to handle a command; the broker dies after delivering it.
+        async with hub_and_fleet(mqtt, tmp_path, url, 2, command_delay_s=1.5) as (
+            hub,
+            fleet,
+            _,
+            everyone,
+        ):
+            command = make_play("c-dropped", "alert-dropped")
+            await asyncio.gather(*(hub.send_command(b, command) for b in everyone))
+            await asyncio.sleep(0.5)
+            broker.kill()
+            await fleet.log.wait_for(
+                lambda records: {r.request.box_id for r in records if r.ended_at} >= everyone, 10
+            )
+            assert all(len(fleet.log.completed(b, "alert-dropped")) == 1 for b in everyone)
