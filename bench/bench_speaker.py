@@ -126,18 +126,23 @@ def play(cmd_id: str, url: str) -> PlayUrl:
 
 
 async def start_fleet(
-    link: str, boxes: int, processes: int, work: Path
+    link: str | list[str], boxes: int, processes: int, work: Path, stagger_s: float = 0.0
 ) -> list[asyncio.subprocess.Process]:
+    """Simulator processes; with a list of links, process ``n`` uses link ``n`` (cycling).
+    ``stagger_s`` apart, so a broker that sets up sessions slowly gets them a share at a time."""
+    links = [link] if isinstance(link, str) else link
     per = -(-boxes // processes)
     fleet = []
     for n in range(processes):
+        if n and stagger_s:
+            await asyncio.sleep(stagger_s)
         count = min(per, boxes - n * per)
         fleet.append(
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "drivers.speaker.simulator_cli",
-                "--link", link,
+                "--link", links[n % len(links)],
                 "--fleet-secret", SECRET.hex(),
                 "--boxes", str(count),
                 "--first-index", str(n * per),
@@ -168,7 +173,7 @@ async def measure(
     name: str,
     hub: SpeakerHub,
     ids: list[str],
-    link: str,
+    link: str | list[str],
     args: argparse.Namespace,
     url: str,
     broker_pid: int | None = None,
@@ -176,7 +181,7 @@ async def measure(
     counter = AckCounter(len(ids))
     consumer = asyncio.get_running_loop().create_task(counter.consume(hub))
     began = time.perf_counter()
-    fleet = await start_fleet(link, len(ids), args.processes, args.work)
+    fleet = await start_fleet(link, len(ids), args.processes, args.work, args.stagger_s)
     try:
         online = asyncio.ensure_future(counter.all_online.wait())
         exits = [asyncio.ensure_future(p.wait()) for p in fleet]
@@ -285,6 +290,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--transports", default="tcp,mqtt", help="comma-separated: tcp, mqtt")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
+    parser.add_argument("--stagger-s", type=float, default=0.0, help="between simulators")
     args = parser.parse_args()
     limit = raise_file_limit()
     if limit < args.boxes + 1000:

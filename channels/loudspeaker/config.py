@@ -11,6 +11,9 @@ Example (``[channels.loudspeaker]`` in the TOML configuration)::
     tcp = { host = "0.0.0.0", port = 7700 }
     serial_lines = [{ name = "line1", url = "/dev/ttyUSB0" }]
     mqtt = { host = "broker.example.cn", username = "bc", password = { env = "MQTT_PASSWORD" } }
+    # or the nodes of a broker cluster, with commands published over several sessions:
+    # mqtt = { brokers = ["mqtt://mq1:1883", "mqtt://mq2:1883", "mqtt://mq3:1883"],
+    #          publish_sessions = 16, client_id = "broadcaster-node1" }
     repeat = 2
     clips = { default = { id = "generic-warning", sha256 = "9f86…" } }
 
@@ -28,6 +31,8 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broadcaster.config import ChannelConfig, SecretValue
+from drivers.mqtt import MqttUsageError
+from drivers.mqtt.brokers import parse_broker_url
 from drivers.speaker import (
     BroadcastClass,
     MqttBrokerConfig,
@@ -85,6 +90,35 @@ class MqttSettings(_Settings):
     )
     username: str | None = None
     password: SecretValue | None = None
+    brokers: list[str] = Field(
+        default_factory=list,
+        description="the nodes of a broker cluster, mqtt://host:port each, in the order tried"
+        " (instead of host and port); the session moves to the next node when it loses one",
+    )
+    publish_sessions: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="more connections, spread over the brokers, that publish the commands"
+        " (0: the session itself); a cluster that replicates each message before its PUBACK"
+        " needs several",
+    )
+
+    @model_validator(mode="after")
+    def _check_brokers(self) -> Self:
+        if self.brokers and {"host", "port"} & self.model_fields_set:
+            raise ValueError("brokers: give either host and port or brokers, not both")
+        self.broker_addresses()
+        return self
+
+    def broker_addresses(self) -> list[tuple[str, int]]:
+        """Every broker, in the order tried."""
+        if not self.brokers:
+            return [(self.host, self.port)]
+        try:
+            return [a for url in self.brokers for a in parse_broker_url(url)]
+        except MqttUsageError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 class ClipSettings(_Settings):
@@ -155,6 +189,7 @@ class LoudspeakerChannelConfig(ChannelConfig):
         if tcp is None and self.simulate:
             tcp = TcpSettings(host="127.0.0.1", port=0)
         mqtt = self.mqtt
+        brokers = mqtt.broker_addresses() if mqtt else [("", 0)]
         return SpeakerHubConfig(
             tcp=TcpListenConfig(
                 host=tcp.host, port=tcp.port, hello_timeout_s=tcp.hello_timeout_seconds
@@ -172,13 +207,15 @@ class LoudspeakerChannelConfig(ChannelConfig):
                 for line in self.serial_lines
             ),
             mqtt=MqttBrokerConfig(
-                host=mqtt.host,
-                port=mqtt.port,
+                host=brokers[0][0],
+                port=brokers[0][1],
                 prefix=mqtt.prefix,
                 connect_timeout_s=mqtt.connect_timeout_seconds,
                 client_id=mqtt.client_id,
                 username=mqtt.username,
                 password=mqtt.password.reveal() if mqtt.password else None,
+                failover=tuple(brokers[1:]),
+                publish_sessions=mqtt.publish_sessions,
             )
             if mqtt
             else None,

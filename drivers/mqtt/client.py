@@ -129,6 +129,8 @@ class MqttClient(asyncio.Protocol):
         self._started = True
         loop = self._loop = asyncio.get_running_loop()
         self._connack = loop.create_future()
+        # connect() raises what fails it; the future's own copy of the error is not news.
+        self._connack.add_done_callback(lambda done: done.cancelled() or done.exception())
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await loop.create_connection(

@@ -15,7 +15,7 @@ from typing import Any
 from drivers.speaker.agent import BoxBehaviourConfig, BoxIdentity
 from drivers.speaker.codec import AREA_PATTERN, CLIP_PATTERN, ID_PATTERN
 from drivers.speaker.errors import SpeakerConfigError
-from drivers.speaker.link_url import LinkAddress, parse_link_url
+from drivers.speaker.link_url import LinkAddress, parse_link_url, parse_link_urls
 from drivers.speaker.player import DEFAULT_PLAYER_COMMAND
 from drivers.speaker.serial_frames import MAX_ADDRESS, MIN_ADDRESS
 from drivers.speaker.uplinks import MqttCredentials
@@ -145,6 +145,17 @@ def _mqtt_credentials(
     return MqttCredentials(username or f"box-{box_id}", password)
 
 
+def _link(value: Any) -> LinkAddress:
+    """``link``: one URL, or a list of MQTT URLs naming the nodes of a broker cluster."""
+    if value is None:
+        raise SpeakerConfigError("link: required, e.g. tcp://server:7700")
+    if isinstance(value, str):
+        return parse_link_url(value)
+    if isinstance(value, list) and all(isinstance(url, str) for url in value):
+        return parse_link_urls(value)
+    raise SpeakerConfigError(f"link: expected a URL or a list of URLs, got {value!r}")
+
+
 def parse_agent_config(raw: dict[str, Any], base: Path = Path()) -> BoxAgentConfig:
     """Validate a parsed TOML document; relative paths are taken from ``base``."""
     known = {
@@ -158,10 +169,7 @@ def parse_agent_config(raw: dict[str, Any], base: Path = Path()) -> BoxAgentConf
     box_id = _get(raw, "box_id", str)
     if box_id is None or not ID_PATTERN.fullmatch(box_id):
         raise SpeakerConfigError(f"box_id: {box_id!r} must match {ID_PATTERN.pattern}")
-    link_text = _get(raw, "link", str)
-    if link_text is None:
-        raise SpeakerConfigError("link: required, e.g. tcp://server:7700")
-    link = parse_link_url(link_text)
+    link = _link(raw.get("link"))
     areas_raw = _get(raw, "areas", dict, {})
     area_keys: dict[str, SecretKey] = {}
     for code, text in areas_raw.items():

@@ -84,7 +84,9 @@ class MqttBrokerConfig:
 
     The hub's session is persistent under ``client_id`` (unique per server on a broker): what
     boxes report while the server is away waits at the broker. ``username``/``password`` log
-    in to brokers that require it.
+    in to brokers that require it. ``failover`` lists the other nodes of a broker cluster
+    (the session moves on to the next when it loses one); ``publish_sessions`` more connections
+    spread over the nodes carry the commands (0: the session itself publishes).
     """
 
     host: str = "localhost"
@@ -96,6 +98,8 @@ class MqttBrokerConfig:
     client_id: str = "broadcaster-hub"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    failover: tuple[tuple[str, int], ...] = ()
+    publish_sessions: int = 0
 
     def __post_init__(self) -> None:
         SpeakerTopics(self.prefix)
@@ -160,6 +164,8 @@ class SpeakerHub:
                 connect_timeout_s=mqtt.connect_timeout_s,
                 username=mqtt.username,
                 password=mqtt.password,
+                failover=mqtt.failover,
+                publish_sessions=mqtt.publish_sessions,
             )
             if mqtt
             else None

@@ -8,6 +8,11 @@ will (``offline``) when it vanishes. A box's ``online`` presence is its signed h
 like any box message; anything else on a presence topic is refused. The session reconnects on
 its own; meanwhile its boxes count as offline (the retained hellos bring them back after the
 resubscription) and ``send`` fails fast with SpeakerConnectionError.
+
+Given the nodes of a broker cluster, the session moves to the next node whenever it fails or is
+lost, and ``publish_sessions`` more connections (``drivers.mqtt.brokers.MqttPublisherPool``,
+spread over the nodes) carry the commands, so a fan-out is not held to one connection's rate
+and sending goes on while the receiving session fails over.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import Sequence
 
 from drivers.mqtt import MqttClient, MqttError
+from drivers.mqtt.brokers import BrokerAddress, BrokerRotation, MqttPublisherPool
 from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.hub_link import HubLink, LinkSink
 from drivers.speaker.topics import OFFLINE, SpeakerTopics
@@ -47,9 +54,11 @@ class MqttHubLink(HubLink):
         publish_timeout_s: float = 60.0,
         username: str | None = None,
         password: str | None = None,
+        failover: Sequence[BrokerAddress] = (),
+        publish_sessions: int = 0,
     ) -> None:
         self._sink = sink
-        self._host, self._port = host, port
+        self._brokers = BrokerRotation([(host, port), *failover])
         self._topics = topics
         self._client_id = client_id
         self._tls = tls_context
@@ -58,16 +67,40 @@ class MqttHubLink(HubLink):
         self._username, self._password = username, password
         self._client: MqttClient | None = None
         self._task: asyncio.Task[None] | None = None
+        self._publishers = (
+            MqttPublisherPool(
+                [(host, port), *failover],
+                client_id,
+                publish_sessions,
+                username=username,
+                password=password,
+                tls_context=tls_context,
+                connect_timeout_s=connect_timeout_s,
+                keepalive_s=KEEPALIVE_S,
+            )
+            if publish_sessions
+            else None
+        )
 
     async def start(self) -> None:
-        """Connect; raises SpeakerConnectionError when the broker cannot be reached or refuses
-        the login. Later losses are reconnected in the background."""
-        client = self._new_client()
-        try:
-            await self._open(client)
-        except MqttError as exc:
-            client.abort()
-            raise SpeakerConnectionError(f"MQTT session cannot start: {exc}") from exc
+        """Connect, trying each broker once; raises SpeakerConnectionError when none can be
+        reached or they refuse the login. Later losses are reconnected in the background."""
+        for attempt in range(len(self._brokers)):
+            client = self._new_client()
+            try:
+                await self._open(client)
+                break
+            except MqttError as exc:
+                client.abort()
+                if attempt == len(self._brokers) - 1:
+                    raise SpeakerConnectionError(f"MQTT session cannot start: {exc}") from exc
+                self._brokers.advance()
+        if self._publishers is not None:
+            try:
+                await self._publishers.start()
+            except MqttError as exc:
+                await client.disconnect()
+                raise SpeakerConnectionError(f"MQTT publishers cannot start: {exc}") from exc
         self._task = asyncio.get_running_loop().create_task(self._session_loop(client))
 
     async def stop(self) -> None:
@@ -76,11 +109,14 @@ class MqttHubLink(HubLink):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._publishers is not None:
+            await self._publishers.stop()
 
     def _new_client(self) -> MqttClient:
+        host, port = self._brokers.current
         return MqttClient(
-            self._host,
-            self._port,
+            host,
+            port,
             self._client_id,
             on_message=self._dispatch,
             clean_session=False,
@@ -105,7 +141,7 @@ class MqttHubLink(HubLink):
                 delay = 0.2
                 await client.wait_closed()
             except MqttError as exc:
-                log.warning("MQTT session to %s:%s lost: %s", self._host, self._port, exc)
+                log.warning("MQTT session to %s:%s lost: %s", client.host, client.port, exc)
             finally:
                 if self._client is client:
                     # Boxes come back online as their retained hellos arrive on resubscribing.
@@ -116,6 +152,7 @@ class MqttHubLink(HubLink):
                         async with asyncio.timeout(DISCONNECT_WITHIN_S):
                             await client.disconnect()
                 client.abort()
+            self._brokers.advance()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             client = self._new_client()
@@ -133,9 +170,10 @@ class MqttHubLink(HubLink):
             self._sink.receive(box_id, payload, TRANSPORT)
 
     async def _publish(self, topic: str, data: bytes) -> None:
-        client = self._client
+        client = self._publishers or self._client
         if client is None:
-            raise SpeakerConnectionError(f"not connected to MQTT broker {self._host}:{self._port}")
+            host, port = self._brokers.current
+            raise SpeakerConnectionError(f"not connected to MQTT broker {host}:{port}")
         try:
             async with asyncio.timeout(self._publish_timeout_s):
                 await client.publish(topic, data, qos=1)

@@ -2,9 +2,11 @@
 (docs/protocols/speaker.md, section 4).
 
 ``tcp://host:port``, ``tls://host:port``, ``mqtt://host:port[/prefix]``,
-``mqtts://host:port[/prefix]``, and ``serial:///dev/ttyUSB0?baudrate=19200`` (any pyserial
-URL or device path after ``serial://``). TLS links verify the server against the system CAs or
-``ca_file``; ``server_tls_context`` builds the hub's side.
+``mqtts://host:port[/prefix]`` (MQTT links may name several brokers of a cluster,
+``mqtt://a:1883,b:1883,c:1883/prefix``: the box fails over from one to the next), and
+``serial:///dev/ttyUSB0?baudrate=19200`` (any pyserial URL or device path after
+``serial://``). TLS links verify the server against the system CAs or ``ca_file``;
+``server_tls_context`` builds the hub's side.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from drivers.mqtt import MqttUsageError
+from drivers.mqtt.brokers import BrokerAddress, parse_hosts
 from drivers.speaker.agent import BoxAgent
 from drivers.speaker.errors import SpeakerConfigError
 from drivers.speaker.topics import DEFAULT_PREFIX, SpeakerTopics
@@ -32,6 +36,12 @@ class LinkAddress:
     prefix: str = DEFAULT_PREFIX
     serial_url: str = ""
     baudrate: int = 115200
+    failover: tuple[BrokerAddress, ...] = ()
+
+    @property
+    def brokers(self) -> tuple[BrokerAddress, ...]:
+        """Every broker of an MQTT link, the first one first."""
+        return ((self.host, self.port), *self.failover)
 
     @property
     def uses_tls(self) -> bool:
@@ -54,6 +64,8 @@ def parse_link_url(url: str) -> LinkAddress:
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS:
         raise SpeakerConfigError(f"link {url!r}: scheme must be tcp, tls, mqtt, mqtts or serial")
+    if "," in parts.netloc:
+        return _parse_broker_list(url, parts.scheme, parts.netloc, parts.path)
     try:
         port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError as exc:
@@ -63,6 +75,34 @@ def parse_link_url(url: str) -> LinkAddress:
     prefix = parts.path.strip("/") or DEFAULT_PREFIX
     SpeakerTopics(prefix)
     return LinkAddress(scheme=parts.scheme, host=parts.hostname, port=port, prefix=prefix)
+
+
+def _parse_broker_list(url: str, scheme: str, authority: str, path: str) -> LinkAddress:
+    if scheme not in ("mqtt", "mqtts"):
+        raise SpeakerConfigError(f"link {url!r}: only MQTT links may name several hosts")
+    try:
+        brokers = parse_hosts(authority, DEFAULT_PORTS[scheme])
+    except MqttUsageError as exc:
+        raise SpeakerConfigError(f"link {url!r}: {exc}") from exc
+    prefix = path.strip("/") or DEFAULT_PREFIX
+    SpeakerTopics(prefix)
+    (host, port), *failover = brokers
+    return LinkAddress(scheme, host, port, prefix, failover=tuple(failover))
+
+
+def parse_link_urls(urls: list[str]) -> LinkAddress:
+    """Several MQTT link URLs of one cluster, same scheme and prefix, as one link."""
+    if not urls:
+        raise SpeakerConfigError("link: the list names no URL")
+    links = [parse_link_url(url) for url in urls]
+    first = links[0]
+    if len(links) > 1 and first.scheme not in ("mqtt", "mqtts"):
+        raise SpeakerConfigError("link: only MQTT links may list several brokers")
+    if any((link.scheme, link.prefix) != (first.scheme, first.prefix) for link in links):
+        raise SpeakerConfigError("link: every broker in the list needs the same scheme and prefix")
+    brokers = [broker for link in links for broker in link.brokers]
+    failover = tuple(brokers[1:])
+    return LinkAddress(first.scheme, first.host, first.port, first.prefix, failover=failover)
 
 
 def client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -104,5 +144,6 @@ def open_uplink(
             topics,
             tls if address.uses_tls else None,
             credentials=mqtt_credentials,
+            failover=address.failover,
         )
     raise SpeakerConfigError(f"{address.scheme} links are opened per line, not per box")

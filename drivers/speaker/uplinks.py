@@ -4,7 +4,9 @@
   signed hello, then exchanges newline-delimited JSON; it reconnects with jittered backoff.
 - ``MqttUplink``: one MQTT session per box (``drivers.mqtt``; QoS 1, persistent session)
   subscribed to its own command topic and its areas' topics; its signed hello is its retained
-  presence and the broker's last will marks it offline.
+  presence and the broker's last will marks it offline. Given the nodes of a broker cluster,
+  it moves to the next node whenever a connection fails or is lost; the cluster keeps the
+  session, so commands queued meanwhile arrive on the new node.
 - ``SerialBoxLine``: the box end of an RS-485 style line; answers the bus master's frames for
   one or more addresses on the same port, and repeats its latest acks when the master asks
   (SYNC).
@@ -19,11 +21,12 @@ import contextlib
 import logging
 import random
 import ssl
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.mqtt import MqttClient, MqttConnectionError, MqttError, MqttWill
+from drivers.mqtt.brokers import BrokerAddress, BrokerRotation
 from drivers.speaker.agent import BoxAgent
 from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, SerialFrameDecoder, encode_frame
@@ -147,11 +150,12 @@ class MqttUplink:
         reconnect_s: tuple[float, float] = (0.2, 30.0),
         timeout_s: float = 30.0,
         credentials: MqttCredentials | None = None,
+        failover: Sequence[BrokerAddress] = (),
     ) -> None:
         self._agent = agent
         self._credentials = credentials
         self._timeout_s = timeout_s
-        self._host, self._port = host, port
+        self._brokers = BrokerRotation([(host, port), *failover])
         self._topics = topics
         self._tls = tls_context
         self._keepalive = keepalive_s
@@ -165,9 +169,10 @@ class MqttUplink:
         def on_message(topic: str, payload: bytes, retain: bool) -> None:
             commands.put_nowait(payload)
 
+        host, port = self._brokers.current
         return MqttClient(
-            self._host,
-            self._port,
+            host,
+            port,
             f"box-{box}",
             on_message=on_message,
             clean_session=False,
@@ -180,21 +185,33 @@ class MqttUplink:
         )
 
     async def run(self) -> None:
-        """Connect, exchange messages, and reconnect whenever the broker is lost."""
+        """Connect, exchange messages, and reconnect whenever the broker is lost.
+
+        Commands are handled by one task that outlives the sessions: a command the broker
+        delivered (and got its PUBACK for) is carried out even if the connection drops while
+        it is being handled.
+        """
         box = self._agent.box_id
-        while True:
-            commands: asyncio.Queue[bytes] = asyncio.Queue()
-            client = self._client(commands)
-            try:
-                await client.connect()
-                self._backoff.reset()
-                await self._session(client, commands)
-            except* MqttError as group:
-                log.info("box %s: MQTT link lost: %s", box, group.exceptions[0])
-            finally:
-                self.connected.clear()
-                await self._leave(client)
-            await self._backoff.wait()
+        commands: asyncio.Queue[bytes] = asyncio.Queue()
+        handler = asyncio.get_running_loop().create_task(self._handle_forever(commands))
+        try:
+            while True:
+                client = self._client(commands)
+                try:
+                    await client.connect()
+                    self._backoff.reset()
+                    await self._session(client)
+                except* MqttError as group:
+                    log.info("box %s: MQTT link lost: %s", box, group.exceptions[0])
+                finally:
+                    self.connected.clear()
+                    await self._leave(client)
+                self._brokers.advance()
+                await self._backoff.wait()
+        finally:
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handler
 
     async def _leave(self, client: MqttClient) -> None:
         """Say ``offline`` and disconnect, when the session is still up (a deliberate stop)."""
@@ -206,7 +223,7 @@ class MqttUplink:
                     await client.disconnect()
         client.abort()
 
-    async def _session(self, client: MqttClient, commands: asyncio.Queue[bytes]) -> None:
+    async def _session(self, client: MqttClient) -> None:
         box = self._agent.box_id
         subscriptions = [(self._topics.box_commands(box), 1)] + [
             (self._topics.area_commands(code), 1) for code in self._agent.identity.area_keys
@@ -217,7 +234,6 @@ class MqttUplink:
         self.connected.set()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._send_forever(client))
-            group.create_task(self._handle_forever(commands))
             await client.wait_closed()
             raise MqttConnectionError("the broker closed the session")
 

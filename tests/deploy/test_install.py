@@ -102,6 +102,9 @@ def test_every_unit_in_the_repository_verifies(root: Path) -> None:
     # The box agent's program comes with the package as a console script.
     agent = Path(sys.executable).parent / "broadcaster-box"
     shutil.copy2(agent, root / "usr/local/bin/broadcaster-box")
+    # The broker node runs Debian's nats-server.
+    (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2("/usr/sbin/nats-server", root / "usr/sbin/nats-server")
     units = sorted((REPO / "systemd").glob("*.service"))
     assert {u.name for u in units} >= {"broadcaster.service", "broadcaster-box.service"}
     for unit in units:

@@ -23,6 +23,7 @@ from broadcaster.config import AudioConfig, Config
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
 from channels.loudspeaker.boxes import RegistryFleetConfig
+from drivers.mqtt.testing_nats import NatsMqttCluster
 from drivers.speaker import SpeakerFleetSimulator
 from drivers.speaker.testing import MosquittoBroker, NullModem, free_port
 from tests.core.support import COUNTY, OTHER_COUNTY, make_config
@@ -101,8 +102,15 @@ class SpeakerSystem:
         await self.fleet.log.wait_for(playing, within_s)
 
 
-def hub_table(transport: str, stack: AsyncExitStack, tmp_path: Path) -> tuple[dict[str, Any], str]:
+def hub_table(
+    transport: str, stack: AsyncExitStack, tmp_path: Path, cluster: NatsMqttCluster | None = None
+) -> tuple[dict[str, Any], str]:
     """The channel's transport settings and the URL the boxes use."""
+    if cluster is not None:
+        # The server starts on the second node, the boxes on the first.
+        brokers = [f"mqtt://{h}:{p}" for h, p in cluster.addresses[1:] + cluster.addresses[:1]]
+        mqtt = {"brokers": brokers, "publish_sessions": 2}
+        return {"mqtt": mqtt, "default_transport": "mqtt"}, cluster.url()
     if transport == "tcp":
         port = free_port()  # fixed, so the boxes find a restarted server
         return {"tcp": {"host": "127.0.0.1", "port": port}}, f"tcp://127.0.0.1:{port}"
@@ -139,16 +147,18 @@ async def speaker_system(
     public_url: str | None = None,
     impostors: frozenset[str] = frozenset(),
     languages: Sequence[Sequence[str]] = (),
+    cluster: NatsMqttCluster | None = None,
     **settings: Any,
 ) -> AsyncIterator[SpeakerSystem]:
     """A running server with the channel on ``transport`` and five connected boxes.
 
     ``public_url`` overrides the URL the boxes download from (to make downloads fail);
     ``impostors`` are boxes whose key the server does not know: they never count as online;
-    ``languages`` are those of the first boxes (``box_targets``).
+    ``languages`` are those of the first boxes (``box_targets``); with ``cluster``, the
+    server and the boxes meet at its nodes over MQTT.
     """
     async with AsyncExitStack() as stack:
-        table, box_url = hub_table(transport, stack, tmp_path)
+        table, box_url = hub_table(transport, stack, tmp_path, cluster)
         targets = box_targets(transport, languages)
         channel_table = {
             "type": "loudspeaker",

@@ -1,0 +1,118 @@
+"""Loudspeaker fan-out through a three-node NATS cluster (MQTT) beside one Mosquitto, in one run.
+
+For each broker the bench starts a SpeakerHub in this process (on the cluster: its session on
+one node and ``--publish-sessions`` publishing connections spread over the nodes) and the fleet
+simulator (``drivers.speaker.simulator_cli``, real agent code, playback time zero; the boxes of
+each simulator process start on a different node) in separate processes, waits until every box
+is online, then sends one ``play_url`` per box and measures the time from the first send to
+every box acknowledging ``started`` and ``finished``. It prints how long the fleet took to come
+online (on NATS every new persistent session creates a replicated JetStream consumer) and the
+brokers' memory.
+
+Goals: 10,000 boxes all started within 5 s; 100,000 boxes through the cluster within 20 s.
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_cluster.py [--boxes 2000] [--brokers nats]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.bench_speaker import (
+    AREAS,
+    AUDIO,
+    SECRET,
+    measure,
+    peak_rss_mb,
+    raise_file_limit,
+    registrations,
+)
+from drivers.mqtt.testing_nats import NatsMqttCluster
+from drivers.speaker.hub import MqttBrokerConfig, SpeakerHub, SpeakerHubConfig
+from drivers.speaker.simulator import area_key
+from drivers.speaker.testing import MediaServer, MosquittoBroker
+
+
+def rss_mb(pids: list[int]) -> str:
+    sizes = []
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        sizes.append(f"{kb / 1024:.0f}")
+    return "/".join(sizes) + " MB"
+
+
+async def run_mosquitto(args: argparse.Namespace, ids: list[str], url: str) -> None:
+    with MosquittoBroker(args.work) as broker:
+        keys = {area: area_key(SECRET, area) for area in AREAS}
+        mqtt = MqttBrokerConfig(host=broker.host, port=broker.port, area_keys=keys)
+        config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
+        async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
+            link = f"mqtt://{broker.host}:{broker.port}"
+            await measure("mosquitto", hub, ids, [link], args, url, broker.pid)
+        assert broker.pid is not None
+        print(f"mosquitto: broker RSS {rss_mb([broker.pid])}")
+
+
+async def run_nats(args: argparse.Namespace, ids: list[str], url: str) -> None:
+    with NatsMqttCluster(args.work / "nats", ack_wait_s=5) as cluster:
+        (host, port), *others = cluster.addresses
+        keys = {area: area_key(SECRET, area) for area in AREAS}
+        mqtt = MqttBrokerConfig(
+            host=host,
+            port=port,
+            failover=tuple(others),
+            area_keys=keys,
+            publish_sessions=args.publish_sessions,
+        )
+        config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
+        async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
+            links = [cluster.url(first=n % len(cluster.nodes)) for n in range(args.processes)]
+            await measure("nats", hub, ids, links, args, url, cluster.pids()[0])
+        print(f"nats: broker RSS per node {rss_mb(cluster.pids())}")
+
+
+async def run(args: argparse.Namespace) -> None:
+    ids = [f"sim-{i:05d}" for i in range(args.boxes)]
+    print(
+        f"cluster fan-out: {args.boxes} boxes, {args.processes} simulator processes, "
+        f"{args.publish_sessions} publishing sessions on NATS, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    async with MediaServer({"alert.wav": AUDIO}) as media:
+        url = media.url("alert.wav")
+        if "mosquitto" in args.brokers:
+            await run_mosquitto(args, ids, url)
+        if "nats" in args.brokers:
+            await run_nats(args, ids, url)
+    print(f"server (hub process) peak RSS: {peak_rss_mb():.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--boxes", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--publish-sessions", type=int, default=16)
+    parser.add_argument("--brokers", default="mosquitto,nats", help="mosquitto, nats")
+    parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
+    parser.add_argument(
+        "--stagger-s",
+        type=float,
+        default=0.0,
+        help="between simulator processes: NATS sets up a few hundred new sessions at a time",
+    )
+    args = parser.parse_args()
+    limit = raise_file_limit()
+    if limit < 2 * args.boxes + 1000:
+        sys.exit(f"open-file limit {limit} is too low for {args.boxes} boxes")
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as work:
+        args.work = Path(work)
+        asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
