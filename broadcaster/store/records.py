@@ -2,7 +2,9 @@
 v9) and the change watcher, on either store engine.
 
 - Channel records: each channel's own small key/value store of JSON values (an SMS
-  submission's state, a device's last settings), in the shared store, so any node sees them.
+  submission's state, a device's last settings), in the shared store, so any node sees them;
+  ``add`` writes only a missing key and ``increment`` counts in one statement, so nodes that
+  count at once (an id sequence) each get a value of their own.
 - Device leases: a resource that must have one user at a time (an RDS encoder's link, a GSM
   modem, a box's connection) is held by one node until its lease runs out. A node acquires the
   lease before it opens the device, renews it while it uses it and releases it when it stops;
