@@ -150,7 +150,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         earlier = self.context.data_dir / f"ebplatform-{self.name}" / "ledger.db"
         try:
             await self.ledger.adopt(earlier)
-        except (sqlite3.Error, OSError, TypeError) as error:
+        except (sqlite3.Error, OSError) as error:
             raise ChannelError(f"the earlier ledger {earlier} cannot be taken: {error}") from error
         self.session = aiohttp.ClientSession()
         if self.context.targets is not None:

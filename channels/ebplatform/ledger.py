@@ -160,8 +160,9 @@ class Ledger:
 
 
 def _read_sqlite_ledger(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """The rows of an earlier version's ledger, ``sent`` in the order they were written."""
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    """The rows of an earlier version's ledger, ``sent`` in the order they were written
+    (opened for writing, so SQLite can first recover a write-ahead log a crash left)."""
+    db = sqlite3.connect(path)
     try:
         queries = {
             "sent": "SELECT idempotency_key, ebmid, delivery_id, alert_key, target_id, peer,"
