@@ -1,8 +1,9 @@
 """EBD platform benchmark: EBM packages built, signed and accepted per second against the
 platform simulator over loopback HTTP (the simulator verifies each signature and signs its
 receipt, whose signature the sender verifies in turn), first with the driver alone, then through
-the ``ebplatform`` channel's ``send`` (CAP → EBM mapping, ids from its SQLite ledger, keys from
-files made by ``broadcaster ebd keygen``), and the cost of SM2 signing and verification alone
+the ``ebplatform`` channel's ``send`` (CAP → EBM mapping, ids and ledger in the store's channel
+records, on SQLite or on the PostgreSQL of ``--store-url``, keys from files made by
+``broadcaster ebd keygen``), and the cost of SM2 signing and verification alone
 (software backend, gmalg).
 
 Default run is well under a minute. Prints figures; asserts nothing.
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from broadcaster.cli import main as broadcaster_main
 from broadcaster.delivery import Target
+from broadcaster.store.db import open_database
+from broadcaster.store.records import ChannelRecords
 from broadcaster.testing.contract import channel_context, contract_delivery
 from channels.ebplatform import EbPlatformChannel
 from channels.ebplatform.config import EbPlatformChannelConfig
@@ -115,9 +118,11 @@ def _keygen(folder: Path, ebrid: str) -> tuple[Path, Path, bytes]:
     return folder / "key.pem", cert, load_certificate(cert).cert_id
 
 
-async def bench_channel(seconds: float, concurrency: int) -> None:
+async def bench_channel(seconds: float, concurrency: int, store_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        database = open_database(root / "store.db", store_url, None, 30.0)
+        records = ChannelRecords(lambda: database, "eb")
         key, cert, cert_id = _keygen(root / "ours", WARNING_SOURCE_EBRID)
         county_key, county_cert, county_id = _keygen(root / "county", COUNTY_PLATFORM_EBRID)
         lower = EbdPlatformSimulator(
@@ -138,7 +143,8 @@ async def bench_channel(seconds: float, concurrency: int) -> None:
                 "concurrency": concurrency,
             }
             config = EbPlatformChannelConfig.model_validate(table)
-            channel = EbPlatformChannel("eb", config, channel_context(root / "data"))
+            context = replace(channel_context(root / "data"), records=records)
+            channel = EbPlatformChannel("eb", config, context)
             await channel.start()
             target = Target(id="county", channel="eb", name="县平台", address="county",
                             division="150921000000")  # fmt: skip
@@ -161,6 +167,7 @@ async def bench_channel(seconds: float, concurrency: int) -> None:
                 await asyncio.gather(*(worker(n) for n in range(concurrency)))
             finally:
                 await channel.stop()
+                database.close()
             elapsed = time.perf_counter() - started
     print(
         f"channel send ({concurrency} in flight, {elapsed:.1f} s): {accepted} accepted, "
@@ -174,10 +181,11 @@ def main() -> None:
     parser.add_argument("--signatures", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--store-url", help="a PostgreSQL store for the channel's records")
     args = parser.parse_args()
     bench_signing(args.signatures)
     asyncio.run(bench_exchange(args.seconds, args.concurrency))
-    asyncio.run(bench_channel(args.seconds, args.concurrency))
+    asyncio.run(bench_channel(args.seconds, args.concurrency, args.store_url))
 
 
 if __name__ == "__main__":

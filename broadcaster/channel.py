@@ -268,6 +268,15 @@ class RecordStore(Protocol):
 
     async def put(self, key: str, value: Any) -> None: ...
 
+    async def add(self, key: str, value: Any) -> bool:
+        """Write ``value`` only if ``key`` has none; True if it was written."""
+        ...
+
+    async def increment(self, key: str) -> int:
+        """Add one to the integer record ``key`` (from 0) and return the new value, atomically:
+        nodes sharing the store never get the same value."""
+        ...
+
     async def delete(self, key: str) -> bool: ...
 
     async def items(self, prefix: str = "") -> list[tuple[str, Any]]:

@@ -84,19 +84,16 @@ class ReportTables:
         now: float,
     ) -> None:
         """Keep ``node``'s latest report on the relay delivery ``delivery_id``; a final
-        report is never replaced by an earlier, unfinished one arriving late."""
-        with self.database.transaction() as conn:
-            row = conn.execute(
-                "SELECT complete FROM node_reports WHERE delivery_id = ?", (delivery_id,)
-            ).fetchone()
-            if row is not None and row[0] and not complete:
-                return
-            conn.execute("DELETE FROM node_reports WHERE delivery_id = ?", (delivery_id,))
-            conn.execute(
-                "INSERT INTO node_reports (delivery_id, node, summary, complete, reported_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (delivery_id, node, json.dumps(summary, sort_keys=True), int(complete), now),
-            )
+        report is never replaced by an earlier, unfinished one arriving late (one upsert,
+        so reports taken by two nodes at once cannot undo that either)."""
+        self.database.conn.execute(
+            "INSERT INTO node_reports (delivery_id, node, summary, complete, reported_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO UPDATE"
+            " SET node = excluded.node, summary = excluded.summary,"
+            " complete = excluded.complete, reported_at = excluded.reported_at"
+            " WHERE node_reports.complete = 0 OR excluded.complete = 1",
+            (delivery_id, node, json.dumps(summary, sort_keys=True), int(complete), now),
+        )
 
     def node_reports(self, alert_id: str) -> dict[int, dict[str, Any]]:
         """The reports on an alert's relay deliveries, by delivery id."""
@@ -147,10 +144,10 @@ class ReportTables:
     def record_acknowledged(
         self, alert_id: str, summary: Mapping[str, Any], complete: bool, now: float
     ) -> None:
-        with self.database.transaction() as conn:
-            conn.execute("DELETE FROM upward_reports WHERE alert_id = ?", (alert_id,))
-            conn.execute(
-                "INSERT INTO upward_reports (alert_id, summary, complete, acked_at)"
-                " VALUES (?, ?, ?, ?)",
-                (alert_id, json.dumps(summary, sort_keys=True), int(complete), now),
-            )
+        self.database.conn.execute(
+            "INSERT INTO upward_reports (alert_id, summary, complete, acked_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE"
+            " SET summary = excluded.summary, complete = excluded.complete,"
+            " acked_at = excluded.acked_at",
+            (alert_id, json.dumps(summary, sort_keys=True), int(complete), now),
+        )

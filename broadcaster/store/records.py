@@ -2,7 +2,9 @@
 v9) and the change watcher, on either store engine.
 
 - Channel records: each channel's own small key/value store of JSON values (an SMS
-  submission's state, a device's last settings), in the shared store, so any node sees them.
+  submission's state, a device's last settings), in the shared store, so any node sees them;
+  ``add`` writes only a missing key and ``increment`` counts in one statement, so nodes that
+  count at once (an id sequence) each get a value of their own.
 - Device leases: a resource that must have one user at a time (an RDS encoder's link, a GSM
   modem, a box's connection) is held by one node until its lease runs out. A node acquires the
   lease before it opens the device, renews it while it uses it and releases it when it stops;
@@ -56,6 +58,27 @@ class ChannelRecordTable:
             " updated_at = excluded.updated_at",
             (channel, key, json.dumps(value, ensure_ascii=False), now),
         )
+
+    def add(self, channel: str, key: str, value: Any, now: float) -> bool:
+        """Write ``value`` unless ``key`` has one: True if it was written."""
+        cursor = self.database.conn.execute(
+            "INSERT INTO channel_records (channel, key, value, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (channel, key) DO NOTHING",
+            (channel, key, json.dumps(value, ensure_ascii=False), now),
+        )
+        return cursor.rowcount > 0
+
+    def increment(self, channel: str, key: str, now: float) -> int:
+        """Add one to the integer under ``key`` (a missing key counts as 0) and return it, in
+        one statement: nodes counting at once each get a value of their own."""
+        row = self.database.conn.execute(
+            "INSERT INTO channel_records (channel, key, value, updated_at) VALUES (?, ?, '1', ?)"
+            " ON CONFLICT (channel, key) DO UPDATE"
+            " SET value = CAST(CAST(channel_records.value AS BIGINT) + 1 AS TEXT),"
+            " updated_at = excluded.updated_at RETURNING value",
+            (channel, key, now),
+        ).fetchone()
+        return int(row[0])
 
     def delete(self, channel: str, key: str) -> bool:
         cursor = self.database.conn.execute(
@@ -121,6 +144,16 @@ class ChannelRecords:
         database = self._database_of()
         table = ChannelRecordTable(database)
         await database.run(table.put, self.channel, key, value, self._clock())
+
+    async def add(self, key: str, value: Any) -> bool:
+        database = self._database_of()
+        table = ChannelRecordTable(database)
+        return await database.run(table.add, self.channel, key, value, self._clock())
+
+    async def increment(self, key: str) -> int:
+        database = self._database_of()
+        table = ChannelRecordTable(database)
+        return await database.run(table.increment, self.channel, key, self._clock())
 
     async def delete(self, key: str) -> bool:
         database = self._database_of()

@@ -46,6 +46,19 @@ class FileRecords:
     async def put(self, key: str, value: Any) -> None:
         self._save(self._all() | {key: value})
 
+    async def add(self, key: str, value: Any) -> bool:
+        records = self._all()
+        if key in records:
+            return False
+        self._save(records | {key: value})
+        return True
+
+    async def increment(self, key: str) -> int:
+        records = self._all()
+        value = int(records.get(key) or 0) + 1
+        self._save(records | {key: value})
+        return value
+
     async def delete(self, key: str) -> bool:
         records = self._all()
         found = records.pop(key, None) is not None

@@ -14,6 +14,7 @@ delivery states: see the README.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -143,8 +144,14 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             self.verifier: Verifier = await asyncio.to_thread(signing.verifier)
         except EbdConfigError as error:
             raise ChannelError(str(error)) from error
-        folder = self.context.data_dir / f"ebplatform-{self.name}"
-        self.ledger = await asyncio.to_thread(Ledger, folder / "ledger.db")
+        if self.context.records is None:
+            raise ChannelError(f"channel {self.name} needs the store's channel records")
+        self.ledger = Ledger(self.context.records)
+        earlier = self.context.data_dir / f"ebplatform-{self.name}" / "ledger.db"
+        try:
+            await self.ledger.adopt(earlier)
+        except (sqlite3.Error, OSError) as error:
+            raise ChannelError(f"the earlier ledger {earlier} cannot be taken: {error}") from error
         self.session = aiohttp.ClientSession()
         if self.context.targets is not None:
             await self._enrol(self.context.targets)
@@ -164,7 +171,6 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if hasattr(self, "session"):
             await self.session.close()
-            await asyncio.to_thread(self.ledger.close)
 
     def spawn(self, coroutine: Any) -> None:
         """Run ``coroutine`` until ``stop``."""
@@ -240,19 +246,19 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         """Each platform and division gets its own EBM (peer, AreaCode)."""
         return (target.address, target.division, target.languages)
 
-    def next_ebdid(self) -> str:
+    async def next_ebdid(self) -> str:
         day = beijing_now().strftime("%Y%m%d")
-        count = self.ledger.next_value(f"ebdid:{day}")
+        count = await self.ledger.next_value(f"ebdid:{day}")
         return make_ebdid(self.config.local_ebrid, int(f"{day}{count:08d}"))
 
-    def _next_ebmid(self) -> str:
+    async def _next_ebmid(self) -> str:
         day = beijing_now().strftime("%Y%m%d")
-        count = self.ledger.next_value(f"ebmid:{day}")
+        count = await self.ledger.next_value(f"ebmid:{day}")
         return make_ebmid(self.config.local_ebrid, day, count, self.config.ebmid_width)
 
-    def _related(self, message: AlertMessage, target: Target) -> str | None:
+    async def _related(self, message: AlertMessage, target: Target) -> str | None:
         for reference in message.alert.references:
-            sent = self.ledger.sent_for_alert(str(reference), target.id)
+            sent = await self.ledger.sent_for_alert(str(reference), target.id)
             if sent is not None:
                 return sent.ebmid
         return None
@@ -261,13 +267,13 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         message, target = delivery.message, delivery.target
         peer = self.peer_of(target)
         content = await self.content(message, target, delivery.part)
-        related = await asyncio.to_thread(self._related, message, target)
+        related = await self._related(message, target)
         is_cancel = message.alert.msg_type is MsgType.CANCEL
         if is_cancel and related is None:
             detail = "no EBM went to this platform for the cancelled alert: nothing to cancel"
             return SendResult(SendOutcome.CONFIRMED, detail=detail, content=content)
-        existing = self.ledger.sent_for_key(delivery.idempotency_key)
-        ebmid = existing.ebmid if existing else self._next_ebmid()
+        existing = await self.ledger.sent_for_key(delivery.idempotency_key)
+        ebmid = existing.ebmid if existing else await self._next_ebmid()
         alert_key = str(message.alert.reference)
         state = existing.state if existing else None
         sent = SentEbm(
@@ -280,7 +286,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             state,
             delivery.expires_at,
         )
-        self.ledger.record_sent(sent)
+        await self.ledger.record_sent(sent)
         now = beijing_now()
         ebm = build_ebm(
             message, target, self.choices, ebmid=ebmid, send_time=now, related_ebmid=related
@@ -288,8 +294,8 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         resources = await self._audio(message, target)
         auxiliaries = [Auxiliary(AuxiliaryType.MP3, n, len(d)) for n, d in resources.items()]
         ebm = replace(ebm, auxiliaries=tuple(auxiliaries))
-        ebdid = self.next_ebdid()
-        self.ledger.record_package(ebdid, ebmid)
+        ebdid = await self.next_ebdid()
+        await self.ledger.record_package(ebdid, ebmid)
         ebd = Ebd(ebdid, self.config.local_ebrid, now, ebm, peer.ebrid, self.local_url)
         package = await asyncio.to_thread(build_package, ebd, self.signer, resources, self.form)
         reply = await self.post(peer, package)
@@ -304,7 +310,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             raise RetryableError(f"{peer.name} answered with something else: {error}") from error
         self._last_error.pop(peer.name, None)
         if is_cancel:
-            self.ledger.set_state(ebmid, int(BrdStateCode.SUCCEEDED))
+            await self.ledger.set_state(ebmid, int(BrdStateCode.SUCCEEDED))
             return SendResult(SendOutcome.CONFIRMED, ebmid, f"cancels EBM {related}", content)
         return SendResult(
             SendOutcome.ACCEPTED, ebmid, f"EBM {ebmid} accepted by {peer.name}", content
@@ -336,9 +342,9 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         """Accepted deliveries from before a restart: their EBMs are in the ledger; only the
         delivery ids may have to be refreshed."""
         for delivery in deliveries:
-            sent = self.ledger.sent_for_key(delivery.idempotency_key)
+            sent = await self.ledger.sent_for_key(delivery.idempotency_key)
             if sent is not None and sent.delivery_id != delivery.id:
-                self.ledger.record_sent(replace(sent, delivery_id=delivery.id))
+                await self.ledger.record_sent(replace(sent, delivery_id=delivery.id))
 
     async def health(self) -> ChannelHealth:
         """Started with its keys; each peer's and the upper platform's last exchange is shown

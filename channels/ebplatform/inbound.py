@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from broadcaster.cap import Reference
-from broadcaster.errors import CapError
+from broadcaster.errors import CapError, StoreError
 from channels.ebplatform.ledger import ReceivedEbm
 from channels.ebplatform.mapping import alert_of_ebm
 from channels.ebplatform.states import take_state
@@ -68,7 +68,11 @@ def inbound_app(channel: EbPlatformChannel) -> web.Application:
     """The application mounted at ``/channels/<name>/``."""
 
     async def receive(request: web.Request) -> web.StreamResponse:
-        return await _receive(channel, request)
+        try:
+            return await _receive(channel, request)
+        except StoreError as error:  # the shared store is out of reach: the sender retries
+            log.warning("ebplatform %s: package not taken: %s", channel.name, error)
+            return web.Response(status=503, text="the store is out of reach, try again later")
 
     app = web.Application()
     app.router.add_post("/ebd", receive)
@@ -111,7 +115,7 @@ async def _receive(channel: EbPlatformChannel, request: web.Request) -> web.Stre
             "ebplatform %s: refused a package from %s: %s", channel.name, request.remote, error
         )
         code = ResultCode(error.result_code)
-        reply = make_response(channel.next_ebdid(), local, None, code, channel.signer)
+        reply = make_response(await channel.next_ebdid(), local, None, code, channel.signer)
         return _tar(reply)
     ebd = incoming.ebd
     code, desc = await _take(channel, ebd)
@@ -119,7 +123,8 @@ async def _receive(channel: EbPlatformChannel, request: web.Request) -> web.Stre
         log.info(
             "ebplatform %s: refused %s %s: %s", channel.name, ebd.ebd_type.value, ebd.ebdid, desc
         )
-    reply = make_response(channel.next_ebdid(), local, ebd, code, channel.signer, desc or None)
+    ebdid = await channel.next_ebdid()
+    reply = make_response(ebdid, local, ebd, code, channel.signer, desc or None)
     return _tar(reply)
 
 
@@ -143,13 +148,13 @@ async def _take(channel: EbPlatformChannel, ebd: Ebd) -> tuple[ResultCode, str]:
     upper = channel.config.upper
     from_upper = upper is not None and ebd.src_ebrid == upper.ebrid
     if isinstance(body, EbmStateResponse):
-        return take_state(channel, ebd, body)
+        return await take_state(channel, ebd, body)
     if isinstance(body, ConnectionCheck):
         return ResultCode.OK, ""
     if isinstance(body, Ebm) and from_upper:
         return await _take_ebm(channel, ebd, body)
     if isinstance(body, EbmStateRequest) and from_upper:
-        received = channel.ledger.received(body.ebmid)
+        received = await channel.ledger.received(body.ebmid)
         if received is None:
             return ResultCode.OTHER_ERROR, f"EBMID {body.ebmid} was never received here"
         channel.spawn(_report(channel, received, request=ebd))
@@ -162,11 +167,11 @@ async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[Res
     hooks = channel.context.alerts
     if upper is None or hooks is None:
         return ResultCode.OTHER_ERROR, "this platform takes no EBMs"
-    if channel.ledger.received(ebm.ebmid) is not None:
+    if await channel.ledger.received(ebm.ebmid) is not None:
         return ResultCode.OK, "已接收"
     cancelled = None
     if ebm.msg_type is MsgType.CANCEL:
-        earlier = channel.ledger.received(ebm.related_ebmid or "")
+        earlier = await channel.ledger.received(ebm.related_ebmid or "")
         if earlier is None:
             return ResultCode.OTHER_ERROR, "RelatedInfo/EBMID names no EBM received here"
         cancelled = Reference(*earlier.cap_key.split(",", 2))
@@ -184,7 +189,7 @@ async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[Res
     until = ends.timestamp() if ends else time.time()
     reference = str(alert.reference)
     received = ReceivedEbm(ebm.ebmid, ebd.src_ebrid, alert_id, reference, ebd.src_url, None, until)
-    channel.ledger.record_received(received)
+    await channel.ledger.record_received(received)
     return ResultCode.OK, ""
 
 
@@ -208,6 +213,19 @@ def broadcast_state(summary: dict[str, dict[str, int]]) -> BrdStateCode:
 
 
 async def _report(channel: EbPlatformChannel, received: ReceivedEbm, request: Ebd | None) -> None:
+    """Push the current state of one received EBM up; a store out of reach is logged (the
+    next round reports it)."""
+    try:
+        await _push_state(channel, received, request)
+    except StoreError as error:
+        log.warning(
+            "ebplatform %s: state of %s not reported: %s", channel.name, received.ebmid, error
+        )
+
+
+async def _push_state(
+    channel: EbPlatformChannel, received: ReceivedEbm, request: Ebd | None
+) -> None:
     """Push the current state of one received EBM up; remember it once the upper took it."""
     upper = channel.config.upper
     url = (upper.url if upper else None) or received.url
@@ -216,16 +234,16 @@ async def _report(channel: EbPlatformChannel, received: ReceivedEbm, request: Eb
     state = broadcast_state(await channel.context.alerts.summary(received.alert_id))
     if request is None and received.reported == int(state):
         return
+    ebdid = await channel.next_ebdid()
     package = make_state_response(
-        channel.next_ebdid(), channel.config.local_ebrid, received.ebmid, state, channel.signer,
-        request=request,
-    )  # fmt: skip
+        ebdid, channel.config.local_ebrid, received.ebmid, state, channel.signer, request=request
+    )
     try:
         await channel.post_url(url, package)
     except EbdError as error:
         log.info("ebplatform %s: state of %s not reported: %s", channel.name, received.ebmid, error)
         return
-    channel.ledger.set_reported(received.ebmid, int(state))
+    await channel.ledger.set_reported(received.ebmid, int(state))
 
 
 async def report_states(channel: EbPlatformChannel) -> None:
@@ -233,7 +251,12 @@ async def report_states(channel: EbPlatformChannel) -> None:
     assert channel.config.upper is not None
     while True:
         await asyncio.sleep(channel.config.upper.report_seconds)
-        for received in channel.ledger.unreported(time.time()):
+        try:
+            unreported = await channel.ledger.unreported(time.time())
+        except StoreError as error:
+            log.warning("ebplatform %s: cannot read the EBMs taken in: %s", channel.name, error)
+            continue
+        for received in unreported:
             await _report(channel, received, request=None)
 
 

@@ -1,47 +1,37 @@
-"""The channel's own record of the EBD link, in SQLite under its data directory.
+"""The channel's own record of the EBD link, in its records of the store every node shares
+(:class:`~broadcaster.channel.RecordStore`), so any node of a cluster sees what another sent.
 
-- ``sent``: one row per delivery (its idempotency key): the EBMID it goes out under (a retry
+- ``sent:<idempotency key>``: one record per delivery: the EBMID it goes out under (a retry
   reuses it, so the peer sees one message), the peer, the CAP alert and target it is for, and
-  the last broadcast state the peer reported; a later Cancel or Update finds the EBMID to name
-  in ``RelatedInfo/EBMID`` here.
-- ``packages``: every EBDID we posted about an EBM (the EBM and each EBMStateRequest), so a
-  state package's ``RelatedEBD`` can be checked against what we really sent.
-- ``received``: EBMs taken in from the upper platform, the alert each became, and the state
-  last reported back up.
-- ``counters``: the daily sequences of EBDIDs and EBMIDs, so a restart never reuses an id.
+  the last broadcast state the peer reported. ``ebmid:<EBMID>`` and ``alert:<alert, target>``
+  name the delivery that holds an EBMID and the latest EBM sent for an alert to a target, so a
+  state report finds its delivery and a later Cancel or Update the EBMID to name in
+  ``RelatedInfo/EBMID``.
+- ``package:<EBDID>``: the EBM of every EBDID we posted about one (the EBM and each
+  EBMStateRequest), so a state package's ``RelatedEBD`` can be checked against what we sent.
+- ``received:<EBMID>``: EBMs taken in from the upper platform, the alert each became, and the
+  state last reported back up.
+- ``counter:<name>``: the daily sequences of EBDIDs and EBMIDs, counted by the store's atomic
+  increment, so neither a restart nor two nodes sending at once ever reuse an id.
+
+A ledger of an earlier version (``ledger.db``, SQLite, in the channel's data folder) is taken
+into the records once, at start (:meth:`Ledger.adopt`), then renamed ``ledger.db.adopted``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
-import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sent (
-    idempotency_key TEXT PRIMARY KEY,
-    ebmid TEXT NOT NULL UNIQUE,
-    delivery_id INTEGER NOT NULL,
-    alert_key TEXT NOT NULL,
-    target_id TEXT NOT NULL,
-    peer TEXT NOT NULL,
-    state INTEGER,
-    expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sent_by_alert ON sent (alert_key, target_id);
-CREATE TABLE IF NOT EXISTS packages (ebdid TEXT PRIMARY KEY, ebmid TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS received (
-    ebmid TEXT PRIMARY KEY,
-    src_ebrid TEXT NOT NULL,
-    alert_id TEXT NOT NULL,
-    cap_key TEXT NOT NULL,
-    url TEXT,
-    reported INTEGER,
-    expires_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+from broadcaster.channel import RecordStore
+
+_SENT, _EBMID, _ALERT, _PACKAGE, _RECEIVED, _COUNTER = (
+    "sent:", "ebmid:", "alert:", "package:", "received:", "counter:"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -71,119 +61,117 @@ class ReceivedEbm:
     expires_at: float
 
 
+def _alert_key(alert_key: str, target_id: str) -> str:
+    return _ALERT + json.dumps([alert_key, target_id], ensure_ascii=False)
+
+
 class Ledger:
-    """Small, synchronous and thread-safe: each call is one short transaction."""
+    """The channel's EBD records; each call is one or a few short store operations."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+    def __init__(self, records: RecordStore) -> None:
+        self._records = records
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    async def next_value(self, name: str) -> int:
+        """The next value (from 1) of the counter ``name``, unique across nodes."""
+        return await self._records.increment(_COUNTER + name)
 
-    def next_value(self, name: str) -> int:
-        """The next value (from 1) of the counter ``name``."""
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO counters (name, value) VALUES (?, 1)"
-                " ON CONFLICT (name) DO UPDATE SET value = value + 1",
-                (name,),
+    async def sent_for_key(self, key: str) -> SentEbm | None:
+        found = await self._records.get(_SENT + key)
+        return None if found is None else SentEbm(**found)
+
+    async def sent_for_ebmid(self, ebmid: str) -> SentEbm | None:
+        key = await self._records.get(_EBMID + ebmid)
+        return None if key is None else await self.sent_for_key(str(key))
+
+    async def sent_for_alert(self, alert_key: str, target_id: str) -> SentEbm | None:
+        """The latest EBM sent for the alert ``alert_key`` to ``target_id``."""
+        key = await self._records.get(_alert_key(alert_key, target_id))
+        return None if key is None else await self.sent_for_key(str(key))
+
+    async def record_sent(self, ebm: SentEbm) -> None:
+        """Keep the EBM of a delivery; for one already kept, refresh only its delivery id."""
+        existing = await self.sent_for_key(ebm.idempotency_key)
+        if existing is not None:
+            await self._records.put(
+                _SENT + ebm.idempotency_key, asdict(replace(existing, delivery_id=ebm.delivery_id))
             )
-            row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return int(row[0])
+            await self._records.add(_EBMID + existing.ebmid, ebm.idempotency_key)
+            return
+        await self._records.put(_SENT + ebm.idempotency_key, asdict(ebm))
+        await self._records.add(_EBMID + ebm.ebmid, ebm.idempotency_key)
+        await self._records.put(_alert_key(ebm.alert_key, ebm.target_id), ebm.idempotency_key)
 
-    def sent_for_key(self, key: str) -> SentEbm | None:
-        return self._one("SELECT * FROM sent WHERE idempotency_key = ?", (key,))
-
-    def sent_for_ebmid(self, ebmid: str) -> SentEbm | None:
-        return self._one("SELECT * FROM sent WHERE ebmid = ?", (ebmid,))
-
-    def sent_for_alert(self, alert_key: str, target_id: str) -> SentEbm | None:
-        return self._one(
-            "SELECT * FROM sent WHERE alert_key = ? AND target_id = ? ORDER BY rowid DESC",
-            (alert_key, target_id),
-        )
-
-    def _one(self, sql: str, args: tuple[str, ...]) -> SentEbm | None:
-        with self._lock:
-            row = self._db.execute(sql, args).fetchone()
-        return SentEbm(*row) if row else None
-
-    def record_sent(self, ebm: SentEbm) -> None:
-        """Keep (or refresh the delivery id of) the EBM of a delivery."""
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO sent VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key)"
-                " DO UPDATE SET delivery_id = excluded.delivery_id",
-                (
-                    ebm.idempotency_key,
-                    ebm.ebmid,
-                    ebm.delivery_id,
-                    ebm.alert_key,
-                    ebm.target_id,
-                    ebm.peer,
-                    ebm.state,
-                    ebm.expires_at,
-                ),
+    async def set_state(self, ebmid: str, state: int) -> None:
+        sent = await self.sent_for_ebmid(ebmid)
+        if sent is not None:
+            await self._records.put(
+                _SENT + sent.idempotency_key, asdict(replace(sent, state=state))
             )
 
-    def set_state(self, ebmid: str, state: int) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE sent SET state = ? WHERE ebmid = ?", (state, ebmid))
-
-    def awaiting_state(self, now: float) -> list[SentEbm]:
+    async def awaiting_state(self, now: float) -> list[SentEbm]:
         """EBMs of unexpired alerts whose broadcast the peer has not reported finished (< 3)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM sent WHERE (state IS NULL OR state < 3) AND expires_at > ?", (now,)
-            )
-            return [SentEbm(*row) for row in rows.fetchall()]
+        sent = [SentEbm(**value) for _, value in await self._records.items(_SENT)]
+        return [s for s in sent if (s.state is None or s.state < 3) and s.expires_at > now]
 
-    def record_package(self, ebdid: str, ebmid: str) -> None:
-        with self._lock, self._db:
-            self._db.execute("INSERT OR IGNORE INTO packages VALUES (?, ?)", (ebdid, ebmid))
+    async def record_package(self, ebdid: str, ebmid: str) -> None:
+        await self._records.add(_PACKAGE + ebdid, ebmid)
 
-    def package_ebmid(self, ebdid: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT ebmid FROM packages WHERE ebdid = ?", (ebdid,))
-            found = row.fetchone()
-        return str(found[0]) if found else None
+    async def package_ebmid(self, ebdid: str) -> str | None:
+        found = await self._records.get(_PACKAGE + ebdid)
+        return None if found is None else str(found)
 
-    def record_received(self, received: ReceivedEbm) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR IGNORE INTO received VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    received.ebmid,
-                    received.src_ebrid,
-                    received.alert_id,
-                    received.cap_key,
-                    received.url,
-                    received.reported,
-                    received.expires_at,
-                ),
-            )
+    async def record_received(self, received: ReceivedEbm) -> None:
+        """Keep an EBM taken in (the first record of an EBMID stays)."""
+        await self._records.add(_RECEIVED + received.ebmid, asdict(received))
 
-    def received(self, ebmid: str) -> ReceivedEbm | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM received WHERE ebmid = ?", (ebmid,)).fetchone()
-        return ReceivedEbm(*row) if row else None
+    async def received(self, ebmid: str) -> ReceivedEbm | None:
+        found = await self._records.get(_RECEIVED + ebmid)
+        return None if found is None else ReceivedEbm(**found)
 
-    def unreported(self, now: float) -> list[ReceivedEbm]:
+    async def unreported(self, now: float) -> list[ReceivedEbm]:
         """Received EBMs, not yet ended, whose final state (3 or more) is not reported yet."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM received WHERE (reported IS NULL OR reported < 3)"
-                " AND expires_at > ?",
-                (now,),
-            )
-            return [ReceivedEbm(*row) for row in rows.fetchall()]
+        found = [ReceivedEbm(**value) for _, value in await self._records.items(_RECEIVED)]
+        return [r for r in found if (r.reported is None or r.reported < 3) and r.expires_at > now]
 
-    def set_reported(self, ebmid: str, state: int) -> None:
-        with self._lock, self._db:
-            self._db.execute("UPDATE received SET reported = ? WHERE ebmid = ?", (state, ebmid))
+    async def set_reported(self, ebmid: str, state: int) -> None:
+        received = await self.received(ebmid)
+        if received is not None:
+            await self._records.put(_RECEIVED + ebmid, asdict(replace(received, reported=state)))
+
+    async def adopt(self, path: Path) -> bool:
+        """Take the rows of an earlier version's SQLite ledger at ``path`` into the records
+        (records already there win; a counter keeps the higher value), then rename the file
+        ``*.adopted`` so it is taken once. False if there is no such file."""
+        if not await asyncio.to_thread(path.exists):
+            return False
+        tables = await asyncio.to_thread(_read_sqlite_ledger, path)
+        for row in tables["sent"]:
+            await self.record_sent(SentEbm(*row))
+        for ebdid, ebmid in tables["packages"]:
+            await self.record_package(ebdid, ebmid)
+        for row in tables["received"]:
+            await self.record_received(ReceivedEbm(*row))
+        for name, value in tables["counters"]:
+            current = await self._records.get(_COUNTER + name)
+            if current is None or int(current) < int(value):
+                await self._records.put(_COUNTER + name, int(value))
+        await asyncio.to_thread(path.rename, path.with_name(path.name + ".adopted"))
+        return True
+
+
+def _read_sqlite_ledger(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of an earlier version's ledger, ``sent`` in the order they were written
+    (opened for writing, so SQLite can first recover a write-ahead log a crash left)."""
+    db = sqlite3.connect(path)
+    try:
+        queries = {
+            "sent": "SELECT idempotency_key, ebmid, delivery_id, alert_key, target_id, peer,"
+            " state, expires_at FROM sent ORDER BY rowid",
+            "packages": "SELECT ebdid, ebmid FROM packages",
+            "received": "SELECT ebmid, src_ebrid, alert_id, cap_key, url, reported, expires_at"
+            " FROM received",
+            "counters": "SELECT name, value FROM counters",
+        }
+        return {table: db.execute(sql).fetchall() for table, sql in queries.items()}
+    finally:
+        db.close()

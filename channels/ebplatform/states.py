@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from broadcaster.channel import Confirmation, ConfirmationOutcome
-from broadcaster.errors import ChannelError
+from broadcaster.errors import ChannelError, StoreError
 from channels.ebplatform.config import EbPeer
 from drivers.ebd import (
     BrdStateCode,
@@ -42,20 +42,20 @@ STATE_OUTCOMES = {
 """Final broadcast states; 0 (not processed), 1 (waiting) and 2 (broadcasting) are progress."""
 
 
-def take_state(
+async def take_state(
     channel: EbPlatformChannel, ebd: Ebd, body: EbmStateResponse
 ) -> tuple[ResultCode, str]:
     """Apply a peer's EBMStateResponse to the delivery it is about; the answer to give."""
-    sent = channel.ledger.sent_for_ebmid(body.ebmid)
+    sent = await channel.ledger.sent_for_ebmid(body.ebmid)
     peer = channel.peers.get(sent.peer) if sent else None
     if sent is None or peer is None or peer.ebrid != ebd.src_ebrid:
         return ResultCode.OTHER_ERROR, f"EBMID {body.ebmid} was not sent to this platform"
-    if ebd.related_ebdid and channel.ledger.package_ebmid(ebd.related_ebdid) != body.ebmid:
+    if ebd.related_ebdid and await channel.ledger.package_ebmid(ebd.related_ebdid) != body.ebmid:
         return (
             ResultCode.OTHER_ERROR,
             f"RelatedEBD {ebd.related_ebdid} is no package of ours about this EBM",
         )
-    channel.ledger.set_state(body.ebmid, int(body.state))
+    await channel.ledger.set_state(body.ebmid, int(body.state))
     outcome = STATE_OUTCOMES.get(body.state, ConfirmationOutcome.PROGRESS)
     detail = f"{peer.name}: BrdStateCode {int(body.state)} {body.state_desc}".strip()
     channel.confirm(Confirmation(sent.delivery_id, outcome, detail))
@@ -67,15 +67,18 @@ async def poll_states(channel: EbPlatformChannel) -> None:
     reported finished (of alerts not yet expired)."""
     while True:
         await asyncio.sleep(channel.config.state_poll_seconds)
-        for sent in await asyncio.to_thread(channel.ledger.awaiting_state, time.time()):
-            peer = channel.peers.get(sent.peer)
-            if peer is not None:
-                await _poll_one(channel, peer, sent.ebmid)
+        try:
+            for sent in await channel.ledger.awaiting_state(time.time()):
+                peer = channel.peers.get(sent.peer)
+                if peer is not None:
+                    await _poll_one(channel, peer, sent.ebmid)
+        except StoreError as error:  # out of reach for a while: poll again next round
+            log.warning("ebplatform %s: state poll stopped: %s", channel.name, error)
 
 
 async def _poll_one(channel: EbPlatformChannel, peer: EbPeer, ebmid: str) -> None:
-    ebdid = channel.next_ebdid()
-    channel.ledger.record_package(ebdid, ebmid)
+    ebdid = await channel.next_ebdid()
+    await channel.ledger.record_package(ebdid, ebmid)
     local = channel.config.local_ebrid
     body = EbmStateRequest(ebmid)
     request = Ebd(ebdid, local, beijing_now(), body, peer.ebrid, channel.local_url)
@@ -88,4 +91,4 @@ async def _poll_one(channel: EbPlatformChannel, peer: EbPeer, ebmid: str) -> Non
         log.info("ebplatform %s: state poll of %s failed: %s", channel.name, ebmid, error)
         return
     if isinstance(reply.ebd.body, EbmStateResponse):  # 2016 platforms answer in the reply
-        take_state(channel, reply.ebd, reply.ebd.body)
+        await take_state(channel, reply.ebd, reply.ebd.body)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from broadcaster.store.db import Database
-from broadcaster.store.records import ChannelRecords, DeviceLeases, DeviceLeaseTable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from broadcaster.store.db import Database, open_database
+from broadcaster.store.records import (
+    ChannelRecords,
+    ChannelRecordTable,
+    DeviceLeases,
+    DeviceLeaseTable,
+)
 
 
 async def test_records_are_kept_per_channel_as_json(database: Database) -> None:
@@ -46,3 +54,44 @@ async def test_channel_leases_are_named_within_the_channel(database: Database) -
     assert await fm.holder("link") == "node-1"
     await fm.release("link")
     assert await fm.holder("link") is None and await sms.holder("link") == "node-1"
+
+
+async def test_add_keeps_the_first_value(database: Database) -> None:
+    records = ChannelRecords(lambda: database, "eb")
+    assert await records.add("received:1", {"alert": "a"}) is True
+    assert await records.add("received:1", {"alert": "b"}) is False
+    assert await records.get("received:1") == {"alert": "a"}
+
+
+async def test_increment_counts_from_one_per_key_and_channel(database: Database) -> None:
+    eb = ChannelRecords(lambda: database, "eb")
+    other = ChannelRecords(lambda: database, "other")
+    assert [await eb.increment("counter:a") for _ in range(3)] == [1, 2, 3]
+    assert await eb.increment("counter:b") == 1
+    assert await other.increment("counter:a") == 1
+    assert await eb.get("counter:a") == 3  # a JSON number like any record
+    await eb.put("counter:c", 41)
+    assert await eb.increment("counter:c") == 42
+
+
+def test_nodes_counting_at_once_never_get_the_same_value(
+    database: Database, database_url: str | None, tmp_path: Path
+) -> None:
+    """Two nodes (two connections to one store), four threads each, counting one key."""
+    other = open_database(tmp_path / "store.db", database_url, "node-b", 30.0)
+    try:
+        tables = [ChannelRecordTable(database), ChannelRecordTable(other)]
+
+        def count(table: ChannelRecordTable) -> list[int]:
+            return [
+                table.database.call(table.increment, "eb", "counter:ebmid", float(n))
+                for n in range(25)
+            ]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            runs = list(pool.map(count, tables * 4))
+        values = [value for run in runs for value in run]
+        assert sorted(values) == list(range(1, 201))
+        assert all(run == sorted(run) for run in runs)  # each node's values rise
+    finally:
+        other.close()

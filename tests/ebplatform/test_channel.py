@@ -110,7 +110,9 @@ async def test_two_counties_get_their_ebm_confirmed_by_pushed_state_then_the_can
                 reply = await sim.post(inbound, build_package(ebd, sim.signer))
                 assert reply.ebd.body.result_code is ResultCode.OTHER_ERROR  # type: ignore[union-attr]
             ledger = service.channels["eb"].ledger  # type: ignore[attr-defined]
-            assert ledger.sent_for_ebmid(zhuozi_ebmid).state == BrdStateCode.SUCCEEDED  # unchanged
+            assert (
+                await ledger.sent_for_ebmid(zhuozi_ebmid)
+            ).state == BrdStateCode.SUCCEEDED  # unchanged
 
 
 async def test_state_polled_with_ebm_state_requests_confirms(tmp_path: Path, pki: Pki) -> None:

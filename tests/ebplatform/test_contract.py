@@ -4,6 +4,7 @@ state is polled (the contract runs the channel without the server's inbound endp
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest_asyncio
 
 from broadcaster.channel import Channel, OutgoingDelivery
 from broadcaster.delivery import Target
+from broadcaster.errors import ChannelError
 from broadcaster.testing.contract import ChannelContract, channel_context
 from channels.ebplatform import EbPlatformChannel
 from channels.ebplatform.config import EbPlatformChannelConfig
@@ -75,3 +77,28 @@ class TestEbPlatformContract(ChannelContract):
         await channel.start()
         yield channel, _target()
         await channel.stop()
+
+
+async def test_an_unreadable_earlier_ledger_stops_the_start_with_its_path(
+    tmp_path: Path, pki: Pki
+) -> None:
+    channel = _channel(tmp_path, pki, f"http://127.0.0.1:{free_port()}/ebd")
+    earlier = tmp_path / "ebplatform-eb" / "ledger.db"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"not a database at all" * 10)
+    with pytest.raises(ChannelError, match=r"ledger\.db cannot be taken"):
+        await channel.start()
+    await channel.stop()
+    assert earlier.exists()  # left for a person to look at
+
+
+async def test_without_the_store_records_the_channel_does_not_start(
+    tmp_path: Path, pki: Pki
+) -> None:
+    table = channel_table(pki, {"zhuozi": f"http://127.0.0.1:{free_port()}/ebd"})
+    config = EbPlatformChannelConfig.model_validate(table)
+    context = replace(channel_context(tmp_path), records=None)
+    channel = EbPlatformChannel("eb", config, context)
+    with pytest.raises(ChannelError, match="needs the store's channel records"):
+        await channel.start()
+    await channel.stop()
