@@ -24,7 +24,7 @@ from tests.relay.test_federation import _county_log, _get, _started, free_ports
 REGION_TOKEN = "region-push-token-0123456789"
 REGION_SENDER = "nmg.emergency@example.cn"
 REGION_WIDE = "150000000000"  # 内蒙古自治区: beyond the city's own division
-JINING, JINING_VILLAGES = "150902000000", 40
+JINING, JINING_VILLAGES = "150902000000", 60
 
 
 def _push(city: NodeLayout, document: bytes) -> Any:
