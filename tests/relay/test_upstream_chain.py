@@ -109,16 +109,20 @@ def test_a_region_warning_relayed_to_counties_and_its_cancel_stopping_the_queue(
     here = wait_until(lambda: stopped(city), "the city stopping its own queue", timeout=15)
     assert set(here) == {"confirmed", "cancelled"} and sum(here.values()) == JINING_VILLAGES
 
+    def sent_once(node: NodeLayout, confirmed: int) -> None:
+        """What went out is not sent again: one line per village that was served."""
+        lines = _county_log(node)
+        keys = [k for k in (line["idempotency_key"] for line in lines) if k.startswith(alert_id)]
+        assert len(keys) == len(set(keys)) == confirmed
+
+    sent_once(city, here["confirmed"])
     for county in layout.counties:
         log = wait_until(lambda c=county: stopped(c), f"{county.label} stopping", timeout=15)
         assert _get(county, f"/api/v1/alerts/{alert_id}")["state"] == "cancelled"
         assert set(log) == {"confirmed", "cancelled"}, log
         assert log["confirmed"] + log["cancelled"] == villages[county.name]
         assert log["cancelled"] >= 5, log
-        # What went out is not sent again: one line per village that was served.
-        lines = _county_log(county)
-        keys = [k for k in (line["idempotency_key"] for line in lines) if k.startswith(alert_id)]
-        assert len(keys) == len(set(keys)) == log["confirmed"]
+        sent_once(county, log["confirmed"])
 
     # The city shows each county's final state under its relay delivery.
     def reported() -> list[dict[str, Any]] | None:
