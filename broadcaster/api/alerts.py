@@ -145,6 +145,8 @@ async def submit_alert(request: web.Request) -> web.Response:
         return _bad_request(str(exc), exc.problems)
     except DiskFullError:
         return disk_full_response("disk full: the alert was not stored")
+    if not result.created and result.alert_id:
+        await service.reporter.relayed(result.alert_id, client)
     if result.created:
         action = "alert.draft" if result.state == "pending" else "alert.send"
         detail: dict[str, Any] = {"planned": result.planned}

@@ -2,7 +2,8 @@
 the node it came from until that node has taken the final one.
 
 An alert came from a node when it arrived through the API token named in ``[[node.report_to]]``
-(``client``). For each such alert the reporter posts its summary
+(``client``), or when that node relayed it after another source (the region's feed) had
+brought it first (``relayed_alerts``). For each such alert the reporter posts its summary
 (:func:`~broadcaster.federation.reports.delivery_summary`) as JSON to
 ``<url>/api/v1/alerts/<id>/reports`` with that entry's bearer token, whenever it differs from
 the last one the node acknowledged (2xx), on every change of delivery state and at least every
@@ -54,15 +55,15 @@ class UpwardReporter:
         self.outbox = Outbox(database)
         self.confirming = confirming
         self.clock = clock
-        self._by_origin: dict[str, NodeReportConfig] = {
-            f"api:{entry.client}": entry for entry in node.report_to
+        self._by_client: dict[str, NodeReportConfig] = {
+            entry.client: entry for entry in node.report_to
         }
         self._changed = asyncio.Event()
         self._tasks = TaskSet("reporter")
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        if not self._by_origin:
+        if not self._by_client:
             return
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._tasks.spawn(self._loop(), name="reporter")
@@ -71,6 +72,13 @@ class UpwardReporter:
         await self._tasks.close()
         if self._session is not None:
             await self._session.close()
+
+    async def relayed(self, alert_id: str, client: str) -> None:
+        """``client`` sent ``alert_id`` here after another source had brought it: report its
+        state to that node as to one it came from."""
+        if client in self._by_client:
+            await self.database.run(self.tables.record_relayed, alert_id, client, self.clock())
+            self.changed()
 
     def changed(self) -> None:
         """Delivery state may have changed: report without waiting for the interval."""
@@ -93,15 +101,15 @@ class UpwardReporter:
     async def report_once(self) -> int:
         """Report every relayed alert whose summary changed; how many were taken."""
         since = self.clock() - _LOOKBACK_SECONDS
-        ids = await self.database.run(self.tables.unreported, list(self._by_origin), since, _BATCH)
+        ids = await self.database.run(self.tables.unreported, list(self._by_client), since, _BATCH)
         taken = 0
         for alert_id in ids:
             taken += await self._report(alert_id)
         return taken
 
     async def _report(self, alert_id: str) -> int:
-        origin = await self.database.run(self.tables.origin_of, alert_id)
-        entry = self._by_origin.get(origin or "")
+        clients = await self.database.run(self.tables.relayed_by, alert_id)
+        entry = next((self._by_client[c] for c in clients if c in self._by_client), None)
         if entry is None:
             return 0
         counts = await self.database.run(self.outbox.summary, alert_id)

@@ -113,24 +113,43 @@ class ReportTables:
             for r in rows
         }
 
-    def unreported(self, origins: Sequence[str], since: float, limit: int) -> list[str]:
-        """Alerts that came from ``origins`` since ``since`` and whose final summary no
-        origin has taken yet, oldest first."""
+    def record_relayed(self, alert_id: str, client: str, now: float) -> None:
+        """Note that ``client`` (a node this one reports to) sent ``alert_id`` here, even as
+        a duplicate of what another source brought first."""
+        with self.database.transaction() as conn:
+            conn.execute(
+                "INSERT INTO relayed_alerts (alert_id, client, relayed_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (alert_id, client, now),
+            )
+
+    def unreported(self, clients: Sequence[str], since: float, limit: int) -> list[str]:
+        """Alerts that came from ``clients`` (as their origin ``api:<client>``, or relayed by
+        them after another source) since ``since`` and whose final summary no client has taken
+        yet, oldest first."""
         rows = []
-        for origin in origins:
+        for client in clients:
             rows += self.database.query(
-                "SELECT a.id, a.received_at FROM alerts a WHERE a.origin = ?"
+                "SELECT a.id, a.received_at FROM alerts a WHERE (a.origin = ? OR EXISTS"
+                " (SELECT 1 FROM relayed_alerts r WHERE r.alert_id = a.id AND r.client = ?))"
                 " AND a.received_at >= ? AND NOT EXISTS (SELECT 1 FROM upward_reports u"
                 " WHERE u.alert_id = a.id AND u.complete = 1)"
                 " ORDER BY a.received_at LIMIT ?",
-                (origin, since, limit),
+                (f"api:{client}", client, since, limit),
             )
         rows.sort(key=lambda r: r["received_at"])
-        return [r["id"] for r in rows[:limit]]
+        return list(dict.fromkeys(r["id"] for r in rows))[:limit]
 
-    def origin_of(self, alert_id: str) -> str | None:
+    def relayed_by(self, alert_id: str) -> list[str]:
+        """The clients ``alert_id`` came from: its origin's, then any that relayed it later."""
         rows = self.database.query("SELECT origin FROM alerts WHERE id = ?", (alert_id,))
-        return str(rows[0]["origin"]) if rows else None
+        origin = str(rows[0]["origin"]) if rows else ""
+        clients = [origin.removeprefix("api:")] if origin.startswith("api:") else []
+        rows = self.database.query(
+            "SELECT client FROM relayed_alerts WHERE alert_id = ? ORDER BY relayed_at",
+            (alert_id,),
+        )
+        return clients + [str(r["client"]) for r in rows]
 
     def acknowledged(self, alert_id: str) -> dict[str, Any] | None:
         """The summary the origin last took for ``alert_id``."""

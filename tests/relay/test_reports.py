@@ -196,3 +196,27 @@ async def test_reports_wait_for_a_city_that_is_down(pair: Pair) -> None:
     row = await _relay_row(pair, alert_id, "confirmed")
     assert row["report"]["complete"] is True
     assert row["report"]["summary"] == {"log": {"confirmed": 5}}
+
+
+async def test_a_relay_of_what_the_county_already_took_from_the_region_is_reported(
+    pair: Pair,
+) -> None:
+    """The county took the region's warning from its own feed first: the city's relay of it is
+    a duplicate there, yet the county reports its state to the city as for any relayed alert."""
+    warning = make_alert("nmg-1", sender="nmg.emergency@example.cn")
+    county = _service(pair.county)
+    taken = await county.submit(warning, origin="upstream:region")
+    assert taken.created
+    status, body = await _call(
+        pair.city, "POST", "/api/v1/alerts", OFFICER, to_xml(warning), "application/cap+xml"
+    )
+    assert status == 201 and body["id"] == taken.alert_id, body
+    row = await _relay_row(pair, taken.alert_id, "confirmed")
+    assert row["report"]["summary"] == {"log": {"confirmed": 5}}
+    assert row["report"]["complete"] is True and row["report"]["node"] == "150921"
+    _, events = await _call(
+        pair.city, "GET", f"/api/v1/deliveries/{row['id']}/events", OFFICER, b"", "text/plain"
+    )
+    assert any("already accepted" in (e["detail"] or "") for e in events["events"])
+    record = await county.store.alerts.get(taken.alert_id)
+    assert record is not None and record["origin"] == "upstream:region"

@@ -7,10 +7,20 @@ from pathlib import Path
 
 import aiohttp
 
+from broadcaster.cap import format_cap_time
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import Config
+from broadcaster.config import Config, NodeConfig
+from broadcaster.intake import alert_id_for
 from broadcaster.upstream.poller import SourcePoller
-from tests.core.support import RecordingChannel, make_alert, make_config, village_targets
+from tests.core.support import (
+    DUTY_TOKEN,
+    RecordingChannel,
+    make_alert,
+    make_config,
+    village_targets,
+    wait_for_deliveries,
+    with_api_tokens,
+)
 from tests.upstream.support import Signing, feed_server, node, tampered, with_sources
 
 CHANNELS = {"rec": {"type": "tests.core.support:RecordingChannel"}}
@@ -236,3 +246,36 @@ async def test_oversized_and_slow_answers_are_errors(tmp_path: Path) -> None:
             await here.polled("slow", 1)
             error = here.service.upstream.health()["slow"].last_error or ""
             assert error.startswith("no complete answer from 127.0.0.1:") and "0.2 s" in error
+
+
+async def test_a_city_node_takes_a_region_wide_warning_its_officers_may_not_send(
+    tmp_path: Path,
+) -> None:
+    """``[node] role = "city"`` limits what the city's officers send, not what the region's
+    source brings: a warning for the whole region is taken and delivered here."""
+    region_wide = make_alert("nmg-wide", sender="nmg@example.cn", geocodes=("150000000000",))
+    async with feed_server() as feed:
+        feed.documents = {"nmg-wide": to_xml(region_wide)}
+        source = {"name": "region", "mode": "poll", "url": f"{feed.base}/feed.atom", **FAST}
+        config = with_api_tokens(_config(tmp_path, source), DUTY_TOKEN)
+        config = config.model_copy(update={"node": NodeConfig(role="city", division="150900")})
+        async with node(config) as here:
+            officer = {"Authorization": f"Bearer {DUTY_TOKEN['token']}"}
+            own = to_xml(make_alert("own-wide", geocodes=("150000000000",)))
+            headers = officer | {"Content-Type": "application/cap+xml"}
+            async with here.session.post("/api/v1/alerts", data=own, headers=headers) as answer:
+                refused = await answer.json()
+                assert answer.status == 403
+                assert refused["problems"][0]["rule"] == "outside-division"
+            await here.polled("region", 1)
+            counts = here.service.upstream.health()["region"].counts
+            assert counts == {"created": 1}
+            assert await here.alert_count() == 1
+            rows = await wait_for_deliveries(
+                here.service,
+                alert_id_for(
+                    region_wide.sender, region_wide.identifier, format_cap_time(region_wide.sent)
+                ),
+                lambda rows: len(rows) == 3 and all(r["state"] == "confirmed" for r in rows),
+            )
+            assert {r["target_id"] for r in rows} == {t["id"] for t in village_targets("rec", 3)}
