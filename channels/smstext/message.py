@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.rendition import MessageText
-from channels.sms.config import check_template
+from channels.smstext.templates import check_template
 from drivers.gsm import SmsEncoding, segment_count
 from drivers.gsm.codec import choose_encoding
 
