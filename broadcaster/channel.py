@@ -233,6 +233,14 @@ class DispatchHooks(Protocol):
         Report many at once where possible (a hub whose devices all reconnect)."""
         ...
 
+    async def forward(self, delivery_id: int, channel: str, reason: str) -> int:
+        """Queue the same target and part of the alert of this channel's delivery
+        ``delivery_id`` for the instance ``channel`` (a fallback path: SMS through modems when
+        the operator's gateway cannot deliver), with ``reason`` in its history; returns the
+        new delivery's id (the existing one's if it was forwarded before). ChannelError if
+        ``channel`` is not running or the alert no longer sends."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelContext:

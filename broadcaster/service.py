@@ -89,6 +89,9 @@ class ChannelDispatch:
     async def targets_available(self, target_ids: Sequence[str]) -> int:
         return await self.service.dispatcher.targets_available(self.channel, target_ids)
 
+    async def forward(self, delivery_id: int, channel: str, reason: str) -> int:
+        return await self.service.dispatcher.forward(self.channel, delivery_id, channel, reason)
+
 
 class BroadcasterService:
     """Owns every long-lived part of the system for one data directory."""

@@ -72,8 +72,8 @@ from channels.smstext import (
     SmsRenderer,
     SmsText,
     count_numbers,
-    group_entries,
     plan_numbers,
+    probe_group,
     recipient,
 )
 from drivers.gsm import (
@@ -352,14 +352,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     async def probe(self, target: Target) -> ProbeResult:
         """Checks the group's numbers and that a modem is ready; sends nothing."""
-        entries = group_entries(target)
-        bad = [e for e in entries if e.number is None]
-        health = await self.health()
-        if not entries:
-            return ProbeResult(ok=False, detail=f"group {target.id} has no numbers")
-        if bad:
-            return ProbeResult(ok=False, detail=f"entry {bad[0].part}: {bad[0].error}")
-        return ProbeResult(ok=health.ok, detail=f"{len(entries)} numbers; {health.detail}")
+        return probe_group(target, await self.health())
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The SMS of the delivery: language, text, segments and encoding (what ``send``

@@ -9,6 +9,7 @@ from channels.smstext.recipients import (
     count_numbers,
     group_entries,
     plan_numbers,
+    probe_group,
     recipient,
 )
 from channels.smstext.renderer import SmsRenderer
@@ -25,6 +26,7 @@ __all__ = [
     "count_numbers",
     "group_entries",
     "plan_numbers",
+    "probe_group",
     "recipient",
     "render_sms",
 ]

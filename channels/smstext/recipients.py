@@ -10,10 +10,11 @@ as it was when the alert was planned, so the part always points at the same numb
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from broadcaster.channel import AlertMessage, PlannedDelivery
+from broadcaster.channel import AlertMessage, ChannelHealth, PlannedDelivery, ProbeResult
 from broadcaster.delivery import Target
 from broadcaster.errors import TargetRejectedError
 from drivers.gsm import GsmInvalidNumberError, normalize_number
@@ -34,8 +35,14 @@ class GroupEntry:
 
 def group_entries(target: Target) -> list[GroupEntry]:
     """The entries of a group's ``address`` in order; invalid ones carry their error."""
+    return list(_entries(target.address))
+
+
+@functools.lru_cache(maxsize=1024)
+def _entries(address: str) -> tuple[GroupEntry, ...]:
+    """Parsed once per group: a send to each of a thousand members reads the same address."""
     entries = []
-    for index, raw in enumerate(target.address.split(","), start=1):
+    for index, raw in enumerate(address.split(","), start=1):
         cleaned = raw.strip()
         if not cleaned:
             continue
@@ -43,7 +50,12 @@ def group_entries(target: Target) -> list[GroupEntry]:
             entries.append(GroupEntry(index, normalize_number(cleaned), None))
         except GsmInvalidNumberError as exc:
             entries.append(GroupEntry(index, None, str(exc)))
-    return entries
+    return tuple(entries)
+
+
+@functools.lru_cache(maxsize=1024)
+def _by_part(address: str) -> dict[int, GroupEntry]:
+    return {entry.part: entry for entry in _entries(address)}
 
 
 def plan_numbers(message: AlertMessage, candidates: Sequence[Target]) -> list[PlannedDelivery]:
@@ -57,7 +69,7 @@ def plan_numbers(message: AlertMessage, candidates: Sequence[Target]) -> list[Pl
     planned: list[PlannedDelivery] = []
     seen: set[tuple[str, str]] = set()
     for group in candidates:
-        entries = group_entries(group)
+        entries = _entries(group.address)
         if not entries or len(entries) >= LANGUAGE_STRIDE:
             planned.append(PlannedDelivery(target=group))
             continue
@@ -77,7 +89,7 @@ def plan_numbers(message: AlertMessage, candidates: Sequence[Target]) -> list[Pl
 def recipient(target: Target, part: int) -> GroupEntry:
     """The group entry a delivery is for; TargetRejectedError if there is none."""
     part %= LANGUAGE_STRIDE
-    entries = group_entries(target)
+    entries = _entries(target.address)
     label = f"group {target.id} ({target.name})"
     if not entries:
         raise TargetRejectedError(f"{label} has no numbers; nothing sent")
@@ -93,10 +105,10 @@ def recipient(target: Target, part: int) -> GroupEntry:
             )
         entry = entries[0]
     else:
-        found = [e for e in entries if e.part == part]
-        if not found:
+        found = _by_part(target.address).get(part)
+        if found is None:
             raise TargetRejectedError(f"{label} has no entry {part}")
-        entry = found[0]
+        entry = found
     if entry.number is None:
         raise TargetRejectedError(f"{label}, entry {entry.part}: {entry.error}; nothing sent")
     return entry
@@ -106,7 +118,22 @@ def count_numbers(planned: Sequence[PlannedDelivery]) -> int:
     """Recipients: the distinct numbers the deliveries go to."""
     numbers: set[str] = set()
     for delivery in planned:
-        entries = group_entries(delivery.target)
         place = delivery.part % LANGUAGE_STRIDE
-        numbers.update(e.number for e in entries if e.number and (e.part == place or not place))
+        if place:
+            entry = _by_part(delivery.target.address).get(place)
+            if entry is not None and entry.number:
+                numbers.add(entry.number)
+        else:
+            numbers.update(e.number for e in _entries(delivery.target.address) if e.number)
     return len(numbers)
+
+
+def probe_group(target: Target, health: ChannelHealth) -> ProbeResult:
+    """A silent check of a group: it has numbers, all valid, and the channel is up."""
+    entries = _entries(target.address)
+    bad = [e for e in entries if e.number is None]
+    if not entries:
+        return ProbeResult(ok=False, detail=f"group {target.id} has no numbers")
+    if bad:
+        return ProbeResult(ok=False, detail=f"entry {bad[0].part}: {bad[0].error}")
+    return ProbeResult(ok=health.ok, detail=f"{len(entries)} numbers; {health.detail}")

@@ -1,7 +1,8 @@
 """The one SMS renderer of the SMS channels: a delivery's text, content and preview.
 
-``SmsRenderer`` holds a channel's text settings (``channels.smstext.templates``) and its
-default signature; ``send``, ``content`` and ``preview`` of both the GSM-modem channel and the
+``SmsRenderer`` holds a channel's text settings (``channels.smstext.templates``), its
+default signature and how its carrier counts segments (a modem: GSM-7 where it can; a
+gateway: UCS-2 or GBK); ``send``, ``content`` and ``preview`` of both the GSM-modem channel and the
 operator-gateway channel go through it, so officers preview exactly what either sends.
 """
 
@@ -15,14 +16,21 @@ from broadcaster.errors import UnsupportedError
 from channels.smstext.message import SmsText, render_sms
 from channels.smstext.recipients import LANGUAGE_STRIDE
 from channels.smstext.templates import SmsTextConfig
+from drivers.gsm import segment_count
 
 
 class SmsRenderer:
     """Renders one channel's SMS from its settings; ``sender_name`` signs by default."""
 
-    def __init__(self, config: SmsTextConfig, sender_name: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        config: SmsTextConfig,
+        sender_name: Callable[[], str],
+        count: Callable[[str], int] = segment_count,
+    ) -> None:
         self.config = config
         self._sender_name = sender_name
+        self._count = count
 
     def signature(self, language: str) -> str:
         """The sender signature for ``language``: configured, else 【server name】."""
@@ -47,6 +55,7 @@ class SmsRenderer:
             template=self.config.template_for(text.language),
             signature=self.signature(text.language),
             max_segments=self.config.max_segments,
+            count=self._count,
         )
 
     def for_part(self, message: AlertMessage, languages: Sequence[str], part: int) -> SmsText:

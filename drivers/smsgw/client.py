@@ -140,11 +140,14 @@ class GatewayClient:
         """Start the binds; wait (default: the connect timeout) until one is up.
 
         Raises the gateway's refusal (GatewayBindError: wrong account, password or version)
-        if that is why no bind came up, else GatewayConnectionError.
+        if that is why no bind came up, else GatewayConnectionError. ``wait=0`` returns at
+        once: the binds come up in the background (``binds_up``, ``last_bind_error``).
         """
         for index in range(self.settings.binds):
             name = f"bind{index + 1}"
             self._tasks.append(asyncio.create_task(self._keep(name), name=f"gateway-{name}"))
+        if wait == 0:
+            return
         try:
             await self._wait_for_bind(
                 wait if wait is not None else self.settings.bind.connect_timeout
