@@ -16,7 +16,7 @@ from tests.core.support import COUNTY
 
 from ..smsgw.leaks import assert_no_driver_tasks
 
-ACCOUNTS = {"smpp": {"warn": "secret"}, "cmpp": {"901234": "secret"}}
+ACCOUNTS = {"smpp": {"warn": "pw7Qx2"}, "cmpp": {"901234": "k9Zt4w"}}
 GatewayFactory = Callable[..., Awaitable[SmscSimulator[Any]]]
 
 
@@ -51,9 +51,9 @@ async def make_gateway(protocol: str) -> AsyncIterator[GatewayFactory]:
 def gateway_table(protocol: str, port: int, **extra: Any) -> dict[str, Any]:
     """A ``[channels.<name>]`` table of type gateway-sms for the simulator on ``port``."""
     account: dict[str, Any] = (
-        {"system_id": "warn", "password": "secret", "source_addr": "12110"}
+        {"system_id": "warn", "password": "pw7Qx2", "source_addr": "12110"}
         if protocol == "smpp"
-        else {"sp_id": "901234", "shared_secret": "secret", "src_id": "1065012110"}
+        else {"sp_id": "901234", "shared_secret": "k9Zt4w", "src_id": "1065012110"}
     )
     return (
         {

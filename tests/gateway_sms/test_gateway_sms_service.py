@@ -71,7 +71,9 @@ async def test_bilingual_alert_to_ten_thousand_numbers_is_confirmed_per_segment(
     protocol: str, make_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
     gateway = await make_gateway(window=256)
-    table = gateway_table(protocol, gateway.port, binds=4, window=128, concurrency=1024)
+    table = gateway_table(
+        protocol, gateway.port, binds=4, window=128, concurrency=1024, request_timeout_seconds=20
+    )
     config = make_config(tmp_path, {"gateway": table}, groups(10_000), batch_size=1024)
     async with running(config) as service:
         started = time.monotonic()
