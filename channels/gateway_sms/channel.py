@@ -363,6 +363,18 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             ok=client.binds_up > 0, detail="; ".join(parts), devices={"gateway": gateway}
         )
 
+    def progress(self) -> dict[str, Any] | None:
+        """Segments submitted and receipted since start, each per second, and what waits."""
+        client = self._client
+        return {
+            "binds_up": 0 if client is None else client.binds_up,
+            "submitted": self.tracker.progress.submitted,
+            "submitted_per_second": self.tracker.submit_rate.rate,
+            "receipted": self.tracker.progress.receipted,
+            "receipted_per_second": self.tracker.receipt_rate.rate,
+            "awaiting_receipts": self.tracker.awaiting,
+        }
+
     async def probe(self, target: Target) -> ProbeResult:
         """Checks the group's numbers and that a bind is up; sends nothing."""
         return probe_group(target, await self.health())

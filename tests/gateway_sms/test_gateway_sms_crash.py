@@ -127,5 +127,8 @@ async def test_receipts_after_sigkill_and_restart_confirm_without_a_resend(
     assert body["summary"] == {"gateway": {"confirmed": deliveries}}, body["summary"]
     assert len(gateway.records) == submitted  # nothing was submitted again after the restart
     assert len(gateway.receipts_sent) == submitted
+    progress = body["progress"]["gateway"]  # of the restarted server: receipts, no submits
+    assert progress["submitted"] == 0 and progress["receipted"] == submitted, progress
+    assert progress["awaiting_receipts"] == 0
     got = received(gateway)  # raises on a segment sent twice
     assert len(got) == NUMBERS and all(len(texts) == 2 for texts in got.values())
