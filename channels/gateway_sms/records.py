@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from broadcaster.errors import ChannelError
+from broadcaster.errors import RetryableError
 
 T = TypeVar("T")
 Record = dict[str, Any]
@@ -36,8 +36,8 @@ UPSERT = (
 MAX_BATCH = 20_000
 
 
-class GatewayRecordsError(ChannelError):
-    """The record file cannot be opened, read or written."""
+class GatewayRecordsError(RetryableError):
+    """The record file cannot be opened, read or written (a full disk): retried later."""
 
 
 class GatewayRecords:

@@ -11,6 +11,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from broadcaster.service import BroadcasterService
 from channels.gateway_sms import GatewaySmsChannel
 from drivers.smsgw.results import ReceiptState
@@ -67,6 +69,7 @@ async def expected_texts(service: BroadcasterService, alert_id: str) -> dict[str
     return {r["content"]["language"]: r["content"]["text"] for r in rows if r["content"]}
 
 
+@pytest.mark.timeout(400)
 async def test_bilingual_alert_to_ten_thousand_numbers_is_confirmed_per_segment(
     protocol: str, make_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
@@ -79,7 +82,7 @@ async def test_bilingual_alert_to_ten_thousand_numbers_is_confirmed_per_segment(
         started = time.monotonic()
         alert = bilingual_alert(f"gw-10k-{protocol}", description=SHORT_DESCRIPTION)
         result = await service.submit(alert, origin="test")
-        summary = await wait_until_complete(service, result.alert_id, timeout=110)
+        summary = await wait_until_complete(service, result.alert_id, timeout=380)
         took = time.monotonic() - started
         assert summary == {"gateway": {"confirmed": 20_000}}, summary
         rows = await deliveries(service, result.alert_id)
