@@ -177,8 +177,8 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
     def _form(
         self, message: AlertMessage, target: Target, part: int
     ) -> tuple[str, list[EncodedSegment], dict[str, Any]]:
-        """The text, its gateway segments and the content ``send`` reports: rendered once per
-        alert and language, as thousands of numbers get the same SMS."""
+        """The text's digest, its gateway segments and the content ``send`` reports: rendered
+        once per alert and language, as thousands of numbers get the same SMS."""
         key = (message.id, tuple(target.languages), part // LANGUAGE_STRIDE)
         form = self._forms.get(key)
         if form is None:
@@ -200,7 +200,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             "segments": len(segments),
             "encoding": "GBK" if self.coding is TextCoding.GBK else "UCS-2",
         }
-        return sms.text, segments, content
+        return hashlib.sha256(sms.text.encode()).hexdigest()[:16], segments, content
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The SMS of the delivery: language, text, gateway segments and encoding."""
@@ -211,14 +211,15 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         if client is None:
             raise DeviceUnavailableError(f"channel {self.name} is not running")
         number = recipient(delivery.target, delivery.part).number or ""
-        text, segments, form_content = self._form(delivery.message, delivery.target, delivery.part)
+        digest, segments, form_content = self._form(
+            delivery.message, delivery.target, delivery.part
+        )
         content = dict(form_content)
         if delivery.attempt > 1:
             earlier = await self.tracker.settled(delivery.id)
             if earlier is not None:
                 return self._repeat(earlier, content)
         await self._check_link(client, delivery, number)
-        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         sms = self.tracker.begin(
             delivery.id, number, digest, len(segments), delivery.attempt, self._fresh_after()
         )
