@@ -9,11 +9,12 @@ holds only broadcaster. Printed per protocol:
    process's CPU microseconds per message (render, record, submit, answer, receipt, confirm).
 2. ``city``: the whole server (``BroadcasterService``: intake, planning into the outbox,
    dispatcher, channel, receipts, states) sending one alert to ``--recipients`` numbers (in
-   registry groups of ``--group-size``; each delivery keeps a copy of its group as planned, so
-   large groups cost planning time and disk) through 4 binds against a gateway limited to
-   ``--gateway-rate`` segments per second in all: seconds to plan, to submit every segment and until every delivery is
-   confirmed, with the rates, the extrapolation to 1,000,000 recipients, and the server's CPU
-   per recipient (planning included): on a shared machine the rate one core could carry.
+   registry groups of ``--group-size``; each delivery keeps a copy of its group as planned,
+   so large groups cost planning time and disk) through 4 binds against a gateway limited to
+   ``--gateway-rate`` segments per second in all: seconds to plan, to submit every segment
+   and until every delivery is confirmed, with the rates, the extrapolation to 1,000,000
+   recipients, and the server's CPU per recipient (planning included): on a shared machine,
+   the rate one core could carry.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_gateway_sms.py [--recipients 1000000]
 [--messages 20000] [--protocols smpp,cmpp] [--skip-channel] [--skip-city]``.
