@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -244,6 +244,14 @@ class DispatchHooks(Protocol):
         (none where this node has no target there). For relaying channels."""
         ...
 
+    async def forward(self, delivery_id: int, channel: str, reason: str) -> int:
+        """Queue the same target and part of the alert of this channel's delivery
+        ``delivery_id`` for the instance ``channel`` (a fallback path: SMS through modems when
+        the operator's gateway cannot deliver), with ``reason`` in its history; returns the
+        new delivery's id (the existing one's if it was forwarded before). ChannelError if
+        ``channel`` is not running or the alert no longer sends."""
+        ...
+
 
 class AlertHooks(Protocol):
     """What a channel that receives warnings from upstream (a platform link) may ask of the core."""
@@ -399,6 +407,12 @@ class Channel(abc.ABC, Generic[ConfigT]):
     async def health(self) -> ChannelHealth:
         return ChannelHealth(ok=True)
 
+    def progress(self) -> dict[str, Any] | None:
+        """Figures of the channel's sending since start (counts, per-second rates) for a
+        channel whose sends run long (a city-wide SMS), shown beside its counts on the console
+        board and in the deliveries API; JSON values, cheap to compute. None: no figures."""
+        return None
+
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """What ``send`` transmits for the delivery (``target``, ``part``) of ``message``, as
         JSON values; raise ChannelError when it cannot be made. ``send`` should build what it
@@ -490,3 +504,16 @@ class Channel(abc.ABC, Generic[ConfigT]):
         503 while the channel is not running. None: no endpoints.
         """
         return None
+
+
+def channel_progress(
+    channels: Mapping[str, Channel[Any]], names: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The :meth:`Channel.progress` of the running channels among ``names`` that give one."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in names:
+        channel = channels.get(name)
+        figures = channel.progress() if channel is not None else None
+        if figures is not None:
+            found[name] = figures
+    return found

@@ -159,6 +159,18 @@ class Dispatcher:
         """A channel's devices came back: retry what waits for them now; returns how many."""
         return await self._forwarder.targets_available(channel, target_ids)
 
+    async def forward(self, source: str, delivery_id: int, channel: str, reason: str) -> int:
+        """Queue ``source``'s delivery ``delivery_id`` for ``channel`` too (a fallback path)."""
+        if channel not in self.channels or channel == source:
+            raise ChannelError(f"channel {channel!r} is not running here")
+        found = await self.database.run(
+            self.outbox.forward, delivery_id, source, channel, reason, self.clock()
+        )
+        if found is None:
+            raise ChannelError(f"delivery {delivery_id} of {source} is not of an active alert")
+        self.wake([channel])
+        return found
+
     async def stop_alerts(self, in_flight: Sequence[InFlight], alert_ids: Sequence[str]) -> None:
         """A Cancel or Update arrived: send nothing more for ``alert_ids``; stop what runs."""
         self._stopped_alerts.update(alert_ids)

@@ -101,6 +101,9 @@ class ChannelDispatch:
     async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
         return await self.service.deliver_directly(delivery_id, reason)
 
+    async def forward(self, delivery_id: int, channel: str, reason: str) -> int:
+        return await self.service.dispatcher.forward(self.channel, delivery_id, channel, reason)
+
 
 class ChannelAlerts:
     """The :class:`~broadcaster.channel.AlertHooks` of one channel."""

@@ -41,6 +41,7 @@ from broadcaster.api.diskfull import disk_full_response
 from broadcaster.api.keys import CLIENT, NEEDS_APPROVAL, SERVICE
 from broadcaster.cap import Problem
 from broadcaster.cap.problems import IntakePolicy
+from broadcaster.channel import channel_progress
 from broadcaster.errors import (
     ApprovalError,
     CapError,
@@ -305,6 +306,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
             "alert_state": record["state"],
             "complete": pending == 0 and unconfirmed == 0,
             "summary": summary,
+            "progress": channel_progress(service.channels, summary),
             "deliveries": rows,
         }
     )

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
+from broadcaster.channel import channel_progress
 from broadcaster.console import catalogue, compose
 from broadcaster.console.alerts import compose_context
 from broadcaster.console.mapping import frame_around, target_dots
@@ -127,6 +128,7 @@ async def board_page(request: web.Request) -> web.Response:
     record = await _record_or_404(request)
     alert_id = record["id"]
     snapshot = await service.database.run(_snapshot, service, alert_id)
+    snapshot["progress"] = channel_progress(service.channels, snapshot["summary"])
     deliveries = await service.database.run(deliveries_of, service.database, alert_id)
     document = await service.store.alerts.document(alert_id)
     planned: dict[str, int] = {}
@@ -191,6 +193,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         while not state.closing.is_set():
             changed.clear()
             snapshot = await service.database.run(_snapshot, service, alert_id)
+            snapshot["progress"] = channel_progress(service.channels, snapshot["summary"])
             data = json.dumps(snapshot, ensure_ascii=False, separators=(",", ":"))
             await response.write(f"event: state\ndata: {data}\n\n".encode())
             sent_at = loop.time()

@@ -203,6 +203,7 @@ CHANNEL_TYPES: dict[str, Words] = {
     "loudspeaker": ("应急广播大喇叭", "loudspeakers"),
     "fm": ("调频广播", "FM radio"),
     "webpush": ("网页推送", "web push"),
+    "gateway-sms": ("短信网关", "SMS gateway"),
 }
 """Default display names of the shipped channel types (``display_name`` overrides them)."""
 

@@ -92,6 +92,58 @@ class Outbox:
         ).fetchone()
         return None if row is None else _claimed(row, row["attempts"])
 
+    def forward(
+        self, delivery_id: int, source: str, channel: str, reason: str, now: float
+    ) -> int | None:
+        """Queue the target and part of ``source``'s delivery ``delivery_id`` for ``channel``
+        in the same alert, due now; the id of that delivery (an existing one is kept), None
+        when there is no such delivery of an active alert."""
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                "SELECT d.alert_id, d.target_id, d.part, d.target, d.priority, d.expires_at"
+                " FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+                " WHERE d.id = ? AND d.channel = ? AND a.state = 'active'",
+                (delivery_id, source),
+            ).fetchone()
+            if row is None:
+                return None
+            existing = conn.execute(
+                "SELECT id FROM deliveries WHERE alert_id = ? AND channel = ? AND target_id = ?"
+                " AND part = ?",
+                (row["alert_id"], channel, row["target_id"], row["part"]),
+            ).fetchone()
+            if existing is not None:
+                return int(existing["id"])
+            self.database.serialize(conn, "deliveries.id")
+            new_id = int(
+                conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()[0]
+            )
+            suffix = f"/{row['part']}" if row["part"] else ""
+            conn.execute(
+                "INSERT INTO deliveries (id, alert_id, channel, target_id, part, target, state,"
+                " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (
+                    new_id,
+                    row["alert_id"],
+                    channel,
+                    row["target_id"],
+                    row["part"],
+                    row["target"],
+                    row["priority"],
+                    now,
+                    row["expires_at"],
+                    f"{row['alert_id']}:{channel}:{row['target_id']}{suffix}",
+                    now,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
+                " VALUES (?, ?, NULL, 'queued', ?)",
+                (new_id, now, f"fallback for {source} delivery {delivery_id}: {reason}"),
+            )
+        return new_id
+
     def retry_now(self, channel: str, target_ids: Sequence[str], now: float) -> dict[str, int]:
         """Bring forward the next attempt of the targets' queued deliveries to ``now``.
 

@@ -6,11 +6,11 @@ Entry point ``sms = "channels.sms:SmsChannel"`` in the group ``broadcaster.chann
 
 from channels.sms.channel import SmsChannel, channel_error
 from channels.sms.config import SmsChannelConfig, SmsModemSettings
-from channels.sms.groups import GroupImport, SmsImportError, group_entries, import_groups
-from channels.sms.message import SmsText, render_sms
+from channels.sms.groups import GroupImport, SmsImportError, import_groups
 from channels.sms.sending import SmsSender
 from channels.sms.submissions import SubmissionRecord, SubmissionStore, SubmissionStoreError
 from channels.sms.tracking import SegmentTracker
+from channels.smstext import SmsText, group_entries, render_sms
 
 __all__ = [
     "GroupImport",

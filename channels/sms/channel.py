@@ -3,11 +3,12 @@
 - ``plan``: one delivery per (group, number, language): each of the group's languages the
   alert has gets its own SMS (a group of Chinese and Mongolian speakers gets both; an alert in
   none of them, its first language). ``part`` is the number's place in the group's ``address``
-  (``channels.sms.groups``) plus ``LANGUAGE_STRIDE`` times the language's place in the group's
-  languages the alert has. A number already planned in an earlier group of the same alert, in
-  the same language, is not planned twice. An empty group still gets one delivery, which fails
-  with a clear error, so it shows on the delivery board instead of vanishing.
-- ``send``: renders the SMS in the delivery's language (``channels.sms.message``) and hands it to
+  plus ``LANGUAGE_STRIDE`` times the language's place in the group's languages the alert has.
+  A number already planned in an earlier group of the same alert, in the same language, is not
+  planned twice. An empty group still gets one delivery, which fails with a clear error, so it
+  shows on the delivery board instead of vanishing. Planning, group resolution and rendering
+  are ``channels.smstext``, shared with the ``gateway-sms`` channel.
+- ``send``: renders the SMS in the delivery's language and hands it to
   ``drivers.gsm.GsmModemPool``: the least-loaded ready modem takes it, a dead modem's message
   moves to the others, transient errors are retried there. Driver errors are mapped onto the
   core's tree: invalid number → TargetRejectedError, too long → UnsupportedError, other
@@ -63,17 +64,19 @@ from broadcaster.errors import (
 )
 from broadcaster.intake import priority_of
 from channels.sms.config import SmsChannelConfig
-from channels.sms.groups import (
-    GroupEntry,
-    SmsImportError,
-    group_entries,
-    import_groups,
-    read_ledger,
-    write_ledger,
-)
-from channels.sms.message import SmsText, render_sms
+from channels.sms.groups import SmsImportError, import_groups, read_ledger, write_ledger
 from channels.sms.sending import NO_REPORTS_NOTE, SmsSender
 from channels.sms.submissions import SubmissionStore
+from channels.smstext import (
+    LANGUAGE_STRIDE,
+    GroupEntry,
+    SmsRenderer,
+    SmsText,
+    count_numbers,
+    plan_numbers,
+    probe_group,
+    recipient,
+)
 from drivers.gsm import (
     GsmError,
     GsmInvalidNumberError,
@@ -89,10 +92,6 @@ from drivers.gsm.simulator import AtModemSimulator, ModemSimulatorConfig
 from drivers.gsm.simulator_network import SimulatedNetwork
 
 log = logging.getLogger(__name__)
-
-LANGUAGE_STRIDE = 10_000
-"""``part`` = the number's place in its group + this × the language's place: a group holds
-fewer numbers, and the first language keeps the plain place."""
 
 MIN_VALIDITY = timedelta(minutes=5)
 
@@ -142,6 +141,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
         store = SubmissionStore(context.records, name)
         self.sender = SmsSender(store, self.confirm, reporting=self.config.status_reports)
         self._import_notes: tuple[str, ...] = ()
+        self.renderer = SmsRenderer(self.config, lambda: self.context.sender_name)
 
     @property
     def simulators(self) -> Sequence[AtModemSimulator]:
@@ -150,10 +150,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     def signature(self, language: str) -> str:
         """The sender signature for ``language``: configured, else 【server name】."""
-        configured = self.config.signature_for(language)
-        if configured is not None:
-            return configured
-        return f"【{self.context.sender_name}】" if self.context.sender_name else ""
+        return self.renderer.signature(language)
 
     async def start(self) -> None:
         if self.config.groups_csv is not None:
@@ -286,70 +283,15 @@ class SmsChannel(Channel[SmsChannelConfig]):
     async def plan(
         self, message: AlertMessage, candidates: Sequence[Target]
     ) -> Sequence[PlannedDelivery]:
-        planned: list[PlannedDelivery] = []
-        seen: set[tuple[str, str]] = set()
-        for group in candidates:
-            entries = group_entries(group)
-            if not entries:
-                planned.append(PlannedDelivery(target=group))
-                continue
-            if len(entries) >= LANGUAGE_STRIDE:
-                planned.append(PlannedDelivery(target=group))  # fails, naming the limit
-                continue
-            texts = message.rendition.for_languages(group.languages)
-            for entry in entries:
-                for index, text in enumerate(texts):
-                    if entry.number is not None:
-                        if (entry.number, text.language) in seen:
-                            continue
-                        seen.add((entry.number, text.language))
-                    part = entry.part + LANGUAGE_STRIDE * index
-                    planned.append(PlannedDelivery(target=group, part=part))
-        return planned
+        return plan_numbers(message, candidates)
 
     def recipient(self, target: Target, part: int) -> GroupEntry:
         """The group entry a delivery is for; TargetRejectedError if there is none."""
-        part %= LANGUAGE_STRIDE
-        entries = group_entries(target)
-        label = f"group {target.id} ({target.name})"
-        if not entries:
-            raise TargetRejectedError(f"{label} has no numbers; nothing sent")
-        if len(entries) >= LANGUAGE_STRIDE:
-            raise TargetRejectedError(
-                f"{label} has {len(entries)} numbers, over {LANGUAGE_STRIDE - 1} in one group:"
-                " split it; nothing sent"
-            )
-        if part == 0:
-            if len(entries) > 1:
-                raise TargetRejectedError(
-                    f"{label} has {len(entries)} numbers: deliveries must be planned per number"
-                )
-            entry = entries[0]
-        else:
-            found = [e for e in entries if e.part == part]
-            if not found:
-                raise TargetRejectedError(f"{label} has no entry {part}")
-            entry = found[0]
-        if entry.number is None:
-            raise TargetRejectedError(f"{label}, entry {entry.part}: {entry.error}; nothing sent")
-        return entry
+        return recipient(target, part)
 
     def render(self, message: AlertMessage, languages: Sequence[str], index: int = 0) -> SmsText:
-        """The SMS for ``message`` in the ``index``-th of ``languages`` the alert has (the
-        first text of the alert when it has none of them); UnsupportedError past the last."""
-        texts = message.rendition.for_languages(tuple(languages))
-        if index >= len(texts):
-            raise UnsupportedError(
-                f"the alert has {len(texts)} of the languages {', '.join(languages)}, not a"
-                f" language #{index + 1}"
-            )
-        text = texts[index]
-        return render_sms(
-            text,
-            template=self.config.template_for(text.language),
-            signature=self.signature(text.language),
-            max_segments=self.config.max_segments,
-        )
+        """The SMS for ``message`` in the ``index``-th of ``languages`` the alert has."""
+        return self.renderer.render(message, languages, index)
 
     def _validity(self, delivery: OutgoingDelivery) -> timedelta:
         if self.config.validity_minutes is not None:
@@ -363,15 +305,8 @@ class SmsChannel(Channel[SmsChannelConfig]):
             raise DeviceUnavailableError(f"channel {self.name} is not running")
         entry = self.recipient(delivery.target, delivery.part)
         number = entry.number or ""
-        sms = self.render(
-            delivery.message, delivery.target.languages, delivery.part // LANGUAGE_STRIDE
-        )
+        sms = self.renderer.for_part(delivery.message, delivery.target.languages, delivery.part)
         content = sms.to_json()
-        if sms.segments > self.config.segment_limit:
-            raise UnsupportedError(
-                f"the SMS takes {sms.segments} segments, over segment_limit"
-                f" {self.config.segment_limit}, although only the headline is left"
-            )
         try:
             result = await self.sender.send(
                 pool,
@@ -432,14 +367,7 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     async def probe(self, target: Target) -> ProbeResult:
         """Checks the group's numbers and that a modem is ready; sends nothing."""
-        entries = group_entries(target)
-        bad = [e for e in entries if e.number is None]
-        health = await self.health()
-        if not entries:
-            return ProbeResult(ok=False, detail=f"group {target.id} has no numbers")
-        if bad:
-            return ProbeResult(ok=False, detail=f"entry {bad[0].part}: {bad[0].error}")
-        return ProbeResult(ok=health.ok, detail=f"{len(entries)} numbers; {health.detail}")
+        return probe_group(target, await self.health())
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The SMS of the delivery: language, text, segments and encoding (what ``send``
@@ -451,27 +379,14 @@ class SmsChannel(Channel[SmsChannelConfig]):
 
     def count_targets(self, planned: Sequence[PlannedDelivery]) -> int:
         """Recipients: the distinct numbers the deliveries go to."""
-        numbers: set[str] = set()
-        for delivery in planned:
-            entries = group_entries(delivery.target)
-            place = delivery.part % LANGUAGE_STRIDE
-            numbers.update(e.number for e in entries if e.number and (e.part == place or not place))
-        return len(numbers)
+        return count_numbers(planned)
 
     async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
         base = await super().preview(message, targets)
-        forms = [self.render(message, (text.language,)) for text in message.rendition.texts]
-        notes = [*base.notes, *(f"{sms.language}: {note}" for sms in forms for note in sms.notes)]
+        counts, notes = self.renderer.preview(base, message)
         if not self.config.status_reports:
             notes.append(NO_REPORTS_NOTE)
-        return replace(
-            base,
-            counts={
-                "segments": max((c["segments"] for c in base.contents), default=0),
-                "segment_budget": self.config.max_segments,
-            },
-            notes=tuple(notes),
-        )
+        return replace(base, counts=counts, notes=tuple(notes))
 
 
 def _in_data_dir(path: Path, data_dir: Path) -> Path:

@@ -12,35 +12,15 @@ delivered. ``simulate = true`` starts in-process simulated modems instead (demos
 
 from __future__ import annotations
 
-import string
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audio.languages import lookup
-from broadcaster.config import ChannelConfig, SecretValue
+from broadcaster.config import SecretValue
+from channels.smstext.templates import SmsTextConfig
 from drivers.gsm import GsmConfigError, GsmModemConfig, GsmPoolConfig, ReportMode
-
-TEMPLATE_FIELDS = frozenset(
-    {
-        "signature",
-        "title",
-        "marker",
-        "headline",
-        "event",
-        "description",
-        "instruction",
-        "area",
-        "sender",
-        "severity",
-        "urgency",
-    }
-)
-"""Placeholders a message template may use; ``{title}`` (marker + headline) is required."""
-
-DEFAULT_TEMPLATE = "{signature}{title}\n{description}\n{instruction}"
 
 
 class SmsModemSettings(BaseModel):
@@ -66,25 +46,12 @@ class SmsModemSettings(BaseModel):
     reconnect_interval_seconds: float = Field(2.0, ge=0)
 
 
-class SmsChannelConfig(ChannelConfig):
+class SmsChannelConfig(SmsTextConfig):
     """``[channels.<name>]`` of ``type = "sms"``."""
 
     modems: list[SmsModemSettings] = Field(default_factory=list)
     status_reports: bool = Field(
         True, description="request a status report per segment; off: acceptance is final"
-    )
-    signature: str | None = Field(
-        None, description="sender signature, e.g. 【乌兰察布市应急管理局】; default: server name"
-    )
-    signatures: dict[str, str] = Field(
-        default_factory=dict, description="signature per language (en, mn, ...) over signature"
-    )
-    templates: dict[str, str] = Field(
-        default_factory=dict, description="message template per language (zh, mn, en, ...)"
-    )
-    max_segments: int = Field(3, ge=1, le=10, description="segment budget of one message")
-    segment_limit: int = Field(
-        6, ge=1, le=20, description="hard cap when the headline alone exceeds the budget"
     )
     max_attempts: int = Field(3, ge=1, le=10, description="pool tries per send, any modem")
     retry_delay_seconds: float = Field(0.5, ge=0)
@@ -98,13 +65,6 @@ class SmsChannelConfig(ChannelConfig):
     simulated_modems: int = Field(2, ge=1, le=16)
     simulated_report_delay_seconds: float = Field(0.5, ge=0)
 
-    @field_validator("templates")
-    @classmethod
-    def _check_templates(cls, templates: dict[str, str]) -> dict[str, str]:
-        for language, template in templates.items():
-            check_template(template, f"templates.{language}")
-        return templates
-
     @model_validator(mode="after")
     def _check_modems(self) -> SmsChannelConfig:
         if not self.modems and not self.simulate:
@@ -117,19 +77,8 @@ class SmsChannelConfig(ChannelConfig):
         ports = [m.port for m in self.modems]
         if len(set(ports)) != len(ports):
             raise ValueError("modems: two modems share one port")
-        if self.segment_limit < self.max_segments:
-            raise ValueError("segment_limit must be at least max_segments")
         self.pool_config()  # the driver's own checks (PIN format, timeouts) at load time
         return self
-
-    def template_for(self, language: str) -> str:
-        """The template of ``language`` (``zh-CN`` falls back to ``zh``), else the default."""
-        return _for_language(self.templates, language) or DEFAULT_TEMPLATE
-
-    def signature_for(self, language: str) -> str | None:
-        """The configured signature of ``language``; None: use the default one."""
-        found = _for_language(self.signatures, language)
-        return found if found is not None else self.signature
 
     def pool_config(self, ports: dict[str, str] | None = None) -> GsmPoolConfig:
         """The GSM pool configuration; ``ports`` replaces modem ports (simulated modems)."""
@@ -167,25 +116,3 @@ class SmsChannelConfig(ChannelConfig):
             health_interval=modem.health_interval_seconds,
             reconnect_interval=modem.reconnect_interval_seconds,
         )
-
-
-def _for_language(table: dict[str, str], language: str) -> str | None:
-    key = lookup((language,), table)
-    return None if key is None else table[key]
-
-
-def check_template(template: str, key: str = "template") -> None:
-    """Raise ValueError unless ``template`` uses only known placeholders and has ``{title}``."""
-    try:
-        parsed = [item for item in string.Formatter().parse(template) if item[1] is not None]
-    except ValueError as exc:
-        raise ValueError(f"{key}: not a valid template: {exc}") from None
-    if any(spec or conversion for _, _, spec, conversion in parsed):
-        # a format spec such as {title:.5} could cut the marker off
-        raise ValueError(f"{key}: placeholders take no format spec or conversion")
-    fields = {name for _, name, _, _ in parsed if name is not None}
-    unknown = sorted(fields - TEMPLATE_FIELDS)
-    if unknown:
-        raise ValueError(f"{key}: unknown placeholders {unknown}; known: {sorted(TEMPLATE_FIELDS)}")
-    if "title" not in fields:
-        raise ValueError(f"{key}: must contain {{title}} (the marker and the headline)")

@@ -43,29 +43,6 @@ class SmsImportError(ConfigError):
         self.problems = list(problems)
 
 
-@dataclass(frozen=True, slots=True)
-class GroupEntry:
-    """One entry of a group's ``address``: its 1-based part and its number, or why not."""
-
-    part: int
-    number: str | None
-    error: str | None
-
-
-def group_entries(target: Target) -> list[GroupEntry]:
-    """The entries of a group's ``address`` in order; invalid ones carry their error."""
-    entries = []
-    for index, raw in enumerate(target.address.split(","), start=1):
-        cleaned = raw.strip()
-        if not cleaned:
-            continue
-        try:
-            entries.append(GroupEntry(index, normalize_number(cleaned), None))
-        except GsmInvalidNumberError as exc:
-            entries.append(GroupEntry(index, None, str(exc)))
-    return entries
-
-
 @dataclass(slots=True)
 class _Group:
     line: int

@@ -27,9 +27,10 @@ from drivers.smsgw.errors import (
     GatewayConnectionLostError,
     GatewayError,
     GatewayProtocolError,
+    GatewayThrottledError,
     GatewayTimeoutError,
 )
-from drivers.smsgw.flow import TokenBucket
+from drivers.smsgw.flow import Backoff, TokenBucket
 from drivers.smsgw.results import EncodedSegment, Receipt, SegmentResult
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class BindSettings:
     window: int = 16
     rate_per_second: float = 0.0
     request_timeout: float = 10.0
+    throttle_pause: float = 0.5
+    throttle_pause_max: float = 10.0
     keepalive_interval: float = 30.0
     connect_timeout: float = 10.0
 
@@ -93,6 +96,8 @@ class GatewayBind(abc.ABC, Generic[P]):
         self._on_receipt = on_receipt
         self._window = asyncio.Semaphore(settings.window)
         self._bucket = TokenBucket(settings.rate_per_second)
+        self._throttled = Backoff(settings.throttle_pause, settings.throttle_pause_max)
+        self._rest_until = 0.0
         self._sequences = itertools.count(1)
         self._pending: dict[int, asyncio.Future[P]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -216,18 +221,35 @@ class GatewayBind(abc.ABC, Generic[P]):
         finally:
             self._pending.pop(sequence, None)
 
+    @property
+    def resting(self) -> float:
+        """Seconds this bind still rests after the gateway throttled it (0: none)."""
+        return max(0.0, self._rest_until - asyncio.get_running_loop().time())
+
     async def submit(self, destination: str, segment: EncodedSegment) -> SegmentResult:
-        """Submit one segment within the window and the rate; the gateway's message id."""
-        async with self._window:
-            await self._bucket.take()
-            self.outstanding += 1
-            try:
+        """Submit one segment within the window and the rate; the gateway's message id.
+
+        A throttling answer makes the bind rest before its next submit, for a pause that
+        doubles (with jitter) while the gateway keeps throttling and resets on an acceptance.
+        """
+        self.outstanding += 1
+        try:
+            async with self._window:
+                if self.resting:
+                    await asyncio.sleep(self.resting)
+                await self._bucket.take()
                 response = await self.request(
                     lambda sequence: self.submit_pdu(sequence, destination, segment)
                 )
-            finally:
-                self.outstanding -= 1
-        message_id = self.submit_message_id(response)
+        finally:
+            self.outstanding -= 1
+        try:
+            message_id = self.submit_message_id(response)
+        except GatewayThrottledError:
+            pause = self._throttled.next_delay()
+            self._rest_until = max(self._rest_until, asyncio.get_running_loop().time() + pause)
+            raise
+        self._throttled.reset()
         return SegmentResult(message_id, segment.sequence, segment.total, self.name)
 
     # background loops ---------------------------------------------------------------------

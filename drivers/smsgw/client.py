@@ -72,6 +72,8 @@ class GatewayTuning:
     window: int = 16
     rate_per_second: float = 0.0
     request_timeout: float = 10.0
+    throttle_pause: float = 0.5
+    throttle_pause_max: float = 10.0
     keepalive_interval: float = 30.0
     connect_timeout: float = 10.0
     reconnect_min: float = 1.0
@@ -88,6 +90,8 @@ class GatewayTuning:
                 window=self.window,
                 rate_per_second=self.rate_per_second,
                 request_timeout=self.request_timeout,
+                throttle_pause=self.throttle_pause,
+                throttle_pause_max=self.throttle_pause_max,
                 keepalive_interval=self.keepalive_interval,
                 connect_timeout=self.connect_timeout,
             ),
@@ -136,11 +140,14 @@ class GatewayClient:
         """Start the binds; wait (default: the connect timeout) until one is up.
 
         Raises the gateway's refusal (GatewayBindError: wrong account, password or version)
-        if that is why no bind came up, else GatewayConnectionError.
+        if that is why no bind came up, else GatewayConnectionError. ``wait=0`` returns at
+        once: the binds come up in the background (``binds_up``, ``last_bind_error``).
         """
         for index in range(self.settings.binds):
             name = f"bind{index + 1}"
             self._tasks.append(asyncio.create_task(self._keep(name), name=f"gateway-{name}"))
+        if wait == 0:
+            return
         try:
             await self._wait_for_bind(
                 wait if wait is not None else self.settings.bind.connect_timeout
@@ -192,7 +199,9 @@ class GatewayClient:
     async def _wait_for_bind(self, within: float) -> GatewayBind[Any]:
         def best() -> GatewayBind[Any] | None:
             open_binds = [bind for bind in self._binds.values() if bind.is_open]
-            return min(open_binds, key=lambda bind: bind.outstanding, default=None)
+            return min(
+                open_binds, key=lambda bind: (bind.resting > 0, bind.outstanding), default=None
+            )
 
         chosen = best()
         if chosen is not None:
@@ -224,7 +233,7 @@ class GatewayClient:
         """Submit one segment on the least busy bind; its receipt will be matched to it."""
         bind = await self._wait_for_bind(self.settings.bind.request_timeout)
         result = await bind.submit(destination, segment)
-        self._remember(result, destination)
+        self.expect(result, destination)
         return result
 
     async def submit(self, destination: str, text: str) -> Submission:
@@ -242,7 +251,10 @@ class GatewayClient:
                 raise
         return Submission(destination, tuple(results))
 
-    def _remember(self, result: SegmentResult, destination: str) -> None:
+    def expect(self, result: SegmentResult, destination: str) -> None:
+        """Match receipts for ``result.message_id`` to it: done by ``submit_segment``; a caller
+        that recorded its submissions calls it after a restart for segments still awaiting a
+        receipt, which would otherwise be held as unmatched."""
         key = receipt_key(result.message_id)
         self._sent[key] = (result, destination)
         while len(self._sent) > self.tracked_limit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from dataclasses import replace
 
 from drivers.gsm.codec import CONCAT_UDH_LENGTH, MAX_SEGMENTS, concat_header
 from drivers.smsgw.errors import GatewayMessageError
@@ -48,15 +49,9 @@ def _encode(text: str, coding: TextCoding) -> list[bytes]:
         ) from exc
 
 
-def split_message(
-    text: str, coding: TextCoding, max_segments: int = MAX_SEGMENTS
-) -> list[EncodedSegment]:
-    """The segments of ``text``; GatewayMessageError if empty, uncodable or too long."""
-    if not text:
-        raise GatewayMessageError("an SMS needs at least one character of text")
-    chars = _encode(text, coding)
+def _parts(chars: list[bytes]) -> list[bytes]:
     if sum(len(c) for c in chars) <= USER_DATA_OCTETS:
-        return [EncodedSegment(b"".join(chars), coding.value, False, 0, 1, 1)]
+        return [b"".join(chars)]
     parts: list[bytes] = []
     current = b""
     for char in chars:
@@ -65,6 +60,33 @@ def split_message(
             current = b""
         current += char
     parts.append(current)
+    return parts
+
+
+def count_segments(text: str, coding: TextCoding) -> int:
+    """How many segments ``split_message`` makes of ``text`` (no limit applied)."""
+    return len(_parts(_encode(text, coding))) if text else 0
+
+
+def with_reference(segment: EncodedSegment, reference: int) -> EncodedSegment:
+    """``segment`` under another concatenation reference: a part sent again after a failure
+    keeps the reference of the parts the gateway already took, so the phone joins them."""
+    if not segment.udhi:
+        return segment
+    payload = concat_header(reference, segment.total, segment.sequence)
+    payload += segment.payload[CONCAT_UDH_LENGTH:]
+    return replace(segment, payload=payload, reference=reference)
+
+
+def split_message(
+    text: str, coding: TextCoding, max_segments: int = MAX_SEGMENTS
+) -> list[EncodedSegment]:
+    """The segments of ``text``; GatewayMessageError if empty, uncodable or too long."""
+    if not text:
+        raise GatewayMessageError("an SMS needs at least one character of text")
+    parts = _parts(_encode(text, coding))
+    if len(parts) == 1:
+        return [EncodedSegment(parts[0], coding.value, False, 0, 1, 1)]
     limit = min(max_segments, MAX_SEGMENTS)
     if len(parts) > limit:
         raise GatewayMessageError(

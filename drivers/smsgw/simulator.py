@@ -3,7 +3,8 @@
 Listens on TCP (loopback by default), binds clients after checking their credentials, keeps a
 per-bind window and rate limit (answering over it with the protocol's throttling status),
 answers each submit with a fresh message id, and sends a receipt after ``receipt_delay`` with
-an outcome drawn from ``outcomes``. Fault hooks: refuse binds, answer slowly, drop the
+an outcome drawn from ``outcomes`` (held for the account's next bind when the connection is
+gone by then). Fault hooks: refuse binds, answer slowly, drop the
 connection after N answered submits, lose receipts, answer with garbage. The protocol
 packages supply the PDU handling through ``SmscProtocol`` and reuse their production codec.
 """
@@ -131,6 +132,8 @@ class SmscSimulator(Generic[P]):
         self.records: list[SmscRecord] = []
         self.listeners: list[Callable[[SmscRecord], None]] = []
         self.receipts_sent: list[tuple[str, ReceiptState]] = []
+        self.held: dict[str, list[tuple[SmscRecord, datetime]]] = {}
+        """Receipts due while their account had no connection, sent on its next bind."""
         self.throttled = 0
         self.binds = 0
         self.serials = itertools.count(1)
@@ -218,6 +221,8 @@ class _Connection(Generic[P]):
                 if self.account is None:
                     return
                 self.sim.binds += 1
+                for record, submitted in self.sim.held.pop(self.account, []):
+                    self.sim.spawn(self._receipt(record, submitted, delay=0.0))
                 continue
             segment = protocol.submitted(message)
             if segment is None:
@@ -276,9 +281,14 @@ class _Connection(Generic[P]):
         if segment.wants_receipt:
             sim.spawn(self._receipt(record, datetime.now()))
 
-    async def _receipt(self, record: SmscRecord, submitted: datetime) -> None:
+    async def _receipt(
+        self, record: SmscRecord, submitted: datetime, delay: float | None = None
+    ) -> None:
         sim = self.sim
-        await asyncio.sleep(sim.settings.receipt_delay)
+        await asyncio.sleep(sim.settings.receipt_delay if delay is None else delay)
+        if self.writer.is_closing():  # as an SMSC does: kept for the account's next bind
+            sim.held.setdefault(record.account, []).append((record, submitted))
+            return
         state = sim.outcome()
         if sim.random.random() < sim.faults.lose_receipts:
             return

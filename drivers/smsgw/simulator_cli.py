@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="delivered, undeliverable or expired with a weight; repeatable",
     )
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--quiet", action="store_true", help="no line per accepted segment (benchmarks)"
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument("--refuse-binds", action="store_true")
     faults.add_argument("--answer-delay", type=float, default=0.0, metavar="S")
@@ -123,12 +126,13 @@ def _print_record(record: SmscRecord) -> None:
     )
 
 
-async def _serve(simulator: SmscSimulator[Any]) -> None:
+async def _serve(simulator: SmscSimulator[Any], quiet: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, stop.set)
-    simulator.listeners.append(_print_record)
+    if not quiet:
+        simulator.listeners.append(_print_record)
     await simulator.start()
     print(f"listening: {simulator.settings.host}:{simulator.port}", flush=True)
     try:
@@ -149,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
     simulator = build_simulator(options)
     try:
-        asyncio.run(_serve(simulator))
+        asyncio.run(_serve(simulator, options.quiet))
     except OSError as exc:
         print(f"cannot listen on {options.host}:{options.port}: {exc}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import pytest
 from broadcaster.cap import MsgType, Status
 from broadcaster.rendition import MessageText, render
 from channels.sms import render_sms
-from channels.sms.config import DEFAULT_TEMPLATE, check_template
+from channels.smstext import DEFAULT_TEMPLATE, check_template
 from drivers.gsm import segment_count
 from tests.core.support import make_alert
 

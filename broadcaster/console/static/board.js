@@ -33,6 +33,8 @@
       cell(row, text.channel(channel));
       for (const s of states) cell(row, String(counts[s] || 0), "n state-" + s).dataset.state = s;
       body.appendChild(row);
+      const p = (snapshot.progress || {})[channel];
+      if (p) body.appendChild(progressRow(channel, p));
     }
     $("complete").hidden = !snapshot.complete;
     document.body.dataset.complete = snapshot.complete ? "1" : "0";
@@ -56,6 +58,21 @@
       li.append(a, ` ${f.headline || ""} (`, text.label(f.state), ")");
       followers.appendChild(li);
     }
+  }
+
+  // A long send's figures since the channel started (SMS gateway: segments and rates).
+  function progressRow(channel, p) {
+    const row = document.createElement("tr");
+    row.className = "progress";
+    row.dataset.progress = channel;
+    const up = Math.round(p.submitted_per_second || 0);
+    const back = Math.round(p.receipted_per_second || 0);
+    const td = cell(row, text.words(
+      `已提交 ${p.submitted} 段（${up}/秒），已回执 ${p.receipted} 段（${back}/秒），${p.awaiting_receipts} 条待回执`,
+      `${p.submitted} segments submitted (${up}/s), ${p.receipted} receipted (${back}/s), ${p.awaiting_receipts} awaiting receipts`,
+    ));
+    td.colSpan = states.length + 1;
+    return row;
   }
 
   async function loadTargets() {

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.rendition import MessageText
-from channels.sms.config import check_template
+from channels.smstext.templates import check_template
 from drivers.gsm import SmsEncoding, segment_count
 from drivers.gsm.codec import choose_encoding
 
@@ -82,8 +82,17 @@ def _fits_with(fits: Callable[..., bool], key: str, value: str) -> bool:
     return fits(**{key: value})
 
 
-def render_sms(text: MessageText, *, template: str, signature: str, max_segments: int) -> SmsText:
-    """The SMS of ``text`` within ``max_segments`` (see the module docstring)."""
+def render_sms(
+    text: MessageText,
+    *,
+    template: str,
+    signature: str,
+    max_segments: int,
+    count: Callable[[str], int] = segment_count,
+) -> SmsText:
+    """The SMS of ``text`` within ``max_segments`` (see the module docstring); ``count``
+    gives the segments of a text as the carrier sends it (by default as a GSM modem does:
+    GSM-7 where it can, else UCS-2)."""
     check_template(template)
     values = {
         "signature": signature,
@@ -102,7 +111,7 @@ def render_sms(text: MessageText, *, template: str, signature: str, max_segments
     ellipsis = "..." if choose_encoding(full) is SmsEncoding.GSM7 else "…"
 
     def fits(**changed: str) -> bool:
-        return segment_count(_fill(template, values | changed)) <= max_segments
+        return count(_fill(template, values | changed)) <= max_segments
 
     notes: list[str] = []
     if not fits():
@@ -118,7 +127,7 @@ def render_sms(text: MessageText, *, template: str, signature: str, max_segments
             if fits():
                 break
     final = _fill(template, values)
-    segments = segment_count(final)
+    segments = count(final)
     if segments > max_segments:
         notes.append(
             f"signature, marker and headline alone take {segments} segments,"
