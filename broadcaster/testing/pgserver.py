@@ -15,6 +15,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -146,7 +147,7 @@ class PgServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown), wait for it and remove its directory."""
         if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
+            self._process.send_signal(signal.SIGINT)  # fast: SIGTERM would wait for clients
             try:
                 self._process.wait(timeout=20)
             except subprocess.TimeoutExpired:
