@@ -263,7 +263,10 @@ class Dispatcher:
                 self._tasks.spawn(self._send(slot, row), name=f"send:{name}:{row.id}")
 
     async def _idle(self, name: str) -> None:
-        next_due = await self.database.run(self.outbox.next_due_at, name)
+        try:
+            next_due = await self.database.run(self.outbox.next_due_at, name)
+        except (DiskFullError, StoreUnavailableError):  # the next claim says when it is back
+            next_due = None
         wait = self.config.idle_poll_seconds
         if next_due is not None:
             wait = min(wait, max(0.005, next_due - self.clock()))
