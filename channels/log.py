@@ -2,8 +2,9 @@
 
 For development, demos, audits and benchmarks. Lines are written by one writer task in groups
 (one write, flush and fsync per group, in a thread), and a delivery is confirmed only after its
-line is on disk. Each line carries the idempotency key, so a reader can drop the duplicates that
-at-least-once delivery allows after a crash.
+line is on disk. The dispatcher hands it each claimed batch at once (one group entry, one
+future, for the whole batch). Each line carries the idempotency key, so a reader can drop the
+duplicates that at-least-once delivery allows after a crash.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,14 +77,32 @@ class LogChannel(Channel[LogChannelConfig]):
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
 
+    sends_in_batches = True
+
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        record = delivery_record(delivery, self.name) | {"at": time.time()}
+        (result,) = await self._write([delivery])
+        return result
+
+    async def send_many(self, deliveries: Sequence[OutgoingDelivery]) -> Sequence[SendResult]:
+        return await self._write(deliveries)
+
+    async def _write(self, deliveries: Sequence[OutgoingDelivery]) -> list[SendResult]:
+        """Append the deliveries' lines in one group; confirmed once the group is on disk."""
+        at = time.time()
+        records = [delivery_record(d, self.name) | {"at": at} for d in deliveries]
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((json.dumps(record, ensure_ascii=False), done))
+        lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in records)
+        self._pending.append((lines, done))
         self._ready.set()
         await done
-        content = {"texts": record["texts"]}
-        return SendResult(SendOutcome.CONFIRMED, provider_ref=self.path.name, content=content)
+        return [
+            SendResult(
+                SendOutcome.CONFIRMED,
+                provider_ref=self.path.name,
+                content={"texts": record["texts"]},
+            )
+            for record in records
+        ]
 
     async def _write_loop(self) -> None:
         while True:
