@@ -40,6 +40,11 @@ class LogChannelConfig(ChannelConfig):
 
 def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
     """The JSON form of one delivery, as the log and webhook channels write it."""
+    return delivery_head(delivery, channel) | texts_content(delivery.message, delivery.target)
+
+
+def delivery_head(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
+    """:func:`delivery_record` without the texts (which many deliveries share)."""
     message = delivery.message
     return {
         "idempotency_key": delivery.idempotency_key,
@@ -56,7 +61,7 @@ def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
             "expires_at": message.expires_at,
         },
         "target": delivery.target.to_json(),
-    } | texts_content(message, delivery.target)
+    }
 
 
 class LogChannel(Channel[LogChannelConfig]):
@@ -87,22 +92,29 @@ class LogChannel(Channel[LogChannelConfig]):
         return await self._write(deliveries)
 
     async def _write(self, deliveries: Sequence[OutgoingDelivery]) -> list[SendResult]:
-        """Append the deliveries' lines in one group; confirmed once the group is on disk."""
+        """Append the deliveries' lines in one group; confirmed once the group is on disk.
+
+        The texts are encoded once per alert and set of languages, not once per delivery."""
         at = time.time()
-        records = [delivery_record(d, self.name) | {"at": at} for d in deliveries]
+        shared: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], str]] = {}
+        lines: list[str] = []
+        results: list[SendResult] = []
+        for delivery in deliveries:
+            key = (delivery.message.id, delivery.target.languages)
+            if key not in shared:
+                content = texts_content(delivery.message, delivery.target)
+                shared[key] = content, json.dumps(content["texts"], ensure_ascii=False)
+            content, texts = shared[key]
+            head = json.dumps(delivery_head(delivery, self.name) | {"at": at}, ensure_ascii=False)
+            lines.append(f'{head[:-1]}, "texts": {texts}}}')
+            results.append(
+                SendResult(SendOutcome.CONFIRMED, provider_ref=self.path.name, content=content)
+            )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        lines = "\n".join(json.dumps(record, ensure_ascii=False) for record in records)
-        self._pending.append((lines, done))
+        self._pending.append(("\n".join(lines), done))
         self._ready.set()
         await done
-        return [
-            SendResult(
-                SendOutcome.CONFIRMED,
-                provider_ref=self.path.name,
-                content={"texts": record["texts"]},
-            )
-            for record in records
-        ]
+        return results
 
     async def _write_loop(self) -> None:
         while True:

@@ -16,6 +16,7 @@ from broadcaster.channel import (
     SendResult,
 )
 from broadcaster.errors import PermanentError, RetryableError
+from tests import bilingual
 from tests.core.support import (
     make_alert,
     make_config,
@@ -129,3 +130,25 @@ async def test_log_channel_retries_the_whole_batch_while_its_file_cannot_be_writ
     lines = out.read_text(encoding="utf-8").splitlines()
     keys = [json.loads(line)["idempotency_key"] for line in lines]
     assert len(keys) == len(set(keys)) == 30
+
+
+async def test_log_lines_of_one_batch_carry_each_target_s_own_languages(tmp_path: Path) -> None:
+    targets = village_targets("log", 20)
+    for target in targets[::2]:
+        target["languages"] = ["mn-Mong"]
+    channels = {"log": {"type": "log", "path": "out.jsonl"}}
+    async with running(make_config(tmp_path, channels, targets)) as service:
+        result = await service.submit(bilingual.alert("batch-mn", "zh+mn"), origin="test")
+        assert await wait_until_complete(service, result.alert_id) == {"log": {"confirmed": 20}}
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+    lines = (tmp_path / "data" / "out.jsonl").read_text(encoding="utf-8").splitlines()
+    records = {json.loads(line)["target"]["id"]: json.loads(line) for line in lines}
+    assert len(records) == 20
+    mongolian = {t["id"] for t in targets[::2]}
+    for target_id, record in records.items():
+        language = "mn-Mong" if target_id in mongolian else "zh-CN"
+        assert [t["language"] for t in record["texts"]] == [language]
+        assert record["channel"] == "log" and record["alert"]["id"] == result.alert_id
+        assert isinstance(record["at"], float)
+    for row in rows:
+        assert row["content"] == {"texts": records[row["target_id"]]["texts"]}
