@@ -22,6 +22,7 @@ matches everything.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -69,8 +70,11 @@ class LanguageTag:
         return "-".join(p for p in (self.language, self.script) if p)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(tag: str) -> LanguageTag:
-    """Normalise ``tag`` (case, aliases, implied script); raises LanguageTagError."""
+    """Normalise ``tag`` (case, aliases, implied script); raises LanguageTagError.
+
+    Cached: every delivery of an alert asks about the same few tags."""
     parts = tag.strip().replace("_", "-").split("-")
     if not parts[0] or not all(_SUBTAG.fullmatch(p) for p in parts):
         raise LanguageTagError(f"{tag!r} is not a language tag")

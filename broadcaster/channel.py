@@ -505,6 +505,26 @@ class Channel(abc.ABC, Generic[ConfigT]):
         """
         return None
 
+    sends_in_batches: ClassVar[bool] = False
+    """The dispatcher hands this channel each claimed batch in one :meth:`send_many` call
+    (under one send timeout) instead of one :meth:`send` per delivery: for channels whose
+    sends are cheap and finish together (one file write, one request)."""
+
+    async def send_many(
+        self, deliveries: Sequence[OutgoingDelivery]
+    ) -> Sequence[SendResult | Exception]:
+        """Hand several deliveries at once: one result, or the error ``send`` would have
+        raised, per delivery and in their order; raise for an error of them all. By default
+        :meth:`send` for each, concurrently."""
+        results = await asyncio.gather(*(self.send(d) for d in deliveries), return_exceptions=True)
+        outcomes: list[SendResult | Exception] = []
+        for result in results:
+            if isinstance(result, Exception) or not isinstance(result, BaseException):
+                outcomes.append(result)
+            else:  # cancelled: not an outcome of the delivery
+                raise result
+        return outcomes
+
 
 def channel_progress(
     channels: Mapping[str, Channel[Any]], names: Iterable[str]

@@ -70,6 +70,9 @@ DISK_FULL_PAUSE_SECONDS = 1.0
 
 Clock = Callable[[], float]
 
+_VERDICTS = (RetryableError, PermanentError, TimeoutError)
+"""Send errors that are an answer about the delivery, not a bug of the channel."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelSlot:
@@ -258,6 +261,11 @@ class Dispatcher:
                 await self._idle(name)
                 continue
             self._changed()
+            if slot.channel.sends_in_batches:
+                self._in_flight[name] += len(claimed)
+                task_name = f"send:{name}:{claimed[0].id}+{len(claimed)}"
+                self._tasks.spawn(self._send_batch(slot, claimed), name=task_name)
+                continue
             for row in claimed:
                 self._in_flight[name] += 1
                 self._tasks.spawn(self._send(slot, row), name=f"send:{name}:{row.id}")
@@ -277,15 +285,26 @@ class Dispatcher:
 
     async def _send(self, slot: ChannelSlot, row: ClaimedDelivery) -> None:
         try:
-            transition = await self._attempt(slot, row)
-            if transition.to_state is DeliveryState.FAILED:
-                self.failed_total[slot.name, "permanent"] += 1
-            elif transition.last_error is not None:  # queued again, or expired waiting for it
-                self.failed_total[slot.name, "retryable"] += 1
-            self._transitions.put_nowait(transition)
+            self._record(slot, await self._attempt(slot, row))
         finally:
             self._in_flight[slot.name] -= 1
             self._slot_free[slot.name].set()
+
+    async def _send_batch(self, slot: ChannelSlot, rows: list[ClaimedDelivery]) -> None:
+        """Send a claimed batch with one call of the channel's ``send_many``."""
+        try:
+            for transition in await self._attempt_batch(slot, rows):
+                self._record(slot, transition)
+        finally:
+            self._in_flight[slot.name] -= len(rows)
+            self._slot_free[slot.name].set()
+
+    def _record(self, slot: ChannelSlot, transition: Transition) -> None:
+        if transition.to_state is DeliveryState.FAILED:
+            self.failed_total[slot.name, "permanent"] += 1
+        elif transition.last_error is not None:  # queued again, or expired waiting for it
+            self.failed_total[slot.name, "retryable"] += 1
+        self._transitions.put_nowait(transition)
 
     async def _attempt(self, slot: ChannelSlot, row: ClaimedDelivery) -> Transition:
         if row.alert_id in self._stopped_alerts:
@@ -295,19 +314,71 @@ class Dispatcher:
             await self._limits[slot.name].acquire()
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 result = await slot.channel.send(delivery)
-            if not isinstance(result, SendResult):
-                raise TypeError(f"send returned {type(result).__name__}, not a SendResult")
-        except RetryableError as exc:
-            return self._retry(row, str(exc), exc.retry_after)
-        except PermanentError as exc:
-            return Transition(row.id, DeliveryState.FAILED, last_error=str(exc) or "failed")
-        except TimeoutError:
-            return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
+            return self._sent(slot, row, result)
         except Exception as exc:
-            # A bug in the channel, not a verdict on the target: retried with the same backoff
-            # as a retryable error until the alert expires (a fixed and restarted channel still
-            # delivers), never hot, and recorded as the channel's fault.
-            return self._retry(row, f"channel bug: {self.faults.record(slot.name, 'send', exc)}")
+            return self._unsent(slot, row, exc)
+
+    async def _attempt_batch(
+        self, slot: ChannelSlot, rows: list[ClaimedDelivery]
+    ) -> list[Transition]:
+        """What :meth:`_attempt` does for each row, with one ``send_many`` call for the batch
+        (under one send timeout); an error of the whole call is every row's error."""
+        transitions: list[Transition] = []
+        live: list[ClaimedDelivery] = []
+        deliveries: list[OutgoingDelivery] = []
+        for row in rows:
+            if row.alert_id in self._stopped_alerts:
+                transitions.append(
+                    Transition(row.id, DeliveryState.CANCELLED, detail="alert cancelled")
+                )
+                continue
+            try:
+                deliveries.append(await self._outgoing(row))
+            except Exception as exc:
+                transitions.append(self._unsent(slot, row, exc))
+                continue
+            live.append(row)
+        if not live:
+            return transitions
+        try:
+            for _ in live:
+                await self._limits[slot.name].acquire()
+            async with asyncio.timeout(self.config.send_timeout_seconds):
+                results = await slot.channel.send_many(deliveries)
+            if len(results) != len(live):
+                raise TypeError(f"send_many gave {len(results)} results for {len(live)} deliveries")
+        except Exception as exc:
+            bug = None if isinstance(exc, _VERDICTS) else self.faults.record(slot.name, "send", exc)
+            return transitions + [self._unsent(slot, row, exc, bug) for row in live]
+        for row, result in zip(live, results, strict=True):
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                transitions.append(self._sent(slot, row, result))
+            except Exception as exc:
+                transitions.append(self._unsent(slot, row, exc))
+        return transitions
+
+    def _unsent(
+        self, slot: ChannelSlot, row: ClaimedDelivery, exc: Exception, bug: str | None = None
+    ) -> Transition:
+        """The transition for a send that raised ``exc`` (``bug``: the channel fault it was
+        already recorded as, when one error hit a whole batch)."""
+        if isinstance(exc, RetryableError):
+            return self._retry(row, str(exc), exc.retry_after)
+        if isinstance(exc, PermanentError):
+            return Transition(row.id, DeliveryState.FAILED, last_error=str(exc) or "failed")
+        if isinstance(exc, TimeoutError):
+            return self._retry(row, f"no answer within {self.config.send_timeout_seconds:g} s")
+        # A bug in the channel, not a verdict on the target: retried with the same backoff
+        # as a retryable error until the alert expires (a fixed and restarted channel still
+        # delivers), never hot, and recorded as the channel's fault.
+        return self._retry(row, f"channel bug: {bug or self.faults.record(slot.name, 'send', exc)}")
+
+    def _sent(self, slot: ChannelSlot, row: ClaimedDelivery, result: object) -> Transition:
+        """The transition for a send that answered ``result``."""
+        if not isinstance(result, SendResult):
+            raise TypeError(f"send returned {type(result).__name__}, not a SendResult")
         self.sent_total[slot.name] += 1
         confirmed = result.outcome is SendOutcome.CONFIRMED
         detail = result.detail or ("confirmed" if confirmed else "accepted")

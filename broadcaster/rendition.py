@@ -7,6 +7,7 @@ the core, so no channel can forget it: a channel gets ``MessageText.marker`` and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,10 +125,17 @@ class Rendition:
     def for_languages(self, preferred: tuple[str, ...]) -> list[MessageText]:
         """The texts in the target's preferred languages (:func:`audio.languages.filter_tags`),
         in the target's order, falling back to the first text."""
-        chosen = filter_tags(preferred, self.texts, lambda t: t.language)
-        if not chosen and self.texts:
-            chosen = [self.texts[0]]
-        return chosen
+        return list(_texts_for(self.texts, tuple(preferred)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _texts_for(
+    texts: tuple[MessageText, ...], preferred: tuple[str, ...]
+) -> tuple[MessageText, ...]:
+    """The choice :meth:`Rendition.for_languages` makes, once per alert and set of languages
+    (every target of an alert asks, most with the same few languages)."""
+    chosen = filter_tags(preferred, texts, lambda t: t.language)
+    return tuple(chosen) if chosen else texts[:1]
 
 
 def _render_info(alert: Alert, info: Info, sender_name: str) -> MessageText:

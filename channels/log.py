@@ -2,8 +2,9 @@
 
 For development, demos, audits and benchmarks. Lines are written by one writer task in groups
 (one write, flush and fsync per group, in a thread), and a delivery is confirmed only after its
-line is on disk. Each line carries the idempotency key, so a reader can drop the duplicates that
-at-least-once delivery allows after a crash.
+line is on disk. The dispatcher hands it each claimed batch at once (one group entry, one
+future, for the whole batch). Each line carries the idempotency key, so a reader can drop the
+duplicates that at-least-once delivery allows after a crash.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +40,11 @@ class LogChannelConfig(ChannelConfig):
 
 def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
     """The JSON form of one delivery, as the log and webhook channels write it."""
+    return delivery_head(delivery, channel) | texts_content(delivery.message, delivery.target)
+
+
+def delivery_head(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
+    """:func:`delivery_record` without the texts (which many deliveries share)."""
     message = delivery.message
     return {
         "idempotency_key": delivery.idempotency_key,
@@ -54,7 +61,7 @@ def delivery_record(delivery: OutgoingDelivery, channel: str) -> dict[str, Any]:
             "expires_at": message.expires_at,
         },
         "target": delivery.target.to_json(),
-    } | texts_content(message, delivery.target)
+    }
 
 
 class LogChannel(Channel[LogChannelConfig]):
@@ -75,14 +82,39 @@ class LogChannel(Channel[LogChannelConfig]):
         self._writer.cancel()
         await asyncio.gather(self._writer, return_exceptions=True)
 
+    sends_in_batches = True
+
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        record = delivery_record(delivery, self.name) | {"at": time.time()}
+        (result,) = await self._write([delivery])
+        return result
+
+    async def send_many(self, deliveries: Sequence[OutgoingDelivery]) -> Sequence[SendResult]:
+        return await self._write(deliveries)
+
+    async def _write(self, deliveries: Sequence[OutgoingDelivery]) -> list[SendResult]:
+        """Append the deliveries' lines in one group; confirmed once the group is on disk.
+
+        The texts are encoded once per alert and set of languages, not once per delivery."""
+        at = time.time()
+        shared: dict[tuple[str, tuple[str, ...]], tuple[dict[str, Any], str]] = {}
+        lines: list[str] = []
+        results: list[SendResult] = []
+        for delivery in deliveries:
+            key = (delivery.message.id, delivery.target.languages)
+            if key not in shared:
+                content = texts_content(delivery.message, delivery.target)
+                shared[key] = content, json.dumps(content["texts"], ensure_ascii=False)
+            content, texts = shared[key]
+            head = json.dumps(delivery_head(delivery, self.name) | {"at": at}, ensure_ascii=False)
+            lines.append(f'{head[:-1]}, "texts": {texts}}}')
+            results.append(
+                SendResult(SendOutcome.CONFIRMED, provider_ref=self.path.name, content=content)
+            )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((json.dumps(record, ensure_ascii=False), done))
+        self._pending.append(("\n".join(lines), done))
         self._ready.set()
         await done
-        content = {"texts": record["texts"]}
-        return SendResult(SendOutcome.CONFIRMED, provider_ref=self.path.name, content=content)
+        return results
 
     async def _write_loop(self) -> None:
         while True:

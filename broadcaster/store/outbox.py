@@ -183,6 +183,7 @@ class Outbox:
         events: list[tuple[Any, ...]] = []
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
+        encoded: dict[int, str | None] = {}  # contents shared by many deliveries, encoded once
         with self.database.transaction() as conn:
             states = self._states(conn, sorted({t.delivery_id for t in transitions}))
             for t in transitions:
@@ -191,7 +192,8 @@ class Outbox:
                 if current is None or current not in allowed:
                     if current is not None and (t.content is not None or t.warning is not None):
                         # The device confirmed before ``send`` returned: keep what was sent.
-                        late_content.append((_content_json(t.content), t.warning, t.delivery_id))
+                        content = _content_json(t.content, encoded)
+                        late_content.append((content, t.warning, t.delivery_id))
                     continue
                 states[t.delivery_id] = t.to_state
                 events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
@@ -204,7 +206,7 @@ class Outbox:
                         now,
                         t.last_error,
                         t.provider_ref,
-                        _content_json(t.content),
+                        _content_json(t.content, encoded),
                         t.warning,
                         t.next_attempt_at,
                         t.delivery_id,
@@ -412,6 +414,12 @@ def _only_progress(t: Transition) -> bool:
     )
 
 
-def _content_json(content: Mapping[str, Any] | None) -> str | None:
-    """What a channel sent, as stored with its delivery."""
-    return None if content is None else json.dumps(content, ensure_ascii=False)
+def _content_json(content: Mapping[str, Any] | None, encoded: dict[int, str | None]) -> str | None:
+    """What a channel sent, as stored with its delivery; ``encoded`` keeps the text of each
+    content object already seen in this batch (a channel may share one among deliveries)."""
+    if content is None:
+        return None
+    key = id(content)
+    if key not in encoded:
+        encoded[key] = json.dumps(content, ensure_ascii=False)
+    return encoded[key]
