@@ -149,24 +149,28 @@ def test_node_reports_keep_the_latest_and_never_undo_a_final_one(database: Datab
 def test_upward_reports_name_what_is_left_to_report(database: Database) -> None:
     alerts, tables = AlertTable(database), ReportTables(database)
     for alert_id, origin, at in (
-        ("c1", "node:city", NOW + 3), ("c2", "node:city", NOW + 1), ("c3", "api", NOW + 2),
-        ("c4", "node:other", NOW + 4), ("c0", "node:city", NOW - 10),
+        ("c1", "api:city", NOW + 3), ("c2", "api:city", NOW + 1), ("c3", "api", NOW + 2),
+        ("c4", "api:other", NOW + 4), ("c0", "api:city", NOW - 10),
     ):  # fmt: skip
         alert = replace(record(alert_id), origin=origin, received_at=at)
         database.call(alerts.insert, alert, [], [], supersede=None, now=at)
-    origins = ["node:city", "node:other"]
-    assert database.call(tables.unreported, origins, NOW, 10) == ["c2", "c1", "c4"]
-    assert database.call(tables.unreported, origins, NOW, 2) == ["c2", "c1"]
-    assert database.call(tables.origin_of, "c3") == "api"
-    assert database.call(tables.origin_of, "nothing") is None
+    clients = ["city", "other"]
+    assert database.call(tables.unreported, clients, NOW, 10) == ["c2", "c1", "c4"]
+    assert database.call(tables.unreported, clients, NOW, 2) == ["c2", "c1"]
+    assert database.call(tables.relayed_by, "c1") == ["city"]
+    assert database.call(tables.relayed_by, "c3") == []
+    assert database.call(tables.relayed_by, "nothing") == []
+    database.call(tables.record_relayed, "c3", "city", NOW + 7)  # held already, then relayed
+    assert database.call(tables.relayed_by, "c3") == ["city"]
+    assert database.call(tables.unreported, clients, NOW, 10) == ["c2", "c3", "c1", "c4"]
     assert database.call(tables.acknowledged, "c2") is None
     database.call(tables.record_acknowledged, "c2", {"sms": {"retrying": 1}}, False, NOW + 5)
-    assert database.call(tables.unreported, origins, NOW, 10) == ["c2", "c1", "c4"]
+    assert database.call(tables.unreported, clients, NOW, 10) == ["c2", "c3", "c1", "c4"]
     database.call(tables.record_acknowledged, "c2", {"sms": {"confirmed": 1}}, True, NOW + 6)
     assert database.call(tables.acknowledged, "c2") == {
         "summary": {"sms": {"confirmed": 1}}, "complete": True,
     }  # fmt: skip
-    assert database.call(tables.unreported, origins, NOW, 10) == ["c1", "c4"]
+    assert database.call(tables.unreported, clients, NOW, 10) == ["c3", "c1", "c4"]
 
 
 def test_two_nodes_writing_the_same_reports_at_once(
