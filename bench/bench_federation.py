@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestServer
 
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import Config, NodeConfig
+from broadcaster.config import Config
+from broadcaster.federationconfig import NodeConfig
 from broadcaster.service import BroadcasterService
 from tests.core.support import make_alert, make_config, village_targets
 

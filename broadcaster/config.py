@@ -1,13 +1,11 @@
 """Configuration: one TOML file, validated once at load into typed models.
 
 Every problem is reported at once, each naming its dotted key (``channels.sms.concurrency``).
-Secrets are :class:`Secret` values: given inline, from an environment variable
-(``{ env = "NAME" }``) or from a file (``{ file = "/etc/broadcaster/key" }``, which others may
-not read and only its owner may write); their ``repr``, ``str`` and JSON dump are masked, so
-logs, pages and ``check-config`` never show them. An inline string is the secret itself, so one
-that reads like a reference (``"env:NAME"``, ``"file:/path"``, ``"${NAME}"``, ``"$NAME"``) is
-refused with the form to write instead, rather than used as a key anyone can read in the
-documentation. Relative paths are resolved against the directory of the configuration file.
+Secrets are :class:`~broadcaster.configbase.Secret` values (inline, ``{ env = "NAME" }`` or
+``{ file = "/path" }``, masked wherever shown), re-exported here with ``SecretValue``, ``MASK``
+and ``StrictModel`` for channels; the models of a node among others are in
+:mod:`broadcaster.federationconfig`. Relative paths are resolved against the directory of the
+configuration file.
 :func:`config_problems` validates as far as it can and returns every problem;
 :mod:`broadcaster.preflight` adds the checks of the files it names.
 """
@@ -15,122 +13,27 @@ documentation. Relative paths are resolved against the directory of the configur
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
     ValidationError,
-    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from broadcaster.cap.problems import IntakePolicy
-from broadcaster.divisions import code_level
+from broadcaster.configbase import MASK as MASK
+from broadcaster.configbase import Secret as Secret
+from broadcaster.configbase import SecretValue as SecretValue
+from broadcaster.configbase import StrictModel as StrictModel
 from broadcaster.errors import ConfigError
-
-MASK = "**********"
-_UNSAFE_SECRET_MODE = 0o027  # group write, or any access by others
-
-
-class Secret:
-    """A secret string that never shows itself in ``str``, ``repr`` or a config dump."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself: call only where it is used (an HMAC, a header)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    def __str__(self) -> str:
-        return MASK
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-_ENV_REFERENCE = re.compile(r"^\s*(?:env:|\$\{.*\}\s*$|\$[A-Za-z_][A-Za-z0-9_]*\s*$)", re.I)
-_FILE_REFERENCE = re.compile(r"^\s*file:", re.I)
-
-
-def _refuse_reference(value: str) -> None:
-    """Refuse an inline secret that reads like a reference (the value is never shown)."""
-    if _FILE_REFERENCE.match(value):
-        form, kind = '{ file = "/path" }', "a file"
-    elif _ENV_REFERENCE.match(value):
-        form, kind = '{ env = "NAME" }', "an environment variable"
-    else:
-        return
-    raise ValueError(
-        f"this string reads like a reference to {kind}, but a string is taken as the secret"
-        f" itself; write {form} to read the secret from {kind}"
-    )
-
-
-def _load_secret(value: object) -> Secret:
-    if isinstance(value, Secret):
-        return value
-    if isinstance(value, str):
-        if not value:
-            raise ValueError("a secret must not be empty")
-        _refuse_reference(value)
-        return Secret(value)
-    if isinstance(value, Mapping):
-        if set(value) == {"env"}:
-            name = str(value["env"])
-            found = os.environ.get(name)
-            if not found:
-                raise ValueError(f"environment variable {name} is not set or empty")
-            return Secret(found)
-        if set(value) == {"file"}:
-            path = Path(str(value["file"]))
-            try:
-                mode = path.stat().st_mode & 0o777
-                text = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-            if mode & _UNSAFE_SECRET_MODE:
-                raise ValueError(
-                    f"secret file {path} has mode {mode:04o}: others may read it or its group "
-                    "may change it; chmod 600 (or 640 for a trusted group)"
-                )
-            if not text:
-                raise ValueError(f"secret file {path} is empty")
-            return Secret(text)
-    raise ValueError('a secret is a string, { env = "NAME" } or { file = "PATH" }')
-
-
-SecretValue = Annotated[
-    Secret,
-    BeforeValidator(_load_secret),
-    PlainSerializer(lambda _s: MASK, return_type=str),
-    WithJsonSchema({"type": "string"}),
-]
-
-
-class StrictModel(BaseModel):
-    """Base for configuration models: unknown keys are errors, values are checked on load."""
-
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+from broadcaster.federationconfig import NeighbourConfig, NodeConfig, UpstreamConfig
 
 
 class ServerConfig(StrictModel):
@@ -307,130 +210,6 @@ class ChannelConfig(BaseModel):
     start_timeout_seconds: float = Field(
         60.0, gt=0, description="a channel whose start takes longer is reported broken"
     )
-
-
-_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-
-
-class UpstreamConfig(StrictModel):
-    """One ``[[upstream]]`` source: the region's platform, a neighbour, another node.
-
-    ``push`` sources submit to ``POST /api/v1/alerts`` with their own ``token`` (which names
-    the source); ``poll`` sources are fetched from ``url``, a CAP Atom feed or a plain index
-    of CAP URLs, every ``interval_seconds``.
-    """
-
-    name: str = Field(pattern=_NAME_PATTERN)
-    mode: Literal["push", "poll"]
-    token: SecretValue | None = Field(
-        None, description="push: the source's bearer token; poll: sent to the feed's host"
-    )
-    url: str | None = Field(None, pattern=r"^https?://[^\s/]+", description="poll: the feed")
-    format: Literal["atom", "index"] = "atom"
-    interval_seconds: float = Field(60.0, gt=0)
-    backoff_max_seconds: float = Field(900.0, gt=0, description="cap of the wait after errors")
-    timeout_seconds: float = Field(10.0, gt=0, description="a whole fetch, redirects included")
-    max_bytes: int = Field(1_048_576, ge=1024, description="largest feed or CAP document")
-    allowed_hosts: list[str] = Field(
-        default_factory=list, description="hosts entry links may name besides the feed's own"
-    )
-    require_signature: bool = Field(False, description="only CAP signed by a trusted key")
-    trusted_certificates: list[Path] = Field(default_factory=list)
-    areas: list[str] = Field(
-        default_factory=list,
-        description="division codes of our area (default: every root of registry.divisions)",
-    )
-    policy: Literal["auto", "review"] = "auto"
-    channels: list[str] | None = Field(None, description="channels to use (default: all)")
-
-    @model_validator(mode="after")
-    def _mode_needs(self) -> UpstreamConfig:
-        if self.mode == "push" and self.token is None:
-            raise ValueError("a push source needs a token")
-        if self.mode == "poll" and self.url is None:
-            raise ValueError("a polled source needs a url")
-        return self
-
-    @field_validator("url")
-    @classmethod
-    def _no_credentials_in_url(cls, value: str | None) -> str | None:
-        if value is not None and "@" in value.split("/")[2]:
-            raise ValueError("a feed URL must not carry credentials")
-        return value
-
-
-def _public_only() -> list[Literal["Public", "Restricted", "Private"]]:
-    return ["Public"]
-
-
-class NeighbourConfig(StrictModel):
-    """One ``[[neighbour]]``: served ``/feeds/<name>.atom`` with what its rules allow, and
-    optionally sent the same alerts at ``push_url`` (its ``POST /api/v1/alerts``)."""
-
-    name: str = Field(pattern=_NAME_PATTERN)
-    token: SecretValue
-    areas: list[str] = Field(
-        default_factory=list, description="division codes the neighbour wants (default: any)"
-    )
-    events: list[str] = Field(default_factory=list, description="CAP events (default: any)")
-    scopes: list[Literal["Public", "Restricted", "Private"]] = Field(default_factory=_public_only)
-    push_url: str | None = Field(
-        None, pattern=r"^https?://[^\s/]+", description="the neighbour's POST /api/v1/alerts"
-    )
-    push_token: SecretValue | None = Field(None, description="our token at the neighbour's API")
-    push_interval_seconds: float = Field(30.0, gt=0, description="between rounds of pushes")
-    timeout_seconds: float = Field(10.0, gt=0, description="of one push")
-
-    @model_validator(mode="after")
-    def _push_needs_both(self) -> NeighbourConfig:
-        if (self.push_url is None) != (self.push_token is None):
-            raise ValueError("push_url and push_token go together")
-        return self
-
-
-class NodeReportConfig(StrictModel):
-    """Where this node reports the delivery state of the alerts one API client sent it."""
-
-    client: str = Field(min_length=1, description="the [[api.tokens]] name of the sending node")
-    url: str = Field(pattern=r"^https?://", description="that node's base URL")
-    token: SecretValue = Field(description="this node's bearer token at that node")
-
-
-class NodeConfig(StrictModel):
-    """This server's place between the city and its counties (``docs/federation.md``)."""
-
-    role: Literal["city", "county", "both"] | None = Field(
-        None, description="none: a stand-alone server whose officers may target any area"
-    )
-    division: str | None = Field(None, pattern=r"^[0-9]{6}([0-9]{6})?$")
-    report_to: list[NodeReportConfig] = Field(default_factory=list)
-    report_interval_seconds: float = Field(2.0, gt=0)
-
-    @property
-    def parent_clients(self) -> frozenset[str]:
-        """The API clients that are nodes this one reports to."""
-        return frozenset(r.client for r in self.report_to)
-
-    @model_validator(mode="after")
-    def _division_fits_role(self) -> NodeConfig:
-        if self.role is None:
-            return self
-        if self.division is None:
-            raise ValueError(f"a {self.role} node needs its division code")
-        level = "county" if self.role == "county" else "city"
-        found = _division_level(self.division)
-        if found != level:
-            raise ValueError(
-                f"a {self.role} node's division must be a {level}, {self.division} is a {found}"
-            )
-        return self
-
-
-def _division_level(code: str) -> str:
-    try:
-        return code_level(code)
-    except ValueError as exc:
-        return str(exc)
 
 
 class StoreConfig(StrictModel):

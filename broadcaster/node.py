@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from broadcaster.cap import Alert, Area, Problem
-from broadcaster.config import NodeConfig
 from broadcaster.divisions import DivisionTree, code_prefix
 from broadcaster.errors import OutsideDivisionError
+from broadcaster.federationconfig import NodeConfig
 from broadcaster.geo import PointIndex, points_in_circle, points_in_polygon
 from broadcaster.planner import division_codes
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from broadcaster.config import NodeConfig, NodeReportConfig
 from broadcaster.federation.reports import ReportTables, delivery_summary
+from broadcaster.federationconfig import NodeConfig, NodeReportConfig
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.tasks import TaskSet

@@ -34,8 +34,9 @@ from broadcaster.cap import Alert, MsgType, format_cap_time, parse_cap_time
 from broadcaster.cap.jsonform import read_json
 from broadcaster.cap.parse import parse_cap
 from broadcaster.cap.problems import IntakePolicy, Problem
-from broadcaster.config import CapConfig, UpstreamConfig
+from broadcaster.config import CapConfig
 from broadcaster.errors import CapError, UnreachableAreaError
+from broadcaster.federationconfig import UpstreamConfig
 from broadcaster.intake import IntakeResult
 from broadcaster.signatures import SignaturePolicy
 from broadcaster.store.alerts import AlertTable

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import aiohttp
 
-from broadcaster.config import NeighbourConfig
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import BroadcasterError
+from broadcaster.federationconfig import NeighbourConfig
 from broadcaster.store.db import Database
 from broadcaster.store.interface import Store
 from broadcaster.tasks import TaskSet

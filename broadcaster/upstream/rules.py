@@ -19,8 +19,8 @@ from typing import Any
 
 from broadcaster.cap import Alert, MsgType, Status
 from broadcaster.cap.serialize import from_json
-from broadcaster.config import NeighbourConfig
 from broadcaster.divisions import DivisionTree, covers, normalize_code
+from broadcaster.federationconfig import NeighbourConfig
 from broadcaster.geo import PointIndex, points_in_circle, points_in_polygon
 from broadcaster.intake import broadcasts
 from broadcaster.planner import alert_areas, division_codes

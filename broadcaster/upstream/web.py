@@ -32,8 +32,8 @@ from lxml import etree
 
 from broadcaster.api.feed import atom_document
 from broadcaster.api.keys import CLIENT, SERVICE
-from broadcaster.config import NeighbourConfig
 from broadcaster.errors import DiskFullError
+from broadcaster.federationconfig import NeighbourConfig
 from broadcaster.upstream.rules import shared_records
 from broadcaster.upstream.sources import CLIENT_PREFIX
 from broadcaster.web.headers import document_download

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import Config, NodeConfig, parse_config
+from broadcaster.config import Config, parse_config
 from broadcaster.errors import ConfigError
+from broadcaster.federationconfig import NodeConfig
 from tests.console.support import (
     ConsoleClient,
     ConsoleServer,

@@ -20,7 +20,8 @@ from broadcaster.api.app import make_app
 from broadcaster.api.keys import SERVICE
 from broadcaster.auth import OfficerStore, Role
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import Config, NodeConfig
+from broadcaster.config import Config
+from broadcaster.federationconfig import NodeConfig
 from broadcaster.service import BroadcasterService
 from tests.console.support import PASSWORDS, ConsoleClient, ConsoleServer
 from tests.core.support import make_alert, make_config, village_targets

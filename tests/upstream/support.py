@@ -24,7 +24,8 @@ from broadcaster.api.app import make_app
 from broadcaster.cap import Alert
 from broadcaster.cap.serialize import to_xml
 from broadcaster.cap.signature import AlertSigner
-from broadcaster.config import Config, UpstreamConfig
+from broadcaster.config import Config
+from broadcaster.federationconfig import UpstreamConfig
 from broadcaster.service import BroadcasterService
 from tests.signing import key_and_cert
 

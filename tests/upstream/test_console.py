@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import NeighbourConfig
+from broadcaster.federationconfig import NeighbourConfig
 from tests.console.support import ConsoleClient, console_config, console_server, demo_targets
 from tests.core.support import RecordingChannel, make_alert, wait_for_deliveries
 from tests.upstream.support import feed_server, with_sources

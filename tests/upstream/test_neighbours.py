@@ -10,7 +10,8 @@ from lxml import etree
 
 from broadcaster.cap import Scope
 from broadcaster.cap.signature import verify_signature
-from broadcaster.config import CapConfig, Config, NeighbourConfig, Secret
+from broadcaster.config import CapConfig, Config, Secret
+from broadcaster.federationconfig import NeighbourConfig
 from tests.core.support import (
     OTHER_COUNTY,
     RecordingChannel,

@@ -9,7 +9,8 @@ import aiohttp
 
 from broadcaster.cap import format_cap_time
 from broadcaster.cap.serialize import to_xml
-from broadcaster.config import Config, NodeConfig
+from broadcaster.config import Config
+from broadcaster.federationconfig import NodeConfig
 from broadcaster.intake import alert_id_for
 from broadcaster.upstream.poller import SourcePoller
 from tests.core.support import (
