@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from broadcaster.cap.serialize import to_xml
-from drivers.mqtt.testing import free_port
-from tests.conftest import REPO
-from tests.processes import api, wait_until
+from tests.processes import ServeProcess, api
 from tests.sms.test_sms_service import bilingual_alert
 
 from .conftest import GatewayFactory, gateway_table, groups
@@ -53,50 +48,6 @@ def toml_table(name: str, table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-class Server:
-    """A ``broadcaster serve`` with one gateway-sms channel."""
-
-    def __init__(self, tmp_path: Path, table: dict[str, Any]) -> None:
-        port = free_port()
-        data_dir = tmp_path / "data"
-        self.base = f"http://127.0.0.1:{port}"
-        self.record = data_dir / "gateway-sms-gateway" / "records.sqlite3"
-        (tmp_path / "targets.json").write_text(
-            json.dumps(groups(NUMBERS, 10), ensure_ascii=False), encoding="utf-8"
-        )
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f"""
-[server]
-port = {port}
-data_dir = "{data_dir}"
-sender = "city@example.cn"
-[registry]
-targets = "targets.json"
-[dispatcher]
-idle_poll_seconds = 0.05
-[[api.tokens]]
-name = "ci"
-token = "{TOKEN}"
-{toml_table("gateway", table)}
-""",
-            encoding="utf-8",
-        )
-        self._serve = [sys.executable, "-m", "broadcaster", "serve", "--config", str(config)]
-
-    def start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        process = subprocess.Popen(self._serve, cwd=REPO, env=env)
-        wait_until(lambda: urllib.request.urlopen(self.base + "/healthz", timeout=1), "a start")
-        return process
-
-    def completed(self, alert_id: str, timeout: float) -> Any:
-        path = f"/api/v1/alerts/{alert_id}/deliveries"
-        return wait_until(
-            lambda: (b := api(self.base, path, TOKEN))["complete"] and b, "completion", timeout
-        )
-
-
 @pytest.mark.slow
 async def test_receipts_after_sigkill_and_restart_confirm_without_a_resend(
     protocol: str,
@@ -106,13 +57,15 @@ async def test_receipts_after_sigkill_and_restart_confirm_without_a_resend(
 ) -> None:
     gateway = await make_gateway(receipt_delay=1.5)
     table = gateway_table(protocol, gateway.port, confirm_timeout_seconds=300)
-    server = Server(tmp_path, table)
+    channels = toml_table("gateway", table)
+    server = ServeProcess(tmp_path, groups(NUMBERS, 10), channels, TOKEN)
+    record = server.data_dir / "gateway-sms-gateway" / "records.sqlite3"
     processes.append(await asyncio.to_thread(server.start))
     alert = to_xml(bilingual_alert(f"gw-sigkill-{protocol}"))
     alert_id = (await asyncio.to_thread(api, server.base, "/api/v1/alerts", TOKEN, alert))["id"]
     deliveries = 2 * NUMBERS
     async with asyncio.timeout(20):
-        while open_records(server.record) < deliveries:
+        while open_records(record) < deliveries:
             await asyncio.sleep(0.02)
     processes[0].send_signal(signal.SIGKILL)
     await asyncio.to_thread(processes[0].wait, 10)

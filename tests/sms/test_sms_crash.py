@@ -12,16 +12,12 @@ The AT-modem simulator runs in this process on a real pty; the server is a real
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -32,9 +28,7 @@ from drivers.gsm.simulator_network import (
     RecipientRule,
     SimulatedNetwork,
 )
-from drivers.mqtt.testing import free_port
-from tests.conftest import REPO
-from tests.processes import api, wait_until
+from tests.processes import ServeProcess, api, wait_until
 
 from .conftest import SimulatorFactory
 from .oracle import received_messages
@@ -43,8 +37,9 @@ from .test_sms_service import bilingual_alert, group, numbers
 TOKEN = "sms-crash-token-7"
 
 
-def recorded_segments(path: Path) -> int:
+def recorded_segments(server: ServeProcess) -> int:
     """Segments in the SMS channel's submission records, read from the server's store file."""
+    path = server.data_dir / "broadcaster.db"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         rows = conn.execute(
             "SELECT value FROM channel_records WHERE channel = 'sms' AND key LIKE 'submission:%'"
@@ -69,12 +64,12 @@ def test_sigkill_between_segments_sends_nothing_twice_and_late_reports_confirm(
             simulator.faults.stall = True  # answers this +CMGS, ignores the next segment
 
     network.listeners.append(stall_at_the_fourth_segment)
-    server = Server(tmp_path, simulator.device_path, recipients, confirm_timeout=120)
+    server = sms_server(tmp_path, simulator.device_path, recipients, confirm_timeout=120)
     processes.append(server.start())
     alert_id = api(server.base, "/api/v1/alerts", TOKEN, to_xml(bilingual_alert("sms-sigkill")))[
         "id"
     ]
-    wait_until(lambda: recorded_segments(server.record) == 4, "the fourth segment's record")
+    wait_until(lambda: recorded_segments(server) == 4, "the fourth segment's record")
     processes[0].send_signal(signal.SIGKILL)
     processes[0].wait(timeout=10)
 
@@ -119,12 +114,12 @@ def test_sigkill_while_reports_stream_in_settles_every_sms_within_the_confirmati
     network.report_delay = 0.05  # the kill comes while the modem takes in the reports
     network.rules[lost] = RecipientRule(RecipientBehaviour.SILENT)
     timeout = 6
-    server = Server(tmp_path, simulator.device_path, recipients, confirm_timeout=timeout)
+    server = sms_server(tmp_path, simulator.device_path, recipients, confirm_timeout=timeout)
     processes.append(server.start())
     alert_id = api(server.base, "/api/v1/alerts", TOKEN, to_xml(bilingual_alert("sms-reports")))[
         "id"
     ]
-    wait_until(lambda: recorded_segments(server.record) == 12, "every segment's record")
+    wait_until(lambda: recorded_segments(server) == 12, "every segment's record")
     processes[0].send_signal(signal.SIGKILL)  # reports of the last messages are still coming
     processes[0].wait(timeout=10)
     network.rules.clear()  # from now on the network reports every message
@@ -147,34 +142,11 @@ def test_sigkill_while_reports_stream_in_settles_every_sms_within_the_confirmati
     assert simulator.stored_reports == {}
 
 
-class Server:
+def sms_server(
+    tmp_path: Path, device: str, recipients: list[str], *, confirm_timeout: float
+) -> ServeProcess:
     """A ``broadcaster serve`` configuration with one SMS channel on one simulated modem."""
-
-    def __init__(
-        self, tmp_path: Path, device: str, recipients: list[str], *, confirm_timeout: float
-    ) -> None:
-        port = free_port()
-        data_dir = tmp_path / "data"
-        self.base = f"http://127.0.0.1:{port}"
-        self.record = data_dir / "broadcaster.db"
-        (tmp_path / "targets.json").write_text(
-            json.dumps([group("t", recipients)], ensure_ascii=False), encoding="utf-8"
-        )
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f"""
-[server]
-port = {port}
-data_dir = "{data_dir}"
-sender = "city@example.cn"
-[registry]
-targets = "targets.json"
-[dispatcher]
-idle_poll_seconds = 0.05
-[[api.tokens]]
-name = "ci"
-token = "{TOKEN}"
-[channels.sms]
+    channels = f"""[channels.sms]
 type = "sms"
 concurrency = 1
 confirm_timeout_seconds = {confirm_timeout}
@@ -183,21 +155,5 @@ name = "m0"
 port = "{device}"
 command_timeout_seconds = 10
 reconnect_interval_seconds = 0.05
-""",
-            encoding="utf-8",
-        )
-        self._serve = [sys.executable, "-m", "broadcaster", "serve", "--config", str(config)]
-
-    def start(self) -> subprocess.Popen[bytes]:
-        """Start the server and wait until it answers."""
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        process = subprocess.Popen(self._serve, cwd=REPO, env=env)
-        wait_until(lambda: urllib.request.urlopen(self.base + "/healthz", timeout=1), "a start")
-        return process
-
-    def completed(self, alert_id: str, timeout: float) -> Any:
-        """The deliveries of ``alert_id`` once every one is settled."""
-        path = f"/api/v1/alerts/{alert_id}/deliveries"
-        return wait_until(
-            lambda: (b := api(self.base, path, TOKEN))["complete"] and b, "completion", timeout
-        )
+"""
+    return ServeProcess(tmp_path, [group("t", recipients)], channels, TOKEN)
