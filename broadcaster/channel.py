@@ -28,6 +28,8 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``preview(message, targets)``: what the channel would send to ``targets``, before an alert
   goes out (a :class:`ChannelPreview`): the distinct ``content`` of its planned deliveries and
   the targets counted in the channel's own ``target_unit`` (recipients, boxes, transmitters…);
+  a channel that plays sound adds each sound its deliveries will play (:class:`PreviewAudio`).
+  A preview changes nothing a device or receiver can see;
 - ``resume(deliveries)``: after a restart, the accepted deliveries still awaiting their
   confirmation, to track again (by default nothing);
 - ``housekeeping()``: daily upkeep of the channel's files (by default nothing);
@@ -179,13 +181,40 @@ class ProbeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SpokenPart:
+    """Where one language is spoken in a sound, in seconds from its start."""
+
+    language: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewAudio:
+    """A sound a channel's deliveries will play, for the officer to hear before sending: the
+    very file the channel would send (kept where no device fetches it), its SHA-256 as the
+    deliveries' content names it, the languages spoken in it and where, how many targets get
+    it, the rung of the speech chain that spoke it and the languages nothing could voice."""
+
+    path: Path
+    content_type: str
+    sha256: str
+    duration_s: float
+    spoken: tuple[SpokenPart, ...]
+    targets: int = 0
+    engine: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelPreview:
     """What a channel would send for an alert, shown to the officer before it goes out.
 
     ``contents`` are the distinct :meth:`Channel.content` of the planned deliveries, exactly
     as ``send`` reports them; ``targets`` counts the selected targets in ``unit`` (the
     channel's ``target_unit``); ``counts`` are further figures (SMS segments, characters);
-    ``notes`` are warnings (text cut, language missing).
+    ``notes`` are warnings (text cut, language missing); ``audio`` the sounds its deliveries
+    will play, each once (for the console to play; not part of the JSON form).
     """
 
     title: str
@@ -194,6 +223,7 @@ class ChannelPreview:
     contents: tuple[dict[str, Any], ...] = ()
     counts: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    audio: tuple[PreviewAudio, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {

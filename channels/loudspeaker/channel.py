@@ -342,11 +342,11 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
     async def _command(
-        self, delivery: OutgoingDelivery
+        self, delivery: OutgoingDelivery, publish: bool = True
     ) -> tuple[Command, str, dict[str, Any], tuple[str, ...]]:
         """The box's command for ``delivery``, a description for the log, the content the
         channel reports (:meth:`content`) and what the programme lacks (languages no voice,
-        clip or recording could speak)."""
+        clip or recording could speak); the audio is published only when ``publish``."""
         message, target = delivery.message, delivery.target
         texts = message.rendition.for_languages(target.languages)
         if not texts:
@@ -357,7 +357,11 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         try:
             if audio is None:
                 raise UnsupportedError("this server renders no audio")
-            published = await self.library.publish(audio, message, tuple(target.languages))
+            library, languages = self.library, tuple(target.languages)
+            if publish:
+                published = await library.publish(audio, message, languages)
+            else:
+                published = (await library.prepare(audio, message, languages)).audio
         except (AudioError, UnsupportedError) as error:
             if clip is not None:
                 log.warning("channel %s: %s; playing stored clip %s", self.name, error, clip.id)
@@ -381,7 +385,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The audio the box is told to play: language, audio id (its SHA-256), duration,
-        priority, volume and repeats, from the command ``send`` would make."""
+        priority, volume and repeats, from the command ``send`` would make (its audio rendered,
+        not published)."""
         stand_in = OutgoingDelivery(
             id=0,
             message=message,
@@ -391,7 +396,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             idempotency_key=f"preview:{target.id}:{part}",
             expires_at=message.expires_at,
         )
-        return (await self._command(stand_in))[2]
+        return (await self._command(stand_in, publish=False))[2]
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the delivery's alert on its box (playing or queued)."""
@@ -517,7 +522,10 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         base = await super().preview(message, targets)
         chosen = commands.broadcast_class(message.alert)
         note = f"plays as {chosen} at priority {self.config.priorities[chosen]}"
-        return replace(base, counts={"repeat": self.config.repeat}, notes=(*base.notes, note))
+        audio = await self.library.preview(self.context.audio, message, targets)
+        return replace(
+            base, counts={"repeat": self.config.repeat}, notes=(*base.notes, note), audio=audio
+        )
 
 
 def _content(

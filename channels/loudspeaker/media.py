@@ -2,9 +2,12 @@
 the attention signal, then each language the box serves in its order), published under its
 SHA-256 and served over HTTP (docs/protocols/speaker.md section 5.1).
 
-``AudioLibrary.publish`` renders through the core's ``AudioPublisher`` (its cache makes a
-second render free) and copies the file into ``<data dir>/loudspeaker-<channel>/audio/`` as
-``<sha256>.<ext>``, so the URL a box received stays valid across server restarts. Only the
+``AudioLibrary.prepare`` renders through the core's ``AudioPublisher`` (its cache makes a
+second render free) and says what a box would be told (URL, SHA-256, duration) and where each
+language is spoken, without publishing anything: the preview uses it, so a preview changes
+nothing a box can see. ``AudioLibrary.publish`` is ``prepare`` and then a copy of the file into
+``<data dir>/loudspeaker-<channel>/audio/`` as ``<sha256>.<ext>``, so the URL a box received
+stays valid across server restarts. Only the
 channel's format is rendered, and the published audio says where its speech starts after the
 attention signal (``speech_start_ms``, for boxes that play a stored attention clip first).
 Concurrent sends of one alert share one render. ``web_app`` serves the files at
@@ -23,14 +26,16 @@ import re
 import shutil
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from audio import LOUDSPEAKER_PROFILE, ExportFormat
+from audio import LOUDSPEAKER_PROFILE, AudioError, ExportFormat
 from audio.render import Render
-from broadcaster.channel import AlertMessage
+from broadcaster.channel import AlertMessage, PreviewAudio, SpokenPart
+from broadcaster.delivery import Target
 from broadcaster.publisher import AudioPublisher, unspoken_warnings
 
 _NAME = re.compile(r"^[0-9a-f]{64}\.(mp3|opus)$")
@@ -53,6 +58,31 @@ class PublishedAudio:
     warnings: tuple[str, ...] = ()
     speech_start_ms: int | None = None
     """Where the audio after the opening attention signal begins (None: it has none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAudio:
+    """A programme rendered and not yet published: what ``play_url`` will name once it is,
+    the rendered file, the name it is published under and where each language is spoken."""
+
+    audio: PublishedAudio
+    source: Path
+    name: str
+    spoken: tuple[SpokenPart, ...]
+
+    def for_preview(self, targets: int) -> PreviewAudio:
+        """The programme as the officer hears it before sending: this very file."""
+        extension = self.name.rsplit(".", 1)[1]
+        return PreviewAudio(
+            path=self.source,
+            content_type=_CONTENT_TYPES[extension],
+            sha256=self.audio.sha256,
+            duration_s=self.audio.duration_s,
+            spoken=self.spoken,
+            targets=targets,
+            engine=self.audio.engine,
+            warnings=self.audio.warnings,
+        )
 
 
 class AudioLibrary:
@@ -95,14 +125,21 @@ class AudioLibrary:
     async def _render(
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
+        prepared = await self.prepare(publisher, message, languages)
+        await asyncio.to_thread(self._store, prepared.source, self.directory / prepared.name)
+        return prepared.audio
+
+    async def prepare(
+        self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
+    ) -> PreparedAudio:
+        """The alert's programme in ``languages`` as ``publish`` would publish it, rendered but
+        not published (no box can fetch it); raises as ``publish``."""
         # Only the format the boxes download: the other encoder would only delay the send.
         profile = LOUDSPEAKER_PROFILE.with_formats(self._format)
         render = await publisher.render_programme(message, profile, languages)
-        source = render.files[self._format]
         sha256 = render.sha256[self._format]
         name = f"{sha256}.{self._format.value}"
-        await asyncio.to_thread(self._store, source, self.directory / name)
-        return PublishedAudio(
+        audio = PublishedAudio(
             url=f"{self._base_url}/audio/{name}",
             sha256=sha256,
             duration_s=render.duration_s,
@@ -112,6 +149,40 @@ class AudioLibrary:
             warnings=unspoken_warnings(render),
             speech_start_ms=_speech_start_ms(render),
         )
+        spoken = tuple(
+            SpokenPart(
+                language,
+                min(s.start_s for s in render.segments if s.language == language),
+                max(s.end_s for s in render.segments if s.language == language),
+            )
+            for language in render.languages
+            if any(s.language == language for s in render.segments)
+        )
+        return PreparedAudio(audio, render.files[self._format], name, spoken)
+
+    async def preview(
+        self, publisher: AudioPublisher | None, message: AlertMessage, targets: Sequence[Target]
+    ) -> tuple[PreviewAudio, ...]:
+        """Each programme the boxes of ``targets`` would play (with no targets, the one of every
+        language of the alert), rendered as ``send`` renders it and not published; one that
+        cannot be rendered is left out (the preview's notes say why)."""
+        if publisher is None:
+            return ()
+        boxes: dict[tuple[str, ...], int] = {}
+        for target in targets:
+            boxes[tuple(target.languages)] = boxes.get(tuple(target.languages), 0) + 1
+        if not boxes:
+            boxes[tuple(t.language for t in message.rendition.texts)] = 0
+        found: dict[str, PreviewAudio] = {}
+        for languages, count in boxes.items():
+            try:
+                prepared = await self.prepare(publisher, message, languages)
+            except AudioError:
+                continue
+            known = found.get(prepared.audio.sha256)
+            total = count + (known.targets if known else 0)
+            found[prepared.audio.sha256] = prepared.for_preview(total)
+        return tuple(found.values())
 
     @staticmethod
     def _store(source: Path, destination: Path) -> None:
