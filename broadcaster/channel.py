@@ -194,7 +194,8 @@ class PreviewAudio:
     """A sound a channel's deliveries will play, for the officer to hear before sending: the
     very file the channel would send (kept where no device fetches it), its SHA-256 as the
     deliveries' content names it, the languages spoken in it and where, how many targets get
-    it, the rung of the speech chain that spoke it and the languages nothing could voice."""
+    it, the rung of the speech chain that spoke it, whether it speaks the test or exercise
+    marker, and the languages nothing could voice."""
 
     path: Path
     content_type: str
@@ -203,6 +204,7 @@ class PreviewAudio:
     spoken: tuple[SpokenPart, ...]
     targets: int = 0
     engine: str = ""
+    has_marker: bool = False
     warnings: tuple[str, ...] = ()
 
 

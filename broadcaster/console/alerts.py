@@ -21,7 +21,6 @@ from typing import Any
 
 from aiohttp import web
 
-from audio.errors import AudioError
 from broadcaster.areanames import drawn_area_name
 from broadcaster.auth import Permission
 from broadcaster.cap import Alert, from_json
@@ -34,7 +33,6 @@ from broadcaster.errors import ApprovalError, CapError
 routes = web.RouteTableDef()
 _AUDIO_KEEP = 50
 _PAGE = 100
-_AUDIO_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
 
 
 def _now(request: web.Request) -> datetime:
@@ -181,46 +179,34 @@ async def compose_audio(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "audio preview is off", "error_zh": "语音预览未开启"}, status=404
         )
-    _draft, alert, problems = await _draft_alert(request, await request.post())
+    draft, alert, problems = await _draft_alert(request, await request.post())
     if not alert.infos or not alert.infos[0].headline:
         return web.json_response(
             {"error": "write a headline first", "error_zh": "请先填写标题", "problems": problems},
             status=400,
         )
+    chosen = [c for c in draft.channels if c in state.service.channels]
     try:
-        rendered = await preview.audio_preview(state.service, alert)
-    except AudioError as exc:
-        return web.json_response(
-            {"error": f"the audio could not be rendered: {exc}", "error_zh": "语音合成失败"},
-            status=503,
-        )
-    key = secrets.token_urlsafe(12)
-    state.audio[key] = rendered
+        sounds = await preview.channel_audio(state.service, alert, chosen)
+    except CapError:
+        sounds = []  # the form's problems, listed beside the preview, say why
+    programmes = []
+    for sound in sounds:
+        key = secrets.token_urlsafe(12)
+        state.audio[key] = sound.audio
+        programmes.append(preview.audio_json(sound, f"{PREFIX}/audio/{key}"))
     while len(state.audio) > _AUDIO_KEEP:
         state.audio.pop(next(iter(state.audio)))
-    return web.json_response(
-        {
-            "sources": [
-                {"url": f"{PREFIX}/audio/{key}/{fmt}", "type": _AUDIO_TYPES[fmt]}
-                for fmt in _AUDIO_TYPES
-                if fmt in rendered.files
-            ],
-            "duration_s": round(rendered.duration_s, 1),
-            "engine": rendered.engine,
-            "fallback": rendered.fallback,
-            "marker": rendered.has_marker,
-        }
-    )
+    return web.json_response({"programmes": programmes, "problems": problems})
 
 
-@routes.get("/audio/{key}/{fmt}")
+@routes.get("/audio/{key}")
 async def audio_file(request: web.Request) -> web.FileResponse:
     require(request, Permission.VIEW)
-    rendered = state_of(request).audio.get(request.match_info["key"])
-    fmt = request.match_info["fmt"]
-    if rendered is None or fmt not in rendered.files or fmt not in _AUDIO_TYPES:
+    sound = state_of(request).audio.get(request.match_info["key"])
+    if sound is None:
         raise web.HTTPNotFound(text="no such audio preview")
-    return web.FileResponse(rendered.files[fmt], headers={"Content-Type": _AUDIO_TYPES[fmt]})
+    return web.FileResponse(sound.path, headers={"Content-Type": sound.content_type})
 
 
 def _draft_values(draft: compose.Draft, form: Any) -> dict[str, Any]:

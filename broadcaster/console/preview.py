@@ -4,32 +4,23 @@ Everything comes from the channels' own code (:meth:`BroadcasterService.preview`
 each channel's ``preview``, made by the same ``content`` its ``send`` reports): SMS texts with
 their segments and encoding, FM PS, RT and PTY, loudspeaker audio, push titles and bodies.
 Receivers are counted in each channel's own unit (recipients, boxes, transmitters,
-subscriptions), named here for the officer. The audio is rendered by the publisher (:mod:`audio`,
-the same pipeline and cache as sending).
+subscriptions), named here for the officer. The audio is what the channels' previews hand over
+(:class:`~broadcaster.channel.PreviewAudio`): each sound their deliveries will play, rendered
+by the code that sends and published nowhere, with where each language is spoken in it, so
+the officer hears every language the devices will speak, byte for byte as they will.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from broadcaster.cap import Alert
-from broadcaster.channel import AlertMessage
+from broadcaster.channel import PreviewAudio
 from broadcaster.console import catalogue
 from broadcaster.errors import CapError
 from broadcaster.rendition import render
 from broadcaster.service import BroadcasterService
-
-
-def message_for(alert: Alert, service: BroadcasterService) -> AlertMessage:
-    expires = alert.expires_at()
-    return AlertMessage(
-        id="preview",
-        alert=alert,
-        rendition=render(alert, sender_name=service.config.server.sender_name),
-        expires_at=expires.timestamp() if expires else 0.0,
-    )
 
 
 def unit_name(unit: str) -> dict[str, str]:
@@ -40,7 +31,7 @@ def unit_name(unit: str) -> dict[str, str]:
 async def build_preview(
     service: BroadcasterService, alert: Alert, channels: list[str]
 ) -> dict[str, Any]:
-    """Everything the preview shows except the audio (which takes longer: :func:`audio`)."""
+    """Everything the preview shows except the audio (:func:`channel_audio`)."""
     texts = render(alert, sender_name=service.config.server.sender_name).texts
     try:
         previews = await service.preview(alert, channels=channels)
@@ -53,23 +44,62 @@ async def build_preview(
 
 
 @dataclass(frozen=True, slots=True)
-class AudioPreview:
-    files: dict[str, Path]
-    duration_s: float
-    engine: str
-    fallback: bool
-    has_marker: bool
+class ChannelAudio:
+    """One sound a channel's deliveries will play, and the unit its targets are counted in."""
+
+    channel: str
+    unit: str
+    audio: PreviewAudio
 
 
-async def audio_preview(service: BroadcasterService, alert: Alert) -> AudioPreview:
-    """The Chinese audio as loudspeakers would play it, rendered by the real pipeline."""
-    message = message_for(alert, service)
-    renders = await service.audio.render(message, "loudspeaker", ("zh-CN",))
-    first = renders[0]
-    return AudioPreview(
-        files={str(fmt): path for fmt, path in first.files.items()},
-        duration_s=first.duration_s,
-        engine=first.engine,
-        fallback=first.fallback,
-        has_marker=first.has_marker,
-    )
+#: The Chinese and English names of the languages officers write in, by primary subtag.
+_LANGUAGE_NAMES = {
+    "zh": ("中文", "Chinese"),
+    "mn": ("蒙古文", "Mongolian"),
+    "en": ("英文", "English"),
+}
+
+
+async def channel_audio(
+    service: BroadcasterService, alert: Alert, channels: list[str]
+) -> list[ChannelAudio]:
+    """Every sound the ``channels`` would play for ``alert``, from their own previews (raises
+    CapError when the alert is invalid)."""
+    previews = await service.preview(alert, channels=channels)
+    return [
+        ChannelAudio(name, shown.unit, audio)
+        for name, shown in previews.items()
+        for audio in shown.audio
+    ]
+
+
+def audio_json(sound: ChannelAudio, url: str) -> dict[str, Any]:
+    """A sound as the preview panel shows it: the URL that plays it, its SHA-256 (what the
+    deliveries' ``audio`` names), and each language with its name and where it is spoken."""
+    audio = sound.audio
+    return {
+        "channel": sound.channel,
+        "url": url,
+        "type": audio.content_type,
+        "sha256": audio.sha256,
+        "duration_s": round(audio.duration_s, 1),
+        "targets": audio.targets,
+        "unit_name": unit_name(sound.unit),
+        "engine": audio.engine,
+        "marker": audio.has_marker,
+        "warnings": list(audio.warnings),
+        "languages": [
+            {
+                "language": part.language,
+                "name": _language_name(part.language),
+                "start_s": round(part.start_s, 2),
+                "end_s": round(part.end_s, 2),
+            }
+            for part in audio.spoken
+        ],
+    }
+
+
+def _language_name(tag: str) -> dict[str, str]:
+    zh, en = _LANGUAGE_NAMES.get(tag.split("-")[0].lower(), (tag, tag))
+    return {"zh": f"{zh} {tag}", "en": f"{en} {tag}"}

@@ -30,10 +30,10 @@ from broadcaster.auth import (
     SessionStore,
 )
 from broadcaster.auth.sessions import SESSION_COOKIE, ConsoleSession, require_csrf
+from broadcaster.channel import PreviewAudio
 from broadcaster.console import catalogue
 from broadcaster.console.hazards import HazardTemplate
 from broadcaster.console.mapping import MapFrame
-from broadcaster.console.preview import AudioPreview
 from broadcaster.errors import BroadcasterError
 from broadcaster.service import BroadcasterService
 
@@ -61,7 +61,7 @@ class ConsoleState:
     officers: OfficerStore = field(init=False)
     sessions: SessionStore = field(init=False)
     tokens: ApiTokenStore = field(init=False)
-    audio: dict[str, AudioPreview] = field(default_factory=dict)
+    audio: dict[str, PreviewAudio] = field(default_factory=dict)
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     streams: set[asyncio.Event] = field(default_factory=set)
 

@@ -81,6 +81,7 @@ class PreparedAudio:
             spoken=self.spoken,
             targets=targets,
             engine=self.audio.engine,
+            has_marker=self.audio.has_marker,
             warnings=self.audio.warnings,
         )
 

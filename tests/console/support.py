@@ -1,5 +1,6 @@
 """A running server with the console for console tests: real service, real socket, officers,
-and channels that behave like devices (accept, then acknowledge later).
+and channels that behave like devices (accept, then acknowledge later); or the demo
+configuration's real loudspeaker channel with its simulated boxes (``demo_server``).
 
 ``ConsoleClient`` logs in through the real login form (its double-submit token included) and
 posts forms with the session's CSRF token taken from the page, as a browser does.
@@ -231,3 +232,33 @@ def compose_form(
     form += [("division", code) for code in divisions]
     form += [("channel", name) for name in channels]
     return form
+
+
+@asynccontextmanager
+async def demo_server(
+    tmp_path: Path, areas: Sequence[str], boxes_per_area: int
+) -> AsyncIterator[ConsoleServer]:
+    """The demo configuration (its real loudspeaker channel and simulated boxes, the first
+    ``boxes_per_area`` of each of ``areas``) on its own port, with a drafter and an approver,
+    once every box is online."""
+    from channels.loudspeaker import LoudspeakerChannel
+    from tests.core.test_demo_bilingual import demo_config
+
+    sink = tmp_path / "sink"
+    sink.mkdir()
+    config, targets = demo_config(tmp_path, sink, areas, boxes_per_area=boxes_per_area)
+    boxes = [t["address"] for t in targets if t["channel"] == "loudspeaker"]
+    assert len(boxes) == boxes_per_area * len(areas)
+    service = BroadcasterService(config)
+    server = TestServer(make_app(service), host="127.0.0.1", port=config.server.port)
+    await server.start_server()
+    try:
+        officers = OfficerStore(service.database, config.console)
+        for role in (Role.DRAFTER, Role.APPROVER):
+            await officers.create(role.value, PASSWORDS[role.value], role, role.value.title())
+        channel = service.channels["loudspeaker"]
+        assert isinstance(channel, LoudspeakerChannel)
+        await channel.wait_online(boxes, 60)
+        yield ConsoleServer(service, server)
+    finally:
+        await server.close()

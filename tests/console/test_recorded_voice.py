@@ -11,58 +11,30 @@ cross-correlation of the decoded PCM), after the Chinese warning.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
-from broadcaster.api.app import make_app
-from broadcaster.auth import OfficerStore, Role
 from broadcaster.cap import from_json
-from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
 from channels.loudspeaker.commands import alert_key
 from tests.bilingual import RECORDING_S, recording, recording_at, wav_bytes
-from tests.console.support import PASSWORDS
+from tests.console.support import ConsoleServer, demo_server
 from tests.console.test_browser import _login, _logout, _shot, chromium_page
 from tests.console.test_recordings import tone_wav
 from tests.core.support import wait_until_complete
-from tests.core.test_demo_bilingual import demo_config
 
 BANNER = "150926"  # 察哈尔右翼前旗: its villages' boxes speak zh-CN and mn
 BOXES = 3
 RECORD_S = 2.5 * RECORDING_S  # the fake microphone loops the chirp: one whole copy at least
 
 
-class RunningDemo:
-    def __init__(self, service: BroadcasterService, server: TestServer) -> None:
-        self.service = service
-        self.server = server
-        self.url = str(server.make_url("/console/"))
-
-
 @pytest.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[RunningDemo]:
-    sink = tmp_path / "sink"
-    sink.mkdir()
-    config, targets = demo_config(tmp_path, sink, (BANNER,), boxes_per_area=BOXES)
-    boxes = [t["address"] for t in targets if t["channel"] == "loudspeaker"]
-    assert len(boxes) == BOXES
-    service = BroadcasterService(config)
-    server = TestServer(make_app(service), host="127.0.0.1", port=config.server.port)
-    await server.start_server()
-    try:
-        officers = OfficerStore(service.database, config.console)
-        for role in (Role.DRAFTER, Role.APPROVER):
-            await officers.create(role.value, PASSWORDS[role.value], role, role.value.title())
-        channel = service.channels["loudspeaker"]
-        assert isinstance(channel, LoudspeakerChannel)
-        await channel.wait_online(boxes, 60)
-        yield RunningDemo(service, server)
-    finally:
-        await server.close()
+async def demo(tmp_path: Path) -> AsyncIterator[ConsoleServer]:
+    async with demo_server(tmp_path, (BANNER,), BOXES) as running:
+        yield running
 
 
 @pytest.fixture
@@ -91,11 +63,14 @@ _PLAY = """async (player) => {
 }"""
 
 
-async def _record_mongolian(page: Page, base: str) -> None:
+async def compose_with_mongolian_file(page: Page, base: str, areas: Sequence[str]) -> Locator:
+    """Compose a Chinese and Mongolian blizzard warning for ``areas`` (codes of 6 digits) on the
+    loudspeakers alone, its Mongolian voiced by an uploaded file (a plain tone); the recorder."""
     await page.goto(base + "compose")
     await page.select_option("#hazard", "blizzard")
     await page.click("button[data-level=orange]")
-    await page.check(f"input[name=division][value='{BANNER}000000']")
+    for area in areas:
+        await page.check(f"input[name=division][value='{area}000000']")
     for box in await page.locator("input[name=channel]").all():
         if await box.get_attribute("value") != "loudspeaker":
             await box.uncheck()
@@ -104,11 +79,16 @@ async def _record_mongolian(page: Page, base: str) -> None:
     # Chinese and English have a voice, so only Mongolian offers a recorder.
     await expect(page.locator(".recorder")).to_have_count(1)
     recorder = page.locator(".recorder[data-lang=mn]")
-    # A file first (a plain tone), then the officer records over it with the microphone.
     await recorder.locator(".record-file").set_input_files(
         files=[{"name": "tone.wav", "mimeType": "audio/wav", "buffer": tone_wav()}]
     )
     await expect(recorder).to_have_attribute("data-ready", "1", timeout=60_000)
+    return recorder
+
+
+async def _record_mongolian(page: Page, base: str) -> None:
+    # A file first, then the officer records over it with the microphone.
+    recorder = await compose_with_mongolian_file(page, base, (BANNER,))
     from_file = await page.input_value("[name='mn.recording']")
     await recorder.locator(".record-start").click()
     await expect(recorder).to_have_attribute("data-recording", "1")
@@ -124,7 +104,7 @@ async def _record_mongolian(page: Page, base: str) -> None:
 
 @pytest.mark.timeout(300)  # a real browser, speech synthesis and simulated boxes
 async def test_a_recorded_mongolian_voice_is_reviewed_and_played_by_the_boxes(
-    demo: RunningDemo, page: Page
+    demo: ConsoleServer, page: Page
 ) -> None:
     base = demo.url
     await _login(page, base, "drafter")

@@ -233,18 +233,7 @@
       bilingual(title, preview.unit_name.zh, preview.unit_name.en);
       box.appendChild(title);
       for (const content of preview.contents) box.appendChild(contentList(content));
-      for (const note of preview.notes) {
-        // A channel's note is its own words (text cut, content it could not make): evidence
-        // shown as received (data-raw), after the label of what it is.
-        const item = bilingual(document.createElement("p"), "渠道提示：", "channel note: ");
-        item.className = "hint";
-        const raw = document.createElement("span");
-        raw.className = "raw";
-        raw.dataset.raw = "";
-        raw.textContent = note;
-        item.appendChild(raw);
-        box.appendChild(item);
-      }
+      for (const note of preview.notes) box.appendChild(rawNote("渠道提示：", "channel note: ", note));
       channels.appendChild(box);
     }
   }
@@ -261,26 +250,94 @@
     }
   }
 
+  // One player per language a channel's devices will speak: the very file they will get (its
+  // SHA-256 shown, as the deliveries report it), played from where that language starts to
+  // where it ends; and the whole programme, attention signal included.
+  function player(url, type, fragment) {
+    const el = document.createElement("audio");
+    el.controls = true;
+    el.preload = "metadata";
+    const source = document.createElement("source");
+    source.src = url + fragment;
+    source.type = type;
+    el.appendChild(source);
+    return el;
+  }
+
+  // A channel's own words (text cut, content it could not make, a language it left out):
+  // evidence shown as received (data-raw), after the label of what it is.
+  function rawNote(zh, en, raw) {
+    const item = bilingual(document.createElement("p"), zh, en);
+    item.className = "hint";
+    const span = document.createElement("span");
+    span.className = "raw";
+    span.dataset.raw = "";
+    span.textContent = raw;
+    item.appendChild(span);
+    return item;
+  }
+
+  function programme(p) {
+    const box = document.createElement("article");
+    box.className = "programme";
+    box.dataset.channel = p.channel;
+    box.dataset.sha256 = p.sha256;
+    const title = document.createElement("h4");
+    title.append(text.channel(p.channel), `: ${p.targets} `);
+    bilingual(title, p.unit_name.zh, p.unit_name.en);
+    title.append(` · ${p.duration_s} `);
+    bilingual(title, "秒", "s");
+    title.append(` · ${p.engine}`);
+    if (p.marker) title.append(" · ", text.words("含测试/演练提示", "marker spoken"));
+    box.appendChild(title);
+    const list = document.createElement("ul");
+    list.className = "languages";
+    for (const part of p.languages) {
+      const item = document.createElement("li");
+      item.dataset.lang = part.language;
+      bilingual(item, part.name.zh, part.name.en);
+      item.append(` (${part.start_s}–${part.end_s} `);
+      bilingual(item, "秒）", "s)");
+      const heard = player(p.url, p.type, `#t=${part.start_s},${part.end_s}`);
+      heard.className = "language-audio";
+      heard.dataset.lang = part.language;
+      heard.dataset.sha256 = p.sha256;
+      item.appendChild(heard);
+      list.appendChild(item);
+    }
+    box.appendChild(list);
+    const whole = bilingual(document.createElement("p"), "完整节目（含提示音）：", "whole programme (with the attention signal): ");
+    const all = player(p.url, p.type, "");
+    all.className = "programme-audio";
+    all.dataset.sha256 = p.sha256;
+    whole.appendChild(all);
+    box.appendChild(whole);
+    box.appendChild(rawNote("音频 SHA-256：", "audio SHA-256: ", p.sha256));
+    for (const warning of p.warnings) box.appendChild(rawNote("缺少的语言：", "language left out: ", warning));
+    return box;
+  }
+
   async function audio() {
     const status = $("audio-status");
-    const player = $("preview-audio");
+    const list = $("preview-audio");
+    delete status.dataset.ready;
+    list.replaceChildren();
     status.replaceChildren(text.words("正在合成语音…", "rendering audio…"));
     const [code, body] = await post("/compose/audio");
     if (code !== 200) {
       status.replaceChildren(text.words(body.error_zh || "无法合成语音", body.error || "no audio"));
       return;
     }
-    player.innerHTML = "";
-    for (const source of body.sources) {
-      const el = document.createElement("source");
-      el.src = source.url;
-      el.type = source.type;
-      player.appendChild(el);
+    for (const p of body.programmes) list.appendChild(programme(p));
+    if (body.programmes.length === 0) {
+      status.replaceChildren(text.words("所选渠道都不播放语音", "none of the chosen channels plays audio"));
+    } else {
+      const languages = new Set(body.programmes.flatMap((p) => p.languages.map((l) => l.language)));
+      status.replaceChildren(text.words(
+        `${body.programmes.length} 段节目，${languages.size} 种语言`,
+        `${body.programmes.length} programme(s), ${languages.size} language(s)`,
+      ));
     }
-    player.load();
-    status.replaceChildren(text.words(`${body.duration_s} 秒`, `${body.duration_s} s`), ` · ${body.engine}`);
-    if (body.fallback) status.append(" (", text.words("备用引擎", "fallback"), ")");
-    if (body.marker) status.append(" · ", text.words("含测试/演练提示", "marker spoken"));
     status.dataset.ready = "1";
   }
 
