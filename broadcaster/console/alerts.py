@@ -3,8 +3,10 @@
 - ``GET /console/``: every alert, newest first, searchable (headline, event, identifier, id)
   and filterable by state;
 - ``GET /console/compose``: the form (templates, area tree, map, channels, times);
-- ``POST /console/compose/preview`` and ``/compose/audio``: JSON for the preview panel;
-  ``/compose/area``: the name of the drawn area (:mod:`broadcaster.areanames`);
+- ``POST /console/compose/preview`` and ``/compose/audio``: JSON for the preview panel (the
+  audio: each sound the chosen channels will play, from their previews, played from
+  ``GET /console/audio/{key}``); ``/compose/area``: the name of the drawn area
+  (:mod:`broadcaster.areanames`);
 - recordings of the languages no synthesiser speaks: :mod:`broadcaster.console.recordings`;
 - ``POST /console/compose``: submit; the alert waits for a second officer (two-person rule);
 - ``GET /console/approvals``; ``POST /console/alerts/{id}/approve`` and ``/reject`` with a

@@ -7,10 +7,11 @@ second render free) and says what a box would be told (URL, SHA-256, duration) a
 language is spoken, without publishing anything: the preview uses it, so a preview changes
 nothing a box can see. ``AudioLibrary.publish`` is ``prepare`` and then a copy of the file into
 ``<data dir>/loudspeaker-<channel>/audio/`` as ``<sha256>.<ext>``, so the URL a box received
-stays valid across server restarts. Only the
-channel's format is rendered, and the published audio says where its speech starts after the
-attention signal (``speech_start_ms``, for boxes that play a stored attention clip first).
-Concurrent sends of one alert share one render. ``web_app`` serves the files at
+stays valid across server restarts; ``preview`` hands the console each programme the boxes
+of an alert's area would get, unpublished. Only the channel's format is rendered, and the
+published audio says where its speech starts after the attention signal
+(``speech_start_ms``, for boxes that play a stored attention clip first). Concurrent sends of
+one alert share one render. ``web_app`` serves the files at
 ``audio/<name>`` with Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and
 ``Cache-Control: immutable``: the name is the content's hash, so a file never changes.
 ``prune`` deletes files not published again for the core's ``[audio] keep_days`` (run by the
