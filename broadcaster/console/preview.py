@@ -63,9 +63,12 @@ _LANGUAGE_NAMES = {
 async def channel_audio(
     service: BroadcasterService, alert: Alert, channels: list[str]
 ) -> list[ChannelAudio]:
-    """Every sound the ``channels`` would play for ``alert``, from their own previews (raises
-    CapError when the alert is invalid)."""
-    previews = await service.preview(alert, channels=channels)
+    """Every sound the ``channels`` would play for ``alert``, from the previews of those that
+    carry audio (``capabilities.audio_formats``); raises CapError when the alert is invalid."""
+    playing = [c for c in channels if service.channels[c].capabilities.audio_formats]
+    if not playing:
+        return []
+    previews = await service.preview(alert, channels=playing)
     return [
         ChannelAudio(name, shown.unit, audio)
         for name, shown in previews.items()
