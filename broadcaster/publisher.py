@@ -26,11 +26,12 @@ from pathlib import Path
 from audio.assembly import PROFILES, ChannelProfile
 from audio.engines import EdgeTtsConfig, EspeakConfig
 from audio.errors import NoVoiceError
+from audio.export import ExportFormat
 from audio.languages import LanguageTagError, parse
 from audio.render import Render, Renderer, RendererConfig, RenderRequest
 from audio.speechtext import Level, SpeechText
 from broadcaster.cap import Info, Severity
-from broadcaster.channel import AlertMessage
+from broadcaster.channel import AlertMessage, PreviewAudio, SpokenPart
 from broadcaster.config import AudioConfig
 from broadcaster.rendition import MessageText
 from broadcaster.uploads import UploadStore
@@ -61,6 +62,12 @@ _HAZARDS = (
 
 
 _LANGUAGE_NAMES = {"mn": "Mongolian", "zh": "Chinese", "en": "English"}
+_CONTENT_TYPES = {
+    ExportFormat.MP3: "audio/mpeg",
+    ExportFormat.OPUS: "audio/ogg",
+    ExportFormat.WAV: "audio/wav",
+    ExportFormat.ULAW: "audio/wav",
+}
 
 
 def _info_for(message: AlertMessage, text: MessageText) -> Info | None:
@@ -151,6 +158,33 @@ def unspoken_warnings(render: Render) -> tuple[str, ...]:
     return tuple(
         f"{language_name(u.language)} speech not available ({u.language}): {u.reason}"
         for u in render.unspoken
+    )
+
+
+def preview_audio(render: Render, fmt: ExportFormat, targets: int) -> PreviewAudio:
+    """A render as a channel's preview hands it to the console (``ChannelPreview.audio``): its
+    file in ``fmt`` (in the render cache, where no device fetches it), that file's SHA-256, where
+    each language is spoken, and the languages it left out."""
+    spans = [s for s in render.segments if s.language]
+    spoken = tuple(
+        SpokenPart(
+            language,
+            min(s.start_s for s in spans if s.language == language),
+            max(s.end_s for s in spans if s.language == language),
+        )
+        for language in render.languages
+        if any(s.language == language for s in spans)
+    )
+    return PreviewAudio(
+        path=render.files[fmt],
+        content_type=_CONTENT_TYPES[fmt],
+        sha256=render.sha256[fmt],
+        duration_s=render.duration_s,
+        spoken=spoken,
+        targets=targets,
+        engine=render.engine,
+        has_marker=render.has_marker,
+        warnings=unspoken_warnings(render),
     )
 
 

@@ -31,7 +31,8 @@ that a crash or a shutdown left with an alert possibly up are restored when the 
 starts again (:mod:`channels.fm.restore`), and the alerts cut off that way air again
 (``resume``). ``simulate = true`` (demos) serves transmitters
 without an encoder by in-process simulators and writes the audio in real time to
-``<data dir>/fm-<channel>/played/``.
+``<data dir>/fm-<channel>/played/``. The preview renders each transmitter's programme as
+``send`` does and hands it to the console (``ChannelPreview.audio``); nothing goes on air.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from broadcaster.channel import (
     Confirmation,
     ConfirmationOutcome,
     OutgoingDelivery,
+    PreviewAudio,
     ProbeResult,
     SendOutcome,
     SendResult,
@@ -70,7 +72,7 @@ from broadcaster.errors import (
     TargetRejectedError,
     UnsupportedError,
 )
-from broadcaster.publisher import unspoken_warnings
+from broadcaster.publisher import preview_audio, unspoken_warnings
 from channels.fm.config import FmChannelConfig, TransmitterConfig
 from channels.fm.onair import on_air_text, priority, same_header
 from channels.fm.player import AudioPlayer
@@ -242,7 +244,7 @@ class FmChannel(Channel[FmChannelConfig]):
         link = await self._link(delivery.target)
         await self._hold(link)
         text = on_air_text(delivery.message, delivery.target, self.config)
-        render = await self._render(delivery)
+        render = await self._render(delivery.message, delivery.target)
         if delivery.id in self._cancelled:
             raise RetryableError(f"delivery {delivery.id} was stopped by a Cancel before airing")
         expected = render.duration_s + _SEQUENCE_OVERHEAD_S
@@ -279,13 +281,12 @@ class FmChannel(Channel[FmChannelConfig]):
             warnings=unspoken_warnings(render),
         )
 
-    async def _render(self, delivery: OutgoingDelivery) -> Render:
+    async def _render(self, message: AlertMessage, target: Target) -> Render:
         """The target's programme: every language it serves under one attention signal (and
         one SAME frame); a language nothing can voice is left out with a warning."""
         audio = self.context.audio
         if audio is None:
             raise UnsupportedError("the FM channel has no audio publisher")
-        message, target = delivery.message, delivery.target
         header = same_header(message, target, self.config)
         try:
             render = await audio.render_programme(message, FM_PROFILE, target.languages, header)
@@ -345,7 +346,25 @@ class FmChannel(Channel[FmChannelConfig]):
             Target(id="preview", channel=self.name, name="preview", languages=languages)
         ]
         notes = {n for t in samples for n in on_air_text(message, t, self.config).notes}
-        return replace(base, notes=(*base.notes, *sorted(notes)))
+        audio = await self._preview_audio(message, samples, counted=bool(targets))
+        return replace(base, notes=(*base.notes, *sorted(notes)), audio=audio)
+
+    async def _preview_audio(
+        self, message: AlertMessage, samples: Sequence[Target], *, counted: bool
+    ) -> tuple[PreviewAudio, ...]:
+        """Each programme the transmitters of ``samples`` would air, rendered as ``send``
+        renders it (nothing is played); one that cannot be rendered is left out."""
+        found: dict[str, PreviewAudio] = {}
+        for target in samples:
+            try:
+                render = await self._render(message, target)
+            except ChannelError:
+                continue
+            sha256 = render.sha256[ExportFormat.WAV]
+            known = found.get(sha256)
+            total = (known.targets if known else 0) + int(counted)
+            found[sha256] = preview_audio(render, ExportFormat.WAV, total)
+        return tuple(found.values())
 
 
 def _played_dir(settings: FmChannelConfig, directory: Path) -> Path | None:

@@ -35,9 +35,9 @@ from aiohttp import web
 
 from audio import LOUDSPEAKER_PROFILE, AudioError, ExportFormat
 from audio.render import Render
-from broadcaster.channel import AlertMessage, PreviewAudio, SpokenPart
+from broadcaster.channel import AlertMessage, PreviewAudio
 from broadcaster.delivery import Target
-from broadcaster.publisher import AudioPublisher, unspoken_warnings
+from broadcaster.publisher import AudioPublisher, preview_audio, unspoken_warnings
 
 _NAME = re.compile(r"^[0-9a-f]{64}\.(mp3|opus)$")
 _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
@@ -63,28 +63,17 @@ class PublishedAudio:
 
 @dataclass(frozen=True, slots=True)
 class PreparedAudio:
-    """A programme rendered and not yet published: what ``play_url`` will name once it is,
-    the rendered file, the name it is published under and where each language is spoken."""
+    """A programme rendered and not yet published: what ``play_url`` will name once it is, the
+    render, and the name it is published under."""
 
     audio: PublishedAudio
-    source: Path
+    render: Render
     name: str
-    spoken: tuple[SpokenPart, ...]
 
-    def for_preview(self, targets: int) -> PreviewAudio:
-        """The programme as the officer hears it before sending: this very file."""
-        extension = self.name.rsplit(".", 1)[1]
-        return PreviewAudio(
-            path=self.source,
-            content_type=_CONTENT_TYPES[extension],
-            sha256=self.audio.sha256,
-            duration_s=self.audio.duration_s,
-            spoken=self.spoken,
-            targets=targets,
-            engine=self.audio.engine,
-            has_marker=self.audio.has_marker,
-            warnings=self.audio.warnings,
-        )
+    @property
+    def source(self) -> Path:
+        """The rendered file the boxes' copy is made from."""
+        return self.render.files[ExportFormat(self.name.rsplit(".", 1)[1])]
 
 
 class AudioLibrary:
@@ -151,16 +140,7 @@ class AudioLibrary:
             warnings=unspoken_warnings(render),
             speech_start_ms=_speech_start_ms(render),
         )
-        spoken = tuple(
-            SpokenPart(
-                language,
-                min(s.start_s for s in render.segments if s.language == language),
-                max(s.end_s for s in render.segments if s.language == language),
-            )
-            for language in render.languages
-            if any(s.language == language for s in render.segments)
-        )
-        return PreparedAudio(audio, render.files[self._format], name, spoken)
+        return PreparedAudio(audio, render, name)
 
     async def preview(
         self, publisher: AudioPublisher | None, message: AlertMessage, targets: Sequence[Target]
@@ -183,7 +163,7 @@ class AudioLibrary:
                 continue
             known = found.get(prepared.audio.sha256)
             total = count + (known.targets if known else 0)
-            found[prepared.audio.sha256] = prepared.for_preview(total)
+            found[prepared.audio.sha256] = preview_audio(prepared.render, self._format, total)
         return tuple(found.values())
 
     @staticmethod

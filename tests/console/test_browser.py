@@ -187,7 +187,7 @@ async def test_officer_path_compose_preview_approve_confirm_cancel(
     # (the real boxes' previews: test_audio_preview.py).
     status = page.locator("#audio-status")
     await expect(status).to_have_attribute("data-ready", "1", timeout=120_000)
-    await expect(status.locator(".zh")).to_have_text("所选渠道都不播放语音")
+    await expect(status.locator(".zh")).to_have_text("所选渠道没有可试听的语音")
     await expect(page.locator("#preview-audio audio")).to_have_count(0)
     await _shot(page, "03-preview")
     await page.click("#submit")

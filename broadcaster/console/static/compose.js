@@ -330,7 +330,7 @@
     }
     for (const p of body.programmes) list.appendChild(programme(p));
     if (body.programmes.length === 0) {
-      status.replaceChildren(text.words("所选渠道都不播放语音", "none of the chosen channels plays audio"));
+      status.replaceChildren(text.words("所选渠道没有可试听的语音", "the chosen channels offer no audio to hear"));
     } else {
       const languages = new Set(body.programmes.flatMap((p) => p.languages.map((l) => l.language)));
       status.replaceChildren(text.words(
