@@ -3,9 +3,9 @@ the attention signal, then each language the box serves in its order), published
 SHA-256 and served over HTTP (docs/protocols/speaker.md section 5.1).
 
 ``AudioLibrary.prepare`` renders through the core's ``AudioPublisher`` (its cache makes a
-second render free) and says what a box would be told (URL, SHA-256, duration) and where each
-language is spoken, without publishing anything: the preview uses it, so a preview changes
-nothing a box can see. ``AudioLibrary.publish`` is ``prepare`` and then a copy of the file into
+second render free) and says what a box would be told (URL, SHA-256, duration) without
+publishing anything: the preview uses it, so a preview changes nothing a box can see.
+``AudioLibrary.publish`` is ``prepare`` and then a copy of the file into
 ``<data dir>/loudspeaker-<channel>/audio/`` as ``<sha256>.<ext>``, so the URL a box received
 stays valid across server restarts; ``preview`` hands the console each programme the boxes
 of an alert's area would get, unpublished. Only the channel's format is rendered, and the
@@ -70,11 +70,6 @@ class PreparedAudio:
     render: Render
     name: str
 
-    @property
-    def source(self) -> Path:
-        """The rendered file the boxes' copy is made from."""
-        return self.render.files[ExportFormat(self.name.rsplit(".", 1)[1])]
-
 
 class AudioLibrary:
     """Renders, publishes and serves the channel's audio."""
@@ -117,7 +112,8 @@ class AudioLibrary:
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
         prepared = await self.prepare(publisher, message, languages)
-        await asyncio.to_thread(self._store, prepared.source, self.directory / prepared.name)
+        source = prepared.render.files[self._format]
+        await asyncio.to_thread(self._store, source, self.directory / prepared.name)
         return prepared.audio
 
     async def prepare(
