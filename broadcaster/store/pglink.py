@@ -20,8 +20,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -66,7 +64,7 @@ class StatementWatch:
         self.seconds = seconds
         self.expired = False
         """Whether the last statement watched was cut for its time (read after it failed)."""
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._deadline: float | None = None
         self._fd = -1
         self._idle = False
@@ -74,20 +72,21 @@ class StatementWatch:
         self._thread = threading.Thread(target=self._watch, name="pg-deadline", daemon=True)
         self._thread.start()
 
-    @contextmanager
-    def statement(self, fd: int) -> Iterator[None]:
-        """Watch the statement run in the block, on the connection of socket ``fd``."""
+    def statement(self, fd: int) -> StatementWatch:
+        """Watch the statement run in the ``with`` block, on the connection of socket ``fd``."""
+        self._fd = fd
+        return self
+
+    def __enter__(self) -> None:
         with self._cond:
             self._deadline = time.monotonic() + self.seconds
-            self._fd = fd
             self.expired = False
             if self._idle:
                 self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._deadline = None
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._deadline = None
 
     def _watch(self) -> None:
         with self._cond:
