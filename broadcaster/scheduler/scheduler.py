@@ -10,7 +10,7 @@ passed while the server was down, the latest one runs once now when it is within
 (``grace_minutes``); otherwise a ``missed`` report is stored and the officers are told. A run
 the stop interrupted is finished from its alert's deliveries, or marked ``interrupted``.
 With several nodes on one store, only runs no live node executes are resumed
-(:mod:`broadcaster.scheduler.leases`).
+(:class:`~broadcaster.scheduler.runs.RunLeases`).
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ from broadcaster.scheduler.config import (
     scheduler_config,
 )
 from broadcaster.scheduler.context import SchedulerContext
-from broadcaster.scheduler.leases import RunLeases
 from broadcaster.scheduler.linkcheck import LinkChecker
 from broadcaster.scheduler.notify import OfficerNotifier
-from broadcaster.scheduler.runs import RunExecutor
+from broadcaster.scheduler.runs import RunExecutor, RunLeases
 from broadcaster.scheduler.store import SeedEntry
 from broadcaster.scheduler.triggers import (
     ClockTrigger,
