@@ -51,7 +51,7 @@ def test_a_frozen_server_fails_calls_in_time_and_the_store_recovers(
         took, reason = timed_failure(store)  # a new connection: libpq's connect_timeout (2 s)
         assert took <= 2 + 1.5 and "cannot connect to PostgreSQL" in reason, (took, reason)
         took, again = timed_failure(store)  # meanwhile calls fail at once with the same reason
-        assert took < 0.2 and again == reason
+        assert took < 0.5 and again == reason
     finally:
         own_pg_server.thaw()
     deadline = time.monotonic() + RECONNECT_PAUSE_SECONDS + 5
