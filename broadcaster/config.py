@@ -34,6 +34,7 @@ from broadcaster.configbase import SecretValue as SecretValue
 from broadcaster.configbase import StrictModel as StrictModel
 from broadcaster.errors import ConfigError
 from broadcaster.federationconfig import NeighbourConfig, NodeConfig, UpstreamConfig
+from broadcaster.store.db import ConnectionLimits
 
 
 class ServerConfig(StrictModel):
@@ -235,6 +236,39 @@ class StoreConfig(StrictModel):
         description="how long a node's claim on a delivery or device lasts unless renewed; "
         "another node resumes the work of a node silent this long",
     )
+    statement_timeout_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=3600,
+        description="PostgreSQL: the longest one statement or a new connection may take; a "
+        "server that does not answer within it counts as unreachable (the API answers 503, "
+        "the dispatcher pauses) instead of holding the call",
+    )
+    keepalive_idle_seconds: int = Field(
+        10,
+        ge=1,
+        le=3600,
+        description="PostgreSQL over TCP: silence on a connection before keepalive probes start",
+    )
+    keepalive_interval_seconds: int = Field(
+        5, ge=1, le=600, description="PostgreSQL over TCP: time between keepalive probes"
+    )
+    keepalive_count: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="PostgreSQL over TCP: unanswered probes after which the connection is "
+        "dropped (also the limit on unacknowledged data: idle + interval × count seconds)",
+    )
+
+    def limits(self) -> ConnectionLimits:
+        """The PostgreSQL time limits and keepalive settings of this section."""
+        return ConnectionLimits(
+            self.statement_timeout_seconds,
+            self.keepalive_idle_seconds,
+            self.keepalive_interval_seconds,
+            self.keepalive_count,
+        )
 
     @field_validator("url")
     @classmethod

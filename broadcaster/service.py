@@ -193,6 +193,7 @@ class BroadcasterService:
             store.url.reveal() if store.url else None,
             store.node,
             store.lease_seconds,
+            store.limits(),
         )
         self.alerts = AlertTable(self.database)
         self.outbox = Outbox(self.database)

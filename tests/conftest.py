@@ -68,6 +68,15 @@ def pg_server() -> Iterator[PgServer]:
         yield server
 
 
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server of the test's own, for tests that stop or freeze it."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; see README Tests)")
+    with PgServer() as server:
+        yield server
+
+
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     """The store engine a test runs on."""

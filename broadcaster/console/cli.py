@@ -59,6 +59,7 @@ def _with_database(
         store.url.reveal() if store.url else None,
         store.node,
         store.lease_seconds,
+        store.limits(),
     )
     try:
         return asyncio.run(work(database, config))

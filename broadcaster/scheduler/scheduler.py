@@ -9,6 +9,8 @@ Restarts: the table keeps, per schedule, the latest cron time handled. On start,
 passed while the server was down, the latest one runs once now when it is within the grace time
 (``grace_minutes``); otherwise a ``missed`` report is stored and the officers are told. A run
 the stop interrupted is finished from its alert's deliveries, or marked ``interrupted``.
+With several nodes on one store, only runs no live node executes are resumed
+(:class:`~broadcaster.scheduler.runs.RunLeases`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from broadcaster.scheduler.config import (
 from broadcaster.scheduler.context import SchedulerContext
 from broadcaster.scheduler.linkcheck import LinkChecker
 from broadcaster.scheduler.notify import OfficerNotifier
-from broadcaster.scheduler.runs import RunExecutor
+from broadcaster.scheduler.runs import RunExecutor, RunLeases
 from broadcaster.scheduler.store import SeedEntry
 from broadcaster.scheduler.triggers import (
     ClockTrigger,
@@ -80,6 +82,9 @@ class TestBroadcastScheduler:
         self._tasks = TaskSet("scheduler")
         self._schedules: dict[str, ScheduleConfig] = {}
         self._running: dict[str, int] = {}
+        self._leases = RunLeases(
+            self.store, clock, context.config.store.lease_seconds, self._resume
+        )
         self._handled: dict[str, float] = {}
         self._listeners: list[RunListener] = []
 
@@ -98,12 +103,12 @@ class TestBroadcastScheduler:
                 log.error("schedule %s is not valid any more: %s", row["name"], exc)
                 continue
             self._install(schedule)
-        for run in await self.store.unfinished_runs():
-            self._resume(run)
+        await self._leases.take_over(starting=True)
         for row in rows:
             known = self._schedules.get(row["name"])
             if known is not None and known.enabled and row["name"] not in self._running:
                 await self._catch_up(known, row["last_fire_at"])
+        self._tasks.spawn(self._leases.keep(), name="scheduler:run leases")
 
     async def stop(self) -> None:
         """Stop the runs in progress (call after the jobs' scheduler is shut down)."""
@@ -215,14 +220,20 @@ class TestBroadcastScheduler:
         self._running[schedule.name] = run_id
         if scheduled_for is not None:
             self._handled[schedule.name] = scheduled_for
-        self._tasks.spawn(self._execute(schedule, run_id, None), name=f"run:{run_id}")
+        self._spawn_run(schedule, run_id, None)
         return run_id
 
     def _resume(self, run: dict[str, Any]) -> None:
         known = self._schedules.get(run["schedule"])
         schedule = known or ScheduleConfig(name=run["schedule"], kind=run["kind"], cron="0 0 1 1 *")
         self._running[schedule.name] = int(run["id"])
-        self._tasks.spawn(self._execute(schedule, int(run["id"]), run), name=f"run:{run['id']}")
+        self._spawn_run(schedule, int(run["id"]), run)
+
+    def _spawn_run(
+        self, schedule: ScheduleConfig, run_id: int, unfinished: dict[str, Any] | None
+    ) -> None:
+        task = self._tasks.spawn(self._execute(schedule, run_id, unfinished), name=f"run:{run_id}")
+        self._leases.track(run_id, task)
 
     async def _execute(
         self, schedule: ScheduleConfig, run_id: int, unfinished: dict[str, Any] | None

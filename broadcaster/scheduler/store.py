@@ -1,5 +1,9 @@
 """The scheduler's tables (schema v5): schedules, run reports per target, link status, notices.
 
+A running run belongs to the node executing it (schema v13: ``node``, ``lease_until``), which
+renews its lease while the run goes on; :meth:`SchedulerStore.take_over_runs` gives a node the
+running runs whose lease ran out (their node died), each to one node only.
+
 Every method runs on the database thread (through ``Database.run``); writes that belong
 together happen in one transaction, so a report is stored whole or not at all.
 """
@@ -134,11 +138,20 @@ class SchedulerStore:
     def start_run(
         self, schedule: str, kind: str, trigger: str, scheduled_for: float | None, now: float
     ) -> int:
-        with self.database.transaction() as conn:
+        database = self.database
+        with database.transaction() as conn:
             row = conn.execute(
                 "INSERT INTO schedule_runs (schedule, kind, trigger, scheduled_for, started_at,"
-                " state) VALUES (?, ?, ?, ?, ?, 'running') RETURNING id",
-                (schedule, kind, trigger, scheduled_for, now),
+                " state, node, lease_until) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) RETURNING id",
+                (
+                    schedule,
+                    kind,
+                    trigger,
+                    scheduled_for,
+                    now,
+                    database.node,
+                    now + database.lease_seconds,
+                ),
             ).fetchone()
             if scheduled_for is not None:
                 self.set_last_fire(schedule, scheduled_for)
@@ -229,8 +242,36 @@ class SchedulerStore:
         )
         return run
 
-    def unfinished_runs(self) -> list[dict[str, Any]]:
-        return self.database.query("SELECT * FROM schedule_runs WHERE state = 'running'")
+    def take_over_runs(self, now: float, *, starting: bool) -> list[dict[str, Any]]:
+        """Take for this node, under a new lease, the running runs no live node executes: those
+        whose lease ran out and, when this node is ``starting``, those of an earlier life of its
+        name and, on a store no other node shares, every one. Two nodes never take one run."""
+        database = self.database
+        return database.query(
+            "UPDATE schedule_runs SET node = ?, lease_until = ? WHERE state = 'running'"
+            " AND (node IS NULL OR lease_until <= ? OR (? = 1 AND (? = 1 OR node = ?)))"
+            " RETURNING *",
+            (
+                database.node,
+                now + database.lease_seconds,
+                now,
+                starting,
+                not database.shared,
+                database.node,
+            ),
+        )
+
+    def renew_runs(self, now: float, run_ids: Sequence[int]) -> list[int]:
+        """Extend the lease of the runs ``run_ids`` this node executes; returns those still its
+        own (one missing was taken over by another node while this one could not renew)."""
+        database = self.database
+        rows = database.conn.execute(
+            "UPDATE schedule_runs SET lease_until = ? WHERE node = ?"  # noqa: S608
+            f" AND state = 'running' AND CAST(id AS TEXT) IN ({database.text_list()})"
+            " RETURNING id",
+            (now + database.lease_seconds, database.node, json.dumps([str(i) for i in run_ids])),
+        ).fetchall()
+        return [int(row["id"]) for row in rows]
 
     # -- link status and notices -----------------------------------------------------------
 

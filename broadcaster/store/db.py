@@ -12,7 +12,8 @@ and raises :class:`~broadcaster.errors.DiskFullError`; :attr:`Database.space` re
 The tables see a :class:`Connection` (the part of DB-API they use), so the PostgreSQL engine
 (:mod:`broadcaster.store.postgres`) can stand in for SQLite; :func:`open_database` picks the
 engine from ``[store]``. ``node`` and ``lease_seconds`` are the name and lease under which this
-process claims deliveries and devices when several nodes share a store.
+process claims deliveries, devices and scheduled runs when several nodes share a store;
+:class:`ConnectionLimits` bound how long an unanswering PostgreSQL server holds a call.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -65,14 +67,32 @@ def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def open_database(path: Path, url: str | None, node: str | None, lease_seconds: float) -> Database:
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a PostgreSQL server may keep a call waiting, and the TCP keepalive settings
+    (libpq's ``keepalives_idle``, ``keepalives_interval``, ``keepalives_count``) that find a
+    connection whose server vanished without closing it."""
+
+    statement_timeout: float = 10.0
+    keepalive_idle: int = 10
+    keepalive_interval: int = 5
+    keepalive_count: int = 3
+
+
+def open_database(
+    path: Path,
+    url: str | None,
+    node: str | None,
+    lease_seconds: float,
+    limits: ConnectionLimits | None = None,
+) -> Database:
     """The SQLite file ``path``, or the PostgreSQL database at ``url`` when one is given."""
     if url is None:
         database = Database(path)
     else:
         from broadcaster.store.postgres import PgDatabase  # psycopg only when asked for
 
-        database = PgDatabase(url, path.parent)
+        database = PgDatabase(url, path.parent, limits or ConnectionLimits())
     database.node = node or database.node
     database.lease_seconds = lease_seconds
     return database

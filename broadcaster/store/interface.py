@@ -172,8 +172,11 @@ class ScheduleStore(Protocol):
     async def run(self, run_id: int) -> Row | None:
         """One run report with its outcomes, or None."""
 
-    async def unfinished_runs(self) -> list[Row]:
-        """Runs a stop interrupted."""
+    async def take_over_runs(self, now: float, *, starting: bool) -> list[Row]:
+        """Take the running runs no live node executes (a stop or a death interrupted them)."""
+
+    async def renew_runs(self, now: float, run_ids: Sequence[int]) -> list[int]:
+        """Renew the lease of the runs this node executes; the ids still this node's."""
 
     async def record_probes(
         self, channel: str, results: Sequence[tuple[str, bool, str]], now: float

@@ -10,27 +10,36 @@ the schema stores them. The dialect helpers of ``Database`` are overridden here.
 Migrations are ``schema/pg/schema_vN.sql``, numbered like SQLite's; the pending ones run in
 one transaction that first takes an advisory lock, so nodes starting together migrate once.
 A connection that breaks (the server restarted, a failover) is opened again on the next call;
-the call that found it broken fails with :class:`~broadcaster.errors.StoreError`.
+the call that found it broken fails with :class:`~broadcaster.errors.StoreUnavailableError`.
+A server that stops answering fails the call too, within ``[store] statement_timeout_seconds``:
+the server's own ``statement_timeout`` where it still runs, the client's deadline
+(:mod:`broadcaster.store.pglink`) where it is frozen or gone, and TCP keepalives for idle
+connections; after a connection attempt failed, calls fail at once for a short pause rather
+than each waiting for a connection of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.adapt import Dumper
+from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from broadcaster.errors import StoreError, StoreUnavailableError
-from broadcaster.store.db import Connection, Database, schema_files
+from broadcaster.store.db import Connection, ConnectionLimits, Database, schema_files
+from broadcaster.store.pglink import StatementWatch, link_parameters
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 MIGRATION_LOCK = "broadcaster:migrate"
+
+RECONNECT_PAUSE_SECONDS = 2.0
+"""After a failed connection attempt, calls fail at once this long before the next attempt."""
+
+WATCH_MARGIN_SECONDS = 1.0
+"""The client's deadline runs this much longer than the server's ``statement_timeout``, so a
+server that still runs cancels the statement itself and the connection stays usable."""
 
 
 def lock_key(name: str) -> int:
@@ -170,9 +186,15 @@ class PgConnection:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
         self._changes = 0
+        self.watch: StatementWatch | None = None
+
+    def _watched(self) -> AbstractContextManager[None]:
+        if self.watch is None:
+            return contextlib.nullcontext()
+        return self.watch.statement(self.raw.pgconn.socket)
 
     def execute(self, sql: str, parameters: Any = (), /) -> PgCursor:
-        with self.raw.cursor(row_factory=_row_maker) as cur:
+        with self.raw.cursor(row_factory=_row_maker) as cur, self._watched():
             cur.execute(translate(sql), tuple(parameters))
             rows: list[PgRow] = cur.fetchall() if cur.description is not None else []
             count = cur.rowcount
@@ -185,7 +207,7 @@ class PgConnection:
         if not batch:
             return PgCursor([], 0)
         plan = copy_plan(sql)
-        with self.raw.cursor() as cur:
+        with self.raw.cursor() as cur, self._watched():
             if plan is None:  # psycopg sends the rows in one pipeline
                 cur.executemany(translate(sql), batch)
                 count = cur.rowcount
@@ -210,10 +232,15 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str) -> PgConnection:
-    """A connection to ``url`` in autocommit mode (transactions are explicit)."""
+def connect(url: str, limits: ConnectionLimits | None = None) -> PgConnection:
+    """A connection to ``url`` in autocommit mode (transactions are explicit), under the
+    server-side ``statement_timeout`` and the TCP settings of ``limits`` when given."""
+    parameters = link_parameters(url, limits) if limits else {"connect_timeout": 10}
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        raw = psycopg.connect(make_conninfo(url, **parameters), autocommit=True)
+        if limits is not None:
+            milliseconds = int(limits.statement_timeout * 1000)
+            raw.execute(f"SET statement_timeout = {milliseconds}".encode())
     except psycopg.Error as exc:
         raise StoreUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
     raw.adapters.register_dumper(bool, _BoolAsInteger)
@@ -248,13 +275,27 @@ class PgDatabase(Database):
     dialect = "postgresql"
     shared = True
 
-    def __init__(self, url: str, data_dir: Path) -> None:
+    def __init__(self, url: str, data_dir: Path, limits: ConnectionLimits | None = None) -> None:
         self.url = url
-        super().__init__(Path(data_dir) / "postgresql")
+        self.limits = limits or ConnectionLimits()
+        self._watch = StatementWatch(self.limits.statement_timeout + WATCH_MARGIN_SECONDS)
+        self._retry_at = 0.0
+        self._refused = ""
+        try:
+            super().__init__(Path(data_dir) / "postgresql")
+        except BaseException:
+            self._watch.close()
+            raise
+
+    def _connect(self) -> PgConnection:
+        conn = connect(self.url, self.limits)
+        conn.watch = self._watch
+        return conn
 
     def _open(self) -> Any:
-        conn = connect(self.url)
+        conn = connect(self.url, self.limits)
         self._migrate_pg(conn)
+        conn.watch = self._watch
         return conn
 
     @staticmethod
@@ -262,6 +303,7 @@ class PgDatabase(Database):
         files = pg_schema_files()
         conn.execute("BEGIN")
         try:
+            conn.execute("SET LOCAL statement_timeout = 0")  # a migration takes what it takes
             conn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(MIGRATION_LOCK),))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
@@ -318,15 +360,34 @@ class PgDatabase(Database):
         return isinstance(conn, PgConnection) and conn.raw.closed
 
     def _watched(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``fn`` on this thread; a lost connection is opened again first and otherwise
-        reported as StoreError (the caller tries again later, as with a full disk)."""
+        """``fn`` on this thread; a lost connection is opened again first, and a broken or
+        unanswered one is reported as StoreUnavailableError (the caller tries again later, as
+        with a full disk)."""
         if self._broken():
-            self.conn = connect(self.url)
-            log.warning("PostgreSQL connection opened again")
+            self._reconnect()
         try:
             return fn(*args, **kwargs)
         except psycopg.OperationalError as exc:
+            if self._watch.expired:
+                raise StoreUnavailableError(
+                    f"PostgreSQL did not answer within {self.limits.statement_timeout:g} s"
+                ) from exc
             raise StoreUnavailableError(f"PostgreSQL unreachable: {exc}") from exc
+
+    def _reconnect(self) -> None:
+        if time.monotonic() < self._retry_at:
+            raise StoreUnavailableError(self._refused)
+        try:
+            self.conn = self._connect()
+        except StoreUnavailableError as exc:
+            self._retry_at = time.monotonic() + RECONNECT_PAUSE_SECONDS
+            self._refused = str(exc)
+            raise
+        log.warning("PostgreSQL connection opened again")
+
+    def close(self) -> None:
+        super().close()
+        self._watch.close()
 
     def backup_to(self, dest: Path) -> None:
         raise StoreError("back up a PostgreSQL store with pg_dump or a standby, not this command")

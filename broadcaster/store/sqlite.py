@@ -196,8 +196,11 @@ class SQLiteScheduleStore:
     async def run(self, run_id: int) -> Row | None:
         return await self._run(self._tables.run, run_id)
 
-    async def unfinished_runs(self) -> list[Row]:
-        return await self._run(self._tables.unfinished_runs)
+    async def take_over_runs(self, now: float, *, starting: bool) -> list[Row]:
+        return await self._run(self._tables.take_over_runs, now, starting=starting)
+
+    async def renew_runs(self, now: float, run_ids: Sequence[int]) -> list[int]:
+        return await self._run(self._tables.renew_runs, now, run_ids)
 
     async def record_probes(
         self, channel: str, results: Sequence[tuple[str, bool, str]], now: float

@@ -3,7 +3,8 @@
 :class:`PgServer` runs ``initdb`` on a temporary directory and starts ``postgres`` on a free
 port of 127.0.0.1, with its unix socket in that directory and ``fsync`` off (the data is thrown
 away). :meth:`PgServer.fresh` gives each test its own database, copied from a template that
-was migrated once (``CREATE DATABASE … TEMPLATE``). As root, the server runs as the
+was migrated once (``CREATE DATABASE … TEMPLATE``); :meth:`PgServer.freeze` stops the server's
+processes, as a hung machine would, until :meth:`PgServer.thaw`. As root, the server runs as the
 ``postgres`` user, since PostgreSQL refuses to run as root.
 """
 
@@ -147,6 +148,7 @@ class PgServer:
     def stop(self) -> None:
         """Stop the server (fast shutdown), wait for it and remove its directory."""
         if self._process is not None and self._process.poll() is None:
+            self.thaw()
             self._process.send_signal(signal.SIGINT)  # fast: SIGTERM would wait for clients
             try:
                 self._process.wait(timeout=20)
@@ -155,6 +157,37 @@ class PgServer:
                 self._process.wait()
         self._process = None
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def processes(self) -> list[int]:
+        """The server's process ids: the postmaster and every process it started."""
+        if self._process is None:
+            return []
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parents[int(stat.parent.name)] = int(fields[1])
+        found = [self._process.pid]
+        for pid in found:
+            found += [child for child, parent in parents.items() if parent == pid]
+        return found
+
+    def freeze(self) -> None:
+        """Stop every server process (SIGSTOP): connections stay open and nothing answers, as
+        when the server's machine hangs or vanishes."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):  # a backend that ended meanwhile
+                os.kill(pid, signal.SIGCONT)
+
+    def tcp_url(self, url: str) -> str:
+        """``url`` (of :meth:`fresh`) over TCP to 127.0.0.1 instead of the unix socket."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{_dbname(url)}"
 
     def url(self, dbname: str) -> str:
         """A libpq URL of database ``dbname`` over the server's unix socket."""

@@ -9,6 +9,11 @@ EBMStateResponse, pushed to our inbound endpoint (``channels.ebplatform.inbound`
 to our EBMStateRequest polls, confirms or fails it (``channels.ebplatform.states``). A Cancel
 of the CAP alert goes out as an EBM of MsgType 2 naming the EBM it cancels. Result codes →
 delivery states: see the README.
+
+The state polls and the state reports to the upper platform run on one node at a time: the
+node holding the channel's ``state-loops`` lease (:class:`~broadcaster.devicelease.LeasedDevice`),
+so that several nodes sharing the store neither ask a platform nor report up the same thing
+twice; when that node stops or dies, another takes the lease and the loops over.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from broadcaster.channel import (
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
+from broadcaster.devicelease import LeasedDevice
 from broadcaster.divisions import normalize_code
 from broadcaster.errors import (
     ChannelError,
@@ -109,6 +115,14 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         self._last_error: dict[str, str] = {}
         self.upper_error = ""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loops: set[asyncio.Task[None]] = set()
+        self.state_loops = LeasedDevice(
+            context.leases,
+            "state-loops",
+            open_device=self._start_state_loops,
+            close_device=self._stop_state_loops,
+            what=f"the state polls and reports of channel {name}",
+        )
 
     def signing(self) -> EbdSigningConfig:
         """The driver's signing settings from this channel's configuration."""
@@ -155,28 +169,40 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         self.session = aiohttp.ClientSession()
         if self.context.targets is not None:
             await self._enrol(self.context.targets)
-        if self.config.state_poll_seconds > 0:
-            self.spawn(poll_states(self))
+        await self.state_loops.start()
         upper = self.config.upper
-        if upper is not None and self.context.alerts is not None:
-            self.spawn(report_states(self))
         if upper is not None and upper.url and upper.heartbeat_seconds > 0:
             self.spawn(heartbeats(self, upper.url, upper.heartbeat_seconds))
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        await self.state_loops.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if hasattr(self, "session"):
             await self.session.close()
 
-    def spawn(self, coroutine: Any) -> None:
-        """Run ``coroutine`` until ``stop``."""
+    async def _start_state_loops(self) -> None:
+        """Poll the platforms for state and report state up (on the lease's node only)."""
+        if self.config.state_poll_seconds > 0:
+            self.spawn(poll_states(self), self._loops)
+        if self.config.upper is not None and self.context.alerts is not None:
+            self.spawn(report_states(self), self._loops)
+
+    async def _stop_state_loops(self) -> None:
+        loops = list(self._loops)
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    def spawn(self, coroutine: Any, tasks: set[asyncio.Task[None]] | None = None) -> None:
+        """Run ``coroutine`` until ``stop`` (kept in ``tasks``, by default the channel's)."""
+        kept = self._tasks if tasks is None else tasks
         task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        kept.add(task)
+        task.add_done_callback(kept.discard)
 
     def enrolled_targets(self) -> list[Target]:
         """One target per configured peer and division."""

@@ -83,12 +83,15 @@ async def test_schedules_runs_and_notices_through_the_interface(store: Store) ->
     (row,) = await schedules.schedules()
     assert row["name"] == "weekly" and row["source"] == "config"
     run_id = await schedules.start_run("weekly", "silent", "manual", None, 7.0)
-    assert [r["id"] for r in await schedules.unfinished_runs()] == [run_id]
+    assert await schedules.take_over_runs(7.5, starting=False) == []  # its lease runs
+    assert [r["id"] for r in await schedules.take_over_runs(8.0, starting=True)] == [run_id]
+    assert await schedules.renew_runs(8.0, [run_id, run_id + 1]) == [run_id]
     outcome = TargetOutcome("boxes", "v1", "Village 1", False, "no answer")
     await schedules.finish_run(run_id, [outcome], state="failed", detail="0 of 1", now=8.0)
     report = await schedules.run(run_id)
     assert report is not None and report["state"] == "failed"
-    assert await schedules.unfinished_runs() == []
+    assert await schedules.take_over_runs(9.0, starting=True) == []
+    assert await schedules.renew_runs(9.0, [run_id]) == []
     notice = await schedules.open_notice("test-run", "weekly", "failed", 8.0)
     assert notice is not None
     assert await schedules.open_notice("test-run", "weekly", "again", 9.0) is None

@@ -136,9 +136,10 @@ async def server(
     channels: dict[str, Any],
     targets: list[dict[str, Any]] | None = None,
     port: int | None = None,
+    store: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[BroadcasterService, str]]:
-    """The service with its web app on a loopback port (a free one unless given); yields it
-    and the base URL."""
+    """The service with its web app on a loopback port (a free one unless given), on the
+    ``[store]`` given (else SQLite); yields it and the base URL."""
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     registry = tmp_path / "targets.json"
@@ -158,7 +159,8 @@ async def server(
                 "retry_max_seconds": 0.2,
             },
             "channels": channels,
-        },
+        }
+        | ({"store": store} if store else {}),
         base_dir=tmp_path,
         source=None,
     )
