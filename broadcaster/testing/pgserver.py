@@ -156,6 +156,11 @@ class PgServer:
         self._process = None
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the running server (``setpriv`` runs it in its own process)."""
+        return None if self._process is None else self._process.pid
+
     def url(self, dbname: str) -> str:
         """A libpq URL of database ``dbname`` over the server's unix socket."""
         return f"postgresql://postgres@/{dbname}?host={self.socket_dir}&port={self.port}"

@@ -1,10 +1,8 @@
-"""Outbox.apply on a batch: each transition is judged against the state the earlier ones in
-the same batch left, every change is logged in order, and a batch spans many deliveries."""
+"""Outbox.apply on a batch, on both engines: each transition is judged against the state the
+earlier ones in the same batch left, every change is logged in order, and a batch spans many
+deliveries."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +14,9 @@ S = DeliveryState
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Database, Outbox]]:
-    db = Database(tmp_path / "s.db")
+def store(database: Database) -> tuple[Database, Outbox]:
+    """Deliveries 1..1200 of alert ``a``, all ``sending``, on the test's engine."""
+    db = database
 
     def setup() -> None:
         with db.transaction() as conn:
@@ -25,7 +24,8 @@ def store(tmp_path: Path) -> Iterator[tuple[Database, Outbox]]:
                 "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
                 " effective_at, expires_at, state, priority, channels, origin, cap_version,"
                 " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
-                " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', x'', '{}', 0)"
+                " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', ?, '{}', 0)",
+                (b"",),
             )
             conn.executemany(
                 "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
@@ -35,10 +35,7 @@ def store(tmp_path: Path) -> Iterator[tuple[Database, Outbox]]:
             )
 
     db.call(setup)
-    try:
-        yield db, Outbox(db)
-    finally:
-        db.close()
+    return db, Outbox(db)
 
 
 def _history(db: Database, outbox: Outbox, delivery: int) -> list[tuple[str, str]]:
