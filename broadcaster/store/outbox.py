@@ -195,7 +195,7 @@ class Outbox:
         events: list[tuple[Any, ...]] = []
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
-        encoded: dict[int, str | None] = {}  # contents shared by many deliveries, encoded once
+        contents = _ContentTexts()
         with self.database.transaction() as conn:
             states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
@@ -204,7 +204,7 @@ class Outbox:
                 if current is None or current not in allowed:
                     if current is not None and (t.content is not None or t.warning is not None):
                         # The device confirmed before ``send`` returned: keep what was sent.
-                        content = _content_json(t.content, encoded)
+                        content = contents.text(t.content)
                         late_content.append((content, t.warning, t.delivery_id))
                     continue
                 states[t.delivery_id] = t.to_state
@@ -217,7 +217,7 @@ class Outbox:
                 for name, value in (
                     ("last_error", t.last_error),
                     ("provider_ref", t.provider_ref),
-                    ("content", _content_json(t.content, encoded)),
+                    ("content", contents.text(t.content)),
                     ("warning", t.warning),
                     ("next_attempt_at", t.next_attempt_at),
                 ):
@@ -404,10 +404,14 @@ class Outbox:
         )
 
     def state_counts(self) -> dict[tuple[str, str], int]:
+        # Grouped in the order of deliveries_alert (no sort of every delivery), summed here.
         rows = self.database.query(
-            "SELECT channel, state, count(*) AS n FROM deliveries GROUP BY channel, state"
+            "SELECT channel, state, count(*) AS n FROM deliveries GROUP BY alert_id, channel, state"
         )
-        return {(r["channel"], r["state"]): r["n"] for r in rows}
+        counts: Counter[tuple[str, str]] = Counter()
+        for r in rows:
+            counts[r["channel"], r["state"]] += int(r["n"])
+        return dict(counts)
 
     def warning_counts(self) -> dict[str, int]:
         """Deliveries that carry a warning, by channel."""
@@ -435,12 +439,26 @@ def _only_progress(t: Transition) -> bool:
     )
 
 
-def _content_json(content: Mapping[str, Any] | None, encoded: dict[int, str | None]) -> str | None:
-    """What a channel sent, as stored with its delivery; ``encoded`` keeps the text of each
-    content object already seen in this batch (a channel may share one among deliveries)."""
-    if content is None:
-        return None
-    key = id(content)
-    if key not in encoded:
-        encoded[key] = json.dumps(content, ensure_ascii=False)
-    return encoded[key]
+class _ContentTexts:
+    """What channels sent, as stored with each delivery, encoded once per distinct content of
+    a batch: a channel may hand many deliveries one object, or equal copies of one (a dict
+    comparison costs far less than encoding it again)."""
+
+    _RECENT = 4
+    """Distinct contents a new object is compared with before it is encoded."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, str] = {}
+        self._recent: list[tuple[Mapping[str, Any], str]] = []
+
+    def text(self, content: Mapping[str, Any] | None) -> str | None:
+        if content is None:
+            return None
+        text = self._by_id.get(id(content))  # the transitions keep every object alive
+        if text is None:
+            text = next((t for seen, t in self._recent if seen == content), None)
+            if text is None:
+                text = json.dumps(content, ensure_ascii=False)
+                self._recent = [(content, text), *self._recent[: self._RECENT - 1]]
+            self._by_id[id(content)] = text
+        return text
