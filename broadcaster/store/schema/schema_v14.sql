@@ -1,4 +1,4 @@
--- Schema version 13: each index of deliveries holds only the states its questions ask
+-- Schema version 14: each index of deliveries holds only the states its questions ask
 -- about, so a state change rewrites few index entries (a delivery reaching a final state
 -- leaves them all but deliveries_alert):
 -- claims and retries brought forward read queued deliveries of one channel in order
