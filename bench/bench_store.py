@@ -9,7 +9,10 @@ fsync off: this measures the store's work, not the disk). With two nodes the sec
 Prints, per engine and size:
 - plan: from submitting the alert until intake answers (every delivery stored);
 - confirm: from that answer until every delivery is confirmed, and the rate;
-- with two nodes, how many deliveries each node sent.
+- with two nodes, how many deliveries each node sent;
+- the server's CPU per delivery while confirming (all its threads, from ``/proc``), split by
+  thread (``main`` is the event loop, ``sqlite`` the database thread of either engine), and
+  on PostgreSQL the database server's own CPU per delivery (its processes, all nodes' work).
 Goal on a 2-core machine: 100,000 confirmed in under 20 s on PostgreSQL with two nodes.
 """
 
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.bench_fanout import thread_cpu_s, threads_spent
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import parse_config
 from broadcaster.service import BroadcasterService
@@ -95,7 +99,27 @@ concurrency = {LOG_CHANNEL["concurrency"]}
         process.wait(timeout=60)
 
 
-async def fan_out(workdir: Path, registry: Path, count: int, url: str | None) -> dict[str, Any]:
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds of process ``pid`` and its children so far (0 without a process)."""
+    if pid is None:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(proc.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+async def fan_out(
+    workdir: Path, registry: Path, count: int, url: str | None, pg_pid: int | None
+) -> dict[str, Any]:
     store: dict[str, Any] = {"url": url, "node": "a"} if url else {}
     config = parse_config(
         {
@@ -115,12 +139,15 @@ async def fan_out(workdir: Path, registry: Path, count: int, url: str | None) ->
         result = await service.submit(to_xml(make_alert(f"bench-store-{count}")), origin="bench")
         planned = time.perf_counter()
         assert result.planned == {"log": count}, result.planned
+        threads_before, pg_before = thread_cpu_s(), tree_cpu_s(pg_pid)
         while True:
             summary = await service.store.deliveries.summary(result.alert_id)
             if summary.get("log", {}).get("confirmed", 0) == count:
                 break
             await asyncio.sleep(0.05)
         confirmed = time.perf_counter()
+        threads = threads_spent(threads_before)
+        pg_cpu = tree_cpu_s(pg_pid) - pg_before
         by_node = await service.database.run(
             service.database.query,
             "SELECT claimed_by, count(*) AS n FROM deliveries GROUP BY claimed_by",
@@ -131,6 +158,8 @@ async def fan_out(workdir: Path, registry: Path, count: int, url: str | None) ->
         "plan": planned - started,
         "confirm": confirmed - planned,
         "nodes": {str(r["claimed_by"]): int(r["n"]) for r in by_node},
+        "threads": threads,
+        "pg_cpu": pg_cpu,
     }
 
 
@@ -153,12 +182,18 @@ def main() -> None:
                     if engine == "pg-2":
                         assert url is not None
                         stack.enter_context(second_node(workdir, url, registry))
-                    got = asyncio.run(fan_out(workdir, registry, count, url))
+                    pg_pid = None if url is None else server.pid
+                    got = asyncio.run(fan_out(workdir, registry, count, url, pg_pid))
                 rate = count / got["confirm"]
                 nodes = "" if engine != "pg-2" else f"   by node: {got['nodes']}"
+                cpu = {name: s / count * 1e6 for name, s in got["threads"].items()}
+                split = ", ".join(f"{name} {us:.0f}" for name, us in sorted(cpu.items()))
+                pg = f", PostgreSQL {got['pg_cpu'] / count * 1e6:.0f}" if url else ""
                 print(
                     f"{engine:7} {count:>7} deliveries: plan {got['plan']:6.2f} s"
-                    f"   confirm {got['confirm']:6.2f} s ({rate:8.0f}/s){nodes}",
+                    f"   confirm {got['confirm']:6.2f} s ({rate:8.0f}/s){nodes}\n"
+                    f"        CPU per delivery while confirming, µs: server {sum(cpu.values()):.0f}"
+                    f" ({split}){pg}; load {Path('/proc/loadavg').read_text().split()[0]}",
                     flush=True,
                 )
 

@@ -25,7 +25,7 @@ import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,7 +130,7 @@ class Connection(Protocol):
 class Database:
     """One SQLite database file, used from a single worker thread.
 
-    The dialect helpers (:meth:`skip_locked`, :meth:`text_list`, :meth:`serialize`) name the
+    The dialect helpers (:meth:`skip_locked`, :meth:`text_list`, :meth:`json_rows`, …) name the
     few places where SQL differs between engines; :class:`~broadcaster.store.postgres.PgDatabase`
     overrides them, and every table keeps one body of SQL for both.
     """
@@ -203,6 +203,20 @@ class Database:
     def text_list(self) -> str:
         """A sub-select of the strings in a JSON array given as one parameter."""
         return "SELECT value FROM json_each(?)"
+
+    def int_list(self) -> str:
+        """A sub-select of the integers in a JSON array given as one parameter."""
+        return "SELECT value FROM json_each(?)"
+
+    def json_rows(self, columns: Sequence[tuple[str, str]]) -> str:
+        """A sub-select of the objects in a JSON array given as one parameter, one column per
+        (name, type) of ``columns`` (types as PostgreSQL names them: ``bigint``, ``text``,
+        ``double precision``): many rows' values in one statement instead of one each."""
+        return (  # the names are the caller's constants, never input
+            "SELECT "  # noqa: S608
+            + ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name, _ in columns)
+            + " FROM json_each(?)"
+        )
 
     def serialize(self, conn: Connection, name: str) -> None:
         """Hold the lock ``name`` until the end of the transaction of ``conn`` (nodes that

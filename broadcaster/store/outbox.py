@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
 from broadcaster.store.db import Connection, Database
 
-_STATE_CHUNK = 500
-"""Deliveries whose states one query reads (under every engine's parameter limit)."""
+_CHANGE_COLUMNS = (
+    ("id", "bigint"),
+    ("state", "text"),
+    ("last_error", "text"),
+    ("provider_ref", "text"),
+    ("content", "text"),
+    ("warning", "text"),
+    ("next_attempt_at", "double precision"),
+)
+"""What :meth:`Outbox.apply` writes of each delivery a batch changes (absent: kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +76,18 @@ class Outbox:
                 + self.database.skip_locked("d"),
                 (channel, now, now, limit),
             ).fetchall()
-            lease = (now, self.database.node, now + self.database.lease_seconds)
-            for start in range(0, len(rows), 500):
-                chunk = [r["id"] for r in rows[start : start + 500]]
-                conn.execute(
-                    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"  # noqa: S608
-                    " updated_at = ?, claimed_by = ?, lease_until = ?"
-                    f" WHERE id IN ({', '.join('?' for _ in chunk)})",
-                    (*lease, *chunk),
-                )
+            conn.execute(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"  # noqa: S608
+                " updated_at = ?, claimed_by = ?, lease_until = ? WHERE id IN ("
+                + self.database.int_list()
+                + ")",
+                (
+                    now,
+                    self.database.node,
+                    now + self.database.lease_seconds,
+                    json.dumps([r["id"] for r in rows]),
+                ),
+            )
             conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
                 " VALUES (?, ?, 'queued', 'sending', ?)",
@@ -173,26 +184,27 @@ class Outbox:
     def apply(self, transitions: Sequence[Transition], now: float) -> int:
         """Apply the allowed transitions in one transaction; returns how many took effect.
 
-        The current states are read (and, on a shared store, locked) once per chunk of
-        deliveries and each transition is
-        checked, in order, against the state the ones before it left; the changes and their
-        ``delivery_events`` rows are then written with one statement each, in that order. News
-        that changes nothing but the time (a device's progress) only moves ``updated_at``.
+        The current states are read (and, on a shared store, locked) with one statement and
+        each transition is checked, in order, against the state the ones before it left. What
+        the batch changes in each delivery is then written with one statement for the whole
+        batch (several transitions of one delivery make one change: the last state, and the
+        last of each value given), and the ``delivery_events`` rows, in order, with another.
+        News that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
-        updates: list[tuple[Any, ...]] = []
+        changes: dict[int, dict[str, Any]] = {}
         events: list[tuple[Any, ...]] = []
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
-        encoded: dict[int, str | None] = {}  # contents shared by many deliveries, encoded once
+        contents = _ContentTexts()
         with self.database.transaction() as conn:
-            states = self._states(conn, sorted({t.delivery_id for t in transitions}))
+            states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
                 current = states.get(t.delivery_id)
                 allowed = {t.to_state} if t.progress else ALLOWED_FROM[t.to_state]
                 if current is None or current not in allowed:
                     if current is not None and (t.content is not None or t.warning is not None):
                         # The device confirmed before ``send`` returned: keep what was sent.
-                        content = _content_json(t.content, encoded)
+                        content = contents.text(t.content)
                         late_content.append((content, t.warning, t.delivery_id))
                     continue
                 states[t.delivery_id] = t.to_state
@@ -200,36 +212,42 @@ class Outbox:
                 if current == t.to_state and _only_progress(t):
                     touched.add(t.delivery_id)  # keeps the confirmation timeout at bay
                     continue
-                updates.append(
-                    (
-                        t.to_state,
-                        now,
-                        t.last_error,
-                        t.provider_ref,
-                        _content_json(t.content, encoded),
-                        t.warning,
-                        t.next_attempt_at,
-                        t.delivery_id,
-                    )
+                change = changes.setdefault(t.delivery_id, {"id": t.delivery_id})
+                change["state"] = str(t.to_state)
+                for name, value in (
+                    ("last_error", t.last_error),
+                    ("provider_ref", t.provider_ref),
+                    ("content", contents.text(t.content)),
+                    ("warning", t.warning),
+                    ("next_attempt_at", t.next_attempt_at),
+                ):
+                    if value is not None:
+                        change[name] = value
+            if changes:
+                conn.execute(
+                    "UPDATE deliveries SET state = c.state, updated_at = ?,"  # noqa: S608
+                    " last_error = coalesce(c.last_error, deliveries.last_error),"
+                    " provider_ref = coalesce(c.provider_ref, deliveries.provider_ref),"
+                    " content = coalesce(c.content, deliveries.content),"
+                    " warning = coalesce(c.warning, deliveries.warning),"
+                    " next_attempt_at = coalesce(c.next_attempt_at, deliveries.next_attempt_at)"
+                    " FROM (" + self.database.json_rows(_CHANGE_COLUMNS) + ") AS c"
+                    " WHERE deliveries.id = c.id",
+                    (now, json.dumps(list(changes.values()), ensure_ascii=False)),
                 )
-            conn.executemany(
-                "UPDATE deliveries SET state = ?, updated_at = ?,"
-                " last_error = coalesce(?, last_error),"
-                " provider_ref = coalesce(?, provider_ref),"
-                " content = coalesce(?, content),"
-                " warning = coalesce(?, warning),"
-                " next_attempt_at = coalesce(?, next_attempt_at) WHERE id = ?",
-                updates,
-            )
             conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
                 " VALUES (?, ?, ?, ?, ?)",
                 events,
             )
-            conn.executemany(
-                "UPDATE deliveries SET updated_at = ? WHERE id = ?",
-                [(now, delivery_id) for delivery_id in sorted(touched)],
-            )
+            touched.difference_update(changes)
+            if touched:
+                conn.execute(
+                    "UPDATE deliveries SET updated_at = ? WHERE id IN ("  # noqa: S608
+                    + self.database.int_list()
+                    + ")",
+                    (now, json.dumps(sorted(touched))),
+                )
             conn.executemany(
                 "UPDATE deliveries SET content = coalesce(content, ?),"
                 " warning = coalesce(warning, ?) WHERE id = ?",
@@ -237,19 +255,18 @@ class Outbox:
             )
         return len(events)
 
-    def _states(self, conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    def _states(self, conn: Connection, ids: Collection[int]) -> dict[int, str]:
         """The states of deliveries ``ids``, locked for this transaction on a shared store."""
-        states: dict[int, str] = {}
-        for start in range(0, len(ids), _STATE_CHUNK):
-            chunk = ids[start : start + _STATE_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            rows = conn.execute(
-                f"SELECT id, state FROM deliveries WHERE id IN ({marks})"  # noqa: S608
-                + self.database.locked(),
-                chunk,
-            )
-            states.update((int(r["id"]), str(r["state"])) for r in rows)
-        return states
+        if not ids:
+            return {}
+        rows = conn.execute(
+            "SELECT id, state FROM deliveries WHERE id IN ("  # noqa: S608
+            + self.database.int_list()
+            + ")"
+            + self.database.locked(),
+            (json.dumps(sorted(ids)),),
+        )
+        return {int(r["id"]): str(r["state"]) for r in rows}
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
@@ -321,9 +338,13 @@ class Outbox:
             (now,),
         ):
             found.append(Transition(row["id"], DeliveryState.EXPIRED, detail="alert expired"))
+        # Through the alerts stopped and not expired (queued deliveries of an expired alert
+        # expire above), not through every queued delivery or every alert ever stopped.
         for row in self.database.query(
-            "SELECT d.id, a.state FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
-            " WHERE d.state = 'queued' AND a.state IN ('cancelled', 'superseded')"
+            "SELECT d.id, a.state FROM alerts a JOIN deliveries d ON d.alert_id = a.id"
+            " WHERE a.state IN ('cancelled', 'superseded') AND a.expires_at > ?"
+            " AND d.state = 'queued'",
+            (now,),
         ):
             found.append(Transition(row["id"], DeliveryState.CANCELLED, detail=row["state"]))
         for channel, timeout in confirm_timeouts.items():
@@ -383,10 +404,14 @@ class Outbox:
         )
 
     def state_counts(self) -> dict[tuple[str, str], int]:
+        # Grouped in the order of deliveries_alert (no sort of every delivery), summed here.
         rows = self.database.query(
-            "SELECT channel, state, count(*) AS n FROM deliveries GROUP BY channel, state"
+            "SELECT channel, state, count(*) AS n FROM deliveries GROUP BY alert_id, channel, state"
         )
-        return {(r["channel"], r["state"]): r["n"] for r in rows}
+        counts: Counter[tuple[str, str]] = Counter()
+        for r in rows:
+            counts[r["channel"], r["state"]] += int(r["n"])
+        return dict(counts)
 
     def warning_counts(self) -> dict[str, int]:
         """Deliveries that carry a warning, by channel."""
@@ -414,12 +439,26 @@ def _only_progress(t: Transition) -> bool:
     )
 
 
-def _content_json(content: Mapping[str, Any] | None, encoded: dict[int, str | None]) -> str | None:
-    """What a channel sent, as stored with its delivery; ``encoded`` keeps the text of each
-    content object already seen in this batch (a channel may share one among deliveries)."""
-    if content is None:
-        return None
-    key = id(content)
-    if key not in encoded:
-        encoded[key] = json.dumps(content, ensure_ascii=False)
-    return encoded[key]
+class _ContentTexts:
+    """What channels sent, as stored with each delivery, encoded once per distinct content of
+    a batch: a channel may hand many deliveries one object, or equal copies of one (a dict
+    comparison costs far less than encoding it again)."""
+
+    _RECENT = 4
+    """Distinct contents a new object is compared with before it is encoded."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, str] = {}
+        self._recent: list[tuple[Mapping[str, Any], str]] = []
+
+    def text(self, content: Mapping[str, Any] | None) -> str | None:
+        if content is None:
+            return None
+        text = self._by_id.get(id(content))  # the transitions keep every object alive
+        if text is None:
+            text = next((t for seen, t in self._recent if seen == content), None)
+            if text is None:
+                text = json.dumps(content, ensure_ascii=False)
+                self._recent = [(content, text), *self._recent[: self._RECENT - 1]]
+            self._by_id[id(content)] = text
+        return text

@@ -341,6 +341,13 @@ class PgDatabase(Database):
     def text_list(self) -> str:
         return "SELECT jsonb_array_elements_text(CAST(? AS jsonb))"
 
+    def int_list(self) -> str:
+        return "SELECT CAST(jsonb_array_elements_text(CAST(? AS jsonb)) AS bigint)"
+
+    def json_rows(self, columns: Sequence[tuple[str, str]]) -> str:
+        fields = ", ".join(f"{name} {kind}" for name, kind in columns)
+        return f"SELECT * FROM jsonb_to_recordset(CAST(? AS jsonb)) AS r ({fields})"  # noqa: S608
+
     def serialize(self, conn: Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key(name),))
 

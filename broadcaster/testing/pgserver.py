@@ -189,6 +189,11 @@ class PgServer:
         """``url`` (of :meth:`fresh`) over TCP to 127.0.0.1 instead of the unix socket."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{_dbname(url)}"
 
+    @property
+    def pid(self) -> int | None:
+        """The process id of the running server (``setpriv`` runs it in its own process)."""
+        return None if self._process is None else self._process.pid
+
     def url(self, dbname: str) -> str:
         """A libpq URL of database ``dbname`` over the server's unix socket."""
         return f"postgresql://postgres@/{dbname}?host={self.socket_dir}&port={self.port}"

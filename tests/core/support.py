@@ -47,6 +47,7 @@ from broadcaster.config import Config, parse_config
 from broadcaster.delivery import Target
 from broadcaster.errors import PermanentError, RetryableError
 from broadcaster.service import BroadcasterService
+from broadcaster.store.db import Connection
 from tests.conftest import REPO
 
 COUNTY = "150921000000"  # 卓资县
@@ -105,6 +106,31 @@ def make_alert(
         scope=Scope.PUBLIC,
         references=[r.reference for r in references],
         infos=[info],
+    )
+
+
+def insert_bare_alert(conn: Connection) -> None:
+    """Alert ``a``, active until far in the future, with no document: for outbox tests that
+    write their deliveries themselves (on either engine)."""
+    conn.execute(
+        "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
+        " effective_at, expires_at, state, priority, channels, origin, cap_version,"
+        " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
+        " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', ?, '{}', 0)",
+        (b"",),
+    )
+
+
+def insert_deliveries(conn: Connection, channel: str, states: Sequence[str]) -> None:
+    """Deliveries 1..N of alert ``a`` on ``channel`` in ``states``, due now: target ``tN``."""
+    conn.executemany(
+        "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state, priority,"
+        " next_attempt_at, expires_at, idempotency_key, updated_at)"
+        " VALUES (?, 'a', ?, ?, ?, ?, 0, 0, 9e9, ?, 0)",
+        [
+            (n, channel, f"t{n}", json.dumps({"id": f"t{n}", "channel": channel}), state, f"k{n}")
+            for n, state in enumerate(states, start=1)
+        ],
     )
 
 

@@ -1,44 +1,31 @@
-"""Outbox.apply on a batch: each transition is judged against the state the earlier ones in
-the same batch left, every change is logged in order, and a batch spans many deliveries."""
+"""Outbox.apply on a batch, on both engines: each transition is judged against the state the
+earlier ones in the same batch left, every change is logged in order, and a batch spans many
+deliveries."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
+from tests.core.support import insert_bare_alert, insert_deliveries
 
 S = DeliveryState
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Database, Outbox]]:
-    db = Database(tmp_path / "s.db")
+def store(database: Database) -> tuple[Database, Outbox]:
+    """Deliveries 1..1200 of alert ``a``, all ``sending``, on the test's engine."""
+    db = database
 
     def setup() -> None:
         with db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
-                " effective_at, expires_at, state, priority, channels, origin, cap_version,"
-                " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
-                " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', x'', '{}', 0)"
-            )
-            conn.executemany(
-                "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
-                " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
-                " VALUES (?, 'a', 'loudspeaker', ?, '{}', 'sending', 0, 0, 9e9, ?, 0)",
-                [(n, f"t{n}", f"k{n}") for n in range(1, 1201)],
-            )
+            insert_bare_alert(conn)
+            insert_deliveries(conn, "loudspeaker", ["sending"] * 1200)
 
     db.call(setup)
-    try:
-        yield db, Outbox(db)
-    finally:
-        db.close()
+    return db, Outbox(db)
 
 
 def _history(db: Database, outbox: Outbox, delivery: int) -> list[tuple[str, str]]:
@@ -108,3 +95,33 @@ def test_progress_moves_only_the_time_of_the_last_news_and_is_logged(
     # An accepted delivery with recent news is not taken for one whose box went silent.
     assert db.call(outbox.overdue, 9.0, {"loudspeaker": 3.0}) == []
     assert [t.delivery_id for t in db.call(outbox.overdue, 11.0, {"loudspeaker": 3.0})] == [3]
+
+
+def test_equal_contents_of_many_deliveries_are_stored_each_as_sent(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    shared = {"audio": "abc", "repeat": 1}
+    batch = [Transition(n, S.ACCEPTED, content=dict(shared)) for n in range(1, 6)]
+    batch.append(Transition(6, S.ACCEPTED, content={"audio": "abc", "repeat": 2}))
+    batch.append(Transition(7, S.ACCEPTED, content=shared, warning="no mn"))
+    assert db.call(outbox.apply, batch, 5.0) == 7
+    rows = {r["id"]: r for r in db.call(outbox.deliveries, "a", state="accepted")}
+    assert [rows[n]["content"] for n in range(1, 8)] == [shared] * 5 + [
+        {"audio": "abc", "repeat": 2},
+        shared,
+    ]
+    assert [rows[n]["warning"] for n in (5, 7)] == [None, "no mn"]
+
+
+def test_state_counts_count_every_delivery_by_channel_and_state(
+    store: tuple[Database, Outbox],
+) -> None:
+    db, outbox = store
+    db.call(outbox.apply, [Transition(n, S.ACCEPTED) for n in range(1, 11)], 5.0)
+    db.call(outbox.apply, [Transition(n, S.CONFIRMED) for n in range(1, 4)], 6.0)
+    assert db.call(outbox.state_counts) == {
+        ("loudspeaker", "sending"): 1190,
+        ("loudspeaker", "accepted"): 7,
+        ("loudspeaker", "confirmed"): 3,
+    }

@@ -12,6 +12,7 @@ from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Transition
 from broadcaster.errors import StoreError
 from broadcaster.store.db import Database, schema_files
 from broadcaster.store.outbox import Outbox
+from tests.core.support import insert_bare_alert, insert_deliveries
 
 
 def test_new_database_is_at_the_latest_version_in_wal_with_foreign_keys(tmp_path: Path) -> None:
@@ -63,18 +64,8 @@ def test_final_states_are_never_left() -> None:
 def test_disallowed_transition_is_dropped_and_not_logged(database: Database) -> None:
     def setup() -> None:
         with database.transaction() as conn:
-            conn.execute(
-                "INSERT INTO alerts (id, sender, identifier, sent, status, msg_type, scope,"
-                " effective_at, expires_at, state, priority, channels, origin, cap_version,"
-                " raw_xml, document, received_at) VALUES ('a', 's', 'i', 't', 'Actual',"
-                " 'Alert', 'Public', 0, 9e9, 'active', 0, '[]', 'test', '1.2', ?, '{}', 0)",
-                (b"",),
-            )
-            conn.execute(
-                "INSERT INTO deliveries (id, alert_id, channel, target_id, target, state,"
-                " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
-                " VALUES (1, 'a', 'log', 't', '{}', 'cancelled', 0, 0, 9e9, 'k', 0)"
-            )
+            insert_bare_alert(conn)
+            insert_deliveries(conn, "log", ["cancelled"])
 
     database.call(setup)
     outbox = Outbox(database)
