@@ -123,7 +123,9 @@ class Fleet:
 
 
 @asynccontextmanager
-async def lean_fleet(link: str, boxes: int, bare: bool = False) -> AsyncIterator[Fleet]:
+async def lean_fleet(
+    link: str, boxes: int, bare: bool = False, areas: tuple[str, ...] = ()
+) -> AsyncIterator[Fleet]:
     per = min(PER_PROCESS, -(-boxes // 2))
     processes = []
     try:
@@ -135,6 +137,7 @@ async def lean_fleet(link: str, boxes: int, bare: bool = False) -> AsyncIterator
                     "--boxes", str(min(per, boxes - first)), "--first-index", str(first),
                     "--source-host", f"127.0.0.{10 + n}",
                     *(["--bare-topic", BARE_TOPIC] if bare else []),
+                    *(["--areas", ",".join(areas)] if areas else []),
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
                 )
             )  # fmt: skip
@@ -269,7 +272,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", default="10000,100000", help="comma-separated fleet sizes")
     parser.add_argument("--quick", action="store_true", help="10,000 boxes only")
-    parser.add_argument("--kinds", default="bare,hub-tcp,hub-mqtt,server-tcp,server-mqtt")
+    parser.add_argument(
+        "--kinds",
+        default="bare,hub-tcp,hub-mqtt,server-tcp,server-mqtt",
+        help="also server-tcp-own, server-mqtt-own: boxes without area keys (a command each)",
+    )
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -310,7 +317,8 @@ async def measure_one(kind: str, boxes: int, timeout_s: float) -> dict[str, Any]
         else:
             from bench.fanout_server import whole_server
 
-            result = await whole_server(kind.split("-")[1], boxes, Path(work), timeout_s)
+            own = kind.endswith("-own")
+            result = await whole_server(kind.split("-")[1], boxes, Path(work), timeout_s, own)
     return result | {"boxes": boxes}
 
 

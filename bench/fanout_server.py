@@ -44,13 +44,18 @@ async def settled(service: BroadcasterService, channel: LoudspeakerChannel) -> N
         await asyncio.sleep(0.05)
 
 
-async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
+async def whole_server(
+    transport: str, boxes: int, work: Path, timeout_s: float, own: bool = False
+) -> dict[str, Any]:
+    """One alert to ``boxes`` boxes that hold the county's key (group commands), or with
+    ``own`` only their own keys (a command each)."""
+    groups = () if own else (COUNTY,)
     async with broker_for(transport, work) as mqtt:
         if mqtt is None:
             hub: dict[str, Any] = {"tcp": {"host": "127.0.0.1", "port": 0}}
         else:
             hub = {"mqtt": {"host": mqtt.host, "port": mqtt.port}, "default_transport": "mqtt"}
-        config, port = server_config(work, boxes, hub)
+        config, port = server_config(work, boxes, hub, group_areas=groups)
         service = BroadcasterService(config)
         runner = web.AppRunner(make_app(service), access_log=None)
         await runner.setup()
@@ -69,7 +74,7 @@ async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float)
             channel._on_event = recording  # type: ignore[method-assign]
             link = f"mqtt://{mqtt.host}:{mqtt.port}" if mqtt else None
             link = link or f"tcp://127.0.0.1:{channel.hub.tcp_port}"
-            async with lean_fleet(link, boxes) as fleet:
+            async with lean_fleet(link, boxes, areas=groups) as fleet:
                 ids = [f"sim-{n:05d}" for n in range(boxes)]
                 await channel.wait_online(ids, within_s=timeout_s)
                 await settled(service, channel)

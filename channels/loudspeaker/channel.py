@@ -36,16 +36,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from audio import AudioError
 from broadcaster.channel import (
     AlertMessage,
     Channel,
@@ -53,67 +51,43 @@ from broadcaster.channel import (
     ChannelContext,
     ChannelHealth,
     ChannelPreview,
-    Confirmation,
-    ConfirmationOutcome,
     DispatchHooks,
     OutgoingDelivery,
     PlannedDelivery,
     ProbeResult,
-    SendOutcome,
     SendResult,
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
 from broadcaster.errors import (
     ChannelError,
-    DeviceTimeoutError,
     DeviceUnavailableError,
-    RetryableError,
     TargetRejectedError,
     UnsupportedError,
 )
-from broadcaster.publisher import hazard_of
-from channels.loudspeaker import boxes, commands
+from channels.loudspeaker import boxes, commands, programmes
 from channels.loudspeaker.config import LoudspeakerChannelConfig
+from channels.loudspeaker.groups import PlannedAreas, group_command_id
 from channels.loudspeaker.media import AudioLibrary
 from channels.loudspeaker.programmes import ProgrammeCache
+from channels.loudspeaker.sending import BatchSender, Member
+from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import (
-    AckStage,
-    BoxAck,
-    BoxOfflineError,
     BoxPresence,
     BoxRegistration,
     BoxStatus,
     Command,
     HubEvent,
-    PlayClip,
-    PlayUrl,
     SpeakerError,
     SpeakerFleetSimulator,
     SpeakerHub,
-    SpeakerTimeoutError,
-    UnknownBoxError,
 )
-from drivers.speaker.codec import box_target
+from drivers.speaker.codec import CommandTemplate
 
 log = logging.getLogger(__name__)
 
 _AUDIO_KEEP_S = 30 * 86400.0
 """How long published audio is kept when the server renders none itself."""
-
-#: Commands awaiting their box's final ack that are remembered (the oldest are forgotten).
-_PENDING_KEPT = 200_000
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A command sent for a delivery; confirmations wait in ``held`` until ``send`` returns."""
-
-    delivery_id: int
-    box_id: str
-    sent: bool = False
-    stopping: bool = False
-    held: list[Confirmation] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -153,15 +127,22 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self._targets: dict[str, tuple[Target, BoxRegistration]] = {}
         self._targets_of_box: dict[str, set[str]] = {}
         self._views: dict[str, _BoxView] = {}
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        # Acks for commands this run did not send, between ``start`` and ``resume`` (a restart).
-        self._unclaimed: OrderedDict[str, BoxAck] | None = OrderedDict()
+        self._tracker = AckTracker(self.confirm)
+        self._planned = PlannedAreas()
         self._pump: asyncio.Task[None] | None = None
         self._returning: set[str] = set()
         self._box_came_back = asyncio.Event()
         self._retrier: asyncio.Task[None] | None = None
         self._presence_changed = asyncio.Condition()
-        self._programmes = ProgrammeCache(self._command)
+        self._programmes = ProgrammeCache(self._build)
+        self._sender = BatchSender(
+            name,
+            self._programmes,
+            self._tracker,
+            self._planned,
+            self._attention,
+            self._offline_retry,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -254,7 +235,19 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
                 raise boxes.BoxRegistryError(str(exc)) from exc
             self._registered[box.box_id] = box
             self._views.setdefault(box.box_id, _BoxView(transport=box.transport))
+            if box.transport == "mqtt":
+                self._planned.member(box.box_id, self._group_areas(target))
         return box
+
+    def _group_areas(self, target: Target) -> tuple[str, ...]:
+        """The box's group areas when the server holds their keys, else none."""
+        areas = boxes.group_areas(target)
+        try:
+            for area in areas:
+                self._keyring.area_key(area)
+        except boxes.BoxRegistryError:
+            return ()
+        return areas
 
     async def wait_online(
         self, box_ids: Sequence[str], within_s: float, *, online: bool = True
@@ -283,101 +276,66 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     async def plan(
         self, message: AlertMessage, candidates: Sequence[Target]
     ) -> Sequence[PlannedDelivery]:
-        """One delivery per box: its programme holds every language it serves."""
-        return [PlannedDelivery(target=target) for target in candidates]
+        """One delivery per box: its programme holds every language it serves. The MQTT boxes
+        planned are noted per area, for group commands to area topics."""
+        planned = [PlannedDelivery(target=target) for target in candidates]
+        if self.hub is not None:
+            self._planned.record(
+                message.id,
+                (
+                    (boxes.box_id_of(t), self._group_areas(t), tuple(t.languages))
+                    for t in candidates
+                    if t.params.get("transport", self.config.default_transport) == "mqtt"
+                    and t.params.get("group_areas")
+                ),
+            )
+        return planned
+
+    sends_in_batches = True
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        hub = self._running()
-        try:
-            box = self._register(hub, delivery.target)
-        except boxes.BoxRegistryError as exc:
-            raise TargetRejectedError(f"target {delivery.target.id}: {exc}") from exc
-        await self._announce(hub, box.box_id, delivery)
-        programme = await self._programmes.get(delivery)
-        cmd_id = commands.command_id("play", delivery)
-        entry = _Pending(delivery.id, box.box_id)
-        self._pending[cmd_id] = entry
-        self._pending.move_to_end(cmd_id)
-        while len(self._pending) > _PENDING_KEPT:
-            # A box that never answers: the core re-sends after its confirmation timeout.
-            self._pending.popitem(last=False)
-        try:
-            signed = programme.template.sign(cmd_id, box_target(box.box_id), box.key)
-            await hub.send_signed(box.box_id, signed)
-        except BaseException as exc:
-            self._pending.pop(cmd_id, None)
-            if isinstance(exc, BoxOfflineError):
-                raise DeviceUnavailableError(
-                    f"box {box.box_id} is offline", retry_after=self._offline_retry()
-                ) from exc
-            if isinstance(exc, SpeakerError):
-                raise _channel_error(box.box_id, exc) from exc
-            raise
-        entry.sent = True
-        for confirmation in entry.held:
-            self.confirm(confirmation)
-        entry.held.clear()
-        return SendResult(
-            SendOutcome.ACCEPTED,
-            provider_ref=cmd_id,
-            detail=f"sent to box {box.box_id} over {box.transport}: {programme.what}",
-            content=dict(programme.content),
-            warnings=programme.warnings,
-        )
+        (result,) = await self.send_many([delivery])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    async def _announce(self, hub: SpeakerHub, box_id: str, delivery: OutgoingDelivery) -> None:
-        """Start the stored attention clip on the box now, while the warning renders; its acks
-        settle nothing (the ``play_url`` that follows carries the delivery)."""
+    async def send_many(
+        self, deliveries: Sequence[OutgoingDelivery]
+    ) -> Sequence[SendResult | Exception]:
+        """Send a claimed batch: one command per group of boxes (:mod:`channels.loudspeaker
+        .sending`); each result says whether the box's transport took it."""
+        hub = self._running()
+        results: list[SendResult | Exception] = [UnsupportedError("not sent")] * len(deliveries)
+        members: list[Member] = []
+        for index, delivery in enumerate(deliveries):
+            try:
+                box = self._register(hub, delivery.target)
+                areas = self._group_areas(delivery.target)
+            except boxes.BoxRegistryError as exc:
+                error = f"target {delivery.target.id}: {exc}"
+                results[index] = TargetRejectedError(error)
+                continue
+            key = self._keyring.area_key(areas[0]) if areas else None
+            members.append(Member(index, delivery, box, areas, key))
+        await self._sender.send(hub, members, results)
+        return results
+
+    def _attention(self, delivery: OutgoingDelivery) -> CommandTemplate | None:
+        """The attention clip of ``delivery``'s alert, to sign per group or box."""
         early = commands.attention(delivery, self.config)
         if early is None or self.context.audio is None:
-            return
-        try:
-            await hub.send_command(box_id, early)
-        except SpeakerError as exc:
-            log.info("channel %s: attention clip not sent to %s: %s", self.name, box_id, exc)
+            return None
+        return CommandTemplate(early)
 
     def _offline_retry(self) -> float | None:
         """When to retry for an offline box: soon, with jitter so reconnects do not stampede."""
         seconds = self.config.offline_retry_seconds
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
-    async def _command(
+    async def _build(
         self, delivery: OutgoingDelivery
     ) -> tuple[Command, str, dict[str, Any], tuple[str, ...]]:
-        """The box's command for ``delivery``, a description for the log, the content the
-        channel reports (:meth:`content`) and what the programme lacks (languages no voice,
-        clip or recording could speak)."""
-        message, target = delivery.message, delivery.target
-        texts = message.rendition.for_languages(target.languages)
-        if not texts:
-            raise UnsupportedError(f"alert has no text for {target.id}")
-        clip = self.config.clip_for(hazard_of(texts[0].event))
-        audio = self.context.audio
-        chosen = commands.broadcast_class(message.alert)
-        try:
-            if audio is None:
-                raise UnsupportedError("this server renders no audio")
-            published = await self.library.publish(audio, message, tuple(target.languages))
-        except (AudioError, UnsupportedError) as error:
-            if clip is not None:
-                log.warning("channel %s: %s; playing stored clip %s", self.name, error, clip.id)
-                command = commands.play_clip(delivery, self.config, clip)
-                what = f"stored clip {clip.id} ({chosen}, priority {command.priority})"
-                warnings = (f"the warning itself could not be played: {error}",)
-                return command, what, _content(texts[0].language, command, None), warnings
-            if isinstance(error, UnsupportedError | ValueError):
-                raise UnsupportedError(f"no audio for {target.id}: {error}") from error
-            raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
-        play = commands.play_url(
-            delivery, self.config, published.url, published.sha256, clip, published.speech_start_ms
-        )
-        spoken = "+".join(published.languages)
-        what = (
-            f"{spoken} audio, {published.duration_s:.0f} s × {play.repeat}"
-            f" ({chosen}, priority {play.priority})"
-        )
-        content = _content(spoken, play, published.duration_s)
-        return play, what, content, published.warnings
+        return await programmes.build(delivery, self.config, self.library, self.context.audio)
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The audio the box is told to play: language, audio id (its SHA-256), duration,
@@ -391,7 +349,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             idempotency_key=f"preview:{target.id}:{part}",
             expires_at=message.expires_at,
         )
-        return (await self._command(stand_in))[2]
+        return (await self._build(stand_in))[2]
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the delivery's alert on its box (playing or queued)."""
@@ -399,9 +357,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         if hub is None:
             return
         box_id = boxes.box_id_of(delivery.target)
-        entry = self._pending.get(commands.command_id("play", delivery))
-        if entry is not None:
-            entry.stopping = True
+        self._tracker.stopping(delivery.id)
         try:
             await hub.send_command(box_id, commands.stop(delivery))
         except SpeakerError as exc:
@@ -446,41 +402,23 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         if isinstance(event, BoxStatus):
             view.status = event
             return
-        self._on_ack(event)
-
-    def _on_ack(self, ack: BoxAck) -> None:
-        entry = self._pending.get(ack.cmd_id)
-        if entry is None:
-            unclaimed = self._unclaimed
-            if unclaimed is not None:
-                unclaimed[ack.cmd_id] = ack
-                unclaimed.move_to_end(ack.cmd_id)
-                while len(unclaimed) > _PENDING_KEPT:
-                    unclaimed.popitem(last=False)
-            return
-        if entry.box_id != ack.box_id:
-            return
-        confirmation, final = _confirmation(entry, ack)
-        if final:
-            del self._pending[ack.cmd_id]
-        if entry.sent:
-            self.confirm(confirmation)
-        else:
-            entry.held.append(confirmation)
+        if not event.cmd_id.startswith("attention-"):
+            self._tracker.on_ack(event)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
-        """Track the play commands sent before a restart again. The boxes repeat their latest
-        ack when they reconnect (often before this runs): such acks confirm at once."""
-        unclaimed: dict[str, BoxAck] = dict(self._unclaimed or {})
-        self._unclaimed = None
+        """Track the play commands sent before a restart again, under the box's own command
+        id and the group one of its first area. The boxes repeat their latest ack when they
+        reconnect (often before this runs): such acks confirm at once."""
         for delivery in deliveries:
+            box_id = boxes.box_id_of(delivery.target)
+            try:
+                areas = self._group_areas(delivery.target)
+            except boxes.BoxRegistryError:
+                areas = ()
             cmd_id = commands.command_id("play", delivery)
-            self._pending[cmd_id] = _Pending(
-                delivery.id, boxes.box_id_of(delivery.target), sent=True
-            )
-            ack = unclaimed.pop(cmd_id, None)
-            if ack is not None:
-                self._on_ack(ack)
+            if areas:
+                cmd_id = group_command_id("play", self.name, delivery, areas[0])
+            self._tracker.track(cmd_id, box_id, delivery.id, sent=True)
 
     async def housekeeping(self) -> None:
         """Delete published audio not used for the core's audio keep time."""
@@ -520,43 +458,6 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         return replace(base, counts={"repeat": self.config.repeat}, notes=(*base.notes, note))
 
 
-def _content(
-    language: str, command: PlayUrl | PlayClip, duration_s: float | None
-) -> dict[str, Any]:
-    """What a play command tells the box, as the channel reports it."""
-    audio = command.sha256 if isinstance(command, PlayUrl) else f"clip:{command.clip_id}"
-    return {
-        "language": language,
-        "audio": audio,
-        "duration_s": None if duration_s is None else round(duration_s, 1),
-        "priority": command.priority,
-        "volume": command.volume,
-        "repeat": command.repeat,
-    }
-
-
-def _confirmation(entry: _Pending, ack: BoxAck) -> tuple[Confirmation, bool]:
-    """The confirmation for a box's ack, and whether it settles the delivery."""
-    box, source = ack.box_id, ack.source or "url"
-    note = f", {ack.reason}" if ack.reason else ""
-    if ack.stage is AckStage.ACCEPTED:
-        detail = f"box {box} accepted"
-        if ack.reason == "preempted":
-            detail = f"box {box}: cut off by a more urgent alert, plays again after it"
-        return Confirmation(entry.delivery_id, ConfirmationOutcome.PROGRESS, detail), False
-    if ack.stage is AckStage.STARTED:
-        detail = f"playing on box {box} ({source}{note})"
-        return Confirmation(entry.delivery_id, ConfirmationOutcome.PROGRESS, detail), False
-    if ack.stage is AckStage.FINISHED:
-        detail = f"played on box {box} ({source})"
-        return Confirmation(entry.delivery_id, ConfirmationOutcome.CONFIRMED, detail), True
-    if ack.reason == "stopped" and entry.stopping:
-        detail = f"stopped on box {box} (Cancel or Update of the alert)"
-        return Confirmation(entry.delivery_id, ConfirmationOutcome.CONFIRMED, detail), True
-    detail = f"box {box} failed: {ack.reason or 'no reason given'}"
-    return Confirmation(entry.delivery_id, ConfirmationOutcome.FAILED, detail), True
-
-
 def _describe(view: _BoxView) -> dict[str, object]:
     status = view.status
     return {
@@ -567,12 +468,3 @@ def _describe(view: _BoxView) -> dict[str, object]:
         "volume": status.volume if status else None,
         "playing": status.playing_alert_id if status else None,
     }
-
-
-def _channel_error(box_id: str, error: SpeakerError) -> ChannelError:
-    """The core's error for a driver error."""
-    if isinstance(error, SpeakerTimeoutError):
-        return DeviceTimeoutError(f"box {box_id} did not answer: {error}")
-    if isinstance(error, UnknownBoxError):
-        return TargetRejectedError(f"box {box_id} is not registered: {error}")
-    return DeviceUnavailableError(f"box {box_id}: {error}")
