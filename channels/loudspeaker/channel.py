@@ -4,31 +4,28 @@
 - ``start`` registers the boxes (the channel's targets in the server's registry, keys from
   ``key_file`` or ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's
   TCP listener, serial lines and MQTT session; targets met later are registered when first
-  used.
-- ``plan`` makes one delivery per box.
-- ``send`` renders the alert's programme once per set of languages
-  (:mod:`channels.loudspeaker.media`): the attention signal, then each language the box serves
-  that the alert has, in the box's order. A language nothing can voice (no recording in the
-  alert, no voice, no clips) is left out and the delivery carries a warning naming it; only a
-  box for which no language can be voiced fails, saying what to supply. It sends the box a
-  signed ``play_url`` with the URL under ``/channels/<name>/audio/``, its SHA-256, the
-  priority of the alert's broadcast class, volume, repeats, expiry and the stored fallback
-  clip for the hazard (:mod:`channels.loudspeaker.commands`). When no audio can be rendered
-  and a clip is configured, it sends ``play_clip``. The command id derives from the
-  delivery's idempotency key, so a retry never plays twice. ``accepted`` when the box's
-  transport took it; an offline box or a link failure is retryable (the core retries until
-  the alert expires; for an offline box after about ``offline_retry_seconds``, and at once
-  when the box reconnects, through the context's dispatch hooks), an unknown or misconfigured
-  box is rejected for good.
-- Box acknowledgements become confirmations: ``accepted``/``started`` are progress,
-  ``finished`` confirms, ``failed`` fails with the box's reason (``preempted`` when a
-  higher-priority alert cut it off). Those that overtake ``send`` wait for it to return.
-  After a restart, ``resume`` tracks the deliveries still awaiting their box, and the acks
-  boxes repeat on reconnecting confirm them.
+  used. The hub hands box events straight to the channel.
+- ``plan`` makes one delivery per box and notes, per area, the MQTT boxes the alert selected
+  (:mod:`channels.loudspeaker.groups`).
+- ``send_many`` takes a claimed batch (:mod:`channels.loudspeaker.sending`): per programme
+  (:mod:`channels.loudspeaker.programmes`: the alert rendered once per set of languages,
+  the attention signal first, a language nothing can voice left out with a warning) it sends
+  the stored attention clip ahead when one is configured, then a signed ``play_url`` (or
+  ``play_clip`` when no audio can be rendered and a clip is configured) with the priority of
+  the alert's broadcast class, volume, repeats, expiry and the hazard's fallback clip. Boxes
+  holding their area's key share one group command; others get their own. Command ids are
+  stable, so a retry never plays twice. ``accepted`` when the box's transport took it; an
+  offline box or a link failure is retryable (soon, ``offline_retry_seconds``, and at once
+  when the box reconnects: :mod:`channels.loudspeaker.returning`), an unknown or
+  misconfigured box is rejected for good.
+- Box acknowledgements become confirmations (:mod:`channels.loudspeaker.tracking`):
+  ``accepted``/``started`` are progress, ``finished`` confirms, ``failed`` fails with the
+  box's reason. After a restart, ``resume`` tracks the deliveries still awaiting their box,
+  and the acks boxes repeat on reconnecting confirm them.
 - ``cancel`` sends ``stop`` for the alert; the box's ``failed``/``stopped`` then confirms the
   delivery as stopped on request.
-- ``health`` lists every box: online, transport, last heartbeat, state; ``probe`` checks one
-  box's link and heartbeat without a sound.
+- ``health`` lists every box, ``probe`` checks one box's link and heartbeat without a sound
+  (:mod:`channels.loudspeaker.views`).
 """
 
 from __future__ import annotations
@@ -37,8 +34,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,7 +47,6 @@ from broadcaster.channel import (
     ChannelContext,
     ChannelHealth,
     ChannelPreview,
-    DispatchHooks,
     OutgoingDelivery,
     PlannedDelivery,
     ProbeResult,
@@ -70,12 +65,14 @@ from channels.loudspeaker.config import LoudspeakerChannelConfig
 from channels.loudspeaker.groups import PlannedAreas, group_command_id
 from channels.loudspeaker.media import AudioLibrary
 from channels.loudspeaker.programmes import ProgrammeCache
+from channels.loudspeaker.returning import ReturningBoxes
 from channels.loudspeaker.sending import BatchSender, Member
 from channels.loudspeaker.tracking import AckTracker
+from channels.loudspeaker.views import BoxViews
 from drivers.speaker import (
+    BoxAck,
     BoxPresence,
     BoxRegistration,
-    BoxStatus,
     Command,
     HubEvent,
     SpeakerError,
@@ -88,16 +85,6 @@ log = logging.getLogger(__name__)
 
 _AUDIO_KEEP_S = 30 * 86400.0
 """How long published audio is kept when the server renders none itself."""
-
-
-@dataclass(slots=True)
-class _BoxView:
-    """What the channel knows of a box from the hub's events."""
-
-    online: bool = False
-    transport: str = ""
-    last_heard: datetime | None = None
-    status: BoxStatus | None = None
 
 
 class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
@@ -123,17 +110,15 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self.hub: SpeakerHub | None = None
         self.fleet: SpeakerFleetSimulator | None = None
         self._keyring = boxes.BoxKeyring({}, None)
+        self._area_keys: dict[str, bytes | None] = {}
         self._registered: dict[str, BoxRegistration] = {}
         self._targets: dict[str, tuple[Target, BoxRegistration]] = {}
         self._targets_of_box: dict[str, set[str]] = {}
-        self._views: dict[str, _BoxView] = {}
+        self.views = BoxViews()
         self._tracker = AckTracker(self.confirm)
         self._planned = PlannedAreas()
-        self._pump: asyncio.Task[None] | None = None
-        self._returning: set[str] = set()
-        self._box_came_back = asyncio.Event()
+        self.returning = ReturningBoxes(name, lambda box: self._targets_of_box.get(box, ()))
         self._retrier: asyncio.Task[None] | None = None
-        self._presence_changed = asyncio.Condition()
         self._programmes = ProgrammeCache(self._build)
         self._sender = BatchSender(
             name,
@@ -164,6 +149,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._keyring = await asyncio.to_thread(
                 boxes.load_keyring, settings, self.context.data_dir
             )
+            self._area_keys.clear()
             hub = SpeakerHub(settings.hub_config())
         except (boxes.BoxRegistryError, SpeakerError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
@@ -180,9 +166,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             raise ChannelError(f"channel {self.name}: the box hub cannot start: {exc}") from exc
         self.hub = hub
         loop = asyncio.get_running_loop()
-        self._pump = loop.create_task(self._consume(hub))
+        hub.listen(self._event)
         if self.context.dispatch is not None:
-            self._retrier = loop.create_task(self._retry_returning(self.context.dispatch))
+            self._retrier = loop.create_task(self.returning.forward(self.context.dispatch))
         if settings.simulate:
             await self._simulate(hub)
 
@@ -204,10 +190,6 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         if self.fleet is not None:
             await self.fleet.stop()
             self.fleet = None
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
-            self._pump = None
         if self._retrier is not None:
             self._retrier.cancel()
             await asyncio.gather(self._retrier, return_exceptions=True)
@@ -234,7 +216,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             except SpeakerError as exc:
                 raise boxes.BoxRegistryError(str(exc)) from exc
             self._registered[box.box_id] = box
-            self._views.setdefault(box.box_id, _BoxView(transport=box.transport))
+            self.views.known(box.box_id, box.transport)
             if box.transport == "mqtt":
                 self._planned.member(box.box_id, self._group_areas(target))
         return box
@@ -242,29 +224,26 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     def _group_areas(self, target: Target) -> tuple[str, ...]:
         """The box's group areas when the server holds their keys, else none."""
         areas = boxes.group_areas(target)
-        try:
-            for area in areas:
-                self._keyring.area_key(area)
-        except boxes.BoxRegistryError:
-            return ()
-        return areas
+        return areas if all(self._area_key(area) for area in areas) else ()
+
+    def _area_key(self, area: str) -> bytes | None:
+        if area not in self._area_keys:
+            try:
+                self._area_keys[area] = self._keyring.area_key(area)
+            except boxes.BoxRegistryError:
+                self._area_keys[area] = None
+        return self._area_keys[area]
 
     async def wait_online(
         self, box_ids: Sequence[str], within_s: float, *, online: bool = True
     ) -> None:
         """Wait until every box of ``box_ids`` is online (or, ``online=False``, offline);
         raises TimeoutError."""
-
-        def reached() -> bool:
-            views = [self._views.get(b) for b in box_ids]
-            return all(v is not None and v.online == online for v in views)
-
-        async with asyncio.timeout(within_s), self._presence_changed:
-            await self._presence_changed.wait_for(reached)
+        await self.views.wait_online(box_ids, within_s, online=online)
 
     def online_count(self) -> int:
         """How many of the channel's boxes are online now."""
-        return sum(1 for view in self._views.values() if view.online)
+        return self.views.online_count()
 
     def _running(self) -> SpeakerHub:
         if self.hub is None:
@@ -315,7 +294,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
                 error = f"target {delivery.target.id}: {exc}"
                 results[index] = TargetRejectedError(error)
                 continue
-            key = self._keyring.area_key(areas[0]) if areas else None
+            key = self._area_key(areas[0]) if areas else None
             members.append(Member(index, delivery, box, areas, key))
         await self._sender.send(hub, members, results)
         return results
@@ -365,44 +344,18 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
 
     # -- box events --------------------------------------------------------------------
 
-    async def _consume(self, hub: SpeakerHub) -> None:
-        async for event in hub.events():
-            try:
-                self._on_event(event)
-            except Exception:
-                log.exception("channel %s: box event %r not handled", self.name, event)
-            if isinstance(event, BoxPresence):
-                async with self._presence_changed:
-                    self._presence_changed.notify_all()
-                if event.online:
-                    # Handled by _retry_returning: acks must not wait behind reconnects.
-                    self._returning.add(event.box_id)
-                    self._box_came_back.set()
-
-    async def _retry_returning(self, dispatch: DispatchHooks) -> None:
-        """Boxes that came (back) online: what waits for them is retried now, not after its
-        backoff; the boxes of a burst of reconnects are reported together."""
-        while True:
-            await self._box_came_back.wait()
-            self._box_came_back.clear()
-            returning, self._returning = self._returning, set()
-            targets = sorted(t for box in returning for t in self._targets_of_box.get(box, ()))
-            try:
-                await dispatch.targets_available(targets)
-            except Exception as exc:
-                log.error("channel %s: retries of returned boxes not forwarded: %s", self.name, exc)
+    def _event(self, event: HubEvent) -> None:
+        """A box event, as the hub receives it (no queue between them)."""
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("channel %s: box event %r not handled", self.name, event)
+        if isinstance(event, BoxPresence) and event.online:
+            self.returning.returned(event.box_id)
 
     def _on_event(self, event: HubEvent) -> None:
-        view = self._views.setdefault(event.box_id, _BoxView())
-        if isinstance(event, BoxPresence):
-            view.online = event.online
-            view.transport = event.transport
-            return
-        view.last_heard = datetime.now(UTC)
-        if isinstance(event, BoxStatus):
-            view.status = event
-            return
-        if not event.cmd_id.startswith("attention-"):
+        self.views.on_event(event)
+        if isinstance(event, BoxAck) and not event.cmd_id.startswith("attention-"):
             self._tracker.on_ack(event)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
@@ -432,39 +385,15 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     async def health(self) -> ChannelHealth:
         if self.hub is None:
             return ChannelHealth(ok=False, detail="not running")
-        devices = {box_id: _describe(view) for box_id, view in sorted(self._views.items())}
-        offline = [box_id for box_id, view in devices.items() if not view["online"]]
-        online = len(devices) - len(offline)
-        detail = f"{online} of {len(devices)} boxes online"
-        if offline:
-            detail += f"; offline: {', '.join(offline[:10])}{' …' if len(offline) > 10 else ''}"
-        return ChannelHealth(ok=online > 0 or not devices, detail=detail, devices=devices)
+        return self.views.health()
 
     async def probe(self, target: Target) -> ProbeResult:
-        box_id = boxes.box_id_of(target)
-        view = self._views.get(box_id)
         if self.hub is None:
             return ProbeResult(ok=False, detail="channel not running")
-        if view is None or not view.online:
-            heard = view.last_heard.isoformat() if view and view.last_heard else "never"
-            return ProbeResult(ok=False, detail=f"box {box_id} offline (last heard {heard})")
-        state = view.status.state if view.status else "unknown"
-        return ProbeResult(ok=True, detail=f"box {box_id} online over {view.transport}, {state}")
+        return self.views.probe(boxes.box_id_of(target))
 
     async def preview(self, message: AlertMessage, targets: Sequence[Target]) -> ChannelPreview:
         base = await super().preview(message, targets)
         chosen = commands.broadcast_class(message.alert)
         note = f"plays as {chosen} at priority {self.config.priorities[chosen]}"
         return replace(base, counts={"repeat": self.config.repeat}, notes=(*base.notes, note))
-
-
-def _describe(view: _BoxView) -> dict[str, object]:
-    status = view.status
-    return {
-        "online": view.online,
-        "transport": view.transport,
-        "last_heartbeat": status.at.isoformat() if status else None,
-        "state": str(status.state) if status else None,
-        "volume": status.volume if status else None,
-        "playing": status.playing_alert_id if status else None,
-    }

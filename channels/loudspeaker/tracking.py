@@ -36,12 +36,14 @@ Key = tuple[str, str]
 @dataclass(slots=True)
 class Pending:
     """A command sent for a delivery; its confirmations wait in ``held`` until its send has
-    returned (``sent``), so the core never sees a box's word before the send's result."""
+    returned (``sent``), so the core never sees a box's word before the send's result;
+    ``settled``: the final one is among them."""
 
     delivery_id: int
     sent: bool = False
     stopping: bool = False
     held: list[Confirmation] | None = None
+    settled: bool = False
 
 
 class AckTracker:
@@ -74,13 +76,21 @@ class AckTracker:
 
     def sent(self, cmd_id: str, box_id: str) -> None:
         """The send of the command returned: confirmations held until now go out."""
-        entry = self._pending.get((cmd_id, box_id))
+        key = (cmd_id, box_id)
+        entry = self._pending.get(key)
         if entry is None or entry.sent:
             return
         entry.sent = True
         for confirmation in entry.held or ():
             self._confirm(confirmation)
         entry.held = None
+        if entry.settled:
+            self._drop(key, entry)
+
+    def _drop(self, key: Key, entry: Pending) -> None:
+        del self._pending[key]
+        if self._by_delivery.get(entry.delivery_id) == key:
+            del self._by_delivery[entry.delivery_id]
 
     def forget(self, cmd_id: str, box_id: str) -> None:
         """The command did not go out (its send failed): stop waiting for its acks."""
@@ -107,13 +117,16 @@ class AckTracker:
                     self._early.popitem(last=False)
             early.append(ack)
             return
+        if entry.settled:
+            return  # a repeat of the final ack, before the send returned
         confirmation, final = confirmation_of(entry, ack)
-        if final:
-            del self._pending[key]
-            self._by_delivery.pop(entry.delivery_id, None)
         if entry.sent:
             self._confirm(confirmation)
-        elif entry.held is None:
+            if final:
+                self._drop(key, entry)
+            return
+        entry.settled = final
+        if entry.held is None:
             entry.held = [confirmation]
         else:
             entry.held.append(confirmation)

@@ -4,14 +4,17 @@ The hub knows every box (id, key, areas, transport), signs commands with the box
 an area key for MQTT area topics), routes them over the box's transport, verifies everything
 boxes send, and turns it into one stream of events: ``BoxAck``, ``BoxStatus`` and
 ``BoxPresence``. It follows docs/protocols/speaker.md sections 2-4. The stream has one
-consumer; events beyond ``event_queue_limit`` are dropped and counted.
+consumer; events beyond ``event_queue_limit`` are dropped and counted. A consumer that keeps
+up with the wire may ``listen`` instead and get each event as it is received. A command signed
+for an area (a group command) goes out as the same bytes to many boxes (``send_same``) or as
+one publish to the area's MQTT topic (``publish_area``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -67,6 +70,7 @@ class SpeakerHub:
         self._online: dict[str, str] = {}
         self._last_seen: dict[str, datetime] = {}
         self._events: asyncio.Queue[HubEvent] = asyncio.Queue(config.event_queue_limit)
+        self._listener: Callable[[HubEvent], None] | None = None
         self.stats = HubStats()
         self._tcp = (
             TcpHubLink(
@@ -282,7 +286,19 @@ class SpeakerHub:
         while True:
             yield await self._events.get()
 
+    def listen(self, listener: Callable[[HubEvent], None] | None) -> None:
+        """Hand every event to ``listener`` as it happens, in place of ``events()`` (one queue
+        and task switch fewer per ack); None goes back to the queue. The listener must not
+        block; what it raises is logged."""
+        self._listener = listener
+
     def _put(self, event: HubEvent) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(event)
+            except Exception:
+                log.exception("the hub's event listener failed on %r", event)
+            return
         try:
             self._events.put_nowait(event)
         except asyncio.QueueFull:
