@@ -331,12 +331,13 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         return (await self._build(stand_in))[2]
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
-        """Stop the delivery's alert on its box (playing or queued)."""
+        """Stop the delivery's alert on its box and on the area topics its commands went to."""
         hub = self.hub
         if hub is None:
             return
         box_id = boxes.box_id_of(delivery.target)
         self._tracker.stopping(delivery.id)
+        await self._sender.stop_areas(hub, delivery)
         try:
             await hub.send_command(box_id, commands.stop(delivery))
         except SpeakerError as exc:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broadcaster.channel import OutgoingDelivery, SendOutcome, SendResult
 from broadcaster.errors import (
@@ -38,12 +38,14 @@ from drivers.speaker import (
     SpeakerTimeoutError,
     UnknownBoxError,
 )
-from drivers.speaker.codec import CommandTemplate, area_target, box_target
+from drivers.speaker.codec import CommandTemplate, area_target, box_target, encode_command
 
 log = logging.getLogger(__name__)
 
 _PUBLISHED_KEPT = 4096
 """Area topics remembered as already holding a command (command id, area)."""
+_ALERTS_KEPT = 256
+"""Alerts whose area topics (each with its signing area and key) are remembered for a stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class BatchSender:
         self._planned = planned
         self._attention = attention
         self._offline_retry = offline_retry
+        self._topics: OrderedDict[str, dict[str, tuple[str, bytes]]] = OrderedDict()
         self._published: OrderedDict[tuple[str, str], asyncio.Future[SpeakerError | None]] = (
             OrderedDict()
         )
@@ -217,6 +220,12 @@ class BatchSender:
                 area = self._planned.covered(delivery.message.id, member.areas, languages)
             if area:
                 done.append((member, await self._publish(hub, area, cmd_id, data)))
+                assert member.area_key is not None
+                topics = self._topics.setdefault(delivery.message.id, {})
+                topics[area] = (member.areas[0], member.area_key)
+                self._topics.move_to_end(delivery.message.id)
+                while len(self._topics) > _ALERTS_KEPT:
+                    self._topics.popitem(last=False)
             else:
                 each.append(member)
         if each:
@@ -238,11 +247,23 @@ class BatchSender:
             try:
                 await hub.publish_area(area, data)
             except SpeakerError as exc:
-                del self._published[key]
+                self._published.pop(key, None)
                 published.set_result(exc)
             else:
                 published.set_result(None)
         return await asyncio.shield(published)
+
+    async def stop_areas(self, hub: SpeakerHub, delivery: OutgoingDelivery) -> None:
+        """Stop ``delivery``'s alert on every area topic its commands were published to, once:
+        boxes reached there whose own deliveries were still queued when the alert was
+        cancelled get no ``stop`` of their own."""
+        for area, (signer, key) in self._topics.pop(delivery.message.id, {}).items():
+            cmd_id = group_command_id("stop", self._channel, delivery, area)
+            stop = replace(commands.stop(delivery), cmd_id=cmd_id)
+            try:
+                await hub.publish_area(area, encode_command(stop, area_target(signer), key))
+            except SpeakerError as exc:
+                log.warning("channel %s: cannot stop area %s: %s", self._channel, area, exc)
 
     def _error(self, box_id: str, error: SpeakerError) -> ChannelError:
         """The core's error for a driver error."""

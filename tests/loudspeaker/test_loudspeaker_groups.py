@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from broadcaster.cap import MsgType
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker.commands import alert_key
 from drivers.speaker import AckStage, BoxAck, HubEvent, SpeakerHub
@@ -151,3 +152,30 @@ async def test_boxes_outside_the_group_and_forged_or_replayed_commands_do_not_pl
         alert = command.alert_id
         assert system.played(alert) == dict.fromkeys(system.county_boxes, 1)
         assert OUTSIDE not in {r.request.box_id for r in system.fleet.log.records}
+
+
+async def test_a_cancel_stops_boxes_the_area_topic_reached_before_their_turn(
+    tmp_path: Path,
+) -> None:
+    # One send at a time, one every 10 s: the area's topic reaches every box at once, while
+    # the deliveries of the other boxes still wait their turn when the Cancel comes.
+    groups = ([COUNTY], [COUNTY], [COUNTY])
+    settings = {"concurrency": 1, "rate_per_second": 0.1}
+    async with speaker_system(
+        tmp_path, "mqtt", play_seconds=60.0, groups=groups, **settings
+    ) as system:
+        alert = make_alert("group-cancel")
+        key = alert_key(alert)
+        result = await system.service.submit(alert, origin="test")
+        await system.wait_playing(key, system.county_boxes, within_s=40)
+        rows = await system.service.database.run(system.service.outbox.deliveries, result.alert_id)
+        assert "queued" in {r["state"] for r in rows}
+        cancel = make_alert("group-cancel-c", msg_type=MsgType.CANCEL, references=[alert])
+        await system.service.submit(cancel, origin="test")
+
+        def all_stopped(records: list[Any]) -> bool:
+            mine = [r for r in records if r.request.alert_id == key]
+            return all(r.ended_at is not None for r in mine)
+
+        await system.fleet.log.wait_for(all_stopped, within_s=5)
+        assert system.played(key) == {}
