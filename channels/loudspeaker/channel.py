@@ -234,6 +234,12 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
                 self._area_keys[area] = None
         return self._area_keys[area]
 
+    def _group_member(self, target: Target) -> tuple[str, tuple[str, ...], tuple[str, ...], str]:
+        """A box as :meth:`PlannedAreas.record` takes it."""
+        transport = str(target.params.get("transport", self.config.default_transport))
+        areas = self._group_areas(target)
+        return boxes.box_id_of(target), areas, tuple(target.languages), transport
+
     async def wait_online(
         self, box_ids: Sequence[str], within_s: float, *, online: bool = True
     ) -> None:
@@ -255,19 +261,12 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     async def plan(
         self, message: AlertMessage, candidates: Sequence[Target]
     ) -> Sequence[PlannedDelivery]:
-        """One delivery per box: its programme holds every language it serves. The MQTT boxes
-        planned are noted per area, for group commands to area topics."""
+        """One delivery per box: its programme holds every language it serves. The boxes
+        planned that take group commands are noted, for sending them at once."""
         planned = [PlannedDelivery(target=target) for target in candidates]
         if self.hub is not None:
-            self._planned.record(
-                message.id,
-                (
-                    (boxes.box_id_of(t), self._group_areas(t), tuple(t.languages))
-                    for t in candidates
-                    if t.params.get("transport", self.config.default_transport) == "mqtt"
-                    and t.params.get("group_areas")
-                ),
-            )
+            grouped = [t for t in candidates if t.params.get("group_areas")]
+            self._planned.record(message.id, map(self._group_member, grouped))
         return planned
 
     sends_in_batches = True

@@ -9,10 +9,13 @@ the very same bytes, built, signed and encoded once. Each box's acks still name 
 the command id, so each delivery is settled on its own box's word. A box without
 ``group_areas`` (one that only knows its own key and topic) gets its own signed command.
 
-Over TCP and serial lines the same bytes are written to each box. Over MQTT one publish to an
-area's topic reaches every box subscribed to it, so it is used only when the alert selected
-every registered box of that area with the same first area and languages (as ``plan``
-recorded it); otherwise the bytes go to each box's own topic. :class:`PlannedAreas` keeps
+Over TCP the first batch that sends a group command writes the same bytes to every box of
+the group the alert selected (as ``plan`` recorded it), not only to the batch's boxes, so
+every box starts at once; later batches find their boxes done. Over serial lines the bytes
+are written to each box of the batch. Over MQTT one publish to an area's topic reaches every
+box subscribed to it, so it is used only when the alert selected every registered box of
+that area with the same first area and languages; otherwise the bytes go to each box's own
+topic. :class:`PlannedAreas` keeps
 what ``plan`` selected; a server that did not plan the alert itself (after a restart, or on
 another node) sends to each box's topic, which is slower but reaches the same boxes.
 """
@@ -44,6 +47,7 @@ class PlannedAreas:
     def __init__(self, kept: int = 64) -> None:
         self._kept = kept
         self._planned: OrderedDict[str, Counter[GroupKey]] = OrderedDict()
+        self._direct: OrderedDict[str, dict[tuple[str, tuple[str, ...]], list[str]]] = OrderedDict()
         self._members: dict[str, set[str]] = {}
 
     def member(self, box_id: str, areas: Sequence[str]) -> None:
@@ -52,21 +56,34 @@ class PlannedAreas:
             self._members.setdefault(area, set()).add(box_id)
 
     def record(
-        self, message_id: str, boxes: Iterable[tuple[str, Sequence[str], tuple[str, ...]]]
+        self,
+        message_id: str,
+        boxes: Iterable[tuple[str, Sequence[str], tuple[str, ...], str]],
     ) -> None:
-        """The boxes planned for an alert: (box id, its group areas, languages), MQTT only."""
+        """The boxes planned for an alert: (box id, its group areas, languages, transport)."""
         counts: Counter[GroupKey] = Counter()
+        direct: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         seen: set[str] = set()
-        for box_id, areas, languages in boxes:
+        for box_id, areas, languages, transport in boxes:
             if box_id in seen or not areas:
                 continue
             seen.add(box_id)
+            if transport == "tcp":
+                direct.setdefault((areas[0], languages), []).append(box_id)
+                continue
             for area in areas:
                 counts[area, areas[0], languages] += 1
         self._planned[message_id] = counts
-        self._planned.move_to_end(message_id)
-        while len(self._planned) > self._kept:
-            self._planned.popitem(last=False)
+        self._direct[message_id] = direct
+        for kept in (self._planned, self._direct):
+            kept.move_to_end(message_id)
+            while len(kept) > self._kept:
+                kept.popitem(last=False)
+
+    def direct(self, message_id: str, signer: str, languages: tuple[str, ...]) -> list[str]:
+        """The TCP boxes the alert selected whose group command is signed for ``signer``
+        with ``languages`` (empty when the alert was not planned here)."""
+        return self._direct.get(message_id, {}).get((signer, languages), [])
 
     def covered(self, message_id: str, areas: Sequence[str], languages: tuple[str, ...]) -> str:
         """The widest of ``areas`` whose every member the alert selected with the same signing

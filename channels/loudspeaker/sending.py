@@ -42,8 +42,8 @@ from drivers.speaker.codec import CommandTemplate, area_target, box_target, enco
 
 log = logging.getLogger(__name__)
 
-_PUBLISHED_KEPT = 4096
-"""Area topics remembered as already holding a command (command id, area)."""
+_SENT_KEPT = 4096
+"""Group commands remembered as sent beyond their batch: (command id, area topic or group)."""
 _ALERTS_KEPT = 256
 """Alerts whose area topics (each with its signing area and key) are remembered for a stop."""
 
@@ -61,6 +61,11 @@ class Member:
 
 
 Outcome = SendResult | Exception
+Reach = dict[str, "SpeakerError | None"]
+"""Per box (or area topic) a group command was sent to once: the error, or None."""
+Reached = tuple[str, bytes, list[str] | None]
+"""The signing area and key of a group command and the TCP boxes it went to (None: an area
+topic)."""
 
 
 class BatchSender:
@@ -81,10 +86,8 @@ class BatchSender:
         self._planned = planned
         self._attention = attention
         self._offline_retry = offline_retry
-        self._topics: OrderedDict[str, dict[str, tuple[str, bytes]]] = OrderedDict()
-        self._published: OrderedDict[tuple[str, str], asyncio.Future[SpeakerError | None]] = (
-            OrderedDict()
-        )
+        self._reached: OrderedDict[str, dict[str, Reached]] = OrderedDict()
+        self._sent: OrderedDict[tuple[str, str], asyncio.Future[Reach]] = OrderedDict()
 
     async def send(
         self, hub: SpeakerHub, members: Sequence[Member], results: list[Outcome]
@@ -209,61 +212,89 @@ class BatchSender:
         self, hub: SpeakerHub, data: bytes, cmd_id: str, members: list[Member]
     ) -> list[tuple[Member, SpeakerError | None]]:
         """Hand ``data`` to every member's box: over MQTT once to an area topic whose every
-        box the alert selected (a retry goes to the box's own topic), else to each box."""
+        box the alert selected, over TCP once to every box of the group the alert selected
+        (a retry, and a box those did not reach, gets its own), else to each box."""
         done: list[tuple[Member, SpeakerError | None]] = []
         each: list[Member] = []
         for member in members:
-            delivery = member.delivery
-            area = ""
-            if member.box.transport == "mqtt" and member.areas and delivery.attempt <= 1:
-                languages = tuple(delivery.target.languages)
-                area = self._planned.covered(delivery.message.id, member.areas, languages)
-            if area:
-                done.append((member, await self._publish(hub, area, cmd_id, data)))
-                assert member.area_key is not None
-                topics = self._topics.setdefault(delivery.message.id, {})
-                topics[area] = (member.areas[0], member.area_key)
-                self._topics.move_to_end(delivery.message.id)
-                while len(self._topics) > _ALERTS_KEPT:
-                    self._topics.popitem(last=False)
-            else:
+            delivery, box_id = member.delivery, member.box.box_id
+            if not member.areas or delivery.attempt > 1 or member.area_key is None:
                 each.append(member)
+                continue
+            languages = tuple(delivery.target.languages)
+            signer = member.areas[0]
+            if member.box.transport == "tcp":
+                group = self._planned.direct(delivery.message.id, signer, languages)
+                if box_id in group:
+                    reached = await self._once(hub, cmd_id, f"tcp:{signer}", data, group)
+                    self._remember(delivery, f"tcp:{signer}", (signer, member.area_key, group))
+                    if reached.get(box_id, True) is None:
+                        done.append((member, None))
+                        continue
+                each.append(member)
+                continue
+            area = ""
+            if member.box.transport == "mqtt":
+                area = self._planned.covered(delivery.message.id, member.areas, languages)
+            if not area:
+                each.append(member)
+                continue
+            published = await self._once(hub, cmd_id, area, data, None)
+            self._remember(delivery, area, (signer, member.area_key, None))
+            done.append((member, published.get(area)))
         if each:
             errors = await hub.send_same([m.box.box_id for m in each], data)
             done += zip(each, errors, strict=True)
         return done
 
-    async def _publish(
-        self, hub: SpeakerHub, area: str, cmd_id: str, data: bytes
-    ) -> SpeakerError | None:
-        """Publish ``cmd_id`` to ``area``'s topic once; later callers share that publish."""
-        key = (cmd_id, area)
-        published = self._published.get(key)
-        if published is None:
-            published = asyncio.get_running_loop().create_future()
-            self._published[key] = published
-            while len(self._published) > _PUBLISHED_KEPT:
-                self._published.popitem(last=False)
-            try:
-                await hub.publish_area(area, data)
-            except SpeakerError as exc:
-                self._published.pop(key, None)
-                published.set_result(exc)
+    def _remember(self, delivery: OutgoingDelivery, where: str, reached: Reached) -> None:
+        """Where the alert's group commands went beyond the batch, for :meth:`stop_areas`."""
+        self._reached.setdefault(delivery.message.id, {})[where] = reached
+        self._reached.move_to_end(delivery.message.id)
+        while len(self._reached) > _ALERTS_KEPT:
+            self._reached.popitem(last=False)
+
+    async def _once(
+        self, hub: SpeakerHub, cmd_id: str, where: str, data: bytes, boxes: list[str] | None
+    ) -> dict[str, SpeakerError | None]:
+        """Send ``cmd_id`` once to ``boxes`` (None: publish it to the area topic ``where``);
+        later callers share that send. The error or None per box (per area topic)."""
+        key = (cmd_id, where)
+        sent = self._sent.get(key)
+        if sent is None:
+            sent = asyncio.get_running_loop().create_future()
+            self._sent[key] = sent
+            while len(self._sent) > _SENT_KEPT:
+                self._sent.popitem(last=False)
+            if boxes is None:
+                try:
+                    await hub.publish_area(where, data)
+                    outcome: dict[str, SpeakerError | None] = {where: None}
+                except SpeakerError as exc:
+                    self._sent.pop(key, None)
+                    outcome = {where: exc}
             else:
-                published.set_result(None)
-        return await asyncio.shield(published)
+                outcome = dict(zip(boxes, await hub.send_same(boxes, data), strict=True))
+            sent.set_result(outcome)
+        return await asyncio.shield(sent)
 
     async def stop_areas(self, hub: SpeakerHub, delivery: OutgoingDelivery) -> None:
-        """Stop ``delivery``'s alert on every area topic its commands were published to, once:
-        boxes reached there whose own deliveries were still queued when the alert was
-        cancelled get no ``stop`` of their own."""
-        for area, (signer, key) in self._topics.pop(delivery.message.id, {}).items():
-            cmd_id = group_command_id("stop", self._channel, delivery, area)
-            stop = replace(commands.stop(delivery), cmd_id=cmd_id)
+        """Stop ``delivery``'s alert, once, wherever its group commands went beyond their
+        batches (area topics, the TCP boxes of a group): boxes reached there whose own
+        deliveries were still queued when the alert was cancelled get no ``stop`` of their
+        own."""
+        for where, (signer, key, boxes) in self._reached.pop(delivery.message.id, {}).items():
+            cmd_id = group_command_id("stop", self._channel, delivery, signer)
+            data = encode_command(
+                replace(commands.stop(delivery), cmd_id=cmd_id), area_target(signer), key
+            )
             try:
-                await hub.publish_area(area, encode_command(stop, area_target(signer), key))
+                if boxes is None:
+                    await hub.publish_area(where, data)
+                else:
+                    await hub.send_same(boxes, data)
             except SpeakerError as exc:
-                log.warning("channel %s: cannot stop area %s: %s", self._channel, area, exc)
+                log.warning("channel %s: cannot stop %s: %s", self._channel, where, exc)
 
     def _error(self, box_id: str, error: SpeakerError) -> ChannelError:
         """The core's error for a driver error."""

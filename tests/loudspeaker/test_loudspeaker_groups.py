@@ -154,15 +154,16 @@ async def test_boxes_outside_the_group_and_forged_or_replayed_commands_do_not_pl
         assert OUTSIDE not in {r.request.box_id for r in system.fleet.log.records}
 
 
-async def test_a_cancel_stops_boxes_the_area_topic_reached_before_their_turn(
-    tmp_path: Path,
+async def test_a_cancel_stops_boxes_the_group_command_reached_before_their_turn(
+    tmp_path: Path, network: str
 ) -> None:
-    # One send at a time, one every 10 s: the area's topic reaches every box at once, while
-    # the deliveries of the other boxes still wait their turn when the Cancel comes.
+    # One send at a time, one every 10 s: the group command reaches every box at once (the
+    # area's topic, or each TCP box of the group), while the deliveries of the other boxes
+    # still wait their turn when the Cancel comes.
     groups = ([COUNTY], [COUNTY], [COUNTY])
     settings = {"concurrency": 1, "rate_per_second": 0.1}
     async with speaker_system(
-        tmp_path, "mqtt", play_seconds=60.0, groups=groups, **settings
+        tmp_path, network, play_seconds=60.0, groups=groups, **settings
     ) as system:
         alert = make_alert("group-cancel")
         key = alert_key(alert)
