@@ -12,7 +12,8 @@ playback) in separate processes, each connecting from its own loopback address:
   template signed per box key); times are from the first send to the acks at the hub.
 - ``server tcp|mqtt``: the whole server (API, intake, planner, dispatcher, store, channel,
   audio rendered by espeak-ng inside the time) from the API's answer to one CAP alert for
-  the county; ``started``/``accepted`` are the boxes' acks as the channel receives them,
+  the county; ``started``/``accepted`` are the boxes' acks as the channel receives them
+  (``started`` by the attention clip the server sends ahead, ``--attention on``, the default),
   ``confirmed`` when the store has every delivery confirmed.
 
 ``wire`` columns are when the command reached the boxes (the simulators' clocks, same
@@ -123,7 +124,9 @@ class Fleet:
 
 
 @asynccontextmanager
-async def lean_fleet(link: str, boxes: int, bare: bool = False) -> AsyncIterator[Fleet]:
+async def lean_fleet(
+    link: str, boxes: int, bare: bool = False, areas: tuple[str, ...] = ()
+) -> AsyncIterator[Fleet]:
     per = min(PER_PROCESS, -(-boxes // 2))
     processes = []
     try:
@@ -135,6 +138,7 @@ async def lean_fleet(link: str, boxes: int, bare: bool = False) -> AsyncIterator
                     "--boxes", str(min(per, boxes - first)), "--first-index", str(first),
                     "--source-host", f"127.0.0.{10 + n}",
                     *(["--bare-topic", BARE_TOPIC] if bare else []),
+                    *(["--areas", ",".join(areas)] if areas else []),
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
                 )
             )  # fmt: skip
@@ -168,7 +172,9 @@ def spread(times: list[float], start: float, expected: int) -> dict[str, float |
 
 
 class AckTimes:
-    """When each box's first ack of each stage arrived (wall clock), from hub events."""
+    """When each box's first ack of each stage arrived (wall clock), from hub events: of the
+    play command, except ``started``, which is the box's first sound (the attention clip sent
+    ahead, when there is one)."""
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
@@ -177,7 +183,9 @@ class AckTimes:
         self.done = asyncio.Event()
 
     def on_event(self, event: HubEvent) -> None:
-        if not isinstance(event, BoxAck) or not event.cmd_id.startswith("play-"):
+        if not isinstance(event, BoxAck):
+            return
+        if not event.cmd_id.startswith("play-") and event.stage is not AckStage.STARTED:
             return
         seen = self._seen[event.stage]
         if event.box_id not in seen:
@@ -269,13 +277,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", default="10000,100000", help="comma-separated fleet sizes")
     parser.add_argument("--quick", action="store_true", help="10,000 boxes only")
-    parser.add_argument("--kinds", default="bare,hub-tcp,hub-mqtt,server-tcp,server-mqtt")
+    parser.add_argument(
+        "--kinds",
+        default="bare,hub-tcp,hub-mqtt,server-tcp,server-mqtt",
+        help="also server-tcp-own, server-mqtt-own: boxes without area keys (a command each)",
+    )
     parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument(
+        "--attention",
+        choices=("on", "off"),
+        default="on",
+        help="the server sends the boxes' stored attention clip ahead of the warning",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, size = args.one.rsplit(":", 1)
-        print("RESULT " + json.dumps(asyncio.run(measure_one(kind, int(size), args.timeout_s))))
+        attention = args.attention == "on"
+        result = asyncio.run(measure_one(kind, int(size), args.timeout_s, attention))
+        print("RESULT " + json.dumps(result))
         return
     sizes = [int(s) for s in args.boxes.split(",")]
     if args.quick or os.environ.get("BENCH_FANOUT_QUICK"):
@@ -290,7 +310,7 @@ def main() -> None:
                 print(f"{kind} {size}: {results[kind, size]}", flush=True)
                 continue
             command = [sys.executable, __file__, f"--one={kind}:{size}"]
-            command.append(f"--timeout-s={args.timeout_s}")
+            command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             results[kind, size] = (
@@ -300,7 +320,9 @@ def main() -> None:
     print_table(sizes, args.kinds.split(","), results)
 
 
-async def measure_one(kind: str, boxes: int, timeout_s: float) -> dict[str, Any]:
+async def measure_one(
+    kind: str, boxes: int, timeout_s: float, attention: bool = True
+) -> dict[str, Any]:
     raise_file_limit(boxes * 2 + 20_000)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as work:
         if kind == "bare":
@@ -310,7 +332,9 @@ async def measure_one(kind: str, boxes: int, timeout_s: float) -> dict[str, Any]
         else:
             from bench.fanout_server import whole_server
 
-            result = await whole_server(kind.split("-")[1], boxes, Path(work), timeout_s)
+            own = kind.endswith("-own")
+            transport = kind.split("-")[1]
+            result = await whole_server(transport, boxes, Path(work), timeout_s, own, attention)
     return result | {"boxes": boxes}
 
 

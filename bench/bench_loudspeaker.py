@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +79,10 @@ def attention_file(work: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def registry(boxes: int) -> list[dict[str, Any]]:
-    """Boxes ``sim-00000``… (the simulator's ids) in villages of one county."""
+def registry(boxes: int, group_areas: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Boxes ``sim-00000``… (the simulator's ids) in villages of one county, holding the keys
+    of ``group_areas`` (group commands; none: each box its own command)."""
+    params = {"group_areas": list(group_areas)} if group_areas else {}
     return [
         {
             "id": f"spk-{n:05d}",
@@ -88,6 +90,7 @@ def registry(boxes: int) -> list[dict[str, Any]]:
             "name": f"村{n}",
             "division": f"{COUNTY[:6]}{n // 500 + 1:03d}{n % 500 + 1:03d}",
             "address": f"sim-{n:05d}",
+            "params": params,
         }
         for n in range(boxes)
     ]
@@ -99,11 +102,13 @@ def server_config(
     hub: dict[str, Any],
     concurrency: int = 1000,
     extra: dict[str, Any] | None = None,
+    group_areas: Sequence[str] = (),
 ) -> tuple[Config, int]:
     """The server's configuration for ``boxes`` boxes of the registry in ``work`` and the
-    port it listens on; ``hub`` is the channel's transport table, ``extra`` more of its keys."""
+    port it listens on; ``hub`` is the channel's transport table, ``extra`` more of its keys,
+    ``group_areas`` the areas whose keys the boxes hold."""
     targets = work / "targets.json"
-    targets.write_text(json.dumps(registry(boxes)))
+    targets.write_text(json.dumps(registry(boxes, group_areas)))
     port = free_port()
     channel_table = (
         {

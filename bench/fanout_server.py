@@ -23,7 +23,13 @@ from bench.bench_fanout import (
     thread_cpu_s,
     threads_spent,
 )
-from bench.bench_loudspeaker import TOKEN, confirmed, server_config
+from bench.bench_loudspeaker import (
+    ATTENTION_CLIP,
+    TOKEN,
+    attention_file,
+    confirmed,
+    server_config,
+)
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
 from broadcaster.deploy.server import freeze_startup_objects
@@ -39,18 +45,32 @@ async def settled(service: BroadcasterService, channel: LoudspeakerChannel) -> N
     forwarder = service.dispatcher._forwarder
     while True:  # internal state of another component: polled, not awaited
         writing = any(not w.done() for w in forwarder._writers.values())
-        if not channel._returning and not writing:
+        if not channel.returning.waiting and not writing:
             return
         await asyncio.sleep(0.05)
 
 
-async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
+async def whole_server(
+    transport: str,
+    boxes: int,
+    work: Path,
+    timeout_s: float,
+    own: bool = False,
+    attention: bool = True,
+) -> dict[str, Any]:
+    """One alert to ``boxes`` boxes that hold the county's key (group commands), or with
+    ``own`` only their own keys (a command each); with ``attention`` the boxes hold the
+    attention clip and the server sends it ahead of the warning."""
+    groups = () if own else (COUNTY,)
+    extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
     async with broker_for(transport, work) as mqtt:
         if mqtt is None:
             hub: dict[str, Any] = {"tcp": {"host": "127.0.0.1", "port": 0}}
         else:
             hub = {"mqtt": {"host": mqtt.host, "port": mqtt.port}, "default_transport": "mqtt"}
-        config, port = server_config(work, boxes, hub)
+        config, port = server_config(
+            work, boxes, hub, extra=extra if attention else None, group_areas=groups
+        )
         service = BroadcasterService(config)
         runner = web.AppRunner(make_app(service), access_log=None)
         await runner.setup()
@@ -69,7 +89,7 @@ async def whole_server(transport: str, boxes: int, work: Path, timeout_s: float)
             channel._on_event = recording  # type: ignore[method-assign]
             link = f"mqtt://{mqtt.host}:{mqtt.port}" if mqtt else None
             link = link or f"tcp://127.0.0.1:{channel.hub.tcp_port}"
-            async with lean_fleet(link, boxes) as fleet:
+            async with lean_fleet(link, boxes, areas=groups) as fleet:
                 ids = [f"sim-{n:05d}" for n in range(boxes)]
                 await channel.wait_online(ids, within_s=timeout_s)
                 await settled(service, channel)

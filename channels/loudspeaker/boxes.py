@@ -4,17 +4,21 @@ registrations.
 A box is a target of the channel in the server's target registry (``[registry] targets``). Its
 ``address`` is the box id (the target id when empty); its ``division`` is its area; ``params``
 may set ``transport`` (``tcp``, ``serial``, ``mqtt``; default from the configuration),
-``serial_line`` and ``serial_address``. Its key is the hex entry for the box id in ``key_file``
-or, failing that, HMAC-SHA256 of the UTF-8 ``master_secret`` over ``box:<box id>``
-(docs/protocols/speaker.md section 2.2). Problems are ``BoxRegistryError`` naming the box and
-what is wrong.
+``serial_line`` and ``serial_address``, and ``group_areas``: the area codes (widest first)
+whose keys the box holds and whose MQTT topics it subscribes to, for group commands
+(:mod:`channels.loudspeaker.groups`; absent: the box knows only its own key). Its key is the
+hex entry for the box id in ``key_file`` or, failing that, HMAC-SHA256 of the UTF-8
+``master_secret`` over ``box:<box id>`` (docs/protocols/speaker.md section 2.2); an area's
+key is the entry ``area:<code>`` in ``key_file``, else HMAC-SHA256 of ``master_secret`` over
+``area:<code>``. Problems are ``BoxRegistryError`` naming the box and what is wrong.
 
 ``simulate = true`` (demos) runs the registry's boxes as in-process simulated boxes
 (``start_fleet``): each is the real box agent (``drivers.speaker.SpeakerFleetSimulator``) with a
 recording player, connected over TCP on loopback to the channel's own hub, with the box id and
-area of its registry target and the key derived from ``master_secret``. Boxes download audio
-from the server like real ones; playback is simulated (``simulated_play_seconds``). At most
-``simulated_boxes_max`` boxes are simulated (the first of the registry); the rest stay offline.
+areas of its registry target (division and group areas) and the keys derived from
+``master_secret``. Boxes download audio from the server like real ones; playback is simulated
+(``simulated_play_seconds``). At most ``simulated_boxes_max`` boxes are simulated (the first
+of the registry); the rest stay offline.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from drivers.speaker import (
     SpeakerConfigError,
     SpeakerFleetSimulator,
 )
-from drivers.speaker.codec import derive_key
+from drivers.speaker.codec import AREA_PATTERN, derive_key
 
 _MIN_KEY_BYTES = 16
 #: How long the demo waits for its simulated boxes to connect before serving anyway.
@@ -90,6 +94,15 @@ class BoxKeyring:
             raise BoxRegistryError(f"box {box_id}: no key in key_file and no master_secret")
         return derive_key(self._secret, f"box:{box_id}")
 
+    def area_key(self, code: str) -> bytes:
+        """The key of area ``code`` (``area:<code>`` in ``key_file``, else derived)."""
+        return self.key(f"area:{code}") if f"area:{code}" in self._keys else self._area(code)
+
+    def _area(self, code: str) -> bytes:
+        if self._secret is None:
+            raise BoxRegistryError(f"area {code}: no key in key_file and no master_secret")
+        return derive_key(self._secret, f"area:{code}")
+
 
 def load_keyring(settings: LoudspeakerChannelConfig, data_dir: Path) -> BoxKeyring:
     """The keyring of a channel's settings (reads ``key_file``; blocking)."""
@@ -102,6 +115,17 @@ def load_keyring(settings: LoudspeakerChannelConfig, data_dir: Path) -> BoxKeyri
 
 def resolve(path: Path, data_dir: Path) -> Path:
     return path if path.is_absolute() else data_dir / path
+
+
+def group_areas(target: Target) -> tuple[str, ...]:
+    """The areas whose keys a box holds, widest first (empty: none); raises
+    BoxRegistryError when ``group_areas`` is not a list of area codes."""
+    given = target.params.get("group_areas", ())
+    if not isinstance(given, list | tuple) or not all(
+        isinstance(a, str) and AREA_PATTERN.fullmatch(a) for a in given
+    ):
+        raise BoxRegistryError(f"box {box_id_of(target)}: group_areas must list area codes")
+    return tuple(given)
 
 
 def registration(
@@ -124,7 +148,7 @@ def registration(
             box_id=box_id,
             key=keyring.key(box_id),
             transport=transport,  # type: ignore[arg-type]
-            areas=frozenset({target.division}) if target.division else frozenset(),
+            areas=frozenset(a for a in (target.division, *group_areas(target)) if a),
             serial_line=str(line) if line is not None else None,
             serial_address=address,
         )
@@ -138,12 +162,17 @@ class RegistryFleetConfig(FleetSimulatorConfig):
 
     box_ids: tuple[str, ...] = ()
     box_areas: tuple[str, ...] = ()
+    box_group_areas: tuple[tuple[str, ...], ...] = ()
 
     def box_id(self, index: int) -> str:
         return self.box_ids[index]
 
     def area_of(self, index: int) -> str:
         return self.box_areas[index]
+
+    def keyed_areas_of(self, index: int) -> tuple[str, ...]:
+        extra = self.box_group_areas[index] if self.box_group_areas else ()
+        return (self.box_areas[index], *extra)
 
 
 async def start_fleet(
@@ -166,6 +195,7 @@ async def start_fleet(
         heartbeat_s=30.0,
         box_ids=tuple(b.box_id for b in boxes),
         box_areas=areas,
+        box_group_areas=tuple(tuple(sorted(b.areas)) for b in boxes),
     )
     began = time.monotonic()
     fleet = SpeakerFleetSimulator(config)

@@ -4,23 +4,22 @@ The hub knows every box (id, key, areas, transport), signs commands with the box
 an area key for MQTT area topics), routes them over the box's transport, verifies everything
 boxes send, and turns it into one stream of events: ``BoxAck``, ``BoxStatus`` and
 ``BoxPresence``. It follows docs/protocols/speaker.md sections 2-4. The stream has one
-consumer; events beyond ``event_queue_limit`` are dropped and counted.
+consumer; events beyond ``event_queue_limit`` are dropped and counted. A consumer that keeps
+up with the wire may ``listen`` instead and get each event as it is received. A command signed
+for an area (a group command) goes out as the same bytes to many boxes (``send_same``) or as
+one publish to the area's MQTT topic (``publish_area``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 from drivers.speaker.codec import (
-    AREA_PATTERN,
-    ID_PATTERN,
     area_target,
     box_target,
     decode_box_message,
@@ -30,104 +29,36 @@ from drivers.speaker.errors import (
     BoxOfflineError,
     SpeakerConfigError,
     SpeakerConnectionError,
+    SpeakerError,
     SpeakerProtocolError,
     UnknownBoxError,
 )
+from drivers.speaker.hub_config import (
+    BoxRegistration,
+    HubStats,
+    MqttBrokerConfig,
+    SpeakerHubConfig,
+    TcpListenConfig,
+    Transport,
+)
 from drivers.speaker.hub_link import HubLink
 from drivers.speaker.hub_mqtt import MqttHubLink
-from drivers.speaker.hub_serial import SerialBusMaster, SerialLineConfig
+from drivers.speaker.hub_serial import SerialBusMaster
 from drivers.speaker.hub_tcp import TcpHubLink
 from drivers.speaker.messages import BoxAck, BoxHello, BoxPresence, BoxStatus, Command, HubEvent
-from drivers.speaker.topics import DEFAULT_PREFIX, SpeakerTopics
+from drivers.speaker.topics import SpeakerTopics
+
+__all__ = [
+    "BoxRegistration",
+    "HubStats",
+    "MqttBrokerConfig",
+    "SpeakerHub",
+    "SpeakerHubConfig",
+    "TcpListenConfig",
+    "Transport",
+]
 
 log = logging.getLogger(__name__)
-
-Transport = Literal["tcp", "serial", "mqtt"]
-
-
-@dataclass(frozen=True, slots=True)
-class BoxRegistration:
-    """One box as the hub knows it. ``serial_line``/``serial_address`` only for serial boxes."""
-
-    box_id: str
-    key: bytes = field(repr=False)
-    transport: Transport
-    areas: frozenset[str] = frozenset()
-    serial_line: str | None = None
-    serial_address: int | None = None
-
-    def __post_init__(self) -> None:
-        if not ID_PATTERN.fullmatch(self.box_id):
-            raise SpeakerConfigError(f"invalid box id {self.box_id!r}")
-        bad_areas = sorted(a for a in self.areas if not AREA_PATTERN.fullmatch(a))
-        if bad_areas:
-            raise SpeakerConfigError(f"box {self.box_id}: invalid area codes {bad_areas}")
-        if len(self.key) < 16:
-            raise SpeakerConfigError(f"box {self.box_id}: key must be at least 16 bytes")
-        if self.transport == "serial" and (self.serial_line is None or self.serial_address is None):
-            raise SpeakerConfigError(f"box {self.box_id}: serial boxes need a line and an address")
-
-
-@dataclass(frozen=True, slots=True)
-class TcpListenConfig:
-    """Where boxes connect to over TCP; ``ssl_context`` turns on TLS."""
-
-    host: str = "0.0.0.0"  # noqa: S104 - boxes connect from other hosts
-    port: int = 7700
-    ssl_context: ssl.SSLContext | None = None
-    hello_timeout_s: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class MqttBrokerConfig:
-    """The broker and topic prefix; ``area_keys`` sign area-topic commands.
-
-    The hub's session is persistent under ``client_id`` (unique per server on a broker): what
-    boxes report while the server is away waits at the broker. ``username``/``password`` log
-    in to brokers that require it. ``failover`` lists the other nodes of a broker cluster
-    (the session moves on to the next when it loses one); ``publish_sessions`` more connections
-    spread over the nodes carry the commands (0: the session itself publishes).
-    """
-
-    host: str = "localhost"
-    port: int = 1883
-    prefix: str = DEFAULT_PREFIX
-    tls_context: ssl.SSLContext | None = None
-    area_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
-    connect_timeout_s: float = 10.0
-    client_id: str = "broadcaster-hub"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    failover: tuple[tuple[str, int], ...] = ()
-    publish_sessions: int = 0
-
-    def __post_init__(self) -> None:
-        SpeakerTopics(self.prefix)
-        bad_areas = sorted(a for a in self.area_keys if not AREA_PATTERN.fullmatch(a))
-        if bad_areas:
-            raise SpeakerConfigError(f"MQTT area keys: invalid area codes {bad_areas}")
-
-
-@dataclass(frozen=True, slots=True)
-class SpeakerHubConfig:
-    """Which transports the hub serves and how long a silent box counts as online."""
-
-    tcp: TcpListenConfig | None = None
-    serial_lines: tuple[SerialLineConfig, ...] = ()
-    mqtt: MqttBrokerConfig | None = None
-    heartbeat_timeout_s: float = 90.0
-    max_clock_skew_s: float = 300.0
-    event_queue_limit: int = 100_000
-
-
-@dataclass(slots=True)
-class HubStats:
-    """Counters for health pages and benchmarks."""
-
-    commands_sent: int = 0
-    messages_received: int = 0
-    messages_rejected: int = 0
-    events_dropped: int = 0
 
 
 class SpeakerHub:
@@ -139,6 +70,7 @@ class SpeakerHub:
         self._online: dict[str, str] = {}
         self._last_seen: dict[str, datetime] = {}
         self._events: asyncio.Queue[HubEvent] = asyncio.Queue(config.event_queue_limit)
+        self._listener: Callable[[HubEvent], None] | None = None
         self.stats = HubStats()
         self._tcp = (
             TcpHubLink(
@@ -300,19 +232,52 @@ class SpeakerHub:
         await self._link_of(box).send(box_id, data)
         self.stats.commands_sent += 1
 
+    async def send_same(self, box_ids: Sequence[str], data: bytes) -> list[SpeakerError | None]:
+        """Deliver the same signed bytes (a command for an area whose key every one of the
+        boxes holds) to each box over its transport: one write per TCP connection, one
+        publish per MQTT box topic. Returns, per box and in order, None when its transport
+        has the command, else the error ``send_signed`` would raise."""
+        results: list[SpeakerError | None] = [None] * len(box_ids)
+        waiting: list[tuple[int, Awaitable[None]]] = []
+        for index, box_id in enumerate(box_ids):
+            box = self._boxes.get(box_id)
+            if box is None:
+                results[index] = UnknownBoxError(f"no box {box_id!r} is registered")
+            elif box.transport != "mqtt" and box_id not in self._online:
+                results[index] = BoxOfflineError(f"box {box_id} is offline")
+            elif box.transport == "tcp" and self._tcp is not None:
+                try:
+                    self._tcp.write(box_id, data)
+                except SpeakerError as exc:
+                    results[index] = exc
+            else:
+                waiting.append((index, self._link_of(box).send(box_id, data)))
+        outcomes = await asyncio.gather(*(job for _, job in waiting), return_exceptions=True)
+        for (index, _), outcome in zip(waiting, outcomes, strict=True):
+            if isinstance(outcome, SpeakerError):
+                results[index] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        self.stats.commands_sent += results.count(None)
+        return results
+
+    async def publish_area(self, area_code: str, data: bytes) -> None:
+        """Publish bytes signed elsewhere (with the area's key) once to the area's MQTT
+        topic; returns once the broker has them. Raises SpeakerConfigError without MQTT,
+        SpeakerConnectionError when the broker does not take them."""
+        if self._mqtt is None:
+            raise SpeakerConfigError("area commands need an MQTT broker")
+        await self._mqtt.send_area(area_code, data)
+        self.stats.commands_sent += 1
+
     async def send_area_command(self, area_code: str, command: Command) -> None:
         """Publish ``command`` once to an area's MQTT topic, signed with the area key.
-
-        Raises SpeakerConfigError when MQTT or the area key is not configured.
-        """
+        Raises SpeakerConfigError when MQTT or the area key is not configured."""
         mqtt = self._config.mqtt
-        if self._mqtt is None or mqtt is None:
-            raise SpeakerConfigError("area commands need an MQTT broker")
-        key = mqtt.area_keys.get(area_code)
+        key = mqtt.area_keys.get(area_code) if mqtt is not None else None
         if key is None:
-            raise SpeakerConfigError(f"no key is configured for area {area_code!r}")
-        await self._mqtt.send_area(area_code, encode_command(command, area_target(area_code), key))
-        self.stats.commands_sent += 1
+            raise SpeakerConfigError(f"no MQTT broker or key is configured for area {area_code!r}")
+        await self.publish_area(area_code, encode_command(command, area_target(area_code), key))
 
     # -- events
 
@@ -321,7 +286,19 @@ class SpeakerHub:
         while True:
             yield await self._events.get()
 
+    def listen(self, listener: Callable[[HubEvent], None] | None) -> None:
+        """Hand every event to ``listener`` as it happens, in place of ``events()`` (one queue
+        and task switch fewer per ack); None goes back to the queue. The listener must not
+        block; what it raises is logged."""
+        self._listener = listener
+
     def _put(self, event: HubEvent) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(event)
+            except Exception:
+                log.exception("the hub's event listener failed on %r", event)
+            return
         try:
             self._events.put_nowait(event)
         except asyncio.QueueFull:

@@ -149,6 +149,10 @@ class TcpHubLink(HubLink):
             self.sink.presence(box_id, False, TRANSPORT)
 
     async def send(self, box_id: str, data: bytes) -> None:
+        self.write(box_id, data)
+
+    def write(self, box_id: str, data: bytes) -> None:
+        """Write one line to the box's connection now; raises BoxOfflineError."""
         connection = self._boxes.get(box_id)
         if connection is None:
             raise BoxOfflineError(f"box {box_id} is not connected over TCP")

@@ -84,6 +84,10 @@ class FleetSimulatorConfig:
     def area_of(self, index: int) -> str:
         return self.areas[index % len(self.areas)]
 
+    def keyed_areas_of(self, index: int) -> tuple[str, ...]:
+        """Every area whose key the box holds (and whose MQTT topic it subscribes to)."""
+        return (self.area_of(index),)
+
 
 class FaultyBoxAgent(BoxAgent):
     """A BoxAgent that loses a share of incoming commands and handles the rest late."""
@@ -112,11 +116,11 @@ class SimulatedBox:
         config = fleet.config
         self.index = index
         self.box_id = config.box_id(index)
-        area = config.area_of(index)
+        areas = config.keyed_areas_of(index)
         identity = BoxIdentity(
             box_id=self.box_id,
             key=box_key(config.fleet_secret, self.box_id),
-            area_keys={area: area_key(config.fleet_secret, area)},
+            area_keys={area: area_key(config.fleet_secret, area) for area in areas},
         )
         journal_path = config.work_dir / "state" / f"{self.box_id}.json"
         self.player = RecordingPlayer(fleet.log, fleet.play_seconds)
@@ -182,7 +186,7 @@ class SpeakerFleetSimulator:
                 box_id=box.box_id,
                 key=box_key(self.config.fleet_secret, box.box_id),
                 transport=transport,
-                areas=frozenset({self.config.area_of(box.index)}),
+                areas=frozenset(self.config.keyed_areas_of(box.index)),
                 serial_line=serial_line if transport == "serial" else None,
                 serial_address=self.serial_address(box) if transport == "serial" else None,
             )

@@ -46,9 +46,14 @@ async def no_leaks() -> AsyncIterator[None]:
     assert not threads, f"leaked threads: {threads}"
 
 
-def box_targets(transport: str, languages: Sequence[Sequence[str]] = ()) -> list[dict[str, Any]]:
+def box_targets(
+    transport: str,
+    languages: Sequence[Sequence[str]] = (),
+    groups: Sequence[Sequence[str]] = (),
+) -> list[dict[str, Any]]:
     """Three boxes in villages of the alert's county, two in another county; ``languages``
-    are those of the first boxes, in order (the registry's default otherwise)."""
+    are those of the first boxes, in order (the registry's default otherwise), ``groups``
+    the group areas of the first boxes (none: boxes that know only their own key)."""
     targets = []
     for index, division in enumerate(IN_COUNTY + ELSEWHERE):
         params: dict[str, Any] = {"serial_address": index + 1} if transport == "serial" else {}
@@ -62,6 +67,8 @@ def box_targets(transport: str, languages: Sequence[Sequence[str]] = ()) -> list
         }
         if index < len(languages):
             target["languages"] = list(languages[index])
+        if index < len(groups) and groups[index]:
+            params["group_areas"] = list(groups[index])
         targets.append(target)
     return targets
 
@@ -147,6 +154,7 @@ async def speaker_system(
     public_url: str | None = None,
     impostors: frozenset[str] = frozenset(),
     languages: Sequence[Sequence[str]] = (),
+    groups: Sequence[Sequence[str]] = (),
     cluster: NatsMqttCluster | None = None,
     **settings: Any,
 ) -> AsyncIterator[SpeakerSystem]:
@@ -154,12 +162,13 @@ async def speaker_system(
 
     ``public_url`` overrides the URL the boxes download from (to make downloads fail);
     ``impostors`` are boxes whose key the server does not know: they never count as online;
-    ``languages`` are those of the first boxes (``box_targets``); with ``cluster``, the
+    ``languages`` and ``groups`` are those of the first boxes (``box_targets``, whose group
+    areas' keys the simulated boxes hold and whose topics they follow); with ``cluster``, the
     server and the boxes meet at its nodes over MQTT.
     """
     async with AsyncExitStack() as stack:
         table, box_url = hub_table(transport, stack, tmp_path, cluster)
-        targets = box_targets(transport, languages)
+        targets = box_targets(transport, languages, groups)
         channel_table = {
             "type": "loudspeaker",
             "concurrency": 64,
@@ -202,6 +211,7 @@ async def speaker_system(
                 play_seconds=play_seconds,
                 box_ids=tuple(box_ids),
                 box_areas=tuple(str(t["division"]) for t in targets),
+                box_group_areas=tuple(tuple(t["params"].get("group_areas", ())) for t in targets),
             )
         )
         await fleet.start()

@@ -1,0 +1,309 @@
+"""Sending a claimed batch of loudspeaker deliveries in one call (docs/protocols/speaker.md
+sections 2.3 and 4).
+
+The batch is split by programme (alert, languages, expiry: :mod:`channels.loudspeaker
+.programmes`), then by the area whose key signs the boxes' commands
+(:mod:`channels.loudspeaker.groups`). For each such group the attention clip (when one is
+configured) and then the play command are built, signed and encoded once and the same bytes
+go to every box of the group; a box without area keys gets its own signed command. Each
+delivery's result is ``accepted`` as soon as its box's transport took the command (TCP
+written, MQTT PUBACK from the broker): no result waits for a box, whose acks settle the
+delivery later through :class:`~channels.loudspeaker.tracking.AckTracker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from broadcaster.channel import OutgoingDelivery, SendOutcome, SendResult
+from broadcaster.errors import (
+    ChannelError,
+    DeviceTimeoutError,
+    DeviceUnavailableError,
+    TargetRejectedError,
+)
+from channels.loudspeaker import commands
+from channels.loudspeaker.groups import PlannedAreas, group_command_id
+from channels.loudspeaker.programmes import Programme, ProgrammeCache
+from channels.loudspeaker.tracking import AckTracker
+from drivers.speaker import (
+    BoxOfflineError,
+    BoxRegistration,
+    SpeakerError,
+    SpeakerHub,
+    SpeakerTimeoutError,
+    UnknownBoxError,
+)
+from drivers.speaker.codec import CommandTemplate, area_target, box_target, encode_command
+
+log = logging.getLogger(__name__)
+
+_SENT_KEPT = 4096
+"""Group commands remembered as sent beyond their batch: (command id, area topic or group)."""
+_ALERTS_KEPT = 256
+"""Alerts whose area topics (each with its signing area and key) are remembered for a stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One delivery of a batch and its box: ``areas`` are the box's group areas (signed with
+    the first) when the server holds their keys, empty for a box with its own key only."""
+
+    index: int
+    delivery: OutgoingDelivery
+    box: BoxRegistration
+    areas: tuple[str, ...]
+    area_key: bytes | None
+
+
+Outcome = SendResult | Exception
+Reach = dict[str, "SpeakerError | None"]
+"""Per box (or area topic) a group command was sent to once: the error, or None."""
+Reached = tuple[str, bytes, list[str] | None]
+"""The signing area and key of a group command and the TCP boxes it went to (None: an area
+topic)."""
+
+
+class BatchSender:
+    """Sends batches for one channel; see the module docstring."""
+
+    def __init__(
+        self,
+        channel: str,
+        programmes: ProgrammeCache,
+        tracker: AckTracker,
+        planned: PlannedAreas,
+        attention: Callable[[OutgoingDelivery], CommandTemplate | None],
+        offline_retry: Callable[[], float | None],
+    ) -> None:
+        self._channel = channel
+        self._programmes = programmes
+        self._tracker = tracker
+        self._planned = planned
+        self._attention = attention
+        self._offline_retry = offline_retry
+        self._reached: OrderedDict[str, dict[str, Reached]] = OrderedDict()
+        self._sent: OrderedDict[tuple[str, str], asyncio.Future[Reach]] = OrderedDict()
+
+    async def send(
+        self, hub: SpeakerHub, members: Sequence[Member], results: list[Outcome]
+    ) -> None:
+        """Send every member's delivery; its result goes to ``results[member.index]``. Acks
+        that came meanwhile are released last, so the core records each send's result before
+        its box's word: the caller must return the results without awaiting anything."""
+        by_programme: dict[tuple[object, ...], list[Member]] = {}
+        for member in members:
+            d = member.delivery
+            key = (d.message.id, tuple(d.target.languages), d.expires_at, d.part)
+            by_programme.setdefault(key, []).append(member)
+        await asyncio.gather(
+            *(self._programme(hub, group, results) for group in by_programme.values())
+        )
+        for member in members:
+            result = results[member.index]
+            if isinstance(result, SendResult) and result.provider_ref is not None:
+                self._tracker.sent(result.provider_ref, member.box.box_id)
+
+    async def _programme(
+        self, hub: SpeakerHub, members: list[Member], results: list[Outcome]
+    ) -> None:
+        groups: dict[str, list[Member]] = {}
+        for member in members:
+            groups.setdefault(member.areas[0] if member.areas else "", []).append(member)
+        alone = groups.pop("", [])
+        attention = self._attention(members[0].delivery)
+        if attention is not None:
+            await self._announce(hub, attention, groups, alone)
+        try:
+            programme = await self._programmes.get(members[0].delivery)
+        except Exception as exc:
+            for member in members:
+                results[member.index] = exc
+            return
+        jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
+        jobs += [self._alone(hub, programme, member, results) for member in alone]
+        await asyncio.gather(*jobs)
+
+    async def _announce(
+        self,
+        hub: SpeakerHub,
+        template: CommandTemplate,
+        groups: dict[str, list[Member]],
+        alone: list[Member],
+    ) -> None:
+        """Start the stored attention clip on the boxes now, while the warning renders; its
+        acks settle nothing (the ``play_url`` that follows carries the delivery)."""
+        jobs = []
+        for area, group in groups.items():
+            first = group[0]
+            assert first.area_key is not None
+            cmd_id = group_command_id("attention", self._channel, first.delivery, area)
+            data = template.sign(cmd_id, area_target(area), first.area_key)
+            jobs.append(self._deliver(hub, data, cmd_id, group))
+        for member in alone:
+            cmd_id = commands.command_id("attention", member.delivery)
+            data = template.sign(cmd_id, box_target(member.box.box_id), member.box.key)
+            jobs.append(self._deliver(hub, data, cmd_id, [member]))
+        for sent in await asyncio.gather(*jobs):
+            for member, error in sent:
+                if error is not None:
+                    box = member.box.box_id
+                    log.info(
+                        "channel %s: attention clip not sent to %s: %s", self._channel, box, error
+                    )
+
+    async def _group(
+        self,
+        hub: SpeakerHub,
+        programme: Programme,
+        area: str,
+        members: list[Member],
+        results: list[Outcome],
+    ) -> None:
+        first = members[0]
+        assert first.area_key is not None
+        cmd_id = group_command_id("play", self._channel, first.delivery, area)
+        data = programme.signed(cmd_id, area_target(area), first.area_key)
+        await self._play(hub, programme, cmd_id, data, members, results)
+
+    async def _alone(
+        self, hub: SpeakerHub, programme: Programme, member: Member, results: list[Outcome]
+    ) -> None:
+        cmd_id = commands.command_id("play", member.delivery)
+        data = programme.template.sign(cmd_id, box_target(member.box.box_id), member.box.key)
+        await self._play(hub, programme, cmd_id, data, [member], results)
+
+    async def _play(
+        self,
+        hub: SpeakerHub,
+        programme: Programme,
+        cmd_id: str,
+        data: bytes,
+        members: list[Member],
+        results: list[Outcome],
+    ) -> None:
+        for member in members:
+            self._tracker.track(cmd_id, member.box.box_id, member.delivery.id)
+        try:
+            sent = await self._deliver(hub, data, cmd_id, members)
+        except BaseException:
+            for member in members:
+                self._tracker.forget(cmd_id, member.box.box_id)
+            raise
+        for member, error in sent:
+            box = member.box
+            if error is not None:
+                self._tracker.forget(cmd_id, box.box_id)
+                results[member.index] = self._error(box.box_id, error)
+                continue
+            results[member.index] = SendResult(
+                SendOutcome.ACCEPTED,
+                provider_ref=cmd_id,
+                detail=f"sent to box {box.box_id} over {box.transport}: {programme.what}",
+                content=programme.content,
+                warnings=programme.warnings,
+            )
+
+    async def _deliver(
+        self, hub: SpeakerHub, data: bytes, cmd_id: str, members: list[Member]
+    ) -> list[tuple[Member, SpeakerError | None]]:
+        """Hand ``data`` to every member's box: over MQTT once to an area topic whose every
+        box the alert selected, over TCP once to every box of the group the alert selected
+        (a retry, and a box those did not reach, gets its own), else to each box."""
+        done: list[tuple[Member, SpeakerError | None]] = []
+        each: list[Member] = []
+        for member in members:
+            delivery, box_id = member.delivery, member.box.box_id
+            if not member.areas or delivery.attempt > 1 or member.area_key is None:
+                each.append(member)
+                continue
+            languages = tuple(delivery.target.languages)
+            signer = member.areas[0]
+            if member.box.transport == "tcp":
+                group = self._planned.direct(delivery.message.id, signer, languages)
+                if box_id in group:
+                    reached = await self._once(hub, cmd_id, f"tcp:{signer}", data, group)
+                    self._remember(delivery, f"tcp:{signer}", (signer, member.area_key, group))
+                    if reached.get(box_id, True) is None:
+                        done.append((member, None))
+                        continue
+                each.append(member)
+                continue
+            area = ""
+            if member.box.transport == "mqtt":
+                area = self._planned.covered(delivery.message.id, member.areas, languages)
+            if not area:
+                each.append(member)
+                continue
+            published = await self._once(hub, cmd_id, area, data, None)
+            self._remember(delivery, area, (signer, member.area_key, None))
+            done.append((member, published.get(area)))
+        if each:
+            errors = await hub.send_same([m.box.box_id for m in each], data)
+            done += zip(each, errors, strict=True)
+        return done
+
+    def _remember(self, delivery: OutgoingDelivery, where: str, reached: Reached) -> None:
+        """Where the alert's group commands went beyond the batch, for :meth:`stop_areas`."""
+        self._reached.setdefault(delivery.message.id, {})[where] = reached
+        self._reached.move_to_end(delivery.message.id)
+        while len(self._reached) > _ALERTS_KEPT:
+            self._reached.popitem(last=False)
+
+    async def _once(
+        self, hub: SpeakerHub, cmd_id: str, where: str, data: bytes, boxes: list[str] | None
+    ) -> dict[str, SpeakerError | None]:
+        """Send ``cmd_id`` once to ``boxes`` (None: publish it to the area topic ``where``);
+        later callers share that send. The error or None per box (per area topic)."""
+        key = (cmd_id, where)
+        sent = self._sent.get(key)
+        if sent is None:
+            sent = asyncio.get_running_loop().create_future()
+            self._sent[key] = sent
+            while len(self._sent) > _SENT_KEPT:
+                self._sent.popitem(last=False)
+            if boxes is None:
+                try:
+                    await hub.publish_area(where, data)
+                    outcome: dict[str, SpeakerError | None] = {where: None}
+                except SpeakerError as exc:
+                    self._sent.pop(key, None)
+                    outcome = {where: exc}
+            else:
+                outcome = dict(zip(boxes, await hub.send_same(boxes, data), strict=True))
+            sent.set_result(outcome)
+        return await asyncio.shield(sent)
+
+    async def stop_areas(self, hub: SpeakerHub, delivery: OutgoingDelivery) -> None:
+        """Stop ``delivery``'s alert, once, wherever its group commands went beyond their
+        batches (area topics, the TCP boxes of a group): boxes reached there whose own
+        deliveries were still queued when the alert was cancelled get no ``stop`` of their
+        own."""
+        for where, (signer, key, boxes) in self._reached.pop(delivery.message.id, {}).items():
+            cmd_id = group_command_id("stop", self._channel, delivery, signer)
+            data = encode_command(
+                replace(commands.stop(delivery), cmd_id=cmd_id), area_target(signer), key
+            )
+            try:
+                if boxes is None:
+                    await hub.publish_area(where, data)
+                else:
+                    await hub.send_same(boxes, data)
+            except SpeakerError as exc:
+                log.warning("channel %s: cannot stop %s: %s", self._channel, where, exc)
+
+    def _error(self, box_id: str, error: SpeakerError) -> ChannelError:
+        """The core's error for a driver error."""
+        if isinstance(error, BoxOfflineError):
+            return DeviceUnavailableError(
+                f"box {box_id} is offline", retry_after=self._offline_retry()
+            )
+        if isinstance(error, SpeakerTimeoutError):
+            return DeviceTimeoutError(f"box {box_id} did not answer: {error}")
+        if isinstance(error, UnknownBoxError):
+            return TargetRejectedError(f"box {box_id} is not registered: {error}")
+        return DeviceUnavailableError(f"box {box_id}: {error}")

@@ -1,0 +1,80 @@
+"""The ack tracker of the loudspeaker channel: acks settle the delivery of their (command id,
+box) only, acks that overtake their command's send (all the way to ``finished``) reach the
+core after the send's result and in order, and acks of commands not tracked yet settle them
+once they are (a box reached through its area's topic before its own delivery was claimed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from broadcaster.channel import Confirmation, ConfirmationOutcome
+from channels.loudspeaker.tracking import AckTracker
+from drivers.speaker import AckStage, BoxAck
+
+GROUP = "play-group"
+
+
+def ack(box: str, stage: AckStage, cmd_id: str = GROUP, reason: str | None = None) -> BoxAck:
+    return BoxAck(
+        box_id=box,
+        at=datetime.now(UTC),
+        cmd_id=cmd_id,
+        alert_id="s,a",
+        stage=stage,
+        reason=reason,
+        source="url",
+    )
+
+
+def outcomes(seen: list[Confirmation]) -> list[tuple[int, ConfirmationOutcome]]:
+    return [(c.delivery_id, c.outcome) for c in seen]
+
+
+def test_one_group_command_settles_each_box_on_its_own_acks() -> None:
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    tracker.track(GROUP, "b1", 1)
+    tracker.track(GROUP, "b2", 2)
+    tracker.sent(GROUP, "b1")
+    tracker.sent(GROUP, "b2")
+    tracker.on_ack(ack("b2", AckStage.FINISHED))
+    tracker.on_ack(ack("b3", AckStage.FINISHED))  # a box this command was not sent for
+    tracker.on_ack(ack("b1", AckStage.FAILED, reason="media_unavailable"))
+    assert outcomes(seen) == [(2, ConfirmationOutcome.CONFIRMED), (1, ConfirmationOutcome.FAILED)]
+    assert len(tracker) == 0
+
+
+def test_acks_that_overtake_the_send_wait_for_it() -> None:
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    tracker.track(GROUP, "b1", 1)
+    for stage in (AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED, AckStage.FINISHED):
+        tracker.on_ack(ack("b1", stage))
+    assert seen == []
+    tracker.sent(GROUP, "b1")
+    progress, confirmed = ConfirmationOutcome.PROGRESS, ConfirmationOutcome.CONFIRMED
+    assert outcomes(seen) == [(1, progress), (1, progress), (1, confirmed)]
+    assert len(tracker) == 0
+
+
+def test_acks_before_their_command_is_tracked_settle_it_when_it_is() -> None:
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    tracker.on_ack(ack("b1", AckStage.STARTED))
+    tracker.on_ack(ack("b1", AckStage.FINISHED))
+    tracker.track(GROUP, "b1", 7, sent=True)  # after a restart: already sent
+    assert outcomes(seen) == [(7, ConfirmationOutcome.PROGRESS), (7, ConfirmationOutcome.CONFIRMED)]
+    tracker.track(GROUP, "b2", 8)
+    tracker.forget(GROUP, "b2")  # its send failed
+    tracker.on_ack(ack("b2", AckStage.FINISHED))
+    assert len(seen) == 2 and len(tracker) == 0
+
+
+def test_a_stop_confirms_the_stopped_delivery() -> None:
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    tracker.track(GROUP, "b1", 1, sent=True)
+    tracker.stopping(1)
+    tracker.on_ack(ack("b1", AckStage.FAILED, reason="stopped"))
+    assert outcomes(seen) == [(1, ConfirmationOutcome.CONFIRMED)]
+    assert "stopped on box b1" in seen[0].detail
