@@ -178,5 +178,5 @@ async def test_a_cancel_stops_boxes_the_group_command_reached_before_their_turn(
             mine = [r for r in records if r.request.alert_id == key]
             return all(r.ended_at is not None for r in mine)
 
-        await system.fleet.log.wait_for(all_stopped, within_s=5)
+        await system.fleet.log.wait_for(all_stopped, within_s=15)
         assert system.played(key) == {}
