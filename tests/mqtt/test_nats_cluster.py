@@ -6,7 +6,11 @@ every node it started."""
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from drivers.mqtt import MqttClient, MqttConnectionError
 from drivers.mqtt.testing_nats import NatsMqttCluster
@@ -66,3 +70,25 @@ async def test_a_session_and_its_queued_messages_survive_losing_its_node(tmp_pat
         await watcher.disconnect()
         await again.disconnect()
     assert not any(node.running for node in cluster.nodes)
+
+
+def test_the_cluster_runs_with_the_mqtt_and_jetstream_settings_it_is_given(tmp_path: Path) -> None:
+    settings = {"max_ack_pending": "100"}
+    cluster = NatsMqttCluster(
+        tmp_path, mqtt_settings=settings, jetstream_settings={"max_mem": "64M"}
+    )
+    with cluster:
+        for node in cluster.nodes:
+            base = f"http://{cluster.host}:{node.monitor_port}"
+            with urllib.request.urlopen(f"{base}/varz", timeout=10) as answer:
+                mqtt = json.load(answer)["mqtt"]
+            with urllib.request.urlopen(f"{base}/jsz", timeout=10) as answer:
+                jetstream = json.load(answer)["config"]
+            assert (mqtt["max_ack_pending"], mqtt["ack_wait"]) == (100, 2_000_000_000)
+            assert jetstream["max_memory"] == 64_000_000
+
+
+def test_a_missing_server_binary_is_a_clear_error(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-nats-server")
+    with pytest.raises(MqttConnectionError, match=r"cannot start .*no-such-nats-server"):
+        NatsMqttCluster(tmp_path, binary=missing).__enter__()
