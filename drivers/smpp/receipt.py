@@ -17,7 +17,7 @@ from drivers.smpp.pdu import (
     ShortMessage,
 )
 from drivers.smsgw.errors import GatewayProtocolError
-from drivers.smsgw.results import STAT_WORDS, STATS, Receipt, ReceiptState
+from drivers.smsgw.results import STAT_WORDS, STATS, Receipt, ReceiptState, gateway_time
 
 # §5.3.2.35 message_state values
 MESSAGE_STATES = {
@@ -35,16 +35,6 @@ STATE_CODES = {state: code for code, state in MESSAGE_STATES.items()}
 _FIELD = re.compile(
     r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)|text:(.*)", re.IGNORECASE | re.DOTALL
 )
-
-
-def _date(value: str | None) -> datetime | None:
-    layout = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S"}.get(len(value or ""))
-    if value is None or layout is None or not value.isdigit():
-        return None
-    try:
-        return datetime.strptime(value, layout)
-    except ValueError:
-        return None
 
 
 def format_receipt_text(
@@ -85,6 +75,6 @@ def parse_receipt(body: ShortMessage) -> Receipt:
         state=state,
         stat=stat,
         error=fields.get("err", ""),
-        submitted=_date(fields.get("submit date")),
-        done=_date(fields.get("done date")),
+        submitted=gateway_time(fields.get("submit date")),
+        done=gateway_time(fields.get("done date")),
     )
