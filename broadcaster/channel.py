@@ -291,6 +291,11 @@ class RecordStore(Protocol):
         """The records whose key starts with ``prefix``, by key."""
         ...
 
+    async def write_many(self, changes: Mapping[str, Any | None]) -> None:
+        """Store each value of ``changes`` under its key and delete each key whose value is
+        None, all in one transaction (thousands of records in one commit)."""
+        ...
+
 
 class DeviceLeaseHolder(Protocol):
     """Leases on devices that one node at a time may use (an encoder link, a modem).

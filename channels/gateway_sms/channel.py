@@ -30,7 +30,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from broadcaster.channel import (
@@ -60,7 +60,7 @@ from broadcaster.errors import (
 from channels.gateway_sms.config import GatewaySmsChannelConfig
 from channels.gateway_sms.errors import channel_error
 from channels.gateway_sms.records import GatewayRecords
-from channels.gateway_sms.tracking import OPEN, SETTLED, ReceiptTracker
+from channels.gateway_sms.tracking import OPEN, SETTLED, OpenSms, ReceiptTracker
 from channels.smstext import (
     LANGUAGE_STRIDE,
     SmsRenderer,
@@ -78,10 +78,26 @@ from drivers.smsgw.segments import TextCoding, count_segments, split_message, wi
 
 log = logging.getLogger(__name__)
 
-RECORD_NAME = "records.sqlite3"
+EARLIER_RECORDS = "records.sqlite3"
+"""The record file of earlier versions, taken into the store once (``GatewayRecords.adopt``)."""
 KEEP_SETTLED_SECONDS = 2 * 86400
 KEEP_OPEN_SECONDS = 7 * 86400
 FORM_CACHE = 64
+
+
+@dataclass(slots=True)
+class _Job:
+    """One delivery of a batch being submitted."""
+
+    sms: OpenSms
+    number: str
+    segments: list[EncodedSegment]
+    content: dict[str, Any]
+    index: int = 0
+
+
+_PENDING = RetryableError("not submitted")
+"""A batch's place-holder result until its delivery's submits end."""
 
 
 class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
@@ -103,8 +119,8 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             else TextCoding.UCS2
         )
         self.renderer = SmsRenderer(config, lambda: context.sender_name, self._count)
-        directory = context.data_dir / f"gateway-sms-{name}"
-        self.records = GatewayRecords(directory / RECORD_NAME, self.clock)
+        self.records = GatewayRecords(context.records, self.clock)
+        self.earlier_records = context.data_dir / f"gateway-sms-{name}" / EARLIER_RECORDS
         self.tracker = ReceiptTracker(self.records, self._settled, self.clock)
         self._client: GatewayClient | None = None
         self._down_since: float | None = None
@@ -135,6 +151,11 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
     async def start(self) -> None:
         await self.records.open()
         try:
+            adopted = await self.records.adopt(self.earlier_records)
+            if adopted:
+                log.info(
+                    "channel %s: %d records taken from %s", self.name, adopted, self.earlier_records
+                )
             client = self._make_client()
             restored = await self.tracker.restore(client)
             await client.start(wait=0)
@@ -206,10 +227,49 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         """The SMS of the delivery: language, text, gateway segments and encoding."""
         return dict(self._form(message, target, part)[2])
 
+    sends_in_batches = True
+
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        (result,) = await self.send_many([delivery])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def send_many(
+        self, deliveries: Sequence[OutgoingDelivery]
+    ) -> Sequence[SendResult | Exception]:
+        """Submit the batch's segments together, pipelined through every bind's window; each
+        delivery ends as its own ``send`` would have left it. Segments still waiting for room
+        ``batch_submit_seconds`` after the start are not sent (their deliveries are retried),
+        so a throttled gateway cannot hold the batch's results back for long. The records
+        of what the gateway took are written in one commit before the results are given."""
         client = self._client
         if client is None:
             raise DeviceUnavailableError(f"channel {self.name} is not running")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.batch_submit_seconds
+        results: list[SendResult | Exception] = []
+        jobs: list[_Job] = []
+        for index, delivery in enumerate(deliveries):
+            try:
+                prepared = await self._prepare(client, delivery)
+            except ChannelError as exc:
+                results.append(exc)
+                continue
+            results.append(prepared if isinstance(prepared, SendResult) else _PENDING)
+            if isinstance(prepared, _Job):
+                prepared.index = index
+                jobs.append(prepared)
+        errors = await asyncio.gather(*(self._submit_all(client, job, deadline) for job in jobs))
+        await self.tracker.save(job.sms for job in jobs if job.sms.ids)
+        for job, error in zip(jobs, errors, strict=True):
+            results[job.index] = self._result(job, error)
+        return results
+
+    async def _prepare(
+        self, client: GatewayClient, delivery: OutgoingDelivery
+    ) -> SendResult | _Job:
+        """The delivery's open record and segments, or its outcome when it needs no submit."""
         number = recipient(delivery.target, delivery.part).number or ""
         digest, segments, form_content = self._form(
             delivery.message, delivery.target, delivery.part
@@ -225,24 +285,39 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         )
         if sms.reference is None:
             sms.reference = segments[0].reference
+        return _Job(sms, number, segments, content)
+
+    async def _submit_all(
+        self, client: GatewayClient, job: _Job, deadline: float
+    ) -> GatewayError | None:
+        """Submit the segments of ``job`` that have no message id yet, in order."""
+        sms = job.sms
         try:
-            for segment in segments:
+            for segment in job.segments:
                 if segment.sequence not in sms.ids:
-                    again = with_reference(segment, sms.reference)
-                    self.tracker.accepted(sms, await self._submit(client, number, again))
+                    reference = segment.reference if sms.reference is None else sms.reference
+                    again = with_reference(segment, reference)
+                    self.tracker.accepted(
+                        sms, await self._submit(client, job.number, again, deadline)
+                    )
         except GatewayError as exc:
-            error = channel_error(exc, number, retry_after=self.config.throttle_pause_max_seconds)
-            if sms.ids:
-                await self.tracker.save(sms)  # the segments the gateway took are not sent again
-            if not isinstance(error, RetryableError):
-                self.tracker.forget(delivery.id)
-            raise error from exc
-        await self.tracker.save(sms)
+            return exc
+        return None
+
+    def _result(self, job: _Job, error: GatewayError | None) -> SendResult | Exception:
+        sms = job.sms
+        if error is not None:
+            found = channel_error(
+                error, job.number, retry_after=self.config.throttle_pause_max_seconds
+            )
+            if not isinstance(found, RetryableError):
+                self.tracker.forget(sms.delivery_id)
+            return found
         return SendResult(
             SendOutcome.ACCEPTED,
             provider_ref=",".join(sms.ids[n] for n in sorted(sms.ids)),
             detail=f"{sms.total} segments accepted by the {self.config.protocol.upper()} gateway",
-            content=content,
+            content=job.content,
         )
 
     def _fresh_after(self) -> float:
@@ -255,11 +330,11 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         raise PermanentError(earlier.detail)
 
     async def _submit(
-        self, client: GatewayClient, number: str, segment: EncodedSegment
+        self, client: GatewayClient, number: str, segment: EncodedSegment, deadline: float
     ) -> SegmentResult:
         for attempt in range(self.config.throttle_retries + 1):
             try:
-                return await client.submit_segment(number, segment)
+                return await client.submit_segment(number, segment, deadline)
             except GatewayThrottledError:
                 self.throttled += 1
                 if attempt == self.config.throttle_retries:

@@ -211,10 +211,14 @@ class ReceiptTracker:
         if early is not None:
             self.on_receipt(early)
 
-    async def save(self, sms: OpenSms) -> None:
-        """Write the delivery's record; returns once it is on disk."""
-        if sms.delivery_id in self._open:
-            await self.records.put(f"{OPEN}{sms.delivery_id}", sms.to_record())
+    async def save(self, sent: Iterable[OpenSms]) -> None:
+        """Write the records of deliveries the gateway took (in part or whole), in one
+        commit; returns once it is committed. A delivery its receipts settled meanwhile has
+        its outcome recorded instead."""
+        records = {
+            f"{OPEN}{s.delivery_id}": s.to_record() for s in sent if s.delivery_id in self._open
+        }
+        await self.records.put_many(records)
 
     def on_receipt(self, receipt: Receipt) -> None:
         """A receipt from the gateway client (its callback)."""

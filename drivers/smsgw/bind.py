@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from drivers.smsgw.errors import (
+    GatewayBusyError,
     GatewayConnectionError,
     GatewayConnectionLostError,
     GatewayError,
@@ -247,11 +248,15 @@ class GatewayBind(abc.ABC, Generic[P]):
         """Seconds this bind still rests after the gateway throttled it (0: none)."""
         return max(0.0, self._rest_until - asyncio.get_running_loop().time())
 
-    async def submit(self, destination: str, segment: EncodedSegment) -> SegmentResult:
+    async def submit(
+        self, destination: str, segment: EncodedSegment, deadline: float | None = None
+    ) -> SegmentResult:
         """Submit one segment within the window and the rate; the gateway's message id.
 
         A throttling answer makes the bind rest before its next submit, for a pause that
         doubles (with jitter) while the gateway keeps throttling and resets on an acceptance.
+        A segment still waiting for its turn at ``deadline`` (event-loop time) is not sent:
+        GatewayBusyError.
         """
         self.outstanding += 1
         try:
@@ -259,6 +264,8 @@ class GatewayBind(abc.ABC, Generic[P]):
                 if self.resting:
                     await asyncio.sleep(self.resting)
                 await self._bucket.take()
+                if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                    raise GatewayBusyError(f"{self.name}: no room in the window in time")
                 response = await self.request(
                     lambda sequence: self.submit_pdu(sequence, destination, segment)
                 )

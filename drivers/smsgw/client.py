@@ -229,10 +229,13 @@ class GatewayClient:
         """The segments ``submit`` would send for ``text`` (GatewayMessageError if it can't)."""
         return split_message(text, self.coding, self.settings.max_segments)
 
-    async def submit_segment(self, destination: str, segment: EncodedSegment) -> SegmentResult:
-        """Submit one segment on the least busy bind; its receipt will be matched to it."""
+    async def submit_segment(
+        self, destination: str, segment: EncodedSegment, deadline: float | None = None
+    ) -> SegmentResult:
+        """Submit one segment on the least busy bind; its receipt will be matched to it.
+        GatewayBusyError if it is still waiting for room at ``deadline`` (event-loop time)."""
         bind = await self._wait_for_bind(self.settings.bind.request_timeout)
-        result = await bind.submit(destination, segment)
+        result = await bind.submit(destination, segment, deadline)
         self.expect(result, destination)
         return result
 

@@ -1,7 +1,7 @@
 """SIGKILL a real ``broadcaster serve`` once the gateway accepted every segment and before any
 receipt came; the gateway keeps the receipts for the account's next bind, as an SMSC does;
 restart the server. Every delivery ends confirmed by those receipts, matched through the
-channel's persisted records, and no segment reaches the gateway twice. The simulated gateway
+channel's records in the store, and no segment reaches the gateway twice. The simulated gateway
 runs in this process (on the test's event loop, so everything blocking goes to a thread)."""
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ NUMBERS = 30
 
 
 def open_records(path: Path) -> int:
-    """Deliveries the channel's record file holds as accepted and awaiting receipts."""
+    """Deliveries the channel's records in the store hold as accepted and awaiting receipts."""
     if not path.exists():
         return 0
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         try:
             count = int(
-                conn.execute("SELECT count(*) FROM records WHERE key LIKE 'd:%'").fetchone()[0]
+                conn.execute(
+                    "SELECT count(*) FROM channel_records WHERE channel = 'gateway'"
+                    " AND key LIKE 'd:%'"
+                ).fetchone()[0]
             )
         except sqlite3.OperationalError:
             count = 0
@@ -60,7 +63,7 @@ class Server:
         port = free_port()
         data_dir = tmp_path / "data"
         self.base = f"http://127.0.0.1:{port}"
-        self.record = data_dir / "gateway-sms-gateway" / "records.sqlite3"
+        self.record = data_dir / "broadcaster.db"
         (tmp_path / "targets.json").write_text(
             json.dumps(groups(NUMBERS, 10), ensure_ascii=False), encoding="utf-8"
         )
