@@ -513,7 +513,9 @@ class Channel(abc.ABC, Generic[ConfigT]):
     sends_in_batches: ClassVar[bool] = False
     """The dispatcher hands this channel each claimed batch in one :meth:`send_many` call
     (under one send timeout) instead of one :meth:`send` per delivery: for channels whose
-    sends are cheap and finish together (one file write, one request)."""
+    sends are cheap and finish together (one file write, one request, a gateway's window).
+    A batch is at most half the channel's ``concurrency``, so one is claimed while another
+    finishes."""
 
     async def send_many(
         self, deliveries: Sequence[OutgoingDelivery]

@@ -7,8 +7,13 @@
   ``coding = "gbk"``) and submits each segment through ``drivers.smpp`` or ``drivers.cmpp``
   over the least busy of ``binds`` connections, within each bind's ``window`` and
   ``submit_rate_per_second``. It answers ACCEPTED once every segment has a gateway message id
-  and the delivery's record is on disk (``channels.gateway_sms.tracking``); the delivery is
+  and the delivery's record is committed to the store's channel records
+  (``channels.gateway_sms.tracking``, ``channels.gateway_sms.records``); the delivery is
   confirmed when every segment's receipt says delivered, failed when one says otherwise.
+- The dispatcher hands over each claimed batch in one ``send_many``: the batch's segments
+  are submitted together through the windows, their records written in one commit; segments
+  still waiting for room after ``batch_submit_seconds`` are not sent and their deliveries
+  are retried, so a throttled gateway cannot hold the batch's results back.
 - A throttled bind rests (the pause doubling while the gateway keeps throttling) and the
   segment is submitted again, up to ``throttle_retries`` times, before the core's backoff takes
   over. A connection that drops mid-window fails only the segments it had not answered; the
