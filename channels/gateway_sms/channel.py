@@ -255,9 +255,10 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         deadline = loop.time() + self.config.batch_submit_seconds
         results: list[SendResult | Exception] = []
         jobs: list[_Job] = []
+        link_up = client.binds_up > 0
         for index, delivery in enumerate(deliveries):
             try:
-                prepared = await self._prepare(client, delivery)
+                prepared = await self._prepare(delivery, link_up)
             except ChannelError as exc:
                 results.append(exc)
                 continue
@@ -271,9 +272,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             results[job.index] = self._result(job, error)
         return results
 
-    async def _prepare(
-        self, client: GatewayClient, delivery: OutgoingDelivery
-    ) -> SendResult | _Job:
+    async def _prepare(self, delivery: OutgoingDelivery, link_up: bool) -> SendResult | _Job:
         """The delivery's open record and segments, or its outcome when it needs no submit."""
         number = recipient(delivery.target, delivery.part).number or ""
         digest, segments, form_content = self._form(
@@ -284,7 +283,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             earlier = await self.tracker.settled(delivery.id)
             if earlier is not None:
                 return self._repeat(earlier, content)
-        await self._check_link(client, delivery, number)
+        await self._check_link(link_up, delivery, number)
         sms = self.tracker.begin(
             delivery.id, number, digest, len(segments), delivery.attempt, self._fresh_after()
         )
@@ -346,14 +345,12 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
                     raise
         raise AssertionError("unreachable")
 
-    async def _check_link(
-        self, client: GatewayClient, delivery: OutgoingDelivery, number: str
-    ) -> None:
+    async def _check_link(self, link_up: bool, delivery: OutgoingDelivery, number: str) -> None:
         """With no bind up for longer than ``fallback_after_seconds``, hand the number over."""
-        now = self.clock()
-        if client.binds_up:
+        if link_up:
             self._down_since = None
             return
+        now = self.clock()
         if self._down_since is None:
             self._down_since = now
         down = now - self._down_since

@@ -32,9 +32,27 @@ MESSAGE_STATES = {
 }
 STATE_CODES = {state: code for code, state in MESSAGE_STATES.items()}
 
+_LAYOUT = re.compile(
+    r"id:(\S*) sub:(\S*) dlvrd:(\S*) submit date:(\S*) done date:(\S*) stat:(\S*) err:(\S*)",
+    re.IGNORECASE,
+)
+_LAYOUT_NAMES = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
 _FIELD = re.compile(
     r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)|text:(.*)", re.IGNORECASE | re.DOTALL
 )
+
+
+def _fields(text: str) -> dict[str, str]:
+    """The receipt text's fields by lower-case name (the first of each): in one match for the
+    text as Appendix B lays it out, field by field for any other order."""
+    laid_out = _LAYOUT.match(text)
+    if laid_out is not None:
+        return dict(zip(_LAYOUT_NAMES, laid_out.groups(), strict=True))
+    fields: dict[str, str] = {}
+    for match in _FIELD.finditer(text):
+        if match.group(1):
+            fields.setdefault(match.group(1).lower(), match.group(2))
+    return fields
 
 
 def format_receipt_text(
@@ -55,11 +73,8 @@ def format_receipt_text(
 
 def parse_receipt(body: ShortMessage) -> Receipt:
     """The receipt in a receipt deliver_sm; GatewayProtocolError if it names no message id."""
-    fields: dict[str, str] = {}
     text = body.short_message.decode("latin-1")
-    for match in _FIELD.finditer(text):
-        if match.group(1):
-            fields.setdefault(match.group(1).lower(), match.group(2))
+    fields = _fields(text)
     tlv_id = body.tlv(TAG_RECEIPTED_MESSAGE_ID)
     message_id = tlv_id.rstrip(b"\0").decode("ascii", "replace") if tlv_id else fields.get("id")
     if not message_id:

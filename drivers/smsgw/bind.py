@@ -246,6 +246,8 @@ class GatewayBind(abc.ABC, Generic[P]):
     @property
     def resting(self) -> float:
         """Seconds this bind still rests after the gateway throttled it (0: none)."""
+        if not self._rest_until:
+            return 0.0
         return max(0.0, self._rest_until - asyncio.get_running_loop().time())
 
     async def submit(

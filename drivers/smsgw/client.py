@@ -196,13 +196,19 @@ class GatewayClient:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _wait_for_bind(self, within: float) -> GatewayBind[Any]:
-        def best() -> GatewayBind[Any] | None:
-            open_binds = [bind for bind in self._binds.values() if bind.is_open]
-            return min(
-                open_binds, key=lambda bind: (bind.resting > 0, bind.outstanding), default=None
-            )
+    def _best_bind(self) -> GatewayBind[Any] | None:
+        """The open bind with the fewest outstanding submits, one not resting first."""
+        chosen: GatewayBind[Any] | None = None
+        chosen_key = (True, 0)
+        for bind in self._binds.values():
+            if bind.is_open:
+                key = (bind.resting > 0, bind.outstanding)
+                if chosen is None or key < chosen_key:
+                    chosen, chosen_key = bind, key
+        return chosen
 
+    async def _wait_for_bind(self, within: float) -> GatewayBind[Any]:
+        best = self._best_bind
         chosen = best()
         if chosen is not None:
             return chosen
