@@ -266,7 +266,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             if isinstance(prepared, _Job):
                 prepared.index = index
                 jobs.append(prepared)
-        errors = await asyncio.gather(*(self._submit_all(client, job, deadline) for job in jobs))
+        errors = await self._submit_jobs(client, jobs, deadline)
         await self.tracker.save(job.sms for job in jobs if job.sms.ids)
         for job, error in zip(jobs, errors, strict=True):
             results[job.index] = self._result(job, error)
@@ -290,6 +290,22 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         if sms.reference is None:
             sms.reference = segments[0].reference
         return _Job(sms, number, segments, content)
+
+    async def _submit_jobs(
+        self, client: GatewayClient, jobs: list[_Job], deadline: float
+    ) -> list[GatewayError | None]:
+        """Submit the jobs through as many coroutines as the binds' windows hold, each taking
+        the next job when its last is done (not one task per delivery)."""
+        errors: list[GatewayError | None] = [None] * len(jobs)
+        waiting = iter(range(len(jobs)))
+
+        async def worker() -> None:
+            for index in waiting:
+                errors[index] = await self._submit_all(client, jobs[index], deadline)
+
+        workers = min(len(jobs), self.config.binds * self.config.window)
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return errors
 
     async def _submit_all(
         self, client: GatewayClient, job: _Job, deadline: float
