@@ -35,7 +35,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from broadcaster.channel import (
@@ -59,13 +59,12 @@ from broadcaster.errors import (
     ChannelError,
     DeviceUnavailableError,
     PermanentError,
-    RetryableError,
     UnsupportedError,
 )
 from channels.gateway_sms.config import GatewaySmsChannelConfig
-from channels.gateway_sms.errors import channel_error
 from channels.gateway_sms.records import GatewayRecords
-from channels.gateway_sms.tracking import OPEN, SETTLED, OpenSms, ReceiptTracker
+from channels.gateway_sms.sending import NOT_SUBMITTED, SegmentSubmitter, SmsJob
+from channels.gateway_sms.tracking import OPEN, SETTLED, ReceiptTracker
 from channels.smstext import (
     LANGUAGE_STRIDE,
     SmsRenderer,
@@ -77,9 +76,9 @@ from channels.smstext import (
 from drivers.cmpp import CmppClient, CmppClientConfig
 from drivers.smpp import SmppClient
 from drivers.smsgw.client import GatewayClient
-from drivers.smsgw.errors import GatewayError, GatewayThrottledError
-from drivers.smsgw.results import EncodedSegment, SegmentResult
-from drivers.smsgw.segments import TextCoding, count_segments, split_message, with_reference
+from drivers.smsgw.errors import GatewayError
+from drivers.smsgw.results import EncodedSegment
+from drivers.smsgw.segments import TextCoding, count_segments, split_message
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +87,6 @@ EARLIER_RECORDS = "records.sqlite3"
 KEEP_SETTLED_SECONDS = 2 * 86400
 KEEP_OPEN_SECONDS = 7 * 86400
 FORM_CACHE = 64
-
-
-@dataclass(slots=True)
-class _Job:
-    """One delivery of a batch being submitted."""
-
-    sms: OpenSms
-    number: str
-    segments: list[EncodedSegment]
-    content: dict[str, Any]
-    index: int = 0
-
-
-_PENDING = RetryableError("not submitted")
-"""A batch's place-holder result until its delivery's submits end."""
 
 
 class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
@@ -133,7 +117,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         self._forms: OrderedDict[
             tuple[str, tuple[str, ...], int], tuple[str, list[EncodedSegment], dict[str, Any]]
         ] = OrderedDict()
-        self.throttled = 0
+        self.submitter = SegmentSubmitter(config, self.tracker)
         self.forwarded = 0
 
     def _count(self, text: str) -> int:
@@ -141,6 +125,11 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             return count_segments(text, self.coding)
         except GatewayError:
             return self.config.segment_limit + 1  # uncodable: never fits; send says why
+
+    @property
+    def throttled(self) -> int:
+        """Throttled submits since start."""
+        return self.submitter.throttled
 
     @property
     def client(self) -> GatewayClient | None:
@@ -254,7 +243,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.batch_submit_seconds
         results: list[SendResult | Exception] = []
-        jobs: list[_Job] = []
+        jobs: list[SmsJob] = []
         link_up = client.binds_up > 0
         for index, delivery in enumerate(deliveries):
             try:
@@ -262,17 +251,17 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             except ChannelError as exc:
                 results.append(exc)
                 continue
-            results.append(prepared if isinstance(prepared, SendResult) else _PENDING)
-            if isinstance(prepared, _Job):
+            results.append(prepared if isinstance(prepared, SendResult) else NOT_SUBMITTED)
+            if isinstance(prepared, SmsJob):
                 prepared.index = index
                 jobs.append(prepared)
-        errors = await self._submit_jobs(client, jobs, deadline)
+        errors = await self.submitter.submit(client, jobs, deadline)
         await self.tracker.save(job.sms for job in jobs if job.sms.ids)
         for job, error in zip(jobs, errors, strict=True):
-            results[job.index] = self._result(job, error)
+            results[job.index] = self.submitter.result(job, error)
         return results
 
-    async def _prepare(self, delivery: OutgoingDelivery, link_up: bool) -> SendResult | _Job:
+    async def _prepare(self, delivery: OutgoingDelivery, link_up: bool) -> SendResult | SmsJob:
         """The delivery's open record and segments, or its outcome when it needs no submit."""
         number = recipient(delivery.target, delivery.part).number or ""
         digest, segments, form_content = self._form(
@@ -289,56 +278,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         )
         if sms.reference is None:
             sms.reference = segments[0].reference
-        return _Job(sms, number, segments, content)
-
-    async def _submit_jobs(
-        self, client: GatewayClient, jobs: list[_Job], deadline: float
-    ) -> list[GatewayError | None]:
-        """Submit the jobs through as many coroutines as the binds' windows hold, each taking
-        the next job when its last is done (not one task per delivery)."""
-        errors: list[GatewayError | None] = [None] * len(jobs)
-        waiting = iter(range(len(jobs)))
-
-        async def worker() -> None:
-            for index in waiting:
-                errors[index] = await self._submit_all(client, jobs[index], deadline)
-
-        workers = min(len(jobs), self.config.binds * self.config.window)
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        return errors
-
-    async def _submit_all(
-        self, client: GatewayClient, job: _Job, deadline: float
-    ) -> GatewayError | None:
-        """Submit the segments of ``job`` that have no message id yet, in order."""
-        sms = job.sms
-        try:
-            for segment in job.segments:
-                if segment.sequence not in sms.ids:
-                    reference = segment.reference if sms.reference is None else sms.reference
-                    again = with_reference(segment, reference)
-                    self.tracker.accepted(
-                        sms, await self._submit(client, job.number, again, deadline)
-                    )
-        except GatewayError as exc:
-            return exc
-        return None
-
-    def _result(self, job: _Job, error: GatewayError | None) -> SendResult | Exception:
-        sms = job.sms
-        if error is not None:
-            found = channel_error(
-                error, job.number, retry_after=self.config.throttle_pause_max_seconds
-            )
-            if not isinstance(found, RetryableError):
-                self.tracker.forget(sms.delivery_id)
-            return found
-        return SendResult(
-            SendOutcome.ACCEPTED,
-            provider_ref=",".join(sms.ids[n] for n in sorted(sms.ids)),
-            detail=f"{sms.total} segments accepted by the {self.config.protocol.upper()} gateway",
-            content=job.content,
-        )
+        return SmsJob(sms, number, segments, content)
 
     def _fresh_after(self) -> float:
         """How long an accepted delivery waits for its receipts before it is submitted anew."""
@@ -348,18 +288,6 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         if earlier.outcome is ConfirmationOutcome.CONFIRMED:
             return SendResult(SendOutcome.CONFIRMED, detail=earlier.detail, content=content)
         raise PermanentError(earlier.detail)
-
-    async def _submit(
-        self, client: GatewayClient, number: str, segment: EncodedSegment, deadline: float
-    ) -> SegmentResult:
-        for attempt in range(self.config.throttle_retries + 1):
-            try:
-                return await client.submit_segment(number, segment, deadline)
-            except GatewayThrottledError:
-                self.throttled += 1
-                if attempt == self.config.throttle_retries:
-                    raise
-        raise AssertionError("unreachable")
 
     async def _check_link(self, link_up: bool, delivery: OutgoingDelivery, number: str) -> None:
         """With no bind up for longer than ``fallback_after_seconds``, hand the number over."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from broadcaster.channel import Confirmation, ConfirmationOutcome
 from broadcaster.errors import (
     ChannelError,
     DeviceTimeoutError,
@@ -22,6 +23,7 @@ from broadcaster.errors import (
 from broadcaster.store.db import Database
 from broadcaster.store.records import ChannelRecords
 from channels.gateway_sms import GatewayRecords, channel_error
+from channels.gateway_sms.tracking import ReceiptTracker
 from drivers.cmpp.status import connect_error, submit_error
 from drivers.smpp import status as smpp
 from drivers.smsgw.errors import (
@@ -29,6 +31,7 @@ from drivers.smsgw.errors import (
     GatewayMessageError,
     GatewayTimeoutError,
 )
+from drivers.smsgw.results import Receipt, ReceiptState, SegmentResult
 
 SMPP_RETRY = {0x04, 0x08, 0x14, 0x45, 0x58, 0x64, 0xFE, 0xFF}
 SMPP_WRONG_NUMBER = {0x0B, 0x50, 0x51}
@@ -148,3 +151,25 @@ async def test_records_without_a_store_are_a_channel_error() -> None:
     records = GatewayRecords(None, lambda: 0.0)
     with pytest.raises(ChannelError, match="needs the store's channel records"):
         await records.open()
+
+
+async def test_a_receipt_settling_a_delivery_while_its_outcome_is_read_is_seen(
+    database: Database,
+) -> None:
+    """A send of a later attempt reads the delivery's recorded outcome; the receipt that
+    settles it may arrive during that read: the send must see it, not submit again."""
+    records = GatewayRecords(ChannelRecords(lambda: database, "gateway"), lambda: 10.0)
+    settled: list[Confirmation] = []
+    tracker = ReceiptTracker(records, lambda c, _passing: settled.append(c), lambda: 10.0)
+    await records.open()
+    try:
+        sms = tracker.begin(5, "+8613900000005", "digest", 1, 1, 600.0)
+        tracker.accepted(sms, SegmentResult("m5", 1, 1, "bind1"))
+        reading = asyncio.create_task(tracker.settled(5))
+        await asyncio.sleep(0)  # the read is under way on the store's thread
+        tracker.on_receipt(Receipt("m5", ReceiptState.DELIVERED, "DELIVRD", "000", None, None))
+        found = await reading
+    finally:
+        await records.close()
+    assert settled and found == settled[0]
+    assert found.outcome is ConfirmationOutcome.CONFIRMED
