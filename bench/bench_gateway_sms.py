@@ -3,7 +3,8 @@
 The simulated gateway (``broadcaster sim smsc``) runs in a child process so that this process
 holds only broadcaster. Printed per protocol:
 
-1. ``channel``: the channel alone (``send`` called directly, as the dispatcher would) submitting
+1. ``channel``: the channel alone (``send_many`` called directly with batches of 500, four at
+   a time, as the dispatcher does; records in a SQLite store) submitting
    N single-segment SMS over 1 and over 4 binds with no rate limit: submits per second (first
    send to last answer), the time until every delivery was confirmed by its receipt, and this
    process's CPU microseconds per message (render, record, submit, answer, receipt, confirm).
@@ -11,10 +12,10 @@ holds only broadcaster. Printed per protocol:
    dispatcher, channel, receipts, states) sending one alert to ``--recipients`` numbers (in
    registry groups of ``--group-size``; each delivery keeps a copy of its group as planned,
    so large groups cost planning time and disk) through 4 binds against a gateway limited to
-   ``--gateway-rate`` segments per second in all: seconds to plan, to submit every segment
-   and until every delivery is confirmed, with the rates, the extrapolation to 1,000,000
-   recipients, and the server's CPU per recipient (planning included): on a shared machine,
-   the rate one core could carry.
+   ``--gateway-rate`` segments per second in all (0: no limit): seconds to plan, to submit
+   every segment and until every delivery is confirmed, with the rates, the extrapolation to
+   1,000,000 recipients, and the server's CPU per recipient (planning included): on a shared
+   machine, the rate one core could carry.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_gateway_sms.py [--recipients 1000000]
 [--messages 20000] [--protocols smpp,cmpp] [--skip-channel] [--skip-city]``.
@@ -29,6 +30,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,26 @@ from broadcaster.channel import AlertMessage, OutgoingDelivery
 from broadcaster.config import parse_config
 from broadcaster.delivery import Target
 from broadcaster.service import BroadcasterService
+from broadcaster.store.db import Database
+from broadcaster.store.records import ChannelRecords
 from broadcaster.testing.messages import channel_context, contract_message
 from channels.gateway_sms import GatewaySmsChannel, GatewaySmsChannelConfig
 from tests.core.support import COUNTY, make_alert
 
 WINDOW = 64
+BATCH = 500
+"""Deliveries per batch in the channel-alone run (the dispatcher's default ``batch_size``)."""
+CITY_BATCH = 2000
+"""The city run's ``batch_size``: a claim's cost grows with the outbox, so fewer, larger ones."""
+IN_FLIGHT = 4
+"""Batches in flight at once: the dispatcher claims the next while earlier ones submit."""
 ACCOUNT = {"smpp": ("bench", "pw"), "cmpp": ("901234", "pw")}
 GOAL_SECONDS = 15 * 60
+
+
+def load_average() -> str:
+    """The machine's load average over the last minute (the bench shares the machine)."""
+    return Path("/proc/loadavg").read_text(encoding="utf-8").split()[0]
 
 
 def cpu_seconds() -> float:
@@ -99,7 +114,11 @@ async def bench_channel(protocol: str, binds: int, messages: int) -> None:
     process, port, drain = await start_gateway(protocol, 0, 0)
     with tempfile.TemporaryDirectory() as folder:
         config = GatewaySmsChannelConfig.model_validate(gateway_table(protocol, port, binds, 0))
-        channel = GatewaySmsChannel("bench", config, channel_context(Path(folder)))
+        database = Database(Path(folder) / "store.db")
+        context = replace(
+            channel_context(Path(folder)), records=ChannelRecords(lambda: database, "bench")
+        )
+        channel = GatewaySmsChannel("bench", config, context)
         message = contract_message()
         confirmed = 0
         done = asyncio.Event()
@@ -115,18 +134,18 @@ async def bench_channel(protocol: str, binds: int, messages: int) -> None:
         try:
             assert channel.client is not None
             await channel.client.wait_binds_up(binds, 10)
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for number in range(1, messages + 1):
-                queue.put_nowait(number)
+            batches = [
+                [delivery(message, n) for n in range(start, min(messages, start + BATCH) + 1)]
+                for start in range(1, messages + 1, BATCH)
+            ]
 
             async def worker() -> None:
-                while not queue.empty():
-                    number = queue.get_nowait()
-                    await channel.send(delivery(message, number))
+                while batches:
+                    await channel.send_many(batches.pop(0))
 
             counter = asyncio.create_task(count())
             cpu_before, started = cpu_seconds(), time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(binds * WINDOW * 2)))
+            await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
             submitted = time.perf_counter() - started
             async with asyncio.timeout(120):
                 await done.wait()
@@ -135,13 +154,15 @@ async def bench_channel(protocol: str, binds: int, messages: int) -> None:
             counter.cancel()
         finally:
             await channel.stop()
+            database.close()
             process.terminate()
             await process.wait()
             await drain
     print(
         f"{protocol} channel binds={binds}: {messages / submitted:7.0f} submits/s"
         f" ({messages / submitted / binds:6.0f} per bind), all {messages} confirmed after"
-        f" {finished:5.2f} s, CPU {cpu / messages * 1e6:5.0f} µs/message",
+        f" {finished:5.2f} s, CPU {cpu / messages * 1e6:5.0f} µs/message;"
+        f" load average {load_average()}",
         flush=True,
     )
 
@@ -185,12 +206,12 @@ async def bench_city(protocol: str, recipients: int, gateway_rate: float, size: 
         registry = base / "targets.json"
         registry.write_text(json.dumps(city_groups(recipients, size)), encoding="utf-8")
         table = gateway_table(protocol, port, binds, gateway_rate / binds * 0.98)
-        table["concurrency"] = 2048
+        table["concurrency"] = CITY_BATCH * IN_FLIGHT
         config = parse_config(
             {
                 "server": {"data_dir": str(base / "data"), "sender": "city@example.cn"},
                 "registry": {"targets": str(registry)},
-                "dispatcher": {"idle_poll_seconds": 0.05, "batch_size": 2000},
+                "dispatcher": {"idle_poll_seconds": 0.05, "batch_size": CITY_BATCH},
                 "channels": {"city": table},
             },
             base_dir=base,
@@ -242,7 +263,7 @@ async def bench_city(protocol: str, recipients: int, gateway_rate: float, size: 
         f" 1,000,000 recipients: about {million / 60:4.1f} min"
         f" ({'within' if million <= GOAL_SECONDS else 'over'} 15 min);"
         f" server CPU {cpu / recipients * 1e6:.0f} µs/recipient"
-        f" (one core's worth: {recipients / cpu:.0f} recipients/s)",
+        f" (one core's worth: {recipients / cpu:.0f} recipients/s); load average {load_average()}",
         flush=True,
     )
 

@@ -323,6 +323,11 @@ class RecordStore(Protocol):
         """The records whose key starts with ``prefix``, by key."""
         ...
 
+    async def write_many(self, changes: Mapping[str, Any | None]) -> None:
+        """Store each value of ``changes`` under its key and delete each key whose value is
+        None, all in one transaction (thousands of records in one commit)."""
+        ...
+
 
 class DeviceLeaseHolder(Protocol):
     """Leases on devices that one node at a time may use (an encoder link, a modem).
@@ -540,7 +545,9 @@ class Channel(abc.ABC, Generic[ConfigT]):
     sends_in_batches: ClassVar[bool] = False
     """The dispatcher hands this channel each claimed batch in one :meth:`send_many` call
     (under one send timeout) instead of one :meth:`send` per delivery: for channels whose
-    sends are cheap and finish together (one file write, one request)."""
+    sends are cheap and finish together (one file write, one request, a gateway's window).
+    A batch is at most half the channel's ``concurrency``, so one is claimed while another
+    finishes."""
 
     async def send_many(
         self, deliveries: Sequence[OutgoingDelivery]

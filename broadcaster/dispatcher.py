@@ -249,11 +249,14 @@ class Dispatcher:
                 self._slot_free[name].clear()
                 await self._slot_free[name].wait()
                 continue
+            limit = min(free, self.config.batch_size)
+            if slot.channel.sends_in_batches:
+                # a batch holds its slots until its last delivery ends: with at most half of
+                # them in one batch, the next is under way while one finishes
+                limit = min(limit, max(1, slot.concurrency // 2))
             now = self.clock()
             try:
-                claimed = await self.database.run(
-                    self.outbox.claim_due, name, now, min(free, self.config.batch_size)
-                )
+                claimed = await self.database.run(self.outbox.claim_due, name, now, limit)
             except (DiskFullError, StoreUnavailableError):
                 await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
                 continue

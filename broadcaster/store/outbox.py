@@ -202,10 +202,12 @@ class Outbox:
                 current = states.get(t.delivery_id)
                 allowed = {t.to_state} if t.progress else ALLOWED_FROM[t.to_state]
                 if current is None or current not in allowed:
-                    if current is not None and (t.content is not None or t.warning is not None):
-                        # The device confirmed before ``send`` returned: keep what was sent.
+                    late = (t.content, t.warning, t.provider_ref)
+                    if current is not None and any(v is not None for v in late):
+                        # The device confirmed before ``send`` returned: keep what was sent
+                        # and the provider's reference for it.
                         content = contents.text(t.content)
-                        late_content.append((content, t.warning, t.delivery_id))
+                        late_content.append((content, t.warning, t.provider_ref, t.delivery_id))
                     continue
                 states[t.delivery_id] = t.to_state
                 events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
@@ -250,7 +252,8 @@ class Outbox:
                 )
             conn.executemany(
                 "UPDATE deliveries SET content = coalesce(content, ?),"
-                " warning = coalesce(warning, ?) WHERE id = ?",
+                " warning = coalesce(warning, ?), provider_ref = coalesce(provider_ref, ?)"
+                " WHERE id = ?",
                 late_content,
             )
         return len(events)

@@ -27,13 +27,19 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from broadcaster.errors import StoreError
 from broadcaster.store.db import Database
 
 log = logging.getLogger(__name__)
+
+_UPSERT = (
+    "INSERT INTO channel_records (channel, key, value, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value,"
+    " updated_at = excluded.updated_at"
+)
 
 DatabaseOf = Callable[[], Database]
 """Gives the running store's database (channels are built before the store is opened)."""
@@ -53,10 +59,7 @@ class ChannelRecordTable:
 
     def put(self, channel: str, key: str, value: Any, now: float) -> None:
         self.database.conn.execute(
-            "INSERT INTO channel_records (channel, key, value, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value,"
-            " updated_at = excluded.updated_at",
-            (channel, key, json.dumps(value, ensure_ascii=False), now),
+            _UPSERT, (channel, key, json.dumps(value, ensure_ascii=False), now)
         )
 
     def add(self, channel: str, key: str, value: Any, now: float) -> bool:
@@ -85,6 +88,22 @@ class ChannelRecordTable:
             "DELETE FROM channel_records WHERE channel = ? AND key = ?", (channel, key)
         )
         return cursor.rowcount > 0
+
+    def write_many(self, channel: str, changes: Mapping[str, Any | None], now: float) -> None:
+        """Upsert each value and delete each key whose value is None, in one transaction."""
+        with self.database.transaction() as conn:
+            conn.executemany(
+                _UPSERT,
+                [
+                    (channel, key, json.dumps(value, ensure_ascii=False), now)
+                    for key, value in changes.items()
+                    if value is not None
+                ],
+            )
+            conn.executemany(
+                "DELETE FROM channel_records WHERE channel = ? AND key = ?",
+                [(channel, key) for key, value in changes.items() if value is None],
+            )
 
     def items(self, channel: str, prefix: str) -> list[tuple[str, Any]]:
         rows = self.database.query(
@@ -162,6 +181,11 @@ class ChannelRecords:
     async def items(self, prefix: str = "") -> list[tuple[str, Any]]:
         database = self._database_of()
         return await database.run(ChannelRecordTable(database).items, self.channel, prefix)
+
+    async def write_many(self, changes: Mapping[str, Any | None]) -> None:
+        database = self._database_of()
+        table = ChannelRecordTable(database)
+        await database.run(table.write_many, self.channel, dict(changes), self._clock())
 
 
 class DeviceLeases:

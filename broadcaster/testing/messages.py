@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,15 @@ class FileRecords:
 
     async def items(self, prefix: str = "") -> list[tuple[str, Any]]:
         return sorted((k, v) for k, v in self._all().items() if k.startswith(prefix))
+
+    async def write_many(self, changes: Mapping[str, Any | None]) -> None:
+        records = self._all()
+        for key, value in changes.items():
+            if value is None:
+                records.pop(key, None)
+            else:
+                records[key] = value
+        self._save(records)
 
 
 def channel_context(data_dir: Path) -> ChannelContext:

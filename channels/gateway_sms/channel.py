@@ -7,8 +7,13 @@
   ``coding = "gbk"``) and submits each segment through ``drivers.smpp`` or ``drivers.cmpp``
   over the least busy of ``binds`` connections, within each bind's ``window`` and
   ``submit_rate_per_second``. It answers ACCEPTED once every segment has a gateway message id
-  and the delivery's record is on disk (``channels.gateway_sms.tracking``); the delivery is
+  and the delivery's record is committed to the store's channel records
+  (``channels.gateway_sms.tracking``, ``channels.gateway_sms.records``); the delivery is
   confirmed when every segment's receipt says delivered, failed when one says otherwise.
+- The dispatcher hands over each claimed batch in one ``send_many``: the batch's segments
+  are submitted together through the windows, their records written in one commit; segments
+  still waiting for room after ``batch_submit_seconds`` are not sent and their deliveries
+  are retried, so a throttled gateway cannot hold the batch's results back.
 - A throttled bind rests (the pause doubling while the gateway keeps throttling) and the
   segment is submitted again, up to ``throttle_retries`` times, before the core's backoff takes
   over. A connection that drops mid-window fails only the segments it had not answered; the
@@ -54,12 +59,11 @@ from broadcaster.errors import (
     ChannelError,
     DeviceUnavailableError,
     PermanentError,
-    RetryableError,
     UnsupportedError,
 )
 from channels.gateway_sms.config import GatewaySmsChannelConfig
-from channels.gateway_sms.errors import channel_error
 from channels.gateway_sms.records import GatewayRecords
+from channels.gateway_sms.sending import NOT_SUBMITTED, SegmentSubmitter, SmsJob
 from channels.gateway_sms.tracking import OPEN, SETTLED, ReceiptTracker
 from channels.smstext import (
     LANGUAGE_STRIDE,
@@ -72,13 +76,14 @@ from channels.smstext import (
 from drivers.cmpp import CmppClient, CmppClientConfig
 from drivers.smpp import SmppClient
 from drivers.smsgw.client import GatewayClient
-from drivers.smsgw.errors import GatewayError, GatewayThrottledError
-from drivers.smsgw.results import EncodedSegment, SegmentResult
-from drivers.smsgw.segments import TextCoding, count_segments, split_message, with_reference
+from drivers.smsgw.errors import GatewayError
+from drivers.smsgw.results import EncodedSegment
+from drivers.smsgw.segments import TextCoding, count_segments, split_message
 
 log = logging.getLogger(__name__)
 
-RECORD_NAME = "records.sqlite3"
+EARLIER_RECORDS = "records.sqlite3"
+"""The record file of earlier versions, taken into the store once (``GatewayRecords.adopt``)."""
 KEEP_SETTLED_SECONDS = 2 * 86400
 KEEP_OPEN_SECONDS = 7 * 86400
 FORM_CACHE = 64
@@ -103,8 +108,8 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             else TextCoding.UCS2
         )
         self.renderer = SmsRenderer(config, lambda: context.sender_name, self._count)
-        directory = context.data_dir / f"gateway-sms-{name}"
-        self.records = GatewayRecords(directory / RECORD_NAME, self.clock)
+        self.records = GatewayRecords(context.records, self.clock)
+        self.earlier_records = context.data_dir / f"gateway-sms-{name}" / EARLIER_RECORDS
         self.tracker = ReceiptTracker(self.records, self._settled, self.clock)
         self._client: GatewayClient | None = None
         self._down_since: float | None = None
@@ -112,7 +117,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         self._forms: OrderedDict[
             tuple[str, tuple[str, ...], int], tuple[str, list[EncodedSegment], dict[str, Any]]
         ] = OrderedDict()
-        self.throttled = 0
+        self.submitter = SegmentSubmitter(config, self.tracker)
         self.forwarded = 0
 
     def _count(self, text: str) -> int:
@@ -120,6 +125,11 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             return count_segments(text, self.coding)
         except GatewayError:
             return self.config.segment_limit + 1  # uncodable: never fits; send says why
+
+    @property
+    def throttled(self) -> int:
+        """Throttled submits since start."""
+        return self.submitter.throttled
 
     @property
     def client(self) -> GatewayClient | None:
@@ -135,6 +145,11 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
     async def start(self) -> None:
         await self.records.open()
         try:
+            adopted = await self.records.adopt(self.earlier_records)
+            if adopted:
+                log.info(
+                    "channel %s: %d records taken from %s", self.name, adopted, self.earlier_records
+                )
             client = self._make_client()
             restored = await self.tracker.restore(client)
             await client.start(wait=0)
@@ -206,10 +221,48 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         """The SMS of the delivery: language, text, gateway segments and encoding."""
         return dict(self._form(message, target, part)[2])
 
+    sends_in_batches = True
+
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        (result,) = await self.send_many([delivery])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def send_many(
+        self, deliveries: Sequence[OutgoingDelivery]
+    ) -> Sequence[SendResult | Exception]:
+        """Submit the batch's segments together, pipelined through every bind's window; each
+        delivery ends as its own ``send`` would have left it. Segments still waiting for room
+        ``batch_submit_seconds`` after the start are not sent (their deliveries are retried),
+        so a throttled gateway cannot hold the batch's results back for long. The records
+        of what the gateway took are written in one commit before the results are given."""
         client = self._client
         if client is None:
             raise DeviceUnavailableError(f"channel {self.name} is not running")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.batch_submit_seconds
+        results: list[SendResult | Exception] = []
+        jobs: list[SmsJob] = []
+        link_up = client.binds_up > 0
+        for index, delivery in enumerate(deliveries):
+            try:
+                prepared = await self._prepare(delivery, link_up)
+            except ChannelError as exc:
+                results.append(exc)
+                continue
+            results.append(prepared if isinstance(prepared, SendResult) else NOT_SUBMITTED)
+            if isinstance(prepared, SmsJob):
+                prepared.index = index
+                jobs.append(prepared)
+        errors = await self.submitter.submit(client, jobs, deadline)
+        await self.tracker.save(job.sms for job in jobs if job.sms.ids)
+        for job, error in zip(jobs, errors, strict=True):
+            results[job.index] = self.submitter.result(job, error)
+        return results
+
+    async def _prepare(self, delivery: OutgoingDelivery, link_up: bool) -> SendResult | SmsJob:
+        """The delivery's open record and segments, or its outcome when it needs no submit."""
         number = recipient(delivery.target, delivery.part).number or ""
         digest, segments, form_content = self._form(
             delivery.message, delivery.target, delivery.part
@@ -219,31 +272,13 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             earlier = await self.tracker.settled(delivery.id)
             if earlier is not None:
                 return self._repeat(earlier, content)
-        await self._check_link(client, delivery, number)
+        await self._check_link(link_up, delivery, number)
         sms = self.tracker.begin(
             delivery.id, number, digest, len(segments), delivery.attempt, self._fresh_after()
         )
         if sms.reference is None:
             sms.reference = segments[0].reference
-        try:
-            for segment in segments:
-                if segment.sequence not in sms.ids:
-                    again = with_reference(segment, sms.reference)
-                    self.tracker.accepted(sms, await self._submit(client, number, again))
-        except GatewayError as exc:
-            error = channel_error(exc, number, retry_after=self.config.throttle_pause_max_seconds)
-            if sms.ids:
-                await self.tracker.save(sms)  # the segments the gateway took are not sent again
-            if not isinstance(error, RetryableError):
-                self.tracker.forget(delivery.id)
-            raise error from exc
-        await self.tracker.save(sms)
-        return SendResult(
-            SendOutcome.ACCEPTED,
-            provider_ref=",".join(sms.ids[n] for n in sorted(sms.ids)),
-            detail=f"{sms.total} segments accepted by the {self.config.protocol.upper()} gateway",
-            content=content,
-        )
+        return SmsJob(sms, number, segments, content)
 
     def _fresh_after(self) -> float:
         """How long an accepted delivery waits for its receipts before it is submitted anew."""
@@ -254,26 +289,12 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
             return SendResult(SendOutcome.CONFIRMED, detail=earlier.detail, content=content)
         raise PermanentError(earlier.detail)
 
-    async def _submit(
-        self, client: GatewayClient, number: str, segment: EncodedSegment
-    ) -> SegmentResult:
-        for attempt in range(self.config.throttle_retries + 1):
-            try:
-                return await client.submit_segment(number, segment)
-            except GatewayThrottledError:
-                self.throttled += 1
-                if attempt == self.config.throttle_retries:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _check_link(
-        self, client: GatewayClient, delivery: OutgoingDelivery, number: str
-    ) -> None:
+    async def _check_link(self, link_up: bool, delivery: OutgoingDelivery, number: str) -> None:
         """With no bind up for longer than ``fallback_after_seconds``, hand the number over."""
-        now = self.clock()
-        if client.binds_up:
+        if link_up:
             self._down_since = None
             return
+        now = self.clock()
         if self._down_since is None:
             self._down_since = now
         down = now - self._down_since

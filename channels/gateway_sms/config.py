@@ -56,6 +56,12 @@ class GatewaySmsChannelConfig(SmsTextConfig):
     throttle_retries: int = Field(
         20, ge=0, description="throttled submits of one segment retried in place, then the core's"
     )
+    batch_submit_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="how long a batch's segments may wait for room in the binds' windows;"
+        " deliveries not submitted by then are retried",
+    )
     fallback: str | None = Field(
         None, min_length=1, description="the sms channel that takes numbers the gateway cannot"
     )

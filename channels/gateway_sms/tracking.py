@@ -29,6 +29,8 @@ from drivers.smsgw.results import Receipt, ReceiptState, SegmentResult
 OPEN = "d:"
 SETTLED = "s:"
 EARLY_RECEIPTS = 10_000
+RECENT_OUTCOMES = 100_000
+"""Outcomes of this run kept in memory, so a send racing its delivery's last receipt sees it."""
 PERMANENT_STATES = frozenset({ReceiptState.UNDELIVERABLE, ReceiptState.REJECTED})
 """Receipt states that say the number cannot get the message; the others (expired, deleted,
 unknown) are passing causes a fallback channel may try to beat."""
@@ -135,6 +137,7 @@ class ReceiptTracker:
         self._open: dict[int, OpenSms] = {}
         self._by_id: dict[str, tuple[int, int]] = {}
         self._early: OrderedDict[str, Receipt] = OrderedDict()
+        self._recent: OrderedDict[int, Confirmation] = OrderedDict()
         self.progress = Progress()
         self.submit_rate = RateMeter(clock)
         self.receipt_rate = RateMeter(clock)
@@ -157,10 +160,14 @@ class ReceiptTracker:
         return len(self._open)
 
     async def settled(self, delivery_id: int) -> Confirmation | None:
-        """The recorded outcome of a delivery already settled, None if it is not."""
+        """The recorded outcome of a delivery already settled, None if it is not (one its
+        receipts settle while the record is read counts as settled)."""
+        recent = self._recent.get(delivery_id)
+        if recent is not None:
+            return recent
         record = await self.records.get(f"{SETTLED}{delivery_id}")
         if record is None:
-            return None
+            return self._recent.get(delivery_id)
         outcome = ConfirmationOutcome(record["outcome"])
         return Confirmation(delivery_id, outcome, str(record["detail"]))
 
@@ -211,10 +218,14 @@ class ReceiptTracker:
         if early is not None:
             self.on_receipt(early)
 
-    async def save(self, sms: OpenSms) -> None:
-        """Write the delivery's record; returns once it is on disk."""
-        if sms.delivery_id in self._open:
-            await self.records.put(f"{OPEN}{sms.delivery_id}", sms.to_record())
+    async def save(self, sent: Iterable[OpenSms]) -> None:
+        """Write the records of deliveries the gateway took (in part or whole), in one
+        commit; returns once it is committed. A delivery its receipts settled meanwhile has
+        its outcome recorded instead."""
+        records = {
+            f"{OPEN}{s.delivery_id}": s.to_record() for s in sent if s.delivery_id in self._open
+        }
+        await self.records.put_many(records)
 
     def on_receipt(self, receipt: Receipt) -> None:
         """A receipt from the gateway client (its callback)."""
@@ -255,6 +266,9 @@ class ReceiptTracker:
         else:
             self.progress.failed += 1
         confirmation = Confirmation(sms.delivery_id, outcome, detail)
+        self._recent[sms.delivery_id] = confirmation
+        while len(self._recent) > RECENT_OUTCOMES:
+            self._recent.popitem(last=False)
         self.records.put_later(f"{OPEN}{sms.delivery_id}", None)
         self.records.put_later(
             f"{SETTLED}{sms.delivery_id}", {"outcome": outcome.value, "detail": detail}

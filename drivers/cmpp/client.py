@@ -19,7 +19,7 @@ from drivers.cmpp.status import RESULT_OK, connect_error, submit_error
 from drivers.smsgw.bind import GatewayBind
 from drivers.smsgw.client import ClientSettings, GatewayClient, GatewayTuning
 from drivers.smsgw.errors import GatewayBindError, GatewayConfigError, GatewayProtocolError
-from drivers.smsgw.results import STATS, EncodedSegment, Receipt, ReceiptState
+from drivers.smsgw.results import STATS, EncodedSegment, Receipt, ReceiptState, gateway_time
 from drivers.smsgw.segments import TextCoding
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,6 @@ class CmppClientConfig(GatewayTuning):
         if self.coding not in CODINGS:
             raise GatewayConfigError(f"coding: {self.coding!r} is not ucs2 or gbk")
         return self.tuned(self.host, self.port)
-
-
-def cmpp_time(value: str) -> datetime | None:
-    """A Submit_time / Done_time (``YYMMDDHHMM``) as a datetime, None if it is not one."""
-    try:
-        return datetime.strptime(value, "%y%m%d%H%M") if len(value) == 10 else None
-    except ValueError:
-        return None
 
 
 class CmppBind(GatewayBind[pdu.CmppPdu]):
@@ -160,8 +152,8 @@ class CmppBind(GatewayBind[pdu.CmppPdu]):
             state=STATS.get(report.stat, ReceiptState.UNDELIVERABLE),
             stat=report.stat,
             error="" if report.stat == "DELIVRD" else report.stat,
-            submitted=cmpp_time(report.submit_time),
-            done=cmpp_time(report.done_time),
+            submitted=gateway_time(report.submit_time),
+            done=gateway_time(report.done_time),
         )
         return response, receipt, False
 

@@ -17,7 +17,7 @@ from drivers.smpp.pdu import (
     ShortMessage,
 )
 from drivers.smsgw.errors import GatewayProtocolError
-from drivers.smsgw.results import STAT_WORDS, STATS, Receipt, ReceiptState
+from drivers.smsgw.results import STAT_WORDS, STATS, Receipt, ReceiptState, gateway_time
 
 # §5.3.2.35 message_state values
 MESSAGE_STATES = {
@@ -32,19 +32,27 @@ MESSAGE_STATES = {
 }
 STATE_CODES = {state: code for code, state in MESSAGE_STATES.items()}
 
+_LAYOUT = re.compile(
+    r"id:(\S*) sub:(\S*) dlvrd:(\S*) submit date:(\S*) done date:(\S*) stat:(\S*) err:(\S*)",
+    re.IGNORECASE,
+)
+_LAYOUT_NAMES = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
 _FIELD = re.compile(
     r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)|text:(.*)", re.IGNORECASE | re.DOTALL
 )
 
 
-def _date(value: str | None) -> datetime | None:
-    layout = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S"}.get(len(value or ""))
-    if value is None or layout is None or not value.isdigit():
-        return None
-    try:
-        return datetime.strptime(value, layout)
-    except ValueError:
-        return None
+def _fields(text: str) -> dict[str, str]:
+    """The receipt text's fields by lower-case name (the first of each): in one match for the
+    text as Appendix B lays it out, field by field for any other order."""
+    laid_out = _LAYOUT.match(text)
+    if laid_out is not None:
+        return dict(zip(_LAYOUT_NAMES, laid_out.groups(), strict=True))
+    fields: dict[str, str] = {}
+    for match in _FIELD.finditer(text):
+        if match.group(1):
+            fields.setdefault(match.group(1).lower(), match.group(2))
+    return fields
 
 
 def format_receipt_text(
@@ -65,11 +73,8 @@ def format_receipt_text(
 
 def parse_receipt(body: ShortMessage) -> Receipt:
     """The receipt in a receipt deliver_sm; GatewayProtocolError if it names no message id."""
-    fields: dict[str, str] = {}
     text = body.short_message.decode("latin-1")
-    for match in _FIELD.finditer(text):
-        if match.group(1):
-            fields.setdefault(match.group(1).lower(), match.group(2))
+    fields = _fields(text)
     tlv_id = body.tlv(TAG_RECEIPTED_MESSAGE_ID)
     message_id = tlv_id.rstrip(b"\0").decode("ascii", "replace") if tlv_id else fields.get("id")
     if not message_id:
@@ -85,6 +90,6 @@ def parse_receipt(body: ShortMessage) -> Receipt:
         state=state,
         stat=stat,
         error=fields.get("err", ""),
-        submitted=_date(fields.get("submit date")),
-        done=_date(fields.get("done date")),
+        submitted=gateway_time(fields.get("submit date")),
+        done=gateway_time(fields.get("done date")),
     )

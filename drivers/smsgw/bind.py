@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from drivers.smsgw.errors import (
+    GatewayBusyError,
     GatewayConnectionError,
     GatewayConnectionLostError,
     GatewayError,
@@ -100,6 +101,7 @@ class GatewayBind(abc.ABC, Generic[P]):
         self._rest_until = 0.0
         self._sequences = itertools.count(1)
         self._pending: dict[int, asyncio.Future[P]] = {}
+        self._outgoing: list[bytes] = []
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
@@ -207,30 +209,56 @@ class GatewayBind(abc.ABC, Generic[P]):
             raise GatewayConnectionError(f"{self.name}: not connected")
         sequence = self._next_sequence()
         pdu = build(sequence)
-        future: asyncio.Future[P] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[P] = loop.create_future()
         self._pending[sequence] = future
-        self._writer.write(self.encode(pdu))
+        self._send(self.encode(pdu))
+        timeout = self.settings.request_timeout
+        timer = loop.call_at(loop.time() + timeout, self._expire, future, pdu.command_id)
         try:
-            async with asyncio.timeout(self.settings.request_timeout):
-                return await future
-        except TimeoutError as exc:
-            raise GatewayTimeoutError(
-                f"{self.name}: no answer to command {pdu.command_id:#x} in"
-                f" {self.settings.request_timeout} s"
-            ) from exc
+            return await future
         finally:
+            timer.cancel()
             self._pending.pop(sequence, None)
+
+    def _expire(self, future: asyncio.Future[P], command_id: int) -> None:
+        if not future.done():
+            future.set_exception(
+                GatewayTimeoutError(
+                    f"{self.name}: no answer to command {command_id:#x} in"
+                    f" {self.settings.request_timeout} s"
+                )
+            )
+
+    def _send(self, frame: bytes) -> None:
+        """Queue ``frame`` for the connection: the frames queued in one turn of the event loop
+        (a window's worth of submits, the answers to a burst of receipts) go out in one write,
+        one system call instead of one each."""
+        self._outgoing.append(frame)
+        if len(self._outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        frames, self._outgoing = self._outgoing, []
+        if frames and self._writer is not None and not self._closed.is_set():
+            self._writer.write(b"".join(frames))
 
     @property
     def resting(self) -> float:
         """Seconds this bind still rests after the gateway throttled it (0: none)."""
+        if not self._rest_until:
+            return 0.0
         return max(0.0, self._rest_until - asyncio.get_running_loop().time())
 
-    async def submit(self, destination: str, segment: EncodedSegment) -> SegmentResult:
+    async def submit(
+        self, destination: str, segment: EncodedSegment, deadline: float | None = None
+    ) -> SegmentResult:
         """Submit one segment within the window and the rate; the gateway's message id.
 
         A throttling answer makes the bind rest before its next submit, for a pause that
         doubles (with jitter) while the gateway keeps throttling and resets on an acceptance.
+        A segment still waiting for its turn at ``deadline`` (event-loop time) is not sent:
+        GatewayBusyError.
         """
         self.outstanding += 1
         try:
@@ -238,6 +266,8 @@ class GatewayBind(abc.ABC, Generic[P]):
                 if self.resting:
                     await asyncio.sleep(self.resting)
                 await self._bucket.take()
+                if deadline is not None and asyncio.get_running_loop().time() > deadline:
+                    raise GatewayBusyError(f"{self.name}: no room in the window in time")
                 response = await self.request(
                     lambda sequence: self.submit_pdu(sequence, destination, segment)
                 )
@@ -265,8 +295,8 @@ class GatewayBind(abc.ABC, Generic[P]):
                         future.set_result(pdu)
                     continue
                 response, receipt, closing = self.answer(pdu)
-                if response is not None and self._writer is not None:
-                    self._writer.write(self.encode(response))
+                if response is not None:
+                    self._send(self.encode(response))
                 if receipt is not None:
                     self._on_receipt(receipt)
                 if closing:

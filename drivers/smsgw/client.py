@@ -196,13 +196,19 @@ class GatewayClient:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _wait_for_bind(self, within: float) -> GatewayBind[Any]:
-        def best() -> GatewayBind[Any] | None:
-            open_binds = [bind for bind in self._binds.values() if bind.is_open]
-            return min(
-                open_binds, key=lambda bind: (bind.resting > 0, bind.outstanding), default=None
-            )
+    def _best_bind(self) -> GatewayBind[Any] | None:
+        """The open bind with the fewest outstanding submits, one not resting first."""
+        chosen: GatewayBind[Any] | None = None
+        chosen_key = (True, 0)
+        for bind in self._binds.values():
+            if bind.is_open:
+                key = (bind.resting > 0, bind.outstanding)
+                if chosen is None or key < chosen_key:
+                    chosen, chosen_key = bind, key
+        return chosen
 
+    async def _wait_for_bind(self, within: float) -> GatewayBind[Any]:
+        best = self._best_bind
         chosen = best()
         if chosen is not None:
             return chosen
@@ -229,10 +235,13 @@ class GatewayClient:
         """The segments ``submit`` would send for ``text`` (GatewayMessageError if it can't)."""
         return split_message(text, self.coding, self.settings.max_segments)
 
-    async def submit_segment(self, destination: str, segment: EncodedSegment) -> SegmentResult:
-        """Submit one segment on the least busy bind; its receipt will be matched to it."""
+    async def submit_segment(
+        self, destination: str, segment: EncodedSegment, deadline: float | None = None
+    ) -> SegmentResult:
+        """Submit one segment on the least busy bind; its receipt will be matched to it.
+        GatewayBusyError if it is still waiting for room at ``deadline`` (event-loop time)."""
         bind = await self._wait_for_bind(self.settings.bind.request_timeout)
-        result = await bind.submit(destination, segment)
+        result = await bind.submit(destination, segment, deadline)
         self.expect(result, destination)
         return result
 

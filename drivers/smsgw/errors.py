@@ -10,6 +10,8 @@
     │   │                                              outstanding: the gateway may or may
     │   │                                              not have taken the segment
     │   ├── GatewayProtocolError                       the peer sent bytes that are no valid PDU
+    │   ├── GatewayBusyError                           no room in the bind's window before the
+    │   │                                              caller's deadline: nothing was sent
     │   ├── GatewayThrottledError                      SMPP ESME_RTHROTTLED, CMPP result 8
     │   └── GatewayTransientError                      other transient status (queue full,
     │                                                  system error)
@@ -61,6 +63,11 @@ class GatewayConnectionLostError(GatewayConnectionError):
 
 class GatewayProtocolError(GatewayRetryableError):
     """The peer sent bytes that do not decode as a PDU of the protocol."""
+
+
+class GatewayBusyError(GatewayRetryableError):
+    """The segment found no room in the window (and rate) before the caller's deadline; it
+    was not sent."""
 
 
 class GatewayStatusError(GatewayError):

@@ -11,6 +11,26 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
+def gateway_time(value: str | None) -> datetime | None:
+    """A receipt's ``YYMMDDhhmm`` or ``YYMMDDhhmmss`` time (SMPP 3.4 Appendix B, CMPP
+    Submit_time / Done_time) as a datetime, None if it is not one. Two-digit years read as
+    ``strptime``'s ``%y`` does (69-99: 1900s); parsed by hand, as thousands a second arrive."""
+    if value is None or len(value) not in (10, 12) or not value.isdigit():
+        return None
+    year = int(value[0:2])
+    try:
+        return datetime(
+            year + (1900 if year >= 69 else 2000),
+            int(value[2:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[8:10]),
+            int(value[10:12] or 0),
+        )
+    except ValueError:
+        return None
+
+
 class ReceiptState(enum.Enum):
     """The final (or interim) state a receipt reports for one segment."""
 

@@ -60,12 +60,18 @@ def test_a_confirmation_overtaking_the_send_keeps_what_was_sent(
     db, outbox = store
     batch = [
         Transition(2, S.CONFIRMED, detail="played before send returned"),
-        Transition(2, S.ACCEPTED, detail="sent", content={"audio": "x"}, warning="no mn"),
+        Transition(
+            2, S.ACCEPTED, detail="sent", content={"audio": "x"}, warning="no mn", provider_ref="m1"
+        ),
+        Transition(3, S.CONFIRMED, detail="receipt before send returned"),
+        Transition(3, S.ACCEPTED, detail="sent", provider_ref="m2,m3"),
     ]
-    assert db.call(outbox.apply, batch, 5.0) == 1
-    (row,) = [r for r in db.call(outbox.deliveries, "a") if r["id"] == 2]
-    assert row["state"] == "confirmed"
-    assert row["content"] == {"audio": "x"} and row["warning"] == "no mn"
+    assert db.call(outbox.apply, batch, 5.0) == 2
+    rows = {r["id"]: r for r in db.call(outbox.deliveries, "a")}
+    assert rows[2]["state"] == "confirmed"
+    assert rows[2]["content"] == {"audio": "x"} and rows[2]["warning"] == "no mn"
+    assert rows[2]["provider_ref"] == "m1"
+    assert rows[3]["state"] == "confirmed" and rows[3]["provider_ref"] == "m2,m3"
     assert _history(db, outbox, 2) == [("sending", "confirmed")]
 
 

@@ -32,6 +32,22 @@ async def test_records_are_kept_per_channel_as_json(database: Database) -> None:
     assert await fm.items() == [("submission:1", "not sms")]
 
 
+async def test_many_records_are_written_and_deleted_in_one_transaction(
+    database: Database,
+) -> None:
+    gateway = ChannelRecords(lambda: database, "gateway", clock=lambda: 7.0)
+    other = ChannelRecords(lambda: database, "other", clock=lambda: 7.0)
+    await other.put("d:1", "kept")
+    await gateway.write_many({f"d:{n}": {"ids": [f"m{n}"]} for n in range(1, 2001)})
+    await gateway.write_many({"d:1": None, "s:1": {"outcome": "confirmed"}, "d:2": {"ids": []}})
+    found = dict(await gateway.items())
+    assert len(found) == 2000 and "d:1" not in found and found["s:1"] == {"outcome": "confirmed"}
+    assert found["d:2"] == {"ids": []} and found["d:2000"] == {"ids": ["m2000"]}
+    assert await other.get("d:1") == "kept"
+    await gateway.write_many({"d:3": None, "d:9999": None})  # a missing key: nothing happens
+    assert len(await gateway.items("d:")) == 1998
+
+
 def test_a_device_lease_has_one_holder_until_it_runs_out(database: Database) -> None:
     leases = DeviceLeaseTable(database)
     assert database.call(leases.acquire, "fm:encoder:1", "a", 100.0, 10.0)

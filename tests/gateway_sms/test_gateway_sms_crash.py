@@ -1,7 +1,7 @@
 """SIGKILL a real ``broadcaster serve`` once the gateway accepted every segment and before any
 receipt came; the gateway keeps the receipts for the account's next bind, as an SMSC does;
 restart the server. Every delivery ends confirmed by those receipts, matched through the
-channel's persisted records, and no segment reaches the gateway twice. The simulated gateway
+channel's records in the store, and no segment reaches the gateway twice. The simulated gateway
 runs in this process (on the test's event loop, so everything blocking goes to a thread)."""
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ NUMBERS = 30
 
 
 def open_records(path: Path) -> int:
-    """Deliveries the channel's record file holds as accepted and awaiting receipts."""
+    """Deliveries the channel's records in the store hold as accepted and awaiting receipts."""
     if not path.exists():
         return 0
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         try:
             count = int(
-                conn.execute("SELECT count(*) FROM records WHERE key LIKE 'd:%'").fetchone()[0]
+                conn.execute(
+                    "SELECT count(*) FROM channel_records WHERE channel = 'gateway'"
+                    " AND key LIKE 'd:%'"
+                ).fetchone()[0]
             )
         except sqlite3.OperationalError:
             count = 0
@@ -59,7 +62,7 @@ async def test_receipts_after_sigkill_and_restart_confirm_without_a_resend(
     table = gateway_table(protocol, gateway.port, confirm_timeout_seconds=300)
     channels = toml_table("gateway", table)
     server = ServeProcess(tmp_path, groups(NUMBERS, 10), channels, TOKEN)
-    record = server.data_dir / "gateway-sms-gateway" / "records.sqlite3"
+    record = server.data_dir / "broadcaster.db"
     processes.append(await asyncio.to_thread(server.start))
     alert = to_xml(bilingual_alert(f"gw-sigkill-{protocol}"))
     alert_id = (await asyncio.to_thread(api, server.base, "/api/v1/alerts", TOKEN, alert))["id"]

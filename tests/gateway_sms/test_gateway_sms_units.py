@@ -4,10 +4,13 @@ channel's record store: JSON by key, written in group commits, read back after a
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from broadcaster.channel import Confirmation, ConfirmationOutcome
 from broadcaster.errors import (
     ChannelError,
     DeviceTimeoutError,
@@ -17,7 +20,10 @@ from broadcaster.errors import (
     TargetRejectedError,
     UnsupportedError,
 )
+from broadcaster.store.db import Database
+from broadcaster.store.records import ChannelRecords
 from channels.gateway_sms import GatewayRecords, channel_error
+from channels.gateway_sms.tracking import ReceiptTracker
 from drivers.cmpp.status import connect_error, submit_error
 from drivers.smpp import status as smpp
 from drivers.smsgw.errors import (
@@ -25,6 +31,7 @@ from drivers.smsgw.errors import (
     GatewayMessageError,
     GatewayTimeoutError,
 )
+from drivers.smsgw.results import Receipt, ReceiptState, SegmentResult
 
 SMPP_RETRY = {0x04, 0x08, 0x14, 0x45, 0x58, 0x64, 0xFE, 0xFF}
 SMPP_WRONG_NUMBER = {0x0B, 0x50, 0x51}
@@ -80,34 +87,89 @@ def test_throttling_carries_a_pause_and_link_faults_are_device_errors() -> None:
 
 
 async def test_records_are_committed_together_and_read_back_after_a_reopen(
-    tmp_path: Path,
+    database: Database,
 ) -> None:
-    path = tmp_path / "records.sqlite3"
-    records = GatewayRecords(path, lambda: 1000.0)
+    store = ChannelRecords(lambda: database, "gateway")
+    records = GatewayRecords(store, lambda: 1000.0)
     await records.open()
-    await asyncio.gather(*(records.put(f"d:{n}", {"n": n, "ids": [f"m{n}"]}) for n in range(500)))
+    writes = (records.put_many({f"d:{n}": {"n": n, "ids": [f"m{n}"]}}) for n in range(500))
+    await asyncio.gather(*writes)
     assert records.commits < 10, records.commits  # 500 writes, a handful of transactions
-    await records.delete("d:7")
+    await records.put_many({"d:7": None})
     records.put_later("s:7", {"outcome": "confirmed"})
     assert await records.get("s:7") == {"outcome": "confirmed"}  # queued, read back at once
     await records.close()
 
-    again = GatewayRecords(path, lambda: 2000.0)
+    again = GatewayRecords(store, lambda: 2000.0)
     await again.open()
     try:
-        assert await again.get("d:3") == {"n": 3, "ids": ["m3"]}
+        assert await again.get("d:3") == {"n": 3, "ids": ["m3"], "at": 1000.0}
         assert await again.get("d:7") is None
         assert len(await again.scan("d:")) == 499
-        assert await again.scan("s:") == {"s:7": {"outcome": "confirmed"}}
+        assert await again.scan("s:") == {"s:7": {"outcome": "confirmed", "at": 1000.0}}
         assert await again.prune(1500.0, "d:") == 499
         assert await again.scan("d:") == {}
     finally:
         await again.close()
 
 
-async def test_an_unopenable_record_file_is_a_channel_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    records = GatewayRecords(blocker / "records.sqlite3", lambda: 0.0)
-    with pytest.raises(ChannelError, match="cannot open"):
+async def test_an_earlier_record_file_is_taken_into_the_store_once(
+    database: Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "gateway-sms-gateway" / "records.sqlite3"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE records (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+            " updated_at REAL NOT NULL)"
+        )
+        conn.executemany(
+            "INSERT INTO records VALUES (?, ?, ?)",
+            [
+                ("d:1", json.dumps({"number": "+86139", "ids": {"1": "m1"}}), 50.0),
+                ("s:2", json.dumps({"outcome": "confirmed", "detail": "1 of 1"}), 60.0),
+                ("s:3", json.dumps({"outcome": "failed", "detail": "old"}), 70.0),
+            ],
+        )
+    conn.close()
+    store = ChannelRecords(lambda: database, "gateway")
+    await store.put("s:3", {"outcome": "confirmed", "detail": "newer", "at": 90.0})
+    records = GatewayRecords(store, lambda: 100.0)
+    await records.open()
+    try:
+        assert await records.adopt(path) == 2
+        assert await records.adopt(path) == 0  # renamed: taken once
+        assert await records.get("d:1") == {"number": "+86139", "ids": {"1": "m1"}, "at": 50.0}
+        assert await records.get("s:2") == {"outcome": "confirmed", "detail": "1 of 1", "at": 60.0}
+        assert (await records.get("s:3") or {})["detail"] == "newer"  # the store's wins
+    finally:
+        await records.close()
+    assert not path.exists() and path.with_name("records.sqlite3.adopted").exists()
+
+
+async def test_records_without_a_store_are_a_channel_error() -> None:
+    records = GatewayRecords(None, lambda: 0.0)
+    with pytest.raises(ChannelError, match="needs the store's channel records"):
         await records.open()
+
+
+async def test_a_receipt_settling_a_delivery_while_its_outcome_is_read_is_seen(
+    database: Database,
+) -> None:
+    """A send of a later attempt reads the delivery's recorded outcome; the receipt that
+    settles it may arrive during that read: the send must see it, not submit again."""
+    records = GatewayRecords(ChannelRecords(lambda: database, "gateway"), lambda: 10.0)
+    settled: list[Confirmation] = []
+    tracker = ReceiptTracker(records, lambda c, _passing: settled.append(c), lambda: 10.0)
+    await records.open()
+    try:
+        sms = tracker.begin(5, "+8613900000005", "digest", 1, 1, 600.0)
+        tracker.accepted(sms, SegmentResult("m5", 1, 1, "bind1"))
+        reading = asyncio.create_task(tracker.settled(5))
+        await asyncio.sleep(0)  # the read is under way on the store's thread
+        tracker.on_receipt(Receipt("m5", ReceiptState.DELIVERED, "DELIVRD", "000", None, None))
+        found = await reading
+    finally:
+        await records.close()
+    assert settled and found == settled[0]
+    assert found.outcome is ConfirmationOutcome.CONFIRMED

@@ -190,6 +190,16 @@ def test_receipt_text_alone_is_enough() -> None:
         parse_receipt(pdu.ShortMessage(short_message=b"stat:DELIVRD"))
 
 
+def test_a_receipt_in_another_field_order_reads_as_the_appendix_b_layout() -> None:
+    laid_out = (
+        b"id:77 sub:001 dlvrd:000 submit date:2607010830 done date:2607010831 stat:EXPIRED err:006"
+    )
+    shuffled = b"stat:EXPIRED err:006 submit date:2607010830 id:77 done date:2607010831 dlvrd:000"
+    first, second = (parse_receipt(pdu.ShortMessage(short_message=t)) for t in (laid_out, shuffled))
+    assert first == second and first.state is ReceiptState.EXPIRED and first.error == "006"
+    assert first.done is not None and first.done.minute == 31
+
+
 def test_statuses_map_onto_the_retry_split() -> None:
     assert isinstance(status_error(ESME_RTHROTTLED, "submit_sm"), GatewayThrottledError)
     assert isinstance(status_error(ESME_RMSGQFUL, "submit_sm"), GatewayTransientError)

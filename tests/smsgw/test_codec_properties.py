@@ -4,12 +4,15 @@ loses nothing."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.cmpp import pdu as cmpp
 from drivers.smpp import pdu as smpp
 from drivers.smsgw.errors import GatewayProtocolError
+from drivers.smsgw.results import gateway_time
 from drivers.smsgw.segments import TextCoding, join_payload, split_message
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=20)
@@ -94,3 +97,13 @@ def test_splitting_loses_nothing(text: str, coding: TextCoding) -> None:
     assert "".join(part for part, _ in parts) == text
     assert all(len(s.payload) <= 140 for s in segments)
     assert [meta[2] for _, meta in parts] == list(range(1, len(segments) + 1)) or len(parts) == 1
+
+
+@given(st.text(alphabet="0123456789", min_size=8, max_size=13))
+def test_receipt_times_read_as_strptime_reads_them(value: str) -> None:
+    layout = {10: "%y%m%d%H%M", 12: "%y%m%d%H%M%S"}.get(len(value))
+    try:
+        expected = None if layout is None else datetime.strptime(value, layout)
+    except ValueError:
+        expected = None
+    assert gateway_time(value) == expected
