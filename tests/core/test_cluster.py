@@ -58,7 +58,7 @@ token = "{TOKEN}"
 [channels.log]
 type = "log"
 concurrency = 50
-rate_per_second = 150
+rate_per_second = 60
 """,
         encoding="utf-8",
     )

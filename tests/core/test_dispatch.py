@@ -225,6 +225,7 @@ async def test_restart_resumes_in_flight_deliveries_with_the_same_key(tmp_path: 
     await service.start()
     await service.dispatcher.stop()  # no dispatching: leave the deliveries to us
     await service.housekeeping.stop()
+    await service.operations.stop()
     result = await service.intake.submit(make_alert(), origin="test")
     claimed = await service.database.run(service.outbox.claim_due, "rec", service.clock(), 2)
     assert len(claimed) == 2
