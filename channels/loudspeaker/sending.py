@@ -216,6 +216,8 @@ class BatchSender:
         (a retry, and a box those did not reach, gets its own), else to each box."""
         done: list[tuple[Member, SpeakerError | None]] = []
         each: list[Member] = []
+        selected: dict[tuple[str, str, tuple[str, ...]], frozenset[str]] = {}
+        reached: dict[object, Reach] = {}
         for member in members:
             delivery, box_id = member.delivery, member.box.box_id
             if not member.areas or delivery.attempt > 1 or member.area_key is None:
@@ -224,11 +226,16 @@ class BatchSender:
             languages = tuple(delivery.target.languages)
             signer = member.areas[0]
             if member.box.transport == "tcp":
-                group = self._planned.direct(delivery.message.id, signer, languages)
-                if box_id in group:
-                    reached = await self._once(hub, cmd_id, f"tcp:{signer}", data, group)
-                    self._remember(delivery, f"tcp:{signer}", (signer, member.area_key, group))
-                    if reached.get(box_id, True) is None:
+                planned = (delivery.message.id, signer, languages)
+                if planned not in selected:
+                    selected[planned] = frozenset(self._planned.direct(*planned))
+                if box_id in selected[planned]:
+                    if planned not in reached:
+                        group = self._planned.direct(*planned)
+                        where = f"tcp:{signer}"
+                        reached[planned] = await self._once(hub, cmd_id, where, data, group)
+                        self._remember(delivery, where, (signer, member.area_key, group))
+                    if reached[planned].get(box_id, True) is None:
                         done.append((member, None))
                         continue
                 each.append(member)
@@ -239,9 +246,10 @@ class BatchSender:
             if not area:
                 each.append(member)
                 continue
-            published = await self._once(hub, cmd_id, area, data, None)
-            self._remember(delivery, area, (signer, member.area_key, None))
-            done.append((member, published.get(area)))
+            if area not in reached:
+                reached[area] = await self._once(hub, cmd_id, area, data, None)
+                self._remember(delivery, area, (signer, member.area_key, None))
+            done.append((member, reached[area].get(area)))
         if each:
             errors = await hub.send_same([m.box.box_id for m in each], data)
             done += zip(each, errors, strict=True)
