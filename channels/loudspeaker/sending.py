@@ -5,10 +5,12 @@ The batch is split by programme (alert, languages, expiry: :mod:`channels.loudsp
 .programmes`), then by the area whose key signs the boxes' commands
 (:mod:`channels.loudspeaker.groups`). For each such group the attention clip (when one is
 configured) and then the play command are built, signed and encoded once and the same bytes
-go to every box of the group; a box without area keys gets its own signed command. Each
-delivery's result is ``accepted`` as soon as its box's transport took the command (TCP
-written, MQTT PUBACK from the broker): no result waits for a box, whose acks settle the
-delivery later through :class:`~channels.loudspeaker.tracking.AckTracker`.
+go to every box of the group; a box without area keys gets its own signed command. The
+warning renders while the attention clip goes out: the play command follows the longer of
+the two, not both in turn. Each delivery's result is ``accepted`` as soon as its box's
+transport took the command (TCP written, MQTT PUBACK from the broker): no result waits for a
+box, whose acks settle the delivery later through
+:class:`~channels.loudspeaker.tracking.AckTracker`.
 """
 
 from __future__ import annotations
@@ -116,10 +118,15 @@ class BatchSender:
             groups.setdefault(member.areas[0] if member.areas else "", []).append(member)
         alone = groups.pop("", [])
         attention = self._attention(members[0].delivery)
-        if attention is not None:
-            await self._announce(hub, attention, groups, alone)
+        build = asyncio.ensure_future(self._programmes.get(members[0].delivery))
         try:
-            programme = await self._programmes.get(members[0].delivery)
+            if attention is not None:  # the warning renders while the attention clip goes out
+                await self._announce(hub, attention, groups, alone)
+        except BaseException:
+            build.cancel()
+            raise
+        try:
+            programme = await build
         except Exception as exc:
             for member in members:
                 results[member.index] = exc
