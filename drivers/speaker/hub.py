@@ -237,12 +237,17 @@ class SpeakerHub:
 
     async def send_same(self, box_ids: Sequence[str], data: bytes) -> list[SpeakerError | None]:
         """Deliver the same signed bytes (a command for an area whose key every one of the
-        boxes holds) to each box over its transport: one write per TCP connection, one
-        publish per MQTT box topic. Returns, per box and in order, None when its transport
-        has the command, else the error ``send_signed`` would raise."""
-        results: list[SpeakerError | None] = [None] * len(box_ids)
+        boxes holds) to each box over its transport, as ``send_each`` does."""
+        return await self.send_each([(box_id, data) for box_id in box_ids])
+
+    async def send_each(self, commands: Sequence[tuple[str, bytes]]) -> list[SpeakerError | None]:
+        """Deliver each (box id, signed bytes) over the box's transport: one write per TCP
+        connection, one publish per MQTT box topic, all at once. Returns, per command and in
+        order, None when its box's transport has it, else the error ``send_signed`` would
+        raise."""
+        results: list[SpeakerError | None] = [None] * len(commands)
         waiting: list[tuple[int, Awaitable[None]]] = []
-        for index, box_id in enumerate(box_ids):
+        for index, (box_id, data) in enumerate(commands):
             box = self._boxes.get(box_id)
             if box is None:
                 results[index] = UnknownBoxError(f"no box {box_id!r} is registered")
