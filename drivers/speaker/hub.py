@@ -343,7 +343,7 @@ class SpeakerHub:
         self._last_seen[box_id] = time.monotonic()
         if box_id not in self._online and transport == "mqtt":
             self.presence(box_id, True, transport)
-        if isinstance(message, BoxAck | BoxStatus):
+        if isinstance(message, (BoxAck, BoxStatus)):  # a tuple: no union built per message
             self._put(message)
 
     def link_lost(self, transport: str) -> None:
