@@ -22,7 +22,10 @@ delivery is the measured process's CPU from just before the POST (server) or the
 (hub) to the last confirmation, divided by the boxes.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes 10000,100000]``
-(``BENCH_FANOUT_QUICK=1`` is ``--quick``: 10,000 boxes only).
+(``BENCH_FANOUT_QUICK=1`` is ``--quick``: 10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH``
+writes a cProfile of the server's event loop over the measured window of each ``server-*``
+kind to ``PATH-<transport>[-own]`` (read it with ``pstats``; the profiler slows the loop,
+so its run's figures are not the bench's).
 """
 
 from __future__ import annotations

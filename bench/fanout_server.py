@@ -5,6 +5,8 @@ channel, espeak-ng) in this process and lean simulated boxes in others."""
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,7 +101,11 @@ async def whole_server(
                     "Authorization": f"Bearer {TOKEN}",
                     "Content-Type": "application/cap+xml",
                 }
+                profile_to = os.environ.get("BENCH_FANOUT_PROFILE")
+                profiler = cProfile.Profile() if profile_to else None
                 cpu_before, threads_before = cpu_s(), thread_cpu_s()
+                if profiler is not None:
+                    profiler.enable()
                 async with aiohttp.ClientSession() as session:
                     url = f"http://127.0.0.1:{port}/api/v1/alerts"
                     async with session.post(url, data=alert, headers=headers) as response:
@@ -112,6 +118,9 @@ async def whole_server(
                     await confirmed(service, answer["id"], boxes)
                 done = time.time()
                 cpu = cpu_s() - cpu_before
+                if profiler is not None and profile_to:
+                    profiler.disable()
+                    profiler.dump_stats(f"{profile_to}-{transport}{'-own' if own else ''}")
                 threads = threads_spent(threads_before)
                 arrivals, sim_after = await fleet.ask()
         finally:

@@ -5,10 +5,12 @@ The batch is split by programme (alert, languages, expiry: :mod:`channels.loudsp
 .programmes`), then by the area whose key signs the boxes' commands
 (:mod:`channels.loudspeaker.groups`). For each such group the attention clip (when one is
 configured) and then the play command are built, signed and encoded once and the same bytes
-go to every box of the group; a box without area keys gets its own signed command. Each
-delivery's result is ``accepted`` as soon as its box's transport took the command (TCP
-written, MQTT PUBACK from the broker): no result waits for a box, whose acks settle the
-delivery later through :class:`~channels.loudspeaker.tracking.AckTracker`.
+go to every box of the group; a box without area keys gets its own signed command. The
+warning renders while the attention clip goes out: the play command follows the longer of
+the two, not both in turn. Each delivery's result is ``accepted`` as soon as its box's
+transport took the command (TCP written, MQTT PUBACK from the broker): no result waits for a
+box, whose acks settle the delivery later through
+:class:`~channels.loudspeaker.tracking.AckTracker`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from broadcaster.channel import OutgoingDelivery, SendOutcome, SendResult
@@ -63,6 +65,8 @@ class Member:
 Outcome = SendResult | Exception
 Reach = dict[str, "SpeakerError | None"]
 """Per box (or area topic) a group command was sent to once: the error, or None."""
+Sent = list[tuple[Member, "SpeakerError | None"]]
+"""Per member a command was handed to: the error of its box's transport, or None."""
 Reached = tuple[str, bytes, list[str] | None]
 """The signing area and key of a group command and the TCP boxes it went to (None: an area
 topic)."""
@@ -116,16 +120,22 @@ class BatchSender:
             groups.setdefault(member.areas[0] if member.areas else "", []).append(member)
         alone = groups.pop("", [])
         attention = self._attention(members[0].delivery)
-        if attention is not None:
-            await self._announce(hub, attention, groups, alone)
+        build = asyncio.ensure_future(self._programmes.get(members[0].delivery))
         try:
-            programme = await self._programmes.get(members[0].delivery)
+            if attention is not None:  # the warning renders while the attention clip goes out
+                await self._announce(hub, attention, groups, alone)
+        except BaseException:
+            build.cancel()
+            raise
+        try:
+            programme = await build
         except Exception as exc:
             for member in members:
                 results[member.index] = exc
             return
         jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
-        jobs += [self._alone(hub, programme, member, results) for member in alone]
+        if alone:
+            jobs.append(self._alone(hub, programme, alone, results))
         await asyncio.gather(*jobs)
 
     async def _announce(
@@ -144,10 +154,9 @@ class BatchSender:
             cmd_id = group_command_id("attention", self._channel, first.delivery, area)
             data = template.sign(cmd_id, area_target(area), first.area_key)
             jobs.append(self._deliver(hub, data, cmd_id, group))
-        for member in alone:
-            cmd_id = commands.command_id("attention", member.delivery)
-            data = template.sign(cmd_id, box_target(member.box.box_id), member.box.key)
-            jobs.append(self._deliver(hub, data, cmd_id, [member]))
+        if alone:
+            signed = [(m, template.sign(*self._own("attention", m))) for m in alone]
+            jobs.append(self._deliver_each(hub, signed))
         for sent in await asyncio.gather(*jobs):
             for member, error in sent:
                 if error is not None:
@@ -168,34 +177,46 @@ class BatchSender:
         assert first.area_key is not None
         cmd_id = group_command_id("play", self._channel, first.delivery, area)
         data = programme.signed(cmd_id, area_target(area), first.area_key)
-        await self._play(hub, programme, cmd_id, data, members, results)
+        sends = [(member, cmd_id) for member in members]
+        await self._play(
+            programme, sends, lambda: self._deliver(hub, data, cmd_id, members), results
+        )
 
     async def _alone(
-        self, hub: SpeakerHub, programme: Programme, member: Member, results: list[Outcome]
+        self, hub: SpeakerHub, programme: Programme, members: list[Member], results: list[Outcome]
     ) -> None:
-        cmd_id = commands.command_id("play", member.delivery)
-        data = programme.template.sign(cmd_id, box_target(member.box.box_id), member.box.key)
-        await self._play(hub, programme, cmd_id, data, [member], results)
+        """Each box's own play command, signed with its key, all sent in one call."""
+        own = [self._own("play", member) for member in members]
+        signed = [(m, programme.template.sign(*o)) for m, o in zip(members, own, strict=True)]
+        sends = [(member, cmd_id) for member, (cmd_id, _, _) in zip(members, own, strict=True)]
+        await self._play(programme, sends, lambda: self._deliver_each(hub, signed), results)
+
+    @staticmethod
+    def _own(kind: str, member: Member) -> tuple[str, str, bytes]:
+        """The command id, target and key of a ``kind`` command to the member's box alone."""
+        box = member.box
+        return commands.command_id(kind, member.delivery), box_target(box.box_id), box.key
 
     async def _play(
         self,
-        hub: SpeakerHub,
         programme: Programme,
-        cmd_id: str,
-        data: bytes,
-        members: list[Member],
+        sends: list[tuple[Member, str]],
+        deliver: Callable[[], Awaitable[Sent]],
         results: list[Outcome],
     ) -> None:
-        for member in members:
+        """Track each (member, command id) of ``sends``, ``deliver`` them and record each
+        member's result."""
+        for member, cmd_id in sends:
             self._tracker.track(cmd_id, member.box.box_id, member.delivery.id)
         try:
-            sent = await self._deliver(hub, data, cmd_id, members)
+            sent = await deliver()
         except BaseException:
-            for member in members:
+            for member, cmd_id in sends:
                 self._tracker.forget(cmd_id, member.box.box_id)
             raise
+        ids = {member.index: cmd_id for member, cmd_id in sends}
         for member, error in sent:
-            box = member.box
+            box, cmd_id = member.box, ids[member.index]
             if error is not None:
                 self._tracker.forget(cmd_id, box.box_id)
                 results[member.index] = self._error(box.box_id, error)
@@ -208,14 +229,22 @@ class BatchSender:
                 warnings=programme.warnings,
             )
 
+    @staticmethod
+    async def _deliver_each(hub: SpeakerHub, signed: list[tuple[Member, bytes]]) -> Sent:
+        """Hand each member's own signed command to its box, all in one call."""
+        errors = await hub.send_each([(member.box.box_id, data) for member, data in signed])
+        return [(member, error) for (member, _), error in zip(signed, errors, strict=True)]
+
     async def _deliver(
         self, hub: SpeakerHub, data: bytes, cmd_id: str, members: list[Member]
-    ) -> list[tuple[Member, SpeakerError | None]]:
+    ) -> Sent:
         """Hand ``data`` to every member's box: over MQTT once to an area topic whose every
         box the alert selected, over TCP once to every box of the group the alert selected
         (a retry, and a box those did not reach, gets its own), else to each box."""
-        done: list[tuple[Member, SpeakerError | None]] = []
+        done: Sent = []
         each: list[Member] = []
+        selected: dict[tuple[str, str, tuple[str, ...]], frozenset[str]] = {}
+        reached: dict[object, Reach] = {}
         for member in members:
             delivery, box_id = member.delivery, member.box.box_id
             if not member.areas or delivery.attempt > 1 or member.area_key is None:
@@ -224,11 +253,16 @@ class BatchSender:
             languages = tuple(delivery.target.languages)
             signer = member.areas[0]
             if member.box.transport == "tcp":
-                group = self._planned.direct(delivery.message.id, signer, languages)
-                if box_id in group:
-                    reached = await self._once(hub, cmd_id, f"tcp:{signer}", data, group)
-                    self._remember(delivery, f"tcp:{signer}", (signer, member.area_key, group))
-                    if reached.get(box_id, True) is None:
+                planned = (delivery.message.id, signer, languages)
+                if planned not in selected:
+                    selected[planned] = frozenset(self._planned.direct(*planned))
+                if box_id in selected[planned]:
+                    if planned not in reached:
+                        group = self._planned.direct(*planned)
+                        where = f"tcp:{signer}"
+                        reached[planned] = await self._once(hub, cmd_id, where, data, group)
+                        self._remember(delivery, where, (signer, member.area_key, group))
+                    if reached[planned].get(box_id, True) is None:
                         done.append((member, None))
                         continue
                 each.append(member)
@@ -239,9 +273,10 @@ class BatchSender:
             if not area:
                 each.append(member)
                 continue
-            published = await self._once(hub, cmd_id, area, data, None)
-            self._remember(delivery, area, (signer, member.area_key, None))
-            done.append((member, published.get(area)))
+            if area not in reached:
+                reached[area] = await self._once(hub, cmd_id, area, data, None)
+                self._remember(delivery, area, (signer, member.area_key, None))
+            done.append((member, reached[area].get(area)))
         if each:
             errors = await hub.send_same([m.box.box_id for m in each], data)
             done += zip(each, errors, strict=True)

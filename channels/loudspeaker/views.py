@@ -50,7 +50,9 @@ class BoxViews:
 
     def on_event(self, event: HubEvent) -> None:
         """Note a presence change, a heartbeat or that an ack was heard."""
-        view = self._views.setdefault(event.box_id, BoxView())
+        view = self._views.get(event.box_id)
+        if view is None:
+            view = self._views[event.box_id] = BoxView()
         if isinstance(event, BoxPresence):
             view.online = event.online
             view.transport = event.transport

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -25,6 +26,7 @@ from drivers.speaker.codec import (
     decode_box_message,
     encode_command,
 )
+from drivers.speaker.codec_ack import decode_box_line
 from drivers.speaker.errors import (
     BoxOfflineError,
     SpeakerConfigError,
@@ -68,7 +70,8 @@ class SpeakerHub:
         self._config = config
         self._boxes: dict[str, BoxRegistration] = {}
         self._online: dict[str, str] = {}
-        self._last_seen: dict[str, datetime] = {}
+        self._last_seen: dict[str, float] = {}
+        """When each box was last heard, on the monotonic clock."""
         self._events: asyncio.Queue[HubEvent] = asyncio.Queue(config.event_queue_limit)
         self._listener: Callable[[HubEvent], None] | None = None
         self.stats = HubStats()
@@ -234,12 +237,17 @@ class SpeakerHub:
 
     async def send_same(self, box_ids: Sequence[str], data: bytes) -> list[SpeakerError | None]:
         """Deliver the same signed bytes (a command for an area whose key every one of the
-        boxes holds) to each box over its transport: one write per TCP connection, one
-        publish per MQTT box topic. Returns, per box and in order, None when its transport
-        has the command, else the error ``send_signed`` would raise."""
-        results: list[SpeakerError | None] = [None] * len(box_ids)
+        boxes holds) to each box over its transport, as ``send_each`` does."""
+        return await self.send_each([(box_id, data) for box_id in box_ids])
+
+    async def send_each(self, commands: Sequence[tuple[str, bytes]]) -> list[SpeakerError | None]:
+        """Deliver each (box id, signed bytes) over the box's transport: one write per TCP
+        connection, one publish per MQTT box topic, all at once. Returns, per command and in
+        order, None when its box's transport has it, else the error ``send_signed`` would
+        raise."""
+        results: list[SpeakerError | None] = [None] * len(commands)
         waiting: list[tuple[int, Awaitable[None]]] = []
-        for index, box_id in enumerate(box_ids):
+        for index, (box_id, data) in enumerate(commands):
             box = self._boxes.get(box_id)
             if box is None:
                 results[index] = UnknownBoxError(f"no box {box_id!r} is registered")
@@ -324,7 +332,7 @@ class SpeakerHub:
     def receive(self, box_id: str, data: bytes, transport: str) -> None:
         """Verify one message from a link and queue it as an event."""
         try:
-            message = decode_box_message(data, self._key_of)
+            message = decode_box_line(data, self._key_of)
             if message.box_id != box_id:
                 raise SpeakerProtocolError(f"message names box {message.box_id}, sent by {box_id}")
         except SpeakerProtocolError as exc:
@@ -332,10 +340,10 @@ class SpeakerHub:
             log.warning("rejected a message from box %s over %s: %s", box_id, transport, exc)
             return
         self.stats.messages_received += 1
-        self._last_seen[box_id] = datetime.now(UTC)
+        self._last_seen[box_id] = time.monotonic()
         if box_id not in self._online and transport == "mqtt":
             self.presence(box_id, True, transport)
-        if isinstance(message, BoxAck | BoxStatus):
+        if isinstance(message, (BoxAck, BoxStatus)):  # a tuple: no union built per message
             self._put(message)
 
     def link_lost(self, transport: str) -> None:
@@ -351,16 +359,16 @@ class SpeakerHub:
         now = datetime.now(UTC)
         if online:
             self._online[box_id] = transport
-            self._last_seen[box_id] = now
+            self._last_seen[box_id] = time.monotonic()
         else:
             del self._online[box_id]
         self._put(BoxPresence(box_id=box_id, online=online, transport=transport, at=now))
 
     async def _watch_heartbeats(self) -> None:
-        timeout = timedelta(seconds=self._config.heartbeat_timeout_s)
+        timeout = self._config.heartbeat_timeout_s
         while True:
-            await asyncio.sleep(self._config.heartbeat_timeout_s / 4)
-            horizon = datetime.now(UTC) - timeout
+            await asyncio.sleep(timeout / 4)
+            horizon = time.monotonic() - timeout
             for box_id, transport in list(self._online.items()):
                 if self._last_seen.get(box_id, horizon) < horizon:
                     log.warning("box %s missed its heartbeats", box_id)

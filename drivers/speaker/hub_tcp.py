@@ -53,6 +53,12 @@ class _BoxConnection(asyncio.Protocol):
         self._transport.write(data + b"\n")
 
     def data_received(self, data: bytes) -> None:
+        if not self._buffer and data.endswith(b"\n") and self.box_id is not None:
+            for line in data[:-1].split(b"\n"):  # whole lines: the usual read
+                self._link.sink.receive(self.box_id, line, TRANSPORT)
+                if self._transport is None or self._transport.is_closing():
+                    return
+            return
         self._buffer += data
         while (end := self._buffer.find(b"\n")) >= 0:
             line = bytes(self._buffer[:end])

@@ -41,17 +41,17 @@ class Wire:
         self.sent: list[tuple[str, bytes]] = []
         self.acks: list[BoxAck] = []
         self._changed = asyncio.Event()
-        send_same, publish_area = hub.send_same, hub.publish_area
+        send_each, publish_area = hub.send_each, hub.publish_area
 
-        async def recording_same(box_ids: Sequence[str], data: bytes) -> list[Any]:
-            self.sent += [(f"box:{b}", data) for b in box_ids]
-            return await send_same(box_ids, data)
+        async def recording_each(commands: Sequence[tuple[str, bytes]]) -> list[Any]:
+            self.sent += [(f"box:{b}", data) for b, data in commands]
+            return await send_each(commands)
 
         async def recording_area(area: str, data: bytes) -> None:
             self.sent.append((f"area:{area}", data))
             await publish_area(area, data)
 
-        hub.send_same = recording_same  # type: ignore[method-assign]
+        hub.send_each = recording_each  # type: ignore[method-assign]
         hub.publish_area = recording_area  # type: ignore[method-assign]
         handler: Callable[[HubEvent], None] = system.channel._on_event
 

@@ -123,6 +123,27 @@ async def test_unknown_and_offline_boxes_raise(tcp_hub: SpeakerHub) -> None:
         await tcp_hub.send_area_command("150902", stop)
 
 
+async def test_send_each_writes_each_box_its_own_bytes_and_names_each_failure(
+    tcp_hub: SpeakerHub,
+) -> None:
+    recorder = HubEventRecorder(tcp_hub)
+    offline = await tcp_hub.send_each([("b1", b"early")])
+    assert [type(error) for error in offline] == [BoxOfflineError]
+    reader, writer = await asyncio.open_connection("127.0.0.1", tcp_hub.tcp_port)
+    writer.write(hello() + b"\n")
+    try:
+        await recorder.wait_for(lambda: recorder.presence("b1") == [True])
+        errors = await tcp_hub.send_each([("b1", b"one"), ("nobody", b"x"), ("b1", b"two")])
+        assert errors[0] is None and errors[2] is None
+        assert isinstance(errors[1], UnknownBoxError)
+        async with asyncio.timeout(3):
+            assert await reader.readexactly(8) == b"one\ntwo\n"
+    finally:
+        writer.close()
+        await writer.wait_closed()
+        await recorder.close()
+
+
 def test_registration_errors() -> None:
     hub = SpeakerHub(SpeakerHubConfig())
     with pytest.raises(SpeakerConfigError, match="TCP"):
