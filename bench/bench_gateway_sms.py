@@ -66,12 +66,12 @@ def cpu_seconds() -> float:
 
 
 async def start_gateway(
-    protocol: str, rate_per_bind: float, receipt_delay: float
+    protocol: str, rate_per_bind: float, receipt_delay: float, window: int = WINDOW
 ) -> tuple[asyncio.subprocess.Process, int, asyncio.Task[bytes]]:
     name, secret = ACCOUNT[protocol]
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "drivers.smsgw.simulator_cli", "--protocol", protocol,
-        "--port", "0", "--account", f"{name}:{secret}", "--window", str(WINDOW),
+        "--port", "0", "--account", f"{name}:{secret}", "--window", str(window),
         "--rate", str(rate_per_bind), "--receipt-delay", str(receipt_delay), "--quiet",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

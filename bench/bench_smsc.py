@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
-import sys
 import time
 
+from bench.bench_gateway_sms import ACCOUNT, cpu_seconds, start_gateway
 from drivers.cmpp.client import CmppClient, CmppClientConfig
 from drivers.smpp.client import SmppClient, SmppClientConfig
 from drivers.smsgw.client import GatewayClient
@@ -28,41 +27,17 @@ from drivers.smsgw.client import GatewayClient
 WINDOW = 32
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def start_simulator(
-    protocol: str,
-) -> tuple[asyncio.subprocess.Process, int, asyncio.Task[bytes]]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drivers.smsgw.simulator_cli", "--protocol", protocol,
-        "--port", "0", "--account", "bench:pw" if protocol == "smpp" else "901234:pw",
-        "--window", str(WINDOW), "--receipt-delay", "0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = (await process.stdout.readline()).decode()
-    if not line.startswith("listening: "):
-        raise RuntimeError(f"simulator did not start: {line!r}")
-    # its per-segment lines are not needed: drain them so the pipe never fills
-    drain = asyncio.create_task(process.stdout.read())
-    return process, int(line.rsplit(":", 1)[1]), drain
-
-
 def make_client(protocol: str, port: int, binds: int) -> GatewayClient:
+    name, secret = ACCOUNT[protocol]
     if protocol == "smpp":
         return SmppClient(
-            SmppClientConfig("127.0.0.1", port, "bench", "pw", binds=binds, window=WINDOW)
+            SmppClientConfig("127.0.0.1", port, name, secret, binds=binds, window=WINDOW)
         )
-    return CmppClient(
-        CmppClientConfig("127.0.0.1", port, "901234", "pw", binds=binds, window=WINDOW)
-    )
+    return CmppClient(CmppClientConfig("127.0.0.1", port, name, secret, binds=binds, window=WINDOW))
 
 
 async def run(protocol: str, binds: int, messages: int) -> None:
-    process, port, drain = await start_simulator(protocol)
+    process, port, drain = await start_gateway(protocol, 0, 0, window=WINDOW)
     try:
         client = make_client(protocol, port, binds)
         await client.start()

@@ -565,6 +565,14 @@ class Channel(abc.ABC, Generic[ConfigT]):
         return outcomes
 
 
+async def send_through_batch(channel: Channel[Any], delivery: OutgoingDelivery) -> SendResult:
+    """``send`` of a channel that sends in batches: ``delivery`` as a batch of one."""
+    (result,) = await channel.send_many([delivery])
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def channel_progress(
     channels: Mapping[str, Channel[Any]], names: Iterable[str]
 ) -> dict[str, dict[str, Any]]:

@@ -52,6 +52,7 @@ from broadcaster.channel import (
     ProbeResult,
     SendOutcome,
     SendResult,
+    send_through_batch,
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
@@ -224,10 +225,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
     sends_in_batches = True
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        (result,) = await self.send_many([delivery])
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await send_through_batch(self, delivery)
 
     async def send_many(
         self, deliveries: Sequence[OutgoingDelivery]

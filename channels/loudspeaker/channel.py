@@ -51,6 +51,7 @@ from broadcaster.channel import (
     PlannedDelivery,
     ProbeResult,
     SendResult,
+    send_through_batch,
 )
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
@@ -272,10 +273,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     sends_in_batches = True
 
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
-        (result,) = await self.send_many([delivery])
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await send_through_batch(self, delivery)
 
     async def send_many(
         self, deliveries: Sequence[OutgoingDelivery]
