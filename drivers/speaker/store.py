@@ -10,10 +10,12 @@ an alert twice; it is rewritten atomically (temp file, fsync, rename) off the ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -157,13 +159,20 @@ class MediaFetcher:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all, through a temporary file of this write's own (a
+    write still running in a thread never shares it with the next one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +249,14 @@ class PlayJournal:
         }
         data = json.dumps(snapshot, ensure_ascii=False).encode()
         async with self._lock:
+            write = asyncio.ensure_future(asyncio.to_thread(_write_atomic, self._path, data))
             try:
-                await asyncio.to_thread(_write_atomic, self._path, data)
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The thread writes on regardless: hold the lock until it is done, so an older
+                # snapshot never lands after a newer one.
+                with contextlib.suppress(OSError):
+                    await write
+                raise
             except OSError as exc:
                 raise BoxStorageError(f"cannot write journal {self._path}: {exc}") from exc
