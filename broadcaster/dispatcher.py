@@ -151,6 +151,14 @@ class Dispatcher:
             await self._flush()
         except DiskFullError:  # deliveries left "sending" are resumed at the next start
             log.error("disk full: the last delivery states were not recorded")
+        if self.database.shared:
+            try:
+                released = await self.database.run(self.outbox.release_leases, self.clock())
+            except (DiskFullError, StoreUnavailableError) as exc:
+                log.warning("leases not released (they run out on their own): %s", exc)
+            else:
+                if released:
+                    log.info("released %d deliveries in flight to the other nodes", released)
 
     def wake(self, channels: Sequence[str] | None = None) -> None:
         """Tell workers that new deliveries may be due."""

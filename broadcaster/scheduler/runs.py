@@ -327,6 +327,16 @@ class RunLeases:
                 log.info("scheduled run %d of %s: resumed on this node", run["id"], run["schedule"])
                 self._resume(run)
 
+    async def release(self) -> None:
+        """At a clean stop, after the runs were stopped: hand them to the other nodes now."""
+        try:
+            released = await self.store.release_runs(self.clock())
+        except StoreError as exc:
+            log.warning("scheduler: run leases not released (they run out on their own): %s", exc)
+        else:
+            if released:
+                log.info("scheduler: %d running runs left to the other nodes", released)
+
     async def keep(self) -> None:
         """Renew this node's leases, stop the runs it lost, take over abandoned ones; forever."""
         while True:

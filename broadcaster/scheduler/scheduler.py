@@ -111,8 +111,10 @@ class TestBroadcastScheduler:
         self._tasks.spawn(self._leases.keep(), name="scheduler:run leases")
 
     async def stop(self) -> None:
-        """Stop the runs in progress (call after the jobs' scheduler is shut down)."""
+        """Stop the runs in progress (call after the jobs' scheduler is shut down) and leave
+        them to the other nodes sharing the store."""
         await self._tasks.close()
+        await self._leases.release()
 
     def subscribe(self, listener: RunListener) -> Callable[[], None]:
         """Call ``listener`` when a run ends; returns an unsubscribe."""

@@ -178,6 +178,9 @@ class ScheduleStore(Protocol):
     async def renew_runs(self, now: float, run_ids: Sequence[int]) -> list[int]:
         """Renew the lease of the runs this node executes; the ids still this node's."""
 
+    async def release_runs(self, now: float) -> int:
+        """End this node's leases on its running runs (a clean stop); returns how many."""
+
     async def record_probes(
         self, channel: str, results: Sequence[tuple[str, bool, str]], now: float
     ) -> dict[str, int]:

@@ -293,6 +293,16 @@ class Outbox:
             (now + lease, self.database.node, now + lease / 2),
         ).rowcount
 
+    def release_leases(self, now: float) -> int:
+        """At a clean stop: end this node's leases on what it still had in flight, so another
+        node's sweep resumes those deliveries (same key) now instead of when the leases would
+        have run out; returns how many."""
+        return self.database.conn.execute(
+            "UPDATE deliveries SET lease_until = ? WHERE state = 'sending' AND claimed_by = ?"
+            " AND lease_until > ?",
+            (now, self.database.node, now),
+        ).rowcount
+
     def recover_in_flight(self, now: float) -> int:
         """At start: deliveries left ``sending`` go back to ``queued`` (same key). On a store
         shared by several nodes, only those this node claimed or whose lease ran out."""

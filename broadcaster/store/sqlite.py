@@ -202,6 +202,9 @@ class SQLiteScheduleStore:
     async def renew_runs(self, now: float, run_ids: Sequence[int]) -> list[int]:
         return await self._run(self._tables.renew_runs, now, run_ids)
 
+    async def release_runs(self, now: float) -> int:
+        return await self._run(self._tables.release_runs, now)
+
     async def record_probes(
         self, channel: str, results: Sequence[tuple[str, bool, str]], now: float
     ) -> dict[str, int]:

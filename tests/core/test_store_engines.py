@@ -165,6 +165,22 @@ def test_claims_hold_a_lease_that_is_renewed_and_resumed_when_it_runs_out(
     assert {c.attempts for c in again if c.idempotency_key != "k3"} == {2}
 
 
+def test_a_clean_stop_ends_this_nodes_leases_only(database: Database) -> None:
+    alerts, outbox = AlertTable(database), Outbox(database)
+    database.call(alerts.insert, record(), [], plan(3), supersede=None, now=NOW)
+    database.lease_seconds = 30.0
+    database.node = "other"
+    theirs = database.call(outbox.claim_due, "log", NOW, 1)
+    database.node = "me"
+    mine = database.call(outbox.claim_due, "log", NOW, 2)
+    assert database.call(outbox.overdue, NOW + 1, {}) == []
+    assert database.call(outbox.release_leases, NOW + 1) == 2
+    found = database.call(outbox.overdue, NOW + 1, {})
+    assert {t.delivery_id for t in found} == {c.id for c in mine}
+    assert theirs[0].id not in {t.delivery_id for t in found}
+    assert database.call(outbox.release_leases, NOW + 2) == 0
+
+
 def test_a_restart_resumes_this_nodes_claims_but_not_a_live_nodes(database: Database) -> None:
     alerts, outbox = AlertTable(database), Outbox(database)
     database.call(alerts.insert, record(), [], plan(2), supersede=None, now=NOW)

@@ -1,7 +1,8 @@
 """Scheduled runs on several nodes: two nodes on one PostgreSQL store, both with the same
 schedule, run its cron time once; a run belongs to the node executing it while that node renews
-its lease, and is resumed by another node only once the lease ran out; a node that lost a run's
-lease stops it; on SQLite a start resumes what the last stop interrupted."""
+its lease, and is resumed by another node only once the lease ran out or its node stopped
+cleanly; a node that lost a run's lease stops it; on SQLite a start resumes what the last stop
+interrupted."""
 
 from __future__ import annotations
 
@@ -74,23 +75,33 @@ async def run_ended(service: BroadcasterService, run_id: int, timeout: float) ->
     return row
 
 
-async def test_a_run_is_resumed_only_when_its_node_stops_renewing_its_lease(
-    tmp_path: Path, pg_server: PgServer
-) -> None:
+def slow_run_nodes(
+    tmp_path: Path, url: str, lease_seconds: float
+) -> tuple[BroadcasterService, BroadcasterService]:
+    """Nodes a and b on one store, with the slow schedule whose first box never answers."""
     BoxChannel.reset()
     targets = box_targets(2)
     BoxChannel.hanging.add(targets[0]["id"])
-    url = pg_server.migrated()
     a, b = (
         BroadcasterService(
             scheduler_config(tmp_path / node, [SLOW], targets).model_copy(
-                update={"store": StoreConfig(url=Secret(url), node=node, lease_seconds=2)}
+                update={
+                    "store": StoreConfig(url=Secret(url), node=node, lease_seconds=lease_seconds)
+                }
             ),
             clock=OffsetClock(at("2026-06-01 09:00:00")),
         )
         for node in ("a", "b")
         if not (tmp_path / node).mkdir()
     )
+    return a, b
+
+
+async def test_a_run_is_resumed_only_when_its_node_stops_renewing_its_lease(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    url = pg_server.migrated()
+    a, b = slow_run_nodes(tmp_path, url, lease_seconds=2)
     await a.start()
     stopped_a = False
     try:
@@ -100,7 +111,7 @@ async def test_a_run_is_resumed_only_when_its_node_stops_renewing_its_lease(
         row = await run_row(b, run_id)
         assert (row["state"], row["node"]) == ("running", "a")
         assert row["lease_until"] > a.clock()
-        await a.stop()  # a stops renewing: b takes the run over once the lease ran out
+        await a.stop()  # a stops and leaves the run: b takes it over at its next renewal
         stopped_a = True
         stopped_at = b.clock()
         row = await run_ended(b, run_id, timeout=6)
@@ -109,6 +120,27 @@ async def test_a_run_is_resumed_only_when_its_node_stops_renewing_its_lease(
     finally:
         if not stopped_a:
             await a.stop()
+        await b.stop()
+    pg_server.drop(url)
+
+
+async def test_a_run_of_a_node_stopped_cleanly_is_taken_over_before_its_lease_ends(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    url = pg_server.migrated()
+    lease = 9.0
+    a, b = slow_run_nodes(tmp_path, url, lease_seconds=lease)
+    await a.start()
+    await b.start()
+    try:
+        run_id = await a.operations.scheduler.run_now("slow")
+        await a.stop()
+        stopped_at = b.clock()
+        row = await run_ended(b, run_id, timeout=lease)
+        assert (row["state"], row["node"]) == ("interrupted", "b")
+        # b's renewal comes every lease / 3; the lease itself would have lasted 9 s.
+        assert row["finished_at"] - stopped_at <= lease / 3 + 1.5
+    finally:
         await b.stop()
     pg_server.drop(url)
 
