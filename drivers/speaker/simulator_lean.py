@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -228,6 +229,27 @@ class _MqttBox(asyncio.Protocol):
                     self._box.first_at = time()
 
 
+async def _connect_from(source_host: str, host: str, port: int) -> socket.socket:
+    """A socket connected to ``host``:``port`` from ``source_host``, its local port chosen by
+    the connect for the whole address pair (``IP_BIND_ADDRESS_NO_PORT``): a port chosen at
+    ``bind`` must be free of every socket of the address, a search that took 8 ms a box
+    once 15,000 boxes of one process were connected."""
+    loop = asyncio.get_running_loop()
+    family, kind, proto, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[
+        0
+    ]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source_host, 0))
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class LeanFleet:
     """Connects every box of ``config``; ``arrivals`` reports when commands reached them."""
 
@@ -264,10 +286,13 @@ class LeanFleet:
                 if address.scheme == "mqtt"
                 else _TcpBox(box, connected, self._lost)
             )
-            source = (self.config.source_host, 0) if self.config.source_host else None
-            transport, _ = await loop.create_connection(
-                lambda: protocol, address.host, address.port, local_addr=source
-            )
+            if self.config.source_host:
+                sock = await _connect_from(self.config.source_host, address.host, address.port)
+                transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+            else:
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, address.host, address.port
+                )
             self._transports[box.box_id] = transport
             await connected
 
