@@ -91,6 +91,8 @@ async def lean_fleet(
         for link, share in zip(links, shares, strict=True)
         for part in split(share, max(at_least, -(-len(share) // PER_PROCESS)))
     ]
+    # Addresses of this run's own: another bench running at the same time uses others.
+    source_net = f"127.{os.getpid() % 250 + 1}.{os.getpid() // 250 % 256}"
     processes = []
     try:
         for n, (link, part) in enumerate(parts):
@@ -99,7 +101,7 @@ async def lean_fleet(
                     sys.executable, "-m", "drivers.speaker.simulator_lean_cli",
                     "--link", link, "--fleet-secret", SECRET.hex(),
                     "--boxes", str(len(part)), "--first-index", str(part.start),
-                    "--source-host", f"127.0.0.{10 + n}",
+                    "--source-host", f"{source_net}.{10 + n}",
                     "--connect-timeout-s", str(connect_timeout_s),
                     *(["--bare-topic", BARE_TOPIC] if bare else []),
                     *(["--areas", ",".join(areas)] if areas else []),

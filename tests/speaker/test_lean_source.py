@@ -1,6 +1,7 @@
 """The lean fleet's source address: boxes of one simulator process connect from the loopback
-address they are given, each from its own port, over TCP and MQTT (a process per address is
-how the fan-out bench opens more connections than one address has ports)."""
+address they are given, each from its own port below the ephemeral range, over TCP and MQTT
+(a process per address is how the fan-out bench opens more connections than one address has
+ports)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 
 import pytest
 
-from drivers.speaker.simulator_lean import LeanFleet, LeanFleetConfig
+from drivers.speaker.simulator_lean import LOCAL_PORTS, LeanFleet, LeanFleetConfig
 
 SECRET = b"lean-fleet-secret-0123456789abcdef"
 SOURCE = "127.0.0.7"
@@ -42,6 +43,7 @@ async def test_boxes_connect_from_their_source_address_each_from_its_own_port(
                 await asyncio.sleep(0.01)
         assert {host for host, _ in peers} == {SOURCE}
         assert len({port for _, port in peers}) == 30
+        assert all(port in LOCAL_PORTS for _, port in peers)
         # a hello line ({"v":...}) over TCP, a CONNECT packet over MQTT
         assert set(first_bytes) == ({b"{"} if scheme == "tcp" else {b"\x10"})
     finally:
