@@ -326,7 +326,8 @@ def main() -> None:
         for size in curve:
             if (kind, size) not in results:
                 results[kind, size] = run_one(kind, size, args)
-    print_table(sorted({size for _, size in results}), kinds, results)
+    ran = {size for (_, size), result in results.items() if isinstance(result, dict)}
+    print_table(sorted(ran), kinds, results)
     for kind, size in too_big:
         measured = {n: r for (k, n), r in results.items() if k == kind and isinstance(r, dict)}
         print(f"\n{kind} {size:,}: {results[kind, size]}")
