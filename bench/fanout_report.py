@@ -45,6 +45,8 @@ def format_row(result: Result) -> str:
         parts.append(f"peak RSS {result['rss_mb']:.0f} MB")
     if "confirmed" in result:
         parts.append(f"confirmed {_s(result['confirmed'])}")
+    if "timed_out" in result:
+        parts.append(f"NOT COMPLETE within the timeout, deliveries by state {result['timed_out']}")
     if "instances" in result:
         parts.append(f"channel instances {result['instances']}")
     if "threads" in result:
