@@ -36,7 +36,7 @@ def format_row(result: Result) -> str:
         f"started first {_s(started['first'])} 50% {_s(started['p50'])}"
         f" 99% {_s(started['p99'])} all {_s(started['all'])}",
         f"accepted {_s(result.get('accepted'))}",
-        f"wire all {_s(wire.get('all'))}",
+        f"wire first {_s(wire.get('first'))} all {_s(wire.get('all'))}",
         f"sim CPU {result['sim_cpu']:.2f} s ({_share(result, 'sim_cpu')})",
         f"broker CPU {result.get('broker_cpu', 0.0):.2f} s ({_share(result, 'broker_cpu')})",
     ]
@@ -61,6 +61,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("99 %", lambda r: _s(r["started"]["p99"])),
     ("all started", lambda r: _s(r["started"]["all"])),
     ("all accepted", lambda r: _s(r.get("accepted"))),
+    ("wire: first", lambda r: _s(r.get("wire", {}).get("first"))),
     ("wire: all", lambda r: _s(r.get("wire", {}).get("all"))),
     ("confirmed", lambda r: _s(r.get("confirmed"))),
     ("CPU ms/dlv", _per_delivery),
