@@ -1,31 +1,45 @@
 """Loudspeaker fan-out against the wire: bare Mosquitto, the hub alone and the whole server,
-over TCP and MQTT, for 10,000 and 100,000 boxes, side by side in one run.
+over TCP and MQTT, for 10,000 to 100,000 boxes, side by side in one run.
 
 Every measurement runs in a fresh process (so its peak RSS and CPU time are its own: all of
 its threads, from ``getrusage``), with lean simulated boxes (``drivers.speaker
 .simulator_lean``: verify, ack ``accepted``/``started``/``finished`` at once, no download, no
-playback) in separate processes, each connecting from its own loopback address:
+playback) in separate processes, each connecting from its own loopback address.
 
-- ``bare mqtt``: one QoS 1 message published to N bare subscribers of one topic; times are
-  from the publish to its arrival at the subscribers (the broker's fan-out, the floor).
-- ``hub tcp|mqtt``: a ``SpeakerHub`` alone sends one signed ``play_url`` per box (a command
-  template signed per box key); times are from the first send to the acks at the hub.
+One process may hold no more than 20,000 open files here (the hard limit cannot be raised), so
+a fleet is spread: over MQTT across one Mosquitto per ``PER_BROKER`` boxes (25,000 boxes: two
+brokers; 100,000: six), each with simulator processes of at most ``PER_PROCESS`` boxes:
+
+- ``bare mqtt``: one QoS 1 message published to every broker's bare subscribers of one topic;
+  times are from the first publish to its arrival at the subscribers (the brokers' fan-out,
+  the floor).
+- ``hub tcp|mqtt``: ``SpeakerHub`` alone (one per broker, in this process) sends one signed
+  ``play_url`` per box (a command template signed per box key); times are from the first
+  send to the acks at the hubs.
 - ``server tcp|mqtt``: the whole server (API, intake, planner, dispatcher, store, channel,
   audio rendered by espeak-ng inside the time) from the API's answer to one CAP alert for
-  the county; ``started``/``accepted`` are the boxes' acks as the channel receives them
+  the county; over several brokers it runs one ``loudspeaker`` channel instance per broker,
+  each with its share of the registry's boxes, and the alert selects the boxes of every
+  instance. ``started``/``accepted`` are the boxes' acks as the channels receive them
   (``started`` by the attention clip the server sends ahead, ``--attention on``, the default),
   ``confirmed`` when the store has every delivery confirmed.
 
-``wire`` columns are when the command reached the boxes (the simulators' clocks, same
-machine); ``sim CPU`` is the simulators' CPU time, the part of the machine they took. CPU per
-delivery is the measured process's CPU from just before the POST (server) or the first send
-(hub) to the last confirmation, divided by the boxes.
+Over TCP the server (and the hub) holds one socket per box, so a size over the open-file limit
+cannot run in one process: the bench then measures the ``--tcp-curve`` sizes and prints the
+extrapolation of their CPU per delivery, RSS per box and times to the size asked for, marked as
+such (:mod:`bench.fanout_report`).
 
-Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes 10000,100000]``
-(``BENCH_FANOUT_QUICK=1`` is ``--quick``: 10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH``
-writes a cProfile of the server's event loop over the measured window of each ``server-*``
-kind to ``PATH-<transport>[-own]`` (read it with ``pstats``; the profiler slows the loop,
-so its run's figures are not the bench's).
+``wire`` columns are when the command reached the boxes (the simulators' clocks, same
+machine); ``sim CPU`` is the simulators' CPU time and ``broker CPU`` the brokers', each also as
+a share of the machine's cores over the measured window. CPU per delivery is the measured
+process's CPU from just before the POST (server) or the first send (hub) to the last
+confirmation, divided by the boxes. Each row carries the load average when it ended.
+
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes
+10000,25000,50000,100000] [--kinds server-mqtt]`` (``BENCH_FANOUT_QUICK=1`` is ``--quick``:
+10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH`` writes a cProfile of the server's event loop
+over the measured window of each ``server-*`` kind to ``PATH-<transport>[-own]`` (read it with
+``pstats``; the profiler slows the loop, so its run's figures are not the bench's).
 """
 
 from __future__ import annotations
@@ -40,22 +54,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from bench.bench_speaker import SECRET, play
+from bench.fanout_fleet import (
+    BARE_TOPIC,
+    Machine,
+    broker_shares,
+    lean_fleet,
+    mosquittos,
+)
+from bench.fanout_report import extrapolate, format_row, print_table
 from drivers.mqtt import MqttClient
-from drivers.mqtt.testing import MosquittoBroker
 from drivers.speaker import AckStage, BoxAck, HubEvent, SpeakerHub, SpeakerHubConfig
 from drivers.speaker.codec import CommandTemplate, box_target
 from drivers.speaker.hub import BoxRegistration, MqttBrokerConfig, TcpListenConfig
 from drivers.speaker.simulator import box_key
 
-PER_PROCESS = 25_000
-"""Boxes per simulator process (each from its own loopback address, under its port range)."""
-BARE_TOPIC = "bench/bare"
+TCP_CURVE = "5000,10000,19000"
 STAGES = (AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED)
 
 
@@ -107,63 +125,6 @@ def raise_file_limit(wanted: int) -> int:
     return soft
 
 
-class Fleet:
-    """Lean simulator processes; ``arrivals`` asks each for its boxes' arrival times."""
-
-    def __init__(self, processes: list[asyncio.subprocess.Process]) -> None:
-        self.processes = processes
-
-    async def ask(self) -> tuple[list[float], float]:
-        arrivals: list[float] = []
-        cpu = 0.0
-        for process in self.processes:
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(b"arrivals\n")
-            await process.stdin.drain()
-            answer = json.loads(await process.stdout.readline())
-            arrivals += answer["arrivals"]
-            cpu += answer["cpu_s"]
-        return sorted(arrivals), cpu
-
-
-@asynccontextmanager
-async def lean_fleet(
-    link: str, boxes: int, bare: bool = False, areas: tuple[str, ...] = ()
-) -> AsyncIterator[Fleet]:
-    per = min(PER_PROCESS, -(-boxes // 2))
-    processes = []
-    try:
-        for n, first in enumerate(range(0, boxes, per)):
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "drivers.speaker.simulator_lean_cli",
-                    "--link", link, "--fleet-secret", SECRET.hex(),
-                    "--boxes", str(min(per, boxes - first)), "--first-index", str(first),
-                    "--source-host", f"127.0.0.{10 + n}",
-                    *(["--bare-topic", BARE_TOPIC] if bare else []),
-                    *(["--areas", ",".join(areas)] if areas else []),
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
-                )
-            )  # fmt: skip
-        for process in processes:
-            assert process.stdout is not None
-            line = await process.stdout.readline()
-            if not line.startswith(b"ready"):
-                raise SystemExit(f"a simulator process did not start: {line!r}")
-        yield Fleet(processes)
-    finally:
-        for process in processes:
-            if process.stdin is not None:
-                process.stdin.close()
-        for process in processes:
-            try:
-                async with asyncio.timeout(30):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
 def spread(times: list[float], start: float, expected: int) -> dict[str, float | None]:
     """First, 50 %, 99 % and all of ``times`` after ``start`` (None where not reached)."""
 
@@ -197,59 +158,90 @@ class AckTimes:
             if event.stage is AckStage.FINISHED and len(seen) == self.expected:
                 self.done.set()
 
-    def result(self, start: float) -> dict[str, Any]:
+    def result(self, start: float, machine: dict[str, Any]) -> dict[str, Any]:
         started = spread(self.times[AckStage.STARTED], start, self.expected)
         accepted = spread(self.times[AckStage.ACCEPTED], start, self.expected)
-        return {"started": started, "accepted": accepted["all"]}
+        wire = spread(machine.pop("arrivals"), start, self.expected)
+        return {"started": started, "accepted": accepted["all"], "wire": wire} | machine
 
 
 async def bare(boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
-    with MosquittoBroker(work) as broker:
-        async with lean_fleet(f"mqtt://{broker.host}:{broker.port}", boxes, bare=True) as fleet:
-            publisher = MqttClient(broker.host, broker.port, "bench-bare-publisher")
-            await publisher.connect()
-            _, sim_before = await fleet.ask()
+    shares = broker_shares("mqtt", boxes)
+    with mosquittos(len(shares), work) as brokers:
+        links = [f"mqtt://{broker.host}:{broker.port}" for broker in brokers]
+        async with lean_fleet(links, shares, bare=True, connect_timeout_s=timeout_s) as fleet:
+            publishers = [
+                MqttClient(broker.host, broker.port, "bench-bare-publisher") for broker in brokers
+            ]
+            await asyncio.gather(*(publisher.connect() for publisher in publishers))
+            machine = Machine(fleet, brokers)
+            await machine.begin()
             start = time.time()
-            await publisher.publish(BARE_TOPIC, b"x" * 400, qos=1)
+            await asyncio.gather(*(p.publish(BARE_TOPIC, b"x" * 400, qos=1) for p in publishers))
             async with asyncio.timeout(timeout_s):
                 while True:  # the subscribers are other processes: ask until all have it
                     arrivals = (await fleet.ask())[0]
                     if len(arrivals) >= boxes:
                         break
                     await asyncio.sleep(0.05)
-            _, sim_after = await fleet.ask()
-            await publisher.disconnect()
-    wire = spread(arrivals, start, boxes)
-    return {"wire": wire, "started": wire, "sim_cpu": sim_after - sim_before}
+            figures = await machine.end(arrivals[-1])
+            await asyncio.gather(*(publisher.disconnect() for publisher in publishers))
+    wire = spread(figures.pop("arrivals"), start, boxes)
+    return {"wire": wire, "started": wire} | figures
 
 
 async def hub_alone(transport: str, boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
-    ids = [f"sim-{n:05d}" for n in range(boxes)]
-    regs = [BoxRegistration(b, box_key(SECRET, b), transport) for b in ids]  # type: ignore[arg-type]
-    async with broker_for(transport, work) as mqtt:
+    """One hub per broker (one in all for TCP), in this process, each sending a command to
+    every box of its share; the sends take the hubs in turn, 500 boxes between yields."""
+    shares = broker_shares(transport, boxes)
+    with mosquittos(len(shares) if transport == "mqtt" else 0, work) as brokers:
+        regs = [
+            [
+                BoxRegistration(f"sim-{n:05d}", box_key(SECRET, f"sim-{n:05d}"), transport)  # type: ignore[arg-type]
+                for n in share
+            ]
+            for share in shares
+        ]
         tcp = TcpListenConfig("127.0.0.1", 0) if transport == "tcp" else None
-        config = SpeakerHubConfig(tcp=tcp, mqtt=mqtt, heartbeat_timeout_s=3600)
-        async with SpeakerHub(config, regs) as hub:
-            acks = AckTimes(boxes)
+        mqtts: list[MqttBrokerConfig | None] = [
+            MqttBrokerConfig(b.host, b.port, client_id="bench-hub") for b in brokers
+        ]
+        configs = [
+            SpeakerHubConfig(tcp=tcp, mqtt=mqtt, heartbeat_timeout_s=3600)
+            for mqtt in (mqtts or [None])
+        ]
+        hubs = [SpeakerHub(config, share) for config, share in zip(configs, regs, strict=True)]
+        acks = AckTimes(boxes)
+        online = asyncio.Event()
+        async with AsyncExitStack() as stack:
+            for hub in hubs:
+                await stack.enter_async_context(hub)
 
-            async def consume() -> None:
+            async def consume(hub: SpeakerHub) -> None:
                 async for event in hub.events():
                     acks.on_event(event)
-                    if hub.online_count == boxes:
+                    if all(h.online_count == len(r) for h, r in zip(hubs, regs, strict=True)):
                         online.set()
 
-            consumer = asyncio.get_running_loop().create_task(consume())
-            online = asyncio.Event()
-            link = f"mqtt://{mqtt.host}:{mqtt.port}" if mqtt else f"tcp://127.0.0.1:{hub.tcp_port}"
-            async with lean_fleet(link, boxes) as fleet:
+            consumers = [asyncio.get_running_loop().create_task(consume(hub)) for hub in hubs]
+            links = [f"mqtt://{b.host}:{b.port}" for b in brokers]
+            links = links or [f"tcp://127.0.0.1:{hubs[0].tcp_port}"]
+            async with lean_fleet(links, shares, connect_timeout_s=timeout_s) as fleet:
                 async with asyncio.timeout(timeout_s):
                     await online.wait()
-                _, sim_before = await fleet.ask()
+                machine = Machine(fleet, brokers)
+                await machine.begin()
                 template = CommandTemplate(play("play-bench", "http://127.0.0.1:9/a.wav"))
                 cpu_before, start = cpu_s(), time.time()
+                order = [
+                    (hub, share_regs[n])
+                    for n in range(max(map(len, regs)))
+                    for hub, share_regs in zip(hubs, regs, strict=True)
+                    if n < len(share_regs)
+                ]
                 sends = []
                 for first in range(0, boxes, 500):
-                    for reg in regs[first : first + 500]:
+                    for hub, reg in order[first : first + 500]:
                         data = template.sign("play-bench", box_target(reg.box_id), reg.key)
                         sends.append(asyncio.ensure_future(hub.send_signed(reg.box_id, data)))
                     await asyncio.sleep(0)
@@ -257,23 +249,29 @@ async def hub_alone(transport: str, boxes: int, work: Path, timeout_s: float) ->
                 async with asyncio.timeout(timeout_s):
                     await acks.done.wait()
                 cpu = cpu_s() - cpu_before
-                arrivals, sim_after = await fleet.ask()
-            consumer.cancel()
-    return acks.result(start) | {
-        "wire": spread(arrivals, start, boxes),
-        "cpu_s": cpu,
-        "sim_cpu": sim_after - sim_before,
-        "rss_mb": peak_rss_mb(),
-    }
+                figures = await machine.end(time.time())
+            for consumer in consumers:
+                consumer.cancel()
+    return acks.result(start, figures) | {"cpu_s": cpu, "rss_mb": peak_rss_mb()}
 
 
-@asynccontextmanager
-async def broker_for(transport: str, work: Path) -> AsyncIterator[MqttBrokerConfig | None]:
-    if transport != "mqtt":
-        yield None
-        return
-    with MosquittoBroker(work) as broker:
-        yield MqttBrokerConfig(broker.host, broker.port, client_id="bench-hub")
+def holds_every_socket(kind: str) -> bool:
+    """Whether the measured process holds a socket per box (TCP), so one process's open files
+    bound the size; over MQTT the brokers hold them, and the bench spreads the boxes."""
+    return kind.split("-")[1] == "tcp" if "-" in kind else False
+
+
+def run_one(kind: str, size: int, args: argparse.Namespace) -> dict[str, Any] | str:
+    """One kind at one size in a fresh process; its figures, or why it failed."""
+    command = [sys.executable, __file__, f"--one={kind}:{size}"]
+    command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    result: dict[str, Any] | str = (
+        json.loads(lines[-1][7:]) if lines else f"failed: {done.stderr.strip()[-300:]}"
+    )
+    print(f"{kind} {size}: {format_row(result)}", flush=True)
+    return result
 
 
 def main() -> None:
@@ -284,6 +282,11 @@ def main() -> None:
         "--kinds",
         default="bare,hub-tcp,hub-mqtt,server-tcp,server-mqtt",
         help="also server-tcp-own, server-mqtt-own: boxes without area keys (a command each)",
+    )
+    parser.add_argument(
+        "--tcp-curve",
+        default=TCP_CURVE,
+        help="TCP sizes measured to extrapolate one over the open-file limit ('' for none)",
     )
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument(
@@ -303,30 +306,38 @@ def main() -> None:
     sizes = [int(s) for s in args.boxes.split(",")]
     if args.quick or os.environ.get("BENCH_FANOUT_QUICK"):
         sizes = [10_000]
-    limit = raise_file_limit(max(sizes) * 2 + 20_000)
+    kinds = args.kinds.split(",")
+    limit = raise_file_limit(max(sizes) + 20_000)
     results: dict[tuple[str, int], dict[str, Any] | str] = {}
+    too_big: list[tuple[str, int]] = []
     for size in sizes:
-        for kind in args.kinds.split(","):
-            if size + 1000 > limit:
-                # The server (TCP) and the broker (MQTT) each hold every box's connection.
-                results[kind, size] = f"not run: {size} sessions need more open files than {limit}"
+        for kind in kinds:
+            if holds_every_socket(kind) and size + 1000 > limit:
+                too_big.append((kind, size))
+                results[kind, size] = (
+                    f"not run: one process holds a socket per box, and no process here may "
+                    f"open more than {limit:,} files (the hard limit, which cannot be raised)"
+                )
                 print(f"{kind} {size}: {results[kind, size]}", flush=True)
                 continue
-            command = [sys.executable, __file__, f"--one={kind}:{size}"]
-            command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-            results[kind, size] = (
-                json.loads(lines[-1][7:]) if lines else f"failed: {done.stderr.strip()[-300:]}"
-            )
-            print(f"{kind} {size}: {format_row(results[kind, size])}", flush=True)
-    print_table(sizes, args.kinds.split(","), results)
+            results[kind, size] = run_one(kind, size, args)
+    curve = [int(s) for s in args.tcp_curve.split(",") if s] if too_big else []
+    for kind in dict.fromkeys(kind for kind, _ in too_big):
+        for size in curve:
+            if (kind, size) not in results:
+                results[kind, size] = run_one(kind, size, args)
+    ran = {size for (_, size), result in results.items() if isinstance(result, dict)}
+    print_table(sorted(ran), kinds, results)
+    for kind, size in too_big:
+        measured = {n: r for (k, n), r in results.items() if k == kind and isinstance(r, dict)}
+        print(f"\n{kind} {size:,}: {results[kind, size]}")
+        print(extrapolate(kind, measured, size))
 
 
 async def measure_one(
     kind: str, boxes: int, timeout_s: float, attention: bool = True
 ) -> dict[str, Any]:
-    raise_file_limit(boxes * 2 + 20_000)
+    raise_file_limit(boxes + 20_000)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as work:
         if kind == "bare":
             result = await bare(boxes, Path(work), timeout_s)
@@ -339,59 +350,6 @@ async def measure_one(
             transport = kind.split("-")[1]
             result = await whole_server(transport, boxes, Path(work), timeout_s, own, attention)
     return result | {"boxes": boxes}
-
-
-def _s(value: float | None) -> str:
-    return "   -  " if value is None else f"{value:6.2f}"
-
-
-def format_row(result: dict[str, Any] | str) -> str:
-    if isinstance(result, str):
-        return result
-    started, wire = result["started"], result.get("wire", {})
-    parts = [
-        f"started first {_s(started['first'])} 50% {_s(started['p50'])}"
-        f" 99% {_s(started['p99'])} all {_s(started['all'])}",
-        f"accepted {_s(result.get('accepted'))}",
-        f"wire all {_s(wire.get('all'))}",
-        f"sim CPU {result['sim_cpu']:.2f}",
-    ]
-    if "cpu_s" in result:
-        per = result["cpu_s"] / result["boxes"] * 1000 if "boxes" in result else None
-        parts.append(f"CPU {result['cpu_s']:.2f} s" + (f" ({per:.3f} ms/delivery)" if per else ""))
-        parts.append(f"peak RSS {result['rss_mb']:.0f} MB")
-    if "confirmed" in result:
-        parts.append(f"confirmed {_s(result['confirmed'])}")
-    if "threads" in result:
-        parts.append(f"CPU by thread {result['threads']}")
-    return "; ".join(parts)
-
-
-def print_table(
-    sizes: list[int], kinds: list[str], results: dict[tuple[str, int], dict[str, Any] | str]
-) -> None:
-    print("\nfrom the publish / first send / API answer, seconds (started = acks at the server)")
-    head = f"{'':12}" + "".join(f"{size:>34,}" for size in sizes)
-    print(head)
-    rows = [
-        ("first", lambda r: _s(r["started"]["first"])),
-        ("50 %", lambda r: _s(r["started"]["p50"])),
-        ("99 %", lambda r: _s(r["started"]["p99"])),
-        ("all started", lambda r: _s(r["started"]["all"])),
-        ("all accepted", lambda r: _s(r.get("accepted"))),
-        ("wire: all", lambda r: _s(r.get("wire", {}).get("all"))),
-        ("CPU ms/dlv", lambda r: f"{r['cpu_s'] / r['boxes'] * 1000:6.3f}" if "cpu_s" in r else "-"),
-        ("peak RSS MB", lambda r: f"{r['rss_mb']:6.0f}" if "rss_mb" in r else "-"),
-        ("sim CPU s", lambda r: f"{r['sim_cpu']:6.2f}"),
-    ]
-    for kind in kinds:
-        print(f"{kind}")
-        for label, value in rows:
-            cells = []
-            for size in sizes:
-                result = results.get((kind, size))
-                cells.append(value(result) if isinstance(result, dict) else "  n/a ")
-            print(f"  {label:12}" + "".join(f"{cell:>34}" for cell in cells))
 
 
 if __name__ == "__main__":

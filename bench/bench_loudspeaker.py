@@ -255,14 +255,15 @@ async def measure(
 
 
 async def confirmed(service: BroadcasterService, alert_id: str, expected: int) -> None:
-    """Wait until the store has every delivery of the alert confirmed."""
+    """Wait until the store has every delivery of the alert confirmed (on every channel
+    instance: a fleet may be spread over several)."""
     changed = asyncio.Event()
     unsubscribe = service.subscribe(changed.set)
     try:
         while True:
             changed.clear()
             summary = await service.database.run(service.outbox.summary, alert_id)
-            if summary.get("loudspeaker", {}).get("confirmed", 0) == expected:
+            if sum(states.get("confirmed", 0) for states in summary.values()) == expected:
                 return
             await changed.wait()
     finally:

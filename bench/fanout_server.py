@@ -1,30 +1,27 @@
 """The whole-server part of ``bench/bench_fanout.py``: one CAP alert to every box of a county,
 from the API's answer, with the real service (HTTP API, store, dispatcher, ``loudspeaker``
-channel, espeak-ng) in this process and lean simulated boxes in others."""
+channel, espeak-ng) in this process and lean simulated boxes in others.
+
+Over MQTT a fleet larger than one broker holds runs as a real deployment of that size would:
+one ``loudspeaker`` channel instance per broker (``loudspeaker-1``, ``loudspeaker-2``...), each
+with its share of the registry's boxes, the same master secret and the same area keys; one
+alert for the county plans a delivery on every instance."""
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
+import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bench.bench_fanout import (
-    AckTimes,
-    broker_for,
-    cpu_s,
-    lean_fleet,
-    peak_rss_mb,
-    spread,
-    thread_cpu_s,
-    threads_spent,
-)
+from bench.bench_fanout import AckTimes, cpu_s, peak_rss_mb, thread_cpu_s, threads_spent
 from bench.bench_loudspeaker import (
     ATTENTION_CLIP,
     TOKEN,
@@ -32,8 +29,10 @@ from bench.bench_loudspeaker import (
     confirmed,
     server_config,
 )
+from bench.fanout_fleet import Machine, broker_shares, lean_fleet, mosquittos
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
+from broadcaster.config import Config
 from broadcaster.deploy.server import freeze_startup_objects
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
@@ -41,15 +40,45 @@ from drivers.speaker import HubEvent
 from tests.core.support import COUNTY, make_alert
 
 
-async def settled(service: BroadcasterService, channel: LoudspeakerChannel) -> None:
+async def settled(service: BroadcasterService, channels: Sequence[LoudspeakerChannel]) -> None:
     """Wait until the server has finished with the boxes' arrival (their retries brought
     forward), so that work is not counted in the alert's time and CPU."""
     forwarder = service.dispatcher._forwarder
-    while True:  # internal state of another component: polled, not awaited
+    while True:  # internal state of other components: polled, not awaited
         writing = any(not w.done() for w in forwarder._writers.values())
-        if not channel.returning.waiting and not writing:
+        if not any(channel.returning.waiting for channel in channels) and not writing:
             return
         await asyncio.sleep(0.05)
+
+
+def instances(
+    config: Config, work: Path, shares: Sequence[range], hubs: Sequence[dict[str, Any]]
+) -> tuple[Config, list[str]]:
+    """``config`` with one loudspeaker channel instance per share of the boxes, each on its
+    own hub settings (its broker) and with its share of the registry; their names."""
+    if len(shares) == 1:
+        return config, ["loudspeaker"]
+    names = [f"loudspeaker-{k + 1}" for k in range(len(shares))]
+    targets = work / "targets.json"
+    boxes = json.loads(targets.read_text())
+    for name, share in zip(names, shares, strict=True):
+        for n in share:
+            boxes[n]["channel"] = name
+    targets.write_text(json.dumps(boxes))
+    table = config.channels["loudspeaker"]
+    channels = {name: table | hub for name, hub in zip(names, hubs, strict=True)}
+    return config.model_copy(update={"channels": channels}), names
+
+
+def recording(channel: LoudspeakerChannel, acks: AckTimes) -> None:
+    """Let ``acks`` see every event the channel handles."""
+    handler: Callable[[HubEvent], None] = channel._on_event
+
+    def both(event: HubEvent) -> None:
+        handler(event)
+        acks.on_event(event)
+
+    channel._on_event = both  # type: ignore[method-assign]
 
 
 async def whole_server(
@@ -65,37 +94,40 @@ async def whole_server(
     attention clip and the server sends it ahead of the warning."""
     groups = () if own else (COUNTY,)
     extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
-    async with broker_for(transport, work) as mqtt:
-        if mqtt is None:
-            hub: dict[str, Any] = {"tcp": {"host": "127.0.0.1", "port": 0}}
-        else:
-            hub = {"mqtt": {"host": mqtt.host, "port": mqtt.port}, "default_transport": "mqtt"}
+    shares = broker_shares(transport, boxes)
+    with mosquittos(len(shares) if transport == "mqtt" else 0, work) as brokers:
+        hubs: list[dict[str, Any]] = [
+            {"mqtt": {"host": b.host, "port": b.port}, "default_transport": "mqtt"} for b in brokers
+        ] or [{"tcp": {"host": "127.0.0.1", "port": 0}}]
         config, port = server_config(
-            work, boxes, hub, extra=extra if attention else None, group_areas=groups
+            work, boxes, hubs[0], extra=extra if attention else None, group_areas=groups
         )
+        config, names = instances(config, work, shares, hubs)
         service = BroadcasterService(config)
         runner = web.AppRunner(make_app(service), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         freeze_startup_objects()
         try:
-            channel = service.channels["loudspeaker"]
-            assert isinstance(channel, LoudspeakerChannel) and channel.hub is not None
             acks = AckTimes(boxes)
-            handler: Callable[[HubEvent], None] = channel._on_event
-
-            def recording(event: HubEvent) -> None:
-                handler(event)
-                acks.on_event(event)
-
-            channel._on_event = recording  # type: ignore[method-assign]
-            link = f"mqtt://{mqtt.host}:{mqtt.port}" if mqtt else None
-            link = link or f"tcp://127.0.0.1:{channel.hub.tcp_port}"
-            async with lean_fleet(link, boxes, areas=groups) as fleet:
-                ids = [f"sim-{n:05d}" for n in range(boxes)]
-                await channel.wait_online(ids, within_s=timeout_s)
-                await settled(service, channel)
-                _, sim_before = await fleet.ask()
+            channels: list[LoudspeakerChannel] = []
+            for name in names:
+                instance = service.channels[name]
+                assert isinstance(instance, LoudspeakerChannel) and instance.hub is not None
+                recording(instance, acks)
+                channels.append(instance)
+            links = [f"mqtt://{b.host}:{b.port}" for b in brokers]
+            assert channels[0].hub is not None
+            links = links or [f"tcp://127.0.0.1:{channels[0].hub.tcp_port}"]
+            async with lean_fleet(
+                links, shares, areas=groups, connect_timeout_s=timeout_s
+            ) as fleet:
+                for channel, share in zip(channels, shares, strict=True):
+                    ids = [f"sim-{n:05d}" for n in share]
+                    await channel.wait_online(ids, within_s=timeout_s)
+                await settled(service, channels)
+                machine = Machine(fleet, brokers)
+                await machine.begin()
                 alert = to_xml(make_alert(f"bench-{transport}", geocodes=(COUNTY,)))
                 headers = {
                     "Authorization": f"Bearer {TOKEN}",
@@ -113,23 +145,27 @@ async def whole_server(
                         start = time.time()
                 if response.status != 201:
                     raise SystemExit(f"the API refused the alert: {answer}")
-                async with asyncio.timeout(timeout_s):
-                    await acks.done.wait()
-                    await confirmed(service, answer["id"], boxes)
+                stuck: dict[str, dict[str, int]] | None = None
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await acks.done.wait()
+                        await confirmed(service, answer["id"], boxes)
+                except TimeoutError:  # report how far it got, and where deliveries stand
+                    stuck = await service.database.run(service.outbox.summary, answer["id"])
                 done = time.time()
                 cpu = cpu_s() - cpu_before
                 if profiler is not None and profile_to:
                     profiler.disable()
                     profiler.dump_stats(f"{profile_to}-{transport}{'-own' if own else ''}")
                 threads = threads_spent(threads_before)
-                arrivals, sim_after = await fleet.ask()
+                figures = await machine.end(done)
         finally:
             await runner.cleanup()
-    return acks.result(start) | {
-        "wire": spread(arrivals, start, boxes),
-        "confirmed": done - start,
+    return acks.result(start, figures) | {
+        "confirmed": None if stuck else done - start,
+        **({"timed_out": stuck} if stuck else {}),
         "cpu_s": cpu,
         "threads": threads,
-        "sim_cpu": sim_after - sim_before,
         "rss_mb": peak_rss_mb(),
+        "instances": len(names),
     }
