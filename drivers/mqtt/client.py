@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import struct
 from collections.abc import Callable, Sequence
 
 from drivers.mqtt.decoder import DEFAULT_MAX_PACKET_BYTES, MqttDecoder
@@ -36,17 +37,18 @@ from drivers.mqtt.packets import (
     Packet,
     Pingresp,
     Puback,
-    Publish,
     Suback,
     Subscribe,
     Unsuback,
     Unsubscribe,
-    encode_puback,
     encode_publish,
 )
 from drivers.mqtt.topics import encode_topic_filter, encode_topic_name
 
 logger = logging.getLogger(__name__)
+_pack_puback = struct.Struct(">HH").pack
+_PUBACK_HEADER = 0x4002
+"""A PUBACK's fixed header (type 4, remaining length 2), before its packet identifier."""
 
 MessageHandler = Callable[[str, bytes, bool], None]
 
@@ -108,6 +110,7 @@ class MqttClient(asyncio.Protocol):
         self._connack: asyncio.Future[Connack] | None = None
         self._in_flight = PacketIdPool()
         self._out: list[bytes] = []
+        self._acks: list[bytes] = []
         self._last_sent = self._last_received = 0.0
         self._ping_outstanding = False
         self._keepalive_timer: asyncio.TimerHandle | None = None
@@ -351,22 +354,22 @@ class MqttClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self._loop is not None
         self._last_received = self._loop.time()
+        acks = self._acks
         try:
-            packets = self._decoder.feed(data)
-            for packet in packets:
-                self._dispatch(packet)
+            self._decoder.feed_into(data, self._deliver, self._dispatch)
         except MqttProtocolError as exc:
             logger.warning("%s: closing the connection: %s", self.client_id, exc)
             self._drop(exc)
+        if acks:
+            # The PUBACKs of every message this read handed over, in one write.
+            self._send(b"".join(acks))
+            acks.clear()
 
     def _dispatch(self, packet: Packet) -> None:
         kind = type(packet)
         if not self._connack_seen and kind is not Connack:
             raise MqttProtocolError(f"the broker sent {kind.__name__.upper()} before CONNACK")
-        if kind is Publish:
-            assert isinstance(packet, Publish)
-            self._deliver(packet)
-        elif kind is Puback:
+        if kind is Puback:
             assert isinstance(packet, Puback)
             self._acknowledge(packet.packet_id, None)
         elif kind is Pingresp:
@@ -391,12 +394,18 @@ class MqttClient(asyncio.Protocol):
         if not self._in_flight.complete(packet_id, result):
             logger.debug("%s: acknowledgement for unknown packet id %d", self.client_id, packet_id)
 
-    def _deliver(self, packet: Publish) -> None:
-        if packet.qos == 2:
+    def _deliver(self, topic: str, payload: bytes, flags: int, packet_id: int) -> None:
+        """One incoming PUBLISH: handed to ``on_message``; at QoS 1 its PUBACK is queued for
+        the end of the read, so none leaves before its message was handed over."""
+        if not self._connack_seen:
+            raise MqttProtocolError("the broker sent PUBLISH before CONNACK")
+        if flags & 4:
             raise MqttProtocolError("the broker sent a QoS 2 PUBLISH; this client asks for ≤ 1")
+        if not self._connected:  # dropped earlier in this read: the broker sends it again
+            return
         try:
-            self._on_message(packet.topic, packet.payload, packet.retain)
+            self._on_message(topic, payload, bool(flags & 1))
         except Exception:
-            logger.exception("%s: on_message failed for %r", self.client_id, packet.topic)
-        if packet.qos:
-            self._send(encode_puback(packet.packet_id))
+            logger.exception("%s: on_message failed for %r", self.client_id, topic)
+        if packet_id:
+            self._acks.append(_pack_puback(_PUBACK_HEADER, packet_id))
