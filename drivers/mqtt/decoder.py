@@ -327,7 +327,22 @@ class MqttDecoder:
                     break
                 pos = end
                 if kind == 3:
+                    # The usual PUBLISH, read inline; anything unusual goes through _publish,
+                    # which names what is wrong.
                     flags = first & 0x0F
+                    topic_end = (
+                        index + 2 + (data[index] << 8 | data[index + 1]) if length > 1 else 0
+                    )
+                    body = topic_end + 2 if flags & 6 else topic_end
+                    if flags & 6 == 2 and index + 2 < topic_end and body <= end:
+                        try:
+                            topic = data[index + 2 : topic_end].decode()
+                        except UnicodeDecodeError:
+                            topic = "+"  # the checked reading below names the error
+                        packet_id = data[topic_end] << 8 | data[topic_end + 1]
+                        if packet_id and not ("+" in topic or "#" in topic or "\x00" in topic):
+                            on_publish(topic, data[body:end], flags, packet_id)
+                            continue
                     topic, payload, packet_id = _publish(flags, data, index, end)
                     on_publish(topic, payload, flags, packet_id)
                 else:
