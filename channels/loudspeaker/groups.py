@@ -55,6 +55,10 @@ class PlannedAreas:
         for area in areas:
             self._members.setdefault(area, set()).add(box_id)
 
+    def members(self, area: str) -> frozenset[str]:
+        """The boxes registered as subscribed to the topic of ``area``."""
+        return frozenset(self._members.get(area, ()))
+
     def record(
         self,
         message_id: str,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from broadcaster.channel import OutgoingDelivery, SendOutcome, SendResult
@@ -30,6 +30,7 @@ from broadcaster.errors import (
 )
 from channels.loudspeaker import commands
 from channels.loudspeaker.groups import PlannedAreas, group_command_id
+from channels.loudspeaker.lead import AttentionLead
 from channels.loudspeaker.programmes import Programme, ProgrammeCache
 from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import (
@@ -90,6 +91,7 @@ class BatchSender:
         self._planned = planned
         self._attention = attention
         self._offline_retry = offline_retry
+        self.lead = AttentionLead()
         self._reached: OrderedDict[str, dict[str, Reached]] = OrderedDict()
         self._sent: OrderedDict[tuple[str, str], asyncio.Future[Reach]] = OrderedDict()
 
@@ -121,9 +123,10 @@ class BatchSender:
         alone = groups.pop("", [])
         attention = self._attention(members[0].delivery)
         build = asyncio.ensure_future(self._programmes.get(members[0].delivery))
+        clips: list[str] = []
         try:
             if attention is not None:  # the warning renders while the attention clip goes out
-                await self._announce(hub, attention, groups, alone)
+                clips = await self._announce(hub, attention, groups, alone)
         except BaseException:
             build.cancel()
             raise
@@ -133,6 +136,7 @@ class BatchSender:
             for member in members:
                 results[member.index] = exc
             return
+        await self.lead.wait(clips)
         jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
         if alone:
             jobs.append(self._alone(hub, programme, alone, results))
@@ -144,16 +148,19 @@ class BatchSender:
         template: CommandTemplate,
         groups: dict[str, list[Member]],
         alone: list[Member],
-    ) -> None:
+    ) -> list[str]:
         """Start the stored attention clip on the boxes now, while the warning renders; its
-        acks settle nothing (the ``play_url`` that follows carries the delivery)."""
+        acks settle nothing (the ``play_url`` that follows carries the delivery). The command
+        ids of the groups' clips."""
         jobs = []
+        clips = []
         for area, group in groups.items():
             first = group[0]
             assert first.area_key is not None
             cmd_id = group_command_id("attention", self._channel, first.delivery, area)
             data = template.sign(cmd_id, area_target(area), first.area_key)
             jobs.append(self._deliver(hub, data, cmd_id, group))
+            clips.append(cmd_id)
         if alone:
             signed = [(m, template.sign(*self._own("attention", m))) for m in alone]
             jobs.append(self._deliver_each(hub, signed))
@@ -164,6 +171,7 @@ class BatchSender:
                     log.info(
                         "channel %s: attention clip not sent to %s: %s", self._channel, box, error
                     )
+        return clips
 
     async def _group(
         self,
@@ -301,15 +309,22 @@ class BatchSender:
             self._sent[key] = sent
             while len(self._sent) > _SENT_KEPT:
                 self._sent.popitem(last=False)
+            clip = cmd_id.startswith("attention-")
+            if clip:
+                self.lead.sending(cmd_id)
             if boxes is None:
                 try:
                     await hub.publish_area(where, data)
                     outcome: dict[str, SpeakerError | None] = {where: None}
+                    reached: Iterable[str] = self._planned.members(where)
                 except SpeakerError as exc:
                     self._sent.pop(key, None)
-                    outcome = {where: exc}
+                    outcome, reached = {where: exc}, ()
             else:
                 outcome = dict(zip(boxes, await hub.send_same(boxes, data), strict=True))
+                reached = [box for box, error in outcome.items() if error is None]
+            if clip:
+                self.lead.sent(cmd_id, reached)
             sent.set_result(outcome)
         return await asyncio.shield(sent)
 
