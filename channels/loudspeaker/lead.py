@@ -1,15 +1,16 @@
-"""How long a group's play command holds back behind the attention clip sent ahead of it
-(docs/protocols/speaker.md section 5.1).
+"""How long a play command published to an area holds back behind the attention clip
+published there ahead of it (docs/protocols/speaker.md sections 4.3 and 5.1).
 
 The stored attention clip starts sound at once; the ``play_url`` that follows is a second
-command to every box of the group. Sent the moment the warning is rendered, it makes the
-transport carry both at once: a broker fans one publish out to all of an area's boxes
-before it reads anything else (their reports that the clip started wait behind the second
-fan-out), and over TCP the server's loop writes to every box again while their reports come
-in. So the play command of a group waits until every box the clip went to reported it
-started (or failed), at most ``LEAD_S`` after the clip was handed over. The boxes play the
-signal meanwhile, which lasts longer, and download the warning once the play command
-arrives; nothing waits for a box that never answers.
+publish to the same area topic. A broker such as Mosquitto fans one publish out to every
+subscriber before it reads anything else, and then reads one packet per connection per pass
+of its loop: published the moment the warning is rendered, the play command's fan-out comes
+before the boxes' reports that the clip started, and each of those waits for it. So the play
+command of an area waits until every box of the area reported the clip started (or
+failed), at most ``LEAD_S`` after the broker took the clip. The boxes play the signal
+meanwhile, which lasts longer, and download the warning once the play command arrives;
+nothing waits for a box that never answers. Over TCP the server writes to each box itself
+and nothing is held back.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from drivers.speaker import AckStage, BoxAck
 
 LEAD_S = 1.0
-"""The longest a play command waits behind its group's attention clip."""
+"""The longest a play command waits behind its area's attention clip."""
 _KEPT = 64
-"""Group attention clips remembered (the oldest are forgotten)."""
+"""Attention clips published to areas that are remembered (the oldest are forgotten)."""
 
 
 @dataclass(slots=True)
@@ -39,20 +40,20 @@ class _Clip:
 
 
 class AttentionLead:
-    """Attention clips sent to groups and the boxes that have reported them."""
+    """Attention clips published to areas and the boxes that have reported them."""
 
     def __init__(self) -> None:
         self._clips: OrderedDict[str, _Clip] = OrderedDict()
 
     def sending(self, cmd_id: str) -> None:
-        """The group clip ``cmd_id`` is about to go out: its reports count from now on."""
+        """The clip ``cmd_id`` is about to be published: its reports count from now on."""
         if cmd_id not in self._clips:
             self._clips[cmd_id] = _Clip()
             while len(self._clips) > _KEPT:
                 self._clips.popitem(last=False)
 
     def sent(self, cmd_id: str, boxes: Iterable[str]) -> None:
-        """The group clip ``cmd_id`` was handed over for ``boxes`` just now."""
+        """The broker took the clip ``cmd_id`` for ``boxes`` just now."""
         clip = self._clips.get(cmd_id)
         if clip is None:
             return
@@ -74,7 +75,7 @@ class AttentionLead:
 
     async def wait(self, cmd_ids: Iterable[str]) -> None:
         """Until every box each clip of ``cmd_ids`` was sent to reported it, or ``LEAD_S``
-        after it was handed over; at once for a clip not sent to a group."""
+        after the broker took it; at once for a clip not published to an area."""
         loop = asyncio.get_running_loop()
         for cmd_id in cmd_ids:
             clip = self._clips.get(cmd_id)

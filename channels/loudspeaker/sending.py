@@ -309,7 +309,8 @@ class BatchSender:
             self._sent[key] = sent
             while len(self._sent) > _SENT_KEPT:
                 self._sent.popitem(last=False)
-            clip = cmd_id.startswith("attention-")
+            # Only a broker fans one publish out to a whole area before it reads anything else.
+            clip = boxes is None and cmd_id.startswith("attention-")
             if clip:
                 self.lead.sending(cmd_id)
             if boxes is None:
