@@ -5,9 +5,12 @@ Follows OASIS MQTT Version 3.1.1: 3.1 CONNECT and 3.2 CONNACK (session present, 
 3.10/3.11 UNSUBSCRIBE and UNSUBACK, 3.12/3.13 PINGREQ and PINGRESP under the keep alive of
 3.1.2.10, 3.14 DISCONNECT, 2.3.1 packet identifiers (1..65535, free again once acknowledged).
 
-No threads, no executor, no task per message: bytes are decoded in ``data_received``, incoming
-messages go to a synchronous ``on_message`` callback, and everything written in one turn of the
-event loop leaves in one ``write``. Reconnecting is the caller's loop: one client, one connection.
+No threads, no executor, no task and no packet object per message: bytes are decoded in
+``data_received``, each incoming message goes straight to a synchronous ``on_message``
+callback, the PUBACKs of a read are queued once all its messages were handed over (a
+connection lost before they are written leaves the broker to deliver those messages again),
+and everything written in one turn of the event loop leaves in one ``write``. Reconnecting is
+the caller's loop: one client, one connection.
 """
 
 from __future__ import annotations
