@@ -29,8 +29,7 @@ from broadcaster.errors import (
     TargetRejectedError,
 )
 from channels.loudspeaker import commands
-from channels.loudspeaker.groups import PlannedAreas, group_command_id
-from channels.loudspeaker.lead import AttentionLead
+from channels.loudspeaker.groups import AttentionLead, PlannedAreas, group_command_id
 from channels.loudspeaker.programmes import Programme, ProgrammeCache
 from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import (

@@ -5,12 +5,10 @@ Follows OASIS MQTT Version 3.1.1: 3.1 CONNECT and 3.2 CONNACK (session present, 
 3.10/3.11 UNSUBSCRIBE and UNSUBACK, 3.12/3.13 PINGREQ and PINGRESP under the keep alive of
 3.1.2.10, 3.14 DISCONNECT, 2.3.1 packet identifiers (1..65535, free again once acknowledged).
 
-No threads, no executor, no task and no packet object per message: bytes are decoded in
-``data_received``, each incoming message goes straight to a synchronous ``on_message``
-callback, the PUBACKs of a read are queued once all its messages were handed over (a
-connection lost before they are written leaves the broker to deliver those messages again),
-and everything written in one turn of the event loop leaves in one ``write``. Reconnecting is
-the caller's loop: one client, one connection.
+No threads, no task or packet object per message: each message goes from ``data_received``
+to a synchronous ``on_message``; a read's PUBACKs follow all its messages (lost with the
+connection, they leave the broker to send those again) and everything written in one turn of
+the event loop leaves in one ``write``. Reconnecting is the caller's loop.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import struct
 from collections.abc import Callable, Sequence
 
 from drivers.mqtt.decoder import DEFAULT_MAX_PACKET_BYTES, MqttDecoder
@@ -44,14 +41,12 @@ from drivers.mqtt.packets import (
     Subscribe,
     Unsuback,
     Unsubscribe,
+    encode_puback,
     encode_publish,
 )
 from drivers.mqtt.topics import encode_topic_filter, encode_topic_name
 
 logger = logging.getLogger(__name__)
-_pack_puback = struct.Struct(">HH").pack
-_PUBACK_HEADER = 0x4002
-"""A PUBACK's fixed header (type 4, remaining length 2), before its packet identifier."""
 
 MessageHandler = Callable[[str, bytes, bool], None]
 
@@ -363,8 +358,7 @@ class MqttClient(asyncio.Protocol):
         except MqttProtocolError as exc:
             logger.warning("%s: closing the connection: %s", self.client_id, exc)
             self._drop(exc)
-        if acks:
-            # The PUBACKs of every message this read handed over, in one write.
+        if acks:  # the PUBACKs of every message this read handed over, in one write
             self._send(b"".join(acks))
             acks.clear()
 
@@ -411,4 +405,4 @@ class MqttClient(asyncio.Protocol):
         except Exception:
             logger.exception("%s: on_message failed for %r", self.client_id, topic)
         if packet_id:
-            self._acks.append(_pack_puback(_PUBACK_HEADER, packet_id))
+            self._acks.append(encode_puback(packet_id))

@@ -1,5 +1,5 @@
 """A play command published to an area holds back behind its attention clip
-(channels/loudspeaker/lead.py): end to end over MQTT, every box of the area reports the clip
+(channels/loudspeaker/groups.py): end to end over MQTT, every box of the area reports the clip
 started before the play command goes out, while over TCP nothing is held back; and the rule
 itself: a box that never reports holds it back at most ``LEAD_S``, ``accepted`` is not a
 report, ``failed`` is, and a clip not published to an area holds nothing back."""
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from channels.loudspeaker import lead
-from channels.loudspeaker.lead import AttentionLead
+from channels.loudspeaker import groups
+from channels.loudspeaker.groups import AttentionLead
 from drivers.speaker import AckStage, BoxAck, HubEvent
 from tests.core.support import COUNTY, make_alert, wait_until_complete
 from tests.loudspeaker.conftest import IN_COUNTY, speaker_system
@@ -32,11 +32,11 @@ async def test_the_play_command_waits_for_the_starts_of_the_clip_over_mqtt_only(
 ) -> None:
     """The boxes handle each command 3 s late, after the warning is rendered: over MQTT
     the play command still waits for the clip's starts (the lead is made long enough)."""
-    monkeypatch.setattr(lead, "LEAD_S", 10.0)
+    monkeypatch.setattr(groups, "LEAD_S", 10.0)
     clip = {"id": "attention", "sha256": hashlib.sha256(SIGNAL).hexdigest()}
-    groups = ([COUNTY], [COUNTY], [COUNTY])
+    areas = ([COUNTY], [COUNTY], [COUNTY])
     async with speaker_system(
-        tmp_path, transport, groups=groups, attention_clip=clip, command_delay_s=3.0
+        tmp_path, transport, groups=areas, attention_clip=clip, command_delay_s=3.0
     ) as system:
         (tmp_path / "boxes" / "clips" / "attention").write_bytes(SIGNAL)
         hub = system.channel.hub
@@ -89,7 +89,7 @@ def ack(box: str, cmd_id: str, stage: AckStage) -> BoxAck:
 
 def clip_sent(monkeypatch: pytest.MonkeyPatch, lead_s: float, boxes: list[str]) -> AttentionLead:
     """A lead of ``lead_s`` seconds and the clip ``attention-1`` sent to ``boxes`` now."""
-    monkeypatch.setattr(lead, "LEAD_S", lead_s)
+    monkeypatch.setattr(groups, "LEAD_S", lead_s)
     watch = AttentionLead()
     watch.sending("attention-1")
     watch.sent("attention-1", boxes)
@@ -129,7 +129,7 @@ async def test_the_play_goes_at_once_when_every_box_reported(
 
 
 async def test_a_report_that_overtakes_the_send_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lead, "LEAD_S", 5.0)
+    monkeypatch.setattr(groups, "LEAD_S", 5.0)
     watch = AttentionLead()
     watch.sending("attention-1")
     watch.reported(ack("b1", "attention-1", AckStage.STARTED))  # before the send returned
