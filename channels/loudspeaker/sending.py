@@ -92,6 +92,7 @@ class BatchSender:
         self._offline_retry = offline_retry
         self.lead = AttentionLead()
         self._reached: OrderedDict[str, dict[str, Reached]] = OrderedDict()
+        self._stopped: OrderedDict[str, None] = OrderedDict()
         self._sent: OrderedDict[tuple[str, str], asyncio.Future[Reach]] = OrderedDict()
 
     async def send(
@@ -136,6 +137,12 @@ class BatchSender:
                 results[member.index] = exc
             return
         await self.lead.wait(clips)
+        if members[0].delivery.message.id in self._stopped:
+            # A Cancel or Update stopped the alert while the warning rendered or the play
+            # command held back: it must not follow the boxes' stop.
+            for member in members:
+                results[member.index] = DeviceUnavailableError("the alert was stopped")
+            return
         jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
         if alone:
             jobs.append(self._alone(hub, programme, alone, results))
@@ -332,7 +339,10 @@ class BatchSender:
         """Stop ``delivery``'s alert, once, wherever its group commands went beyond their
         batches (area topics, the TCP boxes of a group): boxes reached there whose own
         deliveries were still queued when the alert was cancelled get no ``stop`` of their
-        own."""
+        own. A batch of the alert still rendering or holding back sends no play command."""
+        self._stopped[delivery.message.id] = None
+        while len(self._stopped) > _ALERTS_KEPT:
+            self._stopped.popitem(last=False)
         for where, (signer, key, boxes) in self._reached.pop(delivery.message.id, {}).items():
             cmd_id = group_command_id("stop", self._channel, delivery, signer)
             data = encode_command(

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from broadcaster.cap import MsgType
 from channels.loudspeaker import groups
+from channels.loudspeaker.commands import alert_key
 from channels.loudspeaker.groups import AttentionLead
 from drivers.speaker import AckStage, BoxAck, HubEvent
 from tests.core.support import COUNTY, make_alert, wait_until_complete
@@ -81,6 +83,44 @@ async def test_the_play_command_waits_for_the_starts_of_the_clip_over_mqtt_only(
         assert max(started[box] for box in GROUPED) <= min(plays)
     else:  # written to each box as soon as the warning is rendered, before the boxes report
         assert min(plays) < min(started[box] for box in GROUPED)
+
+
+async def test_a_cancel_while_the_play_command_holds_back_sends_no_play_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(groups, "LEAD_S", 10.0)
+    clip = {"id": "attention", "sha256": hashlib.sha256(SIGNAL).hexdigest()}
+    areas = ([COUNTY], [COUNTY], [COUNTY])
+    async with speaker_system(
+        tmp_path, "mqtt", groups=areas, attention_clip=clip, command_delay_s=3.0
+    ) as system:
+        (tmp_path / "boxes" / "clips" / "attention").write_bytes(SIGNAL)
+        hub = system.channel.hub
+        assert hub is not None
+        published: list[bytes] = []
+        publish_area = hub.publish_area
+
+        async def recording_area(area: str, data: bytes) -> None:
+            published.append(data)
+            await publish_area(area, data)
+
+        hub.publish_area = recording_area  # type: ignore[method-assign]
+        alert = make_alert("lead-cancel")
+        result = await system.service.submit(alert, origin="test")
+        async with asyncio.timeout(20):  # the clip is out, the boxes have not reported yet
+            while not any(b'"type":"play_clip"' in data for data in published):
+                await asyncio.sleep(0.02)
+        cancel = make_alert("lead-cancel-c", msg_type=MsgType.CANCEL, references=[alert])
+        await system.service.submit(cancel, origin="test")
+        await asyncio.sleep(12)  # past the lead
+        rows = await system.service.database.run(system.service.outbox.deliveries, result.alert_id)
+        records = [r for r in system.fleet.log.records if r.request.alert_id == alert_key(alert)]
+    # The Cancel itself plays to the boxes; the alert it lifts sent no play command.
+    mine = f'"alert_id":"{alert_key(alert)}",'.encode()
+    assert not any(b'"type":"play_url"' in data and mine in data for data in published)
+    assert any(b'"type":"play_clip"' in data and mine in data for data in published)
+    assert {r.request.source for r in records} <= {"clip"}
+    assert {r["state"] for r in rows} == {"cancelled"}
 
 
 def ack(box: str, cmd_id: str, stage: AckStage) -> BoxAck:
