@@ -355,8 +355,11 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
 
     def _on_event(self, event: HubEvent) -> None:
         self.views.on_event(event)
-        if isinstance(event, BoxAck) and not event.cmd_id.startswith("attention-"):
-            self._tracker.on_ack(event)
+        if isinstance(event, BoxAck):
+            if event.cmd_id.startswith("attention-"):
+                self._sender.lead.reported(event)
+            else:
+                self._tracker.on_ack(event)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
         """Track the play commands sent before a restart again, under the box's own command

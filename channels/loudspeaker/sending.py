@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from broadcaster.channel import OutgoingDelivery, SendOutcome, SendResult
@@ -29,7 +29,7 @@ from broadcaster.errors import (
     TargetRejectedError,
 )
 from channels.loudspeaker import commands
-from channels.loudspeaker.groups import PlannedAreas, group_command_id
+from channels.loudspeaker.groups import AttentionLead, PlannedAreas, group_command_id
 from channels.loudspeaker.programmes import Programme, ProgrammeCache
 from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import (
@@ -90,7 +90,9 @@ class BatchSender:
         self._planned = planned
         self._attention = attention
         self._offline_retry = offline_retry
+        self.lead = AttentionLead()
         self._reached: OrderedDict[str, dict[str, Reached]] = OrderedDict()
+        self._stopped: OrderedDict[str, None] = OrderedDict()
         self._sent: OrderedDict[tuple[str, str], asyncio.Future[Reach]] = OrderedDict()
 
     async def send(
@@ -121,9 +123,10 @@ class BatchSender:
         alone = groups.pop("", [])
         attention = self._attention(members[0].delivery)
         build = asyncio.ensure_future(self._programmes.get(members[0].delivery))
+        clips: list[str] = []
         try:
             if attention is not None:  # the warning renders while the attention clip goes out
-                await self._announce(hub, attention, groups, alone)
+                clips = await self._announce(hub, attention, groups, alone)
         except BaseException:
             build.cancel()
             raise
@@ -132,6 +135,13 @@ class BatchSender:
         except Exception as exc:
             for member in members:
                 results[member.index] = exc
+            return
+        await self.lead.wait(clips)
+        if members[0].delivery.message.id in self._stopped:
+            # A Cancel or Update stopped the alert while the warning rendered or the play
+            # command held back: it must not follow the boxes' stop.
+            for member in members:
+                results[member.index] = DeviceUnavailableError("the alert was stopped")
             return
         jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
         if alone:
@@ -144,16 +154,19 @@ class BatchSender:
         template: CommandTemplate,
         groups: dict[str, list[Member]],
         alone: list[Member],
-    ) -> None:
+    ) -> list[str]:
         """Start the stored attention clip on the boxes now, while the warning renders; its
-        acks settle nothing (the ``play_url`` that follows carries the delivery)."""
+        acks settle nothing (the ``play_url`` that follows carries the delivery). The command
+        ids of the groups' clips."""
         jobs = []
+        clips = []
         for area, group in groups.items():
             first = group[0]
             assert first.area_key is not None
             cmd_id = group_command_id("attention", self._channel, first.delivery, area)
             data = template.sign(cmd_id, area_target(area), first.area_key)
             jobs.append(self._deliver(hub, data, cmd_id, group))
+            clips.append(cmd_id)
         if alone:
             signed = [(m, template.sign(*self._own("attention", m))) for m in alone]
             jobs.append(self._deliver_each(hub, signed))
@@ -164,6 +177,7 @@ class BatchSender:
                     log.info(
                         "channel %s: attention clip not sent to %s: %s", self._channel, box, error
                     )
+        return clips
 
     async def _group(
         self,
@@ -301,15 +315,23 @@ class BatchSender:
             self._sent[key] = sent
             while len(self._sent) > _SENT_KEPT:
                 self._sent.popitem(last=False)
+            # Only a broker fans one publish out to a whole area before it reads anything else.
+            clip = boxes is None and cmd_id.startswith("attention-")
+            if clip:
+                self.lead.sending(cmd_id)
             if boxes is None:
                 try:
                     await hub.publish_area(where, data)
                     outcome: dict[str, SpeakerError | None] = {where: None}
+                    reached: Iterable[str] = self._planned.members(where)
                 except SpeakerError as exc:
                     self._sent.pop(key, None)
-                    outcome = {where: exc}
+                    outcome, reached = {where: exc}, ()
             else:
                 outcome = dict(zip(boxes, await hub.send_same(boxes, data), strict=True))
+                reached = [box for box, error in outcome.items() if error is None]
+            if clip:
+                self.lead.sent(cmd_id, reached)
             sent.set_result(outcome)
         return await asyncio.shield(sent)
 
@@ -317,7 +339,10 @@ class BatchSender:
         """Stop ``delivery``'s alert, once, wherever its group commands went beyond their
         batches (area topics, the TCP boxes of a group): boxes reached there whose own
         deliveries were still queued when the alert was cancelled get no ``stop`` of their
-        own."""
+        own. A batch of the alert still rendering or holding back sends no play command."""
+        self._stopped[delivery.message.id] = None
+        while len(self._stopped) > _ALERTS_KEPT:
+            self._stopped.popitem(last=False)
         for where, (signer, key, boxes) in self._reached.pop(delivery.message.id, {}).items():
             cmd_id = group_command_id("stop", self._channel, delivery, signer)
             data = encode_command(

@@ -5,9 +5,10 @@ Follows OASIS MQTT Version 3.1.1: 3.1 CONNECT and 3.2 CONNACK (session present, 
 3.10/3.11 UNSUBSCRIBE and UNSUBACK, 3.12/3.13 PINGREQ and PINGRESP under the keep alive of
 3.1.2.10, 3.14 DISCONNECT, 2.3.1 packet identifiers (1..65535, free again once acknowledged).
 
-No threads, no executor, no task per message: bytes are decoded in ``data_received``, incoming
-messages go to a synchronous ``on_message`` callback, and everything written in one turn of the
-event loop leaves in one ``write``. Reconnecting is the caller's loop: one client, one connection.
+No threads, no task or packet object per message: each message goes from ``data_received``
+to a synchronous ``on_message``; a read's PUBACKs follow all its messages (lost with the
+connection, they leave the broker to send those again) and everything written in one turn of
+the event loop leaves in one ``write``. Reconnecting is the caller's loop.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from drivers.mqtt.packets import (
     Packet,
     Pingresp,
     Puback,
-    Publish,
     Suback,
     Subscribe,
     Unsuback,
@@ -108,6 +108,7 @@ class MqttClient(asyncio.Protocol):
         self._connack: asyncio.Future[Connack] | None = None
         self._in_flight = PacketIdPool()
         self._out: list[bytes] = []
+        self._acks: list[bytes] = []
         self._last_sent = self._last_received = 0.0
         self._ping_outstanding = False
         self._keepalive_timer: asyncio.TimerHandle | None = None
@@ -351,22 +352,21 @@ class MqttClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self._loop is not None
         self._last_received = self._loop.time()
+        acks = self._acks
         try:
-            packets = self._decoder.feed(data)
-            for packet in packets:
-                self._dispatch(packet)
+            self._decoder.feed_into(data, self._deliver, self._dispatch)
         except MqttProtocolError as exc:
             logger.warning("%s: closing the connection: %s", self.client_id, exc)
             self._drop(exc)
+        if acks:  # the PUBACKs of every message this read handed over, in one write
+            self._send(b"".join(acks))
+            acks.clear()
 
     def _dispatch(self, packet: Packet) -> None:
         kind = type(packet)
         if not self._connack_seen and kind is not Connack:
             raise MqttProtocolError(f"the broker sent {kind.__name__.upper()} before CONNACK")
-        if kind is Publish:
-            assert isinstance(packet, Publish)
-            self._deliver(packet)
-        elif kind is Puback:
+        if kind is Puback:
             assert isinstance(packet, Puback)
             self._acknowledge(packet.packet_id, None)
         elif kind is Pingresp:
@@ -391,12 +391,18 @@ class MqttClient(asyncio.Protocol):
         if not self._in_flight.complete(packet_id, result):
             logger.debug("%s: acknowledgement for unknown packet id %d", self.client_id, packet_id)
 
-    def _deliver(self, packet: Publish) -> None:
-        if packet.qos == 2:
+    def _deliver(self, topic: str, payload: bytes, flags: int, packet_id: int) -> None:
+        """One incoming PUBLISH: handed to ``on_message``; at QoS 1 its PUBACK is queued for
+        the end of the read, so none leaves before its message was handed over."""
+        if not self._connack_seen:
+            raise MqttProtocolError("the broker sent PUBLISH before CONNACK")
+        if flags & 4:
             raise MqttProtocolError("the broker sent a QoS 2 PUBLISH; this client asks for ≤ 1")
+        if not self._connected:  # dropped earlier in this read: the broker sends it again
+            return
         try:
-            self._on_message(packet.topic, packet.payload, packet.retain)
+            self._on_message(topic, payload, bool(flags & 1))
         except Exception:
-            logger.exception("%s: on_message failed for %r", self.client_id, packet.topic)
-        if packet.qos:
-            self._send(encode_puback(packet.packet_id))
+            logger.exception("%s: on_message failed for %r", self.client_id, topic)
+        if packet_id:
+            self._acks.append(encode_puback(packet_id))

@@ -7,7 +7,8 @@ Follows OASIS MQTT Version 3.1.1: 2.2 fixed header and the reserved flags of tab
 the QoS 2 flow (PUBREC, PUBREL, PUBCOMP) is not supported and is refused like them.
 
 A packet split across reads is kept until it is whole, without re-joining the pieces on every
-read; many packets in one read come out together. Anything malformed raises
+read; many packets in one read come out together, as a list or, on the receiving hot path,
+through callbacks with no object built per PUBLISH. Anything malformed raises
 ``MqttProtocolError`` with what was wrong; the connection must then be closed.
 """
 
@@ -99,12 +100,12 @@ def _expect_length(name: str, length: int, wanted: int) -> None:
         )
 
 
-def _publish(flags: int, data: bytes, pos: int, end: int) -> Publish:
+def _publish(flags: int, data: bytes, pos: int, end: int) -> tuple[str, bytes, int]:
+    """A PUBLISH body's topic, payload and packet identifier (0 at QoS 0)."""
     qos = (flags >> 1) & 3
     if qos == 3:
         raise MqttProtocolError("PUBLISH with QoS 3 (MQTT 3.1.1 section 3.3.1.2)")
-    dup = bool(flags & 8)
-    if dup and not qos:
+    if flags & 8 and not qos:
         raise MqttProtocolError("PUBLISH QoS 0 with DUP set (MQTT 3.1.1 section 3.3.1.1)")
     topic, pos = _text(data, pos, end, "PUBLISH topic name")
     if not topic or "+" in topic or "#" in topic:
@@ -115,7 +116,7 @@ def _publish(flags: int, data: bytes, pos: int, end: int) -> Publish:
     if qos:
         packet_id = _packet_id(data, pos, end, "PUBLISH")
         pos += 2
-    return Publish(topic, data[pos:end], qos, bool(flags & 1), packet_id, dup)
+    return topic, data[pos:end], packet_id
 
 
 def _connect(data: bytes, pos: int, end: int) -> Connect:
@@ -234,8 +235,15 @@ _BODIES: dict[int, tuple[int, Callable[[bytes, int, int], Packet]]] = {
 }
 
 
+PublishSink = Callable[[str, bytes, int, int], None]
+"""Takes each PUBLISH as (topic, payload, fixed header flags, packet identifier): QoS is
+``(flags >> 1) & 3``, RETAIN ``flags & 1``, DUP ``flags & 8``; the identifier is 0 at QoS 0."""
+PacketSink = Callable[[Packet], None]
+
+
 class MqttDecoder:
-    """Turns a byte stream into packets; ``feed`` returns every packet completed so far."""
+    """Turns a byte stream into packets, as a list (``feed``) or through callbacks, with no
+    object built per PUBLISH (``feed_into``)."""
 
     __slots__ = ("_have", "_max", "_need", "_parts")
 
@@ -246,64 +254,103 @@ class MqttDecoder:
         self._need = 0
 
     def feed(self, data: bytes) -> list[Packet]:
-        """Add bytes read from the peer; MqttProtocolError if they are not valid MQTT."""
+        """Add bytes read from the peer; returns every packet completed so far.
+        MqttProtocolError if they are not valid MQTT."""
+        packets: list[Packet] = []
+
+        def publish(topic: str, payload: bytes, flags: int, packet_id: int) -> None:
+            qos, retain, dup = (flags >> 1) & 3, bool(flags & 1), bool(flags & 8)
+            packets.append(Publish(topic, payload, qos, retain, packet_id, dup))
+
+        self.feed_into(data, publish, packets.append)
+        return packets
+
+    def feed_into(self, data: bytes, on_publish: PublishSink, on_packet: PacketSink) -> None:
+        """Add bytes read from the peer and hand each completed packet over at once, in
+        stream order: a PUBLISH to ``on_publish``, any other packet to ``on_packet``.
+
+        Raises MqttProtocolError if the bytes are not valid MQTT, after handing over the
+        packets before the bad one. What a callback raises goes through; either way the
+        connection must then be closed, as the rest of the read is lost.
+        """
         if self._parts:
             self._parts.append(data)
             self._have += len(data)
             if self._have < self._need:
-                return []
+                return
             data = b"".join(self._parts)
             self._parts.clear()
-        packets: list[Packet] = []
         pos, size, need = 0, len(data), 0
-        while pos < size:
-            first = data[pos]
-            kind = first >> 4
-            # Checked before the length, so garbage fails at once instead of waiting for a body.
-            if kind != 3:
-                entry = _BODIES.get(kind)
-                if entry is None:
-                    raise MqttProtocolError(
-                        f"packet type {kind} ({_NAMES.get(kind, 'reserved')}) is not supported"
-                    )
-                if first & 0x0F != entry[0]:
-                    raise MqttProtocolError(
-                        f"{_NAMES[kind]} with fixed header flags {first & 0x0F:#03x}, must be "
-                        f"{entry[0]:#03x} (MQTT 3.1.1 section 2.2.2)"
-                    )
-                decode_body = entry[1]
-            length, shift, index = 0, 0, pos + 1
-            while True:
-                if index >= size:
-                    need = size - pos + 1
+        try:
+            while pos < size:
+                first = data[pos]
+                kind = first >> 4
+                # Checked before the length, so garbage fails at once instead of waiting.
+                if kind != 3:
+                    entry = _BODIES.get(kind)
+                    if entry is None:
+                        raise MqttProtocolError(
+                            f"packet type {kind} ({_NAMES.get(kind, 'reserved')}) is not supported"
+                        )
+                    if first & 0x0F != entry[0]:
+                        raise MqttProtocolError(
+                            f"{_NAMES[kind]} with fixed header flags {first & 0x0F:#03x}, must "
+                            f"be {entry[0]:#03x} (MQTT 3.1.1 section 2.2.2)"
+                        )
+                    decode_body = entry[1]
+                length, shift, index = 0, 0, pos + 1
+                while True:
+                    if index >= size:
+                        need = size - pos + 1
+                        break
+                    byte = data[index]
+                    index += 1
+                    length |= (byte & 0x7F) << shift
+                    if not byte & 0x80:
+                        break
+                    shift += 7
+                    if shift == 28:
+                        raise MqttProtocolError(
+                            "remaining length longer than 4 bytes (MQTT 3.1.1 section 2.2.3)"
+                        )
+                if need:
                     break
-                byte = data[index]
-                index += 1
-                length |= (byte & 0x7F) << shift
-                if not byte & 0x80:
-                    break
-                shift += 7
-                if shift == 28:
+                total = index - pos + length
+                if total > self._max:
                     raise MqttProtocolError(
-                        "remaining length longer than 4 bytes (MQTT 3.1.1 section 2.2.3)"
+                        f"{_NAMES.get(kind, 'packet')} of {total} bytes is over the maximum "
+                        f"packet size of {self._max} bytes"
                     )
-            if need:
-                break
-            total = index - pos + length
-            if total > self._max:
-                raise MqttProtocolError(
-                    f"{_NAMES.get(first >> 4, 'packet')} of {total} bytes is over the maximum "
-                    f"packet size of {self._max} bytes"
-                )
-            end = index + length
-            if end > size:
-                need = total
-                break
-            if kind == 3:
-                packets.append(_publish(first & 0x0F, data, index, end))
-            else:
-                packets.append(decode_body(data, index, end))
-            pos = end
+                end = index + length
+                if end > size:
+                    need = total
+                    break
+                pos = end
+                if kind == 3:
+                    # The usual PUBLISH, read inline; anything unusual goes through _publish,
+                    # which names what is wrong.
+                    flags = first & 0x0F
+                    topic_end = (
+                        index + 2 + (data[index] << 8 | data[index + 1]) if length > 1 else 0
+                    )
+                    body = topic_end + 2 if flags & 6 else topic_end
+                    if flags & 6 == 2 and index + 2 < topic_end and body <= end:
+                        try:
+                            topic = data[index + 2 : topic_end].decode()
+                        except UnicodeDecodeError:
+                            topic = "+"  # the checked reading below names the error
+                        packet_id = data[topic_end] << 8 | data[topic_end + 1]
+                        if packet_id and not ("+" in topic or "#" in topic or "\x00" in topic):
+                            on_publish(topic, data[body:end], flags, packet_id)
+                            continue
+                    topic, payload, packet_id = _publish(flags, data, index, end)
+                    on_publish(topic, payload, flags, packet_id)
+                else:
+                    on_packet(decode_body(data, index, end))
+        except BaseException:
+            self._parts.clear()
+            self._have = self._need = 0
+            raise
         if pos < size:
             rest = data[pos:] if pos else data
             self._parts.append(rest)
@@ -311,4 +358,3 @@ class MqttDecoder:
             self._need = need
         else:
             self._have = self._need = 0
-        return packets

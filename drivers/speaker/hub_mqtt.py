@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 TRANSPORT = "mqtt"
 KEEPALIVE_S = 30
 DISCONNECT_WITHIN_S = 1.0
+_BOX_IDS_KEPT = 1 << 20
+"""Box ids seen in topics and found well-formed; forgotten all at once past this many."""
 
 
 class MqttHubLink(HubLink):
@@ -60,6 +62,8 @@ class MqttHubLink(HubLink):
         self._sink = sink
         self._brokers = BrokerRotation([(host, port), *failover])
         self._topics = topics
+        self._box_head = f"{topics.prefix}/box/"
+        self._box_ids: set[str] = set()
         self._client_id = client_id
         self._tls = tls_context
         self._connect_timeout_s = connect_timeout_s
@@ -158,13 +162,20 @@ class MqttHubLink(HubLink):
             client = self._new_client()
 
     def _dispatch(self, topic: str, payload: bytes, retain: bool) -> None:
-        parsed = self._topics.box_of(topic)
-        if parsed is None:
+        head = self._box_head
+        if not topic.startswith(head):
             return
-        box_id, leaf = parsed
+        box_id, _, leaf = topic[len(head) :].partition("/")
+        ids = self._box_ids
+        if box_id not in ids:  # a box id is checked against the pattern once, not per message
+            if self._topics.box_of(topic) is None:
+                return
+            if len(ids) >= _BOX_IDS_KEPT:
+                ids.clear()
+            ids.add(box_id)
         if leaf == "presence" and payload == OFFLINE:
             self._sink.presence(box_id, False, TRANSPORT)
-        else:
+        elif leaf == "up" or leaf == "presence":
             # Acks, heartbeats and the signed hello a box leaves as its presence: the hub
             # verifies them, and a verified message is what puts a box online.
             self._sink.receive(box_id, payload, TRANSPORT)
