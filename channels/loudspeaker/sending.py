@@ -319,21 +319,39 @@ class BatchSender:
             clip = boxes is None and cmd_id.startswith("attention-")
             if clip:
                 self.lead.sending(cmd_id)
-            if boxes is None:
-                try:
-                    await hub.publish_area(where, data)
-                    outcome: dict[str, SpeakerError | None] = {where: None}
-                    reached: Iterable[str] = self._planned.members(where)
-                except SpeakerError as exc:
-                    self._sent.pop(key, None)
-                    outcome, reached = {where: exc}, ()
-            else:
-                outcome = dict(zip(boxes, await hub.send_same(boxes, data), strict=True))
-                reached = [box for box, error in outcome.items() if error is None]
-            if clip:
-                self.lead.sent(cmd_id, reached)
+            reached: Iterable[str] = ()
+            try:
+                outcome, reached = await self._send(hub, where, data, boxes)
+            except BaseException:
+                # Cancelled (a send past the dispatcher's deadline) or a fault: whoever shares
+                # this send gets an error, and the next attempt sends afresh.
+                self._sent.pop(key, None)
+                error = SpeakerTimeoutError(f"sending {cmd_id} was interrupted")
+                sent.set_result(dict.fromkeys(boxes if boxes is not None else [where], error))
+                raise
+            finally:
+                if clip:
+                    self.lead.sent(cmd_id, reached)
+            if boxes is None and outcome[where] is not None:
+                self._sent.pop(key, None)
             sent.set_result(outcome)
         return await asyncio.shield(sent)
+
+    async def _send(
+        self, hub: SpeakerHub, where: str, data: bytes, boxes: list[str] | None
+    ) -> tuple[dict[str, SpeakerError | None], Iterable[str]]:
+        """One send of a group command: the error or None per box (per area topic), and the
+        boxes it reached."""
+        if boxes is None:
+            try:
+                await hub.publish_area(where, data)
+            except SpeakerError as exc:
+                return {where: exc}, ()
+            return {where: None}, self._planned.members(where)
+        outcome: dict[str, SpeakerError | None] = dict(
+            zip(boxes, await hub.send_same(boxes, data), strict=True)
+        )
+        return outcome, [box for box, error in outcome.items() if error is None]
 
     async def stop_areas(self, hub: SpeakerHub, delivery: OutgoingDelivery) -> None:
         """Stop ``delivery``'s alert, once, wherever its group commands went beyond their

@@ -20,7 +20,7 @@ from broadcaster.cap import MsgType
 from channels.loudspeaker import groups
 from channels.loudspeaker.commands import alert_key
 from channels.loudspeaker.groups import AttentionLead
-from drivers.speaker import AckStage, BoxAck, HubEvent
+from drivers.speaker import AckStage, BoxAck, HubEvent, SpeakerTimeoutError
 from tests.core.support import COUNTY, make_alert, wait_until_complete
 from tests.loudspeaker.conftest import IN_COUNTY, speaker_system
 
@@ -175,3 +175,42 @@ async def test_a_report_that_overtakes_the_send_counts(monkeypatch: pytest.Monke
     watch.reported(ack("b1", "attention-1", AckStage.STARTED))  # before the send returned
     watch.sent("attention-1", ["b1"])
     assert await waited(watch, ["attention-1"]) < 0.05
+
+
+async def test_a_group_send_cut_off_by_its_deadline_is_sent_afresh_next_time(
+    tmp_path: Path,
+) -> None:
+    """The first send of a group command hangs at the broker and is cancelled (the
+    dispatcher's deadline): a caller sharing it gets a retryable error instead of waiting
+    for ever, and the next attempt publishes again."""
+    async with speaker_system(tmp_path, "mqtt", groups=([COUNTY],)) as system:
+        hub = system.channel.hub
+        assert hub is not None
+        sender = system.channel._sender
+        publish_area = hub.publish_area
+        published: list[str] = []
+        frozen = asyncio.Event()
+
+        async def hanging_once(area: str, data: bytes) -> None:
+            published.append(area)
+            if len(published) == 1:
+                frozen.set()
+                await asyncio.sleep(3600)
+            await publish_area(area, data)
+
+        hub.publish_area = hanging_once  # type: ignore[method-assign]
+        data = b'{"type":"stop","alert_id":"*"}'
+        first = asyncio.create_task(sender._once(hub, "cmd-1", COUNTY, data, None))
+        await frozen.wait()
+        sharing = asyncio.create_task(sender._once(hub, "cmd-1", COUNTY, data, None))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        async with asyncio.timeout(5):
+            shared = await sharing
+        assert isinstance(shared[COUNTY], SpeakerTimeoutError)
+        async with asyncio.timeout(5):
+            again = await sender._once(hub, "cmd-1", COUNTY, data, None)
+    assert again == {COUNTY: None}
+    assert published == [COUNTY, COUNTY]
