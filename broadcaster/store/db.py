@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from broadcaster.errors import DiskFullError, StoreError
+from broadcaster.store.checkpoint import WalCheckpointer
+from broadcaster.store.known import KnownTargets
 from broadcaster.store.space import DiskSpace, is_disk_full
 
 P = ParamSpec("P")
@@ -145,12 +147,17 @@ class Database:
         self.node = default_node_name()
         """The name under which this process claims deliveries and device leases."""
         self.lease_seconds = DEFAULT_LEASE_SECONDS
+        self.known = KnownTargets()
+        """Targets already decoded or encoded on the database thread."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._thread_id: int | None = None
         self._closed = False
         self.space = DiskSpace(self.path.parent)
         self._executor.submit(self._mark_thread).result()
         self.conn = self._executor.submit(self._open).result()
+        self._checkpointer: WalCheckpointer | None = None
+        if self.dialect == "sqlite" and str(self.path) != ":memory:":
+            self._checkpointer = WalCheckpointer(self.path)
 
     def _mark_thread(self) -> None:
         self._thread_id = threading.get_ident()
@@ -164,6 +171,7 @@ class Database:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own does it
         self._migrate(conn)
         return conn
 
@@ -272,6 +280,8 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._executor.submit(self.conn.close).result()
         self._executor.shutdown(wait=True)
 

@@ -15,18 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
+from broadcaster.store.changes import write_changes
 from broadcaster.store.db import Connection, Database
-
-_CHANGE_COLUMNS = (
-    ("id", "bigint"),
-    ("state", "text"),
-    ("last_error", "text"),
-    ("provider_ref", "text"),
-    ("content", "text"),
-    ("warning", "text"),
-    ("next_attempt_at", "double precision"),
-)
-"""What :meth:`Outbox.apply` writes of each delivery a batch changes (absent: kept)."""
+from broadcaster.store.known import KnownTargets
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +32,12 @@ class ClaimedDelivery:
     expires_at: float
 
 
-def _claimed(row: Mapping[str, Any], attempts: int) -> ClaimedDelivery:
+def _claimed(row: Mapping[str, Any], attempts: int, known: KnownTargets) -> ClaimedDelivery:
     return ClaimedDelivery(
         id=row["id"],
         alert_id=row["alert_id"],
         channel=row["channel"],
-        target=Target.from_json(json.loads(row["target"])),
+        target=known.from_snapshot(row["target"]),
         part=row["part"],
         attempts=attempts,
         idempotency_key=row["idempotency_key"],
@@ -76,24 +67,22 @@ class Outbox:
                 + self.database.skip_locked("d"),
                 (channel, now, now, limit),
             ).fetchall()
+            ids = json.dumps([r["id"] for r in rows])
             conn.execute(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"  # noqa: S608
                 " updated_at = ?, claimed_by = ?, lease_until = ? WHERE id IN ("
                 + self.database.int_list()
                 + ")",
-                (
-                    now,
-                    self.database.node,
-                    now + self.database.lease_seconds,
-                    json.dumps([r["id"] for r in rows]),
-                ),
+                (now, self.database.node, now + self.database.lease_seconds, ids),
             )
-            conn.executemany(
-                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-                " VALUES (?, ?, 'queued', 'sending', ?)",
-                [(r["id"], now, f"attempt {r['attempts'] + 1}") for r in rows],
+            conn.execute(
+                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"  # noqa: S608
+                " SELECT id, ?, 'queued', 'sending', 'attempt ' || attempts FROM deliveries"
+                " WHERE id IN (" + self.database.int_list() + ") ORDER BY id",
+                (now, ids),
             )
-        return [_claimed(r, r["attempts"] + 1) for r in rows]
+        known = self.database.known
+        return [_claimed(r, r["attempts"] + 1, known) for r in rows]
 
     def get(self, delivery_id: int) -> ClaimedDelivery | None:
         row = self.database.conn.execute(
@@ -101,7 +90,7 @@ class Outbox:
             " FROM deliveries WHERE id = ?",
             (delivery_id,),
         ).fetchone()
-        return None if row is None else _claimed(row, row["attempts"])
+        return None if row is None else _claimed(row, row["attempts"], self.database.known)
 
     def forward(
         self, delivery_id: int, source: str, channel: str, reason: str, now: float
@@ -225,18 +214,7 @@ class Outbox:
                 ):
                     if value is not None:
                         change[name] = value
-            if changes:
-                conn.execute(
-                    "UPDATE deliveries SET state = c.state, updated_at = ?,"  # noqa: S608
-                    " last_error = coalesce(c.last_error, deliveries.last_error),"
-                    " provider_ref = coalesce(c.provider_ref, deliveries.provider_ref),"
-                    " content = coalesce(c.content, deliveries.content),"
-                    " warning = coalesce(c.warning, deliveries.warning),"
-                    " next_attempt_at = coalesce(c.next_attempt_at, deliveries.next_attempt_at)"
-                    " FROM (" + self.database.json_rows(_CHANGE_COLUMNS) + ") AS c"
-                    " WHERE deliveries.id = c.id",
-                    (now, json.dumps(list(changes.values()), ensure_ascii=False)),
-                )
+            write_changes(self.database, conn, changes.values(), now)
             conn.executemany(
                 "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -281,7 +259,7 @@ class Outbox:
             " WHERE d.channel = ? AND d.state = 'accepted' AND a.state = 'active' ORDER BY d.id",
             (channel,),
         )
-        return [_claimed(r, r["attempts"]) for r in rows]
+        return [_claimed(r, r["attempts"], self.database.known) for r in rows]
 
     def renew_leases(self, now: float) -> int:
         """Extend the leases of the deliveries this node is sending once half their time is

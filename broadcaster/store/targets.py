@@ -15,6 +15,7 @@ from typing import Any
 from broadcaster.delivery import Target
 from broadcaster.errors import ConfigError
 from broadcaster.store.db import Database
+from broadcaster.store.known import TARGET_COLUMNS
 
 _REQUIRED = ("id", "channel")
 
@@ -67,7 +68,10 @@ class TargetTable:
 
     def replace_all(self, targets: Iterable[Target], source: str = "registry") -> int:
         """Make the rows of ``source`` exactly ``targets``; returns how many there are."""
+        targets = list(targets)
         rows = [_row(t, source) for t in targets]
+        for target, row in zip(targets, rows, strict=True):
+            self.database.known.registered(target, row[7], row[8])
         with self.database.transaction() as conn:
             self.database.serialize(conn, "targets")  # nodes starting together take turns
             conn.execute("DELETE FROM targets WHERE source = ?", (source,))
@@ -90,14 +94,20 @@ class TargetTable:
         return cursor.rowcount > 0
 
     def get(self, target_id: str) -> Target | None:
-        rows = self.database.query("SELECT * FROM targets WHERE id = ?", (target_id,))
-        return _row_to_target(rows[0]) if rows else None
+        row = self.database.conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE id = ?",  # noqa: S608
+            (target_id,),
+        ).fetchone()
+        return None if row is None else self.database.known.from_row(row)
 
     def for_channel(self, channel: str) -> list[Target]:
-        rows = self.database.query(
-            "SELECT * FROM targets WHERE channel = ? AND enabled = 1 ORDER BY id", (channel,)
+        rows = self.database.conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets"  # noqa: S608
+            " WHERE channel = ? AND enabled = 1 ORDER BY id",
+            (channel,),
         )
-        return [_row_to_target(r) for r in rows]
+        from_row = self.database.known.from_row
+        return [from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         rows = self.database.query(
@@ -124,18 +134,4 @@ def _row(t: Target, source: str) -> tuple[Any, ...]:
         json.dumps(list(t.languages)),
         json.dumps(dict(t.params), ensure_ascii=False),
         source,
-    )
-
-
-def _row_to_target(row: Mapping[str, Any]) -> Target:
-    return Target(
-        id=row["id"],
-        channel=row["channel"],
-        name=row["name"],
-        address=row["address"],
-        division=row["division"],
-        lat=row["lat"],
-        lon=row["lon"],
-        languages=tuple(json.loads(row["languages"])),
-        params=json.loads(row["params"]),
     )
