@@ -18,9 +18,6 @@ from typing import Any
 
 from broadcaster.store.db import Connection, Database
 
-SHARED = ("state", "last_error", "content", "warning")
-"""Values a change shares with the other changes of its statement."""
-
 OWN = (("id", "bigint"), ("provider_ref", "text"), ("next_attempt_at", "double precision"))
 """Values each change of a statement has of its own (absent or None: kept)."""
 
@@ -32,10 +29,13 @@ def write_changes(
     kept) and ``updated_at = now``."""
     shapes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for change in changes:
-        shape = tuple(change.get(name) for name in SHARED)
-        shapes.setdefault(shape, []).append(
-            {name: change[name] for name, _ in OWN if change.get(name) is not None}
-        )
+        get = change.get
+        shape = (change["state"], get("last_error"), get("content"), get("warning"))
+        mine = {"id": change["id"]}
+        for name in ("provider_ref", "next_attempt_at"):
+            if get(name) is not None:
+                mine[name] = change[name]
+        shapes.setdefault(shape, []).append(mine)
     for (state, last_error, content, warning), rows in shapes.items():
         shared = (state, now, last_error, content, warning)
         own = {(row.get("provider_ref"), row.get("next_attempt_at")) for row in rows}

@@ -17,6 +17,7 @@ from typing import Any
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
 from broadcaster.store.changes import write_changes
 from broadcaster.store.db import Connection, Database
+from broadcaster.store.history import BatchHistory, expand
 from broadcaster.store.known import KnownTargets
 
 
@@ -177,49 +178,51 @@ class Outbox:
         each transition is checked, in order, against the state the ones before it left. What
         the batch changes in each delivery is then written with one statement for the whole
         batch (several transitions of one delivery make one change: the last state, and the
-        last of each value given), and the ``delivery_events`` rows, in order, with another.
+        last of each value given), and the ``delivery_events`` rows with another, one row per
+        delivery holding its steps in order (:mod:`broadcaster.store.history`).
         News that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
         changes: dict[int, dict[str, Any]] = {}
-        events: list[tuple[Any, ...]] = []
+        history = BatchHistory(now)
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
         contents = _ContentTexts()
         with self.database.transaction() as conn:
             states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
-                current = states.get(t.delivery_id)
-                allowed = {t.to_state} if t.progress else ALLOWED_FROM[t.to_state]
-                if current is None or current not in allowed:
+                delivery_id, to_state = t.delivery_id, t.to_state
+                current = states.get(delivery_id)
+                if current is None or (
+                    current != to_state if t.progress else current not in ALLOWED_FROM[to_state]
+                ):
                     late = (t.content, t.warning, t.provider_ref)
                     if current is not None and any(v is not None for v in late):
                         # The device confirmed before ``send`` returned: keep what was sent
                         # and the provider's reference for it.
                         content = contents.text(t.content)
-                        late_content.append((content, t.warning, t.provider_ref, t.delivery_id))
+                        late_content.append((content, t.warning, t.provider_ref, delivery_id))
                     continue
-                states[t.delivery_id] = t.to_state
-                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
-                if current == t.to_state and _only_progress(t):
-                    touched.add(t.delivery_id)  # keeps the confirmation timeout at bay
+                states[delivery_id] = to_state
+                history.add(delivery_id, current, to_state, t.detail or t.last_error)
+                if current == to_state and _only_progress(t):
+                    touched.add(delivery_id)  # keeps the confirmation timeout at bay
                     continue
-                change = changes.setdefault(t.delivery_id, {"id": t.delivery_id})
-                change["state"] = str(t.to_state)
-                for name, value in (
-                    ("last_error", t.last_error),
-                    ("provider_ref", t.provider_ref),
-                    ("content", contents.text(t.content)),
-                    ("warning", t.warning),
-                    ("next_attempt_at", t.next_attempt_at),
-                ):
-                    if value is not None:
-                        change[name] = value
+                change = changes.get(delivery_id)
+                if change is None:
+                    change = changes[delivery_id] = {"id": delivery_id}
+                change["state"] = str(to_state)
+                if t.last_error is not None:
+                    change["last_error"] = t.last_error
+                if t.provider_ref is not None:
+                    change["provider_ref"] = t.provider_ref
+                if t.content is not None:
+                    change["content"] = contents.text(t.content)
+                if t.warning is not None:
+                    change["warning"] = t.warning
+                if t.next_attempt_at is not None:
+                    change["next_attempt_at"] = t.next_attempt_at
             write_changes(self.database, conn, changes.values(), now)
-            conn.executemany(
-                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                events,
-            )
+            history.write(conn)
             touched.difference_update(changes)
             if touched:
                 conn.execute(
@@ -234,7 +237,7 @@ class Outbox:
                 " WHERE id = ?",
                 late_content,
             )
-        return len(events)
+        return history.count
 
     def _states(self, conn: Connection, ids: Collection[int]) -> dict[int, str]:
         """The states of deliveries ``ids``, locked for this transaction on a shared store."""
@@ -247,7 +250,7 @@ class Outbox:
             + self.database.locked(),
             (json.dumps(sorted(ids)),),
         )
-        return {int(r["id"]): str(r["state"]) for r in rows}
+        return {int(delivery_id): str(state) for delivery_id, state in rows}
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
@@ -378,10 +381,13 @@ class Outbox:
         return rows
 
     def events(self, delivery_id: int) -> list[dict[str, Any]]:
-        return self.database.query(
-            "SELECT at, from_state, to_state, detail FROM delivery_events"
-            " WHERE delivery_id = ? ORDER BY id",
-            (delivery_id,),
+        """The delivery's history, step by step, oldest first."""
+        return expand(
+            self.database.conn.execute(
+                "SELECT at, from_state, to_state, detail, steps FROM delivery_events"
+                " WHERE delivery_id = ? ORDER BY id",
+                (delivery_id,),
+            )
         )
 
     def state_counts(self) -> dict[tuple[str, str], int]:

@@ -191,3 +191,59 @@ def test_a_process_killed_between_two_writes_loses_neither(tmp_path: Path) -> No
         assert db.call(outbox.recover_in_flight, NOW + 2) == 120
     finally:
         db.close()
+
+
+def _steps(db: Database, outbox: Outbox, delivery_id: int) -> list[tuple[object, ...]]:
+    events = db.call(outbox.events, delivery_id)
+    return [(e["at"], e["from_state"], e["to_state"], e["detail"]) for e in events]
+
+
+def test_the_history_shows_every_step_of_a_batch_as_it_happened(database: Database) -> None:
+    db, outbox = database, Outbox(database)
+
+    def setup() -> None:
+        with db.transaction() as conn:
+            insert_bare_alert(conn)
+            insert_deliveries(conn, "loudspeaker", ["sending"] * 3)
+
+    db.call(setup)
+    first = [
+        Transition(1, S.ACCEPTED, detail="sent to box b1", provider_ref="cmd-1"),
+        Transition(2, S.ACCEPTED, detail="sent to box b2", provider_ref="cmd-1"),
+        Transition(1, S.ACCEPTED, detail="box b1 accepted", progress=True),
+        Transition(2, S.QUEUED, last_error="busy", next_attempt_at=9.0),
+        Transition(1, S.ACCEPTED, detail="playing on box b1 (url)", progress=True),
+        Transition(3, S.CANCELLED),
+        Transition(1, S.CONFIRMED, detail="played on box b1 (url)"),
+        Transition(1, S.QUEUED, detail="too late: already confirmed"),
+    ]
+    assert db.call(outbox.apply, first, 5.0) == 7
+    assert db.call(outbox.apply, [Transition(2, S.EXPIRED, detail="alert expired")], 6.0) == 1
+    assert _steps(db, outbox, 1) == [
+        (5.0, "sending", "accepted", "sent to box b1"),
+        (5.0, "accepted", "accepted", "box b1 accepted"),
+        (5.0, "accepted", "accepted", "playing on box b1 (url)"),
+        (5.0, "accepted", "confirmed", "played on box b1 (url)"),
+    ]
+    assert _steps(db, outbox, 2) == [
+        (5.0, "sending", "accepted", "sent to box b2"),
+        (5.0, "accepted", "queued", "busy"),
+        (6.0, "queued", "expired", "alert expired"),
+    ]
+    assert _steps(db, outbox, 3) == [(5.0, "sending", "cancelled", None)]
+    rows = db.call(
+        lambda: db.query(
+            "SELECT delivery_id, from_state, to_state, detail FROM delivery_events ORDER BY id"
+        )
+    )
+    assert [tuple(r.values()) for r in rows] == [  # one row per delivery and batch
+        (
+            1,
+            "sending",
+            "confirmed",
+            "sent to box b1; box b1 accepted; playing on box b1 (url); played on box b1 (url)",
+        ),
+        (2, "sending", "queued", "sent to box b2; busy"),
+        (3, "sending", "cancelled", None),
+        (2, "queued", "expired", "alert expired"),
+    ]
