@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
-from broadcaster.store.changes import write_changes
+from broadcaster.store.batch import BatchHistory, expand, write_changes
 from broadcaster.store.db import Connection, Database
-from broadcaster.store.history import BatchHistory, expand
-from broadcaster.store.known import KnownTargets
+from broadcaster.store.targets import KnownTargets
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +178,7 @@ class Outbox:
         the batch changes in each delivery is then written with one statement for the whole
         batch (several transitions of one delivery make one change: the last state, and the
         last of each value given), and the ``delivery_events`` rows with another, one row per
-        delivery holding its steps in order (:mod:`broadcaster.store.history`).
+        delivery holding its steps in order (:mod:`broadcaster.store.batch`).
         News that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
         changes: dict[int, dict[str, Any]] = {}

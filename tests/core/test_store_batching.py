@@ -17,9 +17,8 @@ from pathlib import Path
 from broadcaster.delivery import DeliveryState, Target, Transition
 from broadcaster.store.alerts import AlertTable, NewDelivery
 from broadcaster.store.db import Database
-from broadcaster.store.known import KnownTargets
 from broadcaster.store.outbox import Outbox
-from broadcaster.store.targets import TargetTable
+from broadcaster.store.targets import KnownTargets, TargetTable
 from tests.conftest import REPO
 from tests.core.support import insert_bare_alert, insert_deliveries
 from tests.core.test_store_engines import NOW, plan, record
