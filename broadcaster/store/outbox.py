@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,16 +32,18 @@ class ClaimedDelivery:
     expires_at: float
 
 
-def _claimed(row: Mapping[str, Any], attempts: int, known: KnownTargets) -> ClaimedDelivery:
+_CLAIMED_COLUMNS = (
+    "d.id, d.alert_id, d.channel, d.target, d.part, d.attempts, d.idempotency_key, d.expires_at"
+)
+"""The columns of ``deliveries d`` that :func:`_claimed` reads, in its order."""
+
+
+def _claimed(row: Iterable[Any], known: KnownTargets, attempt: int = 0) -> ClaimedDelivery:
+    """The delivery of a row of :data:`_CLAIMED_COLUMNS`; ``attempt``: added to its attempts."""
+    delivery_id, alert_id, channel, target, part, attempts, key, expires_at = row
+    target = known.from_snapshot(target)
     return ClaimedDelivery(
-        id=row["id"],
-        alert_id=row["alert_id"],
-        channel=row["channel"],
-        target=known.from_snapshot(row["target"]),
-        part=row["part"],
-        attempts=attempts,
-        idempotency_key=row["idempotency_key"],
-        expires_at=row["expires_at"],
+        delivery_id, alert_id, channel, target, part, attempts + attempt, key, expires_at
     )
 
 
@@ -58,8 +60,7 @@ class Outbox:
         """
         with self.database.transaction() as conn:
             rows = conn.execute(
-                "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"  # noqa: S608
-                " d.idempotency_key, d.expires_at FROM deliveries d"
+                f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d"  # noqa: S608
                 " JOIN alerts a ON a.id = d.alert_id"
                 " WHERE d.channel = ? AND d.state = 'queued' AND d.next_attempt_at <= ?"
                 " AND d.expires_at > ? AND a.state = 'active'"
@@ -67,7 +68,7 @@ class Outbox:
                 + self.database.skip_locked("d"),
                 (channel, now, now, limit),
             ).fetchall()
-            ids = json.dumps([r["id"] for r in rows])
+            ids = json.dumps([r[0] for r in rows])
             conn.execute(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"  # noqa: S608
                 " updated_at = ?, claimed_by = ?, lease_until = ? WHERE id IN ("
@@ -82,15 +83,14 @@ class Outbox:
                 (now, ids),
             )
         known = self.database.known
-        return [_claimed(r, r["attempts"] + 1, known) for r in rows]
+        return [_claimed(r, known, 1) for r in rows]
 
     def get(self, delivery_id: int) -> ClaimedDelivery | None:
         row = self.database.conn.execute(
-            "SELECT id, alert_id, channel, target, part, attempts, idempotency_key, expires_at"
-            " FROM deliveries WHERE id = ?",
+            f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d WHERE d.id = ?",  # noqa: S608
             (delivery_id,),
         ).fetchone()
-        return None if row is None else _claimed(row, row["attempts"], self.database.known)
+        return None if row is None else _claimed(row, self.database.known)
 
     def forward(
         self, delivery_id: int, source: str, channel: str, reason: str, now: float
@@ -254,14 +254,13 @@ class Outbox:
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
         still active (after a restart, the channel tracks them again)."""
-        rows = self.database.query(
-            "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"
-            " d.idempotency_key, d.expires_at FROM deliveries d"
+        rows = self.database.conn.execute(
+            f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d"  # noqa: S608
             " JOIN alerts a ON a.id = d.alert_id"
             " WHERE d.channel = ? AND d.state = 'accepted' AND a.state = 'active' ORDER BY d.id",
             (channel,),
         )
-        return [_claimed(r, r["attempts"], self.database.known) for r in rows]
+        return [_claimed(r, self.database.known) for r in rows]
 
     def renew_leases(self, now: float) -> int:
         """Extend the leases of the deliveries this node is sending once half their time is
