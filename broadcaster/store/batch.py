@@ -81,6 +81,11 @@ _UPDATE = (
 the rows come from."""
 
 
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+"""JSON of one delivery's steps (an encoder made once: ``json.dumps`` with options makes one
+at each call)."""
+
+
 class BatchHistory:
     """The steps a batch records, gathered per delivery in order."""
 
@@ -115,7 +120,7 @@ class BatchHistory:
                     from_state,
                     to_state,
                     "; ".join(str(d) for _, d in steps if d),
-                    json.dumps(steps, ensure_ascii=False),
+                    _encode(steps),
                 )
                 for delivery_id, from_state, to_state, detail, steps in self._rows.values()
             ],
