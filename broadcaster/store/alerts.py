@@ -280,6 +280,7 @@ class AlertTable:
             return
         self.database.serialize(conn, "deliveries.id")
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()[0]
+        snapshot = self.database.known.snapshot
         conn.executemany(
             "INSERT INTO deliveries (id, alert_id, channel, target_id, part, target, state,"
             " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
@@ -291,7 +292,7 @@ class AlertTable:
                     d.channel,
                     d.target.id,
                     d.part,
-                    json.dumps(d.target.to_json(), ensure_ascii=False),
+                    snapshot(d.target),
                     r.priority,
                     r.effective_at,
                     r.expires_at,
@@ -301,10 +302,11 @@ class AlertTable:
                 for n, d in enumerate(deliveries)
             ],
         )
-        conn.executemany(
+        conn.execute(  # the ids are consecutive: the lock above keeps other nodes out
             "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-            " VALUES (?, ?, NULL, 'queued', 'planned')",
-            [(first + n, now) for n in range(len(deliveries))],
+            " SELECT id, ?, NULL, 'queued', 'planned' FROM deliveries"
+            " WHERE id >= ? AND id < ? ORDER BY id",
+            (now, first, first + len(deliveries)),
         )
 
     def add_deliveries(

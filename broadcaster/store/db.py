@@ -9,6 +9,16 @@ writer, and the event loop never blocks on disk. A call that finds the disk full
 and raises :class:`~broadcaster.errors.DiskFullError`; :attr:`Database.space` remembers it for
 ``/healthz`` until space returns (:mod:`broadcaster.store.space`).
 
+The writer never checkpoints the write-ahead log (by default SQLite copies the log back into
+the database file inside the commit that grows it past 1,000 pages, so the writer would spend
+a good part of a fan-out copying pages, and copy a page again whenever a later batch changes
+it once more): :class:`WalCheckpointer` runs a passive checkpoint from a thread and connection
+of its own once per period. A passive checkpoint neither waits for nor blocks the writer, a
+page several batches of one period changed is copied once, and once the whole log is copied the
+writer's next transaction starts it again from its beginning. Durability is unchanged: a commit
+is durable once in the log (WAL with ``synchronous = NORMAL``), where the next open finds what a
+crash left uncopied; a checkpoint that fails (the disk full) is tried again at the next period.
+
 The tables see a :class:`Connection` (the part of DB-API they use), so the PostgreSQL engine
 (:mod:`broadcaster.store.postgres`) can stand in for SQLite; :func:`open_database` picks the
 engine from ``[store]``. ``node`` and ``lease_seconds`` are the name and lease under which this
@@ -19,6 +29,7 @@ process claims deliveries, devices and scheduled runs when several nodes share a
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import secrets
@@ -35,6 +46,9 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from broadcaster.errors import DiskFullError, StoreError
 from broadcaster.store.space import DiskSpace, is_disk_full
+from broadcaster.store.targets import KnownTargets
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -98,6 +112,42 @@ def open_database(
     return database
 
 
+CHECKPOINT_PERIOD_SECONDS = 0.5
+"""How often the log is copied into the database file while the database is open."""
+
+
+class WalCheckpointer:
+    """A thread that checkpoints the write-ahead log of the database file ``path``."""
+
+    def __init__(self, path: Path, period: float = CHECKPOINT_PERIOD_SECONDS) -> None:
+        self.path = path
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")  # passive: never wait for the writer
+            while not self._stop.wait(self.period):
+                self.checkpoint(conn)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy what the log holds into the database file, as far as readers allow."""
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.warning("checkpoint of %s failed, tried again: %s", self.path, exc)
+
+    def stop(self) -> None:
+        """Stop the thread (the writer's close then checkpoints what is left)."""
+        self._stop.set()
+        self._thread.join()
+
+
 class Cursor(Protocol):
     """What the tables read from a statement: rows (by index or column name) and counts."""
 
@@ -145,12 +195,17 @@ class Database:
         self.node = default_node_name()
         """The name under which this process claims deliveries and device leases."""
         self.lease_seconds = DEFAULT_LEASE_SECONDS
+        self.known = KnownTargets()
+        """Targets already decoded or encoded on the database thread."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._thread_id: int | None = None
         self._closed = False
         self.space = DiskSpace(self.path.parent)
         self._executor.submit(self._mark_thread).result()
         self.conn = self._executor.submit(self._open).result()
+        self._checkpointer: WalCheckpointer | None = None
+        if self.dialect == "sqlite" and str(self.path) != ":memory:":
+            self._checkpointer = WalCheckpointer(self.path)
 
     def _mark_thread(self) -> None:
         self._thread_id = threading.get_ident()
@@ -164,6 +219,7 @@ class Database:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own does it
         self._migrate(conn)
         return conn
 
@@ -272,6 +328,8 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self._executor.submit(self.conn.close).result()
         self._executor.shutdown(wait=True)
 

@@ -10,23 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
+from broadcaster.store.batch import BatchHistory, expand, write_changes
 from broadcaster.store.db import Connection, Database
-
-_CHANGE_COLUMNS = (
-    ("id", "bigint"),
-    ("state", "text"),
-    ("last_error", "text"),
-    ("provider_ref", "text"),
-    ("content", "text"),
-    ("warning", "text"),
-    ("next_attempt_at", "double precision"),
-)
-"""What :meth:`Outbox.apply` writes of each delivery a batch changes (absent: kept)."""
+from broadcaster.store.targets import KnownTargets
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +32,18 @@ class ClaimedDelivery:
     expires_at: float
 
 
-def _claimed(row: Mapping[str, Any], attempts: int) -> ClaimedDelivery:
+_CLAIMED_COLUMNS = (
+    "d.id, d.alert_id, d.channel, d.target, d.part, d.attempts, d.idempotency_key, d.expires_at"
+)
+"""The columns of ``deliveries d`` that :func:`_claimed` reads, in its order."""
+
+
+def _claimed(row: Iterable[Any], known: KnownTargets, attempt: int = 0) -> ClaimedDelivery:
+    """The delivery of a row of :data:`_CLAIMED_COLUMNS`; ``attempt``: added to its attempts."""
+    delivery_id, alert_id, channel, target, part, attempts, key, expires_at = row
+    target = known.from_snapshot(target)
     return ClaimedDelivery(
-        id=row["id"],
-        alert_id=row["alert_id"],
-        channel=row["channel"],
-        target=Target.from_json(json.loads(row["target"])),
-        part=row["part"],
-        attempts=attempts,
-        idempotency_key=row["idempotency_key"],
-        expires_at=row["expires_at"],
+        delivery_id, alert_id, channel, target, part, attempts + attempt, key, expires_at
     )
 
 
@@ -67,8 +60,7 @@ class Outbox:
         """
         with self.database.transaction() as conn:
             rows = conn.execute(
-                "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"  # noqa: S608
-                " d.idempotency_key, d.expires_at FROM deliveries d"
+                f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d"  # noqa: S608
                 " JOIN alerts a ON a.id = d.alert_id"
                 " WHERE d.channel = ? AND d.state = 'queued' AND d.next_attempt_at <= ?"
                 " AND d.expires_at > ? AND a.state = 'active'"
@@ -76,32 +68,29 @@ class Outbox:
                 + self.database.skip_locked("d"),
                 (channel, now, now, limit),
             ).fetchall()
+            ids = json.dumps([r[0] for r in rows])
             conn.execute(
                 "UPDATE deliveries SET state = 'sending', attempts = attempts + 1,"  # noqa: S608
                 " updated_at = ?, claimed_by = ?, lease_until = ? WHERE id IN ("
                 + self.database.int_list()
                 + ")",
-                (
-                    now,
-                    self.database.node,
-                    now + self.database.lease_seconds,
-                    json.dumps([r["id"] for r in rows]),
-                ),
+                (now, self.database.node, now + self.database.lease_seconds, ids),
             )
-            conn.executemany(
-                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-                " VALUES (?, ?, 'queued', 'sending', ?)",
-                [(r["id"], now, f"attempt {r['attempts'] + 1}") for r in rows],
+            conn.execute(
+                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"  # noqa: S608
+                " SELECT id, ?, 'queued', 'sending', 'attempt ' || attempts FROM deliveries"
+                " WHERE id IN (" + self.database.int_list() + ") ORDER BY id",
+                (now, ids),
             )
-        return [_claimed(r, r["attempts"] + 1) for r in rows]
+        known = self.database.known
+        return [_claimed(r, known, 1) for r in rows]
 
     def get(self, delivery_id: int) -> ClaimedDelivery | None:
         row = self.database.conn.execute(
-            "SELECT id, alert_id, channel, target, part, attempts, idempotency_key, expires_at"
-            " FROM deliveries WHERE id = ?",
+            f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d WHERE d.id = ?",  # noqa: S608
             (delivery_id,),
         ).fetchone()
-        return None if row is None else _claimed(row, row["attempts"])
+        return None if row is None else _claimed(row, self.database.known)
 
     def forward(
         self, delivery_id: int, source: str, channel: str, reason: str, now: float
@@ -188,60 +177,51 @@ class Outbox:
         each transition is checked, in order, against the state the ones before it left. What
         the batch changes in each delivery is then written with one statement for the whole
         batch (several transitions of one delivery make one change: the last state, and the
-        last of each value given), and the ``delivery_events`` rows, in order, with another.
+        last of each value given), and the ``delivery_events`` rows with another, one row per
+        delivery holding its steps in order (:mod:`broadcaster.store.batch`).
         News that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
         changes: dict[int, dict[str, Any]] = {}
-        events: list[tuple[Any, ...]] = []
+        history = BatchHistory(now)
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
         contents = _ContentTexts()
         with self.database.transaction() as conn:
             states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
-                current = states.get(t.delivery_id)
-                allowed = {t.to_state} if t.progress else ALLOWED_FROM[t.to_state]
-                if current is None or current not in allowed:
+                delivery_id, to_state = t.delivery_id, t.to_state
+                current = states.get(delivery_id)
+                if current is None or (
+                    current != to_state if t.progress else current not in ALLOWED_FROM[to_state]
+                ):
                     late = (t.content, t.warning, t.provider_ref)
                     if current is not None and any(v is not None for v in late):
                         # The device confirmed before ``send`` returned: keep what was sent
                         # and the provider's reference for it.
                         content = contents.text(t.content)
-                        late_content.append((content, t.warning, t.provider_ref, t.delivery_id))
+                        late_content.append((content, t.warning, t.provider_ref, delivery_id))
                     continue
-                states[t.delivery_id] = t.to_state
-                events.append((t.delivery_id, now, current, t.to_state, t.detail or t.last_error))
-                if current == t.to_state and _only_progress(t):
-                    touched.add(t.delivery_id)  # keeps the confirmation timeout at bay
+                states[delivery_id] = to_state
+                history.add(delivery_id, current, to_state, t.detail or t.last_error)
+                if current == to_state and _only_progress(t):
+                    touched.add(delivery_id)  # keeps the confirmation timeout at bay
                     continue
-                change = changes.setdefault(t.delivery_id, {"id": t.delivery_id})
-                change["state"] = str(t.to_state)
-                for name, value in (
-                    ("last_error", t.last_error),
-                    ("provider_ref", t.provider_ref),
-                    ("content", contents.text(t.content)),
-                    ("warning", t.warning),
-                    ("next_attempt_at", t.next_attempt_at),
-                ):
-                    if value is not None:
-                        change[name] = value
-            if changes:
-                conn.execute(
-                    "UPDATE deliveries SET state = c.state, updated_at = ?,"  # noqa: S608
-                    " last_error = coalesce(c.last_error, deliveries.last_error),"
-                    " provider_ref = coalesce(c.provider_ref, deliveries.provider_ref),"
-                    " content = coalesce(c.content, deliveries.content),"
-                    " warning = coalesce(c.warning, deliveries.warning),"
-                    " next_attempt_at = coalesce(c.next_attempt_at, deliveries.next_attempt_at)"
-                    " FROM (" + self.database.json_rows(_CHANGE_COLUMNS) + ") AS c"
-                    " WHERE deliveries.id = c.id",
-                    (now, json.dumps(list(changes.values()), ensure_ascii=False)),
-                )
-            conn.executemany(
-                "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                events,
-            )
+                change = changes.get(delivery_id)
+                if change is None:
+                    change = changes[delivery_id] = {"id": delivery_id}
+                change["state"] = str(to_state)
+                if t.last_error is not None:
+                    change["last_error"] = t.last_error
+                if t.provider_ref is not None:
+                    change["provider_ref"] = t.provider_ref
+                if t.content is not None:
+                    change["content"] = contents.text(t.content)
+                if t.warning is not None:
+                    change["warning"] = t.warning
+                if t.next_attempt_at is not None:
+                    change["next_attempt_at"] = t.next_attempt_at
+            write_changes(self.database, conn, changes.values(), now)
+            history.write(conn)
             touched.difference_update(changes)
             if touched:
                 conn.execute(
@@ -256,7 +236,7 @@ class Outbox:
                 " WHERE id = ?",
                 late_content,
             )
-        return len(events)
+        return history.count
 
     def _states(self, conn: Connection, ids: Collection[int]) -> dict[int, str]:
         """The states of deliveries ``ids``, locked for this transaction on a shared store."""
@@ -269,19 +249,18 @@ class Outbox:
             + self.database.locked(),
             (json.dumps(sorted(ids)),),
         )
-        return {int(r["id"]): str(r["state"]) for r in rows}
+        return {int(delivery_id): str(state) for delivery_id, state in rows}
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
         still active (after a restart, the channel tracks them again)."""
-        rows = self.database.query(
-            "SELECT d.id, d.alert_id, d.channel, d.target, d.part, d.attempts,"
-            " d.idempotency_key, d.expires_at FROM deliveries d"
+        rows = self.database.conn.execute(
+            f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d"  # noqa: S608
             " JOIN alerts a ON a.id = d.alert_id"
             " WHERE d.channel = ? AND d.state = 'accepted' AND a.state = 'active' ORDER BY d.id",
             (channel,),
         )
-        return [_claimed(r, r["attempts"]) for r in rows]
+        return [_claimed(r, self.database.known) for r in rows]
 
     def renew_leases(self, now: float) -> int:
         """Extend the leases of the deliveries this node is sending once half their time is
@@ -410,10 +389,13 @@ class Outbox:
         return rows
 
     def events(self, delivery_id: int) -> list[dict[str, Any]]:
-        return self.database.query(
-            "SELECT at, from_state, to_state, detail FROM delivery_events"
-            " WHERE delivery_id = ? ORDER BY id",
-            (delivery_id,),
+        """The delivery's history, step by step, oldest first."""
+        return expand(
+            self.database.conn.execute(
+                "SELECT at, from_state, to_state, detail, steps FROM delivery_events"
+                " WHERE delivery_id = ? ORDER BY id",
+                (delivery_id,),
+            )
         )
 
     def state_counts(self) -> dict[tuple[str, str], int]:

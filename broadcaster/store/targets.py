@@ -3,6 +3,14 @@
 The registry file (``config/demo/targets.json`` for the demo) is the source of truth; at start
 the table is brought in line with it. Deliveries keep a snapshot of their target, so editing the
 registry never changes what an alert already planned.
+
+Planning an alert reads every target of a channel from the registry, writes each delivery's
+snapshot of its target (JSON) and, moments later, claims read the snapshots back. Each of these
+steps would decode or encode the same targets again: :class:`KnownTargets` keeps, on the
+database thread, the :class:`~broadcaster.delivery.Target` of each registry row and of each
+snapshot text it met, keyed by the exact stored values, so a hit gives what decoding them would
+give, whoever wrote them (another node of a shared store included). Each map is bounded; a full
+one starts again.
 """
 
 from __future__ import annotations
@@ -10,11 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broadcaster.delivery import Target
 from broadcaster.errors import ConfigError
-from broadcaster.store.db import Database
+
+if TYPE_CHECKING:  # the database holds this module's KnownTargets
+    from broadcaster.store.db import Database
 
 _REQUIRED = ("id", "channel")
 
@@ -67,7 +77,10 @@ class TargetTable:
 
     def replace_all(self, targets: Iterable[Target], source: str = "registry") -> int:
         """Make the rows of ``source`` exactly ``targets``; returns how many there are."""
+        targets = list(targets)
         rows = [_row(t, source) for t in targets]
+        for target, row in zip(targets, rows, strict=True):
+            self.database.known.registered(target, row[7], row[8])
         with self.database.transaction() as conn:
             self.database.serialize(conn, "targets")  # nodes starting together take turns
             conn.execute("DELETE FROM targets WHERE source = ?", (source,))
@@ -90,14 +103,20 @@ class TargetTable:
         return cursor.rowcount > 0
 
     def get(self, target_id: str) -> Target | None:
-        rows = self.database.query("SELECT * FROM targets WHERE id = ?", (target_id,))
-        return _row_to_target(rows[0]) if rows else None
+        row = self.database.conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets WHERE id = ?",  # noqa: S608
+            (target_id,),
+        ).fetchone()
+        return None if row is None else self.database.known.from_row(row)
 
     def for_channel(self, channel: str) -> list[Target]:
-        rows = self.database.query(
-            "SELECT * FROM targets WHERE channel = ? AND enabled = 1 ORDER BY id", (channel,)
+        rows = self.database.conn.execute(
+            f"SELECT {TARGET_COLUMNS} FROM targets"  # noqa: S608
+            " WHERE channel = ? AND enabled = 1 ORDER BY id",
+            (channel,),
         )
-        return [_row_to_target(r) for r in rows]
+        from_row = self.database.known.from_row
+        return [from_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         rows = self.database.query(
@@ -127,15 +146,66 @@ def _row(t: Target, source: str) -> tuple[Any, ...]:
     )
 
 
-def _row_to_target(row: Mapping[str, Any]) -> Target:
-    return Target(
-        id=row["id"],
-        channel=row["channel"],
-        name=row["name"],
-        address=row["address"],
-        division=row["division"],
-        lat=row["lat"],
-        lon=row["lon"],
-        languages=tuple(json.loads(row["languages"])),
-        params=json.loads(row["params"]),
-    )
+KNOWN_LIMIT = 50_000
+"""Entries each map keeps before it starts again (a registry of this size fits whole)."""
+
+TARGET_COLUMNS = "id, channel, name, address, division, lat, lon, languages, params"
+"""The columns of ``targets`` that :meth:`KnownTargets.from_row` reads, in its order."""
+
+
+class KnownTargets:
+    """Registry rows and delivery snapshots already met, with their targets (call on the
+    database thread)."""
+
+    def __init__(self, limit: int = KNOWN_LIMIT) -> None:
+        self._limit = limit
+        self._by_row: dict[tuple[Any, ...], Target] = {}
+        self._by_snapshot: dict[str, Target] = {}
+        self._snapshot_of: dict[int, tuple[Target, str]] = {}
+
+    def from_row(self, row: Iterable[Any]) -> Target:
+        """The target of a ``targets`` row of :data:`TARGET_COLUMNS`."""
+        key = tuple(row)
+        target = self._by_row.get(key)
+        if target is None:
+            id_, channel, name, address, division, lat, lon, languages, params = key
+            languages, params = tuple(json.loads(languages)), json.loads(params)
+            target = Target(id_, channel, name, address, division, lat, lon, languages, params)
+            _bounded(self._by_row, self._limit)[key] = target
+        return target
+
+    def registered(self, target: Target, languages: str, params: str) -> None:
+        """``target`` is written to the registry with these JSON texts: its row is known, and
+        so is the snapshot its deliveries will keep (encoded now, once, not at each alert)."""
+        key = (target.id, target.channel, target.name, target.address, target.division)
+        _bounded(self._by_row, self._limit)[(*key, target.lat, target.lon, languages, params)] = (
+            target
+        )
+        self.snapshot(target)
+
+    def snapshot(self, target: Target) -> str:
+        """The JSON text a delivery keeps of ``target``."""
+        known = self._snapshot_of.get(id(target))
+        if known is not None and known[0] is target:
+            text = known[1]
+        else:
+            text = json.dumps(target.to_json(), ensure_ascii=False)
+            _bounded(self._snapshot_of, self._limit)[id(target)] = (target, text)
+        if target.name:  # decoding the text gives this target back (an empty name gives the id)
+            _bounded(self._by_snapshot, self._limit)[text] = target
+        return text
+
+    def from_snapshot(self, text: str) -> Target:
+        """The target of a delivery's snapshot ``text``."""
+        target = self._by_snapshot.get(text)
+        if target is None:
+            target = Target.from_json(json.loads(text))
+            _bounded(self._by_snapshot, self._limit)[text] = target
+        return target
+
+
+def _bounded(entries: dict[Any, Any], limit: int) -> dict[Any, Any]:
+    """``entries``, emptied first when it holds ``limit`` entries."""
+    if len(entries) >= limit:
+        entries.clear()
+    return entries

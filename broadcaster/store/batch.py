@@ -1,0 +1,151 @@
+"""Writing a batch of transitions with few statements: what it changes in the ``deliveries``
+rows, and the history rows of its steps.
+
+Changed rows: a batch's changes mostly come in shapes shared by many deliveries: a fan-out's
+send results give every delivery the same state and content (and, per command, the same
+reference), its confirmations the same final state. Deliveries whose state, error, content and
+warning are equal are written with one ``UPDATE`` of those constant values: with a list of
+their ids when their reference and next attempt are equal too, else with each row's own
+reference and next attempt read from a JSON array of small objects. The content, the bulk of a
+row, is neither repeated in the parameters nor decoded once per row. The statements are the
+same on SQLite and PostgreSQL (:meth:`~broadcaster.store.db.Database.json_rows`).
+
+History: a batch often carries several steps of one delivery at once (a loudspeaker box
+accepts, starts and finishes its playback while the send's result is on its way); all of them
+are recorded at the batch's time. :class:`BatchHistory` writes them as one ``delivery_events``
+row per delivery (schema v15): ``from_state`` and ``to_state`` of the first and last step,
+``detail`` the steps' details joined (for readers of the table itself), and ``steps`` the JSON
+array of each step's ``[to_state, detail]`` in order (NULL for a row of one step).
+:func:`expand` gives back every step as its own event, exactly as if each had had a row, so the
+API and the console show the same history either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from broadcaster.store.db import Connection, Database
+
+OWN = (("id", "bigint"), ("provider_ref", "text"), ("next_attempt_at", "double precision"))
+"""Values each change of a statement has of its own (absent or None: kept)."""
+
+
+def write_changes(
+    database: Database, conn: Connection, changes: Iterable[dict[str, Any]], now: float
+) -> None:
+    """Write each change (``id``, the new ``state`` and the values given; None or absent:
+    kept) and ``updated_at = now``."""
+    shapes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        get = change.get
+        shape = (change["state"], get("last_error"), get("content"), get("warning"))
+        mine = {"id": change["id"]}
+        for name in ("provider_ref", "next_attempt_at"):
+            if get(name) is not None:
+                mine[name] = change[name]
+        shapes.setdefault(shape, []).append(mine)
+    for (state, last_error, content, warning), rows in shapes.items():
+        shared = (state, now, last_error, content, warning)
+        own = {(row.get("provider_ref"), row.get("next_attempt_at")) for row in rows}
+        if len(own) == 1:  # one value for every row: constants and a list of ids
+            provider_ref, next_attempt_at = own.pop()
+            conn.execute(
+                _UPDATE.format(
+                    provider_ref="coalesce(?, deliveries.provider_ref)",
+                    next_attempt_at="coalesce(?, deliveries.next_attempt_at)",
+                    rows="WHERE id IN (" + database.int_list() + ")",
+                ),
+                (*shared, provider_ref, next_attempt_at, json.dumps([r["id"] for r in rows])),
+            )
+            continue
+        conn.execute(
+            _UPDATE.format(
+                provider_ref="coalesce(c.provider_ref, deliveries.provider_ref)",
+                next_attempt_at="coalesce(c.next_attempt_at, deliveries.next_attempt_at)",
+                rows="FROM (" + database.json_rows(OWN) + ") AS c WHERE deliveries.id = c.id",
+            ),
+            (*shared, json.dumps(rows, ensure_ascii=False)),
+        )
+
+
+_UPDATE = (
+    "UPDATE deliveries SET state = ?, updated_at = ?,"
+    " last_error = coalesce(?, deliveries.last_error),"
+    " content = coalesce(?, deliveries.content),"
+    " warning = coalesce(?, deliveries.warning),"
+    " provider_ref = {provider_ref}, next_attempt_at = {next_attempt_at} {rows}"
+)
+"""One statement of :func:`write_changes`: what differs is where each row's own values and
+the rows come from."""
+
+
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+"""JSON of one delivery's steps (an encoder made once: ``json.dumps`` with options makes one
+at each call)."""
+
+
+class BatchHistory:
+    """The steps a batch records, gathered per delivery in order."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.count = 0
+        """Steps recorded."""
+        self._rows: dict[int, list[Any]] = {}
+
+    def add(self, delivery_id: int, from_state: str, to_state: str, detail: str | None) -> None:
+        self.count += 1
+        row = self._rows.get(delivery_id)
+        if row is None:
+            self._rows[delivery_id] = [delivery_id, from_state, to_state, detail, None]
+            return
+        if row[4] is None:
+            row[4] = [[row[2], row[3]]]
+        row[4].append([to_state, detail])
+        row[2] = to_state
+
+    def write(self, conn: Connection) -> None:
+        """Insert one row per delivery, in the order of each delivery's first step."""
+        conn.executemany(
+            "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail, steps)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (delivery_id, self.now, from_state, to_state, detail, None)
+                if steps is None
+                else (
+                    delivery_id,
+                    self.now,
+                    from_state,
+                    to_state,
+                    "; ".join(str(d) for _, d in steps if d),
+                    _encode(steps),
+                )
+                for delivery_id, from_state, to_state, detail, steps in self._rows.values()
+            ],
+        )
+
+
+def expand(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each step of ``rows`` (``at``, ``from_state``, ``to_state``, ``detail``, ``steps``, in
+    order) as an event of its own: ``at``, ``from_state``, ``to_state``, ``detail``."""
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        at, from_state = row["at"], row["from_state"]
+        if row["steps"] is None:
+            events.append(
+                {
+                    "at": at,
+                    "from_state": from_state,
+                    "to_state": row["to_state"],
+                    "detail": row["detail"],
+                }
+            )
+            continue
+        for to_state, detail in json.loads(row["steps"]):
+            events.append(
+                {"at": at, "from_state": from_state, "to_state": to_state, "detail": detail}
+            )
+            from_state = to_state
+    return events
