@@ -156,6 +156,7 @@ async def speaker_system(
     languages: Sequence[Sequence[str]] = (),
     groups: Sequence[Sequence[str]] = (),
     cluster: NatsMqttCluster | None = None,
+    ignore_acks: bool = False,
     **settings: Any,
 ) -> AsyncIterator[SpeakerSystem]:
     """A running server with the channel on ``transport`` and five connected boxes.
@@ -164,7 +165,8 @@ async def speaker_system(
     ``impostors`` are boxes whose key the server does not know: they never count as online;
     ``languages`` and ``groups`` are those of the first boxes (``box_targets``, whose group
     areas' keys the simulated boxes hold and whose topics they follow); with ``cluster``, the
-    server and the boxes meet at its nodes over MQTT.
+    server and the boxes meet at its nodes over MQTT; ``ignore_acks`` runs boxes that predate
+    the ``acks`` member of commands (they acknowledge every stage).
     """
     async with AsyncExitStack() as stack:
         table, box_url = hub_table(transport, stack, tmp_path, cluster)
@@ -212,6 +214,7 @@ async def speaker_system(
                 box_ids=tuple(box_ids),
                 box_areas=tuple(str(t["division"]) for t in targets),
                 box_group_areas=tuple(tuple(t["params"].get("group_areas", ())) for t in targets),
+                ignore_acks=ignore_acks,
             )
         )
         await fleet.start()
