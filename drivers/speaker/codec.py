@@ -162,6 +162,8 @@ def _verify(obj: dict[str, Any], data: bytes, key: bytes | None, signer: str) ->
         raise SignatureError(f"message from/for {signer} carries no signature")
     if key is None:
         raise SignatureError(f"no key is known for {signer}")
+    if not SHA256_PATTERN.fullmatch(sig):
+        raise SignatureError(f"the signature of a message from/for {signer} is not 64 hex digits")
     tail = data[-SIG_SUFFIX_LEN:]
     if tail[:8] == b',"sig":"' and tail[-2:] == b'"}' and tail[8:-2] == sig.encode():
         signed = data[:-SIG_SUFFIX_LEN] + b"}"

@@ -155,6 +155,10 @@ def test_wrong_key_unknown_target_and_missing_signature_are_signature_errors() -
     del obj["sig"]
     with pytest.raises(SignatureError, match="no signature"):
         decode_command(json.dumps(obj).encode(), lookup(KEY, "box:b"))
+    for sig in ("\ud800" * 64, "é" * 64, "A" * 64, "0" * 63):  # never an encoding error
+        obj["sig"] = sig
+        with pytest.raises(SignatureError, match="64 hex digits"):
+            decode_command(json.dumps(obj).encode(), lookup(KEY, "box:b"))
 
 
 def _signed(obj: dict) -> bytes:
