@@ -138,7 +138,8 @@ def spread(times: list[float], start: float, expected: int) -> dict[str, float |
 class AckTimes:
     """When each box's first ack of each stage arrived (wall clock), from hub events: of the
     play command, except ``started``, which is the box's first sound (the attention clip sent
-    ahead, when there is one)."""
+    ahead, when there is one); ``accepted`` is the first ack of the play command whatever its
+    stage (the server asks boxes for ``started`` and ``finished`` only)."""
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
@@ -149,7 +150,13 @@ class AckTimes:
     def on_event(self, event: HubEvent) -> None:
         if not isinstance(event, BoxAck):
             return
-        if not event.cmd_id.startswith("play-") and event.stage is not AckStage.STARTED:
+        play = event.cmd_id.startswith("play-")
+        if not play and event.stage is not AckStage.STARTED:
+            return
+        if play and event.box_id not in self._seen[AckStage.ACCEPTED]:
+            self._seen[AckStage.ACCEPTED].add(event.box_id)
+            self.times[AckStage.ACCEPTED].append(time.time())
+        if event.stage is AckStage.ACCEPTED:
             return
         seen = self._seen[event.stage]
         if event.box_id not in seen:

@@ -1,6 +1,6 @@
 """Box commands for an alert (docs/protocols/speaker.md section 2.3): the GY/T broadcast class
-and its priority, the volume, the command ids, and ``play_url``/``play_clip``/``stop`` built
-from a delivery.
+and its priority, the volume, the command ids, the acknowledgements each command asks for
+(section 3.2), and ``play_url``/``play_clip``/``stop`` built from a delivery.
 
 Classes follow the alert's CAP status: Actual is ``emergency``; Exercise is a
 ``simulated_drill`` and Test a ``system_drill``; System messages are ``routine``. An Exercise
@@ -20,7 +20,7 @@ from broadcaster.cap import Alert, Status
 from broadcaster.channel import OutgoingDelivery
 from broadcaster.scheduler.runs import VOLUME_PARAMETER
 from channels.loudspeaker.config import ClipSettings, LoudspeakerChannelConfig
-from drivers.speaker import BroadcastClass, PlayClip, PlayUrl, Stop
+from drivers.speaker import AckStage, BroadcastClass, PlayClip, PlayUrl, Stop
 
 CLASS_PARAMETER = "broadcaster:class"
 """``<parameter>`` name choosing the drill class of a Test or Exercise."""
@@ -34,6 +34,12 @@ _CLASS_BY_STATUS = {
 #: A stop stays valid this long even for an alert that is about to expire.
 _STOP_VALIDITY = timedelta(minutes=5)
 _DRILLS = {BroadcastClass.SYSTEM_DRILL, BroadcastClass.SIMULATED_DRILL, BroadcastClass.LIVE_DRILL}
+PLAY_ACKS = (AckStage.STARTED, AckStage.FINISHED)
+"""The stages a play command asks its box for: playing, and played to the end. A box's
+``accepted`` adds nothing (the delivery is ``accepted`` once the box's transport took the
+command); ``failed``, and ``accepted`` with ``preempted``, come in any case."""
+ATTENTION_ACKS = (AckStage.STARTED,)
+"""The stage the attention clip sent ahead asks for: the box's first sound."""
 
 
 def _parameter(alert: Alert, name: str) -> str | None:
@@ -110,6 +116,7 @@ def play_url(
         attention_clip=attention.id if attention else None,
         attention_sha256=attention.sha256 if attention else None,
         speech_start_ms=speech_start_ms if attention else None,
+        acks=PLAY_ACKS,
     )
 
 
@@ -131,18 +138,20 @@ def play_clip(
         volume=volume_for(alert, settings),
         repeat=settings.repeat,
         broadcast_class=chosen,
+        acks=PLAY_ACKS,
     )
 
 
 def attention(delivery: OutgoingDelivery, settings: LoudspeakerChannelConfig) -> PlayClip | None:
     """The stored attention clip, played once at once while the warning's audio is rendered
     (the ``play_url`` that follows names the same clip, so the box goes on with the speech);
-    None when no attention clip is configured."""
+    it asks for ``started`` alone, the box's first sound. None when no attention clip is
+    configured."""
     clip = settings.attention_clip
     if clip is None:
         return None
     command = play_clip(delivery, settings, clip)
-    return replace(command, cmd_id=command_id("attention", delivery), repeat=1)
+    return replace(command, cmd_id=command_id("attention", delivery), repeat=1, acks=ATTENTION_ACKS)
 
 
 def stop(delivery: OutgoingDelivery) -> Stop:

@@ -8,6 +8,7 @@ and lets callers wait for boxes to come online or go offline.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ class BoxView:
 
     online: bool = False
     transport: str = ""
-    last_heard: datetime | None = None
+    last_heard: float | None = None
+    """When the box was last heard, in seconds since the epoch (cheaper per ack than a
+    datetime)."""
     status: BoxStatus | None = None
 
     def describe(self) -> dict[str, object]:
@@ -58,7 +61,7 @@ class BoxViews:
             view.transport = event.transport
             self._changed.set()
             return
-        view.last_heard = datetime.now(UTC)
+        view.last_heard = time.time()
         if isinstance(event, BoxStatus):
             view.status = event
 
@@ -92,7 +95,8 @@ class BoxViews:
     def probe(self, box_id: str) -> ProbeResult:
         view = self._views.get(box_id)
         if view is None or not view.online:
-            heard = view.last_heard.isoformat() if view and view.last_heard else "never"
+            last = view.last_heard if view else None
+            heard = "never" if last is None else datetime.fromtimestamp(last, UTC).isoformat()
             return ProbeResult(ok=False, detail=f"box {box_id} offline (last heard {heard})")
         state = view.status.state if view.status else "unknown"
         return ProbeResult(ok=True, detail=f"box {box_id} online over {view.transport}, {state}")

@@ -159,7 +159,7 @@ class BoxAgent:
         return encode_box_message(message, self.identity.key)
 
     def link_up(self) -> None:
-        """Called by an uplink after (re)connecting: repeat the latest ack of every live
+        """Called by an uplink after (re)connecting: repeat the latest ack sent for every live
         command, and a heartbeat, in case messages were lost with the old connection."""
         now = self._clock()
         for entry in self._journal.entries():
@@ -186,15 +186,20 @@ class BoxAgent:
         self._outbox_ready.set()
 
     def _emit_ack(self, entry: JournalEntry) -> None:
+        """Send the latest ack the command asked for again (nothing when it asked for none of
+        the stages reached so far)."""
+        if entry.said is None:
+            return
+        stage, reason, source = entry.said
         self._emit(
             BoxAck(
                 box_id=self.box_id,
                 cmd_id=entry.cmd_id,
                 alert_id=entry.alert_id,
-                stage=entry.stage,
+                stage=stage,
                 at=self._clock(),
-                reason=entry.reason,
-                source=entry.source,
+                reason=reason,
+                source=source,
             )
         )
 
@@ -241,6 +246,7 @@ class BoxAgent:
             stage=AckStage.ACCEPTED,
             expires_at=command.expires_at,
             wire=data.decode(),
+            acks=self._acks_of(command),
         )
         skew = timedelta(seconds=self._behaviour.max_clock_skew_s)
         if command.expires_at <= now:
@@ -251,6 +257,10 @@ class BoxAgent:
             return
         await self._finish(entry, AckStage.ACCEPTED)
         await self._execute(command, entry)
+
+    def _acks_of(self, command: Command) -> tuple[AckStage, ...] | None:
+        """The stages of ``command`` to acknowledge (``failed`` always is); None: every one."""
+        return command.acks
 
     def _refuse_unverified(self, data: bytes, exc: SpeakerProtocolError) -> None:
         reason = "bad_signature" if isinstance(exc, SignatureError) else "malformed"
@@ -278,7 +288,8 @@ class BoxAgent:
     ) -> JournalEntry:
         updated = entry.advanced(stage, reason, source)
         await self._journal.record(updated, self._clock())
-        self._emit_ack(updated)
+        if updated.said is not entry.said:
+            self._emit_ack(updated)
         return updated
 
     async def _execute(self, command: Command, entry: JournalEntry) -> None:

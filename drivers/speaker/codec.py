@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from drivers.speaker.errors import SignatureError, SpeakerProtocolError
 from drivers.speaker.messages import (
+    ASKABLE_STAGES,
     AckStage,
     BoxAck,
     BoxHello,
@@ -86,7 +87,37 @@ def canonical_bytes(obj: dict[str, Any]) -> bytes:
 
 def sign(obj: dict[str, Any], key: bytes) -> str:
     """The hex HMAC-SHA256 of ``obj``'s canonical form under ``key``."""
-    return hmac.new(key, canonical_bytes(obj), hashlib.sha256).hexdigest()
+    return hmac_hex(key, canonical_bytes(obj)).decode()
+
+
+_PREPARED: dict[bytes, tuple[hashlib._Hash, hashlib._Hash]] = {}
+#: Keys whose prepared HMAC states are kept (a fleet's boxes and areas); beyond it the cache
+#: starts again.
+PREPARED_KEPT = 500_000
+
+
+def hmac_hex(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104) of ``data`` under ``key``, as lower-case hex bytes.
+
+    The SHA-256 states after the key's inner and outer pads are computed once per key and
+    copied per message: ``hmac.digest`` sets the algorithm up again on every call, which
+    costs several times the hashing of a short message."""
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        block = hashlib.sha256(key).digest() if len(key) > 64 else key
+        block = block.ljust(64, b"\0")
+        prepared = (
+            hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+        )
+        if len(_PREPARED) >= PREPARED_KEPT:
+            _PREPARED.clear()
+        _PREPARED[key] = prepared
+    inner = prepared[0].copy()
+    inner.update(data)
+    outer = prepared[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest().encode()
 
 
 def _reject_float(text: str) -> float:
@@ -131,20 +162,21 @@ def _verify(obj: dict[str, Any], data: bytes, key: bytes | None, signer: str) ->
         raise SignatureError(f"message from/for {signer} carries no signature")
     if key is None:
         raise SignatureError(f"no key is known for {signer}")
+    if not SHA256_PATTERN.fullmatch(sig):
+        raise SignatureError(f"the signature of a message from/for {signer} is not 64 hex digits")
     tail = data[-SIG_SUFFIX_LEN:]
     if tail[:8] == b',"sig":"' and tail[-2:] == b'"}' and tail[8:-2] == sig.encode():
         signed = data[:-SIG_SUFFIX_LEN] + b"}"
-        if hmac.compare_digest(sig, hmac.new(key, signed, hashlib.sha256).hexdigest()):
+        if hmac.compare_digest(sig.encode(), hmac_hex(key, signed)):
             return
-    if not hmac.compare_digest(sig, sign(obj, key)):
+    if not hmac.compare_digest(sig.encode(), hmac_hex(key, canonical_bytes(obj))):
         raise SignatureError(f"signature does not match the key of {signer}")
 
 
 def _dump(obj: dict[str, Any], key: bytes) -> bytes:
     """The canonical form with ``sig`` appended as the last member."""
     signed = canonical_bytes({k: v for k, v in obj.items() if v is not None})
-    sig = hmac.new(key, signed, hashlib.sha256).hexdigest()
-    return signed[:-1] + b',"sig":"' + sig.encode() + b'"}'
+    return signed[:-1] + b',"sig":"' + hmac_hex(key, signed) + b'"}'
 
 
 SIG_SUFFIX_LEN = len(',"sig":"') + 64 + len('"}')
@@ -206,6 +238,8 @@ def encode_command(command: Command, target: str, key: bytes) -> bytes:
         "issued_at": format_time(command.issued_at),
         "expires_at": format_time(command.expires_at),
     }
+    if command.acks is not None:
+        obj["acks"] = [stage.value for stage in command.acks]
     if isinstance(command, PlayUrl | PlayClip):
         obj |= {
             "sha256": command.sha256,
@@ -243,6 +277,7 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
         "alert_id": _str(obj, "alert_id"),
         "issued_at": _time(obj, "issued_at"),
         "expires_at": _time(obj, "expires_at"),
+        "acks": _acks(obj),
     }
     kind = obj["type"]
     if kind in ("play_url", "play_clip"):
@@ -269,6 +304,24 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
     else:
         raise SpeakerProtocolError(f"unknown command type {kind!r}")
     return target, command
+
+
+def _acks(obj: dict[str, Any]) -> tuple[AckStage, ...] | None:
+    """The stages a command asks to hear (section 3.2): distinct names among ``accepted``,
+    ``started`` and ``finished``; None when the member is absent (every stage)."""
+    value = obj.get("acks")
+    if value is None:
+        return None
+    askable = {stage.value: stage for stage in ASKABLE_STAGES}
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(name, str) and name in askable for name in value)
+        or len(set(value)) != len(value)
+    ):
+        raise SpeakerProtocolError(
+            "field 'acks' must list distinct stages among accepted, started and finished"
+        )
+    return tuple(askable[name] for name in value)
 
 
 def _attention(obj: dict[str, Any]) -> dict[str, Any]:
@@ -396,4 +449,4 @@ class CommandTemplate:
             raise SpeakerProtocolError(f"invalid command id {cmd_id!r} or target {target!r}")
         body = self._head + cmd_id.encode() + self._middle + target.encode() + self._tail
         signed = body[: -len(',"sig":"')] + b"}"
-        return body + hmac.digest(key, signed, "sha256").hex().encode() + b'"}'
+        return body + hmac_hex(key, signed) + b'"}'

@@ -19,7 +19,7 @@ import hmac
 import re
 from datetime import datetime
 
-from drivers.speaker.codec import SIG_SUFFIX_LEN, KeyLookup, decode_box_message
+from drivers.speaker.codec import SIG_SUFFIX_LEN, KeyLookup, decode_box_message, hmac_hex
 from drivers.speaker.messages import AckStage, BoxAck, BoxMessage
 
 _ID = rb"[A-Za-z0-9._:-]{1,128}"
@@ -56,7 +56,7 @@ def _fast_ack(data: bytes, key_for_box: KeyLookup) -> BoxAck | None:
     if key is None:
         return None
     signed = data[:-SIG_SUFFIX_LEN] + b"}"
-    if not hmac.compare_digest(sig, hmac.digest(key, signed, "sha256").hex().encode()):
+    if not hmac.compare_digest(sig, hmac_hex(key, signed)):
         return None
     try:  # not UTF-8, or not a date: the general decoder says which
         return BoxAck(

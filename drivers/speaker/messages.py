@@ -45,6 +45,24 @@ class AckStage(StrEnum):
     FAILED = "failed"
 
 
+ASKABLE_STAGES = (AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED)
+"""The stages a command's ``acks`` may ask for, in the order a box reaches them (section 3.2)."""
+PREEMPTED = "preempted"
+"""The reason of a command cut off by a more urgent one."""
+
+
+def ack_wanted(acks: tuple[AckStage, ...] | None, stage: AckStage, reason: str | None) -> bool:
+    """Whether a box sends the ack of ``stage`` for a command asking for ``acks`` (None: every
+    stage): ``failed`` always goes, and so does ``accepted`` with ``preempted`` (the command
+    was cut off and will play again), whatever the command asked for."""
+    return (
+        acks is None
+        or stage in acks
+        or stage is AckStage.FAILED
+        or (stage is AckStage.ACCEPTED and reason == PREEMPTED)
+    )
+
+
 class BoxState(StrEnum):
     """What a box is doing, as reported in its heartbeat."""
 
@@ -59,13 +77,15 @@ ALL_ALERTS = "*"
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BoxCommand:
-    """Fields every command carries; ``cmd_id`` is the idempotency key on the box."""
+    """Fields every command carries; ``cmd_id`` is the idempotency key on the box. ``acks``
+    names the stages the server wants acknowledged (``failed`` always is); None: every one."""
 
     kind: ClassVar[str] = ""
     cmd_id: str
     alert_id: str
     issued_at: datetime
     expires_at: datetime
+    acks: tuple[AckStage, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

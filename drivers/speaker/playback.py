@@ -25,6 +25,7 @@ from typing import Any
 from drivers.speaker.errors import MediaDownloadError, MediaIntegrityError, SpeakerError
 from drivers.speaker.messages import (
     ALL_ALERTS,
+    PREEMPTED,
     AckStage,
     BroadcastClass,
     PlayClip,
@@ -36,7 +37,6 @@ from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher
 
 log = logging.getLogger(__name__)
 
-PREEMPTED = "preempted"
 #: A ``play_url`` whose attention clip ended for the same alert at most this long ago goes
 #: straight to the speech: the listener has just heard the signal.
 ATTENTION_HEARD_S = 5.0

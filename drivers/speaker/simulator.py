@@ -4,8 +4,9 @@ Every simulated box is the real ``BoxAgent`` with the real uplink for its transp
 MQTT or a shared serial line); only the player differs: a RecordingPlayer notes what would have
 played and when. Keys are derived from one fleet secret (``codec.derive_key``) so a hub can
 register the same fleet without a key file. Fault hooks: playback time, a share of commands
-lost on arrival, a delay before each command is handled, boxes that never connect, and boxes
-that can be stopped and restarted one by one.
+lost on arrival, a delay before each command is handled, boxes that never connect, boxes
+that can be stopped and restarted one by one, and boxes that predate the ``acks`` member of
+commands (they acknowledge every stage).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from drivers.speaker.codec import derive_key
 from drivers.speaker.errors import SpeakerConfigError
 from drivers.speaker.hub import BoxRegistration, Transport
 from drivers.speaker.link_url import LinkAddress, open_uplink, parse_link_url
+from drivers.speaker.messages import AckStage, Command
 from drivers.speaker.player import PlaybackLog, RecordingPlayer
 from drivers.speaker.serial_frames import MAX_ADDRESS
 from drivers.speaker.store import ClipStore, MediaFetcher, PlayJournal
@@ -64,6 +66,7 @@ class FleetSimulatorConfig:
     drop_rate: float = 0.0
     command_delay_s: float = 0.0
     offline_boxes: int = 0
+    ignore_acks: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,15 +93,26 @@ class FleetSimulatorConfig:
 
 
 class FaultyBoxAgent(BoxAgent):
-    """A BoxAgent that loses a share of incoming commands and handles the rest late."""
+    """A BoxAgent that loses a share of incoming commands and handles the rest late; with
+    ``ignore_acks`` it acknowledges every stage, as a box that predates ``acks`` does."""
 
     def __init__(
-        self, *args: Any, drop_rate: float, delay_s: float, rng: random.Random, **kwargs: Any
+        self,
+        *args: Any,
+        drop_rate: float,
+        delay_s: float,
+        rng: random.Random,
+        ignore_acks: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._drop_rate = drop_rate
         self._delay_s = delay_s
         self._rng = rng
+        self._ignore_acks = ignore_acks
+
+    def _acks_of(self, command: Command) -> tuple[AckStage, ...] | None:
+        return None if self._ignore_acks else command.acks
 
     async def handle_command(self, data: bytes) -> None:
         if self._rng.random() < self._drop_rate:
@@ -134,6 +148,7 @@ class SimulatedBox:
             drop_rate=config.drop_rate,
             delay_s=config.command_delay_s,
             rng=fleet.rng,
+            ignore_acks=config.ignore_acks,
         )
         self.offline = index >= config.first_index + config.boxes - config.offline_boxes
         self.uplink: TcpUplink | MqttUplink | None = None

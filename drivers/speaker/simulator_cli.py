@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of commands lost")
     parser.add_argument("--command-delay-s", type=float, default=0.0)
     parser.add_argument("--offline-boxes", type=int, default=0, help="boxes that never connect")
+    parser.add_argument(
+        "--ignore-acks",
+        action="store_true",
+        help="acknowledge every stage whatever a command's acks asks for (an older box)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--connect-timeout-s", type=float, default=120.0)
     parser.add_argument("--summary-s", type=float, default=0.0, help="0: no summaries")
@@ -72,6 +77,7 @@ def _config(args: argparse.Namespace) -> FleetSimulatorConfig:
         drop_rate=args.drop_rate,
         command_delay_s=args.command_delay_s,
         offline_boxes=args.offline_boxes,
+        ignore_acks=args.ignore_acks,
         seed=args.seed,
     )
 

@@ -5,9 +5,10 @@ hello line (4.1); on MQTT it connects with its ``offline`` will, subscribes to i
 topic and its areas' topics, and leaves its signed hello as its retained presence (4.3). It
 verifies every command with its own or its area's key (2.3) and answers a play command with
 ``accepted``, ``started`` and ``finished`` at once (playback time zero, nothing downloaded), a
-stop with ``finished``; a command it has seen gets its ``finished`` again, as a real box
-repeats its latest ack. One process holds many boxes: one ``asyncio.Protocol`` per
-connection, no task per box, the MQTT packets of :mod:`drivers.mqtt`.
+stop with ``finished``, each stage only when the command's ``acks`` asks for it (3.2); a
+command it has seen gets the latest of those again, as a real box repeats its latest ack.
+One process holds many boxes: one ``asyncio.Protocol`` per connection, no task per box, the
+MQTT packets of :mod:`drivers.mqtt`.
 
 ``bare_topic`` turns the boxes into bare MQTT subscribers of one plain topic that only
 acknowledge (PUBACK) what arrives: the broker's own fan-out, with no box protocol.
@@ -42,11 +43,20 @@ from drivers.mqtt.packets import (
 from drivers.speaker.codec import area_target, box_target, decode_command, encode_box_message
 from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
 from drivers.speaker.link_url import parse_link_url
-from drivers.speaker.messages import AckStage, BoxAck, BoxHello, PlayClip, PlayUrl
+from drivers.speaker.messages import (
+    ASKABLE_STAGES,
+    AckStage,
+    BoxAck,
+    BoxHello,
+    PlayClip,
+    PlayUrl,
+    ack_wanted,
+)
 from drivers.speaker.simulator import area_key, box_key
 from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
 FIRMWARE = "lean-sim"
+_DONE_STAGES = (AckStage.FINISHED,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +88,8 @@ class LeanBox:
         self.box_id = box_id
         self.key = key
         self.area_keys = area_keys
-        self.seen: set[str] = set()
+        self.seen: dict[str, AckStage | None] = {}
+        """Per command seen, the latest stage acknowledged (None: none was asked for)."""
         self.first_at: float | None = None
         self.send: Callable[[bytes], None] = lambda _data: None
 
@@ -113,17 +124,21 @@ class LeanBox:
         except SpeakerProtocolError:
             return
         cmd_id, alert_id = command.cmd_id, command.alert_id
-        if cmd_id in self.seen:
-            self._ack(cmd_id, alert_id, AckStage.FINISHED, None)
-            return
-        self.seen.add(cmd_id)
+        source = None
         if isinstance(command, PlayUrl | PlayClip):
             source = "url" if isinstance(command, PlayUrl) else "clip"
-            for stage in (AckStage.ACCEPTED, AckStage.STARTED):
+        if cmd_id in self.seen:
+            said = self.seen[cmd_id]
+            if said is not None:
+                self._ack(cmd_id, alert_id, said, source)
+            return
+        stages = ASKABLE_STAGES if source is not None else _DONE_STAGES
+        said = None
+        for stage in stages:
+            if ack_wanted(command.acks, stage, None):
                 self._ack(cmd_id, alert_id, stage, source)
-            self._ack(cmd_id, alert_id, AckStage.FINISHED, source)
-        else:
-            self._ack(cmd_id, alert_id, AckStage.FINISHED, None)
+                said = stage
+        self.seen[cmd_id] = said
 
 
 class _TcpBox(asyncio.Protocol):

@@ -30,7 +30,7 @@ from drivers.speaker.errors import (
     SpeakerConfigError,
     SpeakerProtocolError,
 )
-from drivers.speaker.messages import AckStage
+from drivers.speaker.messages import AckStage, ack_wanted
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+Said = tuple[AckStage, str | None, str | None]
+"""An ack a box sent: its stage, reason and source."""
+
+
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """The last known state of one command on this box."""
+    """The last known state of one command on this box: its stage, the stages its command
+    asked to hear (``acks``, None: every one) and the latest ack sent for it (``said``, None:
+    none yet), which a reconnection repeats."""
 
     cmd_id: str
     alert_id: str
@@ -187,12 +193,16 @@ class JournalEntry:
     wire: str
     reason: str | None = None
     source: str | None = None
+    acks: tuple[AckStage, ...] | None = None
+    said: Said | None = None
 
     def advanced(
         self, stage: AckStage, reason: str | None = None, source: str | None = None
     ) -> JournalEntry:
-        """A copy at a later stage."""
-        return replace(self, stage=stage, reason=reason, source=source or self.source)
+        """A copy at a later stage; ``said`` follows when the command asked for the stage."""
+        source = source or self.source
+        said = (stage, reason, source) if ack_wanted(self.acks, stage, reason) else self.said
+        return replace(self, stage=stage, reason=reason, source=source, said=said)
 
 
 class PlayJournal:
@@ -215,6 +225,13 @@ class PlayJournal:
             for item in raw["entries"]:
                 item["stage"] = AckStage(item["stage"])
                 item["expires_at"] = parse_time(item["expires_at"])
+                if item.get("acks") is not None:
+                    item["acks"] = tuple(map(AckStage, item["acks"]))
+                if "said" not in item:  # written before commands named their acks
+                    item["said"] = [item["stage"], item.get("reason"), item.get("source")]
+                if item["said"] is not None:
+                    stage, reason, source = item["said"]
+                    item["said"] = (AckStage(stage), reason, source)
                 entry = JournalEntry(**item)
                 self._entries[entry.cmd_id] = entry
         except (OSError, ValueError, KeyError, TypeError, SpeakerProtocolError) as exc:

@@ -157,6 +157,7 @@ async def speaker_system(
     groups: Sequence[Sequence[str]] = (),
     cluster: NatsMqttCluster | None = None,
     command_delay_s: float = 0.0,
+    ignore_acks: bool = False,
     **settings: Any,
 ) -> AsyncIterator[SpeakerSystem]:
     """A running server with the channel on ``transport`` and five connected boxes.
@@ -166,7 +167,8 @@ async def speaker_system(
     ``languages`` and ``groups`` are those of the first boxes (``box_targets``, whose group
     areas' keys the simulated boxes hold and whose topics they follow); with ``cluster``, the
     server and the boxes meet at its nodes over MQTT; ``command_delay_s``: each box handles
-    each command that late.
+    each command that late; ``ignore_acks`` runs boxes that predate the ``acks`` member of
+    commands (they acknowledge every stage).
     """
     async with AsyncExitStack() as stack:
         table, box_url = hub_table(transport, stack, tmp_path, cluster)
@@ -215,6 +217,7 @@ async def speaker_system(
                 box_areas=tuple(str(t["division"]) for t in targets),
                 box_group_areas=tuple(tuple(t["params"].get("group_areas", ())) for t in targets),
                 command_delay_s=command_delay_s,
+                ignore_acks=ignore_acks,
             )
         )
         await fleet.start()

@@ -1,11 +1,13 @@
 """Attention first through the real core, channel, HTTP server and box agents: with the
 attention clip configured, every box starts the stored signal before the warning's audio is
 published, goes on with the downloaded warning where its speech starts and hears the signal
-once; the delivery is settled by the warning's acks alone."""
+once; the delivery is settled by the warning's acks alone, and the signal asks for its start
+only."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,3 +39,10 @@ async def test_boxes_sound_the_signal_before_the_warning_is_published(tmp_path: 
         assert played[0].started_at < published_at
         assert played[1].request.start_s > 0 and played[1].request.path.name == published.stem
         assert played[0].ended_at is not None and played[0].ended_at <= played[1].started_at
+        # The signal sent ahead asked for its start alone, the warning for start and end.
+        journal = json.loads((tmp_path / "boxes" / "state" / f"{box}.json").read_text())
+        asked = {e["cmd_id"].split("-")[0]: (e["acks"], e["said"][0]) for e in journal["entries"]}
+        assert asked == {
+            "attention": (["started"], "started"),
+            "play": (["started", "finished"], "finished"),
+        }

@@ -40,7 +40,8 @@ async def test_an_alert_plays_on_every_box_of_its_area_and_on_no_other(
         assert system.played(alert_key(alert)) == dict.fromkeys(system.county_boxes, 1)
         rows = await deliveries(system.service, result.alert_id)
         steps = await details(system.service, rows[0]["id"])
-        assert any("accepted" in s for s in steps)
+        assert any(s.startswith("sent to box") for s in steps)
+        assert not any(s.endswith(" accepted") for s in steps)  # the box is not asked for it
         assert any(s.startswith("playing on box") and "(url)" in s for s in steps)
         assert any(s.startswith("played on box") for s in steps)
         records = system.fleet.log.completed(alert_id=alert_key(alert))
@@ -48,6 +49,21 @@ async def test_an_alert_plays_on_every_box_of_its_area_and_on_no_other(
         assert {r.request.priority for r in records} == {100}
         health = await system.channel.health()
         assert health.ok and health.detail.startswith("5 of 5 boxes online")
+
+
+async def test_boxes_that_predate_the_acks_member_still_settle_their_deliveries(
+    tmp_path: Path,
+) -> None:
+    async with speaker_system(tmp_path, "mqtt", ignore_acks=True) as system:
+        alert = make_alert("old-boxes")
+        result = await system.service.submit(alert, origin="test")
+        summary = await wait_until_complete(system.service, result.alert_id, timeout=40)
+        assert summary == {"loudspeaker": {"confirmed": 3}}
+        assert system.played(alert_key(alert)) == dict.fromkeys(system.county_boxes, 1)
+        for row in await deliveries(system.service, result.alert_id):
+            steps = await details(system.service, row["id"])
+            assert any(s.endswith(" accepted") for s in steps)  # their word, every stage
+            assert any(s.startswith("played on box") for s in steps)
 
 
 async def test_a_box_restarted_mid_alert_finishes_it_once(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from drivers.speaker.testing import (
     NullModem,
     play_url_command,
 )
+from tests.speaker import agent_rig
 
 FLEET_SECRET = b"fleet-secret-for-tests-0123456789"
 AREAS = ("150902", "150921")
@@ -158,3 +159,20 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         await hub.stop()
         for cleanup in reversed(cleanups):
             cleanup()
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[MediaServer]:
+    async with MediaServer(
+        {"a.wav": agent_rig.AUDIO, "wrong.wav": b"not what the hash says"}
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+async def box(tmp_path: Path, media: MediaServer) -> AsyncIterator[agent_rig.Box]:
+    box = agent_rig.Box(tmp_path, media)
+    box.start()
+    yield box
+    await box.stop()
+    await box.fetcher.aclose()

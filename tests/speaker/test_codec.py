@@ -19,6 +19,7 @@ from drivers.speaker.codec import (
     encode_box_message,
     encode_command,
     format_time,
+    hmac_hex,
     parse_time,
 )
 from drivers.speaker.errors import SignatureError, SpeakerError, SpeakerProtocolError
@@ -154,6 +155,10 @@ def test_wrong_key_unknown_target_and_missing_signature_are_signature_errors() -
     del obj["sig"]
     with pytest.raises(SignatureError, match="no signature"):
         decode_command(json.dumps(obj).encode(), lookup(KEY, "box:b"))
+    for sig in ("\ud800" * 64, "é" * 64, "A" * 64, "0" * 63):  # never an encoding error
+        obj["sig"] = sig
+        with pytest.raises(SignatureError, match="64 hex digits"):
+            decode_command(json.dumps(obj).encode(), lookup(KEY, "box:b"))
 
 
 def _signed(obj: dict) -> bytes:
@@ -225,3 +230,12 @@ def test_times_are_utc_with_milliseconds_and_z() -> None:
 def test_derived_keys_differ_per_label() -> None:
     assert derive_key(b"s", "box:a") != derive_key(b"s", "box:b")
     assert len(derive_key(b"s", "box:a")) == 32
+
+
+@pytest.mark.parametrize("length", [0, 1, 16, 32, 63, 64, 65, 200])
+def test_prepared_hmac_states_give_the_standard_hmac(length: int) -> None:
+    key = bytes(range(7, 7 + length))
+    for data in (b"", b"x", b"{}" * 100):
+        expected = hmac.new(key, data, hashlib.sha256).hexdigest().encode()
+        assert hmac_hex(key, data) == expected
+        assert hmac_hex(key, data) == expected  # the second time from the prepared states

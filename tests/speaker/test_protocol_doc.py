@@ -13,7 +13,7 @@ from drivers.speaker.codec import (
     encode_box_message,
     encode_command,
 )
-from drivers.speaker.messages import AckStage, BoxAck, PlayUrl
+from drivers.speaker.messages import AckStage, BoxAck, PlayClip, PlayUrl
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, encode_frame
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocols" / "speaker.md"
@@ -35,6 +35,18 @@ def test_signed_command_and_ack_examples() -> None:
     assert encode_command(command, target, KEY).decode() == command_text
     ack = decode_box_message(ack_text.encode(), lambda b: KEY)
     assert isinstance(ack, BoxAck) and ack.stage is AckStage.STARTED
+    assert encode_box_message(ack, KEY).decode() == ack_text
+
+
+def test_acks_example() -> None:
+    command_text, ack_text = code_blocks("### 3.2 Acknowledgements")
+    target, command = decode_command(command_text.encode(), lambda t: KEY)
+    assert target == "area:150902" and isinstance(command, PlayClip)
+    assert command.acks == (AckStage.STARTED,)
+    assert encode_command(command, target, KEY).decode() == command_text
+    ack = decode_box_message(ack_text.encode(), lambda b: KEY)
+    assert isinstance(ack, BoxAck) and ack.stage is AckStage.STARTED
+    assert ack.cmd_id == command.cmd_id and ack.source == "clip"
     assert encode_box_message(ack, KEY).decode() == ack_text
 
 
