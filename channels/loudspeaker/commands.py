@@ -40,6 +40,9 @@ PLAY_ACKS = (AckStage.STARTED, AckStage.FINISHED)
 command); ``failed``, and ``accepted`` with ``preempted``, come in any case."""
 ATTENTION_ACKS = (AckStage.STARTED,)
 """The stage the attention clip sent ahead asks for: the box's first sound."""
+STOP_ACKS: tuple[AckStage, ...] = ()
+"""A ``stop`` asks for no stage: what it stopped reports ``failed``/``stopped`` under the play
+command's own id, which is what settles the delivery."""
 
 
 def _parameter(alert: Alert, name: str) -> str | None:
@@ -162,4 +165,5 @@ def stop(delivery: OutgoingDelivery) -> Stop:
         alert_id=alert_key(delivery.message.alert),
         issued_at=issued,
         expires_at=max(expires, issued + _STOP_VALIDITY),
+        acks=STOP_ACKS,
     )

@@ -15,6 +15,7 @@ from broadcaster.cap import MsgType, Status
 from broadcaster.delivery import Target
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker.commands import alert_key
+from drivers.speaker import AckStage, BoxAck, HubEvent
 from tests.core.support import make_alert, wait_for_deliveries, wait_until_complete
 from tests.loudspeaker.conftest import speaker_system
 
@@ -100,7 +101,18 @@ async def test_a_failed_download_plays_the_stored_clip(tmp_path: Path) -> None:
 
 
 async def test_a_cancel_stops_playback_within_a_second(tmp_path: Path, transport: str) -> None:
+    """The boxes' ``stopped`` failures settle the deliveries; the ``stop`` itself asks its
+    boxes for no acknowledgement, so none comes back."""
     async with speaker_system(tmp_path, transport, play_seconds=60.0) as system:
+        acks: list[BoxAck] = []
+        handler = system.channel._on_event
+
+        def on_event(event: HubEvent) -> None:
+            if isinstance(event, BoxAck):
+                acks.append(event)
+            handler(event)
+
+        system.channel._on_event = on_event  # type: ignore[method-assign]
         alert = make_alert(f"cancel-{transport}")
         key = alert_key(alert)
         result = await system.service.submit(alert, origin="test")
@@ -121,6 +133,9 @@ async def test_a_cancel_stops_playback_within_a_second(tmp_path: Path, transport
         for row in rows:
             assert "stopped on box" in (await details(system.service, row["id"]))[-1]
         assert system.played(key) == {}
+    stopped = [a for a in acks if a.stage is AckStage.FAILED and a.reason == "stopped"]
+    assert {a.box_id for a in stopped} == set(system.county_boxes)
+    assert [a for a in acks if a.cmd_id.startswith("stop-")] == []
 
 
 async def test_an_emergency_preempts_a_running_test(tmp_path: Path) -> None:
