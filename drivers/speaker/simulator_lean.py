@@ -7,6 +7,9 @@ verifies every command with its own or its area's key (2.3) and answers a play c
 ``accepted``, ``started`` and ``finished`` at once (playback time zero, nothing downloaded), a
 stop with ``finished``, each stage only when the command's ``acks`` asks for it (3.2); a
 command it has seen gets the latest of those again, as a real box repeats its latest ack.
+A command in the server's canonical form is checked by its HMAC over the received bytes and
+its acks are written directly (:mod:`drivers.speaker.lean_codec`); anything else goes
+through the general decoder. The acks of one command leave in one write.
 One process holds many boxes: one ``asyncio.Protocol`` per connection, no task per box, the
 MQTT packets of :mod:`drivers.mqtt`.
 
@@ -42,14 +45,12 @@ from drivers.mqtt.packets import (
 )
 from drivers.speaker.codec import area_target, box_target, decode_command, encode_box_message
 from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
+from drivers.speaker.lean_codec import WireClock, ack_bytes, quick_command
 from drivers.speaker.link_url import parse_link_url
 from drivers.speaker.messages import (
     ASKABLE_STAGES,
     AckStage,
-    BoxAck,
     BoxHello,
-    PlayClip,
-    PlayUrl,
     ack_wanted,
 )
 from drivers.speaker.simulator import area_key, box_key
@@ -57,6 +58,9 @@ from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
 FIRMWARE = "lean-sim"
 _DONE_STAGES = (AckStage.FINISHED,)
+_SOURCES = {"play_url": "url", "play_clip": "clip"}
+"""The ``source`` a play command's acks name, by command type; other commands name none."""
+_CLOCK = WireClock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ class LeanBox:
         self.seen: dict[str, AckStage | None] = {}
         """Per command seen, the latest stage acknowledged (None: none was asked for)."""
         self.first_at: float | None = None
-        self.send: Callable[[bytes], None] = lambda _data: None
+        self.send: Callable[[list[bytes]], None] = lambda _messages: None
 
     def _key_for(self, target: str) -> bytes | None:
         if target == box_target(self.box_id):
@@ -104,41 +108,45 @@ class LeanBox:
         )
         return encode_box_message(message, self.key)
 
-    def _ack(self, cmd_id: str, alert_id: str, stage: AckStage, source: str | None) -> None:
-        ack = BoxAck(
-            box_id=self.box_id,
-            at=datetime.now(UTC),
-            cmd_id=cmd_id,
-            alert_id=alert_id,
-            stage=stage,
-            source=source,
-        )
-        self.send(encode_box_message(ack, self.key))
-
     def command(self, data: bytes) -> None:
-        """Verify a command and acknowledge it; anything unverifiable is ignored."""
+        """Verify a command and acknowledge it; anything unverifiable is ignored. The acks a
+        command asks for leave in one write."""
         if self.first_at is None:
             self.first_at = time()
-        try:
-            _, command = decode_command(data, self._key_for)
-        except SpeakerProtocolError:
-            return
-        cmd_id, alert_id = command.cmd_id, command.alert_id
-        source = None
-        if isinstance(command, PlayUrl | PlayClip):
-            source = "url" if isinstance(command, PlayUrl) else "clip"
+        quick = quick_command(data, self._key_for)
+        if quick is not None:
+            cmd_id, alert_id, kind, acks = quick.cmd_id, quick.alert_id, quick.kind, quick.acks
+        else:
+            try:
+                _, command = decode_command(data, self._key_for)
+            except SpeakerProtocolError:
+                return
+            cmd_id, alert_id, kind, acks = (
+                command.cmd_id,
+                command.alert_id,
+                command.kind,
+                command.acks,
+            )
+        source = _SOURCES.get(kind)
         if cmd_id in self.seen:
             said = self.seen[cmd_id]
             if said is not None:
-                self._ack(cmd_id, alert_id, said, source)
+                self.send([self._ack(cmd_id, alert_id, said, source)])
             return
         stages = ASKABLE_STAGES if source is not None else _DONE_STAGES
         said = None
+        out = []
         for stage in stages:
-            if ack_wanted(command.acks, stage, None):
-                self._ack(cmd_id, alert_id, stage, source)
+            if ack_wanted(acks, stage, None):
+                out.append(self._ack(cmd_id, alert_id, stage, source))
                 said = stage
         self.seen[cmd_id] = said
+        if out:
+            self.send(out)
+
+    def _ack(self, cmd_id: str, alert_id: str, stage: AckStage, source: str | None) -> bytes:
+        at = _CLOCK.now()
+        return ack_bytes(self.key, self.box_id, at, cmd_id, alert_id, stage, source)
 
 
 class _TcpBox(asyncio.Protocol):
@@ -157,7 +165,7 @@ class _TcpBox(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._box.send = lambda data: transport.write(data + b"\n")
+        self._box.send = lambda messages: transport.write(b"".join(m + b"\n" for m in messages))
         transport.write(self._box.hello() + b"\n")
         self._connected.set_result(None)
 
@@ -203,8 +211,10 @@ class _MqttBox(asyncio.Protocol):
             will = MqttWill(self._topics.presence(box_id), OFFLINE, qos=1, retain=True)
         transport.write(Connect(box_id, clean_session=True, keepalive_s=0, will=will).encode())
         up = self._topics.box_messages(box_id)
-        self._box.send = lambda data: transport.write(
-            Publish(up, data, qos=1, packet_id=self._packet_id()).encode()
+        self._box.send = lambda messages: transport.write(
+            b"".join(
+                Publish(up, data, qos=1, packet_id=self._packet_id()).encode() for data in messages
+            )
         )
 
     def _subscribe(self) -> None:

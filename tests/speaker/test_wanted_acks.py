@@ -12,7 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drivers.speaker.codec import CommandTemplate, decode_command, encode_command
+from drivers.speaker.codec import (
+    CommandTemplate,
+    decode_box_message,
+    decode_command,
+    encode_command,
+)
 from drivers.speaker.errors import SpeakerProtocolError
 from drivers.speaker.messages import AckStage, BoxAck, PlayClip, Priority
 from drivers.speaker.simulator_lean import LeanBox
@@ -161,17 +166,11 @@ def test_the_lean_box_honours_the_member() -> None:
     lean = LeanBox("b1", KEY, {})
     sent: list[BoxAck] = []
 
-    def record(data: bytes) -> None:
-        obj = json.loads(data)
-        sent.append(
-            BoxAck(
-                box_id="b1",
-                cmd_id=obj["cmd_id"],
-                alert_id="a",
-                stage=obj["stage"],
-                at=datetime.now(UTC),
-            )
-        )
+    def record(messages: list[bytes]) -> None:
+        for data in messages:
+            message = decode_box_message(data, lambda _box: KEY)
+            assert isinstance(message, BoxAck)
+            sent.append(message)
 
     lean.send = record
     lean.command(encode_command(clip("c1", STARTED), "box:b1", KEY))
