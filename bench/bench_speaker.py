@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -160,9 +161,14 @@ async def stop_fleet(fleet: list[asyncio.subprocess.Process]) -> None:
     for process in fleet:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)
-    for process in fleet:
+    await reap(fleet, 60)
+
+
+async def reap(processes: Sequence[asyncio.subprocess.Process], timeout_s: float) -> None:
+    """Wait for each of ``processes`` to end, killing one that takes longer than ``timeout_s``."""
+    for process in processes:
         try:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(timeout_s):
                 await process.wait()
         except TimeoutError:
             process.kill()

@@ -18,7 +18,7 @@ from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.bench_speaker import SECRET
+from bench.bench_speaker import SECRET, reap
 from drivers.mqtt.testing import MosquittoBroker
 
 BARE_TOPIC = "bench/bare"
@@ -118,13 +118,7 @@ async def lean_fleet(
         for process in processes:
             if process.stdin is not None:
                 process.stdin.close()
-        for process in processes:
-            try:
-                async with asyncio.timeout(30):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await reap(processes, 30)
 
 
 @contextmanager
