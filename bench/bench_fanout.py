@@ -40,6 +40,8 @@ Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes
 10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH`` writes a cProfile of the server's event loop
 over the measured window of each ``server-*`` kind to ``PATH-<transport>[-own]`` (read it with
 ``pstats``; the profiler slows the loop, so its run's figures are not the bench's).
+``BENCH_FANOUT_SPY=PATH`` samples every thread of the server with py-spy (installed by the test
+extra) over the same window, into ``PATH-<transport>[-own]`` in py-spy's raw format.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ import asyncio
 import cProfile
 import json
 import os
+import shutil
+import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,6 +71,24 @@ def instances(
     table = config.channels["loudspeaker"]
     channels = {name: table | hub for name, hub in zip(names, hubs, strict=True)}
     return config.model_copy(update={"channels": channels}), names
+
+
+async def sampling(
+    path: str | None, transport: str, own: bool
+) -> asyncio.subprocess.Process | None:
+    """With ``path``, py-spy sampling every thread of this process from now until it is sent
+    SIGINT, into ``path-<kind>`` (its raw format: one stack and count a line). Unlike the
+    profiler it leaves the loop's speed about as it is."""
+    if not path:
+        return None
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    out = f"{path}-{transport}{'-own' if own else ''}"
+    command = [spy, "record", "--pid", str(os.getpid()), "--threads", "--nonblocking"]
+    command += ["--rate", "500", "--format", "raw", "--output", out]
+    quiet = asyncio.subprocess.DEVNULL
+    sampler = await asyncio.create_subprocess_exec(*command, stdout=quiet, stderr=quiet)
+    await asyncio.sleep(1.0)  # attached before the alert goes in
+    return sampler
 
 
 def recording(channel: LoudspeakerChannel, acks: AckTimes) -> None:
@@ -135,6 +156,7 @@ async def whole_server(
                 }
                 profile_to = os.environ.get("BENCH_FANOUT_PROFILE")
                 profiler = cProfile.Profile() if profile_to else None
+                sampler = await sampling(os.environ.get("BENCH_FANOUT_SPY"), transport, own)
                 cpu_before, threads_before = cpu_s(), thread_cpu_s()
                 if profiler is not None:
                     profiler.enable()
@@ -158,6 +180,9 @@ async def whole_server(
                     profiler.disable()
                     profiler.dump_stats(f"{profile_to}-{transport}{'-own' if own else ''}")
                 threads = threads_spent(threads_before)
+                if sampler is not None:
+                    sampler.send_signal(signal.SIGINT)
+                    await asyncio.wait_for(sampler.wait(), 30)
                 figures = await machine.end(done)
         finally:
             await runner.cleanup()

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -412,6 +412,7 @@ class Channel(abc.ABC, Generic[ConfigT]):
         self.config = config
         self.context = context
         self._confirmations: asyncio.Queue[Confirmation] = asyncio.Queue()
+        self._confirmation_sink: Callable[[Confirmation], None] | None = None
 
     async def start(self) -> None:
         """Open devices and connections. Raise ChannelError if the channel cannot work."""
@@ -434,7 +435,19 @@ class Channel(abc.ABC, Generic[ConfigT]):
 
     def confirm(self, confirmation: Confirmation) -> None:
         """Report a confirmation; the core records it."""
-        self._confirmations.put_nowait(confirmation)
+        sink = self._confirmation_sink
+        if sink is None:
+            self._confirmations.put_nowait(confirmation)
+        else:
+            sink(confirmation)
+
+    def confirm_into(self, sink: Callable[[Confirmation], None] | None) -> None:
+        """Hand every confirmation to ``sink`` as it is reported, those waiting first, in
+        place of :meth:`confirmations` (for the core, when a channel keeps that default);
+        None: back to :meth:`confirmations`."""
+        while sink is not None and not self._confirmations.empty():
+            sink(self._confirmations.get_nowait())
+        self._confirmation_sink = sink
 
     async def confirmations(self) -> AsyncIterator[Confirmation]:
         """Confirmations for accepted deliveries, as they arrive."""

@@ -29,7 +29,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +114,9 @@ class Dispatcher:
         self._slot_free = {name: asyncio.Event() for name in self.channels}
         self._in_flight = dict.fromkeys(self.channels, 0)
         self._limits = {n: TokenBucket(s.rate_per_second) for n, s in self.channels.items()}
-        self._transitions: asyncio.Queue[Transition] = asyncio.Queue()
+        self._transitions: deque[Transition] = deque()
+        self._transitions_waiting = asyncio.Event()
+        self._confirmed: list[Confirmation] = []
         self._messages: OrderedDict[str, AlertMessage] = OrderedDict()
         self._loading: dict[str, asyncio.Future[AlertMessage]] = {}
         self._stopped_alerts: set[str] = set()
@@ -132,7 +134,10 @@ class Dispatcher:
         self._tasks.spawn(self._sweeper(), name="sweeper")
         for name, slot in self.channels.items():
             self._tasks.spawn(self._worker(slot), name=f"worker:{name}")
-            self._tasks.spawn(self._confirmation_reader(slot), name=f"confirmations:{name}")
+            if type(slot.channel).confirmations is Channel.confirmations:
+                slot.channel.confirm_into(self._confirmation_sink(slot))
+            else:
+                self._tasks.spawn(self._confirmation_reader(slot), name=f"confirmations:{name}")
 
     async def _resume_awaiting(self, name: str, slot: ChannelSlot) -> None:
         """Hand the channel the deliveries it accepted before the restart and not confirmed."""
@@ -147,6 +152,9 @@ class Dispatcher:
 
     async def stop(self) -> None:
         await self._tasks.close()
+        for slot in self.channels.values():
+            slot.channel.confirm_into(None)  # what is reported from now on waits in its queue
+        self._take_confirmed()
         try:
             await self._flush()
         except DiskFullError:  # deliveries left "sending" are resumed at the next start
@@ -315,7 +323,12 @@ class Dispatcher:
             self.failed_total[slot.name, "permanent"] += 1
         elif transition.last_error is not None:  # queued again, or expired waiting for it
             self.failed_total[slot.name, "retryable"] += 1
-        self._transitions.put_nowait(transition)
+        self._transition(transition)
+
+    def _transition(self, transition: Transition) -> None:
+        """Queue ``transition`` for the recorder, which writes those queued together at once."""
+        self._transitions.append(transition)
+        self._transitions_waiting.set()
 
     async def _attempt(self, slot: ChannelSlot, row: ClaimedDelivery) -> Transition:
         if row.alert_id in self._stopped_alerts:
@@ -430,18 +443,44 @@ class Dispatcher:
             detail=f"{error}; retry in {delay:.1f} s",
         )
 
+    def _confirmation_sink(self, slot: ChannelSlot) -> Callable[[Confirmation], None]:
+        """What takes the confirmations of a channel with the default ``confirmations()``
+        as it reports them: no queue and task switch each. They are recorded once the code
+        that reported them has run to its next pause, as they would through the queue: a
+        channel releases the acks that came during a send when the send returns, and the
+        core queues the send's result before them."""
+
+        def record(confirmation: Confirmation) -> None:
+            if not isinstance(confirmation, Confirmation):
+                error = TypeError(f"confirm() was given {type(confirmation).__name__}")
+                self.faults.record(slot.name, "confirmations", error)
+                return
+            if not self._confirmed:
+                asyncio.get_running_loop().call_soon(self._take_confirmed)
+            self._confirmed.append(confirmation)
+
+        return record
+
+    def _take_confirmed(self) -> None:
+        now, backoff = self.clock(), self.config.retry_base_seconds
+        for confirmation in self._confirmed:
+            self._transitions.append(_confirmation_transition(confirmation, now, backoff))
+        self._confirmed.clear()
+        self._transitions_waiting.set()
+
     async def _confirmation_reader(self, slot: ChannelSlot) -> None:
-        """Record the channel's confirmations; if its stream raises, read it again after a
-        pause (the default stream keeps what was confirmed meanwhile)."""
+        """Record the confirmations of a channel with its own ``confirmations()``; if its
+        stream raises, read it again after a pause."""
         while True:
             try:
                 async for confirmation in slot.channel.confirmations():
                     if not isinstance(confirmation, Confirmation):
                         raise TypeError(f"confirmations() gave {type(confirmation).__name__}")
-                    transition = _confirmation_transition(
-                        confirmation, self.clock(), self.config.retry_base_seconds
+                    self._transition(
+                        _confirmation_transition(
+                            confirmation, self.clock(), self.config.retry_base_seconds
+                        )
                     )
-                    self._transitions.put_nowait(transition)
                 return
             except Exception as exc:
                 self.faults.record(slot.name, "confirmations", exc)
@@ -449,7 +488,10 @@ class Dispatcher:
 
     async def _recorder(self) -> None:
         while True:
-            batch = [await self._transitions.get()]
+            while not self._transitions:
+                self._transitions_waiting.clear()
+                await self._transitions_waiting.wait()
+            batch = [self._transitions.popleft()]
             while True:
                 try:
                     await self._flush(batch)
@@ -459,8 +501,9 @@ class Dispatcher:
 
     async def _flush(self, batch: list[Transition] | None = None) -> None:
         batch = batch or []
-        while not self._transitions.empty() and len(batch) < 5000:
-            batch.append(self._transitions.get_nowait())
+        queued = self._transitions
+        while queued and len(batch) < 5000:
+            batch.append(queued.popleft())
         if not batch:
             return
         await self.database.run(self.outbox.apply, batch, self.clock())
@@ -484,7 +527,7 @@ class Dispatcher:
                 await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
                 continue
             for transition in overdue:
-                self._transitions.put_nowait(transition)
+                self._transition(transition)
             await asyncio.sleep(self.config.idle_poll_seconds)
 
     def _changed(self) -> None:

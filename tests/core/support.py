@@ -359,3 +359,34 @@ class AcceptingChannel(Channel):
                 Confirmation(delivery.id, ConfirmationOutcome.CONFIRMED, "device ack"),
             )
         return SendResult(SendOutcome.ACCEPTED, provider_ref=f"acc-{delivery.id}")
+
+
+class EagerAckChannel(Channel):
+    """Sends in batches and reports each device's progress and confirmation before
+    ``send_many`` returns, as boxes that answer faster than the send completes do."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    sends_in_batches = True
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        return (await self.send_many([delivery]))[0]  # type: ignore[return-value]
+
+    async def send_many(
+        self, deliveries: Sequence[OutgoingDelivery]
+    ) -> Sequence[SendResult | Exception]:
+        await asyncio.sleep(0)
+        for d in deliveries:
+            self.confirm(Confirmation(d.id, ConfirmationOutcome.PROGRESS, "playing"))
+            self.confirm(Confirmation(d.id, ConfirmationOutcome.CONFIRMED, "played"))
+        return [SendResult(SendOutcome.ACCEPTED, provider_ref=f"e-{d.id}") for d in deliveries]
+
+
+class MisreportingChannel(AcceptingChannel):
+    """Reports something that is not a Confirmation, then the delivery's real confirmation."""
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        confirmation = Confirmation(delivery.id, ConfirmationOutcome.CONFIRMED, "device ack")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.01, self.confirm, f"ack {delivery.id}")  # type: ignore[arg-type]
+        loop.call_later(0.02, self.confirm, confirmation)
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=f"m-{delivery.id}")

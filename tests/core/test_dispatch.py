@@ -42,6 +42,43 @@ async def test_log_channel_writes_and_confirms_every_target(tmp_path: Path) -> N
     assert all(r["texts"][0]["headline"] == "卓资县暴雪橙色预警" for r in records)
 
 
+async def test_confirmations_reported_during_the_send_follow_its_result(tmp_path: Path) -> None:
+    # The devices answer before send_many returns: the core records the send's result first,
+    # then their progress and confirmation, so the history has every step in order.
+    channels = {"eager": {"type": "tests.core.support:EagerAckChannel"}}
+    config = make_config(tmp_path, channels, village_targets("eager", 20))
+    async with running(config) as service:
+        result = await service.submit(make_alert(), origin="test")
+        assert await wait_until_complete(service, result.alert_id) == {"eager": {"confirmed": 20}}
+        rows = await service.database.run(service.outbox.deliveries, result.alert_id)
+        for row in rows:
+            events = await service.database.run(service.outbox.events, row["id"])
+            steps = [(e["to_state"], e["detail"]) for e in events]
+            assert [s for s, _ in steps] == [
+                "queued",
+                "sending",
+                "accepted",
+                "accepted",
+                "confirmed",
+            ]
+            assert [d for _, d in steps[2:]] == ["accepted", "playing", "played"]
+            assert row["provider_ref"] == f"e-{row['id']}"
+
+
+async def test_a_wrong_confirmation_is_the_channels_fault_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    channels = {"misreport": {"type": "tests.core.support:MisreportingChannel"}}
+    config = make_config(tmp_path, channels, village_targets("misreport", 3))
+    async with running(config) as service:
+        result = await service.submit(make_alert(), origin="test")
+        summary = await wait_until_complete(service, result.alert_id)
+        assert summary == {"misreport": {"confirmed": 3}}
+        faults = [(f.channel, f.point, f.count) for f in service.dispatcher.faults.all()]
+        assert faults == [("misreport", "confirmations", 3)]
+        assert "given str" in service.dispatcher.faults.all()[0].error
+
+
 async def test_retryable_failures_are_retried_until_confirmed(tmp_path: Path) -> None:
     targets = village_targets("flaky", 3)
     targets[0]["params"] = {"fail": 2}
