@@ -149,6 +149,17 @@ class LeanBox:
         return ack_bytes(self.key, self.box_id, at, cmd_id, alert_id, stage, source)
 
 
+def _settle(connected: asyncio.Future[None], error: Exception | None = None) -> None:
+    """Say whether the connection came up, unless that is decided (or no longer awaited: a
+    connection that comes up after its wait was given up)."""
+    if connected.done():
+        return
+    if error is None:
+        connected.set_result(None)
+    else:
+        connected.set_exception(error)
+
+
 class _TcpBox(asyncio.Protocol):
     """A box on a direct TCP link: a hello line, then one signed message per line."""
 
@@ -161,13 +172,14 @@ class _TcpBox(asyncio.Protocol):
         self._lost = lost
 
     def connection_lost(self, exc: Exception | None) -> None:
+        _settle(self._connected, ConnectionResetError("connection lost before the hello"))
         self._lost(self._box)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._box.send = lambda messages: transport.write(b"".join(m + b"\n" for m in messages))
         transport.write(self._box.hello() + b"\n")
-        self._connected.set_result(None)
+        _settle(self._connected)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -196,6 +208,7 @@ class _MqttBox(asyncio.Protocol):
         self._next_id = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
+        _settle(self._connected, ConnectionResetError("connection lost before CONNACK"))
         self._lost(self._box)
 
     def _packet_id(self) -> int:
@@ -243,10 +256,12 @@ class _MqttBox(asyncio.Protocol):
         for packet in packets:
             if isinstance(packet, Connack):
                 if packet.return_code != 0:
-                    self._connected.set_exception(ConnectionRefusedError(packet.return_code))
+                    code = packet.return_code
+                    refused = f"the broker refused box {self._box.box_id}: CONNACK {code}"
+                    _settle(self._connected, SpeakerConfigError(refused))
                     return
                 self._subscribe()
-                self._connected.set_result(None)
+                _settle(self._connected)
             elif isinstance(packet, Publish):
                 if packet.qos:
                     self._transport.write(encode_puback(packet.packet_id))
@@ -255,6 +270,9 @@ class _MqttBox(asyncio.Protocol):
                 elif self._box.first_at is None:
                     self._box.first_at = time()
 
+
+RECONNECT_S = 1.0
+"""How long a box waits before it connects again."""
 
 LOCAL_PORTS = range(10_000, 32_768)
 """The local ports boxes given a source address connect from, in turn: below the ephemeral
@@ -314,9 +332,17 @@ class LeanFleet:
 
     async def start(self, parallel: int = 200) -> None:
         """Connect every box, ``parallel`` at a time; returns when all are connected. A box
-        whose connection is lost later connects again after a second, as a real box does."""
+        whose connection fails or is lost tries again after a second, as a real box does."""
         self._limit = asyncio.Semaphore(parallel)
-        await asyncio.gather(*(self._connect(box) for box in self.boxes))
+        await asyncio.gather(*(self._connect_until_up(box) for box in self.boxes))
+
+    async def _connect_until_up(self, box: LeanBox) -> None:
+        while True:
+            try:
+                await self._connect(box)
+                return
+            except OSError:
+                await asyncio.sleep(RECONNECT_S)
 
     async def _connect(self, box: LeanBox) -> None:
         address = parse_link_url(self.config.url)
@@ -337,27 +363,26 @@ class LeanFleet:
                 transport, _ = await loop.create_connection(
                     lambda: protocol, address.host, address.port
                 )
+            try:
+                await connected
+            except BaseException:
+                transport.close()
+                raise
             self._transports[box.box_id] = transport
-            await connected
 
     def _lost(self, box: LeanBox) -> None:
-        if self._closing:
+        """A connection ended: a box that was up connects again after a second (one that
+        never came up is retried by what was connecting it)."""
+        if self._closing or self._transports.pop(box.box_id, None) is None:
             return
-        self._transports.pop(box.box_id, None)
-        loop = asyncio.get_running_loop()
-        loop.call_later(1.0, self._reconnect, box)
+        asyncio.get_running_loop().call_later(RECONNECT_S, self._reconnect, box)
 
     def _reconnect(self, box: LeanBox) -> None:
         if self._closing:
             return
-        task = asyncio.get_running_loop().create_task(self._connect(box))
+        task = asyncio.get_running_loop().create_task(self._connect_until_up(box))
         self._reconnecting.add(task)
-        task.add_done_callback(lambda done: self._reconnected(done, box))
-
-    def _reconnected(self, task: asyncio.Task[None], box: LeanBox) -> None:
-        self._reconnecting.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._lost(box)  # refused or unreachable: try again
+        task.add_done_callback(self._reconnecting.discard)
 
     def arrivals(self) -> list[float]:
         """Wall-clock times the first command reached each box that got one, sorted."""
