@@ -90,6 +90,9 @@ def sign(obj: dict[str, Any], key: bytes) -> str:
     return hmac_hex(key, canonical_bytes(obj)).decode()
 
 
+_XOR_INNER = bytes(b ^ 0x36 for b in range(256))
+_XOR_OUTER = bytes(b ^ 0x5C for b in range(256))
+"""Byte maps giving a key block XOR the inner and the outer pad (RFC 2104)."""
 _PREPARED: dict[bytes, tuple[hashlib._Hash, hashlib._Hash]] = {}
 #: Keys whose prepared HMAC states are kept (a fleet's boxes and areas); beyond it the cache
 #: starts again.
@@ -107,8 +110,8 @@ def hmac_hex(key: bytes, data: bytes) -> bytes:
         block = hashlib.sha256(key).digest() if len(key) > 64 else key
         block = block.ljust(64, b"\0")
         prepared = (
-            hashlib.sha256(bytes(b ^ 0x36 for b in block)),
-            hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+            hashlib.sha256(block.translate(_XOR_INNER)),
+            hashlib.sha256(block.translate(_XOR_OUTER)),
         )
         if len(_PREPARED) >= PREPARED_KEPT:
             _PREPARED.clear()

@@ -39,9 +39,11 @@ from drivers.mqtt.packets import (
     Connack,
     Connect,
     MqttWill,
+    Packet,
     Publish,
     Subscribe,
     encode_puback,
+    encode_publish,
 )
 from drivers.speaker.codec import area_target, box_target, decode_command, encode_box_message
 from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
@@ -206,6 +208,8 @@ class _MqttBox(asyncio.Protocol):
         self._connected = connected
         self._transport: asyncio.Transport | None = None
         self._next_id = 0
+        self._out: list[bytes] | None = None
+        """While a read is handled: what is written at its end, in one write."""
 
     def connection_lost(self, exc: Exception | None) -> None:
         _settle(self._connected, ConnectionResetError("connection lost before CONNACK"))
@@ -223,12 +227,16 @@ class _MqttBox(asyncio.Protocol):
         if self._config.bare_topic is None:
             will = MqttWill(self._topics.presence(box_id), OFFLINE, qos=1, retain=True)
         transport.write(Connect(box_id, clean_session=True, keepalive_s=0, will=will).encode())
-        up = self._topics.box_messages(box_id)
-        self._box.send = lambda messages: transport.write(
-            b"".join(
-                Publish(up, data, qos=1, packet_id=self._packet_id()).encode() for data in messages
-            )
-        )
+        up = self._topics.box_messages(box_id).encode()
+
+        def send(messages: list[bytes]) -> None:
+            packets = [encode_publish(up, m, 1, False, self._packet_id(), False) for m in messages]
+            if self._out is None:
+                transport.write(b"".join(packets))
+            else:
+                self._out += packets
+
+        self._box.send = send
 
     def _subscribe(self) -> None:
         assert self._transport is not None
@@ -247,28 +255,39 @@ class _MqttBox(asyncio.Protocol):
             self._transport.write(hello.encode())
 
     def data_received(self, data: bytes) -> None:
+        """Handle a read; the PUBACKs of the commands it held and their acks leave in one
+        write at its end."""
         assert self._transport is not None
+        out: list[bytes] = []
+        self._out = out
         try:
-            packets = self._decoder.feed(data)
+            self._decoder.feed_into(data, self._publish, self._packet)
         except MqttError:
             self._transport.close()
             return
-        for packet in packets:
-            if isinstance(packet, Connack):
-                if packet.return_code != 0:
-                    code = packet.return_code
-                    refused = f"the broker refused box {self._box.box_id}: CONNACK {code}"
-                    _settle(self._connected, SpeakerConfigError(refused))
-                    return
-                self._subscribe()
-                _settle(self._connected)
-            elif isinstance(packet, Publish):
-                if packet.qos:
-                    self._transport.write(encode_puback(packet.packet_id))
-                if self._config.bare_topic is None:
-                    self._box.command(packet.payload)
-                elif self._box.first_at is None:
-                    self._box.first_at = time()
+        finally:
+            self._out = None
+        if out:
+            self._transport.write(b"".join(out))
+
+    def _publish(self, topic: str, payload: bytes, flags: int, packet_id: int) -> None:
+        assert self._out is not None
+        if packet_id:
+            self._out.append(encode_puback(packet_id))
+        if self._config.bare_topic is None:
+            self._box.command(payload)
+        elif self._box.first_at is None:
+            self._box.first_at = time()
+
+    def _packet(self, packet: Packet) -> None:
+        if isinstance(packet, Connack):
+            if packet.return_code != 0:
+                code = packet.return_code
+                refused = f"the broker refused box {self._box.box_id}: CONNACK {code}"
+                _settle(self._connected, SpeakerConfigError(refused))
+                return
+            self._subscribe()
+            _settle(self._connected)
 
 
 RECONNECT_S = 1.0
