@@ -253,11 +253,12 @@ class Outbox:
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
-        still active (after a restart, the channel tracks them again)."""
+        still active, longest waiting first (after a restart, the channel tracks them again)."""
         rows = self.database.conn.execute(
             f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d"  # noqa: S608
             " JOIN alerts a ON a.id = d.alert_id"
-            " WHERE d.channel = ? AND d.state = 'accepted' AND a.state = 'active' ORDER BY d.id",
+            " WHERE d.channel = ? AND d.state = 'accepted' AND a.state = 'active'"
+            " ORDER BY d.updated_at, d.id",
             (channel,),
         )
         return [_claimed(r, self.database.known) for r in rows]

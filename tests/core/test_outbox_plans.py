@@ -52,17 +52,20 @@ def _plan(db: Database, sql: str) -> list[str]:
     return db.call(lambda: [str(r[3]) for r in db.conn.execute("EXPLAIN QUERY PLAN " + sql)])
 
 
+def _filled(db: Database) -> None:
+    def fill() -> None:
+        with db.transaction() as conn:
+            insert_bare_alert(conn)
+            states = ["confirmed" if n % 10 == 0 else "queued" for n in range(1, 2001)]
+            insert_deliveries(conn, "log", states)
+
+    db.call(fill)
+
+
 def test_no_outbox_statement_reads_every_delivery_or_sorts_them(tmp_path: Path) -> None:
     db = Database(tmp_path / "s.db")
     try:
-
-        def fill() -> None:
-            with db.transaction() as conn:
-                insert_bare_alert(conn)
-                states = ["confirmed" if n % 10 == 0 else "queued" for n in range(1, 2001)]
-                insert_deliveries(conn, "log", states)
-
-        db.call(fill)
+        _filled(db)
         outbox = Outbox(db)
         statements = _issued(db, outbox)
         assert len(statements) >= 12
@@ -73,5 +76,19 @@ def test_no_outbox_statement_reads_every_delivery_or_sorts_them(tmp_path: Path) 
                 assert "TEMP B-TREE" not in step, (sql, step)
                 full = re.match(r"SCAN (deliveries|d)\b", step)
                 assert not full or any(name in step for name in PARTIAL), (sql, step)
+    finally:
+        db.close()
+
+
+def test_the_confirmation_timeout_reads_only_deliveries_past_it(tmp_path: Path) -> None:
+    db = Database(tmp_path / "s.db")
+    try:
+        _filled(db)
+        statements = _issued(db, Outbox(db))
+        waiting = [s for s in statements if "state = 'accepted'" in s and "updated_at <=" in s]
+        assert len(waiting) == 1
+        assert _plan(db, waiting[0]) == [
+            "SEARCH deliveries USING INDEX deliveries_confirming (channel=? AND updated_at<?)"
+        ]
     finally:
         db.close()
