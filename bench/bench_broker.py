@@ -68,6 +68,7 @@ class Subscriber(asyncio.Protocol):
         self._decoder = MqttDecoder()
         self._transport: asyncio.Transport | None = None
         self.received_at: float | None = None
+        self.pubacks = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -93,6 +94,8 @@ class Subscriber(asyncio.Protocol):
                     self._transport.write(Puback(packet.packet_id).encode())
                 if self.received_at is None:
                     self.received_at = time.monotonic()
+            elif isinstance(packet, Puback):
+                self.pubacks += 1
 
     def send_acks(self, count: int) -> None:
         """Publish ``count`` QoS 1 messages to this session's acknowledgement topic."""
@@ -149,11 +152,13 @@ async def worker_main(
             break
         await asyncio.sleep(0.02)
     conn.send(("received", [s.received_at for s in subscribers]))
-    order = conn.recv()
+    # Waiting in a thread: the loop goes on reading the broker's PUBACKs meanwhile.
+    order = await asyncio.to_thread(conn.recv)
     if order != "done":
         for subscriber in subscribers:
             subscriber.send_acks(int(order))
-        conn.recv()
+        await asyncio.to_thread(conn.recv)
+        conn.send(sum(s.pubacks for s in subscribers))
 
 
 def worker(
@@ -268,9 +273,12 @@ def run(args: argparse.Namespace, ports: list[int], pids: list[int]) -> None:
     for conn in conns:
         arrivals += conn.recv()[1]
     cpu2 = cpu_s(pids)
-    acks_line = collect_acks(args, ports, pids, conns) if args.acks else ""
-    for conn in conns:
-        conn.send("done")
+    acks_line = ""
+    if args.acks:
+        acks_line = collect_acks(args, ports, pids, conns)
+    else:
+        for conn in conns:
+            conn.send("done")
     for proc in procs:
         proc.join()
     got = sorted(a - started for a in arrivals if a is not None)
@@ -366,8 +374,12 @@ def collect_acks(
     count, last_at = parent.recv()
     cpu1 = cpu_s(pids)
     proc.join()
+    for conn in conns:
+        conn.send("done")
+    taken = sum(conn.recv() for conn in conns)
     return (
-        f"\n  acks: {count}/{expected} received by one QoS 1 subscriber, last after "
+        f"\n  acks: the broker acknowledged {taken}/{expected}; "
+        f"{count} received by one QoS 1 subscriber, last after "
         f"{last_at - started:.2f} s; broker CPU {sum(cpu1) - sum(cpu0):.1f} s "
         f"({_per_ms(sum(cpu1) - sum(cpu0), expected)} per ack)"
     )
@@ -427,6 +439,14 @@ def main() -> None:
             )
             with cluster:
                 run(args, [port for _, port in cluster.addresses], cluster.pids())
+                for node in cluster.nodes:
+                    faults = [
+                        line
+                        for line in node.log_text().splitlines()
+                        if "[WRN]" in line or "[ERR]" in line
+                    ]
+                    last = faults[-1] if faults else ""
+                    print(f"  {node.name}: {len(faults)} warnings and errors logged {last}")
 
 
 if __name__ == "__main__":
