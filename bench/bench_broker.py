@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -36,6 +37,7 @@ from drivers.mqtt.testing import MosquittoBroker
 from drivers.mqtt.testing_nats import NatsMqttCluster, default_server
 
 GROUP_TOPIC = "bench/all"
+ACK_PREFIX = "bench/acks"
 PAYLOAD = b"x" * 200
 RETRY_S = 1.0
 P = TypeVar("P", bound=asyncio.Protocol)
@@ -49,33 +51,41 @@ def own_topic(index: int) -> str:
     return f"bench/s{index:06d}"
 
 
-class Subscriber(asyncio.Protocol):
-    """One persistent session: CONNECT, SUBSCRIBE at QoS 1, PUBACK whatever arrives."""
+def ack_topic(client_id: str) -> str:
+    return f"{ACK_PREFIX}/{client_id}"
 
-    def __init__(self, client_id: str, topic: str, ready: asyncio.Future[None]) -> None:
-        self._client_id = client_id
+
+class Subscriber(asyncio.Protocol):
+    """One persistent session: CONNECT, SUBSCRIBE at ``qos``, PUBACK whatever arrives."""
+
+    def __init__(
+        self, client_id: str, topic: str, ready: asyncio.Future[None], qos: int = 1
+    ) -> None:
+        self.client_id = client_id
         self._topic = topic
+        self._qos = qos
         self._ready = ready
         self._decoder = MqttDecoder()
         self._transport: asyncio.Transport | None = None
         self.received_at: float | None = None
+        self.pubacks = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        transport.write(Connect(self._client_id, clean_session=False).encode())
+        transport.write(Connect(self.client_id, clean_session=False).encode())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._ready.done():
-            self._ready.set_exception(ConnectionError(f"{self._client_id}: lost before SUBACK"))
+            self._ready.set_exception(ConnectionError(f"{self.client_id}: lost before SUBACK"))
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None
         for packet in self._decoder.feed(data):
             if isinstance(packet, Connack):
-                self._transport.write(Subscribe(1, ((self._topic, 1),)).encode())
+                self._transport.write(Subscribe(1, ((self._topic, self._qos),)).encode())
             elif isinstance(packet, Suback) and not self._ready.done():
-                if packet.return_codes == (1,):
+                if packet.return_codes == (self._qos,):
                     self._ready.set_result(None)
                 else:
                     self._ready.set_exception(ConnectionError(f"SUBACK {packet.return_codes}"))
@@ -84,6 +94,16 @@ class Subscriber(asyncio.Protocol):
                     self._transport.write(Puback(packet.packet_id).encode())
                 if self.received_at is None:
                     self.received_at = time.monotonic()
+            elif isinstance(packet, Puback):
+                self.pubacks += 1
+
+    def send_acks(self, count: int) -> None:
+        """Publish ``count`` QoS 1 messages to this session's acknowledgement topic."""
+        assert self._transport is not None
+        topic = ack_topic(self.client_id)
+        self._transport.write(
+            b"".join(Publish(topic, b"ack", qos=1, packet_id=n + 1).encode() for n in range(count))
+        )
 
 
 async def subscribe_all(
@@ -103,7 +123,7 @@ async def subscribe_all(
             port = ports[(index + attempt) % len(ports)]
             async with limit:
                 ready: asyncio.Future[None] = loop.create_future()
-                protocol = Subscriber(f"s{index:06d}", topic, ready)
+                protocol = Subscriber(f"s{index:06d}", topic, ready, int(options["qos"]))
                 try:
                     await loop.create_connection(
                         _factory(protocol), "127.0.0.1", port, local_addr=(source, 0)
@@ -132,6 +152,13 @@ async def worker_main(
             break
         await asyncio.sleep(0.02)
     conn.send(("received", [s.received_at for s in subscribers]))
+    # Waiting in a thread: the loop goes on reading the broker's PUBACKs meanwhile.
+    order = await asyncio.to_thread(conn.recv)
+    if order != "done":
+        for subscriber in subscribers:
+            subscriber.send_acks(int(order))
+        await asyncio.to_thread(conn.recv)
+        conn.send(sum(s.pubacks for s in subscribers))
 
 
 def worker(
@@ -219,6 +246,7 @@ def run(args: argparse.Namespace, ports: list[int], pids: list[int]) -> None:
         indices = range(p * per, min(args.subs, (p + 1) * per))
         parent, child = ctx.Pipe()
         options = {"source": f"127.0.{10 + p // 250}.{1 + p % 250}", "mode": args.mode}
+        options["qos"] = str(args.sub_qos)
         options["parallel"] = str(args.parallel)
         proc = ctx.Process(target=worker, args=(child, indices, ports, options, counter))
         proc.start()
@@ -245,12 +273,19 @@ def run(args: argparse.Namespace, ports: list[int], pids: list[int]) -> None:
     for conn in conns:
         arrivals += conn.recv()[1]
     cpu2 = cpu_s(pids)
+    acks_line = ""
+    if args.acks:
+        acks_line = collect_acks(args, ports, pids, conns)
+    else:
+        for conn in conns:
+            conn.send("done")
     for proc in procs:
         proc.join()
     got = sorted(a - started for a in arrivals if a is not None)
     load = Path("/proc/loadavg").read_text().split()[0]
     print(
-        f"{args.broker} {args.subs} subs mode={args.mode} publishers={args.publishers} "
+        f"{args.broker} {args.subs} subs mode={args.mode} sub_qos={args.sub_qos} "
+        f"publishers={args.publishers} "
         f"mqtt={args.mqtt} js={args.js} load={load}\n"
         f"  sessions set up in {setup:.1f} s ({retries} retries), broker CPU "
         f"{sum(cpu1) - sum(cpu0):.1f} s ({_per_ms(sum(cpu1) - sum(cpu0), args.subs)} per session)\n"
@@ -261,6 +296,92 @@ def run(args: argparse.Namespace, ports: list[int], pids: list[int]) -> None:
         f"broker CPU {sum(cpu2) - sum(cpu1):.1f} s "
         f"({_per_ms(sum(cpu2) - sum(cpu1), args.subs)} per delivery), per process "
         + "/".join(f"{b - a:.1f}" for a, b in zip(cpu1, cpu2, strict=True))
+        + acks_line
+        + f"\n  broker RSS per node {'/'.join(f'{rss_mb(pid):.0f}' for pid in pids)} MB"
+    )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Collector(asyncio.Protocol):
+    """The hub's side of the acknowledgements: one persistent session, a QoS 1 wildcard
+    subscription to every subscriber's acknowledgement topic, counting what arrives."""
+
+    def __init__(self, ready: asyncio.Future[None], expected: int) -> None:
+        self._decoder = MqttDecoder()
+        self._ready = ready
+        self._expected = expected
+        self._transport: asyncio.Transport | None = None
+        self.count = 0
+        self.last_at = 0.0
+        self.done: asyncio.Future[None] = ready.get_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(Connect("bench-collector", clean_session=False).encode())
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        for packet in self._decoder.feed(data):
+            if isinstance(packet, Connack):
+                self._transport.write(Subscribe(1, ((f"{ACK_PREFIX}/+", 1),)).encode())
+            elif isinstance(packet, Suback) and not self._ready.done():
+                self._ready.set_result(None)
+            elif isinstance(packet, Publish):
+                if packet.qos:
+                    self._transport.write(Puback(packet.packet_id).encode())
+                self.count += 1
+                self.last_at = time.monotonic()
+                if self.count >= self._expected and not self.done.done():
+                    self.done.set_result(None)
+
+
+def collector(conn: Connection, port: int, expected: int, timeout_s: float) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        protocol = Collector(ready, expected)
+        await loop.create_connection(_factory(protocol), "127.0.0.1", port)
+        await ready
+        conn.send("ready")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(protocol.done, timeout_s)
+        conn.send((protocol.count, protocol.last_at))
+
+    asyncio.run(main())
+
+
+def collect_acks(
+    args: argparse.Namespace, ports: list[int], pids: list[int], conns: list[Connection]
+) -> str:
+    """Every subscriber publishes ``args.acks`` QoS 1 messages to its acknowledgement topic;
+    one collector receives them all: the line saying how long that took and what it cost."""
+    ctx = multiprocessing.get_context("fork")
+    expected = args.subs * args.acks
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=collector, args=(child, ports[0], expected, args.timeout_s))
+    proc.start()
+    parent.recv()
+    cpu0, started = cpu_s(pids), time.monotonic()
+    for conn in conns:
+        conn.send(str(args.acks))
+    count, last_at = parent.recv()
+    cpu1 = cpu_s(pids)
+    proc.join()
+    for conn in conns:
+        conn.send("done")
+    taken = sum(conn.recv() for conn in conns)
+    return (
+        f"\n  acks: the broker acknowledged {taken}/{expected}; "
+        f"{count} received by one QoS 1 subscriber, last after "
+        f"{last_at - started:.2f} s; broker CPU {sum(cpu1) - sum(cpu0):.1f} s "
+        f"({_per_ms(sum(cpu1) - sum(cpu0), expected)} per ack)"
     )
 
 
@@ -287,6 +408,12 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=50, help="connects at once per process")
     parser.add_argument("--publishers", type=int, default=16)
     parser.add_argument("--mode", choices=("topics", "group"), default="topics")
+    parser.add_argument(
+        "--sub-qos", type=int, choices=(0, 1), default=1, help="the subscriptions' QoS"
+    )
+    parser.add_argument(
+        "--acks", type=int, default=0, help="QoS 1 messages back per subscriber, to one collector"
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0, help="for the fan-out")
     parser.add_argument("--setup-timeout-s", type=float, default=300.0)
     parser.add_argument(
@@ -312,6 +439,14 @@ def main() -> None:
             )
             with cluster:
                 run(args, [port for _, port in cluster.addresses], cluster.pids())
+                for node in cluster.nodes:
+                    faults = [
+                        line
+                        for line in node.log_text().splitlines()
+                        if "[WRN]" in line or "[ERR]" in line
+                    ]
+                    last = faults[-1] if faults else ""
+                    print(f"  {node.name}: {len(faults)} warnings and errors logged {last}")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,9 @@ async def run_nats(args: argparse.Namespace, ids: list[str], url: str) -> None:
         config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
         async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
             links = [cluster.url(first=n % len(cluster.nodes)) for n in range(args.processes)]
-            await measure("nats", hub, ids, links, args, url, cluster.pids()[0])
+            qos = ["--command-qos", str(args.command_qos)]
+            pids = cluster.pids()
+            await measure("nats", hub, ids, links, args, url, broker_pids=pids, simulator_args=qos)
         print(f"nats: broker RSS per node {rss_mb(cluster.pids())}")
 
 
@@ -88,7 +90,8 @@ async def run(args: argparse.Namespace) -> None:
     ids = [f"sim-{i:05d}" for i in range(args.boxes)]
     print(
         f"cluster fan-out: {args.boxes} boxes, {args.processes} simulator processes, "
-        f"{args.publish_sessions} publishing sessions on NATS, "
+        f"{args.publish_sessions} publishing sessions on NATS, boxes subscribed at QoS "
+        f"{args.command_qos} there, "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     async with MediaServer({"alert.wav": AUDIO}) as media:
@@ -106,6 +109,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, help="simulators (default: one per 3,000 boxes)")
     parser.add_argument("--nats-bin", default=default_server(), help="the NATS server to run")
     parser.add_argument("--publish-sessions", type=int, default=16)
+    parser.add_argument(
+        "--command-qos",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="of the boxes' command subscriptions on NATS (0: no JetStream consumer per box)",
+    )
     parser.add_argument("--brokers", default="mosquitto,nats", help="mosquitto, nats")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
     parser.add_argument(

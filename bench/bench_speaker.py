@@ -127,10 +127,16 @@ def play(cmd_id: str, url: str) -> PlayUrl:
 
 
 async def start_fleet(
-    link: str | list[str], boxes: int, processes: int, work: Path, stagger_s: float = 0.0
+    link: str | list[str],
+    boxes: int,
+    processes: int,
+    work: Path,
+    stagger_s: float = 0.0,
+    extra: Sequence[str] = (),
 ) -> list[asyncio.subprocess.Process]:
     """Simulator processes; with a list of links, process ``n`` uses link ``n`` (cycling).
-    ``stagger_s`` apart, so a broker that sets up sessions slowly gets them a share at a time."""
+    ``stagger_s`` apart, so a broker that sets up sessions slowly gets them a share at a time;
+    ``extra``: more arguments of every simulator."""
     links = [link] if isinstance(link, str) else link
     per = -(-boxes // processes)
     fleet = []
@@ -151,6 +157,7 @@ async def start_fleet(
                 "--heartbeat-s", "600",
                 "--work-dir", str(work / f"sim-{n}"),
                 "--connect-timeout-s", "300",
+                *extra,
                 stdout=asyncio.subprocess.PIPE,
             )
         )  # fmt: skip
@@ -183,11 +190,18 @@ async def measure(
     args: argparse.Namespace,
     url: str,
     broker_pid: int | None = None,
+    *,
+    broker_pids: Sequence[int] = (),
+    simulator_args: Sequence[str] = (),
 ) -> None:
+    """Start the fleet, wait until it is online and time each way of sending one command to
+    every box; ``broker_pids``: the nodes of a broker cluster, whose CPU is reported each."""
     counter = AckCounter(len(ids))
     consumer = asyncio.get_running_loop().create_task(counter.consume(hub))
     began = time.perf_counter()
-    fleet = await start_fleet(link, len(ids), args.processes, args.work, args.stagger_s)
+    fleet = await start_fleet(
+        link, len(ids), args.processes, args.work, args.stagger_s, simulator_args
+    )
     try:
         online = asyncio.ensure_future(counter.all_online.wait())
         exits = [asyncio.ensure_future(p.wait()) for p in fleet]
@@ -201,7 +215,8 @@ async def measure(
             cmd_id = f"{name}-{label}"
             command = play(cmd_id, url)
             processes = {"hub": None} | {f"fleet{n}": p.pid for n, p in enumerate(fleet)}
-            cpu = CpuMeter(processes | ({"broker": broker_pid} if broker_pid else {}))
+            brokers = {f"broker{n}": pid for n, pid in enumerate(broker_pids)}
+            cpu = CpuMeter(processes | brokers | ({"broker": broker_pid} if broker_pid else {}))
             start = time.perf_counter()
             await sender(command)
             sent = time.perf_counter()
@@ -251,7 +266,7 @@ def senders(name: str, hub: SpeakerHub, ids: list[str]):  # type: ignore[no-unty
         await asyncio.gather(*(hub.send_area_command(area, command) for area in AREAS))
 
     yield "per-box", per_box
-    if name == "mqtt":
+    if name != "tcp":
         yield "area-topics", per_area
 
 

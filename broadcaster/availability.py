@@ -1,4 +1,6 @@
-"""Devices that come back: their waiting retries are brought forward, in batches.
+"""Devices that come back: their waiting retries are brought forward, and what was sent to
+them and not confirmed is sent again (:meth:`~broadcaster.store.outbox.Outbox.retry_now`), in
+batches.
 
 A channel reports targets whose device is reachable again through
 :meth:`~broadcaster.channel.DispatchHooks.targets_available`. When a hub restarts, thousands

@@ -145,12 +145,18 @@ class Outbox:
         return new_id
 
     def retry_now(self, channel: str, target_ids: Sequence[str], now: float) -> dict[str, int]:
-        """Bring forward the next attempt of the targets' queued deliveries to ``now``.
+        """Bring forward the next attempt of the targets' queued deliveries to ``now``, and
+        queue again, due now, those sent and not confirmed yet (``accepted``) of active alerts.
 
-        For devices that just came back: their retries need not wait out their backoff.
-        Returns how many deliveries each target has brought forward (targets with none are
-        left out). One statement, one pass over the channel's queue, however many targets.
+        For devices that just came back: their retries need not wait out their backoff, and
+        what was sent to them may have been lost with the connection they had (a broker that
+        keeps no queue for them, a TCP write the device never read), so it is sent again
+        rather than after the confirmation timeout; the device carries out a repeated command
+        once. Returns how many deliveries each target has brought forward (targets with none
+        are left out). One statement per state, over the channel's queued and unconfirmed
+        deliveries, however many targets.
         """
+        targets = json.dumps(list(target_ids))
         with self.database.transaction() as conn:
             rows = conn.execute(
                 "UPDATE deliveries SET next_attempt_at = ? WHERE channel = ?"  # noqa: S608
@@ -158,9 +164,27 @@ class Outbox:
                 + self.database.text_list()
                 + ")"
                 " RETURNING target_id",
-                (now, channel, now, json.dumps(list(target_ids))),
+                (now, channel, now, targets),
             ).fetchall()
-        return dict(Counter(row["target_id"] for row in rows))
+        counts = Counter(row["target_id"] for row in rows)
+        unconfirmed = self.database.query(
+            "SELECT d.id, d.target_id FROM deliveries d JOIN alerts a ON a.id = d.alert_id"  # noqa: S608
+            " WHERE d.channel = ? AND d.state = 'accepted' AND d.expires_at > ?"
+            " AND a.state = 'active' AND d.target_id IN (" + self.database.text_list() + ")",
+            (channel, now, targets),
+        )
+        again = [
+            Transition(
+                row["id"],
+                DeliveryState.QUEUED,
+                detail="device back before confirming: sent again",
+                next_attempt_at=now,
+            )
+            for row in unconfirmed
+        ]
+        if again and self.apply(again, now):
+            counts.update(row["target_id"] for row in unconfirmed)
+        return dict(counts)
 
     def next_due_at(self, channel: str) -> float | None:
         row = self.database.conn.execute(

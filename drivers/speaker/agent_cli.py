@@ -62,7 +62,9 @@ async def run_agent(
         )
     else:
         tls = client_tls_context(config.ca_file) if config.link.uses_tls else None
-        uplink = open_uplink(agent, config.link, tls, config.mqtt_credentials)
+        uplink = open_uplink(
+            agent, config.link, tls, config.mqtt_credentials, config.mqtt_command_qos
+        )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

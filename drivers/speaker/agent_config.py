@@ -60,6 +60,7 @@ class BoxAgentConfig:
     serial_address: int | None = None
     behaviour: BoxBehaviourConfig = field(default_factory=BoxBehaviourConfig)
     mqtt_credentials: MqttCredentials | None = None
+    mqtt_command_qos: int = 1
 
     @property
     def clips_dir(self) -> Path:
@@ -94,6 +95,7 @@ class BoxAgentConfig:
             "behaviour": self.behaviour,
             "mqtt_username": self.mqtt_credentials.username if self.mqtt_credentials else None,
             "mqtt_password": "********" if self.mqtt_credentials else None,
+            "mqtt_command_qos": self.mqtt_command_qos,
         }
 
 
@@ -145,6 +147,21 @@ def _mqtt_credentials(
     return MqttCredentials(username or f"box-{box_id}", password)
 
 
+def _command_qos(raw: dict[str, Any], link: LinkAddress) -> int:
+    """``mqtt_command_qos``: the QoS of the command subscriptions, 1 (the broker queues
+    commands while the box is away) or 0 (it does not; for a NATS cluster, where a QoS 1
+    subscription costs a replicated consumer per box: the server sends again what the box
+    has not acknowledged when it is back)."""
+    qos: int | None = _get(raw, "mqtt_command_qos", int)
+    if qos is None:
+        return 1
+    if qos not in (0, 1):
+        raise SpeakerConfigError(f"mqtt_command_qos: must be 0 or 1, got {qos}")
+    if link.scheme not in ("mqtt", "mqtts"):
+        raise SpeakerConfigError(f"mqtt_command_qos: the link is {link.scheme}, not MQTT")
+    return qos
+
+
 def _link(value: Any) -> LinkAddress:
     """``link``: one URL, or a list of MQTT URLs naming the nodes of a broker cluster."""
     if value is None:
@@ -161,7 +178,7 @@ def parse_agent_config(raw: dict[str, Any], base: Path = Path()) -> BoxAgentConf
     known = {
         "box_id", "key", "key_file", "link", "state_dir", "areas", "ca_file", "player",
         "serial_address", "default_volume", "fallback_clip", "heartbeat_s", "max_clock_skew_s",
-        "mqtt_username", "mqtt_password", "mqtt_password_file",
+        "mqtt_username", "mqtt_password", "mqtt_password_file", "mqtt_command_qos",
     }  # fmt: skip
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -206,6 +223,7 @@ def parse_agent_config(raw: dict[str, Any], base: Path = Path()) -> BoxAgentConf
         player=tuple(player),
         serial_address=address,
         mqtt_credentials=_mqtt_credentials(raw, base, box_id, link),
+        mqtt_command_qos=_command_qos(raw, link),
         behaviour=BoxBehaviourConfig(
             default_volume=volume,
             fallback_clip=fallback,

@@ -3,11 +3,12 @@
 The hub knows every box (id, key, areas, transport), signs commands with the box's own key (or
 an area key for MQTT area topics), routes them over the box's transport, verifies everything
 boxes send, and turns it into one stream of events: ``BoxAck``, ``BoxStatus`` and
-``BoxPresence``. It follows docs/protocols/speaker.md sections 2-4. The stream has one
-consumer; events beyond ``event_queue_limit`` are dropped and counted. A consumer that keeps
-up with the wire may ``listen`` instead and get each event as it is received. A command signed
-for an area (a group command) goes out as the same bytes to many boxes (``send_same``) or as
-one publish to the area's MQTT topic (``publish_area``).
+``BoxPresence`` (online again, too, when a box counted online starts a new MQTT session: a
+broker node that died could not publish its last will). It follows docs/protocols/speaker.md
+sections 2-4. The stream has one consumer; events beyond ``event_queue_limit`` are dropped and
+counted. A consumer that keeps up with the wire may ``listen`` instead and get each event as it
+is received. A command signed for an area (a group command) goes out as the same bytes to many
+boxes (``send_same``) or as one publish to the area's MQTT topic (``publish_area``).
 """
 
 from __future__ import annotations
@@ -343,6 +344,11 @@ class SpeakerHub:
         self._last_seen[box_id] = time.monotonic()
         if box_id not in self._online and transport == "mqtt":
             self.presence(box_id, True, transport)
+        elif isinstance(message, BoxHello) and transport == "mqtt":
+            # A new session of a box counted online: its broker node died without publishing
+            # its last will. It is back all the same, and may have missed commands meanwhile.
+            now = datetime.now(UTC)
+            self._put(BoxPresence(box_id=box_id, online=True, transport=transport, at=now))
         if isinstance(message, (BoxAck, BoxStatus)):  # a tuple: no union built per message
             self._put(message)
 

@@ -129,8 +129,10 @@ def open_uplink(
     address: LinkAddress,
     tls: ssl.SSLContext | None = None,
     mqtt_credentials: MqttCredentials | None = None,
+    command_qos: int = 1,
 ) -> TcpUplink | MqttUplink:
-    """The uplink for one agent over TCP/TLS or MQTT (serial lines are built per line)."""
+    """The uplink for one agent over TCP/TLS or MQTT (serial lines are built per line);
+    ``command_qos``: of the MQTT command subscriptions."""
     if address.uses_tls and tls is None:
         tls = client_tls_context(None)
     if address.scheme in ("tcp", "tls"):
@@ -145,5 +147,6 @@ def open_uplink(
             tls if address.uses_tls else None,
             credentials=mqtt_credentials,
             failover=address.failover,
+            command_qos=command_qos,
         )
     raise SpeakerConfigError(f"{address.scheme} links are opened per line, not per box")

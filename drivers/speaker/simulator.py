@@ -68,6 +68,7 @@ class FleetSimulatorConfig:
     offline_boxes: int = 0
     ignore_acks: bool = False
     seed: int = 0
+    command_qos: int = 1
 
     def __post_init__(self) -> None:
         if self.boxes < 1 or not self.areas:
@@ -76,6 +77,8 @@ class FleetSimulatorConfig:
             raise SpeakerConfigError("drop_rate must be 0..1 and command_delay_s positive")
         if not 0 <= self.offline_boxes <= self.boxes:
             raise SpeakerConfigError("offline_boxes must be 0..boxes")
+        if self.command_qos not in (0, 1):
+            raise SpeakerConfigError("command_qos must be 0 or 1")
         address = parse_link_url(self.url)
         last = self.first_serial_address + self.boxes - 1
         if address.scheme == "serial" and not 1 <= self.first_serial_address <= last <= MAX_ADDRESS:
@@ -153,7 +156,9 @@ class SimulatedBox:
         self.offline = index >= config.first_index + config.boxes - config.offline_boxes
         self.uplink: TcpUplink | MqttUplink | None = None
         if fleet.address.scheme != "serial" and not self.offline:
-            self.uplink = open_uplink(self.agent, fleet.address, fleet.tls)
+            self.uplink = open_uplink(
+                self.agent, fleet.address, fleet.tls, command_qos=config.command_qos
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:

@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         help="acknowledge every stage whatever a command's acks asks for (an older box)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--command-qos", type=int, choices=(0, 1), default=1, help="of the MQTT subscriptions"
+    )
     parser.add_argument("--connect-timeout-s", type=float, default=120.0)
     parser.add_argument("--summary-s", type=float, default=0.0, help="0: no summaries")
     parser.add_argument("--duration-s", type=float, default=0.0, help="0: run until signalled")
@@ -79,6 +82,7 @@ def _config(args: argparse.Namespace) -> FleetSimulatorConfig:
         offline_boxes=args.offline_boxes,
         ignore_acks=args.ignore_acks,
         seed=args.seed,
+        command_qos=args.command_qos,
     )
 
 

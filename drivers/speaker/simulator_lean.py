@@ -80,6 +80,8 @@ class LeanFleetConfig:
     source_host: str | None = None
     """The local address the boxes connect from (a loopback address of their own lets one
     machine open more connections to one port than a single address has ports)."""
+    command_qos: int = 1
+    """Of the MQTT subscriptions (0: as boxes subscribe on a NATS cluster)."""
 
     def box_id(self, index: int) -> str:
         return f"{self.id_prefix}{index:05d}"
@@ -241,11 +243,12 @@ class _MqttBox(asyncio.Protocol):
     def _subscribe(self) -> None:
         assert self._transport is not None
         box_id = self._box.box_id
+        qos = self._config.command_qos
         if self._config.bare_topic is not None:
-            filters = [(self._config.bare_topic, 1)]
+            filters = [(self._config.bare_topic, qos)]
         else:
-            filters = [(self._topics.box_commands(box_id), 1)]
-            filters += [(self._topics.area_commands(code), 1) for code in self._config.areas]
+            filters = [(self._topics.box_commands(box_id), qos)]
+            filters += [(self._topics.area_commands(code), qos) for code in self._config.areas]
         self._transport.write(Subscribe(self._packet_id(), tuple(filters)).encode())
         if self._config.bare_topic is None:
             presence = self._topics.presence(box_id)

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--id-prefix", default="sim-")
     parser.add_argument("--areas", default="", help="comma-separated area codes")
     parser.add_argument("--bare-topic", help="bare MQTT subscribers of this topic instead")
+    parser.add_argument(
+        "--command-qos", type=int, choices=(0, 1), default=1, help="of the MQTT subscriptions"
+    )
     parser.add_argument("--connect-timeout-s", type=float, default=120.0)
     parser.add_argument("--source-host", help="local address to connect from (127.0.0.2, …)")
     return parser
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             id_prefix=args.id_prefix,
             areas=tuple(a for a in args.areas.split(",") if a),
             bare_topic=args.bare_topic,
+            command_qos=args.command_qos,
             source_host=args.source_host,
         )
         fleet = LeanFleet(config)

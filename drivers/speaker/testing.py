@@ -203,7 +203,8 @@ class HubEventRecorder:
         await self.wait_for(lambda: boxes <= self.acked_boxes(cmd_id, stage), within_s)
 
     def presence(self, box_id: str) -> list[bool]:
-        """The online/offline changes reported for ``box_id``, in order."""
+        """The online/offline reports for ``box_id``, in order (online again too when it
+        says hello in a new MQTT session while counted online)."""
         return [e.online for e in self.events if isinstance(e, BoxPresence) and e.box_id == box_id]
 
     async def close(self) -> None:

@@ -2,11 +2,15 @@
 
 - ``TcpUplink``: the box connects out (through NAT and 4G routers), optionally over TLS, sends a
   signed hello, then exchanges newline-delimited JSON; it reconnects with jittered backoff.
-- ``MqttUplink``: one MQTT session per box (``drivers.mqtt``; QoS 1, persistent session)
-  subscribed to its own command topic and its areas' topics; its signed hello is its retained
-  presence and the broker's last will marks it offline. Given the nodes of a broker cluster,
-  it moves to the next node whenever a connection fails or is lost; the cluster keeps the
-  session, so commands queued meanwhile arrive on the new node.
+- ``MqttUplink``: one MQTT session per box (``drivers.mqtt``; persistent session, QoS 1
+  publishes) subscribed to its own command topic and its areas' topics at ``command_qos``; its
+  signed hello is its retained presence and the broker's last will marks it offline. Given the
+  nodes of a broker cluster, it moves to the next node whenever a connection fails or is lost;
+  the cluster keeps the session, so commands queued meanwhile arrive on the new node. With
+  ``command_qos`` 0 the broker keeps the subscriptions but queues nothing for the box (on NATS
+  a QoS 1 subscription of a persistent session is a replicated JetStream consumer, a QoS 0 one
+  a plain subscription): the server sends again what the box has not acknowledged when its
+  new hello arrives.
 - ``SerialBoxLine``: the box end of an RS-485 style line; answers the bus master's frames for
   one or more addresses on the same port, and repeats its latest acks when the master asks
   (SYNC).
@@ -151,9 +155,11 @@ class MqttUplink:
         timeout_s: float = 30.0,
         credentials: MqttCredentials | None = None,
         failover: Sequence[BrokerAddress] = (),
+        command_qos: int = 1,
     ) -> None:
         self._agent = agent
         self._credentials = credentials
+        self._command_qos = command_qos
         self._timeout_s = timeout_s
         self._brokers = BrokerRotation([(host, port), *failover])
         self._topics = topics
@@ -225,8 +231,9 @@ class MqttUplink:
 
     async def _session(self, client: MqttClient) -> None:
         box = self._agent.box_id
-        subscriptions = [(self._topics.box_commands(box), 1)] + [
-            (self._topics.area_commands(code), 1) for code in self._agent.identity.area_keys
+        qos = self._command_qos
+        subscriptions = [(self._topics.box_commands(box), qos)] + [
+            (self._topics.area_commands(code), qos) for code in self._agent.identity.area_keys
         ]
         await client.subscribe(subscriptions)
         await client.publish(self._topics.presence(box), self._agent.hello(), qos=1, retain=True)

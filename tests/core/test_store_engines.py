@@ -226,6 +226,31 @@ def test_retry_now_brings_forward_the_named_targets(database: Database) -> None:
     }
 
 
+def cancel(database: Database, alert_id: str) -> None:
+    with database.transaction() as conn:
+        conn.execute("UPDATE alerts SET state = 'cancelled' WHERE id = ?", (alert_id,))
+
+
+def test_retry_now_sends_again_what_the_targets_have_not_confirmed(database: Database) -> None:
+    """A device back may have lost what it was sent: sent and not confirmed is due again;
+    confirmed, and anything of an alert no longer active, stays as it is."""
+    alerts, outbox = AlertTable(database), Outbox(database)
+    database.call(alerts.insert, record(), [], plan(3), supersede=None, now=NOW)
+    database.call(alerts.insert, record("a2"), [], plan(1), supersede=None, now=NOW)
+    rows = {(r.alert_id, r.target.id): r for r in database.call(outbox.claim_due, "log", NOW, 4)}
+    sent = [Transition(r.id, DeliveryState.ACCEPTED) for r in rows.values()]
+    database.call(outbox.apply, sent, NOW)
+    done = Transition(rows["a1", "t1"].id, DeliveryState.CONFIRMED, detail="played")
+    database.call(outbox.apply, [done], NOW)
+    database.call(cancel, database, "a2")
+    found = database.call(outbox.retry_now, "log", ["t0", "t1", "t9"], NOW + 1)
+    assert found == {"t0": 1}
+    again = database.call(outbox.claim_due, "log", NOW + 1, 4)
+    assert [(r.id, r.attempts) for r in again] == [(rows["a1", "t0"].id, 2)]
+    events = database.call(outbox.events, rows["a1", "t0"].id)
+    assert "sent again" in str(events[-2]["detail"])
+
+
 @pytest.fixture
 def two_nodes(pg_server: PgServer, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
     url = pg_server.migrated()

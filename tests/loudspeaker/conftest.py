@@ -108,6 +108,15 @@ class SpeakerSystem:
 
         await self.fleet.log.wait_for(playing, within_s)
 
+    async def wait_stopped(self, alert_key: str, within_s: float) -> None:
+        """Wait until no box plays ``alert_key`` any more (each playback of it has ended)."""
+
+        def all_stopped(records: list[Any]) -> bool:
+            mine = [r for r in records if r.request.alert_id == alert_key]
+            return all(r.ended_at is not None for r in mine)
+
+        await self.fleet.log.wait_for(all_stopped, within_s)
+
 
 def hub_table(
     transport: str, stack: AsyncExitStack, tmp_path: Path, cluster: NatsMqttCluster | None = None
@@ -158,6 +167,7 @@ async def speaker_system(
     cluster: NatsMqttCluster | None = None,
     command_delay_s: float = 0.0,
     ignore_acks: bool = False,
+    command_qos: int = 1,
     **settings: Any,
 ) -> AsyncIterator[SpeakerSystem]:
     """A running server with the channel on ``transport`` and five connected boxes.
@@ -168,7 +178,8 @@ async def speaker_system(
     areas' keys the simulated boxes hold and whose topics they follow); with ``cluster``, the
     server and the boxes meet at its nodes over MQTT; ``command_delay_s``: each box handles
     each command that late; ``ignore_acks`` runs boxes that predate the ``acks`` member of
-    commands (they acknowledge every stage).
+    commands (they acknowledge every stage); ``command_qos``: of the boxes' MQTT
+    subscriptions.
     """
     async with AsyncExitStack() as stack:
         table, box_url = hub_table(transport, stack, tmp_path, cluster)
@@ -218,6 +229,7 @@ async def speaker_system(
                 box_group_areas=tuple(tuple(t["params"].get("group_areas", ())) for t in targets),
                 command_delay_s=command_delay_s,
                 ignore_acks=ignore_acks,
+                command_qos=command_qos,
             )
         )
         await fleet.start()

@@ -173,10 +173,5 @@ async def test_a_cancel_stops_boxes_the_group_command_reached_before_their_turn(
         assert "queued" in {r["state"] for r in rows}
         cancel = make_alert("group-cancel-c", msg_type=MsgType.CANCEL, references=[alert])
         await system.service.submit(cancel, origin="test")
-
-        def all_stopped(records: list[Any]) -> bool:
-            mine = [r for r in records if r.request.alert_id == key]
-            return all(r.ended_at is not None for r in mine)
-
-        await system.fleet.log.wait_for(all_stopped, within_s=15)
+        await system.wait_stopped(key, within_s=15)
         assert system.played(key) == {}

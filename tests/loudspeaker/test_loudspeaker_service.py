@@ -120,12 +120,7 @@ async def test_a_cancel_stops_playback_within_a_second(tmp_path: Path, transport
         cancel = make_alert(f"cancel-{transport}-c", msg_type=MsgType.CANCEL, references=[alert])
         began = time.monotonic()
         await system.service.submit(cancel, origin="test")
-
-        def all_stopped(records: list[Any]) -> bool:
-            mine = [r for r in records if r.request.alert_id == key]
-            return all(r.ended_at is not None for r in mine)
-
-        await system.fleet.log.wait_for(all_stopped, within_s=5)
+        await system.wait_stopped(key, within_s=5)
         assert time.monotonic() - began < 1.0
         summary = await wait_until_complete(system.service, result.alert_id, timeout=10)
         assert summary == {"loudspeaker": {"confirmed": 3}}

@@ -60,6 +60,20 @@ def test_box_configuration_takes_a_list_of_broker_urls_or_one_url() -> None:
             parse_agent_config(agent(link))
 
 
+def test_box_configuration_sets_the_qos_of_its_command_subscriptions() -> None:
+    assert parse_agent_config(agent("mqtt://a:1")).mqtt_command_qos == 1
+    config = parse_agent_config(agent("mqtt://a,b,c") | {"mqtt_command_qos": 0})
+    assert config.mqtt_command_qos == 0 and config.dump()["mqtt_command_qos"] == 0
+    for link, qos, message in [
+        ("mqtt://a", 2, "must be 0 or 1"),
+        ("mqtt://a", "0", "expected int"),
+        ("mqtt://a", True, "expected int"),
+        ("tcp://a:1", 0, "the link is tcp, not MQTT"),
+    ]:
+        with pytest.raises(SpeakerConfigError, match=message):
+            parse_agent_config(agent(link) | {"mqtt_command_qos": qos})
+
+
 def test_rotation_moves_on_after_each_failure_and_wraps() -> None:
     rotation = BrokerRotation([("a", 1), ("b", 2), ("c", 3)], start=1)
     assert rotation.current == ("b", 2)
