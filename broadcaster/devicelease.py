@@ -11,9 +11,11 @@ renews the lease three times per lease period, and
 - opens it when a lease held by another node becomes free (that node stopped or died).
 
 While another node holds the device, :meth:`LeasedDevice.check` raises
-:class:`~broadcaster.errors.DeviceUnavailableError`: the delivery goes back to the queue and
-a node that holds the device takes it. Without leases (no shared store) the device is simply
-opened at start and closed at stop.
+:class:`~broadcaster.errors.DeviceElsewhereError` naming it: the dispatcher queues the delivery
+again at once for that node only. When no node holds it (its holder stopped and no other node
+could open it yet), it raises :class:`~broadcaster.errors.DeviceUnavailableError` and the
+delivery is retried after a third of the lease. Without leases (no shared store) the device is
+simply opened at start and closed at stop.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from broadcaster.channel import DeviceLeaseHolder
-from broadcaster.errors import DeviceUnavailableError
+from broadcaster.errors import DeviceElsewhereError, DeviceUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +78,17 @@ class LeasedDevice:
             await self._leases.release(self.resource)
 
     async def check(self) -> None:
-        """Raise DeviceUnavailableError unless this node holds the device."""
+        """Raise DeviceElsewhereError naming the node that holds the device, or
+        DeviceUnavailableError when no node holds it, unless this node holds it."""
         if self.held:
             return
         holder = await self._leases.holder(self.resource) if self._leases else None
         by = f"node {holder}" if holder else "another node"
         retry = self._leases.seconds / 3 if self._leases else None
-        raise DeviceUnavailableError(f"{self.what} is used by {by}", retry_after=retry)
+        message = f"{self.what} is used by {by}"
+        if holder and self._leases is not None and holder != self._leases.node:
+            raise DeviceElsewhereError(message, holder, retry_after=retry)
+        raise DeviceUnavailableError(message, retry_after=retry)
 
     async def _keep(self, leases: DeviceLeaseHolder) -> None:
         loop = asyncio.get_running_loop()

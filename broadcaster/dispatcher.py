@@ -14,6 +14,13 @@ retry that would fall after the alert's expiry marks the delivery ``expired`` in
 not finish it for a passing reason confirms it with ``RETRY``: it is queued again after the
 confirmation's ``retry_after``.
 
+Routing on a shared store: a :class:`~broadcaster.errors.DeviceElsewhereError` (another node
+holds the delivery's device) queues the delivery again due now, kept for that node for a lease
+period (:attr:`~broadcaster.delivery.Transition.for_node`): the holder claims it at its next
+look (within ``idle_poll_seconds``), no other node does meanwhile, and if the holder died
+the next node to claim it after the lease learns the new holder. Its history says to which node
+it was handed. It does not count as a failed attempt.
+
 A sweeper expires what is past its deadline, requeues accepted deliveries that were never
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
 deliveries a crash left in ``sending`` are queued again with the same idempotency key. When a
@@ -50,6 +57,7 @@ from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.errors import (
     ChannelError,
+    DeviceElsewhereError,
     DiskFullError,
     PermanentError,
     RetryableError,
@@ -291,7 +299,7 @@ class Dispatcher:
 
     async def _idle(self, name: str) -> None:
         try:
-            next_due = await self.database.run(self.outbox.next_due_at, name)
+            next_due = await self.database.run(self.outbox.next_due_at, name, self.clock())
         except (DiskFullError, StoreUnavailableError):  # the next claim says when it is back
             next_due = None
         wait = self.config.idle_poll_seconds
@@ -321,7 +329,8 @@ class Dispatcher:
     def _record(self, slot: ChannelSlot, transition: Transition) -> None:
         if transition.to_state is DeliveryState.FAILED:
             self.failed_total[slot.name, "permanent"] += 1
-        elif transition.last_error is not None:  # queued again, or expired waiting for it
+        elif transition.last_error is not None and transition.for_node is None:
+            # queued again, or expired waiting for it; not handed to the node of its device
             self.failed_total[slot.name, "retryable"] += 1
         self._transition(transition)
 
@@ -388,6 +397,12 @@ class Dispatcher:
     ) -> Transition:
         """The transition for a send that raised ``exc`` (``bug``: the channel fault it was
         already recorded as, when one error hit a whole batch)."""
+        if (
+            isinstance(exc, DeviceElsewhereError)
+            and self.database.shared
+            and exc.node != self.database.node
+        ):
+            return self._hand_over(row, exc)
         if isinstance(exc, RetryableError):
             return self._retry(row, str(exc), exc.retry_after)
         if isinstance(exc, PermanentError):
@@ -414,6 +429,20 @@ class Dispatcher:
             provider_ref=result.provider_ref,
             content=result.content,
             warning=warning,
+        )
+
+    def _hand_over(self, row: ClaimedDelivery, exc: DeviceElsewhereError) -> Transition:
+        """Queue ``row`` again due now for the node that holds its device only."""
+        now, error = self.clock(), str(exc)
+        if now >= row.expires_at:
+            return Transition(row.id, DeliveryState.EXPIRED, last_error=error, detail=error)
+        return Transition(
+            row.id,
+            DeliveryState.QUEUED,
+            last_error=error,
+            next_attempt_at=now,
+            detail=f"{error}; handed to node {exc.node}",
+            for_node=exc.node,
         )
 
     def _retry(
