@@ -14,8 +14,11 @@ While another node holds the device, :meth:`LeasedDevice.check` raises
 :class:`~broadcaster.errors.DeviceElsewhereError` naming it: the dispatcher queues the delivery
 again at once for that node only. When no node holds it (its holder stopped and no other node
 could open it yet), it raises :class:`~broadcaster.errors.DeviceUnavailableError` and the
-delivery is retried after a third of the lease. Without leases (no shared store) the device is
-simply opened at start and closed at stop.
+delivery is retried after a third of the lease. :attr:`LeasedDevice.elsewhere` names the other
+node holding it as of the last look (at each renewal): a channel whose whole work needs this one
+device returns it from ``Channel.sends_elsewhere`` so that this node claims none of its
+deliveries meanwhile. Without leases (no shared store) the device is simply opened at start
+and closed at stop.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class LeasedDevice:
         self._close = close_device
         self.what = what
         self.held = False
+        self.elsewhere: str | None = None
+        """The node that held the device at this node's last look at its lease, when not
+        this node (looked at each renewal, every third of the lease), else None."""
         self._keeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -59,6 +65,8 @@ class LeasedDevice:
         if self._leases is None or await self._leases.acquire(self.resource):
             await self._open()
             self.held = True
+        else:
+            await self._look_elsewhere(self._leases)
         if self._leases is not None:
             self._keeper = asyncio.get_running_loop().create_task(
                 self._keep(self._leases), name=f"lease {self.resource}"
@@ -71,6 +79,7 @@ class LeasedDevice:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
             self._keeper = None
+        self.elsewhere = None
         if self.held:
             self.held = False
             await self._close()
@@ -83,6 +92,8 @@ class LeasedDevice:
         if self.held:
             return
         holder = await self._leases.holder(self.resource) if self._leases else None
+        if self._leases is not None:
+            self.elsewhere = holder if holder != self._leases.node else None
         by = f"node {holder}" if holder else "another node"
         retry = self._leases.seconds / 3 if self._leases else None
         message = f"{self.what} is used by {by}"
@@ -106,6 +117,10 @@ class LeasedDevice:
                     await self._closed_quietly()
                 continue
             renewed = loop.time()
+            if mine:
+                self.elsewhere = None
+            else:
+                await self._look_elsewhere(leases)
             if self.held and not mine:
                 log.warning("%s: lease lost to another node; closing it", self.what)
                 self.held = False
@@ -119,6 +134,15 @@ class LeasedDevice:
                     continue
                 log.info("%s: this node holds it now", self.what)
                 self.held = True
+
+    async def _look_elsewhere(self, leases: DeviceLeaseHolder) -> None:
+        """Note which other node holds the device (None: no node, or the store cannot say)."""
+        try:
+            holder = await leases.holder(self.resource)
+        except Exception as exc:
+            log.warning("%s: cannot tell which node holds it: %s", self.what, exc)
+            holder = None
+        self.elsewhere = holder if holder != leases.node else None
 
     async def _closed_quietly(self) -> None:
         try:

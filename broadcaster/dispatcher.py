@@ -14,12 +14,8 @@ retry that would fall after the alert's expiry marks the delivery ``expired`` in
 not finish it for a passing reason confirms it with ``RETRY``: it is queued again after the
 confirmation's ``retry_after``.
 
-Routing on a shared store: a :class:`~broadcaster.errors.DeviceElsewhereError` (another node
-holds the delivery's device) queues the delivery again due now, kept for that node for a lease
-period (:attr:`~broadcaster.delivery.Transition.for_node`): the holder claims it at its next
-look (within ``idle_poll_seconds``), no other node does meanwhile, and if the holder died
-the next node to claim it after the lease learns the new holder. Its history says to which node
-it was handed. It does not count as a failed attempt.
+On a shared store a delivery whose device another node holds is handed to that node, and a
+channel whose one device is elsewhere is not claimed for (:mod:`broadcaster.routing`).
 
 A sweeper expires what is past its deadline, requeues accepted deliveries that were never
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
@@ -57,7 +53,6 @@ from broadcaster.config import DispatcherConfig
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.errors import (
     ChannelError,
-    DeviceElsewhereError,
     DiskFullError,
     PermanentError,
     RetryableError,
@@ -66,6 +61,7 @@ from broadcaster.errors import (
 from broadcaster.faults import ChannelFaults
 from broadcaster.ratelimit import TokenBucket
 from broadcaster.rendition import Rendition, render
+from broadcaster.routing import DeviceRouting
 from broadcaster.store.alerts import AlertTable, InFlight
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import ClaimedDelivery, Outbox
@@ -114,6 +110,7 @@ class Dispatcher:
         self.sender_name = sender_name
         self.clock = clock
         self.on_change = on_change
+        self._routing = DeviceRouting(database, self.faults)
         self._tasks = TaskSet("dispatcher")
         self._forwarder = RetryForwarder(
             database, self.outbox, clock, lambda name: self.wake([name]), self._tasks
@@ -268,6 +265,9 @@ class Dispatcher:
     async def _worker(self, slot: ChannelSlot) -> None:
         name = slot.name
         while True:
+            if self._routing.elsewhere(name, slot.channel) is not None:
+                await self._idle(name, look=False)
+                continue
             free = slot.concurrency - self._in_flight[name]
             if free <= 0:
                 self._slot_free[name].clear()
@@ -297,11 +297,13 @@ class Dispatcher:
                 self._in_flight[name] += 1
                 self._tasks.spawn(self._send(slot, row), name=f"send:{name}:{row.id}")
 
-    async def _idle(self, name: str) -> None:
-        try:
-            next_due = await self.database.run(self.outbox.next_due_at, name, self.clock())
-        except (DiskFullError, StoreUnavailableError):  # the next claim says when it is back
-            next_due = None
+    async def _idle(self, name: str, *, look: bool = True) -> None:
+        """Wait until woken, for a poll at most, or (``look``) until the next delivery due."""
+        next_due = None
+        if look:
+            with contextlib.suppress(DiskFullError, StoreUnavailableError):
+                # the next claim says when the store is back
+                next_due = await self.database.run(self.outbox.next_due_at, name, self.clock())
         wait = self.config.idle_poll_seconds
         if next_due is not None:
             wait = min(wait, max(0.005, next_due - self.clock()))
@@ -397,12 +399,9 @@ class Dispatcher:
     ) -> Transition:
         """The transition for a send that raised ``exc`` (``bug``: the channel fault it was
         already recorded as, when one error hit a whole batch)."""
-        if (
-            isinstance(exc, DeviceElsewhereError)
-            and self.database.shared
-            and exc.node != self.database.node
-        ):
-            return self._hand_over(row, exc)
+        handed = self._routing.hand_over(row, exc, self.clock())
+        if handed is not None:
+            return handed
         if isinstance(exc, RetryableError):
             return self._retry(row, str(exc), exc.retry_after)
         if isinstance(exc, PermanentError):
@@ -429,20 +428,6 @@ class Dispatcher:
             provider_ref=result.provider_ref,
             content=result.content,
             warning=warning,
-        )
-
-    def _hand_over(self, row: ClaimedDelivery, exc: DeviceElsewhereError) -> Transition:
-        """Queue ``row`` again due now for the node that holds its device only."""
-        now, error = self.clock(), str(exc)
-        if now >= row.expires_at:
-            return Transition(row.id, DeliveryState.EXPIRED, last_error=error, detail=error)
-        return Transition(
-            row.id,
-            DeliveryState.QUEUED,
-            last_error=error,
-            next_attempt_at=now,
-            detail=f"{error}; handed to node {exc.node}",
-            for_node=exc.node,
         )
 
     def _retry(

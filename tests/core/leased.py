@@ -1,6 +1,7 @@
-"""A channel with one device under a device lease, for the routing tests: the device is a file
-``sent.jsonl`` in the node's data directory, opened by the node that holds the lease, where
-each send appends the delivery's idempotency key, the node and the time."""
+"""Channels for the routing tests. :class:`LeasedFileChannel` has one device under a device
+lease: a file ``sent.jsonl`` in the node's data directory, opened by the node that holds the
+lease, where each send appends the delivery's idempotency key, the node and the time.
+:class:`ElsewhereChannel` says, as the test sets it, which other node sends its deliveries."""
 
 from __future__ import annotations
 
@@ -57,4 +58,19 @@ class LeasedFileChannel(Channel):
         line = {"key": delivery.idempotency_key, "node": node, "at": time.time()}
         self._out.write(json.dumps(line) + "\n")
         self._out.flush()
+        return SendResult(SendOutcome.CONFIRMED)
+
+
+class ElsewhereChannel(Channel):
+    """Sends at once, unless :attr:`holder` names another node holding its one device."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    holder: ClassVar[str | None] = None
+    sent: ClassVar[list[str]] = []
+
+    def sends_elsewhere(self) -> str | None:
+        return type(self).holder
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        type(self).sent.append(delivery.idempotency_key)
         return SendResult(SendOutcome.CONFIRMED)

@@ -1,16 +1,18 @@
 """Deliveries handed to the node that holds their device, on both store engines: kept for that
 node (only it claims them, and they are due for it at once) until a lease period has passed,
 then free for any node again; the history says to which node each was handed. The
-dispatcher turns a channel's DeviceElsewhereError into such a hand-over."""
+dispatcher turns a channel's DeviceElsewhereError into such a hand-over, and claims nothing
+for a channel whose one device another node holds (``Channel.sends_elsewhere``)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from broadcaster.channel import ChannelContext
-from broadcaster.config import ChannelConfig, DispatcherConfig
+from broadcaster.config import ChannelConfig, DispatcherConfig, Secret, StoreConfig
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.devicelease import LeasedDevice
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
@@ -19,7 +21,15 @@ from broadcaster.store.alerts import AlertTable
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import ClaimedDelivery, Outbox
 from broadcaster.store.records import DeviceLeases
-from tests.core.support import RecordingChannel
+from tests.core.leased import ElsewhereChannel
+from tests.core.support import (
+    RecordingChannel,
+    make_alert,
+    make_config,
+    running,
+    village_targets,
+    wait_until_complete,
+)
 from tests.core.test_store_engines import NOW, plan, record
 
 LEASE = 30.0
@@ -152,3 +162,29 @@ async def test_a_leased_device_names_its_holder(database: Database) -> None:
 
 async def _nothing() -> None:
     return None
+
+
+async def test_nothing_is_claimed_for_a_channel_whose_device_another_node_holds(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    ElsewhereChannel.sent, ElsewhereChannel.holder = [], "node-a"
+    channels = {"line": {"type": "tests.core.leased:ElsewhereChannel"}}
+    config = make_config(tmp_path, channels, village_targets("line", 5))
+    if database_url is not None:
+        store = StoreConfig(url=Secret(database_url), node="node-b")
+        config = config.model_copy(update={"store": store})
+    async with running(config) as service:
+        result = await service.submit(make_alert("elsewhere"), origin="test")
+        await asyncio.sleep(0.5)  # ten polls
+        attempts = await service.database.run(
+            service.database.query, "SELECT state, attempts FROM deliveries"
+        )
+        if service.database.shared:
+            assert ElsewhereChannel.sent == []
+            assert attempts == [{"state": "queued", "attempts": 0}] * 5
+        else:  # one node owns a SQLite store: no other node could send them
+            assert len(ElsewhereChannel.sent) == 5
+        ElsewhereChannel.holder = None  # the device came to this node
+        summary = await wait_until_complete(service, result.alert_id)
+    assert summary == {"line": {"confirmed": 5}}
+    assert len(ElsewhereChannel.sent) == 5
