@@ -74,3 +74,11 @@ class ElsewhereChannel(Channel):
     async def send(self, delivery: OutgoingDelivery) -> SendResult:
         type(self).sent.append(delivery.idempotency_key)
         return SendResult(SendOutcome.CONFIRMED)
+
+
+class WholeLineChannel(LeasedFileChannel):
+    """:class:`LeasedFileChannel` that tells the core which other node holds its line, so
+    that this node claims none of its deliveries meanwhile."""
+
+    def sends_elsewhere(self) -> str | None:
+        return self.device.elsewhere
