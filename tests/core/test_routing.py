@@ -123,7 +123,12 @@ async def dispatched_once(
     if holder is not None:
         message = f"the line is used by node {holder}"
         refused = DeviceElsewhereError(message, holder, retry_after=10)
-    return [dispatcher._unsent(dispatcher.channels["log"], row, refused)]
+    slot = dispatcher.channels["log"]
+    moved = dispatcher._unsent(slot, row, refused)
+    dispatcher._record(slot, moved)
+    failures = sum(dispatcher.failed_total.values())
+    assert failures == (0 if moved.for_node else 1)  # a hand-over is no failed attempt
+    return [moved]
 
 
 async def test_the_dispatcher_hands_a_delivery_to_the_node_holding_its_device(
