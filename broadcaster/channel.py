@@ -72,6 +72,7 @@ from typing_extensions import TypeVar
 from broadcaster.cap import Alert, AlertSigner
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
+from broadcaster.devicelease import DeviceLeaseHolder
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError
 from broadcaster.rendition import Rendition
@@ -333,26 +334,6 @@ class RecordStore(Protocol):
         """Store each value of ``changes`` under its key and delete each key whose value is
         None, all in one transaction (thousands of records in one commit)."""
         ...
-
-
-class DeviceLeaseHolder(Protocol):
-    """Leases on devices that one node at a time may use (an encoder link, a modem).
-
-    Acquire a device's lease before opening it and call ``acquire`` again well within
-    ``seconds`` to keep it; when it returns False another node holds the device: close it.
-    """
-
-    @property
-    def node(self) -> str: ...
-
-    @property
-    def seconds(self) -> float: ...
-
-    async def acquire(self, resource: str) -> bool: ...
-
-    async def release(self, resource: str) -> None: ...
-
-    async def holder(self, resource: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)

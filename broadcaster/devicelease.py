@@ -1,9 +1,9 @@
 """A device that one node at a time may use: opened only under its lease, closed when lost.
 
 Channels whose devices take one user (an RDS encoder's link, a GSM modem pool, a serial port)
-wrap them in a :class:`LeasedDevice` with the :class:`~broadcaster.channel.DeviceLeaseHolder`
-of their context. ``start`` opens the device if this node gets its lease; a keeper task then
-renews the lease three times per lease period, and
+wrap them in a :class:`LeasedDevice` with the :class:`DeviceLeaseHolder` of their context
+(``ChannelContext.leases``). ``start`` opens the device if this node gets its lease; a keeper
+task then renews the lease three times per lease period, and
 
 - closes the device when the lease is lost (another node took it after this node was silent
   longer than the lease), or before it can be lost, when renewing has failed for two thirds
@@ -27,11 +27,32 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from broadcaster.channel import DeviceLeaseHolder
 from broadcaster.errors import DeviceElsewhereError, DeviceUnavailableError
 
 log = logging.getLogger(__name__)
+
+
+class DeviceLeaseHolder(Protocol):
+    """Leases on devices that one node at a time may use (an encoder link, a modem).
+
+    Acquire a device's lease before opening it and call ``acquire`` again well within
+    ``seconds`` to keep it; when it returns False another node holds the device: close it.
+    """
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+    async def acquire(self, resource: str) -> bool: ...
+
+    async def release(self, resource: str) -> None: ...
+
+    async def holder(self, resource: str) -> str | None: ...
+
 
 Step = Callable[[], Awaitable[None]]
 
