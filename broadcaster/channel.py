@@ -9,7 +9,13 @@ one instance per ``[channels.<name>]`` table of the configuration and calls a fe
 - ``send(delivery)``: hand one delivery to the device or service. Return a :class:`SendResult`
   (``accepted``: the device took it, a confirmation will follow; ``confirmed``: done). On failure
   raise :class:`~broadcaster.errors.RetryableError` or :class:`~broadcaster.errors.PermanentError`
-  (or a subclass); any other exception is treated as retryable and logged as a channel bug;
+  (or a subclass); any other exception is treated as retryable and logged as a channel bug.
+  When another node of a cluster holds the delivery's device (its lease), raise
+  :class:`~broadcaster.errors.DeviceElsewhereError` naming that node (``LeasedDevice.check``
+  does): the core hands the delivery to that node at once;
+- ``sends_elsewhere()``: the node that sends all of the channel's deliveries while this node
+  cannot (it holds the lease of the channel's one device, a modem pool), or None; while it
+  names a node, this node claims nothing for the channel (by default None);
 - ``cancel(delivery)``: best effort to stop what was already sent (stop playback, drop TA);
 - ``confirmations()``: an async iterator of :class:`Confirmation` for accepted deliveries;
   channels feed it with :meth:`Channel.confirm`;
@@ -66,6 +72,7 @@ from typing_extensions import TypeVar
 from broadcaster.cap import Alert, AlertSigner
 from broadcaster.config import ChannelConfig
 from broadcaster.delivery import Target
+from broadcaster.devicelease import DeviceLeaseHolder
 from broadcaster.divisions import DivisionTree
 from broadcaster.errors import ChannelError
 from broadcaster.rendition import Rendition
@@ -331,26 +338,6 @@ class RecordStore(Protocol):
         ...
 
 
-class DeviceLeaseHolder(Protocol):
-    """Leases on devices that one node at a time may use (an encoder link, a modem).
-
-    Acquire a device's lease before opening it and call ``acquire`` again well within
-    ``seconds`` to keep it; when it returns False another node holds the device: close it.
-    """
-
-    @property
-    def node(self) -> str: ...
-
-    @property
-    def seconds(self) -> float: ...
-
-    async def acquire(self, resource: str) -> bool: ...
-
-    async def release(self, resource: str) -> None: ...
-
-    async def holder(self, resource: str) -> str | None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What the core gives every channel instance."""
@@ -555,6 +542,14 @@ class Channel(abc.ABC, Generic[ConfigT]):
         secrets). The endpoints stay mounted if ``start()`` fails, so handlers should answer
         503 while the channel is not running. None: no endpoints.
         """
+        return None
+
+    def sends_elsewhere(self) -> str | None:
+        """The node that sends every delivery of this channel while this node cannot (it
+        holds the lease of the channel's one device: ``LeasedDevice.elsewhere``), or None.
+        While it names a node, the dispatcher claims nothing for the channel here and asks
+        again at each poll; called before every claim, so it must be cheap (no I/O).
+        By default None: the channel's devices are per target, or all on this node."""
         return None
 
     sends_in_batches: ClassVar[bool] = False

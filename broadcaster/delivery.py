@@ -104,7 +104,9 @@ class Transition:
     """A requested state change; applied only if the delivery is in an allowed state.
 
     ``progress`` marks a step reported by a device (for example "playback started"): it is
-    logged and restarts the confirmation timer, but does not change the state.
+    logged and restarts the confirmation timer, but does not change the state. ``for_node``
+    (with ``queued``) keeps the delivery for that node, the one holding its device, for a
+    lease period: other nodes do not claim it meanwhile.
     """
 
     delivery_id: int
@@ -117,3 +119,4 @@ class Transition:
     content: Mapping[str, Any] | None = None
     """What the channel sent (``SendResult.content``), kept with the delivery."""
     warning: str | None = None
+    for_node: str | None = None

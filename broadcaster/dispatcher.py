@@ -14,6 +14,9 @@ retry that would fall after the alert's expiry marks the delivery ``expired`` in
 not finish it for a passing reason confirms it with ``RETRY``: it is queued again after the
 confirmation's ``retry_after``.
 
+On a shared store a delivery whose device another node holds is handed to that node, and a
+channel whose one device is elsewhere is not claimed for (:mod:`broadcaster.routing`).
+
 A sweeper expires what is past its deadline, requeues accepted deliveries that were never
 confirmed in time, and cancels queued deliveries of cancelled or superseded alerts. On start,
 deliveries a crash left in ``sending`` are queued again with the same idempotency key. When a
@@ -58,6 +61,7 @@ from broadcaster.errors import (
 from broadcaster.faults import ChannelFaults
 from broadcaster.ratelimit import TokenBucket
 from broadcaster.rendition import Rendition, render
+from broadcaster.routing import DeviceRouting
 from broadcaster.store.alerts import AlertTable, InFlight
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import ClaimedDelivery, Outbox
@@ -106,6 +110,7 @@ class Dispatcher:
         self.sender_name = sender_name
         self.clock = clock
         self.on_change = on_change
+        self._routing = DeviceRouting(database, self.faults)
         self._tasks = TaskSet("dispatcher")
         self._forwarder = RetryForwarder(
             database, self.outbox, clock, lambda name: self.wake([name]), self._tasks
@@ -260,6 +265,9 @@ class Dispatcher:
     async def _worker(self, slot: ChannelSlot) -> None:
         name = slot.name
         while True:
+            if self._routing.elsewhere(name, slot.channel) is not None:
+                await self._idle(name, look=False)
+                continue
             free = slot.concurrency - self._in_flight[name]
             if free <= 0:
                 self._slot_free[name].clear()
@@ -289,11 +297,13 @@ class Dispatcher:
                 self._in_flight[name] += 1
                 self._tasks.spawn(self._send(slot, row), name=f"send:{name}:{row.id}")
 
-    async def _idle(self, name: str) -> None:
-        try:
-            next_due = await self.database.run(self.outbox.next_due_at, name)
-        except (DiskFullError, StoreUnavailableError):  # the next claim says when it is back
-            next_due = None
+    async def _idle(self, name: str, *, look: bool = True) -> None:
+        """Wait until woken, for a poll at most, or (``look``) until the next delivery due."""
+        next_due = None
+        if look:
+            with contextlib.suppress(DiskFullError, StoreUnavailableError):
+                # the next claim says when the store is back
+                next_due = await self.database.run(self.outbox.next_due_at, name, self.clock())
         wait = self.config.idle_poll_seconds
         if next_due is not None:
             wait = min(wait, max(0.005, next_due - self.clock()))
@@ -321,7 +331,8 @@ class Dispatcher:
     def _record(self, slot: ChannelSlot, transition: Transition) -> None:
         if transition.to_state is DeliveryState.FAILED:
             self.failed_total[slot.name, "permanent"] += 1
-        elif transition.last_error is not None:  # queued again, or expired waiting for it
+        elif transition.last_error is not None and transition.for_node is None:
+            # queued again, or expired waiting for it; not handed to the node of its device
             self.failed_total[slot.name, "retryable"] += 1
         self._transition(transition)
 
@@ -388,6 +399,9 @@ class Dispatcher:
     ) -> Transition:
         """The transition for a send that raised ``exc`` (``bug``: the channel fault it was
         already recorded as, when one error hit a whole batch)."""
+        handed = self._routing.hand_over(row, exc, self.clock())
+        if handed is not None:
+            return handed
         if isinstance(exc, RetryableError):
             return self._retry(row, str(exc), exc.retry_after)
         if isinstance(exc, PermanentError):

@@ -15,6 +15,7 @@
     └── ChannelError                      raised by channels from ``send``/``cancel``/``start``
         ├── RetryableError                the same delivery may succeed later
         │   ├── DeviceUnavailableError (ConnectionError)
+        │   │   └── DeviceElsewhereError  another node holds the device: route it there
         │   └── DeviceTimeoutError (TimeoutError)
         └── PermanentError                retrying the same delivery will not help
             ├── TargetRejectedError       the target refused or no longer exists
@@ -102,6 +103,18 @@ class RetryableError(ChannelError):
 
 class DeviceUnavailableError(RetryableError, ConnectionError):
     """The device or service could not be reached."""
+
+
+class DeviceElsewhereError(DeviceUnavailableError):
+    """Another node of the cluster holds the device (its lease): ``node`` names it.
+
+    On a shared store the dispatcher queues the delivery again at once for that node only
+    (until a lease period has passed); without one it is retried after ``retry_after``.
+    """
+
+    def __init__(self, message: str, node: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.node = node
 
 
 class DeviceTimeoutError(RetryableError, TimeoutError):

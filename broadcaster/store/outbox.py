@@ -56,7 +56,9 @@ class Outbox:
     def claim_due(self, channel: str, now: float, limit: int) -> list[ClaimedDelivery]:
         """Move up to ``limit`` due deliveries of ``channel`` to ``sending`` and return them.
 
-        Due: queued, next attempt reached, alert active and not expired. Most urgent first.
+        Due: queued, next attempt reached, alert active and not expired, and not kept for
+        another node (:attr:`~broadcaster.delivery.Transition.for_node`) unless that keep has
+        run out. Most urgent first.
         """
         with self.database.transaction() as conn:
             rows = conn.execute(
@@ -64,9 +66,10 @@ class Outbox:
                 " JOIN alerts a ON a.id = d.alert_id"
                 " WHERE d.channel = ? AND d.state = 'queued' AND d.next_attempt_at <= ?"
                 " AND d.expires_at > ? AND a.state = 'active'"
+                " AND (d.for_node IS NULL OR d.for_node = ? OR d.for_until <= ?)"
                 " ORDER BY d.priority, d.next_attempt_at, d.id LIMIT ?"
                 + self.database.skip_locked("d"),
-                (channel, now, now, limit),
+                (channel, now, now, self.database.node, now, limit),
             ).fetchall()
             ids = json.dumps([r[0] for r in rows])
             conn.execute(
@@ -186,11 +189,14 @@ class Outbox:
             counts.update(row["target_id"] for row in unconfirmed)
         return dict(counts)
 
-    def next_due_at(self, channel: str) -> float | None:
+    def next_due_at(self, channel: str, now: float) -> float | None:
+        """When the next delivery of ``channel`` this node may claim is due (those kept for
+        another node count from when their keep runs out, at most a poll later)."""
         row = self.database.conn.execute(
             "SELECT min(d.next_attempt_at) FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
-            " WHERE d.channel = ? AND d.state = 'queued' AND a.state = 'active'",
-            (channel,),
+            " WHERE d.channel = ? AND d.state = 'queued' AND a.state = 'active'"
+            " AND (d.for_node IS NULL OR d.for_node = ? OR d.for_until <= ?)",
+            (channel, self.database.node, now),
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
@@ -209,6 +215,7 @@ class Outbox:
         history = BatchHistory(now)
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
+        routed: dict[str, list[int]] = {}
         contents = _ContentTexts()
         with self.database.transaction() as conn:
             states = self._states(conn, {t.delivery_id for t in transitions})
@@ -244,7 +251,16 @@ class Outbox:
                     change["warning"] = t.warning
                 if t.next_attempt_at is not None:
                     change["next_attempt_at"] = t.next_attempt_at
+                if t.for_node is not None:
+                    routed.setdefault(t.for_node, []).append(delivery_id)
             write_changes(self.database, conn, changes.values(), now)
+            for node, ids in routed.items():  # kept for that node until a lease has passed
+                conn.execute(
+                    "UPDATE deliveries SET for_node = ?, for_until = ? WHERE id IN ("  # noqa: S608
+                    + self.database.int_list()
+                    + ")",
+                    (node, now + self.database.lease_seconds, json.dumps(ids)),
+                )
             history.write(conn)
             touched.difference_update(changes)
             if touched:

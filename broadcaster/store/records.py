@@ -189,7 +189,7 @@ class ChannelRecords:
 
 
 class DeviceLeases:
-    """One channel's device leases (:class:`~broadcaster.channel.DeviceLeaseHolder`):
+    """One channel's device leases (:class:`~broadcaster.devicelease.DeviceLeaseHolder`):
     resources are named within the channel (``"encoder:150900"`` of channel ``fm``)."""
 
     def __init__(

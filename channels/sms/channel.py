@@ -143,6 +143,10 @@ class SmsChannel(Channel[SmsChannelConfig]):
         self._import_notes: tuple[str, ...] = ()
         self.renderer = SmsRenderer(self.config, lambda: self.context.sender_name)
 
+    def sends_elsewhere(self) -> str | None:
+        """The node holding the modem pool, when another node does: it sends every SMS."""
+        return self._device.elsewhere
+
     @property
     def simulators(self) -> Sequence[AtModemSimulator]:
         """The in-process simulated modems of a ``simulate = true`` instance."""

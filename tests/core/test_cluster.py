@@ -36,9 +36,25 @@ def _keys(path: Path) -> list[str]:
     return [json.loads(line)["idempotency_key"] for line in path.read_text().splitlines()]
 
 
+LOG_CHANNEL = """
+[channels.log]
+type = "log"
+concurrency = 50
+rate_per_second = 60
+"""
+
+
 def _node(
-    tmp_path: Path, name: str, url: str, targets: Path, lease_seconds: float = LEASE_SECONDS
+    tmp_path: Path,
+    name: str,
+    url: str,
+    targets: Path,
+    lease_seconds: float = LEASE_SECONDS,
+    *,
+    channels: str = LOG_CHANNEL,
+    idle_poll_seconds: float = 0.2,
 ) -> tuple[list[str], str]:
+    """The command that serves node ``name`` with ``channels`` (TOML tables), and its address."""
     port = free_port()
     folder = tmp_path / name
     folder.mkdir()
@@ -54,15 +70,11 @@ lease_seconds = {lease_seconds}
 [registry]
 targets = "{targets}"
 [dispatcher]
-idle_poll_seconds = 0.2
+idle_poll_seconds = {idle_poll_seconds}
 [[api.tokens]]
 name = "ci"
 token = "{TOKEN}"
-[channels.log]
-type = "log"
-concurrency = 50
-rate_per_second = 60
-""",
+{channels}""",
         encoding="utf-8",
     )
     serve = [sys.executable, "-m", "broadcaster", "serve", "--config", str(folder / "config.toml")]

@@ -63,6 +63,7 @@ async def test_one_node_holds_the_device_and_the_other_takes_over(
     await on_b.start()
     try:
         assert on_a.held and not on_b.held and modem_b.calls == []
+        assert on_b.elsewhere == "node-a" and on_a.elsewhere is None
         with pytest.raises(DeviceUnavailableError, match="used by node node-a") as refused:
             await on_b.check()
         assert refused.value.retry_after == pytest.approx(LEASE / 3)
@@ -71,7 +72,7 @@ async def test_one_node_holds_the_device_and_the_other_takes_over(
         await on_a.stop()
         assert modem_a.calls == ["open", "close"]
         await wait_for(lambda: on_b.held)
-        assert modem_b.calls == ["open"]
+        assert modem_b.calls == ["open"] and on_b.elsewhere is None
         await on_b.check()
     finally:
         await on_a.stop()
@@ -86,7 +87,7 @@ async def test_a_lost_lease_closes_the_device(nodes: tuple[Database, Database]) 
     try:
         a.call(a.conn.execute, "UPDATE device_leases SET node = 'node-c', until = 9e9")
         await wait_for(lambda: not on_a.held)
-        assert modem.calls == ["open", "close"]
+        assert modem.calls == ["open", "close"] and on_a.elsewhere == "node-c"
         with pytest.raises(DeviceUnavailableError, match="node-c"):
             await on_a.check()
     finally:

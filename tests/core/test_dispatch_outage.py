@@ -55,12 +55,12 @@ async def test_a_store_failing_at_the_idle_look_leaves_the_dispatcher_running(
         failures: list[BaseException] = []
         looked = threading.Event()
 
-        def frozen_at_the_look(channel: str) -> float | None:
+        def frozen_at_the_look(channel: str, now: float) -> float | None:
             if looked.is_set():
-                return look(channel)
+                return look(channel, now)
             own_pg_server.freeze()  # the server stops answering at this very call
             try:
-                return look(channel)
+                return look(channel, now)
             except BaseException as exc:
                 failures.append(exc)
                 raise

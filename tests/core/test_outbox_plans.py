@@ -34,7 +34,7 @@ def _issued(db: Database, outbox: Outbox) -> list[str]:
                 101.0,
             )
             outbox.apply([Transition(claimed[1].id, DeliveryState.ACCEPTED, progress=True)], 102.0)
-            outbox.next_due_at("log")
+            outbox.next_due_at("log", 102.0)
             outbox.retry_now("log", ["t1", "t2"], 103.0)
             outbox.renew_leases(104.0)
             outbox.overdue(105.0, {"log": 600.0})

@@ -1,5 +1,6 @@
 """Two nodes sharing a store: the modem pool is opened by the lease holder only, the other
-node's sends are retryable refusals, and it opens the pool once the holder stops."""
+node's sends are refusals naming the holder (and it says the holder sends every SMS), and it
+opens the pool once the holder stops."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from broadcaster.channel import ChannelContext
 from broadcaster.delivery import Target
-from broadcaster.errors import DeviceUnavailableError
+from broadcaster.errors import DeviceElsewhereError
 from broadcaster.store.db import Database
 from broadcaster.store.records import ChannelRecords, DeviceLeases
 from broadcaster.testing.contract import contract_delivery
@@ -42,13 +43,15 @@ async def test_the_modem_pool_is_open_on_one_node_at_a_time(tmp_path: Path) -> N
         assert len(first.simulators) == 1 and second.simulators == ()
         health = await second.health()
         assert health.ok and "used by another node" in health.detail
-        with pytest.raises(DeviceUnavailableError, match="used by node node-a"):
+        assert second.sends_elsewhere() == "node-a" and first.sends_elsewhere() is None
+        with pytest.raises(DeviceElsewhereError, match="used by node node-a") as refused:
             await second.send(contract_delivery(Target(id="t", channel="sms", name="T")))
+        assert refused.value.node == "node-a"
         await first.stop()
         async with asyncio.timeout(5):
             while not second.simulators:
                 await asyncio.sleep(0.05)
-        assert len(second.simulators) == 1
+        assert len(second.simulators) == 1 and second.sends_elsewhere() is None
     finally:
         await first.stop()
         await second.stop()
