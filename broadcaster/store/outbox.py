@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
-from broadcaster.store.batch import BatchHistory, expand, write_changes
+from broadcaster.store.batch import BatchContents, BatchHistory, expand, write_changes
 from broadcaster.store.db import Connection, Database
 from broadcaster.store.targets import KnownTargets
 
@@ -185,8 +185,8 @@ class Outbox:
         history = BatchHistory(now)
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
-        contents = _ContentTexts()
         with self.database.transaction() as conn:
+            contents = BatchContents(conn)
             states = self._states(conn, {t.delivery_id for t in transitions})
             for t in transitions:
                 delivery_id, to_state = t.delivery_id, t.to_state
@@ -198,8 +198,8 @@ class Outbox:
                     if current is not None and any(v is not None for v in late):
                         # The device confirmed before ``send`` returned: keep what was sent
                         # and the provider's reference for it.
-                        content = contents.text(t.content)
-                        late_content.append((content, t.warning, t.provider_ref, delivery_id))
+                        content_id = contents.id_of(t.content)
+                        late_content.append((content_id, t.warning, t.provider_ref, delivery_id))
                     continue
                 states[delivery_id] = to_state
                 history.add(delivery_id, current, to_state, t.detail or t.last_error)
@@ -215,7 +215,7 @@ class Outbox:
                 if t.provider_ref is not None:
                     change["provider_ref"] = t.provider_ref
                 if t.content is not None:
-                    change["content"] = contents.text(t.content)
+                    change["content_id"] = contents.id_of(t.content)
                 if t.warning is not None:
                     change["warning"] = t.warning
                 if t.next_attempt_at is not None:
@@ -231,7 +231,7 @@ class Outbox:
                     (now, json.dumps(sorted(touched))),
                 )
             conn.executemany(
-                "UPDATE deliveries SET content = coalesce(content, ?),"
+                "UPDATE deliveries SET content_id = coalesce(content_id, ?),"
                 " warning = coalesce(warning, ?), provider_ref = coalesce(provider_ref, ?)"
                 " WHERE id = ?",
                 late_content,
@@ -370,15 +370,17 @@ class Outbox:
         self, alert_id: str, *, state: str | None = None, limit: int = 1000, offset: int = 0
     ) -> list[dict[str, Any]]:
         sql = (
-            "SELECT id, channel, target_id, part, target, state, attempts, next_attempt_at,"
-            " last_error, warning, provider_ref, idempotency_key, updated_at, content"
-            " FROM deliveries WHERE alert_id = ?"
+            "SELECT d.id, d.channel, d.target_id, d.part, d.target, d.state, d.attempts,"
+            " d.next_attempt_at, d.last_error, d.warning, d.provider_ref, d.idempotency_key,"
+            " d.updated_at, c.body AS content"
+            " FROM deliveries d LEFT JOIN delivery_contents c ON c.id = d.content_id"
+            " WHERE d.alert_id = ?"
         )
         params: list[Any] = [alert_id]
         if state:
-            sql += " AND state = ?"
+            sql += " AND d.state = ?"
             params.append(state)
-        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        sql += " ORDER BY d.id LIMIT ? OFFSET ?"
         params += [limit, offset]
         rows = self.database.query(sql, params)
         for r in rows:
@@ -432,28 +434,3 @@ def _only_progress(t: Transition) -> bool:
         and t.warning is None
         and t.next_attempt_at is None
     )
-
-
-class _ContentTexts:
-    """What channels sent, as stored with each delivery, encoded once per distinct content of
-    a batch: a channel may hand many deliveries one object, or equal copies of one (a dict
-    comparison costs far less than encoding it again)."""
-
-    _RECENT = 4
-    """Distinct contents a new object is compared with before it is encoded."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, str] = {}
-        self._recent: list[tuple[Mapping[str, Any], str]] = []
-
-    def text(self, content: Mapping[str, Any] | None) -> str | None:
-        if content is None:
-            return None
-        text = self._by_id.get(id(content))  # the transitions keep every object alive
-        if text is None:
-            text = next((t for seen, t in self._recent if seen == content), None)
-            if text is None:
-                text = json.dumps(content, ensure_ascii=False)
-                self._recent = [(content, text), *self._recent[: self._RECENT - 1]]
-            self._by_id[id(content)] = text
-        return text
