@@ -38,13 +38,11 @@ _CLAIMED_COLUMNS = (
 """The columns of ``deliveries d`` that :func:`_claimed` reads, in its order."""
 
 
-def _claimed(row: Iterable[Any], known: KnownTargets, attempt: int = 0) -> ClaimedDelivery:
-    """The delivery of a row of :data:`_CLAIMED_COLUMNS`; ``attempt``: added to its attempts."""
+def _claimed(row: Iterable[Any], known: KnownTargets) -> ClaimedDelivery:
+    """The delivery of a row of :data:`_CLAIMED_COLUMNS`."""
     delivery_id, alert_id, channel, target, part, attempts, key, expires_at = row
     target = known.from_snapshot(target)
-    return ClaimedDelivery(
-        delivery_id, alert_id, channel, target, part, attempts + attempt, key, expires_at
-    )
+    return ClaimedDelivery(delivery_id, alert_id, channel, target, part, attempts, key, expires_at)
 
 
 class Outbox:
@@ -82,8 +80,11 @@ class Outbox:
                 " WHERE id IN (" + self.database.int_list() + ") ORDER BY id",
                 (now, ids),
             )
-        known = self.database.known
-        return [_claimed(r, known, 1) for r in rows]
+        from_snapshot = self.database.known.from_snapshot
+        return [
+            ClaimedDelivery(i, alert_id, channel, from_snapshot(t), part, n + 1, key, expires_at)
+            for i, alert_id, channel, t, part, n, key, expires_at in rows
+        ]
 
     def get(self, delivery_id: int) -> ClaimedDelivery | None:
         row = self.database.conn.execute(
@@ -249,7 +250,7 @@ class Outbox:
             + self.database.locked(),
             (json.dumps(sorted(ids)),),
         )
-        return {int(delivery_id): str(state) for delivery_id, state in rows}
+        return dict(rows)  # (id, state) pairs: an integer and a text on either engine
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts

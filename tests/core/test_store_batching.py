@@ -90,7 +90,11 @@ def test_known_targets_give_what_decoding_gives() -> None:
     known = KnownTargets(limit=3)
     target = Target("t1", "sms", "T", params={"areas": ["1509"]})
     text = known.snapshot(target)
-    assert json.loads(text) == target.to_json() and known.snapshot(target) is text
+    assert Target.from_json(json.loads(text)) == target and known.snapshot(target) is text
+    assert json.loads(text) == {"id": "t1", "channel": "sms", "name": "T", "params": target.params}
+    placed = Target("t4", "sms", "P", "a", "150921", 41.0, 113.0, ("mn", "zh-CN"), {"k": 1})
+    assert json.loads(known.snapshot(placed)) == placed.to_json()
+    assert Target.from_json(json.loads(known.snapshot(placed))) == placed
     assert known.from_snapshot(text) is target
     nameless = Target("t2", "sms", "")
     assert known.from_snapshot(known.snapshot(nameless)) == Target.from_json(nameless.to_json())
