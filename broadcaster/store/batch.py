@@ -155,22 +155,22 @@ class BatchHistory:
     def write(self, conn: Connection) -> None:
         """Insert one row per delivery, in the order of each delivery's first step."""
         now = self.now
-        joined: dict[tuple[tuple[str, str | None], ...], tuple[str, str]] = {}
-        rows: list[tuple[Any, ...]] = []
-        for delivery_id, from_state, to_state, detail, steps in self._rows.values():
-            if steps is None:
-                rows.append((delivery_id, now, from_state, to_state, detail, None))
-                continue
-            # Deliveries of a batch mostly take the same steps: joined and encoded once.
-            key = tuple(steps)
-            texts = joined.get(key)
-            if texts is None:
-                texts = joined[key] = ("; ".join(str(d) for _, d in key if d), _encode(key))
-            rows.append((delivery_id, now, from_state, to_state, *texts))
         conn.executemany(
             "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail, steps)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
+            [
+                (delivery_id, now, from_state, to_state, detail, None)
+                if steps is None
+                else (
+                    delivery_id,
+                    now,
+                    from_state,
+                    to_state,
+                    "; ".join([d for _, d in steps if d]),
+                    _encode(steps),
+                )
+                for delivery_id, from_state, to_state, detail, steps in self._rows.values()
+            ],
         )
 
 

@@ -189,11 +189,12 @@ class Outbox:
         with self.database.transaction() as conn:
             contents = BatchContents(conn)
             states = self._states(conn, {t.delivery_id for t in transitions})
+            add_step, allowed_from = history.add, ALLOWED_FROM
             for t in transitions:
                 delivery_id, to_state = t.delivery_id, t.to_state
                 current = states.get(delivery_id)
                 if current is None or (
-                    current != to_state if t.progress else current not in ALLOWED_FROM[to_state]
+                    current != to_state if t.progress else current not in allowed_from[to_state]
                 ):
                     late = (t.content, t.warning, t.provider_ref)
                     if current is not None and any(v is not None for v in late):
@@ -203,7 +204,7 @@ class Outbox:
                         late_content.append((content_id, t.warning, t.provider_ref, delivery_id))
                     continue
                 states[delivery_id] = to_state
-                history.add(delivery_id, current, to_state, t.detail or t.last_error)
+                add_step(delivery_id, current, to_state, t.detail or t.last_error)
                 if current == to_state and _only_progress(t):
                     touched.add(delivery_id)  # keeps the confirmation timeout at bay
                     continue
