@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
 from broadcaster.store.batch import BatchContents, BatchHistory, expand, write_changes
@@ -20,8 +19,10 @@ from broadcaster.store.db import Connection, Database
 from broadcaster.store.targets import KnownTargets
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
+class ClaimedDelivery(NamedTuple):
+    """A delivery handed to its channel (immutable; a claim makes thousands at once, and a
+    named tuple is made three times faster than a frozen dataclass)."""
+
     id: int
     alert_id: str
     channel: str
