@@ -10,7 +10,10 @@ CREATE TABLE delivery_contents (
     body    TEXT NOT NULL                     -- JSON, the channel's content
 );
 
-ALTER TABLE deliveries ADD COLUMN content_id BIGINT REFERENCES delivery_contents (id);
+-- No foreign key: its check would lock the one content row of a fan-out from every delivery
+-- that names it, on every node; content ids come from the same transaction's insert or lookup
+-- of delivery_contents, whose rows are never deleted.
+ALTER TABLE deliveries ADD COLUMN content_id BIGINT;
 
 INSERT INTO delivery_contents (digest, body)
     SELECT 'delivery:' || id, content FROM deliveries WHERE content IS NOT NULL ORDER BY id;
