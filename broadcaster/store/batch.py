@@ -46,11 +46,11 @@ def write_changes(
     for change in changes:
         get = change.get
         shape = (change["state"], get("last_error"), get("content_id"), get("warning"))
-        mine = {"id": change["id"]}
-        for name in ("provider_ref", "next_attempt_at"):
-            if get(name) is not None:
-                mine[name] = change[name]
-        shapes.setdefault(shape, []).append(mine)
+        group = shapes.get(shape)
+        if group is None:
+            shapes[shape] = [change]
+        else:
+            group.append(change)
     for (state, last_error, content_id, warning), rows in shapes.items():
         shared = (state, now, last_error, content_id, warning)
         own = {(row.get("provider_ref"), row.get("next_attempt_at")) for row in rows}
@@ -65,13 +65,14 @@ def write_changes(
                 (*shared, provider_ref, next_attempt_at, json.dumps([r["id"] for r in rows])),
             )
             continue
+        mine = [{name: row.get(name) for name, _ in OWN} for row in rows]
         conn.execute(
             _UPDATE.format(
                 provider_ref="coalesce(c.provider_ref, deliveries.provider_ref)",
                 next_attempt_at="coalesce(c.next_attempt_at, deliveries.next_attempt_at)",
                 rows="FROM (" + database.json_rows(OWN) + ") AS c WHERE deliveries.id = c.id",
             ),
-            (*shared, json.dumps(rows, ensure_ascii=False)),
+            (*shared, json.dumps(mine, ensure_ascii=False)),
         )
 
 
@@ -127,9 +128,21 @@ class BatchContents:
         return int(row[0])
 
 
-_encode = json.JSONEncoder(ensure_ascii=False).encode
-"""JSON of one delivery's steps (an encoder made once: ``json.dumps`` with options makes one
-at each call)."""
+_quote = json.encoder.encode_basestring
+"""A JSON string literal, other than ASCII kept as it is (``ensure_ascii=False``)."""
+
+
+def steps_json(steps: Iterable[tuple[str, str | None]]) -> str:
+    """The JSON array of ``[to_state, detail]`` pairs, as ``json.dumps(..., ensure_ascii=False)``
+    writes it (without its cost per call: a batch encodes one such small array per delivery)."""
+    return (
+        "["
+        + ", ".join(
+            f"[{_quote(to_state)}, {'null' if detail is None else _quote(detail)}]"
+            for to_state, detail in steps
+        )
+        + "]"
+    )
 
 
 class BatchHistory:
@@ -167,7 +180,7 @@ class BatchHistory:
                     from_state,
                     to_state,
                     "; ".join([d for _, d in steps if d]),
-                    _encode(steps),
+                    steps_json(steps),
                 )
                 for delivery_id, from_state, to_state, detail, steps in self._rows.values()
             ],

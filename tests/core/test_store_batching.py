@@ -16,6 +16,7 @@ from pathlib import Path
 
 from broadcaster.delivery import DeliveryState, Target, Transition
 from broadcaster.store.alerts import AlertTable, NewDelivery
+from broadcaster.store.batch import steps_json
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.targets import KnownTargets, TargetTable
@@ -84,6 +85,16 @@ def test_registry_targets_are_decoded_once_and_never_stale(database: Database) -
     changed = database.call(table.get, "b1")
     assert changed is not None and (changed.name, dict(changed.params)) == ("新村", {"v": 2})
     assert database.call(table.for_channel, "loudspeaker")[0] == changed
+
+
+def test_steps_are_written_as_json_writes_them() -> None:
+    steps = [
+        ("accepted", 'box "7" accepted\n\t\\ 村 \u2028 \x01'),
+        ("accepted", None),
+        (S.CONFIRMED, ""),
+    ]
+    assert steps_json(steps) == json.dumps(steps, ensure_ascii=False)
+    assert steps_json([]) == "[]"
 
 
 def test_known_targets_give_what_decoding_gives() -> None:
@@ -155,6 +166,7 @@ def _in_file(path: Path) -> int:
 _KILLED_BETWEEN_WRITES = """
 import os, sys
 from broadcaster.store.alerts import AlertTable, NewDelivery
+from broadcaster.store.batch import steps_json
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from tests.core.test_store_engines import NOW, plan, record
