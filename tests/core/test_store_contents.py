@@ -1,7 +1,7 @@
 """What deliveries sent, stored once per distinct content (schema v16), on both engines: a
 batch's deliveries that send one content share one row, later batches and equal copies find
-it again, a step without content keeps the one sent, a late content is kept; and a database of the version before
-moves each delivery's own content there and reads back exactly what it held."""
+it again, a step without content keeps the one sent, a late content is kept; and a database of
+the version before moves each delivery's own content there and reads back what it held."""
 
 from __future__ import annotations
 
