@@ -6,9 +6,13 @@ send results give every delivery the same state and content (and, per command, t
 reference), its confirmations the same final state. Deliveries whose state, error, content and
 warning are equal are written with one ``UPDATE`` of those constant values: with a list of
 their ids when their reference and next attempt are equal too, else with each row's own
-reference and next attempt read from a JSON array of small objects. The content, the bulk of a
-row, is neither repeated in the parameters nor decoded once per row. The statements are the
+reference and next attempt read from a JSON array of small objects. The statements are the
 same on SQLite and PostgreSQL (:meth:`~broadcaster.store.db.Database.json_rows`).
+
+Contents: what a channel sent is stored once in ``delivery_contents`` (schema v16), keyed by
+the SHA-256 of its JSON, and a delivery names it by ``content_id``: a fan-out's deliveries
+mostly send one content, which is then encoded and written once per batch
+(:class:`BatchContents`), not copied into every row.
 
 History: a batch often carries several steps of one delivery at once (a loudspeaker box
 accepts, starts and finishes its playback while the send's result is on its way); all of them
@@ -22,6 +26,7 @@ API and the console show the same history either way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,14 +45,14 @@ def write_changes(
     shapes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for change in changes:
         get = change.get
-        shape = (change["state"], get("last_error"), get("content"), get("warning"))
-        mine = {"id": change["id"]}
-        for name in ("provider_ref", "next_attempt_at"):
-            if get(name) is not None:
-                mine[name] = change[name]
-        shapes.setdefault(shape, []).append(mine)
-    for (state, last_error, content, warning), rows in shapes.items():
-        shared = (state, now, last_error, content, warning)
+        shape = (change["state"], get("last_error"), get("content_id"), get("warning"))
+        group = shapes.get(shape)
+        if group is None:
+            shapes[shape] = [change]
+        else:
+            group.append(change)
+    for (state, last_error, content_id, warning), rows in shapes.items():
+        shared = (state, now, last_error, content_id, warning)
         own = {(row.get("provider_ref"), row.get("next_attempt_at")) for row in rows}
         if len(own) == 1:  # one value for every row: constants and a list of ids
             provider_ref, next_attempt_at = own.pop()
@@ -60,20 +65,21 @@ def write_changes(
                 (*shared, provider_ref, next_attempt_at, json.dumps([r["id"] for r in rows])),
             )
             continue
+        mine = [{name: row.get(name) for name, _ in OWN} for row in rows]
         conn.execute(
             _UPDATE.format(
                 provider_ref="coalesce(c.provider_ref, deliveries.provider_ref)",
                 next_attempt_at="coalesce(c.next_attempt_at, deliveries.next_attempt_at)",
                 rows="FROM (" + database.json_rows(OWN) + ") AS c WHERE deliveries.id = c.id",
             ),
-            (*shared, json.dumps(rows, ensure_ascii=False)),
+            (*shared, json.dumps(mine, ensure_ascii=False)),
         )
 
 
 _UPDATE = (
     "UPDATE deliveries SET state = ?, updated_at = ?,"
     " last_error = coalesce(?, deliveries.last_error),"
-    " content = coalesce(?, deliveries.content),"
+    " content_id = coalesce(?, deliveries.content_id),"
     " warning = coalesce(?, deliveries.warning),"
     " provider_ref = {provider_ref}, next_attempt_at = {next_attempt_at} {rows}"
 )
@@ -81,9 +87,62 @@ _UPDATE = (
 the rows come from."""
 
 
-_encode = json.JSONEncoder(ensure_ascii=False).encode
-"""JSON of one delivery's steps (an encoder made once: ``json.dumps`` with options makes one
-at each call)."""
+class BatchContents:
+    """The ``delivery_contents`` ids of what channels sent, within one transaction: each
+    distinct content is encoded and stored (or found) once per batch. A channel may hand many
+    deliveries one object, or equal copies of one (a dict comparison costs far less than
+    encoding it again)."""
+
+    _RECENT = 4
+    """Distinct contents a new object is compared with before it is encoded."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._by_id: dict[int, int] = {}
+        self._recent: list[tuple[Mapping[str, Any], int]] = []
+
+    def id_of(self, content: Mapping[str, Any] | None) -> int | None:
+        if content is None:
+            return None
+        found = self._by_id.get(id(content))  # the transitions keep every object alive
+        if found is None:
+            found = next((n for seen, n in self._recent if seen == content), None)
+            if found is None:
+                found = self._stored(json.dumps(content, ensure_ascii=False))
+                self._recent = [(content, found), *self._recent[: self._RECENT - 1]]
+            self._by_id[id(content)] = found
+        return found
+
+    def _stored(self, body: str) -> int:
+        """The id of the row holding ``body``, added unless one holds it already (another
+        node's too: the unique digest decides)."""
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        self._conn.execute(
+            "INSERT INTO delivery_contents (digest, body) VALUES (?, ?)"
+            " ON CONFLICT (digest) DO NOTHING",
+            (digest, body),
+        )
+        row = self._conn.execute(
+            "SELECT id FROM delivery_contents WHERE digest = ?", (digest,)
+        ).fetchone()
+        return int(row[0])
+
+
+_quote = json.encoder.encode_basestring
+"""A JSON string literal, other than ASCII kept as it is (``ensure_ascii=False``)."""
+
+
+def steps_json(steps: Iterable[tuple[str, str | None]]) -> str:
+    """The JSON array of ``[to_state, detail]`` pairs, as ``json.dumps(..., ensure_ascii=False)``
+    writes it (without its cost per call: a batch encodes one such small array per delivery)."""
+    return (
+        "["
+        + ", ".join(
+            f"[{_quote(to_state)}, {'null' if detail is None else _quote(detail)}]"
+            for to_state, detail in steps
+        )
+        + "]"
+    )
 
 
 class BatchHistory:
@@ -102,25 +161,26 @@ class BatchHistory:
             self._rows[delivery_id] = [delivery_id, from_state, to_state, detail, None]
             return
         if row[4] is None:
-            row[4] = [[row[2], row[3]]]
-        row[4].append([to_state, detail])
+            row[4] = [(row[2], row[3])]
+        row[4].append((to_state, detail))
         row[2] = to_state
 
     def write(self, conn: Connection) -> None:
         """Insert one row per delivery, in the order of each delivery's first step."""
+        now = self.now
         conn.executemany(
             "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail, steps)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (delivery_id, self.now, from_state, to_state, detail, None)
+                (delivery_id, now, from_state, to_state, detail, None)
                 if steps is None
                 else (
                     delivery_id,
-                    self.now,
+                    now,
                     from_state,
                     to_state,
-                    "; ".join(str(d) for _, d in steps if d),
-                    _encode(steps),
+                    "; ".join([d for _, d in steps if d]),
+                    steps_json(steps),
                 )
                 for delivery_id, from_state, to_state, detail, steps in self._rows.values()
             ],

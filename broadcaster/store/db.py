@@ -2,7 +2,8 @@
 
 Schema files are ``schema/schema_vN.sql``; ``PRAGMA user_version`` records the version reached,
 and every pending migration runs inside one transaction, so a database is either wholly at the
-old version or wholly at the new one. The connection is opened in WAL mode with foreign keys on.
+old version or wholly at the new one. The connection is opened in WAL mode with foreign keys on,
+a page cache of :data:`CACHE_KIB` and temporary tables in memory.
 
 Every database call runs on one dedicated thread (:class:`Database.run`): SQLite then has one
 writer, and the event loop never blocks on disk. A call that finds the disk full is rolled back
@@ -112,6 +113,9 @@ def open_database(
     return database
 
 
+CACHE_KIB = 65536
+"""The writer's page cache, in KiB (SQLite's default is 2 MiB)."""
+
 CHECKPOINT_PERIOD_SECONDS = 0.5
 """How often the log is copied into the database file while the database is open."""
 
@@ -220,6 +224,11 @@ class Database:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # a thread of its own does it
+        # A fan-out's batches revisit the same pages of deliveries and their indexes: held in
+        # memory (up to 64 MiB) they are not read back through the log at each batch; and
+        # the id lists of the batched statements are built in memory, not in a temporary file.
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        conn.execute("PRAGMA temp_store = MEMORY")
         self._migrate(conn)
         return conn
 

@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from broadcaster.delivery import ALLOWED_FROM, DeliveryState, Target, Transition
-from broadcaster.store.batch import BatchHistory, expand, write_changes
+from broadcaster.store.batch import BatchContents, BatchHistory, expand, write_changes
 from broadcaster.store.db import Connection, Database
 from broadcaster.store.targets import KnownTargets
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
+class ClaimedDelivery(NamedTuple):
+    """A delivery handed to its channel (immutable; a claim makes thousands at once, and a
+    named tuple is made three times faster than a frozen dataclass)."""
+
     id: int
     alert_id: str
     channel: str
@@ -38,13 +39,11 @@ _CLAIMED_COLUMNS = (
 """The columns of ``deliveries d`` that :func:`_claimed` reads, in its order."""
 
 
-def _claimed(row: Iterable[Any], known: KnownTargets, attempt: int = 0) -> ClaimedDelivery:
-    """The delivery of a row of :data:`_CLAIMED_COLUMNS`; ``attempt``: added to its attempts."""
+def _claimed(row: Iterable[Any], known: KnownTargets) -> ClaimedDelivery:
+    """The delivery of a row of :data:`_CLAIMED_COLUMNS`."""
     delivery_id, alert_id, channel, target, part, attempts, key, expires_at = row
     target = known.from_snapshot(target)
-    return ClaimedDelivery(
-        delivery_id, alert_id, channel, target, part, attempts + attempt, key, expires_at
-    )
+    return ClaimedDelivery(delivery_id, alert_id, channel, target, part, attempts, key, expires_at)
 
 
 class Outbox:
@@ -85,8 +84,11 @@ class Outbox:
                 " WHERE id IN (" + self.database.int_list() + ") ORDER BY id",
                 (now, ids),
             )
-        known = self.database.known
-        return [_claimed(r, known, 1) for r in rows]
+        from_snapshot = self.database.known.from_snapshot
+        return [
+            ClaimedDelivery(i, alert_id, channel, from_snapshot(t), part, n + 1, key, expires_at)
+            for i, alert_id, channel, t, part, n, key, expires_at in rows
+        ]
 
     def get(self, delivery_id: int) -> ClaimedDelivery | None:
         row = self.database.conn.execute(
@@ -216,24 +218,25 @@ class Outbox:
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
         routed: dict[str, list[int]] = {}
-        contents = _ContentTexts()
         with self.database.transaction() as conn:
+            contents = BatchContents(conn)
             states = self._states(conn, {t.delivery_id for t in transitions})
+            add_step, allowed_from = history.add, ALLOWED_FROM
             for t in transitions:
                 delivery_id, to_state = t.delivery_id, t.to_state
                 current = states.get(delivery_id)
                 if current is None or (
-                    current != to_state if t.progress else current not in ALLOWED_FROM[to_state]
+                    current != to_state if t.progress else current not in allowed_from[to_state]
                 ):
                     late = (t.content, t.warning, t.provider_ref)
                     if current is not None and any(v is not None for v in late):
                         # The device confirmed before ``send`` returned: keep what was sent
                         # and the provider's reference for it.
-                        content = contents.text(t.content)
-                        late_content.append((content, t.warning, t.provider_ref, delivery_id))
+                        content_id = contents.id_of(t.content)
+                        late_content.append((content_id, t.warning, t.provider_ref, delivery_id))
                     continue
                 states[delivery_id] = to_state
-                history.add(delivery_id, current, to_state, t.detail or t.last_error)
+                add_step(delivery_id, current, to_state, t.detail or t.last_error)
                 if current == to_state and _only_progress(t):
                     touched.add(delivery_id)  # keeps the confirmation timeout at bay
                     continue
@@ -246,7 +249,7 @@ class Outbox:
                 if t.provider_ref is not None:
                     change["provider_ref"] = t.provider_ref
                 if t.content is not None:
-                    change["content"] = contents.text(t.content)
+                    change["content_id"] = contents.id_of(t.content)
                 if t.warning is not None:
                     change["warning"] = t.warning
                 if t.next_attempt_at is not None:
@@ -271,7 +274,7 @@ class Outbox:
                     (now, json.dumps(sorted(touched))),
                 )
             conn.executemany(
-                "UPDATE deliveries SET content = coalesce(content, ?),"
+                "UPDATE deliveries SET content_id = coalesce(content_id, ?),"
                 " warning = coalesce(warning, ?), provider_ref = coalesce(provider_ref, ?)"
                 " WHERE id = ?",
                 late_content,
@@ -289,7 +292,7 @@ class Outbox:
             + self.database.locked(),
             (json.dumps(sorted(ids)),),
         )
-        return {int(delivery_id): str(state) for delivery_id, state in rows}
+        return dict(rows)  # (id, state) pairs: an integer and a text on either engine
 
     def awaiting_confirmation(self, channel: str) -> list[ClaimedDelivery]:
         """Deliveries of ``channel`` accepted by their device and not yet confirmed, of alerts
@@ -411,15 +414,17 @@ class Outbox:
         self, alert_id: str, *, state: str | None = None, limit: int = 1000, offset: int = 0
     ) -> list[dict[str, Any]]:
         sql = (
-            "SELECT id, channel, target_id, part, target, state, attempts, next_attempt_at,"
-            " last_error, warning, provider_ref, idempotency_key, updated_at, content"
-            " FROM deliveries WHERE alert_id = ?"
+            "SELECT d.id, d.channel, d.target_id, d.part, d.target, d.state, d.attempts,"
+            " d.next_attempt_at, d.last_error, d.warning, d.provider_ref, d.idempotency_key,"
+            " d.updated_at, c.body AS content"
+            " FROM deliveries d LEFT JOIN delivery_contents c ON c.id = d.content_id"
+            " WHERE d.alert_id = ?"
         )
         params: list[Any] = [alert_id]
         if state:
-            sql += " AND state = ?"
+            sql += " AND d.state = ?"
             params.append(state)
-        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        sql += " ORDER BY d.id LIMIT ? OFFSET ?"
         params += [limit, offset]
         rows = self.database.query(sql, params)
         for r in rows:
@@ -473,28 +478,3 @@ def _only_progress(t: Transition) -> bool:
         and t.warning is None
         and t.next_attempt_at is None
     )
-
-
-class _ContentTexts:
-    """What channels sent, as stored with each delivery, encoded once per distinct content of
-    a batch: a channel may hand many deliveries one object, or equal copies of one (a dict
-    comparison costs far less than encoding it again)."""
-
-    _RECENT = 4
-    """Distinct contents a new object is compared with before it is encoded."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, str] = {}
-        self._recent: list[tuple[Mapping[str, Any], str]] = []
-
-    def text(self, content: Mapping[str, Any] | None) -> str | None:
-        if content is None:
-            return None
-        text = self._by_id.get(id(content))  # the transitions keep every object alive
-        if text is None:
-            text = next((t for seen, t in self._recent if seen == content), None)
-            if text is None:
-                text = json.dumps(content, ensure_ascii=False)
-                self._recent = [(content, text), *self._recent[: self._RECENT - 1]]
-            self._by_id[id(content)] = text
-        return text

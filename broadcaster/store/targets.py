@@ -5,12 +5,12 @@ the table is brought in line with it. Deliveries keep a snapshot of their target
 registry never changes what an alert already planned.
 
 Planning an alert reads every target of a channel from the registry, writes each delivery's
-snapshot of its target (JSON) and, moments later, claims read the snapshots back. Each of these
-steps would decode or encode the same targets again: :class:`KnownTargets` keeps, on the
-database thread, the :class:`~broadcaster.delivery.Target` of each registry row and of each
-snapshot text it met, keyed by the exact stored values, so a hit gives what decoding them would
-give, whoever wrote them (another node of a shared store included). Each map is bounded; a full
-one starts again.
+snapshot of its target (compact JSON, without the fields at their defaults) and, moments later,
+claims read the snapshots back. Each of these steps would decode or encode the same targets
+again: :class:`KnownTargets` keeps, on the database thread, the
+:class:`~broadcaster.delivery.Target` of each registry row and of each snapshot text it met,
+keyed by the exact stored values, so a hit gives what decoding them would give, whoever wrote
+them (another node of a shared store included). Each map is bounded; a full one starts again.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class KnownTargets:
         if known is not None and known[0] is target:
             text = known[1]
         else:
-            text = json.dumps(target.to_json(), ensure_ascii=False)
+            text = _snapshot_encode(_snapshot_fields(target))
             _bounded(self._snapshot_of, self._limit)[id(target)] = (target, text)
         if target.name:  # decoding the text gives this target back (an empty name gives the id)
             _bounded(self._by_snapshot, self._limit)[text] = target
@@ -204,6 +204,22 @@ class KnownTargets:
             target = Target.from_json(json.loads(text))
             _bounded(self._by_snapshot, self._limit)[text] = target
         return target
+
+
+_DEFAULTS = Target("", "", "")
+"""A target with every optional field at its default."""
+
+_snapshot_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _snapshot_fields(target: Target) -> dict[str, Any]:
+    """What a snapshot keeps of ``target``: its fields, less those at their defaults (which
+    decoding gives back), so each delivery row stays narrow."""
+    doc = target.to_json()
+    for name in ("address", "division", "lat", "lon", "languages", "params"):
+        if getattr(target, name) == getattr(_DEFAULTS, name):
+            del doc[name]
+    return doc
 
 
 def _bounded(entries: dict[Any, Any], limit: int) -> dict[Any, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from broadcaster.delivery import DeliveryState, Target, Transition
 from broadcaster.store.alerts import AlertTable, NewDelivery
+from broadcaster.store.batch import steps_json
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.targets import KnownTargets, TargetTable
@@ -86,11 +87,25 @@ def test_registry_targets_are_decoded_once_and_never_stale(database: Database) -
     assert database.call(table.for_channel, "loudspeaker")[0] == changed
 
 
+def test_steps_are_written_as_json_writes_them() -> None:
+    steps = [
+        ("accepted", 'box "7" accepted\n\t\\ 村 \u2028 \x01'),
+        ("accepted", None),
+        (S.CONFIRMED, ""),
+    ]
+    assert steps_json(steps) == json.dumps(steps, ensure_ascii=False)
+    assert steps_json([]) == "[]"
+
+
 def test_known_targets_give_what_decoding_gives() -> None:
     known = KnownTargets(limit=3)
     target = Target("t1", "sms", "T", params={"areas": ["1509"]})
     text = known.snapshot(target)
-    assert json.loads(text) == target.to_json() and known.snapshot(target) is text
+    assert Target.from_json(json.loads(text)) == target and known.snapshot(target) is text
+    assert json.loads(text) == {"id": "t1", "channel": "sms", "name": "T", "params": target.params}
+    placed = Target("t4", "sms", "P", "a", "150921", 41.0, 113.0, ("mn", "zh-CN"), {"k": 1})
+    assert json.loads(known.snapshot(placed)) == placed.to_json()
+    assert Target.from_json(json.loads(known.snapshot(placed))) == placed
     assert known.from_snapshot(text) is target
     nameless = Target("t2", "sms", "")
     assert known.from_snapshot(known.snapshot(nameless)) == Target.from_json(nameless.to_json())
@@ -151,6 +166,7 @@ def _in_file(path: Path) -> int:
 _KILLED_BETWEEN_WRITES = """
 import os, sys
 from broadcaster.store.alerts import AlertTable, NewDelivery
+from broadcaster.store.batch import steps_json
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from tests.core.test_store_engines import NOW, plan, record
