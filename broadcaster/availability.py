@@ -36,15 +36,18 @@ class RetryForwarder:
         self._clock = clock
         self._wake = wake
         self._tasks = tasks
-        self._waiting: dict[str, list[tuple[Sequence[str], asyncio.Future[int]]]] = {}
+        self._waiting: dict[str, list[tuple[Sequence[str], bool, asyncio.Future[int]]]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
 
-    async def targets_available(self, channel: str, target_ids: Sequence[str]) -> int:
-        """Retry the targets' queued deliveries on ``channel`` now; returns how many."""
+    async def targets_available(
+        self, channel: str, target_ids: Sequence[str], reconnected: bool = True
+    ) -> int:
+        """Retry the targets' queued deliveries on ``channel`` now, and those they did not
+        confirm when they ``reconnected``; returns how many."""
         if not target_ids:
             return 0
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(channel, []).append((target_ids, future))
+        self._waiting.setdefault(channel, []).append((target_ids, reconnected, future))
         writer = self._writers.get(channel)
         if writer is None or writer.done():
             self._writers[channel] = self._tasks.spawn(
@@ -54,19 +57,20 @@ class RetryForwarder:
 
     async def _write(self, channel: str) -> None:
         while reports := self._waiting.pop(channel, None):
-            targets = sorted({t for ids, _ in reports for t in ids})
+            targets = sorted({t for ids, _, _ in reports for t in ids})
+            again = sorted({t for ids, reconnected, _ in reports if reconnected for t in ids})
             try:
                 counts = await self._database.run(
-                    self._outbox.retry_now, channel, targets, self._clock()
+                    self._outbox.retry_now, channel, targets, self._clock(), again
                 )
             except BaseException as exc:
-                for _, future in reports:
+                for _, _, future in reports:
                     if not future.done():
                         future.set_exception(exc)
                         # The reporter may be gone; mark the exception seen for it.
                         future.exception()
                 raise
-            for ids, future in reports:
+            for ids, _, future in reports:
                 if not future.done():
                     future.set_result(sum(counts.get(t, 0) for t in ids))
             if counts:

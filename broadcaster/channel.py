@@ -270,12 +270,14 @@ class TargetDirectory(Protocol):
 class DispatchHooks(Protocol):
     """What a channel may tell the dispatcher."""
 
-    async def targets_available(self, target_ids: Sequence[str]) -> int:
+    async def targets_available(
+        self, target_ids: Sequence[str], *, reconnected: bool = True
+    ) -> int:
         """The targets' devices are reachable again: retry their queued deliveries now
-        (however long their backoff had left), and send again those sent to them and not
-        confirmed yet (they may have been lost with the old connection); returns how many
-        deliveries that was. Report many at once where possible (a hub whose devices all
-        reconnect)."""
+        (however long their backoff had left), and, when they ``reconnected``, send again
+        those sent to them and not confirmed yet (they may have been lost with the old
+        connection); returns how many deliveries that was. Report many at once where
+        possible (a hub whose devices all reconnect)."""
         ...
 
     async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:

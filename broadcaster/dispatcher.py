@@ -179,9 +179,12 @@ class Dispatcher:
             if name in self._wake:
                 self._wake[name].set()
 
-    async def targets_available(self, channel: str, target_ids: Sequence[str]) -> int:
-        """A channel's devices came back: retry what waits for them now; returns how many."""
-        return await self._forwarder.targets_available(channel, target_ids)
+    async def targets_available(
+        self, channel: str, target_ids: Sequence[str], *, reconnected: bool = True
+    ) -> int:
+        """A channel's devices came back: retry what waits for them now (and, when they
+        ``reconnected``, what they did not confirm); returns how many."""
+        return await self._forwarder.targets_available(channel, target_ids, reconnected)
 
     async def forward(self, source: str, delivery_id: int, channel: str, reason: str) -> int:
         """Queue ``source``'s delivery ``delivery_id`` for ``channel`` too (a fallback path)."""

@@ -95,8 +95,12 @@ class ChannelDispatch:
         self.service = service
         self.channel = channel
 
-    async def targets_available(self, target_ids: Sequence[str]) -> int:
-        return await self.service.dispatcher.targets_available(self.channel, target_ids)
+    async def targets_available(
+        self, target_ids: Sequence[str], *, reconnected: bool = True
+    ) -> int:
+        return await self.service.dispatcher.targets_available(
+            self.channel, target_ids, reconnected=reconnected
+        )
 
     async def deliver_directly(self, delivery_id: int, reason: str) -> dict[str, int]:
         return await self.service.deliver_directly(delivery_id, reason)

@@ -149,9 +149,16 @@ class Outbox:
             )
         return new_id
 
-    def retry_now(self, channel: str, target_ids: Sequence[str], now: float) -> dict[str, int]:
+    def retry_now(
+        self,
+        channel: str,
+        target_ids: Sequence[str],
+        now: float,
+        reconnected: Sequence[str] | None = None,
+    ) -> dict[str, int]:
         """Bring forward the next attempt of the targets' queued deliveries to ``now``, and
-        queue again, due now, those sent and not confirmed yet (``accepted``) of active alerts.
+        queue again, due now, those sent and not confirmed yet (``accepted``) of active alerts
+        to the targets of ``reconnected`` (None: all of ``target_ids``).
 
         For devices that just came back: their retries need not wait out their backoff, and
         what was sent to them may have been lost with the connection they had (a broker that
@@ -162,6 +169,7 @@ class Outbox:
         deliveries, however many targets.
         """
         targets = json.dumps(list(target_ids))
+        again_to = targets if reconnected is None else json.dumps(list(reconnected))
         with self.database.transaction() as conn:
             rows = conn.execute(
                 "UPDATE deliveries SET next_attempt_at = ? WHERE channel = ?"  # noqa: S608
@@ -172,11 +180,13 @@ class Outbox:
                 (now, channel, now, targets),
             ).fetchall()
         counts = Counter(row["target_id"] for row in rows)
+        if again_to == "[]":
+            return dict(counts)
         unconfirmed = self.database.query(
             "SELECT d.id, d.target_id FROM deliveries d JOIN alerts a ON a.id = d.alert_id"  # noqa: S608
             " WHERE d.channel = ? AND d.state = 'accepted' AND d.expires_at > ?"
             " AND a.state = 'active' AND d.target_id IN (" + self.database.text_list() + ")",
-            (channel, now, targets),
+            (channel, now, again_to),
         )
         again = [
             Transition(

@@ -351,7 +351,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         except Exception:
             log.exception("channel %s: box event %r not handled", self.name, event)
         if isinstance(event, BoxPresence) and event.online:
-            self.returning.returned(event.box_id)
+            self.returning.returned(event.box_id, replayed=event.replayed)
 
     def _on_event(self, event: HubEvent) -> None:
         self.views.on_event(event)

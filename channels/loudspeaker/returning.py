@@ -31,10 +31,13 @@ class ReturningBoxes:
         self._channel = channel
         self._targets_of = targets_of
         self.waiting: set[str] = set()
+        self.replayed: set[str] = set()
         self._came = asyncio.Event()
 
-    def returned(self, box_id: str) -> None:
-        self.waiting.add(box_id)
+    def returned(self, box_id: str, *, replayed: bool = False) -> None:
+        """``box_id`` is online: it connected anew, or (``replayed``) the hub read its
+        retained hello again; only what waits for it is then retried, as it never left."""
+        (self.replayed if replayed else self.waiting).add(box_id)
         self._came.set()
 
     async def forward(self, dispatch: DispatchHooks) -> None:
@@ -44,11 +47,15 @@ class ReturningBoxes:
             await self._came.wait()
             self._came.clear()
             returning, self.waiting = self.waiting, set()
+            replayed, self.replayed = self.replayed - returning, set()
             targets = sorted(t for box in returning for t in self._targets_of(box))
+            known = sorted(t for box in replayed for t in self._targets_of(box))
             try:
                 await dispatch.targets_available(targets)
+                await dispatch.targets_available(known, reconnected=False)
             except Exception as exc:
                 self.waiting |= returning
+                self.replayed |= replayed
                 if pause >= RETRY_MAX_S:
                     log.warning(
                         "channel %s: retries of %d returned boxes not forwarded yet: %s",

@@ -330,8 +330,9 @@ class SpeakerHub:
             raise SpeakerProtocolError(f"box {box.box_id}: hello is {skew} off the hub's clock")
         return message.box_id
 
-    def receive(self, box_id: str, data: bytes, transport: str) -> None:
-        """Verify one message from a link and queue it as an event."""
+    def receive(self, box_id: str, data: bytes, transport: str, replayed: bool = False) -> None:
+        """Verify one message from a link and queue it as an event (``replayed``: a retained
+        message the broker sent the hub again, not one the box just sent)."""
         try:
             message = decode_box_line(data, self._key_of)
             if message.box_id != box_id:
@@ -342,9 +343,12 @@ class SpeakerHub:
             return
         self.stats.messages_received += 1
         self._last_seen[box_id] = time.monotonic()
+        # A box's new MQTT session begins with its hello; anything else, or a hello the
+        # broker replays, comes from a box that was there all along.
+        fresh = not replayed and isinstance(message, BoxHello)
         if box_id not in self._online and transport == "mqtt":
-            self.presence(box_id, True, transport)
-        elif isinstance(message, BoxHello) and transport == "mqtt":
+            self.presence(box_id, True, transport, replayed=not fresh)
+        elif fresh and transport == "mqtt":
             # A new session of a box counted online: its broker node died without publishing
             # its last will. It is back all the same, and may have missed commands meanwhile.
             now = datetime.now(UTC)
@@ -358,7 +362,9 @@ class SpeakerHub:
             if over == transport:
                 self.presence(box_id, False, transport)
 
-    def presence(self, box_id: str, online: bool, transport: str) -> None:
+    def presence(
+        self, box_id: str, online: bool, transport: str, *, replayed: bool = False
+    ) -> None:
         """Record a box coming or going and queue a BoxPresence event on change."""
         if box_id not in self._boxes or (box_id in self._online) == online:
             return
@@ -368,7 +374,11 @@ class SpeakerHub:
             self._last_seen[box_id] = time.monotonic()
         else:
             del self._online[box_id]
-        self._put(BoxPresence(box_id=box_id, online=online, transport=transport, at=now))
+        self._put(
+            BoxPresence(
+                box_id=box_id, online=online, transport=transport, at=now, replayed=replayed
+            )
+        )
 
     async def _watch_heartbeats(self) -> None:
         timeout = self._config.heartbeat_timeout_s

@@ -16,7 +16,7 @@ class LinkSink(Protocol):
     def authenticate(self, hello: bytes) -> str:
         """Verify a box's hello; return its box id or raise SpeakerProtocolError."""
 
-    def receive(self, box_id: str, data: bytes, transport: str) -> None:
+    def receive(self, box_id: str, data: bytes, transport: str, replayed: bool = False) -> None:
         """A signed message arrived from ``box_id``."""
 
     def presence(self, box_id: str, online: bool, transport: str) -> None:

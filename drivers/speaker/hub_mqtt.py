@@ -178,7 +178,9 @@ class MqttHubLink(HubLink):
         elif leaf == "up" or leaf == "presence":
             # Acks, heartbeats and the signed hello a box leaves as its presence: the hub
             # verifies them, and a verified message is what puts a box online.
-            self._sink.receive(box_id, payload, TRANSPORT)
+            # A retained message (``retain`` set on delivery) is one the broker replays to
+            # the hub's new subscription: not news of the box (MQTT 3.1.1 section 3.3.1.3).
+            self._sink.receive(box_id, payload, TRANSPORT, retain)
 
     async def _publish(self, topic: str, data: bytes) -> None:
         client = self._publishers or self._client

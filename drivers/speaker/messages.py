@@ -191,12 +191,15 @@ BoxMessage = BoxAck | BoxStatus | BoxHello
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BoxPresence:
-    """Emitted by the hub when a box comes online or goes offline on a link."""
+    """Emitted by the hub when a box comes online or goes offline on a link. ``replayed``:
+    online again over MQTT without a new session of the box (the hub's own broker session
+    was renewed: it reads the box's retained hello again, or hears from the box first)."""
 
     box_id: str
     online: bool
     transport: str
     at: datetime
+    replayed: bool = False
 
 
 HubEvent = BoxAck | BoxStatus | BoxPresence

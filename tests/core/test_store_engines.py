@@ -251,6 +251,23 @@ def test_retry_now_sends_again_what_the_targets_have_not_confirmed(database: Dat
     assert "sent again" in str(events[-2]["detail"])
 
 
+def test_retry_now_sends_again_only_to_targets_that_reconnected(database: Database) -> None:
+    """A device seen again without having reconnected (its retained hello read anew) keeps
+    what it was sent: only its queued deliveries are brought forward."""
+    alerts, outbox = AlertTable(database), Outbox(database)
+    database.call(alerts.insert, record(), [], plan(3), supersede=None, now=NOW)
+    rows = {r.target.id: r for r in database.call(outbox.claim_due, "log", NOW, 3)}
+    sent = [Transition(rows[t].id, DeliveryState.ACCEPTED) for t in ("t0", "t1")]
+    later = NOW + 60
+    retry = Transition(rows["t2"].id, DeliveryState.QUEUED, last_error="off", next_attempt_at=later)
+    database.call(outbox.apply, [*sent, retry], NOW)
+    found = database.call(outbox.retry_now, "log", ["t0", "t1", "t2"], NOW + 1, ["t1"])
+    assert found == {"t1": 1, "t2": 1}
+    states = {r["target_id"]: r["state"] for r in database.call(outbox.deliveries, "a1")}
+    assert states == {"t0": "accepted", "t1": "queued", "t2": "queued"}
+    assert database.call(outbox.retry_now, "log", ["t0"], NOW + 2, []) == {}
+
+
 @pytest.fixture
 def two_nodes(pg_server: PgServer, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
     url = pg_server.migrated()

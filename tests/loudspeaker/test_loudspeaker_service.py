@@ -231,3 +231,34 @@ async def test_what_boxes_finish_while_the_server_restarts_is_confirmed_after_it
         )
         assert len(rows) == 3
         assert system.played(key) == dict.fromkeys(system.county_boxes, 1)
+
+
+async def test_a_renewed_hub_session_sends_nothing_again_to_boxes_that_never_left(
+    tmp_path: Path,
+) -> None:
+    """The hub's broker session drops: the boxes' retained hellos come back on resubscribing,
+    which is not news of the boxes. Their unconfirmed deliveries are not sent again; a box
+    that does reconnect gets what it did not confirm at once."""
+    settings: dict[str, Any] = {"play_seconds": 3.0, "confirm_timeout_seconds": 600}
+    async with speaker_system(tmp_path, "mqtt", **settings) as system:
+        alert = make_alert("session-renewed")
+        key = alert_key(alert)
+        result = await system.service.submit(alert, origin="test")
+        await system.wait_playing(key, system.county_boxes)
+        hub = system.channel.hub
+        assert hub is not None and hub._mqtt is not None
+        client = hub._mqtt._client
+        assert client is not None
+        client.abort()
+        await system.channel.wait_online(sorted(system.county_boxes), within_s=10, online=False)
+        await system.channel.wait_online(sorted(system.county_boxes), within_s=10)
+        rows = await wait_for_deliveries(
+            system.service,
+            result.alert_id,
+            lambda rows: all(r["state"] == "confirmed" for r in rows),
+            timeout=20,
+        )
+        for row in rows:
+            steps = await details(system.service, row["id"])
+            assert not any("sent again" in d for d in steps), steps
+        assert system.played(key) == dict.fromkeys(system.county_boxes, 1)

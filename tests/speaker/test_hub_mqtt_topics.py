@@ -17,12 +17,14 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, bytes | bool]] = []
+        self.replayed: list[bool] = []
 
     def authenticate(self, hello: bytes) -> str:
         raise AssertionError("MQTT boxes do not send a TCP hello")
 
-    def receive(self, box_id: str, data: bytes, transport: str) -> None:
+    def receive(self, box_id: str, data: bytes, transport: str, replayed: bool = False) -> None:
         self.calls.append(("receive", box_id, data))
+        self.replayed.append(replayed)
 
     def presence(self, box_id: str, online: bool, transport: str) -> None:
         self.calls.append(("presence", box_id, online))
@@ -69,3 +71,33 @@ async def test_only_box_topics_with_a_well_formed_id_reach_the_hub(
         ("receive", "box-1", b"ack 2"),
         ("lost", "mqtt", False),  # the session ended with stop()
     ]
+
+
+async def test_a_retained_hello_read_again_is_told_from_one_the_box_just_sent(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """MQTT 3.1.1 section 3.3.1.3: a retained message sent to a new subscription carries
+    RETAIN, one published while the hub is subscribed does not."""
+    sink = RecordingSink()
+    topics = SpeakerTopics("test/speaker")
+    box = MqttClient(mosquitto.host, mosquitto.port, "box-replay")
+    await box.connect()
+    await box.publish("test/speaker/box/box-1/presence", b"hello before", qos=1, retain=True)
+    link = MqttHubLink(sink, mosquitto.host, mosquitto.port, topics, "hub-replay")
+    await link.start()
+    try:
+        async with asyncio.timeout(5):
+            while not sink.calls:
+                await asyncio.sleep(0.01)
+        await box.publish("test/speaker/box/box-1/presence", b"hello after", qos=1, retain=True)
+        async with asyncio.timeout(5):
+            while len(sink.calls) < 2:
+                await asyncio.sleep(0.01)
+    finally:
+        await box.disconnect()
+        await link.stop()
+    assert sink.calls[:2] == [
+        ("receive", "box-1", b"hello before"),
+        ("receive", "box-1", b"hello after"),
+    ]
+    assert sink.replayed == [True, False]
