@@ -45,6 +45,11 @@ from drivers.speaker.simulator import area_key
 from drivers.speaker.testing import MediaServer, MosquittoBroker
 
 
+def per_process(args: argparse.Namespace) -> int | None:
+    """Boxes per simulator process when each lean process is given one area, else None."""
+    return -(-args.boxes // args.processes) if args.lean else None
+
+
 def rss_mb(pids: list[int]) -> str:
     sizes = []
     for pid in pids:
@@ -59,9 +64,9 @@ async def run_mosquitto(args: argparse.Namespace, ids: list[str], url: str) -> N
         keys = {area: area_key(SECRET, area) for area in AREAS}
         mqtt = MqttBrokerConfig(host=broker.host, port=broker.port, area_keys=keys)
         config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
-        async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
+        async with SpeakerHub(config, registrations(ids, "mqtt", per_process(args))) as hub:
             link = f"mqtt://{broker.host}:{broker.port}"
-            await measure("mosquitto", hub, ids, [link], args, url, broker.pid)
+            await measure("mosquitto", hub, ids, [link], args, url, broker.pid, lean=args.lean)
         assert broker.pid is not None
         print(f"mosquitto: broker RSS {rss_mb([broker.pid])}")
 
@@ -78,11 +83,23 @@ async def run_nats(args: argparse.Namespace, ids: list[str], url: str) -> None:
             publish_sessions=args.publish_sessions,
         )
         config = SpeakerHubConfig(mqtt=mqtt, heartbeat_timeout_s=3600)
-        async with SpeakerHub(config, registrations(ids, "mqtt")) as hub:
+        async with SpeakerHub(config, registrations(ids, "mqtt", per_process(args))) as hub:
             links = [cluster.url(first=n % len(cluster.nodes)) for n in range(args.processes)]
+            if args.lean:  # a lean box knows one node: the processes are spread over them
+                links = [f"mqtt://{h}:{p}" for h, p in cluster.addresses]
             qos = ["--command-qos", str(args.command_qos)]
             pids = cluster.pids()
-            await measure("nats", hub, ids, links, args, url, broker_pids=pids, simulator_args=qos)
+            await measure(
+                "nats",
+                hub,
+                ids,
+                links,
+                args,
+                url,
+                broker_pids=pids,
+                simulator_args=qos,
+                lean=args.lean,
+            )
         print(f"nats: broker RSS per node {rss_mb(cluster.pids())}")
 
 
@@ -91,7 +108,7 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"cluster fan-out: {args.boxes} boxes, {args.processes} simulator processes, "
         f"{args.publish_sessions} publishing sessions on NATS, boxes subscribed at QoS "
-        f"{args.command_qos} there, "
+        f"{args.command_qos} there, {'lean' if args.lean else 'agent'} simulators, "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     async with MediaServer({"alert.wav": AUDIO}) as media:
@@ -117,6 +134,11 @@ def main() -> None:
         help="of the boxes' command subscriptions on NATS (0: no JetStream consumer per box)",
     )
     parser.add_argument("--brokers", default="mosquitto,nats", help="mosquitto, nats")
+    parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="lean simulated boxes (verify and acknowledge only) instead of the agent's code",
+    )
     parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
     parser.add_argument(
         "--stagger-s",

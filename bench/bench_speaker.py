@@ -133,10 +133,12 @@ async def start_fleet(
     work: Path,
     stagger_s: float = 0.0,
     extra: Sequence[str] = (),
+    lean: bool = False,
 ) -> list[asyncio.subprocess.Process]:
     """Simulator processes; with a list of links, process ``n`` uses link ``n`` (cycling).
     ``stagger_s`` apart, so a broker that sets up sessions slowly gets them a share at a time;
-    ``extra``: more arguments of every simulator."""
+    ``extra``: more arguments of every simulator; ``lean``: the lean simulator (verify and
+    acknowledge only, :mod:`drivers.speaker.simulator_lean`) instead of the agent's code."""
     links = [link] if isinstance(link, str) else link
     per = -(-boxes // processes)
     fleet = []
@@ -144,29 +146,39 @@ async def start_fleet(
         if n and stagger_s:
             await asyncio.sleep(stagger_s)
         count = min(per, boxes - n * per)
+        common = [
+            "--link", links[n % len(links)],
+            "--fleet-secret", SECRET.hex(),
+            "--boxes", str(count),
+            "--first-index", str(n * per),
+            # a lean box holds every area it is given: each process gets one
+            "--areas", AREAS[n % len(AREAS)] if lean else ",".join(AREAS),
+            "--connect-timeout-s", "300",
+        ]  # fmt: skip
+        agent = ["--heartbeat-s", "600", "--work-dir", str(work / f"sim-{n}")]
+        module = "drivers.speaker.simulator_lean_cli" if lean else "drivers.speaker.simulator_cli"
         fleet.append(
             await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "drivers.speaker.simulator_cli",
-                "--link", links[n % len(links)],
-                "--fleet-secret", SECRET.hex(),
-                "--boxes", str(count),
-                "--first-index", str(n * per),
-                "--areas", ",".join(AREAS),
-                "--heartbeat-s", "600",
-                "--work-dir", str(work / f"sim-{n}"),
-                "--connect-timeout-s", "300",
+                module,
+                *common,
+                *([] if lean else agent),
                 *extra,
+                stdin=asyncio.subprocess.PIPE if lean else None,  # a lean one ends at its EOF
                 stdout=asyncio.subprocess.PIPE,
             )
-        )  # fmt: skip
+        )
     return fleet
 
 
 async def stop_fleet(fleet: list[asyncio.subprocess.Process]) -> None:
     for process in fleet:
-        if process.returncode is None:
+        if process.returncode is not None:
+            continue
+        if process.stdin is not None:
+            process.stdin.close()
+        else:
             process.send_signal(signal.SIGINT)
     await reap(fleet, 60)
 
@@ -193,6 +205,7 @@ async def measure(
     *,
     broker_pids: Sequence[int] = (),
     simulator_args: Sequence[str] = (),
+    lean: bool = False,
 ) -> None:
     """Start the fleet, wait until it is online and time each way of sending one command to
     every box; ``broker_pids``: the nodes of a broker cluster, whose CPU is reported each."""
@@ -200,7 +213,7 @@ async def measure(
     consumer = asyncio.get_running_loop().create_task(counter.consume(hub))
     began = time.perf_counter()
     fleet = await start_fleet(
-        link, len(ids), args.processes, args.work, args.stagger_s, simulator_args
+        link, len(ids), args.processes, args.work, args.stagger_s, simulator_args, lean
     )
     try:
         online = asyncio.ensure_future(counter.all_online.wait())
@@ -270,13 +283,18 @@ def senders(name: str, hub: SpeakerHub, ids: list[str]):  # type: ignore[no-unty
         yield "area-topics", per_area
 
 
-def registrations(ids: list[str], transport: str) -> list[BoxRegistration]:
+def registrations(
+    ids: list[str], transport: str, per_process: int | None = None
+) -> list[BoxRegistration]:
+    """Box ``i`` is in area ``AREAS[i % 10]`` (as the agent simulator has it), or with
+    ``per_process`` in the area of its simulator process (as :func:`start_fleet` gives a lean
+    one)."""
     return [
         BoxRegistration(
             box_id=box,
             key=box_key(SECRET, box),
             transport=transport,  # type: ignore[arg-type]
-            areas=frozenset({AREAS[i % len(AREAS)]}),
+            areas=frozenset({AREAS[(i // per_process if per_process else i) % len(AREAS)]}),
         )
         for i, box in enumerate(ids)
     ]
