@@ -39,11 +39,14 @@ _CLAIMED_COLUMNS = (
 """The columns of ``deliveries d`` that :func:`_claimed` reads, in its order."""
 
 
-def _claimed(row: Iterable[Any], known: KnownTargets) -> ClaimedDelivery:
-    """The delivery of a row of :data:`_CLAIMED_COLUMNS`."""
+def _claimed(row: Iterable[Any], known: KnownTargets, attempt: int = 0) -> ClaimedDelivery:
+    """The delivery of a row of :data:`_CLAIMED_COLUMNS`; ``attempt``: 1 when the row was
+    read before the claim counted its attempt."""
     delivery_id, alert_id, channel, target, part, attempts, key, expires_at = row
     target = known.from_snapshot(target)
-    return ClaimedDelivery(delivery_id, alert_id, channel, target, part, attempts, key, expires_at)
+    return ClaimedDelivery(
+        delivery_id, alert_id, channel, target, part, attempts + attempt, key, expires_at
+    )
 
 
 class Outbox:
@@ -84,11 +87,8 @@ class Outbox:
                 " WHERE id IN (" + self.database.int_list() + ") ORDER BY id",
                 (now, ids),
             )
-        from_snapshot = self.database.known.from_snapshot
-        return [
-            ClaimedDelivery(i, alert_id, channel, from_snapshot(t), part, n + 1, key, expires_at)
-            for i, alert_id, channel, t, part, n, key, expires_at in rows
-        ]
+        known = self.database.known
+        return [_claimed(r, known, 1) for r in rows]
 
     def get(self, delivery_id: int) -> ClaimedDelivery | None:
         row = self.database.conn.execute(
@@ -169,7 +169,7 @@ class Outbox:
         deliveries, however many targets.
         """
         targets = json.dumps(list(target_ids))
-        again_to = targets if reconnected is None else json.dumps(list(reconnected))
+        again_to = list(target_ids if reconnected is None else reconnected)
         with self.database.transaction() as conn:
             rows = conn.execute(
                 "UPDATE deliveries SET next_attempt_at = ? WHERE channel = ?"  # noqa: S608
@@ -180,15 +180,15 @@ class Outbox:
                 (now, channel, now, targets),
             ).fetchall()
         counts = Counter(row["target_id"] for row in rows)
-        if again_to == "[]":
+        if not again_to:
             return dict(counts)
         unconfirmed = self.database.query(
             "SELECT d.id, d.target_id FROM deliveries d JOIN alerts a ON a.id = d.alert_id"  # noqa: S608
             " WHERE d.channel = ? AND d.state = 'accepted' AND d.expires_at > ?"
             " AND a.state = 'active' AND d.target_id IN (" + self.database.text_list() + ")",
-            (channel, now, again_to),
+            (channel, now, json.dumps(again_to)),
         )
-        again = [
+        resend = [
             Transition(
                 row["id"],
                 DeliveryState.QUEUED,
@@ -197,7 +197,7 @@ class Outbox:
             )
             for row in unconfirmed
         ]
-        if again and self.apply(again, now):
+        if resend and self.apply(resend, now):
             counts.update(row["target_id"] for row in unconfirmed)
         return dict(counts)
 

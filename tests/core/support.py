@@ -47,7 +47,7 @@ from broadcaster.config import Config, parse_config
 from broadcaster.delivery import Target
 from broadcaster.errors import PermanentError, RetryableError
 from broadcaster.service import BroadcasterService
-from broadcaster.store.db import Connection
+from broadcaster.store.db import Connection, Database
 from tests.conftest import REPO
 
 COUNTY = "150921000000"  # 卓资县
@@ -132,6 +132,18 @@ def insert_deliveries(conn: Connection, channel: str, states: Sequence[str]) -> 
             for n, state in enumerate(states, start=1)
         ],
     )
+
+
+def seed_outbox(database: Database, channel: str, states: Sequence[str]) -> None:
+    """Alert ``a`` and its deliveries 1..N on ``channel`` in ``states`` (as
+    :func:`insert_bare_alert` and :func:`insert_deliveries`), in one transaction."""
+
+    def seed() -> None:
+        with database.transaction() as conn:
+            insert_bare_alert(conn)
+            insert_deliveries(conn, channel, states)
+
+    database.call(seed)
 
 
 def village_targets(channel: str, count: int, county: str = COUNTY) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
-from tests.core.support import insert_bare_alert, insert_deliveries
+from tests.core.support import seed_outbox
 
 PARTIAL = ("deliveries_due", "deliveries_expiry", "deliveries_lease", "deliveries_confirming")
 """Indexes holding only the deliveries of one or two live states: reading one whole is fine."""
@@ -53,13 +53,7 @@ def _plan(db: Database, sql: str) -> list[str]:
 
 
 def _filled(db: Database) -> None:
-    def fill() -> None:
-        with db.transaction() as conn:
-            insert_bare_alert(conn)
-            states = ["confirmed" if n % 10 == 0 else "queued" for n in range(1, 2001)]
-            insert_deliveries(conn, "log", states)
-
-    db.call(fill)
+    seed_outbox(db, "log", ["confirmed" if n % 10 == 0 else "queued" for n in range(1, 2001)])
 
 
 def test_no_outbox_statement_reads_every_delivery_or_sorts_them(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.targets import KnownTargets, TargetTable
 from tests.conftest import REPO
-from tests.core.support import insert_bare_alert, insert_deliveries
+from tests.core.support import insert_bare_alert, insert_deliveries, seed_outbox
 from tests.core.test_store_engines import NOW, plan, record
 
 S = DeliveryState
@@ -139,12 +139,7 @@ def test_the_log_reaches_the_database_file_off_the_writer(tmp_path: Path) -> Non
     try:
         assert db.call(lambda: db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
 
-        def fill() -> None:
-            with db.transaction() as conn:
-                insert_bare_alert(conn)
-                insert_deliveries(conn, "log", ["queued"] * 500)
-
-        db.call(fill)
+        seed_outbox(db, "log", ["queued"] * 500)
         deadline = time.monotonic() + 10
         while _in_file(tmp_path / "s.db") != 500:  # the file alone, without the log
             assert time.monotonic() < deadline, "the log was never copied into the file"
@@ -216,12 +211,7 @@ def _steps(db: Database, outbox: Outbox, delivery_id: int) -> list[tuple[object,
 def test_the_history_shows_every_step_of_a_batch_as_it_happened(database: Database) -> None:
     db, outbox = database, Outbox(database)
 
-    def setup() -> None:
-        with db.transaction() as conn:
-            insert_bare_alert(conn)
-            insert_deliveries(conn, "loudspeaker", ["sending"] * 3)
-
-    db.call(setup)
+    seed_outbox(db, "loudspeaker", ["sending"] * 3)
     first = [
         Transition(1, S.ACCEPTED, detail="sent to box b1", provider_ref="cmd-1"),
         Transition(2, S.ACCEPTED, detail="sent to box b2", provider_ref="cmd-1"),

@@ -18,7 +18,7 @@ from broadcaster.store.db import Database, open_database, schema_files
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.postgres import pg_schema_files
 from broadcaster.testing.pgserver import PgServer
-from tests.core.support import insert_bare_alert, insert_deliveries
+from tests.core.support import seed_outbox
 
 S = DeliveryState
 CONTENT_VERSION = 16
@@ -37,12 +37,7 @@ def _stored(db: Database) -> list[str]:
 def test_deliveries_sending_one_content_share_one_row(database: Database) -> None:
     db, outbox = database, Outbox(database)
 
-    def setup() -> None:
-        with db.transaction() as conn:
-            insert_bare_alert(conn)
-            insert_deliveries(conn, "log", ["sending"] * 6)
-
-    db.call(setup)
+    seed_outbox(db, "log", ["sending"] * 6)
     play = {"text": "洪水警报", "audio": {"id": "x", "seconds": 12.5}}
     first = [Transition(n, S.ACCEPTED, content=play) for n in (1, 2)]
     first.append(Transition(3, S.ACCEPTED, content=dict(play)))  # an equal copy
@@ -68,12 +63,7 @@ def test_deliveries_sending_one_content_share_one_row(database: Database) -> Non
 def test_a_late_content_is_kept_when_the_delivery_has_none(database: Database) -> None:
     db, outbox = database, Outbox(database)
 
-    def setup() -> None:
-        with db.transaction() as conn:
-            insert_bare_alert(conn)
-            insert_deliveries(conn, "log", ["confirmed"])
-
-    db.call(setup)
+    seed_outbox(db, "log", ["confirmed"])
     late = Transition(1, S.ACCEPTED, content={"text": "sent"}, provider_ref="r1")
     assert db.call(outbox.apply, [late], 1.0) == 0  # no step: the delivery is final
     rows = db.call(outbox.deliveries, "a")
