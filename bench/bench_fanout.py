@@ -141,35 +141,46 @@ class AckTimes:
     """When each box's first ack of each stage arrived (wall clock), from hub events: of the
     play command, except ``started``, which is the box's first sound (the attention clip sent
     ahead, when there is one); ``accepted`` is the first ack of the play command whatever its
-    stage (the server asks boxes for ``started`` and ``finished`` only)."""
+    stage (the server asks boxes for ``started`` and ``finished`` only).
+
+    It runs on the server's event loop, so its CPU counts in the server's: while the alert
+    goes out it only notes each ack and its time, and sorts them out afterwards."""
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
-        self.times: dict[AckStage, list[float]] = {stage: [] for stage in AckStage}
-        self._seen: dict[AckStage, set[str]] = {stage: set() for stage in AckStage}
+        self._heard: list[tuple[BoxAck, float]] = []
+        self._finished: set[str] = set()
         self.done = asyncio.Event()
 
     def on_event(self, event: HubEvent) -> None:
         if not isinstance(event, BoxAck):
             return
-        play = event.cmd_id.startswith("play-")
-        if not play and event.stage is not AckStage.STARTED:
-            return
-        if play and event.box_id not in self._seen[AckStage.ACCEPTED]:
-            self._seen[AckStage.ACCEPTED].add(event.box_id)
-            self.times[AckStage.ACCEPTED].append(time.time())
-        if event.stage is AckStage.ACCEPTED:
-            return
-        seen = self._seen[event.stage]
-        if event.box_id not in seen:
-            seen.add(event.box_id)
-            self.times[event.stage].append(time.time())
-            if event.stage is AckStage.FINISHED and len(seen) == self.expected:
+        self._heard.append((event, time.time()))
+        if event.stage is AckStage.FINISHED and event.cmd_id.startswith("play-"):
+            self._finished.add(event.box_id)
+            if len(self._finished) == self.expected:
                 self.done.set()
 
+    def times(self) -> dict[AckStage, list[float]]:
+        """Each stage's first-ack times, one a box, in order of arrival."""
+        times: dict[AckStage, list[float]] = {stage: [] for stage in AckStage}
+        seen: dict[AckStage, set[str]] = {stage: set() for stage in AckStage}
+        for event, at in self._heard:
+            play = event.cmd_id.startswith("play-")
+            if not play and event.stage is not AckStage.STARTED:
+                continue
+            if play and event.box_id not in seen[AckStage.ACCEPTED]:
+                seen[AckStage.ACCEPTED].add(event.box_id)
+                times[AckStage.ACCEPTED].append(at)
+            if event.stage is not AckStage.ACCEPTED and event.box_id not in seen[event.stage]:
+                seen[event.stage].add(event.box_id)
+                times[event.stage].append(at)
+        return times
+
     def result(self, start: float, machine: dict[str, Any]) -> dict[str, Any]:
-        started = spread(self.times[AckStage.STARTED], start, self.expected)
-        accepted = spread(self.times[AckStage.ACCEPTED], start, self.expected)
+        times = self.times()
+        started = spread(times[AckStage.STARTED], start, self.expected)
+        accepted = spread(times[AckStage.ACCEPTED], start, self.expected)
         wire = spread(machine.pop("arrivals"), start, self.expected)
         return {"started": started, "accepted": accepted["all"], "wire": wire} | machine
 

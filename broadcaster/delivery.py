@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class DeliveryState(StrEnum):
@@ -99,14 +99,16 @@ class Target:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """A requested state change; applied only if the delivery is in an allowed state.
 
     ``progress`` marks a step reported by a device (for example "playback started"): it is
     logged and restarts the confirmation timer, but does not change the state. ``for_node``
     (with ``queued``) keeps the delivery for that node, the one holding its device, for a
     lease period: other nodes do not claim it meanwhile.
+
+    A named tuple, not a dataclass: a fan-out makes several per delivery on the event loop,
+    and a tuple is built in a third of the time of a frozen dataclass.
     """
 
     delivery_id: int

@@ -2,7 +2,8 @@
 
 Commands travel from the server to a box (``play_url``, ``play_clip``, ``stop``, ``set_volume``);
 acknowledgements, heartbeats and the connection greeting travel from a box to the server. These
-are plain frozen dataclasses; ``drivers.speaker.codec`` turns them into signed JSON and back.
+are plain frozen dataclasses (an ack is a named tuple); ``drivers.speaker.codec`` turns them into
+signed JSON and back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 
 class Priority(IntEnum):
@@ -143,11 +144,12 @@ PlayCommand = PlayUrl | PlayClip
 Command = PlayUrl | PlayClip | Stop | SetVolume
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BoxAck:
-    """A box's acknowledgement of one command: accepted, started, finished, or failed + reason."""
+class BoxAck(NamedTuple):
+    """A box's acknowledgement of one command: accepted, started, finished, or failed + reason.
 
-    kind: ClassVar[str] = "ack"
+    A named tuple: a hub decodes several per box and command in a fan-out, and a tuple is
+    built in a third of the time of a frozen dataclass."""
+
     box_id: str
     cmd_id: str
     alert_id: str
@@ -155,6 +157,10 @@ class BoxAck:
     at: datetime
     reason: str | None = None
     source: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "ack"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
