@@ -216,15 +216,7 @@ class Dispatcher:
                 self.faults.record(slot.name, "cancel", exc)
 
     async def _outgoing(self, row: ClaimedDelivery) -> OutgoingDelivery:
-        return OutgoingDelivery(
-            id=row.id,
-            message=await self.message(row.alert_id),
-            target=row.target,
-            part=row.part,
-            attempt=row.attempts,
-            idempotency_key=row.idempotency_key,
-            expires_at=row.expires_at,
-        )
+        return _outgoing(row, await self.message(row.alert_id))
 
     async def message(self, alert_id: str) -> AlertMessage:
         """The alert as channels see it, rendered once and cached.
@@ -364,6 +356,7 @@ class Dispatcher:
         transitions: list[Transition] = []
         live: list[ClaimedDelivery] = []
         deliveries: list[OutgoingDelivery] = []
+        messages: dict[str, AlertMessage] = {}  # a batch is mostly one alert's
         for row in rows:
             if row.alert_id in self._stopped_alerts:
                 transitions.append(
@@ -371,7 +364,10 @@ class Dispatcher:
                 )
                 continue
             try:
-                deliveries.append(await self._outgoing(row))
+                message = messages.get(row.alert_id)
+                if message is None:
+                    message = messages[row.alert_id] = await self.message(row.alert_id)
+                deliveries.append(_outgoing(row, message))
             except Exception as exc:
                 transitions.append(self._unsent(slot, row, exc))
                 continue
@@ -379,8 +375,9 @@ class Dispatcher:
         if not live:
             return transitions
         try:
-            for _ in live:
-                await self._limits[slot.name].acquire()
+            limit = self._limits[slot.name]
+            for _ in live if limit.limited else ():
+                await limit.acquire()
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 results = await slot.channel.send_many(deliveries)
             if len(results) != len(live):
@@ -550,6 +547,18 @@ class Dispatcher:
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change()
+
+
+def _outgoing(row: ClaimedDelivery, message: AlertMessage) -> OutgoingDelivery:
+    return OutgoingDelivery(
+        id=row.id,
+        message=message,
+        target=row.target,
+        part=row.part,
+        attempt=row.attempts,
+        idempotency_key=row.idempotency_key,
+        expires_at=row.expires_at,
+    )
 
 
 def _confirmation_transition(

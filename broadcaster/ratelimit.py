@@ -14,6 +14,11 @@ class TokenBucket:
         self._stamp = time.monotonic()
         self._lock = asyncio.Lock()
 
+    @property
+    def limited(self) -> bool:
+        """Whether sends are limited at all (a rate of 0 means no limit)."""
+        return self.rate > 0
+
     async def acquire(self) -> None:
         """Wait until a send is allowed. A rate of 0 means no limit."""
         if self.rate <= 0:

@@ -113,7 +113,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self._keyring = boxes.BoxKeyring({}, None)
         self._area_keys: dict[str, bytes | None] = {}
         self._registered: dict[str, BoxRegistration] = {}
-        self._targets: dict[str, tuple[Target, BoxRegistration]] = {}
+        self._targets: dict[str, tuple[Target, BoxRegistration, tuple[str, ...]]] = {}
         self._targets_of_box: dict[str, set[str]] = {}
         self.views = BoxViews()
         self._tracker = AckTracker(self.confirm)
@@ -151,6 +151,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
                 boxes.load_keyring, settings, self.context.data_dir
             )
             self._area_keys.clear()
+            self._targets.clear()  # registrations carry keys, and a new hub knows no box
+            self._registered.clear()
             hub = SpeakerHub(settings.hub_config())
         except (boxes.BoxRegistryError, SpeakerError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
@@ -204,12 +206,15 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
 
     # -- boxes -------------------------------------------------------------------------
 
-    def _register(self, hub: SpeakerHub, target: Target) -> BoxRegistration:
+    def _register(self, hub: SpeakerHub, target: Target) -> tuple[BoxRegistration, tuple[str, ...]]:
+        """The target's box, registered with the hub, and its group areas (both kept per
+        target until the target changes)."""
         known = self._targets.get(target.id)
         if known is not None and known[0] == target:
-            return known[1]
+            return known[1], known[2]
         box = boxes.registration(target, self.config, self._keyring)
-        self._targets[target.id] = (target, box)
+        areas = self._group_areas(target)
+        self._targets[target.id] = (target, box, areas)
         self._targets_of_box.setdefault(box.box_id, set()).add(target.id)
         if self._registered.get(box.box_id) != box:
             try:
@@ -219,8 +224,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._registered[box.box_id] = box
             self.views.known(box.box_id, box.transport)
             if box.transport == "mqtt":
-                self._planned.member(box.box_id, self._group_areas(target))
-        return box
+                self._planned.member(box.box_id, areas)
+        return box, areas
 
     def _group_areas(self, target: Target) -> tuple[str, ...]:
         """The box's group areas when the server holds their keys, else none."""
@@ -285,8 +290,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         members: list[Member] = []
         for index, delivery in enumerate(deliveries):
             try:
-                box = self._register(hub, delivery.target)
-                areas = self._group_areas(delivery.target)
+                box, areas = self._register(hub, delivery.target)
             except boxes.BoxRegistryError as exc:
                 error = f"target {delivery.target.id}: {exc}"
                 results[index] = TargetRejectedError(error)

@@ -59,14 +59,14 @@ def _fast_ack(data: bytes, key_for_box: KeyLookup) -> BoxAck | None:
     if not hmac.compare_digest(sig, hmac_hex(key, signed)):
         return None
     try:  # not UTF-8, or not a date: the general decoder says which
-        return BoxAck(
-            box_id=box_id,
-            at=datetime.fromisoformat(at.decode("ascii")),
-            cmd_id=cmd_id.decode("ascii"),
-            alert_id=alert_id.decode(),
-            stage=_STAGES[stage],
-            reason=None if reason is None else reason.decode(),
-            source=None if source is None else source.decode(),
+        return BoxAck(  # positional, in field order: a third quicker than by keyword
+            box_id,
+            cmd_id.decode("ascii"),
+            alert_id.decode(),
+            _STAGES[stage],
+            datetime.fromisoformat(at.decode("ascii")),
+            None if reason is None else reason.decode(),
+            None if source is None else source.decode(),
         )
     except ValueError:
         return None
