@@ -317,3 +317,16 @@ async def test_rate_limit_spaces_sends(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
     # a burst of 20, then 10 more at 20/s: at least 0.5 s
     assert elapsed >= 0.45, elapsed
+
+
+async def test_rate_limit_spaces_batched_sends(tmp_path: Path) -> None:
+    """A channel that sends in batches is held to its rate as one sending alone is."""
+    import time
+
+    channels = {"eager": {"type": "tests.core.support:EagerAckChannel", "rate_per_second": 20}}
+    async with running(make_config(tmp_path, channels, village_targets("eager", 30))) as service:
+        started = time.monotonic()
+        result = await service.submit(make_alert(), origin="t")
+        await wait_until_complete(service, result.alert_id)
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.45, elapsed
