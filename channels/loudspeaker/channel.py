@@ -210,7 +210,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         """The target's box, registered with the hub, and its group areas (both kept per
         target until the target changes)."""
         known = self._targets.get(target.id)
-        if known is not None and known[0] == target:
+        if known is not None and (known[0] is target or known[0] == target):
             return known[1], known[2]
         box = boxes.registration(target, self.config, self._keyring)
         areas = self._group_areas(target)

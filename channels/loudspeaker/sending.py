@@ -19,7 +19,8 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from broadcaster.channel import OutgoingDelivery, SendOutcome, SendResult
 from broadcaster.errors import (
@@ -50,12 +51,12 @@ _ALERTS_KEPT = 256
 """Alerts whose area topics (each with its signing area and key) are remembered for a stop."""
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One delivery of a batch and its box: ``areas`` are the box's group areas (signed with
-    the first) when the server holds their keys, empty for a box with its own key only."""
+class Member(NamedTuple):
+    """One delivery of a batch (at ``position``) and its box: ``areas`` are the box's group
+    areas (signed with the first) when the server holds their keys, empty for a box with its
+    own key only."""
 
-    index: int
+    position: int
     delivery: OutgoingDelivery
     box: BoxRegistration
     areas: tuple[str, ...]
@@ -98,7 +99,7 @@ class BatchSender:
     async def send(
         self, hub: SpeakerHub, members: Sequence[Member], results: list[Outcome]
     ) -> None:
-        """Send every member's delivery; its result goes to ``results[member.index]``. Acks
+        """Send every member's delivery; its result goes to ``results[member.position]``. Acks
         that came meanwhile are released last, so the core records each send's result before
         its box's word: the caller must return the results without awaiting anything."""
         by_programme: dict[tuple[object, ...], list[Member]] = {}
@@ -110,7 +111,7 @@ class BatchSender:
             *(self._programme(hub, group, results) for group in by_programme.values())
         )
         for member in members:
-            result = results[member.index]
+            result = results[member.position]
             if isinstance(result, SendResult) and result.provider_ref is not None:
                 self._tracker.sent(result.provider_ref, member.box.box_id)
 
@@ -134,14 +135,14 @@ class BatchSender:
             programme = await build
         except Exception as exc:
             for member in members:
-                results[member.index] = exc
+                results[member.position] = exc
             return
         await self.lead.wait(clips)
         if members[0].delivery.message.id in self._stopped:
             # A Cancel or Update stopped the alert while the warning rendered or the play
             # command held back: it must not follow the boxes' stop.
             for member in members:
-                results[member.index] = DeviceUnavailableError("the alert was stopped")
+                results[member.position] = DeviceUnavailableError("the alert was stopped")
             return
         jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
         if alone:
@@ -228,14 +229,14 @@ class BatchSender:
             for member, cmd_id in sends:
                 self._tracker.forget(cmd_id, member.box.box_id)
             raise
-        ids = {member.index: cmd_id for member, cmd_id in sends}
+        ids = {member.position: cmd_id for member, cmd_id in sends}
         for member, error in sent:
-            box, cmd_id = member.box, ids[member.index]
+            box, cmd_id = member.box, ids[member.position]
             if error is not None:
                 self._tracker.forget(cmd_id, box.box_id)
-                results[member.index] = self._error(box.box_id, error)
+                results[member.position] = self._error(box.box_id, error)
                 continue
-            results[member.index] = SendResult(
+            results[member.position] = SendResult(
                 SendOutcome.ACCEPTED,
                 provider_ref=cmd_id,
                 detail=f"sent to box {box.box_id} over {box.transport}: {programme.what}",
