@@ -150,7 +150,7 @@ class AttentionLead:
         clip = self._clips.get(cmd_id)
         if clip is None:
             return
-        clip.waiting.update(box for box in boxes if box not in clip.reported)
+        clip.waiting |= set(boxes) - clip.reported
         clip.sent_at = asyncio.get_running_loop().time()
         if not clip.waiting:
             clip.done.set()
