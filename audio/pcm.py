@@ -101,8 +101,12 @@ def silence(seconds: float, rate: int = MASTER_RATE) -> Samples:
 
 def to_pcm16(samples: Samples) -> bytes:
     """Little-endian signed 16-bit PCM, clipped to full scale."""
-    clipped = np.clip(samples, -1.0, 32767 / 32768)
-    return (clipped * 32768.0).round().astype("<i2").tobytes()
+    # Scaling by a power of two is exact, so clipping after it clips the same samples; the
+    # clip and rounding then work in place on the one scaled copy.
+    scaled = samples * 32768.0
+    np.clip(scaled, -32768.0, 32767.0, out=scaled)
+    np.rint(scaled, out=scaled)
+    return scaled.astype("<i2").tobytes()
 
 
 def wav_to_samples(data: bytes) -> Samples:
