@@ -29,6 +29,7 @@ from audio.loudness import (
     integrated_loudness,
     laid_out_loudness,
     normalize,
+    ringing,
     true_peak_dbtp,
 )
 from audio.pcm import MASTER_RATE, Samples, silence
@@ -151,13 +152,16 @@ def _at_loudness(samples: Samples, target: LoudnessTarget) -> tuple[Samples, flo
 @functools.lru_cache(maxsize=16)
 def _fixed_at_loudness(
     attention: AttentionConfig | None, target: LoudnessTarget
-) -> tuple[Samples, float]:
-    """An attention signal (or, for ``None``, the SAME end of message) at the target loudness:
-    the same for every message of a profile, so made once (read-only)."""
+) -> tuple[Samples, float, Samples]:
+    """An attention signal (or, for ``None``, the SAME end of message) at the target loudness,
+    its true peak and its K-weighting (``ringing``): the same for every message of a
+    profile, so made once (read-only)."""
     made = attention_signal(attention) if attention is not None else eom_bursts()
     samples, peak = _at_loudness(made, target)
+    weighted = ringing(samples)
     samples.setflags(write=False)
-    return samples, peak
+    weighted.setflags(write=False)
+    return samples, peak, weighted
 
 
 def attention_clip(profile: ChannelProfile) -> Samples:
@@ -240,7 +244,8 @@ class ProgrammeStream:
             header, header_peak = _at_loudness(header_bursts(same_header), profile.loudness)
             self._line.add("same-header", header)
             self._peaks.append(header_peak)
-        tone, tone_peak = _fixed_at_loudness(attention, profile.loudness)
+        tone, tone_peak, tone_weighted = _fixed_at_loudness(attention, profile.loudness)
+        self._weighted = {id(tone): tone_weighted}
         self._peaks.append(tone_peak)
         if len(tone):
             self._line.add("attention", tone)
@@ -263,10 +268,11 @@ class ProgrammeStream:
                 line.add(None, silence(profile.pause_s))
             _lay_out(line, part, profile)
         if self._with_same:
-            eom, eom_peak = _fixed_at_loudness(None, profile.loudness)
+            eom, eom_peak, eom_weighted = _fixed_at_loudness(None, profile.loudness)
+            self._weighted[id(eom)] = eom_weighted
             line.add("same-eom", eom)
             peaks.append(eom_peak)
         full = line.samples()
-        loudness = laid_out_loudness(line.parts)
+        loudness = laid_out_loudness(line.parts, self._weighted)
         report = LoudnessReport(loudness, max(peaks), parts[0].speech_gain_db)
         return AssembledAudio(full, tuple(line.spans), report)

@@ -10,7 +10,7 @@ harder when the oversampled (true) peak still exceeds the ceiling.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ BLOCK = 1024
 LIMITER_SIZE = 2 * round(LIMITER_WINDOW_S * MASTER_RATE) + 1
 LIMITER_TAIL_BLOCKS = 1
 TRUE_PEAK_SEARCH_DB = 3.0
-TRUE_PEAK_STRETCH = 128
+TRUE_PEAK_STRETCH = 64
 TRUE_PEAK_REACH = 16
 # The sample-peak limiter aims this far under the true-peak ceiling, leaving room for the
 # inter-sample overshoot that appears when the signal is reconstructed.
@@ -107,39 +107,46 @@ def integrated_loudness(samples: Samples, rate: int = MASTER_RATE) -> float:
     return _gated_loudness(_hop_energy(k_weighted(samples), HOP), HOP)
 
 
-def laid_out_loudness(parts: Sequence[Samples]) -> float:
-    """Integrated loudness of ``np.concatenate(parts)``, K-weighting each distinct part once.
+def ringing(part: Samples) -> Samples:
+    """The K-weighted ``part`` and one hop after it, where its weighting rings on (by then
+    less than 1e-19 of the filter's impulse energy is left): what ``laid_out_loudness``
+    adds at the part's place."""
+    return k_weighted(np.concatenate([part, np.zeros(HOP, dtype=np.float32)]))
+
+
+def laid_out_loudness(
+    parts: Sequence[Samples], known: Mapping[int, Samples] | None = None
+) -> float:
+    """Integrated loudness of ``np.concatenate(parts)``, K-weighting each distinct part once;
+    ``known`` holds the ``ringing`` of parts weighted before, by the part's ``id``.
 
     A message repeats its parts (the body, the marker) and is mostly silence between them.
-    The weighting is linear with no memory of what came before a part, so the weighted
-    message is the sum of each part's weighted signal laid at its place, ringing on for one
-    hop after it (by then 1e-19 of the filter's impulse energy is left); silent parts add
-    nothing. Equal to measuring the whole message, to float rounding.
+    The weighting is linear and starts from rest, so the weighted message is the sum of each
+    part's ``ringing`` laid at its place; silent parts add nothing. Equal to measuring the
+    whole message, to float rounding.
     """
     length = sum(len(part) for part in parts)
     weighted = np.zeros(length + HOP, dtype=np.float32)
-    done: dict[int, Samples] = {}
+    done = dict(known or {})
     at = 0
     for part in parts:
         if len(part) and (id(part) in done or np.any(part)):
             if id(part) not in done:
-                done[id(part)] = k_weighted(np.concatenate([part, np.zeros(HOP, np.float32)]))
+                done[id(part)] = ringing(part)
             weighted[at : at + len(part) + HOP] += done[id(part)]
         at += len(part)
     return _gated_loudness(_hop_energy(weighted[:length], HOP), HOP)
 
 
-def _blocks_over(
-    samples: Samples, level: float, pad: int, block: int = BLOCK
-) -> tuple[Samples, npt.NDArray[np.int64]]:
-    """For every block of ``block`` samples whose sample peak reaches ``level``: the block with
+def _blocks_over(samples: Samples, level: float, pad: int) -> tuple[Samples, npt.NDArray[np.int64]]:
+    """For every block of ``BLOCK`` samples whose sample peak reaches ``level``: the block with
     ``pad`` samples either side, and the block's start index."""
-    n_blocks = -(-len(samples) // block)
-    padded = np.pad(samples, (pad, pad + n_blocks * block - len(samples)))
-    peaks = np.abs(padded[pad : pad + n_blocks * block]).reshape(n_blocks, block).max(axis=1)
-    starts = np.flatnonzero(peaks >= level).astype(np.int64) * block
-    windows = np.lib.stride_tricks.sliding_window_view(padded, block + 2 * pad)[::block]
-    return windows[starts // block], starts
+    n_blocks = -(-len(samples) // BLOCK)
+    padded = np.pad(samples, (pad, pad + n_blocks * BLOCK - len(samples)))
+    peaks = np.abs(padded[pad : pad + n_blocks * BLOCK]).reshape(n_blocks, BLOCK).max(axis=1)
+    starts = np.flatnonzero(peaks >= level).astype(np.int64) * BLOCK
+    index = starts[:, None] + np.arange(BLOCK + 2 * pad)[None, :]
+    return padded[index], starts
 
 
 def true_peak_dbtp(samples: Samples) -> float:
@@ -154,18 +161,41 @@ def true_peak_dbtp(samples: Samples) -> float:
         return SILENT
     sample_peak = float(np.max(np.abs(samples)))
     level = sample_peak * 10 ** (-TRUE_PEAK_SEARCH_DB / 20)
-    # The interpolator reaches 10 samples either side; the window holds them past the reach.
-    pad = TRUE_PEAK_REACH + 16
-    windows, _ = _blocks_over(samples, level, pad, TRUE_PEAK_STRETCH)
-    cut = 4 * (pad - TRUE_PEAK_REACH)
-    upsampled = signal.resample_poly(windows, 4, 1, axis=1)[:, cut:-cut]
+    stretch, reach = TRUE_PEAK_STRETCH, TRUE_PEAK_REACH
+    # The interpolator reaches 10 samples either side: each run of loud stretches is cut out
+    # with that much more, and the runs are oversampled as one signal; a run's edges read its
+    # neighbour, which only touches samples outside what is kept.
+    pad = reach + 16
+    n = -(-len(samples) // stretch)
+    padded = np.zeros(n * stretch + 2 * pad, dtype=np.float32)
+    padded[pad : pad + len(samples)] = samples
+    core = padded[pad : pad + n * stretch].reshape(n, stretch)
+    loud = np.maximum(core.max(axis=1), -core.min(axis=1)) >= level
+    edges = np.diff(np.concatenate([[False], loud, [False]]).astype(np.int8))
+    runs = list(
+        zip(
+            (np.flatnonzero(edges == 1) * stretch).tolist(),
+            (np.flatnonzero(edges == -1) * stretch).tolist(),
+            strict=True,
+        )
+    )
+    joined = np.concatenate([padded[a : b + 2 * pad] for a, b in runs])
+    keep = np.zeros(len(joined), dtype=bool)
+    at = 0
+    for a, b in runs:
+        keep[at + pad - reach : at + pad + b - a + reach] = True
+        at += b - a + 2 * pad
+    upsampled = signal.resample_poly(joined, 4, 1).reshape(-1, 4)[keep]
     peak = max(float(np.max(np.abs(upsampled))), sample_peak)
     return float(20 * np.log10(peak))
 
 
 def _smooth_gain(windows: Samples, threshold: float, size: int) -> Samples:
     """The limiter's gain for the ``BLOCK`` samples in the middle of each padded window."""
-    needed = np.minimum(1.0, threshold / np.maximum(np.abs(windows), 1e-12)).astype(np.float32)
+    # threshold / max(|x|, threshold): 1 under the threshold, what brings a sample to it above.
+    needed = np.abs(windows)
+    np.maximum(needed, np.float32(threshold), out=needed)
+    np.divide(np.float32(threshold), needed, out=needed)
     # The minimum over a window, then its moving average over the same window, is a smooth
     # gain curve that is never above the gain a sample needs (the average only sees minima
     # that include that sample). Blocks without a sample over the threshold keep unit gain.
@@ -204,9 +234,10 @@ class _Levelling:
         self.samples = samples
         self.n_blocks = -(-len(samples) // BLOCK)
         pad = LIMITER_SIZE
-        self.padded = np.pad(samples, (pad, pad + self.n_blocks * BLOCK - len(samples)))
-        core = self.padded[pad : pad + self.n_blocks * BLOCK]
-        self.peaks = np.abs(core).reshape(self.n_blocks, BLOCK).max(axis=1)
+        self.padded = np.zeros(self.n_blocks * BLOCK + 2 * pad, dtype=np.float32)
+        self.padded[pad : pad + len(samples)] = samples
+        core = self.padded[pad : pad + self.n_blocks * BLOCK].reshape(self.n_blocks, BLOCK)
+        self.peaks = np.maximum(core.max(axis=1), -core.min(axis=1))
         self.windows = np.lib.stride_tricks.sliding_window_view(self.padded, BLOCK + 2 * pad)[
             ::BLOCK
         ]
@@ -214,6 +245,8 @@ class _Levelling:
         self.hop_energy = _hop_energy(weighted, HOP)
         self.hops = len(self.hop_energy)
         self.by_hop = weighted[: self.hops * HOP].reshape(self.hops, HOP)
+        self.measured = _gated_loudness(self.hop_energy, HOP)
+        self.sample_peak = float(self.peaks.max(initial=0.0))
 
     def loudness(
         self, gain: float, threshold: float
@@ -227,7 +260,7 @@ class _Levelling:
         smooth = _smooth_gain(windows, threshold, LIMITER_SIZE)
         scaled = windows[:, LIMITER_SIZE : LIMITER_SIZE + BLOCK]
         change = np.zeros((self.n_blocks + LIMITER_TAIL_BLOCKS, BLOCK), dtype=np.float32)
-        change[touched] = scaled * smooth - scaled
+        change[touched] = scaled * (smooth - 1)
         # The blocks a change reaches: each touched block and the tail after it; what a
         # stretch still carries into the next after its tail is left out (the bound above).
         reached = np.zeros(len(change), dtype=bool)
@@ -254,6 +287,24 @@ class _Levelling:
         return out
 
 
+def _first_step(
+    levelling: _Levelling, target: float, threshold: float, gain_db: float, achieved: float
+) -> float:
+    """The gain for the second pass. What the limiter takes away grows about with the square of
+    the gain past the gain where it starts to act: fitted to the first pass, the gain where
+    that loss and the target meet usually needs no third pass."""
+    onset_db = 20 * np.log10(threshold / levelling.sample_peak)
+    past = gain_db - onset_db
+    loss = levelling.measured + gain_db - achieved
+    room = target - levelling.measured - onset_db
+    if past > 0 and loss > 0:
+        curve = loss / past**2
+        reach = 1 - 4 * curve * room
+        if reach >= 0:
+            return float(onset_db + (1 - np.sqrt(reach)) / (2 * curve))
+    return gain_db + (target - achieved)
+
+
 def _gain_passes(
     levelling: _Levelling, target: float, gain_db: float, threshold: float
 ) -> tuple[Samples, float, float]:
@@ -264,10 +315,14 @@ def _gain_passes(
         achieved, touched, smooth = levelling.loudness(gain, threshold)
         if abs(target - achieved) < NORMALIZE_TOLERANCE_LU:
             break
+        if previous is None:
+            previous = (gain_db, achieved)
+            gain_db = _first_step(levelling, target, threshold, gain_db, achieved)
+            continue
         # Limiting makes loudness grow slower than gain; the slope between the last two passes
         # says by how much (a secant step), bounded so a flat stretch cannot blow the gain up.
         slope = 1.0
-        if previous is not None and gain_db != previous[0]:
+        if gain_db != previous[0]:
             slope = float(np.clip((achieved - previous[1]) / (gain_db - previous[0]), 0.2, 1.0))
         previous = (gain_db, achieved)
         gain_db += (target - achieved) / slope
@@ -278,7 +333,7 @@ def normalize(samples: Samples, target: LoudnessTarget) -> tuple[Samples, Loudne
     """Bring ``samples`` to ``target``: gain and limiting until the loudness is within
     ``NORMALIZE_TOLERANCE_LU``; if the true peak still exceeds the ceiling, limit harder."""
     levelling = _Levelling(samples)
-    measured = _gated_loudness(levelling.hop_energy, HOP)
+    measured = levelling.measured
     if measured <= SILENT:
         raise AudioConfigError("cannot normalise silence")
     threshold_db = target.true_peak_dbtp - INTERSAMPLE_MARGIN_DB
