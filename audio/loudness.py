@@ -45,6 +45,11 @@ TRUE_PEAK_REACH = 16
 # inter-sample overshoot that appears when the signal is reconstructed.
 INTERSAMPLE_MARGIN_DB = 0.3
 NORMALIZE_TOLERANCE_LU = 0.2
+# The four-times interpolator of ``signal.resample_poly(x, 4, 1)`` (Kaiser-windowed, 81 taps):
+# each of its three phases between two samples as a correlation over the input. The fourth
+# phase gives the samples themselves, taken as they are (it scales them by 1.0006: ripple).
+_INTERPOLATOR = signal.firwin(81, 1 / 4, window=("kaiser", 5.0)) * 4
+_BETWEEN_SAMPLES = [_INTERPOLATOR[phase::4][::-1].copy() for phase in (1, 2, 3)]
 NORMALIZE_MAX_PASSES = 6
 
 
@@ -185,8 +190,10 @@ def true_peak_dbtp(samples: Samples) -> float:
     for a, b in runs:
         keep[at + pad - reach : at + pad + b - a + reach] = True
         at += b - a + 2 * pad
-    upsampled = signal.resample_poly(joined, 4, 1).reshape(-1, 4)[keep]
-    peak = max(float(np.max(np.abs(upsampled))), sample_peak)
+    peak = sample_peak
+    for taps in _BETWEEN_SAMPLES:
+        between = ndimage.correlate1d(joined, taps, mode="constant", origin=-1)[keep]
+        peak = max(peak, float(np.max(np.abs(between))))
     return float(20 * np.log10(peak))
 
 
