@@ -238,7 +238,7 @@ class _Levelling:
     """
 
     def __init__(self, samples: Samples) -> None:
-        self.samples = samples
+        self.samples = samples.astype(np.float32, copy=False)
         self.n_blocks = -(-len(samples) // BLOCK)
         pad = LIMITER_SIZE
         self.padded = np.zeros(self.n_blocks * BLOCK + 2 * pad, dtype=np.float32)
@@ -254,18 +254,40 @@ class _Levelling:
         self.by_hop = weighted[: self.hops * HOP].reshape(self.hops, HOP)
         self.measured = _gated_loudness(self.hop_energy, HOP)
         self.sample_peak = float(self.peaks.max(initial=0.0))
+        # Each hop's weighted energy over its plain energy: how ``estimate`` weights a change.
+        plain = _hop_energy(samples, HOP)
+        self.weighting = self.hop_energy / np.maximum(plain, np.finfo(np.float64).tiny)
+
+    def _limited(
+        self, gain: float, threshold: float
+    ) -> tuple[npt.NDArray[np.int64], Samples, Samples]:
+        """The blocks the limiter touches at ``gain``, their samples scaled, and its gain."""
+        touched = np.flatnonzero(self.peaks * gain >= threshold).astype(np.int64)
+        windows = (self.windows[touched] * gain).astype(np.float32)
+        smooth = _smooth_gain(windows, threshold, LIMITER_SIZE)
+        return touched, windows[:, LIMITER_SIZE : LIMITER_SIZE + BLOCK], smooth
+
+    def estimate(self, gain: float, threshold: float) -> float:
+        """About what ``loudness`` finds (0.03 LU off on speech) for half its work: the energy
+        the limiter takes from each touched block, weighted as its hop's signal is. It only
+        steers the gain: what the normaliser reports and keeps is measured by ``loudness``."""
+        touched, scaled, smooth = self._limited(gain, threshold)
+        limited = scaled * smooth
+        taken = np.einsum("ij,ij->i", scaled, scaled, dtype=np.float64)
+        taken -= np.einsum("ij,ij->i", limited, limited, dtype=np.float64)
+        hop = np.minimum(touched * BLOCK // HOP, self.hops - 1)
+        energy = self.hop_energy * gain**2
+        np.subtract.at(energy, hop, taken * self.weighting[hop])
+        return _gated_loudness(np.maximum(energy, 0.0), HOP)
 
     def loudness(
         self, gain: float, threshold: float
     ) -> tuple[float, npt.NDArray[np.int64], Samples]:
         """Integrated loudness of ``limit(samples * gain, threshold)``; also the blocks the
         limiter touches and the gain it gives their samples."""
-        touched = np.flatnonzero(self.peaks * gain >= threshold).astype(np.int64)
+        touched, scaled, smooth = self._limited(gain, threshold)
         if not len(touched):
-            return _gated_loudness(self.hop_energy * gain**2, HOP), touched, self.samples[:0]
-        windows = (self.windows[touched] * gain).astype(np.float32)
-        smooth = _smooth_gain(windows, threshold, LIMITER_SIZE)
-        scaled = windows[:, LIMITER_SIZE : LIMITER_SIZE + BLOCK]
+            return _gated_loudness(self.hop_energy * gain**2, HOP), touched, smooth
         change = np.zeros((self.n_blocks + LIMITER_TAIL_BLOCKS, BLOCK), dtype=np.float32)
         change[touched] = scaled * (smooth - 1)
         # The blocks a change reaches: each touched block and the tail after it; what a
@@ -285,21 +307,22 @@ class _Levelling:
 
     def output(self, gain: float, touched: npt.NDArray[np.int64], smooth: Samples) -> Samples:
         """``limit(samples * gain, threshold)`` from what ``loudness`` found."""
-        out = (self.samples * gain).astype(np.float32)
-        if not len(touched):
-            return out
-        factor = np.ones(self.n_blocks * BLOCK, dtype=np.float32)
-        factor[touched[:, None] * BLOCK + np.arange(BLOCK)[None, :]] = smooth
-        out *= factor[: len(out)]
+        out: Samples = self.samples * np.float32(gain)
+        whole = len(out) // BLOCK
+        blocks = out[: whole * BLOCK].reshape(whole, BLOCK)
+        inside = touched < whole
+        blocks[touched[inside]] *= smooth[inside]
+        if not inside.all():  # the last, partial block
+            out[whole * BLOCK :] *= smooth[-1, : len(out) - whole * BLOCK]
         return out
 
 
 def _first_step(
     levelling: _Levelling, target: float, threshold: float, gain_db: float, achieved: float
 ) -> float:
-    """The gain for the second pass. What the limiter takes away grows about with the square of
-    the gain past the gain where it starts to act: fitted to the first pass, the gain where
-    that loss and the target meet usually needs no third pass."""
+    """The gain after the first. What the limiter takes away grows about with the square of
+    the gain past the gain where it starts to act: fitted to where the first gain landed
+    (``achieved``), the gain where that loss and the target meet usually needs no other."""
     onset_db = 20 * np.log10(threshold / levelling.sample_peak)
     past = gain_db - onset_db
     loss = levelling.measured + gain_db - achieved
@@ -317,6 +340,11 @@ def _gain_passes(
 ) -> tuple[Samples, float, float]:
     previous: tuple[float, float] | None = None
     achieved = SILENT
+    estimate = levelling.estimate(10 ** (gain_db / 20), threshold)
+    if abs(target - estimate) >= NORMALIZE_TOLERANCE_LU:
+        # The first step needs only about where the first gain lands.
+        previous = (gain_db, estimate)
+        gain_db = _first_step(levelling, target, threshold, gain_db, estimate)
     for _ in range(NORMALIZE_MAX_PASSES):
         gain = 10 ** (gain_db / 20)
         achieved, touched, smooth = levelling.loudness(gain, threshold)

@@ -118,3 +118,13 @@ def test_laid_out_loudness_matches_measuring_the_whole_message() -> None:
     for parts in layouts:
         whole = integrated_loudness(np.concatenate(parts))
         assert laid_out_loudness(parts) == pytest.approx(whole, abs=0.001)
+
+
+@pytest.mark.parametrize("name", [ESPEAK, "speech"])
+def test_estimate_that_steers_the_gain_is_near_the_measured_loudness(name: str) -> None:
+    samples = _signal(name)
+    levelling = _Levelling(samples)
+    for gain_db in (-6.0, 0.0, 3.0, 6.0):
+        gain = 10 ** ((gain_db - 20 * np.log10(np.max(np.abs(samples)))) / 20)
+        found = levelling.loudness(gain, 0.68)[0]
+        assert levelling.estimate(gain, 0.68) == pytest.approx(found, abs=0.1)
