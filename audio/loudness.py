@@ -5,7 +5,9 @@
 at -70 LUFS, relative gate 10 LU below the ungated level. ``true_peak_dbtp`` oversamples four
 times (Annex 2). ``normalize`` applies gain to reach the target and a look-ahead limiter that
 keeps the sample peak under the ceiling, corrects the gain the limiter took away, and limits
-harder when the oversampled (true) peak still exceeds the ceiling.
+harder when the oversampled (true) peak still exceeds the ceiling. It K-weights its input once
+and, for each gain it tries, weights again only what the limiter changed (``_Levelling``);
+``laid_out_loudness`` measures a message from its distinct parts, each weighted once.
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ TRUE_PEAK_REACH = 16
 # inter-sample overshoot that appears when the signal is reconstructed.
 INTERSAMPLE_MARGIN_DB = 0.3
 NORMALIZE_TOLERANCE_LU = 0.2
+NORMALIZE_MAX_PASSES = 6
 # The four-times interpolator of ``signal.resample_poly(x, 4, 1)`` (Kaiser-windowed, 81 taps):
 # each of its three phases between two samples as a correlation over the input. The fourth
 # phase gives the samples themselves, taken as they are (it scales them by 1.0006: ripple).
 _INTERPOLATOR = signal.firwin(81, 1 / 4, window=("kaiser", 5.0)) * 4
 _BETWEEN_SAMPLES = [_INTERPOLATOR[phase::4][::-1].copy() for phase in (1, 2, 3)]
-NORMALIZE_MAX_PASSES = 6
 
 
 @dataclass(frozen=True)
