@@ -13,6 +13,7 @@ is measured on the finished message.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
@@ -26,7 +27,9 @@ from audio.loudness import (
     LoudnessReport,
     LoudnessTarget,
     integrated_loudness,
+    laid_out_loudness,
     normalize,
+    ringing,
     true_peak_dbtp,
 )
 from audio.pcm import MASTER_RATE, Samples, silence
@@ -116,7 +119,7 @@ class _Timeline:
             start = self.length / MASTER_RATE
             end = start + len(samples) / MASTER_RATE
             self.spans.append(SegmentSpan(kind, start, end, language))
-        self.parts.append(samples.astype(np.float32))
+        self.parts.append(samples.astype(np.float32, copy=False))
         self.length += len(samples)
         if self._sink is not None:
             self._sink(self.parts[-1])
@@ -146,10 +149,25 @@ def _at_loudness(samples: Samples, target: LoudnessTarget) -> tuple[Samples, flo
     return (samples * 10 ** (gain_db / 20)).astype(np.float32), peak + gain_db
 
 
+@functools.lru_cache(maxsize=16)
+def _fixed_at_loudness(
+    attention: AttentionConfig | None, target: LoudnessTarget
+) -> tuple[Samples, float, Samples]:
+    """An attention signal (or, for ``None``, the SAME end of message) at the target loudness,
+    its true peak and its K-weighting (``ringing``): the same for every message of a
+    profile, so made once (read-only)."""
+    made = attention_signal(attention) if attention is not None else eom_bursts()
+    samples, peak = _at_loudness(made, target)
+    weighted = ringing(samples)
+    samples.setflags(write=False)
+    weighted.setflags(write=False)
+    return samples, peak, weighted
+
+
 def attention_clip(profile: ChannelProfile) -> Samples:
     """The profile's attention signal as a message opens with it (at the message's loudness,
     under its ceiling): the clip a box stores to play while the rest of a message downloads."""
-    return _at_loudness(attention_signal(profile.attention), profile.loudness)[0]
+    return _fixed_at_loudness(profile.attention, profile.loudness)[0]
 
 
 def _normalised_parts(speech: SpeechResult, language: str, profile: ChannelProfile) -> _Parts:
@@ -226,7 +244,8 @@ class ProgrammeStream:
             header, header_peak = _at_loudness(header_bursts(same_header), profile.loudness)
             self._line.add("same-header", header)
             self._peaks.append(header_peak)
-        tone, tone_peak = _at_loudness(attention_signal(attention), profile.loudness)
+        tone, tone_peak, tone_weighted = _fixed_at_loudness(attention, profile.loudness)
+        self._weighted = {id(tone): tone_weighted}
         self._peaks.append(tone_peak)
         if len(tone):
             self._line.add("attention", tone)
@@ -249,9 +268,11 @@ class ProgrammeStream:
                 line.add(None, silence(profile.pause_s))
             _lay_out(line, part, profile)
         if self._with_same:
-            eom, eom_peak = _at_loudness(eom_bursts(), profile.loudness)
+            eom, eom_peak, eom_weighted = _fixed_at_loudness(None, profile.loudness)
+            self._weighted[id(eom)] = eom_weighted
             line.add("same-eom", eom)
             peaks.append(eom_peak)
         full = line.samples()
-        report = LoudnessReport(integrated_loudness(full), max(peaks), parts[0].speech_gain_db)
+        loudness = laid_out_loudness(line.parts, self._weighted)
+        report = LoudnessReport(loudness, max(peaks), parts[0].speech_gain_db)
         return AssembledAudio(full, tuple(line.spans), report)
