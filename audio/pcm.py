@@ -13,11 +13,12 @@ import asyncio
 import shutil
 import struct
 import subprocess
+from math import gcd
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import soxr  # type: ignore[import-untyped]
+from scipy import signal  # type: ignore[import-untyped]
 
 from audio.errors import AudioFormatError, AudioToolError
 
@@ -135,10 +136,11 @@ def wav_to_samples(data: bytes) -> Samples:
 
 
 def resample(samples: Samples, rate: int, target: int = MASTER_RATE) -> Samples:
-    """Resampling from ``rate`` to ``target`` with libsoxr's high-quality filter: against the
-    polyphase Kaiser filter it replaced, a 1 kHz tone from 22.05 kHz comes out with its error
-    at -133 dB rather than -57 dB, in under half the time."""
+    """Polyphase resampling from ``rate`` to ``target``."""
     if rate == target:
         return samples
-    out: Samples = np.asarray(soxr.resample(samples, rate, target, "HQ"), dtype=np.float32)
+    common = gcd(rate, target)
+    out: Samples = np.asarray(
+        signal.resample_poly(samples, target // common, rate // common), dtype=np.float32
+    )
     return out
