@@ -85,12 +85,33 @@ def print_table(
     )
     for size in sizes:
         print(f"\n{size:,} boxes" + "".join(f"{kind:>16}" for kind in kinds))
-        for label, value in ROWS:
+        bare = results.get(("bare", size))
+        floor = bare["wire"]["all"] if isinstance(bare, dict) else None
+        rows = [*ROWS, *_against(floor)]
+        for label, value in rows:
             cells = []
             for kind in kinds:
                 result = results.get((kind, size))
                 cells.append(value(result) if isinstance(result, dict) else "n/a")
             print(f"  {label:14}" + "".join(f"{cell:>16}" for cell in cells))
+
+
+def _against(floor: float | None) -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
+    """Rows of all started and all accepted as multiples of the bare fan-out ``floor``."""
+
+    def started(result: dict[str, Any]) -> str:
+        return _times(result["started"]["all"], floor)
+
+    def accepted(result: dict[str, Any]) -> str:
+        return _times(result.get("accepted"), floor)
+
+    return [("started ÷ bare", started), ("accepted ÷ bare", accepted)]
+
+
+def _times(value: float | None, floor: float | None) -> str:
+    """``value`` as a multiple of the bare broker's fan-out to every box, measured in the
+    same run ("-" without one of them)."""
+    return "-" if value is None or not floor else f"{value / floor:.1f}×"
 
 
 def _line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
