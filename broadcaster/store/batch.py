@@ -165,26 +165,43 @@ class BatchHistory:
         row[4].append((to_state, detail))
         row[2] = to_state
 
-    def write(self, conn: Connection) -> None:
-        """Insert one row per delivery, in the order of each delivery's first step."""
-        now = self.now
-        conn.executemany(
-            "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail, steps)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (delivery_id, now, from_state, to_state, detail, None)
-                if steps is None
-                else (
-                    delivery_id,
-                    now,
-                    from_state,
-                    to_state,
-                    "; ".join([d for _, d in steps if d]),
-                    steps_json(steps),
-                )
-                for delivery_id, from_state, to_state, detail, steps in self._rows.values()
-            ],
+    def write(self, database: Database, conn: Connection) -> None:
+        """Insert one row per delivery, in the order of each delivery's first step. The
+        values every row has alike (the time, mostly both states, no steps) are given once."""
+        rows = [
+            (delivery_id, from_state, to_state, detail, None)
+            if steps is None
+            else (
+                delivery_id,
+                from_state,
+                to_state,
+                "; ".join([d for _, d in steps if d]),
+                steps_json(steps),
+            )
+            for delivery_id, from_state, to_state, detail, steps in self._rows.values()
+        ]
+        if not rows:
+            return
+        shared: dict[str, Any] = {"at": self.now}
+        own = [0]
+        for index, name in enumerate(_EVENT_COLUMNS[1:], 1):
+            value = rows[0][index]
+            if all(row[index] == value for row in rows):
+                if value is not None:  # a column left out is NULL
+                    shared[name] = value
+            else:
+                own.append(index)
+        database.insert_rows(
+            conn,
+            "delivery_events",
+            shared,
+            [_EVENT_COLUMNS[i] for i in own],
+            [[row[i] for i in own] for row in rows],
         )
+
+
+_EVENT_COLUMNS = ("delivery_id", "from_state", "to_state", "detail", "steps")
+"""The columns of a row of :meth:`BatchHistory.write`, in its order."""
 
 
 def expand(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ process claims deliveries, devices and scheduled runs when several nodes share a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -37,7 +38,7 @@ import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,6 +121,23 @@ CHECKPOINT_PERIOD_SECONDS = 0.5
 """How often the log is copied into the database file while the database is open."""
 
 
+INSERT_CHUNKS = (256, 64, 16, 4, 1)
+"""Rows per statement of :meth:`Database.insert_rows`, largest first (a batch of 500 rows
+takes 8 statements; ``256 * width`` parameters stay far below SQLite's limit of 32,766)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row_insert(table: str, names: str, shared: int, width: int, size: int) -> str:
+    """``INSERT INTO table (names) VALUES`` with ``size`` rows: each names the ``shared``
+    parameters ``?1…`` first, then ``width`` of its own."""
+    common = [f"?{n}" for n in range(1, shared + 1)]
+    rows = []
+    for row in range(size):
+        own = shared + row * width
+        rows.append("(" + ", ".join([*common, *(f"?{own + n}" for n in range(1, width + 1))]) + ")")
+    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join(rows)  # noqa: S608
+
+
 class WalCheckpointer:
     """A thread that checkpoints the write-ahead log of the database file ``path``."""
 
@@ -192,6 +210,9 @@ class Database:
     dialect = "sqlite"
     shared = False
     """Whether other nodes use this store too (SQLite: one process owns the file)."""
+    copies_inserts = False
+    """Whether the connection sends an ``executemany`` of a plain INSERT as one bulk copy
+    (PostgreSQL's ``COPY``), so :meth:`insert_rows` gives it the rows that way."""
     conn: Connection
 
     def __init__(self, path: Path | str) -> None:
@@ -282,6 +303,41 @@ class Database:
             + ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name, _ in columns)
             + " FROM json_each(?)"
         )
+
+    def insert_rows(
+        self,
+        conn: Connection,
+        table: str,
+        shared: Mapping[str, Any],
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Insert ``rows`` (each the values of ``columns``) into ``table``, every one with the
+        values of ``shared`` too, in order.
+
+        SQLite: statements of many rows each (``VALUES (…), (…)``), the shared values bound
+        once as numbered parameters that every row names: binding a value and stepping a
+        statement cost more per row with ``executemany``, about as much as the rest of the
+        insert of a narrow row. Statements hold :data:`INSERT_CHUNKS` rows, so a few statement
+        texts serve every batch (and stay in the connection's statement cache). An engine that
+        :attr:`copies_inserts` gets one ``executemany`` of a plain INSERT.
+        """
+        names = ", ".join((*shared, *columns))  # the caller's constants, never input
+        if self.copies_inserts:
+            marks = ", ".join(["?"] * (len(shared) + len(columns)))
+            values = tuple(shared.values())
+            conn.executemany(
+                f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+                [(*values, *row) for row in rows],
+            )
+            return
+        start = 0
+        for size in INSERT_CHUNKS:
+            statement = _multi_row_insert(table, names, len(shared), len(columns), size)
+            while len(rows) - start >= size:
+                chunk = rows[start : start + size]
+                conn.execute(statement, [*shared.values(), *(v for row in chunk for v in row)])
+                start += size
 
     def serialize(self, conn: Connection, name: str) -> None:
         """Hold the lock ``name`` until the end of the transaction of ``conn`` (nodes that

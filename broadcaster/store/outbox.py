@@ -274,7 +274,7 @@ class Outbox:
                     + ")",
                     (node, now + self.database.lease_seconds, json.dumps(ids)),
                 )
-            history.write(conn)
+            history.write(self.database, conn)
             touched.difference_update(changes)
             if touched:
                 conn.execute(
