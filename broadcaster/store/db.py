@@ -271,6 +271,11 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"database migration failed: {exc}") from exc
+        # A migration may edit a table's definition in sqlite_schema itself (version 19),
+        # which no connection notices unless the schema's own version moves on: then every
+        # connection, this one too, reads the definitions again before its next statement.
+        cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
+        conn.execute(f"PRAGMA schema_version = {int(cookie) + 1}")
 
     @property
     def schema_version(self) -> int:
