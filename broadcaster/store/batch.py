@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from broadcaster.store.db import Connection, Database
@@ -38,22 +39,23 @@ OWN = (("id", "bigint"), ("provider_ref", "text"), ("next_attempt_at", "double p
 
 
 def write_changes(
-    database: Database, conn: Connection, changes: Iterable[dict[str, Any]], now: float
+    database: Database, conn: Connection, changes: Mapping[int, Sequence[Any]], now: float
 ) -> None:
-    """Write each change (``id``, the new ``state`` and the values given; None or absent:
-    kept) and ``updated_at = now``."""
-    shapes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        get = change.get
-        shape = (change["state"], get("last_error"), get("content_id"), get("warning"))
+    """Write each delivery's change and ``updated_at = now``. A change lists the new state,
+    ``last_error``, ``content_id``, ``warning``, ``provider_ref`` and ``next_attempt_at``, in
+    this order (None: kept): those its ``UPDATE`` sets alike for many deliveries, then those
+    of :data:`OWN` after the id."""
+    shapes: dict[tuple[Any, ...], list[tuple[int, Any, Any]]] = {}
+    for delivery_id, (state, last_error, content_id, warning, ref, next_at) in changes.items():
+        shape = (state, last_error, content_id, warning)
         group = shapes.get(shape)
         if group is None:
-            shapes[shape] = [change]
+            shapes[shape] = [(delivery_id, ref, next_at)]
         else:
-            group.append(change)
+            group.append((delivery_id, ref, next_at))
     for (state, last_error, content_id, warning), rows in shapes.items():
         shared = (state, now, last_error, content_id, warning)
-        own = {(row.get("provider_ref"), row.get("next_attempt_at")) for row in rows}
+        own = {(ref, next_at) for _, ref, next_at in rows}
         if len(own) == 1:  # one value for every row: constants and a list of ids
             provider_ref, next_attempt_at = own.pop()
             conn.execute(
@@ -62,10 +64,10 @@ def write_changes(
                     next_attempt_at="coalesce(?, deliveries.next_attempt_at)",
                     rows="WHERE id IN (" + database.int_list() + ")",
                 ),
-                (*shared, provider_ref, next_attempt_at, json.dumps([r["id"] for r in rows])),
+                (*shared, provider_ref, next_attempt_at, json.dumps([r[0] for r in rows])),
             )
             continue
-        mine = [{name: row.get(name) for name, _ in OWN} for row in rows]
+        mine = [dict(zip(_OWN_NAMES, row, strict=True)) for row in rows]
         conn.execute(
             _UPDATE.format(
                 provider_ref="coalesce(c.provider_ref, deliveries.provider_ref)",
@@ -74,6 +76,10 @@ def write_changes(
             ),
             (*shared, json.dumps(mine, ensure_ascii=False)),
         )
+
+
+_OWN_NAMES = tuple(name for name, _ in OWN)
+"""The names of :data:`OWN`, for the objects of a JSON array of them."""
 
 
 _UPDATE = (
@@ -191,12 +197,11 @@ class BatchHistory:
                     shared[name] = value
             else:
                 own.append(index)
+        if len(own) < len(_EVENT_COLUMNS):
+            pick = itemgetter(*own, own[-1])  # a tuple even of one, its last value once more
+            rows = [values[:-1] for values in map(pick, rows)]
         database.insert_rows(
-            conn,
-            "delivery_events",
-            shared,
-            [_EVENT_COLUMNS[i] for i in own],
-            [[row[i] for i in own] for row in rows],
+            conn, "delivery_events", shared, [_EVENT_COLUMNS[i] for i in own], rows
         )
 
 

@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -341,7 +342,7 @@ class Database:
             statement = _multi_row_insert(table, names, len(shared), len(columns), size)
             while len(rows) - start >= size:
                 chunk = rows[start : start + size]
-                conn.execute(statement, [*shared.values(), *(v for row in chunk for v in row)])
+                conn.execute(statement, [*shared.values(), *chain.from_iterable(chunk)])
                 start += size
 
     def serialize(self, conn: Connection, name: str) -> None:
