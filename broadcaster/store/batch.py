@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
 from typing import Any
 
 from broadcaster.store.db import Connection, Database
@@ -172,8 +171,7 @@ class BatchHistory:
         row[2] = to_state
 
     def write(self, database: Database, conn: Connection) -> None:
-        """Insert one row per delivery, in the order of each delivery's first step. The
-        values every row has alike (the time, mostly both states, no steps) are given once."""
+        """Insert one row per delivery, in the order of each delivery's first step."""
         rows = [
             (delivery_id, from_state, to_state, detail, None)
             if steps is None
@@ -186,23 +184,7 @@ class BatchHistory:
             )
             for delivery_id, from_state, to_state, detail, steps in self._rows.values()
         ]
-        if not rows:
-            return
-        shared: dict[str, Any] = {"at": self.now}
-        own = [0]
-        for index, name in enumerate(_EVENT_COLUMNS[1:], 1):
-            value = rows[0][index]
-            if all(row[index] == value for row in rows):
-                if value is not None:  # a column left out is NULL
-                    shared[name] = value
-            else:
-                own.append(index)
-        if len(own) < len(_EVENT_COLUMNS):
-            pick = itemgetter(*own, own[-1])  # a tuple even of one, its last value once more
-            rows = [values[:-1] for values in map(pick, rows)]
-        database.insert_rows(
-            conn, "delivery_events", shared, [_EVENT_COLUMNS[i] for i in own], rows
-        )
+        database.insert_rows(conn, "delivery_events", {"at": self.now}, _EVENT_COLUMNS, rows)
 
 
 _EVENT_COLUMNS = ("delivery_id", "from_state", "to_state", "detail", "steps")

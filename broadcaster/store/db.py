@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -322,14 +323,15 @@ class Database:
         values of ``shared`` too, in order.
 
         SQLite: statements of many rows each (``VALUES (…), (…)``), the shared values bound
-        once as numbered parameters that every row names: binding a value and stepping a
-        statement cost more per row with ``executemany``, about as much as the rest of the
-        insert of a narrow row. Statements hold :data:`INSERT_CHUNKS` rows, so a few statement
-        texts serve every batch (and stay in the connection's statement cache). An engine that
-        :attr:`copies_inserts` gets one ``executemany`` of a plain INSERT.
+        once as numbered parameters that every row names, and so is each column whose value
+        every row has alike (equal): binding a value and stepping a statement cost more per
+        row with ``executemany``, about as much as the rest of the insert of a narrow row.
+        Statements hold :data:`INSERT_CHUNKS` rows, so a few statement texts serve every batch
+        (and stay in the connection's statement cache). An engine that :attr:`copies_inserts`
+        gets one ``executemany`` of a plain INSERT.
         """
-        names = ", ".join((*shared, *columns))  # the caller's constants, never input
         if self.copies_inserts:
+            names = ", ".join((*shared, *columns))  # the caller's constants, never input
             marks = ", ".join(["?"] * (len(shared) + len(columns)))
             values = tuple(shared.values())
             conn.executemany(
@@ -337,12 +339,27 @@ class Database:
                 [(*values, *row) for row in rows],
             )
             return
+        if not rows:
+            return
+        alike, own, first = dict(shared), [], rows[0]
+        for index, name in enumerate(columns):
+            value = first[index]
+            if any(row[index] != value for row in rows):
+                own.append(index)
+            else:
+                alike[name] = value
+        if not own:
+            rows = [()] * len(rows)
+        elif len(own) < len(columns):
+            pick = itemgetter(*own, own[-1])  # a tuple even of one, its last value once more
+            rows = [values[:-1] for values in map(pick, rows)]
+        names = ", ".join((*alike, *(columns[i] for i in own)))
         start = 0
         for size in INSERT_CHUNKS:
-            statement = _multi_row_insert(table, names, len(shared), len(columns), size)
+            statement = _multi_row_insert(table, names, len(alike), len(own), size)
             while len(rows) - start >= size:
                 chunk = rows[start : start + size]
-                conn.execute(statement, [*shared.values(), *chain.from_iterable(chunk)])
+                conn.execute(statement, [*alike.values(), *chain.from_iterable(chunk)])
                 start += size
 
     def serialize(self, conn: Connection, name: str) -> None:
