@@ -123,9 +123,14 @@ CHECKPOINT_PERIOD_SECONDS = 0.5
 """How often the log is copied into the database file while the database is open."""
 
 
-INSERT_CHUNKS = (256, 64, 16, 4, 1)
+INSERT_CHUNKS = (256, 64, 16)
 """Rows per statement of :meth:`Database.insert_rows`, largest first (a batch of 500 rows
-takes 8 statements; ``256 * width`` parameters stay far below SQLite's limit of 32,766)."""
+takes 7 statements and an ``executemany`` of the last 4; ``256 * width`` parameters stay far
+below SQLite's limit of 32,766)."""
+
+CACHED_STATEMENTS = 512
+"""Prepared statements the writer keeps (Python's default is 128): preparing a statement of
+256 rows costs ten times running it, so those of :meth:`Database.insert_rows` must stay."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -240,7 +245,12 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=CACHED_STATEMENTS,
+        )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -327,8 +337,9 @@ class Database:
         every row has alike (equal): binding a value and stepping a statement cost more per
         row with ``executemany``, about as much as the rest of the insert of a narrow row.
         Statements hold :data:`INSERT_CHUNKS` rows, so a few statement texts serve every batch
-        (and stay in the connection's statement cache). An engine that :attr:`copies_inserts`
-        gets one ``executemany`` of a plain INSERT.
+        (and stay in the connection's statement cache); fewer rows than the smallest go in
+        with one ``executemany``. An engine that :attr:`copies_inserts` gets one
+        ``executemany`` of a plain INSERT.
         """
         if self.copies_inserts:
             names = ", ".join((*shared, *columns))  # the caller's constants, never input
@@ -361,6 +372,12 @@ class Database:
                 chunk = rows[start : start + size]
                 conn.execute(statement, [*alike.values(), *chain.from_iterable(chunk)])
                 start += size
+        if start < len(rows):
+            values = tuple(alike.values())
+            conn.executemany(
+                _multi_row_insert(table, names, len(alike), len(own), 1),
+                [(*values, *row) for row in rows[start:]],
+            )
 
     def serialize(self, conn: Connection, name: str) -> None:
         """Hold the lock ``name`` until the end of the transaction of ``conn`` (nodes that
