@@ -14,6 +14,7 @@ from typing import Any
 
 from broadcaster.delivery import DeliveryState, Target
 from broadcaster.errors import StoreError
+from broadcaster.store.batch import insert_rows
 from broadcaster.store.db import Connection, Database
 
 ALERT_STATES = ("active", "held", "cancelled", "superseded", "expired")
@@ -281,7 +282,8 @@ class AlertTable:
         self.database.serialize(conn, "deliveries.id")
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()[0]
         snapshot = self.database.known.snapshot
-        self.database.insert_rows(
+        insert_rows(
+            self.database,
             conn,
             "deliveries",
             {

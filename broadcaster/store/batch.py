@@ -9,6 +9,10 @@ their ids when their reference and next attempt are equal too, else with each ro
 reference and next attempt read from a JSON array of small objects. The statements are the
 same on SQLite and PostgreSQL (:meth:`~broadcaster.store.db.Database.json_rows`).
 
+Many rows: :func:`insert_rows` writes a batch's new rows (a plan's deliveries, the history
+rows below) with statements of many rows each on SQLite, the values all rows share bound
+once, and as one bulk copy on PostgreSQL.
+
 Contents: what a channel sent is stored once in ``delivery_contents`` (schema v16), keyed by
 the SHA-256 of its JSON, and a delivery names it by ``content_id``: a fan-out's deliveries
 mostly send one content, which is then encoded and written once per batch
@@ -26,9 +30,12 @@ API and the console show the same history either way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from broadcaster.store.db import Connection, Database
@@ -90,6 +97,83 @@ _UPDATE = (
 )
 """One statement of :func:`write_changes`: what differs is where each row's own values and
 the rows come from."""
+
+
+INSERT_CHUNKS = (256, 64, 16)
+"""Rows per statement of :func:`insert_rows`, largest first (a batch of 500 rows
+takes 7 statements and an ``executemany`` of the last 4; ``256 * width`` parameters stay far
+below SQLite's limit of 32,766)."""
+
+
+def insert_rows(
+    database: Database,
+    conn: Connection,
+    table: str,
+    shared: Mapping[str, Any],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert ``rows`` (each the values of ``columns``) into ``table``, every one with the
+    values of ``shared`` too, in order.
+
+    SQLite: statements of many rows each (``VALUES (…), (…)``), the shared values bound once
+    as numbered parameters that every row names, and so is each column whose value every row
+    has alike (equal): binding a value and stepping a statement cost more per row with
+    ``executemany``, about as much as the rest of the insert of a narrow row. Statements hold
+    :data:`INSERT_CHUNKS` rows, so a few statement texts serve every batch (and stay in the
+    connection's statement cache); fewer rows than the smallest go in with one
+    ``executemany``. An engine that :attr:`~broadcaster.store.db.Database.copies_inserts`
+    gets one ``executemany`` of a plain INSERT.
+    """
+    if database.copies_inserts:
+        names = ", ".join((*shared, *columns))  # the caller's constants, never input
+        marks = ", ".join(["?"] * (len(shared) + len(columns)))
+        values = tuple(shared.values())
+        conn.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+            [(*values, *row) for row in rows],
+        )
+        return
+    if not rows:
+        return
+    alike, own, first = dict(shared), [], rows[0]
+    for index, name in enumerate(columns):
+        value = first[index]
+        if any(row[index] != value for row in rows):
+            own.append(index)
+        else:
+            alike[name] = value
+    if not own:
+        rows = [()] * len(rows)
+    elif len(own) < len(columns):
+        pick = itemgetter(*own, own[-1])  # a tuple even of one, its last value once more
+        rows = [values[:-1] for values in map(pick, rows)]
+    names = ", ".join((*alike, *(columns[i] for i in own)))
+    start = 0
+    for size in INSERT_CHUNKS:
+        statement = _multi_row_insert(table, names, len(alike), len(own), size)
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            conn.execute(statement, [*alike.values(), *chain.from_iterable(chunk)])
+            start += size
+    if start < len(rows):
+        values = tuple(alike.values())
+        conn.executemany(
+            _multi_row_insert(table, names, len(alike), len(own), 1),
+            [(*values, *row) for row in rows[start:]],
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row_insert(table: str, names: str, shared: int, width: int, size: int) -> str:
+    """``INSERT INTO table (names) VALUES`` with ``size`` rows: each names the ``shared``
+    parameters ``?1…`` first, then ``width`` of its own."""
+    common = [f"?{n}" for n in range(1, shared + 1)]
+    rows = []
+    for row in range(size):
+        own = shared + row * width
+        rows.append("(" + ", ".join([*common, *(f"?{own + n}" for n in range(1, width + 1))]) + ")")
+    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join(rows)  # noqa: S608
 
 
 class BatchContents:
@@ -184,7 +268,7 @@ class BatchHistory:
             )
             for delivery_id, from_state, to_state, detail, steps in self._rows.values()
         ]
-        database.insert_rows(conn, "delivery_events", {"at": self.now}, _EVENT_COLUMNS, rows)
+        insert_rows(database, conn, "delivery_events", {"at": self.now}, _EVENT_COLUMNS, rows)
 
 
 _EVENT_COLUMNS = ("delivery_id", "from_state", "to_state", "detail", "steps")

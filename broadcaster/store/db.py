@@ -30,7 +30,6 @@ process claims deliveries, devices and scheduled runs when several nodes share a
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import re
@@ -38,13 +37,11 @@ import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -123,26 +120,10 @@ CHECKPOINT_PERIOD_SECONDS = 0.5
 """How often the log is copied into the database file while the database is open."""
 
 
-INSERT_CHUNKS = (256, 64, 16)
-"""Rows per statement of :meth:`Database.insert_rows`, largest first (a batch of 500 rows
-takes 7 statements and an ``executemany`` of the last 4; ``256 * width`` parameters stay far
-below SQLite's limit of 32,766)."""
-
 CACHED_STATEMENTS = 512
 """Prepared statements the writer keeps (Python's default is 128): preparing a statement of
-256 rows costs ten times running it, so those of :meth:`Database.insert_rows` must stay."""
-
-
-@functools.lru_cache(maxsize=64)
-def _multi_row_insert(table: str, names: str, shared: int, width: int, size: int) -> str:
-    """``INSERT INTO table (names) VALUES`` with ``size`` rows: each names the ``shared``
-    parameters ``?1…`` first, then ``width`` of its own."""
-    common = [f"?{n}" for n in range(1, shared + 1)]
-    rows = []
-    for row in range(size):
-        own = shared + row * width
-        rows.append("(" + ", ".join([*common, *(f"?{own + n}" for n in range(1, width + 1))]) + ")")
-    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join(rows)  # noqa: S608
+256 rows costs ten times running it, so those of
+:func:`~broadcaster.store.batch.insert_rows` must stay."""
 
 
 class WalCheckpointer:
@@ -219,7 +200,8 @@ class Database:
     """Whether other nodes use this store too (SQLite: one process owns the file)."""
     copies_inserts = False
     """Whether the connection sends an ``executemany`` of a plain INSERT as one bulk copy
-    (PostgreSQL's ``COPY``), so :meth:`insert_rows` gives it the rows that way."""
+    (PostgreSQL's ``COPY``), so :func:`~broadcaster.store.batch.insert_rows` gives it the
+    rows that way."""
     conn: Connection
 
     def __init__(self, path: Path | str) -> None:
@@ -320,64 +302,6 @@ class Database:
             + ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name, _ in columns)
             + " FROM json_each(?)"
         )
-
-    def insert_rows(
-        self,
-        conn: Connection,
-        table: str,
-        shared: Mapping[str, Any],
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-    ) -> None:
-        """Insert ``rows`` (each the values of ``columns``) into ``table``, every one with the
-        values of ``shared`` too, in order.
-
-        SQLite: statements of many rows each (``VALUES (…), (…)``), the shared values bound
-        once as numbered parameters that every row names, and so is each column whose value
-        every row has alike (equal): binding a value and stepping a statement cost more per
-        row with ``executemany``, about as much as the rest of the insert of a narrow row.
-        Statements hold :data:`INSERT_CHUNKS` rows, so a few statement texts serve every batch
-        (and stay in the connection's statement cache); fewer rows than the smallest go in
-        with one ``executemany``. An engine that :attr:`copies_inserts` gets one
-        ``executemany`` of a plain INSERT.
-        """
-        if self.copies_inserts:
-            names = ", ".join((*shared, *columns))  # the caller's constants, never input
-            marks = ", ".join(["?"] * (len(shared) + len(columns)))
-            values = tuple(shared.values())
-            conn.executemany(
-                f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
-                [(*values, *row) for row in rows],
-            )
-            return
-        if not rows:
-            return
-        alike, own, first = dict(shared), [], rows[0]
-        for index, name in enumerate(columns):
-            value = first[index]
-            if any(row[index] != value for row in rows):
-                own.append(index)
-            else:
-                alike[name] = value
-        if not own:
-            rows = [()] * len(rows)
-        elif len(own) < len(columns):
-            pick = itemgetter(*own, own[-1])  # a tuple even of one, its last value once more
-            rows = [values[:-1] for values in map(pick, rows)]
-        names = ", ".join((*alike, *(columns[i] for i in own)))
-        start = 0
-        for size in INSERT_CHUNKS:
-            statement = _multi_row_insert(table, names, len(alike), len(own), size)
-            while len(rows) - start >= size:
-                chunk = rows[start : start + size]
-                conn.execute(statement, [*alike.values(), *chain.from_iterable(chunk)])
-                start += size
-        if start < len(rows):
-            values = tuple(alike.values())
-            conn.executemany(
-                _multi_row_insert(table, names, len(alike), len(own), 1),
-                [(*values, *row) for row in rows[start:]],
-            )
 
     def serialize(self, conn: Connection, name: str) -> None:
         """Hold the lock ``name`` until the end of the transaction of ``conn`` (nodes that

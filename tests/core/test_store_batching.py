@@ -17,7 +17,7 @@ from pathlib import Path
 
 from broadcaster.delivery import DeliveryState, Target, Transition
 from broadcaster.store.alerts import AlertTable, NewDelivery
-from broadcaster.store.batch import steps_json
+from broadcaster.store.batch import insert_rows, steps_json
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.targets import KnownTargets, TargetTable
@@ -267,8 +267,8 @@ def test_rows_of_every_batch_size_go_in_in_order_with_the_shared_values(
             for size in sizes:
                 rows = [(f"e{size}", None if n % 3 else f"村 {size}/{n}") for n in range(size)]
                 shared = {"alert_id": "a", "at": float(size)}
-                db.insert_rows(conn, "alert_events", shared, ("event", "detail"), rows)
-            db.insert_rows(conn, "alert_events", {"alert_id": "a", "at": 0.0}, ("event",), [])
+                insert_rows(db, conn, "alert_events", shared, ("event", "detail"), rows)
+            insert_rows(db, conn, "alert_events", {"alert_id": "a", "at": 0.0}, ("event",), [])
 
     db.call(insert)
     got = db.call(
