@@ -14,6 +14,7 @@ from typing import Any
 
 from broadcaster.delivery import DeliveryState, Target
 from broadcaster.errors import StoreError
+from broadcaster.store.batch import insert_rows
 from broadcaster.store.db import Connection, Database
 
 ALERT_STATES = ("active", "held", "cancelled", "superseded", "expired")
@@ -281,24 +282,21 @@ class AlertTable:
         self.database.serialize(conn, "deliveries.id")
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM deliveries").fetchone()[0]
         snapshot = self.database.known.snapshot
-        conn.executemany(
-            "INSERT INTO deliveries (id, alert_id, channel, target_id, part, target, state,"
-            " priority, next_attempt_at, expires_at, idempotency_key, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+        insert_rows(
+            self.database,
+            conn,
+            "deliveries",
+            {
+                "alert_id": r.id,
+                "state": "queued",
+                "priority": r.priority,
+                "next_attempt_at": r.effective_at,
+                "expires_at": r.expires_at,
+                "updated_at": now,
+            },
+            ("id", "channel", "target_id", "part", "target", "idempotency_key"),
             [
-                (
-                    first + n,
-                    r.id,
-                    d.channel,
-                    d.target.id,
-                    d.part,
-                    snapshot(d.target),
-                    r.priority,
-                    r.effective_at,
-                    r.expires_at,
-                    d.idempotency_key,
-                    now,
-                )
+                (first + n, d.channel, d.target.id, d.part, snapshot(d.target), d.idempotency_key)
                 for n, d in enumerate(deliveries)
             ],
         )

@@ -9,6 +9,10 @@ their ids when their reference and next attempt are equal too, else with each ro
 reference and next attempt read from a JSON array of small objects. The statements are the
 same on SQLite and PostgreSQL (:meth:`~broadcaster.store.db.Database.json_rows`).
 
+Many rows: :func:`insert_rows` writes a batch's new rows (a plan's deliveries, the history
+rows below) with statements of many rows each on SQLite, the values all rows share bound
+once, and as one bulk copy on PostgreSQL.
+
 Contents: what a channel sent is stored once in ``delivery_contents`` (schema v16), keyed by
 the SHA-256 of its JSON, and a delivery names it by ``content_id``: a fan-out's deliveries
 mostly send one content, which is then encoded and written once per batch
@@ -26,9 +30,12 @@ API and the console show the same history either way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from broadcaster.store.db import Connection, Database
@@ -38,22 +45,23 @@ OWN = (("id", "bigint"), ("provider_ref", "text"), ("next_attempt_at", "double p
 
 
 def write_changes(
-    database: Database, conn: Connection, changes: Iterable[dict[str, Any]], now: float
+    database: Database, conn: Connection, changes: Mapping[int, Sequence[Any]], now: float
 ) -> None:
-    """Write each change (``id``, the new ``state`` and the values given; None or absent:
-    kept) and ``updated_at = now``."""
-    shapes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        get = change.get
-        shape = (change["state"], get("last_error"), get("content_id"), get("warning"))
+    """Write each delivery's change and ``updated_at = now``. A change lists the new state,
+    ``last_error``, ``content_id``, ``warning``, ``provider_ref`` and ``next_attempt_at``, in
+    this order (None: kept): those its ``UPDATE`` sets alike for many deliveries, then those
+    of :data:`OWN` after the id."""
+    shapes: dict[tuple[Any, ...], list[tuple[int, Any, Any]]] = {}
+    for delivery_id, (state, last_error, content_id, warning, ref, next_at) in changes.items():
+        shape = (state, last_error, content_id, warning)
         group = shapes.get(shape)
         if group is None:
-            shapes[shape] = [change]
+            shapes[shape] = [(delivery_id, ref, next_at)]
         else:
-            group.append(change)
+            group.append((delivery_id, ref, next_at))
     for (state, last_error, content_id, warning), rows in shapes.items():
         shared = (state, now, last_error, content_id, warning)
-        own = {(row.get("provider_ref"), row.get("next_attempt_at")) for row in rows}
+        own = {(ref, next_at) for _, ref, next_at in rows}
         if len(own) == 1:  # one value for every row: constants and a list of ids
             provider_ref, next_attempt_at = own.pop()
             conn.execute(
@@ -62,10 +70,10 @@ def write_changes(
                     next_attempt_at="coalesce(?, deliveries.next_attempt_at)",
                     rows="WHERE id IN (" + database.int_list() + ")",
                 ),
-                (*shared, provider_ref, next_attempt_at, json.dumps([r["id"] for r in rows])),
+                (*shared, provider_ref, next_attempt_at, json.dumps([r[0] for r in rows])),
             )
             continue
-        mine = [{name: row.get(name) for name, _ in OWN} for row in rows]
+        mine = [dict(zip(_OWN_NAMES, row, strict=True)) for row in rows]
         conn.execute(
             _UPDATE.format(
                 provider_ref="coalesce(c.provider_ref, deliveries.provider_ref)",
@@ -74,6 +82,10 @@ def write_changes(
             ),
             (*shared, json.dumps(mine, ensure_ascii=False)),
         )
+
+
+_OWN_NAMES = tuple(name for name, _ in OWN)
+"""The names of :data:`OWN`, for the objects of a JSON array of them."""
 
 
 _UPDATE = (
@@ -85,6 +97,83 @@ _UPDATE = (
 )
 """One statement of :func:`write_changes`: what differs is where each row's own values and
 the rows come from."""
+
+
+INSERT_CHUNKS = (256, 64, 16)
+"""Rows per statement of :func:`insert_rows`, largest first (a batch of 500 rows
+takes 7 statements and an ``executemany`` of the last 4; ``256 * width`` parameters stay far
+below SQLite's limit of 32,766)."""
+
+
+def insert_rows(
+    database: Database,
+    conn: Connection,
+    table: str,
+    shared: Mapping[str, Any],
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Insert ``rows`` (each the values of ``columns``) into ``table``, every one with the
+    values of ``shared`` too, in order.
+
+    SQLite: statements of many rows each (``VALUES (…), (…)``), the shared values bound once
+    as numbered parameters that every row names, and so is each column whose value every row
+    has alike (equal): binding a value and stepping a statement cost more per row with
+    ``executemany``, about as much as the rest of the insert of a narrow row. Statements hold
+    :data:`INSERT_CHUNKS` rows, so a few statement texts serve every batch (and stay in the
+    connection's statement cache); fewer rows than the smallest go in with one
+    ``executemany``. An engine that :attr:`~broadcaster.store.db.Database.copies_inserts`
+    gets one ``executemany`` of a plain INSERT.
+    """
+    if database.copies_inserts:
+        names = ", ".join((*shared, *columns))  # the caller's constants, never input
+        marks = ", ".join(["?"] * (len(shared) + len(columns)))
+        values = tuple(shared.values())
+        conn.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({marks})",  # noqa: S608
+            [(*values, *row) for row in rows],
+        )
+        return
+    if not rows:
+        return
+    alike, own, first = dict(shared), [], rows[0]
+    for index, name in enumerate(columns):
+        value = first[index]
+        if any(row[index] != value for row in rows):
+            own.append(index)
+        else:
+            alike[name] = value
+    if not own:
+        rows = [()] * len(rows)
+    elif len(own) < len(columns):
+        pick = itemgetter(*own, own[-1])  # a tuple even of one, its last value once more
+        rows = [values[:-1] for values in map(pick, rows)]
+    names = ", ".join((*alike, *(columns[i] for i in own)))
+    start = 0
+    for size in INSERT_CHUNKS:
+        statement = _multi_row_insert(table, names, len(alike), len(own), size)
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            conn.execute(statement, [*alike.values(), *chain.from_iterable(chunk)])
+            start += size
+    if start < len(rows):
+        values = tuple(alike.values())
+        conn.executemany(
+            _multi_row_insert(table, names, len(alike), len(own), 1),
+            [(*values, *row) for row in rows[start:]],
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row_insert(table: str, names: str, shared: int, width: int, size: int) -> str:
+    """``INSERT INTO table (names) VALUES`` with ``size`` rows: each names the ``shared``
+    parameters ``?1…`` first, then ``width`` of its own."""
+    common = [f"?{n}" for n in range(1, shared + 1)]
+    rows = []
+    for row in range(size):
+        own = shared + row * width
+        rows.append("(" + ", ".join([*common, *(f"?{own + n}" for n in range(1, width + 1))]) + ")")
+    return f"INSERT INTO {table} ({names}) VALUES " + ", ".join(rows)  # noqa: S608
 
 
 class BatchContents:
@@ -165,26 +254,25 @@ class BatchHistory:
         row[4].append((to_state, detail))
         row[2] = to_state
 
-    def write(self, conn: Connection) -> None:
+    def write(self, database: Database, conn: Connection) -> None:
         """Insert one row per delivery, in the order of each delivery's first step."""
-        now = self.now
-        conn.executemany(
-            "INSERT INTO delivery_events (delivery_id, at, from_state, to_state, detail, steps)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (delivery_id, now, from_state, to_state, detail, None)
-                if steps is None
-                else (
-                    delivery_id,
-                    now,
-                    from_state,
-                    to_state,
-                    "; ".join([d for _, d in steps if d]),
-                    steps_json(steps),
-                )
-                for delivery_id, from_state, to_state, detail, steps in self._rows.values()
-            ],
-        )
+        rows = [
+            (delivery_id, from_state, to_state, detail, None)
+            if steps is None
+            else (
+                delivery_id,
+                from_state,
+                to_state,
+                "; ".join([d for _, d in steps if d]),
+                steps_json(steps),
+            )
+            for delivery_id, from_state, to_state, detail, steps in self._rows.values()
+        ]
+        insert_rows(database, conn, "delivery_events", {"at": self.now}, _EVENT_COLUMNS, rows)
+
+
+_EVENT_COLUMNS = ("delivery_id", "from_state", "to_state", "detail", "steps")
+"""The columns of a row of :meth:`BatchHistory.write`, in its order."""
 
 
 def expand(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

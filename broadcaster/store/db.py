@@ -120,6 +120,12 @@ CHECKPOINT_PERIOD_SECONDS = 0.5
 """How often the log is copied into the database file while the database is open."""
 
 
+CACHED_STATEMENTS = 512
+"""Prepared statements the writer keeps (Python's default is 128): preparing a statement of
+256 rows costs ten times running it, so those of
+:func:`~broadcaster.store.batch.insert_rows` must stay."""
+
+
 class WalCheckpointer:
     """A thread that checkpoints the write-ahead log of the database file ``path``."""
 
@@ -192,6 +198,10 @@ class Database:
     dialect = "sqlite"
     shared = False
     """Whether other nodes use this store too (SQLite: one process owns the file)."""
+    copies_inserts = False
+    """Whether the connection sends an ``executemany`` of a plain INSERT as one bulk copy
+    (PostgreSQL's ``COPY``), so :func:`~broadcaster.store.batch.insert_rows` gives it the
+    rows that way."""
     conn: Connection
 
     def __init__(self, path: Path | str) -> None:
@@ -217,7 +227,12 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=CACHED_STATEMENTS,
+        )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -250,6 +265,11 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreError(f"database migration failed: {exc}") from exc
+        # A migration may edit a table's definition in sqlite_schema itself (version 19),
+        # which no connection notices unless the schema's own version moves on: then every
+        # connection, this one too, reads the definitions again before its next statement.
+        cookie = conn.execute("PRAGMA schema_version").fetchone()[0]
+        conn.execute(f"PRAGMA schema_version = {int(cookie) + 1}")
 
     @property
     def schema_version(self) -> int:

@@ -65,9 +65,9 @@ class Outbox:
         with self.database.transaction() as conn:
             rows = conn.execute(
                 f"SELECT {_CLAIMED_COLUMNS} FROM deliveries d"  # noqa: S608
-                " JOIN alerts a ON a.id = d.alert_id"
                 " WHERE d.channel = ? AND d.state = 'queued' AND d.next_attempt_at <= ?"
-                " AND d.expires_at > ? AND a.state = 'active'"
+                " AND d.expires_at > ?"
+                " AND d.alert_id IN (SELECT id FROM alerts WHERE state = 'active')"
                 " AND (d.for_node IS NULL OR d.for_node = ? OR d.for_until <= ?)"
                 " ORDER BY d.priority, d.next_attempt_at, d.id LIMIT ?"
                 + self.database.skip_locked("d"),
@@ -223,7 +223,7 @@ class Outbox:
         delivery holding its steps in order (:mod:`broadcaster.store.batch`).
         News that changes nothing but the time (a device's progress) only moves ``updated_at``.
         """
-        changes: dict[int, dict[str, Any]] = {}
+        changes: dict[int, list[Any]] = {}
         history = BatchHistory(now)
         late_content: list[tuple[Any, ...]] = []
         touched: set[int] = set()
@@ -231,7 +231,7 @@ class Outbox:
         with self.database.transaction() as conn:
             contents = BatchContents(conn)
             states = self._states(conn, {t.delivery_id for t in transitions})
-            add_step, allowed_from = history.add, ALLOWED_FROM
+            add_step, allowed_from, names = history.add, ALLOWED_FROM, _NAMES
             for t in transitions:
                 delivery_id, to_state = t.delivery_id, t.to_state
                 current = states.get(delivery_id)
@@ -250,23 +250,25 @@ class Outbox:
                 if current == to_state and _only_progress(t):
                     touched.add(delivery_id)  # keeps the confirmation timeout at bay
                     continue
+                content = t.content
+                values = [
+                    names[to_state],
+                    t.last_error,
+                    None if content is None else contents.id_of(content),
+                    t.warning,
+                    t.provider_ref,
+                    t.next_attempt_at,
+                ]
                 change = changes.get(delivery_id)
                 if change is None:
-                    change = changes[delivery_id] = {"id": delivery_id}
-                change["state"] = str(to_state)
-                if t.last_error is not None:
-                    change["last_error"] = t.last_error
-                if t.provider_ref is not None:
-                    change["provider_ref"] = t.provider_ref
-                if t.content is not None:
-                    change["content_id"] = contents.id_of(t.content)
-                if t.warning is not None:
-                    change["warning"] = t.warning
-                if t.next_attempt_at is not None:
-                    change["next_attempt_at"] = t.next_attempt_at
+                    changes[delivery_id] = values
+                else:  # a later transition of the delivery: its values win where given
+                    change[:] = [
+                        old if new is None else new for old, new in zip(change, values, strict=True)
+                    ]
                 if t.for_node is not None:
                     routed.setdefault(t.for_node, []).append(delivery_id)
-            write_changes(self.database, conn, changes.values(), now)
+            write_changes(self.database, conn, changes, now)
             for node, ids in routed.items():  # kept for that node until a lease has passed
                 conn.execute(
                     "UPDATE deliveries SET for_node = ?, for_until = ? WHERE id IN ("  # noqa: S608
@@ -274,7 +276,7 @@ class Outbox:
                     + ")",
                     (node, now + self.database.lease_seconds, json.dumps(ids)),
                 )
-            history.write(conn)
+            history.write(self.database, conn)
             touched.difference_update(changes)
             if touched:
                 conn.execute(
@@ -477,6 +479,10 @@ class Outbox:
             "SELECT channel FROM deliveries WHERE id = ?", (delivery_id,)
         ).fetchone()
         return None if row is None else str(row["channel"])
+
+
+_NAMES = {state: str(state) for state in DeliveryState}
+"""Each state's text, as stored (a look-up costs less than ``str`` of the enum)."""
 
 
 def _only_progress(t: Transition) -> bool:

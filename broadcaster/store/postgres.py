@@ -274,6 +274,7 @@ class PgDatabase(Database):
 
     dialect = "postgresql"
     shared = True
+    copies_inserts = True
 
     def __init__(self, url: str, data_dir: Path, limits: ConnectionLimits | None = None) -> None:
         self.url = url

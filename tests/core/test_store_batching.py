@@ -1,6 +1,7 @@
 """The store's batched writes, on both engines: changes of one shape and of many written alike,
 targets decoded once and never stale, a plan's and a claim's history written by one statement
-each and read back exactly; and on SQLite, the log copied into the database file by a thread
+each and read back exactly, rows of every batch size inserted in order with the values they
+share; and on SQLite, the log copied into the database file by a thread
 of its own while a process killed between two writes loses neither."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from broadcaster.delivery import DeliveryState, Target, Transition
 from broadcaster.store.alerts import AlertTable, NewDelivery
-from broadcaster.store.batch import steps_json
+from broadcaster.store.batch import insert_rows, steps_json
 from broadcaster.store.db import Database
 from broadcaster.store.outbox import Outbox
 from broadcaster.store.targets import KnownTargets, TargetTable
@@ -251,4 +252,51 @@ def test_the_history_shows_every_step_of_a_batch_as_it_happened(database: Databa
         (2, "sending", "queued", "sent to box b2; busy"),
         (3, "sending", "cancelled", None),
         (2, "queued", "expired", "alert expired"),
+    ]
+
+
+def test_rows_of_every_batch_size_go_in_in_order_with_the_shared_values(
+    database: Database,
+) -> None:
+    db = database
+    seed_outbox(db, "log", [])
+    sizes = (1, 3, 4, 5, 21, 85, 256, 341, 600)  # each of the statements' sizes, and mixes
+
+    def insert() -> None:
+        with db.transaction() as conn:
+            for size in sizes:
+                rows = [(f"e{size}", None if n % 3 else f"村 {size}/{n}") for n in range(size)]
+                shared = {"alert_id": "a", "at": float(size)}
+                insert_rows(db, conn, "alert_events", shared, ("event", "detail"), rows)
+            insert_rows(db, conn, "alert_events", {"alert_id": "a", "at": 0.0}, ("event",), [])
+
+    db.call(insert)
+    got = db.call(
+        lambda: db.query("SELECT alert_id, at, event, detail FROM alert_events ORDER BY id")
+    )
+    assert [tuple(r.values()) for r in got] == [
+        ("a", float(size), f"e{size}", None if n % 3 else f"村 {size}/{n}")
+        for size in sizes
+        for n in range(size)
+    ]
+
+
+def test_a_batch_of_alike_steps_is_read_back_step_by_step(database: Database) -> None:
+    db, outbox = database, Outbox(database)
+    seed_outbox(db, "loudspeaker", ["sending"] * 300 + ["accepted"] * 2)
+    sent = [Transition(n, S.ACCEPTED, detail=f"sent to box b{n}") for n in range(1, 301)]
+    assert db.call(outbox.apply, sent, 5.0) == 300
+    played = [Transition(n, S.CONFIRMED, detail=f"played on b{n}") for n in (301, 302)]
+    assert db.call(outbox.apply, played, 6.0) == 2
+    for n in (1, 77, 300):
+        assert _steps(db, outbox, n) == [(5.0, "sending", "accepted", f"sent to box b{n}")]
+    assert _steps(db, outbox, 302) == [(6.0, "accepted", "confirmed", "played on b302")]
+    rows = db.call(
+        lambda: db.query(
+            "SELECT delivery_id, at, from_state, to_state, steps FROM delivery_events ORDER BY id"
+        )
+    )
+    assert [tuple(r.values()) for r in rows] == [
+        *((n, 5.0, "sending", "accepted", None) for n in range(1, 301)),
+        *((n, 6.0, "accepted", "confirmed", None) for n in (301, 302)),
     ]

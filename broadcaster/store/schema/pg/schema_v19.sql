@@ -1,0 +1,3 @@
+-- PostgreSQL schema version 19: nothing changes. SQLite's version 19 rewrites the check on
+-- deliveries.state, whose IN list SQLite evaluated through a temporary index at every row;
+-- PostgreSQL evaluates the same check as "= ANY" of a constant array, with nothing to rewrite.
