@@ -43,14 +43,26 @@ async def database_answers(service: BroadcasterService) -> bool:
     return row is not None and row[0] == 1
 
 
+YOUNG_COLLECTION_THRESHOLD = 50_000
+"""Tracked objects allocated (net) between collections of the youngest generation (Python's
+default is 700)."""
+
+
 def freeze_startup_objects() -> None:
-    """Exempt everything built at start from cyclic garbage collection (``gc.freeze``).
+    """Exempt everything built at start from cyclic garbage collection (``gc.freeze``), and
+    collect the youngest generation less often.
 
     The configuration, target registry, channels and device sessions live as long as the
-    process; without this, every full collection during a large alert rescans them all.
+    process; without this, every full collection during a large alert rescans them all. A
+    fan-out keeps state for each delivery for seconds: at the default threshold it is scanned
+    again and again as it ages through the generations (about 80 ms of a 10,000-box alert
+    over MQTT, against 15-18 ms at this threshold). Cyclic garbage waits a little longer to be
+    freed; the few megabytes that may be are nothing beside a fan-out's own.
     """
     gc.collect()
     gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
 async def serve(app: web.Application, *, host: str, port: int) -> None:
