@@ -209,9 +209,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     def _register(self, hub: SpeakerHub, target: Target) -> tuple[BoxRegistration, tuple[str, ...]]:
         """The target's box, registered with the hub, and its group areas (both kept per
         target until the target changes)."""
-        known = self._targets.get(target.id)
-        if known is not None and (known[0] is target or known[0] == target):
-            return known[1], known[2]
+        known = self._known(target)
+        if known is not None:
+            return known
         box = boxes.registration(target, self.config, self._keyring)
         areas = self._group_areas(target)
         self._targets[target.id] = (target, box, areas)
@@ -226,6 +226,13 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             if box.transport == "mqtt":
                 self._planned.member(box.box_id, areas)
         return box, areas
+
+    def _known(self, target: Target) -> tuple[BoxRegistration, tuple[str, ...]] | None:
+        """The registration and group areas kept for ``target``, unless it changed since."""
+        known = self._targets.get(target.id)
+        if known is None or (known[0] is not target and known[0] != target):
+            return None
+        return known[1], known[2]
 
     def _group_areas(self, target: Target) -> tuple[str, ...]:
         """The box's group areas when the server holds their keys, else none."""
@@ -243,7 +250,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     def _group_member(self, target: Target) -> tuple[str, tuple[str, ...], tuple[str, ...], str]:
         """A box as :meth:`PlannedAreas.record` takes it."""
         transport = str(target.params.get("transport", self.config.default_transport))
-        areas = self._group_areas(target)
+        known = self._known(target)
+        areas = known[1] if known is not None else self._group_areas(target)
         return boxes.box_id_of(target), areas, tuple(target.languages), transport
 
     async def wait_online(

@@ -83,7 +83,10 @@ async def test_commands_lost_with_the_boxes_node_are_sent_again_when_they_are_ba
             killed = time.monotonic()
             summary = await wait_until_complete(system.service, result.alert_id, timeout=30)
             assert summary == {"loudspeaker": {"confirmed": 3}}
-            assert time.monotonic() - killed < CONFIRM_TIMEOUT_S / 3
+            # Sent again on the boxes' hellos, not by the confirmation timeout, which would
+            # only come about CONFIRM_TIMEOUT_S after the kill. The hellos wait for the
+            # cluster's failover (its streams elect new leaders): 0.2 to 11 s here.
+            assert time.monotonic() - killed < CONFIRM_TIMEOUT_S * 2 / 3
             assert system.played(key) == dict.fromkeys(system.county_boxes, 1)
 
 
