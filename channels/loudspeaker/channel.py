@@ -115,7 +115,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self._registered: dict[str, BoxRegistration] = {}
         self._targets: dict[str, tuple[Target, BoxRegistration, tuple[str, ...]]] = {}
         self._targets_of_box: dict[str, set[str]] = {}
-        self.views = BoxViews()
+        self.views = BoxViews(lambda box_id: self.hub.last_heard(box_id) if self.hub else None)
         self._tracker = AckTracker(self.confirm)
         self._planned = PlannedAreas()
         self.returning = ReturningBoxes(name, lambda box: self._targets_of_box.get(box, ()))
@@ -366,12 +366,12 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self.returning.returned(event.box_id, replayed=event.replayed)
 
     def _on_event(self, event: HubEvent) -> None:
-        self.views.on_event(event)
-        if isinstance(event, BoxAck):
-            if event.cmd_id.startswith("attention-"):
-                self._sender.lead.reported(event)
-            else:
-                self._tracker.on_ack(event)
+        if not isinstance(event, BoxAck):
+            self.views.on_event(event)
+        elif event.cmd_id.startswith("attention-"):
+            self._sender.lead.reported(event)
+        else:
+            self._tracker.on_ack(event)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
         """Track the play commands sent before a restart again, under the box's own command

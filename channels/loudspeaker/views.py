@@ -8,13 +8,12 @@ and lets callers wait for boxes to come online or go offline.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broadcaster.channel import ChannelHealth, ProbeResult
-from drivers.speaker import BoxPresence, BoxStatus, HubEvent
+from drivers.speaker import BoxPresence, BoxStatus
 
 
 @dataclass(slots=True)
@@ -23,9 +22,6 @@ class BoxView:
 
     online: bool = False
     transport: str = ""
-    last_heard: float | None = None
-    """When the box was last heard, in seconds since the epoch (cheaper per ack than a
-    datetime)."""
     status: BoxStatus | None = None
 
     def describe(self) -> dict[str, object]:
@@ -41,18 +37,20 @@ class BoxView:
 
 
 class BoxViews:
-    """Every box's view, by box id."""
+    """Every box's view, by box id; ``heard`` says when a box was last heard (seconds since
+    the epoch), which the hub notes for every message it verifies."""
 
-    def __init__(self) -> None:
+    def __init__(self, heard: Callable[[str], float | None]) -> None:
         self._views: dict[str, BoxView] = {}
         self._changed = asyncio.Event()
+        self._heard = heard
 
     def known(self, box_id: str, transport: str) -> None:
         """A registered box, offline until it is heard."""
         self._views.setdefault(box_id, BoxView(transport=transport))
 
-    def on_event(self, event: HubEvent) -> None:
-        """Note a presence change, a heartbeat or that an ack was heard."""
+    def on_event(self, event: BoxPresence | BoxStatus) -> None:
+        """Note a presence change or a heartbeat (an ack changes no view)."""
         view = self._views.get(event.box_id)
         if view is None:
             view = self._views[event.box_id] = BoxView()
@@ -60,9 +58,7 @@ class BoxViews:
             view.online = event.online
             view.transport = event.transport
             self._changed.set()
-            return
-        view.last_heard = time.time()
-        if isinstance(event, BoxStatus):
+        else:
             view.status = event
 
     async def wait_online(
@@ -95,7 +91,7 @@ class BoxViews:
     def probe(self, box_id: str) -> ProbeResult:
         view = self._views.get(box_id)
         if view is None or not view.online:
-            last = view.last_heard if view else None
+            last = self._heard(box_id)
             heard = "never" if last is None else datetime.fromtimestamp(last, UTC).isoformat()
             return ProbeResult(ok=False, detail=f"box {box_id} offline (last heard {heard})")
         state = view.status.state if view.status else "unknown"

@@ -201,6 +201,12 @@ class SpeakerHub:
         """How many boxes are connected right now (cheap, unlike ``online_boxes``)."""
         return len(self._online)
 
+    def last_heard(self, box_id: str) -> float | None:
+        """When a verified message from the box last arrived, in seconds since the epoch
+        (None if none has since the hub started)."""
+        seen = self._last_seen.get(box_id)
+        return None if seen is None else time.time() - (time.monotonic() - seen)
+
     # -- commands
 
     def _link_of(self, box: BoxRegistration) -> HubLink:

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,14 @@ async def test_probe_and_health_follow_the_heartbeat(lone: LoudspeakerChannel) -
     health = await lone.health()
     assert health.ok and health.devices[BOX]["online"] is True
     assert lone.fleet is not None
+    stopped = time.time()
     await lone.fleet.box(BOX).stop()
     await lone.wait_online([BOX], within_s=10, online=False)
-    assert not (await lone.probe(TARGET)).ok
+    offline = await lone.probe(TARGET)
+    assert not offline.ok
+    # When the box was last heard: its last message came before it stopped.
+    heard = datetime.fromisoformat(offline.detail.rpartition("last heard ")[2].rstrip(")"))
+    assert stopped - 60 < heard.timestamp() <= time.time()
     health = await lone.health()
     assert not health.ok and "offline: " + BOX in health.detail
     with pytest.raises(DeviceUnavailableError):
