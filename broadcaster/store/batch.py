@@ -13,7 +13,7 @@ Many rows: :func:`insert_rows` writes a batch's new rows (a plan's deliveries, t
 rows below) with statements of many rows each on SQLite, the values all rows share bound
 once, and as one bulk copy on PostgreSQL.
 
-Contents: what a channel sent is stored once in ``delivery_contents`` (schema v16), keyed by
+Contents: what a channel sent is stored once in ``delivery_contents`` (schema v18), keyed by
 the SHA-256 of its JSON, and a delivery names it by ``content_id``: a fan-out's deliveries
 mostly send one content, which is then encoded and written once per batch
 (:class:`BatchContents`), not copied into every row.

@@ -250,11 +250,10 @@ class Outbox:
                 if current == to_state and _only_progress(t):
                     touched.add(delivery_id)  # keeps the confirmation timeout at bay
                     continue
-                content = t.content
                 values = [
                     names[to_state],
                     t.last_error,
-                    None if content is None else contents.id_of(content),
+                    contents.id_of(t.content),
                     t.warning,
                     t.provider_ref,
                     t.next_attempt_at,

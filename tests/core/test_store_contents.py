@@ -1,4 +1,4 @@
-"""What deliveries sent, stored once per distinct content (schema v16), on both engines: a
+"""What deliveries sent, stored once per distinct content (schema v18), on both engines: a
 batch's deliveries that send one content share one row, later batches and equal copies find
 it again, a step without content keeps the one sent, a late content is kept; and a database of
 the version before moves each delivery's own content there and reads back what it held."""
@@ -21,7 +21,7 @@ from broadcaster.testing.pgserver import PgServer
 from tests.core.support import seed_outbox
 
 S = DeliveryState
-CONTENT_VERSION = 16
+CONTENT_VERSION = 18
 """The schema version that moved contents out of the deliveries."""
 
 
@@ -82,7 +82,7 @@ def _text(content: dict[str, object] | None) -> str | None:
 
 
 @pytest.fixture
-def v15_database(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+def older_database(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database at the version before contents moved, holding alert ``a`` and deliveries 1-3
     with their own contents (:data:`OLD_CONTENTS`): its SQLite path or PostgreSQL URL."""
     rows = [
@@ -124,11 +124,11 @@ def v15_database(engine: str, tmp_path: Path, request: pytest.FixtureRequest) ->
 
 
 def test_an_older_database_moves_each_content_and_reads_back_the_same(
-    engine: str, v15_database: str, tmp_path: Path
+    engine: str, older_database: str, tmp_path: Path
 ) -> None:
-    url = None if engine == "sqlite" else v15_database
+    url = None if engine == "sqlite" else older_database
     db = open_database(
-        Path(v15_database if url is None else tmp_path / "unused.db"), url, None, 30.0
+        Path(older_database if url is None else tmp_path / "unused.db"), url, None, 30.0
     )
     try:
         assert db.schema_version == len(schema_files())
