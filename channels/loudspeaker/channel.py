@@ -10,9 +10,12 @@
 - ``send_many`` takes a claimed batch (:mod:`channels.loudspeaker.sending`): per programme
   (:mod:`channels.loudspeaker.programmes`: the alert rendered once per set of languages,
   the attention signal first, a language nothing can voice left out with a warning) it sends
-  the stored attention clip ahead when one is configured, then a signed ``play_url`` (or
-  ``play_clip`` when no audio can be rendered and a clip is configured) with the priority of
-  the alert's broadcast class, volume, repeats, expiry and the hazard's fallback clip. Boxes
+  at once, while the audio renders, a signed ``play_url`` of the audio's reserved URL, which
+  the boxes download sealed (the stored attention clip, when one is configured, plays
+  meanwhile), or a ``play_clip`` when this server renders no audio and a clip is configured,
+  with the priority of the alert's broadcast class, volume, repeats, expiry and the hazard's
+  fallback clip. The audio library holds a box's download until the render ends and seals
+  it with the key of the command's target (:meth:`_command_key`). Boxes
   holding their area's key share one group command; others get their own. Command ids are
   stable, so a retry never plays twice. ``accepted`` when the box's transport took it; an
   offline box or a link failure is retryable (soon, ``offline_retry_seconds``, and at once
@@ -74,13 +77,11 @@ from drivers.speaker import (
     BoxAck,
     BoxPresence,
     BoxRegistration,
-    Command,
     HubEvent,
     SpeakerError,
     SpeakerFleetSimulator,
     SpeakerHub,
 )
-from drivers.speaker.codec import CommandTemplate
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         super().__init__(name, config, context)
         self.directory = context.data_dir / f"loudspeaker-{name}"
         base_url = f"{context.public_url.rstrip('/')}/channels/{name}"
-        self.library = AudioLibrary(self.directory / "audio", base_url, self.config.audio_format)
+        self.library = AudioLibrary(
+            self.directory / "audio", base_url, self.config.audio_format, self._command_key
+        )
         self.hub: SpeakerHub | None = None
         self.fleet: SpeakerFleetSimulator | None = None
         self._keyring = boxes.BoxKeyring({}, None)
@@ -126,7 +129,6 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._programmes,
             self._tracker,
             self._planned,
-            self._attention,
             self._offline_retry,
         )
 
@@ -239,6 +241,15 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         areas = boxes.group_areas(target)
         return areas if all(self._area_key(area) for area in areas) else ()
 
+    def _command_key(self, target: str) -> bytes | None:
+        """The key that signs commands to ``target`` (``box:<id>`` of a registered box, or
+        ``area:<code>`` of an area a registered box takes group commands for), else None."""
+        kind, _, name = target.partition(":")
+        if kind == "box":
+            box = self._registered.get(name)
+            return box.key if box is not None else None
+        return self._area_keys.get(name) if kind == "area" else None
+
     def _area_key(self, area: str) -> bytes | None:
         if area not in self._area_keys:
             try:
@@ -308,23 +319,13 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         await self._sender.send(hub, members, results)
         return results
 
-    def _attention(self, delivery: OutgoingDelivery) -> CommandTemplate | None:
-        """The attention clip of ``delivery``'s alert, to sign per group or box."""
-        early = commands.attention(delivery, self.config)
-        if early is None or self.context.audio is None:
-            return None
-        return CommandTemplate(early)
-
     def _offline_retry(self) -> float | None:
         """When to retry for an offline box: soon, with jitter so reconnects do not stampede."""
         seconds = self.config.offline_retry_seconds
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
-    async def _build(
-        self, delivery: OutgoingDelivery, publish: bool = True
-    ) -> tuple[Command, str, dict[str, Any], tuple[str, ...]]:
-        audio = self.context.audio
-        return await programmes.build(delivery, self.config, self.library, audio, publish)
+    async def _build(self, delivery: OutgoingDelivery) -> programmes.Built:
+        return await programmes.build(delivery, self.config, self.library, self.context.audio)
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The audio the box is told to play: language, audio id (its SHA-256), duration,
@@ -339,7 +340,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             idempotency_key=f"preview:{target.id}:{part}",
             expires_at=message.expires_at,
         )
-        return (await self._build(stand_in, publish=False))[2]
+        audio = self.context.audio
+        return (await programmes.preview(stand_in, self.config, self.library, audio)).content
 
     async def cancel(self, delivery: OutgoingDelivery) -> None:
         """Stop the delivery's alert on its box and on the area topics its commands went to."""
@@ -366,12 +368,10 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self.returning.returned(event.box_id, replayed=event.replayed)
 
     def _on_event(self, event: HubEvent) -> None:
-        if not isinstance(event, BoxAck):
-            self.views.on_event(event)
-        elif event.cmd_id.startswith("attention-"):
-            self._sender.lead.reported(event)
-        else:
+        if isinstance(event, BoxAck):
             self._tracker.on_ack(event)
+        else:
+            self.views.on_event(event)
 
     async def resume(self, deliveries: Sequence[OutgoingDelivery]) -> None:
         """Track the play commands sent before a restart again, under the box's own command

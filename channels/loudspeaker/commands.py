@@ -13,7 +13,6 @@ volume is the configuration's (``test_volume`` for Test and Exercise) unless the
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from broadcaster.cap import Alert, Status
@@ -38,8 +37,6 @@ PLAY_ACKS = (AckStage.STARTED, AckStage.FINISHED)
 """The stages a play command asks its box for: playing, and played to the end. A box's
 ``accepted`` adds nothing (the delivery is ``accepted`` once the box's transport took the
 command); ``failed``, and ``accepted`` with ``preempted``, come in any case."""
-ATTENTION_ACKS = (AckStage.STARTED,)
-"""The stage the attention clip sent ahead asks for: the box's first sound."""
 STOP_ACKS: tuple[AckStage, ...] = ()
 """A ``stop`` asks for no stage: what it stopped reports ``failed``/``stopped`` under the play
 command's own id, which is what settles the delivery."""
@@ -93,15 +90,14 @@ def play_url(
     delivery: OutgoingDelivery,
     settings: LoudspeakerChannelConfig,
     url: str,
-    sha256: str,
     fallback: ClipSettings | None,
-    speech_start_ms: int | None = None,
 ) -> PlayUrl:
-    """Download ``url`` (checked against ``sha256``) and play it; ``fallback`` if that fails.
-    With the configured attention clip and the audio's ``speech_start_ms``, a box holding the
-    clip plays it first while it downloads."""
+    """Download ``url`` and play it, ``fallback`` if that fails. The command carries no
+    SHA-256: the audio comes sealed (docs/protocols/speaker.md section 5.1), so the command
+    can go before the audio is rendered. With the configured attention clip, a box holding it
+    plays it at once and goes on with the audio where its speech starts."""
     alert = delivery.message.alert
-    attention = settings.attention_clip if speech_start_ms is not None else None
+    attention = settings.attention_clip
     chosen = broadcast_class(alert)
     issued, expires = _times(delivery)
     return PlayUrl(
@@ -110,7 +106,7 @@ def play_url(
         issued_at=issued,
         expires_at=expires,
         url=url,
-        sha256=sha256,
+        sha256=None,
         priority=settings.priorities[chosen],
         volume=volume_for(alert, settings),
         repeat=settings.repeat,
@@ -118,7 +114,6 @@ def play_url(
         fallback_clip=fallback.id if fallback else None,
         attention_clip=attention.id if attention else None,
         attention_sha256=attention.sha256 if attention else None,
-        speech_start_ms=speech_start_ms if attention else None,
         acks=PLAY_ACKS,
     )
 
@@ -143,18 +138,6 @@ def play_clip(
         broadcast_class=chosen,
         acks=PLAY_ACKS,
     )
-
-
-def attention(delivery: OutgoingDelivery, settings: LoudspeakerChannelConfig) -> PlayClip | None:
-    """The stored attention clip, played once at once while the warning's audio is rendered
-    (the ``play_url`` that follows names the same clip, so the box goes on with the speech);
-    it asks for ``started`` alone, the box's first sound. None when no attention clip is
-    configured."""
-    clip = settings.attention_clip
-    if clip is None:
-        return None
-    command = play_clip(delivery, settings, clip)
-    return replace(command, cmd_id=command_id("attention", delivery), repeat=1, acks=ATTENTION_ACKS)
 
 
 def stop(delivery: OutgoingDelivery) -> Stop:

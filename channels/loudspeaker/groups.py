@@ -18,28 +18,15 @@ that area with the same first area and languages; otherwise the bytes go to each
 topic. :class:`PlannedAreas` keeps
 what ``plan`` selected; a server that did not plan the alert itself (after a restart, or on
 another node) sends to each box's topic, which is slower but reaches the same boxes.
-
-Over MQTT the play command published to an area holds back behind the attention clip
-published there ahead of it (:class:`AttentionLead`): a broker such as Mosquitto fans one
-publish out to every subscriber before it reads anything else, and then reads one packet per
-connection per pass of its loop, so a play command published the moment the warning is
-rendered would come before the boxes' reports that the clip started, each of which would
-wait for its fan-out. It waits until every box of the area reported the clip started (or
-failed), at most ``LEAD_S`` after the broker took the clip. The boxes play the signal
-meanwhile, which lasts longer; nothing waits for a box that never answers. Over TCP the
-server writes to each box itself and nothing is held back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from broadcaster.channel import OutgoingDelivery
-from drivers.speaker import AckStage, BoxAck
 
 GroupKey = tuple[str, str, tuple[str, ...]]
 """(area of the topic, area whose key signs, languages)."""
@@ -67,10 +54,6 @@ class PlannedAreas:
         """``box_id`` is registered and subscribed to the topics of ``areas`` (MQTT)."""
         for area in areas:
             self._members.setdefault(area, set()).add(box_id)
-
-    def members(self, area: str) -> frozenset[str]:
-        """The boxes registered as subscribed to the topic of ``area``."""
-        return frozenset(self._members.get(area, ()))
 
     def record(
         self,
@@ -113,71 +96,3 @@ class PlannedAreas:
             if members and counts[area, areas[0], languages] == len(members):
                 return area
         return ""
-
-
-LEAD_S = 1.0
-"""The longest a play command waits behind its area's attention clip."""
-_KEPT = 64
-"""Attention clips published to areas that are remembered (the oldest are forgotten)."""
-
-
-@dataclass(slots=True)
-class _Clip:
-    """One group's attention clip: the boxes yet to report, those that did, and when it was
-    handed over (loop time; None until then)."""
-
-    waiting: set[str] = field(default_factory=set)
-    reported: set[str] = field(default_factory=set)
-    sent_at: float | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class AttentionLead:
-    """Attention clips published to areas and the boxes that have reported them."""
-
-    def __init__(self) -> None:
-        self._clips: OrderedDict[str, _Clip] = OrderedDict()
-
-    def sending(self, cmd_id: str) -> None:
-        """The clip ``cmd_id`` is about to be published: its reports count from now on."""
-        if cmd_id not in self._clips:
-            self._clips[cmd_id] = _Clip()
-            while len(self._clips) > _KEPT:
-                self._clips.popitem(last=False)
-
-    def sent(self, cmd_id: str, boxes: Iterable[str]) -> None:
-        """The broker took the clip ``cmd_id`` for ``boxes`` just now."""
-        clip = self._clips.get(cmd_id)
-        if clip is None:
-            return
-        clip.waiting |= set(boxes) - clip.reported
-        clip.sent_at = asyncio.get_running_loop().time()
-        if not clip.waiting:
-            clip.done.set()
-
-    def reported(self, ack: BoxAck) -> None:
-        """A box's ack of an attention clip: any but ``accepted`` says it started or failed."""
-        clip = self._clips.get(ack.cmd_id)
-        if clip is None or ack.stage is AckStage.ACCEPTED:
-            return
-        clip.reported.add(ack.box_id)
-        if ack.box_id in clip.waiting:
-            clip.waiting.discard(ack.box_id)
-            if not clip.waiting:
-                clip.done.set()
-
-    async def wait(self, cmd_ids: Iterable[str]) -> None:
-        """Until every box each clip of ``cmd_ids`` was sent to reported it, or ``LEAD_S``
-        after the broker took it; at once for a clip not published to an area."""
-        loop = asyncio.get_running_loop()
-        for cmd_id in cmd_ids:
-            clip = self._clips.get(cmd_id)
-            if clip is None or clip.sent_at is None:
-                continue
-            left = clip.sent_at + LEAD_S - loop.time()
-            if left > 0 and not clip.done.is_set():
-                try:
-                    async with asyncio.timeout(left):
-                        await clip.done.wait()
-                except TimeoutError:
-                    pass

@@ -2,6 +2,13 @@
 the attention signal, then each language the box serves in its order), published under its
 SHA-256 and served over HTTP (docs/protocols/speaker.md section 5.1).
 
+``AudioLibrary.reserve`` names the URL a programme will be served at before it is rendered, so
+a ``play_url`` can go out at once without its SHA-256: ``audio/next/<token>`` holds a box's
+request (at most ``HOLD_S``) until ``publish`` has the file, then answers with it, its SHA-256,
+where its speech starts and the seal of section 5.1 under the key of the command's ``to``
+(:mod:`drivers.speaker.seal`; the channel says which keys it holds). A published token is
+written beside the audio (``<token>.next``), so its URL stays valid across server restarts.
+
 ``AudioLibrary.prepare`` renders through the core's ``AudioPublisher`` (its cache makes a
 second render free) and says what a box would be told (URL, SHA-256, duration) without
 publishing anything: the preview uses it, so a preview changes nothing a box can see.
@@ -22,12 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
+import secrets
 import shutil
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +47,12 @@ from audio.render import Render
 from broadcaster.channel import AlertMessage, PreviewAudio
 from broadcaster.delivery import Target
 from broadcaster.publisher import AudioPublisher, preview_audio, unspoken_warnings
+from drivers.speaker import seal
 
 _NAME = re.compile(r"^[0-9a-f]{64}\.(mp3|opus)$")
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+HOLD_S = 20.0
+"""How long a request for audio still being rendered is held (a box waits 30 s)."""
 _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
 #: How many alert/languages renders are remembered in memory (files stay on disk).
 _REMEMBERED = 256
@@ -74,19 +87,60 @@ class PreparedAudio:
 class AudioLibrary:
     """Renders, publishes and serves the channel's audio."""
 
-    def __init__(self, directory: Path, base_url: str, audio_format: str) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        base_url: str,
+        audio_format: str,
+        key_for: Callable[[str], bytes | None] = lambda target: None,
+    ) -> None:
         self.directory = directory
         self._base_url = base_url.rstrip("/")
         self._format = ExportFormat(audio_format)
+        self._key_for = key_for
         self._renders: OrderedDict[tuple[str, tuple[str, ...]], asyncio.Future[PublishedAudio]] = (
             OrderedDict()
         )
+        self._tokens: OrderedDict[tuple[str, tuple[str, ...]], str] = OrderedDict()
+        self._held: dict[str, asyncio.Future[PublishedAudio]] = {}
+
+    def reserve(self, message: AlertMessage, languages: tuple[str, ...]) -> str:
+        """The URL the alert's programme in ``languages`` is served at once ``publish`` has
+        it, for a sealed ``play_url`` sent before the render (the same for every call)."""
+        key = (message.id, languages)
+        token = self._tokens.get(key)
+        if token is None:
+            token = self._tokens[key] = secrets.token_hex(16)
+            self._held[token] = asyncio.get_running_loop().create_future()
+            while len(self._tokens) > _REMEMBERED:
+                self._held.pop(self._tokens.popitem(last=False)[1], None)
+        return self._held_url(token)
+
+    def _held_url(self, token: str) -> str:
+        return f"{self._base_url}/audio/next/{token}"
 
     async def publish(
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
-        """The alert's programme in ``languages``, rendered and published once; raises
-        AudioError (NoVoiceError when no language can be voiced)."""
+        """The alert's programme in ``languages``, rendered and published once, and the
+        requests held for its reserved URL answered; raises AudioError (NoVoiceError when no
+        language can be voiced), and the held requests learn it."""
+        key = (message.id, languages)
+        try:
+            published = await self._published(publisher, message, languages)
+        except BaseException as error:
+            self._release(key, error)
+            raise
+        token = self._tokens.get(key)
+        held = self._held.get(token) if token is not None else None
+        if token is not None and held is not None and not held.done():
+            await asyncio.to_thread(self._write_token, token, published)
+            self._release(key, published)
+        return published
+
+    async def _published(
+        self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
+    ) -> PublishedAudio:
         key = (message.id, languages)
         pending = self._renders.get(key)
         if pending is not None:
@@ -100,13 +154,42 @@ class AudioLibrary:
         try:
             published = await self._render(publisher, message, languages)
         except BaseException as error:
-            del self._renders[key]
+            if self._renders.get(key) is future:
+                del self._renders[key]
             future.set_exception(error)
             # Mark the exception retrieved: other waiters get it, none may exist.
             future.exception()
             raise
         future.set_result(published)
         return published
+
+    def _release(
+        self, key: tuple[str, tuple[str, ...]], outcome: PublishedAudio | BaseException
+    ) -> None:
+        """Answer the requests held for ``key``'s token; after a failed render the token
+        waits for the next one."""
+        token = self._tokens.get(key)
+        held = self._held.get(token) if token is not None else None
+        if token is None or held is None or held.done():
+            return
+        if isinstance(outcome, PublishedAudio):
+            held.set_result(outcome)
+            return
+        held.set_exception(outcome)
+        held.exception()
+        self._held[token] = asyncio.get_running_loop().create_future()
+
+    def _write_token(self, token: str, published: PublishedAudio) -> None:
+        """Note beside the audio which file the token stands for, for after a restart."""
+        link: dict[str, object] = {
+            "url": published.url,
+            "sha256": published.sha256,
+            "speech_start_ms": published.speech_start_ms,
+        }
+        path = self.directory / f"{token}.next"
+        partial = self.directory / f"{token}.part"
+        partial.write_text(json.dumps(link), "utf-8")
+        partial.replace(path)
 
     async def _render(
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
@@ -189,10 +272,58 @@ class AudioLibrary:
         return removed
 
     def web_app(self) -> web.Application:
-        """``GET audio/<sha256>.<ext>``: the published files, with Range and caching headers."""
+        """``GET audio/<sha256>.<ext>``: the published files, with Range and caching headers;
+        ``GET audio/next/<token>``: a reserved programme, sealed, once it is published."""
         app = web.Application()
+        app.router.add_get("/audio/next/{token}", self._serve_held)
         app.router.add_get("/audio/{name}", self._serve)
         return app
+
+    async def _serve_held(self, request: web.Request) -> web.StreamResponse:
+        """The reserved programme, held until it is published (at most ``HOLD_S``), with its
+        SHA-256, its speech start and the seal under the key of the ``to`` the box names."""
+        token = request.match_info["token"]
+        if _TOKEN.fullmatch(token) is None:
+            raise web.HTTPNotFound(text="no such audio")
+        target = request.headers.get(seal.TARGET_HEADER, "")
+        key = self._key_for(target)
+        if key is None:
+            raise web.HTTPForbidden(text=f"no key for the command target in {seal.TARGET_HEADER}")
+        sha256, speech_start_ms = await self._held_audio(token)
+        name = f"{sha256}.{self._format.value}"
+        url = self._held_url(token)
+        headers = {
+            "Content-Type": _CONTENT_TYPES[self._format.value],
+            "Cache-Control": "private, no-store",
+            seal.SHA256_HEADER: sha256,
+            seal.SEAL_HEADER: seal.seal(key, url, target, sha256, speech_start_ms),
+        }
+        if speech_start_ms is not None:
+            headers[seal.SPEECH_START_HEADER] = str(speech_start_ms)
+        path = self.directory / name
+        if not await asyncio.to_thread(path.is_file):
+            raise web.HTTPNotFound(text="the audio is no longer kept")
+        return web.FileResponse(path, headers=headers)
+
+    async def _held_audio(self, token: str) -> tuple[str, int | None]:
+        """The SHA-256 and speech start of the token's programme: as soon as it is published,
+        or from the note written when it was (a URL from before a restart)."""
+        held = self._held.get(token)
+        if held is None:
+            try:
+                raw = await asyncio.to_thread((self.directory / f"{token}.next").read_text, "utf-8")
+                link = json.loads(raw)
+                return str(link["sha256"]), link["speech_start_ms"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise web.HTTPNotFound(text="no such audio") from exc
+        try:
+            async with asyncio.timeout(HOLD_S):
+                published = await asyncio.shield(held)
+        except TimeoutError as exc:
+            raise web.HTTPServiceUnavailable(text="the audio is not rendered yet") from exc
+        except Exception as exc:
+            raise web.HTTPServiceUnavailable(text="the audio could not be rendered") from exc
+        return published.sha256, published.speech_start_ms
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

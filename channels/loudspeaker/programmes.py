@@ -3,13 +3,17 @@
 A fan-out to thousands of boxes sends one command that differs from box to box only in its
 command id, its ``to`` and its signature (and a group command, :mod:`channels.loudspeaker
 .groups`, not even in those: it is signed once per area, :meth:`Programme.signed`).
-:func:`build` makes the command: the audio rendered and published, or the stored clip for
-the hazard when none can be rendered. :class:`ProgrammeCache` builds it (audio published,
-command, description, reported content) once per alert, set of languages and expiry, keeps
-it as a :class:`~drivers.speaker.codec.CommandTemplate`, and hands the same programme to every
-send while it is fresh: its ``issued_at`` stays within ``fresh_s`` of the moment it is sent.
-Sends that ask while it is being built wait for that one build; a build that fails is
-forgotten, so the next send tries again.
+:func:`build` makes the command at once, before the audio exists: a ``play_url`` without its
+SHA-256, naming the URL the audio library reserved for the programme (docs/protocols/speaker.md
+section 5.1, sealed audio), so a box can start its stored attention signal the moment it
+holds the command while the warning renders; or, when this server renders no audio, the
+stored clip for the hazard. What the channel reports with each send (description, content,
+warnings: :class:`Told`) follows when the render ends: the audio's SHA-256 and duration, or,
+when it could not be rendered, the fallback clip the boxes play instead. :class:`ProgrammeCache`
+builds a programme once per alert, set of languages and expiry, keeps it as a
+:class:`~drivers.speaker.codec.CommandTemplate`, and hands the same programme to every send
+while it is fresh: its ``issued_at`` stays within ``fresh_s`` of the moment it is sent. A build
+that fails is forgotten, so the next send tries again.
 """
 
 from __future__ import annotations
@@ -22,20 +26,30 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from audio import AudioError
-from broadcaster.channel import OutgoingDelivery
-from broadcaster.errors import RetryableError, UnsupportedError
+from broadcaster.channel import AlertMessage, OutgoingDelivery
+from broadcaster.errors import UnsupportedError
 from broadcaster.publisher import AudioPublisher, hazard_of
 from channels.loudspeaker import commands
-from channels.loudspeaker.config import LoudspeakerChannelConfig
-from channels.loudspeaker.media import AudioLibrary
+from channels.loudspeaker.config import ClipSettings, LoudspeakerChannelConfig
+from channels.loudspeaker.media import AudioLibrary, PreparedAudio, PublishedAudio
 from drivers.speaker.codec import CommandTemplate
-from drivers.speaker.messages import Command, PlayClip, PlayUrl
+from drivers.speaker.messages import Command
 
 log = logging.getLogger(__name__)
 
-Built = tuple[Command, str, dict[str, Any], tuple[str, ...]]
-"""A command, its description for the log, the content reported and the warnings."""
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """What the channel reports with each send of a programme: a description for the log,
+    the content the box is told to play, and what the programme lacks."""
+
+    what: str
+    content: dict[str, Any]
+    warnings: tuple[str, ...]
+
+
+Built = tuple[Command, Awaitable[Told]]
+"""A command, ready to send, and what will be reported with it once its audio is rendered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +57,7 @@ class Programme:
     """One built command and what the channel reports with each send of it."""
 
     template: CommandTemplate
-    what: str
-    content: dict[str, Any]
-    warnings: tuple[str, ...]
+    told: asyncio.Future[Told]
     made_at: float
     by_target: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
@@ -56,6 +68,10 @@ class Programme:
         if data is None:
             data = self.by_target[cmd_id, target] = self.template.sign(cmd_id, target, key)
         return data
+
+    async def report(self) -> Told:
+        """What to report with each send, once the audio is rendered (or known not to be)."""
+        return await asyncio.shield(self.told)
 
 
 class ProgrammeCache:
@@ -76,7 +92,7 @@ class ProgrammeCache:
         self._entries: OrderedDict[tuple[Any, ...], asyncio.Future[Programme]] = OrderedDict()
 
     async def get(self, delivery: OutgoingDelivery) -> Programme:
-        """The programme for ``delivery``; raises what building it raised."""
+        """The programme for ``delivery``; raises what building its command raised."""
         target, message = delivery.target, delivery.message
         key = (message.id, tuple(target.languages), delivery.expires_at, delivery.part)
         entry = self._entries.get(key)
@@ -93,14 +109,14 @@ class ProgrammeCache:
         while len(self._entries) > self._kept:
             self._entries.popitem(last=False)
         try:
-            command, what, content, warnings = await self._build(delivery)
-            programme = Programme(CommandTemplate(command), what, content, warnings, self._clock())
+            command, told = await self._build(delivery)
         except BaseException as error:
             if self._entries.get(key) is future:
                 del self._entries[key]
             future.set_exception(error)
             future.exception()  # retrieved: the waiters get it, there may be none
             raise
+        programme = Programme(CommandTemplate(command), asyncio.ensure_future(told), self._clock())
         future.set_result(programme)
         return programme
 
@@ -110,58 +126,125 @@ async def build(
     settings: LoudspeakerChannelConfig,
     library: AudioLibrary,
     audio: AudioPublisher | None,
-    publish: bool = True,
 ) -> Built:
-    """The box's command for ``delivery``, a description for the log, the content the
-    channel reports and what the programme lacks (languages no voice, clip or recording
-    could speak). The audio is published under ``library`` when ``publish`` (a preview only
-    renders it); when it cannot be rendered and a clip is configured for the hazard, the
-    stored clip plays instead."""
+    """The box's command for ``delivery``, at once, and what the channel will report with
+    it: a sealed ``play_url`` of the URL ``library`` reserved, its audio rendered and published
+    meanwhile; when this server renders no audio, the stored clip for the hazard (raises
+    UnsupportedError when none is configured, or the alert has no text for the target)."""
     message, target = delivery.message, delivery.target
-    texts = message.rendition.for_languages(target.languages)
+    language, clip = _plan(delivery, settings, audio)
+    if audio is None:
+        assert clip is not None
+        command = commands.play_clip(delivery, settings, clip)
+        return command, _ready(_no_audio(message, settings, clip, language))
+    languages = tuple(target.languages)
+    play = commands.play_url(delivery, settings, library.reserve(message, languages), clip)
+    rendered = library.publish(audio, message, languages)
+    return play, tell(rendered, message, settings, clip, language)
+
+
+async def preview(
+    delivery: OutgoingDelivery,
+    settings: LoudspeakerChannelConfig,
+    library: AudioLibrary,
+    audio: AudioPublisher | None,
+) -> Told:
+    """What :func:`build` reports with ``delivery``'s command, its audio rendered and not
+    published (nothing a box can fetch); raises as ``build``."""
+    message, target = delivery.message, delivery.target
+    language, clip = _plan(delivery, settings, audio)
+    if audio is None:
+        assert clip is not None
+        return _no_audio(message, settings, clip, language)
+    languages = tuple(target.languages)
+    prepared = library.prepare(audio, message, languages)
+    return await tell(_audio_of(prepared), message, settings, clip, language)
+
+
+def _plan(
+    delivery: OutgoingDelivery, settings: LoudspeakerChannelConfig, audio: AudioPublisher | None
+) -> tuple[str, ClipSettings | None]:
+    """The first language of ``delivery``'s programme and the hazard's stored clip; raises
+    UnsupportedError when there is nothing to send."""
+    target = delivery.target
+    texts = delivery.message.rendition.for_languages(target.languages)
     if not texts:
         raise UnsupportedError(f"alert has no text for {target.id}")
     clip = settings.clip_for(hazard_of(texts[0].event))
+    if audio is None and clip is None:
+        raise UnsupportedError(f"no audio for {target.id}: this server renders no audio")
+    return texts[0].language, clip
+
+
+def _no_audio(
+    message: AlertMessage, settings: LoudspeakerChannelConfig, clip: ClipSettings, language: str
+) -> Told:
     chosen = commands.broadcast_class(message.alert)
-    try:
-        if audio is None:
-            raise UnsupportedError("this server renders no audio")
-        languages = tuple(target.languages)
-        if publish:
-            published = await library.publish(audio, message, languages)
-        else:
-            published = (await library.prepare(audio, message, languages)).audio
-    except (AudioError, UnsupportedError) as error:
-        if clip is not None:
-            log.warning("%s; playing stored clip %s", error, clip.id)
-            command = commands.play_clip(delivery, settings, clip)
-            what = f"stored clip {clip.id} ({chosen}, priority {command.priority})"
-            warnings = (f"the warning itself could not be played: {error}",)
-            return command, what, content_of(texts[0].language, command, None), warnings
-        if isinstance(error, UnsupportedError | ValueError):
-            raise UnsupportedError(f"no audio for {target.id}: {error}") from error
-        raise RetryableError(f"audio for {target.id} could not be rendered: {error}") from error
-    play = commands.play_url(
-        delivery, settings, published.url, published.sha256, clip, published.speech_start_ms
+    priority = settings.priorities[chosen]
+    volume = commands.volume_for(message.alert, settings)
+    return Told(
+        f"stored clip {clip.id} ({chosen}, priority {priority})",
+        clip_content(language, priority, volume, settings.repeat, clip),
+        ("the warning itself could not be played: this server renders no audio",),
     )
+
+
+async def _audio_of(prepared: Awaitable[PreparedAudio]) -> PublishedAudio:
+    return (await prepared).audio
+
+
+async def _ready(told: Told) -> Told:
+    return told
+
+
+async def tell(
+    rendered: Awaitable[PublishedAudio],
+    message: AlertMessage,
+    settings: LoudspeakerChannelConfig,
+    clip: ClipSettings | None,
+    language: str,
+) -> Told:
+    """What a ``play_url`` of the ``rendered`` audio tells the box, once it is rendered; when
+    it cannot be, the fallback clip the boxes play instead (the hazard's, or their own)."""
+    chosen = commands.broadcast_class(message.alert)
+    priority = settings.priorities[chosen]
+    volume = commands.volume_for(message.alert, settings)
+    try:
+        published = await rendered
+    except Exception as error:
+        fallback = f"stored clip {clip.id}" if clip else "their own fallback clip"
+        log.warning("%s; the boxes play %s", error, fallback)
+        return Told(
+            f"{fallback} ({chosen}, priority {priority})",
+            clip_content(language, priority, volume, settings.repeat, clip),
+            (f"the warning itself could not be rendered: {error}; the boxes play {fallback}",),
+        )
     spoken = "+".join(published.languages)
     what = (
-        f"{spoken} audio, {published.duration_s:.0f} s × {play.repeat}"
-        f" ({chosen}, priority {play.priority})"
+        f"{spoken} audio, {published.duration_s:.0f} s × {settings.repeat}"
+        f" ({chosen}, priority {priority})"
     )
-    return play, what, content_of(spoken, play, published.duration_s), published.warnings
+    content = {
+        "language": spoken,
+        "audio": published.sha256,
+        "duration_s": round(published.duration_s, 1),
+        "priority": priority,
+        "volume": volume,
+        "repeat": settings.repeat,
+    }
+    return Told(what, content, published.warnings)
 
 
-def content_of(
-    language: str, command: PlayUrl | PlayClip, duration_s: float | None
+def clip_content(
+    language: str, priority: int, volume: int | None, repeat: int, clip: ClipSettings | None
 ) -> dict[str, Any]:
-    """What a play command tells the box, as the channel reports it."""
-    audio = command.sha256 if isinstance(command, PlayUrl) else f"clip:{command.clip_id}"
+    """What a stored clip played in place of the warning's audio tells the box (``clip``
+    None: the box's own fallback clip)."""
     return {
         "language": language,
-        "audio": audio,
-        "duration_s": None if duration_s is None else round(duration_s, 1),
-        "priority": command.priority,
-        "volume": command.volume,
-        "repeat": command.repeat,
+        "audio": f"clip:{clip.id}" if clip else "clip:fallback",
+        "duration_s": None,
+        "priority": priority,
+        "volume": volume,
+        "repeat": repeat,
     }

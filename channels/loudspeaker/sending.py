@@ -3,14 +3,14 @@ sections 2.3 and 4).
 
 The batch is split by programme (alert, languages, expiry: :mod:`channels.loudspeaker
 .programmes`), then by the area whose key signs the boxes' commands
-(:mod:`channels.loudspeaker.groups`). For each such group the attention clip (when one is
-configured) and then the play command are built, signed and encoded once and the same bytes
-go to every box of the group; a box without area keys gets its own signed command. The
-warning renders while the attention clip goes out: the play command follows the longer of
-the two, not both in turn. Each delivery's result is ``accepted`` as soon as its box's
-transport took the command (TCP written, MQTT PUBACK from the broker): no result waits for a
-box, whose acks settle the delivery later through
-:class:`~channels.loudspeaker.tracking.AckTracker`.
+(:mod:`channels.loudspeaker.groups`). For each such group the play command is signed and
+encoded once and the same bytes go to every box of the group; a box without area keys gets its
+own signed command. The command goes out at once, while the warning renders (its audio comes
+sealed, section 5.1): a box holding the attention clip starts it on arrival. Each delivery's
+result is ``accepted`` once its box's transport took the command (TCP written, MQTT PUBACK
+from the broker) and the render has said what the box will play; no result waits for a box,
+whose acks settle the delivery later through :class:`~channels.loudspeaker.tracking
+.AckTracker`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -30,8 +30,8 @@ from broadcaster.errors import (
     TargetRejectedError,
 )
 from channels.loudspeaker import commands
-from channels.loudspeaker.groups import AttentionLead, PlannedAreas, group_command_id
-from channels.loudspeaker.programmes import Programme, ProgrammeCache
+from channels.loudspeaker.groups import PlannedAreas, group_command_id
+from channels.loudspeaker.programmes import Programme, ProgrammeCache, Told
 from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import (
     BoxOfflineError,
@@ -41,7 +41,7 @@ from drivers.speaker import (
     SpeakerTimeoutError,
     UnknownBoxError,
 )
-from drivers.speaker.codec import CommandTemplate, area_target, box_target, encode_command
+from drivers.speaker.codec import area_target, box_target, encode_command
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,13 @@ class BatchSender:
         programmes: ProgrammeCache,
         tracker: AckTracker,
         planned: PlannedAreas,
-        attention: Callable[[OutgoingDelivery], CommandTemplate | None],
         offline_retry: Callable[[], float | None],
     ) -> None:
         self._channel = channel
         self._programmes = programmes
         self._tracker = tracker
         self._planned = planned
-        self._attention = attention
         self._offline_retry = offline_retry
-        self.lead = AttentionLead()
         self._reached: OrderedDict[str, dict[str, Reached]] = OrderedDict()
         self._stopped: OrderedDict[str, None] = OrderedDict()
         self._sent: OrderedDict[tuple[str, str], asyncio.Future[Reach]] = OrderedDict()
@@ -118,67 +115,30 @@ class BatchSender:
     async def _programme(
         self, hub: SpeakerHub, members: list[Member], results: list[Outcome]
     ) -> None:
-        groups: dict[str, list[Member]] = {}
-        for member in members:
-            groups.setdefault(member.areas[0] if member.areas else "", []).append(member)
-        alone = groups.pop("", [])
-        attention = self._attention(members[0].delivery)
-        build = asyncio.ensure_future(self._programmes.get(members[0].delivery))
-        clips: list[str] = []
         try:
-            if attention is not None:  # the warning renders while the attention clip goes out
-                clips = await self._announce(hub, attention, groups, alone)
-        except BaseException:
-            build.cancel()
-            raise
-        try:
-            programme = await build
+            programme = await self._programmes.get(members[0].delivery)
         except Exception as exc:
             for member in members:
                 results[member.position] = exc
             return
-        await self.lead.wait(clips)
         if members[0].delivery.message.id in self._stopped:
-            # A Cancel or Update stopped the alert while the warning rendered or the play
-            # command held back: it must not follow the boxes' stop.
+            # A Cancel or Update stopped the alert after this batch was claimed: no play
+            # command follows the boxes' stop.
             for member in members:
                 results[member.position] = DeviceUnavailableError("the alert was stopped")
             return
+        groups: dict[str, list[Member]] = {}
+        for member in members:
+            groups.setdefault(member.areas[0] if member.areas else "", []).append(member)
+        alone = groups.pop("", [])
         jobs = [self._group(hub, programme, area, group, results) for area, group in groups.items()]
         if alone:
             jobs.append(self._alone(hub, programme, alone, results))
-        await asyncio.gather(*jobs)
-
-    async def _announce(
-        self,
-        hub: SpeakerHub,
-        template: CommandTemplate,
-        groups: dict[str, list[Member]],
-        alone: list[Member],
-    ) -> list[str]:
-        """Start the stored attention clip on the boxes now, while the warning renders; its
-        acks settle nothing (the ``play_url`` that follows carries the delivery). The command
-        ids of the groups' clips."""
-        jobs = []
-        clips = []
-        for area, group in groups.items():
-            first = group[0]
-            assert first.area_key is not None
-            cmd_id = group_command_id("attention", self._channel, first.delivery, area)
-            data = template.sign(cmd_id, area_target(area), first.area_key)
-            jobs.append(self._deliver(hub, data, cmd_id, group))
-            clips.append(cmd_id)
-        if alone:
-            signed = [(m, template.sign(*self._own("attention", m))) for m in alone]
-            jobs.append(self._deliver_each(hub, signed))
-        for sent in await asyncio.gather(*jobs):
-            for member, error in sent:
-                if error is not None:
-                    box = member.box.box_id
-                    log.info(
-                        "channel %s: attention clip not sent to %s: %s", self._channel, box, error
-                    )
-        return clips
+        sent = await asyncio.gather(*jobs)
+        told = await programme.report()
+        for sends in sent:
+            for member, cmd_id in sends:
+                results[member.position] = self._accepted(member, cmd_id, told)
 
     async def _group(
         self,
@@ -187,24 +147,22 @@ class BatchSender:
         area: str,
         members: list[Member],
         results: list[Outcome],
-    ) -> None:
+    ) -> list[tuple[Member, str]]:
         first = members[0]
         assert first.area_key is not None
         cmd_id = group_command_id("play", self._channel, first.delivery, area)
         data = programme.signed(cmd_id, area_target(area), first.area_key)
         sends = [(member, cmd_id) for member in members]
-        await self._play(
-            programme, sends, lambda: self._deliver(hub, data, cmd_id, members), results
-        )
+        return await self._play(sends, lambda: self._deliver(hub, data, cmd_id, members), results)
 
     async def _alone(
         self, hub: SpeakerHub, programme: Programme, members: list[Member], results: list[Outcome]
-    ) -> None:
+    ) -> list[tuple[Member, str]]:
         """Each box's own play command, signed with its key, all sent in one call."""
         own = [self._own("play", member) for member in members]
         signed = [(m, programme.template.sign(*o)) for m, o in zip(members, own, strict=True)]
         sends = [(member, cmd_id) for member, (cmd_id, _, _) in zip(members, own, strict=True)]
-        await self._play(programme, sends, lambda: self._deliver_each(hub, signed), results)
+        return await self._play(sends, lambda: self._deliver_each(hub, signed), results)
 
     @staticmethod
     def _own(kind: str, member: Member) -> tuple[str, str, bytes]:
@@ -214,13 +172,12 @@ class BatchSender:
 
     async def _play(
         self,
-        programme: Programme,
         sends: list[tuple[Member, str]],
         deliver: Callable[[], Awaitable[Sent]],
         results: list[Outcome],
-    ) -> None:
-        """Track each (member, command id) of ``sends``, ``deliver`` them and record each
-        member's result."""
+    ) -> list[tuple[Member, str]]:
+        """Track each (member, command id) of ``sends`` and ``deliver`` them; a member whose
+        box's transport failed gets its error in ``results``. The (member, command id) sent."""
         for member, cmd_id in sends:
             self._tracker.track(cmd_id, member.box.box_id, member.delivery.id)
         try:
@@ -230,19 +187,26 @@ class BatchSender:
                 self._tracker.forget(cmd_id, member.box.box_id)
             raise
         ids = {member.position: cmd_id for member, cmd_id in sends}
+        taken = []
         for member, error in sent:
             box, cmd_id = member.box, ids[member.position]
-            if error is not None:
-                self._tracker.forget(cmd_id, box.box_id)
-                results[member.position] = self._error(box.box_id, error)
+            if error is None:
+                taken.append((member, cmd_id))
                 continue
-            results[member.position] = SendResult(
-                SendOutcome.ACCEPTED,
-                provider_ref=cmd_id,
-                detail=f"sent to box {box.box_id} over {box.transport}: {programme.what}",
-                content=programme.content,
-                warnings=programme.warnings,
-            )
+            self._tracker.forget(cmd_id, box.box_id)
+            results[member.position] = self._error(box.box_id, error)
+        return taken
+
+    @staticmethod
+    def _accepted(member: Member, cmd_id: str, told: Told) -> SendResult:
+        box = member.box
+        return SendResult(
+            SendOutcome.ACCEPTED,
+            provider_ref=cmd_id,
+            detail=f"sent to box {box.box_id} over {box.transport}: {told.what}",
+            content=told.content,
+            warnings=told.warnings,
+        )
 
     @staticmethod
     async def _deliver_each(hub: SpeakerHub, signed: list[tuple[Member, bytes]]) -> Sent:
@@ -316,13 +280,8 @@ class BatchSender:
             self._sent[key] = sent
             while len(self._sent) > _SENT_KEPT:
                 self._sent.popitem(last=False)
-            # Only a broker fans one publish out to a whole area before it reads anything else.
-            clip = boxes is None and cmd_id.startswith("attention-")
-            if clip:
-                self.lead.sending(cmd_id)
-            reached: Iterable[str] = ()
             try:
-                outcome, reached = await self._send(hub, where, data, boxes)
+                outcome = await self._send(hub, where, data, boxes)
             except BaseException:
                 # Cancelled (a send past the dispatcher's deadline) or a fault: whoever shares
                 # this send gets an error, and the next attempt sends afresh.
@@ -330,35 +289,29 @@ class BatchSender:
                 error = SpeakerTimeoutError(f"sending {cmd_id} was interrupted")
                 sent.set_result(dict.fromkeys(boxes if boxes is not None else [where], error))
                 raise
-            finally:
-                if clip:
-                    self.lead.sent(cmd_id, reached)
             if boxes is None and outcome[where] is not None:
                 self._sent.pop(key, None)
             sent.set_result(outcome)
         return await asyncio.shield(sent)
 
+    @staticmethod
     async def _send(
-        self, hub: SpeakerHub, where: str, data: bytes, boxes: list[str] | None
-    ) -> tuple[dict[str, SpeakerError | None], Iterable[str]]:
-        """One send of a group command: the error or None per box (per area topic), and the
-        boxes it reached."""
+        hub: SpeakerHub, where: str, data: bytes, boxes: list[str] | None
+    ) -> dict[str, SpeakerError | None]:
+        """One send of a group command: the error or None per box (per area topic)."""
         if boxes is None:
             try:
                 await hub.publish_area(where, data)
             except SpeakerError as exc:
-                return {where: exc}, ()
-            return {where: None}, self._planned.members(where)
-        outcome: dict[str, SpeakerError | None] = dict(
-            zip(boxes, await hub.send_same(boxes, data), strict=True)
-        )
-        return outcome, [box for box, error in outcome.items() if error is None]
+                return {where: exc}
+            return {where: None}
+        return dict(zip(boxes, await hub.send_same(boxes, data), strict=True))
 
     async def stop_areas(self, hub: SpeakerHub, delivery: OutgoingDelivery) -> None:
         """Stop ``delivery``'s alert, once, wherever its group commands went beyond their
         batches (area topics, the TCP boxes of a group): boxes reached there whose own
         deliveries were still queued when the alert was cancelled get no ``stop`` of their
-        own. A batch of the alert still rendering or holding back sends no play command."""
+        own. A batch of the alert claimed before sends no play command."""
         self._stopped[delivery.message.id] = None
         while len(self._stopped) > _ALERTS_KEPT:
             self._stopped.popitem(last=False)

@@ -1,6 +1,7 @@
 """The channel builds the command of an alert once for all its boxes: concurrent sends share
-one build, a failed build is tried again, and a programme is rebuilt once it is no longer
-fresh (so ``issued_at`` stays close to the moment a command goes out)."""
+one build, a failed build is tried again, a programme is rebuilt once it is no longer fresh
+(so ``issued_at`` stays close to the moment a command goes out), and its command is ready
+before what it reports (the render) is."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from broadcaster.channel import AlertMessage, OutgoingDelivery
 from broadcaster.delivery import Target
 from broadcaster.errors import RetryableError
 from broadcaster.rendition import render
-from channels.loudspeaker.programmes import Built, ProgrammeCache
+from channels.loudspeaker.programmes import Built, ProgrammeCache, Told
 from drivers.speaker import Stop
 from tests.core.support import make_alert
 
@@ -34,6 +35,8 @@ class Builder:
         self.fail = False
         self.gate = asyncio.Event()
         self.gate.set()
+        self.rendered = asyncio.Event()
+        self.rendered.set()
 
     async def __call__(self, item: OutgoingDelivery) -> Built:
         self.calls.append(item.target.languages)
@@ -45,7 +48,11 @@ class Builder:
             cmd_id="stop-x", alert_id="s,a1", issued_at=now, expires_at=now + timedelta(hours=1)
         )
         content: dict[str, Any] = {"language": "+".join(item.target.languages)}
-        return stop, "stop", content, ()
+        return stop, self.told(content)
+
+    async def told(self, content: dict[str, Any]) -> Told:
+        await self.rendered.wait()
+        return Told("stop", content, ())
 
 
 async def test_concurrent_sends_share_one_build_per_set_of_languages() -> None:
@@ -58,7 +65,7 @@ async def test_concurrent_sends_share_one_build_per_set_of_languages() -> None:
     builder.gate.set()
     programmes = await asyncio.gather(*waiting)
     assert len({id(p) for p in programmes}) == 1
-    assert (await mongolian).content == {"language": "zh-CN+mn"}
+    assert (await (await mongolian).report()).content == {"language": "zh-CN+mn"}
     assert builder.calls == [("zh-CN",), ("zh-CN", "mn")]
 
 
@@ -70,7 +77,7 @@ async def test_a_failed_build_reaches_every_waiter_and_is_tried_again() -> None:
         with pytest.raises(RetryableError):
             await cache.get(delivery(1))
     builder.fail = False
-    assert (await cache.get(delivery(1))).what == "stop"
+    assert (await (await cache.get(delivery(1))).report()).what == "stop"
     assert len(builder.calls) == 3
 
 
@@ -84,3 +91,16 @@ async def test_a_programme_is_rebuilt_once_it_is_no_longer_fresh() -> None:
     now[0] += 0.6
     assert await cache.get(delivery(3)) is not first
     assert len(builder.calls) == 2
+
+
+async def test_the_command_is_ready_before_the_render_ends() -> None:
+    builder = Builder()
+    builder.rendered.clear()
+    cache = ProgrammeCache(builder)
+    programme = await cache.get(delivery(1))
+    assert programme.template.sign("c-1", "box:b", b"k" * 16).startswith(b"{")
+    report = asyncio.ensure_future(programme.report())
+    await asyncio.sleep(0.05)
+    assert not report.done()
+    builder.rendered.set()
+    assert (await report).what == "stop"

@@ -1,0 +1,197 @@
+"""The audio a sealed ``play_url`` names (docs/protocols/speaker.md section 5.1), as the
+channel's audio library serves it over real HTTP on loopback: a request is held until the
+render ends, then answered with the file, its SHA-256, its speech start and a seal under the
+key of the ``to`` the box names; a render that fails answers the held requests at once and
+the next render is served; the hold is bounded; unknown targets and tokens learn nothing; and
+the URL stays valid for a library started again over the same directory."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from audio import AudioError, ChannelProfile
+from audio.render import Render
+from broadcaster.channel import AlertMessage
+from broadcaster.config import AudioConfig
+from broadcaster.publisher import AudioPublisher
+from broadcaster.rendition import render
+from channels.loudspeaker import media
+from channels.loudspeaker.media import AudioLibrary
+from drivers.speaker import seal
+from tests.core.support import make_alert
+
+BOX_KEY = bytes(range(32))
+AREA_KEY = bytes(range(32, 64))
+KEYS = {"box:box-1": BOX_KEY, "area:150902": AREA_KEY}
+ALERT = make_alert("sealed")
+MESSAGE = AlertMessage(id="7", alert=ALERT, rendition=render(ALERT), expires_at=9e9)
+
+
+class GatedPublisher(AudioPublisher):
+    """espeak-ng renders, each only once ``gate`` is open; ``fail`` makes the next one fail."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, AudioConfig(engine_order=("espeak-ng",)))
+        self.gate = asyncio.Event()
+        self.fail = False
+
+    async def render_programme(
+        self,
+        message: AlertMessage,
+        profile: str | ChannelProfile,
+        languages: Sequence[str] = ("zh-CN",),
+        same_header: str | None = None,
+    ) -> Render:
+        await self.gate.wait()
+        if self.fail:
+            self.fail = False
+            raise AudioError("the speech engine crashed")
+        return await super().render_programme(message, profile, languages, same_header)
+
+
+class Site:
+    """A library served on 127.0.0.1, and a client asking it as a box would."""
+
+    def __init__(self, library: AudioLibrary, server: TestServer) -> None:
+        self.library = library
+        self.server = server
+
+    async def get(
+        self, url: str, target: str | None = "box:box-1"
+    ) -> tuple[int, dict[str, str], bytes]:
+        path = url.split("/channels/loudspeaker", 1)[1]
+        headers = {} if target is None else {seal.TARGET_HEADER: target}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.server.make_url(path), headers=headers) as response,
+        ):
+            return response.status, dict(response.headers), await response.read()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    library = library_in(tmp_path)
+    server = TestServer(library.web_app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Site(library, server)
+    finally:
+        await server.close()
+
+
+def library_in(tmp_path: Path) -> AudioLibrary:
+    base = "https://warn.example.org/channels/loudspeaker"
+    return AudioLibrary(tmp_path / "audio", base, "mp3", KEYS.get)
+
+
+def assert_sealed(url: str, target: str, key: bytes, headers: dict[str, str], body: bytes) -> None:
+    sha256 = hashlib.sha256(body).hexdigest()
+    assert headers[seal.SHA256_HEADER] == sha256
+    start = int(headers[seal.SPEECH_START_HEADER])
+    assert 0 < start < 60_000
+    given = headers[seal.SEAL_HEADER]
+    assert seal.seal_matches(key, url, target, sha256, start, given)
+    # The seal binds the URL, the target, the audio and its speech start.
+    assert not seal.seal_matches(key, url + "x", target, sha256, start, given)
+    assert not seal.seal_matches(key, url, "box:box-2", sha256, start, given)
+    assert not seal.seal_matches(key, url, target, "0" * 64, start, given)
+    assert not seal.seal_matches(key, url, target, sha256, start + 1, given)
+    assert not seal.seal_matches(bytes(32), url, target, sha256, start, given)
+
+
+async def test_a_request_is_held_until_the_render_ends_then_sealed(
+    site: Site, tmp_path: Path
+) -> None:
+    publisher = GatedPublisher(tmp_path / "cache")
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    assert site.library.reserve(MESSAGE, ("zh-CN",)) == url
+    assert site.library.reserve(MESSAGE, ("zh-CN", "mn")) != url
+    rendering = asyncio.ensure_future(site.library.publish(publisher, MESSAGE, ("zh-CN",)))
+    box = asyncio.ensure_future(site.get(url))
+    area = asyncio.ensure_future(site.get(url, "area:150902"))
+    await asyncio.sleep(0.3)
+    assert not box.done() and not area.done()
+    opened = time.monotonic()
+    publisher.gate.set()
+    published = await rendering
+    status, headers, body = await box
+    assert status == 200 and time.monotonic() - opened < 10
+    assert headers[seal.SHA256_HEADER] == published.sha256
+    assert int(headers[seal.SPEECH_START_HEADER]) == published.speech_start_ms
+    assert "no-store" in headers["Cache-Control"]
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+    status, headers, area_body = await area
+    assert status == 200 and area_body == body
+    assert_sealed(url, "area:150902", AREA_KEY, headers, body)
+    # The published file itself is served as before, under its hash.
+    status, _, same = await site.get(published.url, None)
+    assert status == 200 and same == body
+
+
+async def test_unknown_targets_and_tokens_are_refused_at_once(site: Site) -> None:
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    began = time.monotonic()
+    for target in (None, "box:box-9", "area:999999", "box-1", "area:15090"):
+        status, headers, _ = await site.get(url, target)
+        assert status == 403 and seal.SEAL_HEADER not in headers
+    token = url.rsplit("/", 1)[1]
+    for other in ("0" * 32, token.upper(), token + "0", "..%2f..%2fetc%2fpasswd"):
+        status, headers, _ = await site.get(url.replace(token, other))
+        assert status == 404 and seal.SEAL_HEADER not in headers
+    assert time.monotonic() - began < 5
+
+
+async def test_a_failed_render_answers_the_held_requests_and_the_next_one_serves(
+    site: Site, tmp_path: Path
+) -> None:
+    publisher = GatedPublisher(tmp_path / "cache")
+    publisher.fail = True
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    held = asyncio.ensure_future(site.get(url))
+    await asyncio.sleep(0.2)
+    publisher.gate.set()
+    with pytest.raises(AudioError):
+        await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    async with asyncio.timeout(5):
+        status, headers, _ = await held
+    assert status == 503 and seal.SEAL_HEADER not in headers
+    await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    status, headers, body = await site.get(url)
+    assert status == 200
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+
+
+async def test_the_hold_is_bounded(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(media, "HOLD_S", 0.3)
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    began = time.monotonic()
+    status, _, _ = await site.get(url)  # nothing renders it
+    assert status == 503 and 0.25 < time.monotonic() - began < 5
+
+
+async def test_the_url_outlives_a_restart(site: Site, tmp_path: Path) -> None:
+    publisher = GatedPublisher(tmp_path / "cache")
+    publisher.gate.set()
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    again = library_in(tmp_path)
+    server = TestServer(again.web_app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        status, headers, body = await Site(again, server).get(url, "area:150902")
+    finally:
+        await server.close()
+    assert status == 200
+    assert_sealed(url, "area:150902", AREA_KEY, headers, body)
+    # Pruned with the audio it names: then the URL is gone.
+    assert await again.prune(-1) >= 2
+    status, _, _ = await site.get(url)
+    assert status == 404
