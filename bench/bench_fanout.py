@@ -20,9 +20,10 @@ brokers; 100,000: six), each with simulator processes of at most ``PER_PROCESS``
   audio rendered by espeak-ng inside the time) from the API's answer to one CAP alert for
   the county; over several brokers it runs one ``loudspeaker`` channel instance per broker,
   each with its share of the registry's boxes, and the alert selects the boxes of every
-  instance. ``started``/``accepted`` are the boxes' acks as the channels receive them
-  (``started`` by the attention clip the server sends ahead, ``--attention on``, the default),
-  ``confirmed`` when the store has every delivery confirmed.
+  instance. ``started``/``accepted`` are the boxes' acks of the play command as the channels
+  receive them (a box reports ``started`` when it starts the stored attention clip the command
+  names, on arrival, while the server still renders the warning: ``--attention on``, the
+  default), ``confirmed`` when the store has every delivery confirmed.
 
 Over TCP the server (and the hub) holds one socket per box, so a size over the open-file limit
 cannot run in one process: the bench then measures the ``--tcp-curve`` sizes and prints the
@@ -138,10 +139,10 @@ def spread(times: list[float], start: float, expected: int) -> dict[str, float |
 
 
 class AckTimes:
-    """When each box's first ack of each stage arrived (wall clock), from hub events: of the
-    play command, except ``started``, which is the box's first sound (the attention clip sent
-    ahead, when there is one); ``accepted`` is the first ack of the play command whatever its
-    stage (the server asks boxes for ``started`` and ``finished`` only).
+    """When each box's first ack of each stage of the play command arrived (wall clock), from
+    hub events; ``accepted`` is the first ack whatever its stage (the server asks boxes for
+    ``started`` and ``finished`` only), ``started`` the box's first sound (the attention clip
+    the command names, when there is one).
 
     It runs on the server's event loop, so its CPU and memory count in the server's: it keeps
     one time per box and stage (``dict.setdefault`` keeps the first), and nothing of the acks
@@ -307,7 +308,7 @@ def main() -> None:
         "--attention",
         choices=("on", "off"),
         default="on",
-        help="the server sends the boxes' stored attention clip ahead of the warning",
+        help="the play command names the attention clip the boxes store (played on arrival)",
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -13,9 +13,10 @@ runs in a fresh process; the simulators and the broker run in other processes); 
 each process spent from the API's answer to the last confirmation show where the time goes.
 
 With ``--attention on`` (the default) the channel is configured with the stored attention clip
-and the simulated boxes hold it, so sound starts with the clip the channel sends ahead of the
-render; ``--attention off`` measures the boxes as before (sound starts with the rendered
-warning). "API answer -> first box playing sound" is the first ``started`` ack of either.
+and the simulated boxes hold it, so sound starts with the clip the play command names, on its
+arrival, while the server still renders the warning; ``--attention off`` measures the boxes
+without it (sound starts with the rendered warning, once downloaded). "API answer -> first box
+playing sound" is the first ``started`` ack.
 
 Goals: first box playing sound within 0.5 s, all boxes started within 5 s; server memory under
 300 MB.
@@ -153,8 +154,7 @@ class AckClock:
         def recording(event: HubEvent) -> None:
             handler(event)
             if isinstance(event, BoxAck) and event.stage is AckStage.STARTED:
-                # Sound starts with whichever command plays first: the attention clip or the
-                # warning itself.
+                # Sound starts with the attention clip, or with the warning itself.
                 self.first_sound = self.first_sound or time.perf_counter()
                 self.sounding.add(event.box_id)
                 if len(self.sounding) == self.expected and self.all_sound is None:
@@ -296,7 +296,7 @@ def main() -> None:
         "--attention",
         choices=("on", "off"),
         default="on",
-        help="boxes hold the attention clip and the channel sends it ahead (off: as before)",
+        help="boxes hold the attention clip the play command names (off: without it)",
     )
     args = parser.parse_args()
     transports = args.transports.split(",")

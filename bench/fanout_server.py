@@ -112,7 +112,7 @@ async def whole_server(
 ) -> dict[str, Any]:
     """One alert to ``boxes`` boxes that hold the county's key (group commands), or with
     ``own`` only their own keys (a command each); with ``attention`` the boxes hold the
-    attention clip and the server sends it ahead of the warning."""
+    attention clip the play command names."""
     groups = () if own else (COUNTY,)
     extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
     shares = broker_shares(transport, boxes)
