@@ -101,6 +101,21 @@ async def test_an_area_command_is_fetched_for_the_area_and_checked_with_its_key(
     assert (AckStage.STARTED, None, "url") in box.said("c1")
 
 
+async def test_a_box_without_the_clip_plays_the_sealed_audio_whole(
+    tmp_path: Path, server: SealedMediaServer
+) -> None:
+    box = Box(tmp_path, server)
+    (tmp_path / "clips" / "attention").unlink()
+    async with box:
+        await box.send_sealed(sealed(server.url("w.opus")))
+        await box.wait_ack("c1", AckStage.FINISHED)
+    assert box.said("c1")[1:] == [
+        (AckStage.STARTED, None, "url"),
+        (AckStage.FINISHED, None, "url"),
+    ]
+    assert box.played() == [(AUDIO_SHA, "0.000")]
+
+
 def _set(name: str, value: str) -> Callable[[CIMultiDict[str], bytes], bytes]:
     def tamper(headers: CIMultiDict[str], body: bytes) -> bytes:
         headers[name] = value
