@@ -45,6 +45,7 @@ from drivers.speaker.messages import (
 )
 from drivers.speaker.playback import PlaybackScheduler
 from drivers.speaker.player import Player
+from drivers.speaker.sealed_audio import CommandTarget
 from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher, PlayJournal
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class BoxAgent:
         """
         await self._ready.wait()
         try:
-            _, command = decode_command(data, self._key_for_target)
+            command, to = self._decode(data)
         except SpeakerProtocolError as exc:
             self._refuse_unverified(data, exc)
             return
@@ -256,7 +257,16 @@ class BoxAgent:
             await self._finish(entry, AckStage.FAILED, reason="not_yet_valid")
             return
         await self._finish(entry, AckStage.ACCEPTED)
-        await self._execute(command, entry)
+        await self._execute(command, entry, to)
+
+    def _decode(self, data: bytes) -> tuple[Command, CommandTarget]:
+        """Verify and decode a command; also returns its target and the key that verified it
+        (what its sealed audio is fetched with)."""
+        target, command = decode_command(data, self._key_for_target)
+        key = self._key_for_target(target)
+        if key is None:
+            raise SignatureError(f"no key is known for {target}")
+        return command, CommandTarget(target, key)
 
     def _acks_of(self, command: Command) -> tuple[AckStage, ...] | None:
         """The stages of ``command`` to acknowledge (``failed`` always is); None: every one."""
@@ -292,7 +302,7 @@ class BoxAgent:
             self._emit_ack(updated)
         return updated
 
-    async def _execute(self, command: Command, entry: JournalEntry) -> None:
+    async def _execute(self, command: Command, entry: JournalEntry, to: CommandTarget) -> None:
         if isinstance(command, Stop):
             self._playback.stop_alert(command.alert_id, "stopped")
             await self._finish(entry, AckStage.FINISHED)
@@ -301,20 +311,20 @@ class BoxAgent:
             self._journal.volume = command.volume
             await self._finish(entry, AckStage.FINISHED)
         else:
-            self._playback.schedule(command, entry)
+            self._playback.schedule(command, entry, to)
 
     def _resume_unfinished(self) -> None:
         for entry in self._journal.entries():
             if entry.stage not in (AckStage.ACCEPTED, AckStage.STARTED):
                 continue
             try:
-                _, command = decode_command(entry.wire.encode(), self._key_for_target)
+                command, to = self._decode(entry.wire.encode())
             except SpeakerProtocolError as exc:
                 log.warning("box %s: journal entry %s dropped: %s", self.box_id, entry.cmd_id, exc)
                 continue
             if isinstance(command, PlayUrl | PlayClip):
                 log.info("box %s: resuming %s after restart", self.box_id, entry.cmd_id)
-                self._playback.schedule(command, entry)
+                self._playback.schedule(command, entry, to)
 
     async def _heartbeat_loop(self) -> None:
         # The first heartbeat goes out from link_up, when there is a link to carry it.

@@ -284,8 +284,10 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
     }
     kind = obj["type"]
     if kind in ("play_url", "play_clip"):
+        # A play_url may leave its audio's SHA-256 to the sealed answer (section 5.1).
+        digest = _opt_str if kind == "play_url" else _str
         header |= {
-            "sha256": _str(obj, "sha256", SHA256_PATTERN),
+            "sha256": digest(obj, "sha256", SHA256_PATTERN),
             "priority": _int(obj, "priority", 0, 255),
             "volume": _opt_int(obj, "volume", 0, 100),
             "repeat": _int(obj, "repeat", 1, 20),
@@ -297,7 +299,8 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
         if not url.startswith(("http://", "https://")):
             raise SpeakerProtocolError(f"field 'url' must be http or https: {url!r}")
         clip = _opt_str(obj, "fallback_clip", CLIP_PATTERN)
-        command = PlayUrl(url=url, fallback_clip=clip, **_attention(obj), **header)
+        sealed = header["sha256"] is None
+        command = PlayUrl(url=url, fallback_clip=clip, **_attention(obj, sealed), **header)
     elif kind == "play_clip":
         command = PlayClip(clip_id=_str(obj, "clip_id", CLIP_PATTERN), **header)
     elif kind == "stop":
@@ -327,12 +330,17 @@ def _acks(obj: dict[str, Any]) -> tuple[AckStage, ...] | None:
     return tuple(askable[name] for name in value)
 
 
-def _attention(obj: dict[str, Any]) -> dict[str, Any]:
+def _attention(obj: dict[str, Any], sealed: bool) -> dict[str, Any]:
     """The optional attention-first fields of ``play_url``: a clip and where the speech
-    starts in the downloaded audio, both or neither."""
+    starts in the downloaded audio, both or neither; for sealed audio (no ``sha256``) the
+    clip alone, as the speech start comes with the sealed answer (section 5.1)."""
     clip = _opt_str(obj, "attention_clip", CLIP_PATTERN)
     start = _opt_int(obj, "speech_start_ms", 0, MAX_SPEECH_START_MS)
-    if (clip is None) != (start is None):
+    if sealed and start is not None:
+        raise SpeakerProtocolError(
+            "'speech_start_ms' comes with sealed audio's answer, not in a play_url without 'sha256'"
+        )
+    if not sealed and (clip is None) != (start is None):
         raise SpeakerProtocolError("'attention_clip' and 'speech_start_ms' go together")
     return {
         "attention_clip": clip,

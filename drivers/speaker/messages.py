@@ -97,11 +97,15 @@ class PlayUrl(BoxCommand):
     and ``speech_start_ms`` (where the audio after that signal begins), a box that holds the
     clip plays it the moment it accepts the command, downloads meanwhile, and then plays the
     audio from ``speech_start_ms``; a box without the clip plays the whole audio as before.
+
+    Without ``sha256`` the audio is sealed (``drivers.speaker.seal``): the server answers the
+    download with the audio's SHA-256, its speech start and a seal under the key of the
+    command's ``to``, so ``speech_start_ms`` is then None and ``attention_clip`` may stand alone.
     """
 
     kind: ClassVar[str] = "play_url"
     url: str
-    sha256: str
+    sha256: str | None
     priority: int
     volume: int | None = None
     repeat: int = 1

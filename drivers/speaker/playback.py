@@ -7,8 +7,9 @@ playing: an ``emergency``-class command goes back to the queue (acknowledged ``a
 new command waits, highest priority first, then in arrival order. Expiry is checked when a
 command leaves the queue. A ``play_url`` naming an attention clip the box holds starts that
 clip at once, downloads while it plays, and continues with the audio after its attention
-signal (section 5.1). Every stage is reported through the ``report`` callback, which
-journals it and sends the ack.
+signal (section 5.1). A ``play_url`` without a SHA-256 is fetched sealed, with the target
+and key of the command that asked for it, and plays only when its seal matches. Every stage
+is reported through the ``report`` callback, which journals it and sends the ack.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from drivers.speaker.errors import MediaDownloadError, MediaIntegrityError, SpeakerError
 from drivers.speaker.messages import (
@@ -33,6 +34,7 @@ from drivers.speaker.messages import (
     PlayUrl,
 )
 from drivers.speaker.player import PlaybackRequest, Player
+from drivers.speaker.sealed_audio import CommandTarget
 from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,21 @@ class PlayJob:
 
     command: PlayCommand
     entry: JournalEntry
+    to: CommandTarget
     order: int
     stop_reason: str | None = None
     source: str = "url"
     note: str | None = None
+
+
+class Media(NamedTuple):
+    """What a play command plays: the file, its ``source`` for the acks, the ``reason`` of a
+    fallback, and where the speech starts after the file's attention signal (None: at 0)."""
+
+    path: Path
+    source: str
+    note: str | None
+    speech_start_ms: int | None
 
 
 class PlaybackScheduler:
@@ -94,20 +107,21 @@ class PlaybackScheduler:
         """The command playing now."""
         return self._current.command if self._current else None
 
-    def schedule(self, command: PlayCommand, entry: JournalEntry) -> None:
-        """Queue a play command, preempting a lower-priority one that is playing."""
+    def schedule(self, command: PlayCommand, entry: JournalEntry, to: CommandTarget) -> None:
+        """Queue a play command that came for ``to`` (its target and the key that verified
+        it, with which sealed audio is fetched), preempting a lower-priority one playing."""
         current = self._current
         if current is not None and command.priority > current.command.priority:
             self._cancel_current(PREEMPTED)
-        self._queue.append(PlayJob(command, entry, next(self._order)))
+        self._queue.append(PlayJob(command, entry, to, next(self._order)))
         self._wakeup.set()
         if isinstance(command, PlayUrl):
             # Download now, so the audio is ready when its turn comes.
-            self._spawn(self._prefetch(command))
+            self._spawn(self._prefetch(command, to))
 
-    async def _prefetch(self, command: PlayUrl) -> None:
+    async def _prefetch(self, command: PlayUrl, to: CommandTarget) -> None:
         try:
-            await self._fetcher.fetch(command.url, command.sha256)
+            await self._download(command, to)
         except (MediaDownloadError, MediaIntegrityError) as exc:
             log.info("box %s: prefetch of %s failed: %s", self._box_id, command.cmd_id, exc)
 
@@ -195,25 +209,26 @@ class PlaybackScheduler:
         heard = isinstance(command, PlayUrl) and self._heard(command)
         attention = None if heard else await self._attention(command)
         if attention is None:
-            path, job.source, job.note = await self._resolve(command)
+            media = await self._resolve(command, job.to)
+            job.source, job.note = media.source, media.note
             job.entry = await self._report(job.entry, AckStage.STARTED, job.note, job.source)
         else:
-            media = asyncio.get_running_loop().create_task(self._resolve(command))
+            resolving = asyncio.get_running_loop().create_task(self._resolve(command, job.to))
             try:
                 source = f"attention:{attention.name}"
                 job.entry = await self._report(job.entry, AckStage.STARTED, None, source)
                 await self._player.play(self._request(command, attention, source))
-                path, job.source, job.note = await media
+                media = await resolving
+                job.source, job.note = media.source, media.note
             finally:
-                if not media.done():
-                    media.cancel()
-                    await asyncio.wait([media])
+                if not resolving.done():
+                    resolving.cancel()
+                    await asyncio.wait([resolving])
         start_s = 0.0
         if (heard or attention is not None) and job.source == "url":
             # The attention signal has just played as a clip: go on where the speech starts.
-            assert isinstance(command, PlayUrl)
-            start_s = (command.speech_start_ms or 0) / 1000
-        request = self._request(command, path, job.source)
+            start_s = (media.speech_start_ms or 0) / 1000
+        request = self._request(command, media.path, job.source)
         for repeat in range(command.repeat):
             await self._player.play(replace(request, start_s=start_s if repeat == 0 else 0.0))
         if isinstance(command, PlayClip):
@@ -254,16 +269,27 @@ class PlaybackScheduler:
             log.info("box %s: no attention clip, playing the audio whole: %s", self._box_id, exc)
             return None
 
-    async def _resolve(self, command: PlayCommand) -> tuple[Path, str, str | None]:
-        """The file to play, where it came from, and a note when a fallback was used."""
+    async def _resolve(self, command: PlayCommand, to: CommandTarget) -> Media:
+        """The file to play, where it came from, a note when a fallback was used, and where
+        the speech starts in it."""
         if isinstance(command, PlayClip):
-            return await self._clips.verified_clip(command.clip_id, command.sha256), "clip", None
+            path = await self._clips.verified_clip(command.clip_id, command.sha256)
+            return Media(path, "clip", None, None)
         try:
-            return await self._fetcher.fetch(command.url, command.sha256), "url", None
+            path, speech_start_ms = await self._download(command, to)
+            return Media(path, "url", None, speech_start_ms)
         except (MediaDownloadError, MediaIntegrityError) as exc:
             fallback = command.fallback_clip or self._fallback_clip
             if fallback is None:
                 raise
             log.warning("box %s: download failed (%s), playing %s", self._box_id, exc, fallback)
             note = "download_failed" if isinstance(exc, MediaDownloadError) else "hash_mismatch"
-            return await self._clips.verified_clip(fallback, None), f"fallback:{fallback}", note
+            path = await self._clips.verified_clip(fallback, None)
+            return Media(path, f"fallback:{fallback}", note, None)
+
+    async def _download(self, command: PlayUrl, to: CommandTarget) -> tuple[Path, int | None]:
+        """The verified audio of ``command`` and where its speech starts: checked by its
+        SHA-256, or sealed for ``to`` when it names none (section 5.1)."""
+        if command.sha256 is not None:
+            return await self._fetcher.fetch(command.url, command.sha256), command.speech_start_ms
+        return await self._fetcher.fetch_sealed(command.url, to)

@@ -2,7 +2,8 @@
 
 The clip store holds pre-provisioned clips (``<clips_dir>/<clip_id>``) used by ``play_clip`` and
 as the fallback when a download fails. Downloads land in a content-addressed cache named by
-their SHA-256 and are only kept when the hash matches (docs/protocols/speaker.md, section 5).
+their SHA-256 and are only kept when the hash matches, or for sealed audio when its seal does
+(docs/protocols/speaker.md, section 5).
 The journal remembers every command until it expires, so a duplicate or a restart never plays
 an alert twice; it is rewritten atomically (temp file, fsync, rename) off the event loop.
 """
@@ -16,11 +17,15 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
+from multidict import CIMultiDictProxy
 
 from drivers.speaker.codec import CLIP_PATTERN, format_time, parse_time
 from drivers.speaker.errors import (
@@ -31,6 +36,8 @@ from drivers.speaker.errors import (
     SpeakerProtocolError,
 )
 from drivers.speaker.messages import AckStage, ack_wanted
+from drivers.speaker.seal import TARGET_HEADER
+from drivers.speaker.sealed_audio import CommandTarget, SealedAudio, check_sealed_answer
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +81,11 @@ class ClipStore:
 
 
 class MediaFetcher:
-    """Downloads audio over HTTP(S) into a content-addressed cache, checking its SHA-256.
+    """Downloads audio over HTTP(S) into a content-addressed cache, checking its SHA-256, or
+    its seal for a command that names none (``drivers.speaker.sealed_audio``).
 
-    Concurrent fetches of the same hash share one download, so one fetcher can serve many
-    simulated boxes.
+    Concurrent fetches of the same hash, or of the same sealed URL for the same target, share
+    one download, so one fetcher can serve many simulated boxes.
     """
 
     def __init__(
@@ -89,13 +97,19 @@ class MediaFetcher:
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Task[Path]] = {}
         self._stored: set[str] = set()
+        self._sealed_inflight: dict[SealedKey, asyncio.Task[tuple[Path, int | None]]] = {}
+        self._sealed: dict[SealedKey, SealedAudio] = {}
 
     async def aclose(self) -> None:
         """Stop downloads in progress and close the HTTP session."""
-        for task in list(self._inflight.values()):
+        tasks: list[asyncio.Task[Any]] = [
+            *self._inflight.values(),
+            *self._sealed_inflight.values(),
+        ]
+        for task in tasks:
             task.cancel()
-        if self._inflight:
-            await asyncio.wait(list(self._inflight.values()))
+        if tasks:
+            await asyncio.wait(tasks)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -104,42 +118,59 @@ class MediaFetcher:
         """The cached file for ``sha256``, downloading ``url`` when it is not cached yet.
 
         Raises MediaDownloadError on network or HTTP errors and MediaIntegrityError when the
-        content does not match ``sha256``. The download runs in its own task, so a caller that
-        is cancelled (a preempted playback) does not cancel it for the others waiting on it.
+        content does not match ``sha256``.
         """
         path = self._dir / sha256
         if sha256 in self._stored:
             return path
-        task = self._inflight.get(sha256)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch_into_cache(url, sha256))
-            self._inflight[sha256] = task
-            task.add_done_callback(self._forget)
-        return await asyncio.shield(task)
+        return await _shared(self._inflight, sha256, lambda: self._fetch_into_cache(url, sha256))
 
-    def _forget(self, task: asyncio.Task[Path]) -> None:
-        """Drop a finished download; its error has been (or will never be) seen by a waiter."""
-        for sha256, pending in list(self._inflight.items()):
-            if pending is task:
-                del self._inflight[sha256]
-        if not task.cancelled():
-            task.exception()
+    async def fetch_sealed(self, url: str, to: CommandTarget) -> tuple[Path, int | None]:
+        """The cached file of the sealed audio at ``url`` for the command target ``to``, and
+        where its speech starts (None: the answer gave no speech start).
+
+        Asks with ``to``'s target and accepts the answer only when its SHA-256 and seal match
+        (``check_sealed_answer``): else MediaIntegrityError; MediaDownloadError on network or
+        HTTP errors. Audio once verified for ``url`` and ``to`` is not downloaded again.
+        """
+        key: SealedKey = (url, to.target, to.key)
+        known = self._sealed.get(key)
+        if known is not None:
+            return self._dir / known.sha256, known.speech_start_ms
+        return await _shared(self._sealed_inflight, key, lambda: self._fetch_sealed(url, to))
 
     async def _fetch_into_cache(self, url: str, sha256: str) -> Path:
         path = self._dir / sha256
         if not await asyncio.to_thread(path.is_file):
-            await self._download(url, sha256, path)
+            _, body, digest = await self._get(url, {})
+            if digest != sha256:
+                raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
+            await self._store(url, path, body)
         self._stored.add(sha256)
         return path
 
-    async def _download(self, url: str, sha256: str, path: Path) -> None:
+    async def _fetch_sealed(self, url: str, to: CommandTarget) -> tuple[Path, int | None]:
+        headers, body, digest = await self._get(url, {TARGET_HEADER: to.target})
+        sealed = check_sealed_answer(url, to, headers, digest)
+        path = self._dir / sealed.sha256
+        if sealed.sha256 not in self._stored:
+            await self._store(url, path, body)
+            self._stored.add(sealed.sha256)
+        self._sealed[url, to.target, to.key] = sealed
+        return path, sealed.speech_start_ms
+
+    async def _get(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[CIMultiDictProxy[str], bytes, str]:
+        """GET ``url`` (HTTP 200 only, at most ``max_bytes``): the answer's headers, its body
+        and the body's SHA-256."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         digest = hashlib.sha256()
         chunks: list[bytes] = []
         size = 0
         try:
-            async with self._session.get(url) as response:
+            async with self._session.get(url, headers=headers) as response:
                 if response.status != 200:
                     raise MediaDownloadError(f"GET {url} answered HTTP {response.status}")
                 async for chunk in response.content.iter_chunked(CHUNK):
@@ -150,12 +181,45 @@ class MediaFetcher:
                     chunks.append(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise MediaDownloadError(f"GET {url} failed: {exc!r}") from exc
-        if digest.hexdigest() != sha256:
-            raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
+        return response.headers, b"".join(chunks), digest.hexdigest()
+
+    async def _store(self, url: str, path: Path, body: bytes) -> None:
         try:
-            await asyncio.to_thread(_write_atomic, path, b"".join(chunks))
+            await asyncio.to_thread(_write_atomic, path, body)
         except OSError as exc:
             raise MediaDownloadError(f"cannot store {url} in {self._dir}: {exc}") from exc
+
+
+SealedKey = tuple[str, str, bytes]
+"""A sealed download: its URL, the command's target and the key that verified the command."""
+
+
+_Key = TypeVar("_Key")
+_Fetched = TypeVar("_Fetched")
+
+
+def _shared(
+    inflight: dict[_Key, asyncio.Task[_Fetched]],
+    key: _Key,
+    start: Callable[[], Coroutine[Any, Any, _Fetched]],
+) -> asyncio.Future[_Fetched]:
+    """The download of ``key``, started by ``start`` unless one is in flight. It runs in its
+    own task, so a caller that is cancelled (a preempted playback) does not cancel it for the
+    others waiting on it."""
+    task = inflight.get(key)
+    if task is None:
+        task = asyncio.get_running_loop().create_task(start())
+        inflight[key] = task
+        task.add_done_callback(partial(_forget, inflight, key))
+    return asyncio.shield(task)
+
+
+def _forget(inflight: dict[Any, Any], key: object, task: asyncio.Task[Any]) -> None:
+    """Drop a finished download; its error has been (or will never be) seen by a waiter."""
+    if inflight.get(key) is task:
+        del inflight[key]
+    if not task.cancelled():
+        task.exception()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -4,6 +4,7 @@
   on a free port, with the queue limits a hub serving thousands of boxes needs.
 - ``NullModem``: two ptys joined like a serial cable, with a hook to inject line noise.
 - ``MediaServer``: audio over real HTTP from memory; unknown names answer 404.
+- ``SealedMediaServer``: the server side of sealed audio, with hooks to break its answers.
 - ``HubEventRecorder``: drains ``SpeakerHub.events()`` and lets a test await a condition.
 - ``play_url_command``: a PlayUrl valid from now.
 """
@@ -22,6 +23,7 @@ from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from drivers.mqtt.testing import MosquittoBroker, free_port
 from drivers.speaker.hub import SpeakerHub
@@ -34,12 +36,20 @@ from drivers.speaker.messages import (
     PlayUrl,
     Priority,
 )
+from drivers.speaker.seal import (
+    SEAL_HEADER,
+    SHA256_HEADER,
+    SPEECH_START_HEADER,
+    TARGET_HEADER,
+    seal,
+)
 
 __all__ = [
     "HubEventRecorder",
     "MediaServer",
     "MosquittoBroker",
     "NullModem",
+    "SealedMediaServer",
     "free_port",
     "play_url_command",
 ]
@@ -127,6 +137,56 @@ class MediaServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class SealedMediaServer(MediaServer):
+    """Serves ``files`` sealed (docs/protocols/speaker.md, section 5.1): each answer carries
+    the body's SHA-256, its speech start from ``speech_starts`` and the seal under the key
+    ``keys`` holds for the request's ``Broadcaster-To`` (403 for a target it has no key of).
+
+    ``targets`` lists the targets asked for, ``answered`` counts the answers sent; ``hold_s``
+    holds each answer (audio still rendering); ``tamper`` may change each answer's headers in
+    place and returns the body to send, as a faulty or hostile server would.
+    """
+
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        keys: dict[str, bytes],
+        speech_starts: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(files)
+        self.keys = keys
+        self.speech_starts = speech_starts or {}
+        self.targets: list[str] = []
+        self.answered = 0
+        self.hold_s = 0.0
+        self.tamper: Callable[[CIMultiDict[str], bytes], bytes] | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        target = request.headers.get(TARGET_HEADER, "")
+        self.targets.append(target)
+        if self.gate is not None:
+            await self.gate.wait()
+        await asyncio.sleep(self.hold_s)
+        name = request.match_info["name"]
+        body, key = self.files.get(name), self.keys.get(target)
+        if body is None:
+            raise web.HTTPNotFound()
+        if key is None:
+            raise web.HTTPForbidden()
+        sha256 = hashlib.sha256(body).hexdigest()
+        start = self.speech_starts.get(name)
+        headers = CIMultiDict(
+            {SHA256_HEADER: sha256, SEAL_HEADER: seal(key, self.url(name), target, sha256, start)}
+        )
+        if start is not None:
+            headers[SPEECH_START_HEADER] = str(start)
+        if self.tamper is not None:
+            body = self.tamper(headers, body)
+        self.answered += 1
+        return web.Response(body=body, headers=headers, content_type="audio/ogg")
 
 
 def play_url_command(

@@ -11,7 +11,7 @@ from pathlib import Path
 from drivers.speaker.agent import BoxAgent, BoxBehaviourConfig, BoxIdentity
 from drivers.speaker.codec import decode_box_message, encode_command
 from drivers.speaker.messages import AckStage, BoxAck, BoxStatus, Command
-from drivers.speaker.player import PlaybackLog, RecordingPlayer
+from drivers.speaker.player import PlaybackLog, Player, RecordingPlayer
 from drivers.speaker.store import ClipStore, MediaFetcher, PlayJournal
 from drivers.speaker.testing import MediaServer
 
@@ -26,13 +26,21 @@ def sha(data: bytes) -> str:
 
 
 class Box:
-    """An agent running in the test's loop; ``acks`` holds what it sent, decoded."""
+    """An agent running in the test's loop; ``acks`` holds what it sent, decoded. It plays
+    through a recording player, or through ``player`` when one is given."""
 
-    def __init__(self, tmp_path: Path, media: MediaServer, play_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        media: MediaServer,
+        play_seconds: float = 0.0,
+        player: Player | None = None,
+    ) -> None:
         (tmp_path / "clips").mkdir(exist_ok=True)
         (tmp_path / "clips" / "generic").write_bytes(CLIP)
         self.log = PlaybackLog()
         self.player = RecordingPlayer(self.log, play_seconds)
+        self._box_player = player or self.player
         self.media = media
         self.fetcher = MediaFetcher(tmp_path / "cache")
         self.tmp_path = tmp_path
@@ -43,7 +51,7 @@ class Box:
         identity = BoxIdentity(box_id="b1", key=KEY, area_keys={"150902": AREA_KEY})
         self.agent = BoxAgent(
             identity,
-            self.player,
+            self._box_player,
             ClipStore(self.tmp_path / "clips"),
             self.fetcher,
             PlayJournal(self.tmp_path / "journal.json"),
@@ -68,6 +76,14 @@ class Box:
     def acks(self, cmd_id: str) -> list[tuple[AckStage, str | None]]:
         return [
             (m.stage, m.reason)
+            for m in self.messages
+            if isinstance(m, BoxAck) and m.cmd_id == cmd_id
+        ]
+
+    def said(self, cmd_id: str) -> list[tuple[AckStage, str | None, str | None]]:
+        """The stage, reason and source of each ack sent for ``cmd_id``."""
+        return [
+            (m.stage, m.reason, m.source)
             for m in self.messages
             if isinstance(m, BoxAck) and m.cmd_id == cmd_id
         ]
