@@ -3,7 +3,8 @@
 end through the real core, channel, HTTP server and box agents, over TCP and MQTT: every box
 starts its stored attention signal while the render is held back, then plays the warning it
 downloads sealed where its speech starts; one command per box or group and none other; a
-Cancel while the warning renders stops the boxes; a render that fails leaves the boxes on
+Cancel while the warning renders stops the boxes, whose reports settle the deliveries as
+stopped, and the warning never plays; a render that fails leaves the boxes on
 the hazard's stored clip, and the delivery says so. And a group command whose send is cut off
 by the dispatcher's deadline is sent afresh by the next attempt."""
 
@@ -121,10 +122,11 @@ async def test_boxes_start_the_signal_before_the_warning_is_rendered(
         records = [r for r in system.fleet.log.records if r.request.alert_id == key]
         commands = sent.of(alert)
     assert summary == {"loudspeaker": {"confirmed": len(boxes)}}
-    # One play command per box or group, without a SHA-256, and nothing else.
+    # One play command per box or group (the same bytes for a group, however many times they
+    # were written), without a SHA-256, and nothing else.
     assert all(b'"type":"play_url"' in data and b'"sha256"' not in data for data in commands)
-    groups = [data for data in commands if b'"to":"area:' in data]
-    assert len(groups) == 1 and len(commands) == 1 + len(boxes - set(GROUPED))
+    groups = {data for data in commands if b'"to":"area:' in data}
+    assert len(groups) == 1 and len(set(commands)) == 1 + len(boxes - set(GROUPED))
     for box in boxes:
         played = [r for r in records if r.request.box_id == box]
         # The stored signal first, then the sealed warning from its speech: once each.
@@ -152,11 +154,16 @@ async def test_a_cancel_while_the_warning_renders_stops_the_boxes(tmp_path: Path
         await system.service.submit(cancel, origin="test")
         await system.wait_stopped(key, 20)
         render.gate.set()
+        await wait_until_complete(system.service, result.alert_id, timeout=60)
         await asyncio.sleep(1.0)
-        rows = await system.service.database.run(system.service.outbox.deliveries, result.alert_id)
+        database, outbox = system.service.database, system.service.outbox
+        rows = await database.run(outbox.deliveries, result.alert_id)
+        last = [(await database.run(outbox.events, row["id"]))[-1]["detail"] for row in rows]
         records = [r for r in system.fleet.log.records if r.request.alert_id == key]
         commands = sent.of(alert)
-    assert {r["state"] for r in rows} == {"cancelled"}
+    # Each box reported the warning stopped on request, which settles its delivery.
+    assert {r["state"] for r in rows} == {"confirmed"}
+    assert all("stopped on box" in str(detail) for detail in last), last
     assert any(b'"type":"stop"' in data for data in commands)
     # The signal was cut off; the warning itself never played.
     assert records and {r.request.source for r in records} == {"attention:attention"}

@@ -88,15 +88,15 @@ async def test_every_box_plays_what_can_be_voiced_and_names_what_cannot(tmp_path
         assert recording_at(played_file(system, ids["no-mn-voice"][1], BOTH))[1] < 0.5
         assert chinese.size < decode(played_file(system, key, BOTH)).size
 
-        # Only Mongolian and nothing to voice it: the stored clip plays, and the warning says
-        # what to supply.
+        # Only Mongolian and nothing to voice it: the boxes fall back on the stored clip, and
+        # the warning says what to supply.
         assert summaries["mn-only"] == {"loudspeaker": {"confirmed": 3}}
         for target_id, row in rows["mn-only"].items():
             assert "no language of the message can be voiced" in row["warning"]
             assert "supply recorded audio" in row["warning"]
             box = "box-" + target_id.removeprefix("spk-")
             (record,) = system.fleet.log.completed(box_id=box, alert_id=ids["mn-only"][1])
-            assert record.request.source == "clip"
+            assert record.request.source == "fallback:generic"
         # Counted per channel: the three Chinese-only programmes and the three stored clips.
         assert 'broadcaster_delivery_warnings{channel="loudspeaker"} 6' in metrics
 

@@ -76,7 +76,8 @@ def test_a_retry_reuses_the_command_id_and_carries_the_alert_deadline() -> None:
     assert command_id("play", delivery) == command_id("play", replace(delivery, attempt=5))
     other = replace(delivery, idempotency_key=delivery.idempotency_key + ":1")
     assert command_id("play", other) != command_id("play", delivery)
-    command = play_url(delivery, SETTINGS, "http://x/a.mp3", "0" * 64, None)
+    command = play_url(delivery, SETTINGS, "http://x/a.mp3", None)
+    assert command.sha256 is None  # sealed: the audio brings its SHA-256
     assert command.expires_at.timestamp() == pytest.approx(delivery.expires_at)
     assert command.priority == 20 and command.broadcast_class is BroadcastClass.SYSTEM_DRILL
 

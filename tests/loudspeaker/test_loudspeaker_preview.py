@@ -70,7 +70,7 @@ async def test_a_preview_publishes_nothing_and_the_send_publishes_the_previewed_
         # The send published the previewed render itself, rendering nothing new.
         assert sorted(renders.iterdir()) == made
         assert published == rendered
-        assert [p.name for p in library.directory.iterdir()] == [f"{heard.sha256}.mp3"]
+        assert [p.name for p in library.directory.glob("*.mp3")] == [f"{heard.sha256}.mp3"]
         played = system.fleet.log.completed(alert_id=alert_key(alert))
         assert {hashlib.sha256(r.request.path.read_bytes()).hexdigest() for r in played} == {
             heard.sha256
