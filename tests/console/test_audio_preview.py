@@ -81,7 +81,9 @@ def _loudspeaker(demo: ConsoleServer) -> LoudspeakerChannel:
 def _published(demo: ConsoleServer) -> set[str]:
     """The audio a box can fetch from the channel: the SHA-256 names of its published files."""
     directory = _loudspeaker(demo).library.directory
-    return {p.name.split(".")[0] for p in directory.iterdir()} if directory.exists() else set()
+    if not directory.exists():
+        return set()
+    return {p.name.split(".")[0] for p in directory.iterdir() if p.suffix in (".mp3", ".opus")}
 
 
 async def _previewed(page: Page) -> dict[str, list[str]]:
