@@ -160,15 +160,25 @@ class AckClock:
                 if len(self.sounding) == self.expected and self.all_sound is None:
                     self.all_sound = time.perf_counter()
             if isinstance(event, BoxAck) and event.cmd_id.startswith("play-"):
-                seen = self.boxes[event.stage]
-                self.first.setdefault(event.stage, time.perf_counter())
-                seen.add(event.box_id)
-                if len(seen) == self.expected and event.stage not in self.reached:
-                    self.reached[event.stage] = time.perf_counter()
-                    if event.stage is AckStage.FINISHED:
-                        self.done.set()
+                # The play command asks for started and finished only: either says the box
+                # accepted it too.
+                stages = {event.stage}
+                if event.stage is not AckStage.FAILED:
+                    stages.add(AckStage.ACCEPTED)
+                for stage in stages:
+                    self.note(stage, event.box_id)
 
         channel._on_event = recording  # type: ignore[method-assign]
+
+    def note(self, stage: AckStage, box_id: str) -> None:
+        """``box_id`` reached ``stage`` of the play command (now, if it is the first)."""
+        seen = self.boxes[stage]
+        self.first.setdefault(stage, time.perf_counter())
+        seen.add(box_id)
+        if len(seen) == self.expected and stage not in self.reached:
+            self.reached[stage] = time.perf_counter()
+            if stage is AckStage.FINISHED:
+                self.done.set()
 
 
 async def measure(
