@@ -3,8 +3,9 @@ over TCP and MQTT, for 10,000 to 100,000 boxes, side by side in one run.
 
 Every measurement runs in a fresh process (so its peak RSS and CPU time are its own: all of
 its threads, from ``getrusage``), with lean simulated boxes (``drivers.speaker
-.simulator_lean``: verify, ack ``accepted``/``started``/``finished`` at once, no download, no
-playback) in separate processes, each connecting from its own loopback address.
+.simulator_lean``: verify, ack ``accepted``/``started`` at once and ``finished`` once the
+command has played, ``PLAY_S``; no download, no sound) in separate processes, each connecting
+from its own loopback address.
 
 One process may hold no more than 20,000 open files here (the hard limit cannot be raised), so
 a fleet is spread: over MQTT across one Mosquitto per ``PER_BROKER`` boxes (25,000 boxes: two
@@ -77,6 +78,10 @@ from drivers.speaker.hub import BoxRegistration, MqttBrokerConfig, TcpListenConf
 from drivers.speaker.simulator import box_key
 
 TCP_CURVE = "5000,10000,19000"
+PLAY_S = 5.0
+"""How long the lean boxes play a command before they report it ``finished`` (``--play-s``):
+a real box reports it when the warning has played, tens of seconds after it started, so its
+``started`` does not share the way back to the server with its ``finished``."""
 STAGES = (AckStage.ACCEPTED, AckStage.STARTED, AckStage.FINISHED)
 
 
@@ -205,7 +210,9 @@ async def bare(boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
     return {"wire": wire, "started": wire} | figures
 
 
-async def hub_alone(transport: str, boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
+async def hub_alone(
+    transport: str, boxes: int, work: Path, timeout_s: float, play_s: float
+) -> dict[str, Any]:
     """One hub per broker (one in all for TCP), in this process, each sending a command to
     every box of its share; the sends take the hubs in turn, 500 boxes between yields."""
     shares = broker_shares(transport, boxes)
@@ -241,7 +248,9 @@ async def hub_alone(transport: str, boxes: int, work: Path, timeout_s: float) ->
             consumers = [asyncio.get_running_loop().create_task(consume(hub)) for hub in hubs]
             links = [f"mqtt://{b.host}:{b.port}" for b in brokers]
             links = links or [f"tcp://127.0.0.1:{hubs[0].tcp_port}"]
-            async with lean_fleet(links, shares, connect_timeout_s=timeout_s) as fleet:
+            async with lean_fleet(
+                links, shares, connect_timeout_s=timeout_s, play_s=play_s
+            ) as fleet:
                 async with asyncio.timeout(timeout_s):
                     await online.wait()
                 machine = Machine(fleet, brokers)
@@ -280,6 +289,7 @@ def run_one(kind: str, size: int, args: argparse.Namespace) -> dict[str, Any] | 
     """One kind at one size in a fresh process; its figures, or why it failed."""
     command = [sys.executable, __file__, f"--one={kind}:{size}"]
     command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
+    command += [f"--play-s={args.play_s}"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     result: dict[str, Any] | str = (
@@ -310,12 +320,18 @@ def main() -> None:
         default="on",
         help="the play command names the attention clip the boxes store (played on arrival)",
     )
+    parser.add_argument(
+        "--play-s",
+        type=float,
+        default=PLAY_S,
+        help="how long the lean boxes play a command before they report it finished",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, size = args.one.rsplit(":", 1)
         attention = args.attention == "on"
-        result = asyncio.run(measure_one(kind, int(size), args.timeout_s, attention))
+        result = asyncio.run(measure_one(kind, int(size), args.timeout_s, attention, args.play_s))
         print("RESULT " + json.dumps(result))
         return
     sizes = [int(s) for s in args.boxes.split(",")]
@@ -343,6 +359,7 @@ def main() -> None:
                 results[kind, size] = run_one(kind, size, args)
     ran = {size for (_, size), result in results.items() if isinstance(result, dict)}
     print_table(sorted(ran), kinds, results)
+    print(f"(the boxes play each command {args.play_s:g} s: 'confirmed' includes that time)")
     for kind, size in too_big:
         measured = {n: r for (k, n), r in results.items() if k == kind and isinstance(r, dict)}
         print(f"\n{kind} {size:,}: {results[kind, size]}")
@@ -350,20 +367,22 @@ def main() -> None:
 
 
 async def measure_one(
-    kind: str, boxes: int, timeout_s: float, attention: bool = True
+    kind: str, boxes: int, timeout_s: float, attention: bool = True, play_s: float = PLAY_S
 ) -> dict[str, Any]:
     raise_file_limit(boxes + 20_000)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as work:
         if kind == "bare":
             result = await bare(boxes, Path(work), timeout_s)
         elif kind.startswith("hub-"):
-            result = await hub_alone(kind.split("-")[1], boxes, Path(work), timeout_s)
+            result = await hub_alone(kind.split("-")[1], boxes, Path(work), timeout_s, play_s)
         else:
             from bench.fanout_server import whole_server
 
             own = kind.endswith("-own")
             transport = kind.split("-")[1]
-            result = await whole_server(transport, boxes, Path(work), timeout_s, own, attention)
+            result = await whole_server(
+                transport, boxes, Path(work), timeout_s, own, attention, play_s
+            )
     return result | {"boxes": boxes}
 
 

@@ -82,9 +82,11 @@ async def lean_fleet(
     bare: bool = False,
     areas: tuple[str, ...] = (),
     connect_timeout_s: float = 300.0,
+    play_s: float = 0.0,
 ) -> AsyncIterator[Fleet]:
     """The boxes of ``shares[k]`` connect to ``links[k]``, from at least two processes (one per
-    core) of at most ``PER_PROCESS`` boxes, each from its own loopback address."""
+    core) of at most ``PER_PROCESS`` boxes, each from its own loopback address; they play each
+    command ``play_s`` before they report it finished."""
     at_least = -(-2 // len(shares))
     parts = [
         (link, part)
@@ -102,7 +104,7 @@ async def lean_fleet(
                     "--link", link, "--fleet-secret", SECRET.hex(),
                     "--boxes", str(len(part)), "--first-index", str(part.start),
                     "--source-host", f"{source_net}.{10 + n}",
-                    "--connect-timeout-s", str(connect_timeout_s),
+                    "--connect-timeout-s", str(connect_timeout_s), "--play-s", str(play_s),
                     *(["--bare-topic", BARE_TOPIC] if bare else []),
                     *(["--areas", ",".join(areas)] if areas else []),
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,

@@ -4,8 +4,9 @@ Each box does the least a real box must do and nothing more: on TCP it sends its
 hello line (4.1); on MQTT it connects with its ``offline`` will, subscribes to its command
 topic and its areas' topics, and leaves its signed hello as its retained presence (4.3). It
 verifies every command with its own or its area's key (2.3) and answers a play command with
-``accepted``, ``started`` and ``finished`` at once (playback time zero, nothing downloaded), a
-stop with ``finished``, each stage only when the command's ``acks`` asks for it (3.2); a
+``accepted`` and ``started`` at once and ``finished`` once it has played (``play_s``; by
+default no time: all three at once; nothing is downloaded), a stop with ``finished``, each
+stage only when the command's ``acks`` asks for it (3.2); a
 command it has seen gets the latest of those again, as a real box repeats its latest ack.
 A command in the server's canonical form is checked by its HMAC over the received bytes and
 its acks are written directly (:mod:`drivers.speaker.lean_codec`); anything else goes
@@ -28,6 +29,7 @@ import errno
 import itertools
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,20 +84,56 @@ class LeanFleetConfig:
     machine open more connections to one port than a single address has ports)."""
     command_qos: int = 1
     """Of the MQTT subscriptions (0: as boxes subscribe on a NATS cluster)."""
+    play_s: float = 0.0
+    """How long a play command plays: its ``finished`` goes this long after its ``started``."""
 
     def box_id(self, index: int) -> str:
         return f"{self.id_prefix}{index:05d}"
 
 
+class Playing:
+    """The play commands a fleet's boxes are playing: each one's ``finished`` goes ``play_s``
+    after it started, those due together sent by one timer's call (no task or timer per box)."""
+
+    def __init__(self, play_s: float) -> None:
+        self.play_s = play_s
+        self._due: deque[tuple[float, LeanBox, str, str, str]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self, box: LeanBox, cmd_id: str, alert_id: str, source: str) -> None:
+        """``box`` started playing ``cmd_id``."""
+        loop = asyncio.get_running_loop()
+        self._due.append((loop.time() + self.play_s, box, cmd_id, alert_id, source))
+        if self._timer is None:
+            self._timer = loop.call_at(self._due[0][0], self._end)
+
+    def _end(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._due and self._due[0][0] <= now:
+            _, box, cmd_id, alert_id, source = self._due.popleft()
+            box.seen[cmd_id] = AckStage.FINISHED
+            box.send([box.ack(cmd_id, alert_id, AckStage.FINISHED, source)])
+        self._timer = loop.call_at(self._due[0][0], self._end) if self._due else None
+
+
 class LeanBox:
-    """One box's keys, commands seen and first arrival; speaks through ``send``."""
+    """One box's keys, commands seen and first arrival; speaks through ``send``; with
+    ``playing``, its play commands end when that says."""
 
-    __slots__ = ("area_keys", "box_id", "first_at", "key", "seen", "send")
+    __slots__ = ("area_keys", "box_id", "first_at", "key", "playing", "seen", "send")
 
-    def __init__(self, box_id: str, key: bytes, area_keys: dict[str, bytes]) -> None:
+    def __init__(
+        self,
+        box_id: str,
+        key: bytes,
+        area_keys: dict[str, bytes],
+        playing: Playing | None = None,
+    ) -> None:
         self.box_id = box_id
         self.key = key
         self.area_keys = area_keys
+        self.playing = playing
         self.seen: dict[str, AckStage | None] = {}
         """Per command seen, the latest stage acknowledged (None: none was asked for)."""
         self.first_at: float | None = None
@@ -135,20 +173,25 @@ class LeanBox:
         if cmd_id in self.seen:
             said = self.seen[cmd_id]
             if said is not None:
-                self.send([self._ack(cmd_id, alert_id, said, source)])
+                self.send([self.ack(cmd_id, alert_id, said, source)])
             return
         stages = ASKABLE_STAGES if source is not None else _DONE_STAGES
         said = None
         out = []
         for stage in stages:
-            if ack_wanted(acks, stage, None):
-                out.append(self._ack(cmd_id, alert_id, stage, source))
-                said = stage
+            if not ack_wanted(acks, stage, None):
+                continue
+            if stage is AckStage.FINISHED and source is not None and self.playing is not None:
+                self.playing.start(self, cmd_id, alert_id, source)
+                continue
+            out.append(self.ack(cmd_id, alert_id, stage, source))
+            said = stage
         self.seen[cmd_id] = said
         if out:
             self.send(out)
 
-    def _ack(self, cmd_id: str, alert_id: str, stage: AckStage, source: str | None) -> bytes:
+    def ack(self, cmd_id: str, alert_id: str, stage: AckStage, source: str | None) -> bytes:
+        """The signed ack of ``stage``, timed now."""
         at = _CLOCK.now()
         return ack_bytes(self.key, self.box_id, at, cmd_id, alert_id, stage, source)
 
@@ -340,8 +383,9 @@ class LeanFleet:
             raise SpeakerConfigError(f"the lean fleet speaks tcp:// and mqtt://, not {scheme}")
         self.config = config
         areas = {area_target(code): area_key(config.fleet_secret, code) for code in config.areas}
+        playing = Playing(config.play_s) if config.play_s > 0 else None
         self.boxes = [
-            LeanBox(box_id, box_key(config.fleet_secret, box_id), areas)
+            LeanBox(box_id, box_key(config.fleet_secret, box_id), areas, playing)
             for box_id in map(
                 config.box_id, range(config.first_index, config.first_index + config.boxes)
             )

@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         "--command-qos", type=int, choices=(0, 1), default=1, help="of the MQTT subscriptions"
     )
     parser.add_argument("--connect-timeout-s", type=float, default=120.0)
+    parser.add_argument(
+        "--play-s", type=float, default=0.0, help="how long a play command plays (default 0)"
+    )
     parser.add_argument("--source-host", help="local address to connect from (127.0.0.2, …)")
     return parser
 
@@ -72,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             bare_topic=args.bare_topic,
             command_qos=args.command_qos,
             source_host=args.source_host,
+            play_s=args.play_s,
         )
         fleet = LeanFleet(config)
     except (ValueError, SpeakerError) as exc:

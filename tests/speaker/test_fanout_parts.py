@@ -127,3 +127,54 @@ async def test_lean_boxes_verify_ack_and_note_arrival(
         finally:
             fleet.close()
             await recorder.close()
+
+
+async def test_lean_boxes_finish_a_play_command_once_it_has_played() -> None:
+    """With ``play_s``, a lean box reports ``started`` at once and ``finished`` that long
+    after, timed then; a repeat meanwhile gets ``started`` again, one after it ``finished``."""
+    ids = [f"sim-{n:05d}" for n in range(5)]
+    regs = [BoxRegistration(b, box_key(SECRET, b), "tcp") for b in ids]
+    config = SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0))
+    async with SpeakerHub(config, regs) as hub:
+        recorder = HubEventRecorder(hub)
+        url = f"tcp://127.0.0.1:{hub.tcp_port}"
+        fleet = LeanFleet(LeanFleetConfig(url, SECRET, boxes=5, play_s=0.6))
+        await fleet.start()
+        try:
+            await recorder.wait_for(lambda: hub.online_count == 5)
+            command = play_url_command("play-1", "s,a", "http://127.0.0.1:9/a.wav", b"x")
+            sent = datetime.now(UTC)
+            for box_id in ids:
+                await hub.send_command(box_id, command)
+            await recorder.wait_for(
+                lambda: len(recorder.acked_boxes("play-1", AckStage.STARTED)) == 5
+            )
+            assert recorder.acked_boxes("play-1", AckStage.FINISHED) == set()
+            await hub.send_command(ids[0], command)  # while it plays: its started again
+            await recorder.wait_for(
+                lambda: len(recorder.acks("play-1", AckStage.STARTED, ids[0])) == 2
+            )
+            stop = Stop(
+                cmd_id="stop-1",
+                alert_id="s,a",
+                issued_at=sent,
+                expires_at=sent + timedelta(minutes=5),
+            )
+            await hub.send_command(ids[1], stop)
+            await recorder.wait_for(
+                lambda: recorder.acked_boxes("stop-1", AckStage.FINISHED) == {ids[1]}
+            )
+            assert recorder.acked_boxes("play-1", AckStage.FINISHED) == set()
+            await recorder.wait_for(
+                lambda: len(recorder.acked_boxes("play-1", AckStage.FINISHED)) == 5, within_s=5
+            )
+            for box_id in ids:
+                (finished,) = recorder.acks("play-1", AckStage.FINISHED, box_id)
+                assert (finished.at - sent).total_seconds() >= 0.55
+            await hub.send_command(ids[0], command)  # after it played: finished again
+            await recorder.wait_for(
+                lambda: len(recorder.acks("play-1", AckStage.FINISHED, ids[0])) == 2
+            )
+        finally:
+            fleet.close()
+            await recorder.close()
