@@ -124,16 +124,16 @@ class AudioLibrary:
     ) -> PublishedAudio:
         """The alert's programme in ``languages``, rendered and published once, and the
         requests held for its reserved URL answered; raises AudioError (NoVoiceError when no
-        language can be voiced), and the held requests learn it."""
+        language can be voiced), and the held requests learn it (a cancelled render leaves
+        them waiting for the next)."""
         key = (message.id, languages)
         try:
             published = await self._published(publisher, message, languages)
-        except BaseException as error:
+        except Exception as error:
             self._release(key, error)
             raise
-        token = self._tokens.get(key)
-        held = self._held.get(token) if token is not None else None
-        if token is not None and held is not None and not held.done():
+        token = self._waiting_token(key)
+        if token is not None:
             await asyncio.to_thread(self._write_token, token, published)
             self._release(key, published)
         return published
@@ -163,15 +163,21 @@ class AudioLibrary:
         future.set_result(published)
         return published
 
+    def _waiting_token(self, key: tuple[str, tuple[str, ...]]) -> str | None:
+        """``key``'s reserved token, while its requests are still held."""
+        token = self._tokens.get(key)
+        held = self._held.get(token) if token is not None else None
+        return token if held is not None and not held.done() else None
+
     def _release(
-        self, key: tuple[str, tuple[str, ...]], outcome: PublishedAudio | BaseException
+        self, key: tuple[str, tuple[str, ...]], outcome: PublishedAudio | Exception
     ) -> None:
         """Answer the requests held for ``key``'s token; after a failed render the token
         waits for the next one."""
-        token = self._tokens.get(key)
-        held = self._held.get(token) if token is not None else None
-        if token is None or held is None or held.done():
+        token = self._waiting_token(key)
+        if token is None:
             return
+        held = self._held[token]
         if isinstance(outcome, PublishedAudio):
             held.set_result(outcome)
             return
@@ -181,11 +187,7 @@ class AudioLibrary:
 
     def _write_token(self, token: str, published: PublishedAudio) -> None:
         """Note beside the audio which file the token stands for, for after a restart."""
-        link: dict[str, object] = {
-            "url": published.url,
-            "sha256": published.sha256,
-            "speech_start_ms": published.speech_start_ms,
-        }
+        link = {"sha256": published.sha256, "speech_start_ms": published.speech_start_ms}
         path = self.directory / f"{token}.next"
         partial = self.directory / f"{token}.part"
         partial.write_text(json.dumps(link), "utf-8")

@@ -24,16 +24,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from broadcaster.channel import AlertMessage, OutgoingDelivery
+from broadcaster.channel import OutgoingDelivery
 from broadcaster.errors import UnsupportedError
 from broadcaster.publisher import AudioPublisher, hazard_of
 from channels.loudspeaker import commands
 from channels.loudspeaker.config import ClipSettings, LoudspeakerChannelConfig
 from channels.loudspeaker.media import AudioLibrary, PreparedAudio, PublishedAudio
 from drivers.speaker.codec import CommandTemplate
-from drivers.speaker.messages import Command
+from drivers.speaker.messages import BroadcastClass, Command
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,12 @@ class Programme:
         return await asyncio.shield(self.told)
 
 
+def programme_key(delivery: OutgoingDelivery) -> tuple[Any, ...]:
+    """What makes deliveries share a programme: alert, languages, expiry and part."""
+    target = delivery.target
+    return (delivery.message.id, tuple(target.languages), delivery.expires_at, delivery.part)
+
+
 class ProgrammeCache:
     """Programmes by (alert, languages, expiry); see the module docstring."""
 
@@ -93,8 +99,7 @@ class ProgrammeCache:
 
     async def get(self, delivery: OutgoingDelivery) -> Programme:
         """The programme for ``delivery``; raises what building its command raised."""
-        target, message = delivery.target, delivery.message
-        key = (message.id, tuple(target.languages), delivery.expires_at, delivery.part)
+        key = programme_key(delivery)
         entry = self._entries.get(key)
         if entry is not None:
             if not entry.done():
@@ -121,6 +126,35 @@ class ProgrammeCache:
         return programme
 
 
+class _Sound(NamedTuple):
+    """How a delivery's programme plays, whatever the box ends up playing: its first
+    language, the hazard's stored clip, the broadcast class, priority, volume and repeats."""
+
+    language: str
+    clip: ClipSettings | None
+    chosen: BroadcastClass
+    priority: int
+    volume: int | None
+    repeat: int
+
+    def content(self, language: str, audio: str, duration_s: float | None) -> dict[str, Any]:
+        """What the box is told to play, as the channel reports it."""
+        return {
+            "language": language,
+            "audio": audio,
+            "duration_s": None if duration_s is None else round(duration_s, 1),
+            "priority": self.priority,
+            "volume": self.volume,
+            "repeat": self.repeat,
+        }
+
+    def clip_told(self, clip: str, warning: str) -> Told:
+        """A stored clip (``clip`` names it) played in place of the warning's audio."""
+        audio = f"clip:{self.clip.id}" if self.clip else "clip:fallback"
+        what = f"{clip} ({self.chosen}, priority {self.priority})"
+        return Told(what, self.content(self.language, audio, None), (warning,))
+
+
 async def build(
     delivery: OutgoingDelivery,
     settings: LoudspeakerChannelConfig,
@@ -132,15 +166,15 @@ async def build(
     meanwhile; when this server renders no audio, the stored clip for the hazard (raises
     UnsupportedError when none is configured, or the alert has no text for the target)."""
     message, target = delivery.message, delivery.target
-    language, clip = _plan(delivery, settings, audio)
+    sound = _sound(delivery, settings, audio)
     if audio is None:
-        assert clip is not None
-        command = commands.play_clip(delivery, settings, clip)
-        return command, _ready(_no_audio(message, settings, clip, language))
+        assert sound.clip is not None
+        command = commands.play_clip(delivery, settings, sound.clip)
+        return command, _ready(_no_audio(sound))
     languages = tuple(target.languages)
-    play = commands.play_url(delivery, settings, library.reserve(message, languages), clip)
-    rendered = library.publish(audio, message, languages)
-    return play, tell(rendered, message, settings, clip, language)
+    url = library.reserve(message, languages)
+    play = commands.play_url(delivery, settings, url, sound.clip)
+    return play, tell(library.publish(audio, message, languages), sound)
 
 
 async def preview(
@@ -152,41 +186,35 @@ async def preview(
     """What :func:`build` reports with ``delivery``'s command, its audio rendered and not
     published (nothing a box can fetch); raises as ``build``."""
     message, target = delivery.message, delivery.target
-    language, clip = _plan(delivery, settings, audio)
+    sound = _sound(delivery, settings, audio)
     if audio is None:
-        assert clip is not None
-        return _no_audio(message, settings, clip, language)
-    languages = tuple(target.languages)
-    prepared = library.prepare(audio, message, languages)
-    return await tell(_audio_of(prepared), message, settings, clip, language)
+        return _no_audio(sound)
+    prepared = library.prepare(audio, message, tuple(target.languages))
+    return await tell(_audio_of(prepared), sound)
 
 
-def _plan(
+def _sound(
     delivery: OutgoingDelivery, settings: LoudspeakerChannelConfig, audio: AudioPublisher | None
-) -> tuple[str, ClipSettings | None]:
-    """The first language of ``delivery``'s programme and the hazard's stored clip; raises
-    UnsupportedError when there is nothing to send."""
-    target = delivery.target
+) -> _Sound:
+    """How ``delivery``'s programme plays; raises UnsupportedError when there is nothing to
+    send."""
+    target, alert = delivery.target, delivery.message.alert
     texts = delivery.message.rendition.for_languages(target.languages)
     if not texts:
         raise UnsupportedError(f"alert has no text for {target.id}")
     clip = settings.clip_for(hazard_of(texts[0].event))
     if audio is None and clip is None:
         raise UnsupportedError(f"no audio for {target.id}: this server renders no audio")
-    return texts[0].language, clip
-
-
-def _no_audio(
-    message: AlertMessage, settings: LoudspeakerChannelConfig, clip: ClipSettings, language: str
-) -> Told:
-    chosen = commands.broadcast_class(message.alert)
+    chosen = commands.broadcast_class(alert)
+    volume = commands.volume_for(alert, settings)
     priority = settings.priorities[chosen]
-    volume = commands.volume_for(message.alert, settings)
-    return Told(
-        f"stored clip {clip.id} ({chosen}, priority {priority})",
-        clip_content(language, priority, volume, settings.repeat, clip),
-        ("the warning itself could not be played: this server renders no audio",),
-    )
+    return _Sound(texts[0].language, clip, chosen, priority, volume, settings.repeat)
+
+
+def _no_audio(sound: _Sound) -> Told:
+    assert sound.clip is not None
+    warning = "the warning itself could not be played: this server renders no audio"
+    return sound.clip_told(f"stored clip {sound.clip.id}", warning)
 
 
 async def _audio_of(prepared: Awaitable[PreparedAudio]) -> PublishedAudio:
@@ -197,54 +225,20 @@ async def _ready(told: Told) -> Told:
     return told
 
 
-async def tell(
-    rendered: Awaitable[PublishedAudio],
-    message: AlertMessage,
-    settings: LoudspeakerChannelConfig,
-    clip: ClipSettings | None,
-    language: str,
-) -> Told:
+async def tell(rendered: Awaitable[PublishedAudio], sound: _Sound) -> Told:
     """What a ``play_url`` of the ``rendered`` audio tells the box, once it is rendered; when
     it cannot be, the fallback clip the boxes play instead (the hazard's, or their own)."""
-    chosen = commands.broadcast_class(message.alert)
-    priority = settings.priorities[chosen]
-    volume = commands.volume_for(message.alert, settings)
     try:
         published = await rendered
     except Exception as error:
-        fallback = f"stored clip {clip.id}" if clip else "their own fallback clip"
+        fallback = f"stored clip {sound.clip.id}" if sound.clip else "their own fallback clip"
         log.warning("%s; the boxes play %s", error, fallback)
-        return Told(
-            f"{fallback} ({chosen}, priority {priority})",
-            clip_content(language, priority, volume, settings.repeat, clip),
-            (f"the warning itself could not be rendered: {error}; the boxes play {fallback}",),
-        )
+        warning = f"the warning itself could not be rendered: {error}; the boxes play {fallback}"
+        return sound.clip_told(fallback, warning)
     spoken = "+".join(published.languages)
     what = (
-        f"{spoken} audio, {published.duration_s:.0f} s × {settings.repeat}"
-        f" ({chosen}, priority {priority})"
+        f"{spoken} audio, {published.duration_s:.0f} s × {sound.repeat}"
+        f" ({sound.chosen}, priority {sound.priority})"
     )
-    content = {
-        "language": spoken,
-        "audio": published.sha256,
-        "duration_s": round(published.duration_s, 1),
-        "priority": priority,
-        "volume": volume,
-        "repeat": settings.repeat,
-    }
+    content = sound.content(spoken, published.sha256, published.duration_s)
     return Told(what, content, published.warnings)
-
-
-def clip_content(
-    language: str, priority: int, volume: int | None, repeat: int, clip: ClipSettings | None
-) -> dict[str, Any]:
-    """What a stored clip played in place of the warning's audio tells the box (``clip``
-    None: the box's own fallback clip)."""
-    return {
-        "language": language,
-        "audio": f"clip:{clip.id}" if clip else "clip:fallback",
-        "duration_s": None,
-        "priority": priority,
-        "volume": volume,
-        "repeat": repeat,
-    }

@@ -31,7 +31,7 @@ from broadcaster.errors import (
 )
 from channels.loudspeaker import commands
 from channels.loudspeaker.groups import PlannedAreas, group_command_id
-from channels.loudspeaker.programmes import Programme, ProgrammeCache, Told
+from channels.loudspeaker.programmes import Programme, ProgrammeCache, Told, programme_key
 from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import (
     BoxOfflineError,
@@ -101,9 +101,7 @@ class BatchSender:
         its box's word: the caller must return the results without awaiting anything."""
         by_programme: dict[tuple[object, ...], list[Member]] = {}
         for member in members:
-            d = member.delivery
-            key = (d.message.id, tuple(d.target.languages), d.expires_at, d.part)
-            by_programme.setdefault(key, []).append(member)
+            by_programme.setdefault(programme_key(member.delivery), []).append(member)
         await asyncio.gather(
             *(self._programme(hub, group, results) for group in by_programme.values())
         )

@@ -18,8 +18,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from audio import AudioError, ChannelProfile
+from audio.render import Render
 from broadcaster.api.app import make_app
+from broadcaster.channel import AlertMessage
 from broadcaster.config import AudioConfig, Config
+from broadcaster.publisher import AudioPublisher
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
 from channels.loudspeaker.boxes import RegistryFleetConfig
@@ -71,6 +75,29 @@ def box_targets(
             params["group_areas"] = list(groups[index])
         targets.append(target)
     return targets
+
+
+class HeldRender:
+    """Holds ``audio``'s renders until ``gate`` opens (a real render then runs); while
+    ``fail`` is set they fail instead."""
+
+    def __init__(self, audio: AudioPublisher) -> None:
+        self.gate = asyncio.Event()
+        self.fail = False
+        render = audio.render_programme
+
+        async def held(
+            message: AlertMessage,
+            profile: str | ChannelProfile,
+            languages: Sequence[str] = ("zh-CN",),
+            same_header: str | None = None,
+        ) -> Render:
+            await self.gate.wait()
+            if self.fail:
+                raise AudioError("the speech engine crashed")
+            return await render(message, profile, languages, same_header)
+
+        audio.render_programme = held  # type: ignore[method-assign]
 
 
 @dataclass

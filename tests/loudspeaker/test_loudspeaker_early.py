@@ -20,43 +20,16 @@ from typing import Any
 
 import pytest
 
-from audio import AudioError, ChannelProfile
-from audio.render import Render
 from broadcaster.cap import MsgType
-from broadcaster.channel import AlertMessage
 from channels.loudspeaker.commands import alert_key
 from drivers.speaker import SpeakerTimeoutError
 from tests.core.support import COUNTY, make_alert, wait_until_complete
-from tests.loudspeaker.conftest import IN_COUNTY, SpeakerSystem, speaker_system
+from tests.loudspeaker.conftest import IN_COUNTY, HeldRender, SpeakerSystem, speaker_system
 
 SIGNAL = b"the attention signal as the boxes store it"
 CLIP = {"id": "attention", "sha256": hashlib.sha256(SIGNAL).hexdigest()}
 AREAS = ([COUNTY], [COUNTY], [COUNTY])
 GROUPED = [f"box-{IN_COUNTY[0]}", f"box-{IN_COUNTY[1]}", f"box-{IN_COUNTY[2]}"]
-
-
-class HeldRender:
-    """Holds the server's renders until ``gate`` opens; ``fail`` makes them fail instead."""
-
-    def __init__(self, system: SpeakerSystem) -> None:
-        self.gate = asyncio.Event()
-        self.fail = False
-        audio = system.service.audio
-        assert audio is not None
-        render = audio.render_programme
-
-        async def held(
-            message: AlertMessage,
-            profile: str | ChannelProfile,
-            languages: Sequence[str] = ("zh-CN",),
-            same_header: str | None = None,
-        ) -> Render:
-            await self.gate.wait()
-            if self.fail:
-                raise AudioError("the speech engine crashed")
-            return await render(message, profile, languages, same_header)
-
-        audio.render_programme = held  # type: ignore[method-assign]
 
 
 class Sent:
@@ -95,7 +68,8 @@ async def held_system(
 ) -> AsyncIterator[tuple[SpeakerSystem, HeldRender, Sent]]:
     async with speaker_system(tmp_path, transport, groups=AREAS, attention_clip=CLIP) as system:
         (tmp_path / "boxes" / "clips" / "attention").write_bytes(SIGNAL)
-        yield system, HeldRender(system), Sent(system)
+        assert system.service.audio is not None
+        yield system, HeldRender(system.service.audio), Sent(system)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "mqtt"])

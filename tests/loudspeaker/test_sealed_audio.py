@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from audio import AudioError, ChannelProfile
-from audio.render import Render
+from audio import AudioError
 from broadcaster.channel import AlertMessage
 from broadcaster.config import AudioConfig
 from broadcaster.publisher import AudioPublisher
@@ -27,6 +26,7 @@ from channels.loudspeaker import media
 from channels.loudspeaker.media import AudioLibrary
 from drivers.speaker import seal
 from tests.core.support import make_alert
+from tests.loudspeaker.conftest import HeldRender
 
 BOX_KEY = bytes(range(32))
 AREA_KEY = bytes(range(32, 64))
@@ -35,26 +35,10 @@ ALERT = make_alert("sealed")
 MESSAGE = AlertMessage(id="7", alert=ALERT, rendition=render(ALERT), expires_at=9e9)
 
 
-class GatedPublisher(AudioPublisher):
-    """espeak-ng renders, each only once ``gate`` is open; ``fail`` makes the next one fail."""
-
-    def __init__(self, directory: Path) -> None:
-        super().__init__(directory, AudioConfig(engine_order=("espeak-ng",)))
-        self.gate = asyncio.Event()
-        self.fail = False
-
-    async def render_programme(
-        self,
-        message: AlertMessage,
-        profile: str | ChannelProfile,
-        languages: Sequence[str] = ("zh-CN",),
-        same_header: str | None = None,
-    ) -> Render:
-        await self.gate.wait()
-        if self.fail:
-            self.fail = False
-            raise AudioError("the speech engine crashed")
-        return await super().render_programme(message, profile, languages, same_header)
+def held_publisher(directory: Path) -> tuple[AudioPublisher, HeldRender]:
+    """An espeak-ng publisher whose renders wait for the gate of the other value."""
+    publisher = AudioPublisher(directory, AudioConfig(engine_order=("espeak-ng",)))
+    return publisher, HeldRender(publisher)
 
 
 class Site:
@@ -110,7 +94,7 @@ def assert_sealed(url: str, target: str, key: bytes, headers: dict[str, str], bo
 async def test_a_request_is_held_until_the_render_ends_then_sealed(
     site: Site, tmp_path: Path
 ) -> None:
-    publisher = GatedPublisher(tmp_path / "cache")
+    publisher, render = held_publisher(tmp_path / "cache")
     url = site.library.reserve(MESSAGE, ("zh-CN",))
     assert site.library.reserve(MESSAGE, ("zh-CN",)) == url
     assert site.library.reserve(MESSAGE, ("zh-CN", "mn")) != url
@@ -120,7 +104,7 @@ async def test_a_request_is_held_until_the_render_ends_then_sealed(
     await asyncio.sleep(0.3)
     assert not box.done() and not area.done()
     opened = time.monotonic()
-    publisher.gate.set()
+    render.gate.set()
     published = await rendering
     status, headers, body = await box
     assert status == 200 and time.monotonic() - opened < 10
@@ -152,17 +136,18 @@ async def test_unknown_targets_and_tokens_are_refused_at_once(site: Site) -> Non
 async def test_a_failed_render_answers_the_held_requests_and_the_next_one_serves(
     site: Site, tmp_path: Path
 ) -> None:
-    publisher = GatedPublisher(tmp_path / "cache")
-    publisher.fail = True
+    publisher, render = held_publisher(tmp_path / "cache")
+    render.fail = True
     url = site.library.reserve(MESSAGE, ("zh-CN",))
     held = asyncio.ensure_future(site.get(url))
     await asyncio.sleep(0.2)
-    publisher.gate.set()
+    render.gate.set()
     with pytest.raises(AudioError):
         await site.library.publish(publisher, MESSAGE, ("zh-CN",))
     async with asyncio.timeout(5):
         status, headers, _ = await held
     assert status == 503 and seal.SEAL_HEADER not in headers
+    render.fail = False
     await site.library.publish(publisher, MESSAGE, ("zh-CN",))
     status, headers, body = await site.get(url)
     assert status == 200
@@ -178,8 +163,8 @@ async def test_the_hold_is_bounded(site: Site, monkeypatch: pytest.MonkeyPatch) 
 
 
 async def test_the_url_outlives_a_restart(site: Site, tmp_path: Path) -> None:
-    publisher = GatedPublisher(tmp_path / "cache")
-    publisher.gate.set()
+    publisher, render = held_publisher(tmp_path / "cache")
+    render.gate.set()
     url = site.library.reserve(MESSAGE, ("zh-CN",))
     await site.library.publish(publisher, MESSAGE, ("zh-CN",))
     again = library_in(tmp_path)
