@@ -8,6 +8,8 @@ request (at most ``HOLD_S``) until ``publish`` has the file, then answers with i
 where its speech starts and the seal of section 5.1 under the key of the command's ``to``
 (:mod:`drivers.speaker.seal`; the channel says which keys it holds). A published token is
 written beside the audio (``<token>.next``), so its URL stays valid across server restarts.
+The newest published files (``KEPT_BYTES``) answer those requests from memory: every box of a
+fan-out asks at once.
 
 ``AudioLibrary.prepare`` renders through the core's ``AudioPublisher`` (its cache makes a
 second render free) and says what a box would be told (URL, SHA-256, duration) without
@@ -33,14 +35,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from audio import LOUDSPEAKER_PROFILE, AudioError, ExportFormat
 from audio.render import Render
@@ -56,6 +57,10 @@ HOLD_S = 20.0
 _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
 #: How many alert/languages renders are remembered in memory (files stay on disk).
 _REMEMBERED = 256
+KEPT_BYTES = 32 << 20
+"""Published audio answered from memory, the most recently published first: every box of a
+fan-out asks for the same file at once, and an answer from memory needs no file to be looked
+up and opened for each. Past this many bytes the older files are answered from disk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,7 @@ class AudioLibrary:
         )
         self._tokens: OrderedDict[tuple[str, tuple[str, ...]], str] = OrderedDict()
         self._held: dict[str, asyncio.Future[PublishedAudio]] = {}
+        self._in_memory: OrderedDict[str, bytes] = OrderedDict()
 
     def reserve(self, message: AlertMessage, languages: tuple[str, ...]) -> str:
         """The URL the alert's programme in ``languages`` is served at once ``publish`` has
@@ -198,8 +204,19 @@ class AudioLibrary:
     ) -> PublishedAudio:
         prepared = await self.prepare(publisher, message, languages)
         source = prepared.render.files[self._format]
-        await asyncio.to_thread(self._store, source, self.directory / prepared.name)
+        data = await asyncio.to_thread(self._store, source, self.directory / prepared.name)
+        self._keep(prepared.audio.sha256, data)
         return prepared.audio
+
+    def _keep(self, sha256: str, data: bytes) -> None:
+        """Answer requests for ``sha256`` from ``data`` while it is among the newest
+        ``KEPT_BYTES`` published."""
+        kept = self._in_memory
+        kept[sha256] = data
+        kept.move_to_end(sha256)
+        total = sum(map(len, kept.values()))
+        while total > KEPT_BYTES and len(kept) > 1:
+            total -= len(kept.popitem(last=False)[1])
 
     async def prepare(
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
@@ -248,22 +265,30 @@ class AudioLibrary:
         return tuple(found.values())
 
     @staticmethod
-    def _store(source: Path, destination: Path) -> None:
+    def _store(source: Path, destination: Path) -> bytes:
+        """Publish ``source`` as ``destination``; its bytes."""
         if destination.is_file():
             os.utime(destination)  # published again: kept as long as a fresh one
-            return
+            return destination.read_bytes()
         destination.parent.mkdir(parents=True, exist_ok=True)
+        data = source.read_bytes()
         partial = destination.with_suffix(".part")
-        shutil.copyfile(source, partial)
+        partial.write_bytes(data)
         partial.replace(destination)
+        return data
 
     async def prune(self, older_than_s: float) -> int:
         """Delete published files (and leftover partial copies) last published more than
         ``older_than_s`` ago; returns how many. A box still holding such a URL falls back to
-        its stored clip, but alerts do not live that long."""
-        return await asyncio.to_thread(self._prune, older_than_s)
+        its stored clip, but alerts do not live that long. Audio kept in memory goes with its
+        file (whoever deleted that)."""
+        removed, gone = await asyncio.to_thread(self._prune, older_than_s, list(self._in_memory))
+        for sha256 in gone:
+            self._in_memory.pop(sha256, None)
+        return removed
 
-    def _prune(self, older_than_s: float) -> int:
+    def _prune(self, older_than_s: float, kept: list[str]) -> tuple[int, list[str]]:
+        """How many files were deleted, and which of ``kept`` have no file now."""
         cutoff = time.time() - older_than_s
         removed = 0
         for path in self.directory.glob("*"):
@@ -271,7 +296,9 @@ class AudioLibrary:
                 if path.is_file() and path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed += 1
-        return removed
+        suffix = self._format.value
+        gone = [sha256 for sha256 in kept if not (self.directory / f"{sha256}.{suffix}").is_file()]
+        return removed, gone
 
     def web_app(self) -> web.Application:
         """``GET audio/<sha256>.<ext>``: the published files, with Range and caching headers;
@@ -302,6 +329,9 @@ class AudioLibrary:
         }
         if speech_start_ms is not None:
             headers[seal.SPEECH_START_HEADER] = str(speech_start_ms)
+        data = self._in_memory.get(sha256)
+        if data is not None and hdrs.RANGE not in request.headers:
+            return web.Response(body=data, headers=headers)
         path = self.directory / name
         if not await asyncio.to_thread(path.is_file):
             raise web.HTTPNotFound(text="the audio is no longer kept")
