@@ -183,7 +183,14 @@ class AckTimes:
         started = spread(times[AckStage.STARTED], start, self.expected)
         accepted = spread(times[AckStage.ACCEPTED], start, self.expected)
         wire = spread(machine.pop("arrivals"), start, self.expected)
-        return {"started": started, "accepted": accepted["all"], "wire": wire} | machine
+        fetched = machine.pop("downloads", [])
+        result = {"started": started, "accepted": accepted["all"], "wire": wire} | machine
+        if fetched or machine.get("download_failures"):
+            result["downloaded"] = spread(fetched, start, self.expected)
+        else:
+            for key in ("download_failures", "download_mb"):
+                result.pop(key, None)
+        return result
 
 
 async def bare(boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
@@ -201,13 +208,15 @@ async def bare(boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
             await asyncio.gather(*(p.publish(BARE_TOPIC, b"x" * 400, qos=1) for p in publishers))
             async with asyncio.timeout(timeout_s):
                 while True:  # the subscribers are other processes: ask until all have it
-                    arrivals = (await fleet.ask())[0]
+                    arrivals = (await fleet.ask()).arrivals
                     if len(arrivals) >= boxes:
                         break
                     await asyncio.sleep(0.05)
             figures = await machine.end(arrivals[-1])
             await asyncio.gather(*(publisher.disconnect() for publisher in publishers))
     wire = spread(figures.pop("arrivals"), start, boxes)
+    for key in ("downloads", "download_failures", "download_mb"):
+        figures.pop(key)
     return {"wire": wire, "started": wire} | figures
 
 
@@ -290,7 +299,7 @@ def run_one(kind: str, size: int, args: argparse.Namespace) -> dict[str, Any] | 
     """One kind at one size in a fresh process; its figures, or why it failed."""
     command = [sys.executable, __file__, f"--one={kind}:{size}"]
     command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
-    command += [f"--play-s={args.play_s}"]
+    command += [f"--play-s={args.play_s}"] + (["--download"] if args.download else [])
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     result: dict[str, Any] | str = (
@@ -327,12 +336,20 @@ def main() -> None:
         default=PLAY_S,
         help="how long the lean boxes play a command before they report it finished",
     )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="the lean boxes of the server kinds fetch and verify the sealed audio (from the"
+        " server, as real boxes do) and report a command finished only after that",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, size = args.one.rsplit(":", 1)
         attention = args.attention == "on"
-        result = asyncio.run(measure_one(kind, int(size), args.timeout_s, attention, args.play_s))
+        result = asyncio.run(
+            measure_one(kind, int(size), args.timeout_s, attention, args.play_s, args.download)
+        )
         print("RESULT " + json.dumps(result))
         return
     sizes = [int(s) for s in args.boxes.split(",")]
@@ -369,7 +386,12 @@ def main() -> None:
 
 
 async def measure_one(
-    kind: str, boxes: int, timeout_s: float, attention: bool = True, play_s: float = PLAY_S
+    kind: str,
+    boxes: int,
+    timeout_s: float,
+    attention: bool = True,
+    play_s: float = PLAY_S,
+    download: bool = False,
 ) -> dict[str, Any]:
     raise_file_limit(boxes + 20_000)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as work:
@@ -383,7 +405,7 @@ async def measure_one(
             own = kind.endswith("-own")
             transport = kind.split("-")[1]
             result = await whole_server(
-                transport, boxes, Path(work), timeout_s, own, attention, play_s
+                transport, boxes, Path(work), timeout_s, own, attention, play_s, download
             )
     return result | {"boxes": boxes}
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench.bench_speaker import SECRET, reap
 from drivers.mqtt.testing import MosquittoBroker
@@ -56,23 +56,39 @@ def broker_shares(transport: str, boxes: int) -> list[range]:
     return split(range(boxes), -(-boxes // per_broker) if transport == "mqtt" else 1)
 
 
+class FleetReport(NamedTuple):
+    """What the simulator processes say: when commands reached their boxes and when the boxes
+    verified their downloads (wall clock, sorted), how many downloads failed, the bytes they
+    received, their CPU s."""
+
+    arrivals: list[float]
+    downloads: list[float]
+    failures: int
+    download_bytes: int
+    cpu_s: float
+
+
 class Fleet:
-    """Lean simulator processes; ``arrivals`` asks each for its boxes' arrival times."""
+    """Lean simulator processes; ``ask`` asks each what its boxes did."""
 
     def __init__(self, processes: list[asyncio.subprocess.Process]) -> None:
         self.processes = processes
 
-    async def ask(self) -> tuple[list[float], float]:
+    async def ask(self) -> FleetReport:
         arrivals: list[float] = []
-        cpu = 0.0
+        downloads: list[float] = []
+        failures, received, cpu = 0, 0, 0.0
         for process in self.processes:
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(b"arrivals\n")
             await process.stdin.drain()
             answer = json.loads(await process.stdout.readline())
             arrivals += answer["arrivals"]
+            downloads += answer["downloads"]
+            failures += answer["download_failures"]
+            received += answer["download_bytes"]
             cpu += answer["cpu_s"]
-        return sorted(arrivals), cpu
+        return FleetReport(sorted(arrivals), sorted(downloads), failures, received, cpu)
 
 
 @asynccontextmanager
@@ -83,10 +99,12 @@ async def lean_fleet(
     areas: tuple[str, ...] = (),
     connect_timeout_s: float = 300.0,
     play_s: float = 0.0,
+    download: bool = False,
 ) -> AsyncIterator[Fleet]:
     """The boxes of ``shares[k]`` connect to ``links[k]``, from at least two processes (one per
     core) of at most ``PER_PROCESS`` boxes, each from its own loopback address; they play each
-    command ``play_s`` before they report it finished."""
+    command ``play_s`` before they report it finished (with ``download``, once they have
+    fetched and verified its sealed audio)."""
     at_least = -(-2 // len(shares))
     parts = [
         (link, part)
@@ -107,6 +125,7 @@ async def lean_fleet(
                     "--connect-timeout-s", str(connect_timeout_s), "--play-s", str(play_s),
                     *(["--bare-topic", BARE_TOPIC] if bare else []),
                     *(["--areas", ",".join(areas)] if areas else []),
+                    *(["--download"] if download else []),
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26,
                 )
             )  # fmt: skip
@@ -137,19 +156,25 @@ class Machine:
         self._fleet = fleet
         self._pids = [broker.pid for broker in brokers]
         self._sim = self._broker = self._began = 0.0
+        self._received = 0
 
     async def begin(self) -> None:
-        self._sim = (await self._fleet.ask())[1]
+        report = await self._fleet.ask()
+        self._sim, self._received = report.cpu_s, report.download_bytes
         self._broker = sum(map(process_cpu_s, self._pids))
         self._began = time.time()
 
     async def end(self, done: float) -> dict[str, Any]:
         """The figures up to ``done`` (wall clock) and the simulators' arrivals."""
         broker = sum(map(process_cpu_s, self._pids)) - self._broker
-        arrivals, sim = await self._fleet.ask()
+        report = await self._fleet.ask()
+        received = report.download_bytes - self._received
         return {
-            "arrivals": arrivals,
-            "sim_cpu": sim - self._sim,
+            "arrivals": report.arrivals,
+            "downloads": report.downloads,
+            "download_failures": report.failures,
+            "download_mb": received / 1e6,
+            "sim_cpu": report.cpu_s - self._sim,
             "broker_cpu": broker,
             "window_s": done - self._began,
             "cores": os.cpu_count() or 1,

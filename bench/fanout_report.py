@@ -43,6 +43,11 @@ def format_row(result: Result) -> str:
     if "cpu_s" in result:
         parts.append(f"CPU {result['cpu_s']:.2f} s ({_per_delivery(result)} ms/delivery)")
         parts.append(f"peak RSS {result['rss_mb']:.0f} MB")
+    if "downloaded" in result:
+        fetched = result["downloaded"]
+        failed = result["download_failures"]
+        parts.append(f"downloaded first {_s(fetched['first'])} all {_s(fetched['all'])}")
+        parts.append(f"download failures {failed}, {result['download_mb']:.0f} MB received")
     if "confirmed" in result:
         parts.append(f"confirmed {_s(result['confirmed'])}")
     if "timed_out" in result:
@@ -63,6 +68,9 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("all accepted", lambda r: _s(r.get("accepted"))),
     ("wire: first", lambda r: _s(r.get("wire", {}).get("first"))),
     ("wire: all", lambda r: _s(r.get("wire", {}).get("all"))),
+    ("downloaded: all", lambda r: _s(r["downloaded"]["all"]) if "downloaded" in r else "-"),
+    ("download failures", lambda r: str(r.get("download_failures", "-"))),
+    ("downloaded MB", lambda r: f"{r['download_mb']:.0f}" if "download_mb" in r else "-"),
     ("confirmed", lambda r: _s(r.get("confirmed"))),
     ("CPU ms/dlv", _per_delivery),
     ("peak RSS MB", lambda r: f"{r['rss_mb']:.0f}" if "rss_mb" in r else "-"),

@@ -110,10 +110,12 @@ async def whole_server(
     own: bool = False,
     attention: bool = True,
     play_s: float = 0.0,
+    download: bool = False,
 ) -> dict[str, Any]:
     """One alert to ``boxes`` boxes that hold the county's key (group commands), or with
     ``own`` only their own keys (a command each); with ``attention`` the boxes hold the
-    attention clip the play command names; the boxes play each command ``play_s``."""
+    attention clip the play command names; the boxes play each command ``play_s`` (with
+    ``download``, after they fetched and verified its sealed audio from the server)."""
     groups = () if own else (COUNTY,)
     extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
     shares = broker_shares(transport, boxes)
@@ -142,7 +144,12 @@ async def whole_server(
             assert channels[0].hub is not None
             links = links or [f"tcp://127.0.0.1:{channels[0].hub.tcp_port}"]
             async with lean_fleet(
-                links, shares, areas=groups, connect_timeout_s=timeout_s, play_s=play_s
+                links,
+                shares,
+                areas=groups,
+                connect_timeout_s=timeout_s,
+                play_s=play_s,
+                download=download,
             ) as fleet:
                 for channel, share in zip(channels, shares, strict=True):
                     ids = [f"sim-{n:05d}" for n in share]

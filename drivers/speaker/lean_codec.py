@@ -31,12 +31,15 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring
 
 @dataclass(frozen=True, slots=True)
 class QuickCommand:
-    """What a lean box acts on: ids, the command's type and the stages it asks for."""
+    """What a lean box acts on: ids, the command's type and the stages it asks for, its ``to``,
+    and the URL of a ``play_url`` whose audio comes sealed (no ``sha256``; else None)."""
 
     cmd_id: str
     alert_id: str
     kind: str
     acks: tuple[AckStage, ...] | None
+    target: str = ""
+    sealed_url: str | None = None
 
 
 def quick_command(data: bytes, key_for: Callable[[str], bytes | None]) -> QuickCommand | None:
@@ -77,7 +80,8 @@ def quick_command(data: bytes, key_for: Callable[[str], bytes | None]) -> QuickC
         if not all(isinstance(name, str) and name in _ASKABLE for name in wanted):
             return None
         acks = tuple(_ASKABLE[name] for name in wanted)
-    return QuickCommand(cmd_id, alert_id, kind, acks)
+    url = obj.get("url") if kind == "play_url" and obj.get("sha256") is None else None
+    return QuickCommand(cmd_id, alert_id, kind, acks, target, url if isinstance(url, str) else None)
 
 
 class WireClock:
@@ -106,6 +110,7 @@ def ack_bytes(
     alert_id: str,
     stage: AckStage,
     source: str | None,
+    reason: str | None = None,
 ) -> bytes:
     """A signed ack, byte for byte as the codec writes it."""
     parts = [
@@ -118,6 +123,8 @@ def ack_bytes(
         ',"cmd_id":',
         _quote(cmd_id),
     ]
+    if reason is not None:
+        parts += [',"reason":', _quote(reason)]
     if source is not None:
         parts += [',"source":', _quote(source)]
     parts += [',"stage":"', stage.value, '","type":"ack","v":1}']

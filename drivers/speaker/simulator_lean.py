@@ -5,9 +5,12 @@ hello line (4.1); on MQTT it connects with its ``offline`` will, subscribes to i
 topic and its areas' topics, and leaves its signed hello as its retained presence (4.3). It
 verifies every command with its own or its area's key (2.3) and answers a play command with
 ``accepted`` and ``started`` at once and ``finished`` once it has played (``play_s``; by
-default no time: all three at once; nothing is downloaded), a stop with ``finished``, each
-stage only when the command's ``acks`` asks for it (3.2); a
-command it has seen gets the latest of those again, as a real box repeats its latest ack.
+default no time: all three at once), a stop with ``finished``, each stage only when the
+command's ``acks`` asks for it (3.2); a command it has seen gets the latest of those again, as
+a real box repeats its latest ack. With ``download`` a box fetches the sealed audio of a
+``play_url`` as a real box does (5.1, :mod:`drivers.speaker.lean_download`) and plays only once
+it is verified (else it says ``failed`` with ``download_failed`` or ``hash_mismatch``);
+without, nothing is downloaded.
 A command in the server's canonical form is checked by its HMAC over the received bytes and
 its acks are written directly (:mod:`drivers.speaker.lean_codec`); anything else goes
 through the general decoder. The acks of one command leave in one write.
@@ -48,15 +51,23 @@ from drivers.mqtt.packets import (
     encode_publish,
 )
 from drivers.speaker.codec import area_target, box_target, decode_command, encode_box_message
-from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
+from drivers.speaker.errors import (
+    MediaDownloadError,
+    MediaIntegrityError,
+    SpeakerConfigError,
+    SpeakerProtocolError,
+)
 from drivers.speaker.lean_codec import WireClock, ack_bytes, quick_command
+from drivers.speaker.lean_download import Downloads
 from drivers.speaker.link_url import parse_link_url
 from drivers.speaker.messages import (
     ASKABLE_STAGES,
     AckStage,
     BoxHello,
+    PlayUrl,
     ack_wanted,
 )
+from drivers.speaker.sealed_audio import CommandTarget
 from drivers.speaker.simulator import area_key, box_key
 from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
@@ -85,7 +96,10 @@ class LeanFleetConfig:
     command_qos: int = 1
     """Of the MQTT subscriptions (0: as boxes subscribe on a NATS cluster)."""
     play_s: float = 0.0
-    """How long a play command plays: its ``finished`` goes this long after its ``started``."""
+    """How long a play command plays: its ``finished`` goes this long after its ``started``
+    (with ``download``, after its audio is verified)."""
+    download: bool = False
+    """Whether the boxes fetch and verify the sealed audio of their play commands."""
 
     def box_id(self, index: int) -> str:
         return f"{self.id_prefix}{index:05d}"
@@ -117,11 +131,64 @@ class Playing:
         self._timer = loop.call_at(self._due[0][0], self._end) if self._due else None
 
 
-class LeanBox:
-    """One box's keys, commands seen and first arrival; speaks through ``send``; with
-    ``playing``, its play commands end when that says."""
+class Fetching:
+    """The sealed downloads of a fleet's play commands: a box plays (``playing``, or at once)
+    once its audio is verified; ``failures`` counts those that were not."""
 
-    __slots__ = ("area_keys", "box_id", "first_at", "key", "playing", "seen", "send")
+    def __init__(self, playing: Playing | None) -> None:
+        self.downloads = Downloads()
+        self._playing = playing
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.failures = 0
+
+    def start(
+        self, box: LeanBox, cmd_id: str, alert_id: str, source: str, url: str, to: CommandTarget
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._fetch(box, cmd_id, alert_id, source, url, to)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(
+        self, box: LeanBox, cmd_id: str, alert_id: str, source: str, url: str, to: CommandTarget
+    ) -> None:
+        try:
+            await self.downloads.fetch_sealed(url, to)
+        except (MediaDownloadError, MediaIntegrityError) as exc:
+            self.failures += 1
+            reason = "hash_mismatch" if isinstance(exc, MediaIntegrityError) else "download_failed"
+            box.seen[cmd_id] = AckStage.FAILED
+            box.send([box.ack(cmd_id, alert_id, AckStage.FAILED, source, reason)])
+            return
+        box.fetched_at = time()
+        if self._playing is not None:
+            self._playing.start(box, cmd_id, alert_id, source)
+            return
+        box.seen[cmd_id] = AckStage.FINISHED
+        box.send([box.ack(cmd_id, alert_id, AckStage.FINISHED, source)])
+
+    def cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+
+class LeanBox:
+    """One box's keys, commands seen, first arrival and verified download; speaks through
+    ``send``; with ``playing``, its play commands end when that says; with ``fetching``, a
+    sealed ``play_url`` plays once its audio is verified."""
+
+    __slots__ = (
+        "area_keys",
+        "box_id",
+        "fetched_at",
+        "fetching",
+        "first_at",
+        "key",
+        "playing",
+        "seen",
+        "send",
+    )
 
     def __init__(
         self,
@@ -129,14 +196,17 @@ class LeanBox:
         key: bytes,
         area_keys: dict[str, bytes],
         playing: Playing | None = None,
+        fetching: Fetching | None = None,
     ) -> None:
         self.box_id = box_id
         self.key = key
         self.area_keys = area_keys
         self.playing = playing
+        self.fetching = fetching
         self.seen: dict[str, AckStage | None] = {}
         """Per command seen, the latest stage acknowledged (None: none was asked for)."""
         self.first_at: float | None = None
+        self.fetched_at: float | None = None
         self.send: Callable[[list[bytes]], None] = lambda _messages: None
 
     def _key_for(self, target: str) -> bytes | None:
@@ -158,9 +228,10 @@ class LeanBox:
         quick = quick_command(data, self._key_for)
         if quick is not None:
             cmd_id, alert_id, kind, acks = quick.cmd_id, quick.alert_id, quick.kind, quick.acks
+            target, sealed_url = quick.target, quick.sealed_url
         else:
             try:
-                _, command = decode_command(data, self._key_for)
+                target, command = decode_command(data, self._key_for)
             except SpeakerProtocolError:
                 return
             cmd_id, alert_id, kind, acks = (
@@ -169,6 +240,8 @@ class LeanBox:
                 command.kind,
                 command.acks,
             )
+            sealed = isinstance(command, PlayUrl) and command.sha256 is None
+            sealed_url = command.url if isinstance(command, PlayUrl) and sealed else None
         source = _SOURCES.get(kind)
         if cmd_id in self.seen:
             said = self.seen[cmd_id]
@@ -181,19 +254,32 @@ class LeanBox:
         for stage in stages:
             if not ack_wanted(acks, stage, None):
                 continue
-            if stage is AckStage.FINISHED and source is not None and self.playing is not None:
-                self.playing.start(self, cmd_id, alert_id, source)
-                continue
+            if stage is AckStage.FINISHED and source is not None:
+                key = self._key_for(target)
+                if self.fetching is not None and sealed_url is not None and key is not None:
+                    to = CommandTarget(target, key)
+                    self.fetching.start(self, cmd_id, alert_id, source, sealed_url, to)
+                    continue
+                if self.playing is not None:
+                    self.playing.start(self, cmd_id, alert_id, source)
+                    continue
             out.append(self.ack(cmd_id, alert_id, stage, source))
             said = stage
         self.seen[cmd_id] = said
         if out:
             self.send(out)
 
-    def ack(self, cmd_id: str, alert_id: str, stage: AckStage, source: str | None) -> bytes:
+    def ack(
+        self,
+        cmd_id: str,
+        alert_id: str,
+        stage: AckStage,
+        source: str | None,
+        reason: str | None = None,
+    ) -> bytes:
         """The signed ack of ``stage``, timed now."""
         at = _CLOCK.now()
-        return ack_bytes(self.key, self.box_id, at, cmd_id, alert_id, stage, source)
+        return ack_bytes(self.key, self.box_id, at, cmd_id, alert_id, stage, source, reason)
 
 
 def _settle(connected: asyncio.Future[None], error: Exception | None = None) -> None:
@@ -384,8 +470,9 @@ class LeanFleet:
         self.config = config
         areas = {area_target(code): area_key(config.fleet_secret, code) for code in config.areas}
         playing = Playing(config.play_s) if config.play_s > 0 else None
+        self.fetching = Fetching(playing) if config.download else None
         self.boxes = [
-            LeanBox(box_id, box_key(config.fleet_secret, box_id), areas, playing)
+            LeanBox(box_id, box_key(config.fleet_secret, box_id), areas, playing, self.fetching)
             for box_id in map(
                 config.box_id, range(config.first_index, config.first_index + config.boxes)
             )
@@ -454,13 +541,19 @@ class LeanFleet:
         """Wall-clock times the first command reached each box that got one, sorted."""
         return sorted(box.first_at for box in self.boxes if box.first_at is not None)
 
+    def downloads(self) -> list[float]:
+        """Wall-clock times each box that verified a download did so, sorted."""
+        return sorted(box.fetched_at for box in self.boxes if box.fetched_at is not None)
+
     def reset(self) -> None:
-        """Forget the arrivals (before the next measurement)."""
+        """Forget the arrivals and downloads (before the next measurement)."""
         for box in self.boxes:
-            box.first_at = None
+            box.first_at = box.fetched_at = None
 
     def close(self) -> None:
         self._closing = True
+        if self.fetching is not None:
+            self.fetching.cancel()
         for task in self._reconnecting:
             task.cancel()
         for transport in self._transports.values():

@@ -2,9 +2,11 @@
 
 Connects ``--boxes`` lean boxes (:mod:`drivers.speaker.simulator_lean`) and prints
 ``ready <n>``. Then it reads commands, one a line, on standard input: ``arrivals`` prints one
-JSON line ``{"arrivals": [...], "cpu_s": ...}`` (the wall-clock time each box's first command
-arrived, sorted, and the CPU seconds this process has spent), ``reset`` forgets the arrivals;
-end of input stops the fleet.
+JSON line ``{"arrivals": [...], "downloads": [...], "download_failures": n,
+"download_bytes": n, "cpu_s": ...}`` (the wall-clock time each box's first command arrived and
+each box verified its download (``--download``), sorted, how many downloads failed, the bytes
+of the answers, and the CPU seconds this process has spent), ``reset`` forgets the arrivals
+and downloads; end of input stops the fleet.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         "--play-s", type=float, default=0.0, help="how long a play command plays (default 0)"
     )
     parser.add_argument("--source-host", help="local address to connect from (127.0.0.2, …)")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch and verify the sealed audio of play commands before they play",
+    )
     return parser
 
 
@@ -55,7 +62,15 @@ async def _serve(fleet: LeanFleet, connect_timeout_s: float) -> int:
     print(f"ready {len(fleet.boxes)}", flush=True)
     while line := await asyncio.to_thread(sys.stdin.readline):
         if line.strip() == "arrivals":
-            print(json.dumps({"arrivals": fleet.arrivals(), "cpu_s": _cpu_s()}), flush=True)
+            fetching = fleet.fetching
+            answer = {
+                "arrivals": fleet.arrivals(),
+                "downloads": fleet.downloads(),
+                "download_failures": fetching.failures if fetching is not None else 0,
+                "download_bytes": fetching.downloads.bytes if fetching is not None else 0,
+                "cpu_s": _cpu_s(),
+            }
+            print(json.dumps(answer), flush=True)
         elif line.strip() == "reset":
             fleet.reset()
     fleet.close()
@@ -76,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             command_qos=args.command_qos,
             source_host=args.source_host,
             play_s=args.play_s,
+            download=args.download,
         )
         fleet = LeanFleet(config)
     except (ValueError, SpeakerError) as exc:

@@ -5,6 +5,7 @@ signed with the key of its ``to``, and leaves everything else to the general dec
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,13 +41,21 @@ def keys(target: str) -> bytes | None:
 @pytest.mark.parametrize("stage", list(AckStage))
 @pytest.mark.parametrize("source", [None, "url", "attention:chime"])
 @pytest.mark.parametrize("alert_id", ["cn.nmg.ulanqab,2026-11-28-001", 'a"b\\c 中\u2028'])
+@pytest.mark.parametrize("reason", [None, "download_failed"])
 def test_an_ack_is_byte_for_byte_what_the_codec_writes(
-    stage: AckStage, source: str | None, alert_id: str
+    stage: AckStage, source: str | None, alert_id: str, reason: str | None
 ) -> None:
     ack = BoxAck(
-        box_id="sim-00001", at=NOW, cmd_id="play-1", alert_id=alert_id, stage=stage, source=source
+        box_id="sim-00001",
+        at=NOW,
+        cmd_id="play-1",
+        alert_id=alert_id,
+        stage=stage,
+        source=source,
+        reason=reason,
     )
-    written = ack_bytes(KEY, "sim-00001", format_time(NOW), "play-1", alert_id, stage, source)
+    at = format_time(NOW)
+    written = ack_bytes(KEY, "sim-00001", at, "play-1", alert_id, stage, source, reason)
     assert written == encode_box_message(ack, KEY)
     assert decode_box_message(written, lambda _b: KEY) == ack
     assert decode_box_line(written, lambda _b: KEY) == ack
@@ -63,14 +72,18 @@ def test_the_wire_clock_writes_the_codec_s_time_form() -> None:
 def test_a_canonical_signed_command_is_taken(target: str) -> None:
     data = encode_command(PLAY, target, keys(target) or b"")
     assert quick_command(data, keys) == QuickCommand(
-        "play-1", PLAY.alert_id, "play_url", (AckStage.STARTED, AckStage.FINISHED)
+        "play-1", PLAY.alert_id, "play_url", (AckStage.STARTED, AckStage.FINISHED), target
+    )
+    sealed = encode_command(replace(PLAY, sha256=None), target, keys(target) or b"")
+    assert quick_command(sealed, keys) == QuickCommand(
+        "play-1", PLAY.alert_id, "play_url", PLAY.acks, target, PLAY.url
     )
     clip = PlayClip(
         cmd_id="c", alert_id="a", issued_at=NOW, expires_at=NOW, clip_id="x", sha256="b" * 64,
         priority=1, volume=None,
     )  # fmt: skip
     assert quick_command(encode_command(clip, target, keys(target) or b""), keys) == (
-        QuickCommand("c", "a", "play_clip", None)
+        QuickCommand("c", "a", "play_clip", None, target)
     )
 
 
