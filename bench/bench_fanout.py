@@ -4,8 +4,12 @@ over TCP and MQTT, for 10,000 to 100,000 boxes, side by side in one run.
 Every measurement runs in a fresh process (so its peak RSS and CPU time are its own: all of
 its threads, from ``getrusage``), with lean simulated boxes (``drivers.speaker
 .simulator_lean``: verify, ack ``accepted``/``started`` at once and ``finished`` once the
-command has played, ``--play-s``, by default no time; no download, no sound) in separate
-processes, each connecting from its own loopback address.
+command has played, ``--play-s``, by default no time; no sound) in separate processes, each
+connecting from its own loopback address. By default they download nothing; with
+``--download`` the boxes of the server kinds fetch and verify their sealed audio from the
+server as real boxes do (one request each, on a connection of its own), play only then, and
+the server's CPU includes serving every box's download (``downloaded``: when every box had
+its audio verified; the failures and the bytes received).
 
 One process may hold no more than 20,000 open files here (the hard limit cannot be raised), so
 a fleet is spread: over MQTT across one Mosquitto per ``PER_BROKER`` boxes (25,000 boxes: two
