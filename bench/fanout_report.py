@@ -68,9 +68,6 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("all accepted", lambda r: _s(r.get("accepted"))),
     ("wire: first", lambda r: _s(r.get("wire", {}).get("first"))),
     ("wire: all", lambda r: _s(r.get("wire", {}).get("all"))),
-    ("downloaded: all", lambda r: _s(r["downloaded"]["all"]) if "downloaded" in r else "-"),
-    ("download failures", lambda r: str(r.get("download_failures", "-"))),
-    ("downloaded MB", lambda r: f"{r['download_mb']:.0f}" if "download_mb" in r else "-"),
     ("confirmed", lambda r: _s(r.get("confirmed"))),
     ("CPU ms/dlv", _per_delivery),
     ("peak RSS MB", lambda r: f"{r['rss_mb']:.0f}" if "rss_mb" in r else "-"),
@@ -81,6 +78,13 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("window s", lambda r: _s(r.get("window_s"))),
     ("load 1 min", lambda r: str(r.get("load", "?")).split()[0]),
 ]
+DOWNLOAD_ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("audio: all", lambda r: _s(r["downloaded"]["all"]) if "downloaded" in r else "-"),
+    ("audio failures", lambda r: str(r.get("download_failures", "-"))),
+    ("audio MB", lambda r: f"{r['download_mb']:.0f}" if "download_mb" in r else "-"),
+]
+"""Rows of runs whose boxes downloaded their audio (``--download``): when every box had it
+verified, the downloads that failed, the megabytes received."""
 
 
 def print_table(
@@ -95,7 +99,9 @@ def print_table(
         print(f"\n{size:,} boxes" + "".join(f"{kind:>16}" for kind in kinds))
         bare = results.get(("bare", size))
         floor = bare["wire"]["all"] if isinstance(bare, dict) else None
-        rows = [*ROWS, *_against(floor)]
+        measured = [results.get((kind, size)) for kind in kinds]
+        fetched = any(isinstance(r, dict) and "downloaded" in r for r in measured)
+        rows = [*ROWS, *(DOWNLOAD_ROWS if fetched else []), *_against(floor)]
         for label, value in rows:
             cells = []
             for kind in kinds:
