@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -191,4 +193,37 @@ async def test_a_lean_box_whose_audio_fails_its_check_says_so(server: SealedMedi
             assert fleet.fetching.failures == 1
         finally:
             fleet.close()
+            await recorder.close()
+
+
+async def test_the_fleet_command_reports_the_downloads(server: SealedMediaServer) -> None:
+    """``simulator_lean_cli --download``: what a bench asks of a simulator process."""
+    regs = [BoxRegistration(b, box_key(SECRET, b), "tcp") for b in IDS[:2]]
+    async with SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0)), regs) as hub:
+        recorder = HubEventRecorder(hub)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "drivers.speaker.simulator_lean_cli",
+            "--link", f"tcp://127.0.0.1:{hub.tcp_port}", "--fleet-secret", SECRET.hex(),
+            "--boxes", "2", "--download",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            assert (await process.stdout.readline()).startswith(b"ready 2")
+            await recorder.wait_for(lambda: hub.online_count == 2)
+            plain = play_url_command("play-1", "s,a", server.url("w.mp3"), AUDIO)
+            for box_id in IDS[:2]:
+                await hub.send_command(box_id, replace(plain, sha256=None))
+            await recorder.wait_for(
+                lambda: len(recorder.acked_boxes("play-1", AckStage.FINISHED)) == 2, within_s=10
+            )
+            process.stdin.write(b"arrivals\n")
+            answer = json.loads(await process.stdout.readline())
+            assert len(answer["arrivals"]) == len(answer["downloads"]) == 2
+            assert min(answer["downloads"]) >= min(answer["arrivals"])
+            assert answer["download_failures"] == 0
+            assert answer["download_bytes"] == 2 * len(AUDIO)
+        finally:
+            process.stdin.close()
+            await asyncio.wait_for(process.wait(), 30)
             await recorder.close()
