@@ -373,6 +373,24 @@ class AcceptingChannel(Channel):
         return SendResult(SendOutcome.ACCEPTED, provider_ref=f"acc-{delivery.id}")
 
 
+class TricklingChannel(Channel):
+    """Accepts at once and confirms each delivery ``spacing_s`` after the one before, as boxes
+    that finish playing one after another do."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+    spacing_s: ClassVar[float] = 0.003
+    sent: ClassVar[int] = 0
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        type(self).sent += 1
+        asyncio.get_running_loop().call_later(
+            0.1 + self.spacing_s * type(self).sent,
+            self.confirm,
+            Confirmation(delivery.id, ConfirmationOutcome.CONFIRMED, "played"),
+        )
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=f"t-{delivery.id}")
+
+
 class EagerAckChannel(Channel):
     """Sends in batches and reports each device's progress and confirmation before
     ``send_many`` returns, as boxes that answer faster than the send completes do."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ import pytest
 from broadcaster.cap import MsgType
 from broadcaster.delivery import DeliveryState, Transition
 from broadcaster.service import BroadcasterService
+from broadcaster.store.outbox import Outbox
 from tests.core.support import (
     AcceptingChannel,
     FlakyChannel,
     RecordingChannel,
     SlowChannel,
     SteppedClock,
+    TricklingChannel,
     make_alert,
     make_config,
     now_utc,
@@ -254,6 +257,28 @@ async def test_accepted_deliveries_confirm_through_the_confirmation_stream(
         assert silent["attempts"] >= 2
         AcceptingChannel.silent = set()
         assert (await wait_until_complete(service, result.alert_id))["acc"] == {"confirmed": 3}
+
+
+async def test_confirmations_that_trickle_in_are_written_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """120 devices confirming one every 3 ms: the recorder lets them gather, so a handful of
+    transactions write them (one or two each without that)."""
+    writes: list[int] = []
+    apply = Outbox.apply
+
+    def counted(self: Outbox, transitions: Sequence[Transition], now: float) -> int:
+        writes.append(len(transitions))
+        return apply(self, transitions, now)
+
+    monkeypatch.setattr(Outbox, "apply", counted)
+    channels = {"trk": {"type": "tests.core.support:TricklingChannel"}}
+    TricklingChannel.sent = 0
+    async with running(make_config(tmp_path, channels, village_targets("trk", 120))) as service:
+        result = await service.submit(make_alert(), origin="test")
+        assert (await wait_until_complete(service, result.alert_id))["trk"] == {"confirmed": 120}
+    assert sum(writes) >= 240  # each delivery's result and its confirmation
+    assert len(writes) <= 25, writes
 
 
 async def test_restart_resumes_in_flight_deliveries_with_the_same_key(tmp_path: Path) -> None:
