@@ -38,7 +38,7 @@ class QuickCommand:
     alert_id: str
     kind: str
     acks: tuple[AckStage, ...] | None
-    target: str = ""
+    target: str
     sealed_url: str | None = None
 
 

@@ -8,9 +8,9 @@ verifies every command with its own or its area's key (2.3) and answers a play c
 default no time: all three at once), a stop with ``finished``, each stage only when the
 command's ``acks`` asks for it (3.2); a command it has seen gets the latest of those again, as
 a real box repeats its latest ack. With ``download`` a box fetches the sealed audio of a
-``play_url`` as a real box does (5.1, :mod:`drivers.speaker.lean_download`) and plays only once
-it is verified (else it says ``failed`` with ``download_failed`` or ``hash_mismatch``);
-without, nothing is downloaded.
+``play_url`` as a real box does (5.1) and plays only once it is verified (else it says
+``failed`` with ``download_failed`` or ``hash_mismatch``); without, nothing is downloaded
+(:mod:`drivers.speaker.lean_playing`).
 A command in the server's canonical form is checked by its HMAC over the received bytes and
 its acks are written directly (:mod:`drivers.speaker.lean_codec`); anything else goes
 through the general decoder. The acks of one command leave in one write.
@@ -32,7 +32,6 @@ import errno
 import itertools
 import os
 import socket
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,14 +50,9 @@ from drivers.mqtt.packets import (
     encode_publish,
 )
 from drivers.speaker.codec import area_target, box_target, decode_command, encode_box_message
-from drivers.speaker.errors import (
-    MediaDownloadError,
-    MediaIntegrityError,
-    SpeakerConfigError,
-    SpeakerProtocolError,
-)
+from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
 from drivers.speaker.lean_codec import WireClock, ack_bytes, quick_command
-from drivers.speaker.lean_download import Downloads
+from drivers.speaker.lean_playing import Fetching, Playing
 from drivers.speaker.link_url import parse_link_url
 from drivers.speaker.messages import (
     ASKABLE_STAGES,
@@ -103,74 +97,6 @@ class LeanFleetConfig:
 
     def box_id(self, index: int) -> str:
         return f"{self.id_prefix}{index:05d}"
-
-
-class Playing:
-    """The play commands a fleet's boxes are playing: each one's ``finished`` goes ``play_s``
-    after it started, those due together sent by one timer's call (no task or timer per box)."""
-
-    def __init__(self, play_s: float) -> None:
-        self.play_s = play_s
-        self._due: deque[tuple[float, LeanBox, str, str, str]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def start(self, box: LeanBox, cmd_id: str, alert_id: str, source: str) -> None:
-        """``box`` started playing ``cmd_id``."""
-        loop = asyncio.get_running_loop()
-        self._due.append((loop.time() + self.play_s, box, cmd_id, alert_id, source))
-        if self._timer is None:
-            self._timer = loop.call_at(self._due[0][0], self._end)
-
-    def _end(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._due and self._due[0][0] <= now:
-            _, box, cmd_id, alert_id, source = self._due.popleft()
-            box.seen[cmd_id] = AckStage.FINISHED
-            box.send([box.ack(cmd_id, alert_id, AckStage.FINISHED, source)])
-        self._timer = loop.call_at(self._due[0][0], self._end) if self._due else None
-
-
-class Fetching:
-    """The sealed downloads of a fleet's play commands: a box plays (``playing``, or at once)
-    once its audio is verified; ``failures`` counts those that were not."""
-
-    def __init__(self, playing: Playing | None) -> None:
-        self.downloads = Downloads()
-        self._playing = playing
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.failures = 0
-
-    def start(
-        self, box: LeanBox, cmd_id: str, alert_id: str, source: str, url: str, to: CommandTarget
-    ) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._fetch(box, cmd_id, alert_id, source, url, to)
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _fetch(
-        self, box: LeanBox, cmd_id: str, alert_id: str, source: str, url: str, to: CommandTarget
-    ) -> None:
-        try:
-            await self.downloads.fetch_sealed(url, to)
-        except (MediaDownloadError, MediaIntegrityError) as exc:
-            self.failures += 1
-            reason = "hash_mismatch" if isinstance(exc, MediaIntegrityError) else "download_failed"
-            box.seen[cmd_id] = AckStage.FAILED
-            box.send([box.ack(cmd_id, alert_id, AckStage.FAILED, source, reason)])
-            return
-        box.fetched_at = time()
-        if self._playing is not None:
-            self._playing.start(box, cmd_id, alert_id, source)
-            return
-        box.seen[cmd_id] = AckStage.FINISHED
-        box.send([box.ack(cmd_id, alert_id, AckStage.FINISHED, source)])
-
-    def cancel(self) -> None:
-        for task in self._tasks:
-            task.cancel()
 
 
 class LeanBox:
