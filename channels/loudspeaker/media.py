@@ -348,6 +348,9 @@ class AudioLibrary:
                 return str(link["sha256"]), link["speech_start_ms"]
             except (OSError, ValueError, KeyError) as exc:
                 raise web.HTTPNotFound(text="no such audio") from exc
+        if held.done() and not held.cancelled() and held.exception() is None:  # published
+            published = held.result()
+            return published.sha256, published.speech_start_ms
         try:
             async with asyncio.timeout(HOLD_S):
                 published = await asyncio.shield(held)
