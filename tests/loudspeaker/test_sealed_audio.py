@@ -187,3 +187,32 @@ async def test_the_url_outlives_a_restart(site: Site, tmp_path: Path) -> None:
     await site.library.prune(-1)
     status, _, _ = await site.get(url)
     assert status == 404
+
+
+async def test_only_the_newest_audio_is_answered_from_memory(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``KEPT_BYTES`` the older programme is answered from its file: gone from disk, it
+    is gone; the newest is answered from memory, with the same headers as from disk."""
+    publisher, held = held_publisher(tmp_path / "cache")
+    held.gate.set()
+    alert = make_alert("other", headline="凉城县大风蓝色预警")
+    other = AlertMessage(id="8", alert=alert, rendition=render(alert), expires_at=9e9)
+    older_url = site.library.reserve(MESSAGE, ("zh-CN",))
+    older = await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    monkeypatch.setattr(media, "KEPT_BYTES", 1)  # room for the newest file alone
+    newer_url = site.library.reserve(other, ("zh-CN",))
+    newer = await site.library.publish(publisher, other, ("zh-CN",))
+    assert newer.sha256 != older.sha256
+    on_disk = {url: (await site.get(url))[1:] for url in (older_url, newer_url)}
+    for audio in (older, newer):
+        (site.library.directory / audio.url.rsplit("/", 1)[1]).unlink()
+    status, _, _ = await site.get(older_url)
+    assert status == 404
+    status, headers, body = await site.get(newer_url)
+    assert status == 200
+    assert_sealed(newer_url, "box:box-1", BOX_KEY, headers, body)
+    assert (headers[seal.SEAL_HEADER], body) == (
+        on_disk[newer_url][0][seal.SEAL_HEADER],
+        on_disk[newer_url][1],
+    )
