@@ -194,10 +194,7 @@ class AudioLibrary:
     def _write_token(self, token: str, published: PublishedAudio) -> None:
         """Note beside the audio which file the token stands for, for after a restart."""
         link = {"sha256": published.sha256, "speech_start_ms": published.speech_start_ms}
-        path = self.directory / f"{token}.next"
-        partial = self.directory / f"{token}.part"
-        partial.write_text(json.dumps(link), "utf-8")
-        partial.replace(path)
+        _write_whole(self.directory / f"{token}.next", json.dumps(link).encode())
 
     async def _render(
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
@@ -272,9 +269,7 @@ class AudioLibrary:
             return destination.read_bytes()
         destination.parent.mkdir(parents=True, exist_ok=True)
         data = source.read_bytes()
-        partial = destination.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(destination)
+        _write_whole(destination, data)
         return data
 
     async def prune(self, older_than_s: float) -> int:
@@ -373,6 +368,15 @@ class AudioLibrary:
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` at once, through a partial file of this write's own: publishes of one
+    programme (or of programmes that came out the same) may write it at the same moment, and
+    none may move another's partial file away."""
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(8)}.part")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def _speech_start_ms(render: Render) -> int | None:

@@ -216,3 +216,27 @@ async def test_only_the_newest_audio_is_answered_from_memory(
     assert status == 200
     assert headers[seal.SHA256_HEADER] == newer.sha256
     assert_sealed(newer_url, "box:box-1", BOX_KEY, headers, body)
+
+
+async def test_concurrent_publishes_of_one_programme_all_succeed(
+    site: Site, tmp_path: Path
+) -> None:
+    """Batches of one alert publish its programme at the same moment, and languages that come
+    out the same audio publish one file: each writes its files whole, none fails."""
+    publisher, held = held_publisher(tmp_path / "cache")
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    site.library.reserve(MESSAGE, ("zh-CN", "mn"))  # no Mongolian voice: the same audio
+    publishes = [
+        site.library.publish(publisher, MESSAGE, languages)
+        for _ in range(8)
+        for languages in (("zh-CN",), ("zh-CN", "mn"))
+    ]
+    rendering = asyncio.gather(*publishes)
+    await asyncio.sleep(0.1)
+    held.gate.set()
+    published = await rendering
+    assert len({audio.sha256 for audio in published}) == 1
+    assert not list(site.library.directory.glob("*.part"))
+    status, headers, body = await site.get(url)
+    assert status == 200
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
