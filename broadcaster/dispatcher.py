@@ -2,20 +2,15 @@
 
 For each channel instance one worker claims due deliveries (most urgent first) as long as the
 channel has free slots (its ``concurrency``), waits for the channel's rate limit, and calls
-``send``. Outcomes become :class:`~broadcaster.delivery.Transition` s, written by one recorder
-task in batches (one transaction per batch), together with the channel's confirmations. While
-fewer than ``FULL_BATCH`` wait, the recorder lets more gather for ``LINGER_SECONDS``: news that
-trickles in, such as boxes reporting one after another that they finished playing, is written
-in few large transactions instead of many small ones.
+``send``. Outcomes become :class:`~broadcaster.delivery.Transition` s, written in batches
+together with the channel's confirmations by :mod:`broadcaster.recorder`.
 
 Retry: a :class:`~broadcaster.errors.RetryableError` (or a timeout, or an unexpected exception
 or answer, recorded as a channel fault by :mod:`broadcaster.faults`) queues the delivery again
 after an exponential backoff with jitter, ``retry_base * 2^(attempt-1)`` capped at
 ``retry_max`` and drawn uniformly from its upper half, or after the error's ``retry_after``. A
 retry that would fall after the alert's expiry marks the delivery ``expired`` instead. A
-:class:`~broadcaster.errors.PermanentError` fails it. A device that took a delivery but could
-not finish it for a passing reason confirms it with ``RETRY``: it is queued again after the
-confirmation's ``retry_after``.
+:class:`~broadcaster.errors.PermanentError` fails it.
 
 On a shared store a delivery whose device another node holds is handed to that node, and a
 channel whose one device is elsewhere is not claimed for (:mod:`broadcaster.routing`).
@@ -35,7 +30,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +41,6 @@ from broadcaster.cap.serialize import from_json
 from broadcaster.channel import (
     AlertMessage,
     Channel,
-    Confirmation,
-    ConfirmationOutcome,
     OutgoingDelivery,
     SendOutcome,
     SendResult,
@@ -63,6 +56,7 @@ from broadcaster.errors import (
 )
 from broadcaster.faults import ChannelFaults
 from broadcaster.ratelimit import TokenBucket
+from broadcaster.recorder import DISK_FULL_PAUSE_SECONDS, Recorder
 from broadcaster.rendition import Rendition, render
 from broadcaster.routing import DeviceRouting
 from broadcaster.store.alerts import AlertTable, InFlight
@@ -71,15 +65,6 @@ from broadcaster.store.outbox import ClaimedDelivery, Outbox
 from broadcaster.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-
-DISK_FULL_PAUSE_SECONDS = 1.0
-"""How long claims, records and sweeps wait before trying again when the disk is full."""
-FULL_BATCH = 500
-"""Transitions the recorder writes at once, without waiting for more to gather."""
-LINGER_SECONDS = 0.05
-"""How long the recorder lets transitions gather while fewer than ``FULL_BATCH`` wait: per
-transition, a transaction of 20 costs the database thread about twice what one of 500 does
-(``bench/bench_outbox.py``), and a state shown 50 ms later changes nothing for an officer."""
 
 Clock = Callable[[], float]
 
@@ -128,9 +113,14 @@ class Dispatcher:
         self._slot_free = {name: asyncio.Event() for name in self.channels}
         self._in_flight = dict.fromkeys(self.channels, 0)
         self._limits = {n: TokenBucket(s.rate_per_second) for n, s in self.channels.items()}
-        self._transitions: deque[Transition] = deque()
-        self._transitions_waiting = asyncio.Event()
-        self._confirmed: list[Confirmation] = []
+        self._recorder = Recorder(
+            database,
+            self.outbox,
+            clock,
+            self.faults,
+            first_backoff=config.retry_base_seconds,
+            on_written=self._written,
+        )
         self._messages: OrderedDict[str, AlertMessage] = OrderedDict()
         self._loading: dict[str, asyncio.Future[AlertMessage]] = {}
         self._stopped_alerts: set[str] = set()
@@ -144,14 +134,15 @@ class Dispatcher:
             log.info("resumed %d deliveries that were in flight at the last stop", recovered)
         for name, slot in self.channels.items():
             await self._resume_awaiting(name, slot)
-        self._tasks.spawn(self._recorder(), name="recorder")
+        self._tasks.spawn(self._recorder.run(), name="recorder")
         self._tasks.spawn(self._sweeper(), name="sweeper")
         for name, slot in self.channels.items():
             self._tasks.spawn(self._worker(slot), name=f"worker:{name}")
             if type(slot.channel).confirmations is Channel.confirmations:
-                slot.channel.confirm_into(self._confirmation_sink(slot))
+                slot.channel.confirm_into(self._recorder.sink(name))
             else:
-                self._tasks.spawn(self._confirmation_reader(slot), name=f"confirmations:{name}")
+                reading = self._recorder.read(name, slot.channel)
+                self._tasks.spawn(reading, name=f"confirmations:{name}")
 
     async def _resume_awaiting(self, name: str, slot: ChannelSlot) -> None:
         """Hand the channel the deliveries it accepted before the restart and not confirmed."""
@@ -168,12 +159,7 @@ class Dispatcher:
         await self._tasks.close()
         for slot in self.channels.values():
             slot.channel.confirm_into(None)  # what is reported from now on waits in its queue
-        self._take_confirmed()
-        try:
-            while self._transitions:
-                await self._flush()
-        except DiskFullError:  # deliveries left "sending" are resumed at the next start
-            log.error("disk full: the last delivery states were not recorded")
+        await self._recorder.drain()
         if self.database.shared:
             try:
                 released = await self.database.run(self.outbox.release_leases, self.clock())
@@ -339,12 +325,7 @@ class Dispatcher:
         elif transition.last_error is not None and transition.for_node is None:
             # queued again, or expired waiting for it; not handed to the node of its device
             self.failed_total[slot.name, "retryable"] += 1
-        self._transition(transition)
-
-    def _transition(self, transition: Transition) -> None:
-        """Queue ``transition`` for the recorder, which writes those queued together at once."""
-        self._transitions.append(transition)
-        self._transitions_waiting.set()
+        self._recorder.add(transition)
 
     async def _attempt(self, slot: ChannelSlot, row: ClaimedDelivery) -> Transition:
         if row.alert_id in self._stopped_alerts:
@@ -467,72 +448,7 @@ class Dispatcher:
             detail=f"{error}; retry in {delay:.1f} s",
         )
 
-    def _confirmation_sink(self, slot: ChannelSlot) -> Callable[[Confirmation], None]:
-        """What takes the confirmations of a channel with the default ``confirmations()``
-        as it reports them: no queue and task switch each. They are recorded once the code
-        that reported them has run to its next pause, as they would through the queue: a
-        channel releases the acks that came during a send when the send returns, and the
-        core queues the send's result before them."""
-
-        def record(confirmation: Confirmation) -> None:
-            if not isinstance(confirmation, Confirmation):
-                error = TypeError(f"confirm() was given {type(confirmation).__name__}")
-                self.faults.record(slot.name, "confirmations", error)
-                return
-            if not self._confirmed:
-                asyncio.get_running_loop().call_soon(self._take_confirmed)
-            self._confirmed.append(confirmation)
-
-        return record
-
-    def _take_confirmed(self) -> None:
-        now, backoff = self.clock(), self.config.retry_base_seconds
-        for confirmation in self._confirmed:
-            self._transitions.append(_confirmation_transition(confirmation, now, backoff))
-        self._confirmed.clear()
-        self._transitions_waiting.set()
-
-    async def _confirmation_reader(self, slot: ChannelSlot) -> None:
-        """Record the confirmations of a channel with its own ``confirmations()``; if its
-        stream raises, read it again after a pause."""
-        while True:
-            try:
-                async for confirmation in slot.channel.confirmations():
-                    if not isinstance(confirmation, Confirmation):
-                        raise TypeError(f"confirmations() gave {type(confirmation).__name__}")
-                    self._transition(
-                        _confirmation_transition(
-                            confirmation, self.clock(), self.config.retry_base_seconds
-                        )
-                    )
-                return
-            except Exception as exc:
-                self.faults.record(slot.name, "confirmations", exc)
-            await asyncio.sleep(self.config.retry_base_seconds)
-
-    async def _recorder(self) -> None:
-        while True:
-            while not self._transitions:
-                self._transitions_waiting.clear()
-                await self._transitions_waiting.wait()
-            if len(self._transitions) < FULL_BATCH:
-                await asyncio.sleep(LINGER_SECONDS)
-            batch = [self._transitions.popleft()]
-            while True:
-                try:
-                    await self._flush(batch)
-                    break
-                except (DiskFullError, StoreUnavailableError):  # keep the batch until it fits
-                    await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
-
-    async def _flush(self, batch: list[Transition] | None = None) -> None:
-        batch = batch or []
-        queued = self._transitions
-        while queued and len(batch) < 5000:
-            batch.append(queued.popleft())
-        if not batch:
-            return
-        await self.database.run(self.outbox.apply, batch, self.clock())
+    def _written(self, batch: Sequence[Transition]) -> None:
         self._changed()
         if any(t.to_state is DeliveryState.QUEUED for t in batch):
             self.wake()
@@ -553,7 +469,7 @@ class Dispatcher:
                 await asyncio.sleep(DISK_FULL_PAUSE_SECONDS)
                 continue
             for transition in overdue:
-                self._transition(transition)
+                self._recorder.add(transition)
             await asyncio.sleep(self.config.idle_poll_seconds)
 
     def _changed(self) -> None:
@@ -570,36 +486,4 @@ def _outgoing(row: ClaimedDelivery, message: AlertMessage) -> OutgoingDelivery:
         attempt=row.attempts,
         idempotency_key=row.idempotency_key,
         expires_at=row.expires_at,
-    )
-
-
-def _confirmation_transition(
-    confirmation: Confirmation, now: float, first_backoff: float
-) -> Transition:
-    if confirmation.outcome is ConfirmationOutcome.RETRY:
-        # Past the alert's expiry the sweeper expires it; a Cancel cancels it while queued.
-        delay = confirmation.retry_after if confirmation.retry_after is not None else first_backoff
-        error = confirmation.detail or "the device asked to send again"
-        return Transition(
-            confirmation.delivery_id,
-            DeliveryState.QUEUED,
-            last_error=error,
-            next_attempt_at=now + delay,
-            detail=f"{error}; sent again in {delay:.1f} s",
-        )
-    if confirmation.outcome is ConfirmationOutcome.CONFIRMED:
-        return Transition(
-            confirmation.delivery_id,
-            DeliveryState.CONFIRMED,
-            detail=confirmation.detail or "confirmed",
-        )
-    if confirmation.outcome is ConfirmationOutcome.FAILED:
-        return Transition(
-            confirmation.delivery_id,
-            DeliveryState.FAILED,
-            last_error=confirmation.detail or "failed",
-            detail=confirmation.detail,
-        )
-    return Transition(
-        confirmation.delivery_id, DeliveryState.ACCEPTED, detail=confirmation.detail, progress=True
     )
