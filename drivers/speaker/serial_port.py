@@ -90,11 +90,21 @@ class SerialPortStream:
             raise SpeakerConnectionError(f"write to {self._url} failed: {exc}") from exc
 
     async def close(self) -> None:
-        """Stop the reader thread and close the port."""
+        """Stop the reader thread and close the port, once: a close cancelled while the port
+        closes (its line stopped meanwhile) still closes it, and a close after it finds
+        nothing left to close (a second ``close`` of the descriptor could close another file
+        opened meanwhile under the same number)."""
         self._stopping.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        if self._port is not None:
-            await asyncio.to_thread(self._port.close)
-            self._port = None
+        thread, self._thread = self._thread, None
+        port, self._port = self._port, None
+        if thread is not None or port is not None:
+            await asyncio.to_thread(_stop_and_close, thread, port)
+
+
+def _stop_and_close(thread: threading.Thread | None, port: serial.SerialBase | None) -> None:
+    """Wait for the reader ``thread`` to end, then close ``port`` (in a worker thread, which
+    runs to its end whether or not its caller is cancelled)."""
+    if thread is not None:
+        thread.join()
+    if port is not None:
+        port.close()
