@@ -122,9 +122,14 @@ class SerialTransport(RdsTransport):
             return
         self._closed = True
         self._stopping.set()
-        await asyncio.to_thread(self._thread.join)
-        await asyncio.to_thread(self._port.close)
-        self._incoming.put_nowait(RdsLinkError("the serial port is closed"))
+        try:
+            await asyncio.to_thread(self._stop_and_close)  # runs to its end even if cancelled
+        finally:
+            self._incoming.put_nowait(RdsLinkError("the serial port is closed"))
+
+    def _stop_and_close(self) -> None:
+        self._thread.join()
+        self._port.close()
 
 
 async def open_transport(url: str, *, baudrate: int, connect_timeout: float) -> RdsTransport:
