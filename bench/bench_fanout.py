@@ -37,15 +37,19 @@ such (:mod:`bench.fanout_report`).
 
 ``wire`` columns are when the command reached the boxes (the simulators' clocks, same
 machine); ``sim CPU`` is the simulators' CPU time and ``broker CPU`` the brokers', each also as
-a share of the machine's cores over the measured window. CPU per delivery is the measured
+a share of the machine's cores over the measured window. The simulators share the machine's
+cores with what is measured, so they run on uvloop when it is installed (``--sim-loop``,
+``sim loop`` in the table; the bare subscribers too, so every kind has the same boxes): about a
+third less CPU per box than the standard event loop. CPU per delivery is the measured
 process's CPU from just before the POST (server) or the first send (hub) to the last
 confirmation, divided by the boxes. Each row carries the load average when it ended.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes
-10000,25000,50000,100000] [--kinds server-mqtt]`` (``BENCH_FANOUT_QUICK=1`` is ``--quick``:
-10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH`` writes a cProfile of the server's event loop
-over the measured window of each ``server-*`` kind to ``PATH-<transport>[-own]`` (read it with
-``pstats``; the profiler slows the loop, so its run's figures are not the bench's).
+10000,25000,50000,100000] [--kinds server-mqtt] [--sim-loop asyncio]``
+(``BENCH_FANOUT_QUICK=1`` is ``--quick``: 10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH``
+writes a cProfile of the server's event loop over the measured window of each ``server-*``
+kind to ``PATH-<transport>[-own]`` (read it with ``pstats``; the profiler slows the loop, so
+its run's figures are not the bench's).
 ``BENCH_FANOUT_SPY=PATH`` samples every thread of the server with py-spy (installed by the test
 extra) over the same window, into ``PATH-<transport>[-own]`` in py-spy's raw format.
 """
@@ -197,11 +201,13 @@ class AckTimes:
         return result
 
 
-async def bare(boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
+async def bare(boxes: int, work: Path, timeout_s: float, sim_loop: str) -> dict[str, Any]:
     shares = broker_shares("mqtt", boxes)
     with mosquittos(len(shares), work) as brokers:
         links = [f"mqtt://{broker.host}:{broker.port}" for broker in brokers]
-        async with lean_fleet(links, shares, bare=True, connect_timeout_s=timeout_s) as fleet:
+        async with lean_fleet(
+            links, shares, bare=True, connect_timeout_s=timeout_s, loop=sim_loop
+        ) as fleet:
             publishers = [
                 MqttClient(broker.host, broker.port, "bench-bare-publisher") for broker in brokers
             ]
@@ -225,7 +231,7 @@ async def bare(boxes: int, work: Path, timeout_s: float) -> dict[str, Any]:
 
 
 async def hub_alone(
-    transport: str, boxes: int, work: Path, timeout_s: float, play_s: float
+    transport: str, boxes: int, work: Path, timeout_s: float, play_s: float, sim_loop: str
 ) -> dict[str, Any]:
     """One hub per broker (one in all for TCP), in this process, each sending a command to
     every box of its share; the sends take the hubs in turn, 500 boxes between yields."""
@@ -263,7 +269,7 @@ async def hub_alone(
             links = [f"mqtt://{b.host}:{b.port}" for b in brokers]
             links = links or [f"tcp://127.0.0.1:{hubs[0].tcp_port}"]
             async with lean_fleet(
-                links, shares, connect_timeout_s=timeout_s, play_s=play_s
+                links, shares, connect_timeout_s=timeout_s, play_s=play_s, loop=sim_loop
             ) as fleet:
                 async with asyncio.timeout(timeout_s):
                     await online.wait()
@@ -303,7 +309,8 @@ def run_one(kind: str, size: int, args: argparse.Namespace) -> dict[str, Any] | 
     """One kind at one size in a fresh process; its figures, or why it failed."""
     command = [sys.executable, __file__, f"--one={kind}:{size}"]
     command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
-    command += [f"--play-s={args.play_s}"] + (["--download"] if args.download else [])
+    command += [f"--play-s={args.play_s}", f"--sim-loop={args.sim_loop}"]
+    command += ["--download"] if args.download else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     result: dict[str, Any] | str = (
@@ -346,14 +353,21 @@ def main() -> None:
         help="the lean boxes of the server kinds fetch and verify the sealed audio (from the"
         " server, as real boxes do) and report a command finished only after that",
     )
+    parser.add_argument(
+        "--sim-loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the simulated boxes' event loop, for every kind alike (auto: uvloop when installed)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         kind, size = args.one.rsplit(":", 1)
         attention = args.attention == "on"
-        result = asyncio.run(
-            measure_one(kind, int(size), args.timeout_s, attention, args.play_s, args.download)
+        measuring = measure_one(
+            kind, int(size), args.timeout_s, attention, args.play_s, args.download, args.sim_loop
         )
+        result = asyncio.run(measuring)
         print("RESULT " + json.dumps(result))
         return
     sizes = [int(s) for s in args.boxes.split(",")]
@@ -396,20 +410,22 @@ async def measure_one(
     attention: bool = True,
     play_s: float = PLAY_S,
     download: bool = False,
+    sim_loop: str = "auto",
 ) -> dict[str, Any]:
     raise_file_limit(boxes + 20_000)
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as work:
         if kind == "bare":
-            result = await bare(boxes, Path(work), timeout_s)
+            result = await bare(boxes, Path(work), timeout_s, sim_loop)
         elif kind.startswith("hub-"):
-            result = await hub_alone(kind.split("-")[1], boxes, Path(work), timeout_s, play_s)
+            transport = kind.split("-")[1]
+            result = await hub_alone(transport, boxes, Path(work), timeout_s, play_s, sim_loop)
         else:
             from bench.fanout_server import whole_server
 
             own = kind.endswith("-own")
             transport = kind.split("-")[1]
             result = await whole_server(
-                transport, boxes, Path(work), timeout_s, own, attention, play_s, download
+                transport, boxes, Path(work), timeout_s, own, attention, play_s, download, sim_loop
             )
     return result | {"boxes": boxes}
 

@@ -59,13 +59,14 @@ def broker_shares(transport: str, boxes: int) -> list[range]:
 class FleetReport(NamedTuple):
     """What the simulator processes say: when commands reached their boxes and when the boxes
     verified their downloads (wall clock, sorted), how many downloads failed, the bytes they
-    received, their CPU s."""
+    received, their CPU s, and their event loops."""
 
     arrivals: list[float]
     downloads: list[float]
     failures: int
     download_bytes: int
     cpu_s: float
+    loop: str
 
 
 class Fleet:
@@ -78,6 +79,7 @@ class Fleet:
         arrivals: list[float] = []
         downloads: list[float] = []
         failures, received, cpu = 0, 0, 0.0
+        loops: dict[str, None] = {}
         for process in self.processes:
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(b"arrivals\n")
@@ -88,7 +90,9 @@ class Fleet:
             failures += answer["download_failures"]
             received += answer["download_bytes"]
             cpu += answer["cpu_s"]
-        return FleetReport(sorted(arrivals), sorted(downloads), failures, received, cpu)
+            loops[answer["loop"]] = None
+        loop = "+".join(loops)
+        return FleetReport(sorted(arrivals), sorted(downloads), failures, received, cpu, loop)
 
 
 @asynccontextmanager
@@ -100,11 +104,13 @@ async def lean_fleet(
     connect_timeout_s: float = 300.0,
     play_s: float = 0.0,
     download: bool = False,
+    loop: str = "auto",
 ) -> AsyncIterator[Fleet]:
     """The boxes of ``shares[k]`` connect to ``links[k]``, from at least two processes (one per
-    core) of at most ``PER_PROCESS`` boxes, each from its own loopback address; they play each
-    command ``play_s`` before they report it finished (with ``download``, once they have
-    fetched and verified its sealed audio)."""
+    core) of at most ``PER_PROCESS`` boxes, each from its own loopback address, on event loop
+    ``loop`` (``simulator_lean_cli --loop``); they play each command ``play_s`` before they
+    report it finished (with ``download``, once they have fetched and verified its sealed
+    audio)."""
     at_least = -(-2 // len(shares))
     parts = [
         (link, part)
@@ -123,6 +129,7 @@ async def lean_fleet(
                     "--boxes", str(len(part)), "--first-index", str(part.start),
                     "--source-host", f"{source_net}.{10 + n}",
                     "--connect-timeout-s", str(connect_timeout_s), "--play-s", str(play_s),
+                    "--loop", loop,
                     *(["--bare-topic", BARE_TOPIC] if bare else []),
                     *(["--areas", ",".join(areas)] if areas else []),
                     *(["--download"] if download else []),
@@ -175,6 +182,7 @@ class Machine:
             "download_failures": report.failures,
             "download_mb": received / 1e6,
             "sim_cpu": report.cpu_s - self._sim,
+            "sim_loop": report.loop,
             "broker_cpu": broker,
             "window_s": done - self._began,
             "cores": os.cpu_count() or 1,

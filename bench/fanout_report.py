@@ -37,7 +37,7 @@ def format_row(result: Result) -> str:
         f" 99% {_s(started['p99'])} all {_s(started['all'])}",
         f"accepted {_s(result.get('accepted'))}",
         f"wire first {_s(wire.get('first'))} all {_s(wire.get('all'))}",
-        f"sim CPU {result['sim_cpu']:.2f} s ({_share(result, 'sim_cpu')})",
+        f"sim CPU {result['sim_cpu']:.2f} s ({_share(result, 'sim_cpu')}, {result['sim_loop']})",
         f"broker CPU {result.get('broker_cpu', 0.0):.2f} s ({_share(result, 'broker_cpu')})",
     ]
     if "cpu_s" in result:
@@ -73,6 +73,7 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("peak RSS MB", lambda r: f"{r['rss_mb']:.0f}" if "rss_mb" in r else "-"),
     ("sim CPU s", lambda r: f"{r['sim_cpu']:.2f}"),
     ("sim share", lambda r: _share(r, "sim_cpu")),
+    ("sim loop", lambda r: r["sim_loop"]),
     ("broker CPU s", lambda r: f"{r.get('broker_cpu', 0.0):.2f}"),
     ("broker share", lambda r: _share(r, "broker_cpu")),
     ("window s", lambda r: _s(r.get("window_s"))),

@@ -111,10 +111,12 @@ async def whole_server(
     attention: bool = True,
     play_s: float = 0.0,
     download: bool = False,
+    sim_loop: str = "auto",
 ) -> dict[str, Any]:
-    """One alert to ``boxes`` boxes that hold the county's key (group commands), or with
-    ``own`` only their own keys (a command each); with ``attention`` the boxes hold the
-    attention clip the play command names; the boxes play each command ``play_s`` (with
+    """One alert to ``boxes`` boxes (simulated on event loop ``sim_loop``) that hold the
+    county's key (group commands), or with ``own`` only their own keys (a command each); with
+    ``attention`` the boxes hold the attention clip the play command names; the boxes play
+    each command ``play_s`` (with
     ``download``, after they fetched and verified its sealed audio from the server)."""
     groups = () if own else (COUNTY,)
     extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
@@ -150,6 +152,7 @@ async def whole_server(
                 connect_timeout_s=timeout_s,
                 play_s=play_s,
                 download=download,
+                loop=sim_loop,
             ) as fleet:
                 for channel, share in zip(channels, shares, strict=True):
                     ids = [f"sim-{n:05d}" for n in share]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from typing import cast
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
@@ -41,9 +42,9 @@ class _Get(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self._request)
+        stream = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport's
+        self._transport = stream
+        stream.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import time
+from typing import cast
 
 from drivers.mqtt.decoder import MqttDecoder
 from drivers.mqtt.errors import MqttError
@@ -235,9 +236,9 @@ class _TcpBox(asyncio.Protocol):
         self._lost(self._box)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._box.send = lambda messages: transport.write(b"".join(m + b"\n" for m in messages))
-        transport.write(self._box.hello() + b"\n")
+        stream = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport's
+        self._box.send = lambda messages: stream.write(b"".join(m + b"\n" for m in messages))
+        stream.write(self._box.hello() + b"\n")
         _settle(self._connected)
 
     def data_received(self, data: bytes) -> None:
@@ -277,19 +278,19 @@ class _MqttBox(asyncio.Protocol):
         return self._next_id
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        stream = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport's
+        self._transport = stream
         box_id = self._box.box_id
         will = None
         if self._config.bare_topic is None:
             will = MqttWill(self._topics.presence(box_id), OFFLINE, qos=1, retain=True)
-        transport.write(Connect(box_id, clean_session=True, keepalive_s=0, will=will).encode())
+        stream.write(Connect(box_id, clean_session=True, keepalive_s=0, will=will).encode())
         up = self._topics.box_messages(box_id).encode()
 
         def send(messages: list[bytes]) -> None:
             packets = [encode_publish(up, m, 1, False, self._packet_id(), False) for m in messages]
             if self._out is None:
-                transport.write(b"".join(packets))
+                stream.write(b"".join(packets))
             else:
                 self._out += packets
 

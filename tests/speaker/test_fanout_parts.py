@@ -3,6 +3,9 @@ signs, and the lean fleet answers a real hub over TCP and over a real Mosquitto.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -177,4 +180,41 @@ async def test_lean_boxes_finish_a_play_command_once_it_has_played() -> None:
             )
         finally:
             fleet.close()
+            await recorder.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_the_fleet_command_answers_over_mqtt_on_either_loop(
+    loop: str, mosquitto: MosquittoBroker
+) -> None:
+    """``simulator_lean_cli --loop``: boxes in their own process verify and acknowledge an area
+    command through a real Mosquitto, and say which event loop they ran on."""
+    ids = [f"sim-{n:05d}" for n in range(3)]
+    regs = [BoxRegistration(b, box_key(SECRET, b), "mqtt") for b in ids]
+    mqtt = MqttBrokerConfig(
+        mosquitto.host, mosquitto.port, area_keys={"150902": area_key(SECRET, "150902")}
+    )
+    async with SpeakerHub(SpeakerHubConfig(mqtt=mqtt), regs) as hub:
+        recorder = HubEventRecorder(hub)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "drivers.speaker.simulator_lean_cli",
+            "--link", f"mqtt://{mosquitto.host}:{mosquitto.port}", "--fleet-secret", SECRET.hex(),
+            "--boxes", "3", "--areas", "150902", "--loop", loop,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            assert await process.stdout.readline() == b"ready 3\n"
+            await recorder.wait_for(lambda: hub.online_count == 3)
+            command = play_url_command("play-1", "s,a", "http://127.0.0.1:9/a.wav", b"x")
+            await hub.send_area_command("150902", command)
+            await recorder.wait_for(
+                lambda: recorder.acked_boxes("play-1", AckStage.FINISHED) == set(ids)
+            )
+            process.stdin.write(b"arrivals\n")
+            answer = json.loads(await process.stdout.readline())
+            assert len(answer["arrivals"]) == 3 and answer["loop"] == loop
+        finally:
+            process.stdin.close()
+            await asyncio.wait_for(process.wait(), 30)
             await recorder.close()

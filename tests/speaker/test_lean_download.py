@@ -196,15 +196,19 @@ async def test_a_lean_box_whose_audio_fails_its_check_says_so(server: SealedMedi
             await recorder.close()
 
 
-async def test_the_fleet_command_reports_the_downloads(server: SealedMediaServer) -> None:
-    """``simulator_lean_cli --download``: what a bench asks of a simulator process."""
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_the_fleet_command_reports_the_downloads(
+    server: SealedMediaServer, loop: str
+) -> None:
+    """``simulator_lean_cli --download``: what a bench asks of a simulator process, on
+    either event loop."""
     regs = [BoxRegistration(b, box_key(SECRET, b), "tcp") for b in IDS[:2]]
     async with SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0)), regs) as hub:
         recorder = HubEventRecorder(hub)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "drivers.speaker.simulator_lean_cli",
             "--link", f"tcp://127.0.0.1:{hub.tcp_port}", "--fleet-secret", SECRET.hex(),
-            "--boxes", "2", "--download",
+            "--boxes", "2", "--download", "--loop", loop,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert process.stdin is not None and process.stdout is not None
@@ -223,6 +227,7 @@ async def test_the_fleet_command_reports_the_downloads(server: SealedMediaServer
             assert min(answer["downloads"]) >= min(answer["arrivals"])
             assert answer["download_failures"] == 0
             assert answer["download_bytes"] == 2 * len(AUDIO)
+            assert answer["loop"] == loop
         finally:
             process.stdin.close()
             await asyncio.wait_for(process.wait(), 30)
