@@ -116,8 +116,8 @@ async def whole_server(
     """One alert to ``boxes`` boxes (simulated on event loop ``sim_loop``) that hold the
     county's key (group commands), or with ``own`` only their own keys (a command each); with
     ``attention`` the boxes hold the attention clip the play command names; the boxes play
-    each command ``play_s`` (with
-    ``download``, after they fetched and verified its sealed audio from the server)."""
+    each command ``play_s`` (with ``download``, after they fetched and verified its sealed
+    audio from the server)."""
     groups = () if own else (COUNTY,)
     extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
     shares = broker_shares(transport, boxes)

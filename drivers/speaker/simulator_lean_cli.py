@@ -60,10 +60,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _loop_name(asked: str) -> str:
-    """The event loop to run: ``asked``, or for ``auto`` uvloop when it is installed."""
-    if asked != "auto":
-        return asked
-    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    """The event loop to run: ``asked``, or for ``auto`` uvloop when it is installed; raises
+    ValueError when uvloop is asked for and not installed."""
+    installed = importlib.util.find_spec("uvloop") is not None
+    if asked == "auto":
+        return "uvloop" if installed else "asyncio"
+    if asked == "uvloop" and not installed:
+        raise ValueError("uvloop is not installed (pip install uvloop, or --loop asyncio)")
+    return asked
 
 
 def _run(main: Coroutine[Any, Any, int], loop: str) -> int:
@@ -124,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         fleet = LeanFleet(config)
         loop = _loop_name(args.loop)
-        if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
-            raise ValueError("uvloop is not installed (pip install uvloop, or --loop asyncio)")
     except (ValueError, SpeakerError) as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
