@@ -70,7 +70,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.bench_speaker import SECRET, play
+from bench.bench_speaker import SECRET, add_sim_loop_option, play
 from bench.fanout_fleet import (
     BARE_TOPIC,
     Machine,
@@ -353,12 +353,7 @@ def main() -> None:
         help="the lean boxes of the server kinds fetch and verify the sealed audio (from the"
         " server, as real boxes do) and report a command finished only after that",
     )
-    parser.add_argument(
-        "--sim-loop",
-        choices=("auto", "asyncio", "uvloop"),
-        default="auto",
-        help="the simulated boxes' event loop, for every kind alike (auto: uvloop when installed)",
-    )
+    add_sim_loop_option(parser)  # for every kind alike
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

@@ -47,6 +47,7 @@ from audio.export import export_one, to_segment
 from bench.bench_speaker import (
     SECRET,
     CpuMeter,
+    add_sim_loop_option,
     raise_file_limit,
     start_fleet,
     stop_fleet,
@@ -58,6 +59,7 @@ from broadcaster.deploy.server import freeze_startup_objects
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
 from drivers.speaker import AckStage, BoxAck, HubEvent
+from drivers.speaker.event_loops import loop_name
 from drivers.speaker.testing import MosquittoBroker, free_port
 from tests.core.support import COUNTY, make_alert
 
@@ -211,7 +213,7 @@ async def measure(
                 clips = work / f"sim-{n}" / "clips"
                 clips.mkdir(parents=True)
                 (clips / ATTENTION_CLIP).write_bytes((work / ATTENTION_CLIP).read_bytes())
-        fleet = await start_fleet(link, args.boxes, args.processes, work)
+        fleet = await start_fleet(link, args.boxes, args.processes, work, loop=args.sim_loop)
         ids = [f"sim-{n:05d}" for n in range(args.boxes)]
         await channel.wait_online(ids, within_s=args.timeout_s)
         online = time.perf_counter() - began
@@ -281,7 +283,10 @@ async def confirmed(service: BroadcasterService, alert_id: str, expected: int) -
 
 
 async def run(args: argparse.Namespace) -> None:
-    print(f"{args.transports}: {args.boxes} boxes, {args.processes} simulator processes")
+    print(
+        f"{args.transports}: {args.boxes} boxes, {args.processes} simulator processes"
+        f" on {loop_name(args.sim_loop)}"
+    )
     if args.transports == "tcp":
         tcp = {"tcp": {"host": "127.0.0.1", "port": 0}}
         await measure("tcp", args, tcp, "tcp://127.0.0.1:{port}")
@@ -308,6 +313,7 @@ def main() -> None:
         default="on",
         help="boxes hold the attention clip the play command names (off: without it)",
     )
+    add_sim_loop_option(parser)
     args = parser.parse_args()
     transports = args.transports.split(",")
     if not set(transports) <= {"tcp", "mqtt"}:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from drivers.speaker.event_loops import LOOPS
 from drivers.speaker.hub import (
     BoxRegistration,
     MqttBrokerConfig,
@@ -126,6 +127,16 @@ def play(cmd_id: str, url: str) -> PlayUrl:
     )
 
 
+def add_sim_loop_option(parser: argparse.ArgumentParser) -> None:
+    """``--sim-loop``: the simulators' event loop (auto: uvloop when installed)."""
+    parser.add_argument(
+        "--sim-loop",
+        choices=LOOPS,
+        default="auto",
+        help="the simulated boxes' event loop (auto: uvloop when installed)",
+    )
+
+
 async def start_fleet(
     link: str | list[str],
     boxes: int,
@@ -134,11 +145,13 @@ async def start_fleet(
     stagger_s: float = 0.0,
     extra: Sequence[str] = (),
     lean: bool = False,
+    loop: str = "auto",
 ) -> list[asyncio.subprocess.Process]:
     """Simulator processes; with a list of links, process ``n`` uses link ``n`` (cycling).
     ``stagger_s`` apart, so a broker that sets up sessions slowly gets them a share at a time;
     ``extra``: more arguments of every simulator; ``lean``: the lean simulator (verify and
-    acknowledge only, :mod:`drivers.speaker.simulator_lean`) instead of the agent's code."""
+    acknowledge only, :mod:`drivers.speaker.simulator_lean`) instead of the agent's code;
+    ``loop``: the simulators' event loop (:mod:`drivers.speaker.event_loops`)."""
     links = [link] if isinstance(link, str) else link
     per = -(-boxes // processes)
     fleet = []
@@ -154,6 +167,7 @@ async def start_fleet(
             # a lean box holds every area it is given: each process gets one
             "--areas", AREAS[n % len(AREAS)] if lean else ",".join(AREAS),
             "--connect-timeout-s", "300",
+            "--loop", loop,
         ]  # fmt: skip
         agent = ["--heartbeat-s", "600", "--work-dir", str(work / f"sim-{n}")]
         module = "drivers.speaker.simulator_lean_cli" if lean else "drivers.speaker.simulator_cli"
@@ -213,7 +227,14 @@ async def measure(
     consumer = asyncio.get_running_loop().create_task(counter.consume(hub))
     began = time.perf_counter()
     fleet = await start_fleet(
-        link, len(ids), args.processes, args.work, args.stagger_s, simulator_args, lean
+        link,
+        len(ids),
+        args.processes,
+        args.work,
+        args.stagger_s,
+        simulator_args,
+        lean,
+        args.sim_loop,
     )
     try:
         online = asyncio.ensure_future(counter.all_online.wait())
@@ -330,6 +351,7 @@ def main() -> None:
     parser.add_argument("--transports", default="tcp,mqtt", help="comma-separated: tcp, mqtt")
     parser.add_argument("--timeout-s", type=float, default=120.0, help="per fan-out")
     parser.add_argument("--stagger-s", type=float, default=0.0, help="between simulators")
+    add_sim_loop_option(parser)
     args = parser.parse_args()
     limit = raise_file_limit()
     if limit < args.boxes + 1000:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from drivers.mqtt.decoder import DEFAULT_MAX_PACKET_BYTES, MqttDecoder
 from drivers.mqtt.errors import (
@@ -331,11 +332,11 @@ class MqttClient(asyncio.Protocol):
         self._closed.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         assert self._loop is not None
-        self._transport = transport
+        stream = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport's
+        self._transport = stream
         self._last_sent = self._last_received = self._loop.time()
-        transport.write(self._connect_packet)
+        stream.write(self._connect_packet)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_error is None and self._connected:

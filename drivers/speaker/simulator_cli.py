@@ -4,6 +4,8 @@ Each box runs the real agent code and uplink; playback is recorded, not heard. B
 derived from the fleet secret (``simulator.box_key``), so a hub registers the same fleet from
 the same secret. Prints ``ready <n>`` once every TCP/MQTT box is connected, a summary line
 every ``--summary-s`` seconds, and writes every playback as a JSON line to ``--report`` on exit.
+It runs on the standard event loop unless ``--loop`` asks for uvloop (or ``auto``: uvloop when
+installed, as the benches ask; :mod:`drivers.speaker.event_loops`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from drivers.speaker.codec import format_time
 from drivers.speaker.errors import SpeakerConfigError, SpeakerError
+from drivers.speaker.event_loops import add_loop_option, loop_name, run
 from drivers.speaker.simulator import FleetSimulatorConfig, SpeakerFleetSimulator
 
 
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration-s", type=float, default=0.0, help="0: run until signalled")
     parser.add_argument("--report", type=Path, help="write playbacks here as JSON lines")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING"])
+    add_loop_option(parser, default="asyncio")
     return parser
 
 
@@ -145,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
+        loop = loop_name(args.loop)
+    except ValueError as exc:
+        print(f"speaker simulator: {exc}", file=sys.stderr)
+        return 2
+    try:
         config = _config(args)
-        asyncio.run(_run(args, config))
+        run(_run(args, config), loop)
     except SpeakerError as exc:
         print(f"speaker simulator: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SpeakerConfigError) else 1

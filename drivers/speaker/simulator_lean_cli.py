@@ -8,23 +8,19 @@ arrived and each box verified its download (``--download``), sorted, how many do
 the bytes of the answers, the CPU seconds this process has spent, and its event loop),
 ``reset`` forgets the arrivals and downloads; end of input stops the fleet.
 
-``--loop`` chooses the event loop: ``uvloop`` (libuv, when installed: the test extra installs
-it) spends about a third less CPU per box than the standard loop, which leaves more of a
-shared machine to what a bench measures; ``auto``, the default, takes it when it is there.
+``--loop`` chooses the event loop (:mod:`drivers.speaker.event_loops`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import resource
 import sys
-from collections.abc import Coroutine
-from typing import Any
 
 from drivers.speaker.errors import SpeakerError
+from drivers.speaker.event_loops import add_loop_option, loop_name, run
 from drivers.speaker.simulator_lean import LeanFleet, LeanFleetConfig
 
 
@@ -50,32 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fetch and verify the sealed audio of play commands before they play",
     )
-    parser.add_argument(
-        "--loop",
-        choices=("auto", "asyncio", "uvloop"),
-        default="auto",
-        help="the event loop (auto: uvloop when installed)",
-    )
+    add_loop_option(parser)
     return parser
-
-
-def _loop_name(asked: str) -> str:
-    """The event loop to run: ``asked``, or for ``auto`` uvloop when it is installed; raises
-    ValueError when uvloop is asked for and not installed."""
-    installed = importlib.util.find_spec("uvloop") is not None
-    if asked == "auto":
-        return "uvloop" if installed else "asyncio"
-    if asked == "uvloop" and not installed:
-        raise ValueError("uvloop is not installed (pip install uvloop, or --loop asyncio)")
-    return asked
-
-
-def _run(main: Coroutine[Any, Any, int], loop: str) -> int:
-    if loop == "uvloop":
-        import uvloop
-
-        return uvloop.run(main)
-    return asyncio.run(main)
 
 
 def _cpu_s() -> float:
@@ -127,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             download=args.download,
         )
         fleet = LeanFleet(config)
-        loop = _loop_name(args.loop)
+        loop = loop_name(args.loop)
     except (ValueError, SpeakerError) as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 2
-    return _run(_serve(fleet, args.connect_timeout_s, loop), loop)
+    return run(_serve(fleet, args.connect_timeout_s, loop), loop)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import signal
 import sys
 import wave
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -168,22 +169,36 @@ def test_dump_config_masks_every_key(tmp_path: Path, capsys) -> None:
     assert KEY.hex() not in out and KEY.hex()[:16] not in out
 
 
+@pytest.mark.parametrize(("transport", "loop"), [("tcp", "asyncio"), ("mqtt", "uvloop")])
 async def test_simulator_command_runs_a_fleet_and_reports_playbacks(
-    tmp_path: Path, wav_server: tuple[MediaServer, bytes]
+    tmp_path: Path, wav_server: tuple[MediaServer, bytes], transport: str, loop: str
 ) -> None:
     server, audio = wav_server
     secret = b"cli-fleet-secret-0123456789abcdef"
     ids = [f"sim-{i:05d}" for i in range(3)]
-    boxes = [BoxRegistration(box_id=b, key=box_key(secret, b), transport="tcp") for b in ids]
+    boxes = [BoxRegistration(box_id=b, key=box_key(secret, b), transport=transport) for b in ids]
     report = tmp_path / "report.jsonl"
-    async with SpeakerHub(SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0)), boxes) as hub:
+    async with AsyncExitStack() as stack:
+        if transport == "mqtt":
+            broker = stack.enter_context(MosquittoBroker(tmp_path))
+            config = SpeakerHubConfig(mqtt=MqttBrokerConfig(broker.host, broker.port))
+        else:
+            config = SpeakerHubConfig(tcp=TcpListenConfig("127.0.0.1", 0))
+        hub = await stack.enter_async_context(SpeakerHub(config, boxes))
+        link = (
+            f"mqtt://{broker.host}:{broker.port}"
+            if transport == "mqtt"
+            else f"tcp://127.0.0.1:{hub.tcp_port}"
+        )
         recorder = HubEventRecorder(hub)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "drivers.speaker.simulator_cli",
             "--link",
-            f"tcp://127.0.0.1:{hub.tcp_port}",
+            link,
+            "--loop",
+            loop,
             "--fleet-secret",
             secret.hex(),
             "--boxes",
