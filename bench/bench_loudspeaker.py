@@ -16,7 +16,14 @@ With ``--attention on`` (the default) the channel is configured with the stored 
 and the simulated boxes hold it, so sound starts with the clip the play command names, on its
 arrival, while the server still renders the warning; ``--attention off`` measures the boxes
 without it (sound starts with the rendered warning, once downloaded). "API answer -> first box
-playing sound" is the first ``started`` ack.
+playing sound" is the first ``started`` ack at the server; "by the boxes' own clocks" gives when
+the first and the last box began to play as the simulators recorded it (their ``--report``, read
+once they have exited), so the acks' way back to the server is told apart from the boxes'
+playing. Each simulator process runs thousands of agents on one event loop, so at 10,000 boxes
+a box's steps (verifying the command and the stored clip, starting its player) interleave with
+those of every other box of its process: the boxes' own times then measure the simulators as
+much as the server (``bench/bench_fanout.py`` measures the fan-out with boxes that do the least).
+``--sim-loop`` chooses the simulators' event loop (uvloop when installed, by default).
 
 Goals: first box playing sound within 0.5 s, all boxes started within 5 s; server memory under
 300 MB.
@@ -48,6 +55,7 @@ from bench.bench_speaker import (
     SECRET,
     CpuMeter,
     add_sim_loop_option,
+    playback_starts,
     raise_file_limit,
     start_fleet,
     stop_fleet,
@@ -228,7 +236,7 @@ async def measure(
             url = f"http://127.0.0.1:{port}/api/v1/alerts"
             async with session.post(url, data=alert, headers=headers) as response:
                 answer = await response.json()
-                accepted = time.perf_counter()
+                accepted, answered_at = time.perf_counter(), time.time()
         if response.status != 201:
             raise SystemExit(f"{name}: the API refused the alert: {answer}")
         print(f"{name}: planned {answer['planned']}")
@@ -261,6 +269,14 @@ async def measure(
             f" {peak_rss_mb():.0f} MB"
         )
         print(f"{name}: {cpu.report(recorded - accepted)}")
+        await stop_fleet(fleet)  # its simulators write their boxes' playbacks as they exit
+        starts = sorted(playback_starts(work, args.processes).values())
+        if starts:
+            print(
+                f"{name}: by the boxes' own clocks: first box playing sound"
+                f" {starts[0] - answered_at:5.2f} s, every box playing sound"
+                f" {starts[-1] - answered_at:5.2f} s after the API's answer ({len(starts)} boxes)"
+            )
     finally:
         await stop_fleet(fleet)
         await runner.cleanup()

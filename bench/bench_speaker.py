@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import resource
 import signal
@@ -40,6 +41,8 @@ from drivers.speaker.simulator import area_key, box_key
 from drivers.speaker.testing import MediaServer, MosquittoBroker
 
 SECRET = b"bench-fleet-secret-0123456789abcdef"
+PLAYBACKS = "playbacks.jsonl"
+"""Where each agents' simulator process writes its boxes' playbacks as it exits."""
 AREAS = tuple(f"1509{n:02d}" for n in range(1, 11))
 AUDIO = b"RIFF" + bytes(32_000)
 SLICE = 200
@@ -169,7 +172,11 @@ async def start_fleet(
             "--connect-timeout-s", "300",
             "--loop", loop,
         ]  # fmt: skip
-        agent = ["--heartbeat-s", "600", "--work-dir", str(work / f"sim-{n}")]
+        agent = [
+            "--heartbeat-s", "600",
+            "--work-dir", str(work / f"sim-{n}"),
+            "--report", str(work / f"sim-{n}" / PLAYBACKS),
+        ]  # fmt: skip
         module = "drivers.speaker.simulator_lean_cli" if lean else "drivers.speaker.simulator_cli"
         fleet.append(
             await asyncio.create_subprocess_exec(
@@ -184,6 +191,21 @@ async def start_fleet(
             )
         )
     return fleet
+
+
+def playback_starts(work: Path, processes: int) -> dict[str, float]:
+    """When each box of a stopped agents' fleet began to play, by its own clock (the earliest
+    playback of the box in its simulator's ``--report``), as wall-clock seconds."""
+    first: dict[str, float] = {}
+    for n in range(processes):
+        report = work / f"sim-{n}" / PLAYBACKS
+        if not report.exists():
+            continue
+        for line in report.read_text(encoding="utf-8").splitlines():
+            played = json.loads(line)
+            at = datetime.fromisoformat(played["started_at"]).timestamp()
+            first[played["box_id"]] = min(at, first.get(played["box_id"], at))
+    return first
 
 
 async def stop_fleet(fleet: list[asyncio.subprocess.Process]) -> None:
