@@ -45,8 +45,11 @@ process's CPU from just before the POST (server) or the first send (hub) to the 
 confirmation, divided by the boxes. Each row carries the load average when it ended.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes
-10000,25000,50000,100000] [--kinds server-mqtt] [--sim-loop asyncio]``
-(``BENCH_FANOUT_QUICK=1`` is ``--quick``: 10,000 boxes only). ``BENCH_FANOUT_PROFILE=PATH``
+10000,25000,50000,100000] [--kinds server-mqtt] [--sim-loop asyncio] [--repeat 3]``
+(``BENCH_FANOUT_QUICK=1`` is ``--quick``: 10,000 boxes only). On a shared machine one run's
+wall times can be off by half; ``--repeat N`` runs every kind N times, in turn, and prints the
+median, lowest and highest of all started, all accepted, accepted ÷ bare (each run against
+its own bare fan-out) and CPU per delivery. ``BENCH_FANOUT_PROFILE=PATH``
 writes a cProfile of the server's event loop over the measured window of each ``server-*``
 kind to ``PATH-<transport>[-own]`` (read it with ``pstats``; the profiler slows the loop, so
 its run's figures are not the bench's).
@@ -78,7 +81,7 @@ from bench.fanout_fleet import (
     lean_fleet,
     mosquittos,
 )
-from bench.fanout_report import extrapolate, format_row, print_table
+from bench.fanout_report import extrapolate, format_row, print_spread, print_table
 from drivers.mqtt import MqttClient
 from drivers.speaker import AckStage, BoxAck, HubEvent, SpeakerHub, SpeakerHubConfig
 from drivers.speaker.codec import CommandTemplate, box_target
@@ -336,6 +339,12 @@ def main() -> None:
     )
     parser.add_argument("--timeout-s", type=float, default=300.0)
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run every kind this many times, in turn, and print the spread of the main figures",
+    )
+    parser.add_argument(
         "--attention",
         choices=("on", "off"),
         default="on",
@@ -356,6 +365,8 @@ def main() -> None:
     add_sim_loop_option(parser)  # for every kind alike
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
     if args.one:
         kind, size = args.one.rsplit(":", 1)
         attention = args.attention == "on"
@@ -370,19 +381,23 @@ def main() -> None:
         sizes = [10_000]
     kinds = args.kinds.split(",")
     limit = raise_file_limit(max(sizes) + 20_000)
-    results: dict[tuple[str, int], dict[str, Any] | str] = {}
+    runs: list[dict[tuple[str, int], dict[str, Any] | str]] = []
     too_big: list[tuple[str, int]] = []
-    for size in sizes:
-        for kind in kinds:
-            if holds_every_socket(kind) and size + 1000 > limit:
-                too_big.append((kind, size))
-                results[kind, size] = (
-                    f"not run: one process holds a socket per box, and no process here may "
-                    f"open more than {limit:,} files (the hard limit, which cannot be raised)"
-                )
-                print(f"{kind} {size}: {results[kind, size]}", flush=True)
-                continue
-            results[kind, size] = run_one(kind, size, args)
+    for _ in range(args.repeat):
+        results: dict[tuple[str, int], dict[str, Any] | str] = {}
+        runs.append(results)
+        for size in sizes:
+            for kind in kinds:
+                if holds_every_socket(kind) and size + 1000 > limit:
+                    results[kind, size] = (
+                        f"not run: one process holds a socket per box, and no process here may "
+                        f"open more than {limit:,} files (the hard limit, which cannot be raised)"
+                    )
+                    if len(runs) == 1:
+                        too_big.append((kind, size))
+                        print(f"{kind} {size}: {results[kind, size]}", flush=True)
+                    continue
+                results[kind, size] = run_one(kind, size, args)
     curve = [int(s) for s in args.tcp_curve.split(",") if s] if too_big else []
     for kind in dict.fromkeys(kind for kind, _ in too_big):
         for size in curve:
@@ -396,6 +411,9 @@ def main() -> None:
         measured = {n: r for (k, n), r in results.items() if k == kind and isinstance(r, dict)}
         print(f"\n{kind} {size:,}: {results[kind, size]}")
         print(extrapolate(kind, measured, size))
+    if len(runs) > 1:
+        print("\n(the table above is the last run's)")
+        print_spread(sorted(ran), kinds, runs)
 
 
 async def measure_one(

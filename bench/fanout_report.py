@@ -5,6 +5,7 @@ printed as an extrapolation, never as a measurement)."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -127,6 +128,49 @@ def _times(value: float | None, floor: float | None) -> str:
     """``value`` as a multiple of the bare broker's fan-out to every box, measured in the
     same run ("-" without one of them)."""
     return "-" if value is None or not floor else f"{value / floor:.1f}×"
+
+
+SPREAD: list[tuple[str, int, Callable[[dict[str, Any], float | None], float | None]]] = [
+    ("all started s", 2, lambda r, _: r["started"]["all"]),
+    ("all accepted s", 2, lambda r, _: r.get("accepted")),
+    (
+        "accepted ÷ bare",
+        1,
+        lambda r, bare: r["accepted"] / bare if r.get("accepted") and bare else None,
+    ),
+    ("CPU ms/dlv", 3, lambda r, _: r["cpu_s"] / r["boxes"] * 1000 if "cpu_s" in r else None),
+]
+"""The figures :func:`print_spread` gives over repeated runs (each ratio against the bare
+fan-out of its own run)."""
+
+
+def print_spread(
+    sizes: Sequence[int], kinds: Sequence[str], runs: Sequence[dict[tuple[str, int], Result]]
+) -> None:
+    """The median, lowest and highest of each :data:`SPREAD` figure of every kind over ``runs``
+    (each a run of every kind, in turn), so one noisy run does not make the verdict."""
+    print(f"\nover {len(runs)} runs of each kind, taken in turn: median (lowest–highest)")
+    for size in sizes:
+        print(f"\n{size:,} boxes" + "".join(f"{label:>24}" for label, _, _ in SPREAD))
+        for kind in kinds:
+            cells = []
+            for _, digits, figure in SPREAD:
+                values = []
+                for run in runs:
+                    result, bare = run.get((kind, size)), run.get(("bare", size))
+                    floor = bare["wire"]["all"] if isinstance(bare, dict) else None
+                    value = figure(result, floor) if isinstance(result, dict) else None
+                    if value is not None:
+                        values.append(value)
+                cells.append(_spread(values, digits))
+            print(f"  {kind:14}" + "".join(f"{cell:>24}" for cell in cells))
+
+
+def _spread(values: Sequence[float], digits: int) -> str:
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return f"{statistics.median(values):.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def _line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
