@@ -1,8 +1,9 @@
 """Which event loop a box simulator runs on (``--loop``): the standard one, or uvloop (libuv).
 
 A simulator holds thousands of boxes in one process and shares the machine's cores with the
-server a bench measures. On uvloop, when it is installed (the test extra installs it), it spends
-a fifth to a half less CPU on them; ``auto`` takes it when it is there.
+server a bench measures. On uvloop, when it is installed (the test extra installs it), the lean
+boxes (:mod:`drivers.speaker.simulator_lean`) spend a fifth to a half less CPU, the full agents,
+whose own work weighs more, about a tenth less over MQTT; ``auto`` takes it when it is there.
 """
 
 from __future__ import annotations
