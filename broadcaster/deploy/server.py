@@ -2,7 +2,8 @@
 
 ``broadcaster serve`` calls :func:`run_server`. Before anything else it sets a private umask
 and takes the data directory's lock, so a second server on the same directory stops before it
-writes or prints anything; it makes what earlier runs left there private
+writes or prints anything; it raises its open-file limit as far as the system allows
+(:mod:`broadcaster.deploy.filelimit`); it makes what earlier runs left there private
 (:mod:`broadcaster.deploy.datadir`), builds the application, starts it (and with it the
 :class:`~broadcaster.service.BroadcasterService`), opens the listening socket (with the limits
 on slow and greedy clients of :mod:`broadcaster.deploy.listen`), freezes what
@@ -29,6 +30,7 @@ from broadcaster.api.keys import SERVICE
 from broadcaster.config import Config
 from broadcaster.deploy.backup import data_dir_lock
 from broadcaster.deploy.datadir import PRIVATE_UMASK, make_private
+from broadcaster.deploy.filelimit import raise_open_file_limit
 from broadcaster.deploy.journal import use_journal_if_attached
 from broadcaster.deploy.listen import make_runner, open_listener
 from broadcaster.deploy.sdnotify import SystemdNotifier
@@ -115,6 +117,8 @@ def run_server(config: Config, *, data_dir: Path) -> None:
     os.umask(PRIVATE_UMASK)
     with data_dir_lock(data_dir, purpose="serve"):
         use_journal_if_attached(logging.getLogger().level or logging.INFO)
+        files = raise_open_file_limit()
+        log.info("open files: up to %d (the soft limit was %d)", files.soft, files.before)
         # APScheduler logs every job it adds and runs at INFO; runs are logged by the scheduler.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         make_private(data_dir)

@@ -4,7 +4,8 @@
 - ``start`` registers the boxes (the channel's targets in the server's registry, keys from
   ``key_file`` or ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's
   TCP listener, serial lines and MQTT session; targets met later are registered when first
-  used. The hub hands box events straight to the channel.
+  used. The hub hands box events straight to the channel. It warns when the process may open
+  fewer files than an alert to every box needs (a download each, a connection each over TCP).
 - ``plan`` makes one delivery per box and notes, per area, the MQTT boxes the alert selected
   (:mod:`channels.loudspeaker.groups`).
 - ``send_many`` takes a claimed batch (:mod:`channels.loudspeaker.sending`): per programme
@@ -36,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import resource
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +89,8 @@ log = logging.getLogger(__name__)
 
 _AUDIO_KEEP_S = 30 * 86400.0
 """How long published audio is kept when the server renders none itself."""
+FILES_SPARE = 256
+"""Open files the rest of the server needs beside the boxes' (store, logs, API clients)."""
 
 
 class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
@@ -170,12 +174,31 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         except (SpeakerError, OSError) as exc:
             raise ChannelError(f"channel {self.name}: the box hub cannot start: {exc}") from exc
         self.hub = hub
+        self._check_open_files()
         loop = asyncio.get_running_loop()
         hub.listen(self._event)
         if self.context.dispatch is not None:
             self._retrier = loop.create_task(self.returning.forward(self.context.dispatch))
         if settings.simulate:
             await self._simulate(hub)
+
+    def _check_open_files(self) -> None:
+        """Warn when this process may open fewer files than an alert to every box needs: a
+        socket for each box's download, and one for each box connected over TCP."""
+        registered = self._registered.values()
+        needed = len(registered) + sum(b.transport == "tcp" for b in registered) + FILES_SPARE
+        allowed = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if allowed != resource.RLIM_INFINITY and allowed < needed:
+            log.warning(
+                "channel %s: an alert to every box may need %d open files (boxes: %d; a download"
+                " each, a connection each over TCP), but this process may open only %d: the boxes"
+                " beyond would stay silent; raise LimitNOFILE in the server's unit"
+                " (systemd/broadcaster.service sets 1048576)",
+                self.name,
+                needed,
+                len(registered),
+                allowed,
+            )
 
     async def _simulate(self, hub: SpeakerHub) -> None:
         settings = self.config

@@ -7,9 +7,11 @@ city node and for a second node on its machine run in a staging root, their unit
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -134,10 +136,11 @@ def guide_commands(containing: str) -> list[str]:
 
 def run_in_root(line: str, staging: Path, env: dict[str, str]) -> str | None:
     """Run one command of the guide with the machine's paths moved into ``staging``; a
-    ``systemctl`` command is not run but returned (the test verifies its unit instead)."""
+    ``systemctl`` or ``apt-get`` command is not run but returned (the test verifies its unit
+    instead, or does what the package would)."""
     moved = re.sub(r"(?<=\s)/(?=(etc|var|usr)/)", f"{staging}/", line)
     words = shlex.split(moved)
-    if words[0] == "systemctl":
+    if words[0] in ("systemctl", "apt-get"):
         return line
     if words[0] == "broadcaster":
         extra = ["--root", str(staging)] if words[1] == "install" else []
@@ -174,3 +177,38 @@ def test_the_guide_installs_a_city_node_and_a_second_node_beside_it(
     mqtt = [c["channels"]["loudspeaker"]["mqtt"] for c in (first, second)]
     assert [m["client_id"] for m in mqtt] == ["broadcaster-node1", "broadcaster-node2"]
     assert second["store"]["url"] == first["store"]["url"] == {"env": DATABASE_URL}
+
+
+def test_the_guide_installs_a_county_node_and_a_broker_unit_that_takes_every_box(
+    root: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    (root / "etc/mosquitto/conf.d").mkdir(parents=True)  # as Debian's package makes it
+    commands = guide_commands("config/deploy-county.toml")
+    started = [run_in_root(line, root, os.environ | SECRETS) for line in commands]
+    assert [s for s in started if s] == [
+        "apt-get install -y mosquitto",
+        "systemctl daemon-reload",
+        "systemctl enable --now mosquitto broadcaster",
+    ]
+    assert (root / "etc/mosquitto/conf.d/broadcaster.conf").is_file()
+    # Debian's unit, with the drop-in the guide installed, loads as systemd would load it; the
+    # programs it runs come from the machine (the package installs them).
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    (root / "bin").symlink_to("usr/bin")
+    for program in ("/usr/sbin/mosquitto", "/usr/bin/mkdir", "/usr/bin/chown", "/usr/bin/kill"):
+        shutil.copy2(program, root / program.lstrip("/"))
+    unit = "/usr/lib/systemd/system/mosquitto.service"
+    assert (root / unit.lstrip("/")).is_file(), "Debian's mosquitto package is not installed"
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={root}", unit],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+    drop_in = configparser.ConfigParser()
+    drop_in.read(root / "etc/systemd/system/mosquitto.service.d/broadcaster.conf")
+    # Far above the boxes of the largest size on one broker, and above systemd's soft 1,024.
+    assert int(drop_in["Service"]["LimitNOFILE"]) >= 200_000

@@ -151,6 +151,7 @@ def test_the_unit_is_hardened_as_documented() -> None:
         "ReadWritePaths": ["/var/lib/broadcaster"],
         "Restart": ["always"],
         "WatchdogSec": ["30"],
+        "LimitNOFILE": ["1048576"],
     }
     for key, value in expected.items():
         assert settings.get(key) == value, key

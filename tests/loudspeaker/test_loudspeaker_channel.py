@@ -214,3 +214,27 @@ async def test_a_box_holding_another_key_is_never_played_to(tmp_path: Path) -> N
         assert states.pop("spk-150921001001") == "accepted"
         assert set(states.values()) == {"confirmed"}
         assert "box-150921001001" not in system.played(f"{alert.sender},{alert.identifier}")
+
+
+async def test_start_warns_when_the_process_may_open_fewer_files_than_its_boxes_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import channels.loudspeaker.channel as module
+
+    channel = lone_channel(tmp_path)
+    needed = 2 + module.FILES_SPARE  # the one box's download and its TCP connection
+    for allowed, warned in ((needed - 1, True), (needed, False)):
+        monkeypatch.setattr(module.resource, "getrlimit", lambda _, n=allowed: (n, n))
+        caplog.clear()
+        await channel.start()
+        await channel.stop()
+        said = [r.getMessage() for r in caplog.records if "open files" in r.getMessage()]
+        if warned:
+            assert said == [
+                f"channel loudspeaker: an alert to every box may need {needed} open files"
+                f" (boxes: 1; a download each, a connection each over TCP), but this process"
+                f" may open only {allowed}: the boxes beyond would stay silent; raise"
+                " LimitNOFILE in the server's unit (systemd/broadcaster.service sets 1048576)"
+            ]
+        else:
+            assert said == []
