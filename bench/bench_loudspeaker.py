@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from audio import LOUDSPEAKER_PROFILE, ExportFormat
 from audio.assembly import attention_clip
@@ -63,6 +62,7 @@ from bench.bench_speaker import (
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import Config, parse_config
+from broadcaster.deploy.listen import make_runner, open_listener
 from broadcaster.deploy.server import freeze_startup_objects
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
@@ -137,6 +137,8 @@ def server_config(
             "data_dir": str(work / "data"),
             "public_url": f"http://127.0.0.1:{port}",
             "max_body_bytes": 1_000_000,
+            # The simulated boxes share a few loopback addresses; real boxes have one each.
+            "connections_per_client": boxes + 100,
         },
         "api": {"tokens": [{"name": "bench", "token": TOKEN}]},
         "audio": {"engine_order": ["espeak-ng"]},
@@ -205,9 +207,9 @@ async def measure(
         extra["attention_clip"] = {"id": ATTENTION_CLIP, "sha256": attention_file(work)}
     config, port = server_config(work, args.boxes, hub, args.concurrency, extra)
     service = BroadcasterService(config)
-    runner = web.AppRunner(make_app(service), access_log=None)
+    runner = make_runner(make_app(service), config.server)  # as broadcaster serve listens
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    listener = await open_listener(runner, "127.0.0.1", port, config.server)
     freeze_startup_objects()  # as broadcaster serve does
     fleet: list[asyncio.subprocess.Process] = []
     try:
@@ -279,6 +281,7 @@ async def measure(
             )
     finally:
         await stop_fleet(fleet)
+        listener.close()
         await runner.cleanup()
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from bench.bench_fanout import AckTimes, cpu_s, peak_rss_mb, thread_cpu_s, threads_spent
 from bench.bench_loudspeaker import (
@@ -36,6 +35,7 @@ from bench.fanout_fleet import Machine, broker_shares, lean_fleet, mosquittos
 from broadcaster.api.app import make_app
 from broadcaster.cap.serialize import to_xml
 from broadcaster.config import Config
+from broadcaster.deploy.listen import make_runner, open_listener
 from broadcaster.deploy.server import freeze_startup_objects
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker import LoudspeakerChannel
@@ -130,9 +130,9 @@ async def whole_server(
         )
         config, names = instances(config, work, shares, hubs)
         service = BroadcasterService(config)
-        runner = web.AppRunner(make_app(service), access_log=None)
+        runner = make_runner(make_app(service), config.server)  # as broadcaster serve listens
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        listener = await open_listener(runner, "127.0.0.1", port, config.server)
         freeze_startup_objects()
         try:
             acks = AckTimes(boxes)
@@ -196,6 +196,7 @@ async def whole_server(
                     await asyncio.wait_for(sampler.wait(), 30)
                 figures = await machine.end(done)
         finally:
+            listener.close()
             await runner.cleanup()
     return acks.result(start, figures) | {
         "confirmed": None if stuck else done - start,

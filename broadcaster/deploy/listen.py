@@ -10,6 +10,12 @@ Two limits from ``[server]``:
   is answered ``503`` with ``Retry-After`` and closed. Trusted reverse proxies
   (``trusted_proxies``) carry many residents and are not limited.
 
+Every box downloads its audio at each alert, all within a second or two: the listening socket
+queues up to :data:`BACKLOG` connections the server has not accepted yet (the kernel caps it at
+``net.core.somaxconn``, 4,096 on current Linux). With asyncio's default of 100, a burst beyond
+it had its handshakes dropped, and each of those boxes tried again only after a second or more
+(TCP's retransmission timeout, RFC 6298).
+
 Request bodies (their size, and ``body_timeout_seconds`` for their arrival) are held by the
 application itself (:mod:`broadcaster.web.bodies`), so they apply behind any listener.
 
@@ -29,6 +35,8 @@ from aiohttp import web
 from broadcaster.client_limits import proxy_matcher
 from broadcaster.config import ServerConfig
 
+BACKLOG = 4096
+"""Connections the kernel holds for the server before it accepts them (``listen(2)``)."""
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 35\r\nConnection: close\r\n\r\ntoo many connections from your side\n"
@@ -120,4 +128,4 @@ async def open_listener(
     exempt = proxy_matcher(server.trusted_proxies)
     factory = ConnectionsPerClient(runner.server, server.connections_per_client, exempt)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, host, port, reuse_address=True)
+    return await loop.create_server(factory, host, port, reuse_address=True, backlog=BACKLOG)

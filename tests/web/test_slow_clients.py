@@ -1,11 +1,14 @@
 """Slow and greedy clients against the real listener (raw sockets on loopback): connections that
 trickle a header line now and then, or send nothing, are cut after ``header_timeout_seconds``
 while other clients are answered; one address gets at most ``connections_per_client``
-connections, the next is turned away with 503, and trusted proxies are not limited."""
+connections, the next is turned away with 503, and trusted proxies are not limited; a burst of
+connections (every box fetching its audio) waits in the listening queue while the server is
+busy."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -99,3 +102,24 @@ async def test_trusted_proxies_are_not_limited(tmp_path: Path) -> None:
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
         for _, w in held:
             w.close()
+
+
+async def test_a_burst_of_connections_waits_in_the_queue_while_the_server_is_busy(
+    tmp_path: Path,
+) -> None:
+    # Every box fetches its audio at once; the server may be busy for a moment meanwhile (here:
+    # its event loop is held). The kernel completes each handshake and queues it until then.
+    burst = 600
+    async with listening(tmp_path, connections_per_client=burst) as port:
+        clients: list[socket.socket] = []
+        try:
+            for _ in range(burst):  # blocking, on the server's own thread: nothing accepts
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+            for client in clients:
+                client.settimeout(30)  # the server answers them all once its loop turns
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers = await asyncio.gather(*(asyncio.to_thread(c.recv, 64) for c in clients))
+            assert {a.split(b"\r\n", 1)[0] for a in answers} == {b"HTTP/1.1 200 OK"}
+        finally:
+            for client in clients:
+                client.close()
