@@ -351,8 +351,8 @@ class AudioLibrary:
                 published = await asyncio.shield(held)
         except TimeoutError as exc:
             raise web.HTTPServiceUnavailable(text="the audio is not rendered yet") from exc
-        except Exception as exc:
-            raise web.HTTPServiceUnavailable(text="the audio could not be rendered") from exc
+        except Exception as exc:  # for good: not a 503, which boxes would ask again after
+            raise web.HTTPNotFound(text="the audio could not be rendered") from exc
         return published.sha256, published.speech_start_ms
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:

@@ -15,6 +15,7 @@ from drivers.speaker.agent import BoxAgent, BoxBehaviourConfig, BoxIdentity
 from drivers.speaker.errors import (
     BoxOfflineError,
     BoxStorageError,
+    DownloadInterruptedError,
     FrameError,
     MediaDownloadError,
     MediaIntegrityError,
@@ -69,6 +70,7 @@ __all__ = [
     "BoxStorageError",
     "BroadcastClass",
     "Command",
+    "DownloadInterruptedError",
     "FleetSimulatorConfig",
     "FrameError",
     "HubEvent",

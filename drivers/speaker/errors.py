@@ -8,6 +8,7 @@
     │   ├── SpeakerTimeoutError           (also TimeoutError) no reply from a box in time
     │   ├── BoxOfflineError               the box is not connected on any link right now
     │   ├── MediaDownloadError            box side: audio could not be fetched or stored
+    │   │   └── DownloadInterruptedError  a failure that may pass: tried again before the fallback
     │   └── BoxStorageError               box side: the journal cannot be written
     └── SpeakerPermanentError             retrying the same thing gives the same answer
         ├── SpeakerConfigError            (also ValueError) bad configuration, refused at load
@@ -50,6 +51,15 @@ class BoxOfflineError(SpeakerRetryableError):
 
 class MediaDownloadError(SpeakerRetryableError):
     """Audio could not be downloaded (network error, HTTP error status, size limit)."""
+
+
+class DownloadInterruptedError(MediaDownloadError):
+    """A download failed in a way that may pass (no connection, or HTTP 429, 500, 502, 503 or
+    504); ``retry_after``: the seconds the server asked the box to wait, if it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BoxStorageError(SpeakerRetryableError):

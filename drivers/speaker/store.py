@@ -3,7 +3,8 @@
 The clip store holds pre-provisioned clips (``<clips_dir>/<clip_id>``) used by ``play_clip`` and
 as the fallback when a download fails. Downloads land in a content-addressed cache named by
 their SHA-256 and are only kept when the hash matches, or for sealed audio when its seal does
-(docs/protocols/speaker.md, section 5).
+(docs/protocols/speaker.md, section 5); a download that fails in a way that may pass is tried
+again first (:mod:`drivers.speaker.download_retry`).
 The journal remembers every command until it expires, so a duplicate or a restart never plays
 an alert twice; it is rewritten atomically (temp file, fsync, rename) off the event loop.
 """
@@ -28,8 +29,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from drivers.speaker.codec import CLIP_PATTERN, format_time, parse_time
+from drivers.speaker.download_retry import RETRY_STATUSES, retry_after_s, with_retries
 from drivers.speaker.errors import (
     BoxStorageError,
+    DownloadInterruptedError,
     MediaDownloadError,
     MediaIntegrityError,
     SpeakerConfigError,
@@ -92,7 +95,7 @@ class MediaFetcher:
         self, cache_dir: Path, timeout_s: float = 30.0, max_bytes: int = 50 * 1024 * 1024
     ) -> None:
         self._dir = cache_dir
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._within = timeout_s
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Task[Path]] = {}
@@ -142,7 +145,7 @@ class MediaFetcher:
     async def _fetch_into_cache(self, url: str, sha256: str) -> Path:
         path = self._dir / sha256
         if not await asyncio.to_thread(path.is_file):
-            _, body, digest = await self._get(url, {})
+            _, body, digest = await with_retries(partial(self._get, url, {}), url, self._within)
             if digest != sha256:
                 raise MediaIntegrityError(f"{url} does not match SHA-256 {sha256}")
             await self._store(url, path, body)
@@ -150,7 +153,10 @@ class MediaFetcher:
         return path
 
     async def _fetch_sealed(self, url: str, to: CommandTarget) -> tuple[Path, int | None]:
-        headers, body, digest = await self._get(url, {TARGET_HEADER: to.target})
+        asked = {TARGET_HEADER: to.target}
+        headers, body, digest = await with_retries(
+            partial(self._get, url, asked), url, self._within
+        )
         sealed = check_sealed_answer(url, to, headers, digest)
         path = self._dir / sealed.sha256
         if sealed.sha256 not in self._stored:
@@ -160,17 +166,22 @@ class MediaFetcher:
         return path, sealed.speech_start_ms
 
     async def _get(
-        self, url: str, headers: dict[str, str]
+        self, url: str, headers: dict[str, str], within_s: float
     ) -> tuple[CIMultiDictProxy[str], bytes, str]:
-        """GET ``url`` (HTTP 200 only, at most ``max_bytes``): the answer's headers, its body
-        and the body's SHA-256."""
+        """GET ``url`` (HTTP 200 only, at most ``max_bytes``) within ``within_s`` seconds: the
+        answer's headers, its body and the body's SHA-256."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession()
         digest = hashlib.sha256()
         chunks: list[bytes] = []
         size = 0
         try:
-            async with self._session.get(url, headers=headers) as response:
+            timeout = aiohttp.ClientTimeout(total=max(within_s, 0.001))
+            async with self._session.get(url, headers=headers, timeout=timeout) as response:
+                if response.status in RETRY_STATUSES:
+                    wait = retry_after_s(response.headers.get("Retry-After"))
+                    message = f"GET {url} answered HTTP {response.status}"
+                    raise DownloadInterruptedError(message, wait)
                 if response.status != 200:
                     raise MediaDownloadError(f"GET {url} answered HTTP {response.status}")
                 async for chunk in response.content.iter_chunked(CHUNK):
@@ -179,7 +190,11 @@ class MediaFetcher:
                         raise MediaDownloadError(f"{url} is larger than {self._max_bytes} bytes")
                     digest.update(chunk)
                     chunks.append(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TimeoutError as exc:  # the whole download timeout spent: not tried again
+            raise MediaDownloadError(f"GET {url} failed: {exc!r}") from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise DownloadInterruptedError(f"GET {url} failed: {exc!r}") from exc
+        except aiohttp.ClientError as exc:
             raise MediaDownloadError(f"GET {url} failed: {exc!r}") from exc
         return response.headers, b"".join(chunks), digest.hexdigest()
 

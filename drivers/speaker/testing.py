@@ -101,6 +101,9 @@ class MediaServer:
         self.base = ""
         self.gate: asyncio.Event | None = None
         """While set to an unset event, requests wait for it (a download in progress)."""
+        self.refusals: list[tuple[int, str | None]] = []
+        """The next requests' answers, one each, first to last: a status and the
+        ``Retry-After`` to give (None: none), as a busy or failing server answers."""
         self._runner: web.AppRunner | None = None
 
     def url(self, name: str) -> str:
@@ -114,10 +117,21 @@ class MediaServer:
         self.requests += 1
         if self.gate is not None:
             await self.gate.wait()
+        refused = self._refused()
+        if refused is not None:
+            return refused
         body = self.files.get(request.match_info["name"])
         if body is None:
             raise web.HTTPNotFound()
         return web.Response(body=body, content_type="audio/wav")
+
+    def _refused(self) -> web.Response | None:
+        """The next of :attr:`refusals`, if any is left."""
+        if not self.refusals:
+            return None
+        status, retry_after = self.refusals.pop(0)
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return web.Response(status=status, headers=headers, text="not now")
 
     async def __aenter__(self) -> Self:
         app = web.Application()
@@ -170,6 +184,9 @@ class SealedMediaServer(MediaServer):
         if self.gate is not None:
             await self.gate.wait()
         await asyncio.sleep(self.hold_s)
+        refused = self._refused()
+        if refused is not None:
+            return refused
         name = request.match_info["name"]
         body, key = self.files.get(name), self.keys.get(target)
         if body is None:

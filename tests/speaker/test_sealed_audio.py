@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
+from drivers.speaker import download_retry
 from drivers.speaker.messages import AckStage, PlayUrl
 from drivers.speaker.player import CommandPlayer
 from drivers.speaker.seal import SEAL_HEADER, SHA256_HEADER, SPEECH_START_HEADER
@@ -191,8 +192,9 @@ async def test_a_seal_under_another_target_s_key_is_refused(
 
 @pytest.mark.parametrize("where", ["missing", "refused"])
 async def test_a_failed_download_plays_the_fallback(
-    tmp_path: Path, server: SealedMediaServer, where: str
+    tmp_path: Path, server: SealedMediaServer, where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(download_retry, "WAITS_S", (0.01, 0.01, 0.01))  # a refusal is retried
     url = server.missing_url if where == "missing" else f"http://127.0.0.1:{free_port()}/w.opus"
     async with Box(tmp_path, server) as box:
         await box.send_sealed(sealed(url, attention=False))
