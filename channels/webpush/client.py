@@ -29,9 +29,7 @@ the channel allows private endpoints for a lab stand-in).
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -54,6 +52,7 @@ from channels.webpush.endpoints import (
 )
 from channels.webpush.payload import PushMessage
 from channels.webpush.vapid import VapidSigner
+from drivers.retry_after import retry_after_s
 
 
 class SubscriptionGoneError(TargetRejectedError):
@@ -75,20 +74,6 @@ class PushSubscription:
     endpoint: str
     p256dh: str
     auth: str
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds: a delay in seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 _EncryptJob = tuple[bytes, str, str]
@@ -230,7 +215,7 @@ def _outcome(status: int, location: str, retry_after: str | None, text: str, end
     if status in (404, 410):
         raise SubscriptionGoneError(f"{where}: subscription gone (HTTP {status})")
     if status == 429 or status == 408 or status >= 500:
-        delay = retry_after_seconds(retry_after, time.time())
+        delay = retry_after_s(retry_after)
         raise RetryableError(f"{where}: HTTP {status} {text}".rstrip(), retry_after=delay)
     if status == 413:
         raise UnsupportedError(f"{where}: message too large (HTTP 413)")

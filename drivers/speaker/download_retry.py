@@ -5,12 +5,11 @@ A box that heard nothing but its attention signal because one connection failed 
 village left without the warning's words. A failure that may pass (the connection refused,
 reset or lost before the answer, or HTTP 429, 500, 502, 503 or 504:
 :class:`~drivers.speaker.errors.DownloadInterruptedError`) is tried again, four tries in all:
-after :data:`WAITS_S`, or after the answer's ``Retry-After`` (RFC 9110 section 10.2.3: seconds,
-or an HTTP date) when it gives one, never longer than :data:`LONGEST_WAIT_S`. All tries
-together take no longer than one download may (the fetcher's timeout, 30 s): each gets what
-is left of it, so a box whose server cannot answer plays its fallback clip no later than it
-did before it tried again. A timeout, any other status, an answer too large or one that does
-not verify is not tried again.
+after :data:`WAITS_S`, or after the answer's ``Retry-After`` (:mod:`drivers.retry_after`) when
+it gives one, never longer than :data:`LONGEST_WAIT_S`. All tries together take no longer than
+one download may (the fetcher's timeout, 30 s): each gets what is left of it, so a box whose
+server cannot answer plays its fallback clip no later than it did before it tried again. A
+timeout, any other status, an answer too large or one that does not verify is not tried again.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from drivers.speaker.errors import DownloadInterruptedError
@@ -54,20 +51,3 @@ async def with_retries(attempt: Callable[[float], Awaitable[T]], url: str, withi
                 raise
             log.info("download of %s failed (%s); trying again in %.1f s", url, exc, delay)
             await asyncio.sleep(delay)
-
-
-def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
-    """The seconds a ``Retry-After`` header value asks for (never below 0), or None when it
-    gives none that can be read."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

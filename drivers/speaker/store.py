@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 import aiohttp
 from multidict import CIMultiDictProxy
 
+from drivers.retry_after import retry_after_s
 from drivers.speaker.codec import CLIP_PATTERN, format_time, parse_time
-from drivers.speaker.download_retry import RETRY_STATUSES, retry_after_s, with_retries
+from drivers.speaker.download_retry import RETRY_STATUSES, with_retries
 from drivers.speaker.errors import (
     BoxStorageError,
     DownloadInterruptedError,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.retry_after import retry_after_s
 from drivers.speaker import download_retry
-from drivers.speaker.download_retry import retry_after_s
 from drivers.speaker.errors import DownloadInterruptedError, MediaDownloadError
 from drivers.speaker.messages import AckStage
 from drivers.speaker.store import MediaFetcher
@@ -112,10 +112,11 @@ async def test_every_try_together_takes_no_longer_than_one_download_may(tmp_path
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
-    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    moment = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    now = moment.timestamp()
     assert retry_after_s("5") == 5.0
     assert retry_after_s(" 0 ") == 0.0
-    assert retry_after_s(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
-    assert retry_after_s(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0.0
+    assert retry_after_s(format_datetime(moment + timedelta(seconds=30), usegmt=True), now) == 30.0
+    assert retry_after_s(format_datetime(moment - timedelta(seconds=30), usegmt=True), now) == 0.0
     for unreadable in (None, "", "soon", "-3", "1.5", "Mon, 99 Foo 2026"):
         assert retry_after_s(unreadable, now) is None
