@@ -47,18 +47,18 @@ class RateLimiter:
         return 0.0
 
 
-def proxy_matcher(trusted_proxies: Iterable[str]) -> Callable[[str | None], bool]:
-    """Whether an address is one of the trusted proxies (addresses or networks)."""
-    trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+def address_matcher(networks: Iterable[str]) -> Callable[[str | None], bool]:
+    """Whether an address is in one of ``networks`` (addresses or networks)."""
+    listed = [ipaddress.ip_network(n, strict=False) for n in networks]
 
-    def is_trusted(address: str | None) -> bool:
+    def is_listed(address: str | None) -> bool:
         try:
             ip = ipaddress.ip_address(address or "")
         except ValueError:
             return False
-        return any(ip in network for network in trusted)
+        return any(ip in network for network in listed)
 
-    return is_trusted
+    return is_listed
 
 
 def forwarded_client(
@@ -66,7 +66,7 @@ def forwarded_client(
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The middleware that makes ``request.remote`` the client behind trusted proxies."""
     trusted = list(trusted_proxies)
-    is_trusted = proxy_matcher(trusted)
+    is_trusted = address_matcher(trusted)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

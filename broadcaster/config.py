@@ -63,12 +63,21 @@ class ServerConfig(StrictModel):
         " request is answered 408 and the connection closed (clients trickling a body)",
     )
     connections_per_client: int = Field(
-        32, ge=1, description="open connections allowed from one address (trusted proxies: any)"
+        32,
+        ge=1,
+        description="open connections allowed from one address (trusted proxies and"
+        " shared_addresses: any)",
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="reverse proxies (addresses or networks) whose X-Forwarded-For names the"
         " client, for per-client limits and logs",
+    )
+    shared_addresses: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks that many clients share (the boxes' network, a"
+        " mobile operator's NAT): not held to connections_per_client, their X-Forwarded-For"
+        " not trusted",
     )
 
     @field_validator("timezone")
@@ -84,7 +93,7 @@ class ServerConfig(StrictModel):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "shared_addresses")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for entry in value:

@@ -8,7 +8,9 @@ Two limits from ``[server]``:
   this long for a complete request (its keep-alive timeout), so the runner gets it as that.
 - ``connections_per_client``: at most this many open connections from one address; a further one
   is answered ``503`` with ``Retry-After`` and closed. Trusted reverse proxies
-  (``trusted_proxies``) carry many residents and are not limited.
+  (``trusted_proxies``) carry many residents and are not limited, nor are ``shared_addresses``:
+  the boxes' network or a mobile operator's NAT, behind which many boxes fetch their audio at
+  the same moment of every alert.
 
 Every box downloads its audio at each alert, all within a second or two: the listening socket
 queues up to :data:`BACKLOG` connections the server has not accepted yet (the kernel caps it at
@@ -32,7 +34,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from broadcaster.client_limits import proxy_matcher
+from broadcaster.client_limits import address_matcher
 from broadcaster.config import ServerConfig
 
 BACKLOG = 4096
@@ -125,7 +127,7 @@ async def open_listener(
 ) -> asyncio.Server:
     """Listen on ``host:port`` for ``runner`` (set up) with the per-client connection limit."""
     assert runner.server is not None, "set the runner up first"
-    exempt = proxy_matcher(server.trusted_proxies)
+    exempt = address_matcher([*server.trusted_proxies, *server.shared_addresses])
     factory = ConnectionsPerClient(runner.server, server.connections_per_client, exempt)
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host, port, reuse_address=True, backlog=BACKLOG)

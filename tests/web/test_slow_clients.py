@@ -1,7 +1,8 @@
 """Slow and greedy clients against the real listener (raw sockets on loopback): connections that
 trickle a header line now and then, or send nothing, are cut after ``header_timeout_seconds``
 while other clients are answered; one address gets at most ``connections_per_client``
-connections, the next is turned away with 503, and trusted proxies are not limited; a burst of
+connections, the next is turned away with 503, and trusted proxies and shared addresses (many
+boxes behind one NAT) are not limited; a burst of
 connections (every box fetching its audio) waits in the listening queue while the server is
 busy."""
 
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from broadcaster.api.app import make_app
 from broadcaster.config import parse_config
 from broadcaster.deploy.listen import make_runner, open_listener
+from broadcaster.errors import ConfigError
 from broadcaster.service import BroadcasterService
 from tests.web.conftest import site_config
 
@@ -93,8 +96,9 @@ async def test_connections_per_client_are_bounded(tmp_path: Path) -> None:
             w.close()
 
 
-async def test_trusted_proxies_are_not_limited(tmp_path: Path) -> None:
-    settings = {"connections_per_client": 2, "trusted_proxies": ["127.0.0.0/8"]}
+@pytest.mark.parametrize("unlimited", ["trusted_proxies", "shared_addresses"])
+async def test_proxies_and_shared_addresses_are_not_limited(tmp_path: Path, unlimited: str) -> None:
+    settings = {"connections_per_client": 2, unlimited: ["127.0.0.0/8"]}
     async with listening(tmp_path, **settings) as port:
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(6)]
         reader, writer = held[-1]
@@ -123,3 +127,10 @@ async def test_a_burst_of_connections_waits_in_the_queue_while_the_server_is_bus
         finally:
             for client in clients:
                 client.close()
+
+
+def test_a_shared_address_must_be_an_address_or_network(tmp_path: Path) -> None:
+    data = site_config(tmp_path)
+    data["server"] |= {"shared_addresses": ["10.64.0.0/10", "boxes.example.cn"]}
+    with pytest.raises(ConfigError, match=r"'boxes\.example\.cn' is not an IP address or network"):
+        parse_config(data, base_dir=tmp_path, source=None)
