@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from drivers.mqtt.testing import free_port
 from tests.conftest import REPO
 from tests.processes import serve_argv, wait_http
 
@@ -61,9 +62,7 @@ def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
 
 
 def test_a_server_started_under_a_low_limit_answers_more_clients_at_once(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = tmp_path / "server.toml"
     config.write_text(
         f'[server]\nport = {port}\ndata_dir = "{tmp_path / "data"}"\n'

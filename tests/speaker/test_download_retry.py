@@ -5,7 +5,6 @@ the agent then plays the warning itself, not its fallback clip. Real HTTP on loo
 
 from __future__ import annotations
 
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -18,7 +17,7 @@ from drivers.speaker import download_retry
 from drivers.speaker.errors import DownloadInterruptedError, MediaDownloadError
 from drivers.speaker.messages import AckStage
 from drivers.speaker.store import MediaFetcher
-from drivers.speaker.testing import MediaServer, play_url_command
+from drivers.speaker.testing import MediaServer, free_port, play_url_command
 from tests.speaker.agent_rig import AUDIO, Box, sha
 
 
@@ -66,9 +65,7 @@ async def test_a_refused_connection_is_tried_again_after_growing_waits(
 ) -> None:
     waits = (0.05, 0.1, 0.2)
     monkeypatch.setattr(download_retry, "WAITS_S", waits)
-    with socket.socket() as unused:  # a loopback port nothing listens on
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
+    port = free_port()  # a loopback port nothing listens on
     fetcher = MediaFetcher(tmp_path)
     started = time.monotonic()
     try:
