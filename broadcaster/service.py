@@ -23,6 +23,7 @@ from broadcaster.cap import Alert
 from broadcaster.cap.problems import IntakePolicy
 from broadcaster.cap.serialize import from_json
 from broadcaster.channel import Channel, ChannelContext, ChannelHealth, ChannelPreview
+from broadcaster.client_limits import TurnedAway
 from broadcaster.config import Config
 from broadcaster.delivery import Target
 from broadcaster.dispatcher import ChannelSlot, Dispatcher
@@ -157,6 +158,8 @@ class BroadcasterService:
         self.built, self.failures = build_channels(config, self._context_for)
         self.channels: dict[str, Channel] = {}
         self.faults = ChannelFaults(clock)
+        self.turned_away = TurnedAway()
+        """Connections the listener turned away, one address having too many open."""
 
     def web_apps(self) -> dict[str, web.Application]:
         """The endpoints of every built channel that has some, by channel name.

@@ -3,8 +3,9 @@
 Deliveries by channel and state, send attempts handed to each channel since start and those
 that failed (retryable or permanent: one target's failures show here and on the delivery, not
 as the channel's health), channels loaded and failed, targets in the registry, whether the
-data directory's disk is full, and each upstream source's state, failures in a row, lag and
-documents by outcome. No secret or personal data is exported.
+data directory's disk is full, connections turned away for too many from one address, and each
+upstream source's state, failures in a row, lag and documents by outcome. No secret or personal
+data is exported.
 """
 
 from __future__ import annotations
@@ -116,6 +117,13 @@ async def metrics(request: web.Request) -> web.Response:
     ]
     for channel, n in sorted(targets.items()):
         lines.append(f'broadcaster_targets{{channel="{_label(channel)}"}} {n}')
+    lines += [
+        "# HELP broadcaster_connections_turned_away_total Connections turned away since start"
+        " for having too many open from one address ([server] connections_per_client; the log"
+        " names the addresses).",
+        "# TYPE broadcaster_connections_turned_away_total counter",
+        f"broadcaster_connections_turned_away_total {service.turned_away.total}",
+    ]
     lines += upstream_lines(service.upstream.health(), service.clock())
     disk = service.database.space.check()
     lines += [

@@ -10,7 +10,9 @@ Two limits from ``[server]``:
   is answered ``503`` with ``Retry-After`` and closed. Trusted reverse proxies
   (``trusted_proxies``) carry many residents and are not limited, nor are ``shared_addresses``:
   the boxes' network or a mobile operator's NAT, behind which many boxes fetch their audio at
-  the same moment of every alert.
+  the same moment of every alert. Each address turned away is named in the log (at most once a
+  minute, with how many), and ``/metrics`` counts them all
+  (``broadcaster_connections_turned_away_total``).
 
 Every box downloads its audio at each alert, all within a second or two: the listening socket
 queues up to :data:`BACKLOG` connections the server has not accepted yet (the kernel caps it at
@@ -29,13 +31,16 @@ and counts connections per peer address).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable
 
 from aiohttp import web
 
-from broadcaster.client_limits import address_matcher
+from broadcaster.client_limits import TurnedAway, address_matcher
 from broadcaster.config import ServerConfig
+
+log = logging.getLogger(__name__)
 
 BACKLOG = 4096
 """Connections the kernel holds for the server before it accepts them (``listen(2)``)."""
@@ -53,10 +58,12 @@ class ConnectionsPerClient:
         factory: Callable[[], asyncio.Protocol],
         limit: int,
         exempt: Callable[[str], bool],
+        turned_away: TurnedAway,
     ) -> None:
         self.factory = factory
         self.limit = limit
         self.exempt = exempt
+        self.turned_away = turned_away
         self.open: Counter[str] = Counter()
 
     def __call__(self) -> asyncio.Protocol:
@@ -80,6 +87,16 @@ class _CountedConnection(asyncio.Protocol):
             assert isinstance(transport, asyncio.Transport)
             transport.write(BUSY)
             transport.close()
+            report = limits.turned_away.count(peer)
+            if report is not None:
+                log.warning(
+                    "turned away %d connection(s) from %s: it had %d open"
+                    " ([server] connections_per_client); if many boxes or people reach this"
+                    " server from that one address (a NAT), list it in [server] shared_addresses",
+                    report,
+                    peer,
+                    limits.limit,
+                )
             return
         limits.open[peer] += 1
         self.peer = peer
@@ -123,11 +140,18 @@ def make_runner(app: web.Application, server: ServerConfig) -> web.AppRunner:
 
 
 async def open_listener(
-    runner: web.AppRunner, host: str, port: int, server: ServerConfig
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    server: ServerConfig,
+    turned_away: TurnedAway | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port`` for ``runner`` (set up) with the per-client connection limit."""
+    """Listen on ``host:port`` for ``runner`` (set up) with the per-client connection limit,
+    counting in ``turned_away`` (the service's: ``/metrics`` shows it) what it turns away."""
     assert runner.server is not None, "set the runner up first"
     exempt = address_matcher([*server.trusted_proxies, *server.shared_addresses])
-    factory = ConnectionsPerClient(runner.server, server.connections_per_client, exempt)
+    factory = ConnectionsPerClient(
+        runner.server, server.connections_per_client, exempt, turned_away or TurnedAway()
+    )
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host, port, reuse_address=True, backlog=BACKLOG)

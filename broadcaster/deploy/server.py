@@ -82,7 +82,9 @@ async def serve(app: web.Application, *, host: str, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await runner.setup()
-        listener = await open_listener(runner, host, port, service.config.server)
+        listener = await open_listener(
+            runner, host, port, service.config.server, service.turned_away
+        )
         freeze_startup_objects()
         serving = f"serving on http://{host}:{port} (data in {service.data_dir})"
         print(f"broadcaster: {serving}", flush=True)

@@ -1,7 +1,8 @@
 """Slow and greedy clients against the real listener (raw sockets on loopback): connections that
 trickle a header line now and then, or send nothing, are cut after ``header_timeout_seconds``
 while other clients are answered; one address gets at most ``connections_per_client``
-connections, the next is turned away with 503, and trusted proxies and shared addresses (many
+connections, the next is turned away with 503 (the log names the address at most once a
+minute with how many, ``/metrics`` counts them), and trusted proxies and shared addresses (many
 boxes behind one NAT) are not limited; a burst of
 connections (every box fetching its audio) waits in the listening queue while the server is
 busy."""
@@ -9,6 +10,7 @@ busy."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +22,7 @@ import aiohttp
 import pytest
 
 from broadcaster.api.app import make_app
+from broadcaster.client_limits import REPORT_EVERY_S, TurnedAway
 from broadcaster.config import parse_config
 from broadcaster.deploy.listen import make_runner, open_listener
 from broadcaster.errors import ConfigError
@@ -35,9 +38,10 @@ async def listening(tmp_path: Path, **server: Any) -> AsyncIterator[int]:
     data = site_config(tmp_path)
     data["server"] |= server
     config = parse_config(data, base_dir=tmp_path, source=None)
-    runner = make_runner(make_app(BroadcasterService(config)), config.server)
+    service = BroadcasterService(config)
+    runner = make_runner(make_app(service), config.server)
     await runner.setup()
-    listener = await open_listener(runner, "127.0.0.1", 0, config.server)
+    listener = await open_listener(runner, "127.0.0.1", 0, config.server, service.turned_away)
     try:
         yield listener.sockets[0].getsockname()[1]
     finally:
@@ -94,6 +98,48 @@ async def test_connections_per_client_are_bounded(tmp_path: Path) -> None:
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
         for _, w in [*held, (reader, writer)]:
             w.close()
+
+
+async def _turned_away(port: int, times: int) -> None:
+    for _ in range(times):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 503 ")
+        writer.close()
+
+
+async def test_turned_away_connections_are_logged_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="broadcaster.deploy.listen")
+    async with listening(tmp_path, connections_per_client=2, header_timeout_seconds=30) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await _turned_away(port, 5)
+        reports = [r.getMessage() for r in caplog.records if r.name == "broadcaster.deploy.listen"]
+        assert reports == [
+            "turned away 1 connection(s) from 127.0.0.1: it had 2 open"
+            " ([server] connections_per_client); if many boxes or people reach this server"
+            " from that one address (a NAT), list it in [server] shared_addresses"
+        ]
+        reader, writer = held.pop()
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        metrics = (await asyncio.wait_for(reader.read(), 5)).decode()
+        assert "\nbroadcaster_connections_turned_away_total 5\n" in metrics
+        for _, w in [*held, (reader, writer)]:
+            w.close()
+
+
+def test_an_address_is_reported_once_a_minute_with_what_came_since() -> None:
+    now = [1000.0]
+    turned_away = TurnedAway(clock=lambda: now[0])
+    assert turned_away.count("10.0.0.1") == 1
+    assert [turned_away.count("10.0.0.1") for _ in range(3)] == [None] * 3
+    assert turned_away.count("10.0.0.2") == 1
+    now[0] += REPORT_EVERY_S - 0.1
+    assert turned_away.count("10.0.0.1") is None
+    now[0] += 0.1
+    assert turned_away.count("10.0.0.1") == 5
+    assert turned_away.count("10.0.0.2") == 1
+    assert turned_away.total == 8
 
 
 @pytest.mark.parametrize("unlimited", ["trusted_proxies", "shared_addresses"])
