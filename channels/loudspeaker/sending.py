@@ -238,7 +238,7 @@ class BatchSender:
                         group = self._planned.direct(*planned)
                         where = f"tcp:{signer}"
                         reached[planned] = await self._once(hub, cmd_id, where, data, group)
-                        self._remember(delivery, where, (signer, member.area_key, group))
+                        await self._remember(hub, delivery, where, (signer, member.area_key, group))
                     if reached[planned].get(box_id, True) is None:
                         done.append((member, None))
                         continue
@@ -252,19 +252,26 @@ class BatchSender:
                 continue
             if area not in reached:
                 reached[area] = await self._once(hub, cmd_id, area, data, None)
-                self._remember(delivery, area, (signer, member.area_key, None))
+                await self._remember(hub, delivery, area, (signer, member.area_key, None))
             done.append((member, reached[area].get(area)))
         if each:
             errors = await hub.send_same([m.box.box_id for m in each], data)
             done += zip(each, errors, strict=True)
         return done
 
-    def _remember(self, delivery: OutgoingDelivery, where: str, reached: Reached) -> None:
-        """Where the alert's group commands went beyond the batch, for :meth:`stop_areas`."""
+    async def _remember(
+        self, hub: SpeakerHub, delivery: OutgoingDelivery, where: str, reached: Reached
+    ) -> None:
+        """Where the alert's group commands went beyond the batch, for :meth:`stop_areas`,
+        noted once the send returned. When the alert was stopped meanwhile (a Cancel while the
+        broker acknowledged the publish), :meth:`stop_areas` did not know of ``where``: it is
+        stopped now, after its play command."""
         self._reached.setdefault(delivery.message.id, {})[where] = reached
         self._reached.move_to_end(delivery.message.id)
         while len(self._reached) > _ALERTS_KEPT:
             self._reached.popitem(last=False)
+        if delivery.message.id in self._stopped:
+            await self._stop(hub, delivery, where, reached)
 
     async def _once(
         self, hub: SpeakerHub, cmd_id: str, where: str, data: bytes, boxes: list[str] | None
@@ -313,18 +320,25 @@ class BatchSender:
         self._stopped[delivery.message.id] = None
         while len(self._stopped) > _ALERTS_KEPT:
             self._stopped.popitem(last=False)
-        for where, (signer, key, boxes) in self._reached.pop(delivery.message.id, {}).items():
-            cmd_id = group_command_id("stop", self._channel, delivery, signer)
-            data = encode_command(
-                replace(commands.stop(delivery), cmd_id=cmd_id), area_target(signer), key
-            )
-            try:
-                if boxes is None:
-                    await hub.publish_area(where, data)
-                else:
-                    await hub.send_same(boxes, data)
-            except SpeakerError as exc:
-                log.warning("channel %s: cannot stop %s: %s", self._channel, where, exc)
+        for where, reached in self._reached.pop(delivery.message.id, {}).items():
+            await self._stop(hub, delivery, where, reached)
+
+    async def _stop(
+        self, hub: SpeakerHub, delivery: OutgoingDelivery, where: str, reached: Reached
+    ) -> None:
+        """Send the group ``stop`` of ``delivery``'s alert where its group command went."""
+        signer, key, boxes = reached
+        cmd_id = group_command_id("stop", self._channel, delivery, signer)
+        data = encode_command(
+            replace(commands.stop(delivery), cmd_id=cmd_id), area_target(signer), key
+        )
+        try:
+            if boxes is None:
+                await hub.publish_area(where, data)
+            else:
+                await hub.send_same(boxes, data)
+        except SpeakerError as exc:
+            log.warning("channel %s: cannot stop %s: %s", self._channel, where, exc)
 
     def _error(self, box_id: str, error: SpeakerError) -> ChannelError:
         """The core's error for a driver error."""

@@ -2,7 +2,8 @@
 box of a group holds the key of plays on each box of the group, each box's acks settle its
 own delivery; a box outside the group neither gets nor accepts it; a box that knows only its
 own key still gets its own command; a forged group command and a replayed one are refused
-by the boxes (real box agents, real Mosquitto)."""
+by the boxes; a Cancel stops the boxes a group command reached, also when it came while the
+command's send was still in flight (real box agents, real Mosquitto)."""
 
 from __future__ import annotations
 
@@ -173,5 +174,40 @@ async def test_a_cancel_stops_boxes_the_group_command_reached_before_their_turn(
         assert "queued" in {r["state"] for r in rows}
         cancel = make_alert("group-cancel-c", msg_type=MsgType.CANCEL, references=[alert])
         await system.service.submit(cancel, origin="test")
+        await system.wait_stopped(key, within_s=15)
+        assert system.played(key) == {}
+
+
+async def test_a_cancel_while_the_group_command_is_in_flight_stops_its_boxes(
+    tmp_path: Path, network: str
+) -> None:
+    # The group command's send returns only after the Cancel came (a broker slow to answer
+    # the publish, TCP boxes slow to take it): the Cancel could not know where it went, so
+    # the area is stopped once the send returns, after the play command.
+    groups = ([COUNTY], [COUNTY], [COUNTY])
+    async with speaker_system(tmp_path, network, play_seconds=60.0, groups=groups) as system:
+        hub = system.channel.hub
+        assert hub is not None
+        in_flight, answer = asyncio.Event(), asyncio.Event()
+
+        def slowed(send: Callable[[Any, bytes], Any]) -> Callable[[Any, bytes], Any]:
+            async def slow(where: Any, data: bytes) -> Any:
+                if b'"type":"play_url"' in data:
+                    in_flight.set()
+                    await answer.wait()
+                return await send(where, data)
+
+            return slow
+
+        hub.publish_area = slowed(hub.publish_area)  # type: ignore[method-assign]
+        hub.send_same = slowed(hub.send_same)  # type: ignore[method-assign]
+        alert = make_alert("group-in-flight")
+        key = alert_key(alert)
+        await system.service.submit(alert, origin="test")
+        await asyncio.wait_for(in_flight.wait(), 20)
+        cancel = make_alert("group-in-flight-c", msg_type=MsgType.CANCEL, references=[alert])
+        await system.service.submit(cancel, origin="test")
+        answer.set()
+        await asyncio.sleep(2.0)  # the play command reaches the boxes
         await system.wait_stopped(key, within_s=15)
         assert system.played(key) == {}
