@@ -304,8 +304,12 @@ class SpeakerHub:
     def listen(self, listener: Callable[[HubEvent], None] | None) -> None:
         """Hand every event to ``listener`` as it happens, in place of ``events()`` (one queue
         and task switch fewer per ack); None goes back to the queue. The listener must not
-        block; what it raises is logged."""
+        block; what it raises is logged. Events queued before it listens are handed to it
+        first: a broker hands over what it kept for the hub's session (acks of boxes that
+        finished while the server was away) while :meth:`start` still runs."""
         self._listener = listener
+        while listener is not None and not self._events.empty():
+            self._put(self._events.get_nowait())
 
     def _put(self, event: HubEvent) -> None:
         if self._listener is not None:

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from broadcaster.cap import MsgType, Status
 from broadcaster.delivery import Target
 from broadcaster.service import BroadcasterService
 from channels.loudspeaker.commands import alert_key
-from drivers.speaker import AckStage, BoxAck, HubEvent
+from drivers.speaker import AckStage, BoxAck, HubEvent, SpeakerHub
 from tests.core.support import make_alert, wait_for_deliveries, wait_until_complete
 from tests.loudspeaker.conftest import speaker_system
 
@@ -212,10 +214,23 @@ async def _until_attempted(service: BroadcasterService, alert_id: str, box_id: s
         unsubscribe()
 
 
+@pytest.mark.parametrize("away_s", [0.0, 3.0])
 async def test_what_boxes_finish_while_the_server_restarts_is_confirmed_after_it(
-    tmp_path: Path, transport: str
+    tmp_path: Path, transport: str, away_s: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A long confirmation timeout: the confirmations must come from the boxes' acks.
+    # A long confirmation timeout: the confirmations must come from the boxes' acks. Away
+    # longer than the playback, the boxes' acks wait at the broker for the hub's session,
+    # which hands them over while the hub starts, before the channel listens.
+    starts: list[SpeakerHub] = []
+    start = SpeakerHub.start
+
+    async def start_later(hub: SpeakerHub) -> None:
+        starts.append(hub)
+        if len(starts) > 1:
+            await asyncio.sleep(away_s)
+        await start(hub)
+
+    monkeypatch.setattr(SpeakerHub, "start", start_later)
     settings: dict[str, Any] = {"play_seconds": 1.5, "confirm_timeout_seconds": 600}
     async with speaker_system(tmp_path, transport, **settings) as system:
         alert = make_alert("across-restart")
