@@ -12,10 +12,17 @@ Acks that arrive before the channel tracks their command are kept (the newest
 their command, acks of boxes that got a group command through their area's topic before
 their own delivery was claimed, and acks that boxes repeat when they reconnect to a
 restarted server (:meth:`AckTracker.track` from the channel's ``resume``).
+
+Past ``PENDING_KEPT`` tracked commands or ``EARLY_KEPT`` early acks the oldest are forgotten,
+and the log says so (at most once a minute, with how many): a delivery whose command was
+forgotten stays ``accepted`` until the core's confirmation timeout sends it again, and its box
+then repeats its latest ack.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +35,11 @@ PENDING_KEPT = 200_000
 the core sends such a delivery again after its confirmation timeout)."""
 EARLY_KEPT = 200_000
 """Acks of untracked commands that are remembered."""
+
+REPORT_EVERY_S = 60.0
+"""How often forgotten commands and acks are reported in the log, at most."""
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 """(command id, box id)."""
@@ -54,6 +66,9 @@ class AckTracker:
         self._pending: OrderedDict[Key, Pending] = OrderedDict()
         self._by_delivery: dict[int, Key] = {}
         self._early: OrderedDict[Key, list[BoxAck]] = OrderedDict()
+        self.forgotten = {"commands": 0, "acks": 0}
+        """Tracked commands and early acks forgotten for room, since the last report."""
+        self._reported_at: float | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -71,8 +86,26 @@ class AckTracker:
         while len(self._pending) > PENDING_KEPT:
             _, forgotten = self._pending.popitem(last=False)
             self._by_delivery.pop(forgotten.delivery_id, None)
+            self._forgot("commands")
         for ack in self._early.pop(key, ()):
             self.on_ack(ack)
+
+    def _forgot(self, what: str) -> None:
+        self.forgotten[what] += 1
+        now = time.monotonic()
+        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY_S:
+            return
+        self._reported_at = now
+        log.warning(
+            "more commands await their boxes' acks than are kept (%d, and %d early acks):"
+            " %d command(s) and %d ack(s) forgotten; their deliveries are sent again after the"
+            " confirmation timeout",
+            PENDING_KEPT,
+            EARLY_KEPT,
+            self.forgotten["commands"],
+            self.forgotten["acks"],
+        )
+        self.forgotten = {"commands": 0, "acks": 0}
 
     def sent(self, cmd_id: str, box_id: str) -> None:
         """The send of the command returned: confirmations held until now go out."""
@@ -115,6 +148,7 @@ class AckTracker:
                 self._early[key] = early = []
                 while len(self._early) > EARLY_KEPT:
                     self._early.popitem(last=False)
+                    self._forgot("acks")
             early.append(ack)
             return
         if entry.settled:

@@ -1,13 +1,18 @@
 """The ack tracker of the loudspeaker channel: acks settle the delivery of their (command id,
 box) only, acks that overtake their command's send (all the way to ``finished``) reach the
 core after the send's result and in order, and acks of commands not tracked yet settle them
-once they are (a box reached through its area's topic before its own delivery was claimed)."""
+once they are (a box reached through its area's topic before its own delivery was claimed);
+commands and acks forgotten for room are reported in the log, at most once a minute."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
+import pytest
+
 from broadcaster.channel import Confirmation, ConfirmationOutcome
+from channels.loudspeaker import tracking
 from channels.loudspeaker.tracking import AckTracker
 from drivers.speaker import AckStage, BoxAck
 
@@ -78,3 +83,27 @@ def test_a_stop_confirms_the_stopped_delivery() -> None:
     tracker.on_ack(ack("b1", AckStage.FAILED, reason="stopped"))
     assert outcomes(seen) == [(1, ConfirmationOutcome.CONFIRMED)]
     assert "stopped on box b1" in seen[0].detail
+
+
+def test_commands_and_acks_forgotten_for_room_are_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(tracking, "PENDING_KEPT", 2)
+    monkeypatch.setattr(tracking, "EARLY_KEPT", 2)
+    caplog.set_level(logging.WARNING, logger=tracking.__name__)
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    for n in range(1, 4):
+        tracker.track(f"play-{n}", "b1", n, sent=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "more commands await their boxes' acks than are kept (2, and 2 early acks): 1"
+        " command(s) and 0 ack(s) forgotten; their deliveries are sent again after the"
+        " confirmation timeout"
+    ]
+    tracker.on_ack(ack("b1", AckStage.FINISHED, cmd_id="play-1"))  # forgotten: kept as early
+    for n in range(5, 8):
+        tracker.on_ack(ack("b1", AckStage.FINISHED, cmd_id=f"play-{n}"))
+    assert len(caplog.records) == 1  # within the minute: counted, not logged again
+    assert tracker.forgotten == {"commands": 0, "acks": 2}
+    tracker.on_ack(ack("b1", AckStage.FINISHED, cmd_id="play-3"))
+    assert outcomes(seen) == [(3, ConfirmationOutcome.CONFIRMED)]
