@@ -14,7 +14,7 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²", which isdigit() takes and float() not
         return float(text)
     try:
         when = parsedate_to_datetime(text)

@@ -115,5 +115,5 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert retry_after_s(" 0 ") == 0.0
     assert retry_after_s(format_datetime(moment + timedelta(seconds=30), usegmt=True), now) == 30.0
     assert retry_after_s(format_datetime(moment - timedelta(seconds=30), usegmt=True), now) == 0.0
-    for unreadable in (None, "", "soon", "-3", "1.5", "Mon, 99 Foo 2026"):
+    for unreadable in (None, "", "soon", "-3", "1.5", "Mon, 99 Foo 2026", "²", "௫"):
         assert retry_after_s(unreadable, now) is None
