@@ -69,7 +69,7 @@ from broadcaster.errors import (
 from channels.loudspeaker import boxes, commands, programmes
 from channels.loudspeaker.config import LoudspeakerChannelConfig
 from channels.loudspeaker.groups import PlannedAreas, group_command_id
-from channels.loudspeaker.media import AudioLibrary
+from channels.loudspeaker.media import HOLD_SPARE, AudioLibrary
 from channels.loudspeaker.programmes import ProgrammeCache
 from channels.loudspeaker.returning import ReturningBoxes
 from channels.loudspeaker.sending import BatchSender, Member
@@ -113,7 +113,11 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self.directory = context.data_dir / f"loudspeaker-{name}"
         base_url = f"{context.public_url.rstrip('/')}/channels/{name}"
         self.library = AudioLibrary(
-            self.directory / "audio", base_url, self.config.audio_format, self._command_key
+            self.directory / "audio",
+            base_url,
+            self.config.audio_format,
+            self._command_key,
+            lambda: 2 * len(self._registered) + HOLD_SPARE,
         )
         self.hub: SpeakerHub | None = None
         self.fleet: SpeakerFleetSimulator | None = None

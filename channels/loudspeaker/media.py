@@ -9,7 +9,10 @@ where its speech starts and the seal of section 5.1 under the key of the command
 (:mod:`drivers.speaker.seal`; the channel says which keys it holds). A published token is
 written beside the audio (``<token>.next``), so its URL stays valid across server restarts.
 The newest published files (``KEPT_BYTES``) answer those requests from memory: every box of a
-fan-out asks at once.
+fan-out asks at once. No more requests are held at once than the channel allows (twice its
+boxes and some: ``hold_limit``); one past that is answered ``503`` with ``Retry-After: 1`` at
+once. A failed render answers the requests held for it with ``404`` (the boxes play their
+fallback clip), and so every request for its token until a new render of it begins.
 
 ``AudioLibrary.prepare`` renders through the core's ``AudioPublisher`` (its cache makes a
 second render free) and says what a box would be told (URL, SHA-256, duration) without
@@ -24,7 +27,8 @@ one alert share one render. ``web_app`` serves the files at
 ``audio/<name>`` with Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and
 ``Cache-Control: immutable``: the name is the content's hash, so a file never changes.
 ``prune`` deletes files not published again for the core's ``[audio] keep_days`` (run by the
-channel's housekeeping).
+channel's housekeeping): a publish answered from a render in memory marks its file (and its
+token's note) as published again, or publishes it afresh when the file was deleted.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -50,6 +55,8 @@ from broadcaster.delivery import Target
 from broadcaster.publisher import AudioPublisher, preview_audio, unspoken_warnings
 from drivers.speaker import seal
 
+log = logging.getLogger(__name__)
+
 _NAME = re.compile(r"^[0-9a-f]{64}\.(mp3|opus)$")
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 HOLD_S = 20.0
@@ -57,6 +64,8 @@ HOLD_S = 20.0
 _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
 #: How many alert/languages renders are remembered in memory (files stay on disk).
 _REMEMBERED = 256
+HOLD_SPARE = 256
+"""Requests held beyond twice the boxes (``hold_limit``'s default when nothing says)."""
 KEPT_BYTES = 32 << 20
 """Published audio answered from memory, the most recently published first: every box of a
 fan-out asks for the same file at once, and an answer from memory needs no file to be looked
@@ -98,8 +107,11 @@ class AudioLibrary:
         base_url: str,
         audio_format: str,
         key_for: Callable[[str], bytes | None] = lambda target: None,
+        hold_limit: Callable[[], int] = lambda: HOLD_SPARE,
     ) -> None:
         self.directory = directory
+        self._hold_limit = hold_limit
+        self._holding = 0
         self._base_url = base_url.rstrip("/")
         self._format = ExportFormat(audio_format)
         self._key_for = key_for
@@ -133,6 +145,7 @@ class AudioLibrary:
         language can be voiced), and the held requests learn it (a cancelled render leaves
         them waiting for the next)."""
         key = (message.id, languages)
+        self._rearm(key)
         try:
             published = await self._published(publisher, message, languages)
         except Exception as error:
@@ -140,7 +153,10 @@ class AudioLibrary:
             raise
         token = self._waiting_token(key)
         if token is not None:
-            await asyncio.to_thread(self._write_token, token, published)
+            try:
+                await asyncio.to_thread(self._write_token, token, published)
+            except OSError as exc:  # the boxes asking now are answered all the same
+                log.warning("audio %s: its URL will not outlive a restart: %s", token, exc)
             self._release(key, published)
         return published
 
@@ -150,9 +166,11 @@ class AudioLibrary:
         key = (message.id, languages)
         pending = self._renders.get(key)
         if pending is not None:
-            if pending.done():
-                return pending.result()
-            return await asyncio.shield(pending)
+            published = pending.result() if pending.done() else await asyncio.shield(pending)
+            if await asyncio.to_thread(self._published_again, published, self._tokens.get(key)):
+                return published
+            if self._renders.get(key) is pending:  # its file was pruned: published afresh
+                del self._renders[key]
         future: asyncio.Future[PublishedAudio] = asyncio.get_running_loop().create_future()
         self._renders[key] = future
         while len(self._renders) > _REMEMBERED:
@@ -175,11 +193,32 @@ class AudioLibrary:
         held = self._held.get(token) if token is not None else None
         return token if held is not None and not held.done() else None
 
+    def _published_again(self, published: PublishedAudio, token: str | None) -> bool:
+        """Mark ``published``'s file, and its token's note, as published now (``prune``
+        keeps them); False when the file is gone."""
+        try:
+            os.utime(self.directory / f"{published.sha256}.{self._format.value}")
+        except FileNotFoundError:
+            return False
+        if token is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self.directory / f"{token}.next")
+        return True
+
+    def _rearm(self, key: tuple[str, tuple[str, ...]]) -> None:
+        """A render of ``key`` begins: its token holds requests again if the last one
+        failed."""
+        token = self._tokens.get(key)
+        held = self._held.get(token) if token is not None else None
+        failed = held is not None and held.done() and (held.cancelled() or held.exception())
+        if token is not None and failed:
+            self._held[token] = asyncio.get_running_loop().create_future()
+
     def _release(
         self, key: tuple[str, tuple[str, ...]], outcome: PublishedAudio | Exception
     ) -> None:
-        """Answer the requests held for ``key``'s token; after a failed render the token
-        waits for the next one."""
+        """Answer the requests held for ``key``'s token; after a failed render, so is every
+        request for it until the next render begins (:meth:`_rearm`)."""
         token = self._waiting_token(key)
         if token is None:
             return
@@ -189,7 +228,6 @@ class AudioLibrary:
             return
         held.set_exception(outcome)
         held.exception()
-        self._held[token] = asyncio.get_running_loop().create_future()
 
     def _write_token(self, token: str, published: PublishedAudio) -> None:
         """Note beside the audio which file the token stands for, for after a restart."""
@@ -311,8 +349,8 @@ class AudioLibrary:
             raise web.HTTPNotFound(text="no such audio")
         target = request.headers.get(seal.TARGET_HEADER, "")
         key = self._key_for(target)
-        if key is None:
-            raise web.HTTPForbidden(text=f"no key for the command target in {seal.TARGET_HEADER}")
+        if key is None:  # answered as an unknown token: which boxes exist is not told
+            raise web.HTTPNotFound(text="no such audio")
         sha256, speech_start_ms = await self._held_audio(token)
         name = f"{sha256}.{self._format.value}"
         url = self._held_url(token)
@@ -343,9 +381,16 @@ class AudioLibrary:
                 return str(link["sha256"]), link["speech_start_ms"]
             except (OSError, ValueError, KeyError) as exc:
                 raise web.HTTPNotFound(text="no such audio") from exc
-        if held.done() and not held.cancelled() and held.exception() is None:  # published
+        if held.done():
+            if held.cancelled() or held.exception() is not None:  # until a render begins again
+                raise web.HTTPNotFound(text="the audio could not be rendered")
             published = held.result()
             return published.sha256, published.speech_start_ms
+        if self._holding >= self._hold_limit():
+            raise web.HTTPServiceUnavailable(
+                text="too many requests wait for audio", headers={"Retry-After": "1"}
+            )
+        self._holding += 1
         try:
             async with asyncio.timeout(HOLD_S):
                 published = await asyncio.shield(held)
@@ -353,6 +398,8 @@ class AudioLibrary:
             raise web.HTTPServiceUnavailable(text="the audio is not rendered yet") from exc
         except Exception as exc:  # for good: not a 503, which boxes would ask again after
             raise web.HTTPNotFound(text="the audio could not be rendered") from exc
+        finally:
+            self._holding -= 1
         return published.sha256, published.speech_start_ms
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:

@@ -1,14 +1,17 @@
 """The audio a sealed ``play_url`` names (docs/protocols/speaker.md section 5.1), as the
 channel's audio library serves it over real HTTP on loopback: a request is held until the
 render ends, then answered with the file, its SHA-256, its speech start and a seal under the
-key of the ``to`` the box names; a render that fails answers the held requests at once and
-the next render is served; the hold is bounded; unknown targets and tokens learn nothing; and
-the URL stays valid for a library started again over the same directory."""
+key of the ``to`` the box names; a render that fails answers the held requests at once, and
+the later ones until a render begins again, and the next render is served; the hold is
+bounded in time and in requests; unknown targets and tokens learn nothing (not which exist);
+the URL stays valid for a library started again over the same directory, and for as long as
+the programme is published again, also when its file had been pruned meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,7 +128,10 @@ async def test_unknown_targets_and_tokens_are_refused_at_once(site: Site) -> Non
     began = time.monotonic()
     for target in (None, "box:box-9", "area:999999", "box-1", "area:15090"):
         status, headers, _ = await site.get(url, target)
-        assert status == 403 and seal.SEAL_HEADER not in headers
+        assert status == 404 and seal.SEAL_HEADER not in headers
+    # A made-up token is answered alike for a known target and an unknown one.
+    made_up = url.rsplit("/", 1)[0] + "/" + "0" * 32
+    assert {(await site.get(made_up, t))[0] for t in ("box:box-1", "box:box-9")} == {404}
     token = url.rsplit("/", 1)[1]
     for other in ("0" * 32, token.upper(), token + "0", "..%2f..%2fetc%2fpasswd"):
         status, headers, _ = await site.get(url.replace(token, other))
@@ -148,6 +154,9 @@ async def test_a_failed_render_answers_the_held_requests_and_the_next_one_serves
         status, headers, _ = await held
     # Not 503: a box asks again after that, and this box is to play its fallback clip now.
     assert status == 404 and seal.SEAL_HEADER not in headers
+    began = time.monotonic()  # a box that asks later is not held: nothing renders it now
+    status, _, _ = await site.get(url)
+    assert status == 404 and time.monotonic() - began < 2
     render.fail = False
     await site.library.publish(publisher, MESSAGE, ("zh-CN",))
     status, headers, body = await site.get(url)
@@ -239,5 +248,71 @@ async def test_concurrent_publishes_of_one_programme_all_succeed(
     assert len({audio.sha256 for audio in published}) == 1
     assert not list(site.library.directory.glob("*.part"))
     status, headers, body = await site.get(url)
+    assert status == 200
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+
+
+async def test_requests_held_at_once_are_bounded(tmp_path: Path) -> None:
+    library = AudioLibrary(
+        tmp_path / "audio", "http://x/channels/loudspeaker", "mp3", KEYS.get, lambda: 3
+    )
+    server = TestServer(library.web_app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        site = Site(library, server)
+        publisher, render = held_publisher(tmp_path / "cache")
+        url = library.reserve(MESSAGE, ("zh-CN",))
+        held = [asyncio.ensure_future(site.get(url)) for _ in range(3)]
+        await asyncio.sleep(0.3)
+        status, headers, _ = await site.get(url)  # the fourth at once: come back in a second
+        assert status == 503 and headers["Retry-After"] == "1"
+        render.gate.set()
+        await library.publish(publisher, MESSAGE, ("zh-CN",))
+        assert [status for status, _, _ in await asyncio.gather(*held)] == [200] * 3
+        status, _, _ = await site.get(url)  # published: answered at once, none held
+        assert status == 200
+    finally:
+        await server.close()
+
+
+async def test_a_programme_published_again_is_kept_and_served(site: Site, tmp_path: Path) -> None:
+    """A publish answered from the render in memory marks the file published again, so
+    ``prune`` keeps it; when the file was pruned all the same, it is published afresh."""
+    publisher, render = held_publisher(tmp_path / "cache")
+    render.gate.set()
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    published = await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    old = time.time() - 3600
+    names = [published.url.rsplit("/", 1)[1], url.rsplit("/", 1)[1] + ".next"]
+    for name in names:
+        os.utime(site.library.directory / name, (old, old))
+    await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    assert await site.library.prune(1800) == 0
+    assert all((site.library.directory / name).is_file() for name in names)
+    await site.library.prune(-1)
+    again = await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    assert again.sha256 == published.sha256
+    status, headers, body = await site.get(url)
+    assert status == 200
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+    status, _, same = await site.get(published.url, None)
+    assert status == 200 and same == body
+
+
+async def test_a_note_that_cannot_be_written_does_not_hold_the_boxes(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(token: str, published: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(site.library, "_write_token", disk_full)
+    publisher, render = held_publisher(tmp_path / "cache")
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    held = asyncio.ensure_future(site.get(url))
+    await asyncio.sleep(0.2)
+    render.gate.set()
+    await site.library.publish(publisher, MESSAGE, ("zh-CN",))
+    async with asyncio.timeout(5):
+        status, headers, body = await held
     assert status == 200
     assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
