@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -177,7 +178,8 @@ class MediaFetcher:
         chunks: list[bytes] = []
         size = 0
         try:
-            timeout = aiohttp.ClientTimeout(total=max(within_s, 0.001))
+            # Not rounded up to a whole second, as aiohttp does from 5 s unless told.
+            timeout = aiohttp.ClientTimeout(total=max(within_s, 0.001), ceil_threshold=math.inf)
             async with self._session.get(url, headers=headers, timeout=timeout) as response:
                 if response.status in RETRY_STATUSES:
                     wait = retry_after_s(response.headers.get("Retry-After"))

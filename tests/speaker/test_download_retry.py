@@ -5,6 +5,7 @@ the agent then plays the warning itself, not its fallback clip. Real HTTP on loo
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -106,6 +107,24 @@ async def test_every_try_together_takes_no_longer_than_one_download_may(tmp_path
             await fetcher.aclose()
     assert time.monotonic() - started < 3.0
     assert server.requests == 1  # a wait past the 3 s the download may take is not begun
+
+
+async def test_a_server_that_never_answers_is_given_up_on_time(tmp_path: Path) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    fetcher = MediaFetcher(tmp_path, timeout_s=5.2)  # aiohttp would round 5 s and more up
+    started = time.monotonic()
+    try:
+        with pytest.raises(MediaDownloadError, match="TimeoutError"):
+            await fetcher.fetch(f"http://127.0.0.1:{port}/a.wav", sha(AUDIO))
+    finally:
+        await fetcher.aclose()
+        server.close()
+    assert 5.1 < time.monotonic() - started < 5.6
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
