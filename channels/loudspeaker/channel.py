@@ -73,6 +73,7 @@ from channels.loudspeaker.media import HOLD_SPARE, AudioLibrary
 from channels.loudspeaker.programmes import ProgrammeCache
 from channels.loudspeaker.returning import ReturningBoxes
 from channels.loudspeaker.sending import BatchSender, Member
+from channels.loudspeaker.stops import UnsentStops
 from channels.loudspeaker.tracking import AckTracker
 from channels.loudspeaker.views import BoxViews
 from drivers.speaker import (
@@ -83,6 +84,7 @@ from drivers.speaker import (
     SpeakerError,
     SpeakerFleetSimulator,
     SpeakerHub,
+    Stop,
 )
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         self._planned = PlannedAreas()
         self.returning = ReturningBoxes(name, lambda box: self._targets_of_box.get(box, ()))
         self._retrier: asyncio.Task[None] | None = None
+        self._unsent_stops = UnsentStops()
+        self._stopping: set[asyncio.Task[None]] = set()
         self._programmes = ProgrammeCache(self._build)
         self._sender = BatchSender(
             name,
@@ -226,6 +230,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._retrier.cancel()
             await asyncio.gather(self._retrier, return_exceptions=True)
             self._retrier = None
+        for task in self._stopping:
+            task.cancel()
+        await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.hub is not None:
             await self.hub.stop()
             self.hub = None
@@ -378,10 +385,22 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         box_id = boxes.box_id_of(delivery.target)
         self._tracker.stopping(delivery.id)
         await self._sender.stop_areas(hub, delivery)
-        try:
-            await hub.send_command(box_id, commands.stop(delivery))
-        except SpeakerError as exc:
-            log.warning("channel %s: cannot stop box %s: %s", self.name, box_id, exc)
+        await self._send_stops(hub, box_id, [commands.stop(delivery)])
+
+    async def _send_stops(self, hub: SpeakerHub, box_id: str, stops: list[Stop]) -> None:
+        """Send ``stops`` to ``box_id``; one that cannot reach it now is sent when it is back
+        (:mod:`channels.loudspeaker.stops`)."""
+        for stop in stops:
+            try:
+                await hub.send_command(box_id, stop)
+            except SpeakerError as exc:
+                log.warning(
+                    "channel %s: cannot stop box %s now, will when it is back: %s",
+                    self.name,
+                    box_id,
+                    exc,
+                )
+                self._unsent_stops.keep(box_id, stop)
 
     # -- box events --------------------------------------------------------------------
 
@@ -393,6 +412,11 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             log.exception("channel %s: box event %r not handled", self.name, event)
         if isinstance(event, BoxPresence) and event.online:
             self.returning.returned(event.box_id, replayed=event.replayed)
+            stops = self._unsent_stops.take(event.box_id)
+            if stops and self.hub is not None:
+                task = asyncio.create_task(self._send_stops(self.hub, event.box_id, stops))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
 
     def _on_event(self, event: HubEvent) -> None:
         if isinstance(event, BoxAck):

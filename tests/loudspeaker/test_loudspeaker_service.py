@@ -2,7 +2,8 @@
 service plays on every box of its area and on no other, the boxes download the rendered audio
 from the server over HTTP, and their acks confirm the deliveries; a box restarted mid-alert
 finishes once; a failed download plays the stored clip; a Cancel stops playback within a
-second; an emergency preempts a running test."""
+second, and on a box away at the Cancel once it is back; an emergency preempts a running
+test."""
 
 from __future__ import annotations
 
@@ -277,3 +278,24 @@ async def test_a_renewed_hub_session_sends_nothing_again_to_boxes_that_never_lef
             steps = await details(system.service, row["id"])
             assert not any("sent again" in d for d in steps), steps
         assert system.played(key) == dict.fromkeys(system.county_boxes, 1)
+
+
+@pytest.mark.parametrize("over", ["tcp", "mqtt"])
+async def test_a_box_away_at_the_cancel_is_stopped_when_it_comes_back(
+    tmp_path: Path, over: str
+) -> None:
+    # The box resumes the warning it holds when it restarts (section 3.4); the stop it could
+    # not be sent while away goes to it the moment it is back.
+    async with speaker_system(tmp_path, over, play_seconds=60.0) as system:
+        alert = make_alert("away-at-cancel")
+        key = alert_key(alert)
+        await system.service.submit(alert, origin="test")
+        await system.wait_playing(key, system.county_boxes)
+        away = sorted(system.county_boxes)[0]
+        await system.fleet.box(away).stop()
+        await system.channel.wait_online([away], within_s=10, online=False)
+        cancel = make_alert("away-at-cancel-c", msg_type=MsgType.CANCEL, references=[alert])
+        await system.service.submit(cancel, origin="test")
+        await system.fleet.restart(away)
+        await system.wait_stopped(key, within_s=15)
+        assert system.played(key) == {}
