@@ -4,7 +4,9 @@ The clip store holds pre-provisioned clips (``<clips_dir>/<clip_id>``) used by `
 as the fallback when a download fails. Downloads land in a content-addressed cache named by
 their SHA-256 and are only kept when the hash matches, or for sealed audio when its seal does
 (docs/protocols/speaker.md, section 5); a download that fails in a way that may pass is tried
-again first (:mod:`drivers.speaker.download_retry`).
+again first (:mod:`drivers.speaker.download_retry`). The cache keeps at most ``CACHE_BYTES``:
+past that, the files stored longest ago go, but none stored within ``CACHE_RECENT_S`` (it may
+be about to play), so a box that runs for years does not fill its storage.
 The journal remembers every command until it expires, so a duplicate or a restart never plays
 an alert twice; it is rewritten atomically (temp file, fsync, rename) off the event loop.
 """
@@ -19,6 +21,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -85,6 +88,12 @@ class ClipStore:
         return path
 
 
+CACHE_BYTES = 200 * 1024 * 1024
+"""Downloaded audio a box keeps, at most (about 1,000 warnings of 35 s)."""
+CACHE_RECENT_S = 3600.0
+"""A file stored this recently is kept whatever the cache holds."""
+
+
 class MediaFetcher:
     """Downloads audio over HTTP(S) into a content-addressed cache, checking its SHA-256, or
     its seal for a command that names none (``drivers.speaker.sealed_audio``).
@@ -94,9 +103,14 @@ class MediaFetcher:
     """
 
     def __init__(
-        self, cache_dir: Path, timeout_s: float = 30.0, max_bytes: int = 50 * 1024 * 1024
+        self,
+        cache_dir: Path,
+        timeout_s: float = 30.0,
+        max_bytes: int = 50 * 1024 * 1024,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self._dir = cache_dir
+        self._cache_bytes = cache_bytes
         self._within = timeout_s
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
@@ -206,6 +220,36 @@ class MediaFetcher:
             await asyncio.to_thread(_write_atomic, path, body)
         except OSError as exc:
             raise MediaDownloadError(f"cannot store {url} in {self._dir}: {exc}") from exc
+        try:
+            gone = await asyncio.to_thread(_trim, self._dir, self._cache_bytes, CACHE_RECENT_S)
+        except OSError as exc:
+            log.warning("cannot trim the audio cache %s: %s", self._dir, exc)
+            return
+        self._stored -= gone
+        for key in [k for k, sealed in self._sealed.items() if sealed.sha256 in gone]:
+            del self._sealed[key]
+
+
+def _trim(directory: Path, limit: int, recent_s: float) -> set[str]:
+    """Delete the files of ``directory`` stored longest ago until it holds at most ``limit``
+    bytes, but none stored within ``recent_s``; the names deleted."""
+    files = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file() and not entry.name.endswith(".tmp"):
+                stat = entry.stat()
+                files.append((stat.st_mtime, stat.st_size, entry.name))
+    total = sum(size for _, size, _ in files)
+    cutoff = time.time() - recent_s
+    gone: set[str] = set()
+    for mtime, size, name in sorted(files):
+        if total <= limit or mtime > cutoff:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(directory / name)
+        total -= size
+        gone.add(name)
+    return gone
 
 
 SealedKey = tuple[str, str, bytes]
