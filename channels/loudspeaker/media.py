@@ -164,13 +164,19 @@ class AudioLibrary:
         self, publisher: AudioPublisher, message: AlertMessage, languages: tuple[str, ...]
     ) -> PublishedAudio:
         key = (message.id, languages)
-        pending = self._renders.get(key)
-        if pending is not None:
-            published = pending.result() if pending.done() else await asyncio.shield(pending)
+        while (pending := self._renders.get(key)) is not None:
+            try:
+                published = pending.result() if pending.done() else await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                continue  # the send that rendered it was cancelled, not this one: render here
             if await asyncio.to_thread(self._published_again, published, self._tokens.get(key)):
                 return published
             if self._renders.get(key) is pending:  # its file was pruned: published afresh
                 del self._renders[key]
+            break
         future: asyncio.Future[PublishedAudio] = asyncio.get_running_loop().create_future()
         self._renders[key] = future
         while len(self._renders) > _REMEMBERED:

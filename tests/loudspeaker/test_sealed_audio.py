@@ -316,3 +316,27 @@ async def test_a_note_that_cannot_be_written_does_not_hold_the_boxes(
         status, headers, body = await held
     assert status == 200
     assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+
+
+async def test_a_send_cancelled_while_it_renders_leaves_the_others_a_render(
+    site: Site, tmp_path: Path
+) -> None:
+    """Batches of one alert share its render; when the send that began it is cancelled (past
+    the dispatcher's deadline), the others render it themselves and the boxes get it."""
+    publisher, render = held_publisher(tmp_path / "cache")
+    url = site.library.reserve(MESSAGE, ("zh-CN",))
+    first = asyncio.ensure_future(site.library.publish(publisher, MESSAGE, ("zh-CN",)))
+    await asyncio.sleep(0.1)
+    second = asyncio.ensure_future(site.library.publish(publisher, MESSAGE, ("zh-CN",)))
+    held = asyncio.ensure_future(site.get(url))
+    await asyncio.sleep(0.1)
+    first.cancel()
+    await asyncio.sleep(0.1)
+    assert not second.done()
+    render.gate.set()
+    async with asyncio.timeout(30):
+        published = await second
+        status, headers, body = await held
+    assert first.cancelled()
+    assert status == 200 and headers[seal.SHA256_HEADER] == published.sha256
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
