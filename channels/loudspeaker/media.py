@@ -23,9 +23,10 @@ stays valid across server restarts; ``preview`` hands the console each programme
 of an alert's area would get, unpublished. Only the channel's format is rendered, and the
 published audio says where its speech starts after the attention signal
 (``speech_start_ms``, for boxes that play a stored attention clip first). Concurrent sends of
-one alert share one render. ``web_app`` serves the files at
-``audio/<name>`` with Range support, ETag and Last-Modified (aiohttp ``FileResponse``) and
-``Cache-Control: immutable``: the name is the content's hash, so a file never changes.
+one alert share one render (another renders it when the send that began it is cancelled).
+``web_app`` serves the files at ``audio/<name>`` with Range support, ETag and Last-Modified
+(aiohttp ``FileResponse``) and ``Cache-Control: immutable``: the name is the content's hash,
+so a file never changes.
 ``prune`` deletes files not published again for the core's ``[audio] keep_days`` (run by the
 channel's housekeeping): a publish answered from a render in memory marks its file (and its
 token's note) as published again, or publishes it afresh when the file was deleted.
