@@ -11,8 +11,11 @@
    referenced alerts reached). An Alert or Update whose areas select no target on any channel
    reaches no one and is refused (:class:`UnreachableAreaError`, nothing stored) unless the
    sender allows it; this dry run happens at submission, also for alerts that wait for approval.
+   So are an Alert or Update that expired before it came, and a Cancel of no stored alert.
 5. Plan each channel's deliveries and store alert, references and deliveries in one transaction;
-   an Update supersedes and a Cancel cancels what is still queued for the alerts it references.
+   an Update supersedes and a Cancel cancels what is still queued for the alerts it references,
+   of its own status only (a Test message never lifts an Actual warning; a Draft changes
+   nothing). Another document under a stored alert's sender, identifier and sent is refused.
 
 Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
 areas must not hold up the event loop, which answers other requests and drives every channel.
@@ -85,6 +88,11 @@ _URGENCY_RANK = {
 _BROADCAST_STATUSES = {Status.ACTUAL, Status.EXERCISE, Status.TEST}
 _BROADCAST_TYPES = {MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL}
 _SUPERSEDES = {MsgType.CANCEL: "cancelled", MsgType.UPDATE: "superseded"}
+
+
+def _problem(path: str, message: str) -> Problem:
+    """Why a valid alert would reach no one (:class:`UnreachableAreaError`)."""
+    return Problem(path, "reaches-no-one", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +187,10 @@ class Intake:
 
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
+        # A Draft (or System) message changes nothing; a Test or Exercise one only its own kind.
+        supersede = _SUPERSEDES.get(alert.msg_type) if alert.status in _BROADCAST_STATUSES else None
+        if supersede is not None:
+            await self.database.run(self._check_statuses, alert, references)
         record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
         warnings = parsed.problems + verdict.problems
         record_notes = [*notes, *(("repair", str(problem)) for problem in parsed.repairs)]
@@ -191,13 +203,21 @@ class Intake:
             unreached = alert.msg_type is not MsgType.CANCEL and not any(candidates.values())
         if unreached:
             problems = unreached_problems(alert, wanted)
+        elif not broadcasts(alert.status, alert.msg_type):
+            problems = []
+        elif record.state == "expired" and alert.msg_type is not MsgType.CANCEL:
+            problems = [_problem("/alert/info[1]/expires", "the alert expired before it came")]
+        elif alert.msg_type is MsgType.CANCEL and not any(r.alert_id for r in references):
+            problems = [_problem("/alert/references", "the Cancel names no alert stored here")]
+        else:
+            problems = []
+        if problems:
             if not allow_empty:
                 raise UnreachableAreaError(
                     f"the alert would reach no one: {problems[0].message}", problems
                 )
             warnings += [replace(p, severity="warning") for p in problems]
             record_notes.append(("reaches-no-one", "; ".join(p.message for p in problems)))
-        supersede = _SUPERSEDES.get(alert.msg_type)
         # Whatever would broadcast, or cancel or supersede another alert, waits for approval.
         pending = requested_by is not None and (record.state == "active" or supersede is not None)
         if pending and record.state == "active":
@@ -330,6 +350,16 @@ class Intake:
             raise ApprovalError(f"alert {alert_id} is not awaiting approval")
 
     async def _existing(self, alert_id: str, parsed: ParsedCap) -> IntakeResult:
+        """The alert stored under the same sender, identifier and sent: this one again, or a
+        different document under its name, refused (its content would be dropped)."""
+        stored = await self.database.run(self.alerts.document, alert_id)
+        if stored is not None and stored != to_json(parsed.alert):
+            alert = parsed.alert
+            raise CapError(
+                f"another alert is stored as {alert.sender},{alert.identifier},"
+                f"{format_cap_time(alert.sent)}: a new or changed alert needs an identifier of"
+                " its own (an Update references the one it changes)"
+            )
         row = await self.database.run(self.alerts.get, alert_id)
         state = str(row["shown_state"]) if row else "unknown"
         return IntakeResult(
@@ -351,6 +381,18 @@ class Intake:
                 found = None
             links.append(ReferenceLink(ref.sender, ref.identifier, ref.sent, found))
         return links
+
+    def _check_statuses(self, alert: Alert, references: Sequence[ReferenceLink]) -> None:
+        """Refuse a Cancel or Update of a stored alert of another status: a Test message must
+        not lift or replace a real warning, nor an Actual one a test."""
+        for link in references:
+            found = self.alerts.get(link.alert_id) if link.alert_id is not None else None
+            if found is not None and found["status"] != alert.status.value:
+                verb = "cancel" if alert.msg_type is MsgType.CANCEL else "update"
+                raise CapError(
+                    f"a message of status {alert.status.value} cannot {verb} the alert"
+                    f" {link.sender},{link.identifier},{link.sent} of status {found['status']}"
+                )
 
     def _record(
         self, alert_id: str, parsed: ParsedCap, now: float, channels: list[str], origin: str
