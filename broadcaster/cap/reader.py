@@ -45,7 +45,7 @@ E = TypeVar("E", bound=StrEnum)
 T = TypeVar("T")
 
 LANGUAGE_FORM = re.compile(r"[a-zA-Z]{1,8}(-[a-zA-Z0-9]{1,8})*")
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _PLACEHOLDER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _DEPRECATED_CERTAINTY = {"VeryLikely", "Very Likely"}
 _CAP11_DEFAULT_MIME = "application/octet-stream"

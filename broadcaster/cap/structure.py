@@ -146,8 +146,30 @@ def local_name(element: etree._Element) -> str:
 def check_structure(root: etree._Element, namespace: str, *, cap11: bool = False) -> list[Problem]:
     """Every structural error below ``root`` (an ``<alert>`` in ``namespace``)."""
     problems: list[Problem] = []
+    _check_attributes(root, "/alert", problems)
     _check_children(root, "alert", "/alert", namespace, cap11, problems)
     return problems
+
+
+def _check_attributes(element: etree._Element, where: str, problems: list[Problem]) -> None:
+    """CAP's elements carry no attributes (the schema declares none)."""
+    if element.attrib:
+        names = ", ".join(sorted(str(etree.QName(n).localname) for n in element.attrib))
+        problems.append(
+            Problem(where, "unexpected-attribute", f"{local_name(element)} has attributes: {names}")
+        )
+
+
+def _stray_text(parent: etree._Element, path: str, name: str, problems: list[Problem]) -> None:
+    """Text beside the elements of ``parent``, which holds elements only."""
+    pieces = [parent.text, *(child.tail for child in parent)]
+    stray = " ".join(p.strip() for p in pieces if p and p.strip())
+    if stray:
+        problems.append(
+            Problem(
+                path, "unexpected-text", f"{name} holds elements only, not text: {stray[:40]!r}"
+            )
+        )
 
 
 def _sequence(name: str, cap11: bool) -> tuple[Slot, ...]:
@@ -170,6 +192,7 @@ def _check_children(
     position = 0
     signature_seen = False
     prefix = f"{{{namespace}}}"
+    _stray_text(parent, path, name, problems)
     for child in parent.iterchildren(tag=etree.Element):
         tag = str(child.tag)
         child_name = tag[len(prefix) :] if tag.startswith(prefix) else ""
@@ -205,6 +228,7 @@ def _check_children(
         else:
             _report_missing(sequence, counts, position, slot_index, path, problems)
             position = slot_index
+        _check_attributes(child, where, problems)
         if counts[slot_index] > slot.max_occurs:
             problems.append(
                 Problem(where, "element-count", f"{child_name} may appear only once in {name}")

@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 _CAP_TIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})T(?P<clock>\d{2}:\d{2}:\d{2})(?P<fraction>\.\d+)?"
-    r"(?P<zone>Z|[+-]\d{2}:\d{2})"
+    r"(?P<zone>Z|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 
 
@@ -42,6 +43,8 @@ def parse_cap_time(text: str, *, strict: bool = False) -> datetime:
         naive = datetime.fromisoformat(f"{match['date']}T{match['clock']}")
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a real date and time: {exc}") from None
+    if not 1 < naive.year < 9999:  # not to be shown in every zone, nor compared
+        raise ValueError(f"{value!r} is out of the range of years 2 to 9998")
     return naive.replace(tzinfo=_zone_of(zone, value))
 
 
@@ -75,8 +78,8 @@ def _zone_of(zone: str, value: str) -> timezone:
     if zone == "Z":
         return UTC
     hours, minutes = int(zone[1:3]), int(zone[4:6])
-    if hours > 23 or minutes > 59:
-        raise ValueError(f"{value!r} has an impossible UTC offset {zone}")
+    if hours > 14 or minutes > 59 or (hours == 14 and minutes):  # XML Schema's limit
+        raise ValueError(f"{value!r} has an impossible UTC offset {zone} (at most 14:00)")
     offset = timedelta(hours=hours, minutes=minutes)
     if offset == timedelta(0):
         return UTC

@@ -40,6 +40,9 @@ from broadcaster.cap.problems import Problem
 from broadcaster.cap.reader import LANGUAGE_FORM
 from broadcaster.cap.times import format_cap_time, is_strict_cap_time
 
+HALF_EARTH_KM = 20_038.0
+"""Half the Earth's equatorial circumference: a circle of larger radius covers it all."""
+
 _SHA1_HEX = re.compile(r"[0-9a-fA-F]{40}")
 _NO_AREA = 1e-12  # degrees squared, about a hundredth of a square metre
 _XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -324,6 +327,13 @@ def _check_area(checker: _Checker, area: Area, path: str) -> None:
             _finite(circle.radius_km) and circle.radius_km >= 0
         ):
             checker.error(where, "circle-form", "circle radius must be a non-negative number")
+        elif _finite(circle.radius_km) and circle.radius_km > HALF_EARTH_KM:
+            checker.error(
+                where,
+                "circle-form",
+                f"circle radius {circle.radius_km:g} km is more than half the Earth's"
+                f" circumference ({HALF_EARTH_KM:g} km): a mistaken unit would reach everyone",
+            )
     _check_pairs(checker, f"{path}/geocode", area.geocodes)
     has_altitude = checker.number(f"{path}/altitude", area.altitude)
     if checker.number(f"{path}/ceiling", area.ceiling):

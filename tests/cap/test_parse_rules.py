@@ -97,6 +97,25 @@ def test_stray_and_foreign_elements_rejected() -> None:
     assert ("/alert/note", "unexpected-element", "error") in found
 
 
+def test_attributes_and_stray_text_rejected() -> None:
+    # The schema declares no attribute and no mixed content.
+    found = pairs(rejected(doc(HEAD.replace("<status>", '<status lang="en">'))))
+    assert ("/alert/status", "unexpected-attribute", "error") in found
+    found = pairs(rejected(doc().replace(b"<event>", b"junk<event>")))
+    assert ("/alert/info[1]", "unexpected-text", "error") in found
+    found = pairs(rejected(doc().replace(b"<alert ", b'<alert id="1" ')))
+    assert ("/alert", "unexpected-attribute", "error") in found
+
+
+def test_a_size_in_other_digits_rejected() -> None:
+    resource = (
+        "<resource><resourceDesc>r</resourceDesc><mimeType>audio/ogg</mimeType>"
+        "<size>\u0661\u0662\u0663</size></resource>"
+    )
+    found = pairs(rejected(doc(area=resource + AREA)))
+    assert any(path.endswith("/size") for path, _, _ in found), found
+
+
 def test_element_inside_plain_value_rejected() -> None:
     head = HEAD.replace("<status>Exercise</status>", "<status>Exercise<b>!</b></status>")
     assert ("/alert/status/b", "unexpected-element", "error") in pairs(rejected(doc(head)))
@@ -247,6 +266,12 @@ def test_circle_form() -> None:
     assert ("/alert/info[1]/area[1]/circle[1]", "circle-form", "error") in pairs(
         rejected(doc(area=area))
     )
+    area = "<area><areaDesc>x</areaDesc><circle>41.0,113.0 50000</circle></area>"  # metres?
+    assert ("/alert/info[1]/area[1]/circle[1]", "circle-form", "error") in pairs(
+        rejected(doc(area=area))
+    )
+    area = "<area><areaDesc>x</areaDesc><circle>41.0,113.0 20000</circle></area>"
+    assert parse_cap(doc(area=area)).alert.infos[0].areas[0].circles[0].radius_km == 20000
 
 
 def test_update_needs_references_and_malformed_triplet_rejected() -> None:

@@ -69,6 +69,11 @@ def test_z_and_fractions_strict_versus_tolerant(text: str) -> None:
         "2024-02-30T15:15:00-00:00",
         "2024-06-06T25:15:00-00:00",
         "2024-06-06T15:15:00+24:00",
+        "2024-06-06T15:15:00+14:30",  # beyond XML Schema's ±14:00
+        "2024-06-06T15:15:00-23:59",
+        "9999-12-31T10:00:00-12:00",  # past the last year any zone can show
+        "0001-01-01T00:00:00+08:00",
+        "２０２４-06-06T15:15:00+08:00",  # digits other than ASCII ones
         "yesterday",
         "",
     ],
