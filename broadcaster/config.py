@@ -119,7 +119,7 @@ class ApiTokenConfig(StrictModel):
         None,
         pattern=r"^[0-9]{6}([0-9]{6})?$",
         description="the county node (its division code) this token belongs to: it may report"
-        " the delivery state of alerts relayed to that node",
+        " the delivery state of alerts relayed to that node, and nothing else",
     )
 
 

@@ -100,6 +100,7 @@ def make_app(service: BroadcasterService) -> web.Application:
                 tokens,
                 frozenset(t.name for t in service.config.api.tokens if t.requires_approval),
                 lambda: ApiTokenStore(service.database, service.clock),
+                reporters=frozenset(t.name for t in service.config.api.tokens if t.node),
             ),
             federation.sources_only_submit,
         ],

@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -70,13 +71,22 @@ def client_for(header: str | None, tokens: dict[str, Secret]) -> str | None:
     return found
 
 
+_REPORT = re.compile(r"/api/v1/alerts/[^/]+/reports")
+"""The one route a county node's token may call."""
+
+
 def bearer_middleware(
     tokens: dict[str, Secret],
     approval_clients: frozenset[str],
     issued: Callable[[], ApiTokenStore],
     prefix: str = "/api/",
+    reporters: frozenset[str] = frozenset(),
 ) -> Middleware:
     """Require a valid bearer token on every path under ``prefix``.
+
+    A client of ``reporters`` (a county node's token, ``[[api.tokens]] node``) may only report
+    the delivery state of alerts relayed to it (``POST /api/v1/alerts/{id}/reports``):
+    whoever holds one county node must not submit or approve the city's alerts.
 
     A token is one from the configuration (client name = its ``name``) or one an admin issued
     in the console (client name ``token:<name>``, revocable there). The request learns the
@@ -108,6 +118,12 @@ def bearer_middleware(
                     {"error": "missing or invalid bearer token"},
                     status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'},
+                )
+            if client in reporters and not (
+                request.method == "POST" and _REPORT.fullmatch(request.path)
+            ):
+                return web.json_response(
+                    {"error": "a node's token may only report delivery states"}, status=403
                 )
             if client is not None:
                 request[CLIENT] = client

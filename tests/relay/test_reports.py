@@ -221,3 +221,21 @@ async def test_a_relay_of_what_the_county_already_took_from_the_region_is_report
     assert any("already accepted" in (e["detail"] or "") for e in events["events"])
     record = await county.store.alerts.get(taken.alert_id)
     assert record is not None and record["origin"] == "upstream:region"
+
+
+async def test_a_county_s_token_at_the_city_may_only_report(pair: Pair) -> None:
+    # Whoever holds one county node must not broadcast nor approve for the city.
+    alert = to_xml(make_alert("from-a-county", geocodes=["150921000000"]))
+    status, body = await _call(
+        pair.city, "POST", "/api/v1/alerts", REPORT, alert, "application/xml"
+    )
+    assert (status, body) == (403, {"error": "a node's token may only report delivery states"})
+    for method, path in [
+        ("GET", "/api/v1/alerts/a0"),
+        ("POST", "/api/v1/alerts/a0/approve"),
+        ("POST", "/api/v1/alerts/a0/cancel"),
+    ]:
+        status, _ = await _call(pair.city, method, path, REPORT, b"{}", "application/json")
+        assert status == 403, (method, path)
+    status, _ = await _call(pair.city, "GET", "/api/v1/alerts/a0", OFFICER, b"", "text/plain")
+    assert status == 404  # the officer's token is let through
