@@ -17,6 +17,7 @@ the audit log, never written into the CAP document (which the public feed carrie
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from datetime import datetime, tzinfo
 
@@ -80,7 +81,8 @@ def cancel_of(
         for info in original.infos
     ]
     return Alert(
-        identifier=f"{original.identifier}.cancel.{int(now.timestamp())}",
+        # Not to be guessed: a Draft stored under it first would block the Cancel.
+        identifier=f"{original.identifier}.cancel.{int(now.timestamp())}.{secrets.token_hex(4)}",
         sender=sender,
         sent=now,
         status=original.status,

@@ -110,6 +110,11 @@ def _channels_of(request: web.Request) -> list[str] | None:
     return [c for c in channels_param.split(",") if c] if channels_param else None
 
 
+_SUBMITTED = {"pending": "alert.draft", "held": "alert.store", "expired": "alert.store"}
+"""The audit action of a stored submission by its state: only what goes out is ``alert.send``
+(a Draft or System message is held, nothing is sent)."""
+
+
 @routes.post("/api/v1/alerts")
 async def submit_alert(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
@@ -149,7 +154,7 @@ async def submit_alert(request: web.Request) -> web.Response:
     if not result.created and result.alert_id:
         await service.reporter.relayed(result.alert_id, client)
     if result.created:
-        action = "alert.draft" if result.state == "pending" else "alert.send"
+        action = _SUBMITTED.get(result.state, "alert.send")
         detail: dict[str, Any] = {"planned": result.planned}
         if result.repairs:
             detail["repairs"] = [str(p) for p in result.repairs]

@@ -139,6 +139,7 @@ ACTIONS: dict[str, Words] = {
     "csrf.refused": ("请求被拒（CSRF）", "request refused (CSRF)"),
     "alert.draft": ("提交待审批", "submitted for approval"),
     "alert.send": ("发布", "sent"),
+    "alert.store": ("存档（不发布）", "stored, not sent"),
     "alert.update": ("发布更新", "update issued"),
     "alert.approve": ("批准", "approved"),
     "alert.approve.refused": ("批准被拒", "approval refused"),

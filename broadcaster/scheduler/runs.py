@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,7 +103,8 @@ def build_test_alert(
         geocodes=[NamedValue("CPEAS Geographic Code", code) for code in geocodes],
     )
     return Alert(
-        identifier=f"{schedule.name}.run{run_id}.{int(sent.timestamp())}",
+        # Not to be guessed: a Draft stored under it first would block the run.
+        identifier=f"{schedule.name}.run{run_id}.{int(sent.timestamp())}.{secrets.token_hex(4)}",
         sender=sender,
         sent=sent,
         status=_STATUS[schedule.kind],

@@ -5,8 +5,10 @@ allowed or refused, is in the audit log. Each test replays an attack over a real
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +151,25 @@ async def test_a_cancel_from_such_a_token_waits_for_a_second_party(api: Api) -> 
     entries = await api.audit()
     assert ("api:duty", "alert.cancel", other["id"]) in entries
     assert ("api:duty", "alert.cancel.refused", other["id"]) in entries
+
+
+async def test_such_a_token_cannot_block_a_cancel_by_taking_its_name_first(api: Api) -> None:
+    # Drafts need no approval; under the names the server would give its Cancel for the next
+    # seconds (the server's sender, the alert's identifier and the time) they would make that
+    # Cancel look like a document stored already.
+    live = await api.submit(DUTY, "false-alarm")
+    now = int(time.time())
+    for second in range(now, now + 5):
+        await api.submit(
+            FEED,
+            f"false-alarm.cancel.{second}",
+            sender="city@example.cn",
+            sent=datetime.fromtimestamp(second, UTC),
+            status=Status.DRAFT,
+        )
+    status, body = await api.post(f"/api/v1/alerts/{live['id']}/cancel", DUTY, json={})
+    assert status == 201 and body["created"], body
+    assert (await api.record(live["id"]))["state"] == "cancelled"
 
 
 @pytest.mark.parametrize("status", [Status.SYSTEM, Status.ACTUAL])
@@ -317,3 +338,12 @@ async def test_an_officer_cannot_decide_what_their_own_token_asked_for(api: Api)
     assert record["state"] == "held" and record["approval"]["state"] == "pending"
     result = await api.service.approve(through_feed["id"], by="console:li", reason="checked")
     assert result.planned == {"rec": 4}
+
+
+async def test_a_held_submission_is_audited_as_stored_not_sent(api: Api) -> None:
+    draft = await api.submit(DUTY, "just-a-draft", status=Status.DRAFT)
+    live = await api.submit(DUTY, "live-one")
+    entries = await api.audit()
+    assert ("api:duty", "alert.store", draft["id"]) in entries
+    assert ("api:duty", "alert.send", live["id"]) in entries
+    assert ("api:duty", "alert.send", draft["id"]) not in entries
