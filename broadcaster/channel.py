@@ -311,6 +311,11 @@ class AlertHooks(Protocol):
         """The alert's deliveries counted by channel and state (empty while it is held)."""
         ...
 
+    async def status(self, alert_id: str) -> str | None:
+        """The CAP status of a stored alert (``Actual``, ``Exercise``, ``Test`` ...), None
+        when there is none: a Cancel must have the status of the alert it lifts."""
+        ...
+
 
 class RecordStore(Protocol):
     """The channel's own key/value records (JSON values) in the store every node shares."""

@@ -132,6 +132,10 @@ class ChannelAlerts:
     async def summary(self, alert_id: str) -> dict[str, dict[str, int]]:
         return await self.service.store.deliveries.summary(alert_id)
 
+    async def status(self, alert_id: str) -> str | None:
+        record = await self.service.store.alerts.get(alert_id)
+        return None if record is None else str(record["status"])
+
 
 class BroadcasterService:
     """Owns every long-lived part of the system for one data directory."""

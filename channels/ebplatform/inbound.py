@@ -169,13 +169,14 @@ async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[Res
         return ResultCode.OTHER_ERROR, "this platform takes no EBMs"
     if await channel.ledger.received(ebm.ebmid) is not None:
         return ResultCode.OK, "已接收"
-    cancelled = None
+    cancelled, status = None, None
     if ebm.msg_type is MsgType.CANCEL:
         earlier = await channel.ledger.received(ebm.related_ebmid or "")
         if earlier is None:
             return ResultCode.OTHER_ERROR, "RelatedInfo/EBMID names no EBM received here"
         cancelled = Reference(*earlier.cap_key.split(",", 2))
-    alert = alert_of_ebm(ebm, ebd.src_ebrid, cancelled)
+        status = await hooks.status(earlier.alert_id)
+    alert = alert_of_ebm(ebm, ebd.src_ebrid, cancelled, status)
     try:
         alert_id = await hooks.submit(
             alert,

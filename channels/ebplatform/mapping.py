@@ -174,15 +174,20 @@ def ebm_fields(ebm: Ebm) -> dict[str, object]:
 _CAP_SEVERITY = {value: key for key, value in _SEVERITY.items()}
 
 
-def alert_of_ebm(ebm: Ebm, src_ebrid: str, cancelled: Reference | None) -> Alert:
+def alert_of_ebm(
+    ebm: Ebm, src_ebrid: str, cancelled: Reference | None, cancelled_status: str | None = None
+) -> Alert:
     """The CAP alert an upper platform's EBM becomes (``cancelled``: the alert a cancel EBM
-    lifts, found from its ``RelatedInfo/EBMID``)."""
+    lifts, found from its ``RelatedInfo/EBMID``; the Cancel has that alert's status,
+    ``cancelled_status``, as CAP asks: the lifting of a drill is a drill too)."""
     sent = _aware(ebm.send_time)
     drill = ebm.msg_type in (EbmType.PLATFORM_DRILL, EbmType.HEADEND_DRILL, EbmType.TERMINAL_DRILL)
     status = Status.EXERCISE if drill else Status.ACTUAL
     if ebm.severity is EbmSeverity.TEST:
         status = Status.TEST
     cancel = ebm.msg_type is EbmType.CANCEL and cancelled is not None
+    if cancel and cancelled_status in {s.value for s in Status}:
+        status = Status(cancelled_status)
     area = Area(
         area_desc=f"应急广播区域 {','.join(ebm.area_codes)}",
         geocodes=[NamedValue("GB/T 2260", code) for code in ebm.area_codes],

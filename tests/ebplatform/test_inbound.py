@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from broadcaster.service import BroadcasterService
 from drivers.ebd import (
@@ -253,9 +254,13 @@ async def test_an_upper_ebm_is_played_on_our_fm_transmitter_and_its_state_goes_b
             )
 
 
-async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(tmp_path: Path, pki: Pki) -> None:
+@pytest.mark.parametrize("kind", [MsgType.ACTUAL, MsgType.PLATFORM_DRILL])
+async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(
+    tmp_path: Path, pki: Pki, kind: MsgType
+) -> None:
+    # The cancel of a drill is a drill too: CAP's Cancel has the status of what it lifts.
     async with upper_and_us(tmp_path, pki) as (_service, url, upper):
-        ebm = upper_ebm()
+        ebm = upper_ebm(msg_type=kind)
         assert (await upper.send(url, ebm, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
         await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.SUCCEEDED))
         cancel = upper_ebm(
@@ -269,7 +274,8 @@ async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(tmp_path: Path, pk
         await upper.wait_until(lambda: _reported(upper, cancel.ebmid, BrdStateCode.SUCCEEDED))
         lines = await _lines(tmp_path)
         assert len(lines) == 2 and lines[0]["texts"][0]["headline"] == ebm.title
-        assert lines[1]["texts"][0]["title"].startswith("【解除】")
+        marks = "【演练】【解除】" if kind is MsgType.PLATFORM_DRILL else "【解除】"
+        assert lines[1]["texts"][0]["title"].startswith(marks)
 
 
 async def test_a_held_upper_ebm_waits_for_an_officer_and_we_keep_sending_heartbeats(
