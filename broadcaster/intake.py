@@ -14,8 +14,8 @@
    So are an Alert or Update that expired before it came, and a Cancel of no stored alert.
 5. Plan each channel's deliveries and store alert, references and deliveries in one transaction;
    an Update supersedes and a Cancel cancels what is still queued for the alerts it references,
-   of its own status only (a Test message never lifts an Actual warning; a Draft changes
-   nothing). Another document under a stored alert's sender, identifier and sent is refused.
+   of its own status only (a Test message never lifts an Actual warning; a System one, never
+   broadcast, may withdraw any; a Draft changes nothing). Another document under a stored alert's sender, identifier and sent is refused.
 
 Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
 areas must not hold up the event loop, which answers other requests and drives every channel.
@@ -187,9 +187,10 @@ class Intake:
 
         now = self.clock()
         references = await self.database.run(self._resolve_references, alert)
-        # A Draft (or System) message changes nothing; a Test or Exercise one only its own kind.
-        supersede = _SUPERSEDES.get(alert.msg_type) if alert.status in _BROADCAST_STATUSES else None
-        if supersede is not None:
+        # A Draft changes nothing; a System message (never broadcast) may withdraw any alert
+        # silently; an Actual, Test or Exercise one only alerts of its own status.
+        supersede = _SUPERSEDES.get(alert.msg_type) if alert.status is not Status.DRAFT else None
+        if supersede is not None and alert.status is not Status.SYSTEM:
             await self.database.run(self._check_statuses, alert, references)
         record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
         warnings = parsed.problems + verdict.problems
