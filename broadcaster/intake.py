@@ -15,7 +15,8 @@
 5. Plan each channel's deliveries and store alert, references and deliveries in one transaction;
    an Update supersedes and a Cancel cancels what is still queued for the alerts it references,
    of its own status only (a Test message never lifts an Actual warning; a System one, never
-   broadcast, may withdraw any; a Draft changes nothing). Another document under a stored alert's sender, identifier and sent is refused.
+   broadcast, may withdraw any; a Draft changes nothing). Another document under a stored
+   alert's sender, identifier and sent is refused.
 
 Parsing, rendering and the geometry of planning run in worker threads: an alert of thousands of
 areas must not hold up the event loop, which answers other requests and drives every channel.
