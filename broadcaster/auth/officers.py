@@ -251,7 +251,8 @@ class OfficerStore:
         enabled: bool | None = None,
         unlock: bool = False,
     ) -> Officer:
-        """Change role, enable/disable or unlock; refuses to leave no enabled admin."""
+        """Change role, enable/disable or unlock; refuses to leave no enabled admin. An admin
+        disabled or demoted loses the API tokens they issued (revoked by ``system``)."""
         new_role = _role(role) if role is not None else None
 
         def change() -> None:
@@ -282,6 +283,13 @@ class OfficerStore:
                     )
                     if not enabled:
                         conn.execute("DELETE FROM console_sessions WHERE username = ?", (username,))
+                if row["role"] == Role.ADMIN and not stays_admin:
+                    # The API tokens an admin issued go with the power to issue them.
+                    conn.execute(
+                        "UPDATE api_token_grants SET revoked_by = 'system', revoked_at = ?"
+                        " WHERE created_by = ? AND revoked_at IS NULL",
+                        (self.clock(), f"console:{username}"),
+                    )
                 if unlock:
                     conn.execute(
                         "UPDATE officers SET failed_logins = 0, locked_until = 0"

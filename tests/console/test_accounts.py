@@ -120,6 +120,24 @@ async def test_api_tokens_are_shown_once_and_revocable(database: Database) -> No
     assert await tokens.client_for(token) is None
 
 
+@pytest.mark.parametrize("change", [{"enabled": False}, {"role": Role.APPROVER}])
+async def test_the_tokens_of_an_admin_disabled_or_demoted_stop_working(
+    stores,
+    change: dict[str, object],  # type: ignore[no-untyped-def]
+) -> None:
+    officers, _, _ = stores
+    await officers.create("root", PASSWORD, Role.ADMIN)
+    await officers.create("ann", PASSWORD, Role.ADMIN)
+    tokens = ApiTokenStore(officers.database)
+    anns, _ = await tokens.create("ann-feed", created_by="console:ann")
+    roots, _ = await tokens.create("root-feed", created_by="console:root")
+    await officers.update("ann", **change)  # type: ignore[arg-type]
+    assert await tokens.client_for(anns) is None
+    assert await tokens.client_for(roots) is not None
+    (revoked,) = [g for g in await tokens.all() if g.name == "ann-feed"]
+    assert revoked.revoked_by == "system"
+
+
 def test_login_rate_limit_per_address() -> None:
     now = [0.0]
     limiter = LoginRateLimiter(3, clock=lambda: now[0])
