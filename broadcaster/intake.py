@@ -56,7 +56,12 @@ from broadcaster.delivery import Target
 from broadcaster.errors import ApprovalError, CapError, ChannelError, UnreachableAreaError
 from broadcaster.faults import ChannelFaults, plan_deliveries
 from broadcaster.federation.fallback import within, without_relayed
-from broadcaster.planner import alert_areas, select_targets, unreached_problems
+from broadcaster.planner import (
+    alert_areas,
+    division_code_problems,
+    select_targets,
+    unreached_problems,
+)
 from broadcaster.rendition import render
 from broadcaster.signatures import SignaturePolicy, SignatureVerdict
 from broadcaster.store.alerts import (
@@ -194,7 +199,7 @@ class Intake:
         if supersede is not None and alert.status is not Status.SYSTEM:
             await self.database.run(self._check_statuses, alert, references)
         record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
-        warnings = parsed.problems + verdict.problems
+        warnings = parsed.problems + verdict.problems + division_code_problems(alert)
         record_notes = [*notes, *(("repair", str(problem)) for problem in parsed.repairs)]
         if verdict.report.status != "unsigned":
             record_notes.append(("signature", verdict.summary))

@@ -52,6 +52,29 @@ def division_codes(area: Area) -> list[str]:
     return codes
 
 
+def division_code_problems(alert: Alert) -> list[Problem]:
+    """A warning for each division geocode whose value is no division code: it selects no
+    target, and a typo beside a valid code would leave part of the area unwarned unseen."""
+    problems = []
+    for i, info in enumerate(alert.infos, start=1):
+        for j, area in enumerate(info.areas, start=1):
+            for k, geocode in enumerate(area.geocodes, start=1):
+                if geocode.value_name.strip().lower() not in DIVISION_VALUE_NAMES:
+                    continue
+                try:
+                    normalize_code(geocode.value.strip())
+                except ValueError as exc:
+                    problems.append(
+                        Problem(
+                            f"/alert/info[{i}]/area[{j}]/geocode[{k}]",
+                            "division-code",
+                            f"{exc}: it selects no target",
+                            severity="warning",
+                        )
+                    )
+    return problems
+
+
 def alert_areas(alert: Alert) -> list[Area]:
     return [area for info in alert.infos for area in info.areas]
 

@@ -119,6 +119,17 @@ async def test_an_alert_expired_before_it_came_reaches_no_one(tmp_path: Path) ->
         assert result.state == "expired" and result.planned == {}
 
 
+async def test_a_division_code_that_is_none_is_warned_of(tmp_path: Path) -> None:
+    # A typo beside a valid code: the alert goes out to the valid one, and says what it missed.
+    alert = make_alert("typo", geocodes=["150921000000", "1509220000"])
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        result = await service.submit(alert, origin="test")
+        assert result.planned
+        (warning,) = [w for w in result.warnings if w.rule == "division-code"]
+        assert warning.path == "/alert/info[1]/area[1]/geocode[2]"
+        assert warning.severity == "warning" and "has 10 digits" in warning.message
+
+
 async def test_a_cancel_of_no_stored_alert_reaches_no_one(tmp_path: Path) -> None:
     never = make_alert("never-here")
     cancel = make_alert("c", msg_type=MsgType.CANCEL, references=[never])
