@@ -199,7 +199,7 @@ async def test_allow_empty_accepts_an_alert_that_reaches_no_one_and_says_so(api:
     status, body = await _post(session, xml, query="?allow_empty=1")
     assert status == 201, body
     assert (body["state"], body["planned"]) == ("reaches no one", {})
-    assert [w["rule"] for w in body["warnings"]] == ["area-reaches-no-one"]
+    assert [w["rule"] for w in body["warnings"]] == ["division-code", "area-reaches-no-one"]
     async with session.get(f"/api/v1/alerts/{body['id']}", headers=_auth("lenient")) as r:
         record = await r.json()
     assert record["reaches_no_one"] is True
