@@ -393,12 +393,12 @@ class Intake:
         """Refuse a Cancel or Update of a stored alert of another status: a Test message must
         not lift or replace a real warning, nor an Actual one a test."""
         for link in references:
-            found = self.alerts.get(link.alert_id) if link.alert_id is not None else None
-            if found is not None and found["status"] != alert.status.value:
+            found = self.alerts.status(link.alert_id) if link.alert_id is not None else None
+            if found is not None and found != alert.status.value:
                 verb = "cancel" if alert.msg_type is MsgType.CANCEL else "update"
                 raise CapError(
                     f"a message of status {alert.status.value} cannot {verb} the alert"
-                    f" {link.sender},{link.identifier},{link.sent} of status {found['status']}"
+                    f" {link.sender},{link.identifier},{link.sent} of status {found}"
                 )
 
     def _record(

@@ -133,8 +133,7 @@ class ChannelAlerts:
         return await self.service.store.deliveries.summary(alert_id)
 
     async def status(self, alert_id: str) -> str | None:
-        record = await self.service.store.alerts.get(alert_id)
-        return None if record is None else str(record["status"])
+        return await self.service.store.alerts.status(alert_id)
 
 
 class BroadcasterService:

@@ -371,6 +371,11 @@ class AlertTable:
                 found.setdefault(row["channel"], {})[target.id] = target
         return {channel: list(targets.values()) for channel, targets in found.items()}
 
+    def status(self, alert_id: str) -> str | None:
+        """The alert's CAP status (``Actual``, ``Test`` ...), or None when it is not stored."""
+        rows = self.database.query("SELECT status FROM alerts WHERE id = ?", (alert_id,))
+        return str(rows[0]["status"]) if rows else None
+
     def get(self, alert_id: str) -> dict[str, Any] | None:
         rows = self.database.query(
             "SELECT id, sender, identifier, sent, status, msg_type, scope, event, headline,"

@@ -27,6 +27,9 @@ class AlertStore(Protocol):
     async def get(self, alert_id: str) -> Row | None:
         """The alert's record (state, channels, times…), or None."""
 
+    async def status(self, alert_id: str) -> str | None:
+        """The alert's CAP status (``Actual``, ``Exercise``, ``Test`` ...), or None."""
+
     async def document(self, alert_id: str) -> Row | None:
         """The alert's CAP document as JSON, or None."""
 

@@ -30,6 +30,9 @@ class SQLiteAlertStore:
     async def get(self, alert_id: str) -> Row | None:
         return await self._run(self._table.get, alert_id)
 
+    async def status(self, alert_id: str) -> str | None:
+        return await self._run(self._table.status, alert_id)
+
     async def document(self, alert_id: str) -> Row | None:
         return await self._run(self._table.document, alert_id)
 

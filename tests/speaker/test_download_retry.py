@@ -22,6 +22,19 @@ from drivers.speaker.testing import MediaServer, free_port, play_url_command
 from tests.speaker.agent_rig import AUDIO, Box, sha
 
 
+async def timed_failure(
+    fetcher: MediaFetcher, url: str, error: type[Exception], match: str
+) -> float:
+    """Fetch ``url`` expecting ``error``, close the fetcher; how long the fetch took."""
+    started = time.monotonic()
+    try:
+        with pytest.raises(error, match=match):
+            await fetcher.fetch(url, sha(AUDIO))
+    finally:
+        await fetcher.aclose()
+    return time.monotonic() - started
+
+
 async def test_a_busy_server_is_asked_again_when_it_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,14 +80,9 @@ async def test_a_refused_connection_is_tried_again_after_growing_waits(
     waits = (0.05, 0.1, 0.2)
     monkeypatch.setattr(download_retry, "WAITS_S", waits)
     port = free_port()  # a loopback port nothing listens on
-    fetcher = MediaFetcher(tmp_path)
-    started = time.monotonic()
-    try:
-        with pytest.raises(DownloadInterruptedError, match="failed"):
-            await fetcher.fetch(f"http://127.0.0.1:{port}/media/a.wav", sha(AUDIO))
-    finally:
-        await fetcher.aclose()
-    assert sum(waits) <= time.monotonic() - started < sum(waits) + 5
+    url = f"http://127.0.0.1:{port}/media/a.wav"
+    took = await timed_failure(MediaFetcher(tmp_path), url, DownloadInterruptedError, "failed")
+    assert sum(waits) <= took < sum(waits) + 5
 
 
 async def test_the_box_plays_the_warning_after_a_busy_answer_not_its_fallback(
@@ -99,13 +107,10 @@ async def test_every_try_together_takes_no_longer_than_one_download_may(tmp_path
     async with MediaServer({"a.wav": AUDIO}) as server:
         server.refusals = [(503, "10"), (503, "10")]  # the server asks for 10 s each time
         fetcher = MediaFetcher(tmp_path, timeout_s=3.0)
-        started = time.monotonic()
-        try:
-            with pytest.raises(DownloadInterruptedError, match="HTTP 503"):
-                await fetcher.fetch(server.url("a.wav"), sha(AUDIO))
-        finally:
-            await fetcher.aclose()
-    assert time.monotonic() - started < 3.0
+        took = await timed_failure(
+            fetcher, server.url("a.wav"), DownloadInterruptedError, "HTTP 503"
+        )
+    assert took < 3.0
     assert server.requests == 1  # a wait past the 3 s the download may take is not begun
 
 
@@ -117,14 +122,12 @@ async def test_a_server_that_never_answers_is_given_up_on_time(tmp_path: Path) -
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     fetcher = MediaFetcher(tmp_path, timeout_s=5.2)  # aiohttp would round 5 s and more up
-    started = time.monotonic()
     try:
-        with pytest.raises(MediaDownloadError, match="TimeoutError"):
-            await fetcher.fetch(f"http://127.0.0.1:{port}/a.wav", sha(AUDIO))
+        url = f"http://127.0.0.1:{port}/a.wav"
+        took = await timed_failure(fetcher, url, MediaDownloadError, "TimeoutError")
     finally:
-        await fetcher.aclose()
         server.close()
-    assert 5.1 < time.monotonic() - started < 5.6
+    assert 5.1 < took < 5.6
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
