@@ -3,7 +3,8 @@
 A channel is a class registered in the entry-point group ``broadcaster.channels``. The core makes
 one instance per ``[channels.<name>]`` table of the configuration and calls a few coroutines:
 
-- ``start()`` / ``stop()``: open and close devices and connections;
+- ``start()`` / ``stop()``: open and close devices and connections (confirmations reported
+  while ``stop()`` runs are recorded);
 - ``plan(message, candidates)``: from the registry targets inside the alert's area, choose the
   deliveries (a channel may drop targets it cannot serve or split one into parts);
 - ``send(delivery)``: hand one delivery to the device or service. Return a :class:`SendResult`

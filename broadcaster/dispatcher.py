@@ -156,6 +156,12 @@ class Dispatcher:
                 log.info("channel %s: %d accepted deliveries tracked again", name, len(rows))
 
     async def stop(self) -> None:
+        """Stop sending and every task of the dispatcher. Confirmations are still taken: a
+        channel reports acks until it has stopped; :meth:`close` records them then."""
+        await self._tasks.close()
+
+    async def close(self) -> None:
+        """After the channels stopped: record what they reported, release this node's leases."""
         await self._tasks.close()
         for slot in self.channels.values():
             slot.channel.confirm_into(None)  # what is reported from now on waits in its queue

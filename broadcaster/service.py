@@ -325,6 +325,7 @@ class BroadcasterService:
                     await channel.stop()
             except Exception:
                 log.exception("channel %s failed to stop cleanly", name)
+        await self.dispatcher.close()
         self.database.close()
 
     def _confirming(self) -> list[str]:

@@ -373,6 +373,25 @@ class AcceptingChannel(Channel):
         return SendResult(SendOutcome.ACCEPTED, provider_ref=f"acc-{delivery.id}")
 
 
+class ClosingAckChannel(Channel):
+    """Accepts, and hears its devices' acks only as it stops (a hub reading its connections'
+    last lines while it closes them)."""
+
+    capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
+
+    accepted: ClassVar[list[int]] = []
+
+    async def send(self, delivery: OutgoingDelivery) -> SendResult:
+        type(self).accepted.append(delivery.id)
+        return SendResult(SendOutcome.ACCEPTED, provider_ref=f"c-{delivery.id}")
+
+    async def stop(self) -> None:
+        await asyncio.sleep(0)
+        for delivery_id in self.accepted:
+            self.confirm(Confirmation(delivery_id, ConfirmationOutcome.CONFIRMED, "late ack"))
+        await asyncio.sleep(0)
+
+
 class TricklingChannel(Channel):
     """Accepts at once and confirms each delivery ``spacing_s`` after the one before, as boxes
     that finish playing one after another do."""

@@ -17,6 +17,7 @@ from broadcaster.service import BroadcasterService
 from broadcaster.store.outbox import Outbox
 from tests.core.support import (
     AcceptingChannel,
+    ClosingAckChannel,
     FlakyChannel,
     RecordingChannel,
     SlowChannel,
@@ -257,6 +258,21 @@ async def test_accepted_deliveries_confirm_through_the_confirmation_stream(
         assert silent["attempts"] >= 2
         AcceptingChannel.silent = set()
         assert (await wait_until_complete(service, result.alert_id))["acc"] == {"confirmed": 3}
+
+
+async def test_acks_a_channel_hears_while_it_stops_are_recorded(tmp_path: Path) -> None:
+    channels = {"late": {"type": "tests.core.support:ClosingAckChannel"}}
+    config = make_config(tmp_path, channels, village_targets("late", 3))
+    ClosingAckChannel.accepted.clear()
+    async with running(config) as service:
+        result = await service.submit(make_alert(), origin="test")
+        rows = await wait_for_deliveries(
+            service, result.alert_id, lambda rows: all(r["state"] == "accepted" for r in rows)
+        )
+    async with running(config) as service:
+        after = await service.store.deliveries.summary(result.alert_id)
+    assert len(rows) == 3
+    assert after == {"late": {"confirmed": 3}}
 
 
 async def test_confirmations_that_trickle_in_are_written_together(
