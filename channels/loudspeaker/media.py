@@ -63,8 +63,10 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 HOLD_S = 20.0
 """How long a request for audio still being rendered is held (a box waits 30 s)."""
 _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
-#: How many alert/languages renders are remembered in memory (files stay on disk).
+#: How many alert/languages renders and their tokens are remembered in memory (files and
+#: token notes stay on disk); tokens whose render is awaited are kept beyond.
 _REMEMBERED = 256
+AWAITED_MOST = 4 * _REMEMBERED
 HOLD_SPARE = 256
 """Requests held beyond twice the boxes (``hold_limit``'s default when nothing says)."""
 KEPT_BYTES = 32 << 20
@@ -131,9 +133,21 @@ class AudioLibrary:
         if token is None:
             token = self._tokens[key] = secrets.token_hex(16)
             self._held[token] = asyncio.get_running_loop().create_future()
-            while len(self._tokens) > _REMEMBERED:
-                self._held.pop(self._tokens.popitem(last=False)[1], None)
+            self._forget_tokens()
         return self._held_url(token)
+
+    def _forget_tokens(self) -> None:
+        """Past :data:`_REMEMBERED` tokens, forget the oldest whose render is over: the note
+        written when it was published answers its URL from then on. A token still awaited
+        is kept, since its URL is out with the boxes, unless :data:`AWAITED_MOST` are (tokens
+        reserved by sends that never published)."""
+        for key, token in list(self._tokens.items()):
+            if len(self._tokens) <= _REMEMBERED:
+                return
+            held = self._held.get(token)
+            if held is None or held.done() or len(self._tokens) > AWAITED_MOST:
+                del self._tokens[key]
+                self._held.pop(token, None)
 
     def _held_url(self, token: str) -> str:
         return f"{self._base_url}/audio/next/{token}"

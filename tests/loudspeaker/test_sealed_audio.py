@@ -340,3 +340,38 @@ async def test_a_send_cancelled_while_it_renders_leaves_the_others_a_render(
     assert first.cancelled()
     assert status == 200 and headers[seal.SHA256_HEADER] == published.sha256
     assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+
+
+async def test_a_url_awaiting_its_render_outlives_many_newer_ones(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(media, "_REMEMBERED", 4)
+    monkeypatch.setattr(media, "AWAITED_MOST", 12)
+    library = site.library
+    publisher, held = held_publisher(tmp_path / "cache")
+    url = library.reserve(MESSAGE, ("zh-CN",))
+
+    def reserve_others(numbers: range) -> list[str]:
+        messages = [AlertMessage(str(n), ALERT, MESSAGE.rendition, 9e9) for n in numbers]
+        return [library.reserve(m, ("zh-CN",)) for m in messages]
+
+    reserve_others(range(10, 20))  # eleven renders awaited in all
+    assert library.reserve(MESSAGE, ("zh-CN",)) == url  # still the one the boxes have
+    rendering = asyncio.ensure_future(library.publish(publisher, MESSAGE, ("zh-CN",)))
+    box = asyncio.ensure_future(site.get(url))
+    await asyncio.sleep(0.1)
+    held.gate.set()
+    published = await rendering
+    status, headers, body = await box
+    assert status == 200 and headers[seal.SHA256_HEADER] == published.sha256
+    assert_sealed(url, "box:box-1", BOX_KEY, headers, body)
+    # Once published it is the first forgotten as newer ones come; its note answers its URL.
+    reserve_others(range(20, 21))
+    assert library.reserve(MESSAGE, ("zh-CN",)) != url
+    status, _, again = await site.get(url)
+    assert status == 200 and again == body
+    # Renders reserved and never published are forgotten past AWAITED_MOST, the oldest first.
+    first, *_ = reserve_others(range(30, 31))
+    reserve_others(range(40, 60))
+    assert len(library._tokens) == 12
+    assert library.reserve(AlertMessage("30", ALERT, MESSAGE.rendition, 9e9), ("zh-CN",)) != first
