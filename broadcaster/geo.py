@@ -9,7 +9,8 @@ Rules every function follows:
 * A polygon is one closed ring of at least three distinct vertices. The closing vertex may be
   repeated (CAP requires it) or left out; the edge from the last vertex back to the first is
   implied either way. Rings may be concave and may wind either way; a self-intersecting ring is
-  read with the even-odd rule.
+  read with the even-odd rule, so a part a looping ring winds around twice is outside: intake
+  warns of it (:func:`enclosed_twice`).
 * Inside is decided by ray casting (even-odd rule) on the plane of latitude and longitude, which
   is what CAP consumers do for areas the size of a county.
 * Boundary: a point on an edge or a vertex, within ``BOUNDARY_TOLERANCE_DEG`` (about 0.1 mm),
@@ -130,6 +131,41 @@ def point_in_polygon(lat: float, lon: float, polygon: Ring) -> bool:
             inside = not inside
         previous = current
     return inside
+
+
+def winding_number(lat: float, lon: float, vertices: Sequence[LatLon]) -> int:
+    """How many times the ring of ``vertices`` (no closing repeat) winds around ``(lat, lon)``,
+    counter-clockwise positive (the crossing-sign rule)."""
+    winding = 0
+    previous = vertices[-1]
+    for current in vertices:
+        (ay, ax), (by, bx) = previous, current
+        side = (bx - ax) * (lat - ay) - (by - ay) * (lon - ax)
+        if ay <= lat < by and side > 0:
+            winding += 1
+        elif by <= lat < ay and side < 0:
+            winding -= 1
+        previous = current
+    return winding
+
+
+def enclosed_twice(polygon: Ring) -> LatLon | None:
+    """A point of a part that ``polygon`` winds around an even number of times, not none: a
+    ring that loops over itself encloses it, yet the even-odd rule reads it as outside (its
+    boundary crossed twice). None for a ring without such a part (a simple ring, a bow tie).
+    """
+    vertices = ring_vertices(polygon)
+    ring = shapely.LinearRing([(lon, lat) for lat, lon in vertices])
+    if shapely.is_simple(ring):
+        return None
+    faces = shapely.polygonize(shapely.get_parts(shapely.node(ring)))
+    for face in shapely.get_parts(faces):
+        inner = shapely.point_on_surface(face)
+        lat, lon = float(inner.y), float(inner.x)
+        count = winding_number(lat, lon, vertices)
+        if count != 0 and count % 2 == 0:
+            return (lat, lon)
+    return None
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -59,6 +59,7 @@ from broadcaster.federation.fallback import within, without_relayed
 from broadcaster.planner import (
     alert_areas,
     division_code_problems,
+    polygon_problems,
     select_targets,
     unreached_problems,
 )
@@ -199,7 +200,12 @@ class Intake:
         if supersede is not None and alert.status is not Status.SYSTEM:
             await self.database.run(self._check_statuses, alert, references)
         record = await asyncio.to_thread(self._record, alert_id, parsed, now, wanted, origin)
-        warnings = parsed.problems + verdict.problems + division_code_problems(alert)
+        warnings = [
+            *parsed.problems,
+            *verdict.problems,
+            *division_code_problems(alert),
+            *polygon_problems(alert),
+        ]
         record_notes = [*notes, *(("repair", str(problem)) for problem in parsed.repairs)]
         if verdict.report.status != "unsigned":
             record_notes.append(("signature", verdict.summary))

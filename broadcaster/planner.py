@@ -24,7 +24,13 @@ from collections.abc import Sequence
 from broadcaster.cap import Alert, Area, Problem
 from broadcaster.delivery import Target
 from broadcaster.divisions import code_prefix, normalize_code
-from broadcaster.geo import PointIndex, points_in_circle, points_in_polygon
+from broadcaster.geo import (
+    GeometryError,
+    PointIndex,
+    enclosed_twice,
+    points_in_circle,
+    points_in_polygon,
+)
 
 DIVISION_VALUE_NAMES = frozenset(
     {
@@ -69,6 +75,31 @@ def division_code_problems(alert: Alert) -> list[Problem]:
                             f"/alert/info[{i}]/area[{j}]/geocode[{k}]",
                             "division-code",
                             f"{exc}: it selects no target",
+                            severity="warning",
+                        )
+                    )
+    return problems
+
+
+def polygon_problems(alert: Alert) -> list[Problem]:
+    """A warning for each polygon that loops over itself around part of its area: that part
+    is read as outside (even-odd rule) and selects no target."""
+    problems = []
+    for i, info in enumerate(alert.infos, start=1):
+        for j, area in enumerate(info.areas, start=1):
+            for k, polygon in enumerate(area.polygons, start=1):
+                try:
+                    point = enclosed_twice(polygon.points)
+                except GeometryError:
+                    continue  # the validator has said what is wrong with it
+                if point is not None:
+                    problems.append(
+                        Problem(
+                            f"/alert/info[{i}]/area[{j}]/polygon[{k}]",
+                            "polygon-loop",
+                            f"the polygon winds twice around part of its area (near"
+                            f" {point[0]:.4f},{point[1]:.4f}): that part is read as outside"
+                            " and warned only by other areas",
                             severity="warning",
                         )
                     )

@@ -130,6 +130,23 @@ async def test_a_division_code_that_is_none_is_warned_of(tmp_path: Path) -> None
         assert warning.severity == "warning" and "has 10 digits" in warning.message
 
 
+async def test_a_polygon_that_loops_over_itself_is_warned_of(tmp_path: Path) -> None:
+    # Around the county seat's villages twice, the second loop inside the first: the part
+    # wound around twice is outside by the even-odd rule, and the answer says so.
+    lat0, lon0 = COUNTY_SEAT
+    loops = [(0, 0), (4, 0), (4, 4), (0, 4), (0, 1), (3, 1), (3, 3), (1, 3), (1, 0.5), (0, 0)]
+    ring = [(lat0 + (y - 0.5) * 0.01, lon0 + (x - 2) * 0.01) for x, y in loops]
+    alert = make_alert("loops", geocodes=[], polygon=ring)
+    async with running(make_config(tmp_path, RECORDING, _registry())) as service:
+        result = await service.submit(alert, origin="test")
+        (warning,) = [w for w in result.warnings if w.rule == "polygon-loop"]
+    assert warning.path == "/alert/info[1]/area[1]/polygon[1]"
+    assert warning.severity == "warning" and "read as outside" in warning.message
+    # The villages 1 to 3 hundredths of a degree north of the first loop's south edge are
+    # in the part wound twice: not planned.
+    assert result.planned == {"rec": 11}
+
+
 async def test_a_cancel_of_no_stored_alert_reaches_no_one(tmp_path: Path) -> None:
     never = make_alert("never-here")
     cancel = make_alert("c", msg_type=MsgType.CANCEL, references=[never])
