@@ -19,6 +19,7 @@ twice; when that node stops or dies, another takes the lease and the loops over.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
@@ -54,7 +55,7 @@ from broadcaster.errors import (
     TargetRejectedError,
     UnsupportedError,
 )
-from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig
+from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig, EbUpper
 from channels.ebplatform.inbound import heartbeats, inbound_app, report_states
 from channels.ebplatform.ledger import Ledger, SentEbm
 from channels.ebplatform.mapping import EbmChoices, build_ebm, ebm_fields
@@ -84,6 +85,8 @@ from drivers.ebd import (
     result_of,
 )
 from drivers.ebd.xmlsafe import beijing_now
+
+log = logging.getLogger(__name__)
 
 EBM_AUDIO = LOUDSPEAKER_PROFILE.with_formats(ExportFormat.MP3)
 """Platforms play the attached MP3 on loudspeakers: the loudspeaker loudness, MP3 only."""
@@ -151,13 +154,30 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
             return [f"signing_key_file/trust: {error}"]
         return []
 
+    def _warn_unbound(self) -> None:
+        """Say which senders' packages will be refused for want of their ``cert_id``."""
+        upper = self.config.upper
+        senders: list[EbPeer | EbUpper] = [*self.config.peers, *([upper] if upper else [])]
+        unbound = [s.ebrid for s in senders if s.cert_id is None]
+        if self.trusted > 1 and unbound:
+            log.error(
+                "ebplatform %s: packages from %s will be refused: give each its cert_id, the"
+                " trust list has %d certificates and any could sign as it",
+                self.name,
+                ", ".join(unbound),
+                self.trusted,
+            )
+
     async def start(self) -> None:
         try:
             signing = self.signing()
             self.signer: Signer = await asyncio.to_thread(signing.signer)
-            self.verifier: Verifier = await asyncio.to_thread(signing.verifier)
+            verifier = await asyncio.to_thread(signing.verifier)
         except EbdConfigError as error:
             raise ChannelError(str(error)) from error
+        self.verifier: Verifier = verifier
+        self.trusted = verifier.trusted
+        self._warn_unbound()
         if self.context.records is None:
             raise ChannelError(f"channel {self.name} needs the store's channel records")
         self.ledger = Ledger(self.context.records)

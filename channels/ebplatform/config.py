@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from broadcaster.config import ChannelConfig
 from broadcaster.divisions import normalize_code
 
-EBRID_PATTERN = r"^\d{23}$"
+EBRID_PATTERN = r"^[0-9]{23}$"
+CERT_ID_PATTERN = r"^[0-9A-Fa-f]{12}$"
 
 
 class EbPeer(BaseModel):
@@ -29,6 +30,8 @@ class EbPeer(BaseModel):
     ebrid: str = Field(pattern=EBRID_PATTERN)
     url: str = Field(pattern=r"^https?://")
     areas: list[str] = Field(default_factory=list)
+    cert_id: str | None = Field(None, pattern=CERT_ID_PATTERN)
+    """The certificate of the trust list its packages must be signed with."""
 
     @field_validator("areas")
     @classmethod
@@ -44,6 +47,8 @@ class EbUpper(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ebrid: str = Field(pattern=EBRID_PATTERN)
+    cert_id: str | None = Field(None, pattern=CERT_ID_PATTERN)
+    """The certificate of the trust list its packages must be signed with."""
     url: str | None = Field(None, pattern=r"^https?://")
     policy: Literal["deliver", "hold"] = "hold"
     channels: list[str] = Field(default_factory=list)
@@ -56,7 +61,7 @@ class EbPlatformChannelConfig(ChannelConfig):
     sender_name: str | None = None
     local_url: str | None = Field(None, pattern=r"^https?://")
     signing_key_file: Path
-    cert_id: str = Field(pattern=r"^[0-9A-Fa-f]{12}$")
+    cert_id: str = Field(pattern=CERT_ID_PATTERN)
     trust: list[Path] = Field(min_length=1)
     user_id: str = Field("1234567812345678", min_length=1, max_length=8191)
     counter_signed: bool = False

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from broadcaster.cap import Reference
 from broadcaster.errors import CapError, StoreError
+from channels.ebplatform.config import EbPeer, EbUpper
 from channels.ebplatform.ledger import ReceivedEbm
 from channels.ebplatform.mapping import alert_of_ebm
 from channels.ebplatform.states import take_state
@@ -54,6 +55,7 @@ from drivers.ebd import (
 )
 from drivers.ebd.client import read_posted_package
 from drivers.ebd.codes import ebdid_source
+from drivers.ebd.signature import SignatureFile
 from drivers.ebd.xmlsafe import beijing_now
 
 if TYPE_CHECKING:
@@ -118,7 +120,11 @@ async def _receive(channel: EbPlatformChannel, request: web.Request) -> web.Stre
         reply = make_response(await channel.next_ebdid(), local, None, code, channel.signer)
         return _tar(reply)
     ebd = incoming.ebd
-    code, desc = await _take(channel, ebd)
+    problem = _signer_problem(channel, ebd, incoming.signature)
+    if problem:
+        code, desc = ResultCode.SIGNATURE_FAILED, problem
+    else:
+        code, desc = await _take(channel, ebd)
     if code is not ResultCode.OK:
         log.info(
             "ebplatform %s: refused %s %s: %s", channel.name, ebd.ebd_type.value, ebd.ebdid, desc
@@ -126,6 +132,30 @@ async def _receive(channel: EbPlatformChannel, request: web.Request) -> web.Stre
     ebdid = await channel.next_ebdid()
     reply = make_response(ebdid, local, ebd, code, channel.signer, desc or None)
     return _tar(reply)
+
+
+def _signer_problem(channel: EbPlatformChannel, ebd: Ebd, signature: SignatureFile | None) -> str:
+    """A package signed with a certificate other than its sender's: every certificate of the
+    trust list is good, so without the binding one peer could sign as another, or as the
+    upper platform. Unverified heartbeats (``verify_heartbeat = false``) pass."""
+    if signature is None:
+        return ""
+    upper = channel.config.upper
+    senders: list[EbPeer | EbUpper] = [*channel.config.peers, *([upper] if upper else [])]
+    sender = next((s for s in senders if s.ebrid == ebd.src_ebrid), None)
+    if sender is None:
+        return ""  # no peer: the relation check refuses it
+    expected, signed = sender.cert_id, signature.value.cert_id.hex()
+    if expected is None:
+        if channel.trusted > 1:
+            return (
+                f"SRC/EBRID {ebd.src_ebrid} has no cert_id configured: any of the"
+                f" {channel.trusted} trusted certificates could sign as it"
+            )
+        return ""
+    if signed != expected.lower():
+        return f"signed with certificate {signed}, not SRC/EBRID {ebd.src_ebrid}'s {expected}"
+    return ""
 
 
 def _relation_problem(channel: EbPlatformChannel, ebd: Ebd) -> str:

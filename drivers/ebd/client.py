@@ -70,19 +70,24 @@ async def post_package(
 
 async def read_posted_package(request: web.Request) -> bytes:
     """The bytes of the multipart part named ``file`` of a received POST (the deployed form),
-    read up to the package size limit; ``EbdFormatError`` when there is no such part."""
+    read up to the package size limit and the application's body limit (``client_max_size``,
+    which a body sent in chunks, without a length, is not held to otherwise);
+    ``EbdFormatError`` when there is no such part or the body is over a limit."""
+    limit = min(MAX_PACKAGE_BYTES, request.client_max_size)
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError) as error:
         raise EbdFormatError("the request is not multipart/form-data", "EBDT") from error
     while True:
         part = await reader.next()
+        if request.content.total_bytes > limit:
+            raise EbdFormatError("the request is over the size limit", "EBDT")
         if part is None:
             raise EbdFormatError("no file part named 'file'", "EBDT", result_code=3)
         if isinstance(part, aiohttp.BodyPartReader) and part.name == "file":
             data = bytearray()
             while chunk := await part.read_chunk():
                 data += chunk
-                if len(data) > MAX_PACKAGE_BYTES:
+                if len(data) > limit:
                     raise EbdFormatError("package is over the size limit", "EBDT")
             return bytes(data)

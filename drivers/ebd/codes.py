@@ -140,9 +140,9 @@ EBDID_KIND_HEARTBEAT = "01"
 EBMID_MAX_DIGITS = 35
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-_EBRID = re.compile(r"\d{23}|\d{18}")
-_EBDID = re.compile(r"(01|10)(\d{23}|\d{18})(\d{16})")
-_EVENT_TYPE = re.compile(r"1[1-4][A-Z]\d{2}|1\d000|20000|00000")
+_EBRID = re.compile(r"\d{23}|\d{18}", re.ASCII)
+_EBDID = re.compile(r"(01|10)(\d{23}|\d{18})(\d{16})", re.ASCII)
+_EVENT_TYPE = re.compile(r"1[1-4][A-Z]\d{2}|1\d000|20000|00000", re.ASCII)
 
 
 def check_ebrid(value: str, element: str = "EBRID") -> str:

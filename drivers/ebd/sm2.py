@@ -89,6 +89,8 @@ class Sm2Verifier:
         counter_signed: bool = False,
     ) -> None:
         self._trust = trust
+        self.trusted = len(trust)
+        """How many certificates the trust list holds."""
         self._user_id = user_id
         self._counter_signed = counter_signed
         self._cache: dict[bytes, gmalg.SM2] = {}

@@ -109,7 +109,7 @@ def beijing_now() -> datetime:
 
 def read_int(value: str, element: str) -> int:
     """Parse a decimal integer, naming the element when it is not one."""
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise EbdFormatError(f"{value!r} is not a number", element)
     return int(value)
 

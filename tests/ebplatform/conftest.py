@@ -116,6 +116,7 @@ def channel_table(pki: Pki, peers: dict[str, str], **extra: Any) -> dict[str, An
     """The ``[channels.eb]`` table: our identity, the trust folder and the two county peers."""
     areas = {"zhuozi": ZHUOZI, "huade": HUADE}
     ebrids = {"zhuozi": ZHUOZI_EBRID, "huade": HUADE_EBRID}
+    certs = {"zhuozi": pki.zhuozi.cert_id, "huade": pki.huade.cert_id}
     return {
         "type": "ebplatform",
         "local_ebrid": OURS,
@@ -124,7 +125,13 @@ def channel_table(pki: Pki, peers: dict[str, str], **extra: Any) -> dict[str, An
         "cert_id": pki.ours.cert_id,
         "trust": [str(pki.trust)],
         "peers": [
-            {"name": name, "ebrid": ebrids[name], "url": url, "areas": [areas[name][:6]]}
+            {
+                "name": name,
+                "ebrid": ebrids[name],
+                "cert_id": certs[name],
+                "url": url,
+                "areas": [areas[name][:6]],
+            }
             for name, url in peers.items()
         ],
     } | extra

@@ -61,6 +61,7 @@ async def upper_and_us(
     policy: str = "deliver",
     devices: tuple[dict[str, Any], dict[str, Any]] | None = None,
     heartbeat_seconds: float = 0,
+    upper_cert: bool = True,
     **extra: Any,
 ) -> AsyncIterator[tuple[BroadcasterService, str, EbdPlatformSimulator]]:
     """Us with the upper platform; our own devices are a log file unless ``devices`` gives
@@ -70,6 +71,7 @@ async def upper_and_us(
     table = channel_table(pki, {"zhuozi": "http://127.0.0.1:9/ebd"}, **extra)
     table["upper"] = {
         "ebrid": UPPER_EBRID,
+        "cert_id": pki.upper.cert_id if upper_cert else None,
         "url": upper.url,
         "policy": policy,
         "report_seconds": 0.05,
@@ -143,6 +145,14 @@ def _tampered(pki: Pki) -> bytes:
     return write_package(replace(package, ebdb=ebdb))
 
 
+def _other_digits(pki: Pki) -> bytes:
+    package = build_package(upper_ebd(upper_ebm()), pki.upper.signer())
+    size = "<Auxiliary><AuxiliaryType>2</AuxiliaryType><AuxiliaryDesc>EBDR_a.mp3"
+    size += "</AuxiliaryDesc><Size>²</Size></Auxiliary><MsgDesc>"
+    ebdb = package.ebdb.replace(b"<MsgDesc>", size.encode(), 1)
+    return write_package(replace(package, ebdb=ebdb))
+
+
 HOSTILE = {
     "path traversal": (lambda pki: raw_tar(("../EBDB_x.xml", b"<EBD/>")), ResultCode.PARSE_FAILED),
     "symlink": (_symlink, ResultCode.PARSE_FAILED),
@@ -152,6 +162,11 @@ HOSTILE = {
     ),
     "entity expansion": (_entities, ResultCode.PARSE_FAILED),
     "tampered byte": (_tampered, ResultCode.SIGNATURE_FAILED),
+    "a size in digits other than ASCII": (_other_digits, ResultCode.PARSE_FAILED),
+    "a county's key signing as the upper platform": (
+        lambda pki: _signed(pki, upper_ebd(upper_ebm()), pki.zhuozi.signer()),
+        ResultCode.SIGNATURE_FAILED,
+    ),
     "untrusted key": (
         lambda pki: _signed(pki, upper_ebd(upper_ebm()), make_identity(UPPER_EBRID).signer()),
         ResultCode.SIGNATURE_FAILED,
@@ -197,6 +212,40 @@ async def test_hostile_packages_are_answered_harmlessly(tmp_path: Path, pki: Pki
         assert status == 413  # over [server] max_body_bytes: refused before it is read
         assert await service.store.alerts.active(time.time()) == []
         assert not (tmp_path / "data" / "deliveries.jsonl").exists()
+
+
+async def test_a_body_sent_in_chunks_is_held_to_the_body_limit(tmp_path: Path, pki: Pki) -> None:
+    # Without a Content-Length the limit is not checked before the read: the read checks it.
+    boundary = "b0undary"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file";'
+            ' filename="EBDT_x.tar"\r\n\r\n'
+        ).encode()
+        for _ in range(3):
+            yield b"\0" * (1024 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    async with upper_and_us(tmp_path, pki) as (service, url, _):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=chunks(), headers=headers) as response,
+        ):
+            reply = read_incoming(await response.read(), pki.verifier_of_ours())
+        assert isinstance(reply.ebd.body, EbdResponse)
+        assert reply.ebd.body.result_code is ResultCode.PARSE_FAILED
+        assert await service.store.alerts.active(time.time()) == []
+
+
+async def test_a_sender_without_its_certificate_named_is_refused(tmp_path: Path, pki: Pki) -> None:
+    # The trust folder holds the counties' certificates too: any of them could sign as it.
+    async with upper_and_us(tmp_path, pki, upper_cert=False) as (service, url, _):
+        status, reply = await post(pki, url, _signed(pki, upper_ebd(upper_ebm())))
+        assert status == 200 and reply is not None and isinstance(reply.body, EbdResponse)
+        assert reply.body.result_code is ResultCode.SIGNATURE_FAILED
+        assert await service.store.alerts.active(time.time()) == []
 
 
 async def test_only_allowed_addresses_may_post(tmp_path: Path, pki: Pki) -> None:
