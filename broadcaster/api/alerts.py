@@ -309,7 +309,7 @@ async def get_deliveries(request: web.Request) -> web.Response:
         {
             "alert_id": record["id"],
             "alert_state": record["state"],
-            "complete": pending == 0 and unconfirmed == 0,
+            "complete": pending == 0 and unconfirmed == 0 and record["state"] != "held",
             "summary": summary,
             "progress": channel_progress(service.channels, summary),
             "deliveries": rows,

@@ -114,6 +114,7 @@ class UpwardReporter:
             return 0
         counts = await self.database.run(self.outbox.summary, alert_id)
         summary, complete = delivery_summary(counts, self.confirming())
+        complete = complete and not await self.database.run(self.tables.held, alert_id)
         report = {"summary": summary, "complete": complete}
         if await self.database.run(self.tables.acknowledged, alert_id) == report:
             return 0

@@ -2,7 +2,9 @@
 
 A summary is, per channel, how many of an alert's deliveries are ``confirmed``, ``failed``,
 ``retrying`` (queued, being sent or waiting for the device's confirmation), ``expired`` and
-``cancelled`` (zero counts left out), with ``complete`` once every delivery is final. The city
+``cancelled`` (zero counts left out), with ``complete`` once every delivery is final and the
+alert is not held here (an alert awaiting approval has none yet, and a rejected one never
+will: neither is complete, so the city never shows it delivered). The city
 keeps the latest one a county node reported under the relay delivery it is about
 (``node_reports``); the county keeps the latest one the city acknowledged (``upward_reports``),
 so after a restart it reports only what changed and stops once a final summary was taken.
@@ -139,6 +141,12 @@ class ReportTables:
             )
         rows.sort(key=lambda r: r["received_at"])
         return list(dict.fromkeys(r["id"] for r in rows))[:limit]
+
+    def held(self, alert_id: str) -> bool:
+        """Whether ``alert_id`` is held here (awaiting an officer's approval, or rejected):
+        its deliveries, none yet, are not all it will have."""
+        rows = self.database.query("SELECT state FROM alerts WHERE id = ?", (alert_id,))
+        return bool(rows) and rows[0]["state"] == "held"
 
     def relayed_by(self, alert_id: str) -> list[str]:
         """The clients ``alert_id`` came from: its origin's, then any that relayed it later."""
