@@ -238,7 +238,7 @@ class Intake:
         deliveries: list[NewDelivery] = []
         if record.state == "active":
             message = await asyncio.to_thread(self._message, record, alert)
-            deliveries = await self._plan(message, candidates)
+            deliveries = await self._plan(message, candidates, direct=_lifts(alert))
         created, in_flight = await self.database.run(
             self.alerts.insert,
             record,
@@ -327,7 +327,7 @@ class Intake:
         if broadcast:
             candidates = await self._candidates(alert, list(record.channels), references)
             message = await asyncio.to_thread(self._message, record, alert)
-            deliveries = await self._plan(message, candidates)
+            deliveries = await self._plan(message, candidates, direct=_lifts(alert))
         supersede = _SUPERSEDES.get(alert.msg_type)
         in_flight = await self.database.run(
             self.alerts.approve,
@@ -542,7 +542,8 @@ class Intake:
         direct: bool = False,
     ) -> list[NewDelivery]:
         """The deliveries of ``message``; a county the alert is relayed to delivers on its own
-        devices, so this node's targets there are left out unless ``direct``."""
+        devices, so this node's targets there are left out unless ``direct`` (a Cancel: its
+        targets are those the alert it lifts reached, the fallback's in a county included)."""
         if not direct:
             candidates = without_relayed(self.channels, candidates)
         deliveries: list[NewDelivery] = []
@@ -585,3 +586,9 @@ def _parse_any(
         parsed = parse_cap(to_xml(alert))
         return replace(parsed, problems=warnings, repairs=repairs)
     return parse_cap(to_xml(data, signer=signer))
+
+
+def _lifts(alert: Alert) -> bool:
+    """A Cancel goes to exactly the targets the alerts it lifts reached, this node's own in a
+    county it relays to among them (delivered there when the county node was unreachable)."""
+    return alert.msg_type is MsgType.CANCEL

@@ -93,3 +93,14 @@ async def test_without_fallback_the_county_devices_stay_the_county_nodes(tmp_pat
         assert devices["150921"]["state"] == "unreachable"
         (row,) = device_rows(devices, time.time())
         assert row["ok"] is False and "unreachable" in str(row["known"]["last_error"])
+
+
+async def test_a_cancel_reaches_the_devices_the_city_warned_in_the_county(tmp_path: Path) -> None:
+    async with running(_city(tmp_path, "direct")) as city:
+        alert = make_alert("fallback-3", geocodes=(ZHUOZI, LIANGCHENG))
+        result = await city.submit(to_xml(alert), origin="test")
+        await _settled(city, result.alert_id, "failed")
+        cancel = await city.cancel(result.alert_id, reason="lifted", origin="test")
+        # Every device that gave the warning, 卓资县's five the city warned itself included,
+        # and the county node, which may have it from elsewhere.
+        assert cancel.planned == {"relay": 1, "log": 8}
