@@ -27,7 +27,7 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml.algorithms import (
@@ -62,6 +62,8 @@ class SignatureReport:
     not_before: datetime | None = None
     not_after: datetime | None = None
     detail: str = ""
+    fingerprint: str | None = None
+    """The SHA-256 of the signing certificate (hex): who signed, beyond the subject it names."""
 
 
 def verify_signature(
@@ -106,6 +108,7 @@ def verify_signature(
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
         detail=f"{detail}; {cert_detail}",
+        fingerprint=certificate.fingerprint(hashes.SHA256()).hex(),
     )
 
 

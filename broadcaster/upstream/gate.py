@@ -14,9 +14,10 @@ Every document a source brings, pushed or polled, passes the same gate:
    second). A Cancel whose every reference is an alert this source brought, from the same
    sender, is applied at once under either policy: it only stops what that sender started.
    An Update or Cancel of what another source or this node brought waits for an officer under
-   either policy, unless the source's signatures are required. An alert in this node's own
-   name (``[server] sender``) is never taken: ours coming back through a neighbour is a
-   duplicate, any other is refused.
+   either policy, unless the source's signatures are required and the key that signed the
+   alert it references signed it too (a signature proves the key, not the sender). An alert
+   in this node's own name (``[server] sender``) is never taken: ours coming back through a
+   neighbour is a duplicate, any other is refused.
 4. Deduplication and chains: intake keys alerts by (sender, identifier, sent), so the same alert
    from a second source, or again after a restart, is the one stored first; Updates and Cancels
    find what they reference whichever source brought it, and stop what is still queued.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +36,7 @@ from broadcaster.cap import Alert, MsgType, format_cap_time, parse_cap_time
 from broadcaster.cap.jsonform import read_json
 from broadcaster.cap.parse import parse_cap
 from broadcaster.cap.problems import IntakePolicy, Problem
+from broadcaster.cap.signature import verify_signature
 from broadcaster.config import CapConfig
 from broadcaster.errors import CapError, UnreachableAreaError
 from broadcaster.federationconfig import UpstreamConfig
@@ -169,28 +172,32 @@ class UpstreamGate:
         return outcome
 
     async def _ingest(self, data: bytes | Mapping[str, Any], now: float) -> IngestOutcome:
+        signer = None
         if self.trust is not None:
             if not isinstance(data, bytes):
                 raise CapError(f"upstream {self.name} must send signed CAP XML")
-            await asyncio.to_thread(self.trust.check, data, now)
+            verdict = await asyncio.to_thread(self.trust.check, data, now)
+            signer = verdict.report.fingerprint
         alert = await asyncio.to_thread(self._parse, data)
         if alert.sender == self.own_sender:
             return await self._own(alert)
         referenced = await self.database.run(self._referenced, alert)
         if not referenced and not self.area.touches(alert):
             return IngestOutcome("outside-area")
-        # An Update or Cancel stops what it references. Unless the source's signatures are
-        # required, one that references what another source (or this node) brought waits for
-        # an officer whatever the policy, so that a source cannot stop another sender's
-        # warning by writing its name; one that only cancels what this source brought, in the
-        # same sender's name, is applied at once even under review.
-        proven = self.trust is not None
-        foreign = not proven and any(origin != self.origin for _, origin in referenced)
+        # An Update or Cancel stops what it references. One that references what another
+        # source (or this node) brought waits for an officer whatever the policy, so that a
+        # source cannot stop another sender's warning by writing its name, unless the key
+        # that signed the referenced alert signed it too; one that only cancels what this
+        # source brought, in the same sender's name, is applied at once even under review.
+        foreign = False
+        for _, origin, raw in referenced:
+            if origin != self.origin:
+                foreign = foreign or not await asyncio.to_thread(self._signed_by, raw, signer, now)
         own_cancel = (
             alert.msg_type is MsgType.CANCEL
             and bool(alert.references)
             and len(referenced) == len(alert.references)
-            and all(sender == alert.sender for sender, _ in referenced)
+            and all(sender == alert.sender for sender, _, _ in referenced)
             and not foreign
         )
         review = foreign or (self.config.policy == "review" and not own_cancel)
@@ -220,8 +227,21 @@ class UpstreamGate:
             raise CapError(f"upstream {self.name} sent an alert in this node's own name")
         return IngestOutcome("duplicate", found)
 
-    def _referenced(self, alert: Alert) -> list[tuple[str, str]]:
-        """(sender, origin) of each referenced alert that is stored here."""
+    def _signed_by(self, raw: bytes, signer: str | None, now: float) -> bool:
+        """Whether ``raw`` (a stored alert) carries a valid signature by the trusted
+        certificate of fingerprint ``signer``."""
+        if signer is None or self.trust is None:
+            return False
+        at = datetime.fromtimestamp(now, UTC)
+        report = verify_signature(raw, trusted_certs=self.trust.trusted, at=at)
+        return (
+            report.status == "valid"
+            and report.certificate == "trusted"
+            and (report.fingerprint == signer)
+        )
+
+    def _referenced(self, alert: Alert) -> list[tuple[str, str, bytes]]:
+        """(sender, origin, CAP XML) of each referenced alert that is stored here."""
         found = []
         for ref in alert.references:
             try:
@@ -229,9 +249,9 @@ class UpstreamGate:
             except ValueError:
                 continue
             found += [
-                (str(row["sender"]), str(row["origin"]))
+                (str(row["sender"]), str(row["origin"]), bytes(row["raw_xml"]))
                 for row in self.database.query(
-                    "SELECT sender, origin FROM alerts"
+                    "SELECT sender, origin, raw_xml FROM alerts"
                     " WHERE sender = ? AND identifier = ? AND sent = ?",
                     (ref.sender, ref.identifier, sent),
                 )

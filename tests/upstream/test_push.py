@@ -231,6 +231,34 @@ async def test_a_signed_cancel_through_another_source_applies_at_once(tmp_path: 
         assert await here.state(first["id"]) == "cancelled"
 
 
+async def test_a_cancel_signed_by_another_key_than_the_warning_s_waits(tmp_path: Path) -> None:
+    """A signature proves the key, not the sender: a source signing with its own key cannot
+    lift a warning another source brought (unsigned, or signed by another key) at once."""
+    region, hohhot = Signing.make(tmp_path), Signing.make(tmp_path, "hohhot")
+    trusted = [str(region.cert_file), str(hohhot.cert_file)]
+    sources = [
+        {"name": "region", "mode": "push", "token": REGION},
+        {"name": "hohhot", "mode": "push", "token": CITY}
+        | {"require_signature": True, "trusted_certificates": trusted},
+    ]
+    async with node(_config(tmp_path, *sources)) as here:
+        unsigned = make_alert("storm", sender="region@example.cn")
+        signed = make_alert("gale", sender="region@example.cn")
+        _, first = await here.push(REGION, to_xml(unsigned))
+        _, second = await here.push(REGION, region.sign(signed))
+        for warning in (unsigned, signed):
+            cancel = make_alert(
+                f"lift-{warning.identifier}",
+                msg_type=MsgType.CANCEL,
+                references=[warning],
+                sender=warning.sender,
+            )
+            status, body = await here.push(CITY, hohhot.sign(cancel))
+            assert status == 201 and body["outcome"] == "pending"
+        assert await here.state(first["id"]) == "active"
+        assert await here.state(second["id"]) == "active"
+
+
 async def test_an_alert_in_this_nodes_own_name_is_never_taken(tmp_path: Path) -> None:
     source = {"name": "region", "mode": "push", "token": REGION}
     async with node(_config(tmp_path, source)) as here:
