@@ -72,6 +72,10 @@ class AlertHooks(Protocol):
         """The alert's deliveries counted by channel and state (empty while it is held)."""
         ...
 
+    async def rejected(self, alert_id: str) -> bool:
+        """Whether an officer rejected the alert: held for approval, it will never be sent."""
+        ...
+
     async def status(self, alert_id: str) -> str | None:
         """The CAP status of a stored alert (``Actual``, ``Exercise``, ``Test`` ...), None
         when there is none: a Cancel must have the status of the alert it lifts."""

@@ -132,6 +132,10 @@ class ChannelAlerts:
     async def summary(self, alert_id: str) -> dict[str, dict[str, int]]:
         return await self.service.store.deliveries.summary(alert_id)
 
+    async def rejected(self, alert_id: str) -> bool:
+        approval = await self.service.store.alerts.approval(alert_id)
+        return approval is not None and approval["state"] == "rejected"
+
     async def status(self, alert_id: str) -> str | None:
         return await self.service.store.alerts.status(alert_id)
 

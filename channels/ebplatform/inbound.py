@@ -262,7 +262,10 @@ async def _push_state(
     url = (upper.url if upper else None) or received.url
     if channel.context.alerts is None or not url:
         return
-    state = broadcast_state(await channel.context.alerts.summary(received.alert_id))
+    alerts = channel.context.alerts
+    state = broadcast_state(await alerts.summary(received.alert_id))
+    if state is BrdStateCode.WAITING and await alerts.rejected(received.alert_id):
+        state = BrdStateCode.FAILED  # our officer refused it: it will not be broadcast here
     if request is None and received.reported == int(state):
         return
     ebdid = await channel.next_ebdid()

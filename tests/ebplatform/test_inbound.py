@@ -327,6 +327,30 @@ async def test_an_upper_cancel_ebm_cancels_the_alert_it_names(
         assert lines[1]["texts"][0]["title"].startswith(marks)
 
 
+async def test_an_upper_ebm_our_officer_rejects_is_reported_failed(
+    tmp_path: Path, pki: Pki
+) -> None:
+    async with upper_and_us(tmp_path, pki, policy="hold") as (service, url, upper):
+        ebm = upper_ebm()
+        assert (await upper.send(url, ebm, OURS)).ebd.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+        (pending,) = await service.store.alerts.pending_approvals()
+        await service.reject(pending["alert_id"], by="console:wang", reason="not for us")
+        await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.FAILED))
+        # Final: asked again, the answer is the same.
+        request = await upper.send(url, EbmStateRequest(ebm.ebmid), OURS)
+        asked = request.ebd.related_ebdid
+
+        def answers() -> list[Ebd]:
+            responses = upper.received_of(EbdType.EBM_STATE_RESPONSE)
+            return [e for e in responses if e.related_ebdid == asked]
+
+        await upper.wait_until(lambda: bool(answers()))
+        (answer,) = answers()
+        assert isinstance(answer.body, EbmStateResponse)
+        assert answer.body.state is BrdStateCode.FAILED
+        assert await _lines(tmp_path) == []
+
+
 async def test_a_held_upper_ebm_waits_for_an_officer_and_we_keep_sending_heartbeats(
     tmp_path: Path, pki: Pki
 ) -> None:
