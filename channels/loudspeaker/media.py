@@ -67,6 +67,7 @@ _CONTENT_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg"}
 #: token notes stay on disk); tokens whose render is awaited are kept beyond.
 _REMEMBERED = 256
 AWAITED_MOST = 4 * _REMEMBERED
+"""Tokens kept at most, those whose render is awaited included (see ``_forget_tokens``)."""
 HOLD_SPARE = 256
 """Requests held beyond twice the boxes (``hold_limit``'s default when nothing says)."""
 KEPT_BYTES = 32 << 20
