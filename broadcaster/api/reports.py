@@ -4,14 +4,17 @@
 n}}, "complete": bool}`` (states ``confirmed``, ``failed``, ``retrying``, ``expired``,
 ``cancelled``). Only a token whose ``[[api.tokens]]`` entry names a ``node`` may call it, and
 only for an alert relayed to that node (a delivery of a relaying channel to the node's
-division): anyone else gets 403. The body is at most 64 KiB (413) and must be valid (400). The
-report is kept under the relay delivery (``GET .../deliveries`` shows it as ``report``); a
-complete one confirms the delivery, an unfinished one records progress. The same report again
-changes nothing, and a late unfinished report never replaces a final one: 200 either way.
+division, found among all of the alert's deliveries): anyone else gets 403. The body, read
+whole however it arrives (in several segments, chunked), is at most 64 KiB (413) and must be
+valid (400). The report is kept under the relay delivery (``GET .../deliveries`` shows it as
+``report``); a complete one confirms the delivery, an unfinished one records progress. The same
+report again changes nothing, and a late unfinished report never replaces a final one: 200
+either way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,10 +26,13 @@ from broadcaster.channel import Confirmation, ConfirmationOutcome
 from broadcaster.divisions import normalize_code
 from broadcaster.federation.reports import describe_summary, summary_problem
 from broadcaster.jsonbody import JsonBodyError, parse_json_object
+from broadcaster.service import BroadcasterService
+from broadcaster.store.interface import Row
 
 routes = web.RouteTableDef()
 
 MAX_REPORT_BYTES = 65_536
+_PAGE = 10_000
 
 
 def _refuse(status: int, error: str) -> web.Response:
@@ -36,7 +42,10 @@ def _refuse(status: int, error: str) -> web.Response:
 async def _report_body(request: web.Request) -> dict[str, Any] | web.Response:
     if request.content_length is not None and request.content_length > MAX_REPORT_BYTES:
         return _refuse(413, f"a report is at most {MAX_REPORT_BYTES} bytes")
-    raw = await request.content.read(MAX_REPORT_BYTES + 1)
+    try:
+        raw = await request.content.readexactly(MAX_REPORT_BYTES + 1)
+    except asyncio.IncompleteReadError as short:
+        raw = short.partial  # the whole body, in as many segments as it came
     if len(raw) > MAX_REPORT_BYTES:
         return _refuse(413, f"a report is at most {MAX_REPORT_BYTES} bytes")
     try:
@@ -49,6 +58,20 @@ async def _report_body(request: web.Request) -> dict[str, Any] | web.Response:
     if problem is not None:
         return _refuse(400, f"the report: {problem}")
     return body
+
+
+async def _relayed_to(service: BroadcasterService, alert_id: str, division: str) -> list[Row]:
+    """The deliveries of ``alert_id`` by a relaying channel to ``division``, among all of the
+    alert's deliveries (a city alert may also go to many thousands of the city's own targets)."""
+    relaying = {n for n, c in service.channels.items() if c.capabilities.relays}
+    mine: list[Row] = []
+    offset = 0
+    while True:
+        rows = await service.store.deliveries.deliveries(alert_id, limit=_PAGE, offset=offset)
+        mine += [r for r in rows if r["channel"] in relaying and r["division"] == division]
+        if len(rows) < _PAGE:
+            return mine
+        offset += len(rows)
 
 
 @routes.post("/api/v1/alerts/{alert_id}/reports")
@@ -70,10 +93,7 @@ async def node_report(request: web.Request) -> web.Response:
         )
     if await service.store.alerts.get(alert_id) is None:
         return _refuse(404, "no such alert")
-    division = normalize_code(node)
-    relaying = {n for n, c in service.channels.items() if c.capabilities.relays}
-    rows = await service.store.deliveries.deliveries(alert_id, limit=10_000)
-    mine = [r for r in rows if r["channel"] in relaying and r["division"] == division]
+    mine = await _relayed_to(service, alert_id, normalize_code(node))
     if not mine:
         error = f"alert {alert_id} was not relayed to county node {node}"
         await audit_client(request, "node.report.refused", alert_id, {"error": error})

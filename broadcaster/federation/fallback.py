@@ -3,11 +3,12 @@
 When an alert's area selects a county node (a target of a relaying channel), that county
 delivers on its own devices: the city plans none of its own targets inside the county
 (:func:`without_relayed`), so nothing is sent twice. A Cancel is the exception: it goes to
-every target the alert it lifts reached, the city's own there after a fallback included. With ``fallback = "direct"`` the relay
-channel asks, once the node has stayed unreachable for ``fallback_after``, that the city
-deliver there itself (:meth:`broadcaster.intake.Intake.plan_direct`): the alert is planned on
-the city's other channels for their targets in that county, as intake would have planned them,
-and the new deliveries join the alert's outbox. Where the city has no channel or target there,
+every target the alert it lifts reached, the city's own there after a fallback included.
+With ``fallback = "direct"`` the relay channel asks, once the node has stayed unreachable
+for ``fallback_after``, that the city deliver there itself
+(:meth:`broadcaster.intake.Intake.plan_direct`): the alert is planned on the city's other
+channels for their targets in that county, as intake would have planned them, and the new
+deliveries join the alert's outbox. Where the city has no channel or target there,
 nothing is planned and the answer says so.
 """
 

@@ -12,9 +12,12 @@ TLS: ``client_cert``/``client_key`` and the ``ca`` that signed the node's certif
 201 or 200 makes the delivery ``accepted``: the county plans and delivers on its own devices
 and reports their state back (``POST /api/v1/alerts/{id}/reports``, :mod:`broadcaster.api.
 reports`), which confirms the delivery once every one of them is final. Connection errors,
-timeouts, 408, 425, 429 and 5xx are retried until the alert expires (the node shows as
-unreachable in the health's ``devices`` meanwhile); any other answer (the node refusing the
-alert or the token) fails the delivery for good.
+timeouts, 408, 425, 429, 5xx and redirects (3xx: never followed, so the signed alert goes to
+the configured address only and only its answer counts) are retried until the alert expires
+(the node shows as unreachable in the health's ``devices`` meanwhile); any other answer (the
+node refusing the alert or the token) fails the delivery for good. At most
+:data:`MAX_ANSWER_BYTES` of any answer is read: a longer 200/201 is retried as an answer this
+node cannot take, of a longer refusal only the start is kept.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ from broadcaster.errors import (
 from broadcaster.intake import alert_id_for
 
 _RETRY_STATUSES = frozenset({408, 425, 429})
+MAX_ANSWER_BYTES = 65_536
+"""The most of a county node's answer that is read (its JSON answers are far smaller)."""
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DIVISION = r"^[0-9]{6}([0-9]{6})?$"
 
@@ -304,23 +309,38 @@ class RelayChannel(Channel[RelayChannelConfig]):
         where = f"county node {origin(url)}"
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers, ssl=self._tls.get(key) or True
+                method,
+                url,
+                data=body,
+                headers=headers,
+                ssl=self._tls.get(key) or True,
+                allow_redirects=False,
             ) as response:
                 status = response.status
-                text = await response.text()
+                try:
+                    raw = await response.content.readexactly(MAX_ANSWER_BYTES + 1)
+                except asyncio.IncompleteReadError as short:
+                    raw = short.partial  # the whole answer: it ended before the limit
         except TimeoutError as exc:
             raise DeviceTimeoutError(f"{where} unreachable: no answer in time") from exc
         except aiohttp.ClientError as exc:
             raise DeviceUnavailableError(f"{where} unreachable: {exc}") from exc
         if status in (200, 201):
+            if len(raw) > MAX_ANSWER_BYTES:
+                raise RetryableError(
+                    f"{where} answered HTTP {status} with more than {MAX_ANSWER_BYTES} bytes"
+                )
             try:
-                answer = json.loads(text) if text else {}
+                answer = json.loads(raw) if raw else {}
             except ValueError:
                 answer = {}
             return answer if isinstance(answer, dict) else {}
+        if 300 <= status < 400:
+            raise RetryableError(f"{where} answered HTTP {status}: redirects are not followed")
         if status in _RETRY_STATUSES or status >= 500:
             raise RetryableError(f"{where} answered HTTP {status}")
-        raise TargetRejectedError(f"{where} refused the alert: HTTP {status}: {text[:300]}")
+        text = raw[:1200].decode("utf-8", errors="replace")[:300]
+        raise TargetRejectedError(f"{where} refused the alert: HTTP {status}: {text}")
 
     async def health(self) -> ChannelHealth:
         """The channel itself is fine while it runs; each county node's reachability shows
