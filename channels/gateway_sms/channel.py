@@ -276,7 +276,7 @@ class GatewaySmsChannel(Channel[GatewaySmsChannelConfig]):
         )
         if sms.reference is None:
             sms.reference = segments[0].reference
-        return SmsJob(sms, number, segments, content)
+        return SmsJob(sms, number, segments, content, delivery.expires_at)
 
     def _fresh_after(self) -> float:
         """How long an accepted delivery waits for its receipts before it is submitted anew."""

@@ -6,8 +6,10 @@ coroutines as the binds' windows hold, each taking the next job when its last is
 batch pipelines through every window without a task per delivery. A throttled segment is
 submitted again in place up to ``throttle_retries`` times; one still waiting for room at the
 batch's deadline is not sent (``GatewayBusyError``), so its delivery is retried rather than
-holding the batch back. ``result`` turns each job's outcome into the delivery's send result or
-the core's error (``channels.gateway_sms.errors``).
+holding the batch back. Each segment is valid until its alert expires (at least a few
+minutes, ``drivers.smsgw.validity``): the gateway does not deliver it to a phone that comes
+back later. ``result`` turns each job's outcome into the delivery's send result or the core's
+error (``channels.gateway_sms.errors``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class SmsJob:
     number: str
     segments: list[EncodedSegment]
     content: dict[str, Any]
+    expires_at: float  # the alert's expiry (``time.time()``): the gateway gives up then
     index: int = 0
 
 
@@ -75,19 +78,17 @@ class SegmentSubmitter:
                 if segment.sequence not in sms.ids:
                     reference = segment.reference if sms.reference is None else sms.reference
                     again = with_reference(segment, reference)
-                    self.tracker.accepted(
-                        sms, await self._submit(client, job.number, again, deadline)
-                    )
+                    self.tracker.accepted(sms, await self._submit(client, job, again, deadline))
         except GatewayError as exc:
             return exc
         return None
 
     async def _submit(
-        self, client: GatewayClient, number: str, segment: EncodedSegment, deadline: float
+        self, client: GatewayClient, job: SmsJob, segment: EncodedSegment, deadline: float
     ) -> SegmentResult:
         for attempt in range(self.config.throttle_retries + 1):
             try:
-                return await client.submit_segment(number, segment, deadline)
+                return await client.submit_segment(job.number, segment, deadline, job.expires_at)
             except GatewayThrottledError:
                 self.throttled += 1
                 if attempt == self.config.throttle_retries:

@@ -126,7 +126,8 @@ class SmsSender:
 
     def _reopen(self, pool: GsmModemPool, record: SubmissionRecord) -> None:
         pool.watch(record.reference, record.number, record.submissions())
-        self.tracker.restore(record.delivery_id, record.attempt, _states(record))
+        modem = record.segments[0].modem  # one copy: the record keeps one modem's segments
+        self.tracker.restore(record.delivery_id, record.attempt, _states(record), modem)
         settled = _settled(record)
         if settled is not None:  # the reports were all in; the outcome was not yet written
             self.tracker.forget(record.delivery_id, record.attempt)
@@ -198,11 +199,14 @@ class SmsSender:
             )
         known = _states(record) if record is not None and resume is not None else None
         if self.reporting:
-            reference = self.tracker.expect(delivery.id, attempt, known)
+            modem = resume.modem if resume is not None else None
+            reference = self.tracker.expect(delivery.id, attempt, known, modem)
         else:
             reference = pool_reference(delivery.id, attempt)
 
         async def record_segment(segment: SegmentSubmission) -> None:
+            # before any await: the segment's own reports are tracked after this
+            self.tracker.sent(delivery.id, attempt, segment.modem)
             await self._guard(self.store.segment(key, segment, self.clock()))
 
         try:

@@ -11,6 +11,11 @@ Whichever attempt has every segment delivered first confirms the delivery; a fai
 attempt is dropped once a newer one is under way. Reports for deliveries already settled are
 ignored. The table of open attempts is bounded; the core re-sends what is never confirmed.
 
+Within one attempt only the copy in force counts. When a modem fails mid-message the pool sends
+the whole message again through another modem (another sender: a phone never joins parts of
+the two copies, TS 23.040 §9.2.3.24.1); the first segment the new modem sends (``sent``) drops
+what reports said of the abandoned copy, and later reports of that copy are ignored.
+
 After a restart the channel re-opens the attempts its record (``channels.sms.submissions``)
 still waits on, with the segment states reports gave before (``restore``): late reports then
 confirm the delivery as if nothing had happened.
@@ -72,6 +77,7 @@ def parse_reference(reference: str) -> tuple[int, int] | None:
 @dataclass(slots=True)
 class _Attempt:
     states: dict[int, ReportStatus] = field(default_factory=dict)
+    modem: str | None = None  # the modem of the copy in force (None: none sent yet)
     sent: bool = False  # the pool returned the submission
     held: Confirmation | None = None  # a final outcome that arrived before that
     step: Confirmation | None = None  # the last progress that arrived before that
@@ -91,21 +97,28 @@ class SegmentTracker:
         return len(self._open)
 
     def expect(
-        self, delivery_id: int, attempt: int, states: Mapping[int, ReportStatus] | None = None
+        self,
+        delivery_id: int,
+        attempt: int,
+        states: Mapping[int, ReportStatus] | None = None,
+        modem: str | None = None,
     ) -> str:
         """Open an attempt before it is sent (reports may overtake ``+CMGS``); its reference.
 
-        ``states``: what reports said of segments sent before a restart (a resumed message).
+        ``states``: what reports said of segments ``modem`` sent before a restart (a resumed
+        message).
         """
-        self._open[(delivery_id, attempt)] = _Attempt(states=dict(states or {}))
+        self._open[(delivery_id, attempt)] = _Attempt(states=dict(states or {}), modem=modem)
         self._attempts.setdefault(delivery_id, set()).add(attempt)
         while len(self._open) > self._max_open:
             self.forget(*next(iter(self._open)))
         return pool_reference(delivery_id, attempt)
 
-    def restore(self, delivery_id: int, attempt: int, states: Mapping[int, ReportStatus]) -> None:
-        """Re-open an attempt sent before a restart; its next reports settle it as usual."""
-        self.expect(delivery_id, attempt, states)
+    def restore(
+        self, delivery_id: int, attempt: int, states: Mapping[int, ReportStatus], modem: str
+    ) -> None:
+        """Re-open an attempt ``modem`` sent before a restart; its next reports settle it."""
+        self.expect(delivery_id, attempt, states, modem)
         self._open[(delivery_id, attempt)].sent = True
 
     def is_open(self, delivery_id: int, attempt: int) -> bool:
@@ -126,6 +139,24 @@ class SegmentTracker:
         elif entry.step is not None:
             self._emit(entry.step)
 
+    def sent(self, delivery_id: int, attempt: int, modem: str) -> None:
+        """A segment of the attempt was accepted through ``modem``. Another modem than before
+        starts a new copy: the states, outcome and progress of the abandoned one are dropped."""
+        entry = self._open.get((delivery_id, attempt))
+        if entry is None or entry.modem == modem:
+            return
+        if entry.states:
+            log.info(
+                "delivery %d: sent again through %s; the reports of the copy %s sent no"
+                " longer count",
+                delivery_id,
+                modem,
+                entry.modem,
+            )
+        entry.modem = modem
+        entry.states.clear()
+        entry.held = entry.step = None
+
     def forget(self, delivery_id: int, attempt: int) -> None:
         """Drop one attempt (not sent, superseded, or the oldest when the table is full)."""
         self._open.pop((delivery_id, attempt), None)
@@ -143,6 +174,13 @@ class SegmentTracker:
             log.debug("status report for %s: no open attempt, ignored", report.reference)
             return
         delivery_id, attempt = key
+        if entry.modem is not None and report.modem != entry.modem:
+            log.debug(
+                "status report for %s via %s: a copy sent again elsewhere, ignored",
+                report.reference,
+                report.modem,
+            )
+            return
         entry.states[report.sequence] = report.state
         where = f"segment {report.sequence}/{report.total} via {report.modem}"
         if report.state is ReportStatus.FAILED:

@@ -4,12 +4,15 @@
 CMPP_CONNECT with the MD5 authenticator, §7.4.3 CMPP_SUBMIT, §7.4.5 CMPP_DELIVER status
 reports, §7.4.9 CMPP_ACTIVE_TEST, §7.4.2 CMPP_TERMINATE); ``CmppClient`` keeps several up.
 Text goes as UCS-2 (Msg_Fmt 8) or GBK (Msg_Fmt 15); a long text as several CMPP_SUBMIT with
-TP_udhi 1, a concatenation UDH and Pk_total / Pk_number.
+TP_udhi 1, a concatenation UDH and Pk_total / Pk_number. A submit with a ``valid_until`` carries
+it as ValId_Time (``drivers.smsgw.validity``): an absolute time in this server's time zone with
+its offset from UTC written out (the SMPP 3.3 format the CMPP specifications name).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +24,7 @@ from drivers.smsgw.client import ClientSettings, GatewayClient, GatewayTuning
 from drivers.smsgw.errors import GatewayBindError, GatewayConfigError, GatewayProtocolError
 from drivers.smsgw.results import STATS, EncodedSegment, Receipt, ReceiptState, gateway_time
 from drivers.smsgw.segments import TextCoding
+from drivers.smsgw.validity import validity_left
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +100,15 @@ class CmppBind(GatewayBind[pdu.CmppPdu]):
         if body.authenticator != expected:
             raise GatewayBindError("CMPP", 0, "AuthenticatorISMG does not match", "CMPP_CONNECT")
 
-    def submit_pdu(self, sequence: int, destination: str, segment: EncodedSegment) -> pdu.CmppPdu:
+    def submit_pdu(
+        self, sequence: int, destination: str, segment: EncodedSegment, valid_until: float | None
+    ) -> pdu.CmppPdu:
         config = self.config
+        valid_time = ""
+        if valid_until is not None:
+            now = time.time()
+            moment = datetime.fromtimestamp(now + validity_left(valid_until, now)).astimezone()
+            valid_time = pdu.valid_time_text(moment)
         body = pdu.Submit(
             dest_terminal_ids=(destination.strip().removeprefix("+"),),
             content=segment.payload,
@@ -111,6 +122,7 @@ class CmppBind(GatewayBind[pdu.CmppPdu]):
             msg_src=config.sp_id,
             fee_type=config.fee_type,
             fee_code=config.fee_code,
+            valid_time=valid_time,
             src_id=config.src_id,
         )
         return pdu.CmppPdu(pdu.SUBMIT, sequence, body)

@@ -6,7 +6,9 @@ fields of fixed width padded with NUL, §7.4.1 CMPP_CONNECT/_RESP, §7.4.3 CMPP_
 §7.4.5 CMPP_DELIVER/_RESP and its status report body, §7.4.2 CMPP_TERMINATE/_RESP, §7.4.9
 CMPP_ACTIVE_TEST/_RESP. The versions differ in field widths: terminal ids are 21 octets in 2.0
 and 32 in 3.0 (which adds the terminal-type octets and LinkID), and the Status/Result fields
-of the responses are 1 octet in 2.0 and 4 in 3.0.
+of the responses are 1 octet in 2.0 and 4 in 3.0. A PDU with a Command_Id this codec does not
+know (CMPP_QUERY, CMPP_CANCEL, ...) decodes with its header and no body: the specifications
+define no negative answer, so the session ignores it and the connection stays up.
 """
 
 from __future__ import annotations
@@ -150,6 +152,18 @@ class CmppPdu:
 def timestamp_text(moment: datetime) -> str:
     """The ``MMDDHHMMSS`` form the authenticator and the Timestamp field use."""
     return f"{moment:%m%d%H%M%S}"
+
+
+def valid_time_text(moment: datetime) -> str:
+    """ValId_Time / At_Time of an aware ``moment``: ``YYMMDDhhmmsstnnp``, the SMPP 3.3 format
+    the specifications name (``t`` tenths of a second, ``nn`` the offset from UTC in quarter
+    hours, ``p`` ``+`` ahead of UTC or ``-`` behind), e.g. ``260101120000032+`` in Beijing."""
+    offset = moment.utcoffset()
+    if offset is None:
+        raise GatewayMessageError("ValId_Time: the time needs its time zone")
+    quarters = round(offset.total_seconds() / 900)
+    sign = "-" if quarters < 0 else "+"
+    return f"{moment:%y%m%d%H%M%S}{moment.microsecond // 100_000}{abs(quarters):02d}{sign}"
 
 
 def authenticator_source(sp_id: str, secret: str, timestamp: str) -> bytes:
@@ -387,7 +401,7 @@ def decode(frame: bytes, version: int) -> CmppPdu:
     elif command_id == ACTIVE_TEST_RESP:
         body = ActiveTestResp(source.number(1, "Reserved")) if source.data else ActiveTestResp()
     else:
-        raise GatewayProtocolError(f"Command_Id {command_id:#010x} is not supported")
+        body = None  # not known here: the session ignores it
     return CmppPdu(command_id, sequence, body)
 
 

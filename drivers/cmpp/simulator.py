@@ -85,6 +85,7 @@ class CmppIsmgProtocol(SmscProtocol[pdu.CmppPdu]):
             udhi=bool(body.tp_udhi),
             coding=body.msg_fmt,
             wants_receipt=body.registered_delivery == 1,
+            validity=body.valid_time,
         )
 
     def new_message_id(self, serial: int) -> str:

@@ -4,29 +4,39 @@
 §4.4 submit_sm, §4.6 deliver_sm receipts, §4.11 enquire_link, §4.2 unbind); ``SmppClient``
 keeps several of them up through ``drivers.smsgw.client.GatewayClient``. Text goes as UCS-2
 (data_coding 8); a long text goes as several submit_sm with a concatenation UDH (esm_class
-UDHI), each asking for a final delivery receipt (registered_delivery 1).
+UDHI), each asking for a final delivery receipt (registered_delivery 1) and valid until the
+caller's ``valid_until`` as a relative validity_period (§7.1.1, ``drivers.smsgw.validity``).
+A request the client does not handle (alert_notification, data_sm, ...) is answered
+generic_nack with ESME_RINVCMDID (§4.3) and the bind stays up.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.smpp import pdu
 from drivers.smpp.receipt import parse_receipt
 from drivers.smpp.status import ESME_RINVCMDID, ESME_ROK, status_error
+from drivers.smpp.times import relative_time, seconds_until
 from drivers.smsgw.bind import GatewayBind
 from drivers.smsgw.client import ClientSettings, GatewayClient, GatewayTuning
 from drivers.smsgw.errors import GatewayConfigError, GatewayProtocolError
 from drivers.smsgw.results import EncodedSegment, Receipt
+from drivers.smsgw.validity import validity_left
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class SmppClientConfig(GatewayTuning):
-    """Operator settings for one SMSC (see ``drivers/README-sms-gateways.md``)."""
+    """Operator settings for one SMSC (see ``drivers/README-sms-gateways.md``).
+
+    ``validity_period`` (an SMPP time, absolute or relative): the longest an SMSC keeps a
+    segment; a submit with a ``valid_until`` asks for less when its alert expires sooner.
+    """
 
     host: str
     port: int
@@ -47,6 +57,11 @@ class SmppClientConfig(GatewayTuning):
             raise GatewayConfigError("system_id: 1 to 15 characters")
         if len(self.password) > 8:
             raise GatewayConfigError("password: at most 8 characters")
+        if self.validity_period:
+            try:
+                seconds_until(self.validity_period, time.time())
+            except GatewayConfigError as exc:
+                raise GatewayConfigError(f"validity_period: {exc}") from None
         return self.tuned(self.host, self.port)
 
 
@@ -60,6 +75,7 @@ class SmppBind(GatewayBind[pdu.SmppPdu]):
 
     protocol = "SMPP"
     header_length = pdu.HEADER_LENGTH
+    nack_command = pdu.GENERIC_NACK
 
     def __init__(
         self, name: str, config: SmppClientConfig, on_receipt: Callable[[Receipt], None]
@@ -81,8 +97,15 @@ class SmppBind(GatewayBind[pdu.SmppPdu]):
         if response.command_id == pdu.GENERIC_NACK or response.status != ESME_ROK:
             raise status_error(response.status, "bind_transceiver")
 
-    def submit_pdu(self, sequence: int, destination: str, segment: EncodedSegment) -> pdu.SmppPdu:
+    def submit_pdu(
+        self, sequence: int, destination: str, segment: EncodedSegment, valid_until: float | None
+    ) -> pdu.SmppPdu:
         config = self.config
+        validity = config.validity_period
+        if valid_until is not None:
+            now = time.time()
+            longest = seconds_until(validity, now) if validity else None
+            validity = relative_time(validity_left(valid_until, now, longest))
         body = pdu.ShortMessage(
             source_addr=config.source_addr,
             destination_addr=destination_number(destination),
@@ -93,7 +116,7 @@ class SmppBind(GatewayBind[pdu.SmppPdu]):
             dest_ton=config.dest_ton,
             dest_npi=config.dest_npi,
             esm_class=pdu.ESM_UDHI if segment.udhi else 0,
-            validity_period=config.validity_period,
+            validity_period=validity,
             registered_delivery=pdu.REGISTERED_DELIVERY_FINAL,
             data_coding=segment.data_coding,
         )
@@ -127,6 +150,9 @@ class SmppBind(GatewayBind[pdu.SmppPdu]):
             except GatewayProtocolError as exc:
                 log.warning("%s: unreadable delivery receipt acknowledged: %s", self.name, exc)
                 return response, None, False
+        log.warning(
+            "%s: command %#010x not supported; answered generic_nack", self.name, request.command_id
+        )
         return pdu.SmppPdu(pdu.GENERIC_NACK, sequence, ESME_RINVCMDID), None, False
 
 

@@ -5,6 +5,9 @@ command_id, command_status, sequence_number, four octets each, big-endian), §3.
 strings end in NUL; the sizes below include it), §4.1.5/§4.1.6 (bind_transceiver and its
 response), §4.4 (submit_sm, submit_sm_resp), §4.6 (deliver_sm, deliver_sm_resp), §4.2
 (unbind), §4.11 (enquire_link), §4.3 (generic_nack), §3.3/§5.3 (TLVs: tag, length, value).
+A PDU with a command_id this codec does not know (alert_notification, data_sm, ...) decodes
+with its header and no body, so the session can answer it (§4.3: generic_nack with
+ESME_RINVCMDID) instead of dropping the connection.
 """
 
 from __future__ import annotations
@@ -271,9 +274,7 @@ KNOWN = HEADER_ONLY | {
 
 
 def _decode_body(command_id: int, status: int, reader: _Reader) -> SmppBody:
-    if command_id not in KNOWN:
-        raise GatewayProtocolError(f"command_id {command_id:#010x} is not supported")
-    if command_id in HEADER_ONLY:
+    if command_id not in KNOWN or command_id in HEADER_ONLY:
         return None
     if command_id == BIND_TRANSCEIVER:
         system_id = reader.cstring(_SIZES["system_id"], "system_id")

@@ -79,6 +79,7 @@ class SmppSmscProtocol(SmscProtocol[pdu.SmppPdu]):
             udhi=bool(body.esm_class & pdu.ESM_UDHI),
             coding=body.data_coding,
             wants_receipt=bool(body.registered_delivery & 0x03),
+            validity=body.validity_period,
         )
 
     def new_message_id(self, serial: int) -> str:

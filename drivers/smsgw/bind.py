@@ -9,6 +9,13 @@ subclass ``GatewayBind`` with their codec, handshake and submit PDU.
 When the connection drops, every outstanding request fails with
 ``GatewayConnectionLostError``; every request that returned was answered. So a caller always
 knows which segments the gateway took.
+
+A request the codec does not know (SMPP alert_notification, data_sm; a CMPP command of another
+version) is handed to ``answer`` like any other: SMPP answers it generic_nack (§4.3), CMPP has
+no such answer and ignores it; the connection stays up either way. A response that answers no
+outstanding request with its command id (or the protocol's generic nack) is logged and ignored.
+When the gateway closes the connection (unbind, CMPP_TERMINATE), the answers queued so far go
+out, within ``CLOSING_FLUSH_TIMEOUT``, before the connection closes.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 
 RESPONSE_BIT = 0x80000000
 MAX_PDU_LENGTH = 64 * 1024
+CLOSING_FLUSH_TIMEOUT = 2.0
+"""Seconds the answer to the gateway's unbind / CMPP_TERMINATE may take to leave."""
 
 
 class GatewayPdu(Protocol):
@@ -88,6 +97,8 @@ class GatewayBind(abc.ABC, Generic[P]):
 
     protocol = "gateway"
     header_length = 12
+    nack_command: int | None = None
+    """The command id of a response that may answer any request (SMPP generic_nack)."""
 
     def __init__(
         self, name: str, settings: BindSettings, on_receipt: Callable[[Receipt], None]
@@ -100,7 +111,7 @@ class GatewayBind(abc.ABC, Generic[P]):
         self._throttled = Backoff(settings.throttle_pause, settings.throttle_pause_max)
         self._rest_until = 0.0
         self._sequences = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[P]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[P], int]] = {}
         self._outgoing: list[bytes] = []
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,8 +137,12 @@ class GatewayBind(abc.ABC, Generic[P]):
         """Raise GatewayBindError unless the handshake response accepts the bind."""
 
     @abc.abstractmethod
-    def submit_pdu(self, sequence: int, destination: str, segment: EncodedSegment) -> P:
-        """submit_sm / CMPP_SUBMIT for one segment."""
+    def submit_pdu(
+        self, sequence: int, destination: str, segment: EncodedSegment, valid_until: float | None
+    ) -> P:
+        """submit_sm / CMPP_SUBMIT for one segment, which the gateway keeps for a phone it
+        cannot reach until ``valid_until`` (a ``time.time()`` value, see
+        ``drivers.smsgw.validity``; None: as long as the settings or the gateway say)."""
 
     @abc.abstractmethod
     def submit_message_id(self, response: P) -> str:
@@ -195,7 +210,7 @@ class GatewayBind(abc.ABC, Generic[P]):
             self._writer.close()
         self._closed.set()
         pending, self._pending = self._pending, {}
-        for future in pending.values():
+        for future, _ in pending.values():
             if not future.done():
                 future.set_exception(error)
 
@@ -211,7 +226,7 @@ class GatewayBind(abc.ABC, Generic[P]):
         pdu = build(sequence)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[P] = loop.create_future()
-        self._pending[sequence] = future
+        self._pending[sequence] = (future, pdu.command_id | RESPONSE_BIT)
         self._send(self.encode(pdu))
         timeout = self.settings.request_timeout
         timer = loop.call_at(loop.time() + timeout, self._expire, future, pdu.command_id)
@@ -243,6 +258,17 @@ class GatewayBind(abc.ABC, Generic[P]):
         if frames and self._writer is not None and not self._closed.is_set():
             self._writer.write(b"".join(frames))
 
+    async def _flush_before_closing(self) -> None:
+        """Write the queued frames now and let them leave (bounded): the gateway closes the
+        connection after our answer to its unbind, so that answer must not wait for a turn
+        of the event loop that comes after the close."""
+        self._flush()
+        if self._writer is None:
+            return
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(CLOSING_FLUSH_TIMEOUT):
+                await self._writer.drain()
+
     @property
     def resting(self) -> float:
         """Seconds this bind still rests after the gateway throttled it (0: none)."""
@@ -251,9 +277,14 @@ class GatewayBind(abc.ABC, Generic[P]):
         return max(0.0, self._rest_until - asyncio.get_running_loop().time())
 
     async def submit(
-        self, destination: str, segment: EncodedSegment, deadline: float | None = None
+        self,
+        destination: str,
+        segment: EncodedSegment,
+        deadline: float | None = None,
+        valid_until: float | None = None,
     ) -> SegmentResult:
         """Submit one segment within the window and the rate; the gateway's message id.
+        The gateway keeps it for a phone it cannot reach until ``valid_until`` (``submit_pdu``).
 
         A throttling answer makes the bind rest before its next submit, for a pause that
         doubles (with jitter) while the gateway keeps throttling and resets on an acceptance.
@@ -269,7 +300,7 @@ class GatewayBind(abc.ABC, Generic[P]):
                 if deadline is not None and asyncio.get_running_loop().time() > deadline:
                     raise GatewayBusyError(f"{self.name}: no room in the window in time")
                 response = await self.request(
-                    lambda sequence: self.submit_pdu(sequence, destination, segment)
+                    lambda sequence: self.submit_pdu(sequence, destination, segment, valid_until)
                 )
         finally:
             self.outstanding -= 1
@@ -290,9 +321,7 @@ class GatewayBind(abc.ABC, Generic[P]):
                 pdu = self.decode(await read_frame(reader, self.header_length))
                 self._idle.set()
                 if pdu.command_id & RESPONSE_BIT:
-                    future = self._pending.get(pdu.sequence)
-                    if future is not None and not future.done():
-                        future.set_result(pdu)
+                    self._answered(pdu)
                     continue
                 response, receipt, closing = self.answer(pdu)
                 if response is not None:
@@ -300,6 +329,7 @@ class GatewayBind(abc.ABC, Generic[P]):
                 if receipt is not None:
                     self._on_receipt(receipt)
                 if closing:
+                    await self._flush_before_closing()
                     break
         except GatewayProtocolError as exc:
             log.warning("%s: %s; dropping the connection", self.name, exc)
@@ -307,6 +337,30 @@ class GatewayBind(abc.ABC, Generic[P]):
         except (asyncio.IncompleteReadError, OSError):
             pass
         self._lost(error)
+
+    def _answered(self, response: P) -> None:
+        """Hand ``response`` to the request it answers; one that answers none is ignored."""
+        pending = self._pending.get(response.sequence)
+        if pending is None:  # its request timed out, or the gateway made it up
+            log.debug(
+                "%s: response %#010x to request %d, which is not outstanding; ignored",
+                self.name,
+                response.command_id,
+                response.sequence,
+            )
+            return
+        future, expected = pending
+        if response.command_id not in (expected, self.nack_command):
+            log.warning(
+                "%s: response %#010x to request %d, which expects %#010x; ignored",
+                self.name,
+                response.command_id,
+                response.sequence,
+                expected,
+            )
+            return
+        if not future.done():
+            future.set_result(response)
 
     async def _keepalive_loop(self) -> None:
         while True:

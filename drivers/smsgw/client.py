@@ -236,17 +236,26 @@ class GatewayClient:
         return split_message(text, self.coding, self.settings.max_segments)
 
     async def submit_segment(
-        self, destination: str, segment: EncodedSegment, deadline: float | None = None
+        self,
+        destination: str,
+        segment: EncodedSegment,
+        deadline: float | None = None,
+        valid_until: float | None = None,
     ) -> SegmentResult:
         """Submit one segment on the least busy bind; its receipt will be matched to it.
-        GatewayBusyError if it is still waiting for room at ``deadline`` (event-loop time)."""
+        GatewayBusyError if it is still waiting for room at ``deadline`` (event-loop time).
+        The gateway keeps it for a phone it cannot reach until ``valid_until`` (a
+        ``time.time()`` value, e.g. the alert's expiry; ``drivers.smsgw.validity``)."""
         bind = await self._wait_for_bind(self.settings.bind.request_timeout)
-        result = await bind.submit(destination, segment, deadline)
+        result = await bind.submit(destination, segment, deadline, valid_until)
         self.expect(result, destination)
         return result
 
-    async def submit(self, destination: str, text: str) -> Submission:
-        """Submit ``text`` to ``destination``; one message id per segment.
+    async def submit(
+        self, destination: str, text: str, valid_until: float | None = None
+    ) -> Submission:
+        """Submit ``text`` to ``destination``, valid until ``valid_until``; one message id per
+        segment.
 
         If a segment fails, the error is raised with ``accepted`` set to the segments the
         gateway took before it (their receipts still arrive).
@@ -254,7 +263,9 @@ class GatewayClient:
         results: list[SegmentResult] = []
         for segment in self.split(text):
             try:
-                results.append(await self.submit_segment(destination, segment))
+                results.append(
+                    await self.submit_segment(destination, segment, valid_until=valid_until)
+                )
             except GatewayError as exc:
                 exc.accepted = tuple(results)
                 raise

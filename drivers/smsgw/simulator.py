@@ -65,6 +65,7 @@ class SubmittedSegment:
     udhi: bool
     coding: int
     wants_receipt: bool
+    validity: str = ""  # SMPP validity_period / CMPP ValId_Time as sent
 
 
 @dataclass(frozen=True, slots=True)

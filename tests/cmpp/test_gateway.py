@@ -5,7 +5,9 @@ authenticated connect, long UCS-2 and GBK messages, status reports matched, flow
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -159,3 +161,31 @@ async def test_keepalive_active_test_is_answered(make_ismg: Factory) -> None:
         assert client.binds_up == 2 and client.bind_count == 2
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("version", ["2.0", "3.0"])
+async def test_each_submit_is_valid_until_the_callers_time(
+    make_ismg: Factory, version: str
+) -> None:
+    ismg = await make_ismg(version)
+    client = CmppClient(config(ismg.port, version))
+    await client.start()
+    try:
+        start = time.time()
+        await client.submit("8613600000001", "x", valid_until=start + 3_600)
+        await client.submit("8613600000002", "x", valid_until=start + 10)  # nearly expired
+        await client.submit("8613600000003", "x")
+    finally:
+        await client.close()
+    hour, soon, unset = (record.segment.validity for record in ismg.records)
+    assert abs(valid_time_moment(hour) - (start + 3_600)) < 2
+    assert abs(valid_time_moment(soon) - (start + 300)) < 2  # at least five minutes
+    assert unset == ""  # the ISMG's default, as before
+
+
+def valid_time_moment(value: str) -> float:
+    """A ValId_Time (``YYMMDDhhmmsstnnp``, offset in quarter hours) read by hand."""
+    quarters = int(value[13:15]) * (1 if value[15] == "+" else -1)
+    zone = timezone(timedelta(minutes=15 * quarters))
+    local = datetime.strptime(value[:12], "%y%m%d%H%M%S").replace(tzinfo=zone)
+    return local.timestamp() + int(value[12]) / 10

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from cmppy.request import ConnectReq, SubmitReq
@@ -128,12 +128,16 @@ def test_header_only_and_active_test_resp() -> None:
         "0000000c00000001",  # shorter than a header
         "0000000d0000000800000002",  # Total_Length says 13
         "0000000e800000040000000100",  # SUBMIT_RESP cut short
-        "0000000c0000009900000001",  # unknown command
     ],
 )
 def test_malformed_pdus_are_protocol_errors(frame: str) -> None:
     with pytest.raises(GatewayProtocolError):
         pdu.decode(bytes.fromhex(frame), pdu.V3)
+
+
+def test_an_unknown_command_decodes_with_its_header_alone() -> None:
+    frame = bytes.fromhex("0000000f0000009900000001") + b"abc"
+    assert pdu.decode(frame, pdu.V3) == pdu.CmppPdu(0x99, 1)
 
 
 def test_oversized_fields_are_refused() -> None:
@@ -195,3 +199,14 @@ def test_results_map_onto_the_retry_split() -> None:
     assert isinstance(submit_error(3), GatewayTransientError)
     assert isinstance(connect_error(3), GatewayBindError)
     assert "流量控制错" in str(submit_error(8))
+
+
+def test_valid_time_is_an_absolute_time_with_its_offset_from_utc() -> None:
+    beijing = timezone(timedelta(hours=8))
+    assert pdu.valid_time_text(datetime(2026, 1, 1, 12, 0, 5, 300_000, beijing)) == (
+        "260101120005332+"
+    )
+    behind = timezone(-timedelta(hours=5, minutes=30))
+    assert pdu.valid_time_text(datetime(2026, 7, 9, 8, 30, tzinfo=behind)) == "260709083000022-"
+    with pytest.raises(GatewayMessageError, match="time zone"):
+        pdu.valid_time_text(datetime(2026, 1, 1, 12, 0))

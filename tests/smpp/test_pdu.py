@@ -3,6 +3,7 @@ implementation) decoding what we encode and the reverse."""
 
 from __future__ import annotations
 
+import struct
 from datetime import datetime
 
 import pytest
@@ -94,12 +95,17 @@ def test_short_pdus_are_byte_exact(message: pdu.SmppPdu, octets: str) -> None:
         b"\x00\x00\x00\x10\x00\x00",  # shorter than a header
         bytes.fromhex("00000011000000150000000000000001"),  # length says 17
         bytes.fromhex("0000001400000009000000000000000174657374"),  # system_id without NUL
-        bytes.fromhex("00000010000000990000000000000001"),  # unknown command
     ],
 )
 def test_malformed_pdus_are_protocol_errors(frame: bytes) -> None:
     with pytest.raises(GatewayProtocolError):
         pdu.decode(frame)
+
+
+def test_an_unknown_command_decodes_with_its_header_alone() -> None:
+    body = b"\x01\x018613800000001\0\x01\x0112110\0"  # alert_notification (§4.12.1)
+    frame = struct.pack(">IIII", 16 + len(body), 0x00000102, 0, 7) + body
+    assert pdu.decode(frame) == pdu.SmppPdu(0x00000102, 7)
 
 
 def test_oversized_fields_are_refused_before_sending() -> None:

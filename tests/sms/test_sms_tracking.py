@@ -6,19 +6,22 @@ from datetime import UTC, datetime
 
 from broadcaster.channel import Confirmation, ConfirmationOutcome
 from channels.sms import SegmentTracker
+from channels.sms.tracking import pool_reference
 from drivers.gsm import DeliveryReport, ReportStatus
 from drivers.gsm.pdu import classify_status
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
 
-def report(reference: str, sequence: int, total: int, status: int) -> DeliveryReport:
+def report(
+    reference: str, sequence: int, total: int, status: int, modem: str = "m0"
+) -> DeliveryReport:
     return DeliveryReport(
         reference=reference,
         number="+8613800471001",
         sequence=sequence,
         total=total,
-        modem="m0",
+        modem=modem,
         message_reference=sequence,
         state=classify_status(status),
         status=status,
@@ -132,3 +135,41 @@ def test_progress_before_the_send_returned_is_shown_after_it() -> None:
     assert "TP-ST 0x21 (recipient busy)" in emitted[0].detail
     segments.on_report(report(reference, 1, 1, 0x00))
     assert emitted[-1].outcome is ConfirmationOutcome.CONFIRMED
+
+
+def test_a_copy_sent_again_through_another_modem_is_judged_by_its_own_reports() -> None:
+    segments, emitted = tracker()
+    reference = segments.expect(14, 1)
+    segments.sent(14, 1, "m0")
+    segments.on_report(report(reference, 1, 2, 0x00, "m0"))
+    segments.sent(14, 1, "m1")  # m0 vanished at segment 2: the whole message again via m1
+    segments.sent(14, 1, "m1")
+    segments.on_report(report(reference, 1, 2, 0x00, "m0"))  # late, of the abandoned copy
+    segments.on_report(report(reference, 2, 2, 0x00, "m1"))
+    segments.accepted(14, 1)
+    assert [c.outcome for c in emitted] == [ConfirmationOutcome.PROGRESS]
+    assert emitted[0].detail == "segment 2/2 via m1 delivered (1 of 2)"
+    segments.on_report(report(reference, 1, 2, 0x00, "m1"))
+    assert emitted[-1].outcome is ConfirmationOutcome.CONFIRMED
+
+
+def test_a_failure_of_an_abandoned_copy_is_dropped_with_it() -> None:
+    segments, emitted = tracker()
+    reference = segments.expect(15, 1)
+    segments.sent(15, 1, "m0")
+    segments.on_report(report(reference, 1, 1, 0x41, "m0"))  # held until the send returns
+    segments.sent(15, 1, "m1")
+    segments.accepted(15, 1)
+    assert emitted == []
+    segments.on_report(report(reference, 1, 1, 0x00, "m1"))
+    assert [c.outcome for c in emitted] == [ConfirmationOutcome.CONFIRMED]
+
+
+def test_a_restored_attempt_counts_the_reports_of_its_modem_only() -> None:
+    segments, emitted = tracker()
+    segments.restore(16, 1, {1: ReportStatus.DELIVERED}, "m0")
+    reference = pool_reference(16, 1)
+    segments.on_report(report(reference, 2, 2, 0x00, "m1"))
+    assert emitted == []
+    segments.on_report(report(reference, 2, 2, 0x00, "m0"))
+    assert [c.outcome for c in emitted] == [ConfirmationOutcome.CONFIRMED]
