@@ -82,7 +82,10 @@ def parse_time(text: str, field: str = "time") -> datetime:
 def canonical_bytes(obj: dict[str, Any]) -> bytes:
     """The bytes that are signed: the object without ``sig``, keys sorted, no whitespace."""
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
-    return _CANONICAL.encode(unsigned).encode()
+    try:
+        return _CANONICAL.encode(unsigned).encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate (``"\ud800"``) has no UTF-8 form
+        raise SpeakerProtocolError(f"a text of the message is not Unicode: {exc}") from exc
 
 
 def sign(obj: dict[str, Any], key: bytes) -> str:
@@ -146,7 +149,9 @@ def parse_object(data: bytes) -> dict[str, Any]:
         raise SpeakerProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
         obj = _DECODER.decode(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, or an integer longer than Python converts (4,300
+        # digits); RecursionError: nested too deep.
         raise SpeakerProtocolError(f"not a JSON message: {exc}") from exc
     if not isinstance(obj, dict):
         raise SpeakerProtocolError("a message must be a JSON object")

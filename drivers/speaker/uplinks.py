@@ -245,9 +245,15 @@ class MqttUplink:
             raise MqttConnectionError("the broker closed the session")
 
     async def _handle_forever(self, commands: asyncio.Queue[bytes]) -> None:
-        """Commands in arrival order (the broker acknowledged each on receipt)."""
+        """Commands in arrival order (the broker acknowledged each on receipt). A command the
+        agent fails on is logged and the next one handled: one bad message must not leave the
+        box deaf while it stays connected."""
         while True:
-            await self._agent.handle_command(await commands.get())
+            data = await commands.get()
+            try:
+                await self._agent.handle_command(data)
+            except Exception:
+                log.exception("box %s: a command could not be handled", self._agent.box_id)
 
     async def _send_forever(self, client: MqttClient) -> None:
         up = self._topics.box_messages(self._agent.box_id)

@@ -187,6 +187,11 @@ BASE = {
         (b'{"v": 1, "v": 1, "type": "stop"}', "duplicate key"),
         (b'{"v": 2, "type": "stop"}', "version"),
         (b"{" * 20000, "exceeds"),
+        (b'{"v": 1, "type": "stop", "x": ' + b"1" * 5000 + b"}", "not a JSON"),
+        (
+            json.dumps(BASE | {"type": "stop", "note": "\ud800", "sig": "00" * 32}).encode(),
+            "not Unicode",
+        ),
         (_signed(BASE | {"type": "reboot"}), "unknown command"),
         (_signed(BASE | {"issued_at": "2026-11-28 23:59:01"}), "RFC 3339"),
         (_signed(BASE | {"issued_at": "2026-11-28T23:59:01+00:00"}), "RFC 3339"),
