@@ -149,7 +149,7 @@ class AckTracker:
                 while len(self._early) > EARLY_KEPT:
                     self._early.popitem(last=False)
                     self._forgot("acks")
-            early.append(ack)
+            _keep_latest(early, ack)
             return
         if entry.settled:
             return  # a repeat of the final ack, before the send returned
@@ -164,6 +164,16 @@ class AckTracker:
             entry.held = [confirmation]
         else:
             entry.held.append(confirmation)
+
+
+def _keep_latest(early: list[BoxAck], ack: BoxAck) -> None:
+    """Keep ``ack`` among a command's early acks, in place of one of its stage: a box repeats
+    its latest acks on every reconnect, and a command's acks are at most one per stage."""
+    for index, kept in enumerate(early):
+        if kept.stage is ack.stage:
+            early[index] = ack
+            return
+    early.append(ack)
 
 
 def confirmation_of(entry: Pending, ack: BoxAck) -> tuple[Confirmation, bool]:

@@ -75,6 +75,21 @@ def test_acks_before_their_command_is_tracked_settle_it_when_it_is() -> None:
     assert len(seen) == 2 and len(tracker) == 0
 
 
+def test_a_box_repeating_its_acks_keeps_one_early_ack_per_stage() -> None:
+    # A box repeats its latest acks on every reconnect: the tracker keeps one of each stage.
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    for _ in range(1000):
+        tracker.on_ack(ack("b1", AckStage.ACCEPTED))
+        tracker.on_ack(ack("b1", AckStage.FINISHED))
+    assert sum(len(acks) for acks in tracker._early.values()) == 2
+    tracker.track(GROUP, "b1", 7, sent=True)
+    assert outcomes(seen) == [
+        (7, ConfirmationOutcome.PROGRESS),
+        (7, ConfirmationOutcome.CONFIRMED),
+    ]
+
+
 def test_a_stop_confirms_the_stopped_delivery() -> None:
     seen: list[Confirmation] = []
     tracker = AckTracker(seen.append)
