@@ -166,6 +166,13 @@ class AckTracker:
             entry.held.append(confirmation)
 
 
+UNVERIFIED = frozenset({"bad_signature", "malformed"})
+"""Refusals of a command the box could not verify (docs/protocols/speaker.md section 3.1,
+steps 1-2). They say nothing of the command the server sent: anyone able to put bytes on the
+box's path can make it refuse garbage carrying that command's id. So the delivery is sent
+again (its next attempt with the box's own key), not failed."""
+
+
 def _keep_latest(early: list[BoxAck], ack: BoxAck) -> None:
     """Keep ``ack`` among a command's early acks, in place of one of its stage: a box repeats
     its latest acks on every reconnect, and a command's acks are at most one per stage."""
@@ -194,5 +201,8 @@ def confirmation_of(entry: Pending, ack: BoxAck) -> tuple[Confirmation, bool]:
     if ack.reason == "stopped" and entry.stopping:
         detail = f"stopped on box {box} (Cancel or Update of the alert)"
         return Confirmation(entry.delivery_id, ConfirmationOutcome.CONFIRMED, detail), True
+    if ack.reason in UNVERIFIED:
+        detail = f"box {box} could not verify a command of this id ({ack.reason})"
+        return Confirmation(entry.delivery_id, ConfirmationOutcome.RETRY, detail), True
     detail = f"box {box} failed: {ack.reason or 'no reason given'}"
     return Confirmation(entry.delivery_id, ConfirmationOutcome.FAILED, detail), True

@@ -90,6 +90,20 @@ def test_a_box_repeating_its_acks_keeps_one_early_ack_per_stage() -> None:
     ]
 
 
+@pytest.mark.parametrize("reason", ["bad_signature", "malformed"])
+def test_a_command_the_box_could_not_verify_is_sent_again_not_failed(reason: str) -> None:
+    # Garbage naming the command's id makes a box refuse it so: no word on the real command.
+    seen: list[Confirmation] = []
+    tracker = AckTracker(seen.append)
+    tracker.track(GROUP, "b1", 7, sent=True)
+    tracker.on_ack(ack("b1", AckStage.FAILED, reason=reason))
+    assert outcomes(seen) == [(7, ConfirmationOutcome.RETRY)]
+    assert reason in seen[0].detail and len(tracker) == 0
+    tracker.track(GROUP, "b1", 8, sent=True)
+    tracker.on_ack(ack("b1", AckStage.FAILED, reason="media_unavailable"))
+    assert outcomes(seen)[-1] == (8, ConfirmationOutcome.FAILED)
+
+
 def test_a_stop_confirms_the_stopped_delivery() -> None:
     seen: list[Confirmation] = []
     tracker = AckTracker(seen.append)
