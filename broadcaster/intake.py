@@ -212,7 +212,7 @@ class Intake:
         candidates: dict[str, list[Target]] = {}
         unreached = False
         if record.state == "active":
-            candidates = await self._candidates(alert, wanted, references)
+            candidates = await self.targets_of(alert, wanted, references)
             unreached = alert.msg_type is not MsgType.CANCEL and not any(candidates.values())
         if unreached:
             problems = unreached_problems(alert, wanted)
@@ -238,7 +238,7 @@ class Intake:
         deliveries: list[NewDelivery] = []
         if record.state == "active":
             message = await asyncio.to_thread(self._message, record, alert)
-            deliveries = await self._plan(message, candidates, direct=_lifts(alert))
+            deliveries = await self._plan(message, candidates)
         created, in_flight = await self.database.run(
             self.alerts.insert,
             record,
@@ -325,9 +325,9 @@ class Intake:
         references = await self.database.run(self.alerts.references_of, alert_id)
         deliveries: list[NewDelivery] = []
         if broadcast:
-            candidates = await self._candidates(alert, list(record.channels), references)
+            candidates = await self.targets_of(alert, list(record.channels), references)
             message = await asyncio.to_thread(self._message, record, alert)
-            deliveries = await self._plan(message, candidates, direct=_lifts(alert))
+            deliveries = await self._plan(message, candidates)
         supersede = _SUPERSEDES.get(alert.msg_type)
         in_flight = await self.database.run(
             self.alerts.approve,
@@ -452,6 +452,25 @@ class Intake:
             received_at=now,
         )
 
+    async def targets_of(
+        self,
+        alert: Alert,
+        channels: Sequence[str],
+        references: list[ReferenceLink] | None = None,
+    ) -> dict[str, list[Target]]:
+        """The targets each channel is given to plan ``alert`` on, as sending, previews and
+        the approver's board see them: those its area selects, or for a Cancel those the
+        alerts it lifts reached (``references``: resolved when None). A county the alert is
+        relayed to delivers on its own devices, so this node's targets there are left out,
+        except for a Cancel: it goes to whatever warned, this node's own there after a
+        fallback included."""
+        if references is None:
+            references = await self.database.run(self._resolve_references, alert)
+        candidates = await self._candidates(alert, list(channels), references)
+        if alert.msg_type is MsgType.CANCEL:
+            return candidates
+        return without_relayed(self.channels, candidates)
+
     async def _candidates(
         self, alert: Alert, channels: list[str], references: list[ReferenceLink]
     ) -> dict[str, list[Target]]:
@@ -488,7 +507,7 @@ class Intake:
         )
         message = await asyncio.to_thread(self._message, record, alert)
         references = await self.database.run(self._resolve_references, alert)
-        candidates = await self._candidates(alert, wanted, references)
+        candidates = await self.targets_of(alert, wanted, references)
         previews = {}
         for name in wanted:
             try:
@@ -525,7 +544,7 @@ class Intake:
         references = await self.database.run(self._resolve_references, alert)
         candidates = within(await self._candidates(alert, own, references), division)
         message = await asyncio.to_thread(self._message, record, alert)
-        deliveries = await self._plan(message, candidates, direct=True)
+        deliveries = await self._plan(message, candidates)
         added = await self.database.run(
             self.alerts.add_deliveries, record, deliveries, self.clock()
         )
@@ -535,17 +554,9 @@ class Intake:
         return planned
 
     async def _plan(
-        self,
-        message: AlertMessage,
-        candidates: Mapping[str, list[Target]],
-        *,
-        direct: bool = False,
+        self, message: AlertMessage, candidates: Mapping[str, list[Target]]
     ) -> list[NewDelivery]:
-        """The deliveries of ``message``; a county the alert is relayed to delivers on its own
-        devices, so this node's targets there are left out unless ``direct`` (a Cancel: its
-        targets are those the alert it lifts reached, the fallback's in a county included)."""
-        if not direct:
-            candidates = without_relayed(self.channels, candidates)
+        """The deliveries of ``message`` to ``candidates`` (from :meth:`targets_of`)."""
         deliveries: list[NewDelivery] = []
         for name in candidates:
             if not candidates[name]:
@@ -586,9 +597,3 @@ def _parse_any(
         parsed = parse_cap(to_xml(alert))
         return replace(parsed, problems=warnings, repairs=repairs)
     return parse_cap(to_xml(data, signer=signer))
-
-
-def _lifts(alert: Alert) -> bool:
-    """A Cancel goes to exactly the targets the alerts it lifts reached, this node's own in a
-    county it relays to among them (delivered there when the county node was unreachable)."""
-    return alert.msg_type is MsgType.CANCEL

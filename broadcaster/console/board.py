@@ -36,7 +36,6 @@ from broadcaster.console.recordings import recordings_of
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 from broadcaster.errors import CapError, StoreError
 from broadcaster.federation.reports import describe_summary
-from broadcaster.planner import alert_areas, select_targets
 from broadcaster.service import BroadcasterService
 from broadcaster.store.db import Database
 
@@ -156,13 +155,11 @@ async def board_page(request: web.Request) -> web.Response:
 async def _planned(
     service: BroadcasterService, alert: Alert, channels: list[str]
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The targets a held alert's area selects per channel, as board rows in state "planned"."""
+    """The targets a held alert would be planned on per channel, as approval would plan it
+    (:meth:`~broadcaster.intake.Intake.targets_of`), as board rows in state "planned"."""
     rows: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
-    areas = alert_areas(alert)
-    for name in channels:
-        registry = await service.store.targets.for_channel(name)
-        chosen = await asyncio.to_thread(select_targets, areas, registry)
+    for name, chosen in (await service.intake.targets_of(alert, channels)).items():
         counts[name] = len(chosen)
         rows += [
             {"id": f"{name}-{t.id}", "lat": t.lat, "lon": t.lon, "state": "planned", "name": t.name}
