@@ -29,6 +29,14 @@ Configuration (``[channels.<name>]``, ``type = "webpush"``)::
     allow_private_endpoints = false            # true only for a stand-in on a lab network or
                                                # loopback: lifts the public-address and port
                                                # rules of channels.webpush.endpoints
+    changes_per_minute = 30                    # subscribe/unsubscribe/renew per client
+    max_subscriptions = 100000                 # past it, new subscriptions get 503
+
+Anyone may subscribe, so the registry could be filled with subscriptions that each cost a push
+at every alert: beyond ``max_subscriptions`` a new subscription is refused with
+:class:`SubscriptionsFullError` (503); renewing or re-subscribing an existing one still works.
+The count comes from the registry when the channel starts and at most once a minute after,
+and follows the channel's own changes in between.
 
 Host names of endpoints are looked up with :attr:`WebPushChannel.resolver` (the system's
 resolver when None); every address a name resolves to must be public, unless private ones are
@@ -61,6 +69,7 @@ from broadcaster.channel import (
     OutgoingDelivery,
     SendOutcome,
     SendResult,
+    TargetDirectory,
 )
 from broadcaster.config import ChannelConfig, SecretValue
 from broadcaster.delivery import Target
@@ -105,12 +114,26 @@ class WebPushChannelConfig(ChannelConfig):
     )
     concurrency: int = Field(64, ge=1, le=10_000)
     changes_per_minute: int = Field(
-        30, ge=1, description="subscribe, unsubscribe and renew requests per client address"
+        30,
+        ge=1,
+        description="subscribe, unsubscribe and renew requests per client: an IPv4 address"
+        " or an IPv6 /64",
     )
+    max_subscriptions: int = Field(
+        100_000, ge=1, description="new subscriptions beyond this many are refused (503)"
+    )
+
+
+RECOUNT_SECONDS = 60.0
+"""How long the channel trusts its own count of subscriptions before listing them again."""
 
 
 class ChannelNotReadyError(DeviceUnavailableError):
     """The channel is not running (not started, or its start failed)."""
+
+
+class SubscriptionsFullError(DeviceUnavailableError):
+    """The channel holds ``max_subscriptions`` already: no new subscription is taken now."""
 
 
 class WebPushChannel(Channel[WebPushChannelConfig]):
@@ -127,6 +150,8 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
     _client: WebPushClient | None = None
     _names: AbstractResolver | None = None
     _fault = ""
+    _subscriptions = 0
+    _counted_at: float | None = None
 
     def __init__(self, name: str, config: WebPushChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
@@ -189,6 +214,7 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
         )
         await client.open()
         self._fault = ""
+        self._counted_at = None
         self._client = client
 
     async def stop(self) -> None:
@@ -225,7 +251,7 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
         except ChannelError as exc:
             self._services.failed(service, str(exc), time.time())
             if isinstance(exc, SubscriptionGoneError) and self.context.targets is not None:
-                await self.context.targets.unregister(target.id)
+                await self._forget(self.context.targets, target.id)
             raise
         except Exception as exc:
             self._fault = f"{type(exc).__name__}: {exc}"
@@ -270,8 +296,24 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
             previous=previous,
         )
         await check_endpoint_host(endpoint, self.policy, self._lookup())
+        if previous is None:
+            await self._count_new_subscription(directory)
         await directory.register(target)
         return target
+
+    async def _count_new_subscription(self, directory: TargetDirectory) -> None:
+        """Count one more subscription; SubscriptionsFullError if that is too many."""
+        now = time.monotonic()
+        if self._counted_at is None or now - self._counted_at >= RECOUNT_SECONDS:
+            self._subscriptions = len(await directory.all())
+            self._counted_at = now
+        limit = self.config.max_subscriptions
+        if self._subscriptions >= limit:
+            raise SubscriptionsFullError(
+                f"this alert service has reached its limit of {limit} subscriptions and takes"
+                " no new ones now; please try again later"
+            )
+        self._subscriptions += 1
 
     async def withdraw(self, body: Any) -> bool:
         """Remove the subscription whose endpoint the body names; True if it was there."""
@@ -279,7 +321,14 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
             raise ChannelNotReadyError("subscriptions need a target registry")
         anywhere = EndpointPolicy(allow_http=True, allow_private=True)
         endpoint = parse_endpoint(body, anywhere, where="the request body")
-        return await self.context.targets.unregister(target_id(endpoint))
+        return await self._forget(self.context.targets, target_id(endpoint))
+
+    async def _forget(self, directory: TargetDirectory, subscription: str) -> bool:
+        """Remove the target ``subscription`` and count it out; True if it was there."""
+        removed = await directory.unregister(subscription)
+        if removed:
+            self._subscriptions -= 1
+        return removed
 
     async def renew(self, body: Any) -> Target | None:
         """Move a subscription the browser replaced (``pushsubscriptionchange``) to its new

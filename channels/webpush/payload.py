@@ -8,10 +8,14 @@ The payload is compact JSON (the service worker reads it; keys are short but rea
      "texts": [{"lang": "zh-CN", "title": "…", "area": "…", "body": "…"}, …]}
 
 ``texts`` holds the subscriber's languages (the marker of Test, Exercise, Update and Cancel is
-already in ``title``); ``body`` puts the instruction first. Bodies are shortened, longest
-first, until the JSON fits :data:`~channels.webpush.ece.MAX_PLAINTEXT` bytes with the widest
-delivery id, subscription id and token, so every subscriber of the same languages gets the
-same texts and the preview shows them exactly (:func:`push_texts`).
+already in ``title``); ``body`` puts the instruction first. The JSON must fit one
+``aes128gcm`` record (:data:`~channels.webpush.ece.MAX_PLAINTEXT` bytes, RFC 8291 §4), with the
+widest delivery id, subscription id and token, so every subscriber of the same languages gets
+the same texts and the preview shows them exactly (:func:`push_texts`). To fit, a headline is
+cut to :data:`MAX_TITLE` characters after the marker; then bodies and areas are shortened,
+longest first; then the last languages are dropped; and if even one language does not fit,
+its text is the title alone (still marked), shortened until it does: the notification then
+says what and links to the full alert, and its ack still confirms the delivery.
 
 Headers (RFC 8030 §5.2–5.4): ``TTL`` from the alert's expiry, so an offline phone still gets
 a warning that is valid; ``Urgency: high`` for Immediate or Extreme alerts; ``Topic`` from the
@@ -57,6 +61,8 @@ _COLOUR_WORDS = {
     "blue": "blue",
     "蓝色": "blue",
 }
+MAX_TITLE = 120
+"""Characters of a notification title, marker included: phones show far fewer."""
 _MIN_BODY = 40
 _WIDEST_DELIVERY = 2**63 - 1
 _WIDEST_SUBSCRIPTION = 64
@@ -120,11 +126,16 @@ def _shorten(text: str, limit: int | None) -> str:
     return text[: max(0, limit - 1)] + "…"
 
 
+def _title(text: MessageText, limit: int) -> str:
+    """Marker and headline in ``limit`` characters; the marker is never cut."""
+    return text.marker + _shorten(text.headline or text.event, max(1, limit - len(text.marker)))
+
+
 def _text_entry(text: MessageText, limit: int | None) -> dict[str, str]:
     body = "\n".join(part for part in (text.instruction, text.description) if part)
     return {
         "lang": text.language,
-        "title": text.title,
+        "title": _title(text, MAX_TITLE),
         "area": _shorten(text.area_desc, limit),
         "body": _shorten(body, limit),
     }
@@ -154,6 +165,18 @@ def _document(
     }
 
 
+def _title_only(document: dict[str, Any], text: MessageText) -> dict[str, str]:
+    """The entry of ``text`` without area and body, its title shortened until ``document``
+    with it fits (down to the marker and "…")."""
+    limit = MAX_TITLE
+    entry = {"lang": text.language, "title": _title(text, limit)}
+    shortest = len(text.marker) + 1
+    while len(_encode(document | {"texts": [entry]})) > MAX_PLAINTEXT and limit > shortest:
+        limit = max(shortest, limit * 3 // 4)
+        entry["title"] = _title(text, limit)
+    return entry
+
+
 def push_texts(
     message: AlertMessage, languages: Sequence[str], *, public_url: str
 ) -> list[dict[str, str]]:
@@ -178,6 +201,8 @@ def push_texts(
     while len(payload) > MAX_PLAINTEXT and len(document["texts"]) > 1:
         document["texts"] = document["texts"][:-1]
         payload = _encode(document)
+    if len(payload) > MAX_PLAINTEXT and texts:
+        document["texts"] = [_title_only(document, texts[0])]
     entries: list[dict[str, str]] = document["texts"]
     return entries
 

@@ -17,13 +17,17 @@
                            does not match the subscription
 
 Requests with a bad body get 400 with ``{"error": …}`` naming the field; while the channel is
-not running every endpoint answers 503. Bodies are limited to 16 KiB. Subscribe, unsubscribe
-and renew are limited to ``changes_per_minute`` per client address (behind the server's
-trusted proxies, the resident's address): past it, 429 with ``Retry-After``.
+not running every endpoint answers 503, and so does a subscribe that would take the channel past
+``max_subscriptions``. Bodies are limited to 16 KiB. Subscribe, unsubscribe and renew are
+limited to ``changes_per_minute`` per client (behind the server's trusted proxies, the
+resident): an IPv4 address, or an IPv6 /64, the smallest block a home or phone is given, whose
+last 64 bits (the interface identifier, RFC 4291 §2.5.1) its owner chooses freely, so hopping
+between them does not dodge the limit. Past it, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,9 +62,23 @@ class _TooManyChangesError(Exception):
         self.retry_after = retry_after
 
 
+def _client_key(remote: str) -> str:
+    """Whose changes ``remote`` counts towards: its IPv4 address (an IPv4-mapped IPv6 one
+    too), else its IPv6 /64; an address that does not parse counts as itself."""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _count_change(request: web.Request) -> None:
     """Count a subscription change of the client; raises _TooManyChangesError past the limit."""
-    wait = request.app[LIMITER].wait_needed(request.remote or "")
+    wait = request.app[LIMITER].wait_needed(_client_key(request.remote or ""))
     if wait:
         raise _TooManyChangesError(wait)
 

@@ -11,7 +11,7 @@ from broadcaster.delivery import Target
 from broadcaster.rendition import render
 from broadcaster.testing.contract import contract_delivery
 from channels.webpush.ece import MAX_PLAINTEXT
-from channels.webpush.payload import build_message, level_of, ttl_for
+from channels.webpush.payload import MAX_TITLE, ack_token, build_message, level_of, ttl_for
 
 TARGET = Target(id="push-s1", channel="push", name="s1", languages=("mn-Cyrl", "zh-CN"))
 
@@ -88,3 +88,33 @@ def test_traditional_mongolian_is_carried_as_it_is_written() -> None:
     assert [t["lang"] for t in texts] == ["mn-Mong", "zh-CN"]
     assert texts[0]["title"] == "[ᠲᠤᠷᠰᠢᠯᠲᠠ]" + headline  # the contract alert is a Test
     assert texts[0]["body"].endswith("…")
+
+
+def test_a_long_headline_is_cut_keeping_its_marker() -> None:
+    base = contract_delivery(TARGET).message.alert.infos[0]
+    zh = replace(base, headline="乌兰察布市气象台发布暴雪橙色预警信号，" * 70)
+    mn = replace(base, language="mn-Cyrl", headline="Цасан шуурга " * 200)
+    document = _build(_with_infos(zh, mn))
+    texts = document["texts"]
+    assert isinstance(texts, list)
+    assert [t["lang"] for t in texts] == ["mn-Cyrl", "zh-CN"]
+    assert texts[0]["title"].startswith("[ТУРШИЛТ]Цасан шуурга")
+    assert texts[1]["title"].startswith("【测试】乌兰察布市气象台发布暴雪橙色预警信号")
+    for text in texts:
+        assert len(text["title"]) == MAX_TITLE and text["title"].endswith("…")
+
+
+def test_when_no_language_fits_the_marked_title_alone_goes_out() -> None:
+    base = contract_delivery(TARGET).message.alert.infos[0]
+    delivery = _with_infos(replace(base, headline="乌兰察布市气象台发布暴雪橙色预警信号，" * 70))
+    public_url = "https://x.example/" + "p" * 3500
+    message = build_message(
+        delivery, public_url=public_url, subscription_id="s1", secret="k", now=0
+    )
+    assert len(message.payload) <= MAX_PLAINTEXT
+    document = json.loads(message.payload)
+    [text] = document["texts"]
+    assert text.keys() == {"lang", "title"}
+    assert text["title"].startswith("【测试】乌兰察布") and text["title"].endswith("…")
+    assert document["url"] == f"{public_url}/alerts/a-contract"
+    assert document["ack"] == ack_token("k", delivery.id, "a-contract", "s1")

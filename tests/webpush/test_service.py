@@ -14,10 +14,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from broadcaster.api.app import make_app
-from broadcaster.cap import MsgType
+from broadcaster.cap import MsgType, Status
 from broadcaster.config import Config, parse_config
 from broadcaster.service import BroadcasterService
 from channels.webpush import WebPushChannel
+from channels.webpush.ece import MAX_PLAINTEXT
 from tests.core.previewing import assert_sent_as_previewed, preview_and_send
 from tests.core.support import make_alert, running, wait_until_complete
 from tests.webpush.conftest import DEMO_DIVISIONS, HUADE, ZHUOZI, ZHUOZI_TOWNSHIP
@@ -148,3 +149,21 @@ async def test_preview_equals_what_each_phone_decrypts(
     assert content["texts"][0]["body"].endswith("…")
     decrypted = [p.payload["texts"] for p in push_service.received]
     assert len(decrypted) == 3 and all(texts == content["texts"] for texts in decrypted)
+
+
+async def test_a_long_headline_reaches_every_phone_as_previewed(
+    system: tuple[aiohttp.ClientSession, BroadcasterService], push_service: PushServiceStandIn
+) -> None:
+    session, service = system
+    for name in ("first", "second"):
+        await subscribe(session, push_service, name, ZHUOZI)
+    headline = "乌兰察布市气象台发布暴雪橙色预警信号，" * 70  # CAP sets no bound
+    alert = make_alert("push-long-headline", status=Status.EXERCISE, headline=headline)
+    outcome = await preview_and_send(service, alert, "webpush")
+    assert outcome.summary == {"webpush": {"confirmed": 2}}
+    assert_sent_as_previewed(outcome)
+    (content,) = outcome.preview.contents
+    title = content["texts"][0]["title"]
+    assert title.startswith("【演练】乌兰察布市气象台") and title.endswith("…")
+    assert [len(p.data) <= MAX_PLAINTEXT for p in push_service.received] == [True, True]
+    assert all(p.payload["texts"] == content["texts"] for p in push_service.received)

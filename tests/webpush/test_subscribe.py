@@ -1,6 +1,7 @@
 """The channel's public endpoints over a real socket: the page, the service worker, subscribe,
 change of area, unsubscribe, acks, clear 400s for bad requests that store nothing, and a limit
-on subscription changes per client (behind a trusted proxy, per resident)."""
+on subscription changes per client (behind a trusted proxy, per resident; an IPv6 client by
+its /64) and on the number of subscriptions."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from broadcaster.client_limits import forwarded_client
 from broadcaster.testing.targets import MemoryTargets
 from channels.webpush import WebPushChannel
+from channels.webpush.channel import SubscriptionsFullError
 from tests.webpush.conftest import HUADE, ZHUOZI, ZHUOZI_TOWNSHIP, ChannelFactory
 from tests.webpush.pushservice import SubscriberKeys
 
@@ -227,3 +229,79 @@ async def test_subscription_changes_are_limited_per_client(
         await channel.stop()
         await server.close()
     assert len(targets.targets) == (4 if trusted else 3)
+
+
+async def test_an_ipv6_client_is_limited_by_its_64(make_channel: ChannelFactory) -> None:
+    targets = MemoryTargets()
+    channel = make_channel(targets, changes_per_minute=3)
+    root = web.Application(middlewares=[forwarded_client(["127.0.0.0/8"])])
+    root.add_subapp("/channels/push/", channel.web_app())
+    server = TestServer(root)
+    await server.start_server()
+    await channel.start()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+            prefix = "/channels/push/"
+            hopping = [f"2001:db8:1:2:{n:x}::1" for n in range(1, 5)]
+            statuses = [(await _changes(session, prefix, 1, ip))[0] for ip in hopping]
+            assert statuses == [201, 201, 201, 429]
+            assert await _changes(session, prefix, 1, "2001:db8:1:3::1") == [201]
+            # IPv4 clients keep their own address each.
+            assert await _changes(session, prefix, 1, "203.0.113.5") == [201]
+            assert await _changes(session, prefix, 1, "203.0.113.6") == [201]
+    finally:
+        await channel.stop()
+        await server.close()
+    assert len(targets.targets) == 6
+
+
+async def test_new_subscriptions_beyond_the_maximum_get_503(
+    make_channel: ChannelFactory,
+) -> None:
+    targets = MemoryTargets()
+    channel = make_channel(targets, allow_http_endpoints=False, max_subscriptions=2)
+    server = TestServer(channel.web_app())
+    await server.start_server()
+    await channel.start()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+
+            async def subscribe(endpoint: str, division: str = ZHUOZI) -> int:
+                body = request(division, endpoint=endpoint)
+                async with session.post("/subscribe", json=body) as response:
+                    if response.status == 503:
+                        error = (await response.json())["error"]
+                        assert "limit of 2 subscriptions" in error
+                    return response.status
+
+            assert [await subscribe(f"{ENDPOINT}-{n}") for n in range(3)] == [201, 201, 503]
+            assert await subscribe(f"{ENDPOINT}-0", HUADE) == 201, "an existing one may move"
+            gone = {"endpoint": f"{ENDPOINT}-1"}
+            async with session.post("/unsubscribe", json=gone) as response:
+                assert (await response.json()) == {"removed": True}
+            assert await subscribe(f"{ENDPOINT}-2") == 201
+            assert await subscribe(f"{ENDPOINT}-3") == 503
+    finally:
+        await channel.stop()
+        await server.close()
+    assert sorted(t.address for t in targets.targets.values()) == [
+        f"{ENDPOINT}-0",
+        f"{ENDPOINT}-2",
+    ]
+
+
+async def test_the_maximum_counts_subscriptions_kept_from_before(
+    make_channel: ChannelFactory,
+) -> None:
+    targets = MemoryTargets()
+    first = make_channel(targets, max_subscriptions=1)
+    await first.start()
+    await first.enrol(request(ZHUOZI, endpoint=f"{ENDPOINT}-kept"))
+    await first.stop()
+    second = make_channel(targets, max_subscriptions=1)
+    await second.start()
+    try:
+        with pytest.raises(SubscriptionsFullError, match="limit of 1 subscriptions"):
+            await second.enrol(request(ZHUOZI, endpoint=f"{ENDPOINT}-new"))
+    finally:
+        await second.stop()
