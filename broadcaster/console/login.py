@@ -28,6 +28,7 @@ from broadcaster.console.web import (
     OFFICER,
     PREFIX,
     SESSION,
+    ConsoleState,
     actor_of,
     client_address,
     page,
@@ -82,6 +83,16 @@ def _wrong_login(request: web.Request) -> str:
     )
 
 
+UNKNOWN_USER = "(no such officer)"
+"""The audit subject of a refused login under a name no officer has: it may be a password
+typed in the wrong field, which the audit log must not keep."""
+
+
+async def _subject(state: ConsoleState, username: str) -> str:
+    """``username`` when an officer has it, else :data:`UNKNOWN_USER`."""
+    return username if await state.officers.get(username) is not None else UNKNOWN_USER
+
+
 @routes.get("/login")
 async def login_form(request: web.Request) -> web.Response:
     return _login_page(request)
@@ -97,12 +108,14 @@ async def login(request: web.Request) -> web.Response:
     try:
         require_csrf(str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE))
     except CsrfError as exc:
-        await state.audit("anonymous", "login.csrf_refused", username, {"address": address})
+        subject = await _subject(state, username)
+        await state.audit("anonymous", "login.csrf_refused", subject, {"address": address})
         return _login_page(request, str(exc), 403)
     try:
         state.limiter.check(address)
     except LoginRateLimitedError as exc:
-        await state.audit("anonymous", "login.rate_limited", username, {"address": address})
+        subject = await _subject(state, username)
+        await state.audit("anonymous", "login.rate_limited", subject, {"address": address})
         response = _login_page(request, "尝试次数过多，请一分钟后再试 · Too many attempts", 429)
         response.headers["Retry-After"] = str(int(exc.retry_after))
         return response
@@ -113,7 +126,8 @@ async def login(request: web.Request) -> web.Response:
             detail = {"address": address, "until": exc.until}
             await state.audit("anonymous", "login.locked", username, detail)
         else:
-            await state.audit("anonymous", "login.failed", username, {"address": address})
+            subject = await _subject(state, username)
+            await state.audit("anonymous", "login.failed", subject, {"address": address})
         return _login_page(request, _wrong_login(request), 401)
     cookie, _session = await state.sessions.create(officer.username, address)
     await state.audit(

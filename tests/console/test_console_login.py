@@ -17,6 +17,7 @@ import pytest
 from broadcaster.audit import AuditLog
 from broadcaster.auth import OfficerStore
 from broadcaster.auth.sessions import LOGIN_CSRF_COOKIE
+from broadcaster.console import login
 from tests.console.support import (
     PASSWORDS,
     ConsoleClient,
@@ -76,6 +77,20 @@ async def test_wrong_passwords_lock_the_account(officer: ConsoleClient) -> None:
         await admin.close()
     status, page = await officer.login("drafter")
     assert status == 200 and 'id="officer-name"' in page
+
+
+async def test_a_password_typed_as_the_name_is_not_kept_in_the_audit(
+    officer: ConsoleClient,
+) -> None:
+    status, _ = await officer.login(PASSWORDS["approver"], "tab, then the password again")
+    assert status == 401
+    status, _ = await officer.login("viewer", "not the viewer's password")
+    assert status == 401
+    trail = await _audit(officer.server, action="login.failed")
+    assert trail == [
+        ("anonymous", "login.failed", login.UNKNOWN_USER),
+        ("anonymous", "login.failed", "viewer"),
+    ]
 
 
 async def test_login_attempts_are_rate_limited_per_address(tmp_path: Path) -> None:
