@@ -46,6 +46,7 @@ from drivers.speaker.messages import (
 from drivers.speaker.playback import PlaybackScheduler
 from drivers.speaker.player import Player
 from drivers.speaker.sealed_audio import CommandTarget
+from drivers.speaker.stop_memory import StopMemory
 from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher, PlayJournal
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class BoxAgent:
         self.identity = identity
         self._behaviour = behaviour or BoxBehaviourConfig()
         self._journal = journal
+        self._stops = StopMemory()
         self._clock = clock
         self._volume = self._behaviour.default_volume
         self._playback = PlaybackScheduler(
@@ -119,7 +121,7 @@ class BoxAgent:
         await self._journal.load()
         if self._journal.volume is not None:
             self._volume = self._journal.volume
-        self._resume_unfinished()
+        await self._resume_unfinished()
         self._ready.set()
         try:
             async with asyncio.TaskGroup() as group:
@@ -256,6 +258,9 @@ class BoxAgent:
         if command.issued_at > now + skew:
             await self._finish(entry, AckStage.FAILED, reason="not_yet_valid")
             return
+        if isinstance(command, PlayUrl | PlayClip) and self._stops.stops(command, now):
+            await self._finish(entry, AckStage.FAILED, reason="stopped")
+            return
         await self._finish(entry, AckStage.ACCEPTED)
         await self._execute(command, entry, to)
 
@@ -304,25 +309,40 @@ class BoxAgent:
 
     async def _execute(self, command: Command, entry: JournalEntry, to: CommandTarget) -> None:
         if isinstance(command, Stop):
+            self._stops.remember(command)
             self._playback.stop_alert(command.alert_id, "stopped")
             await self._finish(entry, AckStage.FINISHED)
         elif isinstance(command, SetVolume):
             self._volume = command.volume
             self._journal.volume = command.volume
             await self._finish(entry, AckStage.FINISHED)
+        elif self._stops.stops(command, self._clock()):
+            # A stop carried out while this command was being journaled.
+            await self._finish(entry, AckStage.FAILED, reason="stopped")
         else:
             self._playback.schedule(command, entry, to)
 
-    def _resume_unfinished(self) -> None:
+    async def _resume_unfinished(self) -> None:
+        """Recall the stops carried out, then resume the play commands a restart cut off
+        (section 3.4), failing those a stop cancels."""
+        resumed: list[tuple[PlayUrl | PlayClip, JournalEntry, CommandTarget]] = []
         for entry in self._journal.entries():
-            if entry.stage not in (AckStage.ACCEPTED, AckStage.STARTED):
+            carried_out = entry.kind == Stop.kind and entry.stage is not AckStage.FAILED
+            if not carried_out and entry.stage not in (AckStage.ACCEPTED, AckStage.STARTED):
                 continue
             try:
                 command, to = self._decode(entry.wire.encode())
             except SpeakerProtocolError as exc:
                 log.warning("box %s: journal entry %s dropped: %s", self.box_id, entry.cmd_id, exc)
                 continue
-            if isinstance(command, PlayUrl | PlayClip):
+            if isinstance(command, Stop):
+                self._stops.remember(command)
+            elif isinstance(command, PlayUrl | PlayClip):
+                resumed.append((command, entry, to))
+        for command, entry, to in resumed:
+            if self._stops.stops(command, self._clock()):
+                await self._finish(entry, AckStage.FAILED, reason="stopped")
+            else:
                 log.info("box %s: resuming %s after restart", self.box_id, entry.cmd_id)
                 self._playback.schedule(command, entry, to)
 

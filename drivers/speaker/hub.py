@@ -47,7 +47,7 @@ from drivers.speaker.hub_config import (
 from drivers.speaker.hub_link import HubLink
 from drivers.speaker.hub_mqtt import MqttHubLink
 from drivers.speaker.hub_serial import SerialBusMaster
-from drivers.speaker.hub_tcp import TcpHubLink
+from drivers.speaker.hub_tcp import HelloReplayGuard, TcpHubLink
 from drivers.speaker.messages import BoxAck, BoxHello, BoxPresence, BoxStatus, Command, HubEvent
 from drivers.speaker.topics import SpeakerTopics
 
@@ -75,6 +75,7 @@ class SpeakerHub:
         """When each box was last heard, on the monotonic clock."""
         self._events: asyncio.Queue[HubEvent] = asyncio.Queue(config.event_queue_limit)
         self._listener: Callable[[HubEvent], None] | None = None
+        self._hellos = HelloReplayGuard(timedelta(seconds=config.max_clock_skew_s))
         self.stats = HubStats()
         self._tcp = (
             TcpHubLink(
@@ -328,16 +329,19 @@ class SpeakerHub:
         return box.key if box else None
 
     def authenticate(self, hello: bytes) -> str:
-        """Verify a TCP hello: a registered TCP box, a valid signature, a fresh time."""
+        """Verify a TCP hello: a registered TCP box, a valid signature, a fresh time, a
+        nonce not used before and no older than the box's last accepted hello."""
         message = decode_box_message(hello, self._key_of)
         if not isinstance(message, BoxHello):
             raise SpeakerProtocolError(f"expected hello, got {message.kind}")
         box = self._boxes[message.box_id]
         if box.transport != "tcp":
             raise SpeakerProtocolError(f"box {box.box_id} is registered for {box.transport}")
-        skew = abs(datetime.now(UTC) - message.at)
+        now = datetime.now(UTC)
+        skew = abs(now - message.at)
         if skew > timedelta(seconds=self._config.max_clock_skew_s):
             raise SpeakerProtocolError(f"box {box.box_id}: hello is {skew} off the hub's clock")
+        self._hellos.admit(message, now)
         return message.box_id
 
     def receive(self, box_id: str, data: bytes, transport: str, replayed: bool = False) -> None:

@@ -2,8 +2,10 @@
 
 Boxes connect out to this listener (optionally TLS) and keep the connection. The first line must
 be a signed ``hello`` within ``hello_timeout_s``; afterwards each line is one signed JSON
-message. A newer connection from the same box replaces the older one. Built on
-``asyncio.Protocol`` so ten thousand idle boxes cost one small object each, not a task.
+message. A newer connection from the same box replaces the older one, so a hello is good for
+one connection: ``HelloReplayGuard`` refuses a nonce used before and a hello older than the
+box's last accepted one. Built on ``asyncio.Protocol`` so ten thousand idle boxes cost one
+small object each, not a task.
 """
 
 from __future__ import annotations
@@ -11,15 +13,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from datetime import datetime, timedelta
 
 from drivers.speaker.errors import BoxOfflineError, SpeakerConnectionError, SpeakerProtocolError
 from drivers.speaker.hub_link import HubLink, LinkSink
+from drivers.speaker.messages import BoxHello
 from drivers.speaker.tcp_options import enable_keepalive
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 TRANSPORT = "tcp"
+
+
+class HelloReplayGuard:
+    """The hellos each box connected with lately, so that a captured one cannot be replayed
+    within the clock skew window to take the box's connection over (section 4.1).
+
+    Per box it keeps the time of the last accepted hello and the nonces of those still inside
+    ``window`` (older ones fail the time check anyway), so it stays small.
+    """
+
+    def __init__(self, window: timedelta) -> None:
+        self._window = window
+        self._latest: dict[str, datetime] = {}
+        self._nonces: dict[str, dict[str, datetime]] = {}
+
+    def admit(self, hello: BoxHello, now: datetime) -> None:
+        """Accept a verified, fresh ``hello`` once; raises SpeakerProtocolError when its
+        nonce was used before or it is older than the box's last accepted hello."""
+        box_id = hello.box_id
+        latest = self._latest.get(box_id)
+        if latest is not None and hello.at < latest:
+            raise SpeakerProtocolError(f"box {box_id}: hello older than its last accepted one")
+        horizon = now - self._window
+        nonces = {n: at for n, at in self._nonces.get(box_id, {}).items() if at >= horizon}
+        if hello.nonce in nonces:
+            raise SpeakerProtocolError(f"box {box_id}: hello nonce used before")
+        nonces[hello.nonce] = hello.at
+        self._nonces[box_id] = nonces
+        self._latest[box_id] = hello.at
 
 
 class _BoxConnection(asyncio.Protocol):
