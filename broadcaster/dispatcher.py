@@ -41,6 +41,8 @@ from broadcaster.cap.serialize import from_json
 from broadcaster.channel import (
     AlertMessage,
     Channel,
+    Confirmation,
+    ConfirmationOutcome,
     OutgoingDelivery,
     SendOutcome,
     SendResult,
@@ -156,9 +158,15 @@ class Dispatcher:
                 log.info("channel %s: %d accepted deliveries tracked again", name, len(rows))
 
     async def stop(self) -> None:
-        """Stop sending and every task of the dispatcher. Confirmations are still taken: a
-        channel reports acks until it has stopped; :meth:`close` records them then."""
+        """Stop sending and every task of the dispatcher. What devices say is still taken: a
+        channel reports acks until it has stopped, and :meth:`close` records them then. Only
+        a device's word is: a failure or a request to send again, reported while channels
+        stop, may be the stop's own doing (a transmitter's sequence cut off), so it is left
+        out and the delivery resumed at the next start, as one in flight."""
         await self._tasks.close()
+        for name, slot in self.channels.items():
+            if type(slot.channel).confirmations is Channel.confirmations:
+                slot.channel.confirm_into(_devices_word(self._recorder.sink(name)))
 
     async def close(self) -> None:
         """After the channels stopped: record what they reported, release this node's leases."""
@@ -493,3 +501,16 @@ def _outgoing(row: ClaimedDelivery, message: AlertMessage) -> OutgoingDelivery:
         idempotency_key=row.idempotency_key,
         expires_at=row.expires_at,
     )
+
+
+_DEVICES_WORD = frozenset({ConfirmationOutcome.CONFIRMED, ConfirmationOutcome.PROGRESS})
+
+
+def _devices_word(sink: Callable[[Confirmation], None]) -> Callable[[Confirmation], None]:
+    """``sink`` for the confirmations that report what a device did (see ``stop``)."""
+
+    def take(confirmation: Confirmation) -> None:
+        if isinstance(confirmation, Confirmation) and confirmation.outcome in _DEVICES_WORD:
+            sink(confirmation)
+
+    return take

@@ -375,7 +375,7 @@ class AcceptingChannel(Channel):
 
 class ClosingAckChannel(Channel):
     """Accepts, and hears its devices' acks only as it stops (a hub reading its connections'
-    last lines while it closes them)."""
+    last lines while it closes them); the last delivery it cuts off as it stops."""
 
     capabilities: ClassVar[ChannelCapabilities] = ChannelCapabilities(confirms=True)
 
@@ -387,8 +387,11 @@ class ClosingAckChannel(Channel):
 
     async def stop(self) -> None:
         await asyncio.sleep(0)
-        for delivery_id in self.accepted:
+        *played, cut = self.accepted
+        for delivery_id in played:
             self.confirm(Confirmation(delivery_id, ConfirmationOutcome.CONFIRMED, "late ack"))
+        # What the stop itself did to the last one is no word of its device.
+        self.confirm(Confirmation(cut, ConfirmationOutcome.FAILED, "stopped (channel stopped)"))
         await asyncio.sleep(0)
 
 
