@@ -179,6 +179,8 @@ class FmChannel(Channel[FmChannelConfig]):
             raise TargetRejectedError(f"target {target.id}: {error}") from error
 
     def _link_for(self, key: str, url: str, normal: EncoderState) -> TransmitterLink:
+        """The one link to the encoder at ``url``, the URL as configured (query included),
+        which the on-air journal records too: a restart restores through the same link."""
         link = self._links.get(url)
         if link is None:
             config = RdsEncoderConfig.from_url(url, normal_state=normal)
@@ -190,7 +192,7 @@ class FmChannel(Channel[FmChannelConfig]):
                 preempt=self.config.preempt,
             )
             client = make_encoder_client(config)
-            link = TransmitterLink(key, client, settings, self.confirm, self._journal)
+            link = TransmitterLink(key, url, client, settings, self.confirm, self._journal)
             self._links[url] = link
         return link
 
@@ -278,7 +280,7 @@ class FmChannel(Channel[FmChannelConfig]):
             provider_ref=link.client.config.url,
             detail=detail,
             content=text.to_json(),
-            warnings=unspoken_warnings(render),
+            warnings=(*text.warnings, *unspoken_warnings(render)),
         )
 
     async def _render(self, message: AlertMessage, target: Target) -> Render:
@@ -345,7 +347,8 @@ class FmChannel(Channel[FmChannelConfig]):
         samples = list(targets) or [
             Target(id="preview", channel=self.name, name="preview", languages=languages)
         ]
-        notes = {n for t in samples for n in on_air_text(message, t, self.config).notes}
+        texts = [on_air_text(message, t, self.config) for t in samples]
+        notes = {n for text in texts for n in (*text.warnings, *text.notes)}
         audio = await self._preview_audio(message, samples, counted=bool(targets))
         return replace(base, notes=(*base.notes, *sorted(notes)), audio=audio)
 

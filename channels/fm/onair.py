@@ -4,10 +4,12 @@ priority on a transmitter, and its EAS SAME header.
 RT (EN 50067 §3.1.5.3, at most 64 characters of the basic character set, Annex E) comes from
 the headline (the rendition's ``title``, marker included) of the first text, in the target's
 languages first, then the alert's others, that the set can carry once typographic characters
-are folded (full-width forms, curly quotes, dashes, accents). Chinese and Mongolian cannot
-be carried: enhanced RadioText is not produced by the driver, so the RT is then a configured
-Latin text per hazard and warning level (``rt_fallback``), or a built-in one, prefixed with
-a Latin marker for tests, exercises, updates and cancellations. Text over 64 characters is
+are folded (full-width forms, curly quotes, dashes and the minus sign, "≥" and "≤", accents).
+A symbol that still has no RDS character is left out, and the delivery and the preview carry
+a warning naming it. Chinese and Mongolian cannot be carried: enhanced RadioText is not
+produced by the driver, so the RT is then a configured Latin text per hazard and warning
+level (``rt_fallback``), or a built-in one, prefixed with a Latin marker for tests,
+exercises, updates and cancellations. Text over 64 characters is
 cut at a word boundary. Nothing here raises for odd text: every alert gets a valid RT.
 
 The SAME header (47 CFR §11.31) uses the target's 6-digit county code as its location, an
@@ -36,8 +38,14 @@ _FOLDED = {
     "\u2019": "'",
     "\u201c": '"',
     "\u201d": '"',
+    "\u2010": "-",  # hyphen
+    "\u2012": "-",  # figure dash
     "\u2013": "-",
     "\u2014": "-",
+    "\u2015": "-",  # horizontal bar
+    "\u2212": "-",  # minus sign: "−35 °C" must not become "35 °C"
+    "\u2264": "<=",
+    "\u2265": ">=",
     "\u2026": "...",
     "^": "'",
     "`": "'",
@@ -81,25 +89,39 @@ _MAX_PURGE_MINUTES = 99 * 60 + 45
 
 @dataclass(frozen=True, slots=True)
 class OnAirText:
-    """PS and RT for one alert on one transmitter, and where the RT came from."""
+    """PS and RT for one alert on one transmitter, and where the RT came from.
+
+    ``notes`` tell the preview how the RT was made; ``warnings`` name what the RT lost (they
+    go on the delivery's record and in the preview too)."""
 
     content: AlertContent
     source: str
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """What the encoder is given, as the channel reports it: PS, RT and PTY."""
         return {"ps": self.content.ps, "rt": self.content.rt, "pty": self.content.pty}
 
 
-def fold_to_rds(text: str) -> str | None:
+@dataclass(frozen=True, slots=True)
+class FoldedText:
+    """Text in the RDS character set and the visible symbols that had to be left out."""
+
+    text: str
+    dropped: str = ""
+
+
+def fold_to_rds(text: str) -> FoldedText | None:
     """``text`` in the RDS character set, or None when a letter or digit has no code.
 
-    Full-width and compatibility forms, typographic punctuation and accented letters are
-    folded to their nearest RDS character; other stray symbols are dropped; runs of spaces
-    and line ends become one space.
+    Full-width and compatibility forms, typographic punctuation, mathematical signs and
+    accented letters are folded to their nearest RDS character (table ``_FOLDED``); other
+    stray symbols are dropped and named in ``dropped`` (each once); runs of spaces and line
+    ends become one space.
     """
     out: list[str] = []
+    dropped: list[str] = []
     for char in unicodedata.normalize("NFKC", text):
         if is_rds_text(char):
             out.append(char)
@@ -113,7 +135,9 @@ def fold_to_rds(text: str) -> str | None:
                 out.append(base)
             elif unicodedata.category(char)[0] in "LN":
                 return None
-    return " ".join("".join(out).split())
+            elif char.isprintable() and char not in dropped:
+                dropped.append(char)
+    return FoldedText(" ".join("".join(out).split()), "".join(dropped))
 
 
 def cut_to(text: str, limit: int) -> str:
@@ -176,12 +200,17 @@ def on_air_text(message: AlertMessage, target: Target, settings: FmChannelConfig
     others = [t for t in message.rendition.texts if t not in preferred]
     for text in preferred + others:
         folded = fold_to_rds(text.title)
-        if folded:
-            rt = cut_to(folded, RT_MAX_LENGTH)
-            if len(folded) > RT_MAX_LENGTH:
-                notes.append(f"RT cut from {len(folded)} to {len(rt)} characters")
+        if folded is not None and folded.text:
+            rt = cut_to(folded.text, RT_MAX_LENGTH)
+            if len(folded.text) > RT_MAX_LENGTH:
+                notes.append(f"RT cut from {len(folded.text)} to {len(rt)} characters")
+            warnings: tuple[str, ...] = ()
+            if folded.dropped:
+                symbols = " ".join(f"{c!r} (U+{ord(c):04X})" for c in folded.dropped)
+                warnings = (f"RT leaves out what RDS cannot show: {symbols}",)
             content = AlertContent(ps=ps, rt=rt, test=message.is_test)
-            return OnAirText(content, source=f"headline ({text.language})", notes=tuple(notes))
+            source = f"headline ({text.language})"
+            return OnAirText(content, source, notes=tuple(notes), warnings=warnings)
     notes.append("headline outside the RDS character set: Latin RT from the hazard and level")
     content = AlertContent(ps=ps, rt=fallback_rt(message, settings), test=message.is_test)
     return OnAirText(content, source="fallback", notes=tuple(notes))

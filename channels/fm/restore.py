@@ -106,16 +106,21 @@ def _raise_if_cancelling() -> None:
 
 
 class EncoderRestorer:
-    """Restores one encoder in the background and keeps its journal entry up to date."""
+    """Restores one encoder in the background and keeps its journal entry up to date.
+
+    ``url`` is the encoder URL as configured, query included: the journal keeps it so that a
+    restart reaches the encoder with the same dialect and addresses."""
 
     def __init__(
         self,
         name: str,
+        url: str,
         client: RdsEncoderClient,
         retry_s: float,
         journal: OnAirJournal | None = None,
     ) -> None:
         self.name = name
+        self.url = url
         self.client = client
         self.retry_s = retry_s
         self.journal = journal
@@ -162,7 +167,7 @@ class EncoderRestorer:
         if self.journal is None:
             return
         try:
-            await self.journal.record(self.name, self.client.config.url, normal, alert)
+            await self.journal.record(self.name, self.url, normal, alert)
         except OSError as error:
             _log.error("transmitter %s: cannot write the on-air journal: %s", self.name, error)
 
@@ -171,6 +176,6 @@ class EncoderRestorer:
         if self.journal is None:
             return
         try:
-            await self.journal.clear(self.client.config.url)
+            await self.journal.clear(self.url)
         except OSError as error:
             _log.error("transmitter %s: cannot clear the on-air journal: %s", self.name, error)

@@ -107,6 +107,7 @@ class TransmitterLink:
     def __init__(
         self,
         name: str,
+        url: str,
         client: RdsEncoderClient,
         settings: LinkSettings,
         report: Report,
@@ -118,7 +119,7 @@ class TransmitterLink:
         self._report = report
         self._airing: Airing | None = None
         self._begin_lock = asyncio.Lock()
-        self._restorer = EncoderRestorer(name, client, settings.restore_retry, journal)
+        self._restorer = EncoderRestorer(name, url, client, settings.restore_retry, journal)
         self._last_task: asyncio.Task[None] | None = None
         self._normal: EncoderState | None = None
         self.last_error = ""
@@ -136,7 +137,9 @@ class TransmitterLink:
         """Start the alert and return once it is on air (TA up, PS and RT shown, each
         acknowledged); playback and restore go on in the background and end in a
         confirmation. False if this delivery is already on air. ``wanted`` is asked last
-        before anything is sent (a Cancel may have come meanwhile). Raises ChannelError."""
+        before anything is sent (a Cancel may have come meanwhile), once the on-air journal
+        is written, with nothing awaited between that answer and the alert becoming the one
+        :meth:`stop` finds. Raises ChannelError."""
         async with self._begin_lock:
             current = self._airing
             if current is not None:
@@ -154,6 +157,9 @@ class TransmitterLink:
             if not wanted():
                 raise RetryableError(f"delivery {delivery.id} was stopped before airing")
             await self._restorer.remember(normal, delivery.message.alert.identifier)
+            if not wanted():  # a Cancel that came while the journal was written
+                await self._settle_restore()
+                raise RetryableError(f"delivery {delivery.id} was stopped before airing")
             loop = asyncio.get_running_loop()
             airing = Airing(delivery, priority, expected_s, on_air=loop.create_future())
             sequence = AlertSequence(
@@ -204,6 +210,10 @@ class TransmitterLink:
         airing.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(airing.task)
+        if self._airing is airing:  # cancelled before its first step: nothing was sent
+            self._airing = None
+            self._stopped(airing, "nothing sent")
+            await self._settle_restore()
         return True
 
     async def _on_step(self, airing: Airing, step: AlertStep) -> None:
@@ -224,17 +234,7 @@ class TransmitterLink:
                 if AlertStep.RESTORED in sequence.steps_done
                 else "restore pending: TA may still be up"
             )
-            reason = airing.stop_reason or "channel stopped"
-            self._finish(
-                airing,
-                RetryableError(f"{self.name}: stopped ({reason}) before going on air"),
-                Confirmation(
-                    delivery_id,
-                    self._stopped_outcome(airing),
-                    f"{self.name}: stopped ({reason}) after {self._elapsed(airing)}; {restored}",
-                    retry_after=self.config.busy_retry,
-                ),
-            )
+            self._stopped(airing, restored)
         except RdsError as error:
             self.last_error = str(error)
             self._finish(
@@ -267,10 +267,29 @@ class TransmitterLink:
         finally:
             if self._airing is airing:
                 self._airing = None
-            if self.client.pending_restore is not None:
-                self._restorer.start()
-            else:
-                await self._restorer.forget()
+            await self._settle_restore()
+
+    async def _settle_restore(self) -> None:
+        """Keep restoring in the background while a restore is pending; otherwise the
+        encoder is back to normal and its on-air journal entry goes."""
+        if self.client.pending_restore is not None:
+            self._restorer.start()
+        else:
+            await self._restorer.forget()
+
+    def _stopped(self, airing: Airing, restored: str) -> None:
+        """Report a sequence stopped by :meth:`stop` (or the channel stopping)."""
+        reason = airing.stop_reason or "channel stopped"
+        self._finish(
+            airing,
+            RetryableError(f"{self.name}: stopped ({reason}) before going on air"),
+            Confirmation(
+                airing.delivery.id,
+                self._stopped_outcome(airing),
+                f"{self.name}: stopped ({reason}) after {self._elapsed(airing)}; {restored}",
+                retry_after=self.config.busy_retry,
+            ),
+        )
 
     @staticmethod
     def _stopped_outcome(airing: Airing) -> ConfirmationOutcome:

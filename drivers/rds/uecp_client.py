@@ -16,7 +16,10 @@ On every connection the client first asks for communication mode 2 (MEC 0x2C:
 bidirectional, an answer to every message) unless the config turns that off.
 
 ``read_state`` sends a message request (MEC 0x17) for PI, PS, TA/TP, PTY and RT; the
-encoder answers with a frame (same sequence counter) carrying those elements.
+encoder answers with a frame (same sequence counter) carrying those elements. Data elements
+answer only such a request: for every other command only an acknowledgement element counts,
+so a line that echoes the controller's own frames back (a serial loopback, a wrong port, a
+TCP echo service) acknowledges nothing and times out.
 
 Several fields set together go in one frame, so one acknowledgement covers them: when TA is
 dropped its element comes first, when it is raised it comes last (after PTY, PS and RT), so
@@ -25,7 +28,6 @@ receivers switching on TA already see the alarm programme type.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import ClassVar
 
@@ -79,6 +81,8 @@ class UecpEncoderClient(RdsEncoderClient):
         super().__init__(config)
         self._sequence = 0
         self._frames = UecpFrameReader()
+        #: The sequence counter of the message request in flight: data answers only it.
+        self._data_request: int | None = None
 
     def _next_frame(self, elements: list[UecpElement]) -> bytes:
         self._sequence = self._sequence % 255 + 1
@@ -130,7 +134,16 @@ class UecpEncoderClient(RdsEncoderClient):
             RequestElement(code, self.config.data_set, self.config.programme_service)
             for code in READABLE_CODES
         ]
-        reply = await self._transact(functools.partial(self._next_frame, requests), "read state")
+
+        def request() -> bytes:
+            frame = self._next_frame(requests)
+            self._data_request = self._sequence
+            return frame
+
+        try:
+            reply = await self._transact(request, "read state")
+        finally:
+            self._data_request = None
         if not isinstance(reply, tuple):
             raise RdsRejectedError(
                 f"read state: encoder at {self.config.url} acknowledged without sending data"
@@ -157,8 +170,13 @@ class UecpEncoderClient(RdsEncoderClient):
                 if isinstance(element, AckElement) and self._answers_current(item, element):
                     self._resolve(element)
             data_elements = tuple(e for e in elements if element_state(e) is not None)
-            if data_elements and item.sequence in (self._sequence, 0):
+            if data_elements and self._answers_request(item):
                 self._resolve(data_elements)
+
+    def _answers_request(self, frame: UecpFrame) -> bool:
+        """True for data answering the message request in flight, and only then."""
+        sequence = self._data_request
+        return sequence == self._sequence and frame.sequence in (sequence, 0)
 
     def _answers_current(self, frame: UecpFrame, ack: AckElement) -> bool:
         if ack.code is AckCode.OK:
@@ -167,7 +185,7 @@ class UecpEncoderClient(RdsEncoderClient):
 
     def _judge_reply(self, reply: object, what: str) -> bool:
         if isinstance(reply, tuple):
-            return True  # the data answering a message request
+            return True  # the data answering a message request (see ``_answers_request``)
         if not isinstance(reply, AckElement):
             return False
         if reply.code is AckCode.OK:

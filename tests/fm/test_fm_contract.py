@@ -3,6 +3,7 @@ its configuration once, at load."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from broadcaster.channel import Channel, ChannelContext, OutgoingDelivery
 from broadcaster.config import AudioConfig
 from broadcaster.delivery import Target
-from broadcaster.errors import ChannelError, DeviceUnavailableError
+from broadcaster.errors import ChannelError, DeviceTimeoutError, DeviceUnavailableError
 from broadcaster.publisher import AudioPublisher
 from broadcaster.testing.contract import ChannelContract, contract_delivery
 from channels.fm import FmChannel, FmChannelConfig
@@ -99,6 +100,37 @@ async def test_unreachable_encoder_is_retryable(tmp_path: Path, sink: Path) -> N
     finally:
         await channel.stop()
     assert not probe.ok and "cannot connect" in probe.detail
+
+
+async def test_a_line_echoing_the_commands_back_never_puts_an_alert_on_air(
+    tmp_path: Path, sink: Path
+) -> None:
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        handlers.append(current)
+        while data := await reader.read(4096):
+            writer.write(data)  # no encoder: the controller's own frames come back
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"socket://127.0.0.1:{port}?ack_timeout=0.1&attempts=2"
+    channel = _channel(tmp_path, fm_table(sink, {TRANSMITTER: url}))
+    await channel.start()
+    target = Target(id="fm-150921", channel="fm", name="tx", address=TRANSMITTER)
+    try:
+        with pytest.raises(DeviceTimeoutError, match="no acknowledgement"):  # retried
+            await channel.send(contract_delivery(target))
+    finally:
+        await channel.stop()
+        server.close()
+        await server.wait_closed()
+        await asyncio.gather(*handlers)
+    assert not list(sink.glob("*.wav")), "nothing was played"
 
 
 async def test_missing_player_program_stops_the_channel_starting(

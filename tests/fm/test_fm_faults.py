@@ -1,6 +1,7 @@
 """FM alerts under faults, through the real core service: a Cancel or Update mid-playback
 and before airing, links dropped mid-alert, an encoder down past the alert and across a
-restart, one alert per transmitter with and without preemption, and bad input."""
+restart, one alert per transmitter with and without preemption, and bad input; and, through
+the channel itself, a Cancel that comes while the on-air journal is being written."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from typing import Any
 import pytest
 
 from broadcaster.cap import MsgType, Severity, Status
+from broadcaster.channel import ChannelContext
+from broadcaster.config import AudioConfig
+from broadcaster.delivery import Target
+from broadcaster.errors import RetryableError
+from broadcaster.publisher import AudioPublisher
 from broadcaster.service import BroadcasterService
-from drivers.rds import RdsEncoderSimulator
+from broadcaster.testing.contract import contract_delivery
+from channels.fm import FmChannel, FmChannelConfig
+from channels.fm.restore import OnAirJournal
+from drivers.rds import EncoderState, RdsEncoderSimulator
 from tests.core.support import (
     COUNTY,
     OTHER_COUNTY,
@@ -245,6 +254,29 @@ async def test_restart_restores_an_encoder_an_earlier_run_left_in_alert_state(
     assert (journal / "garbage.bad").exists(), "an unreadable journal file is set aside"
 
 
+async def test_restart_restores_an_encoder_with_the_settings_of_its_configured_url(
+    tmp_path: Path, sink: Path
+) -> None:
+    async with RdsEncoderSimulator(dialect="ascii", initial=NORMAL) as simulator:
+        base = await simulator.start_tcp()
+        assert simulator.tcp_address is not None
+        port = simulator.tcp_address[1]
+        url = f"{base}?dialect=ascii"
+        table = fm_table(sink, {TRANSMITTER: url}, readrate=1.0, reconnect_attempts=1)
+        config = fm_config(tmp_path, table)
+        async with running(config) as service:
+            await service.submit(make_alert("fm-ascii-crash"), origin="test")
+            await simulator.wait_for(_on_air, within=10)
+            await simulator.stop_tcp()  # the encoder is unreachable while the server stops
+        assert simulator.state.ta is True
+        await simulator.start_tcp(port=port)
+        async with running(config):
+            await simulator.wait_for(lambda s: s.ta is False, within=5)
+        journal = config.server.data_dir / "fm-fm" / "on-air"
+        assert list(journal.glob("*.json")) == [], "the restored encoder's on-air file is gone"
+    assert simulator.state == NORMAL
+
+
 async def test_an_alert_cut_off_by_a_server_restart_airs_again_after_it(
     tmp_path: Path, sink: Path, simulator: RdsEncoderSimulator
 ) -> None:
@@ -283,6 +315,88 @@ async def test_cancel_before_the_alert_is_on_air_keeps_it_off_the_air(
     assert summary == {"fm": {"cancelled": 1}}
     assert not (sink / f"{delivery['id']}.wav").exists(), "nothing of it was played"
     assert simulator.state == NORMAL
+
+
+def _fm_channel(tmp_path: Path, sink: Path, url: str) -> FmChannel:
+    audio = AudioPublisher(tmp_path / "audio", AudioConfig(engine_order=("espeak-ng",)))
+    context = ChannelContext(
+        data_dir=tmp_path, sender_name="测试", public_url="http://127.0.0.1:1", audio=audio
+    )
+    config = FmChannelConfig.model_validate(fm_table(sink, {TRANSMITTER: url}))
+    return FmChannel("fm", config, context)
+
+
+async def test_a_cancel_while_the_on_air_journal_is_written_keeps_the_alert_off_the_air(
+    tmp_path: Path,
+    sink: Path,
+    simulator: RdsEncoderSimulator,
+    state_log: StateLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writing, written = asyncio.Event(), asyncio.Event()
+    record = OnAirJournal.record
+
+    async def slow_record(
+        journal: OnAirJournal, transmitter: str, url: str, normal: EncoderState, alert: str
+    ) -> None:
+        writing.set()
+        await written.wait()  # a slow disk
+        await record(journal, transmitter, url, normal, alert)
+
+    monkeypatch.setattr(OnAirJournal, "record", slow_record)
+    channel = _fm_channel(tmp_path, sink, await simulator.start_tcp())
+    await channel.start()
+    delivery = contract_delivery(
+        Target(id="fm-150921", channel="fm", name="tx", address=TRANSMITTER)
+    )
+    send = asyncio.create_task(channel.send(delivery))
+    try:
+        await asyncio.wait_for(writing.wait(), 30)
+        await channel.cancel(delivery)
+        written.set()
+        with pytest.raises(RetryableError, match="stopped before airing"):
+            await send
+    finally:
+        written.set()
+        await channel.stop()
+    assert state_log.changes == [], "the cancelled alert never touched the encoder"
+    assert not list(sink.glob("*.wav")), "nothing of it was played"
+    assert not list((tmp_path / "fm-fm" / "on-air").glob("*.json")), "no alert is up"
+
+
+async def test_a_cancel_just_as_the_alert_starts_ends_the_send_and_frees_the_transmitter(
+    tmp_path: Path,
+    sink: Path,
+    simulator: RdsEncoderSimulator,
+    state_log: StateLog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    channel = _fm_channel(tmp_path, sink, await simulator.start_tcp())
+    delivery = contract_delivery(
+        Target(id="fm-150921", channel="fm", name="tx", address=TRANSMITTER)
+    )
+    cancels: list[asyncio.Task[None]] = []
+    record = OnAirJournal.record
+
+    async def record_then_cancel(
+        journal: OnAirJournal, transmitter: str, url: str, normal: EncoderState, alert: str
+    ) -> None:
+        await record(journal, transmitter, url, normal, alert)
+        # The core's Cancel is due to run right after the alert's own first step is queued.
+        cancels.append(asyncio.create_task(channel.cancel(delivery)))
+
+    monkeypatch.setattr(OnAirJournal, "record", record_then_cancel)
+    await channel.start()
+    try:
+        with pytest.raises(RetryableError, match="before going on air"):
+            await asyncio.wait_for(channel.send(delivery), 10)
+        await asyncio.gather(*cancels)
+        health = await channel.health()
+    finally:
+        await channel.stop()
+    assert state_log.changes == [], "the cancelled alert never touched the encoder"
+    assert health.devices[TRANSMITTER]["on_air"] is None, "the transmitter is free again"
+    assert not list((tmp_path / "fm-fm" / "on-air").glob("*.json")), "no alert is up"
 
 
 async def test_without_preemption_a_real_alert_waits_for_the_test_on_air(

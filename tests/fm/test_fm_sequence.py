@@ -1,6 +1,7 @@
 """FM alerts through the real core service against a simulated encoder over TCP and a pty:
 every step acknowledged and checked on the encoder, the audio really played, the station
-restored; test alerts use PTY 30; a lost ACK and a damaged frame are recovered."""
+restored; test alerts use PTY 30; signs in the headline reach the RT and a symbol RDS cannot
+show is a warning; a lost ACK and a damaged frame are recovered."""
 
 from __future__ import annotations
 
@@ -130,6 +131,21 @@ async def test_test_and_exercise_alerts_use_pty_30_and_say_so(
     _, text, _ = state_log.first(lambda s: s.ps == ps.ljust(8) and bool(s.rt))
     assert text.rt is not None and text.rt.startswith(marker)
     assert simulator.state == NORMAL
+
+
+async def test_signs_reach_the_encoder_and_a_symbol_left_out_is_a_warning(
+    tmp_path: Path, sink: Path, state_log: StateLog, simulator: RdsEncoderSimulator
+) -> None:
+    url = await simulator.start_tcp()
+    headline = "Cold wave: \u221235 \u00b0C, wind \u2265 20 m/s \u2603"
+    async with running(fm_config(tmp_path, fm_table(sink, {TRANSMITTER: url}))) as service:
+        result = await service.submit(make_alert("fm-signs", headline=headline), origin="test")
+        summary = await wait_until_complete(service, result.alert_id, timeout=30)
+        (delivery,) = await _deliveries(service, result.alert_id)
+    assert summary == {"fm": {"confirmed": 1}}
+    _, text, _ = state_log.first(lambda s: s.ta is True and bool(s.rt))
+    assert text.rt == "Cold wave: -35 \u00b0C, wind >= 20 m/s"
+    assert delivery["warning"] == "RT leaves out what RDS cannot show: '\u2603' (U+2603)"
 
 
 async def test_lost_ack_is_retransmitted(

@@ -17,7 +17,14 @@ from broadcaster.rendition import render
 from broadcaster.testing.contract import channel_context
 from channels.fm import FmChannelConfig
 from channels.fm.channel import FmChannel
-from channels.fm.onair import cut_to, fold_to_rds, on_air_text, priority, same_header
+from channels.fm.onair import (
+    FoldedText,
+    cut_to,
+    fold_to_rds,
+    on_air_text,
+    priority,
+    same_header,
+)
 from drivers.rds.charset import is_rds_text
 from tests.bilingual import alert
 from tests.core.support import make_alert
@@ -45,6 +52,7 @@ def _config(sink: Path, **settings: object) -> FmChannelConfig:
         ("Çağrı Ñandú ĉ", "Çağrı Ñandú c"),
         ("Warning\nline two\t end", "Warning line two end"),
         ("cost ~5$ ^ up", "cost -5$ ' up"),
+        ("lows of −35 °C, gusts ≥ 20 m/s, ≤ 3‒4 h", "lows of -35 °C, gusts >= 20 m/s, <= 3-4 h"),
         ("Snow ☃ tonight", "Snow tonight"),
         ("暴雪橙色预警", None),
         ("Snow in 卓资", None),
@@ -53,9 +61,18 @@ def _config(sink: Path, **settings: object) -> FmChannelConfig:
     ],
 )
 def test_text_is_folded_into_the_rds_set_or_refused(text: str, folded: str | None) -> None:
-    assert fold_to_rds(text) == folded
-    if folded is not None:
-        assert is_rds_text(folded)
+    result = fold_to_rds(text)
+    assert (None if result is None else result.text) == folded
+    if result is not None:
+        assert is_rds_text(result.text)
+
+
+def test_a_symbol_left_out_is_named_once_and_warned_about(sink: Path) -> None:
+    assert fold_to_rds("Snow ☃ tonight ☃\u200b") == FoldedText("Snow tonight", "☃")
+    message = _message(headline="Snow ☃ tonight, −5 °C")
+    text = on_air_text(message, TARGET, _config(sink))
+    assert text.content.rt == "Snow tonight, -5 °C"
+    assert text.warnings == ("RT leaves out what RDS cannot show: '☃' (U+2603)",)
 
 
 def test_cut_keeps_whole_words_when_it_can() -> None:

@@ -196,6 +196,34 @@ async def test_garbage_from_the_encoder_is_ignored(simulator: RdsEncoderSimulato
         await server.wait_closed()
 
 
+async def test_a_line_echoing_the_commands_back_acknowledges_nothing() -> None:
+    handlers: list[asyncio.Task[None]] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        handlers.append(current)
+        while data := await reader.read(4096):
+            writer.write(data)  # a loopback: the controller's own frames come back
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = fast_config(f"socket://127.0.0.1:{port}", ack_timeout=0.1, max_attempts=2)
+        async with UecpEncoderClient(config) as client:
+            with pytest.raises(RdsTimeoutError, match="no acknowledgement"):
+                await client.apply(EncoderState(pty=31, ps="ALERT", ta=True, tp=True))
+            with pytest.raises(RdsTimeoutError, match="no acknowledgement"):
+                await client.read_state()
+            assert client.snapshot() == EncoderState()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await asyncio.gather(*handlers)
+
+
 async def test_simulator_answers_raw_frames_byte_exactly(simulator: RdsEncoderSimulator) -> None:
     url = await simulator.start_tcp()
     host, port = RdsEncoderConfig(url).host_port()
