@@ -14,26 +14,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from broadcaster.divisions import Division, DivisionTree
-from broadcaster.geo import GeometryError, LatLon, point_in_polygon, ring_vertices
+from broadcaster.geo import GeometryError, LatLon, points_in_polygon
 
 
-def _share_inside(tree: DivisionTree, division: Division, polygon: Sequence[LatLon]) -> float:
+def _share_inside(tree: DivisionTree, division: Division, inside: set[str]) -> float:
     places = [division, *tree.descendants(division.code)]
-    inside = sum(point_in_polygon(p.lat, p.lon, polygon) for p in places)
-    return inside / len(places)
+    return sum(p.code in inside for p in places) / len(places)
 
 
 def drawn_area_name(tree: DivisionTree, polygon: Sequence[LatLon]) -> str:
     """The name residents read for ``polygon`` (see the module docstring); "" for none."""
     try:
-        ring_vertices(polygon)
+        # One indexed selection (the places in the polygon's box, tested by GEOS), not every
+        # place against every corner.
+        inside = set(points_in_polygon([(d.code, d.lat, d.lon) for d in tree], polygon))
     except GeometryError:
         return ""
     whole: list[str] = []
     partial: list[str] = []
     for city in (d for d in tree if d.level == "city"):
         counties = [d for d in tree.children(city.code) if d.level == "county"]
-        shares = [_share_inside(tree, county, polygon) for county in counties]
+        shares = [_share_inside(tree, county, inside) for county in counties]
         if counties and all(share == 1.0 for share in shares):
             whole.append(city.name)
             continue

@@ -25,7 +25,7 @@
 - ``GET /api/v1/alerts/{id}/deliveries``: ``{"summary": {channel: {state: n}}, "complete":
   bool, "deliveries": [...]}`` (each with the ``content`` its channel sent, and a relay
   delivery with the ``report`` its county node sent: per-channel summary, ``complete``),
-  filterable by ``state``, paged by ``limit``/``offset``.
+  filterable by ``state``, paged by ``limit`` (1 to 10,000) and ``offset`` (0 to 10⁹).
 - ``GET /api/v1/deliveries/{id}/events``: one delivery's history.
 """
 
@@ -60,6 +60,9 @@ routes = web.RouteTableDef()
 
 _XML_TYPES = {"application/cap+xml", "application/xml", "text/xml"}
 _PENDING = ("queued", "sending")
+_MAX_OFFSET = 10**9
+_ID_LIMIT = 10**18
+"""Store ids are 64-bit integers: a number this large or larger names nothing."""
 
 
 def _result_json(result: IntakeResult) -> dict[str, Any]:
@@ -290,6 +293,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
         offset = max(0, int(request.query.get("offset", "0")))
     except ValueError:
         return _bad_request("limit and offset are integers")
+    if offset > _MAX_OFFSET:
+        return _bad_request(f"offset is at most {_MAX_OFFSET}")
     state = request.query.get("state") or None
     summary = await service.store.deliveries.summary(record["id"])
     rows = await service.store.deliveries.deliveries(
@@ -324,7 +329,8 @@ async def get_delivery_events(request: web.Request) -> web.Response:
         delivery_id = int(request.match_info["delivery_id"])
     except ValueError:
         return _bad_request("delivery ids are integers")
-    events = await service.store.deliveries.events(delivery_id)
+    known = 0 <= delivery_id < _ID_LIMIT
+    events = await service.store.deliveries.events(delivery_id) if known else []
     if not events:
         return web.json_response({"error": "no such delivery"}, status=404)
     return web.json_response({"delivery_id": delivery_id, "events": events})

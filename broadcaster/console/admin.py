@@ -13,6 +13,7 @@ from broadcaster.auth import AccountError, Permission
 from broadcaster.console.web import PREFIX, actor_of, page, require, state_of
 
 routes = web.RouteTableDef()
+_MAX_OFFSET = 10**9
 
 
 async def _users_page(
@@ -110,7 +111,8 @@ async def create_token(request: web.Request) -> web.Response:
     return page(request, "tokens.html", {"grants": grants, "new_token": token, "error": ""})
 
 
-@routes.post("/tokens/{grant_id:\\d+}/revoke")
+# Store ids are 64-bit integers: a longer number names nothing (404), not a store error.
+@routes.post("/tokens/{grant_id:\\d{1,18}}/revoke")
 async def revoke_token(request: web.Request) -> web.Response:
     require(request, Permission.ADMIN)
     state = state_of(request)
@@ -133,6 +135,8 @@ async def audit_page(request: web.Request) -> web.Response:
         offset = max(0, int(request.query.get("offset", "0")))
     except ValueError:
         offset = 0
+    if offset > _MAX_OFFSET:
+        raise web.HTTPBadRequest(text=f"offset is at most {_MAX_OFFSET}")
     entries = await audit.entries(limit=100, offset=offset, action=action, actor=actor)
     report = await audit.verify()
     return page(

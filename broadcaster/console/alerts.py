@@ -35,6 +35,7 @@ from broadcaster.errors import ApprovalError, CapError
 routes = web.RouteTableDef()
 _AUDIO_KEEP = 50
 _PAGE = 100
+_MAX_OFFSET = 10**9
 
 
 def _now(request: web.Request) -> datetime:
@@ -51,6 +52,8 @@ async def history(request: web.Request) -> web.Response:
         offset = max(0, int(request.query.get("offset", "0")))
     except ValueError:
         offset = 0
+    if offset > _MAX_OFFSET:
+        raise web.HTTPBadRequest(text=f"offset is at most {_MAX_OFFSET}")
     like = f"%{q}%"
     rows = await service.database.run(
         service.database.query,
@@ -128,7 +131,9 @@ async def _draft_alert(
             draft.problem(f"{language}.recording", "recording", "recording.missing")
         else:
             draft.resources[language] = found
-    alert = compose.build_alert(
+    # Naming a drawn area tests places against the polygon's corners: CPU work, off the loop.
+    alert = await asyncio.to_thread(
+        compose.build_alert,
         draft,
         sender=service.config.server.sender,
         sender_name=service.config.server.sender_name,

@@ -230,7 +230,7 @@ async def deliveries(request: web.Request) -> web.Response:
     return web.json_response({"filter": chosen, "deliveries": rows})
 
 
-@routes.get("/deliveries/{delivery_id:\\d+}/events")
+@routes.get("/deliveries/{delivery_id:\\d{1,18}}/events")
 async def delivery_events(request: web.Request) -> web.Response:
     require(request, Permission.VIEW)
     service = state_of(request).service

@@ -226,8 +226,16 @@ MESSAGES: dict[str, Words] = {
         "the drawn area covers no county of the registry: type where the warning is for",
     ),
     "polygon.corners": ("多边形至少需要三个顶点", "a polygon needs at least three corners"),
+    "polygon.points": (
+        "多边形最多 {limit} 个顶点：请简化后重画",
+        "a polygon has at most {limit} corners: draw a simpler one",
+    ),
     "polygon.pair": ("“{pair}”不是“纬度,经度”", "{pair!r} is not a lat,lon pair"),
     "time.invalid": ("“{text}”不是有效的日期时间", "{text!r} is not a date and time"),
+    "tz_offset.invalid": (
+        "“{text}”不是有效的时区偏移（分钟，±14 小时以内）",
+        "{text!r} is not a UTC offset in minutes within 14 hours",
+    ),
     "expires.past": ("失效时间须晚于当前时间", "the expiry must be later than now"),
     "status.console": (
         "控制台只发布正式、演练或测试预警",

@@ -9,12 +9,12 @@ Form fields (the same for preview and submit):
 - ``lang`` (repeated: ``en``, ``mn``; ``zh-CN`` is always there) and per language
   ``<lang>.event``, ``<lang>.headline``, ``<lang>.description``, ``<lang>.instruction``;
 - ``division`` (repeated 12-digit codes from the administrative tree) and/or ``polygon``
-  (``lat,lon lat,lon …`` drawn on the map, closed here if the officer did not close it),
-  named in ``<areaDesc>`` after the counties it covers (:mod:`broadcaster.areanames`); a
-  headline still holding the templates' ``{area}`` (a drawn area that covers no county) is a
-  problem: the officer types the area;
+  (``lat,lon lat,lon …`` drawn on the map, closed here if the officer did not close it; at
+  most :data:`MAX_POLYGON_POINTS` pairs), named in ``<areaDesc>`` after the counties it
+  covers (:mod:`broadcaster.areanames`); a headline still holding the templates' ``{area}``
+  (a drawn area that covers no county) is a problem: the officer types the area;
 - ``channel`` (repeated), ``effective`` and ``expires`` (``YYYY-MM-DDTHH:MM`` local time of
-  the browser, whose UTC offset comes in ``tz_offset``, minutes east of UTC);
+  the browser, whose UTC offset comes in ``tz_offset``, minutes east of UTC, at most 14 hours);
 - ``update_of``: the store id of the alert this one updates (an Update with references);
 - ``<lang>.recording``: the store URI of the officer's recording of that language
   (:mod:`broadcaster.console.recordings`), carried as the ``<info>``'s ``<resource>``.
@@ -64,6 +64,10 @@ AREA_PLACEHOLDER = "{area}"
 TEXT_FIELDS = ("event", "headline", "description", "instruction")
 STATUSES = (Status.ACTUAL, Status.EXERCISE, Status.TEST)
 DIVISION_GEOCODE = "CPEAS Geographic Code"
+MAX_POLYGON_POINTS = 1000
+"""The most ``lat,lon`` pairs a drawn polygon may have (a county's outline needs far fewer)."""
+MAX_UTC_OFFSET_MINUTES = 14 * 60
+"""Local time is never further from UTC than this (UTC-12 to UTC+14)."""
 _INFO_PATH = re.compile(r"^/alert/info\[(\d+)\]/(\w+)")
 _FIELD_OF_ELEMENT = {
     "event": "event",
@@ -136,6 +140,19 @@ def _enum(draft: Draft, form: FormValues, name: str, enum: Any, default: Any) ->
         return default
 
 
+def _utc_offset(draft: Draft, text: str) -> timezone:
+    """The browser's UTC offset (``tz_offset``, minutes east; UTC+8 when not sent)."""
+    minutes: int | None
+    try:
+        minutes = int(text or "480")
+    except ValueError:
+        minutes = None
+    if minutes is None or abs(minutes) > MAX_UTC_OFFSET_MINUTES:
+        draft.problem("tz_offset", "time", "tz_offset.invalid", text=text)
+        return timezone(timedelta(hours=8))
+    return timezone(timedelta(minutes=minutes))
+
+
 def _local_time(draft: Draft, text: str, name: str, offset: timezone) -> datetime | None:
     if not text:
         return None
@@ -150,8 +167,12 @@ def _local_time(draft: Draft, text: str, name: str, offset: timezone) -> datetim
 
 
 def polygon_of(draft: Draft, text: str) -> list[tuple[float, float]]:
+    pairs = text.split()
+    if len(pairs) > MAX_POLYGON_POINTS:
+        draft.problem("polygon", "polygon", "polygon.points", limit=MAX_POLYGON_POINTS)
+        return []
     points: list[tuple[float, float]] = []
-    for pair in text.split():
+    for pair in pairs:
         try:
             lat_text, lon_text = pair.split(",")
             points.append((round(float(lat_text), 5), round(float(lon_text), 5)))
@@ -207,10 +228,7 @@ def parse_form(data: Mapping[str, Any], *, now: datetime, divisions: DivisionTre
     draft.channels = form.all("channel")
     if not draft.channels:
         draft.problem("channel", "required", "required.channel")
-    try:
-        offset = timezone(timedelta(minutes=int(form.get("tz_offset") or "480")))
-    except ValueError:
-        offset = timezone(timedelta(hours=8))
+    offset = _utc_offset(draft, form.get("tz_offset"))
     draft.effective = _local_time(draft, form.get("effective"), "effective", offset)
     draft.expires = _local_time(draft, form.get("expires"), "expires", offset)
     if draft.expires is None and not any(p.path == "expires" for p in draft.problems):

@@ -136,7 +136,8 @@ async def devices(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/notices/{notice_id:\\d+}/ack")
+# Store ids are 64-bit integers: a longer number names nothing (404), not a store error.
+@routes.post("/notices/{notice_id:\\d{1,18}}/ack")
 async def acknowledge_notice(request: web.Request) -> web.Response:
     require(request, Permission.DRAFT)
     state = state_of(request)

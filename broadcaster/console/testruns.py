@@ -28,7 +28,8 @@ async def test_runs(request: web.Request) -> web.Response:
     return page(request, "testruns.html", {"schedules": schedules, "runs": runs})
 
 
-@routes.get("/tests/{run_id:\\d+}")
+# Store ids are 64-bit integers: a longer number names nothing (404), not a store error.
+@routes.get("/tests/{run_id:\\d{1,18}}")
 async def test_run(request: web.Request) -> web.Response:
     require(request, Permission.VIEW)
     service = state_of(request).service

@@ -39,6 +39,8 @@ from broadcaster.scheduler.config import (
 from broadcaster.scheduler.scheduler import ScheduledOperations
 
 routes = web.RouteTableDef()
+_ID_LIMIT = 10**18
+"""Store ids are 64-bit integers: a number this large or larger names nothing."""
 
 
 def _operations(request: web.Request) -> ScheduledOperations:
@@ -173,7 +175,7 @@ async def get_run(request: web.Request) -> web.Response:
         run_id = int(request.match_info["id"])
     except ValueError:
         return _error(404, "no such run")
-    run = await _operations(request).store.run(run_id)
+    run = await _operations(request).store.run(run_id) if 0 <= run_id < _ID_LIMIT else None
     if run is None:
         return _error(404, f"no run {run_id}")
     return web.json_response(run)
@@ -197,6 +199,8 @@ async def acknowledge_notice(request: web.Request) -> web.Response:
     try:
         notice_id = int(subject)
     except ValueError:
+        notice_id = -1
+    if not 0 <= notice_id < _ID_LIMIT:
         await audit_client(request, "notice.ack.refused", subject, {"error": "no such notice"})
         return _error(404, "no such notice")
     service = request.app[SERVICE]
