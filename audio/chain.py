@@ -37,6 +37,8 @@ CLIP_RUNG = "clip"
 SUPPLIED_RUNG = "supplied"
 # Quieter than this, supplied audio is taken for silence rather than amplified into noise.
 SUPPLIED_MIN_LUFS = -50.0
+SUPPLIED_MAX_S = 600.0
+"""Supplied audio is at most this long (decoded no further: a small file may hold hours)."""
 #: Between the phrases of a warning assembled from clips.
 PHRASE_PAUSE_S = 0.3
 
@@ -165,7 +167,7 @@ def _result(
 async def _decode_supplied(supplied: bytes, attempts: list[EngineAttempt]) -> Samples | None:
     started = time.monotonic()
     try:
-        body = await decode_async(supplied)
+        body = await decode_async(supplied, max_seconds=SUPPLIED_MAX_S)
     except AudioToolError as exc:
         attempts.append(_attempt(SUPPLIED_RUNG, "failed", started, str(exc).strip()))
         return None

@@ -35,7 +35,8 @@ def ffmpeg_binary() -> str:
     return found
 
 
-def _decode_command(source: str, rate: int) -> list[str]:
+def _decode_command(source: str, rate: int, max_seconds: float | None = None) -> list[str]:
+    limit = [] if max_seconds is None else ["-t", f"{max_seconds:g}"]
     return [
         ffmpeg_binary(),
         "-nostdin",
@@ -43,6 +44,7 @@ def _decode_command(source: str, rate: int) -> list[str]:
         "error",
         "-i",
         source,
+        *limit,
         "-f",
         "f32le",
         "-ac",
@@ -71,12 +73,16 @@ def decode(source: Path | bytes, rate: int = MASTER_RATE) -> Samples:
     return _to_samples(done.stdout)
 
 
-async def decode_async(source: Path | bytes, rate: int = MASTER_RATE) -> Samples:
-    """Decode like ``decode`` without blocking the event loop; the subprocess dies if cancelled."""
+async def decode_async(
+    source: Path | bytes, rate: int = MASTER_RATE, max_seconds: float | None = None
+) -> Samples:
+    """Decode like ``decode`` without blocking the event loop; the subprocess dies if cancelled.
+    With ``max_seconds`` ffmpeg decodes no more than that (a few bytes of a codec can stand for
+    hours of samples), and audio that long is refused with ``AudioToolError``."""
     if isinstance(source, Path):
-        cmd, stdin = _decode_command(str(source), rate), None
+        cmd, stdin = _decode_command(str(source), rate, max_seconds), None
     else:
-        cmd, stdin = _decode_command("pipe:0", rate), source
+        cmd, stdin = _decode_command("pipe:0", rate, max_seconds), source
     proc = await asyncio.create_subprocess_exec(
         *cmd,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -91,7 +97,10 @@ async def decode_async(source: Path | bytes, rate: int = MASTER_RATE) -> Samples
             await proc.wait()
     if proc.returncode != 0:
         raise AudioToolError(f"ffmpeg could not decode audio: {err.decode(errors='replace')}")
-    return _to_samples(out)
+    samples = _to_samples(out)
+    if max_seconds is not None and len(samples) >= round(max_seconds * rate):
+        raise AudioToolError(f"the audio is {max_seconds:g} s long or more")
+    return samples
 
 
 def silence(seconds: float, rate: int = MASTER_RATE) -> Samples:
