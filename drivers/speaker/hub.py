@@ -84,6 +84,7 @@ class SpeakerHub:
                 config.tcp.port,
                 config.tcp.ssl_context,
                 config.tcp.hello_timeout_s,
+                config.tcp.max_pending_hellos,
             )
             if config.tcp
             else None

@@ -41,12 +41,14 @@ class BoxRegistration:
 
 @dataclass(frozen=True, slots=True)
 class TcpListenConfig:
-    """Where boxes connect to over TCP; ``ssl_context`` turns on TLS."""
+    """Where boxes connect to over TCP; ``ssl_context`` turns on TLS. At most
+    ``max_pending_hellos`` connections may await their hello at once: more are closed at once."""
 
     host: str = "0.0.0.0"  # noqa: S104 - boxes connect from other hosts
     port: int = 7700
     ssl_context: ssl.SSLContext | None = None
     hello_timeout_s: float = 10.0
+    max_pending_hellos: int = 256
 
 
 @dataclass(frozen=True, slots=True)

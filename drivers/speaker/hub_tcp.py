@@ -6,16 +6,28 @@ message. A newer connection from the same box replaces the older one, so a hello
 one connection: ``HelloReplayGuard`` refuses a nonce used before and a hello older than the
 box's last accepted one. Built on ``asyncio.Protocol`` so ten thousand idle boxes cost one
 small object each, not a task.
+
+Connections that have not yet sent their hello are bounded (``max_pending_hellos``): each may
+hold a line buffer until its hello timeout, so anyone who reaches the port could otherwise open
+thousands and exhaust the server's memory. Past the bound a new connection is closed at once;
+boxes already authenticated are never affected, and a refused box reconnects with its backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
+import time
 from datetime import datetime, timedelta
 
-from drivers.speaker.errors import BoxOfflineError, SpeakerConnectionError, SpeakerProtocolError
+from drivers.speaker.errors import (
+    BoxOfflineError,
+    SpeakerConfigError,
+    SpeakerConnectionError,
+    SpeakerProtocolError,
+)
 from drivers.speaker.hub_link import HubLink, LinkSink
 from drivers.speaker.messages import BoxHello
 from drivers.speaker.tcp_options import enable_keepalive
@@ -24,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 TRANSPORT = "tcp"
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""Connections refused for want of room are logged at most this often, as one count."""
 
 
 class HelloReplayGuard:
@@ -66,6 +80,9 @@ class _BoxConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if not self._link.admit(self):
+            transport.close()
+            return
         enable_keepalive(transport.get_extra_info("socket"))
         loop = asyncio.get_running_loop()
         self._hello_timer = loop.call_later(self._link.hello_timeout_s, self._hello_timeout)
@@ -115,12 +132,14 @@ class _BoxConnection(asyncio.Protocol):
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         self.box_id = box_id
+        self._link.awaiting_hello.discard(self)
         self._link.attach(box_id, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         self._link.connections.discard(self)
+        self._link.awaiting_hello.discard(self)
         if self.box_id is not None:
             self._link.detach(self.box_id, self)
 
@@ -137,10 +156,20 @@ class TcpHubLink(HubLink):
         port: int,
         ssl_context: ssl.SSLContext | None = None,
         hello_timeout_s: float = 10.0,
+        max_pending_hellos: int = 256,
     ) -> None:
+        if max_pending_hellos < 1:
+            raise SpeakerConfigError("max_pending_hellos must be at least 1")
         self.sink = sink
         self.hello_timeout_s = hello_timeout_s
+        self.max_pending_hellos = max_pending_hellos
         self.connections: set[_BoxConnection] = set()
+        self.awaiting_hello: set[_BoxConnection] = set()
+        """Connections that have not yet sent their hello."""
+        self.refused_connections = 0
+        """New connections closed at once because ``max_pending_hellos`` awaited their hello."""
+        self._refusals_logged = 0
+        self._refusals_logged_at = -math.inf
         self._host, self._port = host, port
         self._ssl = ssl_context
         self._boxes: dict[str, _BoxConnection] = {}
@@ -153,6 +182,24 @@ class TcpHubLink(HubLink):
             raise SpeakerConnectionError("TCP listener is not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    def admit(self, connection: _BoxConnection) -> bool:
+        """Let a new connection wait for its hello, unless ``max_pending_hellos`` already do;
+        a refusal is counted, and logged at most once a minute."""
+        if len(self.awaiting_hello) < self.max_pending_hellos:
+            self.awaiting_hello.add(connection)
+            return True
+        self.refused_connections += 1
+        now = time.monotonic()
+        if now - self._refusals_logged_at >= REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "closed %d new box connection(s) at once: %d connections await their hello",
+                self.refused_connections - self._refusals_logged,
+                len(self.awaiting_hello),
+            )
+            self._refusals_logged = self.refused_connections
+            self._refusals_logged_at = now
+        return False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -5,11 +5,13 @@ One command plays at a time. A new command with a strictly higher priority preem
 playing: an ``emergency``-class command goes back to the queue (acknowledged ``accepted`` with
 ``preempted``) and plays again after it, any other class fails with ``preempted``. Otherwise a
 new command waits, highest priority first, then in arrival order. Expiry is checked when a
-command leaves the queue. A ``play_url`` naming an attention clip the box holds starts that
-clip at once, downloads while it plays, and continues with the audio after its attention
-signal (section 5.1). A ``play_url`` without a SHA-256 is fetched sealed, with the target
-and key of the command that asked for it, and plays only when its seal matches. Every stage
-is reported through the ``report`` callback, which journals it and sends the ack.
+command leaves the queue and again before anything of it starts to play (its attention clip,
+its audio, each repeat): past ``expires_at`` it plays nothing more and fails with ``expired``.
+A ``play_url`` naming an attention clip the box holds starts that clip at once, downloads
+while it plays, and continues with the audio after its attention signal (section 5.1). A
+``play_url`` without a SHA-256 is fetched sealed, with the target and key of the command that
+asked for it, and plays only when its seal matches. Every stage is reported through the
+``report`` callback, which journals it and sends the ack.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class PlayJob:
     stop_reason: str | None = None
     source: str = "url"
     note: str | None = None
+
+
+class CommandExpiredError(Exception):
+    """A play command reached its ``expires_at`` before its next playback could start."""
 
 
 class Media(NamedTuple):
@@ -193,6 +199,9 @@ class PlaybackScheduler:
             elif job.stop_reason is not None:
                 await self._report(job.entry, AckStage.FAILED, job.stop_reason, None)
             raise
+        except CommandExpiredError:
+            log.warning("box %s: %s expired before it could play", self._box_id, command.cmd_id)
+            await self._report(job.entry, AckStage.FAILED, "expired", None)
         except (MediaDownloadError, MediaIntegrityError) as exc:
             log.warning("box %s: %s cannot play: %s", self._box_id, command.cmd_id, exc)
             await self._report(job.entry, AckStage.FAILED, "media_unavailable", None)
@@ -211,11 +220,13 @@ class PlaybackScheduler:
         if attention is None:
             media = await self._resolve(command, job.to)
             job.source, job.note = media.source, media.note
+            self._check_unexpired(command)
             job.entry = await self._report(job.entry, AckStage.STARTED, job.note, job.source)
         else:
             resolving = asyncio.get_running_loop().create_task(self._resolve(command, job.to))
             try:
                 source = f"attention:{attention.name}"
+                self._check_unexpired(command)
                 job.entry = await self._report(job.entry, AckStage.STARTED, None, source)
                 await self._player.play(self._request(command, attention, source))
                 media = await resolving
@@ -230,6 +241,7 @@ class PlaybackScheduler:
             start_s = (media.speech_start_ms or 0) / 1000
         request = self._request(command, media.path, job.source)
         for repeat in range(command.repeat):
+            self._check_unexpired(command)
             await self._player.play(replace(request, start_s=start_s if repeat == 0 else 0.0))
         if isinstance(command, PlayClip):
             clips = self._clips_heard
@@ -237,6 +249,12 @@ class PlaybackScheduler:
             for key in [k for k, ended in clips.items() if now - ended > ATTENTION_HEARD_S]:
                 del clips[key]
             clips[command.alert_id, command.clip_id] = now
+
+    def _check_unexpired(self, command: PlayCommand) -> None:
+        """Raise CommandExpiredError once ``command`` has expired: after ``expires_at`` nothing
+        of it may start (section 2.3), though a playback already under way ends normally."""
+        if command.expires_at <= self._clock():
+            raise CommandExpiredError(command.cmd_id)
 
     def _heard(self, command: PlayUrl) -> bool:
         """Whether this box just played the command's attention clip for its alert."""

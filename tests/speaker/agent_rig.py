@@ -94,6 +94,14 @@ class Box:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def wait_settled(self, cmd_id: str, within_s: float = 5.0) -> None:
+        """Wait for the command's last word: ``finished`` or ``failed``."""
+        final = (AckStage.FINISHED, AckStage.FAILED)
+        async with asyncio.timeout(within_s):
+            while not any(s in final for s, _ in self.acks(cmd_id)):
+                self._changed.clear()
+                await self._changed.wait()
+
     async def send(self, command: Command, key: bytes = KEY, target: str = "box:b1") -> None:
         await self.agent.handle_command(encode_command(command, target, key))
 
