@@ -155,6 +155,8 @@ def enclosed_twice(polygon: Ring) -> LatLon | None:
     boundary crossed twice). None for a ring without such a part (a simple ring, a bow tie).
     """
     vertices = ring_vertices(polygon)
+    if len(vertices) < 5:  # a triangle is simple; a quadrilateral winds once at most
+        return None
     ring = shapely.LinearRing([(lon, lat) for lat, lon in vertices])
     if shapely.is_simple(ring):
         return None

@@ -204,7 +204,7 @@ class Intake:
             *parsed.problems,
             *verdict.problems,
             *division_code_problems(alert),
-            *polygon_problems(alert),
+            *await asyncio.to_thread(polygon_problems, alert),
         ]
         record_notes = [*notes, *(("repair", str(problem)) for problem in parsed.repairs)]
         if verdict.report.status != "unsigned":

@@ -15,10 +15,12 @@ from broadcaster.geo import (
     BoundingBox,
     GeometryError,
     PointIndex,
+    enclosed_twice,
     haversine_km,
     point_in_polygon,
     points_in_circle,
     points_in_polygon,
+    winding_number,
 )
 
 SQUARE = [(40.0, 112.0), (40.0, 113.0), (41.0, 113.0), (41.0, 112.0), (40.0, 112.0)]
@@ -267,3 +269,13 @@ def test_bad_points_are_refused_naming_the_point() -> None:
         PointIndex([("x", 95.0, 112.0)])
     with pytest.raises(GeometryError, match="point 'y': coordinates must be numbers"):
         PointIndex([("y", None, 112.0)])  # type: ignore[list-item]
+
+
+def test_a_part_wound_around_twice_is_found_and_only_then() -> None:
+    star = [(math.sin(4 * math.pi * k / 5), math.cos(4 * math.pi * k / 5)) for k in range(5)]
+    inside = enclosed_twice([*star, star[0]])  # a pentagram: its centre is wound twice
+    assert inside is not None and winding_number(*inside, star) in (2, -2)
+    assert not point_in_polygon(*inside, [*star, star[0]])  # even-odd: outside, hence the warning
+    bow_tie = [(0.0, 0.0), (2.0, 2.0), (0.0, 2.0), (2.0, 0.0), (0.0, 0.0)]
+    square = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)]
+    assert enclosed_twice(bow_tie) is None and enclosed_twice(square) is None
