@@ -145,6 +145,9 @@ class SegmentTracker:
         entry = self._open.get((delivery_id, attempt))
         if entry is None or entry.modem == modem:
             return
+        if entry.modem is None:  # the first copy: what reports said so far is of it
+            entry.modem = modem
+            return
         if entry.states:
             log.info(
                 "delivery %d: sent again through %s; the reports of the copy %s sent no"
