@@ -63,6 +63,9 @@ class TcpSettings(_Settings):
     host: str = "0.0.0.0"  # noqa: S104 - boxes connect from other hosts
     port: int = Field(7700, ge=0, le=65535, description="0 picks a free port (tests)")
     hello_timeout_seconds: float = Field(10.0, gt=0)
+    max_pending_hellos: int = Field(
+        256, ge=1, description="connections awaiting their hello at once; more are closed"
+    )
 
 
 class SerialLineSettings(_Settings):
@@ -192,7 +195,10 @@ class LoudspeakerChannelConfig(ChannelConfig):
         brokers = mqtt.broker_addresses() if mqtt else [("", 0)]
         return SpeakerHubConfig(
             tcp=TcpListenConfig(
-                host=tcp.host, port=tcp.port, hello_timeout_s=tcp.hello_timeout_seconds
+                host=tcp.host,
+                port=tcp.port,
+                hello_timeout_s=tcp.hello_timeout_seconds,
+                max_pending_hellos=tcp.max_pending_hellos,
             )
             if tcp
             else None,

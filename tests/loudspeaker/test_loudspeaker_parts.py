@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
 
 from broadcaster.cap import NamedValue, Status
 from broadcaster.channel import AlertMessage, ChannelContext
@@ -40,6 +41,7 @@ from channels.loudspeaker.commands import (
 from channels.loudspeaker.media import AudioLibrary
 from drivers.speaker import BroadcastClass
 from drivers.speaker.codec import derive_key
+from drivers.speaker.hub_config import TcpListenConfig
 from tests.core.support import make_alert, make_config
 
 SETTINGS = LoudspeakerChannelConfig.model_validate(
@@ -183,3 +185,16 @@ def test_secrets_are_masked_in_a_config_dump_and_reach_the_hub(tmp_path: Path) -
     mqtt = LoudspeakerChannelConfig.model_validate(table).hub_config().mqtt
     assert mqtt is not None and (mqtt.username, mqtt.password) == ("bc", "very-secret-login")
     assert mqtt.client_id == "broadcaster-hub" and "very-secret" not in repr(mqtt)
+
+
+def test_the_bound_on_connections_awaiting_their_hello_reaches_the_hub() -> None:
+    def listen(**tcp: object) -> TcpListenConfig | None:
+        table = {"type": "loudspeaker", "master_secret": "s" * 32}
+        tcp = {"host": "127.0.0.1", "port": 0, **tcp}
+        return LoudspeakerChannelConfig.model_validate(table | {"tcp": tcp}).hub_config().tcp
+
+    default, bounded = listen(), listen(max_pending_hellos=8)
+    assert default is not None and default.max_pending_hellos == 256
+    assert bounded is not None and bounded.max_pending_hellos == 8
+    with pytest.raises(ValidationError, match="max_pending_hellos"):
+        listen(max_pending_hellos=0)
