@@ -53,9 +53,15 @@ class DeliveryStore(Protocol):
         """Delivery counts of one alert by channel and state."""
 
     async def deliveries(
-        self, alert_id: str, *, state: str | None = None, limit: int = 1000, offset: int = 0
+        self,
+        alert_id: str,
+        *,
+        state: str | None = None,
+        channels: Sequence[str] | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[Row]:
-        """The deliveries of one alert, optionally of one state."""
+        """The deliveries of one alert, optionally of one state and of some channels only."""
 
     async def events(self, delivery_id: int) -> list[Row]:
         """The state changes of one delivery, oldest first."""

@@ -422,7 +422,13 @@ class Outbox:
         return result
 
     def deliveries(
-        self, alert_id: str, *, state: str | None = None, limit: int = 1000, offset: int = 0
+        self,
+        alert_id: str,
+        *,
+        state: str | None = None,
+        channels: Sequence[str] | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
         sql = (
             "SELECT d.id, d.channel, d.target_id, d.part, d.target, d.state, d.attempts,"
@@ -435,6 +441,9 @@ class Outbox:
         if state:
             sql += " AND d.state = ?"
             params.append(state)
+        if channels is not None:
+            sql += " AND d.channel IN (" + ", ".join(["?"] * len(channels)) + ")"
+            params += channels
         sql += " ORDER BY d.id LIMIT ? OFFSET ?"
         params += [limit, offset]
         rows = self.database.query(sql, params)

@@ -58,10 +58,21 @@ class SQLiteDeliveryStore:
         return await self._run(self._outbox.summary, alert_id)
 
     async def deliveries(
-        self, alert_id: str, *, state: str | None = None, limit: int = 1000, offset: int = 0
+        self,
+        alert_id: str,
+        *,
+        state: str | None = None,
+        channels: Sequence[str] | None = None,
+        limit: int = 1000,
+        offset: int = 0,
     ) -> list[Row]:
         return await self._run(
-            self._outbox.deliveries, alert_id, state=state, limit=limit, offset=offset
+            self._outbox.deliveries,
+            alert_id,
+            state=state,
+            channels=channels,
+            limit=limit,
+            offset=offset,
         )
 
     async def events(self, delivery_id: int) -> list[Row]:

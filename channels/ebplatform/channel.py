@@ -55,7 +55,7 @@ from broadcaster.errors import (
     TargetRejectedError,
     UnsupportedError,
 )
-from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig, EbUpper
+from channels.ebplatform.config import EbPeer, EbPlatformChannelConfig
 from channels.ebplatform.inbound import heartbeats, inbound_app, report_states
 from channels.ebplatform.ledger import Ledger, SentEbm
 from channels.ebplatform.mapping import EbmChoices, build_ebm, ebm_fields
@@ -156,9 +156,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
 
     def _warn_unbound(self) -> None:
         """Say which senders' packages will be refused for want of their ``cert_id``."""
-        upper = self.config.upper
-        senders: list[EbPeer | EbUpper] = [*self.config.peers, *([upper] if upper else [])]
-        unbound = [s.ebrid for s in senders if s.cert_id is None]
+        unbound = [s.ebrid for s in self.config.senders() if s.cert_id is None]
         if self.trusted > 1 and unbound:
             log.error(
                 "ebplatform %s: packages from %s will be refused: give each its cert_id, the"

@@ -93,3 +93,7 @@ class EbPlatformChannelConfig(ChannelConfig):
         if len(set(names)) != len(names):
             raise ValueError("peer names must be unique")
         return value
+
+    def senders(self) -> list[EbPeer | EbUpper]:
+        """Every platform that may send us packages: the peers, then the upper platform."""
+        return [*self.peers, *([self.upper] if self.upper else [])]

@@ -29,7 +29,6 @@ from aiohttp import web
 
 from broadcaster.cap import Reference
 from broadcaster.errors import CapError, StoreError
-from channels.ebplatform.config import EbPeer, EbUpper
 from channels.ebplatform.ledger import ReceivedEbm
 from channels.ebplatform.mapping import alert_of_ebm
 from channels.ebplatform.states import take_state
@@ -140,8 +139,7 @@ def _signer_problem(channel: EbPlatformChannel, ebd: Ebd, signature: SignatureFi
     upper platform. Unverified heartbeats (``verify_heartbeat = false``) pass."""
     if signature is None:
         return ""
-    upper = channel.config.upper
-    senders: list[EbPeer | EbUpper] = [*channel.config.peers, *([upper] if upper else [])]
+    senders = channel.config.senders()
     sender = next((s for s in senders if s.ebrid == ebd.src_ebrid), None)
     if sender is None:
         return ""  # no peer: the relation check refuses it
@@ -159,8 +157,7 @@ def _signer_problem(channel: EbPlatformChannel, ebd: Ebd, signature: SignatureFi
 
 
 def _relation_problem(channel: EbPlatformChannel, ebd: Ebd) -> str:
-    upper = channel.config.upper
-    known = {peer.ebrid for peer in channel.config.peers} | ({upper.ebrid} if upper else set())
+    known = {sender.ebrid for sender in channel.config.senders()}
     if ebd.src_ebrid not in known:
         return f"SRC/EBRID {ebd.src_ebrid} is no peer of this platform"
     if ebdid_source(ebd.ebdid) != ebd.src_ebrid:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -190,6 +191,25 @@ async def test_endpoints_answer_503_until_started(make_channel: ChannelFactory) 
         await server.close()
 
 
+@asynccontextmanager
+async def proxied(
+    channel: WebPushChannel, trusted: list[str]
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """``channel`` mounted as the server mounts it, behind the server's client-address
+    middleware trusting ``trusted`` proxies, started; a session to it."""
+    root = web.Application(middlewares=[forwarded_client(trusted)])
+    root.add_subapp("/channels/push/", channel.web_app())
+    server = TestServer(root)
+    await server.start_server()
+    await channel.start()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+            yield session
+    finally:
+        await channel.stop()
+        await server.close()
+
+
 async def _changes(
     session: aiohttp.ClientSession, prefix: str, count: int, forwarded_for: str | None = None
 ) -> list[int]:
@@ -210,48 +230,28 @@ async def test_subscription_changes_are_limited_per_client(
     make_channel: ChannelFactory, trusted: list[str]
 ) -> None:
     targets = MemoryTargets()
-    channel = make_channel(targets, changes_per_minute=3)
-    # Mounted as the server mounts it, behind the server's client-address middleware.
-    root = web.Application(middlewares=[forwarded_client(trusted)])
-    root.add_subapp("/channels/push/", channel.web_app())
-    server = TestServer(root)
-    await server.start_server()
-    await channel.start()
-    try:
-        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
-            prefix = "/channels/push/"
-            assert await _changes(session, prefix, 4, "203.0.113.5") == [201, 201, 201, 429]
-            # Another resident behind the proxy; without a trusted proxy the header is the
-            # client's own claim, so it is ignored and the same address is still limited.
-            others = await _changes(session, prefix, 1, "198.51.100.7, 203.0.113.9")
-            assert others == ([201] if trusted else [429])
-    finally:
-        await channel.stop()
-        await server.close()
+    async with proxied(make_channel(targets, changes_per_minute=3), trusted) as session:
+        prefix = "/channels/push/"
+        assert await _changes(session, prefix, 4, "203.0.113.5") == [201, 201, 201, 429]
+        # Another resident behind the proxy; without a trusted proxy the header is the
+        # client's own claim, so it is ignored and the same address is still limited.
+        others = await _changes(session, prefix, 1, "198.51.100.7, 203.0.113.9")
+        assert others == ([201] if trusted else [429])
     assert len(targets.targets) == (4 if trusted else 3)
 
 
 async def test_an_ipv6_client_is_limited_by_its_64(make_channel: ChannelFactory) -> None:
     targets = MemoryTargets()
     channel = make_channel(targets, changes_per_minute=3)
-    root = web.Application(middlewares=[forwarded_client(["127.0.0.0/8"])])
-    root.add_subapp("/channels/push/", channel.web_app())
-    server = TestServer(root)
-    await server.start_server()
-    await channel.start()
-    try:
-        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
-            prefix = "/channels/push/"
-            hopping = [f"2001:db8:1:2:{n:x}::1" for n in range(1, 5)]
-            statuses = [(await _changes(session, prefix, 1, ip))[0] for ip in hopping]
-            assert statuses == [201, 201, 201, 429]
-            assert await _changes(session, prefix, 1, "2001:db8:1:3::1") == [201]
-            # IPv4 clients keep their own address each.
-            assert await _changes(session, prefix, 1, "203.0.113.5") == [201]
-            assert await _changes(session, prefix, 1, "203.0.113.6") == [201]
-    finally:
-        await channel.stop()
-        await server.close()
+    async with proxied(channel, ["127.0.0.0/8"]) as session:
+        prefix = "/channels/push/"
+        hopping = [f"2001:db8:1:2:{n:x}::1" for n in range(1, 5)]
+        statuses = [(await _changes(session, prefix, 1, ip))[0] for ip in hopping]
+        assert statuses == [201, 201, 201, 429]
+        assert await _changes(session, prefix, 1, "2001:db8:1:3::1") == [201]
+        # IPv4 clients keep their own address each.
+        assert await _changes(session, prefix, 1, "203.0.113.5") == [201]
+        assert await _changes(session, prefix, 1, "203.0.113.6") == [201]
     assert len(targets.targets) == 6
 
 
