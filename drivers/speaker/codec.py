@@ -46,6 +46,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIP_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 AREA_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,32}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+AUDIO_TOPIC_PATTERN = re.compile(r"[^+#/\x00-\x1f\x7f][^+#\x00-\x1f\x7f]{0,511}")
+"""An ``audio_topic``: an MQTT topic name of at most 512 characters, not starting with ``/``."""
 CONTROL_PATTERN = re.compile(r"[\x00-\x1f\x7f]")
 TIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
@@ -263,6 +265,7 @@ def encode_command(command: Command, target: str, key: bytes) -> bytes:
             "attention_clip": command.attention_clip,
             "attention_sha256": command.attention_sha256,
             "speech_start_ms": command.speech_start_ms,
+            "audio_topic": command.audio_topic,
         }
     elif isinstance(command, PlayClip):
         obj["clip_id"] = command.clip_id
@@ -305,7 +308,13 @@ def decode_command(data: bytes, key_for_target: KeyLookup) -> tuple[str, Command
             raise SpeakerProtocolError(f"field 'url' must be http or https: {url!r}")
         clip = _opt_str(obj, "fallback_clip", CLIP_PATTERN)
         sealed = header["sha256"] is None
-        command = PlayUrl(url=url, fallback_clip=clip, **_attention(obj, sealed), **header)
+        command = PlayUrl(
+            url=url,
+            fallback_clip=clip,
+            audio_topic=_audio_topic(obj, sealed),
+            **_attention(obj, sealed),
+            **header,
+        )
     elif kind == "play_clip":
         command = PlayClip(clip_id=_str(obj, "clip_id", CLIP_PATTERN), **header)
     elif kind == "stop":
@@ -352,6 +361,19 @@ def _attention(obj: dict[str, Any], sealed: bool) -> dict[str, Any]:
         "attention_sha256": _opt_str(obj, "attention_sha256", SHA256_PATTERN),
         "speech_start_ms": start,
     }
+
+
+def _audio_topic(obj: dict[str, Any], sealed: bool) -> str | None:
+    """The optional MQTT topic sealed audio is retained under (section 5.1): an MQTT topic
+    name (no wildcard) of a sealed ``play_url`` only."""
+    topic = _opt_str(obj, "audio_topic")
+    if topic is None:
+        return None
+    if not sealed:
+        raise SpeakerProtocolError("'audio_topic' goes with sealed audio, not with 'sha256'")
+    if AUDIO_TOPIC_PATTERN.fullmatch(topic) is None:
+        raise SpeakerProtocolError(f"field 'audio_topic' is not an MQTT topic name: {topic!r}")
+    return topic
 
 
 def encode_box_message(message: BoxMessage, key: bytes) -> bytes:

@@ -101,6 +101,9 @@ class PlayUrl(BoxCommand):
     Without ``sha256`` the audio is sealed (``drivers.speaker.seal``): the server answers the
     download with the audio's SHA-256, its speech start and a seal under the key of the
     command's ``to``, so ``speech_start_ms`` is then None and ``attention_clip`` may stand alone.
+    Sealed audio may also be retained on MQTT under ``audio_topic``
+    (:mod:`drivers.speaker.audio_topics`): a box on MQTT takes it from the broker instead of
+    asking the server, and asks the URL when it cannot.
     """
 
     kind: ClassVar[str] = "play_url"
@@ -114,6 +117,7 @@ class PlayUrl(BoxCommand):
     attention_clip: str | None = None
     attention_sha256: str | None = None
     speech_start_ms: int | None = None
+    audio_topic: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

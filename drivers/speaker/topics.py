@@ -5,6 +5,8 @@
 ``<prefix>/box/<box_id>/up``       box → server: acks and heartbeats, QoS 1
 ``<prefix>/box/<box_id>/presence`` retained: the box's signed hello while it is connected,
                                    ``offline`` (its last will) when it is not
+``<prefix>/audio/<token>``         the ``audio_topic`` of sealed audio retained on MQTT
+                                   (:mod:`drivers.speaker.audio_topics`)
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class SpeakerTopics:
 
     def area_commands(self, area_code: str) -> str:
         return f"{self.prefix}/area/{area_code}/cmd"
+
+    def audio(self, token: str) -> str:
+        """The ``audio_topic`` of the sealed audio the server serves under ``token``."""
+        return f"{self.prefix}/audio/{token}"
 
     def box_messages(self, box_id: str) -> str:
         return f"{self.prefix}/box/{box_id}/up"
