@@ -13,6 +13,7 @@ import asyncio
 import shutil
 import struct
 import subprocess
+from functools import cache
 from math import gcd
 from pathlib import Path
 
@@ -149,7 +150,18 @@ def resample(samples: Samples, rate: int, target: int = MASTER_RATE) -> Samples:
     if rate == target:
         return samples
     common = gcd(rate, target)
+    up, down = target // common, rate // common
     out: Samples = np.asarray(
-        signal.resample_poly(samples, target // common, rate // common), dtype=np.float32
+        signal.resample_poly(samples, up, down, window=_low_pass(up, down)), dtype=np.float32
     )
     return out
+
+
+@cache
+def _low_pass(up: int, down: int) -> npt.NDArray[np.float32]:
+    """The anti-aliasing filter ``resample_poly`` designs for ``up``/``down`` by default (a
+    Kaiser window, beta 5, ten zero crossings a side), designed once per ratio: each design
+    costs about as much as the resampling of a spoken warning."""
+    half_len = 10 * max(up, down)
+    taps = signal.firwin(2 * half_len + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
+    return np.asarray(taps, dtype=np.float32)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import struct
 import wave
+from math import gcd
 
 import numpy as np
 import pytest
+from scipy import signal  # type: ignore[import-untyped]
 
 from audio.errors import AudioFormatError, AudioToolError
-from audio.pcm import decode, decode_async, to_pcm16, wav_to_samples
+from audio.pcm import MASTER_RATE, decode, decode_async, resample, to_pcm16, wav_to_samples
 
 from .conftest import spectrum_peaks
 
@@ -36,6 +38,17 @@ def test_espeak_rate_wav_is_resampled_to_the_master_rate() -> None:
     samples = wav_to_samples(_wav(_tone(440, 22_050), 22_050))
     assert abs(len(samples) - 48_000) <= 1
     assert spectrum_peaks(samples, 48_000, 1)[0] == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize("rate", [22050, 16000, 44100])
+def test_resampling_with_the_filter_designed_once_is_scipys_own(rate: int) -> None:
+    common = gcd(rate, MASTER_RATE)
+    noise = np.random.default_rng(rate).standard_normal(rate // 2).astype(np.float32) * 0.3
+    for _ in range(2):  # the second call uses the filter the first designed
+        ours = resample(noise, rate)
+        theirs = signal.resample_poly(noise, MASTER_RATE // common, rate // common)
+        theirs = theirs.astype(np.float32)
+        assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
 
 
 def test_stereo_is_mixed_to_mono() -> None:
