@@ -6,10 +6,13 @@ its threads, from ``getrusage``), with lean simulated boxes (``drivers.speaker
 .simulator_lean``: verify, ack ``accepted``/``started`` at once and ``finished`` once the
 command has played, ``--play-s``, by default no time; no sound) in separate processes, each
 connecting from its own loopback address. By default they download nothing; with
-``--download`` the boxes of the server kinds fetch and verify their sealed audio from the
-server as real boxes do (one request each, on a connection of its own), play only then, and
-the server's CPU includes serving every box's download (``downloaded``: when every box had
-its audio verified; the failures and the bytes received).
+``--download`` the boxes of the server kinds fetch and verify their sealed audio as real
+boxes do and play only then (``downloaded``: when every box had its audio verified; the
+failures and the bytes received). Over MQTT they take it from the broker, where the channel
+retains it once with a seal note per command target (``audio_over_mqtt``, the default), so
+the brokers' CPU includes sending each box its copy; with ``--download=server``, and always
+over TCP, each box asks the server (one request each, on a connection of its own), and the
+server's CPU includes serving every box's download.
 
 One process may hold no more than 20,000 open files here (the hard limit cannot be raised), so
 a fleet is spread: over MQTT across one Mosquitto per ``PER_BROKER`` boxes (25,000 boxes: two
@@ -313,7 +316,7 @@ def run_one(kind: str, size: int, args: argparse.Namespace) -> dict[str, Any] | 
     command = [sys.executable, __file__, f"--one={kind}:{size}"]
     command += [f"--timeout-s={args.timeout_s}", f"--attention={args.attention}"]
     command += [f"--play-s={args.play_s}", f"--sim-loop={args.sim_loop}"]
-    command += ["--download"] if args.download else []
+    command += [f"--download={args.download}"] if args.download else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     result: dict[str, Any] | str = (
@@ -358,9 +361,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--download",
-        action="store_true",
-        help="the lean boxes of the server kinds fetch and verify the sealed audio (from the"
-        " server, as real boxes do) and report a command finished only after that",
+        nargs="?",
+        const="broker",
+        choices=("broker", "server"),
+        help="the lean boxes of the server kinds fetch and verify the sealed audio as real"
+        " boxes do, and report a command finished only after that: over MQTT from the audio"
+        " the server retains on the broker (the default), or with '=server' each from the"
+        " server over HTTP (the channel's audio_over_mqtt off); over TCP always from the server",
     )
     add_sim_loop_option(parser)  # for every kind alike
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -422,7 +429,7 @@ async def measure_one(
     timeout_s: float,
     attention: bool = True,
     play_s: float = PLAY_S,
-    download: bool = False,
+    download: str | None = None,
     sim_loop: str = "auto",
 ) -> dict[str, Any]:
     raise_file_limit(boxes + 20_000)

@@ -110,24 +110,25 @@ async def whole_server(
     own: bool = False,
     attention: bool = True,
     play_s: float = 0.0,
-    download: bool = False,
+    download: str | None = None,
     sim_loop: str = "auto",
 ) -> dict[str, Any]:
     """One alert to ``boxes`` boxes (simulated on event loop ``sim_loop``) that hold the
     county's key (group commands), or with ``own`` only their own keys (a command each); with
     ``attention`` the boxes hold the attention clip the play command names; the boxes play
     each command ``play_s`` (with ``download``, after they fetched and verified its sealed
-    audio from the server)."""
+    audio: ``broker``, over MQTT from the audio the channel retains on the broker, ``server``,
+    from the server over HTTP)."""
     groups = () if own else (COUNTY,)
-    extra = {"attention_clip": {"id": ATTENTION_CLIP, "sha256": attention_file(work)}}
+    extra: dict[str, Any] = {"audio_over_mqtt": download != "server"}
+    if attention:
+        extra["attention_clip"] = {"id": ATTENTION_CLIP, "sha256": attention_file(work)}
     shares = broker_shares(transport, boxes)
     with mosquittos(len(shares) if transport == "mqtt" else 0, work) as brokers:
         hubs: list[dict[str, Any]] = [
             {"mqtt": {"host": b.host, "port": b.port}, "default_transport": "mqtt"} for b in brokers
         ] or [{"tcp": {"host": "127.0.0.1", "port": 0}}]
-        config, port = server_config(
-            work, boxes, hubs[0], extra=extra if attention else None, group_areas=groups
-        )
+        config, port = server_config(work, boxes, hubs[0], extra=extra, group_areas=groups)
         config, names = instances(config, work, shares, hubs)
         service = BroadcasterService(config)
         runner = make_runner(make_app(service), config.server)  # as broadcaster serve listens
@@ -151,7 +152,7 @@ async def whole_server(
                 areas=groups,
                 connect_timeout_s=timeout_s,
                 play_s=play_s,
-                download=download,
+                download=download is not None,
                 loop=sim_loop,
             ) as fleet:
                 for channel, share in zip(channels, shares, strict=True):

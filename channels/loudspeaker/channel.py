@@ -16,12 +16,14 @@
   meanwhile), or a ``play_clip`` when this server renders no audio and a clip is configured,
   with the priority of the alert's broadcast class, volume, repeats, expiry and the hazard's
   fallback clip. The audio library holds a box's download until the render ends and seals
-  it with the key of the command's target (:meth:`_command_key`). Boxes
-  holding their area's key share one group command; others get their own. Command ids are
-  stable, so a retry never plays twice. ``accepted`` when the box's transport took it; an
-  offline box or a link failure is retryable (soon, ``offline_retry_seconds``, and at once
-  when the box reconnects: :mod:`channels.loudspeaker.returning`), an unknown or
-  misconfigured box is rejected for good.
+  it with the key of the command's target (:meth:`_command_key`); with an MQTT link the audio
+  is also retained on the broker, once, with a seal per target, until the alert is over
+  (:mod:`channels.loudspeaker.retained_audio`). Boxes holding their area's key share one group
+  command; others get their own. Command ids are stable, so a retry never plays twice.
+  ``accepted`` when the box's transport took it; an offline box or a link failure is
+  retryable (soon, ``offline_retry_seconds``, and at once when the box reconnects:
+  :mod:`channels.loudspeaker.returning`), an unknown or misconfigured box is rejected for
+  good.
 - Box acknowledgements become confirmations (:mod:`channels.loudspeaker.tracking`):
   ``accepted``/``started`` are progress, ``finished`` confirms, ``failed`` fails with the
   box's reason. After a restart, ``resume`` tracks the deliveries still awaiting their box,
@@ -71,6 +73,7 @@ from channels.loudspeaker.config import LoudspeakerChannelConfig
 from channels.loudspeaker.groups import PlannedAreas, group_command_id
 from channels.loudspeaker.media import HOLD_SPARE, AudioLibrary
 from channels.loudspeaker.programmes import ProgrammeCache
+from channels.loudspeaker.retained_audio import RetainedAudio
 from channels.loudspeaker.returning import ReturningBoxes
 from channels.loudspeaker.sending import BatchSender, Member
 from channels.loudspeaker.stops import UnsentStops
@@ -121,6 +124,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._command_key,
             lambda: 2 * len(self._registered) + HOLD_SPARE,
         )
+        self.retained = RetainedAudio(
+            self.directory / "audio", self.config.audio_format, self._command_key
+        )
         self.hub: SpeakerHub | None = None
         self.fleet: SpeakerFleetSimulator | None = None
         self._keyring = boxes.BoxKeyring({}, None)
@@ -142,6 +148,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._tracker,
             self._planned,
             self._offline_retry,
+            self.retained.note,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -182,6 +189,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         except (SpeakerError, OSError) as exc:
             raise ChannelError(f"channel {self.name}: the box hub cannot start: {exc}") from exc
         self.hub = hub
+        self.retained.start(hub, settings.audio_over_mqtt)
         self._check_open_files()
         loop = asyncio.get_running_loop()
         hub.listen(self._event)
@@ -233,6 +241,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         for task in self._stopping:
             task.cancel()
         await asyncio.gather(*self._stopping, return_exceptions=True)
+        await self.retained.stop()
         if self.hub is not None:
             await self.hub.stop()
             self.hub = None
@@ -359,7 +368,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         return None if seconds is None else seconds * random.uniform(0.5, 1.0)
 
     async def _build(self, delivery: OutgoingDelivery) -> programmes.Built:
-        return await programmes.build(delivery, self.config, self.library, self.context.audio)
+        audio = self.context.audio
+        return await programmes.build(delivery, self.config, self.library, audio, self.retained)
 
     async def content(self, message: AlertMessage, target: Target, part: int) -> dict[str, Any]:
         """The audio the box is told to play: language, audio id (its SHA-256), duration,
@@ -383,6 +393,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         if hub is None:
             return
         box_id = boxes.box_id_of(delivery.target)
+        self.retained.end(delivery.message.id)
         self._tracker.stopping(delivery.id)
         await self._sender.stop_areas(hub, delivery)
         await self._send_stops(hub, box_id, [commands.stop(delivery)])
@@ -440,7 +451,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._tracker.track(cmd_id, box_id, delivery.id, sent=True)
 
     async def housekeeping(self) -> None:
-        """Delete published audio not used for the core's audio keep time."""
+        """Clear audio retained on MQTT for alerts now over (also those a server before left)
+        and delete published audio not used for the core's audio keep time."""
+        await self.retained.sweep()
         audio = self.context.audio
         removed = await self.library.prune(audio.keep_s if audio else _AUDIO_KEEP_S)
         if removed:

@@ -91,11 +91,13 @@ def play_url(
     settings: LoudspeakerChannelConfig,
     url: str,
     fallback: ClipSettings | None,
+    audio_topic: str | None = None,
 ) -> PlayUrl:
     """Download ``url`` and play it, ``fallback`` if that fails. The command carries no
     SHA-256: the audio comes sealed (docs/protocols/speaker.md section 5.1), so the command
-    can go before the audio is rendered. With the configured attention clip, a box holding it
-    plays it at once and goes on with the audio where its speech starts."""
+    can go before the audio is rendered; with ``audio_topic``, a box on MQTT may take it
+    retained there instead. With the configured attention clip, a box holding it plays it at
+    once and goes on with the audio where its speech starts."""
     alert = delivery.message.alert
     attention = settings.attention_clip
     chosen = broadcast_class(alert)
@@ -114,6 +116,7 @@ def play_url(
         fallback_clip=fallback.id if fallback else None,
         attention_clip=attention.id if attention else None,
         attention_sha256=attention.sha256 if attention else None,
+        audio_topic=audio_topic,
         acks=PLAY_ACKS,
     )
 

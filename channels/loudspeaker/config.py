@@ -14,6 +14,7 @@ Example (``[channels.loudspeaker]`` in the TOML configuration)::
     # or the nodes of a broker cluster, with commands published over several sessions:
     # mqtt = { brokers = ["mqtt://mq1:1883", "mqtt://mq2:1883", "mqtt://mq3:1883"],
     #          publish_sessions = 16, client_id = "broadcaster-node1" }
+    audio_over_mqtt = true                             # with mqtt: audio retained on the broker
     repeat = 2
     clips = { default = { id = "generic-warning", sha256 = "9f86…" } }
 
@@ -169,6 +170,12 @@ class LoudspeakerChannelConfig(ChannelConfig):
         None,
         description="the attention signal stored on the boxes (broadcaster audio attention):"
         " a box holding it plays it at once while the warning downloads",
+    )
+    audio_over_mqtt: bool = Field(
+        True,
+        description="with mqtt: also retain each alert's sealed audio on the broker (once,"
+        " with a seal note per command target), so boxes on MQTT take it from there instead"
+        " of each downloading it from the server",
     )
 
     @model_validator(mode="after")

@@ -6,14 +6,15 @@ command id, its ``to`` and its signature (and a group command, :mod:`channels.lo
 :func:`build` makes the command at once, before the audio exists: a ``play_url`` without its
 SHA-256, naming the URL the audio library reserved for the programme (docs/protocols/speaker.md
 section 5.1, sealed audio), so a box can start its stored attention signal the moment it
-holds the command while the warning renders; or, when this server renders no audio, the
-stored clip for the hazard. What the channel reports with each send (description, content,
-warnings: :class:`Told`) follows when the render ends: the audio's SHA-256 and duration, or,
-when it could not be rendered, the fallback clip the boxes play instead. :class:`ProgrammeCache`
-builds a programme once per alert, set of languages and expiry, keeps it as a
-:class:`~drivers.speaker.codec.CommandTemplate`, and hands the same programme to every send
-while it is fresh: its ``issued_at`` stays within ``fresh_s`` of the moment it is sent. A build
-that fails is forgotten, so the next send tries again.
+holds the command while the warning renders (with an MQTT link, naming too the topic the
+audio is retained under: :mod:`channels.loudspeaker.retained_audio`); or, when this server
+renders no audio, the stored clip for the hazard. What the channel reports with each send
+(description, content, warnings: :class:`Told`) follows when the render ends: the audio's
+SHA-256 and duration, or, when it could not be rendered, the fallback clip the boxes play
+instead. :class:`ProgrammeCache` builds a programme once per alert, set of languages and
+expiry, keeps it as a :class:`~drivers.speaker.codec.CommandTemplate`, and hands the same
+programme to every send while it is fresh: its ``issued_at`` stays within ``fresh_s`` of the
+moment it is sent. A build that fails is forgotten, so the next send tries again.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from broadcaster.publisher import AudioPublisher, hazard_of
 from channels.loudspeaker import commands
 from channels.loudspeaker.config import ClipSettings, LoudspeakerChannelConfig
 from channels.loudspeaker.media import AudioLibrary, PreparedAudio, PublishedAudio
+from channels.loudspeaker.retained_audio import RetainedAudio
 from drivers.speaker.codec import CommandTemplate
-from drivers.speaker.messages import BroadcastClass, Command
+from drivers.speaker.messages import BroadcastClass, Command, PlayUrl
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class Programme:
     template: CommandTemplate
     told: asyncio.Future[Told]
     made_at: float
+    audio_topic: str | None = None
+    """Where the command's audio is retained on MQTT (:mod:`channels.loudspeaker
+    .retained_audio`), when it is."""
     by_target: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
     def signed(self, cmd_id: str, target: str, key: bytes) -> bytes:
@@ -121,7 +126,9 @@ class ProgrammeCache:
             future.set_exception(error)
             future.exception()  # retrieved: the waiters get it, there may be none
             raise
-        programme = Programme(CommandTemplate(command), asyncio.ensure_future(told), self._clock())
+        topic = command.audio_topic if isinstance(command, PlayUrl) else None
+        template = CommandTemplate(command)
+        programme = Programme(template, asyncio.ensure_future(told), self._clock(), topic)
         future.set_result(programme)
         return programme
 
@@ -160,10 +167,12 @@ async def build(
     settings: LoudspeakerChannelConfig,
     library: AudioLibrary,
     audio: AudioPublisher | None,
+    retained: RetainedAudio,
 ) -> Built:
     """The box's command for ``delivery``, at once, and what the channel will report with
     it: a sealed ``play_url`` of the URL ``library`` reserved, its audio rendered and published
-    meanwhile; when this server renders no audio, the stored clip for the hazard (raises
+    meanwhile (and retained on MQTT under the command's ``audio_topic`` when ``retained``
+    gives one); when this server renders no audio, the stored clip for the hazard (raises
     UnsupportedError when none is configured, or the alert has no text for the target)."""
     message, target = delivery.message, delivery.target
     sound = _sound(delivery, settings, audio)
@@ -173,8 +182,12 @@ async def build(
         return command, _ready(_no_audio(sound))
     languages = tuple(target.languages)
     url = library.reserve(message, languages)
-    play = commands.play_url(delivery, settings, url, sound.clip)
-    return play, tell(library.publish(audio, message, languages), sound)
+    topic = retained.topic_for(url, message.id, delivery.expires_at)
+    play = commands.play_url(delivery, settings, url, sound.clip, topic)
+    rendered = library.publish(audio, message, languages)
+    if topic is not None:
+        rendered = retained.follow(topic, rendered)
+    return play, tell(rendered, sound)
 
 
 async def preview(

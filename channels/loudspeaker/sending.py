@@ -6,11 +6,13 @@ The batch is split by programme (alert, languages, expiry: :mod:`channels.loudsp
 (:mod:`channels.loudspeaker.groups`). For each such group the play command is signed and
 encoded once and the same bytes go to every box of the group; a box without area keys gets its
 own signed command. The command goes out at once, while the warning renders (its audio comes
-sealed, section 5.1): a box holding the attention clip starts it on arrival. Each delivery's
-result is ``accepted`` once its box's transport took the command (TCP written, MQTT PUBACK
-from the broker) and the render has said what the box will play; no result waits for a box,
-whose acks settle the delivery later through :class:`~channels.loudspeaker.tracking
-.AckTracker`.
+sealed, section 5.1): a box holding the attention clip starts it on arrival. When its audio
+is retained on MQTT, each ``to`` it goes to over MQTT is noted first (``noted``: one per area,
+one per box with its own key), for the seal note there (:mod:`channels.loudspeaker
+.retained_audio`). Each delivery's result is ``accepted`` once its box's transport took the
+command (TCP written, MQTT PUBACK from the broker) and the render has said what the box will
+play; no result waits for a box, whose acks settle the delivery later through
+:class:`~channels.loudspeaker.tracking.AckTracker`.
 """
 
 from __future__ import annotations
@@ -83,8 +85,10 @@ class BatchSender:
         tracker: AckTracker,
         planned: PlannedAreas,
         offline_retry: Callable[[], float | None],
+        noted: Callable[[str | None, str], None],
     ) -> None:
         self._channel = channel
+        self._noted = noted
         self._programmes = programmes
         self._tracker = tracker
         self._planned = planned
@@ -149,7 +153,10 @@ class BatchSender:
         first = members[0]
         assert first.area_key is not None
         cmd_id = group_command_id("play", self._channel, first.delivery, area)
-        data = programme.signed(cmd_id, area_target(area), first.area_key)
+        target = area_target(area)
+        data = programme.signed(cmd_id, target, first.area_key)
+        if programme.audio_topic is not None and any(m.box.transport == "mqtt" for m in members):
+            self._noted(programme.audio_topic, target)
         sends = [(member, cmd_id) for member in members]
         return await self._play(sends, lambda: self._deliver(hub, data, cmd_id, members), results)
 
@@ -159,6 +166,10 @@ class BatchSender:
         """Each box's own play command, signed with its key, all sent in one call."""
         own = [self._own("play", member) for member in members]
         signed = [(m, programme.template.sign(*o)) for m, o in zip(members, own, strict=True)]
+        if programme.audio_topic is not None:
+            for member, (_, target, _) in zip(members, own, strict=True):
+                if member.box.transport == "mqtt":
+                    self._noted(programme.audio_topic, target)
         sends = [(member, cmd_id) for member, (cmd_id, _, _) in zip(members, own, strict=True)]
         return await self._play(sends, lambda: self._deliver_each(hub, signed), results)
 

@@ -174,15 +174,16 @@ class MqttPublisherPool:
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, MAX_RETRY_S)
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
-        """Publish through the next connected session; raises MqttConnectionError when none
-        is connected, or the errors of ``MqttClient.publish``."""
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Publish through the next connected session (``retain``: as the topic's retained
+        message); raises MqttConnectionError when none is connected, or the errors of
+        ``MqttClient.publish``."""
         count = len(self._clients)
         for step in range(count):
             client = self._clients[(self._next + step) % count]
             if client is not None and client.is_connected:
                 self._next = (self._next + step + 1) % count
-                await client.publish(topic, payload, qos=qos)
+                await client.publish(topic, payload, qos=qos, retain=retain)
                 return
         raise MqttConnectionError("no publishing session is connected to a broker")
 

@@ -2,8 +2,10 @@
 
 Follows docs/protocols/speaker.md sections 3 (command handling) and 5 (box behaviour). The agent
 is transport-free: an uplink (TCP, MQTT or a serial line, see ``uplinks``) feeds it command
-bytes through ``handle_command`` and sends what ``next_outgoing`` yields. The same class runs in
-``broadcaster-box`` on a real box and thousands of times in the fleet simulator.
+bytes through ``handle_command`` and sends what ``next_outgoing`` yields; an uplink that can
+carry sealed audio retained on its transport (MQTT, section 4.3) offers it through
+``use_audio_topics``. The same class runs in ``broadcaster-box`` on a real box and thousands
+of times in the fleet simulator.
 """
 
 from __future__ import annotations
@@ -47,7 +49,13 @@ from drivers.speaker.playback import PlaybackScheduler
 from drivers.speaker.player import Player
 from drivers.speaker.sealed_audio import CommandTarget
 from drivers.speaker.stop_memory import StopMemory
-from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher, PlayJournal
+from drivers.speaker.store import (
+    AudioTopicSource,
+    ClipStore,
+    JournalEntry,
+    MediaFetcher,
+    PlayJournal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +158,11 @@ class BoxAgent:
     def outgoing_count(self) -> int:
         """Messages waiting to be sent."""
         return len(self._outbox)
+
+    def use_audio_topics(self, source: AudioTopicSource) -> None:
+        """Take the sealed audio that commands retain under an ``audio_topic`` from ``source``
+        (the box's MQTT session); without one, the box asks every URL (section 5.1)."""
+        self._playback.audio_topics = source
 
     def hello(self) -> bytes:
         """A signed greeting proving this box holds its key (first line on TCP)."""

@@ -8,7 +8,8 @@ broker node that died could not publish its last will). It follows docs/protocol
 sections 2-4. The stream has one consumer; events beyond ``event_queue_limit`` are dropped and
 counted. A consumer that keeps up with the wire may ``listen`` instead and get each event as it
 is received. A command signed for an area (a group command) goes out as the same bytes to many
-boxes (``send_same``) or as one publish to the area's MQTT topic (``publish_area``).
+boxes (``send_same``) or as one publish to the area's MQTT topic (``publish_area``);
+``retain`` leaves a retained message under the MQTT prefix (sealed audio, section 5.1).
 """
 
 from __future__ import annotations
@@ -286,6 +287,22 @@ class SpeakerHub:
             raise SpeakerConfigError("area commands need an MQTT broker")
         await self._mqtt.send_area(area_code, data)
         self.stats.commands_sent += 1
+
+    @property
+    def mqtt_topics(self) -> SpeakerTopics | None:
+        """The topics of the hub's MQTT link; None when it has none."""
+        return self._mqtt.topics if self._mqtt is not None else None
+
+    async def retain(self, topic: str, payload: bytes) -> None:
+        """Leave ``payload`` as the retained message of ``topic``, a topic under the MQTT
+        link's prefix (an empty payload deletes it); returns once the broker has it. Raises
+        SpeakerConfigError without MQTT or for a topic elsewhere, SpeakerConnectionError when
+        the broker does not take it."""
+        if self._mqtt is None:
+            raise SpeakerConfigError("retained messages need an MQTT broker")
+        if not topic.startswith(f"{self._mqtt.topics.prefix}/"):
+            raise SpeakerConfigError(f"topic {topic!r} is not under the hub's MQTT prefix")
+        await self._mqtt.retain(topic, payload)
 
     async def send_area_command(self, area_code: str, command: Command) -> None:
         """Publish ``command`` once to an area's MQTT topic, signed with the area key.

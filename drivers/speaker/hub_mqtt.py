@@ -2,9 +2,10 @@
 
 One persistent session to the broker (``drivers.mqtt.MqttClient``, clean session off, so acks
 and heartbeats sent while the server is away wait at the broker) publishes commands (QoS 1) to
-box and area topics and subscribes to every box's ``up`` and ``presence`` topics. The broker
-holds QoS 1 commands for boxes whose persistent session is offline and publishes a box's last
-will (``offline``) when it vanishes. A box's ``online`` presence is its signed hello, verified
+box and area topics and subscribes to every box's ``up`` and ``presence`` topics; ``retain``
+leaves a retained message (sealed audio for the boxes, section 5.1). The broker holds QoS 1
+commands for boxes whose persistent session is offline and publishes a box's last will
+(``offline``) when it vanishes. A box's ``online`` presence is its signed hello, verified
 like any box message; anything else on a presence topic is refused. The session reconnects on
 its own; meanwhile its boxes count as offline (the retained hellos bring them back after the
 resubscription) and ``send`` fails fast with SpeakerConnectionError.
@@ -182,14 +183,19 @@ class MqttHubLink(HubLink):
             # the hub's new subscription: not news of the box (MQTT 3.1.1 section 3.3.1.3).
             self._sink.receive(box_id, payload, TRANSPORT, retain)
 
-    async def _publish(self, topic: str, data: bytes) -> None:
+    @property
+    def topics(self) -> SpeakerTopics:
+        """The topics under the link's prefix."""
+        return self._topics
+
+    async def _publish(self, topic: str, data: bytes, retain: bool = False) -> None:
         client = self._publishers or self._client
         if client is None:
             host, port = self._brokers.current
             raise SpeakerConnectionError(f"not connected to MQTT broker {host}:{port}")
         try:
             async with asyncio.timeout(self._publish_timeout_s):
-                await client.publish(topic, data, qos=1)
+                await client.publish(topic, data, qos=1, retain=retain)
         except MqttError as exc:
             raise SpeakerConnectionError(f"MQTT publish to {topic} failed: {exc}") from exc
         except TimeoutError as exc:
@@ -204,6 +210,11 @@ class MqttHubLink(HubLink):
     async def send_area(self, area_code: str, data: bytes) -> None:
         """Publish to an area's command topic; returns once the broker has it (PUBACK)."""
         await self._publish(self._topics.area_commands(area_code), data)
+
+    async def retain(self, topic: str, data: bytes) -> None:
+        """Publish ``data`` as ``topic``'s retained message (empty: delete it, MQTT 3.1.1
+        section 3.3.1.3); returns once the broker has it (PUBACK)."""
+        await self._publish(topic, data, retain=True)
 
     def drop(self, box_id: str) -> None:
         """Presence over MQTT is the broker's business; nothing to close here."""

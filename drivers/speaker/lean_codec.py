@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from time import gmtime, strftime, time
 
-from drivers.speaker.codec import SIG_SUFFIX_LEN, hmac_hex
+from drivers.speaker.codec import AUDIO_TOPIC_PATTERN, SIG_SUFFIX_LEN, hmac_hex
 from drivers.speaker.messages import ASKABLE_STAGES, AckStage
 
 _SIG_HEAD = b',"sig":"'
@@ -32,7 +32,8 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring
 @dataclass(frozen=True, slots=True)
 class QuickCommand:
     """What a lean box acts on: ids, the command's type and the stages it asks for, its ``to``,
-    and the URL of a ``play_url`` whose audio comes sealed (no ``sha256``; else None)."""
+    the URL of a ``play_url`` whose audio comes sealed (no ``sha256``; else None) and the
+    ``audio_topic`` that audio is retained under, if it names one."""
 
     cmd_id: str
     alert_id: str
@@ -40,6 +41,7 @@ class QuickCommand:
     acks: tuple[AckStage, ...] | None
     target: str
     sealed_url: str | None = None
+    audio_topic: str | None = None
 
 
 def quick_command(data: bytes, key_for: Callable[[str], bytes | None]) -> QuickCommand | None:
@@ -81,7 +83,13 @@ def quick_command(data: bytes, key_for: Callable[[str], bytes | None]) -> QuickC
             return None
         acks = tuple(_ASKABLE[name] for name in wanted)
     url = obj.get("url") if kind == "play_url" and obj.get("sha256") is None else None
-    return QuickCommand(cmd_id, alert_id, kind, acks, target, url if isinstance(url, str) else None)
+    sealed_url = url if isinstance(url, str) else None
+    topic = obj.get("audio_topic")
+    if topic is not None and (
+        sealed_url is None or not isinstance(topic, str) or not AUDIO_TOPIC_PATTERN.fullmatch(topic)
+    ):
+        return None
+    return QuickCommand(cmd_id, alert_id, kind, acks, target, sealed_url, topic)
 
 
 class WireClock:

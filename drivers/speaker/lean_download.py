@@ -122,18 +122,23 @@ class Downloads:
 
     def __init__(self, parallel: int = 500, timeout_s: float = 30.0) -> None:
         self._limit = asyncio.Semaphore(parallel)
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         self.bytes = 0
 
-    async def fetch_sealed(self, url: str, to: CommandTarget) -> SealedAudio:
-        """The verified answer for ``url`` asked for as ``to``; raises MediaDownloadError
-        (not reached, not 200, malformed, too slow) or MediaIntegrityError (the checks)."""
+    async def fetch_sealed(
+        self, url: str, to: CommandTarget, within_s: float | None = None
+    ) -> SealedAudio:
+        """The verified answer for ``url`` asked for as ``to``, within ``within_s`` (what is
+        left of the timeout after a wait for retained audio; None: the whole timeout); raises
+        MediaDownloadError (not reached, not 200, malformed, too slow) or MediaIntegrityError
+        (the checks)."""
+        within = self.timeout_s if within_s is None else max(within_s, 0.0)
         async with self._limit:
             try:
-                async with asyncio.timeout(self._timeout_s):
+                async with asyncio.timeout(within):
                     status, headers, body = await get(url, {TARGET_HEADER: to.target})
             except TimeoutError as exc:
-                raise MediaDownloadError(f"{url}: no answer within {self._timeout_s:g} s") from exc
+                raise MediaDownloadError(f"{url}: no answer within {within:g} s") from exc
         self.bytes += len(body)
         if status != 200:
             raise MediaDownloadError(f"{url}: HTTP {status}")

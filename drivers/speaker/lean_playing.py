@@ -3,7 +3,10 @@
 the box started, those due together from one timer's call (no task or timer per box);
 :class:`Fetching` first fetches and verifies the command's sealed audio
 (:mod:`drivers.speaker.lean_download`), as a real box must before it plays, and says
-``failed`` with ``download_failed`` or ``hash_mismatch`` when it cannot.
+``failed`` with ``download_failed`` or ``hash_mismatch`` when it cannot. A box on MQTT whose
+command names an ``audio_topic`` first waits there for the retained audio
+(:mod:`drivers.speaker.lean_topic_audio`, ``topic_wait_s`` at most) and downloads only when
+it does not verify in time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from drivers.speaker.errors import MediaDownloadError, MediaIntegrityError
 from drivers.speaker.lean_download import Downloads
 from drivers.speaker.messages import AckStage
 from drivers.speaker.sealed_audio import CommandTarget
+from drivers.speaker.store import TOPIC_WAIT_S
 
 if TYPE_CHECKING:
     from drivers.speaker.simulator_lean import LeanBox
@@ -49,29 +53,53 @@ class Playing:
 
 
 class Fetching:
-    """The sealed downloads of a fleet's play commands: a box plays (``playing``, or at once)
-    once its audio is verified; ``failures`` counts those that were not."""
+    """The sealed audio of a fleet's play commands: a box plays (``playing``, or at once)
+    once its audio is verified; ``failures`` counts those that were not, ``downloads.bytes``
+    the audio received (downloaded or retained)."""
 
-    def __init__(self, playing: Playing | None) -> None:
+    def __init__(self, playing: Playing | None, topic_wait_s: float = TOPIC_WAIT_S) -> None:
         self.downloads = Downloads()
         self._playing = playing
+        self._topic_wait_s = topic_wait_s
         self._tasks: set[asyncio.Task[None]] = set()
         self.failures = 0
 
     def start(
-        self, box: LeanBox, cmd_id: str, alert_id: str, source: str, url: str, to: CommandTarget
+        self,
+        box: LeanBox,
+        cmd_id: str,
+        alert_id: str,
+        source: str,
+        url: str,
+        to: CommandTarget,
+        audio_topic: str | None = None,
     ) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._fetch(box, cmd_id, alert_id, source, url, to)
+            self._fetch(box, cmd_id, alert_id, source, url, to, audio_topic)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _fetch(
-        self, box: LeanBox, cmd_id: str, alert_id: str, source: str, url: str, to: CommandTarget
+        self,
+        box: LeanBox,
+        cmd_id: str,
+        alert_id: str,
+        source: str,
+        url: str,
+        to: CommandTarget,
+        audio_topic: str | None,
     ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.downloads.timeout_s
         try:
-            await self.downloads.fetch_sealed(url, to)
+            sealed = None
+            if audio_topic is not None and box.topics is not None:
+                wait_s = min(self._topic_wait_s, self.downloads.timeout_s)
+                sealed, received = await box.topics.take(audio_topic, url, to, wait_s)
+                self.downloads.bytes += received
+            if sealed is None:
+                await self.downloads.fetch_sealed(url, to, deadline - loop.time())
         except (MediaDownloadError, MediaIntegrityError) as exc:
             self.failures += 1
             reason = "hash_mismatch" if isinstance(exc, MediaIntegrityError) else "download_failed"

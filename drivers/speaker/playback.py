@@ -10,8 +10,9 @@ its audio, each repeat): past ``expires_at`` it plays nothing more and fails wit
 A ``play_url`` naming an attention clip the box holds starts that clip at once, downloads
 while it plays, and continues with the audio after its attention signal (section 5.1). A
 ``play_url`` without a SHA-256 is fetched sealed, with the target and key of the command that
-asked for it, and plays only when its seal matches. Every stage is reported through the
-``report`` callback, which journals it and sends the ack.
+asked for it, and plays only when its seal matches; one naming an ``audio_topic`` is first
+awaited there when the box's uplink gives it an ``AudioTopicSource`` (section 4.3). Every
+stage is reported through the ``report`` callback, which journals it and sends the ack.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from drivers.speaker.messages import (
 )
 from drivers.speaker.player import PlaybackRequest, Player
 from drivers.speaker.sealed_audio import CommandTarget
-from drivers.speaker.store import ClipStore, JournalEntry, MediaFetcher
+from drivers.speaker.store import AudioTopicSource, ClipStore, JournalEntry, MediaFetcher
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ class Media(NamedTuple):
 
 
 class PlaybackScheduler:
-    """Runs the play queue of one box."""
+    """Runs the play queue of one box; ``audio_topics``, when its uplink gives one, is where
+    sealed audio retained under a command's ``audio_topic`` is taken from."""
 
     def __init__(
         self,
@@ -107,6 +109,7 @@ class PlaybackScheduler:
         self._wakeup = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._clips_heard: dict[tuple[str, str], float] = {}
+        self.audio_topics: AudioTopicSource | None = None
 
     @property
     def current(self) -> PlayCommand | None:
@@ -307,7 +310,10 @@ class PlaybackScheduler:
 
     async def _download(self, command: PlayUrl, to: CommandTarget) -> tuple[Path, int | None]:
         """The verified audio of ``command`` and where its speech starts: checked by its
-        SHA-256, or sealed for ``to`` when it names none (section 5.1)."""
+        SHA-256, or sealed for ``to`` when it names none, taken from its ``audio_topic``
+        when it can be (section 5.1)."""
         if command.sha256 is not None:
             return await self._fetcher.fetch(command.url, command.sha256), command.speech_start_ms
-        return await self._fetcher.fetch_sealed(command.url, to)
+        return await self._fetcher.fetch_sealed(
+            command.url, to, command.audio_topic, self.audio_topics
+        )

@@ -10,7 +10,8 @@ command's ``acks`` asks for it (3.2); a command it has seen gets the latest of t
 a real box repeats its latest ack. With ``download`` a box fetches the sealed audio of a
 ``play_url`` as a real box does (5.1) and plays only once it is verified (else it says
 ``failed`` with ``download_failed`` or ``hash_mismatch``); without, nothing is downloaded
-(:mod:`drivers.speaker.lean_playing`).
+(:mod:`drivers.speaker.lean_playing`). A box on MQTT first takes audio its command retains
+under an ``audio_topic`` from its own connection (:mod:`drivers.speaker.lean_topic_audio`).
 A command in the server's canonical form is checked by its HMAC over the received bytes and
 its acks are written directly (:mod:`drivers.speaker.lean_codec`); anything else goes
 through the general decoder. The acks of one command leave in one write.
@@ -54,6 +55,7 @@ from drivers.speaker.codec import area_target, box_target, decode_command, encod
 from drivers.speaker.errors import SpeakerConfigError, SpeakerProtocolError
 from drivers.speaker.lean_codec import WireClock, ack_bytes, quick_command
 from drivers.speaker.lean_playing import Fetching, Playing
+from drivers.speaker.lean_topic_audio import MAX_PACKET_BYTES, LeanAudioTopics
 from drivers.speaker.link_url import parse_link_url
 from drivers.speaker.messages import (
     ASKABLE_STAGES,
@@ -64,6 +66,7 @@ from drivers.speaker.messages import (
 )
 from drivers.speaker.sealed_audio import CommandTarget
 from drivers.speaker.simulator import area_key, box_key
+from drivers.speaker.store import TOPIC_WAIT_S
 from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
 FIRMWARE = "lean-sim"
@@ -95,6 +98,8 @@ class LeanFleetConfig:
     (with ``download``, after its audio is verified)."""
     download: bool = False
     """Whether the boxes fetch and verify the sealed audio of their play commands."""
+    topic_wait_s: float = TOPIC_WAIT_S
+    """How long a box on MQTT waits for audio retained under an ``audio_topic``."""
 
     def box_id(self, index: int) -> str:
         return f"{self.id_prefix}{index:05d}"
@@ -103,7 +108,8 @@ class LeanFleetConfig:
 class LeanBox:
     """One box's keys, commands seen, first arrival and verified download; speaks through
     ``send``; with ``playing``, its play commands end when that says; with ``fetching``, a
-    sealed ``play_url`` plays once its audio is verified."""
+    sealed ``play_url`` plays once its audio is verified, taken through ``topics`` (its MQTT
+    connection's) when it is retained there."""
 
     __slots__ = (
         "area_keys",
@@ -115,6 +121,7 @@ class LeanBox:
         "playing",
         "seen",
         "send",
+        "topics",
     )
 
     def __init__(
@@ -135,6 +142,7 @@ class LeanBox:
         self.first_at: float | None = None
         self.fetched_at: float | None = None
         self.send: Callable[[list[bytes]], None] = lambda _messages: None
+        self.topics: LeanAudioTopics | None = None
 
     def _key_for(self, target: str) -> bytes | None:
         if target == box_target(self.box_id):
@@ -155,7 +163,7 @@ class LeanBox:
         quick = quick_command(data, self._key_for)
         if quick is not None:
             cmd_id, alert_id, kind, acks = quick.cmd_id, quick.alert_id, quick.kind, quick.acks
-            target, sealed_url = quick.target, quick.sealed_url
+            target, sealed_url, audio_topic = quick.target, quick.sealed_url, quick.audio_topic
         else:
             try:
                 target, command = decode_command(data, self._key_for)
@@ -167,8 +175,8 @@ class LeanBox:
                 command.kind,
                 command.acks,
             )
-            sealed = isinstance(command, PlayUrl) and command.sha256 is None
-            sealed_url = command.url if isinstance(command, PlayUrl) and sealed else None
+            play = command if isinstance(command, PlayUrl) and command.sha256 is None else None
+            sealed_url, audio_topic = (play.url, play.audio_topic) if play else (None, None)
         source = _SOURCES.get(kind)
         if cmd_id in self.seen:
             said = self.seen[cmd_id]
@@ -185,7 +193,7 @@ class LeanBox:
                 key = self._key_for(target)
                 if self.fetching is not None and sealed_url is not None and key is not None:
                     to = CommandTarget(target, key)
-                    self.fetching.start(self, cmd_id, alert_id, source, sealed_url, to)
+                    self.fetching.start(self, cmd_id, alert_id, source, sealed_url, to, audio_topic)
                     continue
                 if self.playing is not None:
                     self.playing.start(self, cmd_id, alert_id, source)
@@ -262,7 +270,7 @@ class _MqttBox(asyncio.Protocol):
         self._lost = lost
         self._config = config
         self._topics = SpeakerTopics(config.prefix)
-        self._decoder = MqttDecoder()
+        self._decoder = MqttDecoder(MAX_PACKET_BYTES)
         self._connected = connected
         self._transport: asyncio.Transport | None = None
         self._next_id = 0
@@ -271,6 +279,8 @@ class _MqttBox(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         _settle(self._connected, ConnectionResetError("connection lost before CONNACK"))
+        if self._box.topics is not None:
+            self._box.topics.close()
         self._lost(self._box)
 
     def _packet_id(self) -> int:
@@ -295,6 +305,8 @@ class _MqttBox(asyncio.Protocol):
                 self._out += packets
 
         self._box.send = send
+        if self._config.bare_topic is None:
+            self._box.topics = LeanAudioTopics(stream.write, self._packet_id)
 
     def _subscribe(self) -> None:
         assert self._transport is not None
@@ -333,8 +345,9 @@ class _MqttBox(asyncio.Protocol):
         assert self._out is not None
         if packet_id:
             self._out.append(encode_puback(packet_id))
-        if self._config.bare_topic is None:
-            self._box.command(payload)
+        if self._box.topics is not None:
+            if not self._box.topics.route(topic, payload):
+                self._box.command(payload)
         elif self._box.first_at is None:
             self._box.first_at = time()
 
@@ -397,7 +410,7 @@ class LeanFleet:
         self.config = config
         areas = {area_target(code): area_key(config.fleet_secret, code) for code in config.areas}
         playing = Playing(config.play_s) if config.play_s > 0 else None
-        self.fetching = Fetching(playing) if config.download else None
+        self.fetching = Fetching(playing, config.topic_wait_s) if config.download else None
         self.boxes = [
             LeanBox(box_id, box_key(config.fleet_secret, box_id), areas, playing, self.fetching)
             for box_id in map(

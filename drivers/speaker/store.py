@@ -4,9 +4,13 @@ The clip store holds pre-provisioned clips (``<clips_dir>/<clip_id>``) used by `
 as the fallback when a download fails. Downloads land in a content-addressed cache named by
 their SHA-256 and are only kept when the hash matches, or for sealed audio when its seal does
 (docs/protocols/speaker.md, section 5); a download that fails in a way that may pass is tried
-again first (:mod:`drivers.speaker.download_retry`). The cache keeps at most ``CACHE_BYTES``:
-past that, the files stored longest ago go, but none stored within ``CACHE_RECENT_S`` (it may
-be about to play), so a box that runs for years does not fill its storage.
+again first (:mod:`drivers.speaker.download_retry`). Sealed audio a command retains under an
+``audio_topic`` is first awaited from an :class:`AudioTopicSource` (a box on MQTT:
+:mod:`drivers.speaker.topic_audio`) for at most ``TOPIC_WAIT_S``, then downloaded as usual
+within what is left of the download timeout (section 5.1). The cache keeps at most
+``CACHE_BYTES``: past that, the files stored longest ago go, but none stored within
+``CACHE_RECENT_S`` (it may be about to play), so a box that runs for years does not fill its
+storage.
 The journal remembers every command until it expires, so a duplicate or a restart never plays
 an alert twice; it is rewritten atomically (temp file, fsync, rename) off the event loop.
 """
@@ -27,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -88,6 +92,26 @@ class ClipStore:
         return path
 
 
+class AudioTopicSource(Protocol):
+    """Where a box takes the sealed audio a command retains under its ``audio_topic``
+    (docs/protocols/speaker.md, section 5.1): a box's MQTT session
+    (:class:`drivers.speaker.topic_audio.TopicAudio`)."""
+
+    async def take(
+        self, audio_topic: str, url: str, to: CommandTarget, within_s: float, max_bytes: int
+    ) -> tuple[SealedAudio, bytes] | None:
+        """The verified audio retained under ``audio_topic`` for the command to ``to`` naming
+        ``url``, and what its seal note says, within ``within_s`` seconds and no larger than
+        ``max_bytes``; None when it is not to be had so (the box then asks the URL)."""
+        ...
+
+
+MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
+"""The largest audio a box takes, downloaded or retained."""
+DOWNLOAD_TIMEOUT_S = 30.0
+"""How long a box's fetch of one audio may take, tries again included."""
+TOPIC_WAIT_S = 20.0
+"""How much of the download timeout a box waits for retained audio before it asks the URL."""
 CACHE_BYTES = 200 * 1024 * 1024
 """Downloaded audio a box keeps, at most (about 1,000 warnings of 35 s)."""
 CACHE_RECENT_S = 3600.0
@@ -96,22 +120,26 @@ CACHE_RECENT_S = 3600.0
 
 class MediaFetcher:
     """Downloads audio over HTTP(S) into a content-addressed cache, checking its SHA-256, or
-    its seal for a command that names none (``drivers.speaker.sealed_audio``).
+    its seal for a command that names none (``drivers.speaker.sealed_audio``), or takes the
+    sealed audio retained under a command's ``audio_topic`` (``topic_wait_s`` at most).
 
     Concurrent fetches of the same hash, or of the same sealed URL for the same target, share
-    one download, so one fetcher can serve many simulated boxes.
+    one download (and one wait for retained audio), so one fetcher can serve many simulated
+    boxes.
     """
 
     def __init__(
         self,
         cache_dir: Path,
-        timeout_s: float = 30.0,
-        max_bytes: int = 50 * 1024 * 1024,
+        timeout_s: float = DOWNLOAD_TIMEOUT_S,
+        max_bytes: int = MAX_DOWNLOAD_BYTES,
         cache_bytes: int = CACHE_BYTES,
+        topic_wait_s: float = TOPIC_WAIT_S,
     ) -> None:
         self._dir = cache_dir
         self._cache_bytes = cache_bytes
         self._within = timeout_s
+        self._topic_wait = min(topic_wait_s, timeout_s)
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Task[Path]] = {}
@@ -144,19 +172,31 @@ class MediaFetcher:
             return path
         return await _shared(self._inflight, sha256, lambda: self._fetch_into_cache(url, sha256))
 
-    async def fetch_sealed(self, url: str, to: CommandTarget) -> tuple[Path, int | None]:
+    async def fetch_sealed(
+        self,
+        url: str,
+        to: CommandTarget,
+        audio_topic: str | None = None,
+        topics: AudioTopicSource | None = None,
+    ) -> tuple[Path, int | None]:
         """The cached file of the sealed audio at ``url`` for the command target ``to``, and
         where its speech starts (None: the answer gave no speech start).
 
-        Asks with ``to``'s target and accepts the answer only when its SHA-256 and seal match
+        With an ``audio_topic`` and ``topics`` to take it from, first waits for the audio
+        retained there (verified by its seal note) for at most ``topic_wait_s``. Else, or
+        when it does not come, asks the URL with ``to``'s target within what is left of the
+        download timeout and accepts the answer only when its SHA-256 and seal match
         (``check_sealed_answer``): else MediaIntegrityError; MediaDownloadError on network or
-        HTTP errors. Audio once verified for ``url`` and ``to`` is not downloaded again.
+        HTTP errors. Audio once verified for ``url`` and ``to`` is not fetched again.
         """
         key: SealedKey = (url, to.target, to.key)
         known = self._sealed.get(key)
         if known is not None:
             return self._dir / known.sha256, known.speech_start_ms
-        return await _shared(self._sealed_inflight, key, lambda: self._fetch_sealed(url, to))
+        retained = None if audio_topic is None or topics is None else (topics, audio_topic)
+        return await _shared(
+            self._sealed_inflight, key, lambda: self._fetch_sealed(url, to, retained)
+        )
 
     async def _fetch_into_cache(self, url: str, sha256: str) -> Path:
         path = self._dir / sha256
@@ -168,12 +208,25 @@ class MediaFetcher:
         self._stored.add(sha256)
         return path
 
-    async def _fetch_sealed(self, url: str, to: CommandTarget) -> tuple[Path, int | None]:
+    async def _fetch_sealed(
+        self, url: str, to: CommandTarget, retained: tuple[AudioTopicSource, str] | None
+    ) -> tuple[Path, int | None]:
+        deadline = time.monotonic() + self._within
+        if retained is not None:
+            topics, audio_topic = retained
+            taken = await topics.take(audio_topic, url, to, self._topic_wait, self._max_bytes)
+            if taken is not None:
+                return await self._keep_sealed(url, to, *taken)
         asked = {TARGET_HEADER: to.target}
         headers, body, digest = await with_retries(
-            partial(self._get, url, asked), url, self._within
+            partial(self._get, url, asked), url, deadline - time.monotonic()
         )
-        sealed = check_sealed_answer(url, to, headers, digest)
+        return await self._keep_sealed(url, to, check_sealed_answer(url, to, headers, digest), body)
+
+    async def _keep_sealed(
+        self, url: str, to: CommandTarget, sealed: SealedAudio, body: bytes
+    ) -> tuple[Path, int | None]:
+        """Cache verified sealed audio and remember it for ``url`` and ``to``."""
         path = self._dir / sealed.sha256
         if sealed.sha256 not in self._stored:
             await self._store(url, path, body)

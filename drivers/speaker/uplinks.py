@@ -10,7 +10,9 @@
   ``command_qos`` 0 the broker keeps the subscriptions but queues nothing for the box (on NATS
   a QoS 1 subscription of a persistent session is a replicated JetStream consumer, a QoS 0 one
   a plain subscription): the server sends again what the box has not acknowledged when its
-  new hello arrives.
+  new hello arrives. The session also carries the sealed audio commands retain under an
+  ``audio_topic`` (:mod:`drivers.speaker.topic_audio`, offered to the agent): messages on
+  those topics go there, the rest are commands.
 - ``SerialBoxLine``: the box end of an RS-485 style line; answers the bus master's frames for
   one or more addresses on the same port, and repeats its latest acks when the master asks
   (SYNC).
@@ -36,6 +38,7 @@ from drivers.speaker.errors import SpeakerConnectionError
 from drivers.speaker.serial_frames import FrameKind, SerialFrame, SerialFrameDecoder, encode_frame
 from drivers.speaker.serial_port import SerialPortStream
 from drivers.speaker.tcp_options import enable_keepalive
+from drivers.speaker.topic_audio import MAX_PACKET_BYTES, TopicAudio
 from drivers.speaker.topics import OFFLINE, SpeakerTopics
 
 log = logging.getLogger(__name__)
@@ -137,7 +140,8 @@ class MqttCredentials:
 
 
 class MqttUplink:
-    """Keeps one MQTT session for the box: commands in, acks and heartbeats out.
+    """Keeps one MQTT session for the box: commands in, acks and heartbeats out, and the
+    sealed audio retained for its commands (offered to the agent at once).
 
     The retained presence is the box's signed hello while connected and ``offline`` (the last
     will, or published before a deliberate disconnect) otherwise.
@@ -166,14 +170,18 @@ class MqttUplink:
         self._tls = tls_context
         self._keepalive = keepalive_s
         self._backoff = _Backoff(*reconnect_s)
+        self._audio = TopicAudio()
+        agent.use_audio_topics(self._audio)
         self.connected = asyncio.Event()
 
     def _client(self, commands: asyncio.Queue[bytes]) -> MqttClient:
         box = self._agent.box_id
         credentials = self._credentials
+        route_audio = self._audio.route
 
         def on_message(topic: str, payload: bytes, retain: bool) -> None:
-            commands.put_nowait(payload)
+            if not route_audio(topic, payload):
+                commands.put_nowait(payload)
 
         host, port = self._brokers.current
         return MqttClient(
@@ -188,6 +196,7 @@ class MqttUplink:
             connect_timeout_s=self._timeout_s,
             username=credentials.username if credentials else None,
             password=credentials.password if credentials else None,
+            max_packet_bytes=MAX_PACKET_BYTES,
         )
 
     async def run(self) -> None:
@@ -205,12 +214,14 @@ class MqttUplink:
                 client = self._client(commands)
                 try:
                     await client.connect()
+                    self._audio.attach(client)
                     self._backoff.reset()
                     await self._session(client)
                 except* MqttError as group:
                     log.info("box %s: MQTT link lost: %s", box, group.exceptions[0])
                 finally:
                     self.connected.clear()
+                    await self._audio.detach()
                     await self._leave(client)
                 self._brokers.advance()
                 await self._backoff.wait()
