@@ -166,6 +166,19 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
                 self.trusted,
             )
 
+    def _warn_no_upper_url(self) -> None:
+        """Say that nothing is pushed to an upper platform without ``url``: the ``SRC/URL`` of
+        its packages is never used, so it gets state only by asking (EBMStateRequest)."""
+        upper = self.config.upper
+        if upper is not None and not upper.url:
+            log.warning(
+                "ebplatform %s: upper.url is not set: no state reports or heartbeats are sent"
+                " to the upper platform %s; it gets the state of its EBMs only by asking"
+                " (EBMStateRequest, answered in the reply)",
+                self.name,
+                upper.ebrid,
+            )
+
     async def start(self) -> None:
         try:
             signing = self.signing()
@@ -176,6 +189,7 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         self.verifier: Verifier = verifier
         self.trusted = verifier.trusted
         self._warn_unbound()
+        self._warn_no_upper_url()
         if self.context.records is None:
             raise ChannelError(f"channel {self.name} needs the store's channel records")
         self.ledger = Ledger(self.context.records)
@@ -206,8 +220,9 @@ class EbPlatformChannel(Channel[EbPlatformChannelConfig]):
         """Poll the platforms for state and report state up (on the lease's node only)."""
         if self.config.state_poll_seconds > 0:
             self.spawn(poll_states(self), self._loops)
-        if self.config.upper is not None and self.context.alerts is not None:
-            self.spawn(report_states(self), self._loops)
+        upper = self.config.upper
+        if upper is not None and upper.url and self.context.alerts is not None:
+            self.spawn(report_states(self, upper.url), self._loops)
 
     async def _stop_state_loops(self) -> None:
         loops = list(self._loops)

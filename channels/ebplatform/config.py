@@ -50,6 +50,8 @@ class EbUpper(BaseModel):
     cert_id: str | None = Field(None, pattern=CERT_ID_PATTERN)
     """The certificate of the trust list its packages must be signed with."""
     url: str | None = Field(None, pattern=r"^https?://")
+    """Where state reports and heartbeats go; unset, none are pushed (the ``SRC/URL`` of its
+    packages is never used)."""
     policy: Literal["deliver", "hold"] = "hold"
     channels: list[str] = Field(default_factory=list)
     report_seconds: float = Field(5.0, gt=0)

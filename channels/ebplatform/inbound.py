@@ -8,13 +8,21 @@ nothing is read), whose package is signed by a certificate of the trust list, wh
 a signed EBDResponse tar (GD/J 083-2018 as deployed): ResultCode 2/3 for a malformed package
 (the driver's safe tar and XML readers: no links or paths in the tar, size limits, no DTD or
 entities), 4 for a bad signature, 5 for an unknown sender or a wrong EBDID relation, 1 when
-taken. Nothing is changed by a refused package.
+taken (an EBMStateRequest without ``upper.url`` excepted: see below). Nothing is changed by a
+refused package.
 
 What is taken: an EBMStateResponse from a peer updates our delivery of that EBM; an EBM from
 the upper platform becomes a CAP alert through the normal intake (delivered at once or held
 for an officer, ``upper.policy``); an EBMStateRequest from it is answered by a pushed
 EBMStateResponse; a ConnectionCheck is acknowledged. The state of each alert taken in is
 reported up whenever it changes, until it is final, and we send the upper platform heartbeats.
+
+State reports and heartbeats go to ``upper.url`` only, never to the ``SRC/URL`` a package
+names: that address is the sender's word, and following it would let anyone whose package is
+taken make this server POST wherever it likes. Without ``upper.url`` nothing is pushed; an
+EBMStateRequest is then answered with the EBMStateResponse itself in the HTTP reply, as 2016
+platforms answer polls (one of the two answers deployed under GD/J 083-2018; see
+``docs/protocols/ebd.md``).
 """
 
 from __future__ import annotations
@@ -120,10 +128,10 @@ async def _receive(channel: EbPlatformChannel, request: web.Request) -> web.Stre
         return _tar(reply)
     ebd = incoming.ebd
     problem = _signer_problem(channel, ebd, incoming.signature)
-    if problem:
-        code, desc = ResultCode.SIGNATURE_FAILED, problem
-    else:
-        code, desc = await _take(channel, ebd)
+    answer = (ResultCode.SIGNATURE_FAILED, problem) if problem else await _take(channel, ebd)
+    if isinstance(answer, Package):
+        return _tar(answer)
+    code, desc = answer
     if code is not ResultCode.OK:
         log.info(
             "ebplatform %s: refused %s %s: %s", channel.name, ebd.ebd_type.value, ebd.ebdid, desc
@@ -167,7 +175,12 @@ def _relation_problem(channel: EbPlatformChannel, ebd: Ebd) -> str:
     return ""
 
 
-async def _take(channel: EbPlatformChannel, ebd: Ebd) -> tuple[ResultCode, str]:
+Answer = tuple[ResultCode, str] | Package
+"""How a package is answered: the ResultCode and description of an EBDResponse, or a package
+of its own (the state asked for, when there is no ``upper.url`` to push it to)."""
+
+
+async def _take(channel: EbPlatformChannel, ebd: Ebd) -> Answer:
     problem = _relation_problem(channel, ebd)
     if problem:
         return ResultCode.OTHER_ERROR, problem
@@ -181,12 +194,25 @@ async def _take(channel: EbPlatformChannel, ebd: Ebd) -> tuple[ResultCode, str]:
     if isinstance(body, Ebm) and from_upper:
         return await _take_ebm(channel, ebd, body)
     if isinstance(body, EbmStateRequest) and from_upper:
-        received = await channel.ledger.received(body.ebmid)
-        if received is None:
-            return ResultCode.OTHER_ERROR, f"EBMID {body.ebmid} was never received here"
-        channel.spawn(_report(channel, received, request=ebd))
-        return ResultCode.OK, ""
+        return await _take_state_request(channel, ebd, body)
     return ResultCode.OTHER_ERROR, f"{ebd.ebd_type.value} from {ebd.src_ebrid} is not taken here"
+
+
+async def _take_state_request(
+    channel: EbPlatformChannel, ebd: Ebd, request: EbmStateRequest
+) -> Answer:
+    """The upper platform asks for the state of an EBM it sent: pushed to ``upper.url`` after
+    the receipt, or, with no ``upper.url``, answered in the reply."""
+    upper = channel.config.upper
+    received = await channel.ledger.received(request.ebmid)
+    if upper is None or channel.context.alerts is None or received is None:
+        return ResultCode.OTHER_ERROR, f"EBMID {request.ebmid} was never received here"
+    if not upper.url:
+        state = await _state_of(channel, received)
+        ebdid, local = await channel.next_ebdid(), channel.config.local_ebrid
+        return make_state_response(ebdid, local, received.ebmid, state, channel.signer, request=ebd)
+    channel.spawn(_report(channel, upper.url, received, request=ebd))
+    return ResultCode.OK, ""
 
 
 async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[ResultCode, str]:
@@ -216,7 +242,7 @@ async def _take_ebm(channel: EbPlatformChannel, ebd: Ebd, ebm: Ebm) -> tuple[Res
     ends = alert.expires_at()
     until = ends.timestamp() if ends else time.time()
     reference = str(alert.reference)
-    received = ReceivedEbm(ebm.ebmid, ebd.src_ebrid, alert_id, reference, ebd.src_url, None, until)
+    received = ReceivedEbm(ebm.ebmid, ebd.src_ebrid, alert_id, reference, None, until)
     await channel.ledger.record_received(received)
     return ResultCode.OK, ""
 
@@ -240,11 +266,23 @@ def broadcast_state(summary: dict[str, dict[str, int]]) -> BrdStateCode:
     return BrdStateCode.BROADCASTING if started else BrdStateCode.WAITING
 
 
-async def _report(channel: EbPlatformChannel, received: ReceivedEbm, request: Ebd | None) -> None:
-    """Push the current state of one received EBM up; a store out of reach is logged (the
-    next round reports it)."""
+async def _state_of(channel: EbPlatformChannel, received: ReceivedEbm) -> BrdStateCode:
+    """The broadcast state of the alert one received EBM became."""
+    alerts = channel.context.alerts
+    assert alerts is not None  # state is asked for and reported only with the alert hooks
+    state = broadcast_state(await alerts.summary(received.alert_id))
+    if state is BrdStateCode.WAITING and await alerts.rejected(received.alert_id):
+        state = BrdStateCode.FAILED  # our officer refused it: it will not be broadcast here
+    return state
+
+
+async def _report(
+    channel: EbPlatformChannel, url: str, received: ReceivedEbm, request: Ebd | None
+) -> None:
+    """Push the current state of one received EBM to ``url`` (``upper.url``); a store out of
+    reach is logged (the next round reports it)."""
     try:
-        await _push_state(channel, received, request)
+        await _push_state(channel, url, received, request)
     except StoreError as error:
         log.warning(
             "ebplatform %s: state of %s not reported: %s", channel.name, received.ebmid, error
@@ -252,17 +290,10 @@ async def _report(channel: EbPlatformChannel, received: ReceivedEbm, request: Eb
 
 
 async def _push_state(
-    channel: EbPlatformChannel, received: ReceivedEbm, request: Ebd | None
+    channel: EbPlatformChannel, url: str, received: ReceivedEbm, request: Ebd | None
 ) -> None:
     """Push the current state of one received EBM up; remember it once the upper took it."""
-    upper = channel.config.upper
-    url = (upper.url if upper else None) or received.url
-    if channel.context.alerts is None or not url:
-        return
-    alerts = channel.context.alerts
-    state = broadcast_state(await alerts.summary(received.alert_id))
-    if state is BrdStateCode.WAITING and await alerts.rejected(received.alert_id):
-        state = BrdStateCode.FAILED  # our officer refused it: it will not be broadcast here
+    state = await _state_of(channel, received)
     if request is None and received.reported == int(state):
         return
     ebdid = await channel.next_ebdid()
@@ -277,8 +308,9 @@ async def _push_state(
     await channel.ledger.set_reported(received.ebmid, int(state))
 
 
-async def report_states(channel: EbPlatformChannel) -> None:
-    """Report the state of every EBM taken in whenever it changes, until it is final."""
+async def report_states(channel: EbPlatformChannel, url: str) -> None:
+    """Report the state of every EBM taken in to ``url`` (``upper.url``) whenever it changes,
+    until it is final."""
     assert channel.config.upper is not None
     while True:
         await asyncio.sleep(channel.config.upper.report_seconds)
@@ -288,7 +320,7 @@ async def report_states(channel: EbPlatformChannel) -> None:
             log.warning("ebplatform %s: cannot read the EBMs taken in: %s", channel.name, error)
             continue
         for received in unreported:
-            await _report(channel, received, request=None)
+            await _report(channel, url, received, request=None)
 
 
 async def heartbeats(channel: EbPlatformChannel, url: str, period: float) -> None:

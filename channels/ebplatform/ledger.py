@@ -56,9 +56,14 @@ class ReceivedEbm:
     src_ebrid: str
     alert_id: str
     cap_key: str
-    url: str | None
     reported: int | None
     expires_at: float
+
+    @classmethod
+    def of_record(cls, value: dict[str, Any]) -> ReceivedEbm:
+        """The record as kept; earlier versions also kept the package's ``SRC/URL``, which
+        is not used: state reports go to the configured ``upper.url`` only."""
+        return cls(**{k: v for k, v in value.items() if k != "url"})
 
 
 def _alert_key(alert_key: str, target_id: str) -> str:
@@ -126,11 +131,11 @@ class Ledger:
 
     async def received(self, ebmid: str) -> ReceivedEbm | None:
         found = await self._records.get(_RECEIVED + ebmid)
-        return None if found is None else ReceivedEbm(**found)
+        return None if found is None else ReceivedEbm.of_record(found)
 
     async def unreported(self, now: float) -> list[ReceivedEbm]:
         """Received EBMs, not yet ended, whose final state (3 or more) is not reported yet."""
-        found = [ReceivedEbm(**value) for _, value in await self._records.items(_RECEIVED)]
+        found = [ReceivedEbm.of_record(value) for _, value in await self._records.items(_RECEIVED)]
         return [r for r in found if (r.reported is None or r.reported < 3) and r.expires_at > now]
 
     async def set_reported(self, ebmid: str, state: int) -> None:
@@ -168,7 +173,7 @@ def _read_sqlite_ledger(path: Path) -> dict[str, list[tuple[Any, ...]]]:
             "sent": "SELECT idempotency_key, ebmid, delivery_id, alert_key, target_id, peer,"
             " state, expires_at FROM sent ORDER BY rowid",
             "packages": "SELECT ebdid, ebmid FROM packages",
-            "received": "SELECT ebmid, src_ebrid, alert_id, cap_key, url, reported, expires_at"
+            "received": "SELECT ebmid, src_ebrid, alert_id, cap_key, reported, expires_at"
             " FROM received",
             "counters": "SELECT name, value FROM counters",
         }

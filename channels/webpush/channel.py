@@ -36,7 +36,10 @@ Anyone may subscribe, so the registry could be filled with subscriptions that ea
 at every alert: beyond ``max_subscriptions`` a new subscription is refused with
 :class:`SubscriptionsFullError` (503); renewing or re-subscribing an existing one still works.
 The count comes from the registry when the channel starts and at most once a minute after,
-and follows the channel's own changes in between.
+and follows the channel's own changes in between. Subscribe, renew and removal hold one lock
+while they read and change the count and the registry, so requests arriving at once never
+take a node past the limit. Nodes sharing a store each keep their own count and learn of the
+others' new subscriptions at their next recount.
 
 Host names of endpoints are looked up with :attr:`WebPushChannel.resolver` (the system's
 resolver when None); every address a name resolves to must be public, unless private ones are
@@ -156,6 +159,8 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
     def __init__(self, name: str, config: WebPushChannelConfig, context: ChannelContext) -> None:
         super().__init__(name, config, context)
         self._services = DestinationStats()
+        self._changing = asyncio.Lock()
+        """Held while the count of subscriptions is read or changed with the registry."""
 
     @property
     def key_file(self) -> Path:
@@ -281,28 +286,40 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
         return ChannelHealth(ok=not self._fault, detail=detail, devices=self._services.devices())
 
     async def enrol(self, body: Any) -> Target:
-        """Register (or update) the subscription in a subscribe request; returns its target."""
+        """Register (or update) the subscription in a subscribe request; returns its target.
+
+        The request is checked and the endpoint's host looked up first; then, under the
+        channel's lock on subscription changes, the count is checked and the target written,
+        so that subscribes arriving at once cannot each see room for one more."""
         directory, tree = self.context.targets, self.context.divisions
         if directory is None or tree is None:
             raise ChannelNotReadyError("subscriptions need a target registry and division tree")
         endpoint = parse_endpoint(_mapping(body).get("subscription"), self.policy)
-        previous = await directory.get(target_id(endpoint))
-        target = build_target(
-            body,
-            channel=self.name,
-            tree=tree,
-            languages=self.config.languages,
-            policy=self.policy,
-            previous=previous,
-        )
+
+        def target_of(previous: Target | None) -> Target:
+            return build_target(
+                body,
+                channel=self.name,
+                tree=tree,
+                languages=self.config.languages,
+                policy=self.policy,
+                previous=previous,
+            )
+
+        target_of(None)  # a bad request is refused before the host is looked up
         await check_endpoint_host(endpoint, self.policy, self._lookup())
-        if previous is None:
-            await self._count_new_subscription(directory)
-        await directory.register(target)
+        async with self._changing:
+            previous = await directory.get(target_id(endpoint))
+            target = target_of(previous)
+            if previous is None:
+                await self._check_room(directory)
+            await directory.register(target)
+            if previous is None:
+                self._subscriptions += 1
         return target
 
-    async def _count_new_subscription(self, directory: TargetDirectory) -> None:
-        """Count one more subscription; SubscriptionsFullError if that is too many."""
+    async def _check_room(self, directory: TargetDirectory) -> None:
+        """SubscriptionsFullError unless one more subscription fits (hold ``_changing``)."""
         now = time.monotonic()
         if self._counted_at is None or now - self._counted_at >= RECOUNT_SECONDS:
             self._subscriptions = len(await directory.all())
@@ -313,7 +330,6 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
                 f"this alert service has reached its limit of {limit} subscriptions and takes"
                 " no new ones now; please try again later"
             )
-        self._subscriptions += 1
 
     async def withdraw(self, body: Any) -> bool:
         """Remove the subscription whose endpoint the body names; True if it was there."""
@@ -325,9 +341,10 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
 
     async def _forget(self, directory: TargetDirectory, subscription: str) -> bool:
         """Remove the target ``subscription`` and count it out; True if it was there."""
-        removed = await directory.unregister(subscription)
-        if removed:
-            self._subscriptions -= 1
+        async with self._changing:
+            removed = await directory.unregister(subscription)
+            if removed:
+                self._subscriptions -= 1
         return removed
 
     async def renew(self, body: Any) -> Target | None:
@@ -346,21 +363,24 @@ class WebPushChannel(Channel[WebPushChannelConfig]):
             raise SubscriptionError(
                 "old_endpoint: the replaced subscription's endpoint is required"
             )
-        previous = await directory.get(target_id(old_endpoint))
-        if previous is None:
+        if await directory.get(target_id(old_endpoint)) is None:
             return None
         subscription = parse_subscription(doc.get("subscription"), self.policy)
         await check_endpoint_host(subscription.endpoint, self.policy, self._lookup())
         keys = {"p256dh": subscription.p256dh, "auth": subscription.auth}
-        target = replace(
-            previous,
-            id=target_id(subscription.endpoint),
-            address=subscription.endpoint,
-            params={**previous.params, **keys},
-        )
-        await directory.register(target)
-        if target.id != previous.id:
-            await directory.unregister(previous.id)
+        async with self._changing:  # the old one may have gone meanwhile: nothing to move
+            previous = await directory.get(target_id(old_endpoint))
+            if previous is None:
+                return None
+            target = replace(
+                previous,
+                id=target_id(subscription.endpoint),
+                address=subscription.endpoint,
+                params={**previous.params, **keys},
+            )
+            await directory.register(target)
+            if target.id != previous.id:
+                await directory.unregister(previous.id)
         return target
 
     async def acknowledge(self, body: Any) -> bool:

@@ -9,7 +9,9 @@ or ``https:`` contact, §2.1).
 
 The JWT is made by PyJWT (``jwt.encode`` with ES256, which writes the raw ``r | s`` signature).
 A signed JWT is reused for the same audience until an hour before it expires, so signing costs
-nothing per message. The key comes from configuration or from a PEM file that
+nothing per message. Anyone may subscribe an endpoint on an origin of their own, so the cache
+keeps only the ``MAX_AUDIENCES`` origins used most recently; one that falls out is signed for
+again when it is next pushed to. The key comes from configuration or from a PEM file that
 :func:`load_or_create_key` writes (mode 0600) on first start; the private key is never logged.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 TOKEN_LIFETIME = 12 * 3600
 """Seconds a JWT is valid; RFC 8292 §2 allows at most 24 hours."""
 RENEW_BEFORE = 3600
+MAX_AUDIENCES = 256
+"""Origins whose header is kept: far more than the push services browsers use."""
 
 
 class VapidKeyError(ValueError):
@@ -114,7 +119,8 @@ class VapidSigner:
             )
         )
         """The ``applicationServerKey`` browsers subscribe with (base64url)."""
-        self._headers: dict[str, tuple[float, str]] = {}
+        self._headers: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        """Per origin, when its JWT expires and the header; least recently used first."""
 
     def __repr__(self) -> str:
         return f"VapidSigner(public_key={self.public_key!r}, subject={self.subject!r})"
@@ -125,10 +131,14 @@ class VapidSigner:
         now = self._clock()
         cached = self._headers.get(aud)
         if cached is not None and cached[0] - RENEW_BEFORE > now:
+            self._headers.move_to_end(aud)
             return cached[1]
         expires = int(now) + TOKEN_LIFETIME
         header = f"vapid t={self._jwt(aud, expires)}, k={self.public_key}"
         self._headers[aud] = (float(expires), header)
+        self._headers.move_to_end(aud)
+        if len(self._headers) > MAX_AUDIENCES:
+            self._headers.popitem(last=False)
         return header
 
     def _jwt(self, aud: str, expires: int) -> str:

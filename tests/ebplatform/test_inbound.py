@@ -16,6 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from broadcaster.service import BroadcasterService
 from drivers.ebd import (
@@ -62,17 +64,18 @@ async def upper_and_us(
     devices: tuple[dict[str, Any], dict[str, Any]] | None = None,
     heartbeat_seconds: float = 0,
     upper_cert: bool = True,
+    upper_url: bool = True,
     **extra: Any,
 ) -> AsyncIterator[tuple[BroadcasterService, str, EbdPlatformSimulator]]:
-    """Us with the upper platform; our own devices are a log file unless ``devices`` gives
-    another channel table and its target."""
+    """Us with the upper platform (its ``url`` configured unless ``upper_url`` is false); our
+    own devices are a log file unless ``devices`` gives another channel table and its target."""
     upper = EbdPlatformSimulator(UPPER_EBRID, pki.upper.signer(), pki.verifier_of_ours())
     await upper.start()
     table = channel_table(pki, {"zhuozi": "http://127.0.0.1:9/ebd"}, **extra)
     table["upper"] = {
         "ebrid": UPPER_EBRID,
         "cert_id": pki.upper.cert_id if upper_cert else None,
-        "url": upper.url,
+        "url": upper.url if upper_url else None,
         "policy": policy,
         "report_seconds": 0.05,
         "heartbeat_seconds": heartbeat_seconds,
@@ -378,3 +381,68 @@ async def test_a_held_upper_ebm_waits_for_an_officer_and_we_keep_sending_heartbe
             await asyncio.sleep(0.05)
         assert "ResultCode 5" in health.devices["upper"]["detail"]
         assert "last exchange failed: upper" in health.detail
+
+
+@asynccontextmanager
+async def listener() -> AsyncIterator[tuple[str, list[str]]]:
+    """A loopback HTTP server that notes every request it gets: the URL a hostile package names
+    as its ``SRC/URL``. Yields that URL and the requests ("METHOD path") it got."""
+    hits: list[str] = []
+
+    async def note(request: web.Request) -> web.Response:
+        hits.append(f"{request.method} {request.path}")
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", note)
+    listening = TestServer(app, host="127.0.0.1")
+    await listening.start_server()
+    try:
+        yield str(listening.make_url("/ebd")), hits
+    finally:
+        await listening.close()
+
+
+async def test_state_goes_to_upper_url_never_to_the_src_url_a_package_names(
+    tmp_path: Path, pki: Pki
+) -> None:
+    async with listener() as (src_url, hits), upper_and_us(tmp_path, pki) as (_, url, upper):
+        ebm = upper_ebm()
+        _, reply = await post(pki, url, _signed(pki, upper_ebd(ebm, src_url=src_url)))
+        assert reply is not None and reply.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+        await upper.wait_until(lambda: _reported(upper, ebm.ebmid, BrdStateCode.SUCCEEDED))
+        ask = upper_ebd(EbmStateRequest(ebm.ebmid), src_url=src_url)
+        _, reply = await post(pki, url, _signed(pki, ask))
+        assert reply is not None and isinstance(reply.body, EbdResponse)
+        assert reply.body.result_code is ResultCode.OK  # a receipt; the state is pushed
+        await upper.wait_until(
+            lambda: any(
+                e.related_ebdid == ask.ebdid for e in upper.received_of(EbdType.EBM_STATE_RESPONSE)
+            )
+        )
+        assert hits == []
+
+
+async def test_without_upper_url_nothing_is_pushed_and_state_is_answered_when_asked(
+    tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    unset = upper_and_us(tmp_path, pki, upper_url=False, heartbeat_seconds=0.05)
+    async with listener() as (src_url, hits), unset as (_, url, upper):
+        (warning,) = [r for r in caplog.records if "upper.url is not set" in r.getMessage()]
+        assert warning.levelname == "WARNING"
+        ebm = upper_ebm()
+        _, reply = await post(pki, url, _signed(pki, upper_ebd(ebm, src_url=src_url)))
+        assert reply is not None and reply.body.result_code is ResultCode.OK  # type: ignore[union-attr]
+        for _ in range(200):  # asked, the state comes in the reply itself
+            ask = upper_ebd(EbmStateRequest(ebm.ebmid), src_url=src_url)
+            _, answer = await post(pki, url, _signed(pki, ask))
+            assert answer is not None and isinstance(answer.body, EbmStateResponse)
+            assert (answer.related_ebdid, answer.dest_ebrid) == (ask.ebdid, UPPER_EBRID)
+            state = answer.body.state
+            if state is BrdStateCode.SUCCEEDED:
+                break
+            await asyncio.sleep(0.05)
+        assert state is BrdStateCode.SUCCEEDED
+        await asyncio.sleep(0.3)  # six report rounds and heartbeat periods: none may go out
+        assert hits == []
+        assert upper.received == []

@@ -63,17 +63,31 @@ async def test_packages_and_received_ebms(database: Database) -> None:
     await ledger.record_package("D1", "E1")
     await ledger.record_package("D1", "E2")  # the first record of an EBDID stays
     assert await ledger.package_ebmid("D1") == "E1" and await ledger.package_ebmid("D2") is None
-    taken = ReceivedEbm("U1", "upper", "alert-1", "s,i,t", "http://127.0.0.1:1/ebd", None, 900.0)
+    taken = ReceivedEbm("U1", "upper", "alert-1", "s,i,t", None, 900.0)
     await ledger.record_received(taken)
-    await ledger.record_received(ReceivedEbm("U1", "upper", "alert-2", "x", None, None, 900.0))
-    await ledger.record_received(ReceivedEbm("U2", "upper", "alert-3", "y", None, 1, 900.0))
-    await ledger.record_received(ReceivedEbm("U3", "upper", "alert-4", "z", None, None, 100.0))
+    await ledger.record_received(ReceivedEbm("U1", "upper", "alert-2", "x", None, 900.0))
+    await ledger.record_received(ReceivedEbm("U2", "upper", "alert-3", "y", 1, 900.0))
+    await ledger.record_received(ReceivedEbm("U3", "upper", "alert-4", "z", None, 100.0))
     assert await ledger.received("U1") == taken
     await ledger.set_reported("U2", 3)
     assert [r.ebmid for r in await ledger.unreported(500.0)] == ["U1"]
     await ledger.set_reported("U1", 2)
     [progress] = await ledger.unreported(500.0)  # broadcasting is no final state
     assert progress.ebmid == "U1" and progress.reported == 2
+
+
+async def test_a_received_record_of_an_earlier_version_drops_its_src_url(
+    database: Database,
+) -> None:
+    # Earlier versions kept the package's SRC/URL; state reports never go there.
+    records = ChannelRecords(lambda: database, "eb")
+    earlier = {"ebmid": "U1", "src_ebrid": "upper", "alert_id": "alert-1", "cap_key": "s,i,t",
+               "url": "http://127.0.0.1:1/ebd", "reported": None, "expires_at": 900.0}  # fmt: skip
+    await records.put("received:U1", earlier)
+    ledger = Ledger(records)
+    expected = ReceivedEbm("U1", "upper", "alert-1", "s,i,t", None, 900.0)
+    assert await ledger.received("U1") == expected
+    assert await ledger.unreported(500.0) == [expected]
 
 
 async def test_nodes_allocating_ids_at_once_get_each_a_new_one(
@@ -109,7 +123,8 @@ def write_earlier_ledger(path: Path) -> None:
         "INSERT INTO sent VALUES ('k1', 'E1', 3, 'a', 't', 'zhuozi', 1, 2000.0);"
         "INSERT INTO sent VALUES ('k2', 'E2', 4, 'a', 't', 'zhuozi', NULL, 2000.0);"
         "INSERT INTO packages VALUES ('D1', 'E1');"
-        "INSERT INTO received VALUES ('U1', 'upper', 'alert-1', 's,i,t', NULL, NULL, 900.0);"
+        "INSERT INTO received VALUES ('U1', 'upper', 'alert-1', 's,i,t', 'http://127.0.0.1:1/',"
+        " NULL, 900.0);"
         "INSERT INTO counters VALUES ('ebmid:20261206', 12), ('ebdid:20261206', 3);"
     )
     db.commit()
@@ -132,7 +147,7 @@ async def test_an_earlier_ledger_file_is_taken_in_once(database: Database, tmp_p
     assert latest is not None and latest.ebmid == "E2"  # the later row, as before
     assert await ledger.package_ebmid("D1") == "E1"
     received = await ledger.received("U1")
-    assert received is not None and received.alert_id == "alert-1"
+    assert received == ReceivedEbm("U1", "upper", "alert-1", "s,i,t", None, 900.0)
     assert await ledger.next_value("ebmid:20261206") == 13  # no id of the file is used again
     assert await ledger.next_value("ebdid:20261206") == 7  # the higher count wins
     assert await ledger.adopt(path) is False  # taken once

@@ -24,7 +24,13 @@ from channels.webpush.ece import (
     b64url_encode,
     encrypt,
 )
-from channels.webpush.vapid import VapidKeyError, VapidSigner, load_or_create_key, parse_private_key
+from channels.webpush.vapid import (
+    MAX_AUDIENCES,
+    VapidKeyError,
+    VapidSigner,
+    load_or_create_key,
+    parse_private_key,
+)
 from tests.webpush.conftest import ChannelFactory
 from tests.webpush.pushservice import SubscriberKeys
 
@@ -119,6 +125,28 @@ def test_vapid_token_is_signed_for_the_origin_and_cached() -> None:
     )
     now[0] += 11.5 * 3600
     assert signer.authorization("https://fcm.example.com/wp/abc") != header
+
+
+def test_vapid_headers_are_kept_for_the_origins_used_most_recently() -> None:
+    # Anyone may subscribe an endpoint on an origin of their own: the cache must not grow
+    # with them. An origin that falls out is signed for again (a later exp tells).
+    now = [1_800_000_000.0]
+    signer = VapidSigner(
+        ec.generate_private_key(ec.SECP256R1()), "mailto:duty@example.cn", clock=lambda: now[0]
+    )
+    fcm = signer.authorization("https://fcm.example.com/wp/1")
+    first = signer.authorization("https://p0.example.net/wp/1")
+    for n in range(1, MAX_AUDIENCES - 1):
+        signer.authorization(f"https://p{n}.example.net/wp/1")
+    assert len(signer._headers) == MAX_AUDIENCES
+    now[0] += 1
+    assert signer.authorization("https://fcm.example.com/wp/2") == fcm  # used again: kept
+    signer.authorization("https://one-more.example.net/wp/1")  # full: p0 goes, not fcm
+    assert len(signer._headers) == MAX_AUDIENCES
+    assert signer.authorization("https://fcm.example.com/wp/3") == fcm
+    again = signer.authorization("https://p0.example.net/wp/2")
+    assert _verify(first)["exp"] == 1_800_000_000 + 12 * 3600
+    assert _verify(again)["exp"] == 1_800_000_001 + 12 * 3600
 
 
 def test_generated_key_is_private_and_reused(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ acks it and the deliveries become confirmed; a 410 fails the delivery and drops 
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -44,7 +46,8 @@ async def system(
     await server.close()
 
 
-def service_config(tmp_path: Path) -> Config:
+def service_config(tmp_path: Path, **settings: Any) -> Config:
+    """The service with one ``webpush`` channel; ``settings`` go to its table."""
     registry = tmp_path / "targets.json"
     registry.write_text("[]")
     data: dict[str, Any] = {
@@ -58,6 +61,7 @@ def service_config(tmp_path: Path) -> Config:
                 "allow_http_endpoints": True,
                 "allow_private_endpoints": True,
             }
+            | settings
         },
     }
     return parse_config(data, base_dir=tmp_path, source=None)
@@ -167,3 +171,28 @@ async def test_a_long_headline_reaches_every_phone_as_previewed(
     assert title.startswith("【演练】乌兰察布市气象台") and title.endswith("…")
     assert [len(p.data) <= MAX_PLAINTEXT for p in push_service.received] == [True, True]
     assert all(p.payload["texts"] == content["texts"] for p in push_service.received)
+
+
+async def test_concurrent_subscribes_never_pass_the_maximum(
+    tmp_path: Path, push_service: PushServiceStandIn
+) -> None:
+    # A burst right after the start, when the channel counts the registry first: each request
+    # reads the count and writes its row on the store's thread, and none may pass another.
+    config = service_config(tmp_path, max_subscriptions=5, changes_per_minute=1000)
+    service = BroadcasterService(config)
+    server = TestServer(make_app(service))
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as session:
+
+            async def subscribe(n: int) -> int:
+                body = {"subscription": push_service.subscriber(f"s{n}"), "division": ZHUOZI}
+                async with session.post("/channels/webpush/subscribe", json=body) as response:
+                    return response.status
+
+            statuses = await asyncio.gather(*(subscribe(n) for n in range(40)))
+        rows = await service.database.run(service.targets.for_channel, "webpush")
+    finally:
+        await server.close()
+    assert Counter(statuses) == {201: 5, 503: 35}
+    assert len(rows) == 5
