@@ -7,9 +7,11 @@ only for an alert relayed to that node (a delivery of a relaying channel to the 
 division, found among all of the alert's deliveries): anyone else gets 403. The body, read
 whole however it arrives (in several segments, chunked), is at most 64 KiB (413) and must be
 valid (400). The report is kept under the relay delivery (``GET .../deliveries`` shows it as
-``report``); a complete one confirms the delivery, an unfinished one records progress. The same
-report again changes nothing, and a late unfinished report never replaces a final one: 200
-either way.
+``report``); an unfinished one records progress, a complete one ends the delivery as
+:func:`~broadcaster.federation.reports.report_outcome` says (confirmed only when the county
+confirmed at least one delivery, failed when none was) and is written to the audit log
+(``node.report.final``, with that outcome). The same report again changes nothing, and a late
+unfinished report never replaces a final one: 200 either way.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from aiohttp import web
 
 from broadcaster.api.auth import audit_client
 from broadcaster.api.keys import CLIENT, SERVICE
-from broadcaster.channel import Confirmation, ConfirmationOutcome
+from broadcaster.channel import Confirmation
 from broadcaster.divisions import normalize_code
-from broadcaster.federation.reports import describe_summary, summary_problem
+from broadcaster.federation.reports import report_outcome, summary_problem
 from broadcaster.jsonbody import JsonBodyError, parse_json_object
 from broadcaster.service import BroadcasterService
 from broadcaster.store.interface import Row
@@ -97,15 +99,17 @@ async def node_report(request: web.Request) -> web.Response:
         await audit_client(request, "node.report.refused", alert_id, {"error": error})
         return _refuse(403, error)
     summary, complete = body["summary"], body["complete"]
-    detail = f"county node {node}: {describe_summary(summary)}"
+    outcome, detail = report_outcome(f"county node {node}", summary, complete)
     for row in mine:
         await service.store.reports.record(row["id"], node, summary, complete, service.clock())
-        outcome = ConfirmationOutcome.CONFIRMED if complete else ConfirmationOutcome.PROGRESS
         if row["state"] not in ("confirmed", "failed", "expired", "cancelled"):
             service.channels[row["channel"]].confirm(Confirmation(row["id"], outcome, detail))
     if complete:
         await audit_client(
-            request, "node.report.final", alert_id, {"node": node, "summary": summary}
+            request,
+            "node.report.final",
+            alert_id,
+            {"node": node, "summary": summary, "outcome": str(outcome)},
         )
     return web.json_response(
         {"alert_id": alert_id, "deliveries": [r["id"] for r in mine], "complete": complete},

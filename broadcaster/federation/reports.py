@@ -8,7 +8,9 @@ will: neither is complete, so the city never shows it delivered). The city
 keeps the latest one a county node reported under the relay delivery it is about
 (``node_reports``); the county keeps the latest one the city acknowledged (``upward_reports``),
 so after a restart it reports only what changed and stops once a final summary was taken.
-Plain SQL on :class:`~broadcaster.store.db.Database`, run on its writer thread.
+:func:`report_outcome` is what a report, pushed or polled, makes of the city's relay delivery:
+a complete one confirms it only when the county confirmed at least one delivery. Plain SQL on
+:class:`~broadcaster.store.db.Database`, run on its writer thread.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from broadcaster.channel import ConfirmationOutcome
 from broadcaster.store.db import Database
 
 REPORTED_STATES = ("confirmed", "failed", "retrying", "expired", "cancelled")
@@ -69,6 +72,55 @@ def describe_summary(summary: Mapping[str, Mapping[str, int]]) -> str:
         counts = ", ".join(f"{s} {n}" for s, n in states.items())
         parts.append(f"{channel}: {counts or 'nothing'}")
     return "; ".join(parts) or "no deliveries"
+
+
+def polled_summary(counts: object) -> dict[str, dict[str, int]] | None:
+    """The reported form of the ``summary`` in a county node's answer to ``GET
+    /api/v1/alerts/{id}/deliveries`` (its raw state counts), or None when it is not an object
+    of channels of counts. Read only from an answer that calls the alert complete: an
+    ``accepted`` there is on a channel that confirms nothing, so it counts as confirmed."""
+    if not isinstance(counts, dict) or len(counts) > MAX_CHANNELS:
+        return None
+    for states in counts.values():
+        if not isinstance(states, dict) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in states.values()
+        ):
+            return None
+    return delivery_summary(counts, ())[0]
+
+
+def report_outcome(
+    who: str, summary: Mapping[str, Mapping[str, int]], complete: bool
+) -> tuple[ConfirmationOutcome, str]:
+    """What a county node's report makes of the city's relay delivery, and the detail shown
+    with it (``who`` names the node): progress while the report is not complete; once it is,
+    confirmed only if the county confirmed at least one delivery, failed otherwise, since then
+    no device of the county gave the alert (all failed or expired, or none was planned).
+
+    Deliveries the county cancelled are set aside: the alert was cancelled or replaced by an
+    Update before they went out, which is no failure of the county. A summary of cancelled
+    deliveries alone confirms the relay delivery with a detail saying so, rather than failing
+    it: a relay delivery the county accepted cannot become ``cancelled`` itself (only a queued
+    or sending one can), and "failed" would have an officer look for a fault in a county that
+    did what the Cancel or Update asked; the Cancel's or Update's own relay delivery tells
+    whether that reached the county."""
+    described = describe_summary(summary)
+    if not complete:
+        return ConfirmationOutcome.PROGRESS, f"{who}: {described}"
+    totals = dict.fromkeys(REPORTED_STATES, 0)
+    for states in summary.values():
+        for state, n in states.items():
+            totals[state] = totals.get(state, 0) + n
+    if totals["confirmed"]:
+        return ConfirmationOutcome.CONFIRMED, f"{who}: {described}"
+    if not any(totals.values()):
+        return ConfirmationOutcome.FAILED, f"{who}: planned no delivery"
+    if not any(n for state, n in totals.items() if state != "cancelled"):
+        return (
+            ConfirmationOutcome.CONFIRMED,
+            f"{who}: every delivery cancelled with the alert before it went out ({described})",
+        )
+    return ConfirmationOutcome.FAILED, f"{who}: no delivery confirmed ({described})"
 
 
 class ReportTables:

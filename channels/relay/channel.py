@@ -11,11 +11,16 @@ TLS: ``client_cert``/``client_key`` and the ``ca`` that signed the node's certif
 
 201 or 200 makes the delivery ``accepted``: the county plans and delivers on its own devices
 and reports their state back (``POST /api/v1/alerts/{id}/reports``, :mod:`broadcaster.api.
-reports`), which confirms the delivery once every one of them is final. Connection errors,
-timeouts, 408, 425, 429, 5xx and redirects (3xx: never followed, so the signed alert goes to
-the configured address only and only its answer counts) are retried until the alert expires
-(the node shows as unreachable in the health's ``devices`` meanwhile); any other answer (the
-node refusing the alert or the token) fails the delivery for good. At most
+reports`; the channel also polls every ``poll_seconds``). Once every one of them is final the
+delivery ends as :func:`broadcaster.federation.reports.report_outcome` says: confirmed when the
+county confirmed at least one, failed when it confirmed none (all failed or expired, or none
+planned). Connection errors, timeouts, 408, 425, 429, 5xx and redirects (3xx: never followed,
+so the signed alert goes to the configured address only and only its answer counts) are
+retried until the alert expires, or with ``fallback = "direct"`` until the node has been
+unreachable for ``fallback_after`` (then this node delivers there itself); the node shows as
+unreachable in the health's ``devices`` meanwhile. Since when is kept in the channel's records
+in the store, so a restart neither forgets it nor starts that count again. Any other answer
+(the node refusing the alert or the token) fails the delivery for good. At most
 :data:`MAX_ANSWER_BYTES` of any answer is read: a longer 200/201 is retried as an answer this
 node cannot take, of a longer refusal only the start is kept.
 """
@@ -42,7 +47,6 @@ from broadcaster.channel import (
     ChannelContext,
     ChannelHealth,
     Confirmation,
-    ConfirmationOutcome,
     OutgoingDelivery,
     SendOutcome,
     SendResult,
@@ -59,6 +63,7 @@ from broadcaster.errors import (
     RetryableError,
     TargetRejectedError,
 )
+from broadcaster.federation.reports import polled_summary, report_outcome
 from broadcaster.intake import alert_id_for
 
 _RETRY_STATUSES = frozenset({408, 425, 429})
@@ -66,6 +71,8 @@ MAX_ANSWER_BYTES = 65_536
 """The most of a county node's answer that is read (its JSON answers are far smaller)."""
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _DIVISION = r"^[0-9]{6}([0-9]{6})?$"
+_UNREACHABLE = "unreachable:"
+"""Prefix of the channel's records of nodes that cannot be reached: target id → since when."""
 
 
 class RelayNodeConfig(BaseModel):
@@ -181,9 +188,23 @@ class RelayChannel(Channel[RelayChannelConfig]):
                     await self.context.targets.unregister(target.id)
             for node in self._nodes.values():
                 await self.context.targets.register(self._target(node))
+        await self._recall_unreachable()
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_seconds)
         self._session = aiohttp.ClientSession(timeout=timeout)
         self._poll_task = asyncio.create_task(self._poller(), name=f"relay:{self.name}:poll")
+
+    async def _recall_unreachable(self) -> None:
+        """The nodes that could not be reached before this start, from the channel's records
+        (those of nodes no longer configured are dropped)."""
+        records = self.context.records
+        if records is None:
+            return
+        for key, since in await records.items(_UNREACHABLE):
+            target_id = key.removeprefix(_UNREACHABLE)
+            if target_id not in self._nodes:
+                await records.delete(key)
+            elif isinstance(since, int | float):
+                self._unreachable[target_id] = (float(since), "unreachable before this start")
 
     async def stop(self) -> None:
         if self._poll_task is not None:
@@ -220,17 +241,14 @@ class RelayChannel(Channel[RelayChannelConfig]):
         node = self._nodes[target_id]
         url = f"{node.url.rstrip('/')}/api/v1/alerts/{alert_id}/deliveries?limit=1"
         answer = await self._request("GET", url, None, self._headers(node), target_id)
-        if answer.get("complete") is not True or delivery_id not in self._awaiting:
+        summary = polled_summary(answer.get("summary"))
+        # Without counts it can read, the answer tells nothing of what the county did.
+        if answer.get("complete") is not True or summary is None:
             return
-        del self._awaiting[delivery_id]
-        counts = answer.get("summary")
-        shown = ", ".join(
-            f"{channel}: " + ", ".join(f"{s} {n}" for s, n in states.items())
-            for channel, states in (counts.items() if isinstance(counts, dict) else ())
-            if isinstance(states, dict)
-        )
-        detail = f"{self._name_of(node)} county node: every delivery final ({shown})"
-        self.confirm(Confirmation(delivery_id, ConfirmationOutcome.CONFIRMED, detail))
+        if self._awaiting.pop(delivery_id, None) is None:
+            return
+        outcome, detail = report_outcome(f"{self._name_of(node)} county node", summary, True)
+        self.confirm(Confirmation(delivery_id, outcome, detail))
 
     def _headers(self, node: RelayNodeConfig) -> dict[str, str]:
         return {"Authorization": f"Bearer {node.token.reveal()}"}
@@ -265,12 +283,11 @@ class RelayChannel(Channel[RelayChannelConfig]):
         try:
             answer = await self._request("POST", url, body, headers, delivery.target.id)
         except RetryableError as exc:
-            since = self._unreachable.get(delivery.target.id, (time.time(), ""))[0]
-            self._unreachable[delivery.target.id] = (since, str(exc))
+            since = await self._down(delivery.target.id, str(exc))
             if self._falls_back(since):
                 await self._deliver_directly(delivery, node, since, exc)
             raise
-        self._unreachable.pop(delivery.target.id, None)
+        await self._up(delivery.target.id)
         self._await(delivery)
         again = "already accepted" if answer.get("created") is False else "accepted"
         content = await self.content(delivery.message, delivery.target, delivery.part)
@@ -280,6 +297,29 @@ class RelayChannel(Channel[RelayChannelConfig]):
             detail=f"{self._name_of(node)} county node {again} it; waiting for its report",
             content=content,
         )
+
+    async def _down(self, target_id: str, error: str) -> float:
+        """Note that the node ``target_id`` could not be reached; since when it has been
+        unreachable (its first failure in a row). That time is kept in the channel's records,
+        in the store, so a restart of this node, or another node sharing the store, counts
+        ``fallback_after`` from the same moment instead of starting again."""
+        now = time.time()
+        records = self.context.records
+        if records is None:
+            since = self._unreachable.get(target_id, (now, ""))[0]
+        elif await records.add(_UNREACHABLE + target_id, now):
+            since = now
+        else:
+            stored = await records.get(_UNREACHABLE + target_id)
+            since = float(stored) if isinstance(stored, int | float) else now
+        self._unreachable[target_id] = (since, error)
+        return since
+
+    async def _up(self, target_id: str) -> None:
+        """The node ``target_id`` answered: it is reachable again."""
+        self._unreachable.pop(target_id, None)
+        if self.context.records is not None:
+            await self.context.records.delete(_UNREACHABLE + target_id)
 
     def _falls_back(self, since: float) -> bool:
         return (

@@ -1,7 +1,7 @@
 """A city plans none of its own devices in a county it relays to; with ``fallback = "direct"``
-it delivers to them itself once that county node stays unreachable, and says so on the relay
-delivery, in the board's target list and in the audit log; meanwhile the node shows as an
-unreachable device."""
+it delivers to them itself once that county node stays unreachable, counted from the first
+failure even across a restart of the city, and says so on the relay delivery, in the board's
+target list and in the audit log; meanwhile the node shows as an unreachable device."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from tests.relay.test_relay_contract import closed_port
 ZHUOZI, LIANGCHENG = "150921000000", "150925000000"
 
 
-def _city(tmp_path: Path, fallback: str) -> Config:
+def _city(tmp_path: Path, fallback: str, after: str = "1s") -> Config:
     relay = {
         "type": "relay",
         "fallback": fallback,
-        "fallback_after": "1s",
+        "fallback_after": after,
         "nodes": [
             {"division": "150921", "url": f"http://127.0.0.1:{closed_port()}", "token": "t" * 20}
         ],
@@ -104,3 +104,28 @@ async def test_a_cancel_reaches_the_devices_the_city_warned_in_the_county(tmp_pa
         # Every device that gave the warning, 卓资县's five the city warned itself included,
         # and the county node, which may have it from elsewhere.
         assert cancel.planned == {"relay": 1, "log": 8}
+
+
+async def test_a_restart_of_the_city_does_not_put_the_fallback_off(tmp_path: Path) -> None:
+    config = _city(tmp_path, "direct", after="4s")
+    submitted = time.time()
+    async with running(config) as city:
+        alert = make_alert("fallback-4", geocodes=(ZHUOZI,))
+        result = await city.submit(to_xml(alert), origin="test")
+        await asyncio.sleep(submitted + 3 - time.time())
+        rows = await _deliveries(city, result.alert_id)
+        assert [r["channel"] for r in rows] == ["relay"] and rows[0]["state"] != "failed"
+        assert "unreachable" in str(rows[0]["last_error"])
+    restarted = time.time()
+    async with running(config) as city:
+        devices = (await city.health())["relay"].devices
+        assert devices["150921"]["state"] == "unreachable"
+        assert submitted <= devices["150921"]["since"] < submitted + 1
+        rows = await _settled(city, result.alert_id, "failed")
+        fell_back = time.time()
+        entries = await city.database.run(AuditLog(city.database).entries, limit=100)
+    # Four seconds from the first failure, before the restart: not four from the restart.
+    assert fell_back - restarted < 2.5, fell_back - restarted
+    relay = next(r for r in rows if r["channel"] == "relay")
+    assert "delivers to the county's devices itself (log 5)" in str(relay["last_error"])
+    assert len([e for e in entries if e.action == "relay.fallback"]) == 1
