@@ -291,10 +291,12 @@ PUBLIC_MODULES = (
     "broadcaster.client_limits",
     "broadcaster.scheduler.runs",
     "broadcaster.devicelease",
+    "broadcaster.federation.reports",
 )
 """The modules of the core a channel may import (``docs/writing-a-channel.md``): kept stable for
 third-party channels. Three hold one name each that shipped channels use (``priority_of``,
-``RateLimiter``, ``VOLUME_PARAMETER``); the last wraps a device in its lease (``LeasedDevice``)."""
+``RateLimiter``, ``VOLUME_PARAMETER``); ``LeasedDevice`` wraps a device in its lease; the last
+says what a county node's delivery report makes of a relaying channel's delivery."""
 
 ConfigT = TypeVar("ConfigT", bound=ChannelConfig, default=ChannelConfig)
 """The channel's configuration model: ``class MailChannel(Channel[MailChannelConfig])`` types
