@@ -96,6 +96,8 @@ _AUDIO_KEEP_S = 30 * 86400.0
 """How long published audio is kept when the server renders none itself."""
 FILES_SPARE = 256
 """Open files the rest of the server needs beside the boxes' (store, logs, API clients)."""
+SIMULATED_ONLINE_WITHIN_S = 5.0
+"""How long ``simulate`` waits, once its boxes are connected, for the hub to count them online."""
 
 
 class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
@@ -174,7 +176,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             self._area_keys.clear()
             self._targets.clear()  # registrations carry keys, and a new hub knows no box
             self._registered.clear()
-            hub = SpeakerHub(settings.hub_config())
+            hub = SpeakerHub(settings.hub_config(self.directory))
         except (boxes.BoxRegistryError, SpeakerError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
         directory = self.context.targets
@@ -229,6 +231,16 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
                 self.directory / "simulated",
                 settings.simulated_play_seconds,
             )
+            # A box is online once the hub has written its hello down, a moment after the box
+            # sent it (drivers.speaker.hello_replay): the channel starts with its boxes online.
+            try:
+                await self.wait_online([b.box_id for b in simulated], SIMULATED_ONLINE_WITHIN_S)
+            except TimeoutError:
+                log.warning(
+                    "channel %s: not all simulated boxes online within %.0f s",
+                    self.name,
+                    SIMULATED_ONLINE_WITHIN_S,
+                )
 
     async def stop(self) -> None:
         if self.fleet is not None:

@@ -44,6 +44,9 @@ from drivers.speaker import (
 )
 
 BoxTransport = Literal["tcp", "serial", "mqtt"]
+HELLO_STATE_FILE = "tcp-hellos.json"
+"""In the channel's directory: the boxes' last accepted TCP hellos (docs/protocols/speaker.md
+section 4.1)."""
 
 _DEFAULT_PRIORITIES = {
     BroadcastClass.ROUTINE: int(Priority.ROUTINE),
@@ -193,8 +196,10 @@ class LoudspeakerChannelConfig(ChannelConfig):
             raise ValueError("serial_lines: line names must be unique")
         return self
 
-    def hub_config(self) -> SpeakerHubConfig:
-        """The hub's settings; ``simulate`` serves TCP on loopback when no TCP is configured."""
+    def hub_config(self, directory: Path | None = None) -> SpeakerHubConfig:
+        """The hub's settings; ``simulate`` serves TCP on loopback when no TCP is configured.
+        In ``directory`` (the channel's own) the TCP listener keeps the boxes' last accepted
+        hellos (``HELLO_STATE_FILE``), so that none can be replayed after a restart."""
         tcp = self.tcp
         if tcp is None and self.simulate:
             tcp = TcpSettings(host="127.0.0.1", port=0)
@@ -206,6 +211,7 @@ class LoudspeakerChannelConfig(ChannelConfig):
                 port=tcp.port,
                 hello_timeout_s=tcp.hello_timeout_seconds,
                 max_pending_hellos=tcp.max_pending_hellos,
+                hello_state_file=directory / HELLO_STATE_FILE if directory else None,
             )
             if tcp
             else None,

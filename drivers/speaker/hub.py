@@ -37,6 +37,7 @@ from drivers.speaker.errors import (
     SpeakerProtocolError,
     UnknownBoxError,
 )
+from drivers.speaker.hello_replay import HelloReplayGuard
 from drivers.speaker.hub_config import (
     BoxRegistration,
     HubStats,
@@ -48,7 +49,7 @@ from drivers.speaker.hub_config import (
 from drivers.speaker.hub_link import HubLink
 from drivers.speaker.hub_mqtt import MqttHubLink
 from drivers.speaker.hub_serial import SerialBusMaster
-from drivers.speaker.hub_tcp import HelloReplayGuard, TcpHubLink
+from drivers.speaker.hub_tcp import TcpHubLink
 from drivers.speaker.messages import BoxAck, BoxHello, BoxPresence, BoxStatus, Command, HubEvent
 from drivers.speaker.topics import SpeakerTopics
 
@@ -76,7 +77,10 @@ class SpeakerHub:
         """When each box was last heard, on the monotonic clock."""
         self._events: asyncio.Queue[HubEvent] = asyncio.Queue(config.event_queue_limit)
         self._listener: Callable[[HubEvent], None] | None = None
-        self._hellos = HelloReplayGuard(timedelta(seconds=config.max_clock_skew_s))
+        self._hellos = HelloReplayGuard(
+            timedelta(seconds=config.max_clock_skew_s),
+            config.tcp.hello_state_file if config.tcp else None,
+        )
         self.stats = HubStats()
         self._tcp = (
             TcpHubLink(
@@ -86,6 +90,7 @@ class SpeakerHub:
                 config.tcp.ssl_context,
                 config.tcp.hello_timeout_s,
                 config.tcp.max_pending_hellos,
+                hellos=self._hellos,
             )
             if config.tcp
             else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from drivers.speaker.codec import AREA_PATTERN, ID_PATTERN
@@ -42,13 +43,16 @@ class BoxRegistration:
 @dataclass(frozen=True, slots=True)
 class TcpListenConfig:
     """Where boxes connect to over TCP; ``ssl_context`` turns on TLS. At most
-    ``max_pending_hellos`` connections may await their hello at once: more are closed at once."""
+    ``max_pending_hellos`` connections may await their hello at once: more are closed at once.
+    ``hello_state_file`` keeps the boxes' last accepted hellos across restarts, so that none
+    can be replayed after one (``drivers.speaker.hello_replay``); None: kept in memory only."""
 
     host: str = "0.0.0.0"  # noqa: S104 - boxes connect from other hosts
     port: int = 7700
     ssl_context: ssl.SSLContext | None = None
     hello_timeout_s: float = 10.0
     max_pending_hellos: int = 256
+    hello_state_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,12 @@
 Boxes connect out to this listener (optionally TLS) and keep the connection. The first line must
 be a signed ``hello`` within ``hello_timeout_s``; afterwards each line is one signed JSON
 message. A newer connection from the same box replaces the older one, so a hello is good for
-one connection: ``HelloReplayGuard`` refuses a nonce used before and a hello older than the
-box's last accepted one. Built on ``asyncio.Protocol`` so ten thousand idle boxes cost one
+one connection: ``HelloReplayGuard`` (:mod:`drivers.speaker.hello_replay`) refuses a nonce used
+before and a hello older than the box's last accepted one, also after a restart when it keeps
+a state file. With one, a hello takes the box's connection only once the guard has it on disk
+(``HelloReplayGuard.written``, a second at most): meanwhile the connection reads nothing more
+and the box does not count as connected. The link opens the guard before it listens and closes it
+after its last connection. Built on ``asyncio.Protocol`` so ten thousand idle boxes cost one
 small object each, not a task.
 
 Connections that have not yet sent their hello are bounded (``max_pending_hellos``): each may
@@ -20,7 +24,6 @@ import logging
 import math
 import ssl
 import time
-from datetime import datetime, timedelta
 
 from drivers.speaker.errors import (
     BoxOfflineError,
@@ -28,8 +31,8 @@ from drivers.speaker.errors import (
     SpeakerConnectionError,
     SpeakerProtocolError,
 )
+from drivers.speaker.hello_replay import HelloReplayGuard
 from drivers.speaker.hub_link import HubLink, LinkSink
-from drivers.speaker.messages import BoxHello
 from drivers.speaker.tcp_options import enable_keepalive
 
 log = logging.getLogger(__name__)
@@ -40,41 +43,14 @@ REFUSAL_LOG_INTERVAL_S = 60.0
 """Connections refused for want of room are logged at most this often, as one count."""
 
 
-class HelloReplayGuard:
-    """The hellos each box connected with lately, so that a captured one cannot be replayed
-    within the clock skew window to take the box's connection over (section 4.1).
-
-    Per box it keeps the time of the last accepted hello and the nonces of those still inside
-    ``window`` (older ones fail the time check anyway), so it stays small.
-    """
-
-    def __init__(self, window: timedelta) -> None:
-        self._window = window
-        self._latest: dict[str, datetime] = {}
-        self._nonces: dict[str, dict[str, datetime]] = {}
-
-    def admit(self, hello: BoxHello, now: datetime) -> None:
-        """Accept a verified, fresh ``hello`` once; raises SpeakerProtocolError when its
-        nonce was used before or it is older than the box's last accepted hello."""
-        box_id = hello.box_id
-        latest = self._latest.get(box_id)
-        if latest is not None and hello.at < latest:
-            raise SpeakerProtocolError(f"box {box_id}: hello older than its last accepted one")
-        horizon = now - self._window
-        nonces = {n: at for n, at in self._nonces.get(box_id, {}).items() if at >= horizon}
-        if hello.nonce in nonces:
-            raise SpeakerProtocolError(f"box {box_id}: hello nonce used before")
-        nonces[hello.nonce] = hello.at
-        self._nonces[box_id] = nonces
-        self._latest[box_id] = hello.at
-
-
 class _BoxConnection(asyncio.Protocol):
     def __init__(self, link: TcpHubLink) -> None:
         self._link = link
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._admitting: str | None = None
+        """The box whose verified hello waits to be written by the replay guard."""
         self.box_id: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,7 +66,7 @@ class _BoxConnection(asyncio.Protocol):
 
     def _hello_timeout(self) -> None:
         if self.box_id is None:
-            self.close("no hello in time")
+            self.close("hello not written in time" if self._admitting else "no hello in time")
 
     def close(self, why: str) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -110,13 +86,17 @@ class _BoxConnection(asyncio.Protocol):
                     return
             return
         self._buffer += data
-        while (end := self._buffer.find(b"\n")) >= 0:
+        self._take_lines()
+
+    def _take_lines(self) -> None:
+        while self._admitting is None and (end := self._buffer.find(b"\n")) >= 0:
             line = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
             self._line(line)
             if self._transport is None or self._transport.is_closing():
                 return
-        if len(self._buffer) > MAX_LINE:
+        # While a hello is written, reading is paused: the buffer holds what one read brought.
+        if self._admitting is None and len(self._buffer) > MAX_LINE:
             self.close("line too long")
 
     def _line(self, line: bytes) -> None:
@@ -129,10 +109,30 @@ class _BoxConnection(asyncio.Protocol):
             log.warning("refused box connection: %s", exc)
             self.close("bad hello")
             return
+        self._link.awaiting_hello.discard(self)
+        written = self._link.hellos.written()
+        if written is None:
+            self._attach(box_id)
+            return
+        assert self._transport is not None
+        self._admitting = box_id
+        self._transport.pause_reading()
+        written.add_done_callback(lambda _: self._written(box_id))
+
+    def _written(self, box_id: str) -> None:
+        """The box's hello is on disk: its connection takes its place, and what the box sent
+        meanwhile is read."""
+        self._admitting = None
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._attach(box_id)
+        self._transport.resume_reading()
+        self._take_lines()
+
+    def _attach(self, box_id: str) -> None:
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         self.box_id = box_id
-        self._link.awaiting_hello.discard(self)
         self._link.attach(box_id, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -157,10 +157,14 @@ class TcpHubLink(HubLink):
         ssl_context: ssl.SSLContext | None = None,
         hello_timeout_s: float = 10.0,
         max_pending_hellos: int = 256,
+        *,
+        hellos: HelloReplayGuard,
     ) -> None:
         if max_pending_hellos < 1:
             raise SpeakerConfigError("max_pending_hellos must be at least 1")
         self.sink = sink
+        self.hellos = hellos
+        """The replay guard the sink admits hellos with; the link opens and closes it."""
         self.hello_timeout_s = hello_timeout_s
         self.max_pending_hellos = max_pending_hellos
         self.connections: set[_BoxConnection] = set()
@@ -203,11 +207,13 @@ class TcpHubLink(HubLink):
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.hellos.open()
         try:
             self._server = await loop.create_server(
                 lambda: _BoxConnection(self), self._host, self._port, ssl=self._ssl, backlog=4096
             )
         except OSError as exc:
+            await self.hellos.close()
             raise SpeakerConnectionError(
                 f"cannot listen on {self._host}:{self._port}: {exc}"
             ) from exc
@@ -220,6 +226,7 @@ class TcpHubLink(HubLink):
             connection.close("hub stopping")
         await self._server.wait_closed()
         self._server = None
+        await self.hellos.close()
 
     def attach(self, box_id: str, connection: _BoxConnection) -> None:
         old = self._boxes.get(box_id)

@@ -198,3 +198,13 @@ def test_the_bound_on_connections_awaiting_their_hello_reaches_the_hub() -> None
     assert bounded is not None and bounded.max_pending_hellos == 8
     with pytest.raises(ValidationError, match="max_pending_hellos"):
         listen(max_pending_hellos=0)
+
+
+def test_the_hub_keeps_its_hello_state_in_the_channel_directory(tmp_path: Path) -> None:
+    table = {"type": "loudspeaker", "master_secret": "s" * 32, "tcp": {"port": 0}}
+    settings = LoudspeakerChannelConfig.model_validate(table)
+    tcp = settings.hub_config(tmp_path / "loudspeaker-speakers").tcp
+    assert tcp is not None
+    assert tcp.hello_state_file == tmp_path / "loudspeaker-speakers" / "tcp-hellos.json"
+    no_directory = settings.hub_config().tcp
+    assert no_directory is not None and no_directory.hello_state_file is None
