@@ -36,7 +36,9 @@ the integrator's own tests::
 
 A target's ``channel`` is the channel's instance name (the ``NAME`` of ``[channels.NAME]``),
 not its type. Override the ``entry_point_name`` fixture to name the entry point that must load
-the class (by default, any entry point of ``broadcaster.channels`` naming it). A channel that
+the class (by default, any entry point of ``broadcaster.channels`` naming it), and the
+``delivery_to`` method where the device decides on the alert's area (a node that plans its own
+deliveries for it: the suite's alert then needs an area the node covers). A channel that
 nothing about a target can make fail for good (a log file) declares it by returning None from
 ``permanent_failure``; the suite then checks that a target without an address is delivered.
 
@@ -188,6 +190,13 @@ class ChannelContract:
     def entry_point_name(self) -> str | None:
         return None
 
+    def delivery_to(self, target: Target, delivery_id: int = 1) -> OutgoingDelivery:
+        """The delivery ``delivery_id`` to the reachable ``target`` that the suite sends:
+        of :func:`contract_message`, whose one area has no geocode or shape. Override it
+        where the device decides on the alert's area (a node that plans its own deliveries
+        for it): ``contract_delivery(target, delivery_id, contract_message(areas=...))``."""
+        return contract_delivery(target, delivery_id)
+
     @pytest_asyncio.fixture
     async def started(self, channel: Channel) -> AsyncIterator[Channel]:
         await channel.start()
@@ -242,7 +251,7 @@ class ChannelContract:
         self, started: Channel, reachable_target: Target, delivery_sink: DeliverySink
     ) -> None:
         await _send_checked(
-            started, contract_delivery(reachable_target), delivery_sink, self.confirmation_timeout
+            started, self.delivery_to(reachable_target), delivery_sink, self.confirmation_timeout
         )
 
     @pytest.mark.asyncio
@@ -322,9 +331,9 @@ class ChannelContract:
     async def test_cancel_raises_only_channel_errors(
         self, started: Channel, reachable_target: Target
     ) -> None:
-        sent = contract_delivery(reachable_target, delivery_id=4)
+        sent = self.delivery_to(reachable_target, delivery_id=4)
         await started.send(sent)
-        for delivery in (sent, contract_delivery(reachable_target, delivery_id=5)):
+        for delivery in (sent, self.delivery_to(reachable_target, delivery_id=5)):
             try:
                 await started.cancel(delivery)
             except ChannelError:
@@ -339,7 +348,7 @@ class ChannelContract:
     async def test_what_is_sent_is_what_the_preview_shows(
         self, started: Channel, reachable_target: Target
     ) -> None:
-        delivery = contract_delivery(reachable_target, delivery_id=4)
+        delivery = self.delivery_to(reachable_target, delivery_id=4)
         result = await started.send(delivery)
         try:
             preview = await started.preview(delivery.message, [reachable_target])
@@ -372,7 +381,7 @@ class ChannelContract:
     ) -> None:
         for number, delay in enumerate(CANCEL_POINTS, start=10):
             task = asyncio.ensure_future(
-                started.send(contract_delivery(reachable_target, delivery_id=number))
+                started.send(self.delivery_to(reachable_target, delivery_id=number))
             )
             await asyncio.sleep(delay)
             if not task.cancel():
@@ -392,7 +401,7 @@ class ChannelContract:
             )
         await _send_checked(
             started,
-            contract_delivery(reachable_target, 20),
+            self.delivery_to(reachable_target, 20),
             delivery_sink,
             self.confirmation_timeout,
         )
@@ -406,7 +415,7 @@ class ChannelContract:
         try:
             await _send_checked(
                 channel,
-                contract_delivery(reachable_target, 30),
+                self.delivery_to(reachable_target, 30),
                 delivery_sink,
                 self.confirmation_timeout,
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,8 +90,11 @@ def channel_context(data_dir: Path) -> ChannelContext:
     )
 
 
-def contract_message(status: Status = Status.TEST) -> AlertMessage:
-    """A small, valid alert for contract checks (a Test alert unless told otherwise)."""
+def contract_message(
+    status: Status = Status.TEST, areas: Sequence[Area] | None = None
+) -> AlertMessage:
+    """A small, valid alert for contract checks (a Test alert unless told otherwise), of
+    ``areas`` (by default one described area, with no geocode or shape)."""
     sent = datetime.now(UTC).replace(microsecond=0)
     alert = Alert(
         identifier=f"contract-{sent.timestamp():.0f}",
@@ -112,7 +115,7 @@ def contract_message(status: Status = Status.TEST) -> AlertMessage:
                 headline="大风黄色预警",
                 description="阵风8级。",
                 instruction="请注意防范。",
-                areas=[Area(area_desc="测试区")],
+                areas=list(areas) if areas is not None else [Area(area_desc="测试区")],
             )
         ],
     )
@@ -124,9 +127,12 @@ def contract_message(status: Status = Status.TEST) -> AlertMessage:
     )
 
 
-def contract_delivery(target: Target, delivery_id: int = 1) -> OutgoingDelivery:
-    """Delivery ``delivery_id`` of :func:`contract_message` to ``target`` (first attempt)."""
-    message = contract_message()
+def contract_delivery(
+    target: Target, delivery_id: int = 1, message: AlertMessage | None = None
+) -> OutgoingDelivery:
+    """Delivery ``delivery_id`` of ``message`` (by default :func:`contract_message`) to
+    ``target`` (first attempt)."""
+    message = message or contract_message()
     return OutgoingDelivery(
         id=delivery_id,
         message=message,

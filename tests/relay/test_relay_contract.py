@@ -1,11 +1,8 @@
-"""The relay channel passes the channel contract suite: it delivers to a county node that
-delivers the alert, refuses as a real county node (a running service with its API on a real
-socket) does, and retries when the node cannot be reached.
+"""The relay channel passes the channel contract suite against a real county node (a running
+service with its API on a real socket), and refuses or retries as each answer says.
 
-The contract's alert names no area a county could plan on: a real county node keeps it as
-reaching no one and the city then fails the delivery (no village heard it). The node the
-suite delivers to is therefore a stand-in that speaks the county's API (the document read
-with the production CAP parser) and reports one delivery of its own confirmed."""
+The suite's alert is given the county's area, so that the county plans and confirms deliveries
+on its own devices: a county that reaches no one fails the relay delivery."""
 
 from __future__ import annotations
 
@@ -16,18 +13,22 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broadcaster.api.app import make_app
-from broadcaster.cap import Alert, format_cap_time, parse_cap
+from broadcaster.cap import Area, NamedValue, format_cap_time
 from broadcaster.channel import Channel, OutgoingDelivery
 from broadcaster.delivery import Target
 from broadcaster.intake import alert_id_for
 from broadcaster.service import BroadcasterService
-from broadcaster.testing.contract import ChannelContract, channel_context
+from broadcaster.testing.contract import (
+    ChannelContract,
+    channel_context,
+    contract_delivery,
+    contract_message,
+)
 from channels.relay import RelayChannel, RelayChannelConfig
-from tests.core.support import make_config, village_targets
+from tests.core.support import COUNTY, make_config, village_targets
 
 COUNTY_TOKEN = "county-token-0123456789"
 
@@ -64,66 +65,34 @@ async def county(tmp_path: Path) -> AsyncIterator[tuple[str, BroadcasterService]
     await server.close()
 
 
-def _alert_id(alert: Alert) -> str:
-    return alert_id_for(alert.sender, alert.identifier, format_cap_time(alert.sent))
+class CountySink:
+    """The county node: a delivery is seen once the county holds the alert."""
 
-
-class DeliveringCounty:
-    """A county node's API as the relay uses it (alerts in, their delivery state out) that
-    delivers every alert it takes on one device of its own, whatever the alert's area."""
-
-    def __init__(self) -> None:
-        self.held: set[str] = set()
-
-    def _trusted(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {COUNTY_TOKEN}"
-
-    async def take(self, request: web.Request) -> web.Response:
-        if not self._trusted(request):
-            return web.json_response({"error": "unknown token"}, status=401)
-        alert_id = _alert_id(parse_cap(await request.read()).alert)
-        created = alert_id not in self.held
-        self.held.add(alert_id)
-        status = 201 if created else 200
-        return web.json_response({"id": alert_id, "created": created}, status=status)
-
-    async def deliveries(self, request: web.Request) -> web.Response:
-        if not self._trusted(request):
-            return web.json_response({"error": "unknown token"}, status=401)
-        if request.match_info["alert_id"] not in self.held:
-            return web.json_response({"error": "no such alert"}, status=404)
-        return web.json_response({"complete": True, "summary": {"log": {"confirmed": 1}}})
+    def __init__(self, service: BroadcasterService) -> None:
+        self.service = service
 
     async def received(self, delivery: OutgoingDelivery) -> bool:
-        """The sink's question: whether the node holds the delivery's alert."""
-        return _alert_id(delivery.message.alert) in self.held
-
-
-@pytest_asyncio.fixture
-async def delivering_county() -> AsyncIterator[tuple[str, DeliveringCounty]]:
-    """A :class:`DeliveringCounty` on a loopback socket: its URL and itself."""
-    county = DeliveringCounty()
-    app = web.Application()
-    app.router.add_post("/api/v1/alerts", county.take)
-    app.router.add_get("/api/v1/alerts/{alert_id}/deliveries", county.deliveries)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/"), county
-    await server.close()
+        alert = delivery.message.alert
+        alert_id = alert_id_for(alert.sender, alert.identifier, format_cap_time(alert.sent))
+        return await self.service.store.alerts.get(alert_id) is not None
 
 
 class TestRelayChannelContract(ChannelContract):
     @pytest.fixture
-    def channel(self, tmp_path: Path, delivering_county: tuple[str, DeliveringCounty]) -> Channel:
-        return _relay(tmp_path, relay_table(delivering_county[0]))
+    def channel(self, tmp_path: Path, county: tuple[str, BroadcasterService]) -> Channel:
+        return _relay(tmp_path, relay_table(county[0]))
 
     @pytest.fixture
     def reachable_target(self) -> Target:
         return Target(id="node-150921", channel="relay", name="卓资县 county node")
 
+    def delivery_to(self, target: Target, delivery_id: int = 1) -> OutgoingDelivery:
+        county = Area(area_desc="卓资县", geocodes=[NamedValue("CPEAS Geographic Code", COUNTY)])
+        return contract_delivery(target, delivery_id, contract_message(areas=[county]))
+
     @pytest.fixture
-    def delivery_sink(self, delivering_county: tuple[str, DeliveringCounty]) -> DeliveringCounty:
-        return delivering_county[1]
+    def delivery_sink(self, county: tuple[str, BroadcasterService]) -> CountySink:
+        return CountySink(county[1])
 
     @pytest_asyncio.fixture
     async def permanent_failure(
