@@ -5,7 +5,8 @@ Follows OASIS MQTT Version 3.1.1 (QoS 0 and 1; the QoS 2 flow is not supported):
 - ``MqttClient``: connect, publish, subscribe, unsubscribe, keep alive, disconnect, abort,
   on ``asyncio.Protocol`` without threads; reconnecting is the caller's loop.
 - ``MqttDecoder`` and the packet dataclasses (``Connect`` ... ``Disconnect``): bytes <-> packets,
-  usable on either side of the wire (brokers and simulators in tests reuse them).
+  usable on either side of the wire (brokers and simulators in tests reuse them); a PUBLISH over
+  the maximum packet size can be skipped without being held (``OversizedPublish``).
 - ``topic_matches``, ``encode_topic_name``, ``encode_topic_filter``: section 4.7.
 - Errors: ``MqttError`` and its tree, drawn in ``drivers.mqtt.errors``.
 """
@@ -20,6 +21,7 @@ from drivers.mqtt.errors import (
     MqttTopicError,
     MqttUsageError,
 )
+from drivers.mqtt.oversized import OversizedPublish
 from drivers.mqtt.packets import (
     Connack,
     Connect,
@@ -51,6 +53,7 @@ __all__ = [
     "MqttTopicError",
     "MqttUsageError",
     "MqttWill",
+    "OversizedPublish",
     "Packet",
     "Pingreq",
     "Pingresp",

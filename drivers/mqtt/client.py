@@ -9,6 +9,16 @@ No threads, no task or packet object per message: each message goes from ``data_
 to a synchronous ``on_message``; a read's PUBACKs follow all its messages (lost with the
 connection, they leave the broker to send those again) and everything written in one turn of
 the event loop leaves in one ``write``. Reconnecting is the caller's loop.
+
+An incoming PUBLISH over ``max_packet_bytes`` does not end the session: its remaining length
+(2.2.3) tells at once that it is too large, its bytes are read and discarded as they arrive,
+never held, and once it is read it is acknowledged as its QoS requires (PUBACK at QoS 1, 4.3.2;
+nothing at QoS 0, 4.3.1), logged, counted and not delivered. Dropping the connection instead
+would not help: a broker keeping a persistent session sends an unacknowledged QoS 1 message
+again on every reconnect (4.4), so one message too large would keep the client off the air.
+A QoS 2 message is a protocol error at any size: this client subscribes at QoS 0 or 1 and a
+broker sends no more than the granted QoS (3.8.4). Any other packet over the limit is a
+protocol error too, and closes the connection.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from drivers.mqtt.errors import (
     MqttUsageError,
 )
 from drivers.mqtt.inflight import PacketIdPool
+from drivers.mqtt.oversized import OversizedPublish
 from drivers.mqtt.packets import (
     DISCONNECT_BYTES,
     PINGREQ_BYTES,
@@ -64,7 +75,10 @@ class MqttClient(asyncio.Protocol):
 
     ``on_message(topic, payload, retain)`` runs on the event loop for every incoming PUBLISH,
     redeliveries (DUP) included; it must be quick. A QoS 1 message is acknowledged after it
-    returns. The ``asyncio.Protocol`` methods are the transport's interface, not the caller's.
+    returns. A message over ``max_packet_bytes`` (the whole packet) is skipped without being
+    held in memory: acknowledged, logged as a warning, counted in ``oversized_skipped``, never
+    handed to ``on_message``. The ``asyncio.Protocol`` methods are the transport's interface,
+    not the caller's.
     """
 
     def __init__(
@@ -98,7 +112,9 @@ class MqttClient(asyncio.Protocol):
         self._keepalive = float(keepalive_s)
         self._tls = tls_context
         self._connect_timeout = connect_timeout_s
-        self._decoder = MqttDecoder(max_packet_bytes)
+        self._max_packet_bytes = max_packet_bytes
+        self._decoder = MqttDecoder(max_packet_bytes, on_oversized=self._skip_oversized)
+        self._oversized_skipped = 0
         self._transport: asyncio.Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -118,6 +134,11 @@ class MqttClient(asyncio.Protocol):
     def is_connected(self) -> bool:
         """Whether CONNACK accepted the session and the connection is still up."""
         return self._connected
+
+    @property
+    def oversized_skipped(self) -> int:
+        """How many incoming messages were over ``max_packet_bytes`` and skipped."""
+        return self._oversized_skipped
 
     async def connect(self) -> bool:
         """Open the connection and send CONNECT; returns CONNACK's session-present flag.
@@ -407,3 +428,26 @@ class MqttClient(asyncio.Protocol):
             logger.exception("%s: on_message failed for %r", self.client_id, topic)
         if packet_id:
             self._acks.append(encode_puback(packet_id))
+
+    def _skip_oversized(self, message: OversizedPublish) -> None:
+        """One incoming PUBLISH over the maximum packet size, already read past: acknowledged
+        like a delivered one (MQTT 3.1.1 section 4.3.2: PUBACK at QoS 1, at the end of the
+        read) so the broker does not send it again, but not handed to ``on_message``."""
+        if not self._connack_seen:
+            raise MqttProtocolError("the broker sent PUBLISH before CONNACK")
+        if message.qos == 2:
+            raise MqttProtocolError("the broker sent a QoS 2 PUBLISH; this client asks for ≤ 1")
+        if not self._connected:  # dropped earlier in this read: the broker sends it again
+            return
+        self._oversized_skipped += 1
+        logger.warning(
+            "%s: skipped a message on %r of %d bytes, over the maximum packet size of %d bytes "
+            "(QoS %d; acknowledged, not delivered)",
+            self.client_id,
+            message.topic,
+            message.size,
+            self._max_packet_bytes,
+            message.qos,
+        )
+        if message.packet_id:
+            self._acks.append(encode_puback(message.packet_id))

@@ -10,6 +10,14 @@ A packet split across reads is kept until it is whole, without re-joining the pi
 read; many packets in one read come out together, as a list or, on the receiving hot path,
 through callbacks with no object built per PUBLISH. Anything malformed raises
 ``MqttProtocolError`` with what was wrong; the connection must then be closed.
+
+The maximum packet size is checked against the remaining length as soon as the fixed header is
+read (2.2.3), so no packet over it is ever held. A packet over it is a protocol error, except a
+PUBLISH (3.3) when the decoder is given ``on_oversized``: its bytes are read and discarded as
+they arrive (:mod:`drivers.mqtt.oversized`, never more than its variable header kept), and once
+its last byte is read it is handed over as an ``OversizedPublish`` (topic, size, QoS, packet
+identifier), so the receiver can acknowledge it as its QoS requires (4.3) and keep the session.
+A remaining length of more than 4 bytes stays a protocol error.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import struct
 from collections.abc import Callable
 
 from drivers.mqtt.errors import MqttProtocolError
+from drivers.mqtt.oversized import OversizedPublish, OversizedPublishReader
 from drivers.mqtt.packets import (
     PROTOCOL_NAME,
     SUBACK_FAILURE,
@@ -100,13 +109,19 @@ def _expect_length(name: str, length: int, wanted: int) -> None:
         )
 
 
-def _publish(flags: int, data: bytes, pos: int, end: int) -> tuple[str, bytes, int]:
-    """A PUBLISH body's topic, payload and packet identifier (0 at QoS 0)."""
+def _publish_qos(flags: int) -> int:
+    """The QoS of a PUBLISH's fixed header flags, which must not be 3 nor DUP at QoS 0."""
     qos = (flags >> 1) & 3
     if qos == 3:
         raise MqttProtocolError("PUBLISH with QoS 3 (MQTT 3.1.1 section 3.3.1.2)")
     if flags & 8 and not qos:
         raise MqttProtocolError("PUBLISH QoS 0 with DUP set (MQTT 3.1.1 section 3.3.1.1)")
+    return qos
+
+
+def _publish(flags: int, data: bytes, pos: int, end: int) -> tuple[str, bytes, int]:
+    """A PUBLISH body's topic, payload and packet identifier (0 at QoS 0)."""
+    qos = _publish_qos(flags)
     topic, pos = _text(data, pos, end, "PUBLISH topic name")
     if not topic or "+" in topic or "#" in topic:
         raise MqttProtocolError(
@@ -239,19 +254,33 @@ PublishSink = Callable[[str, bytes, int, int], None]
 """Takes each PUBLISH as (topic, payload, fixed header flags, packet identifier): QoS is
 ``(flags >> 1) & 3``, RETAIN ``flags & 1``, DUP ``flags & 8``; the identifier is 0 at QoS 0."""
 PacketSink = Callable[[Packet], None]
+OversizedSink = Callable[[OversizedPublish], None]
+"""Takes each PUBLISH that was over the maximum packet size, once its last byte is read."""
 
 
 class MqttDecoder:
     """Turns a byte stream into packets, as a list (``feed``) or through callbacks, with no
-    object built per PUBLISH (``feed_into``)."""
+    object built per PUBLISH (``feed_into``).
 
-    __slots__ = ("_have", "_max", "_need", "_parts")
+    A packet over ``max_packet_bytes`` (fixed header included) raises MqttProtocolError, but a
+    PUBLISH over it goes to ``on_oversized`` when one is given: it is skipped with the memory
+    of its variable header only, however large its remaining length (MQTT 3.1.1 section 2.2.3).
+    """
 
-    def __init__(self, max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES) -> None:
+    __slots__ = ("_have", "_max", "_need", "_on_oversized", "_parts", "_skipping")
+
+    def __init__(
+        self,
+        max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
+        *,
+        on_oversized: OversizedSink | None = None,
+    ) -> None:
         self._max = max_packet_bytes
+        self._on_oversized = on_oversized
         self._parts: list[bytes] = []
         self._have = 0
         self._need = 0
+        self._skipping: OversizedPublishReader | None = None
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add bytes read from the peer; returns every packet completed so far.
@@ -267,7 +296,9 @@ class MqttDecoder:
 
     def feed_into(self, data: bytes, on_publish: PublishSink, on_packet: PacketSink) -> None:
         """Add bytes read from the peer and hand each completed packet over at once, in
-        stream order: a PUBLISH to ``on_publish``, any other packet to ``on_packet``.
+        stream order: a PUBLISH to ``on_publish``, any other packet to ``on_packet``, and a
+        PUBLISH over the maximum packet size to the decoder's ``on_oversized`` once its last
+        byte is read.
 
         Raises MqttProtocolError if the bytes are not valid MQTT, after handing over the
         packets before the bad one. What a callback raises goes through; either way the
@@ -282,6 +313,13 @@ class MqttDecoder:
             self._parts.clear()
         pos, size, need = 0, len(data), 0
         try:
+            skipping = self._skipping
+            if skipping is not None:
+                pos = skipping.consume(data, 0)
+                if not skipping.done:
+                    return
+                self._skipping = None
+                self._skipped(skipping)
             while pos < size:
                 first = data[pos]
                 kind = first >> 4
@@ -317,10 +355,20 @@ class MqttDecoder:
                     break
                 total = index - pos + length
                 if total > self._max:
-                    raise MqttProtocolError(
-                        f"{_NAMES.get(kind, 'packet')} of {total} bytes is over the maximum "
-                        f"packet size of {self._max} bytes"
-                    )
+                    if kind != 3 or self._on_oversized is None:
+                        raise MqttProtocolError(
+                            f"{_NAMES.get(kind, 'packet')} of {total} bytes is over the maximum "
+                            f"packet size of {self._max} bytes"
+                        )
+                    # Bad flags fail at once, not after the whole body was read.
+                    _publish_qos(first & 0x0F)
+                    skipping = OversizedPublishReader(first & 0x0F, total, length)
+                    pos = skipping.consume(data, index)
+                    if not skipping.done:
+                        self._skipping = skipping
+                        break
+                    self._skipped(skipping)
+                    continue
                 end = index + length
                 if end > size:
                     need = total
@@ -350,6 +398,7 @@ class MqttDecoder:
         except BaseException:
             self._parts.clear()
             self._have = self._need = 0
+            self._skipping = None
             raise
         if pos < size:
             rest = data[pos:] if pos else data
@@ -358,3 +407,15 @@ class MqttDecoder:
             self._need = need
         else:
             self._have = self._need = 0
+
+    def _skipped(self, skipped: OversizedPublishReader) -> None:
+        """Check a skipped PUBLISH's variable header as if it were whole (MQTT 3.1.1 section
+        3.3.2) and hand it over."""
+        assert self._on_oversized is not None
+        flags, head = skipped.flags, bytes(skipped.head)
+        topic, _, packet_id = _publish(flags, head, 0, len(head))
+        self._on_oversized(
+            OversizedPublish(
+                topic, skipped.size, (flags >> 1) & 3, bool(flags & 1), bool(flags & 8), packet_id
+            )
+        )

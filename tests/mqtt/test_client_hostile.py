@@ -102,7 +102,7 @@ async def test_a_silent_peer_times_out_the_connect() -> None:
     ("reply", "message"),
     [
         (b"\x00\x00", "packet type 0"),
-        (b"\x30\xff\xff\x7f", "PUBLISH of 2097155 bytes is over the maximum packet size"),
+        (b"\x90\xff\xff\x7f", "SUBACK of 2097155 bytes is over the maximum packet size"),
         (ACCEPT, "unexpected CONNACK"),
         (Publish("a/b", b"x", 2, packet_id=1).encode(), "QoS 2"),
         (b"\x90\x04\x00\x01\x01\x01", "2 return codes for 1 topic filters"),
