@@ -30,6 +30,8 @@
   and the acks boxes repeat on reconnecting confirm them.
 - ``cancel`` sends ``stop`` for the alert; the box's ``failed``/``stopped`` then confirms the
   delivery as stopped on request.
+- The channel's ``stop`` ends what it runs (the renders still under way included) and then the
+  hub; a box that comes online meanwhile starts nothing more.
 - ``health`` lists every box, ``probe`` checks one box's link and heartbeat without a sound
   (:mod:`channels.loudspeaker.views`).
 """
@@ -243,20 +245,24 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
                 )
 
     async def stop(self) -> None:
-        if self.fleet is not None:
-            await self.fleet.stop()
-            self.fleet = None
-        if self._retrier is not None:
-            self._retrier.cancel()
-            await asyncio.gather(self._retrier, return_exceptions=True)
-            self._retrier = None
-        for task in self._stopping:
-            task.cancel()
-        await asyncio.gather(*self._stopping, return_exceptions=True)
-        await self.retained.stop()
-        if self.hub is not None:
-            await self.hub.stop()
-            self.hub = None
+        # Not running from here on: a box that comes online meanwhile starts no more sends.
+        hub, self.hub = self.hub, None
+        try:
+            if self.fleet is not None:
+                await self.fleet.stop()
+                self.fleet = None
+            if self._retrier is not None:
+                self._retrier.cancel()
+                await asyncio.gather(self._retrier, return_exceptions=True)
+                self._retrier = None
+            for task in self._stopping:
+                task.cancel()
+            await asyncio.gather(*self._stopping, return_exceptions=True)
+            await self._programmes.close()
+            await self.retained.stop()
+        finally:
+            if hub is not None:
+                await hub.stop()
 
     def web_app(self) -> web.Application:
         return self.library.web_app()
@@ -435,9 +441,9 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             log.exception("channel %s: box event %r not handled", self.name, event)
         if isinstance(event, BoxPresence) and event.online:
             self.returning.returned(event.box_id, replayed=event.replayed)
-            stops = self._unsent_stops.take(event.box_id)
-            if stops and self.hub is not None:
-                task = asyncio.create_task(self._send_stops(self.hub, event.box_id, stops))
+            hub = self.hub
+            if hub is not None and (stops := self._unsent_stops.take(event.box_id)):
+                task = asyncio.create_task(self._send_stops(hub, event.box_id, stops))
                 self._stopping.add(task)
                 task.add_done_callback(self._stopping.discard)
 

@@ -14,7 +14,9 @@ SHA-256 and duration, or, when it could not be rendered, the fallback clip the b
 instead. :class:`ProgrammeCache` builds a programme once per alert, set of languages and
 expiry, keeps it as a :class:`~drivers.speaker.codec.CommandTemplate`, and hands the same
 programme to every send while it is fresh: its ``issued_at`` stays within ``fresh_s`` of the
-moment it is sent. A build that fails is forgotten, so the next send tries again.
+moment it is sent. A build that fails is forgotten, so the next send tries again. The renders
+behind the reports belong to the cache: :meth:`ProgrammeCache.close` (the channel's stop)
+stops those still running, so nothing of a stopped channel renders or publishes on.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class ProgrammeCache:
         self._kept = kept
         self._clock = clock
         self._entries: OrderedDict[tuple[Any, ...], asyncio.Future[Programme]] = OrderedDict()
+        self._reports: set[asyncio.Future[Told]] = set()
+        """Reports still awaiting their render, also of programmes no longer kept."""
 
     async def get(self, delivery: OutgoingDelivery) -> Programme:
         """The programme for ``delivery``; raises what building its command raised."""
@@ -128,9 +132,22 @@ class ProgrammeCache:
             raise
         topic = command.audio_topic if isinstance(command, PlayUrl) else None
         template = CommandTemplate(command)
-        programme = Programme(template, asyncio.ensure_future(told), self._clock(), topic)
+        report = asyncio.ensure_future(told)
+        if not report.done():
+            self._reports.add(report)
+            report.add_done_callback(self._reports.discard)
+        programme = Programme(template, report, self._clock(), topic)
         future.set_result(programme)
         return programme
+
+    async def close(self) -> None:
+        """Stop the renders still running for reports and forget every programme (the
+        core has stopped sending by then)."""
+        self._entries.clear()
+        reports = list(self._reports)
+        for report in reports:
+            report.cancel()
+        await asyncio.gather(*reports, return_exceptions=True)
 
 
 class _Sound(NamedTuple):

@@ -5,8 +5,9 @@ starts its stored attention signal while the render is held back, then plays the
 downloads sealed where its speech starts; one command per box or group and none other; a
 Cancel while the warning renders stops the boxes, whose reports settle the deliveries as
 stopped, and the warning never plays; a render that fails leaves the boxes on
-the hazard's stored clip, and the delivery says so. And a group command whose send is cut off
-by the dispatcher's deadline is sent afresh by the next attempt."""
+the hazard's stored clip, and the delivery says so; a server stopped while the warning renders
+stops the render too, and nothing of the channel runs on. And a group command whose send is
+cut off by the dispatcher's deadline is sent afresh by the next attempt."""
 
 from __future__ import annotations
 
@@ -161,6 +162,21 @@ async def test_a_failed_render_leaves_the_boxes_on_the_stored_clip(tmp_path: Pat
     for row in rows:
         assert row["content"]["audio"] == "clip:generic"
         assert "could not be rendered" in row["warning"]
+
+
+async def test_a_server_stopped_while_the_warning_renders_leaves_nothing_running(
+    tmp_path: Path,
+) -> None:
+    # The core stops its sends before its channels, but not the render they waited for: the
+    # channel's stop ends it, so nothing of a stopped channel runs on.
+    async with held_system(tmp_path, "tcp") as (system, _, sent):
+        alert = make_alert("early-stopped")
+        await system.service.submit(alert, origin="test")
+        await system.wait_playing(alert_key(alert), system.county_boxes)
+        assert sent.of(alert)
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not left, left
 
 
 async def test_a_group_send_cut_off_by_its_deadline_is_sent_afresh_next_time(

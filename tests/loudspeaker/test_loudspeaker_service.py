@@ -285,11 +285,12 @@ async def test_a_box_away_at_the_cancel_is_stopped_when_it_comes_back(
     tmp_path: Path, over: str
 ) -> None:
     # The box resumes the warning it holds when it restarts (section 3.4); the stop it could
-    # not be sent while away goes to it the moment it is back.
+    # not be sent while away goes to it the moment it is back, and its delivery, like the
+    # others, ends stopped on the box (not by a resend after the confirmation timeout).
     async with speaker_system(tmp_path, over, play_seconds=60.0) as system:
         alert = make_alert("away-at-cancel")
         key = alert_key(alert)
-        await system.service.submit(alert, origin="test")
+        result = await system.service.submit(alert, origin="test")
         await system.wait_playing(key, system.county_boxes)
         away = sorted(system.county_boxes)[0]
         await system.fleet.box(away).stop()
@@ -297,5 +298,9 @@ async def test_a_box_away_at_the_cancel_is_stopped_when_it_comes_back(
         cancel = make_alert("away-at-cancel-c", msg_type=MsgType.CANCEL, references=[alert])
         await system.service.submit(cancel, origin="test")
         await system.fleet.restart(away)
-        await system.wait_stopped(key, within_s=15)
+        summary = await wait_until_complete(system.service, result.alert_id, timeout=20)
+        assert summary == {"loudspeaker": {"confirmed": 3}}
+        for row in await deliveries(system.service, result.alert_id):
+            assert "stopped on box" in (await details(system.service, row["id"]))[-1]
+        await system.wait_stopped(key, within_s=5)
         assert system.played(key) == {}

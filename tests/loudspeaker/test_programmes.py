@@ -1,7 +1,7 @@
 """The channel builds the command of an alert once for all its boxes: concurrent sends share
 one build, a failed build is tried again, a programme is rebuilt once it is no longer fresh
 (so ``issued_at`` stays close to the moment a command goes out), and its command is ready
-before what it reports (the render) is."""
+before what it reports (the render) is; closing the cache stops the renders still running."""
 
 from __future__ import annotations
 
@@ -104,3 +104,19 @@ async def test_the_command_is_ready_before_the_render_ends() -> None:
     assert not report.done()
     builder.rendered.set()
     assert (await report).what == "stop"
+
+
+async def test_closing_stops_the_renders_still_running_and_forgets_the_programmes() -> None:
+    builder = Builder()
+    builder.rendered.clear()
+    cache = ProgrammeCache(builder)
+    programme = await cache.get(delivery(1))
+    await asyncio.sleep(0)
+    await cache.close()
+    assert programme.told.cancelled()
+    current = asyncio.current_task()
+    assert not [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    builder.rendered.set()
+    again = await cache.get(delivery(2))
+    assert again is not programme and (await again.report()).what == "stop"
+    await cache.close()
