@@ -43,11 +43,10 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from drivers.speaker.atomic import write_atomic
 from drivers.speaker.codec import ID_PATTERN, format_time
 from drivers.speaker.errors import SpeakerProtocolError
 from drivers.speaker.messages import BoxHello
@@ -273,21 +272,4 @@ def _write_state(path: Path, floor: datetime, latest: dict[str, datetime]) -> No
     returns."""
     boxes = {box_id: at.isoformat() for box_id, at in latest.items() if at >= floor}
     state = {"version": STATE_VERSION, "floor": floor.isoformat(), "boxes": boxes}
-    data = json.dumps(state, separators=(",", ":")).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomic(path, json.dumps(state, separators=(",", ":")).encode(), sync_directory=True)

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, replace
@@ -37,6 +36,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from drivers.retry_after import retry_after_s
+from drivers.speaker.atomic import write_atomic
 from drivers.speaker.codec import CLIP_PATTERN, format_time, parse_time
 from drivers.speaker.download_retry import RETRY_STATUSES, with_retries
 from drivers.speaker.errors import (
@@ -270,7 +270,7 @@ class MediaFetcher:
 
     async def _store(self, url: str, path: Path, body: bytes) -> None:
         try:
-            await asyncio.to_thread(_write_atomic, path, body)
+            await asyncio.to_thread(write_atomic, path, body)
         except OSError as exc:
             raise MediaDownloadError(f"cannot store {url} in {self._dir}: {exc}") from exc
         try:
@@ -335,23 +335,6 @@ def _forget(inflight: dict[Any, Any], key: object, task: asyncio.Task[Any]) -> N
         del inflight[key]
     if not task.cancelled():
         task.exception()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all, through a temporary file of this write's own (a
-    write still running in a thread never shares it with the next one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
 
 
 Said = tuple[AckStage, str | None, str | None]
@@ -445,7 +428,7 @@ class PlayJournal:
         }
         data = json.dumps(snapshot, ensure_ascii=False).encode()
         async with self._lock:
-            write = asyncio.ensure_future(asyncio.to_thread(_write_atomic, self._path, data))
+            write = asyncio.ensure_future(asyncio.to_thread(write_atomic, self._path, data))
             try:
                 await asyncio.shield(write)
             except asyncio.CancelledError:
