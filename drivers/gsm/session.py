@@ -216,7 +216,9 @@ class AtSession:
             raise GsmPortError(f"{self._config.port} is not open")
         try:
             port.write(data)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, TypeError) as exc:
+            # pyserial raises TypeError when the port is closed under a write in another
+            # thread (its descriptor is gone), as the read loop sees on a read.
             raise GsmPortError(f"writing to {self._config.port} failed: {exc}") from exc
 
     def _read_loop(self) -> None:
