@@ -10,7 +10,10 @@ on), and ends as soon as a pair verifies
 (:func:`~drivers.speaker.audio_topics.check_topic_audio`); a pair that does not is not
 played, and the wait goes on for newer messages. It ends with nothing, and the box asks the
 URL, on ``unavailable``, on a malformed note, when the session is lost and when its time is
-spent. Media larger than the download limit is refused. A wait unsubscribes when it ends;
+spent. A fetch that comes before the box's first session is up (a box resuming its commands
+at start) waits for that session, within its time, rather than asking the URL at once: after
+a power cut every box of a county would otherwise download from the server. Media larger than
+the download limit is refused. A wait unsubscribes when it ends;
 the subscriptions a lost session kept (it is persistent) are dropped once the next session
 is attached, and messages on them meanwhile are ignored, never taken for commands.
 """
@@ -143,11 +146,14 @@ class TopicAudio:
         self._dropping: set[str] = set()
         """Topics no wait holds that a session may still be subscribed to."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._first_session = asyncio.Event()
+        """Set once a session has been attached: until then a fetch waits for one."""
 
     def attach(self, client: MqttClient) -> None:
         """A session is connected: waits subscribe on it, and it drops the audio topics an
         earlier session may have kept."""
         self._client = client
+        self._first_session.set()
         stale = sorted(self._dropping - self._waits.keys())
         if stale:
             self._spawn(self._unsubscribe(client, stale))
@@ -180,6 +186,18 @@ class TopicAudio:
         """The audio retained under ``audio_topic`` and what its seal note for ``to`` says,
         once they verify for ``url`` within ``within_s``; None when the box is to ask the URL
         instead (see the module's docstring)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        if not self._first_session.is_set():
+            try:
+                async with asyncio.timeout(within_s):
+                    await self._first_session.wait()
+            except TimeoutError:
+                log.info(
+                    "no MQTT session within %g s to take the retained audio of %s", within_s, url
+                )
+                return None
+            within_s = deadline - loop.time()
         client = self._client
         if client is None or not client.is_connected:
             log.info("no MQTT session to take the retained audio of %s from", url)

@@ -304,6 +304,33 @@ async def session(broker: MosquittoBroker) -> AsyncIterator[tuple[TopicAudio, li
         await client.disconnect()
 
 
+async def test_a_fetch_before_the_first_session_waits_for_it(
+    mosquitto: MosquittoBroker, server: SealedMediaServer
+) -> None:
+    # A box resuming its commands at start asks for their audio before its MQTT session is up.
+    url = server.url("w.opus")
+    audio = TopicAudio()
+    client = MqttClient(
+        mosquitto.host, mosquitto.port, "box-b1", on_message=lambda t, p, r: audio.route(t, p)
+    )
+    async with ServerStandIn(mosquitto, {}) as stand_in:
+        await stand_in.retain_media(AUDIO_TOPIC, AUDIO)
+        await stand_in.retain_note(AUDIO_TOPIC, BOX_TO.target, seal_note(url, BOX_TO, AUDIO, 9))
+        taking = asyncio.ensure_future(audio.take(AUDIO_TOPIC, url, BOX_TO, 5.0, len(AUDIO)))
+        await asyncio.sleep(0.3)
+        assert not taking.done()
+        await client.connect()
+        audio.attach(client)
+        try:
+            async with asyncio.timeout(5):
+                got = await taking
+        finally:
+            await audio.detach()
+            await client.disconnect()
+    assert got is not None and got[1] == AUDIO
+    assert server.requests == 0
+
+
 async def test_concurrent_fetches_share_one_wait_and_it_unsubscribes(
     tmp_path: Path, mosquitto: MosquittoBroker, server: SealedMediaServer
 ) -> None:
