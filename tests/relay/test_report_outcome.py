@@ -7,33 +7,26 @@ webhook that refuses everything), and a county stand-in answering the city's pol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from broadcaster.api.app import make_app
 from broadcaster.audit import AuditLog
 from broadcaster.cap.serialize import to_xml
 from broadcaster.channel import ConfirmationOutcome
 from broadcaster.federation.reports import polled_summary, report_outcome
-from broadcaster.service import BroadcasterService
 from tests.core.support import make_alert, make_config, running, village_targets
-from tests.relay.test_federation import free_ports
 from tests.relay.test_relay_answers import _serving
 from tests.relay.test_reports import (
     OFFICER,
-    RELAY,
-    REPORT,
     Pair,
     _call,
     _relay_row,
     _service,
-    _with,
+    federation,
 )
 
 CONFIRMED, FAILED, PROGRESS = (
@@ -100,44 +93,14 @@ async def _refusing(request: web.Request) -> web.Response:
     return web.json_response({"error": "gone"}, status=410)
 
 
-@asynccontextmanager
-async def _federation(
+def _federation(
     tmp_path: Path, devices: list[dict[str, Any]], hook_port: int, *, push: bool
-) -> AsyncIterator[Pair]:
+) -> AbstractAsyncContextManager[Pair]:
     """A city relaying to a county whose ``devices`` are behind the webhook on ``hook_port``;
     the county reports to the city when ``push``, else the city polls it every 0.2 s."""
-    base = free_ports(2)
-    city_url, county_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
-    (tmp_path / "county").mkdir()
     hook = {"type": "webhook", "url": f"http://127.0.0.1:{hook_port}/", "secret": "s" * 32}
-    county = make_config(tmp_path / "county", {"hook": hook}, devices)
-    reporting = {
-        "role": "county",
-        "division": "150921",
-        "report_to": [{"client": "city", "url": city_url, "token": REPORT}] if push else [],
-        "report_interval_seconds": 0.5,
-    }
-    county = _with(county, [{"name": "city", "token": RELAY}], reporting)
-    (tmp_path / "city").mkdir()
-    node = {"division": "150921", "url": county_url, "token": RELAY}
-    relay = {"type": "relay", "poll_seconds": 30 if push else 0.2, "nodes": [node]}
-    city = _with(
-        make_config(tmp_path / "city", {"relay": relay}, []),
-        [
-            {"name": "officer", "token": OFFICER},
-            {"name": "county-150921", "token": REPORT, "node": "150921"},
-        ],
-        {"role": "city", "division": "150900"},
-    )
-    county_server = TestServer(make_app(BroadcasterService(county)), port=base + 1)
-    city_server = TestServer(make_app(BroadcasterService(city)), port=base)
-    await county_server.start_server()
-    await city_server.start_server()
-    try:
-        yield Pair(city_server, county_server, city, base)
-    finally:
-        await city_server.close()
-        await county_server.close()
+    poll_seconds = 30 if push else 0.2
+    return federation(tmp_path, {"hook": hook}, devices, push=push, poll_seconds=poll_seconds)
 
 
 async def _relayed(pair: Pair, identifier: str, state: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,29 +52,39 @@ def _service(server: TestServer) -> BroadcasterService:
     return server.app[SERVICE]
 
 
-@pytest_asyncio.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+@asynccontextmanager
+async def federation(
+    tmp_path: Path,
+    channels: dict[str, dict[str, Any]],
+    devices: list[dict[str, Any]],
+    *,
+    push: bool = True,
+    poll_seconds: float | None = None,
+) -> AsyncIterator[Pair]:
+    """A city relaying to county node 150921 (real services on loopback sockets), whose
+    ``channels`` reach ``devices``; the county reports to the city when ``push``, and the
+    city's relay polls it every ``poll_seconds`` (the channel's default when None)."""
     base = free_ports(2)
     city_url, county_url = f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 1}"
     (tmp_path / "county").mkdir()
-    # Two villages a second: a county that is still delivering for a few seconds.
-    log = {"type": "log", "rate_per_second": 2}
-    county = make_config(tmp_path / "county", {"log": log}, village_targets("log", 5))
+    county = make_config(tmp_path / "county", channels, devices)
     county = _with(
         county,
         [{"name": "city", "token": RELAY}],
         {
             "role": "county",
             "division": "150921",
-            "report_to": [{"client": "city", "url": city_url, "token": REPORT}],
+            "report_to": [{"client": "city", "url": city_url, "token": REPORT}] if push else [],
             "report_interval_seconds": 0.5,
         },
     )
     (tmp_path / "city").mkdir()
-    relay = {
+    relay: dict[str, Any] = {
         "type": "relay",
         "nodes": [{"division": "150921", "url": county_url, "token": RELAY}],
     }
+    if poll_seconds is not None:
+        relay["poll_seconds"] = poll_seconds
     city = make_config(tmp_path / "city", {"relay": relay}, [])
     city = _with(
         city,
@@ -88,12 +99,20 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     city_server = TestServer(make_app(BroadcasterService(city)), port=base)
     await county_server.start_server()
     await city_server.start_server()
+    pair = Pair(city_server, county_server, city, base)
     try:
-        pair = Pair(city_server, county_server, city, base)
         yield pair
     finally:
-        await pair.city.close()
+        await pair.city.close()  # a test may have started the city again
         await county_server.close()
+
+
+@pytest_asyncio.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
+    # Two villages a second: a county that is still delivering for a few seconds.
+    log = {"type": "log", "rate_per_second": 2}
+    async with federation(tmp_path, {"log": log}, village_targets("log", 5)) as made:
+        yield made
 
 
 async def _call(
