@@ -270,9 +270,13 @@ async def test_restart_restores_an_encoder_with_the_settings_of_its_configured_u
             await simulator.stop_tcp()  # the encoder is unreachable while the server stops
         assert simulator.state.ta is True
         await simulator.start_tcp(port=port)
+        journal = config.server.data_dir / "fm-fm" / "on-air"
         async with running(config):
             await simulator.wait_for(lambda s: s.ta is False, within=5)
-        journal = config.server.data_dir / "fm-fm" / "on-air"
+            # The on-air file goes once the restore is done, a moment after the encoder took it.
+            async with asyncio.timeout(5):
+                while list(journal.glob("*.json")):
+                    await asyncio.sleep(0.02)
         assert list(journal.glob("*.json")) == [], "the restored encoder's on-air file is gone"
     assert simulator.state == NORMAL
 
