@@ -164,33 +164,44 @@ class AckTimes:
     ``started`` and ``finished`` only), ``started`` the box's first sound (the attention clip
     the command names, when there is one).
 
-    It runs on the server's event loop, so its CPU and memory count in the server's: it keeps
-    one time per box and stage (``dict.setdefault`` keeps the first), and nothing of the acks
-    themselves."""
+    It runs on the server's event loop, so its CPU and memory count in the server's: per ack
+    it appends the time and the event to a list (the events are the hub's own objects) and
+    counts ``finished`` acks; which is each box's first of each stage is worked out after the
+    measured window (:meth:`times`). Only when as many ``finished`` acks came as there are
+    boxes does it look whether every box sent one (a box may repeat its acks)."""
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
-        self._first: dict[AckStage, dict[str, float]] = {stage: {} for stage in AckStage}
+        self._acks: list[tuple[float, BoxAck]] = []
+        self._finished = 0
         self.done = asyncio.Event()
 
     def on_event(self, event: HubEvent) -> None:
-        if not isinstance(event, BoxAck):
+        if type(event) is not BoxAck:
             return
-        now, box, stage = time.time(), event.box_id, event.stage
-        if event.cmd_id.startswith("play-"):
-            self._first[AckStage.ACCEPTED].setdefault(box, now)
-            if stage is AckStage.FINISHED:
-                finished = self._first[AckStage.FINISHED]
-                finished.setdefault(box, now)
-                if len(finished) == self.expected:
-                    self.done.set()
-                return
-        if stage is AckStage.STARTED:
-            self._first[AckStage.STARTED].setdefault(box, now)
+        self._acks.append((time.time(), event))
+        if event.stage is AckStage.FINISHED and event.cmd_id.startswith("play-"):
+            self._finished += 1
+            if (
+                self._finished >= self.expected
+                and not self.done.is_set()
+                and len(self.times()[AckStage.FINISHED]) == self.expected
+            ):
+                self.done.set()
 
     def times(self) -> dict[AckStage, list[float]]:
         """Each stage's first-ack times, one a box, earliest first."""
-        return {stage: sorted(first.values()) for stage, first in self._first.items()}
+        first: dict[AckStage, dict[str, float]] = {stage: {} for stage in AckStage}
+        for at, ack in self._acks:
+            box, stage = ack.box_id, ack.stage
+            if ack.cmd_id.startswith("play-"):
+                first[AckStage.ACCEPTED].setdefault(box, at)
+                if stage is AckStage.FINISHED:
+                    first[AckStage.FINISHED].setdefault(box, at)
+                    continue
+            if stage is AckStage.STARTED:
+                first[AckStage.STARTED].setdefault(box, at)
+        return {stage: sorted(times.values()) for stage, times in first.items()}
 
     def result(self, start: float, machine: dict[str, Any]) -> dict[str, Any]:
         times = self.times()

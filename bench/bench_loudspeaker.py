@@ -143,7 +143,7 @@ def server_config(
         "api": {"tokens": [{"name": "bench", "token": TOKEN}]},
         "audio": {"engine_order": ["espeak-ng"]},
         "registry": {"targets": str(targets)},
-        "dispatcher": {"idle_poll_seconds": 0.2, "batch_size": concurrency},
+        "dispatcher": {"batch_size": concurrency},  # polls idle at the default, as served
         "channels": {"loudspeaker": channel_table},
     }
     return parse_config(data, base_dir=work, source=None), port

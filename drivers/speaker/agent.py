@@ -129,13 +129,14 @@ class BoxAgent:
         await self._journal.load()
         if self._journal.volume is not None:
             self._volume = self._journal.volume
-        await self._resume_unfinished()
-        self._ready.set()
         try:
+            await self._resume_unfinished()
+            self._ready.set()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._playback.run())
                 group.create_task(self._heartbeat_loop())
         finally:
+            await self._playback.close()  # what resuming scheduled, should run never start
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:

@@ -170,10 +170,17 @@ class PlaybackScheduler:
                         continue
                     await self._run_job(job)
         finally:
-            for task in list(self._tasks):
-                task.cancel()
-            if self._tasks:
-                await asyncio.wait(self._tasks)
+            await self.close()
+
+    async def close(self) -> None:
+        """Cancel the work scheduled beside the queue (downloads ahead, reports) and wait
+        for it to end. :meth:`run` does this as it stops; the agent does it too, since work
+        scheduled while it resumed a restart's commands exists before ``run`` starts, and a
+        task cancelled before its first step never runs its ``finally``."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
 
     async def _run_job(self, job: PlayJob) -> None:
         self._current = job

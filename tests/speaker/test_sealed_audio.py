@@ -8,17 +8,19 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from multidict import CIMultiDict
 
 from drivers.speaker import download_retry
-from drivers.speaker.messages import AckStage, PlayUrl
+from drivers.speaker.codec import encode_command
+from drivers.speaker.messages import AckStage, PlayUrl, Stop
 from drivers.speaker.player import CommandPlayer
 from drivers.speaker.seal import SEAL_HEADER, SHA256_HEADER, SPEECH_START_HEADER
 from drivers.speaker.sealed_audio import CommandTarget
-from drivers.speaker.store import MediaFetcher
+from drivers.speaker.store import JournalEntry, MediaFetcher, PlayJournal
 from drivers.speaker.testing import SealedMediaServer, free_port, play_url_command
 from tests.speaker import agent_rig
 from tests.speaker.agent_rig import AREA_KEY, KEY
@@ -270,3 +272,48 @@ async def test_a_restarted_box_fetches_a_resumed_command_for_its_target(
         (AckStage.FINISHED, None, "url"),
     ]
     assert box.played() == [(AUDIO_SHA, "0.000")]
+
+
+async def _journal_cut_off(path: Path, url: str) -> None:
+    """The journal a crash leaves: c1 accepted (its download under way), then the stop of
+    alert-2 carried out, then c2 of alert-2 accepted before it (the crash came before the
+    box failed c2)."""
+    journal = PlayJournal(path)
+    now = datetime.now(UTC)
+    c1 = sealed(url, "c1", attention=False)
+    c2 = replace(sealed(url, "c2", attention=False), alert_id="alert-2")
+    stop = Stop(cmd_id="s1", alert_id="alert-2", issued_at=now, expires_at=c2.expires_at)
+    for command, stage in (
+        (c1, AckStage.ACCEPTED),
+        (stop, AckStage.FINISHED),
+        (c2, AckStage.ACCEPTED),
+    ):
+        wire = encode_command(command, "box:b1", KEY).decode()
+        entry = JournalEntry(
+            command.cmd_id, command.alert_id, command.kind, stage, command.expires_at, wire
+        )
+        await journal.record(entry, now)
+
+
+async def test_a_box_stopped_while_it_resumes_leaves_no_download_behind(
+    tmp_path: Path, server: SealedMediaServer
+) -> None:
+    server.gate = asyncio.Event()  # no answer, to any box
+    left: dict[int, int] = {}
+    for steps in range(60):  # a stop at every point of the start
+        await _journal_cut_off(tmp_path / "journal.json", server.url("w.opus"))
+        box = Box(tmp_path, server)
+        box.start()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        await box.stop()
+        running = [t for t in asyncio.all_tasks() if "_prefetch" in t.get_coro().__qualname__]
+        if running:
+            left[steps] = len(running)
+            for task in running:
+                task.cancel()
+        await box.fetcher.aclose()
+    server.gate.set()
+    assert left == {}
+    # Some stops came while resuming: after c1's download began, as c2 was failed.
+    assert server.targets
