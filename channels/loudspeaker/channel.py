@@ -2,10 +2,11 @@
 (docs/protocols/speaker.md) through a ``SpeakerHub`` the channel owns.
 
 - ``start`` registers the boxes (the channel's targets in the server's registry, keys from
-  ``key_file`` or ``master_secret``: :mod:`channels.loudspeaker.boxes`) and opens the hub's
-  TCP listener, serial lines and MQTT session; targets met later are registered when first
-  used. The hub hands box events straight to the channel. It warns when the process may open
-  fewer files than an alert to every box needs (a download each, a connection each over TCP).
+  ``key_file`` or ``master_secret``: :mod:`channels.loudspeaker.boxes`, kept per target by
+  :mod:`channels.loudspeaker.roster`) and opens the hub's TCP listener, serial lines and MQTT
+  session; targets met later are registered when first used. The hub hands box events
+  straight to the channel. It warns when the process may open fewer files than an alert to
+  every box needs (a download each, a connection each over TCP).
 - ``plan`` makes one delivery per box and notes, per area, the MQTT boxes the alert selected
   (:mod:`channels.loudspeaker.groups`).
 - ``send_many`` takes a claimed batch (:mod:`channels.loudspeaker.sending`): per programme
@@ -16,12 +17,12 @@
   meanwhile), or a ``play_clip`` when this server renders no audio and a clip is configured,
   with the priority of the alert's broadcast class, volume, repeats, expiry and the hazard's
   fallback clip. The audio library holds a box's download until the render ends and seals
-  it with the key of the command's target (:meth:`_command_key`); with an MQTT link the audio
-  is also retained on the broker, once, with a seal per target, until the alert is over
-  (:mod:`channels.loudspeaker.retained_audio`). Boxes holding their area's key share one group
-  command; others get their own. Command ids are stable, so a retry never plays twice.
-  ``accepted`` when the box's transport took it; an offline box or a link failure is
-  retryable (soon, ``offline_retry_seconds``, and at once when the box reconnects:
+  it with the key of the command's target (:meth:`.BoxRoster.command_key`); with an MQTT
+  link the audio is also retained on the broker, once, with a seal per target, until the
+  alert is over (:mod:`channels.loudspeaker.retained_audio`). Boxes holding their area's key
+  share one group command; others get their own. Command ids are stable, so a retry never
+  plays twice. ``accepted`` when the box's transport took it; an offline box or a link
+  failure is retryable (soon, ``offline_retry_seconds``, and at once when the box reconnects:
   :mod:`channels.loudspeaker.returning`), an unknown or misconfigured box is rejected for
   good.
 - Box acknowledgements become confirmations (:mod:`channels.loudspeaker.tracking`):
@@ -41,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import resource
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -77,6 +77,7 @@ from channels.loudspeaker.media import HOLD_SPARE, AudioLibrary
 from channels.loudspeaker.programmes import ProgrammeCache
 from channels.loudspeaker.retained_audio import RetainedAudio
 from channels.loudspeaker.returning import ReturningBoxes
+from channels.loudspeaker.roster import BoxRoster
 from channels.loudspeaker.sending import BatchSender, Member
 from channels.loudspeaker.stops import UnsentStops
 from channels.loudspeaker.tracking import AckTracker
@@ -84,7 +85,6 @@ from channels.loudspeaker.views import BoxViews
 from drivers.speaker import (
     BoxAck,
     BoxPresence,
-    BoxRegistration,
     HubEvent,
     SpeakerError,
     SpeakerFleetSimulator,
@@ -96,8 +96,6 @@ log = logging.getLogger(__name__)
 
 _AUDIO_KEEP_S = 30 * 86400.0
 """How long published audio is kept when the server renders none itself."""
-FILES_SPARE = 256
-"""Open files the rest of the server needs beside the boxes' (store, logs, API clients)."""
 SIMULATED_ONLINE_WITHIN_S = 5.0
 """How long ``simulate`` waits, once its boxes are connected, for the hub to count them online."""
 
@@ -121,27 +119,23 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         super().__init__(name, config, context)
         self.directory = context.data_dir / f"loudspeaker-{name}"
         base_url = f"{context.public_url.rstrip('/')}/channels/{name}"
+        self.views = BoxViews(lambda box_id: self.hub.last_heard(box_id) if self.hub else None)
+        self._planned = PlannedAreas()
+        self.roster = BoxRoster(config, self.views, self._planned)
         self.library = AudioLibrary(
             self.directory / "audio",
             base_url,
             self.config.audio_format,
-            self._command_key,
-            lambda: 2 * len(self._registered) + HOLD_SPARE,
+            self.roster.command_key,
+            lambda: 2 * len(self.roster) + HOLD_SPARE,
         )
         self.retained = RetainedAudio(
-            self.directory / "audio", self.config.audio_format, self._command_key
+            self.directory / "audio", self.config.audio_format, self.roster.command_key
         )
         self.hub: SpeakerHub | None = None
         self.fleet: SpeakerFleetSimulator | None = None
-        self._keyring = boxes.BoxKeyring({}, None)
-        self._area_keys: dict[str, bytes | None] = {}
-        self._registered: dict[str, BoxRegistration] = {}
-        self._targets: dict[str, tuple[Target, BoxRegistration, tuple[str, ...]]] = {}
-        self._targets_of_box: dict[str, set[str]] = {}
-        self.views = BoxViews(lambda box_id: self.hub.last_heard(box_id) if self.hub else None)
         self._tracker = AckTracker(self.confirm)
-        self._planned = PlannedAreas()
-        self.returning = ReturningBoxes(name, lambda box: self._targets_of_box.get(box, ()))
+        self.returning = ReturningBoxes(name, self.roster.targets_of)
         self._retrier: asyncio.Task[None] | None = None
         self._unsent_stops = UnsentStops()
         self._stopping: set[asyncio.Task[None]] = set()
@@ -172,12 +166,8 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
     async def start(self) -> None:
         settings = self.config
         try:
-            self._keyring = await asyncio.to_thread(
-                boxes.load_keyring, settings, self.context.data_dir
-            )
-            self._area_keys.clear()
-            self._targets.clear()  # registrations carry keys, and a new hub knows no box
-            self._registered.clear()
+            keyring = await asyncio.to_thread(boxes.load_keyring, settings, self.context.data_dir)
+            self.roster.reset(keyring)
             hub = SpeakerHub(settings.hub_config(self.directory))
         except (boxes.BoxRegistryError, SpeakerError) as exc:
             raise ChannelError(f"channel {self.name}: {exc}") from exc
@@ -185,7 +175,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         registry = await directory.all() if directory is not None else []
         for target in registry:
             try:
-                self._register(hub, target)
+                self.roster.register(hub, target)
             except boxes.BoxRegistryError as exc:
                 log.warning("channel %s: box of target %s skipped: %s", self.name, target.id, exc)
         try:
@@ -194,7 +184,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
             raise ChannelError(f"channel {self.name}: the box hub cannot start: {exc}") from exc
         self.hub = hub
         self.retained.start(hub, settings.audio_over_mqtt)
-        self._check_open_files()
+        self.roster.check_open_files(self.name)
         loop = asyncio.get_running_loop()
         hub.listen(self._event)
         if self.context.dispatch is not None:
@@ -202,28 +192,10 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         if settings.simulate:
             await self._simulate(hub)
 
-    def _check_open_files(self) -> None:
-        """Warn when this process may open fewer files than an alert to every box needs: a
-        socket for each box's download, and one for each box connected over TCP."""
-        registered = self._registered.values()
-        needed = len(registered) + sum(b.transport == "tcp" for b in registered) + FILES_SPARE
-        allowed = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if allowed != resource.RLIM_INFINITY and allowed < needed:
-            log.warning(
-                "channel %s: an alert to every box may need %d open files (boxes: %d; a download"
-                " each, a connection each over TCP), but this process may open only %d: the boxes"
-                " beyond would stay silent; raise LimitNOFILE in the server's unit"
-                " (systemd/broadcaster.service sets 1048576)",
-                self.name,
-                needed,
-                len(registered),
-                allowed,
-            )
-
     async def _simulate(self, hub: SpeakerHub) -> None:
         settings = self.config
         assert settings.master_secret is not None
-        simulated = [b for b in self._registered.values() if b.transport == "tcp"]
+        simulated = [b for b in self.roster.registrations() if b.transport == "tcp"]
         simulated = simulated[: settings.simulated_boxes_max]
         if simulated:
             self.fleet = await boxes.start_fleet(
@@ -269,63 +241,6 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
 
     # -- boxes -------------------------------------------------------------------------
 
-    def _register(self, hub: SpeakerHub, target: Target) -> tuple[BoxRegistration, tuple[str, ...]]:
-        """The target's box, registered with the hub, and its group areas (both kept per
-        target until the target changes)."""
-        known = self._known(target)
-        if known is not None:
-            return known
-        box = boxes.registration(target, self.config, self._keyring)
-        areas = self._group_areas(target)
-        self._targets[target.id] = (target, box, areas)
-        self._targets_of_box.setdefault(box.box_id, set()).add(target.id)
-        if self._registered.get(box.box_id) != box:
-            try:
-                hub.register(box)
-            except SpeakerError as exc:
-                raise boxes.BoxRegistryError(str(exc)) from exc
-            self._registered[box.box_id] = box
-            self.views.known(box.box_id, box.transport)
-            if box.transport == "mqtt":
-                self._planned.member(box.box_id, areas)
-        return box, areas
-
-    def _known(self, target: Target) -> tuple[BoxRegistration, tuple[str, ...]] | None:
-        """The registration and group areas kept for ``target``, unless it changed since."""
-        known = self._targets.get(target.id)
-        if known is None or (known[0] is not target and known[0] != target):
-            return None
-        return known[1], known[2]
-
-    def _group_areas(self, target: Target) -> tuple[str, ...]:
-        """The box's group areas when the server holds their keys, else none."""
-        areas = boxes.group_areas(target)
-        return areas if all(self._area_key(area) for area in areas) else ()
-
-    def _command_key(self, target: str) -> bytes | None:
-        """The key that signs commands to ``target`` (``box:<id>`` of a registered box, or
-        ``area:<code>`` of an area a registered box takes group commands for), else None."""
-        kind, _, name = target.partition(":")
-        if kind == "box":
-            box = self._registered.get(name)
-            return box.key if box is not None else None
-        return self._area_keys.get(name) if kind == "area" else None
-
-    def _area_key(self, area: str) -> bytes | None:
-        if area not in self._area_keys:
-            try:
-                self._area_keys[area] = self._keyring.area_key(area)
-            except boxes.BoxRegistryError:
-                self._area_keys[area] = None
-        return self._area_keys[area]
-
-    def _group_member(self, target: Target) -> tuple[str, tuple[str, ...], tuple[str, ...], str]:
-        """A box as :meth:`PlannedAreas.record` takes it."""
-        transport = str(target.params.get("transport", self.config.default_transport))
-        known = self._known(target)
-        areas = known[1] if known is not None else self._group_areas(target)
-        return boxes.box_id_of(target), areas, tuple(target.languages), transport
-
     async def wait_online(
         self, box_ids: Sequence[str], within_s: float, *, online: bool = True
     ) -> None:
@@ -352,7 +267,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         planned = [PlannedDelivery(target=target) for target in candidates]
         if self.hub is not None:
             grouped = [t for t in candidates if t.params.get("group_areas")]
-            self._planned.record(message.id, map(self._group_member, grouped))
+            self._planned.record(message.id, map(self.roster.group_member, grouped))
         return planned
 
     sends_in_batches = True
@@ -370,12 +285,12 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         members: list[Member] = []
         for index, delivery in enumerate(deliveries):
             try:
-                box, areas = self._register(hub, delivery.target)
+                box, areas = self.roster.register(hub, delivery.target)
             except boxes.BoxRegistryError as exc:
                 error = f"target {delivery.target.id}: {exc}"
                 results[index] = TargetRejectedError(error)
                 continue
-            key = self._area_key(areas[0]) if areas else None
+            key = self.roster.area_key(areas[0]) if areas else None
             members.append(Member(index, delivery, box, areas, key))
         await self._sender.send(hub, members, results)
         return results
@@ -460,7 +375,7 @@ class LoudspeakerChannel(Channel[LoudspeakerChannelConfig]):
         for delivery in deliveries:
             box_id = boxes.box_id_of(delivery.target)
             try:
-                areas = self._group_areas(delivery.target)
+                areas = self.roster.group_areas(delivery.target)
             except boxes.BoxRegistryError:
                 areas = ()
             cmd_id = commands.command_id("play", delivery)

@@ -49,7 +49,7 @@ def play_commands(system: SpeakerSystem, sent: Sent, alert: Any) -> dict[str, Pl
     """The alert's play commands the hub handed out, verified, by their ``to``."""
     found: dict[str, PlayUrl] = {}
     for data in sent.of(alert):
-        target, command = decode_command(data, system.channel._command_key)
+        target, command = decode_command(data, system.channel.roster.command_key)
         assert isinstance(command, PlayUrl)
         found[target] = command
     return found
@@ -72,7 +72,7 @@ async def test_the_alerts_audio_is_retained_once_with_a_seal_per_target(tmp_path
             media_sent = watch.count(media_topic(topic))
         notes = await retained_now(host, port)
         (published,) = system.channel.library.directory.glob("*.mp3")
-        keys = {target: system.channel._command_key(target) for target in TARGETS}
+        keys = {target: system.channel.roster.command_key(target) for target in TARGETS}
         (url,) = {command.url for command in commands.values()}
         async with (
             aiohttp.ClientSession() as session,

@@ -219,7 +219,7 @@ async def test_a_box_holding_another_key_is_never_played_to(tmp_path: Path) -> N
 async def test_start_warns_when_the_process_may_open_fewer_files_than_its_boxes_need(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import channels.loudspeaker.channel as module
+    import channels.loudspeaker.roster as module
 
     channel = lone_channel(tmp_path)
     needed = 2 + module.FILES_SPARE  # the one box's download and its TCP connection
