@@ -45,7 +45,10 @@ cores with what is measured, so they run on uvloop when it is installed (``--sim
 ``sim loop`` in the table; the bare subscribers too, so every kind has the same boxes): about a
 third less CPU per box than the standard event loop. CPU per delivery is the measured
 process's CPU from just before the POST (server) or the first send (hub) to the last
-confirmation, divided by the boxes. Each row carries the load average when it ended.
+confirmation, divided by the boxes; with several sizes the bench also splits each kind's CPU,
+by least squares, into a part per alert (the API, the plan, the render, what the window costs
+whatever the fleet) and a part per delivery, the marginal cost of one more box. Each row
+carries the load average when it ended.
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/bench_fanout.py [--quick] [--boxes
 10000,25000,50000,100000] [--kinds server-mqtt] [--sim-loop asyncio] [--repeat 3]``
@@ -84,7 +87,13 @@ from bench.fanout_fleet import (
     lean_fleet,
     mosquittos,
 )
-from bench.fanout_report import extrapolate, format_row, print_spread, print_table
+from bench.fanout_report import (
+    extrapolate,
+    format_row,
+    print_cpu_split,
+    print_spread,
+    print_table,
+)
 from drivers.mqtt import MqttClient
 from drivers.speaker import AckStage, BoxAck, HubEvent, SpeakerHub, SpeakerHubConfig
 from drivers.speaker.codec import CommandTemplate, box_target
@@ -423,6 +432,7 @@ def main() -> None:
                 results[kind, size] = run_one(kind, size, args)
     ran = {size for (_, size), result in results.items() if isinstance(result, dict)}
     print_table(sorted(ran), kinds, results)
+    print_cpu_split(sorted(ran), kinds, results)
     if args.play_s:
         print(f"(the boxes play each command {args.play_s:g} s: 'confirmed' includes that time)")
     for kind, size in too_big:

@@ -202,3 +202,28 @@ def extrapolate(kind: str, measured: dict[int, dict[str, Any]], size: int) -> st
         f"all started {started[0] + started[1] * size:.1f} s "
         f"({started[1] * 1000 * 1000:.0f} µs/box, load as measured)"
     )
+
+
+def print_cpu_split(
+    sizes: Sequence[int], kinds: Sequence[str], results: dict[tuple[str, int], Result]
+) -> None:
+    """For each server or hub kind measured at two sizes or more: its CPU as a least-squares
+    line through them, a part per alert (API, plan, render, and what a window costs
+    whatever the fleet) and a part per box, the marginal cost of a delivery."""
+    lines = []
+    for kind in kinds:
+        points = [
+            (size, result["cpu_s"])
+            for size in sizes
+            if isinstance(result := results.get((kind, size)), dict) and "cpu_s" in result
+        ]
+        if len(points) < 2:
+            continue
+        fixed, per_box = _line(points)
+        lines.append(
+            f"  {kind:<16} {fixed:6.2f} s per alert + {per_box * 1000:.3f} ms per delivery"
+            f" (through {', '.join(f'{n:,}' for n, _ in points)} boxes)"
+        )
+    if lines:
+        print("\nCPU of the server (or hub) split by least squares over the sizes measured:")
+        print("\n".join(lines))
