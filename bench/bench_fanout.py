@@ -176,13 +176,13 @@ class AckTimes:
     It runs on the server's event loop, so its CPU and memory count in the server's: per ack
     it appends the time and the event to a list (the events are the hub's own objects) and
     counts ``finished`` acks; which is each box's first of each stage is worked out after the
-    measured window (:meth:`times`). Only when as many ``finished`` acks came as there are
-    boxes does it look whether every box sent one (a box may repeat its acks)."""
+    measured window (:meth:`times`). The boxes that reported ``finished`` are kept as a set (a
+    box may repeat its acks): the window ends when every box has."""
 
     def __init__(self, expected: int) -> None:
         self.expected = expected
         self._acks: list[tuple[float, BoxAck]] = []
-        self._finished = 0
+        self._finished: set[str] = set()
         self.done = asyncio.Event()
 
     def on_event(self, event: HubEvent) -> None:
@@ -190,12 +190,8 @@ class AckTimes:
             return
         self._acks.append((time.time(), event))
         if event.stage is AckStage.FINISHED and event.cmd_id.startswith("play-"):
-            self._finished += 1
-            if (
-                self._finished >= self.expected
-                and not self.done.is_set()
-                and len(self.times()[AckStage.FINISHED]) == self.expected
-            ):
+            self._finished.add(event.box_id)
+            if len(self._finished) == self.expected:
                 self.done.set()
 
     def times(self) -> dict[AckStage, list[float]]:

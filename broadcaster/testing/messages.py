@@ -132,7 +132,7 @@ def contract_delivery(
 ) -> OutgoingDelivery:
     """Delivery ``delivery_id`` of ``message`` (by default :func:`contract_message`) to
     ``target`` (first attempt)."""
-    message = message or contract_message()
+    message = contract_message() if message is None else message
     return OutgoingDelivery(
         id=delivery_id,
         message=message,

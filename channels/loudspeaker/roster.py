@@ -72,7 +72,7 @@ class BoxRoster:
         if known is not None:
             return known
         box = boxes.registration(target, self._config, self._keyring)
-        areas = self._group_areas(target)
+        areas = self._areas_with_keys(target)
         self._targets[target.id] = (target, box, areas)
         self._targets_of_box.setdefault(box.box_id, set()).add(target.id)
         if self._registered.get(box.box_id) != box:
@@ -93,7 +93,7 @@ class BoxRoster:
             return None
         return known[1], known[2]
 
-    def _group_areas(self, target: Target) -> tuple[str, ...]:
+    def _areas_with_keys(self, target: Target) -> tuple[str, ...]:
         """The box's group areas when the server holds their keys, else none."""
         areas = boxes.group_areas(target)
         return areas if all(self.area_key(area) for area in areas) else ()
@@ -101,7 +101,7 @@ class BoxRoster:
     def group_areas(self, target: Target) -> tuple[str, ...]:
         """The target's group areas, as kept for it or as registering it would find them."""
         known = self._known(target)
-        return known[1] if known is not None else self._group_areas(target)
+        return known[1] if known is not None else self._areas_with_keys(target)
 
     def command_key(self, target: str) -> bytes | None:
         """The key that signs commands to ``target`` (``box:<id>`` of a registered box, or

@@ -136,7 +136,7 @@ class BoxAgent:
                 group.create_task(self._playback.run())
                 group.create_task(self._heartbeat_loop())
         finally:
-            await self._playback.close()  # what resuming scheduled, should run never start
+            await self._playback.close()  # also what resuming scheduled, if run never started
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
